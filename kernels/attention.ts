@@ -1,0 +1,184 @@
+// Causal attention over a KV cache's entries, with grouped-query heads and a
+// pluggable softmax.
+//
+// The queries come in "frames" (see src/cache/types.ts): each frame holds the
+// queries rotated to one query position and says which entries each query
+// row sees through it. The softmax runs jointly over all frames of a row, so
+// a streaming cache's sinks (one frame) and recent window (another) form one
+// distribution, exactly as if they had been re-encoded into one cache.
+//
+// Heads are grouped: with kvHeads < heads, head h reads kv head
+// floor(h / (heads / kvHeads)) (llama2.c's kv_mul, HF's repeat_kv).
+import * as tf from '@tensorflow/tfjs';
+import { batchMatMul, transposeLast } from './matmul.js';
+import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
+import { type SoftmaxVariant, softmaxWithSink } from './softmax.js';
+
+export interface AttentionFrame {
+  /** [heads, T, headDim], rotated to this frame's query positions. */
+  queries: tf.Tensor3D;
+  /** The frame's keys are entries [keyStart, keyEnd). */
+  keyStart: number;
+  keyEnd: number;
+  /** [T * 2]: query row t sees entries [rowRanges[2t], rowRanges[2t+1]), inside the frame's keys. */
+  rowRanges: Int32Array;
+}
+
+export interface SoftmaxSpec {
+  variant: SoftmaxVariant;
+  /** [heads]: the learned sink logits, for 'learned-sink'. */
+  sinkLogits?: tf.Tensor1D;
+}
+
+/** Scores of a masked-out entry: exp() of it is exactly 0 in float32. */
+const MASKED = -1e30;
+
+/** Additive mask [T, n] for one frame: 0 where row t sees entry keyStart + j, MASKED elsewhere. */
+function frameMask(frame: AttentionFrame, T: number): tf.Tensor2D {
+  const n = frame.keyEnd - frame.keyStart;
+  const mask = new Float32Array(T * n).fill(MASKED);
+  for (let t = 0; t < T; t++) {
+    const lo = frame.rowRanges[2 * t] - frame.keyStart;
+    const hi = frame.rowRanges[2 * t + 1] - frame.keyStart;
+    mask.fill(0, t * n + lo, t * n + hi);
+  }
+  return tf.tensor2d(mask, [T, n]);
+}
+
+/** The per-head extra logit of the softmax variant, shaped [kvHeads, group, 1, 1], or undefined. */
+function sinkLogitsGrouped(spec: SoftmaxSpec, kvHeads: number, group: number): tf.Tensor | undefined {
+  switch (spec.variant) {
+    case 'softmax':
+      return undefined;
+    case 'softmax1':
+      return tf.zeros([kvHeads, group, 1, 1]);
+    case 'learned-sink':
+      if (spec.sinkLogits === undefined) throw new Error("attention: 'learned-sink' needs sinkLogits");
+      return spec.sinkLogits.reshape([kvHeads, group, 1, 1]);
+  }
+}
+
+/** Attention with tfjs ops: any backend, any T, differentiable. */
+function attentionOps(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [heads, T, headDim] = frames[0]!.queries.shape;
+    const kvHeads = keys.shape[0];
+    const group = heads / kvHeads;
+    const scale = 1 / Math.sqrt(headDim);
+    const slices = frames.map((f) => {
+      const n = f.keyEnd - f.keyStart;
+      const whole = f.keyStart === 0 && f.keyEnd === keys.shape[1];
+      return {
+        k: whole ? keys : keys.slice([0, f.keyStart, 0], [kvHeads, n, headDim]),
+        v: whole ? values : values.slice([0, f.keyStart, 0], [kvHeads, n, headDim]),
+        n,
+      };
+    });
+    // scores: [kvHeads, group, T, n_f] per frame, joined along the entries
+    const scores = frames.map((f, i) => {
+      const q = f.queries.reshape<tf.Tensor3D>([kvHeads, group * T, headDim]);
+      const s = batchMatMul(q, transposeLast(slices[i]!.k)).mul<tf.Tensor3D>(scale);
+      return s.reshape([kvHeads, group, T, slices[i]!.n]).add(frameMask(f, T));
+    });
+    const joined = scores.length === 1 ? scores[0]! : tf.concat(scores, 3);
+    const probs = softmaxWithSink(joined, sinkLogitsGrouped(spec, kvHeads, group));
+    const perFrame = scores.length === 1 ? [probs] : tf.split(probs, slices.map((s) => s.n), 3);
+    // out: [kvHeads, group * T, headDim], summed over frames
+    const outs = perFrame.map((p, i) => batchMatMul(p.reshape<tf.Tensor3D>([kvHeads, group * T, slices[i]!.n]), slices[i]!.v));
+    const out = outs.length === 1 ? outs[0]! : tf.addN(outs);
+    return out.reshape([heads, T, headDim]) as tf.Tensor3D;
+  });
+}
+
+interface FusedAttrs {
+  frameCount: number;
+  keyStarts: number[];
+  rowRanges: Int32Array[];
+  variant: SoftmaxVariant;
+}
+
+// One loop for a few queries against the cache: the decode step. Inputs are
+// the frames' queries, then keys, values and (learned-sink) the sink logits.
+const fusedKernel: JsKernel<FusedAttrs> = {
+  name: 'StreamllmAttention',
+  outputShape: ([q]) => q!,
+  run(inputs, shapes, out, { frameCount, rowRanges, variant }) {
+    const [heads, T, headDim] = shapes[0] as [number, number, number];
+    const keys = inputs[frameCount]!;
+    const values = inputs[frameCount + 1]!;
+    const sinkLogits = inputs[frameCount + 2];
+    const [kvHeads, capacity] = shapes[frameCount] as [number, number];
+    const group = heads / kvHeads;
+    const scale = 1 / Math.sqrt(headDim);
+    let scores = new Float64Array(64);
+    const acc = new Float64Array(headDim);
+    for (let h = 0; h < heads; h++) {
+      const kvBase = Math.floor(h / group) * capacity;
+      for (let t = 0; t < T; t++) {
+        // 1. scores of every visible entry, frame after frame
+        let count = 0;
+        for (let f = 0; f < frameCount; f++) count += rowRanges[f]![2 * t + 1]! - rowRanges[f]![2 * t]!;
+        if (scores.length < count) scores = new Float64Array(2 * count);
+        let max = variant === 'softmax' ? -Infinity : variant === 'softmax1' ? 0 : sinkLogits![h]!;
+        const sink = max;
+        let s = 0;
+        for (let f = 0; f < frameCount; f++) {
+          const q = inputs[f]!;
+          const qOff = (h * T + t) * headDim;
+          for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
+            let k = (kvBase + j) * headDim;
+            let d0 = 0, d1 = 0, d2 = 0, d3 = 0; // prettier-ignore
+            let c = 0;
+            for (; c + 3 < headDim; c += 4, k += 4) {
+              d0 += q[qOff + c]! * keys[k]!;
+              d1 += q[qOff + c + 1]! * keys[k + 1]!;
+              d2 += q[qOff + c + 2]! * keys[k + 2]!;
+              d3 += q[qOff + c + 3]! * keys[k + 3]!;
+            }
+            for (; c < headDim; c++, k++) d0 += q[qOff + c]! * keys[k]!;
+            const score = (d0 + d1 + d2 + d3) * scale;
+            scores[s++] = score;
+            if (score > max) max = score;
+          }
+        }
+        // 2. softmax, with the variant's extra logit in the denominator
+        let z = variant === 'softmax' ? 0 : Math.exp(sink - max);
+        for (let i = 0; i < count; i++) z += scores[i] = Math.exp(scores[i]! - max);
+        // 3. probability-weighted sum of the values
+        acc.fill(0);
+        s = 0;
+        for (let f = 0; f < frameCount; f++) {
+          for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
+            const p = scores[s++]! / z;
+            let v = (kvBase + j) * headDim;
+            for (let c = 0; c < headDim; c++, v++) acc[c] += p * values[v]!;
+          }
+        }
+        out.set(acc, (h * T + t) * headDim);
+      }
+    }
+  },
+};
+
+/** Largest query block for which the fused loop beats matrix products. */
+const FUSED_MAX_QUERIES = 4;
+
+/**
+ * Attention of the frames' queries over keys/values: [kvHeads, n, headDim]
+ * (keys already rotated to their positions). Returns [heads, T, headDim].
+ */
+export function attention(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
+  const T = frames[0]!.queries.shape[1];
+  if (jsKernelsAvailable() && T <= FUSED_MAX_QUERIES && !tf.engine().isTapeOn()) {
+    const inputs = [...frames.map((f) => f.queries), keys, values];
+    if (spec.variant === 'learned-sink') inputs.push(spec.sinkLogits! as unknown as tf.Tensor3D);
+    const attrs: FusedAttrs = {
+      frameCount: frames.length,
+      keyStarts: frames.map((f) => f.keyStart),
+      rowRanges: frames.map((f) => f.rowRanges),
+      variant: spec.variant,
+    };
+    return runJsKernel(fusedKernel, inputs, attrs) as tf.Tensor3D;
+  }
+  return attentionOps(frames, keys, values, spec);
+}

@@ -1,0 +1,46 @@
+// RMSNorm (Zhang & Sennrich 2019), the Llama normalisation:
+//   y = x / sqrt(mean(x^2) + eps) * weight
+// One fused kernel on wasm/cpu; tfjs ops elsewhere. Differentiable on both.
+import * as tf from '@tensorflow/tfjs';
+import { customGrad } from './custom_grad.js';
+import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
+
+const rmsNormKernel: JsKernel<{ eps: number }> = {
+  name: 'StreamllmRmsNorm',
+  outputShape: ([x]) => x!,
+  run([x, w], [shape], out, { eps }) {
+    const dim = shape![shape!.length - 1]!;
+    for (let row = 0; row < x!.length; row += dim) {
+      let ss = 0;
+      for (let i = 0; i < dim; i++) ss += x![row + i]! * x![row + i]!;
+      const r = 1 / Math.sqrt(ss / dim + eps);
+      for (let i = 0; i < dim; i++) out[row + i] = x![row + i]! * r * w![i]!;
+    }
+  },
+};
+
+function rmsNormOps(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
+  return tf.tidy(() => x.mul(x.square().mean(-1, true).add(eps).rsqrt()).mul(weight));
+}
+
+/** x: [..., dim], weight: [dim] -> [..., dim] */
+export function rmsNorm<T extends tf.Tensor>(x: T, weight: tf.Tensor1D, eps: number): T {
+  if (!jsKernelsAvailable()) return rmsNormOps(x, weight, eps) as T;
+  if (!tf.engine().isTapeOn()) return runJsKernel(rmsNormKernel, [x, weight], { eps }) as T;
+  const f = customGrad(([xi, wi], save) => {
+    save([xi!, wi!]);
+    return {
+      value: runJsKernel(rmsNormKernel, [xi!, wi!], { eps }),
+      // With r = (mean(x^2) + eps)^-1/2 and g = dy * weight:
+      //   dx = r g - x r^3 mean(g x),   dweight = sum over rows of dy x r
+      gradFunc: (dy, [xs, ws]) => {
+        const r = xs!.square().mean(-1, true).add(eps).rsqrt();
+        const g = dy.mul(ws!);
+        const dx = g.mul(r).sub(xs!.mul(r.pow(3)).mul(g.mul(xs!).mean(-1, true)));
+        const dw = dy.mul(xs!).mul(r).reshape([-1, ws!.shape[0]!]).sum(0);
+        return [dx, dw];
+      },
+    };
+  });
+  return f(x, weight) as T;
+}

@@ -1,0 +1,124 @@
+// Rotary position embedding (Su et al. 2021). Each pair of channels of a
+// query or key is rotated by the angle position * theta^(-2i/rotaryDim).
+// Only position differences survive in q.k, which is what lets the cache
+// re-encode positions (see src/cache/types.ts).
+//
+// Two layouts pair the channels differently:
+//   pairs   (2i, 2i+1)            llama2.c and Meta's original checkpoints
+//   halves  (i, i + rotaryDim/2)  Hugging Face `rotate_half`
+// Channels past rotaryDim pass through (GPT-NeoX rotates only a fraction).
+import * as tf from '@tensorflow/tfjs';
+import { customGrad } from './custom_grad.js';
+import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
+
+export type RopeLayout = 'pairs' | 'halves';
+
+export interface RopeSpec {
+  theta: number;
+  layout: RopeLayout;
+  /** Channels rotated per head, even and at most headDim. */
+  rotaryDim: number;
+  /** Linear position scaling (HF rope_scaling type "linear"): position / scale. */
+  scale: number;
+}
+
+export interface RopeAngles {
+  cos: tf.Tensor2D; // [T, rotaryDim/2]
+  sin: tf.Tensor2D; // [T, rotaryDim/2]
+}
+
+/** Inverse frequency of pair i: theta^(-2i/rotaryDim). */
+export function inverseFrequency(spec: RopeSpec, i: number): number {
+  return 1 / Math.pow(spec.theta, (2 * i) / spec.rotaryDim);
+}
+
+/**
+ * cos and sin of every pair's angle at each position. Computed in float64 so
+ * that positions in the millions keep their accuracy, then stored as float32.
+ */
+export function ropeAngles(positions: ArrayLike<number>, spec: RopeSpec): RopeAngles {
+  const half = spec.rotaryDim / 2;
+  const cos = new Float32Array(positions.length * half);
+  const sin = new Float32Array(positions.length * half);
+  for (let t = 0; t < positions.length; t++) {
+    const p = positions[t]! / spec.scale;
+    for (let i = 0; i < half; i++) {
+      const angle = p * inverseFrequency(spec, i);
+      cos[t * half + i] = Math.cos(angle);
+      sin[t * half + i] = Math.sin(angle);
+    }
+  }
+  return {
+    cos: tf.tensor2d(cos, [positions.length, half]),
+    sin: tf.tensor2d(sin, [positions.length, half]),
+  };
+}
+
+interface RopeAttrs {
+  pairs: boolean;
+  rotaryDim: number;
+  /** +1 rotates forwards; -1 backwards (the transpose, used by the gradient). */
+  direction: number;
+}
+
+const ropeKernel: JsKernel<RopeAttrs> = {
+  name: 'StreamllmRope',
+  outputShape: ([x]) => x!,
+  run([x, cos, sin], [shape], out, { pairs, rotaryDim, direction }) {
+    const [heads, T, headDim] = shape as [number, number, number];
+    const half = rotaryDim / 2;
+    // index of the two channels of pair i within a head
+    const first = (i: number) => (pairs ? 2 * i : i);
+    const second = (i: number) => (pairs ? 2 * i + 1 : i + half);
+    for (let h = 0; h < heads; h++) {
+      for (let t = 0; t < T; t++) {
+        const base = (h * T + t) * headDim;
+        for (let i = 0; i < half; i++) {
+          const c = cos![t * half + i]!;
+          const s = direction * sin![t * half + i]!;
+          const a = x![base + first(i)]!;
+          const b = x![base + second(i)]!;
+          out[base + first(i)] = a * c - b * s;
+          out[base + second(i)] = a * s + b * c;
+        }
+        for (let j = rotaryDim; j < headDim; j++) out[base + j] = x![base + j]!;
+      }
+    }
+  },
+};
+
+/** The rotation in tfjs ops, for backends without direct memory (and as autodiff's reference). */
+function ropeOps(x: tf.Tensor3D, { cos, sin }: RopeAngles, spec: RopeSpec): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [heads, T, headDim] = x.shape;
+    const half = spec.rotaryDim / 2;
+    const rotated = spec.rotaryDim === headDim ? x : x.slice([0, 0, 0], [heads, T, spec.rotaryDim]);
+    let a: tf.Tensor;
+    let b: tf.Tensor;
+    if (spec.layout === 'pairs') {
+      const pairs = rotated.reshape([heads, T, half, 2]);
+      a = pairs.slice([0, 0, 0, 0], [heads, T, half, 1]).reshape([heads, T, half]);
+      b = pairs.slice([0, 0, 0, 1], [heads, T, half, 1]).reshape([heads, T, half]);
+    } else {
+      a = rotated.slice([0, 0, 0], [heads, T, half]);
+      b = rotated.slice([0, 0, half], [heads, T, half]);
+    }
+    const ra = a.mul(cos).sub(b.mul(sin));
+    const rb = a.mul(sin).add(b.mul(cos));
+    const joined =
+      spec.layout === 'pairs' ? tf.stack([ra, rb], 3).reshape([heads, T, spec.rotaryDim]) : tf.concat([ra, rb], 2);
+    if (spec.rotaryDim === headDim) return joined as tf.Tensor3D;
+    return tf.concat([joined, x.slice([0, 0, spec.rotaryDim], [heads, T, headDim - spec.rotaryDim])], 2) as tf.Tensor3D;
+  });
+}
+
+/** Rotate x: [heads, T, headDim] at the T positions of `angles`. */
+export function applyRope(x: tf.Tensor3D, angles: RopeAngles, spec: RopeSpec): tf.Tensor3D {
+  if (!jsKernelsAvailable()) return ropeOps(x, angles, spec);
+  const attrs = (direction: number): RopeAttrs => ({ pairs: spec.layout === 'pairs', rotaryDim: spec.rotaryDim, direction });
+  const forward = (t: tf.Tensor, direction: number) => runJsKernel(ropeKernel, [t, angles.cos, angles.sin], attrs(direction));
+  if (!tf.engine().isTapeOn()) return forward(x, 1) as tf.Tensor3D;
+  // A rotation's transpose is the rotation the other way.
+  const f = customGrad(([xi]) => ({ value: forward(xi!, 1), gradFunc: (dy) => forward(dy, -1) }));
+  return f(x) as tf.Tensor3D;
+}

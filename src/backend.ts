@@ -1,0 +1,84 @@
+// Backend selection, done once at start-up.
+//
+//   tensorflow  @tensorflow/tfjs-node-gpu (CUDA), else @tensorflow/tfjs-node;
+//               optional peer dependencies, used only when installed
+//   wasm        @tensorflow/tfjs-backend-wasm (XNNPACK + SIMD): the default here
+//   cpu         plain JavaScript, always present, about 40x slower than wasm
+//
+// The tensorflow packages are loaded with a dynamic import so that nothing
+// depends on them being installed; their install step downloads libtensorflow,
+// which this project never requires.
+import * as tf from '@tensorflow/tfjs';
+import { createRequire } from 'node:module';
+import { BackendError, UsageError } from './errors.js';
+
+export const BACKENDS = ['tensorflow', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+const require = createRequire(import.meta.url);
+
+/** Which of the optional tensorflow packages is importable, GPU first. */
+function installedTensorflowPackage(): string | undefined {
+  for (const name of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      require.resolve(name);
+      return name;
+    } catch {
+      // not installed: try the next one
+    }
+  }
+  return undefined;
+}
+
+async function startTensorflow(): Promise<void> {
+  const pkg = installedTensorflowPackage();
+  if (pkg === undefined) {
+    throw new BackendError(
+      "--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed " +
+        '(npm install @tensorflow/tfjs-node, or @tensorflow/tfjs-node-gpu for CUDA)',
+    );
+  }
+  await import(pkg); // registers the 'tensorflow' backend on the shared engine
+  if (!(await tf.setBackend('tensorflow'))) throw new BackendError(`--backend tensorflow: ${pkg} failed to start`);
+}
+
+async function startWasm(): Promise<void> {
+  await import('@tensorflow/tfjs-backend-wasm');
+  if (!(await tf.setBackend('wasm'))) throw new BackendError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to start');
+}
+
+async function startCpu(): Promise<void> {
+  if (!(await tf.setBackend('cpu'))) throw new BackendError('--backend cpu: the cpu backend failed to start');
+}
+
+export function parseBackendName(value: string): BackendName {
+  if ((BACKENDS as readonly string[]).includes(value)) return value as BackendName;
+  throw new UsageError(`--backend: expected one of ${BACKENDS.join(', ')}, got '${value}'`);
+}
+
+/**
+ * Start the requested backend, or the best one available: tensorflow when
+ * installed, else wasm, else cpu. Returns the name of the backend that runs.
+ */
+export async function initBackend(requested?: BackendName): Promise<BackendName> {
+  if (requested !== undefined) {
+    if (tf.getBackend() === requested) return requested;
+    await { tensorflow: startTensorflow, wasm: startWasm, cpu: startCpu }[requested]();
+    return requested;
+  }
+  if (installedTensorflowPackage() !== undefined) {
+    try {
+      await startTensorflow();
+      return 'tensorflow';
+    } catch {
+      // fall through to wasm
+    }
+  }
+  try {
+    await startWasm();
+    return 'wasm';
+  } catch {
+    await startCpu();
+    return 'cpu';
+  }
+}

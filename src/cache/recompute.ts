@@ -1,0 +1,31 @@
+// Sliding window with re-computation: the paper's stable but slow baseline.
+// It keeps no keys or values at all, only the last W token ids; for every
+// new token the whole window is run through the model from scratch, at
+// positions 0..n-1. Quadratic work per token, which is what StreamingLLM's
+// up-to-22x speed-up is measured against.
+export class RecomputeWindow {
+  private readonly ids: number[] = [];
+  private streamLength = 0;
+
+  constructor(readonly windowSize: number) {
+    if (!Number.isInteger(windowSize) || windowSize < 1) throw new RangeError(`windowSize: expected an integer >= 1, got ${windowSize}`);
+  }
+
+  /** Tokens the stream has seen. */
+  get length(): number {
+    return this.streamLength;
+  }
+
+  /** Append a token; returns the window to re-run, ending with it. */
+  push(id: number): readonly number[] {
+    this.ids.push(id);
+    if (this.ids.length > this.windowSize) this.ids.shift();
+    this.streamLength++;
+    return this.ids;
+  }
+
+  reset(): void {
+    this.ids.length = 0;
+    this.streamLength = 0;
+  }
+}

@@ -1,0 +1,48 @@
+// Fixed-size key/value storage for one cache: per layer, two tensors of
+// [kvHeads, slots, headDim] written in place (kernels/cache_write.ts).
+import * as tf from '@tensorflow/tfjs';
+import { writeEntries } from '../../kernels/cache_write.js';
+import type { CacheShape } from './types.js';
+
+export class EntryStorage {
+  readonly keys: tf.Tensor3D[];
+  readonly values: tf.Tensor3D[];
+
+  constructor(
+    readonly shape: CacheShape,
+    readonly slots: number,
+  ) {
+    const dims: [number, number, number] = [shape.kvHeads, slots, shape.headDim];
+    this.keys = Array.from({ length: shape.layers }, () => tf.keep(tf.zeros(dims)));
+    this.values = Array.from({ length: shape.layers }, () => tf.keep(tf.zeros(dims)));
+  }
+
+  get byteSize(): number {
+    return 2 * this.shape.layers * this.shape.kvHeads * this.slots * this.shape.headDim * 4;
+  }
+
+  /** Write rows [from, from + count) of keys/values [kvHeads, T, headDim] to slots [slot, slot + count). */
+  write(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D, slot: number, from = 0, count = keys.shape[1]): void {
+    const pick = (t: tf.Tensor3D) =>
+      from === 0 && count === t.shape[1] ? t : t.slice([0, from, 0], [t.shape[0], count, t.shape[2]]);
+    const k = pick(keys);
+    const v = pick(values);
+    this.keys[layer] = writeEntries(this.keys[layer]!, k, slot);
+    this.values[layer] = writeEntries(this.values[layer]!, v, slot);
+    if (k !== keys) k.dispose();
+    if (v !== values) v.dispose();
+  }
+
+  /** Slots [slot, slot + count) of a layer, as new tensors. */
+  read(layer: number, slot: number, count: number): { keys: tf.Tensor3D; values: tf.Tensor3D } {
+    const { kvHeads, headDim } = this.shape;
+    return {
+      keys: this.keys[layer]!.slice([0, slot, 0], [kvHeads, count, headDim]),
+      values: this.values[layer]!.slice([0, slot, 0], [kvHeads, count, headDim]),
+    };
+  }
+
+  dispose(): void {
+    tf.dispose([...this.keys, ...this.values]);
+  }
+}

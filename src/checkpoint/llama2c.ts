@@ -1,0 +1,200 @@
+// llama2.c checkpoints (Karpathy's run.c format).
+//
+// Legacy (version 0): seven int32 (dim, hidden_dim, n_layers, n_heads,
+// n_kv_heads, vocab_size, seq_len), then float32 tensors: token_embedding,
+// rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final, freq_cis_real,
+// freq_cis_imag and, when vocab_size is negative, a separate classifier.
+//
+// Version 1: a 256-byte header (magic "ak42", int32 version 1, the seven
+// int32, a uint8 shared-classifier flag), then float32 rms_att, rms_ffn,
+// rms_final, token_embedding, wq, wk, wv, wo, w1, w2, w3 and the classifier
+// when not shared.
+//
+// Matrices are [out, in], row-major. RoPE rotates adjacent pairs.
+import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { FileFormatError } from '../errors.js';
+
+export interface LlamaShape {
+  dim: number;
+  hiddenDim: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  vocabSize: number;
+  maxSeqLen: number;
+  sharedClassifier: boolean;
+}
+
+/** The tensors of a llama2.c checkpoint, flat, in the file's layout ([out, in]). */
+export interface LlamaTensors {
+  shape: LlamaShape;
+  tokenEmbedding: Float32Array; // [vocab, dim]
+  rmsAtt: Float32Array; // [layers, dim]
+  wq: Float32Array; // [layers, dim, dim]
+  wk: Float32Array; // [layers, kvDim, dim]
+  wv: Float32Array; // [layers, kvDim, dim]
+  wo: Float32Array; // [layers, dim, dim]
+  rmsFfn: Float32Array; // [layers, dim]
+  w1: Float32Array; // [layers, hidden, dim]
+  w2: Float32Array; // [layers, dim, hidden]
+  w3: Float32Array; // [layers, hidden, dim]
+  rmsFinal: Float32Array; // [dim]
+  classifier?: Float32Array; // [vocab, dim], when not shared
+}
+
+const MAGIC = 0x616b3432; // "ak42" read as a little-endian uint32
+const V1_HEADER_BYTES = 256;
+
+type TensorName = Exclude<keyof LlamaTensors, 'shape'>;
+
+/** Element counts of every tensor, in the order the given version stores them. */
+function layout(s: LlamaShape, version: 0 | 1): [TensorName | 'freqCis', number][] {
+  const kvDim = (s.dim * s.kvHeads) / s.heads;
+  const L = s.layers;
+  const sizes: Record<TensorName | 'freqCis', number> = {
+    tokenEmbedding: s.vocabSize * s.dim,
+    rmsAtt: L * s.dim,
+    wq: L * s.dim * s.dim,
+    wk: L * kvDim * s.dim,
+    wv: L * kvDim * s.dim,
+    wo: L * s.dim * s.dim,
+    rmsFfn: L * s.dim,
+    w1: L * s.hiddenDim * s.dim,
+    w2: L * s.dim * s.hiddenDim,
+    w3: L * s.hiddenDim * s.dim,
+    rmsFinal: s.dim,
+    freqCis: s.maxSeqLen * (s.dim / s.heads), // real and imaginary halves together
+    classifier: s.vocabSize * s.dim,
+  };
+  const order: (TensorName | 'freqCis')[] =
+    version === 0
+      ? ['tokenEmbedding', 'rmsAtt', 'wq', 'wk', 'wv', 'wo', 'rmsFfn', 'w1', 'w2', 'w3', 'rmsFinal', 'freqCis']
+      : ['rmsAtt', 'rmsFfn', 'rmsFinal', 'tokenEmbedding', 'wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'];
+  if (!s.sharedClassifier) order.push('classifier');
+  return order.map((name) => [name, sizes[name]]);
+}
+
+function checkShape(file: string, s: LlamaShape): void {
+  const fields: [string, number][] = [
+    ['dim', s.dim],
+    ['hidden_dim', s.hiddenDim],
+    ['n_layers', s.layers],
+    ['n_heads', s.heads],
+    ['n_kv_heads', s.kvHeads],
+    ['vocab_size', s.vocabSize],
+    ['seq_len', s.maxSeqLen],
+  ];
+  for (const [name, v] of fields) {
+    if (!(v > 0)) throw new FileFormatError(file, `header field ${name} must be positive, got ${v}`);
+  }
+  if (s.dim % s.heads !== 0) throw new FileFormatError(file, `n_heads (${s.heads}) does not divide dim (${s.dim})`);
+  if (s.heads % s.kvHeads !== 0) throw new FileFormatError(file, `n_kv_heads (${s.kvHeads}) does not divide n_heads (${s.heads})`);
+  if ((s.dim / s.heads) % 2 !== 0) throw new FileFormatError(file, `head size ${s.dim / s.heads} must be even for RoPE`);
+}
+
+function readExactly(fd: number, file: string, bytes: number, position: number): Buffer {
+  const buf = Buffer.alloc(bytes);
+  const got = readSync(fd, buf, 0, bytes, position);
+  if (got !== bytes) throw new FileFormatError(file, `truncated: expected ${bytes} bytes at offset ${position}, got ${got}`);
+  return buf;
+}
+
+/** Read and validate a llama2.c checkpoint (either version). */
+export function readLlama2c(file: string): LlamaTensors {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    throw new FileFormatError(file, `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  try {
+    const fileBytes = fstatSync(fd).size;
+    if (fileBytes < 28) throw new FileFormatError(file, `too small for a llama2.c checkpoint (${fileBytes} bytes)`);
+    const head = readExactly(fd, file, Math.min(fileBytes, V1_HEADER_BYTES), 0);
+    const version: 0 | 1 = head.readUInt32LE(0) === MAGIC ? 1 : 0;
+    if (version === 1) {
+      if (fileBytes < V1_HEADER_BYTES) throw new FileFormatError(file, 'truncated version-1 header');
+      const v = head.readInt32LE(4);
+      if (v !== 1) throw new FileFormatError(file, `unsupported llama2.c format version ${v} (supported: legacy 0, float32 1)`);
+    }
+    const at = version === 1 ? 8 : 0;
+    const int = (i: number) => head.readInt32LE(at + 4 * i);
+    const rawVocab = int(5);
+    const shape: LlamaShape = {
+      dim: int(0),
+      hiddenDim: int(1),
+      layers: int(2),
+      heads: int(3),
+      kvHeads: int(4),
+      vocabSize: Math.abs(rawVocab),
+      maxSeqLen: int(6),
+      sharedClassifier: version === 1 ? head.readUInt8(36) === 1 : rawVocab > 0,
+    };
+    checkShape(file, shape);
+    const tensors = layout(shape, version);
+    const headerBytes = version === 1 ? V1_HEADER_BYTES : 28;
+    const expected = headerBytes + 4 * tensors.reduce((n, [, size]) => n + size, 0);
+    if (fileBytes !== expected) {
+      const what = fileBytes < expected ? 'truncated' : 'oversized';
+      throw new FileFormatError(file, `${what}: the header describes ${expected} bytes but the file has ${fileBytes}`);
+    }
+    const out: Partial<LlamaTensors> = { shape };
+    let offset = headerBytes;
+    for (const [name, size] of tensors) {
+      if (name !== 'freqCis') {
+        const buf = readExactly(fd, file, 4 * size, offset);
+        out[name] = new Float32Array(buf.buffer, buf.byteOffset, size);
+      }
+      offset += 4 * size;
+    }
+    return out as LlamaTensors;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Write a legacy (version 0) checkpoint, the format llama2.c's run.c reads.
+ * Written to a temporary name and renamed, so a failure leaves no half file.
+ */
+export function writeLlama2c(file: string, t: LlamaTensors): void {
+  const s = t.shape;
+  checkShape(file, s);
+  const header = Buffer.alloc(28);
+  const ints = [s.dim, s.hiddenDim, s.layers, s.heads, s.kvHeads, s.sharedClassifier ? s.vocabSize : -s.vocabSize, s.maxSeqLen];
+  ints.forEach((v, i) => header.writeInt32LE(v, 4 * i));
+  const headSize = s.dim / s.heads;
+  const freqReal = new Float32Array(s.maxSeqLen * (headSize / 2));
+  const freqImag = new Float32Array(s.maxSeqLen * (headSize / 2));
+  for (let p = 0; p < s.maxSeqLen; p++) {
+    for (let i = 0; i < headSize / 2; i++) {
+      const angle = p / Math.pow(10000, (2 * i) / headSize);
+      freqReal[p * (headSize / 2) + i] = Math.cos(angle);
+      freqImag[p * (headSize / 2) + i] = Math.sin(angle);
+    }
+  }
+  const parts: Float32Array[] = [];
+  for (const [name, size] of layout(s, 0)) {
+    if (name === 'freqCis') {
+      parts.push(freqReal, freqImag);
+      continue;
+    }
+    const data = t[name];
+    if (data === undefined || data.length !== size) {
+      throw new Error(`writeLlama2c: ${name} has ${data?.length ?? 0} values, expected ${size}`);
+    }
+    parts.push(data);
+  }
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, header);
+    for (const part of parts) writeSync(fd, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, file);
+}

@@ -1,0 +1,30 @@
+// Errors a user can fix. Each carries one line that names the file, field or
+// flag and says what was expected; the CLI prints it and exits with code 2.
+// Anything else that escapes is a bug and keeps its stack trace.
+
+export class StreamllmError extends Error {
+  override name = 'StreamllmError';
+}
+
+/** A bad command-line flag or API argument. */
+export class UsageError extends StreamllmError {
+  override name = 'UsageError';
+}
+
+/** A file that cannot be read or is not what it claims to be. */
+export class FileFormatError extends StreamllmError {
+  override name = 'FileFormatError';
+  constructor(readonly file: string, detail: string) {
+    super(`${file}: ${detail}`);
+  }
+}
+
+/** A model configuration that the engine cannot run. */
+export class ConfigError extends StreamllmError {
+  override name = 'ConfigError';
+}
+
+/** A backend that was asked for but is not installed or failed to start. */
+export class BackendError extends StreamllmError {
+  override name = 'BackendError';
+}

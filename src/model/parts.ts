@@ -1,0 +1,29 @@
+// The two per-layer parts that differ between families: the normalisation
+// and the feed-forward network.
+import type * as tf from '@tensorflow/tfjs';
+import { linear } from '../../kernels/matmul.js';
+import { rmsNorm } from '../../kernels/rmsnorm.js';
+import { swiglu } from '../../kernels/swiglu.js';
+import { ConfigError } from '../errors.js';
+import type { ModelConfig } from './config.js';
+import type { LayerWeights, Norm } from './weights.js';
+
+/** x: [T, dim] -> [T, dim] */
+export function norm(config: ModelConfig, w: Norm, x: tf.Tensor2D): tf.Tensor2D {
+  switch (config.norm) {
+    case 'rmsnorm':
+      return rmsNorm(x, w.weight, config.normEps);
+    case 'layernorm':
+      throw new ConfigError('layernorm models are not supported yet');
+  }
+}
+
+/** x: [T, dim] -> [T, dim] */
+export function mlp(config: ModelConfig, w: LayerWeights, x: tf.Tensor2D): tf.Tensor2D {
+  switch (config.mlp) {
+    case 'swiglu':
+      return linear(swiglu(linear(x, w.up.weight, w.up.bias)), w.down.weight, w.down.bias);
+    case 'gelu':
+      throw new ConfigError('gelu MLPs are not supported yet');
+  }
+}

@@ -1,0 +1,135 @@
+// The forward pass: token ids in, logits out, one block of tokens at a time,
+// reading and writing keys and values through a KV cache.
+//
+//   x = embed(ids)                                      [T, dim]
+//   for each layer:
+//     x = x + attention(norm(x))   (keys/values through the cache)
+//     x = x + mlp(norm(x))
+//   logits = norm(x) @ classifier                       [T, vocab]
+//
+// GPT-NeoX's parallel residual computes both branches from the same x.
+import * as tf from '@tensorflow/tfjs';
+import { attention, type AttentionFrame } from '../../kernels/attention.js';
+import { embed } from '../../kernels/embedding.js';
+import { linear } from '../../kernels/matmul.js';
+import { applyRope, type RopeAngles, ropeAngles } from '../../kernels/rope.js';
+import type { BlockView, KVCache } from '../cache/types.js';
+import type { ModelConfig } from './config.js';
+import { mlp, norm } from './parts.js';
+import type { LayerWeights, Model } from './weights.js';
+
+/** Stands for the learned sink token (sinkToken models) in an id list. */
+export const SINK_TOKEN = -1;
+
+/** The rotations one block needs, shared by all layers. */
+interface BlockAngles {
+  keys: RopeAngles;
+  frames: RopeAngles[];
+}
+
+/** [T, n * headDim] -> [n, T, headDim] */
+function splitHeads(x: tf.Tensor2D, n: number, headDim: number): tf.Tensor3D {
+  const T = x.shape[0];
+  if (T === 1) return x.reshape([n, 1, headDim]); // no copy needed for one token
+  return x.reshape([T, n, headDim]).transpose([1, 0, 2]);
+}
+
+/** [n, T, headDim] -> [T, n * headDim] */
+function mergeHeads(x: tf.Tensor3D): tf.Tensor2D {
+  const [n, T, headDim] = x.shape;
+  if (T === 1) return x.reshape([1, n * headDim]);
+  return x.transpose([1, 0, 2]).reshape([T, n * headDim]);
+}
+
+/** Token embeddings [T, dim]; SINK_TOKEN entries take the learned sink embedding. */
+export function embedTokens(model: Model, ids: ArrayLike<number>): tf.Tensor2D {
+  const { embedding, sinkEmbedding } = model.weights;
+  const list = Array.from(ids);
+  if (!list.includes(SINK_TOKEN)) return embed(embedding, list);
+  if (sinkEmbedding === undefined) throw new Error('embedTokens: SINK_TOKEN given to a model without a sink embedding');
+  return tf.tidy(() => {
+    const rows: tf.Tensor2D[] = [];
+    for (let i = 0; i < list.length; ) {
+      let j = i;
+      if (list[i] === SINK_TOKEN) {
+        rows.push(sinkEmbedding.reshape([1, -1]));
+        j++;
+      } else {
+        while (j < list.length && list[j] !== SINK_TOKEN) j++;
+        rows.push(embed(embedding, list.slice(i, j)));
+      }
+      i = j;
+    }
+    return tf.concat(rows, 0);
+  });
+}
+
+/** Self-attention of one layer; x: [T, dim] (already normalised) -> [T, dim]. */
+function selfAttention(
+  config: ModelConfig,
+  w: LayerWeights,
+  x: tf.Tensor2D,
+  layer: number,
+  cache: KVCache,
+  view: BlockView,
+  angles: BlockAngles,
+): tf.Tensor2D {
+  const { heads, kvHeads, headDim } = config;
+  // qkv: [T, (heads + 2 kvHeads) * headDim]
+  const qkv = linear(x, w.qkv.weight, w.qkv.bias);
+  const [q, k, v] = tf.split(qkv, [heads * headDim, kvHeads * headDim, kvHeads * headDim], 1) as tf.Tensor2D[];
+  // Keys are rotated once, at their own position, and stored that way.
+  const keys = applyRope(splitHeads(k!, kvHeads, headDim), angles.keys, config.rope); // [kvHeads, T, headDim]
+  const entries = cache.store(layer, keys, splitHeads(v!, kvHeads, headDim));
+  // Queries are rotated once per frame of the view.
+  const queries = splitHeads(q!, heads, headDim); // [heads, T, headDim]
+  const frames: AttentionFrame[] = view.frames.map((f, i) => ({
+    queries: applyRope(queries, angles.frames[i]!, config.rope),
+    keyStart: f.keyStart,
+    keyEnd: f.keyEnd,
+    rowRanges: f.rowRanges,
+  }));
+  const out = attention(frames, entries.keys, entries.values, { variant: config.softmax, sinkLogits: w.sinkLogits });
+  return linear(mergeHeads(out), w.out.weight, w.out.bias);
+}
+
+/** One transformer layer; x: [T, dim] -> [T, dim]. */
+function transformerLayer(
+  config: ModelConfig,
+  w: LayerWeights,
+  x: tf.Tensor2D,
+  layer: number,
+  cache: KVCache,
+  view: BlockView,
+  angles: BlockAngles,
+): tf.Tensor2D {
+  const attend = (h: tf.Tensor2D) => selfAttention(config, w, h, layer, cache, view, angles);
+  if (config.parallelResidual) {
+    return x.add<tf.Tensor2D>(attend(norm(config, w.attnNorm, x))).add<tf.Tensor2D>(mlp(config, w, norm(config, w.mlpNorm, x)));
+  }
+  const h = x.add<tf.Tensor2D>(attend(norm(config, w.attnNorm, x)));
+  return h.add<tf.Tensor2D>(mlp(config, w, norm(config, w.mlpNorm, h)));
+}
+
+/**
+ * Run a block of tokens through the model at the cache's current stream
+ * position. Returns logits [T, vocab], or [1, vocab] for the last token only.
+ */
+export function forward(model: Model, ids: ArrayLike<number>, cache: KVCache, logits: 'all' | 'last' = 'all'): tf.Tensor2D {
+  const { config, weights } = model;
+  const view = cache.begin(ids.length);
+  try {
+    return tf.tidy(() => {
+      const angles: BlockAngles = {
+        keys: ropeAngles(view.keyPositions, config.rope),
+        frames: view.frames.map((f) => ropeAngles(f.queryPositions, config.rope)),
+      };
+      let x = embedTokens(model, ids); // [T, dim]
+      for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, cache, view, angles);
+      if (logits === 'last' && x.shape[0] > 1) x = x.slice([x.shape[0] - 1, 0], [1, config.dim]);
+      return linear(norm(config, weights.finalNorm, x), weights.classifier) as tf.Tensor2D; // [T, vocab]
+    });
+  } finally {
+    cache.end();
+  }
+}
