@@ -116,9 +116,17 @@ function ropeOps(x: tf.Tensor3D, { cos, sin }: RopeAngles, spec: RopeSpec): tf.T
 export function applyRope(x: tf.Tensor3D, angles: RopeAngles, spec: RopeSpec): tf.Tensor3D {
   if (!jsKernelsAvailable()) return ropeOps(x, angles, spec);
   const attrs = (direction: number): RopeAttrs => ({ pairs: spec.layout === 'pairs', rotaryDim: spec.rotaryDim, direction });
-  const forward = (t: tf.Tensor, direction: number) => runJsKernel(ropeKernel, [t, angles.cos, angles.sin], attrs(direction));
-  if (!tf.engine().isTapeOn()) return forward(x, 1) as tf.Tensor3D;
-  // A rotation's transpose is the rotation the other way.
-  const f = customGrad(([xi]) => ({ value: forward(xi!, 1), gradFunc: (dy) => forward(dy, -1) }));
-  return f(x) as tf.Tensor3D;
+  const rotate = (t: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, direction: number) => runJsKernel(ropeKernel, [t, cos, sin], attrs(direction));
+  if (!tf.engine().isTapeOn()) return rotate(x, angles.cos, angles.sin, 1) as tf.Tensor3D;
+  // A rotation's transpose is the rotation the other way. The angles are
+  // saved for the backward pass (the forward's scope disposes them) and get
+  // no gradient.
+  const f = customGrad(([xi, cos, sin], save) => {
+    save([cos!, sin!]);
+    return {
+      value: rotate(xi!, cos!, sin!, 1),
+      gradFunc: (dy, [c, s]) => [rotate(dy, c!, s!, -1), tf.zerosLike(c!), tf.zerosLike(s!)],
+    };
+  });
+  return f(x, angles.cos, angles.sin) as tf.Tensor3D;
 }
