@@ -8,7 +8,6 @@
 //   halves  (i, i + rotaryDim/2)  Hugging Face `rotate_half`
 // Channels past rotaryDim pass through (GPT-NeoX rotates only a fraction).
 import * as tf from '@tensorflow/tfjs';
-import { customGrad } from './custom_grad.js';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 
 export type RopeLayout = 'pairs' | 'halves';
@@ -85,6 +84,11 @@ const ropeKernel: JsKernel<RopeAttrs> = {
       }
     }
   },
+  // A rotation's transpose is the rotation the other way; the angles get no gradient.
+  gradient: {
+    save: [1, 2],
+    grads: (dy, [cos, sin], attrs) => ({ 0: () => runJsKernel(ropeKernel, [dy, cos!, sin!], { ...attrs, direction: -attrs.direction }) }),
+  },
 };
 
 /** The rotation in tfjs ops, for backends without direct memory (and as autodiff's reference). */
@@ -115,18 +119,6 @@ function ropeOps(x: tf.Tensor3D, { cos, sin }: RopeAngles, spec: RopeSpec): tf.T
 /** Rotate x: [heads, T, headDim] at the T positions of `angles`. */
 export function applyRope(x: tf.Tensor3D, angles: RopeAngles, spec: RopeSpec): tf.Tensor3D {
   if (!jsKernelsAvailable()) return ropeOps(x, angles, spec);
-  const attrs = (direction: number): RopeAttrs => ({ pairs: spec.layout === 'pairs', rotaryDim: spec.rotaryDim, direction });
-  const rotate = (t: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, direction: number) => runJsKernel(ropeKernel, [t, cos, sin], attrs(direction));
-  if (!tf.engine().isTapeOn()) return rotate(x, angles.cos, angles.sin, 1) as tf.Tensor3D;
-  // A rotation's transpose is the rotation the other way. The angles are
-  // saved for the backward pass (the forward's scope disposes them) and get
-  // no gradient.
-  const f = customGrad(([xi, cos, sin], save) => {
-    save([cos!, sin!]);
-    return {
-      value: rotate(xi!, cos!, sin!, 1),
-      gradFunc: (dy, [c, s]) => [rotate(dy, c!, s!, -1), tf.zerosLike(c!), tf.zerosLike(s!)],
-    };
-  });
-  return f(x, angles.cos, angles.sin) as tf.Tensor3D;
+  const attrs: RopeAttrs = { pairs: spec.layout === 'pairs', rotaryDim: spec.rotaryDim, direction: 1 };
+  return runJsKernel(ropeKernel, [x, angles.cos, angles.sin], attrs) as tf.Tensor3D;
 }
