@@ -8,7 +8,6 @@
 // one loop per direction does it, reading the logits once (plus once for the
 // maximum). A target of -1 marks a row that is not scored (nll 0, gradient 0).
 import * as tf from '@tensorflow/tfjs';
-import { customGrad } from './custom_grad.js';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 
 /** Marks a row without a target. */
@@ -22,19 +21,6 @@ function logSumExp(logits: Float32Array, row: number, vocab: number): number {
   for (let j = row; j < row + vocab; j++) z += Math.exp(logits[j]! - max);
   return max + Math.log(z);
 }
-
-// inputs: logits [rows, vocab], targets [rows] (float32 ids) -> nll [rows]
-const nllKernel: JsKernel<object> = {
-  name: 'StreamllmCrossEntropy',
-  outputShape: ([logits]) => [logits![0]!],
-  run([logits, targets], [shape], out) {
-    const [rows, vocab] = shape as [number, number];
-    for (let r = 0; r < rows; r++) {
-      const target = targets![r]!;
-      out[r] = target === IGNORE_TARGET ? 0 : logSumExp(logits!, r * vocab, vocab) - logits![r * vocab + target]!;
-    }
-  },
-};
 
 // inputs: logits [rows, vocab], targets [rows], dy [rows] -> dlogits [rows, vocab]
 const nllGradKernel: JsKernel<object> = {
@@ -54,6 +40,23 @@ const nllGradKernel: JsKernel<object> = {
       for (let j = 0; j < vocab; j++) out[row + j] = g * Math.exp(logits![row + j]! - lse);
       out[row + target] -= g;
     }
+  },
+};
+
+// inputs: logits [rows, vocab], targets [rows] (float32 ids) -> nll [rows]
+const nllKernel: JsKernel<object> = {
+  name: 'StreamllmCrossEntropy',
+  outputShape: ([logits]) => [logits![0]!],
+  run([logits, targets], [shape], out) {
+    const [rows, vocab] = shape as [number, number];
+    for (let r = 0; r < rows; r++) {
+      const target = targets![r]!;
+      out[r] = target === IGNORE_TARGET ? 0 : logSumExp(logits!, r * vocab, vocab) - logits![r * vocab + target]!;
+    }
+  },
+  gradient: {
+    save: [0, 1],
+    grads: (dy, [logits, targets]) => ({ 0: () => runJsKernel(nllGradKernel, [logits!, targets!, dy], {}) }),
   },
 };
 
@@ -81,14 +84,5 @@ export function crossEntropy(logits: tf.Tensor2D, targets: ArrayLike<number>): t
   }
   if (!jsKernelsAvailable()) return crossEntropyOps(logits, ids);
   // The ids travel as float32 (exact below 2^24) so both backends hand the kernel Float32Arrays.
-  const targetTensor = () => tf.tensor1d(Float32Array.from(ids));
-  if (!tf.engine().isTapeOn()) return tf.tidy(() => runJsKernel(nllKernel, [logits, targetTensor()], {}) as tf.Tensor1D);
-  const f = customGrad(([x], save) => {
-    save([x!]);
-    return {
-      value: tf.tidy(() => runJsKernel(nllKernel, [x!, targetTensor()], {})),
-      gradFunc: (dy, [xs]) => tf.tidy(() => runJsKernel(nllGradKernel, [xs!, targetTensor(), dy], {})),
-    };
-  });
-  return f(logits) as tf.Tensor1D;
+  return tf.tidy(() => runJsKernel(nllKernel, [logits, tf.tensor1d(Float32Array.from(ids))], {}) as tf.Tensor1D);
 }

@@ -2,25 +2,11 @@
 // silu(g) = g * sigmoid(g). The projection that feeds it is fused, so its
 // input is [..., 2 * hidden] = [gate | up].
 import * as tf from '@tensorflow/tfjs';
-import { customGrad } from './custom_grad.js';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
-
-const swigluKernel: JsKernel<object> = {
-  name: 'StreamllmSwiGLU',
-  outputShape: ([x]) => [...x!.slice(0, -1), x![x!.length - 1]! / 2],
-  run([x], [shape], out) {
-    const hidden = shape![shape!.length - 1]! / 2;
-    for (let row = 0, o = 0; row < x!.length; row += 2 * hidden) {
-      for (let i = 0; i < hidden; i++, o++) {
-        const g = x![row + i]!;
-        out[o] = (g / (1 + Math.exp(-g))) * x![row + hidden + i]!;
-      }
-    }
-  },
-};
 
 // inputs: gateUp [..., 2 hidden], dy [..., hidden] -> d gateUp [..., 2 hidden]. With s = sigmoid(g):
 //   d gate = dy * up * s (1 + g (1 - s)),   d up = dy * g s
+// (tfjs's own gradient would split gateUp in two, a full copy on wasm, and chain four more ops.)
 const swigluGradKernel: JsKernel<object> = {
   name: 'StreamllmSwiGLUGrad',
   outputShape: ([x]) => x!,
@@ -38,6 +24,24 @@ const swigluGradKernel: JsKernel<object> = {
   },
 };
 
+const swigluKernel: JsKernel<object> = {
+  name: 'StreamllmSwiGLU',
+  outputShape: ([x]) => [...x!.slice(0, -1), x![x!.length - 1]! / 2],
+  run([x], [shape], out) {
+    const hidden = shape![shape!.length - 1]! / 2;
+    for (let row = 0, o = 0; row < x!.length; row += 2 * hidden) {
+      for (let i = 0; i < hidden; i++, o++) {
+        const g = x![row + i]!;
+        out[o] = (g / (1 + Math.exp(-g))) * x![row + hidden + i]!;
+      }
+    }
+  },
+  gradient: {
+    save: [0],
+    grads: (dy, [x]) => ({ 0: () => runJsKernel(swigluGradKernel, [x!, dy], {}) }),
+  },
+};
+
 function swigluOps(gateUp: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const [gate, up] = tf.split(gateUp, 2, -1);
@@ -48,15 +52,5 @@ function swigluOps(gateUp: tf.Tensor): tf.Tensor {
 /** gateUp: [..., 2 * hidden] -> [..., hidden] */
 export function swiglu<T extends tf.Tensor>(gateUp: T): T {
   if (!jsKernelsAvailable()) return swigluOps(gateUp) as T;
-  if (!tf.engine().isTapeOn()) return runJsKernel(swigluKernel, [gateUp], {}) as T;
-  // Under a tape: the fused kernel with its own gradient (tfjs's would split
-  // gateUp in two, a full copy of it on wasm, and chain four more ops).
-  const f = customGrad(([x], save) => {
-    save([x!]);
-    return {
-      value: runJsKernel(swigluKernel, [x!], {}),
-      gradFunc: (dy, [xs]) => runJsKernel(swigluGradKernel, [xs!, dy], {}),
-    };
-  });
-  return f(gateUp) as T;
+  return runJsKernel(swigluKernel, [gateUp], {}) as T;
 }
