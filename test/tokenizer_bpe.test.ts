@@ -74,7 +74,12 @@ function referenceMerges(texts: string[], vocabSize: number): [string, string][]
   const merges: [string, string][] = [];
   while (tokens.length < vocabSize - 1) {
     const pairs = new Map<string, number>();
-    for (const { sym, c } of words) for (let i = 0; i + 1 < sym.length; i++) pairs.set(`${sym[i]},${sym[i + 1]}`, (pairs.get(`${sym[i]},${sym[i + 1]}`) ?? 0) + c);
+    for (const { sym, c } of words) {
+      for (let i = 0; i + 1 < sym.length; i++) {
+        const k = `${sym[i]},${sym[i + 1]}`;
+        pairs.set(k, (pairs.get(k) ?? 0) + c);
+      }
+    }
     let best: [number, number] | undefined;
     let bestCount = 0;
     for (const [k, c] of pairs) {
@@ -107,7 +112,8 @@ t.test('trainer: incremental pair counts agree with recounting from scratch', as
   const rng = seedrandom('bpe-reference');
   // Few letters and repeats make overlapping pairs ("aaa"), ties and tokens
   // spelled by two different splits likely.
-  const words = Array.from({ length: 300 }, () => Array.from({ length: 1 + Math.floor(rng() * 7) }, () => 'aab c'[Math.floor(rng() * 5)]).join(''));
+  const word = () => Array.from({ length: 1 + Math.floor(rng() * 7) }, () => 'aab c'[Math.floor(rng() * 5)]).join('');
+  const words = Array.from({ length: 300 }, word);
   const texts = [words.slice(0, 150).join(' '), words.slice(150).join('  '), english.slice(0, 1500)];
   const tok = trainBpe(texts, { vocabSize: 420 });
   t.same(tok.merges, referenceMerges(texts, 420));
@@ -186,7 +192,9 @@ t.test('determinism and the tokenizer.json file', async (t) => {
   t.equal(json.pre_tokenizer.type, 'ByteLevel');
   t.equal(json.pre_tokenizer.add_prefix_space, false);
   t.equal(json.decoder.type, 'ByteLevel');
-  t.same(json.added_tokens, [{ id: 699, content: END_OF_TEXT, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }]);
+  t.same(json.added_tokens, [
+    { id: 699, content: END_OF_TEXT, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
+  ]);
   t.equal(Object.keys(json.model.vocab).length, 700);
   t.equal(json.model.vocab['Ġ'], 32);
   t.equal(json.model.merges.length, 700 - 257);
@@ -224,9 +232,9 @@ t.test('bad files', async (t) => {
     ['not-json.json', '{"model": ', /not-json\.json: not valid JSON/],
     ['array.json', [], /array\.json: not a byte-level BPE tokenizer\.json: the top level is not a JSON object/],
     ['wordpiece.json', edit((j) => (j.model.type = 'WordPiece')), /model\.type is "WordPiece", expected "BPE"/],
-    ['metaspace.json', edit((j) => (j.pre_tokenizer = { type: 'Metaspace' })), /pre_tokenizer "Metaspace" is not supported \(expected ByteLevel\)/],
+    ['metaspace.json', edit((j) => (j.pre_tokenizer = { type: 'Metaspace' })), /pre_tokenizer "Metaspace" is not supported \(expected/],
     ['normalizer.json', edit((j) => (j.normalizer = { type: 'NFC' })), /normalizer "NFC" is not supported/],
-    ['template.json', edit((j) => (j.post_processor = { type: 'TemplateProcessing' })), /post_processor "TemplateProcessing" is not supported/],
+    ['template.json', edit((j) => (j.post_processor = { type: 'TemplateProcessing' })), /post_processor "TemplateProcessing" is not/],
     ['fallback.json', edit((j) => (j.model.byte_fallback = true)), /model\.byte_fallback true is not supported/],
     ['no-vocab.json', edit((j) => delete j.model.vocab), /model\.vocab: expected an object of token -> id/],
     ['bad-id.json', edit((j) => (j.model.vocab['a'] = 1.5)), /model\.vocab\["a"\]: expected an integer id >= 0, got 1\.5/],
@@ -239,9 +247,9 @@ t.test('bad files', async (t) => {
       j.model.vocab['ĀĀ'] = j.model.vocab['Ā'];
       delete j.model.vocab['Ā'];
     }), /no token for byte 0x00 \("Ā"\)/],
-    ['bad-merge.json', edit((j) => (j.model.merges[0] = 'a b c')), /model\.merges\[0\]: expected "left right" or \["left", "right"\], got "a b c"/],
+    ['bad-merge.json', edit((j) => (j.model.merges[0] = 'a b c')), /model\.merges\[0\]: expected "left right" or \[.*got "a b c"/],
     ['dup-id.json', edit((j) => (j.model.vocab['a'] = 98)), /id 98 is used by "a" and "b"|id 98 is used by "b" and "a"/],
-    ['bad-added.json', edit((j) => (j.added_tokens = [{ content: 5 }])), /added_tokens\[0\]: expected \{"id": integer, "content": string, \.\.\.\}/],
+    ['bad-added.json', edit((j) => (j.added_tokens = [{ content: 5 }])), /added_tokens\[0\]: expected \{"id": integer, "content": string/],
   ];
   for (const [name, content, message] of cases) {
     const file = write(name, content);

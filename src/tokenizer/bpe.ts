@@ -67,12 +67,18 @@ export class BpeTokenizer implements Tokenizer {
   ) {
     const tokenOf: (string | undefined)[] = [];
     for (const [token, id] of vocab) {
-      if (!Number.isInteger(id) || id < 0 || id >= PAIR_SHIFT) throw new UsageError(`BPE vocab: id ${id} of ${JSON.stringify(token)} is not an integer in [0, 2^21)`);
-      if (tokenOf[id] !== undefined) throw new UsageError(`BPE vocab: id ${id} is used by ${JSON.stringify(tokenOf[id])} and ${JSON.stringify(token)}`);
+      if (!Number.isInteger(id) || id < 0 || id >= PAIR_SHIFT) {
+        throw new UsageError(`BPE vocab: id ${id} of ${JSON.stringify(token)} is not an integer in [0, 2^21)`);
+      }
+      if (tokenOf[id] !== undefined) {
+        throw new UsageError(`BPE vocab: id ${id} is used by ${JSON.stringify(tokenOf[id])} and ${JSON.stringify(token)}`);
+      }
       tokenOf[id] = token;
     }
     for (const a of addedTokens) {
-      if (!Number.isInteger(a.id) || a.id < 0 || a.id >= PAIR_SHIFT) throw new UsageError(`BPE added token ${JSON.stringify(a.content)}: bad id ${a.id}`);
+      if (!Number.isInteger(a.id) || a.id < 0 || a.id >= PAIR_SHIFT) {
+        throw new UsageError(`BPE added token ${JSON.stringify(a.content)}: bad id ${a.id}`);
+      }
       if (a.content.length === 0) throw new UsageError(`BPE added token ${a.id}: empty content`);
       const inVocab = tokenOf[a.id];
       if (inVocab !== undefined && inVocab !== a.content) {
@@ -91,12 +97,16 @@ export class BpeTokenizer implements Tokenizer {
       const added = this.addedById.get(id);
       if (added !== undefined) return new TextEncoder().encode(added.content);
       const bytes = charsToBytes(token!);
-      if (bytes === undefined) throw new UsageError(`BPE vocab: ${JSON.stringify(token)} (id ${id}) has a character outside the byte alphabet`);
+      if (bytes === undefined) {
+        throw new UsageError(`BPE vocab: ${JSON.stringify(token)} (id ${id}) has a character outside the byte alphabet`);
+      }
       return bytes;
     });
     for (let b = 0; b < 256; b++) {
       const id = vocab.get(BYTE_TO_CHAR[b]!);
-      if (id === undefined) throw new UsageError(`BPE vocab: no token for byte 0x${b.toString(16).padStart(2, '0')} (${JSON.stringify(BYTE_TO_CHAR[b])})`);
+      if (id === undefined) {
+        throw new UsageError(`BPE vocab: no token for byte 0x${b.toString(16).padStart(2, '0')} (${JSON.stringify(BYTE_TO_CHAR[b])})`);
+      }
       this.byteIds[b] = id;
     }
     merges.forEach(([left, right], rank) => {
@@ -105,7 +115,8 @@ export class BpeTokenizer implements Tokenizer {
       const merged = vocab.get(left + right);
       if (l === undefined || r === undefined || merged === undefined) {
         const missing = l === undefined ? left : r === undefined ? right : left + right;
-        throw new UsageError(`BPE merge ${rank} (${JSON.stringify(left)} ${JSON.stringify(right)}): ${JSON.stringify(missing)} is not in the vocab`);
+        const pair = `${JSON.stringify(left)} ${JSON.stringify(right)}`;
+        throw new UsageError(`BPE merge ${rank} (${pair}): ${JSON.stringify(missing)} is not in the vocab`);
       }
       const key = l * PAIR_SHIFT + r;
       // A repeated pair keeps its first (best) rank, as Hugging Face does.
@@ -208,7 +219,9 @@ export function byteLevelBpeProblem(json: unknown): string | undefined {
   const decoder = json['decoder'];
   if (!isObject(decoder) || decoder['type'] !== 'ByteLevel') return `decoder ${describe(decoder)} is not supported (expected ByteLevel)`;
   const post = json['post_processor'];
-  if (post != null && !(isObject(post) && post['type'] === 'ByteLevel')) return `post_processor ${describe(post)} is not supported (expected ByteLevel or null)`;
+  if (post != null && !(isObject(post) && post['type'] === 'ByteLevel')) {
+    return `post_processor ${describe(post)} is not supported (expected ByteLevel or null)`;
+  }
   if (model['dropout'] != null && model['dropout'] !== 0) return `model.dropout ${JSON.stringify(model['dropout'])} is not supported`;
   if (model['byte_fallback'] === true) return 'model.byte_fallback true is not supported';
   if (model['ignore_merges'] === true) return 'model.ignore_merges true is not supported';
@@ -239,7 +252,9 @@ export function bpeFromJson(json: unknown, file: string): BpeTokenizer {
   if (!isObject(rawVocab)) throw new FileFormatError(file, 'model.vocab: expected an object of token -> id');
   const vocab = new Map<string, number>();
   for (const [token, id] of Object.entries(rawVocab)) {
-    if (!Number.isInteger(id) || (id as number) < 0) throw new FileFormatError(file, `model.vocab[${JSON.stringify(token)}]: expected an integer id >= 0, got ${JSON.stringify(id)}`);
+    if (!Number.isInteger(id) || (id as number) < 0) {
+      throw new FileFormatError(file, `model.vocab[${JSON.stringify(token)}]: expected an integer id >= 0, got ${JSON.stringify(id)}`);
+    }
     vocab.set(token, id as number);
   }
   const rawMerges = model['merges'];

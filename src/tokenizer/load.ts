@@ -41,7 +41,8 @@ export function loadTokenizer(path: string, options: LoadTokenizerOptions = {}):
   // The one place a general Hugging Face tokenizer.json reader would plug in.
   const problem = byteLevelBpeProblem(json);
   if (problem !== undefined) {
-    throw new FileFormatError(file, `a tokenizer.json that streamllm cannot read yet: ${problem} (supported: byte-level BPE as trainBpe writes it, GPT-2's)`);
+    const supported = "supported: byte-level BPE as trainBpe writes it, GPT-2's";
+    throw new FileFormatError(file, `a tokenizer.json that streamllm cannot read yet: ${problem} (${supported})`);
   }
   const tokenizer = bpeFromJson(json, file);
   if (vocabSize !== undefined && tokenizer.vocabSize !== vocabSize) {
