@@ -128,3 +128,69 @@ export function writeHfDir(dir: string, config: Record<string, unknown>, tensors
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   writeSafetensors(join(dir, 'model.safetensors'), toWrite(tensors), { dtype });
 }
+
+/** Random tensors of the given names and shapes; names ending in "norm.weight" or "layernorm.weight" get values near 1. */
+export function randomTensors(seed: string, shapes: [string, number[]][]): TensorMap {
+  const r = rng(seed);
+  const m: TensorMap = new Map();
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const isNorm = /norm\.weight$/.test(name);
+    const values = isNorm ? Float32Array.from(randomArray(r, n, 0.2), (v) => 1 + v) : randomArray(r, n, 0.4);
+    m.set(name, { shape, values });
+  }
+  return m;
+}
+
+/** Names and shapes of an HF llama-family checkpoint for `config` (a config.json object). */
+export function llamaTensorShapes(
+  config: Record<string, unknown>,
+  opts: { qkvBias?: boolean; outBias?: boolean; mlpBias?: boolean } = {},
+): [string, number[]][] {
+  const dim = config.hidden_size as number;
+  const H = config.num_attention_heads as number;
+  const KV = (config.num_key_value_heads as number | undefined) ?? H;
+  const hd = (config.head_dim as number | undefined) ?? dim / H;
+  const hidden = config.intermediate_size as number;
+  const V = config.vocab_size as number;
+  const list: [string, number[]][] = [['model.embed_tokens.weight', [V, dim]]];
+  for (let l = 0; l < (config.num_hidden_layers as number); l++) {
+    const p = `model.layers.${l}.`;
+    list.push([`${p}input_layernorm.weight`, [dim]]);
+    for (const [n, rows] of [['q', H * hd], ['k', KV * hd], ['v', KV * hd]] as [string, number][]) {
+      list.push([`${p}self_attn.${n}_proj.weight`, [rows, dim]]);
+      if (opts.qkvBias) list.push([`${p}self_attn.${n}_proj.bias`, [rows]]);
+    }
+    list.push([`${p}self_attn.o_proj.weight`, [dim, H * hd]]);
+    if (opts.outBias) list.push([`${p}self_attn.o_proj.bias`, [dim]]);
+    list.push([`${p}post_attention_layernorm.weight`, [dim]]);
+    for (const n of ['gate', 'up']) {
+      list.push([`${p}mlp.${n}_proj.weight`, [hidden, dim]]);
+      if (opts.mlpBias) list.push([`${p}mlp.${n}_proj.bias`, [hidden]]);
+    }
+    list.push([`${p}mlp.down_proj.weight`, [dim, hidden]]);
+    if (opts.mlpBias) list.push([`${p}mlp.down_proj.bias`, [dim]]);
+  }
+  list.push(['model.norm.weight', [dim]]);
+  if (!config.tie_word_embeddings) list.push(['lm_head.weight', [V, dim]]);
+  return list;
+}
+
+/** Names and shapes of an HF GPT-NeoX checkpoint for `config`. */
+export function neoxTensorShapes(config: Record<string, unknown>): [string, number[]][] {
+  const dim = config.hidden_size as number;
+  const hidden = config.intermediate_size as number;
+  const V = config.vocab_size as number;
+  const list: [string, number[]][] = [['gpt_neox.embed_in.weight', [V, dim]]];
+  for (let l = 0; l < (config.num_hidden_layers as number); l++) {
+    const p = `gpt_neox.layers.${l}.`;
+    for (const n of ['input_layernorm', 'post_attention_layernorm']) list.push([`${p}${n}.weight`, [dim]], [`${p}${n}.bias`, [dim]]);
+    list.push([`${p}attention.query_key_value.weight`, [3 * dim, dim]], [`${p}attention.query_key_value.bias`, [3 * dim]]);
+    list.push([`${p}attention.dense.weight`, [dim, dim]], [`${p}attention.dense.bias`, [dim]]);
+    list.push([`${p}mlp.dense_h_to_4h.weight`, [hidden, dim]], [`${p}mlp.dense_h_to_4h.bias`, [hidden]]);
+    list.push([`${p}mlp.dense_4h_to_h.weight`, [dim, hidden]], [`${p}mlp.dense_4h_to_h.bias`, [dim]]);
+  }
+  list.push(['gpt_neox.final_layer_norm.weight', [dim]], ['gpt_neox.final_layer_norm.bias', [dim]]);
+  if (!config.tie_word_embeddings) list.push(['embed_out.weight', [V, dim]]);
+  return list;
+}

@@ -24,8 +24,9 @@ export function weightBytes(c: ModelConfig): number {
   const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
   const normSize = c.norm === 'layernorm' ? 2 * c.dim : c.dim;
   const biases = (c.bias.qkv ? qDim + 2 * kvDim : 0) + (c.bias.out ? c.dim : 0) + (c.bias.mlp ? upOut + c.dim : 0);
-  const perLayer = c.dim * (qDim + 2 * kvDim) + qDim * c.dim + c.dim * upOut + c.hiddenDim * c.dim + 2 * normSize + biases + c.heads;
-  return 4 * (2 * c.vocabSize * c.dim + c.layers * perLayer + normSize + c.dim);
+  const sinkLogits = c.softmax === 'learned-sink' ? c.heads : 0;
+  const perLayer = c.dim * (qDim + 2 * kvDim) + qDim * c.dim + c.dim * upOut + c.hiddenDim * c.dim + 2 * normSize + biases + sinkLogits;
+  return 4 * (2 * c.vocabSize * c.dim + c.layers * perLayer + normSize + (c.sinkToken ? c.dim : 0));
 }
 
 /** The wasm backend's heap stops at 4 GiB (wasm32); leave room for the KV cache and activations. */
