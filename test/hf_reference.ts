@@ -4,6 +4,11 @@
 // dense causal attention. It reads config.json and the [out, in] tensors
 // itself, so it shares nothing with src/model/from_hf.ts or the engine's
 // fused layout. Tests only.
+//
+// With `visible`, token t attends to the listed stream indices only, with
+// positions re-encoded inside that list (StreamingLLM's Section 3.2): the
+// i-th visible key is rotated to position i and the query to n-1. Keys are
+// kept unrotated for that.
 import { erfcReference } from '../kernels/gelu.ref.js';
 import type { TensorMap } from './tiny_checkpoints.js';
 
@@ -51,7 +56,7 @@ const silu = (g: number) => g / (1 + Math.exp(-g));
 const gelu = (x: number) => 0.5 * x * erfcReference(-x / Math.SQRT2);
 
 /** Logits [ids.length][vocab] of a dense causal pass; id -1 is the learned sink token. */
-export function hfReferenceLogits(config: Json, tensors: TensorMap, ids: number[]): Vec[] {
+export function hfReferenceLogits(config: Json, tensors: TensorMap, ids: number[], visible?: (t: number) => number[]): Vec[] {
   const get = (name: string) => {
     const t = tensors.get(name);
     if (t === undefined) throw new Error(`reference: no tensor ${name}`);
@@ -71,21 +76,27 @@ export function hfReferenceLogits(config: Json, tensors: TensorMap, ids: number[
   const embedName = neox ? 'gpt_neox.embed_in.weight' : 'model.embed_tokens.weight';
   const embed = get(embedName);
   const head = config.tie_word_embeddings ? embed : get(neox ? 'embed_out.weight' : 'lm_head.weight');
-  const keys: Vec[][][] = []; // [layer][position][kvHead] rotated
+  const keys: Vec[][][] = []; // [layer][position][kvHead], not rotated
   const values: Vec[][][] = [];
   const logits: Vec[] = [];
 
-  const attention = (l: number, pos: number, q: Vec[], sinks?: Float32Array): Vec => {
+  const attention = (l: number, pos: number, qRaw: Vec[], sinks?: Float32Array): Vec => {
+    const seen = visible ? visible(pos) : Array.from({ length: pos + 1 }, (_, j) => j);
+    const n = seen.length;
+    // Dense: stream positions; otherwise positions re-encoded within the visible list.
+    const at = (i: number) => (visible ? i : seen[i]!);
+    const q = qRaw.map((v) => rotate(v, at(n - 1), rotary, theta, scale));
+    const k = seen.map((j, i) => keys[l]![j]!.map((v) => rotate(v, at(i), rotary, theta, scale)));
     const out = new Float64Array(H * hd);
     for (let h = 0; h < H; h++) {
       const kvh = Math.floor(h / (H / KV));
-      const scores = keys[l]!.slice(0, pos + 1).map((k) => q[h]!.reduce((a, v, c) => a + v * k[kvh]![c]!, 0) / Math.sqrt(hd));
+      const scores = k.map((kj) => q[h]!.reduce((a, v, c) => a + v * kj[kvh]![c]!, 0) / Math.sqrt(hd));
       const extra = softmax === 'softmax' ? -Infinity : softmax === 'softmax1' ? 0 : sinks![h]!;
       const m = Math.max(extra, ...scores);
       const e = scores.map((s) => Math.exp(s - m));
       const z = e.reduce((a, b) => a + b, 0) + Math.exp(extra - m);
       e.forEach((p, j) => {
-        for (let c = 0; c < hd; c++) out[h * hd + c] += (p / z) * values[l]![j]![kvh]![c]!;
+        for (let c = 0; c < hd; c++) out[h * hd + c] += (p / z) * values[l]![seen[j]!]![kvh]![c]!;
       });
     }
     return out;
@@ -102,8 +113,8 @@ export function hfReferenceLogits(config: Json, tensors: TensorMap, ids: number[
         // qkv.view(heads, 3 * head_size): per head q, k, v side by side
         const qkv = linear(n1, get(`${p}attention.query_key_value.weight`), maybe(`${p}attention.query_key_value.bias`));
         const part = (h: number, j: number) => qkv.slice(h * 3 * hd + j * hd, h * 3 * hd + (j + 1) * hd);
-        const q = Array.from({ length: H }, (_, h) => rotate(part(h, 0), pos, rotary, theta, scale));
-        keys[l]![pos] = Array.from({ length: H }, (_, h) => rotate(part(h, 1), pos, rotary, theta, scale));
+        const q = Array.from({ length: H }, (_, h) => part(h, 0));
+        keys[l]![pos] = Array.from({ length: H }, (_, h) => part(h, 1));
         values[l]![pos] = Array.from({ length: H }, (_, h) => part(h, 2));
         const attn = linear(attention(l, pos, q, maybe(`${p}attention.sinks`)), get(`${p}attention.dense.weight`), maybe(`${p}attention.dense.bias`));
         const mlp = (v: Vec) => {
@@ -125,8 +136,8 @@ export function hfReferenceLogits(config: Json, tensors: TensorMap, ids: number[
         const qAll = linear(n1, get(`${p}q_proj.weight`), maybe(`${p}q_proj.bias`));
         const kAll = linear(n1, get(`${p}k_proj.weight`), maybe(`${p}k_proj.bias`));
         const vAll = linear(n1, get(`${p}v_proj.weight`), maybe(`${p}v_proj.bias`));
-        const q = Array.from({ length: H }, (_, h) => rotate(qAll.slice(h * hd, (h + 1) * hd), pos, rotary, theta, scale));
-        keys[l]![pos] = Array.from({ length: KV }, (_, h) => rotate(kAll.slice(h * hd, (h + 1) * hd), pos, rotary, theta, scale));
+        const q = Array.from({ length: H }, (_, h) => qAll.slice(h * hd, (h + 1) * hd));
+        keys[l]![pos] = Array.from({ length: KV }, (_, h) => kAll.slice(h * hd, (h + 1) * hd));
         values[l]![pos] = Array.from({ length: KV }, (_, h) => vAll.slice(h * hd, (h + 1) * hd));
         const attn = linear(attention(l, pos, q, maybe(`${p}sinks`)), get(`${p}o_proj.weight`), maybe(`${p}o_proj.bias`));
         x = x.map((v, i) => v + attn[i]!);
