@@ -92,9 +92,37 @@ function attentionOps(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Te
 
 interface FusedAttrs {
   frameCount: number;
-  keyStarts: number[];
   rowRanges: Int32Array[];
   variant: SoftmaxVariant;
+}
+
+/** sum_c a[ai + c] * b[bi + c] for c < n (n a multiple of 4 or not). */
+function dot(a: Float32Array, ai: number, b: Float32Array, bi: number, n: number): number {
+  let d0 = 0;
+  let d1 = 0;
+  let d2 = 0;
+  let d3 = 0;
+  let c = 0;
+  for (; c + 3 < n; c += 4) {
+    d0 += a[ai + c]! * b[bi + c]!;
+    d1 += a[ai + c + 1]! * b[bi + c + 1]!;
+    d2 += a[ai + c + 2]! * b[bi + c + 2]!;
+    d3 += a[ai + c + 3]! * b[bi + c + 3]!;
+  }
+  for (; c < n; c++) d0 += a[ai + c]! * b[bi + c]!;
+  return d0 + d1 + d2 + d3;
+}
+
+/** acc[c] += p * v[vi + c] for c < n. */
+function axpy(acc: Float64Array, p: number, v: Float32Array, vi: number, n: number): void {
+  let c = 0;
+  for (; c + 3 < n; c += 4) {
+    acc[c] += p * v[vi + c]!;
+    acc[c + 1] += p * v[vi + c + 1]!;
+    acc[c + 2] += p * v[vi + c + 2]!;
+    acc[c + 3] += p * v[vi + c + 3]!;
+  }
+  for (; c < n; c++) acc[c] += p * v[vi + c]!;
 }
 
 // One loop for a few queries against the cache: the decode step. Inputs are
@@ -110,51 +138,40 @@ const fusedKernel: JsKernel<FusedAttrs> = {
     const [kvHeads, capacity] = shapes[frameCount] as [number, number];
     const group = heads / kvHeads;
     const scale = 1 / Math.sqrt(headDim);
-    let scores = new Float64Array(64);
+    let count = 0;
+    for (let f = 0; f < frameCount; f++) {
+      for (let t = 0; t < T; t++) count = Math.max(count, rowRanges[f]![2 * t + 1]! - rowRanges[f]![2 * t]!);
+    }
+    const scores = new Float64Array(frameCount * count);
     const acc = new Float64Array(headDim);
     for (let h = 0; h < heads; h++) {
       const kvBase = Math.floor(h / group) * capacity;
       for (let t = 0; t < T; t++) {
-        // 1. scores of every visible entry, frame after frame
-        let count = 0;
-        for (let f = 0; f < frameCount; f++) count += rowRanges[f]![2 * t + 1]! - rowRanges[f]![2 * t]!;
-        if (scores.length < count) scores = new Float64Array(2 * count);
-        let max = variant === 'softmax' ? -Infinity : variant === 'softmax1' ? 0 : sinkLogits![h]!;
-        const sink = max;
+        const qOff = (h * T + t) * headDim;
+        // 1. scaled scores of every visible entry, frame after frame
+        const sink = variant === 'softmax' ? -Infinity : variant === 'softmax1' ? 0 : sinkLogits![h]!;
+        let max = sink;
         let s = 0;
         for (let f = 0; f < frameCount; f++) {
           const q = inputs[f]!;
-          const qOff = (h * T + t) * headDim;
           for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
-            let k = (kvBase + j) * headDim;
-            let d0 = 0, d1 = 0, d2 = 0, d3 = 0; // prettier-ignore
-            let c = 0;
-            for (; c + 3 < headDim; c += 4, k += 4) {
-              d0 += q[qOff + c]! * keys[k]!;
-              d1 += q[qOff + c + 1]! * keys[k + 1]!;
-              d2 += q[qOff + c + 2]! * keys[k + 2]!;
-              d3 += q[qOff + c + 3]! * keys[k + 3]!;
-            }
-            for (; c < headDim; c++, k++) d0 += q[qOff + c]! * keys[k]!;
-            const score = (d0 + d1 + d2 + d3) * scale;
+            const score = dot(q, qOff, keys, (kvBase + j) * headDim, headDim) * scale;
             scores[s++] = score;
             if (score > max) max = score;
           }
         }
         // 2. softmax, with the variant's extra logit in the denominator
-        let z = variant === 'softmax' ? 0 : Math.exp(sink - max);
-        for (let i = 0; i < count; i++) z += scores[i] = Math.exp(scores[i]! - max);
+        let z = Math.exp(sink - max);
+        for (let i = 0; i < s; i++) z += scores[i] = Math.exp(scores[i]! - max);
         // 3. probability-weighted sum of the values
         acc.fill(0);
         s = 0;
         for (let f = 0; f < frameCount; f++) {
           for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
-            const p = scores[s++]! / z;
-            let v = (kvBase + j) * headDim;
-            for (let c = 0; c < headDim; c++, v++) acc[c] += p * values[v]!;
+            axpy(acc, scores[s++]! / z, values, (kvBase + j) * headDim, headDim);
           }
         }
-        out.set(acc, (h * T + t) * headDim);
+        for (let c = 0; c < headDim; c++) out[qOff + c] = acc[c]!;
       }
     }
   },
@@ -174,7 +191,6 @@ export function attention(frames: AttentionFrame[], keys: tf.Tensor3D, values: t
     if (spec.variant === 'learned-sink') inputs.push(spec.sinkLogits! as unknown as tf.Tensor3D);
     const attrs: FusedAttrs = {
       frameCount: frames.length,
-      keyStarts: frames.map((f) => f.keyStart),
       rowRanges: frames.map((f) => f.rowRanges),
       variant: spec.variant,
     };

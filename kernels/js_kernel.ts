@@ -3,7 +3,9 @@
 // decode (a norm, a rotation, attention over the cache) into one kernel each,
 // because on these backends the fixed cost of dispatching a tfjs op (about
 // 10 us) is larger than the arithmetic of such a step. Running through
-// engine.runKernel keeps them visible to tf.tidy, tf.memory and tf.profile.
+// engine.runKernel keeps them visible to tf.tidy, tf.memory and tf.profile,
+// and a kernel's gradient is registered the standard tfjs way, so the tape
+// saves what it needs without copies.
 import * as tf from '@tensorflow/tfjs';
 
 export interface JsKernel<A extends object> {
@@ -12,6 +14,11 @@ export interface JsKernel<A extends object> {
   outputShape(inputShapes: number[][], attrs: A): number[];
   /** Fill `out` from `inputs` (row-major float32 views). */
   run(inputs: Float32Array[], inputShapes: number[][], out: Float32Array, attrs: A): void;
+  /** Gradient: which inputs to save, and dy -> one gradient per differentiable input (by index). */
+  gradient?: {
+    save: number[];
+    grads(dy: tf.Tensor, saved: tf.Tensor[], attrs: A): Record<number, () => tf.Tensor>;
+  };
 }
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -30,7 +37,7 @@ function inputList(args: KernelArgs): tf.TensorInfo[] {
   return list;
 }
 
-export function registerJsKernel<A extends object>(kernel: JsKernel<A>): void {
+function registerJsKernel<A extends object>(kernel: JsKernel<A>): void {
   if (tf.getKernel(kernel.name, 'wasm') !== undefined) return;
   tf.registerKernel({
     kernelName: kernel.name,
@@ -61,12 +68,33 @@ export function registerJsKernel<A extends object>(kernel: JsKernel<A>): void {
       return backend.makeTensorInfo(outShape, 'float32', out);
     },
   });
+  const gradient = kernel.gradient;
+  if (gradient !== undefined) {
+    tf.registerGradient({
+      kernelName: kernel.name,
+      inputsToSave: gradient.save.map((i) => `x${i}`),
+      gradFunc: (dy, saved, attrs) => {
+        const byIndex = gradient.grads(dy as tf.Tensor, saved, attrs as unknown as A);
+        return Object.fromEntries(Object.entries(byIndex).map(([i, f]) => [`x${i}`, f]));
+      },
+    });
+  }
 }
 
-/** True when registered JS kernels run on the active backend. */
+let fusedKernelsEnabled = true;
+
+/**
+ * Turn the fused kernels off (or back on): every step then runs as plain tfjs
+ * ops, the path the tensorflow backend takes. For tests and ablations.
+ */
+export function setFusedKernels(enabled: boolean): void {
+  fusedKernelsEnabled = enabled;
+}
+
+/** True when registered JS kernels run on the active backend and are enabled. */
 export function jsKernelsAvailable(): boolean {
   const name = tf.getBackend();
-  return name === 'wasm' || name === 'cpu';
+  return fusedKernelsEnabled && (name === 'wasm' || name === 'cpu');
 }
 
 export function runJsKernel<A extends object>(kernel: JsKernel<A>, inputs: tf.Tensor[], attrs: A): tf.Tensor {

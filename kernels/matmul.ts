@@ -8,27 +8,41 @@
 // gradients (which tfjs writes with transposed products) transpose
 // explicitly first. The tensorflow backend gets the plain ops.
 import * as tf from '@tensorflow/tfjs';
-import { customGrad } from './custom_grad.js';
 
 function splitsBatches(): boolean {
   return tf.getBackend() !== 'tensorflow';
 }
 
-const matMul2dGrad = customGrad(([a, b], save) => {
-  save([a!, b!]);
-  return {
-    value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
-    gradFunc: (dy: tf.Tensor, [sa, sb]: tf.Tensor[]) => [
-      tf.matMul(dy as tf.Tensor2D, sb!.transpose() as tf.Tensor2D), // dA = dY B^T
-      tf.matMul(sa!.transpose() as tf.Tensor2D, dy as tf.Tensor2D), // dB = A^T dY
-    ],
-  };
-});
+// The product runs the backend's own BatchMatMul kernel under a name of
+// ours, so that it can carry its own gradient (saved the standard way).
+const MATMUL_2D = 'StreamllmMatMul2d';
+
+function ensureMatMulKernel(): void {
+  const backend = tf.getBackend();
+  if (tf.getKernel(MATMUL_2D, backend) !== undefined) return;
+  const inner = tf.getKernel('BatchMatMul', backend);
+  if (inner === undefined) throw new Error(`matMul2d: backend '${backend}' has no BatchMatMul kernel`);
+  tf.registerKernel({
+    kernelName: MATMUL_2D,
+    backendName: backend,
+    kernelFunc: (args) => inner.kernelFunc({ ...args, attrs: { transposeA: false, transposeB: false } }),
+  });
+  if (tf.getGradient(MATMUL_2D) === undefined) {
+    tf.registerGradient({
+      kernelName: MATMUL_2D,
+      inputsToSave: ['a', 'b'],
+      gradFunc: (dy, [a, b]) => ({
+        a: () => tf.matMul(dy as tf.Tensor2D, tf.transpose(b as tf.Tensor2D)), // dA = dY B^T
+        b: () => tf.matMul(tf.transpose(a as tf.Tensor2D), dy as tf.Tensor2D), // dB = A^T dY
+      }),
+    });
+  }
+}
 
 /** a: [M, K] @ b: [K, N] -> [M, N]; differentiable without transposed products. */
 export function matMul2d(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
-  if (!tf.engine().isTapeOn()) return tf.matMul(a, b);
-  return matMul2dGrad(a, b) as tf.Tensor2D;
+  ensureMatMulKernel();
+  return tf.engine().runKernel(MATMUL_2D, { a, b }, {}) as tf.Tensor2D;
 }
 
 /** x: [..., in] @ weight: [in, out] (+ bias: [out]) -> [..., out] */

@@ -2,7 +2,6 @@
 //   y = x / sqrt(mean(x^2) + eps) * weight
 // One fused kernel on wasm/cpu; tfjs ops elsewhere. Differentiable on both.
 import * as tf from '@tensorflow/tfjs';
-import { customGrad } from './custom_grad.js';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 
 const rmsNormKernel: JsKernel<{ eps: number }> = {
@@ -17,6 +16,22 @@ const rmsNormKernel: JsKernel<{ eps: number }> = {
       for (let i = 0; i < dim; i++) out[row + i] = x![row + i]! * r * w![i]!;
     }
   },
+  // With r = (mean(x^2) + eps)^-1/2 and g = dy * weight:
+  //   dx = r g - x r^3 mean(g x),   dweight = sum over rows of dy x r
+  gradient: {
+    save: [0, 1],
+    grads: (dy, [x, w], { eps }) => {
+      const r = () => x!.square().mean(-1, true).add(eps).rsqrt();
+      return {
+        0: () => {
+          const g = dy.mul(w!);
+          const rr = r();
+          return g.mul(rr).sub(x!.mul(rr.pow(3)).mul(g.mul(x!).mean(-1, true)));
+        },
+        1: () => dy.mul(x!).mul(r()).reshape([-1, w!.shape[0]!]).sum(0),
+      };
+    },
+  },
 };
 
 function rmsNormOps(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
@@ -26,21 +41,5 @@ function rmsNormOps(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
 /** x: [..., dim], weight: [dim] -> [..., dim] */
 export function rmsNorm<T extends tf.Tensor>(x: T, weight: tf.Tensor1D, eps: number): T {
   if (!jsKernelsAvailable()) return rmsNormOps(x, weight, eps) as T;
-  if (!tf.engine().isTapeOn()) return runJsKernel(rmsNormKernel, [x, weight], { eps }) as T;
-  const f = customGrad(([xi, wi], save) => {
-    save([xi!, wi!]);
-    return {
-      value: runJsKernel(rmsNormKernel, [xi!, wi!], { eps }),
-      // With r = (mean(x^2) + eps)^-1/2 and g = dy * weight:
-      //   dx = r g - x r^3 mean(g x),   dweight = sum over rows of dy x r
-      gradFunc: (dy, [xs, ws]) => {
-        const r = xs!.square().mean(-1, true).add(eps).rsqrt();
-        const g = dy.mul(ws!);
-        const dx = g.mul(r).sub(xs!.mul(r.pow(3)).mul(g.mul(xs!).mean(-1, true)));
-        const dw = dy.mul(xs!).mul(r).reshape([-1, ws!.shape[0]!]).sum(0);
-        return [dx, dw];
-      },
-    };
-  });
-  return f(x, weight) as T;
+  return runJsKernel(rmsNormKernel, [x, weight], { eps }) as T;
 }

@@ -8,7 +8,6 @@
 //   halves  (i, i + rotaryDim/2)  Hugging Face `rotate_half`
 // Channels past rotaryDim pass through (GPT-NeoX rotates only a fraction).
 import * as tf from '@tensorflow/tfjs';
-import { customGrad } from './custom_grad.js';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 
 export type RopeLayout = 'pairs' | 'halves';
@@ -85,6 +84,11 @@ const ropeKernel: JsKernel<RopeAttrs> = {
       }
     }
   },
+  // A rotation's transpose is the rotation the other way; the angles get no gradient.
+  gradient: {
+    save: [1, 2],
+    grads: (dy, [cos, sin], attrs) => ({ 0: () => runJsKernel(ropeKernel, [dy, cos!, sin!], { ...attrs, direction: -attrs.direction }) }),
+  },
 };
 
 /** The rotation in tfjs ops, for backends without direct memory (and as autodiff's reference). */
@@ -115,10 +119,6 @@ function ropeOps(x: tf.Tensor3D, { cos, sin }: RopeAngles, spec: RopeSpec): tf.T
 /** Rotate x: [heads, T, headDim] at the T positions of `angles`. */
 export function applyRope(x: tf.Tensor3D, angles: RopeAngles, spec: RopeSpec): tf.Tensor3D {
   if (!jsKernelsAvailable()) return ropeOps(x, angles, spec);
-  const attrs = (direction: number): RopeAttrs => ({ pairs: spec.layout === 'pairs', rotaryDim: spec.rotaryDim, direction });
-  const forward = (t: tf.Tensor, direction: number) => runJsKernel(ropeKernel, [t, angles.cos, angles.sin], attrs(direction));
-  if (!tf.engine().isTapeOn()) return forward(x, 1) as tf.Tensor3D;
-  // A rotation's transpose is the rotation the other way.
-  const f = customGrad(([xi]) => ({ value: forward(xi!, 1), gradFunc: (dy) => forward(dy, -1) }));
-  return f(x) as tf.Tensor3D;
+  const attrs: RopeAttrs = { pairs: spec.layout === 'pairs', rotaryDim: spec.rotaryDim, direction: 1 };
+  return runJsKernel(ropeKernel, [x, angles.cos, angles.sin], attrs) as tf.Tensor3D;
 }

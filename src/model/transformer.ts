@@ -42,9 +42,9 @@ function mergeHeads(x: tf.Tensor3D): tf.Tensor2D {
 }
 
 /** Token embeddings [T, dim]; SINK_TOKEN entries take the learned sink embedding. */
-export function embedTokens(model: Model, ids: ArrayLike<number>): tf.Tensor2D {
+export function embedTokens(model: Model, ids: readonly number[]): tf.Tensor2D {
   const { embedding, sinkEmbedding } = model.weights;
-  const list = Array.from(ids);
+  const list = ids;
   if (!list.includes(SINK_TOKEN)) return embed(embedding, list);
   if (sinkEmbedding === undefined) throw new Error('embedTokens: SINK_TOKEN given to a model without a sink embedding');
   return tf.tidy(() => {
@@ -64,46 +64,46 @@ export function embedTokens(model: Model, ids: ArrayLike<number>): tf.Tensor2D {
   });
 }
 
-/** Self-attention of one layer; x: [T, dim] (already normalised) -> [T, dim]. */
-function selfAttention(
-  config: ModelConfig,
-  w: LayerWeights,
-  x: tf.Tensor2D,
-  layer: number,
-  cache: KVCache,
-  view: BlockView,
-  angles: BlockAngles,
-): tf.Tensor2D {
-  const { heads, kvHeads, headDim } = config;
-  // qkv: [T, (heads + 2 kvHeads) * headDim]
-  const qkv = linear(x, w.qkv.weight, w.qkv.bias);
-  const [q, k, v] = tf.split(qkv, [heads * headDim, kvHeads * headDim, kvHeads * headDim], 1) as tf.Tensor2D[];
-  // Keys are rotated once, at their own position, and stored that way.
-  const keys = applyRope(splitHeads(k!, kvHeads, headDim), angles.keys, config.rope); // [kvHeads, T, headDim]
-  const entries = cache.store(layer, keys, splitHeads(v!, kvHeads, headDim));
-  // Queries are rotated once per frame of the view.
-  const queries = splitHeads(q!, heads, headDim); // [heads, T, headDim]
-  const frames: AttentionFrame[] = view.frames.map((f, i) => ({
-    queries: applyRope(queries, angles.frames[i]!, config.rope),
-    keyStart: f.keyStart,
-    keyEnd: f.keyEnd,
-    rowRanges: f.rowRanges,
-  }));
-  const out = attention(frames, entries.keys, entries.values, { variant: config.softmax, sinkLogits: w.sinkLogits });
-  return linear(mergeHeads(out), w.out.weight, w.out.bias);
+/** What one sequence of a batch attends through: its cache, its view, its rotations. */
+interface SequenceState {
+  cache: KVCache;
+  view: BlockView;
+  angles: BlockAngles;
 }
 
-/** One transformer layer; x: [T, dim] -> [T, dim]. */
-function transformerLayer(
-  config: ModelConfig,
-  w: LayerWeights,
-  x: tf.Tensor2D,
-  layer: number,
-  cache: KVCache,
-  view: BlockView,
-  angles: BlockAngles,
-): tf.Tensor2D {
-  const attend = (h: tf.Tensor2D) => selfAttention(config, w, h, layer, cache, view, angles);
+/**
+ * Self-attention of one layer; x: [B*T, dim] (already normalised), B
+ * sequences of T tokens one after another -> [B*T, dim]. The projections run
+ * on the whole batch; attention runs per sequence, through its own cache.
+ */
+function selfAttention(config: ModelConfig, w: LayerWeights, x: tf.Tensor2D, layer: number, batch: SequenceState[]): tf.Tensor2D {
+  const { heads, kvHeads, headDim } = config;
+  const T = x.shape[0] / batch.length;
+  // qkv: [B*T, (heads + 2 kvHeads) * headDim]
+  const qkv = linear(x, w.qkv.weight, w.qkv.bias);
+  const outs = batch.map(({ cache, view, angles }, b) => {
+    const rows = batch.length === 1 ? qkv : qkv.slice([b * T, 0], [T, qkv.shape[1]]);
+    const [q, k, v] = tf.split(rows, [heads * headDim, kvHeads * headDim, kvHeads * headDim], 1) as tf.Tensor2D[];
+    // Keys are rotated once, at their own position, and stored that way.
+    const keys = applyRope(splitHeads(k!, kvHeads, headDim), angles.keys, config.rope); // [kvHeads, T, headDim]
+    const entries = cache.store(layer, keys, splitHeads(v!, kvHeads, headDim));
+    // Queries are rotated once per frame of the view.
+    const queries = splitHeads(q!, heads, headDim); // [heads, T, headDim]
+    const frames: AttentionFrame[] = view.frames.map((f, i) => ({
+      queries: applyRope(queries, angles.frames[i]!, config.rope),
+      keyStart: f.keyStart,
+      keyEnd: f.keyEnd,
+      rowRanges: f.rowRanges,
+    }));
+    const out = attention(frames, entries.keys, entries.values, { variant: config.softmax, sinkLogits: w.sinkLogits });
+    return mergeHeads(out); // [T, heads * headDim]
+  });
+  return linear(outs.length === 1 ? outs[0]! : tf.concat(outs, 0), w.out.weight, w.out.bias);
+}
+
+/** One transformer layer; x: [B*T, dim] -> [B*T, dim]. */
+function transformerLayer(config: ModelConfig, w: LayerWeights, x: tf.Tensor2D, layer: number, batch: SequenceState[]): tf.Tensor2D {
+  const attend = (h: tf.Tensor2D) => selfAttention(config, w, h, layer, batch);
   if (config.parallelResidual) {
     return x.add<tf.Tensor2D>(attend(norm(config, w.attnNorm, x))).add<tf.Tensor2D>(mlp(config, w, norm(config, w.mlpNorm, x)));
   }
@@ -112,24 +112,44 @@ function transformerLayer(
 }
 
 /**
- * Run a block of tokens through the model at the cache's current stream
- * position. Returns logits [T, vocab], or [1, vocab] for the last token only.
+ * Run B sequences of T tokens each through the model, each at its own
+ * cache's stream position. Returns logits [B*T, vocab] (sequence after
+ * sequence), or [B, vocab] for the last token of each.
  */
-export function forward(model: Model, ids: ArrayLike<number>, cache: KVCache, logits: 'all' | 'last' = 'all'): tf.Tensor2D {
+export function forwardBatch(
+  model: Model,
+  batch: readonly (readonly number[])[],
+  caches: readonly KVCache[],
+  logits: 'all' | 'last' = 'all',
+): tf.Tensor2D {
   const { config, weights } = model;
-  const view = cache.begin(ids.length);
+  const T = batch[0]!.length;
+  if (batch.some((ids) => ids.length !== T)) throw new Error('forwardBatch: sequences must have equal length');
+  if (caches.length !== batch.length) throw new Error('forwardBatch: one cache per sequence');
+  const views = caches.map((c) => c.begin(T));
   try {
     return tf.tidy(() => {
-      const angles: BlockAngles = {
-        keys: ropeAngles(view.keyPositions, config.rope),
-        frames: view.frames.map((f) => ropeAngles(f.queryPositions, config.rope)),
-      };
-      let x = embedTokens(model, ids); // [T, dim]
-      for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, cache, view, angles);
-      if (logits === 'last' && x.shape[0] > 1) x = x.slice([x.shape[0] - 1, 0], [1, config.dim]);
-      return linear(norm(config, weights.finalNorm, x), weights.classifier) as tf.Tensor2D; // [T, vocab]
+      const states: SequenceState[] = caches.map((cache, b) => ({
+        cache,
+        view: views[b]!,
+        angles: {
+          keys: ropeAngles(views[b]!.keyPositions, config.rope),
+          frames: views[b]!.frames.map((f) => ropeAngles(f.queryPositions, config.rope)),
+        },
+      }));
+      let x = embedTokens(model, batch.flat()); // [B*T, dim]
+      for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states);
+      if (logits === 'last' && T > 1) {
+        x = tf.concat(batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])), 0);
+      }
+      return linear(norm(config, weights.finalNorm, x), weights.classifier) as tf.Tensor2D; // [rows, vocab]
     });
   } finally {
-    cache.end();
+    caches.forEach((c) => c.end());
   }
+}
+
+/** One sequence: logits [T, vocab], or [1, vocab] for the last token only. */
+export function forward(model: Model, ids: readonly number[], cache: KVCache, logits: 'all' | 'last' = 'all'): tf.Tensor2D {
+  return forwardBatch(model, [ids], [cache], logits);
 }

@@ -1,0 +1,52 @@
+// Shared pieces of the benchmarks: the machine line, median, RSS, and the
+// results file every benchmark appends to.
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { writeLlama2c } from '../src/checkpoint/llama2c.js';
+import { NAMED_SHAPES, randomLlamaTensors } from '../src/model/random_init.js';
+
+export const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
+const CACHE_DIR = fileURLToPath(new URL('../../bench/.cache/', import.meta.url));
+
+export function machine(): string {
+  const cpu = cpus();
+  return `${cpu[0]?.model ?? 'unknown CPU'} x${cpu.length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Peak resident set size of this process so far, in MiB. */
+export function peakRssMiB(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+/** A random llama2.c checkpoint of a named shape, written once under bench/.cache. */
+export function randomCheckpoint(shape: string, seed = 0): string {
+  mkdirSync(CACHE_DIR, { recursive: true });
+  const file = `${CACHE_DIR}${shape}-seed${seed}.bin`;
+  if (!existsSync(file)) {
+    const s = NAMED_SHAPES[shape];
+    if (s === undefined) throw new Error(`unknown shape ${shape}`);
+    writeLlama2c(file, randomLlamaTensors({ ...s, sharedClassifier: true }, seed));
+  }
+  return file;
+}
+
+/** A Markdown table. */
+export function markdownTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(header), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...rows.map(line)].join('\n');
+}
+
+/** Append a section to bench/RESULTS.md: title, command, machine, date, body. */
+export function recordResult(title: string, command: string, body: string): void {
+  if (!existsSync(RESULTS)) writeFileSync(RESULTS, '# Benchmark results\n\nEach section is appended by the benchmark named in it; the latest run of a benchmark is the last section with its title.\n');
+  const when = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  appendFileSync(RESULTS, `\n## ${title}\n\n- command: \`${command}\`\n- machine: ${machine()}\n- date: ${when}\n\n${body}\n`);
+}

@@ -1,0 +1,37 @@
+// No cache at all: one self-contained sequence scored in one pass with plain
+// causal attention at positions 0..T-1, its keys and values passed straight
+// through (and so differentiable). For training and attention maps.
+import type * as tf from '@tensorflow/tfjs';
+import type { BlockView, CacheEntries, CachePolicy, KVCache } from './types.js';
+
+export class CausalBlock implements KVCache {
+  readonly policy: CachePolicy = { kind: 'dense' };
+  readonly length = 0;
+  readonly size = 0;
+  readonly byteSize = 0;
+  private began = false;
+
+  begin(T: number): BlockView {
+    if (this.began) throw new Error('CausalBlock holds one block: use a new one per sequence');
+    this.began = true;
+    const positions = new Int32Array(T);
+    const rowRanges = new Int32Array(2 * T);
+    for (let t = 0; t < T; t++) {
+      positions[t] = t;
+      rowRanges[2 * t + 1] = t + 1;
+    }
+    return { start: 0, keyPositions: positions, frames: [{ queryPositions: positions, keyStart: 0, keyEnd: T, rowRanges }] };
+  }
+
+  store(_layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {
+    return { keys, values };
+  }
+
+  end(): void {}
+
+  reset(): void {
+    this.began = false;
+  }
+
+  dispose(): void {}
+}

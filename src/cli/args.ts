@@ -1,0 +1,122 @@
+// A small declarative flag parser: each command lists its flags once, and
+// that list drives parsing, validation and --help. Every mistake becomes a
+// UsageError naming the flag and what was expected.
+import { UsageError } from '../errors.js';
+
+export type FlagType = 'string' | 'int' | 'number' | 'bool' | 'ints' | 'strings';
+
+export interface FlagSpec {
+  name: string; // without the leading --
+  type: FlagType;
+  help: string;
+  /** Shown in --help as the value's name, e.g. FILE. */
+  value?: string;
+  default?: string | number | boolean;
+  min?: number;
+  max?: number;
+  /** For 'string' and 'strings': the allowed values. */
+  choices?: readonly string[];
+}
+
+export interface CommandSpec {
+  name: string;
+  summary: string;
+  /** Usage line(s) after `streamllm NAME`. */
+  usage: string;
+  /** Extra paragraphs for --help. */
+  details?: string;
+  flags: FlagSpec[];
+  run(flags: Flags): Promise<void>;
+}
+
+export type FlagValue = string | number | boolean | number[] | string[];
+export type Flags = Record<string, FlagValue | undefined>;
+
+function convert(spec: FlagSpec, raw: string, command: string): FlagValue {
+  const where = `${command} --${spec.name}`;
+  const toNumber = (s: string, integer: boolean): number => {
+    const v = Number(s);
+    if (s.trim() === '' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
+      throw new UsageError(`${where}: expected ${integer ? 'an integer' : 'a number'}, got '${s}'`);
+    }
+    if (spec.min !== undefined && v < spec.min) throw new UsageError(`${where}: must be >= ${spec.min}, got ${s}`);
+    if (spec.max !== undefined && v > spec.max) throw new UsageError(`${where}: must be <= ${spec.max}, got ${s}`);
+    return v;
+  };
+  const checkChoice = (s: string): string => {
+    if (spec.choices !== undefined && !spec.choices.includes(s)) {
+      throw new UsageError(`${where}: expected one of ${spec.choices.join(', ')}, got '${s}'`);
+    }
+    return s;
+  };
+  switch (spec.type) {
+    case 'string':
+      return checkChoice(raw);
+    case 'int':
+      return toNumber(raw, true);
+    case 'number':
+      return toNumber(raw, false);
+    case 'bool':
+      if (raw === 'true') return true;
+      if (raw === 'false') return false;
+      throw new UsageError(`${where}: expected true or false, got '${raw}'`);
+    case 'ints':
+      return raw.split(',').map((s) => toNumber(s, true));
+    case 'strings':
+      return raw.split(',').map(checkChoice);
+  }
+}
+
+/** Parse argv (after the command name) against the command's flags. */
+export function parseFlags(command: CommandSpec, argv: string[]): Flags {
+  const flags: Flags = {};
+  const byName = new Map(command.flags.map((f) => [f.name, f]));
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new UsageError(`${command.name}: unexpected argument '${arg}' (see streamllm ${command.name} --help)`);
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    const spec = byName.get(name);
+    if (spec === undefined) throw new UsageError(`${command.name}: unknown flag --${name} (see streamllm ${command.name} --help)`);
+    let raw: string;
+    if (eq >= 0) raw = arg.slice(eq + 1);
+    else if (spec.type === 'bool') raw = 'true';
+    else {
+      const next = argv[i + 1];
+      if (next === undefined || (next.startsWith('--') && next.length > 2)) {
+        throw new UsageError(`${command.name} --${name}: missing value${spec.value ? ` (${spec.value})` : ''}`);
+      }
+      raw = next;
+      i++;
+    }
+    flags[name] = convert(spec, raw, command.name);
+  }
+  for (const spec of command.flags) {
+    if (flags[spec.name] === undefined && spec.default !== undefined) flags[spec.name] = spec.default;
+  }
+  return flags;
+}
+
+/** The --help text of a command. */
+export function helpText(command: CommandSpec): string {
+  const rows = command.flags.map((f) => {
+    const left = `  --${f.name}${f.type === 'bool' ? '' : ` ${f.value ?? f.type.toUpperCase()}`}`;
+    const extra = [
+      f.choices ? `one of: ${f.choices.join(', ')}` : '',
+      f.default !== undefined && f.type !== 'bool' ? `default ${String(f.default)}` : '',
+    ].filter(Boolean);
+    return [left, f.help + (extra.length ? ` (${extra.join('; ')})` : '')] as const;
+  });
+  const width = Math.max(...rows.map(([l]) => l.length)) + 2;
+  const lines = [`streamllm ${command.name}: ${command.summary}`, '', `usage: streamllm ${command.name} ${command.usage}`, ''];
+  if (command.details) lines.push(command.details, '');
+  lines.push('flags:', ...rows.map(([l, r]) => l.padEnd(width) + r));
+  return lines.join('\n') + '\n';
+}
+
+/** Require a flag, or explain which one is missing. */
+export function required<T extends FlagValue>(flags: Flags, name: string, command: string): T {
+  const v = flags[name];
+  if (v === undefined) throw new UsageError(`${command}: --${name} is required (see streamllm ${command} --help)`);
+  return v as T;
+}

@@ -1,0 +1,26 @@
+// Flags and helpers shared by the subcommands.
+import { BACKENDS, type BackendName, initBackend } from '../backend.js';
+import type { FlagSpec, Flags } from './args.js';
+
+export const backendFlag: FlagSpec = {
+  name: 'backend',
+  type: 'string',
+  value: 'NAME',
+  choices: BACKENDS,
+  help: 'tensor backend (default: tensorflow if installed, else wasm, else cpu)',
+};
+
+/** Start the backend the flags ask for and say on stderr which one runs. */
+export async function startBackend(flags: Flags): Promise<BackendName> {
+  const name = await initBackend(flags.backend as BackendName | undefined);
+  process.stderr.write(`backend: ${name}\n`);
+  return name;
+}
+
+/** Write to stdout, resolving once the data is handed to the OS (so exit does not cut it off). */
+export function writeOut(text: string): Promise<void> {
+  return new Promise((resolve) => {
+    if (process.stdout.write(text)) resolve();
+    else process.stdout.once('drain', () => resolve());
+  });
+}

@@ -1,0 +1,126 @@
+// streamllm eval: per-token NLL and perplexity of a text under one or more
+// cache policies.
+import { renameSync, writeFileSync } from 'node:fs';
+import { CACHE_KINDS, type CachePolicy, policyFromName, policyLabel, policySpan } from '../cache/index.js';
+import { UsageError } from '../errors.js';
+import { type ScoreResult, scoreTokens } from '../eval/perplexity.js';
+import { loadModel } from '../model/load.js';
+import type { Model } from '../model/weights.js';
+import { type CommandSpec, type Flags, required } from './args.js';
+import { backendFlag, startBackend, writeOut } from './common.js';
+import { readTokenIds } from './inputs.js';
+import { createProgress } from './progress.js';
+
+export const evalCommand: CommandSpec = {
+  name: 'eval',
+  summary: 'per-token NLL and perplexity under dense, window, streaming and recompute caches',
+  usage: '--model PATH (--tokens IDS.json | --text FILE [--tokenizer TOK]) [--cache LIST] [--sinks S] [--window W] [--json | --csv FILE]',
+  details: [
+    'Defaults: 4 sinks; window = the trained length for window and recompute, the trained length minus the sinks for streaming.',
+    'Blocked evaluation (the default) scores a block of tokens per forward pass with each query seeing exactly what it would',
+    'see token by token; --stepwise feeds one token at a time through the cache, as the reference implementation does.',
+  ].join('\n'),
+  flags: [
+    { name: 'model', type: 'string', value: 'PATH', help: 'llama2.c checkpoint or model directory' },
+    { name: 'tokens', type: 'string', value: 'IDS.json', help: 'a JSON array of token ids to score' },
+    { name: 'cache', type: 'strings', value: 'LIST', choices: CACHE_KINDS, default: 'dense', help: 'comma-separated cache policies' },
+    { name: 'sinks', type: 'int', value: 'S', help: 'initial tokens the streaming cache keeps (default 4)' },
+    { name: 'window', type: 'int', value: 'W', help: 'recent tokens kept (see defaults above)' },
+    { name: 'stepwise', type: 'bool', help: 'feed one token per forward pass instead of blocks' },
+    { name: 'block', type: 'int', value: 'N', min: 1, help: 'tokens per forward pass in blocked mode (default 256)' },
+    { name: 'limit', type: 'int', value: 'N', min: 2, help: 'score only the first N tokens' },
+    { name: 'json', type: 'bool', help: 'print JSON instead of a table' },
+    { name: 'csv', type: 'string', value: 'FILE', help: 'also write per-token NLLs, one column per policy' },
+    backendFlag,
+  ],
+  async run(flags) {
+    const modelPath = required<string>(flags, 'model', 'eval');
+    if (flags.sinks !== undefined && (flags.sinks as number) < 0) throw new UsageError(`eval --sinks: must be >= 0, got ${flags.sinks}`);
+    if (flags.window !== undefined && (flags.window as number) < 1) throw new UsageError(`eval --window: must be >= 1, got ${flags.window}`);
+    if (flags.tokens === undefined) throw new UsageError('eval: give --tokens IDS.json');
+    await startBackend(flags);
+    const model = loadModel(modelPath);
+    let ids = readTokenIds(flags.tokens as string, model.config.vocabSize);
+    if (flags.limit !== undefined) ids = ids.slice(0, flags.limit as number);
+    if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
+    const policies = policiesFromFlags(flags, model);
+    warnAboutLengths(policies, model, ids.length);
+
+    const results: ScoreResult[] = [];
+    for (const policy of policies) {
+      const progress = createProgress(policyLabel(policy), ids.length - 1);
+      const result = await scoreTokens(model, ids, policy, {
+        mode: flags.stepwise ? 'stepwise' : 'blocked',
+        blockSize: flags.block as number | undefined,
+        onProgress: (done) => progress.update(done),
+      });
+      progress.finish(`ppl ${result.ppl.toFixed(3)}`);
+      results.push(result);
+    }
+    if (flags.csv !== undefined) writeCsv(flags.csv as string, results);
+    await writeOut(flags.json ? jsonReport(results) : tableReport(results));
+  },
+};
+
+function policiesFromFlags(flags: Flags, model: Model): CachePolicy[] {
+  const names = flags.cache as string[];
+  const seen = new Set<string>();
+  return names
+    .filter((n) => !seen.has(n) && seen.add(n))
+    .map((n) =>
+      policyFromName(n, model.config.maxSeqLen, {
+        sinkCount: flags.sinks as number | undefined,
+        windowSize: flags.window as number | undefined,
+      }),
+    );
+}
+
+/** One-line warnings for settings outside what the model was trained on. */
+function warnAboutLengths(policies: CachePolicy[], model: Model, tokens: number): void {
+  const trained = model.config.maxSeqLen;
+  for (const p of policies) {
+    const span = policySpan(p);
+    if (p.kind === 'dense' && tokens > trained) {
+      process.stderr.write(`warning: dense attention over ${tokens} tokens, beyond the trained length ${trained}: expect it to fail (the paper's baseline)\n`);
+    } else if (p.kind !== 'dense' && span > trained) {
+      process.stderr.write(`warning: ${policyLabel(p)} spans ${span} entries, beyond the trained length ${trained}: the model never saw such distances\n`);
+    }
+  }
+}
+
+function resultJson(r: ScoreResult): object {
+  return { policy: r.policy, mode: r.mode, nll: Array.from(r.nll), ppl: r.ppl, tokens: r.tokens, seconds: r.seconds };
+}
+
+function jsonReport(results: ScoreResult[]): string {
+  const body = results.length === 1 ? resultJson(results[0]!) : results.map(resultJson);
+  return JSON.stringify(body) + '\n';
+}
+
+function tableReport(results: ScoreResult[]): string {
+  const rows = results.map((r) => [
+    policyLabel(r.policy),
+    r.ppl.toFixed(3),
+    r.meanNll.toFixed(4),
+    String(r.tokens),
+    ((r.tokens - 1) / r.seconds).toFixed(1),
+  ]);
+  const header = ['policy', 'ppl', 'mean nll', 'tokens', 'tok/s'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [fmt(header), ...rows.map(fmt)].join('\n') + '\n';
+}
+
+/** Per-token NLLs, one column per policy; written to a temporary name, then renamed. */
+function writeCsv(file: string, results: ScoreResult[]): void {
+  const lines = [['position', ...results.map((r) => policyLabel(r.policy))].join(',')];
+  const n = results[0]!.nll.length;
+  for (let i = 0; i < n; i++) lines.push([String(i + 1), ...results.map((r) => r.nll[i]!.toPrecision(8))].join(','));
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, lines.join('\n') + '\n');
+  } catch (e) {
+    throw new UsageError(`eval --csv: cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  renameSync(tmp, file);
+}

@@ -1,0 +1,50 @@
+// streamllm init: write a llama2.c checkpoint with seeded random weights.
+import { writeLlama2c } from '../checkpoint/llama2c.js';
+import { UsageError } from '../errors.js';
+import { NAMED_SHAPES, randomLlamaTensors } from '../model/random_init.js';
+import { type CommandSpec, required } from './args.js';
+
+export const initCommand: CommandSpec = {
+  name: 'init',
+  summary: 'write a llama2.c checkpoint with seeded random weights (tests, benchmarks)',
+  usage: '(--shape NAME | --dim N --hidden N --layers N --heads N [--kv-heads N] --vocab N --seq-len N) [--seed S] --out FILE',
+  details: `Named shapes are llama2.c's stories models: ${Object.keys(NAMED_SHAPES).join(', ')}. Explicit flags override the shape's values.`,
+  flags: [
+    { name: 'shape', type: 'string', value: 'NAME', choices: Object.keys(NAMED_SHAPES), help: 'start from a named shape' },
+    { name: 'dim', type: 'int', value: 'N', min: 1, help: 'model width' },
+    { name: 'hidden', type: 'int', value: 'N', min: 1, help: 'feed-forward width' },
+    { name: 'layers', type: 'int', value: 'N', min: 1, help: 'transformer layers' },
+    { name: 'heads', type: 'int', value: 'N', min: 1, help: 'query heads' },
+    { name: 'kv-heads', type: 'int', value: 'N', min: 1, help: 'key/value heads (default: heads)' },
+    { name: 'vocab', type: 'int', value: 'N', min: 1, help: 'vocabulary size' },
+    { name: 'seq-len', type: 'int', value: 'N', min: 1, help: 'trained context length' },
+    { name: 'shared-classifier', type: 'bool', default: true, help: 'tie the classifier to the embedding (--shared-classifier=false for a separate one)' },
+    { name: 'seed', type: 'int', value: 'S', default: 0, help: 'random seed' },
+    { name: 'out', type: 'string', value: 'FILE', help: 'checkpoint to write' },
+  ],
+  async run(flags) {
+    const out = required<string>(flags, 'out', 'init');
+    const base = flags.shape === undefined ? undefined : NAMED_SHAPES[flags.shape as string];
+    const pick = (flag: string, fallback: number | undefined): number => {
+      const v = (flags[flag] as number | undefined) ?? fallback;
+      if (v === undefined) throw new UsageError(`init: --${flag} is required without --shape`);
+      return v;
+    };
+    const heads = pick('heads', base?.heads);
+    const shape = {
+      dim: pick('dim', base?.dim),
+      hiddenDim: pick('hidden', base?.hiddenDim),
+      layers: pick('layers', base?.layers),
+      heads,
+      kvHeads: pick('kv-heads', base?.kvHeads ?? heads),
+      vocabSize: pick('vocab', base?.vocabSize),
+      maxSeqLen: pick('seq-len', base?.maxSeqLen),
+      sharedClassifier: flags['shared-classifier'] as boolean,
+    };
+    if (shape.dim % shape.heads !== 0) throw new UsageError(`init: --heads (${shape.heads}) must divide --dim (${shape.dim})`);
+    if (shape.heads % shape.kvHeads !== 0) throw new UsageError(`init: --kv-heads (${shape.kvHeads}) must divide --heads (${shape.heads})`);
+    if ((shape.dim / shape.heads) % 2 !== 0) throw new UsageError(`init: head size dim/heads = ${shape.dim / shape.heads} must be even`);
+    writeLlama2c(out, randomLlamaTensors(shape, flags.seed as number));
+    process.stderr.write(`wrote ${out}\n`);
+  },
+};

@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+// streamllm: the command-line entry point. Each subcommand lives in its own
+// file and declares its flags; this file only dispatches and turns user
+// errors into one line on stderr with exit code 2.
+import { StreamllmError } from '../errors.js';
+import { type CommandSpec, helpText, parseFlags } from './args.js';
+import { evalCommand } from './eval.js';
+
+import { initCommand } from './init.js';
+
+const COMMANDS: CommandSpec[] = [evalCommand, initCommand];
+
+function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;
+  return [
+    'streamllm: StreamingLLM (attention sinks + a rolling KV cache) on TensorFlow.js',
+    '',
+    'usage: streamllm COMMAND [flags]      streamllm COMMAND --help',
+    '',
+    'commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    '',
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(mainHelp());
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  try {
+    if (command === undefined) throw new StreamllmError(`unknown command '${name}' (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
+    if (rest.includes('--help') || rest.includes('-h')) {
+      process.stdout.write(helpText(command));
+      return 0;
+    }
+    await command.run(parseFlags(command, rest));
+    return 0;
+  } catch (e) {
+    if (e instanceof StreamllmError) {
+      process.stderr.write(`streamllm: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+// Piping into `head` closes stdout early: that is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
+process.exitCode = await main(process.argv.slice(2));

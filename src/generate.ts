@@ -1,0 +1,66 @@
+// Autoregressive generation through a cache policy: prefill the prompt, then
+// one token per step, for as long as asked (or forever).
+import type { CachePolicy } from './cache/types.js';
+import { SINK_TOKEN } from './model/transformer.js';
+import type { Model } from './model/weights.js';
+import { TokenStream } from './stream.js';
+
+/** Picks the next token from the last position's logits. */
+export type Sampler = (logits: Float32Array) => number;
+
+export interface GenerateOptions {
+  /** Tokens to generate; 0 means until stopped. */
+  steps: number;
+  /** Stop when the model emits one of these (run.c stops on BOS and EOS). */
+  stopIds?: readonly number[];
+  /** Checked before every step: return true to stop (Ctrl-C). */
+  shouldStop?: () => boolean;
+}
+
+export interface GenerateStep {
+  id: number;
+  /** Tokens generated so far, this one included. */
+  generated: number;
+  stream: TokenStream;
+}
+
+/** Yield to the event loop every so often, so a signal handler can run. */
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Generate after `prompt` (at least one token). Yields each new token as it
+ * is produced; the caller owns nothing and the stream is disposed at the end.
+ */
+export async function* generate(
+  model: Model,
+  policy: CachePolicy,
+  prompt: readonly number[],
+  sample: Sampler,
+  options: GenerateOptions,
+): AsyncGenerator<GenerateStep> {
+  if (prompt.length === 0) throw new RangeError('generate: the prompt needs at least one token');
+  const stream = new TokenStream(model, policy);
+  try {
+    const first = model.config.sinkToken ? [SINK_TOKEN, ...prompt] : prompt;
+    let logits = stream.feed(first, 'last'); // [1, vocab]
+    for (let n = 1; options.steps === 0 || n <= options.steps; n++) {
+      const id = sample(logits.dataSync() as Float32Array);
+      logits.dispose();
+      if (options.stopIds?.includes(id)) return;
+      yield { id, generated: n, stream };
+      if (options.shouldStop?.()) return;
+      if (n % 16 === 0) await tick();
+      logits = stream.feed([id], 'last');
+    }
+    logits.dispose();
+  } finally {
+    stream.dispose();
+  }
+}
+
+/** The index of the largest logit. */
+export function argmax(logits: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+  return best;
+}

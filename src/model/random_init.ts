@@ -1,0 +1,46 @@
+// Seeded random weights for a llama2.c-shaped model: for tests and benchmarks,
+// where the arithmetic matters and the language does not.
+import seedrandom from 'seedrandom';
+import type { LlamaShape, LlamaTensors } from '../checkpoint/llama2c.js';
+
+/** The llama2.c "stories" shapes. */
+export const NAMED_SHAPES: Record<string, Omit<LlamaShape, 'sharedClassifier'>> = {
+  '260K': { dim: 64, hiddenDim: 172, layers: 5, heads: 8, kvHeads: 4, vocabSize: 512, maxSeqLen: 512 },
+  '15M': { dim: 288, hiddenDim: 768, layers: 6, heads: 6, kvHeads: 6, vocabSize: 32000, maxSeqLen: 256 },
+  '42M': { dim: 512, hiddenDim: 1376, layers: 8, heads: 8, kvHeads: 8, vocabSize: 32000, maxSeqLen: 1024 },
+  '110M': { dim: 768, hiddenDim: 2048, layers: 12, heads: 12, kvHeads: 12, vocabSize: 32000, maxSeqLen: 1024 },
+};
+
+/** Weights ~ N(0, std^2) (GPT-2's 0.02 by default), norm gains 1. */
+export function randomLlamaTensors(shape: LlamaShape, seed: number, std = 0.02): LlamaTensors {
+  const rng = seedrandom(String(seed));
+  const normal = (n: number): Float32Array => {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i += 2) {
+      // Box-Muller: two independent normals from two uniforms
+      const r = std * Math.sqrt(-2 * Math.log(1 - rng()));
+      const theta = 2 * Math.PI * rng();
+      out[i] = r * Math.cos(theta);
+      if (i + 1 < n) out[i + 1] = r * Math.sin(theta);
+    }
+    return out;
+  };
+  const ones = (n: number) => new Float32Array(n).fill(1);
+  const { dim, hiddenDim, layers: L, vocabSize } = shape;
+  const kvDim = (dim * shape.kvHeads) / shape.heads;
+  return {
+    shape,
+    tokenEmbedding: normal(vocabSize * dim),
+    rmsAtt: ones(L * dim),
+    wq: normal(L * dim * dim),
+    wk: normal(L * kvDim * dim),
+    wv: normal(L * kvDim * dim),
+    wo: normal(L * dim * dim),
+    rmsFfn: ones(L * dim),
+    w1: normal(L * hiddenDim * dim),
+    w2: normal(L * dim * hiddenDim),
+    w3: normal(L * hiddenDim * dim),
+    rmsFinal: ones(dim),
+    ...(shape.sharedClassifier ? {} : { classifier: normal(vocabSize * dim) }),
+  };
+}

@@ -1,0 +1,85 @@
+// A token stream: a model plus a cache policy, fed tokens block by block.
+// It hides the one policy that is not a KV cache: `recompute` re-runs the
+// last W tokens from scratch for every new token.
+import type * as tf from '@tensorflow/tfjs';
+import * as tfc from '@tensorflow/tfjs';
+import { createCache } from './cache/index.js';
+import { DenseCache } from './cache/dense.js';
+import { RecomputeWindow } from './cache/recompute.js';
+import type { CachePolicy, KVCache } from './cache/types.js';
+import { cacheShape } from './model/config.js';
+import { forward } from './model/transformer.js';
+import type { Model } from './model/weights.js';
+
+export class TokenStream {
+  private readonly cache: KVCache;
+  private readonly recompute: RecomputeWindow | undefined;
+
+  constructor(
+    readonly model: Model,
+    readonly policy: CachePolicy,
+  ) {
+    if (policy.kind === 'recompute') {
+      this.recompute = new RecomputeWindow(policy.windowSize);
+      this.cache = new DenseCache(cacheShape(model.config), policy.windowSize); // scratch, reset per token
+    } else {
+      this.cache = createCache(policy, cacheShape(model.config));
+    }
+  }
+
+  /** Tokens fed so far. */
+  get length(): number {
+    return this.recompute?.length ?? this.cache.length;
+  }
+
+  /** Entries the cache holds now (recompute: the window it re-runs). */
+  get cacheSize(): number {
+    return this.recompute ? Math.min(this.recompute.length, this.recompute.windowSize) : this.cache.size;
+  }
+
+  /** Bytes of KV storage. */
+  get cacheBytes(): number {
+    return this.cache.byteSize;
+  }
+
+  /**
+   * Feed a block of tokens; returns logits [T, vocab] for every token, or
+   * [1, vocab] for the last one.
+   */
+  feed(ids: readonly number[], logits: 'all' | 'last' = 'all'): tf.Tensor2D {
+    if (this.recompute === undefined) return forward(this.model, ids, this.cache, logits);
+    const window = this.recompute;
+    const rows: tf.Tensor2D[] = [];
+    // While the stream is no longer than the window, every window is the
+    // whole stream: one causal pass, continuing the scratch cache, gives
+    // exactly the re-computed logits.
+    const prefix = Math.max(0, Math.min(ids.length, window.windowSize - window.length));
+    if (prefix > 0) {
+      const head = ids.slice(0, prefix);
+      head.forEach((id) => window.push(id));
+      rows.push(forward(this.model, head, this.cache, logits === 'last' && prefix === ids.length ? 'last' : 'all'));
+    }
+    // Past that, each token re-runs its window from scratch at positions 0..W-1.
+    for (let i = prefix; i < ids.length; i++) {
+      const context = window.push(ids[i]!);
+      if (logits === 'last' && i < ids.length - 1) continue;
+      this.cache.reset();
+      rows.push(forward(this.model, context, this.cache, 'last'));
+    }
+    const all = rows.length === 1 ? rows[0]! : tfc.concat(rows, 0);
+    if (rows.length > 1) tfc.dispose(rows);
+    if (logits === 'all' || all.shape[0] === 1) return all;
+    const last = all.slice([all.shape[0] - 1, 0], [1, all.shape[1]]);
+    all.dispose();
+    return last;
+  }
+
+  reset(): void {
+    this.cache.reset();
+    this.recompute?.reset();
+  }
+
+  dispose(): void {
+    this.cache.dispose();
+  }
+}

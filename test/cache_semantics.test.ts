@@ -1,0 +1,105 @@
+// The cache policies' views, fed through RoPE and the attention kernel, give
+// exactly what docs/streamingllm.md defines: token t sees its sinks and its
+// window, in stream order at positions 0..n-1, with the query at n-1. Checked
+// against the plain-loop reference for every variant, in blocks and token by
+// token, with the fused kernels and with plain tfjs ops.
+import * as tf from '@tensorflow/tfjs';
+import seedrandom from 'seedrandom';
+import t from 'tap';
+import { attention } from '../kernels/attention.js';
+import { attentionReference, type ReferenceEntry } from '../kernels/attention.ref.js';
+import { setFusedKernels } from '../kernels/js_kernel.js';
+import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
+import type { SoftmaxVariant } from '../kernels/softmax.js';
+import { DenseCache } from '../src/cache/dense.js';
+import { StreamingCache } from '../src/cache/streaming.js';
+import type { KVCache } from '../src/cache/types.js';
+import { initTestBackend, maxAbsDiff } from './helpers.js';
+
+await initTestBackend();
+
+const dims = { heads: 4, kvHeads: 2, headDim: 8 };
+const N = 40;
+const rng = seedrandom('cache-semantics');
+const randn = (n: number) => Float32Array.from({ length: n }, () => 2 * rng() - 1);
+const q = Array.from({ length: N }, () => randn(dims.heads * dims.headDim));
+const k = Array.from({ length: N }, () => randn(dims.kvHeads * dims.headDim));
+const v = Array.from({ length: N }, () => randn(dims.kvHeads * dims.headDim));
+const sinkLogits = Float32Array.from([0.5, -1, 2, 0]);
+
+/** The doc's visible set of token t: sinks then window, no duplicates, stream order. */
+function visible(t: number, sinks: number, window: number): number[] {
+  const set = new Set<number>();
+  for (let i = 0; i < Math.min(sinks, t + 1); i++) set.add(i);
+  for (let j = Math.max(0, t - window + 1); j <= t; j++) set.add(j);
+  return [...set].sort((a, b) => a - b);
+}
+
+function reference(t: number, sinks: number, window: number, rope: RopeSpec, variant: SoftmaxVariant): Float64Array {
+  const seen = visible(t, sinks, window);
+  const entries: ReferenceEntry[] = seen.map((j, position) => ({ key: k[j]!, value: v[j]!, position }));
+  return attentionReference(q[t]!, seen.length - 1, entries, dims, rope, variant, sinkLogits);
+}
+
+/** [n, T, headDim] from T rows of [n * headDim] */
+function heads(rows: Float32Array[], n: number): tf.Tensor3D {
+  return tf.tidy(() => tf.tensor3d(rows.flatMap((r) => Array.from(r)), [rows.length, n, dims.headDim]).transpose([1, 0, 2]));
+}
+
+function viaCache(cache: KVCache, block: number, rope: RopeSpec, variant: SoftmaxVariant): Float32Array[] {
+  const outputs: Float32Array[] = [];
+  const sink = tf.tensor1d(sinkLogits);
+  for (let start = 0; start < N; start += block) {
+    const T = Math.min(block, N - start);
+    const view = cache.begin(T);
+    const out = tf.tidy(() => {
+      const keys = applyRope(heads(k.slice(start, start + T), dims.kvHeads), ropeAngles(view.keyPositions, rope), rope);
+      const entries = cache.store(0, keys, heads(v.slice(start, start + T), dims.kvHeads));
+      const queries = heads(q.slice(start, start + T), dims.heads);
+      const frames = view.frames.map((f) => ({ ...f, queries: applyRope(queries, ropeAngles(f.queryPositions, rope), rope) }));
+      return attention(frames, entries.keys, entries.values, { variant, sinkLogits: sink }).transpose([1, 0, 2]);
+    });
+    cache.end();
+    const values = out.dataSync() as Float32Array;
+    out.dispose();
+    for (let i = 0; i < T; i++) outputs.push(values.slice(i * dims.heads * dims.headDim, (i + 1) * dims.heads * dims.headDim));
+  }
+  sink.dispose();
+  return outputs;
+}
+
+const shape = { layers: 1, kvHeads: dims.kvHeads, headDim: dims.headDim };
+const policies: { name: string; sinks: number; window: number; make: () => KVCache }[] = [
+  { name: 'dense', sinks: 0, window: Infinity, make: () => new DenseCache(shape, 4) },
+  { name: 'window 0+6', sinks: 0, window: 6, make: () => new StreamingCache(0, 6, shape) },
+  { name: 'streaming 1+5', sinks: 1, window: 5, make: () => new StreamingCache(1, 5, shape) },
+  { name: 'streaming 3+4', sinks: 3, window: 4, make: () => new StreamingCache(3, 4, shape) },
+  { name: 'streaming 4+1', sinks: 4, window: 1, make: () => new StreamingCache(4, 1, shape) },
+];
+const ropes: RopeSpec[] = [
+  { theta: 10000, layout: 'pairs', rotaryDim: 8, scale: 1 },
+  { theta: 500, layout: 'halves', rotaryDim: 4, scale: 2 },
+];
+
+for (const fused of [true, false]) {
+  for (const p of policies) {
+    for (const variant of ['softmax', 'softmax1', 'learned-sink'] as const) {
+      t.test(`${p.name}, ${variant}, ${fused ? 'fused kernels' : 'tfjs ops'}`, async (t) => {
+        setFusedKernels(fused);
+        const before = tf.memory().numTensors;
+        for (const rope of ropes) {
+          const want = Array.from({ length: N }, (_, i) => reference(i, p.sinks, p.window, rope, variant));
+          for (const block of [1, 3, 16]) {
+            const cache = p.make();
+            const got = viaCache(cache, block, rope, variant);
+            cache.dispose();
+            const worst = Math.max(...got.map((g, i) => maxAbsDiff(g, want[i]!)));
+            t.ok(worst < 1e-5, `${rope.layout} rope, blocks of ${block}: max |diff| ${worst.toExponential(2)}`);
+          }
+        }
+        t.equal(tf.memory().numTensors, before, 'no tensor leak');
+        setFusedKernels(true);
+      });
+    }
+  }
+}

@@ -1,0 +1,139 @@
+// Each kernel against its plain-loop reference on random shapes, through the
+// fused kernels and through plain tfjs ops; gradients of the custom-gradient
+// kernels against tfjs's own.
+import * as tf from '@tensorflow/tfjs';
+import seedrandom from 'seedrandom';
+import t from 'tap';
+import { embed } from '../kernels/embedding.js';
+import { setFusedKernels } from '../kernels/js_kernel.js';
+import { batchMatMul, linear, matMul2d } from '../kernels/matmul.js';
+import { rmsNorm } from '../kernels/rmsnorm.js';
+import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
+import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
+import { ropeReference } from '../kernels/rope.ref.js';
+import { softmaxWithSink } from '../kernels/softmax.js';
+import { softmaxReference } from '../kernels/softmax.ref.js';
+import { swiglu } from '../kernels/swiglu.js';
+import { swigluReference } from '../kernels/swiglu.ref.js';
+import { initTestBackend, maxAbsDiff } from './helpers.js';
+
+await initTestBackend();
+const rng = seedrandom('kernels');
+const randn = (n: number) => Float32Array.from({ length: n }, () => 2 * rng() - 1);
+
+for (const fused of [true, false]) {
+  const mode = fused ? 'fused' : 'tfjs ops';
+  t.beforeEach(() => setFusedKernels(fused));
+
+  t.test(`rmsNorm (${mode})`, async (t) => {
+    for (const [rows, dim] of [[1, 8], [5, 48], [3, 7]] as const) {
+      const x = randn(rows * dim);
+      const w = randn(dim);
+      const got = tf.tidy(() => rmsNorm(tf.tensor2d(x, [rows, dim]), tf.tensor1d(w), 1e-5).dataSync());
+      t.ok(maxAbsDiff(got, rmsNormReference(x, w, 1e-5)) < 1e-5, `[${rows}, ${dim}]`);
+    }
+  });
+
+  t.test(`rope, both layouts, partial rotation, large positions (${mode})`, async (t) => {
+    const specs: RopeSpec[] = [
+      { theta: 10000, layout: 'pairs', rotaryDim: 16, scale: 1 },
+      { theta: 10000, layout: 'halves', rotaryDim: 16, scale: 1 },
+      { theta: 1e6, layout: 'halves', rotaryDim: 8, scale: 4 },
+      { theta: 10000, layout: 'pairs', rotaryDim: 6, scale: 1 },
+    ];
+    const [heads, T, headDim] = [3, 4, 16];
+    const positions = [0, 7, 1000, 1_234_567];
+    for (const spec of specs) {
+      const x = randn(heads * T * headDim);
+      const got = tf.tidy(() => applyRope(tf.tensor3d(x, [heads, T, headDim]), ropeAngles(positions, spec), spec).dataSync());
+      const want = new Float64Array(x.length);
+      for (let h = 0; h < heads; h++) {
+        for (let i = 0; i < T; i++) {
+          const at = (h * T + i) * headDim;
+          want.set(ropeReference(x.subarray(at, at + headDim), positions[i]!, spec), at);
+        }
+      }
+      t.ok(maxAbsDiff(got, want) < 2e-5, `${spec.layout} rotaryDim ${spec.rotaryDim} scale ${spec.scale}: ${maxAbsDiff(got, want)}`);
+    }
+  });
+
+  t.test(`swiglu (${mode})`, async (t) => {
+    const x = randn(3 * 2 * 10);
+    const got = tf.tidy(() => swiglu(tf.tensor2d(x, [3, 20])).dataSync());
+    t.ok(maxAbsDiff(got, swigluReference(x, 10)) < 1e-6);
+  });
+}
+
+t.test('softmax variants: rows sum to 1, or to less than 1 with a sink', async (t) => {
+  const logits = randn(4 * 9);
+  for (const sink of [undefined, 0, 1.5]) {
+    const got = tf.tidy(() => softmaxWithSink(tf.tensor2d(logits, [4, 9]), sink === undefined ? undefined : tf.fill([4, 1], sink)).dataSync());
+    for (let r = 0; r < 4; r++) {
+      const row = got.slice(r * 9, r * 9 + 9);
+      t.ok(maxAbsDiff(row, softmaxReference(logits.slice(r * 9, r * 9 + 9), sink)) < 1e-6);
+      const total = Array.from(row).reduce((a, b) => a + b, 0);
+      if (sink === undefined) t.ok(Math.abs(total - 1) < 1e-5);
+      else t.ok(total < 1 - 1e-3, `row sum ${total} < 1`);
+    }
+  }
+});
+
+t.test('gradients: custom kernels agree with tfjs autodiff of the plain ops', async (t) => {
+  setFusedKernels(true);
+  const x = tf.tensor2d(randn(5 * 12), [5, 12]);
+  const w = tf.tensor1d(randn(12));
+  const dy = tf.tensor2d(randn(5 * 12), [5, 12]);
+  const grads = (fused: boolean) =>
+    tf.tidy(() => {
+      setFusedKernels(fused);
+      const g = tf.grads((a: tf.Tensor, b: tf.Tensor) => rmsNorm(a as tf.Tensor2D, b as tf.Tensor1D, 1e-5))([x, w], dy);
+      return g.map((t) => t.dataSync());
+    });
+  const [fx, fw] = grads(true);
+  const [ox, ow] = grads(false);
+  t.ok(maxAbsDiff(fx!, ox!) < 1e-4, 'rmsNorm dx');
+  t.ok(maxAbsDiff(fw!, ow!) < 1e-4, 'rmsNorm dweight');
+
+  const spec: RopeSpec = { theta: 10000, layout: 'pairs', rotaryDim: 4, scale: 1 };
+  const r = tf.tensor3d(randn(2 * 3 * 4), [2, 3, 4]);
+  const dr = tf.tensor3d(randn(2 * 3 * 4), [2, 3, 4]);
+  const ropeGrad = (fused: boolean) =>
+    tf.tidy(() => {
+      setFusedKernels(fused);
+      const angles = ropeAngles([1, 5, 9], spec);
+      return tf.grad((a: tf.Tensor) => applyRope(a as tf.Tensor3D, angles, spec))(r, dr).dataSync();
+    });
+  t.ok(maxAbsDiff(ropeGrad(true), ropeGrad(false)) < 1e-5, 'rope');
+
+  const a = tf.tensor2d(randn(3 * 4), [3, 4]);
+  const b = tf.tensor2d(randn(4 * 5), [4, 5]);
+  const dc = tf.tensor2d(randn(3 * 5), [3, 5]);
+  const ours = tf.grads((p: tf.Tensor, q: tf.Tensor) => matMul2d(p as tf.Tensor2D, q as tf.Tensor2D))([a, b], dc);
+  const theirs = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.matMul(p as tf.Tensor2D, q as tf.Tensor2D))([a, b], dc);
+  t.ok(maxAbsDiff(ours[0]!.dataSync(), theirs[0]!.dataSync()) < 1e-5, 'matMul2d dA');
+  t.ok(maxAbsDiff(ours[1]!.dataSync(), theirs[1]!.dataSync()) < 1e-5, 'matMul2d dB');
+
+  const table = tf.tensor2d(randn(6 * 3), [6, 3]);
+  const ids = [4, 1, 4, 0];
+  const de = tf.tensor2d(randn(4 * 3), [4, 3]);
+  const dTable = tf.grad((tb: tf.Tensor) => embed(tb as tf.Tensor2D, ids))(table, de).dataSync();
+  const want = new Float64Array(18);
+  ids.forEach((id, i) => [0, 1, 2].forEach((c) => (want[id * 3 + c] += de.dataSync()[i * 3 + c]!)));
+  t.ok(maxAbsDiff(dTable, want) < 1e-6, 'embedding scatter-add gradient');
+  tf.dispose([x, w, dy, r, dr, a, b, dc, table, de, ...ours, ...theirs]);
+});
+
+t.test('linear and batchMatMul match tf.matMul', async (t) => {
+  const x = tf.tensor3d(randn(2 * 3 * 4), [2, 3, 4]);
+  const w = tf.tensor2d(randn(4 * 5), [4, 5]);
+  const bias = tf.tensor1d(randn(5));
+  const y = linear(x, w, bias);
+  const want = tf.tidy(() => tf.matMul(x.reshape([6, 4]), w).add(bias).reshape([2, 3, 5]));
+  t.same(y.shape, [2, 3, 5]);
+  t.ok(maxAbsDiff(y.dataSync(), want.dataSync()) < 1e-5);
+  const b3 = tf.tensor3d(randn(2 * 4 * 2), [2, 4, 2]);
+  const got = batchMatMul(x, b3);
+  const ref = tf.matMul(x, b3);
+  t.ok(maxAbsDiff(got.dataSync(), ref.dataSync()) < 1e-5);
+  tf.dispose([x, w, bias, y, want, b3, got, ref]);
+});
