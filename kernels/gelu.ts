@@ -1,0 +1,41 @@
+// GELU (Hendrycks & Gimpel 2016), GPT-NeoX's activation, in its exact form:
+//   gelu(x) = x * Phi(x) = x/2 * (1 + erf(x / sqrt 2)) = x/2 * erfc(-x / sqrt 2)
+// (not the tanh approximation, HF's "gelu_new"). JavaScript has no erf, so
+// the fused kernel uses Numerical Recipes' erfc approximation (erfcc,
+// relative error below 1.2e-7 everywhere, measured against gelu.ref.ts):
+// through erfc the negative tail keeps its relative accuracy where
+// 1 + erf(x) would cancel. The tfjs-op path uses tf.erf (present on wasm,
+// cpu and tensorflow), which also gives the gradient.
+import * as tf from '@tensorflow/tfjs';
+import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
+
+/** erfc(x), relative error < 1.2e-7 (Press et al., Numerical Recipes, 6.2). */
+export function erfc(x: number): number {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  // prettier-ignore
+  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return x >= 0 ? r : 2 - r;
+}
+
+const geluKernel: JsKernel<object> = {
+  name: 'StreamllmGelu',
+  outputShape: ([x]) => x!,
+  run([x], _shapes, out) {
+    for (let i = 0; i < x!.length; i++) {
+      const v = x![i]!;
+      out[i] = 0.5 * v * erfc(-v * Math.SQRT1_2);
+    }
+  },
+};
+
+function geluOps(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => x.mul(0.5).mul(tf.erf(x.mul(Math.SQRT1_2)).add(1)));
+}
+
+/** x: [...] -> [...], elementwise. */
+export function gelu<T extends tf.Tensor>(x: T): T {
+  if (jsKernelsAvailable() && !tf.engine().isTapeOn()) return runJsKernel(geluKernel, [x], {}) as T;
+  return geluOps(x) as T;
+}
