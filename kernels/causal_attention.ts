@@ -247,7 +247,7 @@ export function causalAttention(qkv: tf.Tensor2D, angles: RopeAngles, spec: Caus
 
   const f = customGrad((inputs, save) => {
     const [x, cos, sin, sinks] = inputs as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D | undefined];
-    const probs: tf.Tensor[] = []; // P of (b, h), kept for the backward pass
+    const probs: tf.Tensor[] = []; // P of (b, h), saved for the backward pass
     const outs: Placed[] = [];
     for (let b = 0; b < batch; b++) {
       for (let g = 0; g < kvHeads; g++) {
@@ -261,6 +261,10 @@ export function causalAttention(qkv: tf.Tensor2D, angles: RopeAngles, spec: Caus
         }
       }
     }
+    // Each head's P is saved (tfjs copies what customGrad saves: B * heads
+    // [T, T] blocks per layer) rather than recomputed at the cost of one more
+    // product and softmax per head. Under tf.env IS_TEST the engine's per-op
+    // leak check counts these copies as leaks on wasm; the tape frees them.
     save([x, cos, sin, ...(sinks ? [sinks] : []), ...probs]);
     return {
       value: merge(outs, heads * headDim, cos, sin), // [B*T, heads * headDim]
@@ -278,13 +282,14 @@ export function causalAttention(qkv: tf.Tensor2D, angles: RopeAngles, spec: Caus
             const dk: tf.Tensor[] = [];
             const dv: tf.Tensor[] = [];
             for (let h = g * group; h < (g + 1) * group; h++) {
-              const p = P[b * heads + h]! as tf.Tensor2D;
+              const q = cut(xs, c, s, b, qCol(h), 1); // [T, headDim]
+              const p = P[b * heads + h]! as tf.Tensor2D; // [T, T]
               const dO = cut(dy, c, s, b, qCol(h), 0); // [T, headDim]
               const dP = tf.matMul(dO, vT); // [T, T]
               const dST = runJsKernel(softmaxGradKernel, [p, dP], { scale }) as tf.Tensor2D; // [T, T]
               if (sk !== undefined) sinkGrads[h]!.push(runJsKernel(sinkGradKernel, [p, dP], {}));
               grads.push(at(b, qCol(h), tf.matMul(kT, dST), -1)); // dq^T = k^T dS^T: [headDim, T]
-              dk.push(tf.matMul(dST, cut(xs, c, s, b, qCol(h), 1))); // dk = dS^T q: [T, headDim]
+              dk.push(tf.matMul(dST, q)); // dk = dS^T q: [T, headDim]
               dv.push(tf.matMul(cut(dy, c, s, b, qCol(h), 0, true), p)); // dv^T = dO^T P: [headDim, T]
             }
             grads.push({ ...at(b, kCol(g), dk.length === 1 ? dk[0]! : tf.addN(dk), -1), transposed: false });

@@ -7,8 +7,10 @@ import { type CommandSpec, helpText, parseFlags } from './args.js';
 import { evalCommand } from './eval.js';
 
 import { initCommand } from './init.js';
+import { trainCommand } from './train.js';
+import { trainTokenizerCommand } from './train_tokenizer.js';
 
-const COMMANDS: CommandSpec[] = [evalCommand, initCommand];
+const COMMANDS: CommandSpec[] = [evalCommand, initCommand, trainCommand, trainTokenizerCommand];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;
