@@ -83,10 +83,13 @@ export class HfTokenizer implements Tokenizer {
     } catch (e) {
       throw new FileFormatError(source, `not a supported tokenizer (${(e as Error).message})`);
     }
+    // tokenizer_config.json decides when it names the token, even as null
+    // (Qwen2 has no BOS though its config.json lists a bos_token_id).
     const idOf = (key: 'bos' | 'eos') => {
-      const text = tokenText(tokenizerConfig[`${key}_token`]);
-      const fromText = text === undefined ? undefined : impl.token_to_id(text);
-      return fromText ?? tokenId(modelConfig[`${key}_token_id`]);
+      const name = `${key}_token`;
+      if (!(name in tokenizerConfig)) return tokenId(modelConfig[`${key}_token_id`]);
+      const text = tokenText(tokenizerConfig[name]);
+      return text === undefined ? undefined : impl.token_to_id(text);
     };
     const addBos = tokenizerConfig.add_bos_token;
     return new HfTokenizer(impl, { bos: idOf('bos'), eos: idOf('eos'), addBos: typeof addBos === 'boolean' ? addBos : undefined });
