@@ -5,10 +5,11 @@
 import { StreamllmError } from '../errors.js';
 import { type CommandSpec, helpText, parseFlags } from './args.js';
 import { evalCommand } from './eval.js';
+import { generateCommand } from './generate.js';
 
 import { initCommand } from './init.js';
 
-const COMMANDS: CommandSpec[] = [evalCommand, initCommand];
+const COMMANDS: CommandSpec[] = [generateCommand, evalCommand, initCommand];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;
