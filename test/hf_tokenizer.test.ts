@@ -109,6 +109,8 @@ t.test('llama-style BOS default inferred from the template; ids from config.json
   t.equal(tok.bosId, 1);
   t.equal(tok.eosId, 2, 'first of a list of eos ids');
   t.equal(tok.addsBosByDefault, true, 'TemplateProcessing puts <s> first');
+  const dir = writeTokenizerDir(llamaTokenizerJson(), { bos_token: '<s>' });
+  t.same(HfTokenizer.fromFile(join(dir, 'tokenizer.json')).encode('hello', { bos: true }), [1, 271]);
 });
 
 t.test('byte-level (GPT-2 / NeoX) tokenizer', async (t) => {

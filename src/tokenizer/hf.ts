@@ -11,7 +11,7 @@
 // model's own tokenizer would prepend BOS (Llama yes, GPT-NeoX and Qwen2 no).
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { FileFormatError } from '../errors.js';
 import type { EncodeOptions, StreamDecoder, Tokenizer } from './types.js';
 
@@ -97,9 +97,14 @@ export class HfTokenizer implements Tokenizer {
 
   /** Open DIR/tokenizer.json (with tokenizer_config.json and config.json when present). */
   static fromDir(dir: string): HfTokenizer {
-    const file = join(dir, TOKENIZER_FILE);
+    return HfTokenizer.fromFile(join(dir, TOKENIZER_FILE));
+  }
+
+  /** Open a tokenizer.json, with the tokenizer_config.json and config.json beside it when present. */
+  static fromFile(file: string): HfTokenizer {
     if (!existsSync(file)) throw new FileFormatError(file, 'no such file (a Hugging Face model directory needs tokenizer.json)');
-    const optional = (name: string) => (existsSync(join(dir, name)) ? readJson(join(dir, name)) : {});
+    const beside = (name: string) => join(dirname(file), name);
+    const optional = (name: string) => (existsSync(beside(name)) ? readJson(beside(name)) : {});
     return HfTokenizer.fromJson(readJson(file), optional(TOKENIZER_CONFIG_FILE), optional('config.json'), file);
   }
 
