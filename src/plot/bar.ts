@@ -71,14 +71,14 @@ export async function barChart(options: BarChartOptions): Promise<Figure> {
   const colors = series.map((s, k) => s.color ?? SERIES_COLORS[k % SERIES_COLORS.length]!);
   const x = { field: 'group', type: 'nominal', title: xLabel, sort: groups, axis: { labelAngle: 0 }, scale: { paddingInner: 0.25 } };
   const xOffset = { field: 'series', type: 'nominal', sort: names, scale: { domain: names, paddingInner: 0.08 } };
-  // Bars side by side, never stacked; on a log scale (which has no zero)
-  // they rise from the axis' lower end.
+  // Bars side by side, never stacked. A log scale has no zero: bars rise from
+  // the power of ten below the smallest value, so that it too has a height.
   const y = {
     field: 'value',
     type: 'quantitative',
     title: yLabel,
     stack: null,
-    scale: yScale === 'log' ? { type: 'log' } : { zero: true },
+    scale: yScale === 'log' ? { type: 'log', domainMin: decadeBelow(Math.min(...rows.map((r) => r.value))) } : { zero: true },
   };
   const layers: object[] = [
     {
@@ -112,4 +112,9 @@ export async function barChart(options: BarChartOptions): Promise<Figure> {
     layer: layers,
   } as TopLevelSpec;
   return renderFigure(compile(spec, { config: vegaLiteConfig }).spec, options.pixelRatio);
+}
+
+/** The largest power of ten strictly below `v` (> 0). */
+function decadeBelow(v: number): number {
+  return 10 ** (Math.ceil(Math.log10(v)) - 1);
 }

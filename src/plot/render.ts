@@ -11,7 +11,7 @@ export interface Figure {
   svg: string;
   /** PNG bytes, `width` × `height` pixels. */
   png: Buffer;
-  /** PNG width in pixels: the SVG's width times the pixel ratio. */
+  /** PNG width in pixels: the SVG's width times the pixel ratio, rounded. */
   width: number;
   /** PNG height in pixels. */
   height: number;
