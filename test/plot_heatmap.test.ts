@@ -120,6 +120,15 @@ t.test('log colour scale and an explicit domain', async (t) => {
   t.ok(svgTexts(fig.svg).includes('0.01'), 'colour bar labelled at powers of ten');
 });
 
+t.test('a log colour bar spanning less than a decade shows its ends', async (t) => {
+  const m = matrix(2);
+  m[0]![0] = 0.025;
+  m[1] = [0.7, 0.3];
+  const fig = await heatmapGrid({ title: 'log', colorLabel: 'w', colorScale: 'log', panels: [{ title: 'p', matrix: m }] });
+  const texts = svgTexts(fig.svg);
+  for (const label of ['0.025', '0.1', '0.7']) t.ok(texts.includes(label), `label ${label}`);
+});
+
 t.test('same input, same bytes', async (t) => {
   const opts = { title: 'det', colorLabel: 'w', panels: [{ title: 'p', matrix: matrix(16, [[9, 3]]) }] };
   const a = await heatmapGrid(opts);

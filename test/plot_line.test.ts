@@ -76,6 +76,12 @@ t.test('log scale: equal ratios are equal distances', async (t) => {
   t.ok(Math.abs(rows[0]! - rows[1]! - (rows[1]! - rows[2]!)) <= 2, `rows ${rows}`);
 });
 
+t.test('long legend entries are not cut', async (t) => {
+  const name = 'sliding window with re-computation, 4096 tokens';
+  const fig = await lineChart({ title: 't', xLabel: 'x', yLabel: 'y', series: [{ name, x: [1, 2], y: [1, 2] }] });
+  t.ok(svgTexts(fig.svg).includes(name));
+});
+
 t.test('same input, same bytes', async (t) => {
   const a = await lineChart(options());
   const b = await lineChart(options());

@@ -172,7 +172,7 @@ export async function heatmapGrid(options: HeatmapGridOptions): Promise<Figure> 
         title: colorLabel,
         orient: 'right',
         gradientLength: 160,
-        ...(colorScale === 'log' ? { values: logLabels(domain), format: '~g' } : {}),
+        ...(colorScale === 'log' ? { values: logLabels(domain), format: '.2~g' } : {}),
       },
     ],
     marks: panelMarks,
@@ -180,14 +180,18 @@ export async function heatmapGrid(options: HeatmapGridOptions): Promise<Figure> 
   return renderFigure(spec, options.pixelRatio);
 }
 
-/** Powers of ten inside the domain, at most six of them, for a log colour bar. */
+/**
+ * Labels of a log colour bar: the powers of ten inside the domain (at most
+ * six); where fewer than two fall inside, the domain's ends as well, so the
+ * bar always has a readable range.
+ */
 function logLabels([lo, hi]: [number, number]): number[] {
   const first = Math.ceil(Math.log10(lo) - 1e-9);
   const last = Math.floor(Math.log10(hi) + 1e-9);
   const stride = Math.max(1, Math.ceil((last - first + 1) / 6));
-  const values: number[] = [];
-  for (let e = last; e >= first; e -= stride) values.push(10 ** e);
-  return values.length > 0 ? values.reverse() : [lo, hi];
+  const powers: number[] = [];
+  for (let e = last; e >= first; e -= stride) powers.unshift(10 ** e);
+  return powers.length >= 2 ? powers : [...new Set([lo, ...powers, hi])];
 }
 
 function colourDomain(

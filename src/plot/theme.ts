@@ -16,7 +16,9 @@ export const REFERENCE_COLOR = '#444';
 
 const TITLE = { font: FONT_FAMILY, fontSize: 15, subtitleFont: FONT_FAMILY, subtitleFontSize: 12, subtitleColor: '#444' };
 const AXIS = { labelFont: FONT_FAMILY, titleFont: FONT_FAMILY, labelFontSize: 11, titleFontSize: 12 };
-const LEGEND = { labelFont: FONT_FAMILY, titleFont: FONT_FAMILY, labelFontSize: 11, titleFontSize: 12 };
+// Vega cuts legend entries at 160 units with an ellipsis; series names such
+// as "sliding window with re-computation" are the point of the legend.
+const LEGEND = { labelFont: FONT_FAMILY, titleFont: FONT_FAMILY, labelFontSize: 11, titleFontSize: 12, labelLimit: 400 };
 
 export const vegaLiteConfig: VegaLiteConfig = {
   font: FONT_FAMILY,
