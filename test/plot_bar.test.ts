@@ -107,6 +107,7 @@ t.test('bad input: a UsageError with one line naming the field', async (t) => {
     ['all null', { series: [{ name: 'a', values: [null, null] }] }, /series: every value is null/],
     ['duplicate group', { groups: ['x', 'x'] }, /groups\[1\]: "x" appears twice/],
     ['no y label', { yLabel: '' }, /yLabel: expected a non-empty string/],
+    ['bad pixel ratio', { pixelRatio: -1 }, /barChart: pixelRatio: expected a number > 0, got -1/],
   ];
   for (const [name, patch, message] of cases) {
     await barChart({ ...base, ...patch }).then(

@@ -111,7 +111,7 @@ export async function barChart(options: BarChartOptions): Promise<Figure> {
     height,
     layer: layers,
   } as TopLevelSpec;
-  return renderFigure(compile(spec, { config: vegaLiteConfig }).spec, options.pixelRatio);
+  return renderFigure(fn, compile(spec, { config: vegaLiteConfig }).spec, options.pixelRatio);
 }
 
 /** The largest power of ten strictly below `v` (> 0). */

@@ -177,7 +177,7 @@ export async function heatmapGrid(options: HeatmapGridOptions): Promise<Figure> 
     ],
     marks: panelMarks,
   };
-  return renderFigure(spec, options.pixelRatio);
+  return renderFigure(fn, spec, options.pixelRatio);
 }
 
 /**

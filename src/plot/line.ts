@@ -168,7 +168,7 @@ export async function lineChart(options: LineChartOptions): Promise<Figure> {
     height,
     layer: layers,
   } as TopLevelSpec;
-  return renderFigure(compile(spec, { config: vegaLiteConfig }).spec, options.pixelRatio);
+  return renderFigure(fn, compile(spec, { config: vegaLiteConfig }).spec, options.pixelRatio);
 }
 
 /** Dashed rules with labels: vertical ones labelled at the top, stacked so close ones do not collide. */

@@ -3,6 +3,7 @@
 // the bundled DejaVu fonts. No browser, no canvas, no system fonts.
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
+import { checkPositive } from './check.js';
 import { FONT_FILES, useFontMetrics } from './fonts.js';
 
 /** A rendered figure: the same picture as a vector file and as pixels. */
@@ -54,12 +55,14 @@ function forResvg(svg: string): string {
   return svg.replaceAll('image-rendering: optimizeSpeed; image-rendering: pixelated;', 'image-rendering: optimizeSpeed;');
 }
 
-export async function renderFigure(spec: vega.Spec, pixelRatio = 2): Promise<Figure> {
+/** Renders a Vega spec; `fn` names the calling figure function in errors. */
+export async function renderFigure(fn: string, spec: vega.Spec, pixelRatio: number | undefined): Promise<Figure> {
+  const ratio = pixelRatio === undefined ? 2 : checkPositive(`${fn}: pixelRatio`, pixelRatio);
   useFontMetrics();
   const svg = await toSvg(spec);
   const image = new Resvg(forResvg(svg), {
     font: { loadSystemFonts: false, fontFiles: FONT_FILES, defaultFontFamily: 'DejaVu Sans' },
-    fitTo: { mode: 'zoom', value: pixelRatio },
+    fitTo: { mode: 'zoom', value: ratio },
   }).render();
   return { svg, png: image.asPng(), width: image.width, height: image.height };
 }
