@@ -4,6 +4,7 @@
 // without thinning, to show what downsample.ts saves.
 //
 //   node dist/bench/plot.js [--runs 5]
+import { loadavg } from 'node:os';
 import { barChart, type Figure, heatmapGrid, lineChart } from '../src/plot/index.js';
 import { markdownTable, median, recordResult } from './common.js';
 
@@ -77,6 +78,7 @@ const cases: [string, () => Promise<Figure>][] = [
 ];
 
 const runs = Number(arg('runs', '5'));
+const load = loadavg()[0]!.toFixed(1);
 const rows: string[][] = [];
 for (const [name, make] of cases) {
   let fig = await make(); // warm-up: module loading, font parsing, JIT
@@ -101,5 +103,6 @@ console.log(table);
 recordResult(
   'Figure rendering (bench/plot.ts)',
   `node dist/bench/plot.js --runs ${runs}`,
-  `Data to SVG (Vega) and PNG (resvg, pixel ratio 2), ${runs} runs after one warm-up; times include building the data.\n\n${table}`,
+  `Data to SVG (Vega) and PNG (resvg, pixel ratio 2), ${runs} runs after one warm-up; times include building the data. ` +
+    `Load average at the start: ${load} (2 cores; other jobs inflate the times).\n\n${table}`,
 );
