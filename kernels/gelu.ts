@@ -5,7 +5,7 @@
 // relative error below 1.2e-7 everywhere, measured against gelu.ref.ts):
 // through erfc the negative tail keeps its relative accuracy where
 // 1 + erf(x) would cancel. The tfjs-op path uses tf.erf (present on wasm,
-// cpu and tensorflow), which also gives the gradient.
+// cpu and tensorflow). Differentiable on both.
 import * as tf from '@tensorflow/tfjs';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 
@@ -19,6 +19,20 @@ export function erfc(x: number): number {
   return x >= 0 ? r : 2 - r;
 }
 
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+// gelu'(x) = Phi(x) + x phi(x), times the incoming gradient.
+const geluGradKernel: JsKernel<object> = {
+  name: 'StreamllmGeluGrad',
+  outputShape: ([x]) => x!,
+  run([x, dy], _shapes, out) {
+    for (let i = 0; i < x!.length; i++) {
+      const v = x![i]!;
+      out[i] = dy![i]! * (0.5 * erfc(-v * Math.SQRT1_2) + v * INV_SQRT_2PI * Math.exp(-0.5 * v * v));
+    }
+  },
+};
+
 const geluKernel: JsKernel<object> = {
   name: 'StreamllmGelu',
   outputShape: ([x]) => x!,
@@ -28,6 +42,10 @@ const geluKernel: JsKernel<object> = {
       out[i] = 0.5 * v * erfc(-v * Math.SQRT1_2);
     }
   },
+  gradient: {
+    save: [0],
+    grads: (dy, [x]) => ({ 0: () => runJsKernel(geluGradKernel, [x!, dy], {}) }),
+  },
 };
 
 function geluOps(x: tf.Tensor): tf.Tensor {
@@ -36,6 +54,6 @@ function geluOps(x: tf.Tensor): tf.Tensor {
 
 /** x: [...] -> [...], elementwise. */
 export function gelu<T extends tf.Tensor>(x: T): T {
-  if (jsKernelsAvailable() && !tf.engine().isTapeOn()) return runJsKernel(geluKernel, [x], {}) as T;
-  return geluOps(x) as T;
+  if (!jsKernelsAvailable()) return geluOps(x) as T;
+  return runJsKernel(geluKernel, [x], {}) as T;
 }

@@ -3,10 +3,8 @@
 import type { CachePolicy } from './cache/types.js';
 import { SINK_TOKEN } from './model/transformer.js';
 import type { Model } from './model/weights.js';
+import type { Sampler } from './sample/sampler.js';
 import { TokenStream } from './stream.js';
-
-/** Picks the next token from the last position's logits. */
-export type Sampler = (logits: Float32Array) => number;
 
 export interface GenerateOptions {
   /** Tokens to generate; 0 means until stopped. */
@@ -56,11 +54,4 @@ export async function* generate(
   } finally {
     stream.dispose();
   }
-}
-
-/** The index of the largest logit. */
-export function argmax(logits: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
-  return best;
 }

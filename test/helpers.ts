@@ -1,6 +1,7 @@
 // Shared set-up for the tests: each tap file is its own process, so each
 // starts a backend. STREAMLLM_TEST_BACKEND picks it (default wasm).
 import * as tf from '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type BackendName, initBackend } from '../src/backend.js';
@@ -38,4 +39,23 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
+}
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+// tap runs the TypeScript sources in test/; the CLI runs as built.
+const CLI = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+
+/** Run the built CLI (npm test builds first) and collect its output. */
+export function runCli(args: string[], options: { input?: string; timeout?: number } = {}): CliResult {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    input: options.input,
+    timeout: options.timeout ?? 120_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

@@ -109,6 +109,8 @@ t.test('llama-style BOS default inferred from the template; ids from config.json
   t.equal(tok.bosId, 1);
   t.equal(tok.eosId, 2, 'first of a list of eos ids');
   t.equal(tok.addsBosByDefault, true, 'TemplateProcessing puts <s> first');
+  const dir = writeTokenizerDir(llamaTokenizerJson(), { bos_token: '<s>' });
+  t.same(HfTokenizer.fromFile(join(dir, 'tokenizer.json')).encode('hello', { bos: true }), [1, 271]);
 });
 
 t.test('byte-level (GPT-2 / NeoX) tokenizer', async (t) => {
@@ -126,6 +128,11 @@ t.test('byte-level (GPT-2 / NeoX) tokenizer', async (t) => {
   t.same(tok.encode('hello<|endoftext|>'), [259, 265], 'special tokens in the text are matched');
   t.same(tok.encode(''), []);
   t.throws(() => HfTokenizer.fromJson(byteLevelTokenizerJson()).encode('x', { bos: true }), /BOS requested, but the tokenizer defines no bos_token/);
+  // Qwen2: tokenizer_config.json says bos_token null; config.json's bos_token_id does not override it.
+  const qwen = HfTokenizer.fromJson(byteLevelTokenizerJson(), { bos_token: null, eos_token: '<|endoftext|>' }, { bos_token_id: 265 });
+  t.equal(qwen.bosId, undefined);
+  t.equal(qwen.eosId, 265);
+  t.equal(qwen.addsBosByDefault, false);
 });
 
 t.test('bad tokenizer files', async (t) => {

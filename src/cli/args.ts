@@ -92,7 +92,9 @@ export function parseFlags(command: CommandSpec, argv: string[]): Flags {
     flags[name] = convert(spec, raw, command.name);
   }
   for (const spec of command.flags) {
-    if (flags[spec.name] === undefined && spec.default !== undefined) flags[spec.name] = spec.default;
+    if (flags[spec.name] !== undefined || spec.default === undefined) continue;
+    // A default is written as the user would type it.
+    flags[spec.name] = typeof spec.default === 'string' ? convert(spec, spec.default, command.name) : spec.default;
   }
   return flags;
 }

@@ -8,7 +8,7 @@ import { loadModel } from '../model/load.js';
 import type { Model } from '../model/weights.js';
 import { type CommandSpec, type Flags, required } from './args.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
-import { readTokenIds } from './inputs.js';
+import { readText, readTokenIds, resolveTokenizer } from './inputs.js';
 import { createProgress } from './progress.js';
 
 export const evalCommand: CommandSpec = {
@@ -23,6 +23,8 @@ export const evalCommand: CommandSpec = {
   flags: [
     { name: 'model', type: 'string', value: 'PATH', help: 'llama2.c checkpoint or model directory' },
     { name: 'tokens', type: 'string', value: 'IDS.json', help: 'a JSON array of token ids to score' },
+    { name: 'text', type: 'string', value: 'FILE', help: 'a text file to score (encoded with BOS when the tokenizer has one)' },
+    { name: 'tokenizer', type: 'string', value: 'TOK', help: 'tokenizer for --text (default: the one in the model directory)' },
     { name: 'cache', type: 'strings', value: 'LIST', choices: CACHE_KINDS, default: 'dense', help: 'comma-separated cache policies' },
     { name: 'sinks', type: 'int', value: 'S', help: 'initial tokens the streaming cache keeps (default 4)' },
     { name: 'window', type: 'int', value: 'W', help: 'recent tokens kept (see defaults above)' },
@@ -37,10 +39,10 @@ export const evalCommand: CommandSpec = {
     const modelPath = required<string>(flags, 'model', 'eval');
     if (flags.sinks !== undefined && (flags.sinks as number) < 0) throw new UsageError(`eval --sinks: must be >= 0, got ${flags.sinks}`);
     if (flags.window !== undefined && (flags.window as number) < 1) throw new UsageError(`eval --window: must be >= 1, got ${flags.window}`);
-    if (flags.tokens === undefined) throw new UsageError('eval: give --tokens IDS.json');
+    if ((flags.tokens === undefined) === (flags.text === undefined)) throw new UsageError('eval: give exactly one of --tokens IDS.json and --text FILE');
     await startBackend(flags);
     const model = loadModel(modelPath);
-    let ids = readTokenIds(flags.tokens as string, model.config.vocabSize);
+    let ids = flags.tokens !== undefined ? readTokenIds(flags.tokens as string, model.config.vocabSize) : encodeText(flags, modelPath, model);
     if (flags.limit !== undefined) ids = ids.slice(0, flags.limit as number);
     if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
     const policies = policiesFromFlags(flags, model);
@@ -61,6 +63,12 @@ export const evalCommand: CommandSpec = {
     await writeOut(flags.json ? jsonReport(results) : tableReport(results));
   },
 };
+
+function encodeText(flags: Flags, modelPath: string, model: Model): number[] {
+  const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, model.config.vocabSize);
+  if (tokenizer === undefined) throw new UsageError('eval --text: this model has no tokenizer; give --tokenizer FILE');
+  return tokenizer.encode(readText(flags.text as string), { bos: tokenizer.addsBosByDefault });
+}
 
 function policiesFromFlags(flags: Flags, model: Model): CachePolicy[] {
   const names = flags.cache as string[];

@@ -1,6 +1,8 @@
 // Reading the inputs commands share: token-id files and model paths.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { FileFormatError } from '../errors.js';
+import { loadTokenizer } from '../tokenizer/load.js';
+import type { Tokenizer } from '../tokenizer/types.js';
 
 /** A JSON array of integer token ids, each in [0, vocabSize). */
 export function readTokenIds(file: string, vocabSize: number): number[] {
@@ -27,4 +29,23 @@ export function readTokenIds(file: string, vocabSize: number): number[] {
 
 export function isTokenId(id: unknown, vocabSize: number): id is number {
   return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < vocabSize;
+}
+
+/**
+ * The tokenizer for a model: --tokenizer when given, else the one inside a
+ * model directory, else none (a bare llama2.c checkpoint).
+ */
+export function resolveTokenizer(tokenizerPath: string | undefined, modelPath: string, vocabSize: number): Tokenizer | undefined {
+  if (tokenizerPath !== undefined) return loadTokenizer(tokenizerPath, { vocabSize });
+  if (existsSync(modelPath) && statSync(modelPath).isDirectory()) return loadTokenizer(modelPath, { vocabSize });
+  return undefined;
+}
+
+/** Read a text file, or explain why not. */
+export function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new FileFormatError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
 }

@@ -5,12 +5,13 @@
 import { StreamllmError } from '../errors.js';
 import { type CommandSpec, helpText, parseFlags } from './args.js';
 import { evalCommand } from './eval.js';
+import { generateCommand } from './generate.js';
 
 import { initCommand } from './init.js';
 import { trainCommand } from './train.js';
 import { trainTokenizerCommand } from './train_tokenizer.js';
 
-const COMMANDS: CommandSpec[] = [evalCommand, initCommand, trainCommand, trainTokenizerCommand];
+const COMMANDS: CommandSpec[] = [generateCommand, evalCommand, initCommand, trainCommand, trainTokenizerCommand];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;

@@ -24,6 +24,7 @@
 //   gpt_neox.layers.N.mlp.dense_h_to_4h.{weight,bias}          [hidden, dim]
 //   gpt_neox.layers.N.mlp.dense_4h_to_h.{weight,bias}          [dim, hidden]
 //   gpt_neox.final_layer_norm.{weight,bias}
+//   gpt_neox.layers.N.attention.sinks, gpt_neox.sink_embedding   our sink variants, as for llama
 import * as tf from '@tensorflow/tfjs';
 import type { HfModelSpec } from '../checkpoint/hf_config.js';
 import type { SafetensorsReader } from '../checkpoint/safetensors.js';

@@ -11,7 +11,7 @@
 // model's own tokenizer would prepend BOS (Llama yes, GPT-NeoX and Qwen2 no).
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { FileFormatError } from '../errors.js';
 import type { EncodeOptions, StreamDecoder, Tokenizer } from './types.js';
 
@@ -83,10 +83,13 @@ export class HfTokenizer implements Tokenizer {
     } catch (e) {
       throw new FileFormatError(source, `not a supported tokenizer (${(e as Error).message})`);
     }
+    // tokenizer_config.json decides when it names the token, even as null
+    // (Qwen2 has no BOS though its config.json lists a bos_token_id).
     const idOf = (key: 'bos' | 'eos') => {
-      const text = tokenText(tokenizerConfig[`${key}_token`]);
-      const fromText = text === undefined ? undefined : impl.token_to_id(text);
-      return fromText ?? tokenId(modelConfig[`${key}_token_id`]);
+      const name = `${key}_token`;
+      if (!(name in tokenizerConfig)) return tokenId(modelConfig[`${key}_token_id`]);
+      const text = tokenText(tokenizerConfig[name]);
+      return text === undefined ? undefined : impl.token_to_id(text);
     };
     const addBos = tokenizerConfig.add_bos_token;
     return new HfTokenizer(impl, { bos: idOf('bos'), eos: idOf('eos'), addBos: typeof addBos === 'boolean' ? addBos : undefined });
@@ -94,9 +97,14 @@ export class HfTokenizer implements Tokenizer {
 
   /** Open DIR/tokenizer.json (with tokenizer_config.json and config.json when present). */
   static fromDir(dir: string): HfTokenizer {
-    const file = join(dir, TOKENIZER_FILE);
+    return HfTokenizer.fromFile(join(dir, TOKENIZER_FILE));
+  }
+
+  /** Open a tokenizer.json, with the tokenizer_config.json and config.json beside it when present. */
+  static fromFile(file: string): HfTokenizer {
     if (!existsSync(file)) throw new FileFormatError(file, 'no such file (a Hugging Face model directory needs tokenizer.json)');
-    const optional = (name: string) => (existsSync(join(dir, name)) ? readJson(join(dir, name)) : {});
+    const beside = (name: string) => join(dirname(file), name);
+    const optional = (name: string) => (existsSync(beside(name)) ? readJson(beside(name)) : {});
     return HfTokenizer.fromJson(readJson(file), optional(TOKENIZER_CONFIG_FILE), optional('config.json'), file);
   }
 

@@ -1,0 +1,118 @@
+// streamllm generate: stream text from a model through a cache policy, for a
+// number of tokens or, with --steps 0, until Ctrl-C.
+import { CACHE_KINDS, type CachePolicy, policyFromName, policyLabel, policySpan } from '../cache/index.js';
+import { UsageError } from '../errors.js';
+import { generate } from '../generate.js';
+import { loadModel } from '../model/load.js';
+import { createSampler } from '../sample/sampler.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import { type CommandSpec, required } from './args.js';
+import { backendFlag, startBackend, writeOut } from './common.js';
+import { isTokenId, resolveTokenizer } from './inputs.js';
+
+export const generateCommand: CommandSpec = {
+  name: 'generate',
+  summary: 'generate text, for N tokens or forever at constant memory',
+  usage: '--model PATH [--tokenizer TOK] (--prompt TEXT | --prompt-ids 1,2,3) --steps N [--temperature T] [--top-p P] [--seed S] [--cache POLICY] [--json]',
+  details: [
+    '--steps 0 generates until interrupted (Ctrl-C ends cleanly with a summary). The default cache is streaming',
+    '(4 sinks + a window of the trained length minus 4), which equals dense attention until the stream outgrows',
+    'the trained length and then keeps going at constant memory. Generation stops early when the model emits',
+    "BOS or EOS, as llama2.c's run.c does, unless --ignore-eos.",
+  ].join('\n'),
+  flags: [
+    { name: 'model', type: 'string', value: 'PATH', help: 'llama2.c checkpoint or model directory' },
+    { name: 'tokenizer', type: 'string', value: 'TOK', help: 'tokenizer file (default: the one in the model directory)' },
+    { name: 'prompt', type: 'string', value: 'TEXT', help: 'prompt text (encoded with BOS when the tokenizer has one)' },
+    { name: 'prompt-ids', type: 'ints', value: 'IDS', help: 'prompt as comma-separated token ids' },
+    { name: 'steps', type: 'int', value: 'N', min: 0, default: 256, help: 'tokens to generate, 0 for no limit' },
+    { name: 'temperature', type: 'number', value: 'T', min: 0, default: 1, help: '0 is greedy (argmax)' },
+    { name: 'top-p', type: 'number', value: 'P', min: 0, max: 1, default: 0.9, help: 'nucleus sampling threshold (1 disables it)' },
+    { name: 'seed', type: 'int', value: 'S', default: 0, help: 'sampling seed' },
+    { name: 'cache', type: 'string', value: 'POLICY', choices: CACHE_KINDS, default: 'streaming', help: 'cache policy' },
+    { name: 'sinks', type: 'int', value: 'S', min: 0, help: 'initial tokens kept by the streaming cache (default 4)' },
+    { name: 'window', type: 'int', value: 'W', min: 1, help: 'recent tokens kept (default: trained length, minus the sinks for streaming)' },
+    { name: 'ignore-eos', type: 'bool', help: 'keep going past BOS/EOS' },
+    { name: 'json', type: 'bool', help: 'print {"ids": [...]} (prompt then generated ids) instead of text' },
+    backendFlag,
+  ],
+  async run(flags) {
+    const modelPath = required<string>(flags, 'model', 'generate');
+    if ((flags.prompt === undefined) === (flags['prompt-ids'] === undefined)) {
+      throw new UsageError('generate: give exactly one of --prompt TEXT and --prompt-ids IDS');
+    }
+    const steps = flags.steps as number;
+    await startBackend(flags);
+    const model = loadModel(modelPath);
+    const vocab = model.config.vocabSize;
+    const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, vocab);
+    const prompt = promptIds(flags.prompt as string | undefined, flags['prompt-ids'] as number[] | undefined, tokenizer, vocab);
+    const policy = policyFromName(flags.cache as string, model.config.maxSeqLen, {
+      sinkCount: flags.sinks as number | undefined,
+      windowSize: flags.window as number | undefined,
+    });
+    warnAboutLength(policy, model.config.maxSeqLen, steps, prompt.length);
+    const sample = createSampler({ temperature: flags.temperature as number, topP: flags['top-p'] as number, seed: flags.seed as number });
+    const stopIds = flags['ignore-eos'] ? [] : [tokenizer?.bosId ?? 1, tokenizer?.eosId ?? 2];
+
+    let interrupted = false;
+    const onSigint = () => (interrupted = true);
+    process.on('SIGINT', onSigint);
+    const decoder = tokenizer?.streamDecoder();
+    const generated: number[] = [];
+    const started = performance.now();
+    let lastStatus = started;
+    let status = '';
+    try {
+      if (!flags.json && decoder) await writeOut(prompt.map((id) => decoder.push(id)).join(''));
+      for await (const step of generate(model, policy, prompt, sample, { steps, stopIds, shouldStop: () => interrupted })) {
+        generated.push(step.id);
+        if (!flags.json) await writeOut(decoder ? decoder.push(step.id) : `${step.id} `);
+        const now = performance.now();
+        status = statusLine(step.generated, (now - started) / 1000, step.stream.cacheSize, step.stream.cacheBytes, policy);
+        if (now - lastStatus > 5000) {
+          process.stderr.write(`\n${status}\n`);
+          lastStatus = now;
+        }
+      }
+    } finally {
+      process.off('SIGINT', onSigint);
+    }
+    if (flags.json) await writeOut(JSON.stringify({ ids: [...prompt, ...generated] }) + '\n');
+    else await writeOut((decoder?.flush() ?? '') + '\n');
+    const seconds = (performance.now() - started) / 1000;
+    const summary = status || statusLine(generated.length, seconds, 0, 0, policy);
+    process.stderr.write(`${interrupted ? 'interrupted: ' : ''}${summary}\n`);
+  },
+};
+
+function promptIds(text: string | undefined, ids: number[] | undefined, tokenizer: Tokenizer | undefined, vocab: number): number[] {
+  if (ids !== undefined) {
+    ids.forEach((id, i) => {
+      if (!isTokenId(id, vocab)) throw new UsageError(`generate --prompt-ids: id ${i} is ${id}, expected a token id in 0..${vocab - 1}`);
+    });
+    if (ids.length === 0) throw new UsageError('generate --prompt-ids: give at least one id');
+    return ids;
+  }
+  if (tokenizer === undefined) throw new UsageError('generate --prompt: this model has no tokenizer; give --tokenizer FILE or use --prompt-ids');
+  const encoded = tokenizer.encode(text!, { bos: tokenizer.addsBosByDefault });
+  if (encoded.length === 0) throw new UsageError('generate --prompt: the prompt encodes to no tokens');
+  return encoded;
+}
+
+function warnAboutLength(policy: CachePolicy, trained: number, steps: number, promptLength: number): void {
+  const total = steps === 0 ? Infinity : promptLength + steps;
+  if (policy.kind === 'dense' && total > trained) {
+    process.stderr.write(`warning: dense attention past the trained length ${trained}: memory grows and the model will break down (the paper's baseline)\n`);
+  } else if (policy.kind !== 'dense' && policySpan(policy) > trained) {
+    process.stderr.write(`warning: ${policyLabel(policy)} spans ${policySpan(policy)} entries, beyond the trained length ${trained}\n`);
+  }
+}
+
+function statusLine(tokens: number, seconds: number, cacheSize: number, cacheBytes: number, policy: CachePolicy): string {
+  const rss = process.memoryUsage().rss / 2 ** 20;
+  return (
+    `${tokens} tokens in ${seconds.toFixed(1)} s, ${(tokens / Math.max(seconds, 1e-9)).toFixed(1)} tok/s; ` +
+    `${policyLabel(policy)} cache ${cacheSize} entries (${(cacheBytes / 2 ** 20).toFixed(2)} MiB); RSS ${rss.toFixed(0)} MiB`
+  );
+}
