@@ -47,6 +47,7 @@ export const trainCommand: CommandSpec = {
     { name: 'clip', type: 'number', value: 'X', min: 0, default: D.clip, help: 'global gradient-norm limit (0: off)' },
     { name: 'eval-every', type: 'int', value: 'N', min: 0, default: D.evalEvery, help: 'steps between validation losses (0: at the end only)' },
     { name: 'eval-windows', type: 'int', value: 'N', min: 1, default: D.evalWindows, help: 'held-out windows per periodic validation' },
+    { name: 'final-eval-windows', type: 'int', value: 'N', min: 1, help: 'held-out windows in the final validation (default: all of them)' },
     { name: 'checkpoint-every', type: 'int', value: 'N', min: 0, default: D.checkpointEvery, help: 'steps between checkpoints (0: at the end only)' },
     backendFlag,
   ],
@@ -60,7 +61,7 @@ export const trainCommand: CommandSpec = {
 };
 
 /** Flags that only a fresh run takes. */
-const START_ONLY = ['variant', 'out', 'steps', 'minutes', 'dim', 'layers', 'heads', 'hidden', 'seq-len', 'batch', 'lr', 'min-lr', 'warmup'];
+const START_ONLY = ['variant', 'out', 'steps', 'minutes', 'dim', 'layers', 'heads', 'hidden', 'seq-len', 'batch', 'lr', 'min-lr', 'warmup', 'final-eval-windows'];
 
 function checkResume(flags: Flags, dir: string): () => Trainer {
   const clash = START_ONLY.find((name) => flags[name] !== undefined);
@@ -106,6 +107,7 @@ function checkStart(flags: Flags): () => Trainer {
     seed: flags.seed as number,
     evalEvery: flags['eval-every'] as number,
     evalWindows: flags['eval-windows'] as number,
+    ...(flags['final-eval-windows'] !== undefined ? { finalEvalWindows: flags['final-eval-windows'] as number } : {}),
     checkpointEvery: flags['checkpoint-every'] as number,
     tokenizer,
   };

@@ -23,8 +23,10 @@ export interface TrainOptions {
   seed: number;
   /** Steps between validation losses (0: only at the end). */
   evalEvery: number;
-  /** Held-out windows in each periodic validation (the final one uses all). */
+  /** Held-out windows in each periodic validation. */
   evalWindows: number;
+  /** Held-out windows in the final validation (undefined: every window of the held-out stream). */
+  finalEvalWindows?: number;
   /** Steps between checkpoints (0: only at the end). */
   checkpointEvery: number;
   /** The tokenizer.json the corpus is encoded with. */

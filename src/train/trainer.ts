@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { brownTokens } from '../data/corpus.js';
 import { saveHfModel } from '../model/to_hf.js';
 import type { Model } from '../model/weights.js';
+import { BpeTokenizer, saveBpe } from '../tokenizer/bpe.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { AdamW } from './adamw.js';
@@ -87,7 +88,10 @@ export class Trainer {
     };
     const sampler = new BatchSampler(data.train, options.seqLen, options.batchSize, config.sinkToken, options.seed);
     mkdirSync(dir, { recursive: true });
-    if (resolve(options.tokenizer) !== resolve(join(dir, 'tokenizer.json'))) copyFileSync(options.tokenizer, join(dir, 'tokenizer.json'));
+    // The run directory carries its tokenizer, so it is a complete model directory.
+    const tokenizerFile = join(dir, 'tokenizer.json');
+    if (data.tokenizer instanceof BpeTokenizer) saveBpe(data.tokenizer, tokenizerFile);
+    else if (resolve(options.tokenizer) !== resolve(tokenizerFile)) copyFileSync(options.tokenizer, tokenizerFile);
     return new Trainer(dir, state, model, new AdamW(model.params, Trainer.adamOptions(options)), sampler, data);
   }
 
@@ -158,28 +162,28 @@ export class Trainer {
    * the measured step time, leaving room for validation and checkpoints.
    */
   private planSteps(): void {
-    const { minutes, warmupSteps, evalEvery, evalWindows, batchSize } = this.options;
+    const { minutes, warmupSteps, evalEvery, evalWindows, batchSize, seqLen } = this.options;
     const s = this.state;
     if (minutes === undefined || s.totalSteps > 0) return;
     if (s.step === 2) this.calibrationStart = s.wallSeconds;
     const calibrate = Math.min(CALIBRATION_STEPS, warmupSteps);
     if (s.step < calibrate) return;
     const perStep = s.step > 2 ? (s.wallSeconds - this.calibrationStart) / (s.step - 2) : s.wallSeconds / s.step;
-    // A validation pass costs about a third of a step per batch (forward only).
-    const evalCost = (passes: number) => (passes / batchSize / 3) * perStep;
-    const finalEval = evalCost(validationOffsets(this.data.heldout.length, this.options.seqLen).length);
+    // Validation costs about a third of a step per step's worth of windows (forward only).
+    const evalCost = (windows: number) => ((windows * seqLen) / (batchSize * seqLen) / 3) * perStep;
+    const finalEval = evalCost(validationOffsets(this.data.heldout.length, seqLen, this.options.finalEvalWindows).length);
     const perStepWithEvals = perStep + (evalEvery > 0 ? evalCost(evalWindows) / evalEvery : 0);
     const remaining = minutes * 60 - s.wallSeconds - finalEval;
     s.totalSteps = Math.max(s.step + 1, s.step + Math.floor(remaining / perStepWithEvals));
   }
 
-  /** Validation loss on the periodic windows, or on the whole held-out stream. */
+  /** Validation loss on the periodic windows, or the final one (by default the whole held-out stream). */
   validate(full = false): number {
-    const offsets = full ? validationOffsets(this.data.heldout.length, this.options.seqLen) : this.valOffsets;
+    const offsets = full ? validationOffsets(this.data.heldout.length, this.options.seqLen, this.options.finalEvalWindows) : this.valOffsets;
     const started = performance.now();
     const model = this.engineModel();
     try {
-      return validationLoss(model, this.data.heldout, offsets, this.options.batchSize);
+      return validationLoss(model, this.data.heldout, offsets);
     } finally {
       model.weights.classifier.dispose();
       this.state.wallSeconds += (performance.now() - started) / 1000;

@@ -20,9 +20,13 @@ export function validationOffsets(streamLength: number, seqLen: number, count?: 
   return Array.from({ length: n }, (_, k) => Math.round((k * last) / (n - 1)));
 }
 
-/** Mean NLL (nats per token) of the windows at `offsets`, batchSize windows per forward pass. */
-export function validationLoss(model: Model, tokens: ArrayLike<number>, offsets: readonly number[], batchSize: number): number {
+/** Tokens per validation forward pass: enough to amortise each pass, few enough that [tokens, vocab] logits stay small. */
+const VALIDATION_TOKENS = 4096;
+
+/** Mean NLL (nats per token) of the windows at `offsets`. */
+export function validationLoss(model: Model, tokens: ArrayLike<number>, offsets: readonly number[]): number {
   const T = model.config.maxSeqLen;
+  const batchSize = Math.max(1, Math.floor(VALIDATION_TOKENS / T));
   let sum = 0;
   let count = 0;
   for (let i = 0; i < offsets.length; i += batchSize) {
