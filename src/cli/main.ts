@@ -8,10 +8,11 @@ import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 
 import { initCommand } from './init.js';
+import { publishCommand } from './publish.js';
 import { trainCommand } from './train.js';
 import { trainTokenizerCommand } from './train_tokenizer.js';
 
-const COMMANDS: CommandSpec[] = [generateCommand, evalCommand, initCommand, trainCommand, trainTokenizerCommand];
+const COMMANDS: CommandSpec[] = [generateCommand, evalCommand, initCommand, trainCommand, trainTokenizerCommand, publishCommand];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;
