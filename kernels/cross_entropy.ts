@@ -22,11 +22,13 @@ function logSumExp(logits: Float32Array, row: number, vocab: number): number {
   return max + Math.log(z);
 }
 
-// inputs: logits [rows, vocab], targets [rows], dy [rows] -> dlogits [rows, vocab]
+// inputs: logits [rows, vocab], targets [rows], nll [rows] (the forward's
+// output, which gives each row's logsumexp without another pass: lse = nll +
+// logits[target]), dy [rows] -> dlogits [rows, vocab]
 const nllGradKernel: JsKernel<object> = {
   name: 'StreamllmCrossEntropyGrad',
   outputShape: ([logits]) => logits!,
-  run([logits, targets, dy], [shape], out) {
+  run([logits, targets, nll, dy], [shape], out) {
     const [rows, vocab] = shape as [number, number];
     for (let r = 0; r < rows; r++) {
       const row = r * vocab;
@@ -35,7 +37,7 @@ const nllGradKernel: JsKernel<object> = {
         out.fill(0, row, row + vocab);
         continue;
       }
-      const lse = logSumExp(logits!, row, vocab);
+      const lse = nll![r]! + logits![row + target]!;
       const g = dy![r]!;
       for (let j = 0; j < vocab; j++) out[row + j] = g * Math.exp(logits![row + j]! - lse);
       out[row + target] -= g;
@@ -56,7 +58,8 @@ const nllKernel: JsKernel<object> = {
   },
   gradient: {
     save: [0, 1],
-    grads: (dy, [logits, targets]) => ({ 0: () => runJsKernel(nllGradKernel, [logits!, targets!, dy], {}) }),
+    saveOutput: true,
+    grads: (dy, [logits, targets, nll]) => ({ 0: () => runJsKernel(nllGradKernel, [logits!, targets!, nll!, dy], {}) }),
   },
 };
 
