@@ -137,6 +137,11 @@ async function trainLoop(trainer: Trainer): Promise<void> {
     `${label}: ${state.parameterCount} parameters, ${trainer.data.train.length} training tokens, ` +
       `${trainer.data.heldout.length} held-out; ${state.step > 0 ? `resuming at step ${state.step}` : 'from scratch'} in ${trainer.dir}\n`,
   );
+  if (state.done) {
+    process.stderr.write(`${label}: already finished (step ${state.step}, held-out loss ${state.valLoss?.toFixed(4)})\n`);
+    trainer.dispose();
+    return;
+  }
   let interrupted = false;
   const onSignal = () => {
     interrupted = true;
@@ -154,15 +159,13 @@ async function trainLoop(trainer: Trainer): Promise<void> {
         progressStart = state.step;
         progress = createProgress(label, (state.totalSteps - progressStart) * trainer.tokensPerStep, 'tok');
       }
-      let extra = `step ${r.step}/${state.totalSteps || '?'} loss ${r.loss.toFixed(3)} lr ${r.lr.toExponential(2)}`;
       if (evalEvery > 0 && r.step % evalEvery === 0 && !trainer.finished) {
         const val = trainer.validate();
         trainer.recordValidation(val, false);
-        extra += ` val ${val.toFixed(3)}`;
         process.stderr.write(`${label}: step ${r.step} train ${r.loss.toFixed(4)} val ${val.toFixed(4)}\n`);
       }
-      if (state.valLoss !== undefined) extra += ` (val ${state.valLoss.toFixed(3)})`;
-      progress?.update((state.step - progressStart) * trainer.tokensPerStep, extra);
+      const val = state.valLoss === undefined ? '' : ` (val ${state.valLoss.toFixed(3)})`;
+      progress?.update((state.step - progressStart) * trainer.tokensPerStep, `step ${r.step}/${state.totalSteps || '?'} loss ${r.loss.toFixed(3)} lr ${r.lr.toExponential(2)}${val}`);
       if (checkpointEvery > 0 && r.step % checkpointEvery === 0 && !trainer.finished) trainer.checkpoint();
       await tick();
     }
@@ -174,6 +177,7 @@ async function trainLoop(trainer: Trainer): Promise<void> {
     }
     const val = trainer.validate(true);
     trainer.recordValidation(val, true);
+    state.done = true;
     trainer.checkpoint();
     progress?.finish(`loss ${state.trainLoss?.toFixed(4)} val ${val.toFixed(4)}`);
     process.stderr.write(

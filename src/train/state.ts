@@ -39,7 +39,10 @@ export interface TrainState {
   /** Seconds spent training (across resumptions). */
   wallSeconds: number;
   trainLoss?: number;
+  /** The latest validation loss; once `done`, the final one over the held-out stream. */
   valLoss?: number;
+  /** Every step ran and the final validation is in. */
+  done?: boolean;
   parameterCount: number;
 }
 
