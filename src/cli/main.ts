@@ -2,6 +2,8 @@
 // streamllm: the command-line entry point. Each subcommand lives in its own
 // file and declares its flags; this file only dispatches and turns user
 // errors into one line on stderr with exit code 2.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { StreamllmError } from '../errors.js';
 import { type CommandSpec, helpText, parseFlags } from './args.js';
 import { evalCommand } from './eval.js';
@@ -48,10 +50,17 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-// Piping into `head` closes stdout early: that is not an error.
-process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') process.exit(0);
-  throw e;
-});
+/** True when this file is the program being run (not imported, e.g. by tests). */
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  return script !== undefined && realpathSync(script) === fileURLToPath(import.meta.url);
+}
 
-process.exitCode = await main(process.argv.slice(2));
+if (isEntryPoint()) {
+  // Piping into `head` closes stdout early: that is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+  process.exitCode = await main(process.argv.slice(2));
+}
