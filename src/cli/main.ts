@@ -6,12 +6,13 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { StreamllmError } from '../errors.js';
 import { type CommandSpec, helpText, parseFlags } from './args.js';
+import { benchCommand } from './bench.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 
 import { initCommand } from './init.js';
 
-const COMMANDS: CommandSpec[] = [generateCommand, evalCommand, initCommand];
+const COMMANDS: CommandSpec[] = [generateCommand, evalCommand, initCommand, benchCommand];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;
@@ -39,7 +40,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(helpText(command));
       return 0;
     }
-    await command.run(parseFlags(command, rest));
+    if (command.passThrough) await command.run({}, rest);
+    else await command.run(parseFlags(command, rest));
     return 0;
   } catch (e) {
     if (e instanceof StreamllmError) {
