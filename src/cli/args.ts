@@ -26,7 +26,9 @@ export interface CommandSpec {
   /** Extra paragraphs for --help. */
   details?: string;
   flags: FlagSpec[];
-  run(flags: Flags): Promise<void>;
+  /** Hand the arguments after the command name to run() untouched (for commands that forward them). */
+  passThrough?: boolean;
+  run(flags: Flags, rest?: string[]): Promise<void>;
 }
 
 export type FlagValue = string | number | boolean | number[] | string[];
@@ -109,10 +111,10 @@ export function helpText(command: CommandSpec): string {
     ].filter(Boolean);
     return [left, f.help + (extra.length ? ` (${extra.join('; ')})` : '')] as const;
   });
-  const width = Math.max(...rows.map(([l]) => l.length)) + 2;
+  const width = Math.max(0, ...rows.map(([l]) => l.length)) + 2;
   const lines = [`streamllm ${command.name}: ${command.summary}`, '', `usage: streamllm ${command.name} ${command.usage}`, ''];
   if (command.details) lines.push(command.details, '');
-  lines.push('flags:', ...rows.map(([l, r]) => l.padEnd(width) + r));
+  if (rows.length > 0) lines.push('flags:', ...rows.map(([l, r]) => l.padEnd(width) + r));
   return lines.join('\n') + '\n';
 }
 
