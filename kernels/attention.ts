@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { batchMatMul, transposeLast } from './matmul.js';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
+import { type AttentionSimd, attentionSimd } from './simd/instance.js';
 import { type SoftmaxVariant, softmaxWithSink } from './softmax.js';
 
 export interface AttentionFrame {
@@ -125,55 +126,121 @@ function axpy(acc: Float64Array, p: number, v: Float32Array, vi: number, n: numb
   for (; c < n; c++) acc[c] += p * v[vi + c]!;
 }
 
+/** Entries query row t sees through each frame, added up: the row's number of scores. */
+function rowCount(rowRanges: Int32Array[], t: number): number {
+  let n = 0;
+  for (const r of rowRanges) n += r[2 * t + 1]! - r[2 * t]!;
+  return n;
+}
+
+/** The extra logit of the softmax variant for head h: -inf (none), 0, or the learned one. */
+function sinkLogit(variant: SoftmaxVariant, sinkLogits: Float32Array | undefined, h: number): number {
+  return variant === 'softmax' ? -Infinity : variant === 'softmax1' ? 0 : sinkLogits![h]!;
+}
+
+/** The decode loop in plain JavaScript (float64 sums): the cpu backend, and any headDim. */
+function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs): void {
+  const { frameCount, rowRanges, variant } = attrs;
+  const [heads, T, headDim] = shapes[0] as [number, number, number];
+  const keys = inputs[frameCount]!;
+  const values = inputs[frameCount + 1]!;
+  const [kvHeads, capacity] = shapes[frameCount] as [number, number];
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  let count = 0;
+  for (let t = 0; t < T; t++) count = Math.max(count, rowCount(rowRanges, t));
+  const scores = new Float64Array(count);
+  const acc = new Float64Array(headDim);
+  for (let h = 0; h < heads; h++) {
+    const kvBase = Math.floor(h / group) * capacity;
+    for (let t = 0; t < T; t++) {
+      const qOff = (h * T + t) * headDim;
+      // 1. scaled scores of every visible entry, frame after frame
+      const sink = sinkLogit(variant, inputs[frameCount + 2], h);
+      let max = sink;
+      let s = 0;
+      for (let f = 0; f < frameCount; f++) {
+        const q = inputs[f]!;
+        for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
+          const score = dot(q, qOff, keys, (kvBase + j) * headDim, headDim) * scale;
+          scores[s++] = score;
+          if (score > max) max = score;
+        }
+      }
+      // 2. softmax, with the variant's extra logit in the denominator
+      let z = Math.exp(sink - max);
+      for (let i = 0; i < s; i++) z += scores[i] = Math.exp(scores[i]! - max);
+      // 3. probability-weighted sum of the values
+      acc.fill(0);
+      s = 0;
+      for (let f = 0; f < frameCount; f++) {
+        for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
+          axpy(acc, scores[s++]! / z, values, (kvBase + j) * headDim, headDim);
+        }
+      }
+      for (let c = 0; c < headDim; c++) out[qOff + c] = acc[c]!;
+    }
+  }
+}
+
+/**
+ * The same loop with its three steps in WebAssembly SIMD (kernels/simd/
+ * attention.wat), on the tensors in place: the arguments are byte offsets
+ * into the wasm heap. Scores of all frames lie one after another in scratch.
+ */
+function attendSimd(simd: AttentionSimd, inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs, scratch: Float32Array): void {
+  const { frameCount, rowRanges, variant } = attrs;
+  const [heads, T, headDim] = shapes[0] as [number, number, number];
+  const keys = inputs[frameCount]!;
+  const values = inputs[frameCount + 1]!;
+  const [kvHeads, capacity] = shapes[frameCount] as [number, number];
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  const rowBytes = 4 * headDim;
+  const s = scratch.byteOffset;
+  for (let h = 0; h < heads; h++) {
+    const kvBase = Math.floor(h / group) * capacity * rowBytes;
+    for (let t = 0; t < T; t++) {
+      const qOff = (h * T + t) * rowBytes;
+      const outRow = out.byteOffset + qOff;
+      // 1. scaled scores, frame after frame
+      const sink = sinkLogit(variant, inputs[frameCount + 2], h);
+      let max = sink;
+      for (let f = 0, at = s; f < frameCount; f++) {
+        const lo = rowRanges[f]![2 * t]!;
+        const n = rowRanges[f]![2 * t + 1]! - lo;
+        max = Math.max(max, simd.scores(inputs[f]!.byteOffset + qOff, keys.byteOffset + kvBase + lo * rowBytes, n, headDim, scale, at));
+        at += 4 * n;
+      }
+      // 2. softmax over all frames at once, the variant's logit in the denominator
+      const z = Math.exp(sink - max) + simd.exps(s, rowCount(rowRanges, t), max);
+      // 3. out = sum of the values weighted by the probabilities, frame after frame
+      for (let f = 0, at = s; f < frameCount; f++) {
+        const lo = rowRanges[f]![2 * t]!;
+        const n = rowRanges[f]![2 * t + 1]! - lo;
+        simd.weightedSum(at, values.byteOffset + kvBase + lo * rowBytes, n, headDim, 1 / z, outRow, f > 0 ? 1 : 0);
+        at += 4 * n;
+      }
+    }
+  }
+}
+
 // One loop for a few queries against the cache: the decode step. Inputs are
 // the frames' queries, then keys, values and (learned-sink) the sink logits.
 const fusedKernel: JsKernel<FusedAttrs> = {
   name: 'StreamllmAttention',
   outputShape: ([q]) => q!,
-  run(inputs, shapes, out, { frameCount, rowRanges, variant }) {
-    const [heads, T, headDim] = shapes[0] as [number, number, number];
-    const keys = inputs[frameCount]!;
-    const values = inputs[frameCount + 1]!;
-    const sinkLogits = inputs[frameCount + 2];
-    const [kvHeads, capacity] = shapes[frameCount] as [number, number];
-    const group = heads / kvHeads;
-    const scale = 1 / Math.sqrt(headDim);
+  // room for one query row's scores, all frames
+  scratchSize: ([q], { rowRanges }) => {
     let count = 0;
-    for (let f = 0; f < frameCount; f++) {
-      for (let t = 0; t < T; t++) count = Math.max(count, rowRanges[f]![2 * t + 1]! - rowRanges[f]![2 * t]!);
-    }
-    const scores = new Float64Array(frameCount * count);
-    const acc = new Float64Array(headDim);
-    for (let h = 0; h < heads; h++) {
-      const kvBase = Math.floor(h / group) * capacity;
-      for (let t = 0; t < T; t++) {
-        const qOff = (h * T + t) * headDim;
-        // 1. scaled scores of every visible entry, frame after frame
-        const sink = variant === 'softmax' ? -Infinity : variant === 'softmax1' ? 0 : sinkLogits![h]!;
-        let max = sink;
-        let s = 0;
-        for (let f = 0; f < frameCount; f++) {
-          const q = inputs[f]!;
-          for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
-            const score = dot(q, qOff, keys, (kvBase + j) * headDim, headDim) * scale;
-            scores[s++] = score;
-            if (score > max) max = score;
-          }
-        }
-        // 2. softmax, with the variant's extra logit in the denominator
-        let z = Math.exp(sink - max);
-        for (let i = 0; i < s; i++) z += scores[i] = Math.exp(scores[i]! - max);
-        // 3. probability-weighted sum of the values
-        acc.fill(0);
-        s = 0;
-        for (let f = 0; f < frameCount; f++) {
-          for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
-            axpy(acc, scores[s++]! / z, values, (kvBase + j) * headDim, headDim);
-          }
-        }
-        for (let c = 0; c < headDim; c++) out[qOff + c] = acc[c]!;
-      }
-    }
+    for (let t = 0; t < q![1]!; t++) count = Math.max(count, rowCount(rowRanges, t));
+    return count;
+  },
+  run(inputs, shapes, out, attrs, scratch) {
+    const headDim = shapes[0]![2]!;
+    const simd = headDim % 4 === 0 ? attentionSimd([...inputs, out, scratch]) : undefined;
+    if (simd !== undefined) attendSimd(simd, inputs, shapes, out, attrs, scratch);
+    else attendJs(inputs, shapes, out, attrs);
   },
 };
 

@@ -12,8 +12,13 @@ export interface JsKernel<A extends object> {
   name: string;
   /** Shape of the single float32 output. */
   outputShape(inputShapes: number[][], attrs: A): number[];
-  /** Fill `out` from `inputs` (row-major float32 views). */
-  run(inputs: Float32Array[], inputShapes: number[][], out: Float32Array, attrs: A): void;
+  /** Fill `out` from `inputs` (row-major float32 views); `scratch` is working space of scratchSize floats. */
+  run(inputs: Float32Array[], inputShapes: number[][], out: Float32Array, attrs: A, scratch: Float32Array): void;
+  /**
+   * Floats of working space `run` needs (default none). On wasm it lies in
+   * the backend's memory, beside the tensors, for kernels that run there.
+   */
+  scratchSize?(inputShapes: number[][], attrs: A): number;
   /** Gradient: which inputs to save, and dy -> one gradient per differentiable input (by index). */
   gradient?: {
     save: number[];
@@ -25,11 +30,14 @@ type KernelArgs = Parameters<tf.KernelFunc>[0];
 interface WasmBackendLike {
   makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
   typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+  disposeData(dataId: object): void;
 }
 interface CpuBackendLike {
   data: { get(dataId: object): { values: Float32Array } };
   makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): tf.TensorInfo;
 }
+
+const NO_SCRATCH = new Float32Array(0);
 
 function inputList(args: KernelArgs): tf.TensorInfo[] {
   const list: tf.TensorInfo[] = [];
@@ -48,9 +56,13 @@ function registerJsKernel<A extends object>(kernel: JsKernel<A>): void {
       const attrs = args.attrs as unknown as A;
       const shapes = inputs.map((t) => t.shape);
       const outInfo = backend.makeOutput(kernel.outputShape(shapes, attrs), 'float32');
-      // Views are taken after the allocation: a growing heap detaches older views.
+      const scratchFloats = kernel.scratchSize?.(shapes, attrs) ?? 0;
+      const scratch = scratchFloats > 0 ? backend.makeOutput([scratchFloats], 'float32') : undefined;
+      // Views are taken after the allocations: a growing heap detaches older views.
       const views = inputs.map((t) => backend.typedArrayFromHeap(t));
-      kernel.run(views, shapes, backend.typedArrayFromHeap(outInfo), attrs);
+      const scratchView = scratch === undefined ? NO_SCRATCH : backend.typedArrayFromHeap(scratch);
+      kernel.run(views, shapes, backend.typedArrayFromHeap(outInfo), attrs, scratchView);
+      if (scratch !== undefined) backend.disposeData(scratch.dataId);
       return outInfo;
     },
   });
@@ -64,7 +76,8 @@ function registerJsKernel<A extends object>(kernel: JsKernel<A>): void {
       const shapes = inputs.map((t) => t.shape);
       const outShape = kernel.outputShape(shapes, attrs);
       const out = new Float32Array(outShape.reduce((a, b) => a * b, 1));
-      kernel.run(inputs.map((t) => backend.data.get(t.dataId).values), shapes, out, attrs);
+      const scratch = new Float32Array(kernel.scratchSize?.(shapes, attrs) ?? 0);
+      kernel.run(inputs.map((t) => backend.data.get(t.dataId).values), shapes, out, attrs, scratch);
       return backend.makeTensorInfo(outShape, 'float32', out);
     },
   });

@@ -1,0 +1,219 @@
+;; The inner loops of decode attention in WebAssembly SIMD (f32x4), working
+;; in place on the tensors that tfjs's wasm backend keeps in its own memory:
+;; this module imports that memory, so every pointer below is a byte offset
+;; into it and nothing is copied.
+;;
+;; kernels/attention.ts drives these three steps for each head and query row
+;; (over one or more frames of entries, see src/cache/types.ts):
+;;
+;;   max  = scores(q, keys, n, dim, scale, s)       s[j] = scale * q . key_j
+;;   z    = exps(s, n, max)                         s[j] = exp(s[j] - max)
+;;          weightedSum(s, values, n, dim, 1/z, out, accumulate)
+;;                                                  out += sum_j s[j]/z * value_j
+;;
+;; Keys and values are rows of `dim` floats, one after another; `dim` must be
+;; a multiple of 4 (the caller falls back to plain JavaScript otherwise).
+;; Assembled by scripts/assemble_wasm.ts into attention.wasm.ts.
+(module
+  (import "env" "memory" (memory 1))
+
+
+  ;; The largest of the four lanes.
+  (func $maxLanes (param $v v128) (result f32)
+    (f32.max
+      (f32.max (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
+      (f32.max (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
+
+  ;; The sum of the four lanes.
+  (func $sumLanes (param $v v128) (result f32)
+    (f32.add
+      (f32.add (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
+      (f32.add (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
+
+  ;; [sum a, sum b, sum c, sum d]: four horizontal sums at once.
+  (func $sum4 (param $a v128) (param $b v128) (param $c v128) (param $d v128) (result v128)
+    (local $ab v128) (local $cd v128)
+    ;; ab = [a0+a2, a1+a3, b0+b2, b1+b3], cd likewise
+    (local.set $ab (f32x4.add
+      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $a) (local.get $b))
+      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $a) (local.get $b))))
+    (local.set $cd (f32x4.add
+      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $c) (local.get $d))
+      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $c) (local.get $d))))
+    ;; lanes 0, 2 of ab and cd plus lanes 1, 3
+    (f32x4.add
+      (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $ab) (local.get $cd))
+      (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $ab) (local.get $cd))))
+
+  ;; s[j] = scale * (q . key_j) for j < n, key_j at keys + j * dim floats.
+  ;; Returns the largest score (-inf when n = 0).
+  (func (export "scores")
+    (param $q i32) (param $keys i32) (param $n i32) (param $dim i32) (param $scale f32) (param $s i32)
+    (result f32)
+    (local $row i32) (local $end i32) (local $j i32) (local $c i32)
+    (local $k0 i32) (local $k1 i32) (local $k2 i32) (local $k3 i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $qc v128)
+    (local $out v128) (local $max v128)
+    (local.set $row (i32.shl (local.get $dim) (i32.const 2))) ;; bytes per key
+    (local.set $max (f32x4.splat (f32.const -inf)))
+    ;; Four keys at a time: each chunk of q is loaded once for all four.
+    (local.set $end (i32.and (local.get $n) (i32.const -4)))
+    (block $done4
+      (loop $keys4
+        (br_if $done4 (i32.ge_u (local.get $j) (local.get $end)))
+        (local.set $k0 (i32.add (local.get $keys) (i32.mul (local.get $j) (local.get $row))))
+        (local.set $k1 (i32.add (local.get $k0) (local.get $row)))
+        (local.set $k2 (i32.add (local.get $k1) (local.get $row)))
+        (local.set $k3 (i32.add (local.get $k2) (local.get $row)))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $a1 (v128.const i32x4 0 0 0 0))
+        (local.set $a2 (v128.const i32x4 0 0 0 0))
+        (local.set $a3 (v128.const i32x4 0 0 0 0))
+        (local.set $c (i32.const 0))
+        (loop $chunks
+          (local.set $qc (v128.load (i32.add (local.get $q) (local.get $c))))
+          (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $qc) (v128.load (i32.add (local.get $k0) (local.get $c))))))
+          (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $qc) (v128.load (i32.add (local.get $k1) (local.get $c))))))
+          (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $qc) (v128.load (i32.add (local.get $k2) (local.get $c))))))
+          (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $qc) (v128.load (i32.add (local.get $k3) (local.get $c))))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $chunks (i32.lt_u (local.get $c) (local.get $row))))
+        (local.set $out (f32x4.mul
+          (call $sum4 (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))
+          (f32x4.splat (local.get $scale))))
+        (v128.store (i32.add (local.get $s) (i32.shl (local.get $j) (i32.const 2))) (local.get $out))
+        (local.set $max (f32x4.max (local.get $max) (local.get $out)))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $keys4)))
+    ;; The last n mod 4 keys, one at a time.
+    (block $done
+      (loop $keys1
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $k0 (i32.add (local.get $keys) (i32.mul (local.get $j) (local.get $row))))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $c (i32.const 0))
+        (loop $chunks1
+          (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (i32.add (local.get $q) (local.get $c))) (v128.load (i32.add (local.get $k0) (local.get $c))))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $chunks1 (i32.lt_u (local.get $c) (local.get $row))))
+        (local.set $out (f32x4.splat (f32.mul (call $sumLanes (local.get $a0)) (local.get $scale))))
+        (f32.store (i32.add (local.get $s) (i32.shl (local.get $j) (i32.const 2))) (f32x4.extract_lane 0 (local.get $out)))
+        (local.set $max (f32x4.max (local.get $max) (local.get $out)))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $keys1)))
+    (call $maxLanes (local.get $max)))
+
+  ;; exp(x) lane-wise for x <= 0, the Cephes single-precision method: split
+  ;; x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for exp(r), and
+  ;; 2^n built in the exponent bits. Relative error about 1e-7; x below
+  ;; -87.3 (past the smallest normal float) gives about 1e-38 instead of 0.
+  (func $exp (param $x v128) (result v128)
+    (local $n v128) (local $r v128) (local $p v128)
+    (local.set $x (f32x4.max (local.get $x) (f32x4.splat (f32.const -87.3))))
+    (local.set $n (f32x4.nearest (f32x4.mul (local.get $x) (f32x4.splat (f32.const 1.44269504088896341)))))
+    ;; r = x - n ln2, with ln2 in two parts so that n * (high part) is exact
+    (local.set $r (f32x4.sub (local.get $x) (f32x4.mul (local.get $n) (f32x4.splat (f32.const 0.693359375)))))
+    (local.set $r (f32x4.sub (local.get $r) (f32x4.mul (local.get $n) (f32x4.splat (f32.const -2.12194440e-4)))))
+    (local.set $p (f32x4.splat (f32.const 1.9875691500e-4)))
+    (local.set $p (f32x4.add (f32x4.splat (f32.const 1.3981999507e-3)) (f32x4.mul (local.get $p) (local.get $r))))
+    (local.set $p (f32x4.add (f32x4.splat (f32.const 8.3334519073e-3)) (f32x4.mul (local.get $p) (local.get $r))))
+    (local.set $p (f32x4.add (f32x4.splat (f32.const 4.1665795894e-2)) (f32x4.mul (local.get $p) (local.get $r))))
+    (local.set $p (f32x4.add (f32x4.splat (f32.const 1.6666665459e-1)) (f32x4.mul (local.get $p) (local.get $r))))
+    (local.set $p (f32x4.add (f32x4.splat (f32.const 5.0000001201e-1)) (f32x4.mul (local.get $p) (local.get $r))))
+    ;; exp(r) = 1 + r + r^2 p
+    (local.set $p (f32x4.add
+      (f32x4.add (f32x4.splat (f32.const 1)) (local.get $r))
+      (f32x4.mul (f32x4.mul (local.get $r) (local.get $r)) (local.get $p))))
+    ;; times 2^n: (n + 127) << 23 is the float 2^n
+    (f32x4.mul (local.get $p)
+      (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (i32x4.splat (i32.const 127))) (i32.const 23))))
+
+  ;; s[j] = exp(s[j] - max) for j < n; returns their sum.
+  (func (export "exps") (param $s i32) (param $n i32) (param $max f32) (result f32)
+    (local $at i32) (local $end i32) (local $m v128) (local $e v128) (local $sum v128) (local $tail f32)
+    (local.set $m (f32x4.splat (local.get $max)))
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    (local.set $at (local.get $s))
+    (block $done4
+      (loop $four
+        (br_if $done4 (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $e (call $exp (f32x4.sub (v128.load (local.get $at)) (local.get $m))))
+        (v128.store (local.get $at) (local.get $e))
+        (local.set $sum (f32x4.add (local.get $sum) (local.get $e)))
+        (local.set $at (i32.add (local.get $at) (i32.const 16)))
+        (br $four)))
+    (local.set $end (i32.add (local.get $s) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $one
+        (br_if $done (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $e (call $exp (f32x4.splat (f32.sub (f32.load (local.get $at)) (local.get $max)))))
+        (f32.store (local.get $at) (f32x4.extract_lane 0 (local.get $e)))
+        (local.set $tail (f32.add (local.get $tail) (f32x4.extract_lane 0 (local.get $e))))
+        (local.set $at (i32.add (local.get $at) (i32.const 4)))
+        (br $one)))
+    (f32.add (call $sumLanes (local.get $sum)) (local.get $tail)))
+
+  ;; out[c] = (accumulate ? out[c] : 0) + sum_j weight * p[j] * value_j[c]
+  ;; for c < dim, value_j at values + j * dim floats. Columns go sixteen at a
+  ;; time, in four registers, then four at a time.
+  (func (export "weightedSum")
+    (param $p i32) (param $values i32) (param $n i32) (param $dim i32) (param $weight f32)
+    (param $out i32) (param $accumulate i32)
+    (local $row i32) (local $c i32) (local $j i32) (local $v i32) (local $pj v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local.set $row (i32.shl (local.get $dim) (i32.const 2)))
+    (block $done16
+      (loop $columns16
+        (br_if $done16 (i32.gt_u (i32.add (local.get $c) (i32.const 64)) (local.get $row)))
+        (if (local.get $accumulate)
+          (then
+            (local.set $a0 (v128.load offset=0 (i32.add (local.get $out) (local.get $c))))
+            (local.set $a1 (v128.load offset=16 (i32.add (local.get $out) (local.get $c))))
+            (local.set $a2 (v128.load offset=32 (i32.add (local.get $out) (local.get $c))))
+            (local.set $a3 (v128.load offset=48 (i32.add (local.get $out) (local.get $c)))))
+          (else
+            (local.set $a0 (v128.const i32x4 0 0 0 0))
+            (local.set $a1 (v128.const i32x4 0 0 0 0))
+            (local.set $a2 (v128.const i32x4 0 0 0 0))
+            (local.set $a3 (v128.const i32x4 0 0 0 0))))
+        (local.set $v (i32.add (local.get $values) (local.get $c)))
+        (local.set $j (i32.const 0))
+        (block $rowsDone
+          (loop $rows
+            (br_if $rowsDone (i32.ge_u (local.get $j) (local.get $n)))
+            (local.set $pj (f32x4.splat (f32.mul (local.get $weight)
+              (f32.load (i32.add (local.get $p) (i32.shl (local.get $j) (i32.const 2)))))))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $pj) (v128.load offset=0 (local.get $v)))))
+            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $pj) (v128.load offset=16 (local.get $v)))))
+            (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $pj) (v128.load offset=32 (local.get $v)))))
+            (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $pj) (v128.load offset=48 (local.get $v)))))
+            (local.set $v (i32.add (local.get $v) (local.get $row)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $rows)))
+        (v128.store offset=0 (i32.add (local.get $out) (local.get $c)) (local.get $a0))
+        (v128.store offset=16 (i32.add (local.get $out) (local.get $c)) (local.get $a1))
+        (v128.store offset=32 (i32.add (local.get $out) (local.get $c)) (local.get $a2))
+        (v128.store offset=48 (i32.add (local.get $out) (local.get $c)) (local.get $a3))
+        (local.set $c (i32.add (local.get $c) (i32.const 64)))
+        (br $columns16)))
+    (block $done4
+      (loop $columns4
+        (br_if $done4 (i32.ge_u (local.get $c) (local.get $row)))
+        (if (local.get $accumulate)
+          (then (local.set $a0 (v128.load (i32.add (local.get $out) (local.get $c)))))
+          (else (local.set $a0 (v128.const i32x4 0 0 0 0))))
+        (local.set $v (i32.add (local.get $values) (local.get $c)))
+        (local.set $j (i32.const 0))
+        (block $rowsDone
+          (loop $rows
+            (br_if $rowsDone (i32.ge_u (local.get $j) (local.get $n)))
+            (local.set $pj (f32x4.splat (f32.mul (local.get $weight)
+              (f32.load (i32.add (local.get $p) (i32.shl (local.get $j) (i32.const 2)))))))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $pj) (v128.load (local.get $v)))))
+            (local.set $v (i32.add (local.get $v) (local.get $row)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $rows)))
+        (v128.store (i32.add (local.get $out) (local.get $c)) (local.get $a0))
+        (local.set $c (i32.add (local.get $c) (i32.const 16)))
+        (br $columns4))))
+)
