@@ -1,6 +1,6 @@
 // Shared pieces of the benchmarks: the machine line, median, RSS, and the
 // results file every benchmark appends to.
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
@@ -20,9 +20,13 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** Peak resident set size of this process so far, in MiB. */
+/**
+ * Peak resident set size of this process so far, in MiB: Linux's VmHWM
+ * (getrusage's maxRSS would carry a large parent's peak into a child).
+ */
 export function peakRssMiB(): number {
-  return process.resourceUsage().maxRSS / 1024;
+  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'));
+  return line ? Number(line.split(/\s+/)[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
 }
 
 /** A random llama2.c checkpoint of a named shape, written once under bench/.cache. */

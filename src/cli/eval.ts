@@ -67,7 +67,7 @@ export const evalCommand: CommandSpec = {
 function encodeText(flags: Flags, modelPath: string, model: Model): number[] {
   const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, model.config.vocabSize);
   if (tokenizer === undefined) throw new UsageError('eval --text: this model has no tokenizer; give --tokenizer FILE');
-  return tokenizer.encode(readText(flags.text as string), { bos: tokenizer.bosId !== undefined });
+  return tokenizer.encode(readText(flags.text as string), { bos: tokenizer.addsBosByDefault });
 }
 
 function policiesFromFlags(flags: Flags, model: Model): CachePolicy[] {

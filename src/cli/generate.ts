@@ -95,7 +95,7 @@ function promptIds(text: string | undefined, ids: number[] | undefined, tokenize
     return ids;
   }
   if (tokenizer === undefined) throw new UsageError('generate --prompt: this model has no tokenizer; give --tokenizer FILE or use --prompt-ids');
-  const encoded = tokenizer.encode(text!, { bos: tokenizer.bosId !== undefined });
+  const encoded = tokenizer.encode(text!, { bos: tokenizer.addsBosByDefault });
   if (encoded.length === 0) throw new UsageError('generate --prompt: the prompt encodes to no tokens');
   return encoded;
 }

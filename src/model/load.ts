@@ -1,14 +1,59 @@
 // Opening a model from disk, whatever its format:
 //   FILE.bin   a llama2.c checkpoint (legacy or version 1)
-// More formats register here (see loaders below).
+//   DIR        a Hugging Face model directory: config.json plus
+//              model.safetensors or model.safetensors.index.json and its shards
+//              (our own trained models are saved this way, see to_hf.ts)
+import * as tf from '@tensorflow/tfjs';
 import { existsSync, statSync } from 'node:fs';
+import { readHfConfig } from '../checkpoint/hf_config.js';
 import { readLlama2c } from '../checkpoint/llama2c.js';
-import { FileFormatError } from '../errors.js';
+import { SafetensorsReader } from '../checkpoint/safetensors.js';
+import { ConfigError, FileFormatError } from '../errors.js';
+import type { ModelConfig } from './config.js';
+import { modelFromHf } from './from_hf.js';
 import { modelFromLlama2c } from './from_llama2c.js';
 import type { Model } from './weights.js';
 
+/**
+ * Bytes the engine's float32 weights take: every parameter once, plus the
+ * classifier as its own [dim, vocab] tensor even when tied to the embedding.
+ */
+export function weightBytes(c: ModelConfig): number {
+  const qDim = c.heads * c.headDim;
+  const kvDim = c.kvHeads * c.headDim;
+  const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
+  const normSize = c.norm === 'layernorm' ? 2 * c.dim : c.dim;
+  const biases = (c.bias.qkv ? qDim + 2 * kvDim : 0) + (c.bias.out ? c.dim : 0) + (c.bias.mlp ? upOut + c.dim : 0);
+  const sinkLogits = c.softmax === 'learned-sink' ? c.heads : 0;
+  const perLayer = c.dim * (qDim + 2 * kvDim) + qDim * c.dim + c.dim * upOut + c.hiddenDim * c.dim + 2 * normSize + biases + sinkLogits;
+  return 4 * (2 * c.vocabSize * c.dim + c.layers * perLayer + normSize + (c.sinkToken ? c.dim : 0));
+}
+
+/** The wasm backend's heap stops at 4 GiB (wasm32); leave room for the KV cache and activations. */
+const WASM_HEAP_BYTES = 4294901760;
+const WASM_HEADROOM_BYTES = 256 * 1024 * 1024;
+
+function checkFitsBackend(c: ModelConfig, source: string): void {
+  const bytes = weightBytes(c);
+  if (tf.getBackend() === 'wasm' && bytes > WASM_HEAP_BYTES - WASM_HEADROOM_BYTES) {
+    const gib = (n: number) => (n / 2 ** 30).toFixed(2);
+    throw new ConfigError(
+      `${source}: the float32 weights need ${gib(bytes)} GiB, more than the wasm backend's ${gib(WASM_HEAP_BYTES)} GiB heap holds ` +
+        `with room for the cache; use --backend cpu or --backend tensorflow`,
+    );
+  }
+}
+
+/** Open a Hugging Face model directory. */
+export function loadHfModel(dir: string): Model {
+  const spec = readHfConfig(dir);
+  const reader = SafetensorsReader.open(dir);
+  checkFitsBackend(spec.config, dir);
+  return modelFromHf(spec, reader);
+}
+
 export function loadModel(path: string): Model {
   if (!existsSync(path)) throw new FileFormatError(path, 'no such file or directory');
-  if (statSync(path).isDirectory()) throw new FileFormatError(path, 'model directories are not supported yet');
+  if (statSync(path).isDirectory()) return loadHfModel(path);
   return modelFromLlama2c(readLlama2c(path));
 }

@@ -1,6 +1,8 @@
 // The two per-layer parts that differ between families: the normalisation
 // and the feed-forward network.
 import type * as tf from '@tensorflow/tfjs';
+import { gelu } from '../../kernels/gelu.js';
+import { layerNorm } from '../../kernels/layernorm.js';
 import { linear } from '../../kernels/matmul.js';
 import { rmsNorm } from '../../kernels/rmsnorm.js';
 import { swiglu } from '../../kernels/swiglu.js';
@@ -14,7 +16,8 @@ export function norm(config: ModelConfig, w: Norm, x: tf.Tensor2D): tf.Tensor2D 
     case 'rmsnorm':
       return rmsNorm(x, w.weight, config.normEps);
     case 'layernorm':
-      throw new ConfigError('layernorm models are not supported yet');
+      if (w.bias === undefined) throw new ConfigError('layernorm: the norm has no bias');
+      return layerNorm(x, w.weight, w.bias, config.normEps);
   }
 }
 
@@ -24,6 +27,6 @@ export function mlp(config: ModelConfig, w: LayerWeights, x: tf.Tensor2D): tf.Te
     case 'swiglu':
       return linear(swiglu(linear(x, w.up.weight, w.up.bias)), w.down.weight, w.down.bias);
     case 'gelu':
-      throw new ConfigError('gelu MLPs are not supported yet');
+      return linear(gelu(linear(x, w.up.weight, w.up.bias)), w.down.weight, w.down.bias);
   }
 }

@@ -45,6 +45,11 @@ function mergeHeads(x: tf.Tensor3D): tf.Tensor2D {
 export function embedTokens(model: Model, ids: readonly number[]): tf.Tensor2D {
   const { embedding, sinkEmbedding } = model.weights;
   const list = ids;
+  // tf.gather would quietly return zeros (wasm) or garbage for a bad id.
+  const vocab = model.config.vocabSize;
+  for (const id of list) {
+    if (id !== SINK_TOKEN && !(Number.isInteger(id) && id >= 0 && id < vocab)) throw new RangeError(`token id ${id} is outside the vocabulary 0..${vocab - 1}`);
+  }
   if (!list.includes(SINK_TOKEN)) return embed(embedding, list);
   if (sinkEmbedding === undefined) throw new Error('embedTokens: SINK_TOKEN given to a model without a sink embedding');
   return tf.tidy(() => {

@@ -42,6 +42,10 @@ export class BpeTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number | undefined;
   readonly eosId: number | undefined;
+  /** Our models are trained on texts separated by <|endoftext|>, so a text starts after one. */
+  get addsBosByDefault(): boolean {
+    return this.bosId !== undefined;
+  }
   /** Each id's token as stored (byte alphabet), or an added token's content. */
   private readonly tokens: string[];
   /** What each id decodes to. */

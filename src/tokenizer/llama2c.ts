@@ -44,6 +44,8 @@ export class Llama2cTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId = BOS_ID;
   readonly eosId = EOS_ID;
+  /** run.c always starts with BOS. */
+  readonly addsBosByDefault = true;
   /** Piece bytes as a binary ("latin1") string -> the first id with that piece. */
   private readonly idOfPiece = new Map<string, number>();
   /** Binary-string pieces, for building merge candidates. */

@@ -1,15 +1,18 @@
 // Opening a tokenizer from disk, whatever its format:
-//   *.json, or a file that reads as JSON    Hugging Face tokenizer.json; read
-//                                            here when it is byte-level BPE
-//                                            (what trainBpe writes, GPT-2's)
+//   *.json, or a file that reads as JSON    Hugging Face tokenizer.json: our
+//                                            own reader for byte-level BPE (what
+//                                            trainBpe writes, GPT-2's), Hugging
+//                                            Face's tokenizers for the rest
 //   anything else (tokenizer.bin)            a llama2.c tokenizer
 //   a directory                              its tokenizer.json, else its tokenizer.bin
-// With `vocabSize` (the model's), the tokenizer must have exactly that many
-// tokens: a mismatch means the two files do not belong together.
+// With `vocabSize` (the model's), a llama2.c tokenizer must have exactly that
+// many tokens and a tokenizer.json at most that many (models pad their
+// embedding tables): otherwise the two files do not belong together.
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileFormatError, UsageError } from '../errors.js';
 import { bpeFromJson, byteLevelBpeProblem } from './bpe.js';
+import { HfTokenizer } from './hf.js';
 import { readLlama2cTokenizer } from './llama2c.js';
 import type { Tokenizer } from './types.js';
 
@@ -38,15 +41,12 @@ export function loadTokenizer(path: string, options: LoadTokenizerOptions = {}):
   } catch (e) {
     throw new FileFormatError(file, `not valid JSON: ${(e as Error).message}`);
   }
-  // The one place a general Hugging Face tokenizer.json reader would plug in.
-  const problem = byteLevelBpeProblem(json);
-  if (problem !== undefined) {
-    const supported = "supported: byte-level BPE as trainBpe writes it, GPT-2's";
-    throw new FileFormatError(file, `a tokenizer.json that streamllm cannot read yet: ${problem} (${supported})`);
-  }
-  const tokenizer = bpeFromJson(json, file);
-  if (vocabSize !== undefined && tokenizer.vocabSize !== vocabSize) {
-    throw new FileFormatError(file, `has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${vocabSize}`);
+  // Byte-level BPE as our trainer (and GPT-2) writes it runs on our own
+  // implementation; every other tokenizer.json through Hugging Face's.
+  const tokenizer: Tokenizer = byteLevelBpeProblem(json) === undefined ? bpeFromJson(json, file) : HfTokenizer.fromFile(file);
+  // Models often pad their embedding table past the tokenizer (Pythia, Qwen2).
+  if (vocabSize !== undefined && tokenizer.vocabSize > vocabSize) {
+    throw new FileFormatError(file, `has ${tokenizer.vocabSize} tokens but the model's vocab_size is only ${vocabSize}`);
   }
   return tokenizer;
 }

@@ -19,6 +19,8 @@ export interface Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number | undefined;
   readonly eosId: number | undefined;
+  /** Whether text is encoded with BOS first when scored or used as a prompt (the model's own convention). */
+  readonly addsBosByDefault: boolean;
   encode(text: string, options?: EncodeOptions): number[];
   decode(ids: readonly number[]): string;
   streamDecoder(): StreamDecoder;

@@ -1,0 +1,120 @@
+// Loading time and peak memory of Hugging Face directories against the
+// llama2.c file of the same random model: safetensors F32 and BF16 (widened
+// on load), one process per load so each peak RSS is its own.
+//
+//   node dist/bench/hf_load.js [--shape 110M] [--backend wasm]
+import * as tf from '@tensorflow/tfjs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BackendName, initBackend } from '../src/backend.js';
+import { writeLlama2c } from '../src/checkpoint/llama2c.js';
+import { modelFromLlama2c } from '../src/model/from_llama2c.js';
+import { loadModel } from '../src/model/load.js';
+import { NAMED_SHAPES, randomLlamaTensors } from '../src/model/random_init.js';
+import { saveHfModel } from '../src/model/to_hf.js';
+import { disposeModel } from '../src/model/weights.js';
+import { markdownTable, peakRssMiB, recordResult } from './common.js';
+
+/**
+ * Peak RSS of this process image. getrusage's maxRSS survives exec, so a
+ * child spawned by a large parent would report the parent's peak; Linux's
+ * VmHWM belongs to the new image.
+ */
+function highWaterMiB(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) / 1024;
+  } catch {
+    // not Linux
+  }
+  return peakRssMiB();
+}
+
+const CACHE_DIR = fileURLToPath(new URL('../../bench/.cache/', import.meta.url));
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : fallback;
+}
+
+interface LoadResult {
+  seconds: number;
+  peakRssMiB: number;
+  baselineRssMiB: number;
+  backendMiB: number;
+}
+
+/** Child mode: start the backend, note RSS, load, report. */
+async function child(path: string, backend: BackendName): Promise<void> {
+  await initBackend(backend);
+  const baselineRssMiB = highWaterMiB();
+  const started = performance.now();
+  const model = path === '-' ? undefined : loadModel(path);
+  const seconds = (performance.now() - started) / 1000;
+  const result: LoadResult = { seconds, peakRssMiB: highWaterMiB(), baselineRssMiB, backendMiB: tf.memory().numBytes / 2 ** 20 };
+  if (model) disposeModel(model);
+  process.stdout.write(JSON.stringify(result));
+}
+
+/** The random model of `shape` as llama2.c .bin and as HF F32 / BF16 directories, written once. */
+async function checkpoints(shape: string, backend: BackendName): Promise<{ label: string; path: string }[]> {
+  const base = join(CACHE_DIR, `hf-${shape}`);
+  const list = [
+    { label: 'llama2.c .bin (F32)', path: `${base}.bin` },
+    { label: 'HF safetensors F32', path: `${base}-f32` },
+    { label: 'HF safetensors BF16', path: `${base}-bf16` },
+  ];
+  if (list.every((c) => existsSync(c.path))) return list;
+  const s = NAMED_SHAPES[shape];
+  if (s === undefined) throw new Error(`unknown shape ${shape} (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
+  mkdirSync(CACHE_DIR, { recursive: true });
+  await initBackend(backend);
+  const tensors = randomLlamaTensors({ ...s, sharedClassifier: false }, 0);
+  writeLlama2c(list[0]!.path, tensors);
+  const model = modelFromLlama2c(tensors);
+  saveHfModel(list[1]!.path, model);
+  saveHfModel(list[2]!.path, model, {}, { dtype: 'BF16' });
+  disposeModel(model);
+  return list;
+}
+
+function bytesOf(path: string): number {
+  if (!statSync(path).isDirectory()) return statSync(path).size;
+  return readdirSync(path).reduce((n, f) => n + statSync(join(path, f)).size, 0);
+}
+
+async function main(): Promise<void> {
+  const backend = arg('backend', 'wasm') as BackendName;
+  const childPath = arg('child', '');
+  if (childPath !== '') return child(childPath, backend);
+  const shape = arg('shape', '110M');
+  const script = fileURLToPath(import.meta.url);
+  const run = (path: string): LoadResult =>
+    JSON.parse(execFileSync(process.execPath, [script, '--child', path, '--backend', backend], { encoding: 'utf8' })) as LoadResult;
+  const rows: string[][] = [];
+  for (const { label, path } of await checkpoints(shape, backend)) {
+    const r = run(path);
+    rows.push([
+      label,
+      `${(bytesOf(path) / 2 ** 20).toFixed(0)}`,
+      r.seconds.toFixed(2),
+      r.backendMiB.toFixed(0),
+      r.baselineRssMiB.toFixed(0),
+      r.peakRssMiB.toFixed(0),
+      (r.peakRssMiB - r.baselineRssMiB - r.backendMiB).toFixed(0),
+    ]);
+  }
+  const table = markdownTable(['format', 'file MiB', 'load s', 'weights in backend MiB', 'RSS before MiB', 'peak RSS MiB', 'peak - before - weights'], rows);
+  const body = [
+    `Random ${shape} model (untied classifier), loaded with loadModel() on ${backend}, one process per row. ` +
+      "'weights in backend' is tf.memory().numBytes after loading; the last column is what loading held beyond the weights themselves.",
+    '',
+    table,
+  ].join('\n');
+  process.stdout.write(`${body}\n`);
+  recordResult('Checkpoint loading (bench/hf_load.ts)', `node dist/bench/hf_load.js --shape ${shape} --backend ${backend}`, body);
+}
+
+await main();

@@ -1,0 +1,158 @@
+// Hugging Face tensors -> the engine's Model. Matrices are transposed to
+// [in, out] and fused (q|k|v, gate|up) as from_llama2c.ts does; every
+// tensor's name and shape is checked against the config as it is read.
+//
+// llama / mistral / qwen2 (and our own trained models):
+//   model.embed_tokens.weight                      [vocab, dim]
+//   model.layers.N.input_layernorm.weight          [dim]
+//   model.layers.N.self_attn.{q,k,v}_proj.weight   [heads*headDim | kvHeads*headDim, dim] (+ .bias)
+//   model.layers.N.self_attn.o_proj.weight         [dim, heads*headDim] (+ .bias)
+//   model.layers.N.self_attn.sinks                 [heads]  learned-sink softmax (the gpt-oss name)
+//   model.layers.N.post_attention_layernorm.weight [dim]
+//   model.layers.N.mlp.{gate,up}_proj.weight       [hidden, dim] (+ .bias)
+//   model.layers.N.mlp.down_proj.weight            [dim, hidden] (+ .bias)
+//   model.norm.weight                              [dim]
+//   lm_head.weight                                 [vocab, dim], absent when tied
+//   model.sink_embedding                           [dim]    sink-token models
+// q and k are in the halves RoPE layout.
+//
+// gpt_neox:
+//   gpt_neox.embed_in.weight, embed_out.weight     [vocab, dim]
+//   gpt_neox.layers.N.{input,post_attention}_layernorm.{weight,bias}
+//   gpt_neox.layers.N.attention.query_key_value.{weight,bias}  [3*dim, dim]: rows [heads, 3, headDim]
+//   gpt_neox.layers.N.attention.dense.{weight,bias}            [dim, dim]
+//   gpt_neox.layers.N.mlp.dense_h_to_4h.{weight,bias}          [hidden, dim]
+//   gpt_neox.layers.N.mlp.dense_4h_to_h.{weight,bias}          [dim, hidden]
+//   gpt_neox.final_layer_norm.{weight,bias}
+//   gpt_neox.layers.N.attention.sinks, gpt_neox.sink_embedding   our sink variants, as for llama
+import * as tf from '@tensorflow/tfjs';
+import type { HfModelSpec } from '../checkpoint/hf_config.js';
+import type { SafetensorsReader } from '../checkpoint/safetensors.js';
+import { copiedTensor, linearBias, linearWeight, type MatrixPart, type RowSource } from './assemble.js';
+import type { LayerWeights, Model, ModelWeights, Norm } from './weights.js';
+
+/** Reads named tensors of a given shape from the checkpoint. */
+class Source {
+  constructor(private readonly reader: SafetensorsReader) {}
+
+  rows(name: string, shape: number[]): RowSource {
+    this.reader.entry(name, shape); // fail on a missing or misshapen tensor before allocating
+    return (visit) => this.reader.readRows(name, shape, visit);
+  }
+
+  part(name: string, shape: number[], columnOf?: (r: number) => number): MatrixPart {
+    return columnOf ? { rows: shape[0]!, source: this.rows(name, shape), columnOf } : { rows: shape[0]!, source: this.rows(name, shape) };
+  }
+
+  vector(name: string, length: number): tf.Tensor1D {
+    return tf.tensor1d(this.reader.read(name, [length]));
+  }
+
+  matrix(name: string, shape: [number, number]): tf.Tensor2D {
+    return copiedTensor<tf.Rank.R2>(shape, this.rows(name, shape));
+  }
+}
+
+function llamaWeights(spec: HfModelSpec, src: Source): ModelWeights {
+  const c = spec.config;
+  const { dim, hiddenDim, heads, kvHeads, headDim, vocabSize } = c;
+  const qDim = heads * headDim;
+  const kvDim = kvHeads * headDim;
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < c.layers; l++) {
+    const p = `model.layers.${l}.`;
+    const qkv = (kind: 'weight' | 'bias') => {
+      const shape = (rows: number) => (kind === 'weight' ? [rows, dim] : [rows]);
+      return [
+        src.part(`${p}self_attn.q_proj.${kind}`, shape(qDim)),
+        src.part(`${p}self_attn.k_proj.${kind}`, shape(kvDim)),
+        src.part(`${p}self_attn.v_proj.${kind}`, shape(kvDim)),
+      ];
+    };
+    const gateUp = (kind: 'weight' | 'bias') => {
+      const shape = kind === 'weight' ? [hiddenDim, dim] : [hiddenDim];
+      return [src.part(`${p}mlp.gate_proj.${kind}`, shape), src.part(`${p}mlp.up_proj.${kind}`, shape)];
+    };
+    const layer: LayerWeights = {
+      attnNorm: { weight: src.vector(`${p}input_layernorm.weight`, dim) },
+      qkv: { weight: linearWeight(dim, qkv('weight')) },
+      out: { weight: linearWeight(qDim, [src.part(`${p}self_attn.o_proj.weight`, [dim, qDim])]) },
+      mlpNorm: { weight: src.vector(`${p}post_attention_layernorm.weight`, dim) },
+      up: { weight: linearWeight(dim, gateUp('weight')) },
+      down: { weight: linearWeight(hiddenDim, [src.part(`${p}mlp.down_proj.weight`, [dim, hiddenDim])]) },
+    };
+    if (c.bias.qkv) layer.qkv.bias = linearBias(qkv('bias'));
+    if (c.bias.out) layer.out.bias = src.vector(`${p}self_attn.o_proj.bias`, dim);
+    if (c.bias.mlp) {
+      layer.up.bias = linearBias(gateUp('bias'));
+      layer.down.bias = src.vector(`${p}mlp.down_proj.bias`, dim);
+    }
+    if (c.softmax === 'learned-sink') layer.sinkLogits = src.vector(`${p}self_attn.sinks`, heads);
+    layers.push(layer);
+  }
+  const embedName = 'model.embed_tokens.weight';
+  const weights: ModelWeights = {
+    embedding: src.matrix(embedName, [vocabSize, dim]),
+    layers,
+    finalNorm: { weight: src.vector('model.norm.weight', dim) },
+    classifier: linearWeight(dim, [src.part(spec.tiedEmbeddings ? embedName : 'lm_head.weight', [vocabSize, dim])]),
+  };
+  if (c.sinkToken) weights.sinkEmbedding = src.vector('model.sink_embedding', dim);
+  return weights;
+}
+
+function neoxWeights(spec: HfModelSpec, src: Source): ModelWeights {
+  const c = spec.config;
+  const { dim, hiddenDim, heads, headDim, vocabSize } = c;
+  // query_key_value's output rows are grouped per head, [heads, 3, headDim];
+  // the engine wants [3, heads, headDim] (all q, then all k, then all v).
+  const qkvColumn = (r: number) => {
+    const head = Math.floor(r / (3 * headDim));
+    const which = Math.floor(r / headDim) % 3;
+    return which * heads * headDim + head * headDim + (r % headDim);
+  };
+  const norm = (name: string): Norm => ({ weight: src.vector(`${name}.weight`, dim), bias: src.vector(`${name}.bias`, dim) });
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < c.layers; l++) {
+    const p = `gpt_neox.layers.${l}.`;
+    const layer: LayerWeights = {
+      attnNorm: norm(`${p}input_layernorm`),
+      qkv: { weight: linearWeight(dim, [src.part(`${p}attention.query_key_value.weight`, [3 * dim, dim], qkvColumn)]) },
+      out: { weight: linearWeight(dim, [src.part(`${p}attention.dense.weight`, [dim, dim])]) },
+      mlpNorm: norm(`${p}post_attention_layernorm`),
+      up: {
+        weight: linearWeight(dim, [src.part(`${p}mlp.dense_h_to_4h.weight`, [hiddenDim, dim])]),
+        bias: src.vector(`${p}mlp.dense_h_to_4h.bias`, hiddenDim),
+      },
+      down: {
+        weight: linearWeight(hiddenDim, [src.part(`${p}mlp.dense_4h_to_h.weight`, [dim, hiddenDim])]),
+        bias: src.vector(`${p}mlp.dense_4h_to_h.bias`, dim),
+      },
+    };
+    if (c.bias.qkv) layer.qkv.bias = linearBias([src.part(`${p}attention.query_key_value.bias`, [3 * dim], qkvColumn)]);
+    if (c.bias.out) layer.out.bias = src.vector(`${p}attention.dense.bias`, dim);
+    if (c.softmax === 'learned-sink') layer.sinkLogits = src.vector(`${p}attention.sinks`, heads);
+    layers.push(layer);
+  }
+  const embedName = 'gpt_neox.embed_in.weight';
+  const weights: ModelWeights = {
+    embedding: src.matrix(embedName, [vocabSize, dim]),
+    layers,
+    finalNorm: norm('gpt_neox.final_layer_norm'),
+    classifier: linearWeight(dim, [src.part(spec.tiedEmbeddings ? embedName : 'embed_out.weight', [vocabSize, dim])]),
+  };
+  if (c.sinkToken) weights.sinkEmbedding = src.vector('gpt_neox.sink_embedding', dim);
+  return weights;
+}
+
+/**
+ * Build the engine model. On any error (a missing or misshapen tensor) the
+ * tensors made so far are released.
+ */
+export function modelFromHf(spec: HfModelSpec, reader: SafetensorsReader): Model {
+  const src = new Source(reader);
+  const build = spec.modelType === 'gpt_neox' ? neoxWeights : llamaWeights;
+  // tf.tidy keeps the returned weights and disposes everything else, also when build throws.
+  const weights = tf.tidy(() => build(spec, src) as unknown as tf.TensorContainer) as unknown as ModelWeights;
+  return { config: spec.config, weights };
+}

@@ -1,0 +1,172 @@
+// Hugging Face `tokenizer.json` tokenizers (BPE with byte-level or byte
+// fallback, Unigram, WordPiece), run by @huggingface/tokenizers, the pure
+// JavaScript port that transformers.js uses, and wrapped in our Tokenizer
+// interface. Reads, from the model directory:
+//   tokenizer.json          the tokenizer itself (required)
+//   tokenizer_config.json   bos_token / eos_token, add_bos_token, clean_up_tokenization_spaces (optional)
+//   config.json             bos_token_id / eos_token_id, when the tokenizer names none (optional)
+//
+// encode() never adds special tokens by itself: BOS and EOS come only from
+// EncodeOptions, as for every Tokenizer. `addsBosByDefault` says whether the
+// model's own tokenizer would prepend BOS (Llama yes, GPT-NeoX and Qwen2 no).
+import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { FileFormatError } from '../errors.js';
+import type { EncodeOptions, StreamDecoder, Tokenizer } from './types.js';
+
+export const TOKENIZER_FILE = 'tokenizer.json';
+export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
+
+type Json = Record<string, unknown>;
+
+function readJson(file: string): Json {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new FileFormatError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new FileFormatError(file, `not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FileFormatError(file, 'not a JSON object');
+  return json as Json;
+}
+
+/** A token named in tokenizer_config.json: a string, or an AddedToken object {content}. */
+function tokenText(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'object' && v !== null && typeof (v as Json).content === 'string') return (v as Json).content as string;
+  return undefined;
+}
+
+function tokenId(v: unknown): number | undefined {
+  const id = Array.isArray(v) ? v[0] : v;
+  return typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 ? id : undefined;
+}
+
+/** Tokens kept before the read point when decoding a stream: enough context for decoders that look back (Strip, Metaspace). */
+const STREAM_CONTEXT_TOKENS = 4;
+
+export class HfTokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number | undefined;
+  readonly eosId: number | undefined;
+  /** Whether the model's tokenizer prepends BOS when asked for special tokens. */
+  readonly addsBosByDefault: boolean;
+
+  private constructor(
+    private readonly impl: HfTokenizerImpl,
+    ids: { bos?: number; eos?: number; addBos?: boolean },
+  ) {
+    let maxId = -1;
+    for (const id of impl.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    this.vocabSize = maxId + 1;
+    this.bosId = ids.bos;
+    this.eosId = ids.eos;
+    this.addsBosByDefault = ids.addBos ?? this.templateAddsBos();
+  }
+
+  /**
+   * Build from parsed files. `source` names tokenizer.json in errors;
+   * `modelConfig` is config.json, for bos/eos ids the tokenizer lacks.
+   */
+  static fromJson(tokenizerJson: Json, tokenizerConfig: Json = {}, modelConfig: Json = {}, source = TOKENIZER_FILE): HfTokenizer {
+    let impl: HfTokenizerImpl;
+    const config = { ...tokenizerConfig, clean_up_tokenization_spaces: tokenizerConfig.clean_up_tokenization_spaces ?? false };
+    try {
+      impl = new HfTokenizerImpl(tokenizerJson, config);
+    } catch (e) {
+      throw new FileFormatError(source, `not a supported tokenizer (${(e as Error).message})`);
+    }
+    // tokenizer_config.json decides when it names the token, even as null
+    // (Qwen2 has no BOS though its config.json lists a bos_token_id).
+    const idOf = (key: 'bos' | 'eos') => {
+      const name = `${key}_token`;
+      if (!(name in tokenizerConfig)) return tokenId(modelConfig[`${key}_token_id`]);
+      const text = tokenText(tokenizerConfig[name]);
+      return text === undefined ? undefined : impl.token_to_id(text);
+    };
+    const addBos = tokenizerConfig.add_bos_token;
+    return new HfTokenizer(impl, { bos: idOf('bos'), eos: idOf('eos'), addBos: typeof addBos === 'boolean' ? addBos : undefined });
+  }
+
+  /** Open DIR/tokenizer.json (with tokenizer_config.json and config.json when present). */
+  static fromDir(dir: string): HfTokenizer {
+    return HfTokenizer.fromFile(join(dir, TOKENIZER_FILE));
+  }
+
+  /** Open a tokenizer.json, with the tokenizer_config.json and config.json beside it when present. */
+  static fromFile(file: string): HfTokenizer {
+    if (!existsSync(file)) throw new FileFormatError(file, 'no such file (a Hugging Face model directory needs tokenizer.json)');
+    const beside = (name: string) => join(dirname(file), name);
+    const optional = (name: string) => (existsSync(beside(name)) ? readJson(beside(name)) : {});
+    return HfTokenizer.fromJson(readJson(file), optional(TOKENIZER_CONFIG_FILE), optional('config.json'), file);
+  }
+
+  /** True when the tokenizer's post-processor puts BOS in front of a text. */
+  private templateAddsBos(): boolean {
+    if (this.bosId === undefined) return false;
+    const plain = this.impl.encode('a', { add_special_tokens: false }).ids;
+    const special = this.impl.encode('a', { add_special_tokens: true }).ids;
+    return special[0] === this.bosId && plain[0] !== this.bosId;
+  }
+
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    const ids = this.impl.encode(text, { add_special_tokens: false }).ids;
+    if (options.bos) {
+      if (this.bosId === undefined) throw new FileFormatError(TOKENIZER_FILE, 'BOS requested, but the tokenizer defines no bos_token');
+      ids.unshift(this.bosId);
+    }
+    if (options.eos) {
+      if (this.eosId === undefined) throw new FileFormatError(TOKENIZER_FILE, 'EOS requested, but the tokenizer defines no eos_token');
+      ids.push(this.eosId);
+    }
+    return ids;
+  }
+
+  /** Text of `ids`, special tokens (BOS, EOS, padding) left out. */
+  decode(ids: readonly number[]): string {
+    if (ids.length === 0) return ''; // the library refuses an empty list
+    return this.impl.decode([...ids], { skip_special_tokens: true });
+  }
+
+  /**
+   * Incremental decoding as vLLM does it: decode a short window of recent
+   * tokens with and without the new ones and emit the difference, once it
+   * no longer ends in U+FFFD (an incomplete UTF-8 sequence of byte tokens).
+   * Decoding in context keeps the spaces that Metaspace/Strip decoders
+   * drop at the start of a text.
+   */
+  streamDecoder(): StreamDecoder {
+    let ids: number[] = [];
+    let prefixEnd = 0; // ids[0..prefixEnd) are printed context
+    const pending = () => {
+      const before = this.decode(ids.slice(0, prefixEnd));
+      const after = this.decode(ids);
+      return after.length > before.length && after.startsWith(before) ? after.slice(before.length) : after.slice(Math.min(before.length, after.length));
+    };
+    return {
+      push: (id: number) => {
+        ids.push(id);
+        const text = pending();
+        if (text.length === 0 || text.endsWith('\uFFFD')) return '';
+        // Keep a few printed tokens as context, drop the rest.
+        const keep = Math.max(0, ids.length - STREAM_CONTEXT_TOKENS);
+        ids = ids.slice(keep);
+        prefixEnd = ids.length;
+        return text;
+      },
+      flush: () => {
+        const text = pending();
+        ids = [];
+        prefixEnd = 0;
+        return text;
+      },
+    };
+  }
+}
