@@ -17,9 +17,16 @@ function splitsBatches(): boolean {
 // ours, so that it can carry its own gradient (saved the standard way).
 const MATMUL_2D = 'StreamllmMatMul2d';
 
+// Backends it is registered for (a registry look-up per product costs more).
+const registeredOn = new Set<string>();
+
 function ensureMatMulKernel(): void {
   const backend = tf.getBackend();
-  if (tf.getKernel(MATMUL_2D, backend) !== undefined) return;
+  if (registeredOn.has(backend)) return;
+  if (tf.getKernel(MATMUL_2D, backend) !== undefined) {
+    registeredOn.add(backend);
+    return;
+  }
   const inner = tf.getKernel('BatchMatMul', backend);
   if (inner === undefined) throw new Error(`matMul2d: backend '${backend}' has no BatchMatMul kernel`);
   tf.registerKernel({
@@ -37,6 +44,7 @@ function ensureMatMulKernel(): void {
       }),
     });
   }
+  registeredOn.add(backend);
 }
 
 /** a: [M, K] @ b: [K, N] -> [M, N]; differentiable without transposed products. */

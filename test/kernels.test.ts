@@ -7,6 +7,7 @@ import t from 'tap';
 import { embed } from '../kernels/embedding.js';
 import { setFusedKernels } from '../kernels/js_kernel.js';
 import { batchMatMul, linear, matMul2d } from '../kernels/matmul.js';
+import { qkvHeads } from '../kernels/qkv_heads.js';
 import { rmsNorm } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
 import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
@@ -136,4 +137,36 @@ t.test('linear and batchMatMul match tf.matMul', async (t) => {
   const ref = tf.matMul(x, b3);
   t.ok(maxAbsDiff(got.dataSync(), ref.dataSync()) < 1e-5);
   tf.dispose([x, w, bias, y, want, b3, got, ref]);
+});
+
+t.test('qkvHeads: the fused kernel equals split + head transposes + rotations', async (t) => {
+  const counts = { heads: 4, kvHeads: 2, headDim: 8 };
+  const width = (counts.heads + 2 * counts.kvHeads) * counts.headDim;
+  const specs: RopeSpec[] = [
+    { theta: 10000, layout: 'pairs', rotaryDim: 8, scale: 1 },
+    { theta: 500, layout: 'halves', rotaryDim: 4, scale: 2 },
+  ];
+  for (const spec of specs) {
+    for (const [rows, rowStart, T] of [[1, 0, 1], [5, 0, 5], [7, 3, 2]] as const) {
+      const before = tf.memory().numTensors;
+      const qkv = tf.tensor2d(randn(rows * width), [rows, width]);
+      const keyAngles = ropeAngles(Array.from({ length: T }, (_, i) => 10 + i), spec);
+      const frameAngles = [ropeAngles(Array.from({ length: T }, (_, i) => 3 * i), spec), ropeAngles(Array.from({ length: T }, () => 1_000_000), spec)];
+      const run = (fused: boolean) => {
+        setFusedKernels(fused);
+        const r = qkvHeads(qkv, rowStart, T, counts, keyAngles, frameAngles, spec);
+        const values = [r.keys, r.values, ...r.queries].map((x) => ({ shape: x.shape, data: x.dataSync() }));
+        tf.dispose([r.keys, r.values, ...r.queries]);
+        return values;
+      };
+      const fused = run(true);
+      const ops = run(false);
+      setFusedKernels(true);
+      t.equal(fused.length, 4, 'keys, values and one query tensor per frame');
+      t.same(fused.map((x) => x.shape), ops.map((x) => x.shape));
+      t.ok(Math.max(...fused.map((x, i) => maxAbsDiff(x.data, ops[i]!.data))) < 1e-6, `${spec.layout}, rows ${rowStart}..${rowStart + T} of ${rows}`);
+      tf.dispose([qkv, keyAngles.cos, keyAngles.sin, ...frameAngles.flatMap((a) => [a.cos, a.sin])]);
+      t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    }
+  }
 });

@@ -12,7 +12,8 @@ import * as tf from '@tensorflow/tfjs';
 import { attention, type AttentionFrame } from '../../kernels/attention.js';
 import { embed } from '../../kernels/embedding.js';
 import { linear } from '../../kernels/matmul.js';
-import { applyRope, type RopeAngles, ropeAngles } from '../../kernels/rope.js';
+import { qkvHeads } from '../../kernels/qkv_heads.js';
+import { type RopeAngles, ropeAngles } from '../../kernels/rope.js';
 import type { BlockView, KVCache } from '../cache/types.js';
 import type { ModelConfig } from './config.js';
 import { mlp, norm } from './parts.js';
@@ -25,13 +26,6 @@ export const SINK_TOKEN = -1;
 interface BlockAngles {
   keys: RopeAngles;
   frames: RopeAngles[];
-}
-
-/** [T, n * headDim] -> [n, T, headDim] */
-function splitHeads(x: tf.Tensor2D, n: number, headDim: number): tf.Tensor3D {
-  const T = x.shape[0];
-  if (T === 1) return x.reshape([n, 1, headDim]); // no copy needed for one token
-  return x.reshape([T, n, headDim]).transpose([1, 0, 2]);
 }
 
 /** [n, T, headDim] -> [T, n * headDim] */
@@ -82,20 +76,16 @@ interface SequenceState {
  * on the whole batch; attention runs per sequence, through its own cache.
  */
 function selfAttention(config: ModelConfig, w: LayerWeights, x: tf.Tensor2D, layer: number, batch: SequenceState[]): tf.Tensor2D {
-  const { heads, kvHeads, headDim } = config;
   const T = x.shape[0] / batch.length;
   // qkv: [B*T, (heads + 2 kvHeads) * headDim]
   const qkv = linear(x, w.qkv.weight, w.qkv.bias);
   const outs = batch.map(({ cache, view, angles }, b) => {
-    const rows = batch.length === 1 ? qkv : qkv.slice([b * T, 0], [T, qkv.shape[1]]);
-    const [q, k, v] = tf.split(rows, [heads * headDim, kvHeads * headDim, kvHeads * headDim], 1) as tf.Tensor2D[];
-    // Keys are rotated once, at their own position, and stored that way.
-    const keys = applyRope(splitHeads(k!, kvHeads, headDim), angles.keys, config.rope); // [kvHeads, T, headDim]
-    const entries = cache.store(layer, keys, splitHeads(v!, kvHeads, headDim));
-    // Queries are rotated once per frame of the view.
-    const queries = splitHeads(q!, heads, headDim); // [heads, T, headDim]
+    // Keys are rotated once, at their own position, and stored that way;
+    // queries once per frame of the view.
+    const { queries, keys, values } = qkvHeads(qkv, b * T, T, config, angles.keys, angles.frames, config.rope);
+    const entries = cache.store(layer, keys, values);
     const frames: AttentionFrame[] = view.frames.map((f, i) => ({
-      queries: applyRope(queries, angles.frames[i]!, config.rope),
+      queries: queries[i]!, // [heads, T, headDim]
       keyStart: f.keyStart,
       keyEnd: f.keyEnd,
       rowRanges: f.rowRanges,
