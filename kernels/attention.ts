@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { batchMatMul, transposeLast } from './matmul.js';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
-import { type AttentionSimd, attentionSimd } from './simd/instance.js';
+import { simdAvailable, simdLoops, type SimdLoops } from './simd/instance.js';
 import { type SoftmaxVariant, softmaxWithSink } from './softmax.js';
 
 export interface AttentionFrame {
@@ -188,7 +188,7 @@ function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array,
  * attention.wat), on the tensors in place: the arguments are byte offsets
  * into the wasm heap. Scores of all frames lie one after another in scratch.
  */
-function attendSimd(simd: AttentionSimd, inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs, scratch: Float32Array): void {
+function attendSimd(simd: SimdLoops, inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs, scratch: Float32Array): void {
   const { frameCount, rowRanges, variant } = attrs;
   const [heads, T, headDim] = shapes[0] as [number, number, number];
   const keys = inputs[frameCount]!;
@@ -213,7 +213,7 @@ function attendSimd(simd: AttentionSimd, inputs: Float32Array[], shapes: number[
         at += 4 * n;
       }
       // 2. softmax over all frames at once, the variant's logit in the denominator
-      const z = Math.exp(sink - max) + simd.exps(s, rowCount(rowRanges, t), max);
+      const z = Math.exp(sink - max) + simd.exps(s, rowCount(rowRanges, t), max, 1);
       // 3. out = sum of the values weighted by the probabilities, frame after frame
       for (let f = 0, at = s; f < frameCount; f++) {
         const lo = rowRanges[f]![2 * t]!;
@@ -238,13 +238,18 @@ const fusedKernel: JsKernel<FusedAttrs> = {
   },
   run(inputs, shapes, out, attrs, scratch) {
     const headDim = shapes[0]![2]!;
-    const simd = headDim % 4 === 0 ? attentionSimd([...inputs, out, scratch]) : undefined;
+    const simd = headDim % 4 === 0 ? simdLoops([...inputs, out, scratch]) : undefined;
     if (simd !== undefined) attendSimd(simd, inputs, shapes, out, attrs, scratch);
     else attendJs(inputs, shapes, out, attrs);
   },
 };
 
-/** Largest query block for which the fused loop beats matrix products. */
+/**
+ * Largest query block for which the fused JavaScript loop beats matrix
+ * products. The SIMD loop takes any block: it computes only the scores each
+ * row sees, in place, where the op path slices heads apart (copies on wasm),
+ * scores every entry, masks and softmaxes the lot.
+ */
 const FUSED_MAX_QUERIES = 4;
 
 /**
@@ -253,7 +258,7 @@ const FUSED_MAX_QUERIES = 4;
  */
 export function attention(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
   const T = frames[0]!.queries.shape[1];
-  if (jsKernelsAvailable() && T <= FUSED_MAX_QUERIES && !tf.engine().isTapeOn()) {
+  if (jsKernelsAvailable() && !tf.engine().isTapeOn() && (T <= FUSED_MAX_QUERIES || simdAvailable())) {
     const inputs = [...frames.map((f) => f.queries), keys, values];
     if (spec.variant === 'learned-sink') inputs.push(spec.sinkLogits! as unknown as tf.Tensor3D);
     const attrs: FusedAttrs = {

@@ -3,12 +3,15 @@
 // input is [..., 2 * hidden] = [gate | up].
 import * as tf from '@tensorflow/tfjs';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
+import { simdLoops } from './simd/instance.js';
 
 const swigluKernel: JsKernel<object> = {
   name: 'StreamllmSwiGLU',
   outputShape: ([x]) => [...x!.slice(0, -1), x![x!.length - 1]! / 2],
   run([x], [shape], out) {
     const hidden = shape![shape!.length - 1]! / 2;
+    const simd = hidden % 4 === 0 ? simdLoops([x!, out]) : undefined;
+    if (simd !== undefined) return simd.swiglu(x!.byteOffset, out.length / hidden, hidden, out.byteOffset);
     for (let row = 0, o = 0; row < x!.length; row += 2 * hidden) {
       for (let i = 0; i < hidden; i++, o++) {
         const g = x![row + i]!;

@@ -3,7 +3,7 @@
 // the library needs no assembler at run time. test/simd.test.ts re-assembles
 // each source and checks that the shipped bytes match it.
 //
-//   npm run build:wasm      (tsc, then node dist/scripts/assemble_wasm.js)
+//   npm run build:wasm      (tsx scripts/assemble_wasm.ts)
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import wabtFactory from 'wabt';

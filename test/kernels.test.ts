@@ -6,8 +6,12 @@ import seedrandom from 'seedrandom';
 import t from 'tap';
 import { embed } from '../kernels/embedding.js';
 import { setFusedKernels } from '../kernels/js_kernel.js';
+import { setSimdKernels } from '../kernels/simd/instance.js';
 import { batchMatMul, linear, matMul2d } from '../kernels/matmul.js';
 import { qkvHeads } from '../kernels/qkv_heads.js';
+import { tokenNll } from '../kernels/token_nll.js';
+import { joinEntries } from '../kernels/cache_read.js';
+import { nllOfRows } from '../src/eval/nll.js';
 import { rmsNorm } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
 import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
@@ -59,9 +63,18 @@ for (const fused of [true, false]) {
   });
 
   t.test(`swiglu (${mode})`, async (t) => {
-    const x = randn(3 * 2 * 10);
-    const got = tf.tidy(() => swiglu(tf.tensor2d(x, [3, 20])).dataSync());
-    t.ok(maxAbsDiff(got, swigluReference(x, 10)) < 1e-6);
+    // hidden 10 runs the JavaScript loop; multiples of 4 the SIMD one on wasm
+    for (const [rows, hidden] of [[3, 10], [5, 12], [2, 768]] as const) {
+      const x = randn(rows * 2 * hidden).map((v) => 12 * v); // past where exp(-g) is tiny or huge
+      for (const simd of [true, false]) {
+        setSimdKernels(simd);
+        const got = tf.tidy(() => swiglu(tf.tensor2d(x, [rows, 2 * hidden])).dataSync());
+        const want = swigluReference(x, hidden);
+        const worst = Math.max(...Array.from(got, (g, i) => Math.abs(g - want[i]!) / Math.max(1, Math.abs(want[i]!))));
+        t.ok(worst < 1e-6, `[${rows}, 2 * ${hidden}], simd ${simd}: relative error ${worst}`);
+      }
+      setSimdKernels(true);
+    }
   });
 }
 
@@ -169,4 +182,45 @@ t.test('qkvHeads: the fused kernel equals split + head transposes + rotations', 
       t.equal(tf.memory().numTensors, before, 'no tensor leak');
     }
   }
+});
+
+t.test('tokenNll: SIMD, JavaScript and tfjs ops against the float64 reference', async (t) => {
+  for (const [rows, vocab] of [[3, 7], [4, 32], [2, 1001]] as const) {
+    const logits = tf.tensor2d(randn(rows * vocab).map((v) => 20 * v), [rows, vocab]);
+    const targets = [vocab - 1, 0, 3 % vocab].slice(0, rows - 1);
+    const want = new Float64Array(targets.length);
+    nllOfRows((logits.dataSync() as Float32Array).subarray(vocab), vocab, targets, want, 0);
+    for (const mode of ['simd', 'js', 'tfjs ops'] as const) {
+      setFusedKernels(mode !== 'tfjs ops');
+      setSimdKernels(mode === 'simd');
+      const got = tf.tidy(() => tokenNll(logits, targets, 1).dataSync());
+      t.ok(maxAbsDiff(got, want) < 2e-5, `[${rows}, ${vocab}] ${mode}: ${maxAbsDiff(got, want)}`);
+    }
+    setFusedKernels(true);
+    setSimdKernels(true);
+    t.throws(() => tokenNll(logits, [vocab]), /outside the vocabulary/);
+    t.throws(() => tokenNll(logits, new Array(rows + 1).fill(0)), /rows/);
+    logits.dispose();
+  }
+});
+
+t.test('joinEntries: runs of entries joined in order, fused and as tfjs ops', async (t) => {
+  const a = tf.tensor3d(randn(2 * 6 * 4), [2, 6, 4]);
+  const b = tf.tensor3d(randn(2 * 3 * 4), [2, 3, 4]);
+  const runs = [
+    { entries: a, start: 4, count: 2 },
+    { entries: a, start: 0, count: 1 },
+    { entries: b, start: 0, count: 3 },
+  ];
+  const want = tf.tidy(() => tf.concat([a.slice([0, 4, 0], [2, 2, 4]), a.slice([0, 0, 0], [2, 1, 4]), b], 1).dataSync());
+  for (const fused of [true, false]) {
+    setFusedKernels(fused);
+    const got = joinEntries(runs);
+    t.same(got.shape, [2, 6, 4]);
+    t.same(Array.from(got.dataSync()), Array.from(want), fused ? 'fused' : 'tfjs ops');
+    got.dispose();
+  }
+  setFusedKernels(true);
+  t.throws(() => joinEntries([{ entries: b, start: 2, count: 2 }]), /entries \[2, 4\) of 3/);
+  tf.dispose([a, b]);
 });

@@ -1,19 +1,24 @@
-;; The inner loops of decode attention in WebAssembly SIMD (f32x4), working
+;; The inner loops of the fused kernels in WebAssembly SIMD (f32x4), working
 ;; in place on the tensors that tfjs's wasm backend keeps in its own memory:
 ;; this module imports that memory, so every pointer below is a byte offset
-;; into it and nothing is copied.
+;; into it and nothing is copied. One module, because they share one exp.
 ;;
-;; kernels/attention.ts drives these three steps for each head and query row
-;; (over one or more frames of entries, see src/cache/types.ts):
+;; Attention (kernels/attention.ts), for each head and query row, over one
+;; or more frames of entries (see src/cache/types.ts):
 ;;
 ;;   max  = scores(q, keys, n, dim, scale, s)       s[j] = scale * q . key_j
-;;   z    = exps(s, n, max)                         s[j] = exp(s[j] - max)
+;;   z    = exps(s, n, max, 1)                      s[j] = exp(s[j] - max)
 ;;          weightedSum(s, values, n, dim, 1/z, out, accumulate)
 ;;                                                  out += sum_j s[j]/z * value_j
 ;;
 ;; Keys and values are rows of `dim` floats, one after another; `dim` must be
-;; a multiple of 4 (the caller falls back to plain JavaScript otherwise).
-;; Assembled by scripts/assemble_wasm.ts into attention.wasm.ts.
+;; a multiple of 4 (the callers fall back to plain JavaScript otherwise).
+;;
+;; Token NLLs (kernels/token_nll.ts): maxOf and exps (not storing) give a
+;; row's log-sum-exp.
+;; SwiGLU (kernels/swiglu.ts): swiglu, for hidden sizes a multiple of 4.
+;;
+;; Assembled by scripts/assemble_wasm.ts into loops.wasm.ts.
 (module
   (import "env" "memory" (memory 1))
 
@@ -105,11 +110,12 @@
 
   ;; exp(x) lane-wise for x <= 0, the Cephes single-precision method: split
   ;; x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for exp(r), and
-  ;; 2^n built in the exponent bits. Relative error about 1e-7; x below
-  ;; -87.3 (past the smallest normal float) gives about 1e-38 instead of 0.
+  ;; 2^n built in the exponent bits. Relative error about 1e-7. x is clamped
+  ;; to [-87.3, 88]: below, where exp leaves the normal floats, it gives about
+  ;; 1e-38 instead of 0; above, 1.7e38 instead of overflowing.
   (func $exp (param $x v128) (result v128)
     (local $n v128) (local $r v128) (local $p v128)
-    (local.set $x (f32x4.max (local.get $x) (f32x4.splat (f32.const -87.3))))
+    (local.set $x (f32x4.min (f32x4.max (local.get $x) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
     (local.set $n (f32x4.nearest (f32x4.mul (local.get $x) (f32x4.splat (f32.const 1.44269504088896341)))))
     ;; r = x - n ln2, with ln2 in two parts so that n * (high part) is exact
     (local.set $r (f32x4.sub (local.get $x) (f32x4.mul (local.get $n) (f32x4.splat (f32.const 0.693359375)))))
@@ -128,9 +134,11 @@
     (f32x4.mul (local.get $p)
       (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (i32x4.splat (i32.const 127))) (i32.const 23))))
 
-  ;; s[j] = exp(s[j] - max) for j < n; returns their sum.
-  (func (export "exps") (param $s i32) (param $n i32) (param $max f32) (result f32)
-    (local $at i32) (local $end i32) (local $m v128) (local $e v128) (local $sum v128) (local $tail f32)
+;; sum_j exp(s[j] - max) for j < n, added in float64 (a vocabulary row has
+  ;; tens of thousands of terms); with `store`, s[j] = exp(s[j] - max) too.
+  (func (export "exps") (param $s i32) (param $n i32) (param $max f32) (param $store i32) (result f64)
+    (local $at i32) (local $end i32) (local $m v128) (local $e v128)
+    (local $low v128) (local $high v128) (local $tail f64)
     (local.set $m (f32x4.splat (local.get $max)))
     (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
     (local.set $at (local.get $s))
@@ -138,8 +146,11 @@
       (loop $four
         (br_if $done4 (i32.ge_u (local.get $at) (local.get $end)))
         (local.set $e (call $exp (f32x4.sub (v128.load (local.get $at)) (local.get $m))))
-        (v128.store (local.get $at) (local.get $e))
-        (local.set $sum (f32x4.add (local.get $sum) (local.get $e)))
+        (if (local.get $store) (then (v128.store (local.get $at) (local.get $e))))
+        ;; lanes 0, 1 and lanes 2, 3 widened to f64x2
+        (local.set $low (f64x2.add (local.get $low) (f64x2.promote_low_f32x4 (local.get $e))))
+        (local.set $high (f64x2.add (local.get $high) (f64x2.promote_low_f32x4
+          (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $e) (local.get $e)))))
         (local.set $at (i32.add (local.get $at) (i32.const 16)))
         (br $four)))
     (local.set $end (i32.add (local.get $s) (i32.shl (local.get $n) (i32.const 2))))
@@ -147,11 +158,57 @@
       (loop $one
         (br_if $done (i32.ge_u (local.get $at) (local.get $end)))
         (local.set $e (call $exp (f32x4.splat (f32.sub (f32.load (local.get $at)) (local.get $max)))))
-        (f32.store (local.get $at) (f32x4.extract_lane 0 (local.get $e)))
-        (local.set $tail (f32.add (local.get $tail) (f32x4.extract_lane 0 (local.get $e))))
+        (if (local.get $store) (then (f32.store (local.get $at) (f32x4.extract_lane 0 (local.get $e)))))
+        (local.set $tail (f64.add (local.get $tail) (f64.promote_f32 (f32x4.extract_lane 0 (local.get $e)))))
         (local.set $at (i32.add (local.get $at) (i32.const 4)))
         (br $one)))
-    (f32.add (call $sumLanes (local.get $sum)) (local.get $tail)))
+    (local.set $low (f64x2.add (local.get $low) (local.get $high)))
+    (f64.add (local.get $tail) (f64.add (f64x2.extract_lane 0 (local.get $low)) (f64x2.extract_lane 1 (local.get $low)))))
+
+  ;; The largest of x[j], j < n (-inf when n = 0).
+  (func (export "maxOf") (param $x i32) (param $n i32) (result f32)
+    (local $at i32) (local $end i32) (local $max v128) (local $tail f32)
+    (local.set $max (f32x4.splat (f32.const -inf)))
+    (local.set $tail (f32.const -inf))
+    (local.set $end (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    (local.set $at (local.get $x))
+    (block $done4
+      (loop $four
+        (br_if $done4 (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $max (f32x4.max (local.get $max) (v128.load (local.get $at))))
+        (local.set $at (i32.add (local.get $at) (i32.const 16)))
+        (br $four)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $one
+        (br_if $done (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $tail (f32.max (local.get $tail) (f32.load (local.get $at))))
+        (local.set $at (i32.add (local.get $at) (i32.const 4)))
+        (br $one)))
+    (f32.max (local.get $tail) (call $maxLanes (local.get $max))))
+
+  ;; SwiGLU: out[r, i] = silu(g) * u with g = x[r, i], u = x[r, hidden + i],
+  ;; silu(g) = g / (1 + exp(-g)); x is [rows, 2 * hidden], out [rows, hidden].
+  (func (export "swiglu") (param $x i32) (param $rows i32) (param $hidden i32) (param $out i32)
+    (local $half i32) (local $end i32) (local $rowEnd i32) (local $g v128)
+    (local.set $half (i32.shl (local.get $hidden) (i32.const 2))) ;; bytes of one half-row
+    (local.set $end (i32.add (local.get $out) (i32.mul (local.get $rows) (local.get $half))))
+    (block $rowsDone
+      (loop $row
+        (br_if $rowsDone (i32.ge_u (local.get $out) (local.get $end)))
+        (local.set $rowEnd (i32.add (local.get $out) (local.get $half)))
+        (block $columnsDone
+          (loop $columns
+            (br_if $columnsDone (i32.ge_u (local.get $out) (local.get $rowEnd)))
+            (local.set $g (v128.load (local.get $x)))
+            (v128.store (local.get $out) (f32x4.div
+              (f32x4.mul (local.get $g) (v128.load (i32.add (local.get $x) (local.get $half))))
+              (f32x4.add (f32x4.splat (f32.const 1)) (call $exp (f32x4.neg (local.get $g))))))
+            (local.set $x (i32.add (local.get $x) (i32.const 16)))
+            (local.set $out (i32.add (local.get $out) (i32.const 16)))
+            (br $columns)))
+        (local.set $x (i32.add (local.get $x) (local.get $half))) ;; past the up half
+        (br $row))))
 
   ;; out[c] = (accumulate ? out[c] : 0) + sum_j weight * p[j] * value_j[c]
   ;; for c < dim, value_j at values + j * dim floats. Columns go sixteen at a
