@@ -184,9 +184,10 @@ function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array,
 }
 
 /**
- * The same loop with its three steps in WebAssembly SIMD (kernels/simd/
- * attention.wat), on the tensors in place: the arguments are byte offsets
- * into the wasm heap. Scores of all frames lie one after another in scratch.
+ * The same loop in WebAssembly SIMD (kernels/simd/loops.wat), on the
+ * tensors in place: one call per head and query row, which takes byte
+ * offsets into the wasm heap. Scratch holds the row's plan (per frame: the
+ * rotated query, the first key it sees, how many) and then its scores.
  */
 function attendSimd(simd: SimdLoops, inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs, scratch: Float32Array): void {
   const { frameCount, rowRanges, variant } = attrs;
@@ -197,30 +198,20 @@ function attendSimd(simd: SimdLoops, inputs: Float32Array[], shapes: number[][],
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
   const rowBytes = 4 * headDim;
-  const s = scratch.byteOffset;
+  const plan = new Int32Array(scratch.buffer, scratch.byteOffset, 3 * frameCount);
+  const scores = scratch.byteOffset + plan.byteLength;
   for (let h = 0; h < heads; h++) {
-    const kvBase = Math.floor(h / group) * capacity * rowBytes;
+    const kvBase = keys.byteOffset + Math.floor(h / group) * capacity * rowBytes;
+    const sink = sinkLogit(variant, inputs[frameCount + 2], h);
     for (let t = 0; t < T; t++) {
       const qOff = (h * T + t) * rowBytes;
-      const outRow = out.byteOffset + qOff;
-      // 1. scaled scores, frame after frame
-      const sink = sinkLogit(variant, inputs[frameCount + 2], h);
-      let max = sink;
-      for (let f = 0, at = s; f < frameCount; f++) {
+      for (let f = 0; f < frameCount; f++) {
         const lo = rowRanges[f]![2 * t]!;
-        const n = rowRanges[f]![2 * t + 1]! - lo;
-        max = Math.max(max, simd.scores(inputs[f]!.byteOffset + qOff, keys.byteOffset + kvBase + lo * rowBytes, n, headDim, scale, at));
-        at += 4 * n;
+        plan[3 * f] = inputs[f]!.byteOffset + qOff;
+        plan[3 * f + 1] = kvBase + lo * rowBytes;
+        plan[3 * f + 2] = rowRanges[f]![2 * t + 1]! - lo;
       }
-      // 2. softmax over all frames at once, the variant's logit in the denominator
-      const z = Math.exp(sink - max) + simd.exps(s, rowCount(rowRanges, t), max, 1);
-      // 3. out = sum of the values weighted by the probabilities, frame after frame
-      for (let f = 0, at = s; f < frameCount; f++) {
-        const lo = rowRanges[f]![2 * t]!;
-        const n = rowRanges[f]![2 * t + 1]! - lo;
-        simd.weightedSum(at, values.byteOffset + kvBase + lo * rowBytes, n, headDim, 1 / z, outRow, f > 0 ? 1 : 0);
-        at += 4 * n;
-      }
+      simd.attendRow(plan.byteOffset, frameCount, values.byteOffset - keys.byteOffset, headDim, scale, sink, scores, out.byteOffset + qOff);
     }
   }
 }
@@ -230,11 +221,11 @@ function attendSimd(simd: SimdLoops, inputs: Float32Array[], shapes: number[][],
 const fusedKernel: JsKernel<FusedAttrs> = {
   name: 'StreamllmAttention',
   outputShape: ([q]) => q!,
-  // room for one query row's scores, all frames
+  // room for one query row's plan (three int32 per frame) and scores, all frames
   scratchSize: ([q], { rowRanges }) => {
     let count = 0;
     for (let t = 0; t < q![1]!; t++) count = Math.max(count, rowCount(rowRanges, t));
-    return count;
+    return 3 * rowRanges.length + count;
   },
   run(inputs, shapes, out, attrs, scratch) {
     const headDim = shapes[0]![2]!;

@@ -16,6 +16,7 @@ export interface SimdLoops {
   exps(s: number, n: number, max: number, store: number): number;
   weightedSum(p: number, values: number, n: number, dim: number, weight: number, out: number, accumulate: number): void;
   maxOf(x: number, n: number): number;
+  attendRow(plan: number, frames: number, valuesFromKeys: number, dim: number, scale: number, sink: number, s: number, out: number): void;
   swiglu(x: number, rows: number, hidden: number, out: number): void;
 }
 

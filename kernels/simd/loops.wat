@@ -3,8 +3,8 @@
 ;; this module imports that memory, so every pointer below is a byte offset
 ;; into it and nothing is copied. One module, because they share one exp.
 ;;
-;; Attention (kernels/attention.ts), for each head and query row, over one
-;; or more frames of entries (see src/cache/types.ts):
+;; Attention (kernels/attention.ts): attendRow, for each head and query row,
+;; over one or more frames of entries (see src/cache/types.ts), in three steps:
 ;;
 ;;   max  = scores(q, keys, n, dim, scale, s)       s[j] = scale * q . key_j
 ;;   z    = exps(s, n, max, 1)                      s[j] = exp(s[j] - max)
@@ -52,7 +52,7 @@
 
   ;; s[j] = scale * (q . key_j) for j < n, key_j at keys + j * dim floats.
   ;; Returns the largest score (-inf when n = 0).
-  (func (export "scores")
+  (func $scores (export "scores")
     (param $q i32) (param $keys i32) (param $n i32) (param $dim i32) (param $scale f32) (param $s i32)
     (result f32)
     (local $row i32) (local $end i32) (local $j i32) (local $c i32)
@@ -136,7 +136,7 @@
 
 ;; sum_j exp(s[j] - max) for j < n, added in float64 (a vocabulary row has
   ;; tens of thousands of terms); with `store`, s[j] = exp(s[j] - max) too.
-  (func (export "exps") (param $s i32) (param $n i32) (param $max f32) (param $store i32) (result f64)
+  (func $exps (export "exps") (param $s i32) (param $n i32) (param $max f32) (param $store i32) (result f64)
     (local $at i32) (local $end i32) (local $m v128) (local $e v128)
     (local $low v128) (local $high v128) (local $tail f64)
     (local.set $m (f32x4.splat (local.get $max)))
@@ -166,7 +166,7 @@
     (f64.add (local.get $tail) (f64.add (f64x2.extract_lane 0 (local.get $low)) (f64x2.extract_lane 1 (local.get $low)))))
 
   ;; The largest of x[j], j < n (-inf when n = 0).
-  (func (export "maxOf") (param $x i32) (param $n i32) (result f32)
+  (func $maxOf (export "maxOf") (param $x i32) (param $n i32) (result f32)
     (local $at i32) (local $end i32) (local $max v128) (local $tail f32)
     (local.set $max (f32x4.splat (f32.const -inf)))
     (local.set $tail (f32.const -inf))
@@ -189,7 +189,7 @@
 
   ;; SwiGLU: out[r, i] = silu(g) * u with g = x[r, i], u = x[r, hidden + i],
   ;; silu(g) = g / (1 + exp(-g)); x is [rows, 2 * hidden], out [rows, hidden].
-  (func (export "swiglu") (param $x i32) (param $rows i32) (param $hidden i32) (param $out i32)
+  (func $swiglu (export "swiglu") (param $x i32) (param $rows i32) (param $hidden i32) (param $out i32)
     (local $half i32) (local $end i32) (local $rowEnd i32) (local $g v128)
     (local.set $half (i32.shl (local.get $hidden) (i32.const 2))) ;; bytes of one half-row
     (local.set $end (i32.add (local.get $out) (i32.mul (local.get $rows) (local.get $half))))
@@ -213,7 +213,7 @@
   ;; out[c] = (accumulate ? out[c] : 0) + sum_j weight * p[j] * value_j[c]
   ;; for c < dim, value_j at values + j * dim floats. Columns go sixteen at a
   ;; time, in four registers, then four at a time.
-  (func (export "weightedSum")
+  (func $weightedSum (export "weightedSum")
     (param $p i32) (param $values i32) (param $n i32) (param $dim i32) (param $weight f32)
     (param $out i32) (param $accumulate i32)
     (local $row i32) (local $c i32) (local $j i32) (local $v i32) (local $pj v128)
@@ -273,4 +273,48 @@
         (v128.store (i32.add (local.get $out) (local.get $c)) (local.get $a0))
         (local.set $c (i32.add (local.get $c) (i32.const 16)))
         (br $columns4))))
+
+  ;; One query row of one head attending over its frames, the three steps
+  ;; above with the softmax joint over all frames. plan holds, per frame,
+  ;; three i32: the query (rotated for the frame), its first key, and how
+  ;; many entries it sees; a frame's values lie valuesFromKeys bytes after its
+  ;; keys. sink is the softmax variant's extra logit (-inf for none). The
+  ;; scores of all frames go to s, one frame after another.
+  (func (export "attendRow")
+    (param $plan i32) (param $frames i32) (param $valuesFromKeys i32) (param $dim i32)
+    (param $scale f32) (param $sink f32) (param $s i32) (param $out i32)
+    (local $f i32) (local $at i32) (local $record i32) (local $max f32) (local $z f64) (local $weight f32)
+    ;; 1. scores, frame after frame, and their max
+    (local.set $max (local.get $sink))
+    (local.set $at (local.get $s))
+    (local.set $record (local.get $plan))
+    (block $scored
+      (loop $frame
+        (br_if $scored (i32.ge_u (local.get $f) (local.get $frames)))
+        (local.set $max (f32.max (local.get $max)
+          (call $scores (i32.load offset=0 (local.get $record)) (i32.load offset=4 (local.get $record))
+            (i32.load offset=8 (local.get $record)) (local.get $dim) (local.get $scale) (local.get $at))))
+        (local.set $at (i32.add (local.get $at) (i32.shl (i32.load offset=8 (local.get $record)) (i32.const 2))))
+        (local.set $record (i32.add (local.get $record) (i32.const 12)))
+        (local.set $f (i32.add (local.get $f) (i32.const 1)))
+        (br $frame)))
+    ;; 2. softmax over all of them, the sink in the denominator
+    (local.set $z (call $exps (local.get $s) (i32.shr_u (i32.sub (local.get $at) (local.get $s)) (i32.const 2)) (local.get $max) (i32.const 1)))
+    (if (f32.ne (local.get $sink) (f32.const -inf))
+      (then (local.set $z (f64.add (local.get $z) (f64.promote_f32
+        (f32x4.extract_lane 0 (call $exp (f32x4.splat (f32.sub (local.get $sink) (local.get $max))))))))))
+    (local.set $weight (f32.demote_f64 (f64.div (f64.const 1) (local.get $z))))
+    ;; 3. the weighted sum of the values, frame after frame
+    (local.set $f (i32.const 0))
+    (local.set $at (local.get $s))
+    (local.set $record (local.get $plan))
+    (block $summed
+      (loop $frame
+        (br_if $summed (i32.ge_u (local.get $f) (local.get $frames)))
+        (call $weightedSum (local.get $at) (i32.add (i32.load offset=4 (local.get $record)) (local.get $valuesFromKeys))
+          (i32.load offset=8 (local.get $record)) (local.get $dim) (local.get $weight) (local.get $out) (local.get $f))
+        (local.set $at (i32.add (local.get $at) (i32.shl (i32.load offset=8 (local.get $record)) (i32.const 2))))
+        (local.set $record (i32.add (local.get $record) (i32.const 12)))
+        (local.set $f (i32.add (local.get $f) (i32.const 1)))
+        (br $frame))))
 )
