@@ -165,19 +165,28 @@
     (local.set $low (f64x2.add (local.get $low) (local.get $high)))
     (f64.add (local.get $tail) (f64.add (f64x2.extract_lane 0 (local.get $low)) (f64x2.extract_lane 1 (local.get $low)))))
 
-  ;; The largest of x[j], j < n (-inf when n = 0).
+  ;; The largest of x[j], j < n (-inf when n = 0; NaNs are not looked for).
+  ;; Sixteen floats a step into four independent maxima, with pmax (one
+  ;; instruction; max's NaN rules cost a chain of them): a row of logits is
+  ;; read as fast as memory gives it.
   (func $maxOf (export "maxOf") (param $x i32) (param $n i32) (result f32)
-    (local $at i32) (local $end i32) (local $max v128) (local $tail f32)
-    (local.set $max (f32x4.splat (f32.const -inf)))
+    (local $at i32) (local $end i32) (local $m0 v128) (local $m1 v128) (local $m2 v128) (local $m3 v128) (local $tail f32)
+    (local.set $m0 (f32x4.splat (f32.const -inf)))
+    (local.set $m1 (local.get $m0))
+    (local.set $m2 (local.get $m0))
+    (local.set $m3 (local.get $m0))
     (local.set $tail (f32.const -inf))
-    (local.set $end (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
     (local.set $at (local.get $x))
-    (block $done4
-      (loop $four
-        (br_if $done4 (i32.ge_u (local.get $at) (local.get $end)))
-        (local.set $max (f32x4.max (local.get $max) (v128.load (local.get $at))))
-        (local.set $at (i32.add (local.get $at) (i32.const 16)))
-        (br $four)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -16)) (i32.const 2))))
+    (block $done16
+      (loop $sixteen
+        (br_if $done16 (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $m0 (f32x4.pmax (local.get $m0) (v128.load offset=0 (local.get $at))))
+        (local.set $m1 (f32x4.pmax (local.get $m1) (v128.load offset=16 (local.get $at))))
+        (local.set $m2 (f32x4.pmax (local.get $m2) (v128.load offset=32 (local.get $at))))
+        (local.set $m3 (f32x4.pmax (local.get $m3) (v128.load offset=48 (local.get $at))))
+        (local.set $at (i32.add (local.get $at) (i32.const 64)))
+        (br $sixteen)))
     (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
     (block $done
       (loop $one
@@ -185,7 +194,8 @@
         (local.set $tail (f32.max (local.get $tail) (f32.load (local.get $at))))
         (local.set $at (i32.add (local.get $at) (i32.const 4)))
         (br $one)))
-    (f32.max (local.get $tail) (call $maxLanes (local.get $max))))
+    (f32.max (local.get $tail) (call $maxLanes
+      (f32x4.pmax (f32x4.pmax (local.get $m0) (local.get $m1)) (f32x4.pmax (local.get $m2) (local.get $m3))))))
 
   ;; SwiGLU: out[r, i] = silu(g) * u with g = x[r, i], u = x[r, hidden + i],
   ;; silu(g) = g / (1 + exp(-g)); x is [rows, 2 * hidden], out [rows, hidden].
