@@ -55,6 +55,8 @@ export function matMul2d(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
 
 /** x: [..., in] @ weight: [in, out] (+ bias: [out]) -> [..., out] */
 export function linear<T extends tf.Tensor>(x: T, weight: tf.Tensor2D, bias?: tf.Tensor1D): T {
+  // The common case is one op: no scope of its own (25 per decode step add up).
+  if (x.rank === 2 && bias === undefined) return matMul2d(x as unknown as tf.Tensor2D, weight) as unknown as T;
   return tf.tidy(() => {
     const [inDim, outDim] = weight.shape;
     const flat = x.rank === 2 ? (x as unknown as tf.Tensor2D) : x.reshape([-1, inDim]);

@@ -224,3 +224,19 @@ t.test('joinEntries: runs of entries joined in order, fused and as tfjs ops', as
   t.throws(() => joinEntries([{ entries: b, start: 2, count: 2 }]), /entries \[2, 4\) of 3/);
   tf.dispose([a, b]);
 });
+
+t.test('embed: the fused lookup equals tf.gather; bad ids are a RangeError', async (t) => {
+  const table = tf.tensor2d(randn(7 * 5), [7, 5]);
+  const ids = [6, 0, 3, 3];
+  const want = tf.tidy(() => tf.gather(table, tf.tensor1d(ids, 'int32')).dataSync());
+  for (const fused of [true, false]) {
+    setFusedKernels(fused);
+    const got = embed(table, ids);
+    t.same(got.shape, [4, 5]);
+    t.same(Array.from(got.dataSync()), Array.from(want), fused ? 'fused' : 'tfjs ops');
+    got.dispose();
+  }
+  setFusedKernels(true);
+  t.throws(() => embed(table, [7]), /outside the vocabulary/);
+  table.dispose();
+});
