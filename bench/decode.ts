@@ -16,11 +16,10 @@ import { fileURLToPath } from 'node:url';
 import { type BackendName, initBackend } from '../src/backend.js';
 import { generate } from '../src/generate.js';
 import { argmax } from '../src/sample/sampler.js';
-import { linear } from '../kernels/matmul.js';
 import { loadModel } from '../src/model/load.js';
-import { type Model, parameterCount } from '../src/model/weights.js';
+import { parameterCount } from '../src/model/weights.js';
 import { TokenStream } from '../src/stream.js';
-import { markdownTable, median, peakRssMiB, randomCheckpoint, recordResult } from './common.js';
+import { markdownTable, median, peakRssMiB, randomCheckpoint, recordResult, weightProductsMs } from './common.js';
 
 interface ShapeResult {
   shape: string;
@@ -39,21 +38,6 @@ function arg(name: string, fallback: string): string {
   return i >= 0 ? process.argv[i + 1]! : fallback;
 }
 
-/** Wall ms of one decode step's weight products alone: each matrix read once, as the forward pass reads it. */
-function weightProductsMs(model: Model, reps: number): number[] {
-  const w = model.weights;
-  const matrices = [...w.layers.flatMap((l) => [l.qkv.weight, l.out.weight, l.up.weight, l.down.weight]), w.classifier];
-  const inputs = new Map(matrices.map((m) => [m.shape[0], tf.ones([1, m.shape[0]]) as tf.Tensor2D]));
-  const times: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const started = performance.now();
-    for (const m of matrices) linear(inputs.get(m.shape[0])!, m).dispose();
-    times.push(performance.now() - started);
-  }
-  tf.dispose([...inputs.values()]);
-  return times;
-}
-
 async function measureShape(shape: string, tokens: number, runs: number, backend: BackendName): Promise<ShapeResult> {
   const name = await initBackend(backend);
   const model = loadModel(randomCheckpoint(shape));
@@ -64,7 +48,7 @@ async function measureShape(shape: string, tokens: number, runs: number, backend
     let n = 0;
     for await (const step of generate(model, { kind: 'dense' }, [1], argmax, { steps: tokens })) n = step.generated;
     if (run > 0) rates.push(n / ((performance.now() - started) / 1000)); // run 0 warms up
-    productsMs.push(...weightProductsMs(model, 16).slice(run === 0 ? 4 : 0));
+    productsMs.push(...weightProductsMs(model, 1, 16).slice(run === 0 ? 4 : 0));
   }
   // Per-kernel time over 64 decode steps, after a prompt of 64 tokens.
   const stream = new TokenStream(model, { kind: 'dense' });

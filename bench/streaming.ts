@@ -14,9 +14,9 @@ import { type BackendName, initBackend } from '../src/backend.js';
 import { type CachePolicy, policyLabel } from '../src/cache/index.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { loadModel } from '../src/model/load.js';
-import type { Model } from '../src/model/weights.js';
+import { type Model, parameterCount } from '../src/model/weights.js';
 import { TokenStream } from '../src/stream.js';
-import { markdownTable, median, randomCheckpoint, recordResult } from './common.js';
+import { markdownTable, median, randomCheckpoint, recordResult, weightProductsMs } from './common.js';
 
 const rng = seedrandom('bench-streaming');
 const randomIds = (n: number, vocab: number) => Array.from({ length: n }, () => 3 + Math.floor(rng() * (vocab - 3)));
@@ -103,13 +103,25 @@ function fig10Bench(model: Model): string {
   );
 }
 
+/**
+ * The floors of both modes on this machine, now: the weight products alone
+ * for one token (stepwise reads every matrix per token: memory bandwidth)
+ * and for a block of 256 (blocked reuses each read 256 times: arithmetic).
+ */
+function productFloors(model: Model): { stepMs: number[]; blockMs: number[] } {
+  return { stepMs: weightProductsMs(model, 1, 8), blockMs: weightProductsMs(model, 256, 2) };
+}
+
 async function blockedBench(model: Model): Promise<string> {
   const ids = randomIds(20_000, model.config.vocabSize);
   const policy: CachePolicy = { kind: 'streaming', sinkCount: 4, windowSize: 252 };
+  const floors = [productFloors(model)];
   const blocked = await scoreTokens(model, ids, policy, { mode: 'blocked' });
   process.stderr.write(`blocked ${blocked.seconds.toFixed(1)} s\n`);
+  floors.push(productFloors(model));
   const stepwise = await scoreTokens(model, ids, policy, { mode: 'stepwise' });
   process.stderr.write(`stepwise ${stepwise.seconds.toFixed(1)} s\n`);
+  floors.push(productFloors(model));
   let worst = 0;
   for (let i = 0; i < blocked.nll.length; i++) worst = Math.max(worst, Math.abs(blocked.nll[i]! - stepwise.nll[i]!));
   const rate = (r: typeof blocked) => ((r.tokens - 1) / r.seconds).toFixed(1);
@@ -122,7 +134,29 @@ async function blockedBench(model: Model): Promise<string> {
         ['blocked', blocked.seconds.toFixed(1), rate(blocked), blocked.ppl.toFixed(4)],
       ],
     ) +
-    `\n\nSpeed-up ${(stepwise.seconds / blocked.seconds).toFixed(1)}x; largest per-token NLL difference ${worst.toExponential(2)}.`
+    `\n\nSpeed-up ${(stepwise.seconds / blocked.seconds).toFixed(1)}x; largest per-token NLL difference ${worst.toExponential(2)}.\n\n` +
+    floorsText(model, floors, stepwise.seconds / (stepwise.tokens - 1), blocked.seconds / (blocked.tokens - 1))
+  );
+}
+
+/** What bounds the speed-up: the two floors measured around the runs, against the runs. */
+function floorsText(model: Model, floors: { stepMs: number[]; blockMs: number[] }[], stepwiseS: number, blockedS: number): string {
+  const c = model.config;
+  const weightBytes = 4 * (parameterCount(model, false) - c.vocabSize * c.dim); // every matrix but the embedding
+  const flops = weightBytes / 2; // 2 flops per weight per token
+  const stepMs = median(floors.flatMap((f) => f.stepMs));
+  const blockTokenMs = median(floors.flatMap((f) => f.blockMs)) / 256;
+  const classifierShare = (2 * c.dim * c.vocabSize) / flops;
+  return (
+    `Floors measured around the runs (the weight products alone, as the forward pass runs them): one token's take ` +
+    `${stepMs.toFixed(2)} ms (${(weightBytes / stepMs / 1e6).toFixed(1)} GB/s; stepwise at most ${(1000 / stepMs).toFixed(0)} tok/s, ` +
+    `it ran at ${((100 * stepMs) / (1000 * stepwiseS)).toFixed(0)}% of that); a 256-token block's take ${blockTokenMs.toFixed(2)} ms per token ` +
+    `(${(flops / blockTokenMs / 1e6).toFixed(1)} GFLOP/s; blocked at most ${(1000 / blockTokenMs).toFixed(0)} tok/s, it ran at ` +
+    `${((100 * blockTokenMs) / (1000 * blockedS)).toFixed(0)}%). So blocked can beat stepwise by at most ` +
+    `${(stepMs / blockTokenMs).toFixed(1)}x here, whatever the rest costs: a token needs ${(flops / 1e6).toFixed(1)} MFLOP of ` +
+    `products, ${(100 * classifierShare).toFixed(0)}% of them the classifier (2 x ${c.dim} x ${c.vocabSize}), and one thread's ` +
+    `arithmetic takes ${(stepMs / blockTokenMs).toFixed(1)}x less time than reading those weights does, not 10x. ` +
+    `Blocked >= 10x stepwise would need about ${((10 * blockTokenMs) / stepMs).toFixed(1)}x this arithmetic rate (threads, or a GPU).`
   );
 }
 

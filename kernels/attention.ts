@@ -216,8 +216,9 @@ function attendSimd(simd: SimdLoops, inputs: Float32Array[], shapes: number[][],
   }
 }
 
-// One loop for a few queries against the cache: the decode step. Inputs are
-// the frames' queries, then keys, values and (learned-sink) the sink logits.
+// One loop for the queries against the cache, only over the entries each row
+// sees: the decode step, and with SIMD any block (blocked scoring). Inputs
+// are the frames' queries, then keys, values and (learned-sink) the sink logits.
 const fusedKernel: JsKernel<FusedAttrs> = {
   name: 'StreamllmAttention',
   outputShape: ([q]) => q!,
