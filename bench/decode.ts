@@ -131,8 +131,9 @@ async function main(): Promise<void> {
       const floorMs = median(r.productsMs);
       return (
         `${r.shape}: ${wallMs.toFixed(2)} ms/token, of which the weight products alone take ${floorMs.toFixed(2)} ms ` +
-        `(${((100 * floorMs) / wallMs).toFixed(0)}%); the other ${(wallMs - floorMs).toFixed(2)} ms are attention, the small ` +
-        `fused kernels and op dispatch. Per-kernel profile (tf.profile, 64 decode steps after a 64-token prompt; kernel time ` +
+        `(${((100 * floorMs) / wallMs).toFixed(0)}%). The other ${(wallMs - floorMs).toFixed(2)} ms: the same products running ` +
+        `slower inside a step than back to back (compare their line in the profile), attention, the small fused kernels, and the ` +
+        `fixed cost of each op. Per-kernel profile (tf.profile, 64 decode steps after a 64-token prompt; kernel time ` +
         `${total.toFixed(2)} ms/token; each op's time includes the cache misses it meets after the weights have streamed through):\n\n` +
         markdownTable(['kernel', 'ms/token', 'calls/token', 'share'], top)
       );
