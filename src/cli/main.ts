@@ -4,12 +4,14 @@
 // errors into one line on stderr with exit code 2.
 import { StreamllmError } from '../errors.js';
 import { type CommandSpec, helpText, parseFlags } from './args.js';
+import { attnCommand } from './attn.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
-
 import { initCommand } from './init.js';
+import { reproduceCommand } from './reproduce.js';
+import { startCommand } from './start.js';
 
-const COMMANDS: CommandSpec[] = [generateCommand, evalCommand, initCommand];
+const COMMANDS: CommandSpec[] = [startCommand, generateCommand, evalCommand, attnCommand, reproduceCommand, initCommand];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;

@@ -1,0 +1,55 @@
+// What every experiment of `streamllm reproduce` gets and gives.
+//
+// An experiment runs on one model and one text (the pre-training ablation
+// opens the zoo's models itself), writes its tables (Markdown and JSON) and
+// figures through the Report, and returns the numbers it wrote, for
+// callers such as `streamllm start` that print them.
+import type { Progress } from '../cli/progress.js';
+import type { Model } from '../model/weights.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import type { Report } from './report.js';
+import type { TextSource } from './text_source.js';
+
+export interface ExperimentSettings {
+  /** Tokens of the text each perplexity run scores (default: 16 x the trained length). */
+  tokens?: number;
+  /** Recompute is scored at about this many positions past the first window (default 256). */
+  recomputeSamples?: number;
+  /** Attention maps: windows averaged, tokens per window, seed. */
+  samples?: number;
+  length?: number;
+  seed?: number;
+  /** Attention maps: one panel per head. */
+  perHead?: boolean;
+  /** The zoo manifest (pre-training ablation). */
+  manifest?: string;
+}
+
+export interface ExperimentContext {
+  model: Model;
+  /** The model as the report names it: its zoo name or its path. */
+  modelLabel: string;
+  tokenizer?: Tokenizer;
+  source: TextSource;
+  /** The text's tokens for this model (all of them; experiments take what they need). */
+  ids: number[];
+  settings: ExperimentSettings;
+  report: Report;
+  /** A progress bar on stderr. */
+  progress(label: string, total: number, unit?: string): Progress;
+  /** A line on stderr. */
+  log(line: string): void;
+}
+
+export interface Experiment {
+  name: string;
+  /** What it reproduces, for --help and the report's heading. */
+  title: string;
+  run(ctx: ExperimentContext): Promise<unknown>;
+}
+
+/** Tokens scored per run: the setting, else 16 x the trained length; never more than the text holds. */
+export function tokenBudget(ctx: ExperimentContext): number {
+  const wanted = ctx.settings.tokens ?? 16 * ctx.model.config.maxSeqLen;
+  return Math.min(wanted, ctx.ids.length);
+}
