@@ -1,10 +1,10 @@
 // streamllm reproduce: the paper's experiments on one model and text, each
 // writing its tables (Markdown + JSON) and figures (SVG + PNG) and a
 // report.md that embeds them.
-import { StreamllmError } from '../errors.js';
+import { StreamllmError, UsageError } from '../errors.js';
 import { EXPERIMENTS } from '../experiments/index.js';
 import type { Experiment, ExperimentContext } from '../experiments/types.js';
-import { type CommandSpec, required } from './args.js';
+import { type CommandSpec } from './args.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
 import { aboutRun, contextFromFlags, sizeFlags } from './experiment_context.js';
 import { modelInputFlags } from './model_inputs.js';
@@ -37,7 +37,8 @@ export const reproduceCommand: CommandSpec = {
     backendFlag,
   ],
   async run(flags) {
-    const name = required<string>(flags, 'experiment', 'reproduce');
+    const name = flags.experiment as string | undefined;
+    if (name === undefined) throw new UsageError(`reproduce: name an EXPERIMENT (one of ${EXPERIMENT_NAMES.join(', ')}; see streamllm reproduce --help)`);
     const out = (flags.out as string | undefined) ?? `out/${name}`;
     const backend = await startBackend(flags);
     const ctx = contextFromFlags(flags, 'reproduce', out);
