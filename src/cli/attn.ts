@@ -1,10 +1,9 @@
 // streamllm attn: attention maps averaged over many windows of a text, per
 // layer and head, with the sink statistics (the paper's Fig. 2).
-import { runAttention } from '../experiments/attention.js';
 import type { CommandSpec } from './args.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
 import { modelInputFlags } from './model_inputs.js';
-import { aboutRun, contextFromFlags, sizeFlags } from './experiment_context.js';
+import { sizeFlags } from './experiment_flags.js';
 
 export const attnCommand: CommandSpec = {
   name: 'attn',
@@ -29,6 +28,8 @@ export const attnCommand: CommandSpec = {
   async run(flags) {
     const backend = await startBackend(flags);
     const started = performance.now();
+    const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
+    const { runAttention } = await import('../experiments/attention.js');
     const ctx = contextFromFlags(flags, 'attn', flags.out as string);
     const result = await runAttention(ctx);
     const seconds = (performance.now() - started) / 1000;

@@ -37,22 +37,6 @@ export function contextFromFlags(flags: Flags, command: string, out: string): Ex
   };
 }
 
-/** Flags of the experiments' sizes, shared with attn and start. */
-export const sizeFlags = {
-  limit: { name: 'limit', type: 'int', value: 'N', min: 2, help: 'tokens of the text each perplexity run scores (default: 16 x the trained length)' },
-  recomputeSamples: {
-    name: 'recompute-samples',
-    type: 'int',
-    value: 'N',
-    min: 1,
-    help: 'recompute is scored at about N positions past the first window (default 256)',
-  },
-  samples: { name: 'samples', type: 'int', value: 'N', min: 1, help: 'attention maps: windows to average (default 256)' },
-  length: { name: 'length', type: 'int', value: 'L', min: 5, help: 'attention maps: tokens per window (default 16)' },
-  seed: { name: 'seed', type: 'int', value: 'S', help: 'attention maps: seed of the window offsets (default 0)' },
-  perHead: { name: 'per-head', type: 'bool', help: 'attention maps: one panel per head in the per-layer figures' },
-} as const;
-
 /** The lines at the top of a report: model, text, backend, date, command, time. */
 export function aboutRun(ctx: ExperimentContext, command: string, backend: string, seconds: number, timings: string[]): string[] {
   const c = ctx.model.config;

@@ -2,14 +2,14 @@
 // writing its tables (Markdown + JSON) and figures (SVG + PNG) and a
 // report.md that embeds them.
 import { StreamllmError, UsageError } from '../errors.js';
-import { EXPERIMENTS } from '../experiments/index.js';
+import { EXPERIMENT_NAMES, EXPERIMENT_TITLES } from '../experiments/names.js';
 import type { Experiment, ExperimentContext } from '../experiments/types.js';
 import { type CommandSpec } from './args.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
-import { aboutRun, contextFromFlags, sizeFlags } from './experiment_context.js';
+import { sizeFlags } from './experiment_flags.js';
 import { modelInputFlags } from './model_inputs.js';
 
-export const EXPERIMENT_NAMES = [...EXPERIMENTS.map((e) => e.name), 'all'];
+const CHOICES = [...EXPERIMENT_NAMES, 'all'];
 
 export const reproduceCommand: CommandSpec = {
   name: 'reproduce',
@@ -17,14 +17,14 @@ export const reproduceCommand: CommandSpec = {
   usage: 'EXPERIMENT [--model PATH] (--text FILE | --tokens IDS.json) [--out DIR] [--limit N] [--recompute-samples N]',
   details: [
     'Experiments:',
-    ...EXPERIMENTS.map((e) => `  ${e.name.padEnd(16)}${e.title}`),
+    ...EXPERIMENT_NAMES.map((name) => `  ${name.padEnd(16)}${EXPERIMENT_TITLES[name]}`),
     `  ${'all'.padEnd(16)}every one of them, one report`,
     '',
     'Caches hold W = the trained length. Recompute costs a W-token forward pass per scored token, so it is scored',
     'on the first window and then at about --recompute-samples evenly spaced positions; tables compare the other',
     'policies on the same positions. pretraining runs every model of the zoo manifest (--manifest) on the text.',
   ].join('\n'),
-  positional: { name: 'experiment', choices: EXPERIMENT_NAMES },
+  positional: { name: 'experiment', choices: CHOICES },
   flags: [
     ...modelInputFlags,
     { name: 'out', type: 'string', value: 'DIR', help: 'output folder (default out/EXPERIMENT)' },
@@ -38,9 +38,11 @@ export const reproduceCommand: CommandSpec = {
   ],
   async run(flags) {
     const name = flags.experiment as string | undefined;
-    if (name === undefined) throw new UsageError(`reproduce: name an EXPERIMENT (one of ${EXPERIMENT_NAMES.join(', ')}; see streamllm reproduce --help)`);
+    if (name === undefined) throw new UsageError(`reproduce: name an EXPERIMENT (one of ${CHOICES.join(', ')}; see streamllm reproduce --help)`);
     const out = (flags.out as string | undefined) ?? `out/${name}`;
     const backend = await startBackend(flags);
+    const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
+    const { EXPERIMENTS } = await import('../experiments/index.js');
     const ctx = contextFromFlags(flags, 'reproduce', out);
     const chosen = name === 'all' ? EXPERIMENTS : EXPERIMENTS.filter((e) => e.name === name);
     const started = performance.now();

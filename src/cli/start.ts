@@ -2,11 +2,10 @@
 // Streams the text through dense, window, streaming and recompute caches
 // (the `curves` experiment), prints the perplexity table and names the plot
 // of per-token log-perplexity it wrote.
-import { runCurves } from '../experiments/curves.js';
 import type { CommandSpec } from './args.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
 import { modelInputFlags } from './model_inputs.js';
-import { aboutRun, contextFromFlags, sizeFlags } from './experiment_context.js';
+import { sizeFlags } from './experiment_flags.js';
 
 export const startCommand: CommandSpec = {
   name: 'start',
@@ -27,6 +26,8 @@ export const startCommand: CommandSpec = {
   async run(flags) {
     const backend = await startBackend(flags);
     const started = performance.now();
+    const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
+    const { runCurves } = await import('../experiments/curves.js');
     const ctx = contextFromFlags(flags, 'start', flags.out as string);
     const c = ctx.model.config;
     process.stderr.write(`model: ${ctx.modelLabel} (trained length ${c.maxSeqLen}); text: ${ctx.ids.length} tokens\n`);

@@ -18,6 +18,7 @@ import { heatmapGrid, markdownTable } from '../plot/index.js';
 import type { FigureFile } from './report.js';
 import { sourceLabel } from './text_source.js';
 import type { Experiment, ExperimentContext } from './types.js';
+import { EXPERIMENT_TITLES } from './names.js';
 
 export interface AttentionResult {
   experiment: 'attention';
@@ -34,7 +35,7 @@ export interface AttentionResult {
 
 export const attention: Experiment = {
   name: 'attention',
-  title: 'Attention maps averaged over many windows: the attention sink (Fig. 2)',
+  title: EXPERIMENT_TITLES['attention'],
   run: runAttention,
 };
 

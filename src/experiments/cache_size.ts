@@ -7,6 +7,7 @@ import type { FigureFile } from './report.js';
 import { scoreWithProgress } from './score.js';
 import { sourceLabel } from './text_source.js';
 import { type Experiment, type ExperimentContext, tokenBudget } from './types.js';
+import { EXPERIMENT_TITLES } from './names.js';
 
 /** W/16, W/8, W/4, W/2, W, keeping those with room for a window beside the sinks (at least 2 x sinks). */
 export function cacheSizes(W: number, sinks = DEFAULT_SINK_COUNT): number[] {
@@ -26,7 +27,7 @@ export interface CacheSizeResult {
 
 export const cacheSize: Experiment = {
   name: 'cache-size',
-  title: 'Streaming perplexity against cache size (Table 6)',
+  title: EXPERIMENT_TITLES['cache-size'],
   run: runCacheSize,
 };
 

@@ -19,6 +19,7 @@ import type { FigureFile } from './report.js';
 import { sourceLabel } from './text_source.js';
 import { binnedCurve, pplAt, relative, scoreWithProgress } from './score.js';
 import { type Experiment, type ExperimentContext, tokenBudget } from './types.js';
+import { EXPERIMENT_TITLES } from './names.js';
 
 export const DEFAULT_RECOMPUTE_SAMPLES = 256;
 
@@ -54,7 +55,7 @@ export interface CurvesResult {
 
 export const curves: Experiment = {
   name: 'curves',
-  title: 'Per-token log-perplexity of dense, window, recompute and streaming attention (Fig. 3)',
+  title: EXPERIMENT_TITLES['curves'],
   run: runCurves,
 };
 

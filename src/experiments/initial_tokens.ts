@@ -8,6 +8,7 @@ import type { FigureFile } from './report.js';
 import { scoreWithProgress } from './score.js';
 import { sourceLabel } from './text_source.js';
 import { type Experiment, type ExperimentContext, tokenBudget } from './types.js';
+import { EXPERIMENT_TITLES } from './names.js';
 
 export const INITIAL_TOKEN_COUNTS = [0, 1, 2, 4, 8] as const;
 
@@ -23,7 +24,7 @@ export interface InitialTokensResult {
 
 export const initialTokens: Experiment = {
   name: 'initial-tokens',
-  title: 'Initial tokens kept: 0, 1, 2, 4, 8 with the same total cache (Table 2)',
+  title: EXPERIMENT_TITLES['initial-tokens'],
   run: runInitialTokens,
 };
 

@@ -14,6 +14,7 @@ import { lineChart } from '../plot/index.js';
 import { TokenStream } from '../stream.js';
 import type { FigureFile } from './report.js';
 import { type Experiment, type ExperimentContext } from './types.js';
+import { EXPERIMENT_TITLES } from './names.js';
 
 const STREAMING_STEPS = 16;
 const RECOMPUTE_STEPS = 4;
@@ -43,7 +44,7 @@ export interface LatencyResult {
 
 export const latency: Experiment = {
   name: 'latency',
-  title: 'Per-token decode latency and memory, recompute vs streaming (Fig. 10)',
+  title: EXPERIMENT_TITLES['latency'],
   run: runLatency,
 };
 

@@ -10,6 +10,7 @@ import { UsageError } from '../errors.js';
 import { pplAt, scoreWithProgress } from './score.js';
 import { sourceLabel } from './text_source.js';
 import { type Experiment, type ExperimentContext, tokenBudget } from './types.js';
+import { EXPERIMENT_TITLES } from './names.js';
 
 const REPLACED = 4;
 
@@ -28,7 +29,7 @@ export interface NewlineSinksResult {
 
 export const newlineSinks: Experiment = {
   name: 'newline-sinks',
-  title: 'The first four tokens replaced by newlines (Table 1)',
+  title: EXPERIMENT_TITLES['newline-sinks'],
   run: runNewlineSinks,
 };
 

@@ -25,6 +25,7 @@ import type { FigureFile } from './report.js';
 import { pplAt, scoreWithProgress } from './score.js';
 import { sourceLabel, sourceTokens } from './text_source.js';
 import type { Experiment, ExperimentContext } from './types.js';
+import { EXPERIMENT_TITLES } from './names.js';
 
 export const PRETRAINING_SINKS = [0, 1, 2, 4] as const;
 
@@ -48,7 +49,7 @@ export interface PretrainingResult {
 
 export const pretraining: Experiment = {
   name: 'pretraining',
-  title: 'Pre-training with attention sinks: the zoo ablation (Table 3)',
+  title: EXPERIMENT_TITLES['pretraining'],
   run: runPretraining,
 };
 

@@ -7,6 +7,7 @@
 import type { Progress } from '../cli/progress.js';
 import type { Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
+import type { ExperimentName } from './names.js';
 import type { Report } from './report.js';
 import type { TextSource } from './text_source.js';
 
@@ -42,7 +43,7 @@ export interface ExperimentContext {
 }
 
 export interface Experiment {
-  name: string;
+  name: ExperimentName;
   /** What it reproduces, for --help and the report's heading. */
   title: string;
   run(ctx: ExperimentContext): Promise<unknown>;

@@ -1,0 +1,21 @@
+// Flags the experiment commands (reproduce, attn, start) share. The
+// experiments themselves, and the figure layer they need, are loaded only
+// when one of those commands runs, so other commands start as fast as before.
+import type { FlagSpec } from './args.js';
+
+/** Flags of the experiments' sizes, shared with attn and start. */
+export const sizeFlags: Record<'limit' | 'recomputeSamples' | 'samples' | 'length' | 'seed' | 'perHead', FlagSpec> = {
+  limit: { name: 'limit', type: 'int', value: 'N', min: 2, help: 'tokens of the text each perplexity run scores (default: 16 x the trained length)' },
+  recomputeSamples: {
+    name: 'recompute-samples',
+    type: 'int',
+    value: 'N',
+    min: 1,
+    help: 'recompute is scored at about N positions past the first window (default 256)',
+  },
+  samples: { name: 'samples', type: 'int', value: 'N', min: 1, help: 'attention maps: windows to average (default 256)' },
+  length: { name: 'length', type: 'int', value: 'L', min: 5, help: 'attention maps: tokens per window (default 16)' },
+  seed: { name: 'seed', type: 'int', value: 'S', help: 'attention maps: seed of the window offsets (default 0)' },
+  perHead: { name: 'per-head', type: 'bool', help: 'attention maps: one panel per head in the per-layer figures' },
+};
+
