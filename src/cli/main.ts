@@ -8,10 +8,23 @@ import { attnCommand } from './attn.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import { initCommand } from './init.js';
+import { publishCommand } from './publish.js';
 import { reproduceCommand } from './reproduce.js';
 import { startCommand } from './start.js';
+import { trainCommand } from './train.js';
+import { trainTokenizerCommand } from './train_tokenizer.js';
 
-const COMMANDS: CommandSpec[] = [startCommand, generateCommand, evalCommand, attnCommand, reproduceCommand, initCommand];
+const COMMANDS: CommandSpec[] = [
+  startCommand,
+  generateCommand,
+  evalCommand,
+  attnCommand,
+  reproduceCommand,
+  trainCommand,
+  trainTokenizerCommand,
+  publishCommand,
+  initCommand,
+];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;

@@ -1,0 +1,31 @@
+// The library's public API: what the CLI is built from.
+//
+//   import { initBackend, loadModel, TokenStream, scoreTokens } from 'streamllm';
+//   await initBackend();                       // tensorflow, else wasm, else cpu
+//   const model = loadModel('weights/NAME');   // or a llama2.c .bin, or an HF directory
+//   const r = await scoreTokens(model, ids, { kind: 'streaming', sinkCount: 4, windowSize: 252 });
+export { BACKENDS, type BackendName, initBackend } from './backend.js';
+export { BackendError, ConfigError, FileFormatError, StreamllmError, UsageError } from './errors.js';
+
+export type { BlockView, CacheEntries, CacheKind, CachePolicy, CacheShape, KVCache, ViewFrame } from './cache/types.js';
+export { CACHE_KINDS, createCache, DEFAULT_SINK_COUNT, policyFromName, policyLabel, policySpan } from './cache/index.js';
+export { CausalBlock } from './cache/causal_block.js';
+export { DenseCache } from './cache/dense.js';
+export { RecomputeWindow } from './cache/recompute.js';
+export { StreamingCache } from './cache/streaming.js';
+export { WindowCache } from './cache/window.js';
+
+export { type ModelConfig, validateConfig } from './model/config.js';
+export type { LayerWeights, Linear, Model, ModelWeights, Norm } from './model/weights.js';
+export { disposeModel, parameterCount } from './model/weights.js';
+export { embedTokens, forward, forwardBatch, SINK_TOKEN } from './model/transformer.js';
+export { loadModel } from './model/load.js';
+export { saveHfModel } from './model/to_hf.js';
+
+export { TokenStream } from './stream.js';
+export { generate, type GenerateOptions, type GenerateStep } from './generate.js';
+export { DEFAULT_BLOCK_SIZE, type ScoreOptions, type ScoreResult, scoreTokens } from './eval/perplexity.js';
+
+export type { EncodeOptions, StreamDecoder, Tokenizer } from './tokenizer/types.js';
+export { loadTokenizer } from './tokenizer/load.js';
+export { argmax, createSampler, type Sampler, type SamplerOptions } from './sample/sampler.js';
