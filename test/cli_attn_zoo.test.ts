@@ -108,9 +108,9 @@ t.test('reproduce pretraining: every model of the manifest, as scoreTokens score
   checkFigures(t, out, json.figures as FigureFile[]);
 });
 
-t.test('start: the default model of the manifest, the table and the plot it names', async (t) => {
+t.test('start: the default model of the manifest on the held-out text, the table and the plot it names', async (t) => {
   const out = join(dir, 'start');
-  const r = runCli(['start', '--manifest', manifest, '--text', text, '--limit', '200', '--recompute-samples', '20', '--out', out]);
+  const r = runCli(['start', '--manifest', manifest, '--limit', '200', '--recompute-samples', '20', '--out', out]);
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /^Perplexity of tiny-softmax over 200 tokens, every cache 64 entries:\n/);
   t.match(r.stdout, /\| streaming\(4\+60\) \|/);
@@ -118,6 +118,7 @@ t.test('start: the default model of the manifest, the table and the plot it name
   t.equal(plot, join(out, 'curves.png'));
   const curves = JSON.parse(readFileSync(join(out, 'curves.json'), 'utf8')) as { model: string; figures: FigureFile[] };
   t.equal(curves.model, 'tiny-softmax');
+  t.match(readFileSync(join(out, 'report.md'), 'utf8'), /^- text: the held-out Brown corpus texts, \d+ tokens$/m);
   checkFigures(t, out, curves.figures);
   const none = runCli(['start', '--manifest', join(dir, 'no-manifest.json'), '--text', text]);
   t.equal(none.status, 2);

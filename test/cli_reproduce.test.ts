@@ -8,7 +8,7 @@ import t from 'tap';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { loadModel } from '../src/model/load.js';
 import { initTestBackend, maxAbsDiff, runCli } from './helpers.js';
-import { checkFigures, close, type FigureFile, LIMIT, model, reproduce as run, setUp, textIds, tokenizer } from './reproduce_helpers.js';
+import { checkFigures, close, type FigureFile, LIMIT, model, reproduce as run, setUp, textIds } from './reproduce_helpers.js';
 
 await initTestBackend();
 const { dir, text, common } = setUp();
@@ -87,7 +87,7 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
     [['reproduce', 'fig99', ...common], /^streamllm: reproduce: unknown experiment 'fig99' \(expected one of attention, curves, .*all\)$/],
     [['reproduce', ...common], /reproduce: name an EXPERIMENT/],
     [['reproduce', 'curves', '--text', text, '--manifest', join(dir, 'none.json')], /reproduce: give --model PATH \(there is no model zoo manifest at .*none.json/],
-    [['reproduce', 'curves', '--model', model, '--tokenizer', tokenizer], /reproduce: give --text FILE or --tokens IDS.json/],
+    [['reproduce', 'curves', '--model', model], /the held-out Brown text needs the model's tokenizer; give --tokenizer FILE/],
     [['reproduce', 'curves', ...common, '--tokens', text], /give either --text FILE or --tokens IDS.json, not both/],
     [['reproduce', 'attention', ...common, '--samples', '0'], /reproduce --samples: must be >= 1, got 0/],
     [['reproduce', 'attention', ...common, '--samples', 'many'], /reproduce --samples: expected an integer, got 'many'/],

@@ -42,7 +42,7 @@ t.test('latency: both policies at each size, the speed-up their ratio', async (t
   const { out, json } = reproduce(dir, common, 'latency');
   type Measure = { policy: { kind: string; windowSize: number; sinkCount?: number }; msPerToken: number; peakTensorMiB: number; kvCacheMiB: number };
   const rows = json.rows as { cacheSize: number; speedup: number; recompute: Measure; streaming: Measure }[];
-  t.same(rows.map((r) => r.cacheSize), [8, 16, 32, 64]);
+  t.same(rows.map((r) => r.cacheSize), [8, 16, 32, 64, 128, 256], 'W/8 .. 4W');
   for (const r of rows) {
     t.same(r.recompute.policy, { kind: 'recompute', windowSize: r.cacheSize });
     t.same(r.streaming.policy, { kind: 'streaming', sinkCount: 4, windowSize: r.cacheSize - 4 });

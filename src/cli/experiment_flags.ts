@@ -5,7 +5,7 @@ import type { FlagSpec } from './args.js';
 
 /** Flags of the experiments' sizes, shared with attn and start. */
 export const sizeFlags: Record<'limit' | 'recomputeSamples' | 'samples' | 'length' | 'seed' | 'perHead', FlagSpec> = {
-  limit: { name: 'limit', type: 'int', value: 'N', min: 2, help: 'tokens of the text each perplexity run scores (default: 16 x the trained length)' },
+  limit: { name: 'limit', type: 'int', value: 'N', min: 2, help: 'tokens of the text each perplexity run scores (default: 32 x the trained length; pretraining 80 x)' },
   recomputeSamples: {
     name: 'recompute-samples',
     type: 'int',

@@ -13,7 +13,7 @@ import { readText, readTokenIds, resolveTokenizer } from './inputs.js';
 export const modelInputFlags: FlagSpec[] = [
   { name: 'model', type: 'string', value: 'PATH', help: "llama2.c checkpoint or model directory (default: the zoo's default model)" },
   { name: 'manifest', type: 'string', value: 'FILE', help: 'model zoo manifest (default: weights/manifest.json of this package)' },
-  { name: 'text', type: 'string', value: 'FILE', help: 'text file to run on' },
+  { name: 'text', type: 'string', value: 'FILE', help: 'text file to run on (default: the held-out Brown corpus texts)' },
   { name: 'tokens', type: 'string', value: 'IDS.json', help: 'or a JSON array of token ids' },
   { name: 'tokenizer', type: 'string', value: 'TOK', help: 'tokenizer (default: the one in the model directory)' },
 ];
@@ -46,12 +46,12 @@ export function openModel(flags: Flags, command: string): OpenedModel {
   return { model, path, label: label!, tokenizer };
 }
 
-/** --text FILE or --tokens IDS.json. */
+/** --text FILE or --tokens IDS.json, else the held-out Brown texts. */
 export function textSource(flags: Flags, command: string): TextSource {
   const text = flags.text as string | undefined;
   const tokens = flags.tokens as string | undefined;
   if (text !== undefined && tokens !== undefined) throw new UsageError(`${command}: give either --text FILE or --tokens IDS.json, not both`);
   if (tokens !== undefined) return { kind: 'ids', file: tokens, ids: readTokenIds(tokens, Number.MAX_SAFE_INTEGER) };
   if (text !== undefined) return { kind: 'file', file: text, text: readText(text) };
-  throw new UsageError(`${command}: give --text FILE or --tokens IDS.json`);
+  return { kind: 'heldout' };
 }

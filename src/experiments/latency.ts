@@ -20,10 +20,14 @@ const STREAMING_STEPS = 16;
 const RECOMPUTE_STEPS = 4;
 const MiB = 2 ** 20;
 
-/** W/8, W/4, W/2, W, those with room for a window beside the sinks. */
+/**
+ * W/8 .. 4W in powers of two, those with room for a window beside the
+ * sinks. Sizes past the trained length say nothing of quality but show how
+ * the cost of each policy grows, as the paper's Fig. 10 does up to 4096.
+ */
 export function latencySizes(W: number, sinks = DEFAULT_SINK_COUNT): number[] {
-  const sizes = [8, 4, 2, 1].map((d) => Math.round(W / d)).filter((c) => c >= 2 * sinks);
-  return [...new Set(sizes.length ? sizes : [W])];
+  const sizes = [W / 8, W / 4, W / 2, W, 2 * W, 4 * W].map(Math.round).filter((c) => c >= 2 * sinks);
+  return [...new Set(sizes)];
 }
 
 export interface LatencyMeasure {

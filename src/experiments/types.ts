@@ -12,7 +12,7 @@ import type { Report } from './report.js';
 import type { TextSource } from './text_source.js';
 
 export interface ExperimentSettings {
-  /** Tokens of the text each perplexity run scores (default: 16 x the trained length). */
+  /** Tokens of the text each perplexity run scores (default: 32 x the trained length; pretraining 80 x). */
   tokens?: number;
   /** Recompute is scored at about this many positions past the first window (default 256). */
   recomputeSamples?: number;
@@ -49,8 +49,15 @@ export interface Experiment {
   run(ctx: ExperimentContext): Promise<unknown>;
 }
 
-/** Tokens scored per run: the setting, else 16 x the trained length; never more than the text holds. */
-export function tokenBudget(ctx: ExperimentContext): number {
-  const wanted = ctx.settings.tokens ?? 16 * ctx.model.config.maxSeqLen;
+/**
+ * Tokens each perplexity run scores unless --limit says otherwise: 32 times
+ * the trained length (8192 for W = 256), long enough for 31 windows to slide
+ * by, short enough that `reproduce all` stays within minutes here.
+ */
+export const DEFAULT_TOKENS_PER_WINDOW = 32;
+
+/** Tokens scored per run: the setting, else DEFAULT_TOKENS_PER_WINDOW x the trained length; never more than the text holds. */
+export function tokenBudget(ctx: ExperimentContext, perWindow = DEFAULT_TOKENS_PER_WINDOW): number {
+  const wanted = ctx.settings.tokens ?? perWindow * ctx.model.config.maxSeqLen;
   return Math.min(wanted, ctx.ids.length);
 }
