@@ -65,7 +65,7 @@ export async function runAttention(ctx: ExperimentContext): Promise<AttentionRes
       `(seed ${seed}) in ${sourceLabel(ctx.source)}${maps.sinkToken ? '; position 0 is the learned sink token' : ''}. The table gives the ` +
       `mean attention that queries at positions ${firstQuery}..${maps.size - 1} put on key 0 and on keys 0-3, over all heads and for the head ` +
       `that puts most on key 0; uniform attention would give ${uniform.key0.toFixed(3)} and ${uniform.keys0to3.toFixed(3)}. ` +
-      `"Row mass" is the total attention of a row: 1 for softmax, less where the variant lets attention go to nothing (${maps.softmax}).`,
+      `"Row mass" is the total attention of a row: 1 for softmax, less where the variant lets attention go to nothing (this model: ${maps.softmax}${maps.sinkToken ? ' with a sink token' : ''}).`,
   );
   const rows = sinkTableRows(scores);
   ctx.report.table('sink-scores', SINK_TABLE_HEADER, rows, { decimals: 3 });

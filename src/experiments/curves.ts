@@ -10,8 +10,9 @@
 // `recomputeSamples` evenly spaced positions after it; the table compares
 // all four on exactly those sampled positions too.
 //
-// The plot shows mean NLL per bin of consecutive tokens (W/8 wide, or wider
-// so that each bin holds at least 4 recompute samples).
+// The plot shows mean NLL per bin of consecutive tokens: W/2 wide for the
+// cached policies, and for recompute wide enough to hold 16 of its sampled
+// positions (each point then averages about as many tokens as the others').
 import { type CachePolicy, DEFAULT_SINK_COUNT, policyLabel } from '../cache/index.js';
 import { recomputeNllAt, sampledPositions } from '../eval/recompute_sampled.js';
 import { type LineSeries, lineChart } from '../plot/index.js';
@@ -21,7 +22,9 @@ import { binnedCurve, pplAt, relative, scoreWithProgress } from './score.js';
 import { type Experiment, type ExperimentContext, tokenBudget } from './types.js';
 import { EXPERIMENT_TITLES } from './names.js';
 
-export const DEFAULT_RECOMPUTE_SAMPLES = 256;
+export const DEFAULT_RECOMPUTE_SAMPLES = 512;
+/** Sampled recompute positions per point of its curve. */
+const RECOMPUTE_PER_BIN = 16;
 
 export interface CurveRow {
   name: 'dense' | 'window' | 'streaming' | 'recompute';
@@ -45,7 +48,9 @@ export interface CurvesResult {
   tokens: number;
   windowSize: number;
   sinkCount: number;
+  /** Tokens per point of the cached policies' curves, and of recompute's. */
   binSize: number;
+  recomputeBinSize: number;
   recompute: { stride: number; positions: number; pastFirstWindow: number };
   policies: CurveRow[];
   figures: FigureFile[];
@@ -109,7 +114,8 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
   });
 
   // The figure: binned mean NLL against position.
-  const binSize = Math.max(Math.ceil(W / 8), 4 * stride);
+  const binSize = Math.ceil(W / 2);
+  const recomputeBinSize = Math.max(binSize, RECOMPUTE_PER_BIN * stride);
   const names: Record<CurveRow['name'], string> = {
     dense: 'dense',
     window: `window (${W})`,
@@ -117,12 +123,14 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
     recompute: `sliding window w/ recompute (${W})`,
   };
   const series: LineSeries[] = rows.map((row) => {
-    const curve = row.name === 'recompute' ? binnedCurve(sampled, binSize, positions) : binnedCurve(row.nll as number[], binSize);
+    const curve = row.name === 'recompute' ? binnedCurve(sampled, recomputeBinSize, positions) : binnedCurve(row.nll as number[], binSize);
     return { name: names[row.name], x: curve.x, y: curve.y, dashed: row.name === 'recompute' };
   });
   const figure = await lineChart({
     title: 'Per-token log-perplexity along the text (paper Fig. 3)',
-    subtitle: `${ctx.modelLabel}, ${N} tokens of ${sourceLabel(ctx.source)}; mean NLL per bin of ${binSize} tokens`,
+    subtitle:
+      `${ctx.modelLabel}, ${N} tokens of ${sourceLabel(ctx.source)}; mean NLL per bin of ${binSize} tokens` +
+      (recomputeBinSize > binSize ? ` (recompute: ${RECOMPUTE_PER_BIN} sampled positions per ${recomputeBinSize}-token bin)` : ''),
     xLabel: 'token position',
     yLabel: 'log-perplexity (mean NLL, nats)',
     series,
@@ -142,7 +150,7 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
     ['policy', 'PPL, all tokens', `PPL, ${past.length} sampled positions > ${W}`, 'tokens/s'],
     rows.map((r) => [r.label, r.ppl, r.pplSampled, Math.round(r.tokensPerSecond)]),
   );
-  const figureFile = await ctx.report.figure('curves', figure, `Per-token log-perplexity, ${ctx.modelLabel}: bins of ${binSize} tokens; dashed vertical line at ${W} tokens.`);
+  const figureFile = await ctx.report.figure('curves', figure, `Per-token log-perplexity, ${ctx.modelLabel}: mean per bin of ${binSize} tokens (recompute ${recomputeBinSize}); dashed vertical line at ${W} tokens.`);
   const by = (n: CurveRow['name']) => rows.find((r) => r.name === n)!.pplSampled;
   const [dense, window, streaming, recompute] = [by('dense'), by('window'), by('streaming'), by('recompute')];
   if (dense !== null && window !== null && streaming !== null && recompute !== null) {
@@ -159,6 +167,7 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
     windowSize: W,
     sinkCount: S,
     binSize,
+    recomputeBinSize,
     recompute: { stride, positions: positions.length, pastFirstWindow: past.length },
     policies: rows,
     figures: [figureFile],

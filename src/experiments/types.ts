@@ -14,7 +14,7 @@ import type { TextSource } from './text_source.js';
 export interface ExperimentSettings {
   /** Tokens of the text each perplexity run scores (default: 32 x the trained length; pretraining 80 x). */
   tokens?: number;
-  /** Recompute is scored at about this many positions past the first window (default 256). */
+  /** Recompute is scored at about this many positions past the first window (default 512). */
   recomputeSamples?: number;
   /** Attention maps: windows averaged, tokens per window, seed. */
   samples?: number;
