@@ -13,7 +13,7 @@ export const sizeFlags: Record<'limit' | 'recomputeSamples' | 'samples' | 'lengt
     min: 1,
     help: 'recompute is scored at about N positions past the first window (default 512)',
   },
-  samples: { name: 'samples', type: 'int', value: 'N', min: 1, help: 'attention maps: windows to average (default 512)' },
+  samples: { name: 'samples', type: 'int', value: 'N', min: 1, help: 'attention maps: windows to average (default 256)' },
   length: { name: 'length', type: 'int', value: 'L', min: 5, help: 'attention maps: tokens per window (default 16)' },
   seed: { name: 'seed', type: 'int', value: 'S', help: 'attention maps: seed of the window offsets (default 0)' },
   perHead: { name: 'per-head', type: 'bool', help: 'attention maps: one panel per head in the per-layer figures' },
