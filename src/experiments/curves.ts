@@ -10,9 +10,12 @@
 // `recomputeSamples` evenly spaced positions after it; the table compares
 // all four on exactly those sampled positions too.
 //
-// The plot shows mean NLL per bin of consecutive tokens: W/2 wide for the
-// cached policies, and for recompute wide enough to hold 16 of its sampled
-// positions (each point then averages about as many tokens as the others').
+// The plot compares the four on the same tokens: each point is the mean NLL
+// of the sampled positions in a bin of consecutive tokens (16 of them past
+// the first window), for every policy alike. Per-token losses vary by
+// nats, so curves drawn from different tokens would differ by noise alone;
+// on the same tokens, what differs is the policy. The table also gives the
+// cached policies' perplexity over every token.
 import { type CachePolicy, DEFAULT_SINK_COUNT, policyLabel } from '../cache/index.js';
 import { recomputeNllAt, sampledPositions } from '../eval/recompute_sampled.js';
 import { type LineSeries, lineChart } from '../plot/index.js';
@@ -23,8 +26,8 @@ import { type Experiment, type ExperimentContext, tokenBudget } from './types.js
 import { EXPERIMENT_TITLES } from './names.js';
 
 export const DEFAULT_RECOMPUTE_SAMPLES = 512;
-/** Sampled recompute positions per point of its curve. */
-const RECOMPUTE_PER_BIN = 16;
+/** Sampled positions per point of the curves (past the first window). */
+const SAMPLES_PER_BIN = 16;
 
 export interface CurveRow {
   name: 'dense' | 'window' | 'streaming' | 'recompute';
@@ -48,9 +51,8 @@ export interface CurvesResult {
   tokens: number;
   windowSize: number;
   sinkCount: number;
-  /** Tokens per point of the cached policies' curves, and of recompute's. */
+  /** Tokens per point of the curves (each point: the sampled positions among them). */
   binSize: number;
-  recomputeBinSize: number;
   recompute: { stride: number; positions: number; pastFirstWindow: number };
   policies: CurveRow[];
   figures: FigureFile[];
@@ -114,8 +116,7 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
   });
 
   // The figure: binned mean NLL against position.
-  const binSize = Math.ceil(W / 2);
-  const recomputeBinSize = Math.max(binSize, RECOMPUTE_PER_BIN * stride);
+  const binSize = Math.max(Math.ceil(W / 4), SAMPLES_PER_BIN * stride);
   const names: Record<CurveRow['name'], string> = {
     dense: 'dense',
     window: `window (${W})`,
@@ -123,14 +124,14 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
     recompute: `sliding window w/ recompute (${W})`,
   };
   const series: LineSeries[] = rows.map((row) => {
-    const curve = row.name === 'recompute' ? binnedCurve(sampled, recomputeBinSize, positions) : binnedCurve(row.nll as number[], binSize);
+    const values = row.name === 'recompute' ? sampled : positions.map((p) => row.nll[p]!);
+    const curve = binnedCurve(values, binSize, positions);
     return { name: names[row.name], x: curve.x, y: curve.y, dashed: row.name === 'recompute' };
   });
   const figure = await lineChart({
     title: 'Per-token log-perplexity along the text (paper Fig. 3)',
     subtitle:
-      `${ctx.modelLabel}, ${N} tokens of ${sourceLabel(ctx.source)}; mean NLL per bin of ${binSize} tokens` +
-      (recomputeBinSize > binSize ? ` (recompute: ${RECOMPUTE_PER_BIN} sampled positions per ${recomputeBinSize}-token bin)` : ''),
+      `${ctx.modelLabel}, ${N} tokens of ${sourceLabel(ctx.source)}; each point: mean NLL of the same sampled positions in ${binSize} tokens`,
     xLabel: 'token position',
     yLabel: 'log-perplexity (mean NLL, nats)',
     series,
@@ -143,14 +144,14 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
     `Every cache holds ${W} entries (the trained length); streaming keeps ${S} initial tokens and ${W - S} recent ones. ` +
       `Dense, window and streaming score all ${total} tokens; recompute re-runs a ${W}-token window per scored token, so it is scored on ` +
       `the first window and then ${stride === 1 ? 'every position' : `every ${stride}th position`} (${past.length} positions past the first window); ` +
-      `the last column compares all four on those positions. The dashed line marks where the caches first fill.`,
+      `the third column compares all four on those positions, and so does the figure. The dashed line marks where the caches first fill.`,
   );
   const table = ctx.report.table(
     'curves',
     ['policy', 'PPL, all tokens', `PPL, ${past.length} sampled positions > ${W}`, 'tokens/s'],
     rows.map((r) => [r.label, r.ppl, r.pplSampled, Math.round(r.tokensPerSecond)]),
   );
-  const figureFile = await ctx.report.figure('curves', figure, `Per-token log-perplexity, ${ctx.modelLabel}: mean per bin of ${binSize} tokens (recompute ${recomputeBinSize}); dashed vertical line at ${W} tokens.`);
+  const figureFile = await ctx.report.figure('curves', figure, `Per-token log-perplexity, ${ctx.modelLabel}: mean NLL of the positions recompute was scored at, per bin of ${binSize} tokens, for every policy; dashed vertical line at ${W} tokens.`);
   const by = (n: CurveRow['name']) => rows.find((r) => r.name === n)!.pplSampled;
   const [dense, window, streaming, recompute] = [by('dense'), by('window'), by('streaming'), by('recompute')];
   if (dense !== null && window !== null && streaming !== null && recompute !== null) {
@@ -167,7 +168,6 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
     windowSize: W,
     sinkCount: S,
     binSize,
-    recomputeBinSize,
     recompute: { stride, positions: positions.length, pastFirstWindow: past.length },
     policies: rows,
     figures: [figureFile],
