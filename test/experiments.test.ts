@@ -118,3 +118,30 @@ t.test('zoo manifest: paths, default, and one-line errors', async (t) => {
   t.throws(() => readManifest(join(dir, 'none.json')), /cannot read: ENOENT/);
   t.equal(defaultManifestPath(), join(packageRoot(), 'weights', 'manifest.json'));
 });
+
+t.test('experiments leave no tensors behind', async (t) => {
+  const { Report } = await import('../src/experiments/report.js');
+  const { runCurves } = await import('../src/experiments/curves.js');
+  const { runLatency } = await import('../src/experiments/latency.js');
+  const { runAttention } = await import('../src/experiments/attention.js');
+  const model = loadModel(`${FIXTURES}tiny-gqa.bin`);
+  const quiet = { update() {}, finish() {} };
+  const ctx = {
+    model,
+    modelLabel: 'tiny',
+    source: { kind: 'ids' as const, file: 'ids.json', ids: expected.tokens },
+    ids: expected.tokens,
+    settings: { tokens: 100, recomputeSamples: 8, samples: 4, length: 8 },
+    report: new Report(tempDir('streamllm-leaks-')),
+    progress: () => quiet,
+    log: () => {},
+  };
+  const before = tf.memory().numTensors;
+  const curves = await runCurves(ctx);
+  t.equal(curves.tokens, 100);
+  await runLatency(ctx);
+  await runAttention(ctx);
+  t.equal(tf.memory().numTensors, before, 'curves, latency and attention maps dispose what they make');
+  t.ok(ctx.report.files.includes('curves.json') && ctx.report.files.includes('latency.png') && ctx.report.files.includes('sink-scores.json'));
+  disposeModel(model);
+});
