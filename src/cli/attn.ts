@@ -8,7 +8,7 @@ import { sizeFlags } from './experiment_flags.js';
 export const attnCommand: CommandSpec = {
   name: 'attn',
   summary: 'attention maps per layer and head averaged over many windows, and where the sink is',
-  usage: '[--model PATH] (--text FILE | --tokens IDS.json) [--samples N] [--length L] [--seed S] [--out DIR] [--per-head]',
+  usage: '[--model PATH] [--text FILE | --tokens IDS.json] [--samples N] [--length L] [--seed S] [--out DIR] [--per-head]',
   details: [
     'Runs N windows of L tokens, taken at seeded random offsets in the text, each from scratch at positions 0..L-1',
     "(a sink-token model's learned sink first), and averages each layer's attention probabilities. Writes",
@@ -18,9 +18,9 @@ export const attnCommand: CommandSpec = {
   ].join('\n'),
   flags: [
     ...modelInputFlags,
-    { ...sizeFlags.samples, default: 256 },
-    { ...sizeFlags.length, default: 16 },
-    { ...sizeFlags.seed, default: 0 },
+    sizeFlags.samples,
+    sizeFlags.length,
+    sizeFlags.seed,
     sizeFlags.perHead,
     { name: 'out', type: 'string', value: 'DIR', default: 'out/attn', help: 'output folder' },
     backendFlag,

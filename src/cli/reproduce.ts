@@ -14,7 +14,7 @@ const CHOICES = [...EXPERIMENT_NAMES, 'all'];
 export const reproduceCommand: CommandSpec = {
   name: 'reproduce',
   summary: "the paper's experiments: tables, figures and a report",
-  usage: 'EXPERIMENT [--model PATH] (--text FILE | --tokens IDS.json) [--out DIR] [--limit N] [--recompute-samples N]',
+  usage: 'EXPERIMENT [--model PATH] [--text FILE | --tokens IDS.json] [--out DIR] [--limit N] [--recompute-samples N]',
   details: [
     'Experiments:',
     ...EXPERIMENT_NAMES.map((name) => `  ${name.padEnd(16)}${EXPERIMENT_TITLES[name]}`),
