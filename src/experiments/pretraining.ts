@@ -16,9 +16,10 @@ import { DEFAULT_SINK_COUNT } from '../cache/index.js';
 import { UsageError } from '../errors.js';
 import { recomputeNllAt, sampledPositions } from '../eval/recompute_sampled.js';
 import { loadModel } from '../model/load.js';
-import { disposeModel, type Model } from '../model/weights.js';
+import { disposeModel } from '../model/weights.js';
 import { barChart } from '../plot/index.js';
 import { loadTokenizer } from '../tokenizer/load.js';
+import { variantOf } from '../train/variants.js';
 import { defaultManifestPath, readManifest } from '../zoo/manifest.js';
 import { DEFAULT_RECOMPUTE_SAMPLES } from './curves.js';
 import type { FigureFile } from './report.js';
@@ -55,11 +56,6 @@ export const pretraining: Experiment = {
   run: runPretraining,
 };
 
-/** The attention-sink variant a model was trained with, from its config. */
-export function variantOf(model: Model): string {
-  return model.config.sinkToken ? 'sink-token' : model.config.softmax;
-}
-
 export async function runPretraining(ctx: ExperimentContext): Promise<PretrainingResult> {
   const file = ctx.settings.manifest ?? defaultManifestPath();
   if (!existsSync(file)) throw new UsageError(`pretraining: no model zoo manifest at ${file} (train the zoo, or give --manifest FILE)`);
@@ -89,7 +85,7 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
       progress.finish();
       rows.push({
         name: entry.name,
-        variant: entry.variant ?? variantOf(model),
+        variant: entry.variant ?? variantOf(model.config),
         trainedLength: W,
         tokens: ids.length,
         streaming,
