@@ -59,35 +59,62 @@ function sinkLogitsGrouped(spec: SoftmaxSpec, kvHeads: number, group: number): t
   }
 }
 
+/** A frame's entries of keys or values: [kvHeads, n_f, headDim], sliced only when the frame covers part of them. */
+function frameEntries(entries: tf.Tensor3D, f: AttentionFrame): tf.Tensor3D {
+  const [kvHeads, n, headDim] = entries.shape;
+  if (f.keyStart === 0 && f.keyEnd === n) return entries;
+  return entries.slice([0, f.keyStart, 0], [kvHeads, f.keyEnd - f.keyStart, headDim]);
+}
+
+/**
+ * Probabilities [kvHeads, group, T, sum of n_f]: each frame's scaled, masked
+ * scores joined along the entries, then one softmax per row (with the
+ * variant's extra logit), so all frames of a row form one distribution.
+ */
+function jointProbabilities(frames: AttentionFrame[], frameKeys: tf.Tensor3D[], spec: SoftmaxSpec): tf.Tensor4D {
+  const [heads, T, headDim] = frames[0]!.queries.shape;
+  const kvHeads = frameKeys[0]!.shape[0];
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  // scores: [kvHeads, group, T, n_f] per frame
+  const scores = frames.map((f, i) => {
+    const q = f.queries.reshape<tf.Tensor3D>([kvHeads, group * T, headDim]);
+    const s = batchMatMul(q, transposeLast(frameKeys[i]!)).mul<tf.Tensor3D>(scale);
+    return s.reshape([kvHeads, group, T, frameKeys[i]!.shape[1]]).add(frameMask(f, T));
+  });
+  const joined = scores.length === 1 ? scores[0]! : tf.concat(scores, 3);
+  return softmaxWithSink(joined, sinkLogitsGrouped(spec, kvHeads, group)) as tf.Tensor4D;
+}
+
 /** Attention with tfjs ops: any backend, any T, differentiable. */
 function attentionOps(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
   return tf.tidy(() => {
     const [heads, T, headDim] = frames[0]!.queries.shape;
     const kvHeads = keys.shape[0];
     const group = heads / kvHeads;
-    const scale = 1 / Math.sqrt(headDim);
-    const slices = frames.map((f) => {
-      const n = f.keyEnd - f.keyStart;
-      const whole = f.keyStart === 0 && f.keyEnd === keys.shape[1];
-      return {
-        k: whole ? keys : keys.slice([0, f.keyStart, 0], [kvHeads, n, headDim]),
-        v: whole ? values : values.slice([0, f.keyStart, 0], [kvHeads, n, headDim]),
-        n,
-      };
-    });
-    // scores: [kvHeads, group, T, n_f] per frame, joined along the entries
-    const scores = frames.map((f, i) => {
-      const q = f.queries.reshape<tf.Tensor3D>([kvHeads, group * T, headDim]);
-      const s = batchMatMul(q, transposeLast(slices[i]!.k)).mul<tf.Tensor3D>(scale);
-      return s.reshape([kvHeads, group, T, slices[i]!.n]).add(frameMask(f, T));
-    });
-    const joined = scores.length === 1 ? scores[0]! : tf.concat(scores, 3);
-    const probs = softmaxWithSink(joined, sinkLogitsGrouped(spec, kvHeads, group));
-    const perFrame = scores.length === 1 ? [probs] : tf.split(probs, slices.map((s) => s.n), 3);
+    const frameKeys = frames.map((f) => frameEntries(keys, f));
+    const sizes = frames.map((f) => f.keyEnd - f.keyStart);
+    const probs = jointProbabilities(frames, frameKeys, spec);
+    const perFrame = frames.length === 1 ? [probs] : tf.split(probs, sizes, 3);
     // out: [kvHeads, group * T, headDim], summed over frames
-    const outs = perFrame.map((p, i) => batchMatMul(p.reshape<tf.Tensor3D>([kvHeads, group * T, slices[i]!.n]), slices[i]!.v));
+    const outs = perFrame.map((p, i) => batchMatMul(p.reshape<tf.Tensor3D>([kvHeads, group * T, sizes[i]!]), frameEntries(values, frames[i]!)));
     const out = outs.length === 1 ? outs[0]! : tf.addN(outs);
     return out.reshape([heads, T, headDim]) as tf.Tensor3D;
+  });
+}
+
+/**
+ * The attention probabilities themselves, for attention maps: [heads, T, n]
+ * where the n columns are the frames' entries one frame after another
+ * ([keyStart, keyEnd) of frame 0, then of frame 1, ...); entries a row does
+ * not see are exactly 0. Rows sum to 1 for 'softmax', to less for the
+ * variants with an extra logit (the rest went to "nothing").
+ */
+export function attentionProbabilities(frames: AttentionFrame[], keys: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [heads, T] = frames[0]!.queries.shape;
+    const probs = jointProbabilities(frames, frames.map((f) => frameEntries(keys, f)), spec);
+    return probs.reshape([heads, T, probs.shape[3]]) as tf.Tensor3D;
   });
 }
 

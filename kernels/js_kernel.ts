@@ -19,9 +19,11 @@ export interface JsKernel<A extends object> {
    * the backend's memory, beside the tensors, for kernels that run there.
    */
   scratchSize?(inputShapes: number[][], attrs: A): number;
-  /** Gradient: which inputs to save, and dy -> one gradient per differentiable input (by index). */
+  /** Gradient: which inputs to save (and the output), and dy -> one gradient per differentiable input (by index). */
   gradient?: {
     save: number[];
+    /** Also save the kernel's output; it comes after the saved inputs. */
+    saveOutput?: boolean;
     grads(dy: tf.Tensor, saved: tf.Tensor[], attrs: A): Record<number, () => tf.Tensor>;
   };
 }
@@ -121,6 +123,7 @@ function registerJsKernel<A extends object>(kernel: JsKernel<A>): void {
     tf.registerGradient({
       kernelName: kernel.name,
       inputsToSave: gradient.save.map((i) => `x${i}`),
+      ...(gradient.saveOutput ? { outputsToSave: [true] } : {}),
       gradFunc: (dy, saved, attrs) => {
         const byIndex = gradient.grads(dy as tf.Tensor, saved, attrs as unknown as A);
         return Object.fromEntries(Object.entries(byIndex).map(([i, f]) => [`x${i}`, f]));

@@ -5,6 +5,26 @@ import * as tf from '@tensorflow/tfjs';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 import { simdLoops } from './simd/instance.js';
 
+// inputs: gateUp [..., 2 hidden], dy [..., hidden] -> d gateUp [..., 2 hidden]. With s = sigmoid(g):
+//   d gate = dy * up * s (1 + g (1 - s)),   d up = dy * g s
+// (tfjs's own gradient would split gateUp in two, a full copy on wasm, and chain four more ops.)
+const swigluGradKernel: JsKernel<object> = {
+  name: 'StreamllmSwiGLUGrad',
+  outputShape: ([x]) => x!,
+  run([x, dy], [shape], out) {
+    const hidden = shape![shape!.length - 1]! / 2;
+    for (let row = 0, o = 0; row < x!.length; row += 2 * hidden) {
+      for (let i = 0; i < hidden; i++, o++) {
+        const g = x![row + i]!;
+        const up = x![row + hidden + i]!;
+        const s = 1 / (1 + Math.exp(-g));
+        out[row + i] = dy![o]! * up * s * (1 + g * (1 - s));
+        out[row + hidden + i] = dy![o]! * g * s;
+      }
+    }
+  },
+};
+
 const swigluKernel: JsKernel<object> = {
   name: 'StreamllmSwiGLU',
   outputShape: ([x]) => [...x!.slice(0, -1), x![x!.length - 1]! / 2],
@@ -19,6 +39,10 @@ const swigluKernel: JsKernel<object> = {
       }
     }
   },
+  gradient: {
+    save: [0],
+    grads: (dy, [x]) => ({ 0: () => runJsKernel(swigluGradKernel, [x!, dy], {}) }),
+  },
 };
 
 function swigluOps(gateUp: tf.Tensor): tf.Tensor {
@@ -30,6 +54,6 @@ function swigluOps(gateUp: tf.Tensor): tf.Tensor {
 
 /** gateUp: [..., 2 * hidden] -> [..., hidden] */
 export function swiglu<T extends tf.Tensor>(gateUp: T): T {
-  if (jsKernelsAvailable() && !tf.engine().isTapeOn()) return runJsKernel(swigluKernel, [gateUp], {}) as T;
-  return swigluOps(gateUp) as T;
+  if (!jsKernelsAvailable()) return swigluOps(gateUp) as T;
+  return runJsKernel(swigluKernel, [gateUp], {}) as T;
 }

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { FIXTURES, loadConformance, maxAbsDiff, runCli } from './helpers.js';
+import { FIXTURES, loadConformance, maxAbsDiff, runCli, runCliInProcess } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-cli-'));
 const model = `${FIXTURES}tiny-gqa.bin`;
@@ -13,7 +13,7 @@ const ids = join(dir, 'ids.json');
 writeFileSync(ids, JSON.stringify(expected.tokens));
 
 t.test('eval --json on one policy reproduces the conformance NLLs', async (t) => {
-  const r = runCli(['eval', '--model', model, '--tokens', ids, '--cache', 'streaming', '--sinks', '4', '--window', '12', '--json']);
+  const r = await runCliInProcess(['eval', '--model', model, '--tokens', ids, '--cache', 'streaming', '--sinks', '4', '--window', '12', '--json']);
   t.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { policy: object; nll: number[]; ppl: number; tokens: number };
   t.same(out.policy, { kind: 'streaming', sinkCount: 4, windowSize: 12 });
@@ -26,7 +26,7 @@ t.test('eval --json on one policy reproduces the conformance NLLs', async (t) =>
 
 t.test('eval on several policies prints a table, a JSON array, and a CSV', async (t) => {
   const csv = join(dir, 'nll.csv');
-  const r = runCli(['eval', '--model', model, '--tokens', ids, '--cache', 'dense,window,streaming,recompute', '--window', '28', '--csv', csv]);
+  const r = await runCliInProcess(['eval', '--model', model, '--tokens', ids, '--cache', 'dense,window,streaming,recompute', '--window', '28', '--csv', csv]);
   t.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   t.match(lines[0], /^policy\s+ppl\s+mean nll\s+tokens\s+tok\/s$/);
@@ -36,7 +36,7 @@ t.test('eval on several policies prints a table, a JSON array, and a CSV', async
   t.equal(rows[0], 'position,dense,window(28),streaming(4+28),recompute(28)');
   t.equal(rows.length, 160);
   t.match(r.stderr, /warning: dense attention over 160 tokens, beyond the trained length 64/);
-  const j = runCli(['eval', '--model', model, '--tokens', ids, '--cache', 'window,recompute', '--window', '32', '--json', '--stepwise']);
+  const j = await runCliInProcess(['eval', '--model', model, '--tokens', ids, '--cache', 'window,recompute', '--window', '32', '--json', '--stepwise']);
   const arr = JSON.parse(j.stdout) as { nll: number[] }[];
   t.equal(arr.length, 2);
   t.ok(maxAbsDiff(arr[1]!.nll, expected.cases.find((c) => c.name === 'recompute-32')!.nll) < 1e-4);
@@ -44,24 +44,24 @@ t.test('eval on several policies prints a table, a JSON array, and a CSV', async
 
 t.test('init writes a checkpoint that eval reads', async (t) => {
   const file = join(dir, 'random.bin');
-  const r = runCli(['init', '--dim', '16', '--hidden', '24', '--layers', '2', '--heads', '4', '--kv-heads', '2', '--vocab', '96', '--seq-len', '32', '--seed', '5', '--out', file]);
+  const r = await runCliInProcess(['init', '--dim', '16', '--hidden', '24', '--layers', '2', '--heads', '4', '--kv-heads', '2', '--vocab', '96', '--seq-len', '32', '--seed', '5', '--out', file]);
   t.equal(r.status, 0, r.stderr);
-  const e = runCli(['eval', '--model', file, '--tokens', ids, '--limit', '20', '--json']);
+  const e = await runCliInProcess(['eval', '--model', file, '--tokens', ids, '--limit', '20', '--json']);
   t.equal(e.status, 0, e.stderr);
   t.equal((JSON.parse(e.stdout) as { nll: number[] }).nll.length, 19);
   const again = join(dir, 'random2.bin');
-  runCli(['init', '--dim', '16', '--hidden', '24', '--layers', '2', '--heads', '4', '--kv-heads', '2', '--vocab', '96', '--seq-len', '32', '--seed', '5', '--out', again]);
+  await runCliInProcess(['init', '--dim', '16', '--hidden', '24', '--layers', '2', '--heads', '4', '--kv-heads', '2', '--vocab', '96', '--seq-len', '32', '--seed', '5', '--out', again]);
   t.ok(readFileSync(file).equals(readFileSync(again)), 'same seed, same bytes');
 });
 
 t.test('every subcommand has --help', async (t) => {
-  for (const cmd of ['eval', 'init']) {
-    const r = runCli([cmd, '--help']);
+  for (const cmd of ['eval', 'init', 'generate', 'bench']) {
+    const r = await runCliInProcess([cmd, '--help']);
     t.equal(r.status, 0);
     t.match(r.stdout, new RegExp(`^streamllm ${cmd}: `));
     t.match(r.stdout, /usage: streamllm/);
   }
-  const top = runCli(['--help']);
+  const top = await runCliInProcess(['--help']);
   t.equal(top.status, 0);
   t.match(top.stdout, /commands:/);
 });
@@ -88,9 +88,10 @@ t.test('bad input: one line on stderr, exit code 2, no output file', async (t) =
     [['init', '--shape', '15M'], /init: --out is required/],
     [['init', '--dim', '10', '--hidden', '4', '--layers', '1', '--heads', '3', '--vocab', '5', '--seq-len', '4', '--out', join(dir, 'x.bin')], /--heads \(3\) must divide --dim \(10\)/],
     [['frobnicate'], /unknown command 'frobnicate'/],
+    [['bench', 'nope'], /bench: expected a benchmark name \(decode, streaming, hf_load, plot\), got 'nope'/],
   ];
   for (const [args, pattern] of cases) {
-    const r = runCli(args);
+    const r = await runCliInProcess(args);
     t.equal(r.status, 2, args.join(' '));
     t.match(r.stderr, pattern, args.join(' '));
     const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:'));
@@ -98,4 +99,14 @@ t.test('bad input: one line on stderr, exit code 2, no output file', async (t) =
     t.notMatch(r.stderr, /^\s+at /m, 'no stack trace');
   }
   t.notOk(existsSync(csv), 'no CSV written on failure');
+});
+
+t.test('the executable itself: exit codes and streams', async (t) => {
+  const bad = runCli(['eval', '--model', model, '--tokens', ids, '--window', 'ten']);
+  t.equal(bad.status, 2);
+  t.equal(bad.stderr, "streamllm: eval --window: expected an integer, got 'ten'\n");
+  t.equal(bad.stdout, '');
+  const good = runCli(['eval', '--model', model, '--tokens', ids, '--limit', '10', '--json']);
+  t.equal(good.status, 0, good.stderr);
+  t.equal((JSON.parse(good.stdout) as { tokens: number }).tokens, 10);
 });

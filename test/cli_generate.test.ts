@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { FIXTURES, loadConformance, runCli } from './helpers.js';
+import { FIXTURES, loadConformance, runCliInProcess } from './helpers.js';
 
 const model = `${FIXTURES}tiny-gqa.bin`;
 const tokenizer = `${FIXTURES}tiny-gqa.tokenizer.bin`;
@@ -11,7 +11,7 @@ const expected = loadConformance();
 
 t.test('greedy --json gives the conformance tokens, with any cache that holds the whole stream', async (t) => {
   for (const cache of ['dense', 'streaming', 'window', 'recompute']) {
-    const r = runCli(['generate', '--model', model, '--prompt-ids', '1', '--steps', '40', '--temperature', '0', '--cache', cache, '--json']);
+    const r = await runCliInProcess(['generate', '--model', model, '--prompt-ids', '1', '--steps', '40', '--temperature', '0', '--cache', cache, '--json']);
     t.equal(r.status, 0, r.stderr);
     t.same((JSON.parse(r.stdout) as { ids: number[] }).ids, expected.greedy.tokens, cache);
     t.match(r.stderr, /40 tokens in [\d.]+ s, [\d.]+ tok\/s/);
@@ -20,12 +20,12 @@ t.test('greedy --json gives the conformance tokens, with any cache that holds th
 
 t.test('text in, text out, seeded sampling repeats itself', async (t) => {
   const args = ['generate', '--model', model, '--tokenizer', tokenizer, '--prompt', 'Thecat', '--steps', '30', '--temperature', '0.9', '--seed', '7'];
-  const a = runCli(args);
-  const b = runCli(args);
+  const a = await runCliInProcess(args);
+  const b = await runCliInProcess(args);
   t.equal(a.status, 0, a.stderr);
   t.ok(a.stdout.startsWith('Thecat'), 'echoes the prompt first');
   t.equal(a.stdout, b.stdout);
-  const c = runCli([...args.slice(0, -1), '8']);
+  const c = await runCliInProcess([...args.slice(0, -1), '8']);
   t.not(c.stdout, a.stdout, 'another seed, another text');
 });
 
@@ -66,12 +66,12 @@ t.test('bad input: one line on stderr, exit code 2', async (t) => {
     [['generate', '--model', model, '--prompt-ids', '1', '--window', '0'], /--window: must be >= 1, got 0/],
   ];
   for (const [args, pattern] of cases) {
-    const r = runCli(args);
+    const r = await runCliInProcess(args);
     t.equal(r.status, 2, args.join(' '));
     t.match(r.stderr, pattern, args.join(' '));
     t.equal(r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:')).length, 1, r.stderr);
   }
-  const help = runCli(['generate', '--help']);
+  const help = await runCliInProcess(['generate', '--help']);
   t.equal(help.status, 0);
   t.match(help.stdout, /--steps N\s+tokens to generate, 0 for no limit/);
 });

@@ -59,3 +59,24 @@ export function runCli(args: string[], options: { input?: string; timeout?: numb
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
+
+/**
+ * Run the CLI inside this process (much faster than spawning: tfjs loads
+ * once), capturing what it writes to stdout and stderr.
+ */
+export async function runCliInProcess(args: string[]): Promise<CliResult> {
+  const { main } = await import('../src/cli/main.js');
+  let stdout = '';
+  let stderr = '';
+  const out = process.stdout.write;
+  const err = process.stderr.write;
+  process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += chunk.toString()), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += chunk.toString()), true)) as typeof process.stderr.write;
+  try {
+    const status = await main(args);
+    return { status, stdout, stderr };
+  } finally {
+    process.stdout.write = out;
+    process.stderr.write = err;
+  }
+}

@@ -26,7 +26,11 @@ export interface CommandSpec {
   /** Extra paragraphs for --help. */
   details?: string;
   flags: FlagSpec[];
-  run(flags: Flags): Promise<void>;
+  /** One optional bare argument (e.g. the experiment of `reproduce`), stored under its name. */
+  positional?: { name: string; choices?: readonly string[] };
+  /** Hand the arguments after the command name to run() untouched (for commands that forward them). */
+  passThrough?: boolean;
+  run(flags: Flags, rest?: string[]): Promise<void>;
 }
 
 export type FlagValue = string | number | boolean | number[] | string[];
@@ -73,7 +77,17 @@ export function parseFlags(command: CommandSpec, argv: string[]): Flags {
   const byName = new Map(command.flags.map((f) => [f.name, f]));
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (!arg.startsWith('--')) throw new UsageError(`${command.name}: unexpected argument '${arg}' (see streamllm ${command.name} --help)`);
+    if (!arg.startsWith('--')) {
+      const positional = command.positional;
+      if (positional === undefined || flags[positional.name] !== undefined) {
+        throw new UsageError(`${command.name}: unexpected argument '${arg}' (see streamllm ${command.name} --help)`);
+      }
+      if (positional.choices !== undefined && !positional.choices.includes(arg)) {
+        throw new UsageError(`${command.name}: unknown ${positional.name} '${arg}' (expected one of ${positional.choices.join(', ')})`);
+      }
+      flags[positional.name] = arg;
+      continue;
+    }
     const eq = arg.indexOf('=');
     const name = arg.slice(2, eq < 0 ? undefined : eq);
     const spec = byName.get(name);
@@ -109,10 +123,10 @@ export function helpText(command: CommandSpec): string {
     ].filter(Boolean);
     return [left, f.help + (extra.length ? ` (${extra.join('; ')})` : '')] as const;
   });
-  const width = Math.max(...rows.map(([l]) => l.length)) + 2;
+  const width = Math.max(0, ...rows.map(([l]) => l.length)) + 2;
   const lines = [`streamllm ${command.name}: ${command.summary}`, '', `usage: streamllm ${command.name} ${command.usage}`, ''];
   if (command.details) lines.push(command.details, '');
-  lines.push('flags:', ...rows.map(([l, r]) => l.padEnd(width) + r));
+  if (rows.length > 0) lines.push('flags:', ...rows.map(([l, r]) => l.padEnd(width) + r));
   return lines.join('\n') + '\n';
 }
 

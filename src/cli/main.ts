@@ -2,14 +2,33 @@
 // streamllm: the command-line entry point. Each subcommand lives in its own
 // file and declares its flags; this file only dispatches and turns user
 // errors into one line on stderr with exit code 2.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { StreamllmError } from '../errors.js';
 import { type CommandSpec, helpText, parseFlags } from './args.js';
+import { attnCommand } from './attn.js';
+import { benchCommand } from './bench.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
-
 import { initCommand } from './init.js';
+import { publishCommand } from './publish.js';
+import { reproduceCommand } from './reproduce.js';
+import { startCommand } from './start.js';
+import { trainCommand } from './train.js';
+import { trainTokenizerCommand } from './train_tokenizer.js';
 
-const COMMANDS: CommandSpec[] = [generateCommand, evalCommand, initCommand];
+const COMMANDS: CommandSpec[] = [
+  startCommand,
+  generateCommand,
+  evalCommand,
+  attnCommand,
+  reproduceCommand,
+  trainCommand,
+  trainTokenizerCommand,
+  publishCommand,
+  initCommand,
+  benchCommand,
+];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;
@@ -37,7 +56,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(helpText(command));
       return 0;
     }
-    await command.run(parseFlags(command, rest));
+    if (command.passThrough) await command.run({}, rest);
+    else await command.run(parseFlags(command, rest));
     return 0;
   } catch (e) {
     if (e instanceof StreamllmError) {
@@ -48,10 +68,17 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-// Piping into `head` closes stdout early: that is not an error.
-process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') process.exit(0);
-  throw e;
-});
+/** True when this file is the program being run (not imported, e.g. by tests). */
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  return script !== undefined && realpathSync(script) === fileURLToPath(import.meta.url);
+}
 
-process.exitCode = await main(process.argv.slice(2));
+if (isEntryPoint()) {
+  // Piping into `head` closes stdout early: that is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+  process.exitCode = await main(process.argv.slice(2));
+}

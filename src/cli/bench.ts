@@ -1,0 +1,35 @@
+// streamllm bench: run one of the benchmarks in bench/ (each prints a table
+// and appends its result to bench/RESULTS.md).
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { UsageError } from '../errors.js';
+import type { CommandSpec } from './args.js';
+
+const BENCHMARKS: Record<string, string> = {
+  decode: 'batch-1 greedy decode speed, peak RSS and a per-kernel profile (15M and 110M shapes)',
+  streaming: 'latency vs stream length, recompute vs streaming (Fig. 10), blocked vs stepwise evaluation',
+  hf_load: 'checkpoint load time and peak memory by format',
+  plot: 'figure rendering times',
+};
+
+export const benchCommand: CommandSpec = {
+  name: 'bench',
+  summary: 'run a benchmark from bench/ (results appended to bench/RESULTS.md)',
+  usage: `NAME [benchmark flags]     NAME: ${Object.keys(BENCHMARKS).join(', ')}`,
+  details: Object.entries(BENCHMARKS)
+    .map(([name, what]) => `  ${name.padEnd(10)} ${what}`)
+    .join('\n'),
+  flags: [],
+  passThrough: true,
+  async run(_flags, rest = []) {
+    const [name, ...args] = rest;
+    if (name === undefined || !(name in BENCHMARKS)) {
+      throw new UsageError(`bench: expected a benchmark name (${Object.keys(BENCHMARKS).join(', ')}), got ${name === undefined ? 'none' : `'${name}'`}`);
+    }
+    const script = fileURLToPath(new URL(`../../bench/${name}.js`, import.meta.url));
+    if (!existsSync(script)) throw new UsageError(`bench: ${script} is missing; run npm run build first`);
+    const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
+    if (r.status !== 0) throw new UsageError(`bench ${name}: the benchmark exited with status ${r.status}`);
+  },
+};

@@ -1,0 +1,188 @@
+// streamllm train: train one attention-sink variant on the Brown corpus.
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { UsageError } from '../errors.js';
+import { type TrainOptions, TRAIN_DEFAULTS } from '../train/options.js';
+import { Trainer } from '../train/trainer.js';
+import { type Variant, VARIANTS } from '../train/variants.js';
+import { type CommandSpec, type Flags, required } from './args.js';
+import { backendFlag, startBackend } from './common.js';
+import { createProgress, type Progress } from './progress.js';
+
+/** The zoo's tokenizer and model shape (chosen by the sweep in weights/README.md). */
+export const DEFAULT_TOKENIZER = 'weights/tokenizer.json';
+export const DEFAULT_SHAPE = { dim: 256, layers: 4, heads: 8 } as const;
+
+const D = TRAIN_DEFAULTS;
+
+export const trainCommand: CommandSpec = {
+  name: 'train',
+  summary: 'train a model (one attention-sink variant) on the Brown corpus, resumably',
+  usage: '--variant V --out DIR [--seed S] [--steps N | --minutes M] [shape and optimizer flags]\n       streamllm train --resume DIR',
+  details: [
+    `Variants: ${VARIANTS.join(', ')} (see src/train/variants.ts). The corpus is the Brown corpus's training split`,
+    '(src/data/brown.ts); samples are windows at seeded random offsets; validation uses the held-out split.',
+    'AdamW with decoupled weight decay (not on norms or sink parameters), linear warm-up then cosine decay,',
+    'global-norm gradient clipping. DIR receives config.json + model.safetensors (what --model reads),',
+    'tokenizer.json, optimizer.safetensors, train_state.json and train_log.jsonl; Ctrl-C saves a checkpoint.',
+  ].join('\n'),
+  flags: [
+    { name: 'variant', type: 'string', value: 'V', choices: VARIANTS, help: 'attention-sink variant' },
+    { name: 'out', type: 'string', value: 'DIR', help: 'run directory (created)' },
+    { name: 'resume', type: 'string', value: 'DIR', help: 'continue the run in DIR from its last checkpoint' },
+    { name: 'seed', type: 'int', value: 'S', default: D.seed, min: 0, help: 'seed of the initial weights and the data order' },
+    { name: 'steps', type: 'int', value: 'N', min: 1, help: 'updates to run' },
+    { name: 'minutes', type: 'number', value: 'M', min: 0.01, help: 'time budget instead of --steps: the step count is fixed after timing the first steps' },
+    { name: 'tokenizer', type: 'string', value: 'FILE', default: DEFAULT_TOKENIZER, help: 'tokenizer.json to encode the corpus with' },
+    { name: 'dim', type: 'int', value: 'N', min: 2, help: `model width (default ${DEFAULT_SHAPE.dim})` },
+    { name: 'layers', type: 'int', value: 'N', min: 1, help: `transformer layers (default ${DEFAULT_SHAPE.layers})` },
+    { name: 'heads', type: 'int', value: 'N', min: 1, help: `attention heads (default ${DEFAULT_SHAPE.heads})` },
+    { name: 'hidden', type: 'int', value: 'N', min: 1, help: 'feed-forward width (default: 8/3 dim rounded up to 64)' },
+    { name: 'seq-len', type: 'int', value: 'N', min: 2, help: `context length of a sample (default ${D.seqLen})` },
+    { name: 'batch', type: 'int', value: 'N', min: 1, help: `samples per update (default ${D.batchSize})` },
+    { name: 'lr', type: 'number', value: 'X', min: 0, help: `peak learning rate (default ${D.peakLr})` },
+    { name: 'min-lr', type: 'number', value: 'X', min: 0, help: `learning rate at the end of the cosine (default ${D.minLr})` },
+    { name: 'warmup', type: 'int', value: 'N', min: 0, help: `warm-up steps (default ${D.warmupSteps})` },
+    { name: 'weight-decay', type: 'number', value: 'X', min: 0, default: D.weightDecay, help: 'AdamW decoupled weight decay' },
+    { name: 'clip', type: 'number', value: 'X', min: 0, default: D.clip, help: 'global gradient-norm limit (0: off)' },
+    { name: 'eval-every', type: 'int', value: 'N', min: 0, default: D.evalEvery, help: 'steps between validation losses (0: at the end only)' },
+    { name: 'eval-windows', type: 'int', value: 'N', min: 1, default: D.evalWindows, help: 'held-out windows per periodic validation' },
+    { name: 'final-eval-windows', type: 'int', value: 'N', min: 1, help: 'held-out windows in the final validation (default: all of them)' },
+    { name: 'checkpoint-every', type: 'int', value: 'N', min: 0, default: D.checkpointEvery, help: 'steps between checkpoints (0: at the end only)' },
+    backendFlag,
+  ],
+  async run(flags) {
+    const resumeDir = flags.resume as string | undefined;
+    const trainerOf = resumeDir !== undefined ? checkResume(flags, resumeDir) : checkStart(flags);
+    await startBackend(flags);
+    const trainer = trainerOf();
+    await trainLoop(trainer);
+  },
+};
+
+/** Flags that only a fresh run takes. */
+const START_ONLY = ['variant', 'out', 'steps', 'minutes', 'dim', 'layers', 'heads', 'hidden', 'seq-len', 'batch', 'lr', 'min-lr', 'warmup', 'final-eval-windows'];
+
+function checkResume(flags: Flags, dir: string): () => Trainer {
+  const clash = START_ONLY.find((name) => flags[name] !== undefined);
+  if (clash !== undefined) throw new UsageError(`train --resume: --${clash} cannot change a run; it continues with its own settings`);
+  if (!existsSync(dir)) throw new UsageError(`train --resume ${dir}: no such directory`);
+  checkWritable(dir, 'resume');
+  return () => Trainer.resume(dir);
+}
+
+function checkStart(flags: Flags): () => Trainer {
+  const variant = required<string>(flags, 'variant', 'train') as Variant;
+  const out = required<string>(flags, 'out', 'train');
+  if (flags.steps !== undefined && flags.minutes !== undefined) throw new UsageError('train: give --steps or --minutes, not both');
+  if (flags.steps === undefined && flags.minutes === undefined) throw new UsageError('train: give --steps N or --minutes M');
+  const num = (name: string, fallback: number) => (flags[name] as number | undefined) ?? fallback;
+  const dim = num('dim', DEFAULT_SHAPE.dim);
+  const heads = num('heads', DEFAULT_SHAPE.heads);
+  if (dim % heads !== 0) throw new UsageError(`train --heads: ${heads} must divide --dim ${dim}`);
+  if ((dim / heads) % 2 !== 0) throw new UsageError(`train --heads: head size dim/heads = ${dim / heads} must be even (RoPE rotates pairs)`);
+  const peakLr = num('lr', D.peakLr);
+  const minLr = num('min-lr', D.minLr);
+  const warmupSteps = num('warmup', D.warmupSteps);
+  if (minLr > peakLr) throw new UsageError(`train --min-lr: ${minLr} exceeds the peak --lr ${peakLr}`);
+  if (flags.minutes !== undefined && warmupSteps < 1) throw new UsageError('train --minutes: needs --warmup >= 1 (the step count is planned during the warm-up)');
+  const tokenizer = flags.tokenizer as string;
+  if (!existsSync(tokenizer)) {
+    throw new UsageError(`train --tokenizer ${tokenizer}: no such file (make one with: streamllm train-tokenizer --out ${tokenizer})`);
+  }
+  checkWritable(out, 'out');
+  const options: TrainOptions = {
+    variant,
+    shape: { dim, layers: num('layers', DEFAULT_SHAPE.layers), heads, ...(flags.hidden !== undefined ? { hiddenDim: flags.hidden as number } : {}) },
+    seqLen: num('seq-len', D.seqLen),
+    batchSize: num('batch', D.batchSize),
+    ...(flags.steps !== undefined ? { steps: flags.steps as number } : { minutes: flags.minutes as number }),
+    peakLr,
+    minLr,
+    warmupSteps,
+    weightDecay: flags['weight-decay'] as number,
+    beta1: D.beta1,
+    beta2: D.beta2,
+    clip: flags.clip as number,
+    seed: flags.seed as number,
+    evalEvery: flags['eval-every'] as number,
+    evalWindows: flags['eval-windows'] as number,
+    ...(flags['final-eval-windows'] !== undefined ? { finalEvalWindows: flags['final-eval-windows'] as number } : {}),
+    checkpointEvery: flags['checkpoint-every'] as number,
+    tokenizer,
+  };
+  return () => Trainer.start(options, out);
+}
+
+/** The directory (or, if it does not exist yet, its nearest existing parent) must be writable. */
+function checkWritable(dir: string, flag: string): void {
+  let probe = resolve(dir);
+  while (!existsSync(probe)) probe = dirname(probe);
+  if (!statSync(probe).isDirectory()) throw new UsageError(`train --${flag} ${dir}: ${probe} is not a directory`);
+  try {
+    accessSync(probe, constants.W_OK);
+    if (probe === resolve(dir)) return;
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new UsageError(`train --${flag} ${dir}: cannot write there (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+}
+
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
+async function trainLoop(trainer: Trainer): Promise<void> {
+  const { options, state } = trainer;
+  const label = `train ${options.variant}`;
+  process.stderr.write(
+    `${label}: ${state.parameterCount} parameters, ${trainer.data.train.length} training tokens, ` +
+      `${trainer.data.heldout.length} held-out; ${state.step > 0 ? `resuming at step ${state.step}` : 'from scratch'} in ${trainer.dir}\n`,
+  );
+  let interrupted = false;
+  const onSignal = () => {
+    interrupted = true;
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let progress: Progress | undefined;
+  let progressStart = 0; // the step the bar starts counting from
+  try {
+    while (!trainer.finished && !interrupted) {
+      const r = trainer.step();
+      const { evalEvery, checkpointEvery } = options;
+      if (progress === undefined && state.totalSteps > 0) {
+        process.stderr.write(`${label}: ${state.totalSteps} steps planned\n`);
+        progressStart = state.step;
+        progress = createProgress(label, (state.totalSteps - progressStart) * trainer.tokensPerStep, 'tok');
+      }
+      let extra = `step ${r.step}/${state.totalSteps || '?'} loss ${r.loss.toFixed(3)} lr ${r.lr.toExponential(2)}`;
+      if (evalEvery > 0 && r.step % evalEvery === 0 && !trainer.finished) {
+        const val = trainer.validate();
+        trainer.recordValidation(val, false);
+        extra += ` val ${val.toFixed(3)}`;
+        process.stderr.write(`${label}: step ${r.step} train ${r.loss.toFixed(4)} val ${val.toFixed(4)}\n`);
+      }
+      if (state.valLoss !== undefined) extra += ` (val ${state.valLoss.toFixed(3)})`;
+      progress?.update((state.step - progressStart) * trainer.tokensPerStep, extra);
+      if (checkpointEvery > 0 && r.step % checkpointEvery === 0 && !trainer.finished) trainer.checkpoint();
+      await tick();
+    }
+    if (interrupted) {
+      trainer.checkpoint();
+      process.stderr.write(`${label}: interrupted; checkpoint at step ${state.step} (continue with: streamllm train --resume ${trainer.dir})\n`);
+      process.exitCode = 130;
+      return;
+    }
+    const val = trainer.validate(true);
+    trainer.recordValidation(val, true);
+    trainer.checkpoint();
+    progress?.finish(`loss ${state.trainLoss?.toFixed(4)} val ${val.toFixed(4)}`);
+    process.stderr.write(
+      `${label}: done, ${state.step} steps, ${state.tokensSeen} tokens, ${(state.wallSeconds / 60).toFixed(1)} min; ` +
+        `final train loss ${state.trainLoss?.toFixed(4)}, held-out loss ${val.toFixed(4)} (${trainer.dir})\n`,
+    );
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    trainer.dispose();
+  }
+}

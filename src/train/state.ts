@@ -1,0 +1,102 @@
+// A training run's directory, resumable at every checkpoint:
+//
+//   config.json, model.safetensors   the model so far, as a Hugging Face Llama
+//                                    (src/model/to_hf.ts): what --model reads
+//   tokenizer.json                   the tokenizer it was trained with
+//   optimizer.safetensors            AdamW's state, float32, by parameter name
+//                                    (src/train/params.ts): `param.NAME` the
+//                                    master weights, `m.NAME` and `v.NAME` the
+//                                    moments; metadata {"step": N}
+//   train_state.json                 everything else: options, step, sampler
+//                                    state, tokens seen, wall time, last losses
+//   train_log.jsonl                  one JSON line per logged step
+//
+// train_state.json is written last and names the step that
+// optimizer.safetensors must carry, so a checkpoint cut short by a crash is
+// detected rather than resumed from a mix of two steps.
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type seedrandom from 'seedrandom';
+import { SafetensorsReader, type TensorToWrite, writeSafetensors } from '../checkpoint/safetensors.js';
+import { FileFormatError } from '../errors.js';
+import type { AdamW } from './adamw.js';
+import type { TrainOptions } from './options.js';
+
+export const STATE_FILE = 'train_state.json';
+export const OPTIMIZER_FILE = 'optimizer.safetensors';
+export const LOG_FILE = 'train_log.jsonl';
+export const STATE_VERSION = 1;
+
+export interface TrainState {
+  version: number;
+  options: TrainOptions;
+  /** Updates done. */
+  step: number;
+  /** Planned updates (fixed once the run starts, so the schedule is reproducible). */
+  totalSteps: number;
+  samplerState: seedrandom.State.Arc4;
+  tokensSeen: number;
+  /** Seconds spent training (across resumptions). */
+  wallSeconds: number;
+  trainLoss?: number;
+  valLoss?: number;
+  parameterCount: number;
+}
+
+/** Write text to a temporary name, then rename it into place. */
+export function writeFileAtomic(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+export function saveOptimizer(dir: string, optimizer: AdamW): void {
+  const tensors: TensorToWrite[] = [];
+  optimizer.params.forEach((p, i) => {
+    const s = optimizer.state[i]!;
+    tensors.push(
+      { name: `param.${p.name}`, shape: p.variable.shape, values: s.value },
+      { name: `m.${p.name}`, shape: p.variable.shape, values: s.m },
+      { name: `v.${p.name}`, shape: p.variable.shape, values: s.v },
+    );
+  });
+  writeSafetensors(join(dir, OPTIMIZER_FILE), tensors, { metadata: { step: String(optimizer.step) } });
+}
+
+/** Restore AdamW's state (and so the master weights) saved at `step`. */
+export function loadOptimizer(dir: string, optimizer: AdamW, step: number): void {
+  const file = join(dir, OPTIMIZER_FILE);
+  const reader = SafetensorsReader.open(file);
+  if (reader.metadata.step !== String(step)) {
+    throw new FileFormatError(file, `holds step ${reader.metadata.step ?? '?'} but ${STATE_FILE} says ${step}: the checkpoint was cut short`);
+  }
+  optimizer.params.forEach((p, i) => {
+    const s = optimizer.state[i]!;
+    s.value.set(reader.read(`param.${p.name}`, p.variable.shape));
+    s.m.set(reader.read(`m.${p.name}`, p.variable.shape));
+    s.v.set(reader.read(`v.${p.name}`, p.variable.shape));
+  });
+  optimizer.step = step;
+}
+
+export function readTrainState(dir: string): TrainState {
+  const file = join(dir, STATE_FILE);
+  if (!existsSync(file)) throw new FileFormatError(file, 'no training state here (was the run started with --out this directory?)');
+  let state: TrainState;
+  try {
+    state = JSON.parse(readFileSync(file, 'utf8')) as TrainState;
+  } catch (e) {
+    throw new FileFormatError(file, `not valid JSON (${(e as Error).message})`);
+  }
+  if (state.version !== STATE_VERSION) throw new FileFormatError(file, `version ${state.version}, expected ${STATE_VERSION}`);
+  return state;
+}
+
+export function writeTrainState(dir: string, state: TrainState): void {
+  writeFileAtomic(join(dir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
+}
