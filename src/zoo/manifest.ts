@@ -14,10 +14,11 @@
 // learned-sink, sink-token) is optional: readers that need it can take it
 // from the model's own config. Other fields (parameters, steps, losses,
 // sha256, the command that reproduces the model) are kept as they are.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileFormatError } from '../errors.js';
+import { readJsonFile } from '../files.js';
 
 export interface ZooEntry {
   name: string;
@@ -52,13 +53,7 @@ export function defaultManifestPath(): string {
 }
 
 export function readManifest(file: string): Manifest {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new FileFormatError(file, code ? `cannot read: ${code}` : `not valid JSON: ${(e as Error).message}`);
-  }
+  const json = readJsonFile(file);
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FileFormatError(file, 'expected a JSON object with "models"');
   const o = json as Record<string, unknown>;
   if (!Array.isArray(o.models)) throw new FileFormatError(file, 'field "models" must be an array of {"name", ...}');
