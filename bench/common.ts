@@ -3,7 +3,10 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { linear } from '../kernels/matmul.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
+import type { Model } from '../src/model/weights.js';
 import { NAMED_SHAPES, randomLlamaTensors } from '../src/model/random_init.js';
 
 export const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
@@ -53,4 +56,24 @@ export function recordResult(title: string, command: string, body: string): void
   if (!existsSync(RESULTS)) writeFileSync(RESULTS, '# Benchmark results\n\nEach section is appended by the benchmark named in it; the latest run of a benchmark is the last section with its title.\n');
   const when = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   appendFileSync(RESULTS, `\n## ${title}\n\n- command: \`${command}\`\n- machine: ${machine()}\n- date: ${when}\n\n${body}\n`);
+}
+
+/**
+ * Wall ms, per repetition, of the model's weight products alone for `rows`
+ * tokens: x [rows, in] @ W for every matrix, each read once, as the forward
+ * pass runs them. For one row, the memory-bandwidth floor of a decode step;
+ * for a block, the arithmetic floor of blocked scoring.
+ */
+export function weightProductsMs(model: Model, rows: number, reps: number): number[] {
+  const w = model.weights;
+  const matrices = [...w.layers.flatMap((l) => [l.qkv.weight, l.out.weight, l.up.weight, l.down.weight]), w.classifier];
+  const inputs = new Map(matrices.map((m) => [m.shape[0], tf.ones([rows, m.shape[0]]) as tf.Tensor2D]));
+  const times: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const started = performance.now();
+    for (const m of matrices) linear(inputs.get(m.shape[0])!, m).dispose();
+    times.push(performance.now() - started);
+  }
+  tf.dispose([...inputs.values()]);
+  return times;
 }

@@ -1,6 +1,13 @@
 // Batch-1 greedy decode speed: tokens/s (median of several runs), peak RSS,
-// and where the time goes (a per-kernel profile), on random llama2.c-shaped
-// checkpoints. Each shape runs in its own process so RSS is its own.
+// and where the time goes, on random llama2.c-shaped checkpoints. Each shape
+// runs in its own process so RSS is its own.
+//
+// A decode step must read every weight matrix once, so memory bandwidth sets
+// its floor. Between the decode runs the bench times exactly that: one
+// step's weight products alone (x @ W for every matrix, as the forward pass
+// runs them), under the same load, and reports decode against that floor.
+// The rest of a step is attention over the cache, the small fused kernels,
+// and the fixed cost of dispatching each tfjs op (a per-kernel profile).
 //
 //   node dist/bench/decode.js [--shapes 15M,110M] [--tokens 256] [--runs 5] [--backend wasm]
 import * as tf from '@tensorflow/tfjs';
@@ -12,7 +19,7 @@ import { argmax } from '../src/sample/sampler.js';
 import { loadModel } from '../src/model/load.js';
 import { parameterCount } from '../src/model/weights.js';
 import { TokenStream } from '../src/stream.js';
-import { markdownTable, median, peakRssMiB, randomCheckpoint, recordResult } from './common.js';
+import { markdownTable, median, peakRssMiB, randomCheckpoint, recordResult, weightProductsMs } from './common.js';
 
 interface ShapeResult {
   shape: string;
@@ -20,6 +27,8 @@ interface ShapeResult {
   params: number;
   weightBytesPerToken: number;
   tokensPerSecond: number[];
+  /** ms of one step's weight products alone, timed between the decode runs. */
+  productsMs: number[];
   peakRssMiB: number;
   profile: { kernel: string; msPerToken: number; callsPerToken: number }[];
 }
@@ -33,11 +42,13 @@ async function measureShape(shape: string, tokens: number, runs: number, backend
   const name = await initBackend(backend);
   const model = loadModel(randomCheckpoint(shape));
   const rates: number[] = [];
+  const productsMs: number[] = [];
   for (let run = 0; run <= runs; run++) {
     const started = performance.now();
     let n = 0;
     for await (const step of generate(model, { kind: 'dense' }, [1], argmax, { steps: tokens })) n = step.generated;
     if (run > 0) rates.push(n / ((performance.now() - started) / 1000)); // run 0 warms up
+    productsMs.push(...weightProductsMs(model, 1, 16).slice(run === 0 ? 4 : 0));
   }
   // Per-kernel time over 64 decode steps, after a prompt of 64 tokens.
   const stream = new TokenStream(model, { kind: 'dense' });
@@ -63,6 +74,7 @@ async function measureShape(shape: string, tokens: number, runs: number, backend
     params: parameterCount(model, true),
     weightBytesPerToken,
     tokensPerSecond: rates,
+    productsMs,
     peakRssMiB: peakRssMiB(),
     profile: [...byKernel]
       .map(([kernel, v]) => ({ kernel, msPerToken: v.ms / steps, callsPerToken: v.calls / steps }))
@@ -92,7 +104,7 @@ async function main(): Promise<void> {
 
   const rows = results.map((r) => {
     const tps = median(r.tokensPerSecond);
-    const gbps = (r.weightBytesPerToken * tps) / 1e9;
+    const floorMs = median(r.productsMs);
     return [
       r.shape,
       r.backend,
@@ -100,19 +112,37 @@ async function main(): Promise<void> {
       tps.toFixed(1),
       `${Math.min(...r.tokensPerSecond).toFixed(1)}..${Math.max(...r.tokensPerSecond).toFixed(1)}`,
       `${(r.weightBytesPerToken / 2 ** 20).toFixed(1)} MiB`,
-      gbps.toFixed(1),
+      ((r.weightBytesPerToken * tps) / 1e9).toFixed(1),
+      `${floorMs.toFixed(2)} ms (${(r.weightBytesPerToken / floorMs / 1e6).toFixed(1)} GB/s)`,
+      (1000 / floorMs).toFixed(0),
+      `${((100 * tps * floorMs) / 1000).toFixed(0)}%`,
       r.peakRssMiB.toFixed(0),
     ];
   });
-  const table = markdownTable(['shape', 'backend', 'params', 'tok/s (median)', 'range', 'weights read/token', 'GB/s', 'peak RSS MiB'], rows);
+  const table = markdownTable(
+    ['shape', 'backend', 'params', 'tok/s (median)', 'range', 'weights read/token', 'GB/s', 'weight products alone', 'floor tok/s', 'of floor', 'peak RSS MiB'],
+    rows,
+  );
   const profiles = results
     .map((r) => {
       const total = r.profile.reduce((s, p) => s + p.msPerToken, 0);
       const top = r.profile.slice(0, 12).map((p) => [p.kernel, p.msPerToken.toFixed(3), p.callsPerToken.toFixed(0), `${((100 * p.msPerToken) / total).toFixed(0)}%`]);
-      return `Per-kernel profile, ${r.shape} (64 decode steps after a 64-token prompt; kernel time ${total.toFixed(2)} ms/token of ${(1000 / median(r.tokensPerSecond)).toFixed(2)} ms/token wall):\n\n${markdownTable(['kernel', 'ms/token', 'calls/token', 'share'], top)}`;
+      const wallMs = 1000 / median(r.tokensPerSecond);
+      const floorMs = median(r.productsMs);
+      return (
+        `${r.shape}: ${wallMs.toFixed(2)} ms/token, of which the weight products alone take ${floorMs.toFixed(2)} ms ` +
+        `(${((100 * floorMs) / wallMs).toFixed(0)}%). The other ${(wallMs - floorMs).toFixed(2)} ms: the same products running ` +
+        `slower inside a step than back to back (compare their line in the profile), attention, the small fused kernels, and the ` +
+        `fixed cost of each op. Per-kernel profile (tf.profile, 64 decode steps after a 64-token prompt; kernel time ` +
+        `${total.toFixed(2)} ms/token; each op's time includes the cache misses it meets after the weights have streamed through):\n\n` +
+        markdownTable(['kernel', 'ms/token', 'calls/token', 'share'], top)
+      );
     })
     .join('\n\n');
-  const body = `Greedy decode of ${tokens} tokens from BOS, dense cache, ${runs} runs after one warm-up.\n\n${table}\n\n${profiles}`;
+  const body =
+    `Greedy decode of ${tokens} tokens from BOS, dense cache, ${runs} runs after one warm-up. "Weight products alone": ` +
+    `the median time of one step's weight products by themselves (every matrix read once), timed between the runs under the same load: ` +
+    `the memory-bandwidth floor of a step on this machine at the time, and "of floor" how close decode comes to it.\n\n${table}\n\n${profiles}`;
   process.stdout.write(body + '\n');
   recordResult('Decode speed (bench/decode.ts)', `node dist/bench/decode.js ${process.argv.slice(2).join(' ')}`.trim(), body);
 }

@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { batchMatMul, transposeLast } from './matmul.js';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
+import { simdAvailable, simdLoops, type SimdLoops } from './simd/instance.js';
 import { type SoftmaxVariant, softmaxWithSink } from './softmax.js';
 
 export interface AttentionFrame {
@@ -58,35 +59,62 @@ function sinkLogitsGrouped(spec: SoftmaxSpec, kvHeads: number, group: number): t
   }
 }
 
+/** A frame's entries of keys or values: [kvHeads, n_f, headDim], sliced only when the frame covers part of them. */
+function frameEntries(entries: tf.Tensor3D, f: AttentionFrame): tf.Tensor3D {
+  const [kvHeads, n, headDim] = entries.shape;
+  if (f.keyStart === 0 && f.keyEnd === n) return entries;
+  return entries.slice([0, f.keyStart, 0], [kvHeads, f.keyEnd - f.keyStart, headDim]);
+}
+
+/**
+ * Probabilities [kvHeads, group, T, sum of n_f]: each frame's scaled, masked
+ * scores joined along the entries, then one softmax per row (with the
+ * variant's extra logit), so all frames of a row form one distribution.
+ */
+function jointProbabilities(frames: AttentionFrame[], frameKeys: tf.Tensor3D[], spec: SoftmaxSpec): tf.Tensor4D {
+  const [heads, T, headDim] = frames[0]!.queries.shape;
+  const kvHeads = frameKeys[0]!.shape[0];
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  // scores: [kvHeads, group, T, n_f] per frame
+  const scores = frames.map((f, i) => {
+    const q = f.queries.reshape<tf.Tensor3D>([kvHeads, group * T, headDim]);
+    const s = batchMatMul(q, transposeLast(frameKeys[i]!)).mul<tf.Tensor3D>(scale);
+    return s.reshape([kvHeads, group, T, frameKeys[i]!.shape[1]]).add(frameMask(f, T));
+  });
+  const joined = scores.length === 1 ? scores[0]! : tf.concat(scores, 3);
+  return softmaxWithSink(joined, sinkLogitsGrouped(spec, kvHeads, group)) as tf.Tensor4D;
+}
+
 /** Attention with tfjs ops: any backend, any T, differentiable. */
 function attentionOps(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
   return tf.tidy(() => {
     const [heads, T, headDim] = frames[0]!.queries.shape;
     const kvHeads = keys.shape[0];
     const group = heads / kvHeads;
-    const scale = 1 / Math.sqrt(headDim);
-    const slices = frames.map((f) => {
-      const n = f.keyEnd - f.keyStart;
-      const whole = f.keyStart === 0 && f.keyEnd === keys.shape[1];
-      return {
-        k: whole ? keys : keys.slice([0, f.keyStart, 0], [kvHeads, n, headDim]),
-        v: whole ? values : values.slice([0, f.keyStart, 0], [kvHeads, n, headDim]),
-        n,
-      };
-    });
-    // scores: [kvHeads, group, T, n_f] per frame, joined along the entries
-    const scores = frames.map((f, i) => {
-      const q = f.queries.reshape<tf.Tensor3D>([kvHeads, group * T, headDim]);
-      const s = batchMatMul(q, transposeLast(slices[i]!.k)).mul<tf.Tensor3D>(scale);
-      return s.reshape([kvHeads, group, T, slices[i]!.n]).add(frameMask(f, T));
-    });
-    const joined = scores.length === 1 ? scores[0]! : tf.concat(scores, 3);
-    const probs = softmaxWithSink(joined, sinkLogitsGrouped(spec, kvHeads, group));
-    const perFrame = scores.length === 1 ? [probs] : tf.split(probs, slices.map((s) => s.n), 3);
+    const frameKeys = frames.map((f) => frameEntries(keys, f));
+    const sizes = frames.map((f) => f.keyEnd - f.keyStart);
+    const probs = jointProbabilities(frames, frameKeys, spec);
+    const perFrame = frames.length === 1 ? [probs] : tf.split(probs, sizes, 3);
     // out: [kvHeads, group * T, headDim], summed over frames
-    const outs = perFrame.map((p, i) => batchMatMul(p.reshape<tf.Tensor3D>([kvHeads, group * T, slices[i]!.n]), slices[i]!.v));
+    const outs = perFrame.map((p, i) => batchMatMul(p.reshape<tf.Tensor3D>([kvHeads, group * T, sizes[i]!]), frameEntries(values, frames[i]!)));
     const out = outs.length === 1 ? outs[0]! : tf.addN(outs);
     return out.reshape([heads, T, headDim]) as tf.Tensor3D;
+  });
+}
+
+/**
+ * The attention probabilities themselves, for attention maps: [heads, T, n]
+ * where the n columns are the frames' entries one frame after another
+ * ([keyStart, keyEnd) of frame 0, then of frame 1, ...); entries a row does
+ * not see are exactly 0. Rows sum to 1 for 'softmax', to less for the
+ * variants with an extra logit (the rest went to "nothing").
+ */
+export function attentionProbabilities(frames: AttentionFrame[], keys: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [heads, T] = frames[0]!.queries.shape;
+    const probs = jointProbabilities(frames, frames.map((f) => frameEntries(keys, f)), spec);
+    return probs.reshape([heads, T, probs.shape[3]]) as tf.Tensor3D;
   });
 }
 
@@ -125,59 +153,122 @@ function axpy(acc: Float64Array, p: number, v: Float32Array, vi: number, n: numb
   for (; c < n; c++) acc[c] += p * v[vi + c]!;
 }
 
-// One loop for a few queries against the cache: the decode step. Inputs are
-// the frames' queries, then keys, values and (learned-sink) the sink logits.
+/** Entries query row t sees through each frame, added up: the row's number of scores. */
+function rowCount(rowRanges: Int32Array[], t: number): number {
+  let n = 0;
+  for (const r of rowRanges) n += r[2 * t + 1]! - r[2 * t]!;
+  return n;
+}
+
+/** The extra logit of the softmax variant for head h: -inf (none), 0, or the learned one. */
+function sinkLogit(variant: SoftmaxVariant, sinkLogits: Float32Array | undefined, h: number): number {
+  return variant === 'softmax' ? -Infinity : variant === 'softmax1' ? 0 : sinkLogits![h]!;
+}
+
+/** The decode loop in plain JavaScript (float64 sums): the cpu backend, and any headDim. */
+function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs): void {
+  const { frameCount, rowRanges, variant } = attrs;
+  const [heads, T, headDim] = shapes[0] as [number, number, number];
+  const keys = inputs[frameCount]!;
+  const values = inputs[frameCount + 1]!;
+  const [kvHeads, capacity] = shapes[frameCount] as [number, number];
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  let count = 0;
+  for (let t = 0; t < T; t++) count = Math.max(count, rowCount(rowRanges, t));
+  const scores = new Float64Array(count);
+  const acc = new Float64Array(headDim);
+  for (let h = 0; h < heads; h++) {
+    const kvBase = Math.floor(h / group) * capacity;
+    for (let t = 0; t < T; t++) {
+      const qOff = (h * T + t) * headDim;
+      // 1. scaled scores of every visible entry, frame after frame
+      const sink = sinkLogit(variant, inputs[frameCount + 2], h);
+      let max = sink;
+      let s = 0;
+      for (let f = 0; f < frameCount; f++) {
+        const q = inputs[f]!;
+        for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
+          const score = dot(q, qOff, keys, (kvBase + j) * headDim, headDim) * scale;
+          scores[s++] = score;
+          if (score > max) max = score;
+        }
+      }
+      // 2. softmax, with the variant's extra logit in the denominator
+      let z = Math.exp(sink - max);
+      for (let i = 0; i < s; i++) z += scores[i] = Math.exp(scores[i]! - max);
+      // 3. probability-weighted sum of the values
+      acc.fill(0);
+      s = 0;
+      for (let f = 0; f < frameCount; f++) {
+        for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
+          axpy(acc, scores[s++]! / z, values, (kvBase + j) * headDim, headDim);
+        }
+      }
+      for (let c = 0; c < headDim; c++) out[qOff + c] = acc[c]!;
+    }
+  }
+}
+
+/**
+ * The same loop in WebAssembly SIMD (kernels/simd/loops.wat), on the
+ * tensors in place: one call per head and query row, which takes byte
+ * offsets into the wasm heap. Scratch holds the row's plan (per frame: the
+ * rotated query, the first key it sees, how many) and then its scores.
+ */
+function attendSimd(simd: SimdLoops, inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs, scratch: Float32Array): void {
+  const { frameCount, rowRanges, variant } = attrs;
+  const [heads, T, headDim] = shapes[0] as [number, number, number];
+  const keys = inputs[frameCount]!;
+  const values = inputs[frameCount + 1]!;
+  const [kvHeads, capacity] = shapes[frameCount] as [number, number];
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  const rowBytes = 4 * headDim;
+  const plan = new Int32Array(scratch.buffer, scratch.byteOffset, 3 * frameCount);
+  const scores = scratch.byteOffset + plan.byteLength;
+  for (let h = 0; h < heads; h++) {
+    const kvBase = keys.byteOffset + Math.floor(h / group) * capacity * rowBytes;
+    const sink = sinkLogit(variant, inputs[frameCount + 2], h);
+    for (let t = 0; t < T; t++) {
+      const qOff = (h * T + t) * rowBytes;
+      for (let f = 0; f < frameCount; f++) {
+        const lo = rowRanges[f]![2 * t]!;
+        plan[3 * f] = inputs[f]!.byteOffset + qOff;
+        plan[3 * f + 1] = kvBase + lo * rowBytes;
+        plan[3 * f + 2] = rowRanges[f]![2 * t + 1]! - lo;
+      }
+      simd.attendRow(plan.byteOffset, frameCount, values.byteOffset - keys.byteOffset, headDim, scale, sink, scores, out.byteOffset + qOff);
+    }
+  }
+}
+
+// One loop for the queries against the cache, only over the entries each row
+// sees: the decode step, and with SIMD any block (blocked scoring). Inputs
+// are the frames' queries, then keys, values and (learned-sink) the sink logits.
 const fusedKernel: JsKernel<FusedAttrs> = {
   name: 'StreamllmAttention',
   outputShape: ([q]) => q!,
-  run(inputs, shapes, out, { frameCount, rowRanges, variant }) {
-    const [heads, T, headDim] = shapes[0] as [number, number, number];
-    const keys = inputs[frameCount]!;
-    const values = inputs[frameCount + 1]!;
-    const sinkLogits = inputs[frameCount + 2];
-    const [kvHeads, capacity] = shapes[frameCount] as [number, number];
-    const group = heads / kvHeads;
-    const scale = 1 / Math.sqrt(headDim);
+  // room for one query row's plan (three int32 per frame) and scores, all frames
+  scratchSize: ([q], { rowRanges }) => {
     let count = 0;
-    for (let f = 0; f < frameCount; f++) {
-      for (let t = 0; t < T; t++) count = Math.max(count, rowRanges[f]![2 * t + 1]! - rowRanges[f]![2 * t]!);
-    }
-    const scores = new Float64Array(frameCount * count);
-    const acc = new Float64Array(headDim);
-    for (let h = 0; h < heads; h++) {
-      const kvBase = Math.floor(h / group) * capacity;
-      for (let t = 0; t < T; t++) {
-        const qOff = (h * T + t) * headDim;
-        // 1. scaled scores of every visible entry, frame after frame
-        const sink = variant === 'softmax' ? -Infinity : variant === 'softmax1' ? 0 : sinkLogits![h]!;
-        let max = sink;
-        let s = 0;
-        for (let f = 0; f < frameCount; f++) {
-          const q = inputs[f]!;
-          for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
-            const score = dot(q, qOff, keys, (kvBase + j) * headDim, headDim) * scale;
-            scores[s++] = score;
-            if (score > max) max = score;
-          }
-        }
-        // 2. softmax, with the variant's extra logit in the denominator
-        let z = Math.exp(sink - max);
-        for (let i = 0; i < s; i++) z += scores[i] = Math.exp(scores[i]! - max);
-        // 3. probability-weighted sum of the values
-        acc.fill(0);
-        s = 0;
-        for (let f = 0; f < frameCount; f++) {
-          for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
-            axpy(acc, scores[s++]! / z, values, (kvBase + j) * headDim, headDim);
-          }
-        }
-        for (let c = 0; c < headDim; c++) out[qOff + c] = acc[c]!;
-      }
-    }
+    for (let t = 0; t < q![1]!; t++) count = Math.max(count, rowCount(rowRanges, t));
+    return 3 * rowRanges.length + count;
+  },
+  run(inputs, shapes, out, attrs, scratch) {
+    const headDim = shapes[0]![2]!;
+    const simd = headDim % 4 === 0 ? simdLoops([...inputs, out, scratch]) : undefined;
+    if (simd !== undefined) attendSimd(simd, inputs, shapes, out, attrs, scratch);
+    else attendJs(inputs, shapes, out, attrs);
   },
 };
 
-/** Largest query block for which the fused loop beats matrix products. */
+/**
+ * Largest query block for which the fused JavaScript loop beats matrix
+ * products. The SIMD loop takes any block: it computes only the scores each
+ * row sees, in place, where the op path slices heads apart (copies on wasm),
+ * scores every entry, masks and softmaxes the lot.
+ */
 const FUSED_MAX_QUERIES = 4;
 
 /**
@@ -186,7 +277,7 @@ const FUSED_MAX_QUERIES = 4;
  */
 export function attention(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
   const T = frames[0]!.queries.shape[1];
-  if (jsKernelsAvailable() && T <= FUSED_MAX_QUERIES && !tf.engine().isTapeOn()) {
+  if (jsKernelsAvailable() && !tf.engine().isTapeOn() && (T <= FUSED_MAX_QUERIES || simdAvailable())) {
     const inputs = [...frames.map((f) => f.queries), keys, values];
     if (spec.variant === 'learned-sink') inputs.push(spec.sinkLogits! as unknown as tf.Tensor3D);
     const attrs: FusedAttrs = {

@@ -8,20 +8,22 @@ import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './memory.js';
 
 /**
- * Write rows: [kvHeads, T, headDim] into storage: [kvHeads, capacity,
- * headDim] at slots [slot, slot + T). Returns the tensor that now holds the
- * storage: `storage` itself when written in place, otherwise a new kept
- * tensor (and `storage` is disposed).
+ * Write entries [from, from + count) of rows: [kvHeads, T, headDim] (all
+ * of them by default) into storage: [kvHeads, capacity, headDim] at slots
+ * [slot, slot + count). Returns the tensor that now holds the storage:
+ * `storage` itself when written in place, otherwise a new kept tensor (and
+ * `storage` is disposed).
  */
-export function writeEntries(storage: tf.Tensor3D, rows: tf.Tensor3D, slot: number): tf.Tensor3D {
+export function writeEntries(storage: tf.Tensor3D, rows: tf.Tensor3D, slot: number, from = 0, count = rows.shape[1] - from): tf.Tensor3D {
   const [kvHeads, capacity, headDim] = storage.shape;
   const T = rows.shape[1];
-  if (slot < 0 || slot + T > capacity) throw new Error(`writeEntries: slots [${slot}, ${slot + T}) outside capacity ${capacity}`);
+  if (slot < 0 || slot + count > capacity) throw new Error(`writeEntries: slots [${slot}, ${slot + count}) outside capacity ${capacity}`);
+  if (from < 0 || from + count > T) throw new Error(`writeEntries: entries [${from}, ${from + count}) outside the ${T} given`);
   if (hasDirectMemory()) {
     const src = float32View(rows);
     const dst = float32View(storage);
     for (let h = 0; h < kvHeads; h++) {
-      dst.set(src.subarray(h * T * headDim, (h + 1) * T * headDim), (h * capacity + slot) * headDim);
+      dst.set(src.subarray((h * T + from) * headDim, (h * T + from + count) * headDim), (h * capacity + slot) * headDim);
     }
     return storage;
   }
@@ -29,8 +31,8 @@ export function writeEntries(storage: tf.Tensor3D, rows: tf.Tensor3D, slot: numb
     tf.tidy(() => {
       const parts: tf.Tensor3D[] = [];
       if (slot > 0) parts.push(storage.slice([0, 0, 0], [kvHeads, slot, headDim]));
-      parts.push(rows);
-      if (slot + T < capacity) parts.push(storage.slice([0, slot + T, 0], [kvHeads, capacity - slot - T, headDim]));
+      parts.push(from === 0 && count === T ? rows : rows.slice([0, from, 0], [kvHeads, count, headDim]));
+      if (slot + count < capacity) parts.push(storage.slice([0, slot + count, 0], [kvHeads, capacity - slot - count, headDim]));
       return tf.concat(parts, 1);
     }),
   );

@@ -17,9 +17,16 @@ function splitsBatches(): boolean {
 // ours, so that it can carry its own gradient (saved the standard way).
 const MATMUL_2D = 'StreamllmMatMul2d';
 
+// Backends it is registered for (a registry look-up per product costs more).
+const registeredOn = new Set<string>();
+
 function ensureMatMulKernel(): void {
   const backend = tf.getBackend();
-  if (tf.getKernel(MATMUL_2D, backend) !== undefined) return;
+  if (registeredOn.has(backend)) return;
+  if (tf.getKernel(MATMUL_2D, backend) !== undefined) {
+    registeredOn.add(backend);
+    return;
+  }
   const inner = tf.getKernel('BatchMatMul', backend);
   if (inner === undefined) throw new Error(`matMul2d: backend '${backend}' has no BatchMatMul kernel`);
   tf.registerKernel({
@@ -37,6 +44,7 @@ function ensureMatMulKernel(): void {
       }),
     });
   }
+  registeredOn.add(backend);
 }
 
 /** a: [M, K] @ b: [K, N] -> [M, N]; differentiable without transposed products. */
@@ -47,6 +55,8 @@ export function matMul2d(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
 
 /** x: [..., in] @ weight: [in, out] (+ bias: [out]) -> [..., out] */
 export function linear<T extends tf.Tensor>(x: T, weight: tf.Tensor2D, bias?: tf.Tensor1D): T {
+  // The common case is one op: no scope of its own (25 per decode step add up).
+  if (x.rank === 2 && bias === undefined) return matMul2d(x as unknown as tf.Tensor2D, weight) as unknown as T;
   return tf.tidy(() => {
     const [inDim, outDim] = weight.shape;
     const flat = x.rank === 2 ? (x as unknown as tf.Tensor2D) : x.reshape([-1, inDim]);

@@ -53,35 +53,56 @@ export function ropeAngles(positions: ArrayLike<number>, spec: RopeSpec): RopeAn
   };
 }
 
-interface RopeAttrs {
+/** How a head row is rotated: the channel layout, how many channels, which way. */
+export interface RowRotation {
   pairs: boolean;
+  /** Channels rotated per head, even and at most headDim. */
   rotaryDim: number;
+  headDim: number;
   /** +1 rotates forwards; -1 backwards (the transpose, used by the gradient). */
   direction: number;
 }
 
+/**
+ * dst[d + c] = src[s + c] rotated by row t of the angle tables, for c <
+ * headDim (channels past rotaryDim are copied). The one rotation loop: the
+ * rope kernel and the fused kernels that rotate on the way both call it.
+ */
+export function rotateRow(
+  src: Float32Array,
+  s: number,
+  dst: Float32Array,
+  d: number,
+  cos: Float32Array,
+  sin: Float32Array,
+  t: number,
+  { pairs, rotaryDim, headDim, direction }: RowRotation,
+): void {
+  const half = rotaryDim / 2;
+  // the two channels of pair i are (step * i, step * i + other)
+  const step = pairs ? 2 : 1;
+  const other = pairs ? 1 : half;
+  for (let i = 0; i < half; i++) {
+    const c = cos[t * half + i]!;
+    const sn = direction * sin[t * half + i]!;
+    const a = src[s + step * i]!;
+    const b = src[s + step * i + other]!;
+    dst[d + step * i] = a * c - b * sn;
+    dst[d + step * i + other] = a * sn + b * c;
+  }
+  for (let j = rotaryDim; j < headDim; j++) dst[d + j] = src[s + j]!;
+}
+
+type RopeAttrs = Omit<RowRotation, 'headDim'>;
+
 const ropeKernel: JsKernel<RopeAttrs> = {
   name: 'StreamllmRope',
   outputShape: ([x]) => x!,
-  run([x, cos, sin], [shape], out, { pairs, rotaryDim, direction }) {
+  run([x, cos, sin], [shape], out, attrs) {
     const [heads, T, headDim] = shape as [number, number, number];
-    const half = rotaryDim / 2;
-    // index of the two channels of pair i within a head
-    const first = (i: number) => (pairs ? 2 * i : i);
-    const second = (i: number) => (pairs ? 2 * i + 1 : i + half);
+    const rotation = { ...attrs, headDim };
     for (let h = 0; h < heads; h++) {
-      for (let t = 0; t < T; t++) {
-        const base = (h * T + t) * headDim;
-        for (let i = 0; i < half; i++) {
-          const c = cos![t * half + i]!;
-          const s = direction * sin![t * half + i]!;
-          const a = x![base + first(i)]!;
-          const b = x![base + second(i)]!;
-          out[base + first(i)] = a * c - b * s;
-          out[base + second(i)] = a * s + b * c;
-        }
-        for (let j = rotaryDim; j < headDim; j++) out[base + j] = x![base + j]!;
-      }
+      for (let t = 0; t < T; t++) rotateRow(x!, (h * T + t) * headDim, out, (h * T + t) * headDim, cos!, sin!, t, rotation);
     }
   },
   // A rotation's transpose is the rotation the other way; the angles get no gradient.

@@ -3,6 +3,7 @@
 // input is [..., 2 * hidden] = [gate | up].
 import * as tf from '@tensorflow/tfjs';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
+import { simdLoops } from './simd/instance.js';
 
 // inputs: gateUp [..., 2 hidden], dy [..., hidden] -> d gateUp [..., 2 hidden]. With s = sigmoid(g):
 //   d gate = dy * up * s (1 + g (1 - s)),   d up = dy * g s
@@ -29,6 +30,8 @@ const swigluKernel: JsKernel<object> = {
   outputShape: ([x]) => [...x!.slice(0, -1), x![x!.length - 1]! / 2],
   run([x], [shape], out) {
     const hidden = shape![shape!.length - 1]! / 2;
+    const simd = hidden % 4 === 0 ? simdLoops([x!, out]) : undefined;
+    if (simd !== undefined) return simd.swiglu(x!.byteOffset, out.length / hidden, hidden, out.byteOffset);
     for (let row = 0, o = 0; row < x!.length; row += 2 * hidden) {
       for (let i = 0; i < hidden; i++, o++) {
         const g = x![row + i]!;

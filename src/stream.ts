@@ -20,7 +20,8 @@ export class TokenStream {
     readonly policy: CachePolicy,
   ) {
     if (policy.kind === 'recompute') {
-      this.recompute = new RecomputeWindow(policy.windowSize);
+      // A sink-token stream starts with the learned sink; it stays in every window.
+      this.recompute = new RecomputeWindow(policy.windowSize, model.config.sinkToken);
       this.cache = new DenseCache(cacheShape(model.config), policy.windowSize); // scratch, reset per token
     } else {
       this.cache = createCache(policy, cacheShape(model.config));

@@ -9,6 +9,7 @@ import t from 'tap';
 import { attention } from '../kernels/attention.js';
 import { attentionReference, type ReferenceEntry } from '../kernels/attention.ref.js';
 import { setFusedKernels } from '../kernels/js_kernel.js';
+import { setSimdKernels } from '../kernels/simd/instance.js';
 import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
 import type { SoftmaxVariant } from '../kernels/softmax.js';
 import { DenseCache } from '../src/cache/dense.js';
@@ -81,11 +82,12 @@ const ropes: RopeSpec[] = [
   { theta: 500, layout: 'halves', rotaryDim: 4, scale: 2 },
 ];
 
-for (const fused of [true, false]) {
+for (const mode of ['simd', 'fused js', 'tfjs ops'] as const) {
   for (const p of policies) {
     for (const variant of ['softmax', 'softmax1', 'learned-sink'] as const) {
-      t.test(`${p.name}, ${variant}, ${fused ? 'fused kernels' : 'tfjs ops'}`, async (t) => {
-        setFusedKernels(fused);
+      t.test(`${p.name}, ${variant}, ${mode}`, async (t) => {
+        setFusedKernels(mode !== 'tfjs ops');
+        setSimdKernels(mode === 'simd');
         const before = tf.memory().numTensors;
         for (const rope of ropes) {
           const want = Array.from({ length: N }, (_, i) => reference(i, p.sinks, p.window, rope, variant));
@@ -99,6 +101,7 @@ for (const fused of [true, false]) {
         }
         t.equal(tf.memory().numTensors, before, 'no tensor leak');
         setFusedKernels(true);
+        setSimdKernels(true);
       });
     }
   }

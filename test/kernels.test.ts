@@ -6,7 +6,12 @@ import seedrandom from 'seedrandom';
 import t from 'tap';
 import { embed } from '../kernels/embedding.js';
 import { setFusedKernels } from '../kernels/js_kernel.js';
+import { setSimdKernels } from '../kernels/simd/instance.js';
 import { batchMatMul, linear, matMul2d } from '../kernels/matmul.js';
+import { qkvHeads } from '../kernels/qkv_heads.js';
+import { tokenNll } from '../kernels/token_nll.js';
+import { joinEntries } from '../kernels/cache_read.js';
+import { nllOfRows } from '../src/eval/nll.js';
 import { rmsNorm } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
 import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
@@ -58,9 +63,18 @@ for (const fused of [true, false]) {
   });
 
   t.test(`swiglu (${mode})`, async (t) => {
-    const x = randn(3 * 2 * 10);
-    const got = tf.tidy(() => swiglu(tf.tensor2d(x, [3, 20])).dataSync());
-    t.ok(maxAbsDiff(got, swigluReference(x, 10)) < 1e-6);
+    // hidden 10 runs the JavaScript loop; multiples of 4 the SIMD one on wasm
+    for (const [rows, hidden] of [[3, 10], [5, 12], [2, 768]] as const) {
+      const x = randn(rows * 2 * hidden).map((v) => 12 * v); // past where exp(-g) is tiny or huge
+      for (const simd of [true, false]) {
+        setSimdKernels(simd);
+        const got = tf.tidy(() => swiglu(tf.tensor2d(x, [rows, 2 * hidden])).dataSync());
+        const want = swigluReference(x, hidden);
+        const worst = Math.max(...Array.from(got, (g, i) => Math.abs(g - want[i]!) / Math.max(1, Math.abs(want[i]!))));
+        t.ok(worst < 1e-6, `[${rows}, 2 * ${hidden}], simd ${simd}: relative error ${worst}`);
+      }
+      setSimdKernels(true);
+    }
   });
 }
 
@@ -136,4 +150,93 @@ t.test('linear and batchMatMul match tf.matMul', async (t) => {
   const ref = tf.matMul(x, b3);
   t.ok(maxAbsDiff(got.dataSync(), ref.dataSync()) < 1e-5);
   tf.dispose([x, w, bias, y, want, b3, got, ref]);
+});
+
+t.test('qkvHeads: the fused kernel equals split + head transposes + rotations', async (t) => {
+  const counts = { heads: 4, kvHeads: 2, headDim: 8 };
+  const width = (counts.heads + 2 * counts.kvHeads) * counts.headDim;
+  const specs: RopeSpec[] = [
+    { theta: 10000, layout: 'pairs', rotaryDim: 8, scale: 1 },
+    { theta: 500, layout: 'halves', rotaryDim: 4, scale: 2 },
+  ];
+  for (const spec of specs) {
+    for (const [rows, rowStart, T] of [[1, 0, 1], [5, 0, 5], [7, 3, 2]] as const) {
+      const before = tf.memory().numTensors;
+      const qkv = tf.tensor2d(randn(rows * width), [rows, width]);
+      const keyAngles = ropeAngles(Array.from({ length: T }, (_, i) => 10 + i), spec);
+      const frameAngles = [ropeAngles(Array.from({ length: T }, (_, i) => 3 * i), spec), ropeAngles(Array.from({ length: T }, () => 1_000_000), spec)];
+      const run = (fused: boolean) => {
+        setFusedKernels(fused);
+        const r = qkvHeads(qkv, rowStart, T, counts, keyAngles, frameAngles, spec);
+        const values = [r.keys, r.values, ...r.queries].map((x) => ({ shape: x.shape, data: x.dataSync() }));
+        tf.dispose([r.keys, r.values, ...r.queries]);
+        return values;
+      };
+      const fused = run(true);
+      const ops = run(false);
+      setFusedKernels(true);
+      t.equal(fused.length, 4, 'keys, values and one query tensor per frame');
+      t.same(fused.map((x) => x.shape), ops.map((x) => x.shape));
+      t.ok(Math.max(...fused.map((x, i) => maxAbsDiff(x.data, ops[i]!.data))) < 1e-6, `${spec.layout}, rows ${rowStart}..${rowStart + T} of ${rows}`);
+      tf.dispose([qkv, keyAngles.cos, keyAngles.sin, ...frameAngles.flatMap((a) => [a.cos, a.sin])]);
+      t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    }
+  }
+});
+
+t.test('tokenNll: SIMD, JavaScript and tfjs ops against the float64 reference', async (t) => {
+  for (const [rows, vocab] of [[3, 7], [4, 32], [2, 1001]] as const) {
+    const logits = tf.tensor2d(randn(rows * vocab).map((v) => 20 * v), [rows, vocab]);
+    const targets = [vocab - 1, 0, 3 % vocab].slice(0, rows - 1);
+    const want = new Float64Array(targets.length);
+    nllOfRows((logits.dataSync() as Float32Array).subarray(vocab), vocab, targets, want, 0);
+    for (const mode of ['simd', 'js', 'tfjs ops'] as const) {
+      setFusedKernels(mode !== 'tfjs ops');
+      setSimdKernels(mode === 'simd');
+      const got = tf.tidy(() => tokenNll(logits, targets, 1).dataSync());
+      t.ok(maxAbsDiff(got, want) < 2e-5, `[${rows}, ${vocab}] ${mode}: ${maxAbsDiff(got, want)}`);
+    }
+    setFusedKernels(true);
+    setSimdKernels(true);
+    t.throws(() => tokenNll(logits, [vocab]), /outside the vocabulary/);
+    t.throws(() => tokenNll(logits, new Array(rows + 1).fill(0)), /rows/);
+    logits.dispose();
+  }
+});
+
+t.test('joinEntries: runs of entries joined in order, fused and as tfjs ops', async (t) => {
+  const a = tf.tensor3d(randn(2 * 6 * 4), [2, 6, 4]);
+  const b = tf.tensor3d(randn(2 * 3 * 4), [2, 3, 4]);
+  const runs = [
+    { entries: a, start: 4, count: 2 },
+    { entries: a, start: 0, count: 1 },
+    { entries: b, start: 0, count: 3 },
+  ];
+  const want = tf.tidy(() => tf.concat([a.slice([0, 4, 0], [2, 2, 4]), a.slice([0, 0, 0], [2, 1, 4]), b], 1).dataSync());
+  for (const fused of [true, false]) {
+    setFusedKernels(fused);
+    const got = joinEntries(runs);
+    t.same(got.shape, [2, 6, 4]);
+    t.same(Array.from(got.dataSync()), Array.from(want), fused ? 'fused' : 'tfjs ops');
+    got.dispose();
+  }
+  setFusedKernels(true);
+  t.throws(() => joinEntries([{ entries: b, start: 2, count: 2 }]), /entries \[2, 4\) of 3/);
+  tf.dispose([a, b]);
+});
+
+t.test('embed: the fused lookup equals tf.gather; bad ids are a RangeError', async (t) => {
+  const table = tf.tensor2d(randn(7 * 5), [7, 5]);
+  const ids = [6, 0, 3, 3];
+  const want = tf.tidy(() => tf.gather(table, tf.tensor1d(ids, 'int32')).dataSync());
+  for (const fused of [true, false]) {
+    setFusedKernels(fused);
+    const got = embed(table, ids);
+    t.same(got.shape, [4, 5]);
+    t.same(Array.from(got.dataSync()), Array.from(want), fused ? 'fused' : 'tfjs ops');
+    got.dispose();
+  }
+  setFusedKernels(true);
+  t.throws(() => embed(table, [7]), /outside the vocabulary/);
+  table.dispose();
 });

@@ -3,10 +3,12 @@
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import t from 'tap';
+import { CausalBlock } from '../src/cache/causal_block.js';
 import { StreamingCache } from '../src/cache/streaming.js';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
+import { forward, SINK_TOKEN } from '../src/model/transformer.js';
 import { TokenStream } from '../src/stream.js';
 import { FIXTURES, initTestBackend, maxAbsDiff } from './helpers.js';
 
@@ -61,4 +63,25 @@ t.test('no tensor leak over 200 dense decode steps', async (t) => {
   t.equal(tf.memory().numTensors, during, 'steady during the stream');
   stream.dispose();
   t.equal(tf.memory().numTensors, before);
+});
+
+t.test("recompute keeps a sink-token model's sink at the front of every window", async (t) => {
+  const sinkModel = {
+    config: { ...model.config, sinkToken: true },
+    weights: { ...model.weights, sinkEmbedding: tf.randomNormal([model.config.dim], 0, 1, 'float32', 5) as tf.Tensor1D },
+  };
+  const W = 8;
+  const text = ids.slice(0, 30);
+  // By hand: the sink, then the last W - 1 tokens, run from scratch for every token.
+  const want: number[] = [];
+  for (let i = 0; i + 1 < text.length; i++) {
+    const context = [SINK_TOKEN, ...text.slice(Math.max(0, i + 1 - (W - 1)), i + 1)];
+    const lp = tf.tidy(() => tf.logSoftmax(forward(sinkModel, context, new CausalBlock(), 'last')).dataSync());
+    want.push(-lp[text[i + 1]!]!);
+  }
+  for (const mode of ['stepwise', 'blocked'] as const) {
+    const got = await scoreTokens(sinkModel, text, { kind: 'recompute', windowSize: W }, { mode });
+    t.ok(maxAbsDiff(got.nll, want) < 1e-4, `${mode}: ${maxAbsDiff(got.nll, want)}`);
+  }
+  sinkModel.weights.sinkEmbedding.dispose();
 });

@@ -3,11 +3,18 @@
 // new token the whole window is run through the model from scratch, at
 // positions 0..n-1. Quadratic work per token, which is what StreamingLLM's
 // up-to-22x speed-up is measured against.
+//
+// With `keepFirst` the stream's first id stays at the front of every window:
+// a sink-token model's learned sink, which it saw at position 0 of every
+// training sample, so the window is the sink plus the last W - 1 tokens.
 export class RecomputeWindow {
   private readonly ids: number[] = [];
   private streamLength = 0;
 
-  constructor(readonly windowSize: number) {
+  constructor(
+    readonly windowSize: number,
+    readonly keepFirst = false,
+  ) {
     if (!Number.isInteger(windowSize) || windowSize < 1) throw new RangeError(`windowSize: expected an integer >= 1, got ${windowSize}`);
   }
 
@@ -19,7 +26,7 @@ export class RecomputeWindow {
   /** Append a token; returns the window to re-run, ending with it. */
   push(id: number): readonly number[] {
     this.ids.push(id);
-    if (this.ids.length > this.windowSize) this.ids.shift();
+    if (this.ids.length > this.windowSize) this.ids.splice(this.keepFirst ? 1 : 0, 1);
     this.streamLength++;
     return this.ids;
   }

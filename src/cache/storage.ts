@@ -23,14 +23,8 @@ export class EntryStorage {
 
   /** Write rows [from, from + count) of keys/values [kvHeads, T, headDim] to slots [slot, slot + count). */
   write(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D, slot: number, from = 0, count = keys.shape[1]): void {
-    const pick = (t: tf.Tensor3D) =>
-      from === 0 && count === t.shape[1] ? t : t.slice([0, from, 0], [t.shape[0], count, t.shape[2]]);
-    const k = pick(keys);
-    const v = pick(values);
-    this.keys[layer] = writeEntries(this.keys[layer]!, k, slot);
-    this.values[layer] = writeEntries(this.values[layer]!, v, slot);
-    if (k !== keys) k.dispose();
-    if (v !== values) v.dispose();
+    this.keys[layer] = writeEntries(this.keys[layer]!, keys, slot, from, count);
+    this.values[layer] = writeEntries(this.values[layer]!, values, slot, from, count);
   }
 
   /** Slots [slot, slot + count) of a layer, as new tensors. */

@@ -9,6 +9,7 @@
 // entries, itself included. Sinks sit in slots 0..S-1; the window in a ring
 // of W slots after them, so a decode step writes one slot and copies nothing.
 import type * as tf from '@tensorflow/tfjs';
+import { joinEntries } from '../../kernels/cache_read.js';
 import { EntryStorage } from './storage.js';
 import type { BlockView, CacheEntries, CachePolicy, CacheShape, KVCache, ViewFrame } from './types.js';
 
@@ -127,20 +128,21 @@ export class StreamingCache implements KVCache {
 
   /** Sinks, then the window's older entries in stream order, then the block: new tensors. */
   private composeEntries(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {
-    const { start } = this.block!;
+    const { start, T } = this.block!;
     const S = this.sinkCount;
-    const parts: CacheEntries[] = [];
+    const slotRuns: [number, number][] = []; // [first slot, count], in stream order
     const storedSinks = Math.min(S, start);
-    if (storedSinks > 0) parts.push(this.storage.read(layer, 0, storedSinks));
+    if (storedSinks > 0) slotRuns.push([0, storedSinks]);
     // ring slots of stream oldFrom..start-1: one run, or two when it wraps
     for (let j = Math.max(S, start - this.windowSize + 1); j < start; ) {
       const slot = this.slotOf(j);
       const run = Math.min(start - j, S + this.windowSize - slot);
-      parts.push(this.storage.read(layer, slot, run));
+      slotRuns.push([slot, run]);
       j += run;
     }
-    parts.push({ keys, values });
-    return concatEntries(parts);
+    const join = (stored: tf.Tensor3D, block: tf.Tensor3D) =>
+      joinEntries([...slotRuns.map(([slot, count]) => ({ entries: stored, start: slot, count })), { entries: block, start: 0, count: T }]);
+    return { keys: join(this.storage.keys[layer]!, keys), values: join(this.storage.values[layer]!, values) };
   }
 
   /** Write the block's entries that the cache keeps: sinks, and the last W of the rest. */
@@ -156,16 +158,4 @@ export class StreamingCache implements KVCache {
       j += run;
     }
   }
-}
-
-/** Join entries along the entry axis; parts that are inputs are not disposed. */
-export function concatEntries(parts: CacheEntries[]): CacheEntries {
-  if (parts.length === 1) return parts[0]!;
-  const tfConcat = (ts: tf.Tensor3D[]) => ts[0]!.concat(ts.slice(1), 1);
-  const entries = { keys: tfConcat(parts.map((p) => p.keys)), values: tfConcat(parts.map((p) => p.values)) };
-  for (const p of parts.slice(0, -1)) {
-    p.keys.dispose();
-    p.values.dispose();
-  }
-  return entries;
 }

@@ -11,11 +11,11 @@
 // Defaults for absent optional fields are those of the transformers config
 // classes. Our own models add a "streamllm" object: {"softmax": variant,
 // "sink_token": boolean}.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SOFTMAX_VARIANTS, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { ConfigError, FileFormatError } from '../errors.js';
 import { type ModelConfig, validateConfig } from '../model/config.js';
+import { readJsonFile } from '../files.js';
 
 export const HF_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gpt_neox'] as const;
 export type HfModelType = (typeof HF_MODEL_TYPES)[number];
@@ -226,19 +226,7 @@ export function parseHfConfig(json: unknown, file: string): HfModelSpec {
 /** Read DIR/config.json. */
 export function readHfConfig(dir: string): HfModelSpec {
   const file = join(dir, CONFIG_FILE);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new FileFormatError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new FileFormatError(file, `not valid JSON (${(e as Error).message})`);
-  }
-  return parseHfConfig(json, file);
+  return parseHfConfig(readJsonFile(file), file);
 }
 
 /**

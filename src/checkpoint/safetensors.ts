@@ -9,10 +9,11 @@
 // on read (F32, F16, BF16), and tensors are read piece by piece with plain
 // fs reads, so loading never holds a whole file or shard in memory: peak use
 // is the float32 model plus one read chunk.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FileFormatError } from '../errors.js';
 import { type HalfDtype, narrowHalf, widenHalf } from './float16.js';
+import { readJsonFile } from '../files.js';
 
 /** Bytes per element of every dtype the format defines. */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -179,12 +180,7 @@ export class SafetensorsReader {
   }
 
   private static openIndex(indexFile: string): SafetensorsReader {
-    let json: unknown;
-    try {
-      json = JSON.parse(readFileSync(indexFile, 'utf8'));
-    } catch (e) {
-      throw new FileFormatError(indexFile, `not valid JSON (${(e as Error).message})`);
-    }
+    const json = readJsonFile(indexFile);
     const weightMap = isPlainObject(json) ? json.weight_map : undefined;
     if (!isPlainObject(weightMap) || !Object.values(weightMap).every((v) => typeof v === 'string')) {
       throw new FileFormatError(indexFile, 'weight_map must be an object mapping tensor names to shard file names');

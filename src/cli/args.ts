@@ -26,6 +26,8 @@ export interface CommandSpec {
   /** Extra paragraphs for --help. */
   details?: string;
   flags: FlagSpec[];
+  /** One optional bare argument (e.g. the experiment of `reproduce`), stored under its name. */
+  positional?: { name: string; choices?: readonly string[] };
   /** Hand the arguments after the command name to run() untouched (for commands that forward them). */
   passThrough?: boolean;
   run(flags: Flags, rest?: string[]): Promise<void>;
@@ -75,7 +77,17 @@ export function parseFlags(command: CommandSpec, argv: string[]): Flags {
   const byName = new Map(command.flags.map((f) => [f.name, f]));
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (!arg.startsWith('--')) throw new UsageError(`${command.name}: unexpected argument '${arg}' (see streamllm ${command.name} --help)`);
+    if (!arg.startsWith('--')) {
+      const positional = command.positional;
+      if (positional === undefined || flags[positional.name] !== undefined) {
+        throw new UsageError(`${command.name}: unexpected argument '${arg}' (see streamllm ${command.name} --help)`);
+      }
+      if (positional.choices !== undefined && !positional.choices.includes(arg)) {
+        throw new UsageError(`${command.name}: unknown ${positional.name} '${arg}' (expected one of ${positional.choices.join(', ')})`);
+      }
+      flags[positional.name] = arg;
+      continue;
+    }
     const eq = arg.indexOf('=');
     const name = arg.slice(2, eq < 0 ? undefined : eq);
     const spec = byName.get(name);

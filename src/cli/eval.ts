@@ -8,7 +8,8 @@ import { loadModel } from '../model/load.js';
 import type { Model } from '../model/weights.js';
 import { type CommandSpec, type Flags, required } from './args.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
-import { readText, readTokenIds, resolveTokenizer } from './inputs.js';
+import { readTextFile } from '../files.js';
+import { readTokenIds, resolveTokenizer } from './inputs.js';
 import { createProgress } from './progress.js';
 
 export const evalCommand: CommandSpec = {
@@ -67,7 +68,7 @@ export const evalCommand: CommandSpec = {
 function encodeText(flags: Flags, modelPath: string, model: Model): number[] {
   const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, model.config.vocabSize);
   if (tokenizer === undefined) throw new UsageError('eval --text: this model has no tokenizer; give --tokenizer FILE');
-  return tokenizer.encode(readText(flags.text as string), { bos: tokenizer.addsBosByDefault });
+  return tokenizer.encode(readTextFile(flags.text as string), { bos: tokenizer.addsBosByDefault });
 }
 
 function policiesFromFlags(flags: Flags, model: Model): CachePolicy[] {

@@ -1,23 +1,13 @@
 // Reading the inputs commands share: token-id files and model paths.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { FileFormatError } from '../errors.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
+import { readJsonFile } from '../files.js';
 
 /** A JSON array of integer token ids, each in [0, vocabSize). */
 export function readTokenIds(file: string, vocabSize: number): number[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new FileFormatError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new FileFormatError(file, 'expected a JSON array of token ids, but the file is not valid JSON');
-  }
+  const value = readJsonFile(file, 'a JSON array of token ids');
   if (!Array.isArray(value)) throw new FileFormatError(file, 'expected a JSON array of token ids');
   value.forEach((id, i) => {
     if (!isTokenId(id, vocabSize)) {
@@ -39,13 +29,4 @@ export function resolveTokenizer(tokenizerPath: string | undefined, modelPath: s
   if (tokenizerPath !== undefined) return loadTokenizer(tokenizerPath, { vocabSize });
   if (existsSync(modelPath) && statSync(modelPath).isDirectory()) return loadTokenizer(modelPath, { vocabSize });
   return undefined;
-}
-
-/** Read a text file, or explain why not. */
-export function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new FileFormatError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
 }

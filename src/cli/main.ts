@@ -6,16 +6,29 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { StreamllmError } from '../errors.js';
 import { type CommandSpec, helpText, parseFlags } from './args.js';
+import { attnCommand } from './attn.js';
 import { benchCommand } from './bench.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
-
 import { initCommand } from './init.js';
 import { publishCommand } from './publish.js';
+import { reproduceCommand } from './reproduce.js';
+import { startCommand } from './start.js';
 import { trainCommand } from './train.js';
 import { trainTokenizerCommand } from './train_tokenizer.js';
 
-const COMMANDS: CommandSpec[] = [generateCommand, evalCommand, initCommand, benchCommand, trainCommand, trainTokenizerCommand, publishCommand];
+const COMMANDS: CommandSpec[] = [
+  startCommand,
+  generateCommand,
+  evalCommand,
+  attnCommand,
+  reproduceCommand,
+  trainCommand,
+  trainTokenizerCommand,
+  publishCommand,
+  initCommand,
+  benchCommand,
+];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;

@@ -5,11 +5,13 @@
 //             its own view of the cache: matrix-matrix speed
 //   stepwise  one token per forward pass, as the reference implementation
 //             decodes: the check on the blocked path
+import * as tf from '@tensorflow/tfjs';
+import { tokenNll } from '../../kernels/token_nll.js';
 import { type CachePolicy, policySpan } from '../cache/index.js';
 import { SINK_TOKEN } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { TokenStream } from '../stream.js';
-import { nllOfRows, perplexity } from './nll.js';
+import { perplexity } from './nll.js';
 
 export interface ScoreOptions {
   mode?: 'blocked' | 'stepwise';
@@ -41,7 +43,6 @@ export async function scoreTokens(model: Model, ids: readonly number[], policy: 
   // A sink-token model sees its learned sink first; its prediction of ids[0] is not scored.
   const input = model.config.sinkToken ? [SINK_TOKEN, ...ids] : [...ids];
   const skip = model.config.sinkToken ? 1 : 0;
-  const vocab = model.config.vocabSize;
   const total = Math.max(0, ids.length - 1);
   const nll = new Float64Array(total);
   const stream = new TokenStream(model, policy);
@@ -50,13 +51,14 @@ export async function scoreTokens(model: Model, ids: readonly number[], policy: 
     // The last token predicts nothing, so it is never fed.
     for (let start = 0; start < input.length - 1; start += block) {
       const chunk = input.slice(start, Math.min(start + block, input.length - 1));
-      const logits = stream.feed(chunk);
-      const values = logits.dataSync() as Float32Array;
-      logits.dispose();
+      const logits = stream.feed(chunk); // [chunk, vocab]
       // row r predicts input[start + r + 1] = ids[start + r + 1 - skip]
       const firstRow = Math.max(0, skip - start);
       const targets = input.slice(start + 1 + firstRow, start + 1 + chunk.length);
-      nllOfRows(values.subarray(firstRow * vocab), vocab, targets, nll, start + firstRow - skip);
+      // scored where the logits are: only the NLLs come back
+      const rows = tokenNll(logits, targets, firstRow);
+      nll.set(rows.dataSync(), start + firstRow - skip);
+      tf.dispose([logits, rows]);
       options.onProgress?.(Math.min(total, start + chunk.length - skip), total);
       await tick();
     }

@@ -11,20 +11,23 @@ export const NAMED_SHAPES: Record<string, Omit<LlamaShape, 'sharedClassifier'>> 
   '110M': { dim: 768, hiddenDim: 2048, layers: 12, heads: 12, kvHeads: 12, vocabSize: 32000, maxSeqLen: 1024 },
 };
 
+/** n samples of N(0, std^2) drawn from `rng` (uniform in [0, 1)). */
+export function normalArray(rng: () => number, n: number, std: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    // Box-Muller: two independent normals from two uniforms
+    const r = std * Math.sqrt(-2 * Math.log(1 - rng()));
+    const theta = 2 * Math.PI * rng();
+    out[i] = r * Math.cos(theta);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(theta);
+  }
+  return out;
+}
+
 /** Weights ~ N(0, std^2) (GPT-2's 0.02 by default), norm gains 1. */
 export function randomLlamaTensors(shape: LlamaShape, seed: number, std = 0.02): LlamaTensors {
   const rng = seedrandom(String(seed));
-  const normal = (n: number): Float32Array => {
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i += 2) {
-      // Box-Muller: two independent normals from two uniforms
-      const r = std * Math.sqrt(-2 * Math.log(1 - rng()));
-      const theta = 2 * Math.PI * rng();
-      out[i] = r * Math.cos(theta);
-      if (i + 1 < n) out[i + 1] = r * Math.sin(theta);
-    }
-    return out;
-  };
+  const normal = (n: number): Float32Array => normalArray(rng, n, std);
   const ones = (n: number) => new Float32Array(n).fill(1);
   const { dim, hiddenDim, layers: L, vocabSize } = shape;
   const kvDim = (dim * shape.kvHeads) / shape.heads;

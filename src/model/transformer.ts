@@ -9,12 +9,13 @@
 //
 // GPT-NeoX's parallel residual computes both branches from the same x.
 import * as tf from '@tensorflow/tfjs';
-import { attention, type AttentionFrame } from '../../kernels/attention.js';
+import { attention, type AttentionFrame, attentionProbabilities } from '../../kernels/attention.js';
 import { causalAttention } from '../../kernels/causal_attention.js';
 import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
 import { embed } from '../../kernels/embedding.js';
 import { linear } from '../../kernels/matmul.js';
-import { applyRope, type RopeAngles, ropeAngles } from '../../kernels/rope.js';
+import { qkvHeads } from '../../kernels/qkv_heads.js';
+import { type RopeAngles, ropeAngles } from '../../kernels/rope.js';
 import { CausalBlock } from '../cache/causal_block.js';
 import type { BlockView, KVCache } from '../cache/types.js';
 import type { ModelConfig } from './config.js';
@@ -28,13 +29,6 @@ export const SINK_TOKEN = -1;
 interface BlockAngles {
   keys: RopeAngles;
   frames: RopeAngles[];
-}
-
-/** [T, n * headDim] -> [n, T, headDim] */
-function splitHeads(x: tf.Tensor2D, n: number, headDim: number): tf.Tensor3D {
-  const T = x.shape[0];
-  if (T === 1) return x.reshape([n, 1, headDim]); // no copy needed for one token
-  return x.reshape([T, n, headDim]).transpose([1, 0, 2]);
 }
 
 /** [n, T, headDim] -> [T, n * headDim] */
@@ -72,6 +66,20 @@ export function embedTokens(model: Model, ids: readonly number[]): tf.Tensor2D {
   });
 }
 
+/**
+ * Sees the attention probabilities of every layer as they are computed, for
+ * attention maps: `probs` is [heads, T, n] for sequence `sequence` of the
+ * batch, its columns the cache entries in the view's frame order (for a
+ * CausalBlock: key positions 0..T-1). The tensor lives only during the
+ * call: read it (dataSync) or clone it. Without an observer the forward
+ * pass does no extra work.
+ */
+export type AttentionObserver = (layer: number, sequence: number, probs: tf.Tensor3D) => void;
+
+export interface ForwardOptions {
+  onAttention?: AttentionObserver;
+}
+
 /** What one sequence of a batch attends through: its cache, its view, its rotations. */
 interface SequenceState {
   cache: KVCache;
@@ -93,6 +101,7 @@ function selfAttention(
   layer: number,
   batch: SequenceState[],
   causal: RopeAngles | undefined,
+  onAttention: AttentionObserver | undefined,
 ): tf.Tensor2D {
   const { heads, kvHeads, headDim } = config;
   const T = x.shape[0] / batch.length;
@@ -103,20 +112,19 @@ function selfAttention(
     return linear(causalAttention(qkv, causal, spec, w.sinkLogits), w.out.weight, w.out.bias);
   }
   const outs = batch.map(({ cache, view, angles }, b) => {
-    const rows = batch.length === 1 ? qkv : qkv.slice([b * T, 0], [T, qkv.shape[1]]);
-    const [q, k, v] = tf.split(rows, [heads * headDim, kvHeads * headDim, kvHeads * headDim], 1) as tf.Tensor2D[];
-    // Keys are rotated once, at their own position, and stored that way.
-    const keys = applyRope(splitHeads(k!, kvHeads, headDim), angles.keys, config.rope); // [kvHeads, T, headDim]
-    const entries = cache.store(layer, keys, splitHeads(v!, kvHeads, headDim));
-    // Queries are rotated once per frame of the view.
-    const queries = splitHeads(q!, heads, headDim); // [heads, T, headDim]
+    // Keys are rotated once, at their own position, and stored that way;
+    // queries once per frame of the view.
+    const { queries, keys, values } = qkvHeads(qkv, b * T, T, config, angles.keys, angles.frames, config.rope);
+    const entries = cache.store(layer, keys, values);
     const frames: AttentionFrame[] = view.frames.map((f, i) => ({
-      queries: applyRope(queries, angles.frames[i]!, config.rope),
+      queries: queries[i]!, // [heads, T, headDim]
       keyStart: f.keyStart,
       keyEnd: f.keyEnd,
       rowRanges: f.rowRanges,
     }));
-    const out = attention(frames, entries.keys, entries.values, { variant: config.softmax, sinkLogits: w.sinkLogits });
+    const spec = { variant: config.softmax, sinkLogits: w.sinkLogits };
+    if (onAttention !== undefined) onAttention(layer, b, attentionProbabilities(frames, entries.keys, spec));
+    const out = attention(frames, entries.keys, entries.values, spec);
     return mergeHeads(out); // [T, heads * headDim]
   });
   return linear(outs.length === 1 ? outs[0]! : tf.concat(outs, 0), w.out.weight, w.out.bias);
@@ -130,8 +138,9 @@ function transformerLayer(
   layer: number,
   batch: SequenceState[],
   causal: RopeAngles | undefined,
+  onAttention: AttentionObserver | undefined,
 ): tf.Tensor2D {
-  const attend = (h: tf.Tensor2D) => selfAttention(config, w, h, layer, batch, causal);
+  const attend = (h: tf.Tensor2D) => selfAttention(config, w, h, layer, batch, causal, onAttention);
   if (config.parallelResidual) {
     return x.add<tf.Tensor2D>(attend(norm(config, w.attnNorm, x))).add<tf.Tensor2D>(mlp(config, w, norm(config, w.mlpNorm, x)));
   }
@@ -149,6 +158,7 @@ export function forwardBatch(
   batch: readonly (readonly number[])[],
   caches: readonly KVCache[],
   logits: 'all' | 'last' = 'all',
+  options: ForwardOptions = {},
 ): tf.Tensor2D {
   const { config, weights } = model;
   const T = batch[0]!.length;
@@ -165,12 +175,16 @@ export function forwardBatch(
           frames: views[b]!.frames.map((f) => ropeAngles(f.queryPositions, config.rope)),
         },
       }));
-      // Fresh causal blocks (training, attention maps) take the batched path
-      // where the backend has JS kernels; its angles are those of 0..T-1.
+      // Fresh causal blocks (training, scoring windows) take the batched path
+      // where the backend has JS kernels; its angles are those of 0..T-1. An
+      // attention observer needs the probabilities, which only the general
+      // path computes.
       const causal =
-        jsKernelsAvailable() && caches.every((c) => c instanceof CausalBlock) ? states[0]!.angles.frames[0] : undefined;
+        options.onAttention === undefined && jsKernelsAvailable() && caches.every((c) => c instanceof CausalBlock)
+          ? states[0]!.angles.frames[0]
+          : undefined;
       let x = embedTokens(model, batch.flat()); // [B*T, dim]
-      for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal);
+      for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention);
       if (logits === 'last' && T > 1) {
         x = tf.concat(batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])), 0);
       }
@@ -182,6 +196,12 @@ export function forwardBatch(
 }
 
 /** One sequence: logits [T, vocab], or [1, vocab] for the last token only. */
-export function forward(model: Model, ids: readonly number[], cache: KVCache, logits: 'all' | 'last' = 'all'): tf.Tensor2D {
-  return forwardBatch(model, [ids], [cache], logits);
+export function forward(
+  model: Model,
+  ids: readonly number[],
+  cache: KVCache,
+  logits: 'all' | 'last' = 'all',
+  options: ForwardOptions = {},
+): tf.Tensor2D {
+  return forwardBatch(model, [ids], [cache], logits, options);
 }

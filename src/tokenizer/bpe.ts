@@ -18,12 +18,13 @@
 // Our trainer's layout (bpe_train.ts): ids 0..255 are the bytes 0..255, then
 // one id per learned merge, then "<|endoftext|>" last. That one special token
 // separates documents; it serves as both BOS and EOS, as in GPT-2.
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { FileFormatError, UsageError } from '../errors.js';
 import { BYTE_TO_CHAR, charsToBytes, pretokenize } from './byte_level.js';
 import { mergePairs, type PairMerge } from './pair_merge.js';
 import type { EncodeOptions, StreamDecoder, Tokenizer } from './types.js';
 import { decodeAll, Utf8StreamDecoder } from './utf8_stream.js';
+import { readJsonFile } from '../files.js';
 
 export const END_OF_TEXT = '<|endoftext|>';
 
@@ -287,19 +288,7 @@ export function bpeFromJson(json: unknown, file: string): BpeTokenizer {
 
 /** Read a tokenizer.json written by `saveBpe` (or any GPT-2-style byte-level BPE). */
 export function loadBpe(file: string): BpeTokenizer {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new FileFormatError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new FileFormatError(file, `not valid JSON: ${(e as Error).message}`);
-  }
-  return bpeFromJson(json, file);
+  return bpeFromJson(readJsonFile(file), file);
 }
 
 /** The tokenizer.json text: the layout Hugging Face writes, vocab in id order. */

@@ -10,10 +10,11 @@
 // EncodeOptions, as for every Tokenizer. `addsBosByDefault` says whether the
 // model's own tokenizer would prepend BOS (Llama yes, GPT-NeoX and Qwen2 no).
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FileFormatError } from '../errors.js';
 import type { EncodeOptions, StreamDecoder, Tokenizer } from './types.js';
+import { readJsonFile } from '../files.js';
 
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
@@ -21,18 +22,7 @@ export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 type Json = Record<string, unknown>;
 
 function readJson(file: string): Json {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new FileFormatError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new FileFormatError(file, `not valid JSON (${(e as Error).message})`);
-  }
+  const json = readJsonFile(file);
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FileFormatError(file, 'not a JSON object');
   return json as Json;
 }

@@ -8,13 +8,14 @@
 // With `vocabSize` (the model's), a llama2.c tokenizer must have exactly that
 // many tokens and a tokenizer.json at most that many (models pad their
 // embedding tables): otherwise the two files do not belong together.
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileFormatError, UsageError } from '../errors.js';
 import { bpeFromJson, byteLevelBpeProblem } from './bpe.js';
 import { HfTokenizer } from './hf.js';
 import { readLlama2cTokenizer } from './llama2c.js';
 import type { Tokenizer } from './types.js';
+import { readJsonFile } from '../files.js';
 
 export interface LoadTokenizerOptions {
   /** The model's vocabulary size, checked against the tokenizer's. */
@@ -35,12 +36,7 @@ export function loadTokenizer(path: string, options: LoadTokenizerOptions = {}):
   }
   if (!isJson(file)) return readLlama2cTokenizer(file, vocabSize);
 
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new FileFormatError(file, `not valid JSON: ${(e as Error).message}`);
-  }
+  const json = readJsonFile(file);
   // Byte-level BPE as our trainer (and GPT-2) writes it runs on our own
   // implementation; every other tokenizer.json through Hugging Face's.
   const tokenizer: Tokenizer = byteLevelBpeProblem(json) === undefined ? bpeFromJson(json, file) : HfTokenizer.fromFile(file);

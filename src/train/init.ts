@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import type { ModelConfig } from '../model/config.js';
 import { type TrainableWeights, TrainableModel } from './params.js';
+import { normalArray } from '../model/random_init.js';
 
 export const INIT_STD = 0.02;
 
@@ -21,16 +22,7 @@ function variableOf(values: Float32Array, shape: number[]): tf.Variable {
 export function initTrainableModel(config: ModelConfig, seed: number): TrainableModel {
   const rng = seedrandom(`init:${seed}`);
   const normal = (shape: number[], std: number): tf.Variable => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i += 2) {
-      // Box-Muller: two independent normals from two uniforms
-      const r = std * Math.sqrt(-2 * Math.log(1 - rng()));
-      const theta = 2 * Math.PI * rng();
-      out[i] = r * Math.cos(theta);
-      if (i + 1 < n) out[i + 1] = r * Math.sin(theta);
-    }
-    return variableOf(out, shape);
+    return variableOf(normalArray(rng, shape.reduce((a, b) => a * b, 1), std), shape);
   };
   const constant = (n: number, value: number): tf.Variable => variableOf(new Float32Array(n).fill(value), [n]);
   const { dim, hiddenDim, heads, kvHeads, headDim, layers, vocabSize } = config;

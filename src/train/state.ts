@@ -14,13 +14,14 @@
 // train_state.json is written last and names the step that
 // optimizer.safetensors must carry, so a checkpoint cut short by a crash is
 // detected rather than resumed from a mix of two steps.
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type seedrandom from 'seedrandom';
 import { SafetensorsReader, type TensorToWrite, writeSafetensors } from '../checkpoint/safetensors.js';
 import { FileFormatError } from '../errors.js';
 import type { AdamW } from './adamw.js';
 import type { TrainOptions } from './options.js';
+import { readJsonFile } from '../files.js';
 
 export const STATE_FILE = 'train_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
@@ -90,12 +91,7 @@ export function loadOptimizer(dir: string, optimizer: AdamW, step: number): void
 export function readTrainState(dir: string): TrainState {
   const file = join(dir, STATE_FILE);
   if (!existsSync(file)) throw new FileFormatError(file, 'no training state here (was the run started with --out this directory?)');
-  let state: TrainState;
-  try {
-    state = JSON.parse(readFileSync(file, 'utf8')) as TrainState;
-  } catch (e) {
-    throw new FileFormatError(file, `not valid JSON (${(e as Error).message})`);
-  }
+  const state = readJsonFile(file) as TrainState;
   if (state.version !== STATE_VERSION) throw new FileFormatError(file, `version ${state.version}, expected ${STATE_VERSION}`);
   return state;
 }

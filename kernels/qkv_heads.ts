@@ -1,0 +1,109 @@
+// From the fused q|k|v projection to the heads attention works on, with RoPE
+// applied on the way:
+//
+//   qkv: [rows, (heads + 2 kvHeads) * headDim], the block's T rows from rowStart
+//     keys     [kvHeads, T, headDim]  rotated to the keys' own positions (stored so)
+//     values   [kvHeads, T, headDim]
+//     queries  [heads, T, headDim]    one per frame, rotated to its query positions
+//
+// As tfjs ops that is a split, three head transposes and one rotation per
+// frame plus one for the keys: eight ops or more, each with the fixed
+// dispatch cost that dominates a decode step. With the tape off on wasm/cpu
+// it is one kernel that reads each channel once. With the tape on (training)
+// the ops run, and tfjs differentiates them.
+import * as tf from '@tensorflow/tfjs';
+import { jsKernelsAvailable, type JsMultiKernel, runJsMultiKernel } from './js_kernel.js';
+import { applyRope, type RopeAngles, type RopeSpec, rotateRow } from './rope.js';
+
+export interface HeadCounts {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+export interface QkvHeads {
+  /** [heads, T, headDim] per frame, rotated to the frame's query positions. */
+  queries: tf.Tensor3D[];
+  /** [kvHeads, T, headDim], rotated to the key positions. */
+  keys: tf.Tensor3D;
+  /** [kvHeads, T, headDim] */
+  values: tf.Tensor3D;
+}
+
+interface QkvAttrs extends HeadCounts {
+  rowStart: number;
+  T: number;
+  pairs: boolean;
+  rotaryDim: number;
+  frameCount: number;
+}
+
+// Inputs: qkv, then cos and sin of the keys, then cos and sin of each frame.
+// Outputs: keys, values, then the queries of each frame.
+const qkvHeadsKernel: JsMultiKernel<QkvAttrs> = {
+  name: 'StreamllmQkvHeads',
+  outputShapes: (_, { heads, kvHeads, headDim, T, frameCount }) => [
+    [kvHeads, T, headDim],
+    [kvHeads, T, headDim],
+    ...Array.from({ length: frameCount }, () => [heads, T, headDim]),
+  ],
+  run([qkv, keyCos, keySin, ...frameAngles], [qkvShape], [keys, values, ...queries], a) {
+    const { heads, kvHeads, headDim, T, rowStart } = a;
+    const width = qkvShape![1]!;
+    const rotation = { pairs: a.pairs, rotaryDim: a.rotaryDim, headDim, direction: 1 };
+    for (let t = 0; t < T; t++) {
+      const row = (rowStart + t) * width;
+      for (let g = 0; g < kvHeads; g++) {
+        const at = (g * T + t) * headDim;
+        rotateRow(qkv!, row + (heads + g) * headDim, keys!, at, keyCos!, keySin!, t, rotation);
+        const v = row + (heads + kvHeads + g) * headDim;
+        values!.set(qkv!.subarray(v, v + headDim), at);
+      }
+      for (let f = 0; f < queries.length; f++) {
+        for (let h = 0; h < heads; h++) {
+          rotateRow(qkv!, row + h * headDim, queries[f]!, (h * T + t) * headDim, frameAngles[2 * f]!, frameAngles[2 * f + 1]!, t, rotation);
+        }
+      }
+    }
+  },
+};
+
+/** [T, n * headDim] -> [n, T, headDim] */
+function splitHeads(x: tf.Tensor2D, n: number, headDim: number): tf.Tensor3D {
+  const T = x.shape[0];
+  if (T === 1) return x.reshape([n, 1, headDim]); // no copy needed for one token
+  return x.reshape([T, n, headDim]).transpose([1, 0, 2]);
+}
+
+/**
+ * The heads of rows [rowStart, rowStart + T) of qkv, keys rotated by
+ * `keyAngles` and the queries by each of `frameAngles` (all [T, rotaryDim/2]).
+ */
+export function qkvHeads(
+  qkv: tf.Tensor2D,
+  rowStart: number,
+  T: number,
+  counts: HeadCounts,
+  keyAngles: RopeAngles,
+  frameAngles: RopeAngles[],
+  rope: RopeSpec,
+): QkvHeads {
+  const { heads, kvHeads, headDim } = counts;
+  if (jsKernelsAvailable() && !tf.engine().isTapeOn()) {
+    const inputs = [qkv, keyAngles.cos, keyAngles.sin];
+    for (const a of frameAngles) inputs.push(a.cos, a.sin);
+    const attrs: QkvAttrs = { heads, kvHeads, headDim, rowStart, T, pairs: rope.layout === 'pairs', rotaryDim: rope.rotaryDim, frameCount: frameAngles.length };
+    const [keys, values, ...queries] = runJsMultiKernel(qkvHeadsKernel, inputs, attrs) as tf.Tensor3D[];
+    return { queries, keys: keys!, values: values! };
+  }
+  return tf.tidy(() => {
+    const rows = rowStart === 0 && T === qkv.shape[0] ? qkv : qkv.slice([rowStart, 0], [T, qkv.shape[1]]);
+    const [q, k, v] = tf.split(rows, [heads * headDim, kvHeads * headDim, kvHeads * headDim], 1) as tf.Tensor2D[];
+    const queries = splitHeads(q!, heads, headDim);
+    return {
+      queries: frameAngles.map((angles) => applyRope(queries, angles, rope)),
+      keys: applyRope(splitHeads(k!, kvHeads, headDim), keyAngles, rope),
+      values: splitHeads(v!, kvHeads, headDim),
+    };
+  });
+}

@@ -1,0 +1,73 @@
+// Instantiating the SIMD loops of kernels/simd/loops.wat against the memory
+// of tfjs's wasm backend, so that they read and write its tensors in place.
+//
+// The backend is an Emscripten module; its WebAssembly.Memory is the
+// `memory` export of the compiled module (Module.asm.memory). Our module
+// imports that Memory object itself, so when the heap grows it sees the
+// grown heap: pointers stay valid, only JavaScript views of the old buffer
+// detach.
+import * as tf from '@tensorflow/tfjs';
+import { WASM_BASE64 } from './loops.wasm.js';
+
+/** The exports of loops.wat; pointers are byte offsets into the backend's memory. */
+export interface SimdLoops {
+  scores(q: number, keys: number, n: number, dim: number, scale: number, s: number): number;
+  /** With store = 1 the exps replace s; returns their sum (float64). */
+  exps(s: number, n: number, max: number, store: number): number;
+  weightedSum(p: number, values: number, n: number, dim: number, weight: number, out: number, accumulate: number): void;
+  maxOf(x: number, n: number): number;
+  attendRow(plan: number, frames: number, valuesFromKeys: number, dim: number, scale: number, sink: number, s: number, out: number): void;
+  swiglu(x: number, rows: number, hidden: number, out: number): void;
+}
+
+interface WasmBackendLike {
+  wasm: { asm?: { memory?: WebAssembly.Memory } };
+}
+
+let simdEnabled = true;
+
+/** Turn the SIMD loops off (or back on): the fused kernels then run their JavaScript loops. For tests and A/B runs. */
+export function setSimdKernels(enabled: boolean): void {
+  simdEnabled = enabled;
+}
+
+// One instance per backend memory; null where instantiation failed (an engine
+// without SIMD, or a shared memory, which a non-shared import cannot take).
+const instances = new WeakMap<WebAssembly.Memory, SimdLoops | null>();
+
+function backendMemory(): WebAssembly.Memory | undefined {
+  if (tf.getBackend() !== 'wasm') return undefined;
+  return (tf.backend() as unknown as WasmBackendLike).wasm.asm?.memory;
+}
+
+function instantiate(memory: WebAssembly.Memory): SimdLoops | null {
+  try {
+    const module = new WebAssembly.Module(Buffer.from(WASM_BASE64, 'base64'));
+    return new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as SimdLoops;
+  } catch {
+    return null;
+  }
+}
+
+/** True when the SIMD loops run for tensors of the active backend. */
+export function simdAvailable(): boolean {
+  const memory = backendMemory();
+  return memory !== undefined && simdLoops([new Float32Array(memory.buffer, 0, 0)]) !== undefined;
+}
+
+/**
+ * The SIMD loops, when `views` all lie in the wasm backend's memory (so
+ * their byteOffsets are pointers) and SIMD is enabled; otherwise undefined,
+ * and the caller runs its JavaScript loop.
+ */
+export function simdLoops(views: Float32Array[]): SimdLoops | undefined {
+  if (!simdEnabled) return undefined;
+  const memory = backendMemory();
+  if (memory === undefined || views.some((v) => v.buffer !== memory.buffer)) return undefined;
+  let instance = instances.get(memory);
+  if (instance === undefined) {
+    instance = instantiate(memory);
+    instances.set(memory, instance);
+  }
+  return instance ?? undefined;
+}

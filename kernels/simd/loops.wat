@@ -1,0 +1,330 @@
+;; The inner loops of the fused kernels in WebAssembly SIMD (f32x4), working
+;; in place on the tensors that tfjs's wasm backend keeps in its own memory:
+;; this module imports that memory, so every pointer below is a byte offset
+;; into it and nothing is copied. One module, because they share one exp.
+;;
+;; Attention (kernels/attention.ts): attendRow, for each head and query row,
+;; over one or more frames of entries (see src/cache/types.ts), in three steps:
+;;
+;;   max  = scores(q, keys, n, dim, scale, s)       s[j] = scale * q . key_j
+;;   z    = exps(s, n, max, 1)                      s[j] = exp(s[j] - max)
+;;          weightedSum(s, values, n, dim, 1/z, out, accumulate)
+;;                                                  out += sum_j s[j]/z * value_j
+;;
+;; Keys and values are rows of `dim` floats, one after another; `dim` must be
+;; a multiple of 4 (the callers fall back to plain JavaScript otherwise).
+;;
+;; Token NLLs (kernels/token_nll.ts): maxOf and exps (not storing) give a
+;; row's log-sum-exp.
+;; SwiGLU (kernels/swiglu.ts): swiglu, for hidden sizes a multiple of 4.
+;;
+;; Assembled by scripts/assemble_wasm.ts into loops.wasm.ts.
+(module
+  (import "env" "memory" (memory 1))
+
+
+  ;; The largest of the four lanes.
+  (func $maxLanes (param $v v128) (result f32)
+    (f32.max
+      (f32.max (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
+      (f32.max (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
+
+  ;; The sum of the four lanes.
+  (func $sumLanes (param $v v128) (result f32)
+    (f32.add
+      (f32.add (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
+      (f32.add (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
+
+  ;; [sum a, sum b, sum c, sum d]: four horizontal sums at once.
+  (func $sum4 (param $a v128) (param $b v128) (param $c v128) (param $d v128) (result v128)
+    (local $ab v128) (local $cd v128)
+    ;; ab = [a0+a2, a1+a3, b0+b2, b1+b3], cd likewise
+    (local.set $ab (f32x4.add
+      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $a) (local.get $b))
+      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $a) (local.get $b))))
+    (local.set $cd (f32x4.add
+      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $c) (local.get $d))
+      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $c) (local.get $d))))
+    ;; lanes 0, 2 of ab and cd plus lanes 1, 3
+    (f32x4.add
+      (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $ab) (local.get $cd))
+      (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $ab) (local.get $cd))))
+
+  ;; s[j] = scale * (q . key_j) for j < n, key_j at keys + j * dim floats.
+  ;; Returns the largest score (-inf when n = 0).
+  (func $scores (export "scores")
+    (param $q i32) (param $keys i32) (param $n i32) (param $dim i32) (param $scale f32) (param $s i32)
+    (result f32)
+    (local $row i32) (local $end i32) (local $j i32) (local $c i32)
+    (local $k0 i32) (local $k1 i32) (local $k2 i32) (local $k3 i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $qc v128)
+    (local $out v128) (local $max v128)
+    (local.set $row (i32.shl (local.get $dim) (i32.const 2))) ;; bytes per key
+    (local.set $max (f32x4.splat (f32.const -inf)))
+    ;; Four keys at a time: each chunk of q is loaded once for all four.
+    (local.set $end (i32.and (local.get $n) (i32.const -4)))
+    (block $done4
+      (loop $keys4
+        (br_if $done4 (i32.ge_u (local.get $j) (local.get $end)))
+        (local.set $k0 (i32.add (local.get $keys) (i32.mul (local.get $j) (local.get $row))))
+        (local.set $k1 (i32.add (local.get $k0) (local.get $row)))
+        (local.set $k2 (i32.add (local.get $k1) (local.get $row)))
+        (local.set $k3 (i32.add (local.get $k2) (local.get $row)))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $a1 (v128.const i32x4 0 0 0 0))
+        (local.set $a2 (v128.const i32x4 0 0 0 0))
+        (local.set $a3 (v128.const i32x4 0 0 0 0))
+        (local.set $c (i32.const 0))
+        (loop $chunks
+          (local.set $qc (v128.load (i32.add (local.get $q) (local.get $c))))
+          (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $qc) (v128.load (i32.add (local.get $k0) (local.get $c))))))
+          (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $qc) (v128.load (i32.add (local.get $k1) (local.get $c))))))
+          (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $qc) (v128.load (i32.add (local.get $k2) (local.get $c))))))
+          (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $qc) (v128.load (i32.add (local.get $k3) (local.get $c))))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $chunks (i32.lt_u (local.get $c) (local.get $row))))
+        (local.set $out (f32x4.mul
+          (call $sum4 (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))
+          (f32x4.splat (local.get $scale))))
+        (v128.store (i32.add (local.get $s) (i32.shl (local.get $j) (i32.const 2))) (local.get $out))
+        (local.set $max (f32x4.max (local.get $max) (local.get $out)))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $keys4)))
+    ;; The last n mod 4 keys, one at a time.
+    (block $done
+      (loop $keys1
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $k0 (i32.add (local.get $keys) (i32.mul (local.get $j) (local.get $row))))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $c (i32.const 0))
+        (loop $chunks1
+          (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (i32.add (local.get $q) (local.get $c))) (v128.load (i32.add (local.get $k0) (local.get $c))))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $chunks1 (i32.lt_u (local.get $c) (local.get $row))))
+        (local.set $out (f32x4.splat (f32.mul (call $sumLanes (local.get $a0)) (local.get $scale))))
+        (f32.store (i32.add (local.get $s) (i32.shl (local.get $j) (i32.const 2))) (f32x4.extract_lane 0 (local.get $out)))
+        (local.set $max (f32x4.max (local.get $max) (local.get $out)))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $keys1)))
+    (call $maxLanes (local.get $max)))
+
+  ;; exp(x) lane-wise for x <= 0, the Cephes single-precision method: split
+  ;; x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for exp(r), and
+  ;; 2^n built in the exponent bits. Relative error about 1e-7. x is clamped
+  ;; to [-87.3, 88]: below, where exp leaves the normal floats, it gives about
+  ;; 1e-38 instead of 0; above, 1.7e38 instead of overflowing.
+  (func $exp (param $x v128) (result v128)
+    (local $n v128) (local $r v128) (local $p v128)
+    (local.set $x (f32x4.min (f32x4.max (local.get $x) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
+    (local.set $n (f32x4.nearest (f32x4.mul (local.get $x) (f32x4.splat (f32.const 1.44269504088896341)))))
+    ;; r = x - n ln2, with ln2 in two parts so that n * (high part) is exact
+    (local.set $r (f32x4.sub (local.get $x) (f32x4.mul (local.get $n) (f32x4.splat (f32.const 0.693359375)))))
+    (local.set $r (f32x4.sub (local.get $r) (f32x4.mul (local.get $n) (f32x4.splat (f32.const -2.12194440e-4)))))
+    (local.set $p (f32x4.splat (f32.const 1.9875691500e-4)))
+    (local.set $p (f32x4.add (f32x4.splat (f32.const 1.3981999507e-3)) (f32x4.mul (local.get $p) (local.get $r))))
+    (local.set $p (f32x4.add (f32x4.splat (f32.const 8.3334519073e-3)) (f32x4.mul (local.get $p) (local.get $r))))
+    (local.set $p (f32x4.add (f32x4.splat (f32.const 4.1665795894e-2)) (f32x4.mul (local.get $p) (local.get $r))))
+    (local.set $p (f32x4.add (f32x4.splat (f32.const 1.6666665459e-1)) (f32x4.mul (local.get $p) (local.get $r))))
+    (local.set $p (f32x4.add (f32x4.splat (f32.const 5.0000001201e-1)) (f32x4.mul (local.get $p) (local.get $r))))
+    ;; exp(r) = 1 + r + r^2 p
+    (local.set $p (f32x4.add
+      (f32x4.add (f32x4.splat (f32.const 1)) (local.get $r))
+      (f32x4.mul (f32x4.mul (local.get $r) (local.get $r)) (local.get $p))))
+    ;; times 2^n: (n + 127) << 23 is the float 2^n
+    (f32x4.mul (local.get $p)
+      (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (i32x4.splat (i32.const 127))) (i32.const 23))))
+
+;; sum_j exp(s[j] - max) for j < n, added in float64 (a vocabulary row has
+  ;; tens of thousands of terms); with `store`, s[j] = exp(s[j] - max) too.
+  (func $exps (export "exps") (param $s i32) (param $n i32) (param $max f32) (param $store i32) (result f64)
+    (local $at i32) (local $end i32) (local $m v128) (local $e v128)
+    (local $low v128) (local $high v128) (local $tail f64)
+    (local.set $m (f32x4.splat (local.get $max)))
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    (local.set $at (local.get $s))
+    (block $done4
+      (loop $four
+        (br_if $done4 (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $e (call $exp (f32x4.sub (v128.load (local.get $at)) (local.get $m))))
+        (if (local.get $store) (then (v128.store (local.get $at) (local.get $e))))
+        ;; lanes 0, 1 and lanes 2, 3 widened to f64x2
+        (local.set $low (f64x2.add (local.get $low) (f64x2.promote_low_f32x4 (local.get $e))))
+        (local.set $high (f64x2.add (local.get $high) (f64x2.promote_low_f32x4
+          (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $e) (local.get $e)))))
+        (local.set $at (i32.add (local.get $at) (i32.const 16)))
+        (br $four)))
+    (local.set $end (i32.add (local.get $s) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $one
+        (br_if $done (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $e (call $exp (f32x4.splat (f32.sub (f32.load (local.get $at)) (local.get $max)))))
+        (if (local.get $store) (then (f32.store (local.get $at) (f32x4.extract_lane 0 (local.get $e)))))
+        (local.set $tail (f64.add (local.get $tail) (f64.promote_f32 (f32x4.extract_lane 0 (local.get $e)))))
+        (local.set $at (i32.add (local.get $at) (i32.const 4)))
+        (br $one)))
+    (local.set $low (f64x2.add (local.get $low) (local.get $high)))
+    (f64.add (local.get $tail) (f64.add (f64x2.extract_lane 0 (local.get $low)) (f64x2.extract_lane 1 (local.get $low)))))
+
+  ;; The largest of x[j], j < n (-inf when n = 0; NaNs are not looked for).
+  ;; Sixteen floats a step into four independent maxima, with pmax (one
+  ;; instruction; max's NaN rules cost a chain of them): a row of logits is
+  ;; read as fast as memory gives it.
+  (func $maxOf (export "maxOf") (param $x i32) (param $n i32) (result f32)
+    (local $at i32) (local $end i32) (local $m0 v128) (local $m1 v128) (local $m2 v128) (local $m3 v128) (local $tail f32)
+    (local.set $m0 (f32x4.splat (f32.const -inf)))
+    (local.set $m1 (local.get $m0))
+    (local.set $m2 (local.get $m0))
+    (local.set $m3 (local.get $m0))
+    (local.set $tail (f32.const -inf))
+    (local.set $at (local.get $x))
+    (local.set $end (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -16)) (i32.const 2))))
+    (block $done16
+      (loop $sixteen
+        (br_if $done16 (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $m0 (f32x4.pmax (local.get $m0) (v128.load offset=0 (local.get $at))))
+        (local.set $m1 (f32x4.pmax (local.get $m1) (v128.load offset=16 (local.get $at))))
+        (local.set $m2 (f32x4.pmax (local.get $m2) (v128.load offset=32 (local.get $at))))
+        (local.set $m3 (f32x4.pmax (local.get $m3) (v128.load offset=48 (local.get $at))))
+        (local.set $at (i32.add (local.get $at) (i32.const 64)))
+        (br $sixteen)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $one
+        (br_if $done (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $tail (f32.max (local.get $tail) (f32.load (local.get $at))))
+        (local.set $at (i32.add (local.get $at) (i32.const 4)))
+        (br $one)))
+    (f32.max (local.get $tail) (call $maxLanes
+      (f32x4.pmax (f32x4.pmax (local.get $m0) (local.get $m1)) (f32x4.pmax (local.get $m2) (local.get $m3))))))
+
+  ;; SwiGLU: out[r, i] = silu(g) * u with g = x[r, i], u = x[r, hidden + i],
+  ;; silu(g) = g / (1 + exp(-g)); x is [rows, 2 * hidden], out [rows, hidden].
+  (func $swiglu (export "swiglu") (param $x i32) (param $rows i32) (param $hidden i32) (param $out i32)
+    (local $half i32) (local $end i32) (local $rowEnd i32) (local $g v128)
+    (local.set $half (i32.shl (local.get $hidden) (i32.const 2))) ;; bytes of one half-row
+    (local.set $end (i32.add (local.get $out) (i32.mul (local.get $rows) (local.get $half))))
+    (block $rowsDone
+      (loop $row
+        (br_if $rowsDone (i32.ge_u (local.get $out) (local.get $end)))
+        (local.set $rowEnd (i32.add (local.get $out) (local.get $half)))
+        (block $columnsDone
+          (loop $columns
+            (br_if $columnsDone (i32.ge_u (local.get $out) (local.get $rowEnd)))
+            (local.set $g (v128.load (local.get $x)))
+            (v128.store (local.get $out) (f32x4.div
+              (f32x4.mul (local.get $g) (v128.load (i32.add (local.get $x) (local.get $half))))
+              (f32x4.add (f32x4.splat (f32.const 1)) (call $exp (f32x4.neg (local.get $g))))))
+            (local.set $x (i32.add (local.get $x) (i32.const 16)))
+            (local.set $out (i32.add (local.get $out) (i32.const 16)))
+            (br $columns)))
+        (local.set $x (i32.add (local.get $x) (local.get $half))) ;; past the up half
+        (br $row))))
+
+  ;; out[c] = (accumulate ? out[c] : 0) + sum_j weight * p[j] * value_j[c]
+  ;; for c < dim, value_j at values + j * dim floats. Columns go sixteen at a
+  ;; time, in four registers, then four at a time.
+  (func $weightedSum (export "weightedSum")
+    (param $p i32) (param $values i32) (param $n i32) (param $dim i32) (param $weight f32)
+    (param $out i32) (param $accumulate i32)
+    (local $row i32) (local $c i32) (local $j i32) (local $v i32) (local $pj v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local.set $row (i32.shl (local.get $dim) (i32.const 2)))
+    (block $done16
+      (loop $columns16
+        (br_if $done16 (i32.gt_u (i32.add (local.get $c) (i32.const 64)) (local.get $row)))
+        (if (local.get $accumulate)
+          (then
+            (local.set $a0 (v128.load offset=0 (i32.add (local.get $out) (local.get $c))))
+            (local.set $a1 (v128.load offset=16 (i32.add (local.get $out) (local.get $c))))
+            (local.set $a2 (v128.load offset=32 (i32.add (local.get $out) (local.get $c))))
+            (local.set $a3 (v128.load offset=48 (i32.add (local.get $out) (local.get $c)))))
+          (else
+            (local.set $a0 (v128.const i32x4 0 0 0 0))
+            (local.set $a1 (v128.const i32x4 0 0 0 0))
+            (local.set $a2 (v128.const i32x4 0 0 0 0))
+            (local.set $a3 (v128.const i32x4 0 0 0 0))))
+        (local.set $v (i32.add (local.get $values) (local.get $c)))
+        (local.set $j (i32.const 0))
+        (block $rowsDone
+          (loop $rows
+            (br_if $rowsDone (i32.ge_u (local.get $j) (local.get $n)))
+            (local.set $pj (f32x4.splat (f32.mul (local.get $weight)
+              (f32.load (i32.add (local.get $p) (i32.shl (local.get $j) (i32.const 2)))))))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $pj) (v128.load offset=0 (local.get $v)))))
+            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $pj) (v128.load offset=16 (local.get $v)))))
+            (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $pj) (v128.load offset=32 (local.get $v)))))
+            (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $pj) (v128.load offset=48 (local.get $v)))))
+            (local.set $v (i32.add (local.get $v) (local.get $row)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $rows)))
+        (v128.store offset=0 (i32.add (local.get $out) (local.get $c)) (local.get $a0))
+        (v128.store offset=16 (i32.add (local.get $out) (local.get $c)) (local.get $a1))
+        (v128.store offset=32 (i32.add (local.get $out) (local.get $c)) (local.get $a2))
+        (v128.store offset=48 (i32.add (local.get $out) (local.get $c)) (local.get $a3))
+        (local.set $c (i32.add (local.get $c) (i32.const 64)))
+        (br $columns16)))
+    (block $done4
+      (loop $columns4
+        (br_if $done4 (i32.ge_u (local.get $c) (local.get $row)))
+        (if (local.get $accumulate)
+          (then (local.set $a0 (v128.load (i32.add (local.get $out) (local.get $c)))))
+          (else (local.set $a0 (v128.const i32x4 0 0 0 0))))
+        (local.set $v (i32.add (local.get $values) (local.get $c)))
+        (local.set $j (i32.const 0))
+        (block $rowsDone
+          (loop $rows
+            (br_if $rowsDone (i32.ge_u (local.get $j) (local.get $n)))
+            (local.set $pj (f32x4.splat (f32.mul (local.get $weight)
+              (f32.load (i32.add (local.get $p) (i32.shl (local.get $j) (i32.const 2)))))))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $pj) (v128.load (local.get $v)))))
+            (local.set $v (i32.add (local.get $v) (local.get $row)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $rows)))
+        (v128.store (i32.add (local.get $out) (local.get $c)) (local.get $a0))
+        (local.set $c (i32.add (local.get $c) (i32.const 16)))
+        (br $columns4))))
+
+  ;; One query row of one head attending over its frames, the three steps
+  ;; above with the softmax joint over all frames. plan holds, per frame,
+  ;; three i32: the query (rotated for the frame), its first key, and how
+  ;; many entries it sees; a frame's values lie valuesFromKeys bytes after its
+  ;; keys. sink is the softmax variant's extra logit (-inf for none). The
+  ;; scores of all frames go to s, one frame after another.
+  (func (export "attendRow")
+    (param $plan i32) (param $frames i32) (param $valuesFromKeys i32) (param $dim i32)
+    (param $scale f32) (param $sink f32) (param $s i32) (param $out i32)
+    (local $f i32) (local $at i32) (local $record i32) (local $max f32) (local $z f64) (local $weight f32)
+    ;; 1. scores, frame after frame, and their max
+    (local.set $max (local.get $sink))
+    (local.set $at (local.get $s))
+    (local.set $record (local.get $plan))
+    (block $scored
+      (loop $frame
+        (br_if $scored (i32.ge_u (local.get $f) (local.get $frames)))
+        (local.set $max (f32.max (local.get $max)
+          (call $scores (i32.load offset=0 (local.get $record)) (i32.load offset=4 (local.get $record))
+            (i32.load offset=8 (local.get $record)) (local.get $dim) (local.get $scale) (local.get $at))))
+        (local.set $at (i32.add (local.get $at) (i32.shl (i32.load offset=8 (local.get $record)) (i32.const 2))))
+        (local.set $record (i32.add (local.get $record) (i32.const 12)))
+        (local.set $f (i32.add (local.get $f) (i32.const 1)))
+        (br $frame)))
+    ;; 2. softmax over all of them, the sink in the denominator
+    (local.set $z (call $exps (local.get $s) (i32.shr_u (i32.sub (local.get $at) (local.get $s)) (i32.const 2)) (local.get $max) (i32.const 1)))
+    (if (f32.ne (local.get $sink) (f32.const -inf))
+      (then (local.set $z (f64.add (local.get $z) (f64.promote_f32
+        (f32x4.extract_lane 0 (call $exp (f32x4.splat (f32.sub (local.get $sink) (local.get $max))))))))))
+    (local.set $weight (f32.demote_f64 (f64.div (f64.const 1) (local.get $z))))
+    ;; 3. the weighted sum of the values, frame after frame
+    (local.set $f (i32.const 0))
+    (local.set $at (local.get $s))
+    (local.set $record (local.get $plan))
+    (block $summed
+      (loop $frame
+        (br_if $summed (i32.ge_u (local.get $f) (local.get $frames)))
+        (call $weightedSum (local.get $at) (i32.add (i32.load offset=4 (local.get $record)) (local.get $valuesFromKeys))
+          (i32.load offset=8 (local.get $record)) (local.get $dim) (local.get $weight) (local.get $out) (local.get $f))
+        (local.set $at (i32.add (local.get $at) (i32.shl (i32.load offset=8 (local.get $record)) (i32.const 2))))
+        (local.set $record (i32.add (local.get $record) (i32.const 12)))
+        (local.set $f (i32.add (local.get $f) (i32.const 1)))
+        (br $frame))))
+)

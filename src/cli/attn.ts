@@ -1,0 +1,45 @@
+// streamllm attn: attention maps averaged over many windows of a text, per
+// layer and head, with the sink statistics (the paper's Fig. 2).
+import type { CommandSpec } from './args.js';
+import { backendFlag, startBackend, writeOut } from './common.js';
+import { modelInputFlags } from './model_inputs.js';
+import { sizeFlags } from './experiment_flags.js';
+
+export const attnCommand: CommandSpec = {
+  name: 'attn',
+  summary: 'attention maps per layer and head averaged over many windows, and where the sink is',
+  usage: '[--model PATH] [--text FILE | --tokens IDS.json] [--samples N] [--length L] [--seed S] [--out DIR] [--per-head]',
+  details: [
+    'Runs N windows of L tokens, taken at seeded random offsets in the text, each from scratch at positions 0..L-1',
+    "(a sink-token model's learned sink first), and averages each layer's attention probabilities. Writes",
+    'attention-layers.{svg,png} (all layers, heads averaged, as the paper\'s Fig. 2), attention-layer-L.{svg,png}',
+    '(one panel per head with --per-head), sink-scores.json (per layer and head: the mean attention of queries at',
+    'positions 4.. on key 0 and keys 0-3, and the uniform baseline), attention-maps.json and report.md.',
+  ].join('\n'),
+  flags: [
+    ...modelInputFlags,
+    sizeFlags.samples,
+    sizeFlags.length,
+    sizeFlags.seed,
+    sizeFlags.perHead,
+    { name: 'out', type: 'string', value: 'DIR', default: 'out/attn', help: 'output folder' },
+    backendFlag,
+  ],
+  async run(flags) {
+    const backend = await startBackend(flags);
+    const started = performance.now();
+    const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
+    const { runAttention } = await import('../experiments/attention.js');
+    const ctx = contextFromFlags(flags, 'attn', flags.out as string);
+    const result = await runAttention(ctx);
+    const seconds = (performance.now() - started) / 1000;
+    const file = ctx.report.finish('Attention maps', aboutRun(ctx, 'attn', backend, seconds, []));
+    const { uniform, firstQuery } = result.scores;
+    await writeOut(
+      `Attention of queries at positions ${firstQuery}+ (mean over ${result.samples} windows of ${result.length} tokens); ` +
+        `uniform: key 0 ${uniform.key0.toFixed(3)}, keys 0-3 ${uniform.keys0to3.toFixed(3)}\n` +
+        result.table +
+        `wrote ${ctx.report.dir}/sink-scores.json, ${result.figures.length} figures and ${file}\n`,
+    );
+  },
+};

@@ -1,0 +1,50 @@
+// Putting an experiment's context together from the command line.
+import type { ExperimentContext, ExperimentSettings } from '../experiments/types.js';
+import { Report } from '../experiments/report.js';
+import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
+import type { Flags } from './args.js';
+import { manifestFile, openModel, textSource } from './model_inputs.js';
+import { createProgress } from './progress.js';
+
+/** The settings flags shared by reproduce, attn and start. */
+export function settingsFromFlags(flags: Flags): ExperimentSettings {
+  return {
+    tokens: flags.limit as number | undefined,
+    recomputeSamples: flags['recompute-samples'] as number | undefined,
+    samples: flags.samples as number | undefined,
+    length: flags.length as number | undefined,
+    seed: flags.seed as number | undefined,
+    perHead: flags['per-head'] === true,
+    manifest: manifestFile(flags),
+  };
+}
+
+/** Model, text, settings and report folder, from the flags. */
+export function contextFromFlags(flags: Flags, command: string, out: string): ExperimentContext {
+  const source = textSource(flags, command); // before the model: a missing text fails fast
+  const opened = openModel(flags, command);
+  const { model, tokenizer } = opened;
+  return {
+    model,
+    modelLabel: opened.label,
+    tokenizer,
+    source,
+    ids: sourceTokens(source, tokenizer, model.config.vocabSize),
+    settings: settingsFromFlags(flags),
+    report: new Report(out),
+    progress: (label, total, unit) => createProgress(label, total, unit),
+    log: (line) => process.stderr.write(line + '\n'),
+  };
+}
+
+/** The lines at the top of a report: model, text, backend, date, command, time. */
+export function aboutRun(ctx: ExperimentContext, command: string, backend: string, seconds: number, timings: string[]): string[] {
+  const c = ctx.model.config;
+  return [
+    `model: ${ctx.modelLabel} (${c.layers} layers, dim ${c.dim}, ${c.heads} heads, trained length ${c.maxSeqLen}, ${ctx.model.config.sinkToken ? 'sink token' : c.softmax})`,
+    `text: ${sourceLabel(ctx.source)}, ${ctx.ids.length} tokens`,
+    `backend: ${backend}; ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
+    `command: \`streamllm ${command} ${process.argv.slice(3).join(' ')}\``,
+    `time: ${seconds.toFixed(0)} s${timings.length ? ` (${timings.join(', ')})` : ''}`,
+  ];
+}

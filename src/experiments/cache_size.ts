@@ -1,0 +1,72 @@
+// The paper's Table 6: streaming perplexity against the cache size, from a
+// small cache to the trained length W, always 4 initial tokens plus C-4
+// recent ones. A bigger cache is not always better.
+import { type CachePolicy, DEFAULT_SINK_COUNT } from '../cache/index.js';
+import { lineChart } from '../plot/index.js';
+import type { FigureFile } from './report.js';
+import { scoreWithProgress } from './score.js';
+import { sourceLabel } from './text_source.js';
+import { type Experiment, type ExperimentContext, tokenBudget } from './types.js';
+import { EXPERIMENT_TITLES } from './names.js';
+
+/** W/16, W/8, W/4, W/2, W, keeping those with room for a window beside the sinks (at least 2 x sinks). */
+export function cacheSizes(W: number, sinks = DEFAULT_SINK_COUNT): number[] {
+  const sizes = [16, 8, 4, 2, 1].map((d) => Math.round(W / d)).filter((c) => c >= 2 * sinks);
+  return [...new Set(sizes.length ? sizes : [W])];
+}
+
+export interface CacheSizeResult {
+  experiment: 'cache-size';
+  model: string;
+  text: string;
+  tokens: number;
+  trainedLength: number;
+  rows: { cacheSize: number; sinks: number; window: number; ppl: number }[];
+  figures: FigureFile[];
+}
+
+export const cacheSize: Experiment = {
+  name: 'cache-size',
+  title: EXPERIMENT_TITLES['cache-size'],
+  run: runCacheSize,
+};
+
+export async function runCacheSize(ctx: ExperimentContext): Promise<CacheSizeResult> {
+  const W = ctx.model.config.maxSeqLen;
+  const S = Math.min(DEFAULT_SINK_COUNT, W - 1);
+  const N = tokenBudget(ctx);
+  const ids = ctx.ids.slice(0, N);
+  const rows: CacheSizeResult['rows'] = [];
+  for (const C of cacheSizes(W, S)) {
+    const policy: CachePolicy = { kind: 'streaming', sinkCount: S, windowSize: C - S };
+    const r = await scoreWithProgress(ctx, ids, policy, `cache ${S}+${C - S}`);
+    rows.push({ cacheSize: C, sinks: S, window: C - S, ppl: r.ppl });
+  }
+  ctx.report.heading(cacheSize.title);
+  ctx.report.text(`Streaming perplexity over ${N} tokens of ${sourceLabel(ctx.source)}, ${S} initial tokens plus C-${S} recent ones; trained length ${W}.`);
+  ctx.report.table('cache-size', ['cache size C', 'cache', 'PPL'], rows.map((r) => [r.cacheSize, `${r.sinks}+${r.window}`, r.ppl]));
+  const figure = await lineChart({
+    title: 'Streaming perplexity against KV cache size (paper Table 6)',
+    subtitle: `${ctx.modelLabel}, ${N} tokens, ${S} initial + C-${S} recent tokens`,
+    xLabel: 'cache size C (entries)',
+    yLabel: 'perplexity',
+    series: [{ name: ctx.modelLabel, x: rows.map((r) => r.cacheSize), y: rows.map((r) => r.ppl) }],
+    xScale: 'log2',
+    markers: true,
+    referenceLines: [{ x: W, label: `trained length ${W}` }],
+  });
+  const file = await ctx.report.figure('cache-size', figure, `Streaming perplexity by cache size, ${ctx.modelLabel}.`);
+  const best = rows.reduce((a, b) => (b.ppl < a.ppl ? b : a));
+  ctx.report.text(`The lowest perplexity, ${best.ppl.toFixed(2)}, comes with C = ${best.cacheSize}${best.cacheSize === W ? ' (the trained length)' : ''}.`);
+  const result: CacheSizeResult = {
+    experiment: 'cache-size',
+    model: ctx.modelLabel,
+    text: sourceLabel(ctx.source),
+    tokens: N,
+    trainedLength: W,
+    rows,
+    figures: [file],
+  };
+  ctx.report.json('cache-size', result);
+  return result;
+}

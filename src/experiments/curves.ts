@@ -1,0 +1,178 @@
+// The paper's Fig. 3: per-token log-perplexity along a long text for the four
+// policies, every cache holding W = the trained length. Window attention
+// collapses once the first tokens leave its cache (token W + 1), dense once
+// the text outgrows the trained length, and StreamingLLM tracks the
+// recompute baseline.
+//
+// Dense, window and streaming score every token (blocked, exact). Recompute
+// costs a W-token forward pass per token, so it is scored on every position
+// of the first window (where it is one causal pass) and at about
+// `recomputeSamples` evenly spaced positions after it; the table compares
+// all four on exactly those sampled positions too.
+//
+// The plot compares the four on the same tokens: each point is the mean NLL
+// of the sampled positions in a bin of consecutive tokens (16 of them past
+// the first window), for every policy alike. Per-token losses vary by
+// nats, so curves drawn from different tokens would differ by noise alone;
+// on the same tokens, what differs is the policy. The table also gives the
+// cached policies' perplexity over every token.
+import { type CachePolicy, DEFAULT_SINK_COUNT, policyLabel } from '../cache/index.js';
+import { recomputeNllAt, sampledPositions } from '../eval/recompute_sampled.js';
+import { type LineSeries, lineChart } from '../plot/index.js';
+import type { FigureFile } from './report.js';
+import { sourceLabel } from './text_source.js';
+import { binnedCurve, pplAt, relative, scoreWithProgress } from './score.js';
+import { type Experiment, type ExperimentContext, tokenBudget } from './types.js';
+import { EXPERIMENT_TITLES } from './names.js';
+
+export const DEFAULT_RECOMPUTE_SAMPLES = 512;
+/** Sampled positions per point of the curves (past the first window). */
+const SAMPLES_PER_BIN = 16;
+
+export interface CurveRow {
+  name: 'dense' | 'window' | 'streaming' | 'recompute';
+  label: string;
+  policy: CachePolicy;
+  /** PPL over every scored token (recompute: null unless it scored every token). */
+  ppl: number | null;
+  /** PPL over the sampled positions past the first window (null when the text is shorter). */
+  pplSampled: number | null;
+  seconds: number;
+  /** Scored tokens per second. */
+  tokensPerSecond: number;
+  /** nll[i]: loss of token i + 1; null where not scored. */
+  nll: (number | null)[];
+}
+
+export interface CurvesResult {
+  experiment: 'curves';
+  model: string;
+  text: string;
+  tokens: number;
+  windowSize: number;
+  sinkCount: number;
+  /** Tokens per point of the curves (each point: the sampled positions among them). */
+  binSize: number;
+  recompute: { stride: number; positions: number; pastFirstWindow: number };
+  policies: CurveRow[];
+  figures: FigureFile[];
+  /** The table as Markdown. */
+  table: string;
+}
+
+export const curves: Experiment = {
+  name: 'curves',
+  title: EXPERIMENT_TITLES['curves'],
+  run: runCurves,
+};
+
+export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
+  const W = ctx.model.config.maxSeqLen;
+  const S = DEFAULT_SINK_COUNT;
+  const N = tokenBudget(ctx);
+  const ids = ctx.ids.slice(0, N);
+  if (N <= W + 1) ctx.log(`curves: ${N} tokens never overflow the cache of ${W}: the policies will agree (give a longer text or --tokens)`);
+  const total = N - 1; // scored tokens
+  const { stride, positions } = sampledPositions(total, W, ctx.settings.recomputeSamples ?? DEFAULT_RECOMPUTE_SAMPLES);
+  const past = positions.filter((p) => p >= W);
+
+  const rows: CurveRow[] = [];
+  const cached: [CurveRow['name'], CachePolicy][] = [
+    ['dense', { kind: 'dense' }],
+    ['window', { kind: 'window', windowSize: W }],
+    ['streaming', { kind: 'streaming', sinkCount: S, windowSize: W - S }],
+  ];
+  for (const [name, policy] of cached) {
+    const r = await scoreWithProgress(ctx, ids, policy);
+    rows.push({
+      name,
+      label: policyLabel(policy),
+      policy,
+      ppl: r.ppl,
+      pplSampled: past.length ? pplAt(r.nll, past) : null,
+      seconds: r.seconds,
+      tokensPerSecond: total / r.seconds,
+      nll: Array.from(r.nll),
+    });
+  }
+  const recomputePolicy: CachePolicy = { kind: 'recompute', windowSize: W };
+  const progress = ctx.progress(`${policyLabel(recomputePolicy)} (${positions.length} positions)`, positions.length);
+  const started = performance.now();
+  const sampled = await recomputeNllAt(ctx.model, ids, W, positions, { onProgress: (done) => progress.update(done) });
+  const seconds = (performance.now() - started) / 1000;
+  progress.finish();
+  const nll: (number | null)[] = new Array<number | null>(total).fill(null);
+  positions.forEach((p, j) => (nll[p] = sampled[j]!));
+  const pastIdx = positions.map((p, j) => [p, j] as const).filter(([p]) => p >= W).map(([, j]) => j);
+  rows.push({
+    name: 'recompute',
+    label: policyLabel(recomputePolicy),
+    policy: recomputePolicy,
+    ppl: positions.length === total ? pplAt(sampled) : null,
+    pplSampled: past.length ? pplAt(sampled, pastIdx) : null,
+    seconds,
+    tokensPerSecond: positions.length / seconds,
+    nll,
+  });
+
+  // The figure: binned mean NLL against position.
+  const binSize = Math.max(Math.ceil(W / 4), SAMPLES_PER_BIN * stride);
+  const names: Record<CurveRow['name'], string> = {
+    dense: 'dense',
+    window: `window (${W})`,
+    streaming: `StreamingLLM (${S}+${W - S})`,
+    recompute: `sliding window w/ recompute (${W})`,
+  };
+  const series: LineSeries[] = rows.map((row) => {
+    const values = row.name === 'recompute' ? sampled : positions.map((p) => row.nll[p]!);
+    const curve = binnedCurve(values, binSize, positions);
+    return { name: names[row.name], x: curve.x, y: curve.y, dashed: row.name === 'recompute' };
+  });
+  const figure = await lineChart({
+    title: 'Per-token log-perplexity along the text (paper Fig. 3)',
+    subtitle:
+      `${ctx.modelLabel}, ${N} tokens of ${sourceLabel(ctx.source)}; each point: mean NLL of the same sampled positions in ${binSize} tokens`,
+    xLabel: 'token position',
+    yLabel: 'log-perplexity (mean NLL, nats)',
+    series,
+    referenceLines: [{ x: W + 0.5, label: `cache full = trained length ${W}` }],
+    legendTitle: 'KV cache',
+    downsample: false,
+  });
+  ctx.report.heading(curves.title);
+  ctx.report.text(
+    `Every cache holds ${W} entries (the trained length); streaming keeps ${S} initial tokens and ${W - S} recent ones. ` +
+      `Dense, window and streaming score all ${total} tokens; recompute re-runs a ${W}-token window per scored token, so it is scored on ` +
+      `the first window and then ${stride === 1 ? 'every position' : `every ${stride}th position`} (${past.length} positions past the first window); ` +
+      `the third column compares all four on those positions, and so does the figure. The dashed line marks where the caches first fill.`,
+  );
+  const table = ctx.report.table(
+    'curves',
+    ['policy', 'PPL, all tokens', `PPL, ${past.length} sampled positions > ${W}`, 'tokens/s'],
+    rows.map((r) => [r.label, r.ppl, r.pplSampled, Math.round(r.tokensPerSecond)]),
+  );
+  const figureFile = await ctx.report.figure('curves', figure, `Per-token log-perplexity, ${ctx.modelLabel}: mean NLL of the positions recompute was scored at, per bin of ${binSize} tokens, for every policy; dashed vertical line at ${W} tokens.`);
+  const by = (n: CurveRow['name']) => rows.find((r) => r.name === n)!.pplSampled;
+  const [dense, window, streaming, recompute] = [by('dense'), by('window'), by('streaming'), by('recompute')];
+  if (dense !== null && window !== null && streaming !== null && recompute !== null) {
+    ctx.report.text(
+      `On the sampled positions past the first window, against recompute (PPL ${recompute.toFixed(2)}): streaming ${streaming.toFixed(2)} ` +
+        `(${relative(streaming, recompute)}), window ${window.toFixed(2)} (${relative(window, recompute)}), dense ${dense.toFixed(2)} (${relative(dense, recompute)}).`,
+    );
+  }
+  const result: CurvesResult = {
+    experiment: 'curves',
+    model: ctx.modelLabel,
+    text: sourceLabel(ctx.source),
+    tokens: N,
+    windowSize: W,
+    sinkCount: S,
+    binSize,
+    recompute: { stride, positions: positions.length, pastFirstWindow: past.length },
+    policies: rows,
+    figures: [figureFile],
+    table,
+  };
+  ctx.report.json('curves', result);
+  return result;
+}

@@ -1,0 +1,43 @@
+// Where an experiment's text comes from, kept apart from its tokens: the
+// pre-training ablation encodes the same text with each zoo model's own
+// tokenizer.
+//
+//   heldout  the held-out Brown corpus texts (src/data/brown.ts), each followed
+//            by the end-of-text token, as the zoo's validation stream: the default
+//   file     a text file, encoded with BOS when the tokenizer adds one (as `eval --text`)
+//   ids      a JSON array of token ids, used as they are
+import { brownTokens } from '../data/corpus.js';
+import { UsageError } from '../errors.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+
+export type TextSource = { kind: 'heldout' } | { kind: 'file'; file: string; text: string } | { kind: 'ids'; file: string; ids: number[] };
+
+/** A short name for reports. */
+export function sourceLabel(source: TextSource): string {
+  switch (source.kind) {
+    case 'heldout':
+      return 'the held-out Brown corpus texts';
+    case 'file':
+      return source.file;
+    case 'ids':
+      return `${source.file} (token ids)`;
+  }
+}
+
+/** The source's tokens for a model; `limit` keeps the first tokens only. */
+export function sourceTokens(source: TextSource, tokenizer: Tokenizer | undefined, vocabSize: number, limit = Infinity): number[] {
+  let ids: number[];
+  if (source.kind === 'heldout') {
+    if (tokenizer === undefined) throw new UsageError('the held-out Brown text needs the model\'s tokenizer; give --tokenizer FILE');
+    // only as many texts as needed would be cheaper, but encoding all 50 takes about a second
+    ids = Array.from(brownTokens(tokenizer, 'heldout'));
+  } else if (source.kind === 'ids') {
+    const bad = source.ids.findIndex((id) => id >= vocabSize);
+    if (bad >= 0) throw new UsageError(`${source.file}: token ${bad} is ${source.ids[bad]}, outside this model's vocabulary of ${vocabSize}`);
+    ids = source.ids;
+  } else {
+    if (tokenizer === undefined) throw new UsageError(`${source.file}: this model has no tokenizer to encode the text with; give --tokenizer FILE`);
+    ids = tokenizer.encode(source.text, { bos: tokenizer.addsBosByDefault });
+  }
+  return ids.length > limit ? ids.slice(0, limit) : ids;
+}

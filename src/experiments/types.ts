@@ -1,0 +1,63 @@
+// What every experiment of `streamllm reproduce` gets and gives.
+//
+// An experiment runs on one model and one text (the pre-training ablation
+// opens the zoo's models itself), writes its tables (Markdown and JSON) and
+// figures through the Report, and returns the numbers it wrote, for
+// callers such as `streamllm start` that print them.
+import type { Progress } from '../cli/progress.js';
+import type { Model } from '../model/weights.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import type { ExperimentName } from './names.js';
+import type { Report } from './report.js';
+import type { TextSource } from './text_source.js';
+
+export interface ExperimentSettings {
+  /** Tokens of the text each perplexity run scores (default: 32 x the trained length; pretraining 80 x). */
+  tokens?: number;
+  /** Recompute is scored at about this many positions past the first window (default 512). */
+  recomputeSamples?: number;
+  /** Attention maps: windows averaged, tokens per window, seed. */
+  samples?: number;
+  length?: number;
+  seed?: number;
+  /** Attention maps: one panel per head. */
+  perHead?: boolean;
+  /** The zoo manifest (pre-training ablation). */
+  manifest?: string;
+}
+
+export interface ExperimentContext {
+  model: Model;
+  /** The model as the report names it: its zoo name or its path. */
+  modelLabel: string;
+  tokenizer?: Tokenizer;
+  source: TextSource;
+  /** The text's tokens for this model (all of them; experiments take what they need). */
+  ids: number[];
+  settings: ExperimentSettings;
+  report: Report;
+  /** A progress bar on stderr. */
+  progress(label: string, total: number, unit?: string): Progress;
+  /** A line on stderr. */
+  log(line: string): void;
+}
+
+export interface Experiment {
+  name: ExperimentName;
+  /** What it reproduces, for --help and the report's heading. */
+  title: string;
+  run(ctx: ExperimentContext): Promise<unknown>;
+}
+
+/**
+ * Tokens each perplexity run scores unless --limit says otherwise: 32 times
+ * the trained length (8192 for W = 256), long enough for 31 windows to slide
+ * by, short enough that `reproduce all` stays within minutes here.
+ */
+export const DEFAULT_TOKENS_PER_WINDOW = 32;
+
+/** Tokens scored per run: the setting, else DEFAULT_TOKENS_PER_WINDOW x the trained length; never more than the text holds. */
+export function tokenBudget(ctx: ExperimentContext, perWindow = DEFAULT_TOKENS_PER_WINDOW): number {
+  const wanted = ctx.settings.tokens ?? perWindow * ctx.model.config.maxSeqLen;
+  return Math.min(wanted, ctx.ids.length);
+}

@@ -1,0 +1,99 @@
+// The WebAssembly SIMD kernels: the shipped bytes are exactly the assembled
+// .wat sources, and each exported loop agrees with plain arithmetic, on
+// tensors in the wasm backend's own memory (sizes that hit every tail).
+import * as tf from '@tensorflow/tfjs';
+import { readFileSync } from 'node:fs';
+import seedrandom from 'seedrandom';
+import t from 'tap';
+import { float32View } from '../kernels/memory.js';
+import { simdLoops, setSimdKernels } from '../kernels/simd/instance.js';
+import { assembleWat, generatedSource, SIMD_DIR, watSources } from '../scripts/assemble_wasm.js';
+import { initTestBackend } from './helpers.js';
+
+const backend = await initTestBackend();
+const rng = seedrandom('simd');
+const randn = (n: number) => Float32Array.from({ length: n }, () => 2 * rng() - 1);
+
+t.test('shipped bytes match the assembled .wat sources', async (t) => {
+  const sources = watSources();
+  t.ok(sources.includes('loops.wat'));
+  for (const wat of sources) {
+    const bytes = await assembleWat(wat, readFileSync(SIMD_DIR + wat, 'utf8'));
+    const shipped = readFileSync(SIMD_DIR + wat.replace(/\.wat$/, '.wasm.ts'), 'utf8');
+    t.equal(shipped, generatedSource(wat, bytes), `${wat}: run npm run build:wasm after editing it`);
+  }
+});
+
+t.test('loops against plain arithmetic', { skip: backend !== 'wasm' && 'needs the wasm backend' }, async (t) => {
+  for (const [dim, n] of [[4, 1], [8, 7], [12, 4], [20, 9], [48, 37], [64, 256]] as const) {
+    const q = tf.tensor1d(randn(dim));
+    const keys = tf.tensor1d(randn(n * dim));
+    const values = tf.tensor1d(randn(n * dim));
+    const s = tf.zeros([n]);
+    const out = tf.tensor1d(randn(dim));
+    const [qv, kv, vv, sv, ov] = [q, keys, values, s, out].map((x) => float32View(x));
+    const simd = simdLoops([qv!, kv!, vv!, sv!, ov!]);
+    t.ok(simd !== undefined, 'instantiated on the backend memory');
+    const scale = 0.3;
+    const want = Array.from({ length: n }, (_, j) => {
+      let d = 0;
+      for (let c = 0; c < dim; c++) d += qv![c]! * kv![j * dim + c]!;
+      return d * scale;
+    });
+    const max = simd!.scores(qv!.byteOffset, kv!.byteOffset, n, dim, scale, sv!.byteOffset);
+    t.ok(Math.max(...want.map((w, j) => Math.abs(w - sv![j]!))) < 1e-5, `scores dim ${dim} n ${n}`);
+    t.ok(Math.abs(max - Math.max(...want)) < 1e-5, 'max of the scores');
+    const scores = Array.from(sv!);
+    t.equal(simd!.maxOf(sv!.byteOffset, n), Math.max(...scores), 'maxOf');
+    const total = simd!.exps(sv!.byteOffset, n, max, 0);
+    t.same(Array.from(sv!), scores, 'store = 0 leaves the scores as they are');
+    const z = simd!.exps(sv!.byteOffset, n, max, 1);
+    t.equal(total, z, 'the same sum either way');
+    const p = want.map((w) => Math.exp(w - max));
+    t.ok(Math.abs(z - p.reduce((a, b) => a + b, 0)) < 1e-5 * n, 'sum of exps');
+    t.ok(Math.max(...p.map((w, j) => Math.abs(w - sv![j]!))) < 1e-6, 'exps');
+    // accumulate onto what out holds, weighted
+    const before = Float64Array.from(ov!);
+    simd!.weightedSum(sv!.byteOffset, vv!.byteOffset, n, dim, 0.5, ov!.byteOffset, 1);
+    let worst = 0;
+    for (let c = 0; c < dim; c++) {
+      let acc = before[c]!;
+      for (let j = 0; j < n; j++) acc += 0.5 * p[j]! * vv![j * dim + c]!;
+      worst = Math.max(worst, Math.abs(acc - ov![c]!));
+    }
+    t.ok(worst < 1e-5, `weightedSum dim ${dim} n ${n}: ${worst}`);
+    simd!.weightedSum(sv!.byteOffset, vv!.byteOffset, 0, dim, 1, ov!.byteOffset, 0);
+    t.same(Array.from(ov!), new Array(dim).fill(0), 'no entries and no accumulation: zeros');
+    tf.dispose([q, keys, values, s, out]);
+  }
+});
+
+t.test('exp: accurate from -87 to 88, about 1e-38 below and 1.7e38 above', { skip: backend !== 'wasm' }, async (t) => {
+  const xs = Float32Array.from([0, -1e-8, -0.5, -0.6931, -1, -3.7, -10, -50, -80, -87, -88, -100, -1e30, 1e-8, 1, 3.7, 10, 50, 80, 88]);
+  const buf = tf.tensor1d(xs);
+  const view = float32View(buf);
+  const simd = simdLoops([view])!;
+  simd.exps(view.byteOffset, xs.length, 0, 1);
+  for (let i = 0; i < xs.length; i++) {
+    const want = Math.exp(xs[i]!);
+    const got = view[i]!;
+    t.ok(Math.abs(got - want) <= 2e-7 * want + 1e-37, `exp(${xs[i]}) = ${got}, want ${want}`);
+  }
+  buf.dispose();
+  const big = tf.tensor1d([100, 1e30]);
+  const bigView = float32View(big);
+  simd.exps(bigView.byteOffset, 2, 0, 1);
+  t.ok(bigView.every((x) => x > 1e38 && Number.isFinite(x)), 'clamped above, still finite');
+  big.dispose();
+});
+
+t.test('setSimdKernels(false) and foreign memory turn the SIMD path off', { skip: backend !== 'wasm' }, async (t) => {
+  const x = tf.zeros([4]);
+  const view = float32View(x);
+  setSimdKernels(false);
+  t.equal(simdLoops([view]), undefined);
+  setSimdKernels(true);
+  t.ok(simdLoops([view]) !== undefined);
+  t.equal(simdLoops([view, new Float32Array(4)]), undefined, 'a view outside the wasm heap');
+  x.dispose();
+});
