@@ -88,7 +88,7 @@ t.test('bad input: one line on stderr, exit code 2, no output file', async (t) =
     [['init', '--shape', '15M'], /init: --out is required/],
     [['init', '--dim', '10', '--hidden', '4', '--layers', '1', '--heads', '3', '--vocab', '5', '--seq-len', '4', '--out', join(dir, 'x.bin')], /--heads \(3\) must divide --dim \(10\)/],
     [['frobnicate'], /unknown command 'frobnicate'/],
-    [['bench', 'nope'], /bench: expected a benchmark name \(decode, streaming, hf_load, plot\), got 'nope'/],
+    [['bench', 'nope'], /bench: expected a benchmark name \(decode, streaming, endless, hf_load, plot\), got 'nope'/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCliInProcess(args);
