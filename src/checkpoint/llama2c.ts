@@ -11,8 +11,9 @@
 // when not shared.
 //
 // Matrices are [out, in], row-major. RoPE rotates adjacent pairs.
-import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { FileFormatError } from '../errors.js';
+import { openForReading, readAt } from '../files.js';
 
 export interface LlamaShape {
   dim: number;
@@ -92,25 +93,13 @@ function checkShape(file: string, s: LlamaShape): void {
   if ((s.dim / s.heads) % 2 !== 0) throw new FileFormatError(file, `head size ${s.dim / s.heads} must be even for RoPE`);
 }
 
-function readExactly(fd: number, file: string, bytes: number, position: number): Buffer {
-  const buf = Buffer.alloc(bytes);
-  const got = readSync(fd, buf, 0, bytes, position);
-  if (got !== bytes) throw new FileFormatError(file, `truncated: expected ${bytes} bytes at offset ${position}, got ${got}`);
-  return buf;
-}
-
 /** Read and validate a llama2.c checkpoint (either version). */
 export function readLlama2c(file: string): LlamaTensors {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (e) {
-    throw new FileFormatError(file, `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
+  const fd = openForReading(file);
   try {
     const fileBytes = fstatSync(fd).size;
     if (fileBytes < 28) throw new FileFormatError(file, `too small for a llama2.c checkpoint (${fileBytes} bytes)`);
-    const head = readExactly(fd, file, Math.min(fileBytes, V1_HEADER_BYTES), 0);
+    const head = readAt(fd, file, Math.min(fileBytes, V1_HEADER_BYTES), 0);
     const version: 0 | 1 = head.readUInt32LE(0) === MAGIC ? 1 : 0;
     if (version === 1) {
       if (fileBytes < V1_HEADER_BYTES) throw new FileFormatError(file, 'truncated version-1 header');
@@ -142,7 +131,7 @@ export function readLlama2c(file: string): LlamaTensors {
     let offset = headerBytes;
     for (const [name, size] of tensors) {
       if (name !== 'freqCis') {
-        const buf = readExactly(fd, file, 4 * size, offset);
+        const buf = readAt(fd, file, 4 * size, offset);
         out[name] = new Float32Array(buf.buffer, buf.byteOffset, size);
       }
       offset += 4 * size;

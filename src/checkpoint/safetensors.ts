@@ -9,11 +9,11 @@
 // on read (F32, F16, BF16), and tensors are read piece by piece with plain
 // fs reads, so loading never holds a whole file or shard in memory: peak use
 // is the float32 model plus one read chunk.
-import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FileFormatError } from '../errors.js';
 import { type HalfDtype, narrowHalf, widenHalf } from './float16.js';
-import { readJsonFile } from '../files.js';
+import { openForReading, readAt, readJsonFile } from '../files.js';
 
 /** Bytes per element of every dtype the format defines. */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -60,30 +60,14 @@ function isCount(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-function readAt(fd: number, file: string, bytes: number, position: number, into?: Uint8Array): Uint8Array {
-  const buf = into ?? new Uint8Array(bytes);
-  let got = 0;
-  while (got < bytes) {
-    const n = readSync(fd, buf, got, bytes - got, position + got);
-    if (n === 0) throw new FileFormatError(file, `truncated: expected ${bytes} bytes at offset ${position}, got ${got}`);
-    got += n;
-  }
-  return buf;
-}
-
 /** Parse and validate one file's header. Every entry is checked against the file's size. */
 export function readSafetensorsHeader(file: string): SafetensorsHeader {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (e) {
-    throw new FileFormatError(file, `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
+  const fd = openForReading(file);
   try {
     const fileBytes = fstatSync(fd).size;
     if (fileBytes < 8) throw new FileFormatError(file, `too small for a safetensors file (${fileBytes} bytes)`);
     const lengthBytes = readAt(fd, file, 8, 0);
-    const headerLength = Number(new DataView(lengthBytes.buffer).getBigUint64(0, true));
+    const headerLength = Number(lengthBytes.readBigUInt64LE(0));
     if (headerLength < 2 || headerLength > MAX_HEADER_BYTES || headerLength > fileBytes - 8) {
       throw new FileFormatError(
         file,
@@ -234,7 +218,7 @@ export class SafetensorsReader {
     // One buffer for float32 values; a half-width read lands in a separate one.
     const values = new Float32Array(rowsPerChunk * rowElements);
     const raw = elementBytes === 4 ? new Uint8Array(values.buffer) : new Uint8Array(rowsPerChunk * rowElements * elementBytes);
-    const fd = openSync(e.file, 'r');
+    const fd = openForReading(e.file);
     try {
       for (let row = 0; row < rows; row += rowsPerChunk) {
         const n = Math.min(rowsPerChunk, rows - row);
