@@ -165,15 +165,19 @@ function sinkLogit(variant: SoftmaxVariant, sinkLogits: Float32Array | undefined
   return variant === 'softmax' ? -Infinity : variant === 'softmax1' ? 0 : sinkLogits![h]!;
 }
 
+/** The fused kernel's operands: each frame's queries [heads, T, headDim], then keys and values [kvHeads, capacity, headDim]. */
+function fusedOperands(inputs: Float32Array[], shapes: number[][], frameCount: number) {
+  const [heads, T, headDim] = shapes[0] as [number, number, number];
+  const [kvHeads, capacity] = shapes[frameCount] as [number, number];
+  const keys = inputs[frameCount]!;
+  const values = inputs[frameCount + 1]!;
+  return { heads, T, headDim, capacity, group: heads / kvHeads, scale: 1 / Math.sqrt(headDim), keys, values };
+}
+
 /** The decode loop in plain JavaScript (float64 sums): the cpu backend, and any headDim. */
 function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs): void {
   const { frameCount, rowRanges, variant } = attrs;
-  const [heads, T, headDim] = shapes[0] as [number, number, number];
-  const keys = inputs[frameCount]!;
-  const values = inputs[frameCount + 1]!;
-  const [kvHeads, capacity] = shapes[frameCount] as [number, number];
-  const group = heads / kvHeads;
-  const scale = 1 / Math.sqrt(headDim);
+  const { heads, T, headDim, capacity, group, scale, keys, values } = fusedOperands(inputs, shapes, frameCount);
   let count = 0;
   for (let t = 0; t < T; t++) count = Math.max(count, rowCount(rowRanges, t));
   const scores = new Float64Array(count);
@@ -218,12 +222,7 @@ function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array,
  */
 function attendSimd(simd: SimdLoops, inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs, scratch: Float32Array): void {
   const { frameCount, rowRanges, variant } = attrs;
-  const [heads, T, headDim] = shapes[0] as [number, number, number];
-  const keys = inputs[frameCount]!;
-  const values = inputs[frameCount + 1]!;
-  const [kvHeads, capacity] = shapes[frameCount] as [number, number];
-  const group = heads / kvHeads;
-  const scale = 1 / Math.sqrt(headDim);
+  const { heads, T, headDim, capacity, group, scale, keys, values } = fusedOperands(inputs, shapes, frameCount);
   const rowBytes = 4 * headDim;
   const plan = new Int32Array(scratch.buffer, scratch.byteOffset, 3 * frameCount);
   const scores = scratch.byteOffset + plan.byteLength;
