@@ -5,6 +5,10 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type BackendName, initBackend } from '../src/backend.js';
+import { DenseCache } from '../src/cache/dense.js';
+import { cacheShape } from '../src/model/config.js';
+import { forward } from '../src/model/transformer.js';
+import type { Model } from '../src/model/weights.js';
 
 export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
@@ -79,4 +83,14 @@ export async function runCliInProcess(args: string[]): Promise<CliResult> {
     process.stdout.write = out;
     process.stderr.write = err;
   }
+}
+
+/** The logits of every position of `ids` under full causal attention: [T * vocab]. */
+export function denseLogits(model: Model, ids: number[]): Float32Array {
+  const cache = new DenseCache(cacheShape(model.config));
+  const out = forward(model, ids, cache);
+  const data = out.dataSync() as Float32Array;
+  out.dispose();
+  cache.dispose();
+  return data;
 }

@@ -7,17 +7,15 @@ import * as tf from '@tensorflow/tfjs';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { DenseCache } from '../src/cache/dense.js';
 import { readHfConfig } from '../src/checkpoint/hf_config.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
 import { SafetensorsReader } from '../src/checkpoint/safetensors.js';
 import { ConfigError, FileFormatError } from '../src/errors.js';
-import { cacheShape } from '../src/model/config.js';
 import { loadModel, weightBytes } from '../src/model/load.js';
 import { saveHfModel } from '../src/model/to_hf.js';
-import { forward, SINK_TOKEN } from '../src/model/transformer.js';
-import { disposeModel, type Model } from '../src/model/weights.js';
-import { initTestBackend, maxAbsDiff } from './helpers.js';
+import { SINK_TOKEN } from '../src/model/transformer.js';
+import { disposeModel } from '../src/model/weights.js';
+import { denseLogits, initTestBackend, maxAbsDiff } from './helpers.js';
 import { hfReferenceLogits } from './hf_reference.js';
 import {
   llama2cToHf,
@@ -34,15 +32,6 @@ import {
 
 await initTestBackend();
 
-function logits(model: Model, ids: number[]): Float32Array {
-  const cache = new DenseCache(cacheShape(model.config));
-  const out = forward(model, ids, cache);
-  const data = out.dataSync() as Float32Array;
-  out.dispose();
-  cache.dispose();
-  return data;
-}
-
 const ids = [5, 0, 17, 3, 3, 29, 11, 8, 1, 30, 2, 7];
 
 for (const shared of [false, true]) {
@@ -57,7 +46,7 @@ for (const shared of [false, true]) {
     const hf = loadModel(dir);
     t.equal(bin.config.rope.layout, 'pairs');
     t.equal(hf.config.rope.layout, 'halves');
-    const d = maxAbsDiff(logits(bin, ids), logits(hf, ids));
+    const d = maxAbsDiff(denseLogits(bin, ids), denseLogits(hf, ids));
     t.ok(d < 1e-5, `max |diff| ${d}`);
     disposeModel(bin);
     disposeModel(hf);
@@ -72,7 +61,7 @@ function checkAgainstReference(t: Test, config: Record<string, unknown>, tensors
   writeHfDir(dir, config, tensors);
   const model = loadModel(dir);
   const ref = hfReferenceLogits(config, tensors, tokens).flatMap((row) => Array.from(row));
-  const d = maxAbsDiff(logits(model, tokens), ref);
+  const d = maxAbsDiff(denseLogits(model, tokens), ref);
   t.ok(d < tol, `engine vs float64 reference: max |diff| ${d}`);
   disposeModel(model);
   t.equal(tf.memory().numTensors, before, 'no tensor leak');
@@ -161,7 +150,7 @@ t.test('our saved format (learned sink logits + sink token) against the referenc
   const config = JSON.parse(JSON.stringify(readHfConfigJson(out)));
   const tokens = [SINK_TOKEN, 4, 9, 1, 22, 0, 3];
   const ref = hfReferenceLogits(config, tensors, tokens).flatMap((row) => Array.from(row));
-  const d = maxAbsDiff(logits(model, tokens), ref);
+  const d = maxAbsDiff(denseLogits(model, tokens), ref);
   t.ok(d < 2e-5, `max |diff| ${d}`);
   disposeModel(model);
   t.equal(tf.memory().numTensors, before, 'no tensor leak');

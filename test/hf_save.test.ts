@@ -6,16 +6,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { SoftmaxVariant } from '../kernels/softmax.js';
-import { DenseCache } from '../src/cache/dense.js';
 import { readSafetensorsHeader } from '../src/checkpoint/safetensors.js';
 import { ConfigError } from '../src/errors.js';
-import { cacheShape } from '../src/model/config.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { loadModel } from '../src/model/load.js';
 import { saveHfModel } from '../src/model/to_hf.js';
-import { forward, SINK_TOKEN } from '../src/model/transformer.js';
+import { SINK_TOKEN } from '../src/model/transformer.js';
 import { disposeModel, type Model } from '../src/model/weights.js';
-import { initTestBackend, maxAbsDiff } from './helpers.js';
+import { denseLogits, initTestBackend, maxAbsDiff } from './helpers.js';
 import { randomArray, randomLlama2c, rng, tempDir } from './tiny_checkpoints.js';
 
 await initTestBackend();
@@ -29,15 +27,6 @@ function tinyModel(softmax: SoftmaxVariant, sinkToken: boolean, seed: string, ti
   if (softmax === 'learned-sink') for (const l of model.weights.layers) l.sinkLogits = tf.tensor1d(randomArray(r, shape.heads, 2));
   if (sinkToken) model.weights.sinkEmbedding = tf.tensor1d(randomArray(r, shape.dim));
   return model;
-}
-
-function logits(model: Model, ids: number[]): Float32Array {
-  const cache = new DenseCache(cacheShape(model.config));
-  const out = forward(model, ids, cache);
-  const data = out.dataSync() as Float32Array;
-  out.dispose();
-  cache.dispose();
-  return data;
 }
 
 const variants: [SoftmaxVariant, boolean][] = [
@@ -77,7 +66,7 @@ for (const [softmax, sinkToken] of variants) {
     t.equal(loaded.config.sinkToken, sinkToken);
     t.equal(loaded.config.rope.layout, 'halves', 'saved in the HF layout');
     const ids = sinkToken ? [SINK_TOKEN, 3, 1, 4, 1, 5, 9, 2, 6] : [3, 1, 4, 1, 5, 9, 2, 6];
-    const diff = maxAbsDiff(logits(model, ids), logits(loaded, ids));
+    const diff = maxAbsDiff(denseLogits(model, ids), denseLogits(loaded, ids));
     t.ok(diff < 1e-5, `pairs model and its halves reload agree: max |diff| ${diff}`);
 
     // Saving the reloaded (halves) model gives the same file, byte for byte.
@@ -100,7 +89,7 @@ t.test('tied embeddings are detected and saved once', async (t) => {
   t.equal(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).tie_word_embeddings, true);
   t.notOk(readSafetensorsHeader(join(dir, 'model.safetensors')).tensors.has('lm_head.weight'));
   const loaded = loadModel(dir);
-  t.ok(maxAbsDiff(logits(model, [1, 2, 3]), logits(loaded, [1, 2, 3])) < 1e-5);
+  t.ok(maxAbsDiff(denseLogits(model, [1, 2, 3]), denseLogits(loaded, [1, 2, 3])) < 1e-5);
   const untied = tinyModel('softmax', false, 'untied');
   t.throws(() => saveHfModel(tempDir(), untied, { tie_word_embeddings: true }), ConfigError);
   disposeModel(untied);
