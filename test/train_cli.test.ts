@@ -1,14 +1,15 @@
 // `streamllm train` and `streamllm train-tokenizer` from the command line:
 // a short run end to end, and every bad input as one line on stderr with
 // exit code 2 and nothing written.
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { parseFlags } from '../src/cli/args.js';
 import { trainCommand } from '../src/cli/train.js';
 import { StreamllmError } from '../src/errors.js';
-import { runCli } from './helpers.js';
+import { type Manifest, sha256 } from '../src/train/manifest.js';
+import { runCli, runCliInProcess } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-train-cli-'));
 const tokenizer = join(dir, 'tok.json');
@@ -86,6 +87,54 @@ t.test('bad inputs: exit 2 with one line, nothing written', async (t) => {
     t.notMatch(error ?? '', /\n/, 'one line');
   }
   t.notOk(existsSync(out), 'no run directory was created');
+});
+
+t.test('publish copies a finished run into a weights directory and records it', async (t) => {
+  const run = join(dir, 'run'); // finished by the test above
+  const weights = join(dir, 'weights');
+  const r = await runCliInProcess(['publish', '--run', run, '--name', 'tiny', '--weights', weights]);
+  t.equal(r.status, 0, r.stderr);
+  t.same(readdirSync(join(weights, 'tiny')).sort(), ['config.json', 'model.safetensors', 'tokenizer.json']);
+  const manifest = JSON.parse(readFileSync(join(weights, 'manifest.json'), 'utf8')) as Manifest;
+  t.equal(manifest.default, 'tiny', 'the first model published becomes the default');
+  t.equal(manifest.models.length, 1);
+  const entry = manifest.models[0]!;
+  const state = JSON.parse(readFileSync(join(run, 'train_state.json'), 'utf8')) as { valLoss: number; tokensSeen: number };
+  t.match(entry, { name: 'tiny', variant: 'sink-token', steps: 3, tokensSeen: state.tokensSeen, dtype: 'F32' });
+  t.ok(Math.abs(entry.valLoss - state.valLoss) < 1e-4, `held-out loss of the shipped weights ${entry.valLoss} = the run's ${state.valLoss}`);
+  for (const [file, hash] of Object.entries(entry.files)) t.equal(hash, sha256(join(weights, 'tiny', file)), `sha256 of ${file}`);
+  t.match(entry.command, /^streamllm train --variant sink-token --seed 0 --steps 3 --tokenizer .*tok\.json --dim 16 --layers 1 --heads 2 .* && streamllm publish --run .*run --name tiny$/);
+  // Published in F16, under a second name: half the bytes, the first model stays the default.
+  const half = await runCliInProcess(['publish', '--run', run, '--name', 'tiny-f16', '--dtype', 'F16', '--weights', weights]);
+  t.equal(half.status, 0, half.stderr);
+  const again = JSON.parse(readFileSync(join(weights, 'manifest.json'), 'utf8')) as Manifest;
+  t.same(again.models.map((m) => m.name), ['tiny', 'tiny-f16']);
+  t.equal(again.default, 'tiny');
+  t.equal(again.models[1]!.dtype, 'F16');
+  t.ok(Math.abs(again.models[1]!.valLoss - state.valLoss) < 0.05, 'F16 weights give nearly the same loss');
+  t.same(readdirSync(weights).filter((f) => f.startsWith('.')), [], 'no temporary directory left behind');
+});
+
+t.test('publish: bad inputs are one line, exit 2, nothing written', async (t) => {
+  const run = join(dir, 'run');
+  const weights = join(dir, 'weights-bad');
+  const unfinished = join(dir, 'unfinished');
+  cpSync(run, unfinished, { recursive: true });
+  const statePath = join(unfinished, 'train_state.json');
+  writeFileSync(statePath, JSON.stringify({ ...JSON.parse(readFileSync(statePath, 'utf8')), step: 2 }));
+  const cases: [string[], RegExp][] = [
+    [['publish', '--name', 'x', '--weights', weights], /publish: --run is required/],
+    [['publish', '--run', run, '--name', 'no/slash', '--weights', weights], /publish --name: expected letters, digits, - and _, got 'no\/slash'/],
+    [['publish', '--run', unfinished, '--name', 'x', '--weights', weights], /the run stopped at step 2 of 3 \(finish it with streamllm train --resume /],
+    [['publish', '--run', run, '--name', 'x', '--dtype', 'F8', '--weights', weights], /--dtype: expected one of F32, F16, got 'F8'/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = await runCliInProcess(args);
+    t.equal(r.status, 2, args.join(' '));
+    t.match(r.stderr, pattern, args.join(' '));
+    t.equal(r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:')).length, 1, `one line: ${r.stderr}`);
+  }
+  t.notOk(existsSync(weights), 'no weights directory was created');
 });
 
 t.test('train --help', async (t) => {
