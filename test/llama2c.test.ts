@@ -1,13 +1,19 @@
 // llama2.c checkpoints: both versions read, the legacy writer round-trips,
 // and every malformed file is one clear error naming the file.
-import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { closeSync, mkdtempSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { type LlamaShape, readLlama2c, writeLlama2c } from '../src/checkpoint/llama2c.js';
+import { type LlamaShape, openLlama2c, readLlama2c, writeLlama2c } from '../src/checkpoint/llama2c.js';
 import { FileFormatError } from '../src/errors.js';
+import { modelFromLlama2c } from '../src/model/from_llama2c.js';
+import { loadModel } from '../src/model/load.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
-import { FIXTURES } from './helpers.js';
+import { disposeModel, type Model } from '../src/model/weights.js';
+import { FIXTURES, initTestBackend } from './helpers.js';
+
+await initTestBackend();
 
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-llama2c-'));
 const shape: LlamaShape = { dim: 8, hiddenDim: 12, layers: 2, heads: 4, kvHeads: 2, vocabSize: 11, maxSeqLen: 6, sharedClassifier: true };
@@ -91,4 +97,36 @@ t.test('the writer leaves no file behind when a tensor is missing', async (t) =>
   const file = join(dir, 'never.bin');
   t.throws(() => writeLlama2c(file, { ...tensors, wq: new Float32Array(3) }), /wq has 3 values/);
   t.throws(() => readFileSync(file), /ENOENT/);
+});
+
+/** Every weight tensor of a model, flattened in a fixed order. */
+function weightValues(m: Model): number[][] {
+  const w = m.weights;
+  const tensors = [w.embedding, w.finalNorm.weight, w.classifier, ...w.layers.flatMap((l) => [l.attnNorm.weight, l.qkv.weight, l.out.weight, l.mlpNorm.weight, l.up.weight, l.down.weight])];
+  return tensors.map((x) => Array.from(x.dataSync()));
+}
+
+t.test('a model read piece by piece from the file equals the one built from the tensors in memory', async (t) => {
+  for (const sharedClassifier of [true, false]) {
+    const tensors = randomLlamaTensors({ ...shape, vocabSize: 2500, sharedClassifier }, 5); // the classifier spans several reads
+    const file = join(dir, `pieces-${sharedClassifier}.bin`);
+    writeLlama2c(file, tensors);
+    const fromFile = loadModel(file);
+    const inMemory = modelFromLlama2c(tensors);
+    t.same(weightValues(fromFile), weightValues(inMemory), `shared classifier: ${sharedClassifier}`);
+    disposeModel(fromFile);
+    disposeModel(inMemory);
+  }
+});
+
+t.test('a file cut short while the model is built: one error naming it, and no tensor left behind', async (t) => {
+  const file = join(dir, 'shrinks.bin');
+  writeLlama2c(file, randomLlamaTensors(shape, 9));
+  const before = tf.memory().numTensors;
+  const reader = openLlama2c(file); // validated at full size
+  truncateSync(file, 600);
+  // Layer 0's first matrix, wq [8, 8], starts at 28 (header) + 4 x 88 (embedding) + 4 x 16 (rms_att) = 444.
+  t.throws(() => modelFromLlama2c(reader), new FileFormatError(file, 'truncated: expected 256 bytes at offset 444, got 156'));
+  reader.close();
+  t.equal(tf.memory().numTensors, before);
 });

@@ -46,7 +46,7 @@ export interface LlamaTensors {
 const MAGIC = 0x616b3432; // "ak42" read as a little-endian uint32
 const V1_HEADER_BYTES = 256;
 
-type TensorName = Exclude<keyof LlamaTensors, 'shape'>;
+export type TensorName = Exclude<keyof LlamaTensors, 'shape'>;
 
 /** Element counts of every tensor, in the order the given version stores them. */
 function layout(s: LlamaShape, version: 0 | 1): [TensorName | 'freqCis', number][] {
@@ -93,8 +93,20 @@ function checkShape(file: string, s: LlamaShape): void {
   if ((s.dim / s.heads) % 2 !== 0) throw new FileFormatError(file, `head size ${s.dim / s.heads} must be even for RoPE`);
 }
 
-/** Read and validate a llama2.c checkpoint (either version). */
-export function readLlama2c(file: string): LlamaTensors {
+/**
+ * A llama2.c checkpoint opened for reading: its shape, validated against the
+ * file's size, and any run of a tensor's elements read on demand, so that a
+ * model can be built a piece at a time without the whole file in memory.
+ */
+export interface Llama2cReader {
+  shape: LlamaShape;
+  /** Elements [start, start + count) of a tensor, flat in the file's layout. */
+  read(name: TensorName, start: number, count: number): Float32Array;
+  close(): void;
+}
+
+/** Open and validate a llama2.c checkpoint (either version). */
+export function openLlama2c(file: string): Llama2cReader {
   const fd = openForReading(file);
   try {
     const fileBytes = fstatSync(fd).size;
@@ -120,26 +132,55 @@ export function readLlama2c(file: string): LlamaTensors {
       sharedClassifier: version === 1 ? head.readUInt8(36) === 1 : rawVocab > 0,
     };
     checkShape(file, shape);
-    const tensors = layout(shape, version);
     const headerBytes = version === 1 ? V1_HEADER_BYTES : 28;
-    const expected = headerBytes + 4 * tensors.reduce((n, [, size]) => n + size, 0);
-    if (fileBytes !== expected) {
-      const what = fileBytes < expected ? 'truncated' : 'oversized';
-      throw new FileFormatError(file, `${what}: the header describes ${expected} bytes but the file has ${fileBytes}`);
-    }
-    const out: Partial<LlamaTensors> = { shape };
+    // Byte offset and element count of every tensor.
+    const where = new Map<TensorName | 'freqCis', [number, number]>();
     let offset = headerBytes;
-    for (const [name, size] of tensors) {
-      if (name !== 'freqCis') {
-        const buf = readAt(fd, file, 4 * size, offset);
-        out[name] = new Float32Array(buf.buffer, buf.byteOffset, size);
-      }
+    for (const [name, size] of layout(shape, version)) {
+      where.set(name, [offset, size]);
       offset += 4 * size;
+    }
+    if (fileBytes !== offset) {
+      const what = fileBytes < offset ? 'truncated' : 'oversized';
+      throw new FileFormatError(file, `${what}: the header describes ${offset} bytes but the file has ${fileBytes}`);
+    }
+    return {
+      shape,
+      read(name, start, count) {
+        const [base, size] = where.get(name)!;
+        if (start < 0 || start + count > size) throw new RangeError(`${name}: elements [${start}, ${start + count}) outside its ${size}`);
+        const buf = readAt(fd, file, 4 * count, base + 4 * start);
+        return new Float32Array(buf.buffer, buf.byteOffset, count);
+      },
+      close: () => closeSync(fd),
+    };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/** Read and validate a whole llama2.c checkpoint (either version). */
+export function readLlama2c(file: string): LlamaTensors {
+  const reader = openLlama2c(file);
+  try {
+    const out: Partial<LlamaTensors> = { shape: reader.shape };
+    for (const [name, size] of layout(reader.shape, 0)) {
+      if (name !== 'freqCis') out[name] = reader.read(name, 0, size);
     }
     return out as LlamaTensors;
   } finally {
-    closeSync(fd);
+    reader.close();
   }
+}
+
+/** The reader interface over tensors already in memory. */
+export function llama2cTensorsReader(t: LlamaTensors): Llama2cReader {
+  return {
+    shape: t.shape,
+    read: (name, start, count) => t[name]!.subarray(start, start + count),
+    close: () => {},
+  };
 }
 
 /**

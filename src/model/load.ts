@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, statSync } from 'node:fs';
 import { readHfConfig } from '../checkpoint/hf_config.js';
-import { readLlama2c } from '../checkpoint/llama2c.js';
+import { openLlama2c } from '../checkpoint/llama2c.js';
 import { SafetensorsReader } from '../checkpoint/safetensors.js';
 import { ConfigError, FileFormatError } from '../errors.js';
 import type { ModelConfig } from './config.js';
@@ -55,5 +55,10 @@ export function loadHfModel(dir: string): Model {
 export function loadModel(path: string): Model {
   if (!existsSync(path)) throw new FileFormatError(path, 'no such file or directory');
   if (statSync(path).isDirectory()) return loadHfModel(path);
-  return modelFromLlama2c(readLlama2c(path));
+  const reader = openLlama2c(path);
+  try {
+    return modelFromLlama2c(reader);
+  } finally {
+    reader.close();
+  }
 }
