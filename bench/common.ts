@@ -17,12 +17,7 @@ export function machine(): string {
   return `${cpu[0]?.model ?? 'unknown CPU'} x${cpu.length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
+export { median } from '../src/stats.js';
 /**
  * Peak resident set size of this process so far, in MiB: Linux's VmHWM
  * (getrusage's maxRSS would carry a large parent's peak into a child).

@@ -15,6 +15,7 @@ import { TokenStream } from '../stream.js';
 import type { FigureFile } from './report.js';
 import { type Experiment, type ExperimentContext } from './types.js';
 import { EXPERIMENT_TITLES } from './names.js';
+import { median } from '../stats.js';
 
 const STREAMING_STEPS = 16;
 const RECOMPUTE_STEPS = 4;
@@ -51,12 +52,6 @@ export const latency: Experiment = {
   title: EXPERIMENT_TITLES['latency'],
   run: runLatency,
 };
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 async function measure(ctx: ExperimentContext, policy: CachePolicy, fill: number, steps: number): Promise<LatencyMeasure> {
   const ids = ctx.ids;
