@@ -55,8 +55,8 @@ function rotate(v: Vec, pos: number, rotary: number, theta: number, scale: numbe
 const silu = (g: number) => g / (1 + Math.exp(-g));
 const gelu = (x: number) => 0.5 * x * erfcReference(-x / Math.SQRT2);
 
-/** Sees the probabilities of head `head` of layer `layer` for the token at `position`, over its visible keys in order. */
-export type ReferenceObserver = (layer: number, position: number, head: number, probs: Vec) => void;
+/** Sees the probabilities of head `head` of layer `layer` for the token at `position`, over its visible keys in order, and their scaled scores q·k/sqrt(d). */
+export type ReferenceObserver = (layer: number, position: number, head: number, probs: Vec, scores: Vec) => void;
 
 /** Logits [ids.length][vocab] of a dense causal pass; id -1 is the learned sink token. */
 export function hfReferenceLogits(
@@ -104,7 +104,7 @@ export function hfReferenceLogits(
       const m = Math.max(extra, ...scores);
       const e = scores.map((s) => Math.exp(s - m));
       const z = e.reduce((a, b) => a + b, 0) + Math.exp(extra - m);
-      observe?.(l, pos, h, Float64Array.from(e, (p) => p / z));
+      observe?.(l, pos, h, Float64Array.from(e, (p) => p / z), Float64Array.from(scores));
       e.forEach((p, j) => {
         for (let c = 0; c < hd; c++) out[h * hd + c] += (p / z) * values[l]![seen[j]!]![kvh]![c]!;
       });

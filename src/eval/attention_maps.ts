@@ -7,7 +7,9 @@
 //
 // Sink-token models see their learned sink first, as in training: position 0
 // of every window is the sink, followed by the L text tokens (maps are L+1
-// wide). The probabilities are the model's own softmax variant: with
+// wide). Models trained with BOS first in every sample can be given BOS
+// first in every window too (`bosId`; after a sink-token model's sink), as
+// in their training samples. The probabilities are the model's own softmax variant: with
 // softmax1 or a learned sink a row sums to less than 1, the rest having gone
 // to "nothing".
 import type * as tf from '@tensorflow/tfjs';
@@ -33,7 +35,43 @@ export interface AttentionMapOptions {
   seed?: number | string;
   /** Windows per forward pass (default 32). */
   batchSize?: number;
+  /** Put this token (BOS) first in every window, before its text (after a sink-token model's sink). */
+  bosId?: number;
   onProgress?: (done: number, total: number) => void;
+}
+
+/** The ids every window starts with before its text: a sink-token model's sink, then BOS when given. */
+export function windowPrefix(sinkToken: boolean, bosId?: number): number[] {
+  return [...(sinkToken ? [SINK_TOKEN] : []), ...(bosId !== undefined ? [bosId] : [])];
+}
+
+/** Windows of `length` text tokens at the offsets, each after the prefix. */
+export function textWindows(tokens: ArrayLike<number>, offsets: readonly number[], length: number, prefix: readonly number[]): number[][] {
+  return offsets.map((o) => [...prefix, ...Array.from({ length }, (_, i) => tokens[o + i]!)]);
+}
+
+/** An observer of one window's attention: probs [heads, size, size] of layer `layer` for window `window` (valid during the call). */
+export type WindowObserver = (layer: number, window: number, probs: tf.Tensor3D) => void;
+
+/**
+ * Run every window on its own, from scratch at positions 0..size-1 (a
+ * CausalBlock each), `batchSize` windows per forward pass, and show the
+ * observer every layer's attention probabilities. Windows must have equal
+ * length.
+ */
+export function observeWindows(
+  model: Model,
+  windows: readonly (readonly number[])[],
+  observe: WindowObserver,
+  options: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
+): void {
+  const batchSize = options.batchSize ?? 32;
+  for (let start = 0; start < windows.length; start += batchSize) {
+    const batch = windows.slice(start, start + batchSize);
+    const caches = batch.map(() => new CausalBlock());
+    forwardBatch(model, batch, caches, 'last', { onAttention: (layer, b, probs) => observe(layer, start + b, probs) }).dispose();
+    options.onProgress?.(Math.min(windows.length, start + batchSize), windows.length);
+  }
 }
 
 export interface AttentionMaps {
@@ -44,6 +82,8 @@ export interface AttentionMaps {
   /** Text tokens per window. */
   length: number;
   sinkToken: boolean;
+  /** The ids before each window's text (the sink token as SINK_TOKEN, BOS). */
+  prefix: number[];
   softmax: SoftmaxVariant;
   /** Start of each window in the token list. */
   offsets: number[];
@@ -63,29 +103,21 @@ export function windowOffsets(textLength: number, samples: number, length: numbe
 export function attentionMaps(model: Model, tokens: ArrayLike<number>, options: AttentionMapOptions = {}): AttentionMaps {
   const samples = options.samples ?? DEFAULT_SAMPLES;
   const length = options.length ?? DEFAULT_LENGTH;
-  const batchSize = options.batchSize ?? 32;
   const { layers, heads, sinkToken, softmax } = model.config;
   const offsets = windowOffsets(tokens.length, samples, length, options.seed ?? 0);
-  const size = length + (sinkToken ? 1 : 0);
+  const prefix = windowPrefix(sinkToken, options.bosId);
+  const size = length + prefix.length;
   const cells = heads * size * size;
   const sums = Array.from({ length: layers }, () => new Float64Array(cells));
-  const onAttention = (layer: number, _sequence: number, probs: tf.Tensor3D) => {
+  const onAttention = (layer: number, _window: number, probs: tf.Tensor3D) => {
     // probs: [heads, size, size], keys in position order (one CausalBlock frame)
     const p = probs.dataSync();
     const sum = sums[layer]!;
     for (let i = 0; i < cells; i++) sum[i] += p[i]!;
   };
-  for (let start = 0; start < samples; start += batchSize) {
-    const windows = offsets.slice(start, start + batchSize).map((o) => {
-      const text = Array.from({ length }, (_, i) => tokens[o + i]!);
-      return sinkToken ? [SINK_TOKEN, ...text] : text;
-    });
-    const caches = windows.map(() => new CausalBlock());
-    forwardBatch(model, windows, caches, 'last', { onAttention }).dispose();
-    options.onProgress?.(Math.min(samples, start + batchSize), samples);
-  }
+  observeWindows(model, textWindows(tokens, offsets, length, prefix), onAttention, options);
   for (const sum of sums) for (let i = 0; i < cells; i++) sum[i]! /= samples;
-  return { layers, heads, size, length, sinkToken, softmax, offsets, probs: sums };
+  return { layers, heads, size, length, sinkToken, prefix, softmax, offsets, probs: sums };
 }
 
 /** One layer's map as rows [query][key]: one head's, or the mean over heads. */
