@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
 import { attentionMaps, sinkScores } from '../src/eval/attention_maps.js';
+import { type SinkVerdict, sinkProfile, sinkVerdict } from '../src/eval/sink_measure.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { recomputeNllAt } from '../src/eval/recompute_sampled.js';
 import { loadModel } from '../src/model/load.js';
@@ -54,7 +55,12 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   const lines = r.stdout.trim().split('\n');
   t.match(lines[0], /^Attention of queries at positions 4\+ \(mean over 16 windows of 12 tokens\); uniform: key 0 0\.\d{3}, keys 0-3 0\.\d{3}$/);
   t.match(lines[1], /^\| layer \| to key 0 \| to keys 0-3 \| max head, key 0 \| that head \| row mass \|$/);
-  t.equal(lines.filter((l) => /^\|\s+\d \|/.test(l)).length, 3, 'one row per layer');
+  const measurement = lines.indexOf('Sink measurement: 64 windows of 64 positions; per layer, its strongest head');
+  t.ok(measurement > 0, 'the sink measurement follows the maps');
+  t.equal(lines.slice(0, measurement).filter((l) => /^\|\s+\d \|/.test(l)).length, 3, 'one row per layer');
+  t.match(lines[measurement + 1], /^\| layer \| strongest head \| key 0, t in \[32, 64\) \| x uniform \| key 0, t in \[4, 16\) \| logit gap, short \| logit gap, long \| sink heads \|$/);
+  t.equal(lines.slice(measurement).filter((l) => /^\|\s+\d \|/.test(l)).length, 3, 'one row per layer');
+  t.match(lines[measurement + 6], /^Sink: no; strongest layer \d head \d: 0\.\d{3} on key 0 at t in \[32, 64\)/);
   const scores = JSON.parse(readFileSync(join(out, 'sink-scores.json'), 'utf8')) as ReturnType<typeof sinkScores> & { samples: number; length: number; seed: number; softmax: string };
   t.equal(scores.samples, 16);
   t.equal(scores.softmax, 'softmax');
@@ -65,6 +71,16 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   t.ok(close(scores.uniform.key0, want.uniform.key0));
   t.ok(maxAbsDiff(scores.layers.flatMap((l) => l.heads.map((h) => h.key0)), want.layers.flatMap((l) => l.heads.map((h) => h.key0))) < 1e-6);
   t.ok(maxAbsDiff(scores.layers.map((l) => l.mean.keys0to3), want.layers.map((l) => l.mean.keys0to3)) < 1e-6);
+  // the measurement, as sinkProfile and sinkVerdict give it on the same windows
+  const verdict = sinkVerdict(sinkProfile(loadModel(model), allIds, { windows: 64, seed: 5 }));
+  const written = (scores as unknown as { measurement: SinkVerdict }).measurement;
+  t.same(written.longRange, [32, 64]);
+  t.ok(maxAbsDiff(written.layers.flatMap((l) => l.heads.map((h) => h.key0)), verdict.layers.flatMap((l) => l.heads.map((h) => h.key0))) < 1e-6);
+  t.ok(maxAbsDiff(written.layers.flatMap((l) => l.heads.map((h) => h.gapLong)), verdict.layers.flatMap((l) => l.heads.map((h) => h.gapLong))) < 1e-5);
+  t.equal(written.sink, false);
+  const profile = JSON.parse(readFileSync(join(out, 'sink-profile.json'), 'utf8')) as { key0: number[][][]; logitGap: number[][][]; size: number };
+  t.equal(profile.size, 64);
+  t.equal(profile.key0[2]![5]!.length, 64, 'per layer, head and query position');
   const saved = JSON.parse(readFileSync(join(out, 'attention-maps.json'), 'utf8')) as { size: number; offsets: number[]; layers: number[][][][] };
   t.same(saved.offsets, maps.offsets);
   t.equal(saved.layers.length, 3);
@@ -105,6 +121,17 @@ t.test('reproduce pretraining: every model of the manifest, as scoreTokens score
   t.same(cells(lines[0]!), ['model', 'variant', '0+W', '1+(W-1)', '2+(W-2)', '4+(W-4)', 'recompute*', '4+(W-4)*']);
   t.same(cells(lines[5]!).slice(0, 2), ['tiny-sink-token', 'sink-token']);
   t.equal(Number(cells(lines[5]!)[3]), Number(models[3]!.streaming[1]!.ppl.toFixed(2)));
+  // beside the paper: each model's effects are ratios of its own perplexities
+  const comparison = json.comparison as { name: string; effects: { evictFirst: number; oneNotFour: number }; verdict: string; paper: { paper: string } | null }[];
+  t.same(comparison.map((c) => c.paper?.paper ?? null), ['vanilla', 'zero sink (softmax1)', null, 'learnable sink token']);
+  for (const [i, c] of comparison.entries()) {
+    const p = (s: number) => models[i]!.streaming.find((x) => x.sinks === s)!.ppl;
+    t.ok(close(c.effects.evictFirst, p(0) / p(1), 1e-4) && close(c.effects.oneNotFour, p(1) / p(4), 1e-4), `${c.name} effects`);
+  }
+  t.equal(comparison[2]!.verdict, 'no paper row');
+  const side = readFileSync(join(out, 'pretraining-vs-paper.md'), 'utf8').trim().split('\n');
+  t.same(cells(side[0]!), ['model', '0+W', '1+(W-1)', '2+(W-2)', '4+(W-4)', 'recompute*', '0+W / 1+(W-1)', '1+(W-1) / 4+(W-4)', 'verdict']);
+  t.same(cells(side[3]!).slice(0, 5), ['paper: vanilla', '27.87', '18.49', '18.05', '18.05']);
   checkFigures(t, out, json.figures as FigureFile[]);
 });
 

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import t from 'tap';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
 import { UsageError } from '../src/errors.js';
-import { type SinkProfile, sinkProfile, sinkProfileOf, sinkVerdict } from '../src/eval/sink_measure.js';
+import { sinkBatchSize, type SinkProfile, sinkProfile, sinkProfileOf, sinkVerdict, sinkWindowBytes } from '../src/eval/sink_measure.js';
 import { loadModel } from '../src/model/load.js';
 import { disposeModel } from '../src/model/weights.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff } from './helpers.js';
@@ -159,11 +159,20 @@ t.test('verdict: ranges, uniform shares and the rule', async (t) => {
   t.equal(sinkVerdict(handProfile(40, () => 0.02, () => 0)).sink, false, 'uniform-like attention: no sink');
 });
 
+t.test('windows per batch keep the attention tensors within 1 GiB', async (t) => {
+  t.equal(sinkWindowBytes(4, 8, 256), 12 * 4 * 8 * 256 * 256);
+  t.equal(sinkBatchSize(4, 8, 256), 32, '100 MiB a window: the default 32 fit');
+  t.equal(sinkBatchSize(4, 8, 1024), 2, `${sinkWindowBytes(4, 8, 1024) / 2 ** 20} MiB a window: 2 fit`);
+  t.equal(sinkBatchSize(4, 8, 256, 5), 5);
+  t.throws(() => sinkBatchSize(4, 8, 2048), /above the 1 GiB limit; expected at most 1672/);
+  t.throws(() => sinkBatchSize(4, 8, 9), UsageError);
+});
+
 t.test('bad sizes are UsageErrors', async (t) => {
   const model = loadModel(`${FIXTURES}tiny-gqa.bin`);
   t.throws(() => sinkProfile(model, tokens, { windows: 2, size: 9 }), UsageError);
   t.throws(() => sinkProfile(model, tokens, { windows: 2, size: 12.5 }), UsageError);
-  t.throws(() => sinkProfile(model, tokens.slice(0, 20), { windows: 2, size: 30 }), /do not fit/);
+  t.throws(() => sinkProfile(model, tokens.slice(0, 20), { windows: 2, size: 30 }), /need 30 text tokens; the text has 20/);
   t.throws(() => sinkProfile(model, tokens, { windows: 0, size: 12 }), UsageError);
   t.throws(() => sinkVerdict(handProfile(9, () => 0, () => 0)), UsageError);
   disposeModel(model);

@@ -8,13 +8,23 @@ import { sizeFlags } from './experiment_flags.js';
 export const attnCommand: CommandSpec = {
   name: 'attn',
   summary: 'attention maps per layer and head averaged over many windows, and where the sink is',
-  usage: '[--model PATH] [--text FILE | --tokens IDS.json] [--samples N] [--length L] [--seed S] [--out DIR] [--per-head]',
+  usage: '[--model PATH] [--text FILE | --tokens IDS.json] [--samples N] [--length L] [--seed S] [--out DIR] [--per-head]\n' +
+    '       [--window W] [--sink-windows N] [--bos-first]',
   details: [
     'Runs N windows of L tokens, taken at seeded random offsets in the text, each from scratch at positions 0..L-1',
     "(a sink-token model's learned sink first), and averages each layer's attention probabilities. Writes",
     'attention-layers.{svg,png} (all layers, heads averaged, as the paper\'s Fig. 2), attention-layer-L.{svg,png}',
     '(one panel per head with --per-head), sink-scores.json (per layer and head: the mean attention of queries at',
     'positions 4.. on key 0 and keys 0-3, and the uniform baseline), attention-maps.json and report.md.',
+    '',
+    'Then the sink measurement, which says yes or no: N windows of W positions (default 64 of the trained length),',
+    'each run from scratch like a training sample, give per layer and head the mean attention on key 0 of queries at',
+    't in [W/2, W) against the uniform share (mean of 1/(t+1)), and the logit gap: the sink\'s logit q·k0/sqrt(d)',
+    'minus the mean logit of keys 1..t, at short range (t in [4, 16)) and long range. A head has a sink when its',
+    'key-0 attention at long range is at least 0.3 and at least 5x uniform. Printed per layer (its strongest head),',
+    'written to sink-scores.json ("measurement", every head) and sink-profile.json (per query position).',
+    '--bos-first puts the tokenizer\'s BOS first in every window (after a sink-token model\'s sink), for models',
+    'trained with BOS first in every sample.',
   ].join('\n'),
   flags: [
     ...modelInputFlags,
@@ -22,6 +32,9 @@ export const attnCommand: CommandSpec = {
     sizeFlags.length,
     sizeFlags.seed,
     sizeFlags.perHead,
+    sizeFlags.window,
+    sizeFlags.sinkWindows,
+    sizeFlags.bosFirst,
     { name: 'out', type: 'string', value: 'DIR', default: 'out/attn', help: 'output folder' },
     backendFlag,
   ],
@@ -39,6 +52,10 @@ export const attnCommand: CommandSpec = {
       `Attention of queries at positions ${firstQuery}+ (mean over ${result.samples} windows of ${result.length} tokens); ` +
         `uniform: key 0 ${uniform.key0.toFixed(3)}, keys 0-3 ${uniform.keys0to3.toFixed(3)}\n` +
         result.table +
+        `Sink measurement: ${result.sink.windows} windows of ${result.sink.size} positions; per layer, its strongest head\n` +
+        result.sinkTable +
+        result.sinkSummary +
+        '\n' +
         `wrote ${ctx.report.dir}/sink-scores.json, ${result.figures.length} figures and ${file}\n`,
     );
   },

@@ -2,6 +2,8 @@
 import type { ExperimentContext, ExperimentSettings } from '../experiments/types.js';
 import { Report } from '../experiments/report.js';
 import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
+import { UsageError } from '../errors.js';
+import type { Tokenizer } from '../tokenizer/types.js';
 import type { Flags } from './args.js';
 import { manifestFile, openModel, textSource } from './model_inputs.js';
 import { createProgress } from './progress.js';
@@ -16,21 +18,42 @@ export function settingsFromFlags(flags: Flags): ExperimentSettings {
     seed: flags.seed as number | undefined,
     perHead: flags['per-head'] === true,
     manifest: manifestFile(flags),
+    window: flags.window as number | undefined,
+    sinks: flags.sinks as number | undefined,
+    sinkWindows: flags['sink-windows'] as number | undefined,
+    bosFirst: flags['bos-first'] === true,
+    models: flags.models as string[] | undefined,
   };
+}
+
+/** --sinks must leave room for recent tokens in the cache; --bos-first needs a BOS token. */
+export function checkSettings(settings: ExperimentSettings, command: string, trainedLength: number, tokenizer: Tokenizer | undefined): void {
+  const W = settings.window ?? trainedLength;
+  if (settings.sinks !== undefined && settings.sinks >= W) {
+    const which = settings.window !== undefined ? `--window ${W}` : `the trained length ${W} (the default --window)`;
+    throw new UsageError(`${command} --sinks: ${settings.sinks} initial tokens leave no room for recent ones in a cache of ${which}; expected S < W`);
+  }
+  if (settings.bosFirst === true && tokenizer?.bosId === undefined) {
+    throw new UsageError(`${command} --bos-first: ${tokenizer === undefined ? 'no tokenizer to take BOS from; give --tokenizer FILE' : 'the tokenizer has no BOS token'}`);
+  }
 }
 
 /** Model, text, settings and report folder, from the flags. */
 export function contextFromFlags(flags: Flags, command: string, out: string): ExperimentContext {
   const source = textSource(flags, command); // before the model: a missing text fails fast
-  const opened = openModel(flags, command);
+  // reproduce pretraining --models without --model: the first of them stands for the run
+  const models = flags.models as string[] | undefined;
+  const opened = openModel(flags.model === undefined && models !== undefined && models.length > 0 ? { ...flags, model: models[0] } : flags, command);
   const { model, tokenizer } = opened;
+  const settings = settingsFromFlags(flags);
+  checkSettings(settings, command, model.config.maxSeqLen, tokenizer);
   return {
     model,
     modelLabel: opened.label,
     tokenizer,
     source,
     ids: sourceTokens(source, tokenizer, model.config.vocabSize),
-    settings: settingsFromFlags(flags),
+    settings,
     report: new Report(out),
     progress: (label, total, unit) => createProgress(label, total, unit),
     log: (line) => process.stderr.write(line + '\n'),

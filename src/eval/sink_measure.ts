@@ -41,6 +41,29 @@ export const SHORT_RANGE = [4, 16] as const;
 /** The smallest window: a short range of at least one query below the long range [size/2, size). */
 export const MIN_SINK_WINDOW = 2 * SHORT_RANGE[0] + 2;
 
+/**
+ * Bytes of attention tensors one window of W positions holds until its
+ * forward pass ends: scores, mask and probabilities, [heads, W, W] float32
+ * each, in every layer.
+ */
+export function sinkWindowBytes(layers: number, heads: number, size: number): number {
+  return 3 * 4 * layers * heads * size * size;
+}
+/** What one batch of windows may hold in attention tensors; a window needing more is refused. */
+export const SINK_BATCH_BYTES = 2 ** 30;
+
+/** Windows per forward pass that keep within SINK_BATCH_BYTES (at most `wanted`); a UsageError when one window alone is too large. */
+export function sinkBatchSize(layers: number, heads: number, size: number, wanted = 32): number {
+  checkSize(size);
+  const bytes = sinkWindowBytes(layers, heads, size);
+  const fits = Math.floor(SINK_BATCH_BYTES / bytes);
+  if (fits < 1) {
+    const most = Math.floor(Math.sqrt(SINK_BATCH_BYTES / sinkWindowBytes(layers, heads, 1)));
+    throw new UsageError(`window: a sink measurement window of ${size} positions holds ${(bytes / 2 ** 30).toFixed(1)} GiB of attention tensors (${layers} layers x ${heads} heads x ${size}^2 x 12 bytes), above the ${SINK_BATCH_BYTES / 2 ** 30} GiB limit; expected at most ${most}`);
+  }
+  return Math.min(wanted, fits);
+}
+
 /** Log of the smallest positive float32: where an underflowed probability is floored. */
 const LOG_FLOOR = Math.log(1.401298464324817e-45);
 
@@ -106,6 +129,7 @@ export function sinkProfile(model: Model, tokens: ArrayLike<number>, options: Si
   checkSize(size);
   const prefix = windowPrefix(model.config.sinkToken, options.bosId);
   const length = size - prefix.length;
+  if (length > tokens.length) throw new UsageError(`window: windows of ${size} positions need ${length} text tokens; the text has ${tokens.length}`);
   const offsets = windowOffsets(tokens.length, windows, length, options.seed ?? 0);
   return { ...sinkProfileOf(model, textWindows(tokens, offsets, length, prefix), options), prefix, offsets };
 }
@@ -121,6 +145,7 @@ export function sinkProfileOf(model: Model, windows: readonly (readonly number[]
   checkSize(size);
   if (windows.some((w) => w.length !== size)) throw new UsageError(`windows: expected windows of equal length (${size})`);
   const { layers, heads, sinkToken, softmax } = model.config;
+  const batchSize = sinkBatchSize(layers, heads, size, options.batchSize);
   const key0 = Array.from({ length: layers }, () => new Float64Array(heads * size));
   const logitGap = Array.from({ length: layers }, () => new Float64Array(heads * size));
   let underflow = 0;
@@ -128,7 +153,7 @@ export function sinkProfileOf(model: Model, windows: readonly (readonly number[]
     // probs: [heads, size, size]
     underflow += accumulate(probs.dataSync(), heads, size, key0[layer]!, logitGap[layer]!);
   };
-  observeWindows(model, windows, observe, options);
+  observeWindows(model, windows, observe, { batchSize, onProgress: options.onProgress });
   for (const a of [...key0, ...logitGap]) for (let i = 0; i < a.length; i++) a[i]! /= windows.length;
   const prefix = sinkToken && windows[0]![0] === SINK_TOKEN ? [SINK_TOKEN] : [];
   return { layers, heads, size, windows: windows.length, sinkToken, softmax, prefix, offsets: [], key0, logitGap, underflow };

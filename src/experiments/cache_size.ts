@@ -6,7 +6,7 @@ import { lineChart } from '../plot/index.js';
 import type { FigureFile } from './report.js';
 import { scoreWithProgress } from './score.js';
 import { sourceLabel } from './text_source.js';
-import { type Experiment, type ExperimentContext, tokenBudget } from './types.js';
+import { cacheWindow, type Experiment, type ExperimentContext, sinkCount, tokenBudget } from './types.js';
 import { EXPERIMENT_TITLES } from './names.js';
 
 /** W/16, W/8, W/4, W/2, W, keeping those with room for a window beside the sinks (at least 2 x sinks). */
@@ -33,11 +33,12 @@ export const cacheSize: Experiment = {
 
 export async function runCacheSize(ctx: ExperimentContext): Promise<CacheSizeResult> {
   const W = ctx.model.config.maxSeqLen;
-  const S = Math.min(DEFAULT_SINK_COUNT, W - 1);
+  const largest = cacheWindow(ctx);
+  const S = sinkCount(ctx, largest);
   const N = tokenBudget(ctx);
   const ids = ctx.ids.slice(0, N);
   const rows: CacheSizeResult['rows'] = [];
-  for (const C of cacheSizes(W, S)) {
+  for (const C of cacheSizes(largest, S)) {
     const policy: CachePolicy = { kind: 'streaming', sinkCount: S, windowSize: C - S };
     const r = await scoreWithProgress(ctx, ids, policy, `cache ${S}+${C - S}`);
     rows.push({ cacheSize: C, sinks: S, window: C - S, ppl: r.ppl });

@@ -16,13 +16,13 @@
 // nats, so curves drawn from different tokens would differ by noise alone;
 // on the same tokens, what differs is the policy. The table also gives the
 // cached policies' perplexity over every token.
-import { type CachePolicy, DEFAULT_SINK_COUNT, policyLabel } from '../cache/index.js';
+import { type CachePolicy, policyLabel } from '../cache/index.js';
 import { recomputeNllAt, sampledPositions } from '../eval/recompute_sampled.js';
 import { type LineSeries, lineChart } from '../plot/index.js';
 import type { FigureFile } from './report.js';
 import { sourceLabel } from './text_source.js';
 import { binnedCurve, pplAt, relative, scoreWithProgress } from './score.js';
-import { type Experiment, type ExperimentContext, tokenBudget } from './types.js';
+import { cacheWindow, type Experiment, type ExperimentContext, sinkCount, tokenBudget } from './types.js';
 import { EXPERIMENT_TITLES } from './names.js';
 
 export const DEFAULT_RECOMPUTE_SAMPLES = 512;
@@ -67,8 +67,8 @@ export const curves: Experiment = {
 };
 
 export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
-  const W = ctx.model.config.maxSeqLen;
-  const S = DEFAULT_SINK_COUNT;
+  const W = cacheWindow(ctx);
+  const S = sinkCount(ctx, W);
   const N = tokenBudget(ctx);
   const ids = ctx.ids.slice(0, N);
   if (N <= W + 1) ctx.log(`curves: ${N} tokens never overflow the cache of ${W}: the policies will agree (give a longer text or --tokens)`);
@@ -135,13 +135,13 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
     xLabel: 'token position',
     yLabel: 'log-perplexity (mean NLL, nats)',
     series,
-    referenceLines: [{ x: W + 0.5, label: `cache full = trained length ${W}` }],
+    referenceLines: [{ x: W + 0.5, label: W === ctx.model.config.maxSeqLen ? `cache full = trained length ${W}` : `cache full (${W})` }],
     legendTitle: 'KV cache',
     downsample: false,
   });
   ctx.report.heading(curves.title);
   ctx.report.text(
-    `Every cache holds ${W} entries (the trained length); streaming keeps ${S} initial tokens and ${W - S} recent ones. ` +
+    `Every cache holds ${W} entries (${W === ctx.model.config.maxSeqLen ? 'the trained length' : `trained length ${ctx.model.config.maxSeqLen}`}); streaming keeps ${S} initial tokens and ${W - S} recent ones. ` +
       `Dense, window and streaming score all ${total} tokens; recompute re-runs a ${W}-token window per scored token, so it is scored on ` +
       `the first window and then ${stride === 1 ? 'every position' : `every ${stride}th position`} (${past.length} positions past the first window); ` +
       `the third column compares all four on those positions, and so does the figure. The dashed line marks where the caches first fill.`,

@@ -7,7 +7,7 @@ import { barChart } from '../plot/index.js';
 import type { FigureFile } from './report.js';
 import { scoreWithProgress } from './score.js';
 import { sourceLabel } from './text_source.js';
-import { type Experiment, type ExperimentContext, tokenBudget } from './types.js';
+import { cacheWindow, type Experiment, type ExperimentContext, tokenBudget } from './types.js';
 import { EXPERIMENT_TITLES } from './names.js';
 
 export const INITIAL_TOKEN_COUNTS = [0, 1, 2, 4, 8] as const;
@@ -29,7 +29,7 @@ export const initialTokens: Experiment = {
 };
 
 export async function runInitialTokens(ctx: ExperimentContext): Promise<InitialTokensResult> {
-  const W = ctx.model.config.maxSeqLen;
+  const W = cacheWindow(ctx);
   const N = tokenBudget(ctx);
   const ids = ctx.ids.slice(0, N);
   const rows: InitialTokensResult['rows'] = [];
@@ -41,7 +41,7 @@ export async function runInitialTokens(ctx: ExperimentContext): Promise<InitialT
   }
   ctx.report.heading(initialTokens.title);
   ctx.report.text(
-    `Streaming perplexity over ${N} tokens with a cache of ${W} entries (the trained length), S of them holding the first S tokens ` +
+    `Streaming perplexity over ${N} tokens with a cache of ${W} entries (${W === ctx.model.config.maxSeqLen ? 'the trained length' : `trained length ${ctx.model.config.maxSeqLen}`}), S of them holding the first S tokens ` +
       `and ${W}-S the most recent ones. 0+${W} is window attention.`,
   );
   ctx.report.table('initial-tokens', ['cache (initial + recent)', 'PPL'], rows.map((r) => [r.label, r.ppl]));

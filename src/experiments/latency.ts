@@ -13,7 +13,7 @@ import { type CachePolicy, DEFAULT_SINK_COUNT } from '../cache/index.js';
 import { lineChart } from '../plot/index.js';
 import { TokenStream } from '../stream.js';
 import type { FigureFile } from './report.js';
-import { type Experiment, type ExperimentContext } from './types.js';
+import { cacheWindow, type Experiment, type ExperimentContext, sinkCount } from './types.js';
 import { EXPERIMENT_TITLES } from './names.js';
 import { median } from '../stats.js';
 
@@ -80,8 +80,8 @@ async function measure(ctx: ExperimentContext, policy: CachePolicy, fill: number
 }
 
 export async function runLatency(ctx: ExperimentContext): Promise<LatencyResult> {
-  const W = ctx.model.config.maxSeqLen;
-  const S = Math.min(DEFAULT_SINK_COUNT, W - 1);
+  const W = cacheWindow(ctx);
+  const S = sinkCount(ctx, W);
   const sizes = latencySizes(W, S);
   const progress = ctx.progress('latency', sizes.length, 'sizes');
   const rows: LatencyResult['rows'] = [];

@@ -13,3 +13,6 @@ export const EXPERIMENT_TITLES = {
 
 export type ExperimentName = keyof typeof EXPERIMENT_TITLES;
 export const EXPERIMENT_NAMES = Object.keys(EXPERIMENT_TITLES) as ExperimentName[];
+
+/** The experiments whose streaming cache keeps one number of initial tokens, which --sinks sets (the others vary it or fix it by design). */
+export const SINKS_EXPERIMENTS: readonly ExperimentName[] = ['curves', 'cache-size', 'latency'];

@@ -9,7 +9,7 @@ import { type CachePolicy, policyLabel } from '../cache/index.js';
 import { UsageError } from '../errors.js';
 import { pplAt, scoreWithProgress } from './score.js';
 import { sourceLabel } from './text_source.js';
-import { type Experiment, type ExperimentContext, tokenBudget } from './types.js';
+import { cacheWindow, type Experiment, type ExperimentContext, tokenBudget } from './types.js';
 import { EXPERIMENT_TITLES } from './names.js';
 
 const REPLACED = 4;
@@ -34,7 +34,8 @@ export const newlineSinks: Experiment = {
 };
 
 export async function runNewlineSinks(ctx: ExperimentContext): Promise<NewlineSinksResult> {
-  const W = ctx.model.config.maxSeqLen;
+  const W = cacheWindow(ctx);
+  if (W <= REPLACED) throw new UsageError(`newline-sinks: the cache of ${W} entries has no room for recent tokens beside the ${REPLACED} initial ones (give --window > ${REPLACED})`);
   if (ctx.tokenizer === undefined) throw new UsageError('newline-sinks: needs the model\'s tokenizer to encode "\\n"; give --tokenizer FILE');
   const newline = ctx.tokenizer.encode('\n');
   if (newline.length === 0) throw new UsageError('newline-sinks: the tokenizer encodes "\\n" to no tokens');

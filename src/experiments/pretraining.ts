@@ -6,12 +6,16 @@
 // not remove that need, and that a model pre-trained with a sink token needs
 // only that one.
 //
-// Every model in the manifest takes part, whatever it holds; each encodes
-// the text with its own tokenizer. Recompute is scored at sampled positions
+// Every model in the manifest takes part, whatever it holds, or the model
+// directories given (--models); each encodes the text with its own
+// tokenizer. Beside the table, the paper's Table 3 (160M models, cache
+// 1024) with a verdict per model: does the miniature move in the same
+// direction (paper_table3.ts)? Recompute is scored at sampled positions
 // past the first window (see recompute_sampled.ts; a sink-token model keeps
 // its sink there, as in training), and 4+(W-4) is given on the same
 // positions beside it.
 import { existsSync, statSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import { DEFAULT_SINK_COUNT } from '../cache/index.js';
 import { UsageError } from '../errors.js';
 import { recomputeNllAt, sampledPositions } from '../eval/recompute_sampled.js';
@@ -22,6 +26,7 @@ import { loadTokenizer } from '../tokenizer/load.js';
 import { variantOf } from '../train/variants.js';
 import { defaultManifestPath, readManifest } from '../zoo/manifest.js';
 import { DEFAULT_RECOMPUTE_SAMPLES } from './curves.js';
+import { COMPARISON_HEADER, comparisonRows, compareWithPaper, EFFECT_THRESHOLD, type PaperComparison, PAPER_TABLE3_SETTING } from './paper_table3.js';
 import type { FigureFile } from './report.js';
 import { pplAt, scoreWithProgress } from './score.js';
 import { sourceLabel, sourceTokens } from './text_source.js';
@@ -47,7 +52,11 @@ export interface PretrainingResult {
   manifest: string;
   text: string;
   models: PretrainingRow[];
+  /** Each model beside the paper's model of its variant, with a verdict. */
+  comparison: PaperComparison[];
   figures: FigureFile[];
+  /** The side-by-side table as printed. */
+  summary: string;
 }
 
 export const pretraining: Experiment = {
@@ -56,17 +65,28 @@ export const pretraining: Experiment = {
   run: runPretraining,
 };
 
-export async function runPretraining(ctx: ExperimentContext): Promise<PretrainingResult> {
+/** The models to compare: the --models directories, else every model of the manifest. */
+function modelsToCompare(ctx: ExperimentContext): { from: string; entries: { name: string; path: string; variant?: string }[] } {
+  const dirs = ctx.settings.models;
+  if (dirs !== undefined && dirs.length > 0) {
+    for (const dir of dirs) if (!existsSync(dir)) throw new UsageError(`pretraining --models: ${dir}: no such file or directory`);
+    return { from: dirs.join(', '), entries: dirs.map((dir) => ({ name: basename(resolve(dir)), path: dir })) };
+  }
   const file = ctx.settings.manifest ?? defaultManifestPath();
-  if (!existsSync(file)) throw new UsageError(`pretraining: no model zoo manifest at ${file} (train the zoo, or give --manifest FILE)`);
+  if (!existsSync(file)) throw new UsageError(`pretraining: no model zoo manifest at ${file} (train the zoo, or give --manifest FILE or --models DIR,DIR)`);
   const manifest = readManifest(file);
   if (manifest.models.length === 0) throw new UsageError(`pretraining: ${file} lists no models`);
+  return { from: file, entries: manifest.models };
+}
+
+export async function runPretraining(ctx: ExperimentContext): Promise<PretrainingResult> {
+  const { from: file, entries } = modelsToCompare(ctx);
   const rows: PretrainingRow[] = [];
-  for (const entry of manifest.models) {
+  for (const entry of entries) {
     ctx.log(`pretraining: ${entry.name} (${entry.path})`);
     const model = loadModel(entry.path);
     try {
-      const W = model.config.maxSeqLen;
+      const W = ctx.settings.window ?? model.config.maxSeqLen;
       const tokenizer = existsSync(entry.path) && statSync(entry.path).isDirectory() ? loadTokenizer(entry.path, { vocabSize: model.config.vocabSize }) : undefined;
       const ids = sourceTokens(ctx.source, tokenizer, model.config.vocabSize, ctx.settings.tokens ?? PRETRAINING_TOKENS_PER_WINDOW * W);
       if (ids.length < 2) throw new UsageError(`pretraining: the text gives ${entry.name} fewer than 2 tokens`);
@@ -138,6 +158,14 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
     valueFormat: '.4~r',
   });
   const figures = [await ctx.report.figure('pretraining', figure, 'Streaming perplexity per zoo model and cache layout.')];
+  const comparison = compareWithPaper(rows.map((r) => ({ name: r.name, variant: r.variant, ppl: (s: number) => r.streaming.find((x) => x.sinks === s)?.ppl, recompute: r.recompute.ppl })));
+  ctx.report.text(
+    `Beside the paper's Table 3 (${PAPER_TABLE3_SETTING}). Each model is set against the paper's model of its variant; the ratios say ` +
+      `what evicting the first token does (0+W / 1+(W-1)) and whether one initial token is enough (1+(W-1) / 4+(W-4)); an effect counts ` +
+      `when it moves perplexity by more than ${(EFFECT_THRESHOLD * 100).toFixed(0)}%. Verdict: the miniature agrees in direction when both ` +
+      `effects are present or absent as in the paper.`,
+  );
+  const summary = ctx.report.table('pretraining-vs-paper', COMPARISON_HEADER, comparisonRows(comparison));
   for (const r of rows) {
     const by = (s: number) => r.streaming.find((x) => x.sinks === s)?.ppl;
     const [p0, p1, p4] = [by(0), by(1), by(4)];
@@ -145,7 +173,7 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
       ctx.report.text(`${r.name} (${r.variant}): 0+W ${p0.toFixed(2)}, 1+(W-1) ${p1.toFixed(2)}, 4+(W-4) ${p4.toFixed(2)}.`);
     }
   }
-  const result: PretrainingResult = { experiment: 'pretraining', manifest: file, text: sourceLabel(ctx.source), models: rows, figures };
+  const result: PretrainingResult = { experiment: 'pretraining', manifest: file, text: sourceLabel(ctx.source), models: rows, comparison, figures, summary };
   ctx.report.json('pretraining', result);
   return result;
 }

@@ -4,6 +4,7 @@
 // opens the zoo's models itself), writes its tables (Markdown and JSON) and
 // figures through the Report, and returns the numbers it wrote, for
 // callers such as `streamllm start` that print them.
+import { DEFAULT_SINK_COUNT } from '../cache/index.js';
 import type { Progress } from '../cli/progress.js';
 import type { Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
@@ -24,6 +25,16 @@ export interface ExperimentSettings {
   perHead?: boolean;
   /** The zoo manifest (pre-training ablation). */
   manifest?: string;
+  /** Pre-training ablation: these model directories instead of the manifest's models. */
+  models?: string[];
+  /** KV cache entries of every policy, and the sink measurement's window (default: the trained length). */
+  window?: number;
+  /** Initial tokens streaming keeps where an experiment uses one count (default DEFAULT_SINK_COUNT). */
+  sinks?: number;
+  /** Sink measurement: windows to average (default SINK_WINDOWS). */
+  sinkWindows?: number;
+  /** Attention maps and sink measurement: BOS first in every window. */
+  bosFirst?: boolean;
 }
 
 export interface ExperimentContext {
@@ -56,8 +67,18 @@ export interface Experiment {
  */
 export const DEFAULT_TOKENS_PER_WINDOW = 32;
 
-/** Tokens scored per run: the setting, else DEFAULT_TOKENS_PER_WINDOW x the trained length; never more than the text holds. */
+/** W, the entries every cache holds: the setting, else the trained length. */
+export function cacheWindow(ctx: ExperimentContext): number {
+  return ctx.settings.window ?? ctx.model.config.maxSeqLen;
+}
+
+/** S, the initial tokens streaming keeps in experiments that use one count: the setting, else DEFAULT_SINK_COUNT, leaving room for a recent token. */
+export function sinkCount(ctx: ExperimentContext, W = cacheWindow(ctx)): number {
+  return Math.min(ctx.settings.sinks ?? DEFAULT_SINK_COUNT, W - 1);
+}
+
+/** Tokens scored per run: the setting, else DEFAULT_TOKENS_PER_WINDOW x W; never more than the text holds. */
 export function tokenBudget(ctx: ExperimentContext, perWindow = DEFAULT_TOKENS_PER_WINDOW): number {
-  const wanted = ctx.settings.tokens ?? perWindow * ctx.model.config.maxSeqLen;
+  const wanted = ctx.settings.tokens ?? perWindow * cacheWindow(ctx);
   return Math.min(wanted, ctx.ids.length);
 }
