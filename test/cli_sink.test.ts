@@ -83,7 +83,7 @@ t.test('reproduce pretraining --models DIR,DIR --window W: those models, caches 
   t.same(json.models[0]!.streaming.map((s) => `${s.sinks}+${s.window}`), ['0+24', '1+23', '2+22', '4+20']);
   t.equal(json.comparison.length, 2);
   // printed: the side-by-side table, then where the report is
-  t.match(r.stdout, /^\| model +\| 0\+W \|/);
+  t.match(r.stdout, /^\| model +\| +0\+W \|/);
   t.match(r.stdout, /^\| mini-sink-token \(sink-token\) +\|.*\| (agrees|partly|disagrees) +\|$/m);
   t.match(r.stdout, /^\| paper: learnable sink token +\| +1235 \| +18\.01 \|/m);
   t.match(r.stdout, /wrote .*report\.md\n$/);

@@ -13,6 +13,7 @@ import { generateCommand } from './generate.js';
 import { initCommand } from './init.js';
 import { publishCommand } from './publish.js';
 import { reproduceCommand } from './reproduce.js';
+import { sinkEmergenceCommand } from './sink_emergence.js';
 import { startCommand } from './start.js';
 import { trainCommand } from './train.js';
 import { trainTokenizerCommand } from './train_tokenizer.js';
@@ -23,6 +24,7 @@ const COMMANDS: CommandSpec[] = [
   evalCommand,
   attnCommand,
   reproduceCommand,
+  sinkEmergenceCommand,
   trainCommand,
   trainTokenizerCommand,
   publishCommand,
