@@ -17,6 +17,7 @@ import { BpeTokenizer, saveBpe } from '../tokenizer/bpe.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { AdamW } from './adamw.js';
+import { checkTrainingFits } from './budget.js';
 import { BatchSampler } from './batches.js';
 import { clipScale, globalNorm } from './clip.js';
 import { initTrainableModel } from './init.js';
@@ -75,6 +76,7 @@ export class Trainer {
       throw new UsageError(`train --out ${dir}: a training run is already there (resume it with --resume ${dir}, or choose another --out)`);
     }
     const config = variantConfig(options.variant, options.shape, data.tokenizer.vocabSize, options.seqLen);
+    checkTrainingFits(options, config, data.train.length, data.heldout.length);
     const model = initTrainableModel(config, options.seed);
     const state: TrainState = {
       version: STATE_VERSION,
