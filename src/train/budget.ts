@@ -9,12 +9,18 @@ import type { ModelConfig } from '../model/config.js';
 import { weightBytes } from '../model/load.js';
 import type { TrainOptions } from './options.js';
 
-export function checkTrainingFits(options: TrainOptions, config: ModelConfig, trainTokens: number, heldoutTokens: number): void {
+/** A sample (seqLen + 1 tokens, with its last target) must fit in each corpus part. */
+export function checkSamplesFit(options: TrainOptions, trainTokens: number, heldoutTokens: number): void {
+  const T = options.seqLen;
+  if (trainTokens < T + 1) throw new UsageError(`train --seq-len ${T}: the training text has only ${trainTokens} tokens`);
+  if (heldoutTokens < T + 1) throw new UsageError(`train --seq-len ${T}: the held-out text has only ${heldoutTokens} tokens`);
+}
+
+/** Weights, optimizer state and activations must fit the backend. */
+export function checkTrainingFits(options: TrainOptions, config: ModelConfig): void {
   const T = options.seqLen;
   const B = options.batchSize;
   const flags = `train --dim ${config.dim} --layers ${config.layers} --heads ${config.heads} --seq-len ${T} --batch ${B}`;
-  if (trainTokens < T + 1) throw new UsageError(`train --seq-len ${T}: the training text has only ${trainTokens} tokens`);
-  if (heldoutTokens < T + 1) throw new UsageError(`train --seq-len ${T}: the held-out text has only ${heldoutTokens} tokens`);
   // weights, gradients and AdamW's two moments
   const state = 4 * weightBytes(config);
   const { dim, hiddenDim, heads, layers, vocabSize } = config;
