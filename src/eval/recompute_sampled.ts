@@ -12,10 +12,12 @@
 // other model.) While i is inside the first window the context is the whole
 // prefix, and one causal pass over the first window scores all of those.
 import { CausalBlock } from '../cache/causal_block.js';
-import { UsageError } from '../errors.js';
+import { NonFiniteError, UsageError } from '../errors.js';
+import { firstNonFinite } from '../finite.js';
 import { forwardBatch, SINK_TOKEN } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { nllOfRows } from './nll.js';
+import { nonFiniteOutput } from './perplexity.js';
 
 export interface RecomputeOptions {
   /** Full windows per forward pass (default 4). */
@@ -80,5 +82,7 @@ export async function recomputeNllAt(
     options.onProgress?.(j + chunk.length, total);
     await tick();
   }
+  const bad = firstNonFinite(nll);
+  if (bad >= 0) throw new NonFiniteError(nonFiniteOutput(positions[bad]!, `recompute(${windowSize})`, nll[bad]!));
   return nll;
 }
