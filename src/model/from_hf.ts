@@ -27,7 +27,8 @@
 //   gpt_neox.layers.N.attention.sinks, gpt_neox.sink_embedding   our sink variants, as for llama
 import * as tf from '@tensorflow/tfjs';
 import type { HfModelSpec } from '../checkpoint/hf_config.js';
-import { FileFormatError } from '../errors.js';
+import { FileFormatError, NonFiniteError } from '../errors.js';
+import { firstNonFinite } from '../finite.js';
 import type { SafetensorsReader } from '../checkpoint/safetensors.js';
 import { copiedTensor, linearBias, linearWeight, type MatrixPart, type RowSource } from './assemble.js';
 import { disposeModel, type LayerWeights, type Model, type ModelWeights, type Norm } from './weights.js';
@@ -39,9 +40,18 @@ class Source {
   constructor(private readonly reader: SafetensorsReader) {}
 
   rows(name: string, shape: number[]): RowSource {
-    this.reader.entry(name, shape); // fail on a missing or misshapen tensor before allocating
+    const entry = this.reader.entry(name, shape); // fail on a missing or misshapen tensor before allocating
     this.used.add(name);
-    return (visit) => this.reader.readRows(name, shape, visit);
+    const rowElements = shape.slice(1).reduce((a, b) => a * b, 1);
+    return (visit) =>
+      this.reader.readRows(name, shape, (row, values) => {
+        const bad = firstNonFinite(values);
+        if (bad >= 0) {
+          const at = row * rowElements + bad;
+          throw new NonFiniteError(`${entry.file}: tensor '${name}' holds ${String(values[bad])} at element ${at} (of [${shape.join(', ')}]): expected finite weights`);
+        }
+        visit(row, values);
+      });
   }
 
   part(name: string, shape: number[], columnOf?: (r: number) => number): MatrixPart {
@@ -49,8 +59,7 @@ class Source {
   }
 
   vector(name: string, length: number): tf.Tensor1D {
-    this.used.add(name);
-    return tf.tensor1d(this.reader.read(name, [length]));
+    return copiedTensor<tf.Rank.R1>([length], this.rows(name, [length]));
   }
 
   matrix(name: string, shape: [number, number]): tf.Tensor2D {
