@@ -11,10 +11,12 @@
 import type * as tf from '@tensorflow/tfjs';
 import { joinEntries } from '../../kernels/cache_read.js';
 import { EntryStorage } from './storage.js';
-import type { BlockView, CacheEntries, CachePolicy, CacheShape, KVCache, ViewFrame } from './types.js';
+import { ArgumentError } from '../errors.js';
+import { type BlockView, type CacheEntries, type CacheShape, type KVCache, type KVCachePolicy, sharedLayers, type ViewFrame } from './types.js';
 
 export class StreamingCache implements KVCache {
-  readonly policy: CachePolicy;
+  readonly policy: KVCachePolicy;
+  readonly blockLimit = Infinity;
   private readonly storage: EntryStorage;
   private streamLength = 0;
   private block: { start: number; T: number; composed: boolean } | undefined;
@@ -24,8 +26,8 @@ export class StreamingCache implements KVCache {
     readonly windowSize: number,
     shape: CacheShape,
   ) {
-    if (!Number.isInteger(sinkCount) || sinkCount < 0) throw new RangeError(`sinkCount: expected an integer >= 0, got ${sinkCount}`);
-    if (!Number.isInteger(windowSize) || windowSize < 1) throw new RangeError(`windowSize: expected an integer >= 1, got ${windowSize}`);
+    if (!Number.isInteger(sinkCount) || sinkCount < 0) throw new ArgumentError('sinkCount', `expected an integer >= 0, got ${sinkCount}`);
+    if (!Number.isInteger(windowSize) || windowSize < 1) throw new ArgumentError('windowSize', `expected an integer >= 1, got ${windowSize}`);
     this.policy = sinkCount === 0 ? { kind: 'window', windowSize } : { kind: 'streaming', sinkCount, windowSize };
     this.storage = new EntryStorage(shape, sinkCount + windowSize);
   }
@@ -96,7 +98,7 @@ export class StreamingCache implements KVCache {
     }
     const frames: ViewFrame[] = [{ queryPositions: bandPositions, keyStart: 0, keyEnd: entryCount, rowRanges: bandRanges }];
     if (S > 0) frames.push({ queryPositions: sinkPositions, keyStart: 0, keyEnd: Math.min(S, entryCount), rowRanges: sinkRanges });
-    return { start, keyPositions, frames };
+    return sharedLayers(start, { keyPositions, frames, wantsAttention: false });
   }
 
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {
