@@ -48,7 +48,7 @@ export class H2OCache extends ScoredCache {
       const base = Math.floor(h / group) * this.budget;
       for (let r = 0; r < T; r++) {
         const row = (h * T + r) * slots;
-        for (let s = 0; s < slots; s++) scores[base + s] += probs[row + s]!;
+        for (let s = 0; s < slots; s++) scores[base + s]! += probs[row + s]!;
       }
     }
   }
