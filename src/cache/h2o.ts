@@ -29,7 +29,7 @@ export class H2OCache extends ScoredCache {
     readonly recent: number,
     shape: CacheShape,
   ) {
-    super(budget, shape);
+    super(budget, shape, `h2o(${budget - recent}+${recent})`);
     if (!Number.isInteger(recent) || recent < 0 || recent >= budget) {
       throw new ArgumentError('recent', `expected an integer in 0..${budget - 1} (below the budget ${budget}), got ${recent}`);
     }

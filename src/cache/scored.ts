@@ -44,12 +44,14 @@ export abstract class ScoredCache implements KVCache {
   /** A block ended without every layer observed: the scores are incomplete. */
   private broken = false;
 
+  /** `label` names the cache in a too-large error. */
   constructor(
     readonly budget: number,
     protected readonly shape: CacheShape,
+    label: string,
   ) {
     if (!Number.isInteger(budget) || budget < 1) throw new ArgumentError('budget', `expected an integer >= 1, got ${budget}`);
-    this.storage = new EntryStorage(shape, budget);
+    this.storage = new EntryStorage(shape, budget, label);
     this.tokens = Array.from({ length: shape.layers }, () => new Int32Array(shape.kvHeads * budget).fill(-1));
     this.freed = Array.from({ length: shape.layers }, () => new Int32Array(shape.kvHeads).fill(-1));
   }

@@ -17,7 +17,7 @@ export class TovaCache extends ScoredCache {
   readonly policy: KVCachePolicy;
 
   constructor(budget: number, shape: CacheShape) {
-    super(budget, shape);
+    super(budget, shape, `tova(${budget})`);
     this.policy = { kind: 'tova', budget };
   }
 
