@@ -65,7 +65,8 @@ export function policySpan(p: CachePolicy): number {
       return Infinity;
     case 'streaming':
       return p.sinkCount + p.windowSize;
-    default:
+    case 'window':
+    case 'recompute':
       return p.windowSize;
   }
 }
