@@ -34,14 +34,15 @@ const B = Number(arg('batch', '8'));
 const T = Number(arg('seq-len', '256'));
 const steps = Number(arg('steps', '3'));
 
-/** The same causal block, hidden from the batched path (which looks for CausalBlock). */
+/** The same causal block, hidden from the batched path (its view no longer says it is self-contained). */
 function opaque(c: KVCache): KVCache {
   return {
     policy: c.policy,
     length: 0,
     size: 0,
     byteSize: 0,
-    begin: (n) => c.begin(n),
+    blockLimit: c.blockLimit,
+    begin: (n) => ({ ...c.begin(n), selfContained: false }),
     store: (l, k, v) => c.store(l, k, v),
     end: () => c.end(),
     reset: () => c.reset(),
