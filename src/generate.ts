@@ -44,7 +44,7 @@ export async function* generate(
     const first = model.config.sinkToken ? [SINK_TOKEN, ...prompt] : prompt;
     let logits = stream.feed(first, 'last'); // [1, vocab]
     for (let n = 1; options.steps === 0 || n <= options.steps; n++) {
-      const values = logits.dataSync() as Float32Array;
+      const values = logits.dataSync();
       logits.dispose();
       const bad = firstNonFinite(values);
       if (bad >= 0) {
