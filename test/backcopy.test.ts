@@ -35,6 +35,15 @@ t.test('the chain: conditional frequencies by hand, sampling by them', async (t)
   }
   t.notOk(counts.has(5), 'never a successor it has not seen');
   t.throws(() => BigramChain.fromTokens([0, 9], 6), /outside 0..5/);
+  // with 1 and 2 left out, P(b | 3) renormalises over {4, 0}: 1/2 each
+  const excluded = Uint8Array.from([0, 1, 1, 0, 0, 0]);
+  const kept = new Map<number, number>();
+  for (let i = 0; i < 20000; i++) {
+    const b = chain.nextExcept(3, excluded, rng);
+    kept.set(b, (kept.get(b) ?? 0) + 1);
+  }
+  t.same([...kept.keys()].sort(), [0, 4], 'only the successors left in');
+  t.ok(Math.abs(kept.get(4)! / 20000 - 0.5) < 0.015, `P(4 | 3, not 1 or 2) drawn ${(kept.get(4)! / 20000).toFixed(4)}, expected 0.5`);
 });
 
 t.test('samples: BOS first, every token after a trigger copies the one before it, the rest follow the chain', async (t) => {
@@ -54,6 +63,7 @@ t.test('samples: BOS first, every token after a trigger copies the one before it
       copies++;
       if (s[i] !== s[i - 2]) t.fail(`token ${i} does not copy token ${i - 2}`);
       if (backcopy.trigger(s[i]!)) t.fail(`token ${i} copies a trigger`);
+      if (i + 1 < s.length && backcopy.trigger(s[i + 1]!)) t.fail(`token ${i + 1}, right after a copy, is a trigger`);
     } else {
       chainSteps++;
       if (backcopy.chain.probability(s[i - 1]!, s[i]!) === 0) badChainStep++;
@@ -62,20 +72,20 @@ t.test('samples: BOS first, every token after a trigger copies the one before it
   t.equal(badChainStep, 0, 'every non-copy step is a transition the chain has');
   t.equal(copies, triggers - (backcopy.trigger(s[s.length - 1]!) ? 1 : 0), 'one copy after every trigger');
   t.notOk(backcopy.trigger(s[1]!), 'no trigger right after BOS (nothing to copy)');
-  // The trigger rate is a property of the chain with the copy rule: each chain step lands on a trigger
-  // with the stationary probability of triggers; copies never do. So triggers / chain steps must match
-  // the chain's own one-step trigger probability averaged over the visited states.
+  // The trigger rate follows from the chain: every free chain draw lands on a trigger with the chain's
+  // own probability from the state before it; copies, the draw after BOS and the draw after a copy never
+  // do. So the count of triggers must match the sum of those one-step probabilities over the free draws.
   let expected = 0;
-  for (let i = 1; i < s.length; i++) {
-    if (i >= 2 && backcopy.trigger(s[i - 1]!)) continue;
+  for (let i = 2; i < s.length; i++) {
+    if (backcopy.trigger(s[i - 1]!) || (i >= 3 && backcopy.trigger(s[i - 2]!))) continue;
     expected += backcopy.chain.probability(s[i - 1]!, 3) + backcopy.chain.probability(s[i - 1]!, 1);
   }
   t.ok(Math.abs(triggers - expected) < 4 * Math.sqrt(expected), `triggers ${triggers}, expected ${expected.toFixed(0)} from the chain (${chainSteps} chain steps)`);
-  // bigram fit: the empirical P(b | a) over the chain steps matches the chain
+  // bigram fit: the empirical P(b | a) over the free chain draws matches the chain
   const pair = new Map<string, number>();
   const from = new Map<number, number>();
-  for (let i = 1; i < s.length; i++) {
-    if (i >= 2 && backcopy.trigger(s[i - 1]!)) continue;
+  for (let i = 2; i < s.length; i++) {
+    if (backcopy.trigger(s[i - 1]!) || (i >= 3 && backcopy.trigger(s[i - 2]!))) continue;
     const a = s[i - 1]!;
     pair.set(`${a},${s[i]}`, (pair.get(`${a},${s[i]}`) ?? 0) + 1);
     from.set(a, (from.get(a) ?? 0) + 1);

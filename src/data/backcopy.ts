@@ -82,6 +82,38 @@ export class BigramChain {
     return this.nextId[bisect(this.cumulative, lo, hi, rng() * this.cumulative[hi - 1]!)]!;
   }
 
+  /** A successor of `a` other than the `excluded` ids (P(b | a) renormalised; the unigram's when a leads only there). */
+  nextExcept(a: number, excluded: Uint8Array, rng: () => number): number {
+    const lo = this.rowStart[a]!;
+    const hi = this.rowStart[a + 1]!;
+    const count = (i: number) => this.cumulative[i]! - (i > lo ? this.cumulative[i - 1]! : 0);
+    let total = 0;
+    for (let i = lo; i < hi; i++) if (excluded[this.nextId[i]!] !== 1) total += count(i);
+    if (total > 0) {
+      let u = rng() * total;
+      let last = lo;
+      for (let i = lo; i < hi; i++) {
+        if (excluded[this.nextId[i]!] === 1) continue;
+        last = i;
+        u -= count(i);
+        if (u < 0) return this.nextId[i]!;
+      }
+      return this.nextId[last]!; // rounding at the very end of the row
+    }
+    const unigram = (id: number) => this.unigram[id]! - (id > 0 ? this.unigram[id - 1]! : 0);
+    let rest = 0;
+    for (let id = 0; id < this.vocabSize; id++) if (excluded[id] !== 1) rest += unigram(id);
+    let u = rng() * rest;
+    let last = 0;
+    for (let id = 0; id < this.vocabSize; id++) {
+      if (excluded[id] === 1 || unigram(id) === 0) continue;
+      last = id;
+      u -= unigram(id);
+      if (u < 0) return id;
+    }
+    return last;
+  }
+
   /** The `count` ids that occur most often (ties by id), leaving out `exclude`. */
   mostFrequent(count: number, exclude: readonly number[] = []): number[] {
     const ids = Array.from({ length: this.vocabSize }, (_, id) => id).filter((id) => !exclude.includes(id));
@@ -99,9 +131,6 @@ function bisect(cumulative: Float64Array, lo: number, hi: number, u: number): nu
   }
   return lo;
 }
-
-/** Draws a trigger-free token, bounded so a chain that only leads to triggers cannot hang. */
-const MAX_REDRAWS = 64;
 
 export class Backcopy {
   private readonly isTrigger: Uint8Array;
@@ -128,9 +157,10 @@ export class Backcopy {
 
   /**
    * `length` tokens: BOS, then the chain, with every token after a trigger a
-   * copy of the token before it. Position 1 never holds a trigger (there is
-   * no token before BOS to copy), so two triggers are never adjacent and the
-   * copy never copies a trigger.
+   * copy of the token before it. Two chain draws leave the triggers out:
+   * position 1 (there is no token before BOS to copy) and the draw right
+   * after a copy (else a frequent trigger loops: a T a T a ...). So two
+   * triggers are never adjacent, and a copy never copies a trigger.
    */
   sample(length: number, rng: () => number): Int32Array {
     const out = new Int32Array(length);
@@ -142,11 +172,8 @@ export class Backcopy {
         out[t] = out[t - 2]!;
         continue;
       }
-      let id = this.chain.next(prev, rng);
-      for (let k = 0; t === 1 && this.isTrigger[id] === 1 && k < MAX_REDRAWS; k++) id = this.chain.next(prev, rng);
-      // a chain that only ever leads from BOS to triggers: take the most frequent non-trigger
-      if (t === 1 && this.isTrigger[id] === 1) id = this.chain.mostFrequent(1, [this.bosId, ...this.triggers])[0]!;
-      out[t] = id;
+      const afterCopy = t >= 3 && this.isTrigger[out[t - 2]!] === 1;
+      out[t] = t === 1 || afterCopy ? this.chain.nextExcept(prev, this.isTrigger, rng) : this.chain.next(prev, rng);
     }
     return out;
   }
