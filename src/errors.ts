@@ -28,3 +28,13 @@ export class ConfigError extends StreamllmError {
 export class BackendError extends StreamllmError {
   override name = 'BackendError';
 }
+
+/** A size that does not fit in memory (the wasm heap, the largest typed array, the machine). */
+export class ResourceError extends StreamllmError {
+  override name = 'ResourceError';
+}
+
+/** NaN or infinity where a number was expected: in a checkpoint's weights or in a model's outputs. */
+export class NonFiniteError extends StreamllmError {
+  override name = 'NonFiniteError';
+}

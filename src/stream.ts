@@ -6,7 +6,8 @@ import * as tfc from '@tensorflow/tfjs';
 import { createCache } from './cache/index.js';
 import { DenseCache } from './cache/dense.js';
 import { RecomputeWindow } from './cache/recompute.js';
-import type { CachePolicy, KVCache } from './cache/types.js';
+import { INITIAL_SLOTS } from './cache/storage.js';
+import { type CachePolicy, type KVCache, policyLabel } from './cache/types.js';
 import { cacheShape } from './model/config.js';
 import { forward } from './model/transformer.js';
 import type { Model } from './model/weights.js';
@@ -22,7 +23,8 @@ export class TokenStream {
     if (policy.kind === 'recompute') {
       // A sink-token stream starts with the learned sink; it stays in every window.
       this.recompute = new RecomputeWindow(policy.windowSize, model.config.sinkToken);
-      this.cache = new DenseCache(cacheShape(model.config), policy.windowSize); // scratch, reset per token
+      // scratch, reset per token; it grows to the longest window run
+      this.cache = new DenseCache(cacheShape(model.config), Math.min(INITIAL_SLOTS, policy.windowSize), policyLabel(policy));
     } else {
       this.cache = createCache(policy, cacheShape(model.config));
     }

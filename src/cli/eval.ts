@@ -3,10 +3,11 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { CACHE_KINDS, type CachePolicy, policyFromName, policyLabel, policySpan } from '../cache/index.js';
 import { UsageError } from '../errors.js';
-import { type ScoreResult, scoreTokens } from '../eval/perplexity.js';
+import { DEFAULT_BLOCK_SIZE, type ScoreResult, scoreTokens } from '../eval/perplexity.js';
 import { loadModel } from '../model/load.js';
 import type { Model } from '../model/weights.js';
 import { type CommandSpec, type Flags, required } from './args.js';
+import { checkCacheBudget } from './cache_budget.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
 import { readTextFile } from '../files.js';
 import { readTokenIds, resolveTokenizer } from './inputs.js';
@@ -48,6 +49,14 @@ export const evalCommand: CommandSpec = {
     if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
     const policies = policiesFromFlags(flags, model);
     warnAboutLengths(policies, model, ids.length);
+    const plan = {
+      tokens: ids.length + (model.config.sinkToken ? 1 : 0),
+      tokensFlag: flags.limit !== undefined ? '--limit' : flags.tokens !== undefined ? '--tokens' : '--text',
+      block: flags.stepwise ? 1 : ((flags.block as number | undefined) ?? DEFAULT_BLOCK_SIZE),
+      blockGiven: flags.block !== undefined && !flags.stepwise,
+      windowGiven: flags.window !== undefined,
+    };
+    for (const p of policies) checkCacheBudget(p, model.config, plan);
 
     const results: ScoreResult[] = [];
     for (const policy of policies) {

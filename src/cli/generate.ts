@@ -7,6 +7,7 @@ import { loadModel } from '../model/load.js';
 import { createSampler } from '../sample/sampler.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { type CommandSpec, required } from './args.js';
+import { checkCacheBudget } from './cache_budget.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
 import { isTokenId, resolveTokenizer } from './inputs.js';
 
@@ -52,6 +53,10 @@ export const generateCommand: CommandSpec = {
       windowSize: flags.window as number | undefined,
     });
     warnAboutLength(policy, model.config.maxSeqLen, steps, prompt.length);
+    const streamTokens = steps === 0 ? Infinity : prompt.length + steps + (model.config.sinkToken ? 1 : 0);
+    // the prompt is one block, then a token at a time
+    const plan = { tokens: streamTokens, tokensFlag: '--steps', block: prompt.length, blockGiven: false, windowGiven: flags.window !== undefined };
+    checkCacheBudget(policy, model.config, plan);
     const sample = createSampler({ temperature: flags.temperature as number, topP: flags['top-p'] as number, seed: flags.seed as number });
     const stopIds = flags['ignore-eos'] ? [] : [tokenizer?.bosId ?? 1, tokenizer?.eosId ?? 2];
 

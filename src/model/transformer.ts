@@ -18,6 +18,7 @@ import { qkvHeads } from '../../kernels/qkv_heads.js';
 import { type RopeAngles, ropeAngles } from '../../kernels/rope.js';
 import { CausalBlock } from '../cache/causal_block.js';
 import type { BlockView, KVCache } from '../cache/types.js';
+import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
 import { mlp, norm } from './parts.js';
 import type { LayerWeights, Model } from './weights.js';
@@ -148,6 +149,25 @@ function transformerLayer(
   return h.add<tf.Tensor2D>(mlp(config, w, norm(config, w.mlpNorm, h)));
 }
 
+/** Attention scores below this size are not worth a check. */
+const SMALL_SCORES_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Refuse a block whose attention scores, [heads, T, entries] per sequence,
+ * cannot be allocated (a huge block, or a huge dense or recompute window).
+ * Scores, their softmax and the mask are alive together: about 3x.
+ */
+function checkAttentionFits(config: ModelConfig, views: BlockView[], T: number): void {
+  let bytes = 0;
+  let entries = 0;
+  for (const v of views) {
+    const n = v.frames.reduce((sum, f) => sum + f.keyEnd - f.keyStart, 0);
+    entries = Math.max(entries, n);
+    bytes += 4 * config.heads * T * n;
+  }
+  if (bytes > SMALL_SCORES_BYTES) checkFits(`attention of a block of ${T} tokens over ${entries} cache entries`, 3 * bytes, bytes);
+}
+
 /**
  * Run B sequences of T tokens each through the model, each at its own
  * cache's stream position. Returns logits [B*T, vocab] (sequence after
@@ -166,6 +186,7 @@ export function forwardBatch(
   if (caches.length !== batch.length) throw new Error('forwardBatch: one cache per sequence');
   const views = caches.map((c) => c.begin(T));
   try {
+    checkAttentionFits(config, views, T);
     return tf.tidy(() => {
       const states: SequenceState[] = caches.map((cache, b) => ({
         cache,

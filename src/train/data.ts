@@ -37,8 +37,7 @@ export interface TrainData {
 }
 
 /** The tokenizer and both corpus parts as token streams. */
-export function loadTrainData(tokenizerPath: string): TrainData {
-  const tokenizer = loadTokenizer(tokenizerPath);
+export function loadTrainData(tokenizerPath: string, tokenizer = loadTokenizer(tokenizerPath)): TrainData {
   return { tokenizer, train: brownTokens(tokenizer, 'train'), heldout: brownTokens(tokenizer, 'heldout') };
 }
 

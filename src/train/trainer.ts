@@ -13,8 +13,10 @@ import { join, resolve } from 'node:path';
 import { saveHfModel } from '../model/to_hf.js';
 import type { Model } from '../model/weights.js';
 import { BpeTokenizer, saveBpe } from '../tokenizer/bpe.js';
+import { loadTokenizer } from '../tokenizer/load.js';
 import { AdamW } from './adamw.js';
 import type { Backcopy } from '../data/backcopy.js';
+import { checkSamplesFit, checkTrainingFits } from './budget.js';
 import { BatchSampler, type Sample } from './batches.js';
 import { backcopyOf, dataKind, loadTrainData, type TrainData, trainSources, validationSamples } from './data.js';
 import { clipScale, globalNorm } from './clip.js';
@@ -68,11 +70,15 @@ export class Trainer {
   }
 
   /** A fresh run into `dir` (created; must not hold a run already). */
-  static start(options: TrainOptions, dir: string, data = loadTrainData(options.tokenizer)): Trainer {
+  static start(options: TrainOptions, dir: string, given?: TrainData): Trainer {
     if (existsSync(join(dir, 'train_state.json'))) {
       throw new UsageError(`train --out ${dir}: a training run is already there (resume it with --resume ${dir}, or choose another --out)`);
     }
-    const config = variantConfig(options.variant, options.shape, data.tokenizer.vocabSize, options.seqLen);
+    const tokenizer = given?.tokenizer ?? loadTokenizer(options.tokenizer);
+    const config = variantConfig(options.variant, options.shape, tokenizer.vocabSize, options.seqLen);
+    checkTrainingFits(options, config); // before the corpus is encoded
+    const data = given ?? loadTrainData(options.tokenizer, tokenizer);
+    checkSamplesFit(options, data.train.length, data.heldout.length);
     const model = initTrainableModel(config, options.seed);
     const state: TrainState = {
       version: STATE_VERSION,
