@@ -1,6 +1,7 @@
 // A token stream: a model plus a cache policy, fed tokens block by block.
-// It hides the one policy that is not a KV cache: `recompute` re-runs the
-// last W tokens from scratch for every new token.
+// Every policy but one is a KVCache; the stream realises the other,
+// `recompute` (RecomputePolicy), which keeps token ids and re-runs the last
+// W tokens from scratch for every new token.
 import type * as tf from '@tensorflow/tfjs';
 import * as tfc from '@tensorflow/tfjs';
 import { createCache } from './cache/index.js';

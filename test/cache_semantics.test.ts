@@ -52,7 +52,7 @@ function viaCache(cache: KVCache, block: number, rope: RopeSpec, variant: Softma
   const sink = tf.tensor1d(sinkLogits);
   for (let start = 0; start < N; start += block) {
     const T = Math.min(block, N - start);
-    const view = cache.begin(T);
+    const view = cache.begin(T).layer(0);
     const out = tf.tidy(() => {
       const keys = applyRope(heads(k.slice(start, start + T), dims.kvHeads), ropeAngles(view.keyPositions, rope), rope);
       const entries = cache.store(0, keys, heads(v.slice(start, start + T), dims.kvHeads));

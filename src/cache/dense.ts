@@ -4,10 +4,11 @@
 // Storage doubles when full, so appending stays amortised O(1) per token.
 import type * as tf from '@tensorflow/tfjs';
 import { EntryStorage, INITIAL_SLOTS } from './storage.js';
-import type { BlockView, CacheEntries, CachePolicy, CacheShape, KVCache } from './types.js';
+import { type BlockView, type CacheEntries, type CacheShape, type KVCache, type KVCachePolicy, sharedLayers } from './types.js';
 
 export class DenseCache implements KVCache {
-  readonly policy: CachePolicy = { kind: 'dense' };
+  readonly policy: KVCachePolicy = { kind: 'dense' };
+  readonly blockLimit = Infinity;
   private readonly storage: EntryStorage;
   private streamLength = 0;
   private block: { start: number; T: number } | undefined;
@@ -43,11 +44,11 @@ export class DenseCache implements KVCache {
       queryPositions[i] = start + i;
       rowRanges[2 * i + 1] = start + i + 1; // causal: entries 0..t
     }
-    return {
-      start,
+    return sharedLayers(start, {
       keyPositions: queryPositions.slice(),
       frames: [{ queryPositions, keyStart: 0, keyEnd: start + T, rowRanges }],
-    };
+      wantsAttention: false,
+    });
   }
 
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {

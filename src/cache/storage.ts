@@ -4,7 +4,7 @@
 // to what their policy keeps, so a huge window costs nothing until a stream
 // fills it; every size is checked against memory before it is allocated.
 import * as tf from '@tensorflow/tfjs';
-import { writeEntries } from '../../kernels/cache_write.js';
+import { writeEntries, writeEntryPerHead } from '../../kernels/cache_write.js';
 import { checkFits } from '../memory.js';
 import type { CacheShape } from './types.js';
 
@@ -63,7 +63,7 @@ export class EntryStorage {
     for (let layer = 0; layer < this.shape.layers; layer++) {
       for (const list of [this.keys, this.values]) {
         const old = list[layer]!;
-        let grown = tf.keep(tf.zeros(dims)) as tf.Tensor3D;
+        let grown = tf.keep(tf.zeros<tf.Rank.R3>(dims));
         if (used > 0) {
           const kept = old.slice([0, 0, 0], [kvHeads, used, headDim]);
           grown = writeEntries(grown, kept, 0, 0, used);
@@ -80,6 +80,12 @@ export class EntryStorage {
   write(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D, slot: number, from = 0, count = keys.shape[1]): void {
     this.keys[layer] = writeEntries(this.keys[layer]!, keys, slot, from, count);
     this.values[layer] = writeEntries(this.values[layer]!, values, slot, from, count);
+  }
+
+  /** Write row `from` of keys/values [kvHeads, T, headDim], kv head g to slot slots[g]. */
+  writePerHead(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D, slots: ArrayLike<number>, from = 0): void {
+    this.keys[layer] = writeEntryPerHead(this.keys[layer]!, keys, slots, from);
+    this.values[layer] = writeEntryPerHead(this.values[layer]!, values, slots, from);
   }
 
   /** Slots [slot, slot + count) of a layer, as new tensors. */

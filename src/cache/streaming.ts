@@ -13,11 +13,22 @@
 // what the stream uses).
 import type * as tf from '@tensorflow/tfjs';
 import { joinEntries } from '../../kernels/cache_read.js';
+import { ArgumentError } from '../errors.js';
 import { EntryStorage, INITIAL_SLOTS } from './storage.js';
-import { type BlockView, type CacheEntries, type CachePolicy, type CacheShape, type KVCache, policyLabel, type ViewFrame } from './types.js';
+import {
+  type BlockView,
+  type CacheEntries,
+  type CacheShape,
+  type KVCache,
+  type KVCachePolicy,
+  policyLabel,
+  sharedLayers,
+  type ViewFrame,
+} from './types.js';
 
 export class StreamingCache implements KVCache {
-  readonly policy: CachePolicy;
+  readonly policy: KVCachePolicy;
+  readonly blockLimit = Infinity;
   private readonly storage: EntryStorage;
   private streamLength = 0;
   private block: { start: number; T: number; composed: boolean } | undefined;
@@ -28,8 +39,8 @@ export class StreamingCache implements KVCache {
     shape: CacheShape,
     initialSlots = INITIAL_SLOTS,
   ) {
-    if (!Number.isInteger(sinkCount) || sinkCount < 0) throw new RangeError(`sinkCount: expected an integer >= 0, got ${sinkCount}`);
-    if (!Number.isInteger(windowSize) || windowSize < 1) throw new RangeError(`windowSize: expected an integer >= 1, got ${windowSize}`);
+    if (!Number.isInteger(sinkCount) || sinkCount < 0) throw new ArgumentError('sinkCount', `expected an integer >= 0, got ${sinkCount}`);
+    if (!Number.isInteger(windowSize) || windowSize < 1) throw new ArgumentError('windowSize', `expected an integer >= 1, got ${windowSize}`);
     this.policy = sinkCount === 0 ? { kind: 'window', windowSize } : { kind: 'streaming', sinkCount, windowSize };
     this.storage = new EntryStorage(shape, Math.min(initialSlots, sinkCount + windowSize), policyLabel(this.policy));
   }
@@ -101,7 +112,7 @@ export class StreamingCache implements KVCache {
     }
     const frames: ViewFrame[] = [{ queryPositions: bandPositions, keyStart: 0, keyEnd: entryCount, rowRanges: bandRanges }];
     if (S > 0) frames.push({ queryPositions: sinkPositions, keyStart: 0, keyEnd: Math.min(S, entryCount), rowRanges: sinkRanges });
-    return { start, keyPositions, frames };
+    return sharedLayers(start, { keyPositions, frames, wantsAttention: false });
   }
 
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {

@@ -19,7 +19,7 @@ export interface StreamPlan {
   /** Tokens per forward pass, and whether --block set it. */
   block: number;
   blockGiven: boolean;
-  /** The window came from --window, not the trained length. */
+  /** The window (or h2o/tova budget) came from --window (--budget), not the trained length. */
   windowGiven: boolean;
 }
 
@@ -38,9 +38,12 @@ export function checkCacheBudget(policy: CachePolicy, config: ModelConfig, plan:
   if (plan.blockGiven && 3 * scoreBytes > cacheBytes) {
     what = `--block ${plan.block}: attention of ${T} tokens at a time over a ${label} cache of ${entries} entries`;
   } else if (policy.kind !== 'dense' && span <= plan.tokens) {
+    const scored = policy.kind === 'h2o' || policy.kind === 'tova';
+    const flag = scored ? '--budget' : '--window';
+    const size = scored ? policy.budget : policy.windowSize;
     what = plan.windowGiven
-      ? `--window ${policy.windowSize}: a ${label} cache of ${entries} entries`
-      : `the default window (the model's trained length ${config.maxSeqLen}): a ${label} cache of ${entries} entries; give a smaller --window`;
+      ? `${flag} ${size}: a ${label} cache of ${entries} entries`
+      : `the default ${scored ? 'budget' : 'window'} (the model's trained length ${config.maxSeqLen}): a ${label} cache of ${entries} entries; give a smaller ${flag}`;
   } else {
     what = `${plan.tokensFlag}: ${plan.tokens} tokens through a ${label} cache`;
   }
