@@ -55,7 +55,7 @@ t.test('reproduce --window W --sinks S: every cache holds W entries, streaming k
   const { scoreTokens } = await import('../src/eval/perplexity.js');
   const want = await scoreTokens(loadModel(model), ids, { kind: 'streaming', sinkCount: 2, windowSize: 30 });
   t.ok(Math.abs(by('streaming').ppl! - want.ppl) <= 1e-5 * want.ppl, `streaming 2+30: ${by('streaming').ppl} vs ${want.ppl}`);
-  t.match(readFileSync(join(out, 'report.md'), 'utf8'), /Every cache holds 32 entries \(trained length 64\); streaming keeps 2 initial tokens and 30 recent ones/);
+  t.match(readFileSync(join(out, 'report.md'), 'utf8'), /Every cache lets a query see 32 entries \(trained length 64\); streaming keeps 2 initial tokens and 30 recent ones/);
 });
 
 t.test('reproduce pretraining --models DIR,DIR --window W: those models, caches of W, beside the paper', async (t) => {

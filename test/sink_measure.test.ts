@@ -27,11 +27,13 @@ function referenceProfile(config: Record<string, unknown>, tensors: ReturnType<t
   const gap = Array.from({ length: layers }, () => new Float64Array(heads * size));
   for (const ids of windows) {
     hfReferenceLogits(config, tensors, ids, undefined, (layer, q, h, probs, scores) => {
-      key0[layer]![h * size + q] += probs[0]! / windows.length;
+      const k = key0[layer]!;
+      k[h * size + q] = k[h * size + q]! + probs[0]! / windows.length;
       if (q === 0) return;
       let content = 0;
       for (let k = 1; k <= q; k++) content += scores[k]!;
-      gap[layer]![h * size + q] += (scores[0]! - content / q) / windows.length;
+      const g = gap[layer]!;
+      g[h * size + q] = g[h * size + q]! + (scores[0]! - content / q) / windows.length;
     });
   }
   return { key0, gap };

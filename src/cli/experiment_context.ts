@@ -5,7 +5,7 @@ import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
 import { UsageError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import type { Flags } from './args.js';
-import { manifestFile, openModel, textSource } from './model_inputs.js';
+import { defaultSource, manifestFile, openModel, textSource } from './model_inputs.js';
 import { createProgress } from './progress.js';
 
 /** The settings flags shared by reproduce, attn and start. */
@@ -40,10 +40,11 @@ export function checkSettings(settings: ExperimentSettings, command: string, tra
 
 /** Model, text, settings and report folder, from the flags. */
 export function contextFromFlags(flags: Flags, command: string, out: string): ExperimentContext {
-  const source = textSource(flags, command); // before the model: a missing text fails fast
+  const given = textSource(flags, command); // before the model: a missing text fails fast
   // reproduce pretraining --models without --model: the first of them stands for the run
   const models = flags.models as string[] | undefined;
   const opened = openModel(flags.model === undefined && models !== undefined && models.length > 0 ? { ...flags, model: models[0] } : flags, command);
+  const source = defaultSource(given, opened);
   const { model, tokenizer } = opened;
   const settings = settingsFromFlags(flags);
   checkSettings(settings, command, model.config.maxSeqLen, tokenizer);

@@ -9,6 +9,8 @@ export const sinkEmergenceCommand: CommandSpec = {
   summary: 'the sink measurement on every snapshot of a training run, plotted against the step',
   usage: '--run DIR | --models DIR,DIR,... [--text FILE | --tokens IDS.json] [--window W] [--sink-windows N] [--bos-first] [--seed S] [--out DIR]',
   details: [
+    'The text: --text, --tokens or --backcopy; by default the held-out Backcopy stream for a run trained on Backcopy',
+    '(train_state.json), else the held-out Brown texts.',
     'Measures each snapshot that `train --snapshots` kept in DIR/steps/<step>/ (or each model directory of --models,',
     'its step the number ending its name, else its place in the list) as `streamllm attn` does: N windows of W',
     'positions (default 64 of the trained length), each run from scratch like a training sample, the same windows',
@@ -22,6 +24,7 @@ export const sinkEmergenceCommand: CommandSpec = {
     { name: 'models', type: 'strings', value: 'DIR,DIR', help: 'or model directories, in training order' },
     { name: 'text', type: 'string', value: 'FILE', help: 'text file to run on (default: the held-out Brown corpus texts)' },
     { name: 'tokens', type: 'string', value: 'IDS.json', help: 'or a JSON array of token ids' },
+    { name: 'backcopy', type: 'bool', help: 'or the held-out Bigram-Backcopy stream (the default for a run trained on Backcopy)' },
     sizeFlags.window,
     sizeFlags.sinkWindows,
     sizeFlags.bosFirst,
@@ -34,10 +37,12 @@ export const sinkEmergenceCommand: CommandSpec = {
     const run = flags.run as string | undefined;
     const models = flags.models as string[] | undefined;
     if ((run === undefined) === (models === undefined)) throw new UsageError('sink-emergence: give --run DIR or --models DIR,DIR,... (one of them)');
-    const { listedSnapshots, runSnapshots, runSinkEmergence } = await import('../experiments/sink_emergence.js');
+    const { listedSnapshots, runData, runSnapshots, runSinkEmergence } = await import('../experiments/sink_emergence.js');
     const snapshots = run !== undefined ? runSnapshots(run) : listedSnapshots(models!);
     const { textSource } = await import('./model_inputs.js');
-    const source = textSource(flags, 'sink-emergence');
+    const given = textSource(flags, 'sink-emergence');
+    // a run trained on Backcopy is measured on the held-out Backcopy stream unless a text is given
+    const source = given.kind === 'heldout' && run !== undefined && runData(run) === 'backcopy' ? ({ kind: 'backcopy' } as const) : given;
     await startBackend(flags);
     const { Report } = await import('../experiments/report.js');
     const { createProgress } = await import('./progress.js');

@@ -113,7 +113,7 @@ export function attentionMaps(model: Model, tokens: ArrayLike<number>, options: 
     // probs: [heads, size, size], keys in position order (one CausalBlock frame)
     const p = probs.dataSync();
     const sum = sums[layer]!;
-    for (let i = 0; i < cells; i++) sum[i] += p[i]!;
+    for (let i = 0; i < cells; i++) sum[i]! += p[i]!;
   };
   observeWindows(model, textWindows(tokens, offsets, length, prefix), onAttention, options);
   for (const sum of sums) for (let i = 0; i < cells; i++) sum[i]! /= samples;

@@ -112,11 +112,12 @@ function accumulate(p: ArrayLike<number>, heads: number, size: number, key0: Flo
   for (let h = 0; h < heads; h++) {
     for (let t = 0; t < size; t++) {
       const row = (h * size + t) * size;
-      key0[h * size + t] += p[row]!;
+      const at = h * size + t;
+      key0[at] = key0[at]! + p[row]!;
       if (t === 0) continue;
       let content = 0;
       for (let k = 1; k <= t; k++) content += log(p[row + k]!);
-      gap[h * size + t] += log(p[row]!) - content / t;
+      gap[at] = gap[at]! + log(p[row]!) - content / t;
     }
   }
   return underflow;

@@ -7,7 +7,7 @@
 // Every snapshot is measured on the same windows (same text, same seeded
 // offsets), each encoding the text with its own tokenizer (the same one
 // across a run).
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { SINK_WINDOWS, sinkProfile, type SinkVerdict, sinkVerdict } from '../eval/sink_measure.js';
@@ -91,11 +91,16 @@ export async function runSinkEmergence(
   const windows = options.windows ?? SINK_WINDOWS;
   const seed = options.seed ?? 0;
   const points: EmergencePoint[] = [];
+  // a run's snapshots share its tokenizer: the text is encoded (or the Backcopy stream built) once per tokenizer
+  const encoded = new Map<string, number[]>();
   for (const snapshot of snapshots) {
     const model = loadModel(snapshot.dir);
     try {
-      const tokenizer = statSync(snapshot.dir).isDirectory() && hasTokenizer(snapshot.dir) ? loadTokenizer(snapshot.dir, { vocabSize: model.config.vocabSize }) : undefined;
-      const ids = sourceTokens(source, tokenizer, model.config.vocabSize);
+      const tokenizerFile = tokenizerOf(snapshot.dir);
+      const tokenizer = tokenizerFile !== undefined ? loadTokenizer(snapshot.dir, { vocabSize: model.config.vocabSize }) : undefined;
+      const key = `${tokenizerFile !== undefined ? readFileSync(tokenizerFile, 'latin1') : ''}:${model.config.vocabSize}`;
+      const ids = encoded.get(key) ?? sourceTokens(source, tokenizer, model.config.vocabSize);
+      encoded.set(key, ids);
       let bosId: number | undefined;
       if (options.bosFirst === true) {
         bosId = tokenizer?.bosId;
@@ -168,6 +173,18 @@ export async function runSinkEmergence(
   return result;
 }
 
-function hasTokenizer(dir: string): boolean {
-  return ['tokenizer.json', 'tokenizer.bin'].some((f) => existsSync(join(dir, f)));
+/** The tokenizer file loadTokenizer would read from a model directory, if any. */
+function tokenizerOf(dir: string): string | undefined {
+  if (!statSync(dir).isDirectory()) return undefined;
+  return ['tokenizer.json', 'tokenizer.bin'].map((f) => join(dir, f)).find((f) => existsSync(f));
+}
+
+/** What a run was trained on (train_state.json's options.data), when it says. */
+export function runData(run: string): string | undefined {
+  try {
+    const state = JSON.parse(readFileSync(join(run, 'train_state.json'), 'utf8')) as { options?: { data?: unknown } };
+    return typeof state.options?.data === 'string' ? state.options.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
