@@ -50,12 +50,12 @@ const manifest = join(zoo, 'manifest.json');
 
 t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   const out = join(dir, 'attn');
-  const r = runCli(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--samples', '16', '--length', '12', '--seed', '5', '--per-head', '--out', out]);
+  const r = runCli(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--samples', '16', '--length', '12', '--seed', '5', '--per-head', '--sink-windows', '8', '--out', out]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   const lines = r.stdout.trim().split('\n');
   t.match(lines[0], /^Attention of queries at positions 4\+ \(mean over 16 windows of 12 tokens\); uniform: key 0 0\.\d{3}, keys 0-3 0\.\d{3}$/);
   t.match(lines[1], /^\| layer \| to key 0 \| to keys 0-3 \| max head, key 0 \| that head \| row mass \|$/);
-  const measurement = lines.indexOf('Sink measurement: 64 windows of 64 positions; per layer, its strongest head');
+  const measurement = lines.indexOf('Sink measurement: 8 windows of 64 positions; per layer, its strongest head');
   t.ok(measurement > 0, 'the sink measurement follows the maps');
   t.equal(lines.slice(0, measurement).filter((l) => /^\|\s+\d \|/.test(l)).length, 3, 'one row per layer');
   t.match(lines[measurement + 1], /^\| layer \| strongest head \| key 0, t in \[32, 64\) \| x uniform \| key 0, t in \[4, 16\) \| logit gap, short \| logit gap, long \| sink heads \|$/);
@@ -72,7 +72,7 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   t.ok(maxAbsDiff(scores.layers.flatMap((l) => l.heads.map((h) => h.key0)), want.layers.flatMap((l) => l.heads.map((h) => h.key0))) < 1e-6);
   t.ok(maxAbsDiff(scores.layers.map((l) => l.mean.keys0to3), want.layers.map((l) => l.mean.keys0to3)) < 1e-6);
   // the measurement, as sinkProfile and sinkVerdict give it on the same windows
-  const verdict = sinkVerdict(sinkProfile(loadModel(model), allIds, { windows: 64, seed: 5 }));
+  const verdict = sinkVerdict(sinkProfile(loadModel(model), allIds, { windows: 8, seed: 5 }));
   const written = (scores as unknown as { measurement: SinkVerdict }).measurement;
   t.same(written.longRange, [32, 64]);
   t.ok(maxAbsDiff(written.layers.flatMap((l) => l.heads.map((h) => h.key0)), verdict.layers.flatMap((l) => l.heads.map((h) => h.key0))) < 1e-6);
@@ -154,7 +154,7 @@ t.test('start: the default model of the manifest on the held-out text, the table
 
 t.test('reproduce all: every experiment in one report', async (t) => {
   const out = join(dir, 'all');
-  const r = runCli(['reproduce', 'all', '--manifest', manifest, '--text', text, '--limit', '150', '--samples', '8', '--recompute-samples', '10', '--out', out]);
+  const r = runCli(['reproduce', 'all', '--manifest', manifest, '--text', text, '--limit', '150', '--samples', '8', '--sink-windows', '4', '--recompute-samples', '10', '--out', out]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   const report = readFileSync(join(out, 'report.md'), 'utf8');
   for (const heading of ['(Fig. 2)', '(Fig. 3)', '(Table 2)', '(Table 1)', '(Table 6)', '(Fig. 10)', '(Table 3)']) t.match(report, heading);
