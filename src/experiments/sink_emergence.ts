@@ -14,6 +14,7 @@ import { SINK_WINDOWS, sinkProfile, type SinkVerdict, sinkVerdict } from '../eva
 import { loadModel } from '../model/load.js';
 import { disposeModel } from '../model/weights.js';
 import { type LineSeries, lineChart } from '../plot/index.js';
+import { SERIES_COLORS } from '../plot/theme.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Progress } from '../cli/progress.js';
 import type { FigureFile, Report } from './report.js';
@@ -123,11 +124,19 @@ export async function runSinkEmergence(
   };
   const steps = points.map((p) => p.step);
   const perLayer = (value: (p: EmergencePoint, l: number) => number | undefined, dashed = false, suffix = ''): LineSeries[] =>
-    Array.from({ length: layers }, (_, l) => ({ name: `layer ${l}${suffix}`, x: steps, y: points.map((p) => value(p, l) ?? NaN), dashed }));
+    // one color per layer in both figures, short range dashed beside long range
+    Array.from({ length: layers }, (_, l) => ({
+      name: `layer ${l}${suffix}`,
+      x: steps,
+      y: points.map((p) => value(p, l) ?? NaN),
+      dashed,
+      color: SERIES_COLORS[l % SERIES_COLORS.length]!,
+    }));
   const about = `${points.length} snapshots, ${windows} windows of ${points[0]!.verdict.size} positions each, ${sourceLabel(source)}`;
+  const measured = `${points.length} snapshots x ${windows} windows of ${points[0]!.verdict.size} positions`;
   const key0Figure = await lineChart({
     title: 'Sink emergence: attention on key 0 over training',
-    subtitle: `strongest head per layer, queries at t in [W/2, W); ${about}`,
+    subtitle: `strongest head per layer, queries at t in [W/2, W); ${measured}`,
     xLabel: 'training step',
     yLabel: 'attention on key 0',
     series: perLayer((p, l) => strongest(p, l)?.key0),
@@ -137,7 +146,7 @@ export async function runSinkEmergence(
   });
   const gapFigure = await lineChart({
     title: "Sink emergence: the sink's logit gap over training",
-    subtitle: `strongest head per layer: key 0's logit minus the mean content logit; solid t in [W/2, W), dashed t in [4, 16); ${about}`,
+    subtitle: `key 0's logit minus the mean content logit, strongest head per layer; solid: t in [W/2, W), dashed: t in [4, 16)`,
     xLabel: 'training step',
     yLabel: 'logit gap (nats)',
     series: [...perLayer((p, l) => strongest(p, l)?.gapLong), ...perLayer((p, l) => strongest(p, l)?.gapShort, true, ', short range')],
@@ -163,8 +172,8 @@ export async function runSinkEmergence(
     { decimals: 3 },
   );
   const figures = [
-    await report.figure('sink-emergence-key0', key0Figure, 'Attention on key 0 of the strongest head per layer, against the training step.'),
-    await report.figure('sink-emergence-gap', gapFigure, "The strongest head's logit gap per layer (solid: long range; dashed: short range), against the training step."),
+    await report.figure('sink-emergence-key0', key0Figure, `Attention on key 0 of the strongest head per layer, against the training step; ${about}.`),
+    await report.figure('sink-emergence-gap', gapFigure, `The strongest head's logit gap per layer (solid: long range; dashed: short range), against the training step; ${about}.`),
   ];
   const first = points.findIndex((p) => p.verdict.sink);
   report.text(first < 0 ? 'No snapshot has a sink by the rule.' : `The first snapshot with a sink: step ${points[first]!.step}. Last: ${points[points.length - 1]!.summary}`);
