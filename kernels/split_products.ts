@@ -1,12 +1,13 @@
 // Weight matrices held in the worker pool's shared memory, and the products
 // x @ W^T that the pool splits by output rows (see pool.ts).
 //
-// A pooled matrix is stored [rows, cols] (rows = output features, the
-// checkpoints' own layout), as float32 or as Q8 blocks:
+// A pooled matrix is stored [rows, stride] (rows = output features, the
+// checkpoints' own layout; stride = cols rounded up to a multiple of 32, the
+// padding zeros, as is the padding of x), as float32 or as Q8 blocks:
 //
-//   f32  rows * cols float32
-//   q8   rows * cols int8, then rows * cols/32 float32 scales: every block
-//        of 32 weights along a row is d * q with q in [-127, 127]
+//   f32  rows * stride float32
+//   q8   rows * stride int8, then rows * stride/32 float32 scales: every
+//        block of 32 weights along a row is d * q with q in [-127, 127]
 //        (llama.cpp's Q8_0, with a float32 scale): 1.125 bytes a weight
 //
 // For a q8 product x is quantised the same way first, so the block dot
@@ -28,30 +29,35 @@ export interface PooledMatrix {
   format: WeightFormat;
   /** Output features. */
   rows: number;
-  /** Input features: a multiple of Q8_BLOCK. */
+  /** Input features. */
   cols: number;
-  /** Offset of the weights: [rows, cols] float32 or int8. */
+  /** cols rounded up to a whole number of blocks: the loops see this many (the rest zeros). */
+  stride: number;
+  /** Offset of the weights: [rows, stride] float32 or int8. */
   data: number;
-  /** q8: offset of the scales, [rows, cols / 32] float32; f32: 0. */
+  /** q8: offset of the scales, [rows, stride / 32] float32; f32: 0. */
   scales: number;
 }
 
-/** True when a matrix with `cols` inputs can live in the pool (the loops take whole blocks of 32). */
-export function poolableColumns(cols: number): boolean {
-  return cols > 0 && cols % Q8_BLOCK === 0;
+/** cols rounded up to a multiple of 32. */
+function strideOf(cols: number): number {
+  return Math.ceil(cols / Q8_BLOCK) * Q8_BLOCK;
 }
 
-/** Bytes a [rows, cols] matrix takes in `format`. */
+/** Bytes a [rows, cols] matrix takes in `format` (its padding included). */
 export function matrixBytes(format: WeightFormat, rows: number, cols: number): number {
-  return format === 'f32' ? 4 * rows * cols : rows * cols + (4 * rows * cols) / Q8_BLOCK;
+  const n = rows * strideOf(cols);
+  return format === 'f32' ? 4 * n : n + (4 * n) / Q8_BLOCK;
 }
 
-/** An uninitialised [rows, cols] matrix in the pool; writeRow fills it. */
+/** A zero [rows, cols] matrix in the pool; writeRow fills it. */
 export function allocMatrix(pool: WorkerPool, format: WeightFormat, rows: number, cols: number): PooledMatrix {
-  if (!poolableColumns(cols)) throw new RangeError(`allocMatrix: ${cols} input features is not a multiple of ${Q8_BLOCK}`);
-  if (format === 'f32') return { pool, format, rows, cols, data: pool.alloc(4 * rows * cols), scales: 0 };
-  const data = pool.alloc(rows * cols);
-  return { pool, format, rows, cols, data, scales: pool.alloc((4 * rows * cols) / Q8_BLOCK) };
+  if (!(Number.isInteger(rows) && rows > 0 && Number.isInteger(cols) && cols > 0)) throw new RangeError(`allocMatrix: bad shape [${rows}, ${cols}]`);
+  const stride = strideOf(cols);
+  // fresh pool memory is zero: the padding columns need no writing
+  if (format === 'f32') return { pool, format, rows, cols, stride, data: pool.alloc(4 * rows * stride), scales: 0 };
+  const data = pool.alloc(rows * stride);
+  return { pool, format, rows, cols, stride, data, scales: pool.alloc((4 * rows * stride) / Q8_BLOCK) };
 }
 
 // Operand space for the products, per pool, grown (never shrunk) on demand.
@@ -68,14 +74,16 @@ function scratch(pool: WorkerPool, bytes: number): number {
 
 /** Write row `row` of `m` from values[at .. at + cols) (quantising it for q8). */
 export function writeRow(m: PooledMatrix, row: number, values: Float32Array, at = 0): void {
-  const { pool, cols } = m;
+  const { pool, cols, stride } = m;
   if (m.format === 'f32') {
-    new Float32Array(pool.memory.buffer, m.data + 4 * row * cols, cols).set(values.subarray(at, at + cols));
+    new Float32Array(pool.memory.buffer, m.data + 4 * row * stride, cols).set(values.subarray(at, at + cols));
     return;
   }
-  const x = scratch(pool, 4 * cols);
-  new Float32Array(pool.memory.buffer, x, cols).set(values.subarray(at, at + cols));
-  pool.loops.quantizeQ8(x, cols, m.data + row * cols, m.scales + (4 * row * cols) / Q8_BLOCK);
+  const x = scratch(pool, 4 * stride);
+  const padded = new Float32Array(pool.memory.buffer, x, stride);
+  padded.set(values.subarray(at, at + cols));
+  padded.fill(0, cols);
+  pool.loops.quantizeQ8(x, stride, m.data + row * stride, m.scales + (4 * row * stride) / Q8_BLOCK);
 }
 
 /**
@@ -84,23 +92,30 @@ export function writeRow(m: PooledMatrix, row: number, values: Float32Array, at 
  * until the pool's next product or allocation.
  */
 export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number): Float32Array {
-  const { pool, rows, cols } = m;
+  const { pool, rows, cols, stride } = m;
   if (x.length < tokens * cols) throw new RangeError(`pooledProduct: x holds ${x.length} values, ${tokens} x ${cols} needed`);
-  const n = tokens * cols;
+  const n = tokens * stride;
   const outBytes = 4 * tokens * rows;
   const quantBytes = m.format === 'q8' ? n + (4 * n) / Q8_BLOCK : 0;
   const base = scratch(pool, 4 * n + outBytes + quantBytes);
   const xp = base;
   const out = xp + 4 * n;
-  new Float32Array(pool.memory.buffer, xp, n).set(x.subarray(0, n));
+  const padded = new Float32Array(pool.memory.buffer, xp, n); // x: [tokens, stride]
+  if (stride === cols) padded.set(x.subarray(0, n));
+  else {
+    for (let t = 0; t < tokens; t++) {
+      padded.set(x.subarray(t * cols, (t + 1) * cols), t * stride);
+      padded.fill(0, t * stride + cols, (t + 1) * stride);
+    }
+  }
   const weightBytes = matrixBytes(m.format, rows, cols);
   if (m.format === 'f32') {
-    pool.run(ProductOp.F32, [m.data, xp, out, cols, tokens, rows], rows, weightBytes);
+    pool.run(ProductOp.F32, [m.data, xp, out, stride, tokens, rows], rows, weightBytes);
   } else {
     const xq = out + outBytes;
     const xd = xq + n;
     pool.loops.quantizeQ8(xp, n, xq, xd);
-    pool.run(ProductOp.Q8, [m.data, m.scales, xq, xd, out, cols, tokens, rows], rows, weightBytes);
+    pool.run(ProductOp.Q8, [m.data, m.scales, xq, xd, out, stride, tokens, rows], rows, weightBytes);
   }
   return new Float32Array(pool.memory.buffer, out, tokens * rows);
 }

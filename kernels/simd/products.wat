@@ -6,8 +6,8 @@
 ;; A matrix is stored [rows, cols] (rows = output features), so one output is
 ;; one dot product over a contiguous row: four rows are read side by side, as
 ;; llama2.c's matmul reads them, and each chunk of x is loaded once for all
-;; four. cols must be a multiple of 32 (the callers keep other shapes on
-;; tfjs).
+;; four. cols must be a multiple of 32 (the callers pad rows and x with
+;; zeros).
 ;;
 ;;   productF32(w, x, out, row0, row1, cols, tokens, outStride)
 ;;       out[t * outStride + r] = sum_c w[r, c] * x[t, c]    r in [row0, row1), t < tokens

@@ -7,7 +7,7 @@ import { loadModel } from '../model/load.js';
 import { createSampler } from '../sample/sampler.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { type CommandSpec, required } from './args.js';
-import { backendFlag, startBackend, writeOut } from './common.js';
+import { backendFlag, placeModel, placementFlags, startBackend, writeOut } from './common.js';
 import { isTokenId, resolveTokenizer } from './inputs.js';
 
 export const generateCommand: CommandSpec = {
@@ -34,6 +34,7 @@ export const generateCommand: CommandSpec = {
     { name: 'window', type: 'int', value: 'W', min: 1, help: 'recent tokens kept (default: trained length, minus the sinks for streaming)' },
     { name: 'ignore-eos', type: 'bool', help: 'keep going past BOS/EOS' },
     { name: 'json', type: 'bool', help: 'print {"ids": [...]} (prompt then generated ids) instead of text' },
+    ...placementFlags,
     backendFlag,
   ],
   async run(flags) {
@@ -43,7 +44,7 @@ export const generateCommand: CommandSpec = {
     }
     const steps = flags.steps as number;
     await startBackend(flags);
-    const model = loadModel(modelPath);
+    const model = placeModel(loadModel(modelPath), flags, 'generate');
     const vocab = model.config.vocabSize;
     const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, vocab);
     const prompt = promptIds(flags.prompt as string | undefined, flags['prompt-ids'] as number[] | undefined, tokenizer, vocab);
@@ -77,6 +78,7 @@ export const generateCommand: CommandSpec = {
       }
     } finally {
       process.off('SIGINT', onSigint);
+      void model.pool?.dispose();
     }
     if (flags.json) await writeOut(JSON.stringify({ ids: [...prompt, ...generated] }) + '\n');
     else await writeOut((decoder?.flush() ?? '') + '\n');

@@ -185,7 +185,7 @@ export class Trainer {
     try {
       return validationLoss(model, this.data.heldout, offsets);
     } finally {
-      model.weights.classifier.dispose();
+      model.weights.classifier?.dispose();
       this.state.wallSeconds += (performance.now() - started) / 1000;
     }
   }
@@ -209,7 +209,7 @@ export class Trainer {
       const eos = this.data.tokenizer.eosId;
       saveHfModel(this.dir, model, eos === undefined ? {} : { bos_token_id: eos, eos_token_id: eos });
     } finally {
-      model.weights.classifier.dispose();
+      model.weights.classifier?.dispose();
     }
     saveOptimizer(this.dir, this.optimizer);
     this.state.samplerState = this.sampler.state();
