@@ -39,13 +39,15 @@ llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocke
   --rounds N         round-robin passes over the engines (default 3)
   --threads N        "all threads" (default: every core, ${defaultThreads()} here)
   --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
+  --peer FILE        run.c to build (default: ../shared/peers/llama2c/run.c beside the repository)
   --record           append the tables to bench/RESULTS.md
   --help             this text
 
-Needs gcc with OpenMP for run.c (../shared/peers/llama2c/run.c); without it, only this project is measured.
+Needs gcc with OpenMP and run.c; without them, only this project is measured.
 Large files go to a temporary folder, removed at the end.`;
 
-const PEER_SOURCE = fileURLToPath(new URL('../../../shared/peers/llama2c/run.c', import.meta.url));
+/** ../shared/peers/llama2c/run.c beside the repository (dist/bench/ is two folders down). */
+const DEFAULT_PEER = fileURLToPath(new URL('../../../shared/peers/llama2c/run.c', import.meta.url));
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -131,9 +133,9 @@ function runEngine(engine: Engine, dir: string, shape: string, tokens: number, e
   return JSON.parse(execFileSync(process.execPath, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 })) as Measurement;
 }
 
-function buildPeer(dir: string): boolean {
+function buildPeer(dir: string, source: string): boolean {
   try {
-    execFileSync('gcc', ['-Ofast', '-march=native', '-fopenmp', '-o', join(dir, 'runomp'), PEER_SOURCE, '-lm'], { stdio: 'pipe' });
+    execFileSync('gcc', ['-Ofast', '-march=native', '-fopenmp', '-o', join(dir, 'runomp'), source, '-lm'], { stdio: 'pipe' });
     return true;
   } catch (e) {
     process.stderr.write(`run.c not built (${(e as Error).message.split('\n')[0]}): measuring this project alone\n`);
@@ -166,7 +168,7 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(join(tmpdir(), 'streamllm-bench-decode-'));
   try {
-    const peer = buildPeer(dir);
+    const peer = buildPeer(dir, arg('peer', DEFAULT_PEER));
     const engines: Engine[] = [
       ...(peer ? [1, 2].map((n): Engine => ({ name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}`, kind: 'runomp', threads: n })) : []),
       ...(['f32', 'q8'] as const).flatMap((weights) =>
