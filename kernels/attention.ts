@@ -39,8 +39,8 @@ function frameMask(frame: AttentionFrame, T: number): tf.Tensor2D {
   const n = frame.keyEnd - frame.keyStart;
   const mask = new Float32Array(T * n).fill(MASKED);
   for (let t = 0; t < T; t++) {
-    const lo = frame.rowRanges[2 * t] - frame.keyStart;
-    const hi = frame.rowRanges[2 * t + 1] - frame.keyStart;
+    const lo = frame.rowRanges[2 * t]! - frame.keyStart;
+    const hi = frame.rowRanges[2 * t + 1]! - frame.keyStart;
     mask.fill(0, t * n + lo, t * n + hi);
   }
   return tf.tensor2d(mask, [T, n]);
@@ -99,7 +99,7 @@ function attentionOps(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Te
     // out: [kvHeads, group * T, headDim], summed over frames
     const outs = perFrame.map((p, i) => batchMatMul(p.reshape<tf.Tensor3D>([kvHeads, group * T, sizes[i]!]), frameEntries(values, frames[i]!)));
     const out = outs.length === 1 ? outs[0]! : tf.addN(outs);
-    return out.reshape([heads, T, headDim]) as tf.Tensor3D;
+    return out.reshape<tf.Tensor3D>([heads, T, headDim]);
   });
 }
 
@@ -114,7 +114,7 @@ export function attentionProbabilities(frames: AttentionFrame[], keys: tf.Tensor
   return tf.tidy(() => {
     const [heads, T] = frames[0]!.queries.shape;
     const probs = jointProbabilities(frames, frames.map((f) => frameEntries(keys, f)), spec);
-    return probs.reshape([heads, T, probs.shape[3]]) as tf.Tensor3D;
+    return probs.reshape<tf.Tensor3D>([heads, T, probs.shape[3]]);
   });
 }
 
@@ -145,12 +145,12 @@ function dot(a: Float32Array, ai: number, b: Float32Array, bi: number, n: number
 function axpy(acc: Float64Array, p: number, v: Float32Array, vi: number, n: number): void {
   let c = 0;
   for (; c + 3 < n; c += 4) {
-    acc[c] += p * v[vi + c]!;
-    acc[c + 1] += p * v[vi + c + 1]!;
-    acc[c + 2] += p * v[vi + c + 2]!;
-    acc[c + 3] += p * v[vi + c + 3]!;
+    acc[c]! += p * v[vi + c]!;
+    acc[c + 1]! += p * v[vi + c + 1]!;
+    acc[c + 2]! += p * v[vi + c + 2]!;
+    acc[c + 3]! += p * v[vi + c + 3]!;
   }
-  for (; c < n; c++) acc[c] += p * v[vi + c]!;
+  for (; c < n; c++) acc[c]! += p * v[vi + c]!;
 }
 
 /** Entries query row t sees through each frame, added up: the row's number of scores. */

@@ -153,9 +153,9 @@ const causalSoftmaxKernel: JsKernel<SoftmaxAttrs> = {
     for (let i = 0; i < T; i++) {
       const row = i * T;
       let max = sink;
-      for (let j = 0; j <= i; j++) max = Math.max(max, scale * scores[row + j]!);
+      for (let j = 0; j <= i; j++) max = Math.max(max, scale * scores![row + j]!);
       let z = variant === 'softmax' ? 0 : Math.exp(sink - max);
-      for (let j = 0; j <= i; j++) z += e[j] = Math.exp(scale * scores[row + j]! - max);
+      for (let j = 0; j <= i; j++) z += e[j] = Math.exp(scale * scores![row + j]! - max);
       for (let j = 0; j <= i; j++) out[row + j] = e[j]! / z;
       out.fill(0, row + i + 1, row + T);
     }
@@ -257,7 +257,7 @@ export function causalAttention(qkv: tf.Tensor2D, angles: RopeAngles, spec: Caus
           const q = cut(x, cos, sin, b, qCol(h), 1); // [T, headDim]
           const p = softmax(tf.matMul(q, kT), sinks, h); // [T, T]
           probs[b * heads + h] = p;
-          outs.push({ t: tf.matMul(p as tf.Tensor2D, v), row0: b * T, col0: qCol(h), transposed: false, rope: 0 });
+          outs.push({ t: tf.matMul(p, v), row0: b * T, col0: qCol(h), transposed: false, rope: 0 });
         }
       }
     }

@@ -12,7 +12,8 @@
 //
 // Matrices are [out, in], row-major. RoPE rotates adjacent pairs.
 import { closeSync, fstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { FileFormatError } from '../errors.js';
+import { FileFormatError, NonFiniteError } from '../errors.js';
+import { firstNonFinite } from '../finite.js';
 import { openForReading, readAt } from '../files.js';
 
 export interface LlamaShape {
@@ -48,6 +49,22 @@ const V1_HEADER_BYTES = 256;
 
 export type TensorName = Exclude<keyof LlamaTensors, 'shape'>;
 
+/** run.c's names for the tensors, for messages. */
+const TENSOR_NAMES: Record<TensorName, string> = {
+  tokenEmbedding: 'token_embedding_table',
+  rmsAtt: 'rms_att_weight',
+  wq: 'wq',
+  wk: 'wk',
+  wv: 'wv',
+  wo: 'wo',
+  rmsFfn: 'rms_ffn_weight',
+  w1: 'w1',
+  w2: 'w2',
+  w3: 'w3',
+  rmsFinal: 'rms_final_weight',
+  classifier: 'wcls',
+};
+
 /** Element counts of every tensor, in the order the given version stores them. */
 function layout(s: LlamaShape, version: 0 | 1): [TensorName | 'freqCis', number][] {
   const kvDim = (s.dim * s.kvHeads) / s.heads;
@@ -73,6 +90,14 @@ function layout(s: LlamaShape, version: 0 | 1): [TensorName | 'freqCis', number]
       : ['rmsAtt', 'rmsFfn', 'rmsFinal', 'tokenEmbedding', 'wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'];
   if (!s.sharedClassifier) order.push('classifier');
   return order.map((name) => [name, sizes[name]]);
+}
+
+/** Bytes of a legacy (version 0) file of this shape, and of its largest tensor. */
+export function llama2cBytes(s: LlamaShape): { file: number; largestTensor: number; weights: number } {
+  const sizes = layout(s, 0);
+  const weights = sizes.filter(([name]) => name !== 'freqCis').reduce((n, [, size]) => n + 4 * size, 0);
+  const largestTensor = Math.max(...sizes.filter(([name]) => name !== 'freqCis').map(([, size]) => 4 * size));
+  return { file: 28 + sizes.reduce((n, [, size]) => n + 4 * size, 0), largestTensor, weights };
 }
 
 function checkShape(file: string, s: LlamaShape): void {
@@ -150,7 +175,15 @@ export function openLlama2c(file: string): Llama2cReader {
         const [base, size] = where.get(name)!;
         if (start < 0 || start + count > size) throw new RangeError(`${name}: elements [${start}, ${start + count}) outside its ${size}`);
         const buf = readAt(fd, file, 4 * count, base + 4 * start);
-        return new Float32Array(buf.buffer, buf.byteOffset, count);
+        const values = new Float32Array(buf.buffer, buf.byteOffset, count);
+        const bad = firstNonFinite(values);
+        if (bad >= 0) {
+          const element = start + bad;
+          const perLayer = name === 'tokenEmbedding' || name === 'rmsFinal' || name === 'classifier' ? undefined : size / shape.layers;
+          const where = perLayer === undefined ? `element ${element}` : `layer ${Math.floor(element / perLayer)}, element ${element % perLayer}`;
+          throw new NonFiniteError(`${file}: tensor ${TENSOR_NAMES[name]} holds ${String(values[bad])} at ${where}: expected finite weights`);
+        }
+        return values;
       },
       close: () => closeSync(fd),
     };
@@ -193,20 +226,10 @@ export function writeLlama2c(file: string, t: LlamaTensors): void {
   const header = Buffer.alloc(28);
   const ints = [s.dim, s.hiddenDim, s.layers, s.heads, s.kvHeads, s.sharedClassifier ? s.vocabSize : -s.vocabSize, s.maxSeqLen];
   ints.forEach((v, i) => header.writeInt32LE(v, 4 * i));
-  const headSize = s.dim / s.heads;
-  const freqReal = new Float32Array(s.maxSeqLen * (headSize / 2));
-  const freqImag = new Float32Array(s.maxSeqLen * (headSize / 2));
-  for (let p = 0; p < s.maxSeqLen; p++) {
-    for (let i = 0; i < headSize / 2; i++) {
-      const angle = p / Math.pow(10000, (2 * i) / headSize);
-      freqReal[p * (headSize / 2) + i] = Math.cos(angle);
-      freqImag[p * (headSize / 2) + i] = Math.sin(angle);
-    }
-  }
-  const parts: Float32Array[] = [];
+  const parts: (Float32Array | 'freqCis')[] = [];
   for (const [name, size] of layout(s, 0)) {
     if (name === 'freqCis') {
-      parts.push(freqReal, freqImag);
+      parts.push('freqCis');
       continue;
     }
     const data = t[name];
@@ -219,7 +242,10 @@ export function writeLlama2c(file: string, t: LlamaTensors): void {
   const fd = openSync(tmp, 'w');
   try {
     writeSync(fd, header);
-    for (const part of parts) writeSync(fd, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+    for (const part of parts) {
+      if (part === 'freqCis') writeFreqCis(fd, s);
+      else writeAll(fd, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+    }
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
@@ -227,4 +253,28 @@ export function writeLlama2c(file: string, t: LlamaTensors): void {
   }
   closeSync(fd);
   renameSync(tmp, file);
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
+}
+
+/** Positions of the RoPE tables written at a time: a long seq_len is never held whole. */
+const FREQ_POSITIONS_PER_WRITE = 4096;
+
+/** The legacy format's unused RoPE tables, cos then sin, [seq_len, headSize / 2] each. */
+function writeFreqCis(fd: number, s: LlamaShape): void {
+  const headSize = s.dim / s.heads;
+  const half = headSize / 2;
+  const chunk = new Float32Array(FREQ_POSITIONS_PER_WRITE * half);
+  const wavelength = Float64Array.from({ length: half }, (_, i) => Math.pow(10000, (2 * i) / headSize));
+  for (const f of [Math.cos, Math.sin]) {
+    for (let p0 = 0; p0 < s.maxSeqLen; p0 += FREQ_POSITIONS_PER_WRITE) {
+      const n = Math.min(FREQ_POSITIONS_PER_WRITE, s.maxSeqLen - p0);
+      for (let p = 0; p < n; p++) {
+        for (let i = 0; i < half; i++) chunk[p * half + i] = f((p0 + p) / wavelength[i]!);
+      }
+      writeAll(fd, new Uint8Array(chunk.buffer, 0, n * half * 4));
+    }
+  }
 }
