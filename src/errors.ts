@@ -28,3 +28,8 @@ export class ConfigError extends StreamllmError {
 export class BackendError extends StreamllmError {
   override name = 'BackendError';
 }
+
+/** An output that cannot be written where it was asked for, or would replace something without --force. */
+export class OutputError extends StreamllmError {
+  override name = 'OutputError';
+}

@@ -11,9 +11,10 @@
 // when not shared.
 //
 // Matrices are [out, in], row-major. RoPE rotates adjacent pairs.
-import { closeSync, fstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import { FileFormatError } from '../errors.js';
 import { openForReading, readAt } from '../files.js';
+import { writeAll, writeFileAtomic } from '../outputs.js';
 
 export interface LlamaShape {
   dim: number;
@@ -215,16 +216,8 @@ export function writeLlama2c(file: string, t: LlamaTensors): void {
     }
     parts.push(data);
   }
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, header);
-    for (const part of parts) writeSync(fd, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
-  } catch (e) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-  closeSync(fd);
-  renameSync(tmp, file);
+  writeFileAtomic(file, (fd) => {
+    writeAll(fd, header);
+    for (const part of parts) writeAll(fd, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+  });
 }

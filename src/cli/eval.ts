@@ -1,14 +1,14 @@
 // streamllm eval: per-token NLL and perplexity of a text under one or more
 // cache policies.
-import { renameSync, writeFileSync } from 'node:fs';
 import { CACHE_KINDS, type CachePolicy, policyFromName, policyLabel, policySpan } from '../cache/index.js';
 import { UsageError } from '../errors.js';
 import { type ScoreResult, scoreTokens } from '../eval/perplexity.js';
 import { loadModel } from '../model/load.js';
 import type { Model } from '../model/weights.js';
 import { type CommandSpec, type Flags, required } from './args.js';
-import { backendFlag, startBackend, writeOut } from './common.js';
-import { readTextFile } from '../files.js';
+import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
+import { checkOutputFile, writeFileAtomic } from '../outputs.js';
+import { checkReadable, encodeTextFile } from '../text_file.js';
 import { readTokenIds, resolveTokenizer } from './inputs.js';
 import { createProgress } from './progress.js';
 
@@ -34,6 +34,7 @@ export const evalCommand: CommandSpec = {
     { name: 'limit', type: 'int', value: 'N', min: 2, help: 'score only the first N tokens' },
     { name: 'json', type: 'bool', help: 'print JSON instead of a table' },
     { name: 'csv', type: 'string', value: 'FILE', help: 'also write per-token NLLs, one column per policy' },
+    forceFlag,
     backendFlag,
   ],
   async run(flags) {
@@ -41,6 +42,8 @@ export const evalCommand: CommandSpec = {
     if (flags.sinks !== undefined && (flags.sinks as number) < 0) throw new UsageError(`eval --sinks: must be >= 0, got ${flags.sinks}`);
     if (flags.window !== undefined && (flags.window as number) < 1) throw new UsageError(`eval --window: must be >= 1, got ${flags.window}`);
     if ((flags.tokens === undefined) === (flags.text === undefined)) throw new UsageError('eval: give exactly one of --tokens IDS.json and --text FILE');
+    if (flags.csv !== undefined) checkOutputFile(flags.csv as string, `eval --csv ${flags.csv}`, flags.force === true);
+    if (flags.text !== undefined) checkReadable(flags.text as string);
     await startBackend(flags);
     const model = loadModel(modelPath);
     let ids = flags.tokens !== undefined ? readTokenIds(flags.tokens as string, model.config.vocabSize) : encodeText(flags, modelPath, model);
@@ -68,7 +71,7 @@ export const evalCommand: CommandSpec = {
 function encodeText(flags: Flags, modelPath: string, model: Model): number[] {
   const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, model.config.vocabSize);
   if (tokenizer === undefined) throw new UsageError('eval --text: this model has no tokenizer; give --tokenizer FILE');
-  return tokenizer.encode(readTextFile(flags.text as string), { bos: tokenizer.addsBosByDefault });
+  return encodeTextFile(flags.text as string, tokenizer, { bos: tokenizer.addsBosByDefault, limit: flags.limit as number | undefined });
 }
 
 function policiesFromFlags(flags: Flags, model: Model): CachePolicy[] {
@@ -125,11 +128,5 @@ function writeCsv(file: string, results: ScoreResult[]): void {
   const lines = [['position', ...results.map((r) => policyLabel(r.policy))].join(',')];
   const n = results[0]!.nll.length;
   for (let i = 0; i < n; i++) lines.push([String(i + 1), ...results.map((r) => r.nll[i]!.toPrecision(8))].join(','));
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, lines.join('\n') + '\n');
-  } catch (e) {
-    throw new UsageError(`eval --csv: cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  renameSync(tmp, file);
+  writeFileAtomic(file, lines.join('\n') + '\n');
 }

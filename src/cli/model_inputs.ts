@@ -8,7 +8,7 @@ import type { Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { defaultManifestPath, defaultModel, readManifest } from '../zoo/manifest.js';
 import type { FlagSpec, Flags } from './args.js';
-import { readTextFile } from '../files.js';
+import { checkReadable } from '../text_file.js';
 import { readTokenIds, resolveTokenizer } from './inputs.js';
 
 export const modelInputFlags: FlagSpec[] = [
@@ -53,6 +53,9 @@ export function textSource(flags: Flags, command: string): TextSource {
   const tokens = flags.tokens as string | undefined;
   if (text !== undefined && tokens !== undefined) throw new UsageError(`${command}: give either --text FILE or --tokens IDS.json, not both`);
   if (tokens !== undefined) return { kind: 'ids', file: tokens, ids: readTokenIds(tokens, Number.MAX_SAFE_INTEGER) };
-  if (text !== undefined) return { kind: 'file', file: text, text: readTextFile(text) };
+  if (text !== undefined) {
+    checkReadable(text);
+    return { kind: 'file', file: text };
+  }
   return { kind: 'heldout' };
 }

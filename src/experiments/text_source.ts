@@ -6,11 +6,15 @@
 //            by the end-of-text token, as the zoo's validation stream: the default
 //   file     a text file, encoded with BOS when the tokenizer adds one (as `eval --text`)
 //   ids      a JSON array of token ids, used as they are
+//
+// A file is read when its tokens are asked for, and only as far as `limit`
+// needs (src/text_file.ts).
 import { brownTokens } from '../data/corpus.js';
 import { UsageError } from '../errors.js';
+import { encodeTextFile } from '../text_file.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 
-export type TextSource = { kind: 'heldout' } | { kind: 'file'; file: string; text: string } | { kind: 'ids'; file: string; ids: number[] };
+export type TextSource = { kind: 'heldout' } | { kind: 'file'; file: string } | { kind: 'ids'; file: string; ids: number[] };
 
 /** A short name for reports. */
 export function sourceLabel(source: TextSource): string {
@@ -37,7 +41,7 @@ export function sourceTokens(source: TextSource, tokenizer: Tokenizer | undefine
     ids = source.ids;
   } else {
     if (tokenizer === undefined) throw new UsageError(`${source.file}: this model has no tokenizer to encode the text with; give --tokenizer FILE`);
-    ids = tokenizer.encode(source.text, { bos: tokenizer.addsBosByDefault });
+    ids = encodeTextFile(source.file, tokenizer, { bos: tokenizer.addsBosByDefault, limit: Number.isFinite(limit) ? limit : undefined });
   }
   return ids.length > limit ? ids.slice(0, limit) : ids;
 }
