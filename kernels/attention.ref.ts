@@ -42,9 +42,11 @@ export function attentionReference(
     });
     const sink = variant === 'softmax' ? undefined : variant === 'softmax1' ? 0 : sinkLogits![h]!;
     const p = softmaxReference(logits, sink);
-    entries.forEach((e, j) => {
-      for (let c = 0; c < headDim; c++) out[h * headDim + c] += p[j]! * e.value[g * headDim + c]!;
-    });
+    for (let c = 0; c < headDim; c++) {
+      let sum = 0;
+      entries.forEach((e, j) => (sum += p[j]! * e.value[g * headDim + c]!));
+      out[h * headDim + c] = sum;
+    }
   }
   return out;
 }

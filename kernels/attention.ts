@@ -39,8 +39,8 @@ function frameMask(frame: AttentionFrame, T: number): tf.Tensor2D {
   const n = frame.keyEnd - frame.keyStart;
   const mask = new Float32Array(T * n).fill(MASKED);
   for (let t = 0; t < T; t++) {
-    const lo = frame.rowRanges[2 * t] - frame.keyStart;
-    const hi = frame.rowRanges[2 * t + 1] - frame.keyStart;
+    const lo = frame.rowRanges[2 * t]! - frame.keyStart;
+    const hi = frame.rowRanges[2 * t + 1]! - frame.keyStart;
     mask.fill(0, t * n + lo, t * n + hi);
   }
   return tf.tensor2d(mask, [T, n]);
@@ -145,12 +145,12 @@ function dot(a: Float32Array, ai: number, b: Float32Array, bi: number, n: number
 function axpy(acc: Float64Array, p: number, v: Float32Array, vi: number, n: number): void {
   let c = 0;
   for (; c + 3 < n; c += 4) {
-    acc[c] += p * v[vi + c]!;
-    acc[c + 1] += p * v[vi + c + 1]!;
-    acc[c + 2] += p * v[vi + c + 2]!;
-    acc[c + 3] += p * v[vi + c + 3]!;
+    acc[c]! += p * v[vi + c]!;
+    acc[c + 1]! += p * v[vi + c + 1]!;
+    acc[c + 2]! += p * v[vi + c + 2]!;
+    acc[c + 3]! += p * v[vi + c + 3]!;
   }
-  for (; c < n; c++) acc[c] += p * v[vi + c]!;
+  for (; c < n; c++) acc[c]! += p * v[vi + c]!;
 }
 
 /** Entries query row t sees through each frame, added up: the row's number of scores. */

@@ -20,9 +20,10 @@ export function causalAttentionReference(qkv: ArrayLike<number>, spec: CausalAtt
         const q = ropeReference(vector(b * T + i, h * headDim), i, rope);
         const scores = keys.slice(0, i + 1).map((k) => k.reduce((s, kc, c) => s + kc * q[c]!, 0) / Math.sqrt(headDim));
         const p = softmaxReference(scores, sink);
+        const row = (b * T + i) * heads * headDim + h * headDim;
         for (let j = 0; j <= i; j++) {
           const v = vector(b * T + j, (heads + kvHeads + g) * headDim);
-          for (let c = 0; c < headDim; c++) out[(b * T + i) * heads * headDim + h * headDim + c] += p[j]! * v[c]!;
+          for (let c = 0; c < headDim; c++) out[row + c]! += p[j]! * v[c]!;
         }
       }
     }

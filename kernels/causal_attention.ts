@@ -153,9 +153,9 @@ const causalSoftmaxKernel: JsKernel<SoftmaxAttrs> = {
     for (let i = 0; i < T; i++) {
       const row = i * T;
       let max = sink;
-      for (let j = 0; j <= i; j++) max = Math.max(max, scale * scores[row + j]!);
+      for (let j = 0; j <= i; j++) max = Math.max(max, scale * scores![row + j]!);
       let z = variant === 'softmax' ? 0 : Math.exp(sink - max);
-      for (let j = 0; j <= i; j++) z += e[j] = Math.exp(scale * scores[row + j]! - max);
+      for (let j = 0; j <= i; j++) z += e[j] = Math.exp(scale * scores![row + j]! - max);
       for (let j = 0; j <= i; j++) out[row + j] = e[j]! / z;
       out.fill(0, row + i + 1, row + T);
     }

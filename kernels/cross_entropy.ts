@@ -40,7 +40,7 @@ const nllGradKernel: JsKernel<object> = {
       const lse = nll![r]! + logits![row + target]!;
       const g = dy![r]!;
       for (let j = 0; j < vocab; j++) out[row + j] = g * Math.exp(logits![row + j]! - lse);
-      out[row + target] -= g;
+      out[row + target]! -= g;
     }
   },
 };

@@ -37,7 +37,7 @@ export function embed(table: tf.Tensor2D, ids: ArrayLike<number>): tf.Tensor2D {
         for (let i = 0; i < index.length; i++) {
           const src = i * dim;
           const dst = index[i]! * dim;
-          for (let c = 0; c < dim; c++) grad[dst + c] += rows[src + c]!;
+          for (let c = 0; c < dim; c++) grad[dst + c]! += rows[src + c]!;
         }
         return tf.tensor2d(grad, [vocab, dim]);
       },

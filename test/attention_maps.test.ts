@@ -43,7 +43,8 @@ function referenceMaps(config: Record<string, unknown>, tensors: TensorMap, maps
     const window = tokens.slice(o, o + maps.length);
     const ids = maps.sinkToken ? [-1, ...window] : window;
     hfReferenceLogits(config, tensors, ids, undefined, (layer, q, h, probs) => {
-      probs.forEach((p, k) => (sums[layer]![(h * size + q) * size + k] += p));
+      const sum = sums[layer]!;
+      probs.forEach((p, k) => (sum[(h * size + q) * size + k]! += p));
     });
   }
   for (const s of sums) s.forEach((v, i) => (s[i] = v / maps.offsets.length));

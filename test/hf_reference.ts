@@ -106,7 +106,8 @@ export function hfReferenceLogits(
       const z = e.reduce((a, b) => a + b, 0) + Math.exp(extra - m);
       observe?.(l, pos, h, Float64Array.from(e, (p) => p / z));
       e.forEach((p, j) => {
-        for (let c = 0; c < hd; c++) out[h * hd + c] += (p / z) * values[l]![seen[j]!]![kvh]![c]!;
+        const v = values[l]![seen[j]!]![kvh]!;
+        for (let c = 0; c < hd; c++) out[h * hd + c]! += (p / z) * v[c]!;
       });
     }
     return out;

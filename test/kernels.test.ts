@@ -132,7 +132,8 @@ t.test('gradients: custom kernels agree with tfjs autodiff of the plain ops', as
   const de = tf.tensor2d(randn(4 * 3), [4, 3]);
   const dTable = tf.grad((tb: tf.Tensor) => embed(tb as tf.Tensor2D, ids))(table, de).dataSync();
   const want = new Float64Array(18);
-  ids.forEach((id, i) => [0, 1, 2].forEach((c) => (want[id * 3 + c] += de.dataSync()[i * 3 + c]!)));
+  const dRows = de.dataSync();
+  ids.forEach((id, i) => [0, 1, 2].forEach((c) => (want[id * 3 + c]! += dRows[i * 3 + c]!)));
   t.ok(maxAbsDiff(dTable, want) < 1e-6, 'embedding scatter-add gradient');
   tf.dispose([x, w, dy, r, dr, a, b, dc, table, de, ...ours, ...theirs]);
 });

@@ -155,7 +155,13 @@ t.test('matMul2d: both operands', async (t) => {
   const [M, K, N] = [3, 4, 5];
   const product = (a: Float64Array, b: Float64Array) => {
     const out = new Float64Array(M * N);
-    for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) out[i * N + j] += a[i * K + k]! * b[k * N + j]!;
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        let sum = 0;
+        for (let k = 0; k < K; k++) sum += a[i * K + k]! * b[k * N + j]!;
+        out[i * N + j] = sum;
+      }
+    }
     return out;
   };
   checkKernel(

@@ -61,6 +61,12 @@ function isCount(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
+function isOffsetPair(v: unknown): v is [begin: number, end: number] {
+  if (!Array.isArray(v) || v.length !== 2) return false;
+  const [begin, end]: unknown[] = v;
+  return isCount(begin) && isCount(end) && begin <= end;
+}
+
 /** Parse and validate one file's header. Every entry is checked against the file's size. */
 export function readSafetensorsHeader(file: string): SafetensorsHeader {
   const fd = openForReading(file);
@@ -122,19 +128,19 @@ function parseEntry(file: string, name: string, raw: unknown, dataStart: number,
   if (!Array.isArray(shape) || !shape.every(isCount)) {
     throw new FileFormatError(file, `${where}: shape must be a list of non-negative integers, got ${JSON.stringify(shape)}`);
   }
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
+  if (!isOffsetPair(offsets)) {
     throw new FileFormatError(file, `${where}: data_offsets must be [begin, end] with 0 <= begin <= end, got ${JSON.stringify(offsets)}`);
   }
-  const [begin, end] = offsets as [number, number];
+  const [begin, end] = offsets;
   if (end > dataBytes) {
     throw new FileFormatError(file, `${where}: data_offsets [${begin}, ${end}] run past the data (${dataBytes} bytes): truncated file?`);
   }
-  const elements = (shape as number[]).reduce((a, b) => a * b, 1);
+  const elements = shape.reduce((a, b) => a * b, 1);
   const expected = elements * DTYPE_BYTES[dtype]!;
   if (end - begin !== expected) {
     throw new FileFormatError(file, `${where}: shape [${shape.join(', ')}] of ${dtype} needs ${expected} bytes, data_offsets give ${end - begin}`);
   }
-  return { name, dtype, shape: shape as number[], file, offset: dataStart + begin, byteLength: end - begin };
+  return { name, dtype, shape, file, offset: dataStart + begin, byteLength: end - begin };
 }
 
 /** Reads the tensors of one safetensors file or of a sharded set, as float32. */

@@ -73,7 +73,7 @@ export function attentionMaps(model: Model, tokens: ArrayLike<number>, options: 
     // probs: [heads, size, size], keys in position order (one CausalBlock frame)
     const p = probs.dataSync();
     const sum = sums[layer]!;
-    for (let i = 0; i < cells; i++) sum[i] += p[i]!;
+    for (let i = 0; i < cells; i++) sum[i]! += p[i]!;
   };
   for (let start = 0; start < samples; start += batchSize) {
     const windows = offsets.slice(start, start + batchSize).map((o) => {
