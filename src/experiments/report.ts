@@ -22,8 +22,8 @@ export interface FigureFile {
   height: number;
 }
 
-/** Files a report folder holds; a folder of only these, with a report.md, is an earlier report that a new one may replace. */
-const REPORT_FILE = /\.(md|json|svg|png)$/;
+/** Files a report folder holds (and temporaries an interrupted older version may have left); a folder of only these, with a report.md, is an earlier report that a new one may replace. */
+const REPORT_FILE = /\.(md|json|svg|png|tmp)$/;
 
 /** True when `dir` holds an earlier report (report.md and only tables, data and figures). */
 export function isReportFolder(dir: string): boolean {
