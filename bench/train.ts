@@ -34,14 +34,15 @@ const B = Number(arg('batch', '8'));
 const T = Number(arg('seq-len', '256'));
 const steps = Number(arg('steps', '3'));
 
-/** The same causal block, hidden from the batched path (which looks for CausalBlock). */
+/** The same causal block, hidden from the batched path (its view no longer says it is self-contained). */
 function opaque(c: KVCache): KVCache {
   return {
     policy: c.policy,
     length: 0,
     size: 0,
     byteSize: 0,
-    begin: (n) => c.begin(n),
+    blockLimit: c.blockLimit,
+    begin: (n) => ({ ...c.begin(n), selfContained: false }),
     store: (l, k, v) => c.store(l, k, v),
     end: () => c.end(),
     reset: () => c.reset(),
@@ -53,9 +54,9 @@ function loss(tm: TrainableModel, batch: Batch, poc: boolean): tf.Scalar {
   return tf.tidy(() => {
     const caches = batch.inputs.map(() => (poc ? opaque(new CausalBlock()) : new CausalBlock()));
     const logits = forwardBatch(tm.model(), batch.inputs, caches);
-    if (!poc) return crossEntropy(logits, batch.targets).sum().div(batch.scored) as tf.Scalar;
+    if (!poc) return crossEntropy(logits, batch.targets).sum().div<tf.Scalar>(batch.scored);
     const onehot = tf.oneHot(tf.tensor1d(batch.targets, 'int32'), vocab);
-    return tf.losses.softmaxCrossEntropy(onehot, logits) as tf.Scalar;
+    return tf.losses.softmaxCrossEntropy<tf.Tensor, tf.Scalar>(onehot, logits);
   });
 }
 

@@ -41,3 +41,45 @@ export function writeEntries(storage: tf.Tensor3D, rows: tf.Tensor3D, slot: numb
   storage.dispose();
   return next;
 }
+
+/**
+ * Write entry `from` of rows: [kvHeads, T, headDim] into storage:
+ * [kvHeads, capacity, headDim], kv head g at slot slots[g]: for a cache
+ * whose kv heads evict different entries (src/cache/h2o.ts). Returns the
+ * storage tensor, as writeEntries does.
+ */
+export function writeEntryPerHead(storage: tf.Tensor3D, rows: tf.Tensor3D, slots: ArrayLike<number>, from = 0): tf.Tensor3D {
+  const [kvHeads, capacity, headDim] = storage.shape;
+  const T = rows.shape[1];
+  if (slots.length !== kvHeads) throw new Error(`writeEntryPerHead: ${slots.length} slots for ${kvHeads} kv heads`);
+  for (let h = 0; h < kvHeads; h++) {
+    if (!(slots[h]! >= 0 && slots[h]! < capacity)) throw new Error(`writeEntryPerHead: slot ${slots[h]} outside capacity ${capacity}`);
+  }
+  if (from < 0 || from >= T) throw new Error(`writeEntryPerHead: entry ${from} outside the ${T} given`);
+  if (hasDirectMemory()) {
+    const src = float32View(rows);
+    const dst = float32View(storage);
+    for (let h = 0; h < kvHeads; h++) {
+      dst.set(src.subarray((h * T + from) * headDim, (h * T + from + 1) * headDim), (h * capacity + slots[h]!) * headDim);
+    }
+    return storage;
+  }
+  // one head at a time, as writeEntries builds it, then the heads stacked again
+  const next = tf.keep(
+    tf.tidy(() => {
+      const heads = Array.from({ length: kvHeads }, (_, h) => {
+        const head = storage.slice([h, 0, 0], [1, capacity, headDim]);
+        const row = rows.slice([h, from, 0], [1, 1, headDim]);
+        const slot = slots[h]!;
+        const parts: tf.Tensor3D[] = [];
+        if (slot > 0) parts.push(head.slice([0, 0, 0], [1, slot, headDim]));
+        parts.push(row);
+        if (slot + 1 < capacity) parts.push(head.slice([0, slot + 1, 0], [1, capacity - slot - 1, headDim]));
+        return tf.concat(parts, 1);
+      });
+      return tf.concat(heads, 0);
+    }),
+  );
+  storage.dispose();
+  return next;
+}

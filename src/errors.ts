@@ -11,6 +11,21 @@ export class UsageError extends StreamllmError {
   override name = 'UsageError';
 }
 
+/**
+ * A bad argument to a library function, named as the API names it
+ * ("windowSize: expected an integer >= 1, got 0"). The CLI, which knows
+ * which flag fed the argument, re-words it for the flag.
+ */
+export class ArgumentError extends UsageError {
+  override name = 'ArgumentError';
+  constructor(
+    readonly argument: string,
+    readonly detail: string,
+  ) {
+    super(`${argument}: ${detail}`);
+  }
+}
+
 /** A file that cannot be read or is not what it claims to be. */
 export class FileFormatError extends StreamllmError {
   override name = 'FileFormatError';
@@ -32,4 +47,14 @@ export class BackendError extends StreamllmError {
 /** An output that cannot be written where it was asked for, or would replace something without --force. */
 export class OutputError extends StreamllmError {
   override name = 'OutputError';
+}
+
+/** A size that does not fit in memory (the wasm heap, the largest typed array, the machine). */
+export class ResourceError extends StreamllmError {
+  override name = 'ResourceError';
+}
+
+/** NaN or infinity where a number was expected: in a checkpoint's weights or in a model's outputs. */
+export class NonFiniteError extends StreamllmError {
+  override name = 'NonFiniteError';
 }

@@ -5,12 +5,34 @@
 //   const model = loadModel('weights/NAME');   // or a llama2.c .bin, or an HF directory
 //   const r = await scoreTokens(model, ids, { kind: 'streaming', sinkCount: 4, windowSize: 252 });
 export { BACKENDS, type BackendName, initBackend } from './backend.js';
-export { BackendError, ConfigError, FileFormatError, StreamllmError, UsageError } from './errors.js';
+export { ArgumentError, BackendError, ConfigError, FileFormatError, StreamllmError, UsageError } from './errors.js';
 
-export type { BlockView, CacheEntries, CacheKind, CachePolicy, CacheShape, KVCache, ViewFrame } from './cache/types.js';
-export { CACHE_KINDS, createCache, DEFAULT_SINK_COUNT, policyFromName, policyLabel, policySpan } from './cache/index.js';
+export type {
+  BlockView,
+  CacheEntries,
+  CacheKind,
+  CachePolicy,
+  CacheShape,
+  KVCache,
+  KVCachePolicy,
+  LayerView,
+  RecomputePolicy,
+  ViewFrame,
+} from './cache/types.js';
+export {
+  CACHE_KINDS,
+  createCache,
+  DEFAULT_SINK_COUNT,
+  isKVCachePolicy,
+  policyFromName,
+  type PolicyOptions,
+  policyLabel,
+  policySpan,
+} from './cache/index.js';
 export { CausalBlock } from './cache/causal_block.js';
 export { DenseCache } from './cache/dense.js';
+export { H2OCache } from './cache/h2o.js';
+export { TovaCache } from './cache/tova.js';
 export { RecomputeWindow } from './cache/recompute.js';
 export { StreamingCache } from './cache/streaming.js';
 export { WindowCache } from './cache/window.js';

@@ -1,12 +1,14 @@
 // A token stream: a model plus a cache policy, fed tokens block by block.
-// It hides the one policy that is not a KV cache: `recompute` re-runs the
-// last W tokens from scratch for every new token.
+// Every policy but one is a KVCache; the stream realises the other,
+// `recompute` (RecomputePolicy), which keeps token ids and re-runs the last
+// W tokens from scratch for every new token.
 import type * as tf from '@tensorflow/tfjs';
 import * as tfc from '@tensorflow/tfjs';
 import { createCache } from './cache/index.js';
 import { DenseCache } from './cache/dense.js';
 import { RecomputeWindow } from './cache/recompute.js';
-import type { CachePolicy, KVCache } from './cache/types.js';
+import { INITIAL_SLOTS } from './cache/storage.js';
+import { type CachePolicy, type KVCache, policyLabel } from './cache/types.js';
 import { cacheShape } from './model/config.js';
 import { forward } from './model/transformer.js';
 import type { Model } from './model/weights.js';
@@ -22,7 +24,8 @@ export class TokenStream {
     if (policy.kind === 'recompute') {
       // A sink-token stream starts with the learned sink; it stays in every window.
       this.recompute = new RecomputeWindow(policy.windowSize, model.config.sinkToken);
-      this.cache = new DenseCache(cacheShape(model.config), policy.windowSize); // scratch, reset per token
+      // scratch, reset per token; it grows to the longest window run
+      this.cache = new DenseCache(cacheShape(model.config), Math.min(INITIAL_SLOTS, policy.windowSize), policyLabel(policy));
     } else {
       this.cache = createCache(policy, cacheShape(model.config));
     }

@@ -52,7 +52,7 @@ function viaCache(cache: KVCache, block: number, rope: RopeSpec, variant: Softma
   const sink = tf.tensor1d(sinkLogits);
   for (let start = 0; start < N; start += block) {
     const T = Math.min(block, N - start);
-    const view = cache.begin(T);
+    const view = cache.begin(T).layer(0);
     const out = tf.tidy(() => {
       const keys = applyRope(heads(k.slice(start, start + T), dims.kvHeads), ropeAngles(view.keyPositions, rope), rope);
       const entries = cache.store(0, keys, heads(v.slice(start, start + T), dims.kvHeads));
@@ -75,6 +75,9 @@ const policies: { name: string; sinks: number; window: number; make: () => KVCac
   { name: 'window 0+6', sinks: 0, window: 6, make: () => new StreamingCache(0, 6, shape) },
   { name: 'streaming 1+5', sinks: 1, window: 5, make: () => new StreamingCache(1, 5, shape) },
   { name: 'streaming 3+4', sinks: 3, window: 4, make: () => new StreamingCache(3, 4, shape) },
+  // storage that starts at 1 slot and grows with the stream
+  { name: 'streaming 2+5, growing', sinks: 2, window: 5, make: () => new StreamingCache(2, 5, shape, 1) },
+  { name: 'window 0+7, growing', sinks: 0, window: 7, make: () => new StreamingCache(0, 7, shape, 2) },
   { name: 'streaming 4+1', sinks: 4, window: 1, make: () => new StreamingCache(4, 1, shape) },
 ];
 const ropes: RopeSpec[] = [

@@ -42,6 +42,19 @@ t.test('eval on several policies prints a table, a JSON array, and a CSV', async
   t.ok(maxAbsDiff(arr[1]!.nll, expected.cases.find((c) => c.name === 'recompute-32')!.nll) < 1e-4);
 });
 
+t.test('eval --cache h2o,tova with their budget flags: blocked equals stepwise', async (t) => {
+  const args = ['eval', '--model', model, '--tokens', ids, '--cache', 'h2o,tova', '--budget', '16', '--recent', '6', '--json'];
+  const blocked = await runCliInProcess(args);
+  t.equal(blocked.status, 0, blocked.stderr);
+  const stepwise = await runCliInProcess([...args, '--stepwise']);
+  const [b, s] = [blocked, stepwise].map((r) => JSON.parse(r.stdout) as { policy: object; nll: number[] }[]);
+  t.same(b!.map((r) => r.policy), [{ kind: 'h2o', budget: 16, recent: 6 }, { kind: 'tova', budget: 16 }]);
+  for (let i = 0; i < 2; i++) t.ok(maxAbsDiff(b![i]!.nll, s![i]!.nll) < 1e-4, `${JSON.stringify(b![i]!.policy)}: blocked = stepwise`);
+  const table = await runCliInProcess(['eval', '--model', model, '--tokens', ids, '--cache', 'h2o,tova', '--budget', '16']);
+  t.match(table.stdout, /^h2o\(8\+8\)\s/m);
+  t.match(table.stdout, /^tova\(16\)\s/m);
+});
+
 t.test('init writes a checkpoint that eval reads', async (t) => {
   const file = join(dir, 'random.bin');
   const r = await runCliInProcess(['init', '--dim', '16', '--hidden', '24', '--layers', '2', '--heads', '4', '--kv-heads', '2', '--vocab', '96', '--seq-len', '32', '--seed', '5', '--out', file]);
@@ -74,7 +87,10 @@ t.test('bad input: one line on stderr, exit code 2, no output file', async (t) =
   const csv = join(dir, 'never.csv');
   const cases: [string[], RegExp][] = [
     [['eval', '--model', model, '--tokens', ids, '--bogus'], /unknown flag --bogus/],
-    [['eval', '--model', model, '--tokens', ids, '--cache', 'sliding'], /--cache: expected one of dense, window, streaming, recompute, got 'sliding'/],
+    [['eval', '--model', model, '--tokens', ids, '--cache', 'sliding'], /--cache: expected one of dense, window, streaming, recompute, h2o, tova, got 'sliding'/],
+    [['eval', '--model', model, '--tokens', ids, '--cache', 'h2o', '--budget', '8', '--recent', '8'], /eval --recent: h2o: expected fewer than the budget 8, got 8/],
+    [['eval', '--model', model, '--tokens', ids, '--cache', 'streaming', '--sinks', '64'], /eval --sinks: streaming: 64 sinks leave no window in a trained length of 64; give windowSize/],
+    [['eval', '--model', model, '--tokens', ids, '--cache', 'tova', '--budget', '0'], /eval --budget: must be >= 1, got 0/],
     [['eval', '--model', model, '--tokens', ids, '--sinks', '-1', '--cache', 'streaming'], /--sinks: must be >= 0, got -1/],
     [['eval', '--model', model, '--tokens', ids, '--window', '0', '--cache', 'window'], /--window: must be >= 1, got 0/],
     [['eval', '--model', model, '--tokens', ids, '--window', 'ten'], /--window: expected an integer, got 'ten'/],

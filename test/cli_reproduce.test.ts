@@ -27,31 +27,31 @@ function evalJson(extra: string[]): EvalResult[] {
   return Array.isArray(out) ? out : [out];
 }
 
-t.test('curves: dense, window, streaming and recompute as eval scores them', async (t) => {
+t.test('curves: dense, window, streaming, h2o, tova and recompute as eval scores them', async (t) => {
   const { out, json } = reproduce('curves', ['--recompute-samples', '40']);
   t.equal(json.experiment, 'curves');
   t.equal(json.tokens, LIMIT);
   t.equal(json.windowSize, 64);
   t.equal(json.sinkCount, 4);
   const rows = json.policies as { name: string; label: string; ppl: number | null; pplSampled: number; nll: (number | null)[] }[];
-  t.same(rows.map((r) => r.label), ['dense', 'window(64)', 'streaming(4+60)', 'recompute(64)']);
-  const evals = evalJson(['--cache', 'dense,window,streaming,recompute']);
-  for (let i = 0; i < 3; i++) {
+  t.same(rows.map((r) => r.label), ['dense', 'window(64)', 'streaming(4+60)', 'h2o(32+32)', 'tova(64)', 'recompute(64)']);
+  const evals = evalJson(['--cache', 'dense,window,streaming,h2o,tova,recompute']);
+  for (let i = 0; i < 5; i++) {
     t.ok(maxAbsDiff(rows[i]!.nll as number[], evals[i]!.nll) < 1e-5, `${rows[i]!.label}: per-token NLLs as eval`);
     t.ok(close(rows[i]!.ppl!, evals[i]!.ppl), `${rows[i]!.label}: ppl ${rows[i]!.ppl} vs eval ${evals[i]!.ppl}`);
   }
-  const recompute = rows[3]!;
+  const recompute = rows[5]!;
   t.equal(recompute.ppl, null, 'recompute scored on a sample only');
   const { stride, positions, pastFirstWindow } = json.recompute as { stride: number; positions: number; pastFirstWindow: number };
   t.equal(stride, Math.ceil((LIMIT - 1 - 64) / 40));
   const scored = recompute.nll.map((v, i) => [i, v] as const).filter(([, v]) => v !== null);
   t.equal(scored.length, positions);
   t.ok(scored.every(([i]) => i < 64 || (i - 64) % stride === 0), 'first window, then on the stride');
-  t.ok(maxAbsDiff(scored.map(([, v]) => v!), scored.map(([i]) => evals[3]!.nll[i]!)) < 1e-5, 'recompute NLLs as eval at the sampled positions');
+  t.ok(maxAbsDiff(scored.map(([, v]) => v!), scored.map(([i]) => evals[5]!.nll[i]!)) < 1e-5, 'recompute NLLs as eval at the sampled positions');
   const past = scored.filter(([i]) => i >= 64).map(([i]) => i);
   t.equal(past.length, pastFirstWindow);
   const pplOn = (nll: number[]) => Math.exp(past.reduce((s, i) => s + nll[i]!, 0) / past.length);
-  for (let i = 0; i < 4; i++) t.ok(close(rows[i]!.pplSampled, pplOn(evals[i]!.nll)), `${rows[i]!.label}: PPL on the sampled positions`);
+  for (let i = 0; i < 6; i++) t.ok(close(rows[i]!.pplSampled, pplOn(evals[i]!.nll)), `${rows[i]!.label}: PPL on the sampled positions`);
   checkFigures(t, out, json.figures as FigureFile[]);
   const md = readFileSync(join(out, 'curves.md'), 'utf8');
   t.match(md, /\| streaming\(4\+60\) \|/);

@@ -27,14 +27,19 @@ t.test('initial-tokens: S + (64 - S) for S = 0, 1, 2, 4, 8', async (t) => {
   checkFigures(t, out, json.figures as FigureFile[]);
 });
 
-t.test('cache-size: 4 + (C - 4) from W/8 to W', async (t) => {
+t.test('cache-size: 4 + (C - 4) from W/8 to W, and h2o and tova at budget C', async (t) => {
   const { out, json } = reproduce(dir, common, 'cache-size');
-  const rows = json.rows as { cacheSize: number; sinks: number; window: number; ppl: number }[];
+  const rows = json.rows as { cacheSize: number; sinks: number; window: number; ppl: number; h2oPpl: number; tovaPpl: number }[];
   t.same(rows.map((r) => r.cacheSize), [8, 16, 32, 64], 'W/16 = 4 leaves no window beside 4 sinks');
   for (const r of rows) {
-    t.equal(r.sinks + r.window, r.cacheSize);
-    t.ok(close(r.ppl, await streamingPpl(4, r.cacheSize - 4)), `C = ${r.cacheSize}`);
+    const C = r.cacheSize;
+    t.equal(r.sinks + r.window, C);
+    t.ok(close(r.ppl, await streamingPpl(4, C - 4)), `C = ${C}`);
+    t.ok(r.h2oPpl > 1 && r.tovaPpl > 1, `C = ${C}: h2o ${r.h2oPpl}, tova ${r.tovaPpl}`);
   }
+  // each score-based row as scoreTokens gives it, at the smallest budget (the one that evicts most)
+  t.ok(close(rows[0]!.h2oPpl, (await scoreTokens(m, ids, { kind: 'h2o', budget: 8, recent: 4 })).ppl), 'h2o, C = 8');
+  t.ok(close(rows[0]!.tovaPpl, (await scoreTokens(m, ids, { kind: 'tova', budget: 8 })).ppl), 'tova, C = 8');
   checkFigures(t, out, json.figures as FigureFile[]);
 });
 

@@ -5,10 +5,12 @@
 // itself, so it shares nothing with src/model/from_hf.ts or the engine's
 // fused layout. Tests only.
 //
-// With `visible`, token t attends to the listed stream indices only, with
-// positions re-encoded inside that list (StreamingLLM's Section 3.2): the
-// i-th visible key is rotated to position i and the query to n-1. Keys are
-// kept unrotated for that.
+// With `visible`, token t attends to the listed stream indices only (per
+// layer and kv head, when a policy evicts per head), with positions
+// re-encoded inside that list (StreamingLLM's Section 3.2): the i-th visible
+// key is rotated to position i and the query to n-1. Keys are kept unrotated
+// for that. It is asked once per token, layer and kv head, in that order,
+// before the token attends; `observe` then sees each head's probabilities.
 import { erfcReference } from '../kernels/gelu.ref.js';
 import type { TensorMap } from './tiny_checkpoints.js';
 
@@ -63,7 +65,7 @@ export function hfReferenceLogits(
   config: Json,
   tensors: TensorMap,
   ids: number[],
-  visible?: (t: number) => number[],
+  visible?: (t: number, layer: number, kvHead: number) => number[],
   observe?: ReferenceObserver,
 ): Vec[] {
   const get = (name: string) => {
@@ -90,16 +92,18 @@ export function hfReferenceLogits(
   const logits: Vec[] = [];
 
   const attention = (l: number, pos: number, qRaw: Vec[], sinks?: Float32Array): Vec => {
-    const seen = visible ? visible(pos) : Array.from({ length: pos + 1 }, (_, j) => j);
-    const n = seen.length;
-    // Dense: stream positions; otherwise positions re-encoded within the visible list.
-    const at = (i: number) => (visible ? i : seen[i]!);
-    const q = qRaw.map((v) => rotate(v, at(n - 1), rotary, theta, scale));
-    const k = seen.map((j, i) => keys[l]![j]!.map((v) => rotate(v, at(i), rotary, theta, scale)));
+    // Each kv head may see its own list (a policy that evicts per kv head).
+    const seenOf = Array.from({ length: KV }, (_, g) => (visible ? visible(pos, l, g) : Array.from({ length: pos + 1 }, (_, j) => j)));
     const out = new Float64Array(H * hd);
     for (let h = 0; h < H; h++) {
       const kvh = Math.floor(h / (H / KV));
-      const scores = k.map((kj) => q[h]!.reduce((a, v, c) => a + v * kj[kvh]![c]!, 0) / Math.sqrt(hd));
+      const seen = seenOf[kvh]!;
+      const n = seen.length;
+      // Dense: stream positions; otherwise positions re-encoded within the visible list.
+      const at = (i: number) => (visible ? i : seen[i]!);
+      const q = rotate(qRaw[h]!, at(n - 1), rotary, theta, scale);
+      const k = seen.map((j, i) => rotate(keys[l]![j]![kvh]!, at(i), rotary, theta, scale));
+      const scores = k.map((kj) => q.reduce((a, v, c) => a + v * kj[c]!, 0) / Math.sqrt(hd));
       const extra = softmax === 'softmax' ? -Infinity : softmax === 'softmax1' ? 0 : sinks![h]!;
       const m = Math.max(extra, ...scores);
       const e = scores.map((s) => Math.exp(s - m));

@@ -1,14 +1,17 @@
 // No cache at all: one self-contained sequence scored in one pass with plain
 // causal attention at positions 0..T-1, its keys and values passed straight
-// through (and so differentiable). For training and attention maps.
+// through (and so differentiable). For training and attention maps. It
+// realises no policy (it keeps nothing between blocks); its view says it is
+// self-contained, which lets the model run the batched causal kernel.
 import type * as tf from '@tensorflow/tfjs';
-import type { BlockView, CacheEntries, CachePolicy, KVCache } from './types.js';
+import { type BlockView, type CacheEntries, type KVCache, sharedLayers } from './types.js';
 
 export class CausalBlock implements KVCache {
-  readonly policy: CachePolicy = { kind: 'dense' };
+  readonly policy = undefined;
   readonly length = 0;
   readonly size = 0;
   readonly byteSize = 0;
+  readonly blockLimit = Infinity;
   private began = false;
 
   begin(T: number): BlockView {
@@ -20,7 +23,8 @@ export class CausalBlock implements KVCache {
       positions[t] = t;
       rowRanges[2 * t + 1] = t + 1;
     }
-    return { start: 0, keyPositions: positions, frames: [{ queryPositions: positions, keyStart: 0, keyEnd: T, rowRanges }] };
+    const frames = [{ queryPositions: positions, keyStart: 0, keyEnd: T, rowRanges }];
+    return sharedLayers(0, { keyPositions: positions, frames, wantsAttention: false }, true);
   }
 
   store(_layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {

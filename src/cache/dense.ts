@@ -3,20 +3,22 @@
 // model meets distances it never saw: the paper's first failing baseline.
 // Storage doubles when full, so appending stays amortised O(1) per token.
 import type * as tf from '@tensorflow/tfjs';
-import { EntryStorage } from './storage.js';
-import type { BlockView, CacheEntries, CachePolicy, CacheShape, KVCache } from './types.js';
+import { EntryStorage, INITIAL_SLOTS } from './storage.js';
+import { type BlockView, type CacheEntries, type CacheShape, type KVCache, type KVCachePolicy, sharedLayers } from './types.js';
 
 export class DenseCache implements KVCache {
-  readonly policy: CachePolicy = { kind: 'dense' };
-  private storage: EntryStorage;
+  readonly policy: KVCachePolicy = { kind: 'dense' };
+  readonly blockLimit = Infinity;
+  private readonly storage: EntryStorage;
   private streamLength = 0;
   private block: { start: number; T: number } | undefined;
 
   constructor(
-    private readonly shape: CacheShape,
-    initialSlots = 256,
+    shape: CacheShape,
+    initialSlots = INITIAL_SLOTS,
+    label = 'dense',
   ) {
-    this.storage = new EntryStorage(shape, initialSlots);
+    this.storage = new EntryStorage(shape, initialSlots, label);
   }
 
   get length(): number {
@@ -34,7 +36,7 @@ export class DenseCache implements KVCache {
   begin(T: number): BlockView {
     if (this.block !== undefined) throw new Error('DenseCache.begin: the previous block was not ended');
     const start = this.streamLength;
-    this.reserve(start + T);
+    this.storage.reserve(start + T, Infinity, start);
     this.block = { start, T };
     const queryPositions = new Int32Array(T);
     const rowRanges = new Int32Array(2 * T);
@@ -42,11 +44,11 @@ export class DenseCache implements KVCache {
       queryPositions[i] = start + i;
       rowRanges[2 * i + 1] = start + i + 1; // causal: entries 0..t
     }
-    return {
-      start,
+    return sharedLayers(start, {
       keyPositions: queryPositions.slice(),
       frames: [{ queryPositions, keyStart: 0, keyEnd: start + T, rowRanges }],
-    };
+      wantsAttention: false,
+    });
   }
 
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {
@@ -68,21 +70,5 @@ export class DenseCache implements KVCache {
 
   dispose(): void {
     this.storage.dispose();
-  }
-
-  /** Grow storage to at least `slots`, doubling, keeping what is stored. */
-  private reserve(slots: number): void {
-    if (slots <= this.storage.slots) return;
-    let size = this.storage.slots;
-    while (size < slots) size *= 2;
-    const grown = new EntryStorage(this.shape, size);
-    for (let layer = 0; layer < this.shape.layers && this.streamLength > 0; layer++) {
-      const old = this.storage.read(layer, 0, this.streamLength);
-      grown.write(layer, old.keys, old.values, 0);
-      old.keys.dispose();
-      old.values.dispose();
-    }
-    this.storage.dispose();
-    this.storage = grown;
   }
 }

@@ -7,6 +7,11 @@
 // With `keepFirst` the stream's first id stays at the front of every window:
 // a sink-token model's learned sink, which it saw at position 0 of every
 // training sample, so the window is the sink plus the last W - 1 tokens.
+//
+// It is a policy (RecomputePolicy in types.ts) but not a KVCache: what it
+// keeps is ids. TokenStream realises it, running each window through a
+// scratch DenseCache.
+import { ArgumentError } from '../errors.js';
 export class RecomputeWindow {
   private readonly ids: number[] = [];
   private streamLength = 0;
@@ -15,7 +20,7 @@ export class RecomputeWindow {
     readonly windowSize: number,
     readonly keepFirst = false,
   ) {
-    if (!Number.isInteger(windowSize) || windowSize < 1) throw new RangeError(`windowSize: expected an integer >= 1, got ${windowSize}`);
+    if (!Number.isInteger(windowSize) || windowSize < 1) throw new ArgumentError('windowSize', `expected an integer >= 1, got ${windowSize}`);
   }
 
   /** Tokens the stream has seen. */

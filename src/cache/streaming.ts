@@ -8,13 +8,27 @@
 // Token t sees 0..min(S, t+1)-1 and max(0, t-W+1)..t, a union: at most S + W
 // entries, itself included. Sinks sit in slots 0..S-1; the window in a ring
 // of W slots after them, so a decode step writes one slot and copies nothing.
+// Until the stream first fills the cache, stream index j sits in slot j, so
+// storage starts small and grows with the stream (a huge window costs only
+// what the stream uses).
 import type * as tf from '@tensorflow/tfjs';
 import { joinEntries } from '../../kernels/cache_read.js';
-import { EntryStorage } from './storage.js';
-import type { BlockView, CacheEntries, CachePolicy, CacheShape, KVCache, ViewFrame } from './types.js';
+import { ArgumentError } from '../errors.js';
+import { EntryStorage, INITIAL_SLOTS } from './storage.js';
+import {
+  type BlockView,
+  type CacheEntries,
+  type CacheShape,
+  type KVCache,
+  type KVCachePolicy,
+  policyLabel,
+  sharedLayers,
+  type ViewFrame,
+} from './types.js';
 
 export class StreamingCache implements KVCache {
-  readonly policy: CachePolicy;
+  readonly policy: KVCachePolicy;
+  readonly blockLimit = Infinity;
   private readonly storage: EntryStorage;
   private streamLength = 0;
   private block: { start: number; T: number; composed: boolean } | undefined;
@@ -23,11 +37,12 @@ export class StreamingCache implements KVCache {
     readonly sinkCount: number,
     readonly windowSize: number,
     shape: CacheShape,
+    initialSlots = INITIAL_SLOTS,
   ) {
-    if (!Number.isInteger(sinkCount) || sinkCount < 0) throw new RangeError(`sinkCount: expected an integer >= 0, got ${sinkCount}`);
-    if (!Number.isInteger(windowSize) || windowSize < 1) throw new RangeError(`windowSize: expected an integer >= 1, got ${windowSize}`);
+    if (!Number.isInteger(sinkCount) || sinkCount < 0) throw new ArgumentError('sinkCount', `expected an integer >= 0, got ${sinkCount}`);
+    if (!Number.isInteger(windowSize) || windowSize < 1) throw new ArgumentError('windowSize', `expected an integer >= 1, got ${windowSize}`);
     this.policy = sinkCount === 0 ? { kind: 'window', windowSize } : { kind: 'streaming', sinkCount, windowSize };
-    this.storage = new EntryStorage(shape, sinkCount + windowSize);
+    this.storage = new EntryStorage(shape, Math.min(initialSlots, sinkCount + windowSize), policyLabel(this.policy));
   }
 
   get length(): number {
@@ -57,6 +72,7 @@ export class StreamingCache implements KVCache {
     // (slot order does not matter to attention). A block attends to a
     // stream-ordered copy: sinks, the window's older entries, then the block.
     const composed = T > 1;
+    this.storage.reserve(start + T, S + W, Math.min(start, S + W));
     this.block = { start, T, composed };
     const storedSinks = Math.min(S, start);
     const oldFrom = Math.max(S, start - W + 1); // oldest window entry the block needs
@@ -67,7 +83,7 @@ export class StreamingCache implements KVCache {
       if (j < start) return storedSinks + (j - oldFrom);
       return storedSinks + oldCount + (j - start);
     };
-    const entryCount = composed ? storedSinks + oldCount + T : S + W;
+    const entryCount = composed ? storedSinks + oldCount + T : this.storage.slots;
 
     const keyPositions = new Int32Array(T);
     const bandPositions = new Int32Array(T);
@@ -96,7 +112,7 @@ export class StreamingCache implements KVCache {
     }
     const frames: ViewFrame[] = [{ queryPositions: bandPositions, keyStart: 0, keyEnd: entryCount, rowRanges: bandRanges }];
     if (S > 0) frames.push({ queryPositions: sinkPositions, keyStart: 0, keyEnd: Math.min(S, entryCount), rowRanges: sinkRanges });
-    return { start, keyPositions, frames };
+    return sharedLayers(start, { keyPositions, frames, wantsAttention: false });
   }
 
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {

@@ -1,9 +1,12 @@
-// The contract between the model and a KV-cache policy.
+// The contract between the model and a KV-cache policy: everything the two
+// exchange goes through the types below, and nothing else.
 //
 // For each block of T new tokens the model asks the cache for a view, then,
 // layer by layer, hands it the block's keys and values and gets back the
-// entries to attend to. The cache knows nothing of the model: it stores
-// vectors and says who sees what, at which positions.
+// entries to attend to; a policy that ranks entries by attention (h2o, tova)
+// asks for the layer's attention probabilities too and gets them after the
+// layer attended. The cache knows nothing of the model: it stores vectors,
+// says who sees what at which positions, and reads probabilities.
 //
 // Positions. The paper re-encodes positions inside the cache: the n visible
 // entries get positions 0..n-1 and the query n-1. RoPE only sees position
@@ -16,6 +19,16 @@
 //
 // both exactly the re-encoded distances. A block of queries then needs no
 // per-query copy of the cache, and a decode step never re-rotates old keys.
+// A policy whose kept entries are scattered through the stream (h2o, tova)
+// has no such rule: it stores keys unrotated (key positions 0) and gives
+// every entry its re-encoded position in the view (`entryPositions`); the
+// model rotates the entries to them before attending.
+//
+// Blocks. A view is exact for every query of its block: query t sees what it
+// would see if the tokens came one at a time. A policy that decides what to
+// evict from the attention of the query before (h2o, tova) cannot say that
+// for a block that crosses an eviction, so it bounds the next block
+// (`blockLimit`) and the model splits a longer one.
 import type * as tf from '@tensorflow/tfjs';
 
 /** The entries a block's queries see under one distance rule. */
@@ -29,17 +42,40 @@ export interface ViewFrame {
   rowRanges: Int32Array;
 }
 
-/** What a block of T tokens sees; identical for every layer of one forward pass. */
+/** What the queries of one layer of a block see. */
+export interface LayerView {
+  /** [T]: position each new key is rotated to before it is stored (all 0: stored unrotated). */
+  keyPositions: Int32Array;
+  frames: ViewFrame[];
+  /**
+   * [kvHeads * n], n the entries `store` returns: when given, the stored keys
+   * are unrotated, and entry i of kv head g is rotated to
+   * entryPositions[g * n + i] before the queries attend to it.
+   */
+  entryPositions?: Int32Array;
+  /** The policy reads this layer's attention probabilities (KVCache.observeAttention). */
+  wantsAttention: boolean;
+}
+
+/** What a block of T tokens sees. */
 export interface BlockView {
   /** Stream index of the block's first token. */
   start: number;
-  /** [T]: position each new key is rotated to before it is stored. */
-  keyPositions: Int32Array;
-  frames: ViewFrame[];
+  /**
+   * The block is a sequence of its own: its keys and values pass straight
+   * through, at positions 0..T-1, causally. The model may then run the
+   * batched causal kernel (and train through it).
+   */
+  selfContained: boolean;
+  /**
+   * The view of layer l. A policy that treats every layer alike returns one
+   * object for all of them, and the model computes its rotations once.
+   */
+  layer(l: number): LayerView;
 }
 
 export interface CacheEntries {
-  keys: tf.Tensor3D; // [kvHeads, n, headDim], rotated
+  keys: tf.Tensor3D; // [kvHeads, n, headDim], rotated (unless the view gives entryPositions)
   values: tf.Tensor3D; // [kvHeads, n, headDim]
 }
 
@@ -50,27 +86,68 @@ export interface CacheShape {
   headDim: number;
 }
 
-export type CachePolicy =
+/** The policies a KVCache realises: each keeps keys and values and says who sees which. */
+export type KVCachePolicy =
   | { kind: 'dense' }
   | { kind: 'window'; windowSize: number }
   | { kind: 'streaming'; sinkCount: number; windowSize: number }
-  | { kind: 'recompute'; windowSize: number };
+  /** Heavy hitters (Zhang et al. 2023): a query sees at most `budget` entries; the `recent` newest are never evicted. */
+  | { kind: 'h2o'; budget: number; recent: number }
+  /** TOVA (Oren et al. 2024): a query sees at most `budget` entries. */
+  | { kind: 'tova'; budget: number };
+
+/**
+ * Sliding window with re-computation keeps token ids, not keys and values:
+ * it is realised by RecomputeWindow (src/cache/recompute.ts), which
+ * TokenStream drives with a scratch DenseCache per window.
+ */
+export type RecomputePolicy = { kind: 'recompute'; windowSize: number };
+
+/** What a token of the stream sees: a KV-cache policy, or recompute. */
+export type CachePolicy = KVCachePolicy | RecomputePolicy;
 
 export type CacheKind = CachePolicy['kind'];
-export const CACHE_KINDS: readonly CacheKind[] = ['dense', 'window', 'streaming', 'recompute'];
+
+/** One line per policy; a Record, so a new kind that is not listed here does not compile. */
+export const CACHE_KIND_SUMMARIES: Readonly<Record<CacheKind, string>> = {
+  dense: 'every earlier token',
+  window: 'the last W tokens',
+  streaming: 'S attention sinks + the last W tokens (StreamingLLM)',
+  recompute: 'the last W tokens, re-run from scratch for every token',
+  h2o: 'heavy hitters + the most recent tokens, per layer and kv head (H2O)',
+  tova: 'evict the entry the current query attends to least, per layer (TOVA)',
+};
+export const CACHE_KINDS = Object.keys(CACHE_KIND_SUMMARIES) as readonly CacheKind[];
+
+export function isKVCachePolicy(p: CachePolicy): p is KVCachePolicy {
+  return p.kind !== 'recompute';
+}
 
 export interface KVCache {
-  readonly policy: CachePolicy;
+  /** The policy this cache realises; undefined for CausalBlock, which keeps nothing. */
+  readonly policy: KVCachePolicy | undefined;
   /** Tokens the stream has seen. */
   readonly length: number;
   /** Entries held now, per layer. */
   readonly size: number;
   /** Bytes of key and value storage, all layers. */
   readonly byteSize: number;
-  /** Begin a block of T tokens. */
+  /**
+   * The most tokens the next block may have, for its view to be exact for
+   * every query (Infinity: any number). `forward` splits a longer block.
+   */
+  readonly blockLimit: number;
+  /** Begin a block of T tokens (T <= blockLimit). */
   begin(T: number): BlockView;
   /** Store a layer's new keys and values, [kvHeads, T, headDim]; return the entries the view's frames index. */
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries;
+  /**
+   * The layer's attention probabilities, [heads, T, n]: column i is entry i
+   * of what `store` returned (entries a row does not see are 0). Called once
+   * per layer, after the layer attended, only where the layer's view
+   * `wantsAttention`; the tensor lives only during the call.
+   */
+  observeAttention?(layer: number, probs: tf.Tensor3D): void;
   /** End the block: the stream is T tokens longer. */
   end(): void;
   /** Forget the stream (storage is kept). */
@@ -78,7 +155,7 @@ export interface KVCache {
   dispose(): void;
 }
 
-/** A short human label: "streaming(4+252)". */
+/** A short human label: "streaming(4+252)", "h2o(128+128)" (heavy + recent). */
 export function policyLabel(p: CachePolicy): string {
   switch (p.kind) {
     case 'dense':
@@ -88,5 +165,30 @@ export function policyLabel(p: CachePolicy): string {
       return `${p.kind}(${p.windowSize})`;
     case 'streaming':
       return `streaming(${p.sinkCount}+${p.windowSize})`;
+    case 'h2o':
+      return `h2o(${p.budget - p.recent}+${p.recent})`;
+    case 'tova':
+      return `tova(${p.budget})`;
   }
+}
+
+/** Entries a query may see under the policy, itself included (Infinity for dense). */
+export function policySpan(p: CachePolicy): number {
+  switch (p.kind) {
+    case 'dense':
+      return Infinity;
+    case 'window':
+    case 'recompute':
+      return p.windowSize;
+    case 'streaming':
+      return p.sinkCount + p.windowSize;
+    case 'h2o':
+    case 'tova':
+      return p.budget;
+  }
+}
+
+/** A view that every layer shares. */
+export function sharedLayers(start: number, view: LayerView, selfContained = false): BlockView {
+  return { start, selfContained, layer: () => view };
 }

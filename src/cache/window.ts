@@ -5,7 +5,7 @@ import { StreamingCache } from './streaming.js';
 import type { CacheShape } from './types.js';
 
 export class WindowCache extends StreamingCache {
-  constructor(windowSize: number, shape: CacheShape) {
-    super(0, windowSize, shape);
+  constructor(windowSize: number, shape: CacheShape, initialSlots?: number) {
+    super(0, windowSize, shape, initialSlots);
   }
 }

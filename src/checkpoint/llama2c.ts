@@ -76,6 +76,14 @@ function layout(s: LlamaShape, version: 0 | 1): [TensorName | 'freqCis', number]
   return order.map((name) => [name, sizes[name]]);
 }
 
+/** Bytes of a legacy (version 0) file of this shape, and of its largest tensor. */
+export function llama2cBytes(s: LlamaShape): { file: number; largestTensor: number; weights: number } {
+  const sizes = layout(s, 0);
+  const weights = sizes.filter(([name]) => name !== 'freqCis').reduce((n, [, size]) => n + 4 * size, 0);
+  const largestTensor = Math.max(...sizes.filter(([name]) => name !== 'freqCis').map(([, size]) => 4 * size));
+  return { file: 28 + sizes.reduce((n, [, size]) => n + 4 * size, 0), largestTensor, weights };
+}
+
 function checkShape(file: string, s: LlamaShape): void {
   const fields: [string, number][] = [
     ['dim', s.dim],
@@ -194,20 +202,10 @@ export function writeLlama2c(file: string, t: LlamaTensors): void {
   const header = Buffer.alloc(28);
   const ints = [s.dim, s.hiddenDim, s.layers, s.heads, s.kvHeads, s.sharedClassifier ? s.vocabSize : -s.vocabSize, s.maxSeqLen];
   ints.forEach((v, i) => header.writeInt32LE(v, 4 * i));
-  const headSize = s.dim / s.heads;
-  const freqReal = new Float32Array(s.maxSeqLen * (headSize / 2));
-  const freqImag = new Float32Array(s.maxSeqLen * (headSize / 2));
-  for (let p = 0; p < s.maxSeqLen; p++) {
-    for (let i = 0; i < headSize / 2; i++) {
-      const angle = p / Math.pow(10000, (2 * i) / headSize);
-      freqReal[p * (headSize / 2) + i] = Math.cos(angle);
-      freqImag[p * (headSize / 2) + i] = Math.sin(angle);
-    }
-  }
-  const parts: Float32Array[] = [];
+  const parts: (Float32Array | 'freqCis')[] = [];
   for (const [name, size] of layout(s, 0)) {
     if (name === 'freqCis') {
-      parts.push(freqReal, freqImag);
+      parts.push('freqCis');
       continue;
     }
     const data = t[name];
@@ -218,6 +216,29 @@ export function writeLlama2c(file: string, t: LlamaTensors): void {
   }
   writeFileAtomic(file, (fd) => {
     writeAll(fd, header);
-    for (const part of parts) writeAll(fd, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+    for (const part of parts) {
+      if (part === 'freqCis') writeFreqCis(fd, s);
+      else writeAll(fd, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+    }
   });
+}
+
+/** Positions of the RoPE tables written at a time: a long seq_len is never held whole. */
+const FREQ_POSITIONS_PER_WRITE = 4096;
+
+/** The legacy format's unused RoPE tables, cos then sin, [seq_len, headSize / 2] each. */
+function writeFreqCis(fd: number, s: LlamaShape): void {
+  const headSize = s.dim / s.heads;
+  const half = headSize / 2;
+  const chunk = new Float32Array(FREQ_POSITIONS_PER_WRITE * half);
+  const wavelength = Float64Array.from({ length: half }, (_, i) => Math.pow(10000, (2 * i) / headSize));
+  for (const f of [Math.cos, Math.sin]) {
+    for (let p0 = 0; p0 < s.maxSeqLen; p0 += FREQ_POSITIONS_PER_WRITE) {
+      const n = Math.min(FREQ_POSITIONS_PER_WRITE, s.maxSeqLen - p0);
+      for (let p = 0; p < n; p++) {
+        for (let i = 0; i < half; i++) chunk[p * half + i] = f((p0 + p) / wavelength[i]!);
+      }
+      writeAll(fd, new Uint8Array(chunk.buffer, 0, n * half * 4));
+    }
+  }
 }

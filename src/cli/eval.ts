@@ -1,11 +1,13 @@
 // streamllm eval: per-token NLL and perplexity of a text under one or more
 // cache policies.
-import { CACHE_KINDS, type CachePolicy, policyFromName, policyLabel, policySpan } from '../cache/index.js';
+import { type CachePolicy, policyLabel, policySpan } from '../cache/index.js';
 import { UsageError } from '../errors.js';
-import { type ScoreResult, scoreTokens } from '../eval/perplexity.js';
+import { DEFAULT_BLOCK_SIZE, type ScoreResult, scoreTokens } from '../eval/perplexity.js';
 import { loadModel } from '../model/load.js';
 import type { Model } from '../model/weights.js';
 import { type CommandSpec, type Flags, required } from './args.js';
+import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
+import { checkCacheBudget } from './cache_budget.js';
 import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
 import { checkOutputFile, writeFileAtomic } from '../outputs.js';
 import { checkReadable, encodeTextFile } from '../text_file.js';
@@ -14,21 +16,22 @@ import { createProgress } from './progress.js';
 
 export const evalCommand: CommandSpec = {
   name: 'eval',
-  summary: 'per-token NLL and perplexity under dense, window, streaming and recompute caches',
-  usage: '--model PATH (--tokens IDS.json | --text FILE [--tokenizer TOK]) [--cache LIST] [--sinks S] [--window W] [--json | --csv FILE]',
+  summary: 'per-token NLL and perplexity under dense, window, streaming, recompute, h2o and tova caches',
+  usage: '--model PATH (--tokens IDS.json | --text FILE [--tokenizer TOK]) [--cache LIST] [--sinks S] [--window W] [--budget C] [--recent R] [--json | --csv FILE]',
   details: [
-    'Defaults: 4 sinks; window = the trained length for window and recompute, the trained length minus the sinks for streaming.',
+    'Defaults: 4 sinks; window = the trained length for window and recompute, the trained length minus the sinks for streaming;',
+    'budget = the trained length for h2o and tova, h2o keeping the recent half of it.',
     'Blocked evaluation (the default) scores a block of tokens per forward pass with each query seeing exactly what it would',
     'see token by token; --stepwise feeds one token at a time through the cache, as the reference implementation does.',
+    'h2o and tova evict by the attention of the query before, so once their cache is full they run one token per pass.',
   ].join('\n'),
   flags: [
     { name: 'model', type: 'string', value: 'PATH', help: 'llama2.c checkpoint or model directory' },
     { name: 'tokens', type: 'string', value: 'IDS.json', help: 'a JSON array of token ids to score' },
     { name: 'text', type: 'string', value: 'FILE', help: 'a text file to score (encoded with BOS when the tokenizer has one)' },
     { name: 'tokenizer', type: 'string', value: 'TOK', help: 'tokenizer for --text (default: the one in the model directory)' },
-    { name: 'cache', type: 'strings', value: 'LIST', choices: CACHE_KINDS, default: 'dense', help: 'comma-separated cache policies' },
-    { name: 'sinks', type: 'int', value: 'S', help: 'initial tokens the streaming cache keeps (default 4)' },
-    { name: 'window', type: 'int', value: 'W', help: 'recent tokens kept (see defaults above)' },
+    cacheFlag('strings', 'dense', 'comma-separated cache policies'),
+    ...cacheFlags,
     { name: 'stepwise', type: 'bool', help: 'feed one token per forward pass instead of blocks' },
     { name: 'block', type: 'int', value: 'N', min: 1, help: 'tokens per forward pass in blocked mode (default 256)' },
     { name: 'limit', type: 'int', value: 'N', min: 2, help: 'score only the first N tokens' },
@@ -39,8 +42,6 @@ export const evalCommand: CommandSpec = {
   ],
   async run(flags) {
     const modelPath = required<string>(flags, 'model', 'eval');
-    if (flags.sinks !== undefined && (flags.sinks as number) < 0) throw new UsageError(`eval --sinks: must be >= 0, got ${flags.sinks}`);
-    if (flags.window !== undefined && (flags.window as number) < 1) throw new UsageError(`eval --window: must be >= 1, got ${flags.window}`);
     if ((flags.tokens === undefined) === (flags.text === undefined)) throw new UsageError('eval: give exactly one of --tokens IDS.json and --text FILE');
     if (flags.csv !== undefined) checkOutputFile(flags.csv as string, `eval --csv ${flags.csv}`, flags.force === true);
     if (flags.text !== undefined) checkReadable(flags.text as string);
@@ -49,8 +50,16 @@ export const evalCommand: CommandSpec = {
     let ids = flags.tokens !== undefined ? readTokenIds(flags.tokens as string, model.config.vocabSize) : encodeText(flags, modelPath, model);
     if (flags.limit !== undefined) ids = ids.slice(0, flags.limit as number);
     if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
-    const policies = policiesFromFlags(flags, model);
+    const policies = policiesFromFlags('eval', flags.cache as string[], flags, model.config.maxSeqLen);
     warnAboutLengths(policies, model, ids.length);
+    const plan = {
+      tokens: ids.length + (model.config.sinkToken ? 1 : 0),
+      tokensFlag: flags.limit !== undefined ? '--limit' : flags.tokens !== undefined ? '--tokens' : '--text',
+      block: flags.stepwise ? 1 : ((flags.block as number | undefined) ?? DEFAULT_BLOCK_SIZE),
+      blockGiven: flags.block !== undefined && !flags.stepwise,
+      windowGiven: flags.window !== undefined || flags.budget !== undefined,
+    };
+    for (const p of policies) checkCacheBudget(p, model.config, plan);
 
     const results: ScoreResult[] = [];
     for (const policy of policies) {
@@ -72,19 +81,6 @@ function encodeText(flags: Flags, modelPath: string, model: Model): number[] {
   const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, model.config.vocabSize);
   if (tokenizer === undefined) throw new UsageError('eval --text: this model has no tokenizer; give --tokenizer FILE');
   return encodeTextFile(flags.text as string, tokenizer, { bos: tokenizer.addsBosByDefault, limit: flags.limit as number | undefined });
-}
-
-function policiesFromFlags(flags: Flags, model: Model): CachePolicy[] {
-  const names = flags.cache as string[];
-  const seen = new Set<string>();
-  return names
-    .filter((n) => !seen.has(n) && seen.add(n))
-    .map((n) =>
-      policyFromName(n, model.config.maxSeqLen, {
-        sinkCount: flags.sinks as number | undefined,
-        windowSize: flags.window as number | undefined,
-      }),
-    );
 }
 
 /** One-line warnings for settings outside what the model was trained on. */

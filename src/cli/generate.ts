@@ -1,12 +1,14 @@
 // streamllm generate: stream text from a model through a cache policy, for a
 // number of tokens or, with --steps 0, until Ctrl-C.
-import { CACHE_KINDS, type CachePolicy, policyFromName, policyLabel, policySpan } from '../cache/index.js';
+import { type CachePolicy, policyLabel, policySpan } from '../cache/index.js';
 import { UsageError } from '../errors.js';
 import { generate } from '../generate.js';
 import { loadModel } from '../model/load.js';
 import { createSampler } from '../sample/sampler.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { type CommandSpec, required } from './args.js';
+import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
+import { checkCacheBudget } from './cache_budget.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
 import { isTokenId, resolveTokenizer } from './inputs.js';
 
@@ -29,9 +31,8 @@ export const generateCommand: CommandSpec = {
     { name: 'temperature', type: 'number', value: 'T', min: 0, default: 1, help: '0 is greedy (argmax)' },
     { name: 'top-p', type: 'number', value: 'P', min: 0, max: 1, default: 0.9, help: 'nucleus sampling threshold (1 disables it)' },
     { name: 'seed', type: 'int', value: 'S', default: 0, help: 'sampling seed' },
-    { name: 'cache', type: 'string', value: 'POLICY', choices: CACHE_KINDS, default: 'streaming', help: 'cache policy' },
-    { name: 'sinks', type: 'int', value: 'S', min: 0, help: 'initial tokens kept by the streaming cache (default 4)' },
-    { name: 'window', type: 'int', value: 'W', min: 1, help: 'recent tokens kept (default: trained length, minus the sinks for streaming)' },
+    cacheFlag('string', 'streaming', 'cache policy'),
+    ...cacheFlags,
     { name: 'ignore-eos', type: 'bool', help: 'keep going past BOS/EOS' },
     { name: 'json', type: 'bool', help: 'print {"ids": [...]} (prompt then generated ids) instead of text' },
     backendFlag,
@@ -47,11 +48,12 @@ export const generateCommand: CommandSpec = {
     const vocab = model.config.vocabSize;
     const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, vocab);
     const prompt = promptIds(flags.prompt as string | undefined, flags['prompt-ids'] as number[] | undefined, tokenizer, vocab);
-    const policy = policyFromName(flags.cache as string, model.config.maxSeqLen, {
-      sinkCount: flags.sinks as number | undefined,
-      windowSize: flags.window as number | undefined,
-    });
+    const [policy] = policiesFromFlags('generate', [flags.cache as string], flags, model.config.maxSeqLen) as [CachePolicy];
     warnAboutLength(policy, model.config.maxSeqLen, steps, prompt.length);
+    const streamTokens = steps === 0 ? Infinity : prompt.length + steps + (model.config.sinkToken ? 1 : 0);
+    // the prompt is one block, then a token at a time
+    const plan = { tokens: streamTokens, tokensFlag: '--steps', block: prompt.length, blockGiven: false, windowGiven: flags.window !== undefined || flags.budget !== undefined };
+    checkCacheBudget(policy, model.config, plan);
     const sample = createSampler({ temperature: flags.temperature as number, topP: flags['top-p'] as number, seed: flags.seed as number });
     const stopIds = flags['ignore-eos'] ? [] : [tokenizer?.bosId ?? 1, tokenizer?.eosId ?? 2];
 

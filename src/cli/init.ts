@@ -1,7 +1,7 @@
 // streamllm init: write a llama2.c checkpoint with seeded random weights.
-import { writeLlama2c } from '../checkpoint/llama2c.js';
+import { llama2cBytes, writeLlama2c } from '../checkpoint/llama2c.js';
 import { UsageError } from '../errors.js';
-import { NAMED_SHAPES, randomLlamaTensors } from '../model/random_init.js';
+import { checkRandomInitFits, NAMED_SHAPES, randomLlamaTensors } from '../model/random_init.js';
 import { checkOutputFile } from '../outputs.js';
 import { type CommandSpec, required } from './args.js';
 import { forceFlag } from './common.js';
@@ -48,6 +48,9 @@ export const initCommand: CommandSpec = {
     if (shape.heads % shape.kvHeads !== 0) throw new UsageError(`init: --kv-heads (${shape.kvHeads}) must divide --heads (${shape.heads})`);
     if ((shape.dim / shape.heads) % 2 !== 0) throw new UsageError(`init: head size dim/heads = ${shape.dim / shape.heads} must be even`);
     checkOutputFile(out, `init --out ${out}`, flags.force === true);
+    checkRandomInitFits(shape, out, `init --dim ${shape.dim} --hidden ${shape.hiddenDim} --layers ${shape.layers} --vocab ${shape.vocabSize} --seq-len ${shape.maxSeqLen}`);
+    const bytes = llama2cBytes(shape).file;
+    if (bytes > 2 ** 30) process.stderr.write(`writing ${(bytes / 2 ** 30).toFixed(2)} GiB to ${out}\n`);
     writeLlama2c(out, randomLlamaTensors(shape, flags.seed as number));
     process.stderr.write(`wrote ${out}\n`);
   },

@@ -2,9 +2,11 @@
 // policies, every cache holding W = the trained length. Window attention
 // collapses once the first tokens leave its cache (token W + 1), dense once
 // the text outgrows the trained length, and StreamingLLM tracks the
-// recompute baseline.
+// recompute baseline. Beside them, the two score-based evictions
+// researchers compare StreamingLLM against, at the same budget W: H2O (half
+// heavy hitters, half recent tokens) and TOVA.
 //
-// Dense, window and streaming score every token (blocked, exact). Recompute
+// Dense, window, streaming, h2o and tova score every token (exact). Recompute
 // costs a W-token forward pass per token, so it is scored on every position
 // of the first window (where it is one causal pass) and at about
 // `recomputeSamples` evenly spaced positions after it; the table compares
@@ -30,7 +32,7 @@ export const DEFAULT_RECOMPUTE_SAMPLES = 512;
 const SAMPLES_PER_BIN = 16;
 
 export interface CurveRow {
-  name: 'dense' | 'window' | 'streaming' | 'recompute';
+  name: 'dense' | 'window' | 'streaming' | 'h2o' | 'tova' | 'recompute';
   label: string;
   policy: CachePolicy;
   /** PPL over every scored token (recompute: null unless it scored every token). */
@@ -81,6 +83,8 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
     ['dense', { kind: 'dense' }],
     ['window', { kind: 'window', windowSize: W }],
     ['streaming', { kind: 'streaming', sinkCount: S, windowSize: W - S }],
+    ['h2o', { kind: 'h2o', budget: W, recent: Math.floor(W / 2) }],
+    ['tova', { kind: 'tova', budget: W }],
   ];
   for (const [name, policy] of cached) {
     const r = await scoreWithProgress(ctx, ids, policy);
@@ -121,6 +125,8 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
     dense: 'dense',
     window: `window (${W})`,
     streaming: `StreamingLLM (${S}+${W - S})`,
+    h2o: `H2O (${W - Math.floor(W / 2)}+${Math.floor(W / 2)})`,
+    tova: `TOVA (${W})`,
     recompute: `sliding window w/ recompute (${W})`,
   };
   const series: LineSeries[] = rows.map((row) => {
@@ -141,10 +147,11 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
   });
   ctx.report.heading(curves.title);
   ctx.report.text(
-    `Every cache holds ${W} entries (the trained length); streaming keeps ${S} initial tokens and ${W - S} recent ones. ` +
-      `Dense, window and streaming score all ${total} tokens; recompute re-runs a ${W}-token window per scored token, so it is scored on ` +
+    `Every cache lets a query see ${W} entries (the trained length); streaming keeps ${S} initial tokens and ${W - S} recent ones, ` +
+      `H2O the ${Math.floor(W / 2)} most recent and the heavy hitters by accumulated attention, TOVA what the current query attends to most. ` +
+      `Dense, window, streaming, H2O and TOVA score all ${total} tokens; recompute re-runs a ${W}-token window per scored token, so it is scored on ` +
       `the first window and then ${stride === 1 ? 'every position' : `every ${stride}th position`} (${past.length} positions past the first window); ` +
-      `the third column compares all four on those positions, and so does the figure. The dashed line marks where the caches first fill.`,
+      `the third column compares all of them on those positions, and so does the figure. The dashed line marks where the caches first fill.`,
   );
   const table = ctx.report.table(
     'curves',

@@ -8,8 +8,9 @@ import { existsSync, statSync } from 'node:fs';
 import { readHfConfig } from '../checkpoint/hf_config.js';
 import { openLlama2c } from '../checkpoint/llama2c.js';
 import { SafetensorsReader } from '../checkpoint/safetensors.js';
-import { ConfigError, FileFormatError } from '../errors.js';
-import type { ModelConfig } from './config.js';
+import { FileFormatError, ResourceError } from '../errors.js';
+import { checkFits, gib, WASM_HEAP_BYTES } from '../memory.js';
+import { llamaConfig, type ModelConfig } from './config.js';
 import { modelFromHf } from './from_hf.js';
 import { modelFromLlama2c } from './from_llama2c.js';
 import type { Model } from './weights.js';
@@ -29,21 +30,26 @@ export function weightBytes(c: ModelConfig): number {
   return 4 * (2 * c.vocabSize * c.dim + c.layers * perLayer + normSize + (c.sinkToken ? c.dim : 0));
 }
 
-/** The wasm backend's heap stops at 4 GiB (wasm32); leave room for the KV cache and activations. */
-const WASM_HEAP_BYTES = 4294901760;
+/** Bytes of the largest single weight tensor: the embedding, the classifier or a fused projection. */
+function largestWeightBytes(c: ModelConfig): number {
+  const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
+  return 4 * Math.max(c.vocabSize * c.dim, c.dim * (c.heads + 2 * c.kvHeads) * c.headDim, c.dim * upOut, c.hiddenDim * c.dim);
+}
+
+/** Leave room on the wasm heap for the KV cache and activations. */
 const WASM_HEADROOM_BYTES = 256 * 1024 * 1024;
 
+/** Refuse, before reading any weight, a model the backend cannot hold. */
 function checkFitsBackend(c: ModelConfig, source: string): void {
   const bytes = weightBytes(c);
   if (tf.getBackend() === 'wasm' && bytes > WASM_HEAP_BYTES - WASM_HEADROOM_BYTES) {
-    const gib = (n: number) => (n / 2 ** 30).toFixed(2);
-    throw new ConfigError(
-      `${source}: the float32 weights need ${gib(bytes)} GiB, more than the wasm backend's ${gib(WASM_HEAP_BYTES)} GiB heap holds ` +
+    throw new ResourceError(
+      `${source}: the float32 weights need ${gib(bytes)}, more than the wasm backend's ${gib(WASM_HEAP_BYTES)} heap holds ` +
         `with room for the cache; use --backend cpu or --backend tensorflow`,
     );
   }
+  checkFits(`${source}: the float32 weights`, bytes, largestWeightBytes(c));
 }
-
 /** Open a Hugging Face model directory. */
 export function loadHfModel(dir: string): Model {
   const spec = readHfConfig(dir);
@@ -57,6 +63,7 @@ export function loadModel(path: string): Model {
   if (statSync(path).isDirectory()) return loadHfModel(path);
   const reader = openLlama2c(path);
   try {
+    checkFitsBackend(llamaConfig(reader.shape), path);
     return modelFromLlama2c(reader);
   } finally {
     reader.close();

@@ -1,7 +1,12 @@
 // Seeded random weights for a llama2.c-shaped model: for tests and benchmarks,
 // where the arithmetic matters and the language does not.
+import { statfsSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import seedrandom from 'seedrandom';
-import type { LlamaShape, LlamaTensors } from '../checkpoint/llama2c.js';
+import { llama2cBytes, type LlamaShape, type LlamaTensors } from '../checkpoint/llama2c.js';
+import { UsageError } from '../errors.js';
+import { gib, MAX_ARRAY_BYTES } from '../memory.js';
 
 /** The llama2.c "stories" shapes. */
 export const NAMED_SHAPES: Record<string, Omit<LlamaShape, 'sharedClassifier'>> = {
@@ -46,4 +51,29 @@ export function randomLlamaTensors(shape: LlamaShape, seed: number, std = 0.02):
     rmsFinal: ones(dim),
     ...(shape.sharedClassifier ? {} : { classifier: normal(vocabSize * dim) }),
   };
+}
+
+/**
+ * Refuse, before drawing a single weight, a shape whose tensors cannot be
+ * held (each is one typed array, all are in memory at once) or whose file
+ * would not fit on the destination's disk. `what` names the flags.
+ */
+export function checkRandomInitFits(shape: LlamaShape, out: string, what: string): void {
+  const bytes = llama2cBytes(shape);
+  if (bytes.largestTensor > MAX_ARRAY_BYTES) {
+    throw new UsageError(`${what}: the largest tensor needs ${gib(bytes.largestTensor)}, more than the largest array Node allocates (${gib(MAX_ARRAY_BYTES)})`);
+  }
+  if (bytes.weights > totalmem()) {
+    throw new UsageError(`${what}: the weights need ${gib(bytes.weights)}, more than this machine's ${gib(totalmem())} of memory`);
+  }
+  let free: number | undefined;
+  try {
+    const fs = statfsSync(dirname(resolve(out)));
+    free = fs.bavail * fs.bsize;
+  } catch {
+    free = undefined; // an output folder that does not exist is reported when the file is written
+  }
+  if (free !== undefined && bytes.file > free) {
+    throw new UsageError(`${what}: the checkpoint would take ${gib(bytes.file)}, more than the ${gib(free)} free where --out ${out} goes`);
+  }
 }

@@ -15,9 +15,9 @@ import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
 import { embed } from '../../kernels/embedding.js';
 import { linear } from '../../kernels/matmul.js';
 import { qkvHeads } from '../../kernels/qkv_heads.js';
-import { type RopeAngles, ropeAngles } from '../../kernels/rope.js';
-import { CausalBlock } from '../cache/causal_block.js';
-import type { BlockView, KVCache } from '../cache/types.js';
+import { applyRope, type RopeAngles, ropeAngles, type RopeSpec } from '../../kernels/rope.js';
+import type { BlockView, KVCache, LayerView } from '../cache/types.js';
+import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
 import { mlp, norm } from './parts.js';
 import type { LayerWeights, Model } from './weights.js';
@@ -25,10 +25,26 @@ import type { LayerWeights, Model } from './weights.js';
 /** Stands for the learned sink token (sinkToken models) in an id list. */
 export const SINK_TOKEN = -1;
 
-/** The rotations one block needs, shared by all layers. */
-interface BlockAngles {
+/** The rotations one layer view needs (shared by the layers that share the view). */
+interface ViewAngles {
   keys: RopeAngles;
   frames: RopeAngles[];
+  /** [kvHeads * n, rotaryDim/2], for a view with entryPositions. */
+  entries?: RopeAngles;
+}
+
+function viewAngles(view: LayerView, rope: RopeSpec): ViewAngles {
+  return {
+    keys: ropeAngles(view.keyPositions, rope),
+    frames: view.frames.map((f) => ropeAngles(f.queryPositions, rope)),
+    ...(view.entryPositions !== undefined ? { entries: ropeAngles(view.entryPositions, rope) } : {}),
+  };
+}
+
+/** Unrotated entries [kvHeads, n, headDim], kv head g's entry i rotated by row g * n + i of the angles. */
+function rotateEntries(keys: tf.Tensor3D, angles: RopeAngles, rope: RopeSpec): tf.Tensor3D {
+  const [kvHeads, n, headDim] = keys.shape;
+  return applyRope(keys.reshape([1, kvHeads * n, headDim]), angles, rope).reshape([kvHeads, n, headDim]);
 }
 
 /** [n, T, headDim] -> [T, n * headDim] */
@@ -80,11 +96,11 @@ export interface ForwardOptions {
   onAttention?: AttentionObserver;
 }
 
-/** What one sequence of a batch attends through: its cache, its view, its rotations. */
+/** What one sequence of a batch attends through: its cache, its view, its rotations per view. */
 interface SequenceState {
   cache: KVCache;
   view: BlockView;
-  angles: BlockAngles;
+  angles: Map<LayerView, ViewAngles>;
 }
 
 /**
@@ -111,11 +127,16 @@ function selfAttention(
     const spec = { batch: batch.length, heads, kvHeads, headDim, rope: config.rope, variant: config.softmax };
     return linear(causalAttention(qkv, causal, spec, w.sinkLogits), w.out.weight, w.out.bias);
   }
-  const outs = batch.map(({ cache, view, angles }, b) => {
+  const outs = batch.map(({ cache, view: block, angles: byView }, b) => {
+    const view = block.layer(layer);
+    let angles = byView.get(view);
+    if (angles === undefined) byView.set(view, (angles = viewAngles(view, config.rope)));
     // Keys are rotated once, at their own position, and stored that way;
     // queries once per frame of the view.
     const { queries, keys, values } = qkvHeads(qkv, b * T, T, config, angles.keys, angles.frames, config.rope);
     const entries = cache.store(layer, keys, values);
+    // A policy that stores keys unrotated gives their positions now.
+    const entryKeys = angles.entries !== undefined ? rotateEntries(entries.keys, angles.entries, config.rope) : entries.keys;
     const frames: AttentionFrame[] = view.frames.map((f, i) => ({
       queries: queries[i]!, // [heads, T, headDim]
       keyStart: f.keyStart,
@@ -123,8 +144,15 @@ function selfAttention(
       rowRanges: f.rowRanges,
     }));
     const spec = { variant: config.softmax, sinkLogits: w.sinkLogits };
-    if (onAttention !== undefined) onAttention(layer, b, attentionProbabilities(frames, entries.keys, spec));
-    const out = attention(frames, entries.keys, entries.values, spec);
+    if (onAttention !== undefined || view.wantsAttention) {
+      const probs = attentionProbabilities(frames, entryKeys, spec); // [heads, T, n]
+      if (view.wantsAttention) {
+        if (cache.observeAttention === undefined) throw new Error('forward: the cache view wants attention but the cache has no observeAttention');
+        cache.observeAttention(layer, probs);
+      }
+      onAttention?.(layer, b, probs);
+    }
+    const out = attention(frames, entryKeys, entries.values, spec);
     return mergeHeads(out); // [T, heads * headDim]
   });
   return linear(outs.length === 1 ? outs[0]! : tf.concat(outs, 0), w.out.weight, w.out.bias);
@@ -148,6 +176,25 @@ function transformerLayer(
   return h.add<tf.Tensor2D>(mlp(config, w, norm(config, w.mlpNorm, h)));
 }
 
+/** Attention scores below this size are not worth a check. */
+const SMALL_SCORES_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Refuse a block whose attention scores, [heads, T, entries] per sequence,
+ * cannot be allocated (a huge block, or a huge dense or recompute window).
+ * Scores, their softmax and the mask are alive together: about 3x.
+ */
+function checkAttentionFits(config: ModelConfig, views: BlockView[], T: number): void {
+  let bytes = 0;
+  let entries = 0;
+  for (const v of views) {
+    const n = v.layer(0).frames.reduce((sum, f) => sum + f.keyEnd - f.keyStart, 0);
+    entries = Math.max(entries, n);
+    bytes += 4 * config.heads * T * n;
+  }
+  if (bytes > SMALL_SCORES_BYTES) checkFits(`attention of a block of ${T} tokens over ${entries} cache entries`, 3 * bytes, bytes);
+}
+
 /**
  * Run B sequences of T tokens each through the model, each at its own
  * cache's stream position. Returns logits [B*T, vocab] (sequence after
@@ -164,38 +211,40 @@ export function forwardBatch(
   const T = batch[0]!.length;
   if (batch.some((ids) => ids.length !== T)) throw new Error('forwardBatch: sequences must have equal length');
   if (caches.length !== batch.length) throw new Error('forwardBatch: one cache per sequence');
+  for (const c of caches) if (T > c.blockLimit) throw new Error(`forwardBatch: the cache takes at most ${c.blockLimit} tokens in this block (forward() splits)`);
   const views = caches.map((c) => c.begin(T));
   try {
+    checkAttentionFits(config, views, T);
     return tf.tidy(() => {
-      const states: SequenceState[] = caches.map((cache, b) => ({
-        cache,
-        view: views[b]!,
-        angles: {
-          keys: ropeAngles(views[b]!.keyPositions, config.rope),
-          frames: views[b]!.frames.map((f) => ropeAngles(f.queryPositions, config.rope)),
-        },
-      }));
-      // Fresh causal blocks (training, scoring windows) take the batched path
-      // where the backend has JS kernels; its angles are those of 0..T-1. An
-      // attention observer needs the probabilities, which only the general
-      // path computes.
-      const causal =
-        options.onAttention === undefined && jsKernelsAvailable() && caches.every((c) => c instanceof CausalBlock)
-          ? states[0]!.angles.frames[0]
-          : undefined;
+      const states: SequenceState[] = caches.map((cache, b) => ({ cache, view: views[b]!, angles: new Map() }));
+      // Self-contained causal blocks (training, scoring windows) take the
+      // batched path where the backend has JS kernels; its angles are those
+      // of 0..T-1. An attention observer needs the probabilities, which only
+      // the general path computes.
+      let causal: RopeAngles | undefined;
+      if (options.onAttention === undefined && jsKernelsAvailable() && views.every((v) => v.selfContained)) {
+        const first = views[0]!.layer(0);
+        const angles = viewAngles(first, config.rope);
+        states[0]!.angles.set(first, angles);
+        causal = angles.frames[0];
+      }
       let x = embedTokens(model, batch.flat()); // [B*T, dim]
       for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention);
       if (logits === 'last' && T > 1) {
         x = tf.concat(batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])), 0);
       }
-      return linear(norm(config, weights.finalNorm, x), weights.classifier) as tf.Tensor2D; // [rows, vocab]
+      return linear<tf.Tensor2D>(norm(config, weights.finalNorm, x), weights.classifier); // [rows, vocab]
     });
   } finally {
     caches.forEach((c) => c.end());
   }
 }
 
-/** One sequence: logits [T, vocab], or [1, vocab] for the last token only. */
+/**
+ * One sequence: logits [T, vocab], or [1, vocab] for the last token only.
+ * A block longer than the cache's blockLimit runs as several, each as long
+ * as the cache allows.
+ */
 export function forward(
   model: Model,
   ids: readonly number[],
@@ -203,5 +252,18 @@ export function forward(
   logits: 'all' | 'last' = 'all',
   options: ForwardOptions = {},
 ): tf.Tensor2D {
-  return forwardBatch(model, [ids], [cache], logits, options);
+  if (ids.length <= cache.blockLimit) return forwardBatch(model, [ids], [cache], logits, options);
+  const rows: tf.Tensor2D[] = [];
+  for (let done = 0; done < ids.length; ) {
+    const n = Math.min(cache.blockLimit, ids.length - done);
+    const last = done + n === ids.length;
+    const out = forwardBatch(model, [ids.slice(done, done + n)], [cache], logits === 'last' ? 'last' : 'all', options);
+    if (logits === 'all' || last) rows.push(out);
+    else out.dispose();
+    done += n;
+  }
+  if (rows.length === 1) return rows[0]!;
+  const all = tf.concat(rows, 0);
+  tf.dispose(rows);
+  return all;
 }

@@ -17,6 +17,7 @@ import { BpeTokenizer, saveBpe } from '../tokenizer/bpe.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { AdamW } from './adamw.js';
+import { checkSamplesFit, checkTrainingFits } from './budget.js';
 import { BatchSampler } from './batches.js';
 import { clipScale, globalNorm } from './clip.js';
 import { initTrainableModel } from './init.js';
@@ -47,8 +48,7 @@ export interface TrainData {
 }
 
 /** The tokenizer and both corpus parts as token streams. */
-export function loadTrainData(tokenizerPath: string): TrainData {
-  const tokenizer = loadTokenizer(tokenizerPath);
+export function loadTrainData(tokenizerPath: string, tokenizer = loadTokenizer(tokenizerPath)): TrainData {
   return { tokenizer, train: brownTokens(tokenizer, 'train'), heldout: brownTokens(tokenizer, 'heldout') };
 }
 
@@ -70,11 +70,15 @@ export class Trainer {
   }
 
   /** A fresh run into `dir` (created; must not hold a run already). */
-  static start(options: TrainOptions, dir: string, data = loadTrainData(options.tokenizer)): Trainer {
+  static start(options: TrainOptions, dir: string, given?: TrainData): Trainer {
     if (existsSync(join(dir, 'train_state.json'))) {
       throw new UsageError(`train --out ${dir}: a training run is already there (resume it with --resume ${dir}, or choose another --out)`);
     }
-    const config = variantConfig(options.variant, options.shape, data.tokenizer.vocabSize, options.seqLen);
+    const tokenizer = given?.tokenizer ?? loadTokenizer(options.tokenizer);
+    const config = variantConfig(options.variant, options.shape, tokenizer.vocabSize, options.seqLen);
+    checkTrainingFits(options, config); // before the corpus is encoded
+    const data = given ?? loadTrainData(options.tokenizer, tokenizer);
+    checkSamplesFit(options, data.train.length, data.heldout.length);
     const model = initTrainableModel(config, options.seed);
     const state: TrainState = {
       version: STATE_VERSION,
