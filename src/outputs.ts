@@ -108,7 +108,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array | ((fd: 
 /** Write all of `bytes` to `fd` (writeSync may write less than asked). */
 export function writeAll(fd: number, bytes: Uint8Array): void {
   const CHUNK = 1 << 26;
-  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, Math.min(bytes.length - done, CHUNK));
+  for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done, Math.min(bytes.length - done, CHUNK));
 }
 
 /** Staging folders alive in this process, removed if it is interrupted. */

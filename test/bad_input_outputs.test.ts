@@ -57,14 +57,26 @@ t.test('single-file outputs: checked before the work, never replaced without --f
   await refused(t, [...initArgs, '--out', aDir], `init --out ${aDir}: is a directory, expected a file name`);
   // Refused before training: the message comes at once, not after the tokenizer is trained.
   await refused(t, ['train-tokenizer', '--vocab', '300', '--out', tokenizer], `train-tokenizer --out ${tokenizer}: already exists (add --force to replace it)`);
-  await refused(t, ['train-tokenizer', '--vocab', '300', '--out', join(aFile, 'tok.json')], `train-tokenizer --out ${join(aFile, 'tok.json')}: ${aFile} is not a directory`);
+  await refused(
+    t,
+    ['train-tokenizer', '--vocab', '300', '--out', join(aFile, 'tok.json')],
+    `train-tokenizer --out ${join(aFile, 'tok.json')}: ${aFile} is not a directory`,
+  );
   t.same(tree(dir), before, 'every file as it was; no *.tmp, no new file');
 
   const ro = readOnlyFolder();
   if (ro === undefined) t.comment('no read-only folder on this machine: that case is not run');
   else {
-    await refused(t, [...evalArgs, '--csv', join(ro, 'nll.csv')], new RegExp(`^streamllm: eval --csv ${join(ro, 'nll.csv')}: cannot write in ${ro} \\((EACCES|EPERM|EROFS)\\)$`));
-    await refused(t, [...initArgs, '--out', join(ro, 'sub', 'm.bin')], new RegExp(`^streamllm: init --out ${join(ro, 'sub', 'm.bin')}: cannot write in ${ro} \\(`));
+    await refused(
+      t,
+      [...evalArgs, '--csv', join(ro, 'nll.csv')],
+      new RegExp(`^streamllm: eval --csv ${join(ro, 'nll.csv')}: cannot write in ${ro} \\((EACCES|EPERM|EROFS)\\)$`),
+    );
+    await refused(
+      t,
+      [...initArgs, '--out', join(ro, 'sub', 'm.bin')],
+      new RegExp(`^streamllm: init --out ${join(ro, 'sub', 'm.bin')}: cannot write in ${ro} \\(`),
+    );
     t.same(tree(dir), before);
   }
 
@@ -74,8 +86,15 @@ t.test('single-file outputs: checked before the work, never replaced without --f
   t.match(readFileSync(existing, 'utf8'), /^position,dense\n1,/);
   const i = await runCliInProcess([...initArgs, '--out', checkpoint, '--force']);
   t.equal(i.status, 0, i.stderr);
-  t.equal(readFileSync(checkpoint).length, 7 * 4 + 4 * (32 * 8 + 8 + 3 * 8 * 8 + 8 * 8 + 8 + 3 * 16 * 8 + 8 + 8 * 4), 'a llama2.c checkpoint of the asked shape');
-  t.same(readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
+  t.equal(
+    readFileSync(checkpoint).length,
+    7 * 4 + 4 * (32 * 8 + 8 + 3 * 8 * 8 + 8 * 8 + 8 + 3 * 16 * 8 + 8 + 8 * 4),
+    'a llama2.c checkpoint of the asked shape',
+  );
+  t.same(
+    readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+    [],
+  );
 });
 
 const { dir: textDir, common } = setUp();
@@ -91,7 +110,11 @@ t.test('report folders: an earlier report is replaced whole; anything else needs
   t.equal(again.status, 0, again.stderr);
   t.notOk(existsSync(join(out, 'stale.png')), 'the earlier report was replaced whole, not mixed with the new one');
   t.not(readFileSync(join(out, 'report.md'), 'utf8'), first);
-  t.same(readdirSync(textDir).filter((f) => f.startsWith('.')), [], 'no staging folder left');
+  t.same(
+    readdirSync(textDir).filter((f) => f.startsWith('.')),
+    [],
+    'no staging folder left',
+  );
 
   // Not a report: refused, untouched.
   const mine = join(textDir, 'mine');
@@ -101,7 +124,11 @@ t.test('report folders: an earlier report is replaced whole; anything else needs
   writeFileSync(aFile, 'x');
   const before = tree(textDir);
   await refused(t, reportArgs(['reproduce', 'curves'], mine), `reproduce --out ${mine}: already exists and is not empty (add --force to replace it)`);
-  await refused(t, ['attn', ...common.slice(0, 6), '--samples', '2', '--out', mine], `attn --out ${mine}: already exists and is not empty (add --force to replace it)`);
+  await refused(
+    t,
+    ['attn', ...common.slice(0, 6), '--samples', '2', '--out', mine],
+    `attn --out ${mine}: already exists and is not empty (add --force to replace it)`,
+  );
   await refused(t, reportArgs(['start'], aFile), `start --out ${aFile}: is a file, expected a folder`);
   await refused(t, reportArgs(['start'], join(aFile, 'sub')), `start --out ${join(aFile, 'sub')}: ${aFile} is not a directory`);
   t.same(tree(textDir), before, 'nothing changed, nothing left');
@@ -161,15 +188,31 @@ t.test('publish: an existing zoo model (the default too) is replaced only with -
   writeFileSync(join(weights, 'other', 'notes.txt'), 'not a model of ours');
   const before = tree(dir);
   const manifestFile = join(weights, 'manifest.json');
-  await refused(t, ['publish', '--run', run, '--name', 'tiny', '--weights', weights], `publish --name tiny: ${manifestFile} already lists a model 'tiny' (the default) (add --force to replace it)`);
-  await refused(t, ['publish', '--run', run, '--name', 'other', '--weights', weights], `publish --name other: ${join(weights, 'other')}: already exists and is not empty (add --force to replace it)`);
-  await refused(t, ['publish', '--run', run, '--name', 'x', '--weights', manifestFile], `publish: ${join(manifestFile, 'manifest.json')}: ${manifestFile} is not a directory`);
+  await refused(
+    t,
+    ['publish', '--run', run, '--name', 'tiny', '--weights', weights],
+    `publish --name tiny: ${manifestFile} already lists a model 'tiny' (the default) (add --force to replace it)`,
+  );
+  await refused(
+    t,
+    ['publish', '--run', run, '--name', 'other', '--weights', weights],
+    `publish --name other: ${join(weights, 'other')}: already exists and is not empty (add --force to replace it)`,
+  );
+  await refused(
+    t,
+    ['publish', '--run', run, '--name', 'x', '--weights', manifestFile],
+    `publish: ${join(manifestFile, 'manifest.json')}: ${manifestFile} is not a directory`,
+  );
   t.same(tree(dir), before, 'the model, the manifest and the other folder unchanged; nothing left');
 
   const forced = await runCliInProcess(['publish', '--run', run, '--name', 'tiny', '--dtype', 'F16', '--weights', weights, '--force']);
   t.equal(forced.status, 0, forced.stderr);
   const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { default: string; models: { name: string; dtype: string }[] };
-  t.same(manifest.models.map((m) => [m.name, m.dtype]), [['tiny', 'F16']], 'replaced, listed once');
+  t.same(
+    manifest.models.map((m) => [m.name, m.dtype]),
+    [['tiny', 'F16']],
+    'replaced, listed once',
+  );
   t.equal(manifest.default, 'tiny');
   t.same(readdirSync(weights).sort(), ['manifest.json', 'other', 'tiny'], 'no staging or old folder left');
 });

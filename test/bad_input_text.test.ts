@@ -20,7 +20,10 @@ const ZOO_TOKENIZER = new URL('../weights/tokenizer.json', import.meta.url).path
 function words(lines: number, seed: string): string {
   const vocab = 'the cat sat on a mat and then it ran to the old red barn café naïve über — “quoted” 日本 ok, yes. no!'.split(' ');
   const r = seedrandom(seed);
-  return Array.from({ length: lines }, () => Array.from({ length: 3 + Math.floor(r() * 12) }, () => vocab[Math.floor(r() * vocab.length)]).join(' ')).join('\n') + '\n';
+  return (
+    Array.from({ length: lines }, () => Array.from({ length: 3 + Math.floor(r() * 12) }, () => vocab[Math.floor(r() * vocab.length)]).join(' ')).join('\n') +
+    '\n'
+  );
 }
 
 /** The offset of the first ill-formed sequence by an independent route: decode with replacement, measure the good prefix. */
@@ -61,7 +64,7 @@ t.test('the validator agrees with the WHATWG decoder on hand-made and random byt
     if (Buffer.from(bytes).includes(Buffer.from([0xef, 0xbf, 0xbd]))) continue; // a real U+FFFD would fool the reference
     const v = new Utf8Validator();
     let got = -1;
-    for (let at = 0; at < bytes.length && got < 0; ) {
+    for (let at = 0; at < bytes.length && got < 0;) {
       const step = 1 + Math.floor(r() * 4);
       got = v.push(bytes.subarray(at, at + step));
       at += step;
@@ -86,16 +89,31 @@ t.test('non-UTF-8 text: exit 2, one line naming the file and the byte offset, no
   const out = join(dir, 'never-report');
   const common = ['--model', model, '--tokenizer', tokenizerFile];
   const cases: [string[], string][] = [
-    [['eval', ...common, '--text', latin1, '--csv', csv], `streamllm: ${latin1}: not UTF-8 text: invalid byte sequence at byte offset ${at} (0xe9); convert the file to UTF-8 first\n`],
+    [
+      ['eval', ...common, '--text', latin1, '--csv', csv],
+      `streamllm: ${latin1}: not UTF-8 text: invalid byte sequence at byte offset ${at} (0xe9); convert the file to UTF-8 first\n`,
+    ],
     [['eval', ...common, '--text', truncated], `streamllm: ${truncated}: not UTF-8 text: the file ends inside a character that starts at byte offset 7\n`],
-    [['reproduce', 'curves', ...common, '--text', latin1, '--out', out], `streamllm: ${latin1}: not UTF-8 text: invalid byte sequence at byte offset ${at} (0xe9); convert the file to UTF-8 first\n`],
-    [['start', ...common, '--text', truncated, '--out', out], `streamllm: ${truncated}: not UTF-8 text: the file ends inside a character that starts at byte offset 7\n`],
+    [
+      ['reproduce', 'curves', ...common, '--text', latin1, '--out', out],
+      `streamllm: ${latin1}: not UTF-8 text: invalid byte sequence at byte offset ${at} (0xe9); convert the file to UTF-8 first\n`,
+    ],
+    [
+      ['start', ...common, '--text', truncated, '--out', out],
+      `streamllm: ${truncated}: not UTF-8 text: the file ends inside a character that starts at byte offset 7\n`,
+    ],
   ];
   const before = readdirSync(dir).sort();
   for (const [args, message] of cases) {
     const r = await runCliInProcess(args);
     t.equal(r.status, 2, args.join(' '));
-    t.equal(r.stderr.split('\n').filter((l) => !l.startsWith('backend:') && !l.startsWith('model:')).join('\n'), message);
+    t.equal(
+      r.stderr
+        .split('\n')
+        .filter((l) => !l.startsWith('backend:') && !l.startsWith('model:'))
+        .join('\n'),
+      message,
+    );
     t.equal(r.stdout, '');
   }
   t.notOk(existsSync(csv), 'no CSV');
@@ -126,7 +144,11 @@ t.test('--limit reads only what it needs: the first tokens of the whole file, ex
       const ids = encodeTextFile(file, tok, { bos: tok.addsBosByDefault, limit });
       t.same(ids, whole.slice(0, limit), `${name}: the first ${limit} tokens`);
     }
-    t.throws(() => encodeTextFile(file, tok, { bos: true }), { message: `${file}: not UTF-8 text: invalid byte sequence at byte offset ${badAt} (0xff); convert the file to UTF-8 first` }, `${name}: read whole, the bad byte is found`);
+    t.throws(
+      () => encodeTextFile(file, tok, { bos: true }),
+      { message: `${file}: not UTF-8 text: invalid byte sequence at byte offset ${badAt} (0xff); convert the file to UTF-8 first` },
+      `${name}: read whole, the bad byte is found`,
+    );
   }
   // Through the CLI: eval --limit scores the start of the file and never reaches the bad byte.
   const r = await runCliInProcess(['eval', '--model', model, '--tokenizer', tokenizerFile, '--text', file, '--limit', '50', '--json']);

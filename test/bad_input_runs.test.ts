@@ -64,7 +64,11 @@ t.test('publish: a run missing or damaging a file is refused before anything is 
   const before = tree(dir);
   await refused(t, ['publish', '--run', noModel, '--name', 'tiny', '--weights', weights], incomplete(join(noModel, 'model.safetensors')));
   await refused(t, ['publish', '--run', badLog, '--name', 'tiny', '--weights', weights], `${join(badLog, 'train_log.jsonl')}: line 2 is not JSON`);
-  await refused(t, ['publish', '--run', badConfig, '--name', 'tiny', '--weights', weights], `${join(badConfig, 'config.json')}: expected a model config, but the file is not valid JSON`);
+  await refused(
+    t,
+    ['publish', '--run', badConfig, '--name', 'tiny', '--weights', weights],
+    `${join(badConfig, 'config.json')}: expected a model config, but the file is not valid JSON`,
+  );
   await refused(t, ['publish', '--run', noState, '--name', 'tiny', '--weights', weights], /train_state.json: no training state here/);
   t.same(tree(dir), before, 'no weights folder, the runs as they were');
 });
