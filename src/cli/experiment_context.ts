@@ -4,7 +4,7 @@ import { isReportFolder, Report } from '../experiments/report.js';
 import { checkOutputDir } from '../outputs.js';
 import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
 import type { Flags } from './args.js';
-import { manifestFile, openModel, textSource } from './model_inputs.js';
+import { defaultSource, manifestFile, openModel, textSource } from './model_inputs.js';
 import { createProgress } from './progress.js';
 
 /** The settings flags shared by reproduce, attn and start. */
@@ -28,8 +28,9 @@ export function settingsFromFlags(flags: Flags): ExperimentSettings {
  */
 export function contextFromFlags(flags: Flags, command: string, out: string): ExperimentContext {
   checkOutputDir(out, `${command} --out ${out}`, flags.force === true, isReportFolder);
-  const source = textSource(flags, command); // before the model: a missing text fails fast
+  const given = textSource(flags, command); // before the model: a missing text fails fast
   const opened = openModel(flags, command);
+  const source = defaultSource(given, opened);
   const { model, tokenizer } = opened;
   const settings = settingsFromFlags(flags);
   const ids = sourceTokens(source, tokenizer, model.config.vocabSize, settings.tokens);

@@ -2,13 +2,11 @@
 // record it in weights/manifest.json (see src/train/manifest.ts).
 import { copyFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { brownTokens } from '../data/corpus.js';
 import { OutputError, UsageError } from '../errors.js';
 import { readJsonFile } from '../files.js';
 import { loadModel } from '../model/load.js';
 import { saveHfModel } from '../model/to_hf.js';
 import { disposeModel } from '../model/weights.js';
-import { loadTokenizer } from '../tokenizer/load.js';
 import {
   finalTrainLoss,
   MANIFEST_FILE,
@@ -20,7 +18,8 @@ import {
 } from '../train/manifest.js';
 import { checkRunFiles, readTrainState } from '../train/state.js';
 import { checkOutputDir, checkOutputFile, StagedDir, writeFileAtomic } from '../outputs.js';
-import { validationLoss, validationOffsets } from '../train/validate.js';
+import { dataKind, loadTrainData, validationSamples } from '../train/data.js';
+import { validationLoss } from '../train/validate.js';
 import { type CommandSpec, required } from './args.js';
 import { backendFlag, forceFlag, startBackend } from './common.js';
 
@@ -86,8 +85,8 @@ export const publishCommand: CommandSpec = {
 
       // 2. The held-out loss of exactly what ships.
       const shipped = loadModel(staged.path);
-      const heldout = brownTokens(loadTokenizer(join(staged.path, 'tokenizer.json')), 'heldout');
-      const valLoss = validationLoss(shipped, heldout, validationOffsets(heldout.length, shipped.config.maxSeqLen, state.options.finalEvalWindows));
+      const data = loadTrainData(join(staged.path, 'tokenizer.json'));
+      const valLoss = validationLoss(shipped, validationSamples(data, state.options, shipped.config.sinkToken, state.options.finalEvalWindows));
       disposeModel(shipped);
       process.stderr.write(`publish ${name}: held-out loss ${valLoss.toFixed(4)} (the run measured ${state.valLoss?.toFixed(4)})\n`);
 
@@ -95,6 +94,7 @@ export const publishCommand: CommandSpec = {
       const entry: ModelEntry = {
         name,
         variant: state.options.variant,
+        data: dataKind(state.options),
         parameters: state.parameterCount,
         steps: state.step,
         tokensSeen: state.tokensSeen,
