@@ -23,13 +23,13 @@ export function tree(dir: string): Record<string, string> {
   return out;
 }
 
-/** The CLI in this process, refused (test/bad_input.ts): exactly "streamllm: `message`" when a string, and nothing else on stderr but the backend line. */
+/** The CLI in this process, refused (test/bad_input.ts): exactly "streamllm: `message`" when a string, and nothing else on stderr but the backend and products lines. */
 export async function refused(t: Test, args: string[], message: string | RegExp): Promise<void> {
   const r = await runCliInProcess(args);
   const pattern = typeof message === 'string' ? new RegExp(`^streamllm: ${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) : message;
   assertRefused(t, r, pattern);
   t.same(
-    r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('backend: ') && !l.startsWith('streamllm: ')),
+    r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('backend: ') && !l.startsWith('products: ') && !l.startsWith('streamllm: ')),
     [],
     `${args.join(' ')}: nothing else on stderr`,
   );
