@@ -11,11 +11,12 @@
 // ignored by transformers (it warns about unused weights); everything else
 // loads there as a plain Llama.
 import type * as tf from '@tensorflow/tfjs';
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONFIG_FILE, hfConfigJson } from '../checkpoint/hf_config.js';
 import { SINGLE_FILE, type FloatDtype, type TensorToWrite, writeSafetensors } from '../checkpoint/safetensors.js';
 import { ConfigError } from '../errors.js';
+import { writeFileAtomic } from '../outputs.js';
 import { classifierTensor, type Linear, type Model, weightTensor } from './weights.js';
 
 /**
@@ -126,12 +127,5 @@ export function saveHfModel(dir: string, model: Model, extraConfig: Record<strin
   mkdirSync(dir, { recursive: true });
   writeSafetensors(join(dir, SINGLE_FILE), tensors, { dtype: options.dtype ?? 'F32', metadata: { format: 'pt' } });
   const configFile = join(dir, CONFIG_FILE);
-  const tmp = `${configFile}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, `${JSON.stringify(json, null, 2)}\n`);
-    renameSync(tmp, configFile);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(configFile, `${JSON.stringify(json, null, 2)}\n`);
 }
