@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { batchMatMul, transposeLast } from './matmul.js';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 import { simdAvailable, simdLoops, type SimdLoops } from './simd/instance.js';
-import { type SoftmaxVariant, softmaxWithSink } from './softmax.js';
+import { extraLogitOf, extraLogitTensor, learnsExtraLogit, type SoftmaxVariant, softmaxRule } from './softmax.js';
 
 export interface AttentionFrame {
   /** [heads, T, headDim], rotated to this frame's query positions. */
@@ -27,7 +27,7 @@ export interface AttentionFrame {
 
 export interface SoftmaxSpec {
   variant: SoftmaxVariant;
-  /** [heads]: the learned sink logits, for 'learned-sink'. */
+  /** [heads]: the learned extra logits, for a variant that learns them ('learned-sink'). */
   sinkLogits?: tf.Tensor1D;
 }
 
@@ -44,19 +44,6 @@ function frameMask(frame: AttentionFrame, T: number): tf.Tensor2D {
     mask.fill(0, t * n + lo, t * n + hi);
   }
   return tf.tensor2d(mask, [T, n]);
-}
-
-/** The per-head extra logit of the softmax variant, shaped [kvHeads, group, 1, 1], or undefined. */
-function sinkLogitsGrouped(spec: SoftmaxSpec, kvHeads: number, group: number): tf.Tensor | undefined {
-  switch (spec.variant) {
-    case 'softmax':
-      return undefined;
-    case 'softmax1':
-      return tf.zeros([kvHeads, group, 1, 1]);
-    case 'learned-sink':
-      if (spec.sinkLogits === undefined) throw new Error("attention: 'learned-sink' needs sinkLogits");
-      return spec.sinkLogits.reshape([kvHeads, group, 1, 1]);
-  }
 }
 
 /** A frame's entries of keys or values: [kvHeads, n_f, headDim], sliced only when the frame covers part of them. */
@@ -83,7 +70,8 @@ function jointProbabilities(frames: AttentionFrame[], frameKeys: tf.Tensor3D[], 
     return s.reshape([kvHeads, group, T, frameKeys[i]!.shape[1]]).add(frameMask(f, T));
   });
   const joined = scores.length === 1 ? scores[0]! : tf.concat(scores, 3);
-  return softmaxWithSink(joined, sinkLogitsGrouped(spec, kvHeads, group)) as tf.Tensor4D;
+  // the variant's extra logit per head, [kvHeads, group, 1, 1]
+  return softmaxRule(spec.variant).normaliseOps(joined, extraLogitTensor(spec.variant, [kvHeads, group, 1, 1], spec.sinkLogits)) as tf.Tensor4D;
 }
 
 /** Attention with tfjs ops: any backend, any T, differentiable. */
@@ -160,11 +148,6 @@ function rowCount(rowRanges: Int32Array[], t: number): number {
   return n;
 }
 
-/** The extra logit of the softmax variant for head h: -inf (none), 0, or the learned one. */
-function sinkLogit(variant: SoftmaxVariant, sinkLogits: Float32Array | undefined, h: number): number {
-  return variant === 'softmax' ? -Infinity : variant === 'softmax1' ? 0 : sinkLogits![h]!;
-}
-
 /** The fused kernel's operands: each frame's queries [heads, T, headDim], then keys and values [kvHeads, capacity, headDim]. */
 function fusedOperands(inputs: Float32Array[], shapes: number[][], frameCount: number) {
   const [heads, T, headDim] = shapes[0] as [number, number, number];
@@ -177,6 +160,7 @@ function fusedOperands(inputs: Float32Array[], shapes: number[][], frameCount: n
 /** The decode loop in plain JavaScript (float64 sums): the cpu backend, and any headDim. */
 function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs): void {
   const { frameCount, rowRanges, variant } = attrs;
+  const rule = softmaxRule(variant);
   const { heads, T, headDim, capacity, group, scale, keys, values } = fusedOperands(inputs, shapes, frameCount);
   let count = 0;
   for (let t = 0; t < T; t++) count = Math.max(count, rowCount(rowRanges, t));
@@ -187,26 +171,21 @@ function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array,
     for (let t = 0; t < T; t++) {
       const qOff = (h * T + t) * headDim;
       // 1. scaled scores of every visible entry, frame after frame
-      const sink = sinkLogit(variant, inputs[frameCount + 2], h);
-      let max = sink;
       let s = 0;
       for (let f = 0; f < frameCount; f++) {
         const q = inputs[f]!;
         for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
-          const score = dot(q, qOff, keys, (kvBase + j) * headDim, headDim) * scale;
-          scores[s++] = score;
-          if (score > max) max = score;
+          scores[s++] = dot(q, qOff, keys, (kvBase + j) * headDim, headDim) * scale;
         }
       }
-      // 2. softmax, with the variant's extra logit in the denominator
-      let z = Math.exp(sink - max);
-      for (let i = 0; i < s; i++) z += scores[i] = Math.exp(scores[i]! - max);
+      // 2. the variant's normaliser, with its extra logit
+      rule.normaliseRow(scores, s, extraLogitOf(variant, h, inputs[frameCount + 2]));
       // 3. probability-weighted sum of the values
       acc.fill(0);
       s = 0;
       for (let f = 0; f < frameCount; f++) {
         for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
-          axpy(acc, scores[s++]! / z, values, (kvBase + j) * headDim, headDim);
+          axpy(acc, scores[s++]!, values, (kvBase + j) * headDim, headDim);
         }
       }
       for (let c = 0; c < headDim; c++) out[qOff + c] = acc[c]!;
@@ -215,8 +194,8 @@ function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array,
 }
 
 /**
- * The same loop in WebAssembly SIMD (kernels/simd/loops.wat), on the
- * tensors in place: one call per head and query row, which takes byte
+ * The same loop in WebAssembly SIMD (kernels/simd/loops.wat) for the softmax
+ * family (kernels/softmax.ts), on the tensors in place: one call per head and query row, which takes byte
  * offsets into the wasm heap. Scratch holds the row's plan (per frame: the
  * rotated query, the first key it sees, how many) and then its scores.
  */
@@ -228,7 +207,7 @@ function attendSimd(simd: SimdLoops, inputs: Float32Array[], shapes: number[][],
   const scores = scratch.byteOffset + plan.byteLength;
   for (let h = 0; h < heads; h++) {
     const kvBase = keys.byteOffset + Math.floor(h / group) * capacity * rowBytes;
-    const sink = sinkLogit(variant, inputs[frameCount + 2], h);
+    const sink = extraLogitOf(variant, h, inputs[frameCount + 2]);
     for (let t = 0; t < T; t++) {
       const qOff = (h * T + t) * rowBytes;
       for (let f = 0; f < frameCount; f++) {
@@ -256,7 +235,8 @@ const fusedKernel: JsKernel<FusedAttrs> = {
   },
   run(inputs, shapes, out, attrs, scratch) {
     const headDim = shapes[0]![2]!;
-    const simd = headDim % 4 === 0 ? simdLoops([...inputs, out, scratch]) : undefined;
+    // the SIMD loop computes the softmax family itself; any other normaliser runs the JS loop
+    const simd = headDim % 4 === 0 && softmaxRule(attrs.variant).softmaxFamily ? simdLoops([...inputs, out, scratch]) : undefined;
     if (simd !== undefined) attendSimd(simd, inputs, shapes, out, attrs, scratch);
     else attendJs(inputs, shapes, out, attrs);
   },
@@ -278,7 +258,10 @@ export function attention(frames: AttentionFrame[], keys: tf.Tensor3D, values: t
   const T = frames[0]!.queries.shape[1];
   if (jsKernelsAvailable() && !tf.engine().isTapeOn() && (T <= FUSED_MAX_QUERIES || simdAvailable())) {
     const inputs = [...frames.map((f) => f.queries), keys, values];
-    if (spec.variant === 'learned-sink') inputs.push(spec.sinkLogits! as unknown as tf.Tensor3D);
+    if (learnsExtraLogit(spec.variant)) {
+      if (spec.sinkLogits === undefined) throw new Error(`attention: '${spec.variant}' needs sinkLogits`);
+      inputs.push(spec.sinkLogits as unknown as tf.Tensor3D);
+    }
     const attrs: FusedAttrs = {
       frameCount: frames.length,
       rowRanges: frames.map((f) => f.rowRanges),
