@@ -62,7 +62,7 @@ export function recordResult(title: string, command: string, body: string): void
 export function weightProductsMs(model: Model, rows: number, reps: number): number[] {
   const w = model.weights;
   const matrices = [...w.layers.flatMap((l) => [l.qkv.weight, l.out.weight, l.up.weight, l.down.weight]), w.classifier];
-  const inputs = new Map(matrices.map((m) => [m.shape[0], tf.ones([rows, m.shape[0]]) as tf.Tensor2D]));
+  const inputs = new Map(matrices.map((m) => [m.shape[0], tf.ones<tf.Rank.R2>([rows, m.shape[0]])]));
   const times: number[] = [];
   for (let r = 0; r < reps; r++) {
     const started = performance.now();

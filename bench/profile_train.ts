@@ -7,7 +7,7 @@ import { batchLoss } from '../src/train/loss.js';
 import { variantConfig } from '../src/train/variants.js';
 import { BatchSampler } from '../src/train/batches.js';
 
-const [dim, layers, heads, vocab, B, T] = (process.argv.slice(2).length ? process.argv.slice(2) : ['256', '4', '8', '4096', '8', '256']).map(Number) as number[];
+const [dim, layers, heads, vocab, B, T] = (process.argv.slice(2).length ? process.argv.slice(2) : ['256', '4', '8', '4096', '8', '256']).map(Number);
 const variant = (process.env.VARIANT ?? 'softmax') as 'softmax';
 await initBackend('wasm');
 const tm = initTrainableModel(variantConfig(variant, { dim: dim!, layers: layers!, heads: heads! }, vocab!, T!), 0);

@@ -54,9 +54,9 @@ function loss(tm: TrainableModel, batch: Batch, poc: boolean): tf.Scalar {
   return tf.tidy(() => {
     const caches = batch.inputs.map(() => (poc ? opaque(new CausalBlock()) : new CausalBlock()));
     const logits = forwardBatch(tm.model(), batch.inputs, caches);
-    if (!poc) return crossEntropy(logits, batch.targets).sum().div(batch.scored) as tf.Scalar;
+    if (!poc) return crossEntropy(logits, batch.targets).sum().div<tf.Scalar>(batch.scored);
     const onehot = tf.oneHot(tf.tensor1d(batch.targets, 'int32'), vocab);
-    return tf.losses.softmaxCrossEntropy(onehot, logits) as tf.Scalar;
+    return tf.losses.softmaxCrossEntropy<tf.Tensor, tf.Scalar>(onehot, logits);
   });
 }
 

@@ -87,7 +87,7 @@ function attentionOps(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Te
     // out: [kvHeads, group * T, headDim], summed over frames
     const outs = perFrame.map((p, i) => batchMatMul(p.reshape<tf.Tensor3D>([kvHeads, group * T, sizes[i]!]), frameEntries(values, frames[i]!)));
     const out = outs.length === 1 ? outs[0]! : tf.addN(outs);
-    return out.reshape([heads, T, headDim]) as tf.Tensor3D;
+    return out.reshape<tf.Tensor3D>([heads, T, headDim]);
   });
 }
 
@@ -102,7 +102,7 @@ export function attentionProbabilities(frames: AttentionFrame[], keys: tf.Tensor
   return tf.tidy(() => {
     const [heads, T] = frames[0]!.queries.shape;
     const probs = jointProbabilities(frames, frames.map((f) => frameEntries(keys, f)), spec);
-    return probs.reshape([heads, T, probs.shape[3]]) as tf.Tensor3D;
+    return probs.reshape<tf.Tensor3D>([heads, T, probs.shape[3]]);
   });
 }
 

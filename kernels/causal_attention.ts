@@ -255,7 +255,7 @@ export function causalAttention(qkv: tf.Tensor2D, angles: RopeAngles, spec: Caus
           const q = cut(x, cos, sin, b, qCol(h), 1); // [T, headDim]
           const p = softmax(tf.matMul(q, kT), sinks, h); // [T, T]
           probs[b * heads + h] = p;
-          outs.push({ t: tf.matMul(p as tf.Tensor2D, v), row0: b * T, col0: qCol(h), transposed: false, rope: 0 });
+          outs.push({ t: tf.matMul(p, v), row0: b * T, col0: qCol(h), transposed: false, rope: 0 });
         }
       }
     }

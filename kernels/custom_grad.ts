@@ -7,9 +7,9 @@ export type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Ten
 export function customGrad(
   f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: tf.Tensor; gradFunc: GradFunc },
 ): (...inputs: tf.Tensor[]) => tf.Tensor {
-  const wrapped = tf.customGrad(((...args: unknown[]) => {
+  const wrapped = tf.customGrad((...args: unknown[]) => {
     const save = args.pop() as tf.GradSaveFunc;
     return f(args as tf.Tensor[], save);
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  });
   return (...inputs: tf.Tensor[]) => wrapped(...inputs);
 }

@@ -162,7 +162,7 @@ export function runJsKernel<A extends object>(kernel: JsKernel<A>, inputs: tf.Te
   registerJsKernel(kernel);
   const named: tf.NamedTensorMap = {};
   inputs.forEach((t, i) => (named[`x${i}`] = t));
-  return tf.engine().runKernel(kernel.name, named, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+  return tf.engine().runKernel<tf.Tensor>(kernel.name, named, attrs as unknown as tf.NamedAttrMap);
 }
 
 export function runJsMultiKernel<A extends object>(kernel: JsMultiKernel<A>, inputs: tf.Tensor[], attrs: A): tf.Tensor[] {

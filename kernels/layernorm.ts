@@ -30,7 +30,7 @@ const layerNormKernel: JsKernel<{ eps: number }> = {
   gradient: {
     save: [0, 1],
     grads: (dy, [x, w], { eps }) => {
-      const dim = w!.shape[0]!;
+      const dim = w!.shape[0];
       const normalised = () => {
         const centred = x!.sub(x!.mean(-1, true));
         const r = centred.square().mean(-1, true).add(eps).rsqrt();

@@ -50,7 +50,7 @@ function ensureMatMulKernel(): void {
 /** a: [M, K] @ b: [K, N] -> [M, N]; differentiable without transposed products. */
 export function matMul2d(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   ensureMatMulKernel();
-  return tf.engine().runKernel(MATMUL_2D, { a, b }, {}) as tf.Tensor2D;
+  return tf.engine().runKernel<tf.Tensor2D>(MATMUL_2D, { a, b }, {});
 }
 
 /** x: [..., in] @ weight: [in, out] (+ bias: [out]) -> [..., out] */
@@ -70,7 +70,7 @@ export function linear<T extends tf.Tensor>(x: T, weight: tf.Tensor2D, bias?: tf
 export function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   if (!splitsBatches()) return tf.matMul(a, b);
   return tf.tidy(() => {
-    if (a.shape[0] === 1) return matMul2d(a.squeeze([0]), b.squeeze([0])).expandDims(0) as tf.Tensor3D;
+    if (a.shape[0] === 1) return matMul2d(a.squeeze([0]), b.squeeze([0])).expandDims<tf.Tensor3D>(0);
     const as = tf.unstack(a) as tf.Tensor2D[];
     const bs = tf.unstack(b) as tf.Tensor2D[];
     return tf.stack(as.map((ai, i) => matMul2d(ai, bs[i]!))) as tf.Tensor3D;

@@ -98,7 +98,7 @@ export function qkvHeads(
   }
   return tf.tidy(() => {
     const rows = rowStart === 0 && T === qkv.shape[0] ? qkv : qkv.slice([rowStart, 0], [T, qkv.shape[1]]);
-    const [q, k, v] = tf.split(rows, [heads * headDim, kvHeads * headDim, kvHeads * headDim], 1) as tf.Tensor2D[];
+    const [q, k, v] = tf.split<tf.Tensor2D>(rows, [heads * headDim, kvHeads * headDim, kvHeads * headDim], 1);
     const queries = splitHeads(q!, heads, headDim);
     return {
       queries: frameAngles.map((angles) => applyRope(queries, angles, rope)),

@@ -28,7 +28,7 @@ const rmsNormKernel: JsKernel<{ eps: number }> = {
           const rr = r();
           return g.mul(rr).sub(x!.mul(rr.pow(3)).mul(g.mul(x!).mean(-1, true)));
         },
-        1: () => dy.mul(x!).mul(r()).reshape([-1, w!.shape[0]!]).sum(0),
+        1: () => dy.mul(x!).mul(r()).reshape([-1, w!.shape[0]]).sum(0),
       };
     },
   },

@@ -42,7 +42,7 @@ export async function* generate(
     const first = model.config.sinkToken ? [SINK_TOKEN, ...prompt] : prompt;
     let logits = stream.feed(first, 'last'); // [1, vocab]
     for (let n = 1; options.steps === 0 || n <= options.steps; n++) {
-      const id = sample(logits.dataSync() as Float32Array);
+      const id = sample(logits.dataSync());
       logits.dispose();
       if (options.stopIds?.includes(id)) return;
       yield { id, generated: n, stream };

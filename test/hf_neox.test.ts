@@ -46,7 +46,7 @@ function nlls(model: Model, cache: KVCache, block: number): number[] {
   const out: number[] = [];
   for (let s = 0; s < ids.length - 1; s += block) {
     const chunk = ids.slice(s, Math.min(s + block, ids.length - 1));
-    const lp = tf.tidy(() => tf.logSoftmax(forward(model, chunk, cache)).arraySync() as number[][]);
+    const lp = tf.tidy(() => tf.logSoftmax(forward(model, chunk, cache)).arraySync());
     chunk.forEach((_, i) => out.push(-lp[i]![ids[s + i + 1]!]!));
   }
   return out;

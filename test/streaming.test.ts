@@ -68,7 +68,7 @@ t.test('no tensor leak over 200 dense decode steps', async (t) => {
 t.test("recompute keeps a sink-token model's sink at the front of every window", async (t) => {
   const sinkModel = {
     config: { ...model.config, sinkToken: true },
-    weights: { ...model.weights, sinkEmbedding: tf.randomNormal([model.config.dim], 0, 1, 'float32', 5) as tf.Tensor1D },
+    weights: { ...model.weights, sinkEmbedding: tf.randomNormal<tf.Rank.R1>([model.config.dim], 0, 1, 'float32', 5) },
   };
   const W = 8;
   const text = ids.slice(0, 30);

@@ -63,7 +63,7 @@ export class EntryStorage {
     for (let layer = 0; layer < this.shape.layers; layer++) {
       for (const list of [this.keys, this.values]) {
         const old = list[layer]!;
-        let grown = tf.keep(tf.zeros(dims)) as tf.Tensor3D;
+        let grown = tf.keep(tf.zeros<tf.Rank.R3>(dims));
         if (used > 0) {
           const kept = old.slice([0, 0, 0], [kvHeads, used, headDim]);
           grown = writeEntries(grown, kept, 0, 0, used);

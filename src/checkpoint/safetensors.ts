@@ -135,7 +135,7 @@ function parseEntry(file: string, name: string, raw: unknown, dataStart: number,
     throw new FileFormatError(file, `${where}: data_offsets [${begin}, ${end}] run past the data (${dataBytes} bytes): truncated file?`);
   }
   const elements = shape.reduce((a, b) => a * b, 1);
-  const expected = elements * DTYPE_BYTES[dtype]!;
+  const expected = elements * DTYPE_BYTES[dtype];
   if (end - begin !== expected) {
     throw new FileFormatError(file, `${where}: shape [${shape.join(', ')}] of ${dtype} needs ${expected} bytes, data_offsets give ${end - begin}`);
   }

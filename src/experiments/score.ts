@@ -15,7 +15,7 @@ export async function scoreWithProgress(ctx: ExperimentContext, ids: readonly nu
 /** exp(mean of nll[i]) over the given indices (all when omitted); NaN when there are none. */
 export function pplAt(nll: ArrayLike<number>, indices?: readonly number[]): number {
   let sum = 0;
-  let count = 0;
+  let count: number;
   if (indices === undefined) {
     for (let i = 0; i < nll.length; i++) sum += nll[i]!;
     count = nll.length;

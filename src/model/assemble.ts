@@ -18,13 +18,13 @@ export type RowSource = (visit: (firstRow: number, values: Float32Array) => void
 export function filledTensor<R extends tf.Rank>(shape: number[], fill: (dst: Float32Array) => void): tf.Tensor<R> {
   if (hasDirectMemory()) {
     // tf.fill allocates in the backend (no host-side array of zeros first).
-    const t = tf.fill(shape as tf.ShapeMap[R], 0) as tf.Tensor<R>;
+    const t = tf.fill<R>(shape as tf.ShapeMap[R], 0);
     fill(float32View(t));
     return t;
   }
   const host = new Float32Array(shape.reduce((a, b) => a * b, 1));
   fill(host);
-  return tf.tensor(host, shape as tf.ShapeMap[R]) as tf.Tensor<R>;
+  return tf.tensor<R>(host, shape as tf.ShapeMap[R]);
 }
 
 /** A tensor copied from a source of the same layout. */

@@ -233,7 +233,7 @@ export function forwardBatch(
       if (logits === 'last' && T > 1) {
         x = tf.concat(batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])), 0);
       }
-      return linear(norm(config, weights.finalNorm, x), weights.classifier) as tf.Tensor2D; // [rows, vocab]
+      return linear<tf.Tensor2D>(norm(config, weights.finalNorm, x), weights.classifier); // [rows, vocab]
     });
   } finally {
     caches.forEach((c) => c.end());

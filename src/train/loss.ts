@@ -11,6 +11,6 @@ import type { Batch } from './batches.js';
 export function batchLoss(model: Model, batch: Batch): tf.Scalar {
   return tf.tidy(() => {
     const logits = forwardBatch(model, batch.inputs, batch.inputs.map(() => new CausalBlock())); // [B*T, vocab]
-    return crossEntropy(logits, batch.targets).sum().div(batch.scored) as tf.Scalar;
+    return crossEntropy(logits, batch.targets).sum().div<tf.Scalar>(batch.scored);
   });
 }

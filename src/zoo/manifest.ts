@@ -66,7 +66,7 @@ export function readManifest(file: string): Manifest {
     const path = fields.path ?? fields.name;
     if (typeof path !== 'string') throw new FileFormatError(file, `models[${i}].path must be a string`);
     if (fields.variant !== undefined && typeof fields.variant !== 'string') throw new FileFormatError(file, `models[${i}].variant must be a string`);
-    return { name: fields.name as string, variant: fields.variant as string | undefined, path: resolve(base, path), fields };
+    return { name: fields.name as string, variant: fields.variant, path: resolve(base, path), fields };
   });
   const names = new Set<string>();
   for (const m of models) {
