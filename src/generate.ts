@@ -1,6 +1,8 @@
 // Autoregressive generation through a cache policy: prefill the prompt, then
 // one token per step, for as long as asked (or forever).
-import type { CachePolicy } from './cache/types.js';
+import { type CachePolicy, policyLabel } from './cache/types.js';
+import { NonFiniteError } from './errors.js';
+import { firstNonFinite } from './finite.js';
 import { SINK_TOKEN } from './model/transformer.js';
 import type { Model } from './model/weights.js';
 import type { Sampler } from './sample/sampler.js';
@@ -42,8 +44,13 @@ export async function* generate(
     const first = model.config.sinkToken ? [SINK_TOKEN, ...prompt] : prompt;
     let logits = stream.feed(first, 'last'); // [1, vocab]
     for (let n = 1; options.steps === 0 || n <= options.steps; n++) {
-      const id = sample(logits.dataSync());
+      const values = logits.dataSync();
       logits.dispose();
+      const bad = firstNonFinite(values);
+      if (bad >= 0) {
+        throw new NonFiniteError(`${policyLabel(policy)}: the model's logits for generated token ${n} are not finite (token ${bad}: ${values[bad]}): NaN or overflow in the weights or activations`);
+      }
+      const id = sample(values);
       if (options.stopIds?.includes(id)) return;
       yield { id, generated: n, stream };
       if (options.shouldStop?.()) return;

@@ -2,12 +2,10 @@
 // record it in weights/manifest.json (see src/train/manifest.ts).
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { brownTokens } from '../data/corpus.js';
 import { UsageError } from '../errors.js';
 import { loadModel } from '../model/load.js';
 import { saveHfModel } from '../model/to_hf.js';
 import { disposeModel } from '../model/weights.js';
-import { loadTokenizer } from '../tokenizer/load.js';
 import {
   finalTrainLoss,
   MANIFEST_FILE,
@@ -18,7 +16,8 @@ import {
   trainCommandLine,
 } from '../train/manifest.js';
 import { readTrainState, writeFileAtomic } from '../train/state.js';
-import { validationLoss, validationOffsets } from '../train/validate.js';
+import { dataKind, loadTrainData, validationSamples } from '../train/data.js';
+import { validationLoss } from '../train/validate.js';
 import { type CommandSpec, required } from './args.js';
 import { backendFlag, startBackend } from './common.js';
 
@@ -74,8 +73,8 @@ export const publishCommand: CommandSpec = {
 
       // 2. The held-out loss of exactly what ships.
       const shipped = loadModel(tmp);
-      const heldout = brownTokens(loadTokenizer(join(tmp, 'tokenizer.json')), 'heldout');
-      const valLoss = validationLoss(shipped, heldout, validationOffsets(heldout.length, shipped.config.maxSeqLen, state.options.finalEvalWindows));
+      const data = loadTrainData(join(tmp, 'tokenizer.json'));
+      const valLoss = validationLoss(shipped, validationSamples(data, state.options, shipped.config.sinkToken, state.options.finalEvalWindows));
       disposeModel(shipped);
       process.stderr.write(`publish ${name}: held-out loss ${valLoss.toFixed(4)} (the run measured ${state.valLoss?.toFixed(4)})\n`);
 
@@ -85,6 +84,7 @@ export const publishCommand: CommandSpec = {
       const entry: ModelEntry = {
         name,
         variant: state.options.variant,
+        data: dataKind(state.options),
         parameters: state.parameterCount,
         steps: state.step,
         tokensSeen: state.tokensSeen,

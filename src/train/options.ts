@@ -1,5 +1,6 @@
 // What a training run is asked to do: everything `streamllm train` sets,
 // stored in the run's train_state.json so a resumed run continues exactly.
+import type { DataKind } from './data.js';
 import type { ModelShape, Variant } from './variants.js';
 
 export interface TrainOptions {
@@ -31,6 +32,14 @@ export interface TrainOptions {
   checkpointEvery: number;
   /** The tokenizer.json the corpus is encoded with. */
   tokenizer: string;
+  /** What samples are made of (src/train/data.ts); absent in runs from before it existed: brown. */
+  data?: DataKind;
+  /** Backcopy's trigger tokens (default DEFAULT_TRIGGERS). */
+  triggers?: number;
+  /** Put BOS first in every Brown window (default: only for mix). */
+  bosFirst?: boolean;
+  /** Keep a copy of the model at every checkpoint in DIR/steps/<step>/ (for plots across training). */
+  snapshots?: boolean;
 }
 
 export const TRAIN_DEFAULTS = {
