@@ -11,12 +11,13 @@
 // ignored by transformers (it warns about unused weights); everything else
 // loads there as a plain Llama.
 import type * as tf from '@tensorflow/tfjs';
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONFIG_FILE, hfConfigJson } from '../checkpoint/hf_config.js';
 import { SINGLE_FILE, type FloatDtype, type TensorToWrite, writeSafetensors } from '../checkpoint/safetensors.js';
 import { ConfigError } from '../errors.js';
-import type { Model } from './weights.js';
+import { writeFileAtomic } from '../outputs.js';
+import { classifierTensor, type Linear, type Model, weightTensor } from './weights.js';
 import { learnsExtraLogit } from '../../kernels/softmax.js';
 
 /**
@@ -43,7 +44,8 @@ function columnsTransposed(w: Float32Array, inDim: number, total: number, col0: 
 
 /** True when the classifier [dim, vocab] is exactly the embedding [vocab, dim] transposed. */
 function classifierIsTied(model: Model): boolean {
-  const { embedding, classifier } = model.weights;
+  const { embedding } = model.weights;
+  const classifier = classifierTensor(model.weights);
   const [vocab, dim] = embedding.shape;
   const e = embedding.dataSync();
   const c = classifier.dataSync();
@@ -90,9 +92,10 @@ export function saveHfModel(dir: string, model: Model, extraConfig: Record<strin
   const tensors: TensorToWrite[] = [];
   const add = (name: string, shape: number[], values: () => Float32Array) => tensors.push({ name, shape, values });
   /** Part [col0, col0 + rows) of a fused linear layer, as an HF [rows, in] weight and [rows] bias. */
-  const addLinear = (name: string, linear: { weight: tf.Tensor2D; bias?: tf.Tensor1D }, col0: number, rows: number, rowOf?: (r: number) => number) => {
-    const [inDim, total] = linear.weight.shape;
-    add(`${name}.weight`, [rows, inDim], () => columnsTransposed(dataOf(linear.weight), inDim, total, col0, rows, rowOf));
+  const addLinear = (name: string, linear: Linear, col0: number, rows: number, rowOf?: (r: number) => number) => {
+    const weight = weightTensor(linear);
+    const [inDim, total] = weight.shape;
+    add(`${name}.weight`, [rows, inDim], () => columnsTransposed(dataOf(weight), inDim, total, col0, rows, rowOf));
     const bias = linear.bias;
     if (bias !== undefined) add(`${name}.bias`, [rows], () => columnsTransposed(dataOf(bias), 1, total, col0, rows, rowOf));
   };
@@ -125,12 +128,5 @@ export function saveHfModel(dir: string, model: Model, extraConfig: Record<strin
   mkdirSync(dir, { recursive: true });
   writeSafetensors(join(dir, SINGLE_FILE), tensors, { dtype: options.dtype ?? 'F32', metadata: { format: 'pt' } });
   const configFile = join(dir, CONFIG_FILE);
-  const tmp = `${configFile}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, `${JSON.stringify(json, null, 2)}\n`);
-    renameSync(tmp, configFile);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(configFile, `${JSON.stringify(json, null, 2)}\n`);
 }

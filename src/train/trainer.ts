@@ -25,7 +25,7 @@ import { batchLoss } from './loss.js';
 import type { TrainOptions } from './options.js';
 import type { TrainableModel } from './params.js';
 import { learningRate } from './schedule.js';
-import { LOG_FILE, loadOptimizer, readTrainState, saveOptimizer, type TrainState, STATE_VERSION, writeTrainState } from './state.js';
+import { checkRunFiles, LOG_FILE, loadOptimizer, readTrainState, saveOptimizer, type TrainState, STATE_VERSION, writeTrainState } from './state.js';
 import { validationLoss } from './validate.js';
 import { variantConfig } from './variants.js';
 import { UsageError } from '../errors.js';
@@ -103,6 +103,7 @@ export class Trainer {
   /** Continue the run in `dir` from its last checkpoint. */
   static resume(dir: string, data?: TrainData): Trainer {
     const state = readTrainState(dir);
+    checkRunFiles(dir);
     const { options } = state;
     const d = data ?? loadTrainData(join(dir, 'tokenizer.json'));
     const config = variantConfig(options.variant, options.shape, d.tokenizer.vocabSize, options.seqLen);
@@ -191,7 +192,7 @@ export class Trainer {
     try {
       return validationLoss(model, samples);
     } finally {
-      model.weights.classifier.dispose();
+      model.weights.classifier?.dispose();
       this.state.wallSeconds += (performance.now() - started) / 1000;
     }
   }
@@ -219,7 +220,7 @@ export class Trainer {
       const eos = this.data.tokenizer.eosId;
       saveHfModel(this.dir, model, eos === undefined ? {} : { bos_token_id: eos, eos_token_id: eos });
     } finally {
-      model.weights.classifier.dispose();
+      model.weights.classifier?.dispose();
     }
     if (this.options.snapshots === true) this.snapshot();
     saveOptimizer(this.dir, this.optimizer);
