@@ -18,6 +18,7 @@ import { SINGLE_FILE, type FloatDtype, type TensorToWrite, writeSafetensors } fr
 import { ConfigError } from '../errors.js';
 import { writeFileAtomic } from '../outputs.js';
 import { classifierTensor, type Linear, type Model, weightTensor } from './weights.js';
+import { learnsExtraLogit } from '../../kernels/softmax.js';
 
 /**
  * Row r of an HF (halves) q or k projection is row pairsRow(r) of the same
@@ -108,7 +109,7 @@ export function saveHfModel(dir: string, model: Model, extraConfig: Record<strin
     addLinear(`${p}self_attn.k_proj`, l.qkv, qDim, kvDim, ropeRow);
     addLinear(`${p}self_attn.v_proj`, l.qkv, qDim + kvDim, kvDim);
     addLinear(`${p}self_attn.o_proj`, l.out, 0, dim);
-    if (c.softmax === 'learned-sink') {
+    if (learnsExtraLogit(c.softmax)) {
       if (l.sinkLogits === undefined) throw new ConfigError(`saveHfModel: layer ${n} has no sink logits for the learned-sink softmax`);
       addVector(`${p}self_attn.sinks`, l.sinkLogits);
     }
