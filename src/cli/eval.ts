@@ -9,7 +9,7 @@ import type { Model } from '../model/weights.js';
 import { type CommandSpec, type Flags, required } from './args.js';
 import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
 import { checkCacheBudget } from './cache_budget.js';
-import { backendFlag, startBackend, writeOut } from './common.js';
+import { backendFlag, placeModel, placementFlags, startBackend, writeOut } from './common.js';
 import { readTextFile } from '../files.js';
 import { readTokenIds, resolveTokenizer } from './inputs.js';
 import { createProgress } from './progress.js';
@@ -37,13 +37,14 @@ export const evalCommand: CommandSpec = {
     { name: 'limit', type: 'int', value: 'N', min: 2, help: 'score only the first N tokens' },
     { name: 'json', type: 'bool', help: 'print JSON instead of a table' },
     { name: 'csv', type: 'string', value: 'FILE', help: 'also write per-token NLLs, one column per policy' },
+    ...placementFlags,
     backendFlag,
   ],
   async run(flags) {
     const modelPath = required<string>(flags, 'model', 'eval');
     if ((flags.tokens === undefined) === (flags.text === undefined)) throw new UsageError('eval: give exactly one of --tokens IDS.json and --text FILE');
     await startBackend(flags);
-    const model = loadModel(modelPath);
+    const model = placeModel(loadModel(modelPath), flags, 'eval');
     let ids = flags.tokens !== undefined ? readTokenIds(flags.tokens as string, model.config.vocabSize) : encodeText(flags, modelPath, model);
     if (flags.limit !== undefined) ids = ids.slice(0, flags.limit as number);
     if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
@@ -59,15 +60,19 @@ export const evalCommand: CommandSpec = {
     for (const p of policies) checkCacheBudget(p, model.config, plan);
 
     const results: ScoreResult[] = [];
-    for (const policy of policies) {
-      const progress = createProgress(policyLabel(policy), ids.length - 1);
-      const result = await scoreTokens(model, ids, policy, {
-        mode: flags.stepwise ? 'stepwise' : 'blocked',
-        blockSize: flags.block as number | undefined,
-        onProgress: (done) => progress.update(done),
-      });
-      progress.finish(`ppl ${result.ppl.toFixed(3)}`);
-      results.push(result);
+    try {
+      for (const policy of policies) {
+        const progress = createProgress(policyLabel(policy), ids.length - 1);
+        const result = await scoreTokens(model, ids, policy, {
+          mode: flags.stepwise ? 'stepwise' : 'blocked',
+          blockSize: flags.block as number | undefined,
+          onProgress: (done) => progress.update(done),
+        });
+        progress.finish(`ppl ${result.ppl.toFixed(3)}`);
+        results.push(result);
+      }
+    } finally {
+      void model.pool?.dispose(); // the workers stop; in-process callers (tests) keep none
     }
     if (flags.csv !== undefined) writeCsv(flags.csv as string, results);
     await writeOut(flags.json ? jsonReport(results) : tableReport(results));

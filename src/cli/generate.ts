@@ -9,7 +9,7 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import { type CommandSpec, required } from './args.js';
 import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
 import { checkCacheBudget } from './cache_budget.js';
-import { backendFlag, startBackend, writeOut } from './common.js';
+import { backendFlag, placeModel, placementFlags, startBackend, writeOut } from './common.js';
 import { isTokenId, resolveTokenizer } from './inputs.js';
 
 export const generateCommand: CommandSpec = {
@@ -35,6 +35,7 @@ export const generateCommand: CommandSpec = {
     ...cacheFlags,
     { name: 'ignore-eos', type: 'bool', help: 'keep going past BOS/EOS' },
     { name: 'json', type: 'bool', help: 'print {"ids": [...]} (prompt then generated ids) instead of text' },
+    ...placementFlags,
     backendFlag,
   ],
   async run(flags) {
@@ -44,7 +45,7 @@ export const generateCommand: CommandSpec = {
     }
     const steps = flags.steps as number;
     await startBackend(flags);
-    const model = loadModel(modelPath);
+    const model = placeModel(loadModel(modelPath), flags, 'generate');
     const vocab = model.config.vocabSize;
     const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, vocab);
     const prompt = promptIds(flags.prompt as string | undefined, flags['prompt-ids'] as number[] | undefined, tokenizer, vocab);
@@ -79,6 +80,7 @@ export const generateCommand: CommandSpec = {
       }
     } finally {
       process.off('SIGINT', onSigint);
+      void model.pool?.dispose();
     }
     if (flags.json) await writeOut(JSON.stringify({ ids: [...prompt, ...generated] }) + '\n');
     else await writeOut((decoder?.flush() ?? '') + '\n');

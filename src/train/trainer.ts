@@ -191,7 +191,7 @@ export class Trainer {
     try {
       return validationLoss(model, samples);
     } finally {
-      model.weights.classifier.dispose();
+      model.weights.classifier?.dispose();
       this.state.wallSeconds += (performance.now() - started) / 1000;
     }
   }
@@ -219,7 +219,7 @@ export class Trainer {
       const eos = this.data.tokenizer.eosId;
       saveHfModel(this.dir, model, eos === undefined ? {} : { bos_token_id: eos, eos_token_id: eos });
     } finally {
-      model.weights.classifier.dispose();
+      model.weights.classifier?.dispose();
     }
     if (this.options.snapshots === true) this.snapshot();
     saveOptimizer(this.dir, this.optimizer);
