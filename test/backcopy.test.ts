@@ -121,7 +121,7 @@ t.test('training samples: BOS (or the sink, then BOS) first, next-token targets,
   const val = validationSamples(data, options, false, 5);
   t.same(val, validationSamples(data, options, false, 5), 'held-out samples are fixed');
   t.notSame(val[0]!.inputs, a.inputs[0], 'and drawn apart from training');
-  const mix = trainSources(data, { ...options, data: 'mix' } as TrainOptions, false);
+  const mix = trainSources(data, { ...options, data: 'mix' }, false);
   t.equal(mix.length, 2, 'mix: Backcopy and Brown windows');
   const windows = new BatchSampler(mix, 64, 1).next();
   t.ok(windows.inputs.every((s) => s[0] === 0), 'mix puts BOS first in the Brown windows too');

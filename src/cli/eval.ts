@@ -1,6 +1,5 @@
 // streamllm eval: per-token NLL and perplexity of a text under one or more
 // cache policies.
-import { renameSync, writeFileSync } from 'node:fs';
 import { type CachePolicy, policyLabel, policySpan } from '../cache/index.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_BLOCK_SIZE, type ScoreResult, scoreTokens } from '../eval/perplexity.js';
@@ -9,8 +8,9 @@ import type { Model } from '../model/weights.js';
 import { type CommandSpec, type Flags, required } from './args.js';
 import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
 import { checkCacheBudget } from './cache_budget.js';
-import { backendFlag, placeModel, placementFlags, startBackend, writeOut } from './common.js';
-import { readTextFile } from '../files.js';
+import { backendFlag, forceFlag, placeModel, placementFlags, startBackend, writeOut } from './common.js';
+import { checkOutputFile, writeFileAtomic } from '../outputs.js';
+import { checkReadable, encodeTextFile } from '../text_file.js';
 import { readTokenIds, resolveTokenizer } from './inputs.js';
 import { createProgress } from './progress.js';
 
@@ -37,12 +37,15 @@ export const evalCommand: CommandSpec = {
     { name: 'limit', type: 'int', value: 'N', min: 2, help: 'score only the first N tokens' },
     { name: 'json', type: 'bool', help: 'print JSON instead of a table' },
     { name: 'csv', type: 'string', value: 'FILE', help: 'also write per-token NLLs, one column per policy' },
+    forceFlag,
     ...placementFlags,
     backendFlag,
   ],
   async run(flags) {
     const modelPath = required<string>(flags, 'model', 'eval');
     if ((flags.tokens === undefined) === (flags.text === undefined)) throw new UsageError('eval: give exactly one of --tokens IDS.json and --text FILE');
+    if (flags.csv !== undefined) checkOutputFile(flags.csv as string, `eval --csv ${flags.csv}`, flags.force === true);
+    if (flags.text !== undefined) checkReadable(flags.text as string);
     await startBackend(flags);
     const model = placeModel(loadModel(modelPath), flags, 'eval');
     let ids = flags.tokens !== undefined ? readTokenIds(flags.tokens as string, model.config.vocabSize) : encodeText(flags, modelPath, model);
@@ -82,7 +85,7 @@ export const evalCommand: CommandSpec = {
 function encodeText(flags: Flags, modelPath: string, model: Model): number[] {
   const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, model.config.vocabSize);
   if (tokenizer === undefined) throw new UsageError('eval --text: this model has no tokenizer; give --tokenizer FILE');
-  return tokenizer.encode(readTextFile(flags.text as string), { bos: tokenizer.addsBosByDefault });
+  return encodeTextFile(flags.text as string, tokenizer, { bos: tokenizer.addsBosByDefault, limit: flags.limit as number | undefined });
 }
 
 /** One-line warnings for settings outside what the model was trained on. */
@@ -126,11 +129,5 @@ function writeCsv(file: string, results: ScoreResult[]): void {
   const lines = [['position', ...results.map((r) => policyLabel(r.policy))].join(',')];
   const n = results[0]!.nll.length;
   for (let i = 0; i < n; i++) lines.push([String(i + 1), ...results.map((r) => r.nll[i]!.toPrecision(8))].join(','));
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, lines.join('\n') + '\n');
-  } catch (e) {
-    throw new UsageError(`eval --csv: cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  renameSync(tmp, file);
+  writeFileAtomic(file, lines.join('\n') + '\n');
 }

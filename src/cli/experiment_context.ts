@@ -1,6 +1,7 @@
 // Putting an experiment's context together from the command line.
 import type { ExperimentContext, ExperimentSettings } from '../experiments/types.js';
-import { Report } from '../experiments/report.js';
+import { isReportFolder, Report } from '../experiments/report.js';
+import { checkOutputDir } from '../outputs.js';
 import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
 import { UsageError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
@@ -38,8 +39,14 @@ export function checkSettings(settings: ExperimentSettings, command: string, tra
   }
 }
 
-/** Model, text, settings and report folder, from the flags. */
+/**
+ * Model, text, settings and report folder, from the flags. The report folder
+ * is checked first: it may be new, empty, or an earlier report (which the new
+ * one replaces whole when it is finished); anything else needs --force.
+ * The caller finishes the report or discards it.
+ */
 export function contextFromFlags(flags: Flags, command: string, out: string): ExperimentContext {
+  checkOutputDir(out, `${command} --out ${out}`, flags.force === true, isReportFolder);
   const given = textSource(flags, command); // before the model: a missing text fails fast
   // reproduce pretraining --models without --model: the first of them stands for the run
   const models = flags.models as string[] | undefined;
@@ -48,12 +55,13 @@ export function contextFromFlags(flags: Flags, command: string, out: string): Ex
   const { model, tokenizer } = opened;
   const settings = settingsFromFlags(flags);
   checkSettings(settings, command, model.config.maxSeqLen, tokenizer);
+  const ids = sourceTokens(source, tokenizer, model.config.vocabSize, settings.tokens);
   return {
     model,
     modelLabel: opened.label,
     tokenizer,
     source,
-    ids: sourceTokens(source, tokenizer, model.config.vocabSize),
+    ids,
     settings,
     report: new Report(out),
     progress: (label, total, unit) => createProgress(label, total, unit),

@@ -2,7 +2,9 @@
 import { llama2cBytes, writeLlama2c } from '../checkpoint/llama2c.js';
 import { UsageError } from '../errors.js';
 import { checkRandomInitFits, NAMED_SHAPES, randomLlamaTensors } from '../model/random_init.js';
+import { checkOutputFile } from '../outputs.js';
 import { type CommandSpec, required } from './args.js';
+import { forceFlag } from './common.js';
 
 export const initCommand: CommandSpec = {
   name: 'init',
@@ -21,6 +23,7 @@ export const initCommand: CommandSpec = {
     { name: 'shared-classifier', type: 'bool', default: true, help: 'tie the classifier to the embedding (--shared-classifier=false for a separate one)' },
     { name: 'seed', type: 'int', value: 'S', default: 0, help: 'random seed' },
     { name: 'out', type: 'string', value: 'FILE', help: 'checkpoint to write' },
+    forceFlag,
   ],
   async run(flags) {
     const out = required<string>(flags, 'out', 'init');
@@ -44,6 +47,7 @@ export const initCommand: CommandSpec = {
     if (shape.dim % shape.heads !== 0) throw new UsageError(`init: --heads (${shape.heads}) must divide --dim (${shape.dim})`);
     if (shape.heads % shape.kvHeads !== 0) throw new UsageError(`init: --kv-heads (${shape.kvHeads}) must divide --heads (${shape.heads})`);
     if ((shape.dim / shape.heads) % 2 !== 0) throw new UsageError(`init: head size dim/heads = ${shape.dim / shape.heads} must be even`);
+    checkOutputFile(out, `init --out ${out}`, flags.force === true);
     checkRandomInitFits(shape, out, `init --dim ${shape.dim} --hidden ${shape.hiddenDim} --layers ${shape.layers} --vocab ${shape.vocabSize} --seq-len ${shape.maxSeqLen}`);
     const bytes = llama2cBytes(shape).file;
     if (bytes > 2 ** 30) process.stderr.write(`writing ${(bytes / 2 ** 30).toFixed(2)} GiB to ${out}\n`);

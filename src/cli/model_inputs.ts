@@ -9,7 +9,7 @@ import type { Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { defaultManifestPath, defaultModel, readManifest, type ZooEntry } from '../zoo/manifest.js';
 import type { FlagSpec, Flags } from './args.js';
-import { readTextFile } from '../files.js';
+import { checkReadable } from '../text_file.js';
 import { readTokenIds, resolveTokenizer } from './inputs.js';
 
 export const modelInputFlags: FlagSpec[] = [
@@ -65,7 +65,10 @@ export function textSource(flags: Flags, command: string): TextSource {
   if (given.length > 1) throw new UsageError(`${command}: give one of ${given.join(', ')}, not several`);
   if (flags.backcopy === true) return { kind: 'backcopy' };
   if (tokens !== undefined) return { kind: 'ids', file: tokens, ids: readTokenIds(tokens, Number.MAX_SAFE_INTEGER) };
-  if (text !== undefined) return { kind: 'file', file: text, text: readTextFile(text) };
+  if (text !== undefined) {
+    checkReadable(text);
+    return { kind: 'file', file: text };
+  }
   return { kind: 'heldout' };
 }
 

@@ -5,7 +5,7 @@ import { StreamllmError, UsageError } from '../errors.js';
 import { EXPERIMENT_NAMES, EXPERIMENT_TITLES, type ExperimentName, SINKS_EXPERIMENTS } from '../experiments/names.js';
 import type { Experiment, ExperimentContext } from '../experiments/types.js';
 import { type CommandSpec } from './args.js';
-import { backendFlag, startBackend, writeOut } from './common.js';
+import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
 import { sizeFlags } from './experiment_flags.js';
 import { modelInputFlags } from './model_inputs.js';
 
@@ -43,6 +43,7 @@ export const reproduceCommand: CommandSpec = {
     sizeFlags.sinkWindows,
     sizeFlags.bosFirst,
     { name: 'models', type: 'strings', value: 'DIR,DIR', help: 'pretraining: compare these model directories instead of the manifest\'s models' },
+    forceFlag,
     backendFlag,
   ],
   async run(flags) {
@@ -60,17 +61,22 @@ export const reproduceCommand: CommandSpec = {
     const chosen = name === 'all' ? EXPERIMENTS : EXPERIMENTS.filter((e) => e.name === name);
     const started = performance.now();
     const timings: string[] = [];
+    let file: string;
     const printed: string[] = [];
-    for (const experiment of chosen) {
-      const t0 = performance.now();
-      const ran = await runOne(experiment, ctx, name === 'all');
-      if (ran !== false && name !== 'all' && typeof (ran as { summary?: unknown }).summary === 'string') printed.push((ran as { summary: string }).summary);
-      const seconds = (performance.now() - t0) / 1000;
-      timings.push(`${experiment.name}: ${ran ? `${seconds.toFixed(0)} s` : 'skipped'}`);
-      ctx.log(`${experiment.name}: ${ran ? `done in ${seconds.toFixed(1)} s` : 'skipped'}`);
+    try {
+      for (const experiment of chosen) {
+        const t0 = performance.now();
+        const ran = await runOne(experiment, ctx, name === 'all');
+        if (ran !== false && name !== 'all' && typeof (ran as { summary?: unknown }).summary === 'string') printed.push((ran as { summary: string }).summary);
+        const seconds = (performance.now() - t0) / 1000;
+        timings.push(`${experiment.name}: ${ran ? `${seconds.toFixed(0)} s` : 'skipped'}`);
+        ctx.log(`${experiment.name}: ${ran ? `done in ${seconds.toFixed(1)} s` : 'skipped'}`);
+      }
+      const total = (performance.now() - started) / 1000;
+      file = ctx.report.finish(name === 'all' ? "StreamingLLM: the paper's experiments" : chosen[0]!.title, aboutRun(ctx, 'reproduce', backend, total, timings));
+    } finally {
+      ctx.report.discard(); // a no-op once finished; else the earlier report stays as it was
     }
-    const total = (performance.now() - started) / 1000;
-    const file = ctx.report.finish(name === 'all' ? "StreamingLLM: the paper's experiments" : chosen[0]!.title, aboutRun(ctx, 'reproduce', backend, total, timings));
     await writeOut(`${printed.join('')}wrote ${file}\n`);
   },
 };

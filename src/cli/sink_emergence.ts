@@ -15,7 +15,7 @@ export const sinkEmergenceCommand: CommandSpec = {
     'its step the number ending its name, else its place in the list) as `streamllm attn` does: N windows of W',
     'positions (default 64 of the trained length), each run from scratch like a training sample, the same windows',
     'for every snapshot; per layer the head with most attention on key 0 at t in [W/2, W), its multiple of the',
-    'uniform share, its logit gap (key 0\'s logit minus the mean content logit) at short and long range, and the',
+    "uniform share, its logit gap (key 0's logit minus the mean content logit) at short and long range, and the",
     'heads that pass the rule (>= 0.3 on key 0 and >= 5x uniform). Writes sink-emergence.{md,json},',
     'sink-emergence-key0.{svg,png} and sink-emergence-gap.{svg,png} (one line per layer) and report.md.',
   ].join('\n'),
@@ -48,25 +48,31 @@ export const sinkEmergenceCommand: CommandSpec = {
     const { createProgress } = await import('./progress.js');
     const started = performance.now();
     const report = new Report(flags.out as string);
-    const result = await runSinkEmergence(
-      snapshots,
-      source,
-      {
-        windows: flags['sink-windows'] as number,
-        size: flags.window as number | undefined,
-        seed: flags.seed as number,
-        bosFirst: flags['bos-first'] === true,
-      },
-      report,
-      (label, total, unit) => createProgress(label, total, unit),
-    );
-    const seconds = (performance.now() - started) / 1000;
-    const file = report.finish('Sink emergence over training', [
-      `snapshots: ${run !== undefined ? `${run}/steps/` : models!.join(', ')} (steps ${result.points.map((p) => p.step).join(', ')})`,
-      `text: ${result.text}`,
-      `command: \`streamllm sink-emergence ${process.argv.slice(3).join(' ')}\``,
-      `time: ${seconds.toFixed(0)} s`,
-    ]);
+    let result: Awaited<ReturnType<typeof runSinkEmergence>>;
+    let file: string;
+    try {
+      result = await runSinkEmergence(
+        snapshots,
+        source,
+        {
+          windows: flags['sink-windows'] as number,
+          size: flags.window as number | undefined,
+          seed: flags.seed as number,
+          bosFirst: flags['bos-first'] === true,
+        },
+        report,
+        (label, total, unit) => createProgress(label, total, unit),
+      );
+      const seconds = (performance.now() - started) / 1000;
+      file = report.finish('Sink emergence over training', [
+        `snapshots: ${run !== undefined ? `${run}/steps/` : models!.join(', ')} (steps ${result.points.map((p) => p.step).join(', ')})`,
+        `text: ${result.text}`,
+        `command: \`streamllm sink-emergence ${process.argv.slice(3).join(' ')}\``,
+        `time: ${seconds.toFixed(0)} s`,
+      ]);
+    } finally {
+      report.discard(); // a no-op once finished; else an earlier report stays as it was
+    }
     await writeOut(
       result.table +
         result.points.map((p) => `step ${p.step}: ${p.summary}\n`).join('') +

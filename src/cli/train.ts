@@ -1,7 +1,9 @@
 // streamllm train: train one attention-sink variant on the Brown corpus.
-import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { UsageError } from '../errors.js';
+import { checkOutputDir, checkWritableDir } from '../outputs.js';
+import { checkRunFiles, STATE_FILE } from '../train/state.js';
 import { type TrainOptions, TRAIN_DEFAULTS } from '../train/options.js';
 import { Trainer } from '../train/trainer.js';
 import { DATA_KINDS, type DataKind, dataKind, DEFAULT_TRIGGERS } from '../train/data.js';
@@ -75,7 +77,8 @@ function checkResume(flags: Flags, dir: string): () => Trainer {
   const clash = START_ONLY.find((name) => flags[name] !== undefined);
   if (clash !== undefined) throw new UsageError(`train --resume: --${clash} cannot change a run; it continues with its own settings`);
   if (!existsSync(dir)) throw new UsageError(`train --resume ${dir}: no such directory`);
-  checkWritable(dir, 'resume');
+  checkWritableDir(dir, `train --resume ${dir}`);
+  checkRunFiles(dir);
   return () => Trainer.resume(dir);
 }
 
@@ -101,7 +104,10 @@ function checkStart(flags: Flags): () => Trainer {
   const data = (flags.data as DataKind | undefined) ?? 'brown';
   if (data === 'brown' && flags.triggers !== undefined) throw new UsageError('train --triggers: only backcopy and mix data have triggers');
   if (data === 'backcopy' && flags['bos-first'] !== undefined) throw new UsageError('train --bos-first: backcopy samples always start with BOS');
-  checkWritable(out, 'out');
+  if (existsSync(join(out, STATE_FILE))) {
+    throw new UsageError(`train --out ${out}: a training run is already there (resume it with --resume ${out}, or choose another --out)`);
+  }
+  checkOutputDir(out, `train --out ${out}`);
   const options: TrainOptions = {
     variant,
     shape: { dim, layers: num('layers', DEFAULT_SHAPE.layers), heads, ...(flags.hidden !== undefined ? { hiddenDim: flags.hidden as number } : {}) },
@@ -127,20 +133,6 @@ function checkStart(flags: Flags): () => Trainer {
     ...(flags.snapshots === true ? { snapshots: true } : {}),
   };
   return () => Trainer.start(options, out);
-}
-
-/** The directory (or, if it does not exist yet, its nearest existing parent) must be writable. */
-function checkWritable(dir: string, flag: string): void {
-  let probe = resolve(dir);
-  while (!existsSync(probe)) probe = dirname(probe);
-  if (!statSync(probe).isDirectory()) throw new UsageError(`train --${flag} ${dir}: ${probe} is not a directory`);
-  try {
-    accessSync(probe, constants.W_OK);
-    if (probe === resolve(dir)) return;
-    mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    throw new UsageError(`train --${flag} ${dir}: cannot write there (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
 }
 
 const tick = () => new Promise<void>((r) => setImmediate(r));

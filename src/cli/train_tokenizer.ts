@@ -1,10 +1,11 @@
 // streamllm train-tokenizer: a byte-level BPE trained on the Brown corpus's
 // training split (the held-out texts never shape the vocabulary).
 import { loadBrown } from '../data/brown.js';
-import { UsageError } from '../errors.js';
+import { checkOutputFile } from '../outputs.js';
 import { saveBpe } from '../tokenizer/bpe.js';
 import { trainBpe } from '../tokenizer/bpe_train.js';
 import { type CommandSpec, required } from './args.js';
+import { forceFlag } from './common.js';
 
 export const trainTokenizerCommand: CommandSpec = {
   name: 'train-tokenizer',
@@ -14,16 +15,14 @@ export const trainTokenizerCommand: CommandSpec = {
   flags: [
     { name: 'vocab', type: 'int', value: 'N', min: 257, default: 4096, help: 'vocabulary size: 256 bytes + merges + <|endoftext|>' },
     { name: 'out', type: 'string', value: 'FILE', help: 'tokenizer.json to write' },
+    forceFlag,
   ],
   async run(flags) {
     const out = required<string>(flags, 'out', 'train-tokenizer');
+    checkOutputFile(out, `train-tokenizer --out ${out}`, flags.force === true);
     const texts = loadBrown('train').map((t) => t.text);
     const tokenizer = trainBpe(texts, { vocabSize: flags.vocab as number });
-    try {
-      saveBpe(tokenizer, out);
-    } catch (e) {
-      throw new UsageError(`train-tokenizer --out ${out}: cannot write (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-    }
+    saveBpe(tokenizer, out);
     process.stderr.write(`wrote ${out}: ${tokenizer.vocabSize} tokens from ${texts.length} texts\n`);
   },
 };
