@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs';
 import { linear } from '../kernels/matmul.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
 import type { Model } from '../src/model/weights.js';
-import { NAMED_SHAPES, randomLlamaTensors } from '../src/model/random_init.js';
+import { NAMED_SHAPES } from '../src/model/named_shapes.js';
+import { randomLlamaTensors } from '../src/model/random_init.js';
 
 export const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const CACHE_DIR = fileURLToPath(new URL('../../bench/.cache/', import.meta.url));

@@ -1,11 +1,10 @@
 // streamllm attn: attention maps averaged over many windows of a text, per
 // layer and head, with the sink statistics (the paper's Fig. 2).
-import type { CommandSpec } from './args.js';
+import { defineCommand } from './args.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
-import { modelInputFlags } from './model_inputs.js';
-import { sizeFlags } from './experiment_flags.js';
+import { modelInputFlags, sizeFlags } from './experiment_flags.js';
 
-export const attnCommand: CommandSpec = {
+export const attnCommand = defineCommand({
   name: 'attn',
   summary: 'attention maps per layer and head averaged over many windows, and where the sink is',
   usage: '[--model PATH] [--text FILE | --tokens IDS.json] [--samples N] [--length L] [--seed S] [--out DIR] [--per-head]',
@@ -30,7 +29,7 @@ export const attnCommand: CommandSpec = {
     const started = performance.now();
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { runAttention } = await import('../experiments/attention.js');
-    const ctx = contextFromFlags(flags, 'attn', flags.out as string);
+    const ctx = contextFromFlags(flags, 'attn', flags.out);
     const result = await runAttention(ctx);
     const seconds = (performance.now() - started) / 1000;
     const file = ctx.report.finish('Attention maps', aboutRun(ctx, 'attn', backend, seconds, []));
@@ -42,4 +41,4 @@ export const attnCommand: CommandSpec = {
         `wrote ${ctx.report.dir}/sink-scores.json, ${result.figures.length} figures and ${file}\n`,
     );
   },
-};
+});

@@ -1,18 +1,18 @@
 // Flags and helpers shared by the subcommands.
 import { BACKENDS, type BackendName, initBackend } from '../backend.js';
-import type { FlagSpec, Flags } from './args.js';
+import { defineFlag } from './args.js';
 
-export const backendFlag: FlagSpec = {
+export const backendFlag = defineFlag({
   name: 'backend',
   type: 'string',
   value: 'NAME',
   choices: BACKENDS,
   help: 'tensor backend (default: tensorflow if installed, else wasm, else cpu)',
-};
+});
 
 /** Start the backend the flags ask for and say on stderr which one runs. */
-export async function startBackend(flags: Flags): Promise<BackendName> {
-  const name = await initBackend(flags.backend as BackendName | undefined);
+export async function startBackend(flags: { backend?: BackendName | undefined }): Promise<BackendName> {
+  const name = await initBackend(flags.backend);
   process.stderr.write(`backend: ${name}\n`);
   return name;
 }

@@ -1,20 +1,18 @@
 // streamllm eval: per-token NLL and perplexity of a text under one or more
 // cache policies.
 import { renameSync, writeFileSync } from 'node:fs';
-import { type CachePolicy, policyLabel, policySpan } from '../cache/index.js';
+import { type CachePolicy, policyLabel, policySpan } from '../cache/types.js';
 import { UsageError } from '../errors.js';
-import { DEFAULT_BLOCK_SIZE, type ScoreResult, scoreTokens } from '../eval/perplexity.js';
-import { loadModel } from '../model/load.js';
-import type { Model } from '../model/weights.js';
-import { type CommandSpec, type Flags, required } from './args.js';
-import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
-import { checkCacheBudget } from './cache_budget.js';
-import { backendFlag, startBackend, writeOut } from './common.js';
+import type { ScoreResult } from '../eval/perplexity.js';
 import { readTextFile } from '../files.js';
-import { readTokenIds, resolveTokenizer } from './inputs.js';
+import type { Model } from '../model/weights.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import { defineCommand, required } from './args.js';
+import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
+import { backendFlag, startBackend, writeOut } from './common.js';
 import { createProgress } from './progress.js';
 
-export const evalCommand: CommandSpec = {
+export const evalCommand = defineCommand({
   name: 'eval',
   summary: 'per-token NLL and perplexity under dense, window, streaming, recompute, h2o and tova caches',
   usage: '--model PATH (--tokens IDS.json | --text FILE [--tokenizer TOK]) [--cache LIST] [--sinks S] [--window W] [--budget C] [--recent R] [--json | --csv FILE]',
@@ -40,19 +38,25 @@ export const evalCommand: CommandSpec = {
     backendFlag,
   ],
   async run(flags) {
-    const modelPath = required<string>(flags, 'model', 'eval');
-    if ((flags.tokens === undefined) === (flags.text === undefined)) throw new UsageError('eval: give exactly one of --tokens IDS.json and --text FILE');
+    const modelPath = required(flags, 'model', 'eval');
+    const { tokens, text } = flags;
+    if ((tokens === undefined) === (text === undefined)) throw new UsageError('eval: give exactly one of --tokens IDS.json and --text FILE');
     await startBackend(flags);
+    const { loadModel } = await import('../model/load.js');
+    const { readTokenIds, resolveTokenizer } = await import('./inputs.js');
+    const { checkCacheBudget } = await import('./cache_budget.js');
+    const { DEFAULT_BLOCK_SIZE, scoreTokens } = await import('../eval/perplexity.js');
     const model = loadModel(modelPath);
-    let ids = flags.tokens !== undefined ? readTokenIds(flags.tokens as string, model.config.vocabSize) : encodeText(flags, modelPath, model);
-    if (flags.limit !== undefined) ids = ids.slice(0, flags.limit as number);
+    const vocab = model.config.vocabSize;
+    let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!);
+    if (flags.limit !== undefined) ids = ids.slice(0, flags.limit);
     if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
-    const policies = policiesFromFlags('eval', flags.cache as string[], flags, model.config.maxSeqLen);
+    const policies = await policiesFromFlags('eval', flags.cache, flags, model.config.maxSeqLen);
     warnAboutLengths(policies, model, ids.length);
     const plan = {
       tokens: ids.length + (model.config.sinkToken ? 1 : 0),
       tokensFlag: flags.limit !== undefined ? '--limit' : flags.tokens !== undefined ? '--tokens' : '--text',
-      block: flags.stepwise ? 1 : ((flags.block as number | undefined) ?? DEFAULT_BLOCK_SIZE),
+      block: flags.stepwise ? 1 : (flags.block ?? DEFAULT_BLOCK_SIZE),
       blockGiven: flags.block !== undefined && !flags.stepwise,
       windowGiven: flags.window !== undefined || flags.budget !== undefined,
     };
@@ -63,21 +67,20 @@ export const evalCommand: CommandSpec = {
       const progress = createProgress(policyLabel(policy), ids.length - 1);
       const result = await scoreTokens(model, ids, policy, {
         mode: flags.stepwise ? 'stepwise' : 'blocked',
-        blockSize: flags.block as number | undefined,
+        blockSize: flags.block,
         onProgress: (done) => progress.update(done),
       });
       progress.finish(`ppl ${result.ppl.toFixed(3)}`);
       results.push(result);
     }
-    if (flags.csv !== undefined) writeCsv(flags.csv as string, results);
+    if (flags.csv !== undefined) writeCsv(flags.csv, results);
     await writeOut(flags.json ? jsonReport(results) : tableReport(results));
   },
-};
+});
 
-function encodeText(flags: Flags, modelPath: string, model: Model): number[] {
-  const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, model.config.vocabSize);
+function encodeText(tokenizer: Tokenizer | undefined, file: string): number[] {
   if (tokenizer === undefined) throw new UsageError('eval --text: this model has no tokenizer; give --tokenizer FILE');
-  return tokenizer.encode(readTextFile(flags.text as string), { bos: tokenizer.addsBosByDefault });
+  return tokenizer.encode(readTextFile(file), { bos: tokenizer.addsBosByDefault });
 }
 
 /** One-line warnings for settings outside what the model was trained on. */

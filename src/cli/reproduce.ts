@@ -4,14 +4,13 @@
 import { StreamllmError, UsageError } from '../errors.js';
 import { EXPERIMENT_NAMES, EXPERIMENT_TITLES } from '../experiments/names.js';
 import type { Experiment, ExperimentContext } from '../experiments/types.js';
-import { type CommandSpec } from './args.js';
+import { defineCommand } from './args.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
-import { sizeFlags } from './experiment_flags.js';
-import { modelInputFlags } from './model_inputs.js';
+import { modelInputFlags, sizeFlags } from './experiment_flags.js';
 
 const CHOICES = [...EXPERIMENT_NAMES, 'all'];
 
-export const reproduceCommand: CommandSpec = {
+export const reproduceCommand = defineCommand({
   name: 'reproduce',
   summary: "the paper's experiments: tables, figures and a report",
   usage: 'EXPERIMENT [--model PATH] [--text FILE | --tokens IDS.json] [--out DIR] [--limit N] [--recompute-samples N]',
@@ -37,9 +36,9 @@ export const reproduceCommand: CommandSpec = {
     backendFlag,
   ],
   async run(flags) {
-    const name = flags.experiment as string | undefined;
+    const name = flags.experiment;
     if (name === undefined) throw new UsageError(`reproduce: name an EXPERIMENT (one of ${CHOICES.join(', ')}; see streamllm reproduce --help)`);
-    const out = (flags.out as string | undefined) ?? `out/${name}`;
+    const out = flags.out ?? `out/${name}`;
     const backend = await startBackend(flags);
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { EXPERIMENTS } = await import('../experiments/index.js');
@@ -58,7 +57,7 @@ export const reproduceCommand: CommandSpec = {
     const file = ctx.report.finish(name === 'all' ? "StreamingLLM: the paper's experiments" : chosen[0]!.title, aboutRun(ctx, 'reproduce', backend, total, timings));
     await writeOut(`wrote ${file}\n`);
   },
-};
+});
 
 /** Run one experiment; inside `all`, one that cannot run here is noted in the report and skipped. */
 async function runOne(experiment: Experiment, ctx: ExperimentContext, inAll: boolean): Promise<boolean> {

@@ -1,12 +1,9 @@
 // streamllm train-tokenizer: a byte-level BPE trained on the Brown corpus's
 // training split (the held-out texts never shape the vocabulary).
-import { loadBrown } from '../data/brown.js';
 import { UsageError } from '../errors.js';
-import { saveBpe } from '../tokenizer/bpe.js';
-import { trainBpe } from '../tokenizer/bpe_train.js';
-import { type CommandSpec, required } from './args.js';
+import { defineCommand, required } from './args.js';
 
-export const trainTokenizerCommand: CommandSpec = {
+export const trainTokenizerCommand = defineCommand({
   name: 'train-tokenizer',
   summary: 'train a byte-level BPE tokenizer on the Brown training split',
   usage: '--out FILE [--vocab N]',
@@ -16,9 +13,12 @@ export const trainTokenizerCommand: CommandSpec = {
     { name: 'out', type: 'string', value: 'FILE', help: 'tokenizer.json to write' },
   ],
   async run(flags) {
-    const out = required<string>(flags, 'out', 'train-tokenizer');
+    const out = required(flags, 'out', 'train-tokenizer');
+    const { loadBrown } = await import('../data/brown.js');
+    const { saveBpe } = await import('../tokenizer/bpe.js');
+    const { trainBpe } = await import('../tokenizer/bpe_train.js');
     const texts = loadBrown('train').map((t) => t.text);
-    const tokenizer = trainBpe(texts, { vocabSize: flags.vocab as number });
+    const tokenizer = trainBpe(texts, { vocabSize: flags.vocab });
     try {
       saveBpe(tokenizer, out);
     } catch (e) {
@@ -26,4 +26,4 @@ export const trainTokenizerCommand: CommandSpec = {
     }
     process.stderr.write(`wrote ${out}: ${tokenizer.vocabSize} tokens from ${texts.length} texts\n`);
   },
-};
+});

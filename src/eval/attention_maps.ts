@@ -15,12 +15,10 @@ import seedrandom from 'seedrandom';
 import type { SoftmaxVariant } from '../../kernels/softmax.js';
 import { CausalBlock } from '../cache/causal_block.js';
 import { UsageError } from '../errors.js';
-import { forwardBatch, SINK_TOKEN } from '../model/transformer.js';
+import { forwardBatch, withSinkToken } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
+import { DEFAULT_LENGTH, DEFAULT_SAMPLES } from './attention_defaults.js';
 
-/** The paper's setting: 256 sequences of 16 tokens. */
-export const DEFAULT_SAMPLES = 256;
-export const DEFAULT_LENGTH = 16;
 /** Queries before this position are left out of the sink scores: they have few keys to choose from. */
 export const FIRST_SCORED_QUERY = 4;
 
@@ -77,8 +75,7 @@ export function attentionMaps(model: Model, tokens: ArrayLike<number>, options: 
   };
   for (let start = 0; start < samples; start += batchSize) {
     const windows = offsets.slice(start, start + batchSize).map((o) => {
-      const text = Array.from({ length }, (_, i) => tokens[o + i]!);
-      return sinkToken ? [SINK_TOKEN, ...text] : text;
+      return withSinkToken(model.config, Array.from({ length }, (_, i) => tokens[o + i]!));
     });
     const caches = windows.map(() => new CausalBlock());
     forwardBatch(model, windows, caches, 'last', { onAttention }).dispose();

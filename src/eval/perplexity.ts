@@ -8,7 +8,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { tokenNll } from '../../kernels/token_nll.js';
 import { type CachePolicy, policySpan } from '../cache/index.js';
-import { SINK_TOKEN } from '../model/transformer.js';
+import { yieldToEventLoop } from '../event_loop.js';
+import { withSinkToken } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { TokenStream } from '../stream.js';
 import { perplexity } from './nll.js';
@@ -34,14 +35,11 @@ export interface ScoreResult {
 
 export const DEFAULT_BLOCK_SIZE = 256;
 
-/** Yield to the event loop so signals and progress output get through. */
-const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
-
 export async function scoreTokens(model: Model, ids: readonly number[], policy: CachePolicy, options: ScoreOptions = {}): Promise<ScoreResult> {
   const mode = options.mode ?? 'blocked';
   const block = mode === 'stepwise' ? 1 : Math.max(1, Math.min(options.blockSize ?? DEFAULT_BLOCK_SIZE, policySpan(policy)));
   // A sink-token model sees its learned sink first; its prediction of ids[0] is not scored.
-  const input = model.config.sinkToken ? [SINK_TOKEN, ...ids] : [...ids];
+  const input = withSinkToken(model.config, ids);
   const skip = model.config.sinkToken ? 1 : 0;
   const total = Math.max(0, ids.length - 1);
   const nll = new Float64Array(total);
@@ -60,7 +58,7 @@ export async function scoreTokens(model: Model, ids: readonly number[], policy: 
       nll.set(rows.dataSync(), start + firstRow - skip);
       tf.dispose([logits, rows]);
       options.onProgress?.(Math.min(total, start + chunk.length - skip), total);
-      await tick();
+      await yieldToEventLoop();
     }
   } finally {
     stream.dispose();

@@ -5,15 +5,8 @@
 // Files: attention-layers.{svg,png} (every layer in one grid, as Fig. 2),
 // attention-layer-L.{svg,png} per layer, sink-scores.json, and
 // attention-maps.json with the averaged probabilities themselves.
-import {
-  attentionMaps,
-  type AttentionMaps,
-  DEFAULT_LENGTH,
-  DEFAULT_SAMPLES,
-  layerMatrix,
-  type SinkScores,
-  sinkScores,
-} from '../eval/attention_maps.js';
+import { DEFAULT_LENGTH, DEFAULT_SAMPLES } from '../eval/attention_defaults.js';
+import { attentionMaps, type AttentionMaps, layerMatrix, type SinkScores, sinkScores } from '../eval/attention_maps.js';
 import { heatmapGrid, markdownTable } from '../plot/index.js';
 import type { FigureFile } from './report.js';
 import { sourceLabel } from './text_source.js';

@@ -25,6 +25,11 @@ import type { LayerWeights, Model } from './weights.js';
 /** Stands for the learned sink token (sinkToken models) in an id list. */
 export const SINK_TOKEN = -1;
 
+/** What the model reads for `ids`: a sink-token model sees its learned sink first. */
+export function withSinkToken(config: ModelConfig, ids: readonly number[]): number[] {
+  return config.sinkToken ? [SINK_TOKEN, ...ids] : [...ids];
+}
+
 /** The rotations one layer view needs (shared by the layers that share the view). */
 interface ViewAngles {
   keys: RopeAngles;

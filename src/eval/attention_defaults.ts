@@ -1,0 +1,8 @@
+// The paper's setting for attention maps (Fig. 2: 256 sentences of 16
+// tokens), on its own so that the CLI can show it in --help without loading
+// the model code.
+
+/** Windows averaged over. */
+export const DEFAULT_SAMPLES = 256;
+/** Text tokens per window. */
+export const DEFAULT_LENGTH = 16;
