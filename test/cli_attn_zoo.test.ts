@@ -12,7 +12,7 @@ import { recomputeNllAt } from '../src/eval/recompute_sampled.js';
 import { loadModel } from '../src/model/load.js';
 import { writeSafetensors } from '../src/checkpoint/safetensors.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
-import { initTestBackend, maxAbsDiff, runCli } from './helpers.js';
+import { initTestBackend, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { decodePng } from './plot_helpers.js';
 import { checkFigures, close, type FigureFile, model, reproduce, setUp, textIds, tokenizer } from './reproduce_helpers.js';
 import { llama2cToHf, llamaConfigJson, randomArray, rng } from './tiny_checkpoints.js';
@@ -49,7 +49,7 @@ const manifest = join(zoo, 'manifest.json');
 
 t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   const out = join(dir, 'attn');
-  const r = runCli(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--samples', '16', '--length', '12', '--seed', '5', '--per-head', '--out', out]);
+  const r = await runCliInProcess(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--samples', '16', '--length', '12', '--seed', '5', '--per-head', '--out', out]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   const lines = r.stdout.trim().split('\n');
   t.match(lines[0], /^Attention of queries at positions 4\+ \(mean over 16 windows of 12 tokens\); uniform: key 0 0\.\d{3}, keys 0-3 0\.\d{3}$/);
@@ -76,13 +76,13 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   t.ok(layer0.height > overview.height, 'two rows of head panels');
   for (const l of [1, 2]) t.ok(existsSync(join(out, `attention-layer-${l}.svg`)));
   t.match(readFileSync(join(out, 'report.md'), 'utf8'), /!\[Attention maps, every layer/);
-  const bad = runCli(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--length', '4']);
+  const bad = await runCliInProcess(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--length', '4']);
   t.equal(bad.status, 2);
   t.match(bad.stderr, /attn --length: must be >= 5, got 4/);
 });
 
 t.test('reproduce pretraining: every model of the manifest, as scoreTokens scores it', async (t) => {
-  const { out, json } = reproduce(dir, ['--manifest', manifest, '--text', text, '--limit', '200', '--recompute-samples', '20'], 'pretraining');
+  const { out, json } = await reproduce(dir, ['--manifest', manifest, '--text', text, '--limit', '200', '--recompute-samples', '20'], 'pretraining');
   const models = json.models as { name: string; variant: string; trainedLength: number; tokens: number; streaming: { sinks: number; window: number; ppl: number }[]; recompute: { stride: number; positions: number; ppl: number; streaming4PplSamePositions: number } }[];
   t.same(models.map((m) => m.variant), [...VARIANTS]);
   t.ok(models.every((m) => m.trainedLength === 64 && m.tokens === 200));
@@ -110,7 +110,7 @@ t.test('reproduce pretraining: every model of the manifest, as scoreTokens score
 
 t.test('start: the default model of the manifest on the held-out text, the table and the plot it names', async (t) => {
   const out = join(dir, 'start');
-  const r = runCli(['start', '--manifest', manifest, '--limit', '200', '--recompute-samples', '20', '--out', out]);
+  const r = await runCliInProcess(['start', '--manifest', manifest, '--limit', '200', '--recompute-samples', '20', '--out', out]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   t.match(r.stdout, /^Perplexity of tiny-softmax over 200 tokens, every cache 64 entries:\n/);
   t.match(r.stdout, /\| streaming\(4\+60\) \|/);
@@ -120,14 +120,14 @@ t.test('start: the default model of the manifest on the held-out text, the table
   t.equal(curves.model, 'tiny-softmax');
   t.match(readFileSync(join(out, 'report.md'), 'utf8'), /^- text: the held-out Brown corpus texts, \d+ tokens$/m);
   checkFigures(t, out, curves.figures);
-  const none = runCli(['start', '--manifest', join(dir, 'no-manifest.json'), '--text', text]);
+  const none = await runCliInProcess(['start', '--manifest', join(dir, 'no-manifest.json'), '--text', text]);
   t.equal(none.status, 2);
   t.match(none.stderr, /start: give --model PATH \(there is no model zoo manifest at /);
 });
 
 t.test('reproduce all: every experiment in one report', async (t) => {
   const out = join(dir, 'all');
-  const r = runCli(['reproduce', 'all', '--manifest', manifest, '--text', text, '--limit', '150', '--samples', '8', '--recompute-samples', '10', '--out', out]);
+  const r = await runCliInProcess(['reproduce', 'all', '--manifest', manifest, '--text', text, '--limit', '150', '--samples', '8', '--recompute-samples', '10', '--out', out]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   const report = readFileSync(join(out, 'report.md'), 'utf8');
   for (const heading of ['(Fig. 2)', '(Fig. 3)', '(Table 2)', '(Table 1)', '(Table 6)', '(Fig. 10)', '(Table 3)']) t.match(report, heading);

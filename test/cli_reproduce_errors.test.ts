@@ -1,11 +1,13 @@
 // `streamllm reproduce` with bad input: one line on stderr naming the flag
-// or file, exit code 2, no stack trace, nothing written.
+// or file, exit code 2, no stack trace, nothing written. Run in this process
+// (test/cli_smoke.test.ts runs the executable).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { runCli } from './helpers.js';
+import { initTestBackend, runCliInProcess } from './helpers.js';
 import { model, setUp } from './reproduce_helpers.js';
 
+await initTestBackend();
 const { dir, text, common } = setUp();
 
 t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
@@ -25,14 +27,19 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
     [['reproduce', 'curves', 'extra', ...common], /unexpected argument 'extra'/],
   ];
   for (const [args, message] of cases) {
-    const r = runCli([...args, '--out', out]);
+    const r = await runCliInProcess([...args, '--out', out]);
     t.equal(r.status, 2, `${args.join(' ')}: exit 2 (${r.stderr.trim()})`);
-    t.match(r.stderr.trim(), message);
-    t.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('streamllm:')).length, 1, 'one error line');
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('backend:'));
+    t.equal(lines.length, 1, `one line: ${r.stderr}`);
+    t.match(lines[0], message);
+    t.match(lines[0], /^streamllm: /);
     t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
   t.notOk(existsSync(join(out, 'report.md')), 'nothing written');
-  const help = runCli(['reproduce', '--help']);
+  const help = await runCliInProcess(['reproduce', '--help']);
   t.equal(help.status, 0);
   t.match(help.stdout, /^streamllm reproduce: /);
   t.match(help.stdout, /newline-sinks\s+The first four tokens replaced by newlines/);

@@ -14,7 +14,7 @@ const m = loadModel(model);
 const streamingPpl = async (sinkCount: number, windowSize: number) => (await scoreTokens(m, ids, { kind: 'streaming', sinkCount, windowSize })).ppl;
 
 t.test('initial-tokens: S + (64 - S) for S = 0, 1, 2, 4, 8', async (t) => {
-  const { out, json } = reproduce(dir, common, 'initial-tokens');
+  const { out, json } = await reproduce(dir, common, 'initial-tokens');
   t.equal(json.cacheSize, 64);
   t.equal(json.tokens, ids.length);
   const rows = json.rows as { sinks: number; window: number; label: string; ppl: number }[];
@@ -28,7 +28,7 @@ t.test('initial-tokens: S + (64 - S) for S = 0, 1, 2, 4, 8', async (t) => {
 });
 
 t.test('cache-size: 4 + (C - 4) from W/8 to W, and h2o and tova at budget C', async (t) => {
-  const { out, json } = reproduce(dir, common, 'cache-size');
+  const { out, json } = await reproduce(dir, common, 'cache-size');
   const rows = json.rows as { cacheSize: number; sinks: number; window: number; ppl: number; h2oPpl: number; tovaPpl: number }[];
   t.same(rows.map((r) => r.cacheSize), [8, 16, 32, 64], 'W/16 = 4 leaves no window beside 4 sinks');
   for (const r of rows) {
@@ -44,7 +44,7 @@ t.test('cache-size: 4 + (C - 4) from W/8 to W, and h2o and tova at budget C', as
 });
 
 t.test('latency: both policies at each size, the speed-up their ratio', async (t) => {
-  const { out, json } = reproduce(dir, common, 'latency');
+  const { out, json } = await reproduce(dir, common, 'latency');
   type Measure = { policy: { kind: string; windowSize: number; sinkCount?: number }; msPerToken: number; peakTensorMiB: number; kvCacheMiB: number };
   const rows = json.rows as { cacheSize: number; speedup: number; recompute: Measure; streaming: Measure }[];
   t.same(rows.map((r) => r.cacheSize), [8, 16, 32, 64, 128, 256], 'W/8 .. 4W');

@@ -1,5 +1,5 @@
-// The engine against ../shared/conformance (float64, independently computed,
-// checked against llama2.c): dense logits, greedy decoding, and per-token NLLs
+// The engine against the conformance data in test/fixtures (float64, independently
+// computed, checked against llama2.c): dense logits, greedy decoding, and per-token NLLs
 // of every cache policy, token by token and in blocks.
 import * as tf from '@tensorflow/tfjs';
 import t from 'tap';

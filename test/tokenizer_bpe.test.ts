@@ -20,7 +20,7 @@ interface EditableTokenizerJson {
 
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-bpe-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const english = readFileSync(fileURLToPath(new URL('../DEVELOPERS.md', import.meta.url)), 'utf8');
+const english = readFileSync(fileURLToPath(new URL('../docs/streamingllm.md', import.meta.url)), 'utf8');
 
 t.test('GPT-2 byte alphabet', async (t) => {
   t.equal(BYTE_TO_CHAR[0x21], '!', 'printable ASCII is itself');

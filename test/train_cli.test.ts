@@ -1,6 +1,6 @@
-// `streamllm train` and `streamllm train-tokenizer` from the command line:
-// a short run end to end, and every bad input as one line on stderr with
-// exit code 2 and nothing written.
+// `streamllm train`, `train-tokenizer` and `publish`, in this process: a
+// short run end to end, and every bad input as one line on stderr with exit
+// code 2 and nothing written (test/cli_smoke.test.ts runs the executable).
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,13 +9,16 @@ import { parseFlags } from '../src/cli/args.js';
 import { trainCommand } from '../src/cli/train.js';
 import { StreamllmError } from '../src/errors.js';
 import { type Manifest, sha256 } from '../src/train/manifest.js';
-import { runCli, runCliInProcess } from './helpers.js';
+import { runCliInProcess } from './helpers.js';
+
+// No initTestBackend: the commands start their backend as the executable does, without tfjs's
+// per-op leak check, which counts customGrad's saved copies as leaks (see test/train.test.ts).
 
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-train-cli-'));
 const tokenizer = join(dir, 'tok.json');
 
 t.test('train-tokenizer writes a BPE of the requested size', async (t) => {
-  const r = runCli(['train-tokenizer', '--vocab', '300', '--out', tokenizer]);
+  const r = await runCliInProcess(['train-tokenizer', '--vocab', '300', '--out', tokenizer]);
   t.equal(r.status, 0, r.stderr);
   const json = JSON.parse(readFileSync(tokenizer, 'utf8')) as { model: { vocab: Record<string, number> } };
   t.equal(Object.keys(json.model.vocab).length, 300);
@@ -24,7 +27,7 @@ t.test('train-tokenizer writes a BPE of the requested size', async (t) => {
 t.test('a short run writes a resumable model directory', async (t) => {
   const out = join(dir, 'run');
   const args = ['--variant', 'sink-token', '--tokenizer', tokenizer, '--dim', '16', '--layers', '1', '--heads', '2', '--seq-len', '16', '--batch', '2', '--warmup', '1', '--eval-windows', '2', '--final-eval-windows', '4'];
-  const r = runCli(['train', ...args, '--steps', '3', '--out', out, '--checkpoint-every', '2']);
+  const r = await runCliInProcess(['train', ...args, '--steps', '3', '--out', out, '--checkpoint-every', '2']);
   t.equal(r.status, 0, r.stderr);
   t.match(r.stderr, /train sink-token: done, 3 steps, 90 tokens/);
   t.same(readdirSync(out).sort(), ['config.json', 'model.safetensors', 'optimizer.safetensors', 'tokenizer.json', 'train_log.jsonl', 'train_state.json']);
@@ -34,7 +37,7 @@ t.test('a short run writes a resumable model directory', async (t) => {
   const state = JSON.parse(readFileSync(join(out, 'train_state.json'), 'utf8')) as { step: number; valLoss: number };
   t.equal(state.step, 3);
   t.ok(state.valLoss > 0);
-  const again = runCli(['train', '--resume', out]);
+  const again = await runCliInProcess(['train', '--resume', out]);
   t.equal(again.status, 0, again.stderr);
   t.match(again.stderr, /train sink-token: already finished \(step 3, held-out loss \d\.\d{4}\)/, 'a finished run has nothing more to do');
 });
@@ -52,11 +55,11 @@ async function trainError(args: string[]): Promise<string | undefined> {
 
 t.test('bad inputs: exit 2 with one line, nothing written', async (t) => {
   const out = join(dir, 'never');
-  // Through the real CLI once: the exit code and the one line.
-  const r = runCli(['train', '--variant', 'softmax2', '--out', out, '--steps', '1']);
+  // Through main once: the exit code and the one line.
+  const r = await runCliInProcess(['train', '--variant', 'softmax2', '--out', out, '--steps', '1']);
   t.equal(r.status, 2);
   t.equal(r.stderr, "streamllm: train --variant: expected one of softmax, softmax1, learned-sink, sink-token, got 'softmax2'\n");
-  // The rest in-process (each spawned CLI costs seconds): each must be a StreamllmError, which main prints as one line, exit 2.
+  // The rest straight through the command: each must be a StreamllmError, which main prints as one line, exit 2.
   const base = ['--tokenizer', tokenizer, '--out', out, '--steps', '1'];
   const readOnly = join(dir, 'readonly');
   mkdirSync(readOnly);
@@ -138,7 +141,7 @@ t.test('publish: bad inputs are one line, exit 2, nothing written', async (t) =>
 });
 
 t.test('train --help', async (t) => {
-  const r = runCli(['train', '--help']);
+  const r = await runCliInProcess(['train', '--help']);
   t.equal(r.status, 0);
   t.match(r.stdout, /--variant V\s+attention-sink variant \(one of: softmax, softmax1, learned-sink, sink-token\)/);
 });
