@@ -4,9 +4,9 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { linear } from '../kernels/matmul.js';
+import { project } from '../src/model/project.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
-import type { Model } from '../src/model/weights.js';
+import { type Linear, type Model, weightTensor } from '../src/model/weights.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 
@@ -62,12 +62,13 @@ export function recordResult(title: string, command: string, body: string): void
  */
 export function weightProductsMs(model: Model, rows: number, reps: number): number[] {
   const w = model.weights;
-  const matrices = [...w.layers.flatMap((l) => [l.qkv.weight, l.out.weight, l.up.weight, l.down.weight]), w.classifier];
-  const inputs = new Map(matrices.map((m) => [m.shape[0], tf.ones<tf.Rank.R2>([rows, m.shape[0]])]));
+  const matrices: Linear[] = [...w.layers.flatMap((l) => [l.qkv, l.out, l.up, l.down]), { weight: w.classifier, pooled: w.pooledClassifier }];
+  const inDim = (m: Linear) => m.pooled?.cols ?? weightTensor(m).shape[0];
+  const inputs = new Map(matrices.map((m) => [inDim(m), tf.ones<tf.Rank.R2>([rows, inDim(m)])]));
   const times: number[] = [];
   for (let r = 0; r < reps; r++) {
     const started = performance.now();
-    for (const m of matrices) linear(inputs.get(m.shape[0])!, m).dispose();
+    for (const m of matrices) project(inputs.get(inDim(m))!, m).dispose();
     times.push(performance.now() - started);
   }
   tf.dispose([...inputs.values()]);

@@ -1,150 +1,230 @@
-// Batch-1 greedy decode speed: tokens/s (median of several runs), peak RSS,
-// and where the time goes, on random llama2.c-shaped checkpoints. Each shape
-// runs in its own process so RSS is its own.
+// Batch-1 greedy decode speed against llama2.c's run.c, in one run: this
+// project on float32 and q8 weights, on one thread and on every core,
+// alternating with run.c built as its Makefile's `runomp` (-Ofast
+// -march=native -fopenmp) on 1 and 2 threads; and blocked evaluation on one
+// thread and on every core. Only ratios within one run mean anything on a
+// shared machine.
 //
-// A decode step must read every weight matrix once, so memory bandwidth sets
-// its floor. Between the decode runs the bench times exactly that: one
-// step's weight products alone (x @ W for every matrix, as the forward pass
-// runs them), under the same load, and reports decode against that floor.
-// The rest of a step is attention over the cache, the small fused kernels,
-// and the fixed cost of dispatching each tfjs op (a per-kernel profile).
+// Every measurement is a child process (its own memory, no warm state
+// carried between engines); the engines go round robin, `--rounds` times,
+// and each reports its median. Checkpoints (random, llama2.c format), the
+// synthetic tokenizer run.c needs, and runomp itself go to a temporary
+// folder, removed at the end.
 //
-//   node dist/bench/decode.js [--shapes 15M,110M] [--tokens 256] [--runs 5] [--backend wasm]
-import * as tf from '@tensorflow/tfjs';
+//   node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--rounds 3] [--threads N] [--record]
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type BackendName, initBackend } from '../src/backend.js';
+import { defaultThreads } from '../kernels/pool.js';
+import { initBackend } from '../src/backend.js';
+import { writeLlama2c } from '../src/checkpoint/llama2c.js';
+import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
-import { argmax } from '../src/sample/sampler.js';
 import { loadModel } from '../src/model/load.js';
-import { parameterCount } from '../src/model/weights.js';
-import { TokenStream } from '../src/stream.js';
-import { markdownTable, median, peakRssMiB, randomCheckpoint, recordResult, weightProductsMs } from './common.js';
+import { placeWeights } from '../src/model/pooled.js';
+import { NAMED_SHAPES } from '../src/model/named_shapes.js';
+import { randomLlamaTensors } from '../src/model/random_init.js';
+import { disposeModel } from '../src/model/weights.js';
+import { argmax } from '../src/sample/sampler.js';
+import { markdownTable, median, peakRssMiB, recordResult } from './common.js';
 
-interface ShapeResult {
-  shape: string;
-  backend: string;
-  params: number;
-  weightBytesPerToken: number;
-  tokensPerSecond: number[];
-  /** ms of one step's weight products alone, timed between the decode runs. */
-  productsMs: number[];
-  peakRssMiB: number;
-  profile: { kernel: string; msPerToken: number; callsPerToken: number }[];
-}
+const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all) against
+llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocked evaluation on 1 and all threads.
+
+  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--rounds 3] [--threads N] [--eval-tokens 1024] [--record]
+
+  --shapes LIST      llama2.c shapes (${Object.keys(NAMED_SHAPES).join(', ')}); default 15M,110M
+  --tokens N         greedy tokens per measurement (default 128)
+  --rounds N         round-robin passes over the engines (default 3)
+  --threads N        "all threads" (default: every core, ${defaultThreads()} here)
+  --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
+  --peer FILE        run.c to build (default: ../shared/peers/llama2c/run.c beside the repository)
+  --record           append the tables to bench/RESULTS.md
+  --help             this text
+
+Needs gcc with OpenMP and run.c; without them, only this project is measured.
+Large files go to a temporary folder, removed at the end.`;
+
+/** ../shared/peers/llama2c/run.c beside the repository (dist/bench/ is two folders down). */
+const DEFAULT_PEER = fileURLToPath(new URL('../../../shared/peers/llama2c/run.c', import.meta.url));
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1]! : fallback;
 }
 
-async function measureShape(shape: string, tokens: number, runs: number, backend: BackendName): Promise<ShapeResult> {
-  const name = await initBackend(backend);
-  const model = loadModel(randomCheckpoint(shape));
-  const rates: number[] = [];
-  const productsMs: number[] = [];
-  for (let run = 0; run <= runs; run++) {
-    const started = performance.now();
-    let n = 0;
-    for await (const step of generate(model, { kind: 'dense' }, [1], argmax, { steps: tokens })) n = step.generated;
-    if (run > 0) rates.push(n / ((performance.now() - started) / 1000)); // run 0 warms up
-    productsMs.push(...weightProductsMs(model, 1, 16).slice(run === 0 ? 4 : 0));
+interface Engine {
+  /** Row label. */
+  name: string;
+  kind: 'ours' | 'runomp' | 'eval';
+  threads: number;
+  weights?: 'f32' | 'q8';
+}
+
+interface Measurement {
+  tokensPerSecond: number;
+  rssMiB?: number;
+}
+
+/** A tokenizer.bin run.c accepts, for a vocabulary of `vocab` (see the peer's README). */
+function syntheticTokenizer(file: string, vocab: number): void {
+  const parts: Buffer[] = [];
+  const head = Buffer.alloc(4);
+  head.writeInt32LE(16);
+  parts.push(head);
+  for (let id = 0; id < vocab; id++) {
+    const text = id >= 3 && id < 259 ? `<0x${(id - 3).toString(16).toUpperCase().padStart(2, '0')}>` : `t${id}`;
+    const bytes = Buffer.from(text, 'utf8');
+    const rec = Buffer.alloc(8);
+    rec.writeFloatLE(0, 0);
+    rec.writeInt32LE(bytes.length, 4);
+    parts.push(rec, bytes);
   }
-  // Per-kernel time over 64 decode steps, after a prompt of 64 tokens.
-  const stream = new TokenStream(model, { kind: 'dense' });
-  tf.dispose(stream.feed(Array.from({ length: 64 }, (_, i) => i + 1)));
-  const steps = 64;
-  const info = await tf.profile(() => {
-    for (let i = 0; i < steps; i++) tf.dispose(stream.feed([7], 'last'));
-  });
-  stream.dispose();
-  const byKernel = new Map<string, { ms: number; calls: number }>();
-  for (const k of info.kernels) {
-    const entry = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
-    entry.ms += k.kernelTimeMs as number;
-    entry.calls++;
-    byKernel.set(k.name, entry);
+  writeFileSync(file, Buffer.concat(parts));
+}
+
+/** Child: greedy decode with one engine of ours; prints a Measurement. */
+async function childDecode(model: string, threads: number, weights: 'f32' | 'q8', tokens: number): Promise<Measurement> {
+  await initBackend('wasm');
+  const m = placeWeights(loadModel(model), { threads, weights });
+  await m.pool?.ready();
+  for await (const _ of generate(m, { kind: 'dense' }, [1], argmax, { steps: 8 })); // warm-up
+  const started = performance.now();
+  let n = 0;
+  for await (const step of generate(m, { kind: 'dense' }, [1], argmax, { steps: tokens })) n = step.generated;
+  const tokensPerSecond = n / ((performance.now() - started) / 1000);
+  disposeModel(m);
+  return { tokensPerSecond, rssMiB: peakRssMiB() };
+}
+
+/** Child: blocked scoring of `count` tokens (dense cache, blocks of 256). */
+async function childEval(model: string, threads: number, count: number): Promise<Measurement> {
+  await initBackend('wasm');
+  const m = placeWeights(loadModel(model), { threads, weights: 'f32' });
+  await m.pool?.ready();
+  const ids = Array.from({ length: count }, (_, i) => 1 + ((i * 7919) % (m.config.vocabSize - 1)));
+  const window = m.config.maxSeqLen;
+  await scoreTokens(m, ids.slice(0, 256), { kind: 'window', windowSize: window }); // warm-up
+  const started = performance.now();
+  await scoreTokens(m, ids, { kind: 'window', windowSize: window }, { mode: 'blocked', blockSize: 256 });
+  const tokensPerSecond = count / ((performance.now() - started) / 1000);
+  disposeModel(m);
+  return { tokensPerSecond, rssMiB: peakRssMiB() };
+}
+
+function runEngine(engine: Engine, dir: string, shape: string, tokens: number, evalTokens: number): Measurement {
+  const model = join(dir, `${shape}.bin`);
+  if (engine.kind === 'runomp') {
+    const out = execFileSync(join(dir, 'runomp'), [model, '-z', join(dir, `tokenizer-${shape}.bin`), '-t', '0', '-n', String(tokens + 1), '-i', 'Once'], {
+      encoding: 'utf8',
+      env: { ...process.env, OMP_NUM_THREADS: String(engine.threads) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const match = /achieved tok\/s: ([\d.]+)/.exec(out);
+    if (match === null) throw new Error(`runomp printed no tok/s: ${out.slice(-200)}`);
+    return { tokensPerSecond: Number(match[1]) };
   }
-  const c = model.config;
-  // every weight matrix is read once per token; the embedding only one row
-  const weightBytesPerToken = 4 * (parameterCount(model, false) - c.vocabSize * c.dim);
-  return {
-    shape,
-    backend: name,
-    params: parameterCount(model, true),
-    weightBytesPerToken,
-    tokensPerSecond: rates,
-    productsMs,
-    peakRssMiB: peakRssMiB(),
-    profile: [...byKernel]
-      .map(([kernel, v]) => ({ kernel, msPerToken: v.ms / steps, callsPerToken: v.calls / steps }))
-      .sort((a, b) => b.msPerToken - a.msPerToken),
-  };
+  const script = fileURLToPath(import.meta.url);
+  const args =
+    engine.kind === 'eval'
+      ? ['--child-eval', model, '--threads', String(engine.threads), '--eval-tokens', String(evalTokens)]
+      : ['--child', model, '--threads', String(engine.threads), '--weights', engine.weights!, '--tokens', String(tokens)];
+  return JSON.parse(execFileSync(process.execPath, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 })) as Measurement;
+}
+
+function buildPeer(dir: string, source: string): boolean {
+  try {
+    execFileSync('gcc', ['-Ofast', '-march=native', '-fopenmp', '-o', join(dir, 'runomp'), source, '-lm'], { stdio: 'pipe' });
+    return true;
+  } catch (e) {
+    process.stderr.write(`run.c not built (${(e as Error).message.split('\n')[0]}): measuring this project alone\n`);
+    return false;
+  }
 }
 
 async function main(): Promise<void> {
-  const tokens = Number(arg('tokens', '256'));
-  const runs = Number(arg('runs', '5'));
-  const backend = arg('backend', 'wasm') as BackendName;
-  const child = arg('child', '');
-  if (child) {
-    process.stdout.write(JSON.stringify(await measureShape(child, tokens, runs, backend)));
+  if (process.argv.includes('--help')) {
+    process.stdout.write(HELP + '\n');
     return;
   }
+  const tokens = Number(arg('tokens', '128'));
+  const threads = Number(arg('threads', String(defaultThreads())));
+  const evalTokens = Number(arg('eval-tokens', '1024'));
+  const child = arg('child', '');
+  if (child) {
+    const weights = arg('weights', 'f32') as 'f32' | 'q8';
+    process.stdout.write(JSON.stringify(await childDecode(child, threads, weights, tokens)));
+    return;
+  }
+  const childEvalModel = arg('child-eval', '');
+  if (childEvalModel) {
+    process.stdout.write(JSON.stringify(await childEval(childEvalModel, threads, evalTokens)));
+    return;
+  }
+  const rounds = Number(arg('rounds', '3'));
   const shapes = arg('shapes', '15M,110M').split(',');
-  const script = fileURLToPath(import.meta.url);
-  const results: ShapeResult[] = shapes.map((shape) => {
-    randomCheckpoint(shape);
-    const out = execFileSync(process.execPath, [script, '--child', shape, '--tokens', String(tokens), '--runs', String(runs), '--backend', backend], {
-      encoding: 'utf8',
-      maxBuffer: 1 << 26,
-    });
-    return JSON.parse(out) as ShapeResult;
-  });
+  for (const s of shapes) if (NAMED_SHAPES[s] === undefined) throw new Error(`--shapes: unknown shape ${s}`);
 
-  const rows = results.map((r) => {
-    const tps = median(r.tokensPerSecond);
-    const floorMs = median(r.productsMs);
-    return [
-      r.shape,
-      r.backend,
-      `${(r.params / 1e6).toFixed(1)}M`,
-      tps.toFixed(1),
-      `${Math.min(...r.tokensPerSecond).toFixed(1)}..${Math.max(...r.tokensPerSecond).toFixed(1)}`,
-      `${(r.weightBytesPerToken / 2 ** 20).toFixed(1)} MiB`,
-      ((r.weightBytesPerToken * tps) / 1e9).toFixed(1),
-      `${floorMs.toFixed(2)} ms (${(r.weightBytesPerToken / floorMs / 1e6).toFixed(1)} GB/s)`,
-      (1000 / floorMs).toFixed(0),
-      `${((100 * tps * floorMs) / 1000).toFixed(0)}%`,
-      r.peakRssMiB.toFixed(0),
+  const dir = mkdtempSync(join(tmpdir(), 'streamllm-bench-decode-'));
+  try {
+    const peer = buildPeer(dir, arg('peer', DEFAULT_PEER));
+    const engines: Engine[] = [
+      ...(peer ? [1, 2].map((n): Engine => ({ name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}`, kind: 'runomp', threads: n })) : []),
+      ...(['f32', 'q8'] as const).flatMap((weights) =>
+        [...new Set([1, threads])].map((n): Engine => ({ name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''}`, kind: 'ours', threads: n, weights })),
+      ),
     ];
-  });
-  const table = markdownTable(
-    ['shape', 'backend', 'params', 'tok/s (median)', 'range', 'weights read/token', 'GB/s', 'weight products alone', 'floor tok/s', 'of floor', 'peak RSS MiB'],
-    rows,
-  );
-  const profiles = results
-    .map((r) => {
-      const total = r.profile.reduce((s, p) => s + p.msPerToken, 0);
-      const top = r.profile.slice(0, 12).map((p) => [p.kernel, p.msPerToken.toFixed(3), p.callsPerToken.toFixed(0), `${((100 * p.msPerToken) / total).toFixed(0)}%`]);
-      const wallMs = 1000 / median(r.tokensPerSecond);
-      const floorMs = median(r.productsMs);
-      return (
-        `${r.shape}: ${wallMs.toFixed(2)} ms/token, of which the weight products alone take ${floorMs.toFixed(2)} ms ` +
-        `(${((100 * floorMs) / wallMs).toFixed(0)}%). The other ${(wallMs - floorMs).toFixed(2)} ms: the same products running ` +
-        `slower inside a step than back to back (compare their line in the profile), attention, the small fused kernels, and the ` +
-        `fixed cost of each op. Per-kernel profile (tf.profile, 64 decode steps after a 64-token prompt; kernel time ` +
-        `${total.toFixed(2)} ms/token; each op's time includes the cache misses it meets after the weights have streamed through):\n\n` +
-        markdownTable(['kernel', 'ms/token', 'calls/token', 'share'], top)
+    const evalEngines: Engine[] =
+      evalTokens > 0 ? [...new Set([1, threads])].map((n): Engine => ({ name: `blocked eval, f32, ${n} thread${n > 1 ? 's' : ''}`, kind: 'eval', threads: n })) : [];
+    const sections: string[] = [];
+    for (const shape of shapes) {
+      const s = NAMED_SHAPES[shape]!;
+      writeLlama2c(join(dir, `${shape}.bin`), randomLlamaTensors({ ...s, sharedClassifier: true }, 0));
+      syntheticTokenizer(join(dir, `tokenizer-${shape}.bin`), s.vocabSize);
+      const all = [...engines, ...(shape === shapes[0] ? evalEngines : [])];
+      const results = new Map<Engine, Measurement[]>(all.map((e) => [e, []]));
+      for (let round = 0; round < rounds; round++) {
+        for (const e of all) {
+          const m = runEngine(e, dir, shape, tokens, evalTokens);
+          results.get(e)!.push(m);
+          process.stderr.write(`${shape} round ${round + 1}/${rounds}: ${e.name}: ${m.tokensPerSecond.toFixed(1)} tok/s\n`);
+        }
+      }
+      const tps = (e: Engine | undefined) => (e === undefined ? NaN : median(results.get(e)!.map((m) => m.tokensPerSecond)));
+      const find = (kind: Engine['kind'], n: number, weights?: string) => all.find((e) => e.kind === kind && e.threads === n && e.weights === weights);
+      const rows = all.map((e) => {
+        const r = results.get(e)!;
+        const rates = r.map((m) => m.tokensPerSecond);
+        const rss = r[0]!.rssMiB;
+        return [e.name, tps(e).toFixed(1), `${Math.min(...rates).toFixed(1)}..${Math.max(...rates).toFixed(1)}`, rss === undefined ? '' : rss.toFixed(0)];
+      });
+      const ratio = (a: Engine | undefined, b: Engine | undefined) => (tps(a) / tps(b)).toFixed(2);
+      const ratios = [
+        [`f32, ${threads} threads / runomp ${threads} threads`, ratio(find('ours', threads, 'f32'), find('runomp', threads))],
+        [`q8, ${threads} threads / runomp 2 threads`, ratio(find('ours', threads, 'q8'), find('runomp', 2))],
+        [`q8, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'q8'), find('ours', 1, 'f32'))],
+        [`f32, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'f32'), find('ours', 1, 'f32'))],
+        ...(evalEngines.length > 0 && shape === shapes[0] ? [[`blocked eval ${threads} threads / 1 thread`, ratio(find('eval', threads), find('eval', 1))]] : []),
+      ];
+      sections.push(
+        `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode of ${tokens} tokens from BOS, dense cache; ` +
+          `blocked eval: ${evalTokens} tokens in blocks of 256, window cache of the trained length. Medians of ${rounds} rounds, engines alternating.\n\n` +
+          markdownTable(['engine', 'tok/s (median)', 'range', 'peak RSS MiB'], rows) +
+          '\n\n' +
+          markdownTable(['same-run ratio', 'x'], ratios),
       );
-    })
-    .join('\n\n');
-  const body =
-    `Greedy decode of ${tokens} tokens from BOS, dense cache, ${runs} runs after one warm-up. "Weight products alone": ` +
-    `the median time of one step's weight products by themselves (every matrix read once), timed between the runs under the same load: ` +
-    `the memory-bandwidth floor of a step on this machine at the time, and "of floor" how close decode comes to it.\n\n${table}\n\n${profiles}`;
-  process.stdout.write(body + '\n');
-  recordResult('Decode speed (bench/decode.ts)', `node dist/bench/decode.js ${process.argv.slice(2).join(' ')}`.trim(), body);
+      rmSync(join(dir, `${shape}.bin`));
+    }
+    const body = sections.join('\n\n');
+    process.stdout.write(body + '\n');
+    if (process.argv.includes('--record')) {
+      recordResult('Decode against run.c (bench/decode.ts)', `node dist/bench/decode.js ${process.argv.slice(2).join(' ')}`.trim(), body);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 await main();

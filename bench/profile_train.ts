@@ -5,14 +5,14 @@ import { initBackend } from '../src/backend.js';
 import { initTrainableModel } from '../src/train/init.js';
 import { batchLoss } from '../src/train/loss.js';
 import { variantConfig } from '../src/train/variants.js';
-import { BatchSampler } from '../src/train/batches.js';
+import { BatchSampler, samplePrefix, WindowSource } from '../src/train/batches.js';
 
 const [dim, layers, heads, vocab, B, T] = (process.argv.slice(2).length ? process.argv.slice(2) : ['256', '4', '8', '4096', '8', '256']).map(Number);
 const variant = (process.env.VARIANT ?? 'softmax') as 'softmax';
 await initBackend('wasm');
 const tm = initTrainableModel(variantConfig(variant, { dim: dim!, layers: layers!, heads: heads! }, vocab!, T!), 0);
 const tokens = Int32Array.from({ length: 100000 }, (_, i) => (i * 7919) % vocab!);
-const sampler = new BatchSampler(tokens, T!, B!, tm.config.sinkToken, 0);
+const sampler = new BatchSampler(new WindowSource(tokens, T!, samplePrefix(tm.config.sinkToken)), B!, 0);
 const vars = tm.params.map((p) => p.variable);
 const step = () => {
   const batch = sampler.next();

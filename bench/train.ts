@@ -18,7 +18,7 @@ import { CausalBlock } from '../src/cache/causal_block.js';
 import type { KVCache } from '../src/cache/types.js';
 import { forwardBatch } from '../src/model/transformer.js';
 import { AdamW } from '../src/train/adamw.js';
-import { type Batch, BatchSampler } from '../src/train/batches.js';
+import { type Batch, BatchSampler, WindowSource } from '../src/train/batches.js';
 import { initTrainableModel } from '../src/train/init.js';
 import type { TrainableModel } from '../src/train/params.js';
 import { variantConfig } from '../src/train/variants.js';
@@ -65,7 +65,7 @@ const tm = initTrainableModel(variantConfig('softmax', { dim, layers, heads }, v
 const optimizer = new AdamW(tm.params);
 const vars = tm.params.map((p) => p.variable);
 const tokens = Int32Array.from({ length: 200_000 }, (_, i) => (i * 7919) % vocab);
-const sampler = new BatchSampler(tokens, T, B, false, 0);
+const sampler = new BatchSampler(new WindowSource(tokens, T), B, 0);
 
 function step(poc: boolean): number {
   const started = performance.now();

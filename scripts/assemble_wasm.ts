@@ -1,6 +1,7 @@
 // Assembles the WebAssembly text sources in kernels/simd/*.wat into the
 // TypeScript modules that ship their bytes (kernels/simd/*.wasm.ts), so that
-// the library needs no assembler at run time. test/simd.test.ts re-assembles
+// the library needs no assembler at run time (products.wat imports a shared
+// memory, hence the threads feature). test/simd.test.ts re-assembles
 // each source and checks that the shipped bytes match it.
 //
 //   npm run build:wasm      (tsx scripts/assemble_wasm.ts)
@@ -15,9 +16,11 @@ export const SIMD_DIR = `${ROOT}kernels/simd/`;
 /** WAT source text -> module bytes (no names section, so the bytes depend on the code alone). */
 export async function assembleWat(fileName: string, source: string): Promise<Uint8Array> {
   const wabt = await wabtFactory();
-  const module = wabt.parseWat(fileName, source, { simd: true });
+  const features = { simd: true, threads: true };
+  const module = wabt.parseWat(fileName, source, features);
   try {
-    module.validate();
+    // validate takes its own features (shared memory fails without threads); its .d.ts omits the argument
+    (module as unknown as { validate(features: object): void }).validate(features);
     return module.toBinary({ write_debug_names: false }).buffer;
   } finally {
     module.destroy();

@@ -1,7 +1,9 @@
 // Autoregressive generation through a cache policy: prefill the prompt, then
 // one token per step, for as long as asked (or forever).
-import type { CachePolicy } from './cache/types.js';
+import { type CachePolicy, policyLabel } from './cache/types.js';
+import { NonFiniteError } from './errors.js';
 import { yieldToEventLoop } from './event_loop.js';
+import { firstNonFinite } from './finite.js';
 import { withSinkToken } from './model/transformer.js';
 import type { Model } from './model/weights.js';
 import type { Sampler } from './sample/sampler.js';
@@ -40,8 +42,13 @@ export async function* generate(
     const first = withSinkToken(model.config, prompt);
     let logits = stream.feed(first, 'last'); // [1, vocab]
     for (let n = 1; options.steps === 0 || n <= options.steps; n++) {
-      const id = sample(logits.dataSync());
+      const values = logits.dataSync();
       logits.dispose();
+      const bad = firstNonFinite(values);
+      if (bad >= 0) {
+        throw new NonFiniteError(`${policyLabel(policy)}: the model's logits for generated token ${n} are not finite (token ${bad}: ${values[bad]}): NaN or overflow in the weights or activations`);
+      }
+      const id = sample(values);
       if (options.stopIds?.includes(id)) return;
       yield { id, generated: n, stream };
       if (options.shouldStop?.()) return;

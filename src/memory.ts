@@ -42,3 +42,11 @@ export function checkFits(what: string, bytes: number, largestTensorBytes = byte
     throw new ResourceError(`${what}: needs ${gib(bytes)}, more than ${limit.what} holds${held}`);
   }
 }
+
+/** As checkFits, for JavaScript arrays outside the backend: the largest array and this machine's memory. */
+export function checkHostFits(what: string, bytes: number, largestArrayBytes = bytes): void {
+  if (largestArrayBytes > MAX_ARRAY_BYTES) {
+    throw new ResourceError(`${what}: needs an array of ${gib(largestArrayBytes)}, more than the largest array Node allocates (${gib(MAX_ARRAY_BYTES)})`);
+  }
+  if (bytes > totalmem()) throw new ResourceError(`${what}: needs ${gib(bytes)}, more than this machine's ${gib(totalmem())} of memory`);
+}

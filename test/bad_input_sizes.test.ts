@@ -75,12 +75,18 @@ t.test('a huge max_position_embeddings is the default window: refused naming it;
   t.equal((JSON.parse(short.stdout) as { ids: number[] }).ids.length, 2 + 3, 'a bounded run needs only its own length');
 });
 
+const many = join(dir, 'many.json');
+writeFileSync(many, JSON.stringify(Array.from({ length: 60_000 }, (_, i) => 1 + (i % 90))));
+
 t.test('eval --block too large for the attention scores: refused naming --block', async (t) => {
-  const many = join(dir, 'many.json');
-  writeFileSync(many, JSON.stringify(Array.from({ length: 60_000 }, (_, i) => 1 + (i % 90))));
   const r = await runCliInProcess(['eval', '--model', tiny, '--tokens', many, '--cache', 'dense', '--block', '60000']);
   assertRefused(t, r, /^streamllm: --block 60000: attention of 60000 tokens at a time over a dense cache of 60000 entries: needs/);
   t.equal(r.stdout, '');
+});
+
+t.test('attn --length too large for the maps: refused naming --length', async (t) => {
+  const r = await runCliInProcess(['attn', '--model', tiny, '--tokenizer', `${FIXTURES}tiny-gqa.tokenizer.bin`, '--tokens', many, '--length', '50000', '--samples', '2', '--out', join(dir, 'attn')]);
+  assertRefused(t, r, /^streamllm: --length 50000: attention maps of 50000 x 50000 per head and layer: needs an array of [\d.]+ GiB, more than the largest array/);
 });
 
 t.test('init with a shape too large for memory or its typed arrays: refused, nothing written', async (t) => {

@@ -110,7 +110,7 @@ t.test('bad input: one line on stderr, exit code 2, no output file', async (t) =
     const r = await runCliInProcess(args);
     t.equal(r.status, 2, args.join(' '));
     t.match(r.stderr, pattern, args.join(' '));
-    const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:'));
+    const lines = r.stderr.trim().split('\n').filter((l) => !/^(backend|products):/.test(l));
     t.equal(lines.length, 1, `one line: ${r.stderr}`);
     t.notMatch(r.stderr, /^\s+at /m, 'no stack trace');
   }

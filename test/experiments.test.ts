@@ -70,6 +70,26 @@ t.test('a sink-token model recomputes with its sink kept: sink + the last W-1 to
   disposeModel(model);
 });
 
+t.test('recompute with the first token kept: it + the last W-1 tokens, each scored by a dense pass over that context', async (t) => {
+  const model = loadModel(`${FIXTURES}tiny-gqa.bin`);
+  const ids = expected.tokens.slice(0, 120);
+  const W = 16;
+  const positions = [0, 9, 14, 15, 16, 40, 118];
+  const before = tf.memory().numTensors;
+  const nll = await recomputeNllAt(model, ids, W, positions, { batchSize: 3, keepFirst: 1 });
+  t.equal(tf.memory().numTensors, before, 'no tensor leaks');
+  for (const [j, p] of positions.entries()) {
+    const context = p < W ? ids.slice(0, p + 2) : [ids[0]!, ...ids.slice(p - (W - 2), p + 2)];
+    t.equal(context.length - 1, Math.min(p + 1, W), `position ${p}: a window of ${Math.min(p + 1, W)}`);
+    const dense = await scoreTokens(model, context, { kind: 'dense' });
+    t.ok(Math.abs(nll[j]! - dense.nll[dense.nll.length - 1]!) < 1e-5, `position ${p}`);
+  }
+  const plain = await recomputeNllAt(model, ids, W, [40]);
+  t.not(plain[0], nll[5], 'keeping the first token changes what position 40 sees');
+  await t.rejects(recomputeNllAt(model, ids, W, [40], { keepFirst: 16 }), /keepFirst must be an integer in 0..15/);
+  disposeModel(model);
+});
+
 t.test('binned curves and perplexity over a subset', async (t) => {
   // nll[i] is the loss of token i + 1: positions 1..6, bins of 2 -> [1,2], [3,4], [5,6]
   t.same(binnedCurve([1, 3, 5, 7, 9, 11], 2), { x: [1.5, 3.5, 5.5], y: [2, 6, 10] });

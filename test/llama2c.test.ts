@@ -103,7 +103,7 @@ t.test('the writer leaves no file behind when a tensor is missing', async (t) =>
 function weightValues(m: Model): number[][] {
   const w = m.weights;
   const tensors = [w.embedding, w.finalNorm.weight, w.classifier, ...w.layers.flatMap((l) => [l.attnNorm.weight, l.qkv.weight, l.out.weight, l.mlpNorm.weight, l.up.weight, l.down.weight])];
-  return tensors.map((x) => Array.from(x.dataSync()));
+  return tensors.map((x) => Array.from(x!.dataSync()));
 }
 
 t.test('a model read piece by piece from the file equals the one built from the tensors in memory', async (t) => {

@@ -66,7 +66,7 @@ t.test('errors', async (t) => {
   const unknown = join(dir, 'unknown.json');
   writeFileSync(unknown, JSON.stringify({ model: { type: 'NoSuchModel', vocab: {} }, normalizer: null }));
   t.throws(() => loadTokenizer(unknown), FileFormatError);
-  t.throws(() => loadTokenizer(unknown), /unknown\.json: not a supported tokenizer/);
+  t.throws(() => loadTokenizer(unknown), /unknown\.json: tokenizer model "NoSuchModel" is not supported/);
   const broken = join(dir, 'broken.json');
   writeFileSync(broken, '{"model": [');
   t.throws(() => loadTokenizer(broken), /broken\.json: not valid JSON/);

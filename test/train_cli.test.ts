@@ -106,7 +106,7 @@ t.test('publish copies a finished run into a weights directory and records it', 
   t.match(entry, { name: 'tiny', variant: 'sink-token', steps: 3, tokensSeen: state.tokensSeen, dtype: 'F32' });
   t.ok(Math.abs(entry.valLoss - state.valLoss) < 1e-4, `held-out loss of the shipped weights ${entry.valLoss} = the run's ${state.valLoss}`);
   for (const [file, hash] of Object.entries(entry.files)) t.equal(hash, sha256(join(weights, 'tiny', file)), `sha256 of ${file}`);
-  t.match(entry.command, /^streamllm train --variant sink-token --seed 0 --steps 3 --tokenizer .*tok\.json --dim 16 --layers 1 --heads 2 .* && streamllm publish --run .*run --name tiny$/);
+  t.match(entry.command, /^streamllm train --variant sink-token --data brown --seed 0 --steps 3 --tokenizer .*tok\.json --dim 16 --layers 1 --heads 2 .* && streamllm publish --run .*run --name tiny$/);
   // Published in F16, under a second name: half the bytes, the first model stays the default.
   const half = await runCliInProcess(['publish', '--run', run, '--name', 'tiny-f16', '--dtype', 'F16', '--weights', weights]);
   t.equal(half.status, 0, half.stderr);

@@ -19,7 +19,7 @@ import { ropeReference } from '../kernels/rope.ref.js';
 import { SOFTMAX_VARIANTS } from '../kernels/softmax.js';
 import { swiglu } from '../kernels/swiglu.js';
 import { swigluReference } from '../kernels/swiglu.ref.js';
-import { BatchSampler } from '../src/train/batches.js';
+import { BatchSampler, samplePrefix, WindowSource } from '../src/train/batches.js';
 import { initTrainableModel } from '../src/train/init.js';
 import { batchLoss } from '../src/train/loss.js';
 import { VARIANTS, variantConfig } from '../src/train/variants.js';
@@ -243,7 +243,7 @@ t.test('whole model, every variant: directional derivatives of the batch loss', 
     const set = (v: tf.Variable, values: Float32Array) => tf.tidy(() => v.assign(tf.tensor(values, v.shape)));
     for (const p of model.params) set(p.variable, f32(uniform(p.variable.size, 0.5)));
     const tokens = Int32Array.from({ length: 200 }, () => Math.floor(rng() * 40));
-    const batch = new BatchSampler(tokens, 6, 2, config.sinkToken, 1).next();
+    const batch = new BatchSampler(new WindowSource(tokens, 6, samplePrefix(config.sinkToken)), 2, 1).next();
     const vars = model.params.map((p) => p.variable);
     const { value, grads } = tf.variableGrads(() => batchLoss(model.model(), batch), vars);
     const lossAt = () => tf.tidy(() => batchLoss(model.model(), batch).dataSync()[0]!);

@@ -12,7 +12,8 @@
 //
 // Matrices are [out, in], row-major. RoPE rotates adjacent pairs.
 import { closeSync, fstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { FileFormatError } from '../errors.js';
+import { FileFormatError, NonFiniteError } from '../errors.js';
+import { firstNonFinite } from '../finite.js';
 import { openForReading, readAt } from '../files.js';
 
 export interface LlamaShape {
@@ -47,6 +48,22 @@ const MAGIC = 0x616b3432; // "ak42" read as a little-endian uint32
 const V1_HEADER_BYTES = 256;
 
 export type TensorName = Exclude<keyof LlamaTensors, 'shape'>;
+
+/** run.c's names for the tensors, for messages. */
+const TENSOR_NAMES: Record<TensorName, string> = {
+  tokenEmbedding: 'token_embedding_table',
+  rmsAtt: 'rms_att_weight',
+  wq: 'wq',
+  wk: 'wk',
+  wv: 'wv',
+  wo: 'wo',
+  rmsFfn: 'rms_ffn_weight',
+  w1: 'w1',
+  w2: 'w2',
+  w3: 'w3',
+  rmsFinal: 'rms_final_weight',
+  classifier: 'wcls',
+};
 
 /** Element counts of every tensor, in the order the given version stores them. */
 function layout(s: LlamaShape, version: 0 | 1): [TensorName | 'freqCis', number][] {
@@ -158,7 +175,15 @@ export function openLlama2c(file: string): Llama2cReader {
         const [base, size] = where.get(name)!;
         if (start < 0 || start + count > size) throw new RangeError(`${name}: elements [${start}, ${start + count}) outside its ${size}`);
         const buf = readAt(fd, file, 4 * count, base + 4 * start);
-        return new Float32Array(buf.buffer, buf.byteOffset, count);
+        const values = new Float32Array(buf.buffer, buf.byteOffset, count);
+        const bad = firstNonFinite(values);
+        if (bad >= 0) {
+          const element = start + bad;
+          const perLayer = name === 'tokenEmbedding' || name === 'rmsFinal' || name === 'classifier' ? undefined : size / shape.layers;
+          const where = perLayer === undefined ? `element ${element}` : `layer ${Math.floor(element / perLayer)}, element ${element % perLayer}`;
+          throw new NonFiniteError(`${file}: tensor ${TENSOR_NAMES[name]} holds ${String(values[bad])} at ${where}: expected finite weights`);
+        }
+        return values;
       },
       close: () => closeSync(fd),
     };

@@ -188,6 +188,14 @@ export class SafetensorsReader {
       if (entry === undefined) throw new FileFormatError(join(dirname(indexFile), shard), `tensor '${name}', listed in ${INDEX_FILE}, is missing`);
       tensors.set(name, entry);
     }
+    // A shard's tensor that the index does not list would be silently left out.
+    for (const [shard, header] of headers) {
+      for (const name of header.tensors.keys()) {
+        if (weightMap[name] !== shard) {
+          throw new FileFormatError(join(dirname(indexFile), shard), `holds tensor '${name}', which ${INDEX_FILE} does not map to this shard`);
+        }
+      }
+    }
     const metadata = isPlainObject(json) && isPlainObject(json.metadata) ? (json.metadata as Record<string, string>) : {};
     return new SafetensorsReader(indexFile, tensors, metadata);
   }

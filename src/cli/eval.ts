@@ -10,6 +10,7 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import { defineCommand, required } from './args.js';
 import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
+import { placementFlags } from './placement_flags.js';
 import { createProgress } from './progress.js';
 
 export const evalCommand = defineCommand({
@@ -35,6 +36,7 @@ export const evalCommand = defineCommand({
     { name: 'limit', type: 'int', value: 'N', min: 2, help: 'score only the first N tokens' },
     { name: 'json', type: 'bool', help: 'print JSON instead of a table' },
     { name: 'csv', type: 'string', value: 'FILE', help: 'also write per-token NLLs, one column per policy' },
+    ...placementFlags,
     backendFlag,
   ],
   async run(flags) {
@@ -46,7 +48,8 @@ export const evalCommand = defineCommand({
     const { readTokenIds, resolveTokenizer } = await import('./inputs.js');
     const { checkCacheBudget } = await import('./cache_budget.js');
     const { DEFAULT_BLOCK_SIZE, scoreTokens } = await import('../eval/perplexity.js');
-    const model = loadModel(modelPath);
+    const { placeModel } = await import('./placement.js');
+    const model = placeModel(loadModel(modelPath), flags, 'eval');
     const vocab = model.config.vocabSize;
     let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!);
     if (flags.limit !== undefined) ids = ids.slice(0, flags.limit);
@@ -63,15 +66,19 @@ export const evalCommand = defineCommand({
     for (const p of policies) checkCacheBudget(p, model.config, plan);
 
     const results: ScoreResult[] = [];
-    for (const policy of policies) {
-      const progress = createProgress(policyLabel(policy), ids.length - 1);
-      const result = await scoreTokens(model, ids, policy, {
-        mode: flags.stepwise ? 'stepwise' : 'blocked',
-        blockSize: flags.block,
-        onProgress: (done) => progress.update(done),
-      });
-      progress.finish(`ppl ${result.ppl.toFixed(3)}`);
-      results.push(result);
+    try {
+      for (const policy of policies) {
+        const progress = createProgress(policyLabel(policy), ids.length - 1);
+        const result = await scoreTokens(model, ids, policy, {
+          mode: flags.stepwise ? 'stepwise' : 'blocked',
+          blockSize: flags.block,
+          onProgress: (done) => progress.update(done),
+        });
+        progress.finish(`ppl ${result.ppl.toFixed(3)}`);
+        results.push(result);
+      }
+    } finally {
+      void model.pool?.dispose(); // the workers stop; in-process callers (tests) keep none
     }
     if (flags.csv !== undefined) writeCsv(flags.csv, results);
     await writeOut(flags.json ? jsonReport(results) : tableReport(results));

@@ -3,7 +3,7 @@ import type { ExperimentContext, ExperimentSettings } from '../experiments/types
 import { Report } from '../experiments/report.js';
 import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
 import type { ExperimentFlags } from './experiment_flags.js';
-import { manifestFile, openModel, textSource } from './model_inputs.js';
+import { defaultSource, manifestFile, openModel, textSource } from './model_inputs.js';
 import { createProgress } from './progress.js';
 
 /** The settings flags shared by reproduce, attn and start. */
@@ -21,8 +21,9 @@ export function settingsFromFlags(flags: ExperimentFlags): ExperimentSettings {
 
 /** Model, text, settings and report folder, from the flags. */
 export function contextFromFlags(flags: ExperimentFlags, command: string, out: string): ExperimentContext {
-  const source = textSource(flags, command); // before the model: a missing text fails fast
+  const given = textSource(flags, command); // before the model: a missing text fails fast
   const opened = openModel(flags, command);
+  const source = defaultSource(given, opened);
   const { model, tokenizer } = opened;
   return {
     model,

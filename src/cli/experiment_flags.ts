@@ -11,6 +11,7 @@ export const modelInputFlags = defineFlags([
   { name: 'manifest', type: 'string', value: 'FILE', help: 'model zoo manifest (default: weights/manifest.json of this package)' },
   { name: 'text', type: 'string', value: 'FILE', help: 'text file to run on (default: the held-out Brown corpus texts)' },
   { name: 'tokens', type: 'string', value: 'IDS.json', help: 'or a JSON array of token ids' },
+  { name: 'backcopy', type: 'bool', help: 'or a held-out Bigram-Backcopy stream (the default for models the zoo trained on Backcopy)' },
   { name: 'tokenizer', type: 'string', value: 'TOK', help: 'tokenizer (default: the one in the model directory)' },
 ]);
 

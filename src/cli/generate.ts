@@ -6,6 +6,7 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import { defineCommand, required } from './args.js';
 import { cacheFlag, cacheFlags, policyFromFlags } from './cache_flags.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
+import { placementFlags } from './placement_flags.js';
 
 export const generateCommand = defineCommand({
   name: 'generate',
@@ -30,6 +31,7 @@ export const generateCommand = defineCommand({
     ...cacheFlags,
     { name: 'ignore-eos', type: 'bool', help: 'keep going past BOS/EOS' },
     { name: 'json', type: 'bool', help: 'print {"ids": [...]} (prompt then generated ids) instead of text' },
+    ...placementFlags,
     backendFlag,
   ],
   async run(flags) {
@@ -44,7 +46,8 @@ export const generateCommand = defineCommand({
     const { checkCacheBudget } = await import('./cache_budget.js');
     const { createSampler } = await import('../sample/sampler.js');
     const { generate } = await import('../generate.js');
-    const model = loadModel(modelPath);
+    const { placeModel } = await import('./placement.js');
+    const model = placeModel(loadModel(modelPath), flags, 'generate');
     const vocab = model.config.vocabSize;
     const tokenizer = resolveTokenizer(flags.tokenizer, modelPath, vocab);
     const prompt = promptIds(flags.prompt, flags['prompt-ids'], tokenizer, vocab);
@@ -79,6 +82,7 @@ export const generateCommand = defineCommand({
       }
     } finally {
       process.off('SIGINT', onSigint);
+      void model.pool?.dispose();
     }
     if (flags.json) await writeOut(JSON.stringify({ ids: [...prompt, ...generated] }) + '\n');
     else await writeOut((decoder?.flush() ?? '') + '\n');

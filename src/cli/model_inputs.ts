@@ -1,12 +1,13 @@
 // The model and text that attn, reproduce and start run on: --model or the
 // zoo's default model (weights/manifest.json), and --text or --tokens.
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import type { TextSource } from '../experiments/text_source.js';
 import { loadModel } from '../model/load.js';
 import type { Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import { defaultManifestPath, defaultModel, readManifest } from '../zoo/manifest.js';
+import { defaultManifestPath, defaultModel, type Manifest, readManifest, type ZooEntry } from '../zoo/manifest.js';
 import { readTextFile } from '../files.js';
 import type { ExperimentFlags } from './experiment_flags.js';
 import { readTokenIds, resolveTokenizer } from './inputs.js';
@@ -17,6 +18,8 @@ export interface OpenedModel {
   /** The zoo name, or the path as given. */
   label: string;
   tokenizer?: Tokenizer;
+  /** What the zoo says the model was trained on (manifest "data"), when it is a zoo model. */
+  data?: string;
 }
 
 export function manifestFile(flags: ExperimentFlags): string {
@@ -25,25 +28,47 @@ export function manifestFile(flags: ExperimentFlags): string {
 
 /** --model, else the manifest's default model. */
 export function openModel(flags: ExperimentFlags, command: string): OpenedModel {
-  const { path, label } = flags.model !== undefined ? { path: flags.model, label: flags.model } : zooDefault(flags, command);
+  const file = manifestFile(flags);
+  const manifest = existsSync(file) ? readManifest(file) : undefined;
+  const { path, label, entry } = flags.model !== undefined ? givenModel(flags.model, manifest) : zooDefault(manifest, file, command);
   const model = loadModel(path);
   const tokenizer = resolveTokenizer(flags.tokenizer, path, model.config.vocabSize);
-  return { model, path, label, tokenizer };
+  const data = entry?.fields.data;
+  return { model, path, label, tokenizer, ...(typeof data === 'string' ? { data } : {}) };
 }
 
-/** The manifest's default model: its path and its zoo name. */
-function zooDefault(flags: ExperimentFlags, command: string): { path: string; label: string } {
-  const file = manifestFile(flags);
-  if (!existsSync(file)) throw new UsageError(`${command}: give --model PATH (there is no model zoo manifest at ${file} to take a default from)`);
-  const entry = defaultModel(readManifest(file));
-  return { path: entry.path, label: entry.name };
+interface ChosenModel {
+  path: string;
+  label: string;
+  /** Its manifest entry, when the zoo lists it. */
+  entry: ZooEntry | undefined;
 }
 
-/** --text FILE or --tokens IDS.json, else the held-out Brown texts. */
+/** --model PATH, and its entry if the manifest lists that path. */
+function givenModel(path: string, manifest: Manifest | undefined): ChosenModel {
+  const given = resolve(path);
+  return { path, label: path, entry: manifest?.models.find((m) => m.path === given) };
+}
+
+/** The manifest's default model. */
+function zooDefault(manifest: Manifest | undefined, file: string, command: string): ChosenModel {
+  if (manifest === undefined) throw new UsageError(`${command}: give --model PATH (there is no model zoo manifest at ${file} to take a default from)`);
+  const entry = defaultModel(manifest);
+  return { path: entry.path, label: entry.name, entry };
+}
+
+/** --text FILE, --tokens IDS.json or --backcopy, else the held-out Brown texts (see defaultSource). */
 export function textSource(flags: ExperimentFlags, command: string): TextSource {
   const { text, tokens } = flags;
-  if (text !== undefined && tokens !== undefined) throw new UsageError(`${command}: give either --text FILE or --tokens IDS.json, not both`);
+  const given = [text !== undefined && '--text FILE', tokens !== undefined && '--tokens IDS.json', flags.backcopy === true && '--backcopy'].filter((x) => x !== false);
+  if (given.length > 1) throw new UsageError(`${command}: give one of ${given.join(', ')}, not several`);
+  if (flags.backcopy === true) return { kind: 'backcopy' };
   if (tokens !== undefined) return { kind: 'ids', file: tokens, ids: readTokenIds(tokens, Number.MAX_SAFE_INTEGER) };
   if (text !== undefined) return { kind: 'file', file: text, text: readTextFile(text) };
   return { kind: 'heldout' };
+}
+
+/** With no text given, a zoo model trained on Backcopy runs on the held-out Backcopy stream: the data it knows. */
+export function defaultSource(source: TextSource, opened: OpenedModel): TextSource {
+  return source.kind === 'heldout' && opened.data === 'backcopy' ? { kind: 'backcopy' } : source;
 }

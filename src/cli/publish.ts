@@ -39,12 +39,11 @@ export const publishCommand = defineCommand({
       throw new UsageError(`publish --run ${run}: the run stopped at step ${state.step} of ${state.totalSteps || '?'} (finish it with streamllm train --resume ${run})`);
     }
     await startBackend(flags);
-    const { brownTokens } = await import('../data/corpus.js');
     const { loadModel } = await import('../model/load.js');
     const { saveHfModel } = await import('../model/to_hf.js');
     const { disposeModel } = await import('../model/weights.js');
-    const { loadTokenizer } = await import('../tokenizer/load.js');
-    const { validationLoss, validationOffsets } = await import('../train/validate.js');
+    const { dataKind, loadTrainData, validationSamples } = await import('../train/data.js');
+    const { validationLoss } = await import('../train/validate.js');
 
     // 1. The model, re-saved in the requested dtype, into a temporary directory.
     const target = join(weights, name);
@@ -65,8 +64,8 @@ export const publishCommand = defineCommand({
 
       // 2. The held-out loss of exactly what ships.
       const shipped = loadModel(tmp);
-      const heldout = brownTokens(loadTokenizer(join(tmp, 'tokenizer.json')), 'heldout');
-      const valLoss = validationLoss(shipped, heldout, validationOffsets(heldout.length, shipped.config.maxSeqLen, state.options.finalEvalWindows));
+      const data = loadTrainData(join(tmp, 'tokenizer.json'));
+      const valLoss = validationLoss(shipped, validationSamples(data, state.options, shipped.config.sinkToken, state.options.finalEvalWindows));
       disposeModel(shipped);
       process.stderr.write(`publish ${name}: held-out loss ${valLoss.toFixed(4)} (the run measured ${state.valLoss?.toFixed(4)})\n`);
 
@@ -76,6 +75,7 @@ export const publishCommand = defineCommand({
       const entry: ModelEntry = {
         name,
         variant: state.options.variant,
+        data: dataKind(state.options),
         parameters: state.parameterCount,
         steps: state.step,
         tokensSeen: state.tokensSeen,

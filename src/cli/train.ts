@@ -3,7 +3,7 @@ import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { yieldToEventLoop } from '../event_loop.js';
-import { type TrainOptions, TRAIN_DEFAULTS } from '../train/options.js';
+import { DATA_KINDS, dataKind, DEFAULT_TRIGGERS, type TrainOptions, TRAIN_DEFAULTS } from '../train/options.js';
 import type { Trainer } from '../train/trainer.js';
 import { VARIANTS } from '../train/variants.js';
 import { defineCommand, defineFlags, type Flags, required } from './args.js';
@@ -24,6 +24,10 @@ const trainFlags = defineFlags([
   { name: 'steps', type: 'int', value: 'N', min: 1, help: 'updates to run' },
   { name: 'minutes', type: 'number', value: 'M', min: 0.01, help: 'time budget instead of --steps: the step count is fixed after timing the first steps' },
   { name: 'tokenizer', type: 'string', value: 'FILE', default: DEFAULT_TOKENIZER, help: 'tokenizer.json to encode the corpus with' },
+  { name: 'data', type: 'string', value: 'KIND', choices: DATA_KINDS, help: 'what samples are made of (default brown)' },
+  { name: 'triggers', type: 'int', value: 'N', min: 1, max: 64, help: `backcopy and mix: trigger tokens (default ${DEFAULT_TRIGGERS})` },
+  { name: 'bos-first', type: 'bool', help: 'put BOS first in every Brown window (default: on for mix, off for brown; --bos-first=false to turn off)' },
+  { name: 'snapshots', type: 'bool', help: 'keep a copy of the model at every checkpoint in DIR/steps/STEP/ (for plots across training)' },
   { name: 'dim', type: 'int', value: 'N', min: 2, help: `model width (default ${DEFAULT_SHAPE.dim})` },
   { name: 'layers', type: 'int', value: 'N', min: 1, help: `transformer layers (default ${DEFAULT_SHAPE.layers})` },
   { name: 'heads', type: 'int', value: 'N', min: 1, help: `attention heads (default ${DEFAULT_SHAPE.heads})` },
@@ -45,11 +49,14 @@ type TrainFlags = Flags<typeof trainFlags>;
 
 export const trainCommand = defineCommand({
   name: 'train',
-  summary: 'train a model (one attention-sink variant) on the Brown corpus, resumably',
+  summary: 'train a model (one attention-sink variant) on the Brown corpus or Bigram-Backcopy data, resumably',
   usage: '--variant V --out DIR [--seed S] [--steps N | --minutes M] [shape and optimizer flags]\n       streamllm train --resume DIR',
   details: [
-    `Variants: ${VARIANTS.join(', ')} (see src/train/variants.ts). The corpus is the Brown corpus's training split`,
-    '(src/data/brown.ts); samples are windows at seeded random offsets; validation uses the held-out split.',
+    `Variants: ${VARIANTS.join(', ')} (see src/train/variants.ts). Data (--data, see src/train/data.ts):`,
+    "  brown     windows of the Brown corpus's training split at seeded random offsets; validation on the held-out split",
+    '  backcopy  Bigram-Backcopy samples, BOS first: a bigram chain of the Brown training text in which the token after',
+    '            a trigger (one of the --triggers most frequent tokens) copies the token before it; a reason to form a sink',
+    '  mix       each sample Backcopy or a Brown window (BOS first), at random; validation on held-out Brown windows',
     'AdamW with decoupled weight decay (not on norms or sink parameters), linear warm-up then cosine decay,',
     'global-norm gradient clipping. DIR receives config.json + model.safetensors (what --model reads),',
     'tokenizer.json, optimizer.safetensors, train_state.json and train_log.jsonl; Ctrl-C saves a checkpoint.',
@@ -68,7 +75,7 @@ export const trainCommand = defineCommand({
 type TrainerOf = (trainer: typeof Trainer) => Trainer;
 
 /** Flags that only a fresh run takes. */
-const START_ONLY: (keyof TrainFlags)[] = ['variant', 'out', 'steps', 'minutes', 'dim', 'layers', 'heads', 'hidden', 'seq-len', 'batch', 'lr', 'min-lr', 'warmup', 'final-eval-windows'];
+const START_ONLY: (keyof TrainFlags)[] = ['variant', 'out', 'steps', 'minutes', 'dim', 'layers', 'heads', 'hidden', 'seq-len', 'batch', 'lr', 'min-lr', 'warmup', 'final-eval-windows', 'data', 'triggers', 'bos-first', 'snapshots'];
 
 function checkResume(flags: TrainFlags, dir: string): TrainerOf {
   const clash = START_ONLY.find((name) => flags[name] !== undefined);
@@ -97,6 +104,9 @@ function checkStart(flags: TrainFlags): TrainerOf {
   if (!existsSync(tokenizer)) {
     throw new UsageError(`train --tokenizer ${tokenizer}: no such file (make one with: streamllm train-tokenizer --out ${tokenizer})`);
   }
+  const data = flags.data ?? 'brown';
+  if (data === 'brown' && flags.triggers !== undefined) throw new UsageError('train --triggers: only backcopy and mix data have triggers');
+  if (data === 'backcopy' && flags['bos-first'] !== undefined) throw new UsageError('train --bos-first: backcopy samples always start with BOS');
   checkWritable(out, 'out');
   const options: TrainOptions = {
     variant,
@@ -117,6 +127,10 @@ function checkStart(flags: TrainFlags): TrainerOf {
     ...(flags['final-eval-windows'] !== undefined ? { finalEvalWindows: flags['final-eval-windows'] } : {}),
     checkpointEvery: flags['checkpoint-every'],
     tokenizer,
+    data,
+    ...(flags.triggers !== undefined ? { triggers: flags.triggers } : {}),
+    ...(flags['bos-first'] !== undefined ? { bosFirst: flags['bos-first'] } : {}),
+    ...(flags.snapshots === true ? { snapshots: true } : {}),
   };
   return (Trainer) => Trainer.start(options, out);
 }
@@ -139,7 +153,7 @@ async function trainLoop(trainer: Trainer): Promise<void> {
   const { options, state } = trainer;
   const label = `train ${options.variant}`;
   process.stderr.write(
-    `${label}: ${state.parameterCount} parameters, ${trainer.data.train.length} training tokens, ` +
+    `${label}: ${state.parameterCount} parameters, data ${dataKind(options)}, ${trainer.data.train.length} Brown training tokens, ` +
       `${trainer.data.heldout.length} held-out; ${state.step > 0 ? `resuming at step ${state.step}` : 'from scratch'} in ${trainer.dir}\n`,
   );
   if (state.done) {

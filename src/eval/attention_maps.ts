@@ -15,6 +15,7 @@ import seedrandom from 'seedrandom';
 import type { SoftmaxVariant } from '../../kernels/softmax.js';
 import { CausalBlock } from '../cache/causal_block.js';
 import { UsageError } from '../errors.js';
+import { checkHostFits } from '../memory.js';
 import { forwardBatch, withSinkToken } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { DEFAULT_LENGTH, DEFAULT_SAMPLES } from './attention_defaults.js';
@@ -66,6 +67,7 @@ export function attentionMaps(model: Model, tokens: ArrayLike<number>, options: 
   const offsets = windowOffsets(tokens.length, samples, length, options.seed ?? 0);
   const size = length + (sinkToken ? 1 : 0);
   const cells = heads * size * size;
+  checkHostFits(`--length ${length}: attention maps of ${size} x ${size} per head and layer`, 8 * layers * cells, 8 * cells);
   const sums = Array.from({ length: layers }, () => new Float64Array(cells));
   const onAttention = (layer: number, _sequence: number, probs: tf.Tensor3D) => {
     // probs: [heads, size, size], keys in position order (one CausalBlock frame)

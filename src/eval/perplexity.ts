@@ -7,8 +7,10 @@
 //             decodes: the check on the blocked path
 import * as tf from '@tensorflow/tfjs';
 import { tokenNll } from '../../kernels/token_nll.js';
-import { type CachePolicy, policySpan } from '../cache/index.js';
+import { type CachePolicy, policyLabel, policySpan } from '../cache/index.js';
+import { NonFiniteError } from '../errors.js';
 import { yieldToEventLoop } from '../event_loop.js';
+import { firstNonFinite } from '../finite.js';
 import { withSinkToken } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { TokenStream } from '../stream.js';
@@ -35,6 +37,12 @@ export interface ScoreResult {
 
 export const DEFAULT_BLOCK_SIZE = 256;
 
+/** The message for a NaN or infinite NLL: the logits it came from were not finite. */
+export function nonFiniteOutput(position: number, policy: CachePolicy | string, nll: number): string {
+  const label = typeof policy === 'string' ? policy : policyLabel(policy);
+  return `${label}: the model's logits predicting token ${position + 1} are not finite (NLL ${nll}): NaN or overflow in the weights or activations`;
+}
+
 export async function scoreTokens(model: Model, ids: readonly number[], policy: CachePolicy, options: ScoreOptions = {}): Promise<ScoreResult> {
   const mode = options.mode ?? 'blocked';
   const block = mode === 'stepwise' ? 1 : Math.max(1, Math.min(options.blockSize ?? DEFAULT_BLOCK_SIZE, policySpan(policy)));
@@ -55,8 +63,11 @@ export async function scoreTokens(model: Model, ids: readonly number[], policy: 
       const targets = input.slice(start + 1 + firstRow, start + 1 + chunk.length);
       // scored where the logits are: only the NLLs come back
       const rows = tokenNll(logits, targets, firstRow);
-      nll.set(rows.dataSync(), start + firstRow - skip);
+      const values = rows.dataSync();
       tf.dispose([logits, rows]);
+      const bad = firstNonFinite(values);
+      if (bad >= 0) throw new NonFiniteError(nonFiniteOutput(start + firstRow - skip + bad, policy, values[bad]!));
+      nll.set(values, start + firstRow - skip);
       options.onProgress?.(Math.min(total, start + chunk.length - skip), total);
       await yieldToEventLoop();
     }

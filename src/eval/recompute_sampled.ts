@@ -9,18 +9,26 @@
 // positions 0..W-1. A sink-token model keeps its learned sink at position 0,
 // as in training, and so sees the sink plus the last W-1 tokens. (TokenStream's
 // recompute lets the window slide past the sink; the two agree for every
-// other model.) While i is inside the first window the context is the whole
-// prefix, and one causal pass over the first window scores all of those.
+// other model.) With `keepFirst` k, the stream's first k tokens stay at the
+// front of every window too (k + the last W-k tokens): what a model trained
+// with BOS first in every sample saw in training, and the question of the
+// paper's Table 1 (does the first token matter as a sink, or its content?).
+// While i is inside the first window the context is the whole prefix, and
+// one causal pass over the first window scores all of those.
 import { CausalBlock } from '../cache/causal_block.js';
-import { UsageError } from '../errors.js';
+import { NonFiniteError, UsageError } from '../errors.js';
 import { yieldToEventLoop } from '../event_loop.js';
+import { firstNonFinite } from '../finite.js';
 import { forwardBatch, withSinkToken } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { nllOfRows } from './nll.js';
+import { nonFiniteOutput } from './perplexity.js';
 
 export interface RecomputeOptions {
   /** Full windows per forward pass (default 4). */
   batchSize?: number;
+  /** Stream tokens kept at the front of every window (default 0; e.g. 1 keeps a BOS). */
+  keepFirst?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -44,7 +52,11 @@ export async function recomputeNllAt(
 ): Promise<Float64Array> {
   const sink = model.config.sinkToken;
   const textSpan = windowSize - (sink ? 1 : 0);
+  const keepFirst = options.keepFirst ?? 0;
   if (!Number.isInteger(windowSize) || textSpan < 1) throw new UsageError(`recompute: window ${windowSize} is too small`);
+  if (!Number.isInteger(keepFirst) || keepFirst < 0 || keepFirst >= textSpan) {
+    throw new UsageError(`recompute: keepFirst must be an integer in 0..${textSpan - 1} (the window holds ${textSpan} tokens), got ${keepFirst}`);
+  }
   positions.forEach((p, j) => {
     if (!Number.isInteger(p) || p < 0 || p >= ids.length - 1 || (j > 0 && p <= positions[j - 1]!)) {
       throw new UsageError(`recompute: positions must ascend within 0..${ids.length - 2}; got ${p} at ${j}`);
@@ -73,10 +85,13 @@ export async function recomputeNllAt(
   options.onProgress?.(early.length, total);
   for (let j = early.length; j < total; j += batchSize) {
     const chunk = positions.slice(j, j + batchSize);
-    const values = run(chunk.map((p) => withSinkToken(model.config, ids.slice(p - textSpan + 1, p + 1))), true);
+    const first = ids.slice(0, keepFirst);
+    const values = run(chunk.map((p) => withSinkToken(model.config, [...first, ...ids.slice(p - textSpan + keepFirst + 1, p + 1)])), true);
     nllOfRows(values, vocab, chunk.map((p) => ids[p + 1]!), nll, j);
     options.onProgress?.(j + chunk.length, total);
     await yieldToEventLoop();
   }
+  const bad = firstNonFinite(nll);
+  if (bad >= 0) throw new NonFiniteError(nonFiniteOutput(positions[bad]!, `recompute(${windowSize})`, nll[bad]!));
   return nll;
 }

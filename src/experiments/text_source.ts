@@ -6,17 +6,28 @@
 //            by the end-of-text token, as the zoo's validation stream: the default
 //   file     a text file, encoded with BOS when the tokenizer adds one (as `eval --text`)
 //   ids      a JSON array of token ids, used as they are
+//   backcopy a held-out Bigram-Backcopy stream (src/data/backcopy.ts): BOS
+//            once at the very start, then BACKCOPY_STREAM_TOKENS tokens of the
+//            chain the Backcopy models were trained on, from its own seed
+import seedrandom from 'seedrandom';
+import { Backcopy, HELDOUT_SEED } from '../data/backcopy.js';
 import { brownTokens } from '../data/corpus.js';
+import { bosOf, DEFAULT_TRIGGERS } from '../train/data.js';
 import { UsageError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 
-export type TextSource = { kind: 'heldout' } | { kind: 'file'; file: string; text: string } | { kind: 'ids'; file: string; ids: number[] };
+export type TextSource = { kind: 'heldout' } | { kind: 'backcopy' } | { kind: 'file'; file: string; text: string } | { kind: 'ids'; file: string; ids: number[] };
+
+/** Length of the held-out Backcopy stream (the issue's bar: at least 20K tokens). */
+export const BACKCOPY_STREAM_TOKENS = 32768;
 
 /** A short name for reports. */
 export function sourceLabel(source: TextSource): string {
   switch (source.kind) {
     case 'heldout':
       return 'the held-out Brown corpus texts';
+    case 'backcopy':
+      return 'a held-out Bigram-Backcopy stream (BOS only at the start)';
     case 'file':
       return source.file;
     case 'ids':
@@ -31,6 +42,11 @@ export function sourceTokens(source: TextSource, tokenizer: Tokenizer | undefine
     if (tokenizer === undefined) throw new UsageError('the held-out Brown text needs the model\'s tokenizer; give --tokenizer FILE');
     // only as many texts as needed would be cheaper, but encoding all 50 takes about a second
     ids = Array.from(brownTokens(tokenizer, 'heldout'));
+  } else if (source.kind === 'backcopy') {
+    if (tokenizer === undefined) throw new UsageError("the Backcopy stream is built from the model's tokenizer; give --tokenizer FILE");
+    const backcopy = Backcopy.fromTokens(brownTokens(tokenizer, 'train'), tokenizer.vocabSize, bosOf(tokenizer), DEFAULT_TRIGGERS);
+    // its own seed, apart from the validation samples' (HELDOUT_SEED) and every training seed
+    ids = Array.from(backcopy.sample(Math.min(limit, BACKCOPY_STREAM_TOKENS), seedrandom(`${HELDOUT_SEED}:stream`)));
   } else if (source.kind === 'ids') {
     const bad = source.ids.findIndex((id) => id >= vocabSize);
     if (bad >= 0) throw new UsageError(`${source.file}: token ${bad} is ${source.ids[bad]}, outside this model's vocabulary of ${vocabSize}`);

@@ -27,17 +27,31 @@
 //   gpt_neox.layers.N.attention.sinks, gpt_neox.sink_embedding   our sink variants, as for llama
 import * as tf from '@tensorflow/tfjs';
 import type { HfModelSpec } from '../checkpoint/hf_config.js';
+import { FileFormatError, NonFiniteError } from '../errors.js';
+import { firstNonFinite } from '../finite.js';
 import type { SafetensorsReader } from '../checkpoint/safetensors.js';
 import { copiedTensor, linearBias, linearWeight, type MatrixPart, type RowSource } from './assemble.js';
-import type { LayerWeights, Model, ModelWeights, Norm } from './weights.js';
+import { disposeModel, type LayerWeights, type Model, type ModelWeights, type Norm } from './weights.js';
 
-/** Reads named tensors of a given shape from the checkpoint. */
+/** Reads named tensors of a given shape from the checkpoint, and remembers which it read. */
 class Source {
+  readonly used = new Set<string>();
+
   constructor(private readonly reader: SafetensorsReader) {}
 
   rows(name: string, shape: number[]): RowSource {
-    this.reader.entry(name, shape); // fail on a missing or misshapen tensor before allocating
-    return (visit) => this.reader.readRows(name, shape, visit);
+    const entry = this.reader.entry(name, shape); // fail on a missing or misshapen tensor before allocating
+    this.used.add(name);
+    const rowElements = shape.slice(1).reduce((a, b) => a * b, 1);
+    return (visit) =>
+      this.reader.readRows(name, shape, (row, values) => {
+        const bad = firstNonFinite(values);
+        if (bad >= 0) {
+          const at = row * rowElements + bad;
+          throw new NonFiniteError(`${entry.file}: tensor '${name}' holds ${String(values[bad])} at element ${at} (of [${shape.join(', ')}]): expected finite weights`);
+        }
+        visit(row, values);
+      });
   }
 
   part(name: string, shape: number[], columnOf?: (r: number) => number): MatrixPart {
@@ -45,7 +59,7 @@ class Source {
   }
 
   vector(name: string, length: number): tf.Tensor1D {
-    return tf.tensor1d(this.reader.read(name, [length]));
+    return copiedTensor<tf.Rank.R1>([length], this.rows(name, [length]));
   }
 
   matrix(name: string, shape: [number, number]): tf.Tensor2D {
@@ -146,13 +160,68 @@ function neoxWeights(spec: HfModelSpec, src: Source): ModelWeights {
 }
 
 /**
- * Build the engine model. On any error (a missing or misshapen tensor) the
- * tensors made so far are released.
+ * Buffers that real checkpoints of these families carry and the engine
+ * recomputes: RoPE's inverse frequencies, GPT-NeoX's causal-mask buffers.
+ * They are skipped with a note; any other tensor the config does not use
+ * refuses the load.
  */
-export function modelFromHf(spec: HfModelSpec, reader: SafetensorsReader): Model {
+const RECOMPUTED_BUFFERS = [/\.rotary_emb\.inv_freq$/, /^gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias)$/];
+
+/** Where the config and the file disagree, refuse before reading any weight. */
+function checkStructure(spec: HfModelSpec, reader: SafetensorsReader, file: string): void {
+  const c = spec.config;
+  const layersField = 'num_hidden_layers';
+  let fileLayers = 0;
+  for (const name of reader.tensors.keys()) {
+    const m = /^(?:model|gpt_neox)\.layers\.(\d+)\./.exec(name);
+    if (m && !RECOMPUTED_BUFFERS.some((r) => r.test(name))) fileLayers = Math.max(fileLayers, Number(m[1]) + 1);
+  }
+  if (fileLayers > c.layers) {
+    throw new FileFormatError(file, `holds ${fileLayers} layers but config.json ${layersField} is ${c.layers}: every tensor must be used`);
+  }
+  const head = spec.modelType === 'gpt_neox' ? 'embed_out.weight' : 'lm_head.weight';
+  if (spec.tiedEmbeddings && reader.has(head)) {
+    throw new FileFormatError(
+      file,
+      `holds '${head}' but config.json ties the classifier to the embedding (tie_word_embeddings true): set it false to use '${head}', or remove the tensor`,
+    );
+  }
+}
+
+/** Names, shortened: layer indices folded into "N" and repeats counted. */
+function summarize(names: string[]): string {
+  const counts = new Map<string, number>();
+  for (const n of names) {
+    const key = n.replace(/\.layers\.\d+\./, '.layers.N.');
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  const parts = [...counts].map(([k, n]) => (n > 1 ? `${k} (x${n})` : k));
+  return parts.length <= 4 ? parts.join(', ') : `${parts.slice(0, 4).join(', ')} and ${parts.length - 4} more`;
+}
+
+/**
+ * Build the engine model. On any error (a missing or misshapen tensor, a
+ * tensor the config does not use) the tensors made so far are released.
+ * `notes` receives what is read but not applied (one line each).
+ */
+export function modelFromHf(spec: HfModelSpec, reader: SafetensorsReader, notes: (line: string) => void = () => {}): Model {
+  checkStructure(spec, reader, reader.source);
   const src = new Source(reader);
   const build = spec.modelType === 'gpt_neox' ? neoxWeights : llamaWeights;
   // tf.tidy keeps the returned weights and disposes everything else, also when build throws.
   const weights = tf.tidy(() => build(spec, src) as unknown as tf.TensorContainer) as unknown as ModelWeights;
+  const unused = [...reader.tensors.keys()].filter((n) => !src.used.has(n));
+  const buffers = unused.filter((n) => RECOMPUTED_BUFFERS.some((r) => r.test(n)));
+  const stray = unused.filter((n) => !buffers.includes(n));
+  if (stray.length > 0) {
+    disposeModel({ config: spec.config, weights });
+    throw new FileFormatError(
+      reader.source,
+      `${stray.length === 1 ? 'tensor' : `${stray.length} tensors`} not used by a ${spec.modelType} model with this config.json: ${summarize(stray)} ` +
+        `(a bias, sink or layer the config does not declare?)`,
+    );
+  }
+  for (const note of spec.notes) notes(note);
+  if (buffers.length > 0) notes(`skipped ${buffers.length} buffer${buffers.length === 1 ? '' : 's'} the engine recomputes: ${summarize(buffers)}`);
   return { config: spec.config, weights };
 }

@@ -50,17 +50,30 @@ function checkFitsBackend(c: ModelConfig, source: string): void {
   }
   checkFits(`${source}: the float32 weights`, bytes, largestWeightBytes(c));
 }
+export interface LoadOptions {
+  /**
+   * Receives each note on what was read but not applied (Mistral's
+   * sliding_window, skipped RoPE buffers). Default: one "warning:" line each
+   * on stderr.
+   */
+  onNote?: (line: string) => void;
+}
+
+function stderrNotes(source: string): (line: string) => void {
+  return (line) => process.stderr.write(`warning: ${source}: ${line}\n`);
+}
+
 /** Open a Hugging Face model directory. */
-export function loadHfModel(dir: string): Model {
+export function loadHfModel(dir: string, options: LoadOptions = {}): Model {
   const spec = readHfConfig(dir);
   const reader = SafetensorsReader.open(dir);
   checkFitsBackend(spec.config, dir);
-  return modelFromHf(spec, reader);
+  return modelFromHf(spec, reader, options.onNote ?? stderrNotes(dir));
 }
 
-export function loadModel(path: string): Model {
+export function loadModel(path: string, options: LoadOptions = {}): Model {
   if (!existsSync(path)) throw new FileFormatError(path, 'no such file or directory');
-  if (statSync(path).isDirectory()) return loadHfModel(path);
+  if (statSync(path).isDirectory()) return loadHfModel(path, options);
   const reader = openLlama2c(path);
   try {
     checkFitsBackend(llamaConfig(reader.shape), path);

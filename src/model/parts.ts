@@ -3,11 +3,11 @@
 import type * as tf from '@tensorflow/tfjs';
 import { gelu } from '../../kernels/gelu.js';
 import { layerNorm } from '../../kernels/layernorm.js';
-import { linear } from '../../kernels/matmul.js';
 import { rmsNorm } from '../../kernels/rmsnorm.js';
 import { swiglu } from '../../kernels/swiglu.js';
 import { ConfigError } from '../errors.js';
 import type { ModelConfig } from './config.js';
+import { project } from './project.js';
 import type { LayerWeights, Norm } from './weights.js';
 
 /** x: [T, dim] -> [T, dim] */
@@ -25,8 +25,8 @@ export function norm(config: ModelConfig, w: Norm, x: tf.Tensor2D): tf.Tensor2D 
 export function mlp(config: ModelConfig, w: LayerWeights, x: tf.Tensor2D): tf.Tensor2D {
   switch (config.mlp) {
     case 'swiglu':
-      return linear(swiglu(linear(x, w.up.weight, w.up.bias)), w.down.weight, w.down.bias);
+      return project(swiglu(project(x, w.up)), w.down);
     case 'gelu':
-      return linear(gelu(linear(x, w.up.weight, w.up.bias)), w.down.weight, w.down.bias);
+      return project(gelu(project(x, w.up)), w.down);
   }
 }

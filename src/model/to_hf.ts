@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { CONFIG_FILE, hfConfigJson } from '../checkpoint/hf_config.js';
 import { SINGLE_FILE, type FloatDtype, type TensorToWrite, writeSafetensors } from '../checkpoint/safetensors.js';
 import { ConfigError } from '../errors.js';
-import type { Model } from './weights.js';
+import { classifierTensor, type Linear, type Model, weightTensor } from './weights.js';
 
 /**
  * Row r of an HF (halves) q or k projection is row pairsRow(r) of the same
@@ -42,7 +42,8 @@ function columnsTransposed(w: Float32Array, inDim: number, total: number, col0: 
 
 /** True when the classifier [dim, vocab] is exactly the embedding [vocab, dim] transposed. */
 function classifierIsTied(model: Model): boolean {
-  const { embedding, classifier } = model.weights;
+  const { embedding } = model.weights;
+  const classifier = classifierTensor(model.weights);
   const [vocab, dim] = embedding.shape;
   const e = embedding.dataSync();
   const c = classifier.dataSync();
@@ -89,9 +90,10 @@ export function saveHfModel(dir: string, model: Model, extraConfig: Record<strin
   const tensors: TensorToWrite[] = [];
   const add = (name: string, shape: number[], values: () => Float32Array) => tensors.push({ name, shape, values });
   /** Part [col0, col0 + rows) of a fused linear layer, as an HF [rows, in] weight and [rows] bias. */
-  const addLinear = (name: string, linear: { weight: tf.Tensor2D; bias?: tf.Tensor1D }, col0: number, rows: number, rowOf?: (r: number) => number) => {
-    const [inDim, total] = linear.weight.shape;
-    add(`${name}.weight`, [rows, inDim], () => columnsTransposed(dataOf(linear.weight), inDim, total, col0, rows, rowOf));
+  const addLinear = (name: string, linear: Linear, col0: number, rows: number, rowOf?: (r: number) => number) => {
+    const weight = weightTensor(linear);
+    const [inDim, total] = weight.shape;
+    add(`${name}.weight`, [rows, inDim], () => columnsTransposed(dataOf(weight), inDim, total, col0, rows, rowOf));
     const bias = linear.bias;
     if (bias !== undefined) add(`${name}.bias`, [rows], () => columnsTransposed(dataOf(bias), 1, total, col0, rows, rowOf));
   };

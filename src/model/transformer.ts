@@ -13,13 +13,13 @@ import { attention, type AttentionFrame, attentionProbabilities } from '../../ke
 import { causalAttention } from '../../kernels/causal_attention.js';
 import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
 import { embed } from '../../kernels/embedding.js';
-import { linear } from '../../kernels/matmul.js';
 import { qkvHeads } from '../../kernels/qkv_heads.js';
 import { applyRope, type RopeAngles, ropeAngles, type RopeSpec } from '../../kernels/rope.js';
 import type { BlockView, KVCache, LayerView } from '../cache/types.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
 import { mlp, norm } from './parts.js';
+import { classify, project } from './project.js';
 import type { LayerWeights, Model } from './weights.js';
 
 /** Stands for the learned sink token (sinkToken models) in an id list. */
@@ -127,10 +127,10 @@ function selfAttention(
   const { heads, kvHeads, headDim } = config;
   const T = x.shape[0] / batch.length;
   // qkv: [B*T, (heads + 2 kvHeads) * headDim]
-  const qkv = linear(x, w.qkv.weight, w.qkv.bias);
+  const qkv = project(x, w.qkv);
   if (causal !== undefined) {
     const spec = { batch: batch.length, heads, kvHeads, headDim, rope: config.rope, variant: config.softmax };
-    return linear(causalAttention(qkv, causal, spec, w.sinkLogits), w.out.weight, w.out.bias);
+    return project(causalAttention(qkv, causal, spec, w.sinkLogits), w.out);
   }
   const outs = batch.map(({ cache, view: block, angles: byView }, b) => {
     const view = block.layer(layer);
@@ -160,7 +160,7 @@ function selfAttention(
     const out = attention(frames, entryKeys, entries.values, spec);
     return mergeHeads(out); // [T, heads * headDim]
   });
-  return linear(outs.length === 1 ? outs[0]! : tf.concat(outs, 0), w.out.weight, w.out.bias);
+  return project(outs.length === 1 ? outs[0]! : tf.concat(outs, 0), w.out);
 }
 
 /** One transformer layer; x: [B*T, dim] -> [B*T, dim]. */
@@ -238,7 +238,7 @@ export function forwardBatch(
       if (logits === 'last' && T > 1) {
         x = tf.concat(batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])), 0);
       }
-      return linear<tf.Tensor2D>(norm(config, weights.finalNorm, x), weights.classifier); // [rows, vocab]
+      return classify(norm(config, weights.finalNorm, x), weights); // [rows, vocab]
     });
   } finally {
     caches.forEach((c) => c.end());

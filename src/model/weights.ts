@@ -1,11 +1,19 @@
 // A model's tensors, in the layout the forward pass wants: every matrix is
 // [in, out] so that x @ W is the untransposed 2-D product XNNPACK runs fast
-// (checkpoints store [out, in]; loaders transpose once).
+// (checkpoints store [out, in]; loaders transpose once). A model placed on
+// the worker pool (pooled.ts) holds its matrices there instead, [out, in],
+// float32 or q8, and the tfjs tensors are gone.
 import * as tf from '@tensorflow/tfjs';
+import type { WorkerPool } from '../../kernels/pool.js';
+import type { PooledMatrix } from '../../kernels/split_products.js';
+import { ConfigError } from '../errors.js';
 import type { ModelConfig } from './config.js';
 
 export interface Linear {
-  weight: tf.Tensor2D; // [in, out]
+  /** [in, out]; absent when the matrix lives in the worker pool. */
+  weight?: tf.Tensor2D;
+  /** The matrix in the worker pool's memory, [out, in]. */
+  pooled?: PooledMatrix;
   bias?: tf.Tensor1D; // [out]
 }
 
@@ -36,19 +44,36 @@ export interface ModelWeights {
   sinkEmbedding?: tf.Tensor1D;
   layers: LayerWeights[];
   finalNorm: Norm;
-  /** [dim, vocab]; for tied embeddings a transposed copy of `embedding`. */
-  classifier: tf.Tensor2D;
+  /** [dim, vocab]; for tied embeddings a transposed copy of `embedding`. Absent when pooled. */
+  classifier?: tf.Tensor2D;
+  /** The classifier in the worker pool's memory, [vocab, dim]. */
+  pooledClassifier?: PooledMatrix;
 }
 
 export interface Model {
   config: ModelConfig;
   weights: ModelWeights;
+  /** The worker pool that holds the pooled matrices (owned: disposeModel stops it). */
+  pool?: WorkerPool;
+}
+
+/** The [in, out] tensor of a matrix that the training and export code need in tfjs. */
+export function weightTensor(l: Linear): tf.Tensor2D {
+  if (l.weight === undefined) throw new ConfigError('this model keeps its matrices in the worker pool (--threads/--weights): load it without them to train or export');
+  return l.weight;
+}
+
+/** The classifier as a tfjs tensor [dim, vocab] (see weightTensor). */
+export function classifierTensor(w: ModelWeights): tf.Tensor2D {
+  return weightTensor({ weight: w.classifier });
 }
 
 /** Number of parameters, counting a tied classifier once. */
 export function parameterCount(model: Model, tied: boolean): number {
-  const tensors = collectTensors(model.weights).filter((t) => !(tied && t === model.weights.classifier));
-  return tensors.reduce((n, t) => n + t.size, 0);
+  const w = model.weights;
+  const tensors = collectTensors(w).filter((t) => !(tied && t === w.classifier));
+  const pooled = [...w.layers.flatMap((l) => [l.qkv, l.out, l.up, l.down].map((p) => p.pooled)), tied ? undefined : w.pooledClassifier];
+  return tensors.reduce((n, t) => n + t.size, 0) + pooled.reduce((n, m) => n + (m ? m.rows * m.cols : 0), 0);
 }
 
 export function collectTensors(w: ModelWeights): tf.Tensor[] {
@@ -62,4 +87,5 @@ export function collectTensors(w: ModelWeights): tf.Tensor[] {
 
 export function disposeModel(model: Model): void {
   tf.dispose(collectTensors(model.weights));
+  void model.pool?.dispose();
 }

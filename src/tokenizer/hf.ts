@@ -39,6 +39,50 @@ function tokenId(v: unknown): number | undefined {
   return typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 ? id : undefined;
 }
 
+/** The tokenizer models @huggingface/tokenizers runs; it would run anything else as a pass-through. */
+export const SUPPORTED_TOKENIZER_MODELS = ['BPE', 'WordPiece', 'Unigram'] as const;
+
+/**
+ * Refuse, at load, a tokenizer model the library would run wrongly: an
+ * unsupported family (WordLevel, or no recognisable model), or an unknown
+ * token that is not in the vocabulary (every piece outside it would have no
+ * id, and the forward pass would fail on it).
+ */
+function checkTokenizerModel(json: Json, source: string): void {
+  const model = json.model;
+  if (typeof model !== 'object' || model === null || Array.isArray(model)) throw new FileFormatError(source, 'has no "model" object');
+  const m = model as Json;
+  // as the library infers a missing type: a list vocabulary is Unigram, a map with merges BPE, without WordPiece
+  const inferred = Array.isArray(m.vocab) ? 'Unigram' : 'merges' in m ? 'BPE' : 'unk_token' in m && 'continuing_subword_prefix' in m ? 'WordPiece' : undefined;
+  const type = m.type ?? inferred;
+  if (typeof type !== 'string' || !(SUPPORTED_TOKENIZER_MODELS as readonly string[]).includes(type)) {
+    throw new FileFormatError(source, `tokenizer model ${JSON.stringify(type ?? null)} is not supported (supported: ${SUPPORTED_TOKENIZER_MODELS.join(', ')})`);
+  }
+  const vocab = m.vocab;
+  if (type === 'Unigram') {
+    if (!Array.isArray(vocab)) throw new FileFormatError(source, 'Unigram model.vocab must be a list of [piece, score]');
+    const unk = m.unk_id;
+    if (!(typeof unk === 'number' && Number.isInteger(unk) && unk >= 0 && unk < vocab.length)) {
+      throw new FileFormatError(source, `Unigram model.unk_id ${JSON.stringify(unk ?? null)} is not a token id in 0..${vocab.length - 1}: text outside the vocabulary could not be encoded`);
+    }
+    return;
+  }
+  if (typeof vocab !== 'object' || vocab === null || Array.isArray(vocab)) throw new FileFormatError(source, `${type} model.vocab must map pieces to ids`);
+  const unk = m.unk_token;
+  const missing = typeof unk !== 'string' || !Object.hasOwn(vocab, unk);
+  // WordPiece always needs its unknown token; BPE only when it names one (else byte fallback or no unknowns)
+  if (missing && (type === 'WordPiece' || (unk !== null && unk !== undefined))) {
+    throw new FileFormatError(source, `${type} model.unk_token ${JSON.stringify(unk ?? null)} is not in the vocabulary: text outside it could not be encoded`);
+  }
+  // byte fallback spells an unknown character as its UTF-8 bytes, <0x00> to <0xFF>
+  if (type === 'BPE' && m.byte_fallback === true) {
+    for (let b = 0; b < 256; b++) {
+      const piece = `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`;
+      if (!Object.hasOwn(vocab, piece)) throw new FileFormatError(source, `BPE model.byte_fallback is true but the vocabulary lacks the byte token ${piece}`);
+    }
+  }
+}
+
 /** Tokens kept before the read point when decoding a stream: enough context for decoders that look back (Strip, Metaspace). */
 const STREAM_CONTEXT_TOKENS = 4;
 
@@ -52,6 +96,7 @@ export class HfTokenizer implements Tokenizer {
   private constructor(
     private readonly impl: HfTokenizerImpl,
     ids: { bos?: number; eos?: number; addBos?: boolean },
+    private readonly source: string,
   ) {
     let maxId = -1;
     for (const id of impl.get_vocab(true).values()) maxId = Math.max(maxId, id);
@@ -66,6 +111,7 @@ export class HfTokenizer implements Tokenizer {
    * `modelConfig` is config.json, for bos/eos ids the tokenizer lacks.
    */
   static fromJson(tokenizerJson: Json, tokenizerConfig: Json = {}, modelConfig: Json = {}, source = TOKENIZER_FILE): HfTokenizer {
+    checkTokenizerModel(tokenizerJson, source);
     let impl: HfTokenizerImpl;
     const config = { ...tokenizerConfig, clean_up_tokenization_spaces: tokenizerConfig.clean_up_tokenization_spaces ?? false };
     try {
@@ -82,7 +128,7 @@ export class HfTokenizer implements Tokenizer {
       return text === undefined ? undefined : impl.token_to_id(text);
     };
     const addBos = tokenizerConfig.add_bos_token;
-    return new HfTokenizer(impl, { bos: idOf('bos'), eos: idOf('eos'), addBos: typeof addBos === 'boolean' ? addBos : undefined });
+    return new HfTokenizer(impl, { bos: idOf('bos'), eos: idOf('eos'), addBos: typeof addBos === 'boolean' ? addBos : undefined }, source);
   }
 
   /** Open DIR/tokenizer.json (with tokenizer_config.json and config.json when present). */
@@ -107,7 +153,15 @@ export class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
-    const ids = this.impl.encode(text, { add_special_tokens: false }).ids;
+    const encoding = this.impl.encode(text, { add_special_tokens: false });
+    const ids = encoding.ids;
+    // A piece the vocabulary lacks, with no unknown token to stand for it,
+    // comes back without an id: refuse here rather than in the forward pass.
+    const bad = ids.findIndex((id: number) => !(Number.isSafeInteger(id) && id >= 0 && id < this.vocabSize));
+    if (bad >= 0) {
+      const piece = encoding.tokens[bad] ?? '';
+      throw new FileFormatError(this.source, `cannot encode ${JSON.stringify(piece)} (token ${bad} of the text): it is not in the vocabulary and the tokenizer has no unknown token`);
+    }
     if (options.bos) {
       if (this.bosId === undefined) throw new FileFormatError(TOKENIZER_FILE, 'BOS requested, but the tokenizer defines no bos_token');
       ids.unshift(this.bosId);

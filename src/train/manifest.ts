@@ -27,6 +27,8 @@ export const LAST_STEPS = 50;
 export interface ModelEntry {
   name: string;
   variant: string;
+  /** What it was trained on (src/train/data.ts); absent in entries from before data kinds: brown. */
+  data?: string;
   parameters: number;
   steps: number;
   tokensSeen: number;
@@ -76,8 +78,11 @@ export function finalTrainLoss(runDir: string): number {
 
 /** The `streamllm train` command line that reproduces a run (every setting spelled out). */
 export function trainCommandLine(o: TrainOptions, steps: number, out: string): string {
-  const flags: [string, string | number | undefined][] = [
+  const flags: [string, string | number | boolean | undefined][] = [
     ['variant', o.variant],
+    ['data', o.data],
+    ['triggers', o.triggers],
+    ['bos-first', o.bosFirst],
     ['seed', o.seed],
     ['steps', steps],
     ['tokenizer', o.tokenizer],
@@ -96,7 +101,9 @@ export function trainCommandLine(o: TrainOptions, steps: number, out: string): s
     ['eval-windows', o.evalWindows],
     ['final-eval-windows', o.finalEvalWindows],
     ['checkpoint-every', o.checkpointEvery],
+    ['snapshots', o.snapshots],
     ['out', out],
   ];
-  return ['streamllm train', ...flags.filter(([, v]) => v !== undefined).map(([k, v]) => `--${k} ${v}`)].join(' ');
+  const flag = ([k, v]: [string, string | number | boolean]) => (v === true ? `--${k}` : v === false ? `--${k}=false` : `--${k} ${v}`);
+  return ['streamllm train', ...flags.filter((f): f is [string, string | number | boolean] => f[1] !== undefined).map(flag)].join(' ');
 }

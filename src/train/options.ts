@@ -31,6 +31,14 @@ export interface TrainOptions {
   checkpointEvery: number;
   /** The tokenizer.json the corpus is encoded with. */
   tokenizer: string;
+  /** What samples are made of (src/train/data.ts); absent in runs from before it existed: brown. */
+  data?: DataKind;
+  /** Backcopy's trigger tokens (default DEFAULT_TRIGGERS). */
+  triggers?: number;
+  /** Put BOS first in every Brown window (default: only for mix). */
+  bosFirst?: boolean;
+  /** Keep a copy of the model at every checkpoint in DIR/steps/<step>/ (for plots across training). */
+  snapshots?: boolean;
 }
 
 export const TRAIN_DEFAULTS = {
@@ -48,3 +56,15 @@ export const TRAIN_DEFAULTS = {
   evalWindows: 64,
   checkpointEvery: 200,
 } as const;
+
+/** What samples are made of (src/train/data.ts). */
+export const DATA_KINDS = ['brown', 'backcopy', 'mix'] as const;
+export type DataKind = (typeof DATA_KINDS)[number];
+
+/** Trigger tokens of the Backcopy rule (Guo et al. use a few; the probe in issue 11 used 3). */
+export const DEFAULT_TRIGGERS = 3;
+
+/** A run's data kind (runs from before data kinds existed trained on plain Brown windows). */
+export function dataKind(options: TrainOptions): DataKind {
+  return options.data ?? 'brown';
+}

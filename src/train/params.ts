@@ -36,7 +36,7 @@ export class TrainableModel {
    * under a gradient tape its gradient flows back into the embedding.
    */
   model(): Model {
-    return { config: this.config, weights: { ...this.weights, classifier: this.weights.embedding.transpose() } };
+    return { config: this.config, weights: { ...this.weights, classifier: this.weights.embedding.transpose<tf.Tensor2D>() } };
   }
 
   get parameterCount(): number {

@@ -8,17 +8,17 @@
 // plus a validation loss every `evalEvery` steps and a resumable checkpoint
 // every `checkpointEvery` (see state.ts for the directory layout).
 import * as tf from '@tensorflow/tfjs';
-import { copyFileSync, appendFileSync, mkdirSync, existsSync } from 'node:fs';
+import { copyFileSync, appendFileSync, mkdirSync, existsSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { brownTokens } from '../data/corpus.js';
 import { saveHfModel } from '../model/to_hf.js';
 import type { Model } from '../model/weights.js';
 import { BpeTokenizer, saveBpe } from '../tokenizer/bpe.js';
 import { loadTokenizer } from '../tokenizer/load.js';
-import type { Tokenizer } from '../tokenizer/types.js';
 import { AdamW } from './adamw.js';
+import type { Backcopy } from '../data/backcopy.js';
 import { checkSamplesFit, checkTrainingFits } from './budget.js';
-import { BatchSampler } from './batches.js';
+import { BatchSampler, type Sample } from './batches.js';
+import { backcopyOf, dataKind, loadTrainData, type TrainData, trainSources, validationSamples } from './data.js';
 import { clipScale, globalNorm } from './clip.js';
 import { initTrainableModel } from './init.js';
 import { batchLoss } from './loss.js';
@@ -26,7 +26,7 @@ import type { TrainOptions } from './options.js';
 import type { TrainableModel } from './params.js';
 import { learningRate } from './schedule.js';
 import { LOG_FILE, loadOptimizer, readTrainState, saveOptimizer, type TrainState, STATE_VERSION, writeTrainState } from './state.js';
-import { validationLoss, validationOffsets } from './validate.js';
+import { validationLoss } from './validate.js';
 import { variantConfig } from './variants.js';
 import { UsageError } from '../errors.js';
 
@@ -38,23 +38,22 @@ export interface StepResult {
   seconds: number;
 }
 
+/** Where snapshots go: DIR/steps/<step>/. */
+export const SNAPSHOT_DIR = 'steps';
+
 /** Steps timed to plan a time-budgeted run (the first two are left out: compilation, first allocations). */
 const CALIBRATION_STEPS = 10;
 
-export interface TrainData {
-  tokenizer: Tokenizer;
-  train: Int32Array;
-  heldout: Int32Array;
-}
+export { loadTrainData, type TrainData };
 
-/** The tokenizer and both corpus parts as token streams. */
-export function loadTrainData(tokenizerPath: string, tokenizer = loadTokenizer(tokenizerPath)): TrainData {
-  return { tokenizer, train: brownTokens(tokenizer, 'train'), heldout: brownTokens(tokenizer, 'heldout') };
+/** The run's Backcopy generator, built once (a bigram count over the training text), when its data needs one. */
+function runBackcopy(data: TrainData, options: TrainOptions): Backcopy | undefined {
+  return dataKind(options) === 'brown' ? undefined : backcopyOf(data, options);
 }
 
 export class Trainer {
   private readonly vars: tf.Variable[];
-  private readonly valOffsets: number[];
+  private readonly valSamples: Sample[];
   private calibrationStart = 0;
 
   private constructor(
@@ -64,9 +63,10 @@ export class Trainer {
     readonly optimizer: AdamW,
     readonly sampler: BatchSampler,
     readonly data: TrainData,
+    private readonly backcopy: Backcopy | undefined,
   ) {
     this.vars = model.params.map((p) => p.variable);
-    this.valOffsets = validationOffsets(data.heldout.length, state.options.seqLen, state.options.evalWindows);
+    this.valSamples = validationSamples(data, state.options, model.config.sinkToken, state.options.evalWindows, backcopy);
   }
 
   /** A fresh run into `dir` (created; must not hold a run already). */
@@ -90,13 +90,14 @@ export class Trainer {
       wallSeconds: 0,
       parameterCount: model.parameterCount,
     };
-    const sampler = new BatchSampler(data.train, options.seqLen, options.batchSize, config.sinkToken, options.seed);
+    const backcopy = runBackcopy(data, options);
+    const sampler = new BatchSampler(trainSources(data, options, config.sinkToken, backcopy), options.batchSize, options.seed);
     mkdirSync(dir, { recursive: true });
     // The run directory carries its tokenizer, so it is a complete model directory.
     const tokenizerFile = join(dir, 'tokenizer.json');
     if (data.tokenizer instanceof BpeTokenizer) saveBpe(data.tokenizer, tokenizerFile);
     else if (resolve(options.tokenizer) !== resolve(tokenizerFile)) copyFileSync(options.tokenizer, tokenizerFile);
-    return new Trainer(dir, state, model, new AdamW(model.params, Trainer.adamOptions(options)), sampler, data);
+    return new Trainer(dir, state, model, new AdamW(model.params, Trainer.adamOptions(options)), sampler, data, backcopy);
   }
 
   /** Continue the run in `dir` from its last checkpoint. */
@@ -109,8 +110,9 @@ export class Trainer {
     const optimizer = new AdamW(model.params, Trainer.adamOptions(options));
     loadOptimizer(dir, optimizer, state.step);
     model.params.forEach((p, i) => tf.tidy(() => p.variable.assign(tf.tensor(optimizer.state[i]!.value, p.variable.shape))));
-    const sampler = new BatchSampler(d.train, options.seqLen, options.batchSize, config.sinkToken, options.seed, state.samplerState);
-    return new Trainer(dir, state, model, optimizer, sampler, d);
+    const backcopy = runBackcopy(d, options);
+    const sampler = new BatchSampler(trainSources(d, options, config.sinkToken, backcopy), options.batchSize, options.seed, state.samplerState);
+    return new Trainer(dir, state, model, optimizer, sampler, d, backcopy);
   }
 
   private static adamOptions(o: TrainOptions) {
@@ -175,7 +177,7 @@ export class Trainer {
     const perStep = s.step > 2 ? (s.wallSeconds - this.calibrationStart) / (s.step - 2) : s.wallSeconds / s.step;
     // Validation costs about a third of a step per step's worth of windows (forward only).
     const evalCost = (windows: number) => ((windows * seqLen) / (batchSize * seqLen) / 3) * perStep;
-    const finalEval = evalCost(validationOffsets(this.data.heldout.length, seqLen, this.options.finalEvalWindows).length);
+    const finalEval = evalCost(this.finalValidationSamples().length);
     const perStepWithEvals = perStep + (evalEvery > 0 ? evalCost(evalWindows) / evalEvery : 0);
     const remaining = minutes * 60 - s.wallSeconds - finalEval;
     s.totalSteps = Math.max(s.step + 1, s.step + Math.floor(remaining / perStepWithEvals));
@@ -183,15 +185,19 @@ export class Trainer {
 
   /** Validation loss on the periodic windows, or the final one (by default the whole held-out stream). */
   validate(full = false): number {
-    const offsets = full ? validationOffsets(this.data.heldout.length, this.options.seqLen, this.options.finalEvalWindows) : this.valOffsets;
+    const samples = full ? this.finalValidationSamples() : this.valSamples;
     const started = performance.now();
     const model = this.engineModel();
     try {
-      return validationLoss(model, this.data.heldout, offsets);
+      return validationLoss(model, samples);
     } finally {
-      model.weights.classifier.dispose();
+      model.weights.classifier?.dispose();
       this.state.wallSeconds += (performance.now() - started) / 1000;
     }
+  }
+
+  private finalValidationSamples(): Sample[] {
+    return validationSamples(this.data, this.options, this.model.config.sinkToken, this.options.finalEvalWindows, this.backcopy);
   }
 
   /** Record a validation loss in the state and the log. */
@@ -213,12 +219,24 @@ export class Trainer {
       const eos = this.data.tokenizer.eosId;
       saveHfModel(this.dir, model, eos === undefined ? {} : { bos_token_id: eos, eos_token_id: eos });
     } finally {
-      model.weights.classifier.dispose();
+      model.weights.classifier?.dispose();
     }
+    if (this.options.snapshots === true) this.snapshot();
     saveOptimizer(this.dir, this.optimizer);
     this.state.samplerState = this.sampler.state();
     this.state.wallSeconds += (performance.now() - started) / 1000;
     writeTrainState(this.dir, this.state);
+  }
+
+  /** The model as it is now, kept in steps/<step>/ as a model directory of its own (staged, then renamed). */
+  private snapshot(): void {
+    const target = join(this.dir, SNAPSHOT_DIR, String(this.state.step));
+    const staging = `${target}.${process.pid}.tmp`;
+    rmSync(staging, { recursive: true, force: true });
+    mkdirSync(staging, { recursive: true });
+    for (const file of ['config.json', 'model.safetensors', 'tokenizer.json']) copyFileSync(join(this.dir, file), join(staging, file));
+    rmSync(target, { recursive: true, force: true });
+    renameSync(staging, target);
   }
 
   dispose(): void {

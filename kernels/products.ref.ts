@@ -1,0 +1,69 @@
+// Reference loops for kernels/split_products.ts (simd/products.wat). Tests only.
+//
+// The float32 product in float64 (the SIMD loop rounds differently: compare
+// within tolerance). The Q8 quantisation and product step for step as the
+// SIMD loops do them, every float32 rounding made explicit with Math.fround,
+// so their results must be equal, bit for bit.
+const BLOCK = 32;
+const f = Math.fround;
+
+/** out[t, r] = sum_c w[r, c] * x[t, c], in float64. */
+export function productReference(w: ArrayLike<number>, x: ArrayLike<number>, rows: number, cols: number, tokens: number): Float64Array {
+  const out = new Float64Array(tokens * rows);
+  for (let t = 0; t < tokens; t++) {
+    for (let r = 0; r < rows; r++) {
+      let sum = 0;
+      for (let c = 0; c < cols; c++) sum += w[r * cols + c]! * x[t * cols + c]!;
+      out[t * rows + r] = sum;
+    }
+  }
+  return out;
+}
+
+/** Round half to even, as f32x4.nearest does. */
+function nearestEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v - Math.trunc(v)) === 0.5 ? 2 * Math.round(v / 2) : r;
+}
+
+/** Q8_0 blocks of x (length a multiple of 32): q = nearest(x / d), d = max|x| / 127 per block. */
+export function quantizeReference(x: ArrayLike<number>): { q: Int8Array; d: Float32Array } {
+  const n = x.length;
+  const q = new Int8Array(n);
+  const d = new Float32Array(n / BLOCK);
+  for (let b = 0; b < n / BLOCK; b++) {
+    let amax = 0;
+    for (let i = 0; i < BLOCK; i++) amax = Math.max(amax, Math.abs(x[b * BLOCK + i]!));
+    const scale = f(f(amax) / 127);
+    const inv = scale !== 0 ? f(1 / scale) : 0;
+    d[b] = scale;
+    for (let i = 0; i < BLOCK; i++) q[b * BLOCK + i] = nearestEven(f(x[b * BLOCK + i]! * inv));
+  }
+  return { q, d };
+}
+
+/** out[t, r] = sum over blocks b of f32(isum_b) * (wd[r, b] * xd[t, b]), added in block order in float32. */
+export function productQ8Reference(
+  wq: Int8Array,
+  wd: Float32Array,
+  xq: Int8Array,
+  xd: Float32Array,
+  rows: number,
+  cols: number,
+  tokens: number,
+): Float32Array {
+  const blocks = cols / BLOCK;
+  const out = new Float32Array(tokens * rows);
+  for (let t = 0; t < tokens; t++) {
+    for (let r = 0; r < rows; r++) {
+      let acc = 0;
+      for (let b = 0; b < blocks; b++) {
+        let isum = 0;
+        for (let i = 0; i < BLOCK; i++) isum += wq[r * cols + b * BLOCK + i]! * xq[t * cols + b * BLOCK + i]!;
+        acc = f(acc + f(isum * f(wd[r * blocks + b]! * xd[t * blocks + b]!)));
+      }
+      out[t * rows + r] = acc;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,75 @@
+// Moving a loaded model's weight matrices into the worker pool: every core
+// on the products (--threads), and optionally 8-bit weights (--weights q8).
+//
+// The matrices (qkv, out, up, down per layer, and the classifier) leave
+// tfjs: each is written [out, in] into the pool's shared memory, float32 or
+// quantised, and its tensor disposed, so the model holds them once. The
+// embedding, norms, biases and sink logits stay tfjs tensors. A pooled model
+// is for inference: training and export need the float32 tensors.
+import * as tf from '@tensorflow/tfjs';
+import { defaultThreads, WorkerPool } from '../../kernels/pool.js';
+import { allocMatrix, type PooledMatrix, type WeightFormat, writeRow } from '../../kernels/split_products.js';
+import type { Linear, Model } from './weights.js';
+
+export interface Placement {
+  /** Threads for the weight products, the calling one included (default: every core). */
+  threads?: number;
+  /** How the matrices are stored (default f32). */
+  weights?: WeightFormat;
+  /** Products with fewer bytes of weights stay on the calling thread (default: the pool's SPLIT_MIN_BYTES; 0 splits all, for tests). */
+  splitMinBytes?: number;
+}
+
+/** Rows of the [in, out] matrix transposed per step: a block of rows stays in cache while its columns are gathered. */
+const ROWS_PER_STEP = 64;
+
+/** W: [in, out] tensor -> the pool's [out, in] matrix. */
+function pooledFrom(pool: WorkerPool, format: WeightFormat, weight: tf.Tensor2D): PooledMatrix {
+  const [inDim, outDim] = weight.shape;
+  const m = allocMatrix(pool, format, outDim, inDim);
+  const values = weight.dataSync() as Float32Array; // [in, out]
+  const rows = new Float32Array(ROWS_PER_STEP * inDim);
+  for (let r0 = 0; r0 < outDim; r0 += ROWS_PER_STEP) {
+    const n = Math.min(ROWS_PER_STEP, outDim - r0);
+    for (let i = 0; i < inDim; i++) {
+      const from = i * outDim + r0;
+      for (let r = 0; r < n; r++) rows[r * inDim + i] = values[from + r]!;
+    }
+    for (let r = 0; r < n; r++) writeRow(m, r0 + r, rows, r * inDim);
+  }
+  return m;
+}
+
+/**
+ * Whether a placement asks for the pool: more than one thread, or q8 weights
+ * (which only the pool's loops read). `--threads 1` with float32 weights is
+ * the plain tfjs path.
+ */
+export function wantsPool(p: Placement): boolean {
+  return (p.weights ?? 'f32') === 'q8' || (p.threads ?? defaultThreads()) > 1;
+}
+
+/**
+ * Move the model's matrices into a new worker pool, in place; returns the
+ * model. Does nothing when the placement does not ask for the pool.
+ */
+export function placeWeights(model: Model, p: Placement): Model {
+  if (!wantsPool(p) || model.pool !== undefined) return model;
+  const format = p.weights ?? 'f32';
+  const pool = new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes });
+  const w = model.weights;
+  const move = (l: Linear) => {
+    if (l.weight === undefined) return;
+    l.pooled = pooledFrom(pool, format, l.weight);
+    l.weight.dispose();
+    delete l.weight;
+  };
+  for (const l of w.layers) [l.qkv, l.out, l.up, l.down].forEach(move);
+  if (w.classifier !== undefined) {
+    w.pooledClassifier = pooledFrom(pool, format, w.classifier);
+    w.classifier.dispose();
+    delete w.classifier;
+  }
+  model.pool = pool;
+  return model;
+}

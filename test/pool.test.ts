@@ -1,0 +1,155 @@
+// The worker pool and its products (kernels/pool.ts, kernels/split_products.ts):
+// q8 quantisation and products equal the plain loops bit for bit, float32
+// products agree with float64 within float32 rounding, a product split over
+// threads equals the same product on one thread bit for bit, and the pool
+// neither leaks tensors nor keeps a process alive.
+import * as tf from '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
+import seedrandom from 'seedrandom';
+import t from 'tap';
+import { WorkerPool } from '../kernels/pool.js';
+import { productQ8Reference, productReference, quantizeReference } from '../kernels/products.ref.js';
+import { allocMatrix, matrixBytes, type PooledMatrix, pooledLinear, pooledProduct, type WeightFormat, writeRow } from '../kernels/split_products.js';
+import { initTestBackend } from './helpers.js';
+
+await initTestBackend();
+const rng = seedrandom('pool');
+const randn = (n: number) => Float32Array.from({ length: n }, () => 2 * rng() - 1);
+
+function matrix(pool: WorkerPool, format: WeightFormat, w: Float32Array, rows: number, cols: number): PooledMatrix {
+  const m = allocMatrix(pool, format, rows, cols);
+  for (let r = 0; r < rows; r++) writeRow(m, r, w, r * cols);
+  return m;
+}
+
+/** [n, cols] -> [n, stride], zeros after each row. */
+function padded(a: Float32Array, n: number, cols: number, stride: number): Float32Array {
+  const out = new Float32Array(n * stride);
+  for (let i = 0; i < n; i++) out.set(a.subarray(i * cols, (i + 1) * cols), i * stride);
+  return out;
+}
+
+// rows that leave every tail: groups of four and single rows, one and several tokens
+const SHAPES = [
+  [1, 32, 1],
+  [5, 64, 1],
+  [37, 96, 3],
+  [7, 48, 2], // 48 inputs: padded to 64 with zeros
+  [64, 128, 2],
+  [203, 256, 5],
+] as const;
+
+// splitMinBytes 0: every product is split, however small
+const one = new WorkerPool(1);
+const pools = [2, 3, 4].map((n) => new WorkerPool(n, { splitMinBytes: 0 }));
+t.teardown(() => Promise.all([one, ...pools].map((p) => p.dispose())));
+await Promise.all(pools.map((p) => p.ready()));
+
+t.test('q8 quantisation equals the reference loop', async (t) => {
+  const cols = 256;
+  const x = randn(cols);
+  x.fill(0, 64, 96); // an all-zero block: scale 0, every q 0
+  x[10] = 0.5 * (x[11] = 1.27); // values on a rounding boundary, given the block's scale
+  const m = matrix(one, 'q8', x, 1, cols);
+  const want = quantizeReference(x);
+  const bytes = one.bytes();
+  t.same(Array.from(new Int8Array(bytes.buffer, m.data, cols)), Array.from(want.q));
+  t.same(Array.from(new Float32Array(bytes.buffer, m.scales, cols / 32)), Array.from(want.d));
+  t.equal(want.d[2], 0, 'the zero block has scale 0');
+});
+
+t.test('q8 products equal the reference loop, on one thread and split', async (t) => {
+  for (const [rows, cols, tokens] of SHAPES) {
+    const w = randn(rows * cols);
+    const x = randn(tokens * cols);
+    const stride = Math.ceil(cols / 32) * 32;
+    const wq = quantizeReference(padded(w, rows, cols, stride));
+    const xq = quantizeReference(padded(x, tokens, cols, stride));
+    const want = productQ8Reference(wq.q, wq.d, xq.q, xq.d, rows, stride, tokens);
+    for (const pool of [one, ...pools]) {
+      const got = pooledProduct(matrix(pool, 'q8', w, rows, cols), x, tokens);
+      t.same(Array.from(got), Array.from(want), `${rows}x${cols}, ${tokens} tokens, ${pool.threads} threads`);
+    }
+  }
+});
+
+t.test('float32 products: the float64 loop within rounding; split equals one thread bit for bit', async (t) => {
+  for (const [rows, cols, tokens] of SHAPES) {
+    const w = randn(rows * cols);
+    const x = randn(tokens * cols);
+    const want = productReference(w, x, rows, cols, tokens);
+    const single = Array.from(pooledProduct(matrix(one, 'f32', w, rows, cols), x, tokens));
+    const worst = Math.max(...single.map((v, i) => Math.abs(v - want[i]!)));
+    t.ok(worst < 1e-5 * Math.sqrt(cols), `${rows}x${cols}, ${tokens} tokens: worst error ${worst.toExponential(2)}`);
+    for (const pool of pools) {
+      t.same(Array.from(pooledProduct(matrix(pool, 'f32', w, rows, cols), x, tokens)), single, `${pool.threads} threads`);
+    }
+  }
+});
+
+t.test('a product of one token equals its row of a product of several', async (t) => {
+  const [rows, cols, tokens] = [37, 96, 3];
+  const w = randn(rows * cols);
+  const x = randn(tokens * cols);
+  for (const format of ['f32', 'q8'] as const) {
+    const m = matrix(pools[0]!, format, w, rows, cols);
+    const all = Array.from(pooledProduct(m, x, tokens));
+    const last = Array.from(pooledProduct(m, x.subarray((tokens - 1) * cols), 1));
+    t.same(last, all.slice((tokens - 1) * rows), format);
+  }
+});
+
+t.test('pooledLinear: a tensor in, a tensor out, bias added, nothing leaked', async (t) => {
+  const [rows, cols, tokens] = [40, 64, 3];
+  const w = randn(rows * cols);
+  const m = matrix(pools[0]!, 'f32', w, rows, cols);
+  const before = tf.memory().numTensors;
+  const x = tf.tensor2d(randn(tokens * cols), [tokens, cols]);
+  const bias = tf.tensor1d(randn(rows));
+  const y = pooledLinear(x, m, bias);
+  t.same(y.shape, [tokens, rows]);
+  const want = productReference(w, x.dataSync(), rows, cols, tokens);
+  const b = bias.dataSync();
+  const got = y.dataSync();
+  t.ok(Math.max(...Array.from(got, (v, i) => Math.abs(v - want[i]! - b[i % rows]!))) < 1e-4, 'x @ W^T + b');
+  tf.dispose([x, bias, y]);
+  t.equal(tf.memory().numTensors, before, 'no tensors left behind');
+  t.throws(() => pooledLinear(tf.zeros<tf.Rank.R2>([1, 32]), m), /64/, 'a wrong input width is refused');
+});
+
+t.test('allocation: sizes, alignment, and the 4 GiB limit', async (t) => {
+  t.equal(matrixBytes('q8', 10, 64), 10 * 64 + 4 * 20);
+  t.equal(matrixBytes('f32', 10, 64), 4 * 640);
+  const pool = new WorkerPool(1);
+  t.equal(pool.alloc(3) % 16, 0);
+  t.equal(pool.alloc(5) % 16, 0);
+  t.throws(() => pool.alloc(5 * 2 ** 30), /4 GiB/);
+  t.throws(() => allocMatrix(pool, 'q8', 4, 0), /bad shape/);
+  t.equal(matrixBytes('f32', 2, 40), 4 * 2 * 64, 'rows padded to whole blocks');
+  t.throws(() => new WorkerPool(0), /positive integer/);
+  await pool.dispose();
+  t.throws(() => pooledProduct(allocMatrix(one, 'f32', 4, 32), new Float32Array(16), 1), /16 values/);
+});
+
+t.test('dispose stops every worker', async (t) => {
+  const pool = new WorkerPool(3, { splitMinBytes: 0 });
+  await pool.ready();
+  pooledProduct(matrix(pool, 'f32', randn(64 * 32), 64, 32), randn(32), 1);
+  await pool.dispose(); // resolves once each worker has exited
+  t.throws(() => pool.run(0, [], 4, 0), /after dispose/);
+});
+
+t.test('a process with a live pool exits by itself', async (t) => {
+  const script = `
+    import { WorkerPool } from ${JSON.stringify(new URL('../dist/kernels/pool.js', import.meta.url).href)};
+    import { allocMatrix, pooledProduct } from ${JSON.stringify(new URL('../dist/kernels/split_products.js', import.meta.url).href)};
+    const pool = new WorkerPool(3, { splitMinBytes: 0 });
+    await pool.ready();
+    pooledProduct(allocMatrix(pool, 'q8', 64, 64), new Float32Array(64), 1);
+    process.stdout.write('done');
+  `;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(child.error, undefined, 'no timeout');
+  t.equal(child.status, 0, child.stderr);
+  t.equal(child.stdout, 'done');
+});
