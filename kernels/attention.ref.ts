@@ -4,7 +4,7 @@
 import { ropeReference } from './rope.ref.js';
 import type { RopeSpec } from './rope.js';
 import { softmaxReference } from './softmax.ref.js';
-import type { SoftmaxVariant } from './softmax.js';
+import { extraLogitOf, type SoftmaxVariant } from './softmax.js';
 
 export interface ReferenceEntry {
   key: ArrayLike<number>; // [kvHeads * headDim], before RoPE
@@ -40,7 +40,8 @@ export function attentionReference(
       for (let c = 0; c < headDim; c++) d += q[c]! * k[c]!;
       return d / Math.sqrt(headDim);
     });
-    const sink = variant === 'softmax' ? undefined : variant === 'softmax1' ? 0 : sinkLogits![h]!;
+    const extra = extraLogitOf(variant, h, sinkLogits);
+    const sink = extra === -Infinity ? undefined : extra;
     const p = softmaxReference(logits, sink);
     for (let c = 0; c < headDim; c++) {
       let sum = 0;

@@ -1,5 +1,11 @@
 // Causal attention over a KV cache's entries, with grouped-query heads and a
-// pluggable softmax.
+// pluggable softmax: the math, as tfjs ops (any backend, any T,
+// differentiable), and the one entry point that picks the implementation
+// (kernels/paths.ts says which runs where; kernels/attention_fused.ts is the
+// fused loop, JS and SIMD, that computes the same numbers).
+//
+//   per head h (kv head g), query row t, entries j it sees, scale 1/sqrt(d):
+//     s_j = scale q_t . k_j          p = normalise_variant(s)      out_t = sum_j p_j v_j
 //
 // The queries come in "frames" (see src/cache/types.ts): each frame holds the
 // queries rotated to one query position and says which entries each query
@@ -11,9 +17,10 @@
 // floor(h / (heads / kvHeads)) (llama2.c's kv_mul, HF's repeat_kv).
 import * as tf from '@tensorflow/tfjs';
 import { batchMatMul, transposeLast } from './matmul.js';
-import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
-import { simdAvailable, simdLoops, type SimdLoops } from './simd/instance.js';
-import { type SoftmaxVariant, softmaxWithSink } from './softmax.js';
+import { fusedAttention } from './attention_fused.js';
+import { attentionPath } from './paths.js';
+import { simdAvailable } from './simd/instance.js';
+import { extraLogitTensor, type SoftmaxVariant, softmaxRule } from './softmax.js';
 
 export interface AttentionFrame {
   /** [heads, T, headDim], rotated to this frame's query positions. */
@@ -27,7 +34,7 @@ export interface AttentionFrame {
 
 export interface SoftmaxSpec {
   variant: SoftmaxVariant;
-  /** [heads]: the learned sink logits, for 'learned-sink'. */
+  /** [heads]: the learned extra logits, for a variant that learns them ('learned-sink'). */
   sinkLogits?: tf.Tensor1D;
 }
 
@@ -44,19 +51,6 @@ function frameMask(frame: AttentionFrame, T: number): tf.Tensor2D {
     mask.fill(0, t * n + lo, t * n + hi);
   }
   return tf.tensor2d(mask, [T, n]);
-}
-
-/** The per-head extra logit of the softmax variant, shaped [kvHeads, group, 1, 1], or undefined. */
-function sinkLogitsGrouped(spec: SoftmaxSpec, kvHeads: number, group: number): tf.Tensor | undefined {
-  switch (spec.variant) {
-    case 'softmax':
-      return undefined;
-    case 'softmax1':
-      return tf.zeros([kvHeads, group, 1, 1]);
-    case 'learned-sink':
-      if (spec.sinkLogits === undefined) throw new Error("attention: 'learned-sink' needs sinkLogits");
-      return spec.sinkLogits.reshape([kvHeads, group, 1, 1]);
-  }
 }
 
 /** A frame's entries of keys or values: [kvHeads, n_f, headDim], sliced only when the frame covers part of them. */
@@ -83,7 +77,8 @@ function jointProbabilities(frames: AttentionFrame[], frameKeys: tf.Tensor3D[], 
     return s.reshape([kvHeads, group, T, frameKeys[i]!.shape[1]]).add(frameMask(f, T));
   });
   const joined = scores.length === 1 ? scores[0]! : tf.concat(scores, 3);
-  return softmaxWithSink(joined, sinkLogitsGrouped(spec, kvHeads, group)) as tf.Tensor4D;
+  // the variant's extra logit per head, [kvHeads, group, 1, 1]
+  return softmaxRule(spec.variant).normaliseOps(joined, extraLogitTensor(spec.variant, [kvHeads, group, 1, 1], spec.sinkLogits)) as tf.Tensor4D;
 }
 
 /** Attention with tfjs ops: any backend, any T, differentiable. */
@@ -118,173 +113,12 @@ export function attentionProbabilities(frames: AttentionFrame[], keys: tf.Tensor
   });
 }
 
-interface FusedAttrs {
-  frameCount: number;
-  rowRanges: Int32Array[];
-  variant: SoftmaxVariant;
-}
-
-/** sum_c a[ai + c] * b[bi + c] for c < n (n a multiple of 4 or not). */
-function dot(a: Float32Array, ai: number, b: Float32Array, bi: number, n: number): number {
-  let d0 = 0;
-  let d1 = 0;
-  let d2 = 0;
-  let d3 = 0;
-  let c = 0;
-  for (; c + 3 < n; c += 4) {
-    d0 += a[ai + c]! * b[bi + c]!;
-    d1 += a[ai + c + 1]! * b[bi + c + 1]!;
-    d2 += a[ai + c + 2]! * b[bi + c + 2]!;
-    d3 += a[ai + c + 3]! * b[bi + c + 3]!;
-  }
-  for (; c < n; c++) d0 += a[ai + c]! * b[bi + c]!;
-  return d0 + d1 + d2 + d3;
-}
-
-/** acc[c] += p * v[vi + c] for c < n. */
-function axpy(acc: Float64Array, p: number, v: Float32Array, vi: number, n: number): void {
-  let c = 0;
-  for (; c + 3 < n; c += 4) {
-    acc[c]! += p * v[vi + c]!;
-    acc[c + 1]! += p * v[vi + c + 1]!;
-    acc[c + 2]! += p * v[vi + c + 2]!;
-    acc[c + 3]! += p * v[vi + c + 3]!;
-  }
-  for (; c < n; c++) acc[c]! += p * v[vi + c]!;
-}
-
-/** Entries query row t sees through each frame, added up: the row's number of scores. */
-function rowCount(rowRanges: Int32Array[], t: number): number {
-  let n = 0;
-  for (const r of rowRanges) n += r[2 * t + 1]! - r[2 * t]!;
-  return n;
-}
-
-/** The extra logit of the softmax variant for head h: -inf (none), 0, or the learned one. */
-function sinkLogit(variant: SoftmaxVariant, sinkLogits: Float32Array | undefined, h: number): number {
-  return variant === 'softmax' ? -Infinity : variant === 'softmax1' ? 0 : sinkLogits![h]!;
-}
-
-/** The fused kernel's operands: each frame's queries [heads, T, headDim], then keys and values [kvHeads, capacity, headDim]. */
-function fusedOperands(inputs: Float32Array[], shapes: number[][], frameCount: number) {
-  const [heads, T, headDim] = shapes[0] as [number, number, number];
-  const [kvHeads, capacity] = shapes[frameCount] as [number, number];
-  const keys = inputs[frameCount]!;
-  const values = inputs[frameCount + 1]!;
-  return { heads, T, headDim, capacity, group: heads / kvHeads, scale: 1 / Math.sqrt(headDim), keys, values };
-}
-
-/** The decode loop in plain JavaScript (float64 sums): the cpu backend, and any headDim. */
-function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs): void {
-  const { frameCount, rowRanges, variant } = attrs;
-  const { heads, T, headDim, capacity, group, scale, keys, values } = fusedOperands(inputs, shapes, frameCount);
-  let count = 0;
-  for (let t = 0; t < T; t++) count = Math.max(count, rowCount(rowRanges, t));
-  const scores = new Float64Array(count);
-  const acc = new Float64Array(headDim);
-  for (let h = 0; h < heads; h++) {
-    const kvBase = Math.floor(h / group) * capacity;
-    for (let t = 0; t < T; t++) {
-      const qOff = (h * T + t) * headDim;
-      // 1. scaled scores of every visible entry, frame after frame
-      const sink = sinkLogit(variant, inputs[frameCount + 2], h);
-      let max = sink;
-      let s = 0;
-      for (let f = 0; f < frameCount; f++) {
-        const q = inputs[f]!;
-        for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
-          const score = dot(q, qOff, keys, (kvBase + j) * headDim, headDim) * scale;
-          scores[s++] = score;
-          if (score > max) max = score;
-        }
-      }
-      // 2. softmax, with the variant's extra logit in the denominator
-      let z = Math.exp(sink - max);
-      for (let i = 0; i < s; i++) z += scores[i] = Math.exp(scores[i]! - max);
-      // 3. probability-weighted sum of the values
-      acc.fill(0);
-      s = 0;
-      for (let f = 0; f < frameCount; f++) {
-        for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
-          axpy(acc, scores[s++]! / z, values, (kvBase + j) * headDim, headDim);
-        }
-      }
-      for (let c = 0; c < headDim; c++) out[qOff + c] = acc[c]!;
-    }
-  }
-}
-
-/**
- * The same loop in WebAssembly SIMD (kernels/simd/loops.wat), on the
- * tensors in place: one call per head and query row, which takes byte
- * offsets into the wasm heap. Scratch holds the row's plan (per frame: the
- * rotated query, the first key it sees, how many) and then its scores.
- */
-function attendSimd(simd: SimdLoops, inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs, scratch: Float32Array): void {
-  const { frameCount, rowRanges, variant } = attrs;
-  const { heads, T, headDim, capacity, group, scale, keys, values } = fusedOperands(inputs, shapes, frameCount);
-  const rowBytes = 4 * headDim;
-  const plan = new Int32Array(scratch.buffer, scratch.byteOffset, 3 * frameCount);
-  const scores = scratch.byteOffset + plan.byteLength;
-  for (let h = 0; h < heads; h++) {
-    const kvBase = keys.byteOffset + Math.floor(h / group) * capacity * rowBytes;
-    const sink = sinkLogit(variant, inputs[frameCount + 2], h);
-    for (let t = 0; t < T; t++) {
-      const qOff = (h * T + t) * rowBytes;
-      for (let f = 0; f < frameCount; f++) {
-        const lo = rowRanges[f]![2 * t]!;
-        plan[3 * f] = inputs[f]!.byteOffset + qOff;
-        plan[3 * f + 1] = kvBase + lo * rowBytes;
-        plan[3 * f + 2] = rowRanges[f]![2 * t + 1]! - lo;
-      }
-      simd.attendRow(plan.byteOffset, frameCount, values.byteOffset - keys.byteOffset, headDim, scale, sink, scores, out.byteOffset + qOff);
-    }
-  }
-}
-
-// One loop for the queries against the cache, only over the entries each row
-// sees: the decode step, and with SIMD any block (blocked scoring). Inputs
-// are the frames' queries, then keys, values and (learned-sink) the sink logits.
-const fusedKernel: JsKernel<FusedAttrs> = {
-  name: 'StreamllmAttention',
-  outputShape: ([q]) => q!,
-  // room for one query row's plan (three int32 per frame) and scores, all frames
-  scratchSize: ([q], { rowRanges }) => {
-    let count = 0;
-    for (let t = 0; t < q![1]!; t++) count = Math.max(count, rowCount(rowRanges, t));
-    return 3 * rowRanges.length + count;
-  },
-  run(inputs, shapes, out, attrs, scratch) {
-    const headDim = shapes[0]![2]!;
-    const simd = headDim % 4 === 0 ? simdLoops([...inputs, out, scratch]) : undefined;
-    if (simd !== undefined) attendSimd(simd, inputs, shapes, out, attrs, scratch);
-    else attendJs(inputs, shapes, out, attrs);
-  },
-};
-
-/**
- * Largest query block for which the fused JavaScript loop beats matrix
- * products. The SIMD loop takes any block: it computes only the scores each
- * row sees, in place, where the op path slices heads apart (copies on wasm),
- * scores every entry, masks and softmaxes the lot.
- */
-const FUSED_MAX_QUERIES = 4;
-
 /**
  * Attention of the frames' queries over keys/values: [kvHeads, n, headDim]
  * (keys already rotated to their positions). Returns [heads, T, headDim].
  */
 export function attention(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
   const T = frames[0]!.queries.shape[1];
-  if (jsKernelsAvailable() && !tf.engine().isTapeOn() && (T <= FUSED_MAX_QUERIES || simdAvailable())) {
-    const inputs = [...frames.map((f) => f.queries), keys, values];
-    if (spec.variant === 'learned-sink') inputs.push(spec.sinkLogits! as unknown as tf.Tensor3D);
-    const attrs: FusedAttrs = {
-      frameCount: frames.length,
-      rowRanges: frames.map((f) => f.rowRanges),
-      variant: spec.variant,
-    };
-    return runJsKernel(fusedKernel, inputs, attrs) as tf.Tensor3D;
-  }
+  if (attentionPath(T, simdAvailable) === 'fused') return fusedAttention(frames, keys, values, spec);
   return attentionOps(frames, keys, values, spec);
 }

@@ -7,7 +7,7 @@
 // entries, 3.4 MiB of keys and values per token. Not measured: tfjs-node
 // cannot be installed on the machine this was written on.
 import * as tf from '@tensorflow/tfjs';
-import { float32View, hasDirectMemory } from './memory.js';
+import { float32View, hasDirectMemory } from './paths.js';
 
 /**
  * Write entries [from, from + count) of rows: [kvHeads, T, headDim] (all

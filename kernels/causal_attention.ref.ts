@@ -1,6 +1,7 @@
 // Reference loop for kernels/causal_attention.ts, in float64. Tests only.
 import type { CausalAttentionSpec } from './causal_attention.js';
 import { ropeReference } from './rope.ref.js';
+import { extraLogitOf } from './softmax.js';
 import { softmaxReference } from './softmax.ref.js';
 
 /** qkv: [B*T, (heads + 2 kvHeads) * headDim] row-major -> [B*T, heads * headDim]. */
@@ -14,7 +15,8 @@ export function causalAttentionReference(qkv: ArrayLike<number>, spec: CausalAtt
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
       const g = Math.floor(h / group);
-      const sink = variant === 'softmax' ? undefined : variant === 'softmax1' ? 0 : sinkLogits![h]!;
+      const extra = extraLogitOf(variant, h, sinkLogits);
+      const sink = extra === -Infinity ? undefined : extra;
       const keys = Array.from({ length: T }, (_, j) => ropeReference(vector(b * T + j, (heads + g) * headDim), j, rope));
       for (let i = 0; i < T; i++) {
         const q = ropeReference(vector(b * T + i, h * headDim), i, rope);

@@ -14,17 +14,19 @@
 //
 // Per sequence b and head h (kv head g = floor(h / group), scale 1/sqrt(d)):
 //   S = rope(q) rope(k)^T              [T, T]
-//   P = softmax_variant(scale S + causal mask)
+//   P = normalise_variant(scale S + causal mask)     (kernels/softmax.ts)
 //   O = P v                            [T, headDim]
 // Backward, with dO given:
-//   dP = dO v^T,  dS = scale P * (dP - rowsum(P * dP))
+//   dP = dO v^T,  dS = scale * the variant's row gradient of (P, dP)
+//     (softmax family: P * (dP - rowsum(P * dP)))
 //   dq = rope^-1(dS k),  dk = rope^-1(dS^T q),  dv = P^T dO
-//   dsink_h = -sum over rows of p_sink * rowsum(P * dP),  p_sink = 1 - rowsum(P)
+//   dsink_h = sum over rows of the row gradient's extra-logit part
+//     (softmax family: -p_sink * rowsum(P * dP),  p_sink = 1 - rowsum(P))
 import * as tf from '@tensorflow/tfjs';
 import { customGrad } from './custom_grad.js';
 import { type JsKernel, runJsKernel } from './js_kernel.js';
 import type { RopeAngles, RopeSpec } from './rope.js';
-import type { SoftmaxVariant } from './softmax.js';
+import { extraLogitOf, learnsExtraLogit, type SoftmaxVariant, softmaxRule } from './softmax.js';
 
 export interface CausalAttentionSpec {
   /** Sequences in the batch; qkv has batch * T rows. */
@@ -142,60 +144,56 @@ interface SoftmaxAttrs {
   head: number;
 }
 
-// inputs: scores [T, T] (+ sinkLogits [heads]) -> P [T, T], zero above the diagonal
+// inputs: scores [T, T] (+ sinkLogits [heads]) -> P [T, T], zero above the
+// diagonal: row i is the variant's normaliser over its scaled scores 0..i.
 const causalSoftmaxKernel: JsKernel<SoftmaxAttrs> = {
   name: 'StreamllmCausalSoftmax',
   outputShape: ([s]) => s!,
   run([scores, sinks], [shape], out, { scale, variant, head }) {
     const T = shape![0]!;
-    const sink = variant === 'softmax' ? -Infinity : variant === 'softmax1' ? 0 : sinks![head]!;
-    const e = new Float64Array(T);
+    const rule = softmaxRule(variant);
+    const extra = extraLogitOf(variant, head, sinks);
+    const row = new Float64Array(T);
     for (let i = 0; i < T; i++) {
-      const row = i * T;
-      let max = sink;
-      for (let j = 0; j <= i; j++) max = Math.max(max, scale * scores![row + j]!);
-      let z = variant === 'softmax' ? 0 : Math.exp(sink - max);
-      for (let j = 0; j <= i; j++) z += e[j] = Math.exp(scale * scores![row + j]! - max);
-      for (let j = 0; j <= i; j++) out[row + j] = e[j]! / z;
-      out.fill(0, row + i + 1, row + T);
+      for (let j = 0; j <= i; j++) row[j] = scale * scores![i * T + j]!;
+      rule.normaliseRow(row, i + 1, extra);
+      for (let j = 0; j <= i; j++) out[i * T + j] = row[j]!;
+      out.fill(0, i * T + i + 1, i * T + T);
     }
   },
 };
+
+/** Row i of P and dP [T, T] (entries 0..i), through the variant's row gradient: dS of the raw scores into ds, returns d extra. */
+function causalRowGradient(variant: SoftmaxVariant, p: Float32Array, dp: Float32Array, T: number, i: number, ds: Float64Array): number {
+  return softmaxRule(variant).rowGradient(p.subarray(i * T, i * T + i + 1), dp.subarray(i * T, i * T + i + 1), i + 1, ds);
+}
 
 // inputs: P [T, T], dP [T, T] -> dS^T [T, T]: the gradient of the raw
 // scores (scale included), transposed, because both products that use it
 // want it so: dk = dS^T q and dq^T = k^T dS^T.
-const softmaxGradKernel: JsKernel<{ scale: number }> = {
+const softmaxGradKernel: JsKernel<{ scale: number; variant: SoftmaxVariant }> = {
   name: 'StreamllmCausalSoftmaxGrad',
   outputShape: ([p]) => p!,
-  run([p, dp], [shape], out, { scale }) {
+  run([p, dp], [shape], out, { scale, variant }) {
     const T = shape![0]!;
+    const ds = new Float64Array(T);
     out.fill(0);
     for (let i = 0; i < T; i++) {
-      const row = i * T;
-      let dot = 0;
-      for (let j = 0; j <= i; j++) dot += p![row + j]! * dp![row + j]!;
-      for (let j = 0; j <= i; j++) out[j * T + i] = scale * p![row + j]! * (dp![row + j]! - dot);
+      causalRowGradient(variant, p!, dp!, T, i, ds);
+      for (let j = 0; j <= i; j++) out[j * T + i] = scale * ds[j]!;
     }
   },
 };
 
-// inputs: P [T, T], dP [T, T] -> [1]: the gradient of the head's sink logit
-const sinkGradKernel: JsKernel<object> = {
+// inputs: P [T, T], dP [T, T] -> [1]: the gradient of the head's extra logit, summed over rows
+const sinkGradKernel: JsKernel<{ variant: SoftmaxVariant }> = {
   name: 'StreamllmSinkLogitGrad',
   outputShape: () => [1],
-  run([p, dp], [shape], out) {
+  run([p, dp], [shape], out, { variant }) {
     const T = shape![0]!;
+    const ds = new Float64Array(T);
     let g = 0;
-    for (let i = 0; i < T; i++) {
-      let mass = 0;
-      let dot = 0;
-      for (let j = 0; j <= i; j++) {
-        mass += p![i * T + j]!;
-        dot += p![i * T + j]! * dp![i * T + j]!;
-      }
-      g -= (1 - mass) * dot;
-    }
+    for (let i = 0; i < T; i++) g += causalRowGradient(variant, p!, dp!, T, i, ds);
     out[0] = g;
   },
 };
@@ -214,8 +212,8 @@ export function causalAttention(qkv: tf.Tensor2D, angles: RopeAngles, spec: Caus
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
   const pairs = rope.layout === 'pairs';
-  const learned = variant === 'learned-sink';
-  if (learned && sinkLogits === undefined) throw new Error("causalAttention: 'learned-sink' needs sinkLogits");
+  const learned = learnsExtraLogit(variant);
+  if (learned && sinkLogits === undefined) throw new Error(`causalAttention: '${variant}' needs sinkLogits`);
   const qCol = (h: number) => h * headDim;
   const kCol = (g: number) => (heads + g) * headDim;
   const vCol = (g: number) => (heads + kvHeads + g) * headDim;
@@ -286,8 +284,8 @@ export function causalAttention(qkv: tf.Tensor2D, angles: RopeAngles, spec: Caus
               const p = P[b * heads + h]! as tf.Tensor2D; // [T, T]
               const dO = cut(dy, c, s, b, qCol(h), 0); // [T, headDim]
               const dP = tf.matMul(dO, vT); // [T, T]
-              const dST = runJsKernel(softmaxGradKernel, [p, dP], { scale }) as tf.Tensor2D; // [T, T]
-              if (sk !== undefined) sinkGrads[h]!.push(runJsKernel(sinkGradKernel, [p, dP], {}));
+              const dST = runJsKernel(softmaxGradKernel, [p, dP], { scale, variant }) as tf.Tensor2D; // [T, T]
+              if (sk !== undefined) sinkGrads[h]!.push(runJsKernel(sinkGradKernel, [p, dP], { variant }));
               grads.push(at(b, qCol(h), tf.matMul(kT, dST), -1)); // dq^T = k^T dS^T: [headDim, T]
               dk.push(tf.matMul(dST, q)); // dk = dS^T q: [T, headDim]
               dv.push(tf.matMul(cut(dy, c, s, b, qCol(h), 0, true), p)); // dv^T = dO^T P: [headDim, T]

@@ -7,7 +7,8 @@
 // ride along as attributes: no index tensor to make for each decode step).
 import * as tf from '@tensorflow/tfjs';
 import { customGrad } from './custom_grad.js';
-import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
+import { type JsKernel, runJsKernel } from './js_kernel.js';
+import { fusedInference, tapeIsOn } from './paths.js';
 
 const embedKernel: JsKernel<{ ids: Int32Array }> = {
   name: 'StreamllmEmbed',
@@ -22,13 +23,13 @@ const embedKernel: JsKernel<{ ids: Int32Array }> = {
 export function embed(table: tf.Tensor2D, ids: ArrayLike<number>): tf.Tensor2D {
   const [vocab, dim] = table.shape;
   const index = Int32Array.from(ids);
-  if (jsKernelsAvailable() && !tf.engine().isTapeOn()) {
+  if (fusedInference()) {
     for (const id of index) if (!(id >= 0 && id < vocab)) throw new RangeError(`embed: token id ${id} is outside the vocabulary 0..${vocab - 1}`);
     return runJsKernel(embedKernel, [table], { ids: index }) as tf.Tensor2D;
   }
   return tf.tidy(() => {
     const indexTensor = tf.tensor1d(index, 'int32');
-    if (!tf.engine().isTapeOn()) return tf.gather(table, indexTensor);
+    if (!tapeIsOn()) return tf.gather(table, indexTensor);
     const lookup = customGrad(([t]) => ({
       value: tf.gather(t!, indexTensor),
       gradFunc: (dy) => {

@@ -5,8 +5,12 @@
 // 10 us) is larger than the arithmetic of such a step. Running through
 // engine.runKernel keeps them visible to tf.tidy, tf.memory and tf.profile,
 // and a kernel's gradient is registered the standard tfjs way, so the tape
-// saves what it needs without copies.
+// saves what it needs without copies. Where they run, and the backend
+// internals their registration needs, are in kernels/paths.ts.
 import * as tf from '@tensorflow/tfjs';
+import { type KernelBody, registerLoopKernel, runRegisteredKernel } from './paths.js';
+
+export { jsKernelsAvailable, setFusedKernels } from './paths.js';
 
 export interface JsKernel<A extends object> {
   name: string;
@@ -40,74 +44,13 @@ export interface JsMultiKernel<A extends object> {
   run(inputs: Float32Array[], inputShapes: number[][], outs: Float32Array[], attrs: A): void;
 }
 
-type KernelArgs = Parameters<tf.KernelFunc>[0];
-interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-  disposeData(dataId: object): void;
-}
-interface CpuBackendLike {
-  data: { get(dataId: object): { values: Float32Array } };
-  makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): tf.TensorInfo;
-}
-
-/** What registration needs of either kind of kernel: outputs, and the loop over views. */
-interface KernelBody {
-  name: string;
-  outputShapes(inputShapes: number[][], attrs: object): number[][];
-  scratchSize(inputShapes: number[][], attrs: object): number;
-  run(inputs: Float32Array[], inputShapes: number[][], outs: Float32Array[], attrs: object, scratch: Float32Array): void;
-}
-
-const NO_SCRATCH = new Float32Array(0);
-
-function inputList(args: KernelArgs): tf.TensorInfo[] {
-  const list: tf.TensorInfo[] = [];
-  for (let i = 0; args.inputs[`x${i}`] !== undefined; i++) list.push(args.inputs[`x${i}`] as tf.TensorInfo);
-  return list;
-}
-
 // Names registered so far: looking a kernel up in tfjs's registry builds a
 // key string each time, a cost paid on every op of a decode step.
 const registered = new Set<string>();
 
 function registerBody(body: KernelBody): void {
   registered.add(body.name);
-  tf.registerKernel({
-    kernelName: body.name,
-    backendName: 'wasm',
-    kernelFunc: (args) => {
-      const backend = args.backend as unknown as WasmBackendLike;
-      const inputs = inputList(args);
-      const attrs = args.attrs ?? {};
-      const shapes = inputs.map((t) => t.shape);
-      const outInfos = body.outputShapes(shapes, attrs).map((shape) => backend.makeOutput(shape, 'float32'));
-      const scratchFloats = body.scratchSize(shapes, attrs);
-      const scratch = scratchFloats > 0 ? backend.makeOutput([scratchFloats], 'float32') : undefined;
-      // Views are taken after the allocations: a growing heap detaches older views.
-      const views = inputs.map((t) => backend.typedArrayFromHeap(t));
-      const outs = outInfos.map((t) => backend.typedArrayFromHeap(t));
-      body.run(views, shapes, outs, attrs, scratch === undefined ? NO_SCRATCH : backend.typedArrayFromHeap(scratch));
-      if (scratch !== undefined) backend.disposeData(scratch.dataId);
-      return outInfos.length === 1 ? outInfos[0]! : outInfos;
-    },
-  });
-  tf.registerKernel({
-    kernelName: body.name,
-    backendName: 'cpu',
-    kernelFunc: (args) => {
-      const backend = args.backend as unknown as CpuBackendLike;
-      const inputs = inputList(args);
-      const attrs = args.attrs ?? {};
-      const shapes = inputs.map((t) => t.shape);
-      const outShapes = body.outputShapes(shapes, attrs);
-      const outs = outShapes.map((shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)));
-      const scratch = new Float32Array(body.scratchSize(shapes, attrs));
-      body.run(inputs.map((t) => backend.data.get(t.dataId).values), shapes, outs, attrs, scratch);
-      const outInfos = outs.map((values, i) => backend.makeTensorInfo(outShapes[i]!, 'float32', values));
-      return outInfos.length === 1 ? outInfos[0]! : outInfos;
-    },
-  });
+  registerLoopKernel(body);
 }
 
 function registerJsKernel<A extends object>(kernel: JsKernel<A>): void {
@@ -142,32 +85,12 @@ function registerJsMultiKernel<A extends object>(kernel: JsMultiKernel<A>): void
   });
 }
 
-let fusedKernelsEnabled = true;
-
-/**
- * Turn the fused kernels off (or back on): every step then runs as plain tfjs
- * ops, the path the tensorflow backend takes. For tests and ablations.
- */
-export function setFusedKernels(enabled: boolean): void {
-  fusedKernelsEnabled = enabled;
-}
-
-/** True when registered JS kernels run on the active backend and are enabled. */
-export function jsKernelsAvailable(): boolean {
-  const name = tf.getBackend();
-  return fusedKernelsEnabled && (name === 'wasm' || name === 'cpu');
-}
-
 export function runJsKernel<A extends object>(kernel: JsKernel<A>, inputs: tf.Tensor[], attrs: A): tf.Tensor {
   registerJsKernel(kernel);
-  const named: tf.NamedTensorMap = {};
-  inputs.forEach((t, i) => (named[`x${i}`] = t));
-  return tf.engine().runKernel<tf.Tensor>(kernel.name, named, attrs as unknown as tf.NamedAttrMap);
+  return runRegisteredKernel(kernel.name, inputs, attrs) as tf.Tensor;
 }
 
 export function runJsMultiKernel<A extends object>(kernel: JsMultiKernel<A>, inputs: tf.Tensor[], attrs: A): tf.Tensor[] {
   registerJsMultiKernel(kernel);
-  const named: tf.NamedTensorMap = {};
-  inputs.forEach((t, i) => (named[`x${i}`] = t));
-  return tf.engine().runKernel(kernel.name, named, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
+  return runRegisteredKernel(kernel.name, inputs, attrs) as tf.Tensor[];
 }

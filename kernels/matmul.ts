@@ -8,10 +8,7 @@
 // gradients (which tfjs writes with transposed products) transpose
 // explicitly first. The tensorflow backend gets the plain ops.
 import * as tf from '@tensorflow/tfjs';
-
-function splitsBatches(): boolean {
-  return tf.getBackend() !== 'tensorflow';
-}
+import { runNamedKernel, splitsBatchedProducts } from './paths.js';
 
 // The product runs the backend's own BatchMatMul kernel under a name of
 // ours, so that it can carry its own gradient (saved the standard way).
@@ -50,7 +47,7 @@ function ensureMatMulKernel(): void {
 /** a: [M, K] @ b: [K, N] -> [M, N]; differentiable without transposed products. */
 export function matMul2d(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   ensureMatMulKernel();
-  return tf.engine().runKernel<tf.Tensor2D>(MATMUL_2D, { a, b }, {});
+  return runNamedKernel<tf.Tensor2D>(MATMUL_2D, { a, b });
 }
 
 /** x: [..., in] @ weight: [in, out] (+ bias: [out]) -> [..., out] */
@@ -68,7 +65,7 @@ export function linear<T extends tf.Tensor>(x: T, weight: tf.Tensor2D, bias?: tf
 
 /** a: [B, M, K] @ b: [B, K, N] -> [B, M, N], as B 2-D products where that is faster. */
 export function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
-  if (!splitsBatches()) return tf.matMul(a, b);
+  if (!splitsBatchedProducts()) return tf.matMul(a, b);
   return tf.tidy(() => {
     if (a.shape[0] === 1) return matMul2d(a.squeeze([0]), b.squeeze([0])).expandDims<tf.Tensor3D>(0);
     const as = tf.unstack(a) as tf.Tensor2D[];

@@ -12,7 +12,8 @@
 // it is one kernel that reads each channel once. With the tape on (training)
 // the ops run, and tfjs differentiates them.
 import * as tf from '@tensorflow/tfjs';
-import { jsKernelsAvailable, type JsMultiKernel, runJsMultiKernel } from './js_kernel.js';
+import { type JsMultiKernel, runJsMultiKernel } from './js_kernel.js';
+import { fusedInference } from './paths.js';
 import { applyRope, type RopeAngles, type RopeSpec, rotateRow } from './rope.js';
 
 export interface HeadCounts {
@@ -89,7 +90,7 @@ export function qkvHeads(
   rope: RopeSpec,
 ): QkvHeads {
   const { heads, kvHeads, headDim } = counts;
-  if (jsKernelsAvailable() && !tf.engine().isTapeOn()) {
+  if (fusedInference()) {
     const inputs = [qkv, keyAngles.cos, keyAngles.sin];
     for (const a of frameAngles) inputs.push(a.cos, a.sin);
     const attrs: QkvAttrs = { heads, kvHeads, headDim, rowStart, T, pairs: rope.layout === 'pairs', rotaryDim: rope.rotaryDim, frameCount: frameAngles.length };

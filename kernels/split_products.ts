@@ -14,7 +14,7 @@
 // products are integer arithmetic (simd/products.wat); kernels/products.ref.ts
 // is the plain loop both are checked against.
 import * as tf from '@tensorflow/tfjs';
-import { float32View, hasDirectMemory } from './memory.js';
+import { float32View, hasDirectMemory } from './paths.js';
 import { ProductOp, type WorkerPool } from './pool.js';
 
 import type { WeightFormat } from './weight_format.js';

@@ -44,6 +44,11 @@ export class BackendError extends StreamllmError {
   override name = 'BackendError';
 }
 
+/** An output that cannot be written where it was asked for, or would replace something without --force. */
+export class OutputError extends StreamllmError {
+  override name = 'OutputError';
+}
+
 /** A size that does not fit in memory (the wasm heap, the largest typed array, the machine). */
 export class ResourceError extends StreamllmError {
   override name = 'ResourceError';

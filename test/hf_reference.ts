@@ -12,6 +12,7 @@
 // for that. It is asked once per token, layer and kv head, in that order,
 // before the token attends; `observe` then sees each head's probabilities.
 import { erfcReference } from '../kernels/gelu.ref.js';
+import { extraLogitOf, type SoftmaxVariant } from '../kernels/softmax.js';
 import type { TensorMap } from './tiny_checkpoints.js';
 
 type Vec = Float64Array;
@@ -83,7 +84,7 @@ export function hfReferenceLogits(
   const theta: number = neox ? (config.rotary_emb_base ?? 10000) : (config.rope_theta ?? 10000);
   const scale: number = config.rope_scaling?.factor ?? 1;
   const eps: number = neox ? (config.layer_norm_eps ?? 1e-5) : (config.rms_norm_eps ?? 1e-6);
-  const softmax: string = config.streamllm?.softmax ?? 'softmax';
+  const softmax: SoftmaxVariant = config.streamllm?.softmax ?? 'softmax';
   const embedName = neox ? 'gpt_neox.embed_in.weight' : 'model.embed_tokens.weight';
   const embed = get(embedName);
   const head = config.tie_word_embeddings ? embed : get(neox ? 'embed_out.weight' : 'lm_head.weight');
@@ -104,7 +105,7 @@ export function hfReferenceLogits(
       const q = rotate(qRaw[h]!, at(n - 1), rotary, theta, scale);
       const k = seen.map((j, i) => rotate(keys[l]![j]![kvh]!, at(i), rotary, theta, scale));
       const scores = k.map((kj) => q.reduce((a, v, c) => a + v * kj[c]!, 0) / Math.sqrt(hd));
-      const extra = softmax === 'softmax' ? -Infinity : softmax === 'softmax1' ? 0 : sinks![h]!;
+      const extra = extraLogitOf(softmax, h, sinks);
       const m = Math.max(extra, ...scores);
       const e = scores.map((s) => Math.exp(s - m));
       const z = e.reduce((a, b) => a + b, 0) + Math.exp(extra - m);

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { readFileSync } from 'node:fs';
 import seedrandom from 'seedrandom';
 import t from 'tap';
-import { float32View } from '../kernels/memory.js';
+import { float32View } from '../kernels/paths.js';
 import { simdLoops, setSimdKernels } from '../kernels/simd/instance.js';
 import { assembleWat, generatedSource, SIMD_DIR, watSources } from '../scripts/assemble_wasm.js';
 import { initTestBackend } from './helpers.js';

@@ -6,8 +6,10 @@
 // imports that Memory object itself, so when the heap grows it sees the
 // grown heap: pointers stay valid, only JavaScript views of the old buffer
 // detach.
-import * as tf from '@tensorflow/tfjs';
+import { simdKernelsEnabled, wasmBackendMemory } from '../paths.js';
 import { WASM_BASE64 } from './loops.wasm.js';
+
+export { setSimdKernels } from '../paths.js';
 
 /** The exports of loops.wat; pointers are byte offsets into the backend's memory. */
 export interface SimdLoops {
@@ -20,25 +22,9 @@ export interface SimdLoops {
   swiglu(x: number, rows: number, hidden: number, out: number): void;
 }
 
-interface WasmBackendLike {
-  wasm: { asm?: { memory?: WebAssembly.Memory } };
-}
-
-let simdEnabled = true;
-
-/** Turn the SIMD loops off (or back on): the fused kernels then run their JavaScript loops. For tests and A/B runs. */
-export function setSimdKernels(enabled: boolean): void {
-  simdEnabled = enabled;
-}
-
 // One instance per backend memory; null where instantiation failed (an engine
 // without SIMD, or a shared memory, which a non-shared import cannot take).
 const instances = new WeakMap<WebAssembly.Memory, SimdLoops | null>();
-
-function backendMemory(): WebAssembly.Memory | undefined {
-  if (tf.getBackend() !== 'wasm') return undefined;
-  return (tf.backend() as unknown as WasmBackendLike).wasm.asm?.memory;
-}
 
 function instantiate(memory: WebAssembly.Memory): SimdLoops | null {
   try {
@@ -51,7 +37,7 @@ function instantiate(memory: WebAssembly.Memory): SimdLoops | null {
 
 /** True when the SIMD loops run for tensors of the active backend. */
 export function simdAvailable(): boolean {
-  const memory = backendMemory();
+  const memory = wasmBackendMemory();
   return memory !== undefined && simdLoops([new Float32Array(memory.buffer, 0, 0)]) !== undefined;
 }
 
@@ -61,8 +47,8 @@ export function simdAvailable(): boolean {
  * and the caller runs its JavaScript loop.
  */
 export function simdLoops(views: Float32Array[]): SimdLoops | undefined {
-  if (!simdEnabled) return undefined;
-  const memory = backendMemory();
+  if (!simdKernelsEnabled()) return undefined;
+  const memory = wasmBackendMemory();
   if (memory === undefined || views.some((v) => v.buffer !== memory.buffer)) return undefined;
   let instance = instances.get(memory);
   if (instance === undefined) {

@@ -288,7 +288,9 @@
   ;; above with the softmax joint over all frames. plan holds, per frame,
   ;; three i32: the query (rotated for the frame), its first key, and how
   ;; many entries it sees; a frame's values lie valuesFromKeys bytes after its
-  ;; keys. sink is the softmax variant's extra logit (-inf for none). The
+  ;; keys. sink is the softmax variant's extra logit (-inf for none): this is
+  ;; the softmax family of kernels/softmax.ts; a variant outside it runs the
+  ;; fused kernel's JavaScript loop instead. The
   ;; scores of all frames go to s, one frame after another.
   (func (export "attendRow")
     (param $plan i32) (param $frames i32) (param $valuesFromKeys i32) (param $dim i32)

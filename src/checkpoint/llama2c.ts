@@ -11,10 +11,11 @@
 // when not shared.
 //
 // Matrices are [out, in], row-major. RoPE rotates adjacent pairs.
-import { closeSync, fstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import { FileFormatError, NonFiniteError } from '../errors.js';
 import { firstNonFinite } from '../finite.js';
 import { openForReading, readAt } from '../files.js';
+import { writeAll, writeFileAtomic } from '../outputs.js';
 
 export interface LlamaShape {
   dim: number;
@@ -238,25 +239,13 @@ export function writeLlama2c(file: string, t: LlamaTensors): void {
     }
     parts.push(data);
   }
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, header);
+  writeFileAtomic(file, (fd) => {
+    writeAll(fd, header);
     for (const part of parts) {
       if (part === 'freqCis') writeFreqCis(fd, s);
       else writeAll(fd, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
     }
-  } catch (e) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-  closeSync(fd);
-  renameSync(tmp, file);
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
+  });
 }
 
 /** Positions of the RoPE tables written at a time: a long seq_len is never held whole. */

@@ -9,11 +9,12 @@
 // on read (F32, F16, BF16), and tensors are read piece by piece with plain
 // fs reads, so loading never holds a whole file or shard in memory: peak use
 // is the float32 model plus one read chunk.
-import { closeSync, existsSync, fstatSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FileFormatError } from '../errors.js';
 import { type HalfDtype, narrowHalf, widenHalf } from './float16.js';
 import { openForReading, readAt, readJsonFile } from '../files.js';
+import { writeAll, writeFileAtomic } from '../outputs.js';
 
 /** Bytes per element of every dtype the format defines. */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -294,12 +295,9 @@ export function writeSafetensors(file: string, tensors: readonly TensorToWrite[]
   json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
   const length = Buffer.alloc(8);
   length.writeBigUInt64LE(BigInt(json.length));
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w');
-  let closed = false;
-  try {
-    writeSync(fd, length);
-    writeSync(fd, json);
+  writeFileAtomic(file, (fd) => {
+    writeAll(fd, length);
+    writeAll(fd, json);
     for (const t of tensors) {
       const values = typeof t.values === 'function' ? t.values() : t.values;
       const size = t.shape.reduce((a, b) => a * b, 1);
@@ -312,16 +310,5 @@ export function writeSafetensors(file: string, tensors: readonly TensorToWrite[]
         writeAll(fd, new Uint8Array(narrow.buffer));
       }
     }
-    closed = true;
-    closeSync(fd);
-  } catch (e) {
-    if (!closed) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-  renameSync(tmp, file);
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, Math.min(bytes.length - done, READ_CHUNK_BYTES));
+  });
 }

@@ -1,7 +1,7 @@
 // streamllm attn: attention maps averaged over many windows of a text, per
 // layer and head, with the sink statistics (the paper's Fig. 2).
 import { defineCommand } from './args.js';
-import { backendFlag, startBackend, writeOut } from './common.js';
+import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
 import { modelInputFlags, sizeFlags } from './experiment_flags.js';
 
 export const attnCommand = defineCommand({
@@ -22,6 +22,7 @@ export const attnCommand = defineCommand({
     sizeFlags.seed,
     sizeFlags.perHead,
     { name: 'out', type: 'string', value: 'DIR', default: 'out/attn', help: 'output folder' },
+    forceFlag,
     backendFlag,
   ],
   async run(flags) {
@@ -30,9 +31,15 @@ export const attnCommand = defineCommand({
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { runAttention } = await import('../experiments/attention.js');
     const ctx = contextFromFlags(flags, 'attn', flags.out);
-    const result = await runAttention(ctx);
-    const seconds = (performance.now() - started) / 1000;
-    const file = ctx.report.finish('Attention maps', aboutRun(ctx, 'attn', backend, seconds, []));
+    let result: Awaited<ReturnType<typeof runAttention>>;
+    let file: string;
+    try {
+      result = await runAttention(ctx);
+      const seconds = (performance.now() - started) / 1000;
+      file = ctx.report.finish('Attention maps', aboutRun(ctx, 'attn', backend, seconds, []));
+    } finally {
+      ctx.report.discard();
+    }
     const { uniform, firstQuery } = result.scores;
     await writeOut(
       `Attention of queries at positions ${firstQuery}+ (mean over ${result.samples} windows of ${result.length} tokens); ` +

@@ -10,6 +10,13 @@ export const backendFlag = defineFlag({
   help: 'tensor backend (default: tensorflow if installed, else wasm, else cpu)',
 });
 
+/** Every command that writes a file or folder takes --force (src/outputs.ts). */
+export const forceFlag = defineFlag({
+  name: 'force',
+  type: 'bool',
+  help: 'replace an existing output (without it an existing file, folder or model is never replaced)',
+});
+
 /** Start the backend the flags ask for and say on stderr which one runs. */
 export async function startBackend(flags: { backend?: BackendName | undefined }): Promise<BackendName> {
   const name = await initBackend(flags.backend);

@@ -1,15 +1,15 @@
 // streamllm eval: per-token NLL and perplexity of a text under one or more
 // cache policies.
-import { renameSync, writeFileSync } from 'node:fs';
 import { type CachePolicy, policyLabel, policySpan } from '../cache/types.js';
 import { UsageError } from '../errors.js';
 import type { ScoreResult } from '../eval/perplexity.js';
-import { readTextFile } from '../files.js';
 import type { Model } from '../model/weights.js';
+import { checkOutputFile, writeFileAtomic } from '../outputs.js';
+import { checkReadable, encodeTextFile } from '../text_file.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { defineCommand, required } from './args.js';
 import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
-import { backendFlag, startBackend, writeOut } from './common.js';
+import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
 import { placementFlags } from './placement_flags.js';
 import { createProgress } from './progress.js';
 
@@ -36,6 +36,7 @@ export const evalCommand = defineCommand({
     { name: 'limit', type: 'int', value: 'N', min: 2, help: 'score only the first N tokens' },
     { name: 'json', type: 'bool', help: 'print JSON instead of a table' },
     { name: 'csv', type: 'string', value: 'FILE', help: 'also write per-token NLLs, one column per policy' },
+    forceFlag,
     ...placementFlags,
     backendFlag,
   ],
@@ -43,6 +44,8 @@ export const evalCommand = defineCommand({
     const modelPath = required(flags, 'model', 'eval');
     const { tokens, text } = flags;
     if ((tokens === undefined) === (text === undefined)) throw new UsageError('eval: give exactly one of --tokens IDS.json and --text FILE');
+    if (flags.csv !== undefined) checkOutputFile(flags.csv, `eval --csv ${flags.csv}`, flags.force === true);
+    if (text !== undefined) checkReadable(text);
     await startBackend(flags);
     const { loadModel } = await import('../model/load.js');
     const { readTokenIds, resolveTokenizer } = await import('./inputs.js');
@@ -51,7 +54,7 @@ export const evalCommand = defineCommand({
     const { placeModel } = await import('./placement.js');
     const model = placeModel(loadModel(modelPath), flags, 'eval');
     const vocab = model.config.vocabSize;
-    let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!);
+    let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!, flags.limit);
     if (flags.limit !== undefined) ids = ids.slice(0, flags.limit);
     if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
     const policies = await policiesFromFlags('eval', flags.cache, flags, model.config.maxSeqLen);
@@ -85,9 +88,9 @@ export const evalCommand = defineCommand({
   },
 });
 
-function encodeText(tokenizer: Tokenizer | undefined, file: string): number[] {
+function encodeText(tokenizer: Tokenizer | undefined, file: string, limit: number | undefined): number[] {
   if (tokenizer === undefined) throw new UsageError('eval --text: this model has no tokenizer; give --tokenizer FILE');
-  return tokenizer.encode(readTextFile(file), { bos: tokenizer.addsBosByDefault });
+  return encodeTextFile(file, tokenizer, { bos: tokenizer.addsBosByDefault, limit });
 }
 
 /** One-line warnings for settings outside what the model was trained on. */
@@ -131,11 +134,5 @@ function writeCsv(file: string, results: ScoreResult[]): void {
   const lines = [['position', ...results.map((r) => policyLabel(r.policy))].join(',')];
   const n = results[0]!.nll.length;
   for (let i = 0; i < n; i++) lines.push([String(i + 1), ...results.map((r) => r.nll[i]!.toPrecision(8))].join(','));
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, lines.join('\n') + '\n');
-  } catch (e) {
-    throw new UsageError(`eval --csv: cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  renameSync(tmp, file);
+  writeFileAtomic(file, lines.join('\n') + '\n');
 }

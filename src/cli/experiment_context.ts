@@ -1,6 +1,7 @@
 // Putting an experiment's context together from the command line.
 import type { ExperimentContext, ExperimentSettings } from '../experiments/types.js';
-import { Report } from '../experiments/report.js';
+import { isReportFolder, Report } from '../experiments/report.js';
+import { checkOutputDir } from '../outputs.js';
 import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
 import type { ExperimentFlags } from './experiment_flags.js';
 import { defaultSource, manifestFile, openModel, textSource } from './model_inputs.js';
@@ -19,19 +20,27 @@ export function settingsFromFlags(flags: ExperimentFlags): ExperimentSettings {
   };
 }
 
-/** Model, text, settings and report folder, from the flags. */
-export function contextFromFlags(flags: ExperimentFlags, command: string, out: string): ExperimentContext {
+/**
+ * Model, text, settings and report folder, from the flags. The report folder
+ * is checked first: it may be new, empty, or an earlier report (which the new
+ * one replaces whole when it is finished); anything else needs --force.
+ * The caller finishes the report or discards it.
+ */
+export function contextFromFlags(flags: ExperimentFlags & { force?: boolean | undefined }, command: string, out: string): ExperimentContext {
+  checkOutputDir(out, `${command} --out ${out}`, flags.force === true, isReportFolder);
   const given = textSource(flags, command); // before the model: a missing text fails fast
   const opened = openModel(flags, command);
   const source = defaultSource(given, opened);
   const { model, tokenizer } = opened;
+  const settings = settingsFromFlags(flags);
+  const ids = sourceTokens(source, tokenizer, model.config.vocabSize, settings.tokens);
   return {
     model,
     modelLabel: opened.label,
     tokenizer,
     source,
-    ids: sourceTokens(source, tokenizer, model.config.vocabSize),
-    settings: settingsFromFlags(flags),
+    ids,
+    settings,
     report: new Report(out),
     progress: (label, total, unit) => createProgress(label, total, unit),
     log: (line) => process.stderr.write(line + '\n'),

@@ -1,7 +1,9 @@
 // streamllm init: write a llama2.c checkpoint with seeded random weights.
 import { UsageError } from '../errors.js';
 import { NAMED_SHAPES } from '../model/named_shapes.js';
+import { checkOutputFile } from '../outputs.js';
 import { defineCommand, required } from './args.js';
+import { forceFlag } from './common.js';
 
 export const initCommand = defineCommand({
   name: 'init',
@@ -20,6 +22,7 @@ export const initCommand = defineCommand({
     { name: 'shared-classifier', type: 'bool', default: true, help: 'tie the classifier to the embedding (--shared-classifier=false for a separate one)' },
     { name: 'seed', type: 'int', value: 'S', default: 0, help: 'random seed' },
     { name: 'out', type: 'string', value: 'FILE', help: 'checkpoint to write' },
+    forceFlag,
   ],
   async run(flags) {
     const out = required(flags, 'out', 'init');
@@ -43,6 +46,7 @@ export const initCommand = defineCommand({
     if (shape.dim % shape.heads !== 0) throw new UsageError(`init: --heads (${shape.heads}) must divide --dim (${shape.dim})`);
     if (shape.heads % shape.kvHeads !== 0) throw new UsageError(`init: --kv-heads (${shape.kvHeads}) must divide --heads (${shape.heads})`);
     if ((shape.dim / shape.heads) % 2 !== 0) throw new UsageError(`init: head size dim/heads = ${shape.dim / shape.heads} must be even`);
+    checkOutputFile(out, `init --out ${out}`, flags.force === true);
     const { llama2cBytes, writeLlama2c } = await import('../checkpoint/llama2c.js');
     const { checkRandomInitFits, randomLlamaTensors } = await import('../model/random_init.js');
     checkRandomInitFits(shape, out, `init --dim ${shape.dim} --hidden ${shape.hiddenDim} --layers ${shape.layers} --vocab ${shape.vocabSize} --seq-len ${shape.maxSeqLen}`);

@@ -8,7 +8,7 @@ import { loadModel } from '../model/load.js';
 import type { Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { defaultManifestPath, defaultModel, type Manifest, readManifest, type ZooEntry } from '../zoo/manifest.js';
-import { readTextFile } from '../files.js';
+import { checkReadable } from '../text_file.js';
 import type { ExperimentFlags } from './experiment_flags.js';
 import { readTokenIds, resolveTokenizer } from './inputs.js';
 
@@ -64,7 +64,10 @@ export function textSource(flags: ExperimentFlags, command: string): TextSource 
   if (given.length > 1) throw new UsageError(`${command}: give one of ${given.join(', ')}, not several`);
   if (flags.backcopy === true) return { kind: 'backcopy' };
   if (tokens !== undefined) return { kind: 'ids', file: tokens, ids: readTokenIds(tokens, Number.MAX_SAFE_INTEGER) };
-  if (text !== undefined) return { kind: 'file', file: text, text: readTextFile(text) };
+  if (text !== undefined) {
+    checkReadable(text);
+    return { kind: 'file', file: text };
+  }
   return { kind: 'heldout' };
 }
 

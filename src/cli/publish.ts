@@ -1,12 +1,14 @@
 // streamllm publish: copy a finished training run into weights/NAME and
 // record it in weights/manifest.json (see src/train/manifest.ts).
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { UsageError } from '../errors.js';
+import { OutputError, UsageError } from '../errors.js';
+import { readJsonFile } from '../files.js';
+import { checkOutputDir, checkOutputFile, StagedDir, writeFileAtomic } from '../outputs.js';
 import { finalTrainLoss, MANIFEST_FILE, type ModelEntry, MODEL_FILES, readManifest, sha256, trainCommandLine } from '../train/manifest.js';
-import { readTrainState, writeFileAtomic } from '../train/state.js';
+import { checkRunFiles, readTrainState } from '../train/state.js';
 import { defineCommand, required } from './args.js';
-import { backendFlag, startBackend } from './common.js';
+import { backendFlag, forceFlag, startBackend } from './common.js';
 
 /** GitHub's comfort limit for a file in a repository. */
 const MAX_FILE_BYTES = 10 * 1024 * 1024;
@@ -17,27 +19,41 @@ const CORPUS =
 export const publishCommand = defineCommand({
   name: 'publish',
   summary: 'copy a finished training run into weights/NAME and record it in weights/manifest.json',
-  usage: '--run DIR --name NAME [--dtype F32|F16] [--default] [--weights DIR]',
+  usage: '--run DIR --name NAME [--dtype F32|F16] [--default] [--weights DIR] [--force]',
   details:
     'The held-out loss is measured again on the copied weights (they differ from the run only with --dtype F16). ' +
-    'Each file must stay under 10 MiB.',
+    'Each file must stay under 10 MiB. A model already in the zoo (its folder or its manifest entry) is replaced only with --force.',
   flags: [
     { name: 'run', type: 'string', value: 'DIR', help: 'a finished `streamllm train` directory' },
     { name: 'name', type: 'string', value: 'NAME', help: 'model name: weights/NAME (letters, digits, - and _)' },
     { name: 'dtype', type: 'string', value: 'T', choices: ['F32', 'F16'], default: 'F32', help: 'storage type of model.safetensors' },
     { name: 'default', type: 'bool', help: 'make it the model `npm start` runs' },
     { name: 'weights', type: 'string', value: 'DIR', default: 'weights', help: 'the weights directory' },
+    forceFlag,
     backendFlag,
   ],
   async run(flags) {
     const run = required(flags, 'run', 'publish');
     const name = required(flags, 'name', 'publish');
     const { weights, dtype } = flags;
+    const force = flags.force === true;
     if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new UsageError(`publish --name: expected letters, digits, - and _, got '${name}'`);
+    // Everything that can refuse is checked before anything is written.
     const state = readTrainState(run);
     if (state.totalSteps === 0 || state.step < state.totalSteps) {
       throw new UsageError(`publish --run ${run}: the run stopped at step ${state.step} of ${state.totalSteps || '?'} (finish it with streamllm train --resume ${run})`);
     }
+    checkRunFiles(run);
+    const runConfig = readJsonFile(join(run, 'config.json'), 'a model config') as Record<string, unknown>;
+    const trainLoss = finalTrainLoss(run);
+    const target = join(weights, name);
+    const manifestFile = join(weights, MANIFEST_FILE);
+    checkOutputFile(manifestFile, `publish: ${manifestFile}`, true);
+    const manifest = readManifest(manifestFile);
+    if (!force && manifest.models.some((m) => m.name === name)) {
+      throw new OutputError(`publish --name ${name}: ${manifestFile} already lists a model '${name}'${manifest.default === name ? ' (the default)' : ''} (add --force to replace it)`);
+    }
+    checkOutputDir(target, `publish --name ${name}: ${target}`, force);
     await startBackend(flags);
     const { loadModel } = await import('../model/load.js');
     const { saveHfModel } = await import('../model/to_hf.js');
@@ -45,33 +61,27 @@ export const publishCommand = defineCommand({
     const { dataKind, loadTrainData, validationSamples } = await import('../train/data.js');
     const { validationLoss } = await import('../train/validate.js');
 
-    // 1. The model, re-saved in the requested dtype, into a temporary directory.
-    const target = join(weights, name);
-    const tmp = join(weights, `.${name}.${process.pid}.tmp`);
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp, { recursive: true });
+    // 1. The model, re-saved in the requested dtype, into a staging folder beside the target.
+    const staged = new StagedDir(target);
     try {
-      const runConfig = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')) as Record<string, unknown>;
       const ids = Object.fromEntries(['bos_token_id', 'eos_token_id'].filter((k) => k in runConfig).map((k) => [k, runConfig[k]]));
       const model = loadModel(run);
-      saveHfModel(tmp, model, ids, { dtype });
+      saveHfModel(staged.path, model, ids, { dtype });
       disposeModel(model);
-      copyFileSync(join(run, 'tokenizer.json'), join(tmp, 'tokenizer.json'));
+      copyFileSync(join(run, 'tokenizer.json'), join(staged.path, 'tokenizer.json'));
       for (const file of MODEL_FILES) {
-        const bytes = statSync(join(tmp, file)).size;
+        const bytes = statSync(join(staged.path, file)).size;
         if (bytes > MAX_FILE_BYTES) throw new UsageError(`publish: ${file} would be ${(bytes / 2 ** 20).toFixed(1)} MiB, over 10 MiB (try --dtype F16)`);
       }
 
       // 2. The held-out loss of exactly what ships.
-      const shipped = loadModel(tmp);
-      const data = loadTrainData(join(tmp, 'tokenizer.json'));
+      const shipped = loadModel(staged.path);
+      const data = loadTrainData(join(staged.path, 'tokenizer.json'));
       const valLoss = validationLoss(shipped, validationSamples(data, state.options, shipped.config.sinkToken, state.options.finalEvalWindows));
       disposeModel(shipped);
       process.stderr.write(`publish ${name}: held-out loss ${valLoss.toFixed(4)} (the run measured ${state.valLoss?.toFixed(4)})\n`);
 
-      // 3. Into place, and into the manifest.
-      rmSync(target, { recursive: true, force: true });
-      renameSync(tmp, target);
+      // 3. Into place and into the manifest, together: if the manifest cannot be written, the old folder comes back.
       const entry: ModelEntry = {
         name,
         variant: state.options.variant,
@@ -80,14 +90,12 @@ export const publishCommand = defineCommand({
         steps: state.step,
         tokensSeen: state.tokensSeen,
         wallSeconds: Math.round(state.wallSeconds),
-        trainLoss: Number(finalTrainLoss(run).toFixed(4)),
+        trainLoss: Number(trainLoss.toFixed(4)),
         valLoss: Number(valLoss.toFixed(4)),
         dtype,
-        files: Object.fromEntries(MODEL_FILES.map((f) => [f, sha256(join(target, f))])),
+        files: Object.fromEntries(MODEL_FILES.map((f) => [f, sha256(join(staged.path, f))])),
         command: `${trainCommandLine(state.options, state.step, run)} && streamllm publish --run ${run} --name ${name}${dtype === 'F32' ? '' : ` --dtype ${dtype}`}`,
       };
-      const manifestFile = join(weights, MANIFEST_FILE);
-      const manifest = readManifest(manifestFile);
       manifest.models = [...manifest.models.filter((m) => m.name !== name), entry].sort((a, b) => a.name.localeCompare(b.name));
       if (flags.default === true || manifest.default === undefined) manifest.default = name;
       const tokenizerFile = join(weights, 'tokenizer.json');
@@ -95,10 +103,12 @@ export const publishCommand = defineCommand({
         manifest.tokenizer = { file: 'tokenizer.json', sha256: sha256(tokenizerFile), command: 'streamllm train-tokenizer --vocab 4096 --out weights/tokenizer.json' };
       }
       manifest.corpus = CORPUS;
-      writeFileAtomic(manifestFile, JSON.stringify({ default: manifest.default, tokenizer: manifest.tokenizer, corpus: manifest.corpus, models: manifest.models }, null, 2) + '\n');
+      staged.commit(() =>
+        writeFileAtomic(manifestFile, JSON.stringify({ default: manifest.default, tokenizer: manifest.tokenizer, corpus: manifest.corpus, models: manifest.models }, null, 2) + '\n'),
+      );
       process.stderr.write(`publish ${name}: ${target} (${MODEL_FILES.join(', ')}), ${manifestFile} updated\n`);
     } finally {
-      rmSync(tmp, { recursive: true, force: true });
+      staged.discard();
     }
   },
 });

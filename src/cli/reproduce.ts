@@ -5,7 +5,7 @@ import { StreamllmError, UsageError } from '../errors.js';
 import { EXPERIMENT_NAMES, EXPERIMENT_TITLES } from '../experiments/names.js';
 import type { Experiment, ExperimentContext } from '../experiments/types.js';
 import { defineCommand } from './args.js';
-import { backendFlag, startBackend, writeOut } from './common.js';
+import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
 import { modelInputFlags, sizeFlags } from './experiment_flags.js';
 
 const CHOICES = [...EXPERIMENT_NAMES, 'all'];
@@ -33,6 +33,7 @@ export const reproduceCommand = defineCommand({
     sizeFlags.length,
     sizeFlags.seed,
     sizeFlags.perHead,
+    forceFlag,
     backendFlag,
   ],
   async run(flags) {
@@ -46,15 +47,20 @@ export const reproduceCommand = defineCommand({
     const chosen = name === 'all' ? EXPERIMENTS : EXPERIMENTS.filter((e) => e.name === name);
     const started = performance.now();
     const timings: string[] = [];
-    for (const experiment of chosen) {
-      const t0 = performance.now();
-      const ran = await runOne(experiment, ctx, name === 'all');
-      const seconds = (performance.now() - t0) / 1000;
-      timings.push(`${experiment.name}: ${ran ? `${seconds.toFixed(0)} s` : 'skipped'}`);
-      ctx.log(`${experiment.name}: ${ran ? `done in ${seconds.toFixed(1)} s` : 'skipped'}`);
+    let file: string;
+    try {
+      for (const experiment of chosen) {
+        const t0 = performance.now();
+        const ran = await runOne(experiment, ctx, name === 'all');
+        const seconds = (performance.now() - t0) / 1000;
+        timings.push(`${experiment.name}: ${ran ? `${seconds.toFixed(0)} s` : 'skipped'}`);
+        ctx.log(`${experiment.name}: ${ran ? `done in ${seconds.toFixed(1)} s` : 'skipped'}`);
+      }
+      const total = (performance.now() - started) / 1000;
+      file = ctx.report.finish(name === 'all' ? "StreamingLLM: the paper's experiments" : chosen[0]!.title, aboutRun(ctx, 'reproduce', backend, total, timings));
+    } finally {
+      ctx.report.discard(); // a no-op once finished; else the earlier report stays as it was
     }
-    const total = (performance.now() - started) / 1000;
-    const file = ctx.report.finish(name === 'all' ? "StreamingLLM: the paper's experiments" : chosen[0]!.title, aboutRun(ctx, 'reproduce', backend, total, timings));
     await writeOut(`wrote ${file}\n`);
   },
 });

@@ -3,7 +3,7 @@
 // (the `curves` experiment), prints the perplexity table and names the plot
 // of per-token log-perplexity it wrote.
 import { defineCommand } from './args.js';
-import { backendFlag, startBackend, writeOut } from './common.js';
+import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
 import { modelInputFlags, sizeFlags } from './experiment_flags.js';
 
 export const startCommand = defineCommand({
@@ -20,6 +20,7 @@ export const startCommand = defineCommand({
     { name: 'out', type: 'string', value: 'DIR', default: 'out/start', help: 'output folder' },
     sizeFlags.limit,
     sizeFlags.recomputeSamples,
+    forceFlag,
     backendFlag,
   ],
   async run(flags) {
@@ -30,9 +31,15 @@ export const startCommand = defineCommand({
     const ctx = contextFromFlags(flags, 'start', flags.out);
     const c = ctx.model.config;
     process.stderr.write(`model: ${ctx.modelLabel} (trained length ${c.maxSeqLen}); text: ${ctx.ids.length} tokens\n`);
-    const result = await runCurves(ctx);
-    const seconds = (performance.now() - started) / 1000;
-    const report = ctx.report.finish('streamllm start: dense, window, streaming and recompute', aboutRun(ctx, 'start', backend, seconds, []));
+    let result: Awaited<ReturnType<typeof runCurves>>;
+    let report: string;
+    try {
+      result = await runCurves(ctx);
+      const seconds = (performance.now() - started) / 1000;
+      report = ctx.report.finish('streamllm start: dense, window, streaming and recompute', aboutRun(ctx, 'start', backend, seconds, []));
+    } finally {
+      ctx.report.discard();
+    }
     await writeOut(
       `Perplexity of ${ctx.modelLabel} over ${result.tokens} tokens, every cache ${result.windowSize} entries:\n` +
         result.table +

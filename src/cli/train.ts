@@ -1,9 +1,11 @@
 // streamllm train: train one attention-sink variant on the Brown corpus.
-import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 import { yieldToEventLoop } from '../event_loop.js';
+import { checkOutputDir, checkWritableDir } from '../outputs.js';
 import { DATA_KINDS, dataKind, DEFAULT_TRIGGERS, type TrainOptions, TRAIN_DEFAULTS } from '../train/options.js';
+import { checkRunFiles, STATE_FILE } from '../train/state.js';
 import type { Trainer } from '../train/trainer.js';
 import { VARIANTS } from '../train/variants.js';
 import { defineCommand, defineFlags, type Flags, required } from './args.js';
@@ -81,7 +83,8 @@ function checkResume(flags: TrainFlags, dir: string): TrainerOf {
   const clash = START_ONLY.find((name) => flags[name] !== undefined);
   if (clash !== undefined) throw new UsageError(`train --resume: --${clash} cannot change a run; it continues with its own settings`);
   if (!existsSync(dir)) throw new UsageError(`train --resume ${dir}: no such directory`);
-  checkWritable(dir, 'resume');
+  checkWritableDir(dir, `train --resume ${dir}`);
+  checkRunFiles(dir);
   return (Trainer) => Trainer.resume(dir);
 }
 
@@ -107,7 +110,10 @@ function checkStart(flags: TrainFlags): TrainerOf {
   const data = flags.data ?? 'brown';
   if (data === 'brown' && flags.triggers !== undefined) throw new UsageError('train --triggers: only backcopy and mix data have triggers');
   if (data === 'backcopy' && flags['bos-first'] !== undefined) throw new UsageError('train --bos-first: backcopy samples always start with BOS');
-  checkWritable(out, 'out');
+  if (existsSync(join(out, STATE_FILE))) {
+    throw new UsageError(`train --out ${out}: a training run is already there (resume it with --resume ${out}, or choose another --out)`);
+  }
+  checkOutputDir(out, `train --out ${out}`);
   const options: TrainOptions = {
     variant,
     shape: { dim, layers: num('layers', DEFAULT_SHAPE.layers), heads, ...(flags.hidden !== undefined ? { hiddenDim: flags.hidden } : {}) },
@@ -135,19 +141,6 @@ function checkStart(flags: TrainFlags): TrainerOf {
   return (Trainer) => Trainer.start(options, out);
 }
 
-/** The directory (or, if it does not exist yet, its nearest existing parent) must be writable. */
-function checkWritable(dir: string, flag: string): void {
-  let probe = resolve(dir);
-  while (!existsSync(probe)) probe = dirname(probe);
-  if (!statSync(probe).isDirectory()) throw new UsageError(`train --${flag} ${dir}: ${probe} is not a directory`);
-  try {
-    accessSync(probe, constants.W_OK);
-    if (probe === resolve(dir)) return;
-    mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    throw new UsageError(`train --${flag} ${dir}: cannot write there (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-}
 
 async function trainLoop(trainer: Trainer): Promise<void> {
   const { options, state } = trainer;

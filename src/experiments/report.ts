@@ -1,19 +1,13 @@
 // An experiment report: one folder holding report.md, which embeds every
 // table and figure, and each table and figure again as its own files
-// (NAME.md + NAME.json, NAME.svg + NAME.png). Every file goes to a temporary
-// name first and is renamed when complete, so an interrupted run never
-// leaves a half-written file; report.md is written last.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+// (NAME.md + NAME.json, NAME.svg + NAME.png). The folder is built beside its
+// destination (src/outputs.ts) and swapped in whole by finish(), replacing
+// any earlier report there: an interrupted or failed run leaves the earlier
+// report as it was, never a folder whose figures come from two runs.
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { UsageError } from '../errors.js';
+import { StagedDir, writeFileAtomic } from '../outputs.js';
 import { type Cell, type Figure, markdownTable, type MarkdownTableOptions, writeFigure } from '../plot/index.js';
-
-/** Write a file through a temporary name. */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, file);
-}
 
 /** JSON with numbers rounded to 7 significant digits (float32 results carry no more) and NaN as null. */
 export function toJson(value: unknown): string {
@@ -28,17 +22,24 @@ export interface FigureFile {
   height: number;
 }
 
+/** Files a report folder holds (and temporaries an interrupted older version may have left); a folder of only these, with a report.md, is an earlier report that a new one may replace. */
+const REPORT_FILE = /\.(md|json|svg|png|tmp)$/;
+
+/** True when `dir` holds an earlier report (report.md and only tables, data and figures). */
+export function isReportFolder(dir: string): boolean {
+  const names = readdirSync(dir);
+  return names.includes('report.md') && names.every((n) => REPORT_FILE.test(n) && statSync(join(dir, n)).isFile());
+}
+
 export class Report {
   private readonly parts: string[] = [];
   /** Files written so far, relative to the folder. */
   readonly files: string[] = [];
+  private readonly staged: StagedDir;
 
+  /** `dir`: where the report ends up (check it first with checkOutputDir and isReportFolder). */
   constructor(readonly dir: string) {
-    try {
-      mkdirSync(dir, { recursive: true });
-    } catch (e) {
-      throw new UsageError(`--out: cannot create ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-    }
+    this.staged = new StagedDir(dir);
   }
 
   heading(text: string, level = 2): void {
@@ -71,7 +72,7 @@ export class Report {
 
   /** NAME.svg and NAME.png written but not shown in report.md. */
   async figureFile(name: string, figure: Figure): Promise<FigureFile> {
-    await writeFigure(join(this.dir, name), figure);
+    await writeFigure(join(this.staged.path, name), figure);
     this.files.push(`${name}.svg`, `${name}.png`);
     return { file: `${name}.png`, svg: `${name}.svg`, width: figure.width, height: figure.height };
   }
@@ -81,15 +82,20 @@ export class Report {
     return this.parts.join('\n');
   }
 
-  /** report.md: a title, lines about the run, then everything added. */
+  /** report.md: a title, lines about the run, then everything added; then the folder goes into place. Returns report.md's path. */
   finish(title: string, about: string[]): string {
-    const file = join(this.dir, 'report.md');
-    writeFileAtomic(file, [`# ${title}\n`, about.map((l) => `- ${l}`).join('\n') + '\n', this.markdown()].join('\n'));
-    return file;
+    writeFileAtomic(join(this.staged.path, 'report.md'), [`# ${title}\n`, about.map((l) => `- ${l}`).join('\n') + '\n', this.markdown()].join('\n'));
+    this.staged.commit();
+    return join(this.dir, 'report.md');
+  }
+
+  /** Drop a report that will not be finished (a no-op after finish). */
+  discard(): void {
+    this.staged.discard();
   }
 
   private write(name: string, data: string): void {
-    writeFileAtomic(join(this.dir, name), data);
+    writeFileAtomic(join(this.staged.path, name), data);
     this.files.push(name);
   }
 }

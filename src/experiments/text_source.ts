@@ -9,14 +9,18 @@
 //   backcopy a held-out Bigram-Backcopy stream (src/data/backcopy.ts): BOS
 //            once at the very start, then BACKCOPY_STREAM_TOKENS tokens of the
 //            chain the Backcopy models were trained on, from its own seed
+//
+// A file is read when its tokens are asked for, and only as far as `limit`
+// needs (src/text_file.ts).
 import seedrandom from 'seedrandom';
 import { Backcopy, HELDOUT_SEED } from '../data/backcopy.js';
 import { brownTokens } from '../data/corpus.js';
 import { bosOf, DEFAULT_TRIGGERS } from '../train/data.js';
 import { UsageError } from '../errors.js';
+import { encodeTextFile } from '../text_file.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 
-export type TextSource = { kind: 'heldout' } | { kind: 'backcopy' } | { kind: 'file'; file: string; text: string } | { kind: 'ids'; file: string; ids: number[] };
+export type TextSource = { kind: 'heldout' } | { kind: 'backcopy' } | { kind: 'file'; file: string } | { kind: 'ids'; file: string; ids: number[] };
 
 /** Length of the held-out Backcopy stream (the issue's bar: at least 20K tokens). */
 export const BACKCOPY_STREAM_TOKENS = 32768;
@@ -53,7 +57,7 @@ export function sourceTokens(source: TextSource, tokenizer: Tokenizer | undefine
     ids = source.ids;
   } else {
     if (tokenizer === undefined) throw new UsageError(`${source.file}: this model has no tokenizer to encode the text with; give --tokenizer FILE`);
-    ids = tokenizer.encode(source.text, { bos: tokenizer.addsBosByDefault });
+    ids = encodeTextFile(source.file, tokenizer, { bos: tokenizer.addsBosByDefault, limit: Number.isFinite(limit) ? limit : undefined });
   }
   return ids.length > limit ? ids.slice(0, limit) : ids;
 }

@@ -6,7 +6,7 @@
 // the tensor's own memory, so a loaded model costs its float32 size plus one
 // read chunk, with no second copy of any matrix.
 import * as tf from '@tensorflow/tfjs';
-import { float32View, hasDirectMemory } from '../../kernels/memory.js';
+import { float32View, hasDirectMemory } from '../../kernels/paths.js';
 
 /** Streams a source tensor a block of rows at a time: visit(firstRow, values [rows, ...]). */
 export type RowSource = (visit: (firstRow: number, values: Float32Array) => void) => void;

@@ -32,6 +32,7 @@ import { firstNonFinite } from '../finite.js';
 import type { SafetensorsReader } from '../checkpoint/safetensors.js';
 import { copiedTensor, linearBias, linearWeight, type MatrixPart, type RowSource } from './assemble.js';
 import { disposeModel, type LayerWeights, type Model, type ModelWeights, type Norm } from './weights.js';
+import { learnsExtraLogit } from '../../kernels/softmax.js';
 
 /** Reads named tensors of a given shape from the checkpoint, and remembers which it read. */
 class Source {
@@ -101,7 +102,7 @@ function llamaWeights(spec: HfModelSpec, src: Source): ModelWeights {
       layer.up.bias = linearBias(gateUp('bias'));
       layer.down.bias = src.vector(`${p}mlp.down_proj.bias`, dim);
     }
-    if (c.softmax === 'learned-sink') layer.sinkLogits = src.vector(`${p}self_attn.sinks`, heads);
+    if (learnsExtraLogit(c.softmax)) layer.sinkLogits = src.vector(`${p}self_attn.sinks`, heads);
     layers.push(layer);
   }
   const embedName = 'model.embed_tokens.weight';
@@ -145,7 +146,7 @@ function neoxWeights(spec: HfModelSpec, src: Source): ModelWeights {
     };
     if (c.bias.qkv) layer.qkv.bias = linearBias([src.part(`${p}attention.query_key_value.bias`, [3 * dim], qkvColumn)]);
     if (c.bias.out) layer.out.bias = src.vector(`${p}attention.dense.bias`, dim);
-    if (c.softmax === 'learned-sink') layer.sinkLogits = src.vector(`${p}attention.sinks`, heads);
+    if (learnsExtraLogit(c.softmax)) layer.sinkLogits = src.vector(`${p}attention.sinks`, heads);
     layers.push(layer);
   }
   const embedName = 'gpt_neox.embed_in.weight';

@@ -14,6 +14,7 @@ import { llamaConfig, type ModelConfig } from './config.js';
 import { modelFromHf } from './from_hf.js';
 import { modelFromLlama2c } from './from_llama2c.js';
 import type { Model } from './weights.js';
+import { learnsExtraLogit } from '../../kernels/softmax.js';
 
 /**
  * Bytes the engine's float32 weights take: every parameter once, plus the
@@ -25,7 +26,7 @@ export function weightBytes(c: ModelConfig): number {
   const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
   const normSize = c.norm === 'layernorm' ? 2 * c.dim : c.dim;
   const biases = (c.bias.qkv ? qDim + 2 * kvDim : 0) + (c.bias.out ? c.dim : 0) + (c.bias.mlp ? upOut + c.dim : 0);
-  const sinkLogits = c.softmax === 'learned-sink' ? c.heads : 0;
+  const sinkLogits = learnsExtraLogit(c.softmax) ? c.heads : 0;
   const perLayer = c.dim * (qDim + 2 * kvDim) + qDim * c.dim + c.dim * upOut + c.hiddenDim * c.dim + 2 * normSize + biases + sinkLogits;
   return 4 * (2 * c.vocabSize * c.dim + c.layers * perLayer + normSize + (c.sinkToken ? c.dim : 0));
 }

@@ -11,12 +11,14 @@
 // ignored by transformers (it warns about unused weights); everything else
 // loads there as a plain Llama.
 import type * as tf from '@tensorflow/tfjs';
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONFIG_FILE, hfConfigJson } from '../checkpoint/hf_config.js';
 import { SINGLE_FILE, type FloatDtype, type TensorToWrite, writeSafetensors } from '../checkpoint/safetensors.js';
 import { ConfigError } from '../errors.js';
+import { writeFileAtomic } from '../outputs.js';
 import { classifierTensor, type Linear, type Model, weightTensor } from './weights.js';
+import { learnsExtraLogit } from '../../kernels/softmax.js';
 
 /**
  * Row r of an HF (halves) q or k projection is row pairsRow(r) of the same
@@ -107,7 +109,7 @@ export function saveHfModel(dir: string, model: Model, extraConfig: Record<strin
     addLinear(`${p}self_attn.k_proj`, l.qkv, qDim, kvDim, ropeRow);
     addLinear(`${p}self_attn.v_proj`, l.qkv, qDim + kvDim, kvDim);
     addLinear(`${p}self_attn.o_proj`, l.out, 0, dim);
-    if (c.softmax === 'learned-sink') {
+    if (learnsExtraLogit(c.softmax)) {
       if (l.sinkLogits === undefined) throw new ConfigError(`saveHfModel: layer ${n} has no sink logits for the learned-sink softmax`);
       addVector(`${p}self_attn.sinks`, l.sinkLogits);
     }
@@ -126,12 +128,5 @@ export function saveHfModel(dir: string, model: Model, extraConfig: Record<strin
   mkdirSync(dir, { recursive: true });
   writeSafetensors(join(dir, SINGLE_FILE), tensors, { dtype: options.dtype ?? 'F32', metadata: { format: 'pt' } });
   const configFile = join(dir, CONFIG_FILE);
-  const tmp = `${configFile}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, `${JSON.stringify(json, null, 2)}\n`);
-    renameSync(tmp, configFile);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(configFile, `${JSON.stringify(json, null, 2)}\n`);
 }

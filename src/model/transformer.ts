@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { attention, type AttentionFrame, attentionProbabilities } from '../../kernels/attention.js';
 import { causalAttention } from '../../kernels/causal_attention.js';
-import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
+import { causalKernelAvailable } from '../../kernels/paths.js';
 import { embed } from '../../kernels/embedding.js';
 import { qkvHeads } from '../../kernels/qkv_heads.js';
 import { applyRope, type RopeAngles, ropeAngles, type RopeSpec } from '../../kernels/rope.js';
@@ -227,7 +227,7 @@ export function forwardBatch(
       // of 0..T-1. An attention observer needs the probabilities, which only
       // the general path computes.
       let causal: RopeAngles | undefined;
-      if (options.onAttention === undefined && jsKernelsAvailable() && views.every((v) => v.selfContained)) {
+      if (options.onAttention === undefined && causalKernelAvailable() && views.every((v) => v.selfContained)) {
         const first = views[0]!.layer(0);
         const angles = viewAngles(first, config.rope);
         states[0]!.angles.set(first, angles);

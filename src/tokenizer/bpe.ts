@@ -18,13 +18,13 @@
 // Our trainer's layout (bpe_train.ts): ids 0..255 are the bytes 0..255, then
 // one id per learned merge, then "<|endoftext|>" last. That one special token
 // separates documents; it serves as both BOS and EOS, as in GPT-2.
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { FileFormatError, UsageError } from '../errors.js';
 import { BYTE_TO_CHAR, charsToBytes, pretokenize } from './byte_level.js';
 import { mergePairs, type PairMerge } from './pair_merge.js';
 import type { EncodeOptions, StreamDecoder, Tokenizer } from './types.js';
 import { decodeAll, Utf8StreamDecoder } from './utf8_stream.js';
 import { readJsonFile } from '../files.js';
+import { writeFileAtomic } from '../outputs.js';
 
 export const END_OF_TEXT = '<|endoftext|>';
 
@@ -340,12 +340,5 @@ export function bpeToJson(tok: BpeTokenizer): string {
 
 /** Write `tok` as tokenizer.json: to a temporary name, then renamed. */
 export function saveBpe(tok: BpeTokenizer, file: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, bpeToJson(tok));
-    renameSync(tmp, file);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(file, bpeToJson(tok));
 }

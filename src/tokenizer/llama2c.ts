@@ -26,8 +26,9 @@
 // "<0xNN>" pieces are the raw byte NN. BOS and EOS are control tokens and
 // decode to nothing (SentencePiece's rule; run.c never prints them either),
 // so decode(encode(text, {bos: true})) === text.
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { FileFormatError, UsageError } from '../errors.js';
+import { writeFileAtomic } from '../outputs.js';
 import { mergePairs } from './pair_merge.js';
 import type { EncodeOptions, StreamDecoder, Tokenizer } from './types.js';
 import { decodeAll, Utf8StreamDecoder } from './utf8_stream.js';
@@ -194,14 +195,7 @@ export function writeLlama2cTokenizer(file: string, pieces: readonly (string | U
     head.writeInt32LE(b.length, 4);
     parts.push(head, b);
   });
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, Buffer.concat(parts));
-    renameSync(tmp, file);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(file, Buffer.concat(parts));
 }
 
 function int32(v: number): Buffer {

@@ -8,6 +8,7 @@ import seedrandom from 'seedrandom';
 import type { ModelConfig } from '../model/config.js';
 import { type TrainableWeights, TrainableModel } from './params.js';
 import { normalArray } from '../model/random_init.js';
+import { learnsExtraLogit } from '../../kernels/softmax.js';
 
 export const INIT_STD = 0.02;
 
@@ -35,7 +36,7 @@ export function initTrainableModel(config: ModelConfig, seed: number): Trainable
       // qkv: [dim, (heads + 2 kvHeads) headDim]
       qkv: { weight: normal([dim, (heads + 2 * kvHeads) * headDim], INIT_STD) as tf.Variable<tf.Rank.R2> },
       out: { weight: normal([heads * headDim, dim], residualStd) as tf.Variable<tf.Rank.R2> },
-      ...(config.softmax === 'learned-sink' ? { sinkLogits: constant(heads, 0) as tf.Variable<tf.Rank.R1> } : {}),
+      ...(learnsExtraLogit(config.softmax) ? { sinkLogits: constant(heads, 0) as tf.Variable<tf.Rank.R1> } : {}),
       mlpNorm: { weight: constant(dim, 1) as tf.Variable<tf.Rank.R1> },
       // up: [dim, 2 hidden] = [gate | up]
       up: { weight: normal([dim, 2 * hiddenDim], INIT_STD) as tf.Variable<tf.Rank.R2> },

@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileFormatError } from '../errors.js';
+import { readTextFile } from '../files.js';
 import type { TrainOptions } from './options.js';
 import { LOG_FILE } from './state.js';
 
@@ -65,11 +66,19 @@ export function readManifest(file: string): Manifest {
 
 /** The mean batch loss of a run's last LAST_STEPS steps, from its train_log.jsonl. */
 export function finalTrainLoss(runDir: string): number {
-  const losses = readFileSync(join(runDir, LOG_FILE), 'utf8')
+  const file = join(runDir, LOG_FILE);
+  const losses = readTextFile(file)
     .split('\n')
     .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as { step: number; loss?: number })
+    .map((line, i) => {
+      try {
+        return JSON.parse(line) as { step: number; loss?: number };
+      } catch {
+        throw new FileFormatError(file, `line ${i + 1} is not JSON`);
+      }
+    })
     .filter((e) => e.loss !== undefined);
+  if (losses.length === 0) throw new FileFormatError(file, 'holds no training steps');
   // A resumed run may have logged steps twice (after its last checkpoint): keep the last of each.
   const byStep = new Map(losses.map((e) => [e.step, e.loss!]));
   const steps = [...byStep.keys()].sort((a, b) => a - b).slice(-LAST_STEPS);

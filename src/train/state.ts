@@ -14,7 +14,8 @@
 // train_state.json is written last and names the step that
 // optimizer.safetensors must carry, so a checkpoint cut short by a crash is
 // detected rather than resumed from a mix of two steps.
-import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { writeFileAtomic } from '../outputs.js';
 import { join } from 'node:path';
 import type seedrandom from 'seedrandom';
 import { SafetensorsReader, type TensorToWrite, writeSafetensors } from '../checkpoint/safetensors.js';
@@ -47,18 +48,6 @@ export interface TrainState {
   parameterCount: number;
 }
 
-/** Write text to a temporary name, then rename it into place. */
-export function writeFileAtomic(file: string, text: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, file);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-}
-
 export function saveOptimizer(dir: string, optimizer: AdamW): void {
   const tensors: TensorToWrite[] = [];
   optimizer.params.forEach((p, i) => {
@@ -86,6 +75,18 @@ export function loadOptimizer(dir: string, optimizer: AdamW, step: number): void
     s.v.set(reader.read(`v.${p.name}`, p.variable.shape));
   });
   optimizer.step = step;
+}
+
+/** The files of a run directory; a checkpoint is only whole when every one is there. */
+export const RUN_FILES = ['config.json', 'model.safetensors', 'tokenizer.json', OPTIMIZER_FILE, STATE_FILE, LOG_FILE] as const;
+
+/** Refuse a run directory whose checkpoint has lost a file (naming it), rather than resume or publish what is left. */
+export function checkRunFiles(dir: string): void {
+  for (const name of RUN_FILES) {
+    const file = join(dir, name);
+    if (!existsSync(file)) throw new FileFormatError(file, `missing: the run's checkpoint is incomplete (restore the file, or start the run again)`);
+    if (!statSync(file).isFile()) throw new FileFormatError(file, 'expected a file, found a folder');
+  }
 }
 
 export function readTrainState(dir: string): TrainState {

@@ -25,7 +25,7 @@ import { batchLoss } from './loss.js';
 import type { TrainOptions } from './options.js';
 import type { TrainableModel } from './params.js';
 import { learningRate } from './schedule.js';
-import { LOG_FILE, loadOptimizer, readTrainState, saveOptimizer, type TrainState, STATE_VERSION, writeTrainState } from './state.js';
+import { checkRunFiles, LOG_FILE, loadOptimizer, readTrainState, saveOptimizer, type TrainState, STATE_VERSION, writeTrainState } from './state.js';
 import { validationLoss } from './validate.js';
 import { variantConfig } from './variants.js';
 import { UsageError } from '../errors.js';
@@ -103,6 +103,7 @@ export class Trainer {
   /** Continue the run in `dir` from its last checkpoint. */
   static resume(dir: string, data?: TrainData): Trainer {
     const state = readTrainState(dir);
+    checkRunFiles(dir);
     const { options } = state;
     const d = data ?? loadTrainData(join(dir, 'tokenizer.json'));
     const config = variantConfig(options.variant, options.shape, d.tokenizer.vocabSize, options.seqLen);

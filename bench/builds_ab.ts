@@ -1,0 +1,117 @@
+// Two builds of streamllm, same run, alternating: decode speed (greedy,
+// batch 1, streaming cache) and blocked-evaluation speed on the random
+// 15M-shaped llama2.c model, for a before/after check of a refactoring.
+// Each measurement runs in its own process, importing the build under test
+// from its dist/ folder; rounds alternate A, B, A, B, ... so slow drift of
+// the machine's load hits both builds alike.
+//
+//   node dist/bench/builds_ab.js --a /path/to/old/dist --b dist [--rounds 3] [--decode 128] [--score 2048]
+import { execFileSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : fallback;
+}
+
+interface Probe {
+  decodeTokensPerSecond: number;
+  blockedTokensPerSecond: number;
+  /** CPU ms (user + system) of this process per token: what the machine's load does not change. */
+  decodeCpuMs: number;
+  blockedCpuMs: number;
+}
+
+/** CPU ms this process has used. */
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** In a child process: one build's decode and blocked-scoring speed. */
+async function probe(dist: string, checkpoint: string, decodeTokens: number, scoreTokensCount: number): Promise<Probe> {
+  const load = async <T>(path: string) => (await import(resolve(dist, path))) as T;
+  const { initBackend } = await load<typeof import('../src/backend.js')>('src/backend.js');
+  const { loadModel } = await load<typeof import('../src/model/load.js')>('src/model/load.js');
+  const { TokenStream } = await load<typeof import('../src/stream.js')>('src/stream.js');
+  const { scoreTokens } = await load<typeof import('../src/eval/perplexity.js')>('src/eval/perplexity.js');
+  await initBackend('wasm');
+  const model = loadModel(checkpoint);
+  const policy = { kind: 'streaming', sinkCount: 4, windowSize: 252 } as const;
+  const vocab = model.config.vocabSize;
+  const ids = Array.from({ length: scoreTokensCount }, (_, i) => 3 + ((i * 7919) % (vocab - 3)));
+  // decode: a 16-token prompt, then one token per step, greedy
+  const stream = new TokenStream(model, policy);
+  let logits = stream.feed(ids.slice(0, 16), 'last');
+  const started = performance.now();
+  const cpuStarted = cpuMs();
+  for (let i = 0; i < decodeTokens; i++) {
+    const row = logits.dataSync();
+    logits.dispose();
+    let best = 0;
+    for (let j = 1; j < row.length; j++) if (row[j]! > row[best]!) best = j;
+    logits = stream.feed([best], 'last');
+  }
+  logits.dataSync();
+  logits.dispose();
+  const decodeSeconds = (performance.now() - started) / 1000;
+  const decodeCpuMs = (cpuMs() - cpuStarted) / decodeTokens;
+  stream.dispose();
+  const cpuScoring = cpuMs();
+  const scored = await scoreTokens(model, ids, policy);
+  return {
+    decodeTokensPerSecond: decodeTokens / decodeSeconds,
+    blockedTokensPerSecond: (ids.length - 1) / scored.seconds,
+    decodeCpuMs,
+    blockedCpuMs: (cpuMs() - cpuScoring) / (ids.length - 1),
+  };
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === '--probe') {
+    const [, , , dist, checkpoint, decode, score] = process.argv;
+    process.stdout.write(JSON.stringify(await probe(dist!, checkpoint!, Number(decode), Number(score))));
+    return;
+  }
+  // Only the parent loads this build's helpers: a probe loads nothing but the build under test.
+  const { markdownTable, median, randomCheckpoint, recordResult } = await import('./common.js');
+  const builds = { A: resolve(arg('a', '')), B: resolve(arg('b', 'dist')) };
+  const rounds = Number(arg('rounds', '3'));
+  const decode = Number(arg('decode', '128'));
+  const score = Number(arg('score', '2048'));
+  const checkpoint = randomCheckpoint('15M');
+  const self = fileURLToPath(import.meta.url);
+  const results: Record<'A' | 'B', Probe[]> = { A: [], B: [] };
+  for (let r = 0; r < rounds; r++) {
+    for (const key of ['A', 'B'] as const) {
+      const out = execFileSync(process.execPath, [self, '--probe', builds[key], checkpoint, String(decode), String(score)], { encoding: 'utf8' });
+      results[key].push(JSON.parse(out) as Probe);
+      process.stderr.write(`round ${r + 1} ${key}: ${out}\n`);
+    }
+  }
+  const med = (key: 'A' | 'B', f: (p: Probe) => number) => median(results[key].map(f));
+  const cell = (key: 'A' | 'B', f: (p: Probe) => number) => `${med(key, f).toFixed(1)} (${results[key].map((p) => f(p).toFixed(0)).join(', ')})`;
+  const decodeOf = (p: Probe) => p.decodeTokensPerSecond;
+  const blockedOf = (p: Probe) => p.blockedTokensPerSecond;
+  const decodeCpu = (p: Probe) => p.decodeCpuMs;
+  const blockedCpu = (p: Probe) => p.blockedCpuMs;
+  const cpuCell = (key: 'A' | 'B', f: (p: Probe) => number) => `${med(key, f).toFixed(2)} (${results[key].map((p) => f(p).toFixed(2)).join(', ')})`;
+  const body =
+    `Random llama2.c 15M-shaped model, wasm, streaming(4+252). ${rounds} rounds, builds alternating A, B; median (each round).\n` +
+    `A: ${builds.A}\nB: ${builds.B}\n\n` +
+    markdownTable(
+      ['build', `decode tok/s (${decode} greedy steps)`, 'decode CPU ms/token', `blocked eval tok/s (${score} tokens)`, 'blocked CPU ms/token'],
+      [
+        ['A', cell('A', decodeOf), cpuCell('A', decodeCpu), cell('A', blockedOf), cpuCell('A', blockedCpu)],
+        ['B', cell('B', decodeOf), cpuCell('B', decodeCpu), cell('B', blockedOf), cpuCell('B', blockedCpu)],
+      ],
+    ) +
+    `\n\nB/A wall speed: decode ${(med('B', decodeOf) / med('A', decodeOf)).toFixed(3)}, blocked ${(med('B', blockedOf) / med('A', blockedOf)).toFixed(3)}; ` +
+    `B/A CPU time per token (lower is faster): decode ${(med('B', decodeCpu) / med('A', decodeCpu)).toFixed(3)}, blocked ${(med('B', blockedCpu) / med('A', blockedCpu)).toFixed(3)}. ` +
+    'On a shared machine the CPU time is the comparison that counts: wall time includes waiting for a core.';
+  process.stdout.write(body + '\n');
+  recordResult('Builds A/B: decode and blocked eval (bench/builds_ab.ts)', `node dist/bench/builds_ab.js --a ${arg('a', '')} --b ${arg('b', 'dist')} --rounds ${rounds} --decode ${decode} --score ${score}`, body);
+}
+
+await main();

@@ -1,0 +1,165 @@
+// The fused attention kernel: kernels/attention.ts's math as one loop over
+// the queries against the cache, only over the entries each row sees, in
+// plain JavaScript (float64 sums; the cpu backend and any headDim) or, for
+// the softmax family, in WebAssembly SIMD (kernels/simd/loops.wat) on the
+// wasm backend's tensors in place. No gradient: it runs with the tape off
+// (kernels/paths.ts decides when).
+import type * as tf from '@tensorflow/tfjs';
+import type { AttentionFrame, SoftmaxSpec } from './attention.js';
+import { type JsKernel, runJsKernel } from './js_kernel.js';
+import { simdLoops, type SimdLoops } from './simd/instance.js';
+import { extraLogitOf, learnsExtraLogit, type SoftmaxVariant, softmaxRule } from './softmax.js';
+
+interface FusedAttrs {
+  frameCount: number;
+  rowRanges: Int32Array[];
+  variant: SoftmaxVariant;
+}
+
+/** sum_c a[ai + c] * b[bi + c] for c < n (n a multiple of 4 or not). */
+function dot(a: Float32Array, ai: number, b: Float32Array, bi: number, n: number): number {
+  let d0 = 0;
+  let d1 = 0;
+  let d2 = 0;
+  let d3 = 0;
+  let c = 0;
+  for (; c + 3 < n; c += 4) {
+    d0 += a[ai + c]! * b[bi + c]!;
+    d1 += a[ai + c + 1]! * b[bi + c + 1]!;
+    d2 += a[ai + c + 2]! * b[bi + c + 2]!;
+    d3 += a[ai + c + 3]! * b[bi + c + 3]!;
+  }
+  for (; c < n; c++) d0 += a[ai + c]! * b[bi + c]!;
+  return d0 + d1 + d2 + d3;
+}
+
+/** acc[c] += p * v[vi + c] for c < n. */
+function axpy(acc: Float64Array, p: number, v: Float32Array, vi: number, n: number): void {
+  let c = 0;
+  for (; c + 3 < n; c += 4) {
+    acc[c]! += p * v[vi + c]!;
+    acc[c + 1]! += p * v[vi + c + 1]!;
+    acc[c + 2]! += p * v[vi + c + 2]!;
+    acc[c + 3]! += p * v[vi + c + 3]!;
+  }
+  for (; c < n; c++) acc[c]! += p * v[vi + c]!;
+}
+
+/** Entries query row t sees through each frame, added up: the row's number of scores. */
+function rowCount(rowRanges: Int32Array[], t: number): number {
+  let n = 0;
+  for (const r of rowRanges) n += r[2 * t + 1]! - r[2 * t]!;
+  return n;
+}
+
+/** The fused kernel's operands: each frame's queries [heads, T, headDim], then keys and values [kvHeads, capacity, headDim]. */
+function fusedOperands(inputs: Float32Array[], shapes: number[][], frameCount: number) {
+  const [heads, T, headDim] = shapes[0] as [number, number, number];
+  const [kvHeads, capacity] = shapes[frameCount] as [number, number];
+  const keys = inputs[frameCount]!;
+  const values = inputs[frameCount + 1]!;
+  return { heads, T, headDim, capacity, group: heads / kvHeads, scale: 1 / Math.sqrt(headDim), keys, values };
+}
+
+/** The decode loop in plain JavaScript (float64 sums): the cpu backend, and any headDim. */
+function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs): void {
+  const { frameCount, rowRanges, variant } = attrs;
+  const rule = softmaxRule(variant);
+  const { heads, T, headDim, capacity, group, scale, keys, values } = fusedOperands(inputs, shapes, frameCount);
+  let count = 0;
+  for (let t = 0; t < T; t++) count = Math.max(count, rowCount(rowRanges, t));
+  const scores = new Float64Array(count);
+  const acc = new Float64Array(headDim);
+  for (let h = 0; h < heads; h++) {
+    const kvBase = Math.floor(h / group) * capacity;
+    for (let t = 0; t < T; t++) {
+      const qOff = (h * T + t) * headDim;
+      // 1. scaled scores of every visible entry, frame after frame
+      let s = 0;
+      for (let f = 0; f < frameCount; f++) {
+        const q = inputs[f]!;
+        for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
+          scores[s++] = dot(q, qOff, keys, (kvBase + j) * headDim, headDim) * scale;
+        }
+      }
+      // 2. the variant's normaliser, with its extra logit
+      rule.normaliseRow(scores, s, extraLogitOf(variant, h, inputs[frameCount + 2]));
+      // 3. probability-weighted sum of the values
+      acc.fill(0);
+      s = 0;
+      for (let f = 0; f < frameCount; f++) {
+        for (let j = rowRanges[f]![2 * t]!; j < rowRanges[f]![2 * t + 1]!; j++) {
+          axpy(acc, scores[s++]!, values, (kvBase + j) * headDim, headDim);
+        }
+      }
+      for (let c = 0; c < headDim; c++) out[qOff + c] = acc[c]!;
+    }
+  }
+}
+
+/**
+ * The same loop in WebAssembly SIMD (kernels/simd/loops.wat) for the softmax
+ * family (kernels/softmax.ts), on the tensors in place: one call per head and query row, which takes byte
+ * offsets into the wasm heap. Scratch holds the row's plan (per frame: the
+ * rotated query, the first key it sees, how many) and then its scores.
+ */
+function attendSimd(simd: SimdLoops, inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs, scratch: Float32Array): void {
+  const { frameCount, rowRanges, variant } = attrs;
+  const { heads, T, headDim, capacity, group, scale, keys, values } = fusedOperands(inputs, shapes, frameCount);
+  const rowBytes = 4 * headDim;
+  const plan = new Int32Array(scratch.buffer, scratch.byteOffset, 3 * frameCount);
+  const scores = scratch.byteOffset + plan.byteLength;
+  for (let h = 0; h < heads; h++) {
+    const kvBase = keys.byteOffset + Math.floor(h / group) * capacity * rowBytes;
+    const sink = extraLogitOf(variant, h, inputs[frameCount + 2]);
+    for (let t = 0; t < T; t++) {
+      const qOff = (h * T + t) * rowBytes;
+      for (let f = 0; f < frameCount; f++) {
+        const lo = rowRanges[f]![2 * t]!;
+        plan[3 * f] = inputs[f]!.byteOffset + qOff;
+        plan[3 * f + 1] = kvBase + lo * rowBytes;
+        plan[3 * f + 2] = rowRanges[f]![2 * t + 1]! - lo;
+      }
+      simd.attendRow(plan.byteOffset, frameCount, values.byteOffset - keys.byteOffset, headDim, scale, sink, scores, out.byteOffset + qOff);
+    }
+  }
+}
+
+// One loop for the queries against the cache, only over the entries each row
+// sees: the decode step, and with SIMD any block (blocked scoring). Inputs
+// are the frames' queries, then keys, values and (learned-sink) the sink logits.
+const fusedKernel: JsKernel<FusedAttrs> = {
+  name: 'StreamllmAttention',
+  outputShape: ([q]) => q!,
+  // room for one query row's plan (three int32 per frame) and scores, all frames
+  scratchSize: ([q], { rowRanges }) => {
+    let count = 0;
+    for (let t = 0; t < q![1]!; t++) count = Math.max(count, rowCount(rowRanges, t));
+    return 3 * rowRanges.length + count;
+  },
+  run(inputs, shapes, out, attrs, scratch) {
+    const headDim = shapes[0]![2]!;
+    // the SIMD loop computes the softmax family itself; any other normaliser runs the JS loop
+    const simd = headDim % 4 === 0 && softmaxRule(attrs.variant).softmaxFamily ? simdLoops([...inputs, out, scratch]) : undefined;
+    if (simd !== undefined) attendSimd(simd, inputs, shapes, out, attrs, scratch);
+    else attendJs(inputs, shapes, out, attrs);
+  },
+};
+
+/**
+ * Attention of the frames' queries over keys/values [kvHeads, n, headDim]
+ * through the fused kernel: [heads, T, headDim].
+ */
+export function fusedAttention(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
+  const inputs = [...frames.map((f) => f.queries), keys, values];
+  if (learnsExtraLogit(spec.variant)) {
+    if (spec.sinkLogits === undefined) throw new Error(`attention: '${spec.variant}' needs sinkLogits`);
+    inputs.push(spec.sinkLogits as unknown as tf.Tensor3D);
+  }
+  const attrs: FusedAttrs = {
+    frameCount: frames.length,
+    rowRanges: frames.map((f) => f.rowRanges),
+    variant: spec.variant,
+  };
+  return runJsKernel(fusedKernel, inputs, attrs) as tf.Tensor3D;
+}

@@ -1,0 +1,207 @@
+// Where results go. Every command checks its outputs before the work starts
+// (a read-only folder or a directory given as a file should cost nothing, not
+// a whole run), never replaces an existing file or folder unless the user
+// said --force, and writes so that an interruption leaves either the old
+// output or the new one, never a mix:
+//
+//   one file      written to FILE.PID.tmp, renamed over FILE when complete
+//   a folder      built in .NAME.PID.staging beside it, swapped in whole
+//
+// Temporary names are removed on failure and on Ctrl-C.
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, type Stats, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { OutputError } from './errors.js';
+
+function code(e: unknown): string {
+  return (e as NodeJS.ErrnoException).code ?? String(e);
+}
+
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch (e) {
+    if (code(e) === 'ENOENT' || code(e) === 'ENOTDIR') return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The folder `path` would be created in must be one we can write: its
+ * nearest existing ancestor must be a directory, and a file can be created
+ * there (tried, not inferred from permission bits, which say yes to root on
+ * a read-only mount).
+ */
+function checkCanCreate(path: string, what: string): void {
+  let probe = dirname(resolve(path));
+  let st = statOrUndefined(probe);
+  while (st === undefined) {
+    probe = dirname(probe);
+    st = statOrUndefined(probe);
+  }
+  if (!st.isDirectory()) throw new OutputError(`${what}: ${probe} is not a directory`);
+  probeWritable(probe, what);
+}
+
+/** An existing folder that results will be written into must be one: and writable. */
+export function checkWritableDir(dir: string, what: string): void {
+  const st = statOrUndefined(dir);
+  if (st === undefined) throw new OutputError(`${what}: no such folder`);
+  if (!st.isDirectory()) throw new OutputError(`${what}: is a file, expected a folder`);
+  probeWritable(dir, what);
+}
+
+function probeWritable(dir: string, what: string): void {
+  const probe = join(dir, `.streamllm-probe-${process.pid}`);
+  try {
+    closeSync(openSync(probe, 'wx'));
+    unlinkSync(probe);
+  } catch (e) {
+    throw new OutputError(`${what}: cannot write in ${dir} (${code(e)})`);
+  }
+}
+
+/**
+ * Check an output file before the work: `what` names it for the message
+ * (e.g. "eval --csv out.csv"). An existing file is refused unless `force`.
+ */
+export function checkOutputFile(file: string, what: string, force = false): void {
+  const st = statOrUndefined(file);
+  if (st?.isDirectory()) throw new OutputError(`${what}: is a directory, expected a file name`);
+  if (st !== undefined && !force) throw new OutputError(`${what}: already exists (add --force to replace it)`);
+  checkCanCreate(file, what);
+}
+
+/**
+ * Check an output folder before the work. An existing folder is refused
+ * unless `force`, or unless `replaceable(dir)` says it is one this program
+ * wrote and owns (e.g. an earlier report).
+ */
+export function checkOutputDir(dir: string, what: string, force = false, replaceable?: (dir: string) => boolean): void {
+  const st = statOrUndefined(dir);
+  if (st !== undefined && !st.isDirectory()) throw new OutputError(`${what}: is a file, expected a folder`);
+  if (st !== undefined && !force && readdirSync(dir).length > 0 && !(replaceable?.(dir) ?? false)) {
+    throw new OutputError(`${what}: already exists and is not empty (add --force to replace it)`);
+  }
+  checkCanCreate(dir, what);
+}
+
+/** Write `data` (or whatever `write` writes to the descriptor) to `file` through a temporary name. */
+export function writeFileAtomic(file: string, data: string | Uint8Array | ((fd: number) => void)): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    const fd = openSync(tmp, 'w');
+    try {
+      if (typeof data === 'function') data(fd);
+      else writeAll(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    if (e instanceof Error && 'code' in e) throw new OutputError(`cannot write ${file} (${code(e)})`);
+    throw e;
+  }
+}
+
+/** Write all of `bytes` to `fd` (writeSync may write less than asked). */
+export function writeAll(fd: number, bytes: Uint8Array): void {
+  const CHUNK = 1 << 26;
+  for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done, Math.min(bytes.length - done, CHUNK));
+}
+
+/** Staging folders alive in this process, removed if it is interrupted. */
+const live = new Set<string>();
+
+function removeLive(): void {
+  for (const dir of live) rmSync(dir, { recursive: true, force: true });
+  live.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  removeLive();
+  process.exit(signal === 'SIGINT' ? 130 : 143);
+}
+
+function track(dir: string): void {
+  if (live.size === 0) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    process.on('exit', removeLive);
+  }
+  live.add(dir);
+}
+
+function untrack(dir: string): void {
+  live.delete(dir);
+  if (live.size === 0) {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('exit', removeLive);
+  }
+}
+
+/**
+ * A multi-file output built beside its target and swapped in whole: write
+ * into `path`, then commit() (replacing the target and everything in it) or
+ * discard().
+ */
+export class StagedDir {
+  readonly path: string;
+  private open = true;
+
+  constructor(readonly target: string) {
+    this.path = join(dirname(target), `.${basename(target)}.${process.pid}.staging`);
+    rmSync(this.path, { recursive: true, force: true });
+    try {
+      mkdirSync(this.path, { recursive: true });
+    } catch (e) {
+      throw new OutputError(`cannot create ${this.path} (${code(e)})`);
+    }
+    track(this.path);
+  }
+
+  /**
+   * Put the staged folder in the target's place. `andThen` (e.g. recording
+   * it in an index) runs with the new folder in place; if it throws, the old
+   * target is put back. The old target is removed only at the end.
+   */
+  commit(andThen?: () => void): void {
+    if (!this.open) return;
+    const old = join(dirname(this.target), `.${basename(this.target)}.${process.pid}.old`);
+    rmSync(old, { recursive: true, force: true });
+    let hadOld = false;
+    try {
+      if (existsSync(this.target)) {
+        renameSync(this.target, old);
+        hadOld = true;
+      }
+      renameSync(this.path, this.target);
+    } catch (e) {
+      if (hadOld) renameSync(old, this.target);
+      this.discard();
+      throw new OutputError(`cannot put ${this.target} in place (${code(e)})`);
+    }
+    track(old);
+    untrack(this.path);
+    this.open = false;
+    try {
+      andThen?.();
+    } catch (e) {
+      rmSync(this.target, { recursive: true, force: true });
+      if (hadOld) renameSync(old, this.target);
+      untrack(old);
+      throw e;
+    }
+    rmSync(old, { recursive: true, force: true });
+    untrack(old);
+  }
+
+  discard(): void {
+    if (!this.open) return;
+    rmSync(this.path, { recursive: true, force: true });
+    this.open = false;
+    untrack(this.path);
+  }
+}
