@@ -12,7 +12,9 @@
 // own share, then sleeps until the pending count reaches zero. A wake-up
 // costs about 20 µs; a spin would cost about 1 µs but steals a core from
 // whatever else runs (training, the other engines of a benchmark). Calls too
-// small to repay a wake-up stay on the calling thread (splitMinBytes).
+// small to repay a wake-up stay on the calling thread (splitMinBytes), and
+// larger ones are split only while splitting is measured to pay: on busy
+// cores a woken worker can wait a whole time slice (SplitChoices).
 //
 // Started workers are unref'd, so they never keep the process alive, and
 // dispose() stops them; a pool that is not disposed is torn down with the
@@ -120,6 +122,41 @@ export function defaultThreads(): number {
   return availableParallelism();
 }
 
+/**
+ * Whether to split a product, learnt while running: per size class (a power
+ * of two of weight bytes), a moving average of the milliseconds a call took
+ * split and unsplit; the cheaper is used, the other tried every
+ * EXPLORE_EVERY calls so that a change of load is noticed. On idle cores
+ * splitting wins; when other processes hold the cores, a woken worker may
+ * wait a time slice for one, and the calling thread alone is faster.
+ */
+class SplitChoices {
+  private static readonly EXPLORE_EVERY = 16;
+  private readonly bySize = new Map<number, { split: number; alone: number; calls: number }>();
+
+  choose(bytes: number): { split: boolean; record(ms: number): void } {
+    const size = Math.round(Math.log2(bytes));
+    let s = this.bySize.get(size);
+    if (s === undefined) this.bySize.set(size, (s = { split: NaN, alone: NaN, calls: 0 }));
+    const stats = s;
+    stats.calls++;
+    let split: boolean;
+    if (Number.isNaN(stats.split)) split = true;
+    else if (Number.isNaN(stats.alone)) split = false;
+    else {
+      split = stats.split <= stats.alone;
+      if (stats.calls % SplitChoices.EXPLORE_EVERY === 0) split = !split;
+    }
+    return {
+      split,
+      record(ms: number) {
+        const key = split ? 'split' : 'alone';
+        stats[key] = Number.isNaN(stats[key]) ? ms : 0.8 * stats[key] + 0.2 * ms;
+      },
+    };
+  }
+}
+
 export class WorkerPool {
   /** The shared memory the weights and the products' operands live in. */
   readonly memory: WebAssembly.Memory;
@@ -131,9 +168,14 @@ export class WorkerPool {
   private readonly control: Int32Array;
   private top = 0;
   private readonly started: Promise<void>;
+  private readonly choices = new SplitChoices();
   private disposed = false;
 
-  /** Products with fewer bytes of weights run on the calling thread alone. */
+  /**
+   * Products with fewer bytes of weights run on the calling thread alone;
+   * larger ones are split when that has lately been faster (0: split every
+   * product, always; for tests).
+   */
   readonly splitMinBytes: number;
 
   /** threads: 1 runs every product on the calling thread (no workers). */
@@ -209,12 +251,26 @@ export class WorkerPool {
     // Until every worker has started, the calling thread works alone: it must
     // not sleep on a worker whose start-up may need this thread's event loop
     // (module hooks such as a test runner's are served from there).
-    const split = weightBytes >= this.splitMinBytes && Atomics.load(this.control, READY) === this.workers.length;
-    const parts = split ? Math.min(this.threads, Math.ceil(rows / 4)) : 1;
+    const large = weightBytes >= this.splitMinBytes && Atomics.load(this.control, READY) === this.workers.length;
+    const parts = large ? Math.min(this.threads, Math.ceil(rows / 4)) : 1;
     if (parts === 1) {
       this.runRange(op, args, 0, rows);
       return;
     }
+    if (this.splitMinBytes === 0) {
+      this.runSplit(op, args, rows, parts);
+      return;
+    }
+    // Split or not, by what each has cost lately for products of this size
+    // (their results are the same either way).
+    const choice = this.choices.choose(weightBytes);
+    const started = performance.now();
+    if (choice.split) this.runSplit(op, args, rows, parts);
+    else this.runRange(op, args, 0, rows);
+    choice.record(performance.now() - started);
+  }
+
+  private runSplit(op: ProductOp.F32 | ProductOp.Q8, args: readonly number[], rows: number, parts: number): void {
     const c = this.control;
     c[OP] = op;
     for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i]!;

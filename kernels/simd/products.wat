@@ -46,19 +46,6 @@
       (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $ab) (local.get $cd))
       (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $ab) (local.get $cd))))
 
-  ;; The same for i32x4 (exact, so the order does not matter).
-  (func $isum4 (param $a v128) (param $b v128) (param $c v128) (param $d v128) (result v128)
-    (local $ab v128) (local $cd v128)
-    (local.set $ab (i32x4.add
-      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $a) (local.get $b))
-      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $a) (local.get $b))))
-    (local.set $cd (i32x4.add
-      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $c) (local.get $d))
-      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $c) (local.get $d))))
-    (i32x4.add
-      (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $ab) (local.get $cd))
-      (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $ab) (local.get $cd))))
-
   ;; (l0 + l2) + (l1 + l3): one row's sum, as $sum4 makes it.
   (func $sumLanes (param $v v128) (result f32)
     (f32.add
@@ -151,13 +138,19 @@
             (local.set $a2 (v128.const i32x4 0 0 0 0))
             (local.set $a3 (v128.const i32x4 0 0 0 0))
             (local.set $c (i32.const 0))
+            ;; two chunks a step (rows are whole blocks of 32: an even number of chunks)
             (loop $chunks1
               (local.set $xa (v128.load (i32.add (local.get $x0) (local.get $c))))
+              (local.set $xb (v128.load offset=16 (i32.add (local.get $x0) (local.get $c))))
               (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (i32.add (local.get $w0) (local.get $c))) (local.get $xa))))
               (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load (i32.add (local.get $w1) (local.get $c))) (local.get $xa))))
               (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load (i32.add (local.get $w2) (local.get $c))) (local.get $xa))))
               (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load (i32.add (local.get $w3) (local.get $c))) (local.get $xa))))
-              (local.set $c (i32.add (local.get $c) (i32.const 16)))
+              (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load offset=16 (i32.add (local.get $w0) (local.get $c))) (local.get $xb))))
+              (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=16 (i32.add (local.get $w1) (local.get $c))) (local.get $xb))))
+              (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=16 (i32.add (local.get $w2) (local.get $c))) (local.get $xb))))
+              (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=16 (i32.add (local.get $w3) (local.get $c))) (local.get $xb))))
+              (local.set $c (i32.add (local.get $c) (i32.const 32)))
               (br_if $chunks1 (i32.lt_u (local.get $c) (local.get $rowBytes))))
             (v128.store
               (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $outStride)) (local.get $r)) (i32.const 2)))
@@ -244,7 +237,9 @@
     (param $wq i32) (param $wd i32) (param $xq i32) (param $xd i32) (param $out i32)
     (param $row0 i32) (param $row1 i32) (param $cols i32) (param $tokens i32) (param $outStride i32)
     (local $blocks i32) (local $r i32) (local $t i32) (local $b i32) (local $end4 i32) (local $rows i32)
-    (local $q0 i32) (local $d0 i32) (local $xb i32) (local $xs i32) (local $scaleBytes i32)
+    (local $q0 i32) (local $q1 i32) (local $q2 i32) (local $q3 i32)
+    (local $d0 i32) (local $xb i32) (local $xs i32) (local $scaleBytes i32)
+    (local $w0 v128) (local $w1 v128) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
     (local $x0 v128) (local $x1 v128) (local $xl0 v128) (local $xh0 v128) (local $xl1 v128) (local $xh1 v128)
     (local $acc v128) (local $scales v128) (local $isum v128) (local $sum f32)
     (local.set $blocks (i32.shr_u (local.get $cols) (i32.const 5)))
@@ -261,6 +256,9 @@
           (loop $tokenLoop
             (br_if $tokensDone (i32.ge_u (local.get $t) (local.get $tokens)))
             (local.set $q0 (i32.add (local.get $wq) (i32.mul (local.get $r) (local.get $cols))))
+            (local.set $q1 (i32.add (local.get $q0) (local.get $cols)))
+            (local.set $q2 (i32.add (local.get $q1) (local.get $cols)))
+            (local.set $q3 (i32.add (local.get $q2) (local.get $cols)))
             (local.set $d0 (i32.add (local.get $wd) (i32.mul (local.get $r) (local.get $scaleBytes))))
             (local.set $xb (i32.add (local.get $xq) (i32.mul (local.get $t) (local.get $cols))))
             (local.set $xs (i32.add (local.get $xd) (i32.mul (local.get $t) (local.get $scaleBytes))))
@@ -278,11 +276,58 @@
                 (local.set $xh1 (i16x8.extend_high_i8x16_s (local.get $x1)))
                 (if (i32.eq (local.get $rows) (i32.const 4))
                   (then
-                    (local.set $isum (call $isum4
-                      (call $dot32 (local.get $q0) (local.get $xl0) (local.get $xh0) (local.get $xl1) (local.get $xh1))
-                      (call $dot32 (i32.add (local.get $q0) (local.get $cols)) (local.get $xl0) (local.get $xh0) (local.get $xl1) (local.get $xh1))
-                      (call $dot32 (i32.add (local.get $q0) (i32.shl (local.get $cols) (i32.const 1))) (local.get $xl0) (local.get $xh0) (local.get $xl1) (local.get $xh1))
-                      (call $dot32 (i32.add (local.get $q0) (i32.mul (local.get $cols) (i32.const 3))) (local.get $xl0) (local.get $xh0) (local.get $xl1) (local.get $xh1))))
+                    ;; the four rows' block dot products, written out (a call per
+                    ;; block costs more than the block: V8 does not inline them)
+                    ;; row 0
+                    (local.set $w0 (v128.load (local.get $q0)))
+                    (local.set $w1 (v128.load offset=16 (local.get $q0)))
+                    (local.set $s0 (i32x4.add
+                      (i32x4.add
+                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
+                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
+                      (i32x4.add
+                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
+                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
+                    ;; row 1
+                    (local.set $w0 (v128.load (local.get $q1)))
+                    (local.set $w1 (v128.load offset=16 (local.get $q1)))
+                    (local.set $s1 (i32x4.add
+                      (i32x4.add
+                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
+                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
+                      (i32x4.add
+                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
+                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
+                    ;; row 2
+                    (local.set $w0 (v128.load (local.get $q2)))
+                    (local.set $w1 (v128.load offset=16 (local.get $q2)))
+                    (local.set $s2 (i32x4.add
+                      (i32x4.add
+                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
+                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
+                      (i32x4.add
+                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
+                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
+                    ;; row 3
+                    (local.set $w0 (v128.load (local.get $q3)))
+                    (local.set $w1 (v128.load offset=16 (local.get $q3)))
+                    (local.set $s3 (i32x4.add
+                      (i32x4.add
+                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
+                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
+                      (i32x4.add
+                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
+                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
+                    ;; $isum4, written out: [sum s0, sum s1, sum s2, sum s3]
+                    (local.set $s0 (i32x4.add
+                      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $s0) (local.get $s1))
+                      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $s0) (local.get $s1))))
+                    (local.set $s2 (i32x4.add
+                      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $s2) (local.get $s3))
+                      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $s2) (local.get $s3))))
+                    (local.set $isum (i32x4.add
+                      (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $s0) (local.get $s2))
+                      (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $s0) (local.get $s2))))
                     (local.set $scales (f32x4.splat (f32.load (local.get $d0))))
                     (local.set $scales (f32x4.replace_lane 1 (local.get $scales) (f32.load (i32.add (local.get $d0) (local.get $scaleBytes)))))
                     (local.set $scales (f32x4.replace_lane 2 (local.get $scales) (f32.load (i32.add (local.get $d0) (i32.shl (local.get $scaleBytes) (i32.const 1))))))
@@ -298,6 +343,9 @@
                         (i32.add (i32x4.extract_lane 2 (local.get $isum)) (i32x4.extract_lane 3 (local.get $isum)))))
                       (f32.mul (f32.load (local.get $d0)) (f32.load (local.get $xs))))))))
                 (local.set $q0 (i32.add (local.get $q0) (i32.const 32)))
+                (local.set $q1 (i32.add (local.get $q1) (i32.const 32)))
+                (local.set $q2 (i32.add (local.get $q2) (i32.const 32)))
+                (local.set $q3 (i32.add (local.get $q3) (i32.const 32)))
                 (local.set $d0 (i32.add (local.get $d0) (i32.const 4)))
                 (local.set $xb (i32.add (local.get $xb) (i32.const 32)))
                 (local.set $xs (i32.add (local.get $xs) (i32.const 4)))
