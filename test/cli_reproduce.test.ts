@@ -21,7 +21,8 @@ interface EvalResult {
 
 /** `streamllm eval --json` on the same text and limit. */
 async function evalJson(extra: string[]): Promise<EvalResult[]> {
-  const r = await runCliInProcess(['eval', ...common, '--json', ...extra]);
+  // --threads 1: the backend's products, as reproduce computes them (the worker pool sums in another order)
+  const r = await runCliInProcess(['eval', ...common, '--json', '--threads', '1', ...extra]);
   if (r.status !== 0) throw new Error(r.stderr);
   const out = JSON.parse(r.stdout) as EvalResult | EvalResult[];
   return Array.isArray(out) ? out : [out];
