@@ -46,7 +46,7 @@ export const placementFlags: FlagSpec[] = [
     value: 'N',
     min: 1,
     max: 1024,
-    help: `threads for the weight products (default: every core, ${defaultThreads()} here); 1 keeps float32 products on the backend's one thread`,
+    help: `threads for the weight products (default: every core, ${defaultThreads()} here, for q8; 1 for f32, whose pooled loop is still slower than the backend's one-thread path: bench/RESULTS.md); 1 keeps float32 products on the backend's one thread`,
   },
   {
     name: 'weights',
@@ -65,7 +65,8 @@ export const placementFlags: FlagSpec[] = [
  */
 export function placeModel(model: Model, flags: Flags, command: string): Model {
   const weights = (flags.weights as WeightFormat | undefined) ?? 'f32';
-  const threads = (flags.threads as number | undefined) ?? defaultThreads();
+  // f32 stays on the backend unless asked: the pooled f32 loop runs the classifier's short rows at half XNNPACK's speed
+  const threads = (flags.threads as number | undefined) ?? (weights === 'q8' ? defaultThreads() : 1);
   if (tf.getBackend() === 'tensorflow') {
     if (weights === 'q8') throw new UsageError(`${command} --weights q8: runs on the wasm and cpu backends only, not on tensorflow`);
     return model;
