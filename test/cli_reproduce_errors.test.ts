@@ -18,6 +18,7 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
     [['reproduce', 'curves', '--text', text, '--manifest', join(dir, 'none.json')], /reproduce: give --model PATH \(there is no model zoo manifest at .*none.json/],
     [['reproduce', 'curves', '--model', model], /the held-out Brown text needs the model's tokenizer; give --tokenizer FILE/],
     [['reproduce', 'curves', ...common, '--tokens', text], /give one of --text FILE, --tokens IDS.json, not several/],
+    [['reproduce', 'curves', ...common, '--backcopy'], /give one of --text FILE, --backcopy, not several/],
     [['reproduce', 'attention', ...common, '--samples', '0'], /reproduce --samples: must be >= 1, got 0/],
     [['reproduce', 'attention', ...common, '--samples', 'many'], /reproduce --samples: expected an integer, got 'many'/],
     [['reproduce', 'curves', '--model', model, '--text', text], /this model has no tokenizer to encode the text with; give --tokenizer FILE/],
