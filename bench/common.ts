@@ -24,7 +24,9 @@ export { median } from '../src/stats.js';
  * (getrusage's maxRSS would carry a large parent's peak into a child).
  */
 export function peakRssMiB(): number {
-  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'));
+  const line = readFileSync('/proc/self/status', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmHWM:'));
   return line ? Number(line.split(/\s+/)[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
 }
 
@@ -49,7 +51,11 @@ export function markdownTable(header: string[], rows: string[][]): string {
 
 /** Append a section to bench/RESULTS.md: title, command, machine, date, body. */
 export function recordResult(title: string, command: string, body: string): void {
-  if (!existsSync(RESULTS)) writeFileSync(RESULTS, '# Benchmark results\n\nEach section is appended by the benchmark named in it; the latest run of a benchmark is the last section with its title.\n');
+  if (!existsSync(RESULTS))
+    writeFileSync(
+      RESULTS,
+      '# Benchmark results\n\nEach section is appended by the benchmark named in it; the latest run of a benchmark is the last section with its title.\n',
+    );
   const when = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   appendFileSync(RESULTS, `\n## ${title}\n\n- command: \`${command}\`\n- machine: ${machine()}\n- date: ${when}\n\n${body}\n`);
 }

@@ -40,7 +40,7 @@ async function startTensorflow(): Promise<void> {
   const pkg = installedTensorflowPackage();
   if (pkg === undefined) {
     throw new BackendError(
-      "--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed " +
+      '--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed ' +
         '(npm install @tensorflow/tfjs-node, or @tensorflow/tfjs-node-gpu for CUDA)',
     );
   }

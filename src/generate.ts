@@ -46,7 +46,9 @@ export async function* generate(
       logits.dispose();
       const bad = firstNonFinite(values);
       if (bad >= 0) {
-        throw new NonFiniteError(`${policyLabel(policy)}: the model's logits for generated token ${n} are not finite (token ${bad}: ${values[bad]}): NaN or overflow in the weights or activations`);
+        throw new NonFiniteError(
+          `${policyLabel(policy)}: the model's logits for generated token ${n} are not finite (token ${bad}: ${values[bad]}): NaN or overflow in the weights or activations`,
+        );
       }
       const id = sample(values);
       if (options.stopIds?.includes(id)) return;

@@ -35,9 +35,15 @@ const zoo = join(dir, 'weights');
     if (variant === 'sink-token') tensors.set('model.sink_embedding', { shape: [dim], values: randomArray(r, dim) });
     const modelDir = join(zoo, `tiny-${variant}`);
     mkdirSync(modelDir, { recursive: true });
-    const config = { ...llamaConfigJson(base.shape), streamllm: { softmax: variant === 'sink-token' ? 'softmax' : variant, sink_token: variant === 'sink-token' } };
+    const config = {
+      ...llamaConfigJson(base.shape),
+      streamllm: { softmax: variant === 'sink-token' ? 'softmax' : variant, sink_token: variant === 'sink-token' },
+    };
     writeFileSync(join(modelDir, 'config.json'), JSON.stringify(config));
-    writeSafetensors(join(modelDir, 'model.safetensors'), [...tensors].map(([name, v]) => ({ name, shape: v.shape, values: v.values })));
+    writeSafetensors(
+      join(modelDir, 'model.safetensors'),
+      [...tensors].map(([name, v]) => ({ name, shape: v.shape, values: v.values })),
+    );
     copyFileSync(tokenizer, join(modelDir, 'tokenizer.bin'));
   }
   writeFileSync(
@@ -49,13 +55,35 @@ const manifest = join(zoo, 'manifest.json');
 
 t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   const out = join(dir, 'attn');
-  const r = await runCliInProcess(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--samples', '16', '--length', '12', '--seed', '5', '--per-head', '--out', out]);
+  const r = await runCliInProcess([
+    'attn',
+    '--model',
+    model,
+    '--tokenizer',
+    tokenizer,
+    '--text',
+    text,
+    '--samples',
+    '16',
+    '--length',
+    '12',
+    '--seed',
+    '5',
+    '--per-head',
+    '--out',
+    out,
+  ]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   const lines = r.stdout.trim().split('\n');
   t.match(lines[0], /^Attention of queries at positions 4\+ \(mean over 16 windows of 12 tokens\); uniform: key 0 0\.\d{3}, keys 0-3 0\.\d{3}$/);
   t.match(lines[1], /^\| layer \| to key 0 \| to keys 0-3 \| max head, key 0 \| that head \| row mass \|$/);
   t.equal(lines.filter((l) => /^\|\s+\d \|/.test(l)).length, 3, 'one row per layer');
-  const scores = JSON.parse(readFileSync(join(out, 'sink-scores.json'), 'utf8')) as ReturnType<typeof sinkScores> & { samples: number; length: number; seed: number; softmax: string };
+  const scores = JSON.parse(readFileSync(join(out, 'sink-scores.json'), 'utf8')) as ReturnType<typeof sinkScores> & {
+    samples: number;
+    length: number;
+    seed: number;
+    softmax: string;
+  };
   t.equal(scores.samples, 16);
   t.equal(scores.softmax, 'softmax');
   // the same numbers in process
@@ -63,8 +91,18 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   const maps = attentionMaps(loadModel(model), allIds, { samples: 16, length: 12, seed: 5 });
   const want = sinkScores(maps);
   t.ok(close(scores.uniform.key0, want.uniform.key0));
-  t.ok(maxAbsDiff(scores.layers.flatMap((l) => l.heads.map((h) => h.key0)), want.layers.flatMap((l) => l.heads.map((h) => h.key0))) < 1e-6);
-  t.ok(maxAbsDiff(scores.layers.map((l) => l.mean.keys0to3), want.layers.map((l) => l.mean.keys0to3)) < 1e-6);
+  t.ok(
+    maxAbsDiff(
+      scores.layers.flatMap((l) => l.heads.map((h) => h.key0)),
+      want.layers.flatMap((l) => l.heads.map((h) => h.key0)),
+    ) < 1e-6,
+  );
+  t.ok(
+    maxAbsDiff(
+      scores.layers.map((l) => l.mean.keys0to3),
+      want.layers.map((l) => l.mean.keys0to3),
+    ) < 1e-6,
+  );
   const saved = JSON.parse(readFileSync(join(out, 'attention-maps.json'), 'utf8')) as { size: number; offsets: number[]; layers: number[][][][] };
   t.same(saved.offsets, maps.offsets);
   t.equal(saved.layers.length, 3);
@@ -83,10 +121,23 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
 
 t.test('reproduce pretraining: every model of the manifest, as scoreTokens scores it', async (t) => {
   const { out, json } = await reproduce(dir, ['--manifest', manifest, '--text', text, '--limit', '200', '--recompute-samples', '20'], 'pretraining');
-  const models = json.models as { name: string; variant: string; trainedLength: number; tokens: number; streaming: { sinks: number; window: number; ppl: number }[]; recompute: { stride: number; positions: number; ppl: number; streaming4PplSamePositions: number } }[];
-  t.same(models.map((m) => m.variant), [...VARIANTS]);
+  const models = json.models as {
+    name: string;
+    variant: string;
+    trainedLength: number;
+    tokens: number;
+    streaming: { sinks: number; window: number; ppl: number }[];
+    recompute: { stride: number; positions: number; ppl: number; streaming4PplSamePositions: number };
+  }[];
+  t.same(
+    models.map((m) => m.variant),
+    [...VARIANTS],
+  );
   t.ok(models.every((m) => m.trainedLength === 64 && m.tokens === 200));
-  t.same(models[0]!.streaming.map((s) => `${s.sinks}+${s.window}`), ['0+64', '1+63', '2+62', '4+60']);
+  t.same(
+    models[0]!.streaming.map((s) => `${s.sinks}+${s.window}`),
+    ['0+64', '1+63', '2+62', '4+60'],
+  );
   const ids = textIds(text).slice(0, 200);
   for (const i of [1, 3]) {
     const m = loadModel(join(zoo, `tiny-${VARIANTS[i]}`));
@@ -100,7 +151,11 @@ t.test('reproduce pretraining: every model of the manifest, as scoreTokens score
     t.ok(close(models[i]!.recompute.ppl, Math.exp(nll.reduce((a, b) => a + b, 0) / nll.length)), `${VARIANTS[i]} recompute`);
   }
   const table = readFileSync(join(out, 'pretraining.md'), 'utf8');
-  const cells = (line: string) => line.split('|').slice(1, -1).map((c) => c.trim());
+  const cells = (line: string) =>
+    line
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
   const lines = table.trim().split('\n');
   t.same(cells(lines[0]!), ['model', 'variant', '0+W', '1+(W-1)', '2+(W-2)', '4+(W-4)', 'recompute*', '4+(W-4)*']);
   t.same(cells(lines[5]!).slice(0, 2), ['tiny-sink-token', 'sink-token']);
@@ -127,7 +182,22 @@ t.test('start: the default model of the manifest on the held-out text, the table
 
 t.test('reproduce all: every experiment in one report', async (t) => {
   const out = join(dir, 'all');
-  const r = await runCliInProcess(['reproduce', 'all', '--manifest', manifest, '--text', text, '--limit', '150', '--samples', '8', '--recompute-samples', '10', '--out', out]);
+  const r = await runCliInProcess([
+    'reproduce',
+    'all',
+    '--manifest',
+    manifest,
+    '--text',
+    text,
+    '--limit',
+    '150',
+    '--samples',
+    '8',
+    '--recompute-samples',
+    '10',
+    '--out',
+    out,
+  ]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   const report = readFileSync(join(out, 'report.md'), 'utf8');
   for (const heading of ['(Fig. 2)', '(Fig. 3)', '(Table 2)', '(Table 1)', '(Table 6)', '(Fig. 10)', '(Table 3)']) t.match(report, heading);

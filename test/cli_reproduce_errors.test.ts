@@ -15,7 +15,10 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
   const cases: [string[], RegExp][] = [
     [['reproduce', 'fig99', ...common], /^streamllm: reproduce: unknown experiment 'fig99' \(expected one of attention, curves, .*all\)$/],
     [['reproduce', ...common], /reproduce: name an EXPERIMENT/],
-    [['reproduce', 'curves', '--text', text, '--manifest', join(dir, 'none.json')], /reproduce: give --model PATH \(there is no model zoo manifest at .*none.json/],
+    [
+      ['reproduce', 'curves', '--text', text, '--manifest', join(dir, 'none.json')],
+      /reproduce: give --model PATH \(there is no model zoo manifest at .*none.json/,
+    ],
     [['reproduce', 'curves', '--model', model], /the held-out Brown text needs the model's tokenizer; give --tokenizer FILE/],
     [['reproduce', 'curves', ...common, '--tokens', text], /give one of --text FILE, --tokens IDS.json, not several/],
     [['reproduce', 'curves', ...common, '--backcopy'], /give one of --text FILE, --backcopy, not several/],

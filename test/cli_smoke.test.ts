@@ -18,7 +18,10 @@ t.test('every command: an argument error is one line on stderr, exit 2, nothing 
     [['generate', '--prompt-ids', '1'], 'generate: --model is required (see streamllm generate --help)'],
     [['eval', '--model', 'm.bin', '--window', 'ten'], "eval --window: expected an integer, got 'ten'"],
     [['attn', '--length', '4'], 'attn --length: must be >= 5, got 4'],
-    [['reproduce', 'fig99'], "reproduce: unknown experiment 'fig99' (expected one of attention, curves, initial-tokens, newline-sinks, cache-size, latency, pretraining, all)"],
+    [
+      ['reproduce', 'fig99'],
+      "reproduce: unknown experiment 'fig99' (expected one of attention, curves, initial-tokens, newline-sinks, cache-size, latency, pretraining, all)",
+    ],
     [['train', '--steps', '1', '--stpes', '2'], 'train: unknown flag --stpes (see streamllm train --help)'],
     [['train-tokenizer', '--vocab', '10'], 'train-tokenizer --vocab: must be >= 257, got 10'],
     [['publish', '--name', 'x'], 'publish: --run is required (see streamllm publish --help)'],

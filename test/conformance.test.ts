@@ -47,7 +47,11 @@ t.test('40 greedy steps from BOS, token for token', async (t) => {
 });
 
 for (const c of expected.cases) {
-  for (const [mode, blockSize] of [['stepwise', 1], ['blocked', 5], ['blocked', 64]] as const) {
+  for (const [mode, blockSize] of [
+    ['stepwise', 1],
+    ['blocked', 5],
+    ['blocked', 64],
+  ] as const) {
     t.test(`${c.name}: NLLs ${mode}${mode === 'blocked' ? ` in blocks of ${blockSize}` : ''}`, async (t) => {
       const before = tf.memory().numTensors;
       const result = await scoreTokens(model, expected.tokens.slice(0, c.tokens), policyOf(c), { mode, blockSize });

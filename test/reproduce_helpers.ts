@@ -31,7 +31,12 @@ export function textIds(text: string): number[] {
 }
 
 /** Run `reproduce EXPERIMENT` (in this process) into DIR/EXPERIMENT; returns the folder and EXPERIMENT.json. */
-export async function reproduce(dir: string, common: string[], experiment: string, extra: string[] = []): Promise<{ out: string; json: Record<string, unknown> }> {
+export async function reproduce(
+  dir: string,
+  common: string[],
+  experiment: string,
+  extra: string[] = [],
+): Promise<{ out: string; json: Record<string, unknown> }> {
   const out = join(dir, experiment);
   const r = await runCliInProcess(['reproduce', experiment, ...common, '--out', out, ...extra]);
   if (r.status !== 0) throw new Error(`reproduce ${experiment} failed: ${r.stderr}`);

@@ -68,7 +68,13 @@ t.test('the ring wraps: sinks stay put, each token overwrites the oldest window 
   t.equal(cache.byteSize, 2 * (S + W) * 4, 'keys and values of S + W entries, after four laps');
   // A block after the ring wrapped: sinks, the window entries its first token still sees, then the block.
   t.same(feed([length, length + 1]), [0, 1, length - 2, length - 1, length, length + 1]);
-  t.same(feed([length + 2]).filter((_, slot) => slot >= S).sort((a, b) => a - b), [length, length + 1, length + 2], 'the block went into the ring');
+  t.same(
+    feed([length + 2])
+      .filter((_, slot) => slot >= S)
+      .sort((a, b) => a - b),
+    [length, length + 1, length + 2],
+    'the block went into the ring',
+  );
   cache.dispose();
   t.equal(tf.memory().numTensors, before, 'no tensor left behind');
 });

@@ -26,7 +26,28 @@ t.test('train-tokenizer writes a BPE of the requested size', async (t) => {
 
 t.test('a short run writes a resumable model directory', async (t) => {
   const out = join(dir, 'run');
-  const args = ['--variant', 'sink-token', '--tokenizer', tokenizer, '--dim', '16', '--layers', '1', '--heads', '2', '--seq-len', '16', '--batch', '2', '--warmup', '1', '--eval-windows', '2', '--final-eval-windows', '4'];
+  const args = [
+    '--variant',
+    'sink-token',
+    '--tokenizer',
+    tokenizer,
+    '--dim',
+    '16',
+    '--layers',
+    '1',
+    '--heads',
+    '2',
+    '--seq-len',
+    '16',
+    '--batch',
+    '2',
+    '--warmup',
+    '1',
+    '--eval-windows',
+    '2',
+    '--final-eval-windows',
+    '4',
+  ];
   const r = await runCliInProcess(['train', ...args, '--steps', '3', '--out', out, '--checkpoint-every', '2']);
   t.equal(r.status, 0, r.stderr);
   t.match(r.stderr, /train sink-token: done, 3 steps, 90 tokens/);
@@ -76,7 +97,10 @@ t.test('bad inputs: exit 2 with one line, nothing written', async (t) => {
     [['--variant', 'softmax', '--out', out, '--tokenizer', tokenizer], /give --steps N or --minutes M/],
     [[...base, '--variant', 'softmax', '--min-lr', '1', '--lr', '0.1'], /--min-lr: 1 exceeds the peak --lr 0.1/],
     [['--variant', 'softmax', '--out', out, '--steps', '1', '--tokenizer', join(dir, 'missing.json')], /--tokenizer .*missing.json: no such file/],
-    [['--variant', 'softmax', '--steps', '1', '--tokenizer', tokenizer, '--out', join(readOnly, 'run')], /--out .*readonly\/run: cannot write in .*readonly \(EACCES\)/],
+    [
+      ['--variant', 'softmax', '--steps', '1', '--tokenizer', tokenizer, '--out', join(readOnly, 'run')],
+      /--out .*readonly\/run: cannot write in .*readonly \(EACCES\)/,
+    ],
     [['--variant', 'softmax', '--steps', '1', '--tokenizer', tokenizer, '--out', tokenizer], /--out .*tok.json: is a file, expected a folder/],
     [['--resume', join(dir, 'nothing')], /--resume .*nothing: no such directory/],
     [['--resume', join(dir, 'run'), '--lr', '1'], /--resume: --lr cannot change a run/],
@@ -106,16 +130,26 @@ t.test('publish copies a finished run into a weights directory and records it', 
   t.match(entry, { name: 'tiny', variant: 'sink-token', steps: 3, tokensSeen: state.tokensSeen, dtype: 'F32' });
   t.ok(Math.abs(entry.valLoss - state.valLoss) < 1e-4, `held-out loss of the shipped weights ${entry.valLoss} = the run's ${state.valLoss}`);
   for (const [file, hash] of Object.entries(entry.files)) t.equal(hash, sha256(join(weights, 'tiny', file)), `sha256 of ${file}`);
-  t.match(entry.command, /^streamllm train --variant sink-token --data brown --seed 0 --steps 3 --tokenizer .*tok\.json --dim 16 --layers 1 --heads 2 .* && streamllm publish --run .*run --name tiny$/);
+  t.match(
+    entry.command,
+    /^streamllm train --variant sink-token --data brown --seed 0 --steps 3 --tokenizer .*tok\.json --dim 16 --layers 1 --heads 2 .* && streamllm publish --run .*run --name tiny$/,
+  );
   // Published in F16, under a second name: half the bytes, the first model stays the default.
   const half = await runCliInProcess(['publish', '--run', run, '--name', 'tiny-f16', '--dtype', 'F16', '--weights', weights]);
   t.equal(half.status, 0, half.stderr);
   const again = JSON.parse(readFileSync(join(weights, 'manifest.json'), 'utf8')) as Manifest;
-  t.same(again.models.map((m) => m.name), ['tiny', 'tiny-f16']);
+  t.same(
+    again.models.map((m) => m.name),
+    ['tiny', 'tiny-f16'],
+  );
   t.equal(again.default, 'tiny');
   t.equal(again.models[1]!.dtype, 'F16');
   t.ok(Math.abs(again.models[1]!.valLoss - state.valLoss) < 0.05, 'F16 weights give nearly the same loss');
-  t.same(readdirSync(weights).filter((f) => f.startsWith('.')), [], 'no temporary directory left behind');
+  t.same(
+    readdirSync(weights).filter((f) => f.startsWith('.')),
+    [],
+    'no temporary directory left behind',
+  );
 });
 
 t.test('publish: bad inputs are one line, exit 2, nothing written', async (t) => {
@@ -135,7 +169,14 @@ t.test('publish: bad inputs are one line, exit 2, nothing written', async (t) =>
     const r = await runCliInProcess(args);
     t.equal(r.status, 2, args.join(' '));
     t.match(r.stderr, pattern, args.join(' '));
-    t.equal(r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:')).length, 1, `one line: ${r.stderr}`);
+    t.equal(
+      r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('backend:')).length,
+      1,
+      `one line: ${r.stderr}`,
+    );
   }
   t.notOk(existsSync(weights), 'no weights directory was created');
 });

@@ -67,7 +67,9 @@ export interface CommandSpec<S extends readonly FlagSpec[] = readonly FlagSpec[]
 }
 
 /** A command, its flags' names, types and choices kept as written so that run() sees them typed. */
-export function defineCommand<const S extends readonly FlagSpec[], const P extends PositionalSpec | undefined = undefined>(spec: CommandSpec<S, P>): CommandSpec<S, P> {
+export function defineCommand<const S extends readonly FlagSpec[], const P extends PositionalSpec | undefined = undefined>(
+  spec: CommandSpec<S, P>,
+): CommandSpec<S, P> {
   return spec;
 }
 
@@ -118,7 +120,10 @@ function convert(spec: FlagSpec, raw: string, command: string): FlagValue {
 }
 
 /** Parse argv (after the command name) against the command's flags. */
-export function parseFlags<S extends readonly FlagSpec[], P extends PositionalSpec | undefined>(command: CommandSpec<S, P>, argv: string[]): Flags<S> & PositionalFlags<P> {
+export function parseFlags<S extends readonly FlagSpec[], P extends PositionalSpec | undefined>(
+  command: CommandSpec<S, P>,
+  argv: string[],
+): Flags<S> & PositionalFlags<P> {
   const flags: Record<string, FlagValue | undefined> = {};
   const byName = new Map(command.flags.map((f) => [f.name, f]));
   for (let i = 0; i < argv.length; i++) {

@@ -11,7 +11,7 @@ export const attnCommand = defineCommand({
   details: [
     'Runs N windows of L tokens, taken at seeded random offsets in the text, each from scratch at positions 0..L-1',
     "(a sink-token model's learned sink first), and averages each layer's attention probabilities. Writes",
-    'attention-layers.{svg,png} (all layers, heads averaged, as the paper\'s Fig. 2), attention-layer-L.{svg,png}',
+    "attention-layers.{svg,png} (all layers, heads averaged, as the paper's Fig. 2), attention-layer-L.{svg,png}",
     '(one panel per head with --per-head), sink-scores.json (per layer and head: the mean attention of queries at',
     'positions 4.. on key 0 and keys 0-3, and the uniform baseline), attention-maps.json and report.md.',
   ].join('\n'),

@@ -8,7 +8,13 @@ import { defineFlag, defineFlags } from './args.js';
 
 export const cacheFlags = defineFlags([
   { name: 'sinks', type: 'int', value: 'S', min: 0, help: 'streaming: initial tokens kept (default 4)' },
-  { name: 'window', type: 'int', value: 'W', min: 1, help: 'window, streaming, recompute: recent tokens kept (default: trained length, minus the sinks for streaming)' },
+  {
+    name: 'window',
+    type: 'int',
+    value: 'W',
+    min: 1,
+    help: 'window, streaming, recompute: recent tokens kept (default: trained length, minus the sinks for streaming)',
+  },
   { name: 'budget', type: 'int', value: 'C', min: 1, help: 'h2o, tova: entries a query sees, itself included (default: trained length)' },
   { name: 'recent', type: 'int', value: 'R', min: 0, help: 'h2o: newest tokens never evicted (default: half the budget)' },
 ]);

@@ -16,7 +16,8 @@ import { createProgress } from './progress.js';
 export const evalCommand = defineCommand({
   name: 'eval',
   summary: 'per-token NLL and perplexity under dense, window, streaming, recompute, h2o and tova caches',
-  usage: '--model PATH (--tokens IDS.json | --text FILE [--tokenizer TOK]) [--cache LIST] [--sinks S] [--window W] [--budget C] [--recent R] [--json | --csv FILE]',
+  usage:
+    '--model PATH (--tokens IDS.json | --text FILE [--tokenizer TOK]) [--cache LIST] [--sinks S] [--window W] [--budget C] [--recent R] [--json | --csv FILE]',
   details: [
     'Defaults: 4 sinks; window = the trained length for window and recompute, the trained length minus the sinks for streaming;',
     'budget = the trained length for h2o and tova, h2o keeping the recent half of it.',
@@ -116,13 +117,7 @@ function jsonReport(results: ScoreResult[]): string {
 }
 
 function tableReport(results: ScoreResult[]): string {
-  const rows = results.map((r) => [
-    policyLabel(r.policy),
-    r.ppl.toFixed(3),
-    r.meanNll.toFixed(4),
-    String(r.tokens),
-    ((r.tokens - 1) / r.seconds).toFixed(1),
-  ]);
+  const rows = results.map((r) => [policyLabel(r.policy), r.ppl.toFixed(3), r.meanNll.toFixed(4), String(r.tokens), ((r.tokens - 1) / r.seconds).toFixed(1)]);
   const header = ['policy', 'ppl', 'mean nll', 'tokens', 'tok/s'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');

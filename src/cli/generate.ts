@@ -55,7 +55,13 @@ export const generateCommand = defineCommand({
     warnAboutLength(policy, model.config.maxSeqLen, steps, prompt.length);
     const streamTokens = steps === 0 ? Infinity : prompt.length + steps + (model.config.sinkToken ? 1 : 0);
     // the prompt is one block, then a token at a time
-    const plan = { tokens: streamTokens, tokensFlag: '--steps', block: prompt.length, blockGiven: false, windowGiven: flags.window !== undefined || flags.budget !== undefined };
+    const plan = {
+      tokens: streamTokens,
+      tokensFlag: '--steps',
+      block: prompt.length,
+      blockGiven: false,
+      windowGiven: flags.window !== undefined || flags.budget !== undefined,
+    };
     checkCacheBudget(policy, model.config, plan);
     const sample = createSampler({ temperature: flags.temperature, topP: flags['top-p'], seed: flags.seed });
     const stopIds = flags['ignore-eos'] ? [] : [tokenizer?.bosId ?? 1, tokenizer?.eosId ?? 2];

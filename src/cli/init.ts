@@ -49,7 +49,11 @@ export const initCommand = defineCommand({
     checkOutputFile(out, `init --out ${out}`, flags.force === true);
     const { llama2cBytes, writeLlama2c } = await import('../checkpoint/llama2c.js');
     const { checkRandomInitFits, randomLlamaTensors } = await import('../model/random_init.js');
-    checkRandomInitFits(shape, out, `init --dim ${shape.dim} --hidden ${shape.hiddenDim} --layers ${shape.layers} --vocab ${shape.vocabSize} --seq-len ${shape.maxSeqLen}`);
+    checkRandomInitFits(
+      shape,
+      out,
+      `init --dim ${shape.dim} --hidden ${shape.hiddenDim} --layers ${shape.layers} --vocab ${shape.vocabSize} --seq-len ${shape.maxSeqLen}`,
+    );
     const bytes = llama2cBytes(shape).file;
     if (bytes > 2 ** 30) process.stderr.write(`writing ${(bytes / 2 ** 30).toFixed(2)} GiB to ${out}\n`);
     writeLlama2c(out, randomLlamaTensors(shape, flags.seed));

@@ -60,7 +60,9 @@ function zooDefault(manifest: Manifest | undefined, file: string, command: strin
 /** --text FILE, --tokens IDS.json or --backcopy, else the held-out Brown texts (see defaultSource). */
 export function textSource(flags: ExperimentFlags, command: string): TextSource {
   const { text, tokens } = flags;
-  const given = [text !== undefined && '--text FILE', tokens !== undefined && '--tokens IDS.json', flags.backcopy === true && '--backcopy'].filter((x) => x !== false);
+  const given = [text !== undefined && '--text FILE', tokens !== undefined && '--tokens IDS.json', flags.backcopy === true && '--backcopy'].filter(
+    (x) => x !== false,
+  );
   if (given.length > 1) throw new UsageError(`${command}: give one of ${given.join(', ')}, not several`);
   if (flags.backcopy === true) return { kind: 'backcopy' };
   if (tokens !== undefined) return { kind: 'ids', file: tokens, ids: readTokenIds(tokens, Number.MAX_SAFE_INTEGER) };

@@ -41,7 +41,9 @@ export const publishCommand = defineCommand({
     // Everything that can refuse is checked before anything is written.
     const state = readTrainState(run);
     if (state.totalSteps === 0 || state.step < state.totalSteps) {
-      throw new UsageError(`publish --run ${run}: the run stopped at step ${state.step} of ${state.totalSteps || '?'} (finish it with streamllm train --resume ${run})`);
+      throw new UsageError(
+        `publish --run ${run}: the run stopped at step ${state.step} of ${state.totalSteps || '?'} (finish it with streamllm train --resume ${run})`,
+      );
     }
     checkRunFiles(run);
     const runConfig = readJsonFile(join(run, 'config.json'), 'a model config') as Record<string, unknown>;
@@ -51,7 +53,9 @@ export const publishCommand = defineCommand({
     checkOutputFile(manifestFile, `publish: ${manifestFile}`, true);
     const manifest = readManifest(manifestFile);
     if (!force && manifest.models.some((m) => m.name === name)) {
-      throw new OutputError(`publish --name ${name}: ${manifestFile} already lists a model '${name}'${manifest.default === name ? ' (the default)' : ''} (add --force to replace it)`);
+      throw new OutputError(
+        `publish --name ${name}: ${manifestFile} already lists a model '${name}'${manifest.default === name ? ' (the default)' : ''} (add --force to replace it)`,
+      );
     }
     checkOutputDir(target, `publish --name ${name}: ${target}`, force);
     await startBackend(flags);
@@ -100,11 +104,18 @@ export const publishCommand = defineCommand({
       if (flags.default === true || manifest.default === undefined) manifest.default = name;
       const tokenizerFile = join(weights, 'tokenizer.json');
       if (existsSync(tokenizerFile)) {
-        manifest.tokenizer = { file: 'tokenizer.json', sha256: sha256(tokenizerFile), command: 'streamllm train-tokenizer --vocab 4096 --out weights/tokenizer.json' };
+        manifest.tokenizer = {
+          file: 'tokenizer.json',
+          sha256: sha256(tokenizerFile),
+          command: 'streamllm train-tokenizer --vocab 4096 --out weights/tokenizer.json',
+        };
       }
       manifest.corpus = CORPUS;
       staged.commit(() =>
-        writeFileAtomic(manifestFile, JSON.stringify({ default: manifest.default, tokenizer: manifest.tokenizer, corpus: manifest.corpus, models: manifest.models }, null, 2) + '\n'),
+        writeFileAtomic(
+          manifestFile,
+          JSON.stringify({ default: manifest.default, tokenizer: manifest.tokenizer, corpus: manifest.corpus, models: manifest.models }, null, 2) + '\n',
+        ),
       );
       process.stderr.write(`publish ${name}: ${target} (${MODEL_FILES.join(', ')}), ${manifestFile} updated\n`);
     } finally {

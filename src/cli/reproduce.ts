@@ -57,7 +57,10 @@ export const reproduceCommand = defineCommand({
         ctx.log(`${experiment.name}: ${ran ? `done in ${seconds.toFixed(1)} s` : 'skipped'}`);
       }
       const total = (performance.now() - started) / 1000;
-      file = ctx.report.finish(name === 'all' ? "StreamingLLM: the paper's experiments" : chosen[0]!.title, aboutRun(ctx, 'reproduce', backend, total, timings));
+      file = ctx.report.finish(
+        name === 'all' ? "StreamingLLM: the paper's experiments" : chosen[0]!.title,
+        aboutRun(ctx, 'reproduce', backend, total, timings),
+      );
     } finally {
       ctx.report.discard(); // a no-op once finished; else the earlier report stays as it was
     }

@@ -77,7 +77,26 @@ export const trainCommand = defineCommand({
 type TrainerOf = (trainer: typeof Trainer) => Trainer;
 
 /** Flags that only a fresh run takes. */
-const START_ONLY: (keyof TrainFlags)[] = ['variant', 'out', 'steps', 'minutes', 'dim', 'layers', 'heads', 'hidden', 'seq-len', 'batch', 'lr', 'min-lr', 'warmup', 'final-eval-windows', 'data', 'triggers', 'bos-first', 'snapshots'];
+const START_ONLY: (keyof TrainFlags)[] = [
+  'variant',
+  'out',
+  'steps',
+  'minutes',
+  'dim',
+  'layers',
+  'heads',
+  'hidden',
+  'seq-len',
+  'batch',
+  'lr',
+  'min-lr',
+  'warmup',
+  'final-eval-windows',
+  'data',
+  'triggers',
+  'bos-first',
+  'snapshots',
+];
 
 function checkResume(flags: TrainFlags, dir: string): TrainerOf {
   const clash = START_ONLY.find((name) => flags[name] !== undefined);
@@ -102,7 +121,8 @@ function checkStart(flags: TrainFlags): TrainerOf {
   const minLr = num('min-lr', D.minLr);
   const warmupSteps = num('warmup', D.warmupSteps);
   if (minLr > peakLr) throw new UsageError(`train --min-lr: ${minLr} exceeds the peak --lr ${peakLr}`);
-  if (flags.minutes !== undefined && warmupSteps < 1) throw new UsageError('train --minutes: needs --warmup >= 1 (the step count is planned during the warm-up)');
+  if (flags.minutes !== undefined && warmupSteps < 1)
+    throw new UsageError('train --minutes: needs --warmup >= 1 (the step count is planned during the warm-up)');
   const { tokenizer } = flags;
   if (!existsSync(tokenizer)) {
     throw new UsageError(`train --tokenizer ${tokenizer}: no such file (make one with: streamllm train-tokenizer --out ${tokenizer})`);
@@ -141,7 +161,6 @@ function checkStart(flags: TrainFlags): TrainerOf {
   return (Trainer) => Trainer.start(options, out);
 }
 
-
 async function trainLoop(trainer: Trainer): Promise<void> {
   const { options, state } = trainer;
   const label = `train ${options.variant}`;
@@ -177,7 +196,10 @@ async function trainLoop(trainer: Trainer): Promise<void> {
         process.stderr.write(`${label}: step ${r.step} train ${r.loss.toFixed(4)} val ${val.toFixed(4)}\n`);
       }
       const val = state.valLoss === undefined ? '' : ` (val ${state.valLoss.toFixed(3)})`;
-      progress?.update((state.step - progressStart) * trainer.tokensPerStep, `step ${r.step}/${state.totalSteps || '?'} loss ${r.loss.toFixed(3)} lr ${r.lr.toExponential(2)}${val}`);
+      progress?.update(
+        (state.step - progressStart) * trainer.tokensPerStep,
+        `step ${r.step}/${state.totalSteps || '?'} loss ${r.loss.toFixed(3)} lr ${r.lr.toExponential(2)}${val}`,
+      );
       if (checkpointEvery > 0 && r.step % checkpointEvery === 0 && !trainer.finished) trainer.checkpoint();
       await yieldToEventLoop();
     }

@@ -77,7 +77,10 @@ export function attentionMaps(model: Model, tokens: ArrayLike<number>, options: 
   };
   for (let start = 0; start < samples; start += batchSize) {
     const windows = offsets.slice(start, start + batchSize).map((o) => {
-      return withSinkToken(model.config, Array.from({ length }, (_, i) => tokens[o + i]!));
+      return withSinkToken(
+        model.config,
+        Array.from({ length }, (_, i) => tokens[o + i]!),
+      );
     });
     const caches = windows.map(() => new CausalBlock());
     forwardBatch(model, windows, caches, 'last', { onAttention }).dispose();

@@ -65,7 +65,12 @@ export async function recomputeNllAt(
   const vocab = model.config.vocabSize;
   const nll = new Float64Array(positions.length);
   const run = (contexts: number[][], last: boolean): Float32Array => {
-    const logits = forwardBatch(model, contexts, contexts.map(() => new CausalBlock()), last ? 'last' : 'all');
+    const logits = forwardBatch(
+      model,
+      contexts,
+      contexts.map(() => new CausalBlock()),
+      last ? 'last' : 'all',
+    );
     const values = logits.dataSync() as Float32Array;
     logits.dispose();
     return values;
@@ -86,8 +91,17 @@ export async function recomputeNllAt(
   for (let j = early.length; j < total; j += batchSize) {
     const chunk = positions.slice(j, j + batchSize);
     const first = ids.slice(0, keepFirst);
-    const values = run(chunk.map((p) => withSinkToken(model.config, [...first, ...ids.slice(p - textSpan + keepFirst + 1, p + 1)])), true);
-    nllOfRows(values, vocab, chunk.map((p) => ids[p + 1]!), nll, j);
+    const values = run(
+      chunk.map((p) => withSinkToken(model.config, [...first, ...ids.slice(p - textSpan + keepFirst + 1, p + 1)])),
+      true,
+    );
+    nllOfRows(
+      values,
+      vocab,
+      chunk.map((p) => ids[p + 1]!),
+      nll,
+      j,
+    );
     options.onProgress?.(j + chunk.length, total);
     await yieldToEventLoop();
   }

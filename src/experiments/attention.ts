@@ -81,7 +81,16 @@ export async function runAttention(ctx: ExperimentContext): Promise<AttentionRes
     table,
     figures,
   };
-  ctx.report.json('sink-scores', { model: ctx.modelLabel, text: result.text, samples, length, seed, sinkToken: maps.sinkToken, softmax: maps.softmax, ...scores });
+  ctx.report.json('sink-scores', {
+    model: ctx.modelLabel,
+    text: result.text,
+    samples,
+    length,
+    seed,
+    sinkToken: maps.sinkToken,
+    softmax: maps.softmax,
+    ...scores,
+  });
   ctx.report.json('attention-maps', {
     model: ctx.modelLabel,
     samples,

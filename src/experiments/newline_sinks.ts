@@ -63,11 +63,13 @@ export async function runNewlineSinks(ctx: ExperimentContext): Promise<NewlineSi
     `Perplexity over tokens 5..${N} of ${sourceLabel(ctx.source)} (cache ${W} = the trained length). In the last row the first four ` +
       `tokens (ids ${original.slice(0, REPLACED).join(', ')}) are replaced by the tokenizer's "\\n" (ids ${replaced.slice(0, REPLACED).join(', ')}).`,
   );
-  ctx.report.table('newline-sinks', ['cache', 'initial tokens', 'PPL'], rows.map((r) => [r.label, r.initial, r.ppl]));
-  const [win, orig, nl] = rows.map((r) => r.ppl) as [number, number, number];
-  ctx.report.text(
-    `Newline sinks give ${nl.toFixed(2)} against ${orig.toFixed(2)} with the original tokens and ${win.toFixed(2)} without any initial tokens.`,
+  ctx.report.table(
+    'newline-sinks',
+    ['cache', 'initial tokens', 'PPL'],
+    rows.map((r) => [r.label, r.initial, r.ppl]),
   );
+  const [win, orig, nl] = rows.map((r) => r.ppl) as [number, number, number];
+  ctx.report.text(`Newline sinks give ${nl.toFixed(2)} against ${orig.toFixed(2)} with the original tokens and ${win.toFixed(2)} without any initial tokens.`);
   const result: NewlineSinksResult = {
     experiment: 'newline-sinks',
     model: ctx.modelLabel,

@@ -67,7 +67,8 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
     const model = loadModel(entry.path);
     try {
       const W = model.config.maxSeqLen;
-      const tokenizer = existsSync(entry.path) && statSync(entry.path).isDirectory() ? loadTokenizer(entry.path, { vocabSize: model.config.vocabSize }) : undefined;
+      const tokenizer =
+        existsSync(entry.path) && statSync(entry.path).isDirectory() ? loadTokenizer(entry.path, { vocabSize: model.config.vocabSize }) : undefined;
       const ids = sourceTokens(ctx.source, tokenizer, model.config.vocabSize, ctx.settings.tokens ?? PRETRAINING_TOKENS_PER_WINDOW * W);
       if (ids.length < 2) throw new UsageError(`pretraining: the text gives ${entry.name} fewer than 2 tokens`);
       const modelCtx: ExperimentContext = { ...ctx, model, modelLabel: entry.name, tokenizer, ids };
@@ -103,7 +104,7 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
 
   ctx.report.heading(pretraining.title);
   const lengths = [...new Set(rows.map((r) => r.trainedLength))];
-  const Wtext = lengths.length === 1 ? String(lengths[0]) : 'each model\'s trained length';
+  const Wtext = lengths.length === 1 ? String(lengths[0]) : "each model's trained length";
   ctx.report.text(
     `Streaming perplexity of every model in ${file} over ${rows.map((r) => r.tokens).join(' / ')} tokens of ${sourceLabel(ctx.source)}, ` +
       `with S initial tokens and W-S recent ones, W = ${Wtext}. Recompute* is scored on sampled positions past the first window ` +
