@@ -111,7 +111,11 @@ async function main(): Promise<void> {
     `B/A CPU time per token (lower is faster): decode ${(med('B', decodeCpu) / med('A', decodeCpu)).toFixed(3)}, blocked ${(med('B', blockedCpu) / med('A', blockedCpu)).toFixed(3)}. ` +
     'On a shared machine the CPU time is the comparison that counts: wall time includes waiting for a core.';
   process.stdout.write(body + '\n');
-  recordResult('Builds A/B: decode and blocked eval (bench/builds_ab.ts)', `node dist/bench/builds_ab.js --a ${arg('a', '')} --b ${arg('b', 'dist')} --rounds ${rounds} --decode ${decode} --score ${score}`, body);
+  recordResult(
+    'Builds A/B: decode and blocked eval (bench/builds_ab.ts)',
+    `node dist/bench/builds_ab.js --a ${arg('a', '')} --b ${arg('b', 'dist')} --rounds ${rounds} --decode ${decode} --score ${score}`,
+    body,
+  );
 }
 
 await main();

@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs';
 import { project } from '../src/model/project.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
 import { type Linear, type Model, weightTensor } from '../src/model/weights.js';
-import { NAMED_SHAPES, randomLlamaTensors } from '../src/model/random_init.js';
+import { NAMED_SHAPES } from '../src/model/named_shapes.js';
+import { randomLlamaTensors } from '../src/model/random_init.js';
 
 export const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const CACHE_DIR = fileURLToPath(new URL('../../bench/.cache/', import.meta.url));
@@ -23,7 +24,9 @@ export { median } from '../src/stats.js';
  * (getrusage's maxRSS would carry a large parent's peak into a child).
  */
 export function peakRssMiB(): number {
-  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'));
+  const line = readFileSync('/proc/self/status', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmHWM:'));
   return line ? Number(line.split(/\s+/)[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
 }
 
@@ -48,7 +51,11 @@ export function markdownTable(header: string[], rows: string[][]): string {
 
 /** Append a section to bench/RESULTS.md: title, command, machine, date, body. */
 export function recordResult(title: string, command: string, body: string): void {
-  if (!existsSync(RESULTS)) writeFileSync(RESULTS, '# Benchmark results\n\nEach section is appended by the benchmark named in it; the latest run of a benchmark is the last section with its title.\n');
+  if (!existsSync(RESULTS))
+    writeFileSync(
+      RESULTS,
+      '# Benchmark results\n\nEach section is appended by the benchmark named in it; the latest run of a benchmark is the last section with its title.\n',
+    );
   const when = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   appendFileSync(RESULTS, `\n## ${title}\n\n- command: \`${command}\`\n- machine: ${machine()}\n- date: ${when}\n\n${body}\n`);
 }
@@ -63,7 +70,7 @@ export function weightProductsMs(model: Model, rows: number, reps: number): numb
   const w = model.weights;
   const matrices: Linear[] = [...w.layers.flatMap((l) => [l.qkv, l.out, l.up, l.down]), { weight: w.classifier, pooled: w.pooledClassifier }];
   const inDim = (m: Linear) => m.pooled?.cols ?? weightTensor(m).shape[0];
-  const inputs = new Map(matrices.map((m) => [inDim(m), tf.ones([rows, inDim(m)]) as tf.Tensor2D]));
+  const inputs = new Map(matrices.map((m) => [inDim(m), tf.ones<tf.Rank.R2>([rows, inDim(m)])]));
   const times: number[] = [];
   for (let r = 0; r < reps; r++) {
     const started = performance.now();

@@ -24,7 +24,8 @@ import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
 import { loadModel } from '../src/model/load.js';
 import { placeWeights } from '../src/model/pooled.js';
-import { NAMED_SHAPES, randomLlamaTensors } from '../src/model/random_init.js';
+import { NAMED_SHAPES } from '../src/model/named_shapes.js';
+import { randomLlamaTensors } from '../src/model/random_init.js';
 import { disposeModel } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
 import { markdownTable, median, peakRssMiB, recordResult } from './common.js';
@@ -173,11 +174,18 @@ async function main(): Promise<void> {
     const engines: Engine[] = [
       ...(peer ? [1, 2].map((n): Engine => ({ name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}`, kind: 'runomp', threads: n })) : []),
       ...(['f32', 'q8'] as const).flatMap((weights) =>
-        [...new Set([1, threads])].map((n): Engine => ({ name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''}`, kind: 'ours', threads: n, weights })),
+        [...new Set([1, threads])].map((n): Engine => ({
+          name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''}`,
+          kind: 'ours',
+          threads: n,
+          weights,
+        })),
       ),
     ];
     const evalEngines: Engine[] =
-      evalTokens > 0 ? [...new Set([1, threads])].map((n): Engine => ({ name: `blocked eval, f32, ${n} thread${n > 1 ? 's' : ''}`, kind: 'eval', threads: n })) : [];
+      evalTokens > 0
+        ? [...new Set([1, threads])].map((n): Engine => ({ name: `blocked eval, f32, ${n} thread${n > 1 ? 's' : ''}`, kind: 'eval', threads: n }))
+        : [];
     const sections: string[] = [];
     for (const shape of shapes) {
       const s = NAMED_SHAPES[shape]!;
@@ -206,7 +214,9 @@ async function main(): Promise<void> {
         [`q8, ${threads} threads / runomp 2 threads`, ratio(find('ours', threads, 'q8'), find('runomp', 2))],
         [`q8, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'q8'), find('ours', 1, 'f32'))],
         [`f32, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'f32'), find('ours', 1, 'f32'))],
-        ...(evalEngines.length > 0 && shape === shapes[0] ? [[`blocked eval ${threads} threads / 1 thread`, ratio(find('eval', threads), find('eval', 1))]] : []),
+        ...(evalEngines.length > 0 && shape === shapes[0]
+          ? [[`blocked eval ${threads} threads / 1 thread`, ratio(find('eval', threads), find('eval', 1))]]
+          : []),
       ];
       sections.push(
         `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode of ${tokens} tokens from BOS, dense cache; ` +

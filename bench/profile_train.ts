@@ -33,7 +33,9 @@ const nonEmb = p - vocab! * dim!;
 const flops = B! * T! * (6 * (nonEmb + vocab! * dim!) + 6 * layers! * T! * dim!);
 console.log(`params ${p} step ${ms.toFixed(0)} ms  ${((B! * T!) / (ms / 1000)).toFixed(0)} tok/s  ${(flops / (ms / 1e3) / 1e9).toFixed(2)} GFLOP/s`);
 if (process.env.PROFILE) {
-  const info = await tf.profile(() => { step(); });
+  const info = await tf.profile(() => {
+    step();
+  });
   const byName = new Map<string, { ms: number; n: number }>();
   for (const k of info.kernels) {
     const e = byName.get(k.name) ?? { ms: 0, n: 0 };

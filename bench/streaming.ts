@@ -36,7 +36,7 @@ function decodeLatency(stream: TokenStream, count: number, vocab: number): numbe
 
 /** Feed n tokens quickly: blocks of up to 256 (exactly what decoding them one by one would store). */
 function advance(stream: TokenStream, n: number, vocab: number): void {
-  for (let done = 0; done < n; ) {
+  for (let done = 0; done < n;) {
     const block = Math.min(256, n - done);
     tf.dispose(stream.feed(randomIds(block, vocab)));
     done += block;
@@ -47,10 +47,7 @@ function lengthBench(model: Model): string {
   const vocab = model.config.vocabSize;
   const marks = [1_000, 10_000, 100_000];
   const rows: string[][] = [];
-  const policies: CachePolicy[] = [
-    { kind: 'streaming', sinkCount: 4, windowSize: 252 },
-    { kind: 'dense' },
-  ];
+  const policies: CachePolicy[] = [{ kind: 'streaming', sinkCount: 4, windowSize: 252 }, { kind: 'dense' }];
   for (const policy of policies) {
     const stream = new TokenStream(model, policy);
     let at = 0;
@@ -158,7 +155,11 @@ async function blockedBench(model: Model): Promise<string> {
 }
 
 /** What bounds the speed-up: each mode's floor, sampled during its run, against the run. */
-function floorsText(model: Model, stepwise: { secondsPerToken: number; floorMsPerToken: number }, blocked: { secondsPerToken: number; floorMsPerToken: number }): string {
+function floorsText(
+  model: Model,
+  stepwise: { secondsPerToken: number; floorMsPerToken: number },
+  blocked: { secondsPerToken: number; floorMsPerToken: number },
+): string {
   const c = model.config;
   const weightBytes = 4 * (parameterCount(model, false) - c.vocabSize * c.dim); // every matrix but the embedding
   const flops = weightBytes / 2; // 2 flops per weight per token

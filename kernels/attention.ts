@@ -108,7 +108,11 @@ function attentionOps(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Te
 export function attentionProbabilities(frames: AttentionFrame[], keys: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
   return tf.tidy(() => {
     const [heads, T] = frames[0]!.queries.shape;
-    const probs = jointProbabilities(frames, frames.map((f) => frameEntries(keys, f)), spec);
+    const probs = jointProbabilities(
+      frames,
+      frames.map((f) => frameEntries(keys, f)),
+      spec,
+    );
     return probs.reshape<tf.Tensor3D>([heads, T, probs.shape[3]]);
   });
 }

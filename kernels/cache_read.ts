@@ -45,7 +45,11 @@ export function joinEntries(runs: EntryRun[]): tf.Tensor3D {
   }
   if (jsKernelsAvailable()) {
     const attrs: JoinAttrs = { starts: runs.map((r) => r.start), counts: runs.map((r) => r.count) };
-    return runJsKernel(joinKernel, runs.map((r) => r.entries), attrs) as tf.Tensor3D;
+    return runJsKernel(
+      joinKernel,
+      runs.map((r) => r.entries),
+      attrs,
+    ) as tf.Tensor3D;
   }
   return tf.tidy(() => {
     const parts = runs.map(({ entries, start, count }) => {

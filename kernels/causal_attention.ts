@@ -266,39 +266,47 @@ export function causalAttention(qkv: tf.Tensor2D, angles: RopeAngles, spec: Caus
     save([x, cos, sin, ...(sinks ? [sinks] : []), ...probs]);
     return {
       value: merge(outs, heads * headDim, cos, sin), // [B*T, heads * headDim]
-      gradFunc: (dy, saved) => tf.tidy(() => {
-        const [xs, c, s] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-        const sk = learned ? saved[3] : undefined;
-        const P = saved.slice(learned ? 4 : 3);
-        const grads: Placed[] = [];
-        const sinkGrads: tf.Tensor[][] = Array.from({ length: heads }, () => []);
-        const at = (b: number, col0: number, t: tf.Tensor, rope: number): Placed => ({ t, row0: b * T, col0, transposed: true, rope });
-        for (let b = 0; b < batch; b++) {
-          for (let g = 0; g < kvHeads; g++) {
-            const kT = cut(xs, c, s, b, kCol(g), 1, true); // [headDim, T]
-            const vT = cut(xs, c, s, b, vCol(g), 0, true); // [headDim, T]
-            const dk: tf.Tensor[] = [];
-            const dv: tf.Tensor[] = [];
-            for (let h = g * group; h < (g + 1) * group; h++) {
-              const q = cut(xs, c, s, b, qCol(h), 1); // [T, headDim]
-              const p = P[b * heads + h]! as tf.Tensor2D; // [T, T]
-              const dO = cut(dy, c, s, b, qCol(h), 0); // [T, headDim]
-              const dP = tf.matMul(dO, vT); // [T, T]
-              const dST = runJsKernel(softmaxGradKernel, [p, dP], { scale, variant }) as tf.Tensor2D; // [T, T]
-              if (sk !== undefined) sinkGrads[h]!.push(runJsKernel(sinkGradKernel, [p, dP], { variant }));
-              grads.push(at(b, qCol(h), tf.matMul(kT, dST), -1)); // dq^T = k^T dS^T: [headDim, T]
-              dk.push(tf.matMul(dST, q)); // dk = dS^T q: [T, headDim]
-              dv.push(tf.matMul(cut(dy, c, s, b, qCol(h), 0, true), p)); // dv^T = dO^T P: [headDim, T]
+      gradFunc: (dy, saved) =>
+        tf.tidy(() => {
+          const [xs, c, s] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+          const sk = learned ? saved[3] : undefined;
+          const P = saved.slice(learned ? 4 : 3);
+          const grads: Placed[] = [];
+          const sinkGrads: tf.Tensor[][] = Array.from({ length: heads }, () => []);
+          const at = (b: number, col0: number, t: tf.Tensor, rope: number): Placed => ({ t, row0: b * T, col0, transposed: true, rope });
+          for (let b = 0; b < batch; b++) {
+            for (let g = 0; g < kvHeads; g++) {
+              const kT = cut(xs, c, s, b, kCol(g), 1, true); // [headDim, T]
+              const vT = cut(xs, c, s, b, vCol(g), 0, true); // [headDim, T]
+              const dk: tf.Tensor[] = [];
+              const dv: tf.Tensor[] = [];
+              for (let h = g * group; h < (g + 1) * group; h++) {
+                const q = cut(xs, c, s, b, qCol(h), 1); // [T, headDim]
+                const p = P[b * heads + h]! as tf.Tensor2D; // [T, T]
+                const dO = cut(dy, c, s, b, qCol(h), 0); // [T, headDim]
+                const dP = tf.matMul(dO, vT); // [T, T]
+                const dST = runJsKernel(softmaxGradKernel, [p, dP], { scale, variant }) as tf.Tensor2D; // [T, T]
+                if (sk !== undefined) sinkGrads[h]!.push(runJsKernel(sinkGradKernel, [p, dP], { variant }));
+                grads.push(at(b, qCol(h), tf.matMul(kT, dST), -1)); // dq^T = k^T dS^T: [headDim, T]
+                dk.push(tf.matMul(dST, q)); // dk = dS^T q: [T, headDim]
+                dv.push(tf.matMul(cut(dy, c, s, b, qCol(h), 0, true), p)); // dv^T = dO^T P: [headDim, T]
+              }
+              grads.push({ ...at(b, kCol(g), dk.length === 1 ? dk[0]! : tf.addN(dk), -1), transposed: false });
+              grads.push(at(b, vCol(g), dv.length === 1 ? dv[0]! : tf.addN(dv), 0));
             }
-            grads.push({ ...at(b, kCol(g), dk.length === 1 ? dk[0]! : tf.addN(dk), -1), transposed: false });
-            grads.push(at(b, vCol(g), dv.length === 1 ? dv[0]! : tf.addN(dv), 0));
           }
-        }
-        const dx = merge(grads, xs.shape[1], c, s);
-        const none = [tf.zerosLike(c), tf.zerosLike(s)];
-        if (sk === undefined) return [dx, ...none];
-        return [dx, ...none, tf.concat(sinkGrads.map((list) => tf.addN(list)), 0)];
-      }),
+          const dx = merge(grads, xs.shape[1], c, s);
+          const none = [tf.zerosLike(c), tf.zerosLike(s)];
+          if (sk === undefined) return [dx, ...none];
+          return [
+            dx,
+            ...none,
+            tf.concat(
+              sinkGrads.map((list) => tf.addN(list)),
+              0,
+            ),
+          ];
+        }),
     };
   });
   const inputs: tf.Tensor[] = [qkv, angles.cos, angles.sin];

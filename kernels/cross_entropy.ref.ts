@@ -1,11 +1,7 @@
 // Reference loop for kernels/cross_entropy.ts, in float64. Tests only.
 
 /** nll of each row's target (-1: not scored, 0) and its gradient softmax - onehot. */
-export function crossEntropyReference(
-  logits: ArrayLike<number>,
-  vocab: number,
-  targets: ArrayLike<number>,
-): { nll: Float64Array; grad: Float64Array } {
+export function crossEntropyReference(logits: ArrayLike<number>, vocab: number, targets: ArrayLike<number>): { nll: Float64Array; grad: Float64Array } {
   const rows = targets.length;
   const nll = new Float64Array(rows);
   const grad = new Float64Array(rows * vocab);

@@ -67,7 +67,13 @@ const nllKernel: JsKernel<object> = {
 function crossEntropyOps(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
   return tf.tidy(() => {
     const valid = tf.tensor1d(Float32Array.from(targets, (t) => (t === IGNORE_TARGET ? 0 : 1)));
-    const onehot = tf.oneHot(tf.tensor1d(targets.map((t) => Math.max(t, 0)), 'int32'), logits.shape[1]);
+    const onehot = tf.oneHot(
+      tf.tensor1d(
+        targets.map((t) => Math.max(t, 0)),
+        'int32',
+      ),
+      logits.shape[1],
+    );
     const picked = tf.sum(tf.logSoftmax(logits).mul(onehot), 1);
     return picked.neg().mul<tf.Tensor1D>(valid);
   });

@@ -183,7 +183,13 @@ export function registerLoopKernel(body: KernelBody): void {
       const outShapes = body.outputShapes(shapes, attrs);
       const outs = outShapes.map((shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)));
       const scratch = new Float32Array(body.scratchSize(shapes, attrs));
-      body.run(inputs.map((t) => backend.data.get(t.dataId).values as Float32Array), shapes, outs, attrs, scratch);
+      body.run(
+        inputs.map((t) => backend.data.get(t.dataId).values as Float32Array),
+        shapes,
+        outs,
+        attrs,
+        scratch,
+      );
       const outInfos = outs.map((values, i) => backend.makeTensorInfo(outShapes[i]!, 'float32', values));
       return outInfos.length === 1 ? outInfos[0]! : outInfos;
     },
@@ -199,5 +205,5 @@ export function runNamedKernel<T extends tf.Tensor>(name: string, inputs: tf.Nam
 export function runRegisteredKernel(name: string, inputs: tf.Tensor[], attrs: object): tf.Tensor | tf.Tensor[] {
   const named: tf.NamedTensorMap = {};
   inputs.forEach((t, i) => (named[`x${i}`] = t));
-  return tf.engine().runKernel(name, named, attrs as unknown as tf.NamedAttrMap) as tf.Tensor | tf.Tensor[];
+  return tf.engine().runKernel<tf.Tensor | tf.Tensor[]>(name, named, attrs as unknown as tf.NamedAttrMap);
 }

@@ -28,18 +28,7 @@ import { WASM_BASE64 } from './simd/products.wasm.js';
 export interface ProductLoops {
   productF32(w: number, x: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
   quantizeQ8(x: number, n: number, q: number, d: number): void;
-  productQ8(
-    wq: number,
-    wd: number,
-    xq: number,
-    xd: number,
-    out: number,
-    row0: number,
-    row1: number,
-    cols: number,
-    tokens: number,
-    outStride: number,
-  ): void;
+  productQ8(wq: number, wd: number, xq: number, xd: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
 }
 
 /** Which loop a job runs. */

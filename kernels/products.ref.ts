@@ -43,15 +43,7 @@ export function quantizeReference(x: ArrayLike<number>): { q: Int8Array; d: Floa
 }
 
 /** out[t, r] = sum over blocks b of f32(isum_b) * (wd[r, b] * xd[t, b]), added in block order in float32. */
-export function productQ8Reference(
-  wq: Int8Array,
-  wd: Float32Array,
-  xq: Int8Array,
-  xd: Float32Array,
-  rows: number,
-  cols: number,
-  tokens: number,
-): Float32Array {
+export function productQ8Reference(wq: Int8Array, wd: Float32Array, xq: Int8Array, xd: Float32Array, rows: number, cols: number, tokens: number): Float32Array {
   const blocks = cols / BLOCK;
   const out = new Float32Array(tokens * rows);
   for (let t = 0; t < tokens; t++) {

@@ -130,8 +130,7 @@ function ropeOps(x: tf.Tensor3D, { cos, sin }: RopeAngles, spec: RopeSpec): tf.T
     }
     const ra = a.mul(cos).sub(b.mul(sin));
     const rb = a.mul(sin).add(b.mul(cos));
-    const joined =
-      spec.layout === 'pairs' ? tf.stack([ra, rb], 3).reshape([heads, T, spec.rotaryDim]) : tf.concat([ra, rb], 2);
+    const joined = spec.layout === 'pairs' ? tf.stack([ra, rb], 3).reshape([heads, T, spec.rotaryDim]) : tf.concat([ra, rb], 2);
     if (spec.rotaryDim === headDim) return joined as tf.Tensor3D;
     return tf.concat([joined, x.slice([0, 0, spec.rotaryDim], [heads, T, headDim - spec.rotaryDim])], 2) as tf.Tensor3D;
   });

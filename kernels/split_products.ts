@@ -17,9 +17,9 @@ import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './paths.js';
 import { ProductOp, type WorkerPool } from './pool.js';
 
-/** How a pooled matrix stores its weights. */
-export type WeightFormat = 'f32' | 'q8';
-export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'q8'];
+import type { WeightFormat } from './weight_format.js';
+
+export { WEIGHT_FORMATS, type WeightFormat } from './weight_format.js';
 
 /** Weights per Q8 block (one scale each). */
 export const Q8_BLOCK = 32;

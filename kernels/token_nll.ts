@@ -58,6 +58,10 @@ export function tokenNll(logits: tf.Tensor2D, targets: ArrayLike<number>, firstR
   if (jsKernelsAvailable()) return runJsKernel(tokenNllKernel, [logits], { firstRow, targets: ids }) as tf.Tensor1D;
   return tf.tidy(() => {
     const rowsOf = logits.slice([firstRow, 0], [ids.length, vocab]);
-    return tf.logSoftmax(rowsOf).mul(tf.oneHot(tf.tensor1d(ids, 'int32'), vocab)).sum(1).neg() as tf.Tensor1D;
+    return tf
+      .logSoftmax(rowsOf)
+      .mul(tf.oneHot(tf.tensor1d(ids, 'int32'), vocab))
+      .sum(1)
+      .neg() as tf.Tensor1D;
   });
 }

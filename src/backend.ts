@@ -7,10 +7,10 @@
 //
 // The tensorflow packages are loaded with a dynamic import so that nothing
 // depends on them being installed; their install step downloads libtensorflow,
-// which this project never requires.
-import * as tf from '@tensorflow/tfjs';
+// which this project never requires. tfjs itself is imported when a backend
+// starts, so that the CLI's --help and argument errors never load it.
 import { createRequire } from 'node:module';
-import { BackendError, UsageError } from './errors.js';
+import { BackendError } from './errors.js';
 
 export const BACKENDS = ['tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -30,30 +30,31 @@ function installedTensorflowPackage(): string | undefined {
   return undefined;
 }
 
+/** Switch tfjs to a registered backend; false when it fails to start. */
+async function setBackend(name: BackendName): Promise<boolean> {
+  const tf = await import('@tensorflow/tfjs');
+  return tf.setBackend(name);
+}
+
 async function startTensorflow(): Promise<void> {
   const pkg = installedTensorflowPackage();
   if (pkg === undefined) {
     throw new BackendError(
-      "--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed " +
+      '--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed ' +
         '(npm install @tensorflow/tfjs-node, or @tensorflow/tfjs-node-gpu for CUDA)',
     );
   }
   await import(pkg); // registers the 'tensorflow' backend on the shared engine
-  if (!(await tf.setBackend('tensorflow'))) throw new BackendError(`--backend tensorflow: ${pkg} failed to start`);
+  if (!(await setBackend('tensorflow'))) throw new BackendError(`--backend tensorflow: ${pkg} failed to start`);
 }
 
 async function startWasm(): Promise<void> {
   await import('@tensorflow/tfjs-backend-wasm');
-  if (!(await tf.setBackend('wasm'))) throw new BackendError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to start');
+  if (!(await setBackend('wasm'))) throw new BackendError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to start');
 }
 
 async function startCpu(): Promise<void> {
-  if (!(await tf.setBackend('cpu'))) throw new BackendError('--backend cpu: the cpu backend failed to start');
-}
-
-export function parseBackendName(value: string): BackendName {
-  if ((BACKENDS as readonly string[]).includes(value)) return value as BackendName;
-  throw new UsageError(`--backend: expected one of ${BACKENDS.join(', ')}, got '${value}'`);
+  if (!(await setBackend('cpu'))) throw new BackendError('--backend cpu: the cpu backend failed to start');
 }
 
 /**
@@ -62,6 +63,7 @@ export function parseBackendName(value: string): BackendName {
  */
 export async function initBackend(requested?: BackendName): Promise<BackendName> {
   if (requested !== undefined) {
+    const tf = await import('@tensorflow/tfjs');
     if (tf.getBackend() === requested) return requested;
     await { tensorflow: startTensorflow, wasm: startWasm, cpu: startCpu }[requested]();
     return requested;

@@ -29,7 +29,10 @@ export class ArgumentError extends UsageError {
 /** A file that cannot be read or is not what it claims to be. */
 export class FileFormatError extends StreamllmError {
   override name = 'FileFormatError';
-  constructor(readonly file: string, detail: string) {
+  constructor(
+    readonly file: string,
+    detail: string,
+  ) {
     super(`${file}: ${detail}`);
   }
 }

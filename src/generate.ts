@@ -2,8 +2,9 @@
 // one token per step, for as long as asked (or forever).
 import { type CachePolicy, policyLabel } from './cache/types.js';
 import { NonFiniteError } from './errors.js';
+import { yieldToEventLoop } from './event_loop.js';
 import { firstNonFinite } from './finite.js';
-import { SINK_TOKEN } from './model/transformer.js';
+import { withSinkToken } from './model/transformer.js';
 import type { Model } from './model/weights.js';
 import type { Sampler } from './sample/sampler.js';
 import { TokenStream } from './stream.js';
@@ -24,9 +25,6 @@ export interface GenerateStep {
   stream: TokenStream;
 }
 
-/** Yield to the event loop every so often, so a signal handler can run. */
-const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
-
 /**
  * Generate after `prompt` (at least one token). Yields each new token as it
  * is produced; the caller owns nothing and the stream is disposed at the end.
@@ -41,20 +39,22 @@ export async function* generate(
   if (prompt.length === 0) throw new RangeError('generate: the prompt needs at least one token');
   const stream = new TokenStream(model, policy);
   try {
-    const first = model.config.sinkToken ? [SINK_TOKEN, ...prompt] : prompt;
+    const first = withSinkToken(model.config, prompt);
     let logits = stream.feed(first, 'last'); // [1, vocab]
     for (let n = 1; options.steps === 0 || n <= options.steps; n++) {
       const values = logits.dataSync();
       logits.dispose();
       const bad = firstNonFinite(values);
       if (bad >= 0) {
-        throw new NonFiniteError(`${policyLabel(policy)}: the model's logits for generated token ${n} are not finite (token ${bad}: ${values[bad]}): NaN or overflow in the weights or activations`);
+        throw new NonFiniteError(
+          `${policyLabel(policy)}: the model's logits for generated token ${n} are not finite (token ${bad}: ${values[bad]}): NaN or overflow in the weights or activations`,
+        );
       }
       const id = sample(values);
       if (options.stopIds?.includes(id)) return;
       yield { id, generated: n, stream };
       if (options.shouldStop?.()) return;
-      if (n % 16 === 0) await tick();
+      if (n % 16 === 0) await yieldToEventLoop(); // so that a signal handler can run
       logits = stream.feed([id], 'last');
     }
     logits.dispose();

@@ -19,16 +19,7 @@ export type {
   RecomputePolicy,
   ViewFrame,
 } from './cache/types.js';
-export {
-  CACHE_KINDS,
-  createCache,
-  DEFAULT_SINK_COUNT,
-  isKVCachePolicy,
-  policyFromName,
-  type PolicyOptions,
-  policyLabel,
-  policySpan,
-} from './cache/index.js';
+export { CACHE_KINDS, createCache, DEFAULT_SINK_COUNT, isKVCachePolicy, policyFromName, type PolicyOptions, policyLabel, policySpan } from './cache/index.js';
 export { CausalBlock } from './cache/causal_block.js';
 export { DenseCache } from './cache/dense.js';
 export { H2OCache } from './cache/h2o.js';

@@ -83,9 +83,13 @@ t.test('conformance checkpoint: maps match the float64 reference, rows sum to 1,
   const { config, tensors } = { config: llamaConfigJson(base.shape), tensors: llama2cToHf(base) };
   const diff = maxDiff(maps.probs, referenceMaps(config, tensors, maps));
   t.ok(diff < 1e-5, `max |engine - reference| = ${diff.toExponential(2)}`);
-  t.ok(rowSums(maps).every((s) => Math.abs(s - 1) < 1e-5), 'softmax rows sum to 1');
+  t.ok(
+    rowSums(maps).every((s) => Math.abs(s - 1) < 1e-5),
+    'softmax rows sum to 1',
+  );
   let upper = 0;
-  for (const p of maps.probs) for (let h = 0; h < heads; h++) for (let q = 0; q < 12; q++) for (let k = q + 1; k < 12; k++) upper = Math.max(upper, p[(h * 12 + q) * 12 + k]!);
+  for (const p of maps.probs)
+    for (let h = 0; h < heads; h++) for (let q = 0; q < 12; q++) for (let k = q + 1; k < 12; k++) upper = Math.max(upper, p[(h * 12 + q) * 12 + k]!);
   t.equal(upper, 0, 'no query attends to a later key');
   // Query 0 has only key 0 to look at.
   t.ok(Math.abs(layerMatrix(maps, 1)[0]![0]! - 1) < 1e-6);
@@ -117,12 +121,24 @@ for (const variant of ['softmax1', 'learned-sink', 'sink-token'] as const) {
     const diff = maxDiff(maps.probs, referenceMaps(config, tensors, maps));
     t.ok(diff < 1e-5, `max |engine - reference| = ${diff.toExponential(2)}`);
     const sums = rowSums(maps);
-    if (variant === 'sink-token') t.ok(sums.every((s) => Math.abs(s - 1) < 1e-5), 'plain softmax: rows sum to 1');
-    else t.ok(sums.every((s) => s < 1 - 1e-4 && s > 0), `every row sums to less than 1 (largest ${Math.max(...sums).toFixed(4)})`);
+    if (variant === 'sink-token')
+      t.ok(
+        sums.every((s) => Math.abs(s - 1) < 1e-5),
+        'plain softmax: rows sum to 1',
+      );
+    else
+      t.ok(
+        sums.every((s) => s < 1 - 1e-4 && s > 0),
+        `every row sums to less than 1 (largest ${Math.max(...sums).toFixed(4)})`,
+      );
     const scores = sinkScores(maps);
     const mass = scores.layers.flatMap((l) => l.heads.map((h) => h.rowMass));
     if (variant === 'sink-token') t.ok(mass.every((m) => Math.abs(m - 1) < 1e-5));
-    else t.ok(mass.every((m) => m < 1), 'rowMass < 1');
+    else
+      t.ok(
+        mass.every((m) => m < 1),
+        'rowMass < 1',
+      );
     disposeModel(model);
   });
 }

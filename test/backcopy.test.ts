@@ -30,7 +30,12 @@ t.test('the chain: conditional frequencies by hand, sampling by them', async (t)
     const b = chain.next(3, rng);
     counts.set(b, (counts.get(b) ?? 0) + 1);
   }
-  for (const [b, p] of [[1, 2 / 6], [4, 1 / 6], [0, 1 / 6], [2, 2 / 6]] as const) {
+  for (const [b, p] of [
+    [1, 2 / 6],
+    [4, 1 / 6],
+    [0, 1 / 6],
+    [2, 2 / 6],
+  ] as const) {
     t.ok(Math.abs(counts.get(b)! / draws - p) < 0.01, `P(${b} | 3) drawn ${(counts.get(b)! / draws).toFixed(4)}, estimated ${p.toFixed(4)}`);
   }
   t.notOk(counts.has(5), 'never a successor it has not seen');
@@ -80,7 +85,10 @@ t.test('samples: BOS first, every token after a trigger copies the one before it
     if (backcopy.trigger(s[i - 1]!) || (i >= 3 && backcopy.trigger(s[i - 2]!))) continue;
     expected += backcopy.chain.probability(s[i - 1]!, 3) + backcopy.chain.probability(s[i - 1]!, 1);
   }
-  t.ok(Math.abs(triggers - expected) < 4 * Math.sqrt(expected), `triggers ${triggers}, expected ${expected.toFixed(0)} from the chain (${chainSteps} chain steps)`);
+  t.ok(
+    Math.abs(triggers - expected) < 4 * Math.sqrt(expected),
+    `triggers ${triggers}, expected ${expected.toFixed(0)} from the chain (${chainSteps} chain steps)`,
+  );
   // bigram fit: the empirical P(b | a) over the free chain draws matches the chain
   const pair = new Map<string, number>();
   const from = new Map<number, number>();
@@ -111,12 +119,19 @@ t.test('training samples: BOS (or the sink, then BOS) first, next-token targets,
   t.equal(sink.targets[0], IGNORE_TARGET, "the sink's prediction is not scored");
   t.same(sink.inputs.slice(1), plain.inputs.slice(0, 7), 'the same draw behind the sink');
 
-  const data: TrainData = { tokenizer: { vocabSize: 6, bosId: 0, eosId: 0 } as TrainData['tokenizer'], train: Int32Array.from(STREAM), heldout: Int32Array.from(STREAM) };
+  const data: TrainData = {
+    tokenizer: { vocabSize: 6, bosId: 0, eosId: 0 } as TrainData['tokenizer'],
+    train: Int32Array.from(STREAM),
+    heldout: Int32Array.from(STREAM),
+  };
   const options = { ...TRAIN_DEFAULTS, seqLen: 8, data: 'backcopy', triggers: 2 } as TrainOptions;
   const a = new BatchSampler(trainSources(data, options, false), 4, 3).next();
   const b = new BatchSampler(trainSources(data, options, false), 4, 3).next();
   t.same(a.inputs, b.inputs, 'same seed, same batch');
-  t.ok(a.inputs.every((s) => s[0] === 0), 'every sample starts with BOS');
+  t.ok(
+    a.inputs.every((s) => s[0] === 0),
+    'every sample starts with BOS',
+  );
   t.equal(a.scored, 32);
   const val = validationSamples(data, options, false, 5);
   t.same(val, validationSamples(data, options, false, 5), 'held-out samples are fixed');
@@ -124,5 +139,8 @@ t.test('training samples: BOS (or the sink, then BOS) first, next-token targets,
   const mix = trainSources(data, { ...options, data: 'mix' }, false);
   t.equal(mix.length, 2, 'mix: Backcopy and Brown windows');
   const windows = new BatchSampler(mix, 64, 1).next();
-  t.ok(windows.inputs.every((s) => s[0] === 0), 'mix puts BOS first in the Brown windows too');
+  t.ok(
+    windows.inputs.every((s) => s[0] === 0),
+    'mix puts BOS first in the Brown windows too',
+  );
 });

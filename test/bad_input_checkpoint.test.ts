@@ -23,8 +23,16 @@ const ids = join(root, 'ids.json');
 writeFileSync(ids, JSON.stringify([1, 5, 9, 3, 7, 2]));
 
 const llama = {
-  model_type: 'llama', hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, // prettier-ignore
-  num_key_value_heads: 2, vocab_size: 32, max_position_embeddings: 64, rms_norm_eps: 1e-5, tie_word_embeddings: false, // prettier-ignore
+  model_type: 'llama',
+  hidden_size: 16,
+  intermediate_size: 24,
+  num_hidden_layers: 2,
+  num_attention_heads: 4, // prettier-ignore
+  num_key_value_heads: 2,
+  vocab_size: 32,
+  max_position_embeddings: 64,
+  rms_norm_eps: 1e-5,
+  tie_word_embeddings: false, // prettier-ignore
 };
 
 let n = 0;
@@ -49,7 +57,17 @@ t.test('a stray tensor (a bias the config does not declare, a sink of another va
   const bias = modelDir(llama, new Map([...twoLayers, ...randomTensors('b', [['model.layers.1.self_attn.q_proj.bias', [16]]])]));
   t.throws(() => loadModel(bias), FileFormatError);
   t.throws(() => loadModel(bias), /tensor not used by a llama model with this config\.json: model\.layers\.N\.self_attn\.q_proj\.bias \(a bias, sink or layer/);
-  const sinks = modelDir(llama, new Map([...twoLayers, ...randomTensors('s', [['model.layers.0.self_attn.sinks', [4]], ['model.layers.1.self_attn.sinks', [4]], ['extra', [3]]])]));
+  const sinks = modelDir(
+    llama,
+    new Map([
+      ...twoLayers,
+      ...randomTensors('s', [
+        ['model.layers.0.self_attn.sinks', [4]],
+        ['model.layers.1.self_attn.sinks', [4]],
+        ['extra', [3]],
+      ]),
+    ]),
+  );
   t.throws(() => loadModel(sinks), /3 tensors not used by a llama model with this config\.json: model\.layers\.N\.self_attn\.sinks \(x2\), extra /);
   t.equal(tf.memory().numTensors, before, 'a refused load leaves no tensors');
   const r = await runCliInProcess(['eval', '--model', bias, '--tokens', ids]);
@@ -61,8 +79,15 @@ t.test("an lm_head beside tied embeddings is refused (llama's lm_head, NeoX's em
   const r = await runCliInProcess(['eval', '--model', tied, '--tokens', ids]);
   assertRefused(t, r, /^streamllm: .*holds 'lm_head\.weight' but config\.json ties the classifier to the embedding \(tie_word_embeddings true\): set it false/);
   const neox = {
-    model_type: 'gpt_neox', hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 4, // prettier-ignore
-    vocab_size: 32, max_position_embeddings: 64, rotary_pct: 0.5, tie_word_embeddings: false, // prettier-ignore
+    model_type: 'gpt_neox',
+    hidden_size: 16,
+    intermediate_size: 32,
+    num_hidden_layers: 1,
+    num_attention_heads: 4, // prettier-ignore
+    vocab_size: 32,
+    max_position_embeddings: 64,
+    rotary_pct: 0.5,
+    tie_word_embeddings: false, // prettier-ignore
   };
   const dir = modelDir({ ...neox, tie_word_embeddings: true }, randomTensors('neox', neoxTensorShapes(neox)));
   t.throws(() => loadModel(dir), /holds 'embed_out\.weight' but config\.json ties/);
@@ -82,8 +107,14 @@ t.test('buffers the engine recomputes (rotary inv_freq, NeoX masks) load with on
   t.equal(r.status, 0, r.stderr);
   t.match(r.stderr, /^warning: .*m\d+: skipped 2 buffers the engine recomputes: model\.layers\.N\.self_attn\.rotary_emb\.inv_freq \(x2\)$/m);
   const neox = {
-    model_type: 'gpt_neox', hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, // prettier-ignore
-    vocab_size: 32, max_position_embeddings: 64, rotary_pct: 0.5, // prettier-ignore
+    model_type: 'gpt_neox',
+    hidden_size: 16,
+    intermediate_size: 32,
+    num_hidden_layers: 2,
+    num_attention_heads: 4, // prettier-ignore
+    vocab_size: 32,
+    max_position_embeddings: 64,
+    rotary_pct: 0.5, // prettier-ignore
   };
   const masks = randomTensors('mask', [
     ['gpt_neox.layers.0.attention.bias', [1, 1, 4, 4]],
@@ -93,7 +124,10 @@ t.test('buffers the engine recomputes (rotary inv_freq, NeoX masks) load with on
   const neoxDir = modelDir(neox, new Map([...randomTensors('nx', neoxTensorShapes(neox)), ...masks]));
   const neoxNotes: string[] = [];
   disposeModel(loadModel(neoxDir, { onNote: (line) => neoxNotes.push(line) }));
-  t.match(neoxNotes[0], /^skipped 3 buffers the engine recomputes: gpt_neox\.layers\.N\.attention\.bias, gpt_neox\.layers\.N\.attention\.masked_bias, gpt_neox\.layers\.N\.attention\.rotary_emb\.inv_freq$/);
+  t.match(
+    neoxNotes[0],
+    /^skipped 3 buffers the engine recomputes: gpt_neox\.layers\.N\.attention\.bias, gpt_neox\.layers\.N\.attention\.masked_bias, gpt_neox\.layers\.N\.attention\.rotary_emb\.inv_freq$/,
+  );
 });
 
 t.test("the config reader's notes are printed: Mistral's sliding_window", async (t) => {

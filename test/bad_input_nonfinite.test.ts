@@ -55,8 +55,15 @@ t.test('safetensors F32, F16 and BF16: a NaN or infinity is refused at load, nam
   const shape = { dim: 16, hiddenDim: 24, layers: 2, heads: 4, kvHeads: 2, vocabSize: 40, maxSeqLen: 32, sharedClassifier: false };
   const tensors = llama2cToHf(randomLlama2c(shape, 'nonfinite'));
   const config = {
-    model_type: 'llama', hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, // prettier-ignore
-    num_key_value_heads: 2, vocab_size: 40, max_position_embeddings: 32, rms_norm_eps: 1e-5, // prettier-ignore
+    model_type: 'llama',
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: 2,
+    num_attention_heads: 4, // prettier-ignore
+    num_key_value_heads: 2,
+    vocab_size: 40,
+    max_position_embeddings: 32,
+    rms_norm_eps: 1e-5, // prettier-ignore
   };
   const name = 'model.layers.1.mlp.up_proj.weight';
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
@@ -66,7 +73,11 @@ t.test('safetensors F32, F16 and BF16: a NaN or infinity is refused at load, nam
       const values = Float32Array.from(tensors.get(name)!.values);
       values[17] = bad;
       writeHfDir(hf, config, new Map([...tensors, [name, { shape: tensors.get(name)!.shape, values }]]), dtype);
-      t.throws(() => loadModel(hf), new RegExp(`tensor 'model\\.layers\\.1\\.mlp\\.up_proj\\.weight' holds ${bad} at element 17 \\(of \\[24, 16\\]\\)`), `${dtype} ${bad}`);
+      t.throws(
+        () => loadModel(hf),
+        new RegExp(`tensor 'model\\.layers\\.1\\.mlp\\.up_proj\\.weight' holds ${bad} at element 17 \\(of \\[24, 16\\]\\)`),
+        `${dtype} ${bad}`,
+      );
     }
   }
   const ok = join(dir, 'hf-ok');
@@ -80,7 +91,11 @@ t.test('safetensors F32, F16 and BF16: a NaN or infinity is refused at load, nam
 
 t.test('finite weights whose logits overflow: eval and generate refuse; no ppl NaN, no token 0 forever', async (t) => {
   // rms_final gains of 3e38: every logit overflows float32
-  const file = patchedLlama2c('overflow.bin', rmsFinalOffset, Array.from({ length: dim }, () => 3e38));
+  const file = patchedLlama2c(
+    'overflow.bin',
+    rmsFinalOffset,
+    Array.from({ length: dim }, () => 3e38),
+  );
   const csv = join(dir, 'nll.csv');
   const before = listing(dir);
   const e = await runCliInProcess(['eval', '--model', file, '--tokens', ids, '--cache', 'window,dense', '--csv', csv]);

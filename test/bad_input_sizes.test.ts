@@ -51,7 +51,10 @@ t.test('a cache that cannot fit is refused before it is allocated (API: Resource
   const before = tf.memory().numTensors;
   const wide = { layers: 1, kvHeads: 1, headDim: 2 ** 28 }; // 1 GiB per entry and tensor
   t.throws(() => new DenseCache(wide, 8), ResourceError);
-  t.throws(() => new StreamingCache(4, 100, wide, 8), /window|streaming\(4\+100\) cache of 8 entries: needs a tensor of 8\.00 GiB, more than the largest array/);
+  t.throws(
+    () => new StreamingCache(4, 100, wide, 8),
+    /window|streaming\(4\+100\) cache of 8 entries: needs a tensor of 8\.00 GiB, more than the largest array/,
+  );
   t.throws(() => checkFits('x', 1, MAX_ARRAY_BYTES + 1), /x: needs a tensor of/);
   t.throws(() => checkFits('y', Number.MAX_SAFE_INTEGER, 4), /y: needs .* GiB, more than/);
   t.equal(tf.memory().numTensors, before, 'nothing allocated');
@@ -59,7 +62,11 @@ t.test('a cache that cannot fit is refused before it is allocated (API: Resource
 
 t.test('generate --window too large to ever fill: refused naming --window', async (t) => {
   const r = await runCliInProcess(['generate', '--model', tiny, '--prompt-ids', '1,2', '--steps', '0', '--cache', 'window', '--window', '2000000000']);
-  assertRefused(t, r, /^streamllm: --window 2000000000: a window\(2000000000\) cache of 2000000000 entries: needs a tensor of [\d.]+ GiB, more than the largest array/);
+  assertRefused(
+    t,
+    r,
+    /^streamllm: --window 2000000000: a window\(2000000000\) cache of 2000000000 entries: needs a tensor of [\d.]+ GiB, more than the largest array/,
+  );
   t.equal(r.stdout, '', 'nothing generated');
 });
 
@@ -85,8 +92,26 @@ t.test('eval --block too large for the attention scores: refused naming --block'
 });
 
 t.test('attn --length too large for the maps: refused naming --length', async (t) => {
-  const r = await runCliInProcess(['attn', '--model', tiny, '--tokenizer', `${FIXTURES}tiny-gqa.tokenizer.bin`, '--tokens', many, '--length', '50000', '--samples', '2', '--out', join(dir, 'attn')]);
-  assertRefused(t, r, /^streamllm: --length 50000: attention maps of 50000 x 50000 per head and layer: needs an array of [\d.]+ GiB, more than the largest array/);
+  const r = await runCliInProcess([
+    'attn',
+    '--model',
+    tiny,
+    '--tokenizer',
+    `${FIXTURES}tiny-gqa.tokenizer.bin`,
+    '--tokens',
+    many,
+    '--length',
+    '50000',
+    '--samples',
+    '2',
+    '--out',
+    join(dir, 'attn'),
+  ]);
+  assertRefused(
+    t,
+    r,
+    /^streamllm: --length 50000: attention maps of 50000 x 50000 per head and layer: needs an array of [\d.]+ GiB, more than the largest array/,
+  );
 });
 
 t.test('init with a shape too large for memory or its typed arrays: refused, nothing written', async (t) => {

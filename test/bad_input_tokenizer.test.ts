@@ -22,14 +22,27 @@ writeFileSync(text, 'a b ab zz b a');
 function tokenizerFile(name: string, model: Record<string, unknown>): string {
   const file = join(dir, `${name}.json`);
   const json = {
-    version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null, // prettier-ignore
-    pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null, model, // prettier-ignore
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [],
+    normalizer: null, // prettier-ignore
+    pre_tokenizer: { type: 'Whitespace' },
+    post_processor: null,
+    decoder: null,
+    model, // prettier-ignore
   };
   writeFileSync(file, JSON.stringify(json));
   return file;
 }
 
-const wordPiece = (vocab: Record<string, number>) => ({ type: 'WordPiece', unk_token: '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab });
+const wordPiece = (vocab: Record<string, number>) => ({
+  type: 'WordPiece',
+  unk_token: '[UNK]',
+  continuing_subword_prefix: '##',
+  max_input_chars_per_word: 100,
+  vocab,
+});
 
 t.test('WordPiece without its unknown token: refused at load, not in the forward pass', async (t) => {
   const file = tokenizerFile('wp-no-unk', wordPiece({ a: 0, b: 1, '##b': 2 }));
@@ -53,12 +66,28 @@ t.test('unsupported tokenizer models are refused with the family named', async (
   t.throws(() => loadTokenizer(tokenizerFile('untyped', { vocab: { a: 0 } })), /tokenizer model null is not supported \(supported: BPE, WordPiece, Unigram\)/);
   t.throws(() => loadTokenizer(tokenizerFile('nomodel', undefined as unknown as Record<string, unknown>)), /has no "model" object/);
   // a missing type the library infers (a Unigram list vocabulary) is still read
-  const inferred = loadTokenizer(tokenizerFile('inferred', { unk_id: 0, vocab: [['<unk>', 0], ['a', -1], ['b', -2]] }));
+  const inferred = loadTokenizer(
+    tokenizerFile('inferred', {
+      unk_id: 0,
+      vocab: [
+        ['<unk>', 0],
+        ['a', -1],
+        ['b', -2],
+      ],
+    }),
+  );
   t.same(inferred.encode('ab'), [1, 2]);
 });
 
 t.test('Unigram and BPE without a usable unknown token are refused', async (t) => {
-  const unigram = tokenizerFile('unigram', { type: 'Unigram', unk_id: null, vocab: [['a', -1], ['b', -2]] });
+  const unigram = tokenizerFile('unigram', {
+    type: 'Unigram',
+    unk_id: null,
+    vocab: [
+      ['a', -1],
+      ['b', -2],
+    ],
+  });
   t.throws(() => loadTokenizer(unigram), FileFormatError);
   t.throws(() => loadTokenizer(unigram), /Unigram model\.unk_id null is not a token id in 0\.\.1/);
   const bpe = tokenizerFile('bpe', { type: 'BPE', unk_token: '<unk>', vocab: { a: 0, b: 1 }, merges: [] });

@@ -128,14 +128,24 @@ for (const { policy, ref } of cases) {
     const onlyRecent = want.held.every((layer) => layer.every((list) => list[0]! >= window));
     t.notOk(onlyRecent, 'the reference keeps something older than a window would: the test tells the policy from a window');
     const before = tf.memory().numTensors;
-    for (const [mode, blockSize] of [['stepwise', 1], ['blocked', 5], ['blocked', 64]] as const) {
+    for (const [mode, blockSize] of [
+      ['stepwise', 1],
+      ['blocked', 5],
+      ['blocked', 64],
+    ] as const) {
       const result = await scoreTokens(model, ids, policy, { mode, blockSize });
       const diff = maxAbsDiff(result.nll, want.nll);
       t.ok(diff < 1e-4, `${mode}${mode === 'blocked' ? ` (blocks of ${blockSize})` : ''}: max |diff| ${diff.toExponential(2)}`);
     }
     // Fed in blocks through forward(), the cache keeps what the reference keeps.
     const cache = createCache(policy, cacheShape(model.config)) as ScoredCache;
-    for (const [from, to] of [[0, 5], [5, 20], [20, 21], [21, ids.length]] as const) forward(model, ids.slice(from, to), cache, 'last').dispose();
+    for (const [from, to] of [
+      [0, 5],
+      [5, 20],
+      [20, 21],
+      [21, ids.length],
+    ] as const)
+      forward(model, ids.slice(from, to), cache, 'last').dispose();
     const kept = want.held.map((layer, l) => layer.map((_, g) => cache.kept(l, g)));
     t.same(kept, want.held, 'kept tokens per layer and kv head');
     t.equal(cache.size, policy.budget - 1);
@@ -147,7 +157,10 @@ for (const { policy, ref } of cases) {
 
 t.test('H2O keeps different tokens per kv head; TOVA the same in every kv head', async (t) => {
   const h2o = reference(referenceH2O(6, 0)).held;
-  t.ok(h2o.some((layer) => JSON.stringify(layer[0]) !== JSON.stringify(layer[1])), `h2o: ${JSON.stringify(h2o)}`);
+  t.ok(
+    h2o.some((layer) => JSON.stringify(layer[0]) !== JSON.stringify(layer[1])),
+    `h2o: ${JSON.stringify(h2o)}`,
+  );
   const tova = reference(referenceTova(8)).held;
   t.ok(tova.every((layer) => JSON.stringify(layer[0]) === JSON.stringify(layer[1])));
 });

@@ -44,7 +44,14 @@ function reference(t: number, sinks: number, window: number, rope: RopeSpec, var
 
 /** [n, T, headDim] from T rows of [n * headDim] */
 function heads(rows: Float32Array[], n: number): tf.Tensor3D {
-  return tf.tidy(() => tf.tensor3d(rows.flatMap((r) => Array.from(r)), [rows.length, n, dims.headDim]).transpose([1, 0, 2]));
+  return tf.tidy(() =>
+    tf
+      .tensor3d(
+        rows.flatMap((r) => Array.from(r)),
+        [rows.length, n, dims.headDim],
+      )
+      .transpose([1, 0, 2]),
+  );
 }
 
 function viaCache(cache: KVCache, block: number, rope: RopeSpec, variant: SoftmaxVariant): Float32Array[] {

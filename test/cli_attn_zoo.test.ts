@@ -13,7 +13,7 @@ import { recomputeNllAt } from '../src/eval/recompute_sampled.js';
 import { loadModel } from '../src/model/load.js';
 import { writeSafetensors } from '../src/checkpoint/safetensors.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
-import { initTestBackend, maxAbsDiff, runCli } from './helpers.js';
+import { initTestBackend, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { decodePng } from './plot_helpers.js';
 import { checkFigures, close, type FigureFile, model, reproduce, setUp, textIds, tokenizer } from './reproduce_helpers.js';
 import { llama2cToHf, llamaConfigJson, randomArray, rng } from './tiny_checkpoints.js';
@@ -36,9 +36,15 @@ const zoo = join(dir, 'weights');
     if (variant === 'sink-token') tensors.set('model.sink_embedding', { shape: [dim], values: randomArray(r, dim) });
     const modelDir = join(zoo, `tiny-${variant}`);
     mkdirSync(modelDir, { recursive: true });
-    const config = { ...llamaConfigJson(base.shape), streamllm: { softmax: variant === 'sink-token' ? 'softmax' : variant, sink_token: variant === 'sink-token' } };
+    const config = {
+      ...llamaConfigJson(base.shape),
+      streamllm: { softmax: variant === 'sink-token' ? 'softmax' : variant, sink_token: variant === 'sink-token' },
+    };
     writeFileSync(join(modelDir, 'config.json'), JSON.stringify(config));
-    writeSafetensors(join(modelDir, 'model.safetensors'), [...tensors].map(([name, v]) => ({ name, shape: v.shape, values: v.values })));
+    writeSafetensors(
+      join(modelDir, 'model.safetensors'),
+      [...tensors].map(([name, v]) => ({ name, shape: v.shape, values: v.values })),
+    );
     copyFileSync(tokenizer, join(modelDir, 'tokenizer.bin'));
   }
   writeFileSync(
@@ -50,7 +56,26 @@ const manifest = join(zoo, 'manifest.json');
 
 t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   const out = join(dir, 'attn');
-  const r = runCli(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--samples', '16', '--length', '12', '--seed', '5', '--per-head', '--sink-windows', '8', '--out', out]);
+  const r = await runCliInProcess([
+    'attn',
+    '--model',
+    model,
+    '--tokenizer',
+    tokenizer,
+    '--text',
+    text,
+    '--samples',
+    '16',
+    '--length',
+    '12',
+    '--seed',
+    '5',
+    '--per-head',
+    '--sink-windows',
+    '8',
+    '--out',
+    out,
+  ]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   const lines = r.stdout.trim().split('\n');
   t.match(lines[0], /^Attention of queries at positions 4\+ \(mean over 16 windows of 12 tokens\); uniform: key 0 0\.\d{3}, keys 0-3 0\.\d{3}$/);
@@ -58,10 +83,18 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   const measurement = lines.indexOf('Sink measurement: 8 windows of 64 positions; per layer, its strongest head');
   t.ok(measurement > 0, 'the sink measurement follows the maps');
   t.equal(lines.slice(0, measurement).filter((l) => /^\|\s+\d \|/.test(l)).length, 3, 'one row per layer');
-  t.match(lines[measurement + 1], /^\| layer \| strongest head \| key 0, t in \[32, 64\) \| x uniform \| key 0, t in \[4, 16\) \| logit gap, short \| logit gap, long \| sink heads \|$/);
+  t.match(
+    lines[measurement + 1],
+    /^\| layer \| strongest head \| key 0, t in \[32, 64\) \| x uniform \| key 0, t in \[4, 16\) \| logit gap, short \| logit gap, long \| sink heads \|$/,
+  );
   t.equal(lines.slice(measurement).filter((l) => /^\|\s+\d \|/.test(l)).length, 3, 'one row per layer');
   t.match(lines[measurement + 6], /^Sink: no; strongest layer \d head \d: 0\.\d{3} on key 0 at t in \[32, 64\)/);
-  const scores = JSON.parse(readFileSync(join(out, 'sink-scores.json'), 'utf8')) as ReturnType<typeof sinkScores> & { samples: number; length: number; seed: number; softmax: string };
+  const scores = JSON.parse(readFileSync(join(out, 'sink-scores.json'), 'utf8')) as ReturnType<typeof sinkScores> & {
+    samples: number;
+    length: number;
+    seed: number;
+    softmax: string;
+  };
   t.equal(scores.samples, 16);
   t.equal(scores.softmax, 'softmax');
   // the same numbers in process
@@ -69,14 +102,34 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   const maps = attentionMaps(loadModel(model), allIds, { samples: 16, length: 12, seed: 5 });
   const want = sinkScores(maps);
   t.ok(close(scores.uniform.key0, want.uniform.key0));
-  t.ok(maxAbsDiff(scores.layers.flatMap((l) => l.heads.map((h) => h.key0)), want.layers.flatMap((l) => l.heads.map((h) => h.key0))) < 1e-6);
-  t.ok(maxAbsDiff(scores.layers.map((l) => l.mean.keys0to3), want.layers.map((l) => l.mean.keys0to3)) < 1e-6);
+  t.ok(
+    maxAbsDiff(
+      scores.layers.flatMap((l) => l.heads.map((h) => h.key0)),
+      want.layers.flatMap((l) => l.heads.map((h) => h.key0)),
+    ) < 1e-6,
+  );
+  t.ok(
+    maxAbsDiff(
+      scores.layers.map((l) => l.mean.keys0to3),
+      want.layers.map((l) => l.mean.keys0to3),
+    ) < 1e-6,
+  );
   // the measurement, as sinkProfile and sinkVerdict give it on the same windows
   const verdict = sinkVerdict(sinkProfile(loadModel(model), allIds, { windows: 8, seed: 5 }));
   const written = (scores as unknown as { measurement: SinkVerdict }).measurement;
   t.same(written.longRange, [32, 64]);
-  t.ok(maxAbsDiff(written.layers.flatMap((l) => l.heads.map((h) => h.key0)), verdict.layers.flatMap((l) => l.heads.map((h) => h.key0))) < 1e-6);
-  t.ok(maxAbsDiff(written.layers.flatMap((l) => l.heads.map((h) => h.gapLong)), verdict.layers.flatMap((l) => l.heads.map((h) => h.gapLong))) < 1e-5);
+  t.ok(
+    maxAbsDiff(
+      written.layers.flatMap((l) => l.heads.map((h) => h.key0)),
+      verdict.layers.flatMap((l) => l.heads.map((h) => h.key0)),
+    ) < 1e-6,
+  );
+  t.ok(
+    maxAbsDiff(
+      written.layers.flatMap((l) => l.heads.map((h) => h.gapLong)),
+      verdict.layers.flatMap((l) => l.heads.map((h) => h.gapLong)),
+    ) < 1e-5,
+  );
   t.equal(written.sink, false);
   const profile = JSON.parse(readFileSync(join(out, 'sink-profile.json'), 'utf8')) as { key0: number[][][]; logitGap: number[][][]; size: number };
   t.equal(profile.size, 64);
@@ -92,17 +145,30 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   t.ok(layer0.height > overview.height, 'two rows of head panels');
   for (const l of [1, 2]) t.ok(existsSync(join(out, `attention-layer-${l}.svg`)));
   t.match(readFileSync(join(out, 'report.md'), 'utf8'), /!\[Attention maps, every layer/);
-  const bad = runCli(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--length', '4']);
+  const bad = await runCliInProcess(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--length', '4']);
   t.equal(bad.status, 2);
   t.match(bad.stderr, /attn --length: must be >= 5, got 4/);
 });
 
 t.test('reproduce pretraining: every model of the manifest, as scoreTokens scores it', async (t) => {
-  const { out, json } = reproduce(dir, ['--manifest', manifest, '--text', text, '--limit', '200', '--recompute-samples', '20'], 'pretraining');
-  const models = json.models as { name: string; variant: string; trainedLength: number; tokens: number; streaming: { sinks: number; window: number; ppl: number }[]; recompute: { stride: number; positions: number; ppl: number; streaming4PplSamePositions: number } }[];
-  t.same(models.map((m) => m.variant), [...VARIANTS]);
+  const { out, json } = await reproduce(dir, ['--manifest', manifest, '--text', text, '--limit', '200', '--recompute-samples', '20'], 'pretraining');
+  const models = json.models as {
+    name: string;
+    variant: string;
+    trainedLength: number;
+    tokens: number;
+    streaming: { sinks: number; window: number; ppl: number }[];
+    recompute: { stride: number; positions: number; ppl: number; streaming4PplSamePositions: number };
+  }[];
+  t.same(
+    models.map((m) => m.variant),
+    [...VARIANTS],
+  );
   t.ok(models.every((m) => m.trainedLength === 64 && m.tokens === 200));
-  t.same(models[0]!.streaming.map((s) => `${s.sinks}+${s.window}`), ['0+64', '1+63', '2+62', '4+60']);
+  t.same(
+    models[0]!.streaming.map((s) => `${s.sinks}+${s.window}`),
+    ['0+64', '1+63', '2+62', '4+60'],
+  );
   const ids = textIds(text).slice(0, 200);
   for (const i of [1, 3]) {
     const m = loadModel(join(zoo, `tiny-${VARIANTS[i]}`));
@@ -116,14 +182,26 @@ t.test('reproduce pretraining: every model of the manifest, as scoreTokens score
     t.ok(close(models[i]!.recompute.ppl, Math.exp(nll.reduce((a, b) => a + b, 0) / nll.length)), `${VARIANTS[i]} recompute`);
   }
   const table = readFileSync(join(out, 'pretraining.md'), 'utf8');
-  const cells = (line: string) => line.split('|').slice(1, -1).map((c) => c.trim());
+  const cells = (line: string) =>
+    line
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
   const lines = table.trim().split('\n');
   t.same(cells(lines[0]!), ['model', 'variant', '0+W', '1+(W-1)', '2+(W-2)', '4+(W-4)', 'recompute*', '4+(W-4)*']);
   t.same(cells(lines[5]!).slice(0, 2), ['tiny-sink-token', 'sink-token']);
   t.equal(Number(cells(lines[5]!)[3]), Number(models[3]!.streaming[1]!.ppl.toFixed(2)));
   // beside the paper: each model's effects are ratios of its own perplexities
-  const comparison = json.comparison as { name: string; effects: { evictFirst: number; oneNotFour: number }; verdict: string; paper: { paper: string } | null }[];
-  t.same(comparison.map((c) => c.paper?.paper ?? null), ['vanilla', 'zero sink (softmax1)', null, 'learnable sink token']);
+  const comparison = json.comparison as {
+    name: string;
+    effects: { evictFirst: number; oneNotFour: number };
+    verdict: string;
+    paper: { paper: string } | null;
+  }[];
+  t.same(
+    comparison.map((c) => c.paper?.paper ?? null),
+    ['vanilla', 'zero sink (softmax1)', null, 'learnable sink token'],
+  );
   for (const [i, c] of comparison.entries()) {
     const p = (s: number) => models[i]!.streaming.find((x) => x.sinks === s)!.ppl;
     t.ok(close(c.effects.evictFirst, p(0) / p(1), 1e-4) && close(c.effects.oneNotFour, p(1) / p(4), 1e-4), `${c.name} effects`);
@@ -137,7 +215,7 @@ t.test('reproduce pretraining: every model of the manifest, as scoreTokens score
 
 t.test('start: the default model of the manifest on the held-out text, the table and the plot it names', async (t) => {
   const out = join(dir, 'start');
-  const r = runCli(['start', '--manifest', manifest, '--limit', '200', '--recompute-samples', '20', '--out', out]);
+  const r = await runCliInProcess(['start', '--manifest', manifest, '--limit', '200', '--recompute-samples', '20', '--out', out]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   t.match(r.stdout, /^Perplexity of tiny-softmax over 200 tokens, every cache 64 entries:\n/);
   t.match(r.stdout, /\| streaming\(4\+60\) \|/);
@@ -147,14 +225,31 @@ t.test('start: the default model of the manifest on the held-out text, the table
   t.equal(curves.model, 'tiny-softmax');
   t.match(readFileSync(join(out, 'report.md'), 'utf8'), /^- text: the held-out Brown corpus texts, \d+ tokens$/m);
   checkFigures(t, out, curves.figures);
-  const none = runCli(['start', '--manifest', join(dir, 'no-manifest.json'), '--text', text]);
+  const none = await runCliInProcess(['start', '--manifest', join(dir, 'no-manifest.json'), '--text', text]);
   t.equal(none.status, 2);
   t.match(none.stderr, /start: give --model PATH \(there is no model zoo manifest at /);
 });
 
 t.test('reproduce all: every experiment in one report', async (t) => {
   const out = join(dir, 'all');
-  const r = runCli(['reproduce', 'all', '--manifest', manifest, '--text', text, '--limit', '150', '--samples', '8', '--sink-windows', '4', '--recompute-samples', '10', '--out', out]);
+  const r = await runCliInProcess([
+    'reproduce',
+    'all',
+    '--manifest',
+    manifest,
+    '--text',
+    text,
+    '--limit',
+    '150',
+    '--samples',
+    '8',
+    '--recompute-samples',
+    '10',
+    '--sink-windows',
+    '4',
+    '--out',
+    out,
+  ]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   const report = readFileSync(join(out, 'report.md'), 'utf8');
   for (const heading of ['(Fig. 2)', '(Fig. 3)', '(Table 2)', '(Table 1)', '(Table 6)', '(Fig. 10)', '(Table 3)']) t.match(report, heading);

@@ -32,7 +32,21 @@ t.test('text in, text out, seeded sampling repeats itself', async (t) => {
 t.test('streaming generation far past the trained length, then Ctrl-C ends it cleanly', async (t) => {
   const cli = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
   // Without a tokenizer the ids stream as numbers: wait for 300 of them.
-  const child = spawn(process.execPath, [cli, 'generate', '--model', model, '--prompt-ids', '1', '--steps', '0', '--cache', 'streaming', '--window', '12', '--ignore-eos']);
+  const child = spawn(process.execPath, [
+    cli,
+    'generate',
+    '--model',
+    model,
+    '--prompt-ids',
+    '1',
+    '--steps',
+    '0',
+    '--cache',
+    'streaming',
+    '--window',
+    '12',
+    '--ignore-eos',
+  ]);
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   let stdout = '';
@@ -69,7 +83,14 @@ t.test('bad input: one line on stderr, exit code 2', async (t) => {
     const r = await runCliInProcess(args);
     t.equal(r.status, 2, args.join(' '));
     t.match(r.stderr, pattern, args.join(' '));
-    t.equal(r.stderr.trim().split('\n').filter((l) => !/^(backend|products):/.test(l)).length, 1, r.stderr);
+    t.equal(
+      r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !/^(backend|products):/.test(l)).length,
+      1,
+      r.stderr,
+    );
   }
   const help = await runCliInProcess(['generate', '--help']);
   t.equal(help.status, 0);

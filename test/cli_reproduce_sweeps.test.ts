@@ -14,11 +14,14 @@ const m = loadModel(model);
 const streamingPpl = async (sinkCount: number, windowSize: number) => (await scoreTokens(m, ids, { kind: 'streaming', sinkCount, windowSize })).ppl;
 
 t.test('initial-tokens: S + (64 - S) for S = 0, 1, 2, 4, 8', async (t) => {
-  const { out, json } = reproduce(dir, common, 'initial-tokens');
+  const { out, json } = await reproduce(dir, common, 'initial-tokens');
   t.equal(json.cacheSize, 64);
   t.equal(json.tokens, ids.length);
   const rows = json.rows as { sinks: number; window: number; label: string; ppl: number }[];
-  t.same(rows.map((r) => r.label), ['0+64', '1+63', '2+62', '4+60', '8+56']);
+  t.same(
+    rows.map((r) => r.label),
+    ['0+64', '1+63', '2+62', '4+60', '8+56'],
+  );
   for (const r of rows) {
     const want = await streamingPpl(r.sinks, r.window);
     t.ok(close(r.ppl, want), `${r.label}: ${r.ppl} vs scoreTokens ${want}`);
@@ -28,9 +31,13 @@ t.test('initial-tokens: S + (64 - S) for S = 0, 1, 2, 4, 8', async (t) => {
 });
 
 t.test('cache-size: 4 + (C - 4) from W/8 to W, and h2o and tova at budget C', async (t) => {
-  const { out, json } = reproduce(dir, common, 'cache-size');
+  const { out, json } = await reproduce(dir, common, 'cache-size');
   const rows = json.rows as { cacheSize: number; sinks: number; window: number; ppl: number; h2oPpl: number; tovaPpl: number }[];
-  t.same(rows.map((r) => r.cacheSize), [8, 16, 32, 64], 'W/16 = 4 leaves no window beside 4 sinks');
+  t.same(
+    rows.map((r) => r.cacheSize),
+    [8, 16, 32, 64],
+    'W/16 = 4 leaves no window beside 4 sinks',
+  );
   for (const r of rows) {
     const C = r.cacheSize;
     t.equal(r.sinks + r.window, C);
@@ -44,10 +51,14 @@ t.test('cache-size: 4 + (C - 4) from W/8 to W, and h2o and tova at budget C', as
 });
 
 t.test('latency: both policies at each size, the speed-up their ratio', async (t) => {
-  const { out, json } = reproduce(dir, common, 'latency');
+  const { out, json } = await reproduce(dir, common, 'latency');
   type Measure = { policy: { kind: string; windowSize: number; sinkCount?: number }; msPerToken: number; peakTensorMiB: number; kvCacheMiB: number };
   const rows = json.rows as { cacheSize: number; speedup: number; recompute: Measure; streaming: Measure }[];
-  t.same(rows.map((r) => r.cacheSize), [8, 16, 32, 64, 128, 256], 'W/8 .. 4W');
+  t.same(
+    rows.map((r) => r.cacheSize),
+    [8, 16, 32, 64, 128, 256],
+    'W/8 .. 4W',
+  );
   for (const r of rows) {
     t.same(r.recompute.policy, { kind: 'recompute', windowSize: r.cacheSize });
     t.same(r.streaming.policy, { kind: 'streaming', sinkCount: 4, windowSize: r.cacheSize - 4 });

@@ -15,7 +15,28 @@ const { dir, text } = setUp();
 
 t.test('attn --window, --sink-windows, --bos-first: the measurement on BOS-first windows of W positions', async (t) => {
   const out = join(dir, 'attn-bos');
-  const r = runCli(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--samples', '4', '--length', '8', '--window', '24', '--sink-windows', '6', '--bos-first', '--seed', '2', '--out', out]);
+  const r = runCli([
+    'attn',
+    '--model',
+    model,
+    '--tokenizer',
+    tokenizer,
+    '--text',
+    text,
+    '--samples',
+    '4',
+    '--length',
+    '8',
+    '--window',
+    '24',
+    '--sink-windows',
+    '6',
+    '--bos-first',
+    '--seed',
+    '2',
+    '--out',
+    out,
+  ]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   t.match(r.stdout, /^Sink measurement: 6 windows of 24 positions; per layer, its strongest head$/m);
   const written = (JSON.parse(readFileSync(join(out, 'sink-scores.json'), 'utf8')) as { measurement: SinkVerdict & { prefix: number[] } }).measurement;
@@ -23,8 +44,18 @@ t.test('attn --window, --sink-windows, --bos-first: the measurement on BOS-first
   t.same(written.prefix, [tok.bosId], 'BOS first');
   const allIds = tok.encode(readFileSync(text, 'utf8'), { bos: true });
   const want = sinkVerdict(sinkProfile(loadModel(model), allIds, { windows: 6, size: 24, seed: 2, bosId: tok.bosId }));
-  t.ok(maxAbsDiff(written.layers.flatMap((l) => l.heads.map((h) => h.key0)), want.layers.flatMap((l) => l.heads.map((h) => h.key0))) < 1e-6);
-  t.ok(maxAbsDiff(written.layers.flatMap((l) => l.heads.map((h) => h.gapShort)), want.layers.flatMap((l) => l.heads.map((h) => h.gapShort))) < 1e-5);
+  t.ok(
+    maxAbsDiff(
+      written.layers.flatMap((l) => l.heads.map((h) => h.key0)),
+      want.layers.flatMap((l) => l.heads.map((h) => h.key0)),
+    ) < 1e-6,
+  );
+  t.ok(
+    maxAbsDiff(
+      written.layers.flatMap((l) => l.heads.map((h) => h.gapShort)),
+      want.layers.flatMap((l) => l.heads.map((h) => h.gapShort)),
+    ) < 1e-5,
+  );
   t.match(readFileSync(join(out, 'report.md'), 'utf8'), /every window starts with BOS \(\d+\)/);
   for (const [args, message] of [
     [['--window', '9'], /^streamllm: window: sink scores need windows of at least 10 positions, got 9$/m],
@@ -42,9 +73,32 @@ t.test('attn --window, --sink-windows, --bos-first: the measurement on BOS-first
 
 t.test('reproduce --window W --sinks S: every cache holds W entries, streaming keeps S', async (t) => {
   const out = join(dir, 'curves-w32');
-  const r = runCli(['reproduce', 'curves', '--model', model, '--tokenizer', tokenizer, '--text', text, '--limit', '150', '--recompute-samples', '10', '--window', '32', '--sinks', '2', '--out', out]);
+  const r = runCli([
+    'reproduce',
+    'curves',
+    '--model',
+    model,
+    '--tokenizer',
+    tokenizer,
+    '--text',
+    text,
+    '--limit',
+    '150',
+    '--recompute-samples',
+    '10',
+    '--window',
+    '32',
+    '--sinks',
+    '2',
+    '--out',
+    out,
+  ]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
-  const json = JSON.parse(readFileSync(join(out, 'curves.json'), 'utf8')) as { windowSize: number; sinkCount: number; policies: { name: string; policy: Record<string, unknown>; ppl: number | null }[] };
+  const json = JSON.parse(readFileSync(join(out, 'curves.json'), 'utf8')) as {
+    windowSize: number;
+    sinkCount: number;
+    policies: { name: string; policy: Record<string, unknown>; ppl: number | null }[];
+  };
   t.equal(json.windowSize, 32);
   t.equal(json.sinkCount, 2);
   const by = (name: string) => json.policies.find((p) => p.name === name)!;
@@ -55,7 +109,10 @@ t.test('reproduce --window W --sinks S: every cache holds W entries, streaming k
   const { scoreTokens } = await import('../src/eval/perplexity.js');
   const want = await scoreTokens(loadModel(model), ids, { kind: 'streaming', sinkCount: 2, windowSize: 30 });
   t.ok(Math.abs(by('streaming').ppl! - want.ppl) <= 1e-5 * want.ppl, `streaming 2+30: ${by('streaming').ppl} vs ${want.ppl}`);
-  t.match(readFileSync(join(out, 'report.md'), 'utf8'), /Every cache lets a query see 32 entries \(trained length 64\); streaming keeps 2 initial tokens and 30 recent ones/);
+  t.match(
+    readFileSync(join(out, 'report.md'), 'utf8'),
+    /Every cache lets a query see 32 entries \(trained length 64\); streaming keeps 2 initial tokens and 30 recent ones/,
+  );
 });
 
 t.test('reproduce pretraining --models DIR,DIR --window W: those models, caches of W, beside the paper', async (t) => {
@@ -70,17 +127,47 @@ t.test('reproduce pretraining --models DIR,DIR --window W: those models, caches 
     if (variant === 'sink-token') tensors.set('model.sink_embedding', { shape: [base.shape.dim], values: randomArray(rng('models-flag'), base.shape.dim) });
     const d = join(dir, 'models', `mini-${variant}`);
     mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, 'config.json'), JSON.stringify({ ...llamaConfigJson(base.shape), streamllm: { softmax: 'softmax', sink_token: variant === 'sink-token' } }));
-    writeSafetensors(join(d, 'model.safetensors'), [...tensors].map(([name, v]) => ({ name, shape: v.shape, values: v.values })));
+    writeFileSync(
+      join(d, 'config.json'),
+      JSON.stringify({ ...llamaConfigJson(base.shape), streamllm: { softmax: 'softmax', sink_token: variant === 'sink-token' } }),
+    );
+    writeSafetensors(
+      join(d, 'model.safetensors'),
+      [...tensors].map(([name, v]) => ({ name, shape: v.shape, values: v.values })),
+    );
     copyFileSync(tokenizer, join(d, 'tokenizer.bin'));
     return d;
   });
   const out = join(dir, 'pretraining-models');
-  const r = runCli(['reproduce', 'pretraining', '--models', dirs.join(','), '--window', '24', '--text', text, '--limit', '120', '--recompute-samples', '6', '--out', out]);
+  const r = runCli([
+    'reproduce',
+    'pretraining',
+    '--models',
+    dirs.join(','),
+    '--window',
+    '24',
+    '--text',
+    text,
+    '--limit',
+    '120',
+    '--recompute-samples',
+    '6',
+    '--out',
+    out,
+  ]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
-  const json = JSON.parse(readFileSync(join(out, 'pretraining.json'), 'utf8')) as { models: { name: string; trainedLength: number; streaming: { sinks: number; window: number }[] }[]; comparison: { verdict: string }[] };
-  t.same(json.models.map((m) => m.name), ['mini-softmax', 'mini-sink-token']);
-  t.same(json.models[0]!.streaming.map((s) => `${s.sinks}+${s.window}`), ['0+24', '1+23', '2+22', '4+20']);
+  const json = JSON.parse(readFileSync(join(out, 'pretraining.json'), 'utf8')) as {
+    models: { name: string; trainedLength: number; streaming: { sinks: number; window: number }[] }[];
+    comparison: { verdict: string }[];
+  };
+  t.same(
+    json.models.map((m) => m.name),
+    ['mini-softmax', 'mini-sink-token'],
+  );
+  t.same(
+    json.models[0]!.streaming.map((s) => `${s.sinks}+${s.window}`),
+    ['0+24', '1+23', '2+22', '4+20'],
+  );
   t.equal(json.comparison.length, 2);
   // printed: the side-by-side table, then where the report is
   t.match(r.stdout, /^\| model +\| +0\+W \|/);
@@ -97,10 +184,19 @@ t.test('reproduce: bad --window and --sinks are one line and exit 2', async (t) 
   for (const [args, message] of [
     [['curves', '--window', '1'], /^streamllm: reproduce --window: must be >= 2, got 1$/m],
     [['curves', '--sinks', '-1'], /^streamllm: reproduce --sinks: must be >= 0, got -1$/m],
-    [['curves', '--window', '16', '--sinks', '16'], /^streamllm: reproduce --sinks: 16 initial tokens leave no room for recent ones in a cache of --window 16; expected S < W$/m],
-    [['cache-size', '--sinks', '64'], /^streamllm: reproduce --sinks: 64 initial tokens leave no room for recent ones in a cache of the trained length 64 \(the default --window\); expected S < W$/m],
+    [
+      ['curves', '--window', '16', '--sinks', '16'],
+      /^streamllm: reproduce --sinks: 16 initial tokens leave no room for recent ones in a cache of --window 16; expected S < W$/m,
+    ],
+    [
+      ['cache-size', '--sinks', '64'],
+      /^streamllm: reproduce --sinks: 64 initial tokens leave no room for recent ones in a cache of the trained length 64 \(the default --window\); expected S < W$/m,
+    ],
     [['curves', '--models', 'a,b'], /^streamllm: reproduce curves --models: only pretraining compares several models$/m],
-    [['initial-tokens', '--sinks', '2'], /^streamllm: reproduce initial-tokens --sinks: does not apply \(it sets the initial tokens of curves, cache-size, latency; initial-tokens varies or fixes them by design\)$/m],
+    [
+      ['initial-tokens', '--sinks', '2'],
+      /^streamllm: reproduce initial-tokens --sinks: does not apply \(it sets the initial tokens of curves, cache-size, latency; initial-tokens varies or fixes them by design\)$/m,
+    ],
   ] as const) {
     const r = runCli(['reproduce', ...args, ...common]);
     t.equal(r.status, 2, args.join(' '));

@@ -1,5 +1,5 @@
-// The engine against ../shared/conformance (float64, independently computed,
-// checked against llama2.c): dense logits, greedy decoding, and per-token NLLs
+// The engine against the conformance data in test/fixtures (float64, independently
+// computed, checked against llama2.c): dense logits, greedy decoding, and per-token NLLs
 // of every cache policy, token by token and in blocks.
 import * as tf from '@tensorflow/tfjs';
 import t from 'tap';
@@ -47,7 +47,11 @@ t.test('40 greedy steps from BOS, token for token', async (t) => {
 });
 
 for (const c of expected.cases) {
-  for (const [mode, blockSize] of [['stepwise', 1], ['blocked', 5], ['blocked', 64]] as const) {
+  for (const [mode, blockSize] of [
+    ['stepwise', 1],
+    ['blocked', 5],
+    ['blocked', 64],
+  ] as const) {
     t.test(`${c.name}: NLLs ${mode}${mode === 'blocked' ? ` in blocks of ${blockSize}` : ''}`, async (t) => {
       const before = tf.memory().numTensors;
       const result = await scoreTokens(model, expected.tokens.slice(0, c.tokens), policyOf(c), { mode, blockSize });

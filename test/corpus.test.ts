@@ -21,7 +21,11 @@ t.test('the split: 450 + 50 texts, every tenth held out, every genre in both', a
     heldout.slice(0, 8).map((x) => x.id),
     ['ca10', 'ca20', 'ca30', 'ca40', 'cb06', 'cb16', 'cb26', 'cc09'],
   );
-  t.same(brownSplit('heldout'), heldout.map((x) => x.id), 'the same ids on every call');
+  t.same(
+    brownSplit('heldout'),
+    heldout.map((x) => x.id),
+    'the same ids on every call',
+  );
   t.equal(brownPartOf(9), 'heldout');
   t.equal(brownPartOf(10), 'train');
   const all = new Set([...train, ...heldout].map((x) => x.id));

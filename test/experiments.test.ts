@@ -37,13 +37,21 @@ t.test('recompute at sampled positions = the conformance recompute-32 NLLs', asy
   const nll = await recomputeNllAt(model, expected.tokens, 32, positions, { batchSize: 3, onProgress: (d) => (progress = d) });
   t.equal(tf.memory().numTensors, before, 'no tensor leaks');
   t.equal(progress, positions.length);
-  const diff = maxAbsDiff(nll, positions.map((p) => want[p]!));
+  const diff = maxAbsDiff(
+    nll,
+    positions.map((p) => want[p]!),
+  );
   t.ok(diff < 1e-4, `max diff ${diff.toExponential(2)}`);
   // and the same as scoreTokens' recompute, token by token
   const full = await scoreTokens(model, expected.tokens.slice(0, 100), { kind: 'recompute', windowSize: 32 });
   const some = [0, 5, 31, 32, 33, 60, 98];
   const mine = await recomputeNllAt(model, expected.tokens.slice(0, 100), 32, some);
-  t.ok(maxAbsDiff(mine, some.map((p) => full.nll[p]!)) < 1e-5);
+  t.ok(
+    maxAbsDiff(
+      mine,
+      some.map((p) => full.nll[p]!),
+    ) < 1e-5,
+  );
   await t.rejects(recomputeNllAt(model, expected.tokens, 32, [5, 3]), /positions must ascend/);
   await t.rejects(recomputeNllAt(model, expected.tokens, 32, [159]), /positions must ascend within 0..158/);
   disposeModel(model);
@@ -112,7 +120,16 @@ t.test('text sources: ids are checked against the vocabulary; text needs a token
 t.test('zoo manifest: paths, default, and one-line errors', async (t) => {
   const dir = tempDir('streamllm-manifest-');
   const file = join(dir, 'manifest.json');
-  writeFileSync(file, JSON.stringify({ default: 'b', models: [{ name: 'a', variant: 'softmax' }, { name: 'b', path: 'sub/b', steps: 10 }] }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      default: 'b',
+      models: [
+        { name: 'a', variant: 'softmax' },
+        { name: 'b', path: 'sub/b', steps: 10 },
+      ],
+    }),
+  );
   const m = readManifest(file);
   t.equal(m.models.length, 2);
   t.equal(m.models[0]!.path, join(dir, 'a'), 'path defaults to the name, beside the manifest');

@@ -74,8 +74,8 @@ export async function runCliInProcess(args: string[]): Promise<CliResult> {
   let stderr = '';
   const out = process.stdout.write;
   const err = process.stderr.write;
-  process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += chunk.toString()), true));
-  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += chunk.toString()), true));
+  process.stdout.write = (chunk: string | Uint8Array) => ((stdout += chunk.toString()), true);
+  process.stderr.write = (chunk: string | Uint8Array) => ((stderr += chunk.toString()), true);
   try {
     const status = await main(args);
     return { status, stdout, stderr };

@@ -204,8 +204,14 @@ t.test('config errors name the file and the field', async (t) => {
 t.test('weights that overflow the wasm heap are refused before loading', async (t) => {
   // TinyLlama-1.1B's shape: 4.4 GB of float32 weights.
   const config = {
-    model_type: 'llama', hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 22, // prettier-ignore
-    num_attention_heads: 32, num_key_value_heads: 4, vocab_size: 32000, max_position_embeddings: 2048, // prettier-ignore
+    model_type: 'llama',
+    hidden_size: 2048,
+    intermediate_size: 5632,
+    num_hidden_layers: 22, // prettier-ignore
+    num_attention_heads: 32,
+    num_key_value_heads: 4,
+    vocab_size: 32000,
+    max_position_embeddings: 2048, // prettier-ignore
   };
   const spec = readHfConfigFrom(config);
   const params = 1_100_048_384; // TinyLlama's parameter count (untied)

@@ -76,7 +76,10 @@ for (const parallel of [true, false]) {
     const cache = new DenseCache(cacheShape(model.config));
     const logits = forward(model, ids.slice(0, 16), cache);
     const ref = hfReferenceLogits(config, tensors, ids.slice(0, 16));
-    const d = maxAbsDiff(logits.dataSync(), ref.flatMap((row) => Array.from(row)));
+    const d = maxAbsDiff(
+      logits.dataSync(),
+      ref.flatMap((row) => Array.from(row)),
+    );
     t.ok(d < 2e-5, `dense logits: max |diff| ${d}`);
     logits.dispose();
     cache.dispose();

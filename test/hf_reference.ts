@@ -109,7 +109,13 @@ export function hfReferenceLogits(
       const m = Math.max(extra, ...scores);
       const e = scores.map((s) => Math.exp(s - m));
       const z = e.reduce((a, b) => a + b, 0) + Math.exp(extra - m);
-      observe?.(l, pos, h, Float64Array.from(e, (p) => p / z), Float64Array.from(scores));
+      observe?.(
+        l,
+        pos,
+        h,
+        Float64Array.from(e, (p) => p / z),
+        Float64Array.from(scores),
+      );
       e.forEach((p, j) => {
         const v = values[l]![seen[j]!]![kvh]!;
         for (let c = 0; c < hd; c++) out[h * hd + c]! += (p / z) * v[c]!;
@@ -119,7 +125,10 @@ export function hfReferenceLogits(
   };
 
   ids.forEach((id, pos) => {
-    let x: Vec = id === -1 ? Float64Array.from(get(neox ? 'gpt_neox.sink_embedding' : 'model.sink_embedding')) : Float64Array.from(embed.subarray(id * dim, (id + 1) * dim));
+    let x: Vec =
+      id === -1
+        ? Float64Array.from(get(neox ? 'gpt_neox.sink_embedding' : 'model.sink_embedding'))
+        : Float64Array.from(embed.subarray(id * dim, (id + 1) * dim));
     for (let l = 0; l < config.num_hidden_layers; l++) {
       keys[l] ??= [];
       values[l] ??= [];
@@ -161,7 +170,11 @@ export function hfReferenceLogits(
         const n2 = rmsNorm(x, get(`model.layers.${l}.post_attention_layernorm.weight`), eps);
         const gate = linear(n2, get(`${m}gate_proj.weight`), maybe(`${m}gate_proj.bias`));
         const up = linear(n2, get(`${m}up_proj.weight`), maybe(`${m}up_proj.bias`));
-        const down = linear(gate.map((g, i) => silu(g) * up[i]!), get(`${m}down_proj.weight`), maybe(`${m}down_proj.bias`));
+        const down = linear(
+          gate.map((g, i) => silu(g) * up[i]!),
+          get(`${m}down_proj.weight`),
+          maybe(`${m}down_proj.bias`),
+        );
         x = x.map((v, i) => v + down[i]!);
       }
     }

@@ -31,7 +31,11 @@ for (const fused of [true, false]) {
   t.beforeEach(() => setFusedKernels(fused));
 
   t.test(`rmsNorm (${mode})`, async (t) => {
-    for (const [rows, dim] of [[1, 8], [5, 48], [3, 7]] as const) {
+    for (const [rows, dim] of [
+      [1, 8],
+      [5, 48],
+      [3, 7],
+    ] as const) {
       const x = randn(rows * dim);
       const w = randn(dim);
       const got = tf.tidy(() => rmsNorm(tf.tensor2d(x, [rows, dim]), tf.tensor1d(w), 1e-5).dataSync());
@@ -64,7 +68,11 @@ for (const fused of [true, false]) {
 
   t.test(`swiglu (${mode})`, async (t) => {
     // hidden 10 runs the JavaScript loop; multiples of 4 the SIMD one on wasm
-    for (const [rows, hidden] of [[3, 10], [5, 12], [2, 768]] as const) {
+    for (const [rows, hidden] of [
+      [3, 10],
+      [5, 12],
+      [2, 768],
+    ] as const) {
       const x = randn(rows * 2 * hidden).map((v) => 12 * v); // past where exp(-g) is tiny or huge
       for (const simd of [true, false]) {
         setSimdKernels(simd);
@@ -115,7 +123,9 @@ t.test('gradients: custom kernels agree with tfjs autodiff of the plain ops', as
     tf.tidy(() => {
       setFusedKernels(fused);
       const angles = ropeAngles([1, 5, 9], spec);
-      return tf.grad((a: tf.Tensor) => applyRope(a as tf.Tensor3D, angles, spec))(r, dr).dataSync();
+      return tf
+        .grad((a: tf.Tensor) => applyRope(a as tf.Tensor3D, angles, spec))(r, dr)
+        .dataSync();
     });
   t.ok(maxAbsDiff(ropeGrad(true), ropeGrad(false)) < 1e-5, 'rope');
 
@@ -130,7 +140,9 @@ t.test('gradients: custom kernels agree with tfjs autodiff of the plain ops', as
   const table = tf.tensor2d(randn(6 * 3), [6, 3]);
   const ids = [4, 1, 4, 0];
   const de = tf.tensor2d(randn(4 * 3), [4, 3]);
-  const dTable = tf.grad((tb: tf.Tensor) => embed(tb as tf.Tensor2D, ids))(table, de).dataSync();
+  const dTable = tf
+    .grad((tb: tf.Tensor) => embed(tb as tf.Tensor2D, ids))(table, de)
+    .dataSync();
   const want = new Float64Array(18);
   const dRows = de.dataSync();
   ids.forEach((id, i) => [0, 1, 2].forEach((c) => (want[id * 3 + c]! += dRows[i * 3 + c]!)));
@@ -143,7 +155,12 @@ t.test('linear and batchMatMul match tf.matMul', async (t) => {
   const w = tf.tensor2d(randn(4 * 5), [4, 5]);
   const bias = tf.tensor1d(randn(5));
   const y = linear(x, w, bias);
-  const want = tf.tidy(() => tf.matMul(x.reshape([6, 4]), w).add(bias).reshape([2, 3, 5]));
+  const want = tf.tidy(() =>
+    tf
+      .matMul(x.reshape([6, 4]), w)
+      .add(bias)
+      .reshape([2, 3, 5]),
+  );
   t.same(y.shape, [2, 3, 5]);
   t.ok(maxAbsDiff(y.dataSync(), want.dataSync()) < 1e-5);
   const b3 = tf.tensor3d(randn(2 * 4 * 2), [2, 4, 2]);
@@ -161,11 +178,27 @@ t.test('qkvHeads: the fused kernel equals split + head transposes + rotations', 
     { theta: 500, layout: 'halves', rotaryDim: 4, scale: 2 },
   ];
   for (const spec of specs) {
-    for (const [rows, rowStart, T] of [[1, 0, 1], [5, 0, 5], [7, 3, 2]] as const) {
+    for (const [rows, rowStart, T] of [
+      [1, 0, 1],
+      [5, 0, 5],
+      [7, 3, 2],
+    ] as const) {
       const before = tf.memory().numTensors;
       const qkv = tf.tensor2d(randn(rows * width), [rows, width]);
-      const keyAngles = ropeAngles(Array.from({ length: T }, (_, i) => 10 + i), spec);
-      const frameAngles = [ropeAngles(Array.from({ length: T }, (_, i) => 3 * i), spec), ropeAngles(Array.from({ length: T }, () => 1_000_000), spec)];
+      const keyAngles = ropeAngles(
+        Array.from({ length: T }, (_, i) => 10 + i),
+        spec,
+      );
+      const frameAngles = [
+        ropeAngles(
+          Array.from({ length: T }, (_, i) => 3 * i),
+          spec,
+        ),
+        ropeAngles(
+          Array.from({ length: T }, () => 1_000_000),
+          spec,
+        ),
+      ];
       const run = (fused: boolean) => {
         setFusedKernels(fused);
         const r = qkvHeads(qkv, rowStart, T, counts, keyAngles, frameAngles, spec);
@@ -177,7 +210,10 @@ t.test('qkvHeads: the fused kernel equals split + head transposes + rotations', 
       const ops = run(false);
       setFusedKernels(true);
       t.equal(fused.length, 4, 'keys, values and one query tensor per frame');
-      t.same(fused.map((x) => x.shape), ops.map((x) => x.shape));
+      t.same(
+        fused.map((x) => x.shape),
+        ops.map((x) => x.shape),
+      );
       t.ok(Math.max(...fused.map((x, i) => maxAbsDiff(x.data, ops[i]!.data))) < 1e-6, `${spec.layout}, rows ${rowStart}..${rowStart + T} of ${rows}`);
       tf.dispose([qkv, keyAngles.cos, keyAngles.sin, ...frameAngles.flatMap((a) => [a.cos, a.sin])]);
       t.equal(tf.memory().numTensors, before, 'no tensor leak');
@@ -186,8 +222,15 @@ t.test('qkvHeads: the fused kernel equals split + head transposes + rotations', 
 });
 
 t.test('tokenNll: SIMD, JavaScript and tfjs ops against the float64 reference', async (t) => {
-  for (const [rows, vocab] of [[3, 7], [4, 32], [2, 1001]] as const) {
-    const logits = tf.tensor2d(randn(rows * vocab).map((v) => 20 * v), [rows, vocab]);
+  for (const [rows, vocab] of [
+    [3, 7],
+    [4, 32],
+    [2, 1001],
+  ] as const) {
+    const logits = tf.tensor2d(
+      randn(rows * vocab).map((v) => 20 * v),
+      [rows, vocab],
+    );
     const targets = [vocab - 1, 0, 3 % vocab].slice(0, rows - 1);
     const want = new Float64Array(targets.length);
     nllOfRows((logits.dataSync() as Float32Array).subarray(vocab), vocab, targets, want, 0);

@@ -42,11 +42,9 @@ for (const fused of [true, false]) {
     const before = tf.memory().numTensors;
     const [xt, wt, bt, pt] = [tf.tensor2d(x, [rows, dim]), tf.tensor1d(w), tf.tensor1d(b), tf.tensor2d(probe, [rows, dim])];
     let y: tf.Tensor | undefined;
-    const grads = tf.grads((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) => (y = tf.keep(layerNorm(xi, wi as tf.Tensor1D, bi as tf.Tensor1D, eps))).mul(pt).sum())([
-      xt,
-      wt,
-      bt,
-    ]);
+    const grads = tf.grads((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) =>
+      (y = tf.keep(layerNorm(xi, wi as tf.Tensor1D, bi as tf.Tensor1D, eps))).mul(pt).sum(),
+    )([xt, wt, bt]);
     const d = maxAbsDiff(y!.dataSync(), layerNormReference(x, w, b, eps));
     t.ok(d < 2e-6, `values max |diff| ${d}`);
     const [dx, dw, db] = grads.map((g) => g.dataSync());

@@ -42,14 +42,25 @@ t.test('version 1 (ak42) files read the same tensors', async (t) => {
   const header = Buffer.alloc(256);
   header.writeUInt32LE(0x616b3432, 0);
   header.writeInt32LE(1, 4);
-  [shape.dim, shape.hiddenDim, shape.layers, shape.heads, shape.kvHeads, shape.vocabSize, shape.maxSeqLen].forEach((v, i) =>
-    header.writeInt32LE(v, 8 + 4 * i),
-  );
+  [shape.dim, shape.hiddenDim, shape.layers, shape.heads, shape.kvHeads, shape.vocabSize, shape.maxSeqLen].forEach((v, i) => header.writeInt32LE(v, 8 + 4 * i));
   header.writeUInt8(0, 36);
   const file = join(dir, 'v1.bin');
   const fd = openSync(file, 'w');
   writeSync(fd, header);
-  for (const a of [tensors.rmsAtt, tensors.rmsFfn, tensors.rmsFinal, tensors.tokenEmbedding, tensors.wq, tensors.wk, tensors.wv, tensors.wo, tensors.w1, tensors.w2, tensors.w3, tensors.classifier!]) {
+  for (const a of [
+    tensors.rmsAtt,
+    tensors.rmsFfn,
+    tensors.rmsFinal,
+    tensors.tokenEmbedding,
+    tensors.wq,
+    tensors.wk,
+    tensors.wv,
+    tensors.wo,
+    tensors.w1,
+    tensors.w2,
+    tensors.w3,
+    tensors.classifier!,
+  ]) {
     writeSync(fd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   }
   closeSync(fd);
@@ -102,7 +113,12 @@ t.test('the writer leaves no file behind when a tensor is missing', async (t) =>
 /** Every weight tensor of a model, flattened in a fixed order. */
 function weightValues(m: Model): number[][] {
   const w = m.weights;
-  const tensors = [w.embedding, w.finalNorm.weight, w.classifier, ...w.layers.flatMap((l) => [l.attnNorm.weight, l.qkv.weight, l.out.weight, l.mlpNorm.weight, l.up.weight, l.down.weight])];
+  const tensors = [
+    w.embedding,
+    w.finalNorm.weight,
+    w.classifier,
+    ...w.layers.flatMap((l) => [l.attnNorm.weight, l.qkv.weight, l.out.weight, l.mlpNorm.weight, l.up.weight, l.down.weight]),
+  ];
   return tensors.map((x) => Array.from(x!.dataSync()));
 }
 

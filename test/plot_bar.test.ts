@@ -32,7 +32,10 @@ function bars(fig: { png: Buffer }, color: string) {
   // bar columns have many pixels; a legend swatch column has few
   const counts = new Map<number, number>();
   for (const p of px) counts.set(p.x, (counts.get(p.x) ?? 0) + 1);
-  const columns = [...counts].filter(([, c]) => c > 40).map(([x]) => x).sort((a, b) => a - b);
+  const columns = [...counts]
+    .filter(([, c]) => c > 40)
+    .map(([x]) => x)
+    .sort((a, b) => a - b);
   // split into runs of adjacent columns: one run per bar
   const runs: { x0: number; x1: number; top: number; bottom: number }[] = [];
   for (const x of columns) {
@@ -52,7 +55,20 @@ function bars(fig: { png: Buffer }, color: string) {
 t.test('labels, groups, legend and printed values are in the SVG', async (t) => {
   const fig = await barChart(options());
   const texts = svgTexts(fig.svg);
-  for (const s of ['Streaming perplexity by cache layout', 'window 1020-1024', 'KV cache (sinks + window)', 'perplexity', 'pre-training', '0 + 1024', '4 + 1020', 'vanilla', 'with sink token', '40.0', '20.0', '10.0']) {
+  for (const s of [
+    'Streaming perplexity by cache layout',
+    'window 1020-1024',
+    'KV cache (sinks + window)',
+    'perplexity',
+    'pre-training',
+    '0 + 1024',
+    '4 + 1020',
+    'vanilla',
+    'with sink token',
+    '40.0',
+    '20.0',
+    '10.0',
+  ]) {
     t.ok(texts.includes(s), `text "${s}"`);
   }
 });

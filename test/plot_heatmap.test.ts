@@ -139,13 +139,20 @@ t.test('same input, same bytes', async (t) => {
 
 t.test('bad input: a UsageError with one line naming the field', async (t) => {
   const base: HeatmapGridOptions = { title: 'x', colorLabel: 'w', panels: [{ title: 'Layer 0', matrix: matrix(4) }] };
-  const nonSquare = [[1, 0, 0], [1, 1, 0]];
+  const nonSquare = [
+    [1, 0, 0],
+    [1, 1, 0],
+  ];
   const nan = matrix(4);
   nan[2]![1] = NaN;
   const cases: [string, Partial<HeatmapGridOptions>, RegExp][] = [
     ['no panels', { panels: [] }, /^heatmapGrid: panels: expected at least one entry/],
     ['empty matrix', { panels: [{ title: 'L', matrix: [] }] }, /panels\[0\] "L" matrix: expected at least one entry/],
-    ['non-square', { panels: [{ title: 'L', matrix: nonSquare }] }, /panels\[0\] "L" matrix: expected a square matrix, but row 0 has 3 entries and there are 2 rows/],
+    [
+      'non-square',
+      { panels: [{ title: 'L', matrix: nonSquare }] },
+      /panels\[0\] "L" matrix: expected a square matrix, but row 0 has 3 entries and there are 2 rows/,
+    ],
     ['NaN below the diagonal', { panels: [{ title: 'L', matrix: nan }] }, /panels\[0\] "L" matrix\[2\]\[1\]: expected a finite number, got NaN/],
     ['NaN above the diagonal, unmasked', { mask: 'none', panels: [{ title: 'L', matrix: matrix(4) }] }, /matrix\[0\]\[1\]: expected a finite number, got NaN/],
     ['log of zeros', { colorScale: 'log' }, /colorScale: log needs some value > 0/],

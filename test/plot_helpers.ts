@@ -32,12 +32,7 @@ export function near(a: readonly number[], b: readonly number[], tolerance = 0):
 }
 
 /** Coordinates of every pixel within `tolerance` of `rgb` (per channel), optionally inside a box. */
-export function pixelsOf(
-  img: Image,
-  rgb: readonly number[],
-  tolerance = 0,
-  box = { x0: 0, y0: 0, x1: img.width, y1: img.height },
-): { x: number; y: number }[] {
+export function pixelsOf(img: Image, rgb: readonly number[], tolerance = 0, box = { x0: 0, y0: 0, x1: img.width, y1: img.height }): { x: number; y: number }[] {
   const found: { x: number; y: number }[] = [];
   for (let y = box.y0; y < box.y1; y++) {
     for (let x = box.x0; x < box.x1; x++) if (near(img.at(x, y), rgb, tolerance)) found.push({ x, y });

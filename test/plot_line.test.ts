@@ -32,7 +32,17 @@ function options(): LineChartOptions {
 t.test('labels, legend and reference lines are in the SVG', async (t) => {
   const fig = await lineChart(options());
   const texts = svgTexts(fig.svg);
-  for (const s of ['Per-token log-perplexity', 'tiny model, cache 4 + 12', 'token position', 'log-perplexity (nats)', 'KV cache', 'window', 'StreamingLLM', 'cache full at 16', 'dense average']) {
+  for (const s of [
+    'Per-token log-perplexity',
+    'tiny model, cache 4 + 12',
+    'token position',
+    'log-perplexity (nats)',
+    'KV cache',
+    'window',
+    'StreamingLLM',
+    'cache full at 16',
+    'dense average',
+  ]) {
     t.ok(texts.includes(s), `text "${s}"`);
   }
   t.match(fig.svg, /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
@@ -119,7 +129,11 @@ t.test('downsampleMinMax keeps first, last and every bucket extreme', async (t) 
   t.equal(keep[0], 0);
   t.equal(keep[keep.length - 1], n - 1);
   t.ok(keep.includes(777));
-  t.same([...keep].sort((a, b) => a - b), keep, 'ascending');
+  t.same(
+    [...keep].sort((a, b) => a - b),
+    keep,
+    'ascending',
+  );
   t.equal(new Set(keep).size, keep.length, 'no repeats');
   // each bucket's min and max survive
   for (let b = 0; b < 100; b++) {
@@ -149,7 +163,16 @@ t.test('bad input: a UsageError with one line naming the field', async (t) => {
     ['Infinity in x', { series: [{ name: 'a', x: [0, Infinity], y: [1, 2] }] }, /x\[1\]: expected a finite number, got Infinity/],
     ['lengths differ', { series: [{ name: 'a', x: [0, 1, 2], y: [1, 2] }] }, /x has 3 values but y has 2/],
     ['zero on log y', { yScale: 'log', series: [{ name: 'a', x: [0, 1], y: [1, 0] }] }, /y\[1\]: 0 cannot be drawn on a log scale/],
-    ['duplicate names', { series: [{ name: 'a', x: [0], y: [1] }, { name: 'a', x: [0], y: [2] }] }, /series name\[1\]: "a" appears twice/],
+    [
+      'duplicate names',
+      {
+        series: [
+          { name: 'a', x: [0], y: [1] },
+          { name: 'a', x: [0], y: [2] },
+        ],
+      },
+      /series name\[1\]: "a" appears twice/,
+    ],
     ['no title', { title: '' }, /^lineChart: title: expected a non-empty string/],
     ['bad scale', { xScale: 'sqrt' as never }, /xScale: expected 'linear', 'log' or 'log2', got "sqrt"/],
     ['reference line without label', { referenceLines: [{ x: 1 } as never] }, /referenceLines\[0\] label: expected a non-empty string/],

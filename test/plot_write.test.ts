@@ -30,7 +30,11 @@ t.test('a failed rename leaves no temporary file', async (t) => {
   mkdirSync(join(dir, 'f.png'));
   writeFileSync(join(dir, 'keep.txt'), 'x');
   await t.rejects(writeFigure(join(dir, 'f'), figure));
-  t.same(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no .tmp files');
+  t.same(
+    readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+    [],
+    'no .tmp files',
+  );
 });
 
 t.test('basePath with an extension is a UsageError', async (t) => {

@@ -114,7 +114,7 @@ t.test('pooledLinear: a tensor in, a tensor out, bias added, nothing leaked', as
   t.ok(Math.max(...Array.from(got, (v, i) => Math.abs(v - want[i]! - b[i % rows]!))) < 1e-4, 'x @ W^T + b');
   tf.dispose([x, bias, y]);
   t.equal(tf.memory().numTensors, before, 'no tensors left behind');
-  t.throws(() => pooledLinear(tf.zeros([1, 32]) as tf.Tensor2D, m), /64/, 'a wrong input width is refused');
+  t.throws(() => pooledLinear(tf.zeros<tf.Rank.R2>([1, 32]), m), /64/, 'a wrong input width is refused');
 });
 
 t.test('allocation: sizes, alignment, and the 4 GiB limit', async (t) => {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import type { Test } from 'tap';
 import { loadTokenizer } from '../src/tokenizer/load.js';
-import { FIXTURES, runCli } from './helpers.js';
+import { FIXTURES, runCliInProcess } from './helpers.js';
 import { decodePng } from './plot_helpers.js';
 
 export const model = `${FIXTURES}tiny-gqa.bin`;
@@ -30,10 +30,15 @@ export function textIds(text: string): number[] {
   return loadTokenizer(tokenizer).encode(readFileSync(text, 'utf8'), { bos: true }).slice(0, LIMIT);
 }
 
-/** Run `reproduce EXPERIMENT` into DIR/EXPERIMENT; returns the folder and EXPERIMENT.json. */
-export function reproduce(dir: string, common: string[], experiment: string, extra: string[] = []): { out: string; json: Record<string, unknown> } {
+/** Run `reproduce EXPERIMENT` (in this process) into DIR/EXPERIMENT; returns the folder and EXPERIMENT.json. */
+export async function reproduce(
+  dir: string,
+  common: string[],
+  experiment: string,
+  extra: string[] = [],
+): Promise<{ out: string; json: Record<string, unknown> }> {
   const out = join(dir, experiment);
-  const r = runCli(['reproduce', experiment, ...common, '--out', out, ...extra]);
+  const r = await runCliInProcess(['reproduce', experiment, ...common, '--out', out, ...extra]);
   if (r.status !== 0) throw new Error(`reproduce ${experiment} failed: ${r.stderr}`);
   return { out, json: JSON.parse(readFileSync(join(out, `${experiment}.json`), 'utf8')) as Record<string, unknown> };
 }

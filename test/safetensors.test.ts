@@ -70,15 +70,27 @@ t.test('chunked reads reassemble the tensor, in every dtype', async (t) => {
   const values = Float32Array.from({ length: 7 * 5 * 3 }, (_, i) => (i % 17) - 8 + i / 128);
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
     const file = join(dir, `${dtype}.safetensors`);
-    writeSafetensors(file, [{ name: 'pad', shape: [3], values: new Float32Array(3) }, { name: 'x', shape: [7, 5, 3], values }], { dtype });
+    writeSafetensors(
+      file,
+      [
+        { name: 'pad', shape: [3], values: new Float32Array(3) },
+        { name: 'x', shape: [7, 5, 3], values },
+      ],
+      { dtype },
+    );
     const reader = SafetensorsReader.open(file);
     const whole = reader.read('x', [7, 5, 3]);
     const rows: number[] = [];
     const pieces = new Float32Array(whole.length);
-    reader.readRows('x', undefined, (row, v) => {
-      rows.push(row);
-      pieces.set(v, row * 15);
-    }, 2 * 15 * 4); // two rows a chunk
+    reader.readRows(
+      'x',
+      undefined,
+      (row, v) => {
+        rows.push(row);
+        pieces.set(v, row * 15);
+      },
+      2 * 15 * 4,
+    ); // two rows a chunk
     t.same(rows, [0, 2, 4, 6]);
     t.same(Array.from(pieces), Array.from(whole));
     if (dtype === 'F32') t.same(Array.from(whole), Array.from(values));
@@ -131,11 +143,7 @@ t.test('malformed files are refused with one line naming the file and the proble
   refuse(rawFile(f('outside'), { a: entry('F32', [4], 0, 16) }, 8), /data_offsets \[0, 16\] run past the data \(8 bytes\)/, 'offsets outside');
   refuse(rawFile(f('reversed'), { a: entry('F32', [0], 8, 4) }, 8), /data_offsets must be \[begin, end\] with 0 <= begin <= end/, 'end before begin');
   refuse(rawFile(f('negative'), { a: entry('F32', [1], -4, 0) }, 8), /data_offsets must be/, 'negative offset');
-  refuse(
-    rawFile(f('overlap'), { a: entry('F32', [3], 0, 12), b: entry('F32', [2], 8, 16) }, 16),
-    /tensors 'a' and 'b' overlap/,
-    'overlapping tensors',
-  );
+  refuse(rawFile(f('overlap'), { a: entry('F32', [3], 0, 12), b: entry('F32', [2], 8, 16) }, 16), /tensors 'a' and 'b' overlap/, 'overlapping tensors');
   refuse(rawFile(f('dtype'), { a: entry('F12', [2], 0, 4) }, 4), /tensor 'a': unknown dtype "F12" \(the format defines BOOL, /, 'unknown dtype');
   refuse(rawFile(f('size'), { a: entry('BF16', [2, 3], 0, 24) }, 24), /shape \[2, 3\] of BF16 needs 12 bytes, data_offsets give 24/, 'shape/size mismatch');
   refuse(rawFile(f('shape'), { a: entry('F32', [2, -1], 0, 8) }, 8), /shape must be a list of non-negative integers/, 'negative dimension');
@@ -193,7 +201,10 @@ t.test('sharded checkpoints load like a single file', async (t) => {
   // A shard that lacks a tensor the index lists; an index that is not one.
   const shard1 = join(sharded, 'model-00001-of-00003.safetensors');
   writeSafetensors(shard1, all.filter((_, i) => i % 3 === 0).slice(1), { dtype: 'BF16' });
-  t.throws(() => SafetensorsReader.open(sharded), new RegExp(`model-00001-of-00003\\.safetensors: tensor '${all[0]!.name.replace(/\./g, '\\.')}', listed in model\\.safetensors\\.index\\.json, is missing`));
+  t.throws(
+    () => SafetensorsReader.open(sharded),
+    new RegExp(`model-00001-of-00003\\.safetensors: tensor '${all[0]!.name.replace(/\./g, '\\.')}', listed in model\\.safetensors\\.index\\.json, is missing`),
+  );
   writeFileSync(index, JSON.stringify({ weight_map: { x: 1 } }));
   t.throws(() => SafetensorsReader.open(sharded), /weight_map must be an object mapping tensor names to shard file names/);
   writeFileSync(index, JSON.stringify({ weight_map: { x: '../elsewhere.safetensors' } }));

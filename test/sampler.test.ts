@@ -71,11 +71,7 @@ t.test('temperature sharpens or flattens the distribution', async (t) => {
     const f = frequencies(createSampler({ temperature: T, topP: 1, seed: 11 }), logitsOf(probs), 20000);
     t.ok(maxAbsDiff(f, tempered(T)) < 0.015, `T=${T}: ${f.map((x) => x.toFixed(3))} vs ${tempered(T).map((x) => x.toFixed(3))}`);
   }
-  t.same(
-    Array.from(softmax([1, 2, 3], 0.5)),
-    Array.from(softmax([2, 4, 6])),
-    'softmax(l / T) is softmax at logits divided by T',
-  );
+  t.same(Array.from(softmax([1, 2, 3], 0.5)), Array.from(softmax([2, 4, 6])), 'softmax(l / T) is softmax at logits divided by T');
   const cold = createSampler({ temperature: 1e-6, topP: 1, seed: 1 });
   t.equal(cold(Float32Array.of(0, 5, 4.999)), 1, 'a tiny temperature is greedy, without overflow');
 });

@@ -25,7 +25,14 @@ t.test('shipped bytes match the assembled .wat sources', async (t) => {
 });
 
 t.test('loops against plain arithmetic', { skip: backend !== 'wasm' && 'needs the wasm backend' }, async (t) => {
-  for (const [dim, n] of [[4, 1], [8, 7], [12, 4], [20, 9], [48, 37], [64, 256]] as const) {
+  for (const [dim, n] of [
+    [4, 1],
+    [8, 7],
+    [12, 4],
+    [20, 9],
+    [48, 37],
+    [64, 256],
+  ] as const) {
     const q = tf.tensor1d(randn(dim));
     const keys = tf.tensor1d(randn(n * dim));
     const values = tf.tensor1d(randn(n * dim));
@@ -83,7 +90,10 @@ t.test('exp: accurate from -87 to 88, about 1e-38 below and 1.7e38 above', { ski
   const big = tf.tensor1d([100, 1e30]);
   const bigView = float32View(big);
   simd.exps(bigView.byteOffset, 2, 0, 1);
-  t.ok(bigView.every((x) => x > 1e38 && Number.isFinite(x)), 'clamped above, still finite');
+  t.ok(
+    bigView.every((x) => x > 1e38 && Number.isFinite(x)),
+    'clamped above, still finite',
+  );
   big.dispose();
 });
 

@@ -38,7 +38,11 @@ const silent = { update() {}, finish() {} };
 
 t.test('every snapshot measured as sinkProfile alone measures it, in step order', async (t) => {
   const snapshots = runSnapshots(run);
-  t.same(snapshots.map((s) => s.step), [50, 100], 'sorted by step; the .tmp folder is not a snapshot');
+  t.same(
+    snapshots.map((s) => s.step),
+    [50, 100],
+    'sorted by step; the .tmp folder is not a snapshot',
+  );
   const before = tf.memory().numTensors;
   const out = join(dir, 'emergence');
   const report = new Report(out);
@@ -50,12 +54,25 @@ t.test('every snapshot measured as sinkProfile alone measures it, in step order'
   for (const [i, p] of result.points.entries()) {
     const want = sinkVerdict(sinkProfile(loadModel(snapshots[i]!.dir), ids, { windows: 6, size: 20, seed: 4, bosId: tok.bosId }));
     t.equal(p.step, snapshots[i]!.step);
-    t.ok(maxAbsDiff(p.verdict.layers.flatMap((l) => l.heads.map((h) => h.key0)), want.layers.flatMap((l) => l.heads.map((h) => h.key0))) < 1e-9);
-    t.ok(maxAbsDiff(p.verdict.layers.flatMap((l) => l.heads.map((h) => h.gapLong)), want.layers.flatMap((l) => l.heads.map((h) => h.gapLong))) < 1e-9);
+    t.ok(
+      maxAbsDiff(
+        p.verdict.layers.flatMap((l) => l.heads.map((h) => h.key0)),
+        want.layers.flatMap((l) => l.heads.map((h) => h.key0)),
+      ) < 1e-9,
+    );
+    t.ok(
+      maxAbsDiff(
+        p.verdict.layers.flatMap((l) => l.heads.map((h) => h.gapLong)),
+        want.layers.flatMap((l) => l.heads.map((h) => h.gapLong)),
+      ) < 1e-9,
+    );
   }
   t.not(result.points[0]!.verdict.strongest.key0, result.points[1]!.verdict.strongest.key0, 'different weights, different numbers');
   const json = JSON.parse(readFileSync(join(out, 'sink-emergence.json'), 'utf8')) as { points: { step: number }[]; windows: number; bosFirst: boolean };
-  t.same(json.points.map((p) => p.step), [50, 100]);
+  t.same(
+    json.points.map((p) => p.step),
+    [50, 100],
+  );
   t.equal(json.bosFirst, true);
   const table = readFileSync(join(out, 'sink-emergence.md'), 'utf8').trim().split('\n');
   t.equal(table.length, 2 + 2 * 3, 'a row per snapshot and layer');
@@ -63,12 +80,22 @@ t.test('every snapshot measured as sinkProfile alone measures it, in step order'
     const png = decodePng(readFileSync(join(out, f.file)));
     t.same([png.width, png.height], [f.width, f.height]);
   }
-  t.same(result.figures.map((f) => f.file), ['sink-emergence-key0.png', 'sink-emergence-gap.png']);
+  t.same(
+    result.figures.map((f) => f.file),
+    ['sink-emergence-key0.png', 'sink-emergence-gap.png'],
+  );
 });
 
 t.test('model directories in order: steps from their names, else their place', async (t) => {
-  t.same(listedSnapshots([join(run, 'steps', '100'), join(run, 'steps', '50')]).map((s) => s.step), [100, 50]);
-  t.same(listedSnapshots([model, join(run, 'steps', '50')]).map((s) => s.step), [0, 50], 'tiny-gqa.bin ends in no number');
+  t.same(
+    listedSnapshots([join(run, 'steps', '100'), join(run, 'steps', '50')]).map((s) => s.step),
+    [100, 50],
+  );
+  t.same(
+    listedSnapshots([model, join(run, 'steps', '50')]).map((s) => s.step),
+    [0, 50],
+    'tiny-gqa.bin ends in no number',
+  );
   t.throws(() => listedSnapshots([join(dir, 'nope')]), /--models: .*nope: no such file or directory/);
   t.throws(() => runSnapshots(dir), UsageError);
   mkdirSync(join(dir, 'empty', 'steps'), { recursive: true });

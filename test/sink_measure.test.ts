@@ -21,7 +21,11 @@ const base = readLlama2c(`${FIXTURES}tiny-gqa.bin`);
 const { layers, heads, dim } = base.shape;
 
 /** The reference profile: per layer [heads * size] of key-0 probability and score gap, averaged over the windows. */
-function referenceProfile(config: Record<string, unknown>, tensors: ReturnType<typeof llama2cToHf>, windows: number[][]): { key0: Float64Array[]; gap: Float64Array[] } {
+function referenceProfile(
+  config: Record<string, unknown>,
+  tensors: ReturnType<typeof llama2cToHf>,
+  windows: number[][],
+): { key0: Float64Array[]; gap: Float64Array[] } {
   const size = windows[0]!.length;
   const key0 = Array.from({ length: layers }, () => new Float64Array(heads * size));
   const gap = Array.from({ length: layers }, () => new Float64Array(heads * size));
@@ -155,10 +159,26 @@ t.test('verdict: ranges, uniform shares and the rule', async (t) => {
   const strict = sinkVerdict(profile, { share: 0.4, ratio: 5 });
   t.equal(strict.sinkHeads, 1);
   // the ratio binds where the share does not: uniform at long range in a window of 10 is ~0.14, 5x that is 0.7
-  const small = sinkVerdict(handProfile(10, () => 0.5, () => 0));
+  const small = sinkVerdict(
+    handProfile(
+      10,
+      () => 0.5,
+      () => 0,
+    ),
+  );
   t.same(small.shortRange, [4, 5]);
   t.equal(small.sink, false, `0.5 < 5 x ${small.uniformLong.toFixed(3)}`);
-  t.equal(sinkVerdict(handProfile(40, () => 0.02, () => 0)).sink, false, 'uniform-like attention: no sink');
+  t.equal(
+    sinkVerdict(
+      handProfile(
+        40,
+        () => 0.02,
+        () => 0,
+      ),
+    ).sink,
+    false,
+    'uniform-like attention: no sink',
+  );
 });
 
 t.test('windows per batch keep the attention tensors within 1 GiB', async (t) => {
@@ -176,6 +196,16 @@ t.test('bad sizes are UsageErrors', async (t) => {
   t.throws(() => sinkProfile(model, tokens, { windows: 2, size: 12.5 }), UsageError);
   t.throws(() => sinkProfile(model, tokens.slice(0, 20), { windows: 2, size: 30 }), /need 30 text tokens; the text has 20/);
   t.throws(() => sinkProfile(model, tokens, { windows: 0, size: 12 }), UsageError);
-  t.throws(() => sinkVerdict(handProfile(9, () => 0, () => 0)), UsageError);
+  t.throws(
+    () =>
+      sinkVerdict(
+        handProfile(
+          9,
+          () => 0,
+          () => 0,
+        ),
+      ),
+    UsageError,
+  );
   disposeModel(model);
 });

@@ -157,7 +157,11 @@ export function llamaTensorShapes(
   for (let l = 0; l < (config.num_hidden_layers as number); l++) {
     const p = `model.layers.${l}.`;
     list.push([`${p}input_layernorm.weight`, [dim]]);
-    for (const [n, rows] of [['q', H * hd], ['k', KV * hd], ['v', KV * hd]] as [string, number][]) {
+    for (const [n, rows] of [
+      ['q', H * hd],
+      ['k', KV * hd],
+      ['v', KV * hd],
+    ] as [string, number][]) {
       list.push([`${p}self_attn.${n}_proj.weight`, [rows, dim]]);
       if (opts.qkvBias) list.push([`${p}self_attn.${n}_proj.bias`, [rows]]);
     }

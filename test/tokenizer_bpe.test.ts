@@ -20,7 +20,7 @@ interface EditableTokenizerJson {
 
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-bpe-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const english = readFileSync(fileURLToPath(new URL('../DEVELOPERS.md', import.meta.url)), 'utf8');
+const english = readFileSync(fileURLToPath(new URL('../docs/streamingllm.md', import.meta.url)), 'utf8');
 
 t.test('GPT-2 byte alphabet', async (t) => {
   t.equal(BYTE_TO_CHAR[0x21], '!', 'printable ASCII is itself');
@@ -102,7 +102,7 @@ function referenceMerges(texts: string[], vocabSize: number): [string, string][]
     merges.push([tokens[best[0]]!, tokens[best[1]]!]);
     for (const w of words) {
       const out: number[] = [];
-      for (let i = 0; i < w.sym.length; ) {
+      for (let i = 0; i < w.sym.length;) {
         if (w.sym[i] === best[0] && w.sym[i + 1] === best[1]) {
           out.push(id);
           i += 2;
@@ -198,9 +198,7 @@ t.test('determinism and the tokenizer.json file', async (t) => {
   t.equal(json.pre_tokenizer.type, 'ByteLevel');
   t.equal(json.pre_tokenizer.add_prefix_space, false);
   t.equal(json.decoder.type, 'ByteLevel');
-  t.same(json.added_tokens, [
-    { id: 699, content: END_OF_TEXT, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
-  ]);
+  t.same(json.added_tokens, [{ id: 699, content: END_OF_TEXT, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }]);
   t.equal(Object.keys(json.model.vocab).length, 700);
   t.equal(json.model.vocab['Ġ'], 32);
   t.equal(json.model.merges.length, 700 - 257);
@@ -245,14 +243,22 @@ t.test('bad files', async (t) => {
     ['no-vocab.json', { ...good, model: { ...good.model, vocab: undefined } }, /model\.vocab: expected an object of token -> id/],
     ['bad-id.json', edit((j) => (j.model.vocab['a'] = 1.5)), /model\.vocab\["a"\]: expected an integer id >= 0, got 1\.5/],
     ['unknown.json', edit((j) => (j.model.merges[1] = 'Ġ zz')), /BPE merge 1 \("Ġ" "zz"\): "zz" is not in the vocab/],
-    ['hole.json', edit((j) => {
-      delete j.model.vocab['Ġabc'];
-      j.model.merges.pop();
-    }), /no token has id 258 \(ids must be 0\.\.259\)/],
-    ['no-byte.json', edit((j) => {
-      j.model.vocab['ĀĀ'] = j.model.vocab['Ā'];
-      delete j.model.vocab['Ā'];
-    }), /no token for byte 0x00 \("Ā"\)/],
+    [
+      'hole.json',
+      edit((j) => {
+        delete j.model.vocab['Ġabc'];
+        j.model.merges.pop();
+      }),
+      /no token has id 258 \(ids must be 0\.\.259\)/,
+    ],
+    [
+      'no-byte.json',
+      edit((j) => {
+        j.model.vocab['ĀĀ'] = j.model.vocab['Ā'];
+        delete j.model.vocab['Ā'];
+      }),
+      /no token for byte 0x00 \("Ā"\)/,
+    ],
     ['bad-merge.json', edit((j) => (j.model.merges[0] = 'a b c')), /model\.merges\[0\]: expected "left right" or \[.*got "a b c"/],
     ['dup-id.json', edit((j) => (j.model.vocab['a'] = 98)), /id 98 is used by "a" and "b"|id 98 is used by "b" and "a"/],
     ['bad-added.json', edit((j) => (j.added_tokens = [{ content: 5 }])), /added_tokens\[0\]: expected \{"id": integer, "content": string/],

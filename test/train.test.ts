@@ -76,7 +76,7 @@ t.test('AdamW: one update by hand, decay only where marked', async (t) => {
   opt.update([Float32Array.from([-0.2, 0.4]), Float32Array.from([1])], 0.01);
   const m = 0.9 * 0.1 * 0.2 + 0.1 * -0.2;
   const v = 0.99 * 0.01 * 0.04 + 0.01 * 0.04;
-  const step = (m / (1 - 0.9 ** 2)) / (Math.sqrt(v / (1 - 0.99 ** 2)) + 1e-8);
+  const step = m / (1 - 0.9 ** 2) / (Math.sqrt(v / (1 - 0.99 ** 2)) + 1e-8);
   const w1 = 1 * (1 - 0.001) - 0.01;
   t.ok(Math.abs(params[0]!.variable.dataSync()[0]! - (w1 * (1 - 0.001) - 0.01 * step)) < 1e-6, 'second step');
   tf.dispose(params.map((p) => p.variable));
@@ -103,8 +103,16 @@ t.test('batches: seeded, resumable, windows of the stream, sink token first', as
   const tokens = Int32Array.from({ length: 1000 }, (_, i) => i);
   const a = new BatchSampler(new WindowSource(tokens, 8), 3, 7);
   const first = a.next();
-  t.same(first.inputs.map((s) => s.slice(1).map((v, i) => v - s[i]!)), [Array(7).fill(1), Array(7).fill(1), Array(7).fill(1)], 'contiguous windows');
-  t.same(Array.from(first.targets.subarray(0, 8)), first.inputs[0]!.map((v) => v + 1), 'targets are the next tokens');
+  t.same(
+    first.inputs.map((s) => s.slice(1).map((v, i) => v - s[i]!)),
+    [Array(7).fill(1), Array(7).fill(1), Array(7).fill(1)],
+    'contiguous windows',
+  );
+  t.same(
+    Array.from(first.targets.subarray(0, 8)),
+    first.inputs[0]!.map((v) => v + 1),
+    'targets are the next tokens',
+  );
   t.not(first.inputs[0]![0], first.inputs[1]![0], 'random offsets');
   const saved = a.state();
   const second = a.next();

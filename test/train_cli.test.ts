@@ -1,6 +1,6 @@
-// `streamllm train` and `streamllm train-tokenizer` from the command line:
-// a short run end to end, and every bad input as one line on stderr with
-// exit code 2 and nothing written.
+// `streamllm train`, `train-tokenizer` and `publish`, in this process: a
+// short run end to end, and every bad input as one line on stderr with exit
+// code 2 and nothing written (test/cli_smoke.test.ts runs the executable).
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,13 +9,16 @@ import { parseFlags } from '../src/cli/args.js';
 import { trainCommand } from '../src/cli/train.js';
 import { StreamllmError } from '../src/errors.js';
 import { type Manifest, sha256 } from '../src/train/manifest.js';
-import { runCli, runCliInProcess } from './helpers.js';
+import { runCliInProcess } from './helpers.js';
+
+// No initTestBackend: the commands start their backend as the executable does, without tfjs's
+// per-op leak check, which counts customGrad's saved copies as leaks (see test/train.test.ts).
 
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-train-cli-'));
 const tokenizer = join(dir, 'tok.json');
 
 t.test('train-tokenizer writes a BPE of the requested size', async (t) => {
-  const r = runCli(['train-tokenizer', '--vocab', '300', '--out', tokenizer]);
+  const r = await runCliInProcess(['train-tokenizer', '--vocab', '300', '--out', tokenizer]);
   t.equal(r.status, 0, r.stderr);
   const json = JSON.parse(readFileSync(tokenizer, 'utf8')) as { model: { vocab: Record<string, number> } };
   t.equal(Object.keys(json.model.vocab).length, 300);
@@ -23,8 +26,29 @@ t.test('train-tokenizer writes a BPE of the requested size', async (t) => {
 
 t.test('a short run writes a resumable model directory', async (t) => {
   const out = join(dir, 'run');
-  const args = ['--variant', 'sink-token', '--tokenizer', tokenizer, '--dim', '16', '--layers', '1', '--heads', '2', '--seq-len', '16', '--batch', '2', '--warmup', '1', '--eval-windows', '2', '--final-eval-windows', '4'];
-  const r = runCli(['train', ...args, '--steps', '3', '--out', out, '--checkpoint-every', '2']);
+  const args = [
+    '--variant',
+    'sink-token',
+    '--tokenizer',
+    tokenizer,
+    '--dim',
+    '16',
+    '--layers',
+    '1',
+    '--heads',
+    '2',
+    '--seq-len',
+    '16',
+    '--batch',
+    '2',
+    '--warmup',
+    '1',
+    '--eval-windows',
+    '2',
+    '--final-eval-windows',
+    '4',
+  ];
+  const r = await runCliInProcess(['train', ...args, '--steps', '3', '--out', out, '--checkpoint-every', '2']);
   t.equal(r.status, 0, r.stderr);
   t.match(r.stderr, /train sink-token: done, 3 steps, 90 tokens/);
   t.same(readdirSync(out).sort(), ['config.json', 'model.safetensors', 'optimizer.safetensors', 'tokenizer.json', 'train_log.jsonl', 'train_state.json']);
@@ -34,7 +58,7 @@ t.test('a short run writes a resumable model directory', async (t) => {
   const state = JSON.parse(readFileSync(join(out, 'train_state.json'), 'utf8')) as { step: number; valLoss: number };
   t.equal(state.step, 3);
   t.ok(state.valLoss > 0);
-  const again = runCli(['train', '--resume', out]);
+  const again = await runCliInProcess(['train', '--resume', out]);
   t.equal(again.status, 0, again.stderr);
   t.match(again.stderr, /train sink-token: already finished \(step 3, held-out loss \d\.\d{4}\)/, 'a finished run has nothing more to do');
 });
@@ -52,11 +76,11 @@ async function trainError(args: string[]): Promise<string | undefined> {
 
 t.test('bad inputs: exit 2 with one line, nothing written', async (t) => {
   const out = join(dir, 'never');
-  // Through the real CLI once: the exit code and the one line.
-  const r = runCli(['train', '--variant', 'softmax2', '--out', out, '--steps', '1']);
+  // Through main once: the exit code and the one line.
+  const r = await runCliInProcess(['train', '--variant', 'softmax2', '--out', out, '--steps', '1']);
   t.equal(r.status, 2);
   t.equal(r.stderr, "streamllm: train --variant: expected one of softmax, softmax1, learned-sink, sink-token, got 'softmax2'\n");
-  // The rest in-process (each spawned CLI costs seconds): each must be a StreamllmError, which main prints as one line, exit 2.
+  // The rest straight through the command: each must be a StreamllmError, which main prints as one line, exit 2.
   const base = ['--tokenizer', tokenizer, '--out', out, '--steps', '1'];
   const readOnly = join(dir, 'readonly');
   mkdirSync(readOnly);
@@ -73,7 +97,10 @@ t.test('bad inputs: exit 2 with one line, nothing written', async (t) => {
     [['--variant', 'softmax', '--out', out, '--tokenizer', tokenizer], /give --steps N or --minutes M/],
     [[...base, '--variant', 'softmax', '--min-lr', '1', '--lr', '0.1'], /--min-lr: 1 exceeds the peak --lr 0.1/],
     [['--variant', 'softmax', '--out', out, '--steps', '1', '--tokenizer', join(dir, 'missing.json')], /--tokenizer .*missing.json: no such file/],
-    [['--variant', 'softmax', '--steps', '1', '--tokenizer', tokenizer, '--out', join(readOnly, 'run')], /--out .*readonly\/run: cannot write in .*readonly \(EACCES\)/],
+    [
+      ['--variant', 'softmax', '--steps', '1', '--tokenizer', tokenizer, '--out', join(readOnly, 'run')],
+      /--out .*readonly\/run: cannot write in .*readonly \(EACCES\)/,
+    ],
     [['--variant', 'softmax', '--steps', '1', '--tokenizer', tokenizer, '--out', tokenizer], /--out .*tok.json: is a file, expected a folder/],
     [['--resume', join(dir, 'nothing')], /--resume .*nothing: no such directory/],
     [['--resume', join(dir, 'run'), '--lr', '1'], /--resume: --lr cannot change a run/],
@@ -103,16 +130,26 @@ t.test('publish copies a finished run into a weights directory and records it', 
   t.match(entry, { name: 'tiny', variant: 'sink-token', steps: 3, tokensSeen: state.tokensSeen, dtype: 'F32' });
   t.ok(Math.abs(entry.valLoss - state.valLoss) < 1e-4, `held-out loss of the shipped weights ${entry.valLoss} = the run's ${state.valLoss}`);
   for (const [file, hash] of Object.entries(entry.files)) t.equal(hash, sha256(join(weights, 'tiny', file)), `sha256 of ${file}`);
-  t.match(entry.command, /^streamllm train --variant sink-token --data brown --seed 0 --steps 3 --tokenizer .*tok\.json --dim 16 --layers 1 --heads 2 .* && streamllm publish --run .*run --name tiny$/);
+  t.match(
+    entry.command,
+    /^streamllm train --variant sink-token --data brown --seed 0 --steps 3 --tokenizer .*tok\.json --dim 16 --layers 1 --heads 2 .* && streamllm publish --run .*run --name tiny$/,
+  );
   // Published in F16, under a second name: half the bytes, the first model stays the default.
   const half = await runCliInProcess(['publish', '--run', run, '--name', 'tiny-f16', '--dtype', 'F16', '--weights', weights]);
   t.equal(half.status, 0, half.stderr);
   const again = JSON.parse(readFileSync(join(weights, 'manifest.json'), 'utf8')) as Manifest;
-  t.same(again.models.map((m) => m.name), ['tiny', 'tiny-f16']);
+  t.same(
+    again.models.map((m) => m.name),
+    ['tiny', 'tiny-f16'],
+  );
   t.equal(again.default, 'tiny');
   t.equal(again.models[1]!.dtype, 'F16');
   t.ok(Math.abs(again.models[1]!.valLoss - state.valLoss) < 0.05, 'F16 weights give nearly the same loss');
-  t.same(readdirSync(weights).filter((f) => f.startsWith('.')), [], 'no temporary directory left behind');
+  t.same(
+    readdirSync(weights).filter((f) => f.startsWith('.')),
+    [],
+    'no temporary directory left behind',
+  );
 });
 
 t.test('publish: bad inputs are one line, exit 2, nothing written', async (t) => {
@@ -132,13 +169,20 @@ t.test('publish: bad inputs are one line, exit 2, nothing written', async (t) =>
     const r = await runCliInProcess(args);
     t.equal(r.status, 2, args.join(' '));
     t.match(r.stderr, pattern, args.join(' '));
-    t.equal(r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend:')).length, 1, `one line: ${r.stderr}`);
+    t.equal(
+      r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('backend:')).length,
+      1,
+      `one line: ${r.stderr}`,
+    );
   }
   t.notOk(existsSync(weights), 'no weights directory was created');
 });
 
 t.test('train --help', async (t) => {
-  const r = runCli(['train', '--help']);
+  const r = await runCliInProcess(['train', '--help']);
   t.equal(r.status, 0);
   t.match(r.stdout, /--variant V\s+attention-sink variant \(one of: softmax, softmax1, learned-sink, sink-token\)/);
 });

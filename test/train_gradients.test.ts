@@ -92,9 +92,13 @@ function checkKernel(
     const xs = inputs.map((x) => tf.tensor(f32(x.values), x.shape));
     const f = (...args: tf.Tensor[]) => {
       const all = xs.map((x, i) => (wrt.includes(i) ? args[wrt.indexOf(i)]! : x));
-      return kernel(...all).mul(tf.tensor(f32(w), out)).sum();
+      return kernel(...all)
+        .mul(tf.tensor(f32(w), out))
+        .sum();
     };
-    return tf.grads(f)(wrt.map((i) => xs[i]!)).map((g) => g.dataSync());
+    return tf
+      .grads(f)(wrt.map((i) => xs[i]!))
+      .map((g) => g.dataSync());
   });
   t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
   wrt.forEach((i, k) => {
@@ -113,7 +117,10 @@ t.test('rmsNorm: x and weight', async (t) => {
   checkKernel(
     t,
     'rmsNorm',
-    [{ values: uniform(rows * dim), shape: [rows, dim] }, { values: uniform(dim), shape: [dim] }],
+    [
+      { values: uniform(rows * dim), shape: [rows, dim] },
+      { values: uniform(dim), shape: [dim] },
+    ],
     [0, 1],
     (x, w) => rmsNorm(x, w as tf.Tensor1D, 1e-5),
     (x, w) => rmsNormReference(x, w, 1e-5),
@@ -148,7 +155,14 @@ t.test('rope: both layouts, partial rotation', async (t) => {
 });
 
 t.test('swiglu', async (t) => {
-  checkKernel(t, 'swiglu', [{ values: uniform(3 * 10, 3), shape: [3, 10] }], [0], (x) => swiglu(x), (x) => swigluReference(x, 5));
+  checkKernel(
+    t,
+    'swiglu',
+    [{ values: uniform(3 * 10, 3), shape: [3, 10] }],
+    [0],
+    (x) => swiglu(x),
+    (x) => swigluReference(x, 5),
+  );
 });
 
 t.test('matMul2d: both operands', async (t) => {
@@ -167,7 +181,10 @@ t.test('matMul2d: both operands', async (t) => {
   checkKernel(
     t,
     'matMul2d',
-    [{ values: uniform(M * K), shape: [M, K] }, { values: uniform(K * N), shape: [K, N] }],
+    [
+      { values: uniform(M * K), shape: [M, K] },
+      { values: uniform(K * N), shape: [K, N] },
+    ],
     [0, 1],
     (a, b) => matMul2d(a as tf.Tensor2D, b as tf.Tensor2D),
     (a, b) => product(a, b),
@@ -215,18 +232,22 @@ t.test('causal attention: every softmax variant, grouped heads, both RoPE layout
       const T = 4;
       const C = (heads + 2 * kvHeads) * spec.headDim;
       const learned = variant === 'learned-sink';
-      const angles = ropeAngles(Int32Array.from({ length: T }, (_, i) => i), spec.rope);
+      const angles = ropeAngles(
+        Int32Array.from({ length: T }, (_, i) => i),
+        spec.rope,
+      );
       const inputs = [{ values: uniform(spec.batch * T * C), shape: [spec.batch * T, C] }];
       if (learned) inputs.push({ values: uniform(heads, 2), shape: [heads] });
       withoutOpLeakCheck(() =>
-      checkKernel(
-        t,
-        `${variant} heads ${heads}/${kvHeads} ${layout}`,
-        inputs,
-        learned ? [0, 1] : [0],
-        (x, s) => causalAttention(x as tf.Tensor2D, angles, spec, s as tf.Tensor1D | undefined),
-        (x, s) => causalAttentionReference(x, spec, s),
-      ));
+        checkKernel(
+          t,
+          `${variant} heads ${heads}/${kvHeads} ${layout}`,
+          inputs,
+          learned ? [0, 1] : [0],
+          (x, s) => causalAttention(x as tf.Tensor2D, angles, spec, s as tf.Tensor1D | undefined),
+          (x, s) => causalAttentionReference(x, spec, s),
+        ),
+      );
       tf.dispose([angles.cos, angles.sin]);
     }
   }
@@ -253,7 +274,10 @@ t.test('whole model, every variant: directional derivatives of the batch loss', 
       const u = uniform(base.length);
       const eps = 1e-2 / Math.sqrt(dot(u, u));
       const shifted = (sign: number) => {
-        set(p.variable, Float32Array.from(base, (v, i) => v + sign * eps * u[i]!));
+        set(
+          p.variable,
+          Float32Array.from(base, (v, i) => v + sign * eps * u[i]!),
+        );
         return lossAt();
       };
       const numeric = (shifted(1) - shifted(-1)) / (2 * eps);

@@ -13,11 +13,7 @@ export class DenseCache implements KVCache {
   private streamLength = 0;
   private block: { start: number; T: number } | undefined;
 
-  constructor(
-    shape: CacheShape,
-    initialSlots = INITIAL_SLOTS,
-    label = 'dense',
-  ) {
+  constructor(shape: CacheShape, initialSlots = INITIAL_SLOTS, label = 'dense') {
     this.storage = new EntryStorage(shape, initialSlots, label);
   }
 

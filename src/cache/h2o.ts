@@ -57,7 +57,12 @@ export class H2OCache extends ScoredCache {
     const scores = this.scores[layer]!;
     const victims = new Int32Array(this.shape.kvHeads);
     for (let g = 0; g < victims.length; g++) {
-      victims[g] = this.lowest(layer, g, (s) => scores[g * this.budget + s]!, (token) => token <= newest - this.recent);
+      victims[g] = this.lowest(
+        layer,
+        g,
+        (s) => scores[g * this.budget + s]!,
+        (token) => token <= newest - this.recent,
+      );
     }
     return victims;
   }

@@ -15,16 +15,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { joinEntries } from '../../kernels/cache_read.js';
 import { ArgumentError } from '../errors.js';
 import { EntryStorage, INITIAL_SLOTS } from './storage.js';
-import {
-  type BlockView,
-  type CacheEntries,
-  type CacheShape,
-  type KVCache,
-  type KVCachePolicy,
-  policyLabel,
-  sharedLayers,
-  type ViewFrame,
-} from './types.js';
+import { type BlockView, type CacheEntries, type CacheShape, type KVCache, type KVCachePolicy, policyLabel, sharedLayers, type ViewFrame } from './types.js';
 
 export class StreamingCache implements KVCache {
   readonly policy: KVCachePolicy;
@@ -150,7 +141,7 @@ export class StreamingCache implements KVCache {
     const storedSinks = Math.min(S, start);
     if (storedSinks > 0) slotRuns.push([0, storedSinks]);
     // ring slots of stream oldFrom..start-1: one run, or two when it wraps
-    for (let j = Math.max(S, start - this.windowSize + 1); j < start; ) {
+    for (let j = Math.max(S, start - this.windowSize + 1); j < start;) {
       const slot = this.slotOf(j);
       const run = Math.min(start - j, S + this.windowSize - slot);
       slotRuns.push([slot, run]);
@@ -167,7 +158,7 @@ export class StreamingCache implements KVCache {
     const S = this.sinkCount;
     const end = start + T;
     if (start < S) this.storage.write(layer, keys, values, start, 0, Math.min(S, end) - start);
-    for (let j = Math.max(S, start, end - this.windowSize); j < end; ) {
+    for (let j = Math.max(S, start, end - this.windowSize); j < end;) {
       const slot = this.slotOf(j);
       const run = Math.min(end - j, S + this.windowSize - slot);
       this.storage.write(layer, keys, values, slot, j - start, run);

@@ -18,10 +18,21 @@ import { writeAll, writeFileAtomic } from '../outputs.js';
 
 /** Bytes per element of every dtype the format defines. */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E4M3: 1, F8_E5M2: 1, // prettier-ignore
-  I16: 2, U16: 2, F16: 2, BF16: 2, // prettier-ignore
-  I32: 4, U32: 4, F32: 4, // prettier-ignore
-  I64: 8, U64: 8, F64: 8, // prettier-ignore
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1, // prettier-ignore
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2, // prettier-ignore
+  I32: 4,
+  U32: 4,
+  F32: 4, // prettier-ignore
+  I64: 8,
+  U64: 8,
+  F64: 8, // prettier-ignore
 };
 
 /** The dtypes this reader widens to float32. Others may sit in a file (e.g. NeoX's BOOL mask buffers) but cannot be read. */

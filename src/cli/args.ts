@@ -1,40 +1,88 @@
 // A small declarative flag parser: each command lists its flags once, and
-// that list drives parsing, validation and --help. Every mistake becomes a
-// UsageError naming the flag and what was expected.
+// that list drives parsing, validation, --help and the type of the parsed
+// flags. Every mistake becomes a UsageError naming the flag and what was
+// expected.
 import { UsageError } from '../errors.js';
 
 export type FlagType = 'string' | 'int' | 'number' | 'bool' | 'ints' | 'strings';
 
 export interface FlagSpec {
-  name: string; // without the leading --
-  type: FlagType;
-  help: string;
+  readonly name: string; // without the leading --
+  readonly type: FlagType;
+  readonly help: string;
   /** Shown in --help as the value's name, e.g. FILE. */
-  value?: string;
-  default?: string | number | boolean;
-  min?: number;
-  max?: number;
+  readonly value?: string;
+  readonly default?: string | number | boolean;
+  readonly min?: number;
+  readonly max?: number;
   /** For 'string' and 'strings': the allowed values. */
-  choices?: readonly string[];
+  readonly choices?: readonly string[];
 }
 
-export interface CommandSpec {
+/** What each type of flag parses to. */
+interface FlagTypeValues {
+  string: string;
+  int: number;
+  number: number;
+  bool: boolean;
+  ints: number[];
+  strings: string[];
+}
+
+/** One flag's parsed value: its type's, narrowed to its choices. */
+type FlagValueOf<F extends FlagSpec> = F extends { readonly choices: readonly (infer C)[] }
+  ? F['type'] extends 'strings'
+    ? C[]
+    : C
+  : FlagTypeValues[F['type']];
+
+/** The parsed flags of a spec list: a flag with a default is always there, any other may be undefined. */
+export type Flags<S extends readonly FlagSpec[]> = {
+  [F in S[number] as F['name']]: F extends { readonly default: unknown } ? FlagValueOf<F> : FlagValueOf<F> | undefined;
+};
+
+/** A bare argument (e.g. the experiment of `reproduce`), stored under its name. */
+export interface PositionalSpec {
+  readonly name: string;
+  readonly choices?: readonly string[];
+}
+
+type PositionalFlags<P extends PositionalSpec | undefined> = P extends { readonly name: infer N extends string }
+  ? { [K in N]: (P extends { readonly choices: readonly (infer C)[] } ? C : string) | undefined }
+  : unknown;
+
+export interface CommandSpec<S extends readonly FlagSpec[] = readonly FlagSpec[], P extends PositionalSpec | undefined = PositionalSpec | undefined> {
   name: string;
   summary: string;
   /** Usage line(s) after `streamllm NAME`. */
   usage: string;
   /** Extra paragraphs for --help. */
   details?: string;
-  flags: FlagSpec[];
-  /** One optional bare argument (e.g. the experiment of `reproduce`), stored under its name. */
-  positional?: { name: string; choices?: readonly string[] };
+  flags: S;
+  /** One optional bare argument, stored under its name. */
+  positional?: P;
   /** Hand the arguments after the command name to run() untouched (for commands that forward them). */
   passThrough?: boolean;
-  run(flags: Flags, rest?: string[]): Promise<void>;
+  run(flags: Flags<S> & PositionalFlags<P>, rest?: string[]): Promise<void>;
 }
 
-export type FlagValue = string | number | boolean | number[] | string[];
-export type Flags = Record<string, FlagValue | undefined>;
+/** A command, its flags' names, types and choices kept as written so that run() sees them typed. */
+export function defineCommand<const S extends readonly FlagSpec[], const P extends PositionalSpec | undefined = undefined>(
+  spec: CommandSpec<S, P>,
+): CommandSpec<S, P> {
+  return spec;
+}
+
+/** A flag (or a list of them) shared by commands, kept as written (see defineCommand). */
+export function defineFlag<const F extends FlagSpec>(flag: F): F {
+  return flag;
+}
+
+export function defineFlags<const S extends readonly FlagSpec[]>(flags: S): S {
+  return flags;
+}
+
+type FlagValue = FlagTypeValues[FlagType];
 
 function convert(spec: FlagSpec, raw: string, command: string): FlagValue {
   const where = `${command} --${spec.name}`;
@@ -72,8 +120,11 @@ function convert(spec: FlagSpec, raw: string, command: string): FlagValue {
 }
 
 /** Parse argv (after the command name) against the command's flags. */
-export function parseFlags(command: CommandSpec, argv: string[]): Flags {
-  const flags: Flags = {};
+export function parseFlags<S extends readonly FlagSpec[], P extends PositionalSpec | undefined>(
+  command: CommandSpec<S, P>,
+  argv: string[],
+): Flags<S> & PositionalFlags<P> {
+  const flags: Record<string, FlagValue | undefined> = {};
   const byName = new Map(command.flags.map((f) => [f.name, f]));
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -110,7 +161,8 @@ export function parseFlags(command: CommandSpec, argv: string[]): Flags {
     // A default is written as the user would type it.
     flags[spec.name] = typeof spec.default === 'string' ? convert(spec, spec.default, command.name) : spec.default;
   }
-  return flags;
+  // Each value was converted by its own spec above: this is where the specs become the type.
+  return flags as Flags<S> & PositionalFlags<P>;
 }
 
 /** The --help text of a command. */
@@ -131,8 +183,8 @@ export function helpText(command: CommandSpec): string {
 }
 
 /** Require a flag, or explain which one is missing. */
-export function required<T extends FlagValue>(flags: Flags, name: string, command: string): T {
+export function required<F, K extends keyof F & string>(flags: F, name: K, command: string): NonNullable<F[K]> {
   const v = flags[name];
-  if (v === undefined) throw new UsageError(`${command}: --${name} is required (see streamllm ${command} --help)`);
-  return v as T;
+  if (v === undefined || v === null) throw new UsageError(`${command}: --${name} is required (see streamllm ${command} --help)`);
+  return v;
 }

@@ -1,29 +1,29 @@
 // streamllm attn: attention maps averaged over many windows of a text, per
 // layer and head, with the sink statistics (the paper's Fig. 2).
-import type { CommandSpec } from './args.js';
+import { defineCommand } from './args.js';
 import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
-import { modelInputFlags } from './model_inputs.js';
-import { sizeFlags } from './experiment_flags.js';
+import { modelInputFlags, sizeFlags } from './experiment_flags.js';
 
-export const attnCommand: CommandSpec = {
+export const attnCommand = defineCommand({
   name: 'attn',
   summary: 'attention maps per layer and head averaged over many windows, and where the sink is',
-  usage: '[--model PATH] [--text FILE | --tokens IDS.json] [--samples N] [--length L] [--seed S] [--out DIR] [--per-head]\n' +
+  usage:
+    '[--model PATH] [--text FILE | --tokens IDS.json] [--samples N] [--length L] [--seed S] [--out DIR] [--per-head]\n' +
     '       [--window W] [--sink-windows N] [--bos-first]',
   details: [
     'Runs N windows of L tokens, taken at seeded random offsets in the text, each from scratch at positions 0..L-1',
     "(a sink-token model's learned sink first), and averages each layer's attention probabilities. Writes",
-    'attention-layers.{svg,png} (all layers, heads averaged, as the paper\'s Fig. 2), attention-layer-L.{svg,png}',
+    "attention-layers.{svg,png} (all layers, heads averaged, as the paper's Fig. 2), attention-layer-L.{svg,png}",
     '(one panel per head with --per-head), sink-scores.json (per layer and head: the mean attention of queries at',
     'positions 4.. on key 0 and keys 0-3, and the uniform baseline), attention-maps.json and report.md.',
     '',
     'Then the sink measurement, which says yes or no: N windows of W positions (default 64 of the trained length),',
     'each run from scratch like a training sample, give per layer and head the mean attention on key 0 of queries at',
-    't in [W/2, W) against the uniform share (mean of 1/(t+1)), and the logit gap: the sink\'s logit q·k0/sqrt(d)',
+    "t in [W/2, W) against the uniform share (mean of 1/(t+1)), and the logit gap: the sink's logit q·k0/sqrt(d)",
     'minus the mean logit of keys 1..t, at short range (t in [4, 16)) and long range. A head has a sink when its',
     'key-0 attention at long range is at least 0.3 and at least 5x uniform. Printed per layer (its strongest head),',
     'written to sink-scores.json ("measurement", every head) and sink-profile.json (per query position).',
-    '--bos-first puts the tokenizer\'s BOS first in every window (after a sink-token model\'s sink), for models',
+    "--bos-first puts the tokenizer's BOS first in every window (after a sink-token model's sink), for models",
     'trained with BOS first in every sample.',
   ].join('\n'),
   flags: [
@@ -44,7 +44,7 @@ export const attnCommand: CommandSpec = {
     const started = performance.now();
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { runAttention } = await import('../experiments/attention.js');
-    const ctx = contextFromFlags(flags, 'attn', flags.out as string);
+    const ctx = contextFromFlags(flags, 'attn', flags.out);
     let result: Awaited<ReturnType<typeof runAttention>>;
     let file: string;
     try {
@@ -66,4 +66,4 @@ export const attnCommand: CommandSpec = {
         `wrote ${ctx.report.dir}/sink-scores.json, ${result.figures.length} figures and ${file}\n`,
     );
   },
-};
+});

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../errors.js';
-import type { CommandSpec } from './args.js';
+import { defineCommand } from './args.js';
 
 const BENCHMARKS: Record<string, string> = {
   decode: 'batch-1 greedy decode speed, peak RSS and a per-kernel profile (15M and 110M shapes)',
@@ -14,7 +14,7 @@ const BENCHMARKS: Record<string, string> = {
   plot: 'figure rendering times',
 };
 
-export const benchCommand: CommandSpec = {
+export const benchCommand = defineCommand({
   name: 'bench',
   summary: 'run a benchmark from bench/ (results appended to bench/RESULTS.md)',
   usage: `NAME [benchmark flags]     NAME: ${Object.keys(BENCHMARKS).join(', ')}`,
@@ -33,4 +33,4 @@ export const benchCommand: CommandSpec = {
     const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
     if (r.status !== 0) throw new UsageError(`bench ${name}: the benchmark exited with status ${r.status}`);
   },
-};
+});

@@ -1,20 +1,35 @@
 // The cache-policy flags (eval, generate) and the one place a policy is
 // built from them: the library's ArgumentError names an API argument
 // (`windowSize`), which this re-words for the flag that fed it (`--window`).
-import { CACHE_KINDS, type CachePolicy, policyFromName, type PolicyOptions } from '../cache/index.js';
+import type { CachePolicy, PolicyOptions } from '../cache/index.js';
+import { CACHE_KINDS } from '../cache/types.js';
 import { ArgumentError, UsageError } from '../errors.js';
-import type { FlagSpec, Flags } from './args.js';
+import { defineFlag, defineFlags } from './args.js';
 
-export const cacheFlags: FlagSpec[] = [
+export const cacheFlags = defineFlags([
   { name: 'sinks', type: 'int', value: 'S', min: 0, help: 'streaming: initial tokens kept (default 4)' },
-  { name: 'window', type: 'int', value: 'W', min: 1, help: 'window, streaming, recompute: recent tokens kept (default: trained length, minus the sinks for streaming)' },
+  {
+    name: 'window',
+    type: 'int',
+    value: 'W',
+    min: 1,
+    help: 'window, streaming, recompute: recent tokens kept (default: trained length, minus the sinks for streaming)',
+  },
   { name: 'budget', type: 'int', value: 'C', min: 1, help: 'h2o, tova: entries a query sees, itself included (default: trained length)' },
   { name: 'recent', type: 'int', value: 'R', min: 0, help: 'h2o: newest tokens never evicted (default: half the budget)' },
-];
+]);
+
+/** The settings the cache flags give, each undefined when not given. */
+export interface CacheFlags {
+  sinks?: number | undefined;
+  window?: number | undefined;
+  budget?: number | undefined;
+  recent?: number | undefined;
+}
 
 /** The --cache flag, one policy or a list. */
-export function cacheFlag(type: 'string' | 'strings', fallback: string, help: string): FlagSpec {
-  return { name: 'cache', type, value: type === 'string' ? 'POLICY' : 'LIST', choices: CACHE_KINDS, default: fallback, help };
+export function cacheFlag<T extends 'string' | 'strings'>(type: T, fallback: string, help: string) {
+  return defineFlag({ name: 'cache', type, value: type === 'string' ? 'POLICY' : 'LIST', choices: CACHE_KINDS, default: fallback, help });
 }
 
 const FLAG_OF: Record<keyof PolicyOptions | 'kind', string> = {
@@ -25,20 +40,26 @@ const FLAG_OF: Record<keyof PolicyOptions | 'kind', string> = {
   recent: 'recent',
 };
 
+function isPolicyArgument(argument: string): argument is keyof typeof FLAG_OF {
+  return argument in FLAG_OF;
+}
+
+/** The one policy named, with the settings of the cache flags. */
+export async function policyFromFlags(command: string, name: string, flags: CacheFlags, trainedLength: number): Promise<CachePolicy> {
+  const [policy] = await policiesFromFlags(command, [name], flags, trainedLength);
+  return policy!; // one name, one policy
+}
+
 /** The policies named (duplicates dropped), with the settings of the cache flags. */
-export function policiesFromFlags(command: string, names: readonly string[], flags: Flags, trainedLength: number): CachePolicy[] {
-  const options: PolicyOptions = {
-    sinkCount: flags.sinks as number | undefined,
-    windowSize: flags.window as number | undefined,
-    budget: flags.budget as number | undefined,
-    recent: flags.recent as number | undefined,
-  };
+export async function policiesFromFlags(command: string, names: readonly string[], flags: CacheFlags, trainedLength: number): Promise<CachePolicy[]> {
+  const { policyFromName } = await import('../cache/index.js');
+  const options: PolicyOptions = { sinkCount: flags.sinks, windowSize: flags.window, budget: flags.budget, recent: flags.recent };
   return [...new Set(names)].map((name) => {
     try {
       return policyFromName(name, trainedLength, options);
     } catch (e) {
-      if (!(e instanceof ArgumentError) || !(e.argument in FLAG_OF)) throw e;
-      throw new UsageError(`${command} --${FLAG_OF[e.argument as keyof typeof FLAG_OF]}: ${name}: ${e.detail}`);
+      if (!(e instanceof ArgumentError) || !isPolicyArgument(e.argument)) throw e;
+      throw new UsageError(`${command} --${FLAG_OF[e.argument]}: ${name}: ${e.detail}`);
     }
   });
 }

@@ -1,23 +1,23 @@
 // streamllm eval: per-token NLL and perplexity of a text under one or more
 // cache policies.
-import { type CachePolicy, policyLabel, policySpan } from '../cache/index.js';
+import { type CachePolicy, policyLabel, policySpan } from '../cache/types.js';
 import { UsageError } from '../errors.js';
-import { DEFAULT_BLOCK_SIZE, type ScoreResult, scoreTokens } from '../eval/perplexity.js';
-import { loadModel } from '../model/load.js';
+import type { ScoreResult } from '../eval/perplexity.js';
 import type { Model } from '../model/weights.js';
-import { type CommandSpec, type Flags, required } from './args.js';
-import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
-import { checkCacheBudget } from './cache_budget.js';
-import { backendFlag, forceFlag, placeModel, placementFlags, startBackend, writeOut } from './common.js';
 import { checkOutputFile, writeFileAtomic } from '../outputs.js';
 import { checkReadable, encodeTextFile } from '../text_file.js';
-import { readTokenIds, resolveTokenizer } from './inputs.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import { defineCommand, required } from './args.js';
+import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
+import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
+import { placementFlags } from './placement_flags.js';
 import { createProgress } from './progress.js';
 
-export const evalCommand: CommandSpec = {
+export const evalCommand = defineCommand({
   name: 'eval',
   summary: 'per-token NLL and perplexity under dense, window, streaming, recompute, h2o and tova caches',
-  usage: '--model PATH (--tokens IDS.json | --text FILE [--tokenizer TOK]) [--cache LIST] [--sinks S] [--window W] [--budget C] [--recent R] [--json | --csv FILE]',
+  usage:
+    '--model PATH (--tokens IDS.json | --text FILE [--tokenizer TOK]) [--cache LIST] [--sinks S] [--window W] [--budget C] [--recent R] [--json | --csv FILE]',
   details: [
     'Defaults: 4 sinks; window = the trained length for window and recompute, the trained length minus the sinks for streaming;',
     'budget = the trained length for h2o and tova, h2o keeping the recent half of it.',
@@ -42,21 +42,28 @@ export const evalCommand: CommandSpec = {
     backendFlag,
   ],
   async run(flags) {
-    const modelPath = required<string>(flags, 'model', 'eval');
-    if ((flags.tokens === undefined) === (flags.text === undefined)) throw new UsageError('eval: give exactly one of --tokens IDS.json and --text FILE');
-    if (flags.csv !== undefined) checkOutputFile(flags.csv as string, `eval --csv ${flags.csv}`, flags.force === true);
-    if (flags.text !== undefined) checkReadable(flags.text as string);
+    const modelPath = required(flags, 'model', 'eval');
+    const { tokens, text } = flags;
+    if ((tokens === undefined) === (text === undefined)) throw new UsageError('eval: give exactly one of --tokens IDS.json and --text FILE');
+    if (flags.csv !== undefined) checkOutputFile(flags.csv, `eval --csv ${flags.csv}`, flags.force === true);
+    if (text !== undefined) checkReadable(text);
     await startBackend(flags);
+    const { loadModel } = await import('../model/load.js');
+    const { readTokenIds, resolveTokenizer } = await import('./inputs.js');
+    const { checkCacheBudget } = await import('./cache_budget.js');
+    const { DEFAULT_BLOCK_SIZE, scoreTokens } = await import('../eval/perplexity.js');
+    const { placeModel } = await import('./placement.js');
     const model = placeModel(loadModel(modelPath), flags, 'eval');
-    let ids = flags.tokens !== undefined ? readTokenIds(flags.tokens as string, model.config.vocabSize) : encodeText(flags, modelPath, model);
-    if (flags.limit !== undefined) ids = ids.slice(0, flags.limit as number);
+    const vocab = model.config.vocabSize;
+    let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!, flags.limit);
+    if (flags.limit !== undefined) ids = ids.slice(0, flags.limit);
     if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
-    const policies = policiesFromFlags('eval', flags.cache as string[], flags, model.config.maxSeqLen);
+    const policies = await policiesFromFlags('eval', flags.cache, flags, model.config.maxSeqLen);
     warnAboutLengths(policies, model, ids.length);
     const plan = {
       tokens: ids.length + (model.config.sinkToken ? 1 : 0),
       tokensFlag: flags.limit !== undefined ? '--limit' : flags.tokens !== undefined ? '--tokens' : '--text',
-      block: flags.stepwise ? 1 : ((flags.block as number | undefined) ?? DEFAULT_BLOCK_SIZE),
+      block: flags.stepwise ? 1 : (flags.block ?? DEFAULT_BLOCK_SIZE),
       blockGiven: flags.block !== undefined && !flags.stepwise,
       windowGiven: flags.window !== undefined || flags.budget !== undefined,
     };
@@ -68,7 +75,7 @@ export const evalCommand: CommandSpec = {
         const progress = createProgress(policyLabel(policy), ids.length - 1);
         const result = await scoreTokens(model, ids, policy, {
           mode: flags.stepwise ? 'stepwise' : 'blocked',
-          blockSize: flags.block as number | undefined,
+          blockSize: flags.block,
           onProgress: (done) => progress.update(done),
         });
         progress.finish(`ppl ${result.ppl.toFixed(3)}`);
@@ -77,15 +84,14 @@ export const evalCommand: CommandSpec = {
     } finally {
       void model.pool?.dispose(); // the workers stop; in-process callers (tests) keep none
     }
-    if (flags.csv !== undefined) writeCsv(flags.csv as string, results);
+    if (flags.csv !== undefined) writeCsv(flags.csv, results);
     await writeOut(flags.json ? jsonReport(results) : tableReport(results));
   },
-};
+});
 
-function encodeText(flags: Flags, modelPath: string, model: Model): number[] {
-  const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, model.config.vocabSize);
+function encodeText(tokenizer: Tokenizer | undefined, file: string, limit: number | undefined): number[] {
   if (tokenizer === undefined) throw new UsageError('eval --text: this model has no tokenizer; give --tokenizer FILE');
-  return encodeTextFile(flags.text as string, tokenizer, { bos: tokenizer.addsBosByDefault, limit: flags.limit as number | undefined });
+  return encodeTextFile(file, tokenizer, { bos: tokenizer.addsBosByDefault, limit });
 }
 
 /** One-line warnings for settings outside what the model was trained on. */
@@ -111,13 +117,7 @@ function jsonReport(results: ScoreResult[]): string {
 }
 
 function tableReport(results: ScoreResult[]): string {
-  const rows = results.map((r) => [
-    policyLabel(r.policy),
-    r.ppl.toFixed(3),
-    r.meanNll.toFixed(4),
-    String(r.tokens),
-    ((r.tokens - 1) / r.seconds).toFixed(1),
-  ]);
+  const rows = results.map((r) => [policyLabel(r.policy), r.ppl.toFixed(3), r.meanNll.toFixed(4), String(r.tokens), ((r.tokens - 1) / r.seconds).toFixed(1)]);
   const header = ['policy', 'ppl', 'mean nll', 'tokens', 'tok/s'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');

@@ -5,25 +5,25 @@ import { checkOutputDir } from '../outputs.js';
 import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
 import { UsageError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import type { Flags } from './args.js';
+import type { ExperimentFlags } from './experiment_flags.js';
 import { defaultSource, manifestFile, openModel, textSource } from './model_inputs.js';
 import { createProgress } from './progress.js';
 
 /** The settings flags shared by reproduce, attn and start. */
-export function settingsFromFlags(flags: Flags): ExperimentSettings {
+export function settingsFromFlags(flags: ExperimentFlags): ExperimentSettings {
   return {
-    tokens: flags.limit as number | undefined,
-    recomputeSamples: flags['recompute-samples'] as number | undefined,
-    samples: flags.samples as number | undefined,
-    length: flags.length as number | undefined,
-    seed: flags.seed as number | undefined,
+    tokens: flags.limit,
+    recomputeSamples: flags['recompute-samples'],
+    samples: flags.samples,
+    length: flags.length,
+    seed: flags.seed,
     perHead: flags['per-head'] === true,
     manifest: manifestFile(flags),
-    window: flags.window as number | undefined,
-    sinks: flags.sinks as number | undefined,
-    sinkWindows: flags['sink-windows'] as number | undefined,
+    window: flags.window,
+    sinks: flags.sinks,
+    sinkWindows: flags['sink-windows'],
     bosFirst: flags['bos-first'] === true,
-    models: flags.models as string[] | undefined,
+    models: flags.models,
   };
 }
 
@@ -35,7 +35,9 @@ export function checkSettings(settings: ExperimentSettings, command: string, tra
     throw new UsageError(`${command} --sinks: ${settings.sinks} initial tokens leave no room for recent ones in a cache of ${which}; expected S < W`);
   }
   if (settings.bosFirst === true && tokenizer?.bosId === undefined) {
-    throw new UsageError(`${command} --bos-first: ${tokenizer === undefined ? 'no tokenizer to take BOS from; give --tokenizer FILE' : 'the tokenizer has no BOS token'}`);
+    throw new UsageError(
+      `${command} --bos-first: ${tokenizer === undefined ? 'no tokenizer to take BOS from; give --tokenizer FILE' : 'the tokenizer has no BOS token'}`,
+    );
   }
 }
 
@@ -45,11 +47,11 @@ export function checkSettings(settings: ExperimentSettings, command: string, tra
  * one replaces whole when it is finished); anything else needs --force.
  * The caller finishes the report or discards it.
  */
-export function contextFromFlags(flags: Flags, command: string, out: string): ExperimentContext {
+export function contextFromFlags(flags: ExperimentFlags & { force?: boolean | undefined }, command: string, out: string): ExperimentContext {
   checkOutputDir(out, `${command} --out ${out}`, flags.force === true, isReportFolder);
   const given = textSource(flags, command); // before the model: a missing text fails fast
   // reproduce pretraining --models without --model: the first of them stands for the run
-  const models = flags.models as string[] | undefined;
+  const models = flags.models;
   const opened = openModel(flags.model === undefined && models !== undefined && models.length > 0 ? { ...flags, model: models[0] } : flags, command);
   const source = defaultSource(given, opened);
   const { model, tokenizer } = opened;

@@ -1,18 +1,14 @@
 // streamllm generate: stream text from a model through a cache policy, for a
 // number of tokens or, with --steps 0, until Ctrl-C.
-import { type CachePolicy, policyLabel, policySpan } from '../cache/index.js';
+import { type CachePolicy, policyLabel, policySpan } from '../cache/types.js';
 import { UsageError } from '../errors.js';
-import { generate } from '../generate.js';
-import { loadModel } from '../model/load.js';
-import { createSampler } from '../sample/sampler.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import { type CommandSpec, required } from './args.js';
-import { cacheFlag, cacheFlags, policiesFromFlags } from './cache_flags.js';
-import { checkCacheBudget } from './cache_budget.js';
-import { backendFlag, placeModel, placementFlags, startBackend, writeOut } from './common.js';
-import { isTokenId, resolveTokenizer } from './inputs.js';
+import { defineCommand, required } from './args.js';
+import { cacheFlag, cacheFlags, policyFromFlags } from './cache_flags.js';
+import { backendFlag, startBackend, writeOut } from './common.js';
+import { placementFlags } from './placement_flags.js';
 
-export const generateCommand: CommandSpec = {
+export const generateCommand = defineCommand({
   name: 'generate',
   summary: 'generate text, for N tokens or forever at constant memory',
   usage: '--model PATH [--tokenizer TOK] (--prompt TEXT | --prompt-ids 1,2,3) --steps N [--temperature T] [--top-p P] [--seed S] [--cache POLICY] [--json]',
@@ -39,23 +35,35 @@ export const generateCommand: CommandSpec = {
     backendFlag,
   ],
   async run(flags) {
-    const modelPath = required<string>(flags, 'model', 'generate');
+    const modelPath = required(flags, 'model', 'generate');
     if ((flags.prompt === undefined) === (flags['prompt-ids'] === undefined)) {
       throw new UsageError('generate: give exactly one of --prompt TEXT and --prompt-ids IDS');
     }
-    const steps = flags.steps as number;
+    const { steps } = flags;
     await startBackend(flags);
+    const { loadModel } = await import('../model/load.js');
+    const { resolveTokenizer } = await import('./inputs.js');
+    const { checkCacheBudget } = await import('./cache_budget.js');
+    const { createSampler } = await import('../sample/sampler.js');
+    const { generate } = await import('../generate.js');
+    const { placeModel } = await import('./placement.js');
     const model = placeModel(loadModel(modelPath), flags, 'generate');
     const vocab = model.config.vocabSize;
-    const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, modelPath, vocab);
-    const prompt = promptIds(flags.prompt as string | undefined, flags['prompt-ids'] as number[] | undefined, tokenizer, vocab);
-    const [policy] = policiesFromFlags('generate', [flags.cache as string], flags, model.config.maxSeqLen) as [CachePolicy];
+    const tokenizer = resolveTokenizer(flags.tokenizer, modelPath, vocab);
+    const prompt = promptIds(flags.prompt, flags['prompt-ids'], tokenizer, vocab);
+    const policy = await policyFromFlags('generate', flags.cache, flags, model.config.maxSeqLen);
     warnAboutLength(policy, model.config.maxSeqLen, steps, prompt.length);
     const streamTokens = steps === 0 ? Infinity : prompt.length + steps + (model.config.sinkToken ? 1 : 0);
     // the prompt is one block, then a token at a time
-    const plan = { tokens: streamTokens, tokensFlag: '--steps', block: prompt.length, blockGiven: false, windowGiven: flags.window !== undefined || flags.budget !== undefined };
+    const plan = {
+      tokens: streamTokens,
+      tokensFlag: '--steps',
+      block: prompt.length,
+      blockGiven: false,
+      windowGiven: flags.window !== undefined || flags.budget !== undefined,
+    };
     checkCacheBudget(policy, model.config, plan);
-    const sample = createSampler({ temperature: flags.temperature as number, topP: flags['top-p'] as number, seed: flags.seed as number });
+    const sample = createSampler({ temperature: flags.temperature, topP: flags['top-p'], seed: flags.seed });
     const stopIds = flags['ignore-eos'] ? [] : [tokenizer?.bosId ?? 1, tokenizer?.eosId ?? 2];
 
     let interrupted = false;
@@ -88,12 +96,13 @@ export const generateCommand: CommandSpec = {
     const summary = status || statusLine(generated.length, seconds, 0, 0, policy);
     process.stderr.write(`${interrupted ? 'interrupted: ' : ''}${summary}\n`);
   },
-};
+});
 
+/** --prompt-ids (integers, as parsed), or --prompt encoded. */
 function promptIds(text: string | undefined, ids: number[] | undefined, tokenizer: Tokenizer | undefined, vocab: number): number[] {
   if (ids !== undefined) {
     ids.forEach((id, i) => {
-      if (!isTokenId(id, vocab)) throw new UsageError(`generate --prompt-ids: id ${i} is ${id}, expected a token id in 0..${vocab - 1}`);
+      if (id < 0 || id >= vocab) throw new UsageError(`generate --prompt-ids: id ${i} is ${id}, expected a token id in 0..${vocab - 1}`);
     });
     if (ids.length === 0) throw new UsageError('generate --prompt-ids: give at least one id');
     return ids;

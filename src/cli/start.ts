@@ -2,12 +2,11 @@
 // Streams the text through dense, window, streaming and recompute caches
 // (the `curves` experiment), prints the perplexity table and names the plot
 // of per-token log-perplexity it wrote.
-import type { CommandSpec } from './args.js';
+import { defineCommand } from './args.js';
 import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
-import { modelInputFlags } from './model_inputs.js';
-import { sizeFlags } from './experiment_flags.js';
+import { modelInputFlags, sizeFlags } from './experiment_flags.js';
 
-export const startCommand: CommandSpec = {
+export const startCommand = defineCommand({
   name: 'start',
   summary: 'the main job (npm start): stream a text through every cache policy, print perplexities, plot the curves',
   usage: '[--model PATH] [--text FILE | --tokens IDS.json] [--out DIR] [--limit N] [--recompute-samples N]',
@@ -29,7 +28,7 @@ export const startCommand: CommandSpec = {
     const started = performance.now();
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { runCurves } = await import('../experiments/curves.js');
-    const ctx = contextFromFlags(flags, 'start', flags.out as string);
+    const ctx = contextFromFlags(flags, 'start', flags.out);
     const c = ctx.model.config;
     process.stderr.write(`model: ${ctx.modelLabel} (trained length ${c.maxSeqLen}); text: ${ctx.ids.length} tokens\n`);
     let result: Awaited<ReturnType<typeof runCurves>>;
@@ -47,4 +46,4 @@ export const startCommand: CommandSpec = {
         `per-token log-perplexity plot: ${ctx.report.dir}/curves.png (and .svg); report: ${report}\n`,
     );
   },
-};
+});

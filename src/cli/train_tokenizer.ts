@@ -1,13 +1,10 @@
 // streamllm train-tokenizer: a byte-level BPE trained on the Brown corpus's
 // training split (the held-out texts never shape the vocabulary).
-import { loadBrown } from '../data/brown.js';
 import { checkOutputFile } from '../outputs.js';
-import { saveBpe } from '../tokenizer/bpe.js';
-import { trainBpe } from '../tokenizer/bpe_train.js';
-import { type CommandSpec, required } from './args.js';
+import { defineCommand, required } from './args.js';
 import { forceFlag } from './common.js';
 
-export const trainTokenizerCommand: CommandSpec = {
+export const trainTokenizerCommand = defineCommand({
   name: 'train-tokenizer',
   summary: 'train a byte-level BPE tokenizer on the Brown training split',
   usage: '--out FILE [--vocab N]',
@@ -18,11 +15,14 @@ export const trainTokenizerCommand: CommandSpec = {
     forceFlag,
   ],
   async run(flags) {
-    const out = required<string>(flags, 'out', 'train-tokenizer');
+    const out = required(flags, 'out', 'train-tokenizer');
     checkOutputFile(out, `train-tokenizer --out ${out}`, flags.force === true);
+    const { loadBrown } = await import('../data/brown.js');
+    const { saveBpe } = await import('../tokenizer/bpe.js');
+    const { trainBpe } = await import('../tokenizer/bpe_train.js');
     const texts = loadBrown('train').map((t) => t.text);
-    const tokenizer = trainBpe(texts, { vocabSize: flags.vocab as number });
+    const tokenizer = trainBpe(texts, { vocabSize: flags.vocab });
     saveBpe(tokenizer, out);
     process.stderr.write(`wrote ${out}: ${tokenizer.vocabSize} tokens from ${texts.length} texts\n`);
   },
-};
+});

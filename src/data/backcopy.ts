@@ -34,7 +34,8 @@ export class BigramChain {
     for (let i = 0; i + 1 < tokens.length; i++) {
       const a = tokens[i]!;
       const b = tokens[i + 1]!;
-      if (!(a >= 0 && a < vocabSize && b >= 0 && b < vocabSize)) throw new RangeError(`BigramChain: token at ${a >= 0 && a < vocabSize ? i + 1 : i} is outside 0..${vocabSize - 1}`);
+      if (!(a >= 0 && a < vocabSize && b >= 0 && b < vocabSize))
+        throw new RangeError(`BigramChain: token at ${a >= 0 && a < vocabSize ? i + 1 : i} is outside 0..${vocabSize - 1}`);
       codes[i] = a * vocabSize + b;
     }
     codes.sort();
@@ -42,7 +43,7 @@ export class BigramChain {
     const nextId: number[] = [];
     const cumulative: number[] = [];
     let row = 0;
-    for (let i = 0; i < codes.length; ) {
+    for (let i = 0; i < codes.length;) {
       const code = codes[i]!;
       let j = i;
       while (j < codes.length && codes[j] === code) j++;

@@ -61,7 +61,9 @@ export function brownDir(): string {
 
 /** All text ids in corpus order. */
 export function brownTextIds(dir = brownDir()): string[] {
-  const ids = readdirSync(dir).filter((f) => ID_PATTERN.test(f)).sort();
+  const ids = readdirSync(dir)
+    .filter((f) => ID_PATTERN.test(f))
+    .sort();
   if (ids.length !== BROWN_TEXT_COUNT) {
     throw new FileFormatError(dir, `expected the ${BROWN_TEXT_COUNT} Brown corpus texts, found ${ids.length}`);
   }

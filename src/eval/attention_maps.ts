@@ -20,10 +20,8 @@ import { UsageError } from '../errors.js';
 import { checkHostFits } from '../memory.js';
 import { forwardBatch, SINK_TOKEN } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
+import { DEFAULT_LENGTH, DEFAULT_SAMPLES } from './attention_defaults.js';
 
-/** The paper's setting: 256 sequences of 16 tokens. */
-export const DEFAULT_SAMPLES = 256;
-export const DEFAULT_LENGTH = 16;
 /** Queries before this position are left out of the sink scores: they have few keys to choose from. */
 export const FIRST_SCORED_QUERY = 4;
 

@@ -9,8 +9,9 @@ import * as tf from '@tensorflow/tfjs';
 import { tokenNll } from '../../kernels/token_nll.js';
 import { type CachePolicy, policyLabel, policySpan } from '../cache/index.js';
 import { NonFiniteError } from '../errors.js';
+import { yieldToEventLoop } from '../event_loop.js';
 import { firstNonFinite } from '../finite.js';
-import { SINK_TOKEN } from '../model/transformer.js';
+import { withSinkToken } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { TokenStream } from '../stream.js';
 import { perplexity } from './nll.js';
@@ -42,14 +43,11 @@ export function nonFiniteOutput(position: number, policy: CachePolicy | string, 
   return `${label}: the model's logits predicting token ${position + 1} are not finite (NLL ${nll}): NaN or overflow in the weights or activations`;
 }
 
-/** Yield to the event loop so signals and progress output get through. */
-const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
-
 export async function scoreTokens(model: Model, ids: readonly number[], policy: CachePolicy, options: ScoreOptions = {}): Promise<ScoreResult> {
   const mode = options.mode ?? 'blocked';
   const block = mode === 'stepwise' ? 1 : Math.max(1, Math.min(options.blockSize ?? DEFAULT_BLOCK_SIZE, policySpan(policy)));
   // A sink-token model sees its learned sink first; its prediction of ids[0] is not scored.
-  const input = model.config.sinkToken ? [SINK_TOKEN, ...ids] : [...ids];
+  const input = withSinkToken(model.config, ids);
   const skip = model.config.sinkToken ? 1 : 0;
   const total = Math.max(0, ids.length - 1);
   const nll = new Float64Array(total);
@@ -71,7 +69,7 @@ export async function scoreTokens(model: Model, ids: readonly number[], policy: 
       if (bad >= 0) throw new NonFiniteError(nonFiniteOutput(start + firstRow - skip + bad, policy, values[bad]!));
       nll.set(values, start + firstRow - skip);
       options.onProgress?.(Math.min(total, start + chunk.length - skip), total);
-      await tick();
+      await yieldToEventLoop();
     }
   } finally {
     stream.dispose();

@@ -17,8 +17,9 @@
 // one causal pass over the first window scores all of those.
 import { CausalBlock } from '../cache/causal_block.js';
 import { NonFiniteError, UsageError } from '../errors.js';
+import { yieldToEventLoop } from '../event_loop.js';
 import { firstNonFinite } from '../finite.js';
-import { forwardBatch, SINK_TOKEN } from '../model/transformer.js';
+import { forwardBatch, withSinkToken } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { nllOfRows } from './nll.js';
 import { nonFiniteOutput } from './perplexity.js';
@@ -40,8 +41,6 @@ export function sampledPositions(total: number, windowSize: number, samples: num
   for (let i = windowSize; i < total; i += stride) positions.push(i);
   return { stride, positions };
 }
-
-const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** nll[j] = -log p(ids[positions[j] + 1] | the recompute window ending at positions[j]). */
 export async function recomputeNllAt(
@@ -65,9 +64,13 @@ export async function recomputeNllAt(
   });
   const vocab = model.config.vocabSize;
   const nll = new Float64Array(positions.length);
-  const withSink = (text: readonly number[]) => (sink ? [SINK_TOKEN, ...text] : [...text]);
   const run = (contexts: number[][], last: boolean): Float32Array => {
-    const logits = forwardBatch(model, contexts, contexts.map(() => new CausalBlock()), last ? 'last' : 'all');
+    const logits = forwardBatch(
+      model,
+      contexts,
+      contexts.map(() => new CausalBlock()),
+      last ? 'last' : 'all',
+    );
     const values = logits.dataSync() as Float32Array;
     logits.dispose();
     return values;
@@ -77,7 +80,7 @@ export async function recomputeNllAt(
   const early = positions.filter((p) => p < textSpan);
   if (early.length > 0) {
     const end = early[early.length - 1]!;
-    const values = run([withSink(ids.slice(0, end + 1))], false);
+    const values = run([withSinkToken(model.config, ids.slice(0, end + 1))], false);
     const offset = sink ? 1 : 0; // row r + offset predicts ids[r + 1]
     early.forEach((p, j) => nllOfRows(values.subarray((p + offset) * vocab), vocab, [ids[p + 1]!], nll, j));
   }
@@ -88,10 +91,19 @@ export async function recomputeNllAt(
   for (let j = early.length; j < total; j += batchSize) {
     const chunk = positions.slice(j, j + batchSize);
     const first = ids.slice(0, keepFirst);
-    const values = run(chunk.map((p) => withSink([...first, ...ids.slice(p - textSpan + keepFirst + 1, p + 1)])), true);
-    nllOfRows(values, vocab, chunk.map((p) => ids[p + 1]!), nll, j);
+    const values = run(
+      chunk.map((p) => withSinkToken(model.config, [...first, ...ids.slice(p - textSpan + keepFirst + 1, p + 1)])),
+      true,
+    );
+    nllOfRows(
+      values,
+      vocab,
+      chunk.map((p) => ids[p + 1]!),
+      nll,
+      j,
+    );
     options.onProgress?.(j + chunk.length, total);
-    await tick();
+    await yieldToEventLoop();
   }
   const bad = firstNonFinite(nll);
   if (bad >= 0) throw new NonFiniteError(nonFiniteOutput(positions[bad]!, `recompute(${windowSize})`, nll[bad]!));

@@ -30,8 +30,8 @@ import { SINK_TOKEN } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { observeWindows, textWindows, windowOffsets, windowPrefix } from './attention_maps.js';
 
-/** Windows averaged unless told otherwise: the issue's "at least 64 held-out windows". */
-export const SINK_WINDOWS = 64;
+import { SINK_WINDOWS } from './attention_defaults.js';
+export { SINK_WINDOWS };
 /** A head is a sink when its mean attention on key 0 at long range is at least this... */
 export const SINK_SHARE = 0.3;
 /** ...and at least this many times the uniform share. */
@@ -59,7 +59,9 @@ export function sinkBatchSize(layers: number, heads: number, size: number, wante
   const fits = Math.floor(SINK_BATCH_BYTES / bytes);
   if (fits < 1) {
     const most = Math.floor(Math.sqrt(SINK_BATCH_BYTES / sinkWindowBytes(layers, heads, 1)));
-    throw new UsageError(`window: a sink measurement window of ${size} positions holds ${(bytes / 2 ** 30).toFixed(1)} GiB of attention tensors (${layers} layers x ${heads} heads x ${size}^2 x 12 bytes), above the ${SINK_BATCH_BYTES / 2 ** 30} GiB limit; expected at most ${most}`);
+    throw new UsageError(
+      `window: a sink measurement window of ${size} positions holds ${(bytes / 2 ** 30).toFixed(1)} GiB of attention tensors (${layers} layers x ${heads} heads x ${size}^2 x 12 bytes), above the ${SINK_BATCH_BYTES / 2 ** 30} GiB limit; expected at most ${most}`,
+    );
   }
   return Math.min(wanted, fits);
 }
@@ -140,7 +142,11 @@ export function sinkProfile(model: Model, tokens: ArrayLike<number>, options: Si
  * put the sink token, -1, or BOS first where the model expects them). All
  * windows must have the same length.
  */
-export function sinkProfileOf(model: Model, windows: readonly (readonly number[])[], options: Pick<SinkProfileOptions, 'batchSize' | 'onProgress'> = {}): SinkProfile {
+export function sinkProfileOf(
+  model: Model,
+  windows: readonly (readonly number[])[],
+  options: Pick<SinkProfileOptions, 'batchSize' | 'onProgress'> = {},
+): SinkProfile {
   if (windows.length === 0) throw new UsageError('windows: expected at least one window');
   const size = windows[0]!.length;
   checkSize(size);
@@ -161,7 +167,8 @@ export function sinkProfileOf(model: Model, windows: readonly (readonly number[]
 }
 
 function checkSize(size: number): void {
-  if (!Number.isInteger(size) || size < MIN_SINK_WINDOW) throw new UsageError(`window: sink scores need windows of at least ${MIN_SINK_WINDOW} positions, got ${size}`);
+  if (!Number.isInteger(size) || size < MIN_SINK_WINDOW)
+    throw new UsageError(`window: sink scores need windows of at least ${MIN_SINK_WINDOW} positions, got ${size}`);
 }
 
 export interface SinkRule {

@@ -9,15 +9,8 @@
 // statistics and, under "measurement", the verdict per layer and head),
 // sink-profile.json (key-0 attention and logit gap per query position), and
 // attention-maps.json with the averaged probabilities themselves.
-import {
-  attentionMaps,
-  type AttentionMaps,
-  DEFAULT_LENGTH,
-  DEFAULT_SAMPLES,
-  layerMatrix,
-  type SinkScores,
-  sinkScores,
-} from '../eval/attention_maps.js';
+import { DEFAULT_LENGTH, DEFAULT_SAMPLES } from '../eval/attention_defaults.js';
+import { attentionMaps, type AttentionMaps, layerMatrix, type SinkScores, sinkScores } from '../eval/attention_maps.js';
 import { SINK_WINDOWS, sinkBatchSize, type SinkProfile, sinkProfile, type SinkVerdict, sinkVerdict } from '../eval/sink_measure.js';
 import { heatmapGrid, markdownTable } from '../plot/index.js';
 import type { FigureFile } from './report.js';
@@ -175,7 +168,11 @@ export function sinkSummary(v: SinkVerdict): string {
 }
 
 /** The yes/no measurement on windows of W positions, with its section of the report. */
-function measureSink(ctx: ExperimentContext, seed: number, bosId: number | undefined): { profile: SinkProfile; verdict: SinkVerdict; table: string; summary: string } {
+function measureSink(
+  ctx: ExperimentContext,
+  seed: number,
+  bosId: number | undefined,
+): { profile: SinkProfile; verdict: SinkVerdict; table: string; summary: string } {
   const W = cacheWindow(ctx);
   const windows = ctx.settings.sinkWindows ?? SINK_WINDOWS;
   const progress = ctx.progress(`sink measurement (${W} positions)`, windows, 'windows');

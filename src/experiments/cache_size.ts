@@ -73,7 +73,9 @@ export async function runCacheSize(ctx: ExperimentContext): Promise<CacheSizeRes
   });
   const file = await ctx.report.figure('cache-size', figure, `Streaming perplexity by cache size, ${ctx.modelLabel}.`);
   const best = rows.reduce((a, b) => (b.ppl < a.ppl ? b : a));
-  ctx.report.text(`The lowest streaming perplexity, ${best.ppl.toFixed(2)}, comes with C = ${best.cacheSize}${best.cacheSize === W ? ' (the trained length)' : ''}.`);
+  ctx.report.text(
+    `The lowest streaming perplexity, ${best.ppl.toFixed(2)}, comes with C = ${best.cacheSize}${best.cacheSize === W ? ' (the trained length)' : ''}.`,
+  );
   const result: CacheSizeResult = {
     experiment: 'cache-size',
     model: ctx.modelLabel,

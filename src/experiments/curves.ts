@@ -107,7 +107,10 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
   progress.finish();
   const nll: (number | null)[] = new Array<number | null>(total).fill(null);
   positions.forEach((p, j) => (nll[p] = sampled[j]!));
-  const pastIdx = positions.map((p, j) => [p, j] as const).filter(([p]) => p >= W).map(([, j]) => j);
+  const pastIdx = positions
+    .map((p, j) => [p, j] as const)
+    .filter(([p]) => p >= W)
+    .map(([, j]) => j);
   rows.push({
     name: 'recompute',
     label: policyLabel(recomputePolicy),
@@ -136,8 +139,7 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
   });
   const figure = await lineChart({
     title: 'Per-token log-perplexity along the text (paper Fig. 3)',
-    subtitle:
-      `${ctx.modelLabel}, ${N} tokens of ${sourceLabel(ctx.source)}; each point: mean NLL of the same sampled positions in ${binSize} tokens`,
+    subtitle: `${ctx.modelLabel}, ${N} tokens of ${sourceLabel(ctx.source)}; each point: mean NLL of the same sampled positions in ${binSize} tokens`,
     xLabel: 'token position',
     yLabel: 'log-perplexity (mean NLL, nats)',
     series,
@@ -158,7 +160,11 @@ export async function runCurves(ctx: ExperimentContext): Promise<CurvesResult> {
     ['policy', 'PPL, all tokens', `PPL, ${past.length} sampled positions > ${W}`, 'tokens/s'],
     rows.map((r) => [r.label, r.ppl, r.pplSampled, Math.round(r.tokensPerSecond)]),
   );
-  const figureFile = await ctx.report.figure('curves', figure, `Per-token log-perplexity, ${ctx.modelLabel}: mean NLL of the positions recompute was scored at, per bin of ${binSize} tokens, for every policy; dashed vertical line at ${W} tokens.`);
+  const figureFile = await ctx.report.figure(
+    'curves',
+    figure,
+    `Per-token log-perplexity, ${ctx.modelLabel}: mean NLL of the positions recompute was scored at, per bin of ${binSize} tokens, for every policy; dashed vertical line at ${W} tokens.`,
+  );
   const by = (n: CurveRow['name']) => rows.find((r) => r.name === n)!.pplSampled;
   const [dense, window, streaming, recompute] = [by('dense'), by('window'), by('streaming'), by('recompute')];
   if (dense !== null && window !== null && streaming !== null && recompute !== null) {

@@ -44,7 +44,11 @@ export async function runInitialTokens(ctx: ExperimentContext): Promise<InitialT
     `Streaming perplexity over ${N} tokens with a cache of ${W} entries (${W === ctx.model.config.maxSeqLen ? 'the trained length' : `trained length ${ctx.model.config.maxSeqLen}`}), S of them holding the first S tokens ` +
       `and ${W}-S the most recent ones. 0+${W} is window attention.`,
   );
-  ctx.report.table('initial-tokens', ['cache (initial + recent)', 'PPL'], rows.map((r) => [r.label, r.ppl]));
+  ctx.report.table(
+    'initial-tokens',
+    ['cache (initial + recent)', 'PPL'],
+    rows.map((r) => [r.label, r.ppl]),
+  );
   const spread = Math.max(...rows.map((r) => r.ppl)) / Math.min(...rows.map((r) => r.ppl));
   const figure = await barChart({
     title: 'Streaming perplexity against initial tokens kept (paper Table 2)',

@@ -35,7 +35,10 @@ export const newlineSinks: Experiment = {
 
 export async function runNewlineSinks(ctx: ExperimentContext): Promise<NewlineSinksResult> {
   const W = cacheWindow(ctx);
-  if (W <= REPLACED) throw new UsageError(`newline-sinks: the cache of ${W} entries has no room for recent tokens beside the ${REPLACED} initial ones (give --window > ${REPLACED})`);
+  if (W <= REPLACED)
+    throw new UsageError(
+      `newline-sinks: the cache of ${W} entries has no room for recent tokens beside the ${REPLACED} initial ones (give --window > ${REPLACED})`,
+    );
   if (ctx.tokenizer === undefined) throw new UsageError('newline-sinks: needs the model\'s tokenizer to encode "\\n"; give --tokenizer FILE');
   const newline = ctx.tokenizer.encode('\n');
   if (newline.length === 0) throw new UsageError('newline-sinks: the tokenizer encodes "\\n" to no tokens');
@@ -64,11 +67,13 @@ export async function runNewlineSinks(ctx: ExperimentContext): Promise<NewlineSi
     `Perplexity over tokens 5..${N} of ${sourceLabel(ctx.source)} (cache ${W} = the trained length). In the last row the first four ` +
       `tokens (ids ${original.slice(0, REPLACED).join(', ')}) are replaced by the tokenizer's "\\n" (ids ${replaced.slice(0, REPLACED).join(', ')}).`,
   );
-  ctx.report.table('newline-sinks', ['cache', 'initial tokens', 'PPL'], rows.map((r) => [r.label, r.initial, r.ppl]));
-  const [win, orig, nl] = rows.map((r) => r.ppl) as [number, number, number];
-  ctx.report.text(
-    `Newline sinks give ${nl.toFixed(2)} against ${orig.toFixed(2)} with the original tokens and ${win.toFixed(2)} without any initial tokens.`,
+  ctx.report.table(
+    'newline-sinks',
+    ['cache', 'initial tokens', 'PPL'],
+    rows.map((r) => [r.label, r.initial, r.ppl]),
   );
+  const [win, orig, nl] = rows.map((r) => r.ppl) as [number, number, number];
+  ctx.report.text(`Newline sinks give ${nl.toFixed(2)} against ${orig.toFixed(2)} with the original tokens and ${win.toFixed(2)} without any initial tokens.`);
   const result: NewlineSinksResult = {
     experiment: 'newline-sinks',
     model: ctx.modelLabel,

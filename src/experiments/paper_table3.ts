@@ -68,7 +68,9 @@ export function verdictOf(mine: Effects, paper: Effects | null): Verdict {
   return matches === 2 ? 'agrees' : matches === 1 ? 'partly' : 'disagrees';
 }
 
-export function compareWithPaper(models: { name: string; variant: string; ppl: (sinks: number) => number | undefined; recompute: number | null }[]): PaperComparison[] {
+export function compareWithPaper(
+  models: { name: string; variant: string; ppl: (sinks: number) => number | undefined; recompute: number | null }[],
+): PaperComparison[] {
   return models.map((m) => {
     const ppl = { 0: m.ppl(0) ?? null, 1: m.ppl(1) ?? null, 2: m.ppl(2) ?? null, 4: m.ppl(4) ?? null };
     const paper = PAPER_TABLE3[m.variant] ?? null;
@@ -84,7 +86,17 @@ export const COMPARISON_HEADER = ['model', '0+W', '1+(W-1)', '2+(W-2)', '4+(W-4)
 export function comparisonRows(comparison: PaperComparison[]): (string | number | null)[][] {
   const ratio = (r: number | null) => (r === null ? null : `x${r.toFixed(r >= 100 ? 0 : r >= 10 ? 1 : 3)}`);
   return comparison.flatMap((c) => {
-    const mine = [`${c.name} (${c.variant})`, c.ppl[0], c.ppl[1], c.ppl[2], c.ppl[4], c.recompute, ratio(c.effects.evictFirst), ratio(c.effects.oneNotFour), c.verdict];
+    const mine = [
+      `${c.name} (${c.variant})`,
+      c.ppl[0],
+      c.ppl[1],
+      c.ppl[2],
+      c.ppl[4],
+      c.recompute,
+      ratio(c.effects.evictFirst),
+      ratio(c.effects.oneNotFour),
+      c.verdict,
+    ];
     if (c.paper === null) return [mine];
     const p = c.paper.ppl;
     return [mine, [`paper: ${c.paper.paper}`, p[0], p[1], p[2], p[4], null, ratio(c.paperEffects!.evictFirst), ratio(c.paperEffects!.oneNotFour), '']];

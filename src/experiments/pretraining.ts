@@ -87,7 +87,8 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
     const model = loadModel(entry.path);
     try {
       const W = ctx.settings.window ?? model.config.maxSeqLen;
-      const tokenizer = existsSync(entry.path) && statSync(entry.path).isDirectory() ? loadTokenizer(entry.path, { vocabSize: model.config.vocabSize }) : undefined;
+      const tokenizer =
+        existsSync(entry.path) && statSync(entry.path).isDirectory() ? loadTokenizer(entry.path, { vocabSize: model.config.vocabSize }) : undefined;
       const ids = sourceTokens(ctx.source, tokenizer, model.config.vocabSize, ctx.settings.tokens ?? PRETRAINING_TOKENS_PER_WINDOW * W);
       if (ids.length < 2) throw new UsageError(`pretraining: the text gives ${entry.name} fewer than 2 tokens`);
       const modelCtx: ExperimentContext = { ...ctx, model, modelLabel: entry.name, tokenizer, ids };
@@ -123,7 +124,7 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
 
   ctx.report.heading(pretraining.title);
   const lengths = [...new Set(rows.map((r) => r.trainedLength))];
-  const Wtext = lengths.length === 1 ? String(lengths[0]) : 'each model\'s trained length';
+  const Wtext = lengths.length === 1 ? String(lengths[0]) : "each model's trained length";
   ctx.report.text(
     `Streaming perplexity of every model in ${file} over ${rows.map((r) => r.tokens).join(' / ')} tokens of ${sourceLabel(ctx.source)}, ` +
       `with S initial tokens and W-S recent ones, W = ${Wtext}. Recompute* is scored on sampled positions past the first window ` +
@@ -158,7 +159,9 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
     valueFormat: '.4~r',
   });
   const figures = [await ctx.report.figure('pretraining', figure, 'Streaming perplexity per zoo model and cache layout.')];
-  const comparison = compareWithPaper(rows.map((r) => ({ name: r.name, variant: r.variant, ppl: (s: number) => r.streaming.find((x) => x.sinks === s)?.ppl, recompute: r.recompute.ppl })));
+  const comparison = compareWithPaper(
+    rows.map((r) => ({ name: r.name, variant: r.variant, ppl: (s: number) => r.streaming.find((x) => x.sinks === s)?.ppl, recompute: r.recompute.ppl })),
+  );
   ctx.report.text(
     `Beside the paper's Table 3 (${PAPER_TABLE3_SETTING}). Each model is set against the paper's model of its variant; the ratios say ` +
       `what evicting the first token does (0+W / 1+(W-1)) and whether one initial token is enough (1+(W-1) / 4+(W-4)); an effect counts ` +

@@ -5,7 +5,12 @@ import { type ScoreResult, scoreTokens } from '../eval/perplexity.js';
 import type { ExperimentContext } from './types.js';
 
 /** Score the tokens under one policy, blocked, with a progress bar. */
-export async function scoreWithProgress(ctx: ExperimentContext, ids: readonly number[], policy: CachePolicy, label = policyLabel(policy)): Promise<ScoreResult> {
+export async function scoreWithProgress(
+  ctx: ExperimentContext,
+  ids: readonly number[],
+  policy: CachePolicy,
+  label = policyLabel(policy),
+): Promise<ScoreResult> {
   const progress = ctx.progress(label, ids.length - 1);
   const result = await scoreTokens(ctx.model, ids, policy, { onProgress: (done) => progress.update(done) });
   progress.finish(`ppl ${result.ppl.toFixed(3)}`);

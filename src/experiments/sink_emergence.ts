@@ -173,11 +173,28 @@ export async function runSinkEmergence(
   );
   const figures = [
     await report.figure('sink-emergence-key0', key0Figure, `Attention on key 0 of the strongest head per layer, against the training step; ${about}.`),
-    await report.figure('sink-emergence-gap', gapFigure, `The strongest head's logit gap per layer (solid: long range; dashed: short range), against the training step; ${about}.`),
+    await report.figure(
+      'sink-emergence-gap',
+      gapFigure,
+      `The strongest head's logit gap per layer (solid: long range; dashed: short range), against the training step; ${about}.`,
+    ),
   ];
   const first = points.findIndex((p) => p.verdict.sink);
-  report.text(first < 0 ? 'No snapshot has a sink by the rule.' : `The first snapshot with a sink: step ${points[first]!.step}. Last: ${points[points.length - 1]!.summary}`);
-  const result: EmergenceResult = { experiment: 'sink-emergence', text: sourceLabel(source), windows, seed, bosFirst: options.bosFirst === true, points, figures, table };
+  report.text(
+    first < 0
+      ? 'No snapshot has a sink by the rule.'
+      : `The first snapshot with a sink: step ${points[first]!.step}. Last: ${points[points.length - 1]!.summary}`,
+  );
+  const result: EmergenceResult = {
+    experiment: 'sink-emergence',
+    text: sourceLabel(source),
+    windows,
+    seed,
+    bosFirst: options.bosFirst === true,
+    points,
+    figures,
+    table,
+  };
   report.json('sink-emergence', result);
   return result;
 }

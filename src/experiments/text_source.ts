@@ -43,7 +43,7 @@ export function sourceLabel(source: TextSource): string {
 export function sourceTokens(source: TextSource, tokenizer: Tokenizer | undefined, vocabSize: number, limit = Infinity): number[] {
   let ids: number[];
   if (source.kind === 'heldout') {
-    if (tokenizer === undefined) throw new UsageError('the held-out Brown text needs the model\'s tokenizer; give --tokenizer FILE');
+    if (tokenizer === undefined) throw new UsageError("the held-out Brown text needs the model's tokenizer; give --tokenizer FILE");
     // only as many texts as needed would be cheaper, but encoding all 50 takes about a second
     ids = Array.from(brownTokens(tokenizer, 'heldout'));
   } else if (source.kind === 'backcopy') {

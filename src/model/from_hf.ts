@@ -49,7 +49,9 @@ class Source {
         const bad = firstNonFinite(values);
         if (bad >= 0) {
           const at = row * rowElements + bad;
-          throw new NonFiniteError(`${entry.file}: tensor '${name}' holds ${String(values[bad])} at element ${at} (of [${shape.join(', ')}]): expected finite weights`);
+          throw new NonFiniteError(
+            `${entry.file}: tensor '${name}' holds ${String(values[bad])} at element ${at} (of [${shape.join(', ')}]): expected finite weights`,
+          );
         }
         visit(row, values);
       });

@@ -39,7 +39,9 @@ export function modelFromLlama2c(t: LlamaTensors | Llama2cReader): Model {
     for (let l = 0; l < s.layers; l++) {
       layers.push({
         attnNorm: { weight: vector('rmsAtt', l * dim) },
-        qkv: { weight: linearWeight(dim, [part(src, 'wq', l * dim, dim, dim), part(src, 'wk', l * kvDim, kvDim, dim), part(src, 'wv', l * kvDim, kvDim, dim)]) },
+        qkv: {
+          weight: linearWeight(dim, [part(src, 'wq', l * dim, dim, dim), part(src, 'wk', l * kvDim, kvDim, dim), part(src, 'wv', l * kvDim, kvDim, dim)]),
+        },
         out: { weight: linearWeight(dim, [part(src, 'wo', l * dim, dim, dim)]) },
         mlpNorm: { weight: vector('rmsFfn', l * dim) },
         // gate (w1) | up (w3): SwiGLU's fused input

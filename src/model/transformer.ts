@@ -25,6 +25,11 @@ import type { LayerWeights, Model } from './weights.js';
 /** Stands for the learned sink token (sinkToken models) in an id list. */
 export const SINK_TOKEN = -1;
 
+/** What the model reads for `ids`: a sink-token model sees its learned sink first. */
+export function withSinkToken(config: ModelConfig, ids: readonly number[]): number[] {
+  return config.sinkToken ? [SINK_TOKEN, ...ids] : [...ids];
+}
+
 /** The rotations one layer view needs (shared by the layers that share the view). */
 interface ViewAngles {
   keys: RopeAngles;
@@ -67,7 +72,7 @@ export function embedTokens(model: Model, ids: readonly number[]): tf.Tensor2D {
   if (sinkEmbedding === undefined) throw new Error('embedTokens: SINK_TOKEN given to a model without a sink embedding');
   return tf.tidy(() => {
     const rows: tf.Tensor2D[] = [];
-    for (let i = 0; i < list.length; ) {
+    for (let i = 0; i < list.length;) {
       let j = i;
       if (list[i] === SINK_TOKEN) {
         rows.push(sinkEmbedding.reshape([1, -1]));
@@ -211,7 +216,8 @@ export function forwardBatch(
   const T = batch[0]!.length;
   if (batch.some((ids) => ids.length !== T)) throw new Error('forwardBatch: sequences must have equal length');
   if (caches.length !== batch.length) throw new Error('forwardBatch: one cache per sequence');
-  for (const c of caches) if (T > c.blockLimit) throw new Error(`forwardBatch: the cache takes at most ${c.blockLimit} tokens in this block (forward() splits)`);
+  for (const c of caches)
+    if (T > c.blockLimit) throw new Error(`forwardBatch: the cache takes at most ${c.blockLimit} tokens in this block (forward() splits)`);
   const views = caches.map((c) => c.begin(T));
   try {
     checkAttentionFits(config, views, T);
@@ -231,7 +237,10 @@ export function forwardBatch(
       let x = embedTokens(model, batch.flat()); // [B*T, dim]
       for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention);
       if (logits === 'last' && T > 1) {
-        x = tf.concat(batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])), 0);
+        x = tf.concat(
+          batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])),
+          0,
+        );
       }
       return classify(norm(config, weights.finalNorm, x), weights); // [rows, vocab]
     });
@@ -245,16 +254,10 @@ export function forwardBatch(
  * A block longer than the cache's blockLimit runs as several, each as long
  * as the cache allows.
  */
-export function forward(
-  model: Model,
-  ids: readonly number[],
-  cache: KVCache,
-  logits: 'all' | 'last' = 'all',
-  options: ForwardOptions = {},
-): tf.Tensor2D {
+export function forward(model: Model, ids: readonly number[], cache: KVCache, logits: 'all' | 'last' = 'all', options: ForwardOptions = {}): tf.Tensor2D {
   if (ids.length <= cache.blockLimit) return forwardBatch(model, [ids], [cache], logits, options);
   const rows: tf.Tensor2D[] = [];
-  for (let done = 0; done < ids.length; ) {
+  for (let done = 0; done < ids.length;) {
     const n = Math.min(cache.blockLimit, ids.length - done);
     const last = done + n === ids.length;
     const out = forwardBatch(model, [ids.slice(done, done + n)], [cache], logits === 'last' ? 'last' : 'all', options);

@@ -59,7 +59,8 @@ export interface Model {
 
 /** The [in, out] tensor of a matrix that the training and export code need in tfjs. */
 export function weightTensor(l: Linear): tf.Tensor2D {
-  if (l.weight === undefined) throw new ConfigError('this model keeps its matrices in the worker pool (--threads/--weights): load it without them to train or export');
+  if (l.weight === undefined)
+    throw new ConfigError('this model keeps its matrices in the worker pool (--threads/--weights): load it without them to train or export');
   return l.weight;
 }
 

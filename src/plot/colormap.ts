@@ -20,12 +20,7 @@ function parseColor(where: string, css: string): [number, number, number] {
   return fail(where, `the scheme gave colour ${JSON.stringify(css)}, which is not rgb() or #rrggbb`);
 }
 
-export function makeColormap(
-  where: string,
-  scheme: string,
-  scale: ColorScale,
-  [lo, hi]: readonly [number, number],
-): Colormap {
+export function makeColormap(where: string, scheme: string, scale: ColorScale, [lo, hi]: readonly [number, number]): Colormap {
   const interpolate: unknown = vega.scheme(scheme);
   if (typeof interpolate !== 'function') {
     fail(where, `${JSON.stringify(scheme)} is not a continuous Vega colour scheme (e.g. viridis, magma, blues)`);

@@ -9,12 +9,7 @@
 // belong in the data file the figure was made from, not in the figure.
 
 /** Indices of the points to keep, ascending, given points sorted by x. */
-export function downsampleMinMax(
-  x: ArrayLike<number>,
-  y: ArrayLike<number>,
-  buckets: number,
-  transform: (v: number) => number = (v) => v,
-): number[] {
+export function downsampleMinMax(x: ArrayLike<number>, y: ArrayLike<number>, buckets: number, transform: (v: number) => number = (v) => v): number[] {
   const n = x.length;
   if (n <= 4 * buckets) return Array.from({ length: n }, (_, i) => i);
   const lo = transform(x[0]!);

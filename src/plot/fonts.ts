@@ -19,10 +19,7 @@ const require = createRequire(import.meta.url);
 export const FONT_FAMILY = 'DejaVu Sans, Verdana, Helvetica, Arial, sans-serif';
 
 /** TrueType files given to resvg: regular for labels, bold for titles. */
-export const FONT_FILES = [
-  require.resolve('dejavu-fonts-ttf/ttf/DejaVuSans.ttf'),
-  require.resolve('dejavu-fonts-ttf/ttf/DejaVuSans-Bold.ttf'),
-];
+export const FONT_FILES = [require.resolve('dejavu-fonts-ttf/ttf/DejaVuSans.ttf'), require.resolve('dejavu-fonts-ttf/ttf/DejaVuSans-Bold.ttf')];
 
 /** Advance widths in em, per character, of one face; filled as characters are met. */
 class Face {

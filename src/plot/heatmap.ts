@@ -9,14 +9,7 @@
 // for the same picture. Axes, titles and the colour bar stay vector.
 import { encode } from 'fast-png';
 import type * as vega from 'vega';
-import {
-  checkFinite,
-  checkNonEmptyArray,
-  checkOptionalText,
-  checkSize,
-  checkText,
-  fail,
-} from './check.js';
+import { checkFinite, checkNonEmptyArray, checkOptionalText, checkSize, checkText, fail } from './check.js';
 import { type ColorScale, makeColormap } from './colormap.js';
 import { type Figure, type FigureOptions, renderFigure } from './render.js';
 import { vegaConfig } from './theme.js';
@@ -162,9 +155,7 @@ export async function heatmapGrid(options: HeatmapGridOptions): Promise<Figure> 
     autosize: 'pad',
     title: subtitle === undefined ? { text: title } : { text: title, subtitle },
     layout: { columns, padding: 16, bounds: 'full', align: 'all' },
-    scales: [
-      { name: 'color', type: colorScale, domain, range: { scheme }, zero: false, nice: false, clamp: true },
-    ],
+    scales: [{ name: 'color', type: colorScale, domain, range: { scheme }, zero: false, nice: false, clamp: true }],
     legends: [
       {
         fill: 'color',
@@ -194,14 +185,7 @@ function logLabels([lo, hi]: [number, number]): number[] {
   return powers.length >= 2 ? powers : [...new Set([lo, ...powers, hi])];
 }
 
-function colourDomain(
-  fn: string,
-  given: [number, number] | undefined,
-  scale: ColorScale,
-  min: number,
-  max: number,
-  minPositive: number,
-): [number, number] {
+function colourDomain(fn: string, given: [number, number] | undefined, scale: ColorScale, min: number, max: number, minPositive: number): [number, number] {
   if (given !== undefined) {
     if (!Array.isArray(given) || given.length !== 2) fail(`${fn}: domain`, 'expected [low, high]');
     const lo = checkFinite(`${fn}: domain[0]`, given[0]);

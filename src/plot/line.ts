@@ -6,15 +6,7 @@
 // explains, unless `downsample: false`.
 import type { TopLevelSpec } from 'vega-lite';
 import { compile } from 'vega-lite';
-import {
-  checkFinite,
-  checkNames,
-  checkNonEmptyArray,
-  checkOptionalText,
-  checkSize,
-  checkText,
-  fail,
-} from './check.js';
+import { checkFinite, checkNames, checkNonEmptyArray, checkOptionalText, checkSize, checkText, fail } from './check.js';
 import { downsampleMinMax } from './downsample.js';
 import { type Figure, type FigureOptions, renderFigure } from './render.js';
 import { REFERENCE_COLOR, SERIES_COLORS, vegaLiteConfig } from './theme.js';
@@ -172,13 +164,7 @@ export async function lineChart(options: LineChartOptions): Promise<Figure> {
 }
 
 /** Dashed rules with labels: vertical ones labelled at the top, stacked so close ones do not collide. */
-function referenceLayers(
-  fn: string,
-  lines: ReferenceLine[],
-  xScale: AxisScale,
-  yScale: AxisScale,
-  rows: Row[],
-): TopLevelSpec[] {
+function referenceLayers(fn: string, lines: ReferenceLine[], xScale: AxisScale, yScale: AxisScale, rows: Row[]): TopLevelSpec[] {
   const vertical: { x: number; label: string }[] = [];
   const horizontal: { y: number; label: string }[] = [];
   lines.forEach((line, i) => {
@@ -198,9 +184,7 @@ function referenceLayers(
     const xs = [...rows.map((r) => r.x), ...vertical.map((v) => v.x)].map(toAxis);
     const lo = Math.min(...xs);
     const span = Math.max(...xs) - lo || 1;
-    const labelled = [...vertical]
-      .sort((a, b) => a.x - b.x)
-      .map((v, k) => ({ ...v, top: 4 + 14 * k, right: (toAxis(v.x) - lo) / span > 0.7 }));
+    const labelled = [...vertical].sort((a, b) => a.x - b.x).map((v, k) => ({ ...v, top: 4 + 14 * k, right: (toAxis(v.x) - lo) / span > 0.7 }));
     for (const right of [false, true]) {
       const values = labelled.filter((v) => v.right === right);
       if (values.length === 0) continue;

@@ -6,10 +6,7 @@ import type { Config as VegaLiteConfig } from 'vega-lite';
 import { FONT_FAMILY } from './fonts.js';
 
 /** Series colours, in order: Tableau 10, distinct in colour and in lightness. */
-export const SERIES_COLORS = [
-  '#4c78a8', '#f58518', '#e45756', '#72b7b2', '#54a24b',
-  '#eeca3b', '#b279a2', '#ff9da6', '#9d755d', '#bab0ac',
-];
+export const SERIES_COLORS = ['#4c78a8', '#f58518', '#e45756', '#72b7b2', '#54a24b', '#eeca3b', '#b279a2', '#ff9da6', '#9d755d', '#bab0ac'];
 
 /** Dark grey of reference lines and their labels: visible, but not data. */
 export const REFERENCE_COLOR = '#444';

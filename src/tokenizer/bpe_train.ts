@@ -97,7 +97,7 @@ export function trainBpe(texts: Iterable<string>, options: BpeTrainOptions): Bpe
       const sym = symbols[w]!;
       const out = new Int32Array(sym.length);
       let n = 0;
-      for (let i = 0; i < sym.length; ) {
+      for (let i = 0; i < sym.length;) {
         if (i + 1 < sym.length && sym[i] === left && sym[i + 1] === right) {
           out[n++] = merged;
           i += 2;

@@ -10,8 +10,7 @@
  * engine (Oniguruma) and Python's `regex` use that set, while JavaScript's \s
  * also takes U+FEFF and misses U+0085.
  */
-export const PRETOKENIZE =
-  /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+/gu;
+export const PRETOKENIZE = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+/gu;
 
 /**
  * The words of `text`, in order; their concatenation is `text`. (The pattern

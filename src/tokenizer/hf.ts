@@ -63,7 +63,10 @@ function checkTokenizerModel(json: Json, source: string): void {
     if (!Array.isArray(vocab)) throw new FileFormatError(source, 'Unigram model.vocab must be a list of [piece, score]');
     const unk = m.unk_id;
     if (!(typeof unk === 'number' && Number.isInteger(unk) && unk >= 0 && unk < vocab.length)) {
-      throw new FileFormatError(source, `Unigram model.unk_id ${JSON.stringify(unk ?? null)} is not a token id in 0..${vocab.length - 1}: text outside the vocabulary could not be encoded`);
+      throw new FileFormatError(
+        source,
+        `Unigram model.unk_id ${JSON.stringify(unk ?? null)} is not a token id in 0..${vocab.length - 1}: text outside the vocabulary could not be encoded`,
+      );
     }
     return;
   }
@@ -160,7 +163,10 @@ export class HfTokenizer implements Tokenizer {
     const bad = ids.findIndex((id: number) => !(Number.isSafeInteger(id) && id >= 0 && id < this.vocabSize));
     if (bad >= 0) {
       const piece = encoding.tokens[bad] ?? '';
-      throw new FileFormatError(this.source, `cannot encode ${JSON.stringify(piece)} (token ${bad} of the text): it is not in the vocabulary and the tokenizer has no unknown token`);
+      throw new FileFormatError(
+        this.source,
+        `cannot encode ${JSON.stringify(piece)} (token ${bad} of the text): it is not in the vocabulary and the tokenizer has no unknown token`,
+      );
     }
     if (options.bos) {
       if (this.bosId === undefined) throw new FileFormatError(TOKENIZER_FILE, 'BOS requested, but the tokenizer defines no bos_token');

@@ -18,14 +18,10 @@ import { UsageError } from '../errors.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { BackcopySource, type Sample, type SampleSource, sampleAt, samplePrefix, WindowSource } from './batches.js';
-import type { TrainOptions } from './options.js';
+import { dataKind, DEFAULT_TRIGGERS, type TrainOptions } from './options.js';
 import { validationOffsets } from './validate.js';
 
-export const DATA_KINDS = ['brown', 'backcopy', 'mix'] as const;
-export type DataKind = (typeof DATA_KINDS)[number];
-
-/** Trigger tokens of the Backcopy rule (Guo et al. use a few; the probe in issue 11 used 3). */
-export const DEFAULT_TRIGGERS = 3;
+export { DATA_KINDS, type DataKind, dataKind, DEFAULT_TRIGGERS } from './options.js';
 /** Held-out Backcopy samples in the final validation. */
 export const FINAL_BACKCOPY_SAMPLES = 256;
 
@@ -39,11 +35,6 @@ export interface TrainData {
 /** The tokenizer and both corpus parts as token streams. */
 export function loadTrainData(tokenizerPath: string, tokenizer = loadTokenizer(tokenizerPath)): TrainData {
   return { tokenizer, train: brownTokens(tokenizer, 'train'), heldout: brownTokens(tokenizer, 'heldout') };
-}
-
-/** A run's data kind (runs from before data kinds existed trained on plain Brown windows). */
-export function dataKind(options: TrainOptions): DataKind {
-  return options.data ?? 'brown';
 }
 
 /** The token every sample starts with: the tokenizer's BOS, else its end-of-text token (GPT-2 style). */

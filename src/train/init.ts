@@ -23,7 +23,14 @@ function variableOf(values: Float32Array, shape: number[]): tf.Variable {
 export function initTrainableModel(config: ModelConfig, seed: number): TrainableModel {
   const rng = seedrandom(`init:${seed}`);
   const normal = (shape: number[], std: number): tf.Variable => {
-    return variableOf(normalArray(rng, shape.reduce((a, b) => a * b, 1), std), shape);
+    return variableOf(
+      normalArray(
+        rng,
+        shape.reduce((a, b) => a * b, 1),
+        std,
+      ),
+      shape,
+    );
   };
   const constant = (n: number, value: number): tf.Variable => variableOf(new Float32Array(n).fill(value), [n]);
   const { dim, hiddenDim, heads, kvHeads, headDim, layers, vocabSize } = config;

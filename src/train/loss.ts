@@ -10,7 +10,11 @@ import type { Batch } from './batches.js';
 /** Mean NLL of the batch's scored targets: a scalar tensor. */
 export function batchLoss(model: Model, batch: Batch): tf.Scalar {
   return tf.tidy(() => {
-    const logits = forwardBatch(model, batch.inputs, batch.inputs.map(() => new CausalBlock())); // [B*T, vocab]
+    const logits = forwardBatch(
+      model,
+      batch.inputs,
+      batch.inputs.map(() => new CausalBlock()),
+    ); // [B*T, vocab]
     return crossEntropy(logits, batch.targets).sum().div<tf.Scalar>(batch.scored);
   });
 }

@@ -1,6 +1,5 @@
 // What a training run is asked to do: everything `streamllm train` sets,
 // stored in the run's train_state.json so a resumed run continues exactly.
-import type { DataKind } from './data.js';
 import type { ModelShape, Variant } from './variants.js';
 
 export interface TrainOptions {
@@ -57,3 +56,15 @@ export const TRAIN_DEFAULTS = {
   evalWindows: 64,
   checkpointEvery: 200,
 } as const;
+
+/** What samples are made of (src/train/data.ts). */
+export const DATA_KINDS = ['brown', 'backcopy', 'mix'] as const;
+export type DataKind = (typeof DATA_KINDS)[number];
+
+/** Trigger tokens of the Backcopy rule (Guo et al. use a few; the probe in issue 11 used 3). */
+export const DEFAULT_TRIGGERS = 3;
+
+/** A run's data kind (runs from before data kinds existed trained on plain Brown windows). */
+export function dataKind(options: TrainOptions): DataKind {
+  return options.data ?? 'brown';
+}

@@ -34,7 +34,11 @@ export function validationLoss(model: Model, samples: readonly Sample[]): number
     const batch = samples.slice(i, i + batchSize);
     const targets = batch.flatMap((s) => s.targets);
     sum += tf.tidy(() => {
-      const logits = forwardBatch(model, batch.map((s) => s.inputs), batch.map(() => new CausalBlock())); // [B*T, vocab]
+      const logits = forwardBatch(
+        model,
+        batch.map((s) => s.inputs),
+        batch.map(() => new CausalBlock()),
+      ); // [B*T, vocab]
       return crossEntropy(logits, targets).sum().dataSync()[0]!;
     });
     count += targets.filter((t) => t !== IGNORE_TARGET).length;

@@ -1,0 +1,69 @@
+// The executable itself, once per command: the entry point, exit code 2 and
+// the one line on stderr for an argument error, found before any model or
+// tensor library loads. Everything else about the commands runs in process
+// (runCliInProcess); eval's output on success and generate's Ctrl-C are
+// spawned in their own files. Also: what the entry point imports, so that
+// --help and argument errors stay free of tfjs.
+import { readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { runCli } from './helpers.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+t.test('every command: an argument error is one line on stderr, exit 2, nothing on stdout', async (t) => {
+  const cases: [string[], string][] = [
+    [['start', '--limit', '1'], 'start --limit: must be >= 2, got 1'],
+    [['generate', '--prompt-ids', '1'], 'generate: --model is required (see streamllm generate --help)'],
+    [['eval', '--model', 'm.bin', '--window', 'ten'], "eval --window: expected an integer, got 'ten'"],
+    [['attn', '--length', '4'], 'attn --length: must be >= 5, got 4'],
+    [
+      ['reproduce', 'fig99'],
+      "reproduce: unknown experiment 'fig99' (expected one of attention, curves, initial-tokens, newline-sinks, cache-size, latency, pretraining, all)",
+    ],
+    [['train', '--steps', '1', '--stpes', '2'], 'train: unknown flag --stpes (see streamllm train --help)'],
+    [['train-tokenizer', '--vocab', '10'], 'train-tokenizer --vocab: must be >= 257, got 10'],
+    [['publish', '--name', 'x'], 'publish: --run is required (see streamllm publish --help)'],
+    [['init', '--dim', '16'], 'init: --out is required (see streamllm init --help)'],
+    [['bench', 'nothing'], "bench: expected a benchmark name (decode, streaming, endless, hf_load, plot), got 'nothing'"],
+    [['nosuch'], "unknown command 'nosuch' (commands: start, generate, eval, attn, reproduce, train, train-tokenizer, publish, init, bench)"],
+  ];
+  for (const [args, message] of cases) {
+    const r = runCli(args);
+    t.equal(r.status, 2, args.join(' '));
+    t.equal(r.stderr, `streamllm: ${message}\n`);
+    t.equal(r.stdout, '');
+  }
+  const help = runCli(['--help']);
+  t.equal(help.status, 0);
+  t.match(help.stdout, /^streamllm: StreamingLLM/);
+  t.match(help.stdout, /^ {2}train-tokenizer {4}train a byte-level BPE tokenizer/m);
+  t.equal(runCli([]).status, 2, 'no command: the help, exit 2');
+});
+
+/** The project files `file` imports at run time (type-only imports are erased), by relative path. */
+function staticImports(file: string): string[] {
+  const source = readFileSync(file, 'utf8');
+  const specs = [...source.matchAll(/^import\s+(?!type\s)[^;]*?\s+from\s+'([^']+)';/gms)].map((m) => m[1]!);
+  return specs.map((s) => (s.startsWith('.') ? resolve(dirname(file), s.replace(/\.js$/, '.ts')) : s));
+}
+
+t.test('the entry point and the command definitions import no package, model loader or forward pass', async (t) => {
+  const seen = new Set<string>();
+  const packages = new Set<string>();
+  const stack = [join(ROOT, 'src/cli/main.ts')];
+  while (stack.length > 0) {
+    const file = stack.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    for (const spec of staticImports(file)) {
+      if (spec.startsWith('/')) stack.push(spec);
+      else if (!spec.startsWith('node:')) packages.add(spec);
+    }
+  }
+  t.same([...packages], [], 'no package is imported before a command runs');
+  const files = [...seen].map((f) => relative(ROOT, f));
+  t.ok(files.includes('src/cli/eval.ts') && files.includes('src/cli/train.ts'), `the commands are reached (${files.length} files)`);
+  t.notOk(files.includes('src/model/load.ts') || files.includes('src/model/transformer.ts'), 'neither the model loader nor the forward pass');
+});
