@@ -27,7 +27,8 @@ t.test('every command: an argument error is one line on stderr, exit 2, nothing 
     [['publish', '--name', 'x'], 'publish: --run is required (see streamllm publish --help)'],
     [['init', '--dim', '16'], 'init: --out is required (see streamllm init --help)'],
     [['bench', 'nothing'], "bench: expected a benchmark name (decode, streaming, endless, hf_load, plot), got 'nothing'"],
-    [['nosuch'], "unknown command 'nosuch' (commands: start, generate, eval, attn, reproduce, train, train-tokenizer, publish, init, bench)"],
+    [['sink-emergence', '--window', '1'], 'sink-emergence --window: must be >= 2, got 1'],
+    [['nosuch'], "unknown command 'nosuch' (commands: start, generate, eval, attn, reproduce, sink-emergence, train, train-tokenizer, publish, init, bench)"],
   ];
   for (const [args, message] of cases) {
     const r = runCli(args);
