@@ -13,7 +13,7 @@ export const startCommand = defineCommand({
   details: [
     "Runs `streamllm reproduce curves` with the zoo's default model (weights/manifest.json) unless --model is given.",
     'Window attention collapses once the first tokens leave its cache; StreamingLLM (4 sinks + a window) tracks',
-    'the recompute baseline.',
+    'the recompute baseline. (H2O and TOVA, a token per forward pass once full, are in `reproduce curves`.)',
   ].join('\n'),
   flags: [
     ...modelInputFlags,
@@ -34,7 +34,7 @@ export const startCommand = defineCommand({
     let result: Awaited<ReturnType<typeof runCurves>>;
     let report: string;
     try {
-      result = await runCurves(ctx);
+      result = await runCurves(ctx, { scoreBased: false }); // H2O and TOVA: `reproduce curves` (minutes, not seconds)
       const seconds = (performance.now() - started) / 1000;
       report = ctx.report.finish('streamllm start: dense, window, streaming and recompute', aboutRun(ctx, 'start', backend, seconds, []));
     } finally {
