@@ -49,6 +49,7 @@ t.test('every snapshot measured as sinkProfile alone measures it, in step order'
   const source = { kind: 'file' as const, file: text, text: readFileSync(text, 'utf8') };
   const result = await runSinkEmergence(snapshots, source, { windows: 6, size: 20, seed: 4, bosFirst: true }, report, () => silent);
   t.equal(tf.memory().numTensors, before, 'no tensors left behind');
+  report.finish('sink emergence', []); // the report's files appear when it is finished
   const tok = loadTokenizer(tokenizer);
   const ids = tok.encode(source.text, { bos: true });
   for (const [i, p] of result.points.entries()) {
