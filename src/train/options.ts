@@ -61,7 +61,7 @@ export const TRAIN_DEFAULTS = {
 export const DATA_KINDS = ['brown', 'backcopy', 'mix'] as const;
 export type DataKind = (typeof DATA_KINDS)[number];
 
-/** Trigger tokens of the Backcopy rule (Guo et al. use a few; the probe in issue 11 used 3). */
+/** Trigger tokens of the Backcopy rule (Guo et al. use a few: the 3 most frequent tokens here). */
 export const DEFAULT_TRIGGERS = 3;
 
 /** A run's data kind (runs from before data kinds existed trained on plain Brown windows). */
