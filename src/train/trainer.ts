@@ -8,7 +8,7 @@
 // plus a validation loss every `evalEvery` steps and a resumable checkpoint
 // every `checkpointEvery` (see state.ts for the directory layout).
 import * as tf from '@tensorflow/tfjs';
-import { copyFileSync, appendFileSync, mkdirSync, existsSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, appendFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { saveHfModel } from '../model/to_hf.js';
 import type { Model } from '../model/weights.js';
@@ -29,6 +29,8 @@ import { checkRunFiles, LOG_FILE, loadOptimizer, readTrainState, saveOptimizer, 
 import { validationLoss } from './validate.js';
 import { variantConfig } from './variants.js';
 import { UsageError } from '../errors.js';
+import { StagedDir } from '../outputs.js';
+import { MODEL_FILES } from './manifest.js';
 
 export interface StepResult {
   step: number;
@@ -229,15 +231,16 @@ export class Trainer {
     writeTrainState(this.dir, this.state);
   }
 
-  /** The model as it is now, kept in steps/<step>/ as a model directory of its own (staged, then renamed). */
+  /** The model as it is now, kept in steps/<step>/ as a model directory of its own (staged, then swapped in whole). */
   private snapshot(): void {
-    const target = join(this.dir, SNAPSHOT_DIR, String(this.state.step));
-    const staging = `${target}.${process.pid}.tmp`;
-    rmSync(staging, { recursive: true, force: true });
-    mkdirSync(staging, { recursive: true });
-    for (const file of ['config.json', 'model.safetensors', 'tokenizer.json']) copyFileSync(join(this.dir, file), join(staging, file));
-    rmSync(target, { recursive: true, force: true });
-    renameSync(staging, target);
+    const staged = new StagedDir(join(this.dir, SNAPSHOT_DIR, String(this.state.step)));
+    try {
+      for (const file of MODEL_FILES) copyFileSync(join(this.dir, file), join(staged.path, file));
+      staged.commit();
+    } catch (e) {
+      staged.discard();
+      throw e;
+    }
   }
 
   dispose(): void {
