@@ -63,11 +63,16 @@ export class BigramChain {
     return new BigramChain(vocabSize, rowStart, Int32Array.from(nextId), Float64Array.from(cumulative), unigram);
   }
 
+  /** How often `id` occurs in the counted tokens (from the unigram running counts). */
+  private count(id: number): number {
+    return this.unigram[id]! - (id > 0 ? this.unigram[id - 1]! : 0);
+  }
+
   /** P(b | a) as estimated (the unigram distribution for an unseen a). */
   probability(a: number, b: number): number {
     const lo = this.rowStart[a]!;
     const hi = this.rowStart[a + 1]!;
-    if (lo === hi) return (this.unigram[b]! - (b > 0 ? this.unigram[b - 1]! : 0)) / this.unigram[this.vocabSize - 1]!;
+    if (lo === hi) return this.count(b) / this.unigram[this.vocabSize - 1]!;
     const total = this.cumulative[hi - 1]!;
     for (let i = lo; i < hi; i++) {
       if (this.nextId[i] === b) return (this.cumulative[i]! - (i > lo ? this.cumulative[i - 1]! : 0)) / total;
@@ -87,29 +92,28 @@ export class BigramChain {
   nextExcept(a: number, excluded: Uint8Array, rng: () => number): number {
     const lo = this.rowStart[a]!;
     const hi = this.rowStart[a + 1]!;
-    const count = (i: number) => this.cumulative[i]! - (i > lo ? this.cumulative[i - 1]! : 0);
+    const rowCount = (i: number) => this.cumulative[i]! - (i > lo ? this.cumulative[i - 1]! : 0);
     let total = 0;
-    for (let i = lo; i < hi; i++) if (excluded[this.nextId[i]!] !== 1) total += count(i);
+    for (let i = lo; i < hi; i++) if (excluded[this.nextId[i]!] !== 1) total += rowCount(i);
     if (total > 0) {
       let u = rng() * total;
       let last = lo;
       for (let i = lo; i < hi; i++) {
         if (excluded[this.nextId[i]!] === 1) continue;
         last = i;
-        u -= count(i);
+        u -= rowCount(i);
         if (u < 0) return this.nextId[i]!;
       }
       return this.nextId[last]!; // rounding at the very end of the row
     }
-    const unigram = (id: number) => this.unigram[id]! - (id > 0 ? this.unigram[id - 1]! : 0);
     let rest = 0;
-    for (let id = 0; id < this.vocabSize; id++) if (excluded[id] !== 1) rest += unigram(id);
+    for (let id = 0; id < this.vocabSize; id++) if (excluded[id] !== 1) rest += this.count(id);
     let u = rng() * rest;
     let last = 0;
     for (let id = 0; id < this.vocabSize; id++) {
-      if (excluded[id] === 1 || unigram(id) === 0) continue;
+      if (excluded[id] === 1 || this.count(id) === 0) continue;
       last = id;
-      u -= unigram(id);
+      u -= this.count(id);
       if (u < 0) return id;
     }
     return last;
@@ -118,8 +122,7 @@ export class BigramChain {
   /** The `count` ids that occur most often (ties by id), leaving out `exclude`. */
   mostFrequent(count: number, exclude: readonly number[] = []): number[] {
     const ids = Array.from({ length: this.vocabSize }, (_, id) => id).filter((id) => !exclude.includes(id));
-    const freq = (id: number) => this.unigram[id]! - (id > 0 ? this.unigram[id - 1]! : 0);
-    return ids.sort((x, y) => freq(y) - freq(x) || x - y).slice(0, count);
+    return ids.sort((x, y) => this.count(y) - this.count(x) || x - y).slice(0, count);
   }
 }
 
