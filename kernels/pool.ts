@@ -28,7 +28,7 @@ import { WASM_BASE64 } from './simd/products.wasm.js';
 export interface ProductLoops {
   productF32(w: number, x: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
   quantizeQ8(x: number, n: number, q: number, d: number): void;
-  productQ8(wq: number, wd: number, xq: number, xd: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
+  productQ8(w: number, xq: number, xd: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
 }
 
 /** Which loop a job runs. */
@@ -90,7 +90,7 @@ for (;;) {
     if (failure) throw new Error();
     if (row1 > row0) {
       if (op === ${ProductOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-      else loops.productQ8(a[0], a[1], a[2], a[3], a[4], row0, row1, a[5], a[6], a[7]);
+      else loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
     }
   } catch {
     Atomics.store(control, ${FAILED}, 1);
@@ -284,7 +284,7 @@ export class WorkerPool {
   private runRange(op: ProductOp.F32 | ProductOp.Q8, a: readonly number[], row0: number, row1: number): void {
     if (row1 <= row0) return;
     if (op === ProductOp.F32) this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
-    else this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, row0, row1, a[5]!, a[6]!, a[7]!);
+    else this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
   }
 
   /**

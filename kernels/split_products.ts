@@ -1,14 +1,17 @@
 // Weight matrices held in the worker pool's shared memory, and the products
 // x @ W^T that the pool splits by output rows (see pool.ts).
 //
-// A pooled matrix is stored [rows, stride] (rows = output features, the
-// checkpoints' own layout; stride = cols rounded up to a multiple of 32, the
-// padding zeros, as is the padding of x), as float32 or as Q8 blocks:
+// A pooled matrix has `rows` output features and `cols` inputs, the rows
+// padded to a multiple of 4 with zero rows and the columns to `stride`, a
+// multiple of 32 (zeros, as is the padding of x), and is stored packed in
+// groups of four rows (simd/products.wat): each group one contiguous run that
+// the loop reads front to back, so the whole matrix is one sequential stream.
 //
-//   f32  rows * stride float32
-//   q8   rows * stride int8, then rows * stride/32 float32 scales: every
-//        block of 32 weights along a row is d * q with q in [-127, 127]
-//        (llama.cpp's Q8_0, with a float32 scale): 1.125 bytes a weight
+//   f32  per group, per chunk of 4 columns: the 4 rows' chunks (64 bytes)
+//   q8   per group, per block of 32 columns: the 4 rows' blocks as int8
+//        (128 bytes), then their 4 float32 scales; every block is d * q with
+//        q in [-127, 127] (llama.cpp's Q8_0, with a float32 scale): 1.125
+//        bytes a weight
 //
 // For a q8 product x is quantised the same way first, so the block dot
 // products are integer arithmetic (simd/products.wat); kernels/products.ref.ts
@@ -33,10 +36,8 @@ export interface PooledMatrix {
   cols: number;
   /** cols rounded up to a whole number of blocks: the loops see this many (the rest zeros). */
   stride: number;
-  /** Offset of the weights: [rows, stride] float32 or int8. */
+  /** Offset of the packed weights (and, q8, their scales): matrixBytes(format, rows, cols) bytes. */
   data: number;
-  /** q8: offset of the scales, [rows, stride / 32] float32; f32: 0. */
-  scales: number;
 }
 
 /** cols rounded up to a multiple of 32. */
@@ -44,20 +45,26 @@ function strideOf(cols: number): number {
   return Math.ceil(cols / Q8_BLOCK) * Q8_BLOCK;
 }
 
+/** Rows in a group of the packed layout. */
+const GROUP = 4;
+
 /** Bytes a [rows, cols] matrix takes in `format` (its padding included). */
 export function matrixBytes(format: WeightFormat, rows: number, cols: number): number {
-  const n = rows * strideOf(cols);
+  const n = Math.ceil(rows / GROUP) * GROUP * strideOf(cols);
   return format === 'f32' ? 4 * n : n + (4 * n) / Q8_BLOCK;
+}
+
+/** Bytes of one group of four rows. */
+function groupBytes(format: WeightFormat, stride: number): number {
+  return matrixBytes(format, GROUP, stride);
 }
 
 /** A zero [rows, cols] matrix in the pool; writeRow fills it. */
 export function allocMatrix(pool: WorkerPool, format: WeightFormat, rows: number, cols: number): PooledMatrix {
   if (!(Number.isInteger(rows) && rows > 0 && Number.isInteger(cols) && cols > 0)) throw new RangeError(`allocMatrix: bad shape [${rows}, ${cols}]`);
   const stride = strideOf(cols);
-  // fresh pool memory is zero: the padding columns need no writing
-  if (format === 'f32') return { pool, format, rows, cols, stride, data: pool.alloc(4 * rows * stride), scales: 0 };
-  const data = pool.alloc(rows * stride);
-  return { pool, format, rows, cols, stride, data, scales: pool.alloc((4 * rows * stride) / Q8_BLOCK) };
+  // fresh pool memory is zero: the padding rows and columns need no writing
+  return { pool, format, rows, cols, stride, data: pool.alloc(matrixBytes(format, rows, cols)) };
 }
 
 // Operand space for the products, per pool, grown (never shrunk) on demand.
@@ -74,16 +81,50 @@ function scratch(pool: WorkerPool, bytes: number): number {
 
 /** Write row `row` of `m` from values[at .. at + cols) (quantising it for q8). */
 export function writeRow(m: PooledMatrix, row: number, values: Float32Array, at = 0): void {
-  const { pool, cols, stride } = m;
-  if (m.format === 'f32') {
-    new Float32Array(pool.memory.buffer, m.data + 4 * row * stride, cols).set(values.subarray(at, at + cols));
+  const { pool, cols, stride, format } = m;
+  if (!(Number.isInteger(row) && row >= 0 && row < m.rows)) throw new RangeError(`writeRow: row ${row} outside 0..${m.rows - 1}`);
+  const group = m.data + Math.floor(row / GROUP) * groupBytes(format, stride);
+  const lane = row % GROUP;
+  if (format === 'f32') {
+    // chunk c of the row: 4 floats at group + 64 c + 16 lane
+    const dst = new Float32Array(pool.memory.buffer, group, GROUP * stride);
+    for (let c = 0; c < cols; c++) dst[(c >> 2) * 16 + lane * 4 + (c & 3)] = values[at + c]!;
     return;
   }
-  const x = scratch(pool, 4 * stride);
+  const x = scratch(pool, 4 * stride + stride + (4 * stride) / Q8_BLOCK);
+  const q = x + 4 * stride;
+  const d = q + stride;
   const padded = new Float32Array(pool.memory.buffer, x, stride);
   padded.set(values.subarray(at, at + cols));
   padded.fill(0, cols);
-  pool.loops.quantizeQ8(x, stride, m.data + row * stride, m.scales + (4 * row * stride) / Q8_BLOCK);
+  pool.loops.quantizeQ8(x, stride, q, d);
+  // block b of the row: 32 int8 at group + 144 b + 32 lane, its scale at group + 144 b + 128 + 4 lane
+  const bytes = new Uint8Array(pool.memory.buffer);
+  const floats = new Float32Array(pool.memory.buffer); // every offset here is a multiple of 4
+  const blockBytes = GROUP * Q8_BLOCK + 4 * GROUP;
+  for (let b = 0; b < stride / Q8_BLOCK; b++) {
+    const block = group + b * blockBytes;
+    bytes.copyWithin(block + lane * Q8_BLOCK, q + b * Q8_BLOCK, q + (b + 1) * Q8_BLOCK);
+    floats[(block + GROUP * Q8_BLOCK) / 4 + lane] = floats[d / 4 + b]!;
+  }
+}
+
+/** Row `row` of a q8 matrix as stored: its int8 values and block scales (for tests). */
+export function readRowQ8(m: PooledMatrix, row: number): { q: Int8Array; d: Float32Array } {
+  if (m.format !== 'q8') throw new Error('readRowQ8: an f32 matrix');
+  const group = m.data + Math.floor(row / GROUP) * groupBytes('q8', m.stride);
+  const lane = row % GROUP;
+  const blocks = m.stride / Q8_BLOCK;
+  const all = new Int8Array(m.pool.memory.buffer);
+  const view = new DataView(m.pool.memory.buffer);
+  const q = new Int8Array(m.stride);
+  const d = new Float32Array(blocks);
+  for (let b = 0; b < blocks; b++) {
+    const block = group + b * (GROUP * Q8_BLOCK + 4 * GROUP);
+    q.set(all.subarray(block + lane * Q8_BLOCK, block + (lane + 1) * Q8_BLOCK), b * Q8_BLOCK);
+    d[b] = view.getFloat32(block + GROUP * Q8_BLOCK + 4 * lane, true);
+  }
+  return { q, d };
 }
 
 /**
@@ -115,7 +156,7 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
     const xq = out + outBytes;
     const xd = xq + n;
     pool.loops.quantizeQ8(xp, n, xq, xd);
-    pool.run(ProductOp.Q8, [m.data, m.scales, xq, xd, out, stride, tokens, rows], rows, weightBytes);
+    pool.run(ProductOp.Q8, [m.data, xq, xd, out, stride, tokens, rows], rows, weightBytes);
   }
   return new Float32Array(pool.memory.buffer, out, tokens * rows);
 }

@@ -3,24 +3,31 @@
 ;; instantiates this module on the same memory and computes its own range of
 ;; output rows. Every pointer is a byte offset into that memory.
 ;;
-;; A matrix is stored [rows, cols] (rows = output features), so one output is
-;; one dot product over a contiguous row: four rows are read side by side, as
-;; llama2.c's matmul reads them, and each chunk of x is loaded once for all
-;; four. cols must be a multiple of 32 (the callers pad rows and x with
-;; zeros).
+;; Packed layout. A matrix's rows (output features) go in groups of four,
+;; the last group padded with zero rows, and each group is one contiguous
+;; run of memory that the loop reads front to back: the whole matrix is a
+;; single sequential stream. (Four separate rows of a few hundred bytes each
+;; are four short streams, which the hardware prefetcher never locks onto:
+;; stored row by row, a 32000 x 768 product streamed at half the speed of
+;; XNNPACK's packed float32 weights.) cols is a multiple of 32 (the callers
+;; pad rows and x with zeros); row0 is a multiple of 4.
+;;
+;;   f32 group: for each chunk of 4 columns, the 4 rows' chunks, 64 bytes
+;;   q8 group:  for each block of 32 columns, the 4 rows' blocks as int8
+;;              (128 bytes), then their 4 float32 scales (16 bytes)
 ;;
 ;;   productF32(w, x, out, row0, row1, cols, tokens, outStride)
 ;;       out[t * outStride + r] = sum_c w[r, c] * x[t, c]    r in [row0, row1), t < tokens
 ;;
-;; Q8 (llama.cpp's Q8_0 layout, split in two arrays): each row is cut into
-;; blocks of 32 weights, each block stored as 32 int8 q and one float32 scale
-;; d, weight = d * q. x is quantised the same way (quantizeQ8), so a block's
-;; dot product is exact integer arithmetic (i8 -> i16, i32x4.dot_i16x8_s) and
-;; only the per-block scaling is in floating point:
+;; Q8 is llama.cpp's Q8_0 (with a float32 scale): a block of 32 weights is
+;; stored as 32 int8 q and one scale d, weight = d * q. x is quantised the
+;; same way (quantizeQ8), so a block's dot product is exact integer
+;; arithmetic (i8 -> i16, i32x4.dot_i16x8_s) and only the per-block scaling
+;; is in floating point:
 ;;
 ;;   quantizeQ8(x, n, q, d)      x: n floats -> q: n int8, d: n/32 float32 scales
-;;   productQ8(wq, wd, xq, xd, out, row0, row1, cols, tokens, outStride)
-;;       out[t * outStride + r] = sum_b (wd[r, b] * xd[t, b]) * sum_i wq[r, 32b + i] * xq[t, 32b + i]
+;;   productQ8(w, xq, xd, out, row0, row1, cols, tokens, outStride)
+;;       out[t * outStride + r] = sum_b (d[r, b] * xd[t, b]) * sum_i q[r, 32b + i] * xq[t, 32b + i]
 ;;
 ;; Per output the float steps happen in block order, one rounding each, so a
 ;; plain loop (kernels/products.ref.ts) reproduces them exactly. The float32
@@ -46,50 +53,35 @@
       (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $ab) (local.get $cd))
       (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $ab) (local.get $cd))))
 
-  ;; (l0 + l2) + (l1 + l3): one row's sum, as $sum4 makes it.
-  (func $sumLanes (param $v v128) (result f32)
-    (f32.add
-      (f32.add (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 2 (local.get $v)))
-      (f32.add (f32x4.extract_lane 1 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
+  ;; Store the first n (1..4; 4 or more: all) lanes of v at p: a group's
+  ;; padding rows are never written.
+  (func $store4 (param $p i32) (param $v v128) (param $n i32)
+    (if (i32.ge_u (local.get $n) (i32.const 4))
+      (then (v128.store (local.get $p) (local.get $v)) (return)))
+    (f32.store (local.get $p) (f32x4.extract_lane 0 (local.get $v)))
+    (if (i32.ge_u (local.get $n) (i32.const 2)) (then (f32.store offset=4 (local.get $p) (f32x4.extract_lane 1 (local.get $v)))))
+    (if (i32.ge_u (local.get $n) (i32.const 3)) (then (f32.store offset=8 (local.get $p) (f32x4.extract_lane 2 (local.get $v))))))
 
-  ;; The int8 dot product of 32 weights at w with the widened x block
-  ;; (xl0, xh0: bytes 0-15 low and high halves as i16x8; xl1, xh1: bytes
-  ;; 16-31), as four i32 partial sums.
-  (func $dot32 (param $w i32) (param $xl0 v128) (param $xh0 v128) (param $xl1 v128) (param $xh1 v128) (result v128)
-    (local $w0 v128) (local $w1 v128)
-    (local.set $w0 (v128.load (local.get $w)))
-    (local.set $w1 (v128.load offset=16 (local.get $w)))
-    (i32x4.add
-      (i32x4.add
-        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
-        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
-      (i32x4.add
-        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
-        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
-
-  ;; Float32 product, rows [row0, row1) for every token. Rows go four at a
-  ;; time (from row0), tokens two at a time: eight accumulators, and each
-  ;; loaded chunk of a row serves two tokens.
+  ;; Float32 product, rows [row0, row1) for every token, a group of four rows
+  ;; at a time; tokens two at a time (eight accumulators: each loaded chunk of
+  ;; weights serves two tokens), then the odd one (decode: the only one).
   (func (export "productF32")
     (param $w i32) (param $x i32) (param $out i32) (param $row0 i32) (param $row1 i32)
     (param $cols i32) (param $tokens i32) (param $outStride i32)
-    (local $rowBytes i32) (local $r i32) (local $t i32) (local $c i32) (local $end4 i32)
-    (local $w0 i32) (local $w1 i32) (local $w2 i32) (local $w3 i32) (local $x0 i32) (local $x1 i32)
+    (local $rowBytes i32) (local $groupBytes i32) (local $r i32) (local $t i32)
+    (local $g i32) (local $end i32) (local $p i32) (local $x0 i32) (local $x1 i32)
     (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
     (local $b0 v128) (local $b1 v128) (local $b2 v128) (local $b3 v128)
     (local $xa v128) (local $xb v128) (local $wc v128)
     (local.set $rowBytes (i32.shl (local.get $cols) (i32.const 2)))
+    (local.set $groupBytes (i32.shl (local.get $cols) (i32.const 4)))
     (local.set $r (local.get $row0))
-    (local.set $end4 (i32.add (local.get $row0) (i32.and (i32.sub (local.get $row1) (local.get $row0)) (i32.const -4))))
-    (block $rows4Done
-      (loop $rows4
-        (br_if $rows4Done (i32.ge_u (local.get $r) (local.get $end4)))
-        (local.set $w0 (i32.add (local.get $w) (i32.mul (local.get $r) (local.get $rowBytes))))
-        (local.set $w1 (i32.add (local.get $w0) (local.get $rowBytes)))
-        (local.set $w2 (i32.add (local.get $w1) (local.get $rowBytes)))
-        (local.set $w3 (i32.add (local.get $w2) (local.get $rowBytes)))
+    (block $groupsDone
+      (loop $groups
+        (br_if $groupsDone (i32.ge_u (local.get $r) (local.get $row1)))
+        (local.set $g (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $r) (i32.const 2)) (local.get $groupBytes))))
+        (local.set $end (i32.add (local.get $g) (local.get $groupBytes)))
         (local.set $t (i32.const 0))
-        ;; two tokens at a time
         (block $pairsDone
           (loop $pairs
             (br_if $pairsDone (i32.gt_u (i32.add (local.get $t) (i32.const 2)) (local.get $tokens)))
@@ -103,33 +95,36 @@
             (local.set $b1 (v128.const i32x4 0 0 0 0))
             (local.set $b2 (v128.const i32x4 0 0 0 0))
             (local.set $b3 (v128.const i32x4 0 0 0 0))
-            (local.set $c (i32.const 0))
+            (local.set $p (local.get $g))
             (loop $chunks2
-              (local.set $xa (v128.load (i32.add (local.get $x0) (local.get $c))))
-              (local.set $xb (v128.load (i32.add (local.get $x1) (local.get $c))))
-              (local.set $wc (v128.load (i32.add (local.get $w0) (local.get $c))))
+              (local.set $xa (v128.load (local.get $x0)))
+              (local.set $xb (v128.load (local.get $x1)))
+              (local.set $wc (v128.load (local.get $p)))
               (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $wc) (local.get $xa))))
               (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (local.get $wc) (local.get $xb))))
-              (local.set $wc (v128.load (i32.add (local.get $w1) (local.get $c))))
+              (local.set $wc (v128.load offset=16 (local.get $p)))
               (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $wc) (local.get $xa))))
               (local.set $b1 (f32x4.add (local.get $b1) (f32x4.mul (local.get $wc) (local.get $xb))))
-              (local.set $wc (v128.load (i32.add (local.get $w2) (local.get $c))))
+              (local.set $wc (v128.load offset=32 (local.get $p)))
               (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $wc) (local.get $xa))))
               (local.set $b2 (f32x4.add (local.get $b2) (f32x4.mul (local.get $wc) (local.get $xb))))
-              (local.set $wc (v128.load (i32.add (local.get $w3) (local.get $c))))
+              (local.set $wc (v128.load offset=48 (local.get $p)))
               (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $wc) (local.get $xa))))
               (local.set $b3 (f32x4.add (local.get $b3) (f32x4.mul (local.get $wc) (local.get $xb))))
-              (local.set $c (i32.add (local.get $c) (i32.const 16)))
-              (br_if $chunks2 (i32.lt_u (local.get $c) (local.get $rowBytes))))
-            (v128.store
+              (local.set $x0 (i32.add (local.get $x0) (i32.const 16)))
+              (local.set $x1 (i32.add (local.get $x1) (i32.const 16)))
+              (local.set $p (i32.add (local.get $p) (i32.const 64)))
+              (br_if $chunks2 (i32.lt_u (local.get $p) (local.get $end))))
+            (call $store4
               (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $outStride)) (local.get $r)) (i32.const 2)))
-              (call $sum4 (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3)))
-            (v128.store
+              (call $sum4 (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))
+              (i32.sub (local.get $row1) (local.get $r)))
+            (call $store4
               (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (i32.add (local.get $t) (i32.const 1)) (local.get $outStride)) (local.get $r)) (i32.const 2)))
-              (call $sum4 (local.get $b0) (local.get $b1) (local.get $b2) (local.get $b3)))
+              (call $sum4 (local.get $b0) (local.get $b1) (local.get $b2) (local.get $b3))
+              (i32.sub (local.get $row1) (local.get $r)))
             (local.set $t (i32.add (local.get $t) (i32.const 2)))
             (br $pairs)))
-        ;; the last token when there is an odd number (decode: the only one)
         (if (i32.lt_u (local.get $t) (local.get $tokens))
           (then
             (local.set $x0 (i32.add (local.get $x) (i32.mul (local.get $t) (local.get $rowBytes))))
@@ -137,50 +132,28 @@
             (local.set $a1 (v128.const i32x4 0 0 0 0))
             (local.set $a2 (v128.const i32x4 0 0 0 0))
             (local.set $a3 (v128.const i32x4 0 0 0 0))
-            (local.set $c (i32.const 0))
-            ;; two chunks a step (rows are whole blocks of 32: an even number of chunks)
+            (local.set $p (local.get $g))
+            ;; two chunks a step (a group is whole blocks of 32 columns)
             (loop $chunks1
-              (local.set $xa (v128.load (i32.add (local.get $x0) (local.get $c))))
-              (local.set $xb (v128.load offset=16 (i32.add (local.get $x0) (local.get $c))))
-              (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (i32.add (local.get $w0) (local.get $c))) (local.get $xa))))
-              (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load (i32.add (local.get $w1) (local.get $c))) (local.get $xa))))
-              (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load (i32.add (local.get $w2) (local.get $c))) (local.get $xa))))
-              (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load (i32.add (local.get $w3) (local.get $c))) (local.get $xa))))
-              (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load offset=16 (i32.add (local.get $w0) (local.get $c))) (local.get $xb))))
-              (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=16 (i32.add (local.get $w1) (local.get $c))) (local.get $xb))))
-              (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=16 (i32.add (local.get $w2) (local.get $c))) (local.get $xb))))
-              (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=16 (i32.add (local.get $w3) (local.get $c))) (local.get $xb))))
-              (local.set $c (i32.add (local.get $c) (i32.const 32)))
-              (br_if $chunks1 (i32.lt_u (local.get $c) (local.get $rowBytes))))
-            (v128.store
+              (local.set $xa (v128.load (local.get $x0)))
+              (local.set $xb (v128.load offset=16 (local.get $x0)))
+              (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (local.get $p)) (local.get $xa))))
+              (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=16 (local.get $p)) (local.get $xa))))
+              (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=32 (local.get $p)) (local.get $xa))))
+              (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=48 (local.get $p)) (local.get $xa))))
+              (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load offset=64 (local.get $p)) (local.get $xb))))
+              (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=80 (local.get $p)) (local.get $xb))))
+              (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=96 (local.get $p)) (local.get $xb))))
+              (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=112 (local.get $p)) (local.get $xb))))
+              (local.set $x0 (i32.add (local.get $x0) (i32.const 32)))
+              (local.set $p (i32.add (local.get $p) (i32.const 128)))
+              (br_if $chunks1 (i32.lt_u (local.get $p) (local.get $end))))
+            (call $store4
               (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $outStride)) (local.get $r)) (i32.const 2)))
-              (call $sum4 (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3)))))
+              (call $sum4 (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))
+              (i32.sub (local.get $row1) (local.get $r)))))
         (local.set $r (i32.add (local.get $r) (i32.const 4)))
-        (br $rows4)))
-    ;; the last (row1 - row0) mod 4 rows, one at a time, every token
-    (block $rowsDone
-      (loop $rows1
-        (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $row1)))
-        (local.set $w0 (i32.add (local.get $w) (i32.mul (local.get $r) (local.get $rowBytes))))
-        (local.set $t (i32.const 0))
-        (block $tokensDone
-          (loop $tokens1
-            (br_if $tokensDone (i32.ge_u (local.get $t) (local.get $tokens)))
-            (local.set $x0 (i32.add (local.get $x) (i32.mul (local.get $t) (local.get $rowBytes))))
-            (local.set $a0 (v128.const i32x4 0 0 0 0))
-            (local.set $c (i32.const 0))
-            (loop $chunks
-              (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
-                (v128.load (i32.add (local.get $w0) (local.get $c))) (v128.load (i32.add (local.get $x0) (local.get $c))))))
-              (local.set $c (i32.add (local.get $c) (i32.const 16)))
-              (br_if $chunks (i32.lt_u (local.get $c) (local.get $rowBytes))))
-            (f32.store
-              (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $outStride)) (local.get $r)) (i32.const 2)))
-              (call $sumLanes (local.get $a0)))
-            (local.set $t (i32.add (local.get $t) (i32.const 1)))
-            (br $tokens1)))
-        (local.set $r (i32.add (local.get $r) (i32.const 1)))
-        (br $rows1))))
+        (br $groups))))
 
   ;; Q8_0 quantisation of n floats (n a multiple of 32), block by block:
   ;; d = max|x| / 127, q = x * (1/d) rounded to nearest, ties to even (0 for
@@ -232,134 +205,103 @@
         (br $blocks))))
 
   ;; Q8 product, rows [row0, row1) for every token; four rows at a time (from
-  ;; row0), each block of x widened once for all four.
+
+  ;; Q8 product, rows [row0, row1) for every token, a group of four rows at a
+  ;; time; each block of x is widened once for the group's four rows.
   (func (export "productQ8")
-    (param $wq i32) (param $wd i32) (param $xq i32) (param $xd i32) (param $out i32)
+    (param $w i32) (param $xq i32) (param $xd i32) (param $out i32)
     (param $row0 i32) (param $row1 i32) (param $cols i32) (param $tokens i32) (param $outStride i32)
-    (local $blocks i32) (local $r i32) (local $t i32) (local $b i32) (local $end4 i32) (local $rows i32)
-    (local $q0 i32) (local $q1 i32) (local $q2 i32) (local $q3 i32)
-    (local $d0 i32) (local $xb i32) (local $xs i32) (local $scaleBytes i32)
+    (local $groupBytes i32) (local $r i32) (local $t i32) (local $g i32) (local $end i32) (local $p i32)
+    (local $xb i32) (local $xs i32) (local $scaleBytes i32)
     (local $w0 v128) (local $w1 v128) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
     (local $x0 v128) (local $x1 v128) (local $xl0 v128) (local $xh0 v128) (local $xl1 v128) (local $xh1 v128)
-    (local $acc v128) (local $scales v128) (local $isum v128) (local $sum f32)
-    (local.set $blocks (i32.shr_u (local.get $cols) (i32.const 5)))
-    (local.set $scaleBytes (i32.shl (local.get $blocks) (i32.const 2)))
+    (local $acc v128)
+    ;; a group: cols / 32 blocks of 144 bytes
+    (local.set $groupBytes (i32.mul (i32.shr_u (local.get $cols) (i32.const 5)) (i32.const 144)))
+    (local.set $scaleBytes (i32.shr_u (local.get $cols) (i32.const 3)))
     (local.set $r (local.get $row0))
-    (local.set $end4 (i32.add (local.get $row0) (i32.and (i32.sub (local.get $row1) (local.get $row0)) (i32.const -4))))
-    (block $rowsDone
-      (loop $rowGroups
-        (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $row1)))
-        ;; four rows while they last, then one
-        (local.set $rows (select (i32.const 4) (i32.const 1) (i32.lt_u (local.get $r) (local.get $end4))))
+    (block $groupsDone
+      (loop $groups
+        (br_if $groupsDone (i32.ge_u (local.get $r) (local.get $row1)))
+        (local.set $g (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $r) (i32.const 2)) (local.get $groupBytes))))
+        (local.set $end (i32.add (local.get $g) (local.get $groupBytes)))
         (local.set $t (i32.const 0))
         (block $tokensDone
           (loop $tokenLoop
             (br_if $tokensDone (i32.ge_u (local.get $t) (local.get $tokens)))
-            (local.set $q0 (i32.add (local.get $wq) (i32.mul (local.get $r) (local.get $cols))))
-            (local.set $q1 (i32.add (local.get $q0) (local.get $cols)))
-            (local.set $q2 (i32.add (local.get $q1) (local.get $cols)))
-            (local.set $q3 (i32.add (local.get $q2) (local.get $cols)))
-            (local.set $d0 (i32.add (local.get $wd) (i32.mul (local.get $r) (local.get $scaleBytes))))
             (local.set $xb (i32.add (local.get $xq) (i32.mul (local.get $t) (local.get $cols))))
             (local.set $xs (i32.add (local.get $xd) (i32.mul (local.get $t) (local.get $scaleBytes))))
             (local.set $acc (v128.const i32x4 0 0 0 0))
-            (local.set $sum (f32.const 0))
-            (local.set $b (i32.const 0))
-            (block $blocksDone
-              (loop $blockLoop
-                (br_if $blocksDone (i32.ge_u (local.get $b) (local.get $blocks)))
-                (local.set $x0 (v128.load (local.get $xb)))
-                (local.set $x1 (v128.load offset=16 (local.get $xb)))
-                (local.set $xl0 (i16x8.extend_low_i8x16_s (local.get $x0)))
-                (local.set $xh0 (i16x8.extend_high_i8x16_s (local.get $x0)))
-                (local.set $xl1 (i16x8.extend_low_i8x16_s (local.get $x1)))
-                (local.set $xh1 (i16x8.extend_high_i8x16_s (local.get $x1)))
-                (if (i32.eq (local.get $rows) (i32.const 4))
-                  (then
-                    ;; the four rows' block dot products, written out (a call per
-                    ;; block costs more than the block: V8 does not inline them)
-                    ;; row 0
-                    (local.set $w0 (v128.load (local.get $q0)))
-                    (local.set $w1 (v128.load offset=16 (local.get $q0)))
-                    (local.set $s0 (i32x4.add
-                      (i32x4.add
-                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
-                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
-                      (i32x4.add
-                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
-                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
-                    ;; row 1
-                    (local.set $w0 (v128.load (local.get $q1)))
-                    (local.set $w1 (v128.load offset=16 (local.get $q1)))
-                    (local.set $s1 (i32x4.add
-                      (i32x4.add
-                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
-                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
-                      (i32x4.add
-                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
-                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
-                    ;; row 2
-                    (local.set $w0 (v128.load (local.get $q2)))
-                    (local.set $w1 (v128.load offset=16 (local.get $q2)))
-                    (local.set $s2 (i32x4.add
-                      (i32x4.add
-                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
-                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
-                      (i32x4.add
-                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
-                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
-                    ;; row 3
-                    (local.set $w0 (v128.load (local.get $q3)))
-                    (local.set $w1 (v128.load offset=16 (local.get $q3)))
-                    (local.set $s3 (i32x4.add
-                      (i32x4.add
-                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
-                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
-                      (i32x4.add
-                        (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
-                        (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
-                    ;; $isum4, written out: [sum s0, sum s1, sum s2, sum s3]
-                    (local.set $s0 (i32x4.add
-                      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $s0) (local.get $s1))
-                      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $s0) (local.get $s1))))
-                    (local.set $s2 (i32x4.add
-                      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $s2) (local.get $s3))
-                      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $s2) (local.get $s3))))
-                    (local.set $isum (i32x4.add
-                      (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $s0) (local.get $s2))
-                      (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $s0) (local.get $s2))))
-                    (local.set $scales (f32x4.splat (f32.load (local.get $d0))))
-                    (local.set $scales (f32x4.replace_lane 1 (local.get $scales) (f32.load (i32.add (local.get $d0) (local.get $scaleBytes)))))
-                    (local.set $scales (f32x4.replace_lane 2 (local.get $scales) (f32.load (i32.add (local.get $d0) (i32.shl (local.get $scaleBytes) (i32.const 1))))))
-                    (local.set $scales (f32x4.replace_lane 3 (local.get $scales) (f32.load (i32.add (local.get $d0) (i32.mul (local.get $scaleBytes) (i32.const 3))))))
-                    (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
-                      (f32x4.convert_i32x4_s (local.get $isum))
-                      (f32x4.mul (local.get $scales) (f32x4.splat (f32.load (local.get $xs))))))))
-                  (else
-                    (local.set $isum (call $dot32 (local.get $q0) (local.get $xl0) (local.get $xh0) (local.get $xl1) (local.get $xh1)))
-                    (local.set $sum (f32.add (local.get $sum) (f32.mul
-                      (f32.convert_i32_s (i32.add
-                        (i32.add (i32x4.extract_lane 0 (local.get $isum)) (i32x4.extract_lane 1 (local.get $isum)))
-                        (i32.add (i32x4.extract_lane 2 (local.get $isum)) (i32x4.extract_lane 3 (local.get $isum)))))
-                      (f32.mul (f32.load (local.get $d0)) (f32.load (local.get $xs))))))))
-                (local.set $q0 (i32.add (local.get $q0) (i32.const 32)))
-                (local.set $q1 (i32.add (local.get $q1) (i32.const 32)))
-                (local.set $q2 (i32.add (local.get $q2) (i32.const 32)))
-                (local.set $q3 (i32.add (local.get $q3) (i32.const 32)))
-                (local.set $d0 (i32.add (local.get $d0) (i32.const 4)))
-                (local.set $xb (i32.add (local.get $xb) (i32.const 32)))
-                (local.set $xs (i32.add (local.get $xs) (i32.const 4)))
-                (local.set $b (i32.add (local.get $b) (i32.const 1)))
-                (br $blockLoop)))
-            (if (i32.eq (local.get $rows) (i32.const 4))
-              (then (v128.store
-                (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $outStride)) (local.get $r)) (i32.const 2)))
-                (local.get $acc)))
-              (else (f32.store
-                (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $outStride)) (local.get $r)) (i32.const 2)))
-                (local.get $sum))))
+            (local.set $p (local.get $g))
+            (loop $blocks
+              (local.set $x0 (v128.load (local.get $xb)))
+              (local.set $x1 (v128.load offset=16 (local.get $xb)))
+              (local.set $xl0 (i16x8.extend_low_i8x16_s (local.get $x0)))
+              (local.set $xh0 (i16x8.extend_high_i8x16_s (local.get $x0)))
+              (local.set $xl1 (i16x8.extend_low_i8x16_s (local.get $x1)))
+              (local.set $xh1 (i16x8.extend_high_i8x16_s (local.get $x1)))
+              ;; the four rows' block dot products, written out (a call per
+              ;; block costs more than the block: V8 does not inline them)
+              (local.set $w0 (v128.load (local.get $p)))
+              (local.set $w1 (v128.load offset=16 (local.get $p)))
+              (local.set $s0 (i32x4.add
+                (i32x4.add
+                  (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
+                  (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
+                (i32x4.add
+                  (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
+                  (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
+              (local.set $w0 (v128.load offset=32 (local.get $p)))
+              (local.set $w1 (v128.load offset=48 (local.get $p)))
+              (local.set $s1 (i32x4.add
+                (i32x4.add
+                  (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
+                  (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
+                (i32x4.add
+                  (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
+                  (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
+              (local.set $w0 (v128.load offset=64 (local.get $p)))
+              (local.set $w1 (v128.load offset=80 (local.get $p)))
+              (local.set $s2 (i32x4.add
+                (i32x4.add
+                  (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
+                  (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
+                (i32x4.add
+                  (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
+                  (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
+              (local.set $w0 (v128.load offset=96 (local.get $p)))
+              (local.set $w1 (v128.load offset=112 (local.get $p)))
+              (local.set $s3 (i32x4.add
+                (i32x4.add
+                  (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w0)) (local.get $xl0))
+                  (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w0)) (local.get $xh0)))
+                (i32x4.add
+                  (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $w1)) (local.get $xl1))
+                  (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $w1)) (local.get $xh1)))))
+              ;; [sum s0, sum s1, sum s2, sum s3]
+              (local.set $s0 (i32x4.add
+                (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $s0) (local.get $s1))
+                (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $s0) (local.get $s1))))
+              (local.set $s2 (i32x4.add
+                (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $s2) (local.get $s3))
+                (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $s2) (local.get $s3))))
+              (local.set $s0 (i32x4.add
+                (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $s0) (local.get $s2))
+                (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $s0) (local.get $s2))))
+              ;; acc += isum * (row scales * x's scale), the scales after the blocks
+              (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
+                (f32x4.convert_i32x4_s (local.get $s0))
+                (f32x4.mul (v128.load offset=128 (local.get $p)) (f32x4.splat (f32.load (local.get $xs)))))))
+              (local.set $xb (i32.add (local.get $xb) (i32.const 32)))
+              (local.set $xs (i32.add (local.get $xs) (i32.const 4)))
+              (local.set $p (i32.add (local.get $p) (i32.const 144)))
+              (br_if $blocks (i32.lt_u (local.get $p) (local.get $end))))
+            (call $store4
+              (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $outStride)) (local.get $r)) (i32.const 2)))
+              (local.get $acc)
+              (i32.sub (local.get $row1) (local.get $r)))
             (local.set $t (i32.add (local.get $t) (i32.const 1)))
             (br $tokenLoop)))
-        (local.set $r (i32.add (local.get $r) (local.get $rows)))
-        (br $rowGroups))))
+        (local.set $r (i32.add (local.get $r) (i32.const 4)))
+        (br $groups))))
 )
