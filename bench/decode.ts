@@ -210,6 +210,8 @@ async function main(): Promise<void> {
       });
       const ratio = (a: Engine | undefined, b: Engine | undefined) => (tps(a) / tps(b)).toFixed(2);
       const ratios = [
+        ['f32, 1 thread / runomp 1 thread', ratio(find('ours', 1, 'f32'), find('runomp', 1))],
+        ['q8, 1 thread / runomp 1 thread', ratio(find('ours', 1, 'q8'), find('runomp', 1))],
         [`f32, ${threads} threads / runomp ${threads} threads`, ratio(find('ours', threads, 'f32'), find('runomp', threads))],
         [`q8, ${threads} threads / runomp 2 threads`, ratio(find('ours', threads, 'q8'), find('runomp', 2))],
         [`q8, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'q8'), find('ours', 1, 'f32'))],

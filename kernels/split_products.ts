@@ -167,7 +167,10 @@ export function pooledLinear(x: tf.Tensor2D, m: PooledMatrix, bias?: tf.Tensor1D
   if (inDim !== m.cols) throw new RangeError(`pooledLinear: x has ${inDim} features, the matrix takes ${m.cols}`);
   // The view of a wasm tensor is read at once, before any tfjs allocation.
   const values = hasDirectMemory() ? float32View(x) : (x.dataSync() as Float32Array);
-  const y = tf.tensor2d(pooledProduct(m, values, T).slice(), [T, m.rows]); // [T, rows]
+  const product = pooledProduct(m, values, T);
+  // The wasm backend copies a tensor's values into its heap at once; the cpu
+  // backend keeps the array, which the pool's next product overwrites.
+  const y = tf.tensor2d(tf.getBackend() === 'wasm' ? product : product.slice(), [T, m.rows]); // [T, rows]
   if (bias === undefined) return y;
   const biased = y.add<tf.Tensor2D>(bias);
   y.dispose();

@@ -15,8 +15,8 @@ import type { PlacementFlags } from './placement_flags.js';
  */
 export function placeModel(model: Model, flags: PlacementFlags, command: string): Model {
   const { weights } = flags;
-  // f32 stays on the backend unless asked: the pooled f32 loop runs the classifier's short rows at half XNNPACK's speed
-  const threads = flags.threads ?? (weights === 'q8' ? defaultThreads() : 1);
+  // every core for both formats: the pooled loops read packed weights, on one thread as fast as XNNPACK's float32 or faster (bench/RESULTS.md)
+  const threads = flags.threads ?? defaultThreads();
   if (tf.getBackend() === 'tensorflow') {
     if (weights === 'q8') throw new UsageError(`${command} --weights q8: runs on the wasm and cpu backends only, not on tensorflow`);
     return model;

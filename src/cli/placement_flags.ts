@@ -11,7 +11,7 @@ export const placementFlags = defineFlags([
     value: 'N',
     min: 1,
     max: 1024,
-    help: `threads for the weight products (default: every core, ${defaultThreads()} here, for q8; 1 for f32, whose pooled loop is still slower than the backend's one-thread path: bench/RESULTS.md); 1 keeps float32 products on the backend's one thread`,
+    help: `threads for the weight products (default: every core, ${defaultThreads()} here); 1 keeps float32 products on the backend's one thread`,
   },
   {
     name: 'weights',
