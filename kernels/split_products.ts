@@ -161,16 +161,20 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
   return new Float32Array(pool.memory.buffer, out, tokens * rows);
 }
 
+/** A tensor of a product's result (a view into the pool's memory, which the next product overwrites). */
+export function productTensor(product: Float32Array, shape: [number, number]): tf.Tensor2D {
+  // The wasm backend copies a new tensor's values into its heap at once; the
+  // cpu backend keeps the array itself.
+  return tf.tensor2d(tf.getBackend() === 'wasm' ? product : product.slice(), shape);
+}
+
 /** x: [T, cols] @ m^T (+ bias: [rows]) -> [T, rows], a new tensor; inference only (no gradient). */
 export function pooledLinear(x: tf.Tensor2D, m: PooledMatrix, bias?: tf.Tensor1D): tf.Tensor2D {
   const [T, inDim] = x.shape;
   if (inDim !== m.cols) throw new RangeError(`pooledLinear: x has ${inDim} features, the matrix takes ${m.cols}`);
   // The view of a wasm tensor is read at once, before any tfjs allocation.
   const values = hasDirectMemory() ? float32View(x) : (x.dataSync() as Float32Array);
-  const product = pooledProduct(m, values, T);
-  // The wasm backend copies a tensor's values into its heap at once; the cpu
-  // backend keeps the array, which the pool's next product overwrites.
-  const y = tf.tensor2d(tf.getBackend() === 'wasm' ? product : product.slice(), [T, m.rows]); // [T, rows]
+  const y = productTensor(pooledProduct(m, values, T), [T, m.rows]); // [T, rows]
   if (bias === undefined) return y;
   const biased = y.add<tf.Tensor2D>(bias);
   y.dispose();

@@ -13,6 +13,7 @@ import { readLlama2c } from '../src/checkpoint/llama2c.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { type Placement, placeWeights } from '../src/model/pooled.js';
+import { residualInPool } from '../src/model/pooled_layers.js';
 import { forward } from '../src/model/transformer.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess } from './helpers.js';
@@ -69,6 +70,22 @@ t.test('float32 in the pool: equal on 1, 2 and 3 threads; the tfjs result within
     disposeModel(model);
     await model.pool!.dispose();
   }
+});
+
+t.test('a pooled Llama model keeps its residual stream out of tfjs (pooled_layers.ts); a plain one does not', async (t) => {
+  const plain = await loaded();
+  t.notOk(residualInPool(plain), 'tfjs matrices: the tensor path');
+  const want = logits(plain);
+  disposeModel(plain);
+  const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
+  t.ok(residualInPool(model), 'pooled: the residual stream in a Float32Array');
+  const before = tf.memory().numTensors;
+  const got = logits(model);
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  // the tensor path within float32 rounding (SwiGLU's exp differs; the rest is the same arithmetic)
+  t.ok(maxAbsDiff(Array.from(got), want) / Math.max(...Array.from(want, Math.abs)) < 4e-6, 'the tfjs logits');
+  disposeModel(model);
+  await model.pool!.dispose();
 });
 
 t.test('q8: the same on every thread count, perplexity within 2% of float32', async (t) => {

@@ -19,6 +19,7 @@ import type { BlockView, KVCache, LayerView } from '../cache/types.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
 import { mlp, norm } from './parts.js';
+import { pooledLayers, residualInPool } from './pooled_layers.js';
 import { classify, project } from './project.js';
 import type { LayerWeights, Model } from './weights.js';
 
@@ -109,28 +110,26 @@ interface SequenceState {
 }
 
 /**
- * Self-attention of one layer; x: [B*T, dim] (already normalised), B
- * sequences of T tokens one after another -> [B*T, dim]. The projections run
- * on the whole batch; attention runs per sequence, through its own cache,
- * or, when every sequence is a fresh causal block (training), for the whole
- * batch in one op.
+ * Self-attention of one layer from its projected q|k|v, [B*T, (heads + 2
+ * kvHeads) * headDim] (B sequences of T tokens one after another), to the
+ * merged heads [B*T, heads * headDim], before the out projection. Attention
+ * runs per sequence, through its own cache, or, when every sequence is a
+ * fresh causal block (training), for the whole batch in one op.
  */
 function selfAttention(
   config: ModelConfig,
   w: LayerWeights,
-  x: tf.Tensor2D,
+  qkv: tf.Tensor2D,
   layer: number,
   batch: SequenceState[],
   causal: RopeAngles | undefined,
   onAttention: AttentionObserver | undefined,
 ): tf.Tensor2D {
   const { heads, kvHeads, headDim } = config;
-  const T = x.shape[0] / batch.length;
-  // qkv: [B*T, (heads + 2 kvHeads) * headDim]
-  const qkv = project(x, w.qkv);
+  const T = qkv.shape[0] / batch.length;
   if (causal !== undefined) {
     const spec = { batch: batch.length, heads, kvHeads, headDim, rope: config.rope, variant: config.softmax };
-    return project(causalAttention(qkv, causal, spec, w.sinkLogits), w.out);
+    return causalAttention(qkv, causal, spec, w.sinkLogits);
   }
   const outs = batch.map(({ cache, view: block, angles: byView }, b) => {
     const view = block.layer(layer);
@@ -160,7 +159,7 @@ function selfAttention(
     const out = attention(frames, entryKeys, entries.values, spec);
     return mergeHeads(out); // [T, heads * headDim]
   });
-  return project(outs.length === 1 ? outs[0]! : tf.concat(outs, 0), w.out);
+  return outs.length === 1 ? outs[0]! : tf.concat(outs, 0);
 }
 
 /** One transformer layer; x: [B*T, dim] -> [B*T, dim]. */
@@ -173,7 +172,7 @@ function transformerLayer(
   causal: RopeAngles | undefined,
   onAttention: AttentionObserver | undefined,
 ): tf.Tensor2D {
-  const attend = (h: tf.Tensor2D) => selfAttention(config, w, h, layer, batch, causal, onAttention);
+  const attend = (h: tf.Tensor2D) => project(selfAttention(config, w, project(h, w.qkv), layer, batch, causal, onAttention), w.out);
   if (config.parallelResidual) {
     return x.add<tf.Tensor2D>(attend(norm(config, w.attnNorm, x))).add<tf.Tensor2D>(mlp(config, w, norm(config, w.mlpNorm, x)));
   }
@@ -235,7 +234,11 @@ export function forwardBatch(
         causal = angles.frames[0];
       }
       let x = embedTokens(model, batch.flat()); // [B*T, dim]
-      for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention);
+      if (residualInPool(model)) {
+        x = pooledLayers(model, x, (qkv, l) => selfAttention(config, weights.layers[l]!, qkv, l, states, causal, options.onAttention));
+      } else {
+        for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention);
+      }
       if (logits === 'last' && T > 1) {
         x = tf.concat(
           batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])),
