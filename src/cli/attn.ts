@@ -23,8 +23,9 @@ export const attnCommand = defineCommand({
     'minus the mean logit of keys 1..t, at short range (t in [4, 16)) and long range. A head has a sink when its',
     'key-0 attention at long range is at least 0.3 and at least 5x uniform. Printed per layer (its strongest head),',
     'written to sink-scores.json ("measurement", every head) and sink-profile.json (per query position).',
-    "--bos-first puts the tokenizer's BOS first in every window (after a sink-token model's sink), for models",
-    'trained with BOS first in every sample.',
+    "A model trained with BOS first in every sample (Backcopy, mix, train --bos-first: its manifest entry or its run's",
+    "train_state.json says) gets the tokenizer's BOS first in every window (after a sink-token model's sink);",
+    '--bos-first or --bos-first=false says so for any model.',
   ].join('\n'),
   flags: [
     ...modelInputFlags,

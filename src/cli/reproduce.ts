@@ -25,7 +25,11 @@ export const reproduceCommand = defineCommand({
     'attention also measures the sink on windows of W positions (see streamllm attn --help). Recompute costs a W-token forward pass per scored token, so it is scored',
     'on the first window and then at about --recompute-samples evenly spaced positions; tables compare the other',
     'policies on the same positions. pretraining runs every model of the zoo manifest (--manifest), or the model',
-    "directories of --models DIR,DIR,..., on the text, and prints them beside the paper's Table 3 with a verdict each.",
+    'directories of --models DIR,DIR,... (published models, training runs, snapshots), on the text, and prints them beside',
+    "the paper's Table 3 with a verdict each.",
+    'A model trained with BOS first in every sample (its manifest entry or train_state.json says; --bos-first and',
+    '--bos-first=false override) reads the text with BOS first, and curves, initial-tokens and pretraining add',
+    'recompute with that BOS kept at the front of every window (BOS + the last W-1 tokens) beside plain recompute.',
   ].join('\n'),
   positional: { name: 'experiment', choices: CHOICES },
   flags: [
