@@ -19,6 +19,9 @@ export const reproduceCommand = defineCommand({
     ...EXPERIMENT_NAMES.map((name) => `  ${name.padEnd(16)}${EXPERIMENT_TITLES[name]}`),
     `  ${'all'.padEnd(16)}every one of them, one report`,
     '',
+    "The model: --model, else the zoo manifest's demo model (trained to form an attention sink) when it names one, else",
+    'its default model.',
+    '',
     "Caches hold W entries: the trained length, or --window W (a researcher's cache; W past the trained length is",
     'allowed and says how the model extrapolates). --sinks S sets the initial tokens streaming keeps in curves,',
     'cache-size and latency (default 4); initial-tokens, newline-sinks and pretraining vary or fix it by design.',
@@ -63,7 +66,7 @@ export const reproduceCommand = defineCommand({
     const backend = await startBackend(flags);
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { EXPERIMENTS } = await import('../experiments/index.js');
-    const ctx = contextFromFlags(flags, 'reproduce', out);
+    const ctx = contextFromFlags(flags, 'reproduce', out, { zoo: 'demo' }); // without --model: the demo model when the zoo names one
     const chosen = name === 'all' ? EXPERIMENTS : EXPERIMENTS.filter((e) => e.name === name);
     const started = performance.now();
     const timings: string[] = [];
