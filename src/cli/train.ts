@@ -33,7 +33,7 @@ const trainFlags = defineFlags([
   { name: 'dim', type: 'int', value: 'N', min: 2, help: `model width (default ${DEFAULT_SHAPE.dim})` },
   { name: 'layers', type: 'int', value: 'N', min: 1, help: `transformer layers (default ${DEFAULT_SHAPE.layers})` },
   { name: 'heads', type: 'int', value: 'N', min: 1, help: `attention heads (default ${DEFAULT_SHAPE.heads})` },
-  { name: 'hidden', type: 'int', value: 'N', min: 1, help: 'feed-forward width (default: 8/3 dim rounded up to 64)' },
+  { name: 'hidden', type: 'int', value: 'N', min: 0, help: 'feed-forward width (default: 8/3 dim rounded up to 64)' },
   { name: 'seq-len', type: 'int', value: 'N', min: 2, help: `context length of a sample (default ${D.seqLen})` },
   { name: 'batch', type: 'int', value: 'N', min: 1, help: `samples per update (default ${D.batchSize})` },
   { name: 'lr', type: 'number', value: 'X', min: 0, help: `peak learning rate (default ${D.peakLr})` },
