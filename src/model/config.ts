@@ -41,7 +41,8 @@ export function validateConfig(c: ModelConfig, source: string): void {
       throw new ConfigError(`${source}: ${key} must be a positive integer, got ${String(v)}`);
     }
   }
-  if (!Number.isInteger(c.hiddenDim) || c.hiddenDim < 0) throw new ConfigError(`${source}: hiddenDim must be a non-negative integer, got ${String(c.hiddenDim)}`);
+  if (!Number.isInteger(c.hiddenDim) || c.hiddenDim < 0)
+    throw new ConfigError(`${source}: hiddenDim must be a non-negative integer, got ${String(c.hiddenDim)}`);
   if (c.heads % c.kvHeads !== 0) throw new ConfigError(`${source}: kvHeads (${c.kvHeads}) must divide heads (${c.heads})`);
   if (c.rope.rotaryDim % 2 !== 0 || c.rope.rotaryDim <= 0 || c.rope.rotaryDim > c.headDim) {
     throw new ConfigError(`${source}: rotary dimension ${c.rope.rotaryDim} must be even and in 2..headDim (${c.headDim})`);
