@@ -189,7 +189,7 @@ t.test('reproduce pretraining: every model of the manifest, as scoreTokens score
       .map((c) => c.trim());
   const lines = table.trim().split('\n');
   t.same(cells(lines[0]!), ['model', 'variant', '0+W', '1+(W-1)', '2+(W-2)', '4+(W-4)', 'recompute*', 'recompute, BOS kept*', '4+(W-4)*']);
-  t.equal(cells(lines[2]!)[7], '', 'no BOS-kept recompute: these models did not train with BOS first');
+  t.equal(cells(lines[2]!)[7], '–', 'no BOS-kept recompute: these models did not train with BOS first');
   t.same(cells(lines[5]!).slice(0, 2), ['tiny-sink-token', 'sink-token']);
   t.equal(Number(cells(lines[5]!)[3]), Number(models[3]!.streaming[1]!.ppl.toFixed(2)));
   // beside the paper: each model's effects are ratios of its own perplexities
