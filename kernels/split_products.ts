@@ -99,13 +99,13 @@ export function writeRow(m: PooledMatrix, row: number, values: Float32Array, at 
   padded.fill(0, cols);
   pool.loops.quantizeQ8(x, stride, q, d);
   // block b of the row: 32 int8 at group + 144 b + 32 lane, its scale at group + 144 b + 128 + 4 lane
-  const bytes = new Uint8Array(pool.memory.buffer);
-  const floats = new Float32Array(pool.memory.buffer); // every offset here is a multiple of 4
-  const blockBytes = GROUP * Q8_BLOCK + 4 * GROUP;
-  for (let b = 0; b < stride / Q8_BLOCK; b++) {
-    const block = group + b * blockBytes;
-    bytes.copyWithin(block + lane * Q8_BLOCK, q + b * Q8_BLOCK, q + (b + 1) * Q8_BLOCK);
-    floats[(block + GROUP * Q8_BLOCK) / 4 + lane] = floats[d / 4 + b]!;
+  // moved as int32 words (every offset here is a multiple of 4): a call per block would cost more than its 32 bytes
+  const words = new Int32Array(pool.memory.buffer);
+  const blockWords = (GROUP * Q8_BLOCK + 4 * GROUP) / 4;
+  const from = q / 4;
+  for (let b = 0, to = group / 4 + lane * (Q8_BLOCK / 4); b < stride / Q8_BLOCK; b++, to += blockWords) {
+    for (let k = 0; k < Q8_BLOCK / 4; k++) words[to + k] = words[from + b * (Q8_BLOCK / 4) + k]!;
+    words[to - lane * (Q8_BLOCK / 4) + (GROUP * Q8_BLOCK) / 4 + lane] = words[d / 4 + b]!; // the scale's bits
   }
 }
 
