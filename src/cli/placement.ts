@@ -1,7 +1,7 @@
 // Putting a loaded model's matrices where --threads and --weights ask
 // (placement_flags.ts).
 import * as tf from '@tensorflow/tfjs';
-import { defaultThreads } from '../../kernels/pool.js';
+import { defaultThreads } from '../../kernels/threads.js';
 import { matrixBytes } from '../../kernels/split_products.js';
 import { UsageError } from '../errors.js';
 import { placeWeights } from '../model/pooled.js';
