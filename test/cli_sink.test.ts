@@ -7,7 +7,7 @@ import t from 'tap';
 import { type SinkVerdict, sinkProfile, sinkVerdict } from '../src/eval/sink_measure.js';
 import { loadModel } from '../src/model/load.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
-import { initTestBackend, maxAbsDiff, runCli } from './helpers.js';
+import { initTestBackend, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { model, setUp, tokenizer } from './reproduce_helpers.js';
 
 await initTestBackend();
@@ -15,7 +15,7 @@ const { dir, text } = setUp();
 
 t.test('attn --window, --sink-windows, --bos-first: the measurement on BOS-first windows of W positions', async (t) => {
   const out = join(dir, 'attn-bos');
-  const r = runCli([
+  const r = await runCliInProcess([
     'attn',
     '--model',
     model,
@@ -57,13 +57,14 @@ t.test('attn --window, --sink-windows, --bos-first: the measurement on BOS-first
     ) < 1e-5,
   );
   t.match(readFileSync(join(out, 'report.md'), 'utf8'), /every window starts with BOS \(\d+\)/);
+  const attnBad = ['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--samples', '2'];
   for (const [args, message] of [
     [['--window', '9'], /^streamllm: window: sink scores need windows of at least 10 positions, got 9$/m],
     [['--window', '5000'], /window: a sink measurement window of 5000 positions holds 5\.0 GiB of attention tensors .* expected at most 2229$/m],
     [['--window', '2000'], /window: windows of 2000 positions need 2000 text tokens; the text has \d+$/m],
     [['--window', 'x'], /attn --window: expected an integer, got 'x'/],
   ] as const) {
-    const bad = runCli(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--samples', '2', ...args, '--out', join(dir, 'attn-bad')]);
+    const bad = await runCliInProcess([...attnBad, ...args, '--out', join(dir, 'attn-bad')]);
     t.equal(bad.status, 2, args.join(' '));
     t.match(bad.stderr, message);
     t.equal(bad.stderr.split('\n').filter((l) => l.startsWith('streamllm:')).length, 1, 'one error line');
@@ -73,7 +74,7 @@ t.test('attn --window, --sink-windows, --bos-first: the measurement on BOS-first
 
 t.test('reproduce --window W --sinks S: every cache holds W entries, streaming keeps S', async (t) => {
   const out = join(dir, 'curves-w32');
-  const r = runCli([
+  const r = await runCliInProcess([
     'reproduce',
     'curves',
     '--model',
@@ -139,7 +140,7 @@ t.test('reproduce pretraining --models DIR,DIR --window W: those models, caches 
     return d;
   });
   const out = join(dir, 'pretraining-models');
-  const r = runCli([
+  const r = await runCliInProcess([
     'reproduce',
     'pretraining',
     '--models',
@@ -174,7 +175,7 @@ t.test('reproduce pretraining --models DIR,DIR --window W: those models, caches 
   t.match(r.stdout, /^\| mini-sink-token \(sink-token\) +\|.*\| (agrees|partly|disagrees) +\|$/m);
   t.match(r.stdout, /^\| paper: learnable sink token +\| +1235 \| +18\.01 \|/m);
   t.match(r.stdout, /wrote .*report\.md\n$/);
-  const missing = runCli(['reproduce', 'pretraining', '--models', `${dirs[0]},${join(dir, 'nope')}`, '--text', text, '--out', join(dir, 'bad')]);
+  const missing = await runCliInProcess(['reproduce', 'pretraining', '--models', `${dirs[0]},${join(dir, 'nope')}`, '--text', text, '--out', join(dir, 'bad')]);
   t.equal(missing.status, 2);
   t.match(missing.stderr, /^streamllm: pretraining --models: .*nope: no such file or directory$/m);
 });
@@ -198,7 +199,7 @@ t.test('reproduce: bad --window and --sinks are one line and exit 2', async (t) 
       /^streamllm: reproduce initial-tokens --sinks: does not apply \(it sets the initial tokens of curves, cache-size, latency; initial-tokens varies or fixes them by design\)$/m,
     ],
   ] as const) {
-    const r = runCli(['reproduce', ...args, ...common]);
+    const r = await runCliInProcess(['reproduce', ...args, ...common]);
     t.equal(r.status, 2, args.join(' '));
     t.match(r.stderr, message);
     t.equal(r.stderr.split('\n').filter((l) => l.startsWith('streamllm:')).length, 1, 'one error line');
