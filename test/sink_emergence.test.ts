@@ -12,9 +12,9 @@ import { Report } from '../src/experiments/report.js';
 import { listedSnapshots, runSinkEmergence, runSnapshots } from '../src/experiments/sink_emergence.js';
 import { loadModel } from '../src/model/load.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
-import { initTestBackend, maxAbsDiff, runCliInProcess } from './helpers.js';
+import { initTestBackend, runCliInProcess } from './helpers.js';
 import { decodePng } from './plot_helpers.js';
-import { model, setUp, tokenizer } from './reproduce_helpers.js';
+import { headsDiff, model, setUp, tokenizer } from './reproduce_helpers.js';
 import { llama2cToHf, llamaConfigJson, randomLlama2c, writeHfDir } from './tiny_checkpoints.js';
 
 await initTestBackend();
@@ -55,18 +55,8 @@ t.test('every snapshot measured as sinkProfile alone measures it, in step order'
   for (const [i, p] of result.points.entries()) {
     const want = sinkVerdict(sinkProfile(loadModel(snapshots[i]!.dir), ids, { windows: 6, size: 20, seed: 4, bosId: tok.bosId }));
     t.equal(p.step, snapshots[i]!.step);
-    t.ok(
-      maxAbsDiff(
-        p.verdict.layers.flatMap((l) => l.heads.map((h) => h.key0)),
-        want.layers.flatMap((l) => l.heads.map((h) => h.key0)),
-      ) < 1e-9,
-    );
-    t.ok(
-      maxAbsDiff(
-        p.verdict.layers.flatMap((l) => l.heads.map((h) => h.gapLong)),
-        want.layers.flatMap((l) => l.heads.map((h) => h.gapLong)),
-      ) < 1e-9,
-    );
+    t.ok(headsDiff(p.verdict, want, 'key0') < 1e-9);
+    t.ok(headsDiff(p.verdict, want, 'gapLong') < 1e-9);
   }
   t.not(result.points[0]!.verdict.strongest.key0, result.points[1]!.verdict.strongest.key0, 'different weights, different numbers');
   const json = JSON.parse(readFileSync(join(out, 'sink-emergence.json'), 'utf8')) as { points: { step: number }[]; windows: number; bosFirst: boolean };
