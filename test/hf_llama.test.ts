@@ -15,6 +15,8 @@ import { loadModel, weightBytes } from '../src/model/load.js';
 import { saveHfModel } from '../src/model/to_hf.js';
 import { SINK_TOKEN } from '../src/model/transformer.js';
 import { disposeModel } from '../src/model/weights.js';
+import { initTrainableModel } from '../src/train/init.js';
+import { variantConfig } from '../src/train/variants.js';
 import { denseLogits, initTestBackend, maxAbsDiff } from './helpers.js';
 import { hfReferenceLogits } from './hf_reference.js';
 import {
@@ -151,6 +153,28 @@ t.test('our saved format (learned sink logits + sink token) against the referenc
   const tokens = [SINK_TOKEN, 4, 9, 1, 22, 0, 3];
   const ref = hfReferenceLogits(config, tensors, tokens).flatMap((row) => Array.from(row));
   const d = maxAbsDiff(denseLogits(model, tokens), ref);
+  t.ok(d < 2e-5, `max |diff| ${d}`);
+  disposeModel(model);
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
+});
+
+t.test('attention-only layers (intermediate_size 0) against the reference', async (t) => {
+  const before = tf.memory().numTensors;
+  const trainable = initTrainableModel(variantConfig('softmax', { dim: 16, layers: 2, heads: 4, hiddenDim: 0 }, 31, 32), 5);
+  // Weights far from the init's small scale, so the attention carries a real signal.
+  const r = rng('attention-only');
+  for (const p of trainable.params) tf.tidy(() => p.variable.assign(tf.tensor(randomArray(r, p.variable.size, 0.5), p.variable.shape)));
+  const dir = tempDir();
+  tf.tidy(() => saveHfModel(dir, trainable.model()));
+  trainable.dispose();
+  const config = JSON.parse(JSON.stringify(readHfConfigJson(dir)));
+  t.equal(config.intermediate_size, 0, 'saved as intermediate_size 0');
+  const reader = SafetensorsReader.open(dir);
+  const tensors: TensorMap = new Map([...reader.tensors.values()].map((e) => [e.name, { shape: e.shape, values: reader.read(e.name) }]));
+  const model = loadModel(dir);
+  t.equal(model.config.hiddenDim, 0);
+  const ref = hfReferenceLogits(config, tensors, ids).flatMap((row) => Array.from(row));
+  const d = maxAbsDiff(denseLogits(model, ids), ref);
   t.ok(d < 2e-5, `max |diff| ${d}`);
   disposeModel(model);
   t.equal(tf.memory().numTensors, before, 'no tensor leak');

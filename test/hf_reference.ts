@@ -19,10 +19,10 @@ type Vec = Float64Array;
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Json = Record<string, any>;
 
-/** W [out, in] @ x (+ b) */
-function linear(x: Vec, w: Float32Array, b?: Float32Array): Vec {
+/** W [out, in] @ x (+ b); outDim given where in may be 0 (an attention-only layer's MLP) */
+function linear(x: Vec, w: Float32Array, b?: Float32Array, outDim = w.length / x.length): Vec {
   const inDim = x.length;
-  const out = new Float64Array(w.length / inDim);
+  const out = new Float64Array(outDim);
   for (let o = 0; o < out.length; o++) {
     let s = b ? b[o]! : 0;
     for (let i = 0; i < inDim; i++) s += w[o * inDim + i]! * x[i]!;
@@ -174,6 +174,7 @@ export function hfReferenceLogits(
           gate.map((g, i) => silu(g) * up[i]!),
           get(`${m}down_proj.weight`),
           maybe(`${m}down_proj.bias`),
+          x.length,
         );
         x = x.map((v, i) => v + down[i]!);
       }

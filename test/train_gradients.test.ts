@@ -24,6 +24,7 @@ import { initTrainableModel } from '../src/train/init.js';
 import { batchLoss } from '../src/train/loss.js';
 import { VARIANTS, variantConfig } from '../src/train/variants.js';
 import { initTestBackend } from './helpers.js';
+import type { ModelConfig } from '../src/model/config.js';
 
 await initTestBackend();
 
@@ -253,40 +254,54 @@ t.test('causal attention: every softmax variant, grouped heads, both RoPE layout
   }
 });
 
+/** Every parameter's gradient against central differences along a random direction. */
+function checkWholeModel(t: Test, config: ModelConfig, label: string): void {
+  const before = tf.memory().numTensors;
+  const model = initTrainableModel(config, 3);
+  // Larger weights than the training init, so every path carries a real gradient.
+  const set = (v: tf.Variable, values: Float32Array) => tf.tidy(() => v.assign(tf.tensor(values, v.shape)));
+  for (const p of model.params) set(p.variable, f32(uniform(p.variable.size, 0.5)));
+  const tokens = Int32Array.from({ length: 200 }, () => Math.floor(rng() * 40));
+  const batch = new BatchSampler(new WindowSource(tokens, 6, samplePrefix(config.sinkToken)), 2, 1).next();
+  const params = model.params.filter((p) => p.variable.size > 0);
+  const { value, grads } = tf.variableGrads(
+    () => batchLoss(model.model(), batch),
+    params.map((p) => p.variable),
+  );
+  const lossAt = () => tf.tidy(() => batchLoss(model.model(), batch).dataSync()[0]!);
+  for (const p of params) {
+    // A weight the loss does not use (an attention-only layer's MLP norm) has no gradient: it must be zero.
+    const g = grads[p.variable.name]?.dataSync() ?? new Float32Array(p.variable.size);
+    const base = Float32Array.from(p.variable.dataSync());
+    const u = uniform(base.length);
+    const eps = 1e-2 / Math.sqrt(dot(u, u));
+    const shifted = (sign: number) => {
+      set(
+        p.variable,
+        Float32Array.from(base, (v, i) => v + sign * eps * u[i]!),
+      );
+      return lossAt();
+    };
+    const numeric = (shifted(1) - shifted(-1)) / (2 * eps);
+    set(p.variable, base);
+    const analytic = dot(g, u);
+    t.ok(Math.abs(numeric - analytic) < 2e-3 + 1e-2 * Math.abs(analytic), `${label} ${p.name}: ${analytic.toFixed(5)} vs ${numeric.toFixed(5)}`);
+  }
+  tf.dispose([value, ...Object.values(grads)]);
+  model.dispose();
+  t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
+}
+
 t.test('whole model, every variant: directional derivatives of the batch loss', async (t) => {
   tf.env().set('IS_TEST', false); // see withoutOpLeakCheck
   t.teardown(() => tf.env().set('IS_TEST', true));
-  for (const variant of VARIANTS) {
-    const before = tf.memory().numTensors;
-    const config = variantConfig(variant, { dim: 16, layers: 2, heads: 2, hiddenDim: 24 }, 40, 6);
-    const model = initTrainableModel(config, 3);
-    // Larger weights than the training init, so every path carries a real gradient.
-    const set = (v: tf.Variable, values: Float32Array) => tf.tidy(() => v.assign(tf.tensor(values, v.shape)));
-    for (const p of model.params) set(p.variable, f32(uniform(p.variable.size, 0.5)));
-    const tokens = Int32Array.from({ length: 200 }, () => Math.floor(rng() * 40));
-    const batch = new BatchSampler(new WindowSource(tokens, 6, samplePrefix(config.sinkToken)), 2, 1).next();
-    const vars = model.params.map((p) => p.variable);
-    const { value, grads } = tf.variableGrads(() => batchLoss(model.model(), batch), vars);
-    const lossAt = () => tf.tidy(() => batchLoss(model.model(), batch).dataSync()[0]!);
-    for (const p of model.params) {
-      const g = grads[p.variable.name]!.dataSync();
-      const base = Float32Array.from(p.variable.dataSync());
-      const u = uniform(base.length);
-      const eps = 1e-2 / Math.sqrt(dot(u, u));
-      const shifted = (sign: number) => {
-        set(
-          p.variable,
-          Float32Array.from(base, (v, i) => v + sign * eps * u[i]!),
-        );
-        return lossAt();
-      };
-      const numeric = (shifted(1) - shifted(-1)) / (2 * eps);
-      set(p.variable, base);
-      const analytic = dot(g, u);
-      t.ok(Math.abs(numeric - analytic) < 2e-3 + 1e-2 * Math.abs(analytic), `${variant} ${p.name}: ${analytic.toFixed(5)} vs ${numeric.toFixed(5)}`);
-    }
-    tf.dispose([value, ...Object.values(grads)]);
-    model.dispose();
-    t.equal(tf.memory().numTensors, before, `${variant}: no tensor leak`);
+  for (const variant of VARIANTS) checkWholeModel(t, variantConfig(variant, { dim: 16, layers: 2, heads: 2, hiddenDim: 24 }, 40, 6), variant);
+});
+
+t.test('attention-only layers (hidden 0): directional derivatives of the batch loss', async (t) => {
+  tf.env().set('IS_TEST', false); // see withoutOpLeakCheck
+  t.teardown(() => tf.env().set('IS_TEST', true));
+  for (const variant of ['softmax', 'sink-token'] as const) {
+    checkWholeModel(t, variantConfig(variant, { dim: 16, layers: 2, heads: 2, hiddenDim: 0 }, 40, 6), `attention-only ${variant}`);
   }
 });

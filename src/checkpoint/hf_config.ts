@@ -56,6 +56,12 @@ class Fields {
     return v;
   }
 
+  nonNegativeInt(name: string): number {
+    const v = this.json[name];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) this.fail(name, 'a non-negative integer');
+    return v;
+  }
+
   positive(name: string, fallback?: number): number {
     const v = this.has(name) ? this.json[name] : fallback;
     if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) this.fail(name, 'a positive number');
@@ -148,7 +154,7 @@ function llamaFamily(f: Fields, file: string, modelType: 'llama' | 'mistral' | '
     config: {
       family: 'llama',
       dim,
-      hiddenDim: f.positiveInt('intermediate_size'),
+      hiddenDim: f.nonNegativeInt('intermediate_size'),
       layers: f.positiveInt('num_hidden_layers'),
       heads,
       kvHeads: f.positiveInt('num_key_value_heads', heads),
@@ -185,7 +191,7 @@ function gptNeoX(f: Fields, file: string): Omit<HfModelSpec, 'modelType' | 'note
     config: {
       family: 'gpt_neox',
       dim,
-      hiddenDim: f.positiveInt('intermediate_size'),
+      hiddenDim: f.nonNegativeInt('intermediate_size'),
       layers: f.positiveInt('num_hidden_layers'),
       heads,
       kvHeads: heads,

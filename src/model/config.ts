@@ -34,13 +34,15 @@ export interface ModelConfig {
 
 /** Checks that the shapes fit together; throws ConfigError naming the field. */
 export function validateConfig(c: ModelConfig, source: string): void {
-  const positive: (keyof ModelConfig)[] = ['dim', 'hiddenDim', 'layers', 'heads', 'kvHeads', 'headDim', 'vocabSize', 'maxSeqLen'];
+  const positive: (keyof ModelConfig)[] = ['dim', 'layers', 'heads', 'kvHeads', 'headDim', 'vocabSize', 'maxSeqLen'];
   for (const key of positive) {
     const v = c[key];
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
       throw new ConfigError(`${source}: ${key} must be a positive integer, got ${String(v)}`);
     }
   }
+  if (!Number.isInteger(c.hiddenDim) || c.hiddenDim < 0)
+    throw new ConfigError(`${source}: hiddenDim must be a non-negative integer, got ${String(c.hiddenDim)}`);
   if (c.heads % c.kvHeads !== 0) throw new ConfigError(`${source}: kvHeads (${c.kvHeads}) must divide heads (${c.heads})`);
   if (c.rope.rotaryDim % 2 !== 0 || c.rope.rotaryDim <= 0 || c.rope.rotaryDim > c.headDim) {
     throw new ConfigError(`${source}: rotary dimension ${c.rope.rotaryDim} must be even and in 2..headDim (${c.headDim})`);

@@ -60,7 +60,7 @@ export function placeWeights(model: Model, p: Placement): Model {
   const pool = new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes });
   const w = model.weights;
   const move = (l: Linear) => {
-    if (l.weight === undefined) return;
+    if (l.weight === undefined || l.weight.size === 0) return; // an attention-only layer's empty MLP stays put, unused
     l.pooled = pooledFrom(pool, format, l.weight);
     l.weight.dispose();
     delete l.weight;

@@ -178,6 +178,7 @@ function transformerLayer(
     return x.add<tf.Tensor2D>(attend(norm(config, w.attnNorm, x))).add<tf.Tensor2D>(mlp(config, w, norm(config, w.mlpNorm, x)));
   }
   const h = x.add<tf.Tensor2D>(attend(norm(config, w.attnNorm, x)));
+  if (config.hiddenDim === 0) return h; // attention-only layer: no feed-forward
   return h.add<tf.Tensor2D>(mlp(config, w, norm(config, w.mlpNorm, h)));
 }
 

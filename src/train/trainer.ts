@@ -142,7 +142,7 @@ export class Trainer {
     const batch = this.sampler.next();
     const { value, grads } = tf.variableGrads(() => batchLoss(this.model.model(), batch), this.vars);
     const loss = value.dataSync()[0]!;
-    const gradArrays = this.vars.map((v) => grads[v.name]!.dataSync() as Float32Array);
+    const gradArrays = this.vars.map((v) => (grads[v.name]?.dataSync() as Float32Array | undefined) ?? new Float32Array(v.size)); // unused weights (an attention-only layer's MLP) get no gradient
     tf.dispose([value, ...Object.values(grads)]);
     const gradNorm = globalNorm(gradArrays);
     const step = this.state.step + 1;
