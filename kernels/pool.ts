@@ -50,6 +50,8 @@ const RANGES = ARGS + MAX_ARGS; // per thread: row0, row1
 const PAGE = 65536;
 /** wasm32's limit: 65536 pages of 64 KiB. */
 const MAX_PAGES = 65536;
+/** The most the pool's shared memory can hold: 4 GiB. */
+export const POOL_MAX_BYTES = MAX_PAGES * PAGE;
 
 /**
  * Products smaller than this many bytes of weights run on the calling thread

@@ -173,7 +173,8 @@ t.test('reproduce pretraining: every model of the manifest, as scoreTokens score
       .slice(1, -1)
       .map((c) => c.trim());
   const lines = table.trim().split('\n');
-  t.same(cells(lines[0]!), ['model', 'variant', '0+W', '1+(W-1)', '2+(W-2)', '4+(W-4)', 'recompute*', '4+(W-4)*']);
+  t.same(cells(lines[0]!), ['model', 'variant', '0+W', '1+(W-1)', '2+(W-2)', '4+(W-4)', 'recompute*', 'recompute, BOS kept*', '4+(W-4)*']);
+  t.equal(cells(lines[2]!)[7], '–', 'no BOS-kept recompute: these models did not train with BOS first');
   t.same(cells(lines[5]!).slice(0, 2), ['tiny-sink-token', 'sink-token']);
   t.equal(Number(cells(lines[5]!)[3]), Number(models[3]!.streaming[1]!.ppl.toFixed(2)));
   // beside the paper: each model's effects are ratios of its own perplexities
@@ -193,7 +194,18 @@ t.test('reproduce pretraining: every model of the manifest, as scoreTokens score
   }
   t.equal(comparison[2]!.verdict, 'no paper row');
   const side = readFileSync(join(out, 'pretraining-vs-paper.md'), 'utf8').trim().split('\n');
-  t.same(cells(side[0]!), ['model', '0+W', '1+(W-1)', '2+(W-2)', '4+(W-4)', 'recompute*', '0+W / 1+(W-1)', '1+(W-1) / 4+(W-4)', 'verdict']);
+  t.same(cells(side[0]!), [
+    'model',
+    '0+W',
+    '1+(W-1)',
+    '2+(W-2)',
+    '4+(W-4)',
+    'recompute*',
+    'recompute, BOS kept*',
+    '0+W / 1+(W-1)',
+    '1+(W-1) / 4+(W-4)',
+    'verdict',
+  ]);
   t.same(cells(side[3]!).slice(0, 5), ['paper: vanilla', '27.87', '18.49', '18.05', '18.05']);
   checkFigures(t, out, json.figures as FigureFile[]);
 });

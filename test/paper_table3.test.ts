@@ -33,14 +33,15 @@ t.test('verdicts', async (t) => {
 t.test('rows: the miniature, then the paper', async (t) => {
   const ppl: Record<number, number> = { 0: 40, 1: 20, 2: 19, 4: 18 };
   const comparison = compareWithPaper([
-    { name: 'mini', variant: 'softmax', ppl: (s) => ppl[s], recompute: 17.5 },
+    { name: 'mini', variant: 'softmax', ppl: (s) => ppl[s], recompute: 17.5, recomputeBosKept: 17.25 },
     { name: 'ls', variant: 'learned-sink', ppl: (s) => ppl[s], recompute: null },
   ]);
   t.equal(comparison[0]!.verdict, 'agrees');
   t.equal(comparison[1]!.verdict, 'no paper row');
   const rows = comparisonRows(comparison);
   t.equal(rows.length, 3, 'no paper row under learned-sink');
-  t.same(rows[0], ['mini (softmax)', 40, 20, 19, 18, 17.5, 'x2.000', 'x1.111', 'agrees']);
-  t.same(rows[1], ['paper: vanilla', 27.87, 18.49, 18.05, 18.05, null, 'x1.507', 'x1.024', '']);
+  t.same(rows[0], ['mini (softmax)', 40, 20, 19, 18, 17.5, 17.25, 'x2.000', 'x1.111', 'agrees']);
+  t.same(rows[1], ['paper: vanilla', 27.87, 18.49, 18.05, 18.05, null, null, 'x1.507', 'x1.024', '']);
   t.same(rows[2]!.slice(0, 2), ['ls (learned-sink)', 40]);
+  t.equal(rows[2]![6], null, 'no BOS-kept recompute for a model not trained with BOS first');
 });

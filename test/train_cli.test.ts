@@ -9,6 +9,7 @@ import { parseFlags } from '../src/cli/args.js';
 import { trainCommand } from '../src/cli/train.js';
 import { StreamllmError } from '../src/errors.js';
 import { type Manifest, sha256 } from '../src/train/manifest.js';
+import { readManifest } from '../src/zoo/manifest.js';
 import { runCliInProcess } from './helpers.js';
 
 // No initTestBackend: the commands start their backend as the executable does, without tfjs's
@@ -127,15 +128,16 @@ t.test('publish copies a finished run into a weights directory and records it', 
   t.equal(manifest.models.length, 1);
   const entry = manifest.models[0]!;
   const state = JSON.parse(readFileSync(join(run, 'train_state.json'), 'utf8')) as { valLoss: number; tokensSeen: number };
-  t.match(entry, { name: 'tiny', variant: 'sink-token', steps: 3, tokensSeen: state.tokensSeen, dtype: 'F32' });
+  t.match(entry, { name: 'tiny', variant: 'sink-token', data: 'brown', bosFirst: false, steps: 3, tokensSeen: state.tokensSeen, dtype: 'F32' });
+  t.equal(manifest.demo, undefined, 'no demo model unless --demo');
   t.ok(Math.abs(entry.valLoss - state.valLoss) < 1e-4, `held-out loss of the shipped weights ${entry.valLoss} = the run's ${state.valLoss}`);
   for (const [file, hash] of Object.entries(entry.files)) t.equal(hash, sha256(join(weights, 'tiny', file)), `sha256 of ${file}`);
   t.match(
     entry.command,
     /^streamllm train --variant sink-token --data brown --seed 0 --steps 3 --tokenizer .*tok\.json --dim 16 --layers 1 --heads 2 .* && streamllm publish --run .*run --name tiny$/,
   );
-  // Published in F16, under a second name: half the bytes, the first model stays the default.
-  const half = await runCliInProcess(['publish', '--run', run, '--name', 'tiny-f16', '--dtype', 'F16', '--weights', weights]);
+  // Published in F16, under a second name and as the demo: half the bytes, the first model stays the default.
+  const half = await runCliInProcess(['publish', '--run', run, '--name', 'tiny-f16', '--dtype', 'F16', '--demo', '--weights', weights]);
   t.equal(half.status, 0, half.stderr);
   const again = JSON.parse(readFileSync(join(weights, 'manifest.json'), 'utf8')) as Manifest;
   t.same(
@@ -143,8 +145,13 @@ t.test('publish copies a finished run into a weights directory and records it', 
     ['tiny', 'tiny-f16'],
   );
   t.equal(again.default, 'tiny');
+  t.equal(again.demo, 'tiny-f16');
+  t.same(readManifest(join(weights, 'manifest.json')).demoName, 'tiny-f16', 'the zoo reader takes the demo');
   t.equal(again.models[1]!.dtype, 'F16');
   t.ok(Math.abs(again.models[1]!.valLoss - state.valLoss) < 0.05, 'F16 weights give nearly the same loss');
+  const replaced = await runCliInProcess(['publish', '--run', run, '--name', 'tiny', '--force', '--weights', weights]);
+  t.equal(replaced.status, 0, replaced.stderr);
+  t.equal((JSON.parse(readFileSync(join(weights, 'manifest.json'), 'utf8')) as Manifest).demo, 'tiny-f16', 'publishing another model keeps the demo');
   t.same(
     readdirSync(weights).filter((f) => f.startsWith('.')),
     [],

@@ -66,11 +66,27 @@ const TENSOR_NAMES: Record<TensorName, string> = {
   classifier: 'wcls',
 };
 
-/** Element counts of every tensor, in the order the given version stores them. */
-function layout(s: LlamaShape, version: 0 | 1): [TensorName | 'freqCis', number][] {
+/** The weights in the legacy file's order (its RoPE tables, unused, sit before the classifier). */
+export const LLAMA2C_TENSOR_ORDER: readonly TensorName[] = [
+  'tokenEmbedding',
+  'rmsAtt',
+  'wq',
+  'wk',
+  'wv',
+  'wo',
+  'rmsFfn',
+  'w1',
+  'w2',
+  'w3',
+  'rmsFinal',
+  'classifier',
+];
+
+/** Element count of every tensor of a shape (the classifier's too, shared or not). */
+export function tensorSizes(s: LlamaShape): Record<TensorName | 'freqCis', number> {
   const kvDim = (s.dim * s.kvHeads) / s.heads;
   const L = s.layers;
-  const sizes: Record<TensorName | 'freqCis', number> = {
+  return {
     tokenEmbedding: s.vocabSize * s.dim,
     rmsAtt: L * s.dim,
     wq: L * s.dim * s.dim,
@@ -85,6 +101,11 @@ function layout(s: LlamaShape, version: 0 | 1): [TensorName | 'freqCis', number]
     freqCis: s.maxSeqLen * (s.dim / s.heads), // real and imaginary halves together
     classifier: s.vocabSize * s.dim,
   };
+}
+
+/** Element counts of every tensor, in the order the given version stores them. */
+function layout(s: LlamaShape, version: 0 | 1): [TensorName | 'freqCis', number][] {
+  const sizes = tensorSizes(s);
   const order: (TensorName | 'freqCis')[] =
     version === 0
       ? ['tokenEmbedding', 'rmsAtt', 'wq', 'wk', 'wv', 'wo', 'rmsFfn', 'w1', 'w2', 'w3', 'rmsFinal', 'freqCis']
@@ -217,33 +238,42 @@ export function llama2cTensorsReader(t: LlamaTensors): Llama2cReader {
   };
 }
 
+/** Elements written at a time when the tensors come from a reader: a model larger than memory is never held whole. */
+const ELEMENTS_PER_WRITE = 1 << 22;
+
 /**
- * Write a legacy (version 0) checkpoint, the format llama2.c's run.c reads.
+ * Write a legacy (version 0) checkpoint, the format llama2.c's run.c reads,
+ * from tensors in memory or read piece by piece in file order (a random
+ * model drawn as it is written, see randomLlamaReader).
  * Written to a temporary name and renamed, so a failure leaves no half file.
  */
-export function writeLlama2c(file: string, t: LlamaTensors): void {
-  const s = t.shape;
+export function writeLlama2c(file: string, t: LlamaTensors | Llama2cReader): void {
+  const src = 'read' in t ? t : llama2cTensorsReader(t);
+  const s = src.shape;
   checkShape(file, s);
+  if (!('read' in t)) {
+    for (const [name, size] of layout(s, 0)) {
+      if (name === 'freqCis') continue;
+      const data = t[name];
+      if (data === undefined || data.length !== size) {
+        throw new Error(`writeLlama2c: ${name} has ${data?.length ?? 0} values, expected ${size}`);
+      }
+    }
+  }
   const header = Buffer.alloc(28);
   const ints = [s.dim, s.hiddenDim, s.layers, s.heads, s.kvHeads, s.sharedClassifier ? s.vocabSize : -s.vocabSize, s.maxSeqLen];
   ints.forEach((v, i) => header.writeInt32LE(v, 4 * i));
-  const parts: (Float32Array | 'freqCis')[] = [];
-  for (const [name, size] of layout(s, 0)) {
-    if (name === 'freqCis') {
-      parts.push('freqCis');
-      continue;
-    }
-    const data = t[name];
-    if (data === undefined || data.length !== size) {
-      throw new Error(`writeLlama2c: ${name} has ${data?.length ?? 0} values, expected ${size}`);
-    }
-    parts.push(data);
-  }
   writeFileAtomic(file, (fd) => {
     writeAll(fd, header);
-    for (const part of parts) {
-      if (part === 'freqCis') writeFreqCis(fd, s);
-      else writeAll(fd, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+    for (const [name, size] of layout(s, 0)) {
+      if (name === 'freqCis') {
+        writeFreqCis(fd, s);
+        continue;
+      }
+      for (let at = 0; at < size; at += ELEMENTS_PER_WRITE) {
+        const part = src.read(name, at, Math.min(ELEMENTS_PER_WRITE, size - at));
+        writeAll(fd, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+      }
     }
   });
 }

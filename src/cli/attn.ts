@@ -11,6 +11,7 @@ export const attnCommand = defineCommand({
     '[--model PATH] [--text FILE | --tokens IDS.json] [--samples N] [--length L] [--seed S] [--out DIR] [--per-head]\n' +
     '       [--window W] [--sink-windows N] [--bos-first]',
   details: [
+    "The model: --model, else the zoo manifest's demo model when it names one, else its default model.",
     'Runs N windows of L tokens, taken at seeded random offsets in the text, each from scratch at positions 0..L-1',
     "(a sink-token model's learned sink first), and averages each layer's attention probabilities. Writes",
     "attention-layers.{svg,png} (all layers, heads averaged, as the paper's Fig. 2), attention-layer-L.{svg,png}",
@@ -23,8 +24,9 @@ export const attnCommand = defineCommand({
     'minus the mean logit of keys 1..t, at short range (t in [4, 16)) and long range. A head has a sink when its',
     'key-0 attention at long range is at least 0.3 and at least 5x uniform. Printed per layer (its strongest head),',
     'written to sink-scores.json ("measurement", every head) and sink-profile.json (per query position).',
-    "--bos-first puts the tokenizer's BOS first in every window (after a sink-token model's sink), for models",
-    'trained with BOS first in every sample.',
+    "A model trained with BOS first in every sample (Backcopy, mix, train --bos-first: its manifest entry or its run's",
+    "train_state.json says) gets the tokenizer's BOS first in every window (after a sink-token model's sink);",
+    '--bos-first or --bos-first=false says so for any model.',
   ].join('\n'),
   flags: [
     ...modelInputFlags,
@@ -44,7 +46,7 @@ export const attnCommand = defineCommand({
     const started = performance.now();
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { runAttention } = await import('../experiments/attention.js');
-    const ctx = contextFromFlags(flags, 'attn', flags.out);
+    const ctx = contextFromFlags(flags, 'attn', flags.out, { zoo: 'demo' }); // without --model: the demo model when the zoo names one
     let result: Awaited<ReturnType<typeof runAttention>>;
     let file: string;
     try {

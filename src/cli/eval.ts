@@ -48,12 +48,11 @@ export const evalCommand = defineCommand({
     if (flags.csv !== undefined) checkOutputFile(flags.csv, `eval --csv ${flags.csv}`, flags.force === true);
     if (text !== undefined) checkReadable(text);
     await startBackend(flags);
-    const { loadModel } = await import('../model/load.js');
     const { readTokenIds, resolveTokenizer } = await import('./inputs.js');
     const { checkCacheBudget } = await import('./cache_budget.js');
     const { DEFAULT_BLOCK_SIZE, scoreTokens } = await import('../eval/perplexity.js');
-    const { placeModel } = await import('./placement.js');
-    const model = placeModel(loadModel(modelPath), flags, 'eval');
+    const { loadPlacedModel } = await import('./placement.js');
+    const model = await loadPlacedModel(modelPath, flags, 'eval');
     const vocab = model.config.vocabSize;
     let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!, flags.limit);
     if (flags.limit !== undefined) ids = ids.slice(0, flags.limit);

@@ -6,7 +6,7 @@ import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
 import { UsageError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import type { ExperimentFlags } from './experiment_flags.js';
-import { defaultSource, manifestFile, openModel, textSource } from './model_inputs.js';
+import { defaultSource, manifestFile, openModel, textSource, type ZooChoice } from './model_inputs.js';
 import { createProgress } from './progress.js';
 
 /** The settings flags shared by reproduce, attn and start. */
@@ -22,23 +22,34 @@ export function settingsFromFlags(flags: ExperimentFlags): ExperimentSettings {
     window: flags.window,
     sinks: flags.sinks,
     sinkWindows: flags['sink-windows'],
-    bosFirst: flags['bos-first'] === true,
+    ...(flags['bos-first'] !== undefined ? { bosFirst: flags['bos-first'] } : {}),
     models: flags.models,
   };
 }
 
-/** --sinks must leave room for recent tokens in the cache; --bos-first needs a BOS token. */
-export function checkSettings(settings: ExperimentSettings, command: string, trainedLength: number, tokenizer: Tokenizer | undefined): void {
+/** --sinks must leave room for recent tokens in the cache; a BOS-first model (`bosFirst`: why it is one) needs a BOS token. */
+export function checkSettings(
+  settings: ExperimentSettings,
+  command: string,
+  trainedLength: number,
+  tokenizer: Tokenizer | undefined,
+  bosFirst: string | undefined = settings.bosFirst === true ? `${command} --bos-first` : undefined,
+): void {
   const W = settings.window ?? trainedLength;
   if (settings.sinks !== undefined && settings.sinks >= W) {
     const which = settings.window !== undefined ? `--window ${W}` : `the trained length ${W} (the default --window)`;
     throw new UsageError(`${command} --sinks: ${settings.sinks} initial tokens leave no room for recent ones in a cache of ${which}; expected S < W`);
   }
-  if (settings.bosFirst === true && tokenizer?.bosId === undefined) {
-    throw new UsageError(
-      `${command} --bos-first: ${tokenizer === undefined ? 'no tokenizer to take BOS from; give --tokenizer FILE' : 'the tokenizer has no BOS token'}`,
-    );
+  if (bosFirst !== undefined && tokenizer?.bosId === undefined) {
+    throw new UsageError(`${bosFirst}: ${tokenizer === undefined ? 'no tokenizer to take BOS from; give --tokenizer FILE' : 'the tokenizer has no BOS token'}`);
   }
+}
+
+export interface ContextChoice {
+  /** Without --model: the manifest's default model (the default), or its demo model when it names one. */
+  zoo?: ZooChoice;
+  /** Add to this report (its folder was checked when it was started) instead of starting one at `out`. */
+  report?: Report;
 }
 
 /**
@@ -47,25 +58,37 @@ export function checkSettings(settings: ExperimentSettings, command: string, tra
  * one replaces whole when it is finished); anything else needs --force.
  * The caller finishes the report or discards it.
  */
-export function contextFromFlags(flags: ExperimentFlags & { force?: boolean | undefined }, command: string, out: string): ExperimentContext {
-  checkOutputDir(out, `${command} --out ${out}`, flags.force === true, isReportFolder);
+export function contextFromFlags(
+  flags: ExperimentFlags & { force?: boolean | undefined },
+  command: string,
+  out: string,
+  choice: ContextChoice = {},
+): ExperimentContext {
+  if (choice.report === undefined) checkOutputDir(out, `${command} --out ${out}`, flags.force === true, isReportFolder);
   const given = textSource(flags, command); // before the model: a missing text fails fast
   // reproduce pretraining --models without --model: the first of them stands for the run
   const models = flags.models;
-  const opened = openModel(flags.model === undefined && models !== undefined && models.length > 0 ? { ...flags, model: models[0] } : flags, command);
+  const opened = openModel(
+    flags.model === undefined && models !== undefined && models.length > 0 ? { ...flags, model: models[0] } : flags,
+    command,
+    choice.zoo,
+  );
   const source = defaultSource(given, opened);
-  const { model, tokenizer } = opened;
+  const { model, tokenizer, trainedOn } = opened;
   const settings = settingsFromFlags(flags);
-  checkSettings(settings, command, model.config.maxSeqLen, tokenizer);
-  const ids = sourceTokens(source, tokenizer, model.config.vocabSize, settings.tokens);
+  const bosFirst = settings.bosFirst ?? trainedOn?.bosFirst ?? false;
+  const why = settings.bosFirst !== undefined ? `${command} --bos-first` : `${opened.label}: ${trainedOn?.from} says every training sample started with BOS`;
+  checkSettings(settings, command, model.config.maxSeqLen, tokenizer, bosFirst ? why : undefined);
+  const ids = sourceTokens(source, tokenizer, model.config.vocabSize, settings.tokens, { bosFirst: bosFirst ? tokenizer?.bosId : undefined });
   return {
     model,
     modelLabel: opened.label,
     tokenizer,
+    ...(trainedOn !== undefined ? { trainedOn } : {}),
     source,
     ids,
     settings,
-    report: new Report(out),
+    report: choice.report ?? new Report(out),
     progress: (label, total, unit) => createProgress(label, total, unit),
     log: (line) => process.stderr.write(line + '\n'),
   };
@@ -74,8 +97,9 @@ export function contextFromFlags(flags: ExperimentFlags & { force?: boolean | un
 /** The lines at the top of a report: model, text, backend, date, command, time. */
 export function aboutRun(ctx: ExperimentContext, command: string, backend: string, seconds: number, timings: string[]): string[] {
   const c = ctx.model.config;
+  const trained = ctx.trainedOn !== undefined ? `, trained on ${ctx.trainedOn.data}${ctx.trainedOn.bosFirst ? ' with BOS first in every sample' : ''}` : '';
   return [
-    `model: ${ctx.modelLabel} (${c.layers} layers, dim ${c.dim}, ${c.heads} heads, trained length ${c.maxSeqLen}, ${ctx.model.config.sinkToken ? 'sink token' : c.softmax})`,
+    `model: ${ctx.modelLabel} (${c.layers} layers, dim ${c.dim}, ${c.heads} heads, trained length ${c.maxSeqLen}, ${ctx.model.config.sinkToken ? 'sink token' : c.softmax}${trained})`,
     `text: ${sourceLabel(ctx.source)}, ${ctx.ids.length} tokens`,
     `backend: ${backend}; ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
     `command: \`streamllm ${command} ${process.argv.slice(3).join(' ')}\``,

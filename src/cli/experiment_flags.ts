@@ -60,7 +60,7 @@ export const sizeFlags = {
   bosFirst: defineFlag({
     name: 'bos-first',
     type: 'bool',
-    help: "attention maps and sink measurement: the tokenizer's BOS first in every window (for models trained with BOS first in every sample)",
+    help: "the model reads BOS first (--bos-first=false: it does not): the tokenizer's BOS first in every attention window, at the start of the text, and a recompute baseline that keeps it (default: as the model trained, from its manifest entry or train_state.json)",
   }),
   models: defineFlag({
     name: 'models',

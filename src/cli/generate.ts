@@ -41,13 +41,12 @@ export const generateCommand = defineCommand({
     }
     const { steps } = flags;
     await startBackend(flags);
-    const { loadModel } = await import('../model/load.js');
     const { resolveTokenizer } = await import('./inputs.js');
     const { checkCacheBudget } = await import('./cache_budget.js');
     const { createSampler } = await import('../sample/sampler.js');
     const { generate } = await import('../generate.js');
-    const { placeModel } = await import('./placement.js');
-    const model = placeModel(loadModel(modelPath), flags, 'generate');
+    const { loadPlacedModel } = await import('./placement.js');
+    const model = await loadPlacedModel(modelPath, flags, 'generate');
     const vocab = model.config.vocabSize;
     const tokenizer = resolveTokenizer(flags.tokenizer, modelPath, vocab);
     const prompt = promptIds(flags.prompt, flags['prompt-ids'], tokenizer, vocab);

@@ -48,7 +48,7 @@ export const initCommand = defineCommand({
     if ((shape.dim / shape.heads) % 2 !== 0) throw new UsageError(`init: head size dim/heads = ${shape.dim / shape.heads} must be even`);
     checkOutputFile(out, `init --out ${out}`, flags.force === true);
     const { llama2cBytes, writeLlama2c } = await import('../checkpoint/llama2c.js');
-    const { checkRandomInitFits, randomLlamaTensors } = await import('../model/random_init.js');
+    const { checkRandomInitFits, randomLlamaReader } = await import('../model/random_init.js');
     checkRandomInitFits(
       shape,
       out,
@@ -56,7 +56,7 @@ export const initCommand = defineCommand({
     );
     const bytes = llama2cBytes(shape).file;
     if (bytes > 2 ** 30) process.stderr.write(`writing ${(bytes / 2 ** 30).toFixed(2)} GiB to ${out}\n`);
-    writeLlama2c(out, randomLlamaTensors(shape, flags.seed));
+    writeLlama2c(out, randomLlamaReader(shape, flags.seed)); // drawn as written: never all in memory
     process.stderr.write(`wrote ${out}\n`);
   },
 });

@@ -1,5 +1,6 @@
 // The model and text that attn, reproduce and start run on: --model or the
-// zoo's default model (weights/manifest.json), and --text or --tokens.
+// zoo's default model (weights/manifest.json; its demo model where a command
+// asks for it and the manifest names one), and --text or --tokens.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../errors.js';
@@ -7,7 +8,8 @@ import type { TextSource } from '../experiments/text_source.js';
 import { loadModel } from '../model/load.js';
 import type { Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import { defaultManifestPath, defaultModel, type Manifest, readManifest, type ZooEntry } from '../zoo/manifest.js';
+import { defaultManifestPath, defaultModel, demoModel, type Manifest, readManifest, type ZooEntry } from '../zoo/manifest.js';
+import { type TrainedOn, trainedOnOf } from '../zoo/trained_on.js';
 import { checkReadable } from '../text_file.js';
 import type { ExperimentFlags } from './experiment_flags.js';
 import { readTokenIds, resolveTokenizer } from './inputs.js';
@@ -18,23 +20,33 @@ export interface OpenedModel {
   /** The zoo name, or the path as given. */
   label: string;
   tokenizer?: Tokenizer;
-  /** What the zoo says the model was trained on (manifest "data"), when it is a zoo model. */
-  data?: string;
+  /** What it was trained on: its manifest entry's word, else its run's train_state.json; undefined when neither says. */
+  trainedOn?: TrainedOn;
 }
+
+/** Which zoo model a command runs without --model: the default, or the demo when the manifest names one. */
+export type ZooChoice = 'default' | 'demo';
 
 export function manifestFile(flags: ExperimentFlags): string {
   return flags.manifest ?? defaultManifestPath();
 }
 
-/** --model, else the manifest's default model. */
-export function openModel(flags: ExperimentFlags, command: string): OpenedModel {
+/** --model, else the manifest's default model (or its demo, with zoo 'demo'). */
+export function openModel(flags: ExperimentFlags, command: string, zoo: ZooChoice = 'default'): OpenedModel {
   const file = manifestFile(flags);
   const manifest = existsSync(file) ? readManifest(file) : undefined;
-  const { path, label, entry } = flags.model !== undefined ? givenModel(flags.model, manifest) : zooDefault(manifest, file, command);
+  const { path, label, entry } = flags.model !== undefined ? givenModel(flags.model, manifest) : zooDefault(manifest, file, command, zoo);
+  const trainedOn = trainedOnOf(path, entry !== undefined ? { entry, manifestFile: file } : undefined);
   const model = loadModel(path);
   const tokenizer = resolveTokenizer(flags.tokenizer, path, model.config.vocabSize);
-  const data = entry?.fields.data;
-  return { model, path, label, tokenizer, ...(typeof data === 'string' ? { data } : {}) };
+  return { model, path, label, tokenizer, ...(trainedOn !== undefined ? { trainedOn } : {}) };
+}
+
+/** The demo model's name, when no --model is given and the manifest names one (for commands that show it). */
+export function zooDemo(flags: ExperimentFlags): string | undefined {
+  if (flags.model !== undefined) return undefined;
+  const file = manifestFile(flags);
+  return existsSync(file) ? readManifest(file).demoName : undefined;
 }
 
 interface ChosenModel {
@@ -50,10 +62,10 @@ function givenModel(path: string, manifest: Manifest | undefined): ChosenModel {
   return { path, label: path, entry: manifest?.models.find((m) => m.path === given) };
 }
 
-/** The manifest's default model. */
-function zooDefault(manifest: Manifest | undefined, file: string, command: string): ChosenModel {
+/** The manifest's default model, or its demo model when asked for and named. */
+function zooDefault(manifest: Manifest | undefined, file: string, command: string, zoo: ZooChoice): ChosenModel {
   if (manifest === undefined) throw new UsageError(`${command}: give --model PATH (there is no model zoo manifest at ${file} to take a default from)`);
-  const entry = defaultModel(manifest);
+  const entry = (zoo === 'demo' ? demoModel(manifest) : undefined) ?? defaultModel(manifest);
   return { path: entry.path, label: entry.name, entry };
 }
 
@@ -73,7 +85,7 @@ export function textSource(flags: ExperimentFlags, command: string): TextSource 
   return { kind: 'heldout' };
 }
 
-/** With no text given, a zoo model trained on Backcopy runs on the held-out Backcopy stream: the data it knows. */
+/** With no text given, a model trained on Backcopy (its manifest entry or its run says) runs on the held-out Backcopy stream: the data it knows. */
 export function defaultSource(source: TextSource, opened: OpenedModel): TextSource {
-  return source.kind === 'heldout' && opened.data === 'backcopy' ? { kind: 'backcopy' } : source;
+  return source.kind === 'heldout' && opened.trainedOn?.data === 'backcopy' ? { kind: 'backcopy' } : source;
 }

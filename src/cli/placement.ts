@@ -1,33 +1,67 @@
-// Putting a loaded model's matrices where --threads and --weights ask
+// Loading a model with its matrices where --threads and --weights ask
 // (placement_flags.ts).
 import * as tf from '@tensorflow/tfjs';
+import { statSync } from 'node:fs';
 import { defaultThreads } from '../../kernels/threads.js';
 import { matrixBytes } from '../../kernels/split_products.js';
 import { UsageError } from '../errors.js';
-import { placeWeights } from '../model/pooled.js';
-import type { Model } from '../model/weights.js';
+import type { Placement } from '../model/pooled.js';
+import { disposeModel, type Model } from '../model/weights.js';
 import type { PlacementFlags } from './placement_flags.js';
 
-/**
- * Put the model's matrices where --threads and --weights ask (the worker
- * pool on wasm and cpu; the tensorflow backend runs its own threads) and say
- * on stderr how the products run.
- */
-export function placeModel(model: Model, flags: PlacementFlags, command: string): Model {
+/** The placement the flags ask for, or undefined for the backend's own products (tensorflow). */
+function placementOf(flags: PlacementFlags, command: string): Placement | undefined {
   const { weights } = flags;
-  // f32 stays on the backend unless asked: the pooled f32 loop runs the classifier's short rows at half XNNPACK's speed
-  const threads = flags.threads ?? (weights === 'q8' ? defaultThreads() : 1);
   if (tf.getBackend() === 'tensorflow') {
     if (weights === 'q8') throw new UsageError(`${command} --weights q8: runs on the wasm and cpu backends only, not on tensorflow`);
-    return model;
+    return undefined;
   }
-  placeWeights(model, { threads, weights });
+  // f32 stays on the backend unless asked: the pooled f32 loop runs the classifier's short rows at half XNNPACK's speed
+  return { threads: flags.threads ?? (weights === 'q8' ? defaultThreads() : 1), weights };
+}
+
+/**
+ * Load --model with its matrices where --threads and --weights ask (the
+ * worker pool on wasm and cpu; the tensorflow backend runs its own threads)
+ * and say on stderr how the products run. A llama2.c checkpoint bound for
+ * the pool is read straight into it (pooled_llama2c.ts: the float32 model
+ * is never held, so a q8 model of about 3B parameters loads); a model
+ * directory is loaded as float32 and then moved.
+ */
+export async function loadPlacedModel(path: string, flags: PlacementFlags, command: string): Promise<Model> {
+  const { loadModel } = await import('../model/load.js');
+  const { checkPoolFits, placeWeights, wantsPool } = await import('../model/pooled.js');
+  const placement = placementOf(flags, command);
+  const what = `${command} --model ${path} --weights ${flags.weights}`;
+  let model: Model;
+  if (placement !== undefined && wantsPool(placement) && statSync(path, { throwIfNoEntry: false })?.isFile() === true) {
+    const { openLlama2c } = await import('../checkpoint/llama2c.js');
+    const { pooledModelFromLlama2c } = await import('../model/pooled_llama2c.js');
+    const reader = openLlama2c(path);
+    try {
+      model = pooledModelFromLlama2c(reader, placement, what);
+    } finally {
+      reader.close();
+    }
+  } else {
+    model = loadModel(path);
+    if (placement !== undefined && wantsPool(placement)) {
+      try {
+        checkPoolFits(model.config, flags.weights, what);
+      } catch (e) {
+        disposeModel(model);
+        throw e;
+      }
+      placeWeights(model, placement);
+    }
+  }
   const pooled = [...model.weights.layers.flatMap((l) => [l.qkv, l.out, l.up, l.down]), { pooled: model.weights.pooledClassifier }]
     .map((l) => l.pooled)
     .filter((m) => m !== undefined);
   if (pooled.length > 0) {
     const mib = pooled.reduce((n, m) => n + matrixBytes(m.format, m.rows, m.cols), 0) / 2 ** 20;
-    process.stderr.write(`products: ${weights} weights (${mib.toFixed(1)} MiB) on ${threads} thread${threads === 1 ? '' : 's'}\n`);
+    const threads = model.pool!.threads;
+    process.stderr.write(`products: ${flags.weights} weights (${mib.toFixed(1)} MiB) on ${threads} thread${threads === 1 ? '' : 's'}\n`);
   }
   return model;
 }

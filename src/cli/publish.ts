@@ -19,7 +19,7 @@ const CORPUS =
 export const publishCommand = defineCommand({
   name: 'publish',
   summary: 'copy a finished training run into weights/NAME and record it in weights/manifest.json',
-  usage: '--run DIR --name NAME [--dtype F32|F16] [--default] [--weights DIR] [--force]',
+  usage: '--run DIR --name NAME [--dtype F32|F16] [--default] [--demo] [--weights DIR] [--force]',
   details:
     'The held-out loss is measured again on the copied weights (they differ from the run only with --dtype F16). ' +
     'Each file must stay under 10 MiB. A model already in the zoo (its folder or its manifest entry) is replaced only with --force.',
@@ -28,6 +28,11 @@ export const publishCommand = defineCommand({
     { name: 'name', type: 'string', value: 'NAME', help: 'model name: weights/NAME (letters, digits, - and _)' },
     { name: 'dtype', type: 'string', value: 'T', choices: ['F32', 'F16'], default: 'F32', help: 'storage type of model.safetensors' },
     { name: 'default', type: 'bool', help: 'make it the model `npm start` runs' },
+    {
+      name: 'demo',
+      type: 'bool',
+      help: 'make it the demo: the model with an attention sink whose collapse `npm start` shows beside the default, and `reproduce` runs',
+    },
     { name: 'weights', type: 'string', value: 'DIR', default: 'weights', help: 'the weights directory' },
     forceFlag,
     backendFlag,
@@ -63,6 +68,7 @@ export const publishCommand = defineCommand({
     const { saveHfModel } = await import('../model/to_hf.js');
     const { disposeModel } = await import('../model/weights.js');
     const { dataKind, loadTrainData, validationSamples } = await import('../train/data.js');
+    const { samplesStartWithBos } = await import('../train/options.js');
     const { validationLoss } = await import('../train/validate.js');
 
     // 1. The model, re-saved in the requested dtype, into a staging folder beside the target.
@@ -90,6 +96,8 @@ export const publishCommand = defineCommand({
         name,
         variant: state.options.variant,
         data: dataKind(state.options),
+        // what evaluation needs to read it as it was trained (src/zoo/trained_on.ts)
+        bosFirst: samplesStartWithBos(state.options.data, state.options.bosFirst),
         parameters: state.parameterCount,
         steps: state.step,
         tokensSeen: state.tokensSeen,
@@ -102,6 +110,7 @@ export const publishCommand = defineCommand({
       };
       manifest.models = [...manifest.models.filter((m) => m.name !== name), entry].sort((a, b) => a.name.localeCompare(b.name));
       if (flags.default === true || manifest.default === undefined) manifest.default = name;
+      if (flags.demo === true) manifest.demo = name;
       const tokenizerFile = join(weights, 'tokenizer.json');
       if (existsSync(tokenizerFile)) {
         manifest.tokenizer = {
@@ -114,7 +123,11 @@ export const publishCommand = defineCommand({
       staged.commit(() =>
         writeFileAtomic(
           manifestFile,
-          JSON.stringify({ default: manifest.default, tokenizer: manifest.tokenizer, corpus: manifest.corpus, models: manifest.models }, null, 2) + '\n',
+          JSON.stringify(
+            { default: manifest.default, demo: manifest.demo, tokenizer: manifest.tokenizer, corpus: manifest.corpus, models: manifest.models },
+            null,
+            2,
+          ) + '\n',
         ),
       );
       process.stderr.write(`publish ${name}: ${target} (${MODEL_FILES.join(', ')}), ${manifestFile} updated\n`);

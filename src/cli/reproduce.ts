@@ -19,13 +19,20 @@ export const reproduceCommand = defineCommand({
     ...EXPERIMENT_NAMES.map((name) => `  ${name.padEnd(16)}${EXPERIMENT_TITLES[name]}`),
     `  ${'all'.padEnd(16)}every one of them, one report`,
     '',
+    "The model: --model, else the zoo manifest's demo model (trained to form an attention sink) when it names one, else",
+    'its default model.',
+    '',
     "Caches hold W entries: the trained length, or --window W (a researcher's cache; W past the trained length is",
     'allowed and says how the model extrapolates). --sinks S sets the initial tokens streaming keeps in curves,',
     'cache-size and latency (default 4); initial-tokens, newline-sinks and pretraining vary or fix it by design.',
     'attention also measures the sink on windows of W positions (see streamllm attn --help). Recompute costs a W-token forward pass per scored token, so it is scored',
     'on the first window and then at about --recompute-samples evenly spaced positions; tables compare the other',
     'policies on the same positions. pretraining runs every model of the zoo manifest (--manifest), or the model',
-    "directories of --models DIR,DIR,..., on the text, and prints them beside the paper's Table 3 with a verdict each.",
+    'directories of --models DIR,DIR,... (published models, training runs, snapshots), on the text, and prints them beside',
+    "the paper's Table 3 with a verdict each.",
+    'A model trained with BOS first in every sample (its manifest entry or train_state.json says; --bos-first and',
+    '--bos-first=false override) reads the text with BOS first, and curves, initial-tokens and pretraining add',
+    'recompute with that BOS kept at the front of every window (BOS + the last W-1 tokens) beside plain recompute.',
   ].join('\n'),
   positional: { name: 'experiment', choices: CHOICES },
   flags: [
@@ -59,7 +66,7 @@ export const reproduceCommand = defineCommand({
     const backend = await startBackend(flags);
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { EXPERIMENTS } = await import('../experiments/index.js');
-    const ctx = contextFromFlags(flags, 'reproduce', out);
+    const ctx = contextFromFlags(flags, 'reproduce', out, { zoo: 'demo' }); // without --model: the demo model when the zoo names one
     const chosen = name === 'all' ? EXPERIMENTS : EXPERIMENTS.filter((e) => e.name === name);
     const started = performance.now();
     const timings: string[] = [];

@@ -11,7 +11,8 @@ export const sinkEmergenceCommand = defineCommand({
   usage: '--run DIR | --models DIR,DIR,... [--text FILE | --tokens IDS.json] [--window W] [--sink-windows N] [--bos-first] [--seed S] [--out DIR]',
   details: [
     'The text: --text, --tokens or --backcopy; by default the held-out Backcopy stream for a run trained on Backcopy',
-    '(train_state.json), else the held-out Brown texts.',
+    '(train_state.json), else the held-out Brown texts. Windows start with BOS for snapshots whose run put BOS first in',
+    'every training sample (Backcopy, mix, train --bos-first); --bos-first or --bos-first=false says so for all of them.',
     'Measures each snapshot that `train --snapshots` kept in DIR/steps/<step>/ (or each model directory of --models,',
     'its step the number ending its name, else its place in the list) as `streamllm attn` does: N windows of W',
     'positions (default 64 of the trained length), each run from scratch like a training sample, the same windows',
@@ -28,7 +29,7 @@ export const sinkEmergenceCommand = defineCommand({
     { name: 'backcopy', type: 'bool', help: 'or the held-out Bigram-Backcopy stream (the default for a run trained on Backcopy)' },
     sizeFlags.window,
     sizeFlags.sinkWindows,
-    sizeFlags.bosFirst,
+    { ...sizeFlags.bosFirst, help: "BOS first in every window (--bos-first=false: in none); default: as each snapshot's run trained (train_state.json)" },
     { ...sizeFlags.seed, help: 'seed of the window offsets' },
     { name: 'out', type: 'string', value: 'DIR', default: 'out/sink-emergence', help: 'output folder' },
     backendFlag,
@@ -36,12 +37,14 @@ export const sinkEmergenceCommand = defineCommand({
   async run(flags) {
     const { run, models } = flags;
     if ((run === undefined) === (models === undefined)) throw new UsageError('sink-emergence: give --run DIR or --models DIR,DIR,... (one of them)');
-    const { listedSnapshots, runData, runSnapshots, runSinkEmergence } = await import('../experiments/sink_emergence.js');
+    const { listedSnapshots, runSnapshots, runSinkEmergence } = await import('../experiments/sink_emergence.js');
     const snapshots = run !== undefined ? runSnapshots(run) : listedSnapshots(models!);
     const { textSource } = await import('./model_inputs.js');
+    const { trainedOnOfDir } = await import('../zoo/trained_on.js');
     const given = textSource(flags, 'sink-emergence');
-    // a run trained on Backcopy is measured on the held-out Backcopy stream unless a text is given
-    const source = given.kind === 'heldout' && run !== undefined && runData(run) === 'backcopy' ? ({ kind: 'backcopy' } as const) : given;
+    // a run trained on Backcopy (its train_state.json; with --models, the first model's run) is measured on the held-out Backcopy stream unless a text is given
+    const trained = trainedOnOfDir(run ?? models![0]!);
+    const source = given.kind === 'heldout' && trained?.data === 'backcopy' ? ({ kind: 'backcopy' } as const) : given;
     await startBackend(flags);
     const { Report } = await import('../experiments/report.js');
     const { createProgress } = await import('./progress.js');
@@ -57,7 +60,7 @@ export const sinkEmergenceCommand = defineCommand({
           windows: flags['sink-windows'],
           size: flags.window,
           seed: flags.seed,
-          bosFirst: flags['bos-first'] === true,
+          bosFirst: flags['bos-first'], // undefined: as each snapshot's run trained
         },
         report,
         (label, total, unit) => createProgress(label, total, unit),

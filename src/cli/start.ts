@@ -1,10 +1,20 @@
 // streamllm start (npm start): the main job on the shipped default model.
 // Streams the text through dense, window, streaming and recompute caches
-// (the `curves` experiment), prints the perplexity table and names the plot
-// of per-token log-perplexity it wrote.
+// (the `curves` experiment), prints the perplexity table and a sentence on
+// what evicting the first tokens costs, and names the plot of per-token
+// log-perplexity it wrote. When the zoo manifest names a demo model (one
+// trained to form an attention sink: the paper's Fig. 3 collapse is real on
+// it), that model comes first and the default (text) model's table beside
+// it, each at half the usual tokens and recompute positions so that the two
+// take about the time one did.
 import { defineCommand } from './args.js';
 import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
 import { modelInputFlags, sizeFlags } from './experiment_flags.js';
+
+/** With two models, each scores this many times its trained length (reproduce curves: 32) ... */
+const DEMO_TOKENS_PER_WINDOW = 16;
+/** ... and recompute at about this many positions (reproduce curves: 512), unless --limit / --recompute-samples say otherwise. */
+const DEMO_RECOMPUTE_SAMPLES = 256;
 
 export const startCommand = defineCommand({
   name: 'start',
@@ -14,6 +24,10 @@ export const startCommand = defineCommand({
     "Runs `streamllm reproduce curves` with the zoo's default model (weights/manifest.json) unless --model is given.",
     'Window attention collapses once the first tokens leave its cache; StreamingLLM (4 sinks + a window) tracks',
     'the recompute baseline. (H2O and TOVA, a token per forward pass once full, are in `reproduce curves`.)',
+    'When the manifest names a "demo" model (one where that collapse is real), start runs it first and the default',
+    `model beside it, each on ${DEMO_TOKENS_PER_WINDOW} x its trained length tokens and about ${DEMO_RECOMPUTE_SAMPLES} recompute positions unless`,
+    '--limit / --recompute-samples are given. Under each table, one sentence computed from it: window / streaming',
+    'perplexity (what evicting the first tokens costs) and how far streaming is from recompute.',
   ].join('\n'),
   flags: [
     ...modelInputFlags,
@@ -27,23 +41,60 @@ export const startCommand = defineCommand({
     const backend = await startBackend(flags);
     const started = performance.now();
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
+    const { zooDemo } = await import('./model_inputs.js');
     const { runCurves } = await import('../experiments/curves.js');
-    const ctx = contextFromFlags(flags, 'start', flags.out);
-    const c = ctx.model.config;
-    process.stderr.write(`model: ${ctx.modelLabel} (trained length ${c.maxSeqLen}); text: ${ctx.ids.length} tokens\n`);
-    let result: Awaited<ReturnType<typeof runCurves>>;
+    const { curvesSentence } = await import('../experiments/curves_sentence.js');
+    const first = contextFromFlags(flags, 'start', flags.out, { zoo: 'demo' });
+    // the demo model, when there is one, and the default (text) model beside it
+    const contexts = [first];
+    if (zooDemo(flags) !== undefined) {
+      const text = contextFromFlags(flags, 'start', flags.out, { zoo: 'default', report: first.report });
+      if (text.modelLabel !== first.modelLabel) contexts.push(text);
+    }
+    const two = contexts.length === 2;
+    const blocks: string[] = [];
     let report: string;
     try {
-      result = await runCurves(ctx, { scoreBased: false }); // H2O and TOVA: `reproduce curves` (minutes, not seconds)
+      for (const [i, ctx] of contexts.entries()) {
+        const c = ctx.model.config;
+        process.stderr.write(`model: ${ctx.modelLabel} (trained length ${c.maxSeqLen}); text: ${ctx.ids.length} tokens\n`);
+        const run = two
+          ? {
+              ...ctx,
+              settings: {
+                ...ctx.settings,
+                tokens: ctx.settings.tokens ?? DEMO_TOKENS_PER_WINDOW * (ctx.settings.window ?? c.maxSeqLen),
+                recomputeSamples: ctx.settings.recomputeSamples ?? DEMO_RECOMPUTE_SAMPLES,
+              },
+            }
+          : ctx;
+        const name = i === 0 ? 'curves' : 'curves-text';
+        // H2O and TOVA: `reproduce curves` (minutes, not seconds)
+        const result = await runCurves(run, { scoreBased: false, ...(two ? { name } : {}) });
+        const sentence = curvesSentence(result);
+        ctx.report.text(sentence);
+        const role = two ? (i === 0 ? 'Demo, a model trained to form an attention sink: p' : 'Beside it, the text model: p') : 'P';
+        blocks.push(
+          `${role}erplexity of ${ctx.modelLabel} over ${result.tokens} tokens, every cache ${result.windowSize} entries:\n` +
+            result.table +
+            sentence +
+            '\n' +
+            `per-token log-perplexity plot: ${ctx.report.dir}/${name}.png (and .svg)\n`,
+        );
+      }
       const seconds = (performance.now() - started) / 1000;
-      report = ctx.report.finish('streamllm start: dense, window, streaming and recompute', aboutRun(ctx, 'start', backend, seconds, []));
+      const about = aboutRun(first, 'start', backend, seconds, []);
+      if (two) {
+        const [model, text] = aboutRun(contexts[1]!, 'start', backend, seconds, []);
+        about.splice(2, 0, `beside it, ${model!}`, `its ${text!}`);
+      }
+      const title = two
+        ? `streamllm start: dense, window, streaming and recompute on ${contexts.map((c) => c.modelLabel).join(' and ')}`
+        : 'streamllm start: dense, window, streaming and recompute';
+      report = first.report.finish(title, about);
     } finally {
-      ctx.report.discard();
+      first.report.discard();
     }
-    await writeOut(
-      `Perplexity of ${ctx.modelLabel} over ${result.tokens} tokens, every cache ${result.windowSize} entries:\n` +
-        result.table +
-        `per-token log-perplexity plot: ${ctx.report.dir}/curves.png (and .svg); report: ${report}\n`,
-    );
+    await writeOut(blocks.join('\n') + `report: ${report}\n`);
   },
 });

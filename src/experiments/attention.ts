@@ -17,6 +17,7 @@ import type { FigureFile } from './report.js';
 import { sourceLabel } from './text_source.js';
 import { cacheWindow, type Experiment, type ExperimentContext } from './types.js';
 import { EXPERIMENT_TITLES } from './names.js';
+import { firstBos } from './bos_first.js';
 
 export interface AttentionResult {
   experiment: 'attention';
@@ -58,7 +59,7 @@ export async function runAttention(ctx: ExperimentContext): Promise<AttentionRes
   // the measurement's window is checked before the maps run, so a bad --window fails at once
   sinkBatchSize(ctx.model.config.layers, ctx.model.config.heads, cacheWindow(ctx));
   const progress = ctx.progress('attention maps', samples, 'windows');
-  const bosId = ctx.settings.bosFirst === true ? ctx.tokenizer?.bosId : undefined;
+  const bosId = firstBos(ctx); // a BOS-first model (--bos-first, or as it was trained) sees BOS first in every window
   const maps = attentionMaps(ctx.model, ctx.ids, { samples, length, seed, bosId, onProgress: (done) => progress.update(done) });
   progress.finish();
   const scores = sinkScores(maps);

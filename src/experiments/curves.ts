@@ -12,6 +12,11 @@
 // `recomputeSamples` evenly spaced positions after it; the table compares
 // all four on exactly those sampled positions too.
 //
+// For a model trained with BOS first in every sample (bos_first.ts),
+// recompute runs twice: plain (the last W tokens) and with the stream's BOS
+// kept at the front of every window (BOS + the last W-1), the baseline the
+// model was trained for.
+//
 // The plot compares the four on the same tokens: each point is the mean NLL
 // of the sampled positions in a bin of consecutive tokens (16 of them past
 // the first window), for every policy alike. Per-token losses vary by
@@ -26,13 +31,14 @@ import { sourceLabel } from './text_source.js';
 import { binnedCurve, pplAt, relative, scoreWithProgress } from './score.js';
 import { cacheWindow, type Experiment, type ExperimentContext, sinkCount, tokenBudget } from './types.js';
 import { EXPERIMENT_TITLES } from './names.js';
+import { bosKept } from './bos_first.js';
 
 export const DEFAULT_RECOMPUTE_SAMPLES = 512;
 /** Sampled positions per point of the curves (past the first window). */
 const SAMPLES_PER_BIN = 16;
 
 export interface CurveRow {
-  name: 'dense' | 'window' | 'streaming' | 'h2o' | 'tova' | 'recompute';
+  name: 'dense' | 'window' | 'streaming' | 'h2o' | 'tova' | 'recompute' | 'recompute-bos';
   label: string;
   policy: CachePolicy;
   /** PPL over every scored token (recompute: null unless it scored every token). */
@@ -56,6 +62,8 @@ export interface CurvesResult {
   /** Tokens per point of the curves (each point: the sampled positions among them). */
   binSize: number;
   recompute: { stride: number; positions: number; pastFirstWindow: number };
+  /** The BOS the 'recompute-bos' row keeps first (a BOS-first model whose text starts with it); else null. */
+  bosKept: number | null;
   policies: CurveRow[];
   figures: FigureFile[];
   /** The table as Markdown. */
@@ -71,6 +79,8 @@ export const curves: Experiment = {
 export interface CurvesOptions {
   /** Also H2O and TOVA (default true). They run a token per pass once full, about 1/100 the speed of the others: `start` leaves them out. */
   scoreBased?: boolean;
+  /** Name of its files in the report (default 'curves'): `start` shows two models in one report. */
+  name?: string;
 }
 
 export async function runCurves(ctx: ExperimentContext, options: CurvesOptions = {}): Promise<CurvesResult> {
@@ -107,27 +117,34 @@ export async function runCurves(ctx: ExperimentContext, options: CurvesOptions =
     });
   }
   const recomputePolicy: CachePolicy = { kind: 'recompute', windowSize: W };
-  const progress = ctx.progress(`${policyLabel(recomputePolicy)} (${positions.length} positions)`, positions.length);
-  const started = performance.now();
-  const sampled = await recomputeNllAt(ctx.model, ids, W, positions, { onProgress: (done) => progress.update(done) });
-  const seconds = (performance.now() - started) / 1000;
-  progress.finish();
-  const nll: (number | null)[] = new Array<number | null>(total).fill(null);
-  positions.forEach((p, j) => (nll[p] = sampled[j]!));
+  const kept = bosKept(ctx, ids);
+  if (kept.keepFirst === 0 && kept.why !== undefined) ctx.log(`curves: no recompute (BOS kept): ${kept.why}`);
   const pastIdx = positions
     .map((p, j) => [p, j] as const)
     .filter(([p]) => p >= W)
     .map(([, j]) => j);
-  rows.push({
-    name: 'recompute',
-    label: policyLabel(recomputePolicy),
-    policy: recomputePolicy,
-    ppl: positions.length === total ? pplAt(sampled) : null,
-    pplSampled: past.length ? pplAt(sampled, pastIdx) : null,
-    seconds,
-    tokensPerSecond: positions.length / seconds,
-    nll,
-  });
+  const sampledRows: { keepFirst: number; sampled: Float64Array }[] = [];
+  for (const keepFirst of kept.keepFirst === 1 ? [0, 1] : [0]) {
+    const label = `${policyLabel(recomputePolicy)}${keepFirst ? ', BOS kept' : ''}`;
+    const progress = ctx.progress(`${label} (${positions.length} positions)`, positions.length);
+    const started = performance.now();
+    const sampled = await recomputeNllAt(ctx.model, ids, W, positions, { keepFirst, onProgress: (done) => progress.update(done) });
+    const seconds = (performance.now() - started) / 1000;
+    progress.finish();
+    const nll: (number | null)[] = new Array<number | null>(total).fill(null);
+    positions.forEach((p, j) => (nll[p] = sampled[j]!));
+    sampledRows.push({ keepFirst, sampled });
+    rows.push({
+      name: keepFirst ? 'recompute-bos' : 'recompute',
+      label,
+      policy: recomputePolicy,
+      ppl: positions.length === total ? pplAt(sampled) : null,
+      pplSampled: past.length ? pplAt(sampled, pastIdx) : null,
+      seconds,
+      tokensPerSecond: positions.length / seconds,
+      nll,
+    });
+  }
 
   // The figure: binned mean NLL against position.
   const binSize = Math.max(Math.ceil(W / 4), SAMPLES_PER_BIN * stride);
@@ -138,11 +155,13 @@ export async function runCurves(ctx: ExperimentContext, options: CurvesOptions =
     h2o: `H2O (${W - Math.floor(W / 2)}+${Math.floor(W / 2)})`,
     tova: `TOVA (${W})`,
     recompute: `sliding window w/ recompute (${W})`,
+    'recompute-bos': `sliding window w/ recompute, BOS kept (1+${W - 1})`,
   };
   const series: LineSeries[] = rows.map((row) => {
-    const values = row.name === 'recompute' ? sampled : positions.map((p) => row.nll[p]!);
+    const recomputed = sampledRows.find((r) => (r.keepFirst === 1) === (row.name === 'recompute-bos'));
+    const values = row.name.startsWith('recompute') ? recomputed!.sampled : positions.map((p) => row.nll[p]!);
     const curve = binnedCurve(values, binSize, positions);
-    return { name: names[row.name], x: curve.x, y: curve.y, dashed: row.name === 'recompute' };
+    return { name: names[row.name], x: curve.x, y: curve.y, dashed: row.name.startsWith('recompute') };
   });
   const figure = await lineChart({
     title: 'Per-token log-perplexity along the text (paper Fig. 3)',
@@ -154,7 +173,7 @@ export async function runCurves(ctx: ExperimentContext, options: CurvesOptions =
     legendTitle: 'KV cache',
     downsample: false,
   });
-  ctx.report.heading(curves.title);
+  ctx.report.heading(options.name !== undefined ? `${curves.title}: ${ctx.modelLabel}` : curves.title);
   ctx.report.text(
     `Every cache lets a query see ${W} entries (${W === ctx.model.config.maxSeqLen ? 'the trained length' : `trained length ${ctx.model.config.maxSeqLen}`}); streaming keeps ${S} initial tokens and ${W - S} recent ones` +
       (scoreBased
@@ -162,15 +181,19 @@ export async function runCurves(ctx: ExperimentContext, options: CurvesOptions =
         : '. ') +
       `${scoreBased ? 'Dense, window, streaming, H2O and TOVA' : 'Dense, window and streaming'} score all ${total} tokens; recompute re-runs a ${W}-token window per scored token, so it is scored on ` +
       `the first window and then ${stride === 1 ? 'every position' : `every ${stride}th position`} (${past.length} positions past the first window); ` +
-      `the third column compares all of them on those positions, and so does the figure. The dashed line marks where the caches first fill.`,
+      `the third column compares all of them on those positions, and so does the figure. The dashed line marks where the caches first fill.` +
+      (kept.keepFirst === 1
+        ? ` The model was trained with BOS first in every sample: "BOS kept" recomputes with the text's BOS (${kept.bos}) at the front of every window and its last ${W - 1} tokens, as in training; plain recompute slides past it.`
+        : ''),
   );
+  const name = options.name ?? 'curves';
   const table = ctx.report.table(
-    'curves',
+    name,
     ['policy', 'PPL, all tokens', `PPL, ${past.length} sampled positions > ${W}`, 'tokens/s'],
     rows.map((r) => [r.label, r.ppl, r.pplSampled, Math.round(r.tokensPerSecond)]),
   );
   const figureFile = await ctx.report.figure(
-    'curves',
+    name,
     figure,
     `Per-token log-perplexity, ${ctx.modelLabel}: mean NLL of the positions recompute was scored at, per bin of ${binSize} tokens, for every policy; dashed vertical line at ${W} tokens.`,
   );
@@ -181,6 +204,12 @@ export async function runCurves(ctx: ExperimentContext, options: CurvesOptions =
       `On the sampled positions past the first window, against recompute (PPL ${recompute.toFixed(2)}): streaming ${streaming.toFixed(2)} ` +
         `(${relative(streaming, recompute)}), window ${window.toFixed(2)} (${relative(window, recompute)}), dense ${dense.toFixed(2)} (${relative(dense, recompute)}).`,
     );
+    const withBos = rows.find((r) => r.name === 'recompute-bos')?.pplSampled;
+    if (withBos !== undefined && withBos !== null) {
+      ctx.report.text(
+        `Against recompute with BOS kept (PPL ${withBos.toFixed(2)}; plain recompute ${relative(recompute, withBos)}): streaming ${relative(streaming, withBos)}, window ${relative(window, withBos)}.`,
+      );
+    }
   }
   const result: CurvesResult = {
     experiment: 'curves',
@@ -191,10 +220,11 @@ export async function runCurves(ctx: ExperimentContext, options: CurvesOptions =
     sinkCount: S,
     binSize,
     recompute: { stride, positions: positions.length, pastFirstWindow: past.length },
+    bosKept: kept.keepFirst === 1 ? kept.bos : null,
     policies: rows,
     figures: [figureFile],
     table,
   };
-  ctx.report.json('curves', result);
+  ctx.report.json(name, result);
   return result;
 }

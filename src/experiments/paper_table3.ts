@@ -46,6 +46,8 @@ export interface PaperComparison {
   /** The miniature's perplexity per kept initial tokens (null where not run). */
   ppl: { 0: number | null; 1: number | null; 2: number | null; 4: number | null };
   recompute: number | null;
+  /** Recompute with the BOS kept first, for models trained with BOS first in every sample; else null. */
+  recomputeBosKept: number | null;
   effects: Effects;
   /** The paper's row for this variant, and its effects. */
   paper: PaperRow | null;
@@ -69,18 +71,39 @@ export function verdictOf(mine: Effects, paper: Effects | null): Verdict {
 }
 
 export function compareWithPaper(
-  models: { name: string; variant: string; ppl: (sinks: number) => number | undefined; recompute: number | null }[],
+  models: { name: string; variant: string; ppl: (sinks: number) => number | undefined; recompute: number | null; recomputeBosKept?: number | null }[],
 ): PaperComparison[] {
   return models.map((m) => {
     const ppl = { 0: m.ppl(0) ?? null, 1: m.ppl(1) ?? null, 2: m.ppl(2) ?? null, 4: m.ppl(4) ?? null };
     const paper = PAPER_TABLE3[m.variant] ?? null;
     const effects = effectsOf(ppl);
     const paperEffects = paper ? effectsOf(paper.ppl) : null;
-    return { name: m.name, variant: m.variant, ppl, recompute: m.recompute, effects, paper, paperEffects, verdict: verdictOf(effects, paperEffects) };
+    return {
+      name: m.name,
+      variant: m.variant,
+      ppl,
+      recompute: m.recompute,
+      recomputeBosKept: m.recomputeBosKept ?? null,
+      effects,
+      paper,
+      paperEffects,
+      verdict: verdictOf(effects, paperEffects),
+    };
   });
 }
 
-export const COMPARISON_HEADER = ['model', '0+W', '1+(W-1)', '2+(W-2)', '4+(W-4)', 'recompute*', '0+W / 1+(W-1)', '1+(W-1) / 4+(W-4)', 'verdict'];
+export const COMPARISON_HEADER = [
+  'model',
+  '0+W',
+  '1+(W-1)',
+  '2+(W-2)',
+  '4+(W-4)',
+  'recompute*',
+  'recompute, BOS kept*',
+  '0+W / 1+(W-1)',
+  '1+(W-1) / 4+(W-4)',
+  'verdict',
+];
 
 /** Two rows per model: the miniature, then the paper's model of its variant (cache 1024). */
 export function comparisonRows(comparison: PaperComparison[]): (string | number | null)[][] {
@@ -93,12 +116,13 @@ export function comparisonRows(comparison: PaperComparison[]): (string | number 
       c.ppl[2],
       c.ppl[4],
       c.recompute,
+      c.recomputeBosKept,
       ratio(c.effects.evictFirst),
       ratio(c.effects.oneNotFour),
       c.verdict,
     ];
     if (c.paper === null) return [mine];
     const p = c.paper.ppl;
-    return [mine, [`paper: ${c.paper.paper}`, p[0], p[1], p[2], p[4], null, ratio(c.paperEffects!.evictFirst), ratio(c.paperEffects!.oneNotFour), '']];
+    return [mine, [`paper: ${c.paper.paper}`, p[0], p[1], p[2], p[4], null, null, ratio(c.paperEffects!.evictFirst), ratio(c.paperEffects!.oneNotFour), '']];
   });
 }

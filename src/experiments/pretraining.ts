@@ -15,7 +15,7 @@
 // its sink there, as in training), and 4+(W-4) is given on the same
 // positions beside it.
 import { existsSync, statSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { DEFAULT_SINK_COUNT } from '../cache/index.js';
 import { UsageError } from '../errors.js';
 import { recomputeNllAt, sampledPositions } from '../eval/recompute_sampled.js';
@@ -25,6 +25,8 @@ import { barChart } from '../plot/index.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { variantOf } from '../train/variants.js';
 import { defaultManifestPath, readManifest } from '../zoo/manifest.js';
+import { SNAPSHOTS_DIR, type TrainedOn, trainedOnOfDir, trainedOnOfEntry } from '../zoo/trained_on.js';
+import { bosFirstOf, bosKept } from './bos_first.js';
 import { DEFAULT_RECOMPUTE_SAMPLES } from './curves.js';
 import { COMPARISON_HEADER, comparisonRows, compareWithPaper, EFFECT_THRESHOLD, type PaperComparison, PAPER_TABLE3_SETTING } from './paper_table3.js';
 import type { FigureFile } from './report.js';
@@ -44,7 +46,17 @@ export interface PretrainingRow {
   tokens: number;
   /** Streaming PPL over all tokens per number of kept initial tokens (cache S+(W-S)). */
   streaming: { sinks: number; window: number; ppl: number }[];
-  recompute: { stride: number; positions: number; ppl: number | null; streaming4PplSamePositions: number | null };
+  recompute: {
+    stride: number;
+    positions: number;
+    ppl: number | null;
+    /** BOS-first models: recompute with the BOS kept first, on the same positions; else null. */
+    bosKeptPpl: number | null;
+    streaming4PplSamePositions: number | null;
+  };
+  /** Trained with BOS first in every sample (and so read with BOS first), and where that was read (or the flag). */
+  bosFirst: boolean;
+  trainedOn: string | null;
 }
 
 export interface PretrainingResult {
@@ -66,17 +78,31 @@ export const pretraining: Experiment = {
 };
 
 /** The models to compare: the --models directories, else every model of the manifest. */
-function modelsToCompare(ctx: ExperimentContext): { from: string; entries: { name: string; path: string; variant?: string }[] } {
+interface ComparedModel {
+  name: string;
+  path: string;
+  variant?: string;
+  trainedOn: TrainedOn | undefined;
+}
+
+function modelsToCompare(ctx: ExperimentContext): { from: string; entries: ComparedModel[] } {
   const dirs = ctx.settings.models;
   if (dirs !== undefined && dirs.length > 0) {
     for (const dir of dirs) if (!existsSync(dir)) throw new UsageError(`pretraining --models: ${dir}: no such file or directory`);
-    return { from: dirs.join(', '), entries: dirs.map((dir) => ({ name: basename(resolve(dir)), path: dir })) };
+    return { from: dirs.join(', '), entries: dirs.map((dir) => ({ name: modelName(dir), path: dir, trainedOn: trainedOnOfDir(dir) })) };
   }
   const file = ctx.settings.manifest ?? defaultManifestPath();
   if (!existsSync(file)) throw new UsageError(`pretraining: no model zoo manifest at ${file} (train the zoo, or give --manifest FILE or --models DIR,DIR)`);
   const manifest = readManifest(file);
   if (manifest.models.length === 0) throw new UsageError(`pretraining: ${file} lists no models`);
-  return { from: file, entries: manifest.models };
+  return { from: file, entries: manifest.models.map((m) => ({ ...m, trainedOn: trainedOnOfEntry(m, file) })) };
+}
+
+/** A directory's name; a snapshot RUN/steps/<step> is RUN@<step>. */
+function modelName(dir: string): string {
+  const path = resolve(dir);
+  const parent = dirname(path);
+  return basename(parent) === SNAPSHOTS_DIR && /^\d+$/.test(basename(path)) ? `${basename(dirname(parent))}@${basename(path)}` : basename(path);
 }
 
 export async function runPretraining(ctx: ExperimentContext): Promise<PretrainingResult> {
@@ -89,9 +115,18 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
       const W = ctx.settings.window ?? model.config.maxSeqLen;
       const tokenizer =
         existsSync(entry.path) && statSync(entry.path).isDirectory() ? loadTokenizer(entry.path, { vocabSize: model.config.vocabSize }) : undefined;
-      const ids = sourceTokens(ctx.source, tokenizer, model.config.vocabSize, ctx.settings.tokens ?? PRETRAINING_TOKENS_PER_WINDOW * W);
+      const trainedOn = entry.trainedOn;
+      const bosFirst = bosFirstOf({ settings: ctx.settings, trainedOn });
+      if (bosFirst && tokenizer?.bosId === undefined) {
+        const why = ctx.settings.bosFirst !== undefined ? '--bos-first' : `${trainedOn?.from} says every training sample started with BOS`;
+        throw new UsageError(`pretraining: ${entry.name}: ${why}, but it has no tokenizer with a BOS token`);
+      }
+      const limit = ctx.settings.tokens ?? PRETRAINING_TOKENS_PER_WINDOW * W;
+      const ids = sourceTokens(ctx.source, tokenizer, model.config.vocabSize, limit, { bosFirst: bosFirst ? tokenizer?.bosId : undefined });
       if (ids.length < 2) throw new UsageError(`pretraining: the text gives ${entry.name} fewer than 2 tokens`);
-      const modelCtx: ExperimentContext = { ...ctx, model, modelLabel: entry.name, tokenizer, ids };
+      const modelCtx: ExperimentContext = { ...ctx, model, modelLabel: entry.name, tokenizer, ids, ...(trainedOn !== undefined ? { trainedOn } : {}) };
+      const kept = bosKept(modelCtx, ids);
+      if (kept.keepFirst === 0 && kept.why !== undefined) ctx.log(`pretraining: ${entry.name}: no recompute (BOS kept): ${kept.why}`);
       const streaming: PretrainingRow['streaming'] = [];
       let nll4: Float64Array | undefined;
       for (const sinks of PRETRAINING_SINKS.filter((s) => s < W)) {
@@ -101,9 +136,13 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
       }
       const { stride, positions } = sampledPositions(ids.length - 1, W, ctx.settings.recomputeSamples ?? DEFAULT_RECOMPUTE_SAMPLES);
       const past = positions.filter((p) => p >= W);
-      const progress = ctx.progress(`${entry.name} recompute(${W})`, past.length);
-      const nll = await recomputeNllAt(model, ids, W, past, { onProgress: (done) => progress.update(done) });
-      progress.finish();
+      const recomputed: Float64Array[] = [];
+      for (const keepFirst of kept.keepFirst === 1 ? [0, 1] : [0]) {
+        const progress = ctx.progress(`${entry.name} recompute(${W})${keepFirst ? ', BOS kept' : ''}`, past.length);
+        recomputed.push(await recomputeNllAt(model, ids, W, past, { keepFirst, onProgress: (done) => progress.update(done) }));
+        progress.finish();
+      }
+      const [nll, nllBos] = recomputed as [Float64Array, Float64Array | undefined];
       rows.push({
         name: entry.name,
         variant: entry.variant ?? variantOf(model.config),
@@ -114,8 +153,11 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
           stride,
           positions: past.length,
           ppl: past.length ? pplAt(nll) : null,
+          bosKeptPpl: past.length && nllBos ? pplAt(nllBos) : null,
           streaming4PplSamePositions: past.length && nll4 ? pplAt(nll4, past) : null,
         },
+        bosFirst,
+        trainedOn: ctx.settings.bosFirst !== undefined ? '--bos-first' : (trainedOn?.from ?? null),
       });
     } finally {
       disposeModel(model);
@@ -128,9 +170,16 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
   ctx.report.text(
     `Streaming perplexity of every model in ${file} over ${rows.map((r) => r.tokens).join(' / ')} tokens of ${sourceLabel(ctx.source)}, ` +
       `with S initial tokens and W-S recent ones, W = ${Wtext}. Recompute* is scored on sampled positions past the first window ` +
-      `(${rows.map((r) => r.recompute.positions).join(' / ')} positions); 4+(W-4)* is streaming on the same positions.`,
+      `(${rows.map((r) => r.recompute.positions).join(' / ')} positions); 4+(W-4)* is streaming on the same positions.` +
+      (rows.some((r) => r.bosFirst)
+        ? ` ${rows
+            .filter((r) => r.bosFirst)
+            .map((r) => r.name)
+            .join(', ')} trained with BOS first in every sample: ` +
+          `each reads the text with BOS first, and "recompute, BOS kept*" keeps that BOS at the front of every window (BOS + the last W-1 tokens, as in training).`
+        : ''),
   );
-  const header = ['model', 'variant', ...PRETRAINING_SINKS.map((s) => (s === 0 ? '0+W' : `${s}+(W-${s})`)), 'recompute*', '4+(W-4)*'];
+  const header = ['model', 'variant', ...PRETRAINING_SINKS.map((s) => (s === 0 ? '0+W' : `${s}+(W-${s})`)), 'recompute*', 'recompute, BOS kept*', '4+(W-4)*'];
   ctx.report.table(
     'pretraining',
     header,
@@ -139,6 +188,7 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
       r.variant,
       ...PRETRAINING_SINKS.map((s) => r.streaming.find((x) => x.sinks === s)?.ppl ?? null),
       r.recompute.ppl,
+      r.recompute.bosKeptPpl,
       r.recompute.streaming4PplSamePositions,
     ]),
   );
@@ -160,7 +210,13 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
   });
   const figures = [await ctx.report.figure('pretraining', figure, 'Streaming perplexity per zoo model and cache layout.')];
   const comparison = compareWithPaper(
-    rows.map((r) => ({ name: r.name, variant: r.variant, ppl: (s: number) => r.streaming.find((x) => x.sinks === s)?.ppl, recompute: r.recompute.ppl })),
+    rows.map((r) => ({
+      name: r.name,
+      variant: r.variant,
+      ppl: (s: number) => r.streaming.find((x) => x.sinks === s)?.ppl,
+      recompute: r.recompute.ppl,
+      recomputeBosKept: r.recompute.bosKeptPpl,
+    })),
   );
   ctx.report.text(
     `Beside the paper's Table 3 (${PAPER_TABLE3_SETTING}). Each model is set against the paper's model of its variant; the ratios say ` +

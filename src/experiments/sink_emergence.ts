@@ -20,9 +20,9 @@ import type { Progress } from '../cli/progress.js';
 import type { FigureFile, Report } from './report.js';
 import { sinkSummary } from './attention.js';
 import { sourceLabel, sourceTokens, type TextSource } from './text_source.js';
+import { SNAPSHOTS_DIR, trainedOnOfDir } from '../zoo/trained_on.js';
 
-/** Where `train --snapshots` keeps its copies: DIR/steps/<step>/. */
-export const SNAPSHOTS_DIR = 'steps';
+export { SNAPSHOTS_DIR };
 
 export interface Snapshot {
   step: number;
@@ -58,7 +58,7 @@ export interface EmergenceOptions {
   /** Positions per window (default: each snapshot's trained length). */
   size?: number;
   seed?: number;
-  /** BOS first in every window. */
+  /** BOS first in every window: true or false for every snapshot, else as each snapshot's run trained (src/zoo/trained_on.ts). */
   bosFirst?: boolean;
 }
 
@@ -68,6 +68,8 @@ export interface EmergencePoint {
   /** The verdict of this snapshot (every layer and head). */
   verdict: SinkVerdict;
   summary: string;
+  /** Its windows started with BOS. */
+  bosFirst: boolean;
 }
 
 export interface EmergenceResult {
@@ -75,6 +77,7 @@ export interface EmergenceResult {
   text: string;
   windows: number;
   seed: number;
+  /** Every snapshot's windows started with BOS (each point says for itself). */
   bosFirst: boolean;
   points: EmergencePoint[];
   figures: FigureFile[];
@@ -103,15 +106,19 @@ export async function runSinkEmergence(
       const ids = encoded.get(key) ?? sourceTokens(source, tokenizer, model.config.vocabSize);
       encoded.set(key, ids);
       let bosId: number | undefined;
-      if (options.bosFirst === true) {
+      const trained = options.bosFirst === undefined ? trainedOnOfDir(snapshot.dir) : undefined;
+      if (options.bosFirst ?? trained?.bosFirst === true) {
         bosId = tokenizer?.bosId;
-        if (bosId === undefined) throw new UsageError(`--bos-first: ${snapshot.dir} has no tokenizer with a BOS token`);
+        if (bosId === undefined) {
+          const why = options.bosFirst === true ? '--bos-first' : `${trained!.from} says every training sample started with BOS`;
+          throw new UsageError(`${why}: ${snapshot.dir} has no tokenizer with a BOS token`);
+        }
       }
       const bar = progress(`step ${snapshot.step}`, windows, 'windows');
       const profile = sinkProfile(model, ids, { windows, size: options.size, seed, bosId, onProgress: (done) => bar.update(done) });
       const verdict = sinkVerdict(profile);
       bar.finish(verdict.sink ? 'sink' : 'no sink');
-      points.push({ step: snapshot.step, dir: snapshot.dir, verdict, summary: sinkSummary(verdict) });
+      points.push({ step: snapshot.step, dir: snapshot.dir, verdict, summary: sinkSummary(verdict), bosFirst: bosId !== undefined });
     } finally {
       disposeModel(model);
     }
@@ -156,7 +163,7 @@ export async function runSinkEmergence(
   });
   report.heading('Sink emergence over training');
   report.text(
-    `The sink measurement on ${about}${options.bosFirst === true ? ', BOS first in every window' : ''} (seed ${seed}). Per snapshot and ` +
+    `The sink measurement on ${about}${bosNote(points)} (seed ${seed}). Per snapshot and ` +
       `layer: the head with most attention on key 0 at long range, its share there, its multiple of the uniform share, its logit gaps, ` +
       `and how many of the layer's heads pass the rule (${points[0]!.verdict.rule}).`,
   );
@@ -190,7 +197,7 @@ export async function runSinkEmergence(
     text: sourceLabel(source),
     windows,
     seed,
-    bosFirst: options.bosFirst === true,
+    bosFirst: points.every((p) => p.bosFirst),
     points,
     figures,
     table,
@@ -205,12 +212,10 @@ function tokenizerOf(dir: string): string | undefined {
   return ['tokenizer.json', 'tokenizer.bin'].map((f) => join(dir, f)).find((f) => existsSync(f));
 }
 
-/** What a run was trained on (train_state.json's options.data), when it says. */
-export function runData(run: string): string | undefined {
-  try {
-    const state = JSON.parse(readFileSync(join(run, 'train_state.json'), 'utf8')) as { options?: { data?: unknown } };
-    return typeof state.options?.data === 'string' ? state.options.data : undefined;
-  } catch {
-    return undefined;
-  }
+/** Which snapshots' windows started with BOS, for the report. */
+function bosNote(points: readonly EmergencePoint[]): string {
+  const first = points.filter((p) => p.bosFirst);
+  if (first.length === 0) return '';
+  if (first.length === points.length) return ', BOS first in every window';
+  return `, BOS first in every window of steps ${first.map((p) => p.step).join(', ')} (as their runs trained)`;
 }

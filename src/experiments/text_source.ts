@@ -11,7 +11,10 @@
 //            chain the Backcopy models were trained on, from its own seed
 //
 // A file is read when its tokens are asked for, and only as far as `limit`
-// needs (src/text_file.ts).
+// needs (src/text_file.ts). For a model trained with BOS first in every
+// sample, the held-out texts and a text file start with BOS, as its
+// training samples did (a file usually does already: the project's
+// tokenizers add BOS); token ids are used as given.
 import seedrandom from 'seedrandom';
 import { Backcopy, HELDOUT_SEED } from '../data/backcopy.js';
 import { brownTokens } from '../data/corpus.js';
@@ -39,8 +42,14 @@ export function sourceLabel(source: TextSource): string {
   }
 }
 
-/** The source's tokens for a model; `limit` keeps the first tokens only. */
-export function sourceTokens(source: TextSource, tokenizer: Tokenizer | undefined, vocabSize: number, limit = Infinity): number[] {
+/** The source's tokens for a model; `limit` keeps the first tokens only; `bosFirst` puts that BOS first in a text that does not start with it. */
+export function sourceTokens(
+  source: TextSource,
+  tokenizer: Tokenizer | undefined,
+  vocabSize: number,
+  limit = Infinity,
+  options: { bosFirst?: number } = {},
+): number[] {
   let ids: number[];
   if (source.kind === 'heldout') {
     if (tokenizer === undefined) throw new UsageError("the held-out Brown text needs the model's tokenizer; give --tokenizer FILE");
@@ -59,5 +68,7 @@ export function sourceTokens(source: TextSource, tokenizer: Tokenizer | undefine
     if (tokenizer === undefined) throw new UsageError(`${source.file}: this model has no tokenizer to encode the text with; give --tokenizer FILE`);
     ids = encodeTextFile(source.file, tokenizer, { bos: tokenizer.addsBosByDefault, limit: Number.isFinite(limit) ? limit : undefined });
   }
+  const bos = options.bosFirst;
+  if (bos !== undefined && (source.kind === 'heldout' || source.kind === 'file') && ids[0] !== bos) ids = [bos, ...ids];
   return ids.length > limit ? ids.slice(0, limit) : ids;
 }

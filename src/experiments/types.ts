@@ -11,6 +11,7 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import type { ExperimentName } from './names.js';
 import type { Report } from './report.js';
 import type { TextSource } from './text_source.js';
+import type { TrainedOn } from '../zoo/trained_on.js';
 
 export interface ExperimentSettings {
   /** Tokens of the text each perplexity run scores (default: 32 x the trained length; pretraining 80 x). */
@@ -33,7 +34,7 @@ export interface ExperimentSettings {
   sinks?: number;
   /** Sink measurement: windows to average (default SINK_WINDOWS). */
   sinkWindows?: number;
-  /** Attention maps and sink measurement: BOS first in every window. */
+  /** The model reads BOS first (attention windows, the text, the BOS-kept recompute): --bos-first or --bos-first=false; undefined: as it was trained (bos_first.ts). */
   bosFirst?: boolean;
 }
 
@@ -42,6 +43,8 @@ export interface ExperimentContext {
   /** The model as the report names it: its zoo name or its path. */
   modelLabel: string;
   tokenizer?: Tokenizer;
+  /** What the model was trained on, when its manifest entry or run says (src/zoo/trained_on.ts). */
+  trainedOn?: TrainedOn;
   source: TextSource;
   /** The text's tokens for this model (all of them; experiments take what they need). */
   ids: number[];

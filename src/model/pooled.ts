@@ -7,9 +7,12 @@
 // embedding, norms, biases and sink logits stay tfjs tensors. A pooled model
 // is for inference: training and export need the float32 tensors.
 import * as tf from '@tensorflow/tfjs';
-import { WorkerPool } from '../../kernels/pool.js';
+import { POOL_MAX_BYTES, WorkerPool } from '../../kernels/pool.js';
 import { defaultThreads } from '../../kernels/threads.js';
-import { allocMatrix, type PooledMatrix, type WeightFormat, writeRow } from '../../kernels/split_products.js';
+import { allocMatrix, matrixBytes, type PooledMatrix, type WeightFormat, writeRow } from '../../kernels/split_products.js';
+import { ResourceError } from '../errors.js';
+import { gib } from '../memory.js';
+import type { ModelConfig } from './config.js';
 import type { Linear, Model } from './weights.js';
 
 export interface Placement {
@@ -41,6 +44,36 @@ function pooledFrom(pool: WorkerPool, format: WeightFormat, weight: tf.Tensor2D)
   return m;
 }
 
+/** Room left in the pool for the products' operands (activations, logits) next to the matrices. */
+const POOL_HEADROOM_BYTES = 256 * 2 ** 20;
+
+/** Bytes a model's pooled matrices take in `format`: qkv, out, up, down per layer and the classifier. */
+export function pooledBytes(c: ModelConfig, format: WeightFormat): number {
+  const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
+  const layer =
+    matrixBytes(format, (c.heads + 2 * c.kvHeads) * c.headDim, c.dim) +
+    matrixBytes(format, c.dim, c.heads * c.headDim) +
+    matrixBytes(format, upOut, c.dim) +
+    matrixBytes(format, c.dim, c.hiddenDim);
+  return c.layers * layer + matrixBytes(format, c.vocabSize, c.dim);
+}
+
+/**
+ * Refuse, before the pool takes any memory, a model whose matrices do not
+ * fit in its 4 GiB (wasm32) with room for the products' operands. `what`
+ * starts the message: it names the flag or argument.
+ */
+export function checkPoolFits(c: ModelConfig, format: WeightFormat, what: string): void {
+  const bytes = pooledBytes(c, format);
+  if (bytes > POOL_MAX_BYTES - POOL_HEADROOM_BYTES) {
+    const smaller = format === 'f32' ? '; --weights q8 takes 1.125 bytes a weight' : '';
+    throw new ResourceError(
+      `${what}: the weight matrices need ${gib(bytes)} as ${format}, more than the worker pool's ${gib(POOL_MAX_BYTES)} memory (wasm32) holds ` +
+        `with ${gib(POOL_HEADROOM_BYTES)} left for the products${smaller}`,
+    );
+  }
+}
+
 /**
  * Whether a placement asks for the pool: more than one thread, or q8 weights
  * (which only the pool's loops read). `--threads 1` with float32 weights is
@@ -57,6 +90,7 @@ export function wantsPool(p: Placement): boolean {
 export function placeWeights(model: Model, p: Placement): Model {
   if (!wantsPool(p) || model.pool !== undefined) return model;
   const format = p.weights ?? 'f32';
+  checkPoolFits(model.config, format, `placeWeights: weights '${format}'`);
   const pool = new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes });
   const w = model.weights;
   const move = (l: Linear) => {

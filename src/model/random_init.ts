@@ -1,12 +1,19 @@
 // Seeded random weights for a llama2.c-shaped model: for tests and benchmarks,
 // where the arithmetic matters and the language does not.
 import { statfsSync } from 'node:fs';
-import { totalmem } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import seedrandom from 'seedrandom';
-import { llama2cBytes, type LlamaShape, type LlamaTensors } from '../checkpoint/llama2c.js';
+import {
+  type Llama2cReader,
+  llama2cBytes,
+  LLAMA2C_TENSOR_ORDER,
+  type LlamaShape,
+  type LlamaTensors,
+  type TensorName,
+  tensorSizes,
+} from '../checkpoint/llama2c.js';
 import { UsageError } from '../errors.js';
-import { gib, MAX_ARRAY_BYTES } from '../memory.js';
+import { gib } from '../memory.js';
 
 /** n samples of N(0, std^2) drawn from `rng` (uniform in [0, 1)). */
 export function normalArray(rng: () => number, n: number, std: number): Float32Array {
@@ -46,18 +53,78 @@ export function randomLlamaTensors(shape: LlamaShape, seed: number, std = 0.02):
 }
 
 /**
- * Refuse, before drawing a single weight, a shape whose tensors cannot be
- * held (each is one typed array, all are in memory at once) or whose file
- * would not fit on the destination's disk. `what` names the flags.
+ * The tensors of randomLlamaTensors(shape, seed, std), drawn as they are
+ * read: the same values, but never all in memory, so that `init` can write
+ * and `--weights q8` can load a model far larger than float32 memory allows.
+ * The weights come from one random stream in the order randomLlamaTensors
+ * draws them (llama2.c's legacy file order), so reads must go forward in
+ * that order: a tensor's elements from where the last read ended, or a
+ * later tensor (the ones in between are drawn and dropped). Reading back
+ * throws.
+ */
+export function randomLlamaReader(shape: LlamaShape, seed: number, std = 0.02): Llama2cReader {
+  const rng = seedrandom(String(seed));
+  const sizes = tensorSizes(shape);
+  const order = LLAMA2C_TENSOR_ORDER.filter((name) => name !== 'classifier' || !shape.sharedClassifier);
+  let current = 0; // index in order of the tensor being read
+  let position = 0; // its next element
+  let spare: number | undefined; // the sine half of a Box-Muller pair, for the next element
+  const isNorm = (name: TensorName) => name === 'rmsAtt' || name === 'rmsFfn' || name === 'rmsFinal';
+  // the next `count` elements of the current tensor
+  const draw = (name: TensorName, count: number): Float32Array => {
+    const out = new Float32Array(count);
+    if (isNorm(name)) {
+      position += count;
+      return out.fill(1);
+    }
+    let i = 0;
+    if (spare !== undefined && count > 0) {
+      out[i++] = spare;
+      spare = undefined;
+    }
+    // as normalArray, pair by pair; a pair cut by the end of this read keeps its second half
+    for (; i < count; i += 2) {
+      const r = std * Math.sqrt(-2 * Math.log(1 - rng()));
+      const theta = 2 * Math.PI * rng();
+      out[i] = r * Math.cos(theta);
+      const second = r * Math.sin(theta);
+      if (i + 1 < count) out[i + 1] = second;
+      else if (position + count < sizes[name]) spare = Math.fround(second);
+    }
+    position += count;
+    return out;
+  };
+  const CHUNK = 1 << 20;
+  const skipTo = (index: number) => {
+    for (; current < index; current++, position = 0, spare = undefined) {
+      const name = order[current]!;
+      while (position < sizes[name]) draw(name, Math.min(CHUNK, sizes[name] - position));
+    }
+  };
+  return {
+    shape,
+    read(name, start, count) {
+      const index = order.indexOf(name);
+      if (index < 0) throw new RangeError(`randomLlamaReader: this shape has no ${name}`);
+      if (start < 0 || start + count > sizes[name]) throw new RangeError(`${name}: elements [${start}, ${start + count}) outside its ${sizes[name]}`);
+      if (index < current || (index === current && start < position)) {
+        throw new RangeError(`randomLlamaReader: ${name} [${start}, ...) read after ${order[current]} [.., ${position}): reads must go forward`);
+      }
+      skipTo(index);
+      while (position < start) draw(name, Math.min(CHUNK, start - position));
+      return draw(name, count);
+    },
+    close: () => {},
+  };
+}
+
+/**
+ * Refuse, before drawing a single weight, a shape whose file would not fit
+ * on the destination's disk (the weights are drawn as they are written, so
+ * memory is no limit). `what` names the flags.
  */
 export function checkRandomInitFits(shape: LlamaShape, out: string, what: string): void {
   const bytes = llama2cBytes(shape);
-  if (bytes.largestTensor > MAX_ARRAY_BYTES) {
-    throw new UsageError(`${what}: the largest tensor needs ${gib(bytes.largestTensor)}, more than the largest array Node allocates (${gib(MAX_ARRAY_BYTES)})`);
-  }
-  if (bytes.weights > totalmem()) {
-    throw new UsageError(`${what}: the weights need ${gib(bytes.weights)}, more than this machine's ${gib(totalmem())} of memory`);
-  }
   let free: number | undefined;
   try {
     const fs = statfsSync(dirname(resolve(out)));

@@ -18,7 +18,7 @@ import { UsageError } from '../errors.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { BackcopySource, type Sample, type SampleSource, sampleAt, samplePrefix, WindowSource } from './batches.js';
-import { dataKind, DEFAULT_TRIGGERS, type TrainOptions } from './options.js';
+import { dataKind, DEFAULT_TRIGGERS, samplesStartWithBos, type TrainOptions } from './options.js';
 import { validationOffsets } from './validate.js';
 
 export { DATA_KINDS, type DataKind, dataKind, DEFAULT_TRIGGERS } from './options.js';
@@ -50,8 +50,8 @@ export function backcopyOf(data: TrainData, options: TrainOptions): Backcopy {
 }
 
 function windowPrefix(data: TrainData, options: TrainOptions, sinkToken: boolean): number[] {
-  const bosFirst = options.bosFirst ?? dataKind(options) === 'mix';
-  return samplePrefix(sinkToken, bosFirst ? bosOf(data.tokenizer) : undefined);
+  // (only Brown windows take this prefix; Backcopy samples put BOS first themselves)
+  return samplePrefix(sinkToken, samplesStartWithBos(options.data, options.bosFirst) ? bosOf(data.tokenizer) : undefined);
 }
 
 /** The sources training samples are drawn from. */

@@ -2,6 +2,7 @@
 //
 //   {
 //     "default": "NAME",                         the model `npm start` runs
+//     "demo": "NAME",                            the model with a sink it shows first (optional)
 //     "tokenizer": { file, sha256, command },    shared by every model
 //     "corpus": "...",                           the data and its split
 //     "models": [ { name, variant, parameters, steps, tokensSeen,
@@ -30,6 +31,8 @@ export interface ModelEntry {
   variant: string;
   /** What it was trained on (src/train/data.ts); absent in entries from before data kinds: brown. */
   data?: string;
+  /** Every training sample started with BOS (absent in entries from before it was recorded: see src/zoo/trained_on.ts). */
+  bosFirst?: boolean;
   parameters: number;
   steps: number;
   tokensSeen: number;
@@ -44,6 +47,7 @@ export interface ModelEntry {
 
 export interface Manifest {
   default?: string;
+  demo?: string;
   tokenizer?: { file: string; sha256: string; command: string };
   corpus?: string;
   models: ModelEntry[];

@@ -68,3 +68,14 @@ export const DEFAULT_TRIGGERS = 3;
 export function dataKind(options: TrainOptions): DataKind {
   return options.data ?? 'brown';
 }
+
+/**
+ * Whether every training sample starts with BOS: Backcopy samples always do;
+ * Brown windows when --bos-first says so, which it does by default for mix
+ * only. (Evaluation reads this back from train_state.json or the manifest:
+ * src/zoo/trained_on.ts.)
+ */
+export function samplesStartWithBos(data: string | undefined, bosFirst: boolean | undefined): boolean {
+  const kind = data ?? 'brown';
+  return kind === 'backcopy' || (bosFirst ?? kind === 'mix');
+}

@@ -3,6 +3,7 @@
 //
 //   {
 //     "default": "NAME",
+//     "demo": "NAME",
 //     "models": [
 //       { "name": "NAME", "variant": "softmax", "path": "NAME", ...more fields },
 //       ...
@@ -13,7 +14,15 @@
 // model directory weights/NAME/). `variant` (softmax, softmax1,
 // learned-sink, sink-token) is optional: readers that need it can take it
 // from the model's own config. Other fields (parameters, steps, losses,
-// sha256, the command that reproduces the model) are kept as they are.
+// sha256, the command that reproduces the model) are kept as they are;
+// "data" (brown, backcopy, mix) and "bosFirst" say what it was trained on
+// (src/zoo/trained_on.ts).
+//
+// "demo" (optional) names the model on which the paper's effect is real: a
+// model trained to form an attention sink, whose window attention collapses
+// when the first token leaves the cache. `npm start` then shows its
+// collapse beside the default (text) model, and `reproduce` and `attn` run
+// on it when no --model is given. Without it, everything runs the default.
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +42,8 @@ export interface Manifest {
   file: string;
   /** Name of the default model, when the manifest names one. */
   defaultName?: string;
+  /** Name of the demo model (the effect is real on it), when the manifest names one. */
+  demoName?: string;
   models: ZooEntry[];
 }
 
@@ -66,6 +77,9 @@ export function readManifest(file: string): Manifest {
     const path = fields.path ?? fields.name;
     if (typeof path !== 'string') throw new FileFormatError(file, `models[${i}].path must be a string`);
     if (fields.variant !== undefined && typeof fields.variant !== 'string') throw new FileFormatError(file, `models[${i}].variant must be a string`);
+    if (fields.data !== undefined && typeof fields.data !== 'string')
+      throw new FileFormatError(file, `models[${i}].data must be a string (brown, backcopy or mix)`);
+    if (fields.bosFirst !== undefined && typeof fields.bosFirst !== 'boolean') throw new FileFormatError(file, `models[${i}].bosFirst must be true or false`);
     return { name: fields.name as string, variant: fields.variant, path: resolve(base, path), fields };
   });
   const names = new Set<string>();
@@ -73,12 +87,21 @@ export function readManifest(file: string): Manifest {
     if (names.has(m.name)) throw new FileFormatError(file, `model name "${m.name}" appears twice`);
     names.add(m.name);
   }
-  const defaultName = o.default;
-  if (defaultName !== undefined) {
-    if (typeof defaultName !== 'string') throw new FileFormatError(file, 'field "default" must be a model name');
-    if (!names.has(defaultName)) throw new FileFormatError(file, `"default" names "${defaultName}", which is not in "models"`);
-  }
-  return { file, defaultName, models };
+  const named = (field: 'default' | 'demo'): string | undefined => {
+    const name = o[field];
+    if (name === undefined) return undefined;
+    if (typeof name !== 'string') throw new FileFormatError(file, `field "${field}" must be a model name`);
+    if (!names.has(name)) throw new FileFormatError(file, `"${field}" names "${name}", which is not in "models"`);
+    return name;
+  };
+  const defaultName = named('default');
+  const demoName = named('demo');
+  return { file, models, ...(defaultName !== undefined ? { defaultName } : {}), ...(demoName !== undefined ? { demoName } : {}) };
+}
+
+/** The manifest's demo model, when it names one. */
+export function demoModel(manifest: Manifest): ZooEntry | undefined {
+  return manifest.demoName === undefined ? undefined : manifest.models.find((m) => m.name === manifest.demoName);
 }
 
 /** The manifest's default model: the one it names, else its only one. */
