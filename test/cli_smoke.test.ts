@@ -26,7 +26,7 @@ t.test('every command: an argument error is one line on stderr, exit 2, nothing 
     [['train-tokenizer', '--vocab', '10'], 'train-tokenizer --vocab: must be >= 257, got 10'],
     [['publish', '--name', 'x'], 'publish: --run is required (see streamllm publish --help)'],
     [['init', '--dim', '16'], 'init: --out is required (see streamllm init --help)'],
-    [['bench', 'nothing'], "bench: expected a benchmark name (decode, streaming, endless, hf_load, plot), got 'nothing'"],
+    [['bench', 'nothing'], "bench: expected a benchmark name (decode, streaming, endless, hf_load, big_q8, plot), got 'nothing'"],
     [['sink-emergence', '--window', '1'], 'sink-emergence --window: must be >= 2, got 1'],
     [['nosuch'], "unknown command 'nosuch' (commands: start, generate, eval, attn, reproduce, sink-emergence, train, train-tokenizer, publish, init, bench)"],
   ];
@@ -50,7 +50,7 @@ function staticImports(file: string): string[] {
   return specs.map((s) => (s.startsWith('.') ? resolve(dirname(file), s.replace(/\.js$/, '.ts')) : s));
 }
 
-t.test('the entry point and the command definitions import no package, model loader or forward pass', async (t) => {
+t.test('the entry point and the command definitions import no package, model loader, forward pass or worker pool', async (t) => {
   const seen = new Set<string>();
   const packages = new Set<string>();
   const stack = [join(ROOT, 'src/cli/main.ts')];
@@ -67,4 +67,6 @@ t.test('the entry point and the command definitions import no package, model loa
   const files = [...seen].map((f) => relative(ROOT, f));
   t.ok(files.includes('src/cli/eval.ts') && files.includes('src/cli/train.ts'), `the commands are reached (${files.length} files)`);
   t.notOk(files.includes('src/model/load.ts') || files.includes('src/model/transformer.ts'), 'neither the model loader nor the forward pass');
+  t.ok(files.includes('src/cli/placement_flags.ts'), 'the --threads flag is reached');
+  t.notOk(files.includes('kernels/pool.ts'), 'nor the worker pool (it carries its wasm module)');
 });

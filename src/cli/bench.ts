@@ -11,6 +11,7 @@ const BENCHMARKS: Record<string, string> = {
   streaming: 'latency vs stream length, recompute vs streaming (Fig. 10), blocked vs stepwise evaluation',
   endless: 'a million sampled tokens through the streaming cache: speed and memory every 50K tokens',
   hf_load: 'checkpoint load time and peak memory by format',
+  big_q8: 'a 2.7B-parameter random model loaded as q8 and decoded on wasm: load time, memory, tokens/s',
   plot: 'figure rendering times',
 };
 

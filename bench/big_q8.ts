@@ -1,0 +1,120 @@
+// A random model of about 2.7B parameters loaded as q8 and decoded on the
+// wasm backend: load time, memory (peak RSS, the worker pool's shared
+// memory, the backend's heap) and greedy decode speed.
+//
+// The default shape is Sheared-LLaMA-2.7B's (dim 2560, 32 layers of 20
+// heads, hidden 6912, vocabulary 32000; 2.6B parameters with the embedding
+// tied): a published Llama-2 shape whose q8 matrices (2.8 GiB) fit in the
+// pool's 4 GiB, where its 10.5 GB of float32 could not. The weights are
+// those `streamllm init --seed S` writes for the shape, drawn straight into
+// the pool (randomLlamaReader: no file), or read from such a file (--model).
+//
+//   node dist/bench/big_q8.js [--model FILE] [--seed 0] [--tokens 8] [--threads N] [--record]
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/backend.js';
+import { type Llama2cReader, type LlamaShape, openLlama2c } from '../src/checkpoint/llama2c.js';
+import { generate } from '../src/generate.js';
+import { pooledBytes } from '../src/model/pooled.js';
+import { pooledModelFromLlama2c } from '../src/model/pooled_llama2c.js';
+import { randomLlamaReader } from '../src/model/random_init.js';
+import { disposeModel, parameterCount } from '../src/model/weights.js';
+import { createSampler } from '../src/sample/sampler.js';
+import { wasmBackendMemory } from '../kernels/paths.js';
+import { defaultThreads } from '../kernels/threads.js';
+import { markdownTable, median, peakRssMiB, recordResult } from './common.js';
+
+/** Sheared-LLaMA-2.7B (princeton-nlp): a pruned Llama-2-7B, every head full (no grouped-query attention). */
+export const SHAPE_2_7B: LlamaShape = {
+  dim: 2560,
+  hiddenDim: 6912,
+  layers: 32,
+  heads: 20,
+  kvHeads: 20,
+  vocabSize: 32000,
+  maxSeqLen: 4096,
+  sharedClassifier: true,
+};
+
+const HELP = `A random model of about 2.7B parameters (Sheared-LLaMA-2.7B's shape) loaded as q8 and decoded on wasm.
+
+  node dist/bench/big_q8.js [--model FILE] [--seed 0] [--tokens 8] [--threads N] [--record]
+
+  --model FILE   a llama2.c checkpoint to load (e.g. one written by
+                 streamllm init --dim 2560 --hidden 6912 --layers 32 --heads 20 --vocab 32000 --seq-len 4096 --out FILE);
+                 default: the same random weights drawn straight into the pool, no file
+  --seed S       random seed of the drawn weights (default 0, as init's)
+  --tokens N     greedy tokens to decode (default 8)
+  --threads N    threads for the products (default: every core, ${defaultThreads()} here)
+  --record       append the table to bench/RESULTS.md
+  --help         this text`;
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(2);
+
+async function main(): Promise<void> {
+  if (process.argv.includes('--help')) {
+    process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  const file = arg('model');
+  const seed = Number(arg('seed') ?? 0);
+  const tokens = Number(arg('tokens') ?? 8);
+  const threads = Number(arg('threads') ?? defaultThreads());
+  await initBackend('wasm');
+  const rssBefore = process.memoryUsage().rss;
+  const reader: Llama2cReader = file === undefined ? randomLlamaReader(SHAPE_2_7B, seed) : openLlama2c(file);
+  const shape = reader.shape;
+  process.stderr.write(`loading ${file ?? `random seed ${seed}`} as q8 ...\n`);
+  const started = performance.now();
+  const model = pooledModelFromLlama2c(reader, { threads, weights: 'q8' }, file ?? 'big_q8');
+  reader.close();
+  const loadSeconds = (performance.now() - started) / 1000;
+  await model.pool!.ready();
+  const params = parameterCount(model, shape.sharedClassifier);
+  const poolBytes = model.pool!.memory.buffer.byteLength;
+  const backendBytes = wasmBackendMemory()?.buffer.byteLength ?? 0;
+  const rssLoaded = process.memoryUsage().rss;
+  process.stderr.write(`loaded in ${loadSeconds.toFixed(1)} s; decoding ${tokens} tokens ...\n`);
+
+  const stepMs: number[] = [];
+  let last = performance.now();
+  const ids: number[] = [];
+  for await (const step of generate(model, { kind: 'dense' }, [1], createSampler({ temperature: 0 }), { steps: tokens, stopIds: [] })) {
+    const now = performance.now();
+    stepMs.push(now - last);
+    last = now;
+    ids.push(step.id);
+  }
+  const decodeMs = median(stepMs);
+  const rssPeak = peakRssMiB();
+  disposeModel(model);
+  await model.pool!.dispose();
+
+  const rows = [
+    ['shape', `dim ${shape.dim}, ${shape.layers} layers, ${shape.heads} heads (${shape.kvHeads} kv), hidden ${shape.hiddenDim}, vocab ${shape.vocabSize}`],
+    ['parameters', `${(params / 1e9).toFixed(2)} B (float32: ${gib(4 * params)} GiB)`],
+    ['weights from', file ?? `randomLlamaReader, seed ${seed} (no file)`],
+    ['q8 matrices', `${gib(pooledBytes(model.config, 'q8'))} GiB`],
+    ['pool memory (shared WebAssembly.Memory)', `${gib(poolBytes)} GiB of 4`],
+    ['wasm backend heap (embedding, norms, cache)', `${gib(backendBytes)} GiB`],
+    ['RSS before load / after load / peak', `${gib(rssBefore)} / ${gib(rssLoaded)} / ${gib(rssPeak * 2 ** 20)} GiB`],
+    ['load time', `${loadSeconds.toFixed(1)} s`],
+    [
+      `decode, ${threads} thread${threads === 1 ? '' : 's'}`,
+      `${(1000 / decodeMs).toFixed(2)} tok/s (median of ${stepMs.length} steps, ${decodeMs.toFixed(0)} ms each)`,
+    ],
+    ['tokens', ids.join(' ')],
+  ];
+  const body = markdownTable(['', 'value'], rows);
+  process.stdout.write(`${body}\n`);
+  if (process.argv.includes('--record')) {
+    recordResult('A 2.7B-parameter model as q8 on wasm (bench/big_q8.ts)', `node dist/bench/big_q8.js ${process.argv.slice(2).join(' ')}`.trim(), body);
+  }
+  if (tf.memory().numTensors !== 0) process.stderr.write(`warning: ${tf.memory().numTensors} tensors left\n`);
+}
+
+await main();
