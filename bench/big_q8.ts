@@ -23,7 +23,7 @@ import { randomLlamaReader } from '../src/model/random_init.js';
 import { disposeModel, parameterCount } from '../src/model/weights.js';
 import { createSampler } from '../src/sample/sampler.js';
 import { wasmBackendMemory } from '../kernels/paths.js';
-import { defaultThreads } from '../kernels/pool.js';
+import { defaultThreads } from '../kernels/threads.js';
 import { markdownTable, median, peakRssMiB, recordResult } from './common.js';
 
 /** Sheared-LLaMA-2.7B (princeton-nlp): a pruned Llama-2-7B, every head full (no grouped-query attention). */

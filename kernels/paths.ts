@@ -145,10 +145,16 @@ type KernelArgs = Parameters<tf.KernelFunc>[0];
 
 const NO_SCRATCH = new Float32Array(0);
 
-function inputList(args: KernelArgs): tf.TensorInfo[] {
-  const list: tf.TensorInfo[] = [];
-  for (let i = 0; args.inputs[`x${i}`] !== undefined; i++) list.push(args.inputs[`x${i}`] as tf.TensorInfo);
-  return list;
+/** A loop kernel's call: its inputs x0, x1, ..., their shapes and the attributes. */
+function loopCall(args: KernelArgs): { inputs: tf.TensorInfo[]; shapes: number[][]; attrs: object } {
+  const inputs: tf.TensorInfo[] = [];
+  for (let i = 0; args.inputs[`x${i}`] !== undefined; i++) inputs.push(args.inputs[`x${i}`] as tf.TensorInfo);
+  return { inputs, shapes: inputs.map((t) => t.shape), attrs: args.attrs ?? {} };
+}
+
+/** One output as itself, several as a list (what a kernelFunc returns). */
+function kernelResult(outs: tf.TensorInfo[]): tf.TensorInfo | tf.TensorInfo[] {
+  return outs.length === 1 ? outs[0]! : outs;
 }
 
 /** Register a loop kernel for wasm (on the heap, in place) and cpu (on its typed arrays). */
@@ -158,9 +164,7 @@ export function registerLoopKernel(body: KernelBody): void {
     backendName: 'wasm',
     kernelFunc: (args) => {
       const backend = args.backend as unknown as WasmBackendLike;
-      const inputs = inputList(args);
-      const attrs = args.attrs ?? {};
-      const shapes = inputs.map((t) => t.shape);
+      const { inputs, shapes, attrs } = loopCall(args);
       const outInfos = body.outputShapes(shapes, attrs).map((shape) => backend.makeOutput(shape, 'float32'));
       const scratchFloats = body.scratchSize(shapes, attrs);
       const scratch = scratchFloats > 0 ? backend.makeOutput([scratchFloats], 'float32') : undefined;
@@ -169,7 +173,7 @@ export function registerLoopKernel(body: KernelBody): void {
       const outs = outInfos.map((t) => backend.typedArrayFromHeap(t));
       body.run(views, shapes, outs, attrs, scratch === undefined ? NO_SCRATCH : backend.typedArrayFromHeap(scratch));
       if (scratch !== undefined) backend.disposeData(scratch.dataId);
-      return outInfos.length === 1 ? outInfos[0]! : outInfos;
+      return kernelResult(outInfos);
     },
   });
   tf.registerKernel({
@@ -177,9 +181,7 @@ export function registerLoopKernel(body: KernelBody): void {
     backendName: 'cpu',
     kernelFunc: (args) => {
       const backend = args.backend as unknown as CpuBackendLike;
-      const inputs = inputList(args);
-      const attrs = args.attrs ?? {};
-      const shapes = inputs.map((t) => t.shape);
+      const { inputs, shapes, attrs } = loopCall(args);
       const outShapes = body.outputShapes(shapes, attrs);
       const outs = outShapes.map((shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)));
       const scratch = new Float32Array(body.scratchSize(shapes, attrs));
@@ -191,7 +193,7 @@ export function registerLoopKernel(body: KernelBody): void {
         scratch,
       );
       const outInfos = outs.map((values, i) => backend.makeTensorInfo(outShapes[i]!, 'float32', values));
-      return outInfos.length === 1 ? outInfos[0]! : outInfos;
+      return kernelResult(outInfos);
     },
   });
 }

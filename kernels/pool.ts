@@ -20,7 +20,6 @@
 // dispose() stops them; a pool that is not disposed is torn down with the
 // process (Ctrl-C included: the calling thread is never left waiting on a
 // worker that cannot answer, since the workers only ever run the loops).
-import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { WASM_BASE64 } from './simd/products.wasm.js';
 
@@ -106,11 +105,6 @@ let compiled: WebAssembly.Module | undefined;
 function productsModule(): WebAssembly.Module {
   compiled ??= new WebAssembly.Module(Buffer.from(WASM_BASE64, 'base64'));
   return compiled;
-}
-
-/** Threads to use by default: every core the OS gives this process. */
-export function defaultThreads(): number {
-  return availableParallelism();
 }
 
 /**

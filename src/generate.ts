@@ -1,6 +1,6 @@
 // Autoregressive generation through a cache policy: prefill the prompt, then
 // one token per step, for as long as asked (or forever).
-import { type CachePolicy, policyLabel } from './cache/types.js';
+import { type CachePolicy, policyLabel } from './cache/policies.js';
 import { NonFiniteError } from './errors.js';
 import { yieldToEventLoop } from './event_loop.js';
 import { firstNonFinite } from './finite.js';

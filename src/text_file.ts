@@ -4,7 +4,8 @@
 //   offset: a decoder that substitutes U+FFFD would have the model score
 //   replacement characters as if they were the text.
 // - With a token limit, only as much of the file is read and encoded as the
-//   limit needs (a 50 MB file scored for 8K tokens reads about a megabyte),
+//   limit needs (a 50 MB file scored for 8K tokens reads about a megabyte
+//   and encodes about 70 KB of it),
 //   and the tokens are exactly the first tokens of the whole file's encoding:
 //   the prefix encoded ends at a line break (no tokenizer here merges across
 //   one) and runs MARGIN tokens past the limit.
@@ -137,12 +138,14 @@ export function encodeTextFile(file: string, tokenizer: Tokenizer, options: { bo
   const reader = new TextFileReader(file);
   try {
     let text = '';
-    // A token is rarely more than 8 bytes; the budget doubles until the prefix holds enough tokens.
-    let budget = Math.max(CHUNK_BYTES, limit * 8);
+    // A token is rarely more than 8 characters; the budget doubles until the prefix holds enough tokens.
+    // Only the prefix is encoded, not the whole chunk read (a limit of 50 tokens encodes a few hundred
+    // characters, not a megabyte).
+    let budget = (limit + MARGIN) * 8;
     for (;;) {
-      while (!reader.done && reader.bytesRead < budget) text += reader.next();
-      if (reader.done) return tokenizer.encode(text, { bos }).slice(0, limit);
-      const cut = text.lastIndexOf('\n') + 1;
+      while (!reader.done && text.length < budget) text += reader.next();
+      if (reader.done && text.length <= budget) return tokenizer.encode(text, { bos }).slice(0, limit);
+      const cut = text.lastIndexOf('\n', budget - 1) + 1;
       if (cut > 0) {
         const ids = tokenizer.encode(text.slice(0, cut), { bos });
         if (ids.length >= limit + MARGIN) return ids.slice(0, limit);

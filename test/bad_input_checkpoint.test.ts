@@ -15,25 +15,14 @@ import { loadModel } from '../src/model/load.js';
 import { disposeModel } from '../src/model/weights.js';
 import { assertRefused } from './bad_input.js';
 import { initTestBackend, runCliInProcess } from './helpers.js';
-import { llamaTensorShapes, neoxTensorShapes, randomTensors, type TensorMap, toWrite, writeHfDir } from './tiny_checkpoints.js';
+import { llamaConfigJson, llamaTensorShapes, neoxTensorShapes, randomTensors, type TensorMap, toWrite, writeHfDir } from './tiny_checkpoints.js';
 
 await initTestBackend();
 const root = mkdtempSync(join(tmpdir(), 'streamllm-ckpt-'));
 const ids = join(root, 'ids.json');
 writeFileSync(ids, JSON.stringify([1, 5, 9, 3, 7, 2]));
 
-const llama = {
-  model_type: 'llama',
-  hidden_size: 16,
-  intermediate_size: 24,
-  num_hidden_layers: 2,
-  num_attention_heads: 4, // prettier-ignore
-  num_key_value_heads: 2,
-  vocab_size: 32,
-  max_position_embeddings: 64,
-  rms_norm_eps: 1e-5,
-  tie_word_embeddings: false, // prettier-ignore
-};
+const llama = llamaConfigJson({ dim: 16, hiddenDim: 24, layers: 2, heads: 4, kvHeads: 2, vocabSize: 32, maxSeqLen: 64, sharedClassifier: false });
 
 let n = 0;
 function modelDir(config: Record<string, unknown>, tensors: TensorMap): string {

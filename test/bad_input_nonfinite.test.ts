@@ -16,7 +16,7 @@ import { disposeModel } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
 import { assertRefused, listing } from './bad_input.js';
 import { FIXTURES, initTestBackend, loadConformance, runCliInProcess } from './helpers.js';
-import { llama2cToHf, randomLlama2c, writeHfDir } from './tiny_checkpoints.js';
+import { llama2cToHf, llamaConfigJson, randomLlama2c, writeHfDir } from './tiny_checkpoints.js';
 
 await initTestBackend();
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-nonfinite-'));
@@ -54,17 +54,7 @@ t.test('llama2.c: a NaN weight is refused at load, naming the tensor and layer',
 t.test('safetensors F32, F16 and BF16: a NaN or infinity is refused at load, naming the tensor', async (t) => {
   const shape = { dim: 16, hiddenDim: 24, layers: 2, heads: 4, kvHeads: 2, vocabSize: 40, maxSeqLen: 32, sharedClassifier: false };
   const tensors = llama2cToHf(randomLlama2c(shape, 'nonfinite'));
-  const config = {
-    model_type: 'llama',
-    hidden_size: 16,
-    intermediate_size: 24,
-    num_hidden_layers: 2,
-    num_attention_heads: 4, // prettier-ignore
-    num_key_value_heads: 2,
-    vocab_size: 40,
-    max_position_embeddings: 32,
-    rms_norm_eps: 1e-5, // prettier-ignore
-  };
+  const config = llamaConfigJson(shape);
   const name = 'model.layers.1.mlp.up_proj.weight';
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
     for (const bad of [NaN, Infinity]) {

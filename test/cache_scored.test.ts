@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { createCache } from '../src/cache/index.js';
 import type { ScoredCache } from '../src/cache/scored.js';
-import type { KVCachePolicy } from '../src/cache/types.js';
+import type { KVCachePolicy } from '../src/cache/policies.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { cacheShape } from '../src/model/config.js';

@@ -13,6 +13,7 @@ import { setSimdKernels } from '../kernels/simd/instance.js';
 import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
 import type { SoftmaxVariant } from '../kernels/softmax.js';
 import { DenseCache } from '../src/cache/dense.js';
+import { CACHE_KIND_SUMMARIES, CACHE_KINDS, policyBound, policyFromName, policyLabel, policySpan } from '../src/cache/policies.js';
 import { StreamingCache } from '../src/cache/streaming.js';
 import type { KVCache } from '../src/cache/types.js';
 import { initTestBackend, maxAbsDiff } from './helpers.js';
@@ -116,3 +117,37 @@ for (const mode of ['simd', 'fused js', 'tfjs ops'] as const) {
     }
   }
 }
+
+t.test('policies by name: the defaults at a trained length of 64, their labels, spans and bounds; errors name the argument', async (t) => {
+  // written out from the README and policyFromName's comment: every policy lets a query see the trained length
+  const want = {
+    dense: [{ kind: 'dense' }, 'dense', Infinity, undefined],
+    window: [{ kind: 'window', windowSize: 64 }, 'window(64)', 64, { setting: 'windowSize', value: 64 }],
+    streaming: [{ kind: 'streaming', sinkCount: 4, windowSize: 60 }, 'streaming(4+60)', 64, { setting: 'windowSize', value: 60 }],
+    recompute: [{ kind: 'recompute', windowSize: 64 }, 'recompute(64)', 64, { setting: 'windowSize', value: 64 }],
+    h2o: [{ kind: 'h2o', budget: 64, recent: 32 }, 'h2o(32+32)', 64, { setting: 'budget', value: 64 }],
+    tova: [{ kind: 'tova', budget: 64 }, 'tova(64)', 64, { setting: 'budget', value: 64 }],
+  } as const;
+  t.same([...CACHE_KINDS].sort(), Object.keys(want).sort(), 'every kind, and no other');
+  for (const kind of CACHE_KINDS) {
+    const [policy, label, span, bound] = want[kind];
+    const p = policyFromName(kind, 64);
+    t.same(p, policy, kind);
+    t.equal(policyLabel(p), label);
+    t.equal(policySpan(p), span);
+    t.same(policyBound(p), bound);
+    t.ok(CACHE_KIND_SUMMARIES[kind].length > 0, `${kind} has a summary`);
+  }
+  t.same(policyFromName('streaming', 64, { sinkCount: 2, windowSize: 10 }), { kind: 'streaming', sinkCount: 2, windowSize: 10 });
+  t.same(policyFromName('h2o', 64, { budget: 20, recent: 5 }), { kind: 'h2o', budget: 20, recent: 5 });
+  for (const [kind, options, argument] of [
+    ['nope', {}, 'kind'],
+    ['window', { windowSize: 0 }, 'windowSize'],
+    ['streaming', { sinkCount: 1.5 }, 'sinkCount'],
+    ['streaming', { sinkCount: 64 }, 'sinkCount'],
+    ['h2o', { budget: 8, recent: 8 }, 'recent'],
+    ['tova', { budget: -1 }, 'budget'],
+  ] as const) {
+    t.throws(() => policyFromName(kind, 64, options), { name: 'ArgumentError', argument }, `${kind} ${JSON.stringify(options)}: names ${argument}`);
+  }
+});

@@ -15,7 +15,7 @@ import { writeSafetensors } from '../src/checkpoint/safetensors.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
 import { initTestBackend, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { decodePng } from './plot_helpers.js';
-import { checkFigures, close, type FigureFile, model, reproduce, setUp, textIds, tokenizer } from './reproduce_helpers.js';
+import { checkFigures, close, type FigureFile, headsDiff, model, reproduce, setUp, textIds, tokenizer } from './reproduce_helpers.js';
 import { llama2cToHf, llamaConfigJson, randomArray, rng } from './tiny_checkpoints.js';
 
 await initTestBackend();
@@ -102,12 +102,7 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   const maps = attentionMaps(loadModel(model), allIds, { samples: 16, length: 12, seed: 5 });
   const want = sinkScores(maps);
   t.ok(close(scores.uniform.key0, want.uniform.key0));
-  t.ok(
-    maxAbsDiff(
-      scores.layers.flatMap((l) => l.heads.map((h) => h.key0)),
-      want.layers.flatMap((l) => l.heads.map((h) => h.key0)),
-    ) < 1e-6,
-  );
+  t.ok(headsDiff(scores, want, 'key0') < 1e-6);
   t.ok(
     maxAbsDiff(
       scores.layers.map((l) => l.mean.keys0to3),
@@ -118,18 +113,8 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   const verdict = sinkVerdict(sinkProfile(loadModel(model), allIds, { windows: 8, seed: 5 }));
   const written = (scores as unknown as { measurement: SinkVerdict }).measurement;
   t.same(written.longRange, [32, 64]);
-  t.ok(
-    maxAbsDiff(
-      written.layers.flatMap((l) => l.heads.map((h) => h.key0)),
-      verdict.layers.flatMap((l) => l.heads.map((h) => h.key0)),
-    ) < 1e-6,
-  );
-  t.ok(
-    maxAbsDiff(
-      written.layers.flatMap((l) => l.heads.map((h) => h.gapLong)),
-      verdict.layers.flatMap((l) => l.heads.map((h) => h.gapLong)),
-    ) < 1e-5,
-  );
+  t.ok(headsDiff(written, verdict, 'key0') < 1e-6);
+  t.ok(headsDiff(written, verdict, 'gapLong') < 1e-5);
   t.equal(written.sink, false);
   const profile = JSON.parse(readFileSync(join(out, 'sink-profile.json'), 'utf8')) as { key0: number[][][]; logitGap: number[][][]; size: number };
   t.equal(profile.size, 64);

@@ -63,53 +63,16 @@ t.test('eval --cache h2o,tova with their budget flags: blocked equals stepwise',
 
 t.test('init writes a checkpoint that eval reads', async (t) => {
   const file = join(dir, 'random.bin');
-  const r = await runCliInProcess([
-    'init',
-    '--dim',
-    '16',
-    '--hidden',
-    '24',
-    '--layers',
-    '2',
-    '--heads',
-    '4',
-    '--kv-heads',
-    '2',
-    '--vocab',
-    '96',
-    '--seq-len',
-    '32',
-    '--seed',
-    '5',
-    '--out',
-    file,
-  ]);
+  // the same seed twice: the checkpoints must be byte for byte the same
+  const init = (out: string) =>
+    runCliInProcess([...'init --dim 16 --hidden 24 --layers 2 --heads 4 --kv-heads 2 --vocab 96 --seq-len 32 --seed 5'.split(' '), '--out', out]);
+  const r = await init(file);
   t.equal(r.status, 0, r.stderr);
   const e = await runCliInProcess(['eval', '--model', file, '--tokens', ids, '--limit', '20', '--json']);
   t.equal(e.status, 0, e.stderr);
   t.equal((JSON.parse(e.stdout) as { nll: number[] }).nll.length, 19);
   const again = join(dir, 'random2.bin');
-  await runCliInProcess([
-    'init',
-    '--dim',
-    '16',
-    '--hidden',
-    '24',
-    '--layers',
-    '2',
-    '--heads',
-    '4',
-    '--kv-heads',
-    '2',
-    '--vocab',
-    '96',
-    '--seq-len',
-    '32',
-    '--seed',
-    '5',
-    '--out',
-    again,
-  ]);
+  await init(again);
   t.ok(readFileSync(file).equals(readFileSync(again)), 'same seed, same bytes');
 });
 

@@ -7,36 +7,17 @@ import t from 'tap';
 import { type SinkVerdict, sinkProfile, sinkVerdict } from '../src/eval/sink_measure.js';
 import { loadModel } from '../src/model/load.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
-import { initTestBackend, maxAbsDiff, runCli } from './helpers.js';
-import { model, setUp, tokenizer } from './reproduce_helpers.js';
+import { initTestBackend, runCliInProcess } from './helpers.js';
+import { headsDiff, model, setUp, tokenizer } from './reproduce_helpers.js';
 
 await initTestBackend();
 const { dir, text } = setUp();
+const inputs = ['--model', model, '--tokenizer', tokenizer, '--text', text];
 
 t.test('attn --window, --sink-windows, --bos-first: the measurement on BOS-first windows of W positions', async (t) => {
   const out = join(dir, 'attn-bos');
-  const r = runCli([
-    'attn',
-    '--model',
-    model,
-    '--tokenizer',
-    tokenizer,
-    '--text',
-    text,
-    '--samples',
-    '4',
-    '--length',
-    '8',
-    '--window',
-    '24',
-    '--sink-windows',
-    '6',
-    '--bos-first',
-    '--seed',
-    '2',
-    '--out',
-    out,
-  ]);
+  const settings = '--samples 4 --length 8 --window 24 --sink-windows 6 --bos-first --seed 2'.split(' ');
+  const r = await runCliInProcess(['attn', ...inputs, ...settings, '--out', out]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   t.match(r.stdout, /^Sink measurement: 6 windows of 24 positions; per layer, its strongest head$/m);
   const written = (JSON.parse(readFileSync(join(out, 'sink-scores.json'), 'utf8')) as { measurement: SinkVerdict & { prefix: number[] } }).measurement;
@@ -44,18 +25,8 @@ t.test('attn --window, --sink-windows, --bos-first: the measurement on BOS-first
   t.same(written.prefix, [tok.bosId], 'BOS first');
   const allIds = tok.encode(readFileSync(text, 'utf8'), { bos: true });
   const want = sinkVerdict(sinkProfile(loadModel(model), allIds, { windows: 6, size: 24, seed: 2, bosId: tok.bosId }));
-  t.ok(
-    maxAbsDiff(
-      written.layers.flatMap((l) => l.heads.map((h) => h.key0)),
-      want.layers.flatMap((l) => l.heads.map((h) => h.key0)),
-    ) < 1e-6,
-  );
-  t.ok(
-    maxAbsDiff(
-      written.layers.flatMap((l) => l.heads.map((h) => h.gapShort)),
-      want.layers.flatMap((l) => l.heads.map((h) => h.gapShort)),
-    ) < 1e-5,
-  );
+  t.ok(headsDiff(written, want, 'key0') < 1e-6);
+  t.ok(headsDiff(written, want, 'gapShort') < 1e-5);
   t.match(readFileSync(join(out, 'report.md'), 'utf8'), /every window starts with BOS \(\d+\)/);
   for (const [args, message] of [
     [['--window', '9'], /^streamllm: window: sink scores need windows of at least 10 positions, got 9$/m],
@@ -63,7 +34,7 @@ t.test('attn --window, --sink-windows, --bos-first: the measurement on BOS-first
     [['--window', '2000'], /window: windows of 2000 positions need 2000 text tokens; the text has \d+$/m],
     [['--window', 'x'], /attn --window: expected an integer, got 'x'/],
   ] as const) {
-    const bad = runCli(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--samples', '2', ...args, '--out', join(dir, 'attn-bad')]);
+    const bad = await runCliInProcess(['attn', ...inputs, '--samples', '2', ...args, '--out', join(dir, 'attn-bad')]);
     t.equal(bad.status, 2, args.join(' '));
     t.match(bad.stderr, message);
     t.equal(bad.stderr.split('\n').filter((l) => l.startsWith('streamllm:')).length, 1, 'one error line');
@@ -73,26 +44,8 @@ t.test('attn --window, --sink-windows, --bos-first: the measurement on BOS-first
 
 t.test('reproduce --window W --sinks S: every cache holds W entries, streaming keeps S', async (t) => {
   const out = join(dir, 'curves-w32');
-  const r = runCli([
-    'reproduce',
-    'curves',
-    '--model',
-    model,
-    '--tokenizer',
-    tokenizer,
-    '--text',
-    text,
-    '--limit',
-    '150',
-    '--recompute-samples',
-    '10',
-    '--window',
-    '32',
-    '--sinks',
-    '2',
-    '--out',
-    out,
-  ]);
+  const settings = '--limit 150 --recompute-samples 10 --window 32 --sinks 2'.split(' ');
+  const r = await runCliInProcess(['reproduce', 'curves', ...inputs, ...settings, '--out', out]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   const json = JSON.parse(readFileSync(join(out, 'curves.json'), 'utf8')) as {
     windowSize: number;
@@ -139,22 +92,8 @@ t.test('reproduce pretraining --models DIR,DIR --window W: those models, caches 
     return d;
   });
   const out = join(dir, 'pretraining-models');
-  const r = runCli([
-    'reproduce',
-    'pretraining',
-    '--models',
-    dirs.join(','),
-    '--window',
-    '24',
-    '--text',
-    text,
-    '--limit',
-    '120',
-    '--recompute-samples',
-    '6',
-    '--out',
-    out,
-  ]);
+  const settings = '--window 24 --limit 120 --recompute-samples 6'.split(' ');
+  const r = await runCliInProcess(['reproduce', 'pretraining', '--models', dirs.join(','), '--text', text, ...settings, '--out', out]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   const json = JSON.parse(readFileSync(join(out, 'pretraining.json'), 'utf8')) as {
     models: { name: string; trainedLength: number; streaming: { sinks: number; window: number }[] }[];
@@ -174,7 +113,7 @@ t.test('reproduce pretraining --models DIR,DIR --window W: those models, caches 
   t.match(r.stdout, /^\| mini-sink-token \(sink-token\) +\|.*\| (agrees|partly|disagrees) +\|$/m);
   t.match(r.stdout, /^\| paper: learnable sink token +\| +1235 \| +18\.01 \|/m);
   t.match(r.stdout, /wrote .*report\.md\n$/);
-  const missing = runCli(['reproduce', 'pretraining', '--models', `${dirs[0]},${join(dir, 'nope')}`, '--text', text, '--out', join(dir, 'bad')]);
+  const missing = await runCliInProcess(['reproduce', 'pretraining', '--models', `${dirs[0]},${join(dir, 'nope')}`, '--text', text, '--out', join(dir, 'bad')]);
   t.equal(missing.status, 2);
   t.match(missing.stderr, /^streamllm: pretraining --models: .*nope: no such file or directory$/m);
 });
@@ -198,7 +137,7 @@ t.test('reproduce: bad --window and --sinks are one line and exit 2', async (t) 
       /^streamllm: reproduce initial-tokens --sinks: does not apply \(it sets the initial tokens of curves, cache-size, latency; initial-tokens varies or fixes them by design\)$/m,
     ],
   ] as const) {
-    const r = runCli(['reproduce', ...args, ...common]);
+    const r = await runCliInProcess(['reproduce', ...args, ...common]);
     t.equal(r.status, 2, args.join(' '));
     t.match(r.stderr, message);
     t.equal(r.stderr.split('\n').filter((l) => l.startsWith('streamllm:')).length, 1, 'one error line');

@@ -50,7 +50,7 @@ function staticImports(file: string): string[] {
   return specs.map((s) => (s.startsWith('.') ? resolve(dirname(file), s.replace(/\.js$/, '.ts')) : s));
 }
 
-t.test('the entry point and the command definitions import no package, model loader or forward pass', async (t) => {
+t.test('the entry point and the command definitions import no package, model loader, forward pass or worker pool', async (t) => {
   const seen = new Set<string>();
   const packages = new Set<string>();
   const stack = [join(ROOT, 'src/cli/main.ts')];
@@ -67,4 +67,6 @@ t.test('the entry point and the command definitions import no package, model loa
   const files = [...seen].map((f) => relative(ROOT, f));
   t.ok(files.includes('src/cli/eval.ts') && files.includes('src/cli/train.ts'), `the commands are reached (${files.length} files)`);
   t.notOk(files.includes('src/model/load.ts') || files.includes('src/model/transformer.ts'), 'neither the model loader nor the forward pass');
+  t.ok(files.includes('src/cli/placement_flags.ts'), 'the --threads flag is reached');
+  t.notOk(files.includes('kernels/pool.ts'), 'nor the worker pool (it carries its wasm module)');
 });

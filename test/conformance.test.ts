@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import t from 'tap';
 import { DenseCache } from '../src/cache/dense.js';
-import type { CachePolicy } from '../src/cache/types.js';
+import type { CachePolicy } from '../src/cache/policies.js';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import type { Test } from 'tap';
 import { loadTokenizer } from '../src/tokenizer/load.js';
-import { FIXTURES, runCliInProcess } from './helpers.js';
+import { FIXTURES, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { decodePng } from './plot_helpers.js';
 
 export const model = `${FIXTURES}tiny-gqa.bin`;
@@ -63,4 +63,14 @@ export function checkFigures(t: Test, out: string, figures: FigureFile[]): void 
     t.match(readFileSync(join(out, f.svg), 'utf8'), /^<svg/);
     if (!f.file.startsWith('attention-layer-')) t.match(report, `](${f.file})`);
   }
+}
+
+/** The largest difference, over every layer and head, of one per-head number of two sink measurements. */
+export function headsDiff<F extends string>(
+  a: { layers: { heads: Record<F, number>[] }[] },
+  b: { layers: { heads: Record<F, number>[] }[] },
+  field: F,
+): number {
+  const values = (m: typeof a) => m.layers.flatMap((l) => l.heads.map((h) => h[field]));
+  return maxAbsDiff(values(a), values(b));
 }

@@ -12,9 +12,9 @@ import { Report } from '../src/experiments/report.js';
 import { listedSnapshots, runSinkEmergence, runSnapshots } from '../src/experiments/sink_emergence.js';
 import { loadModel } from '../src/model/load.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
-import { initTestBackend, maxAbsDiff, runCli } from './helpers.js';
+import { initTestBackend, runCliInProcess } from './helpers.js';
 import { decodePng } from './plot_helpers.js';
-import { model, setUp, tokenizer } from './reproduce_helpers.js';
+import { headsDiff, model, setUp, tokenizer } from './reproduce_helpers.js';
 import { llama2cToHf, llamaConfigJson, randomLlama2c, writeHfDir } from './tiny_checkpoints.js';
 
 await initTestBackend();
@@ -55,18 +55,8 @@ t.test('every snapshot measured as sinkProfile alone measures it, in step order'
   for (const [i, p] of result.points.entries()) {
     const want = sinkVerdict(sinkProfile(loadModel(snapshots[i]!.dir), ids, { windows: 6, size: 20, seed: 4, bosId: tok.bosId }));
     t.equal(p.step, snapshots[i]!.step);
-    t.ok(
-      maxAbsDiff(
-        p.verdict.layers.flatMap((l) => l.heads.map((h) => h.key0)),
-        want.layers.flatMap((l) => l.heads.map((h) => h.key0)),
-      ) < 1e-9,
-    );
-    t.ok(
-      maxAbsDiff(
-        p.verdict.layers.flatMap((l) => l.heads.map((h) => h.gapLong)),
-        want.layers.flatMap((l) => l.heads.map((h) => h.gapLong)),
-      ) < 1e-9,
-    );
+    t.ok(headsDiff(p.verdict, want, 'key0') < 1e-9);
+    t.ok(headsDiff(p.verdict, want, 'gapLong') < 1e-9);
   }
   t.not(result.points[0]!.verdict.strongest.key0, result.points[1]!.verdict.strongest.key0, 'different weights, different numbers');
   const json = JSON.parse(readFileSync(join(out, 'sink-emergence.json'), 'utf8')) as { points: { step: number }[]; windows: number; bosFirst: boolean };
@@ -105,7 +95,7 @@ t.test('model directories in order: steps from their names, else their place', a
 
 t.test('streamllm sink-emergence: the table, the verdicts and the files; bad flags', async (t) => {
   const out = join(dir, 'cli');
-  const r = runCli(['sink-emergence', '--run', run, '--text', text, '--sink-windows', '4', '--window', '16', '--out', out]);
+  const r = await runCliInProcess(['sink-emergence', '--run', run, '--text', text, '--sink-windows', '4', '--window', '16', '--out', out]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
   t.match(r.stdout, /^\| step \| layer \| strongest head \| key 0, long range \|/);
   t.match(r.stdout, /^step 50: Sink: (yes|no)/m);
@@ -115,7 +105,7 @@ t.test('streamllm sink-emergence: the table, the verdicts and the files; bad fla
     [['--text', text], /^streamllm: sink-emergence: give --run DIR or --models DIR,DIR,\.\.\. \(one of them\)$/m],
     [['--run', dir, '--text', text], /^streamllm: --run .*: no steps\/ folder of snapshots/m],
   ] as const) {
-    const bad = runCli(['sink-emergence', ...args, '--out', join(dir, 'bad')]);
+    const bad = await runCliInProcess(['sink-emergence', ...args, '--out', join(dir, 'bad')]);
     t.equal(bad.status, 2);
     t.match(bad.stderr, message);
   }

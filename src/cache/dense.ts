@@ -4,7 +4,8 @@
 // Storage doubles when full, so appending stays amortised O(1) per token.
 import type * as tf from '@tensorflow/tfjs';
 import { EntryStorage, INITIAL_SLOTS } from './storage.js';
-import { type BlockView, type CacheEntries, type CacheShape, type KVCache, type KVCachePolicy, sharedLayers } from './types.js';
+import type { KVCachePolicy } from './policies.js';
+import { type BlockView, type CacheEntries, type CacheShape, type KVCache, sharedLayers } from './types.js';
 
 export class DenseCache implements KVCache {
   readonly policy: KVCachePolicy = { kind: 'dense' };

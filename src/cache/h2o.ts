@@ -17,7 +17,8 @@
 // gives it time.
 import { ArgumentError } from '../errors.js';
 import { type ObservedAttention, ScoredCache } from './scored.js';
-import type { CacheShape, KVCachePolicy } from './types.js';
+import type { KVCachePolicy } from './policies.js';
+import type { CacheShape } from './types.js';
 
 export class H2OCache extends ScoredCache {
   readonly policy: KVCachePolicy;

@@ -19,7 +19,8 @@
 import type * as tf from '@tensorflow/tfjs';
 import { ArgumentError } from '../errors.js';
 import { EntryStorage } from './storage.js';
-import type { BlockView, CacheEntries, CacheShape, KVCache, KVCachePolicy, LayerView, ViewFrame } from './types.js';
+import type { KVCachePolicy } from './policies.js';
+import type { BlockView, CacheEntries, CacheShape, KVCache, LayerView, ViewFrame } from './types.js';
 
 /** One layer's attention probabilities for a block: p(head h, row r, slot s) = probs[(h * T + r) * slots + s]. */
 export interface ObservedAttention {

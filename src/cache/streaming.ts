@@ -15,7 +15,8 @@ import type * as tf from '@tensorflow/tfjs';
 import { joinEntries } from '../../kernels/cache_read.js';
 import { ArgumentError } from '../errors.js';
 import { EntryStorage, INITIAL_SLOTS } from './storage.js';
-import { type BlockView, type CacheEntries, type CacheShape, type KVCache, type KVCachePolicy, policyLabel, sharedLayers, type ViewFrame } from './types.js';
+import { type KVCachePolicy, policyLabel } from './policies.js';
+import { type BlockView, type CacheEntries, type CacheShape, type KVCache, sharedLayers, type ViewFrame } from './types.js';
 
 export class StreamingCache implements KVCache {
   readonly policy: KVCachePolicy;

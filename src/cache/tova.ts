@@ -11,7 +11,8 @@
 // is evicted, t itself included (ties: the older). Nothing is protected: an
 // entry stays exactly as long as every query finds something less useful.
 import { type ObservedAttention, ScoredCache } from './scored.js';
-import type { CacheShape, KVCachePolicy } from './types.js';
+import type { KVCachePolicy } from './policies.js';
+import type { CacheShape } from './types.js';
 
 export class TovaCache extends ScoredCache {
   readonly policy: KVCachePolicy;

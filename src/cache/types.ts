@@ -30,6 +30,7 @@
 // for a block that crosses an eviction, so it bounds the next block
 // (`blockLimit`) and the model splits a longer one.
 import type * as tf from '@tensorflow/tfjs';
+import type { KVCachePolicy } from './policies.js';
 
 /** The entries a block's queries see under one distance rule. */
 export interface ViewFrame {
@@ -86,43 +87,6 @@ export interface CacheShape {
   headDim: number;
 }
 
-/** The policies a KVCache realises: each keeps keys and values and says who sees which. */
-export type KVCachePolicy =
-  | { kind: 'dense' }
-  | { kind: 'window'; windowSize: number }
-  | { kind: 'streaming'; sinkCount: number; windowSize: number }
-  /** Heavy hitters (Zhang et al. 2023): a query sees at most `budget` entries; the `recent` newest are never evicted. */
-  | { kind: 'h2o'; budget: number; recent: number }
-  /** TOVA (Oren et al. 2024): a query sees at most `budget` entries. */
-  | { kind: 'tova'; budget: number };
-
-/**
- * Sliding window with re-computation keeps token ids, not keys and values:
- * it is realised by RecomputeWindow (src/cache/recompute.ts), which
- * TokenStream drives with a scratch DenseCache per window.
- */
-export type RecomputePolicy = { kind: 'recompute'; windowSize: number };
-
-/** What a token of the stream sees: a KV-cache policy, or recompute. */
-export type CachePolicy = KVCachePolicy | RecomputePolicy;
-
-export type CacheKind = CachePolicy['kind'];
-
-/** One line per policy; a Record, so a new kind that is not listed here does not compile. */
-export const CACHE_KIND_SUMMARIES: Readonly<Record<CacheKind, string>> = {
-  dense: 'every earlier token',
-  window: 'the last W tokens',
-  streaming: 'S attention sinks + the last W tokens (StreamingLLM)',
-  recompute: 'the last W tokens, re-run from scratch for every token',
-  h2o: 'heavy hitters + the most recent tokens, per layer and kv head (H2O)',
-  tova: 'evict the entry the current query attends to least, per layer (TOVA)',
-};
-export const CACHE_KINDS = Object.keys(CACHE_KIND_SUMMARIES) as readonly CacheKind[];
-
-export function isKVCachePolicy(p: CachePolicy): p is KVCachePolicy {
-  return p.kind !== 'recompute';
-}
-
 export interface KVCache {
   /** The policy this cache realises; undefined for CausalBlock, which keeps nothing. */
   readonly policy: KVCachePolicy | undefined;
@@ -153,39 +117,6 @@ export interface KVCache {
   /** Forget the stream (storage is kept). */
   reset(): void;
   dispose(): void;
-}
-
-/** A short human label: "streaming(4+252)", "h2o(128+128)" (heavy + recent). */
-export function policyLabel(p: CachePolicy): string {
-  switch (p.kind) {
-    case 'dense':
-      return 'dense';
-    case 'window':
-    case 'recompute':
-      return `${p.kind}(${p.windowSize})`;
-    case 'streaming':
-      return `streaming(${p.sinkCount}+${p.windowSize})`;
-    case 'h2o':
-      return `h2o(${p.budget - p.recent}+${p.recent})`;
-    case 'tova':
-      return `tova(${p.budget})`;
-  }
-}
-
-/** Entries a query may see under the policy, itself included (Infinity for dense). */
-export function policySpan(p: CachePolicy): number {
-  switch (p.kind) {
-    case 'dense':
-      return Infinity;
-    case 'window':
-    case 'recompute':
-      return p.windowSize;
-    case 'streaming':
-      return p.sinkCount + p.windowSize;
-    case 'h2o':
-    case 'tova':
-      return p.budget;
-  }
 }
 
 /** A view that every layer shares. */

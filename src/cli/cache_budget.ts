@@ -2,7 +2,8 @@
 // grow past memory, naming the flag the size comes from. The caches and the
 // forward pass check again as they grow; this is the same check made up
 // front, where the flags are known.
-import { type CachePolicy, policyLabel, policySpan } from '../cache/index.js';
+import { type CachePolicy, policyBound, policyLabel, policySpan } from '../cache/policies.js';
+import { flagOf } from './cache_flags.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from '../model/config.js';
 
@@ -38,12 +39,11 @@ export function checkCacheBudget(policy: CachePolicy, config: ModelConfig, plan:
   if (plan.blockGiven && 3 * scoreBytes > cacheBytes) {
     what = `--block ${plan.block}: attention of ${T} tokens at a time over a ${label} cache of ${entries} entries`;
   } else if (policy.kind !== 'dense' && span <= plan.tokens) {
-    const scored = policy.kind === 'h2o' || policy.kind === 'tova';
-    const flag = scored ? '--budget' : '--window';
-    const size = scored ? policy.budget : policy.windowSize;
+    const bound = policyBound(policy)!; // every policy but dense has one
+    const flag = `--${flagOf(bound.setting)}`;
     what = plan.windowGiven
-      ? `${flag} ${size}: a ${label} cache of ${entries} entries`
-      : `the default ${scored ? 'budget' : 'window'} (the model's trained length ${config.maxSeqLen}): a ${label} cache of ${entries} entries; give a smaller ${flag}`;
+      ? `${flag} ${bound.value}: a ${label} cache of ${entries} entries`
+      : `the default ${flagOf(bound.setting)} (the model's trained length ${config.maxSeqLen}): a ${label} cache of ${entries} entries; give a smaller ${flag}`;
   } else {
     what = `${plan.tokensFlag}: ${plan.tokens} tokens through a ${label} cache`;
   }

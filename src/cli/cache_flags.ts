@@ -1,8 +1,7 @@
 // The cache-policy flags (eval, generate) and the one place a policy is
 // built from them: the library's ArgumentError names an API argument
 // (`windowSize`), which this re-words for the flag that fed it (`--window`).
-import type { CachePolicy, PolicyOptions } from '../cache/index.js';
-import { CACHE_KINDS } from '../cache/types.js';
+import { CACHE_KINDS, type CachePolicy, type PolicyOptions, policyFromName } from '../cache/policies.js';
 import { ArgumentError, UsageError } from '../errors.js';
 import { defineFlag, defineFlags } from './args.js';
 
@@ -40,19 +39,23 @@ const FLAG_OF: Record<keyof PolicyOptions | 'kind', string> = {
   recent: 'recent',
 };
 
+/** The flag (without --) that gives a policy setting. */
+export function flagOf(setting: keyof PolicyOptions): string {
+  return FLAG_OF[setting];
+}
+
 function isPolicyArgument(argument: string): argument is keyof typeof FLAG_OF {
   return argument in FLAG_OF;
 }
 
 /** The one policy named, with the settings of the cache flags. */
-export async function policyFromFlags(command: string, name: string, flags: CacheFlags, trainedLength: number): Promise<CachePolicy> {
-  const [policy] = await policiesFromFlags(command, [name], flags, trainedLength);
+export function policyFromFlags(command: string, name: string, flags: CacheFlags, trainedLength: number): CachePolicy {
+  const [policy] = policiesFromFlags(command, [name], flags, trainedLength);
   return policy!; // one name, one policy
 }
 
 /** The policies named (duplicates dropped), with the settings of the cache flags. */
-export async function policiesFromFlags(command: string, names: readonly string[], flags: CacheFlags, trainedLength: number): Promise<CachePolicy[]> {
-  const { policyFromName } = await import('../cache/index.js');
+export function policiesFromFlags(command: string, names: readonly string[], flags: CacheFlags, trainedLength: number): CachePolicy[] {
   const options: PolicyOptions = { sinkCount: flags.sinks, windowSize: flags.window, budget: flags.budget, recent: flags.recent };
   return [...new Set(names)].map((name) => {
     try {

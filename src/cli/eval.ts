@@ -1,6 +1,6 @@
 // streamllm eval: per-token NLL and perplexity of a text under one or more
 // cache policies.
-import { type CachePolicy, policyLabel, policySpan } from '../cache/types.js';
+import { CACHE_KINDS, type CachePolicy, policyLabel, policySpan } from '../cache/policies.js';
 import { UsageError } from '../errors.js';
 import type { ScoreResult } from '../eval/perplexity.js';
 import type { Model } from '../model/weights.js';
@@ -15,7 +15,7 @@ import { createProgress } from './progress.js';
 
 export const evalCommand = defineCommand({
   name: 'eval',
-  summary: 'per-token NLL and perplexity under dense, window, streaming, recompute, h2o and tova caches',
+  summary: `per-token NLL and perplexity under cache policies (${CACHE_KINDS.join(', ')})`,
   usage:
     '--model PATH (--tokens IDS.json | --text FILE [--tokenizer TOK]) [--cache LIST] [--sinks S] [--window W] [--budget C] [--recent R] [--json | --csv FILE]',
   details: [
@@ -57,7 +57,7 @@ export const evalCommand = defineCommand({
     let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!, flags.limit);
     if (flags.limit !== undefined) ids = ids.slice(0, flags.limit);
     if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
-    const policies = await policiesFromFlags('eval', flags.cache, flags, model.config.maxSeqLen);
+    const policies = policiesFromFlags('eval', flags.cache, flags, model.config.maxSeqLen);
     warnAboutLengths(policies, model, ids.length);
     const plan = {
       tokens: ids.length + (model.config.sinkToken ? 1 : 0),

@@ -1,6 +1,6 @@
 // streamllm generate: stream text from a model through a cache policy, for a
 // number of tokens or, with --steps 0, until Ctrl-C.
-import { type CachePolicy, policyLabel, policySpan } from '../cache/types.js';
+import { type CachePolicy, policyLabel, policySpan } from '../cache/policies.js';
 import { UsageError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { defineCommand, required } from './args.js';
@@ -50,7 +50,7 @@ export const generateCommand = defineCommand({
     const vocab = model.config.vocabSize;
     const tokenizer = resolveTokenizer(flags.tokenizer, modelPath, vocab);
     const prompt = promptIds(flags.prompt, flags['prompt-ids'], tokenizer, vocab);
-    const policy = await policyFromFlags('generate', flags.cache, flags, model.config.maxSeqLen);
+    const policy = policyFromFlags('generate', flags.cache, flags, model.config.maxSeqLen);
     warnAboutLength(policy, model.config.maxSeqLen, steps, prompt.length);
     const streamTokens = steps === 0 ? Infinity : prompt.length + steps + (model.config.sinkToken ? 1 : 0);
     // the prompt is one block, then a token at a time

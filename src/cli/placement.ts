@@ -2,7 +2,7 @@
 // (placement_flags.ts).
 import * as tf from '@tensorflow/tfjs';
 import { statSync } from 'node:fs';
-import { defaultThreads } from '../../kernels/pool.js';
+import { defaultThreads } from '../../kernels/threads.js';
 import { matrixBytes } from '../../kernels/split_products.js';
 import { UsageError } from '../errors.js';
 import type { Placement } from '../model/pooled.js';

@@ -1,6 +1,6 @@
 // --threads and --weights (eval, generate): where the weight products run and
 // how the matrices are held. placement.ts acts on them once a model is loaded.
-import { defaultThreads } from '../../kernels/pool.js';
+import { defaultThreads } from '../../kernels/threads.js';
 import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight_format.js';
 import { defineFlags } from './args.js';
 

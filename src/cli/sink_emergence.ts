@@ -1,10 +1,11 @@
 // streamllm sink-emergence: the sink measurement on every snapshot of a
 // training run, as a table, a JSON and two plots against the step.
-import type { CommandSpec } from './args.js';
+import { UsageError } from '../errors.js';
+import { defineCommand } from './args.js';
 import { backendFlag, startBackend, writeOut } from './common.js';
 import { sizeFlags } from './experiment_flags.js';
 
-export const sinkEmergenceCommand: CommandSpec = {
+export const sinkEmergenceCommand = defineCommand({
   name: 'sink-emergence',
   summary: 'the sink measurement on every snapshot of a training run, plotted against the step',
   usage: '--run DIR | --models DIR,DIR,... [--text FILE | --tokens IDS.json] [--window W] [--sink-windows N] [--bos-first] [--seed S] [--out DIR]',
@@ -34,9 +35,7 @@ export const sinkEmergenceCommand: CommandSpec = {
     backendFlag,
   ],
   async run(flags) {
-    const { UsageError } = await import('../errors.js');
-    const run = flags.run as string | undefined;
-    const models = flags.models as string[] | undefined;
+    const { run, models } = flags;
     if ((run === undefined) === (models === undefined)) throw new UsageError('sink-emergence: give --run DIR or --models DIR,DIR,... (one of them)');
     const { listedSnapshots, runSnapshots, runSinkEmergence } = await import('../experiments/sink_emergence.js');
     const snapshots = run !== undefined ? runSnapshots(run) : listedSnapshots(models!);
@@ -50,7 +49,7 @@ export const sinkEmergenceCommand: CommandSpec = {
     const { Report } = await import('../experiments/report.js');
     const { createProgress } = await import('./progress.js');
     const started = performance.now();
-    const report = new Report(flags.out as string);
+    const report = new Report(flags.out);
     let result: Awaited<ReturnType<typeof runSinkEmergence>>;
     let file: string;
     try {
@@ -58,10 +57,10 @@ export const sinkEmergenceCommand: CommandSpec = {
         snapshots,
         source,
         {
-          windows: flags['sink-windows'] as number,
-          size: flags.window as number | undefined,
-          seed: flags.seed as number,
-          bosFirst: flags['bos-first'] as boolean | undefined, // undefined: as each snapshot's run trained
+          windows: flags['sink-windows'],
+          size: flags.window,
+          seed: flags.seed,
+          bosFirst: flags['bos-first'], // undefined: as each snapshot's run trained
         },
         report,
         (label, total, unit) => createProgress(label, total, unit),
@@ -82,4 +81,4 @@ export const sinkEmergenceCommand: CommandSpec = {
         `wrote ${report.dir}/sink-emergence.json, ${result.figures.map((f) => `${report.dir}/${f.file}`).join(', ')} and ${file}\n`,
     );
   },
-};
+});

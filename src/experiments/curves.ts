@@ -32,6 +32,7 @@ import { binnedCurve, pplAt, relative, scoreWithProgress } from './score.js';
 import { cacheWindow, type Experiment, type ExperimentContext, sinkCount, tokenBudget } from './types.js';
 import { EXPERIMENT_TITLES } from './names.js';
 import { bosKept } from './bos_first.js';
+import { curvesSentence } from './curves_sentence.js';
 
 export const DEFAULT_RECOMPUTE_SAMPLES = 512;
 /** Sampled positions per point of the curves (past the first window). */
@@ -225,6 +226,7 @@ export async function runCurves(ctx: ExperimentContext, options: CurvesOptions =
     figures: [figureFile],
     table,
   };
+  ctx.report.text(curvesSentence(result));
   ctx.report.json(name, result);
   return result;
 }

@@ -8,10 +8,11 @@
 import type { CurvesResult } from './curves.js';
 import { EFFECT_THRESHOLD } from './paper_table3.js';
 
-/** "+52.0%", or "x3.10 (+210%)" from twice on. */
+/** "+52.0%", "0.0%" (not "-0.0%"), or "x3.10 (+210%)" from twice on. */
 function cost(ratio: number): string {
   const pct = (ratio - 1) * 100;
-  const signed = `${pct >= 0 ? '+' : ''}${pct.toFixed(Math.abs(pct) >= 100 ? 0 : 1)}%`;
+  const digits = pct.toFixed(Math.abs(pct) >= 100 ? 0 : 1);
+  const signed = Number(digits) === 0 ? `${digits.replace('-', '')}%` : `${pct > 0 ? '+' : ''}${digits}%`;
   return ratio >= 2 ? `x${ratio.toFixed(2)} (${signed})` : signed;
 }
 

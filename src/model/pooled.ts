@@ -7,7 +7,8 @@
 // embedding, norms, biases and sink logits stay tfjs tensors. A pooled model
 // is for inference: training and export need the float32 tensors.
 import * as tf from '@tensorflow/tfjs';
-import { defaultThreads, POOL_MAX_BYTES, WorkerPool } from '../../kernels/pool.js';
+import { POOL_MAX_BYTES, WorkerPool } from '../../kernels/pool.js';
+import { defaultThreads } from '../../kernels/threads.js';
 import { allocMatrix, matrixBytes, type PooledMatrix, type WeightFormat, writeRow } from '../../kernels/split_products.js';
 import { ResourceError } from '../errors.js';
 import { gib } from '../memory.js';

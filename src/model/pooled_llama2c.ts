@@ -11,7 +11,8 @@
 // and the norms stay float32 tfjs tensors, as placeWeights leaves them; the
 // classifier, tied or not, is a pooled matrix like the others.
 import * as tf from '@tensorflow/tfjs';
-import { defaultThreads, WorkerPool } from '../../kernels/pool.js';
+import { WorkerPool } from '../../kernels/pool.js';
+import { defaultThreads } from '../../kernels/threads.js';
 import { allocMatrix, type PooledMatrix, writeRow } from '../../kernels/split_products.js';
 import { type Llama2cReader, LLAMA2C_TENSOR_ORDER, type TensorName, tensorSizes } from '../checkpoint/llama2c.js';
 import { checkFits } from '../memory.js';
