@@ -7,9 +7,12 @@
 // tied): a published Llama-2 shape whose q8 matrices (2.8 GiB) fit in the
 // pool's 4 GiB, where its 10.5 GB of float32 could not. The weights are
 // those `streamllm init --seed S` writes for the shape, drawn straight into
-// the pool (randomLlamaReader: no file), or read from such a file (--model).
+// the pool (randomLlamaReader: no file), or read from such a file (--model),
+// or with --fast uniform values of the same spread from xorshift32: init's
+// 2.6B Box-Muller normals cost about 15 CPU-minutes of seedrandom, which a
+// busy machine cannot spare, and neither memory nor speed depends on them.
 //
-//   node dist/bench/big_q8.js [--model FILE] [--seed 0] [--tokens 8] [--threads N] [--record]
+//   node dist/bench/big_q8.js [--model FILE | --fast] [--seed 0] [--tokens 8] [--threads N] [--record]
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend.js';
 import { type Llama2cReader, type LlamaShape, openLlama2c } from '../src/checkpoint/llama2c.js';
@@ -37,11 +40,12 @@ export const SHAPE_2_7B: LlamaShape = {
 
 const HELP = `A random model of about 2.7B parameters (Sheared-LLaMA-2.7B's shape) loaded as q8 and decoded on wasm.
 
-  node dist/bench/big_q8.js [--model FILE] [--seed 0] [--tokens 8] [--threads N] [--record]
+  node dist/bench/big_q8.js [--model FILE | --fast] [--seed 0] [--tokens 8] [--threads N] [--record]
 
   --model FILE   a llama2.c checkpoint to load (e.g. one written by
                  streamllm init --dim 2560 --hidden 6912 --layers 32 --heads 20 --vocab 32000 --seq-len 4096 --out FILE);
                  default: the same random weights drawn straight into the pool, no file
+  --fast         uniform weights from xorshift32 (std 0.02, as init's), not init's normals: minutes less
   --seed S       random seed of the drawn weights (default 0, as init's)
   --tokens N     greedy tokens to decode (default 8)
   --threads N    threads for the products (default: every core, ${defaultThreads()} here)
@@ -55,6 +59,27 @@ function arg(name: string): string | undefined {
 
 const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(2);
 
+/** Weights uniform in [-a, a] with a = 0.02 * sqrt(3) (std 0.02), norms 1, from xorshift32: any read order. */
+function fastRandomReader(shape: LlamaShape, seed: number): Llama2cReader {
+  const a = 0.02 * Math.sqrt(3);
+  return {
+    shape,
+    read(name, start, count) {
+      const out = new Float32Array(count);
+      if (name === 'rmsAtt' || name === 'rmsFfn' || name === 'rmsFinal') return out.fill(1);
+      let x = (seed * 2654435761 + start * 40503 + name.length * 97) >>> 0 || 1;
+      for (let i = 0; i < count; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        out[i] = ((x >>> 0) / 4294967296) * 2 * a - a;
+      }
+      return out;
+    },
+    close: () => {},
+  };
+}
+
 async function main(): Promise<void> {
   if (process.argv.includes('--help')) {
     process.stdout.write(`${HELP}\n`);
@@ -66,13 +91,17 @@ async function main(): Promise<void> {
   const threads = Number(arg('threads') ?? defaultThreads());
   await initBackend('wasm');
   const rssBefore = process.memoryUsage().rss;
-  const reader: Llama2cReader = file === undefined ? randomLlamaReader(SHAPE_2_7B, seed) : openLlama2c(file);
+  const fast = process.argv.includes('--fast');
+  const reader: Llama2cReader = file !== undefined ? openLlama2c(file) : fast ? fastRandomReader(SHAPE_2_7B, seed) : randomLlamaReader(SHAPE_2_7B, seed);
+  const source = file ?? (fast ? `xorshift32 uniform, seed ${seed} (--fast, no file)` : `randomLlamaReader, seed ${seed} (init's weights, no file)`);
   const shape = reader.shape;
-  process.stderr.write(`loading ${file ?? `random seed ${seed}`} as q8 ...\n`);
+  process.stderr.write(`loading ${source} as q8 ...\n`);
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   const model = pooledModelFromLlama2c(reader, { threads, weights: 'q8' }, file ?? 'big_q8');
   reader.close();
   const loadSeconds = (performance.now() - started) / 1000;
+  const loadCpu = process.cpuUsage(cpuStarted);
   await model.pool!.ready();
   const params = parameterCount(model, shape.sharedClassifier);
   const poolBytes = model.pool!.memory.buffer.byteLength;
@@ -81,12 +110,17 @@ async function main(): Promise<void> {
   process.stderr.write(`loaded in ${loadSeconds.toFixed(1)} s; decoding ${tokens} tokens ...\n`);
 
   const stepMs: number[] = [];
+  const stepCpuMs: number[] = [];
   let last = performance.now();
+  let lastCpu = process.cpuUsage();
   const ids: number[] = [];
   for await (const step of generate(model, { kind: 'dense' }, [1], createSampler({ temperature: 0 }), { steps: tokens, stopIds: [] })) {
     const now = performance.now();
     stepMs.push(now - last);
     last = now;
+    const cpu = process.cpuUsage(lastCpu); // every thread of the process, workers included
+    stepCpuMs.push((cpu.user + cpu.system) / 1000);
+    lastCpu = process.cpuUsage();
     ids.push(step.id);
   }
   const decodeMs = median(stepMs);
@@ -97,15 +131,15 @@ async function main(): Promise<void> {
   const rows = [
     ['shape', `dim ${shape.dim}, ${shape.layers} layers, ${shape.heads} heads (${shape.kvHeads} kv), hidden ${shape.hiddenDim}, vocab ${shape.vocabSize}`],
     ['parameters', `${(params / 1e9).toFixed(2)} B (float32: ${gib(4 * params)} GiB)`],
-    ['weights from', file ?? `randomLlamaReader, seed ${seed} (no file)`],
+    ['weights from', source],
     ['q8 matrices', `${gib(pooledBytes(model.config, 'q8'))} GiB`],
     ['pool memory (shared WebAssembly.Memory)', `${gib(poolBytes)} GiB of 4`],
     ['wasm backend heap (embedding, norms, cache)', `${gib(backendBytes)} GiB`],
     ['RSS before load / after load / peak', `${gib(rssBefore)} / ${gib(rssLoaded)} / ${gib(rssPeak * 2 ** 20)} GiB`],
-    ['load time', `${loadSeconds.toFixed(1)} s`],
+    ['load time (wall / CPU)', `${loadSeconds.toFixed(1)} s / ${((loadCpu.user + loadCpu.system) / 1e6).toFixed(1)} s`],
     [
       `decode, ${threads} thread${threads === 1 ? '' : 's'}`,
-      `${(1000 / decodeMs).toFixed(2)} tok/s (median of ${stepMs.length} steps, ${decodeMs.toFixed(0)} ms each)`,
+      `${(1000 / decodeMs).toFixed(2)} tok/s wall (median of ${stepMs.length} steps, ${decodeMs.toFixed(0)} ms each; CPU ${median(stepCpuMs).toFixed(0)} ms a step, all threads)`,
     ],
     ['tokens', ids.join(' ')],
   ];

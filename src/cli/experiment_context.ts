@@ -86,6 +86,7 @@ export function contextFromFlags(
     tokenizer,
     ...(trainedOn !== undefined ? { trainedOn } : {}),
     source,
+    givenSource: given,
     ids,
     settings,
     report: choice.report ?? new Report(out),

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../errors.js';
-import type { TextSource } from '../experiments/text_source.js';
+import { sourceForTrainedData, type TextSource } from '../experiments/text_source.js';
 import { loadModel } from '../model/load.js';
 import type { Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
@@ -87,5 +87,5 @@ export function textSource(flags: ExperimentFlags, command: string): TextSource 
 
 /** With no text given, a model trained on Backcopy (its manifest entry or its run says) runs on the held-out Backcopy stream: the data it knows. */
 export function defaultSource(source: TextSource, opened: OpenedModel): TextSource {
-  return source.kind === 'heldout' && opened.trainedOn?.data === 'backcopy' ? { kind: 'backcopy' } : source;
+  return sourceForTrainedData(source, opened.trainedOn?.data);
 }

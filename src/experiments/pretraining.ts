@@ -31,7 +31,7 @@ import { DEFAULT_RECOMPUTE_SAMPLES } from './curves.js';
 import { COMPARISON_HEADER, comparisonRows, compareWithPaper, EFFECT_THRESHOLD, type PaperComparison, PAPER_TABLE3_SETTING } from './paper_table3.js';
 import type { FigureFile } from './report.js';
 import { pplAt, scoreWithProgress } from './score.js';
-import { sourceLabel, sourceTokens } from './text_source.js';
+import { sourceForTrainedData, sourceLabel, sourceTokens } from './text_source.js';
 import type { Experiment, ExperimentContext } from './types.js';
 import { EXPERIMENT_TITLES } from './names.js';
 
@@ -108,6 +108,7 @@ function modelName(dir: string): string {
 export async function runPretraining(ctx: ExperimentContext): Promise<PretrainingResult> {
   const { from: file, entries } = modelsToCompare(ctx);
   const rows: PretrainingRow[] = [];
+  const sources = new Set<string>();
   for (const entry of entries) {
     ctx.log(`pretraining: ${entry.name} (${entry.path})`);
     const model = loadModel(entry.path);
@@ -122,7 +123,10 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
         throw new UsageError(`pretraining: ${entry.name}: ${why}, but it has no tokenizer with a BOS token`);
       }
       const limit = ctx.settings.tokens ?? PRETRAINING_TOKENS_PER_WINDOW * W;
-      const ids = sourceTokens(ctx.source, tokenizer, model.config.vocabSize, limit, { bosFirst: bosFirst ? tokenizer?.bosId : undefined });
+      // Each model reads the text asked for, or with none asked for the data it was trained on (Backcopy or Brown text).
+      const source = sourceForTrainedData(ctx.givenSource ?? ctx.source, trainedOn?.data);
+      sources.add(sourceLabel(source));
+      const ids = sourceTokens(source, tokenizer, model.config.vocabSize, limit, { bosFirst: bosFirst ? tokenizer?.bosId : undefined });
       if (ids.length < 2) throw new UsageError(`pretraining: the text gives ${entry.name} fewer than 2 tokens`);
       const modelCtx: ExperimentContext = { ...ctx, model, modelLabel: entry.name, tokenizer, ids, ...(trainedOn !== undefined ? { trainedOn } : {}) };
       const kept = bosKept(modelCtx, ids);
@@ -166,9 +170,11 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
 
   ctx.report.heading(pretraining.title);
   const lengths = [...new Set(rows.map((r) => r.trainedLength))];
+  // With no text asked for, Backcopy-trained and Brown-trained models each read their own held-out data.
+  const textsLabel = sources.size === 1 ? [...sources][0]! : `each model's own held-out data: ${[...sources].join('; ')}`;
   const Wtext = lengths.length === 1 ? String(lengths[0]) : "each model's trained length";
   ctx.report.text(
-    `Streaming perplexity of every model in ${file} over ${rows.map((r) => r.tokens).join(' / ')} tokens of ${sourceLabel(ctx.source)}, ` +
+    `Streaming perplexity of every model in ${file} over ${rows.map((r) => r.tokens).join(' / ')} tokens of ${textsLabel}, ` +
       `with S initial tokens and W-S recent ones, W = ${Wtext}. Recompute* is scored on sampled positions past the first window ` +
       `(${rows.map((r) => r.recompute.positions).join(' / ')} positions); 4+(W-4)* is streaming on the same positions.` +
       (rows.some((r) => r.bosFirst)
@@ -196,7 +202,7 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
   const values = rows.flatMap((r) => [...r.streaming.map((s) => s.ppl), r.recompute.ppl ?? NaN]).filter(Number.isFinite);
   const figure = await barChart({
     title: 'Streaming perplexity by pre-training variant and kept initial tokens (paper Table 3)',
-    subtitle: `${sourceLabel(ctx.source)}; W = ${Wtext}; recompute on sampled positions`,
+    subtitle: `${textsLabel}; W = ${Wtext}; recompute on sampled positions`,
     xLabel: 'KV cache (initial + recent tokens)',
     yLabel: 'perplexity',
     groups,
@@ -232,7 +238,7 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
       ctx.report.text(`${r.name} (${r.variant}): 0+W ${p0.toFixed(2)}, 1+(W-1) ${p1.toFixed(2)}, 4+(W-4) ${p4.toFixed(2)}.`);
     }
   }
-  const result: PretrainingResult = { experiment: 'pretraining', manifest: file, text: sourceLabel(ctx.source), models: rows, comparison, figures, summary };
+  const result: PretrainingResult = { experiment: 'pretraining', manifest: file, text: textsLabel, models: rows, comparison, figures, summary };
   ctx.report.json('pretraining', result);
   return result;
 }

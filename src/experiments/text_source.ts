@@ -25,6 +25,11 @@ import type { Tokenizer } from '../tokenizer/types.js';
 
 export type TextSource = { kind: 'heldout' } | { kind: 'backcopy' } | { kind: 'file'; file: string } | { kind: 'ids'; file: string; ids: number[] };
 
+/** With no text given (`heldout`), a model trained on Backcopy reads the held-out Backcopy stream: the data it knows. */
+export function sourceForTrainedData(given: TextSource, trainedData: string | undefined): TextSource {
+  return given.kind === 'heldout' && trainedData === 'backcopy' ? { kind: 'backcopy' } : given;
+}
+
 /** Length of the held-out Backcopy stream (the issue's bar: at least 20K tokens). */
 export const BACKCOPY_STREAM_TOKENS = 32768;
 

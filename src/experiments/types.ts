@@ -46,6 +46,8 @@ export interface ExperimentContext {
   /** What the model was trained on, when its manifest entry or run says (src/zoo/trained_on.ts). */
   trainedOn?: TrainedOn;
   source: TextSource;
+  /** The text asked for, before the model's training data chose a default: pretraining picks each model's text from it. */
+  givenSource?: TextSource;
   /** The text's tokens for this model (all of them; experiments take what they need). */
   ids: number[];
   settings: ExperimentSettings;
