@@ -200,6 +200,9 @@ t.test('config errors name the file and the field', async (t) => {
   expectError({ hidden_size: undefined }, /missing field "hidden_size" \(a positive integer\)/);
   expectError({ vocab_size: undefined }, /missing field "vocab_size"/);
   expectError({ num_hidden_layers: 1.5 }, /field "num_hidden_layers" must be a positive integer, got 1.5/);
+  expectError({ intermediate_size: -1 }, /field "intermediate_size" must be a non-negative integer, got -1/);
+  // 0 (attention-only) is for the llama family; gpt_neox's parallel residual always runs its MLP
+  expectError({ model_type: 'gpt_neox', intermediate_size: 0 }, /field "intermediate_size" must be a positive integer, got 0/);
   expectError({ hidden_act: 'gelu' }, /hidden_act "gelu" is not supported for llama \(supported: silu\)/);
   expectError({ rope_scaling: { type: 'dynamic', factor: 2 } }, /rope_scaling type "dynamic" is not supported \(supported: linear/);
   expectError({ rope_scaling: { rope_type: 'llama3', factor: 8 } }, /rope_scaling type "llama3"/);

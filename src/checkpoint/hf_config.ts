@@ -191,7 +191,7 @@ function gptNeoX(f: Fields, file: string): Omit<HfModelSpec, 'modelType' | 'note
     config: {
       family: 'gpt_neox',
       dim,
-      hiddenDim: f.nonNegativeInt('intermediate_size'),
+      hiddenDim: f.positiveInt('intermediate_size'),
       layers: f.positiveInt('num_hidden_layers'),
       heads,
       kvHeads: heads,

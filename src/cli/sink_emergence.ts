@@ -40,11 +40,12 @@ export const sinkEmergenceCommand = defineCommand({
     const { listedSnapshots, runSnapshots, runSinkEmergence } = await import('../experiments/sink_emergence.js');
     const snapshots = run !== undefined ? runSnapshots(run) : listedSnapshots(models!);
     const { textSource } = await import('./model_inputs.js');
+    const { sourceForTrainedData } = await import('../experiments/text_source.js');
     const { trainedOnOfDir } = await import('../zoo/trained_on.js');
     const given = textSource(flags, 'sink-emergence');
     // a run trained on Backcopy (its train_state.json; with --models, the first model's run) is measured on the held-out Backcopy stream unless a text is given
     const trained = trainedOnOfDir(run ?? models![0]!);
-    const source = given.kind === 'heldout' && trained?.data === 'backcopy' ? ({ kind: 'backcopy' } as const) : given;
+    const source = sourceForTrainedData(given, trained?.data);
     await startBackend(flags);
     const { Report } = await import('../experiments/report.js');
     const { createProgress } = await import('./progress.js');
