@@ -1,5 +1,6 @@
 // A persistent pool of worker threads that run the SIMD product loops
-// (simd/products.wat) on one shared WebAssembly memory.
+// (simd/products.wat), and the attention rows and row sums of simd/loops.wat,
+// on one shared WebAssembly memory.
 //
 // tfjs's wasm backend runs one thread in Node, and its threaded build works
 // only through internals it does not support. So the pool owns its memory
@@ -42,6 +43,7 @@
 // process (Ctrl-C included: the calling thread is never left waiting on a
 // worker that cannot answer, since the workers only ever run the loops).
 import { Worker } from 'node:worker_threads';
+import { WASM_BASE64 as SHARED_LOOPS_WASM_BASE64 } from './simd/loops.shared.wasm.js';
 import { WASM_BASE64 } from './simd/products.wasm.js';
 
 /** The exports of products.wat; pointers are byte offsets into the pool's memory. */
@@ -51,12 +53,25 @@ export interface ProductLoops {
   productQ8(w: number, xq: number, xd: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
 }
 
+/** The exports of simd/loops.wat (assembled for a shared memory) that the pool runs: attention rows (kernels/pooled_attention.ts), token NLLs' sums (kernels/token_nll.ts). */
+export interface SharedLoops {
+  attendRows(records: number, item0: number, item1: number, frames: number, valuesFromKeys: number, dim: number, scaleBits: number, s: number): void;
+  sumsOfExps(x: number, row0: number, row1: number, n: number, out: number): void;
+}
+
 /** Which loop a job runs. */
 export const enum ProductOp {
   F32 = 0,
   Q8 = 1,
   Stop = 2,
+  /** attendRows over items; its last two arguments are the scores' base and bytes per thread. */
+  Attend = 3,
+  /** sumsOfExps over rows. */
+  SumsOfExps = 4,
 }
+
+/** The jobs run() takes. */
+export type JobOp = ProductOp.F32 | ProductOp.Q8 | ProductOp.Attend | ProductOp.SumsOfExps;
 
 // The control array (Int32Array on its own SharedArrayBuffer).
 const GENERATION = 0; // bumped once per job; the workers wait on it
@@ -93,11 +108,12 @@ export const SPIN_MICROS = 200;
 // Atomics.wait until the next job.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { memory, module, control: sab, index, generation: started } = workerData;
+const { memory, module, sharedLoopsModule, control: sab, index, generation: started } = workerData;
 const control = new Int32Array(sab);
-let loops, failure = 0;
+let loops, shared, failure = 0;
 try {
   loops = new WebAssembly.Instance(module, { env: { memory } }).exports;
+  shared = new WebAssembly.Instance(sharedLoopsModule, { env: { memory } }).exports;
 } catch {
   failure = 1;
 }
@@ -138,7 +154,9 @@ for (;;) {
     if (failure) throw new Error();
     if (row1 > row0) {
       if (op === ${ProductOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-      else loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+      else if (op === ${ProductOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+      else if (op === ${ProductOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
+      else shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
     }
   } catch {
     Atomics.store(control, ${FAILED}, 1);
@@ -152,6 +170,12 @@ let compiled: WebAssembly.Module | undefined;
 function productsModule(): WebAssembly.Module {
   compiled ??= new WebAssembly.Module(Buffer.from(WASM_BASE64, 'base64'));
   return compiled;
+}
+
+let compiledShared: WebAssembly.Module | undefined;
+function sharedLoopsModule(): WebAssembly.Module {
+  compiledShared ??= new WebAssembly.Module(Buffer.from(SHARED_LOOPS_WASM_BASE64, 'base64'));
+  return compiledShared;
 }
 
 /**
@@ -170,8 +194,9 @@ class SplitChoices {
   private static readonly EXPLORE_MAX = 512;
   private readonly bySize = new Map<number, { split: number; alone: number; untilTry: number; tryEvery: number }>();
 
-  choose(bytes: number): { split: boolean; record(ms: number): void } {
-    const size = Math.round(Math.log2(bytes));
+  /** Per job kind and size class: an attention job and a product of the same size take different times. */
+  choose(op: JobOp, bytes: number): { split: boolean; record(ms: number): void } {
+    const size = 64 * op + Math.round(Math.log2(bytes));
     let s = this.bySize.get(size);
     if (s === undefined) this.bySize.set(size, (s = { split: NaN, alone: NaN, untilTry: SplitChoices.EXPLORE_MIN, tryEvery: SplitChoices.EXPLORE_MIN }));
     const stats = s;
@@ -209,6 +234,8 @@ export class WorkerPool {
   readonly threads: number;
   /** The loops on the calling thread. */
   readonly loops: ProductLoops;
+  /** loops.wat's pool jobs on the calling thread. */
+  readonly shared: SharedLoops;
   private readonly workers: Worker[] = [];
   private readonly control: Int32Array;
   private top = 0;
@@ -236,13 +263,14 @@ export class WorkerPool {
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
+    this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
     this.control = new Int32Array(new SharedArrayBuffer(4 * (RANGES + 2 * threads)));
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     for (let index = 1; index < threads; index++) {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
         execArgv: [], // not the parent's: --input-type=module would make this script a module, without require
-        workerData: { memory: this.memory, module, control: this.control.buffer, index, generation: 0 },
+        workerData: { memory: this.memory, module, sharedLoopsModule: sharedLoopsModule(), control: this.control.buffer, index, generation: 0 },
       });
       this.workers.push(worker);
     }
@@ -294,10 +322,13 @@ export class WorkerPool {
 
   /**
    * Run a product over `rows` output rows: `args` are the loop's arguments
-   * without row0/row1 (see ProductLoops). Split over the threads when its
-   * weights (`weightBytes`) are large enough, else on this thread alone.
+   * without row0/row1 (see ProductLoops; for Attend and SumsOfExps, those of
+   * SharedLoops without the range, Attend's scores as a base and bytes per
+   * thread). Split over the
+   * threads when the bytes it reads (`weightBytes`: a product's weights
+   * times its tokens) are enough, else on this thread alone.
    */
-  run(op: ProductOp.F32 | ProductOp.Q8, args: readonly number[], rows: number, weightBytes: number): void {
+  run(op: JobOp, args: readonly number[], rows: number, weightBytes: number): void {
     if (this.disposed) throw new Error('WorkerPool: used after dispose()');
     // Until every worker has started, the calling thread works alone: it must
     // not sleep on a worker whose start-up may need this thread's event loop
@@ -314,14 +345,14 @@ export class WorkerPool {
     }
     // Split or not, by what each has cost lately for products of this size
     // (their results are the same either way).
-    const choice = this.choices.choose(weightBytes);
+    const choice = this.choices.choose(op, weightBytes);
     const started = performance.now();
     if (choice.split) this.runSplit(op, args, rows, parts);
     else this.runRange(op, args, 0, rows);
     choice.record(performance.now() - started);
   }
 
-  private runSplit(op: ProductOp.F32 | ProductOp.Q8, args: readonly number[], rows: number, parts: number): void {
+  private runSplit(op: JobOp, args: readonly number[], rows: number, parts: number): void {
     const c = this.control;
     c[OP] = op;
     for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i]!;
@@ -355,10 +386,13 @@ export class WorkerPool {
     if (Atomics.exchange(c, FAILED, 0) !== 0) throw new Error('WorkerPool: a worker failed to run its share of a product');
   }
 
-  private runRange(op: ProductOp.F32 | ProductOp.Q8, a: readonly number[], row0: number, row1: number): void {
+  /** This thread's share: thread 0's (its scores at the base). */
+  private runRange(op: JobOp, a: readonly number[], row0: number, row1: number): void {
     if (row1 <= row0) return;
     if (op === ProductOp.F32) this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
-    else this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
+    else if (op === ProductOp.Q8) this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
+    else if (op === ProductOp.Attend) this.shared.attendRows(a[0]!, row0, row1, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
+    else this.shared.sumsOfExps(a[0]!, row0, row1, a[1]!, a[2]!);
   }
 
   /**

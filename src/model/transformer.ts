@@ -12,9 +12,11 @@ import * as tf from '@tensorflow/tfjs';
 import { attention, type AttentionFrame, attentionProbabilities } from '../../kernels/attention.js';
 import { attendDirect } from '../../kernels/attention_fused.js';
 import { causalAttention } from '../../kernels/causal_attention.js';
-import { attentionPath, causalKernelAvailable, float32View, hasDirectMemory } from '../../kernels/paths.js';
+import { attentionPath, causalKernelAvailable, float32View, hasDirectMemory, pooledAttentionRuns } from '../../kernels/paths.js';
+import { softmaxRule } from '../../kernels/softmax.js';
 import { embed } from '../../kernels/embedding.js';
 import { qkvHeads, qkvHeadsInto } from '../../kernels/qkv_heads.js';
+import type { WorkerPool } from '../../kernels/pool.js';
 import { simdAvailable } from '../../kernels/simd/instance.js';
 import { productTensor } from '../../kernels/split_products.js';
 import { applyRope, type RopeAngles, ropeAngles, type RopeSpec } from '../../kernels/rope.js';
@@ -22,7 +24,7 @@ import type { BlockView, KVCache, LayerView } from '../cache/types.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
 import { mlp, norm } from './parts.js';
-import { pooledLayers, pooledLogits, residualInPool } from './pooled_layers.js';
+import { type Attend, pooledLayers, pooledLogits, residualInPool } from './pooled_layers.js';
 import { classify, project } from './project.js';
 import type { LayerWeights, Model } from './weights.js';
 
@@ -148,6 +150,7 @@ function selfAttention(
   batch: SequenceState[],
   causal: RopeAngles | undefined,
   onAttention: AttentionObserver | undefined,
+  pool: WorkerPool | undefined,
 ): tf.Tensor2D {
   const { heads, kvHeads, headDim } = config;
   const T = qkv.shape[0] / batch.length;
@@ -180,7 +183,7 @@ function selfAttention(
       }
       onAttention?.(layer, b, probs);
     }
-    const out = attention(frames, entryKeys, entries.values, spec);
+    const out = attention(frames, entryKeys, entries.values, spec, pool);
     return mergeHeads(out); // [T, heads * headDim]
   });
   return outs.length === 1 ? outs[0]! : tf.concat(outs, 0);
@@ -192,7 +195,8 @@ function selfAttention(
  * headDim] as an array out. Where the fused kernels would run anyway (no
  * tape, direct memory, the fused attention path) and no sequence's view
  * needs more than they do (no observer, no attention probabilities for the
- * policy, no per-entry positions), it runs their loops on arrays: the head
+ * policy, no per-entry positions) and the block is not one for the pool's
+ * attention (kernels/pooled_attention.ts), it runs their loops on arrays: the head
  * split and rotations (qkvHeadsInto) and attention (attendDirect), the same
  * numbers with two tensors a sequence (the keys and values the cache
  * stores) instead of five tfjs calls. Otherwise it goes through
@@ -207,6 +211,7 @@ function pooledAttention(
   batch: SequenceState[],
   causal: RopeAngles | undefined,
   onAttention: AttentionObserver | undefined,
+  pool: WorkerPool | undefined,
 ): Float32Array {
   const { heads, kvHeads, headDim } = config;
   const T = rows / batch.length;
@@ -215,13 +220,14 @@ function pooledAttention(
     onAttention === undefined &&
     hasDirectMemory() &&
     attentionPath(T, simdAvailable) === 'fused' &&
+    !(pool !== undefined && pool.threads > 1 && pooledAttentionRuns(T, headDim, softmaxRule(config.softmax).softmaxFamily)) &&
     batch.every(({ view }) => {
       const v = view.layer(layer);
       return !v.wantsAttention && v.entryPositions === undefined;
     });
   if (!direct) {
     const qkvTensor = productTensor(qkv, [rows, (heads + 2 * kvHeads) * headDim]);
-    const merged = selfAttention(config, w, qkvTensor, layer, batch, causal, onAttention);
+    const merged = selfAttention(config, w, qkvTensor, layer, batch, causal, onAttention, pool);
     const values = merged.dataSync() as Float32Array;
     tf.dispose([qkvTensor, merged]);
     return values;
@@ -265,8 +271,9 @@ function transformerLayer(
   batch: SequenceState[],
   causal: RopeAngles | undefined,
   onAttention: AttentionObserver | undefined,
+  pool: WorkerPool | undefined,
 ): tf.Tensor2D {
-  const attend = (h: tf.Tensor2D) => project(selfAttention(config, w, project(h, w.qkv), layer, batch, causal, onAttention), w.out);
+  const attend = (h: tf.Tensor2D) => project(selfAttention(config, w, project(h, w.qkv), layer, batch, causal, onAttention, pool), w.out);
   if (config.parallelResidual) {
     return x.add<tf.Tensor2D>(attend(norm(config, w.attnNorm, x))).add<tf.Tensor2D>(mlp(config, w, norm(config, w.mlpNorm, x)));
   }
@@ -330,14 +337,15 @@ export function forwardBatch(
       }
       if (residualInPool(model)) {
         const stream = embedRows(model, batch.flat()); // [B*T, dim]
-        pooledLayers(model, stream, (qkv, rows, l) => pooledAttention(config, weights.layers[l]!, qkv, rows, l, states, causal, options.onAttention));
+        const attend: Attend = (qkv, rows, l) => pooledAttention(config, weights.layers[l]!, qkv, rows, l, states, causal, options.onAttention, model.pool);
+        pooledLayers(model, stream, attend);
         if (logits === 'all' || T === 1) return pooledLogits(model, stream); // [B*T, vocab]
         const last = new Float32Array(batch.length * config.dim); // [B, dim]
         batch.forEach((_, b) => last.set(stream.subarray((b * T + T - 1) * config.dim, (b * T + T) * config.dim), b * config.dim));
         return pooledLogits(model, last); // [B, vocab]
       }
       let x = embedTokens(model, batch.flat()); // [B*T, dim]
-      for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention);
+      for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention, model.pool);
       if (logits === 'last' && T > 1) {
         x = tf.concat(
           batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])),
