@@ -7,10 +7,10 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { FIXTURES, loadConformance, runCliInProcess } from './helpers.js';
 import { finishedRun, refused, tree } from './outputs_helpers.js';
+import { CLI } from './paths.js';
 import { setUp } from './reproduce_helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-bad-outputs-'));
@@ -158,8 +158,7 @@ t.test('Ctrl-C during `reproduce all` leaves the earlier report as it was', asyn
   const r = await runCliInProcess(reportArgs(['start'], out)); // any finished report
   t.equal(r.status, 0, r.stderr);
   const before = tree(textDir);
-  const cli = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
-  const child = spawn(process.execPath, [cli, ...reportArgs(['reproduce', 'all'], out)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...reportArgs(['reproduce', 'all'], out)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const staging = join(textDir, `.interrupted.${child.pid}.staging`);

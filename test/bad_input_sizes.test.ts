@@ -19,6 +19,7 @@ import { checkSamplesFit } from '../src/train/budget.js';
 import { TRAIN_DEFAULTS } from '../src/train/options.js';
 import { assertRefused, listing } from './bad_input.js';
 import { FIXTURES, initTestBackend, loadConformance, runCliInProcess } from './helpers.js';
+import { WEIGHTS } from './paths.js';
 
 await initTestBackend();
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-sizes-'));
@@ -72,7 +73,7 @@ t.test('generate --window too large to ever fill: refused naming --window', asyn
 
 t.test('a huge max_position_embeddings is the default window: refused naming it; a short run is not', async (t) => {
   const hf = join(dir, 'hf');
-  cpSync(new URL('../weights/softmax/', import.meta.url), hf, { recursive: true });
+  cpSync(join(WEIGHTS, 'softmax'), hf, { recursive: true });
   const config = JSON.parse(readFileSync(join(hf, 'config.json'), 'utf8')) as Record<string, unknown>;
   writeFileSync(join(hf, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 1_000_000_000 }));
   const r = await runCliInProcess(['generate', '--model', hf, '--prompt', 'The jury', '--steps', '0', '--cache', 'streaming']);

@@ -10,11 +10,12 @@ import t from 'tap';
 import { encodeTextFile, readUtf8File, Utf8Validator } from '../src/text_file.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
 import { FIXTURES, runCliInProcess } from './helpers.js';
+import { WEIGHTS } from './paths.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-bad-text-'));
 const model = `${FIXTURES}tiny-gqa.bin`;
 const tokenizerFile = `${FIXTURES}tiny-gqa.tokenizer.bin`;
-const ZOO_TOKENIZER = new URL('../weights/tokenizer.json', import.meta.url).pathname;
+const ZOO_TOKENIZER = join(WEIGHTS, 'tokenizer.json');
 
 /** Lines of seeded words, some with non-ASCII letters (multi-byte UTF-8). */
 function words(lines: number, seed: string): string {

@@ -1,9 +1,9 @@
 // `streamllm generate` end to end: llama2.c's greedy tokens, text streaming,
 // endless generation stopped by Ctrl-C, and bad input as one line + exit 2.
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { FIXTURES, loadConformance, runCliInProcess } from './helpers.js';
+import { CLI } from './paths.js';
 
 const model = `${FIXTURES}tiny-gqa.bin`;
 const tokenizer = `${FIXTURES}tiny-gqa.tokenizer.bin`;
@@ -30,10 +30,9 @@ t.test('text in, text out, seeded sampling repeats itself', async (t) => {
 });
 
 t.test('streaming generation far past the trained length, then Ctrl-C ends it cleanly', async (t) => {
-  const cli = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
   // Without a tokenizer the ids stream as numbers: wait for 300 of them.
   const child = spawn(process.execPath, [
-    cli,
+    CLI,
     'generate',
     '--model',
     model,

@@ -2,11 +2,11 @@
 // detokenization, and the zoo's tokenizer round trip on corpus text.
 import t from 'tap';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { BROWN_GENRES, brownPartOf, brownSplit, brownTextIds, loadBrown, readBrownText, untag } from '../src/data/brown.js';
 import { detokenize } from '../src/data/detokenize.js';
 import { brownTokens } from '../src/data/corpus.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
+import { WEIGHTS } from './paths.js';
 
 const ids = brownTextIds();
 const train = loadBrown('train');
@@ -59,7 +59,7 @@ t.test('untagging and detokenization', async (t) => {
   t.equal(detokenize(['costs', '$', '5', ',', 'or', '4', '%', '?']), 'costs $5, or 4%?');
 });
 
-const TOKENIZER = fileURLToPath(new URL('../weights/tokenizer.json', import.meta.url));
+const TOKENIZER = `${WEIGHTS}tokenizer.json`;
 t.test("the zoo's tokenizer: 4096 tokens, exact round trip on corpus text", { skip: !existsSync(TOKENIZER) && 'no weights/tokenizer.json' }, async (t) => {
   const tok = loadTokenizer(TOKENIZER);
   t.equal(tok.vocabSize, 4096);

@@ -4,13 +4,13 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import seedrandom from 'seedrandom';
 import t from 'tap';
 import { FileFormatError, UsageError } from '../src/errors.js';
 import { BpeTokenizer, bpeToJson, END_OF_TEXT, loadBpe, saveBpe } from '../src/tokenizer/bpe.js';
 import { trainBpe } from '../src/tokenizer/bpe_train.js';
 import { BYTE_TO_CHAR, pretokenize } from '../src/tokenizer/byte_level.js';
+import { ROOT } from './paths.js';
 
 /** The parts of a tokenizer.json the bad-file cases change, to anything JSON can hold. */
 interface EditableTokenizerJson {
@@ -20,7 +20,7 @@ interface EditableTokenizerJson {
 
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-bpe-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const english = readFileSync(fileURLToPath(new URL('../docs/streamingllm.md', import.meta.url)), 'utf8');
+const english = readFileSync(join(ROOT, 'docs/streamingllm.md'), 'utf8');
 
 t.test('GPT-2 byte alphabet', async (t) => {
   t.equal(BYTE_TO_CHAR[0x21], '!', 'printable ASCII is itself');
