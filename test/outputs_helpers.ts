@@ -1,5 +1,5 @@
-// Shared by the tests of refused outputs and runs (test/bad_input_outputs and
-// bad_input_runs, issue 9 classes 5 and 6):
+// Shared by the tests of refused outputs and runs (test/bad_input_outputs.test.ts,
+// issue 9 classes 5 and 6):
 // every file under a folder with its bytes, to show that a refused command
 // changed nothing and left nothing behind, and a finished tiny training run
 // to publish and resume.
