@@ -19,6 +19,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './paths.js';
 import { ProductOp, type WorkerPool } from './pool.js';
+import { poolScratch } from './pool_scratch.js';
 
 import type { WeightFormat } from './weight_format.js';
 
@@ -67,16 +68,9 @@ export function allocMatrix(pool: WorkerPool, format: WeightFormat, rows: number
   return { pool, format, rows, cols, stride, data: pool.alloc(matrixBytes(format, rows, cols)) };
 }
 
-// Operand space for the products, per pool, grown (never shrunk) on demand.
-const scratchOf = new WeakMap<WorkerPool, { offset: number; bytes: number }>();
-
+/** Operand space for the products. */
 function scratch(pool: WorkerPool, bytes: number): number {
-  const have = scratchOf.get(pool);
-  if (have !== undefined && have.bytes >= bytes) return have.offset;
-  const grown = Math.max(bytes, 2 * (have?.bytes ?? 0), 1 << 16);
-  const offset = pool.alloc(grown);
-  scratchOf.set(pool, { offset, bytes: grown });
-  return offset;
+  return poolScratch(pool, 'products', bytes);
 }
 
 /** Write row `row` of `m` from values[at .. at + cols) (quantising it for q8). */
@@ -149,7 +143,8 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
       padded.fill(0, t * stride + cols, (t + 1) * stride);
     }
   }
-  const weightBytes = matrixBytes(m.format, rows, cols);
+  // the bytes the call reads, for the pool's choice to split it: a block of tokens reads the weights once per token (from cache)
+  const weightBytes = tokens * matrixBytes(m.format, rows, cols);
   if (m.format === 'f32') {
     pool.run(ProductOp.F32, [m.data, xp, out, stride, tokens, rows], rows, weightBytes);
   } else {
