@@ -26,6 +26,7 @@ import { swiglu } from '../kernels/swiglu.js';
 import { swigluReference } from '../kernels/swiglu.ref.js';
 import { tokenNll } from '../kernels/token_nll.js';
 import { nllOfRows } from '../src/eval/nll.js';
+import { pooledSwiglu } from '../kernels/pooled_swiglu.js';
 import { initTestBackend, maxAbsDiff } from './helpers.js';
 import { randomArray, rng as seededRng } from './tiny_checkpoints.js';
 
@@ -261,6 +262,30 @@ for (const fused of [true, false]) {
   });
 }
 
+t.test('pooledSwiglu: the SIMD kernel bit for bit, on 1, 2 and 3 threads', { skip: backend !== 'wasm' && 'the SIMD kernel runs on wasm' }, async (t) => {
+  setFusedKernels(true); // (the tests above leave their beforeEach's last setting)
+  const pools = [new WorkerPool(1), new WorkerPool(2, { splitMinBytes: 0 }), new WorkerPool(3, { splitMinBytes: 0 })];
+  t.teardown(() => Promise.all(pools.map((p) => p.dispose())));
+  await Promise.all(pools.map((p) => p.ready()));
+  const before = tf.memory().numTensors;
+  for (const [rows, hidden] of [
+    [1, 4],
+    [5, 12],
+    [9, 768],
+  ] as const) {
+    const x = randn(rows * 2 * hidden).map((v) => 12 * v); // past where exp(-g) is tiny or huge
+    const want = tf.tidy(() => swiglu(tf.tensor2d(x, [rows, 2 * hidden])).dataSync());
+    for (const pool of pools) {
+      const at = pool.alloc(4 * x.length);
+      const gateUp = new Float32Array(pool.memory.buffer, at, x.length);
+      gateUp.set(x);
+      t.same(pooledSwiglu(pool, gateUp, rows, hidden), want, `[${rows}, 2 * ${hidden}] on ${pool.threads} thread(s)`);
+    }
+  }
+  t.throws(() => pooledSwiglu(pools[0]!, new Float32Array(8), 1, 4), /view of the pool memory/);
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
+});
+
 t.test('softmax variants: rows sum to 1, or to less than 1 with a sink', async (t) => {
   const logits = randn(4 * 9);
   for (const sink of [undefined, 0, 1.5]) {
@@ -416,6 +441,8 @@ t.test('tokenNll: SIMD, JavaScript, tfjs ops and on a pool against the float64 r
     const targets = Array.from({ length: rows - 1 }, (_, i) => ([vocab - 1, 0, 3][i % 3]! + (i >> 2)) % vocab);
     const want = new Float64Array(targets.length);
     nllOfRows((logits.dataSync() as Float32Array).subarray(vocab), vocab, targets, want, 0);
+    setFusedKernels(true);
+    setSimdKernels(true);
     const simd = tf.tidy(() => tokenNll(logits, targets, 1).dataSync());
     for (const mode of ['simd', 'js', 'tfjs ops', 'pool'] as const) {
       setFusedKernels(mode !== 'tfjs ops');

@@ -9,9 +9,14 @@
 // the cache write, attention, the read back).
 //
 // The loops compute what the tensor path's kernels compute (the RMSNorm
-// kernel's loop; a float32 add), except SwiGLU, whose exp is Math.exp here
-// and a polynomial in the SIMD kernel (float32 rounding apart).
+// kernel's loop; a float32 add; SwiGLU, where its kernel runs the SIMD loop,
+// is that loop on the pool's threads, kernels/pooled_swiglu.ts), except
+// SwiGLU's JavaScript fallback here, whose exp is Math.exp (float32 rounding
+// apart).
 import * as tf from '@tensorflow/tfjs';
+import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
+import { pooledSwiglu } from '../../kernels/pooled_swiglu.js';
+import { simdAvailable } from '../../kernels/simd/instance.js';
 import { pooledProduct, productTensor } from '../../kernels/split_products.js';
 import type { LayerWeights, Model } from './weights.js';
 
@@ -82,8 +87,11 @@ function layer(model: Model, w: LayerWeights, l: number, stream: Float32Array, h
   rmsNormRows(stream, valuesOf(w.mlpNorm.weight), config.normEps, dim, h);
   const up = w.up.pooled!;
   const hidden = up.rows / 2;
-  const gated = new Float32Array(rows * hidden); // [rows, hidden]
-  swigluRows(pooledProduct(up, h, rows), rows, hidden, gated);
+  const gateUp = pooledProduct(up, h, rows); // [rows, 2 hidden], in the pool
+  let gated: Float32Array; // [rows, hidden]
+  // Where the SwiGLU kernel runs its SIMD loop, the pool runs that loop (on its threads); elsewhere the kernel's JavaScript loop.
+  if (jsKernelsAvailable() && hidden % 4 === 0 && simdAvailable()) gated = pooledSwiglu(model.pool!, gateUp, rows, hidden);
+  else swigluRows(gateUp, rows, hidden, (gated = new Float32Array(rows * hidden)));
   addInto(stream, pooledProduct(w.down.pooled!, gated, rows));
 }
 
