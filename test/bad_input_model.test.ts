@@ -9,6 +9,7 @@ import { DenseCache } from '../src/cache/dense.js';
 import { StreamingCache } from '../src/cache/streaming.js';
 import { SafetensorsReader, writeSafetensors } from '../src/checkpoint/safetensors.js';
 import { FileFormatError, NonFiniteError, ResourceError } from '../src/errors.js';
+import { firstNonFinite } from '../src/finite.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
 import { checkFits, MAX_ARRAY_BYTES } from '../src/memory.js';
@@ -193,6 +194,23 @@ await initTestBackend();
   const tokens = loadConformance().tokens.slice(0, 20);
   const ids = join(dir, 'ids.json');
   writeFileSync(ids, JSON.stringify(tokens));
+
+  t.test('firstNonFinite and argmax: the float32 loops (logits) find what the plain loops find', async (t) => {
+    for (const n of [1, 3, 4, 7, 32000]) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        for (const at of [0, n - 1, Math.floor(n / 2)]) {
+          const values = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 50);
+          values[at] = bad;
+          t.equal(firstNonFinite(values), firstNonFinite(Array.from(values)), `${n} values, ${bad} at ${at}`);
+          t.equal(firstNonFinite(values), at);
+          t.equal(argmax(values), argmax(Array.from(values)), `argmax: ${n} values, ${bad} at ${at}`);
+        }
+      }
+      const finite = Float32Array.from({ length: n }, (_, i) => Math.round(Math.sin(i) * 3)); // ties
+      t.equal(firstNonFinite(finite), -1);
+      t.equal(argmax(finite), argmax(Array.from(finite)), `argmax of ${n} values with ties: the first largest`);
+    }
+  });
 
   /** The fixture with float32 values written at a byte offset. */
   function patchedLlama2c(name: string, offset: number, values: number[]): string {

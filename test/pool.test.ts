@@ -1,7 +1,8 @@
 // The worker pool and its products (kernels/pool.ts, kernels/split_products.ts):
 // q8 quantisation and products equal the plain loops bit for bit, float32
 // products agree with float64 within float32 rounding, a product split over
-// threads equals the same product on one thread bit for bit, and the pool
+// threads equals the same product on one thread bit for bit (one token: in
+// equal shares; several: in chunks the threads take in turn), and the pool
 // neither leaks tensors nor keeps a process alive.
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
