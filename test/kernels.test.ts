@@ -18,7 +18,7 @@ import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
 import { ropeReference } from '../kernels/rope.ref.js';
 import { softmaxWithSink } from '../kernels/softmax.js';
 import { softmaxReference } from '../kernels/softmax.ref.js';
-import { swiglu } from '../kernels/swiglu.js';
+import { swiglu, swigluRows } from '../kernels/swiglu.js';
 import { swigluReference } from '../kernels/swiglu.ref.js';
 import { initTestBackend, maxAbsDiff } from './helpers.js';
 
@@ -80,6 +80,11 @@ for (const fused of [true, false]) {
         const want = swigluReference(x, hidden);
         const worst = Math.max(...Array.from(got, (g, i) => Math.abs(g - want[i]!) / Math.max(1, Math.abs(want[i]!))));
         t.ok(worst < 1e-6, `[${rows}, 2 * ${hidden}], simd ${simd}: relative error ${worst}`);
+        // the same loop over arrays outside tfjs (the pooled layers): the kernel's bits, whichever loop it ran
+        const rowsOut = new Float32Array(rows * hidden);
+        swigluRows(x, rows, hidden, rowsOut);
+        if (fused) t.same(Array.from(rowsOut), Array.from(got), `swigluRows: the kernel bit for bit (simd ${simd})`);
+        else t.ok(Math.max(...Array.from(rowsOut, (g, i) => Math.abs(g - want[i]!) / Math.max(1, Math.abs(want[i]!)))) < 1e-6, 'swigluRows: the reference');
       }
       setSimdKernels(true);
     }

@@ -8,11 +8,13 @@
 // on one thread; this leaves about six (q|k|v in, the fused head split,
 // the cache write, attention, the read back).
 //
-// The loops compute what the tensor path's kernels compute (the RMSNorm
-// kernel's loop; a float32 add), except SwiGLU, whose exp is Math.exp here
-// and a polynomial in the SIMD kernel (float32 rounding apart).
+// The loops compute what the tensor path's kernels compute, bit for bit (the
+// RMSNorm kernel's loop; SwiGLU's, kernels/swiglu.ts swigluRows, with the
+// SIMD loop's exp where that runs; a float32 add): only the products'
+// summation order can differ from the tensor path.
 import * as tf from '@tensorflow/tfjs';
 import { pooledProduct, productTensor } from '../../kernels/split_products.js';
+import { swigluRows } from '../../kernels/swiglu.js';
 import type { LayerWeights, Model } from './weights.js';
 
 /**
@@ -48,17 +50,6 @@ function rmsNormRows(x: Float32Array, weight: Float32Array, eps: number, dim: nu
     for (let i = 0; i < dim; i++) ss += x[row + i]! * x[row + i]!;
     const r = 1 / Math.sqrt(ss / dim + eps);
     for (let i = 0; i < dim; i++) out[row + i] = x[row + i]! * r * weight[i]!;
-  }
-}
-
-/** out[r, i] = silu(gate[r, i]) * up[r, i] for gateUp [rows, 2 hidden] = [gate | up]. */
-function swigluRows(gateUp: Float32Array, rows: number, hidden: number, out: Float32Array): void {
-  for (let r = 0; r < rows; r++) {
-    const at = 2 * r * hidden;
-    for (let i = 0; i < hidden; i++) {
-      const g = gateUp[at + i]!;
-      out[r * hidden + i] = (g / (1 + Math.exp(-g))) * gateUp[at + hidden + i]!;
-    }
   }
 }
 
