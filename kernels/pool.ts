@@ -27,6 +27,7 @@ import { WASM_BASE64 } from './simd/products.wasm.js';
 export interface ProductLoops {
   productF32(w: number, x: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
   quantizeQ8(x: number, n: number, q: number, d: number): void;
+  quantizeX16(x: number, n: number, q: number, d: number): void;
   productQ8(w: number, xq: number, xd: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
 }
 

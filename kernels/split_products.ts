@@ -13,9 +13,11 @@
 //        q in [-127, 127] (llama.cpp's Q8_0, with a float32 scale): 1.125
 //        bytes a weight
 //
-// For a q8 product x is quantised the same way first, so the block dot
-// products are integer arithmetic (simd/products.wat); kernels/products.ref.ts
-// is the plain loop both are checked against.
+// For a q8 product x is quantised per block of 32 first, to int16 (d = max|x|
+// / 32767: rounding x to int8 as well cost more accuracy than the weights'
+// own rounding, README), so the block dot products are integer arithmetic
+// (simd/products.wat); kernels/products.ref.ts is the plain loop both are
+// checked against.
 import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './paths.js';
 import { ProductOp, type WorkerPool } from './pool.js';
@@ -137,7 +139,7 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
   if (x.length < tokens * cols) throw new RangeError(`pooledProduct: x holds ${x.length} values, ${tokens} x ${cols} needed`);
   const n = tokens * stride;
   const outBytes = 4 * tokens * rows;
-  const quantBytes = m.format === 'q8' ? n + (4 * n) / Q8_BLOCK : 0;
+  const quantBytes = m.format === 'q8' ? 2 * n + (4 * n) / Q8_BLOCK : 0; // x as int16, and its scales
   const base = scratch(pool, 4 * n + outBytes + quantBytes);
   const xp = base;
   const out = xp + 4 * n;
@@ -154,8 +156,8 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
     pool.run(ProductOp.F32, [m.data, xp, out, stride, tokens, rows], rows, weightBytes);
   } else {
     const xq = out + outBytes;
-    const xd = xq + n;
-    pool.loops.quantizeQ8(xp, n, xq, xd);
+    const xd = xq + 2 * n;
+    pool.loops.quantizeX16(xp, n, xq, xd);
     pool.run(ProductOp.Q8, [m.data, xq, xd, out, stride, tokens, rows], rows, weightBytes);
   }
   return new Float32Array(pool.memory.buffer, out, tokens * rows);

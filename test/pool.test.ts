@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import seedrandom from 'seedrandom';
 import t from 'tap';
 import { WorkerPool } from '../kernels/pool.js';
-import { productQ8Reference, productReference, quantizeReference } from '../kernels/products.ref.js';
+import { productQ8Reference, productReference, quantizeReference, quantizeX16Reference } from '../kernels/products.ref.js';
 import { allocMatrix, matrixBytes, type PooledMatrix, pooledLinear, pooledProduct, readRowQ8, type WeightFormat, writeRow } from '../kernels/split_products.js';
 import { initTestBackend } from './helpers.js';
 
@@ -64,13 +64,32 @@ t.test('q8 products equal the reference loop, on one thread and split', async (t
     const x = randn(tokens * cols);
     const stride = Math.ceil(cols / 32) * 32;
     const wq = quantizeReference(padded(w, rows, cols, stride));
-    const xq = quantizeReference(padded(x, tokens, cols, stride));
+    const xq = quantizeX16Reference(padded(x, tokens, cols, stride));
     const want = productQ8Reference(wq.q, wq.d, xq.q, xq.d, rows, stride, tokens);
     for (const pool of [one, ...pools]) {
       const got = pooledProduct(matrix(pool, 'q8', w, rows, cols), x, tokens);
       t.same(Array.from(got), Array.from(want), `${rows}x${cols}, ${tokens} tokens, ${pool.threads} threads`);
     }
   }
+});
+
+t.test('q8 products: x in int16 blocks, block sums past 2^24 rounded as float32, as the reference does', async (t) => {
+  // weights and x of one sign: every block's integer sum is near 32 * 127 * 32767 = 1.3e8
+  const [rows, cols] = [32, 96];
+  const w = Float32Array.from({ length: rows * cols }, () => 1 + rng());
+  const x = Float32Array.from({ length: cols }, () => 1 + rng());
+  x[5] = 0.5 * (x[6] = 2.5); // on a rounding boundary given the block's scale (2.5 / 32767 per step)
+  const wq = quantizeReference(w);
+  const xq = quantizeX16Reference(x);
+  t.equal(Math.max(...Array.from(xq.q, Math.abs)), 32767, 'the largest |x| of a block is 32767');
+  const want = productQ8Reference(wq.q, wq.d, xq.q, xq.d, rows, cols, 1);
+  t.same(Array.from(pooledProduct(matrix(one, 'q8', w, rows, cols), x, 1)), Array.from(want), 'bit for bit');
+  // the float64 product within the two quantisations' error (int8 weights: 1/254 of a block's largest weight)
+  const exact = productReference(w, x, rows, cols, 1);
+  t.ok(
+    want.every((v, r) => Math.abs(v - exact[r]!) / exact[r]! < 2e-3),
+    'near the float32 product',
+  );
 });
 
 t.test('float32 products: the float64 loop within rounding; split equals one thread bit for bit', async (t) => {

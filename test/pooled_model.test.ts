@@ -88,7 +88,7 @@ t.test('a pooled Llama model keeps its residual stream out of tfjs (pooled_layer
   await model.pool!.dispose();
 });
 
-t.test('q8: the same on every thread count, perplexity within 2% of float32', async (t) => {
+t.test('q8: the same on every thread count, perplexity within 1% of float32', async (t) => {
   let first: number[] | undefined;
   for (const threads of [1, 2, 3]) {
     const model = await loaded({ threads, weights: 'q8', splitMinBytes: 0 });
@@ -98,9 +98,10 @@ t.test('q8: the same on every thread count, perplexity within 2% of float32', as
     t.same(Array.from(blocked.nll), Array.from(stepwise.nll), 'blocked and stepwise agree bit for bit');
     if (first === undefined) first = Array.from(blocked.nll);
     else t.same(Array.from(blocked.nll), first, 'bit for bit the one-thread NLLs');
-    // measured: float32 ppl 703.85, q8 693.70 (-1.4%); see README
+    // the issue's bar; measured: float32 ppl 703.85, q8 708.71 (+0.69%, the weights' rounding; with x
+    // rounded to int8 as well it was 693.70, -1.44%); README, bench/q8_accuracy.ts
     const ratio = Math.exp(meanNll(blocked.nll) - meanNll(dense.nll));
-    t.ok(Math.abs(ratio - 1) < 0.02, `q8 / float32 perplexity ${ratio.toFixed(4)}`);
+    t.ok(Math.abs(ratio - 1) < 0.01, `q8 / float32 perplexity ${ratio.toFixed(4)}`);
     t.ok(ratio !== 1, 'and it is not the float32 model');
     disposeModel(model);
     await model.pool!.dispose();

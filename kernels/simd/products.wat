@@ -20,16 +20,20 @@
 ;;       out[t * outStride + r] = sum_c w[r, c] * x[t, c]    r in [row0, row1), t < tokens
 ;;
 ;; Q8 is llama.cpp's Q8_0 (with a float32 scale): a block of 32 weights is
-;; stored as 32 int8 q and one scale d, weight = d * q. x is quantised the
-;; same way (quantizeQ8), so a block's dot product is exact integer
-;; arithmetic (i8 -> i16, i32x4.dot_i16x8_s) and only the per-block scaling
-;; is in floating point:
+;; stored as 32 int8 q and one scale d, weight = d * q. x is quantised per
+;; block of 32 too, but to int16 (quantizeX16: 256 times finer than int8,
+;; whose rounding of x cost more accuracy than the weights' own: README), so
+;; a block's dot product is exact integer arithmetic (the weights i8 -> i16,
+;; i32x4.dot_i16x8_s; at most 32 * 127 * 32767 < 2^31) and only the
+;; per-block scaling is in floating point:
 ;;
-;;   quantizeQ8(x, n, q, d)      x: n floats -> q: n int8, d: n/32 float32 scales
+;;   quantizeQ8(w, n, q, d)      w: n floats -> q: n int8, d: n/32 float32 scales
+;;   quantizeX16(x, n, q, d)     x: n floats -> q: n int16, d: n/32 float32 scales
 ;;   productQ8(w, xq, xd, out, row0, row1, cols, tokens, outStride)
-;;       out[t * outStride + r] = sum_b (d[r, b] * xd[t, b]) * sum_i q[r, 32b + i] * xq[t, 32b + i]
+;;       out[t * outStride + r] = sum_b f32(sum_i q[r, 32b + i] * xq[t, 32b + i]) * (d[r, b] * xd[t, b])
 ;;
-;; Per output the float steps happen in block order, one rounding each, so a
+;; Per output the float steps happen in block order, one rounding each (the
+;; integer sum's conversion to float32 one of them: it can pass 2^24), so a
 ;; plain loop (kernels/products.ref.ts) reproduces them exactly. The float32
 ;; product sums each row in four lanes, lane k taking columns = k mod 4,
 ;; then (l0 + l2) + (l1 + l3) (what $sum4 gives), whichever rows share its
@@ -155,7 +159,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 4)))
         (br $groups))))
 
-  ;; Q8_0 quantisation of n floats (n a multiple of 32), block by block:
+  ;; Q8_0 quantisation of n floats (n a multiple of 32; the weights), block by block:
   ;; d = max|x| / 127, q = x * (1/d) rounded to nearest, ties to even (0 for
   ;; an all-zero block).
   (func (export "quantizeQ8") (param $x i32) (param $n i32) (param $q i32) (param $d i32)
@@ -204,17 +208,61 @@
         (local.set $d (i32.add (local.get $d) (i32.const 4)))
         (br $blocks))))
 
-  ;; Q8 product, rows [row0, row1) for every token; four rows at a time (from
+  ;; x's blocks of 32 floats as int16, block by block: d = max|x| / 32767,
+  ;; q = x * (1/d) rounded to nearest, ties to even (0 for an all-zero block).
+  (func (export "quantizeX16") (param $x i32) (param $n i32) (param $q i32) (param $d i32)
+    (local $end i32) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128)
+    (local $v4 v128) (local $v5 v128) (local $v6 v128) (local $v7 v128)
+    (local $m v128) (local $amax f32) (local $scale f32) (local $inv v128)
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (local.set $v0 (v128.load offset=0 (local.get $x)))
+        (local.set $v1 (v128.load offset=16 (local.get $x)))
+        (local.set $v2 (v128.load offset=32 (local.get $x)))
+        (local.set $v3 (v128.load offset=48 (local.get $x)))
+        (local.set $v4 (v128.load offset=64 (local.get $x)))
+        (local.set $v5 (v128.load offset=80 (local.get $x)))
+        (local.set $v6 (v128.load offset=96 (local.get $x)))
+        (local.set $v7 (v128.load offset=112 (local.get $x)))
+        (local.set $m (f32x4.max
+          (f32x4.max (f32x4.max (f32x4.abs (local.get $v0)) (f32x4.abs (local.get $v1))) (f32x4.max (f32x4.abs (local.get $v2)) (f32x4.abs (local.get $v3))))
+          (f32x4.max (f32x4.max (f32x4.abs (local.get $v4)) (f32x4.abs (local.get $v5))) (f32x4.max (f32x4.abs (local.get $v6)) (f32x4.abs (local.get $v7))))))
+        (local.set $amax (f32.max
+          (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+          (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+        (local.set $scale (f32.div (local.get $amax) (f32.const 32767)))
+        (f32.store (local.get $d) (local.get $scale))
+        (local.set $inv (f32x4.splat
+          (select (f32.div (f32.const 1) (local.get $scale)) (f32.const 0) (f32.ne (local.get $scale) (f32.const 0)))))
+        ;; round, then narrow i32 -> i16 (no value leaves [-32767, 32767])
+        (v128.store offset=0 (local.get $q) (i16x8.narrow_i32x4_s
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v0) (local.get $inv))))
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v1) (local.get $inv))))))
+        (v128.store offset=16 (local.get $q) (i16x8.narrow_i32x4_s
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v2) (local.get $inv))))
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v3) (local.get $inv))))))
+        (v128.store offset=32 (local.get $q) (i16x8.narrow_i32x4_s
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v4) (local.get $inv))))
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v5) (local.get $inv))))))
+        (v128.store offset=48 (local.get $q) (i16x8.narrow_i32x4_s
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v6) (local.get $inv))))
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v7) (local.get $inv))))))
+        (local.set $x (i32.add (local.get $x) (i32.const 128)))
+        (local.set $q (i32.add (local.get $q) (i32.const 64)))
+        (local.set $d (i32.add (local.get $d) (i32.const 4)))
+        (br $blocks))))
 
   ;; Q8 product, rows [row0, row1) for every token, a group of four rows at a
-  ;; time; each block of x is widened once for the group's four rows.
+  ;; time; x's int16 blocks (quantizeX16) are loaded once for the group's four rows.
   (func (export "productQ8")
     (param $w i32) (param $xq i32) (param $xd i32) (param $out i32)
     (param $row0 i32) (param $row1 i32) (param $cols i32) (param $tokens i32) (param $outStride i32)
     (local $groupBytes i32) (local $r i32) (local $t i32) (local $g i32) (local $end i32) (local $p i32)
     (local $xb i32) (local $xs i32) (local $scaleBytes i32)
     (local $w0 v128) (local $w1 v128) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
-    (local $x0 v128) (local $x1 v128) (local $xl0 v128) (local $xh0 v128) (local $xl1 v128) (local $xh1 v128)
+    (local $xl0 v128) (local $xh0 v128) (local $xl1 v128) (local $xh1 v128)
     (local $acc v128)
     ;; a group: cols / 32 blocks of 144 bytes
     (local.set $groupBytes (i32.mul (i32.shr_u (local.get $cols) (i32.const 5)) (i32.const 144)))
@@ -229,17 +277,15 @@
         (block $tokensDone
           (loop $tokenLoop
             (br_if $tokensDone (i32.ge_u (local.get $t) (local.get $tokens)))
-            (local.set $xb (i32.add (local.get $xq) (i32.mul (local.get $t) (local.get $cols))))
+            (local.set $xb (i32.add (local.get $xq) (i32.mul (local.get $t) (i32.shl (local.get $cols) (i32.const 1)))))
             (local.set $xs (i32.add (local.get $xd) (i32.mul (local.get $t) (local.get $scaleBytes))))
             (local.set $acc (v128.const i32x4 0 0 0 0))
             (local.set $p (local.get $g))
             (loop $blocks
-              (local.set $x0 (v128.load (local.get $xb)))
-              (local.set $x1 (v128.load offset=16 (local.get $xb)))
-              (local.set $xl0 (i16x8.extend_low_i8x16_s (local.get $x0)))
-              (local.set $xh0 (i16x8.extend_high_i8x16_s (local.get $x0)))
-              (local.set $xl1 (i16x8.extend_low_i8x16_s (local.get $x1)))
-              (local.set $xh1 (i16x8.extend_high_i8x16_s (local.get $x1)))
+              (local.set $xl0 (v128.load (local.get $xb)))
+              (local.set $xh0 (v128.load offset=16 (local.get $xb)))
+              (local.set $xl1 (v128.load offset=32 (local.get $xb)))
+              (local.set $xh1 (v128.load offset=48 (local.get $xb)))
               ;; the four rows' block dot products, written out (a call per
               ;; block costs more than the block: V8 does not inline them)
               (local.set $w0 (v128.load (local.get $p)))
@@ -292,7 +338,7 @@
               (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
                 (f32x4.convert_i32x4_s (local.get $s0))
                 (f32x4.mul (v128.load offset=128 (local.get $p)) (f32x4.splat (f32.load (local.get $xs)))))))
-              (local.set $xb (i32.add (local.get $xb) (i32.const 32)))
+              (local.set $xb (i32.add (local.get $xb) (i32.const 64)))
               (local.set $xs (i32.add (local.get $xs) (i32.const 4)))
               (local.set $p (i32.add (local.get $p) (i32.const 144)))
               (br_if $blocks (i32.lt_u (local.get $p) (local.get $end))))
