@@ -33,13 +33,14 @@ import { markdownTable, median, peakRssMiB, recordResult } from './common.js';
 const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all) against
 llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocked evaluation on 1 and all threads.
 
-  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--rounds 3] [--threads N] [--eval-tokens 1024] [--record]
+  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--record]
 
   --shapes LIST      llama2.c shapes (${Object.keys(NAMED_SHAPES).join(', ')}); default 15M,110M
   --tokens N         greedy tokens per measurement (default 128)
   --rounds N         round-robin passes over the engines (default 3)
   --threads N        "all threads" (default: every core, ${defaultThreads()} here)
   --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
+  --only decode|eval only the decode rows (run.c and ours) or only the blocked-evaluation rows (first shape)
   --peer FILE        run.c to build (default: ../shared/peers/llama2c/run.c beside the repository)
   --record           append the tables to bench/RESULTS.md
   --help             this text
@@ -167,13 +168,15 @@ async function main(): Promise<void> {
   const rounds = Number(arg('rounds', '3'));
   const shapes = arg('shapes', '15M,110M').split(',');
   for (const s of shapes) if (NAMED_SHAPES[s] === undefined) throw new Error(`--shapes: unknown shape ${s}`);
+  const only = arg('only', '');
+  if (!['', 'decode', 'eval'].includes(only)) throw new Error(`--only: expected decode or eval, got ${only}`);
 
   const dir = mkdtempSync(join(tmpdir(), 'streamllm-bench-decode-'));
   try {
-    const peer = buildPeer(dir, arg('peer', DEFAULT_PEER));
+    const peer = only !== 'eval' && buildPeer(dir, arg('peer', DEFAULT_PEER));
     const engines: Engine[] = [
       ...(peer ? [1, 2].map((n): Engine => ({ name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}`, kind: 'runomp', threads: n })) : []),
-      ...(['f32', 'q8'] as const).flatMap((weights) =>
+      ...(only === 'eval' ? [] : (['f32', 'q8'] as const)).flatMap((weights) =>
         [...new Set([1, threads])].map((n): Engine => ({
           name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''}`,
           kind: 'ours',
@@ -183,11 +186,11 @@ async function main(): Promise<void> {
       ),
     ];
     const evalEngines: Engine[] =
-      evalTokens > 0
+      evalTokens > 0 && only !== 'decode'
         ? [...new Set([1, threads])].map((n): Engine => ({ name: `blocked eval, f32, ${n} thread${n > 1 ? 's' : ''}`, kind: 'eval', threads: n }))
         : [];
     const sections: string[] = [];
-    for (const shape of shapes) {
+    for (const shape of only === 'eval' ? shapes.slice(0, 1) : shapes) {
       const s = NAMED_SHAPES[shape]!;
       writeLlama2c(join(dir, `${shape}.bin`), randomLlamaTensors({ ...s, sharedClassifier: true }, 0));
       syntheticTokenizer(join(dir, `tokenizer-${shape}.bin`), s.vocabSize);
@@ -219,7 +222,7 @@ async function main(): Promise<void> {
         ...(evalEngines.length > 0 && shape === shapes[0]
           ? [[`blocked eval ${threads} threads / 1 thread`, ratio(find('eval', threads), find('eval', 1))]]
           : []),
-      ];
+      ].filter(([, x]) => x !== 'NaN'); // rows whose engines did not run (--only, no run.c)
       sections.push(
         `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode of ${tokens} tokens from BOS, dense cache; ` +
           `blocked eval: ${evalTokens} tokens in blocks of 256, window cache of the trained length. Medians of ${rounds} rounds, engines alternating.\n\n` +

@@ -18,7 +18,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { batchMatMul, transposeLast } from './matmul.js';
 import { fusedAttention } from './attention_fused.js';
-import { attentionPath } from './paths.js';
+import { attentionPath, pooledAttentionRuns } from './paths.js';
+import { pooledAttention } from './pooled_attention.js';
+import type { WorkerPool } from './pool.js';
 import { simdAvailable } from './simd/instance.js';
 import { extraLogitTensor, type SoftmaxVariant, softmaxRule } from './softmax.js';
 
@@ -120,9 +122,14 @@ export function attentionProbabilities(frames: AttentionFrame[], keys: tf.Tensor
 /**
  * Attention of the frames' queries over keys/values: [kvHeads, n, headDim]
  * (keys already rotated to their positions). Returns [heads, T, headDim].
+ * With a worker pool of several threads, a large block runs on them
+ * (kernels/paths.ts says when).
  */
-export function attention(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
-  const T = frames[0]!.queries.shape[1];
+export function attention(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec, pool?: WorkerPool): tf.Tensor3D {
+  const [, T, headDim] = frames[0]!.queries.shape;
+  if (pool !== undefined && pool.threads > 1 && pooledAttentionRuns(T, headDim, softmaxRule(spec.variant).softmaxFamily)) {
+    return pooledAttention(pool, frames, keys, values, spec);
+  }
   if (attentionPath(T, simdAvailable) === 'fused') return fusedAttention(frames, keys, values, spec);
   return attentionOps(frames, keys, values, spec);
 }

@@ -9,6 +9,9 @@
 //   fused JS kernels        yes (SIMD loops inside)   yes (JS loops)     no: tfjs ops  only those with a gradient
 //   attention (decode)      fused: SIMD any block,    fused up to 4      tfjs ops      tfjs ops
 //                           JS loop up to 4 queries   queries, else ops
+//   attention, a block of   the worker pool's         same (SIMD on the  -             tfjs ops
+//   16+ queries, a model    threads (SIMD loop,       pool's memory)
+//   with a pool             softmax family)
 //   causal batch (training) causalAttention kernel    same               tfjs ops      yes (own gradient)
 //   cache writes            in place                  in place           new tensor    -
 //   matrix products         2-D, untransposed         2-D                plain ops     same
@@ -67,6 +70,22 @@ export function fusedInference(): boolean {
  * (copies on wasm), scores every entry, masks and softmaxes the lot.
  */
 export const FUSED_MAX_QUERIES = 4;
+
+/**
+ * Fewest queries in a block for which attention goes to the worker pool: its
+ * operands are copied into the pool's memory, a cost that a block of scoring
+ * spreads over its many queries and a decode step (T = 1) does not.
+ */
+export const POOLED_ATTENTION_MIN_QUERIES = 16;
+
+/**
+ * Attention over a cache for a block of T queries runs on a model's worker
+ * pool (kernels/pooled_attention.ts): inference, tensors readable in place,
+ * the SIMD loop's variants (the softmax family, headDim a multiple of 4).
+ */
+export function pooledAttentionRuns(T: number, headDim: number, softmaxFamily: boolean): boolean {
+  return fusedInference() && simdEnabled && hasDirectMemory() && T >= POOLED_ATTENTION_MIN_QUERIES && headDim % 4 === 0 && softmaxFamily;
+}
 
 /** Where attention over a cache runs for a block of T queries: the fused kernel or tfjs ops. */
 export function attentionPath(T: number, simdAvailable: () => boolean): 'fused' | 'ops' {

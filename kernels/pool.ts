@@ -1,5 +1,6 @@
 // A persistent pool of worker threads that run the SIMD product loops
-// (simd/products.wat) on one shared WebAssembly memory.
+// (simd/products.wat), and the attention rows of simd/loops.wat, on one
+// shared WebAssembly memory.
 //
 // tfjs's wasm backend runs one thread in Node, and its threaded build works
 // only through internals it does not support. So the pool owns its memory
@@ -7,20 +8,42 @@
 // live there, every worker instantiates the loops on it, and a product is
 // split by output rows, the calling thread taking the first share.
 //
-// Synchronisation is Atomics.wait/notify on a small control array: the
-// caller writes a job, bumps the generation and wakes the workers, does its
-// own share, then sleeps until the pending count reaches zero. A wake-up
-// costs about 20 µs; a spin would cost about 1 µs but steals a core from
-// whatever else runs (training, the other engines of a benchmark). Calls too
-// small to repay a wake-up stay on the calling thread (splitMinBytes), and
-// larger ones are split only while splitting is measured to pay: on busy
-// cores a woken worker can wait a whole time slice (SplitChoices).
+// Synchronisation: the caller writes a job, bumps the generation and wakes
+// the workers, does its own share, then waits until the pending count
+// reaches zero. Both waits spin first, for a bounded time, then sleep in
+// Atomics.wait:
+//
+//   worker  after a job, watches the generation for up to spinMicros
+//           (default SPIN_MICROS, 200 µs) before it sleeps, if the job before
+//           came within that bound: the products of a decode step come a
+//           few tens of µs apart, so during a step the workers never sleep,
+//           a step's last product leaves them spinning for at most the
+//           bound, and a worker woken after a long sleep does not spin.
+//   caller  after its own share, watches the pending count for at most
+//           spinMicros and at most twice what its own share took, plus
+//           20 µs (the workers' shares are as large), and only while no
+//           worker is asleep (one that is needs a wake-up anyway), then
+//           sleeps.
+//
+// A wake-up from Atomics.wait costs 20-50 µs on this kind of machine (two of
+// them per split product), a spin about 1 µs: without the spin a 15M
+// model's products (10-30 µs each on one thread) lose when split. The spin
+// costs a core while it lasts, which on busy cores is taken from whatever
+// else runs (other processes, the other engines of a benchmark), and a
+// spinning thread may even hold the core the thread it waits for needs. So
+// it is bounded, and, since on busy cores a split product can cost more than
+// the product alone, larger products are split only while splitting is
+// measured to pay (SplitChoices): when it stops paying, the workers get no
+// jobs, spin out their bound once and sleep. spinMicros 0 is the plain
+// Atomics.wait pool (no spin at all). Calls too small to repay even a spin
+// stay on the calling thread (splitMinBytes).
 //
 // Started workers are unref'd, so they never keep the process alive, and
 // dispose() stops them; a pool that is not disposed is torn down with the
 // process (Ctrl-C included: the calling thread is never left waiting on a
 // worker that cannot answer, since the workers only ever run the loops).
 import { Worker } from 'node:worker_threads';
+import { WASM_BASE64 as ATTENTION_WASM_BASE64 } from './simd/loops.shared.wasm.js';
 import { WASM_BASE64 } from './simd/products.wasm.js';
 
 /** The exports of products.wat; pointers are byte offsets into the pool's memory. */
@@ -31,12 +54,22 @@ export interface ProductLoops {
   productQ8(w: number, xq: number, xd: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
 }
 
+/** The export of simd/loops.wat (assembled for a shared memory) that the pool runs: attention rows (kernels/pooled_attention.ts). */
+export interface AttentionLoops {
+  attendRows(records: number, item0: number, item1: number, frames: number, valuesFromKeys: number, dim: number, scaleBits: number, s: number): void;
+}
+
 /** Which loop a job runs. */
 export const enum ProductOp {
   F32 = 0,
   Q8 = 1,
   Stop = 2,
+  /** attendRows over items; its last two arguments are the scores' base and bytes per thread. */
+  Attend = 3,
 }
+
+/** The jobs run() takes. */
+export type JobOp = ProductOp.F32 | ProductOp.Q8 | ProductOp.Attend;
 
 // The control array (Int32Array on its own SharedArrayBuffer).
 const GENERATION = 0; // bumped once per job; the workers wait on it
@@ -44,7 +77,9 @@ const PENDING = 1; // workers still running the current job; the caller waits on
 const OP = 2;
 const FAILED = 3; // set by a worker whose loop threw (or could not be instantiated)
 const READY = 4; // workers that have started and wait for jobs
-const ARGS = 5; // the job's arguments except the row range (at most 8)
+const SPIN_MICROS_AT = 5; // how long to spin before sleeping, µs (0: never spin)
+const SLEEPING = 6; // workers asleep in Atomics.wait (or on their way there)
+const ARGS = 7; // the job's arguments except the row range (at most 8)
 const MAX_ARGS = 8;
 const RANGES = ARGS + MAX_ARGS; // per thread: row0, row1
 
@@ -56,21 +91,27 @@ export const POOL_MAX_BYTES = MAX_PAGES * PAGE;
 
 /**
  * Products smaller than this many bytes of weights run on the calling thread
- * alone: at about 10 GB/s, a 20 µs wake-up costs as much as reading 200 KB,
- * so splitting a smaller matrix in two saves less than it costs.
+ * alone: at about 10 GB/s, reading 64 KB takes about 6 µs, a few spins'
+ * worth of synchronisation; a smaller matrix split in two saves less than
+ * that. (Without the spin, a split cost a 20-50 µs wake-up, and the
+ * threshold was 512 KiB.)
  */
-export const SPLIT_MIN_BYTES = 512 * 1024;
+export const SPLIT_MIN_BYTES = 64 * 1024;
+
+/** How long a worker (after a job) and the caller (after its share) spin before they sleep, by default. */
+export const SPIN_MICROS = 200;
 
 // The worker's whole program (plain JavaScript, run with eval: no loader or
 // build step involved). It never returns to its event loop: it sleeps in
 // Atomics.wait until the next job.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { memory, module, control: sab, index, generation: started } = workerData;
+const { memory, module, attentionModule, control: sab, index, generation: started } = workerData;
 const control = new Int32Array(sab);
-let loops, failure = 0;
+let loops, attention, failure = 0;
 try {
   loops = new WebAssembly.Instance(module, { env: { memory } }).exports;
+  attention = new WebAssembly.Instance(attentionModule, { env: { memory } }).exports;
 } catch {
   failure = 1;
 }
@@ -79,10 +120,29 @@ try {
 let seen = started;
 Atomics.add(control, ${READY}, 1);
 parentPort.postMessage('ready');
+// Spin for the next job only when the last one came within the bound: jobs
+// come in bursts (the products of a decode step), and a spin that would
+// have waited out its bound only takes a core from someone else.
+const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000;
+let spin = spinMs > 0;
 for (;;) {
-  Atomics.wait(control, ${GENERATION}, seen);
-  const generation = Atomics.load(control, ${GENERATION});
-  if (generation === seen) continue;
+  let generation = Atomics.load(control, ${GENERATION});
+  if (generation === seen && spin) {
+    // (performance.now every 64 loads: it costs more than a load)
+    const until = performance.now() + spinMs;
+    for (let i = 1; generation === seen; i++) {
+      if ((i & 63) === 0 && performance.now() > until) break;
+      generation = Atomics.load(control, ${GENERATION});
+    }
+  }
+  if (generation === seen) {
+    const slept = performance.now();
+    Atomics.add(control, ${SLEEPING}, 1);
+    Atomics.wait(control, ${GENERATION}, seen);
+    Atomics.sub(control, ${SLEEPING}, 1);
+    spin = spinMs > 0 && performance.now() - slept < spinMs;
+    continue;
+  }
   seen = generation;
   const op = control[${OP}];
   if (op === ${ProductOp.Stop}) break;
@@ -92,7 +152,8 @@ for (;;) {
     if (failure) throw new Error();
     if (row1 > row0) {
       if (op === ${ProductOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-      else loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+      else if (op === ${ProductOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+      else attention.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
     }
   } catch {
     Atomics.store(control, ${FAILED}, 1);
@@ -108,36 +169,56 @@ function productsModule(): WebAssembly.Module {
   return compiled;
 }
 
+let compiledAttention: WebAssembly.Module | undefined;
+function attentionModule(): WebAssembly.Module {
+  compiledAttention ??= new WebAssembly.Module(Buffer.from(ATTENTION_WASM_BASE64, 'base64'));
+  return compiledAttention;
+}
+
 /**
  * Whether to split a product, learnt while running: per size class (a power
  * of two of weight bytes), a moving average of the milliseconds a call took
- * split and unsplit; the cheaper is used, the other tried every
- * EXPLORE_EVERY calls so that a change of load is noticed. On idle cores
- * splitting wins; when other processes hold the cores, a woken worker may
- * wait a time slice for one, and the calling thread alone is faster.
+ * split and unsplit; the cheaper is used, and the other tried now and then
+ * so that a change of load is noticed: after EXPLORE_MIN calls, and, each
+ * time a try confirms the choice, after twice as many (up to EXPLORE_MAX),
+ * back to EXPLORE_MIN when the choice changes. On idle cores splitting wins;
+ * when other processes hold the cores, a woken worker may wait a time slice
+ * for one, and the calling thread alone is faster: there a try can cost ten
+ * times the product, hence the backing off.
  */
 class SplitChoices {
-  private static readonly EXPLORE_EVERY = 16;
-  private readonly bySize = new Map<number, { split: number; alone: number; calls: number }>();
+  private static readonly EXPLORE_MIN = 16;
+  private static readonly EXPLORE_MAX = 512;
+  private readonly bySize = new Map<number, { split: number; alone: number; untilTry: number; tryEvery: number }>();
 
-  choose(bytes: number): { split: boolean; record(ms: number): void } {
-    const size = Math.round(Math.log2(bytes));
+  /** Per job kind and size class: an attention job and a product of the same size take different times. */
+  choose(op: JobOp, bytes: number): { split: boolean; record(ms: number): void } {
+    const size = 64 * op + Math.round(Math.log2(bytes));
     let s = this.bySize.get(size);
-    if (s === undefined) this.bySize.set(size, (s = { split: NaN, alone: NaN, calls: 0 }));
+    if (s === undefined) this.bySize.set(size, (s = { split: NaN, alone: NaN, untilTry: SplitChoices.EXPLORE_MIN, tryEvery: SplitChoices.EXPLORE_MIN }));
     const stats = s;
-    stats.calls++;
     let split: boolean;
+    let trying = false;
     if (Number.isNaN(stats.split)) split = true;
     else if (Number.isNaN(stats.alone)) split = false;
     else {
       split = stats.split <= stats.alone;
-      if (stats.calls % SplitChoices.EXPLORE_EVERY === 0) split = !split;
+      if (--stats.untilTry <= 0) {
+        split = !split;
+        trying = true;
+      }
     }
     return {
       split,
       record(ms: number) {
         const key = split ? 'split' : 'alone';
+        const before = stats.split <= stats.alone;
         stats[key] = Number.isNaN(stats[key]) ? ms : 0.8 * stats[key] + 0.2 * ms;
+        if (trying) {
+          const confirmed = before === stats.split <= stats.alone;
+          stats.tryEvery = confirmed ? Math.min(2 * stats.tryEvery, SplitChoices.EXPLORE_MAX) : SplitChoices.EXPLORE_MIN;
+          stats.untilTry = stats.tryEvery;
+        }
       },
     };
   }
@@ -150,6 +231,8 @@ export class WorkerPool {
   readonly threads: number;
   /** The loops on the calling thread. */
   readonly loops: ProductLoops;
+  /** The attention rows on the calling thread. */
+  readonly attention: AttentionLoops;
   private readonly workers: Worker[] = [];
   private readonly control: Int32Array;
   private top = 0;
@@ -164,20 +247,27 @@ export class WorkerPool {
    */
   readonly splitMinBytes: number;
 
+  /** How long the caller and the workers spin before they sleep (0: never spin). */
+  readonly spinMicros: number;
+
   /** threads: 1 runs every product on the calling thread (no workers). */
-  constructor(threads: number, options: { splitMinBytes?: number } = {}) {
+  constructor(threads: number, options: { splitMinBytes?: number; spinMicros?: number } = {}) {
     this.splitMinBytes = options.splitMinBytes ?? SPLIT_MIN_BYTES;
+    this.spinMicros = options.spinMicros ?? SPIN_MICROS;
+    if (!(this.spinMicros >= 0 && this.spinMicros <= 1e6)) throw new RangeError(`WorkerPool: spinMicros must be in 0..1e6, got ${this.spinMicros}`);
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`WorkerPool: threads must be a positive integer, got ${threads}`);
     this.threads = threads;
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
+    this.attention = new WebAssembly.Instance(attentionModule(), { env: { memory: this.memory } }).exports as unknown as AttentionLoops;
     this.control = new Int32Array(new SharedArrayBuffer(4 * (RANGES + 2 * threads)));
+    this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     for (let index = 1; index < threads; index++) {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
         execArgv: [], // not the parent's: --input-type=module would make this script a module, without require
-        workerData: { memory: this.memory, module, control: this.control.buffer, index, generation: 0 },
+        workerData: { memory: this.memory, module, attentionModule: attentionModule(), control: this.control.buffer, index, generation: 0 },
       });
       this.workers.push(worker);
     }
@@ -229,10 +319,12 @@ export class WorkerPool {
 
   /**
    * Run a product over `rows` output rows: `args` are the loop's arguments
-   * without row0/row1 (see ProductLoops). Split over the threads when its
-   * weights (`weightBytes`) are large enough, else on this thread alone.
+   * without row0/row1 (see ProductLoops; for Attend, AttentionLoops without
+   * item0/item1, the scores as a base and bytes per thread). Split over the
+   * threads when the bytes it reads (`weightBytes`: a product's weights
+   * times its tokens) are enough, else on this thread alone.
    */
-  run(op: ProductOp.F32 | ProductOp.Q8, args: readonly number[], rows: number, weightBytes: number): void {
+  run(op: JobOp, args: readonly number[], rows: number, weightBytes: number): void {
     if (this.disposed) throw new Error('WorkerPool: used after dispose()');
     // Until every worker has started, the calling thread works alone: it must
     // not sleep on a worker whose start-up may need this thread's event loop
@@ -249,14 +341,14 @@ export class WorkerPool {
     }
     // Split or not, by what each has cost lately for products of this size
     // (their results are the same either way).
-    const choice = this.choices.choose(weightBytes);
+    const choice = this.choices.choose(op, weightBytes);
     const started = performance.now();
     if (choice.split) this.runSplit(op, args, rows, parts);
     else this.runRange(op, args, 0, rows);
     choice.record(performance.now() - started);
   }
 
-  private runSplit(op: ProductOp.F32 | ProductOp.Q8, args: readonly number[], rows: number, parts: number): void {
+  private runSplit(op: JobOp, args: readonly number[], rows: number, parts: number): void {
     const c = this.control;
     c[OP] = op;
     for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i]!;
@@ -271,17 +363,31 @@ export class WorkerPool {
     Atomics.store(c, PENDING, this.workers.length);
     Atomics.add(c, GENERATION, 1);
     Atomics.notify(c, GENERATION);
+    const started = performance.now();
     this.runRange(op, args, c[RANGES]!, c[RANGES + 1]!);
-    for (let pending = Atomics.load(c, PENDING); pending !== 0; pending = Atomics.load(c, PENDING)) {
-      Atomics.wait(c, PENDING, pending);
+    let pending = Atomics.load(c, PENDING);
+    // Spin only for workers that are awake (a sleeping one takes a wake-up,
+    // and on busy cores a spinning caller may hold the core it needs), and
+    // for at most twice what this thread's own share took (plus 20 µs): a
+    // worker that takes longer has likely lost its core.
+    if (pending !== 0 && this.spinMicros > 0 && Atomics.load(c, SLEEPING) === 0) {
+      const now = performance.now();
+      const until = now + Math.min(this.spinMicros / 1000, 2 * (now - started) + 0.02);
+      for (let i = 1; pending !== 0; i++) {
+        if ((i & 63) === 0 && performance.now() > until) break;
+        pending = Atomics.load(c, PENDING);
+      }
     }
+    for (; pending !== 0; pending = Atomics.load(c, PENDING)) Atomics.wait(c, PENDING, pending);
     if (Atomics.exchange(c, FAILED, 0) !== 0) throw new Error('WorkerPool: a worker failed to run its share of a product');
   }
 
-  private runRange(op: ProductOp.F32 | ProductOp.Q8, a: readonly number[], row0: number, row1: number): void {
+  /** This thread's share: thread 0's (its scores at the base). */
+  private runRange(op: JobOp, a: readonly number[], row0: number, row1: number): void {
     if (row1 <= row0) return;
     if (op === ProductOp.F32) this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
-    else this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
+    else if (op === ProductOp.Q8) this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
+    else this.attention.attendRows(a[0]!, row0, row1, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
   }
 
   /**

@@ -151,7 +151,8 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
       padded.fill(0, t * stride + cols, (t + 1) * stride);
     }
   }
-  const weightBytes = matrixBytes(m.format, rows, cols);
+  // the bytes the call reads, for the pool's choice to split it: a block of tokens reads the weights once per token (from cache)
+  const weightBytes = tokens * matrixBytes(m.format, rows, cols);
   if (m.format === 'f32') {
     pool.run(ProductOp.F32, [m.data, xp, out, stride, tokens, rows], rows, weightBytes);
   } else {

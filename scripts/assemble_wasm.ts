@@ -1,8 +1,9 @@
 // Assembles the WebAssembly text sources in kernels/simd/*.wat into the
 // TypeScript modules that ship their bytes (kernels/simd/*.wasm.ts), so that
 // the library needs no assembler at run time (products.wat imports a shared
-// memory, hence the threads feature). test/simd.test.ts re-assembles
-// each source and checks that the shipped bytes match it.
+// memory, hence the threads feature; loops.wat is assembled twice, the second
+// time importing a shared memory). test/simd.test.ts re-assembles each source
+// and checks that the shipped bytes match it.
 //
 //   npm run build:wasm      (tsx scripts/assemble_wasm.ts)
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -45,13 +46,33 @@ export function watSources(): string[] {
   return readdirSync(SIMD_DIR).filter((f) => f.endsWith('.wat'));
 }
 
+/**
+ * Sources also assembled with their memory import made shared, for the
+ * worker pool's threads (a module declares whether the memory it imports is
+ * shared, so one binary cannot serve both memories): loops.wat's attention
+ * rows run on tfjs's heap and on the pool's memory.
+ */
+const SHARED_VARIANTS = ['loops.wat'];
+const PLAIN_MEMORY = '(import "env" "memory" (memory 1))';
+const SHARED_MEMORY = '(import "env" "memory" (memory 1 65536 shared))';
+
+/** What to assemble: each target module (`.wasm.ts` file name), its .wat and the source text. */
+export function wasmTargets(): { target: string; wat: string; source: string }[] {
+  return watSources().flatMap((wat) => {
+    const source = readFileSync(SIMD_DIR + wat, 'utf8');
+    const plain = { target: wat.replace(/\.wat$/, '.wasm.ts'), wat, source };
+    if (!SHARED_VARIANTS.includes(wat)) return [plain];
+    if (!source.includes(PLAIN_MEMORY)) throw new Error(`${wat}: its memory import is not ${PLAIN_MEMORY}, so no shared variant can be made`);
+    return [plain, { target: wat.replace(/\.wat$/, '.shared.wasm.ts'), wat: `${wat} (shared memory)`, source: source.replace(PLAIN_MEMORY, SHARED_MEMORY) }];
+  });
+}
+
 async function main(): Promise<void> {
-  for (const wat of watSources()) {
-    const bytes = await assembleWat(wat, readFileSync(SIMD_DIR + wat, 'utf8'));
-    const target = SIMD_DIR + wat.replace(/\.wat$/, '.wasm.ts');
-    writeFileSync(target + '.tmp', generatedSource(wat, bytes));
-    renameSync(target + '.tmp', target);
-    process.stdout.write(`${wat}: ${bytes.length} bytes -> ${target}\n`);
+  for (const { target, wat, source } of wasmTargets()) {
+    const bytes = await assembleWat(wat, source);
+    writeFileSync(SIMD_DIR + target + '.tmp', generatedSource(wat, bytes));
+    renameSync(SIMD_DIR + target + '.tmp', SIMD_DIR + target);
+    process.stdout.write(`${wat}: ${bytes.length} bytes -> ${SIMD_DIR + target}\n`);
   }
 }
 

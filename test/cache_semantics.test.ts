@@ -2,11 +2,15 @@
 // exactly what docs/streamingllm.md defines: token t sees its sinks and its
 // window, in stream order at positions 0..n-1, with the query at n-1. Checked
 // against the plain-loop reference for every variant, in blocks and token by
-// token, with the fused kernels and with plain tfjs ops.
+// token, with the fused kernels, with plain tfjs ops, and on the worker
+// pool's threads (kernels/pooled_attention.ts, which blocks of 16 queries
+// take when a pool is given).
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import t from 'tap';
 import { attention } from '../kernels/attention.js';
+import { POOLED_ATTENTION_MIN_QUERIES } from '../kernels/paths.js';
+import { WorkerPool } from '../kernels/pool.js';
 import { attentionReference, type ReferenceEntry } from '../kernels/attention.ref.js';
 import { setFusedKernels } from '../kernels/js_kernel.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
@@ -18,7 +22,7 @@ import { StreamingCache } from '../src/cache/streaming.js';
 import type { KVCache } from '../src/cache/types.js';
 import { initTestBackend, maxAbsDiff } from './helpers.js';
 
-await initTestBackend();
+const backend = await initTestBackend();
 
 const dims = { heads: 4, kvHeads: 2, headDim: 8 };
 const N = 40;
@@ -55,7 +59,7 @@ function heads(rows: Float32Array[], n: number): tf.Tensor3D {
   );
 }
 
-function viaCache(cache: KVCache, block: number, rope: RopeSpec, variant: SoftmaxVariant): Float32Array[] {
+function viaCache(cache: KVCache, block: number, rope: RopeSpec, variant: SoftmaxVariant, pool?: WorkerPool): Float32Array[] {
   const outputs: Float32Array[] = [];
   const sink = tf.tensor1d(sinkLogits);
   for (let start = 0; start < N; start += block) {
@@ -66,7 +70,7 @@ function viaCache(cache: KVCache, block: number, rope: RopeSpec, variant: Softma
       const entries = cache.store(0, keys, heads(v.slice(start, start + T), dims.kvHeads));
       const queries = heads(q.slice(start, start + T), dims.heads);
       const frames = view.frames.map((f) => ({ ...f, queries: applyRope(queries, ropeAngles(f.queryPositions, rope), rope) }));
-      return attention(frames, entries.keys, entries.values, { variant, sinkLogits: sink }).transpose([1, 0, 2]);
+      return attention(frames, entries.keys, entries.values, { variant, sinkLogits: sink }, pool).transpose([1, 0, 2]);
     });
     cache.end();
     const values = out.dataSync() as Float32Array;
@@ -93,18 +97,23 @@ const ropes: RopeSpec[] = [
   { theta: 500, layout: 'halves', rotaryDim: 4, scale: 2 },
 ];
 
-for (const mode of ['simd', 'fused js', 'tfjs ops'] as const) {
+// every item of a pooled block on its own share, however small
+const pool = new WorkerPool(3, { splitMinBytes: 0 });
+t.teardown(() => pool.dispose());
+await pool.ready();
+
+for (const mode of ['simd', 'fused js', 'tfjs ops', 'pool'] as const) {
   for (const p of policies) {
     for (const variant of ['softmax', 'softmax1', 'learned-sink'] as const) {
       t.test(`${p.name}, ${variant}, ${mode}`, async (t) => {
         setFusedKernels(mode !== 'tfjs ops');
-        setSimdKernels(mode === 'simd');
+        setSimdKernels(mode === 'simd' || mode === 'pool');
         const before = tf.memory().numTensors;
         for (const rope of ropes) {
           const want = Array.from({ length: N }, (_, i) => reference(i, p.sinks, p.window, rope, variant));
-          for (const block of [1, 3, 16]) {
+          for (const block of [1, 3, POOLED_ATTENTION_MIN_QUERIES]) {
             const cache = p.make();
-            const got = viaCache(cache, block, rope, variant);
+            const got = viaCache(cache, block, rope, variant, mode === 'pool' ? pool : undefined);
             cache.dispose();
             const worst = Math.max(...got.map((g, i) => maxAbsDiff(g, want[i]!)));
             t.ok(worst < 1e-5, `${rope.layout} rope, blocks of ${block}: max |diff| ${worst.toExponential(2)}`);
@@ -117,6 +126,47 @@ for (const mode of ['simd', 'fused js', 'tfjs ops'] as const) {
     }
   }
 }
+
+// (on cpu the fused kernel is the JavaScript loop, in float64: the pool's SIMD loop agrees within rounding, and with itself bit for bit)
+t.test('a block on the pool equals the fused SIMD kernel bit for bit, on 1, 2 or 3 threads; small blocks stay off the pool', async (t) => {
+  const rope = ropes[0]!;
+  const run = (p: (typeof policies)[number], block: number, variant: SoftmaxVariant, on?: WorkerPool) => {
+    const cache = p.make();
+    const out = viaCache(cache, block, rope, variant, on);
+    cache.dispose();
+    return out;
+  };
+  const pools = [new WorkerPool(1), new WorkerPool(2, { splitMinBytes: 0 }), pool];
+  t.teardown(() => Promise.all(pools.slice(0, 2).map((p) => p.dispose())));
+  await Promise.all(pools.map((p) => p.ready()));
+  const before = tf.memory().numTensors;
+  for (const p of [policies[2]!, policies[3]!]) {
+    for (const variant of ['softmax', 'learned-sink'] as const) {
+      const fused = run(p, 20, variant);
+      const pooled = run(p, 20, variant, pool);
+      for (const on of pools) {
+        const bytes = on.allocatedBytes;
+        const got = run(p, 20, variant, on);
+        if (backend === 'wasm' || on.threads === 1) t.same(got, fused, `${p.name}, ${variant}, ${on.threads} thread(s)`);
+        else {
+          t.same(got, pooled, `${p.name}, ${variant}, ${on.threads} threads: as on 3`);
+          t.ok(Math.max(...got.map((g, i) => maxAbsDiff(g, fused[i]!))) < 1e-6, 'the JavaScript loop within rounding');
+        }
+        // one thread gains nothing from the pool: attention stays on the fused kernel, and the pool's memory untouched
+        if (on.threads === 1) t.equal(on.allocatedBytes, bytes, 'one thread: not on the pool');
+      }
+    }
+  }
+  const small = new WorkerPool(2, { splitMinBytes: 0 });
+  await small.ready();
+  const bytes = small.allocatedBytes;
+  run(policies[2]!, POOLED_ATTENTION_MIN_QUERIES - 1, 'softmax', small);
+  t.equal(small.allocatedBytes, bytes, `blocks of ${POOLED_ATTENTION_MIN_QUERIES - 1} queries stay on the fused kernel`);
+  run(policies[2]!, POOLED_ATTENTION_MIN_QUERIES, 'softmax', small);
+  t.ok(small.allocatedBytes > bytes, `blocks of ${POOLED_ATTENTION_MIN_QUERIES} go to the pool (its memory holds their operands)`);
+  await small.dispose();
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
+});
 
 t.test('policies by name: the defaults at a trained length of 64, their labels, spans and bounds; errors name the argument', async (t) => {
   // written out from the README and policyFromName's comment: every policy lets a query see the trained length

@@ -39,9 +39,10 @@ const SHAPES = [
   [203, 256, 5],
 ] as const;
 
-// splitMinBytes 0: every product is split, however small
+// splitMinBytes 0: every product is split, however small; spinMicros 0: the
+// threads sleep between jobs at once (the others spin first)
 const one = new WorkerPool(1);
-const pools = [2, 3, 4].map((n) => new WorkerPool(n, { splitMinBytes: 0 }));
+const pools = [...[2, 3, 4].map((n) => new WorkerPool(n, { splitMinBytes: 0 })), new WorkerPool(2, { splitMinBytes: 0, spinMicros: 0 })];
 t.teardown(() => Promise.all([one, ...pools].map((p) => p.dispose())));
 await Promise.all(pools.map((p) => p.ready()));
 
@@ -149,6 +150,24 @@ t.test('allocation: sizes, alignment, and the 4 GiB limit', async (t) => {
   t.throws(() => new WorkerPool(0), /positive integer/);
   await pool.dispose();
   t.throws(() => pooledProduct(allocMatrix(one, 'f32', 4, 32), new Float32Array(16), 1), /16 values/);
+});
+
+t.test('split products stay right across the spin bound: workers spinning, asleep, and waking', async (t) => {
+  const [rows, cols] = [64, 96];
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  const want = Array.from(pooledProduct(matrix(one, 'q8', w, rows, cols), x, 1));
+  const pool = new WorkerPool(2, { splitMinBytes: 0, spinMicros: 100 });
+  await pool.ready();
+  const m = matrix(pool, 'q8', w, rows, cols);
+  // pauses below and above the bound: a worker is caught spinning, then asleep
+  for (const pauseMs of [0, 0, 1, 0, 5, 0, 0, 20, 0, 1]) {
+    if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    t.same(Array.from(pooledProduct(m, x, 1)), want, `after a pause of ${pauseMs} ms`);
+  }
+  await pool.dispose();
+  t.throws(() => new WorkerPool(2, { spinMicros: -1 }), /spinMicros/);
+  t.throws(() => new WorkerPool(2, { spinMicros: NaN }), /spinMicros/);
 });
 
 t.test('dispose stops every worker', async (t) => {

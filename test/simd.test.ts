@@ -7,7 +7,7 @@ import seedrandom from 'seedrandom';
 import t from 'tap';
 import { float32View } from '../kernels/paths.js';
 import { simdLoops, setSimdKernels } from '../kernels/simd/instance.js';
-import { assembleWat, generatedSource, SIMD_DIR, watSources } from '../scripts/assemble_wasm.js';
+import { assembleWat, generatedSource, SIMD_DIR, wasmTargets, watSources } from '../scripts/assemble_wasm.js';
 import { initTestBackend } from './helpers.js';
 
 const backend = await initTestBackend();
@@ -15,12 +15,17 @@ const rng = seedrandom('simd');
 const randn = (n: number) => Float32Array.from({ length: n }, () => 2 * rng() - 1);
 
 t.test('shipped bytes match the assembled .wat sources', async (t) => {
-  const sources = watSources();
-  t.ok(sources.includes('loops.wat'));
-  for (const wat of sources) {
-    const bytes = await assembleWat(wat, readFileSync(SIMD_DIR + wat, 'utf8'));
-    const shipped = readFileSync(SIMD_DIR + wat.replace(/\.wat$/, '.wasm.ts'), 'utf8');
-    t.equal(shipped, generatedSource(wat, bytes), `${wat}: run npm run build:wasm after editing it`);
+  const targets = wasmTargets();
+  t.ok(watSources().includes('loops.wat'));
+  t.ok(
+    targets.some((x) => x.target === 'loops.shared.wasm.ts'),
+    'loops.wat has a shared-memory variant',
+  );
+  t.equal(targets.length, watSources().length + 1);
+  for (const { target, wat, source } of targets) {
+    const bytes = await assembleWat(wat, source);
+    const shipped = readFileSync(SIMD_DIR + target, 'utf8');
+    t.equal(shipped, generatedSource(wat, bytes), `${target}: run npm run build:wasm after editing ${wat}`);
   }
 });
 

@@ -14,6 +14,13 @@
 ;; Keys and values are rows of `dim` floats, one after another; `dim` must be
 ;; a multiple of 4 (the callers fall back to plain JavaScript otherwise).
 ;;
+;; attendRows runs attendRow over a list of (head, query row) items, each
+;; item's record saying where its query, keys and output are: the worker pool
+;; (kernels/pooled_attention.ts) splits such a list over its threads. For the
+;; pool this source is also assembled with a shared memory import
+;; (loops.shared.wasm.ts, scripts/assemble_wasm.ts): its threads instantiate
+;; that one on the pool's memory.
+;;
 ;; Token NLLs (kernels/token_nll.ts): maxOf and exps (not storing) give a
 ;; row's log-sum-exp.
 ;; SwiGLU (kernels/swiglu.ts): swiglu, for hidden sizes a multiple of 4.
@@ -292,7 +299,7 @@
   ;; the softmax family of kernels/softmax.ts; a variant outside it runs the
   ;; fused kernel's JavaScript loop instead. The
   ;; scores of all frames go to s, one frame after another.
-  (func (export "attendRow")
+  (func $attendRow (export "attendRow")
     (param $plan i32) (param $frames i32) (param $valuesFromKeys i32) (param $dim i32)
     (param $scale f32) (param $sink f32) (param $s i32) (param $out i32)
     (local $f i32) (local $at i32) (local $record i32) (local $max f32) (local $z f64) (local $weight f32)
@@ -329,4 +336,25 @@
         (local.set $record (i32.add (local.get $record) (i32.const 12)))
         (local.set $f (i32.add (local.get $f) (i32.const 1)))
         (br $frame))))
+
+  ;; attendRow for items [item0, item1) of a list of records, each
+  ;; 12 * frames + 8 bytes: the item's plan (three i32 per frame, as
+  ;; attendRow reads it), its sink logit (f32) and its output row (i32). The
+  ;; scale comes as its float32 bits (the pool passes only i32 arguments);
+  ;; s is this thread's room for one row's scores.
+  (func (export "attendRows")
+    (param $records i32) (param $item0 i32) (param $item1 i32) (param $frames i32) (param $valuesFromKeys i32)
+    (param $dim i32) (param $scaleBits i32) (param $s i32)
+    (local $size i32) (local $record i32) (local $item i32) (local $tail i32)
+    (local.set $size (i32.add (i32.mul (local.get $frames) (i32.const 12)) (i32.const 8)))
+    (local.set $item (local.get $item0))
+    (block $done
+      (loop $items
+        (br_if $done (i32.ge_u (local.get $item) (local.get $item1)))
+        (local.set $record (i32.add (local.get $records) (i32.mul (local.get $item) (local.get $size))))
+        (local.set $tail (i32.add (local.get $record) (i32.sub (local.get $size) (i32.const 8))))
+        (call $attendRow (local.get $record) (local.get $frames) (local.get $valuesFromKeys) (local.get $dim)
+          (f32.reinterpret_i32 (local.get $scaleBits)) (f32.load (local.get $tail)) (local.get $s) (i32.load offset=4 (local.get $tail)))
+        (local.set $item (i32.add (local.get $item) (i32.const 1)))
+        (br $items))))
 )

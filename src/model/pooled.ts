@@ -22,6 +22,8 @@ export interface Placement {
   weights?: WeightFormat;
   /** Products with fewer bytes of weights stay on the calling thread (default: the pool's SPLIT_MIN_BYTES; 0 splits all, for tests). */
   splitMinBytes?: number;
+  /** How long the pool's threads spin before they sleep, µs (default: the pool's SPIN_MICROS; 0 never spins). */
+  spinMicros?: number;
 }
 
 /** Rows of the [in, out] matrix transposed per step: a block of rows stays in cache while its columns are gathered. */
@@ -91,7 +93,7 @@ export function placeWeights(model: Model, p: Placement): Model {
   if (!wantsPool(p) || model.pool !== undefined) return model;
   const format = p.weights ?? 'f32';
   checkPoolFits(model.config, format, `placeWeights: weights '${format}'`);
-  const pool = new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes });
+  const pool = new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes, spinMicros: p.spinMicros });
   const w = model.weights;
   const move = (l: Linear) => {
     if (l.weight === undefined || l.weight.size === 0) return; // an attention-only layer's empty MLP stays put, unused

@@ -48,7 +48,7 @@ export function pooledModelFromLlama2c(src: Llama2cReader, p: Placement, what: s
   // the embedding [vocab, dim] and the norms stay on the backend
   checkFits(`${what}: the float32 embedding and norms`, 4 * (vocabSize * dim + (2 * L + 1) * dim), 4 * vocabSize * dim);
 
-  const pool = new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes });
+  const pool = new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes, spinMicros: p.spinMicros });
   const made: tf.Tensor[] = [];
   try {
     // allocated in placeWeights' order

@@ -14,6 +14,7 @@ import { causalAttention } from '../../kernels/causal_attention.js';
 import { causalKernelAvailable } from '../../kernels/paths.js';
 import { embed } from '../../kernels/embedding.js';
 import { qkvHeads } from '../../kernels/qkv_heads.js';
+import type { WorkerPool } from '../../kernels/pool.js';
 import { applyRope, type RopeAngles, ropeAngles, type RopeSpec } from '../../kernels/rope.js';
 import type { BlockView, KVCache, LayerView } from '../cache/types.js';
 import { checkFits } from '../memory.js';
@@ -124,6 +125,7 @@ function selfAttention(
   batch: SequenceState[],
   causal: RopeAngles | undefined,
   onAttention: AttentionObserver | undefined,
+  pool: WorkerPool | undefined,
 ): tf.Tensor2D {
   const { heads, kvHeads, headDim } = config;
   const T = qkv.shape[0] / batch.length;
@@ -156,7 +158,7 @@ function selfAttention(
       }
       onAttention?.(layer, b, probs);
     }
-    const out = attention(frames, entryKeys, entries.values, spec);
+    const out = attention(frames, entryKeys, entries.values, spec, pool);
     return mergeHeads(out); // [T, heads * headDim]
   });
   return outs.length === 1 ? outs[0]! : tf.concat(outs, 0);
@@ -171,8 +173,9 @@ function transformerLayer(
   batch: SequenceState[],
   causal: RopeAngles | undefined,
   onAttention: AttentionObserver | undefined,
+  pool: WorkerPool | undefined,
 ): tf.Tensor2D {
-  const attend = (h: tf.Tensor2D) => project(selfAttention(config, w, project(h, w.qkv), layer, batch, causal, onAttention), w.out);
+  const attend = (h: tf.Tensor2D) => project(selfAttention(config, w, project(h, w.qkv), layer, batch, causal, onAttention, pool), w.out);
   if (config.parallelResidual) {
     return x.add<tf.Tensor2D>(attend(norm(config, w.attnNorm, x))).add<tf.Tensor2D>(mlp(config, w, norm(config, w.mlpNorm, x)));
   }
@@ -236,9 +239,9 @@ export function forwardBatch(
       }
       let x = embedTokens(model, batch.flat()); // [B*T, dim]
       if (residualInPool(model)) {
-        x = pooledLayers(model, x, (qkv, l) => selfAttention(config, weights.layers[l]!, qkv, l, states, causal, options.onAttention));
+        x = pooledLayers(model, x, (qkv, l) => selfAttention(config, weights.layers[l]!, qkv, l, states, causal, options.onAttention, model.pool));
       } else {
-        for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention);
+        for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention, model.pool);
       }
       if (logits === 'last' && T > 1) {
         x = tf.concat(
