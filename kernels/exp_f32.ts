@@ -6,7 +6,7 @@
 const f = Math.fround;
 const LOW = f(-87.3);
 const HIGH = f(88);
-const LOG2E = f(1.44269504088896341);
+const LOG2E = f(Math.LOG2E); // the .wat's 1.44269504088896341 as float32
 const LN2_HIGH = f(0.693359375);
 const LN2_LOW = f(-2.1219444e-4);
 const P0 = f(1.98756915e-4);

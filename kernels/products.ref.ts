@@ -1,9 +1,11 @@
 // Reference loops for kernels/split_products.ts (simd/products.wat). Tests only.
 //
-// The float32 product in float64 (the SIMD loop rounds differently: compare
-// within tolerance). The Q8 quantisation (int8 weights, int16 x) and product
-// step for step as the SIMD loops do them, every float32 rounding made explicit with Math.fround,
-// so their results must be equal, bit for bit.
+// The float32 product in float64 (for its accuracy), and step for step as
+// the SIMD loop computes it (terms added one by one in column order, each
+// product and sum rounded to float32); the Q8 quantisation (int8 weights,
+// int16 x) and product step for step as the SIMD loops do them. Every
+// float32 rounding is made explicit with Math.fround, so the SIMD results
+// must equal these bit for bit.
 const BLOCK = 32;
 const f = Math.fround;
 
@@ -15,6 +17,19 @@ export function productReference(w: ArrayLike<number>, x: ArrayLike<number>, row
       let sum = 0;
       for (let c = 0; c < cols; c++) sum += w[r * cols + c]! * x[t * cols + c]!;
       out[t * rows + r] = sum;
+    }
+  }
+  return out;
+}
+
+/** out[t, r] = sum_c w[r, c] * x[t, c] in float32, from 0 in column order, no fused multiply-add (as XNNPACK's products too). */
+export function productF32Reference(w: ArrayLike<number>, x: ArrayLike<number>, rows: number, cols: number, tokens: number): Float32Array {
+  const out = new Float32Array(tokens * rows);
+  for (let t = 0; t < tokens; t++) {
+    for (let r = 0; r < rows; r++) {
+      let acc = 0;
+      for (let c = 0; c < cols; c++) acc = f(acc + f(w[r * cols + c]! * x[t * cols + c]!));
+      out[t * rows + r] = acc;
     }
   }
   return out;

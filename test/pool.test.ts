@@ -8,11 +8,12 @@ import { spawnSync } from 'node:child_process';
 import seedrandom from 'seedrandom';
 import t from 'tap';
 import { WorkerPool } from '../kernels/pool.js';
-import { productQ8Reference, productReference, quantizeReference, quantizeX16Reference } from '../kernels/products.ref.js';
+import { matMul2d } from '../kernels/matmul.js';
+import { productF32Reference, productQ8Reference, productReference, quantizeReference, quantizeX16Reference } from '../kernels/products.ref.js';
 import { allocMatrix, matrixBytes, type PooledMatrix, pooledLinear, pooledProduct, readRowQ8, type WeightFormat, writeRow } from '../kernels/split_products.js';
 import { initTestBackend } from './helpers.js';
 
-await initTestBackend();
+const backend = await initTestBackend();
 const rng = seedrandom('pool');
 const randn = (n: number) => Float32Array.from({ length: n }, () => 2 * rng() - 1);
 
@@ -93,16 +94,34 @@ t.test('q8 products: x in int16 blocks, block sums past 2^24 rounded as float32,
   );
 });
 
-t.test('float32 products: the float64 loop within rounding; split equals one thread bit for bit', async (t) => {
+t.test('float32 products: the column-order float32 loop bit for bit, on one thread and split; the float64 loop within rounding', async (t) => {
   for (const [rows, cols, tokens] of SHAPES) {
     const w = randn(rows * cols);
     const x = randn(tokens * cols);
-    const want = productReference(w, x, rows, cols, tokens);
     const single = Array.from(pooledProduct(matrix(one, 'f32', w, rows, cols), x, tokens));
+    t.same(single, Array.from(productF32Reference(w, x, rows, cols, tokens)), `${rows}x${cols}, ${tokens} tokens: the float32 loop`);
+    const want = productReference(w, x, rows, cols, tokens);
     const worst = Math.max(...single.map((v, i) => Math.abs(v - want[i]!)));
-    t.ok(worst < 1e-5 * Math.sqrt(cols), `${rows}x${cols}, ${tokens} tokens: worst error ${worst.toExponential(2)}`);
+    t.ok(worst < 1e-5 * Math.sqrt(cols), `${rows}x${cols}, ${tokens} tokens: the float64 product within ${worst.toExponential(2)}`);
     for (const pool of pools) {
       t.same(Array.from(pooledProduct(matrix(pool, 'f32', w, rows, cols), x, tokens)), single, `${pool.threads} threads`);
+    }
+  }
+});
+
+t.test('float32 products equal the backend matMul (XNNPACK on wasm) bit for bit', { skip: backend !== 'wasm' && 'XNNPACK runs on wasm' }, async (t) => {
+  for (const [rows, cols, tokens] of [...SHAPES, [100, 288, 1], [33, 768, 4]] as const) {
+    const w = randn(rows * cols); // [rows, cols]
+    const x = randn(tokens * cols);
+    const before = tf.memory().numTensors;
+    const want = tf.tidy(() => matMul2d(tf.tensor2d(x, [tokens, cols]), tf.tensor2d(w, [rows, cols]).transpose()).dataSync());
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    for (const pool of [one, pools[1]!]) {
+      t.same(
+        Array.from(pooledProduct(matrix(pool, 'f32', w, rows, cols), x, tokens)),
+        Array.from(want),
+        `${rows}x${cols}, ${tokens} tokens, ${pool.threads} threads`,
+      );
     }
   }
 });
@@ -138,15 +157,15 @@ t.test('pooledLinear: a tensor in, a tensor out, bias added, nothing leaked', as
 });
 
 t.test('allocation: sizes, alignment, and the 4 GiB limit', async (t) => {
-  // rows padded to groups of four: 10 -> 12
+  // rows padded to whole groups: q8 of four (10 -> 12), f32 of sixteen (10 -> 16)
   t.equal(matrixBytes('q8', 10, 64), 12 * 64 + 4 * 24);
-  t.equal(matrixBytes('f32', 10, 64), 4 * 12 * 64);
+  t.equal(matrixBytes('f32', 10, 64), 4 * 16 * 64);
   const pool = new WorkerPool(1);
   t.equal(pool.alloc(3) % 16, 0);
   t.equal(pool.alloc(5) % 16, 0);
   t.throws(() => pool.alloc(5 * 2 ** 30), /4 GiB/);
   t.throws(() => allocMatrix(pool, 'q8', 4, 0), /bad shape/);
-  t.equal(matrixBytes('f32', 2, 40), 4 * 4 * 64, 'columns padded to whole blocks, rows to a group');
+  t.equal(matrixBytes('f32', 2, 40), 4 * 16 * 64, 'columns padded to whole blocks, rows to a group');
   t.throws(() => new WorkerPool(0), /positive integer/);
   await pool.dispose();
   t.throws(() => pooledProduct(allocMatrix(one, 'f32', 4, 32), new Float32Array(16), 1), /16 values/);
