@@ -1,6 +1,6 @@
 // A persistent pool of worker threads that run the SIMD product loops
-// (simd/products.wat), and the attention rows of simd/loops.wat, on one
-// shared WebAssembly memory.
+// (simd/products.wat), and the attention rows and row sums of simd/loops.wat,
+// on one shared WebAssembly memory.
 //
 // tfjs's wasm backend runs one thread in Node, and its threaded build works
 // only through internals it does not support. So the pool owns its memory
@@ -43,7 +43,7 @@
 // process (Ctrl-C included: the calling thread is never left waiting on a
 // worker that cannot answer, since the workers only ever run the loops).
 import { Worker } from 'node:worker_threads';
-import { WASM_BASE64 as ATTENTION_WASM_BASE64 } from './simd/loops.shared.wasm.js';
+import { WASM_BASE64 as SHARED_LOOPS_WASM_BASE64 } from './simd/loops.shared.wasm.js';
 import { WASM_BASE64 } from './simd/products.wasm.js';
 
 /** The exports of products.wat; pointers are byte offsets into the pool's memory. */
@@ -54,9 +54,10 @@ export interface ProductLoops {
   productQ8(w: number, xq: number, xd: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
 }
 
-/** The export of simd/loops.wat (assembled for a shared memory) that the pool runs: attention rows (kernels/pooled_attention.ts). */
-export interface AttentionLoops {
+/** The exports of simd/loops.wat (assembled for a shared memory) that the pool runs: attention rows (kernels/pooled_attention.ts), token NLLs' sums (kernels/token_nll.ts). */
+export interface SharedLoops {
   attendRows(records: number, item0: number, item1: number, frames: number, valuesFromKeys: number, dim: number, scaleBits: number, s: number): void;
+  sumsOfExps(x: number, row0: number, row1: number, n: number, out: number): void;
 }
 
 /** Which loop a job runs. */
@@ -66,10 +67,12 @@ export const enum ProductOp {
   Stop = 2,
   /** attendRows over items; its last two arguments are the scores' base and bytes per thread. */
   Attend = 3,
+  /** sumsOfExps over rows. */
+  SumsOfExps = 4,
 }
 
 /** The jobs run() takes. */
-export type JobOp = ProductOp.F32 | ProductOp.Q8 | ProductOp.Attend;
+export type JobOp = ProductOp.F32 | ProductOp.Q8 | ProductOp.Attend | ProductOp.SumsOfExps;
 
 // The control array (Int32Array on its own SharedArrayBuffer).
 const GENERATION = 0; // bumped once per job; the workers wait on it
@@ -106,12 +109,12 @@ export const SPIN_MICROS = 200;
 // Atomics.wait until the next job.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { memory, module, attentionModule, control: sab, index, generation: started } = workerData;
+const { memory, module, sharedLoopsModule, control: sab, index, generation: started } = workerData;
 const control = new Int32Array(sab);
-let loops, attention, failure = 0;
+let loops, shared, failure = 0;
 try {
   loops = new WebAssembly.Instance(module, { env: { memory } }).exports;
-  attention = new WebAssembly.Instance(attentionModule, { env: { memory } }).exports;
+  shared = new WebAssembly.Instance(sharedLoopsModule, { env: { memory } }).exports;
 } catch {
   failure = 1;
 }
@@ -153,7 +156,8 @@ for (;;) {
     if (row1 > row0) {
       if (op === ${ProductOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
       else if (op === ${ProductOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
-      else attention.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
+      else if (op === ${ProductOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
+      else shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
     }
   } catch {
     Atomics.store(control, ${FAILED}, 1);
@@ -169,10 +173,10 @@ function productsModule(): WebAssembly.Module {
   return compiled;
 }
 
-let compiledAttention: WebAssembly.Module | undefined;
-function attentionModule(): WebAssembly.Module {
-  compiledAttention ??= new WebAssembly.Module(Buffer.from(ATTENTION_WASM_BASE64, 'base64'));
-  return compiledAttention;
+let compiledShared: WebAssembly.Module | undefined;
+function sharedLoopsModule(): WebAssembly.Module {
+  compiledShared ??= new WebAssembly.Module(Buffer.from(SHARED_LOOPS_WASM_BASE64, 'base64'));
+  return compiledShared;
 }
 
 /**
@@ -231,8 +235,8 @@ export class WorkerPool {
   readonly threads: number;
   /** The loops on the calling thread. */
   readonly loops: ProductLoops;
-  /** The attention rows on the calling thread. */
-  readonly attention: AttentionLoops;
+  /** loops.wat's pool jobs on the calling thread. */
+  readonly shared: SharedLoops;
   private readonly workers: Worker[] = [];
   private readonly control: Int32Array;
   private top = 0;
@@ -260,14 +264,14 @@ export class WorkerPool {
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
-    this.attention = new WebAssembly.Instance(attentionModule(), { env: { memory: this.memory } }).exports as unknown as AttentionLoops;
+    this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
     this.control = new Int32Array(new SharedArrayBuffer(4 * (RANGES + 2 * threads)));
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     for (let index = 1; index < threads; index++) {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
         execArgv: [], // not the parent's: --input-type=module would make this script a module, without require
-        workerData: { memory: this.memory, module, attentionModule: attentionModule(), control: this.control.buffer, index, generation: 0 },
+        workerData: { memory: this.memory, module, sharedLoopsModule: sharedLoopsModule(), control: this.control.buffer, index, generation: 0 },
       });
       this.workers.push(worker);
     }
@@ -319,8 +323,9 @@ export class WorkerPool {
 
   /**
    * Run a product over `rows` output rows: `args` are the loop's arguments
-   * without row0/row1 (see ProductLoops; for Attend, AttentionLoops without
-   * item0/item1, the scores as a base and bytes per thread). Split over the
+   * without row0/row1 (see ProductLoops; for Attend and SumsOfExps, those of
+   * SharedLoops without the range, Attend's scores as a base and bytes per
+   * thread). Split over the
    * threads when the bytes it reads (`weightBytes`: a product's weights
    * times its tokens) are enough, else on this thread alone.
    */
@@ -387,7 +392,8 @@ export class WorkerPool {
     if (row1 <= row0) return;
     if (op === ProductOp.F32) this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
     else if (op === ProductOp.Q8) this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
-    else this.attention.attendRows(a[0]!, row0, row1, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
+    else if (op === ProductOp.Attend) this.shared.attendRows(a[0]!, row0, row1, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
+    else this.shared.sumsOfExps(a[0]!, row0, row1, a[1]!, a[2]!);
   }
 
   /**

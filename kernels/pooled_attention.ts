@@ -16,23 +16,12 @@ import * as tf from '@tensorflow/tfjs';
 import type { AttentionFrame, SoftmaxSpec } from './attention.js';
 import { float32View } from './paths.js';
 import { ProductOp, type WorkerPool } from './pool.js';
+import { poolScratch } from './pool_scratch.js';
 import { extraLogitOf, learnsExtraLogit } from './softmax.js';
 
 /** Bytes of an item's record: per frame query, first key, count (i32); then the sink logit (f32) and the output row (i32). */
 function recordBytes(frames: number): number {
   return 12 * frames + 8;
-}
-
-// Operand space per pool, grown (never shrunk) on demand.
-const scratchOf = new WeakMap<WorkerPool, { offset: number; bytes: number }>();
-
-function scratch(pool: WorkerPool, bytes: number): number {
-  const have = scratchOf.get(pool);
-  if (have !== undefined && have.bytes >= bytes) return have.offset;
-  const grown = Math.max(bytes, 2 * (have?.bytes ?? 0), 1 << 16);
-  const offset = pool.alloc(grown);
-  scratchOf.set(pool, { offset, bytes: grown });
-  return offset;
 }
 
 const align16 = (n: number) => Math.ceil(n / 16) * 16;
@@ -74,7 +63,7 @@ export function pooledAttention(pool: WorkerPool, frames: AttentionFrame[], keys
   const kvBytes = align16(kvHeads * capacity * rowBytes);
   const recordsBytes = align16(items * recordBytes(F));
   const scoresBytes = align16(4 * most);
-  const base = scratch(pool, F * qBytes + 2 * kvBytes + qBytes + recordsBytes + pool.threads * scoresBytes);
+  const base = poolScratch(pool, 'attention', F * qBytes + 2 * kvBytes + qBytes + recordsBytes + pool.threads * scoresBytes);
   const qAt = base; // frame f's queries at qAt + f * qBytes: [heads, T, headDim]
   const keysAt = qAt + F * qBytes; // [kvHeads, capacity, headDim]
   const valuesAt = keysAt + kvBytes; // [kvHeads, capacity, headDim]

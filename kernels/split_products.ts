@@ -24,6 +24,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './paths.js';
 import { ProductOp, type WorkerPool } from './pool.js';
+import { poolScratch } from './pool_scratch.js';
 
 import type { WeightFormat } from './weight_format.js';
 
@@ -74,16 +75,9 @@ export function allocMatrix(pool: WorkerPool, format: WeightFormat, rows: number
   return { pool, format, rows, cols, stride, data: pool.alloc(matrixBytes(format, rows, cols)) };
 }
 
-// Operand space for the products, per pool, grown (never shrunk) on demand.
-const scratchOf = new WeakMap<WorkerPool, { offset: number; bytes: number }>();
-
+/** Operand space for the products. */
 function scratch(pool: WorkerPool, bytes: number): number {
-  const have = scratchOf.get(pool);
-  if (have !== undefined && have.bytes >= bytes) return have.offset;
-  const grown = Math.max(bytes, 2 * (have?.bytes ?? 0), 1 << 16);
-  const offset = pool.alloc(grown);
-  scratchOf.set(pool, { offset, bytes: grown });
-  return offset;
+  return poolScratch(pool, 'products', bytes);
 }
 
 /** Write row `row` of `m` from values[at .. at + cols) (quantising it for q8). */

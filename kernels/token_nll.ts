@@ -6,9 +6,14 @@
 // vocabulary has 32 MB of logits, which reading out to JavaScript would copy
 // (and then exp() one by one). On wasm the row's max and sum of exps run in
 // WebAssembly SIMD (kernels/simd/loops.wat), summed in float64; on cpu a
-// JavaScript loop in float64; elsewhere tfjs's logSoftmax.
+// JavaScript loop in float64; elsewhere tfjs's logSoftmax. Given a worker
+// pool of several threads, the rows are copied into its memory and their
+// sums split over its threads: the same SIMD loop, the same numbers.
 import * as tf from '@tensorflow/tfjs';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
+import { float32View, hasDirectMemory, simdKernelsEnabled } from './paths.js';
+import { ProductOp, type WorkerPool } from './pool.js';
+import { poolScratch } from './pool_scratch.js';
 import { simdLoops } from './simd/instance.js';
 
 interface NllAttrs {
@@ -46,15 +51,36 @@ const tokenNllKernel: JsKernel<NllAttrs> = {
   },
 };
 
+/** The kernel's SIMD steps with the rows' sums on the pool's threads: the rows copied into its memory, [targets.length] NLLs out. */
+function pooledTokenNll(pool: WorkerPool, logits: tf.Tensor2D, firstRow: number, targets: Int32Array): tf.Tensor1D {
+  const vocab = logits.shape[1];
+  const n = targets.length;
+  const rowsBytes = 4 * n * vocab;
+  const sumsAt = 16 * Math.ceil(rowsBytes / 16); // after the rows, aligned for float64
+  const x = poolScratch(pool, 'token nll', sumsAt + 16 * n); // rows: [n, vocab], then per row its sum (f64) and max (f32)
+  const rows = new Float32Array(pool.memory.buffer, x, n * vocab);
+  rows.set(float32View(logits).subarray(firstRow * vocab, (firstRow + n) * vocab));
+  pool.run(ProductOp.SumsOfExps, [x, vocab, x + sumsAt], n, rowsBytes);
+  const sums = new Float64Array(pool.memory.buffer, x + sumsAt, 2 * n);
+  const maxima = new Float32Array(pool.memory.buffer, x + sumsAt, 4 * n);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = maxima[4 * i + 2]! + Math.log(sums[2 * i]!) - rows[i * vocab + targets[i]!]!;
+  return tf.tensor1d(out);
+}
+
 /**
  * logits: [rows, vocab]; the NLL of targets[i] under row firstRow + i, for
- * each target -> [targets.length]. Plain inference: no gradient.
+ * each target -> [targets.length]. Plain inference: no gradient. With a
+ * `pool` of several threads (a model's), the rows' sums run on its threads.
  */
-export function tokenNll(logits: tf.Tensor2D, targets: ArrayLike<number>, firstRow = 0): tf.Tensor1D {
+export function tokenNll(logits: tf.Tensor2D, targets: ArrayLike<number>, firstRow = 0, pool?: WorkerPool): tf.Tensor1D {
   const [rows, vocab] = logits.shape;
   if (firstRow + targets.length > rows) throw new RangeError(`tokenNll: rows ${firstRow}..${firstRow + targets.length} of ${rows}`);
   const ids = Int32Array.from(targets);
   for (const id of ids) if (!(id >= 0 && id < vocab)) throw new RangeError(`tokenNll: target ${id} is outside the vocabulary 0..${vocab - 1}`);
+  if (pool !== undefined && pool.threads > 1 && jsKernelsAvailable() && hasDirectMemory() && simdKernelsEnabled()) {
+    return pooledTokenNll(pool, logits, firstRow, ids);
+  }
   if (jsKernelsAvailable()) return runJsKernel(tokenNllKernel, [logits], { firstRow, targets: ids }) as tf.Tensor1D;
   return tf.tidy(() => {
     const rowsOf = logits.slice([firstRow, 0], [ids.length, vocab]);

@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import t from 'tap';
 import { embed } from '../kernels/embedding.js';
+import { WorkerPool } from '../kernels/pool.js';
 import { setFusedKernels } from '../kernels/js_kernel.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import { batchMatMul, linear, matMul2d } from '../kernels/matmul.js';
@@ -22,7 +23,7 @@ import { swiglu, swigluRows } from '../kernels/swiglu.js';
 import { swigluReference } from '../kernels/swiglu.ref.js';
 import { initTestBackend, maxAbsDiff } from './helpers.js';
 
-await initTestBackend();
+const backend = await initTestBackend();
 const rng = seedrandom('kernels');
 const randn = (n: number) => Float32Array.from({ length: n }, () => 2 * rng() - 1);
 
@@ -226,24 +227,34 @@ t.test('qkvHeads: the fused kernel equals split + head transposes + rotations', 
   }
 });
 
-t.test('tokenNll: SIMD, JavaScript and tfjs ops against the float64 reference', async (t) => {
+t.test('tokenNll: SIMD, JavaScript, tfjs ops and on a pool against the float64 reference', async (t) => {
+  // every row on its own share, however few
+  const pool = new WorkerPool(3, { splitMinBytes: 0 });
+  t.teardown(() => pool.dispose());
+  await pool.ready();
+  const poolBytes = pool.allocatedBytes;
+  const before = tf.memory().numTensors;
   for (const [rows, vocab] of [
     [3, 7],
     [4, 32],
     [2, 1001],
+    [12, 333],
   ] as const) {
     const logits = tf.tensor2d(
       randn(rows * vocab).map((v) => 20 * v),
       [rows, vocab],
     );
-    const targets = [vocab - 1, 0, 3 % vocab].slice(0, rows - 1);
+    const targets = Array.from({ length: rows - 1 }, (_, i) => ([vocab - 1, 0, 3][i % 3]! + (i >> 2)) % vocab);
     const want = new Float64Array(targets.length);
     nllOfRows((logits.dataSync() as Float32Array).subarray(vocab), vocab, targets, want, 0);
-    for (const mode of ['simd', 'js', 'tfjs ops'] as const) {
+    const simd = tf.tidy(() => tokenNll(logits, targets, 1).dataSync());
+    for (const mode of ['simd', 'js', 'tfjs ops', 'pool'] as const) {
       setFusedKernels(mode !== 'tfjs ops');
-      setSimdKernels(mode === 'simd');
-      const got = tf.tidy(() => tokenNll(logits, targets, 1).dataSync());
+      setSimdKernels(mode === 'simd' || mode === 'pool');
+      const got = tf.tidy(() => tokenNll(logits, targets, 1, mode === 'pool' ? pool : undefined).dataSync());
       t.ok(maxAbsDiff(got, want) < 2e-5, `[${rows}, ${vocab}] ${mode}: ${maxAbsDiff(got, want)}`);
+      // on wasm the kernel runs the same SIMD loop (on cpu, JavaScript)
+      if (mode === 'pool' && backend === 'wasm') t.same(got, simd, 'on the pool: the SIMD kernel, bit for bit');
     }
     setFusedKernels(true);
     setSimdKernels(true);
@@ -251,6 +262,8 @@ t.test('tokenNll: SIMD, JavaScript and tfjs ops against the float64 reference', 
     t.throws(() => tokenNll(logits, new Array(rows + 1).fill(0)), /rows/);
     logits.dispose();
   }
+  t.ok(pool.allocatedBytes > poolBytes, 'the rows went to the pool');
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
 });
 
 t.test('joinEntries: runs of entries joined in order, fused and as tfjs ops', async (t) => {

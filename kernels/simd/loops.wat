@@ -22,7 +22,7 @@
 ;; that one on the pool's memory.
 ;;
 ;; Token NLLs (kernels/token_nll.ts): maxOf and exps (not storing) give a
-;; row's log-sum-exp.
+;; row's log-sum-exp; sumsOfExps does both for a range of rows, a pool's share.
 ;; SwiGLU (kernels/swiglu.ts): swiglu, for hidden sizes a multiple of 4.
 ;;
 ;; Assembled by scripts/assemble_wasm.ts into loops.wasm.ts.
@@ -357,4 +357,21 @@
           (f32.reinterpret_i32 (local.get $scaleBits)) (f32.load (local.get $tail)) (local.get $s) (i32.load offset=4 (local.get $tail)))
         (local.set $item (i32.add (local.get $item) (i32.const 1)))
         (br $items))))
+
+  ;; For rows [row0, row1) of x (rows of n floats): the row's max, and
+  ;; sum_j exp(x[r, j] - max) in float64, the two steps that kernels/token_nll.ts
+  ;; takes per row, at out + 16 r: the sum (f64), then the max (f32).
+  (func (export "sumsOfExps") (param $x i32) (param $row0 i32) (param $row1 i32) (param $n i32) (param $out i32)
+    (local $r i32) (local $row i32) (local $at i32) (local $max f32)
+    (local.set $r (local.get $row0))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.ge_u (local.get $r) (local.get $row1)))
+        (local.set $row (i32.add (local.get $x) (i32.mul (local.get $r) (i32.shl (local.get $n) (i32.const 2)))))
+        (local.set $at (i32.add (local.get $out) (i32.shl (local.get $r) (i32.const 4))))
+        (local.set $max (call $maxOf (local.get $row) (local.get $n)))
+        (f64.store (local.get $at) (call $exps (local.get $row) (local.get $n) (local.get $max) (i32.const 0)))
+        (f32.store offset=8 (local.get $at) (local.get $max))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rows))))
 )

@@ -62,7 +62,7 @@ export async function scoreTokens(model: Model, ids: readonly number[], policy: 
       const firstRow = Math.max(0, skip - start);
       const targets = input.slice(start + 1 + firstRow, start + 1 + chunk.length);
       // scored where the logits are: only the NLLs come back
-      const rows = tokenNll(logits, targets, firstRow);
+      const rows = tokenNll(logits, targets, firstRow, model.pool);
       const values = rows.dataSync();
       tf.dispose([logits, rows]);
       const bad = firstNonFinite(values);
