@@ -7,6 +7,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { AttentionFrame, SoftmaxSpec } from './attention.js';
 import { type JsKernel, runJsKernel } from './js_kernel.js';
+import { float32View, wasmScratch } from './paths.js';
 import { simdLoops, type SimdLoops } from './simd/instance.js';
 import { extraLogitOf, learnsExtraLogit, type SoftmaxVariant, softmaxRule } from './softmax.js';
 
@@ -162,4 +163,55 @@ export function fusedAttention(frames: AttentionFrame[], keys: tf.Tensor3D, valu
     variant: spec.variant,
   };
   return runJsKernel(fusedKernel, inputs, attrs) as tf.Tensor3D;
+}
+
+/**
+ * The same loops without a kernel call, for a caller that holds the queries
+ * as arrays (the pooled decode step, src/model/pooled_layers.ts): the
+ * frames' queries (frame f's [heads, T, headDim] in queries[f], query row t
+ * seeing entries rowRanges[f][2t]..rowRanges[f][2t+1]) against keys and
+ * values [kvHeads, capacity, headDim], read in place, into out [heads, T,
+ * headDim]. The numbers are fusedAttention's; a tfjs op costs more than this
+ * whole loop at decode. Needs direct memory (kernels/paths.ts:
+ * hasDirectMemory).
+ */
+export function attendDirect(
+  queries: Float32Array[],
+  rowRanges: Int32Array[],
+  keys: tf.Tensor3D,
+  values: tf.Tensor3D,
+  spec: SoftmaxSpec,
+  out: Float32Array,
+): void {
+  const headDim = keys.shape[2];
+  const qSize = out.length; // heads * T * headDim
+  const T = rowRanges[0]!.length / 2;
+  const heads = qSize / (T * headDim);
+  const frameCount = queries.length;
+  const attrs: FusedAttrs = { frameCount, rowRanges, variant: spec.variant };
+  const learns = learnsExtraLogit(spec.variant);
+  if (learns && spec.sinkLogits === undefined) throw new Error(`attention: '${spec.variant}' needs sinkLogits`);
+  const shapes = [...queries.map(() => [heads, T, headDim]), keys.shape, values.shape, ...(learns ? [[heads]] : [])];
+  const wantsSimd = headDim % 4 === 0 && softmaxRule(spec.variant).softmaxFamily;
+  let count = 0;
+  for (let t = 0; t < T; t++) count = Math.max(count, rowCount(rowRanges, t));
+  // heap: the queries, the output, then the row's plan and scores (allocated before any view is taken)
+  const heap = wantsSimd ? wasmScratch((frameCount + 1) * qSize + 3 * frameCount + count) : undefined;
+  const operands = [float32View(keys), float32View(values), ...(learns ? [float32View(spec.sinkLogits!)] : [])];
+  if (heap !== undefined) {
+    const inHeap = queries.map((q, f) => {
+      const view = heap.subarray(f * qSize, (f + 1) * qSize);
+      view.set(q);
+      return view;
+    });
+    const heapOut = heap.subarray(frameCount * qSize, (frameCount + 1) * qSize);
+    const scratch = heap.subarray((frameCount + 1) * qSize);
+    const simd = simdLoops([...inHeap, ...operands, heapOut, scratch]);
+    if (simd !== undefined) {
+      attendSimd(simd, [...inHeap, ...operands], shapes, heapOut, attrs, scratch);
+      out.set(heapOut);
+      return;
+    }
+  }
+  attendJs([...queries, ...operands], shapes, out, attrs);
 }

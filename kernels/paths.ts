@@ -20,7 +20,7 @@
 // paths, for tests and A/B runs: every step then takes the next one down.
 //
 // Internals used (tfjs 4.22): the wasm backend's `wasm.HEAPU8`,
-// `wasm.asm.memory`, `dataIdMap` (memoryOffset), `makeOutput`,
+// `wasm.asm.memory`, `wasm._malloc`, `dataIdMap` (memoryOffset), `makeOutput`,
 // `typedArrayFromHeap`, `disposeData`; the cpu backend's `data` map and
 // `makeTensorInfo`; the engine's `runKernel` and `isTapeOn`.
 import * as tf from '@tensorflow/tfjs';
@@ -111,7 +111,7 @@ export function hasDirectMemory(): boolean {
 // ---- tfjs internals ----------------------------------------------------
 
 interface WasmBackendLike {
-  wasm: { HEAPU8: Uint8Array; asm?: { memory?: WebAssembly.Memory } };
+  wasm: { HEAPU8: Uint8Array; asm?: { memory?: WebAssembly.Memory }; _malloc(bytes: number): number; _free(offset: number): void };
   dataIdMap: { get(dataId: object): { memoryOffset: number } };
   makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
   typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
@@ -150,6 +150,29 @@ export function float32View(t: tf.TensorInfo): Float32Array {
 export function wasmBackendMemory(): WebAssembly.Memory | undefined {
   if (tf.getBackend() !== 'wasm') return undefined;
   return (tf.backend() as unknown as WasmBackendLike).wasm.asm?.memory;
+}
+
+// Per backend: working space malloc'ed on its heap (see wasmScratch).
+const heapScratch = new WeakMap<object, { offset: number; floats: number }>();
+
+/**
+ * `floats` floats of working space on the wasm backend's heap, outside any
+ * tensor (so tf.memory does not count it), for loops that run there
+ * without a kernel call (kernels/attention_fused.ts's attendDirect). Grown,
+ * never shrunk, and reused by the next call: the view is valid until the
+ * next call or allocation on the heap. Undefined off the wasm backend.
+ */
+export function wasmScratch(floats: number): Float32Array | undefined {
+  if (tf.getBackend() !== 'wasm') return undefined;
+  const backend = tf.backend() as unknown as WasmBackendLike;
+  let have = heapScratch.get(backend);
+  if (have === undefined || have.floats < floats) {
+    if (have !== undefined) backend.wasm._free(have.offset);
+    const grown = Math.max(floats, 2 * (have?.floats ?? 0), 4096);
+    have = { offset: backend.wasm._malloc(4 * grown) >>> 0, floats: grown };
+    heapScratch.set(backend, have);
+  }
+  return new Float32Array(backend.wasm.HEAPU8.buffer, have.offset, floats);
 }
 
 /** What registration needs of a loop kernel: its outputs, and the loop over views. */

@@ -1,5 +1,5 @@
 // A persistent pool of worker threads that run the SIMD product loops
-// (simd/products.wat), and the attention rows and row sums of simd/loops.wat,
+// (simd/products.wat), and the attention rows, row sums and SwiGLU of simd/loops.wat,
 // on one shared WebAssembly memory.
 //
 // tfjs's wasm backend runs one thread in Node, and its threaded build works
@@ -54,10 +54,11 @@ export interface ProductLoops {
   productQ8(w: number, xq: number, xd: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
 }
 
-/** The exports of simd/loops.wat (assembled for a shared memory) that the pool runs: attention rows (kernels/pooled_attention.ts), token NLLs' sums (kernels/token_nll.ts). */
+/** The exports of simd/loops.wat (assembled for a shared memory) that the pool runs: attention rows (kernels/pooled_attention.ts), token NLLs' sums (kernels/token_nll.ts), SwiGLU (kernels/pooled_swiglu.ts). */
 export interface SharedLoops {
   attendRows(records: number, item0: number, item1: number, frames: number, valuesFromKeys: number, dim: number, scaleBits: number, s: number): void;
   sumsOfExps(x: number, row0: number, row1: number, n: number, out: number): void;
+  swigluRange(x: number, row0: number, row1: number, hidden: number, out: number): void;
 }
 
 /** Which loop a job runs. */
@@ -69,10 +70,12 @@ export const enum ProductOp {
   Attend = 3,
   /** sumsOfExps over rows. */
   SumsOfExps = 4,
+  /** swigluRange over rows. */
+  Swiglu = 5,
 }
 
 /** The jobs run() takes. */
-export type JobOp = ProductOp.F32 | ProductOp.Q8 | ProductOp.Attend | ProductOp.SumsOfExps;
+export type JobOp = ProductOp.F32 | ProductOp.Q8 | ProductOp.Attend | ProductOp.SumsOfExps | ProductOp.Swiglu;
 
 // The control array (Int32Array on its own SharedArrayBuffer).
 const GENERATION = 0; // bumped once per job; the workers wait on it
@@ -157,7 +160,8 @@ for (;;) {
       if (op === ${ProductOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
       else if (op === ${ProductOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
       else if (op === ${ProductOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
-      else shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
+      else if (op === ${ProductOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
+      else shared.swigluRange(a[0], row0, row1, a[1], a[2]);
     }
   } catch {
     Atomics.store(control, ${FAILED}, 1);
@@ -323,7 +327,7 @@ export class WorkerPool {
 
   /**
    * Run a product over `rows` output rows: `args` are the loop's arguments
-   * without row0/row1 (see ProductLoops; for Attend and SumsOfExps, those of
+   * without row0/row1 (see ProductLoops; for Attend, SumsOfExps and Swiglu, those of
    * SharedLoops without the range, Attend's scores as a base and bytes per
    * thread). Split over the
    * threads when the bytes it reads (`weightBytes`: a product's weights
@@ -393,7 +397,8 @@ export class WorkerPool {
     if (op === ProductOp.F32) this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
     else if (op === ProductOp.Q8) this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
     else if (op === ProductOp.Attend) this.shared.attendRows(a[0]!, row0, row1, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
-    else this.shared.sumsOfExps(a[0]!, row0, row1, a[1]!, a[2]!);
+    else if (op === ProductOp.SumsOfExps) this.shared.sumsOfExps(a[0]!, row0, row1, a[1]!, a[2]!);
+    else this.shared.swigluRange(a[0]!, row0, row1, a[1]!, a[2]!);
   }
 
   /**

@@ -39,6 +39,51 @@ interface QkvAttrs extends HeadCounts {
   frameCount: number;
 }
 
+/** How qkvHeadsInto rotates: the rope layout and the rotated channels. */
+export interface QkvRotation {
+  pairs: boolean;
+  rotaryDim: number;
+}
+
+/**
+ * The loop of the fused kernel, on plain arrays: rows [rowStart, rowStart +
+ * T) of qkv ([rows, (heads + 2 kvHeads) * headDim]) into keys and values
+ * ([kvHeads, T, headDim]) and, per frame, queries ([heads, T, headDim]),
+ * keys rotated by keyCos/keySin and frame f's queries by frameAngles[2f],
+ * frameAngles[2f + 1] (all [T, rotaryDim/2]).
+ */
+export function qkvHeadsInto(
+  qkv: Float32Array,
+  rowStart: number,
+  T: number,
+  counts: HeadCounts,
+  rope: QkvRotation,
+  keyCos: Float32Array,
+  keySin: Float32Array,
+  frameAngles: Float32Array[],
+  keys: Float32Array,
+  values: Float32Array,
+  queries: Float32Array[],
+): void {
+  const { heads, kvHeads, headDim } = counts;
+  const width = (heads + 2 * kvHeads) * headDim;
+  const rotation = { pairs: rope.pairs, rotaryDim: rope.rotaryDim, headDim, direction: 1 };
+  for (let t = 0; t < T; t++) {
+    const row = (rowStart + t) * width;
+    for (let g = 0; g < kvHeads; g++) {
+      const at = (g * T + t) * headDim;
+      rotateRow(qkv, row + (heads + g) * headDim, keys, at, keyCos, keySin, t, rotation);
+      const v = row + (heads + kvHeads + g) * headDim;
+      values.set(qkv.subarray(v, v + headDim), at);
+    }
+    for (let f = 0; f < queries.length; f++) {
+      for (let h = 0; h < heads; h++) {
+        rotateRow(qkv, row + h * headDim, queries[f]!, (h * T + t) * headDim, frameAngles[2 * f]!, frameAngles[2 * f + 1]!, t, rotation);
+      }
+    }
+  }
+}
+
 // Inputs: qkv, then cos and sin of the keys, then cos and sin of each frame.
 // Outputs: keys, values, then the queries of each frame.
 const qkvHeadsKernel: JsMultiKernel<QkvAttrs> = {
@@ -48,24 +93,8 @@ const qkvHeadsKernel: JsMultiKernel<QkvAttrs> = {
     [kvHeads, T, headDim],
     ...Array.from({ length: frameCount }, () => [heads, T, headDim]),
   ],
-  run([qkv, keyCos, keySin, ...frameAngles], [qkvShape], [keys, values, ...queries], a) {
-    const { heads, kvHeads, headDim, T, rowStart } = a;
-    const width = qkvShape![1]!;
-    const rotation = { pairs: a.pairs, rotaryDim: a.rotaryDim, headDim, direction: 1 };
-    for (let t = 0; t < T; t++) {
-      const row = (rowStart + t) * width;
-      for (let g = 0; g < kvHeads; g++) {
-        const at = (g * T + t) * headDim;
-        rotateRow(qkv!, row + (heads + g) * headDim, keys!, at, keyCos!, keySin!, t, rotation);
-        const v = row + (heads + kvHeads + g) * headDim;
-        values!.set(qkv!.subarray(v, v + headDim), at);
-      }
-      for (let f = 0; f < queries.length; f++) {
-        for (let h = 0; h < heads; h++) {
-          rotateRow(qkv!, row + h * headDim, queries[f]!, (h * T + t) * headDim, frameAngles[2 * f]!, frameAngles[2 * f + 1]!, t, rotation);
-        }
-      }
-    }
+  run([qkv, keyCos, keySin, ...frameAngles], _, [keys, values, ...queries], a) {
+    qkvHeadsInto(qkv!, a.rowStart, a.T, a, a, keyCos!, keySin!, frameAngles, keys!, values!, queries);
   },
 };
 

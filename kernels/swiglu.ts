@@ -3,8 +3,7 @@
 // input is [..., 2 * hidden] = [gate | up].
 import * as tf from '@tensorflow/tfjs';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
-import { expF32 } from './exp_f32.js';
-import { simdAvailable, simdLoops } from './simd/instance.js';
+import { simdLoops } from './simd/instance.js';
 
 // inputs: gateUp [..., 2 hidden], dy [..., hidden] -> d gateUp [..., 2 hidden]. With s = sigmoid(g):
 //   d gate = dy * up * s (1 + g (1 - s)),   d up = dy * g s
@@ -33,12 +32,7 @@ const swigluKernel: JsKernel<object> = {
     const hidden = shape![shape!.length - 1]! / 2;
     const simd = hidden % 4 === 0 ? simdLoops([x!, out]) : undefined;
     if (simd !== undefined) return simd.swiglu(x!.byteOffset, out.length / hidden, hidden, out.byteOffset);
-    for (let row = 0, o = 0; row < x!.length; row += 2 * hidden) {
-      for (let i = 0; i < hidden; i++, o++) {
-        const g = x![row + i]!;
-        out[o] = (g / (1 + Math.exp(-g))) * x![row + hidden + i]!;
-      }
-    }
+    swigluRows(x!, out.length / hidden, hidden, out);
   },
   gradient: {
     save: [0],
@@ -60,23 +54,11 @@ export function swiglu<T extends tf.Tensor>(gateUp: T): T {
 }
 
 /**
- * SwiGLU over arrays anywhere in memory, computing what the kernel above
- * computes on the active backend, bit for bit: the SIMD loop's float32 steps
- * (its exp, then g * up / (1 + exp(-g))) where the SIMD loop would run, else
- * the JavaScript loop's. gateUp: [rows, 2 hidden] = [gate | up] -> out: [rows, hidden].
+ * The SwiGLU kernel's JavaScript loop over arrays anywhere in memory (the
+ * pooled layers' fallback where the kernel would not run its SIMD loop
+ * either): gateUp [rows, 2 hidden] = [gate | up] -> out [rows, hidden].
  */
 export function swigluRows(gateUp: Float32Array, rows: number, hidden: number, out: Float32Array): void {
-  if (jsKernelsAvailable() && hidden % 4 === 0 && simdAvailable()) {
-    const f = Math.fround;
-    for (let r = 0; r < rows; r++) {
-      const at = 2 * r * hidden;
-      for (let i = 0; i < hidden; i++) {
-        const g = gateUp[at + i]!;
-        out[r * hidden + i] = f(f(g * gateUp[at + hidden + i]!) / f(1 + expF32(-g)));
-      }
-    }
-    return;
-  }
   for (let r = 0; r < rows; r++) {
     const at = 2 * r * hidden;
     for (let i = 0; i < hidden; i++) {

@@ -1,219 +1,297 @@
-// Issue 9, class 5: outputs. Every command checks where it will write before
+// Issue 9, classes 5 and 6: outputs, and the training runs commands read.
+// A section each, in a block of its own; both use one finished tiny run.
+import { spawn } from 'node:child_process';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { FIXTURES, loadConformance, runCliInProcess } from './helpers.js';
+import { finishedRun, refused, tree } from './outputs_helpers.js';
+import { CLI } from './paths.js';
+import { setUp } from './reproduce_helpers.js';
+
+// A finished two-step training run: published by the outputs tests, resumed and
+// damaged (in copies) by the runs tests.
+const run = join(mkdtempSync(join(tmpdir(), 'streamllm-finished-run-')), 'run');
+await finishedRun(run);
+
+// Class 5: outputs. Every command checks where it will write before
 // the work starts (exit 2, one line, nothing written), never replaces an
 // existing file, folder or zoo model without --force, and swaps multi-file
 // outputs (reports, published models) in whole, so that a failed or
 // interrupted run leaves the earlier output exactly as it was.
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import t from 'tap';
-import { FIXTURES, loadConformance, runCliInProcess } from './helpers.js';
-import { finishedRun, refused, tree } from './outputs_helpers.js';
-import { setUp } from './reproduce_helpers.js';
+{
+  const dir = mkdtempSync(join(tmpdir(), 'streamllm-bad-outputs-'));
+  const model = `${FIXTURES}tiny-gqa.bin`;
+  const ids = join(dir, 'ids.json');
+  writeFileSync(ids, JSON.stringify(loadConformance().tokens.slice(0, 40)));
+  const evalArgs = ['eval', '--model', model, '--tokens', ids];
+  const initArgs = ['init', '--dim', '8', '--hidden', '16', '--layers', '1', '--heads', '2', '--vocab', '32', '--seq-len', '8'];
+  const root = process.getuid?.() === 0;
 
-const dir = mkdtempSync(join(tmpdir(), 'streamllm-bad-outputs-'));
-const model = `${FIXTURES}tiny-gqa.bin`;
-const ids = join(dir, 'ids.json');
-writeFileSync(ids, JSON.stringify(loadConformance().tokens.slice(0, 40)));
-const evalArgs = ['eval', '--model', model, '--tokens', ids];
-const initArgs = ['init', '--dim', '8', '--hidden', '16', '--layers', '1', '--heads', '2', '--vocab', '32', '--seq-len', '8'];
-const root = process.getuid?.() === 0;
+  /** A folder the process cannot create files in: /sys for root (sysfs refuses even root), else a chmod 500 folder. */
+  function readOnlyFolder(): string | undefined {
+    if (!root) {
+      const ro = join(dir, 'read-only');
+      mkdirSync(ro, { recursive: true });
+      chmodSync(ro, 0o500);
+      return ro;
+    }
+    try {
+      writeFileSync('/sys/.streamllm-test', '');
+      return undefined; // writable after all: no read-only folder to test with here
+    } catch {
+      return existsSync('/sys') ? '/sys' : undefined;
+    }
+  }
 
-/** A folder the process cannot create files in: /sys for root (sysfs refuses even root), else a chmod 500 folder. */
-function readOnlyFolder(): string | undefined {
-  if (!root) {
-    const ro = join(dir, 'read-only');
-    mkdirSync(ro, { recursive: true });
-    chmodSync(ro, 0o500);
-    return ro;
-  }
-  try {
-    writeFileSync('/sys/.streamllm-test', '');
-    return undefined; // writable after all: no read-only folder to test with here
-  } catch {
-    return existsSync('/sys') ? '/sys' : undefined;
-  }
+  t.test('single-file outputs: checked before the work, never replaced without --force, no temporary file left', async (t) => {
+    const existing = join(dir, 'existing.csv');
+    writeFileSync(existing, 'keep me\n');
+    const aDir = join(dir, 'a-folder');
+    mkdirSync(aDir);
+    const aFile = join(dir, 'a-file');
+    writeFileSync(aFile, 'a file, not a folder\n');
+    const checkpoint = join(dir, 'existing.bin');
+    writeFileSync(checkpoint, 'not to be overwritten');
+    const tokenizer = join(dir, 'existing-tokenizer.json');
+    writeFileSync(tokenizer, '{"mine": true}');
+    const before = tree(dir);
+    await refused(t, [...evalArgs, '--csv', existing], `eval --csv ${existing}: already exists (add --force to replace it)`);
+    await refused(t, [...evalArgs, '--csv', aDir], `eval --csv ${aDir}: is a directory, expected a file name`);
+    await refused(t, [...evalArgs, '--csv', join(aFile, 'x.csv')], `eval --csv ${join(aFile, 'x.csv')}: ${aFile} is not a directory`);
+    await refused(t, [...evalArgs, '--csv', join(aFile, 'deeper', 'x.csv')], `eval --csv ${join(aFile, 'deeper', 'x.csv')}: ${aFile} is not a directory`);
+    await refused(t, [...initArgs, '--out', checkpoint], `init --out ${checkpoint}: already exists (add --force to replace it)`);
+    await refused(t, [...initArgs, '--out', aDir], `init --out ${aDir}: is a directory, expected a file name`);
+    // Refused before training: the message comes at once, not after the tokenizer is trained.
+    await refused(
+      t,
+      ['train-tokenizer', '--vocab', '300', '--out', tokenizer],
+      `train-tokenizer --out ${tokenizer}: already exists (add --force to replace it)`,
+    );
+    await refused(
+      t,
+      ['train-tokenizer', '--vocab', '300', '--out', join(aFile, 'tok.json')],
+      `train-tokenizer --out ${join(aFile, 'tok.json')}: ${aFile} is not a directory`,
+    );
+    t.same(tree(dir), before, 'every file as it was; no *.tmp, no new file');
+
+    const ro = readOnlyFolder();
+    if (ro === undefined) t.comment('no read-only folder on this machine: that case is not run');
+    else {
+      await refused(
+        t,
+        [...evalArgs, '--csv', join(ro, 'nll.csv')],
+        new RegExp(`^streamllm: eval --csv ${join(ro, 'nll.csv')}: cannot write in ${ro} \\((EACCES|EPERM|EROFS)\\)$`),
+      );
+      await refused(
+        t,
+        [...initArgs, '--out', join(ro, 'sub', 'm.bin')],
+        new RegExp(`^streamllm: init --out ${join(ro, 'sub', 'm.bin')}: cannot write in ${ro} \\(`),
+      );
+      t.same(tree(dir), before);
+    }
+
+    // --force replaces, through a temporary name.
+    const r = await runCliInProcess([...evalArgs, '--csv', existing, '--force']);
+    t.equal(r.status, 0, r.stderr);
+    t.match(readFileSync(existing, 'utf8'), /^position,dense\n1,/);
+    const i = await runCliInProcess([...initArgs, '--out', checkpoint, '--force']);
+    t.equal(i.status, 0, i.stderr);
+    t.equal(
+      readFileSync(checkpoint).length,
+      7 * 4 + 4 * (32 * 8 + 8 + 3 * 8 * 8 + 8 * 8 + 8 + 3 * 16 * 8 + 8 + 8 * 4),
+      'a llama2.c checkpoint of the asked shape',
+    );
+    t.same(
+      readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+      [],
+    );
+  });
+
+  const { dir: textDir, common } = setUp();
+  // 100 tokens: past the trained length (64), as few as a report needs; these tests are about the folder, not the numbers
+  const reportArgs = (command: string[], out: string) => [...command, ...common.slice(0, 6), '--limit', '100', '--recompute-samples', '8', '--out', out];
+
+  t.test('report folders: an earlier report is replaced whole; anything else needs --force', async (t) => {
+    const out = join(textDir, 'report');
+    const r = await runCliInProcess(reportArgs(['start'], out));
+    t.equal(r.status, 0, r.stderr);
+    const first = readFileSync(join(out, 'report.md'), 'utf8');
+    writeFileSync(join(out, 'stale.png'), 'from an earlier run');
+    const again = await runCliInProcess(reportArgs(['reproduce', 'curves'], out));
+    t.equal(again.status, 0, again.stderr);
+    t.notOk(existsSync(join(out, 'stale.png')), 'the earlier report was replaced whole, not mixed with the new one');
+    t.not(readFileSync(join(out, 'report.md'), 'utf8'), first);
+    t.same(
+      readdirSync(textDir).filter((f) => f.startsWith('.')),
+      [],
+      'no staging folder left',
+    );
+
+    // Not a report: refused, untouched.
+    const mine = join(textDir, 'mine');
+    mkdirSync(mine);
+    writeFileSync(join(mine, 'thesis.tex'), '\\section{mine}');
+    const aFile = join(textDir, 'a-file');
+    writeFileSync(aFile, 'x');
+    const before = tree(textDir);
+    await refused(t, reportArgs(['reproduce', 'curves'], mine), `reproduce --out ${mine}: already exists and is not empty (add --force to replace it)`);
+    await refused(
+      t,
+      ['attn', ...common.slice(0, 6), '--samples', '2', '--out', mine],
+      `attn --out ${mine}: already exists and is not empty (add --force to replace it)`,
+    );
+    await refused(t, reportArgs(['start'], aFile), `start --out ${aFile}: is a file, expected a folder`);
+    await refused(t, reportArgs(['start'], join(aFile, 'sub')), `start --out ${join(aFile, 'sub')}: ${aFile} is not a directory`);
+    t.same(tree(textDir), before, 'nothing changed, nothing left');
+    const forced = await runCliInProcess([...reportArgs(['start'], mine), '--force']);
+    t.equal(forced.status, 0, forced.stderr);
+    t.notOk(existsSync(join(mine, 'thesis.tex')), '--force replaces the folder');
+    t.ok(existsSync(join(mine, 'report.md')));
+  });
+
+  t.test('a run that fails part-way leaves the earlier report as it was', async (t) => {
+    const out = join(textDir, 'kept');
+    const r = await runCliInProcess(reportArgs(['start'], out)); // any finished report
+    t.equal(r.status, 0, r.stderr);
+    const manifest = join(textDir, 'broken-manifest.json');
+    writeFileSync(manifest, JSON.stringify({ default: 'gone', models: [{ name: 'gone', path: join(textDir, 'no-such-model') }] }));
+    const before = tree(textDir);
+    const failed = await runCliInProcess([...reportArgs(['reproduce', 'pretraining'], out), '--manifest', manifest]);
+    t.equal(failed.status, 2);
+    t.match(failed.stderr, /no-such-model: /);
+    t.notMatch(failed.stderr, /\n\s+at /);
+    t.same(tree(textDir), before, 'the earlier report, unchanged; no staging folder');
+  });
+
+  t.test('Ctrl-C during `reproduce all` leaves the earlier report as it was', async (t) => {
+    const out = join(textDir, 'interrupted');
+    const r = await runCliInProcess(reportArgs(['start'], out)); // any finished report
+    t.equal(r.status, 0, r.stderr);
+    const before = tree(textDir);
+    const child = spawn(process.execPath, [CLI, ...reportArgs(['reproduce', 'all'], out)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const staging = join(textDir, `.interrupted.${child.pid}.staging`);
+    const code = await new Promise<number | null>((resolve) => {
+      const poll = setInterval(() => {
+        if (existsSync(staging)) {
+          clearInterval(poll);
+          child.kill('SIGINT');
+        }
+      }, 20);
+      child.on('exit', (c) => {
+        clearInterval(poll);
+        resolve(c);
+      });
+    });
+    t.equal(code, 130, `interrupted, exit 130 (${stderr.trim().split('\n').pop()})`);
+    t.same(tree(textDir), before, 'the earlier report, unchanged; the staging folder removed');
+  });
+
+  t.test('publish: an existing zoo model (the default too) is replaced only with --force', async (t) => {
+    const weights = join(dir, 'weights');
+    const first = await runCliInProcess(['publish', '--run', run, '--name', 'tiny', '--weights', weights]);
+    t.equal(first.status, 0, first.stderr);
+    mkdirSync(join(weights, 'other'));
+    writeFileSync(join(weights, 'other', 'notes.txt'), 'not a model of ours');
+    const before = tree(dir);
+    const manifestFile = join(weights, 'manifest.json');
+    await refused(
+      t,
+      ['publish', '--run', run, '--name', 'tiny', '--weights', weights],
+      `publish --name tiny: ${manifestFile} already lists a model 'tiny' (the default) (add --force to replace it)`,
+    );
+    await refused(
+      t,
+      ['publish', '--run', run, '--name', 'other', '--weights', weights],
+      `publish --name other: ${join(weights, 'other')}: already exists and is not empty (add --force to replace it)`,
+    );
+    await refused(
+      t,
+      ['publish', '--run', run, '--name', 'x', '--weights', manifestFile],
+      `publish: ${join(manifestFile, 'manifest.json')}: ${manifestFile} is not a directory`,
+    );
+    t.same(tree(dir), before, 'the model, the manifest and the other folder unchanged; nothing left');
+
+    const forced = await runCliInProcess(['publish', '--run', run, '--name', 'tiny', '--dtype', 'F16', '--weights', weights, '--force']);
+    t.equal(forced.status, 0, forced.stderr);
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { default: string; models: { name: string; dtype: string }[] };
+    t.same(
+      manifest.models.map((m) => [m.name, m.dtype]),
+      [['tiny', 'F16']],
+      'replaced, listed once',
+    );
+    t.equal(manifest.default, 'tiny');
+    t.same(readdirSync(weights).sort(), ['manifest.json', 'other', 'tiny'], 'no staging or old folder left');
+  });
 }
 
-t.test('single-file outputs: checked before the work, never replaced without --force, no temporary file left', async (t) => {
-  const existing = join(dir, 'existing.csv');
-  writeFileSync(existing, 'keep me\n');
-  const aDir = join(dir, 'a-folder');
-  mkdirSync(aDir);
-  const aFile = join(dir, 'a-file');
-  writeFileSync(aFile, 'a file, not a folder\n');
-  const checkpoint = join(dir, 'existing.bin');
-  writeFileSync(checkpoint, 'not to be overwritten');
-  const tokenizer = join(dir, 'existing-tokenizer.json');
-  writeFileSync(tokenizer, '{"mine": true}');
-  const before = tree(dir);
-  await refused(t, [...evalArgs, '--csv', existing], `eval --csv ${existing}: already exists (add --force to replace it)`);
-  await refused(t, [...evalArgs, '--csv', aDir], `eval --csv ${aDir}: is a directory, expected a file name`);
-  await refused(t, [...evalArgs, '--csv', join(aFile, 'x.csv')], `eval --csv ${join(aFile, 'x.csv')}: ${aFile} is not a directory`);
-  await refused(t, [...evalArgs, '--csv', join(aFile, 'deeper', 'x.csv')], `eval --csv ${join(aFile, 'deeper', 'x.csv')}: ${aFile} is not a directory`);
-  await refused(t, [...initArgs, '--out', checkpoint], `init --out ${checkpoint}: already exists (add --force to replace it)`);
-  await refused(t, [...initArgs, '--out', aDir], `init --out ${aDir}: is a directory, expected a file name`);
-  // Refused before training: the message comes at once, not after the tokenizer is trained.
-  await refused(t, ['train-tokenizer', '--vocab', '300', '--out', tokenizer], `train-tokenizer --out ${tokenizer}: already exists (add --force to replace it)`);
-  await refused(
-    t,
-    ['train-tokenizer', '--vocab', '300', '--out', join(aFile, 'tok.json')],
-    `train-tokenizer --out ${join(aFile, 'tok.json')}: ${aFile} is not a directory`,
-  );
-  t.same(tree(dir), before, 'every file as it was; no *.tmp, no new file');
+// Class 6: resuming and publishing a training run whose directory
+// has lost or damaged a file, and publishing into a weights folder whose
+// manifest is damaged. Each is refused before anything is written: exit 2,
+// one line naming the file, the run and the weights folder unchanged.
+{
+  const dir = mkdtempSync(join(tmpdir(), 'streamllm-bad-runs-'));
 
-  const ro = readOnlyFolder();
-  if (ro === undefined) t.comment('no read-only folder on this machine: that case is not run');
-  else {
-    await refused(
-      t,
-      [...evalArgs, '--csv', join(ro, 'nll.csv')],
-      new RegExp(`^streamllm: eval --csv ${join(ro, 'nll.csv')}: cannot write in ${ro} \\((EACCES|EPERM|EROFS)\\)$`),
-    );
-    await refused(
-      t,
-      [...initArgs, '--out', join(ro, 'sub', 'm.bin')],
-      new RegExp(`^streamllm: init --out ${join(ro, 'sub', 'm.bin')}: cannot write in ${ro} \\(`),
-    );
-    t.same(tree(dir), before);
+  /** A copy of the finished run with `damage` done to it. */
+  function damaged(name: string, damage: (copy: string) => void): string {
+    const copy = join(dir, name);
+    cpSync(run, copy, { recursive: true });
+    damage(copy);
+    return copy;
   }
 
-  // --force replaces, through a temporary name.
-  const r = await runCliInProcess([...evalArgs, '--csv', existing, '--force']);
-  t.equal(r.status, 0, r.stderr);
-  t.match(readFileSync(existing, 'utf8'), /^position,dense\n1,/);
-  const i = await runCliInProcess([...initArgs, '--out', checkpoint, '--force']);
-  t.equal(i.status, 0, i.stderr);
-  t.equal(
-    readFileSync(checkpoint).length,
-    7 * 4 + 4 * (32 * 8 + 8 + 3 * 8 * 8 + 8 * 8 + 8 + 3 * 16 * 8 + 8 + 8 * 4),
-    'a llama2.c checkpoint of the asked shape',
-  );
-  t.same(
-    readdirSync(dir).filter((f) => f.endsWith('.tmp')),
-    [],
-  );
-});
+  const incomplete = (file: string) => `${file}: missing: the run's checkpoint is incomplete (restore the file, or start the run again)`;
 
-const { dir: textDir, common } = setUp();
-// 100 tokens: past the trained length (64), as few as a report needs; these tests are about the folder, not the numbers
-const reportArgs = (command: string[], out: string) => [...command, ...common.slice(0, 6), '--limit', '100', '--recompute-samples', '8', '--out', out];
-
-t.test('report folders: an earlier report is replaced whole; anything else needs --force', async (t) => {
-  const out = join(textDir, 'report');
-  const r = await runCliInProcess(reportArgs(['start'], out));
-  t.equal(r.status, 0, r.stderr);
-  const first = readFileSync(join(out, 'report.md'), 'utf8');
-  writeFileSync(join(out, 'stale.png'), 'from an earlier run');
-  const again = await runCliInProcess(reportArgs(['reproduce', 'curves'], out));
-  t.equal(again.status, 0, again.stderr);
-  t.notOk(existsSync(join(out, 'stale.png')), 'the earlier report was replaced whole, not mixed with the new one');
-  t.not(readFileSync(join(out, 'report.md'), 'utf8'), first);
-  t.same(
-    readdirSync(textDir).filter((f) => f.startsWith('.')),
-    [],
-    'no staging folder left',
-  );
-
-  // Not a report: refused, untouched.
-  const mine = join(textDir, 'mine');
-  mkdirSync(mine);
-  writeFileSync(join(mine, 'thesis.tex'), '\\section{mine}');
-  const aFile = join(textDir, 'a-file');
-  writeFileSync(aFile, 'x');
-  const before = tree(textDir);
-  await refused(t, reportArgs(['reproduce', 'curves'], mine), `reproduce --out ${mine}: already exists and is not empty (add --force to replace it)`);
-  await refused(
-    t,
-    ['attn', ...common.slice(0, 6), '--samples', '2', '--out', mine],
-    `attn --out ${mine}: already exists and is not empty (add --force to replace it)`,
-  );
-  await refused(t, reportArgs(['start'], aFile), `start --out ${aFile}: is a file, expected a folder`);
-  await refused(t, reportArgs(['start'], join(aFile, 'sub')), `start --out ${join(aFile, 'sub')}: ${aFile} is not a directory`);
-  t.same(tree(textDir), before, 'nothing changed, nothing left');
-  const forced = await runCliInProcess([...reportArgs(['start'], mine), '--force']);
-  t.equal(forced.status, 0, forced.stderr);
-  t.notOk(existsSync(join(mine, 'thesis.tex')), '--force replaces the folder');
-  t.ok(existsSync(join(mine, 'report.md')));
-});
-
-t.test('a run that fails part-way leaves the earlier report as it was', async (t) => {
-  const out = join(textDir, 'kept');
-  const r = await runCliInProcess(reportArgs(['start'], out)); // any finished report
-  t.equal(r.status, 0, r.stderr);
-  const manifest = join(textDir, 'broken-manifest.json');
-  writeFileSync(manifest, JSON.stringify({ default: 'gone', models: [{ name: 'gone', path: join(textDir, 'no-such-model') }] }));
-  const before = tree(textDir);
-  const failed = await runCliInProcess([...reportArgs(['reproduce', 'pretraining'], out), '--manifest', manifest]);
-  t.equal(failed.status, 2);
-  t.match(failed.stderr, /no-such-model: /);
-  t.notMatch(failed.stderr, /\n\s+at /);
-  t.same(tree(textDir), before, 'the earlier report, unchanged; no staging folder');
-});
-
-t.test('Ctrl-C during `reproduce all` leaves the earlier report as it was', async (t) => {
-  const out = join(textDir, 'interrupted');
-  const r = await runCliInProcess(reportArgs(['start'], out)); // any finished report
-  t.equal(r.status, 0, r.stderr);
-  const before = tree(textDir);
-  const cli = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
-  const child = spawn(process.execPath, [cli, ...reportArgs(['reproduce', 'all'], out)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const staging = join(textDir, `.interrupted.${child.pid}.staging`);
-  const code = await new Promise<number | null>((resolve) => {
-    const poll = setInterval(() => {
-      if (existsSync(staging)) {
-        clearInterval(poll);
-        child.kill('SIGINT');
-      }
-    }, 20);
-    child.on('exit', (c) => {
-      clearInterval(poll);
-      resolve(c);
+  t.test('resume: a run missing a checkpoint file is refused, not reported as done', async (t) => {
+    const intact = await runCliInProcess(['train', '--resume', run]);
+    t.equal(intact.status, 0, intact.stderr);
+    t.match(intact.stderr, /already finished/);
+    for (const file of ['model.safetensors', 'optimizer.safetensors', 'config.json', 'tokenizer.json', 'train_log.jsonl']) {
+      const copy = damaged(`no-${file}`, (c) => rmSync(join(c, file)));
+      const before = tree(copy);
+      await refused(t, ['train', '--resume', copy], incomplete(join(copy, file)));
+      t.same(tree(copy), before, `${file}: the run directory unchanged, nothing recreated`);
+    }
+    const folder = damaged('model-is-a-folder', (c) => {
+      rmSync(join(c, 'model.safetensors'));
+      mkdirSync(join(c, 'model.safetensors'));
     });
+    await refused(t, ['train', '--resume', folder], `${join(folder, 'model.safetensors')}: expected a file, found a folder`);
   });
-  t.equal(code, 130, `interrupted, exit 130 (${stderr.trim().split('\n').pop()})`);
-  t.same(tree(textDir), before, 'the earlier report, unchanged; the staging folder removed');
-});
 
-t.test('publish: an existing zoo model (the default too) is replaced only with --force', async (t) => {
-  const run = join(dir, 'run');
-  await finishedRun(run);
-  const weights = join(dir, 'weights');
-  const first = await runCliInProcess(['publish', '--run', run, '--name', 'tiny', '--weights', weights]);
-  t.equal(first.status, 0, first.stderr);
-  mkdirSync(join(weights, 'other'));
-  writeFileSync(join(weights, 'other', 'notes.txt'), 'not a model of ours');
-  const before = tree(dir);
-  const manifestFile = join(weights, 'manifest.json');
-  await refused(
-    t,
-    ['publish', '--run', run, '--name', 'tiny', '--weights', weights],
-    `publish --name tiny: ${manifestFile} already lists a model 'tiny' (the default) (add --force to replace it)`,
-  );
-  await refused(
-    t,
-    ['publish', '--run', run, '--name', 'other', '--weights', weights],
-    `publish --name other: ${join(weights, 'other')}: already exists and is not empty (add --force to replace it)`,
-  );
-  await refused(
-    t,
-    ['publish', '--run', run, '--name', 'x', '--weights', manifestFile],
-    `publish: ${join(manifestFile, 'manifest.json')}: ${manifestFile} is not a directory`,
-  );
-  t.same(tree(dir), before, 'the model, the manifest and the other folder unchanged; nothing left');
+  t.test('publish: a damaged manifest is refused before any folder is written', async (t) => {
+    const cases: [string, RegExp][] = [
+      ['{"models": [', /manifest.json: not a model manifest \(/],
+      ['{"models": 3}', /manifest.json: not a model manifest \("models" must be an array\)/],
+    ];
+    for (const [text, message] of cases) {
+      const weights = join(dir, `weights-${cases.findIndex((c) => c[0] === text)}`);
+      mkdirSync(weights);
+      writeFileSync(join(weights, 'manifest.json'), text);
+      const before = tree(dir);
+      await refused(t, ['publish', '--run', run, '--name', 'tiny', '--weights', weights], message);
+      t.same(tree(dir), before, 'no model folder, no staging folder, the manifest as it was');
+    }
+  });
 
-  const forced = await runCliInProcess(['publish', '--run', run, '--name', 'tiny', '--dtype', 'F16', '--weights', weights, '--force']);
-  t.equal(forced.status, 0, forced.stderr);
-  const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { default: string; models: { name: string; dtype: string }[] };
-  t.same(
-    manifest.models.map((m) => [m.name, m.dtype]),
-    [['tiny', 'F16']],
-    'replaced, listed once',
-  );
-  t.equal(manifest.default, 'tiny');
-  t.same(readdirSync(weights).sort(), ['manifest.json', 'other', 'tiny'], 'no staging or old folder left');
-});
+  t.test('publish: a run missing or damaging a file is refused before anything is written', async (t) => {
+    const weights = join(dir, 'weights');
+    const noModel = damaged('publish-no-model', (c) => rmSync(join(c, 'model.safetensors')));
+    const badLog = damaged('publish-bad-log', (c) => writeFileSync(join(c, 'train_log.jsonl'), '{"step": 1, "loss": 8.3}\n{"step": 2, "lo'));
+    const badConfig = damaged('publish-bad-config', (c) => writeFileSync(join(c, 'config.json'), '{"hidden_size": '));
+    const noState = damaged('publish-no-state', (c) => rmSync(join(c, 'train_state.json')));
+    const before = tree(dir);
+    await refused(t, ['publish', '--run', noModel, '--name', 'tiny', '--weights', weights], incomplete(join(noModel, 'model.safetensors')));
+    await refused(t, ['publish', '--run', badLog, '--name', 'tiny', '--weights', weights], `${join(badLog, 'train_log.jsonl')}: line 2 is not JSON`);
+    await refused(
+      t,
+      ['publish', '--run', badConfig, '--name', 'tiny', '--weights', weights],
+      `${join(badConfig, 'config.json')}: expected a model config, but the file is not valid JSON`,
+    );
+    await refused(t, ['publish', '--run', noState, '--name', 'tiny', '--weights', weights], /train_state.json: no training state here/);
+    t.same(tree(dir), before, 'no weights folder, the runs as they were');
+  });
+}

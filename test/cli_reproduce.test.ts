@@ -1,6 +1,8 @@
 // `streamllm reproduce` end to end on the conformance checkpoint (trained
-// length 64): curves against `streamllm eval` on the same text, newline-sinks
-// against scoreTokens, figures as PNGs of the stated size, report.md.
+// length 64), every experiment but those of the zoo (test/cli_attn_zoo.test.ts)
+// and of BOS-first models (test/bos_first.test.ts), in this process: each
+// number against `streamllm eval` or scoreTokens on the same text, figures as
+// PNGs of the stated size, report.md; then bad input.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -10,8 +12,12 @@ import { initTestBackend, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { checkFigures, close, type FigureFile, LIMIT, model, reproduce as run, setUp, textIds } from './reproduce_helpers.js';
 
 await initTestBackend();
+
 const { dir, text, common } = setUp();
 const reproduce = (experiment: string, extra: string[] = []) => run(dir, common, experiment, extra);
+const ids = textIds(text);
+const m = loadModel(model);
+const streamingPpl = async (sinkCount: number, windowSize: number) => (await scoreTokens(m, ids, { kind: 'streaming', sinkCount, windowSize })).ppl;
 
 interface EvalResult {
   policy: { kind: string; sinkCount?: number; windowSize?: number };
@@ -73,7 +79,6 @@ t.test('curves: dense, window, streaming, h2o, tova and recompute as eval scores
 
 t.test('newline-sinks: the first four tokens replaced by the encoding of "\\n"', async (t) => {
   const { out, json } = await reproduce('newline-sinks');
-  const ids = textIds(text);
   t.same(json.originalIds, ids.slice(0, 4));
   t.equal(ids[0], 1, 'BOS first: this tokenizer adds it');
   t.same(json.newlineIds, [0, 0, 0, 0], "this tokenizer's \\n is id 0");
@@ -87,7 +92,6 @@ t.test('newline-sinks: the first four tokens replaced by the encoding of "\\n"',
     ],
   );
   // scoreTokens on the same ids, the first four replaced; PPL over the targets after them (nll[3..])
-  const m = loadModel(model);
   const tail = (nll: Float64Array) => Math.exp(nll.slice(3).reduce((a, b) => a + b, 0) / (nll.length - 3));
   const streaming = { kind: 'streaming', sinkCount: 4, windowSize: 60 } as const;
   const want = [
@@ -98,4 +102,109 @@ t.test('newline-sinks: the first four tokens replaced by the encoding of "\\n"',
   rows.forEach((r, i) => t.ok(close(r.ppl, want[i]!), `${r.label}: ${r.ppl} vs ${want[i]}`));
   t.match(readFileSync(join(out, 'report.md'), 'utf8'), /replaced by the tokenizer's "\\n" \(ids 0, 0, 0, 0\)/);
   t.ok(existsSync(join(out, 'newline-sinks.md')));
+});
+
+// The sweeps, initial-tokens | cache-size | latency: perplexities against
+// scoreTokens on the same tokens, latency rows, figures.
+
+t.test('initial-tokens: S + (64 - S) for S = 0, 1, 2, 4, 8', async (t) => {
+  const { out, json } = await reproduce('initial-tokens');
+  t.equal(json.cacheSize, 64);
+  t.equal(json.tokens, ids.length);
+  const rows = json.rows as { sinks: number; window: number; label: string; ppl: number }[];
+  t.same(
+    rows.map((r) => r.label),
+    ['0+64', '1+63', '2+62', '4+60', '8+56'],
+  );
+  for (const r of rows) {
+    const want = await streamingPpl(r.sinks, r.window);
+    t.ok(close(r.ppl, want), `${r.label}: ${r.ppl} vs scoreTokens ${want}`);
+  }
+  t.ok(close(rows[0]!.ppl, (await scoreTokens(m, ids, { kind: 'window', windowSize: 64 })).ppl), '0+64 is window attention');
+  checkFigures(t, out, json.figures as FigureFile[]);
+});
+
+t.test('cache-size: 4 + (C - 4) from W/8 to W, and h2o and tova at budget C', async (t) => {
+  const { out, json } = await reproduce('cache-size');
+  const rows = json.rows as { cacheSize: number; sinks: number; window: number; ppl: number; h2oPpl: number; tovaPpl: number }[];
+  t.same(
+    rows.map((r) => r.cacheSize),
+    [8, 16, 32, 64],
+    'W/16 = 4 leaves no window beside 4 sinks',
+  );
+  for (const r of rows) {
+    const C = r.cacheSize;
+    t.equal(r.sinks + r.window, C);
+    t.ok(close(r.ppl, await streamingPpl(4, C - 4)), `C = ${C}`);
+    t.ok(r.h2oPpl > 1 && r.tovaPpl > 1, `C = ${C}: h2o ${r.h2oPpl}, tova ${r.tovaPpl}`);
+  }
+  // each score-based row as scoreTokens gives it, at the smallest budget (the one that evicts most)
+  t.ok(close(rows[0]!.h2oPpl, (await scoreTokens(m, ids, { kind: 'h2o', budget: 8, recent: 4 })).ppl), 'h2o, C = 8');
+  t.ok(close(rows[0]!.tovaPpl, (await scoreTokens(m, ids, { kind: 'tova', budget: 8 })).ppl), 'tova, C = 8');
+  checkFigures(t, out, json.figures as FigureFile[]);
+});
+
+t.test('latency: both policies at each size, the speed-up their ratio', async (t) => {
+  const { out, json } = await reproduce('latency');
+  type Measure = { policy: { kind: string; windowSize: number; sinkCount?: number }; msPerToken: number; peakTensorMiB: number; kvCacheMiB: number };
+  const rows = json.rows as { cacheSize: number; speedup: number; recompute: Measure; streaming: Measure }[];
+  t.same(
+    rows.map((r) => r.cacheSize),
+    [8, 16, 32, 64, 128, 256],
+    'W/8 .. 4W',
+  );
+  for (const r of rows) {
+    t.same(r.recompute.policy, { kind: 'recompute', windowSize: r.cacheSize });
+    t.same(r.streaming.policy, { kind: 'streaming', sinkCount: 4, windowSize: r.cacheSize - 4 });
+    t.ok(r.recompute.msPerToken > 0 && r.streaming.msPerToken > 0);
+    t.ok(close(r.speedup, r.recompute.msPerToken / r.streaming.msPerToken, 1e-4));
+    // the peak includes the weights: 3 layers of q|k|v, out, up, down plus embedding and classifier, float32
+    t.ok(r.streaming.peakTensorMiB * 2 ** 20 > 4 * 96 * 48 * 2 && r.recompute.peakTensorMiB > 0);
+    // KV storage holds at least C entries: 3 layers x (k, v) x 2 kv heads x 8 floats each
+    t.ok(r.streaming.kvCacheMiB * 2 ** 20 >= r.cacheSize * 3 * 2 * 2 * 8 * 4);
+  }
+  t.equal(json.backend, 'wasm');
+  checkFigures(t, out, json.figures as FigureFile[]);
+});
+
+// Bad input: one line on stderr naming the flag or file, exit code 2, no
+// stack trace, nothing written (test/cli_smoke.test.ts runs the executable).
+
+t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
+  const out = join(dir, 'never');
+  const cases: [string[], RegExp][] = [
+    [['reproduce', 'fig99', ...common], /^streamllm: reproduce: unknown experiment 'fig99' \(expected one of attention, curves, .*all\)$/],
+    [['reproduce', ...common], /reproduce: name an EXPERIMENT/],
+    [
+      ['reproduce', 'curves', '--text', text, '--manifest', join(dir, 'none.json')],
+      /reproduce: give --model PATH \(there is no model zoo manifest at .*none.json/,
+    ],
+    [['reproduce', 'curves', '--model', model], /the held-out Brown text needs the model's tokenizer; give --tokenizer FILE/],
+    [['reproduce', 'curves', ...common, '--tokens', text], /give one of --text FILE, --tokens IDS.json, not several/],
+    [['reproduce', 'curves', ...common, '--backcopy'], /give one of --text FILE, --backcopy, not several/],
+    [['reproduce', 'attention', ...common, '--samples', '0'], /reproduce --samples: must be >= 1, got 0/],
+    [['reproduce', 'attention', ...common, '--samples', 'many'], /reproduce --samples: expected an integer, got 'many'/],
+    [['reproduce', 'curves', '--model', model, '--text', text], /this model has no tokenizer to encode the text with; give --tokenizer FILE/],
+    [['reproduce', 'curves', ...common, '--limit', '1'], /--limit: must be >= 2/],
+    [['reproduce', 'pretraining', ...common, '--manifest', join(dir, 'none.json')], /pretraining: no model zoo manifest at/],
+    [['reproduce', 'curves', '--model', join(dir, 'missing.bin'), '--text', text], /missing.bin: no such file or directory/],
+    [['reproduce', 'curves', 'extra', ...common], /unexpected argument 'extra'/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await runCliInProcess([...args, '--out', out]);
+    t.equal(r.status, 2, `${args.join(' ')}: exit 2 (${r.stderr.trim()})`);
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !/^(backend|products):/.test(l));
+    t.equal(lines.length, 1, `one line: ${r.stderr}`);
+    t.match(lines[0], message);
+    t.match(lines[0], /^streamllm: /);
+    t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+  t.notOk(existsSync(join(out, 'report.md')), 'nothing written');
+  const help = await runCliInProcess(['reproduce', '--help']);
+  t.equal(help.status, 0);
+  t.match(help.stdout, /^streamllm reproduce: /);
+  t.match(help.stdout, /newline-sinks\s+The first four tokens replaced by newlines/);
 });

@@ -6,11 +6,10 @@
 // --help and argument errors stay free of tfjs.
 import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { orphans } from '../scripts/prune_dist.js';
 import { runCli } from './helpers.js';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+import { ROOT } from './paths.js';
 
 t.test('every command: an argument error is one line on stderr, exit 2, nothing on stdout', async (t) => {
   const cases: [string[], string][] = [
@@ -69,4 +68,13 @@ t.test('the entry point and the command definitions import no package, model loa
   t.notOk(files.includes('src/model/load.ts') || files.includes('src/model/transformer.ts'), 'neither the model loader nor the forward pass');
   t.ok(files.includes('src/cli/placement_flags.ts'), 'the --threads flag is reached');
   t.notOk(files.includes('kernels/pool.ts'), 'nor the worker pool (it carries its wasm module)');
+});
+
+t.test('every compiled test has its source: tap runs dist/test/, where tsc never deletes a file', async (t) => {
+  const stale = orphans(join(ROOT, 'dist'), ROOT).filter((f) => f.startsWith(join(ROOT, 'dist', 'test')) && f.endsWith('.js'));
+  t.same(
+    stale.map((f) => relative(ROOT, f)),
+    [],
+    'run `npm run build` (tsc, then scripts/prune_dist.ts removes what tsc left from a renamed or deleted file)',
+  );
 });

@@ -1,21 +1,29 @@
-// The engine against the conformance data in test/fixtures (float64, independently
-// computed, checked against llama2.c): dense logits, greedy decoding, and per-token NLLs
-// of every cache policy, token by token and in blocks.
+// The engine on the conformance checkpoint: against the conformance data, and
+// streaming far past the trained length.
 import * as tf from '@tensorflow/tfjs';
+import seedrandom from 'seedrandom';
 import t from 'tap';
+import { CausalBlock } from '../src/cache/causal_block.js';
 import { DenseCache } from '../src/cache/dense.js';
 import type { CachePolicy } from '../src/cache/policies.js';
+import { StreamingCache } from '../src/cache/streaming.js';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
-import { argmax } from '../src/sample/sampler.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
-import { forward } from '../src/model/transformer.js';
+import { forward, SINK_TOKEN } from '../src/model/transformer.js';
+import { argmax } from '../src/sample/sampler.js';
+import { TokenStream } from '../src/stream.js';
 import { type ConformanceCase, FIXTURES, initTestBackend, loadConformance, maxAbsDiff } from './helpers.js';
 
 await initTestBackend();
-const expected = loadConformance();
+
 const model = modelFromLlama2c(readLlama2c(`${FIXTURES}tiny-gqa.bin`));
+
+// The engine against the conformance data in test/fixtures (float64, independently
+// computed, checked against llama2.c): dense logits, greedy decoding, and per-token NLLs
+// of every cache policy, token by token and in blocks.
+const expected = loadConformance();
 
 function policyOf(c: ConformanceCase): CachePolicy {
   const { kind, sinks, window } = c.policy;
@@ -62,3 +70,118 @@ for (const c of expected.cases) {
     });
   }
 }
+
+// Streaming at length: the ring buffer wraps many times (slot by slot, and
+// through the model) and still gives the blocked path's numbers; memory stays
+// flat however long the stream.
+const rng = seedrandom('streaming');
+const ids = Array.from({ length: 240 }, () => 3 + Math.floor(rng() * 93));
+
+t.test('a stream of 30x the cache capacity: stepwise = blocked', async (t) => {
+  for (const policy of [
+    { kind: 'streaming', sinkCount: 2, windowSize: 6 },
+    { kind: 'streaming', sinkCount: 4, windowSize: 3 },
+    { kind: 'window', windowSize: 8 },
+  ] as const) {
+    const stepwise = await scoreTokens(model, ids, policy, { mode: 'stepwise' });
+    for (const blockSize of [3, 8, 50]) {
+      const blocked = await scoreTokens(model, ids, policy, { mode: 'blocked', blockSize });
+      t.ok(maxAbsDiff(stepwise.nll, blocked.nll) < 1e-4, `${JSON.stringify(policy)} blocks of ${blockSize}`);
+    }
+  }
+});
+
+t.test('the ring buffer holds exactly sinks + window, in place', async (t) => {
+  const cache = new StreamingCache(4, 28, { layers: 3, kvHeads: 2, headDim: 8 });
+  t.equal(cache.size, 0);
+  t.equal(cache.byteSize, 2 * 3 * 2 * 32 * 8 * 4);
+  cache.dispose();
+});
+
+t.test('the ring wraps: sinks stay put, each token overwrites the oldest window slot, a block reads in stream order', async (t) => {
+  const [S, W] = [2, 3];
+  const before = tf.memory().numTensors;
+  const cache = new StreamingCache(S, W, { layers: 1, kvHeads: 1, headDim: 1 });
+  /** Feed stream indices `js` as one block, each its own key and value; the entries attention reads. */
+  const feed = (js: number[]): number[] => {
+    cache.begin(js.length);
+    const kv = tf.tensor3d(js, [1, js.length, 1]); // [kvHeads, T, headDim]
+    const entries = cache.store(0, kv, kv);
+    const read = Array.from(entries.keys.dataSync());
+    t.same(Array.from(entries.values.dataSync()), read, 'values beside their keys');
+    if (js.length > 1) tf.dispose([entries.keys, entries.values]); // a block's entries are a fresh copy
+    cache.end();
+    kv.dispose();
+    return read;
+  };
+  // Slot of stream index j: j itself for a sink, else S + (j - S) mod W.
+  const slotOf = (j: number) => (j < S ? j : S + ((j - S) % W));
+  const length = S + 4 * W + 1; // the ring wraps four times
+  for (let j = 0; j < length; j++) {
+    const slots = feed([j]);
+    t.equal(slots.length, S + W, `${j}: storage of exactly sinks + window`);
+    const kept = [...Array.from({ length: Math.min(S, j + 1) }, (_, i) => i), ...Array.from({ length: W }, (_, i) => j - i).filter((i) => i >= S)];
+    for (const i of kept) t.equal(slots[slotOf(i)], i, `after token ${j}: stream index ${i} in slot ${slotOf(i)}`);
+  }
+  t.equal(cache.size, S + W);
+  t.equal(cache.byteSize, 2 * (S + W) * 4, 'keys and values of S + W entries, after four laps');
+  // A block after the ring wrapped: sinks, the window entries its first token still sees, then the block.
+  t.same(feed([length, length + 1]), [0, 1, length - 2, length - 1, length, length + 1]);
+  t.same(
+    feed([length + 2])
+      .filter((_, slot) => slot >= S)
+      .sort((a, b) => a - b),
+    [length, length + 1, length + 2],
+    'the block went into the ring',
+  );
+  cache.dispose();
+  t.equal(tf.memory().numTensors, before, 'no tensor left behind');
+});
+
+t.test('constant memory: tensors and cache bytes after 1,000 and 5,000 decode steps', async (t) => {
+  const before = tf.memory().numTensors;
+  const stream = new TokenStream(model, { kind: 'streaming', sinkCount: 4, windowSize: 28 });
+  const step = (n: number) => {
+    for (let i = 0; i < n; i++) tf.dispose(stream.feed([3 + (i % 90)], 'last'));
+  };
+  step(1000);
+  const at1000 = { tensors: tf.memory().numTensors, bytes: stream.cacheBytes, size: stream.cacheSize };
+  step(4000);
+  t.equal(stream.length, 5000);
+  t.same({ tensors: tf.memory().numTensors, bytes: stream.cacheBytes, size: stream.cacheSize }, at1000);
+  t.equal(at1000.size, 32, 'the cache is full at 4 + 28 entries');
+  stream.dispose();
+  t.equal(tf.memory().numTensors, before, 'nothing left behind');
+});
+
+t.test('no tensor leak over 200 dense decode steps', async (t) => {
+  const before = tf.memory().numTensors;
+  const stream = new TokenStream(model, { kind: 'dense' });
+  tf.dispose(stream.feed([1, 5, 9]));
+  const during = tf.memory().numTensors;
+  for (let i = 0; i < 200; i++) tf.dispose(stream.feed([3 + (i % 90)], 'last'));
+  t.equal(tf.memory().numTensors, during, 'steady during the stream');
+  stream.dispose();
+  t.equal(tf.memory().numTensors, before);
+});
+
+t.test("recompute keeps a sink-token model's sink at the front of every window", async (t) => {
+  const sinkModel = {
+    config: { ...model.config, sinkToken: true },
+    weights: { ...model.weights, sinkEmbedding: tf.randomNormal<tf.Rank.R1>([model.config.dim], 0, 1, 'float32', 5) },
+  };
+  const W = 8;
+  const text = ids.slice(0, 30);
+  // By hand: the sink, then the last W - 1 tokens, run from scratch for every token.
+  const want: number[] = [];
+  for (let i = 0; i + 1 < text.length; i++) {
+    const context = [SINK_TOKEN, ...text.slice(Math.max(0, i + 1 - (W - 1)), i + 1)];
+    const lp = tf.tidy(() => tf.logSoftmax(forward(sinkModel, context, new CausalBlock(), 'last')).dataSync());
+    want.push(-lp[text[i + 1]!]!);
+  }
+  for (const mode of ['stepwise', 'blocked'] as const) {
+    const got = await scoreTokens(sinkModel, text, { kind: 'recompute', windowSize: W }, { mode });
+    t.ok(maxAbsDiff(got.nll, want) < 1e-4, `${mode}: ${maxAbsDiff(got.nll, want)}`);
+  }
+  sinkModel.weights.sinkEmbedding.dispose();
+});

@@ -3,14 +3,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { type BackendName, initBackend } from '../src/backend.js';
 import { DenseCache } from '../src/cache/dense.js';
 import { cacheShape } from '../src/model/config.js';
 import { forward } from '../src/model/transformer.js';
 import type { Model } from '../src/model/weights.js';
+import { CLI, FIXTURES } from './paths.js';
 
-export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+export { FIXTURES };
 
 export async function initTestBackend(): Promise<BackendName> {
   const name = (process.env.STREAMLLM_TEST_BACKEND ?? 'wasm') as BackendName;
@@ -50,9 +50,6 @@ export interface CliResult {
   stdout: string;
   stderr: string;
 }
-
-// tap runs the TypeScript sources in test/; the CLI runs as built.
-const CLI = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
 
 /** Run the built CLI (npm test builds first) and collect its output. */
 export function runCli(args: string[], options: { input?: string; timeout?: number } = {}): CliResult {

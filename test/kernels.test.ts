@@ -1,29 +1,204 @@
-// Each kernel against its plain-loop reference on random shapes, through the
-// fused kernels and through plain tfjs ops; gradients of the custom-gradient
-// kernels against tfjs's own.
+// Each kernel against its float64 plain-loop reference, a section each: the
+// softmax variants' rules, layer norm and GELU (each in a block of its own),
+// then every other kernel on random shapes through the fused kernels and
+// through plain tfjs ops, with the gradients of the custom-gradient kernels.
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import t from 'tap';
+import { joinEntries } from '../kernels/cache_read.js';
 import { embed } from '../kernels/embedding.js';
-import { WorkerPool } from '../kernels/pool.js';
+import { erfc, gelu } from '../kernels/gelu.js';
+import { erfcReference, geluReference } from '../kernels/gelu.ref.js';
 import { setFusedKernels } from '../kernels/js_kernel.js';
-import { setSimdKernels } from '../kernels/simd/instance.js';
+import { layerNorm } from '../kernels/layernorm.js';
+import { layerNormReference } from '../kernels/layernorm.ref.js';
 import { batchMatMul, linear, matMul2d } from '../kernels/matmul.js';
 import { qkvHeads } from '../kernels/qkv_heads.js';
-import { tokenNll } from '../kernels/token_nll.js';
-import { joinEntries } from '../kernels/cache_read.js';
-import { nllOfRows } from '../src/eval/nll.js';
 import { rmsNorm } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
+import { WorkerPool } from '../kernels/pool.js';
 import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
 import { ropeReference } from '../kernels/rope.ref.js';
-import { softmaxWithSink } from '../kernels/softmax.js';
+import { setSimdKernels } from '../kernels/simd/instance.js';
+import { extraLogitOf, extraLogitTensor, SOFTMAX_VARIANTS, softmaxRule, softmaxWithSink } from '../kernels/softmax.js';
 import { softmaxReference } from '../kernels/softmax.ref.js';
 import { swiglu, swigluRows } from '../kernels/swiglu.js';
 import { swigluReference } from '../kernels/swiglu.ref.js';
+import { tokenNll } from '../kernels/token_nll.js';
+import { nllOfRows } from '../src/eval/nll.js';
+import { pooledSwiglu } from '../kernels/pooled_swiglu.js';
 import { initTestBackend, maxAbsDiff } from './helpers.js';
+import { randomArray, rng as seededRng } from './tiny_checkpoints.js';
 
 const backend = await initTestBackend();
+
+// Each softmax variant of kernels/softmax.ts, one object: its row normaliser
+// (loop and ops) against the float64 reference loop, and its row gradient
+// against central differences of the normaliser itself.
+{
+  const rng = seedrandom('softmax-rules');
+  const n = 7;
+  const learned = Float32Array.from([0.7, -1.5]);
+
+  for (const variant of SOFTMAX_VARIANTS) {
+    t.test(`${variant}: normaliser and row gradient`, async (t) => {
+      const rule = softmaxRule(variant);
+      const before = tf.memory().numTensors;
+      for (let h = 0; h < 2; h++) {
+        const x = Float64Array.from({ length: n }, () => 4 * rng() - 2);
+        const extra = extraLogitOf(variant, h, learned);
+        const want = softmaxReference(x, extra === -Infinity ? undefined : extra);
+        const row = Float64Array.from(x);
+        rule.normaliseRow(row, n, extra);
+        t.ok(maxAbsDiff(row, want) < 1e-12, `head ${h}: loop`);
+        const ops = tf.tidy(() => {
+          const all = extraLogitTensor(variant, [2, 1], tf.tensor1d(learned));
+          const e = all === undefined ? undefined : all.slice([h, 0], [1, 1]);
+          return rule.normaliseOps(tf.tensor2d(Float32Array.from(x), [1, n]), e).dataSync();
+        });
+        t.ok(maxAbsDiff(ops, want) < 1e-6, `head ${h}: ops`);
+        // loss = sum_j w_j p_j: dp = w; check ds and d extra against central differences
+        const w = Float64Array.from({ length: n }, () => rng() - 0.5);
+        const loss = (xs: Float64Array, e: number) => {
+          const p = Float64Array.from(xs);
+          rule.normaliseRow(p, n, e);
+          return p.reduce((a, v, j) => a + v * w[j]!, 0);
+        };
+        const ds = new Float64Array(n);
+        const dExtra = rule.rowGradient(row, w, n, ds);
+        const eps = 1e-6;
+        const numeric = Float64Array.from({ length: n }, (_, j) => {
+          const up = Float64Array.from(x);
+          const down = Float64Array.from(x);
+          up[j]! += eps;
+          down[j]! -= eps;
+          return (loss(up, extra) - loss(down, extra)) / (2 * eps);
+        });
+        t.ok(maxAbsDiff(ds, numeric) < 1e-8, `head ${h}: row gradient`);
+        const numericExtra = extra === -Infinity ? 0 : (loss(x, extra + eps) - loss(x, extra - eps)) / (2 * eps);
+        t.ok(Math.abs(dExtra - numericExtra) < 1e-8, `head ${h}: extra-logit gradient ${dExtra} vs ${numericExtra}`);
+      }
+      t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    });
+  }
+}
+
+// kernels/layernorm.ts against its float64 reference, through the fused
+// kernel and through tfjs ops: values, and gradients against finite
+// differences of the reference.
+{
+  const r = seededRng('layernorm');
+  const dim = 24;
+  const rows = 4;
+  const x = randomArray(r, rows * dim, 2);
+  const w = randomArray(r, dim, 1);
+  const b = randomArray(r, dim, 1);
+  const probe = randomArray(r, rows * dim, 1); // loss = sum(probe * y)
+  const eps = 1e-5;
+
+  t.test('fused kernel: a large common offset does not cancel', async (t) => {
+    setFusedKernels(true);
+    const shifted = Float32Array.from(x, (v) => v + 1000);
+    const got = tf.tidy(() => layerNorm(tf.tensor2d(shifted, [rows, dim]), tf.tensor1d(w), tf.tensor1d(b), eps).dataSync());
+    const d = maxAbsDiff(got, layerNormReference(shifted, w, b, eps));
+    t.ok(d < 1e-4, `max |diff| ${d}`);
+  });
+
+  function numericGrad(which: 'x' | 'w' | 'b', i: number): number {
+    const h = 1e-3;
+    const loss = (xs: Float32Array, ws: Float32Array, bs: Float32Array) => layerNormReference(xs, ws, bs, eps).reduce((a, y, j) => a + y * probe[j]!, 0);
+    const shift = (a: Float32Array, d: number) => Float32Array.from(a, (v, j) => (j === i ? v + d : v));
+    const at = (d: number) => loss(which === 'x' ? shift(x, d) : x, which === 'w' ? shift(w, d) : w, which === 'b' ? shift(b, d) : b);
+    return (at(h) - at(-h)) / (2 * h);
+  }
+
+  for (const fused of [true, false]) {
+    t.test(`values and gradients (${fused ? 'fused' : 'tfjs ops'})`, async (t) => {
+      setFusedKernels(fused);
+      const before = tf.memory().numTensors;
+      const [xt, wt, bt, pt] = [tf.tensor2d(x, [rows, dim]), tf.tensor1d(w), tf.tensor1d(b), tf.tensor2d(probe, [rows, dim])];
+      let y: tf.Tensor | undefined;
+      const grads = tf.grads((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) =>
+        (y = tf.keep(layerNorm(xi, wi as tf.Tensor1D, bi as tf.Tensor1D, eps))).mul(pt).sum(),
+      )([xt, wt, bt]);
+      const d = maxAbsDiff(y!.dataSync(), layerNormReference(x, w, b, eps));
+      t.ok(d < 2e-6, `values max |diff| ${d}`);
+      const [dx, dw, db] = grads.map((g) => g.dataSync());
+      let worst = 0;
+      for (let i = 0; i < x.length; i += 5) worst = Math.max(worst, Math.abs(dx![i]! - numericGrad('x', i)));
+      for (let i = 0; i < dim; i += 3) {
+        worst = Math.max(worst, Math.abs(dw![i]! - numericGrad('w', i)), Math.abs(db![i]! - numericGrad('b', i)));
+      }
+      t.ok(worst < 1e-4, `gradients max |diff| ${worst}`);
+      tf.dispose([xt, wt, bt, pt, y!, ...grads]);
+      t.equal(tf.memory().numTensors, before, 'no tensor leak');
+      setFusedKernels(true);
+    });
+  }
+}
+
+// kernels/gelu.ts against its float64 reference, through the fused kernel and
+// through tfjs ops: values and gradients.
+{
+  /** Worst relative error, with `floor` keeping tiny references from dominating. */
+  function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-30): number {
+    let m = 0;
+    for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!) / Math.max(Math.abs(b[i]!), floor));
+    return m;
+  }
+
+  // Every 0.01 over [-12, 12], where the negative tail is down at 1e-32.
+  const xs = Float32Array.from({ length: 2401 }, (_, i) => -12 + i * 0.01);
+
+  t.test('erfc approximation: relative error below 1.2e-7', async (t) => {
+    let worst = 0;
+    for (let x = -5; x <= 9; x += 0.001) worst = Math.max(worst, Math.abs(erfc(x) - erfcReference(x)) / erfcReference(x));
+    t.ok(worst < 1.2e-7, `worst ${worst}`);
+    t.ok(Math.abs(erfcReference(0.5) - 0.4795001221869535) < 1e-15, 'reference erfc(0.5) matches the tabulated value');
+    t.ok(Math.abs(erfcReference(4) - 1.541725790028002e-8) < 1e-20, 'reference erfc(4) matches the tabulated value');
+  });
+
+  t.test('fused kernel: relative error at float32 precision, tails included', async (t) => {
+    setFusedKernels(true);
+    const before = tf.memory().numTensors;
+    const x = tf.tensor2d(xs, [49, 49]);
+    const y = gelu(x);
+    t.same(y.shape, [49, 49]);
+    const rel = maxRelDiff(y.dataSync(), geluReference(xs));
+    t.ok(rel < 3e-7, `max relative diff ${rel}`);
+    tf.dispose([x, y]);
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  });
+
+  for (const fused of [true, false]) {
+    t.test(`values and gradient (${fused ? 'fused' : 'tfjs ops'})`, async (t) => {
+      setFusedKernels(fused);
+      const before = tf.memory().numTensors;
+      const x = tf.tensor1d(xs.filter((v) => Math.abs(v) <= 6));
+      let y: tf.Tensor | undefined;
+      const grad = tf.grad((v: tf.Tensor) => (y = tf.keep(gelu(v))).sum())(x);
+      // tf.erf is an approximation too (1.5e-7 absolute on the cpu backend).
+      const d = maxAbsDiff(y!.dataSync(), geluReference(x.dataSync()));
+      t.ok(d < 1e-6, `values max |diff| ${d}`);
+      const g = grad.dataSync();
+      let worst = 0;
+      x.dataSync().forEach((v, i) => {
+        const h = 1e-4;
+        const numeric = (geluReference([v + h])[0]! - geluReference([v - h])[0]!) / (2 * h);
+        worst = Math.max(worst, Math.abs(g[i]! - numeric));
+      });
+      t.ok(worst < 1e-5, `gradient max |diff| ${worst}`);
+      tf.dispose([x, grad, y!]);
+      t.equal(tf.memory().numTensors, before, 'no tensor leak');
+      setFusedKernels(true);
+    });
+  }
+}
+
+// Each kernel against its plain-loop reference on random shapes, through the
+// fused kernels and through plain tfjs ops; gradients of the custom-gradient
+// kernels against tfjs's own. Last: its beforeEach hooks stay on the root, so
+// they would also run before any test below them.
 const rng = seedrandom('kernels');
 const randn = (n: number) => Float32Array.from({ length: n }, () => 2 * rng() - 1);
 
@@ -81,16 +256,40 @@ for (const fused of [true, false]) {
         const want = swigluReference(x, hidden);
         const worst = Math.max(...Array.from(got, (g, i) => Math.abs(g - want[i]!) / Math.max(1, Math.abs(want[i]!))));
         t.ok(worst < 1e-6, `[${rows}, 2 * ${hidden}], simd ${simd}: relative error ${worst}`);
-        // the same loop over arrays outside tfjs (the pooled layers): the kernel's bits, whichever loop it ran
+        // the JavaScript loop over arrays outside tfjs (the pooled layers): the kernel's bits where the kernel runs it
         const rowsOut = new Float32Array(rows * hidden);
         swigluRows(x, rows, hidden, rowsOut);
-        if (fused) t.same(Array.from(rowsOut), Array.from(got), `swigluRows: the kernel bit for bit (simd ${simd})`);
-        else t.ok(Math.max(...Array.from(rowsOut, (g, i) => Math.abs(g - want[i]!) / Math.max(1, Math.abs(want[i]!)))) < 1e-6, 'swigluRows: the reference');
+        if (fused && !(simd && hidden % 4 === 0)) t.same(Array.from(rowsOut), Array.from(got), 'swigluRows: the kernel bit for bit');
+        t.ok(Math.max(...Array.from(rowsOut, (g, i) => Math.abs(g - want[i]!) / Math.max(1, Math.abs(want[i]!)))) < 1e-6, 'swigluRows: the reference');
       }
       setSimdKernels(true);
     }
   });
 }
+
+t.test('pooledSwiglu: the SIMD kernel bit for bit, on 1, 2 and 3 threads', { skip: backend !== 'wasm' && 'the SIMD kernel runs on wasm' }, async (t) => {
+  setFusedKernels(true); // (the tests above leave their beforeEach's last setting)
+  const pools = [new WorkerPool(1), new WorkerPool(2, { splitMinBytes: 0 }), new WorkerPool(3, { splitMinBytes: 0 })];
+  t.teardown(() => Promise.all(pools.map((p) => p.dispose())));
+  await Promise.all(pools.map((p) => p.ready()));
+  const before = tf.memory().numTensors;
+  for (const [rows, hidden] of [
+    [1, 4],
+    [5, 12],
+    [9, 768],
+  ] as const) {
+    const x = randn(rows * 2 * hidden).map((v) => 12 * v); // past where exp(-g) is tiny or huge
+    const want = tf.tidy(() => swiglu(tf.tensor2d(x, [rows, 2 * hidden])).dataSync());
+    for (const pool of pools) {
+      const at = pool.alloc(4 * x.length);
+      const gateUp = new Float32Array(pool.memory.buffer, at, x.length);
+      gateUp.set(x);
+      t.same(pooledSwiglu(pool, gateUp, rows, hidden), want, `[${rows}, 2 * ${hidden}] on ${pool.threads} thread(s)`);
+    }
+  }
+  t.throws(() => pooledSwiglu(pools[0]!, new Float32Array(8), 1, 4), /view of the pool memory/);
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
+});
 
 t.test('softmax variants: rows sum to 1, or to less than 1 with a sink', async (t) => {
   const logits = randn(4 * 9);
@@ -247,6 +446,8 @@ t.test('tokenNll: SIMD, JavaScript, tfjs ops and on a pool against the float64 r
     const targets = Array.from({ length: rows - 1 }, (_, i) => ([vocab - 1, 0, 3][i % 3]! + (i >> 2)) % vocab);
     const want = new Float64Array(targets.length);
     nllOfRows((logits.dataSync() as Float32Array).subarray(vocab), vocab, targets, want, 0);
+    setFusedKernels(true);
+    setSimdKernels(true);
     const simd = tf.tidy(() => tokenNll(logits, targets, 1).dataSync());
     for (const mode of ['simd', 'js', 'tfjs ops', 'pool'] as const) {
       setFusedKernels(mode !== 'tfjs ops');

@@ -1,7 +1,6 @@
 // The shipped models: weights/manifest.json against the files it lists.
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { loadModel } from '../src/model/load.js';
 import { disposeModel } from '../src/model/weights.js';
@@ -9,8 +8,8 @@ import { loadTokenizer } from '../src/tokenizer/load.js';
 import { type Manifest, MODEL_FILES, sha256 } from '../src/train/manifest.js';
 import { variantOf } from '../src/train/variants.js';
 import { initTestBackend } from './helpers.js';
+import { WEIGHTS } from './paths.js';
 
-const WEIGHTS = fileURLToPath(new URL('../weights/', import.meta.url));
 const manifestFile = `${WEIGHTS}manifest.json`;
 
 await initTestBackend();

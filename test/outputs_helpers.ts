@@ -1,5 +1,5 @@
-// Shared by the tests of refused outputs and runs (test/bad_input_outputs and
-// bad_input_runs, issue 9 classes 5 and 6):
+// Shared by the tests of refused outputs and runs (test/bad_input_outputs.test.ts,
+// issue 9 classes 5 and 6):
 // every file under a folder with its bytes, to show that a refused command
 // changed nothing and left nothing behind, and a finished tiny training run
 // to publish and resume.
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { assertRefused } from './bad_input.js';
 import { runCliInProcess } from './helpers.js';
+import { WEIGHTS } from './paths.js';
 
 /** Every file under `dir` (hidden ones too), relative path -> contents as hex. */
 export function tree(dir: string): Record<string, string> {
@@ -36,7 +37,7 @@ export async function refused(t: Test, args: string[], message: string | RegExp)
   t.equal(r.stdout, '', 'nothing on stdout');
 }
 
-const ZOO_TOKENIZER = new URL('../weights/tokenizer.json', import.meta.url).pathname;
+const ZOO_TOKENIZER = join(WEIGHTS, 'tokenizer.json');
 
 /** A finished two-step run of a tiny model into `out` (a few seconds). */
 export async function finishedRun(out: string): Promise<void> {

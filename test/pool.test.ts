@@ -5,6 +5,8 @@
 // neither leaks tensors nor keeps a process alive.
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import seedrandom from 'seedrandom';
 import t from 'tap';
 import { WorkerPool } from '../kernels/pool.js';
@@ -12,6 +14,7 @@ import { matMul2d } from '../kernels/matmul.js';
 import { productF32Reference, productQ8Reference, productReference, quantizeReference, quantizeX16Reference } from '../kernels/products.ref.js';
 import { allocMatrix, matrixBytes, type PooledMatrix, pooledLinear, pooledProduct, readRowQ8, type WeightFormat, writeRow } from '../kernels/split_products.js';
 import { initTestBackend } from './helpers.js';
+import { ROOT } from './paths.js';
 
 const backend = await initTestBackend();
 const rng = seedrandom('pool');
@@ -199,8 +202,8 @@ t.test('dispose stops every worker', async (t) => {
 
 t.test('a process with a live pool exits by itself', async (t) => {
   const script = `
-    import { WorkerPool } from ${JSON.stringify(new URL('../dist/kernels/pool.js', import.meta.url).href)};
-    import { allocMatrix, pooledProduct } from ${JSON.stringify(new URL('../dist/kernels/split_products.js', import.meta.url).href)};
+    import { WorkerPool } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/kernels/pool.js')).href)};
+    import { allocMatrix, pooledProduct } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/kernels/split_products.js')).href)};
     const pool = new WorkerPool(3, { splitMinBytes: 0 });
     await pool.ready();
     pooledProduct(allocMatrix(pool, 'q8', 64, 64), new Float32Array(64), 1);

@@ -8,7 +8,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { createCache } from '../src/cache/index.js';
+import type { KVCachePolicy } from '../src/cache/policies.js';
 import { DenseCache } from '../src/cache/dense.js';
+import { setSimdKernels } from '../kernels/simd/instance.js';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
@@ -89,6 +92,52 @@ t.test('a pooled Llama model keeps its residual stream out of tfjs (pooled_layer
   t.ok(maxAbsDiff(Array.from(got), want) / Math.max(...Array.from(want, Math.abs)) < 4e-6, 'the tfjs logits');
   disposeModel(model);
   await model.pool!.dispose();
+});
+
+t.test('pooled attention on arrays (no tfjs ops but the stored keys and values) equals the tensor path bit for bit', async (t) => {
+  // An attention observer sends every layer through selfAttention's tensors
+  // (the observer needs the probabilities); without one, the pooled layers
+  // split heads, rotate and attend on arrays (transformer.ts: pooledAttention).
+  const policies: KVCachePolicy[] = [{ kind: 'dense' }, { kind: 'streaming', sinkCount: 2, windowSize: 6 }, { kind: 'window', windowSize: 5 }];
+  for (const weights of ['f32', 'q8'] as const) {
+    const model = await loaded({ threads: 2, weights, splitMinBytes: 0 });
+    for (const softmax of ['softmax', 'softmax1', 'learned-sink'] as const) {
+      model.config = { ...model.config, softmax };
+      for (const l of model.weights.layers) {
+        l.sinkLogits?.dispose();
+        if (softmax === 'learned-sink')
+          l.sinkLogits = tf.tensor1d(Array.from({ length: model.config.heads }, (_, h) => 0.5 * h - 1)); // [heads]
+        else delete l.sinkLogits;
+      }
+      for (const policy of policies) {
+        const run = (observe: boolean) => {
+          const cache = createCache(policy, { layers: 3, kvHeads: 2, headDim: 8 });
+          const options = observe ? { onAttention: () => {} } : {};
+          const rows: number[] = [];
+          // a block of 5 (prefill), then single tokens past the windows
+          const blocks = [tokens.slice(0, 5), ...tokens.slice(5, 14).map((id) => [id])];
+          for (const ids of blocks) {
+            const out = forward(model, ids, cache, 'all', options);
+            rows.push(...out.dataSync());
+            out.dispose();
+          }
+          cache.dispose();
+          return rows;
+        };
+        // with the SIMD loops off, the JavaScript loop (single tokens; the block of 5 takes the ops)
+        for (const simd of weights === 'f32' ? [true, false] : [true]) {
+          setSimdKernels(simd);
+          const before = tf.memory().numTensors;
+          const arrays = run(false);
+          t.equal(tf.memory().numTensors, before, 'no tensor leak');
+          t.same(arrays, run(true), `${weights}, ${softmax}, ${policy.kind}${simd ? '' : ', no SIMD'}: the same logits`);
+          setSimdKernels(true);
+        }
+      }
+    }
+    disposeModel(model);
+    await model.pool!.dispose();
+  }
 });
 
 t.test('q8: the same on every thread count, perplexity within 1% of float32', async (t) => {

@@ -23,7 +23,8 @@
 ;;
 ;; Token NLLs (kernels/token_nll.ts): maxOf and exps (not storing) give a
 ;; row's log-sum-exp; sumsOfExps does both for a range of rows, a pool's share.
-;; SwiGLU (kernels/swiglu.ts): swiglu, for hidden sizes a multiple of 4.
+;; SwiGLU (kernels/swiglu.ts): swiglu, for hidden sizes a multiple of 4;
+;; swigluRange, a pool's share of rows (kernels/pooled_swiglu.ts).
 ;;
 ;; Assembled by scripts/assemble_wasm.ts into loops.wasm.ts.
 (module
@@ -374,4 +375,15 @@
         (f32.store offset=8 (local.get $at) (local.get $max))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rows))))
+
+  ;; swiglu for rows [row0, row1) of x ([rows, 2 hidden]) into out ([rows, hidden]): a pool's share.
+  (func (export "swigluRange") (param $x i32) (param $row0 i32) (param $row1 i32) (param $hidden i32) (param $out i32)
+    (local $half i32)
+    (local.set $half (i32.shl (local.get $hidden) (i32.const 2)))
+    (if (i32.lt_u (local.get $row0) (local.get $row1))
+      (then (call $swiglu
+        (i32.add (local.get $x) (i32.shl (i32.mul (local.get $row0) (local.get $half)) (i32.const 1)))
+        (i32.sub (local.get $row1) (local.get $row0))
+        (local.get $hidden)
+        (i32.add (local.get $out) (i32.mul (local.get $row0) (local.get $half)))))))
 )

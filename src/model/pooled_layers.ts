@@ -2,26 +2,35 @@
 // for the Llama family (RMSNorm, SwiGLU, sequential residual, no biases):
 // the residual stream stays a Float32Array from the embedding to the final
 // norm, and the norms, SwiGLU and residual adds run as plain loops between
-// the pool's products. Only attention goes through tfjs (the cache keeps
-// its keys and values there). A decode step was dozens of tfjs ops per layer,
+// the pool's products. Only attention touches tfjs (the cache keeps its
+// keys and values there). A decode step was dozens of tfjs ops per layer,
 // each with a fixed dispatch cost that outweighed the 15M model's products
-// on one thread; this leaves about six (q|k|v in, the fused head split,
-// the cache write, attention, the read back).
+// on one thread; the attention the model runs here (transformer.ts:
+// pooledAttention) takes q|k|v as an array and, where it can, splits the
+// heads, rotates and attends on arrays too, leaving two tfjs tensors a
+// layer: the new keys and values the cache stores.
 //
-// The loops compute what the tensor path's kernels compute, bit for bit (the
-// RMSNorm kernel's loop; SwiGLU's, kernels/swiglu.ts swigluRows, with the
-// SIMD loop's exp where that runs; a float32 add): only the products'
-// summation order can differ from the tensor path.
+// The loops compute what the tensor path's kernels compute, bit for bit: the
+// RMSNorm kernel's loop; a float32 add; SwiGLU, where its kernel runs the
+// SIMD loop, that loop on the pool's threads (kernels/pooled_swiglu.ts),
+// elsewhere the kernel's JavaScript loop (kernels/swiglu.ts swigluRows). With
+// the pool's float32 products summing as XNNPACK does, a pooled float32
+// model gives the tensor path's logits on wasm.
 import * as tf from '@tensorflow/tfjs';
+import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
+import { pooledSwiglu } from '../../kernels/pooled_swiglu.js';
+import { simdAvailable } from '../../kernels/simd/instance.js';
 import { pooledProduct, productTensor } from '../../kernels/split_products.js';
 import { swigluRows } from '../../kernels/swiglu.js';
+import { classify } from './project.js';
 import type { LayerWeights, Model } from './weights.js';
 
 /**
- * Attention of one layer: q|k|v [rows, (heads + 2 kvHeads) * headDim] in,
- * the merged heads [rows, heads * headDim] out (before the out projection).
+ * Attention of one layer: q|k|v [rows, (heads + 2 kvHeads) * headDim] in (a
+ * view of the pool's memory: read it before the pool's next product), the
+ * merged heads [rows, heads * headDim] out (before the out projection).
  */
-export type Attend = (qkv: tf.Tensor2D, layer: number) => tf.Tensor2D;
+export type Attend = (qkv: Float32Array, rows: number, layer: number) => Float32Array;
 
 /** Whether the model's layers can run with the residual stream outside tfjs. */
 export function residualInPool(model: Model): boolean {
@@ -62,27 +71,40 @@ function layer(model: Model, w: LayerWeights, l: number, stream: Float32Array, h
   const { config } = model;
   const dim = config.dim;
   rmsNormRows(stream, valuesOf(w.attnNorm.weight), config.normEps, dim, h);
-  const qkvMatrix = w.qkv.pooled!;
   // No tidy of its own: attention caches tensors for the next layers (the
   // rotations of a view); the caller's tidy (forwardBatch) releases them.
-  const qkv = productTensor(pooledProduct(qkvMatrix, h, rows), [rows, qkvMatrix.rows]); // [rows, (heads + 2 kvHeads) * headDim]
-  const heads = attend(qkv, l); // [rows, heads * headDim]
-  const merged = heads.dataSync() as Float32Array;
-  tf.dispose([qkv, heads]);
+  const qkv = pooledProduct(w.qkv.pooled!, h, rows); // [rows, (heads + 2 kvHeads) * headDim]
+  const merged = attend(qkv, rows, l); // [rows, heads * headDim]
   addInto(stream, pooledProduct(w.out.pooled!, merged, rows));
   rmsNormRows(stream, valuesOf(w.mlpNorm.weight), config.normEps, dim, h);
   const up = w.up.pooled!;
   const hidden = up.rows / 2;
-  const gated = new Float32Array(rows * hidden); // [rows, hidden]
-  swigluRows(pooledProduct(up, h, rows), rows, hidden, gated);
+  const gateUp = pooledProduct(up, h, rows); // [rows, 2 hidden], in the pool
+  let gated: Float32Array; // [rows, hidden]
+  // Where the SwiGLU kernel runs its SIMD loop, the pool runs that loop (on its threads); elsewhere the kernel's JavaScript loop.
+  if (jsKernelsAvailable() && hidden % 4 === 0 && simdAvailable()) gated = pooledSwiglu(model.pool!, gateUp, rows, hidden);
+  else swigluRows(gateUp, rows, hidden, (gated = new Float32Array(rows * hidden)));
   addInto(stream, pooledProduct(w.down.pooled!, gated, rows));
 }
 
-/** x: [rows, dim] (the embeddings) through every layer -> [rows, dim], a new tensor. */
-export function pooledLayers(model: Model, x: tf.Tensor2D, attend: Attend): tf.Tensor2D {
-  const [rows, dim] = x.shape;
-  const stream = Float32Array.from(x.dataSync()); // [rows, dim]: the residual stream
+/** stream: [rows, dim], the embeddings, through every layer, in place: the residual stream. */
+export function pooledLayers(model: Model, stream: Float32Array, attend: Attend): void {
+  const dim = model.config.dim;
+  const rows = stream.length / dim;
   const h = new Float32Array(rows * dim); // [rows, dim]: its norm
   model.weights.layers.forEach((w, l) => layer(model, w, l, stream, h, rows, attend));
-  return tf.tensor2d(stream, [rows, dim]);
+}
+
+/**
+ * The final norm and the classifier of the residual stream [rows, dim]:
+ * logits [rows, vocab], a new tensor (the only one the pooled forward pass
+ * makes outside attention).
+ */
+export function pooledLogits(model: Model, stream: Float32Array): tf.Tensor2D {
+  const { config, weights } = model;
+  const rows = stream.length / config.dim;
+  const h = new Float32Array(stream.length); // [rows, dim]
+  rmsNormRows(stream, valuesOf(weights.finalNorm.weight), config.normEps, config.dim, h);
+  if (weights.pooledClassifier === undefined) return tf.tidy(() => classify(tf.tensor2d(h, [rows, config.dim]), weights));
+  return productTensor(pooledProduct(weights.pooledClassifier, h, rows), [rows, config.vocabSize]); // [rows, vocab]
 }

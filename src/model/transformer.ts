@@ -10,17 +10,21 @@
 // GPT-NeoX's parallel residual computes both branches from the same x.
 import * as tf from '@tensorflow/tfjs';
 import { attention, type AttentionFrame, attentionProbabilities } from '../../kernels/attention.js';
+import { attendDirect } from '../../kernels/attention_fused.js';
 import { causalAttention } from '../../kernels/causal_attention.js';
-import { causalKernelAvailable } from '../../kernels/paths.js';
+import { attentionPath, causalKernelAvailable, float32View, hasDirectMemory, pooledAttentionRuns } from '../../kernels/paths.js';
+import { softmaxRule } from '../../kernels/softmax.js';
 import { embed } from '../../kernels/embedding.js';
-import { qkvHeads } from '../../kernels/qkv_heads.js';
+import { qkvHeads, qkvHeadsInto } from '../../kernels/qkv_heads.js';
 import type { WorkerPool } from '../../kernels/pool.js';
+import { simdAvailable } from '../../kernels/simd/instance.js';
+import { productTensor } from '../../kernels/split_products.js';
 import { applyRope, type RopeAngles, ropeAngles, type RopeSpec } from '../../kernels/rope.js';
 import type { BlockView, KVCache, LayerView } from '../cache/types.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
 import { mlp, norm } from './parts.js';
-import { pooledLayers, residualInPool } from './pooled_layers.js';
+import { type Attend, pooledLayers, pooledLogits, residualInPool } from './pooled_layers.js';
 import { classify, project } from './project.js';
 import type { LayerWeights, Model } from './weights.js';
 
@@ -87,6 +91,27 @@ export function embedTokens(model: Model, ids: readonly number[]): tf.Tensor2D {
     }
     return tf.concat(rows, 0);
   });
+}
+
+/**
+ * embedTokens as an array [T * dim], the pooled layers' residual stream: on
+ * a backend with direct memory the rows are copied straight from the table
+ * (no kernel, no tensor), which a decode step would otherwise pay for.
+ */
+function embedRows(model: Model, ids: readonly number[]): Float32Array {
+  const { embedding } = model.weights;
+  if (!hasDirectMemory() || ids.includes(SINK_TOKEN)) {
+    const x = embedTokens(model, ids);
+    const rows = Float32Array.from(x.dataSync());
+    x.dispose();
+    return rows;
+  }
+  const [vocab, dim] = embedding.shape;
+  for (const id of ids) if (!(Number.isInteger(id) && id >= 0 && id < vocab)) throw new RangeError(`token id ${id} is outside the vocabulary 0..${vocab - 1}`);
+  const table = float32View(embedding); // [vocab, dim]
+  const rows = new Float32Array(ids.length * dim); // [T, dim]
+  ids.forEach((id, t) => rows.set(table.subarray(id * dim, (id + 1) * dim), t * dim));
+  return rows;
 }
 
 /**
@@ -164,6 +189,79 @@ function selfAttention(
   return outs.length === 1 ? outs[0]! : tf.concat(outs, 0);
 }
 
+/**
+ * selfAttention for the pooled layers (pooled_layers.ts): q|k|v as an array
+ * [B*T, (heads + 2 kvHeads) * headDim] in, the merged heads [B*T, heads *
+ * headDim] as an array out. Where the fused kernels would run anyway (no
+ * tape, direct memory, the fused attention path) and no sequence's view
+ * needs more than they do (no observer, no attention probabilities for the
+ * policy, no per-entry positions) and the block is not one for the pool's
+ * attention (kernels/pooled_attention.ts), it runs their loops on arrays: the head
+ * split and rotations (qkvHeadsInto) and attention (attendDirect), the same
+ * numbers with two tensors a sequence (the keys and values the cache
+ * stores) instead of five tfjs calls. Otherwise it goes through
+ * selfAttention's tensors.
+ */
+function pooledAttention(
+  config: ModelConfig,
+  w: LayerWeights,
+  qkv: Float32Array,
+  rows: number,
+  layer: number,
+  batch: SequenceState[],
+  causal: RopeAngles | undefined,
+  onAttention: AttentionObserver | undefined,
+  pool: WorkerPool | undefined,
+): Float32Array {
+  const { heads, kvHeads, headDim } = config;
+  const T = rows / batch.length;
+  const direct =
+    causal === undefined &&
+    onAttention === undefined &&
+    hasDirectMemory() &&
+    attentionPath(T, simdAvailable) === 'fused' &&
+    !(pool !== undefined && pool.threads > 1 && pooledAttentionRuns(T, headDim, softmaxRule(config.softmax).softmaxFamily)) &&
+    batch.every(({ view }) => {
+      const v = view.layer(layer);
+      return !v.wantsAttention && v.entryPositions === undefined;
+    });
+  if (!direct) {
+    const qkvTensor = productTensor(qkv, [rows, (heads + 2 * kvHeads) * headDim]);
+    const merged = selfAttention(config, w, qkvTensor, layer, batch, causal, onAttention, pool);
+    const values = merged.dataSync() as Float32Array;
+    tf.dispose([qkvTensor, merged]);
+    return values;
+  }
+  const merged = new Float32Array(rows * heads * headDim); // [B*T, heads * headDim]
+  const rotation = { pairs: config.rope.layout === 'pairs', rotaryDim: config.rope.rotaryDim };
+  batch.forEach(({ cache, view: block, angles: byView }, b) => {
+    const view = block.layer(layer);
+    let angles = byView.get(view);
+    if (angles === undefined) byView.set(view, (angles = viewAngles(view, config.rope)));
+    const keys = new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
+    const values = new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
+    const queries = view.frames.map(() => new Float32Array(heads * T * headDim)); // per frame [heads, T, headDim]
+    const frameAngles = angles.frames.flatMap((a) => [float32View(a.cos), float32View(a.sin)]);
+    qkvHeadsInto(qkv, b * T, T, config, rotation, float32View(angles.keys.cos), float32View(angles.keys.sin), frameAngles, keys, values, queries);
+    const entries = cache.store(layer, tf.tensor3d(keys, [kvHeads, T, headDim]), tf.tensor3d(values, [kvHeads, T, headDim]));
+    const out = new Float32Array(heads * T * headDim); // [heads, T, headDim]
+    const spec = { variant: config.softmax, sinkLogits: w.sinkLogits };
+    attendDirect(
+      queries,
+      view.frames.map((f) => f.rowRanges),
+      entries.keys,
+      entries.values,
+      spec,
+      out,
+    );
+    // [heads, T, headDim] -> rows b*T.. of [B*T, heads * headDim]
+    for (let h = 0; h < heads; h++) {
+      for (let t = 0; t < T; t++) merged.set(out.subarray((h * T + t) * headDim, (h * T + t + 1) * headDim), ((b * T + t) * heads + h) * headDim);
+    }
+  });
+  return merged;
+}
+
 /** One transformer layer; x: [B*T, dim] -> [B*T, dim]. */
 function transformerLayer(
   config: ModelConfig,
@@ -237,12 +335,17 @@ export function forwardBatch(
         states[0]!.angles.set(first, angles);
         causal = angles.frames[0];
       }
-      let x = embedTokens(model, batch.flat()); // [B*T, dim]
       if (residualInPool(model)) {
-        x = pooledLayers(model, x, (qkv, l) => selfAttention(config, weights.layers[l]!, qkv, l, states, causal, options.onAttention, model.pool));
-      } else {
-        for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention, model.pool);
+        const stream = embedRows(model, batch.flat()); // [B*T, dim]
+        const attend: Attend = (qkv, rows, l) => pooledAttention(config, weights.layers[l]!, qkv, rows, l, states, causal, options.onAttention, model.pool);
+        pooledLayers(model, stream, attend);
+        if (logits === 'all' || T === 1) return pooledLogits(model, stream); // [B*T, vocab]
+        const last = new Float32Array(batch.length * config.dim); // [B, dim]
+        batch.forEach((_, b) => last.set(stream.subarray((b * T + T - 1) * config.dim, (b * T + T) * config.dim), b * config.dim));
+        return pooledLogits(model, last); // [B, vocab]
       }
+      let x = embedTokens(model, batch.flat()); // [B*T, dim]
+      for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention, model.pool);
       if (logits === 'last' && T > 1) {
         x = tf.concat(
           batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])),

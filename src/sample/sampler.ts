@@ -43,8 +43,36 @@ export function createSampler(options: SamplerOptions = {}): Sampler {
 
 /** Index of the largest value, the first on ties (run.c's argmax). */
 export function argmax(values: ArrayLike<number>): number {
+  if (values instanceof Float32Array) return argmaxFloat32(values); // the logits of a decode step: a loop of its own (see firstNonFinite)
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  return best;
+}
+
+function argmaxFloat32(values: Float32Array): number {
+  const n = values.length;
+  let best = 0;
+  let top = values[0]!;
+  let i = 1;
+  // four at a time, looked into only when one of them may be larger (a NaN
+  // among them makes m NaN: looked into too, where it loses every comparison)
+  for (; i + 3 < n; i += 4) {
+    const m = Math.max(values[i]!, values[i + 1]!, values[i + 2]!, values[i + 3]!);
+    if (!(m <= top)) {
+      for (let j = i; j < i + 4; j++) {
+        if (values[j]! > top) {
+          top = values[j]!;
+          best = j;
+        }
+      }
+    }
+  }
+  for (; i < n; i++) {
+    if (values[i]! > top) {
+      top = values[i]!;
+      best = i;
+    }
+  }
   return best;
 }
 

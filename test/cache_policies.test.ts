@@ -1,0 +1,389 @@
+// The cache policies against independent references, a section each in a
+// block of its own: what each query of the position-based policies sees
+// (docs/streamingllm.md), then H2O and TOVA against the papers' rules run on a
+// float64 forward pass.
+import * as tf from '@tensorflow/tfjs';
+import { join } from 'node:path';
+import seedrandom from 'seedrandom';
+import t from 'tap';
+import { attention } from '../kernels/attention.js';
+import { attentionReference, type ReferenceEntry } from '../kernels/attention.ref.js';
+import { setFusedKernels } from '../kernels/js_kernel.js';
+import { POOLED_ATTENTION_MIN_QUERIES } from '../kernels/paths.js';
+import { WorkerPool } from '../kernels/pool.js';
+import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
+import { setSimdKernels } from '../kernels/simd/instance.js';
+import type { SoftmaxVariant } from '../kernels/softmax.js';
+import { DenseCache } from '../src/cache/dense.js';
+import { createCache } from '../src/cache/index.js';
+import { CACHE_KIND_SUMMARIES, CACHE_KINDS, type KVCachePolicy, policyBound, policyFromName, policyLabel, policySpan } from '../src/cache/policies.js';
+import type { ScoredCache } from '../src/cache/scored.js';
+import { StreamingCache } from '../src/cache/streaming.js';
+import type { KVCache } from '../src/cache/types.js';
+import { writeLlama2c } from '../src/checkpoint/llama2c.js';
+import { scoreTokens } from '../src/eval/perplexity.js';
+import { cacheShape } from '../src/model/config.js';
+import { loadModel } from '../src/model/load.js';
+import { forward } from '../src/model/transformer.js';
+import { disposeModel } from '../src/model/weights.js';
+import { initTestBackend, maxAbsDiff } from './helpers.js';
+import { hfReferenceLogits } from './hf_reference.js';
+import { llama2cToHf, llamaConfigJson, randomLlama2c, rng, tempDir, writeHfDir } from './tiny_checkpoints.js';
+
+const backend = await initTestBackend();
+
+// The cache policies' views, fed through RoPE and the attention kernel, give
+// exactly what docs/streamingllm.md defines: token t sees its sinks and its
+// window, in stream order at positions 0..n-1, with the query at n-1. Checked
+// against the plain-loop reference for every variant, in blocks and token by
+// token, with the fused kernels, with plain tfjs ops, and on the worker
+// pool's threads (kernels/pooled_attention.ts, which blocks of 16 queries
+// take when a pool is given).
+{
+  const dims = { heads: 4, kvHeads: 2, headDim: 8 };
+  const N = 40;
+  const rng = seedrandom('cache-semantics');
+  const randn = (n: number) => Float32Array.from({ length: n }, () => 2 * rng() - 1);
+  const q = Array.from({ length: N }, () => randn(dims.heads * dims.headDim));
+  const k = Array.from({ length: N }, () => randn(dims.kvHeads * dims.headDim));
+  const v = Array.from({ length: N }, () => randn(dims.kvHeads * dims.headDim));
+  const sinkLogits = Float32Array.from([0.5, -1, 2, 0]);
+
+  /** The doc's visible set of token t: sinks then window, no duplicates, stream order. */
+  function visible(t: number, sinks: number, window: number): number[] {
+    const set = new Set<number>();
+    for (let i = 0; i < Math.min(sinks, t + 1); i++) set.add(i);
+    for (let j = Math.max(0, t - window + 1); j <= t; j++) set.add(j);
+    return [...set].sort((a, b) => a - b);
+  }
+
+  function reference(t: number, sinks: number, window: number, rope: RopeSpec, variant: SoftmaxVariant): Float64Array {
+    const seen = visible(t, sinks, window);
+    const entries: ReferenceEntry[] = seen.map((j, position) => ({ key: k[j]!, value: v[j]!, position }));
+    return attentionReference(q[t]!, seen.length - 1, entries, dims, rope, variant, sinkLogits);
+  }
+
+  /** [n, T, headDim] from T rows of [n * headDim] */
+  function heads(rows: Float32Array[], n: number): tf.Tensor3D {
+    return tf.tidy(() =>
+      tf
+        .tensor3d(
+          rows.flatMap((r) => Array.from(r)),
+          [rows.length, n, dims.headDim],
+        )
+        .transpose([1, 0, 2]),
+    );
+  }
+
+  function viaCache(cache: KVCache, block: number, rope: RopeSpec, variant: SoftmaxVariant, pool?: WorkerPool): Float32Array[] {
+    const outputs: Float32Array[] = [];
+    const sink = tf.tensor1d(sinkLogits);
+    for (let start = 0; start < N; start += block) {
+      const T = Math.min(block, N - start);
+      const view = cache.begin(T).layer(0);
+      const out = tf.tidy(() => {
+        const keys = applyRope(heads(k.slice(start, start + T), dims.kvHeads), ropeAngles(view.keyPositions, rope), rope);
+        const entries = cache.store(0, keys, heads(v.slice(start, start + T), dims.kvHeads));
+        const queries = heads(q.slice(start, start + T), dims.heads);
+        const frames = view.frames.map((f) => ({ ...f, queries: applyRope(queries, ropeAngles(f.queryPositions, rope), rope) }));
+        return attention(frames, entries.keys, entries.values, { variant, sinkLogits: sink }, pool).transpose([1, 0, 2]);
+      });
+      cache.end();
+      const values = out.dataSync() as Float32Array;
+      out.dispose();
+      for (let i = 0; i < T; i++) outputs.push(values.slice(i * dims.heads * dims.headDim, (i + 1) * dims.heads * dims.headDim));
+    }
+    sink.dispose();
+    return outputs;
+  }
+
+  const shape = { layers: 1, kvHeads: dims.kvHeads, headDim: dims.headDim };
+  const policies: { name: string; sinks: number; window: number; make: () => KVCache }[] = [
+    { name: 'dense', sinks: 0, window: Infinity, make: () => new DenseCache(shape, 4) },
+    { name: 'window 0+6', sinks: 0, window: 6, make: () => new StreamingCache(0, 6, shape) },
+    { name: 'streaming 1+5', sinks: 1, window: 5, make: () => new StreamingCache(1, 5, shape) },
+    { name: 'streaming 3+4', sinks: 3, window: 4, make: () => new StreamingCache(3, 4, shape) },
+    // storage that starts at 1 slot and grows with the stream
+    { name: 'streaming 2+5, growing', sinks: 2, window: 5, make: () => new StreamingCache(2, 5, shape, 1) },
+    { name: 'window 0+7, growing', sinks: 0, window: 7, make: () => new StreamingCache(0, 7, shape, 2) },
+    { name: 'streaming 4+1', sinks: 4, window: 1, make: () => new StreamingCache(4, 1, shape) },
+  ];
+  const ropes: RopeSpec[] = [
+    { theta: 10000, layout: 'pairs', rotaryDim: 8, scale: 1 },
+    { theta: 500, layout: 'halves', rotaryDim: 4, scale: 2 },
+  ];
+
+  // every item of a pooled block on its own share, however small
+  const pool = new WorkerPool(3, { splitMinBytes: 0 });
+  t.teardown(() => pool.dispose());
+  await pool.ready();
+
+  for (const mode of ['simd', 'fused js', 'tfjs ops', 'pool'] as const) {
+    for (const p of policies) {
+      for (const variant of ['softmax', 'softmax1', 'learned-sink'] as const) {
+        t.test(`${p.name}, ${variant}, ${mode}`, async (t) => {
+          setFusedKernels(mode !== 'tfjs ops');
+          setSimdKernels(mode === 'simd' || mode === 'pool');
+          const before = tf.memory().numTensors;
+          for (const rope of ropes) {
+            const want = Array.from({ length: N }, (_, i) => reference(i, p.sinks, p.window, rope, variant));
+            for (const block of [1, 3, POOLED_ATTENTION_MIN_QUERIES]) {
+              const cache = p.make();
+              const got = viaCache(cache, block, rope, variant, mode === 'pool' ? pool : undefined);
+              cache.dispose();
+              const worst = Math.max(...got.map((g, i) => maxAbsDiff(g, want[i]!)));
+              t.ok(worst < 1e-5, `${rope.layout} rope, blocks of ${block}: max |diff| ${worst.toExponential(2)}`);
+            }
+          }
+          t.equal(tf.memory().numTensors, before, 'no tensor leak');
+          setFusedKernels(true);
+          setSimdKernels(true);
+        });
+      }
+    }
+  }
+
+  // (on cpu the fused kernel is the JavaScript loop, in float64: the pool's SIMD loop agrees within rounding, and with itself bit for bit)
+  t.test('a block on the pool equals the fused SIMD kernel bit for bit, on 1, 2 or 3 threads; small blocks stay off the pool', async (t) => {
+    const rope = ropes[0]!;
+    const run = (p: (typeof policies)[number], block: number, variant: SoftmaxVariant, on?: WorkerPool) => {
+      const cache = p.make();
+      const out = viaCache(cache, block, rope, variant, on);
+      cache.dispose();
+      return out;
+    };
+    const pools = [new WorkerPool(1), new WorkerPool(2, { splitMinBytes: 0 }), pool];
+    t.teardown(() => Promise.all(pools.slice(0, 2).map((p) => p.dispose())));
+    await Promise.all(pools.map((p) => p.ready()));
+    const before = tf.memory().numTensors;
+    for (const p of [policies[2]!, policies[3]!]) {
+      for (const variant of ['softmax', 'learned-sink'] as const) {
+        const fused = run(p, 20, variant);
+        const pooled = run(p, 20, variant, pool);
+        for (const on of pools) {
+          const bytes = on.allocatedBytes;
+          const got = run(p, 20, variant, on);
+          if (backend === 'wasm' || on.threads === 1) t.same(got, fused, `${p.name}, ${variant}, ${on.threads} thread(s)`);
+          else {
+            t.same(got, pooled, `${p.name}, ${variant}, ${on.threads} threads: as on 3`);
+            t.ok(Math.max(...got.map((g, i) => maxAbsDiff(g, fused[i]!))) < 1e-6, 'the JavaScript loop within rounding');
+          }
+          // one thread gains nothing from the pool: attention stays on the fused kernel, and the pool's memory untouched
+          if (on.threads === 1) t.equal(on.allocatedBytes, bytes, 'one thread: not on the pool');
+        }
+      }
+    }
+    const small = new WorkerPool(2, { splitMinBytes: 0 });
+    await small.ready();
+    const bytes = small.allocatedBytes;
+    run(policies[2]!, POOLED_ATTENTION_MIN_QUERIES - 1, 'softmax', small);
+    t.equal(small.allocatedBytes, bytes, `blocks of ${POOLED_ATTENTION_MIN_QUERIES - 1} queries stay on the fused kernel`);
+    run(policies[2]!, POOLED_ATTENTION_MIN_QUERIES, 'softmax', small);
+    t.ok(small.allocatedBytes > bytes, `blocks of ${POOLED_ATTENTION_MIN_QUERIES} go to the pool (its memory holds their operands)`);
+    await small.dispose();
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  });
+
+  t.test('policies by name: the defaults at a trained length of 64, their labels, spans and bounds; errors name the argument', async (t) => {
+    // written out from the README and policyFromName's comment: every policy lets a query see the trained length
+    const want = {
+      dense: [{ kind: 'dense' }, 'dense', Infinity, undefined],
+      window: [{ kind: 'window', windowSize: 64 }, 'window(64)', 64, { setting: 'windowSize', value: 64 }],
+      streaming: [{ kind: 'streaming', sinkCount: 4, windowSize: 60 }, 'streaming(4+60)', 64, { setting: 'windowSize', value: 60 }],
+      recompute: [{ kind: 'recompute', windowSize: 64 }, 'recompute(64)', 64, { setting: 'windowSize', value: 64 }],
+      h2o: [{ kind: 'h2o', budget: 64, recent: 32 }, 'h2o(32+32)', 64, { setting: 'budget', value: 64 }],
+      tova: [{ kind: 'tova', budget: 64 }, 'tova(64)', 64, { setting: 'budget', value: 64 }],
+    } as const;
+    t.same([...CACHE_KINDS].sort(), Object.keys(want).sort(), 'every kind, and no other');
+    for (const kind of CACHE_KINDS) {
+      const [policy, label, span, bound] = want[kind];
+      const p = policyFromName(kind, 64);
+      t.same(p, policy, kind);
+      t.equal(policyLabel(p), label);
+      t.equal(policySpan(p), span);
+      t.same(policyBound(p), bound);
+      t.ok(CACHE_KIND_SUMMARIES[kind].length > 0, `${kind} has a summary`);
+    }
+    t.same(policyFromName('streaming', 64, { sinkCount: 2, windowSize: 10 }), { kind: 'streaming', sinkCount: 2, windowSize: 10 });
+    t.same(policyFromName('h2o', 64, { budget: 20, recent: 5 }), { kind: 'h2o', budget: 20, recent: 5 });
+    for (const [kind, options, argument] of [
+      ['nope', {}, 'kind'],
+      ['window', { windowSize: 0 }, 'windowSize'],
+      ['streaming', { sinkCount: 1.5 }, 'sinkCount'],
+      ['streaming', { sinkCount: 64 }, 'sinkCount'],
+      ['h2o', { budget: 8, recent: 8 }, 'recent'],
+      ['tova', { budget: -1 }, 'budget'],
+    ] as const) {
+      t.throws(() => policyFromName(kind, 64, options), { name: 'ArgumentError', argument }, `${kind} ${JSON.stringify(options)}: names ${argument}`);
+    }
+  });
+}
+
+// H2O and TOVA against an independent reference: test/hf_reference.ts's
+// float64 forward pass, run token by token, with the policy written out as
+// the papers describe it in a few plain loops here (held lists, scores, one
+// eviction per token once full). The engine, stepwise and blocked, must give
+// the same NLLs and keep the same tokens in every layer and kv head.
+{
+  const shape = { dim: 24, hiddenDim: 40, layers: 2, heads: 6, kvHeads: 2, vocabSize: 31, maxSeqLen: 32, sharedClassifier: true };
+  const H = shape.heads;
+  const group = shape.heads / shape.kvHeads;
+  const tensors = randomLlama2c(shape, 'scored-caches');
+  const dir = tempDir();
+  writeLlama2c(join(dir, 'model.bin'), tensors);
+  const r = rng('scored-ids');
+  const ids = Array.from({ length: 48 }, () => 3 + Math.floor(r() * (shape.vocabSize - 3)));
+
+  /** A policy as the reference runs it: what each layer and kv head keeps, and what happens after each head's probabilities. */
+  interface ReferencePolicy {
+    held: number[][][]; // [layer][kvHead]: stream indices, in order
+    /** The smallest gap between the evicted entry's score and the next candidate's, over the run. */
+    margin: number;
+    observe(layer: number, t: number, head: number, probs: Float64Array): void;
+  }
+
+  /** H2O: accumulated attention per layer and kv head; the `recent` newest never evicted. */
+  function referenceH2O(budget: number, recent: number): ReferencePolicy {
+    const held = Array.from({ length: shape.layers }, () => Array.from({ length: shape.kvHeads }, () => [] as number[]));
+    const score = Array.from({ length: shape.layers }, () => Array.from({ length: shape.kvHeads }, () => new Map<number, number>()));
+    const p: ReferencePolicy = {
+      held,
+      margin: Infinity,
+      observe(l, t, h, probs) {
+        const g = Math.floor(h / group);
+        held[l]![g]!.forEach((j, i) => score[l]![g]!.set(j, (score[l]![g]!.get(j) ?? 0) + probs[i]!));
+        if (h !== H - 1) return; // every head of the layer has attended
+        for (let kv = 0; kv < shape.kvHeads; kv++) {
+          const list = held[l]![kv]!;
+          if (list.length < budget) continue;
+          const candidates = list.filter((j) => j <= t - recent).sort((a, b) => score[l]![kv]!.get(a)! - score[l]![kv]!.get(b)! || a - b);
+          const victim = candidates[0]!;
+          if (candidates.length > 1) p.margin = Math.min(p.margin, score[l]![kv]!.get(candidates[1]!)! - score[l]![kv]!.get(victim)!);
+          list.splice(list.indexOf(victim), 1);
+          score[l]![kv]!.delete(victim);
+        }
+      },
+    };
+    return p;
+  }
+
+  /** TOVA: the current query's attention averaged over the layer's heads; one list per layer. */
+  function referenceTova(budget: number): ReferencePolicy {
+    const lists = Array.from({ length: shape.layers }, () => [] as number[]);
+    const held = lists.map((list) => Array.from({ length: shape.kvHeads }, () => list)); // every kv head shares the layer's list
+    let sums: number[] = [];
+    const p: ReferencePolicy = {
+      held,
+      margin: Infinity,
+      observe(l, _t, h, probs) {
+        if (h === 0) sums = new Array<number>(probs.length).fill(0);
+        probs.forEach((v, i) => (sums[i]! += v / H));
+        if (h !== H - 1) return;
+        const list = lists[l]!;
+        if (list.length < budget) return;
+        const order = list.map((j, i) => [j, sums[i]!] as const).sort((a, b) => a[1] - b[1] || a[0] - b[0]);
+        p.margin = Math.min(p.margin, order[1]![1] - order[0]![1]);
+        list.splice(list.indexOf(order[0]![0]), 1);
+      },
+    };
+    return p;
+  }
+
+  /** Reference NLLs of ids under the policy, and what it keeps at the end. */
+  function reference(policy: ReferencePolicy): { nll: number[]; held: number[][][]; margin: number } {
+    const config = llamaConfigJson(shape);
+    const logits = hfReferenceLogits(
+      config,
+      llama2cToHf(tensors),
+      ids,
+      (t, l, g) => {
+        const list = policy.held[l]![g]!;
+        if (list[list.length - 1] !== t) list.push(t); // TOVA's kv heads share one list
+        return [...list];
+      },
+      (l, t, h, probs) => policy.observe(l, t, h, probs),
+    );
+    const nll = ids.slice(1).map((target, i) => {
+      const row = logits[i]!;
+      const m = Math.max(...row);
+      const z = row.reduce((a, v) => a + Math.exp(v - m), 0);
+      return -(row[target]! - m - Math.log(z));
+    });
+    return { nll, held: policy.held.map((layer) => layer.map((list) => [...list])), margin: policy.margin };
+  }
+
+  // writeHfDir is the halves layout; the reference reads HF tensors, the engine the .bin: the same model both ways.
+  writeHfDir(dir, llamaConfigJson(shape), llama2cToHf(tensors));
+  const model = loadModel(join(dir, 'model.bin'));
+
+  const cases: { policy: Extract<KVCachePolicy, { budget: number }>; ref: () => ReferencePolicy }[] = [
+    { policy: { kind: 'h2o', budget: 8, recent: 3 }, ref: () => referenceH2O(8, 3) },
+    { policy: { kind: 'h2o', budget: 6, recent: 0 }, ref: () => referenceH2O(6, 0) },
+    { policy: { kind: 'tova', budget: 8 }, ref: () => referenceTova(8) },
+    { policy: { kind: 'tova', budget: 3 }, ref: () => referenceTova(3) },
+  ];
+
+  for (const { policy, ref } of cases) {
+    const want = reference(ref());
+    const label = JSON.stringify(policy);
+    t.test(`${label}: NLLs stepwise and blocked, and the tokens kept, against the reference loop`, async (t) => {
+      t.ok(want.margin > 1e-6, `every eviction is decided by a margin the float32 engine resolves (smallest ${want.margin.toExponential(2)})`);
+      const window = ids.length - 1 - (policy.budget - 2);
+      const onlyRecent = want.held.every((layer) => layer.every((list) => list[0]! >= window));
+      t.notOk(onlyRecent, 'the reference keeps something older than a window would: the test tells the policy from a window');
+      const before = tf.memory().numTensors;
+      for (const [mode, blockSize] of [
+        ['stepwise', 1],
+        ['blocked', 5],
+        ['blocked', 64],
+      ] as const) {
+        const result = await scoreTokens(model, ids, policy, { mode, blockSize });
+        const diff = maxAbsDiff(result.nll, want.nll);
+        t.ok(diff < 1e-4, `${mode}${mode === 'blocked' ? ` (blocks of ${blockSize})` : ''}: max |diff| ${diff.toExponential(2)}`);
+      }
+      // Fed in blocks through forward(), the cache keeps what the reference keeps.
+      const cache = createCache(policy, cacheShape(model.config)) as ScoredCache;
+      for (const [from, to] of [
+        [0, 5],
+        [5, 20],
+        [20, 21],
+        [21, ids.length],
+      ] as const)
+        forward(model, ids.slice(from, to), cache, 'last').dispose();
+      const kept = want.held.map((layer, l) => layer.map((_, g) => cache.kept(l, g)));
+      t.same(kept, want.held, 'kept tokens per layer and kv head');
+      t.equal(cache.size, policy.budget - 1);
+      t.equal(cache.length, ids.length);
+      cache.dispose();
+      t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    });
+  }
+
+  t.test('H2O keeps different tokens per kv head; TOVA the same in every kv head', async (t) => {
+    const h2o = reference(referenceH2O(6, 0)).held;
+    t.ok(
+      h2o.some((layer) => JSON.stringify(layer[0]) !== JSON.stringify(layer[1])),
+      `h2o: ${JSON.stringify(h2o)}`,
+    );
+    const tova = reference(referenceTova(8)).held;
+    t.ok(tova.every((layer) => JSON.stringify(layer[0]) === JSON.stringify(layer[1])));
+  });
+
+  t.test('the contract: bounded blocks, observed layers, argument errors', async (t) => {
+    const cache = createCache({ kind: 'tova', budget: 4 }, cacheShape(model.config));
+    t.equal(cache.blockLimit, 4);
+    t.throws(() => cache.begin(5), /at most 4 now/);
+    forward(model, ids.slice(0, 4), cache).dispose();
+    t.equal(cache.blockLimit, 1, 'full: one token per block');
+    cache.begin(1);
+    cache.end(); // no layer observed
+    t.throws(() => cache.begin(1), /without its attention observed/);
+    cache.reset();
+    t.equal(cache.blockLimit, 4);
+    cache.dispose();
+    t.throws(() => createCache({ kind: 'h2o', budget: 4, recent: 4 }, cacheShape(model.config)), /^recent: expected an integer in 0\.\.3/);
+    t.throws(() => createCache({ kind: 'tova', budget: 0 }, cacheShape(model.config)), /^budget: expected an integer >= 1, got 0/);
+  });
+
+  t.teardown(() => disposeModel(model));
+}
