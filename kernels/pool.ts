@@ -85,7 +85,13 @@ const FAILED = 3; // set by a worker whose loop threw (or could not be instantia
 const READY = 4; // workers that have started and wait for jobs
 const SPIN_MICROS_AT = 5; // how long to spin before sleeping, µs (0: never spin)
 const SLEEPING = 6; // workers asleep in Atomics.wait (or on their way there)
-const ARGS = 7; // the job's arguments except the row range (at most 8)
+// A chunked job: its rows in CHUNKS runs of CHUNK_ROWS (the last shorter),
+// each thread taking the next unclaimed one (NEXT) until none is left.
+const CHUNKS = 7; // 0: the job is split in fixed ranges (RANGES)
+const CHUNK_ROWS = 8;
+const ROWS = 9;
+const NEXT = 10;
+const ARGS = 11; // the job's arguments except the row range (at most 8)
 const MAX_ARGS = 8;
 const RANGES = ARGS + MAX_ARGS; // per thread: row0, row1
 
@@ -103,6 +109,18 @@ export const POOL_MAX_BYTES = MAX_PAGES * PAGE;
  * threshold was 512 KiB.)
  */
 export const SPLIT_MIN_BYTES = 64 * 1024;
+
+/**
+ * Rows a job's ranges are whole multiples of: the float32 product's packed
+ * groups of 16 rows (split_products.ts; a range that cut a group would
+ * compute the whole group), else 4 (q8's groups; the other jobs' rows).
+ */
+function splitRows(op: JobOp): number {
+  return op === ProductOp.F32 ? 16 : 4;
+}
+
+/** Runs per thread a chunked job is cut into (see run). */
+const CHUNKS_PER_THREAD = 8;
 
 /** How long a worker (after a job) and the caller (after its share) spin before they sleep, by default. */
 export const SPIN_MICROS = 200;
@@ -153,16 +171,19 @@ for (;;) {
   const op = control[${OP}];
   if (op === ${ProductOp.Stop}) break;
   const a = control.subarray(${ARGS}, ${ARGS + MAX_ARGS});
+  const run = (row0, row1) => {
+    if (op === ${ProductOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+    else if (op === ${ProductOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+    else if (op === ${ProductOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
+    else if (op === ${ProductOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
+    else shared.swigluRange(a[0], row0, row1, a[1], a[2]);
+  };
   const row0 = control[${RANGES} + 2 * index], row1 = control[${RANGES} + 2 * index + 1];
   try {
     if (failure) throw new Error();
-    if (row1 > row0) {
-      if (op === ${ProductOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-      else if (op === ${ProductOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
-      else if (op === ${ProductOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
-      else if (op === ${ProductOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
-      else shared.swigluRange(a[0], row0, row1, a[1], a[2]);
-    }
+    if (row1 > row0) run(row0, row1);
+    const chunks = control[${CHUNKS}], size = control[${CHUNK_ROWS}], rows = control[${ROWS}];
+    for (let k = chunks > 0 ? Atomics.add(control, ${NEXT}, 1) : 0; k < chunks; k = Atomics.add(control, ${NEXT}, 1)) run(k * size, Math.min(rows, (k + 1) * size));
   } catch {
     Atomics.store(control, ${FAILED}, 1);
   }
@@ -331,49 +352,63 @@ export class WorkerPool {
    * SharedLoops without the range, Attend's scores as a base and bytes per
    * thread). Split over the
    * threads when the bytes it reads (`weightBytes`: a product's weights
-   * times its tokens) are enough, else on this thread alone.
+   * times its tokens) are enough, else on this thread alone. `chunked`
+   * (a block's jobs: many milliseconds each) splits it into CHUNKS_PER_THREAD
+   * runs per thread that each thread takes in turn while any are left, so a
+   * thread that starts late or runs slower (a busy core) takes fewer, where
+   * equal shares would wait for it; the results are the same either way.
    */
-  run(op: JobOp, args: readonly number[], rows: number, weightBytes: number): void {
+  run(op: JobOp, args: readonly number[], rows: number, weightBytes: number, chunked = false): void {
     if (this.disposed) throw new Error('WorkerPool: used after dispose()');
     // Until every worker has started, the calling thread works alone: it must
     // not sleep on a worker whose start-up may need this thread's event loop
     // (module hooks such as a test runner's are served from there).
     const large = weightBytes >= this.splitMinBytes && Atomics.load(this.control, READY) === this.workers.length;
-    const parts = large ? Math.min(this.threads, Math.ceil(rows / 4)) : 1;
+    const parts = large ? Math.min(this.threads, Math.ceil(rows / splitRows(op))) : 1;
     if (parts === 1) {
       this.runRange(op, args, 0, rows);
       return;
     }
     if (this.splitMinBytes === 0) {
-      this.runSplit(op, args, rows, parts);
+      this.runSplit(op, args, rows, parts, chunked);
       return;
     }
     // Split or not, by what each has cost lately for products of this size
     // (their results are the same either way).
     const choice = this.choices.choose(op, weightBytes);
     const started = performance.now();
-    if (choice.split) this.runSplit(op, args, rows, parts);
+    if (choice.split) this.runSplit(op, args, rows, parts, chunked);
     else this.runRange(op, args, 0, rows);
     choice.record(performance.now() - started);
   }
 
-  private runSplit(op: JobOp, args: readonly number[], rows: number, parts: number): void {
+  private runSplit(op: JobOp, args: readonly number[], rows: number, parts: number, chunked: boolean): void {
     const c = this.control;
     c[OP] = op;
     for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i]!;
-    // equal shares in whole groups of four rows; thread 0 (this one) first
-    const groups = Math.ceil(rows / 4);
+    const unit = splitRows(op);
+    const groups = Math.ceil(rows / unit);
+    // chunked: runs of whole groups of rows, taken in turn; else equal shares, thread 0 (this one) first
+    const chunkRows = chunked ? unit * Math.ceil(groups / Math.min(groups, CHUNKS_PER_THREAD * parts)) : 0;
+    c[CHUNKS] = chunked ? Math.ceil(rows / chunkRows) : 0;
+    c[CHUNK_ROWS] = chunkRows;
+    c[ROWS] = rows;
+    c[NEXT] = 0;
     for (let i = 0; i < this.threads; i++) {
       const g0 = Math.floor((groups * i) / parts);
       const g1 = Math.floor((groups * (i + 1)) / parts);
-      c[RANGES + 2 * i] = i < parts ? Math.min(rows, 4 * g0) : 0;
-      c[RANGES + 2 * i + 1] = i < parts ? Math.min(rows, 4 * g1) : 0;
+      c[RANGES + 2 * i] = !chunked && i < parts ? Math.min(rows, unit * g0) : 0;
+      c[RANGES + 2 * i + 1] = !chunked && i < parts ? Math.min(rows, unit * g1) : 0;
     }
     Atomics.store(c, PENDING, this.workers.length);
     Atomics.add(c, GENERATION, 1);
     Atomics.notify(c, GENERATION);
     const started = performance.now();
     this.runRange(op, args, c[RANGES]!, c[RANGES + 1]!);
+    const total = c[CHUNKS];
+    for (let k = total > 0 ? Atomics.add(c, NEXT, 1) : 0; k < total; k = Atomics.add(c, NEXT, 1)) {
+      this.runRange(op, args, k * chunkRows, Math.min(rows, (k + 1) * chunkRows));
+    }
     let pending = Atomics.load(c, PENDING);
     // Spin only for workers that are awake (a sleeping one takes a wake-up,
     // and on busy cores a spinning caller may hold the core it needs), and

@@ -103,7 +103,7 @@ export function pooledAttention(pool: WorkerPool, frames: AttentionFrame[], keys
     }
   }
   const scaleBits = new Int32Array(Float32Array.of(1 / Math.sqrt(headDim)).buffer)[0]!;
-  pool.run(ProductOp.Attend, [recordsAt, F, valuesAt - keysAt, headDim, scaleBits, scoresAt, scoresBytes], items, work);
+  pool.run(ProductOp.Attend, [recordsAt, F, valuesAt - keysAt, headDim, scaleBits, scoresAt, scoresBytes], items, work, true);
   const out = new Float32Array(pool.memory.buffer, outAt, heads * T * headDim);
   // The wasm backend copies a new tensor's values into its heap at once; the cpu backend keeps the array itself.
   return tf.tensor3d(tf.getBackend() === 'wasm' ? out : out.slice(), [heads, T, headDim]);

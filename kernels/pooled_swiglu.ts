@@ -16,6 +16,6 @@ export function pooledSwiglu(pool: WorkerPool, gateUp: Float32Array, rows: numbe
   if (hidden % 4 !== 0) throw new Error(`pooledSwiglu: hidden ${hidden} is not a multiple of 4`);
   if (gateUp.length < 2 * rows * hidden) throw new RangeError(`pooledSwiglu: gateUp holds ${gateUp.length} values, ${rows} x ${2 * hidden} needed`);
   const out = poolScratch(pool, 'swiglu', 4 * rows * hidden); // [rows, hidden]
-  pool.run(ProductOp.Swiglu, [gateUp.byteOffset, hidden, out], rows, 3 * 4 * rows * hidden);
+  pool.run(ProductOp.Swiglu, [gateUp.byteOffset, hidden, out], rows, 3 * 4 * rows * hidden, true);
   return new Float32Array(pool.memory.buffer, out, rows * hidden);
 }

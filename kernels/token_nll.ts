@@ -60,7 +60,7 @@ function pooledTokenNll(pool: WorkerPool, logits: tf.Tensor2D, firstRow: number,
   const x = poolScratch(pool, 'token nll', sumsAt + 16 * n); // rows: [n, vocab], then per row its sum (f64) and max (f32)
   const rows = new Float32Array(pool.memory.buffer, x, n * vocab);
   rows.set(float32View(logits).subarray(firstRow * vocab, (firstRow + n) * vocab));
-  pool.run(ProductOp.SumsOfExps, [x, vocab, x + sumsAt], n, rowsBytes);
+  pool.run(ProductOp.SumsOfExps, [x, vocab, x + sumsAt], n, rowsBytes, true);
   const sums = new Float64Array(pool.memory.buffer, x + sumsAt, 2 * n);
   const maxima = new Float32Array(pool.memory.buffer, x + sumsAt, 4 * n);
   const out = new Float32Array(n);

@@ -1,7 +1,8 @@
 // The worker pool and its products (kernels/pool.ts, kernels/split_products.ts):
 // q8 quantisation and products equal the plain loops bit for bit, float32
 // products agree with float64 within float32 rounding, a product split over
-// threads equals the same product on one thread bit for bit, and the pool
+// threads equals the same product on one thread bit for bit (one token: in
+// equal shares; several: in chunks the threads take in turn), and the pool
 // neither leaks tensors nor keeps a process alive.
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
@@ -126,6 +127,37 @@ t.test('float32 products equal the backend matMul (XNNPACK on wasm) bit for bit'
         `${rows}x${cols}, ${tokens} tokens, ${pool.threads} threads`,
       );
     }
+  }
+});
+
+t.test('the float32 loop over a range of rows that cuts its groups of 16 stores only that range', async (t) => {
+  const [rows, cols, tokens] = [40, 64, 3];
+  const w = randn(rows * cols);
+  const x = randn(tokens * cols);
+  const m = matrix(one, 'f32', w, rows, cols);
+  const want = productF32Reference(w, x, rows, cols, tokens);
+  const xp = one.alloc(4 * tokens * cols);
+  new Float32Array(one.memory.buffer, xp, tokens * cols).set(x);
+  const out = one.alloc(4 * tokens * rows);
+  const got = new Float32Array(one.memory.buffer, out, tokens * rows);
+  for (const [row0, row1] of [
+    [4, 20],
+    [8, 12],
+    [20, 37],
+    [36, 40],
+  ] as const) {
+    got.fill(-1);
+    one.loops.productF32(m.data, xp, out, row0, row1, cols, tokens, rows);
+    const inRange = (i: number) => i % rows >= row0 && i % rows < row1;
+    t.same(
+      Array.from(got).filter((_, i) => inRange(i)),
+      Array.from(want).filter((_, i) => inRange(i)),
+      `rows [${row0}, ${row1})`,
+    );
+    t.ok(
+      got.every((v, i) => inRange(i) || v === -1),
+      'nothing outside it written',
+    );
   }
 });
 

@@ -10,7 +10,8 @@
 ;; hundred bytes each are four short streams, which the hardware prefetcher
 ;; never locks onto: stored row by row, a 32000 x 768 product streamed at
 ;; half the speed of XNNPACK's packed float32 weights.) cols is a multiple
-;; of 32 (the callers pad rows and x with zeros); row0 is a multiple of 4.
+;; of 32 (the callers pad rows and x with zeros); row0 is a multiple of 4
+;; (the pool gives the float32 product whole groups of 16).
 ;;
 ;;   f32 group: for each column, the 16 rows' weights, 64 bytes
 ;;   q8 group:  for each block of 32 columns, the 4 rows' blocks as int8
