@@ -37,12 +37,14 @@ export function inverseFrequency(spec: RopeSpec, i: number): number {
  */
 export function ropeAngles(positions: ArrayLike<number>, spec: RopeSpec): RopeAngles {
   const half = spec.rotaryDim / 2;
+  // once per call, not per position: the cache re-encodes every entry's position at each step
+  const frequencies = Float64Array.from({ length: half }, (_, i) => inverseFrequency(spec, i));
   const cos = new Float32Array(positions.length * half);
   const sin = new Float32Array(positions.length * half);
   for (let t = 0; t < positions.length; t++) {
     const p = positions[t]! / spec.scale;
     for (let i = 0; i < half; i++) {
-      const angle = p * inverseFrequency(spec, i);
+      const angle = p * frequencies[i]!;
       cos[t * half + i] = Math.cos(angle);
       sin[t * half + i] = Math.sin(angle);
     }

@@ -8,6 +8,7 @@ import { defineCommand } from './args.js';
 
 const BENCHMARKS: Record<string, string> = {
   decode: 'batch-1 greedy decode speed, peak RSS and a per-kernel profile (15M and 110M shapes)',
+  profile_decode: 'where the time of a pooled decode step goes, by part (products, attention, tfjs, sampling, ...)',
   streaming: 'latency vs stream length, recompute vs streaming (Fig. 10), blocked vs stepwise evaluation',
   endless: 'a million sampled tokens through the streaming cache: speed and memory every 50K tokens',
   hf_load: 'checkpoint load time and peak memory by format',
