@@ -359,7 +359,10 @@ export class WorkerPool {
       this.runRange(op, args, 0, rows);
       return;
     }
-    if (this.splitMinBytes === 0) {
+    // A chunked job is split always: a worker that comes late takes fewer
+    // chunks, so it costs the caller at most the wait for its answer, where
+    // trying the job unsplit (SplitChoices) would cost a block's whole job.
+    if (this.splitMinBytes === 0 || chunked) {
       this.runSplit(op, args, rows, parts, chunked);
       return;
     }
