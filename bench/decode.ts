@@ -33,7 +33,7 @@ import { markdownTable, median, peakRssMiB, recordResult } from './common.js';
 const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all) against
 llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocked evaluation on 1 and all threads.
 
-  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--record]
+  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--spin-ab] [--record]
 
   --shapes LIST      llama2.c shapes (${Object.keys(NAMED_SHAPES).join(', ')}); default 15M,110M
   --tokens N         greedy tokens per measurement (default 128)
@@ -41,6 +41,7 @@ llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocke
   --threads N        "all threads" (default: every core, ${defaultThreads()} here)
   --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
   --only decode|eval only the decode rows (run.c and ours) or only the blocked-evaluation rows (first shape)
+  --spin-ab          also this project on all threads with the pool's spin off (the sleep-only pool), an A/B of the spin in the same run
   --peer FILE        run.c to build (default: ../shared/peers/llama2c/run.c beside the repository)
   --record           append the tables to bench/RESULTS.md
   --help             this text
@@ -62,6 +63,8 @@ interface Engine {
   kind: 'ours' | 'runomp' | 'eval';
   threads: number;
   weights?: 'f32' | 'q8';
+  /** The pool's threads sleep at once between jobs (--spin-ab). */
+  spinOff?: boolean;
 }
 
 interface Measurement {
@@ -89,9 +92,9 @@ function syntheticTokenizer(file: string, vocab: number): void {
 }
 
 /** Child: greedy decode with one engine of ours; prints a Measurement. */
-async function childDecode(model: string, threads: number, weights: 'f32' | 'q8', tokens: number): Promise<Measurement> {
+async function childDecode(model: string, threads: number, weights: 'f32' | 'q8', tokens: number, spinOff: boolean): Promise<Measurement> {
   await initBackend('wasm');
-  const m = placeWeights(loadModel(model), { threads, weights });
+  const m = placeWeights(loadModel(model), { threads, weights, ...(spinOff ? { spinMicros: 0 } : {}) });
   await m.pool?.ready();
   for await (const _ of generate(m, { kind: 'dense' }, [1], argmax, { steps: 8 })); // warm-up
   const started = performance.now();
@@ -132,7 +135,17 @@ function runEngine(engine: Engine, dir: string, shape: string, tokens: number, e
   const args =
     engine.kind === 'eval'
       ? ['--child-eval', model, '--threads', String(engine.threads), '--eval-tokens', String(evalTokens)]
-      : ['--child', model, '--threads', String(engine.threads), '--weights', engine.weights!, '--tokens', String(tokens)];
+      : [
+          '--child',
+          model,
+          '--threads',
+          String(engine.threads),
+          '--weights',
+          engine.weights!,
+          '--tokens',
+          String(tokens),
+          ...(engine.spinOff ? ['--spin-off'] : []),
+        ];
   return JSON.parse(execFileSync(process.execPath, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 })) as Measurement;
 }
 
@@ -157,7 +170,7 @@ async function main(): Promise<void> {
   const child = arg('child', '');
   if (child) {
     const weights = arg('weights', 'f32') as 'f32' | 'q8';
-    process.stdout.write(JSON.stringify(await childDecode(child, threads, weights, tokens)));
+    process.stdout.write(JSON.stringify(await childDecode(child, threads, weights, tokens, process.argv.includes('--spin-off'))));
     return;
   }
   const childEvalModel = arg('child-eval', '');
@@ -184,6 +197,15 @@ async function main(): Promise<void> {
           weights,
         })),
       ),
+      ...(only !== 'eval' && threads > 1 && process.argv.includes('--spin-ab')
+        ? (['f32', 'q8'] as const).map((weights): Engine => ({
+            name: `this project, ${weights}, ${threads} threads, no spin`,
+            kind: 'ours',
+            threads,
+            weights,
+            spinOff: true,
+          }))
+        : []),
     ];
     const evalEngines: Engine[] =
       evalTokens > 0 && only !== 'decode'
@@ -205,7 +227,8 @@ async function main(): Promise<void> {
         }
       }
       const tps = (e: Engine | undefined) => (e === undefined ? NaN : median(results.get(e)!.map((m) => m.tokensPerSecond)));
-      const find = (kind: Engine['kind'], n: number, weights?: string) => all.find((e) => e.kind === kind && e.threads === n && e.weights === weights);
+      const find = (kind: Engine['kind'], n: number, weights?: string, spinOff?: boolean) =>
+        all.find((e) => e.kind === kind && e.threads === n && e.weights === weights && e.spinOff === spinOff);
       const rows = all.map((e) => {
         const r = results.get(e)!;
         const rates = r.map((m) => m.tokensPerSecond);
@@ -220,6 +243,8 @@ async function main(): Promise<void> {
         [`q8, ${threads} threads / runomp 2 threads`, ratio(find('ours', threads, 'q8'), find('runomp', 2))],
         [`q8, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'q8'), find('ours', 1, 'f32'))],
         [`f32, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'f32'), find('ours', 1, 'f32'))],
+        [`f32, ${threads} threads, spin / no spin`, ratio(find('ours', threads, 'f32'), find('ours', threads, 'f32', true))],
+        [`q8, ${threads} threads, spin / no spin`, ratio(find('ours', threads, 'q8'), find('ours', threads, 'q8', true))],
         ...(evalEngines.length > 0 && shape === shapes[0]
           ? [[`blocked eval ${threads} threads / 1 thread`, ratio(find('eval', threads), find('eval', 1))]]
           : []),

@@ -14,16 +14,15 @@
 // Atomics.wait:
 //
 //   worker  after a job, watches the generation for up to spinMicros
-//           (default SPIN_MICROS, 200 µs) before it sleeps, if the job before
-//           came within that bound: the products of a decode step come a
-//           few tens of µs apart, so during a step the workers never sleep,
-//           a step's last product leaves them spinning for at most the
-//           bound, and a worker woken after a long sleep does not spin.
+//           (default SPIN_MICROS, 200 µs) before it sleeps: the products of
+//           a decode step come a few tens of µs apart, so during a step the
+//           workers never sleep, and a step's last product (or a lone job)
+//           leaves them spinning for at most the bound.
 //   caller  after its own share, watches the pending count for at most
-//           spinMicros and at most twice what its own share took, plus
-//           20 µs (the workers' shares are as large), and only while no
-//           worker is asleep (one that is needs a wake-up anyway), then
-//           sleeps.
+//           spinMicros and at most what its own share took, plus 20 µs
+//           (the workers' shares are as large and start within a µs or
+//           two), and only while no worker is asleep (one that is needs a
+//           wake-up anyway), then sleeps.
 //
 // A wake-up from Atomics.wait costs 20-50 µs on this kind of machine (two of
 // them per split product), a spin about 1 µs: without the spin a 15M
@@ -37,6 +36,15 @@
 // jobs, spin out their bound once and sleep. spinMicros 0 is the plain
 // Atomics.wait pool (no spin at all). Calls too small to repay even a spin
 // stay on the calling thread (splitMinBytes).
+//
+// Measured so far only on a busy machine (2 cores, load 3-13 from other
+// processes): a hot loop of tiny split products took 1.7 µs each spinning
+// against 9.4 sleeping; a 15M classifier product (580 µs alone) split in
+// 290 µs when the worker caught it spinning, but often the worker started
+// hundreds of µs late (a spinning thread is preempted at the end of its time
+// slice; a sleeping one waits as long to be woken), and in decode the second
+// thread did not pay with or without the spin. `bench/decode.ts --spin-ab`
+// measures spin against no spin in one run, for a quiet machine.
 //
 // Started workers are unref'd, so they never keep the process alive, and
 // dispose() stops them; a pool that is not disposed is torn down with the
@@ -144,14 +152,16 @@ try {
 let seen = started;
 Atomics.add(control, ${READY}, 1);
 parentPort.postMessage('ready');
-// Spin for the next job only when the last one came within the bound: jobs
-// come in bursts (the products of a decode step), and a spin that would
-// have waited out its bound only takes a core from someone else.
+// After a job, spin for the next one, up to the bound: the products of a
+// decode step come tens of µs apart. (Spinning only when the last job had
+// come within the bound was tried: on busy cores a wake-up alone can take
+// longer than the bound, and a worker that had slept once never spun
+// again, paying a wake-up of hundreds of µs on every job. Doubling the
+// bound after such wake-ups measured no better on busy cores.)
 const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000;
-let spin = spinMs > 0;
 for (;;) {
   let generation = Atomics.load(control, ${GENERATION});
-  if (generation === seen && spin) {
+  if (generation === seen && spinMs > 0) {
     // (performance.now every 64 loads: it costs more than a load)
     const until = performance.now() + spinMs;
     for (let i = 1; generation === seen; i++) {
@@ -160,11 +170,9 @@ for (;;) {
     }
   }
   if (generation === seen) {
-    const slept = performance.now();
     Atomics.add(control, ${SLEEPING}, 1);
     Atomics.wait(control, ${GENERATION}, seen);
     Atomics.sub(control, ${SLEEPING}, 1);
-    spin = spinMs > 0 && performance.now() - slept < spinMs;
     continue;
   }
   seen = generation;
@@ -415,11 +423,14 @@ export class WorkerPool {
     let pending = Atomics.load(c, PENDING);
     // Spin only for workers that are awake (a sleeping one takes a wake-up,
     // and on busy cores a spinning caller may hold the core it needs), and
-    // for at most twice what this thread's own share took (plus 20 µs): a
-    // worker that takes longer has likely lost its core.
+    // for at most what this thread's own share took, plus 20 µs: awake
+    // workers start within a µs or two and their shares are as large, so
+    // one that takes twice as long has likely lost its core. (A quarter of
+    // it plus 10 µs measured worse: a worker a little slower than that
+    // costs a wake-up of this thread.)
     if (pending !== 0 && this.spinMicros > 0 && Atomics.load(c, SLEEPING) === 0) {
       const now = performance.now();
-      const until = now + Math.min(this.spinMicros / 1000, 2 * (now - started) + 0.02);
+      const until = now + Math.min(this.spinMicros / 1000, now - started + 0.02);
       for (let i = 1; pending !== 0; i++) {
         if ((i & 63) === 0 && performance.now() > until) break;
         pending = Atomics.load(c, PENDING);
