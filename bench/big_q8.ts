@@ -9,8 +9,8 @@
 // those `streamllm init --seed S` writes for the shape, drawn straight into
 // the pool (randomLlamaReader: no file), or read from such a file (--model),
 // or with --fast uniform values of the same spread from xorshift32: init's
-// 2.6B Box-Muller normals cost about 15 CPU-minutes of seedrandom, which a
-// busy machine cannot spare, and neither memory nor speed depends on them.
+// 2.6B normals cost about 45 CPU-seconds of seedrandom (src/model/random_init.ts),
+// and neither memory nor speed depends on them.
 //
 //   node dist/bench/big_q8.js [--model FILE | --fast] [--seed 0] [--tokens 8] [--threads N] [--record]
 import * as tf from '@tensorflow/tfjs';
@@ -45,7 +45,7 @@ const HELP = `A random model of about 2.7B parameters (Sheared-LLaMA-2.7B's shap
   --model FILE   a llama2.c checkpoint to load (e.g. one written by
                  streamllm init --dim 2560 --hidden 6912 --layers 32 --heads 20 --vocab 32000 --seq-len 4096 --out FILE);
                  default: the same random weights drawn straight into the pool, no file
-  --fast         uniform weights from xorshift32 (std 0.02, as init's), not init's normals: minutes less
+  --fast         uniform weights from xorshift32 (std 0.02, as init's), not init's normals: about 45 CPU-s less
   --seed S       random seed of the drawn weights (default 0, as init's)
   --tokens N     greedy tokens to decode (default 8)
   --threads N    threads for the products (default: every core, ${defaultThreads()} here)

@@ -1,11 +1,14 @@
 // Two builds of streamllm, same run, alternating: decode speed (greedy,
-// batch 1, streaming cache) and blocked-evaluation speed on the random
-// 15M-shaped llama2.c model, for a before/after check of a refactoring.
+// batch 1, streaming cache) and blocked-evaluation speed on a random
+// llama2.c model (15M-shaped by default), for a before/after check of a
+// change; --weights and --threads place the matrices in the worker pool
+// (src/model/pooled.ts) as `eval --weights --threads` do.
 // Each measurement runs in its own process, importing the build under test
 // from its dist/ folder; rounds alternate A, B, A, B, ... so slow drift of
 // the machine's load hits both builds alike.
 //
 //   node dist/bench/builds_ab.js --a /path/to/old/dist --b dist [--rounds 3] [--decode 128] [--score 2048]
+//       [--shape 15M] [--weights f32|q8 --threads N] [--record]
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +33,7 @@ const cpuMs = () => {
 };
 
 /** In a child process: one build's decode and blocked-scoring speed. */
-async function probe(dist: string, checkpoint: string, decodeTokens: number, scoreTokensCount: number): Promise<Probe> {
+async function probe(dist: string, checkpoint: string, decodeTokens: number, scoreTokensCount: number, placement: string): Promise<Probe> {
   const load = async <T>(path: string) => (await import(resolve(dist, path))) as T;
   const { initBackend } = await load<typeof import('../src/backend.js')>('src/backend.js');
   const { loadModel } = await load<typeof import('../src/model/load.js')>('src/model/load.js');
@@ -38,6 +41,12 @@ async function probe(dist: string, checkpoint: string, decodeTokens: number, sco
   const { scoreTokens } = await load<typeof import('../src/eval/perplexity.js')>('src/eval/perplexity.js');
   await initBackend('wasm');
   const model = loadModel(checkpoint);
+  if (placement !== '') {
+    const [weights, threads] = placement.split(':');
+    const { placeWeights } = await load<typeof import('../src/model/pooled.js')>('src/model/pooled.js');
+    placeWeights(model, { weights: weights as 'f32' | 'q8', threads: Number(threads) });
+    await model.pool?.ready();
+  }
   const policy = { kind: 'streaming', sinkCount: 4, windowSize: 252 } as const;
   const vocab = model.config.vocabSize;
   const ids = Array.from({ length: scoreTokensCount }, (_, i) => 3 + ((i * 7919) % (vocab - 3)));
@@ -68,10 +77,28 @@ async function probe(dist: string, checkpoint: string, decodeTokens: number, sco
   };
 }
 
+const HELP = `Two builds of streamllm, same run, alternating: greedy decode and blocked-evaluation speed on a random llama2.c model.
+
+  node dist/bench/builds_ab.js --a OLD/dist --b dist [--rounds 3] [--decode 128] [--score 2048] [--shape 15M] [--weights f32|q8] [--threads N] [--record]
+
+  --a, --b       the two builds' dist/ folders (b defaults to this one)
+  --rounds N     alternating rounds (default 3)
+  --decode N     greedy steps per decode measurement (default 128)
+  --score N      tokens per blocked-evaluation measurement (default 2048)
+  --shape S      the random model's llama2.c shape (default 15M)
+  --weights F    f32 or q8: matrices in the worker pool, as eval --weights (default: the tfjs path)
+  --threads N    the pool's threads (default 1 when --weights is given)
+  --record       append the table to bench/RESULTS.md
+  --help         this text`;
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--help')) {
+    process.stdout.write(HELP + '\n');
+    return;
+  }
   if (process.argv[2] === '--probe') {
-    const [, , , dist, checkpoint, decode, score] = process.argv;
-    process.stdout.write(JSON.stringify(await probe(dist!, checkpoint!, Number(decode), Number(score))));
+    const [, , , dist, checkpoint, decode, score, placement] = process.argv;
+    process.stdout.write(JSON.stringify(await probe(dist!, checkpoint!, Number(decode), Number(score), placement ?? '')));
     return;
   }
   // Only the parent loads this build's helpers: a probe loads nothing but the build under test.
@@ -80,12 +107,17 @@ async function main(): Promise<void> {
   const rounds = Number(arg('rounds', '3'));
   const decode = Number(arg('decode', '128'));
   const score = Number(arg('score', '2048'));
-  const checkpoint = randomCheckpoint('15M');
+  const shape = arg('shape', '15M');
+  const checkpoint = randomCheckpoint(shape);
+  const weights = process.argv.includes('--weights') ? arg('weights', 'f32') : undefined;
+  const threads = process.argv.includes('--threads') ? arg('threads', '1') : undefined;
+  const placement = weights !== undefined || threads !== undefined ? `${weights ?? 'f32'}:${threads ?? '1'}` : '';
+  const placed = placement === '' ? 'the tfjs path' : `--weights ${weights ?? 'f32'} --threads ${threads ?? '1'}`;
   const self = fileURLToPath(import.meta.url);
   const results: Record<'A' | 'B', Probe[]> = { A: [], B: [] };
   for (let r = 0; r < rounds; r++) {
     for (const key of ['A', 'B'] as const) {
-      const out = execFileSync(process.execPath, [self, '--probe', builds[key], checkpoint, String(decode), String(score)], { encoding: 'utf8' });
+      const out = execFileSync(process.execPath, [self, '--probe', builds[key], checkpoint, String(decode), String(score), placement], { encoding: 'utf8' });
       results[key].push(JSON.parse(out) as Probe);
       process.stderr.write(`round ${r + 1} ${key}: ${out}\n`);
     }
@@ -98,7 +130,7 @@ async function main(): Promise<void> {
   const blockedCpu = (p: Probe) => p.blockedCpuMs;
   const cpuCell = (key: 'A' | 'B', f: (p: Probe) => number) => `${med(key, f).toFixed(2)} (${results[key].map((p) => f(p).toFixed(2)).join(', ')})`;
   const body =
-    `Random llama2.c 15M-shaped model, wasm, streaming(4+252). ${rounds} rounds, builds alternating A, B; median (each round).\n` +
+    `Random llama2.c ${shape}-shaped model, wasm, ${placed}, streaming(4+252). ${rounds} rounds, builds alternating A, B; median (each round).\n` +
     `A: ${builds.A}\nB: ${builds.B}\n\n` +
     markdownTable(
       ['build', `decode tok/s (${decode} greedy steps)`, 'decode CPU ms/token', `blocked eval tok/s (${score} tokens)`, 'blocked CPU ms/token'],
@@ -111,9 +143,15 @@ async function main(): Promise<void> {
     `B/A CPU time per token (lower is faster): decode ${(med('B', decodeCpu) / med('A', decodeCpu)).toFixed(3)}, blocked ${(med('B', blockedCpu) / med('A', blockedCpu)).toFixed(3)}. ` +
     'On a shared machine the CPU time is the comparison that counts: wall time includes waiting for a core.';
   process.stdout.write(body + '\n');
+  if (!process.argv.includes('--record')) return;
+  const flags = [
+    `--shape ${shape}`,
+    ...(weights !== undefined ? [`--weights ${weights}`] : []),
+    ...(threads !== undefined ? [`--threads ${threads}`] : []),
+  ].join(' ');
   recordResult(
     'Builds A/B: decode and blocked eval (bench/builds_ab.ts)',
-    `node dist/bench/builds_ab.js --a ${arg('a', '')} --b ${arg('b', 'dist')} --rounds ${rounds} --decode ${decode} --score ${score}`,
+    `node dist/bench/builds_ab.js --a ${arg('a', '')} --b ${arg('b', 'dist')} --rounds ${rounds} --decode ${decode} --score ${score} ${flags} --record`,
     body,
   );
 }

@@ -50,6 +50,7 @@ import { WASM_BASE64 } from './simd/products.wasm.js';
 export interface ProductLoops {
   productF32(w: number, x: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
   quantizeQ8(x: number, n: number, q: number, d: number): void;
+  quantizeX16(x: number, n: number, q: number, d: number): void;
   productQ8(w: number, xq: number, xd: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
 }
 
@@ -108,6 +109,15 @@ export const POOL_MAX_BYTES = MAX_PAGES * PAGE;
  * threshold was 512 KiB.)
  */
 export const SPLIT_MIN_BYTES = 64 * 1024;
+
+/**
+ * Rows a job's ranges are whole multiples of: the float32 product's packed
+ * groups of 16 rows (split_products.ts; a range that cut a group would
+ * compute the whole group), else 4 (q8's groups; the other jobs' rows).
+ */
+function splitRows(op: JobOp): number {
+  return op === ProductOp.F32 ? 16 : 4;
+}
 
 /** Runs per thread a chunked job is cut into (see run). */
 const CHUNKS_PER_THREAD = 8;
@@ -354,7 +364,7 @@ export class WorkerPool {
     // not sleep on a worker whose start-up may need this thread's event loop
     // (module hooks such as a test runner's are served from there).
     const large = weightBytes >= this.splitMinBytes && Atomics.load(this.control, READY) === this.workers.length;
-    const parts = large ? Math.min(this.threads, Math.ceil(rows / 4)) : 1;
+    const parts = large ? Math.min(this.threads, Math.ceil(rows / splitRows(op))) : 1;
     if (parts === 1) {
       this.runRange(op, args, 0, rows);
       return;
@@ -379,9 +389,10 @@ export class WorkerPool {
     const c = this.control;
     c[OP] = op;
     for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i]!;
-    const groups = Math.ceil(rows / 4);
-    // chunked: runs of whole groups of four rows, taken in turn; else equal shares, thread 0 (this one) first
-    const chunkRows = chunked ? 4 * Math.ceil(groups / Math.min(groups, CHUNKS_PER_THREAD * parts)) : 0;
+    const unit = splitRows(op);
+    const groups = Math.ceil(rows / unit);
+    // chunked: runs of whole groups of rows, taken in turn; else equal shares, thread 0 (this one) first
+    const chunkRows = chunked ? unit * Math.ceil(groups / Math.min(groups, CHUNKS_PER_THREAD * parts)) : 0;
     c[CHUNKS] = chunked ? Math.ceil(rows / chunkRows) : 0;
     c[CHUNK_ROWS] = chunkRows;
     c[ROWS] = rows;
@@ -389,8 +400,8 @@ export class WorkerPool {
     for (let i = 0; i < this.threads; i++) {
       const g0 = Math.floor((groups * i) / parts);
       const g1 = Math.floor((groups * (i + 1)) / parts);
-      c[RANGES + 2 * i] = !chunked && i < parts ? Math.min(rows, 4 * g0) : 0;
-      c[RANGES + 2 * i + 1] = !chunked && i < parts ? Math.min(rows, 4 * g1) : 0;
+      c[RANGES + 2 * i] = !chunked && i < parts ? Math.min(rows, unit * g0) : 0;
+      c[RANGES + 2 * i + 1] = !chunked && i < parts ? Math.min(rows, unit * g1) : 0;
     }
     Atomics.store(c, PENDING, this.workers.length);
     Atomics.add(c, GENERATION, 1);

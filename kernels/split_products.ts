@@ -2,20 +2,25 @@
 // x @ W^T that the pool splits by output rows (see pool.ts).
 //
 // A pooled matrix has `rows` output features and `cols` inputs, the rows
-// padded to a multiple of 4 with zero rows and the columns to `stride`, a
-// multiple of 32 (zeros, as is the padding of x), and is stored packed in
-// groups of four rows (simd/products.wat): each group one contiguous run that
-// the loop reads front to back, so the whole matrix is one sequential stream.
+// padded to a whole group (16 rows for f32, 4 for q8) with zero rows and the
+// columns to `stride`, a multiple of 32 (zeros, as is the padding of x), and
+// is stored packed in groups of rows (simd/products.wat): each group one
+// contiguous run that the loop reads front to back, so the whole matrix is
+// one sequential stream.
 //
-//   f32  per group, per chunk of 4 columns: the 4 rows' chunks (64 bytes)
-//   q8   per group, per block of 32 columns: the 4 rows' blocks as int8
+//   f32  per group of 16 rows, per column: the 16 rows' weights (64 bytes);
+//        each output summed in column order, as XNNPACK sums (the same bits
+//        as the tfjs wasm backend's products)
+//   q8   per group of 4 rows, per block of 32 columns: the 4 rows' blocks as int8
 //        (128 bytes), then their 4 float32 scales; every block is d * q with
 //        q in [-127, 127] (llama.cpp's Q8_0, with a float32 scale): 1.125
 //        bytes a weight
 //
-// For a q8 product x is quantised the same way first, so the block dot
-// products are integer arithmetic (simd/products.wat); kernels/products.ref.ts
-// is the plain loop both are checked against.
+// For a q8 product x is quantised per block of 32 first, to int16 (d = max|x|
+// / 32767: rounding x to int8 as well cost more accuracy than the weights'
+// own rounding, README), so the block dot products are integer arithmetic
+// (simd/products.wat); kernels/products.ref.ts is the plain loop both are
+// checked against.
 import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './paths.js';
 import { ProductOp, type WorkerPool } from './pool.js';
@@ -46,18 +51,20 @@ function strideOf(cols: number): number {
   return Math.ceil(cols / Q8_BLOCK) * Q8_BLOCK;
 }
 
-/** Rows in a group of the packed layout. */
+/** Rows in a group of the packed layout: f32 16 (four chains of additions in SIMD lanes), q8 4. */
+const F32_GROUP = 16;
 const GROUP = 4;
+const groupRows = (format: WeightFormat) => (format === 'f32' ? F32_GROUP : GROUP);
 
 /** Bytes a [rows, cols] matrix takes in `format` (its padding included). */
 export function matrixBytes(format: WeightFormat, rows: number, cols: number): number {
-  const n = Math.ceil(rows / GROUP) * GROUP * strideOf(cols);
+  const n = Math.ceil(rows / groupRows(format)) * groupRows(format) * strideOf(cols);
   return format === 'f32' ? 4 * n : n + (4 * n) / Q8_BLOCK;
 }
 
-/** Bytes of one group of four rows. */
+/** Bytes of one group of rows. */
 function groupBytes(format: WeightFormat, stride: number): number {
-  return matrixBytes(format, GROUP, stride);
+  return matrixBytes(format, groupRows(format), stride);
 }
 
 /** A zero [rows, cols] matrix in the pool; writeRow fills it. */
@@ -77,12 +84,12 @@ function scratch(pool: WorkerPool, bytes: number): number {
 export function writeRow(m: PooledMatrix, row: number, values: Float32Array, at = 0): void {
   const { pool, cols, stride, format } = m;
   if (!(Number.isInteger(row) && row >= 0 && row < m.rows)) throw new RangeError(`writeRow: row ${row} outside 0..${m.rows - 1}`);
-  const group = m.data + Math.floor(row / GROUP) * groupBytes(format, stride);
-  const lane = row % GROUP;
+  const group = m.data + Math.floor(row / groupRows(format)) * groupBytes(format, stride);
+  const lane = row % groupRows(format);
   if (format === 'f32') {
-    // chunk c of the row: 4 floats at group + 64 c + 16 lane
-    const dst = new Float32Array(pool.memory.buffer, group, GROUP * stride);
-    for (let c = 0; c < cols; c++) dst[(c >> 2) * 16 + lane * 4 + (c & 3)] = values[at + c]!;
+    // column c of the row: the float at group + 64 c + 4 lane
+    const dst = new Float32Array(pool.memory.buffer, group, F32_GROUP * stride);
+    for (let c = 0; c < cols; c++) dst[c * F32_GROUP + lane] = values[at + c]!;
     return;
   }
   const x = scratch(pool, 4 * stride + stride + (4 * stride) / Q8_BLOCK);
@@ -131,7 +138,7 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
   if (x.length < tokens * cols) throw new RangeError(`pooledProduct: x holds ${x.length} values, ${tokens} x ${cols} needed`);
   const n = tokens * stride;
   const outBytes = 4 * tokens * rows;
-  const quantBytes = m.format === 'q8' ? n + (4 * n) / Q8_BLOCK : 0;
+  const quantBytes = m.format === 'q8' ? 2 * n + (4 * n) / Q8_BLOCK : 0; // x as int16, and its scales
   const base = scratch(pool, 4 * n + outBytes + quantBytes);
   const xp = base;
   const out = xp + 4 * n;
@@ -149,8 +156,8 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
     pool.run(ProductOp.F32, [m.data, xp, out, stride, tokens, rows], rows, weightBytes, tokens > 1);
   } else {
     const xq = out + outBytes;
-    const xd = xq + n;
-    pool.loops.quantizeQ8(xp, n, xq, xd);
+    const xd = xq + 2 * n;
+    pool.loops.quantizeX16(xp, n, xq, xd);
     pool.run(ProductOp.Q8, [m.data, xq, xd, out, stride, tokens, rows], rows, weightBytes, tokens > 1);
   }
   return new Float32Array(pool.memory.buffer, out, tokens * rows);

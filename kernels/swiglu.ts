@@ -32,12 +32,7 @@ const swigluKernel: JsKernel<object> = {
     const hidden = shape![shape!.length - 1]! / 2;
     const simd = hidden % 4 === 0 ? simdLoops([x!, out]) : undefined;
     if (simd !== undefined) return simd.swiglu(x!.byteOffset, out.length / hidden, hidden, out.byteOffset);
-    for (let row = 0, o = 0; row < x!.length; row += 2 * hidden) {
-      for (let i = 0; i < hidden; i++, o++) {
-        const g = x![row + i]!;
-        out[o] = (g / (1 + Math.exp(-g))) * x![row + hidden + i]!;
-      }
-    }
+    swigluRows(x!, out.length / hidden, hidden, out);
   },
   gradient: {
     save: [0],
@@ -56,4 +51,19 @@ function swigluOps(gateUp: tf.Tensor): tf.Tensor {
 export function swiglu<T extends tf.Tensor>(gateUp: T): T {
   if (!jsKernelsAvailable()) return swigluOps(gateUp) as T;
   return runJsKernel(swigluKernel, [gateUp], {}) as T;
+}
+
+/**
+ * The SwiGLU kernel's JavaScript loop over arrays anywhere in memory (the
+ * pooled layers' fallback where the kernel would not run its SIMD loop
+ * either): gateUp [rows, 2 hidden] = [gate | up] -> out [rows, hidden].
+ */
+export function swigluRows(gateUp: Float32Array, rows: number, hidden: number, out: Float32Array): void {
+  for (let r = 0; r < rows; r++) {
+    const at = 2 * r * hidden;
+    for (let i = 0; i < hidden; i++) {
+      const g = gateUp[at + i]!;
+      out[r * hidden + i] = (g / (1 + Math.exp(-g))) * gateUp[at + hidden + i]!;
+    }
+  }
 }

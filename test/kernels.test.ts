@@ -22,7 +22,7 @@ import { ropeReference } from '../kernels/rope.ref.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import { extraLogitOf, extraLogitTensor, SOFTMAX_VARIANTS, softmaxRule, softmaxWithSink } from '../kernels/softmax.js';
 import { softmaxReference } from '../kernels/softmax.ref.js';
-import { swiglu } from '../kernels/swiglu.js';
+import { swiglu, swigluRows } from '../kernels/swiglu.js';
 import { swigluReference } from '../kernels/swiglu.ref.js';
 import { tokenNll } from '../kernels/token_nll.js';
 import { nllOfRows } from '../src/eval/nll.js';
@@ -256,6 +256,11 @@ for (const fused of [true, false]) {
         const want = swigluReference(x, hidden);
         const worst = Math.max(...Array.from(got, (g, i) => Math.abs(g - want[i]!) / Math.max(1, Math.abs(want[i]!))));
         t.ok(worst < 1e-6, `[${rows}, 2 * ${hidden}], simd ${simd}: relative error ${worst}`);
+        // the JavaScript loop over arrays outside tfjs (the pooled layers): the kernel's bits where the kernel runs it
+        const rowsOut = new Float32Array(rows * hidden);
+        swigluRows(x, rows, hidden, rowsOut);
+        if (fused && !(simd && hidden % 4 === 0)) t.same(Array.from(rowsOut), Array.from(got), 'swigluRows: the kernel bit for bit');
+        t.ok(Math.max(...Array.from(rowsOut, (g, i) => Math.abs(g - want[i]!) / Math.max(1, Math.abs(want[i]!)))) < 1e-6, 'swigluRows: the reference');
       }
       setSimdKernels(true);
     }

@@ -11,12 +11,13 @@ import { pathToFileURL } from 'node:url';
 import seedrandom from 'seedrandom';
 import t from 'tap';
 import { WorkerPool } from '../kernels/pool.js';
-import { productQ8Reference, productReference, quantizeReference } from '../kernels/products.ref.js';
+import { matMul2d } from '../kernels/matmul.js';
+import { productF32Reference, productQ8Reference, productReference, quantizeReference, quantizeX16Reference } from '../kernels/products.ref.js';
 import { allocMatrix, matrixBytes, type PooledMatrix, pooledLinear, pooledProduct, readRowQ8, type WeightFormat, writeRow } from '../kernels/split_products.js';
 import { initTestBackend } from './helpers.js';
 import { ROOT } from './paths.js';
 
-await initTestBackend();
+const backend = await initTestBackend();
 const rng = seedrandom('pool');
 const randn = (n: number) => Float32Array.from({ length: n }, () => 2 * rng() - 1);
 
@@ -69,7 +70,7 @@ t.test('q8 products equal the reference loop, on one thread and split', async (t
     const x = randn(tokens * cols);
     const stride = Math.ceil(cols / 32) * 32;
     const wq = quantizeReference(padded(w, rows, cols, stride));
-    const xq = quantizeReference(padded(x, tokens, cols, stride));
+    const xq = quantizeX16Reference(padded(x, tokens, cols, stride));
     const want = productQ8Reference(wq.q, wq.d, xq.q, xq.d, rows, stride, tokens);
     for (const pool of [one, ...pools]) {
       const got = pooledProduct(matrix(pool, 'q8', w, rows, cols), x, tokens);
@@ -78,17 +79,85 @@ t.test('q8 products equal the reference loop, on one thread and split', async (t
   }
 });
 
-t.test('float32 products: the float64 loop within rounding; split equals one thread bit for bit', async (t) => {
+t.test('q8 products: x in int16 blocks, block sums past 2^24 rounded as float32, as the reference does', async (t) => {
+  // weights and x of one sign: every block's integer sum is near 32 * 127 * 32767 = 1.3e8
+  const [rows, cols] = [32, 96];
+  const w = Float32Array.from({ length: rows * cols }, () => 1 + rng());
+  const x = Float32Array.from({ length: cols }, () => 1 + rng());
+  x[5] = 0.5 * (x[6] = 2.5); // on a rounding boundary given the block's scale (2.5 / 32767 per step)
+  const wq = quantizeReference(w);
+  const xq = quantizeX16Reference(x);
+  t.equal(Math.max(...Array.from(xq.q, Math.abs)), 32767, 'the largest |x| of a block is 32767');
+  const want = productQ8Reference(wq.q, wq.d, xq.q, xq.d, rows, cols, 1);
+  t.same(Array.from(pooledProduct(matrix(one, 'q8', w, rows, cols), x, 1)), Array.from(want), 'bit for bit');
+  // the float64 product within the two quantisations' error (int8 weights: 1/254 of a block's largest weight)
+  const exact = productReference(w, x, rows, cols, 1);
+  t.ok(
+    want.every((v, r) => Math.abs(v - exact[r]!) / exact[r]! < 2e-3),
+    'near the float32 product',
+  );
+});
+
+t.test('float32 products: the column-order float32 loop bit for bit, on one thread and split; the float64 loop within rounding', async (t) => {
   for (const [rows, cols, tokens] of SHAPES) {
     const w = randn(rows * cols);
     const x = randn(tokens * cols);
-    const want = productReference(w, x, rows, cols, tokens);
     const single = Array.from(pooledProduct(matrix(one, 'f32', w, rows, cols), x, tokens));
+    t.same(single, Array.from(productF32Reference(w, x, rows, cols, tokens)), `${rows}x${cols}, ${tokens} tokens: the float32 loop`);
+    const want = productReference(w, x, rows, cols, tokens);
     const worst = Math.max(...single.map((v, i) => Math.abs(v - want[i]!)));
-    t.ok(worst < 1e-5 * Math.sqrt(cols), `${rows}x${cols}, ${tokens} tokens: worst error ${worst.toExponential(2)}`);
+    t.ok(worst < 1e-5 * Math.sqrt(cols), `${rows}x${cols}, ${tokens} tokens: the float64 product within ${worst.toExponential(2)}`);
     for (const pool of pools) {
       t.same(Array.from(pooledProduct(matrix(pool, 'f32', w, rows, cols), x, tokens)), single, `${pool.threads} threads`);
     }
+  }
+});
+
+t.test('float32 products equal the backend matMul (XNNPACK on wasm) bit for bit', { skip: backend !== 'wasm' && 'XNNPACK runs on wasm' }, async (t) => {
+  for (const [rows, cols, tokens] of [...SHAPES, [100, 288, 1], [33, 768, 4]] as const) {
+    const w = randn(rows * cols); // [rows, cols]
+    const x = randn(tokens * cols);
+    const before = tf.memory().numTensors;
+    const want = tf.tidy(() => matMul2d(tf.tensor2d(x, [tokens, cols]), tf.tensor2d(w, [rows, cols]).transpose()).dataSync());
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    for (const pool of [one, pools[1]!]) {
+      t.same(
+        Array.from(pooledProduct(matrix(pool, 'f32', w, rows, cols), x, tokens)),
+        Array.from(want),
+        `${rows}x${cols}, ${tokens} tokens, ${pool.threads} threads`,
+      );
+    }
+  }
+});
+
+t.test('the float32 loop over a range of rows that cuts its groups of 16 stores only that range', async (t) => {
+  const [rows, cols, tokens] = [40, 64, 3];
+  const w = randn(rows * cols);
+  const x = randn(tokens * cols);
+  const m = matrix(one, 'f32', w, rows, cols);
+  const want = productF32Reference(w, x, rows, cols, tokens);
+  const xp = one.alloc(4 * tokens * cols);
+  new Float32Array(one.memory.buffer, xp, tokens * cols).set(x);
+  const out = one.alloc(4 * tokens * rows);
+  const got = new Float32Array(one.memory.buffer, out, tokens * rows);
+  for (const [row0, row1] of [
+    [4, 20],
+    [8, 12],
+    [20, 37],
+    [36, 40],
+  ] as const) {
+    got.fill(-1);
+    one.loops.productF32(m.data, xp, out, row0, row1, cols, tokens, rows);
+    const inRange = (i: number) => i % rows >= row0 && i % rows < row1;
+    t.same(
+      Array.from(got).filter((_, i) => inRange(i)),
+      Array.from(want).filter((_, i) => inRange(i)),
+      `rows [${row0}, ${row1})`,
+    );
+    t.ok(
+      got.every((v, i) => inRange(i) || v === -1),
+      'nothing outside it written',
+    );
   }
 });
 
@@ -123,15 +192,15 @@ t.test('pooledLinear: a tensor in, a tensor out, bias added, nothing leaked', as
 });
 
 t.test('allocation: sizes, alignment, and the 4 GiB limit', async (t) => {
-  // rows padded to groups of four: 10 -> 12
+  // rows padded to whole groups: q8 of four (10 -> 12), f32 of sixteen (10 -> 16)
   t.equal(matrixBytes('q8', 10, 64), 12 * 64 + 4 * 24);
-  t.equal(matrixBytes('f32', 10, 64), 4 * 12 * 64);
+  t.equal(matrixBytes('f32', 10, 64), 4 * 16 * 64);
   const pool = new WorkerPool(1);
   t.equal(pool.alloc(3) % 16, 0);
   t.equal(pool.alloc(5) % 16, 0);
   t.throws(() => pool.alloc(5 * 2 ** 30), /4 GiB/);
   t.throws(() => allocMatrix(pool, 'q8', 4, 0), /bad shape/);
-  t.equal(matrixBytes('f32', 2, 40), 4 * 4 * 64, 'columns padded to whole blocks, rows to a group');
+  t.equal(matrixBytes('f32', 2, 40), 4 * 16 * 64, 'columns padded to whole blocks, rows to a group');
   t.throws(() => new WorkerPool(0), /positive integer/);
   await pool.dispose();
   t.throws(() => pooledProduct(allocMatrix(one, 'f32', 4, 32), new Float32Array(16), 1), /16 values/);

@@ -1,6 +1,6 @@
 // A model whose matrices live in the worker pool (src/model/pooled.ts): on
 // the conformance model, float32 on several threads gives the one-thread
-// result bit for bit and the tfjs result within float32 rounding; q8 gives
+// (tfjs) result bit for bit on wasm (within float32 rounding on cpu); q8 gives
 // the same numbers on any number of threads, and perplexity close to
 // float32's; nothing leaks, and the CLI flags reach it.
 import * as tf from '@tensorflow/tfjs';
@@ -21,7 +21,7 @@ import { forward } from '../src/model/transformer.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess } from './helpers.js';
 
-await initTestBackend();
+const backend = await initTestBackend();
 const expected = loadConformance();
 const dense = expected.cases.find((c) => c.name === 'dense')!;
 const tokens = expected.tokens.slice(0, 64);
@@ -45,7 +45,7 @@ function logits(model: Model): Float32Array {
 
 const meanNll = (nll: ArrayLike<number>) => Array.from(nll).reduce((a, b) => a + b, 0) / nll.length;
 
-t.test('float32 in the pool: equal on 1, 2 and 3 threads; the tfjs result within rounding', async (t) => {
+t.test('float32 in the pool: equal on 1, 2 and 3 threads; the tfjs result bit for bit on wasm', async (t) => {
   const plain = await loaded();
   const want = logits(plain);
   const params = parameterCount(plain, true);
@@ -60,7 +60,9 @@ t.test('float32 in the pool: equal on 1, 2 and 3 threads; the tfjs result within
     t.ok(model.pool !== undefined && model.weights.layers[0]!.qkv.weight === undefined, 'the matrices left tfjs');
     t.equal(parameterCount(model, true), params, 'parameters counted wherever they live');
     const got = Array.from(logits(model));
-    // relative to the largest logit: the two sum in different orders (measured 1.6e-6)
+    // the pool's products sum in XNNPACK's order, and the loops between them compute the kernels' bits;
+    // the cpu backend's products sum in another order (relative to the largest logit)
+    if (backend === 'wasm') t.same(got, Array.from(want), `${threads} threads: the tfjs logits bit for bit`);
     const relative = maxAbsDiff(got, want) / Math.max(...Array.from(want, Math.abs));
     t.ok(relative < 4e-6, `${threads} threads: the tfjs logits within ${relative.toExponential(2)} of the largest`);
     t.ok(maxAbsDiff(got, expected.dense_logits.flat()) < 1e-4, 'and the conformance logits');
@@ -85,7 +87,8 @@ t.test('a pooled Llama model keeps its residual stream out of tfjs (pooled_layer
   const before = tf.memory().numTensors;
   const got = logits(model);
   t.equal(tf.memory().numTensors, before, 'no tensor leak');
-  // the tensor path within float32 rounding (SwiGLU's exp differs; the rest is the same arithmetic)
+  // the tensor path's numbers: bit for bit on wasm (the same sums in the same order), within rounding on cpu
+  if (backend === 'wasm') t.same(Array.from(got), Array.from(want), 'the tfjs logits bit for bit');
   t.ok(maxAbsDiff(Array.from(got), want) / Math.max(...Array.from(want, Math.abs)) < 4e-6, 'the tfjs logits');
   disposeModel(model);
   await model.pool!.dispose();
@@ -137,7 +140,7 @@ t.test('pooled attention on arrays (no tfjs ops but the stored keys and values) 
   }
 });
 
-t.test('q8: the same on every thread count, perplexity within 2% of float32', async (t) => {
+t.test('q8: the same on every thread count, perplexity within 1% of float32', async (t) => {
   let first: number[] | undefined;
   for (const threads of [1, 2, 3]) {
     const model = await loaded({ threads, weights: 'q8', splitMinBytes: 0 });
@@ -147,9 +150,10 @@ t.test('q8: the same on every thread count, perplexity within 2% of float32', as
     t.same(Array.from(blocked.nll), Array.from(stepwise.nll), 'blocked and stepwise agree bit for bit');
     if (first === undefined) first = Array.from(blocked.nll);
     else t.same(Array.from(blocked.nll), first, 'bit for bit the one-thread NLLs');
-    // measured: float32 ppl 703.85, q8 693.70 (-1.4%); see README
+    // the issue's bar; measured: float32 ppl 703.85, q8 708.71 (+0.69%, the weights' rounding; with x
+    // rounded to int8 as well it was 693.70, -1.44%); README, bench/q8_accuracy.ts
     const ratio = Math.exp(meanNll(blocked.nll) - meanNll(dense.nll));
-    t.ok(Math.abs(ratio - 1) < 0.02, `q8 / float32 perplexity ${ratio.toFixed(4)}`);
+    t.ok(Math.abs(ratio - 1) < 0.01, `q8 / float32 perplexity ${ratio.toFixed(4)}`);
     t.ok(ratio !== 1, 'and it is not the float32 model');
     disposeModel(model);
     await model.pool!.dispose();

@@ -34,7 +34,7 @@ t.test('randomLlamaReader: the values of randomLlamaTensors, read in any forward
     const whole = randomLlamaTensors(s, 5);
     const reader = randomLlamaReader(s, 5);
     const sizes = tensorSizes(s);
-    const chunks = [7, 3, 64, 1]; // odd lengths cut Box-Muller pairs
+    const chunks = [7, 3, 64, 1]; // odd lengths cut pairs of normals
     for (const name of LLAMA2C_TENSOR_ORDER) {
       if (name === 'classifier' && sharedClassifier) continue;
       if (name === 'wk') continue; // skipped: drawn and dropped, so that wv still matches
@@ -48,6 +48,23 @@ t.test('randomLlamaReader: the values of randomLlamaTensors, read in any forward
     }
     t.throws(() => reader.read('wq', 0, 1), /reads must go forward/, 'reading back is refused');
   }
+});
+
+t.test('randomLlamaTensors: weights N(0, 0.02^2) (moments and the share within 1 and 2 std), norm gains 1, the seed matters', async (t) => {
+  const big = { ...shape, dim: 64, hiddenDim: 256, heads: 4, kvHeads: 4, vocabSize: 512 };
+  const a = randomLlamaTensors(big, 1);
+  const w = Float64Array.from([...a.wq, ...a.w1, ...a.w2, ...a.tokenEmbedding]); // 139,264 draws
+  const n = w.length;
+  const mean = w.reduce((x, y) => x + y, 0) / n;
+  const std = Math.sqrt(w.reduce((x, y) => x + (y - mean) ** 2, 0) / n);
+  const share = (k: number) => w.filter((x) => Math.abs(x) < k * 0.02).length / n;
+  t.ok(Math.abs(mean) < (4 * 0.02) / Math.sqrt(n), `mean ${mean.toExponential(2)}`);
+  t.ok(Math.abs(std / 0.02 - 1) < 0.01, `std ${std.toFixed(5)}`);
+  // a normal's: 0.6827 within 1 std, 0.9545 within 2 (binomial sd about 0.0013 and 0.0006 here)
+  t.ok(Math.abs(share(1) - 0.6827) < 0.006, `within 1 std: ${share(1).toFixed(4)}`);
+  t.ok(Math.abs(share(2) - 0.9545) < 0.003, `within 2 std: ${share(2).toFixed(4)}`);
+  t.ok(a.rmsAtt.every((g) => g === 1) && a.rmsFinal.every((g) => g === 1), 'norm gains 1');
+  t.notSame(Array.from(randomLlamaTensors(big, 2).wq.subarray(0, 8)), Array.from(a.wq.subarray(0, 8)), 'another seed, other weights');
 });
 
 t.test('init writes the same file as writing randomLlamaTensors', async (t) => {

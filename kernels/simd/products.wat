@@ -3,55 +3,51 @@
 ;; instantiates this module on the same memory and computes its own range of
 ;; output rows. Every pointer is a byte offset into that memory.
 ;;
-;; Packed layout. A matrix's rows (output features) go in groups of four,
-;; the last group padded with zero rows, and each group is one contiguous
-;; run of memory that the loop reads front to back: the whole matrix is a
-;; single sequential stream. (Four separate rows of a few hundred bytes each
-;; are four short streams, which the hardware prefetcher never locks onto:
-;; stored row by row, a 32000 x 768 product streamed at half the speed of
-;; XNNPACK's packed float32 weights.) cols is a multiple of 32 (the callers
-;; pad rows and x with zeros); row0 is a multiple of 4.
+;; Packed layout. A matrix's rows (output features) go in groups (16 rows
+;; for f32, 4 for q8), the last group padded with zero rows, and each group
+;; is one contiguous run of memory that the loop reads front to back: the
+;; whole matrix is a single sequential stream. (Four separate rows of a few
+;; hundred bytes each are four short streams, which the hardware prefetcher
+;; never locks onto: stored row by row, a 32000 x 768 product streamed at
+;; half the speed of XNNPACK's packed float32 weights.) cols is a multiple
+;; of 32 (the callers pad rows and x with zeros); row0 is a multiple of 4
+;; (the pool gives the float32 product whole groups of 16).
 ;;
-;;   f32 group: for each chunk of 4 columns, the 4 rows' chunks, 64 bytes
+;;   f32 group: for each column, the 16 rows' weights, 64 bytes
 ;;   q8 group:  for each block of 32 columns, the 4 rows' blocks as int8
 ;;              (128 bytes), then their 4 float32 scales (16 bytes)
 ;;
 ;;   productF32(w, x, out, row0, row1, cols, tokens, outStride)
 ;;       out[t * outStride + r] = sum_c w[r, c] * x[t, c]    r in [row0, row1), t < tokens
 ;;
+;; The float32 product adds each output's terms one by one in column order,
+;; from 0, one float32 rounding for each product and each sum (no fused
+;; multiply-add): the order XNNPACK's products (the tfjs wasm backend's
+;; matMul) use, so the two give the same bits, and an output never depends
+;; on how the rows are split. Each SIMD lane is one row; the 16 rows of a
+;; group are four independent chains of additions.
+;;
 ;; Q8 is llama.cpp's Q8_0 (with a float32 scale): a block of 32 weights is
-;; stored as 32 int8 q and one scale d, weight = d * q. x is quantised the
-;; same way (quantizeQ8), so a block's dot product is exact integer
-;; arithmetic (i8 -> i16, i32x4.dot_i16x8_s) and only the per-block scaling
-;; is in floating point:
+;; stored as 32 int8 q and one scale d, weight = d * q. x is quantised per
+;; block of 32 too, but to int16 (quantizeX16: 256 times finer than int8,
+;; whose rounding of x cost more accuracy than the weights' own: README), so
+;; a block's dot product is exact integer arithmetic (the weights i8 -> i16,
+;; i32x4.dot_i16x8_s; at most 32 * 127 * 32767 < 2^31) and only the
+;; per-block scaling is in floating point:
 ;;
-;;   quantizeQ8(x, n, q, d)      x: n floats -> q: n int8, d: n/32 float32 scales
+;;   quantizeQ8(w, n, q, d)      w: n floats -> q: n int8, d: n/32 float32 scales
+;;   quantizeX16(x, n, q, d)     x: n floats -> q: n int16, d: n/32 float32 scales
 ;;   productQ8(w, xq, xd, out, row0, row1, cols, tokens, outStride)
-;;       out[t * outStride + r] = sum_b (d[r, b] * xd[t, b]) * sum_i q[r, 32b + i] * xq[t, 32b + i]
+;;       out[t * outStride + r] = sum_b f32(sum_i q[r, 32b + i] * xq[t, 32b + i]) * (d[r, b] * xd[t, b])
 ;;
-;; Per output the float steps happen in block order, one rounding each, so a
-;; plain loop (kernels/products.ref.ts) reproduces them exactly. The float32
-;; product sums each row in four lanes, lane k taking columns = k mod 4,
-;; then (l0 + l2) + (l1 + l3) (what $sum4 gives), whichever rows share its
-;; group of four: an output never depends on how the rows are split.
+;; Per output the float steps happen in block order, one rounding each (the
+;; integer sum's conversion to float32 one of them: it can pass 2^24), so a
+;; plain loop (kernels/products.ref.ts) reproduces them exactly, as it does
+;; the float32 product's.
 ;;
 ;; Assembled by scripts/assemble_wasm.ts into products.wasm.ts.
 (module
   (import "env" "memory" (memory 1 65536 shared))
-
-  ;; [sum a, sum b, sum c, sum d] of four f32x4, each (l0 + l2) + (l1 + l3).
-  (func $sum4 (param $a v128) (param $b v128) (param $c v128) (param $d v128) (result v128)
-    (local $ab v128) (local $cd v128)
-    ;; ab = [a0+a2, a1+a3, b0+b2, b1+b3], cd likewise
-    (local.set $ab (f32x4.add
-      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $a) (local.get $b))
-      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $a) (local.get $b))))
-    (local.set $cd (f32x4.add
-      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $c) (local.get $d))
-      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $c) (local.get $d))))
-    (f32x4.add
-      (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $ab) (local.get $cd))
-      (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $ab) (local.get $cd))))
 
   ;; Store the first n (1..4; 4 or more: all) lanes of v at p: a group's
   ;; padding rows are never written.
@@ -62,9 +58,28 @@
     (if (i32.ge_u (local.get $n) (i32.const 2)) (then (f32.store offset=4 (local.get $p) (f32x4.extract_lane 1 (local.get $v)))))
     (if (i32.ge_u (local.get $n) (i32.const 3)) (then (f32.store offset=8 (local.get $p) (f32x4.extract_lane 2 (local.get $v))))))
 
-  ;; Float32 product, rows [row0, row1) for every token, a group of four rows
-  ;; at a time; tokens two at a time (eight accumulators: each loaded chunk of
-  ;; weights serves two tokens), then the odd one (decode: the only one).
+;; Store the rows of a group's four accumulators (rows g .. g + 15, lanes in
+  ;; row order) that lie in [row0, row1), at p (the group's first row): the
+  ;; rows of a group outside this call's range belong to another thread.
+  (func $storeGroup (param $p i32) (param $g i32) (param $row0 i32) (param $row1 i32)
+    (param $a0 v128) (param $a1 v128) (param $a2 v128) (param $a3 v128)
+    (if (i32.and (i32.ge_u (local.get $g) (local.get $row0)) (i32.lt_u (local.get $g) (local.get $row1)))
+      (then (call $store4 (local.get $p) (local.get $a0) (i32.sub (local.get $row1) (local.get $g)))))
+    (local.set $g (i32.add (local.get $g) (i32.const 4)))
+    (if (i32.and (i32.ge_u (local.get $g) (local.get $row0)) (i32.lt_u (local.get $g) (local.get $row1)))
+      (then (call $store4 (i32.add (local.get $p) (i32.const 16)) (local.get $a1) (i32.sub (local.get $row1) (local.get $g)))))
+    (local.set $g (i32.add (local.get $g) (i32.const 4)))
+    (if (i32.and (i32.ge_u (local.get $g) (local.get $row0)) (i32.lt_u (local.get $g) (local.get $row1)))
+      (then (call $store4 (i32.add (local.get $p) (i32.const 32)) (local.get $a2) (i32.sub (local.get $row1) (local.get $g)))))
+    (local.set $g (i32.add (local.get $g) (i32.const 4)))
+    (if (i32.and (i32.ge_u (local.get $g) (local.get $row0)) (i32.lt_u (local.get $g) (local.get $row1)))
+      (then (call $store4 (i32.add (local.get $p) (i32.const 48)) (local.get $a3) (i32.sub (local.get $row1) (local.get $g))))))
+
+  ;; Float32 product, rows [row0, row1) for every token, a group of 16 rows at
+  ;; a time (a group that the range only partly covers is computed whole and
+  ;; stored in part); tokens two at a time (eight accumulators: each loaded
+  ;; column of weights serves two tokens), then the odd one (decode: the only
+  ;; one).
   (func (export "productF32")
     (param $w i32) (param $x i32) (param $out i32) (param $row0 i32) (param $row1 i32)
     (param $cols i32) (param $tokens i32) (param $outStride i32)
@@ -74,12 +89,12 @@
     (local $b0 v128) (local $b1 v128) (local $b2 v128) (local $b3 v128)
     (local $xa v128) (local $xb v128) (local $wc v128)
     (local.set $rowBytes (i32.shl (local.get $cols) (i32.const 2)))
-    (local.set $groupBytes (i32.shl (local.get $cols) (i32.const 4)))
-    (local.set $r (local.get $row0))
+    (local.set $groupBytes (i32.shl (local.get $cols) (i32.const 6)))
+    (local.set $r (i32.and (local.get $row0) (i32.const -16)))
     (block $groupsDone
       (loop $groups
         (br_if $groupsDone (i32.ge_u (local.get $r) (local.get $row1)))
-        (local.set $g (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $r) (i32.const 2)) (local.get $groupBytes))))
+        (local.set $g (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $r) (i32.const 4)) (local.get $groupBytes))))
         (local.set $end (i32.add (local.get $g) (local.get $groupBytes)))
         (local.set $t (i32.const 0))
         (block $pairsDone
@@ -96,9 +111,9 @@
             (local.set $b2 (v128.const i32x4 0 0 0 0))
             (local.set $b3 (v128.const i32x4 0 0 0 0))
             (local.set $p (local.get $g))
-            (loop $chunks2
-              (local.set $xa (v128.load (local.get $x0)))
-              (local.set $xb (v128.load (local.get $x1)))
+            (loop $columns2
+              (local.set $xa (v128.load32_splat (local.get $x0)))
+              (local.set $xb (v128.load32_splat (local.get $x1)))
               (local.set $wc (v128.load (local.get $p)))
               (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $wc) (local.get $xa))))
               (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (local.get $wc) (local.get $xb))))
@@ -111,18 +126,18 @@
               (local.set $wc (v128.load offset=48 (local.get $p)))
               (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $wc) (local.get $xa))))
               (local.set $b3 (f32x4.add (local.get $b3) (f32x4.mul (local.get $wc) (local.get $xb))))
-              (local.set $x0 (i32.add (local.get $x0) (i32.const 16)))
-              (local.set $x1 (i32.add (local.get $x1) (i32.const 16)))
+              (local.set $x0 (i32.add (local.get $x0) (i32.const 4)))
+              (local.set $x1 (i32.add (local.get $x1) (i32.const 4)))
               (local.set $p (i32.add (local.get $p) (i32.const 64)))
-              (br_if $chunks2 (i32.lt_u (local.get $p) (local.get $end))))
-            (call $store4
+              (br_if $columns2 (i32.lt_u (local.get $p) (local.get $end))))
+            (call $storeGroup
               (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $outStride)) (local.get $r)) (i32.const 2)))
-              (call $sum4 (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))
-              (i32.sub (local.get $row1) (local.get $r)))
-            (call $store4
+              (local.get $r) (local.get $row0) (local.get $row1)
+              (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))
+            (call $storeGroup
               (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (i32.add (local.get $t) (i32.const 1)) (local.get $outStride)) (local.get $r)) (i32.const 2)))
-              (call $sum4 (local.get $b0) (local.get $b1) (local.get $b2) (local.get $b3))
-              (i32.sub (local.get $row1) (local.get $r)))
+              (local.get $r) (local.get $row0) (local.get $row1)
+              (local.get $b0) (local.get $b1) (local.get $b2) (local.get $b3))
             (local.set $t (i32.add (local.get $t) (i32.const 2)))
             (br $pairs)))
         (if (i32.lt_u (local.get $t) (local.get $tokens))
@@ -133,10 +148,10 @@
             (local.set $a2 (v128.const i32x4 0 0 0 0))
             (local.set $a3 (v128.const i32x4 0 0 0 0))
             (local.set $p (local.get $g))
-            ;; two chunks a step (a group is whole blocks of 32 columns)
-            (loop $chunks1
-              (local.set $xa (v128.load (local.get $x0)))
-              (local.set $xb (v128.load offset=16 (local.get $x0)))
+            ;; four columns a step, in column order (cols is a multiple of 32)
+            (loop $columns1
+              (local.set $xa (v128.load32_splat (local.get $x0)))
+              (local.set $xb (v128.load32_splat offset=4 (local.get $x0)))
               (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (local.get $p)) (local.get $xa))))
               (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=16 (local.get $p)) (local.get $xa))))
               (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=32 (local.get $p)) (local.get $xa))))
@@ -145,17 +160,27 @@
               (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=80 (local.get $p)) (local.get $xb))))
               (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=96 (local.get $p)) (local.get $xb))))
               (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=112 (local.get $p)) (local.get $xb))))
-              (local.set $x0 (i32.add (local.get $x0) (i32.const 32)))
-              (local.set $p (i32.add (local.get $p) (i32.const 128)))
-              (br_if $chunks1 (i32.lt_u (local.get $p) (local.get $end))))
-            (call $store4
+              (local.set $xa (v128.load32_splat offset=8 (local.get $x0)))
+              (local.set $xb (v128.load32_splat offset=12 (local.get $x0)))
+              (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load offset=128 (local.get $p)) (local.get $xa))))
+              (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=144 (local.get $p)) (local.get $xa))))
+              (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=160 (local.get $p)) (local.get $xa))))
+              (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=176 (local.get $p)) (local.get $xa))))
+              (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load offset=192 (local.get $p)) (local.get $xb))))
+              (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=208 (local.get $p)) (local.get $xb))))
+              (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=224 (local.get $p)) (local.get $xb))))
+              (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=240 (local.get $p)) (local.get $xb))))
+              (local.set $x0 (i32.add (local.get $x0) (i32.const 16)))
+              (local.set $p (i32.add (local.get $p) (i32.const 256)))
+              (br_if $columns1 (i32.lt_u (local.get $p) (local.get $end))))
+            (call $storeGroup
               (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $outStride)) (local.get $r)) (i32.const 2)))
-              (call $sum4 (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))
-              (i32.sub (local.get $row1) (local.get $r)))))
-        (local.set $r (i32.add (local.get $r) (i32.const 4)))
+              (local.get $r) (local.get $row0) (local.get $row1)
+              (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))))
+        (local.set $r (i32.add (local.get $r) (i32.const 16)))
         (br $groups))))
 
-  ;; Q8_0 quantisation of n floats (n a multiple of 32), block by block:
+    ;; Q8_0 quantisation of n floats (n a multiple of 32; the weights), block by block:
   ;; d = max|x| / 127, q = x * (1/d) rounded to nearest, ties to even (0 for
   ;; an all-zero block).
   (func (export "quantizeQ8") (param $x i32) (param $n i32) (param $q i32) (param $d i32)
@@ -204,17 +229,61 @@
         (local.set $d (i32.add (local.get $d) (i32.const 4)))
         (br $blocks))))
 
-  ;; Q8 product, rows [row0, row1) for every token; four rows at a time (from
+  ;; x's blocks of 32 floats as int16, block by block: d = max|x| / 32767,
+  ;; q = x * (1/d) rounded to nearest, ties to even (0 for an all-zero block).
+  (func (export "quantizeX16") (param $x i32) (param $n i32) (param $q i32) (param $d i32)
+    (local $end i32) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128)
+    (local $v4 v128) (local $v5 v128) (local $v6 v128) (local $v7 v128)
+    (local $m v128) (local $amax f32) (local $scale f32) (local $inv v128)
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (local.set $v0 (v128.load offset=0 (local.get $x)))
+        (local.set $v1 (v128.load offset=16 (local.get $x)))
+        (local.set $v2 (v128.load offset=32 (local.get $x)))
+        (local.set $v3 (v128.load offset=48 (local.get $x)))
+        (local.set $v4 (v128.load offset=64 (local.get $x)))
+        (local.set $v5 (v128.load offset=80 (local.get $x)))
+        (local.set $v6 (v128.load offset=96 (local.get $x)))
+        (local.set $v7 (v128.load offset=112 (local.get $x)))
+        (local.set $m (f32x4.max
+          (f32x4.max (f32x4.max (f32x4.abs (local.get $v0)) (f32x4.abs (local.get $v1))) (f32x4.max (f32x4.abs (local.get $v2)) (f32x4.abs (local.get $v3))))
+          (f32x4.max (f32x4.max (f32x4.abs (local.get $v4)) (f32x4.abs (local.get $v5))) (f32x4.max (f32x4.abs (local.get $v6)) (f32x4.abs (local.get $v7))))))
+        (local.set $amax (f32.max
+          (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+          (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+        (local.set $scale (f32.div (local.get $amax) (f32.const 32767)))
+        (f32.store (local.get $d) (local.get $scale))
+        (local.set $inv (f32x4.splat
+          (select (f32.div (f32.const 1) (local.get $scale)) (f32.const 0) (f32.ne (local.get $scale) (f32.const 0)))))
+        ;; round, then narrow i32 -> i16 (no value leaves [-32767, 32767])
+        (v128.store offset=0 (local.get $q) (i16x8.narrow_i32x4_s
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v0) (local.get $inv))))
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v1) (local.get $inv))))))
+        (v128.store offset=16 (local.get $q) (i16x8.narrow_i32x4_s
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v2) (local.get $inv))))
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v3) (local.get $inv))))))
+        (v128.store offset=32 (local.get $q) (i16x8.narrow_i32x4_s
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v4) (local.get $inv))))
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v5) (local.get $inv))))))
+        (v128.store offset=48 (local.get $q) (i16x8.narrow_i32x4_s
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v6) (local.get $inv))))
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (local.get $v7) (local.get $inv))))))
+        (local.set $x (i32.add (local.get $x) (i32.const 128)))
+        (local.set $q (i32.add (local.get $q) (i32.const 64)))
+        (local.set $d (i32.add (local.get $d) (i32.const 4)))
+        (br $blocks))))
 
   ;; Q8 product, rows [row0, row1) for every token, a group of four rows at a
-  ;; time; each block of x is widened once for the group's four rows.
+  ;; time; x's int16 blocks (quantizeX16) are loaded once for the group's four rows.
   (func (export "productQ8")
     (param $w i32) (param $xq i32) (param $xd i32) (param $out i32)
     (param $row0 i32) (param $row1 i32) (param $cols i32) (param $tokens i32) (param $outStride i32)
     (local $groupBytes i32) (local $r i32) (local $t i32) (local $g i32) (local $end i32) (local $p i32)
     (local $xb i32) (local $xs i32) (local $scaleBytes i32)
     (local $w0 v128) (local $w1 v128) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
-    (local $x0 v128) (local $x1 v128) (local $xl0 v128) (local $xh0 v128) (local $xl1 v128) (local $xh1 v128)
+    (local $xl0 v128) (local $xh0 v128) (local $xl1 v128) (local $xh1 v128)
     (local $acc v128)
     ;; a group: cols / 32 blocks of 144 bytes
     (local.set $groupBytes (i32.mul (i32.shr_u (local.get $cols) (i32.const 5)) (i32.const 144)))
@@ -229,17 +298,15 @@
         (block $tokensDone
           (loop $tokenLoop
             (br_if $tokensDone (i32.ge_u (local.get $t) (local.get $tokens)))
-            (local.set $xb (i32.add (local.get $xq) (i32.mul (local.get $t) (local.get $cols))))
+            (local.set $xb (i32.add (local.get $xq) (i32.mul (local.get $t) (i32.shl (local.get $cols) (i32.const 1)))))
             (local.set $xs (i32.add (local.get $xd) (i32.mul (local.get $t) (local.get $scaleBytes))))
             (local.set $acc (v128.const i32x4 0 0 0 0))
             (local.set $p (local.get $g))
             (loop $blocks
-              (local.set $x0 (v128.load (local.get $xb)))
-              (local.set $x1 (v128.load offset=16 (local.get $xb)))
-              (local.set $xl0 (i16x8.extend_low_i8x16_s (local.get $x0)))
-              (local.set $xh0 (i16x8.extend_high_i8x16_s (local.get $x0)))
-              (local.set $xl1 (i16x8.extend_low_i8x16_s (local.get $x1)))
-              (local.set $xh1 (i16x8.extend_high_i8x16_s (local.get $x1)))
+              (local.set $xl0 (v128.load (local.get $xb)))
+              (local.set $xh0 (v128.load offset=16 (local.get $xb)))
+              (local.set $xl1 (v128.load offset=32 (local.get $xb)))
+              (local.set $xh1 (v128.load offset=48 (local.get $xb)))
               ;; the four rows' block dot products, written out (a call per
               ;; block costs more than the block: V8 does not inline them)
               (local.set $w0 (v128.load (local.get $p)))
@@ -292,7 +359,7 @@
               (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
                 (f32x4.convert_i32x4_s (local.get $s0))
                 (f32x4.mul (v128.load offset=128 (local.get $p)) (f32x4.splat (f32.load (local.get $xs)))))))
-              (local.set $xb (i32.add (local.get $xb) (i32.const 32)))
+              (local.set $xb (i32.add (local.get $xb) (i32.const 64)))
               (local.set $xs (i32.add (local.get $xs) (i32.const 4)))
               (local.set $p (i32.add (local.get $p) (i32.const 144)))
               (br_if $blocks (i32.lt_u (local.get $p) (local.get $end))))

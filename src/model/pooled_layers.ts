@@ -10,16 +10,18 @@
 // heads, rotates and attends on arrays too, leaving two tfjs tensors a
 // layer: the new keys and values the cache stores.
 //
-// The loops compute what the tensor path's kernels compute (the RMSNorm
-// kernel's loop; a float32 add; SwiGLU, where its kernel runs the SIMD loop,
-// is that loop on the pool's threads, kernels/pooled_swiglu.ts), except
-// SwiGLU's JavaScript fallback here, whose exp is Math.exp (float32 rounding
-// apart).
+// The loops compute what the tensor path's kernels compute, bit for bit: the
+// RMSNorm kernel's loop; a float32 add; SwiGLU, where its kernel runs the
+// SIMD loop, that loop on the pool's threads (kernels/pooled_swiglu.ts),
+// elsewhere the kernel's JavaScript loop (kernels/swiglu.ts swigluRows). With
+// the pool's float32 products summing as XNNPACK does, a pooled float32
+// model gives the tensor path's logits on wasm.
 import * as tf from '@tensorflow/tfjs';
 import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
 import { pooledSwiglu } from '../../kernels/pooled_swiglu.js';
 import { simdAvailable } from '../../kernels/simd/instance.js';
 import { pooledProduct, productTensor } from '../../kernels/split_products.js';
+import { swigluRows } from '../../kernels/swiglu.js';
 import { classify } from './project.js';
 import type { LayerWeights, Model } from './weights.js';
 
@@ -57,17 +59,6 @@ function rmsNormRows(x: Float32Array, weight: Float32Array, eps: number, dim: nu
     for (let i = 0; i < dim; i++) ss += x[row + i]! * x[row + i]!;
     const r = 1 / Math.sqrt(ss / dim + eps);
     for (let i = 0; i < dim; i++) out[row + i] = x[row + i]! * r * weight[i]!;
-  }
-}
-
-/** out[r, i] = silu(gate[r, i]) * up[r, i] for gateUp [rows, 2 hidden] = [gate | up]. */
-function swigluRows(gateUp: Float32Array, rows: number, hidden: number, out: Float32Array): void {
-  for (let r = 0; r < rows; r++) {
-    const at = 2 * r * hidden;
-    for (let i = 0; i < hidden; i++) {
-      const g = gateUp[at + i]!;
-      out[r * hidden + i] = (g / (1 + Math.exp(-g))) * gateUp[at + hidden + i]!;
-    }
   }
 }
 

@@ -28,10 +28,48 @@ export function normalArray(rng: () => number, n: number, std: number): Float32A
   return out;
 }
 
+// A checkpoint's random weights (init, the benchmarks' models) come from
+// seedrandom's Alea generator through Marsaglia's polar method: 17 ns a
+// weight against 52 for the ARC4 stream and Box-Muller of normalArray (which
+// training's initialisation keeps, so that its runs stay reproducible); for
+// a 2.6B-parameter model about 45 CPU-s instead of 2.3 minutes.
+
+/** The generator of a checkpoint's random weights. */
+function weightRng(seed: number): () => number {
+  return seedrandom.alea(String(seed));
+}
+
+/**
+ * out[from, to) filled with N(0, std^2) samples, two from each accepted pair
+ * of uniforms (Marsaglia's polar method); returns the pair's second sample
+ * when `to` cut it off (the next element's value), else undefined.
+ */
+function fillNormals(rng: () => number, out: Float32Array, from: number, to: number, std: number): number | undefined {
+  for (let i = from; i < to; i += 2) {
+    let a: number;
+    let b: number;
+    let s: number;
+    do {
+      a = 2 * rng() - 1;
+      b = 2 * rng() - 1;
+      s = a * a + b * b;
+    } while (s >= 1 || s === 0);
+    const m = std * Math.sqrt((-2 * Math.log(s)) / s);
+    out[i] = a * m;
+    if (i + 1 < to) out[i + 1] = b * m;
+    else return Math.fround(b * m);
+  }
+  return undefined;
+}
+
 /** Weights ~ N(0, std^2) (GPT-2's 0.02 by default), norm gains 1. */
 export function randomLlamaTensors(shape: LlamaShape, seed: number, std = 0.02): LlamaTensors {
-  const rng = seedrandom(String(seed));
-  const normal = (n: number): Float32Array => normalArray(rng, n, std);
+  const rng = weightRng(seed);
+  const normal = (n: number): Float32Array => {
+    const out = new Float32Array(n);
+    fillNormals(rng, out, 0, n, std);
+    return out;
+  };
   const ones = (n: number) => new Float32Array(n).fill(1);
   const { dim, hiddenDim, layers: L, vocabSize } = shape;
   const kvDim = (dim * shape.kvHeads) / shape.heads;
@@ -63,12 +101,12 @@ export function randomLlamaTensors(shape: LlamaShape, seed: number, std = 0.02):
  * throws.
  */
 export function randomLlamaReader(shape: LlamaShape, seed: number, std = 0.02): Llama2cReader {
-  const rng = seedrandom(String(seed));
+  const rng = weightRng(seed);
   const sizes = tensorSizes(shape);
   const order = LLAMA2C_TENSOR_ORDER.filter((name) => name !== 'classifier' || !shape.sharedClassifier);
   let current = 0; // index in order of the tensor being read
   let position = 0; // its next element
-  let spare: number | undefined; // the sine half of a Box-Muller pair, for the next element
+  let spare: number | undefined; // the second half of a pair of normals, for the next element
   const isNorm = (name: TensorName) => name === 'rmsAtt' || name === 'rmsFfn' || name === 'rmsFinal';
   // the next `count` elements of the current tensor
   const draw = (name: TensorName, count: number): Float32Array => {
@@ -82,15 +120,9 @@ export function randomLlamaReader(shape: LlamaShape, seed: number, std = 0.02): 
       out[i++] = spare;
       spare = undefined;
     }
-    // as normalArray, pair by pair; a pair cut by the end of this read keeps its second half
-    for (; i < count; i += 2) {
-      const r = std * Math.sqrt(-2 * Math.log(1 - rng()));
-      const theta = 2 * Math.PI * rng();
-      out[i] = r * Math.cos(theta);
-      const second = r * Math.sin(theta);
-      if (i + 1 < count) out[i + 1] = second;
-      else if (position + count < sizes[name]) spare = Math.fround(second);
-    }
+    // as randomLlamaTensors, pair by pair; a pair cut by the end of this read keeps its second half
+    const second = fillNormals(rng, out, i, count, std);
+    if (position + count < sizes[name]) spare = second;
     position += count;
     return out;
   };
