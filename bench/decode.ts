@@ -14,7 +14,7 @@
 //   node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--rounds 3] [--threads N] [--record]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../kernels/threads.js';
@@ -196,6 +196,7 @@ async function main(): Promise<void> {
       syntheticTokenizer(join(dir, `tokenizer-${shape}.bin`), s.vocabSize);
       const all = [...engines, ...(shape === shapes[0] ? evalEngines : [])];
       const results = new Map<Engine, Measurement[]>(all.map((e) => [e, []]));
+      const loadBefore = loadavg()[0]!; // said with the result: a busy machine moves every figure, run.c's 2 threads most
       for (let round = 0; round < rounds; round++) {
         for (const e of all) {
           const m = runEngine(e, dir, shape, tokens, evalTokens);
@@ -225,7 +226,8 @@ async function main(): Promise<void> {
       ].filter(([, x]) => x !== 'NaN'); // rows whose engines did not run (--only, no run.c)
       sections.push(
         `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode of ${tokens} tokens from BOS, dense cache; ` +
-          `blocked eval: ${evalTokens} tokens in blocks of 256, window cache of the trained length. Medians of ${rounds} rounds, engines alternating.\n\n` +
+          `blocked eval: ${evalTokens} tokens in blocks of 256, window cache of the trained length. Medians of ${rounds} rounds, engines alternating; ` +
+          `load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after.\n\n` +
           markdownTable(['engine', 'tok/s (median)', 'range', 'peak RSS MiB'], rows) +
           '\n\n' +
           markdownTable(['same-run ratio', 'x'], ratios),

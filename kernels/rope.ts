@@ -36,6 +36,16 @@ export function inverseFrequency(spec: RopeSpec, i: number): number {
  * that positions in the millions keep their accuracy, then stored as float32.
  */
 export function ropeAngles(positions: ArrayLike<number>, spec: RopeSpec): RopeAngles {
+  const { cos, sin } = ropeAngleArrays(positions, spec);
+  const half = spec.rotaryDim / 2;
+  return {
+    cos: tf.tensor2d(cos, [positions.length, half]),
+    sin: tf.tensor2d(sin, [positions.length, half]),
+  };
+}
+
+/** ropeAngles as arrays, [T, rotaryDim/2] each: for loops that rotate on arrays (the pooled decode step). */
+export function ropeAngleArrays(positions: ArrayLike<number>, spec: RopeSpec): { cos: Float32Array; sin: Float32Array } {
   const half = spec.rotaryDim / 2;
   // once per call, not per position: the cache re-encodes every entry's position at each step
   const frequencies = Float64Array.from({ length: half }, (_, i) => inverseFrequency(spec, i));
@@ -49,10 +59,7 @@ export function ropeAngles(positions: ArrayLike<number>, spec: RopeSpec): RopeAn
       sin[t * half + i] = Math.sin(angle);
     }
   }
-  return {
-    cos: tf.tensor2d(cos, [positions.length, half]),
-    sin: tf.tensor2d(sin, [positions.length, half]),
-  };
+  return { cos, sin };
 }
 
 /** How a head row is rotated: the channel layout, how many channels, which way. */

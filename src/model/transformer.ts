@@ -19,7 +19,7 @@ import { qkvHeads, qkvHeadsInto } from '../../kernels/qkv_heads.js';
 import type { WorkerPool } from '../../kernels/pool.js';
 import { simdAvailable } from '../../kernels/simd/instance.js';
 import { productTensor } from '../../kernels/split_products.js';
-import { applyRope, type RopeAngles, ropeAngles, type RopeSpec } from '../../kernels/rope.js';
+import { applyRope, type RopeAngles, ropeAngleArrays, ropeAngles, type RopeSpec } from '../../kernels/rope.js';
 import type { BlockView, KVCache, LayerView } from '../cache/types.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
@@ -133,6 +133,8 @@ interface SequenceState {
   cache: KVCache;
   view: BlockView;
   angles: Map<LayerView, ViewAngles>;
+  /** The same rotations as arrays, for pooledAttention: the keys' cos, sin, then each frame's. */
+  angleArrays?: Map<LayerView, Float32Array[]>;
 }
 
 /**
@@ -234,15 +236,22 @@ function pooledAttention(
   }
   const merged = new Float32Array(rows * heads * headDim); // [B*T, heads * headDim]
   const rotation = { pairs: config.rope.layout === 'pairs', rotaryDim: config.rope.rotaryDim };
-  batch.forEach(({ cache, view: block, angles: byView }, b) => {
+  batch.forEach((state, b) => {
+    const { cache, view: block } = state;
     const view = block.layer(layer);
-    let angles = byView.get(view);
-    if (angles === undefined) byView.set(view, (angles = viewAngles(view, config.rope)));
+    const byView = (state.angleArrays ??= new Map());
+    let angles = byView.get(view); // [T, rotaryDim/2] each: the keys' cos and sin, then each frame's
+    if (angles === undefined) {
+      angles = [view.keyPositions, ...view.frames.map((f) => f.queryPositions)].flatMap((p) => {
+        const { cos, sin } = ropeAngleArrays(p, config.rope);
+        return [cos, sin];
+      });
+      byView.set(view, angles);
+    }
     const keys = new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
     const values = new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
     const queries = view.frames.map(() => new Float32Array(heads * T * headDim)); // per frame [heads, T, headDim]
-    const frameAngles = angles.frames.flatMap((a) => [float32View(a.cos), float32View(a.sin)]);
-    qkvHeadsInto(qkv, b * T, T, config, rotation, float32View(angles.keys.cos), float32View(angles.keys.sin), frameAngles, keys, values, queries);
+    qkvHeadsInto(qkv, b * T, T, config, rotation, angles[0], angles[1], angles.slice(2), keys, values, queries);
     const entries = cache.store(layer, tf.tensor3d(keys, [kvHeads, T, headDim]), tf.tensor3d(values, [kvHeads, T, headDim]));
     const out = new Float32Array(heads * T * headDim); // [heads, T, headDim]
     const spec = { variant: config.softmax, sinkLogits: w.sinkLogits };
