@@ -13,6 +13,8 @@ const BENCHMARKS: Record<string, string> = {
   endless: 'a million sampled tokens through the streaming cache: speed and memory every 50K tokens',
   hf_load: 'checkpoint load time and peak memory by format',
   big_q8: 'a 2.7B-parameter random model loaded as q8 and decoded on wasm: load time, memory, tokens/s',
+  q8_accuracy: 'perplexity with float32, q8, and q8 weights alone, on the conformance and zoo models',
+  builds_ab: 'two builds alternating in one run: decode and blocked-evaluation speed (--a OLD/dist --b dist)',
   plot: 'figure rendering times',
 };
 
