@@ -1,22 +1,41 @@
 // Operand space in a worker pool's shared memory: each user of the pool (the
 // products, attention, the token NLLs) keeps one region, grown on demand and
 // never shrunk or freed (the pool's memory lives as long as its model).
-import type { WorkerPool } from './pool.js';
+import { POOL_MAX_BYTES, type WorkerPool } from './pool.js';
 
 const regions = new WeakMap<WorkerPool, Map<string, { offset: number; bytes: number }>>();
 
+function regionOf(pool: WorkerPool, user: string): { offset: number; bytes: number } | undefined {
+  return regions.get(pool)?.get(user);
+}
+
+/** Bytes the pool can still allocate (its memory holds at most 4 GiB). */
+function room(pool: WorkerPool): number {
+  return POOL_MAX_BYTES - 16 * Math.ceil(pool.allocatedBytes / 16);
+}
+
+/**
+ * Whether `user` can have `bytes` of operand space: its region is that
+ * large, or the pool's memory has room for a new one. Where it has not (a
+ * large model's weights fill most of the 4 GiB), callers that can run
+ * elsewhere do.
+ */
+export function poolScratchFits(pool: WorkerPool, user: string, bytes: number): boolean {
+  return (regionOf(pool, user)?.bytes ?? 0) >= bytes || bytes <= room(pool);
+}
+
 /**
  * The offset of at least `bytes` (16-byte aligned) for `user` in the pool's
- * memory: the region it had, or a new one twice as large when that is too
- * small. The contents are the user's to manage; a pool allocation detaches
- * views of the memory taken before it.
+ * memory: the region it had, or a new one, twice as large as the old where
+ * the memory has room, when that is too small. The contents are the user's
+ * to manage; a pool allocation detaches views of the memory taken before it.
  */
 export function poolScratch(pool: WorkerPool, user: string, bytes: number): number {
   let byUser = regions.get(pool);
   if (byUser === undefined) regions.set(pool, (byUser = new Map()));
   const have = byUser.get(user);
   if (have !== undefined && have.bytes >= bytes) return have.offset;
-  const grown = Math.max(bytes, 2 * (have?.bytes ?? 0), 1 << 16);
+  const grown = Math.max(bytes, Math.min(Math.max(2 * (have?.bytes ?? 0), 1 << 16), room(pool)));
   const offset = pool.alloc(grown);
   byUser.set(user, { offset, bytes: grown });
   return offset;

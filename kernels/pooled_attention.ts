@@ -16,7 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { AttentionFrame, SoftmaxSpec } from './attention.js';
 import { float32View } from './paths.js';
 import { ProductOp, type WorkerPool } from './pool.js';
-import { poolScratch } from './pool_scratch.js';
+import { poolScratch, poolScratchFits } from './pool_scratch.js';
 import { extraLogitOf, learnsExtraLogit } from './softmax.js';
 
 /** Bytes of an item's record: per frame query, first key, count (i32); then the sink logit (f32) and the output row (i32). */
@@ -41,9 +41,17 @@ function balancedRows(T: number): Int32Array {
  * Attention of the frames' queries ([heads, T, headDim] each) over keys and
  * values [kvHeads, n, headDim] (keys rotated to their positions), for the
  * softmax family with headDim a multiple of 4, on the pool: [heads, T,
- * headDim]. The operands must be readable in place (wasm or cpu backend).
+ * headDim]; undefined when the pool's memory has no room for the operands
+ * (the caller runs the fused kernel). The operands must be readable in place
+ * (wasm or cpu backend).
  */
-export function pooledAttention(pool: WorkerPool, frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec): tf.Tensor3D {
+export function pooledAttention(
+  pool: WorkerPool,
+  frames: AttentionFrame[],
+  keys: tf.Tensor3D,
+  values: tf.Tensor3D,
+  spec: SoftmaxSpec,
+): tf.Tensor3D | undefined {
   const [heads, T, headDim] = frames[0]!.queries.shape;
   const [kvHeads, capacity] = keys.shape;
   if (headDim % 4 !== 0) throw new Error(`pooledAttention: headDim ${headDim} is not a multiple of 4`);
@@ -63,7 +71,9 @@ export function pooledAttention(pool: WorkerPool, frames: AttentionFrame[], keys
   const kvBytes = align16(kvHeads * capacity * rowBytes);
   const recordsBytes = align16(items * recordBytes(F));
   const scoresBytes = align16(4 * most);
-  const base = poolScratch(pool, 'attention', F * qBytes + 2 * kvBytes + qBytes + recordsBytes + pool.threads * scoresBytes);
+  const bytes = F * qBytes + 2 * kvBytes + qBytes + recordsBytes + pool.threads * scoresBytes;
+  if (!poolScratchFits(pool, 'attention', bytes)) return undefined;
+  const base = poolScratch(pool, 'attention', bytes);
   const qAt = base; // frame f's queries at qAt + f * qBytes: [heads, T, headDim]
   const keysAt = qAt + F * qBytes; // [kvHeads, capacity, headDim]
   const valuesAt = keysAt + kvBytes; // [kvHeads, capacity, headDim]

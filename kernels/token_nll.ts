@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 import { float32View, hasDirectMemory, simdKernelsEnabled } from './paths.js';
 import { ProductOp, type WorkerPool } from './pool.js';
-import { poolScratch } from './pool_scratch.js';
+import { poolScratch, poolScratchFits } from './pool_scratch.js';
 import { simdLoops } from './simd/instance.js';
 
 interface NllAttrs {
@@ -51,12 +51,17 @@ const tokenNllKernel: JsKernel<NllAttrs> = {
   },
 };
 
-/** The kernel's SIMD steps with the rows' sums on the pool's threads: the rows copied into its memory, [targets.length] NLLs out. */
-function pooledTokenNll(pool: WorkerPool, logits: tf.Tensor2D, firstRow: number, targets: Int32Array): tf.Tensor1D {
+/**
+ * The kernel's SIMD steps with the rows' sums on the pool's threads: the
+ * rows copied into its memory, [targets.length] NLLs out; undefined when the
+ * pool's memory has no room for them.
+ */
+function pooledTokenNll(pool: WorkerPool, logits: tf.Tensor2D, firstRow: number, targets: Int32Array): tf.Tensor1D | undefined {
   const vocab = logits.shape[1];
   const n = targets.length;
   const rowsBytes = 4 * n * vocab;
   const sumsAt = 16 * Math.ceil(rowsBytes / 16); // after the rows, aligned for float64
+  if (!poolScratchFits(pool, 'token nll', sumsAt + 16 * n)) return undefined;
   const x = poolScratch(pool, 'token nll', sumsAt + 16 * n); // rows: [n, vocab], then per row its sum (f64) and max (f32)
   const rows = new Float32Array(pool.memory.buffer, x, n * vocab);
   rows.set(float32View(logits).subarray(firstRow * vocab, (firstRow + n) * vocab));
@@ -79,7 +84,8 @@ export function tokenNll(logits: tf.Tensor2D, targets: ArrayLike<number>, firstR
   const ids = Int32Array.from(targets);
   for (const id of ids) if (!(id >= 0 && id < vocab)) throw new RangeError(`tokenNll: target ${id} is outside the vocabulary 0..${vocab - 1}`);
   if (pool !== undefined && pool.threads > 1 && jsKernelsAvailable() && hasDirectMemory() && simdKernelsEnabled()) {
-    return pooledTokenNll(pool, logits, firstRow, ids);
+    const nll = pooledTokenNll(pool, logits, firstRow, ids);
+    if (nll !== undefined) return nll;
   }
   if (jsKernelsAvailable()) return runJsKernel(tokenNllKernel, [logits], { firstRow, targets: ids }) as tf.Tensor1D;
   return tf.tidy(() => {

@@ -10,7 +10,7 @@ import { attention } from '../kernels/attention.js';
 import { attentionReference, type ReferenceEntry } from '../kernels/attention.ref.js';
 import { setFusedKernels } from '../kernels/js_kernel.js';
 import { POOLED_ATTENTION_MIN_QUERIES } from '../kernels/paths.js';
-import { WorkerPool } from '../kernels/pool.js';
+import { POOL_MAX_BYTES, WorkerPool } from '../kernels/pool.js';
 import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import type { SoftmaxVariant } from '../kernels/softmax.js';
@@ -181,6 +181,15 @@ const backend = await initTestBackend();
     run(policies[2]!, POOLED_ATTENTION_MIN_QUERIES, 'softmax', small);
     t.ok(small.allocatedBytes > bytes, `blocks of ${POOLED_ATTENTION_MIN_QUERIES} go to the pool (its memory holds their operands)`);
     await small.dispose();
+    // a pool whose memory is full (a large model's weights): the block stays on the fused kernel
+    // (the untouched pages of the 4 GiB cost address space, not memory)
+    const full = new WorkerPool(2, { splitMinBytes: 0 });
+    await full.ready();
+    full.alloc(POOL_MAX_BYTES - full.allocatedBytes - 1024);
+    const fullBytes = full.allocatedBytes;
+    t.same(run(policies[2]!, 20, 'softmax', full), run(policies[2]!, 20, 'softmax'), 'a full pool: the numbers of the fused kernel');
+    t.equal(full.allocatedBytes, fullBytes, 'nothing more asked of the full pool');
+    await full.dispose();
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
   });
 

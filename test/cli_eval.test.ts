@@ -128,7 +128,10 @@ t.test('bad input: one line on stderr, exit code 2, no output file', async (t) =
       /--heads \(3\) must divide --dim \(10\)/,
     ],
     [['frobnicate'], /unknown command 'frobnicate'/],
-    [['bench', 'nope'], /bench: expected a benchmark name \(decode, profile_decode, streaming, endless, hf_load, big_q8, plot\), got 'nope'/],
+    [
+      ['bench', 'nope'],
+      /bench: expected a benchmark name \(decode, profile_decode, streaming, endless, hf_load, big_q8, q8_accuracy, builds_ab, plot\), got 'nope'/,
+    ],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCliInProcess(args);

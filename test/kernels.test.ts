@@ -16,7 +16,7 @@ import { batchMatMul, linear, matMul2d } from '../kernels/matmul.js';
 import { qkvHeads } from '../kernels/qkv_heads.js';
 import { rmsNorm } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
-import { WorkerPool } from '../kernels/pool.js';
+import { POOL_MAX_BYTES, WorkerPool } from '../kernels/pool.js';
 import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
 import { ropeReference } from '../kernels/rope.ref.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
@@ -464,6 +464,20 @@ t.test('tokenNll: SIMD, JavaScript, tfjs ops and on a pool against the float64 r
     logits.dispose();
   }
   t.ok(pool.allocatedBytes > poolBytes, 'the rows went to the pool');
+  // a pool whose memory is full (untouched pages cost address space, not memory): the kernel runs instead
+  const full = new WorkerPool(2, { splitMinBytes: 0 });
+  await full.ready();
+  full.alloc(POOL_MAX_BYTES - full.allocatedBytes - 1024);
+  const logits = tf.tensor2d(randn(6 * 500), [6, 500]);
+  const fullBytes = full.allocatedBytes;
+  t.same(
+    tf.tidy(() => tokenNll(logits, [1, 2, 3], 2, full).dataSync()),
+    tf.tidy(() => tokenNll(logits, [1, 2, 3], 2).dataSync()),
+    'a full pool: the numbers of the kernel',
+  );
+  t.equal(full.allocatedBytes, fullBytes, 'nothing more asked of the full pool');
+  logits.dispose();
+  await full.dispose();
   t.equal(tf.memory().numTensors, before, 'no tensor leak');
 });
 

@@ -80,10 +80,9 @@ function layer(model: Model, w: LayerWeights, l: number, stream: Float32Array, h
   const up = w.up.pooled!;
   const hidden = up.rows / 2;
   const gateUp = pooledProduct(up, h, rows); // [rows, 2 hidden], in the pool
-  let gated: Float32Array; // [rows, hidden]
-  // Where the SwiGLU kernel runs its SIMD loop, the pool runs that loop (on its threads); elsewhere the kernel's JavaScript loop.
-  if (jsKernelsAvailable() && hidden % 4 === 0 && simdAvailable()) gated = pooledSwiglu(model.pool!, gateUp, rows, hidden);
-  else swigluRows(gateUp, rows, hidden, (gated = new Float32Array(rows * hidden)));
+  // Where the SwiGLU kernel runs its SIMD loop, the pool runs that loop (on its threads, with room in its memory); elsewhere the kernel's JavaScript loop.
+  let gated = jsKernelsAvailable() && hidden % 4 === 0 && simdAvailable() ? pooledSwiglu(model.pool!, gateUp, rows, hidden) : undefined; // [rows, hidden]
+  if (gated === undefined) swigluRows(gateUp, rows, hidden, (gated = new Float32Array(rows * hidden)));
   addInto(stream, pooledProduct(w.down.pooled!, gated, rows));
 }
 
