@@ -1,7 +1,9 @@
-// Shared pieces of the benchmarks: the machine line, median, RSS, and the
-// results file every benchmark appends to.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+// Shared pieces of the benchmarks: the command line (--help, --record), the
+// machine line, median, RSS, where large inputs go, and the results file
+// every benchmark appends to when asked.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { project } from '../src/model/project.js';
@@ -11,7 +13,39 @@ import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 
 export const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
-const CACHE_DIR = fileURLToPath(new URL('../../bench/.cache/', import.meta.url));
+/**
+ * Where benchmarks keep their large generated inputs (random checkpoints of
+ * hundreds of MiB), reused between runs: the system's temporary folder, not
+ * the repository.
+ */
+export const BENCH_CACHE = join(tmpdir(), 'streamllm-bench');
+
+/** A benchmark's command line. */
+export interface BenchArgs {
+  /** The value after `--name`, or the fallback. */
+  value(name: string, fallback: string): string;
+  /** Whether `--name` was given. */
+  has(name: string): boolean;
+}
+
+/**
+ * Read a benchmark's flags; with `--help`, print `usage` and exit before any
+ * work (every benchmark answers --help without running).
+ */
+export function benchArgs(usage: string): BenchArgs {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help')) {
+    console.log(usage);
+    process.exit(0);
+  }
+  return {
+    value(name, fallback) {
+      const i = argv.indexOf(`--${name}`);
+      return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback;
+    },
+    has: (name) => argv.includes(`--${name}`),
+  };
+}
 
 export function machine(): string {
   const cpu = cpus();
@@ -32,12 +66,15 @@ export function peakRssMiB(): number {
 
 /** A random llama2.c checkpoint of a named shape, written once under bench/.cache. */
 export function randomCheckpoint(shape: string, seed = 0): string {
-  mkdirSync(CACHE_DIR, { recursive: true });
-  const file = `${CACHE_DIR}${shape}-seed${seed}.bin`;
+  mkdirSync(BENCH_CACHE, { recursive: true });
+  const file = join(BENCH_CACHE, `${shape}-seed${seed}.bin`);
   if (!existsSync(file)) {
     const s = NAMED_SHAPES[shape];
     if (s === undefined) throw new Error(`unknown shape ${shape}`);
-    writeLlama2c(file, randomLlamaTensors({ ...s, sharedClassifier: true }, seed));
+    // written under a temporary name: an interrupted run leaves no half file to reuse
+    const partial = `${file}.${process.pid}.tmp`;
+    writeLlama2c(partial, randomLlamaTensors({ ...s, sharedClassifier: true }, seed));
+    renameSync(partial, file);
   }
   return file;
 }
@@ -49,8 +86,15 @@ export function markdownTable(header: string[], rows: string[][]): string {
   return [line(header), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...rows.map(line)].join('\n');
 }
 
-/** Append a section to bench/RESULTS.md: title, command, machine, date, body. */
+/**
+ * Append a section to bench/RESULTS.md (title, command, machine, date, body)
+ * when the run was given --record; otherwise say how to.
+ */
 export function recordResult(title: string, command: string, body: string): void {
+  if (!process.argv.includes('--record')) {
+    console.log('(not recorded: --record appends this to bench/RESULTS.md)');
+    return;
+  }
   if (!existsSync(RESULTS))
     writeFileSync(
       RESULTS,

@@ -4,7 +4,7 @@
 // the speed over the last interval, resident memory, live tensors and the
 // cache's bytes. Flat columns are the claim.
 //
-//   node dist/bench/endless.js [--model weights/softmax] [--tokens 1000000] [--every 50000] [--backend wasm]
+//   node dist/bench/endless.js [--model weights/softmax] [--tokens 1000000] [--every 50000] [--backend wasm] [--record]
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '../src/backend.js';
 import { policyLabel } from '../src/cache/index.js';
@@ -12,12 +12,20 @@ import { generate } from '../src/generate.js';
 import { loadModel } from '../src/model/load.js';
 import { createSampler } from '../src/sample/sampler.js';
 import { defaultManifestPath, defaultModel, readManifest } from '../src/zoo/manifest.js';
-import { markdownTable, recordResult } from './common.js';
+import { benchArgs, markdownTable, recordResult } from './common.js';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
+const USAGE = `Endless generation through the streaming cache: speed, memory, live tensors and cache bytes every --every tokens.
+
+  node dist/bench/endless.js [--model weights/softmax] [--tokens 1000000] [--every 50000] [--backend wasm] [--record]
+
+  --model DIR    a zoo model folder (default: the manifest's default model)
+  --tokens N     tokens to sample
+  --every N      a table row every N tokens
+  --backend B    wasm | cpu | tensorflow
+  --record       append the table to bench/RESULTS.md
+  --help         this text`;
+const args = benchArgs(USAGE);
+const arg = args.value;
 
 async function main(): Promise<void> {
   const total = Number(arg('tokens', '1000000'));

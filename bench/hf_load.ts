@@ -2,7 +2,7 @@
 // llama2.c file of the same random model: safetensors F32 and BF16 (widened
 // on load), one process per load so each peak RSS is its own.
 //
-//   node dist/bench/hf_load.js [--shape 110M] [--backend wasm]
+//   node dist/bench/hf_load.js [--shape 110M] [--backend wasm] [--record]
 import * as tf from '@tensorflow/tfjs';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 import { saveHfModel } from '../src/model/to_hf.js';
 import { disposeModel } from '../src/model/weights.js';
-import { markdownTable, peakRssMiB, recordResult } from './common.js';
+import { BENCH_CACHE, benchArgs, markdownTable, peakRssMiB, recordResult } from './common.js';
 
 /**
  * Peak RSS of this process image. getrusage's maxRSS survives exec, so a
@@ -33,12 +33,15 @@ function highWaterMiB(): number {
   return peakRssMiB();
 }
 
-const CACHE_DIR = fileURLToPath(new URL('../../bench/.cache/', import.meta.url));
+const USAGE = `Load time and peak memory of one random model as a llama2.c file and as Hugging Face safetensors (F32, BF16), one process per load.
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
+  node dist/bench/hf_load.js [--shape 110M] [--backend wasm] [--record]
+
+  --shape S      a named shape (15M, 42M, 110M, ...); its files are written once under ${BENCH_CACHE}
+  --backend B    wasm | cpu | tensorflow
+  --record       append the table to bench/RESULTS.md
+  --help         this text`;
+const arg = benchArgs(USAGE).value;
 
 interface LoadResult {
   seconds: number;
@@ -61,7 +64,7 @@ async function child(path: string, backend: BackendName): Promise<void> {
 
 /** The random model of `shape` as llama2.c .bin and as HF F32 / BF16 directories, written once. */
 async function checkpoints(shape: string, backend: BackendName): Promise<{ label: string; path: string }[]> {
-  const base = join(CACHE_DIR, `hf-${shape}`);
+  const base = join(BENCH_CACHE, `hf-${shape}`);
   const list = [
     { label: 'llama2.c .bin (F32)', path: `${base}.bin` },
     { label: 'HF safetensors F32', path: `${base}-f32` },
@@ -70,7 +73,7 @@ async function checkpoints(shape: string, backend: BackendName): Promise<{ label
   if (list.every((c) => existsSync(c.path))) return list;
   const s = NAMED_SHAPES[shape];
   if (s === undefined) throw new Error(`unknown shape ${shape} (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
-  mkdirSync(CACHE_DIR, { recursive: true });
+  mkdirSync(BENCH_CACHE, { recursive: true });
   await initBackend(backend);
   const tensors = randomLlamaTensors({ ...s, sharedClassifier: false }, 0);
   writeLlama2c(list[0]!.path, tensors);
@@ -115,7 +118,7 @@ async function main(): Promise<void> {
     table,
   ].join('\n');
   process.stdout.write(`${body}\n`);
-  recordResult('Checkpoint loading (bench/hf_load.ts)', `node dist/bench/hf_load.js --shape ${shape} --backend ${backend}`, body);
+  recordResult('Checkpoint loading (bench/hf_load.ts)', `node dist/bench/hf_load.js --shape ${shape} --backend ${backend} --record`, body);
 }
 
 await main();

@@ -3,15 +3,19 @@
 // one warm-up, with the output sizes. The 20K-point line chart also runs
 // without thinning, to show what downsample.ts saves.
 //
-//   node dist/bench/plot.js [--runs 5]
+//   node dist/bench/plot.js [--runs 5] [--record]
 import { loadavg } from 'node:os';
 import { barChart, type Figure, heatmapGrid, lineChart } from '../src/plot/index.js';
-import { markdownTable, median, recordResult } from './common.js';
+import { benchArgs, markdownTable, median, recordResult } from './common.js';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
+const USAGE = `Figure render time: the paper's three kinds of figure at their largest sizes, SVG and PNG.
+
+  node dist/bench/plot.js [--runs 5] [--record]
+
+  --runs N       timed runs per figure (after one warm-up)
+  --record       append the table to bench/RESULTS.md
+  --help         this text`;
+const arg = benchArgs(USAGE).value;
 
 /** Deterministic noise in [0, 1) (no seedrandom needed for plot data). */
 function noise(seed: number): () => number {

@@ -1,11 +1,19 @@
 // Profile one training step (forward + backward) kernel by kernel.
-//   npx tsx bench/profile_train.ts [dim layers heads vocab B T]
+//   node dist/bench/profile_train.js [dim layers heads vocab B T]   (PROFILE=1: per kernel)
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend.js';
 import { initTrainableModel } from '../src/train/init.js';
 import { batchLoss } from '../src/train/loss.js';
 import { variantConfig } from '../src/train/variants.js';
 import { BatchSampler, samplePrefix, WindowSource } from '../src/train/batches.js';
+import { benchArgs } from './common.js';
+
+benchArgs(`Time one training step (forward + backward) of a random model; with PROFILE=1, also per tfjs kernel. Prints only (no --record).
+
+  node dist/bench/profile_train.js [DIM LAYERS HEADS VOCAB BATCH SEQ_LEN]   (default 256 4 8 4096 8 256)
+
+  env VARIANT    softmax variant of the model (default softmax); STEPS: timed steps (default 2); PROFILE=1: per-kernel table
+  --help         this text`);
 
 const [dim, layers, heads, vocab, B, T] = (process.argv.slice(2).length ? process.argv.slice(2) : ['256', '4', '8', '4096', '8', '256']).map(Number);
 const variant = (process.env.VARIANT ?? 'softmax') as 'softmax';

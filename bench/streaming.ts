@@ -7,7 +7,7 @@
 //   blocked   blocked vs stepwise evaluation throughput on 20K tokens, and the
 //             largest NLL difference between them
 //
-//   node dist/bench/streaming.js [length|fig10|blocked ...] [--backend wasm]
+//   node dist/bench/streaming.js [length|fig10|blocked ...] [--backend wasm] [--record]
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { type BackendName, initBackend } from '../src/backend.js';
@@ -16,7 +16,7 @@ import { scoreTokens } from '../src/eval/perplexity.js';
 import { loadModel } from '../src/model/load.js';
 import { type Model, parameterCount } from '../src/model/weights.js';
 import { TokenStream } from '../src/stream.js';
-import { markdownTable, median, randomCheckpoint, recordResult, weightProductsMs } from './common.js';
+import { benchArgs, markdownTable, median, randomCheckpoint, recordResult, weightProductsMs } from './common.js';
 
 const rng = seedrandom('bench-streaming');
 const randomIds = (n: number, vocab: number) => Array.from({ length: n }, () => 3 + Math.floor(rng() * (vocab - 3)));
@@ -181,10 +181,20 @@ function floorsText(
   );
 }
 
+const USAGE = `The cache benchmarks on a random llama2.c 15M-shaped model.
+
+  node dist/bench/streaming.js [length|fig10|blocked ...] [--backend wasm] [--record]
+
+  length         per-token decode latency and memory at stream lengths 1K, 10K, 100K
+  fig10          the paper's Fig. 10: per-token latency of recompute vs streaming, cache sizes 256..2048
+  blocked        blocked vs stepwise evaluation throughput on 20K tokens, and their largest NLL difference
+  --backend B    wasm | cpu | tensorflow
+  --record       append each table to bench/RESULTS.md
+  --help         this text`;
+
 async function main(): Promise<void> {
+  const backend = benchArgs(USAGE).value('backend', 'wasm') as BackendName;
   const args = process.argv.slice(2);
-  const backendAt = args.indexOf('--backend');
-  const backend = (backendAt >= 0 ? args[backendAt + 1] : 'wasm') as BackendName;
   const which = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--backend');
   const runs = which.length ? which : ['length', 'fig10', 'blocked'];
   const name = await initBackend(backend);
@@ -198,7 +208,7 @@ async function main(): Promise<void> {
     if (!runs.includes(key)) continue;
     const body = `Random llama2.c 15M-shaped model, backend ${name}.\n\n${await run()}`;
     process.stdout.write(body + '\n\n');
-    recordResult(`Streaming: ${key} (bench/streaming.ts)`, `node dist/bench/streaming.js ${key} --backend ${name}`, body);
+    recordResult(`Streaming: ${key} (bench/streaming.ts)`, `node dist/bench/streaming.js ${key} --backend ${name} --record`, body);
   }
 }
 

@@ -9,7 +9,7 @@
 //   trained  the batched causal attention kernel (kernels/causal_attention.ts)
 //            and the fused cross-entropy (kernels/cross_entropy.ts)
 //
-//   node dist/bench/train.js [--shape DIM,LAYERS,HEADS] [--vocab N] [--batch B] [--seq-len T] [--steps N]
+//   node dist/bench/train.js [--shape DIM,LAYERS,HEADS] [--vocab N] [--batch B] [--seq-len T] [--steps N] [--record]
 import * as tf from '@tensorflow/tfjs';
 import { loadavg } from 'node:os';
 import { crossEntropy } from '../kernels/cross_entropy.js';
@@ -22,12 +22,20 @@ import { type Batch, BatchSampler, WindowSource } from '../src/train/batches.js'
 import { initTrainableModel } from '../src/train/init.js';
 import type { TrainableModel } from '../src/train/params.js';
 import { variantConfig } from '../src/train/variants.js';
-import { markdownTable, median, recordResult } from './common.js';
+import { benchArgs, markdownTable, median, recordResult } from './common.js';
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1]! : fallback;
-};
+const USAGE = `Training throughput (forward + backward + AdamW), the training path against the proof-of-concept path, alternating.
+
+  node dist/bench/train.js [--shape DIM,LAYERS,HEADS] [--vocab N] [--batch B] [--seq-len T] [--steps N] [--record]
+
+  --shape        width, layers, heads (default 256,4,8)
+  --vocab N      vocabulary size (default 4096)
+  --batch B      sequences per step (default 8)
+  --seq-len T    tokens per sequence (default 256)
+  --steps N      timed steps per path (default 3)
+  --record       append the table to bench/RESULTS.md
+  --help         this text`;
+const arg = benchArgs(USAGE).value;
 const [dim, layers, heads] = arg('shape', '256,4,8').split(',').map(Number) as [number, number, number];
 const vocab = Number(arg('vocab', '4096'));
 const B = Number(arg('batch', '8'));

@@ -4,7 +4,8 @@
 // (runCliInProcess); eval's output on success and generate's Ctrl-C are
 // spawned in their own files. Also: what the entry point imports, so that
 // --help and argument errors stay free of tfjs.
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import t from 'tap';
 import { orphans } from '../scripts/prune_dist.js';
@@ -27,7 +28,7 @@ t.test('every command: an argument error is one line on stderr, exit 2, nothing 
     [['init', '--dim', '16'], 'init: --out is required (see streamllm init --help)'],
     [
       ['bench', 'nothing'],
-      "bench: expected a benchmark name (decode, profile_decode, streaming, endless, hf_load, big_q8, q8_accuracy, builds_ab, plot), got 'nothing'",
+      "bench: expected a benchmark name (decode, profile_decode, streaming, endless, hf_load, big_q8, q8_accuracy, builds_ab, plot, train), got 'nothing'",
     ],
     [['sink-emergence', '--window', '1'], 'sink-emergence --window: must be >= 2, got 1'],
     [['nosuch'], "unknown command 'nosuch' (commands: start, generate, eval, attn, reproduce, sink-emergence, train, train-tokenizer, publish, init, bench)"],
@@ -80,4 +81,19 @@ t.test('every compiled test has its source: tap runs dist/test/, where tsc never
     [],
     'run `npm run build` (tsc, then scripts/prune_dist.ts removes what tsc left from a renamed or deleted file)',
   );
+});
+
+t.test('every benchmark answers --help without running, and records nothing', async (t) => {
+  const results = join(ROOT, 'bench', 'RESULTS.md');
+  const before = readFileSync(results, 'utf8');
+  const scripts = readdirSync(join(ROOT, 'bench')).filter((f) => f.endsWith('.ts') && f !== 'common.ts');
+  t.ok(scripts.length >= 10, `${scripts.length} benchmark scripts`);
+  for (const script of scripts) {
+    const compiled = join(ROOT, 'dist', 'bench', script.replace(/\.ts$/, '.js'));
+    const r = spawnSync(process.execPath, [compiled, '--help'], { encoding: 'utf8', timeout: 60_000 });
+    t.equal(r.status, 0, `${script} --help: exit 0`);
+    t.match(r.stdout, /--help {2,}this text/, `${script} --help prints its usage`);
+    t.equal(r.stderr, '', `${script} --help: nothing on stderr`);
+  }
+  t.equal(readFileSync(results, 'utf8'), before, 'bench/RESULTS.md untouched');
 });

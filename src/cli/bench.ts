@@ -1,5 +1,5 @@
-// streamllm bench: run one of the benchmarks in bench/ (each prints a table
-// and appends its result to bench/RESULTS.md).
+// streamllm bench: run one of the benchmarks in bench/ (each prints a table,
+// and appends it to bench/RESULTS.md when given --record).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -16,11 +16,12 @@ const BENCHMARKS: Record<string, string> = {
   q8_accuracy: 'perplexity with float32, q8, and q8 weights alone, on the conformance and zoo models',
   builds_ab: 'two builds alternating in one run: decode and blocked-evaluation speed (--a OLD/dist --b dist)',
   plot: 'figure rendering times',
+  train: 'training step throughput: the training path against the proof-of-concept path it replaced',
 };
 
 export const benchCommand = defineCommand({
   name: 'bench',
-  summary: 'run a benchmark from bench/ (results appended to bench/RESULTS.md)',
+  summary: 'run a benchmark from bench/ (--record appends its table to bench/RESULTS.md)',
   usage: `NAME [benchmark flags]     NAME: ${Object.keys(BENCHMARKS).join(', ')}`,
   details: Object.entries(BENCHMARKS)
     .map(([name, what]) => `  ${name.padEnd(10)} ${what}`)
