@@ -75,9 +75,24 @@ export function allocMatrix(pool: WorkerPool, format: WeightFormat, rows: number
   return { pool, format, rows, cols, stride, data: pool.alloc(matrixBytes(format, rows, cols)) };
 }
 
+// A tensor made from a product's result (productTensor) remembers where its
+// values still lie in the pool, until the products' region is written again
+// (counted per pool): the token NLLs then read them there instead of copying
+// them back in (kernels/token_nll.ts).
+const regionWrites = new WeakMap<WorkerPool, number>();
+const resultPools = new WeakMap<Float32Array, WorkerPool>();
+const residents = new WeakMap<tf.Tensor, { pool: WorkerPool; offset: number; write: number }>();
+
 /** Operand space for the products. */
 function scratch(pool: WorkerPool, bytes: number): number {
+  regionWrites.set(pool, (regionWrites.get(pool) ?? 0) + 1);
   return poolScratch(pool, 'products', bytes);
+}
+
+/** Where in `pool`'s memory the values of `t` (made by productTensor) still lie, if they do: a byte offset. */
+export function residentOffset(t: tf.Tensor, pool: WorkerPool): number | undefined {
+  const r = residents.get(t);
+  return r !== undefined && r.pool === pool && r.write === regionWrites.get(pool) ? r.offset : undefined;
 }
 
 /** Write row `row` of `m` from values[at .. at + cols) (quantising it for q8). */
@@ -160,14 +175,19 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
     pool.loops.quantizeX16(xp, n, xq, xd);
     pool.run(ProductOp.Q8, [m.data, xq, xd, out, stride, tokens, rows], rows, weightBytes, tokens > 1);
   }
-  return new Float32Array(pool.memory.buffer, out, tokens * rows);
+  const result = new Float32Array(pool.memory.buffer, out, tokens * rows);
+  resultPools.set(result, pool);
+  return result;
 }
 
 /** A tensor of a product's result (a view into the pool's memory, which the next product overwrites). */
 export function productTensor(product: Float32Array, shape: [number, number]): tf.Tensor2D {
   // The wasm backend copies a new tensor's values into its heap at once; the
   // cpu backend keeps the array itself.
-  return tf.tensor2d(tf.getBackend() === 'wasm' ? product : product.slice(), shape);
+  const t = tf.tensor2d(tf.getBackend() === 'wasm' ? product : product.slice(), shape);
+  const pool = resultPools.get(product);
+  if (pool !== undefined) residents.set(t, { pool, offset: product.byteOffset, write: regionWrites.get(pool) ?? 0 });
+  return t;
 }
 
 /** x: [T, cols] @ m^T (+ bias: [rows]) -> [T, rows], a new tensor; inference only (no gradient). */

@@ -14,6 +14,7 @@ import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 import { float32View, hasDirectMemory, simdKernelsEnabled } from './paths.js';
 import { ProductOp, type WorkerPool } from './pool.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
+import { residentOffset } from './split_products.js';
 import { simdLoops } from './simd/instance.js';
 
 interface NllAttrs {
@@ -53,21 +54,27 @@ const tokenNllKernel: JsKernel<NllAttrs> = {
 
 /**
  * The kernel's SIMD steps with the rows' sums on the pool's threads: the
- * rows copied into its memory, [targets.length] NLLs out; undefined when the
- * pool's memory has no room for them.
+ * rows read where they still lie in the pool (logits straight from a pooled
+ * classifier, kernels/split_products.ts residentOffset) or else copied into
+ * its memory, [targets.length] NLLs out; undefined when the pool's memory has
+ * no room for them.
  */
 function pooledTokenNll(pool: WorkerPool, logits: tf.Tensor2D, firstRow: number, targets: Int32Array): tf.Tensor1D | undefined {
   const vocab = logits.shape[1];
   const n = targets.length;
   const rowsBytes = 4 * n * vocab;
-  const sumsAt = 16 * Math.ceil(rowsBytes / 16); // after the rows, aligned for float64
-  if (!poolScratchFits(pool, 'token nll', sumsAt + 16 * n)) return undefined;
-  const x = poolScratch(pool, 'token nll', sumsAt + 16 * n); // rows: [n, vocab], then per row its sum (f64) and max (f32)
+  const resident = residentOffset(logits, pool);
+  // rows: [n, vocab] (unless resident), then per row its sum (f64) and max (f32), aligned for float64
+  const sumsFrom = resident === undefined ? 16 * Math.ceil(rowsBytes / 16) : 0;
+  if (!poolScratchFits(pool, 'token nll', sumsFrom + 16 * n)) return undefined;
+  const region = poolScratch(pool, 'token nll', sumsFrom + 16 * n);
+  const x = resident === undefined ? region : resident + 4 * firstRow * vocab;
   const rows = new Float32Array(pool.memory.buffer, x, n * vocab);
-  rows.set(float32View(logits).subarray(firstRow * vocab, (firstRow + n) * vocab));
-  pool.run(ProductOp.SumsOfExps, [x, vocab, x + sumsAt], n, rowsBytes, true);
-  const sums = new Float64Array(pool.memory.buffer, x + sumsAt, 2 * n);
-  const maxima = new Float32Array(pool.memory.buffer, x + sumsAt, 4 * n);
+  if (resident === undefined) rows.set(float32View(logits).subarray(firstRow * vocab, (firstRow + n) * vocab));
+  const sumsAt = region + sumsFrom;
+  pool.run(ProductOp.SumsOfExps, [x, vocab, sumsAt], n, rowsBytes, true);
+  const sums = new Float64Array(pool.memory.buffer, sumsAt, 2 * n);
+  const maxima = new Float32Array(pool.memory.buffer, sumsAt, 4 * n);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = maxima[4 * i + 2]! + Math.log(sums[2 * i]!) - rows[i * vocab + targets[i]!]!;
   return tf.tensor1d(out);

@@ -17,6 +17,7 @@ import { qkvHeads } from '../kernels/qkv_heads.js';
 import { rmsNorm } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
 import { POOL_MAX_BYTES, WorkerPool } from '../kernels/pool.js';
+import { allocMatrix, pooledProduct, productTensor, residentOffset, writeRow } from '../kernels/split_products.js';
 import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
 import { ropeReference } from '../kernels/rope.ref.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
@@ -464,6 +465,31 @@ t.test('tokenNll: SIMD, JavaScript, tfjs ops and on a pool against the float64 r
     logits.dispose();
   }
   t.ok(pool.allocatedBytes > poolBytes, 'the rows went to the pool');
+  // logits straight from a pooled product are read where they lie in the pool, until its next product
+  {
+    const [rows, cols, vocab] = [5, 32, 700];
+    const m = allocMatrix(pool, 'f32', vocab, cols);
+    const w = randn(vocab * cols);
+    for (let r = 0; r < vocab; r++) writeRow(m, r, w, r * cols);
+    const logits = productTensor(pooledProduct(m, randn(rows * cols), rows), [rows, vocab]);
+    const targets = [3, 699, 0, 42];
+    const kernel = tf.tidy(() => tokenNll(logits, targets, 1).dataSync());
+    t.ok(residentOffset(logits, pool) !== undefined, 'the logits still lie in the pool');
+    // (on wasm the kernel's SIMD loop bit for bit; on cpu the kernel is the JavaScript loop, in float64)
+    const same = (got: ArrayLike<number>, what: string) =>
+      backend === 'wasm' ? t.same(got, kernel, what) : t.ok(maxAbsDiff(got, kernel) < 1e-5, `${what}: within rounding`);
+    same(
+      tf.tidy(() => tokenNll(logits, targets, 1, pool).dataSync()),
+      'read in place: the numbers of the kernel',
+    );
+    pooledProduct(m, randn(cols), 1);
+    t.equal(residentOffset(logits, pool), undefined, 'not after the next product');
+    same(
+      tf.tidy(() => tokenNll(logits, targets, 1, pool).dataSync()),
+      'copied in: the same numbers',
+    );
+    logits.dispose();
+  }
   // a pool whose memory is full (untouched pages cost address space, not memory): the kernel runs instead
   const full = new WorkerPool(2, { splitMinBytes: 0 });
   await full.ready();
