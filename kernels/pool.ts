@@ -111,12 +111,13 @@ export const POOL_MAX_BYTES = MAX_PAGES * PAGE;
 
 /**
  * Products smaller than this many bytes of weights run on the calling thread
- * alone: at about 10 GB/s, reading 64 KB takes about 6 µs, a few spins'
- * worth of synchronisation; a smaller matrix split in two saves less than
- * that. (Without the spin, a split cost a 20-50 µs wake-up, and the
- * threshold was 512 KiB.)
+ * alone. A hot loop of one product splits well from about 64 KB with the
+ * spin, but in a decode step the 15M shape's layer products (100-500 KB
+ * as q8) lost split, every one of them (measured at load 1-1.5: 2.24 ms a
+ * token on 2 threads, against 1.86 on one), while the 110M shape's (0.7-3.5
+ * MB) won (7.5 ms always split, against 10.0 on one thread).
  */
-export const SPLIT_MIN_BYTES = 64 * 1024;
+export const SPLIT_MIN_BYTES = 1024 * 1024;
 
 /**
  * Rows a job's ranges are whole multiples of: the float32 product's packed
@@ -223,23 +224,47 @@ function sharedLoopsModule(): WebAssembly.Module {
  * for one, and the calling thread alone is faster: there a try can cost ten
  * times the product, hence the backing off.
  */
+/**
+ * Split unless alone has been clearly faster: a split's time includes, now
+ * and then, a worker woken late (and splitting keeps the workers awake for
+ * the next product, which no single call's time shows), so it is favoured
+ * by SPLIT_BIAS.
+ */
+const SPLIT_BIAS = 1.25;
+function splitWins(s: { split: number; alone: number }): boolean {
+  return s.split <= SPLIT_BIAS * s.alone;
+}
+
 class SplitChoices {
   private static readonly EXPLORE_MIN = 16;
   private static readonly EXPLORE_MAX = 512;
-  private readonly bySize = new Map<number, { split: number; alone: number; untilTry: number; tryEvery: number }>();
+  /** Split calls in a row not recorded because a worker was asleep, before one is recorded anyway (busy cores). */
+  private static readonly COLD_MAX = 4;
+  private readonly bySize = new Map<number, { split: number; alone: number; untilTry: number; tryEvery: number; cold: number }>();
 
-  /** Per job kind and size class: an attention job and a product of the same size take different times. */
-  choose(op: JobOp, bytes: number): { split: boolean; record(ms: number): void } {
+  /**
+   * Per job kind and size class: an attention job and a product of the same
+   * size take different times. `record` takes whether a worker was asleep
+   * when the split job was posted: such a split paid a wake-up that a split
+   * among others does not (the workers spin between jobs), and while every
+   * size stays unsplit the workers are always asleep when one is tried, so
+   * counting those would keep every product on one thread for good (measured:
+   * the 110M shape's products 2.2 ms a token slower on 2 threads than
+   * always split). It is not counted, and the next call splits again,
+   * with the workers awake, up to COLD_MAX times in a row.
+   */
+  choose(op: JobOp, bytes: number): { split: boolean; record(ms: number, cold: boolean): void } {
     const size = 64 * op + Math.round(Math.log2(bytes));
     let s = this.bySize.get(size);
-    if (s === undefined) this.bySize.set(size, (s = { split: NaN, alone: NaN, untilTry: SplitChoices.EXPLORE_MIN, tryEvery: SplitChoices.EXPLORE_MIN }));
+    if (s === undefined)
+      this.bySize.set(size, (s = { split: NaN, alone: NaN, untilTry: SplitChoices.EXPLORE_MIN, tryEvery: SplitChoices.EXPLORE_MIN, cold: 0 }));
     const stats = s;
     let split: boolean;
     let trying = false;
-    if (Number.isNaN(stats.split)) split = true;
+    if (Number.isNaN(stats.split) || stats.cold > 0) split = true;
     else if (Number.isNaN(stats.alone)) split = false;
     else {
-      split = stats.split <= stats.alone;
+      split = splitWins(stats);
       if (--stats.untilTry <= 0) {
         split = !split;
         trying = true;
@@ -247,12 +272,17 @@ class SplitChoices {
     }
     return {
       split,
-      record(ms: number) {
+      record(ms: number, cold: boolean) {
+        if (split && cold && stats.cold < SplitChoices.COLD_MAX) {
+          stats.cold++;
+          return;
+        }
+        if (split) stats.cold = 0;
         const key = split ? 'split' : 'alone';
-        const before = stats.split <= stats.alone;
+        const before = splitWins(stats);
         stats[key] = Number.isNaN(stats[key]) ? ms : 0.8 * stats[key] + 0.2 * ms;
         if (trying) {
-          const confirmed = before === stats.split <= stats.alone;
+          const confirmed = before === splitWins(stats);
           stats.tryEvery = confirmed ? Math.min(2 * stats.tryEvery, SplitChoices.EXPLORE_MAX) : SplitChoices.EXPLORE_MIN;
           stats.untilTry = stats.tryEvery;
         }
@@ -387,10 +417,11 @@ export class WorkerPool {
     // Split or not, by what each has cost lately for products of this size
     // (their results are the same either way).
     const choice = this.choices.choose(op, weightBytes);
+    const cold = choice.split && Atomics.load(this.control, SLEEPING) > 0;
     const started = performance.now();
     if (choice.split) this.runSplit(op, args, rows, parts, chunked);
     else this.runRange(op, args, 0, rows);
-    choice.record(performance.now() - started);
+    choice.record(performance.now() - started, cold);
   }
 
   private runSplit(op: JobOp, args: readonly number[], rows: number, parts: number, chunked: boolean): void {
