@@ -251,7 +251,10 @@ class SplitChoices {
    * counting those would keep every product on one thread for good (measured:
    * the 110M shape's products 2.2 ms a token slower on 2 threads than
    * always split). It is not counted, and the next call splits again,
-   * with the workers awake, up to COLD_MAX times in a row.
+   * with the workers awake, up to COLD_MAX times in a row; after that, a
+   * size whose splits always find the workers asleep (the 15M shape's
+   * classifier, its only product of 1 MiB or more, once a token) has its
+   * cold splits counted, until a warm one comes.
    */
   choose(op: JobOp, bytes: number): { split: boolean; record(ms: number, cold: boolean): void } {
     const size = 64 * op + Math.round(Math.log2(bytes));
@@ -261,7 +264,7 @@ class SplitChoices {
     const stats = s;
     let split: boolean;
     let trying = false;
-    if (Number.isNaN(stats.split) || stats.cold > 0) split = true;
+    if (Number.isNaN(stats.split) || (stats.cold > 0 && stats.cold < SplitChoices.COLD_MAX)) split = true;
     else if (Number.isNaN(stats.alone)) split = false;
     else {
       split = splitWins(stats);
@@ -277,7 +280,7 @@ class SplitChoices {
           stats.cold++;
           return;
         }
-        if (split) stats.cold = 0;
+        if (split && !cold) stats.cold = 0; // (after COLD_MAX cold ones in a row, cold is this size's normal: counted from then on)
         const key = split ? 'split' : 'alone';
         const before = splitWins(stats);
         stats[key] = Number.isNaN(stats[key]) ? ms : 0.8 * stats[key] + 0.2 * ms;
