@@ -43,8 +43,13 @@
 // 290 µs when the worker caught it spinning, but often the worker started
 // hundreds of µs late (a spinning thread is preempted at the end of its time
 // slice; a sleeping one waits as long to be woken), and in decode the second
-// thread did not pay with or without the spin. `bench/decode.ts --spin-ab`
-// measures spin against no spin in one run, for a quiet machine.
+// thread did not pay with or without the spin. On the quiet machine
+// (`bench/decode.ts --spin-ab`, bench/RESULTS.md, issue 10's third session)
+// the same: spin / no spin 0.94-1.15 in decode, the second thread adding
+// nothing there, while a block's chunked jobs ran 1.85x on two threads.
+// Splitting every product of 1 MiB or more regardless of SplitChoices gave
+// 110M q8 decode 1.24x, 15M 0.94x: splitting pays when the worker is
+// already awake, which one call at a time cannot see.
 //
 // Started workers are unref'd, so they never keep the process alive, and
 // dispose() stops them; a pool that is not disposed is torn down with the
