@@ -8,13 +8,7 @@ const rmsNormKernel: JsKernel<{ eps: number }> = {
   name: 'StreamllmRmsNorm',
   outputShape: ([x]) => x!,
   run([x, w], [shape], out, { eps }) {
-    const dim = shape![shape!.length - 1]!;
-    for (let row = 0; row < x!.length; row += dim) {
-      let ss = 0;
-      for (let i = 0; i < dim; i++) ss += x![row + i]! * x![row + i]!;
-      const r = 1 / Math.sqrt(ss / dim + eps);
-      for (let i = 0; i < dim; i++) out[row + i] = x![row + i]! * r * w![i]!;
-    }
+    rmsNormRows(x!, w!, eps, shape![shape!.length - 1]!, out);
   },
   // With r = (mean(x^2) + eps)^-1/2 and g = dy * weight:
   //   dx = r g - x r^3 mean(g x),   dweight = sum over rows of dy x r
@@ -42,4 +36,17 @@ function rmsNormOps(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
 export function rmsNorm<T extends tf.Tensor>(x: T, weight: tf.Tensor1D, eps: number): T {
   if (!jsKernelsAvailable()) return rmsNormOps(x, weight, eps) as T;
   return runJsKernel(rmsNormKernel, [x, weight], { eps }) as T;
+}
+
+/**
+ * The kernel's loop over arrays anywhere in memory (the pooled layers'
+ * residual stream): out = RMSNorm(x) * weight, per row of dim.
+ */
+export function rmsNormRows(x: Float32Array, weight: Float32Array, eps: number, dim: number, out: Float32Array): void {
+  for (let row = 0; row < x.length; row += dim) {
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[row + i]! * x[row + i]!;
+    const r = 1 / Math.sqrt(ss / dim + eps);
+    for (let i = 0; i < dim; i++) out[row + i] = x[row + i]! * r * weight[i]!;
+  }
 }

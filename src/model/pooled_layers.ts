@@ -11,15 +11,17 @@
 // layer: the new keys and values the cache stores.
 //
 // The loops compute what the tensor path's kernels compute, bit for bit: the
-// RMSNorm kernel's loop; a float32 add; SwiGLU, where its kernel runs the
-// SIMD loop, that loop on the pool's threads (kernels/pooled_swiglu.ts),
-// elsewhere the kernel's JavaScript loop (kernels/swiglu.ts swigluRows). With
+// RMSNorm kernel's loop (kernels/rmsnorm.ts rmsNormRows); a float32 add;
+// SwiGLU, where its kernel runs the SIMD loop, that loop on the pool's
+// threads (kernels/pooled_swiglu.ts), elsewhere the kernel's JavaScript loop
+// (kernels/swiglu.ts swigluRows). With
 // the pool's float32 products summing as XNNPACK does, a pooled float32
 // model gives the tensor path's logits on wasm.
 import * as tf from '@tensorflow/tfjs';
 import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
 import { pooledSwiglu } from '../../kernels/pooled_swiglu.js';
 import { simdAvailable } from '../../kernels/simd/instance.js';
+import { rmsNormRows } from '../../kernels/rmsnorm.js';
 import { pooledProduct, productTensor } from '../../kernels/split_products.js';
 import { swigluRows } from '../../kernels/swiglu.js';
 import { classify } from './project.js';
@@ -50,16 +52,6 @@ function valuesOf(t: tf.Tensor1D): Float32Array {
   let v = normWeights.get(t);
   if (v === undefined) normWeights.set(t, (v = t.dataSync() as Float32Array));
   return v;
-}
-
-/** out = RMSNorm(x) * weight per row of dim, as kernels/rmsnorm.ts's kernel loop computes it. */
-function rmsNormRows(x: Float32Array, weight: Float32Array, eps: number, dim: number, out: Float32Array): void {
-  for (let row = 0; row < x.length; row += dim) {
-    let ss = 0;
-    for (let i = 0; i < dim; i++) ss += x[row + i]! * x[row + i]!;
-    const r = 1 / Math.sqrt(ss / dim + eps);
-    for (let i = 0; i < dim; i++) out[row + i] = x[row + i]! * r * weight[i]!;
-  }
 }
 
 /** x += y, elementwise (float32, as tfjs adds). */

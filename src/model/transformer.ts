@@ -65,15 +65,19 @@ function mergeHeads(x: tf.Tensor3D): tf.Tensor2D {
   return x.transpose([1, 0, 2]).reshape([T, n * headDim]);
 }
 
+/** Every id is in the vocabulary or SINK_TOKEN: a gather would quietly return zeros (wasm) or garbage for a bad id. */
+function checkTokenIds(model: Model, ids: readonly number[]): void {
+  const vocab = model.config.vocabSize;
+  for (const id of ids) {
+    if (id !== SINK_TOKEN && !(Number.isInteger(id) && id >= 0 && id < vocab)) throw new RangeError(`token id ${id} is outside the vocabulary 0..${vocab - 1}`);
+  }
+}
+
 /** Token embeddings [T, dim]; SINK_TOKEN entries take the learned sink embedding. */
 export function embedTokens(model: Model, ids: readonly number[]): tf.Tensor2D {
   const { embedding, sinkEmbedding } = model.weights;
   const list = ids;
-  // tf.gather would quietly return zeros (wasm) or garbage for a bad id.
-  const vocab = model.config.vocabSize;
-  for (const id of list) {
-    if (id !== SINK_TOKEN && !(Number.isInteger(id) && id >= 0 && id < vocab)) throw new RangeError(`token id ${id} is outside the vocabulary 0..${vocab - 1}`);
-  }
+  checkTokenIds(model, list);
   if (!list.includes(SINK_TOKEN)) return embed(embedding, list);
   if (sinkEmbedding === undefined) throw new Error('embedTokens: SINK_TOKEN given to a model without a sink embedding');
   return tf.tidy(() => {
@@ -106,8 +110,8 @@ function embedRows(model: Model, ids: readonly number[]): Float32Array {
     x.dispose();
     return rows;
   }
-  const [vocab, dim] = embedding.shape;
-  for (const id of ids) if (!(Number.isInteger(id) && id >= 0 && id < vocab)) throw new RangeError(`token id ${id} is outside the vocabulary 0..${vocab - 1}`);
+  checkTokenIds(model, ids);
+  const dim = embedding.shape[1];
   const table = float32View(embedding); // [vocab, dim]
   const rows = new Float32Array(ids.length * dim); // [T, dim]
   ids.forEach((id, t) => rows.set(table.subarray(id * dim, (id + 1) * dim), t * dim));
