@@ -94,6 +94,27 @@ t.test('a pooled Llama model keeps its residual stream out of tfjs (pooled_layer
   await model.pool!.dispose();
 });
 
+t.test('a token id outside the vocabulary: one RangeError naming it, on the tensor path and the pooled one', async (t) => {
+  for (const p of [undefined, { threads: 2, weights: 'q8', splitMinBytes: 0 } as const]) {
+    const model = await loaded(p);
+    const vocab = model.config.vocabSize;
+    const cache = new DenseCache({ layers: 3, kvHeads: 2, headDim: 8 });
+    const before = tf.memory().numTensors;
+    for (const id of [vocab, -2, 1.5]) {
+      t.throws(
+        () => forward(model, [1, id], cache),
+        new RangeError(`token id ${id} is outside the vocabulary 0..${vocab - 1}`),
+        `${p?.weights ?? 'tfjs'}: id ${id}`,
+      );
+    }
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    t.equal(cache.length, 0, 'the stream did not move');
+    cache.dispose();
+    disposeModel(model);
+    await model.pool?.dispose();
+  }
+});
+
 t.test('pooled attention on arrays (no tfjs ops but the stored keys and values) equals the tensor path bit for bit', async (t) => {
   // An attention observer sends every layer through selfAttention's tensors
   // (the observer needs the probabilities); without one, the pooled layers

@@ -110,8 +110,7 @@ function embedRows(model: Model, ids: readonly number[]): Float32Array {
     x.dispose();
     return rows;
   }
-  checkTokenIds(model, ids);
-  const dim = embedding.shape[1];
+  const dim = embedding.shape[1]; // (ids checked by forwardBatch)
   const table = float32View(embedding); // [vocab, dim]
   const rows = new Float32Array(ids.length * dim); // [T, dim]
   ids.forEach((id, t) => rows.set(table.subarray(id * dim, (id + 1) * dim), t * dim));
@@ -332,6 +331,8 @@ export function forwardBatch(
   if (caches.length !== batch.length) throw new Error('forwardBatch: one cache per sequence');
   for (const c of caches)
     if (T > c.blockLimit) throw new Error(`forwardBatch: the cache takes at most ${c.blockLimit} tokens in this block (forward() splits)`);
+  // before any cache begins the block: a bad id must not leave a stream longer by T with nothing stored
+  checkTokenIds(model, batch.flat());
   const views = caches.map((c) => c.begin(T));
   try {
     checkAttentionFits(config, views, T);
