@@ -127,8 +127,8 @@ export function attentionProbabilities(frames: AttentionFrame[], keys: tf.Tensor
  */
 export function attention(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec, pool?: WorkerPool): tf.Tensor3D {
   const [, T, headDim] = frames[0]!.queries.shape;
-  if (pool !== undefined && pool.threads > 1 && pooledAttentionRuns(T, headDim, softmaxRule(spec.variant).softmaxFamily)) {
-    const out = pooledAttention(pool, frames, keys, values, spec);
+  if (pooledAttentionRuns(pool, T, headDim, spec.variant)) {
+    const out = pooledAttention(pool!, frames, keys, values, spec);
     if (out !== undefined) return out;
   }
   if (attentionPath(T, simdAvailable) === 'fused') return fusedAttention(frames, keys, values, spec);

@@ -53,6 +53,18 @@ function rowCount(rowRanges: Int32Array[], t: number): number {
   return n;
 }
 
+/** The most scores any of the T query rows has: the length of a row's scores buffer. */
+function maxRowCount(rowRanges: Int32Array[], T: number): number {
+  let count = 0;
+  for (let t = 0; t < T; t++) count = Math.max(count, rowCount(rowRanges, t));
+  return count;
+}
+
+/** Whether the SIMD loop can run this attention: it computes the softmax family itself, four channels at a time; anything else runs the JS loop. */
+function simdAttends(headDim: number, variant: SoftmaxVariant): boolean {
+  return headDim % 4 === 0 && softmaxRule(variant).softmaxFamily;
+}
+
 /** The fused kernel's operands: each frame's queries [heads, T, headDim], then keys and values [kvHeads, capacity, headDim]. */
 function fusedOperands(inputs: Float32Array[], shapes: number[][], frameCount: number) {
   const [heads, T, headDim] = shapes[0] as [number, number, number];
@@ -67,9 +79,7 @@ function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array,
   const { frameCount, rowRanges, variant } = attrs;
   const rule = softmaxRule(variant);
   const { heads, T, headDim, capacity, group, scale, keys, values } = fusedOperands(inputs, shapes, frameCount);
-  let count = 0;
-  for (let t = 0; t < T; t++) count = Math.max(count, rowCount(rowRanges, t));
-  const scores = new Float64Array(count);
+  const scores = new Float64Array(maxRowCount(rowRanges, T));
   const acc = new Float64Array(headDim);
   for (let h = 0; h < heads; h++) {
     const kvBase = Math.floor(h / group) * capacity;
@@ -133,15 +143,10 @@ const fusedKernel: JsKernel<FusedAttrs> = {
   name: 'StreamllmAttention',
   outputShape: ([q]) => q!,
   // room for one query row's plan (three int32 per frame) and scores, all frames
-  scratchSize: ([q], { rowRanges }) => {
-    let count = 0;
-    for (let t = 0; t < q![1]!; t++) count = Math.max(count, rowCount(rowRanges, t));
-    return 3 * rowRanges.length + count;
-  },
+  scratchSize: ([q], { rowRanges }) => 3 * rowRanges.length + maxRowCount(rowRanges, q![1]!),
   run(inputs, shapes, out, attrs, scratch) {
     const headDim = shapes[0]![2]!;
-    // the SIMD loop computes the softmax family itself; any other normaliser runs the JS loop
-    const simd = headDim % 4 === 0 && softmaxRule(attrs.variant).softmaxFamily ? simdLoops([...inputs, out, scratch]) : undefined;
+    const simd = simdAttends(headDim, attrs.variant) ? simdLoops([...inputs, out, scratch]) : undefined;
     if (simd !== undefined) attendSimd(simd, inputs, shapes, out, attrs, scratch);
     else attendJs(inputs, shapes, out, attrs);
   },
@@ -192,11 +197,9 @@ export function attendDirect(
   const learns = learnsExtraLogit(spec.variant);
   if (learns && spec.sinkLogits === undefined) throw new Error(`attention: '${spec.variant}' needs sinkLogits`);
   const shapes = [...queries.map(() => [heads, T, headDim]), keys.shape, values.shape, ...(learns ? [[heads]] : [])];
-  const wantsSimd = headDim % 4 === 0 && softmaxRule(spec.variant).softmaxFamily;
-  let count = 0;
-  for (let t = 0; t < T; t++) count = Math.max(count, rowCount(rowRanges, t));
+  const wantsSimd = simdAttends(headDim, spec.variant);
   // heap: the queries, the output, then the row's plan and scores (allocated before any view is taken)
-  const heap = wantsSimd ? wasmScratch((frameCount + 1) * qSize + 3 * frameCount + count) : undefined;
+  const heap = wantsSimd ? wasmScratch((frameCount + 1) * qSize + 3 * frameCount + maxRowCount(rowRanges, T)) : undefined;
   const operands = [float32View(keys), float32View(values), ...(learns ? [float32View(spec.sinkLogits!)] : [])];
   if (heap !== undefined) {
     const inHeap = queries.map((q, f) => {

@@ -24,6 +24,8 @@
 // `typedArrayFromHeap`, `disposeData`; the cpu backend's `data` map and
 // `makeTensorInfo`; the engine's `runKernel` and `isTapeOn`.
 import * as tf from '@tensorflow/tfjs';
+import type { WorkerPool } from './pool.js';
+import { type SoftmaxVariant, softmaxRule } from './softmax.js';
 
 // ---- path selection ----------------------------------------------------
 
@@ -80,11 +82,21 @@ export const POOLED_ATTENTION_MIN_QUERIES = 16;
 
 /**
  * Attention over a cache for a block of T queries runs on a model's worker
- * pool (kernels/pooled_attention.ts): inference, tensors readable in place,
- * the SIMD loop's variants (the softmax family, headDim a multiple of 4).
+ * pool (kernels/pooled_attention.ts): a pool of several threads, inference,
+ * tensors readable in place, the SIMD loop's variants (the softmax family,
+ * headDim a multiple of 4).
  */
-export function pooledAttentionRuns(T: number, headDim: number, softmaxFamily: boolean): boolean {
-  return fusedInference() && simdEnabled && hasDirectMemory() && T >= POOLED_ATTENTION_MIN_QUERIES && headDim % 4 === 0 && softmaxFamily;
+export function pooledAttentionRuns(pool: WorkerPool | undefined, T: number, headDim: number, variant: SoftmaxVariant): boolean {
+  return (
+    pool !== undefined &&
+    pool.threads > 1 &&
+    fusedInference() &&
+    simdEnabled &&
+    hasDirectMemory() &&
+    T >= POOLED_ATTENTION_MIN_QUERIES &&
+    headDim % 4 === 0 &&
+    softmaxRule(variant).softmaxFamily
+  );
 }
 
 /** Where attention over a cache runs for a block of T queries: the fused kernel or tfjs ops. */

@@ -13,7 +13,6 @@ import { attention, type AttentionFrame, attentionProbabilities } from '../../ke
 import { attendDirect } from '../../kernels/attention_fused.js';
 import { causalAttention } from '../../kernels/causal_attention.js';
 import { attentionPath, causalKernelAvailable, float32View, hasDirectMemory, pooledAttentionRuns } from '../../kernels/paths.js';
-import { softmaxRule } from '../../kernels/softmax.js';
 import { embed } from '../../kernels/embedding.js';
 import { qkvHeads, qkvHeadsInto } from '../../kernels/qkv_heads.js';
 import type { WorkerPool } from '../../kernels/pool.js';
@@ -225,7 +224,7 @@ function pooledAttention(
     onAttention === undefined &&
     hasDirectMemory() &&
     attentionPath(T, simdAvailable) === 'fused' &&
-    !(pool !== undefined && pool.threads > 1 && pooledAttentionRuns(T, headDim, softmaxRule(config.softmax).softmaxFamily)) &&
+    !pooledAttentionRuns(pool, T, headDim, config.softmax) &&
     batch.every(({ view }) => {
       const v = view.layer(layer);
       return !v.wantsAttention && v.entryPositions === undefined;
