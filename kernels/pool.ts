@@ -74,8 +74,8 @@ export interface SharedLoops {
   swigluRange(x: number, row0: number, row1: number, hidden: number, out: number): void;
 }
 
-/** Which loop a job runs. */
-export const enum ProductOp {
+/** Which loop a pool job runs: a weight product, or another loop over rows (attention, row sums, SwiGLU). */
+export const enum PoolOp {
   F32 = 0,
   Q8 = 1,
   Stop = 2,
@@ -88,7 +88,7 @@ export const enum ProductOp {
 }
 
 /** The jobs run() takes. */
-export type JobOp = ProductOp.F32 | ProductOp.Q8 | ProductOp.Attend | ProductOp.SumsOfExps | ProductOp.Swiglu;
+export type JobOp = PoolOp.F32 | PoolOp.Q8 | PoolOp.Attend | PoolOp.SumsOfExps | PoolOp.Swiglu;
 
 // The control array (Int32Array on its own SharedArrayBuffer).
 const GENERATION = 0; // bumped once per job; the workers wait on it
@@ -130,7 +130,7 @@ export const SPLIT_MIN_BYTES = 1024 * 1024;
  * compute the whole group), else 4 (q8's groups; the other jobs' rows).
  */
 function splitRows(op: JobOp): number {
-  return op === ProductOp.F32 ? 16 : 4;
+  return op === PoolOp.F32 ? 16 : 4;
 }
 
 /** Runs per thread a chunked job is cut into (see run). */
@@ -183,13 +183,13 @@ for (;;) {
   }
   seen = generation;
   const op = control[${OP}];
-  if (op === ${ProductOp.Stop}) break;
+  if (op === ${PoolOp.Stop}) break;
   const a = control.subarray(${ARGS}, ${ARGS + MAX_ARGS});
   const run = (row0, row1) => {
-    if (op === ${ProductOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-    else if (op === ${ProductOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
-    else if (op === ${ProductOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
-    else if (op === ${ProductOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
+    if (op === ${PoolOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+    else if (op === ${PoolOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+    else if (op === ${PoolOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
+    else if (op === ${PoolOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
     else shared.swigluRange(a[0], row0, row1, a[1], a[2]);
   };
   const row0 = control[${RANGES} + 2 * index], row1 = control[${RANGES} + 2 * index + 1];
@@ -219,17 +219,6 @@ function sharedLoopsModule(): WebAssembly.Module {
 }
 
 /**
- * Whether to split a product, learnt while running: per size class (a power
- * of two of weight bytes), a moving average of the milliseconds a call took
- * split and unsplit; the cheaper is used, and the other tried now and then
- * so that a change of load is noticed: after EXPLORE_MIN calls, and, each
- * time a try confirms the choice, after twice as many (up to EXPLORE_MAX),
- * back to EXPLORE_MIN when the choice changes. On idle cores splitting wins;
- * when other processes hold the cores, a woken worker may wait a time slice
- * for one, and the calling thread alone is faster: there a try can cost ten
- * times the product, hence the backing off.
- */
-/**
  * Split unless alone has been clearly faster: a split's time includes, now
  * and then, a worker woken late (and splitting keeps the workers awake for
  * the next product, which no single call's time shows), so it is favoured
@@ -240,6 +229,17 @@ function splitWins(s: { split: number; alone: number }): boolean {
   return s.split <= SPLIT_BIAS * s.alone;
 }
 
+/**
+ * Whether to split a product, learnt while running: per size class (a power
+ * of two of weight bytes), a moving average of the milliseconds a call took
+ * split and unsplit; the cheaper is used (split favoured by SPLIT_BIAS), the other tried now and then
+ * so that a change of load is noticed: after EXPLORE_MIN calls, and, each
+ * time a try confirms the choice, after twice as many (up to EXPLORE_MAX),
+ * back to EXPLORE_MIN when the choice changes. On idle cores splitting wins;
+ * when other processes hold the cores, a woken worker may wait a time slice
+ * for one, and the calling thread alone is faster: there a try can cost ten
+ * times the product, hence the backing off.
+ */
 class SplitChoices {
   private static readonly EXPLORE_MIN = 16;
   private static readonly EXPLORE_MAX = 512;
@@ -482,10 +482,10 @@ export class WorkerPool {
   /** This thread's share: thread 0's (its scores at the base). */
   private runRange(op: JobOp, a: readonly number[], row0: number, row1: number): void {
     if (row1 <= row0) return;
-    if (op === ProductOp.F32) this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
-    else if (op === ProductOp.Q8) this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
-    else if (op === ProductOp.Attend) this.shared.attendRows(a[0]!, row0, row1, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
-    else if (op === ProductOp.SumsOfExps) this.shared.sumsOfExps(a[0]!, row0, row1, a[1]!, a[2]!);
+    if (op === PoolOp.F32) this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
+    else if (op === PoolOp.Q8) this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
+    else if (op === PoolOp.Attend) this.shared.attendRows(a[0]!, row0, row1, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
+    else if (op === PoolOp.SumsOfExps) this.shared.sumsOfExps(a[0]!, row0, row1, a[1]!, a[2]!);
     else this.shared.swigluRange(a[0]!, row0, row1, a[1]!, a[2]!);
   }
 
@@ -500,7 +500,7 @@ export class WorkerPool {
       w.ref(); // held until it has exited, so that whoever awaits this sees it
       return new Promise<void>((resolve) => w.once('exit', () => resolve()));
     });
-    Atomics.store(this.control, OP, ProductOp.Stop);
+    Atomics.store(this.control, OP, PoolOp.Stop);
     Atomics.add(this.control, GENERATION, 1);
     Atomics.notify(this.control, GENERATION);
     return Promise.all(exited).then(() => undefined);

@@ -2,7 +2,7 @@
 // on the pool's threads: loops.wat's swiglu, the loop the SwiGLU kernel
 // (kernels/swiglu.ts) runs on the wasm backend, so the same numbers bit for
 // bit, the rows split over the threads.
-import { ProductOp, type WorkerPool } from './pool.js';
+import { PoolOp, type WorkerPool } from './pool.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
 
 /**
@@ -18,6 +18,6 @@ export function pooledSwiglu(pool: WorkerPool, gateUp: Float32Array, rows: numbe
   if (gateUp.length < 2 * rows * hidden) throw new RangeError(`pooledSwiglu: gateUp holds ${gateUp.length} values, ${rows} x ${2 * hidden} needed`);
   if (!poolScratchFits(pool, 'swiglu', 4 * rows * hidden)) return undefined;
   const out = poolScratch(pool, 'swiglu', 4 * rows * hidden); // [rows, hidden]
-  pool.run(ProductOp.Swiglu, [gateUp.byteOffset, hidden, out], rows, 3 * 4 * rows * hidden, true);
+  pool.run(PoolOp.Swiglu, [gateUp.byteOffset, hidden, out], rows, 3 * 4 * rows * hidden, true);
   return new Float32Array(pool.memory.buffer, out, rows * hidden);
 }

@@ -23,7 +23,7 @@
 // checked against.
 import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './paths.js';
-import { ProductOp, type WorkerPool } from './pool.js';
+import { PoolOp, type WorkerPool } from './pool.js';
 import { poolScratch } from './pool_scratch.js';
 
 import type { WeightFormat } from './weight_format.js';
@@ -168,12 +168,12 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
   // the bytes the call reads, for the pool's choice to split it: a block of tokens reads the weights once per token (from cache)
   const weightBytes = tokens * matrixBytes(m.format, rows, cols);
   if (m.format === 'f32') {
-    pool.run(ProductOp.F32, [m.data, xp, out, stride, tokens, rows], rows, weightBytes, tokens > 1);
+    pool.run(PoolOp.F32, [m.data, xp, out, stride, tokens, rows], rows, weightBytes, tokens > 1);
   } else {
     const xq = out + outBytes;
     const xd = xq + 2 * n;
     pool.loops.quantizeX16(xp, n, xq, xd);
-    pool.run(ProductOp.Q8, [m.data, xq, xd, out, stride, tokens, rows], rows, weightBytes, tokens > 1);
+    pool.run(PoolOp.Q8, [m.data, xq, xd, out, stride, tokens, rows], rows, weightBytes, tokens > 1);
   }
   const result = new Float32Array(pool.memory.buffer, out, tokens * rows);
   resultPools.set(result, pool);

@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 import { float32View, hasDirectMemory, simdKernelsEnabled } from './paths.js';
-import { ProductOp, type WorkerPool } from './pool.js';
+import { PoolOp, type WorkerPool } from './pool.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
 import { residentOffset } from './split_products.js';
 import { simdLoops } from './simd/instance.js';
@@ -72,7 +72,7 @@ function pooledTokenNll(pool: WorkerPool, logits: tf.Tensor2D, firstRow: number,
   const rows = new Float32Array(pool.memory.buffer, x, n * vocab);
   if (resident === undefined) rows.set(float32View(logits).subarray(firstRow * vocab, (firstRow + n) * vocab));
   const sumsAt = region + sumsFrom;
-  pool.run(ProductOp.SumsOfExps, [x, vocab, sumsAt], n, rowsBytes, true);
+  pool.run(PoolOp.SumsOfExps, [x, vocab, sumsAt], n, rowsBytes, true);
   const sums = new Float64Array(pool.memory.buffer, sumsAt, 2 * n);
   const maxima = new Float32Array(pool.memory.buffer, sumsAt, 4 * n);
   const out = new Float32Array(n);
