@@ -24,7 +24,7 @@ import { disposeModel, parameterCount } from '../src/model/weights.js';
 import { createSampler } from '../src/sample/sampler.js';
 import { wasmBackendMemory } from '../kernels/paths.js';
 import { defaultThreads } from '../kernels/threads.js';
-import { markdownTable, median, peakRssMiB, recordResult } from './common.js';
+import { benchArgs, markdownTable, median, peakRssMiB, recordResult } from './common.js';
 
 /** Sheared-LLaMA-2.7B (princeton-nlp): a pruned Llama-2-7B, every head full (no grouped-query attention). */
 export const SHAPE_2_7B: LlamaShape = {
@@ -52,10 +52,9 @@ const HELP = `A random model of about 2.7B parameters (Sheared-LLaMA-2.7B's shap
   --record       append the table to bench/RESULTS.md
   --help         this text`;
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
+const cli = benchArgs(HELP);
+/** The value after --name, if given. */
+const arg = (name: string): string | undefined => (cli.has(name) ? cli.value(name, '') : undefined);
 
 const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(2);
 
@@ -81,17 +80,13 @@ function fastRandomReader(shape: LlamaShape, seed: number): Llama2cReader {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--help')) {
-    process.stdout.write(`${HELP}\n`);
-    return;
-  }
   const file = arg('model');
   const seed = Number(arg('seed') ?? 0);
   const tokens = Number(arg('tokens') ?? 8);
   const threads = Number(arg('threads') ?? defaultThreads());
   await initBackend('wasm');
   const rssBefore = process.memoryUsage().rss;
-  const fast = process.argv.includes('--fast');
+  const fast = cli.has('fast');
   const reader: Llama2cReader = file !== undefined ? openLlama2c(file) : fast ? fastRandomReader(SHAPE_2_7B, seed) : randomLlamaReader(SHAPE_2_7B, seed);
   const source = file ?? (fast ? `xorshift32 uniform, seed ${seed} (--fast, no file)` : `randomLlamaReader, seed ${seed} (init's weights, no file)`);
   const shape = reader.shape;
@@ -145,9 +140,7 @@ async function main(): Promise<void> {
   ];
   const body = markdownTable(['', 'value'], rows);
   process.stdout.write(`${body}\n`);
-  if (process.argv.includes('--record')) {
-    recordResult('A 2.7B-parameter model as q8 on wasm (bench/big_q8.ts)', `node dist/bench/big_q8.js ${process.argv.slice(2).join(' ')}`.trim(), body);
-  }
+  recordResult('A 2.7B-parameter model as q8 on wasm (bench/big_q8.ts)', `node dist/bench/big_q8.js ${process.argv.slice(2).join(' ')}`.trim(), body);
   if (tf.memory().numTensors !== 0) process.stderr.write(`warning: ${tf.memory().numTensors} tensors left\n`);
 }
 

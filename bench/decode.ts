@@ -28,7 +28,7 @@ import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 import { disposeModel } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
-import { markdownTable, median, peakRssMiB, recordResult } from './common.js';
+import { benchArgs, markdownTable, median, peakRssMiB, recordResult } from './common.js';
 
 const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all) against
 llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocked evaluation on 1 and all threads.
@@ -52,10 +52,8 @@ Large files go to a temporary folder, removed at the end.`;
 /** ../shared/peers/llama2c/run.c beside the repository (dist/bench/ is two folders down). */
 const DEFAULT_PEER = fileURLToPath(new URL('../../../shared/peers/llama2c/run.c', import.meta.url));
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
+const cli = benchArgs(HELP);
+const arg = cli.value;
 
 interface Engine {
   /** Row label. */
@@ -160,17 +158,13 @@ function buildPeer(dir: string, source: string): boolean {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--help')) {
-    process.stdout.write(HELP + '\n');
-    return;
-  }
   const tokens = Number(arg('tokens', '128'));
   const threads = Number(arg('threads', String(defaultThreads())));
   const evalTokens = Number(arg('eval-tokens', '1024'));
   const child = arg('child', '');
   if (child) {
     const weights = arg('weights', 'f32') as 'f32' | 'q8';
-    process.stdout.write(JSON.stringify(await childDecode(child, threads, weights, tokens, process.argv.includes('--spin-off'))));
+    process.stdout.write(JSON.stringify(await childDecode(child, threads, weights, tokens, cli.has('spin-off'))));
     return;
   }
   const childEvalModel = arg('child-eval', '');
@@ -197,7 +191,7 @@ async function main(): Promise<void> {
           weights,
         })),
       ),
-      ...(only !== 'eval' && threads > 1 && process.argv.includes('--spin-ab')
+      ...(only !== 'eval' && threads > 1 && cli.has('spin-ab')
         ? (['f32', 'q8'] as const).map((weights): Engine => ({
             name: `this project, ${weights}, ${threads} threads, no spin`,
             kind: 'ours',
@@ -261,9 +255,7 @@ async function main(): Promise<void> {
     }
     const body = sections.join('\n\n');
     process.stdout.write(body + '\n');
-    if (process.argv.includes('--record')) {
-      recordResult('Decode against run.c (bench/decode.ts)', `node dist/bench/decode.js ${process.argv.slice(2).join(' ')}`.trim(), body);
-    }
+    recordResult('Decode against run.c (bench/decode.ts)', `node dist/bench/decode.js ${process.argv.slice(2).join(' ')}`.trim(), body);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -31,7 +31,7 @@ import { pooledModelFromLlama2c } from '../src/model/pooled_llama2c.js';
 import { randomLlamaReader } from '../src/model/random_init.js';
 import { disposeModel, type Model } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
-import { markdownTable, recordResult } from './common.js';
+import { benchArgs, markdownTable, recordResult } from './common.js';
 
 const HELP = `bench/profile_decode.ts: where the time of a pooled greedy decode step goes (V8's sampling profiler,
 samples charged to the part of the step they ran in: weight products, attention, tfjs, sampling, ...).
@@ -46,10 +46,7 @@ samples charged to the part of the step they ran in: weight products, attention,
   --record        append the tables to bench/RESULTS.md
   --help          this text`;
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
+const arg = benchArgs(HELP).value;
 
 /** The parts of a step, each with the source files (url endings) or function names that are its own. */
 const PARTS: { name: string; files: RegExp }[] = [
@@ -148,10 +145,6 @@ async function profileShape(shape: string, weights: 'f32' | 'q8', threads: numbe
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--help')) {
-    process.stdout.write(HELP + '\n');
-    return;
-  }
   const shapes = arg('shapes', '15M').split(',');
   for (const s of shapes) if (NAMED_SHAPES[s] === undefined) throw new Error(`--shapes: unknown shape ${s}`);
   const weights = arg('weights', 'q8');
@@ -164,9 +157,7 @@ async function main(): Promise<void> {
   for (const shape of shapes) sections.push(await profileShape(shape, weights, threads, tokens, rounds));
   const body = sections.join('\n\n');
   process.stdout.write(body + '\n');
-  if (process.argv.includes('--record')) {
-    recordResult('Decode step profile (bench/profile_decode.ts)', `node dist/bench/profile_decode.js ${process.argv.slice(2).join(' ')}`.trim(), body);
-  }
+  recordResult('Decode step profile (bench/profile_decode.ts)', `node dist/bench/profile_decode.js ${process.argv.slice(2).join(' ')}`.trim(), body);
 }
 
 await main();

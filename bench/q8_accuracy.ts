@@ -26,7 +26,7 @@ import { disposeModel, type Model } from '../src/model/weights.js';
 import { loadTrainData, validationSamples } from '../src/train/data.js';
 import type { TrainOptions } from '../src/train/options.js';
 import { validationLoss } from '../src/train/validate.js';
-import { markdownTable, recordResult } from './common.js';
+import { benchArgs, markdownTable, recordResult } from './common.js';
 
 const HELP = `Perplexity with float32 weights, with q8, and with the q8 weights alone (x float32), on the conformance model and the zoo's default model.
 
@@ -113,13 +113,9 @@ async function zoo(weights: Weights, windows: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--help')) {
-    process.stdout.write(`${HELP}\n`);
-    return;
-  }
-  const i = process.argv.indexOf('--windows');
-  const windows = i >= 0 ? Number(process.argv[i + 1]) : 32;
-  if (!(Number.isInteger(windows) && windows >= 1)) throw new Error(`--windows: expected a whole number >= 1, got ${process.argv[i + 1]}`);
+  const given = benchArgs(HELP).value('windows', '32');
+  const windows = Number(given);
+  if (!(Number.isInteger(windows) && windows >= 1)) throw new Error(`--windows: expected a whole number >= 1, got ${given}`);
   await initBackend('wasm');
   const rows: string[][] = [];
   for (const [name, measure, run] of [
@@ -136,9 +132,7 @@ async function main(): Promise<void> {
   }
   const body = markdownTable(['model', 'measure', 'float32', 'q8', 'q8 weights, x float32'], rows);
   process.stdout.write(`${body}\n`);
-  if (process.argv.includes('--record')) {
-    recordResult('q8 accuracy (bench/q8_accuracy.ts)', `node dist/bench/q8_accuracy.js --windows ${windows} --record`, body);
-  }
+  recordResult('q8 accuracy (bench/q8_accuracy.ts)', `node dist/bench/q8_accuracy.js --windows ${windows} --record`, body);
 }
 
 await main();
