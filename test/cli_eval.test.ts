@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { FIXTURES, loadConformance, maxAbsDiff, runCli, runCliInProcess } from './helpers.js';
+import { errorLines, FIXTURES, loadConformance, maxAbsDiff, runCli, runCliInProcess } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'streamllm-cli-'));
 const model = `${FIXTURES}tiny-gqa.bin`;
@@ -137,11 +137,7 @@ t.test('bad input: one line on stderr, exit code 2, no output file', async (t) =
     const r = await runCliInProcess(args);
     t.equal(r.status, 2, args.join(' '));
     t.match(r.stderr, pattern, args.join(' '));
-    const lines = r.stderr
-      .trim()
-      .split('\n')
-      .filter((l) => !/^(backend|products):/.test(l));
-    t.equal(lines.length, 1, `one line: ${r.stderr}`);
+    t.equal(errorLines(r.stderr).length, 1, `one line: ${r.stderr}`);
     t.notMatch(r.stderr, /^\s+at /m, 'no stack trace');
   }
   t.notOk(existsSync(csv), 'no CSV written on failure');

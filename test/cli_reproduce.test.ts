@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { loadModel } from '../src/model/load.js';
-import { initTestBackend, maxAbsDiff, runCliInProcess } from './helpers.js';
+import { errorLines, initTestBackend, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { checkFigures, close, type FigureFile, LIMIT, model, reproduce as run, setUp, textIds } from './reproduce_helpers.js';
 
 await initTestBackend();
@@ -193,10 +193,7 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
   for (const [args, message] of cases) {
     const r = await runCliInProcess([...args, '--out', out]);
     t.equal(r.status, 2, `${args.join(' ')}: exit 2 (${r.stderr.trim()})`);
-    const lines = r.stderr
-      .trim()
-      .split('\n')
-      .filter((l) => !/^(backend|products):/.test(l));
+    const lines = errorLines(r.stderr);
     t.equal(lines.length, 1, `one line: ${r.stderr}`);
     t.match(lines[0], message);
     t.match(lines[0], /^streamllm: /);

@@ -5,7 +5,7 @@ import seedrandom from 'seedrandom';
 import t from 'tap';
 import { UsageError } from '../src/errors.js';
 import { createSampler, sampleTopP, softmax } from '../src/sample/sampler.js';
-import { FIXTURES, loadConformance, runCliInProcess } from './helpers.js';
+import { errorLines, FIXTURES, loadConformance, runCliInProcess } from './helpers.js';
 import { CLI } from './paths.js';
 
 // The sampler: greedy, temperature, nucleus (top-p) as in run.c, seeded.
@@ -225,14 +225,7 @@ import { CLI } from './paths.js';
       const r = await runCliInProcess(args);
       t.equal(r.status, 2, args.join(' '));
       t.match(r.stderr, pattern, args.join(' '));
-      t.equal(
-        r.stderr
-          .trim()
-          .split('\n')
-          .filter((l) => !/^(backend|products):/.test(l)).length,
-        1,
-        r.stderr,
-      );
+      t.equal(errorLines(r.stderr).length, 1, r.stderr);
     }
     const help = await runCliInProcess(['generate', '--help']);
     t.equal(help.status, 0);

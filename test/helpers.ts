@@ -82,6 +82,18 @@ export async function runCliInProcess(args: string[]): Promise<CliResult> {
   }
 }
 
+/**
+ * The lines of a CLI's stderr without its status lines (`status`: by
+ * default the backend and products lines a command prints as it starts): an
+ * argument error should leave exactly one.
+ */
+export function errorLines(stderr: string, status = /^(backend|products):/): string[] {
+  return stderr
+    .trim()
+    .split('\n')
+    .filter((l) => !status.test(l));
+}
+
 /** The logits of every position of `ids` under full causal attention: [T * vocab]. */
 export function denseLogits(model: Model, ids: number[]): Float32Array {
   const cache = new DenseCache(cacheShape(model.config));

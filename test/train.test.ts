@@ -23,7 +23,7 @@ import { type TrainData, Trainer } from '../src/train/trainer.js';
 import { validationOffsets } from '../src/train/validate.js';
 import { type Variant, VARIANTS } from '../src/train/variants.js';
 import { readManifest } from '../src/zoo/manifest.js';
-import { initTestBackend, runCliInProcess } from './helpers.js';
+import { errorLines, initTestBackend, runCliInProcess } from './helpers.js';
 
 await initTestBackend();
 
@@ -374,14 +374,7 @@ await initTestBackend();
       const r = await runCliInProcess(args);
       t.equal(r.status, 2, args.join(' '));
       t.match(r.stderr, pattern, args.join(' '));
-      t.equal(
-        r.stderr
-          .trim()
-          .split('\n')
-          .filter((l) => !l.startsWith('backend:')).length,
-        1,
-        `one line: ${r.stderr}`,
-      );
+      t.equal(errorLines(r.stderr, /^backend:/).length, 1, `one line: ${r.stderr}`);
     }
     t.notOk(existsSync(weights), 'no weights directory was created');
   });
