@@ -24,7 +24,7 @@ import { disposeModel, parameterCount } from '../src/model/weights.js';
 import { createSampler } from '../src/sample/sampler.js';
 import { wasmBackendMemory } from '../kernels/paths.js';
 import { defaultThreads } from '../kernels/threads.js';
-import { benchArgs, markdownTable, median, peakRssMiB, recordResult } from './common.js';
+import { benchArgs, markdownTable, median, peakRssMiB, recordResult, runBench } from './common.js';
 
 /** Sheared-LLaMA-2.7B (princeton-nlp): a pruned Llama-2-7B, every head full (no grouped-query attention). */
 export const SHAPE_2_7B: LlamaShape = {
@@ -81,9 +81,9 @@ function fastRandomReader(shape: LlamaShape, seed: number): Llama2cReader {
 
 async function main(): Promise<void> {
   const file = arg('model');
-  const seed = Number(arg('seed') ?? 0);
-  const tokens = Number(arg('tokens') ?? 8);
-  const threads = Number(arg('threads') ?? defaultThreads());
+  const seed = cli.count('seed', 0, 0, 2 ** 32 - 1);
+  const tokens = cli.count('tokens', 8, 1, 100_000);
+  const threads = cli.count('threads', defaultThreads(), 1, 256);
   await initBackend('wasm');
   const rssBefore = process.memoryUsage().rss;
   const fast = cli.has('fast');
@@ -144,4 +144,4 @@ async function main(): Promise<void> {
   if (tf.memory().numTensors !== 0) process.stderr.write(`warning: ${tf.memory().numTensors} tensors left\n`);
 }
 
-await main();
+await runBench(main);

@@ -10,14 +10,9 @@
 //   node dist/bench/builds_ab.js --a /path/to/old/dist --b dist [--rounds 3] [--decode 128] [--score 2048]
 //       [--shape 15M] [--weights f32|q8 --threads N] [--record]
 import { execFileSync } from 'node:child_process';
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-// Its own flag reader, not common.ts's benchArgs: a probe imports nothing from this build (see main).
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
 
 interface Probe {
   decodeTokensPerSecond: number;
@@ -93,25 +88,28 @@ const HELP = `Two builds of streamllm, same run, alternating: greedy decode and 
   --help         this text`;
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--help')) {
-    process.stdout.write(HELP + '\n');
-    return;
-  }
   if (process.argv[2] === '--probe') {
     const [, , , dist, checkpoint, decode, score, placement] = process.argv;
     process.stdout.write(JSON.stringify(await probe(dist!, checkpoint!, Number(decode), Number(score), placement ?? '')));
     return;
   }
   // Only the parent loads this build's helpers: a probe loads nothing but the build under test.
-  const { markdownTable, median, randomCheckpoint, recordResult } = await import('./common.js');
-  const builds = { A: resolve(arg('a', '')), B: resolve(arg('b', 'dist')) };
-  const rounds = Number(arg('rounds', '3'));
-  const decode = Number(arg('decode', '128'));
-  const score = Number(arg('score', '2048'));
-  const shape = arg('shape', '15M');
+  const { benchArgs, markdownTable, median, randomCheckpoint, recordResult } = await import('./common.js');
+  const { NAMED_SHAPES } = await import('../src/model/named_shapes.js');
+  const cli = benchArgs(HELP);
+  if (!cli.has('a')) cli.fail('--a: expected the dist/ folder of the build to compare with');
+  const builds = { A: resolve(cli.value('a', '')), B: resolve(cli.value('b', 'dist')) };
+  for (const [key, dir] of Object.entries(builds)) {
+    if (!existsSync(join(dir, 'src', 'backend.js'))) cli.fail(`--${key.toLowerCase()}: ${dir} is not a build's dist/ folder (no src/backend.js in it)`);
+  }
+  const rounds = cli.count('rounds', 3, 1, 100);
+  const decode = cli.count('decode', 128, 1, 100_000);
+  const score = cli.count('score', 2048, 17, 1_000_000); // more than the 16-token prompt
+  const shape = cli.value('shape', '15M');
+  if (NAMED_SHAPES[shape] === undefined) cli.fail(`--shape: unknown shape '${shape}' (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
   const checkpoint = randomCheckpoint(shape);
-  const weights = process.argv.includes('--weights') ? arg('weights', 'f32') : undefined;
-  const threads = process.argv.includes('--threads') ? arg('threads', '1') : undefined;
+  const weights = cli.has('weights') ? cli.choice('weights', 'f32', ['f32', 'q8']) : undefined;
+  const threads = cli.has('threads') ? String(cli.count('threads', 1, 1, 256)) : undefined;
   const placement = weights !== undefined || threads !== undefined ? `${weights ?? 'f32'}:${threads ?? '1'}` : '';
   const placed = placement === '' ? 'the tfjs path' : `--weights ${weights ?? 'f32'} --threads ${threads ?? '1'}`;
   const self = fileURLToPath(import.meta.url);
@@ -152,7 +150,7 @@ async function main(): Promise<void> {
   ].join(' ');
   recordResult(
     'Builds A/B: decode and blocked eval (bench/builds_ab.ts)',
-    `node dist/bench/builds_ab.js --a ${arg('a', '')} --b ${arg('b', 'dist')} --rounds ${rounds} --decode ${decode} --score ${score} ${flags} --record`,
+    `node dist/bench/builds_ab.js --a ${cli.value('a', '')} --b ${cli.value('b', 'dist')} --rounds ${rounds} --decode ${decode} --score ${score} ${flags} --record`,
     body,
   );
 }

@@ -3,9 +3,10 @@
 // every benchmark appends to when asked.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
+import { StreamllmError } from '../src/errors.js';
 import { project } from '../src/model/project.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
 import { type Linear, type Model, weightTensor } from '../src/model/weights.js';
@@ -22,29 +23,86 @@ export const BENCH_CACHE = join(tmpdir(), 'streamllm-bench');
 
 /** A benchmark's command line. */
 export interface BenchArgs {
-  /** The value after `--name`, or the fallback. */
+  /** The value after `--name`, or the fallback when the flag is absent (given without a value: an error). */
   value(name: string, fallback: string): string;
   /** Whether `--name` was given. */
   has(name: string): boolean;
+  /** A whole number `--name N` in [min, max], or the fallback. */
+  count(name: string, fallback: number, min?: number, max?: number): number;
+  /** `--name X` with X one of `choices`, or the fallback. */
+  choice<C extends string>(name: string, fallback: C, choices: readonly C[]): C;
+  /** Say what was wrong in one line on stderr (`bench NAME: message`) and exit with status 2. */
+  fail(message: string): never;
 }
 
 /**
  * Read a benchmark's flags; with `--help`, print `usage` and exit before any
- * work (every benchmark answers --help without running).
+ * work (every benchmark answers --help without running). A flag the usage
+ * text does not name (nor `internal`: the flags a benchmark passes to its
+ * own child processes) is an error, as is a flag's bad value: one line on
+ * stderr and status 2, before any work (`streamllm bench` passes the status
+ * on).
  */
-export function benchArgs(usage: string): BenchArgs {
+export function benchArgs(usage: string, internal: readonly string[] = []): BenchArgs {
   const argv = process.argv.slice(2);
   if (argv.includes('--help')) {
     console.log(usage);
     process.exit(0);
   }
-  return {
-    value(name, fallback) {
-      const i = argv.indexOf(`--${name}`);
-      return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback;
-    },
-    has: (name) => argv.includes(`--${name}`),
+  const script = `bench ${basename(process.argv[1] ?? 'bench', '.js')}`;
+  const fail = (message: string): never => {
+    process.stderr.write(`${script}: ${message}\n`);
+    process.exit(2);
   };
+  const known = new Set([...[...usage.matchAll(/--([a-z][a-z0-9-]*)/g)].map((m) => m[1]!), ...internal]);
+  for (const a of argv) {
+    if (a.startsWith('--') && !known.has(a.slice(2)))
+      fail(
+        `unknown flag ${a} (flags: ${[...known]
+          .filter((f) => !internal.includes(f))
+          .map((f) => `--${f}`)
+          .join(', ')})`,
+      );
+  }
+  const value = (name: string, fallback: string): string => {
+    const i = argv.indexOf(`--${name}`);
+    if (i < 0) return fallback;
+    const v = argv[i + 1];
+    return v === undefined || v.startsWith('--') ? fail(`--${name}: expected a value after it`) : v;
+  };
+  return {
+    value,
+    has: (name) => argv.includes(`--${name}`),
+    count(name, fallback, min = 1, max = Number.MAX_SAFE_INTEGER) {
+      const given = value(name, String(fallback));
+      const n = Number(given);
+      return /^\d+$/.test(given) && n >= min && n <= max
+        ? n
+        : fail(`--${name}: expected a whole number ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in ${min}..${max}`}, got '${given}'`);
+    },
+    choice(name, fallback, choices) {
+      const given = value(name, fallback);
+      return (choices as readonly string[]).includes(given)
+        ? (given as typeof fallback)
+        : fail(`--${name}: expected one of ${choices.join(', ')}, got '${given}'`);
+    },
+    fail,
+  };
+}
+
+/**
+ * Run a benchmark's main. A user's error (a file, model or flag that is not
+ * what was expected: StreamllmError) is one line on stderr and status 2;
+ * anything else is a bug and keeps its stack trace.
+ */
+export async function runBench(main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+  } catch (e) {
+    if (!(e instanceof StreamllmError)) throw e;
+    process.stderr.write(`bench ${basename(process.argv[1] ?? 'bench', '.js')}: ${e.message}\n`);
+    process.exit(2);
+  }
 }
 
 export function machine(): string {

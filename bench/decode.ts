@@ -28,10 +28,11 @@ import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 import { disposeModel } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
-import { benchArgs, markdownTable, median, peakRssMiB, recordResult } from './common.js';
+import { benchArgs, markdownTable, median, peakRssMiB, recordResult, runBench } from './common.js';
 
 const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all) against
-llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocked evaluation on 1 and all threads.
+llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocked evaluation (float32, q8)
+on 1 and all threads.
 
   node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--spin-ab] [--record]
 
@@ -40,7 +41,7 @@ llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocke
   --rounds N         round-robin passes over the engines (default 3)
   --threads N        "all threads" (default: every core, ${defaultThreads()} here)
   --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
-  --only decode|eval only the decode rows (run.c and ours) or only the blocked-evaluation rows (first shape)
+  --only decode|eval only the decode rows (run.c and ours) or only the blocked-evaluation rows (default: both)
   --spin-ab          also this project on all threads with the pool's spin off (the sleep-only pool), an A/B of the spin in the same run
   --peer FILE        run.c to build (default: ../shared/peers/llama2c/run.c beside the repository)
   --record           append the tables to bench/RESULTS.md
@@ -52,7 +53,7 @@ Large files go to a temporary folder, removed at the end.`;
 /** ../shared/peers/llama2c/run.c beside the repository (dist/bench/ is two folders down). */
 const DEFAULT_PEER = fileURLToPath(new URL('../../../shared/peers/llama2c/run.c', import.meta.url));
 
-const cli = benchArgs(HELP);
+const cli = benchArgs(HELP, ['child', 'child-eval', 'weights', 'spin-off']);
 const arg = cli.value;
 
 interface Engine {
@@ -103,10 +104,10 @@ async function childDecode(model: string, threads: number, weights: 'f32' | 'q8'
   return { tokensPerSecond, rssMiB: peakRssMiB() };
 }
 
-/** Child: blocked scoring of `count` tokens (dense cache, blocks of 256). */
-async function childEval(model: string, threads: number, count: number): Promise<Measurement> {
+/** Child: blocked scoring of `count` tokens (window cache of the trained length, blocks of 256). */
+async function childEval(model: string, threads: number, weights: 'f32' | 'q8', count: number): Promise<Measurement> {
   await initBackend('wasm');
-  const m = placeWeights(loadModel(model), { threads, weights: 'f32' });
+  const m = placeWeights(loadModel(model), { threads, weights });
   await m.pool?.ready();
   const ids = Array.from({ length: count }, (_, i) => 1 + ((i * 7919) % (m.config.vocabSize - 1)));
   const window = m.config.maxSeqLen;
@@ -125,14 +126,16 @@ function runEngine(engine: Engine, dir: string, shape: string, tokens: number, e
       encoding: 'utf8',
       env: { ...process.env, OMP_NUM_THREADS: String(engine.threads) },
     });
-    const match = /achieved tok\/s: ([\d.]+)/.exec(run.stderr); // run.c reports on stderr
+    const match = /achieved tok\/s: ([\d.]+|inf)/.exec(run.stderr); // run.c reports on stderr
     if (match === null) throw new Error(`runomp printed no tok/s (status ${run.status}): ${run.stderr.slice(-200)}`);
+    // run.c's clock counts whole milliseconds: a run shorter than one reads as inf
+    if (match[1] === 'inf') cli.fail(`--tokens: run.c decoded ${tokens} tokens within one tick of its millisecond clock; give more tokens`);
     return { tokensPerSecond: Number(match[1]) };
   }
   const script = fileURLToPath(import.meta.url);
   const args =
     engine.kind === 'eval'
-      ? ['--child-eval', model, '--threads', String(engine.threads), '--eval-tokens', String(evalTokens)]
+      ? ['--child-eval', model, '--threads', String(engine.threads), '--weights', engine.weights!, '--eval-tokens', String(evalTokens)]
       : [
           '--child',
           model,
@@ -158,25 +161,24 @@ function buildPeer(dir: string, source: string): boolean {
 }
 
 async function main(): Promise<void> {
-  const tokens = Number(arg('tokens', '128'));
-  const threads = Number(arg('threads', String(defaultThreads())));
-  const evalTokens = Number(arg('eval-tokens', '1024'));
+  const tokens = cli.count('tokens', 128, 1, 1_000_000);
+  const threads = cli.count('threads', defaultThreads(), 1, 256);
+  const evalTokens = cli.count('eval-tokens', 1024, 0, 1_000_000);
   const child = arg('child', '');
   if (child) {
-    const weights = arg('weights', 'f32') as 'f32' | 'q8';
+    const weights = cli.choice('weights', 'f32', ['f32', 'q8']);
     process.stdout.write(JSON.stringify(await childDecode(child, threads, weights, tokens, cli.has('spin-off'))));
     return;
   }
   const childEvalModel = arg('child-eval', '');
   if (childEvalModel) {
-    process.stdout.write(JSON.stringify(await childEval(childEvalModel, threads, evalTokens)));
+    process.stdout.write(JSON.stringify(await childEval(childEvalModel, threads, cli.choice('weights', 'f32', ['f32', 'q8']), evalTokens)));
     return;
   }
-  const rounds = Number(arg('rounds', '3'));
+  const rounds = cli.count('rounds', 3, 1, 100);
   const shapes = arg('shapes', '15M,110M').split(',');
-  for (const s of shapes) if (NAMED_SHAPES[s] === undefined) throw new Error(`--shapes: unknown shape ${s}`);
-  const only = arg('only', '');
-  if (!['', 'decode', 'eval'].includes(only)) throw new Error(`--only: expected decode or eval, got ${only}`);
+  for (const s of shapes) if (NAMED_SHAPES[s] === undefined) cli.fail(`--shapes: unknown shape '${s}' (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
+  const only = cli.choice('only', 'both', ['both', 'decode', 'eval']);
 
   const dir = mkdtempSync(join(tmpdir(), 'streamllm-bench-decode-'));
   try {
@@ -203,14 +205,21 @@ async function main(): Promise<void> {
     ];
     const evalEngines: Engine[] =
       evalTokens > 0 && only !== 'decode'
-        ? [...new Set([1, threads])].map((n): Engine => ({ name: `blocked eval, f32, ${n} thread${n > 1 ? 's' : ''}`, kind: 'eval', threads: n }))
+        ? (['f32', 'q8'] as const).flatMap((weights) =>
+            [...new Set([1, threads])].map((n): Engine => ({
+              name: `blocked eval, ${weights}, ${n} thread${n > 1 ? 's' : ''}`,
+              kind: 'eval',
+              threads: n,
+              weights,
+            })),
+          )
         : [];
     const sections: string[] = [];
-    for (const shape of only === 'eval' ? shapes.slice(0, 1) : shapes) {
+    for (const shape of shapes) {
       const s = NAMED_SHAPES[shape]!;
       writeLlama2c(join(dir, `${shape}.bin`), randomLlamaTensors({ ...s, sharedClassifier: true }, 0));
       syntheticTokenizer(join(dir, `tokenizer-${shape}.bin`), s.vocabSize);
-      const all = [...engines, ...(shape === shapes[0] ? evalEngines : [])];
+      const all = [...engines, ...evalEngines];
       const results = new Map<Engine, Measurement[]>(all.map((e) => [e, []]));
       const loadBefore = loadavg()[0]!; // said with the result: a busy machine moves every figure, run.c's 2 threads most
       for (let round = 0; round < rounds; round++) {
@@ -239,9 +248,8 @@ async function main(): Promise<void> {
         [`f32, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'f32'), find('ours', 1, 'f32'))],
         [`f32, ${threads} threads, spin / no spin`, ratio(find('ours', threads, 'f32'), find('ours', threads, 'f32', true))],
         [`q8, ${threads} threads, spin / no spin`, ratio(find('ours', threads, 'q8'), find('ours', threads, 'q8', true))],
-        ...(evalEngines.length > 0 && shape === shapes[0]
-          ? [[`blocked eval ${threads} threads / 1 thread`, ratio(find('eval', threads), find('eval', 1))]]
-          : []),
+        [`blocked eval, f32, ${threads} threads / 1 thread`, ratio(find('eval', threads, 'f32'), find('eval', 1, 'f32'))],
+        [`blocked eval, q8, ${threads} threads / 1 thread`, ratio(find('eval', threads, 'q8'), find('eval', 1, 'q8'))],
       ].filter(([, x]) => x !== 'NaN'); // rows whose engines did not run (--only, no run.c)
       sections.push(
         `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode of ${tokens} tokens from BOS, dense cache; ` +
@@ -261,4 +269,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+await runBench(main);

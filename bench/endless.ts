@@ -6,13 +6,13 @@
 //
 //   node dist/bench/endless.js [--model weights/softmax] [--tokens 1000000] [--every 50000] [--backend wasm] [--record]
 import * as tf from '@tensorflow/tfjs';
-import { type BackendName, initBackend } from '../src/backend.js';
+import { BACKENDS, initBackend } from '../src/backend.js';
 import { policyLabel } from '../src/cache/index.js';
 import { generate } from '../src/generate.js';
 import { loadModel } from '../src/model/load.js';
 import { createSampler } from '../src/sample/sampler.js';
 import { defaultManifestPath, defaultModel, readManifest } from '../src/zoo/manifest.js';
-import { benchArgs, markdownTable, recordResult } from './common.js';
+import { benchArgs, markdownTable, recordResult, runBench } from './common.js';
 
 const USAGE = `Endless generation through the streaming cache: speed, memory, live tensors and cache bytes every --every tokens.
 
@@ -28,9 +28,9 @@ const args = benchArgs(USAGE);
 const arg = args.value;
 
 async function main(): Promise<void> {
-  const total = Number(arg('tokens', '1000000'));
-  const every = Number(arg('every', '50000'));
-  const backend = await initBackend(arg('backend', 'wasm') as BackendName);
+  const total = args.count('tokens', 1_000_000, 1, 1e9);
+  const every = args.count('every', 50_000, 1, total);
+  const backend = await initBackend(args.choice('backend', 'wasm', BACKENDS));
   const modelPath = arg('model', defaultModel(readManifest(defaultManifestPath())).path);
   const model = loadModel(modelPath);
   const trained = model.config.maxSeqLen;
@@ -65,4 +65,4 @@ async function main(): Promise<void> {
   recordResult('Endless generation (bench/endless.ts)', `node dist/bench/endless.js ${process.argv.slice(2).join(' ')}`.trim(), body);
 }
 
-await main();
+await runBench(main);

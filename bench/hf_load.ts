@@ -5,10 +5,10 @@
 //   node dist/bench/hf_load.js [--shape 110M] [--backend wasm] [--record]
 import * as tf from '@tensorflow/tfjs';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type BackendName, initBackend } from '../src/backend.js';
+import { BACKENDS, type BackendName, initBackend } from '../src/backend.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { loadModel } from '../src/model/load.js';
@@ -16,22 +16,7 @@ import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 import { saveHfModel } from '../src/model/to_hf.js';
 import { disposeModel } from '../src/model/weights.js';
-import { BENCH_CACHE, benchArgs, markdownTable, peakRssMiB, recordResult } from './common.js';
-
-/**
- * Peak RSS of this process image. getrusage's maxRSS survives exec, so a
- * child spawned by a large parent would report the parent's peak; Linux's
- * VmHWM belongs to the new image.
- */
-function highWaterMiB(): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-    if (m) return Number(m[1]) / 1024;
-  } catch {
-    // not Linux
-  }
-  return peakRssMiB();
-}
+import { BENCH_CACHE, benchArgs, markdownTable, peakRssMiB, recordResult, runBench } from './common.js';
 
 const USAGE = `Load time and peak memory of one random model as a llama2.c file and as Hugging Face safetensors (F32, BF16), one process per load.
 
@@ -41,7 +26,8 @@ const USAGE = `Load time and peak memory of one random model as a llama2.c file 
   --backend B    wasm | cpu | tensorflow
   --record       append the table to bench/RESULTS.md
   --help         this text`;
-const arg = benchArgs(USAGE).value;
+const cli = benchArgs(USAGE, ['child']);
+const arg = cli.value;
 
 interface LoadResult {
   seconds: number;
@@ -53,11 +39,11 @@ interface LoadResult {
 /** Child mode: start the backend, note RSS, load, report. */
 async function child(path: string, backend: BackendName): Promise<void> {
   await initBackend(backend);
-  const baselineRssMiB = highWaterMiB();
+  const baselineRssMiB = peakRssMiB();
   const started = performance.now();
   const model = path === '-' ? undefined : loadModel(path);
   const seconds = (performance.now() - started) / 1000;
-  const result: LoadResult = { seconds, peakRssMiB: highWaterMiB(), baselineRssMiB, backendMiB: tf.memory().numBytes / 2 ** 20 };
+  const result: LoadResult = { seconds, peakRssMiB: peakRssMiB(), baselineRssMiB, backendMiB: tf.memory().numBytes / 2 ** 20 };
   if (model) disposeModel(model);
   process.stdout.write(JSON.stringify(result));
 }
@@ -71,8 +57,7 @@ async function checkpoints(shape: string, backend: BackendName): Promise<{ label
     { label: 'HF safetensors BF16', path: `${base}-bf16` },
   ];
   if (list.every((c) => existsSync(c.path))) return list;
-  const s = NAMED_SHAPES[shape];
-  if (s === undefined) throw new Error(`unknown shape ${shape} (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
+  const s = NAMED_SHAPES[shape]!; // checked by main
   mkdirSync(BENCH_CACHE, { recursive: true });
   await initBackend(backend);
   const tensors = randomLlamaTensors({ ...s, sharedClassifier: false }, 0);
@@ -90,10 +75,11 @@ function bytesOf(path: string): number {
 }
 
 async function main(): Promise<void> {
-  const backend = arg('backend', 'wasm') as BackendName;
+  const backend = cli.choice('backend', 'wasm', BACKENDS);
   const childPath = arg('child', '');
   if (childPath !== '') return child(childPath, backend);
   const shape = arg('shape', '110M');
+  if (NAMED_SHAPES[shape] === undefined) cli.fail(`--shape: unknown shape '${shape}' (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
   const script = fileURLToPath(import.meta.url);
   const run = (path: string): LoadResult =>
     JSON.parse(execFileSync(process.execPath, [script, '--child', path, '--backend', backend], { encoding: 'utf8' })) as LoadResult;
@@ -121,4 +107,4 @@ async function main(): Promise<void> {
   recordResult('Checkpoint loading (bench/hf_load.ts)', `node dist/bench/hf_load.js --shape ${shape} --backend ${backend} --record`, body);
 }
 
-await main();
+await runBench(main);

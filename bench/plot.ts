@@ -15,7 +15,7 @@ const USAGE = `Figure render time: the paper's three kinds of figure at their la
   --runs N       timed runs per figure (after one warm-up)
   --record       append the table to bench/RESULTS.md
   --help         this text`;
-const arg = benchArgs(USAGE).value;
+const cli = benchArgs(USAGE);
 
 /** Deterministic noise in [0, 1) (no seedrandom needed for plot data). */
 function noise(seed: number): () => number {
@@ -81,7 +81,7 @@ const cases: [string, () => Promise<Figure>][] = [
   ['grouped bars, 3 × 3', perplexityBars],
 ];
 
-const runs = Number(arg('runs', '5'));
+const runs = cli.count('runs', 5, 1, 1000);
 const load = loadavg()[0]!.toFixed(1);
 const rows: string[][] = [];
 for (const [name, make] of cases) {

@@ -31,7 +31,7 @@ import { pooledModelFromLlama2c } from '../src/model/pooled_llama2c.js';
 import { randomLlamaReader } from '../src/model/random_init.js';
 import { disposeModel, type Model } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
-import { benchArgs, markdownTable, recordResult } from './common.js';
+import { benchArgs, markdownTable, recordResult, runBench } from './common.js';
 
 const HELP = `bench/profile_decode.ts: where the time of a pooled greedy decode step goes (V8's sampling profiler,
 samples charged to the part of the step they ran in: weight products, attention, tfjs, sampling, ...).
@@ -46,7 +46,8 @@ samples charged to the part of the step they ran in: weight products, attention,
   --record        append the tables to bench/RESULTS.md
   --help          this text`;
 
-const arg = benchArgs(HELP).value;
+const cli = benchArgs(HELP);
+const arg = cli.value;
 
 /** The parts of a step, each with the source files (url endings) or function names that are its own. */
 const PARTS: { name: string; files: RegExp }[] = [
@@ -146,12 +147,11 @@ async function profileShape(shape: string, weights: 'f32' | 'q8', threads: numbe
 
 async function main(): Promise<void> {
   const shapes = arg('shapes', '15M').split(',');
-  for (const s of shapes) if (NAMED_SHAPES[s] === undefined) throw new Error(`--shapes: unknown shape ${s}`);
-  const weights = arg('weights', 'q8');
-  if (weights !== 'f32' && weights !== 'q8') throw new Error(`--weights: expected f32 or q8, got ${weights}`);
-  const threads = Number(arg('threads', String(defaultThreads())));
-  const tokens = Number(arg('tokens', '128'));
-  const rounds = Number(arg('rounds', '4'));
+  for (const s of shapes) if (NAMED_SHAPES[s] === undefined) cli.fail(`--shapes: unknown shape '${s}' (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
+  const weights = cli.choice('weights', 'q8', ['f32', 'q8']);
+  const threads = cli.count('threads', defaultThreads(), 1, 256);
+  const tokens = cli.count('tokens', 128, 1, 100_000);
+  const rounds = cli.count('rounds', 4, 1, 100);
   await initBackend('wasm');
   const sections: string[] = [];
   for (const shape of shapes) sections.push(await profileShape(shape, weights, threads, tokens, rounds));
@@ -160,4 +160,4 @@ async function main(): Promise<void> {
   recordResult('Decode step profile (bench/profile_decode.ts)', `node dist/bench/profile_decode.js ${process.argv.slice(2).join(' ')}`.trim(), body);
 }
 
-await main();
+await runBench(main);

@@ -1,58 +1,90 @@
-// Profile one training step (forward + backward) kernel by kernel.
-//   node dist/bench/profile_train.js [dim layers heads vocab B T]   (PROFILE=1: per kernel)
+// Where the time of one training step (forward + backward, no optimiser)
+// goes, tfjs kernel by kernel, on a random model: step time, tokens/s and
+// GFLOP/s, and with --kernels the kernels that took the most time.
+//
+//   node dist/bench/profile_train.js [--shape 256,4,8] [--vocab 4096] [--batch 8] [--seq-len 256] [--variant softmax] [--steps 2] [--kernels] [--record]
+import { loadavg } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend.js';
 import { initTrainableModel } from '../src/train/init.js';
 import { batchLoss } from '../src/train/loss.js';
-import { variantConfig } from '../src/train/variants.js';
+import { VARIANTS, variantConfig } from '../src/train/variants.js';
 import { BatchSampler, samplePrefix, WindowSource } from '../src/train/batches.js';
-import { benchArgs } from './common.js';
+import { benchArgs, markdownTable, recordResult } from './common.js';
 
-benchArgs(`Time one training step (forward + backward) of a random model; with PROFILE=1, also per tfjs kernel. Prints only (no --record).
+const USAGE = `bench/profile_train.ts: one training step (forward + backward) of a random model: time, tokens/s, GFLOP/s, and per tfjs kernel.
 
-  node dist/bench/profile_train.js [DIM LAYERS HEADS VOCAB BATCH SEQ_LEN]   (default 256 4 8 4096 8 256)
+  node dist/bench/profile_train.js [--shape 256,4,8] [--vocab 4096] [--batch 8] [--seq-len 256] [--variant softmax] [--steps 2] [--kernels] [--record]
 
-  env VARIANT    softmax variant of the model (default softmax); STEPS: timed steps (default 2); PROFILE=1: per-kernel table
-  --help         this text`);
+  --shape        width, layers, heads (default 256,4,8)
+  --vocab N      vocabulary size (default 4096)
+  --batch B      sequences per step (default 8)
+  --seq-len T    tokens per sequence (default 256)
+  --variant V    softmax variant (${VARIANTS.join(', ')}; default softmax)
+  --steps N      timed steps, after one warm-up (default 2)
+  --kernels      also profile one step per tfjs kernel (the 25 slowest)
+  --record       append the tables to bench/RESULTS.md
+  --help         this text`;
 
-const [dim, layers, heads, vocab, B, T] = (process.argv.slice(2).length ? process.argv.slice(2) : ['256', '4', '8', '4096', '8', '256']).map(Number);
-const variant = (process.env.VARIANT ?? 'softmax') as 'softmax';
-await initBackend('wasm');
-const tm = initTrainableModel(variantConfig(variant, { dim: dim!, layers: layers!, heads: heads! }, vocab!, T!), 0);
-const tokens = Int32Array.from({ length: 100000 }, (_, i) => (i * 7919) % vocab!);
-const sampler = new BatchSampler(new WindowSource(tokens, T!, samplePrefix(tm.config.sinkToken)), B!, 0);
+const cli = benchArgs(USAGE);
+const shape = cli.value('shape', '256,4,8');
+if (!/^\d+,\d+,\d+$/.test(shape)) cli.fail(`--shape: expected DIM,LAYERS,HEADS (three whole numbers), got '${shape}'`);
+const [dim, layers, heads] = shape.split(',').map(Number) as [number, number, number];
+if (!(dim >= 1 && dim <= 8192 && layers >= 1 && layers <= 256 && heads >= 1 && dim % heads === 0))
+  cli.fail(`--shape: expected DIM in 1..8192 divisible by HEADS and LAYERS in 1..256, got '${shape}'`);
+const vocab = cli.count('vocab', 4096, 2, 262_144);
+const B = cli.count('batch', 8, 1, 1024);
+const T = cli.count('seq-len', 256, 2, 16_384);
+const variant = cli.choice('variant', 'softmax', VARIANTS);
+const steps = cli.count('steps', 2, 1, 1000);
+
+const backend = await initBackend('wasm');
+const tm = initTrainableModel(variantConfig(variant, { dim, layers, heads }, vocab, T), 0);
+const tokens = Int32Array.from({ length: 100_000 }, (_, i) => (i * 7919) % vocab);
+const sampler = new BatchSampler(new WindowSource(tokens, T, samplePrefix(tm.config.sinkToken)), B, 0);
 const vars = tm.params.map((p) => p.variable);
 const step = () => {
   const batch = sampler.next();
   const { value, grads } = tf.variableGrads(() => batchLoss(tm.model(), batch), vars);
-  const loss = value.dataSync()[0]!;
+  value.dataSync();
   for (const g of Object.values(grads)) g.dataSync();
   tf.dispose([value, ...Object.values(grads)]);
-  return loss;
 };
+const load = loadavg()[0]!.toFixed(1);
 step(); // warm-up
-const t0 = performance.now();
-const n = Number(process.env.STEPS ?? 2);
-for (let i = 0; i < n; i++) step();
-const ms = (performance.now() - t0) / n;
-const p = tm.parameterCount;
-const nonEmb = p - vocab! * dim!;
-// FLOPs: 6 per parameter-token for the matrices (classifier = tied embedding counted once), plus attention (causal: half of 2*2*T*dim per token, times 3 for backward)
-const flops = B! * T! * (6 * (nonEmb + vocab! * dim!) + 6 * layers! * T! * dim!);
-console.log(`params ${p} step ${ms.toFixed(0)} ms  ${((B! * T!) / (ms / 1000)).toFixed(0)} tok/s  ${(flops / (ms / 1e3) / 1e9).toFixed(2)} GFLOP/s`);
-if (process.env.PROFILE) {
+const started = performance.now();
+for (let i = 0; i < steps; i++) step();
+const ms = (performance.now() - started) / steps;
+const params = tm.parameterCount;
+// FLOPs: 6 per parameter-token (forward 2, backward 4; the tied classifier
+// counted once), plus attention's scores and weighted sums (causal: half of
+// 2 * 2 * T * dim a token and layer, times 3 with the backward pass)
+const flops = B * T * (6 * params + 6 * layers * T * dim);
+let body =
+  `Random ${variant} model, dim ${dim}, ${layers} layers, ${heads} heads, vocab ${vocab}; batch ${B} x ${T} tokens; backend ${backend}; ` +
+  `mean of ${steps} steps after one warm-up; load average ${load}.\n\n` +
+  markdownTable(
+    ['parameters', 'ms a step', 'tokens/s', 'GFLOP/s'],
+    [[String(params), ms.toFixed(0), ((B * T) / (ms / 1000)).toFixed(0), (flops / (ms / 1000) / 1e9).toFixed(2)]],
+  );
+if (cli.has('kernels')) {
   const info = await tf.profile(() => {
     step();
   });
-  const byName = new Map<string, { ms: number; n: number }>();
+  const byName = new Map<string, { ms: number; calls: number }>();
   for (const k of info.kernels) {
-    const e = byName.get(k.name) ?? { ms: 0, n: 0 };
+    const e = byName.get(k.name) ?? { ms: 0, calls: 0 };
     e.ms += k.kernelTimeMs as number;
-    e.n++;
+    e.calls++;
     byName.set(k.name, e);
   }
-  const rows = [...byName].sort((a, b) => b[1].ms - a[1].ms);
-  const total = rows.reduce((s, [, e]) => s + e.ms, 0);
-  console.log(`kernel total ${total.toFixed(0)} ms in ${info.kernels.length} kernels`);
-  for (const [name, e] of rows.slice(0, 25)) console.log(`${name.padEnd(32)} ${e.ms.toFixed(1).padStart(8)} ms ${String(e.n).padStart(6)}`);
+  const total = [...byName.values()].reduce((s, e) => s + e.ms, 0);
+  const rows = [...byName]
+    .sort((a, b) => b[1].ms - a[1].ms)
+    .slice(0, 25)
+    .map(([name, e]) => [name, e.ms.toFixed(1), `${((100 * e.ms) / total).toFixed(1)}%`, String(e.calls)]);
+  body +=
+    `\n\nOne profiled step: ${total.toFixed(0)} ms in ${info.kernels.length} kernel calls.\n\n` + markdownTable(['tfjs kernel', 'ms', 'share', 'calls'], rows);
 }
+process.stdout.write(body + '\n');
+recordResult('Training step profile (bench/profile_train.ts)', `node dist/bench/profile_train.js ${process.argv.slice(2).join(' ')}`.trim(), body);

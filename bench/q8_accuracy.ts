@@ -26,7 +26,7 @@ import { disposeModel, type Model } from '../src/model/weights.js';
 import { loadTrainData, validationSamples } from '../src/train/data.js';
 import type { TrainOptions } from '../src/train/options.js';
 import { validationLoss } from '../src/train/validate.js';
-import { benchArgs, markdownTable, recordResult } from './common.js';
+import { benchArgs, markdownTable, recordResult, runBench } from './common.js';
 
 const HELP = `Perplexity with float32 weights, with q8, and with the q8 weights alone (x float32), on the conformance model and the zoo's default model.
 
@@ -113,9 +113,7 @@ async function zoo(weights: Weights, windows: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const given = benchArgs(HELP).value('windows', '32');
-  const windows = Number(given);
-  if (!(Number.isInteger(windows) && windows >= 1)) throw new Error(`--windows: expected a whole number >= 1, got ${given}`);
+  const windows = benchArgs(HELP).count('windows', 32, 1, 661);
   await initBackend('wasm');
   const rows: string[][] = [];
   for (const [name, measure, run] of [
@@ -135,4 +133,4 @@ async function main(): Promise<void> {
   recordResult('q8 accuracy (bench/q8_accuracy.ts)', `node dist/bench/q8_accuracy.js --windows ${windows} --record`, body);
 }
 
-await main();
+await runBench(main);

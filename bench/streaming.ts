@@ -10,13 +10,13 @@
 //   node dist/bench/streaming.js [length|fig10|blocked ...] [--backend wasm] [--record]
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
-import { type BackendName, initBackend } from '../src/backend.js';
+import { BACKENDS, initBackend } from '../src/backend.js';
 import { type CachePolicy, policyLabel } from '../src/cache/index.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { loadModel } from '../src/model/load.js';
 import { type Model, parameterCount } from '../src/model/weights.js';
 import { TokenStream } from '../src/stream.js';
-import { benchArgs, markdownTable, median, randomCheckpoint, recordResult, weightProductsMs } from './common.js';
+import { benchArgs, markdownTable, median, randomCheckpoint, recordResult, runBench, weightProductsMs } from './common.js';
 
 const rng = seedrandom('bench-streaming');
 const randomIds = (n: number, vocab: number) => Array.from({ length: n }, () => 3 + Math.floor(rng() * (vocab - 3)));
@@ -193,10 +193,13 @@ const USAGE = `The cache benchmarks on a random llama2.c 15M-shaped model.
   --help         this text`;
 
 async function main(): Promise<void> {
-  const backend = benchArgs(USAGE).value('backend', 'wasm') as BackendName;
+  const cli = benchArgs(USAGE);
+  const backend = cli.choice('backend', 'wasm', BACKENDS);
   const args = process.argv.slice(2);
   const which = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--backend');
-  const runs = which.length ? which : ['length', 'fig10', 'blocked'];
+  const known = ['length', 'fig10', 'blocked'];
+  for (const w of which) if (!known.includes(w)) cli.fail(`expected a benchmark among ${known.join(', ')}, got '${w}'`);
+  const runs = which.length ? which : known;
   const name = await initBackend(backend);
   const model = loadModel(randomCheckpoint('15M'));
   const sections: [string, () => Promise<string> | string][] = [
@@ -212,4 +215,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+await runBench(main);

@@ -35,12 +35,16 @@ const USAGE = `Training throughput (forward + backward + AdamW), the training pa
   --steps N      timed steps per path (default 3)
   --record       append the table to bench/RESULTS.md
   --help         this text`;
-const arg = benchArgs(USAGE).value;
-const [dim, layers, heads] = arg('shape', '256,4,8').split(',').map(Number) as [number, number, number];
-const vocab = Number(arg('vocab', '4096'));
-const B = Number(arg('batch', '8'));
-const T = Number(arg('seq-len', '256'));
-const steps = Number(arg('steps', '3'));
+const cli = benchArgs(USAGE);
+const shape = cli.value('shape', '256,4,8');
+if (!/^\d+,\d+,\d+$/.test(shape)) cli.fail(`--shape: expected DIM,LAYERS,HEADS (three whole numbers), got '${shape}'`);
+const [dim, layers, heads] = shape.split(',').map(Number) as [number, number, number];
+if (!(dim >= 1 && dim <= 8192 && layers >= 1 && layers <= 256 && heads >= 1 && dim % heads === 0))
+  cli.fail(`--shape: expected DIM in 1..8192 divisible by HEADS and LAYERS in 1..256, got '${shape}'`);
+const vocab = cli.count('vocab', 4096, 2, 262_144);
+const B = cli.count('batch', 8, 1, 1024);
+const T = cli.count('seq-len', 256, 2, 16_384);
+const steps = cli.count('steps', 3, 1, 1000);
 
 /** The same causal block, hidden from the batched path (its view no longer says it is self-contained). */
 function opaque(c: KVCache): KVCache {

@@ -6,6 +6,11 @@ export class StreamllmError extends Error {
   override name = 'StreamllmError';
 }
 
+/** An error already reported on stderr (by a child process): the CLI adds no line of its own, only exit code 2. */
+export class ReportedError extends StreamllmError {
+  override name = 'ReportedError';
+}
+
 /** A bad command-line flag or API argument. */
 export class UsageError extends StreamllmError {
   override name = 'UsageError';

@@ -28,7 +28,7 @@ t.test('every command: an argument error is one line on stderr, exit 2, nothing 
     [['init', '--dim', '16'], 'init: --out is required (see streamllm init --help)'],
     [
       ['bench', 'nothing'],
-      "bench: expected a benchmark name (decode, profile_decode, streaming, endless, hf_load, big_q8, q8_accuracy, builds_ab, plot, train), got 'nothing'",
+      "bench: expected a benchmark name (decode, profile_decode, streaming, endless, hf_load, big_q8, q8_accuracy, builds_ab, plot, train, profile_train), got 'nothing'",
     ],
     [['sink-emergence', '--window', '1'], 'sink-emergence --window: must be >= 2, got 1'],
     [['nosuch'], "unknown command 'nosuch' (commands: start, generate, eval, attn, reproduce, sink-emergence, train, train-tokenizer, publish, init, bench)"],
@@ -94,6 +94,32 @@ t.test('every benchmark answers --help without running, and records nothing', as
     t.equal(r.status, 0, `${script} --help: exit 0`);
     t.match(r.stdout, /--help {2,}this text/, `${script} --help prints its usage`);
     t.equal(r.stderr, '', `${script} --help: nothing on stderr`);
+    const bad = spawnSync(process.execPath, [compiled, '--no-such-flag'], { encoding: 'utf8', timeout: 60_000 });
+    const name = script.replace(/\.ts$/, '');
+    t.equal(bad.status, 2, `${script} --no-such-flag: exit 2`);
+    t.match(bad.stderr, new RegExp(`^bench ${name}: unknown flag --no-such-flag \\(flags: --[a-z][^\\n]*\\)\\n$`), `${script}: one line naming the flag`);
+    t.equal(bad.stdout, '', `${script} --no-such-flag: nothing on stdout`);
   }
   t.equal(readFileSync(results, 'utf8'), before, 'bench/RESULTS.md untouched');
+});
+
+t.test('a benchmark flag with a bad value: one line naming it, exit 2, before any work, through streamllm bench too', async (t) => {
+  const cases: [string, string[], string][] = [
+    ['decode', ['--tokens', '0'], "--tokens: expected a whole number in 1..1000000, got '0'"],
+    ['decode', ['--shapes', '15M,7M'], "--shapes: unknown shape '7M' (known: 260K, 15M, 42M, 110M)"],
+    ['decode', ['--only', 'both', '--rounds'], '--rounds: expected a value after it'],
+    ['builds_ab', ['--b', 'dist'], '--a: expected the dist/ folder of the build to compare with'],
+    ['streaming', ['fig11'], "expected a benchmark among length, fig10, blocked, got 'fig11'"],
+    ['profile_train', ['--shape', '10,2,3'], "--shape: expected DIM in 1..8192 divisible by HEADS and LAYERS in 1..256, got '10,2,3'"],
+    ['endless', ['--backend', 'gpu'], "--backend: expected one of tensorflow, wasm, cpu, got 'gpu'"],
+  ];
+  for (const [name, args, message] of cases) {
+    const r = runCli(['bench', name, ...args]);
+    t.equal(r.status, 2, `bench ${name} ${args.join(' ')}: exit 2`);
+    t.equal(r.stderr, `bench ${name}: ${message}\n`, "the benchmark's line alone (streamllm adds none)");
+    t.equal(r.stdout, '');
+  }
+  const help = runCli(['bench', 'decode', '--help']);
+  t.equal(help.status, 0);
+  t.match(help.stdout, /^bench\/decode\.ts: greedy decode/, "bench NAME --help is the benchmark's help");
 });

@@ -3,11 +3,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { UsageError } from '../errors.js';
+import { ReportedError, StreamllmError, UsageError } from '../errors.js';
 import { defineCommand } from './args.js';
 
 const BENCHMARKS: Record<string, string> = {
-  decode: 'batch-1 greedy decode speed, peak RSS and a per-kernel profile (15M and 110M shapes)',
+  decode: 'greedy decode tok/s against llama2.c run.c (float32, q8; 1 and all threads), blocked evaluation on 1 and all threads',
   profile_decode: 'where the time of a pooled decode step goes, by part (products, attention, tfjs, sampling, ...)',
   streaming: 'latency vs stream length, recompute vs streaming (Fig. 10), blocked vs stepwise evaluation',
   endless: 'a million sampled tokens through the streaming cache: speed and memory every 50K tokens',
@@ -17,6 +17,7 @@ const BENCHMARKS: Record<string, string> = {
   builds_ab: 'two builds alternating in one run: decode and blocked-evaluation speed (--a OLD/dist --b dist)',
   plot: 'figure rendering times',
   train: 'training step throughput: the training path against the proof-of-concept path it replaced',
+  profile_train: 'one training step of a random model: time, tokens/s, GFLOP/s, and per tfjs kernel',
 };
 
 export const benchCommand = defineCommand({
@@ -24,7 +25,7 @@ export const benchCommand = defineCommand({
   summary: 'run a benchmark from bench/ (--record appends its table to bench/RESULTS.md)',
   usage: `NAME [benchmark flags]     NAME: ${Object.keys(BENCHMARKS).join(', ')}`,
   details: Object.entries(BENCHMARKS)
-    .map(([name, what]) => `  ${name.padEnd(10)} ${what}`)
+    .map(([name, what]) => `  ${name.padEnd(Math.max(...Object.keys(BENCHMARKS).map((n) => n.length)))}  ${what}`)
     .join('\n'),
   flags: [],
   passThrough: true,
@@ -36,6 +37,8 @@ export const benchCommand = defineCommand({
     const script = fileURLToPath(new URL(`../../bench/${name}.js`, import.meta.url));
     if (!existsSync(script)) throw new UsageError(`bench: ${script} is missing; run npm run build first`);
     const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
-    if (r.status !== 0) throw new UsageError(`bench ${name}: the benchmark exited with status ${r.status}`);
+    // status 2: the benchmark has said what was wrong with its flags, in one line
+    if (r.status === 2) throw new ReportedError();
+    if (r.status !== 0) throw new StreamllmError(`bench ${name}: the benchmark exited with ${r.status === null ? `signal ${r.signal}` : `status ${r.status}`}`);
   },
 });

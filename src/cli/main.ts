@@ -4,7 +4,7 @@
 // errors into one line on stderr with exit code 2.
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { StreamllmError } from '../errors.js';
+import { ReportedError, StreamllmError } from '../errors.js';
 import { type CommandSpec, helpText, parseFlags } from './args.js';
 import { attnCommand } from './attn.js';
 import { benchCommand } from './bench.js';
@@ -54,7 +54,8 @@ export async function main(argv: string[]): Promise<number> {
   const command = COMMANDS.find((c) => c.name === name);
   try {
     if (command === undefined) throw new StreamllmError(`unknown command '${name}' (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
-    if (rest.includes('--help') || rest.includes('-h')) {
+    // (a command that forwards its arguments shows its own help only when asked first: `bench decode --help` is the benchmark's)
+    if (command.passThrough ? rest[0] === '--help' || rest[0] === '-h' : rest.includes('--help') || rest.includes('-h')) {
       process.stdout.write(helpText(command));
       return 0;
     }
@@ -63,7 +64,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof StreamllmError) {
-      process.stderr.write(`streamllm: ${e.message}\n`);
+      if (!(e instanceof ReportedError)) process.stderr.write(`streamllm: ${e.message}\n`);
       return 2;
     }
     throw e;
