@@ -17,7 +17,7 @@ import { scoreTokens } from '../src/eval/perplexity.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { type Placement, placeWeights } from '../src/model/pooled.js';
 import { residualInPool } from '../src/model/pooled_layers.js';
-import { forward } from '../src/model/transformer.js';
+import { forward, forwardBatch } from '../src/model/transformer.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess } from './helpers.js';
 
@@ -159,6 +159,37 @@ t.test('pooled attention on arrays (no tfjs ops but the stored keys and values) 
     disposeModel(model);
     await model.pool!.dispose();
   }
+});
+
+t.test('pooled attention on arrays for a batch of sequences (T = 1 and T = 3) equals the tensor path bit for bit', async (t) => {
+  // Each sequence at its own position (prefixes of 4 and 7 tokens), then
+  // blocks of 1 and 3 tokens for both at once: the merged heads of the
+  // array path (written in place for T = 1) against selfAttention's.
+  const model = await loaded({ threads: 2, weights: 'q8', splitMinBytes: 0 });
+  const run = (observe: boolean) => {
+    const options = observe ? { onAttention: () => {} } : {};
+    const caches = [
+      new DenseCache({ layers: 3, kvHeads: 2, headDim: 8 }),
+      createCache({ kind: 'streaming', sinkCount: 2, windowSize: 6 }, { layers: 3, kvHeads: 2, headDim: 8 }),
+    ];
+    forward(model, tokens.slice(0, 4), caches[0]!).dispose();
+    forward(model, tokens.slice(10, 17), caches[1]!).dispose();
+    const rows: number[] = [];
+    for (const T of [1, 3, 1]) {
+      const out = forwardBatch(model, [tokens.slice(20, 20 + T), tokens.slice(30, 30 + T)], caches, 'all', options);
+      rows.push(...out.dataSync());
+      out.dispose();
+    }
+    caches.forEach((c) => c.dispose());
+    return rows;
+  };
+  const before = tf.memory().numTensors;
+  const arrays = run(false);
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  t.equal(arrays.length, 2 * (1 + 3 + 1) * model.config.vocabSize, 'logits of every token');
+  t.same(arrays, run(true), 'the same logits');
+  disposeModel(model);
+  await model.pool!.dispose();
 });
 
 t.test('q8: the same on every thread count, perplexity within 1% of float32', async (t) => {

@@ -30,7 +30,8 @@ import type { LayerWeights, Model } from './weights.js';
 /**
  * Attention of one layer: q|k|v [rows, (heads + 2 kvHeads) * headDim] in (a
  * view of the pool's memory: read it before the pool's next product), the
- * merged heads [rows, heads * headDim] out (before the out projection).
+ * merged heads [rows, heads * headDim] out (before the out projection; an
+ * array the next call may reuse: read it before then).
  */
 export type Attend = (qkv: Float32Array, rows: number, layer: number) => Float32Array;
 

@@ -236,9 +236,12 @@ function pooledAttention(
     tf.dispose([qkvTensor, merged]);
     return values;
   }
-  const merged = new Float32Array(rows * heads * headDim); // [B*T, heads * headDim]
+  const merged = directArrays.take('merged', rows * heads * headDim); // [B*T, heads * headDim]
   const rotation = { pairs: config.rope.layout === 'pairs', rotaryDim: config.rope.rotaryDim };
-  batch.forEach((state, b) => {
+  const spec = { variant: config.softmax, sinkLogits: w.sinkLogits };
+  const qSize = heads * T * headDim;
+  for (let b = 0; b < batch.length; b++) {
+    const state = batch[b]!;
     const { cache, view: block } = state;
     const view = block.layer(layer);
     const byView = (state.angleArrays ??= new Map());
@@ -250,28 +253,51 @@ function pooledAttention(
       });
       byView.set(view, angles);
     }
+    // new arrays: they become the tensors the cache stores (which the cpu backend keeps as they are)
     const keys = new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
     const values = new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
-    const queries = view.frames.map(() => new Float32Array(heads * T * headDim)); // per frame [heads, T, headDim]
+    const frames = view.frames;
+    const queries: Float32Array[] = []; // per frame [heads, T, headDim]
+    const rowRanges: Int32Array[] = [];
+    for (let f = 0; f < frames.length; f++) {
+      queries.push(directArrays.take(`queries ${f}`, qSize));
+      rowRanges.push(frames[f]!.rowRanges);
+    }
     qkvHeadsInto(qkv, b * T, T, config, rotation, angles[0], angles[1], angles.slice(2), keys, values, queries);
     const entries = cache.store(layer, tf.tensor3d(keys, [kvHeads, T, headDim]), tf.tensor3d(values, [kvHeads, T, headDim]));
-    const out = new Float32Array(heads * T * headDim); // [heads, T, headDim]
-    const spec = { variant: config.softmax, sinkLogits: w.sinkLogits };
-    attendDirect(
-      queries,
-      view.frames.map((f) => f.rowRanges),
-      entries.keys,
-      entries.values,
-      spec,
-      out,
-    );
+    // A single query row's [heads, 1, headDim] is its row of merged as it is.
+    const single = T === 1;
+    const out = single ? (batch.length === 1 ? merged : merged.subarray(b * qSize, (b + 1) * qSize)) : directArrays.take('out', qSize); // [heads, T, headDim]
+    attendDirect(queries, rowRanges, entries.keys, entries.values, spec, out);
+    if (single) continue;
     // [heads, T, headDim] -> rows b*T.. of [B*T, heads * headDim]
     for (let h = 0; h < heads; h++) {
-      for (let t = 0; t < T; t++) merged.set(out.subarray((h * T + t) * headDim, (h * T + t + 1) * headDim), ((b * T + t) * heads + h) * headDim);
+      for (let t = 0; t < T; t++) {
+        const from = (h * T + t) * headDim;
+        const to = ((b * T + t) * heads + h) * headDim;
+        for (let c = 0; c < headDim; c++) merged[to + c] = out[from + c]!;
+      }
     }
-  });
+  }
   return merged;
 }
+
+/**
+ * Arrays that pooledAttention's direct path fills and reads within one call,
+ * by name: kept from call to call (a decode step made them new in every
+ * layer, which cost more than the loops that fill them) and made anew only
+ * for another length.
+ */
+class ReusedArrays {
+  private readonly arrays = new Map<string, Float32Array>();
+
+  take(name: string, length: number): Float32Array {
+    let a = this.arrays.get(name);
+    if (a === undefined || a.length !== length) this.arrays.set(name, (a = new Float32Array(length)));
+    return a;
+  }
+}
+const directArrays = new ReusedArrays();
 
 /** One transformer layer; x: [B*T, dim] -> [B*T, dim]. */
 function transformerLayer(
