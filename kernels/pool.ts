@@ -6,55 +6,112 @@
 // only through internals it does not support. So the pool owns its memory
 // (a SharedArrayBuffer-backed WebAssembly.Memory): the weights it multiplies
 // live there, every worker instantiates the loops on it, and a product is
-// split by output rows, the calling thread taking the first share.
+// split by output rows, in runs that the threads claim in turn.
 //
-// Synchronisation: the caller writes a job, bumps the generation and wakes
-// the workers, does its own share, then waits until the pending count
-// reaches zero. Both waits spin first, for a bounded time, then sleep in
-// Atomics.wait:
+// Synchronisation: work stealing. A job (one product, or one of the other
+// loops over rows) is cut into units of whole row groups (splitRows), and
+// every thread, the caller included, claims runs of units until none is
+// left: each output row is computed by exactly one claim, whoever runs it,
+// so results are the same bits however the rows fall. A thread that starts
+// late, or runs on a busy core, simply claims less; one that comes after the
+// last unit is claimed finds none and goes back to waiting. The caller waits
+// only for the units the workers claimed, never for a worker that has not
+// started. A claim takes a share of the units left (claimUnits: a quarter on
+// two threads, at least one), so a job is a few claims, large ones first.
 //
-//   worker  after a job, watches the generation for up to spinMicros
-//           (default SPIN_MICROS, 200 µs) before it sleeps: the products of
-//           a decode step come a few tens of µs apart, so during a step the
-//           workers never sleep, and a step's last product (or a lone job)
-//           leaves them spinning for at most the bound.
-//   caller  after its own share, watches the pending count for at most
-//           spinMicros and at most what its own share took, plus 20 µs
-//           (the workers' shares are as large and start within a µs or
-//           two), and only while no worker is asleep (one that is needs a
-//           wake-up anyway), then sleeps.
+// The control words (an Int32Array on its own SharedArrayBuffer):
 //
-// A wake-up from Atomics.wait costs 20-50 µs on this kind of machine (two of
-// them per split product), a spin about 1 µs: without the spin a 15M
-// model's products (10-30 µs each on one thread) lose when split. The spin
-// costs a core while it lasts, which on busy cores is taken from whatever
-// else runs (other processes, the other engines of a benchmark), and a
-// spinning thread may even hold the core the thread it waits for needs. So
-// it is bounded, and, since on busy cores a split product can cost more than
-// the product alone, larger products are split only while splitting is
-// measured to pay (SplitChoices): when it stops paying, the workers get no
-// jobs, spin out their bound once and sleep. spinMicros 0 is the plain
-// Atomics.wait pool (no spin at all). Calls too small to repay even a spin
-// stay on the calling thread (splitMinBytes).
+//   CLAIM       the open job's claim word: tag (10 bits) | front (11) | back
+//               (11). Units [front, back) are unclaimed; the caller claims
+//               from the front (front += n), workers from the back (back -=
+//               n), each with one compareExchange on the whole word, n
+//               computed from that word alone. The tag changes every job.
+//   DONE        units the workers have finished, of the open job
+//   descriptor  OP, UNIT_ROWS, ROWS, ARGS: what a unit runs
+//   GENERATION  bumped once a job is open; the workers wait on it
 //
-// Measured so far only on a busy machine (2 cores, load 3-13 from other
-// processes): a hot loop of tiny split products took 1.7 µs each spinning
-// against 9.4 sleeping; a 15M classifier product (580 µs alone) split in
-// 290 µs when the worker caught it spinning, but often the worker started
-// hundreds of µs late (a spinning thread is preempted at the end of its time
-// slice; a sleeping one waits as long to be woken), and in decode the second
-// thread did not pay with or without the spin. On the quiet machine
-// (`bench/decode.ts --spin-ab`, bench/RESULTS.md, issue 10's third session)
-// the same: spin / no spin 0.94-1.15 in decode, the second thread adding
-// nothing there, while a block's chunked jobs ran 1.85x on two threads.
-// Splitting every product of 1 MiB or more regardless of SplitChoices gave
-// 110M q8 decode 1.24x, 15M 0.94x: splitting pays when the worker is
-// already awake, which one call at a time cannot see.
+// The caller posts a job: it writes the descriptor, stores DONE = 0, then
+// opens the job with an atomic store of CLAIM = (new tag, 0, units), then
+// bumps GENERATION (and notifies, if a worker sleeps). It claims from the
+// front until front meets back, counting its own units (`own`), then waits
+// until DONE = units - own: every unit it did not claim itself was claimed
+// by a worker, and is finished when DONE counts it.
+//
+// A worker, on seeing GENERATION move, loads CLAIM, and while front < back
+// tries compareExchange(CLAIM, word, word - n). Only when that succeeds does
+// it read the descriptor, run units [back - n, back), and add n to DONE.
+// Why no interleaving breaks this (all these accesses are Atomics,
+// sequentially consistent, so "before" is one total order):
+//
+// - A claim is valid for the job that is open when it succeeds: its
+//   compareExchange matched the open job's word exactly (tag, front and
+//   back), so the units existed and were unclaimed in that job. A worker
+//   that loaded the word of an earlier job and was preempted fails, since
+//   the tag (or the counts) differ; even if 1024 jobs later the same word
+//   came back, the claim would be a valid one of the job open then, because
+//   nothing of the job but that word is read before the claim.
+// - The descriptor the worker reads is the claimed job's: it was written
+//   before the atomic store that opened the job (which the successful
+//   compareExchange follows in the word's order), and the caller writes the
+//   next descriptor only after DONE has counted this claim, which the worker
+//   adds after it has read the descriptor and run the loop.
+// - DONE counts only the open job's units: it is reset before the job opens,
+//   a worker adds to it only for units it claimed in the open job, and the
+//   caller closes a job (returns) only when every worker-claimed unit is
+//   counted, so no addition of an earlier job can arrive late.
+// - Every unit is claimed exactly once (each claim moves front up or back
+//   down, atomically, never past the other), so units - own is exactly what
+//   the workers claimed, and the caller's wait ends once they finish.
+// - The caller's sleep cannot miss the last addition: it stores
+//   CALLER_WAITS = 1, loads DONE, and sleeps in Atomics.wait(DONE, that
+//   value); a worker adds to DONE, then loads CALLER_WAITS and notifies if
+//   set. Either the caller's load sees the worker's addition, or the
+//   worker's load sees the flag (and Atomics.wait rechecks the value under
+//   the waiters' lock, so a notify after that check wakes it).
+// - A worker that sleeps cannot miss a job: it adds to SLEEPING, then waits
+//   on GENERATION with the generation it has seen; the caller bumps
+//   GENERATION, then loads SLEEPING and notifies if it is not 0. Either the
+//   caller sees the sleeper, or the sleeper's Atomics.wait sees the new
+//   generation and returns at once.
+// - A loop that throws is caught where it runs: a worker sets FAILED and
+//   still counts its units in DONE; the caller, after an error of its own,
+//   goes on claiming (without running) until the job is closed and waits for
+//   the workers' claims as always, so no worker is left running a job whose
+//   memory the next job reuses. Then run() throws (the caller's error, else
+//   'a worker failed').
+//
+// Waits spin first, for a bounded time, then sleep in Atomics.wait:
+//
+//   worker  after a job, watches GENERATION for up to spinMicros (default
+//           SPIN_MICROS, 200 µs) before it sleeps: the products of a decode
+//           step come a few tens of µs apart, so during a step the workers
+//           never sleep, and a step's last product (or a lone job) leaves
+//           them spinning for at most the bound.
+//   caller  after its own claims, for the workers' (already running): at
+//           most spinMicros, and at most twice what the units not yet done
+//           would take it, plus 20 µs; a worker that takes longer has likely
+//           lost its core, and a spinning caller could be holding the core
+//           that worker needs.
+//
+// A wake-up from Atomics.wait costs 20-50 µs on this kind of machine, a spin
+// about 1 µs. A worker asleep when a job comes costs the caller only the
+// notify: the job is done by the time the worker wakes, unless it is long
+// enough for the worker to take part.
+//
+// History (the fixed-share pool this replaced: the caller posted per-thread
+// row ranges and waited for every worker's answer): a worker that started
+// late (asleep, or preempted on a busy core) cost the caller its whole
+// share, so in decode the second thread did not pay (110M q8 2 threads no
+// faster than 1, often slower), and a per-size choice to split or not
+// (SplitChoices) was learnt from each call's time, which could not see that
+// splitting keeps the workers awake. Splitting every product of 1 MiB or
+// more gave 110M q8 decode 1.18-1.24x.
 //
 // Started workers are unref'd, so they never keep the process alive, and
 // dispose() stops them; a pool that is not disposed is torn down with the
 // process (Ctrl-C included: the calling thread is never left waiting on a
-// worker that cannot answer, since the workers only ever run the loops).
+// worker that cannot answer, since it waits only for units a worker has
+// claimed and is running, and the workers only ever run the loops).
 import { Worker } from 'node:worker_threads';
 import { WASM_BASE64 as SHARED_LOOPS_WASM_BASE64 } from './simd/loops.shared.wasm.js';
 import { WASM_BASE64 } from './simd/products.wasm.js';
@@ -78,7 +135,6 @@ export interface SharedLoops {
 export const enum PoolOp {
   F32 = 0,
   Q8 = 1,
-  Stop = 2,
   /** attendRows over items; its last two arguments are the scores' base and bytes per thread. */
   Attend = 3,
   /** sumsOfExps over rows. */
@@ -90,23 +146,34 @@ export const enum PoolOp {
 /** The jobs run() takes. */
 export type JobOp = PoolOp.F32 | PoolOp.Q8 | PoolOp.Attend | PoolOp.SumsOfExps | PoolOp.Swiglu;
 
-// The control array (Int32Array on its own SharedArrayBuffer).
-const GENERATION = 0; // bumped once per job; the workers wait on it
-const PENDING = 1; // workers still running the current job; the caller waits on it
-const OP = 2;
-const FAILED = 3; // set by a worker whose loop threw (or could not be instantiated)
-const READY = 4; // workers that have started and wait for jobs
-const SPIN_MICROS_AT = 5; // how long to spin before sleeping, µs (0: never spin)
-const SLEEPING = 6; // workers asleep in Atomics.wait (or on their way there)
-// A chunked job: its rows in CHUNKS runs of CHUNK_ROWS (the last shorter),
-// each thread taking the next unclaimed one (NEXT) until none is left.
-const CHUNKS = 7; // 0: the job is split in fixed ranges (RANGES)
-const CHUNK_ROWS = 8;
-const ROWS = 9;
-const NEXT = 10;
-const ARGS = 11; // the job's arguments except the row range (at most 8)
+// The control array (Int32Array on its own SharedArrayBuffer); see the header.
+const GENERATION = 0; // bumped once per job (and by dispose); the workers wait on it
+const CLAIM = 1; // the open job's claim word: tag | front | back
+const DONE = 2; // units of the open job the workers have finished
+const CALLER_WAITS = 3; // 1 while the caller sleeps on DONE
+const FAILED = 4; // set by a worker whose loop threw (or could not be instantiated)
+const READY = 5; // workers that have started and wait for jobs
+const SPIN_MICROS_AT = 6; // how long to spin before sleeping, µs (0: never spin)
+const SLEEPING = 7; // workers asleep in Atomics.wait (or on their way there)
+const STOP = 8; // set by dispose()
+const NEVER = 9; // always 0: what a test's late thread waits on (lateMicros)
+// the job's descriptor
+const OP = 10;
+const UNIT_ROWS = 11;
+const ROWS = 12;
+const ARGS = 13; // the job's arguments except the row range (at most 8)
 const MAX_ARGS = 8;
-const RANGES = ARGS + MAX_ARGS; // per thread: row0, row1
+const LATE_AT = ARGS + MAX_ARGS; // per thread: µs to wait after a job is posted before claiming (tests)
+
+// CLAIM's fields: the tag in the top 10 bits, front and back 11 bits each
+// (in units of UNIT_ROWS rows).
+const INDEX_BITS = 11;
+const INDEX_MASK = (1 << INDEX_BITS) - 1;
+const FRONT_ONE = 1 << INDEX_BITS;
+const TAG_SHIFT = 2 * INDEX_BITS;
+const TAG_MASK = (1 << (32 - TAG_SHIFT)) - 1;
+/** The most units a job is cut into (what front and back can count). */
+const MAX_UNITS = INDEX_MASK;
 
 const PAGE = 65536;
 /** wasm32's limit: 65536 pages of 64 KiB. */
@@ -115,17 +182,37 @@ const MAX_PAGES = 65536;
 export const POOL_MAX_BYTES = MAX_PAGES * PAGE;
 
 /**
- * Products smaller than this many bytes of weights run on the calling thread
- * alone. A hot loop of one product splits well from about 64 KB with the
- * spin, but in a decode step the 15M shape's layer products (100-500 KB
- * as q8) lost split, every one of them (measured at load 1-1.5: 2.24 ms a
- * token on 2 threads, against 1.86 on one), while the 110M shape's (0.7-3.5
- * MB) won (7.5 ms always split, against 10.0 on one thread).
+ * Jobs that read fewer bytes than this run on the calling thread alone (see
+ * run); every larger one is split. (Kept from the fixed-share pool, where
+ * the 15M shape's layer products, 100-500 KB as q8, lost split.)
  */
 export const SPLIT_MIN_BYTES = 1024 * 1024;
 
 /**
- * Rows a job's ranges are whole multiples of: the float32 product's packed
+ * The least bytes (of weights, for a product) a claim takes: a job's unit,
+ * unless it has too many rows for MAX_UNITS. (Claims of 64 KB in equal
+ * chunks cost a 32000 x 768 q8 product 955 µs on 2 threads against 798 for
+ * the fixed shares: a claim is a compareExchange on a line both cores write,
+ * and each chunk a new stream for the prefetcher.)
+ */
+export const UNIT_BYTES = 32 * 1024;
+
+/**
+ * A claim takes 1 / (GUIDE * threads) of the units left, at least one
+ * ("guided" scheduling): a job's first claims are large, so a product is a
+ * few long streams and a few claims, and its last are a unit each, so a
+ * thread that is late or slow costs the others at most about a unit's time.
+ * The caller's claims are adjacent, front to back, one stream.
+ */
+const GUIDE = 2;
+
+/** Units a thread claims when `left` are left (the workers compute the same). */
+function claimUnits(left: number, threads: number): number {
+  return Math.ceil(left / (GUIDE * threads));
+}
+
+/**
+ * Rows a job's units are whole multiples of: the float32 product's packed
  * groups of 16 rows (split_products.ts; a range that cut a group would
  * compute the whole group), else 4 (q8's groups; the other jobs' rows).
  */
@@ -133,10 +220,7 @@ function splitRows(op: JobOp): number {
   return op === PoolOp.F32 ? 16 : 4;
 }
 
-/** Runs per thread a chunked job is cut into (see run). */
-const CHUNKS_PER_THREAD = 8;
-
-/** How long a worker (after a job) and the caller (after its share) spin before they sleep, by default. */
+/** How long a worker (after a job) and the caller (after its claims) spin before they sleep, by default. */
 export const SPIN_MICROS = 200;
 
 // The worker's whole program (plain JavaScript, run with eval: no loader or
@@ -144,7 +228,8 @@ export const SPIN_MICROS = 200;
 // Atomics.wait until the next job.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { memory, module, sharedLoopsModule, control: sab, index, generation: started } = workerData;
+const { memory, module, sharedLoopsModule, control: sab, index, generation: started, threads } = workerData;
+const guide = ${GUIDE} * threads;
 const control = new Int32Array(sab);
 let loops, shared, failure = 0;
 try {
@@ -158,6 +243,18 @@ try {
 let seen = started;
 Atomics.add(control, ${READY}, 1);
 parentPort.postMessage('ready');
+const a = control.subarray(${ARGS}, ${ARGS + MAX_ARGS});
+// Units [u0, u1) of the open job (its descriptor read after the claim: see the header).
+const run = (u0, u1) => {
+  const op = control[${OP}], size = control[${UNIT_ROWS}];
+  const row0 = u0 * size, row1 = Math.min(control[${ROWS}], u1 * size);
+  if (failure) throw new Error();
+  if (op === ${PoolOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+  else if (op === ${PoolOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+  else if (op === ${PoolOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
+  else if (op === ${PoolOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
+  else shared.swigluRange(a[0], row0, row1, a[1], a[2]);
+};
 // After a job, spin for the next one, up to the bound: the products of a
 // decode step come tens of µs apart. (Spinning only when the last job had
 // come within the bound was tried: on busy cores a wake-up alone can take
@@ -182,27 +279,26 @@ for (;;) {
     continue;
   }
   seen = generation;
-  const op = control[${OP}];
-  if (op === ${PoolOp.Stop}) break;
-  const a = control.subarray(${ARGS}, ${ARGS + MAX_ARGS});
-  const run = (row0, row1) => {
-    if (op === ${PoolOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-    else if (op === ${PoolOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
-    else if (op === ${PoolOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
-    else if (op === ${PoolOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
-    else shared.swigluRange(a[0], row0, row1, a[1], a[2]);
-  };
-  const row0 = control[${RANGES} + 2 * index], row1 = control[${RANGES} + 2 * index + 1];
-  try {
-    if (failure) throw new Error();
-    if (row1 > row0) run(row0, row1);
-    const chunks = control[${CHUNKS}], size = control[${CHUNK_ROWS}], rows = control[${ROWS}];
-    for (let k = chunks > 0 ? Atomics.add(control, ${NEXT}, 1) : 0; k < chunks; k = Atomics.add(control, ${NEXT}, 1)) run(k * size, Math.min(rows, (k + 1) * size));
-  } catch {
-    Atomics.store(control, ${FAILED}, 1);
+  if (Atomics.load(control, ${STOP}) !== 0) break;
+  const late = control[${LATE_AT} + index];
+  if (late > 0) Atomics.wait(control, ${NEVER}, 0, late / 1000);
+  // claim from the back until no unit is left
+  for (;;) {
+    const word = Atomics.load(control, ${CLAIM});
+    const back = word & ${INDEX_MASK};
+    const left = back - ((word >>> ${INDEX_BITS}) & ${INDEX_MASK});
+    if (left <= 0) break;
+    const take = Math.ceil(left / guide); // (claimUnits)
+    if (Atomics.compareExchange(control, ${CLAIM}, word, word - take) !== word) continue;
+    try {
+      run(back - take, back);
+    } catch {
+      Atomics.store(control, ${FAILED}, 1);
+    }
+    // counted even when it failed, so the caller never waits forever
+    Atomics.add(control, ${DONE}, take);
+    if (Atomics.load(control, ${CALLER_WAITS}) !== 0) Atomics.notify(control, ${DONE});
   }
-  // answered even when it failed, so the caller never waits forever
-  if (Atomics.sub(control, ${PENDING}, 1) === 1) Atomics.notify(control, ${PENDING});
 }
 `;
 
@@ -218,87 +314,6 @@ function sharedLoopsModule(): WebAssembly.Module {
   return compiledShared;
 }
 
-/**
- * Split unless alone has been clearly faster: a split's time includes, now
- * and then, a worker woken late (and splitting keeps the workers awake for
- * the next product, which no single call's time shows), so it is favoured
- * by SPLIT_BIAS.
- */
-const SPLIT_BIAS = 1.25;
-function splitWins(s: { split: number; alone: number }): boolean {
-  return s.split <= SPLIT_BIAS * s.alone;
-}
-
-/**
- * Whether to split a product, learnt while running: per size class (a power
- * of two of weight bytes), a moving average of the milliseconds a call took
- * split and unsplit; the cheaper is used (split favoured by SPLIT_BIAS), the other tried now and then
- * so that a change of load is noticed: after EXPLORE_MIN calls, and, each
- * time a try confirms the choice, after twice as many (up to EXPLORE_MAX),
- * back to EXPLORE_MIN when the choice changes. On idle cores splitting wins;
- * when other processes hold the cores, a woken worker may wait a time slice
- * for one, and the calling thread alone is faster: there a try can cost ten
- * times the product, hence the backing off.
- */
-class SplitChoices {
-  private static readonly EXPLORE_MIN = 16;
-  private static readonly EXPLORE_MAX = 512;
-  /** Split calls in a row not recorded because a worker was asleep, before one is recorded anyway (busy cores). */
-  private static readonly COLD_MAX = 4;
-  private readonly bySize = new Map<number, { split: number; alone: number; untilTry: number; tryEvery: number; cold: number }>();
-
-  /**
-   * Per job kind and size class: an attention job and a product of the same
-   * size take different times. `record` takes whether a worker was asleep
-   * when the split job was posted: such a split paid a wake-up that a split
-   * among others does not (the workers spin between jobs), and while every
-   * size stays unsplit the workers are always asleep when one is tried, so
-   * counting those would keep every product on one thread for good (measured:
-   * the 110M shape's products 2.2 ms a token slower on 2 threads than
-   * always split). It is not counted, and the next call splits again,
-   * with the workers awake, up to COLD_MAX times in a row; after that, a
-   * size whose splits always find the workers asleep (the 15M shape's
-   * classifier, its only product of 1 MiB or more, once a token) has its
-   * cold splits counted, until a warm one comes.
-   */
-  choose(op: JobOp, bytes: number): { split: boolean; record(ms: number, cold: boolean): void } {
-    const size = 64 * op + Math.round(Math.log2(bytes));
-    let s = this.bySize.get(size);
-    if (s === undefined)
-      this.bySize.set(size, (s = { split: NaN, alone: NaN, untilTry: SplitChoices.EXPLORE_MIN, tryEvery: SplitChoices.EXPLORE_MIN, cold: 0 }));
-    const stats = s;
-    let split: boolean;
-    let trying = false;
-    if (Number.isNaN(stats.split) || (stats.cold > 0 && stats.cold < SplitChoices.COLD_MAX)) split = true;
-    else if (Number.isNaN(stats.alone)) split = false;
-    else {
-      split = splitWins(stats);
-      if (--stats.untilTry <= 0) {
-        split = !split;
-        trying = true;
-      }
-    }
-    return {
-      split,
-      record(ms: number, cold: boolean) {
-        if (split && cold && stats.cold < SplitChoices.COLD_MAX) {
-          stats.cold++;
-          return;
-        }
-        if (split && !cold) stats.cold = 0; // (after COLD_MAX cold ones in a row, cold is this size's normal: counted from then on)
-        const key = split ? 'split' : 'alone';
-        const before = splitWins(stats);
-        stats[key] = Number.isNaN(stats[key]) ? ms : 0.8 * stats[key] + 0.2 * ms;
-        if (trying) {
-          const confirmed = before === splitWins(stats);
-          stats.tryEvery = confirmed ? Math.min(2 * stats.tryEvery, SplitChoices.EXPLORE_MAX) : SplitChoices.EXPLORE_MIN;
-          stats.untilTry = stats.tryEvery;
-        }
-      },
-    };
-  }
-}
-
 export class WorkerPool {
   /** The shared memory the weights and the products' operands live in. */
   readonly memory: WebAssembly.Memory;
@@ -312,37 +327,46 @@ export class WorkerPool {
   private readonly control: Int32Array;
   private top = 0;
   private readonly started: Promise<void>;
-  private readonly choices = new SplitChoices();
   private disposed = false;
+  /** The last job's tag (CLAIM's top bits). */
+  private tag = 0;
 
-  /**
-   * Products with fewer bytes of weights run on the calling thread alone;
-   * larger ones are split when that has lately been faster (0: split every
-   * product, always; for tests).
-   */
+  /** Jobs that read fewer bytes run on the calling thread alone; larger ones are split (0: every job, however small; for tests). */
   readonly splitMinBytes: number;
+
+  /** The least bytes (of weights, for a product) a unit reads (UNIT_BYTES by default; 1 makes every row group a unit, for tests). */
+  readonly unitBytes: number;
 
   /** How long the caller and the workers spin before they sleep (0: never spin). */
   readonly spinMicros: number;
 
-  /** threads: 1 runs every product on the calling thread (no workers). */
-  constructor(threads: number, options: { splitMinBytes?: number; spinMicros?: number } = {}) {
+  /**
+   * threads: 1 runs every product on the calling thread (no workers).
+   * lateMicros (tests): thread i (0: the caller) waits lateMicros[i] µs after
+   * each job is posted before it claims, as a thread preempted or
+   * woken late would.
+   */
+  constructor(threads: number, options: { splitMinBytes?: number; spinMicros?: number; unitBytes?: number; lateMicros?: readonly number[] } = {}) {
     this.splitMinBytes = options.splitMinBytes ?? SPLIT_MIN_BYTES;
     this.spinMicros = options.spinMicros ?? SPIN_MICROS;
+    this.unitBytes = options.unitBytes ?? UNIT_BYTES;
     if (!(this.spinMicros >= 0 && this.spinMicros <= 1e6)) throw new RangeError(`WorkerPool: spinMicros must be in 0..1e6, got ${this.spinMicros}`);
+    if (!(this.unitBytes >= 1)) throw new RangeError(`WorkerPool: unitBytes must be at least 1, got ${this.unitBytes}`);
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`WorkerPool: threads must be a positive integer, got ${threads}`);
     this.threads = threads;
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
-    this.control = new Int32Array(new SharedArrayBuffer(4 * (RANGES + 2 * threads)));
+    this.control = new Int32Array(new SharedArrayBuffer(4 * (LATE_AT + threads)));
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
+    const late = options.lateMicros ?? [];
+    for (let i = 0; i < threads; i++) this.control[LATE_AT + i] = Math.max(0, Math.round(late[i] ?? 0));
     for (let index = 1; index < threads; index++) {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
         execArgv: [], // not the parent's: --input-type=module would make this script a module, without require
-        workerData: { memory: this.memory, module, sharedLoopsModule: sharedLoopsModule(), control: this.control.buffer, index, generation: 0 },
+        workerData: { memory: this.memory, module, sharedLoopsModule: sharedLoopsModule(), control: this.control.buffer, index, generation: 0, threads },
       });
       this.workers.push(worker);
     }
@@ -396,90 +420,92 @@ export class WorkerPool {
    * Run a product over `rows` output rows: `args` are the loop's arguments
    * without row0/row1 (see ProductLoops; for Attend, SumsOfExps and Swiglu, those of
    * SharedLoops without the range, Attend's scores as a base and bytes per
-   * thread). Split over the
-   * threads when the bytes it reads (`weightBytes`: a product's weights
-   * times its tokens) are enough, else on this thread alone. `chunked`
-   * (a block's jobs: many milliseconds each) splits it into CHUNKS_PER_THREAD
-   * runs per thread that each thread takes in turn while any are left, so a
-   * thread that starts late or runs slower (a busy core) takes fewer, where
-   * equal shares would wait for it; the results are the same either way.
+   * thread). Split over the threads when the bytes it reads (`weightBytes`:
+   * a product's weights times its tokens) are at least splitMinBytes and
+   * make at least two units of unitBytes, else on this thread alone. A
+   * split job's units (whole row groups) are claimed by the threads in
+   * turn, as the header says; the results are the same bits however the
+   * rows fall to the threads.
    */
-  run(op: JobOp, args: readonly number[], rows: number, weightBytes: number, chunked = false): void {
+  run(op: JobOp, args: readonly number[], rows: number, weightBytes: number): void {
     if (this.disposed) throw new Error('WorkerPool: used after dispose()');
+    const groupRows = splitRows(op);
+    const groups = Math.ceil(rows / groupRows);
+    const unitGroups = Math.max(Math.ceil(groups / MAX_UNITS), Math.ceil((this.unitBytes * groups) / Math.max(1, weightBytes)));
     // Until every worker has started, the calling thread works alone: it must
     // not sleep on a worker whose start-up may need this thread's event loop
     // (module hooks such as a test runner's are served from there).
-    const large = weightBytes >= this.splitMinBytes && Atomics.load(this.control, READY) === this.workers.length;
-    const parts = large ? Math.min(this.threads, Math.ceil(rows / splitRows(op))) : 1;
-    if (parts === 1) {
+    if (groups < 2 * unitGroups || weightBytes < this.splitMinBytes || Atomics.load(this.control, READY) !== this.workers.length || this.threads === 1) {
       this.runRange(op, args, 0, rows);
       return;
     }
-    // A chunked job is split always: a worker that comes late takes fewer
-    // chunks, so it costs the caller at most the wait for its answer, where
-    // trying the job unsplit (SplitChoices) would cost a block's whole job.
-    if (this.splitMinBytes === 0 || chunked) {
-      this.runSplit(op, args, rows, parts, chunked);
-      return;
-    }
-    // Split or not, by what each has cost lately for products of this size
-    // (their results are the same either way).
-    const choice = this.choices.choose(op, weightBytes);
-    const cold = choice.split && Atomics.load(this.control, SLEEPING) > 0;
-    const started = performance.now();
-    if (choice.split) this.runSplit(op, args, rows, parts, chunked);
-    else this.runRange(op, args, 0, rows);
-    choice.record(performance.now() - started, cold);
+    this.runSplit(op, args, rows, groupRows * unitGroups);
   }
 
-  private runSplit(op: JobOp, args: readonly number[], rows: number, parts: number, chunked: boolean): void {
+  /** Run `rows` rows in units of `unitRows`, claimed by every thread in turn. */
+  private runSplit(op: JobOp, args: readonly number[], rows: number, unitRows: number): void {
     const c = this.control;
+    const units = Math.ceil(rows / unitRows);
+    // the descriptor, then DONE, then the claim word opens the job
     c[OP] = op;
     for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i]!;
-    const unit = splitRows(op);
-    const groups = Math.ceil(rows / unit);
-    // chunked: runs of whole groups of rows, taken in turn; else equal shares, thread 0 (this one) first
-    const chunkRows = chunked ? unit * Math.ceil(groups / Math.min(groups, CHUNKS_PER_THREAD * parts)) : 0;
-    c[CHUNKS] = chunked ? Math.ceil(rows / chunkRows) : 0;
-    c[CHUNK_ROWS] = chunkRows;
+    c[UNIT_ROWS] = unitRows;
     c[ROWS] = rows;
-    c[NEXT] = 0;
-    for (let i = 0; i < this.threads; i++) {
-      const g0 = Math.floor((groups * i) / parts);
-      const g1 = Math.floor((groups * (i + 1)) / parts);
-      c[RANGES + 2 * i] = !chunked && i < parts ? Math.min(rows, unit * g0) : 0;
-      c[RANGES + 2 * i + 1] = !chunked && i < parts ? Math.min(rows, unit * g1) : 0;
-    }
-    Atomics.store(c, PENDING, this.workers.length);
+    Atomics.store(c, DONE, 0);
+    this.tag = (this.tag + 1) & TAG_MASK;
+    Atomics.store(c, CLAIM, (this.tag << TAG_SHIFT) | units);
     Atomics.add(c, GENERATION, 1);
-    Atomics.notify(c, GENERATION);
+    if (Atomics.load(c, SLEEPING) !== 0) Atomics.notify(c, GENERATION);
+    const late = c[LATE_AT]!;
+    if (late > 0) Atomics.wait(c, NEVER, 0, late / 1000);
+    // Claim from the front until none is left. After an error, go on
+    // claiming without running, so that the job closes and the workers' last
+    // claims are waited for (the next job reuses their memory).
     const started = performance.now();
-    this.runRange(op, args, c[RANGES]!, c[RANGES + 1]!);
-    const total = c[CHUNKS];
-    for (let k = total > 0 ? Atomics.add(c, NEXT, 1) : 0; k < total; k = Atomics.add(c, NEXT, 1)) {
-      this.runRange(op, args, k * chunkRows, Math.min(rows, (k + 1) * chunkRows));
-    }
-    let pending = Atomics.load(c, PENDING);
-    // Spin only for workers that are awake (a sleeping one takes a wake-up,
-    // and on busy cores a spinning caller may hold the core it needs), and
-    // for at most what this thread's own share took, plus 20 µs: awake
-    // workers start within a µs or two and their shares are as large, so
-    // one that takes twice as long has likely lost its core. (A quarter of
-    // it plus 10 µs measured worse: a worker a little slower than that
-    // costs a wake-up of this thread.)
-    if (pending !== 0 && this.spinMicros > 0 && Atomics.load(c, SLEEPING) === 0) {
-      const now = performance.now();
-      const until = now + Math.min(this.spinMicros / 1000, now - started + 0.02);
-      for (let i = 1; pending !== 0; i++) {
-        if ((i & 63) === 0 && performance.now() > until) break;
-        pending = Atomics.load(c, PENDING);
+    let own = 0; // units
+    let error: unknown;
+    let failed = false;
+    for (;;) {
+      const word = Atomics.load(c, CLAIM);
+      const front = (word >>> INDEX_BITS) & INDEX_MASK;
+      const left = (word & INDEX_MASK) - front;
+      if (left <= 0) break;
+      const take = claimUnits(left, this.threads);
+      if (Atomics.compareExchange(c, CLAIM, word, word + take * FRONT_ONE) !== word) continue;
+      own += take;
+      if (failed) continue;
+      try {
+        this.runRange(op, args, front * unitRows, Math.min(rows, (front + take) * unitRows));
+      } catch (e) {
+        error = e;
+        failed = true;
       }
     }
-    for (; pending !== 0; pending = Atomics.load(c, PENDING)) Atomics.wait(c, PENDING, pending);
-    if (Atomics.exchange(c, FAILED, 0) !== 0) throw new Error('WorkerPool: a worker failed to run its share of a product');
+    // Wait for the units the workers claimed (each claim already running):
+    // spin for at most twice what this thread would take for the units not
+    // yet done, plus 20 µs (a worker slower than that has likely lost its
+    // core, which a spinning caller may be holding), then sleep.
+    const claimed = units - own;
+    let done = Atomics.load(c, DONE);
+    if (done < claimed && this.spinMicros > 0) {
+      const now = performance.now();
+      const until = now + Math.min(this.spinMicros / 1000, (2 * (claimed - done) * (now - started)) / Math.max(1, own) + 0.02);
+      for (let i = 1; done < claimed; i++) {
+        if ((i & 63) === 0 && performance.now() > until) break;
+        done = Atomics.load(c, DONE);
+      }
+    }
+    if (done < claimed) {
+      Atomics.store(c, CALLER_WAITS, 1);
+      for (done = Atomics.load(c, DONE); done < claimed; done = Atomics.load(c, DONE)) Atomics.wait(c, DONE, done);
+      Atomics.store(c, CALLER_WAITS, 0);
+    }
+    const workerFailed = Atomics.exchange(c, FAILED, 0) !== 0;
+    if (failed) throw error;
+    if (workerFailed) throw new Error('WorkerPool: a worker failed to run its share of a product');
   }
 
-  /** This thread's share: thread 0's (its scores at the base). */
+  /** Rows [row0, row1) on this thread (thread 0: its attention scores at the base). */
   private runRange(op: JobOp, a: readonly number[], row0: number, row1: number): void {
     if (row1 <= row0) return;
     if (op === PoolOp.F32) this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
@@ -500,7 +526,7 @@ export class WorkerPool {
       w.ref(); // held until it has exited, so that whoever awaits this sees it
       return new Promise<void>((resolve) => w.once('exit', () => resolve()));
     });
-    Atomics.store(this.control, OP, PoolOp.Stop);
+    Atomics.store(this.control, STOP, 1);
     Atomics.add(this.control, GENERATION, 1);
     Atomics.notify(this.control, GENERATION);
     return Promise.all(exited).then(() => undefined);

@@ -113,7 +113,7 @@ export function pooledAttention(
     }
   }
   const scaleBits = new Int32Array(Float32Array.of(1 / Math.sqrt(headDim)).buffer)[0]!;
-  pool.run(PoolOp.Attend, [recordsAt, F, valuesAt - keysAt, headDim, scaleBits, scoresAt, scoresBytes], items, work, true);
+  pool.run(PoolOp.Attend, [recordsAt, F, valuesAt - keysAt, headDim, scaleBits, scoresAt, scoresBytes], items, work);
   const out = new Float32Array(pool.memory.buffer, outAt, heads * T * headDim);
   // The wasm backend copies a new tensor's values into its heap at once; the cpu backend keeps the array itself.
   return tf.tensor3d(tf.getBackend() === 'wasm' ? out : out.slice(), [heads, T, headDim]);

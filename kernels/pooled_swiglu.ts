@@ -18,6 +18,6 @@ export function pooledSwiglu(pool: WorkerPool, gateUp: Float32Array, rows: numbe
   if (gateUp.length < 2 * rows * hidden) throw new RangeError(`pooledSwiglu: gateUp holds ${gateUp.length} values, ${rows} x ${2 * hidden} needed`);
   if (!poolScratchFits(pool, 'swiglu', 4 * rows * hidden)) return undefined;
   const out = poolScratch(pool, 'swiglu', 4 * rows * hidden); // [rows, hidden]
-  pool.run(PoolOp.Swiglu, [gateUp.byteOffset, hidden, out], rows, 3 * 4 * rows * hidden, true);
+  pool.run(PoolOp.Swiglu, [gateUp.byteOffset, hidden, out], rows, 3 * 4 * rows * hidden);
   return new Float32Array(pool.memory.buffer, out, rows * hidden);
 }

@@ -168,12 +168,12 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
   // the bytes the call reads, for the pool's choice to split it: a block of tokens reads the weights once per token (from cache)
   const weightBytes = tokens * matrixBytes(m.format, rows, cols);
   if (m.format === 'f32') {
-    pool.run(PoolOp.F32, [m.data, xp, out, stride, tokens, rows], rows, weightBytes, tokens > 1);
+    pool.run(PoolOp.F32, [m.data, xp, out, stride, tokens, rows], rows, weightBytes);
   } else {
     const xq = out + outBytes;
     const xd = xq + 2 * n;
     pool.loops.quantizeX16(xp, n, xq, xd);
-    pool.run(PoolOp.Q8, [m.data, xq, xd, out, stride, tokens, rows], rows, weightBytes, tokens > 1);
+    pool.run(PoolOp.Q8, [m.data, xq, xd, out, stride, tokens, rows], rows, weightBytes);
   }
   const result = new Float32Array(pool.memory.buffer, out, tokens * rows);
   resultPools.set(result, pool);

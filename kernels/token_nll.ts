@@ -72,7 +72,7 @@ function pooledTokenNll(pool: WorkerPool, logits: tf.Tensor2D, firstRow: number,
   const rows = new Float32Array(pool.memory.buffer, x, n * vocab);
   if (resident === undefined) rows.set(float32View(logits).subarray(firstRow * vocab, (firstRow + n) * vocab));
   const sumsAt = region + sumsFrom;
-  pool.run(PoolOp.SumsOfExps, [x, vocab, sumsAt], n, rowsBytes, true);
+  pool.run(PoolOp.SumsOfExps, [x, vocab, sumsAt], n, rowsBytes);
   const sums = new Float64Array(pool.memory.buffer, sumsAt, 2 * n);
   const maxima = new Float32Array(pool.memory.buffer, sumsAt, 4 * n);
   const out = new Float32Array(n);

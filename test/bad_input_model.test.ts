@@ -211,6 +211,11 @@ await initTestBackend();
       const finite = Float32Array.from({ length: n }, (_, i) => Math.round(Math.sin(i) * 3)); // ties
       t.equal(firstNonFinite(finite), -1);
       t.equal(argmax(finite), argmax(Array.from(finite)), `argmax of ${n} values with ties: the first largest`);
+      // a new largest in every group of four, and values in no order
+      const rising = Float32Array.from({ length: n }, (_, i) => i - n);
+      t.equal(argmax(rising), n - 1, `argmax of ${n} rising values: the last`);
+      const noisy = Float32Array.from({ length: n }, (_, i) => Math.sin(i * i * 0.37) * 2);
+      t.equal(argmax(noisy), argmax(Array.from(noisy)), `argmax of ${n} values in no order`);
     }
   });
 

@@ -18,7 +18,7 @@ import { rmsNorm } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
 import { POOL_MAX_BYTES, WorkerPool } from '../kernels/pool.js';
 import { allocMatrix, pooledProduct, productTensor, residentOffset, writeRow } from '../kernels/split_products.js';
-import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
+import { applyRope, ropeAngleArrays, ropeAngles, type RopeSpec } from '../kernels/rope.js';
 import { ropeReference } from '../kernels/rope.ref.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import { extraLogitOf, extraLogitTensor, SOFTMAX_VARIANTS, softmaxRule, softmaxWithSink } from '../kernels/softmax.js';
@@ -195,6 +195,41 @@ const backend = await initTestBackend();
     });
   }
 }
+
+t.test(`ropeAngleArrays: ropeAngles' numbers, every call; a spec changed in place is not served its old frequencies`, async (t) => {
+  const spec: RopeSpec = { theta: 10000, layout: 'pairs', rotaryDim: 8, scale: 1 };
+  const positions = [0, 3, 1_234_567];
+  const tensors = () => {
+    const { cos, sin } = ropeAngles(positions, spec);
+    const values = [...cos.dataSync(), ...sin.dataSync()];
+    tf.dispose([cos, sin]);
+    return values;
+  };
+  const arrays = () => {
+    const { cos, sin } = ropeAngleArrays(positions, spec);
+    return [...cos, ...sin];
+  };
+  // the angles in float64, rounded to float32 once: what ropeAngleArrays promises
+  const reference = () => {
+    const cos: number[] = [];
+    const sin: number[] = [];
+    for (const p of positions) {
+      for (let i = 0; i < spec.rotaryDim / 2; i++) {
+        const angle = (p / spec.scale) * (1 / Math.pow(spec.theta, (2 * i) / spec.rotaryDim));
+        cos.push(Math.fround(Math.cos(angle)));
+        sin.push(Math.fround(Math.sin(angle)));
+      }
+    }
+    return [...cos, ...sin];
+  };
+  const first = arrays();
+  t.same(first, reference(), 'the float64 angles, rounded once');
+  t.same(arrays(), first, 'the same on the second call (frequencies kept)');
+  t.same(tensors(), first, 'ropeAngles holds the same numbers');
+  spec.theta = 500000;
+  t.same(arrays(), reference(), 'theta changed: the new frequencies');
+  t.notSame(arrays(), first, 'and so other angles');
+});
 
 // Each kernel against its plain-loop reference on random shapes, through the
 // fused kernels and through plain tfjs ops; gradients of the custom-gradient

@@ -1,16 +1,18 @@
 // The worker pool and its products (kernels/pool.ts, kernels/split_products.ts):
 // q8 quantisation and products equal the plain loops bit for bit, float32
 // products agree with float64 within float32 rounding, a product split over
-// threads equals the same product on one thread bit for bit (one token: in
-// equal shares; several: in chunks the threads take in turn), and the pool
-// neither leaks tensors nor keeps a process alive.
+// threads equals the same product on one thread bit for bit however it is
+// cut into chunks and whichever thread claims them (a thread made late, the
+// caller or a worker), a loop that fails makes the call throw and leaves the
+// pool usable, and the pool neither leaks tensors nor keeps a process alive.
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import seedrandom from 'seedrandom';
 import t from 'tap';
-import { WorkerPool } from '../kernels/pool.js';
+import { PoolOp, WorkerPool } from '../kernels/pool.js';
+import { pooledSwiglu } from '../kernels/pooled_swiglu.js';
 import { matMul2d } from '../kernels/matmul.js';
 import { productF32Reference, productQ8Reference, productReference, quantizeReference, quantizeX16Reference } from '../kernels/products.ref.js';
 import { allocMatrix, matrixBytes, type PooledMatrix, pooledLinear, pooledProduct, readRowQ8, type WeightFormat, writeRow } from '../kernels/split_products.js';
@@ -222,6 +224,66 @@ t.test('split products stay right across the spin bound: workers spinning, aslee
   await pool.dispose();
   t.throws(() => new WorkerPool(2, { spinMicros: -1 }), /spinMicros/);
   t.throws(() => new WorkerPool(2, { spinMicros: NaN }), /spinMicros/);
+});
+
+t.test('work stealing: any chunking, and a late thread, give the same bits as one thread', async (t) => {
+  // unitBytes 1: every group of rows its own chunk; lateMicros: a thread
+  // that waits after each job is posted, as one preempted or woken late
+  // would (the caller late: the workers claim every chunk)
+  const stealing = [
+    new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1 }),
+    new WorkerPool(3, { splitMinBytes: 0, unitBytes: 1 }),
+    new WorkerPool(2, { splitMinBytes: 0, unitBytes: 256, lateMicros: [0, 2000] }),
+    new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [2000, 0] }),
+    new WorkerPool(3, { splitMinBytes: 0, unitBytes: 1, lateMicros: [0, 0, 3000], spinMicros: 0 }),
+  ];
+  t.teardown(() => Promise.all(stealing.map((p) => p.dispose())));
+  await Promise.all(stealing.map((p) => p.ready()));
+  const name = (p: WorkerPool) => `${p.threads} threads, unitBytes ${p.unitBytes}`;
+  for (const [rows, cols, tokens] of [...SHAPES, [300, 64, 1], [300, 64, 4]] as const) {
+    const w = randn(rows * cols);
+    const x = randn(tokens * cols);
+    for (const format of ['f32', 'q8'] as const) {
+      const want = Array.from(pooledProduct(matrix(one, format, w, rows, cols), x, tokens));
+      for (const pool of stealing) {
+        t.same(Array.from(pooledProduct(matrix(pool, format, w, rows, cols), x, tokens)), want, `${format} ${rows}x${cols}, ${tokens} tokens, ${name(pool)}`);
+      }
+    }
+  }
+  // a job of another loop (SwiGLU), cut in a block's chunks
+  const [rows, hidden] = [37, 64];
+  const gateUp = randn(rows * 2 * hidden).map((v) => 8 * v);
+  const on = (pool: WorkerPool) => {
+    const view = new Float32Array(pool.memory.buffer, pool.alloc(4 * gateUp.length), gateUp.length);
+    view.set(gateUp);
+    return Array.from(pooledSwiglu(pool, view, rows, hidden) ?? []);
+  };
+  const want = on(one);
+  t.equal(want.length, rows * hidden, 'SwiGLU on one thread');
+  for (const pool of stealing) t.same(on(pool), want, `SwiGLU, ${name(pool)}`);
+});
+
+t.test('a loop that fails makes the call throw, on the caller or a worker, and the pool stays usable', async (t) => {
+  const [rows, cols] = [64, 32];
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  const want = Array.from(pooledProduct(matrix(one, 'f32', w, rows, cols), x, 1));
+  // a weight pointer past the memory's end: the loop traps wherever it runs
+  const failing = (pool: WorkerPool) => () => {
+    const out = pool.alloc(4 * rows);
+    pool.run(PoolOp.F32, [2 ** 31 - 2 ** 20, pool.alloc(4 * cols), out, cols, 1, rows], rows, 4 * rows * cols);
+  };
+  // the caller late: the worker claims every chunk, and fails
+  const lateCaller = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [20_000, 0] });
+  // the worker late: the caller fails first, and goes on claiming until the job is closed
+  const lateWorker = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [0, 20_000] });
+  t.teardown(() => Promise.all([lateCaller.dispose(), lateWorker.dispose()]));
+  await Promise.all([lateCaller.ready(), lateWorker.ready()]);
+  t.throws(failing(lateCaller), /a worker failed/, 'a worker failed: the caller throws');
+  t.throws(failing(lateWorker), /out of bounds/, "the caller's own error");
+  for (const pool of [lateCaller, lateWorker]) {
+    t.same(Array.from(pooledProduct(matrix(pool, 'f32', w, rows, cols), x, 1)), want, `then a product is right (${pool.threads} threads)`);
+  }
 });
 
 t.test('dispose stops every worker', async (t) => {

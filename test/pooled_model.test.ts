@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { createCache } from '../src/cache/index.js';
-import type { KVCachePolicy } from '../src/cache/policies.js';
+import type { CachePolicy, KVCachePolicy } from '../src/cache/policies.js';
 import { DenseCache } from '../src/cache/dense.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
@@ -17,8 +17,9 @@ import { scoreTokens } from '../src/eval/perplexity.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { type Placement, placeWeights } from '../src/model/pooled.js';
 import { residualInPool } from '../src/model/pooled_layers.js';
-import { forward } from '../src/model/transformer.js';
+import { forward, forwardBatch } from '../src/model/transformer.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
+import { TokenStream } from '../src/stream.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess } from './helpers.js';
 
 const backend = await initTestBackend();
@@ -158,6 +159,62 @@ t.test('pooled attention on arrays (no tfjs ops but the stored keys and values) 
     }
     disposeModel(model);
     await model.pool!.dispose();
+  }
+});
+
+t.test('pooled attention on arrays for a batch of sequences (T = 1 and T = 3) equals the tensor path bit for bit', async (t) => {
+  // Each sequence at its own position (prefixes of 4 and 7 tokens), then
+  // blocks of 1 and 3 tokens for both at once: the merged heads of the
+  // array path (written in place for T = 1) against selfAttention's.
+  const model = await loaded({ threads: 2, weights: 'q8', splitMinBytes: 0 });
+  const run = (observe: boolean) => {
+    const options = observe ? { onAttention: () => {} } : {};
+    const caches = [
+      new DenseCache({ layers: 3, kvHeads: 2, headDim: 8 }),
+      createCache({ kind: 'streaming', sinkCount: 2, windowSize: 6 }, { layers: 3, kvHeads: 2, headDim: 8 }),
+    ];
+    forward(model, tokens.slice(0, 4), caches[0]!).dispose();
+    forward(model, tokens.slice(10, 17), caches[1]!).dispose();
+    const rows: number[] = [];
+    for (const T of [1, 3, 1]) {
+      const out = forwardBatch(model, [tokens.slice(20, 20 + T), tokens.slice(30, 30 + T)], caches, 'all', options);
+      rows.push(...out.dataSync());
+      out.dispose();
+    }
+    caches.forEach((c) => c.dispose());
+    return rows;
+  };
+  const before = tf.memory().numTensors;
+  const arrays = run(false);
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  t.equal(arrays.length, 2 * (1 + 3 + 1) * model.config.vocabSize, 'logits of every token');
+  t.same(arrays, run(true), 'the same logits');
+  disposeModel(model);
+  await model.pool!.dispose();
+});
+
+t.test("TokenStream.feedLastValues (the pooled classifier's output read in place) equals feed(ids, 'last') bit for bit", async (t) => {
+  const policies: CachePolicy[] = [{ kind: 'dense' }, { kind: 'streaming', sinkCount: 2, windowSize: 6 }, { kind: 'recompute', windowSize: 5 }];
+  for (const p of [undefined, { threads: 2, weights: 'f32', splitMinBytes: 0 } as const, { threads: 2, weights: 'q8', splitMinBytes: 0 } as const]) {
+    const model = await loaded(p);
+    for (const policy of policies) {
+      // a prompt of 5, then single tokens past the windows
+      const blocks = [tokens.slice(0, 5), ...tokens.slice(5, 14).map((id) => [id])];
+      const viaTensor = new TokenStream(model, policy);
+      const viaValues = new TokenStream(model, policy);
+      const before = tf.memory().numTensors;
+      for (const ids of blocks) {
+        const logits = viaTensor.feed(ids, 'last');
+        const want = Array.from(logits.dataSync());
+        logits.dispose();
+        t.same(Array.from(viaValues.feedLastValues(ids)), want, `${p?.weights ?? 'tfjs'}, ${policy.kind}, token ${viaValues.length}`);
+      }
+      t.equal(tf.memory().numTensors, before, 'no tensor leak');
+      viaTensor.dispose();
+      viaValues.dispose();
+    }
+    disposeModel(model);
+    await model.pool?.dispose();
   }
 });
 

@@ -37,8 +37,19 @@ function instantiate(memory: WebAssembly.Memory): SimdLoops | null {
 
 /** True when the SIMD loops run for tensors of the active backend. */
 export function simdAvailable(): boolean {
+  if (!simdKernelsEnabled()) return false;
   const memory = wasmBackendMemory();
-  return memory !== undefined && simdLoops([new Float32Array(memory.buffer, 0, 0)]) !== undefined;
+  return memory !== undefined && instanceFor(memory) !== null;
+}
+
+/** The module instantiated on `memory` (once), null where that failed. */
+function instanceFor(memory: WebAssembly.Memory): SimdLoops | null {
+  let instance = instances.get(memory);
+  if (instance === undefined) {
+    instance = instantiate(memory);
+    instances.set(memory, instance);
+  }
+  return instance;
 }
 
 /**
@@ -49,11 +60,8 @@ export function simdAvailable(): boolean {
 export function simdLoops(views: Float32Array[]): SimdLoops | undefined {
   if (!simdKernelsEnabled()) return undefined;
   const memory = wasmBackendMemory();
-  if (memory === undefined || views.some((v) => v.buffer !== memory.buffer)) return undefined;
-  let instance = instances.get(memory);
-  if (instance === undefined) {
-    instance = instantiate(memory);
-    instances.set(memory, instance);
-  }
-  return instance ?? undefined;
+  if (memory === undefined) return undefined;
+  const buffer = memory.buffer;
+  for (const v of views) if (v.buffer !== buffer) return undefined;
+  return instanceFor(memory) ?? undefined;
 }

@@ -54,11 +54,13 @@ function argmaxFloat32(values: Float32Array): number {
   let best = 0;
   let top = values[0]!;
   let i = 1;
-  // four at a time, looked into only when one of them may be larger (a NaN
-  // among them makes m NaN: looked into too, where it loses every comparison)
+  // Four at a time, looked into only when one of them is larger: a branch
+  // that is almost never taken. (Math.max of the four was 5x slower on a
+  // model's logits, 110 µs for 32,000: its NaN and -0 rules branch on the
+  // data, and logits are random to a branch predictor.) A NaN loses every
+  // comparison, as in the plain loop.
   for (; i + 3 < n; i += 4) {
-    const m = Math.max(values[i]!, values[i + 1]!, values[i + 2]!, values[i + 3]!);
-    if (!(m <= top)) {
+    if (values[i]! > top || values[i + 1]! > top || values[i + 2]! > top || values[i + 3]! > top) {
       for (let j = i; j < i + 4; j++) {
         if (values[j]! > top) {
           top = values[j]!;
