@@ -40,10 +40,9 @@ export async function* generate(
   const stream = new TokenStream(model, policy);
   try {
     const first = withSinkToken(model.config, prompt);
-    let logits = stream.feed(first, 'last'); // [1, vocab]
+    // the logits as an array, read before the next feed: no tensor for a pooled model
+    let values = stream.feedLastValues(first); // [vocab]
     for (let n = 1; options.steps === 0 || n <= options.steps; n++) {
-      const values = logits.dataSync();
-      logits.dispose();
       const bad = firstNonFinite(values);
       if (bad >= 0) {
         throw new NonFiniteError(
@@ -55,9 +54,8 @@ export async function* generate(
       yield { id, generated: n, stream };
       if (options.shouldStop?.()) return;
       if (n % 16 === 0) await yieldToEventLoop(); // so that a signal handler can run
-      logits = stream.feed([id], 'last');
+      values = stream.feedLastValues([id]);
     }
-    logits.dispose();
   } finally {
     stream.dispose();
   }

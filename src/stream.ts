@@ -11,7 +11,7 @@ import { INITIAL_SLOTS } from './cache/storage.js';
 import { type CachePolicy, policyLabel } from './cache/policies.js';
 import type { KVCache } from './cache/types.js';
 import { cacheShape } from './model/config.js';
-import { forward } from './model/transformer.js';
+import { forward, forwardLastValues } from './model/transformer.js';
 import type { Model } from './model/weights.js';
 
 export class TokenStream {
@@ -77,6 +77,19 @@ export class TokenStream {
     const last = all.slice([all.shape[0] - 1, 0], [1, all.shape[1]]);
     all.dispose();
     return last;
+  }
+
+  /**
+   * Feed a block of tokens; the logits of the last one as an array [vocab],
+   * to be read before the next feed (a pooled model's may be a view of the
+   * pool's memory, which the next forward pass overwrites).
+   */
+  feedLastValues(ids: readonly number[]): Float32Array {
+    if (this.recompute === undefined) return forwardLastValues(this.model, ids, this.cache);
+    const logits = this.feed(ids, 'last'); // [1, vocab]
+    const values = logits.dataSync() as Float32Array;
+    logits.dispose();
+    return values;
   }
 
   reset(): void {

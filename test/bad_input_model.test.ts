@@ -19,7 +19,7 @@ import { argmax } from '../src/sample/sampler.js';
 import { TokenStream } from '../src/stream.js';
 import { checkSamplesFit } from '../src/train/budget.js';
 import { TRAIN_DEFAULTS } from '../src/train/options.js';
-import { assertRefused, listing } from './bad_input.js';
+import { assertPooledLoadRefused, assertRefused, listing } from './bad_input.js';
 import { FIXTURES, initTestBackend, loadConformance, runCliInProcess } from './helpers.js';
 import { WEIGHTS } from './paths.js';
 import {
@@ -87,6 +87,8 @@ await initTestBackend();
     );
     t.throws(() => loadModel(sinks), /3 tensors not used by a llama model with this config\.json: model\.layers\.N\.self_attn\.sinks \(x2\), extra /);
     t.equal(tf.memory().numTensors, before, 'a refused load leaves no tensors');
+    assertPooledLoadRefused(t, bias, FileFormatError, /tensor not used by a llama model with this config\.json: model\.layers\.N\.self_attn\.q_proj\.bias/);
+    assertPooledLoadRefused(t, sinks, FileFormatError, /3 tensors not used by a llama model/);
     const r = await runCliInProcess(['eval', '--model', bias, '--tokens', ids]);
     assertRefused(t, r, /^streamllm: .*tensor not used by a llama model/);
   });
@@ -260,6 +262,8 @@ await initTestBackend();
           new RegExp(`tensor 'model\\.layers\\.1\\.mlp\\.up_proj\\.weight' holds ${bad} at element 17 \\(of \\[24, 16\\]\\)`),
           `${dtype} ${bad}`,
         );
+        const message = new RegExp(`tensor 'model\\.layers\\.1\\.mlp\\.up_proj\\.weight' holds ${bad} at element 17`);
+        assertPooledLoadRefused(t, hf, NonFiniteError, message);
       }
     }
     const ok = join(dir, 'hf-ok');

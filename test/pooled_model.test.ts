@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { createCache } from '../src/cache/index.js';
-import type { KVCachePolicy } from '../src/cache/policies.js';
+import type { CachePolicy, KVCachePolicy } from '../src/cache/policies.js';
 import { DenseCache } from '../src/cache/dense.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
@@ -19,6 +19,7 @@ import { type Placement, placeWeights } from '../src/model/pooled.js';
 import { residualInPool } from '../src/model/pooled_layers.js';
 import { forward, forwardBatch } from '../src/model/transformer.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
+import { TokenStream } from '../src/stream.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess } from './helpers.js';
 
 const backend = await initTestBackend();
@@ -190,6 +191,31 @@ t.test('pooled attention on arrays for a batch of sequences (T = 1 and T = 3) eq
   t.same(arrays, run(true), 'the same logits');
   disposeModel(model);
   await model.pool!.dispose();
+});
+
+t.test("TokenStream.feedLastValues (the pooled classifier's output read in place) equals feed(ids, 'last') bit for bit", async (t) => {
+  const policies: CachePolicy[] = [{ kind: 'dense' }, { kind: 'streaming', sinkCount: 2, windowSize: 6 }, { kind: 'recompute', windowSize: 5 }];
+  for (const p of [undefined, { threads: 2, weights: 'f32', splitMinBytes: 0 } as const, { threads: 2, weights: 'q8', splitMinBytes: 0 } as const]) {
+    const model = await loaded(p);
+    for (const policy of policies) {
+      // a prompt of 5, then single tokens past the windows
+      const blocks = [tokens.slice(0, 5), ...tokens.slice(5, 14).map((id) => [id])];
+      const viaTensor = new TokenStream(model, policy);
+      const viaValues = new TokenStream(model, policy);
+      const before = tf.memory().numTensors;
+      for (const ids of blocks) {
+        const logits = viaTensor.feed(ids, 'last');
+        const want = Array.from(logits.dataSync());
+        logits.dispose();
+        t.same(Array.from(viaValues.feedLastValues(ids)), want, `${p?.weights ?? 'tfjs'}, ${policy.kind}, token ${viaValues.length}`);
+      }
+      t.equal(tf.memory().numTensors, before, 'no tensor leak');
+      viaTensor.dispose();
+      viaValues.dispose();
+    }
+    disposeModel(model);
+    await model.pool?.dispose();
+  }
 });
 
 t.test('q8: the same on every thread count, perplexity within 1% of float32', async (t) => {

@@ -95,8 +95,24 @@ export function pooledLayers(model: Model, stream: Float32Array, attend: Attend)
 export function pooledLogits(model: Model, stream: Float32Array): tf.Tensor2D {
   const { config, weights } = model;
   const rows = stream.length / config.dim;
+  if (weights.pooledClassifier === undefined) return tf.tidy(() => classify(tf.tensor2d(finalNorm(model, stream), [rows, config.dim]), weights));
+  return productTensor(pooledLogitValues(model, stream), [rows, config.vocabSize]); // [rows, vocab]
+}
+
+/**
+ * pooledLogits as an array, for a model with a pooled classifier: a view of
+ * the pool's memory [rows, vocab], valid until the pool's next product.
+ */
+export function pooledLogitValues(model: Model, stream: Float32Array): Float32Array {
+  const classifier = model.weights.pooledClassifier;
+  if (classifier === undefined) throw new Error('pooledLogitValues: the model has no pooled classifier');
+  return pooledProduct(classifier, finalNorm(model, stream), stream.length / model.config.dim);
+}
+
+/** The final RMSNorm of the residual stream [rows, dim]: a new array. */
+function finalNorm(model: Model, stream: Float32Array): Float32Array {
+  const { config, weights } = model;
   const h = new Float32Array(stream.length); // [rows, dim]
   rmsNormRows(stream, valuesOf(weights.finalNorm.weight), config.normEps, config.dim, h);
-  if (weights.pooledClassifier === undefined) return tf.tidy(() => classify(tf.tensor2d(h, [rows, config.dim]), weights));
-  return productTensor(pooledProduct(weights.pooledClassifier, h, rows), [rows, config.vocabSize]); // [rows, vocab]
+  return h;
 }

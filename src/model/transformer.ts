@@ -23,7 +23,7 @@ import type { BlockView, KVCache, LayerView } from '../cache/types.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
 import { mlp, norm } from './parts.js';
-import { type Attend, pooledLayers, pooledLogits, residualInPool } from './pooled_layers.js';
+import { type Attend, pooledLayers, pooledLogits, pooledLogitValues, residualInPool } from './pooled_layers.js';
 import { classify, project } from './project.js';
 import type { LayerWeights, Model } from './weights.js';
 
@@ -236,7 +236,7 @@ function pooledAttention(
     tf.dispose([qkvTensor, merged]);
     return values;
   }
-  const merged = directArrays.take('merged', rows * heads * headDim); // [B*T, heads * headDim]
+  const merged = directArrays.take(MERGED, rows * heads * headDim); // [B*T, heads * headDim]
   const rotation = { pairs: config.rope.layout === 'pairs', rotaryDim: config.rope.rotaryDim };
   const spec = { variant: config.softmax, sinkLogits: w.sinkLogits };
   const qSize = heads * T * headDim;
@@ -253,21 +253,23 @@ function pooledAttention(
       });
       byView.set(view, angles);
     }
-    // new arrays: they become the tensors the cache stores (which the cpu backend keeps as they are)
-    const keys = new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
-    const values = new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
+    // They become the tensors the cache stores: the wasm backend copies a
+    // new tensor's values into its heap; the cpu backend keeps the array.
+    const copied = tf.getBackend() === 'wasm';
+    const keys = copied ? directArrays.take(KEYS, kvHeads * T * headDim) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
+    const values = copied ? directArrays.take(VALUES, kvHeads * T * headDim) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
     const frames = view.frames;
     const queries: Float32Array[] = []; // per frame [heads, T, headDim]
     const rowRanges: Int32Array[] = [];
     for (let f = 0; f < frames.length; f++) {
-      queries.push(directArrays.take(`queries ${f}`, qSize));
+      queries.push(directArrays.take(QUERIES + f, qSize));
       rowRanges.push(frames[f]!.rowRanges);
     }
     qkvHeadsInto(qkv, b * T, T, config, rotation, angles[0], angles[1], angles.slice(2), keys, values, queries);
     const entries = cache.store(layer, tf.tensor3d(keys, [kvHeads, T, headDim]), tf.tensor3d(values, [kvHeads, T, headDim]));
     // A single query row's [heads, 1, headDim] is its row of merged as it is.
     const single = T === 1;
-    const out = single ? (batch.length === 1 ? merged : merged.subarray(b * qSize, (b + 1) * qSize)) : directArrays.take('out', qSize); // [heads, T, headDim]
+    const out = single ? (batch.length === 1 ? merged : merged.subarray(b * qSize, (b + 1) * qSize)) : directArrays.take(OUT, qSize); // [heads, T, headDim]
     attendDirect(queries, rowRanges, entries.keys, entries.values, spec, out);
     if (single) continue;
     // [heads, T, headDim] -> rows b*T.. of [B*T, heads * headDim]
@@ -284,20 +286,22 @@ function pooledAttention(
 
 /**
  * Arrays that pooledAttention's direct path fills and reads within one call,
- * by name: kept from call to call (a decode step made them new in every
- * layer, which cost more than the loops that fill them) and made anew only
- * for another length.
+ * by slot: kept from call to call (a decode step made them new in every
+ * layer, and a typed array's allocation, about a microsecond, cost more than
+ * the loops that fill it) and made anew only for another length.
  */
 class ReusedArrays {
-  private readonly arrays = new Map<string, Float32Array>();
+  private readonly arrays: Float32Array[] = [];
 
-  take(name: string, length: number): Float32Array {
-    let a = this.arrays.get(name);
-    if (a === undefined || a.length !== length) this.arrays.set(name, (a = new Float32Array(length)));
+  take(slot: number, length: number): Float32Array {
+    let a = this.arrays[slot];
+    if (a === undefined || a.length !== length) this.arrays[slot] = a = new Float32Array(length);
     return a;
   }
 }
 const directArrays = new ReusedArrays();
+// its slots: the merged heads, one sequence's output, keys, values, then each frame's queries
+const [MERGED, OUT, KEYS, VALUES, QUERIES] = [0, 1, 2, 3, 4];
 
 /** One transformer layer; x: [B*T, dim] -> [B*T, dim]. */
 function transformerLayer(
@@ -351,6 +355,86 @@ export function forwardBatch(
   options: ForwardOptions = {},
 ): tf.Tensor2D {
   const { config, weights } = model;
+  return forwardBlock(model, batch, caches, options, (states, causal) => {
+    const T = batch[0]!.length;
+    if (residualInPool(model)) {
+      const stream = pooledStream(model, batch, states, causal, options);
+      return pooledLogits(model, logits === 'all' || T === 1 ? stream : lastRows(stream, batch.length, T, config.dim)); // [B*T or B, vocab]
+    }
+    let x = embedTokens(model, batch.flat()); // [B*T, dim]
+    for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention, model.pool);
+    if (logits === 'last' && T > 1) {
+      x = tf.concat(
+        batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])),
+        0,
+      );
+    }
+    return classify(norm(config, weights.finalNorm, x), weights); // [rows, vocab]
+  });
+}
+
+/**
+ * The logits of the last of `ids` as an array [vocab], for a caller that
+ * reads them at once (greedy decoding, generate.ts). A model whose layers
+ * and classifier run in the worker pool gives the classifier's output where
+ * the pool wrote it, valid until the model's next forward pass: no tensor
+ * made and read back, which at a vocabulary of 32,000 copied 128 KB twice a
+ * token and cost a 15M decode step about as much as its attention. Any other
+ * model: forward's logits, read.
+ */
+export function forwardLastValues(model: Model, ids: readonly number[], cache: KVCache): Float32Array {
+  if (!residualInPool(model) || model.weights.pooledClassifier === undefined || ids.length > cache.blockLimit || ids.length === 0) {
+    const logits = forward(model, ids, cache, 'last'); // [1, vocab]
+    const values = logits.dataSync() as Float32Array;
+    logits.dispose();
+    return values;
+  }
+  // not tidy's result: tidy would walk the array's 32,000 numbers looking for tensors
+  let values: Float32Array = new Float32Array(0);
+  forwardBlock(model, [ids], [cache], {}, (states, causal) => {
+    const stream = pooledStream(model, [ids], states, causal, {});
+    values = pooledLogitValues(model, lastRows(stream, 1, ids.length, model.config.dim)); // [vocab]
+  });
+  return values;
+}
+
+/** The last row of each sequence's T rows of x [B*T, dim]: [B, dim] (x itself when T = 1). */
+function lastRows(x: Float32Array, B: number, T: number, dim: number): Float32Array {
+  if (T === 1) return x;
+  const last = new Float32Array(B * dim); // [B, dim]
+  for (let b = 0; b < B; b++) last.set(x.subarray((b * T + T - 1) * dim, (b * T + T) * dim), b * dim);
+  return last;
+}
+
+/** The residual stream [B*T, dim] of a pooled model after its last layer (before the final norm). */
+function pooledStream(
+  model: Model,
+  batch: readonly (readonly number[])[],
+  states: SequenceState[],
+  causal: RopeAngles | undefined,
+  options: ForwardOptions,
+): Float32Array {
+  const { config, weights } = model;
+  const stream = embedRows(model, batch.flat()); // [B*T, dim]
+  const attend: Attend = (qkv, rows, l) => pooledAttention(config, weights.layers[l]!, qkv, rows, l, states, causal, options.onAttention, model.pool);
+  pooledLayers(model, stream, attend);
+  return stream;
+}
+
+/**
+ * A block of B sequences of T tokens, each through its cache: the checks,
+ * the caches' begin and end around `run`, which computes the result from
+ * the sequences' states (and, for self-contained causal blocks, the batched
+ * kernel's angles) inside a tidy.
+ */
+function forwardBlock<R extends tf.TensorContainer>(
+  model: Model,
+  batch: readonly (readonly number[])[],
+  caches: readonly KVCache[],
+  options: ForwardOptions,
+  run: (states: SequenceState[], causal: RopeAngles | undefined) => R,
+): R {
+  const { config } = model;
   const T = batch[0]!.length;
   if (batch.some((ids) => ids.length !== T)) throw new Error('forwardBatch: sequences must have equal length');
   if (caches.length !== batch.length) throw new Error('forwardBatch: one cache per sequence');
@@ -374,24 +458,7 @@ export function forwardBatch(
         states[0]!.angles.set(first, angles);
         causal = angles.frames[0];
       }
-      if (residualInPool(model)) {
-        const stream = embedRows(model, batch.flat()); // [B*T, dim]
-        const attend: Attend = (qkv, rows, l) => pooledAttention(config, weights.layers[l]!, qkv, rows, l, states, causal, options.onAttention, model.pool);
-        pooledLayers(model, stream, attend);
-        if (logits === 'all' || T === 1) return pooledLogits(model, stream); // [B*T, vocab]
-        const last = new Float32Array(batch.length * config.dim); // [B, dim]
-        batch.forEach((_, b) => last.set(stream.subarray((b * T + T - 1) * config.dim, (b * T + T) * config.dim), b * config.dim));
-        return pooledLogits(model, last); // [B, vocab]
-      }
-      let x = embedTokens(model, batch.flat()); // [B*T, dim]
-      for (let l = 0; l < config.layers; l++) x = transformerLayer(config, weights.layers[l]!, x, l, states, causal, options.onAttention, model.pool);
-      if (logits === 'last' && T > 1) {
-        x = tf.concat(
-          batch.map((_, b) => x.slice([b * T + T - 1, 0], [1, config.dim])),
-          0,
-        );
-      }
-      return classify(norm(config, weights.finalNorm, x), weights); // [rows, vocab]
+      return run(states, causal);
     });
   } finally {
     caches.forEach((c) => c.end());
