@@ -308,16 +308,16 @@
               ;; the four rows' block dot products, written out (a call per
               ;; block costs more than the block: V8 does not inline them).
               ;; v128.load8x8_s loads 8 int8 and widens them to int16 in one
-              ;; instruction (v128.load, then extend_low and extend_high:
-              ;; four); its address is an explicit add, since V8 makes each
-              ;; offset= of a load8x8_s a register of its own (16 of them,
-              ;; spilled). After each row its sum goes to $rowOrder, which
-              ;; nothing reads: V8 (TurboFan) would otherwise emit all of an
-              ;; iteration's 20 loads first and spill their vectors to the
-              ;; stack; a global's write keeps its place among the loads, so
-              ;; a row's arithmetic comes before the next row's loads and
-              ;; nothing spills (measured: 25 GB/s of weights in cache
-              ;; against 19 for the loop with extends and spills)
+              ;; instruction (16 bytes: two, where v128.load, extend_low and
+              ;; extend_high took four); its address is an explicit add, since
+              ;; V8 makes each offset= of a load8x8_s a register of its own (16
+              ;; of them, spilled). After each row its sum goes to $rowOrder,
+              ;; which nothing reads: V8 (TurboFan) would otherwise emit all of
+              ;; an iteration's 20 loads first and spill their vectors to the
+              ;; stack; a global's write keeps its place among the loads, so a
+              ;; row's arithmetic comes before the next row's loads and nothing
+              ;; spills (measured: 25 GB/s of weights in cache against 19 for
+              ;; the loop with extends and spills)
               (local.set $s0 (i32x4.add
                 (i32x4.add
                   (i32x4.dot_i16x8_s (v128.load8x8_s (i32.add (local.get $p) (i32.const 0))) (local.get $xl0))
