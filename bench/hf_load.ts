@@ -1,8 +1,11 @@
 // Loading time and peak memory of Hugging Face directories against the
 // llama2.c file of the same random model: safetensors F32 and BF16 (widened
-// on load), one process per load so each peak RSS is its own.
+// on load), one process per load so each peak RSS is its own. With
+// --weights, each is loaded for the worker pool both ways: as a float32
+// model then placed (placeWeights), and read straight into the pool
+// (loadPlacedModel: pooled_llama2c.ts, from_hf.ts).
 //
-//   node dist/bench/hf_load.js [--shape 110M] [--backend wasm] [--record]
+//   node dist/bench/hf_load.js [--shape 110M] [--backend wasm] [--weights f32|q8] [--threads N] [--record]
 import * as tf from '@tensorflow/tfjs';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
@@ -13,6 +16,9 @@ import { writeLlama2c } from '../src/checkpoint/llama2c.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { loadModel } from '../src/model/load.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
+import { placeWeights } from '../src/model/pooled.js';
+import { loadPlacedModel } from '../src/cli/placement.js';
+import { WEIGHT_FORMATS, type WeightFormat } from '../kernels/weight_format.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 import { saveHfModel } from '../src/model/to_hf.js';
 import { disposeModel } from '../src/model/weights.js';
@@ -20,13 +26,15 @@ import { BENCH_CACHE, benchArgs, markdownTable, peakRssMiB, recordResult, runBen
 
 const USAGE = `Load time and peak memory of one random model as a llama2.c file and as Hugging Face safetensors (F32, BF16), one process per load.
 
-  node dist/bench/hf_load.js [--shape 110M] [--backend wasm] [--record]
+  node dist/bench/hf_load.js [--shape 110M] [--backend wasm] [--weights f32|q8] [--threads N] [--record]
 
   --shape S      a named shape (15M, 42M, 110M, ...); its files are written once under ${BENCH_CACHE}
   --backend B    wasm | cpu | tensorflow
+  --weights W    load for the worker pool in format W, each file twice: as float32 then placed, and straight into the pool
+  --threads N    the pool's threads with --weights (default 1)
   --record       append the table to bench/RESULTS.md
   --help         this text`;
-const cli = benchArgs(USAGE, ['child']);
+const cli = benchArgs(USAGE, ['child', 'via']);
 const arg = cli.value;
 
 interface LoadResult {
@@ -34,17 +42,28 @@ interface LoadResult {
   peakRssMiB: number;
   baselineRssMiB: number;
   backendMiB: number;
+  poolMiB: number;
 }
 
+/** How a child loads: loadModel alone, loadModel then placeWeights, or straight into the pool (loadPlacedModel). */
+const VIAS = ['load', 'place', 'stream'] as const;
+type Via = (typeof VIAS)[number];
+
 /** Child mode: start the backend, note RSS, load, report. */
-async function child(path: string, backend: BackendName): Promise<void> {
+async function child(path: string, backend: BackendName, via: Via, weights: WeightFormat, threads: number): Promise<void> {
   await initBackend(backend);
   const baselineRssMiB = peakRssMiB();
   const started = performance.now();
-  const model = path === '-' ? undefined : loadModel(path);
+  const model =
+    via === 'load'
+      ? loadModel(path)
+      : via === 'place'
+        ? placeWeights(loadModel(path), { threads, weights })
+        : await loadPlacedModel(path, { threads, weights }, 'hf_load');
   const seconds = (performance.now() - started) / 1000;
-  const result: LoadResult = { seconds, peakRssMiB: peakRssMiB(), baselineRssMiB, backendMiB: tf.memory().numBytes / 2 ** 20 };
-  if (model) disposeModel(model);
+  const poolMiB = (model.pool?.allocatedBytes ?? 0) / 2 ** 20;
+  const result: LoadResult = { seconds, peakRssMiB: peakRssMiB(), baselineRssMiB, backendMiB: tf.memory().numBytes / 2 ** 20, poolMiB };
+  disposeModel(model);
   process.stdout.write(JSON.stringify(result));
 }
 
@@ -76,35 +95,55 @@ function bytesOf(path: string): number {
 
 async function main(): Promise<void> {
   const backend = cli.choice('backend', 'wasm', BACKENDS);
+  const weights = cli.has('weights') ? cli.choice('weights', 'q8', WEIGHT_FORMATS) : undefined;
+  const threads = cli.count('threads', 1);
   const childPath = arg('child', '');
-  if (childPath !== '') return child(childPath, backend);
+  if (childPath !== '') return child(childPath, backend, cli.choice('via', 'load', VIAS), weights ?? 'f32', threads);
   const shape = arg('shape', '110M');
   if (NAMED_SHAPES[shape] === undefined) cli.fail(`--shape: unknown shape '${shape}' (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
   const script = fileURLToPath(import.meta.url);
-  const run = (path: string): LoadResult =>
-    JSON.parse(execFileSync(process.execPath, [script, '--child', path, '--backend', backend], { encoding: 'utf8' })) as LoadResult;
+  const run = (path: string, via: Via): LoadResult => {
+    const placed = weights === undefined ? [] : ['--weights', weights, '--threads', String(threads)];
+    const args = [script, '--child', path, '--backend', backend, '--via', via, ...placed];
+    return JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' })) as LoadResult;
+  };
+  const vias: [Via, string][] =
+    weights === undefined
+      ? [['load', 'loadModel']]
+      : [
+          ['place', 'loadModel, then placeWeights'],
+          ['stream', 'straight into the pool'],
+        ];
   const rows: string[][] = [];
   for (const { label, path } of await checkpoints(shape, backend)) {
-    const r = run(path);
-    rows.push([
-      label,
-      `${(bytesOf(path) / 2 ** 20).toFixed(0)}`,
-      r.seconds.toFixed(2),
-      r.backendMiB.toFixed(0),
-      r.baselineRssMiB.toFixed(0),
-      r.peakRssMiB.toFixed(0),
-      (r.peakRssMiB - r.baselineRssMiB - r.backendMiB).toFixed(0),
-    ]);
+    for (const [via, how] of vias) {
+      const r = run(path, via);
+      rows.push([
+        label,
+        how,
+        `${(bytesOf(path) / 2 ** 20).toFixed(0)}`,
+        r.seconds.toFixed(2),
+        r.backendMiB.toFixed(0),
+        r.poolMiB.toFixed(0),
+        r.baselineRssMiB.toFixed(0),
+        r.peakRssMiB.toFixed(0),
+        (r.peakRssMiB - r.baselineRssMiB - r.backendMiB - r.poolMiB).toFixed(0),
+      ]);
+    }
   }
-  const table = markdownTable(['format', 'file MiB', 'load s', 'weights in backend MiB', 'RSS before MiB', 'peak RSS MiB', 'peak - before - weights'], rows);
+  const table = markdownTable(
+    ['format', 'loaded by', 'file MiB', 'load s', 'weights in backend MiB', 'pool MiB', 'RSS before MiB', 'peak RSS MiB', 'peak - before - weights'],
+    rows,
+  );
+  const placement = weights === undefined ? '' : ` --weights ${weights} --threads ${threads}`;
   const body = [
-    `Random ${shape} model (untied classifier), loaded with loadModel() on ${backend}, one process per row. ` +
-      "'weights in backend' is tf.memory().numBytes after loading; the last column is what loading held beyond the weights themselves.",
+    `Random ${shape} model (untied classifier) on ${backend}${weights === undefined ? '' : `, for the worker pool as ${weights} on ${threads} thread${threads === 1 ? '' : 's'}`}, one process per row. ` +
+      "'weights in backend' is tf.memory().numBytes after loading, 'pool' the worker pool's shared memory; the last column is what loading held beyond the weights themselves.",
     '',
     table,
   ].join('\n');
   process.stdout.write(`${body}\n`);
-  recordResult('Checkpoint loading (bench/hf_load.ts)', `node dist/bench/hf_load.js --shape ${shape} --backend ${backend} --record`, body);
+  recordResult('Checkpoint loading (bench/hf_load.ts)', `node dist/bench/hf_load.js --shape ${shape} --backend ${backend}${placement} --record`, body);
 }
 
 await runBench(main);

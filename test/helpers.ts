@@ -3,6 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { WorkerPool } from '../kernels/pool.js';
 import { type BackendName, initBackend } from '../src/backend.js';
 import { DenseCache } from '../src/cache/dense.js';
 import { cacheShape } from '../src/model/config.js';
@@ -102,4 +103,29 @@ export function denseLogits(model: Model, ids: number[]): Float32Array {
   out.dispose();
   cache.dispose();
   return data;
+}
+
+/**
+ * Counts worker pools left undisposed: from this call on, every pool that
+ * takes memory (alloc) is live until its dispose(). The returned function
+ * stops watching and says how many are still live (a failed load must leave
+ * none).
+ */
+export function watchPools(): () => number {
+  const live = new Set<WorkerPool>();
+  const proto = WorkerPool.prototype;
+  const { alloc, dispose } = proto;
+  proto.alloc = function (this: WorkerPool, bytes: number) {
+    live.add(this);
+    return alloc.call(this, bytes);
+  };
+  proto.dispose = function (this: WorkerPool) {
+    live.delete(this);
+    return dispose.call(this);
+  };
+  return () => {
+    proto.alloc = alloc;
+    proto.dispose = dispose;
+    return live.size;
+  };
 }

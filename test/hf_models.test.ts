@@ -20,6 +20,7 @@ import { disposeModel, type Model } from '../src/model/weights.js';
 import { initTrainableModel } from '../src/train/init.js';
 import { variantConfig } from '../src/train/variants.js';
 import { denseLogits, initTestBackend, maxAbsDiff } from './helpers.js';
+import { assertPooledLoadRefused } from './bad_input.js';
 import { hfReferenceLogits } from './hf_reference.js';
 import {
   llama2cToHf,
@@ -30,10 +31,10 @@ import {
   randomLlama2c,
   randomTensors,
   rng,
-  tempDir,
   type TensorMap,
   writeHfDir,
 } from './tiny_checkpoints.js';
+import { tempDir } from './paths.js';
 
 await initTestBackend();
 
@@ -231,10 +232,13 @@ await initTestBackend();
     writeHfDir(dir, base, randomTensors('partial', shapes));
     t.throws(() => loadModel(dir), /missing tensor 'lm_head\.weight'/);
     t.equal(tf.memory().numTensors, before, 'no tensor leak from a failed load');
+    assertPooledLoadRefused(t, dir, FileFormatError, /missing tensor 'lm_head\.weight'/);
     const misshapen = randomTensors('misshapen', llamaTensorShapes({ ...base, intermediate_size: 20 }));
     writeHfDir(dir, base, misshapen);
-    t.throws(() => loadModel(dir), /tensor 'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \[20, 16\], expected \[24, 16\] from the config/);
+    const wrongShape = /tensor 'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \[20, 16\], expected \[24, 16\] from the config/;
+    t.throws(() => loadModel(dir), wrongShape);
     t.equal(tf.memory().numTensors, before, 'no tensor leak from a failed load');
+    assertPooledLoadRefused(t, dir, FileFormatError, wrongShape);
   });
 
   t.test('weights that overflow the wasm heap are refused before loading', async (t) => {

@@ -1,29 +1,35 @@
 // Models built without ever holding the float32 model: the random model
 // drawn as it is read (randomLlamaReader), `init` writing it that way, and a
-// llama2.c checkpoint read straight into the worker pool
-// (pooled_llama2c.ts). Each equals the ordinary path bit for bit: the
-// tensors of randomLlamaTensors, the file writeLlama2c writes from them, and
-// the pool's bytes after modelFromLlama2c + placeWeights. Nothing leaks, and
-// a model too large for the pool's 4 GiB is one line before any allocation.
+// llama2.c checkpoint or a Hugging Face directory read straight into the
+// worker pool (pooled_llama2c.ts, from_hf.ts pooledModelFromHf). Each equals
+// the ordinary path bit for bit: the tensors of randomLlamaTensors, the file
+// writeLlama2c writes from them, and the pool's bytes after loading +
+// placeWeights. Nothing leaks, and a model too large for the pool's 4 GiB is
+// one line before any allocation.
 import * as tf from '@tensorflow/tfjs';
-import { closeSync, mkdtempSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { matrixBytes as pooledMatrixBytes, type PooledMatrix } from '../kernels/split_products.js';
+import { matrixBytes as pooledMatrixBytes, type PooledMatrix, readRowQ8 } from '../kernels/split_products.js';
 import { DenseCache } from '../src/cache/dense.js';
+import { scoreTokens } from '../src/eval/perplexity.js';
 import { LLAMA2C_TENSOR_ORDER, type LlamaShape, openLlama2c, readLlama2c, tensorSizes, writeLlama2c } from '../src/checkpoint/llama2c.js';
 import { ResourceError } from '../src/errors.js';
+import { cacheShape } from '../src/model/config.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
+import { loadModel, loadPooledHfModel } from '../src/model/load.js';
 import { placeWeights } from '../src/model/pooled.js';
 import { pooledModelFromLlama2c } from '../src/model/pooled_llama2c.js';
 import { randomLlamaReader, randomLlamaTensors } from '../src/model/random_init.js';
 import { forward } from '../src/model/transformer.js';
-import { disposeModel, type Model } from '../src/model/weights.js';
-import { initTestBackend, runCliInProcess } from './helpers.js';
+import { collectTensors, disposeModel, type Model } from '../src/model/weights.js';
+import { errorLines, initTestBackend, runCliInProcess, watchPools } from './helpers.js';
+import { llamaConfigJson, llamaTensorShapes, neoxTensorShapes, randomTensors, type TensorMap, writeHfDir } from './tiny_checkpoints.js';
+import { tempDir } from './paths.js';
 
 await initTestBackend();
-const dir = mkdtempSync(join(tmpdir(), 'streamllm-stream-'));
+const dir = tempDir('streamllm-stream-');
 
 // widths that are not multiples of 32 (the pool pads rows to whole blocks), grouped-query attention
 const shape: LlamaShape = { dim: 40, hiddenDim: 50, layers: 3, heads: 4, kvHeads: 2, vocabSize: 70, maxSeqLen: 32, sharedClassifier: true };
@@ -165,3 +171,139 @@ t.test('a model too large for the pool: one line naming the flag and the limit, 
   );
   t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
 });
+
+// Hugging Face directories read straight into the pool (loadPooledHfModel):
+// the llama family (tied, GQA, biases, attention-only layers) and GPT-NeoX
+// (its per-head fused query_key_value rows reordered), F32 and BF16 files,
+// f32 and q8 in the pool, against loadModel + placeWeights.
+{
+  const neox = {
+    model_type: 'gpt_neox',
+    hidden_size: 40,
+    intermediate_size: 72,
+    num_hidden_layers: 2,
+    num_attention_heads: 4, // head size 10
+    rotary_pct: 0.4, // rotary_ndims 4
+    vocab_size: 45,
+    max_position_embeddings: 64,
+    hidden_act: 'gelu',
+    tie_word_embeddings: false,
+  };
+  const biased = { ...llamaConfigJson({ ...shape, sharedClassifier: false }), attention_bias: true, mlp_bias: true };
+  const cases: [string, Record<string, unknown>, TensorMap][] = [
+    ['llama, tied, GQA', llamaConfigJson(shape), randomTensors('hf-tied', llamaTensorShapes(llamaConfigJson(shape)))],
+    ['llama, untied, every bias', biased, randomTensors('hf-bias', llamaTensorShapes(biased, { qkvBias: true, outBias: true, mlpBias: true }))],
+    ['gpt_neox, untied', neox, randomTensors('hf-neox', neoxTensorShapes(neox))],
+    ['gpt_neox, tied', { ...neox, tie_word_embeddings: true }, randomTensors('hf-neox-tied', neoxTensorShapes({ ...neox, tie_word_embeddings: true }))],
+  ];
+  const attentionOnly = { ...llamaConfigJson(shape), intermediate_size: 0 };
+  cases.push(['llama, attention-only layers', attentionOnly, randomTensors('hf-attn', llamaTensorShapes(attentionOnly))]);
+  const ids = [1, 5, 9, 44, 0, 33, 2, 40];
+  const quiet = { onNote: () => {} };
+
+  // compared as digests: a failure then prints a short diff, not one of arrays of thousands of numbers
+  const digest = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+  /** Every matrix slot of a model: the digest of its pooled bytes, or null where it stayed a tensor. */
+  const slots = (model: Model) =>
+    [...model.weights.layers.flatMap((l) => [l.qkv, l.out, l.up, l.down]), { pooled: model.weights.pooledClassifier }].map((l) =>
+      l.pooled === undefined ? null : digest(Uint8Array.from(matrixBytes(l.pooled))),
+    );
+  const tensors = (model: Model) =>
+    collectTensors(model.weights).map((x) => {
+      const v = x.dataSync() as Float32Array;
+      return `${x.shape.join('x')}: ${digest(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))}`;
+    });
+  const hfLogits = (model: Model) => {
+    const cache = new DenseCache(cacheShape(model.config));
+    const out = forward(model, ids, cache);
+    const values = Array.from(out.dataSync());
+    out.dispose();
+    cache.dispose();
+    return values;
+  };
+
+  t.test('loadPooledHfModel: the pool holds what loadModel + placeWeights put there, bit for bit, and the same logits; nothing leaks', async (t) => {
+    for (const [name, config, weights] of cases) {
+      for (const dtype of ['F32', 'BF16'] as const) {
+        const hf = tempDir();
+        writeHfDir(hf, config, weights, dtype);
+        for (const format of dtype === 'F32' ? (['f32', 'q8'] as const) : (['q8'] as const)) {
+          const label = `${name}, ${dtype} file, ${format}`;
+          const p = { threads: format === 'f32' ? 2 : 1, weights: format }; // f32 on one thread would stay in tfjs
+          const before = tf.memory().numTensors;
+          const ordinary = placeWeights(loadModel(hf, quiet), p);
+          const streamed = loadPooledHfModel(hf, p, 'test', quiet);
+          t.ok(streamed.pool !== undefined && streamed.weights.classifier === undefined, `${label}: the matrices are in the pool`);
+          t.same(slots(streamed), slots(ordinary), `${label}: every pooled matrix's bytes`);
+          t.same(tensors(streamed), tensors(ordinary), `${label}: the tensors left in tfjs (embedding, norms, biases, empty MLPs)`);
+          t.same(hfLogits(streamed), hfLogits(ordinary), `${label}: the logits`);
+          for (const model of [ordinary, streamed]) {
+            disposeModel(model);
+            await model.pool!.dispose();
+          }
+          t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
+        }
+      }
+    }
+  });
+
+  t.test("gpt_neox q8: each query_key_value row lands in the engine's q|k|v order, quantised per block of 32", async (t) => {
+    const [, config, weights] = cases[2]!;
+    const hf = tempDir();
+    writeHfDir(hf, config, weights);
+    const model = loadPooledHfModel(hf, { threads: 1, weights: 'q8' }, 'test', quiet);
+    const { dim, headDim } = model.config;
+    const w = weights.get('gpt_neox.layers.1.attention.query_key_value.weight')!.values; // [heads * 3 * headDim, dim]: rows per head q, k, v
+    let worst = 0;
+    for (let r = 0; r < 3 * dim; r++) {
+      const [head, which, i] = [Math.floor(r / (3 * headDim)), Math.floor(r / headDim) % 3, r % headDim];
+      const { q, d } = readRowQ8(model.weights.layers[1]!.qkv.pooled!, which * dim + head * headDim + i);
+      for (let c = 0; c < dim; c++) {
+        const want = w[r * dim + c]!;
+        const block = Math.floor(c / 32);
+        const max = Math.max(...Array.from(w.subarray(r * dim + block * 32, r * dim + Math.min(dim, block * 32 + 32)), Math.abs));
+        worst = Math.max(worst, Math.abs(d[block]! * q[c]! - want) / (max / 127));
+      }
+    }
+    t.ok(worst <= 0.5 + 1e-5, `every weight within half a step of its block's scale (max|w| / 127): worst ${worst.toFixed(4)} steps`);
+    disposeModel(model);
+    await model.pool!.dispose();
+  });
+
+  t.test('a directory too large for the pool: one line naming the flag, before anything is read or allocated', async (t) => {
+    // Llama-2-70B's shape: the config alone decides, the file holds no tensor
+    const hf = tempDir();
+    const config = {
+      ...llamaConfigJson({ dim: 8192, hiddenDim: 28672, layers: 80, heads: 64, kvHeads: 8, vocabSize: 32000, maxSeqLen: 4096, sharedClassifier: false }),
+    };
+    writeHfDir(hf, config, new Map());
+    const before = tf.memory().numTensors;
+    const pools = watchPools();
+    t.throws(
+      () => loadPooledHfModel(hf, { threads: 1, weights: 'q8' }, 'huge', quiet),
+      /^huge: the weight matrices need 71\.99 GiB as q8, more than the worker pool's 4\.00 GiB/,
+    );
+    t.equal(pools(), 0, 'no pool took memory');
+    t.equal(tf.memory().numTensors, before, 'nothing made');
+    const r = await runCliInProcess(['generate', '--model', hf, '--weights', 'q8', '--prompt-ids', '1', '--steps', '1']);
+    t.equal(r.status, 2, 'exit code 2');
+    t.equal(errorLines(r.stderr).length, 1, 'one error line');
+    t.match(r.stderr, /^streamllm: generate --model \S+ --weights q8: the weight matrices need 71\.99 GiB as q8/m);
+  });
+
+  t.test('eval --weights q8 on a directory: the NLLs of loadModel + placeWeights', async (t) => {
+    const [, config, weights] = cases[1]!;
+    const hf = tempDir();
+    writeHfDir(hf, config, weights, 'BF16');
+    const tokens = join(hf, 'ids.json');
+    writeFileSync(tokens, JSON.stringify(ids));
+    const r = await runCliInProcess(['eval', '--model', hf, '--tokens', tokens, '--weights', 'q8', '--threads', '1', '--json']);
+    t.equal(r.status, 0, r.stderr);
+    t.match(r.stderr, /products: q8 weights \([\d.]+ MiB\) on 1 thread\n/);
+    const ordinary = placeWeights(loadModel(hf, quiet), { threads: 1, weights: 'q8' });
+    const want = await scoreTokens(ordinary, ids, { kind: 'dense' });
+    t.same((JSON.parse(r.stdout) as { nll: number[] }).nll, Array.from(want.nll), 'every NLL equal');
+    disposeModel(ordinary);
+    await ordinary.pool!.dispose();
+  });
+}

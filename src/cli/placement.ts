@@ -6,7 +6,7 @@ import { defaultThreads } from '../../kernels/threads.js';
 import { matrixBytes } from '../../kernels/split_products.js';
 import { UsageError } from '../errors.js';
 import type { Placement } from '../model/pooled.js';
-import { disposeModel, type Model } from '../model/weights.js';
+import type { Model } from '../model/weights.js';
 import type { PlacementFlags } from './placement_flags.js';
 
 /** The placement the flags ask for, or undefined for the backend's own products (tensorflow). */
@@ -23,37 +23,33 @@ function placementOf(flags: PlacementFlags, command: string): Placement | undefi
 /**
  * Load --model with its matrices where --threads and --weights ask (the
  * worker pool on wasm and cpu; the tensorflow backend runs its own threads)
- * and say on stderr how the products run. A llama2.c checkpoint bound for
- * the pool is read straight into it (pooled_llama2c.ts: the float32 model
- * is never held, so a q8 model of about 3B parameters loads); a model
- * directory is loaded as float32 and then moved.
+ * and say on stderr how the products run. A model bound for the pool is read
+ * straight into it, a llama2.c checkpoint by pooled_llama2c.ts, a Hugging
+ * Face directory by from_hf.ts: the float32 matrices are never held, so a q8
+ * model of about 3B parameters loads.
  */
 export async function loadPlacedModel(path: string, flags: PlacementFlags, command: string): Promise<Model> {
-  const { loadModel } = await import('../model/load.js');
-  const { checkPoolFits, placeWeights, wantsPool } = await import('../model/pooled.js');
   const placement = placementOf(flags, command);
   const what = `${command} --model ${path} --weights ${flags.weights}`;
+  const { wantsPool } = await import('../model/pooled.js');
+  const toPool = placement !== undefined && wantsPool(placement) ? placement : undefined;
+  const stat = statSync(path, { throwIfNoEntry: false });
   let model: Model;
-  if (placement !== undefined && wantsPool(placement) && statSync(path, { throwIfNoEntry: false })?.isFile() === true) {
+  if (toPool !== undefined && stat?.isFile() === true) {
     const { openLlama2c } = await import('../checkpoint/llama2c.js');
     const { pooledModelFromLlama2c } = await import('../model/pooled_llama2c.js');
     const reader = openLlama2c(path);
     try {
-      model = pooledModelFromLlama2c(reader, placement, what);
+      model = pooledModelFromLlama2c(reader, toPool, what);
     } finally {
       reader.close();
     }
+  } else if (toPool !== undefined && stat?.isDirectory() === true) {
+    const { loadPooledHfModel } = await import('../model/load.js');
+    model = loadPooledHfModel(path, toPool, what);
   } else {
+    const { loadModel } = await import('../model/load.js');
     model = loadModel(path);
-    if (placement !== undefined && wantsPool(placement)) {
-      try {
-        checkPoolFits(model.config, flags.weights, what);
-      } catch (e) {
-        disposeModel(model);
-        throw e;
-      }
-      placeWeights(model, placement);
-    }
   }
   const pooled = [...model.weights.layers.flatMap((l) => [l.qkv, l.out, l.up, l.down]), { pooled: model.weights.pooledClassifier }]
     .map((l) => l.pooled)

@@ -5,8 +5,15 @@
 // written, transposed, straight into its final place: on wasm and cpu into
 // the tensor's own memory, so a loaded model costs its float32 size plus one
 // read chunk, with no second copy of any matrix.
+//
+// A loader bound for the worker pool (--threads, --weights q8) writes each
+// source row instead as one row of a pooled matrix, [out, in] (quantised
+// there for q8), so the float32 matrices are never held (MatrixStore).
 import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from '../../kernels/paths.js';
+import type { WorkerPool } from '../../kernels/pool.js';
+import { allocMatrix, type PooledMatrix, type WeightFormat, writeRow } from '../../kernels/split_products.js';
+import type { Linear, ModelWeights } from './weights.js';
 
 /** Streams a source tensor a block of rows at a time: visit(firstRow, values [rows, ...]). */
 export type RowSource = (visit: (firstRow: number, values: Float32Array) => void) => void;
@@ -86,4 +93,73 @@ export function linearBias(parts: MatrixPart[]): tf.Tensor1D {
       col0 += part.rows;
     }
   });
+}
+
+/** Where a loader puts a model's matrices: tfjs tensors (tensorMatrices) or the worker pool (poolMatrices). */
+export interface MatrixStore {
+  /** A projection's weight from its parts (see MatrixPart): [in, sum rows_i] as a tensor, or [sum rows_i, in] pooled. */
+  linear(inDim: number, parts: MatrixPart[]): Linear;
+  /**
+   * The embedding [vocab, dim] from `embedding`'s rows, and the classifier
+   * from `head`'s, or, tied (`head` undefined), from the embedding's.
+   */
+  embeddingAndClassifier(
+    vocab: number,
+    dim: number,
+    embedding: RowSource,
+    head: MatrixPart | undefined,
+  ): Pick<ModelWeights, 'embedding' | 'classifier' | 'pooledClassifier'>;
+}
+
+/** The matrices as float32 tfjs tensors, [in, out]. */
+export const tensorMatrices: MatrixStore = {
+  linear: (inDim, parts) => ({ weight: linearWeight(inDim, parts) }),
+  embeddingAndClassifier: (vocab, dim, embedding, head) => ({
+    embedding: copiedTensor<tf.Rank.R2>([vocab, dim], embedding), // [vocab, dim]
+    classifier: linearWeight(dim, [head ?? { rows: vocab, source: embedding }]), // [dim, vocab]
+  }),
+};
+
+/** Write the parts' rows into `m` ([sum rows_i, in]) where linearWeight puts them as columns. */
+function writeParts(m: PooledMatrix, parts: MatrixPart[]): void {
+  let row0 = 0;
+  for (const part of parts) {
+    const base = row0;
+    part.source((firstRow, values) => {
+      const n = values.length / m.cols;
+      for (let r = 0; r < n; r++) writeRow(m, part.columnOf ? part.columnOf(firstRow + r) : base + firstRow + r, values, r * m.cols);
+    });
+    row0 += part.rows;
+  }
+}
+
+/**
+ * The matrices in `pool`, in `format`, each source row written as it is read:
+ * what placeWeights (pooled.ts) makes of tensorMatrices' tensors, bit for
+ * bit, without the tensors. The embedding stays a tfjs tensor; a tied
+ * classifier is written from the same reads. Empty matrices (an
+ * attention-only layer's MLP) stay tensors, as placeWeights leaves them.
+ */
+export function poolMatrices(pool: WorkerPool, format: WeightFormat): MatrixStore {
+  return {
+    linear: (inDim, parts) => {
+      const rows = parts.reduce((n, p) => n + p.rows, 0);
+      if (rows === 0 || inDim === 0) return tensorMatrices.linear(inDim, parts);
+      const m = allocMatrix(pool, format, rows, inDim);
+      writeParts(m, parts);
+      return { pooled: m };
+    },
+    embeddingAndClassifier: (vocab, dim, embedding, head) => {
+      const classifier = allocMatrix(pool, format, vocab, dim);
+      // tied: each block of the embedding's rows, once read, is also the classifier's
+      const tied: RowSource = (visit) =>
+        embedding((firstRow, values) => {
+          visit(firstRow, values);
+          for (let r = 0; r * dim < values.length; r++) writeRow(classifier, firstRow + r, values, r * dim);
+        });
+      const weights = { embedding: copiedTensor<tf.Rank.R2>([vocab, dim], head === undefined ? tied : embedding), pooledClassifier: classifier };
+      if (head !== undefined) writeParts(classifier, [head]);
+      return weights;
+    },
+  };
 }

@@ -1,6 +1,9 @@
 // Hugging Face tensors -> the engine's Model. Matrices are transposed to
 // [in, out] and fused (q|k|v, gate|up) as from_llama2c.ts does; every
-// tensor's name and shape is checked against the config as it is read.
+// tensor's name and shape is checked against the config as it is read. Bound
+// for the worker pool (pooledModelFromHf), the same builders write each
+// matrix row straight into the pool instead (assemble.ts MatrixStore), so a
+// model too large for float32 in memory loads as q8.
 //
 // llama / mistral / qwen2 (and our own trained models):
 //   model.embed_tokens.weight                      [vocab, dim]
@@ -30,8 +33,10 @@ import type { HfModelSpec } from '../checkpoint/hf_config.js';
 import { FileFormatError, NonFiniteError } from '../errors.js';
 import { firstNonFinite } from '../finite.js';
 import type { SafetensorsReader } from '../checkpoint/safetensors.js';
-import { copiedTensor, linearBias, linearWeight, type MatrixPart, type RowSource } from './assemble.js';
-import { disposeModel, type LayerWeights, type Model, type ModelWeights, type Norm } from './weights.js';
+import type { WorkerPool } from '../../kernels/pool.js';
+import { copiedTensor, linearBias, type MatrixPart, type MatrixStore, poolMatrices, type RowSource, tensorMatrices } from './assemble.js';
+import { checkPoolFits, type Placement, poolFor } from './pooled.js';
+import { collectTensors, disposeModel, type LayerWeights, type Model, type ModelWeights, type Norm } from './weights.js';
 import { learnsExtraLogit } from '../../kernels/softmax.js';
 
 /** Reads named tensors of a given shape from the checkpoint, and remembers which it read. */
@@ -64,13 +69,9 @@ class Source {
   vector(name: string, length: number): tf.Tensor1D {
     return copiedTensor<tf.Rank.R1>([length], this.rows(name, [length]));
   }
-
-  matrix(name: string, shape: [number, number]): tf.Tensor2D {
-    return copiedTensor<tf.Rank.R2>(shape, this.rows(name, shape));
-  }
 }
 
-function llamaWeights(spec: HfModelSpec, src: Source): ModelWeights {
+function llamaWeights(spec: HfModelSpec, src: Source, matrices: MatrixStore): ModelWeights {
   const c = spec.config;
   const { dim, hiddenDim, heads, kvHeads, headDim, vocabSize } = c;
   const qDim = heads * headDim;
@@ -92,11 +93,11 @@ function llamaWeights(spec: HfModelSpec, src: Source): ModelWeights {
     };
     const layer: LayerWeights = {
       attnNorm: { weight: src.vector(`${p}input_layernorm.weight`, dim) },
-      qkv: { weight: linearWeight(dim, qkv('weight')) },
-      out: { weight: linearWeight(qDim, [src.part(`${p}self_attn.o_proj.weight`, [dim, qDim])]) },
+      qkv: matrices.linear(dim, qkv('weight')),
+      out: matrices.linear(qDim, [src.part(`${p}self_attn.o_proj.weight`, [dim, qDim])]),
       mlpNorm: { weight: src.vector(`${p}post_attention_layernorm.weight`, dim) },
-      up: { weight: linearWeight(dim, gateUp('weight')) },
-      down: { weight: linearWeight(hiddenDim, [src.part(`${p}mlp.down_proj.weight`, [dim, hiddenDim])]) },
+      up: matrices.linear(dim, gateUp('weight')),
+      down: matrices.linear(hiddenDim, [src.part(`${p}mlp.down_proj.weight`, [dim, hiddenDim])]),
     };
     if (c.bias.qkv) layer.qkv.bias = linearBias(qkv('bias'));
     if (c.bias.out) layer.out.bias = src.vector(`${p}self_attn.o_proj.bias`, dim);
@@ -107,18 +108,17 @@ function llamaWeights(spec: HfModelSpec, src: Source): ModelWeights {
     if (learnsExtraLogit(c.softmax)) layer.sinkLogits = src.vector(`${p}self_attn.sinks`, heads);
     layers.push(layer);
   }
-  const embedName = 'model.embed_tokens.weight';
+  const head = spec.tiedEmbeddings ? undefined : src.part('lm_head.weight', [vocabSize, dim]);
   const weights: ModelWeights = {
-    embedding: src.matrix(embedName, [vocabSize, dim]),
+    ...matrices.embeddingAndClassifier(vocabSize, dim, src.rows('model.embed_tokens.weight', [vocabSize, dim]), head),
     layers,
     finalNorm: { weight: src.vector('model.norm.weight', dim) },
-    classifier: linearWeight(dim, [src.part(spec.tiedEmbeddings ? embedName : 'lm_head.weight', [vocabSize, dim])]),
   };
   if (c.sinkToken) weights.sinkEmbedding = src.vector('model.sink_embedding', dim);
   return weights;
 }
 
-function neoxWeights(spec: HfModelSpec, src: Source): ModelWeights {
+function neoxWeights(spec: HfModelSpec, src: Source, matrices: MatrixStore): ModelWeights {
   const c = spec.config;
   const { dim, hiddenDim, heads, headDim, vocabSize } = c;
   // query_key_value's output rows are grouped per head, [heads, 3, headDim];
@@ -134,15 +134,15 @@ function neoxWeights(spec: HfModelSpec, src: Source): ModelWeights {
     const p = `gpt_neox.layers.${l}.`;
     const layer: LayerWeights = {
       attnNorm: norm(`${p}input_layernorm`),
-      qkv: { weight: linearWeight(dim, [src.part(`${p}attention.query_key_value.weight`, [3 * dim, dim], qkvColumn)]) },
-      out: { weight: linearWeight(dim, [src.part(`${p}attention.dense.weight`, [dim, dim])]) },
+      qkv: matrices.linear(dim, [src.part(`${p}attention.query_key_value.weight`, [3 * dim, dim], qkvColumn)]),
+      out: matrices.linear(dim, [src.part(`${p}attention.dense.weight`, [dim, dim])]),
       mlpNorm: norm(`${p}post_attention_layernorm`),
       up: {
-        weight: linearWeight(dim, [src.part(`${p}mlp.dense_h_to_4h.weight`, [hiddenDim, dim])]),
+        ...matrices.linear(dim, [src.part(`${p}mlp.dense_h_to_4h.weight`, [hiddenDim, dim])]),
         bias: src.vector(`${p}mlp.dense_h_to_4h.bias`, hiddenDim),
       },
       down: {
-        weight: linearWeight(hiddenDim, [src.part(`${p}mlp.dense_4h_to_h.weight`, [dim, hiddenDim])]),
+        ...matrices.linear(hiddenDim, [src.part(`${p}mlp.dense_4h_to_h.weight`, [dim, hiddenDim])]),
         bias: src.vector(`${p}mlp.dense_4h_to_h.bias`, dim),
       },
     };
@@ -151,12 +151,11 @@ function neoxWeights(spec: HfModelSpec, src: Source): ModelWeights {
     if (learnsExtraLogit(c.softmax)) layer.sinkLogits = src.vector(`${p}attention.sinks`, heads);
     layers.push(layer);
   }
-  const embedName = 'gpt_neox.embed_in.weight';
+  const head = spec.tiedEmbeddings ? undefined : src.part('embed_out.weight', [vocabSize, dim]);
   const weights: ModelWeights = {
-    embedding: src.matrix(embedName, [vocabSize, dim]),
+    ...matrices.embeddingAndClassifier(vocabSize, dim, src.rows('gpt_neox.embed_in.weight', [vocabSize, dim]), head),
     layers,
     finalNorm: norm('gpt_neox.final_layer_norm'),
-    classifier: linearWeight(dim, [src.part(spec.tiedEmbeddings ? embedName : 'embed_out.weight', [vocabSize, dim])]),
   };
   if (c.sinkToken) weights.sinkEmbedding = src.vector('gpt_neox.sink_embedding', dim);
   return weights;
@@ -203,21 +202,33 @@ function summarize(names: string[]): string {
 }
 
 /**
- * Build the engine model. On any error (a missing or misshapen tensor, a
- * tensor the config does not use) the tensors made so far are released.
- * `notes` receives what is read but not applied (one line each).
+ * Build the engine model with its matrices in `matrices` (and `pool`, which
+ * holds them when they are pooled). On any error (a missing or misshapen
+ * tensor, a tensor the config does not use) the tensors made so far are
+ * released, and the pool is disposed. `notes` receives what is read but not
+ * applied (one line each).
  */
-export function modelFromHf(spec: HfModelSpec, reader: SafetensorsReader, notes: (line: string) => void = () => {}): Model {
-  checkStructure(spec, reader, reader.source);
+function buildModel(spec: HfModelSpec, reader: SafetensorsReader, notes: (line: string) => void, matrices: MatrixStore, pool?: WorkerPool): Model {
   const src = new Source(reader);
   const build = spec.modelType === 'gpt_neox' ? neoxWeights : llamaWeights;
-  // tf.tidy keeps the returned weights and disposes everything else, also when build throws.
-  const weights = tf.tidy(() => build(spec, src) as unknown as tf.TensorContainer) as unknown as ModelWeights;
+  let weights: ModelWeights | undefined;
+  try {
+    // tf.tidy keeps the weights' tensors and disposes everything else, also when build throws.
+    tf.tidy(() => {
+      weights = build(spec, src, matrices);
+      return collectTensors(weights);
+    });
+  } catch (e) {
+    void pool?.dispose();
+    throw e;
+  }
+  const model: Model = { config: spec.config, weights: weights! };
+  if (pool !== undefined) model.pool = pool;
   const unused = [...reader.tensors.keys()].filter((n) => !src.used.has(n));
   const buffers = unused.filter((n) => RECOMPUTED_BUFFERS.some((r) => r.test(n)));
   const stray = unused.filter((n) => !buffers.includes(n));
   if (stray.length > 0) {
-    disposeModel({ config: spec.config, weights });
+    disposeModel(model);
     throw new FileFormatError(
       reader.source,
       `${stray.length === 1 ? 'tensor' : `${stray.length} tensors`} not used by a ${spec.modelType} model with this config.json: ${summarize(stray)} ` +
@@ -226,5 +237,26 @@ export function modelFromHf(spec: HfModelSpec, reader: SafetensorsReader, notes:
   }
   for (const note of spec.notes) notes(note);
   if (buffers.length > 0) notes(`skipped ${buffers.length} buffer${buffers.length === 1 ? '' : 's'} the engine recomputes: ${summarize(buffers)}`);
-  return { config: spec.config, weights };
+  return model;
+}
+
+/** Build the engine model, every weight a float32 tfjs tensor (see buildModel for errors and notes). */
+export function modelFromHf(spec: HfModelSpec, reader: SafetensorsReader, notes: (line: string) => void = () => {}): Model {
+  checkStructure(spec, reader, reader.source);
+  return buildModel(spec, reader, notes, tensorMatrices);
+}
+
+/**
+ * The engine model with its matrices read straight into a new worker pool
+ * (`p.weights`, default f32, on `p.threads`): bit for bit what modelFromHf
+ * and then placeWeights (pooled.ts) make, without ever holding the float32
+ * matrices. `what` starts the message that refuses, before anything is
+ * allocated, a model whose matrices do not fit the pool.
+ */
+export function pooledModelFromHf(spec: HfModelSpec, reader: SafetensorsReader, p: Placement, what: string, notes: (line: string) => void = () => {}): Model {
+  checkStructure(spec, reader, reader.source);
+  const format = p.weights ?? 'f32';
+  checkPoolFits(spec.config, format, what);
+  const pool = poolFor(p);
+  return buildModel(spec, reader, notes, poolMatrices(pool, format), pool);
 }

@@ -3,6 +3,8 @@
 //   DIR        a Hugging Face model directory: config.json plus
 //              model.safetensors or model.safetensors.index.json and its shards
 //              (our own trained models are saved this way, see to_hf.ts)
+// A directory bound for the worker pool has its own entry, loadPooledHfModel;
+// a llama2.c file bound there is read by pooled_llama2c.ts.
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, statSync } from 'node:fs';
 import { readHfConfig } from '../checkpoint/hf_config.js';
@@ -11,24 +13,35 @@ import { SafetensorsReader } from '../checkpoint/safetensors.js';
 import { FileFormatError, ResourceError } from '../errors.js';
 import { checkFits, gib, WASM_HEAP_BYTES } from '../memory.js';
 import { llamaConfig, type ModelConfig } from './config.js';
-import { modelFromHf } from './from_hf.js';
+import { modelFromHf, pooledModelFromHf } from './from_hf.js';
 import { modelFromLlama2c } from './from_llama2c.js';
+import type { Placement } from './pooled.js';
 import type { Model } from './weights.js';
 import { learnsExtraLogit } from '../../kernels/softmax.js';
+
+/** Elements of the matrices the worker pool can take: q|k|v, out, gate|up and down of every layer, and the classifier. */
+function matrixElements(c: ModelConfig): number {
+  const qDim = c.heads * c.headDim;
+  const kvDim = c.kvHeads * c.headDim;
+  const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
+  return c.layers * (c.dim * (qDim + 2 * kvDim) + qDim * c.dim + c.dim * upOut + c.hiddenDim * c.dim) + c.vocabSize * c.dim;
+}
+
+/** Elements of the weights that stay tfjs tensors in a pooled model: the embedding, norms, biases, sink logits and sink embedding. */
+function tensorElements(c: ModelConfig): number {
+  const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
+  const normSize = c.norm === 'layernorm' ? 2 * c.dim : c.dim;
+  const biases = (c.bias.qkv ? (c.heads + 2 * c.kvHeads) * c.headDim : 0) + (c.bias.out ? c.dim : 0) + (c.bias.mlp ? upOut + c.dim : 0);
+  const sinkLogits = learnsExtraLogit(c.softmax) ? c.heads : 0;
+  return c.vocabSize * c.dim + c.layers * (2 * normSize + biases + sinkLogits) + normSize + (c.sinkToken ? c.dim : 0);
+}
 
 /**
  * Bytes the engine's float32 weights take: every parameter once, plus the
  * classifier as its own [dim, vocab] tensor even when tied to the embedding.
  */
 export function weightBytes(c: ModelConfig): number {
-  const qDim = c.heads * c.headDim;
-  const kvDim = c.kvHeads * c.headDim;
-  const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
-  const normSize = c.norm === 'layernorm' ? 2 * c.dim : c.dim;
-  const biases = (c.bias.qkv ? qDim + 2 * kvDim : 0) + (c.bias.out ? c.dim : 0) + (c.bias.mlp ? upOut + c.dim : 0);
-  const sinkLogits = learnsExtraLogit(c.softmax) ? c.heads : 0;
-  const perLayer = c.dim * (qDim + 2 * kvDim) + qDim * c.dim + c.dim * upOut + c.hiddenDim * c.dim + 2 * normSize + biases + sinkLogits;
-  return 4 * (2 * c.vocabSize * c.dim + c.layers * perLayer + normSize + (c.sinkToken ? c.dim : 0));
+  return 4 * (matrixElements(c) + tensorElements(c));
 }
 
 /** Bytes of the largest single weight tensor: the embedding, the classifier or a fused projection. */
@@ -70,6 +83,20 @@ export function loadHfModel(dir: string, options: LoadOptions = {}): Model {
   const reader = SafetensorsReader.open(dir);
   checkFitsBackend(spec.config, dir);
   return modelFromHf(spec, reader, options.onNote ?? stderrNotes(dir));
+}
+
+/**
+ * Open a Hugging Face model directory with its matrices read straight into a
+ * new worker pool (from_hf.ts pooledModelFromHf): only the embedding, norms
+ * and biases are held as float32. `what` starts the messages that refuse a
+ * model too large for the backend or the pool (it names the flags).
+ */
+export function loadPooledHfModel(dir: string, p: Placement, what: string, options: LoadOptions = {}): Model {
+  const spec = readHfConfig(dir);
+  const reader = SafetensorsReader.open(dir);
+  const c = spec.config;
+  checkFits(`${what}: the float32 embedding, norms and biases`, 4 * tensorElements(c), 4 * c.vocabSize * c.dim);
+  return pooledModelFromHf(spec, reader, p, what, options.onNote ?? stderrNotes(dir));
 }
 
 export function loadModel(path: string, options: LoadOptions = {}): Model {

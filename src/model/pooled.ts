@@ -85,6 +85,11 @@ export function wantsPool(p: Placement): boolean {
   return (p.weights ?? 'f32') === 'q8' || (p.threads ?? defaultThreads()) > 1;
 }
 
+/** A new worker pool for the placement's threads and tuning. */
+export function poolFor(p: Placement): WorkerPool {
+  return new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes, spinMicros: p.spinMicros });
+}
+
 /**
  * Move the model's matrices into a new worker pool, in place; returns the
  * model. Does nothing when the placement does not ask for the pool.
@@ -93,7 +98,7 @@ export function placeWeights(model: Model, p: Placement): Model {
   if (!wantsPool(p) || model.pool !== undefined) return model;
   const format = p.weights ?? 'f32';
   checkPoolFits(model.config, format, `placeWeights: weights '${format}'`);
-  const pool = new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes, spinMicros: p.spinMicros });
+  const pool = poolFor(p);
   const w = model.weights;
   const move = (l: Linear) => {
     if (l.weight === undefined || l.weight.size === 0) return; // an attention-only layer's empty MLP stays put, unused

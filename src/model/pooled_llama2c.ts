@@ -11,14 +11,12 @@
 // and the norms stay float32 tfjs tensors, as placeWeights leaves them; the
 // classifier, tied or not, is a pooled matrix like the others.
 import * as tf from '@tensorflow/tfjs';
-import { WorkerPool } from '../../kernels/pool.js';
-import { defaultThreads } from '../../kernels/threads.js';
 import { allocMatrix, type PooledMatrix, writeRow } from '../../kernels/split_products.js';
 import { type Llama2cReader, LLAMA2C_TENSOR_ORDER, type TensorName, tensorSizes } from '../checkpoint/llama2c.js';
 import { checkFits } from '../memory.js';
 import { filledTensor } from './assemble.js';
 import { llamaConfig } from './config.js';
-import { checkPoolFits, type Placement } from './pooled.js';
+import { checkPoolFits, type Placement, poolFor } from './pooled.js';
 import type { LayerWeights, Model } from './weights.js';
 
 /** Rows per read: a block of a matrix in memory at a time (a few MB at a 3B model's widths). */
@@ -48,7 +46,7 @@ export function pooledModelFromLlama2c(src: Llama2cReader, p: Placement, what: s
   // the embedding [vocab, dim] and the norms stay on the backend
   checkFits(`${what}: the float32 embedding and norms`, 4 * (vocabSize * dim + (2 * L + 1) * dim), 4 * vocabSize * dim);
 
-  const pool = new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes, spinMicros: p.spinMicros });
+  const pool = poolFor(p);
   const made: tf.Tensor[] = [];
   try {
     // allocated in placeWeights' order
