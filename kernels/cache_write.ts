@@ -10,6 +10,15 @@ import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './paths.js';
 
 /**
+ * The whole buffer as floats where both views lie in it (the wasm heap), so
+ * that rows move with copyWithin: `set` between two views of one buffer
+ * copies the source aside first, in case they overlap.
+ */
+function sharedHeap(src: Float32Array, dst: Float32Array): Float32Array | undefined {
+  return src.buffer === dst.buffer ? new Float32Array(dst.buffer) : undefined;
+}
+
+/**
  * Write entries [from, from + count) of rows: [kvHeads, T, headDim] (all
  * of them by default) into storage: [kvHeads, capacity, headDim] at slots
  * [slot, slot + count). Returns the tensor that now holds the storage:
@@ -24,6 +33,14 @@ export function writeEntries(storage: tf.Tensor3D, rows: tf.Tensor3D, slot: numb
   if (hasDirectMemory()) {
     const src = float32View(rows);
     const dst = float32View(storage);
+    const heap = sharedHeap(src, dst);
+    if (heap !== undefined) {
+      const s = src.byteOffset / 4;
+      const d = dst.byteOffset / 4;
+      for (let h = 0; h < kvHeads; h++)
+        heap.copyWithin(d + (h * capacity + slot) * headDim, s + (h * T + from) * headDim, s + (h * T + from + count) * headDim);
+      return storage;
+    }
     for (let h = 0; h < kvHeads; h++) {
       dst.set(src.subarray((h * T + from) * headDim, (h * T + from + count) * headDim), (h * capacity + slot) * headDim);
     }
@@ -59,6 +76,14 @@ export function writeEntryPerHead(storage: tf.Tensor3D, rows: tf.Tensor3D, slots
   if (hasDirectMemory()) {
     const src = float32View(rows);
     const dst = float32View(storage);
+    const heap = sharedHeap(src, dst);
+    if (heap !== undefined) {
+      const s = src.byteOffset / 4;
+      const d = dst.byteOffset / 4;
+      for (let h = 0; h < kvHeads; h++)
+        heap.copyWithin(d + (h * capacity + slots[h]!) * headDim, s + (h * T + from) * headDim, s + (h * T + from + 1) * headDim);
+      return storage;
+    }
     for (let h = 0; h < kvHeads; h++) {
       dst.set(src.subarray((h * T + from) * headDim, (h * T + from + 1) * headDim), (h * capacity + slots[h]!) * headDim);
     }

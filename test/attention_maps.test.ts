@@ -11,7 +11,8 @@ import { loadModel } from '../src/model/load.js';
 import { disposeModel } from '../src/model/weights.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff } from './helpers.js';
 import { hfReferenceLogits } from './hf_reference.js';
-import { llama2cToHf, llamaConfigJson, randomArray, rng, tempDir, type TensorMap, writeHfDir } from './tiny_checkpoints.js';
+import { llama2cToHf, llamaConfigJson, randomArray, rng, type TensorMap, writeHfDir } from './tiny_checkpoints.js';
+import { tempDir } from './paths.js';
 
 await initTestBackend();
 const { tokens } = loadConformance();

@@ -1,8 +1,7 @@
 // Bad input in a model: a checkpoint its config does not describe, non-finite
 // numbers, and sizes too large for memory. A class each, in a block of its own.
 import * as tf from '@tensorflow/tfjs';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { DenseCache } from '../src/cache/dense.js';
@@ -21,7 +20,7 @@ import { checkSamplesFit } from '../src/train/budget.js';
 import { TRAIN_DEFAULTS } from '../src/train/options.js';
 import { assertPooledLoadRefused, assertRefused, listing } from './bad_input.js';
 import { FIXTURES, initTestBackend, loadConformance, runCliInProcess } from './helpers.js';
-import { WEIGHTS } from './paths.js';
+import { tempDir, WEIGHTS } from './paths.js';
 import {
   llama2cToHf,
   llamaConfigJson,
@@ -43,7 +42,7 @@ await initTestBackend();
 // skipped with a warning that names them; notes the config reader makes
 // (Mistral's sliding_window) are printed.
 {
-  const root = mkdtempSync(join(tmpdir(), 'streamllm-ckpt-'));
+  const root = tempDir('streamllm-ckpt-');
   const ids = join(root, 'ids.json');
   writeFileSync(ids, JSON.stringify([1, 5, 9, 3, 7, 2]));
 
@@ -191,7 +190,7 @@ await initTestBackend();
 // outputs overflow are refused when the logits come back, never scored as
 // `ppl NaN` or decoded as token 0 forever.
 {
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-nonfinite-'));
+  const dir = tempDir('streamllm-nonfinite-');
   const tiny = `${FIXTURES}tiny-gqa.bin`;
   const tokens = loadConformance().tokens.slice(0, 20);
   const ids = join(dir, 'ids.json');
@@ -307,7 +306,7 @@ await initTestBackend();
 // or field; a huge window that the stream never fills costs only what the
 // stream uses.
 {
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-sizes-'));
+  const dir = tempDir('streamllm-sizes-');
   const tiny = `${FIXTURES}tiny-gqa.bin`;
   const conformance = loadConformance();
   const ids = join(dir, 'ids.json');

@@ -1,18 +1,17 @@
 // Issue 9, classes 5 and 6: outputs, and the training runs commands read.
 // A section each, in a block of its own; both use one finished tiny run.
 import { spawn } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { FIXTURES, loadConformance, runCliInProcess } from './helpers.js';
 import { finishedRun, refused, tree } from './outputs_helpers.js';
-import { CLI } from './paths.js';
+import { CLI, tempDir } from './paths.js';
 import { setUp } from './reproduce_helpers.js';
 
 // A finished two-step training run: published by the outputs tests, resumed and
 // damaged (in copies) by the runs tests.
-const run = join(mkdtempSync(join(tmpdir(), 'streamllm-finished-run-')), 'run');
+const run = join(tempDir('streamllm-finished-run-'), 'run');
 await finishedRun(run);
 
 // Class 5: outputs. Every command checks where it will write before
@@ -21,7 +20,7 @@ await finishedRun(run);
 // outputs (reports, published models) in whole, so that a failed or
 // interrupted run leaves the earlier output exactly as it was.
 {
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-bad-outputs-'));
+  const dir = tempDir('streamllm-bad-outputs-');
   const model = `${FIXTURES}tiny-gqa.bin`;
   const ids = join(dir, 'ids.json');
   writeFileSync(ids, JSON.stringify(loadConformance().tokens.slice(0, 40)));
@@ -233,7 +232,7 @@ await finishedRun(run);
 // manifest is damaged. Each is refused before anything is written: exit 2,
 // one line naming the file, the run and the weights folder unchanged.
 {
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-bad-runs-'));
+  const dir = tempDir('streamllm-bad-runs-');
 
   /** A copy of the finished run with `damage` done to it. */
   function damaged(name: string, damage: (copy: string) => void): string {

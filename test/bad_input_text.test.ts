@@ -1,8 +1,7 @@
 // Bad input in what is read beside a model: text that is not UTF-8 (and how
 // much of a text file a --limit reads), and tokenizer.json families that would
 // run wrongly. A class each, in a block of its own.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import t from 'tap';
@@ -11,7 +10,7 @@ import { encodeTextFile, readUtf8File, Utf8Validator } from '../src/text_file.js
 import { loadTokenizer } from '../src/tokenizer/load.js';
 import { assertRefused, listing } from './bad_input.js';
 import { FIXTURES, initTestBackend, runCliInProcess } from './helpers.js';
-import { WEIGHTS } from './paths.js';
+import { tempDir, WEIGHTS } from './paths.js';
 
 await initTestBackend();
 
@@ -20,7 +19,7 @@ await initTestBackend();
 // of a text file as it needs, giving exactly the first tokens of the whole
 // file's encoding.
 {
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-bad-text-'));
+  const dir = tempDir('streamllm-bad-text-');
   const model = `${FIXTURES}tiny-gqa.bin`;
   const tokenizerFile = `${FIXTURES}tiny-gqa.tokenizer.bin`;
   const ZOO_TOKENIZER = join(WEIGHTS, 'tokenizer.json');
@@ -190,7 +189,7 @@ await initTestBackend();
 // byte tokens): such a tokenizer gives text outside its vocabulary no id,
 // which used to crash inside the forward pass.
 {
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-tok-'));
+  const dir = tempDir('streamllm-tok-');
   const tiny = `${FIXTURES}tiny-gqa.bin`; // vocab 96
   const text = join(dir, 'text.txt');
   writeFileSync(text, 'a b ab zz b a');

@@ -19,7 +19,8 @@ import { readManifest } from '../src/zoo/manifest.js';
 import { trainedOnOf, trainedOnOfDir, trainStateOf } from '../src/zoo/trained_on.js';
 import { initTestBackend, runCliInProcess } from './helpers.js';
 import { close, model as llama2cModel, reproduce, setUp, textIds, tokenizer } from './reproduce_helpers.js';
-import { llama2cToHf, llamaConfigJson, tempDir, writeHfDir } from './tiny_checkpoints.js';
+import { llama2cToHf, llamaConfigJson, writeHfDir } from './tiny_checkpoints.js';
+import { tempDir } from './paths.js';
 
 await initTestBackend();
 const { dir, text } = setUp();

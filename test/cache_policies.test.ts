@@ -28,7 +28,8 @@ import { forward } from '../src/model/transformer.js';
 import { disposeModel } from '../src/model/weights.js';
 import { initTestBackend, maxAbsDiff } from './helpers.js';
 import { hfReferenceLogits } from './hf_reference.js';
-import { llama2cToHf, llamaConfigJson, randomLlama2c, rng, tempDir, writeHfDir } from './tiny_checkpoints.js';
+import { llama2cToHf, llamaConfigJson, randomLlama2c, rng, writeHfDir } from './tiny_checkpoints.js';
+import { tempDir } from './paths.js';
 
 const backend = await initTestBackend();
 

@@ -2,8 +2,7 @@
 // llama2.c .bin files, and our own checkpoint format written by saveHfModel.
 // A section each, in a block of its own.
 import * as tf from '@tensorflow/tfjs';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readdirSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { SoftmaxVariant } from '../kernels/softmax.js';
@@ -18,7 +17,8 @@ import { saveHfModel } from '../src/model/to_hf.js';
 import { SINK_TOKEN } from '../src/model/transformer.js';
 import { disposeModel, type Model } from '../src/model/weights.js';
 import { denseLogits, FIXTURES, initTestBackend, maxAbsDiff } from './helpers.js';
-import { llama2cToHf, llamaConfigJson, randomArray, randomLlama2c, rng, tempDir, toWrite, writeHfDir } from './tiny_checkpoints.js';
+import { llama2cToHf, llamaConfigJson, randomArray, randomLlama2c, rng, toWrite, writeHfDir } from './tiny_checkpoints.js';
+import { tempDir } from './paths.js';
 
 await initTestBackend();
 
@@ -231,7 +231,7 @@ await initTestBackend();
 // llama2.c checkpoints: both versions read, the legacy writer round-trips,
 // and every malformed file is one clear error naming the file.
 {
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-llama2c-'));
+  const dir = tempDir('streamllm-llama2c-');
   const shape: LlamaShape = { dim: 8, hiddenDim: 12, layers: 2, heads: 4, kvHeads: 2, vocabSize: 11, maxSeqLen: 6, sharedClassifier: true };
 
   t.test('the conformance checkpoint reads with its header values', async (t) => {

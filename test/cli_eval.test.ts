@@ -1,12 +1,12 @@
 // `streamllm eval` and `streamllm init` end to end: numbers, formats, and
 // every bad input as one line on stderr with exit code 2.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { errorLines, FIXTURES, loadConformance, maxAbsDiff, runCli, runCliInProcess } from './helpers.js';
+import { tempDir } from './paths.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'streamllm-cli-'));
+const dir = tempDir('streamllm-cli-');
 const model = `${FIXTURES}tiny-gqa.bin`;
 const expected = loadConformance();
 const ids = join(dir, 'ids.json');

@@ -15,7 +15,8 @@ import { loadModel } from '../src/model/load.js';
 import { disposeModel } from '../src/model/weights.js';
 import { defaultManifestPath, defaultModel, packageRoot, readManifest } from '../src/zoo/manifest.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff } from './helpers.js';
-import { llama2cToHf, llamaConfigJson, randomArray, randomLlama2c, rng, tempDir, writeHfDir } from './tiny_checkpoints.js';
+import { llama2cToHf, llamaConfigJson, randomArray, randomLlama2c, rng, writeHfDir } from './tiny_checkpoints.js';
+import { tempDir } from './paths.js';
 
 await initTestBackend();
 

@@ -31,10 +31,10 @@ import {
   randomLlama2c,
   randomTensors,
   rng,
-  tempDir,
   type TensorMap,
   writeHfDir,
 } from './tiny_checkpoints.js';
+import { tempDir } from './paths.js';
 
 await initTestBackend();
 

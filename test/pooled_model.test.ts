@@ -4,8 +4,7 @@
 // the same numbers on any number of threads, and perplexity close to
 // float32's; nothing leaks, and the CLI flags reach it.
 import * as tf from '@tensorflow/tfjs';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { createCache } from '../src/cache/index.js';
@@ -21,6 +20,7 @@ import { forward, forwardBatch } from '../src/model/transformer.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
 import { TokenStream } from '../src/stream.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess } from './helpers.js';
+import { tempDir } from './paths.js';
 
 const backend = await initTestBackend();
 const expected = loadConformance();
@@ -239,7 +239,7 @@ t.test('q8: the same on every thread count, perplexity within 1% of float32', as
 });
 
 t.test('eval --threads and --weights', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-pool-'));
+  const dir = tempDir('streamllm-pool-');
   const ids = join(dir, 'ids.json');
   writeFileSync(ids, JSON.stringify(expected.tokens.slice(0, 64)));
   const model = `${FIXTURES}tiny-gqa.bin`;

@@ -8,8 +8,7 @@
 // one line before any allocation.
 import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { matrixBytes as pooledMatrixBytes, type PooledMatrix, readRowQ8 } from '../kernels/split_products.js';
@@ -26,10 +25,11 @@ import { randomLlamaReader, randomLlamaTensors } from '../src/model/random_init.
 import { forward } from '../src/model/transformer.js';
 import { collectTensors, disposeModel, type Model } from '../src/model/weights.js';
 import { errorLines, initTestBackend, runCliInProcess, watchPools } from './helpers.js';
-import { llamaConfigJson, llamaTensorShapes, neoxTensorShapes, randomTensors, type TensorMap, tempDir, writeHfDir } from './tiny_checkpoints.js';
+import { llamaConfigJson, llamaTensorShapes, neoxTensorShapes, randomTensors, type TensorMap, writeHfDir } from './tiny_checkpoints.js';
+import { tempDir } from './paths.js';
 
 await initTestBackend();
-const dir = mkdtempSync(join(tmpdir(), 'streamllm-stream-'));
+const dir = tempDir('streamllm-stream-');
 
 // widths that are not multiples of 32 (the pool pads rows to whole blocks), grouped-query attention
 const shape: LlamaShape = { dim: 40, hiddenDim: 50, layers: 3, heads: 4, kvHeads: 2, vocabSize: 70, maxSeqLen: 32, sharedClassifier: true };

@@ -1,14 +1,14 @@
 // Shared set-up of the `streamllm reproduce` / attn / start tests: a text,
 // the conformance checkpoint (trained length 64) with its tokenizer, running
 // an experiment, and checking the figures it lists.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import type { Test } from 'tap';
 import { loadTokenizer } from '../src/tokenizer/load.js';
 import { FIXTURES, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { decodePng } from './plot_helpers.js';
+import { tempDir } from './paths.js';
 
 export const model = `${FIXTURES}tiny-gqa.bin`;
 export const tokenizer = `${FIXTURES}tiny-gqa.tokenizer.bin`;
@@ -16,7 +16,7 @@ export const LIMIT = 300;
 
 /** A fresh folder with text.txt: 30 lines of seeded words (about 1000 tokens). */
 export function setUp(): { dir: string; text: string; common: string[] } {
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-reproduce-'));
+  const dir = tempDir('streamllm-reproduce-');
   const text = join(dir, 'text.txt');
   const words = 'the cat sat on a mat and then it ran to the old red barn where hens lived until a fox came by'.split(' ');
   const r = seedrandom('reproduce-text');

@@ -18,7 +18,8 @@ import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess
 import { hfReferenceLogits } from './hf_reference.js';
 import { decodePng } from './plot_helpers.js';
 import { headsDiff, model, setUp, tokenizer } from './reproduce_helpers.js';
-import { llama2cToHf, llamaConfigJson, randomArray, randomLlama2c, rng, tempDir, writeHfDir } from './tiny_checkpoints.js';
+import { llama2cToHf, llamaConfigJson, randomArray, randomLlama2c, rng, writeHfDir } from './tiny_checkpoints.js';
+import { tempDir } from './paths.js';
 
 await initTestBackend();
 

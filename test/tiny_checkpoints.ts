@@ -2,8 +2,7 @@
 // themselves (no real model is available here). The HF tensors are derived
 // from llama2.c's with the q/k permutation written out from its definition
 // in the conversion scripts, independently of src/model/to_hf.ts.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import type { LlamaShape, LlamaTensors } from '../src/checkpoint/llama2c.js';
@@ -20,11 +19,6 @@ export function randomArray(r: Rng, n: number, scale = 0.5): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = (2 * r() - 1) * scale;
   return a;
-}
-
-/** A fresh temporary directory. */
-export function tempDir(prefix = 'streamllm-hf-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
 }
 
 export function randomLlama2c(shape: LlamaShape, seed: string): LlamaTensors {

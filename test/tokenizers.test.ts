@@ -1,8 +1,7 @@
 // Tokenizers: loadTokenizer choosing the format; llama2.c's tokenizer.bin;
 // our byte-level BPE, its trainer and tokenizer.json; Hugging Face
 // tokenizer.json files. A section each, in a block of its own.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import t from 'tap';
@@ -14,14 +13,12 @@ import { HfTokenizer } from '../src/tokenizer/hf.js';
 import { Llama2cTokenizer, readLlama2cTokenizer, writeLlama2cTokenizer } from '../src/tokenizer/llama2c.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
 import { FIXTURES, loadConformance } from './helpers.js';
-import { ROOT } from './paths.js';
-import { tempDir } from './tiny_checkpoints.js';
+import { ROOT, tempDir } from './paths.js';
 
 // loadTokenizer: the format chosen by name or content, directories, the
 // model's vocabulary size checked, unsupported tokenizer.json refused.
 {
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-load-tok-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir('streamllm-load-tok-');
   const llamaFile = `${FIXTURES}tiny-gqa.tokenizer.bin`;
   const bpe = trainBpe(['ab ab ab abc'], { vocabSize: 260 });
   const bpeFile = join(dir, 'tokenizer.json');
@@ -86,8 +83,7 @@ import { tempDir } from './tiny_checkpoints.js';
 // fixture (one character per token) and on a small vocabulary written here
 // with merges and <0xNN> byte tokens.
 {
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-llama2c-tok-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir('streamllm-llama2c-tok-');
 
   // --- the conformance fixture: ids 3..95 are the characters '!'..'}' -------
   const fixture = readLlama2cTokenizer(`${FIXTURES}tiny-gqa.tokenizer.bin`, 96);
@@ -314,8 +310,7 @@ import { tempDir } from './tiny_checkpoints.js';
     [field: string]: unknown;
   }
 
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-bpe-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir('streamllm-bpe-');
   const english = readFileSync(join(ROOT, 'docs/streamingllm.md'), 'utf8');
 
   t.test('GPT-2 byte alphabet', async (t) => {

@@ -1,8 +1,7 @@
 // Training, as a library and as commands. A section each, in a block of its
 // own; both without tfjs's per-op leak check (see the first section).
 import * as tf from '@tensorflow/tfjs';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { IGNORE_TARGET } from '../kernels/cross_entropy.js';
@@ -24,6 +23,7 @@ import { validationOffsets } from '../src/train/validate.js';
 import { type Variant, VARIANTS } from '../src/train/variants.js';
 import { readManifest } from '../src/zoo/manifest.js';
 import { errorLines, initTestBackend, runCliInProcess } from './helpers.js';
+import { tempDir } from './paths.js';
 
 await initTestBackend();
 
@@ -67,7 +67,7 @@ await initTestBackend();
     };
   }
 
-  const tmp = () => mkdtempSync(join(tmpdir(), 'streamllm-train-'));
+  const tmp = () => tempDir('streamllm-train-');
 
   t.test('AdamW: one update by hand, decay only where marked', async (t) => {
     const params: Param[] = [
@@ -213,7 +213,7 @@ await initTestBackend();
   // The commands run as the executable runs them, without tfjs's per-op leak check, which counts
   // customGrad's saved copies as leaks (the first section turned it off).
 
-  const dir = mkdtempSync(join(tmpdir(), 'streamllm-train-cli-'));
+  const dir = tempDir('streamllm-train-cli-');
   const tokenizer = join(dir, 'tok.json');
 
   t.test('train-tokenizer writes a BPE of the requested size', async (t) => {

@@ -103,7 +103,13 @@ export interface KVCache {
   readonly blockLimit: number;
   /** Begin a block of T tokens (T <= blockLimit). */
   begin(T: number): BlockView;
-  /** Store a layer's new keys and values, [kvHeads, T, headDim]; return the entries the view's frames index. */
+  /**
+   * Store a layer's new keys and values, [kvHeads, T, headDim]; return the
+   * entries the view's frames index. The two tensors are the model's: they
+   * hold this layer's values during the call and the layer's attention,
+   * and the model may write the next layer's into them (a decode step makes
+   * two tensors, not two a layer), so a cache copies what it keeps.
+   */
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries;
   /**
    * The layer's attention probabilities, [heads, T, n]: column i is entry i

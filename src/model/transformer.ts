@@ -137,6 +137,12 @@ interface SequenceState {
   angles: Map<LayerView, ViewAngles>;
   /** The same rotations as arrays, for pooledAttention: the keys' cos, sin, then each frame's. */
   angleArrays?: Map<LayerView, Float32Array[]>;
+  /**
+   * pooledAttention's new keys and values for the cache, [kvHeads, T,
+   * headDim] each: made in the first layer, written in place in the next
+   * (a cache copies what it keeps: src/cache/types.ts, store).
+   */
+  newEntries?: { keys: tf.Tensor3D; values: tf.Tensor3D };
 }
 
 /**
@@ -253,11 +259,13 @@ function pooledAttention(
       });
       byView.set(view, angles);
     }
-    // They become the tensors the cache stores: the wasm backend copies a
-    // new tensor's values into its heap; the cpu backend keeps the array.
-    const copied = tf.getBackend() === 'wasm';
-    const keys = copied ? directArrays.take(KEYS, kvHeads * T * headDim) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
-    const values = copied ? directArrays.take(VALUES, kvHeads * T * headDim) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
+    // The keys and values the cache stores: two tensors a sequence for the
+    // whole pass, made from the first layer's arrays and written in place in
+    // the next layers (their views taken just before: no allocation comes
+    // between), instead of two new tensors a layer.
+    const stored = state.newEntries;
+    const keys = stored !== undefined ? float32View(stored.keys) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
+    const values = stored !== undefined ? float32View(stored.values) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
     const frames = view.frames;
     const queries: Float32Array[] = []; // per frame [heads, T, headDim]
     const rowRanges: Int32Array[] = [];
@@ -266,7 +274,8 @@ function pooledAttention(
       rowRanges.push(frames[f]!.rowRanges);
     }
     qkvHeadsInto(qkv, b * T, T, config, rotation, angles[0], angles[1], angles.slice(2), keys, values, queries);
-    const entries = cache.store(layer, tf.tensor3d(keys, [kvHeads, T, headDim]), tf.tensor3d(values, [kvHeads, T, headDim]));
+    const newEntries = (state.newEntries ??= { keys: tf.tensor3d(keys, [kvHeads, T, headDim]), values: tf.tensor3d(values, [kvHeads, T, headDim]) });
+    const entries = cache.store(layer, newEntries.keys, newEntries.values);
     // A single query row's [heads, 1, headDim] is its row of merged as it is.
     const single = T === 1;
     const out = single ? (batch.length === 1 ? merged : merged.subarray(b * qSize, (b + 1) * qSize)) : directArrays.take(OUT, qSize); // [heads, T, headDim]
@@ -300,8 +309,8 @@ class ReusedArrays {
   }
 }
 const directArrays = new ReusedArrays();
-// its slots: the merged heads, one sequence's output, keys, values, then each frame's queries
-const [MERGED, OUT, KEYS, VALUES, QUERIES] = [0, 1, 2, 3, 4];
+// its slots: the merged heads, one sequence's output, then each frame's queries
+const [MERGED, OUT, QUERIES] = [0, 1, 2];
 
 /** One transformer layer; x: [B*T, dim] -> [B*T, dim]. */
 function transformerLayer(
