@@ -93,6 +93,10 @@
 //           lost its core, and a spinning caller could be holding the core
 //           that worker needs.
 //
+// While the process gets too little CPU time for its threads (other
+// processes want the cores), the workers do not spin at all: see
+// BUSY_WINDOW_MS.
+//
 // A wake-up from Atomics.wait costs 20-50 µs on this kind of machine, a spin
 // about 1 µs. A worker asleep when a job comes costs the caller only the
 // notify: the job is done by the time the worker wakes, unless it is long
@@ -153,7 +157,7 @@ const DONE = 2; // units of the open job the workers have finished
 const CALLER_WAITS = 3; // 1 while the caller sleeps on DONE
 const FAILED = 4; // set by a worker whose loop threw (or could not be instantiated)
 const READY = 5; // workers that have started and wait for jobs
-const SPIN_MICROS_AT = 6; // how long to spin before sleeping, µs (0: never spin)
+const SPIN_MICROS_AT = 6; // how long the workers spin before sleeping, µs (0: never spin; 0 while the cores are busy)
 const SLEEPING = 7; // workers asleep in Atomics.wait (or on their way there)
 const STOP = 8; // set by dispose()
 const NEVER = 9; // always 0: what a test's late thread waits on (lateMicros)
@@ -183,10 +187,12 @@ export const POOL_MAX_BYTES = MAX_PAGES * PAGE;
 
 /**
  * Jobs that read fewer bytes than this run on the calling thread alone (see
- * run); every larger one is split. (Kept from the fixed-share pool, where
- * the 15M shape's layer products, 100-500 KB as q8, lost split.)
+ * run); every larger one is split (if it makes two units). With work
+ * stealing a split costs the caller about a notify and a few claims: 64 KB
+ * against 1 MiB measured 110M q8 decode on 2 threads 160 against 143 tok/s
+ * (1 thread: 126), 15M 831 against 778 (1 thread: 769).
  */
-export const SPLIT_MIN_BYTES = 1024 * 1024;
+export const SPLIT_MIN_BYTES = 64 * 1024;
 
 /**
  * The least bytes (of weights, for a product) a claim takes: a job's unit,
@@ -219,6 +225,37 @@ function claimUnits(left: number, threads: number): number {
 function splitRows(op: JobOp): number {
   return op === PoolOp.F32 ? 16 : 4;
 }
+
+/**
+ * Busy cores. A spinning worker takes a core that, when other processes
+ * want the cores, the caller may need: measured on 2 cores with one busy
+ * loop beside it, a 110M q8 decode on 2 threads got 1.07 cores in all (on
+ * idle cores 1.77), 87 tok/s against 112 on one thread, though each split
+ * job was still faster than the caller's own pace; with the workers never
+ * spinning, 100-106. (The same happens with other processes at nice 19
+ * holding the cores: a worker that slept gets its core back only after
+ * their slice.) So the caller watches the CPU time the process gets: over a
+ * window of at least BUSY_WINDOW_MS (of split jobs no more than BUSY_GAP_MS
+ * apart: an idle caller says nothing), the CPU time beyond the caller's own
+ * (CPU time minus wall time) should be at least BUSY_SHARE of what the
+ * workers would have had running beside it through the split jobs. If not,
+ * the workers stop spinning (they sleep after each job) and jobs smaller
+ * than CALM_SPLIT_MIN_BYTES, too short to repay a wake-up, run alone, for
+ * BUSY_CALM_MIN_MS, doubled while the cores stay busy up to
+ * BUSY_CALM_MAX_MS; then the workers spin again and the caller measures.
+ * (Running every job alone instead matched one thread in decode on busy
+ * cores, but on cores held by niced processes it also lost the long jobs
+ * of blocked evaluation, which pay split even then.) Measured with one busy
+ * loop beside it (same run, tok/s): 110M q8 decode 2 threads 111.7, 1 thread
+ * 112.8, the fixed-share pool 99.2; blocked eval 187, 164, 184; 15M q8
+ * decode 632, 683, 635.
+ */
+const BUSY_WINDOW_MS = 25;
+const BUSY_GAP_MS = 2;
+const BUSY_SHARE = 0.35;
+const BUSY_CALM_MIN_MS = 50;
+const BUSY_CALM_MAX_MS = 1000;
+const CALM_SPLIT_MIN_BYTES = 1024 * 1024;
 
 /** How long a worker (after a job) and the caller (after its claims) spin before they sleep, by default. */
 export const SPIN_MICROS = 200;
@@ -261,9 +298,9 @@ const run = (u0, u1) => {
 // longer than the bound, and a worker that had slept once never spun
 // again, paying a wake-up of hundreds of µs on every job. Doubling the
 // bound after such wake-ups measured no better on busy cores.)
-const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000;
 for (;;) {
   let generation = Atomics.load(control, ${GENERATION});
+  const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000; // (0 while the cores are busy: see BUSY_WINDOW_MS)
   if (generation === seen && spinMs > 0) {
     // (performance.now every 64 loads: it costs more than a load)
     const until = performance.now() + spinMs;
@@ -330,8 +367,10 @@ export class WorkerPool {
   private disposed = false;
   /** The last job's tag (CLAIM's top bits). */
   private tag = 0;
+  /** The busy-cores watch (see BUSY_WINDOW_MS): calm (workers not spinning) until calmUntil; the window's start (-1: none), the CPU time then, and the wall time of its split jobs so far; when the last split job ended. */
+  private readonly busy = { calm: false, calmUntil: 0, calmMs: BUSY_CALM_MIN_MS, windowStart: -1, windowCpu: 0, splitMs: 0, last: 0 };
 
-  /** Jobs that read fewer bytes run on the calling thread alone; larger ones are split (0: every job, however small; for tests). */
+  /** Jobs that read fewer bytes run on the calling thread alone; larger ones are split (0: every job, however small, busy cores or not; for tests). */
   readonly splitMinBytes: number;
 
   /** The least bytes (of weights, for a product) a unit reads (UNIT_BYTES by default; 1 makes every row group a unit, for tests). */
@@ -435,11 +474,56 @@ export class WorkerPool {
     // Until every worker has started, the calling thread works alone: it must
     // not sleep on a worker whose start-up may need this thread's event loop
     // (module hooks such as a test runner's are served from there).
-    if (groups < 2 * unitGroups || weightBytes < this.splitMinBytes || Atomics.load(this.control, READY) !== this.workers.length || this.threads === 1) {
+    if (
+      groups < 2 * unitGroups ||
+      weightBytes < this.splitMinBytes ||
+      Atomics.load(this.control, READY) !== this.workers.length ||
+      this.threads === 1 ||
+      (this.splitMinBytes > 0 && this.coresBusy() && weightBytes < CALM_SPLIT_MIN_BYTES)
+    ) {
       this.runRange(op, args, 0, rows);
       return;
     }
+    const started = performance.now();
     this.runSplit(op, args, rows, groupRows * unitGroups);
+    this.busy.last = performance.now();
+    this.busy.splitMs += this.busy.last - started;
+  }
+
+  /** Whether the cores are busy (see BUSY_WINDOW_MS), the workers told not to spin; called before each job that would be split. */
+  private coresBusy(): boolean {
+    const b = this.busy;
+    const now = performance.now();
+    if (b.calm) {
+      if (now < b.calmUntil) return true;
+      b.calm = false;
+      Atomics.store(this.control, SPIN_MICROS_AT, Math.round(this.spinMicros));
+    }
+    const cpuMs = () => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1000;
+    };
+    if (b.windowStart < 0 || now - b.last > BUSY_GAP_MS) {
+      b.windowStart = now;
+      b.windowCpu = cpuMs();
+      b.splitMs = 0;
+    } else if (now - b.windowStart >= BUSY_WINDOW_MS) {
+      const cpu = cpuMs();
+      const beside = cpu - b.windowCpu - (now - b.windowStart);
+      b.windowStart = now;
+      b.windowCpu = cpu;
+      if (beside < BUSY_SHARE * (this.threads - 1) * b.splitMs) {
+        b.calm = true;
+        b.calmUntil = now + b.calmMs;
+        b.calmMs = Math.min(2 * b.calmMs, BUSY_CALM_MAX_MS);
+        b.windowStart = -1;
+        Atomics.store(this.control, SPIN_MICROS_AT, 0);
+        return true;
+      }
+      b.calmMs = BUSY_CALM_MIN_MS;
+      b.splitMs = 0;
+    }
+    return false;
   }
 
   /** Run `rows` rows in units of `unitRows`, claimed by every thread in turn. */
