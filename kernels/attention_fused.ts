@@ -108,30 +108,50 @@ function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array,
   }
 }
 
+/** Where attendSimd finds its operands: byte offsets into the wasm heap, and the sizes. */
+interface SimdPlan {
+  /** Frame f's queries [heads, T, headDim] at queriesAt[f]. */
+  queriesAt: number[];
+  keysAt: number;
+  valuesAt: number;
+  /** [heads, T, headDim] */
+  outAt: number;
+  heads: number;
+  T: number;
+  headDim: number;
+  /** Entries a kv head's keys and values have room for. */
+  capacity: number;
+  /** Query heads per kv head. */
+  group: number;
+  /** Three int32 per frame: one query row's plan, which attendRow reads. */
+  plan: Int32Array;
+  /** Room for one query row's scores, all frames. */
+  scoresAt: number;
+}
+
 /**
  * The same loop in WebAssembly SIMD (kernels/simd/loops.wat) for the softmax
- * family (kernels/softmax.ts), on the tensors in place: one call per head and query row, which takes byte
- * offsets into the wasm heap. Scratch holds the row's plan (per frame: the
- * rotated query, the first key it sees, how many) and then its scores.
+ * family (kernels/softmax.ts), in place in the wasm heap: one call per head
+ * and query row, its plan (per frame: the rotated query, the first key it
+ * sees, how many) written first.
  */
-function attendSimd(simd: SimdLoops, inputs: Float32Array[], shapes: number[][], out: Float32Array, attrs: FusedAttrs, scratch: Float32Array): void {
-  const { frameCount, rowRanges, variant } = attrs;
-  const { heads, T, headDim, capacity, group, scale, keys, values } = fusedOperands(inputs, shapes, frameCount);
+function attendSimd(simd: SimdLoops, at: SimdPlan, rowRanges: Int32Array[], variant: SoftmaxVariant, sinks: Float32Array | undefined): void {
+  const { queriesAt, keysAt, valuesAt, outAt, heads, T, headDim, capacity, group, plan, scoresAt } = at;
+  const frameCount = queriesAt.length;
   const rowBytes = 4 * headDim;
-  const plan = new Int32Array(scratch.buffer, scratch.byteOffset, 3 * frameCount);
-  const scores = scratch.byteOffset + plan.byteLength;
+  const scale = 1 / Math.sqrt(headDim);
   for (let h = 0; h < heads; h++) {
-    const kvBase = keys.byteOffset + Math.floor(h / group) * capacity * rowBytes;
-    const sink = extraLogitOf(variant, h, inputs[frameCount + 2]);
+    const kvBase = keysAt + Math.floor(h / group) * capacity * rowBytes;
+    const sink = extraLogitOf(variant, h, sinks);
     for (let t = 0; t < T; t++) {
       const qOff = (h * T + t) * rowBytes;
       for (let f = 0; f < frameCount; f++) {
         const lo = rowRanges[f]![2 * t]!;
-        plan[3 * f] = inputs[f]!.byteOffset + qOff;
+        plan[3 * f] = queriesAt[f]! + qOff;
         plan[3 * f + 1] = kvBase + lo * rowBytes;
         plan[3 * f + 2] = rowRanges[f]![2 * t + 1]! - lo;
       }
-      simd.attendRow(plan.byteOffset, frameCount, values.byteOffset - keys.byteOffset, headDim, scale, sink, scores, out.byteOffset + qOff);
+      simd.attendRow(plan.byteOffset, frameCount, valuesAt - keysAt, headDim, scale, sink, scoresAt, outAt + qOff);
     }
   }
 }
@@ -145,10 +165,30 @@ const fusedKernel: JsKernel<FusedAttrs> = {
   // room for one query row's plan (three int32 per frame) and scores, all frames
   scratchSize: ([q], { rowRanges }) => 3 * rowRanges.length + maxRowCount(rowRanges, q![1]!),
   run(inputs, shapes, out, attrs, scratch) {
+    const { frameCount, rowRanges, variant } = attrs;
     const headDim = shapes[0]![2]!;
-    const simd = simdAttends(headDim, attrs.variant) ? simdLoops([...inputs, out, scratch]) : undefined;
-    if (simd !== undefined) attendSimd(simd, inputs, shapes, out, attrs, scratch);
-    else attendJs(inputs, shapes, out, attrs);
+    const simd = simdAttends(headDim, variant) ? simdLoops([...inputs, out, scratch]) : undefined;
+    if (simd === undefined) {
+      attendJs(inputs, shapes, out, attrs);
+      return;
+    }
+    const { heads, T, capacity, group, keys, values } = fusedOperands(inputs, shapes, frameCount);
+    const plan = new Int32Array(scratch.buffer, scratch.byteOffset, 3 * frameCount);
+    const queriesAt = inputs.slice(0, frameCount).map((q) => q.byteOffset);
+    const at = {
+      queriesAt,
+      keysAt: keys.byteOffset,
+      valuesAt: values.byteOffset,
+      outAt: out.byteOffset,
+      heads,
+      T,
+      headDim,
+      capacity,
+      group,
+      plan,
+      scoresAt: scratch.byteOffset + plan.byteLength,
+    };
+    attendSimd(simd, at, rowRanges, variant, inputs[frameCount + 2]);
   },
 };
 
@@ -188,33 +228,35 @@ export function attendDirect(
   spec: SoftmaxSpec,
   out: Float32Array,
 ): void {
-  const headDim = keys.shape[2];
+  const [kvHeads, capacity, headDim] = keys.shape;
   const qSize = out.length; // heads * T * headDim
   const T = rowRanges[0]!.length / 2;
   const heads = qSize / (T * headDim);
   const frameCount = queries.length;
-  const attrs: FusedAttrs = { frameCount, rowRanges, variant: spec.variant };
   const learns = learnsExtraLogit(spec.variant);
   if (learns && spec.sinkLogits === undefined) throw new Error(`attention: '${spec.variant}' needs sinkLogits`);
-  const shapes = [...queries.map(() => [heads, T, headDim]), keys.shape, values.shape, ...(learns ? [[heads]] : [])];
-  const wantsSimd = simdAttends(headDim, spec.variant);
-  // heap: the queries, the output, then the row's plan and scores (allocated before any view is taken)
-  const heap = wantsSimd ? wasmScratch((frameCount + 1) * qSize + 3 * frameCount + maxRowCount(rowRanges, T)) : undefined;
-  const operands = [float32View(keys), float32View(values), ...(learns ? [float32View(spec.sinkLogits!)] : [])];
-  if (heap !== undefined) {
-    const inHeap = queries.map((q, f) => {
-      const view = heap.subarray(f * qSize, (f + 1) * qSize);
-      view.set(q);
-      return view;
-    });
-    const heapOut = heap.subarray(frameCount * qSize, (frameCount + 1) * qSize);
-    const scratch = heap.subarray((frameCount + 1) * qSize);
-    const simd = simdLoops([...inHeap, ...operands, heapOut, scratch]);
-    if (simd !== undefined) {
-      attendSimd(simd, [...inHeap, ...operands], shapes, heapOut, attrs, scratch);
-      out.set(heapOut);
+  if (simdAttends(headDim, spec.variant)) {
+    // heap: the queries, the output, then the row's plan and scores (allocated before any view of a tensor is taken)
+    const heap = wasmScratch((frameCount + 1) * qSize + 3 * frameCount + maxRowCount(rowRanges, T));
+    const simd = heap === undefined ? undefined : simdLoops([heap]);
+    if (heap !== undefined && simd !== undefined) {
+      const queriesAt: number[] = [];
+      for (let f = 0; f < frameCount; f++) {
+        heap.set(queries[f]!, f * qSize);
+        queriesAt.push(heap.byteOffset + 4 * f * qSize);
+      }
+      const outAt = heap.byteOffset + 4 * frameCount * qSize;
+      const plan = new Int32Array(heap.buffer, outAt + 4 * qSize, 3 * frameCount);
+      const keysAt = float32View(keys).byteOffset;
+      const valuesAt = float32View(values).byteOffset;
+      const at = { queriesAt, keysAt, valuesAt, outAt, heads, T, headDim, capacity, group: heads / kvHeads, plan, scoresAt: plan.byteOffset + plan.byteLength };
+      attendSimd(simd, at, rowRanges, spec.variant, learns ? float32View(spec.sinkLogits!) : undefined);
+      out.set(heap.subarray(frameCount * qSize, (frameCount + 1) * qSize));
       return;
     }
   }
+  const attrs: FusedAttrs = { frameCount, rowRanges, variant: spec.variant };
+  const shapes = [...queries.map(() => [heads, T, headDim]), keys.shape, values.shape, ...(learns ? [[heads]] : [])];
+  const operands = [float32View(keys), float32View(values), ...(learns ? [float32View(spec.sinkLogits!)] : [])];
   attendJs([...queries, ...operands], shapes, out, attrs);
 }
