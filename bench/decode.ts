@@ -69,6 +69,8 @@ interface Engine {
 interface Measurement {
   tokensPerSecond: number;
   rssMiB?: number;
+  /** Times the pool's workers were told to stop spinning because the process got too little CPU time (other processes wanted the cores: kernels/pool.ts). */
+  calmPeriods?: number;
 }
 
 /** A tokenizer.bin run.c accepts, for a vocabulary of `vocab` (see the peer's README). */
@@ -100,8 +102,9 @@ async function childDecode(model: string, threads: number, weights: 'f32' | 'q8'
   let n = 0;
   for await (const step of generate(m, { kind: 'dense' }, [1], argmax, { steps: tokens })) n = step.generated;
   const tokensPerSecond = n / ((performance.now() - started) / 1000);
+  const calmPeriods = m.pool?.calmPeriods ?? 0;
   disposeModel(m);
-  return { tokensPerSecond, rssMiB: peakRssMiB() };
+  return { tokensPerSecond, rssMiB: peakRssMiB(), calmPeriods };
 }
 
 /** Child: blocked scoring of `count` tokens (window cache of the trained length, blocks of 256). */
@@ -115,8 +118,9 @@ async function childEval(model: string, threads: number, weights: 'f32' | 'q8', 
   const started = performance.now();
   await scoreTokens(m, ids, { kind: 'window', windowSize: window }, { mode: 'blocked', blockSize: 256 });
   const tokensPerSecond = count / ((performance.now() - started) / 1000);
+  const calmPeriods = m.pool?.calmPeriods ?? 0;
   disposeModel(m);
-  return { tokensPerSecond, rssMiB: peakRssMiB() };
+  return { tokensPerSecond, rssMiB: peakRssMiB(), calmPeriods };
 }
 
 function runEngine(engine: Engine, dir: string, shape: string, tokens: number, evalTokens: number): Measurement {
@@ -226,7 +230,8 @@ async function main(): Promise<void> {
         for (const e of all) {
           const m = runEngine(e, dir, shape, tokens, evalTokens);
           results.get(e)!.push(m);
-          process.stderr.write(`${shape} round ${round + 1}/${rounds}: ${e.name}: ${m.tokensPerSecond.toFixed(1)} tok/s\n`);
+          const calm = (m.calmPeriods ?? 0) > 0 ? ` (pool's workers calmed ${m.calmPeriods} times: busy cores)` : '';
+          process.stderr.write(`${shape} round ${round + 1}/${rounds}: ${e.name}: ${m.tokensPerSecond.toFixed(1)} tok/s${calm}\n`);
         }
       }
       const tps = (e: Engine | undefined) => (e === undefined ? NaN : median(results.get(e)!.map((m) => m.tokensPerSecond)));
@@ -239,6 +244,7 @@ async function main(): Promise<void> {
         return [e.name, tps(e).toFixed(1), `${Math.min(...rates).toFixed(1)}..${Math.max(...rates).toFixed(1)}`, rss === undefined ? '' : rss.toFixed(0)];
       });
       const ratio = (a: Engine | undefined, b: Engine | undefined) => (tps(a) / tps(b)).toFixed(2);
+      const calmed = all.flatMap((e) => results.get(e)!).filter((m) => (m.calmPeriods ?? 0) > 0).length;
       const ratios = [
         ['f32, 1 thread / runomp 1 thread', ratio(find('ours', 1, 'f32'), find('runomp', 1))],
         ['q8, 1 thread / runomp 1 thread', ratio(find('ours', 1, 'q8'), find('runomp', 1))],
@@ -254,7 +260,9 @@ async function main(): Promise<void> {
       sections.push(
         `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode of ${tokens} tokens from BOS, dense cache; ` +
           `blocked eval: ${evalTokens} tokens in blocks of 256, window cache of the trained length. Medians of ${rounds} rounds, engines alternating; ` +
-          `load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after.\n\n` +
+          `load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after` +
+          (calmed > 0 ? `; in ${calmed} runs of ours the pool found the cores busy and stopped its workers' spin for a while (kernels/pool.ts)` : '') +
+          '.\n\n' +
           markdownTable(['engine', 'tok/s (median)', 'range', 'peak RSS MiB'], rows) +
           '\n\n' +
           markdownTable(['same-run ratio', 'x'], ratios),
