@@ -235,10 +235,11 @@ function splitRows(op: JobOp): number {
  * spinning, 100-106. (The same happens with other processes at nice 19
  * holding the cores: a worker that slept gets its core back only after
  * their slice.) So the caller watches the CPU time the process gets: over a
- * window of at least BUSY_WINDOW_MS (of split jobs no more than BUSY_GAP_MS
- * apart: an idle caller says nothing), the CPU time beyond the caller's own
- * (CPU time minus wall time) should be at least BUSY_SHARE of what the
- * workers would have had running beside it through the split jobs. If not,
+ * window of BUSY_WINDOW_MS of wall time (counted through the split jobs and
+ * from each to the next, at most BUSY_GAP_MS: an idle caller says nothing),
+ * the CPU time beyond the caller's own (CPU time minus that wall time)
+ * should be at least BUSY_SHARE of what the workers would have had running
+ * beside it through the split jobs. If not,
  * the workers stop spinning (they sleep after each job) and jobs smaller
  * than CALM_SPLIT_MIN_BYTES, too short to repay a wake-up, run alone, for
  * BUSY_CALM_MIN_MS, doubled while the cores stay busy up to
@@ -367,8 +368,8 @@ export class WorkerPool {
   private disposed = false;
   /** The last job's tag (CLAIM's top bits). */
   private tag = 0;
-  /** The busy-cores watch (see BUSY_WINDOW_MS): calm (workers not spinning) until calmUntil; the window's start (-1: none), the CPU time then, and the wall time of its split jobs so far; when the last split job ended. */
-  private readonly busy = { calm: false, calmUntil: 0, calmMs: BUSY_CALM_MIN_MS, windowStart: -1, windowCpu: 0, splitMs: 0, last: 0 };
+  /** The busy-cores watch (see BUSY_WINDOW_MS): calm (workers not spinning) until calmUntil; the window's CPU time at its start (-1: none), its wall time so far (see there) and that of its split jobs; when the last split job ended. */
+  private readonly busy = { calm: false, calmUntil: 0, calmMs: BUSY_CALM_MIN_MS, periods: 0, windowCpu: -1, wallMs: 0, splitMs: 0, last: 0 };
 
   /** Jobs that read fewer bytes run on the calling thread alone; larger ones are split (0: every job, however small, busy cores or not; for tests). */
   readonly splitMinBytes: number;
@@ -432,6 +433,11 @@ export class WorkerPool {
     return this.started;
   }
 
+  /** Times the workers were told to stop spinning for a while because the process got too little CPU time (see BUSY_WINDOW_MS): for tests and benchmarks. */
+  get calmPeriods(): number {
+    return this.busy.periods;
+  }
+
   /** Bytes allocated in the shared memory so far. */
   get allocatedBytes(): number {
     return this.top;
@@ -484,10 +490,12 @@ export class WorkerPool {
       this.runRange(op, args, 0, rows);
       return;
     }
+    const b = this.busy;
     const started = performance.now();
     this.runSplit(op, args, rows, groupRows * unitGroups);
-    this.busy.last = performance.now();
-    this.busy.splitMs += this.busy.last - started;
+    b.last = performance.now();
+    b.splitMs += b.last - started;
+    b.wallMs += b.last - started;
   }
 
   /** Whether the cores are busy (see BUSY_WINDOW_MS), the workers told not to spin; called before each job that would be split. */
@@ -497,33 +505,37 @@ export class WorkerPool {
     if (b.calm) {
       if (now < b.calmUntil) return true;
       b.calm = false;
+      b.windowCpu = -1;
       Atomics.store(this.control, SPIN_MICROS_AT, Math.round(this.spinMicros));
     }
     const cpuMs = () => {
       const u = process.cpuUsage();
       return (u.user + u.system) / 1000;
     };
-    if (b.windowStart < 0 || now - b.last > BUSY_GAP_MS) {
-      b.windowStart = now;
+    if (b.windowCpu < 0) {
       b.windowCpu = cpuMs();
+      b.wallMs = 0;
       b.splitMs = 0;
-    } else if (now - b.windowStart >= BUSY_WINDOW_MS) {
-      const cpu = cpuMs();
-      const beside = cpu - b.windowCpu - (now - b.windowStart);
-      b.windowStart = now;
-      b.windowCpu = cpu;
-      if (beside < BUSY_SHARE * (this.threads - 1) * b.splitMs) {
-        b.calm = true;
-        b.calmUntil = now + b.calmMs;
-        b.calmMs = Math.min(2 * b.calmMs, BUSY_CALM_MAX_MS);
-        b.windowStart = -1;
-        Atomics.store(this.control, SPIN_MICROS_AT, 0);
-        return true;
-      }
-      b.calmMs = BUSY_CALM_MIN_MS;
-      b.splitMs = 0;
+      return false;
     }
-    return false;
+    b.wallMs += Math.min(now - b.last, BUSY_GAP_MS);
+    if (b.wallMs < BUSY_WINDOW_MS) return false;
+    const cpu = cpuMs();
+    const beside = cpu - b.windowCpu - b.wallMs;
+    const busy = beside < BUSY_SHARE * (this.threads - 1) * b.splitMs;
+    b.windowCpu = cpu;
+    b.wallMs = 0;
+    b.splitMs = 0;
+    if (!busy) {
+      b.calmMs = BUSY_CALM_MIN_MS;
+      return false;
+    }
+    b.calm = true;
+    b.calmUntil = now + b.calmMs;
+    b.calmMs = Math.min(2 * b.calmMs, BUSY_CALM_MAX_MS);
+    b.periods++;
+    Atomics.store(this.control, SPIN_MICROS_AT, 0);
+    return true;
   }
 
   /** Run `rows` rows in units of `unitRows`, claimed by every thread in turn. */

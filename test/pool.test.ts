@@ -263,6 +263,27 @@ t.test('work stealing: any chunking, and a late thread, give the same bits as on
   for (const pool of stealing) t.same(on(pool), want, `SwiGLU, ${name(pool)}`);
 });
 
+t.test('busy cores: a worker that gets no CPU time makes the workers stop spinning, and products stay right', async (t) => {
+  // The default pool watches the CPU time the process gets while it splits
+  // (kernels/pool.ts, BUSY_WINDOW_MS); a worker that sleeps 3 ms after every
+  // job is posted adds almost none, as one on a busy core would.
+  const [rows, cols] = [256, 256]; // 72 KB of q8 weights: split, but under the 1 MiB that still splits while calm
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  const want = Array.from(pooledProduct(matrix(one, 'q8', w, rows, cols), x, 1));
+  const pool = new WorkerPool(2, { lateMicros: [0, 3000] });
+  t.teardown(() => pool.dispose());
+  await pool.ready();
+  const m = matrix(pool, 'q8', w, rows, cols);
+  let right = true;
+  // (bounded by calls, not time: the watch needs 25 ms of split jobs)
+  for (let i = 0; i < 200_000 && pool.calmPeriods === 0; i++) right &&= Array.from(pooledProduct(m, x, 1)).every((v, j) => v === want[j]);
+  t.ok(right, 'every product as on one thread');
+  t.ok(pool.calmPeriods > 0, 'the workers were told to stop spinning');
+  // while calm, this product runs on the caller alone; still the same bits
+  t.same(Array.from(pooledProduct(m, x, 1)), want, 'calm: the same bits');
+});
+
 t.test('a loop that fails makes the call throw, on the caller or a worker, and the pool stays usable', async (t) => {
   const [rows, cols] = [64, 32];
   const w = randn(rows * cols);
