@@ -17,7 +17,8 @@
 //   GC, other           the garbage collector, V8 itself
 //
 // The profiler itself slows a step down, so the step time comes from a run
-// without it (same process, before). The model is drawn straight into the
+// without it (same process, before), which also times the pool's jobs
+// (WorkerPool.run): the time a step spends outside them is measured there. The model is drawn straight into the
 // pool (randomLlamaReader): no file.
 //
 //   node dist/bench/profile_decode.js [--shapes 15M,110M] [--weights q8] [--threads N] [--tokens 128] [--rounds 4] [--record]
@@ -112,13 +113,40 @@ async function decode(model: Model, tokens: number, rounds: number): Promise<num
   return (performance.now() - started) / n;
 }
 
+/** Times every call of the model's pool's run from now until stop(), which returns the total ms and puts run back. */
+function timePoolJobs(model: Model): { stop(): number } {
+  const pool = model.pool;
+  if (pool === undefined) return { stop: () => 0 };
+  let ms = 0;
+  const run = pool.run.bind(pool);
+  pool.run = (...args: Parameters<typeof run>) => {
+    const started = performance.now();
+    try {
+      run(...args);
+    } finally {
+      ms += performance.now() - started;
+    }
+  };
+  return {
+    stop: () => {
+      delete (pool as { run?: unknown }).run; // the prototype's again
+      return ms;
+    },
+  };
+}
+
 async function profileShape(shape: string, weights: 'f32' | 'q8', threads: number, tokens: number, rounds: number): Promise<string> {
   const s = { ...NAMED_SHAPES[shape]!, sharedClassifier: true };
   const loadBefore = loadavg()[0]!;
   const model = pooledModelFromLlama2c(randomLlamaReader(s, 0), { threads, weights }, `--shapes ${shape}`);
   await model.pool?.ready();
   await decode(model, 16, 1); // warm-up
+  // The unprofiled run also times the pool's jobs (WorkerPool.run: the weight
+  // products and the other pool jobs, the calling thread's share and its
+  // wait), so that the time outside them is a measurement, not a share.
+  const inPool = timePoolJobs(model);
   const stepMs = await decode(model, tokens, rounds);
+  const poolMs = inPool.stop() / (rounds * tokens);
   const session = new Session();
   session.connect();
   await session.post('Profiler.enable');
@@ -137,7 +165,8 @@ async function profileShape(shape: string, weights: 'f32' | 'q8', threads: numbe
     .map(([name, us]) => [name, (share(us) * stepMs).toFixed(3), `${(100 * share(us)).toFixed(1)}%`]);
   return (
     `${shape} (${s.dim} dim, ${s.layers} layers), ${weights}, ${threads} thread${threads > 1 ? 's' : ''}: ${stepMs.toFixed(3)} ms a token ` +
-    `(${(1000 / stepMs).toFixed(1)} tok/s; ${profiledMs.toFixed(3)} ms under the profiler), ${rounds} x ${tokens} greedy tokens from BOS, dense cache. ` +
+    `(${(1000 / stepMs).toFixed(1)} tok/s; ${profiledMs.toFixed(3)} ms under the profiler), ${rounds} x ${tokens} greedy tokens from BOS, dense cache; ` +
+    `timed in the same run: ${poolMs.toFixed(3)} ms a token in the pool's jobs (WorkerPool.run), ${(stepMs - poolMs).toFixed(3)} ms outside them. ` +
     `Shares from the profiled run, applied to the unprofiled step time. Load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after.\n\n` +
     markdownTable(['part of the step', 'ms a token', 'share'], rows) +
     '\n\n' +
