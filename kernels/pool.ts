@@ -374,7 +374,7 @@ export class WorkerPool {
   /** Jobs that read fewer bytes run on the calling thread alone; larger ones are split (0: every job, however small, busy cores or not; for tests). */
   readonly splitMinBytes: number;
 
-  /** The least bytes (of weights, for a product) a unit reads (UNIT_BYTES by default; 1 makes every row group a unit, for tests). */
+  /** The least bytes (of weights, for a product) a unit reads (UNIT_BYTES by default, 1 with splitMinBytes 0; 1 makes every row group a unit, for tests). */
   readonly unitBytes: number;
 
   /** How long the caller and the workers spin before they sleep (0: never spin). */
@@ -389,7 +389,8 @@ export class WorkerPool {
   constructor(threads: number, options: { splitMinBytes?: number; spinMicros?: number; unitBytes?: number; lateMicros?: readonly number[] } = {}) {
     this.splitMinBytes = options.splitMinBytes ?? SPLIT_MIN_BYTES;
     this.spinMicros = options.spinMicros ?? SPIN_MICROS;
-    this.unitBytes = options.unitBytes ?? UNIT_BYTES;
+    // splitMinBytes 0 splits every job (the tests' pools, on tiny shapes): units of a row group, not UNIT_BYTES
+    this.unitBytes = options.unitBytes ?? (this.splitMinBytes === 0 ? 1 : UNIT_BYTES);
     if (!(this.spinMicros >= 0 && this.spinMicros <= 1e6)) throw new RangeError(`WorkerPool: spinMicros must be in 0..1e6, got ${this.spinMicros}`);
     if (!(this.unitBytes >= 1)) throw new RangeError(`WorkerPool: unitBytes must be at least 1, got ${this.unitBytes}`);
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`WorkerPool: threads must be a positive integer, got ${threads}`);

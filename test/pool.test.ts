@@ -307,6 +307,21 @@ t.test('a loop that fails makes the call throw, on the caller or a worker, and t
   }
 });
 
+t.test('splitMinBytes 0 splits every job of two row groups or more, however few its bytes', async (t) => {
+  // The tests that compare a job on several threads with one thread (kernels,
+  // cache_policies, pooled_model) make their pools with splitMinBytes 0 and
+  // tiny shapes. Seen through a loop that traps: with the caller late, only a
+  // split job reaches the worker, whose failure the caller then reports.
+  const pool = new WorkerPool(2, { splitMinBytes: 0, lateMicros: [200_000, 0] });
+  t.teardown(() => pool.dispose());
+  await pool.ready();
+  const nowhere = 2 ** 31 - 2 ** 20; // past the memory's end
+  // a float32 product of two groups of 16 rows, 4 KB of weights
+  t.throws(() => pool.run(PoolOp.F32, [nowhere, pool.alloc(4 * 32), pool.alloc(4 * 32), 32, 1, 32], 32, 4 * 32 * 32), /a worker failed/, 'f32, 4 KB');
+  // SwiGLU over two groups of 4 rows, 384 bytes
+  t.throws(() => pool.run(PoolOp.Swiglu, [nowhere, 4, pool.alloc(4 * 8 * 4)], 8, 3 * 4 * 8 * 4), /a worker failed/, 'SwiGLU, 384 bytes');
+});
+
 t.test('dispose stops every worker', async (t) => {
   const pool = new WorkerPool(3, { splitMinBytes: 0 });
   await pool.ready();
