@@ -29,7 +29,8 @@ const align16 = (n: number) => Math.ceil(n / 16) * 16;
 /**
  * Query rows in an order where any run of them costs about the same: with a
  * causal frame row t sees t + 1 entries, so rows go first, last, second,
- * second to last, ... and the pool's contiguous shares stay balanced.
+ * second to last, ... and the runs of rows the pool's threads claim cost
+ * about in proportion to their length.
  */
 function balancedRows(T: number): Int32Array {
   const order = new Int32Array(T);

@@ -295,7 +295,8 @@ t.test('a loop that fails makes the call throw, on the caller or a worker, and t
     pool.run(PoolOp.F32, [2 ** 31 - 2 ** 20, pool.alloc(4 * cols), out, cols, 1, rows], rows, 4 * rows * cols);
   };
   // the caller late: the worker claims every chunk, and fails
-  const lateCaller = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [20_000, 0] });
+  // (200 ms: a worker woken on a loaded machine must still come first)
+  const lateCaller = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [200_000, 0] });
   // the worker late: the caller fails first, and goes on claiming until the job is closed
   const lateWorker = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [0, 20_000] });
   t.teardown(() => Promise.all([lateCaller.dispose(), lateWorker.dispose()]));

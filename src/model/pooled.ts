@@ -20,7 +20,7 @@ export interface Placement {
   threads?: number;
   /** How the matrices are stored (default f32). */
   weights?: WeightFormat;
-  /** Products with fewer bytes of weights stay on the calling thread (default: the pool's SPLIT_MIN_BYTES; 0 splits all, for tests). */
+  /** Pool jobs (products, attention, ...) that read fewer bytes stay on the calling thread (default: the pool's SPLIT_MIN_BYTES; 0 splits all, for tests). */
   splitMinBytes?: number;
   /** How long the pool's threads spin before they sleep, µs (default: the pool's SPIN_MICROS; 0 never spins). */
   spinMicros?: number;
