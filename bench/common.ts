@@ -91,6 +91,19 @@ export function benchArgs(usage: string, internal: readonly string[] = []): Benc
 }
 
 /**
+ * A training benchmark's `--shape DIM,LAYERS,HEADS` (default 256,4,8), checked
+ * (bench/train.ts, bench/profile_train.ts).
+ */
+export function trainShapeFlag(cli: BenchArgs): { dim: number; layers: number; heads: number } {
+  const shape = cli.value('shape', '256,4,8');
+  if (!/^\d+,\d+,\d+$/.test(shape)) cli.fail(`--shape: expected DIM,LAYERS,HEADS (three whole numbers), got '${shape}'`);
+  const [dim, layers, heads] = shape.split(',').map(Number) as [number, number, number];
+  if (!(dim >= 1 && dim <= 8192 && layers >= 1 && layers <= 256 && heads >= 1 && dim % heads === 0))
+    cli.fail(`--shape: expected DIM in 1..8192 divisible by HEADS and LAYERS in 1..256, got '${shape}'`);
+  return { dim, layers, heads };
+}
+
+/**
  * Run a benchmark's main. A user's error (a file, model or flag that is not
  * what was expected: StreamllmError) is one line on stderr and status 2;
  * anything else is a bug and keeps its stack trace.

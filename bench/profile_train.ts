@@ -10,7 +10,7 @@ import { initTrainableModel } from '../src/train/init.js';
 import { batchLoss } from '../src/train/loss.js';
 import { VARIANTS, variantConfig } from '../src/train/variants.js';
 import { BatchSampler, samplePrefix, WindowSource } from '../src/train/batches.js';
-import { benchArgs, markdownTable, recordResult } from './common.js';
+import { benchArgs, markdownTable, recordResult, trainShapeFlag } from './common.js';
 
 const USAGE = `bench/profile_train.ts: one training step (forward + backward) of a random model: time, tokens/s, GFLOP/s, and per tfjs kernel.
 
@@ -27,11 +27,7 @@ const USAGE = `bench/profile_train.ts: one training step (forward + backward) of
   --help         this text`;
 
 const cli = benchArgs(USAGE);
-const shape = cli.value('shape', '256,4,8');
-if (!/^\d+,\d+,\d+$/.test(shape)) cli.fail(`--shape: expected DIM,LAYERS,HEADS (three whole numbers), got '${shape}'`);
-const [dim, layers, heads] = shape.split(',').map(Number) as [number, number, number];
-if (!(dim >= 1 && dim <= 8192 && layers >= 1 && layers <= 256 && heads >= 1 && dim % heads === 0))
-  cli.fail(`--shape: expected DIM in 1..8192 divisible by HEADS and LAYERS in 1..256, got '${shape}'`);
+const { dim, layers, heads } = trainShapeFlag(cli);
 const vocab = cli.count('vocab', 4096, 2, 262_144);
 const B = cli.count('batch', 8, 1, 1024);
 const T = cli.count('seq-len', 256, 2, 16_384);

@@ -22,7 +22,7 @@ import { type Batch, BatchSampler, WindowSource } from '../src/train/batches.js'
 import { initTrainableModel } from '../src/train/init.js';
 import type { TrainableModel } from '../src/train/params.js';
 import { variantConfig } from '../src/train/variants.js';
-import { benchArgs, markdownTable, median, recordResult } from './common.js';
+import { benchArgs, markdownTable, median, recordResult, trainShapeFlag } from './common.js';
 
 const USAGE = `Training throughput (forward + backward + AdamW), the training path against the proof-of-concept path, alternating.
 
@@ -36,11 +36,7 @@ const USAGE = `Training throughput (forward + backward + AdamW), the training pa
   --record       append the table to bench/RESULTS.md
   --help         this text`;
 const cli = benchArgs(USAGE);
-const shape = cli.value('shape', '256,4,8');
-if (!/^\d+,\d+,\d+$/.test(shape)) cli.fail(`--shape: expected DIM,LAYERS,HEADS (three whole numbers), got '${shape}'`);
-const [dim, layers, heads] = shape.split(',').map(Number) as [number, number, number];
-if (!(dim >= 1 && dim <= 8192 && layers >= 1 && layers <= 256 && heads >= 1 && dim % heads === 0))
-  cli.fail(`--shape: expected DIM in 1..8192 divisible by HEADS and LAYERS in 1..256, got '${shape}'`);
+const { dim, layers, heads } = trainShapeFlag(cli);
 const vocab = cli.count('vocab', 4096, 2, 262_144);
 const B = cli.count('batch', 8, 1, 1024);
 const T = cli.count('seq-len', 256, 2, 16_384);
