@@ -37,13 +37,18 @@ export interface BenchArgs {
 
 /**
  * Read a benchmark's flags; with `--help`, print `usage` and exit before any
- * work (every benchmark answers --help without running). A flag the usage
- * text does not name (nor `internal`: the flags a benchmark passes to its
- * own child processes) is an error, as is a flag's bad value: one line on
- * stderr and status 2, before any work (`streamllm bench` passes the status
- * on).
+ * work (every benchmark answers --help without running). The usage text
+ * declares the flags: each `--name` in it is one, taking a value where the
+ * text shows it followed by one space and a value (`--tokens N`, `[--shape
+ * 15M]`), a switch elsewhere (`--record`). `internal` adds the flags a
+ * benchmark passes to its own child processes, written the same way
+ * (`'child FILE'`, `'spin-off'`). A flag the usage does not declare, a
+ * flag given twice, a value flag without its value, an argument that is no flag's value (unless
+ * `positional`: the benchmark reads those itself), and a bad value (count,
+ * choice) are errors: one line on stderr and status 2, before any work
+ * (`streamllm bench` passes the status on).
  */
-export function benchArgs(usage: string, internal: readonly string[] = []): BenchArgs {
+export function benchArgs(usage: string, internal: readonly string[] = [], positional = false): BenchArgs {
   const argv = process.argv.slice(2);
   if (argv.includes('--help')) {
     console.log(usage);
@@ -54,15 +59,23 @@ export function benchArgs(usage: string, internal: readonly string[] = []): Benc
     process.stderr.write(`${script}: ${message}\n`);
     process.exit(2);
   };
-  const known = new Set([...[...usage.matchAll(/--([a-z][a-z0-9-]*)/g)].map((m) => m[1]!), ...internal]);
-  for (const a of argv) {
-    if (a.startsWith('--') && !known.has(a.slice(2)))
-      fail(
-        `unknown flag ${a} (flags: ${[...known]
-          .filter((f) => !internal.includes(f))
-          .map((f) => `--${f}`)
-          .join(', ')})`,
-      );
+  const declared = `${usage}\n${internal.map((f) => `--${f}`).join('\n')}`;
+  const known = new Set([...declared.matchAll(/--([a-z][a-z0-9-]*)/g)].map((m) => m[1]!));
+  const takesValue = new Set([...declared.matchAll(/--([a-z][a-z0-9-]*) [A-Za-z0-9/.$]/g)].map((m) => m[1]!));
+  const seen = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a.startsWith('--')) {
+      if (seen.has(a)) fail(`${a} given twice`);
+      seen.add(a);
+      if (!known.has(a.slice(2))) {
+        const listed = [...known].filter((f) => !internal.some((d) => d.split(' ')[0] === f));
+        fail(`unknown flag ${a} (flags: ${listed.map((f) => `--${f}`).join(', ')})`);
+      }
+      if (takesValue.has(a.slice(2))) i++; // its value (checked when read)
+    } else if (!positional) {
+      fail(`unexpected argument '${a}': every argument is a flag or a flag's value (see --help)`);
+    }
   }
   const value = (name: string, fallback: string): string => {
     const i = argv.indexOf(`--${name}`);

@@ -53,7 +53,7 @@ Large files go to a temporary folder, removed at the end.`;
 /** ../shared/peers/llama2c/run.c beside the repository (dist/bench/ is two folders down). */
 const DEFAULT_PEER = fileURLToPath(new URL('../../../shared/peers/llama2c/run.c', import.meta.url));
 
-const cli = benchArgs(HELP, ['child', 'child-eval', 'weights', 'spin-off']);
+const cli = benchArgs(HELP, ['child FILE', 'child-eval FILE', 'weights F', 'spin-off']);
 const arg = cli.value;
 
 interface Engine {

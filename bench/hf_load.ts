@@ -34,7 +34,7 @@ const USAGE = `Load time and peak memory of one random model as a llama2.c file 
   --threads N    the pool's threads with --weights (default 1)
   --record       append the table to bench/RESULTS.md
   --help         this text`;
-const cli = benchArgs(USAGE, ['child', 'via']);
+const cli = benchArgs(USAGE, ['child FILE', 'via V']);
 const arg = cli.value;
 
 interface LoadResult {

@@ -193,7 +193,7 @@ const USAGE = `The cache benchmarks on a random llama2.c 15M-shaped model.
   --help         this text`;
 
 async function main(): Promise<void> {
-  const cli = benchArgs(USAGE);
+  const cli = benchArgs(USAGE, [], true);
   const backend = cli.choice('backend', 'wasm', BACKENDS);
   const args = process.argv.slice(2);
   const which = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--backend');

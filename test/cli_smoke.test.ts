@@ -112,6 +112,8 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
     ['streaming', ['fig11'], "expected a benchmark among length, fig10, blocked, got 'fig11'"],
     ['profile_train', ['--shape', '10,2,3'], "--shape: expected DIM in 1..8192 divisible by HEADS and LAYERS in 1..256, got '10,2,3'"],
     ['endless', ['--backend', 'gpu'], "--backend: expected one of tensorflow, wasm, cpu, got 'gpu'"],
+    ['decode', ['--record', '15M'], "unexpected argument '15M': every argument is a flag or a flag's value (see --help)"],
+    ['big_q8', ['--tokens', '2', '--tokens', '0'], '--tokens given twice'],
   ];
   for (const [name, args, message] of cases) {
     const r = runCli(['bench', name, ...args]);
