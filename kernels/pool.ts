@@ -599,7 +599,7 @@ export class WorkerPool {
     }
     const workerFailed = Atomics.exchange(c, FAILED, 0) !== 0;
     if (failed) throw error;
-    if (workerFailed) throw new Error('WorkerPool: a worker failed to run its share of a product');
+    if (workerFailed) throw new Error('WorkerPool: a worker failed to run its share of a job');
   }
 
   /** Rows [row0, row1) on this thread (thread 0: its attention scores at the base). */
