@@ -94,8 +94,7 @@ async function main(): Promise<void> {
     return;
   }
   // Only the parent loads this build's helpers: a probe loads nothing but the build under test.
-  const { benchArgs, markdownTable, median, randomCheckpoint, recordResult } = await import('./common.js');
-  const { NAMED_SHAPES } = await import('../src/model/named_shapes.js');
+  const { benchArgs, markdownTable, median, randomCheckpoint, recordResult, shapeFlag } = await import('./common.js');
   const cli = benchArgs(HELP);
   if (!cli.has('a')) cli.fail('--a: expected the dist/ folder of the build to compare with');
   const builds = { A: resolve(cli.value('a', '')), B: resolve(cli.value('b', 'dist')) };
@@ -105,8 +104,7 @@ async function main(): Promise<void> {
   const rounds = cli.count('rounds', 3, 1, 100);
   const decode = cli.count('decode', 128, 1, 100_000);
   const score = cli.count('score', 2048, 17, 1_000_000); // more than the 16-token prompt
-  const shape = cli.value('shape', '15M');
-  if (NAMED_SHAPES[shape] === undefined) cli.fail(`--shape: unknown shape '${shape}' (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
+  const shape = shapeFlag(cli, 'shape', '15M');
   const checkpoint = randomCheckpoint(shape);
   const weights = cli.has('weights') ? cli.choice('weights', 'f32', ['f32', 'q8']) : undefined;
   const threads = cli.has('threads') ? String(cli.count('threads', 1, 1, 256)) : undefined;

@@ -104,16 +104,34 @@ export function benchArgs(usage: string, internal: readonly string[] = [], posit
 }
 
 /**
- * A training benchmark's `--shape DIM,LAYERS,HEADS` (default 256,4,8), checked
- * (bench/train.ts, bench/profile_train.ts).
+ * A training benchmark's model and batch flags, checked (bench/train.ts,
+ * bench/profile_train.ts): `--shape DIM,LAYERS,HEADS` (default 256,4,8),
+ * `--vocab` (4096), `--batch` (8), `--seq-len` (256).
  */
-export function trainShapeFlag(cli: BenchArgs): { dim: number; layers: number; heads: number } {
+export function trainModelFlags(cli: BenchArgs): { dim: number; layers: number; heads: number; vocab: number; batch: number; seqLen: number } {
   const shape = cli.value('shape', '256,4,8');
   if (!/^\d+,\d+,\d+$/.test(shape)) cli.fail(`--shape: expected DIM,LAYERS,HEADS (three whole numbers), got '${shape}'`);
   const [dim, layers, heads] = shape.split(',').map(Number) as [number, number, number];
   if (!(dim >= 1 && dim <= 8192 && layers >= 1 && layers <= 256 && heads >= 1 && dim % heads === 0))
     cli.fail(`--shape: expected DIM in 1..8192 divisible by HEADS and LAYERS in 1..256, got '${shape}'`);
-  return { dim, layers, heads };
+  const vocab = cli.count('vocab', 4096, 2, 262_144);
+  const batch = cli.count('batch', 8, 1, 1024);
+  const seqLen = cli.count('seq-len', 256, 2, 16_384);
+  return { dim, layers, heads, vocab, batch, seqLen };
+}
+
+/** `--name` as a comma-separated list of llama2.c shape names (NAMED_SHAPES), each checked. */
+export function shapesFlag(cli: BenchArgs, name: string, fallback: string): string[] {
+  const shapes = cli.value(name, fallback).split(',');
+  for (const s of shapes) if (NAMED_SHAPES[s] === undefined) cli.fail(`--${name}: unknown shape '${s}' (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
+  return shapes;
+}
+
+/** `--name` as one llama2.c shape name, checked. */
+export function shapeFlag(cli: BenchArgs, name: string, fallback: string): string {
+  const shape = cli.value(name, fallback);
+  if (NAMED_SHAPES[shape] === undefined) cli.fail(`--${name}: unknown shape '${shape}' (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
+  return shape;
 }
 
 /**

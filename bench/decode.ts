@@ -28,7 +28,7 @@ import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 import { disposeModel } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
-import { benchArgs, markdownTable, median, peakRssMiB, recordResult, runBench } from './common.js';
+import { benchArgs, markdownTable, median, peakRssMiB, recordResult, runBench, shapesFlag } from './common.js';
 
 const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all) against
 llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocked evaluation (float32, q8)
@@ -180,8 +180,7 @@ async function main(): Promise<void> {
     return;
   }
   const rounds = cli.count('rounds', 3, 1, 100);
-  const shapes = arg('shapes', '15M,110M').split(',');
-  for (const s of shapes) if (NAMED_SHAPES[s] === undefined) cli.fail(`--shapes: unknown shape '${s}' (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
+  const shapes = shapesFlag(cli, 'shapes', '15M,110M');
   const only = cli.choice('only', 'both', ['both', 'decode', 'eval']);
 
   const dir = mkdtempSync(join(tmpdir(), 'streamllm-bench-decode-'));

@@ -22,7 +22,7 @@ import { WEIGHT_FORMATS, type WeightFormat } from '../kernels/weight_format.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 import { saveHfModel } from '../src/model/to_hf.js';
 import { disposeModel } from '../src/model/weights.js';
-import { BENCH_CACHE, benchArgs, markdownTable, peakRssMiB, recordResult, runBench } from './common.js';
+import { BENCH_CACHE, benchArgs, markdownTable, peakRssMiB, recordResult, runBench, shapeFlag } from './common.js';
 
 const USAGE = `Load time and peak memory of one random model as a llama2.c file and as Hugging Face safetensors (F32, BF16), one process per load.
 
@@ -99,8 +99,7 @@ async function main(): Promise<void> {
   const threads = cli.count('threads', 1);
   const childPath = arg('child', '');
   if (childPath !== '') return child(childPath, backend, cli.choice('via', 'load', VIAS), weights ?? 'f32', threads);
-  const shape = arg('shape', '110M');
-  if (NAMED_SHAPES[shape] === undefined) cli.fail(`--shape: unknown shape '${shape}' (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
+  const shape = shapeFlag(cli, 'shape', '110M');
   const script = fileURLToPath(import.meta.url);
   const run = (path: string, via: Via): LoadResult => {
     const placed = weights === undefined ? [] : ['--weights', weights, '--threads', String(threads)];

@@ -32,7 +32,7 @@ import { pooledModelFromLlama2c } from '../src/model/pooled_llama2c.js';
 import { randomLlamaReader } from '../src/model/random_init.js';
 import { disposeModel, type Model } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
-import { benchArgs, markdownTable, recordResult, runBench } from './common.js';
+import { benchArgs, markdownTable, recordResult, runBench, shapesFlag } from './common.js';
 
 const HELP = `bench/profile_decode.ts: where the time of a pooled greedy decode step goes (V8's sampling profiler,
 samples charged to the part of the step they ran in: weight products, attention, tfjs, sampling, ...).
@@ -48,7 +48,6 @@ samples charged to the part of the step they ran in: weight products, attention,
   --help          this text`;
 
 const cli = benchArgs(HELP);
-const arg = cli.value;
 
 /** The parts of a step, each with the source files (url endings) or function names that are its own. */
 const PARTS: { name: string; files: RegExp }[] = [
@@ -175,8 +174,7 @@ async function profileShape(shape: string, weights: 'f32' | 'q8', threads: numbe
 }
 
 async function main(): Promise<void> {
-  const shapes = arg('shapes', '15M').split(',');
-  for (const s of shapes) if (NAMED_SHAPES[s] === undefined) cli.fail(`--shapes: unknown shape '${s}' (known: ${Object.keys(NAMED_SHAPES).join(', ')})`);
+  const shapes = shapesFlag(cli, 'shapes', '15M');
   const weights = cli.choice('weights', 'q8', ['f32', 'q8']);
   const threads = cli.count('threads', defaultThreads(), 1, 256);
   const tokens = cli.count('tokens', 128, 1, 100_000);

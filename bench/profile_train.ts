@@ -10,7 +10,7 @@ import { initTrainableModel } from '../src/train/init.js';
 import { batchLoss } from '../src/train/loss.js';
 import { VARIANTS, variantConfig } from '../src/train/variants.js';
 import { BatchSampler, samplePrefix, WindowSource } from '../src/train/batches.js';
-import { benchArgs, markdownTable, recordResult, trainShapeFlag } from './common.js';
+import { benchArgs, markdownTable, recordResult, trainModelFlags } from './common.js';
 
 const USAGE = `bench/profile_train.ts: one training step (forward + backward) of a random model: time, tokens/s, GFLOP/s, and per tfjs kernel.
 
@@ -27,10 +27,7 @@ const USAGE = `bench/profile_train.ts: one training step (forward + backward) of
   --help         this text`;
 
 const cli = benchArgs(USAGE);
-const { dim, layers, heads } = trainShapeFlag(cli);
-const vocab = cli.count('vocab', 4096, 2, 262_144);
-const B = cli.count('batch', 8, 1, 1024);
-const T = cli.count('seq-len', 256, 2, 16_384);
+const { dim, layers, heads, vocab, batch: B, seqLen: T } = trainModelFlags(cli);
 const variant = cli.choice('variant', 'softmax', VARIANTS);
 const steps = cli.count('steps', 2, 1, 1000);
 

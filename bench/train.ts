@@ -22,7 +22,7 @@ import { type Batch, BatchSampler, WindowSource } from '../src/train/batches.js'
 import { initTrainableModel } from '../src/train/init.js';
 import type { TrainableModel } from '../src/train/params.js';
 import { variantConfig } from '../src/train/variants.js';
-import { benchArgs, markdownTable, median, recordResult, trainShapeFlag } from './common.js';
+import { benchArgs, markdownTable, median, recordResult, trainModelFlags } from './common.js';
 
 const USAGE = `Training throughput (forward + backward + AdamW), the training path against the proof-of-concept path, alternating.
 
@@ -36,10 +36,7 @@ const USAGE = `Training throughput (forward + backward + AdamW), the training pa
   --record       append the table to bench/RESULTS.md
   --help         this text`;
 const cli = benchArgs(USAGE);
-const { dim, layers, heads } = trainShapeFlag(cli);
-const vocab = cli.count('vocab', 4096, 2, 262_144);
-const B = cli.count('batch', 8, 1, 1024);
-const T = cli.count('seq-len', 256, 2, 16_384);
+const { dim, layers, heads, vocab, batch: B, seqLen: T } = trainModelFlags(cli);
 const steps = cli.count('steps', 3, 1, 1000);
 
 /** The same causal block, hidden from the batched path (its view no longer says it is self-contained). */
