@@ -2,7 +2,6 @@
 // transformers' forward: the llama family (with Qwen2, Mistral and their
 // options), then GPT-NeoX. A section each, in a block of its own.
 import * as tf from '@tensorflow/tfjs';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { DenseCache } from '../src/cache/dense.js';
@@ -10,7 +9,6 @@ import { StreamingCache } from '../src/cache/streaming.js';
 import type { KVCache } from '../src/cache/types.js';
 import { readHfConfig } from '../src/checkpoint/hf_config.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
-import { SafetensorsReader } from '../src/checkpoint/safetensors.js';
 import { ConfigError, FileFormatError } from '../src/errors.js';
 import { cacheShape } from '../src/model/config.js';
 import { loadModel, weightBytes } from '../src/model/load.js';
@@ -30,6 +28,7 @@ import {
   randomArray,
   randomLlama2c,
   randomTensors,
+  readHfDir,
   rng,
   type TensorMap,
   writeHfDir,
@@ -157,9 +156,7 @@ await initTestBackend();
     model.weights.sinkEmbedding = tf.tensor1d(randomArray(r, 16));
     const out = join(dir, 'hf');
     saveHfModel(out, model);
-    const reader = SafetensorsReader.open(out);
-    const tensors: TensorMap = new Map([...reader.tensors.values()].map((e) => [e.name, { shape: e.shape, values: reader.read(e.name) }]));
-    const config = JSON.parse(JSON.stringify(readHfConfigJson(out)));
+    const { config, tensors } = readHfDir(out);
     const tokens = [SINK_TOKEN, 4, 9, 1, 22, 0, 3];
     const ref = hfReferenceLogits(config, tensors, tokens).flatMap((row) => Array.from(row));
     const d = maxAbsDiff(denseLogits(model, tokens), ref);
@@ -177,10 +174,8 @@ await initTestBackend();
     const dir = tempDir();
     tf.tidy(() => saveHfModel(dir, trainable.model()));
     trainable.dispose();
-    const config = JSON.parse(JSON.stringify(readHfConfigJson(dir)));
+    const { config, tensors } = readHfDir(dir);
     t.equal(config.intermediate_size, 0, 'saved as intermediate_size 0');
-    const reader = SafetensorsReader.open(dir);
-    const tensors: TensorMap = new Map([...reader.tensors.values()].map((e) => [e.name, { shape: e.shape, values: reader.read(e.name) }]));
     const model = loadModel(dir);
     t.equal(model.config.hiddenDim, 0);
     const ref = hfReferenceLogits(config, tensors, ids).flatMap((row) => Array.from(row));
@@ -268,10 +263,6 @@ await initTestBackend();
     const dir = tempDir();
     writeHfDir(dir, config, new Map());
     return readHfConfig(dir);
-  }
-
-  function readHfConfigJson(dir: string): Record<string, unknown> {
-    return JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
   }
 }
 

@@ -2,11 +2,11 @@
 // themselves (no real model is available here). The HF tensors are derived
 // from llama2.c's with the q/k permutation written out from its definition
 // in the conversion scripts, independently of src/model/to_hf.ts.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import type { LlamaShape, LlamaTensors } from '../src/checkpoint/llama2c.js';
-import { type FloatDtype, type TensorToWrite, writeSafetensors } from '../src/checkpoint/safetensors.js';
+import { type FloatDtype, SafetensorsReader, type TensorToWrite, writeSafetensors } from '../src/checkpoint/safetensors.js';
 
 export type Rng = () => number;
 
@@ -121,6 +121,13 @@ export function toWrite(m: TensorMap): TensorToWrite[] {
 export function writeHfDir(dir: string, config: Record<string, unknown>, tensors: TensorMap, dtype: FloatDtype = 'F32'): void {
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   writeSafetensors(join(dir, 'model.safetensors'), toWrite(tensors), { dtype });
+}
+
+/** Read DIR/config.json and every tensor of DIR's safetensors back (float32), as the reference loops take them. */
+export function readHfDir(dir: string): { config: Record<string, unknown>; tensors: TensorMap } {
+  const reader = SafetensorsReader.open(dir);
+  const tensors: TensorMap = new Map([...reader.tensors.values()].map((e) => [e.name, { shape: e.shape, values: reader.read(e.name) }]));
+  return { config: JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>, tensors };
 }
 
 /** Random tensors of the given names and shapes; names ending in "norm.weight" or "layernorm.weight" get values near 1. */
