@@ -47,6 +47,16 @@ await initTestBackend();
   writeFileSync(ids, JSON.stringify([1, 5, 9, 3, 7, 2]));
 
   const llama = llamaConfigJson({ dim: 16, hiddenDim: 24, layers: 2, heads: 4, kvHeads: 2, vocabSize: 32, maxSeqLen: 64, sharedClassifier: false });
+  const neox = {
+    model_type: 'gpt_neox',
+    hidden_size: 16,
+    intermediate_size: 32,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    vocab_size: 32,
+    max_position_embeddings: 64,
+    rotary_pct: 0.5,
+  };
 
   let n = 0;
   function modelDir(config: Record<string, unknown>, tensors: TensorMap): string {
@@ -100,18 +110,8 @@ await initTestBackend();
       r,
       /^streamllm: .*holds 'lm_head\.weight' but config\.json ties the classifier to the embedding \(tie_word_embeddings true\): set it false/,
     );
-    const neox = {
-      model_type: 'gpt_neox',
-      hidden_size: 16,
-      intermediate_size: 32,
-      num_hidden_layers: 1,
-      num_attention_heads: 4, // prettier-ignore
-      vocab_size: 32,
-      max_position_embeddings: 64,
-      rotary_pct: 0.5,
-      tie_word_embeddings: false, // prettier-ignore
-    };
-    const dir = modelDir({ ...neox, tie_word_embeddings: true }, randomTensors('neox', neoxTensorShapes(neox)));
+    const oneLayer = { ...neox, num_hidden_layers: 1 };
+    const dir = modelDir({ ...oneLayer, tie_word_embeddings: true }, randomTensors('neox', neoxTensorShapes(oneLayer)));
     t.throws(() => loadModel(dir), /holds 'embed_out\.weight' but config\.json ties/);
   });
 
@@ -128,16 +128,6 @@ await initTestBackend();
     const r = await runCliInProcess(['eval', '--model', dir, '--tokens', ids]);
     t.equal(r.status, 0, r.stderr);
     t.match(r.stderr, /^warning: .*m\d+: skipped 2 buffers the engine recomputes: model\.layers\.N\.self_attn\.rotary_emb\.inv_freq \(x2\)$/m);
-    const neox = {
-      model_type: 'gpt_neox',
-      hidden_size: 16,
-      intermediate_size: 32,
-      num_hidden_layers: 2,
-      num_attention_heads: 4, // prettier-ignore
-      vocab_size: 32,
-      max_position_embeddings: 64,
-      rotary_pct: 0.5, // prettier-ignore
-    };
     const masks = randomTensors('mask', [
       ['gpt_neox.layers.0.attention.bias', [1, 1, 4, 4]],
       ['gpt_neox.layers.0.attention.masked_bias', []],
