@@ -43,14 +43,17 @@ export async function* generate(
     // The logits as an array, read before the next feed: no tensor for a
     // pooled model. A greedy sampler's pick, and the check, where they lie.
     const feed = (ids: readonly number[]): GreedyChoice | Float32Array => (sample.greedy === true ? stream.feedLastGreedy(ids) : stream.feedLastValues(ids));
-    let fed = feed(first);
+    // Each step feeds the token before it (the prompt, first): the last
+    // token generated is never fed, so that no forward pass computes logits
+    // that nobody reads.
+    let ids: readonly number[] = first;
     for (let n = 1; options.steps === 0 || n <= options.steps; n++) {
-      const id = nextToken(fed, sample, policy, n);
+      const id = nextToken(feed(ids), sample, policy, n);
       if (options.stopIds?.includes(id)) return;
       yield { id, generated: n, stream };
       if (options.shouldStop?.()) return;
       if (n % 16 === 0) await yieldToEventLoop(); // so that a signal handler can run
-      fed = feed([id]);
+      ids = [id];
     }
   } finally {
     stream.dispose();
