@@ -147,9 +147,61 @@
   (func $exps (export "exps") (param $s i32) (param $n i32) (param $max f32) (param $store i32) (result f64)
     (local $at i32) (local $end i32) (local $m v128) (local $e v128)
     (local $low v128) (local $high v128) (local $tail f64)
+    (local $x0 v128) (local $n0 v128) (local $r0 v128) (local $p0 v128) (local $e0 v128)
+    (local $x1 v128) (local $n1 v128) (local $r1 v128) (local $p1 v128) (local $e1 v128)
     (local.set $m (f32x4.splat (local.get $max)))
-    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
     (local.set $at (local.get $s))
+    ;; Eight at a time, $exp written out twice: two independent chains (a
+    ;; call per four left each exp waiting on the last: 0.43 µs for 128),
+    ;; each lane's steps and the sums' order those of four at a time.
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 2))))
+    (block $done8
+      (loop $eight
+        (br_if $done8 (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $x0 (f32x4.sub (v128.load (local.get $at)) (local.get $m)))
+        (local.set $x1 (f32x4.sub (v128.load offset=16 (local.get $at)) (local.get $m)))
+        (local.set $x0 (f32x4.min (f32x4.max (local.get $x0) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
+        (local.set $n0 (f32x4.nearest (f32x4.mul (local.get $x0) (f32x4.splat (f32.const 1.44269504088896341)))))
+        (local.set $r0 (f32x4.sub (local.get $x0) (f32x4.mul (local.get $n0) (f32x4.splat (f32.const 0.693359375)))))
+        (local.set $r0 (f32x4.sub (local.get $r0) (f32x4.mul (local.get $n0) (f32x4.splat (f32.const -2.12194440e-4)))))
+        (local.set $p0 (f32x4.splat (f32.const 1.9875691500e-4)))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 1.3981999507e-3)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 8.3334519073e-3)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 4.1665795894e-2)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 1.6666665459e-1)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 5.0000001201e-1)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add
+          (f32x4.add (f32x4.splat (f32.const 1)) (local.get $r0))
+          (f32x4.mul (f32x4.mul (local.get $r0) (local.get $r0)) (local.get $p0))))
+        (local.set $e0 (f32x4.mul (local.get $p0)
+          (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n0)) (i32x4.splat (i32.const 127))) (i32.const 23))))
+        (local.set $x1 (f32x4.min (f32x4.max (local.get $x1) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
+        (local.set $n1 (f32x4.nearest (f32x4.mul (local.get $x1) (f32x4.splat (f32.const 1.44269504088896341)))))
+        (local.set $r1 (f32x4.sub (local.get $x1) (f32x4.mul (local.get $n1) (f32x4.splat (f32.const 0.693359375)))))
+        (local.set $r1 (f32x4.sub (local.get $r1) (f32x4.mul (local.get $n1) (f32x4.splat (f32.const -2.12194440e-4)))))
+        (local.set $p1 (f32x4.splat (f32.const 1.9875691500e-4)))
+        (local.set $p1 (f32x4.add (f32x4.splat (f32.const 1.3981999507e-3)) (f32x4.mul (local.get $p1) (local.get $r1))))
+        (local.set $p1 (f32x4.add (f32x4.splat (f32.const 8.3334519073e-3)) (f32x4.mul (local.get $p1) (local.get $r1))))
+        (local.set $p1 (f32x4.add (f32x4.splat (f32.const 4.1665795894e-2)) (f32x4.mul (local.get $p1) (local.get $r1))))
+        (local.set $p1 (f32x4.add (f32x4.splat (f32.const 1.6666665459e-1)) (f32x4.mul (local.get $p1) (local.get $r1))))
+        (local.set $p1 (f32x4.add (f32x4.splat (f32.const 5.0000001201e-1)) (f32x4.mul (local.get $p1) (local.get $r1))))
+        (local.set $p1 (f32x4.add
+          (f32x4.add (f32x4.splat (f32.const 1)) (local.get $r1))
+          (f32x4.mul (f32x4.mul (local.get $r1) (local.get $r1)) (local.get $p1))))
+        (local.set $e1 (f32x4.mul (local.get $p1)
+          (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n1)) (i32x4.splat (i32.const 127))) (i32.const 23))))
+        (if (local.get $store) (then
+          (v128.store (local.get $at) (local.get $e0))
+          (v128.store offset=16 (local.get $at) (local.get $e1))))
+        (local.set $low (f64x2.add (local.get $low) (f64x2.promote_low_f32x4 (local.get $e0))))
+        (local.set $high (f64x2.add (local.get $high) (f64x2.promote_low_f32x4
+          (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $e0) (local.get $e0)))))
+        (local.set $low (f64x2.add (local.get $low) (f64x2.promote_low_f32x4 (local.get $e1))))
+        (local.set $high (f64x2.add (local.get $high) (f64x2.promote_low_f32x4
+          (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $e1) (local.get $e1)))))
+        (local.set $at (i32.add (local.get $at) (i32.const 32)))
+        (br $eight)))
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
     (block $done4
       (loop $four
         (br_if $done4 (i32.ge_u (local.get $at) (local.get $end)))
