@@ -13,7 +13,7 @@ import type { KVCache } from './cache/types.js';
 import { firstNonFinite } from './finite.js';
 import { inPoolMemory, pooledArgmax } from '../kernels/logits_argmax.js';
 import { cacheShape } from './model/config.js';
-import { forward, forwardLastValues } from './model/transformer.js';
+import { DecodeScratch, forward, forwardLastValues } from './model/transformer.js';
 import type { Model } from './model/weights.js';
 import { argmax } from './sample/sampler.js';
 
@@ -27,6 +27,8 @@ export type GreedyChoice = { finite: true; id: number } | { finite: false; logit
 export class TokenStream {
   private readonly cache: KVCache;
   private readonly recompute: RecomputeWindow | undefined;
+  /** A pooled model's decode step's scratch tensors (forwardLastValues). */
+  private readonly scratch: DecodeScratch | undefined;
 
   constructor(
     readonly model: Model,
@@ -40,6 +42,7 @@ export class TokenStream {
     } else {
       this.cache = createCache(policy, cacheShape(model.config));
     }
+    this.scratch = this.recompute === undefined && model.pool !== undefined ? new DecodeScratch(model.config) : undefined;
   }
 
   /** Tokens fed so far. */
@@ -95,7 +98,7 @@ export class TokenStream {
    * pool's memory, which the next forward pass overwrites).
    */
   feedLastValues(ids: readonly number[]): Float32Array {
-    if (this.recompute === undefined) return forwardLastValues(this.model, ids, this.cache);
+    if (this.recompute === undefined) return forwardLastValues(this.model, ids, this.cache, this.scratch);
     const logits = this.feed(ids, 'last'); // [1, vocab]
     const values = logits.dataSync() as Float32Array;
     logits.dispose();
@@ -122,5 +125,6 @@ export class TokenStream {
 
   dispose(): void {
     this.cache.dispose();
+    this.scratch?.dispose();
   }
 }
