@@ -11,7 +11,7 @@
 //                       (kernels/qkv_heads.ts, kernels/attention*.ts, rope)
 //   cache               the policy's store (src/cache/, kernels/cache_write.ts)
 //   tfjs                tfjs itself: tensors made, read, disposed; its ops
-//   sampling, checks    argmax and the non-finite check of the logits
+//   sampling, checks    argmax and the non-finite check of the logits (kernels/logits_argmax.ts: both at once)
 //   layer loops         norms, residual adds (src/model/pooled_layers.ts)
 //   other JavaScript    the forward pass's and generate's own code
 //   GC, other           the garbage collector, V8 itself
@@ -51,7 +51,7 @@ const cli = benchArgs(HELP);
 
 /** The parts of a step, each with the source files (url endings) or function names that are its own. */
 const PARTS: { name: string; files: RegExp }[] = [
-  { name: 'sampling, checks', files: /src\/sample\/|src\/finite\.js/ },
+  { name: 'sampling, checks', files: /src\/sample\/|src\/finite\.js|kernels\/logits_argmax\.js/ },
   { name: 'tfjs', files: /@tensorflow\// },
   { name: 'weight products', files: /kernels\/(pool|split_products|pool_scratch)\.js/ },
   { name: 'other pool jobs', files: /kernels\/(pooled_swiglu|pooled_attention|token_nll)\.js/ },

@@ -128,11 +128,13 @@ export interface ProductLoops {
   productQ8(w: number, xq: number, xd: number, out: number, row0: number, row1: number, cols: number, tokens: number, outStride: number): void;
 }
 
-/** The exports of simd/loops.wat (assembled for a shared memory) that the pool runs: attention rows (kernels/pooled_attention.ts), token NLLs' sums (kernels/token_nll.ts), SwiGLU (kernels/pooled_swiglu.ts). */
+/** The exports of simd/loops.wat (assembled for a shared memory) that the pool runs: attention rows (kernels/pooled_attention.ts), token NLLs' sums (kernels/token_nll.ts), SwiGLU (kernels/pooled_swiglu.ts); and the logits' argmax (kernels/logits_argmax.ts). */
 export interface SharedLoops {
   attendRows(records: number, item0: number, item1: number, frames: number, valuesFromKeys: number, dim: number, scaleBits: number, s: number): void;
   sumsOfExps(x: number, row0: number, row1: number, n: number, out: number): void;
   swigluRange(x: number, row0: number, row1: number, hidden: number, out: number): void;
+  /** The first largest of n floats at x, or -1 if any is not finite (kernels/logits_argmax.ts; the calling thread only). */
+  argmaxFinite(x: number, n: number): number;
 }
 
 /** Which loop a pool job runs: a weight product, or another loop over rows (attention, row sums, SwiGLU). */

@@ -7,7 +7,7 @@ import { firstNonFinite } from './finite.js';
 import { withSinkToken } from './model/transformer.js';
 import type { Model } from './model/weights.js';
 import type { Sampler } from './sample/sampler.js';
-import { TokenStream } from './stream.js';
+import { type GreedyChoice, TokenStream } from './stream.js';
 
 export interface GenerateOptions {
   /** Tokens to generate; 0 means until stopped. */
@@ -40,23 +40,36 @@ export async function* generate(
   const stream = new TokenStream(model, policy);
   try {
     const first = withSinkToken(model.config, prompt);
-    // the logits as an array, read before the next feed: no tensor for a pooled model
-    let values = stream.feedLastValues(first); // [vocab]
+    // The logits as an array, read before the next feed: no tensor for a
+    // pooled model. A greedy sampler's pick, and the check, where they lie.
+    const feed = (ids: readonly number[]): GreedyChoice | Float32Array => (sample.greedy === true ? stream.feedLastGreedy(ids) : stream.feedLastValues(ids));
+    // Each step feeds the token before it (the prompt, first): the last
+    // token generated is never fed, so that no forward pass computes logits
+    // that nobody reads.
+    let ids: readonly number[] = first;
     for (let n = 1; options.steps === 0 || n <= options.steps; n++) {
-      const bad = firstNonFinite(values);
-      if (bad >= 0) {
-        throw new NonFiniteError(
-          `${policyLabel(policy)}: the model's logits for generated token ${n} are not finite (token ${bad}: ${values[bad]}): NaN or overflow in the weights or activations`,
-        );
-      }
-      const id = sample(values);
+      const id = nextToken(feed(ids), sample, policy, n);
       if (options.stopIds?.includes(id)) return;
       yield { id, generated: n, stream };
       if (options.shouldStop?.()) return;
       if (n % 16 === 0) await yieldToEventLoop(); // so that a signal handler can run
-      values = stream.feedLastValues([id]);
+      ids = [id];
     }
   } finally {
     stream.dispose();
   }
+}
+
+/** Generated token n, sampled from a feed's result (feedLastGreedy's choice, or the logits [vocab]); NonFiniteError when a logit is NaN or infinite. */
+function nextToken(fed: GreedyChoice | Float32Array, sample: Sampler, policy: CachePolicy, n: number): number {
+  if (!(fed instanceof Float32Array) && fed.finite) return fed.id;
+  const values = fed instanceof Float32Array ? fed : fed.logits;
+  const bad = firstNonFinite(values);
+  if (bad >= 0) {
+    throw new NonFiniteError(
+      `${policyLabel(policy)}: the model's logits for generated token ${n} are not finite (token ${bad}: ${values[bad]}): NaN or overflow in the weights or activations`,
+    );
+  }
+  if (!(fed instanceof Float32Array)) throw new Error('generate: a greedy choice of non-finite logits, all of them finite');
+  return sample(values);
 }

@@ -10,9 +10,19 @@ import { RecomputeWindow } from './cache/recompute.js';
 import { INITIAL_SLOTS } from './cache/storage.js';
 import { type CachePolicy, policyLabel } from './cache/policies.js';
 import type { KVCache } from './cache/types.js';
+import { firstNonFinite } from './finite.js';
+import { inPoolMemory, pooledArgmax } from '../kernels/logits_argmax.js';
 import { cacheShape } from './model/config.js';
 import { forward, forwardLastValues } from './model/transformer.js';
 import type { Model } from './model/weights.js';
+import { argmax } from './sample/sampler.js';
+
+/**
+ * What greedy decoding takes from a token's logits: their argmax (the first
+ * on ties) when every one is finite; otherwise the logits, for an error to
+ * name one (a view that the next feed may overwrite: read it before then).
+ */
+export type GreedyChoice = { finite: true; id: number } | { finite: false; logits: Float32Array };
 
 export class TokenStream {
   private readonly cache: KVCache;
@@ -90,6 +100,19 @@ export class TokenStream {
     const values = logits.dataSync() as Float32Array;
     logits.dispose();
     return values;
+  }
+
+  /**
+   * Feed a block of tokens, for greedy decoding: feedLastValues' logits,
+   * their argmax and whether they are all finite. A pooled classifier's
+   * logits are searched and checked where it wrote them, in one SIMD pass
+   * (kernels/logits_argmax.ts); any others by argmax and firstNonFinite.
+   */
+  feedLastGreedy(ids: readonly number[]): GreedyChoice {
+    const logits = this.feedLastValues(ids); // [vocab]
+    const pool = this.model.pool;
+    const id = pool !== undefined && inPoolMemory(pool, logits) ? pooledArgmax(pool, logits) : firstNonFinite(logits) >= 0 ? -1 : argmax(logits);
+    return id >= 0 ? { finite: true, id } : { finite: false, logits };
   }
 
   reset(): void {

@@ -9,10 +9,13 @@ import { StreamingCache } from '../src/cache/streaming.js';
 import { SafetensorsReader, writeSafetensors } from '../src/checkpoint/safetensors.js';
 import { FileFormatError, NonFiniteError, ResourceError } from '../src/errors.js';
 import { firstNonFinite } from '../src/finite.js';
+import { pooledArgmax } from '../kernels/logits_argmax.js';
+import { WorkerPool } from '../kernels/pool.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
 import { checkFits, MAX_ARRAY_BYTES } from '../src/memory.js';
 import { loadModel } from '../src/model/load.js';
+import { placeWeights } from '../src/model/pooled.js';
 import { disposeModel } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
 import { TokenStream } from '../src/stream.js';
@@ -186,7 +189,15 @@ await initTestBackend();
   const ids = join(dir, 'ids.json');
   writeFileSync(ids, JSON.stringify(tokens));
 
-  t.test('firstNonFinite and argmax: the float32 loops (logits) find what the plain loops find', async (t) => {
+  t.test("firstNonFinite and argmax: the float32 loops (logits) and the pool's SIMD argmax find what the plain loops find", async (t) => {
+    // the pool's loop reads the values in its memory, at an offset of 4 bytes (not 16-byte aligned)
+    const pool = new WorkerPool(1);
+    const base = pool.alloc(4 * 32001) + 4;
+    const inPool = (values: Float32Array) => {
+      const view = new Float32Array(pool.memory.buffer, base, values.length);
+      view.set(values);
+      return view;
+    };
     for (const n of [1, 3, 4, 7, 32000]) {
       for (const bad of [NaN, Infinity, -Infinity]) {
         for (const at of [0, n - 1, Math.floor(n / 2)]) {
@@ -195,17 +206,24 @@ await initTestBackend();
           t.equal(firstNonFinite(values), firstNonFinite(Array.from(values)), `${n} values, ${bad} at ${at}`);
           t.equal(firstNonFinite(values), at);
           t.equal(argmax(values), argmax(Array.from(values)), `argmax: ${n} values, ${bad} at ${at}`);
+          t.equal(pooledArgmax(pool, inPool(values)), -1, `the pool's argmax: ${n} values, ${bad} at ${at}: not finite`);
         }
       }
       const finite = Float32Array.from({ length: n }, (_, i) => Math.round(Math.sin(i) * 3)); // ties
       t.equal(firstNonFinite(finite), -1);
       t.equal(argmax(finite), argmax(Array.from(finite)), `argmax of ${n} values with ties: the first largest`);
+      t.equal(pooledArgmax(pool, inPool(finite)), argmax(Array.from(finite)), `the pool's argmax of ${n} values with ties`);
+      const zeros = Float32Array.from({ length: n }, (_, i) => (Math.sin(i) > 0 ? 0 : -0)); // -0 and 0 tie
+      t.equal(pooledArgmax(pool, inPool(zeros)), 0, `the pool's argmax of ${n} zeros, -0 among them`);
       // a new largest in every group of four, and values in no order
       const rising = Float32Array.from({ length: n }, (_, i) => i - n);
       t.equal(argmax(rising), n - 1, `argmax of ${n} rising values: the last`);
       const noisy = Float32Array.from({ length: n }, (_, i) => Math.sin(i * i * 0.37) * 2);
       t.equal(argmax(noisy), argmax(Array.from(noisy)), `argmax of ${n} values in no order`);
+      t.equal(pooledArgmax(pool, inPool(rising)), n - 1, `the pool's argmax of ${n} rising values`);
+      t.equal(pooledArgmax(pool, inPool(noisy)), argmax(Array.from(noisy)), `the pool's argmax of ${n} values in no order`);
     }
+    await pool.dispose();
   });
 
   /** The fixture with float32 values written at a byte offset. */
@@ -288,6 +306,49 @@ await initTestBackend();
     await t.rejects(steps.next(), /window\(8\): the model's logits for generated token 1 are not finite/);
     t.equal(tf.memory().numTensors, tensors, 'no tensor leak from a refused run');
     disposeModel(model);
+  });
+
+  t.test("a pooled model's greedy pick (made where the logits lie) refuses non-finite logits as the plain path does", async (t) => {
+    // every logit overflowing, or one: embedding row 7 of 3e38 (the classifier's row 7: its logit)
+    const rowOffset = 28 + 4 * 7 * dim;
+    const files = [
+      patchedLlama2c(
+        'overflow-all.bin',
+        rmsFinalOffset,
+        Array.from({ length: dim }, () => 3e38),
+      ),
+      patchedLlama2c(
+        'overflow-one.bin',
+        rowOffset,
+        Array.from({ length: dim }, () => 3e38),
+      ),
+    ];
+    const message = async (sample: (logits: ArrayLike<number>) => number, model: ReturnType<typeof loadModel>) => {
+      try {
+        for await (const _ of generate(model, { kind: 'dense' }, [1, 2], sample, { steps: 5 }));
+      } catch (e) {
+        t.ok(e instanceof NonFiniteError, 'a NonFiniteError');
+        return (e as Error).message;
+      }
+      return 'no error';
+    };
+    for (const file of files) {
+      const plain = loadModel(file);
+      const want = await message(argmax, plain);
+      t.match(want, /^dense: the model's logits for generated token 1 are not finite \(token \d+: (NaN|-?Infinity)\)/, want);
+      disposeModel(plain);
+      for (const threads of [1, 2, 3]) {
+        const model = placeWeights(loadModel(file), { threads, weights: 'q8', splitMinBytes: 0 });
+        await model.pool!.ready();
+        const tensors = tf.memory().numTensors;
+        const got = await message(argmax, model);
+        t.equal(got, await message((logits) => argmax(logits), model), `${threads} threads: the message of the path that reads the logits`);
+        t.match(got, /^dense: the model's logits for generated token 1 are not finite \(token \d+: (NaN|-?Infinity)\)/);
+        t.equal(tf.memory().numTensors, tensors, 'no tensor leak from a refused run');
+        disposeModel(model);
+        await model.pool!.dispose();
+      }
+    }
   });
 }
 

@@ -13,11 +13,14 @@ import { DenseCache } from '../src/cache/dense.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
+import { generate } from '../src/generate.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { type Placement, placeWeights } from '../src/model/pooled.js';
 import { residualInPool } from '../src/model/pooled_layers.js';
 import { forward, forwardBatch } from '../src/model/transformer.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
+import { argmax } from '../src/sample/sampler.js';
+import { writeRow } from '../kernels/split_products.js';
 import { TokenStream } from '../src/stream.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { tempDir } from './paths.js';
@@ -213,6 +216,46 @@ t.test("TokenStream.feedLastValues (the pooled classifier's output read in place
       viaTensor.dispose();
       viaValues.dispose();
     }
+    disposeModel(model);
+    await model.pool?.dispose();
+  }
+});
+
+t.test("generate with a greedy sampler (the pooled logits' argmax found where they lie) picks the plain sampler path's ids", async (t) => {
+  // the same pick, not declared greedy: generate reads the logits and calls it
+  const plainArgmax = (logits: ArrayLike<number>) => argmax(logits);
+  const ids = async (model: Model, sample: typeof argmax | typeof plainArgmax, policy: CachePolicy) => {
+    const out: number[] = [];
+    for await (const step of generate(model, policy, tokens.slice(0, 3), sample, { steps: 24 })) out.push(step.id);
+    return out;
+  };
+  const placements: Placement[] = [
+    { threads: 1, weights: 'q8' },
+    { threads: 2, weights: 'q8', splitMinBytes: 0 },
+    { threads: 3, weights: 'q8', splitMinBytes: 0 },
+    { threads: 2, weights: 'f32', splitMinBytes: 0 },
+  ];
+  for (const p of placements) {
+    const model = await loaded(p);
+    const label = `${p.weights} ${p.threads} threads`;
+    for (const policy of [{ kind: 'dense' }, { kind: 'streaming', sinkCount: 2, windowSize: 6 }] as CachePolicy[]) {
+      const before = tf.memory().numTensors;
+      const want = await ids(model, plainArgmax, policy);
+      t.same(await ids(model, argmax, policy), want, `${label}, ${policy.kind}`);
+      t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    }
+    // ties: classifier rows 0..9 half of the rest, which are all equal, so
+    // that every logit ties with 9 or 80 others; the first is picked (0 or 10)
+    const classifier = model.weights.pooledClassifier!;
+    const row = Float32Array.from({ length: classifier.cols }, (_, i) => Math.sin(i + 1));
+    const half = row.map((v) => v / 2);
+    for (let r = 0; r < classifier.rows; r++) writeRow(classifier, r, r < 10 ? half : row);
+    const tied = await ids(model, argmax, { kind: 'dense' });
+    t.same(tied, await ids(model, plainArgmax, { kind: 'dense' }), `${label}, ties: the plain path's ids`);
+    t.ok(
+      tied.every((id) => id === 0 || id === 10),
+      `${label}, ties: the first of the tied largest (${tied.join(' ')})`,
+    );
     disposeModel(model);
     await model.pool?.dispose();
   }

@@ -11,6 +11,17 @@ import type { CacheShape } from './types.js';
 /** Slots a growing cache starts with (or its capacity, when smaller). */
 export const INITIAL_SLOTS = 256;
 
+/**
+ * A zero tensor [kvHeads, slots, headDim]: tf.fill, which the wasm backend
+ * fills in its own memory, where tf.zeros makes a JavaScript array of zeros
+ * and copies it in (measured on wasm, [6, 256, 48]: 160 µs against 8; a
+ * 15M model's cache of 256 slots is 12 of them, 1.9 ms, 15 µs a token of a
+ * 128-token generate call).
+ */
+function zeroStorage(dims: [number, number, number]): tf.Tensor3D {
+  return tf.fill(dims, 0, 'float32');
+}
+
 export class EntryStorage {
   readonly keys: tf.Tensor3D[];
   readonly values: tf.Tensor3D[];
@@ -25,8 +36,8 @@ export class EntryStorage {
     this.checkFits(slots, 0);
     this.slotCount = slots;
     const dims: [number, number, number] = [shape.kvHeads, slots, shape.headDim];
-    this.keys = Array.from({ length: shape.layers }, () => tf.keep(tf.zeros(dims)));
-    this.values = Array.from({ length: shape.layers }, () => tf.keep(tf.zeros(dims)));
+    this.keys = Array.from({ length: shape.layers }, () => tf.keep(zeroStorage(dims)));
+    this.values = Array.from({ length: shape.layers }, () => tf.keep(zeroStorage(dims)));
   }
 
   get slots(): number {
@@ -63,7 +74,7 @@ export class EntryStorage {
     for (let layer = 0; layer < this.shape.layers; layer++) {
       for (const list of [this.keys, this.values]) {
         const old = list[layer]!;
-        let grown = tf.keep(tf.zeros<tf.Rank.R3>(dims));
+        let grown = tf.keep(zeroStorage(dims));
         if (used > 0) {
           const kept = old.slice([0, 0, 0], [kvHeads, used, headDim]);
           grown = writeEntries(grown, kept, 0, 0, used);

@@ -253,10 +253,13 @@ function pooledAttention(
     const byView = (state.angleArrays ??= new Map());
     let angles = byView.get(view); // [T, rotaryDim/2] each: the keys' cos and sin, then each frame's
     if (angles === undefined) {
-      angles = [view.keyPositions, ...view.frames.map((f) => f.queryPositions)].flatMap((p) => {
-        const { cos, sin } = ropeAngleArrays(p, config.rope);
-        return [cos, sin];
-      });
+      // (a decode step's query sits where its key does: the same rotations, computed once)
+      const keyAngles = ropeAngleArrays(view.keyPositions, config.rope);
+      angles = [keyAngles.cos, keyAngles.sin];
+      for (const f of view.frames) {
+        const { cos, sin } = samePositions(f.queryPositions, view.keyPositions) ? keyAngles : ropeAngleArrays(f.queryPositions, config.rope);
+        angles.push(cos, sin);
+      }
       byView.set(view, angles);
     }
     // The keys and values the cache stores: two tensors a sequence for the
@@ -291,6 +294,13 @@ function pooledAttention(
     }
   }
   return merged;
+}
+
+/** Whether two position lists are equal, element by element. */
+function samePositions(a: Int32Array, b: Int32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**

@@ -18,8 +18,13 @@ export interface SamplerOptions {
   seed?: number | string;
 }
 
-/** Picks a token id from one position's logits ([vocab]). */
-export type Sampler = (logits: ArrayLike<number>) => number;
+/**
+ * Picks a token id from one position's logits ([vocab]). A sampler that
+ * declares itself `greedy` picks the argmax (the first on ties), nothing
+ * else: generate() may then find it where the logits lie without calling it
+ * (TokenStream.feedLastGreedy).
+ */
+export type Sampler = ((logits: ArrayLike<number>) => number) & { readonly greedy?: boolean };
 
 export function createSampler(options: SamplerOptions = {}): Sampler {
   const { temperature = 1, topP = 0.9, seed = 0 } = options;
@@ -32,22 +37,29 @@ export function createSampler(options: SamplerOptions = {}): Sampler {
   if (!(typeof seed === 'string' || (typeof seed === 'number' && Number.isFinite(seed)))) {
     throw new UsageError(`seed: expected a finite number or a string, got ${String(seed)}`);
   }
+  if (temperature === 0) {
+    const greedy = (logits: ArrayLike<number>) => {
+      if (logits.length === 0) throw new UsageError('logits: expected at least one value');
+      return argmax(logits);
+    };
+    return Object.assign(greedy, { greedy: true });
+  }
   const random = seedrandom(String(seed));
   return (logits) => {
     if (logits.length === 0) throw new UsageError('logits: expected at least one value');
-    if (temperature === 0) return argmax(logits);
     const probs = softmax(logits, temperature);
     return topP < 1 ? sampleTopP(probs, topP, random()) : sample(probs, random());
   };
 }
 
-/** Index of the largest value, the first on ties (run.c's argmax). */
+/** Index of the largest value, the first on ties (run.c's argmax); as a Sampler, greedy. */
 export function argmax(values: ArrayLike<number>): number {
   if (values instanceof Float32Array) return argmaxFloat32(values); // the logits of a decode step: a loop of its own (see firstNonFinite)
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
   return best;
 }
+argmax.greedy = true as const;
 
 function argmaxFloat32(values: Float32Array): number {
   const n = values.length;
