@@ -254,7 +254,8 @@ t.test('work stealing: any chunking, and a late thread, give the same bits as on
   const [rows, hidden] = [37, 64];
   const gateUp = randn(rows * 2 * hidden).map((v) => 8 * v);
   const on = (pool: WorkerPool) => {
-    const view = new Float32Array(pool.memory.buffer, pool.alloc(4 * gateUp.length), gateUp.length);
+    const at = pool.alloc(4 * gateUp.length); // before the buffer is read: alloc may grow the memory
+    const view = new Float32Array(pool.memory.buffer, at, gateUp.length);
     view.set(gateUp);
     return Array.from(pooledSwiglu(pool, view, rows, hidden) ?? []);
   };

@@ -84,6 +84,21 @@
   ;; stored in part); tokens two at a time (eight accumulators: each loaded
   ;; column of weights serves two tokens), then the odd one (decode: the only
   ;; one).
+  ;;
+  ;; Decode streams weights from memory (a 15M step reads 61 MB, more than the
+  ;; 32 MB L3). Measured on a step's 25 products, each thread a half of each,
+  ;; steps alternating in one process (2 vCPU EPYC): this loop takes about
+  ;; 1.06x a plain v128 read of the same bytes on two threads (1.00-1.12),
+  ;; and no longer than run.c's products (gcc, 256-bit FMA) in runs
+  ;; alternating with it (1.45-1.63 ms a step against 1.59-2.04). Tried,
+  ;; slower or no gain: a scalar load 4 KB ahead each step as a software
+  ;; prefetch (1.1-1.25x the time on two threads, 1.4-1.6x on one); two
+  ;; groups at once, two streams (1.2x; 1.4x);
+  ;; groups of 32 rows, eight chains of one addition a column (9% faster on
+  ;; one thread in that probe; in decode, bench/builds_ab.ts, 0.93-1.07x
+  ;; against an A/A of 0.98); reading the classifier's rows in the other
+  ;; direction every other token, for what the L3 still holds (-11%..+9%:
+  ;; no consistent change).
   (func (export "productF32")
     (param $w i32) (param $x i32) (param $out i32) (param $row0 i32) (param $row1 i32)
     (param $cols i32) (param $tokens i32) (param $outStride i32)
