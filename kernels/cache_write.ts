@@ -40,22 +40,22 @@ export function writeEntries(storage: tf.Tensor3D, rows: tf.Tensor3D, slot: numb
   if (hasDirectMemory()) {
     const src = float32View(rows);
     const dst = float32View(storage);
+    const run = count * headDim; // floats a kv head
+    if (run <= SHORT_RUN) {
+      // A decode step's entry (the storage is never the new rows' tensor)
+      for (let h = 0; h < kvHeads; h++) {
+        const to = (h * capacity + slot) * headDim;
+        const at = (h * T + from) * headDim;
+        for (let i = 0; i < run; i++) dst[to + i] = src[at + i]!;
+      }
+      return storage;
+    }
     const heap = sharedHeap(src, dst);
     if (heap !== undefined) {
       const s = src.byteOffset / 4;
       const d = dst.byteOffset / 4;
-      const run = count * headDim; // floats a kv head
-      if (run > SHORT_RUN) {
-        for (let h = 0; h < kvHeads; h++)
-          heap.copyWithin(d + (h * capacity + slot) * headDim, s + (h * T + from) * headDim, s + (h * T + from + count) * headDim);
-        return storage;
-      }
-      // A decode step's entry (the storage never overlaps the new rows)
-      for (let h = 0; h < kvHeads; h++) {
-        const to = d + (h * capacity + slot) * headDim;
-        const at = s + (h * T + from) * headDim;
-        for (let i = 0; i < run; i++) heap[to + i] = heap[at + i]!;
-      }
+      for (let h = 0; h < kvHeads; h++)
+        heap.copyWithin(d + (h * capacity + slot) * headDim, s + (h * T + from) * headDim, s + (h * T + from + count) * headDim);
       return storage;
     }
     for (let h = 0; h < kvHeads; h++) {
