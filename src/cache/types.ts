@@ -107,8 +107,9 @@ export interface KVCache {
    * Store a layer's new keys and values, [kvHeads, T, headDim]; return the
    * entries the view's frames index. The two tensors are the model's: they
    * hold this layer's values during the call and the layer's attention,
-   * and the model may write the next layer's into them (a decode step makes
-   * two tensors, not two a layer), so a cache copies what it keeps.
+   * and the model may write the next layer's, or the next block's, into
+   * them (a pooled model's decode stream makes two tensors for all its
+   * steps, not two a layer), so a cache copies what it keeps.
    */
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries;
   /**
