@@ -23,8 +23,8 @@
 // checked against.
 import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './paths.js';
-import { PoolOp, type WorkerPool } from './pool.js';
-import { poolScratch } from './pool_scratch.js';
+import { GATED_SCRATCH_FLOATS, PoolOp, type WorkerPool } from './pool.js';
+import { poolScratch, poolScratchFits } from './pool_scratch.js';
 
 import type { WeightFormat } from './weight_format.js';
 
@@ -85,11 +85,24 @@ const regionWrites = new WeakMap<WorkerPool, number>();
 const bufferPools = new WeakMap<ArrayBufferLike, WorkerPool>();
 const residents = new WeakMap<tf.Tensor, { pool: WorkerPool; offset: number; write: number }>();
 
-/** Operand space for the products. */
+/** Operand space for the products' results (and their other uses of the pool's memory), on a cache line's start. */
 function scratch(pool: WorkerPool, bytes: number): number {
   regionWrites.set(pool, (regionWrites.get(pool) ?? 0) + 1);
-  return poolScratch(pool, 'products', bytes);
+  return lineStart(poolScratch(pool, 'products', bytes + 48));
 }
+
+/**
+ * Space for a product's x (padded, and for q8 quantised), on a cache line's
+ * start: apart from the results, so that lines a worker wrote results into
+ * (its rows of the last product) are never the ones the caller writes the
+ * next x into, which would move each such line between the cores once more.
+ */
+function operandScratch(pool: WorkerPool, bytes: number): number {
+  return lineStart(poolScratch(pool, 'product operands', bytes + 48));
+}
+
+/** offset (16-byte aligned) rounded up to a multiple of 64. */
+const lineStart = (offset: number) => Math.ceil(offset / 64) * 64;
 
 /** Where in `pool`'s memory the values of `t` (made by productTensor) still lie, if they do: a byte offset. */
 export function residentOffset(t: tf.Tensor, pool: WorkerPool): number | undefined {
@@ -156,9 +169,8 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
   const n = tokens * stride;
   const outBytes = 4 * tokens * rows;
   const quantBytes = m.format === 'q8' ? 2 * n + (4 * n) / Q8_BLOCK : 0; // x as int16, and its scales
-  const base = scratch(pool, 4 * n + outBytes + quantBytes);
-  const xp = base;
-  const out = xp + 4 * n;
+  const xp = operandScratch(pool, 4 * n + quantBytes); // [x padded | xq | xd]
+  const out = scratch(pool, outBytes);
   const padded = new Float32Array(pool.memory.buffer, xp, n); // x: [tokens, stride]
   if (stride === cols) padded.set(x.subarray(0, n));
   else {
@@ -172,7 +184,7 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
   if (m.format === 'f32') {
     pool.run(PoolOp.F32, [m.data, xp, out, stride, tokens, rows], rows, weightBytes);
   } else {
-    const xq = out + outBytes;
+    const xq = xp + 4 * n; // (n a multiple of 32: on a line's start, as xd is)
     const xd = xq + 2 * n;
     pool.loops.quantizeX16(xp, n, xq, xd);
     pool.run(PoolOp.Q8, [m.data, xq, xd, out, stride, tokens, rows], rows, weightBytes);
@@ -180,6 +192,33 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
   const buffer = pool.memory.buffer; // (a new one after the memory grows)
   if (bufferPools.get(buffer) !== pool) bufferPools.set(buffer, pool);
   return new Float32Array(buffer, out, tokens * rows);
+}
+
+/**
+ * SwiGLU of one token's product with a q8 gate|up matrix m ([2 hidden,
+ * cols]: gate rows, then up rows), x: [cols] -> silu(gate) * up: [hidden],
+ * in one pool job (PoolOp.Q8Gated): the same bits as pooledProduct then
+ * pooledSwiglu, without the second job. A view of the pool's memory, valid
+ * until the next pooled SwiGLU (it shares pooledSwiglu's region); undefined
+ * where the job does not apply: a float32 matrix (see GATED_SCRATCH_FLOATS),
+ * hidden not a whole number of row groups (4), or no room in the memory.
+ */
+export function pooledGatedProduct(m: PooledMatrix, x: Float32Array): Float32Array | undefined {
+  const { pool, rows, cols, stride } = m;
+  const hidden = rows / 2;
+  if (m.format !== 'q8' || !Number.isInteger(hidden) || hidden % GROUP !== 0 || !poolScratchFits(pool, 'swiglu', 4 * hidden)) return undefined;
+  if (x.length < cols) throw new RangeError(`pooledGatedProduct: x holds ${x.length} values, ${cols} needed`);
+  const gated = poolScratch(pool, 'swiglu', 4 * hidden); // [hidden]
+  const xp = operandScratch(pool, 4 * stride + 2 * stride + (4 * stride) / Q8_BLOCK); // [x padded | xq | xd]
+  const span = scratch(pool, 4 * GATED_SCRATCH_FLOATS * hidden); // the job's scratch
+  const padded = new Float32Array(pool.memory.buffer, xp, stride); // x: [stride]
+  padded.set(x.subarray(0, cols));
+  padded.fill(0, cols);
+  const xq = xp + 4 * stride;
+  const xd = xq + 2 * stride;
+  pool.loops.quantizeX16(xp, stride, xq, xd);
+  pool.run(PoolOp.Q8Gated, [m.data, xq, xd, span, stride, gated, hidden], hidden, matrixBytes('q8', rows, cols));
+  return new Float32Array(pool.memory.buffer, gated, hidden);
 }
 
 /** A tensor of a product's result (a view into the pool's memory, which the next product overwrites; any view of a pool's memory is taken for one). */

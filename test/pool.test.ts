@@ -15,7 +15,17 @@ import { PoolOp, WorkerPool } from '../kernels/pool.js';
 import { pooledSwiglu } from '../kernels/pooled_swiglu.js';
 import { matMul2d } from '../kernels/matmul.js';
 import { productF32Reference, productQ8Reference, productReference, quantizeReference, quantizeX16Reference } from '../kernels/products.ref.js';
-import { allocMatrix, matrixBytes, type PooledMatrix, pooledLinear, pooledProduct, readRowQ8, type WeightFormat, writeRow } from '../kernels/split_products.js';
+import {
+  allocMatrix,
+  matrixBytes,
+  type PooledMatrix,
+  pooledGatedProduct,
+  pooledLinear,
+  pooledProduct,
+  readRowQ8,
+  type WeightFormat,
+  writeRow,
+} from '../kernels/split_products.js';
 import { initTestBackend } from './helpers.js';
 import { ROOT } from './paths.js';
 
@@ -262,6 +272,26 @@ t.test('work stealing: any chunking, and a late thread, give the same bits as on
   const want = on(one);
   t.equal(want.length, rows * hidden, 'SwiGLU on one thread');
   for (const pool of stealing) t.same(on(pool), want, `SwiGLU, ${name(pool)}`);
+  // the gated job (a q8 gate|up product of one token and its SwiGLU in one job): the product, then the SwiGLU job, bit for bit
+  for (const [hidden, cols] of [
+    [4, 32],
+    [20, 40],
+    [96, 64],
+    [324, 96],
+  ] as const) {
+    const w = randn(2 * hidden * cols).map((v) => 3 * v);
+    const x = randn(cols);
+    const m = matrix(one, 'q8', w, 2 * hidden, cols);
+    const want = Array.from(pooledSwiglu(one, pooledProduct(m, x, 1), 1, hidden)!);
+    t.same(Array.from(pooledGatedProduct(m, x)!), want, `gated ${hidden}x${cols}, one thread`);
+    for (const pool of [...stealing, ...pools]) {
+      const got = pooledGatedProduct(matrix(pool, 'q8', w, 2 * hidden, cols), x);
+      t.same(Array.from(got!), want, `gated ${hidden}x${cols}, ${name(pool)}`);
+    }
+  }
+  // not a gated job: float32, or hidden not a whole number of row groups
+  t.equal(pooledGatedProduct(matrix(one, 'f32', randn(2 * 16 * 32), 32, 32), randn(32)), undefined, 'f32: undefined');
+  t.equal(pooledGatedProduct(matrix(one, 'q8', randn(2 * 18 * 32), 36, 32), randn(32)), undefined, 'q8, hidden 18: undefined');
 });
 
 t.test('busy cores: a worker that gets no CPU time makes the workers stop spinning, and products stay right', async (t) => {

@@ -22,7 +22,7 @@ import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
 import { pooledSwiglu } from '../../kernels/pooled_swiglu.js';
 import { simdAvailable } from '../../kernels/simd/instance.js';
 import { rmsNormRows } from '../../kernels/rmsnorm.js';
-import { pooledProduct, productTensor } from '../../kernels/split_products.js';
+import { pooledGatedProduct, pooledProduct, productTensor } from '../../kernels/split_products.js';
 import { swigluRows } from '../../kernels/swiglu.js';
 import { classify } from './project.js';
 import type { LayerWeights, Model } from './weights.js';
@@ -88,10 +88,17 @@ function layer(model: Model, w: LayerWeights, l: number, stream: Float32Array, h
   rmsNormRows(stream, valuesOf(w.mlpNorm.weight), config.normEps, dim, h);
   const up = w.up.pooled!;
   const hidden = up.rows / 2;
-  const gateUp = pooledProduct(up, h, rows); // [rows, 2 hidden], in the pool
-  // Where the SwiGLU kernel runs its SIMD loop, the pool runs that loop (on its threads, with room in its memory); elsewhere the kernel's JavaScript loop.
-  let gated = jsKernelsAvailable() && hidden % 4 === 0 && simdAvailable() ? pooledSwiglu(model.pool!, gateUp, rows, hidden) : undefined; // [rows, hidden]
-  if (gated === undefined) swigluRows(gateUp, rows, hidden, (gated = new Float32Array(rows * hidden)));
+  // Where the SwiGLU kernel runs its SIMD loop, the pool runs that loop (on
+  // its threads, with room in its memory): for one token of q8, in the
+  // gate|up product's own job (pooledGatedProduct); elsewhere the kernel's
+  // JavaScript loop.
+  const simd = jsKernelsAvailable() && hidden % 4 === 0 && simdAvailable();
+  let gated = simd && rows === 1 ? pooledGatedProduct(up, h) : undefined; // [rows, hidden]
+  if (gated === undefined) {
+    const gateUp = pooledProduct(up, h, rows); // [rows, 2 hidden], in the pool
+    gated = simd ? pooledSwiglu(model.pool!, gateUp, rows, hidden) : undefined;
+    if (gated === undefined) swigluRows(gateUp, rows, hidden, (gated = new Float32Array(rows * hidden)));
+  }
   addInto(stream, pooledProduct(w.down.pooled!, gated, rows));
 }
 
