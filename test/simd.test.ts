@@ -37,6 +37,8 @@ t.test('loops against plain arithmetic', { skip: backend !== 'wasm' && 'needs th
     [20, 9],
     [48, 37],
     [64, 256],
+    [80, 5],
+    [132, 9],
   ] as const) {
     const q = tf.tensor1d(randn(dim));
     const keys = tf.tensor1d(randn(n * dim));
@@ -74,6 +76,15 @@ t.test('loops against plain arithmetic', { skip: backend !== 'wasm' && 'needs th
       worst = Math.max(worst, Math.abs(acc - ov![c]!));
     }
     t.ok(worst < 1e-5, `weightedSum dim ${dim} n ${n}: ${worst}`);
+    // bit for bit a float32 loop that adds each column's terms in entry order,
+    // whatever column blocks (64, 16, 4) the loop goes in
+    const f = Math.fround;
+    const exact = Array.from({ length: dim }, (_, c) => {
+      let acc = f(before[c]!);
+      for (let j = 0; j < n; j++) acc = f(acc + f(f(0.5 * sv![j]!) * vv![j * dim + c]!));
+      return acc;
+    });
+    t.same(Array.from(ov!), exact, `weightedSum dim ${dim} n ${n}: float32 loop's bits`);
     simd!.weightedSum(sv!.byteOffset, vv!.byteOffset, 0, dim, 1, ov!.byteOffset, 0);
     t.same(Array.from(ov!), new Array(dim).fill(0), 'no entries and no accumulation: zeros');
     tf.dispose([q, keys, values, s, out]);
