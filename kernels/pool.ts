@@ -17,8 +17,7 @@
 // last unit is claimed finds none and goes back to waiting. The caller waits
 // only for the units the workers claimed, never for a worker that has not
 // started. A claim takes a share of the units left (claimUnits: a quarter on
-// two threads, at least one), so a job is a few claims, large ones first;
-// the caller's first claim, made as it opens the job, is an even share.
+// two threads, at least one), so a job is a few claims, large ones first.
 //
 // The control words (an Int32Array on its own SharedArrayBuffer):
 //
@@ -32,12 +31,9 @@
 //   GENERATION  bumped once a job is open; the workers wait on it
 //
 // The caller posts a job: it writes the descriptor, stores DONE = 0, then
-// opens the job with an atomic store of CLAIM = (new tag, first, units),
-// which is also its first claim, units [0, first) (first = units / threads,
-// rounded down: never open to the workers, so no worker can claim them),
-// then bumps GENERATION (and notifies, if a worker sleeps). It runs those,
-// claims from the front until front meets back, counting its own units
-// (`own`, first included), then waits
+// opens the job with an atomic store of CLAIM = (new tag, 0, units), then
+// bumps GENERATION (and notifies, if a worker sleeps). It claims from the
+// front until front meets back, counting its own units (`own`), then waits
 // until DONE = units - own: every unit it did not claim itself was claimed
 // by a worker, and is finished when DONE counts it.
 //
@@ -231,13 +227,9 @@ export const SPLIT_MIN_BYTES = 64 * 1024;
  * unless it has too many rows for MAX_UNITS. (Claims of 64 KB in equal
  * chunks cost a 32000 x 768 q8 product 955 µs on 2 threads against 798 for
  * the fixed shares: a claim is a compareExchange on a line both cores write,
- * and each chunk a new stream for the prefetcher. With guided claims and the
- * caller's even first share, 16 KB against 32 KB measured a 15M q8 decode
- * on 2 threads' jobs a layer 34.3 against 35.6 µs (p25, A/A 35.1 and 36.1:
- * the last claims, a unit each, end closer together); the classifier, and
- * blocked evaluation, the same.)
+ * and each chunk a new stream for the prefetcher.)
  */
-export const UNIT_BYTES = 16 * 1024;
+export const UNIT_BYTES = 32 * 1024;
 
 /**
  * A claim takes 1 / (GUIDE * threads) of the units left, at least one
@@ -593,28 +585,18 @@ export class WorkerPool {
     c[ROWS] = rows;
     Atomics.store(c, DONE, 0);
     this.tag = (this.tag + 1) & TAG_MASK;
-    // The opening store is the caller's first claim, an even share: fewer
-    // claims than guided ones from the start (a test's late caller makes none).
-    const late = c[LATE_AT]!;
-    const first = late > 0 ? 0 : Math.floor(units / this.threads);
-    Atomics.store(c, CLAIM, (this.tag << TAG_SHIFT) | (first << INDEX_BITS) | units);
+    Atomics.store(c, CLAIM, (this.tag << TAG_SHIFT) | units);
     Atomics.add(c, GENERATION, 1);
     if (Atomics.load(c, SLEEPING) !== 0) Atomics.notify(c, GENERATION);
+    const late = c[LATE_AT]!;
     if (late > 0) Atomics.wait(c, NEVER, 0, late / 1000);
-    // Run the first claim, then claim from the front until none is left.
-    // After an error, go on claiming without running, so that the job closes
-    // and the workers' last claims are waited for (the next job reuses their
-    // memory).
+    // Claim from the front until none is left. After an error, go on
+    // claiming without running, so that the job closes and the workers' last
+    // claims are waited for (the next job reuses their memory).
     const started = performance.now();
-    let own = first; // units
+    let own = 0; // units
     let error: unknown;
     let failed = false;
-    try {
-      this.runRange(op, args, 0, first * unitRows);
-    } catch (e) {
-      error = e;
-      failed = true;
-    }
     for (;;) {
       const word = Atomics.load(c, CLAIM);
       const front = (word >>> INDEX_BITS) & INDEX_MASK;
