@@ -38,6 +38,7 @@ t.test('loops against plain arithmetic', { skip: backend !== 'wasm' && 'needs th
     [48, 37],
     [64, 256],
     [80, 5],
+    [112, 3],
     [132, 9],
   ] as const) {
     const q = tf.tensor1d(randn(dim));
