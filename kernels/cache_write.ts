@@ -28,9 +28,11 @@ function sharedHeap(src: Float32Array, dst: Float32Array): Float32Array | undefi
 /**
  * Write entries [from, from + count) of rows: [kvHeads, T, headDim] (all
  * of them by default) into storage: [kvHeads, capacity, headDim] at slots
- * [slot, slot + count). Returns the tensor that now holds the storage:
- * `storage` itself when written in place, otherwise a new kept tensor (and
- * `storage` is disposed).
+ * [slot, slot + count). `rows` and `storage` are different tensors (a
+ * short run is copied front to back, which overlapping views would not
+ * survive). Returns the tensor that now holds the storage: `storage`
+ * itself when written in place, otherwise a new kept tensor (and `storage`
+ * is disposed).
  */
 export function writeEntries(storage: tf.Tensor3D, rows: tf.Tensor3D, slot: number, from = 0, count = rows.shape[1] - from): tf.Tensor3D {
   const [kvHeads, capacity, headDim] = storage.shape;
@@ -42,7 +44,7 @@ export function writeEntries(storage: tf.Tensor3D, rows: tf.Tensor3D, slot: numb
     const dst = float32View(storage);
     const run = count * headDim; // floats a kv head
     if (run <= SHORT_RUN) {
-      // A decode step's entry (the storage is never the new rows' tensor)
+      // a decode step's entry
       for (let h = 0; h < kvHeads; h++) {
         const to = (h * capacity + slot) * headDim;
         const at = (h * T + from) * headDim;

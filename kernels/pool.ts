@@ -137,7 +137,7 @@ export interface SharedLoops {
   argmaxFinite(x: number, n: number): number;
 }
 
-/** Which loop a pool job runs: a weight product, or another loop over rows (attention, row sums, SwiGLU). */
+/** Which loop a pool job runs: a weight product, another loop over rows (attention, row sums, SwiGLU), or a q8 product and its SwiGLU in one (Q8Gated). */
 export const enum PoolOp {
   F32 = 0,
   Q8 = 1,
@@ -501,8 +501,9 @@ export class WorkerPool {
    * Run a product over `rows` output rows: `args` are the loop's arguments
    * without row0/row1 (see ProductLoops; for Attend, SumsOfExps and Swiglu, those of
    * SharedLoops without the range, Attend's scores as a base and bytes per
-   * thread). Split over the threads when the bytes it reads (`weightBytes`:
-   * a product's weights times its tokens) are at least splitMinBytes and
+   * thread; for Q8Gated, see GATED_SCRATCH_FLOATS). Split over the threads
+   * when the bytes it reads (`weightBytes`: a product's weights times its
+   * tokens) are at least splitMinBytes and
    * make at least two units of unitBytes, else on this thread alone. A
    * split job's units (whole row groups) are claimed by the threads in
    * turn, as the header says; the results are the same bits however the

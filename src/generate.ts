@@ -70,6 +70,7 @@ function nextToken(fed: GreedyChoice | Float32Array, sample: Sampler, policy: Ca
       `${policyLabel(policy)}: the model's logits for generated token ${n} are not finite (token ${bad}: ${values[bad]}): NaN or overflow in the weights or activations`,
     );
   }
-  if (!(fed instanceof Float32Array)) throw new Error('generate: a greedy choice of non-finite logits, all of them finite');
+  // (unreachable unless the two checks disagree: the pool's SIMD pass saw a NaN or infinity that firstNonFinite does not find)
+  if (!(fed instanceof Float32Array)) throw new Error('generate: the greedy pick found a non-finite logit where firstNonFinite finds none');
   return sample(values);
 }

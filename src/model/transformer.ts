@@ -139,7 +139,8 @@ interface SequenceState {
   angleArrays?: Map<LayerView, Float32Array[]>;
   /**
    * pooledAttention's new keys and values for the cache, [kvHeads, T,
-   * headDim] each: made in the first layer, written in place in the next
+   * headDim] each: made in the first layer, or handed in (a decode stream's
+   * DecodeScratch, T = 1), and written in place in every layer after that
    * (a cache copies what it keeps: src/cache/types.ts, store).
    */
   newEntries?: { keys: tf.Tensor3D; values: tf.Tensor3D };
@@ -263,9 +264,10 @@ function pooledAttention(
       byView.set(view, angles);
     }
     // The keys and values the cache stores: two tensors a sequence for the
-    // whole pass, made from the first layer's arrays and written in place in
-    // the next layers (their views taken just before: no allocation comes
-    // between), instead of two new tensors a layer.
+    // whole pass (or, handed in, for a decode stream's every step), made
+    // from the first layer's arrays and written in place in the next layers
+    // (their views taken just before: no allocation comes between), instead
+    // of two new tensors a layer.
     const stored = state.newEntries;
     const keys = stored !== undefined ? float32View(stored.keys) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
     const values = stored !== undefined ? float32View(stored.values) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
@@ -399,7 +401,8 @@ export function forwardBatch(
  * the pool wrote it, valid until the model's next forward pass: no tensor
  * made and read back, which at a vocabulary of 32,000 copied 128 KB twice a
  * token and cost a 15M decode step about as much as its attention. Any other
- * model: forward's logits, read.
+ * model: forward's logits, read. `scratch`, for a block of one token: the
+ * tensors in which the step hands the cache its new keys and values.
  */
 export function forwardLastValues(model: Model, ids: readonly number[], cache: KVCache, scratch?: DecodeScratch): Float32Array {
   if (!residualInPool(model) || model.weights.pooledClassifier === undefined || ids.length > cache.blockLimit || ids.length === 0) {
