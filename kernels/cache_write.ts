@@ -8,6 +8,7 @@
 // cannot be installed on the machine this was written on.
 import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './paths.js';
+import { simdLoops } from './simd/instance.js';
 
 /**
  * Runs of at most this many floats are copied by a loop: copyWithin's call
@@ -44,7 +45,13 @@ export function writeEntries(storage: tf.Tensor3D, rows: tf.Tensor3D, slot: numb
     const dst = float32View(storage);
     const run = count * headDim; // floats a kv head
     if (run <= SHORT_RUN) {
-      // a decode step's entry
+      // a decode step's entry: by the SIMD loop where both lie in the wasm heap and a run is whole v128s
+      const simd = run % 4 === 0 ? simdLoops([src, dst]) : undefined;
+      if (simd !== undefined) {
+        const rowBytes = 4 * headDim;
+        simd.copyRows(src.byteOffset + from * rowBytes, T * rowBytes, dst.byteOffset + slot * rowBytes, capacity * rowBytes, kvHeads, 4 * run);
+        return storage;
+      }
       for (let h = 0; h < kvHeads; h++) {
         const to = (h * capacity + slot) * headDim;
         const at = (h * T + from) * headDim;

@@ -92,6 +92,20 @@ t.test('loops against plain arithmetic', { skip: backend !== 'wasm' && 'needs th
   }
 });
 
+t.test('copyRows: strided runs copied, the slots between them untouched', { skip: backend !== 'wasm' }, async (t) => {
+  // three runs of 8 floats, 12 apart in src, into slot 2 of rows 20 apart in dst
+  const src = tf.tensor1d(Float32Array.from({ length: 36 }, (_, i) => i + 0.5));
+  const dst = tf.fill([60], -1);
+  const [sv, dv] = [float32View(src), float32View(dst)];
+  simdLoops([sv, dv])!.copyRows(sv.byteOffset, 48, dv.byteOffset + 8, 80, 3, 32);
+  const want = Array.from({ length: 60 }, (_, i) => {
+    const [row, c] = [Math.floor(i / 20), (i % 20) - 2];
+    return c >= 0 && c < 8 ? row * 12 + c + 0.5 : -1;
+  });
+  t.same(Array.from(dv), want);
+  tf.dispose([src, dst]);
+});
+
 t.test('exp: accurate from -87 to 88, about 1e-38 below and 1.7e38 above', { skip: backend !== 'wasm' }, async (t) => {
   const xs = Float32Array.from([0, -1e-8, -0.5, -0.6931, -1, -3.7, -10, -50, -80, -87, -88, -100, -1e30, 1e-8, 1, 3.7, 10, 50, 80, 88]);
   const buf = tf.tensor1d(xs);

@@ -20,6 +20,8 @@ export interface SimdLoops {
   maxOf(x: number, n: number): number;
   attendRow(plan: number, frames: number, valuesFromKeys: number, dim: number, scale: number, sink: number, s: number, out: number): void;
   swiglu(x: number, rows: number, hidden: number, out: number): void;
+  /** rows runs of `bytes` (a multiple of 16) from src to dst, each stride bytes after the last. */
+  copyRows(src: number, srcStride: number, dst: number, dstStride: number, rows: number, bytes: number): void;
 }
 
 // One instance per backend memory; null where instantiation failed (an engine
