@@ -70,10 +70,15 @@ export function qkvHeadsInto(
   const rotation = { pairs: rope.pairs, rotaryDim: rope.rotaryDim, headDim, direction: 1 };
   for (let t = 0; t < T; t++) {
     const row = (rowStart + t) * width;
+    // One row's values, all kv heads, lie as values [kvHeads, 1, headDim]
+    // wants them: one copy (a subarray, one allocation, where a loop of a
+    // float a step took 1 µs of 768 floats at 110M); for T > 1 a loop (a
+    // subarray a kv head was an allocation each).
+    if (T === 1) values.set(qkv.subarray(row + (heads + kvHeads) * headDim, row + width));
     for (let g = 0; g < kvHeads; g++) {
       const at = (g * T + t) * headDim;
       rotateRow(qkv, row + (heads + g) * headDim, keys, at, keyCos, keySin, t, rotation);
-      // (a loop: a subarray a kv head was an allocation each, 36 a 15M decode step)
+      if (T === 1) continue;
       const v = row + (heads + kvHeads + g) * headDim;
       for (let c = 0; c < headDim; c++) values[at + c] = qkv[v + c]!;
     }

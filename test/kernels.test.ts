@@ -421,6 +421,7 @@ t.test('qkvHeads: the fused kernel equals split + head transposes + rotations', 
   for (const spec of specs) {
     for (const [rows, rowStart, T] of [
       [1, 0, 1],
+      [4, 2, 1],
       [5, 0, 5],
       [7, 3, 2],
     ] as const) {
