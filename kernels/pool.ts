@@ -133,6 +133,10 @@ export interface SharedLoops {
   attendRows(records: number, item0: number, item1: number, frames: number, valuesFromKeys: number, dim: number, scaleBits: number, s: number): void;
   sumsOfExps(x: number, row0: number, row1: number, n: number, out: number): void;
   swigluRange(x: number, row0: number, row1: number, hidden: number, out: number): void;
+  /** x[i] += y[i] for i < n, float32 (the calling thread only). */
+  addInto(x: number, y: number, n: number): void;
+  /** RMSNorm of rows of dim floats, stride apart, x into out (may be x): kernels/rmsnorm.ts rmsNormRows' bits (the calling thread only). */
+  rmsNormRows(x: number, w: number, rows: number, dim: number, stride: number, eps: number, out: number): void;
   /** The first largest of n floats at x, or -1 if any is not finite (kernels/logits_argmax.ts; the calling thread only). */
   argmaxFinite(x: number, n: number): number;
 }

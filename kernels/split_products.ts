@@ -158,19 +158,29 @@ export function readRowQ8(m: PooledMatrix, row: number): { q: Int8Array; d: Floa
   return { q, d };
 }
 
+/** An RMSNorm that a product applies to its x first (kernels/rmsnorm.ts): weight [cols]. */
+export interface InputNorm {
+  weight: Float32Array;
+  eps: number;
+}
+
 /**
- * out[t, r] = sum_c m[r, c] * x[t, c] for `tokens` rows of x ([tokens, cols]).
- * Returns a view of the result in the pool's memory: [tokens, rows], valid
- * until the pool's next product or allocation.
+ * x ([tokens, cols]) into the operand region at xp as [tokens, stride], the
+ * padding zero, normalised there by `norm` if given (loops.wat rmsNormRows:
+ * rmsNormRows' bits, without the intermediate array and its copy; its weight
+ * copied in at weightAt).
  */
-export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number): Float32Array {
-  const { pool, rows, cols, stride } = m;
-  if (x.length < tokens * cols) throw new RangeError(`pooledProduct: x holds ${x.length} values, ${tokens} x ${cols} needed`);
+function writeOperand(
+  pool: WorkerPool,
+  xp: number,
+  x: Float32Array,
+  tokens: number,
+  cols: number,
+  stride: number,
+  norm: InputNorm | undefined,
+  weightAt: number,
+): void {
   const n = tokens * stride;
-  const outBytes = 4 * tokens * rows;
-  const quantBytes = m.format === 'q8' ? 2 * n + (4 * n) / Q8_BLOCK : 0; // x as int16, and its scales
-  const xp = operandScratch(pool, 4 * n + quantBytes); // [x padded | xq | xd]
-  const out = scratch(pool, outBytes);
   const padded = new Float32Array(pool.memory.buffer, xp, n); // x: [tokens, stride]
   if (stride === cols) padded.set(x.subarray(0, n));
   else {
@@ -179,6 +189,28 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
       padded.fill(0, t * stride + cols, (t + 1) * stride);
     }
   }
+  if (norm === undefined) return;
+  if (norm.weight.length !== cols) throw new RangeError(`pooled product: a norm weight of ${norm.weight.length} values for ${cols} columns`);
+  new Float32Array(pool.memory.buffer, weightAt, cols).set(norm.weight);
+  pool.shared.rmsNormRows(xp, weightAt, tokens, cols, stride, norm.eps, xp);
+}
+
+/**
+ * out[t, r] = sum_c m[r, c] * x[t, c] for `tokens` rows of x ([tokens, cols]),
+ * each row of x first normalised by `norm` if given.
+ * Returns a view of the result in the pool's memory: [tokens, rows], valid
+ * until the pool's next product or allocation.
+ */
+export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number, norm?: InputNorm): Float32Array {
+  const { pool, rows, cols, stride } = m;
+  if (x.length < tokens * cols) throw new RangeError(`pooledProduct: x holds ${x.length} values, ${tokens} x ${cols} needed`);
+  const n = tokens * stride;
+  const outBytes = 4 * tokens * rows;
+  const quantBytes = m.format === 'q8' ? 2 * n + (4 * n) / Q8_BLOCK : 0; // x as int16, and its scales
+  const normBytes = norm === undefined ? 0 : 4 * cols;
+  const xp = operandScratch(pool, 4 * n + quantBytes + normBytes); // [x padded | xq | xd | norm weight]
+  const out = scratch(pool, outBytes);
+  writeOperand(pool, xp, x, tokens, cols, stride, norm, xp + 4 * n + quantBytes);
   // the bytes the call reads, for the pool's choice to split it: a block of tokens reads the weights once per token (from cache)
   const weightBytes = tokens * matrixBytes(m.format, rows, cols);
   if (m.format === 'f32') {
@@ -196,24 +228,24 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number):
 
 /**
  * SwiGLU of one token's product with a q8 gate|up matrix m ([2 hidden,
- * cols]: gate rows, then up rows), x: [cols] -> silu(gate) * up: [hidden],
+ * cols]: gate rows, then up rows), x: [cols] (normalised by `norm` first if
+ * given) -> silu(gate) * up: [hidden],
  * in one pool job (PoolOp.Q8Gated): the same bits as pooledProduct then
  * pooledSwiglu, without the second job. A view of the pool's memory, valid
  * until the next pooled SwiGLU (it shares pooledSwiglu's region); undefined
  * where the job does not apply: a float32 matrix (see GATED_SCRATCH_FLOATS),
  * hidden not a whole number of row groups (4), or no room in the memory.
  */
-export function pooledGatedProduct(m: PooledMatrix, x: Float32Array): Float32Array | undefined {
+export function pooledGatedProduct(m: PooledMatrix, x: Float32Array, norm?: InputNorm): Float32Array | undefined {
   const { pool, rows, cols, stride } = m;
   const hidden = rows / 2;
   if (m.format !== 'q8' || !Number.isInteger(hidden) || hidden % GROUP !== 0 || !poolScratchFits(pool, 'swiglu', 4 * hidden)) return undefined;
   if (x.length < cols) throw new RangeError(`pooledGatedProduct: x holds ${x.length} values, ${cols} needed`);
   const gated = poolScratch(pool, 'swiglu', 4 * hidden); // [hidden]
-  const xp = operandScratch(pool, 4 * stride + 2 * stride + (4 * stride) / Q8_BLOCK); // [x padded | xq | xd]
+  const quantBytes = 2 * stride + (4 * stride) / Q8_BLOCK;
+  const xp = operandScratch(pool, 4 * stride + quantBytes + (norm === undefined ? 0 : 4 * cols)); // [x padded | xq | xd | norm weight]
   const span = scratch(pool, 4 * GATED_SCRATCH_FLOATS * hidden); // the job's scratch
-  const padded = new Float32Array(pool.memory.buffer, xp, stride); // x: [stride]
-  padded.set(x.subarray(0, cols));
-  padded.fill(0, cols);
+  writeOperand(pool, xp, x, 1, cols, stride, norm, xp + 4 * stride + quantBytes);
   const xq = xp + 4 * stride;
   const xd = xq + 2 * stride;
   pool.loops.quantizeX16(xp, stride, xq, xd);

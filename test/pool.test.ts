@@ -14,6 +14,8 @@ import t from 'tap';
 import { PoolOp, WorkerPool } from '../kernels/pool.js';
 import { pooledSwiglu } from '../kernels/pooled_swiglu.js';
 import { matMul2d } from '../kernels/matmul.js';
+import { rmsNormRows } from '../kernels/rmsnorm.js';
+import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
 import { productF32Reference, productQ8Reference, productReference, quantizeReference, quantizeX16Reference } from '../kernels/products.ref.js';
 import {
   allocMatrix,
@@ -183,6 +185,91 @@ t.test('a product of one token equals its row of a product of several', async (t
     const last = Array.from(pooledProduct(m, x.subarray((tokens - 1) * cols), 1));
     t.same(last, all.slice((tokens - 1) * rows), format);
   }
+});
+
+t.test("loops.wat rmsNormRows: rmsNormRows' bits (and the float64 reference's, rounded once), rows apart by a stride, the padding untouched", async (t) => {
+  const pool = pools[0]!;
+  for (const [rows, dim, stride] of [
+    [1, 1, 1],
+    [2, 3, 5],
+    [3, 33, 40],
+    [1, 289, 289],
+    [2, 767, 768],
+    [1, 768, 768],
+  ] as const) {
+    const x = randn(rows * dim).map((v, i) => (i % 7 === 0 ? v * 1e3 : v)); // some large values: sums that round
+    const w = randn(dim);
+    const eps = 1e-5;
+    const want = new Float32Array(rows * dim);
+    rmsNormRows(x, w, eps, dim, want);
+    const reference = Float32Array.from(rmsNormReference(x, w, eps));
+    const at = pool.alloc(4 * (rows * stride + dim));
+    const memory = new Float32Array(pool.memory.buffer, at, rows * stride + dim);
+    memory.set(padded(x, rows, dim, stride).map((v, i) => (i % stride < dim ? v : 7))); // 7 in the padding
+    memory.set(w, rows * stride);
+    for (const inPlace of [false, true]) {
+      // in place last: it replaces x
+      const out = inPlace ? at : pool.alloc(4 * rows * stride);
+      const outValues = new Float32Array(pool.memory.buffer, out, rows * stride);
+      if (!inPlace) outValues.fill(7);
+      pool.shared.rmsNormRows(at, at + 4 * rows * stride, rows, dim, stride, eps, out);
+      const got = new Float32Array(rows * dim);
+      for (let r = 0; r < rows; r++) got.set(outValues.subarray(r * stride, r * stride + dim), r * dim);
+      const name = `[${rows}, ${dim}] stride ${stride}${inPlace ? ', in place' : ''}`;
+      t.same(new Uint32Array(got.buffer), new Uint32Array(want.buffer), `${name}: rmsNormRows' bits`);
+      t.same(new Uint32Array(got.buffer), new Uint32Array(reference.buffer), `${name}: the reference's bits`);
+      t.ok(
+        outValues.every((v, i) => i % stride < dim || v === 7),
+        `${name}: padding untouched`,
+      );
+    }
+  }
+});
+
+t.test('loops.wat addInto: the float32 sums JavaScript gives, a tail of one to three, nothing past n written', async (t) => {
+  const pool = pools[0]!;
+  for (const n of [1, 3, 4, 7, 770]) {
+    const x = randn(n).map((v, i) => (i % 5 === 0 ? v * 1e7 : v)); // sums that round
+    const y = randn(n);
+    const want = x.map((v, i) => v + y[i]!);
+    const at = pool.alloc(4 * (2 * n + 1));
+    const memory = new Float32Array(pool.memory.buffer, at, 2 * n + 1); // [x | guard | y]
+    memory.set(x);
+    memory[n] = 7;
+    memory.set(y, n + 1);
+    pool.shared.addInto(at, at + 4 * (n + 1), n);
+    t.same(new Uint32Array(memory.slice(0, n).buffer), new Uint32Array(want.buffer), `${n}: bit for bit`);
+    t.equal(memory[n], 7, `${n}: the float after x untouched`);
+  }
+});
+
+t.test('a product with an input norm equals the norm (rmsNormRows) then the product, bit for bit: f32, q8, gated', async (t) => {
+  for (const [rows, cols, tokens] of [
+    [40, 96, 3],
+    [8, 48, 2], // padded to 64
+    [24, 33, 1],
+  ] as const) {
+    const w = randn(rows * cols);
+    const x = randn(tokens * cols);
+    const given = Array.from(x);
+    const norm = { weight: randn(cols), eps: 1e-6 };
+    const normed = new Float32Array(tokens * cols);
+    rmsNormRows(x, norm.weight, norm.eps, cols, normed);
+    for (const format of ['f32', 'q8'] as const) {
+      const m = matrix(pools[0]!, format, w, rows, cols);
+      const want = Array.from(pooledProduct(m, normed, tokens));
+      t.same(Array.from(pooledProduct(m, x, tokens, norm)), want, `${format} ${rows}x${cols}, ${tokens} tokens`);
+      t.same(Array.from(x), given, 'x itself unchanged');
+    }
+    const m = matrix(pools[0]!, 'q8', w, rows, cols);
+    const gated = Array.from(pooledGatedProduct(m, normed.subarray(0, cols)) ?? []);
+    t.ok(gated.length === rows / 2, `gated ${rows}x${cols}: the job applies`);
+    t.same(Array.from(pooledGatedProduct(m, x, norm) ?? []), gated, `gated ${rows}x${cols}`);
+  }
+  t.throws(
+    () => pooledProduct(matrix(one, 'f32', randn(32), 1, 32), randn(32), 1, { weight: randn(31), eps: 1e-5 }),
+    /norm weight of 31 values for 32 columns/,
+  );
 });
 
 t.test('pooledLinear: a tensor in, a tensor out, bias added, nothing leaked', async (t) => {

@@ -1,9 +1,9 @@
 // The layers of a model whose matrices live in the worker pool (pooled.ts),
 // for the Llama family (RMSNorm, SwiGLU, sequential residual, no biases):
 // the residual stream stays a Float32Array from the embedding to the final
-// norm, and the norms, SwiGLU and residual adds run as plain loops between
-// the pool's products. Only attention touches tfjs (the cache keeps its
-// keys and values there). A decode step was dozens of tfjs ops per layer,
+// norm, and the norms (into the pool's memory, as the products' input),
+// SwiGLU and residual adds run as plain loops between the pool's products.
+// Only attention touches tfjs (the cache keeps its keys and values there). A decode step was dozens of tfjs ops per layer,
 // each with a fixed dispatch cost that outweighed the 15M model's products
 // on one thread; the attention the model runs here (transformer.ts:
 // pooledAttention) takes q|k|v as an array and, where it can, splits the
@@ -11,7 +11,8 @@
 // layer: the new keys and values the cache stores.
 //
 // The loops compute what the tensor path's kernels compute, bit for bit: the
-// RMSNorm kernel's loop (kernels/rmsnorm.ts rmsNormRows); a float32 add;
+// RMSNorm kernel's loop (kernels/rmsnorm.ts rmsNormRows; in the layers,
+// loops.wat's rmsNormRows, which computes the same); a float32 add;
 // SwiGLU, where its kernel runs the SIMD loop, that loop on the pool's
 // threads (kernels/pooled_swiglu.ts), elsewhere the kernel's JavaScript loop
 // (kernels/swiglu.ts swigluRows). With
@@ -19,6 +20,7 @@
 // model gives the tensor path's logits on wasm.
 import * as tf from '@tensorflow/tfjs';
 import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
+import { poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
 import { pooledSwiglu } from '../../kernels/pooled_swiglu.js';
 import { simdAvailable } from '../../kernels/simd/instance.js';
 import { rmsNormRows } from '../../kernels/rmsnorm.js';
@@ -76,16 +78,45 @@ function addInto(x: Float32Array, y: Float32Array): void {
   for (; i < n; i++) x[i] = x[i]! + y[i]!;
 }
 
-function layer(model: Model, w: LayerWeights, l: number, stream: Float32Array, h: Float32Array, rows: number, attend: Attend): void {
-  const { config } = model;
-  const dim = config.dim;
-  rmsNormRows(stream, valuesOf(w.attnNorm.weight), config.normEps, dim, h);
+/**
+ * The residual stream [rows, dim] during the layers: where the pool's memory
+ * has room, a copy there, so that the residual adds run as loops.wat's
+ * addInto (the product's result lies there too); otherwise the caller's
+ * array, with addInto above. values() is a view valid until the pool's next
+ * allocation (a view of the memory then in place).
+ */
+interface Residual {
+  values(): Float32Array;
+  add(y: Float32Array): void;
+}
+
+function residualIn(model: Model, stream: Float32Array): { residual: Residual; done: () => void } {
+  const pool = model.pool!;
+  const n = stream.length;
+  const arrayResidual = { residual: { values: () => stream, add: (y: Float32Array) => addInto(stream, y) }, done: () => {} };
+  if (!poolScratchFits(pool, 'residual stream', 4 * n)) return arrayResidual;
+  const at = poolScratch(pool, 'residual stream', 4 * n);
+  const values = () => new Float32Array(pool.memory.buffer, at, n); // [rows, dim]
+  values().set(stream);
+  const add = (y: Float32Array) => {
+    if (y.buffer !== pool.memory.buffer) return addInto(values(), y);
+    if (y.length < n) throw new RangeError(`addInto: ${y.length} values added to ${n}`);
+    pool.shared.addInto(at, y.byteOffset, n);
+  };
+  return { residual: { values, add }, done: () => stream.set(values()) };
+}
+
+function layer(model: Model, w: LayerWeights, l: number, residual: Residual, rows: number, attend: Attend): void {
+  const eps = model.config.normEps;
+  // The norms run in the products (InputNorm): normalised straight into the
+  // pool's operand region, by loops.wat's loop (rmsNormRows' bits).
+  const attnNorm = { weight: valuesOf(w.attnNorm.weight), eps };
+  const mlpNorm = { weight: valuesOf(w.mlpNorm.weight), eps };
   // No tidy of its own: attention caches tensors for the next layers (the
   // rotations of a view); the caller's tidy (forwardBatch) releases them.
-  const qkv = pooledProduct(w.qkv.pooled!, h, rows); // [rows, (heads + 2 kvHeads) * headDim]
+  const qkv = pooledProduct(w.qkv.pooled!, residual.values(), rows, attnNorm); // [rows, (heads + 2 kvHeads) * headDim]
   const merged = attend(qkv, rows, l); // [rows, heads * headDim]
-  addInto(stream, pooledProduct(w.out.pooled!, merged, rows));
-  rmsNormRows(stream, valuesOf(w.mlpNorm.weight), config.normEps, dim, h);
+  residual.add(pooledProduct(w.out.pooled!, merged, rows));
   const up = w.up.pooled!;
   const hidden = up.rows / 2;
   // Where the SwiGLU kernel runs its SIMD loop, the pool runs that loop (on
@@ -93,21 +124,22 @@ function layer(model: Model, w: LayerWeights, l: number, stream: Float32Array, h
   // gate|up product's own job (pooledGatedProduct); elsewhere the kernel's
   // JavaScript loop.
   const simd = jsKernelsAvailable() && hidden % 4 === 0 && simdAvailable();
-  let gated = simd && rows === 1 ? pooledGatedProduct(up, h) : undefined; // [rows, hidden]
+  let gated = simd && rows === 1 ? pooledGatedProduct(up, residual.values(), mlpNorm) : undefined; // [rows, hidden]
   if (gated === undefined) {
-    const gateUp = pooledProduct(up, h, rows); // [rows, 2 hidden], in the pool
+    const gateUp = pooledProduct(up, residual.values(), rows, mlpNorm); // [rows, 2 hidden], in the pool
     gated = simd ? pooledSwiglu(model.pool!, gateUp, rows, hidden) : undefined;
     if (gated === undefined) swigluRows(gateUp, rows, hidden, (gated = new Float32Array(rows * hidden)));
   }
-  addInto(stream, pooledProduct(w.down.pooled!, gated, rows));
+  residual.add(pooledProduct(w.down.pooled!, gated, rows));
 }
 
 /** stream: [rows, dim], the embeddings, through every layer, in place: the residual stream. */
 export function pooledLayers(model: Model, stream: Float32Array, attend: Attend): void {
   const dim = model.config.dim;
   const rows = stream.length / dim;
-  const h = new Float32Array(rows * dim); // [rows, dim]: its norm
-  model.weights.layers.forEach((w, l) => layer(model, w, l, stream, h, rows, attend));
+  const { residual, done } = residualIn(model, stream);
+  model.weights.layers.forEach((w, l) => layer(model, w, l, residual, rows, attend));
+  done();
 }
 
 /**
