@@ -25,6 +25,9 @@
 ;; row's log-sum-exp; sumsOfExps does both for a range of rows, a pool's share.
 ;; SwiGLU (kernels/swiglu.ts): swiglu, for hidden sizes a multiple of 4;
 ;; swigluRange, a pool's share of rows (kernels/pooled_swiglu.ts).
+;; The pooled layers (src/model/pooled_layers.ts): rmsNormRows, a norm into a
+;; product's operand (kernels/split_products.ts), and addInto, the residual
+;; adds, on the pool's memory from the calling thread.
 ;;
 ;; Assembled by scripts/assemble_wasm.ts into loops.wasm.ts.
 (module

@@ -1,11 +1,12 @@
 // The layers of a model whose matrices live in the worker pool (pooled.ts),
 // for the Llama family (RMSNorm, SwiGLU, sequential residual, no biases):
 // the residual stream stays a Float32Array from the embedding to the final
-// norm, and the norms (into the pool's memory, as the products' input),
-// SwiGLU and residual adds run as plain loops between the pool's products.
-// Only attention touches tfjs (the cache keeps its keys and values there). A decode step was dozens of tfjs ops per layer,
-// each with a fixed dispatch cost that outweighed the 15M model's products
-// on one thread; the attention the model runs here (transformer.ts:
+// norm (during the layers, a copy in the pool's memory), and the norms (into
+// the products' input), SwiGLU and residual adds run as plain loops between
+// the pool's products. Only attention touches tfjs (the cache keeps its keys
+// and values there). A decode step was dozens of tfjs ops per layer, each
+// with a fixed dispatch cost that outweighed the 15M model's products on one
+// thread; the attention the model runs here (transformer.ts:
 // pooledAttention) takes q|k|v as an array and, where it can, splits the
 // heads, rotates and attends on arrays too, leaving two tfjs tensors a
 // layer: the new keys and values the cache stores.
@@ -90,6 +91,13 @@ interface Residual {
   add(y: Float32Array): void;
 }
 
+/**
+ * The stream as a Residual for the layers; done() writes it back into
+ * `stream`. (In place, 110M, hot: an add of 768 0.42 -> 0.10 µs, a norm
+ * 1.43 -> 1.19 µs with its copy into the operand region; in a decode step,
+ * 24 of each a token, the stream's work outside the pool's jobs fell by
+ * about 0.05 ms: see the commit.)
+ */
 function residualIn(model: Model, stream: Float32Array): { residual: Residual; done: () => void } {
   const pool = model.pool!;
   const n = stream.length;
