@@ -34,10 +34,12 @@ const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8;
 llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocked evaluation (float32, q8)
 on 1 and all threads.
 
-  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--spin-ab] [--record]
+  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--warmup 8] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--spin-ab] [--record]
 
   --shapes LIST      llama2.c shapes (${Object.keys(NAMED_SHAPES).join(', ')}); default 15M,110M
   --tokens N         greedy tokens per measurement (default 128)
+  --warmup N         greedy tokens ours decode first, untimed, in the same process (default 8; this
+                     engine's first few hundred tokens run slower than later ones: see the README)
   --rounds N         round-robin passes over the engines (default 3)
   --threads N        "all threads" (default: every core, ${defaultThreads()} here)
   --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
@@ -93,11 +95,11 @@ function syntheticTokenizer(file: string, vocab: number): void {
 }
 
 /** Child: greedy decode with one engine of ours; prints a Measurement. */
-async function childDecode(model: string, threads: number, weights: 'f32' | 'q8', tokens: number, spinOff: boolean): Promise<Measurement> {
+async function childDecode(model: string, threads: number, weights: 'f32' | 'q8', tokens: number, warmup: number, spinOff: boolean): Promise<Measurement> {
   await initBackend('wasm');
   const m = placeWeights(loadModel(model), { threads, weights, ...(spinOff ? { spinMicros: 0 } : {}) });
   await m.pool?.ready();
-  for await (const _ of generate(m, { kind: 'dense' }, [1], argmax, { steps: 8 })); // warm-up
+  for await (const _ of generate(m, { kind: 'dense' }, [1], argmax, { steps: warmup })); // untimed, a stream of its own
   const started = performance.now();
   let n = 0;
   for await (const step of generate(m, { kind: 'dense' }, [1], argmax, { steps: tokens })) n = step.generated;
@@ -123,7 +125,7 @@ async function childEval(model: string, threads: number, weights: 'f32' | 'q8', 
   return { tokensPerSecond, rssMiB: peakRssMiB(), calmPeriods };
 }
 
-function runEngine(engine: Engine, dir: string, shape: string, tokens: number, evalTokens: number): Measurement {
+function runEngine(engine: Engine, dir: string, shape: string, tokens: number, warmup: number, evalTokens: number): Measurement {
   const model = join(dir, `${shape}.bin`);
   if (engine.kind === 'runomp') {
     const run = spawnSync(join(dir, 'runomp'), [model, '-z', join(dir, `tokenizer-${shape}.bin`), '-t', '0', '-n', String(tokens + 1), '-i', 'Once'], {
@@ -149,6 +151,8 @@ function runEngine(engine: Engine, dir: string, shape: string, tokens: number, e
           engine.weights!,
           '--tokens',
           String(tokens),
+          '--warmup',
+          String(warmup),
           ...(engine.spinOff ? ['--spin-off'] : []),
         ];
   return JSON.parse(execFileSync(process.execPath, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 })) as Measurement;
@@ -166,12 +170,13 @@ function buildPeer(dir: string, source: string): boolean {
 
 async function main(): Promise<void> {
   const tokens = cli.count('tokens', 128, 1, 1_000_000);
+  const warmup = cli.count('warmup', 8, 1, 1_000_000);
   const threads = cli.count('threads', defaultThreads(), 1, 256);
   const evalTokens = cli.count('eval-tokens', 1024, 0, 1_000_000);
   const child = arg('child', '');
   if (child) {
     const weights = cli.choice('weights', 'f32', ['f32', 'q8']);
-    process.stdout.write(JSON.stringify(await childDecode(child, threads, weights, tokens, cli.has('spin-off'))));
+    process.stdout.write(JSON.stringify(await childDecode(child, threads, weights, tokens, warmup, cli.has('spin-off'))));
     return;
   }
   const childEvalModel = arg('child-eval', '');
@@ -227,7 +232,7 @@ async function main(): Promise<void> {
       const loadBefore = loadavg()[0]!; // said with the result: a busy machine moves every figure, run.c's 2 threads most
       for (let round = 0; round < rounds; round++) {
         for (const e of all) {
-          const m = runEngine(e, dir, shape, tokens, evalTokens);
+          const m = runEngine(e, dir, shape, tokens, warmup, evalTokens);
           results.get(e)!.push(m);
           const calm = (m.calmPeriods ?? 0) > 0 ? ` (pool's workers calmed ${m.calmPeriods} times: busy cores)` : '';
           process.stderr.write(`${shape} round ${round + 1}/${rounds}: ${e.name}: ${m.tokensPerSecond.toFixed(1)} tok/s${calm}\n`);
@@ -257,7 +262,7 @@ async function main(): Promise<void> {
         [`blocked eval, q8, ${threads} threads / 1 thread`, ratio(find('eval', threads, 'q8'), find('eval', 1, 'q8'))],
       ].filter(([, x]) => x !== 'NaN'); // rows whose engines did not run (--only, no run.c)
       sections.push(
-        `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode of ${tokens} tokens from BOS, dense cache; ` +
+        `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode of ${tokens} tokens from BOS (ours after ${warmup} untimed), dense cache; ` +
           `blocked eval: ${evalTokens} tokens in blocks of 256, window cache of the trained length. Medians of ${rounds} rounds, engines alternating; ` +
           `load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after` +
           (calmed > 0 ? `; in ${calmed} runs of ours the pool found the cores busy and stopped its workers' spin for a while (kernels/pool.ts)` : '') +
