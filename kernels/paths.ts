@@ -12,6 +12,9 @@
 //   attention, a block of   the worker pool's         same (SIMD on the  -             tfjs ops
 //   16+ queries, a model    threads (SIMD loop,       pool's memory)
 //   with a pool             softmax family)
+//   attention over a cache  the pool's threads, in    same               -             tfjs ops (a copy
+//   in the pool's memory    place, any T (a decode                                     in tensors)
+//                           step: split over heads)
 //   causal batch (training) causalAttention kernel    same               tfjs ops      yes (own gradient)
 //   cache writes            in place                  in place           new tensor    -
 //   matrix products         2-D, untransposed         2-D                plain ops     same
@@ -97,6 +100,15 @@ export function pooledAttentionRuns(pool: WorkerPool | undefined, T: number, hea
     headDim % 4 === 0 &&
     softmaxRule(variant).softmaxFamily
   );
+}
+
+/**
+ * The pool's attention loop (kernels/pooled_attention.ts attendInPool) may
+ * run on entries that already lie in its memory, at any T: inference and
+ * the SIMD loop's variants (else the fused kernel's JavaScript loop runs).
+ */
+export function poolAttends(headDim: number, variant: SoftmaxVariant): boolean {
+  return fusedInference() && simdEnabled && headDim % 4 === 0 && softmaxRule(variant).softmaxFamily;
 }
 
 /** Where attention over a cache runs for a block of T queries: the fused kernel or tfjs ops. */
