@@ -523,28 +523,25 @@ export class WorkerPool {
     // Until every worker has started, the calling thread works alone: it must
     // not sleep on a worker whose start-up may need this thread's event loop
     // (module hooks such as a test runner's are served from there).
-    if (
-      groups < 2 * unitGroups ||
-      weightBytes < this.splitMinBytes ||
-      Atomics.load(this.control, READY) !== this.workers.length ||
-      this.threads === 1 ||
-      (this.splitMinBytes > 0 && this.coresBusy() && weightBytes < CALM_SPLIT_MIN_BYTES)
-    ) {
+    const alone =
+      groups < 2 * unitGroups || weightBytes < this.splitMinBytes || Atomics.load(this.control, READY) !== this.workers.length || this.threads === 1;
+    // (one clock reading for the watch, the split and its spin bound: a
+    // reading costs about 45 ns, and a decode step posts some 25 jobs)
+    const started = alone ? 0 : performance.now();
+    if (alone || (this.splitMinBytes > 0 && this.coresBusy(started) && weightBytes < CALM_SPLIT_MIN_BYTES)) {
       this.runRange(op, args, 0, rows);
       return;
     }
     const b = this.busy;
-    const started = performance.now();
-    this.runSplit(op, args, rows, groupRows * unitGroups);
+    this.runSplit(op, args, rows, groupRows * unitGroups, started);
     b.last = performance.now();
     b.splitMs += b.last - started;
     b.wallMs += b.last - started;
   }
 
-  /** Whether the cores are busy (see BUSY_WINDOW_MS), the workers told not to spin; called before each job that would be split. */
-  private coresBusy(): boolean {
+  /** Whether the cores are busy (see BUSY_WINDOW_MS), the workers told not to spin; called, at `now`, before each job that would be split. */
+  private coresBusy(now: number): boolean {
     const b = this.busy;
-    const now = performance.now();
     if (b.calm) {
       if (now < b.calmUntil) return true;
       b.calm = false;
@@ -581,8 +578,8 @@ export class WorkerPool {
     return true;
   }
 
-  /** Run `rows` rows in units of `unitRows`, claimed by every thread in turn. */
-  private runSplit(op: JobOp, args: readonly number[], rows: number, unitRows: number): void {
+  /** Run `rows` rows in units of `unitRows`, claimed by every thread in turn; `started`: the clock when run() took the job. */
+  private runSplit(op: JobOp, args: readonly number[], rows: number, unitRows: number, started: number): void {
     const c = this.control;
     const units = Math.ceil(rows / unitRows);
     // the descriptor, then DONE, then the claim word opens the job
@@ -600,7 +597,6 @@ export class WorkerPool {
     // Claim from the front until none is left. After an error, go on
     // claiming without running, so that the job closes and the workers' last
     // claims are waited for (the next job reuses their memory).
-    const started = performance.now();
     let own = 0; // units
     let error: unknown;
     let failed = false;

@@ -14,6 +14,11 @@ function room(pool: WorkerPool): number {
   return POOL_MAX_BYTES - 16 * Math.ceil(pool.allocatedBytes / 16);
 }
 
+/** Whether the pool's memory has room for `bytes` more (an allocation of its own, pool.alloc, outside the regions). */
+export function poolHasRoom(pool: WorkerPool, bytes: number): boolean {
+  return bytes <= room(pool);
+}
+
 /**
  * Whether `user` can have `bytes` of operand space: its region is that
  * large, or the pool's memory has room for a new one. Where it has not (a
@@ -21,7 +26,7 @@ function room(pool: WorkerPool): number {
  * elsewhere do.
  */
 export function poolScratchFits(pool: WorkerPool, user: string, bytes: number): boolean {
-  return (regionOf(pool, user)?.bytes ?? 0) >= bytes || bytes <= room(pool);
+  return (regionOf(pool, user)?.bytes ?? 0) >= bytes || poolHasRoom(pool, bytes);
 }
 
 /**

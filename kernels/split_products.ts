@@ -162,6 +162,8 @@ export function readRowQ8(m: PooledMatrix, row: number): { q: Int8Array; d: Floa
 export interface InputNorm {
   weight: Float32Array;
   eps: number;
+  /** Where a copy of weight lies in the pool's memory (a byte offset), if it does: read there, not copied in for each product. */
+  at?: number;
 }
 
 /**
@@ -191,8 +193,8 @@ function writeOperand(
   }
   if (norm === undefined) return;
   if (norm.weight.length !== cols) throw new RangeError(`pooled product: a norm weight of ${norm.weight.length} values for ${cols} columns`);
-  new Float32Array(pool.memory.buffer, weightAt, cols).set(norm.weight);
-  pool.shared.rmsNormRows(xp, weightAt, tokens, cols, stride, norm.eps, xp);
+  if (norm.at === undefined) new Float32Array(pool.memory.buffer, weightAt, cols).set(norm.weight);
+  pool.shared.rmsNormRows(xp, norm.at ?? weightAt, tokens, cols, stride, norm.eps, xp);
 }
 
 /**

@@ -23,17 +23,17 @@
 // model gives the tensor path's logits on wasm.
 import * as tf from '@tensorflow/tfjs';
 import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
-import type { WorkerPool } from '../../kernels/pool.js';
 import { poolRegions } from '../../kernels/pool_regions.js';
-import { poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
+import { poolHasRoom, poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
 import { pooledSwiglu } from '../../kernels/pooled_swiglu.js';
 import { simdAvailable } from '../../kernels/simd/instance.js';
 import { rmsNormRows } from '../../kernels/rmsnorm.js';
-import { pooledGatedProduct, pooledProduct, productTensor } from '../../kernels/split_products.js';
+import type { WorkerPool } from '../../kernels/pool.js';
+import { type InputNorm, pooledGatedProduct, pooledProduct, productTensor } from '../../kernels/split_products.js';
 import { swigluRows } from '../../kernels/swiglu.js';
 import type { EntryMemory } from '../cache/types.js';
 import { classify } from './project.js';
-import type { LayerWeights, Model } from './weights.js';
+import type { LayerWeights, Linear, Model } from './weights.js';
 
 /**
  * Attention of one layer: q|k|v [rows, (heads + 2 kvHeads) * headDim] in (a
@@ -82,9 +82,12 @@ export function residualInPool(model: Model): boolean {
     config.norm === 'rmsnorm' &&
     config.mlp === 'swiglu' &&
     !config.parallelResidual &&
-    weights.layers.every((w) => [w.qkv, w.out, w.up, w.down].every((l) => l.pooled !== undefined && l.bias === undefined))
+    weights.layers.every((w) => inPool(w.qkv) && inPool(w.out) && inPool(w.up) && inPool(w.down))
   );
 }
+
+/** A layer's matrix in the pool, without a bias (no array per check: a decode step checks every layer's). */
+const inPool = (l: Linear) => l.pooled !== undefined && l.bias === undefined;
 
 // Norm weights as arrays, read once per tensor (a pooled model is for inference: they never change).
 const normWeights = new WeakMap<tf.Tensor, Float32Array>();
@@ -92,6 +95,29 @@ function valuesOf(t: tf.Tensor1D): Float32Array {
   let v = normWeights.get(t);
   if (v === undefined) normWeights.set(t, (v = t.dataSync() as Float32Array));
   return v;
+}
+
+// The norms as the products take them (InputNorm), made once per pool and
+// tensor: the weight's values and a copy of them in the pool's memory, which
+// the product's norm reads in place (where there is no room, it copies the
+// values into its operand region for every product, as it did for all).
+const inputNorms = new WeakMap<WorkerPool, WeakMap<tf.Tensor, InputNorm>>();
+function inputNorm(model: Model, t: tf.Tensor1D): InputNorm {
+  const pool = model.pool!;
+  let byTensor = inputNorms.get(pool);
+  if (byTensor === undefined) inputNorms.set(pool, (byTensor = new WeakMap()));
+  let norm = byTensor.get(t);
+  if (norm === undefined) {
+    const weight = valuesOf(t);
+    norm = { weight, eps: model.config.normEps };
+    if (poolHasRoom(pool, 4 * weight.length)) {
+      const at = pool.alloc(4 * weight.length);
+      new Float32Array(pool.memory.buffer, at, weight.length).set(weight);
+      norm.at = at;
+    }
+    byTensor.set(t, norm);
+  }
+  return norm;
 }
 
 /** x += y, elementwise (float32, as tfjs adds). */
@@ -151,11 +177,10 @@ function residualIn(model: Model, stream: Float32Array): { residual: Residual; d
 }
 
 function layer(model: Model, w: LayerWeights, l: number, residual: Residual, rows: number, attend: Attend): void {
-  const eps = model.config.normEps;
   // The norms run in the products (InputNorm): normalised straight into the
   // pool's operand region, by loops.wat's loop (rmsNormRows' bits).
-  const attnNorm = { weight: valuesOf(w.attnNorm.weight), eps };
-  const mlpNorm = { weight: valuesOf(w.mlpNorm.weight), eps };
+  const attnNorm = inputNorm(model, w.attnNorm.weight);
+  const mlpNorm = inputNorm(model, w.mlpNorm.weight);
   // No tidy of its own: attention caches tensors for the next layers (the
   // rotations of a view); the caller's tidy (forwardBatch) releases them.
   const qkv = pooledProduct(w.qkv.pooled!, residual.values(), rows, attnNorm); // [rows, (heads + 2 kvHeads) * headDim]
@@ -203,12 +228,15 @@ export function pooledLogits(model: Model, stream: Float32Array): tf.Tensor2D {
  * the pool's memory [rows, vocab], valid until the pool's next product.
  */
 export function pooledLogitValues(model: Model, stream: Float32Array): Float32Array {
-  const classifier = model.weights.pooledClassifier;
+  const { config, weights } = model;
+  const classifier = weights.pooledClassifier;
   if (classifier === undefined) throw new Error('pooledLogitValues: the model has no pooled classifier');
-  return pooledProduct(classifier, finalNorm(model, stream), stream.length / model.config.dim);
+  // The final norm runs in the product, as the layers' do (rmsNormRows'
+  // bits, no array made: a 15M q8 decode step's finalNorm took 5-8 µs).
+  return pooledProduct(classifier, stream, stream.length / config.dim, inputNorm(model, weights.finalNorm.weight));
 }
 
-/** The final RMSNorm of the residual stream [rows, dim]: a new array. */
+/** The final RMSNorm of the residual stream [rows, dim] (for a classifier outside the pool): a new array. */
 function finalNorm(model: Model, stream: Float32Array): Float32Array {
   const { config, weights } = model;
   const h = new Float32Array(stream.length); // [rows, dim]
