@@ -103,12 +103,15 @@ export function pooledAttentionRuns(pool: WorkerPool | undefined, T: number, hea
 }
 
 /**
- * The pool's attention loop (kernels/pooled_attention.ts attendInPool) may
- * run on entries that already lie in its memory, at any T: inference and
- * the SIMD loop's variants (else the fused kernel's JavaScript loop runs).
+ * The pool's attention loop (kernels/pooled_attention.ts attendInPool) runs
+ * on entries that already lie in its memory, for a block of T queries:
+ * inference, the SIMD loop's variants, and where the fused kernel would run
+ * the same SIMD loop (wasm) or the block is one for the pool anyway (on cpu
+ * the fused kernel is the JavaScript loop in float64: a decode step there
+ * keeps those numbers). Otherwise the fused kernel's JavaScript loop runs.
  */
-export function poolAttends(headDim: number, variant: SoftmaxVariant): boolean {
-  return fusedInference() && simdEnabled && headDim % 4 === 0 && softmaxRule(variant).softmaxFamily;
+export function poolAttends(T: number, headDim: number, variant: SoftmaxVariant, simdAvailable: () => boolean): boolean {
+  return fusedInference() && simdEnabled && headDim % 4 === 0 && softmaxRule(variant).softmaxFamily && (T >= POOLED_ATTENTION_MIN_QUERIES || simdAvailable());
 }
 
 /** Where attention over a cache runs for a block of T queries: the fused kernel or tfjs ops. */

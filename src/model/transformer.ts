@@ -320,7 +320,7 @@ function attendArraysTo(
   const sinks = () => (learnsExtraLogit(spec.variant) && spec.sinkLogits !== undefined ? float32View(spec.sinkLogits) : undefined);
   if ('memory' in entries) {
     const [kvHeads, capacity, headDim] = entries.shape;
-    if (pool !== undefined && entries.memory === poolEntryMemory(pool) && poolAttends(headDim, spec.variant)) {
+    if (pool !== undefined && entries.memory === poolEntryMemory(pool) && poolAttends(T, headDim, spec.variant, simdAvailable)) {
       const at = { keysAt: entries.keys.byteOffset, valuesAt: entries.values.byteOffset, kvHeads, capacity, headDim };
       if (attendInPool(pool, queries, rowRanges, at, spec.variant, sinks(), out)) return;
     }
