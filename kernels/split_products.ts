@@ -104,6 +104,64 @@ function operandScratch(pool: WorkerPool, bytes: number): number {
 /** offset (16-byte aligned) rounded up to a multiple of 64. */
 const lineStart = (offset: number) => Math.ceil(offset / 64) * 64;
 
+// Views of a pool's memory that the products reuse from call to call, made
+// anew only when the memory has grown (a new buffer): the whole memory as
+// floats, into which the operands are written, and the results' views by
+// length (a product's result always lies at the products' region's start).
+// A view made for every operand and result, with the jobs' argument
+// arrays, was about a quarter of the 34 KB a 15M decode step allocated.
+interface PoolViews {
+  buffer: ArrayBufferLike;
+  floats: Float32Array;
+  results: Map<number, Float32Array>;
+}
+const poolViews = new WeakMap<WorkerPool, PoolViews>();
+
+function viewsOf(pool: WorkerPool): PoolViews {
+  const buffer = pool.memory.buffer;
+  let v = poolViews.get(pool);
+  if (v === undefined || v.buffer !== buffer) poolViews.set(pool, (v = { buffer, floats: new Float32Array(buffer), results: new Map() }));
+  return v;
+}
+
+/** A view of n floats at `offset` in the pool's memory (a result): the same object as the last one of that length and place, where the memory has not grown since. */
+function resultView(pool: WorkerPool, offset: number, n: number): Float32Array {
+  const { buffer, results } = viewsOf(pool);
+  let view = results.get(n);
+  if (view === undefined || view.byteOffset !== offset) results.set(n, (view = new Float32Array(buffer, offset, n)));
+  return view;
+}
+
+// The jobs' arguments (run's args): an array per kind of job, filled for
+// each product (run reads them only while it runs).
+const f32Args = [0, 0, 0, 0, 0, 0];
+const q8Args = [0, 0, 0, 0, 0, 0, 0];
+const gatedArgs = [0, 0, 0, 0, 0, 0, 0];
+
+/** f32Args holding a float32 product's arguments. */
+function f32JobArgs(w: number, x: number, out: number, cols: number, tokens: number, rows: number): number[] {
+  const args = f32Args;
+  args[0] = w;
+  args[1] = x;
+  args[2] = out;
+  args[3] = cols;
+  args[4] = tokens;
+  args[5] = rows;
+  return args;
+}
+
+/** `args` holding a q8 job's seven arguments (the product's, or the gated job's: see pool.ts). */
+function q8JobArgs(args: number[], w: number, xq: number, xd: number, out: number, cols: number, tokens: number, rows: number): number[] {
+  args[0] = w;
+  args[1] = xq;
+  args[2] = xd;
+  args[3] = out;
+  args[4] = cols;
+  args[5] = tokens;
+  args[6] = rows;
+  return args;
+}
+
 /** Where in `pool`'s memory the values of `t` (made by productTensor) still lie, if they do: a byte offset. */
 export function residentOffset(t: tf.Tensor, pool: WorkerPool): number | undefined {
   const r = residents.get(t);
@@ -183,17 +241,18 @@ function writeOperand(
   weightAt: number,
 ): void {
   const n = tokens * stride;
-  const padded = new Float32Array(pool.memory.buffer, xp, n); // x: [tokens, stride]
-  if (stride === cols) padded.set(x.subarray(0, n));
+  const floats = viewsOf(pool).floats;
+  const at = xp / 4; // x: [tokens, stride] from here
+  if (stride === cols) floats.set(x.length === n ? x : x.subarray(0, n), at);
   else {
     for (let t = 0; t < tokens; t++) {
-      padded.set(x.subarray(t * cols, (t + 1) * cols), t * stride);
-      padded.fill(0, t * stride + cols, (t + 1) * stride);
+      floats.set(x.subarray(t * cols, (t + 1) * cols), at + t * stride);
+      floats.fill(0, at + t * stride + cols, at + (t + 1) * stride);
     }
   }
   if (norm === undefined) return;
   if (norm.weight.length !== cols) throw new RangeError(`pooled product: a norm weight of ${norm.weight.length} values for ${cols} columns`);
-  if (norm.at === undefined) new Float32Array(pool.memory.buffer, weightAt, cols).set(norm.weight);
+  if (norm.at === undefined) floats.set(norm.weight, weightAt / 4);
   pool.shared.rmsNormRows(xp, norm.at ?? weightAt, tokens, cols, stride, norm.eps, xp);
 }
 
@@ -216,16 +275,16 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number, 
   // the bytes the call reads, for the pool's choice to split it: a block of tokens reads the weights once per token (from cache)
   const weightBytes = tokens * matrixBytes(m.format, rows, cols);
   if (m.format === 'f32') {
-    pool.run(PoolOp.F32, [m.data, xp, out, stride, tokens, rows], rows, weightBytes);
+    pool.run(PoolOp.F32, f32JobArgs(m.data, xp, out, stride, tokens, rows), rows, weightBytes);
   } else {
     const xq = xp + 4 * n; // (n a multiple of 32: on a line's start, as xd is)
     const xd = xq + 2 * n;
     pool.loops.quantizeX16(xp, n, xq, xd);
-    pool.run(PoolOp.Q8, [m.data, xq, xd, out, stride, tokens, rows], rows, weightBytes);
+    pool.run(PoolOp.Q8, q8JobArgs(q8Args, m.data, xq, xd, out, stride, tokens, rows), rows, weightBytes);
   }
-  const buffer = pool.memory.buffer; // (a new one after the memory grows)
-  if (bufferPools.get(buffer) !== pool) bufferPools.set(buffer, pool);
-  return new Float32Array(buffer, out, tokens * rows);
+  const result = resultView(pool, out, tokens * rows);
+  if (bufferPools.get(result.buffer) !== pool) bufferPools.set(result.buffer, pool);
+  return result;
 }
 
 /**
@@ -251,8 +310,8 @@ export function pooledGatedProduct(m: PooledMatrix, x: Float32Array, norm?: Inpu
   const xq = xp + 4 * stride;
   const xd = xq + 2 * stride;
   pool.loops.quantizeX16(xp, stride, xq, xd);
-  pool.run(PoolOp.Q8Gated, [m.data, xq, xd, span, stride, gated, hidden], hidden, matrixBytes('q8', rows, cols));
-  return new Float32Array(pool.memory.buffer, gated, hidden);
+  pool.run(PoolOp.Q8Gated, q8JobArgs(gatedArgs, m.data, xq, xd, span, stride, gated, hidden), hidden, matrixBytes('q8', rows, cols));
+  return resultView(pool, gated, hidden);
 }
 
 /** A tensor of a product's result (a view into the pool's memory, which the next product overwrites; any view of a pool's memory is taken for one). */

@@ -190,6 +190,27 @@ t.test('a product of one token equals its row of a product of several', async (t
   }
 });
 
+t.test('products reuse their views of the memory, and make new ones once it has grown: the same bits either way', async (t) => {
+  const [rows, cols, tokens] = [37, 96, 200];
+  const w = randn(rows * cols);
+  const x = randn(tokens * cols);
+  for (const format of ['f32', 'q8'] as const) {
+    const pool = new WorkerPool(1);
+    const m = matrix(pool, format, w, rows, cols);
+    const first = pooledProduct(m, x, 1);
+    const want = Array.from(first);
+    t.equal(pooledProduct(m, x, 1), first, `${format}: the same view for the same result`);
+    const lastRow = Array.from(pooledProduct(m, x.subarray((tokens - 1) * cols), 1));
+    // a grown memory (a new buffer), and operands too large for the regions it had: new regions past its old end
+    pool.alloc(pool.memory.buffer.byteLength);
+    const all = pooledProduct(m, x, tokens);
+    t.not(all.buffer, first.buffer, `${format}: a view of the grown memory`);
+    t.same(Array.from(all.subarray(0, rows)), want, `${format}: the first token's row`);
+    t.same(Array.from(all.subarray((tokens - 1) * rows)), lastRow, `${format}: the last token's row`);
+    await pool.dispose();
+  }
+});
+
 t.test("loops.wat rmsNormRows: rmsNormRows' bits (and the float64 reference's, rounded once), rows apart by a stride, the padding untouched", async (t) => {
   const pool = pools[0]!;
   for (const [rows, dim, stride] of [
@@ -246,50 +267,47 @@ t.test('loops.wat addInto: the float32 sums JavaScript gives, a tail of one to t
   }
 });
 
-t.test(
-  'a product with an input norm equals the norm (rmsNormRows) then the product, bit for bit: f32, q8, gated; its weight copied in or read in the pool (at)',
-  async (t) => {
-    for (const [rows, cols, tokens] of [
-      [40, 96, 3],
-      [8, 48, 2], // padded to 64
-      [24, 33, 1],
-    ] as const) {
-      const w = randn(rows * cols);
-      const x = randn(tokens * cols);
-      const given = Array.from(x);
-      const norm = { weight: randn(cols), eps: 1e-6 };
-      const normed = new Float32Array(tokens * cols);
-      rmsNormRows(x, norm.weight, norm.eps, cols, normed);
-      // the weight also as a copy in the pool's memory, read there (at)
-      const pool = pools[0]!;
-      const at = pool.alloc(4 * cols);
-      new Float32Array(pool.memory.buffer, at, cols).set(norm.weight);
-      const resident = { ...norm, at };
-      for (const format of ['f32', 'q8'] as const) {
-        const m = matrix(pool, format, w, rows, cols);
-        const want = Array.from(pooledProduct(m, normed, tokens));
-        t.same(Array.from(pooledProduct(m, x, tokens, norm)), want, `${format} ${rows}x${cols}, ${tokens} tokens`);
-        t.same(Array.from(x), given, 'x itself unchanged');
-        t.same(Array.from(pooledProduct(m, x, tokens, resident)), want, `${format} ${rows}x${cols}, ${tokens} tokens, the weight read in the pool`);
-      }
-      // read in place: the copy's values, not the array's
-      const doubled = norm.weight.map((v) => 2 * v);
-      new Float32Array(pool.memory.buffer, at, cols).set(doubled);
-      const m = matrix(pool, 'f32', w, rows, cols);
-      rmsNormRows(x, doubled, norm.eps, cols, normed);
-      t.same(Array.from(pooledProduct(m, x, tokens, resident)), Array.from(pooledProduct(m, normed, tokens)), 'the copy in the pool is what the norm reads');
-      rmsNormRows(x, norm.weight, norm.eps, cols, normed);
-      const q8 = matrix(pool, 'q8', w, rows, cols);
-      const gated = Array.from(pooledGatedProduct(q8, normed.subarray(0, cols)) ?? []);
-      t.ok(gated.length === rows / 2, `gated ${rows}x${cols}: the job applies`);
-      t.same(Array.from(pooledGatedProduct(q8, x, norm) ?? []), gated, `gated ${rows}x${cols}`);
+t.test('a normed product equals the norm (rmsNormRows) then the product, bit for bit: f32, q8, gated; the weight also read in the pool', async (t) => {
+  for (const [rows, cols, tokens] of [
+    [40, 96, 3],
+    [8, 48, 2], // padded to 64
+    [24, 33, 1],
+  ] as const) {
+    const w = randn(rows * cols);
+    const x = randn(tokens * cols);
+    const given = Array.from(x);
+    const norm = { weight: randn(cols), eps: 1e-6 };
+    const normed = new Float32Array(tokens * cols);
+    rmsNormRows(x, norm.weight, norm.eps, cols, normed);
+    // the weight also as a copy in the pool's memory, read there (at)
+    const pool = pools[0]!;
+    const at = pool.alloc(4 * cols);
+    new Float32Array(pool.memory.buffer, at, cols).set(norm.weight);
+    const resident = { ...norm, at };
+    for (const format of ['f32', 'q8'] as const) {
+      const m = matrix(pool, format, w, rows, cols);
+      const want = Array.from(pooledProduct(m, normed, tokens));
+      t.same(Array.from(pooledProduct(m, x, tokens, norm)), want, `${format} ${rows}x${cols}, ${tokens} tokens`);
+      t.same(Array.from(x), given, 'x itself unchanged');
+      t.same(Array.from(pooledProduct(m, x, tokens, resident)), want, `${format} ${rows}x${cols}, ${tokens} tokens, the weight read in the pool`);
     }
-    t.throws(
-      () => pooledProduct(matrix(one, 'f32', randn(32), 1, 32), randn(32), 1, { weight: randn(31), eps: 1e-5 }),
-      /norm weight of 31 values for 32 columns/,
-    );
-  },
-);
+    // read in place: the copy's values, not the array's
+    const doubled = norm.weight.map((v) => 2 * v);
+    new Float32Array(pool.memory.buffer, at, cols).set(doubled);
+    const m = matrix(pool, 'f32', w, rows, cols);
+    rmsNormRows(x, doubled, norm.eps, cols, normed);
+    t.same(Array.from(pooledProduct(m, x, tokens, resident)), Array.from(pooledProduct(m, normed, tokens)), 'the copy in the pool is what the norm reads');
+    rmsNormRows(x, norm.weight, norm.eps, cols, normed);
+    const q8 = matrix(pool, 'q8', w, rows, cols);
+    const gated = Array.from(pooledGatedProduct(q8, normed.subarray(0, cols)) ?? []);
+    t.ok(gated.length === rows / 2, `gated ${rows}x${cols}: the job applies`);
+    t.same(Array.from(pooledGatedProduct(q8, x, norm) ?? []), gated, `gated ${rows}x${cols}`);
+  }
+  t.throws(
+    () => pooledProduct(matrix(one, 'f32', randn(32), 1, 32), randn(32), 1, { weight: randn(31), eps: 1e-5 }),
+    /norm weight of 31 values for 32 columns/,
+  );
+});
 
 t.test('pooledLinear: a tensor in, a tensor out, bias added, nothing leaked', async (t) => {
   const [rows, cols, tokens] = [40, 64, 3];

@@ -163,10 +163,12 @@ interface Residual {
 function residualIn(model: Model, stream: Float32Array): { residual: Residual; done: () => void } {
   const pool = model.pool!;
   const n = stream.length;
-  const arrayResidual = { residual: { values: () => stream, add: (y: Float32Array) => addInto(stream, y) }, done: () => {} };
-  if (!poolScratchFits(pool, 'residual stream', 4 * n)) return arrayResidual;
+  if (!poolScratchFits(pool, 'residual stream', 4 * n))
+    return { residual: { values: () => stream, add: (y: Float32Array) => addInto(stream, y) }, done: () => {} };
   const at = poolScratch(pool, 'residual stream', 4 * n);
-  const values = () => new Float32Array(pool.memory.buffer, at, n); // [rows, dim]
+  let view = new Float32Array(pool.memory.buffer, at, n); // [rows, dim]
+  // (one view while the memory does not grow, not one a call: three a layer)
+  const values = () => (view.buffer === pool.memory.buffer ? view : (view = new Float32Array(pool.memory.buffer, at, n)));
   values().set(stream);
   const add = (y: Float32Array) => {
     if (y.buffer !== pool.memory.buffer) return addInto(values(), y);
