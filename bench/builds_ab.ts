@@ -7,7 +7,7 @@
 // from its dist/ folder; rounds alternate A, B, A, B, ... so slow drift of
 // the machine's load hits both builds alike.
 //
-//   node dist/bench/builds_ab.js --a /path/to/old/dist --b dist [--rounds 3] [--decode 128] [--score 2048]
+//   node dist/bench/builds_ab.js --a /path/to/old/dist --b dist [--rounds 3] [--decode 128] [--warmup 0] [--score 2048]
 //       [--shape 15M] [--weights f32|q8 --threads N] [--record]
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -29,7 +29,7 @@ const cpuMs = () => {
 };
 
 /** In a child process: one build's decode and blocked-scoring speed. */
-async function probe(dist: string, checkpoint: string, decodeTokens: number, scoreTokensCount: number, placement: string): Promise<Probe> {
+async function probe(dist: string, checkpoint: string, decodeTokens: number, scoreTokensCount: number, placement: string, warmup: number): Promise<Probe> {
   const load = async <T>(path: string) => (await import(resolve(dist, path))) as T;
   const { initBackend } = await load<typeof import('../src/backend.js')>('src/backend.js');
   const { loadModel } = await load<typeof import('../src/model/load.js')>('src/model/load.js');
@@ -49,15 +49,17 @@ async function probe(dist: string, checkpoint: string, decodeTokens: number, sco
   // decode: a 16-token prompt, then one token per step, greedy
   const stream = new TokenStream(model, policy);
   let logits = stream.feed(ids.slice(0, 16), 'last');
-  const started = performance.now();
-  const cpuStarted = cpuMs();
-  for (let i = 0; i < decodeTokens; i++) {
+  const step = () => {
     const row = logits.dataSync();
     logits.dispose();
     let best = 0;
     for (let j = 1; j < row.length; j++) if (row[j]! > row[best]!) best = j;
     logits = stream.feed([best], 'last');
-  }
+  };
+  for (let i = 0; i < warmup; i++) step(); // untimed: a warm engine, a full window
+  const started = performance.now();
+  const cpuStarted = cpuMs();
+  for (let i = 0; i < decodeTokens; i++) step();
   logits.dataSync();
   logits.dispose();
   const decodeSeconds = (performance.now() - started) / 1000;
@@ -75,11 +77,12 @@ async function probe(dist: string, checkpoint: string, decodeTokens: number, sco
 
 const HELP = `Two builds of streamllm, same run, alternating: greedy decode and blocked-evaluation speed on a random llama2.c model.
 
-  node dist/bench/builds_ab.js --a OLD/dist --b dist [--rounds 3] [--decode 128] [--score 2048] [--shape 15M] [--weights f32|q8] [--threads N] [--record]
+  node dist/bench/builds_ab.js --a OLD/dist --b dist [--rounds 3] [--decode 128] [--warmup 0] [--score 2048] [--shape 15M] [--weights f32|q8] [--threads N] [--record]
 
   --a, --b       the two builds' dist/ folders (b defaults to this one)
   --rounds N     alternating rounds (default 3)
   --decode N     greedy steps per decode measurement (default 128)
+  --warmup N     untimed greedy steps before them (default 0): a warm engine, and past 252 a full window
   --score N      tokens per blocked-evaluation measurement (default 2048)
   --shape S      the random model's llama2.c shape (default 15M)
   --weights F    f32 or q8: matrices in the worker pool, as eval --weights (default: the tfjs path)
@@ -89,8 +92,8 @@ const HELP = `Two builds of streamllm, same run, alternating: greedy decode and 
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--probe') {
-    const [, , , dist, checkpoint, decode, score, placement] = process.argv;
-    process.stdout.write(JSON.stringify(await probe(dist!, checkpoint!, Number(decode), Number(score), placement ?? '')));
+    const [, , , dist, checkpoint, decode, score, placement, warmup] = process.argv;
+    process.stdout.write(JSON.stringify(await probe(dist!, checkpoint!, Number(decode), Number(score), placement ?? '', Number(warmup ?? 0))));
     return;
   }
   // Only the parent loads this build's helpers: a probe loads nothing but the build under test.
@@ -103,6 +106,7 @@ async function main(): Promise<void> {
   }
   const rounds = cli.count('rounds', 3, 1, 100);
   const decode = cli.count('decode', 128, 1, 100_000);
+  const warmup = cli.count('warmup', 0, 0, 100_000);
   const score = cli.count('score', 2048, 17, 1_000_000); // more than the 16-token prompt
   const shape = shapeFlag(cli, 'shape', '15M');
   const checkpoint = randomCheckpoint(shape);
@@ -114,7 +118,9 @@ async function main(): Promise<void> {
   const results: Record<'A' | 'B', Probe[]> = { A: [], B: [] };
   for (let r = 0; r < rounds; r++) {
     for (const key of ['A', 'B'] as const) {
-      const out = execFileSync(process.execPath, [self, '--probe', builds[key], checkpoint, String(decode), String(score), placement], { encoding: 'utf8' });
+      const out = execFileSync(process.execPath, [self, '--probe', builds[key], checkpoint, String(decode), String(score), placement, String(warmup)], {
+        encoding: 'utf8',
+      });
       results[key].push(JSON.parse(out) as Probe);
       process.stderr.write(`round ${r + 1} ${key}: ${out}\n`);
     }
@@ -130,7 +136,7 @@ async function main(): Promise<void> {
     `Random llama2.c ${shape}-shaped model, wasm, ${placed}, streaming(4+252). ${rounds} rounds, builds alternating A, B; median (each round).\n` +
     `A: ${builds.A}\nB: ${builds.B}\n\n` +
     markdownTable(
-      ['build', `decode tok/s (${decode} greedy steps)`, 'decode CPU ms/token', `blocked eval tok/s (${score} tokens)`, 'blocked CPU ms/token'],
+      ['build', `decode tok/s (${decode} greedy steps after ${warmup})`, 'decode CPU ms/token', `blocked eval tok/s (${score} tokens)`, 'blocked CPU ms/token'],
       [
         ['A', cell('A', decodeOf), cpuCell('A', decodeCpu), cell('A', blockedOf), cpuCell('A', blockedCpu)],
         ['B', cell('B', decodeOf), cpuCell('B', decodeCpu), cell('B', blockedOf), cpuCell('B', blockedCpu)],
@@ -148,7 +154,7 @@ async function main(): Promise<void> {
   ].join(' ');
   recordResult(
     'Builds A/B: decode and blocked eval (bench/builds_ab.ts)',
-    `node dist/bench/builds_ab.js --a ${cli.value('a', '')} --b ${cli.value('b', 'dist')} --rounds ${rounds} --decode ${decode} --score ${score} ${flags} --record`,
+    `node dist/bench/builds_ab.js --a ${cli.value('a', '')} --b ${cli.value('b', 'dist')} --rounds ${rounds} --decode ${decode} --warmup ${warmup} --score ${score} ${flags} --record`,
     body,
   );
 }

@@ -255,8 +255,28 @@ export function attendDirect(
       return;
     }
   }
-  const attrs: FusedAttrs = { frameCount, rowRanges, variant: spec.variant };
-  const shapes = [...queries.map(() => [heads, T, headDim]), keys.shape, values.shape, ...(learns ? [[heads]] : [])];
-  const operands = [float32View(keys), float32View(values), ...(learns ? [float32View(spec.sinkLogits!)] : [])];
-  attendJs([...queries, ...operands], shapes, out, attrs);
+  attendArrays(queries, rowRanges, float32View(keys), float32View(values), keys.shape, spec.variant, learns ? float32View(spec.sinkLogits!) : undefined, out);
+}
+
+/**
+ * attendDirect's JavaScript loop (float64 sums) on keys and values held as
+ * arrays [kvHeads, capacity, headDim] (shape), anywhere: any softmax
+ * variant and headDim. `sinks` [heads]: a learned sink's logits.
+ */
+export function attendArrays(
+  queries: Float32Array[],
+  rowRanges: Int32Array[],
+  keys: Float32Array,
+  values: Float32Array,
+  shape: [number, number, number],
+  variant: SoftmaxVariant,
+  sinks: Float32Array | undefined,
+  out: Float32Array,
+): void {
+  const T = rowRanges[0]!.length / 2;
+  const heads = out.length / (T * shape[2]);
+  if (learnsExtraLogit(variant) && sinks === undefined) throw new Error(`attention: '${variant}' needs sinkLogits`);
+  const attrs: FusedAttrs = { frameCount: queries.length, rowRanges, variant };
+  const shapes = [...queries.map(() => [heads, T, shape[2]]), shape, shape, ...(sinks !== undefined ? [[heads]] : [])];
+  attendJs([...queries, keys, values, ...(sinks !== undefined ? [sinks] : [])], shapes, out, attrs);
 }

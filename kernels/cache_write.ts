@@ -134,3 +134,30 @@ export function writeEntryPerHead(storage: tf.Tensor3D, rows: tf.Tensor3D, slots
   storage.dispose();
   return next;
 }
+
+/** The values of rows [kvHeads, T, headDim] to read: in place where the backend allows, else a copy. */
+function rowValues(rows: tf.Tensor3D): Float32Array {
+  return hasDirectMemory() ? float32View(rows) : (rows.dataSync() as Float32Array);
+}
+
+/**
+ * writeEntries into storage kept as an array [kvHeads, capacity, headDim]
+ * (a cache in memory outside the backend, src/cache/storage.ts): entries
+ * [from, from + count) of rows [kvHeads, T, headDim] to slots [slot, slot +
+ * count).
+ */
+export function writeEntryArray(storage: Float32Array, capacity: number, rows: tf.Tensor3D, slot: number, from = 0, count = rows.shape[1] - from): void {
+  const [kvHeads, T, headDim] = rows.shape;
+  if (storage.length !== kvHeads * capacity * headDim)
+    throw new Error(`writeEntryArray: storage of ${storage.length} floats is not [${kvHeads}, ${capacity}, ${headDim}]`);
+  if (slot < 0 || slot + count > capacity) throw new Error(`writeEntryArray: slots [${slot}, ${slot + count}) outside capacity ${capacity}`);
+  if (from < 0 || from + count > T) throw new Error(`writeEntryArray: entries [${from}, ${from + count}) outside the ${T} given`);
+  const src = rowValues(rows);
+  const run = count * headDim; // floats a kv head
+  for (let h = 0; h < kvHeads; h++) {
+    const to = (h * capacity + slot) * headDim;
+    const at = (h * T + from) * headDim;
+    if (run <= SHORT_RUN) for (let i = 0; i < run; i++) storage[to + i] = src[at + i]!;
+    else storage.set(src.subarray(at, at + run), to);
+  }
+}

@@ -12,6 +12,9 @@
 //   attention, a block of   the worker pool's         same (SIMD on the  -             tfjs ops
 //   16+ queries, a model    threads (SIMD loop,       pool's memory)
 //   with a pool             softmax family)
+//   attention over a cache  the pool's threads, in    same               -             tfjs ops (a copy
+//   in the pool's memory    place, any T (a decode                                     in tensors)
+//                           step: split over heads)
 //   causal batch (training) causalAttention kernel    same               tfjs ops      yes (own gradient)
 //   cache writes            in place                  in place           new tensor    -
 //   matrix products         2-D, untransposed         2-D                plain ops     same
@@ -97,6 +100,18 @@ export function pooledAttentionRuns(pool: WorkerPool | undefined, T: number, hea
     headDim % 4 === 0 &&
     softmaxRule(variant).softmaxFamily
   );
+}
+
+/**
+ * The pool's attention loop (kernels/pooled_attention.ts attendInPool) runs
+ * on entries that already lie in its memory, for a block of T queries:
+ * inference, the SIMD loop's variants, and where the fused kernel would run
+ * the same SIMD loop (wasm) or the block is one for the pool anyway (on cpu
+ * the fused kernel is the JavaScript loop in float64: a decode step there
+ * keeps those numbers). Otherwise the fused kernel's JavaScript loop runs.
+ */
+export function poolAttends(T: number, headDim: number, variant: SoftmaxVariant, simdAvailable: () => boolean): boolean {
+  return fusedInference() && simdEnabled && headDim % 4 === 0 && softmaxRule(variant).softmaxFamily && (T >= POOLED_ATTENTION_MIN_QUERIES || simdAvailable());
 }
 
 /** Where attention over a cache runs for a block of T queries: the fused kernel or tfjs ops. */

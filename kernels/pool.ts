@@ -274,10 +274,12 @@ function claimUnits(left: number, threads: number): number {
 /**
  * Rows a job's units are whole multiples of: the float32 product's packed
  * groups of 16 rows (split_products.ts; a range that cut a group would
- * compute the whole group), else 4 (q8's groups; the other jobs' rows).
+ * compute the whole group), attention's single items (a decode step's are
+ * its few heads: groups of 4 would split 6 heads 4 to 2), else 4 (q8's
+ * groups; the other jobs' rows).
  */
 export function splitRows(op: JobOp): number {
-  return op === PoolOp.F32 || op === PoolOp.F32Pick ? 16 : 4;
+  return op === PoolOp.F32 || op === PoolOp.F32Pick ? 16 : op === PoolOp.Attend ? 1 : 4;
 }
 
 /**

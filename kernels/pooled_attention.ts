@@ -4,20 +4,22 @@
 // call per (head, query row) item, the items split over the threads.
 //
 // tfjs's wasm backend keeps the tensors in its own memory, which the workers
-// cannot see, so the queries, keys and values are copied into the pool's
-// memory first and the output copied back: a key is read by every query row
-// of the block, so for a block of scoring (T = 256) the copy is a small part
-// of the work; for a decode step (T = 1) it would be most of it, and
-// kernels/paths.ts keeps such blocks on the fused kernel. Each item's record
-// says where its query, keys and output row lie, so the results do not
-// depend on how the items are split: they equal the fused kernel's bit for
-// bit.
+// cannot see, so the queries are copied into the pool's memory first and
+// the output copied back, and so are keys and values held in tensors: a key
+// is read by every query row of the block, so for a block of scoring (T =
+// 256) that copy is a small part of the work; for a decode step (T = 1) it
+// would be most of it, and kernels/paths.ts keeps such blocks on the fused
+// kernel. A cache that keeps its entries in the pool's memory
+// (src/cache/types.ts, Memory) is read in place (attendInPool), at any T.
+// Each item's record says where its query, keys and output row lie, so the
+// results do not depend on how the items are split: they equal the fused
+// kernel's bit for bit.
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionFrame, SoftmaxSpec } from './attention.js';
 import { float32View } from './paths.js';
 import { PoolOp, type WorkerPool } from './pool.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
-import { extraLogitOf, learnsExtraLogit } from './softmax.js';
+import { extraLogitOf, learnsExtraLogit, type SoftmaxVariant } from './softmax.js';
 
 /** Bytes of an item's record: per frame query, first key, count (i32); then the sink logit (f32) and the output row (i32). */
 function recordBytes(frames: number): number {
@@ -38,13 +40,129 @@ function balancedRows(T: number): Int32Array {
   return order;
 }
 
+/** Keys and values [kvHeads, capacity, headDim] each in the pool's memory, at byte offsets keysAt and valuesAt. */
+export interface PoolEntries {
+  keysAt: number;
+  valuesAt: number;
+  kvHeads: number;
+  capacity: number;
+  headDim: number;
+}
+
+/**
+ * Attention of the frames' queries (frame f's [heads, T, headDim] in
+ * queries[f], query row t seeing entries rowRanges[f][2t]..rowRanges[f][2t+1])
+ * over keys and values that lie in the pool's memory, read in place, into
+ * out [heads, T, headDim]: the softmax family, headDim a multiple of 4
+ * (the SIMD loop's). False, with nothing done, when the pool's memory has
+ * no room for the queries and scores.
+ *
+ * Split over the threads as pool.run decides (a job that reads 64 KB of
+ * keys and values or more; each item a unit), a decode step too: a unit is
+ * one of its few heads. Measured on 2 threads (shared, busy machine), the
+ * three ways in one process, alternating every 16 tokens, ms a token for
+ * the cache in tensors with attendDirect / in the pool's memory, split /
+ * the same on the calling thread alone: 15M q8 warm 0.687 / 0.614 / 0.678,
+ * f32 1.88 / 1.79 / 1.85; 15M q8 cold 0.875 / 0.789 / 0.815; 110M q8 5.91 /
+ * 5.46 / 6.54 and 5.67 / 5.09 / 5.50, f32 15.9 / 15.3 / 15.9. So a decode
+ * step's heads are split wherever the bytes call for it (on the calling
+ * thread alone the loop in the pool's memory is no faster than attendDirect
+ * in the wasm heap).
+ */
+export function attendInPool(
+  pool: WorkerPool,
+  queries: Float32Array[],
+  rowRanges: Int32Array[],
+  entries: PoolEntries,
+  variant: SoftmaxVariant,
+  sinks: Float32Array | undefined,
+  out: Float32Array,
+): boolean {
+  const { keysAt, valuesAt, kvHeads, capacity, headDim } = entries;
+  if (headDim % 4 !== 0) throw new Error(`pooledAttention: headDim ${headDim} is not a multiple of 4`);
+  if (learnsExtraLogit(variant) && sinks === undefined) throw new Error(`attention: '${variant}' needs sinkLogits`);
+  const F = queries.length;
+  const T = rowRanges[0]!.length / 2;
+  const heads = out.length / (T * headDim);
+  const group = heads / kvHeads;
+  const items = heads * T;
+  const rowBytes = 4 * headDim;
+  // the most entries a query row sees, over all its frames: one row's scores
+  let most = 0;
+  for (let t = 0; t < T; t++) {
+    let n = 0;
+    for (const r of rowRanges) n += r[2 * t + 1]! - r[2 * t]!;
+    most = Math.max(most, n);
+  }
+  const qBytes = align16(heads * T * rowBytes); // per frame
+  const recordsBytes = align16(items * recordBytes(F));
+  const scoresBytes = align16(4 * most);
+  const bytes = F * qBytes + qBytes + recordsBytes + pool.threads * scoresBytes;
+  if (!poolScratchFits(pool, 'attention', bytes)) return false;
+  const qAt = poolScratch(pool, 'attention', bytes); // frame f's queries at qAt + f * qBytes: [heads, T, headDim]
+  const outAt = qAt + F * qBytes; // [heads, T, headDim]
+  const recordsAt = outAt + qBytes;
+  const scoresAt = recordsAt + recordsBytes; // thread i's at scoresAt + i * scoresBytes
+
+  const { floats, ints } = memoryViews(pool);
+  queries.forEach((q, f) => floats.set(q, (qAt + f * qBytes) / 4));
+  const words = recordBytes(F) / 4;
+  const order = T === 1 ? undefined : balancedRows(T);
+  let work = 0; // bytes of keys and values read
+  for (let h = 0, item = 0; h < heads; h++) {
+    const kvBase = keysAt + Math.floor(h / group) * capacity * rowBytes;
+    const sink = extraLogitOf(variant, h, sinks);
+    for (let i = 0; i < T; i++, item++) {
+      const t = order === undefined ? i : order[i]!;
+      const at = recordsAt / 4 + item * words;
+      const row = (h * T + t) * rowBytes;
+      for (let f = 0; f < F; f++) {
+        const lo = rowRanges[f]![2 * t]!;
+        const n = rowRanges[f]![2 * t + 1]! - lo;
+        ints[at + 3 * f] = qAt + f * qBytes + row;
+        ints[at + 3 * f + 1] = kvBase + lo * rowBytes;
+        ints[at + 3 * f + 2] = n;
+        work += 2 * n * rowBytes;
+      }
+      floats[at + 3 * F] = sink;
+      ints[at + 3 * F + 1] = outAt + row;
+    }
+  }
+  const scaleBits = float32Bits(1 / Math.sqrt(headDim));
+  pool.run(PoolOp.Attend, [recordsAt, F, valuesAt - keysAt, headDim, scaleBits, scoresAt, scoresBytes], items, work);
+  out.set(floats.subarray(outAt / 4, outAt / 4 + heads * T * headDim));
+  return true;
+}
+
+/** The bits of x rounded to float32, as an int32 (the pool passes only int32 arguments). */
+function float32Bits(x: number): number {
+  bitsF32[0] = x;
+  return bitsI32[0]!;
+}
+const bitsF32 = new Float32Array(1);
+const bitsI32 = new Int32Array(bitsF32.buffer);
+
+const views = new WeakMap<WorkerPool, { buffer: ArrayBuffer | SharedArrayBuffer; floats: Float32Array; ints: Int32Array }>();
+
+/**
+ * The pool's whole memory as floats and as ints, kept while the memory has
+ * not grown (its buffer object is then the same): a decode step's six
+ * layers made four views each, about a microsecond apiece.
+ */
+function memoryViews(pool: WorkerPool): { floats: Float32Array; ints: Int32Array } {
+  const buffer = pool.memory.buffer;
+  let v = views.get(pool);
+  if (v === undefined || v.buffer !== buffer) views.set(pool, (v = { buffer, floats: new Float32Array(buffer), ints: new Int32Array(buffer) }));
+  return v;
+}
+
 /**
  * Attention of the frames' queries ([heads, T, headDim] each) over keys and
- * values [kvHeads, n, headDim] (keys rotated to their positions), for the
- * softmax family with headDim a multiple of 4, on the pool: [heads, T,
- * headDim]; undefined when the pool's memory has no room for the operands
- * (the caller runs the fused kernel). The operands must be readable in place
- * (wasm or cpu backend).
+ * values [kvHeads, n, headDim] in tensors (keys rotated to their positions),
+ * for the softmax family with headDim a multiple of 4, on the pool (the
+ * keys and values copied in): [heads, T, headDim]; undefined when the
+ * pool's memory has no room for the operands (the caller runs the fused
+ * kernel). The operands must be readable in place (wasm or cpu backend).
  */
 export function pooledAttention(
   pool: WorkerPool,
@@ -54,68 +172,42 @@ export function pooledAttention(
   spec: SoftmaxSpec,
 ): tf.Tensor3D | undefined {
   const [heads, T, headDim] = frames[0]!.queries.shape;
-  const [kvHeads, capacity] = keys.shape;
-  if (headDim % 4 !== 0) throw new Error(`pooledAttention: headDim ${headDim} is not a multiple of 4`);
   if (learnsExtraLogit(spec.variant) && spec.sinkLogits === undefined) throw new Error(`attention: '${spec.variant}' needs sinkLogits`);
-  const group = heads / kvHeads;
-  const F = frames.length;
-  const items = heads * T;
-  const rowBytes = 4 * headDim;
-  // the most entries a query row sees, over all its frames: one row's scores
-  let most = 0;
-  for (let t = 0; t < T; t++) {
-    let n = 0;
-    for (const f of frames) n += f.rowRanges[2 * t + 1]! - f.rowRanges[2 * t]!;
-    most = Math.max(most, n);
-  }
-  const qBytes = align16(heads * T * rowBytes); // per frame
-  const kvBytes = align16(kvHeads * capacity * rowBytes);
-  const recordsBytes = align16(items * recordBytes(F));
-  const scoresBytes = align16(4 * most);
-  const bytes = F * qBytes + 2 * kvBytes + qBytes + recordsBytes + pool.threads * scoresBytes;
-  if (!poolScratchFits(pool, 'attention', bytes)) return undefined;
-  const base = poolScratch(pool, 'attention', bytes);
-  const qAt = base; // frame f's queries at qAt + f * qBytes: [heads, T, headDim]
-  const keysAt = qAt + F * qBytes; // [kvHeads, capacity, headDim]
-  const valuesAt = keysAt + kvBytes; // [kvHeads, capacity, headDim]
-  const outAt = valuesAt + kvBytes; // [heads, T, headDim]
-  const recordsAt = outAt + qBytes;
-  const scoresAt = recordsAt + recordsBytes; // thread i's at scoresAt + i * scoresBytes
-
-  // Copies in, before any tfjs allocation (a wasm view is valid until then).
-  const memory = pool.memory.buffer;
-  frames.forEach((f, i) => new Float32Array(memory, qAt + i * qBytes, heads * T * headDim).set(float32View(f.queries)));
-  new Float32Array(memory, keysAt, kvHeads * capacity * headDim).set(float32View(keys));
-  new Float32Array(memory, valuesAt, kvHeads * capacity * headDim).set(float32View(values));
   const sinks = spec.sinkLogits === undefined ? undefined : (spec.sinkLogits.dataSync() as Float32Array);
+  // views of the queries after the copies' pool allocation and before any tfjs one (a wasm view is valid until then)
+  const entries = copyEntriesIn(pool, keys, values);
+  if (entries === undefined) return undefined;
+  const queries = frames.map((f) => float32View(f.queries));
+  const out = new Float32Array(heads * T * headDim); // [heads, T, headDim]
+  if (
+    !attendInPool(
+      pool,
+      queries,
+      frames.map((f) => f.rowRanges),
+      entries,
+      spec.variant,
+      sinks,
+      out,
+    )
+  )
+    return undefined;
+  return tf.tensor3d(out, [heads, T, headDim]);
+}
 
-  const words = recordBytes(F) / 4;
-  const records = new Int32Array(memory, recordsAt, items * words);
-  const recordFloats = new Float32Array(memory, recordsAt, items * words);
-  const order = balancedRows(T);
-  let work = 0; // bytes of keys and values read
-  for (let h = 0, item = 0; h < heads; h++) {
-    const kvBase = keysAt + Math.floor(h / group) * capacity * rowBytes;
-    const sink = extraLogitOf(spec.variant, h, sinks);
-    for (let i = 0; i < T; i++, item++) {
-      const t = order[i]!;
-      const at = item * words;
-      const row = (h * T + t) * rowBytes;
-      for (let f = 0; f < F; f++) {
-        const lo = frames[f]!.rowRanges[2 * t]!;
-        const n = frames[f]!.rowRanges[2 * t + 1]! - lo;
-        records[at + 3 * f] = qAt + f * qBytes + row;
-        records[at + 3 * f + 1] = kvBase + lo * rowBytes;
-        records[at + 3 * f + 2] = n;
-        work += 2 * n * rowBytes;
-      }
-      recordFloats[at + 3 * F] = sink;
-      records[at + 3 * F + 1] = outAt + row;
-    }
-  }
-  const scaleBits = new Int32Array(Float32Array.of(1 / Math.sqrt(headDim)).buffer)[0]!;
-  pool.run(PoolOp.Attend, [recordsAt, F, valuesAt - keysAt, headDim, scaleBits, scoresAt, scoresBytes], items, work);
-  const out = new Float32Array(pool.memory.buffer, outAt, heads * T * headDim);
-  // The wasm backend copies a new tensor's values into its heap at once; the cpu backend keeps the array itself.
-  return tf.tensor3d(tf.getBackend() === 'wasm' ? out : out.slice(), [heads, T, headDim]);
+/**
+ * Keys and values [kvHeads, n, headDim] in tensors, copied into the pool's
+ * memory (a region reused from call to call) for attendInPool; undefined
+ * when the memory has no room. The tensors must be readable in place.
+ */
+export function copyEntriesIn(pool: WorkerPool, keys: tf.Tensor3D, values: tf.Tensor3D): PoolEntries | undefined {
+  const [kvHeads, capacity, headDim] = keys.shape;
+  const floats = kvHeads * capacity * headDim;
+  const kvBytes = align16(4 * floats);
+  if (!poolScratchFits(pool, 'attention entries', 2 * kvBytes)) return undefined;
+  const keysAt = poolScratch(pool, 'attention entries', 2 * kvBytes); // [kvHeads, capacity, headDim]
+  const valuesAt = keysAt + kvBytes; // [kvHeads, capacity, headDim]
+  const memory = pool.memory.buffer;
+  new Float32Array(memory, keysAt, floats).set(float32View(keys));
+  new Float32Array(memory, valuesAt, floats).set(float32View(values));
+  return { keysAt, valuesAt, kvHeads, capacity, headDim };
 }

@@ -13,6 +13,7 @@ import type { KVCache } from './cache/types.js';
 import { firstNonFinite } from './finite.js';
 import { inPoolMemory, pooledArgmax } from '../kernels/logits_argmax.js';
 import { cacheShape } from './model/config.js';
+import { cacheMemory } from './model/pooled_layers.js';
 import { DecodeScratch, forward, forwardLastValues } from './model/transformer.js';
 import type { Model } from './model/weights.js';
 import { argmax } from './sample/sampler.js';
@@ -34,13 +35,15 @@ export class TokenStream {
     readonly model: Model,
     readonly policy: CachePolicy,
   ) {
+    // a pooled model's caches keep their entries where its threads attend to them
+    const shape = { ...cacheShape(model.config), entryMemory: cacheMemory(model) };
     if (policy.kind === 'recompute') {
       // A sink-token stream starts with the learned sink; it stays in every window.
       this.recompute = new RecomputeWindow(policy.windowSize, model.config.sinkToken);
       // scratch, reset per token; it grows to the longest window run
-      this.cache = new DenseCache(cacheShape(model.config), Math.min(INITIAL_SLOTS, policy.windowSize), policyLabel(policy));
+      this.cache = new DenseCache(shape, Math.min(INITIAL_SLOTS, policy.windowSize), policyLabel(policy));
     } else {
-      this.cache = createCache(policy, cacheShape(model.config));
+      this.cache = createCache(policy, shape);
     }
     this.scratch = this.recompute === undefined && model.pool !== undefined ? new DecodeScratch(model.config) : undefined;
   }

@@ -11,11 +11,13 @@ import { FileFormatError, NonFiniteError, ResourceError } from '../src/errors.js
 import { firstNonFinite } from '../src/finite.js';
 import { pooledArgmax } from '../kernels/logits_argmax.js';
 import { WorkerPool } from '../kernels/pool.js';
+import { poolRegions } from '../kernels/pool_regions.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
 import { checkFits, MAX_ARRAY_BYTES } from '../src/memory.js';
 import { loadModel } from '../src/model/load.js';
 import { placeWeights } from '../src/model/pooled.js';
+import { poolEntryMemory } from '../src/model/pooled_layers.js';
 import { disposeModel } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
 import { TokenStream } from '../src/stream.js';
@@ -394,6 +396,18 @@ await initTestBackend();
     t.throws(() => checkFits('x', 1, MAX_ARRAY_BYTES + 1), /x: needs a tensor of/);
     t.throws(() => checkFits('y', Number.MAX_SAFE_INTEGER, 4), /y: needs .* GiB, more than/);
     t.equal(tf.memory().numTensors, before, 'nothing allocated');
+    // in an entry memory (a pooled model's: the pool's 4 GiB), against the room it has left; a block's copy too
+    const pool = new WorkerPool(1);
+    const entryMemory = poolEntryMemory(pool);
+    t.throws(
+      () => new DenseCache({ layers: 2, kvHeads: 1, headDim: 2 ** 20, entryMemory }, 1024),
+      /^dense cache of 1024 entries: needs 16\.00 GiB, more than the memory its entries are kept in has room for \(4\.00 GiB\)/,
+    );
+    const cache = new StreamingCache(2, 4096, { layers: 1, kvHeads: 1, headDim: 2 ** 18, entryMemory }, 4);
+    t.throws(() => cache.begin(4096), /^streaming\(2\+4096\) cache of 4096 entries: needs 8\.00 GiB, more than/, 'refused as it would grow');
+    cache.dispose();
+    t.equal(poolRegions(pool).heldBytes, 0, 'what it held given back');
+    await pool.dispose();
   });
 
   t.test('generate --window too large to ever fill: refused naming --window', async (t) => {

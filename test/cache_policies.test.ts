@@ -19,7 +19,9 @@ import { createCache } from '../src/cache/index.js';
 import { CACHE_KIND_SUMMARIES, CACHE_KINDS, type KVCachePolicy, policyBound, policyFromName, policyLabel, policySpan } from '../src/cache/policies.js';
 import type { ScoredCache } from '../src/cache/scored.js';
 import { StreamingCache } from '../src/cache/streaming.js';
-import type { KVCache } from '../src/cache/types.js';
+import { type CacheShape, entryTensors, type KVCache } from '../src/cache/types.js';
+import { poolRegions } from '../kernels/pool_regions.js';
+import { poolEntryMemory } from '../src/model/pooled_layers.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { cacheShape } from '../src/model/config.js';
@@ -84,7 +86,7 @@ const backend = await initTestBackend();
       const view = cache.begin(T).layer(0);
       const out = tf.tidy(() => {
         const keys = applyRope(heads(k.slice(start, start + T), dims.kvHeads), ropeAngles(view.keyPositions, rope), rope);
-        const entries = cache.store(0, keys, heads(v.slice(start, start + T), dims.kvHeads));
+        const entries = entryTensors(cache.store(0, keys, heads(v.slice(start, start + T), dims.kvHeads)));
         const queries = heads(q.slice(start, start + T), dims.heads);
         const frames = view.frames.map((f) => ({ ...f, queries: applyRope(queries, ropeAngles(f.queryPositions, rope), rope) }));
         return attention(frames, entries.keys, entries.values, { variant, sinkLogits: sink }, pool).transpose([1, 0, 2]);
@@ -98,7 +100,8 @@ const backend = await initTestBackend();
     return outputs;
   }
 
-  const shape = { layers: 1, kvHeads: dims.kvHeads, headDim: dims.headDim };
+  // (mode 'pool memory' sets entryMemory: the caches keep their entries in the pool's memory)
+  const shape: CacheShape = { layers: 1, kvHeads: dims.kvHeads, headDim: dims.headDim };
   const policies: { name: string; sinks: number; window: number; make: () => KVCache }[] = [
     { name: 'dense', sinks: 0, window: Infinity, make: () => new DenseCache(shape, 4) },
     { name: 'window 0+6', sinks: 0, window: 6, make: () => new StreamingCache(0, 6, shape) },
@@ -119,19 +122,21 @@ const backend = await initTestBackend();
   t.teardown(() => pool.dispose());
   await pool.ready();
 
-  for (const mode of ['simd', 'fused js', 'tfjs ops', 'pool'] as const) {
+  for (const mode of ['simd', 'fused js', 'tfjs ops', 'pool', 'pool memory'] as const) {
     for (const p of policies) {
       for (const variant of ['softmax', 'softmax1', 'learned-sink'] as const) {
         t.test(`${p.name}, ${variant}, ${mode}`, async (t) => {
           setFusedKernels(mode !== 'tfjs ops');
-          setSimdKernels(mode === 'simd' || mode === 'pool');
+          setSimdKernels(mode === 'simd' || mode === 'pool' || mode === 'pool memory');
+          shape.entryMemory = mode === 'pool memory' ? poolEntryMemory(pool) : undefined;
           const before = tf.memory().numTensors;
           for (const rope of ropes) {
             const want = Array.from({ length: N }, (_, i) => reference(i, p.sinks, p.window, rope, variant));
             for (const block of [1, 3, POOLED_ATTENTION_MIN_QUERIES]) {
               const cache = p.make();
-              const got = viaCache(cache, block, rope, variant, mode === 'pool' ? pool : undefined);
+              const got = viaCache(cache, block, rope, variant, mode.startsWith('pool') ? pool : undefined);
               cache.dispose();
+              t.equal(poolRegions(pool).heldBytes, 0, 'nothing held in the pool after dispose');
               const worst = Math.max(...got.map((g, i) => maxAbsDiff(g, want[i]!)));
               t.ok(worst < 1e-5, `${rope.layout} rope, blocks of ${block}: max |diff| ${worst.toExponential(2)}`);
             }
@@ -139,6 +144,7 @@ const backend = await initTestBackend();
           t.equal(tf.memory().numTensors, before, 'no tensor leak');
           setFusedKernels(true);
           setSimdKernels(true);
+          delete shape.entryMemory;
         });
       }
     }

@@ -7,6 +7,10 @@ import { CausalBlock } from '../src/cache/causal_block.js';
 import { DenseCache } from '../src/cache/dense.js';
 import type { CachePolicy } from '../src/cache/policies.js';
 import { StreamingCache } from '../src/cache/streaming.js';
+import { entryTensors } from '../src/cache/types.js';
+import { WorkerPool } from '../kernels/pool.js';
+import { poolRegions } from '../kernels/pool_regions.js';
+import { poolEntryMemory } from '../src/model/pooled_layers.js';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
@@ -98,45 +102,54 @@ t.test('the ring buffer holds exactly sinks + window, in place', async (t) => {
   cache.dispose();
 });
 
-t.test('the ring wraps: sinks stay put, each token overwrites the oldest window slot, a block reads in stream order', async (t) => {
-  const [S, W] = [2, 3];
-  const before = tf.memory().numTensors;
-  const cache = new StreamingCache(S, W, { layers: 1, kvHeads: 1, headDim: 1 });
-  /** Feed stream indices `js` as one block, each its own key and value; the entries attention reads. */
-  const feed = (js: number[]): number[] => {
-    cache.begin(js.length);
-    const kv = tf.tensor3d(js, [1, js.length, 1]); // [kvHeads, T, headDim]
-    const entries = cache.store(0, kv, kv);
-    const read = Array.from(entries.keys.dataSync());
-    t.same(Array.from(entries.values.dataSync()), read, 'values beside their keys');
-    if (js.length > 1) tf.dispose([entries.keys, entries.values]); // a block's entries are a fresh copy
-    cache.end();
-    kv.dispose();
-    return read;
-  };
-  // Slot of stream index j: j itself for a sink, else S + (j - S) mod W.
-  const slotOf = (j: number) => (j < S ? j : S + ((j - S) % W));
-  const length = S + 4 * W + 1; // the ring wraps four times
-  for (let j = 0; j < length; j++) {
-    const slots = feed([j]);
-    t.equal(slots.length, S + W, `${j}: storage of exactly sinks + window`);
-    const kept = [...Array.from({ length: Math.min(S, j + 1) }, (_, i) => i), ...Array.from({ length: W }, (_, i) => j - i).filter((i) => i >= S)];
-    for (const i of kept) t.equal(slots[slotOf(i)], i, `after token ${j}: stream index ${i} in slot ${slotOf(i)}`);
-  }
-  t.equal(cache.size, S + W);
-  t.equal(cache.byteSize, 2 * (S + W) * 4, 'keys and values of S + W entries, after four laps');
-  // A block after the ring wrapped: sinks, the window entries its first token still sees, then the block.
-  t.same(feed([length, length + 1]), [0, 1, length - 2, length - 1, length, length + 1]);
-  t.same(
-    feed([length + 2])
-      .filter((_, slot) => slot >= S)
-      .sort((a, b) => a - b),
-    [length, length + 1, length + 2],
-    'the block went into the ring',
-  );
-  cache.dispose();
-  t.equal(tf.memory().numTensors, before, 'no tensor left behind');
-});
+// in tensors, and in an entry memory (a worker pool's, as a pooled model's caches keep them)
+for (const where of ['tensors', 'entry memory'] as const) {
+  t.test(`the ring wraps: sinks stay put, each token overwrites the oldest window slot, a block reads in stream order (${where})`, async (t) => {
+    const [S, W] = [2, 3];
+    const before = tf.memory().numTensors;
+    const pool = new WorkerPool(1);
+    const memory = where === 'tensors' ? undefined : poolEntryMemory(pool);
+    const cache = new StreamingCache(S, W, { layers: 1, kvHeads: 1, headDim: 1, entryMemory: memory });
+    /** Feed stream indices `js` as one block, each its own key and value; the entries attention reads. */
+    const feed = (js: number[]): number[] => {
+      cache.begin(js.length);
+      const kv = tf.tensor3d(js, [1, js.length, 1]); // [kvHeads, T, headDim]
+      const entries = cache.store(0, kv, kv);
+      t.equal('memory' in entries, memory !== undefined, 'entries where the cache keeps them');
+      const { keys, values } = entryTensors(entries);
+      const read = Array.from(keys.dataSync());
+      t.same(Array.from(values.dataSync()), read, 'values beside their keys');
+      if (js.length > 1 || memory !== undefined) tf.dispose([keys, values]); // a block's entries are a fresh copy (and so is entryTensors')
+      cache.end();
+      kv.dispose();
+      return read;
+    };
+    // Slot of stream index j: j itself for a sink, else S + (j - S) mod W.
+    const slotOf = (j: number) => (j < S ? j : S + ((j - S) % W));
+    const length = S + 4 * W + 1; // the ring wraps four times
+    for (let j = 0; j < length; j++) {
+      const slots = feed([j]);
+      t.equal(slots.length, S + W, `${j}: storage of exactly sinks + window`);
+      const kept = [...Array.from({ length: Math.min(S, j + 1) }, (_, i) => i), ...Array.from({ length: W }, (_, i) => j - i).filter((i) => i >= S)];
+      for (const i of kept) t.equal(slots[slotOf(i)], i, `after token ${j}: stream index ${i} in slot ${slotOf(i)}`);
+    }
+    t.equal(cache.size, S + W);
+    t.equal(cache.byteSize, 2 * (S + W) * 4, 'keys and values of S + W entries, after four laps');
+    // A block after the ring wrapped: sinks, the window entries its first token still sees, then the block.
+    t.same(feed([length, length + 1]), [0, 1, length - 2, length - 1, length, length + 1]);
+    t.same(
+      feed([length + 2])
+        .filter((_, slot) => slot >= S)
+        .sort((a, b) => a - b),
+      [length, length + 1, length + 2],
+      'the block went into the ring',
+    );
+    cache.dispose();
+    t.equal(tf.memory().numTensors, before, 'no tensor left behind');
+    t.equal(poolRegions(pool).heldBytes, 0, 'the entry memory given back');
+    await pool.dispose();
+  });
+}
 
 t.test('constant memory: tensors and cache bytes after 1,000 and 5,000 decode steps', async (t) => {
   const before = tf.memory().numTensors;

@@ -11,7 +11,10 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import seedrandom from 'seedrandom';
 import t from 'tap';
+import { attendDirect } from '../kernels/attention_fused.js';
 import { PoolOp, WorkerPool } from '../kernels/pool.js';
+import { poolRegions, PoolRegions } from '../kernels/pool_regions.js';
+import { attendInPool } from '../kernels/pooled_attention.js';
 import { pooledSwiglu } from '../kernels/pooled_swiglu.js';
 import { matMul2d } from '../kernels/matmul.js';
 import { rmsNormRows } from '../kernels/rmsnorm.js';
@@ -30,7 +33,7 @@ import {
   type WeightFormat,
   writeRow,
 } from '../kernels/split_products.js';
-import { initTestBackend } from './helpers.js';
+import { initTestBackend, maxAbsDiff } from './helpers.js';
 import { ROOT } from './paths.js';
 
 const backend = await initTestBackend();
@@ -458,6 +461,108 @@ t.test('work stealing: any chunking, and a late thread, give the same bits as on
   // not a gated job: float32, or hidden not a whole number of row groups
   t.equal(pooledGatedProduct(matrix(one, 'f32', randn(2 * 16 * 32), 32, 32), randn(32)), undefined, 'f32: undefined');
   t.equal(pooledGatedProduct(matrix(one, 'q8', randn(2 * 18 * 32), 36, 32), randn(32)), undefined, 'q8, hidden 18: undefined');
+});
+
+t.test('pool regions: reused smallest-first, split, merged with free neighbours, zeroed; growing and freeing does not grow the memory', async (t) => {
+  const pool = new WorkerPool(1);
+  const regions = new PoolRegions(pool);
+  const a = regions.alloc(100); // 112 bytes
+  const b = regions.alloc(64);
+  const c = regions.alloc(32);
+  t.equal(a % 16, 0);
+  t.equal(b, a + 112, 'fresh regions one after another, 16-byte aligned');
+  t.equal(regions.heldBytes, 112 + 64 + 32);
+  new Uint8Array(pool.memory.buffer).fill(7, b, b + 64);
+  regions.release(b);
+  t.equal(regions.alloc(48), b, 'a freed region is reused');
+  t.equal(regions.freeBytes, 16, 'its tail stays free');
+  t.same(Array.from(new Uint8Array(pool.memory.buffer, b, 48)), new Array(48).fill(0), 'and zeroed');
+  regions.release(b);
+  regions.release(a);
+  t.equal(regions.freeBytes, 112 + 64, 'neighbours merged');
+  regions.release(c);
+  t.equal(regions.freeBytes, 112 + 64 + 32, 'and merged again');
+  t.equal(regions.alloc(200), a, 'one region from the three');
+  t.throws(() => regions.release(a + 16), /no region/, 'only what alloc returned');
+  // a cache that doubles, then is disposed, many times over: the memory stops growing
+  const top = () => pool.allocatedBytes;
+  const cycle = () => {
+    let held = regions.alloc(1024);
+    for (let size = 2048; size <= 64 * 1024; size *= 2) {
+      const grown = regions.alloc(size);
+      regions.release(held);
+      held = grown;
+    }
+    regions.release(held);
+  };
+  cycle();
+  const after = top();
+  for (let i = 0; i < 20; i++) cycle();
+  t.equal(top(), after, 'twenty more caches grew and went in the same memory');
+  const floats = regions.allocFloats(10);
+  t.equal(floats.length, 10);
+  t.equal(floats.buffer.byteLength >= floats.byteOffset + 40, true, 'an array over the memory, after it grew');
+  regions.releaseFloats(floats);
+  t.ok(regions.room >= 2 ** 31, 'room: what the 4 GiB still hold');
+  await pool.dispose();
+});
+
+t.test('attention in the pool at T = 1, split over heads on 1, 2, 3 threads and with late threads, equals attendDirect bit for bit', async (t) => {
+  const late = [
+    new WorkerPool(2, { splitMinBytes: 0, lateMicros: [0, 2000] }),
+    new WorkerPool(2, { splitMinBytes: 0, lateMicros: [2000, 0] }),
+    new WorkerPool(3, { splitMinBytes: 0, lateMicros: [0, 0, 3000] }),
+  ];
+  t.teardown(() => Promise.all(late.map((p) => p.dispose())));
+  await Promise.all(late.map((p) => p.ready()));
+  const before = tf.memory().numTensors;
+  // (heads, kvHeads, headDim, capacity, frames as [lo, hi] each): grouped heads, two frames (sinks), a row of one entry
+  const cases = [
+    { heads: 6, kvHeads: 6, headDim: 48, capacity: 264, ranges: [[0, 264]] },
+    {
+      heads: 8,
+      kvHeads: 2,
+      headDim: 16,
+      capacity: 40,
+      ranges: [
+        [3, 40],
+        [0, 3],
+      ],
+    },
+    { heads: 3, kvHeads: 1, headDim: 4, capacity: 5, ranges: [[4, 5]] },
+  ];
+  for (const { heads, kvHeads, headDim, capacity, ranges } of cases) {
+    for (const variant of ['softmax', 'softmax1', 'learned-sink'] as const) {
+      const queries = ranges.map(() => randn(heads * headDim)); // per frame [heads, 1, headDim]
+      const rowRanges = ranges.map((r) => Int32Array.from(r));
+      const keys = randn(kvHeads * capacity * headDim).map((v) => 3 * v); // [kvHeads, capacity, headDim]
+      const values = randn(kvHeads * capacity * headDim);
+      const sinkValues = randn(heads);
+      const shape: [number, number, number] = [kvHeads, capacity, headDim];
+      const sinkLogits = variant === 'learned-sink' ? tf.tensor1d(sinkValues) : undefined;
+      const want = new Float32Array(heads * headDim);
+      const [k, v] = [tf.tensor3d(keys, shape), tf.tensor3d(values, shape)];
+      attendDirect(queries, rowRanges, k, v, { variant, sinkLogits }, want);
+      tf.dispose([k, v, sinkLogits]);
+      for (const pool of [one, ...pools.slice(0, 2), ...late]) {
+        const regions = poolRegions(pool);
+        const [keysIn, valuesIn] = [regions.allocFloats(keys.length), regions.allocFloats(values.length)];
+        keysIn.set(keys);
+        valuesIn.set(values);
+        const at = { keysAt: keysIn.byteOffset, valuesAt: valuesIn.byteOffset, kvHeads, capacity, headDim };
+        const got = new Float32Array(heads * headDim);
+        const sinks = variant === 'learned-sink' ? sinkValues : undefined;
+        t.ok(attendInPool(pool, queries, rowRanges, at, variant, sinks, got), 'room in the pool');
+        const name = `${heads} heads over ${kvHeads}, headDim ${headDim}, ${ranges.length} frames, ${variant}, ${pool.threads} threads, late ${pool === late[0] ? 'worker' : pool === late[1] ? 'caller' : pool === late[2] ? 'third' : 'none'}`;
+        // (on cpu attendDirect is the JavaScript loop, in float64: within rounding)
+        if (backend === 'wasm') t.same(Array.from(got), Array.from(want), name);
+        else t.ok(maxAbsDiff(got, want) < 1e-5, name);
+        regions.releaseFloats(keysIn);
+        regions.releaseFloats(valuesIn);
+      }
+    }
+  }
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
 });
 
 t.test('busy cores: a worker that gets no CPU time makes the workers stop spinning, and products stay right', async (t) => {

@@ -16,7 +16,8 @@ import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { type Placement, placeWeights } from '../src/model/pooled.js';
-import { residualInPool } from '../src/model/pooled_layers.js';
+import { cacheMemory, residualInPool } from '../src/model/pooled_layers.js';
+import { poolRegions } from '../kernels/pool_regions.js';
 import { forward, forwardBatch } from '../src/model/transformer.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
@@ -135,8 +136,9 @@ t.test('pooled attention on arrays (no tfjs ops but the stored keys and values) 
         else delete l.sinkLogits;
       }
       for (const policy of policies) {
-        const run = (observe: boolean) => {
-          const cache = createCache(policy, { layers: 3, kvHeads: 2, headDim: 8 });
+        // inMemory: the cache keeps its entries in the pool's memory (cacheMemory), attended to there in place
+        const run = (observe: boolean, inMemory = false) => {
+          const cache = createCache(policy, { layers: 3, kvHeads: 2, headDim: 8, entryMemory: inMemory ? cacheMemory(model) : undefined });
           const options = observe ? { onAttention: () => {} } : {};
           const rows: number[] = [];
           // a block of 5 (prefill), then single tokens past the windows
@@ -153,9 +155,15 @@ t.test('pooled attention on arrays (no tfjs ops but the stored keys and values) 
         for (const simd of weights === 'f32' ? [true, false] : [true]) {
           setSimdKernels(simd);
           const before = tf.memory().numTensors;
+          const held = poolRegions(model.pool!).heldBytes;
           const arrays = run(false);
           t.equal(tf.memory().numTensors, before, 'no tensor leak');
-          t.same(arrays, run(true), `${weights}, ${softmax}, ${policy.kind}${simd ? '' : ', no SIMD'}: the same logits`);
+          const name = `${weights}, ${softmax}, ${policy.kind}${simd ? '' : ', no SIMD'}`;
+          t.same(arrays, run(true), `${name}: the same logits`);
+          t.same(run(false, true), arrays, `${name}: the same logits from a cache in the pool's memory`);
+          t.same(run(true, true), arrays, `${name}: and through the tensor path (an observer) from it`);
+          t.equal(tf.memory().numTensors, before, 'no tensor leak');
+          t.equal(poolRegions(model.pool!).heldBytes, held, "the caches gave the pool's memory back");
           setSimdKernels(true);
         }
       }
@@ -170,10 +178,13 @@ t.test('pooled attention on arrays for a batch of sequences (T = 1 and T = 3) eq
   // blocks of 1 and 3 tokens for both at once: the merged heads of the
   // array path (written in place for T = 1) against selfAttention's.
   const model = await loaded({ threads: 2, weights: 'q8', splitMinBytes: 0 });
-  const run = (observe: boolean) => {
+  // inMemory: the dense cache in the pool's memory, from 2 slots (it grows, doubling, twice), the streaming one in tensors
+  const run = (observe: boolean, inMemory = false) => {
     const options = observe ? { onAttention: () => {} } : {};
     const caches = [
-      new DenseCache({ layers: 3, kvHeads: 2, headDim: 8 }),
+      inMemory
+        ? new DenseCache({ layers: 3, kvHeads: 2, headDim: 8, entryMemory: cacheMemory(model) }, 2)
+        : new DenseCache({ layers: 3, kvHeads: 2, headDim: 8 }),
       createCache({ kind: 'streaming', sinkCount: 2, windowSize: 6 }, { layers: 3, kvHeads: 2, headDim: 8 }),
     ];
     forward(model, tokens.slice(0, 4), caches[0]!).dispose();
@@ -192,6 +203,10 @@ t.test('pooled attention on arrays for a batch of sequences (T = 1 and T = 3) eq
   t.equal(tf.memory().numTensors, before, 'no tensor leak');
   t.equal(arrays.length, 2 * (1 + 3 + 1) * model.config.vocabSize, 'logits of every token');
   t.same(arrays, run(true), 'the same logits');
+  const held = poolRegions(model.pool!).heldBytes;
+  t.same(run(false, true), arrays, "the same logits with a growing cache in the pool's memory");
+  t.equal(poolRegions(model.pool!).heldBytes, held, 'its memory given back');
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
   disposeModel(model);
   await model.pool!.dispose();
 });

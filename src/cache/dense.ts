@@ -15,7 +15,7 @@ export class DenseCache implements KVCache {
   private block: { start: number; T: number } | undefined;
 
   constructor(shape: CacheShape, initialSlots = INITIAL_SLOTS, label = 'dense') {
-    this.storage = new EntryStorage(shape, initialSlots, label);
+    this.storage = new EntryStorage(shape, initialSlots, label, shape.entryMemory);
   }
 
   get length(): number {
@@ -51,7 +51,7 @@ export class DenseCache implements KVCache {
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {
     if (this.block === undefined) throw new Error('DenseCache.store: call begin() first');
     this.storage.write(layer, keys, values, this.block.start);
-    return { keys: this.storage.keys[layer]!, values: this.storage.values[layer]! };
+    return this.storage.entries(layer);
   }
 
   end(): void {

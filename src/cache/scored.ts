@@ -152,7 +152,7 @@ export abstract class ScoredCache implements KVCache {
     if (this.block === undefined) throw new Error(`${this.constructor.name}.store: call begin() first`);
     if (this.evicted) this.storage.writePerHead(layer, keys, values, this.freed[layer]!);
     else this.storage.write(layer, keys, values, this.held);
-    return { keys: this.storage.keys[layer]!, values: this.storage.values[layer]! };
+    return this.storage.entries(layer);
   }
 
   observeAttention(layer: number, probs: tf.Tensor3D): void {

@@ -12,9 +12,8 @@
 // storage starts small and grows with the stream (a huge window costs only
 // what the stream uses).
 import type * as tf from '@tensorflow/tfjs';
-import { joinEntries } from '../../kernels/cache_read.js';
 import { ArgumentError } from '../errors.js';
-import { EntryStorage, INITIAL_SLOTS } from './storage.js';
+import { EntryStorage, INITIAL_SLOTS, type SlotRuns } from './storage.js';
 import { type KVCachePolicy, policyLabel } from './policies.js';
 import { type BlockView, type CacheEntries, type CacheShape, type KVCache, sharedLayers, type ViewFrame } from './types.js';
 
@@ -34,7 +33,7 @@ export class StreamingCache implements KVCache {
     if (!Number.isInteger(sinkCount) || sinkCount < 0) throw new ArgumentError('sinkCount', `expected an integer >= 0, got ${sinkCount}`);
     if (!Number.isInteger(windowSize) || windowSize < 1) throw new ArgumentError('windowSize', `expected an integer >= 1, got ${windowSize}`);
     this.policy = sinkCount === 0 ? { kind: 'window', windowSize } : { kind: 'streaming', sinkCount, windowSize };
-    this.storage = new EntryStorage(shape, Math.min(initialSlots, sinkCount + windowSize), policyLabel(this.policy));
+    this.storage = new EntryStorage(shape, Math.min(initialSlots, sinkCount + windowSize), policyLabel(this.policy), shape.entryMemory);
   }
 
   get length(): number {
@@ -112,7 +111,7 @@ export class StreamingCache implements KVCache {
     if (block === undefined) throw new Error('StreamingCache.store: call begin() first');
     if (!block.composed) {
       this.writeBlock(layer, keys, values);
-      return { keys: this.storage.keys[layer]!, values: this.storage.values[layer]! };
+      return this.storage.entries(layer);
     }
     const entries = this.composeEntries(layer, keys, values);
     this.writeBlock(layer, keys, values);
@@ -134,11 +133,11 @@ export class StreamingCache implements KVCache {
     this.storage.dispose();
   }
 
-  /** Sinks, then the window's older entries in stream order, then the block: new tensors. */
+  /** Sinks, then the window's older entries in stream order, then the block: a copy (EntryStorage.join). */
   private composeEntries(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {
-    const { start, T } = this.block!;
+    const { start } = this.block!;
     const S = this.sinkCount;
-    const slotRuns: [number, number][] = []; // [first slot, count], in stream order
+    const slotRuns: SlotRuns = []; // [first slot, count], in stream order
     const storedSinks = Math.min(S, start);
     if (storedSinks > 0) slotRuns.push([0, storedSinks]);
     // ring slots of stream oldFrom..start-1: one run, or two when it wraps
@@ -148,9 +147,7 @@ export class StreamingCache implements KVCache {
       slotRuns.push([slot, run]);
       j += run;
     }
-    const join = (stored: tf.Tensor3D, block: tf.Tensor3D) =>
-      joinEntries([...slotRuns.map(([slot, count]) => ({ entries: stored, start: slot, count })), { entries: block, start: 0, count: T }]);
-    return { keys: join(this.storage.keys[layer]!, keys), values: join(this.storage.values[layer]!, values) };
+    return this.storage.join(layer, slotRuns, keys, values);
   }
 
   /** Write the block's entries that the cache keeps: sinks, and the last W of the rest. */

@@ -29,7 +29,17 @@
 // evict from the attention of the query before (h2o, tova) cannot say that
 // for a block that crosses an eviction, so it bounds the next block
 // (`blockLimit`) and the model splits a longer one.
-import type * as tf from '@tensorflow/tfjs';
+//
+// Memory. A cache keeps its entries in tensors, unless whoever builds it
+// hands it an entry memory (`CacheShape.entryMemory`): an allocator of
+// arrays outside the backend, such as a pooled model's shared memory, whose
+// threads read entries there in place but cannot see the wasm backend's
+// heap. A policy that can (dense, window, streaming) then keeps its entries
+// in arrays of that memory, gives them back when it grows and when it is
+// disposed, and `store` returns them as they lie (MemoryEntries); a consumer
+// that needs tensors copies them (entryTensors). A policy that cannot
+// (h2o, tova: they rank and rewrite entries through tensors) ignores it.
+import * as tf from '@tensorflow/tfjs';
 import type { KVCachePolicy } from './policies.js';
 
 /** The entries a block's queries see under one distance rule. */
@@ -75,16 +85,39 @@ export interface BlockView {
   layer(l: number): LayerView;
 }
 
-export interface CacheEntries {
+export interface TensorEntries {
   keys: tf.Tensor3D; // [kvHeads, n, headDim], rotated (unless the view gives entryPositions)
   values: tf.Tensor3D; // [kvHeads, n, headDim]
 }
 
-/** Shape of the vectors a cache stores, per layer. */
+/** Entries as they lie in the cache's entry memory: read them during the layer's attention, as the tensors. */
+export interface MemoryEntries {
+  /** The memory they lie in (CacheShape.entryMemory). */
+  memory: EntryMemory;
+  /** [kvHeads, n, headDim] */
+  shape: [number, number, number];
+  keys: Float32Array; // [kvHeads, n, headDim], rotated (unless the view gives entryPositions)
+  values: Float32Array; // [kvHeads, n, headDim]
+}
+
+export type CacheEntries = TensorEntries | MemoryEntries;
+
+/** Where a cache may keep its entries instead of tensors (see Memory above). */
+export interface EntryMemory {
+  /** `floats` zeros in this memory; they stay where they are until freed. */
+  alloc(floats: number): Float32Array;
+  /** Give back an array that alloc returned. */
+  free(array: Float32Array): void;
+  /** The most bytes one alloc can give now: a cache checks it first, to refuse too large a size in a clear line. */
+  readonly room: number;
+}
+
+/** Shape of the vectors a cache stores, per layer, and where it may keep them. */
 export interface CacheShape {
   layers: number;
   kvHeads: number;
   headDim: number;
+  entryMemory?: EntryMemory;
 }
 
 export interface KVCache {
@@ -105,11 +138,13 @@ export interface KVCache {
   begin(T: number): BlockView;
   /**
    * Store a layer's new keys and values, [kvHeads, T, headDim]; return the
-   * entries the view's frames index. The two tensors are the model's: they
-   * hold this layer's values during the call and the layer's attention,
-   * and the model may write the next layer's, or the next block's, into
-   * them (a pooled model's decode stream makes two tensors for all its
-   * steps, not two a layer), so a cache copies what it keeps.
+   * entries the view's frames index (MemoryEntries where the cache keeps
+   * them in its entry memory: valid until the next store). The two tensors
+   * are the model's: they hold this layer's values during the call and the
+   * layer's attention, and the model may write the next layer's, or the
+   * next block's, into them (a pooled model's decode stream makes two
+   * tensors for all its steps, not two a layer), so a cache copies what it
+   * keeps.
    */
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries;
   /**
@@ -124,6 +159,13 @@ export interface KVCache {
   /** Forget the stream (storage is kept). */
   reset(): void;
   dispose(): void;
+}
+
+/** The entries as tensors: themselves, or new tensors with a copy of the memory's (the caller disposes those). */
+export function entryTensors(entries: CacheEntries): TensorEntries {
+  if (!('memory' in entries)) return entries;
+  // (a copy: the cpu backend would keep the array itself, which the cache overwrites)
+  return { keys: tf.tensor3d(entries.keys.slice(), entries.shape), values: tf.tensor3d(entries.values.slice(), entries.shape) };
 }
 
 /** A view that every layer shares. */

@@ -9,7 +9,9 @@
 // thread; the attention the model runs here (transformer.ts:
 // pooledAttention) takes q|k|v as an array and, where it can, splits the
 // heads, rotates and attends on arrays too, leaving two tfjs tensors a
-// layer: the new keys and values the cache stores.
+// layer: the new keys and values the cache stores. On several threads the
+// model's caches keep their entries in the pool's memory (cacheMemory), and
+// attention runs there, in place, split over the heads.
 //
 // The loops compute what the tensor path's kernels compute, bit for bit: the
 // RMSNorm kernel's loop (kernels/rmsnorm.ts rmsNormRows; in the layers,
@@ -21,6 +23,7 @@
 // model gives the tensor path's logits on wasm.
 import * as tf from '@tensorflow/tfjs';
 import { jsKernelsAvailable } from '../../kernels/js_kernel.js';
+import { poolRegions } from '../../kernels/pool_regions.js';
 import { poolHasRoom, poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
 import { pooledSwiglu } from '../../kernels/pooled_swiglu.js';
 import { simdAvailable } from '../../kernels/simd/instance.js';
@@ -28,6 +31,7 @@ import { rmsNormRows } from '../../kernels/rmsnorm.js';
 import type { WorkerPool } from '../../kernels/pool.js';
 import { type InputNorm, pooledGatedProduct, pooledPickingProduct, pooledProduct, productTensor } from '../../kernels/split_products.js';
 import { swigluRows } from '../../kernels/swiglu.js';
+import type { EntryMemory } from '../cache/types.js';
 import { classify } from './project.js';
 import type { LayerWeights, Linear, Model } from './weights.js';
 
@@ -38,6 +42,37 @@ import type { LayerWeights, Linear, Model } from './weights.js';
  * array the next call may reuse: read it before then).
  */
 export type Attend = (qkv: Float32Array, rows: number, layer: number) => Float32Array;
+
+const entryMemories = new WeakMap<WorkerPool, EntryMemory>();
+
+/** The pool's memory as a cache's entry memory (src/cache/types.ts, Memory): one object per pool, regions given back (kernels/pool_regions.ts). */
+export function poolEntryMemory(pool: WorkerPool): EntryMemory {
+  let memory = entryMemories.get(pool);
+  if (memory === undefined) {
+    const regions = poolRegions(pool);
+    memory = {
+      alloc: (floats) => regions.allocFloats(floats),
+      free: (array) => regions.releaseFloats(array),
+      get room() {
+        return regions.room;
+      },
+    };
+    entryMemories.set(pool, memory);
+  }
+  return memory;
+}
+
+/**
+ * Where the caches of a model should keep their entries: a model whose
+ * layers run here on several threads, its pool's memory, where a decode
+ * step's attention runs split over the heads, in place (the wasm backend's
+ * heap, where tensors live, the pool's workers cannot read); otherwise
+ * undefined: tensors. Whoever makes a cache for the model passes it in the
+ * cache's shape (src/stream.ts).
+ */
+export function cacheMemory(model: Model): EntryMemory | undefined {
+  return residualInPool(model) && model.pool!.threads > 1 ? poolEntryMemory(model.pool!) : undefined;
+}
 
 /** Whether the model's layers can run with the residual stream outside tfjs. */
 export function residualInPool(model: Model): boolean {

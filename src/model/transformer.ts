@@ -10,20 +10,22 @@
 // GPT-NeoX's parallel residual computes both branches from the same x.
 import * as tf from '@tensorflow/tfjs';
 import { attention, type AttentionFrame, attentionProbabilities } from '../../kernels/attention.js';
-import { attendDirect } from '../../kernels/attention_fused.js';
+import { attendArrays, attendDirect } from '../../kernels/attention_fused.js';
 import { causalAttention } from '../../kernels/causal_attention.js';
-import { attentionPath, causalKernelAvailable, float32View, hasDirectMemory, pooledAttentionRuns } from '../../kernels/paths.js';
+import { attentionPath, causalKernelAvailable, float32View, hasDirectMemory, poolAttends, pooledAttentionRuns } from '../../kernels/paths.js';
+import { attendInPool, copyEntriesIn } from '../../kernels/pooled_attention.js';
 import { embed } from '../../kernels/embedding.js';
 import { qkvHeads, qkvHeadsInto } from '../../kernels/qkv_heads.js';
 import type { WorkerPool } from '../../kernels/pool.js';
 import { simdAvailable } from '../../kernels/simd/instance.js';
 import { productTensor } from '../../kernels/split_products.js';
+import { learnsExtraLogit, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { applyRope, type RopeAngles, ropeAngleArrays, ropeAngles, type RopeSpec } from '../../kernels/rope.js';
-import type { BlockView, KVCache, LayerView } from '../cache/types.js';
+import { type BlockView, type CacheEntries, entryTensors, type KVCache, type LayerView } from '../cache/types.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
 import { mlp, norm } from './parts.js';
-import { type Attend, pooledLayers, pooledLogits, pooledLogitValues, residualInPool } from './pooled_layers.js';
+import { type Attend, poolEntryMemory, pooledLayers, pooledLogits, pooledLogitValues, residualInPool } from './pooled_layers.js';
 import { classify, project } from './project.js';
 import type { LayerWeights, Model } from './weights.js';
 
@@ -176,7 +178,8 @@ function selfAttention(
     // Keys are rotated once, at their own position, and stored that way;
     // queries once per frame of the view.
     const { queries, keys, values } = qkvHeads(qkv, b * T, T, config, angles.keys, angles.frames, config.rope);
-    const entries = cache.store(layer, keys, values);
+    // (entries in an entry memory: a copy in tensors, disposed with the block's tidy)
+    const entries = entryTensors(cache.store(layer, keys, values));
     // A policy that stores keys unrotated gives their positions now.
     const entryKeys = angles.entries !== undefined ? rotateEntries(entries.keys, angles.entries, config.rope) : entries.keys;
     const frames: AttentionFrame[] = view.frames.map((f, i) => ({
@@ -206,9 +209,9 @@ function selfAttention(
  * headDim] as an array out. Where the fused kernels would run anyway (no
  * tape, direct memory, the fused attention path) and no sequence's view
  * needs more than they do (no observer, no attention probabilities for the
- * policy, no per-entry positions) and the block is not one for the pool's
- * attention (kernels/pooled_attention.ts), it runs their loops on arrays: the head
- * split and rotations (qkvHeadsInto) and attention (attendDirect), the same
+ * policy, no per-entry positions), it runs their loops on arrays: the head
+ * split and rotations (qkvHeadsInto) and attention (attendArraysTo: on the
+ * pool's threads, in place, for a cache in the pool's memory), the same
  * numbers with two tensors a sequence (the keys and values the cache
  * stores) instead of five tfjs calls. Otherwise it goes through
  * selfAttention's tensors.
@@ -231,7 +234,6 @@ function pooledAttention(
     onAttention === undefined &&
     hasDirectMemory() &&
     attentionPath(T, simdAvailable) === 'fused' &&
-    !pooledAttentionRuns(pool, T, headDim, config.softmax) &&
     batch.every(({ view }) => {
       const v = view.layer(layer);
       return !v.wantsAttention && v.entryPositions === undefined;
@@ -284,7 +286,7 @@ function pooledAttention(
     // A single query row's [heads, 1, headDim] is its row of merged as it is.
     const single = T === 1;
     const out = single ? (batch.length === 1 ? merged : merged.subarray(b * qSize, (b + 1) * qSize)) : directArrays.take(OUT, qSize); // [heads, T, headDim]
-    attendDirect(queries, rowRanges, entries.keys, entries.values, spec, out);
+    attendArraysTo(pool, queries, rowRanges, entries, spec, out);
     if (single) continue;
     // [heads, T, headDim] -> rows b*T.. of [B*T, heads * headDim]
     for (let h = 0; h < heads; h++) {
@@ -296,6 +298,41 @@ function pooledAttention(
     }
   }
   return merged;
+}
+
+/**
+ * pooledAttention's attention of the frames' queries (arrays [heads, T,
+ * headDim]) over the entries a cache returned, into out [heads, T,
+ * headDim]: on the pool's threads where the entries lie in its memory (read
+ * in place) or the block is one for the pool (kernels/paths.ts; the entries
+ * copied in), else by the fused kernel's loops (attendDirect, or its
+ * JavaScript loop on arrays). The same numbers every way.
+ */
+function attendArraysTo(
+  pool: WorkerPool | undefined,
+  queries: Float32Array[],
+  rowRanges: Int32Array[],
+  entries: CacheEntries,
+  spec: { variant: SoftmaxVariant; sinkLogits: tf.Tensor1D | undefined },
+  out: Float32Array,
+): void {
+  const T = rowRanges[0]!.length / 2;
+  const sinks = () => (learnsExtraLogit(spec.variant) && spec.sinkLogits !== undefined ? float32View(spec.sinkLogits) : undefined);
+  if ('memory' in entries) {
+    const [kvHeads, capacity, headDim] = entries.shape;
+    if (pool !== undefined && entries.memory === poolEntryMemory(pool) && poolAttends(T, headDim, spec.variant, simdAvailable)) {
+      const at = { keysAt: entries.keys.byteOffset, valuesAt: entries.values.byteOffset, kvHeads, capacity, headDim };
+      if (attendInPool(pool, queries, rowRanges, at, spec.variant, sinks(), out)) return;
+    }
+    attendArrays(queries, rowRanges, entries.keys, entries.values, entries.shape, spec.variant, sinks(), out);
+    return;
+  }
+  const headDim = entries.keys.shape[2];
+  if (pooledAttentionRuns(pool, T, headDim, spec.variant)) {
+    const at = copyEntriesIn(pool!, entries.keys, entries.values);
+    if (at !== undefined && attendInPool(pool!, queries, rowRanges, at, spec.variant, sinks(), out)) return;
+  }
+  attendDirect(queries, rowRanges, entries.keys, entries.values, spec, out);
 }
 
 /** Whether two position lists are equal, element by element. */
