@@ -4,8 +4,11 @@
 // call (simd/loops.wat argmaxFinite) where they lie, instead of two
 // JavaScript loops over the vocabulary (src/sample/sampler.ts argmax and
 // src/finite.ts firstNonFinite: about 45 µs of a 0.9 ms 15M q8 decode step
-// at a vocabulary of 32,000).
+// at a vocabulary of 32,000). Where the classifier's job picked already
+// (kernels/split_products.ts pooledPickingProduct: each thread from the rows
+// it computed), the pick is that job's, and the logits are not read again.
 import type { WorkerPool } from './pool.js';
+import { pickedArgmax } from './split_products.js';
 
 /** Whether `values` is a view of the pool's memory (a pooled product's result). */
 export function inPoolMemory(pool: WorkerPool, values: Float32Array): boolean {
@@ -20,5 +23,5 @@ export function inPoolMemory(pool: WorkerPool, values: Float32Array): boolean {
 export function pooledArgmax(pool: WorkerPool, values: Float32Array): number {
   if (!inPoolMemory(pool, values)) throw new Error("pooledArgmax: the values are not in the pool's memory");
   if (values.length === 0) throw new RangeError('pooledArgmax: no values');
-  return pool.shared.argmaxFinite(values.byteOffset, values.length);
+  return pickedArgmax(pool, values) ?? pool.shared.argmaxFinite(values.byteOffset, values.length);
 }

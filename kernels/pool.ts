@@ -139,6 +139,8 @@ export interface SharedLoops {
   rmsNormRows(x: number, w: number, rows: number, dim: number, stride: number, eps: number, out: number): void;
   /** The first largest of n floats at x, or -1 if any is not finite (kernels/logits_argmax.ts; the calling thread only). */
   argmaxFinite(x: number, n: number): number;
+  /** argmaxFinite of rows [row0, row1) of a one-token product's result x, as a record: see PICK_RECORD_BYTES. */
+  pickRows(x: number, row0: number, row1: number, records: number, group: number): void;
 }
 
 /** Which loop a pool job runs: a weight product, another loop over rows (attention, row sums, SwiGLU), or a q8 product and its SwiGLU in one (Q8Gated). */
@@ -153,10 +155,30 @@ export const enum PoolOp {
   Swiglu = 5,
   /** SwiGLU of a q8 product of one token (the gate|up projection): see GATED_SCRATCH_FLOATS. */
   Q8Gated = 6,
+  /** A float32 product of one token that also picks: F32's args, then the records (see PICK_RECORD_BYTES). */
+  F32Pick = 7,
+  /** A q8 product of one token that also picks: Q8's args, then the records (see PICK_RECORD_BYTES). */
+  Q8Pick = 8,
 }
 
 /** The jobs run() takes. */
-export type JobOp = PoolOp.F32 | PoolOp.Q8 | PoolOp.Attend | PoolOp.SumsOfExps | PoolOp.Swiglu | PoolOp.Q8Gated;
+export type JobOp = PoolOp.F32 | PoolOp.Q8 | PoolOp.Attend | PoolOp.SumsOfExps | PoolOp.Swiglu | PoolOp.Q8Gated | PoolOp.F32Pick | PoolOp.Q8Pick;
+
+/**
+ * A product that picks (F32Pick, Q8Pick: greedy decoding's classifier, one
+ * token): each claim of rows [row0, row1), once it has computed them, finds
+ * the first largest of them where they lie, in its own core's cache
+ * (loops.wat pickRows: argmaxFinite), and writes a record of two int32 at
+ * records + PICK_RECORD_BYTES * (row0 / group), group the job's row group
+ * (16 rows for f32, 4 for q8): row1, then the row it found, or -1 when any of
+ * its rows is NaN or infinite. The caller then follows the records from row
+ * 0 to the last row (kernels/split_products.ts), a few claims, instead of
+ * reading the whole result, half of it from the other core's cache
+ * (argmaxFinite over 32,000 logits: about 7 µs of a 15M q8 decode step).
+ * The first largest of the claims' picks, in row order, is the row
+ * argmaxFinite finds in the whole result, whichever rows the claims took.
+ */
+export const PICK_RECORD_BYTES = 8;
 
 /**
  * The gated job (Q8Gated): one token's q8 product with a gate|up matrix
@@ -256,8 +278,8 @@ function claimUnits(left: number, threads: number): number {
  * its few heads: groups of 4 would split 6 heads 4 to 2), else 4 (q8's
  * groups; the other jobs' rows).
  */
-function splitRows(op: JobOp): number {
-  return op === PoolOp.F32 ? 16 : op === PoolOp.Attend ? 1 : 4;
+export function splitRows(op: JobOp): number {
+  return op === PoolOp.F32 || op === PoolOp.F32Pick ? 16 : op === PoolOp.Attend ? 1 : 4;
 }
 
 /**
@@ -326,7 +348,13 @@ const run = (u0, u1) => {
   else if (op === ${PoolOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
   else if (op === ${PoolOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
   else if (op === ${PoolOp.Swiglu}) shared.swigluRange(a[0], row0, row1, a[1], a[2]);
-  else {
+  else if (op === ${PoolOp.F32Pick}) {
+    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+    shared.pickRows(a[2], row0, row1, a[6], ${splitRows(PoolOp.F32Pick)});
+  } else if (op === ${PoolOp.Q8Pick}) {
+    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+    shared.pickRows(a[3], row0, row1, a[7], ${splitRows(PoolOp.Q8Pick)});
+  } else {
     // Q8Gated (gatedRows: the same pointers)
     const h = a[6];
     loops.productQ8(a[0], a[1], a[2], a[3] + 4 * (h + row0), row0, row1, a[4], 1, 2 * h);
@@ -507,7 +535,8 @@ export class WorkerPool {
    * Run a product over `rows` output rows: `args` are the loop's arguments
    * without row0/row1 (see ProductLoops; for Attend, SumsOfExps and Swiglu, those of
    * SharedLoops without the range, Attend's scores as a base and bytes per
-   * thread; for Q8Gated, see GATED_SCRATCH_FLOATS). Split over the threads
+   * thread; for Q8Gated, see GATED_SCRATCH_FLOATS; for F32Pick and Q8Pick,
+   * PICK_RECORD_BYTES). Split over the threads
    * when the bytes it reads (`weightBytes`: a product's weights times its
    * tokens) are at least splitMinBytes and
    * make at least two units of unitBytes, else on this thread alone. A
@@ -648,7 +677,14 @@ export class WorkerPool {
     else if (op === PoolOp.Attend) this.shared.attendRows(a[0]!, row0, row1, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
     else if (op === PoolOp.SumsOfExps) this.shared.sumsOfExps(a[0]!, row0, row1, a[1]!, a[2]!);
     else if (op === PoolOp.Swiglu) this.shared.swigluRange(a[0]!, row0, row1, a[1]!, a[2]!);
-    else this.gatedRows(a, row0, row1);
+    else if (op === PoolOp.Q8Gated) this.gatedRows(a, row0, row1);
+    else if (op === PoolOp.F32Pick) {
+      this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
+      this.shared.pickRows(a[2]!, row0, row1, a[6]!, splitRows(op));
+    } else {
+      this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
+      this.shared.pickRows(a[3]!, row0, row1, a[7]!, splitRows(op));
+    }
   }
 
   /** A gated job's rows [row0, row1) on this thread (see GATED_SCRATCH_FLOATS; the worker's run does the same). */

@@ -59,15 +59,17 @@ export interface PoolEntries {
  *
  * Split over the threads as pool.run decides (a job that reads 64 KB of
  * keys and values or more; each item a unit), a decode step too: a unit is
- * one of its few heads. Measured on 2 threads (shared, busy machine), the
- * three ways in one process, alternating every 16 tokens, ms a token for
- * the cache in tensors with attendDirect / in the pool's memory, split /
- * the same on the calling thread alone: 15M q8 warm 0.687 / 0.614 / 0.678,
- * f32 1.88 / 1.79 / 1.85; 15M q8 cold 0.875 / 0.789 / 0.815; 110M q8 5.91 /
- * 5.46 / 6.54 and 5.67 / 5.09 / 5.50, f32 15.9 / 15.3 / 15.9. So a decode
- * step's heads are split wherever the bytes call for it (on the calling
- * thread alone the loop in the pool's memory is no faster than attendDirect
- * in the wasm heap).
+ * one of its few heads. Measured on 2 threads (a busy shared machine), in
+ * one process, a stream with its cache in tensors (attendDirect on the
+ * calling thread) against one with it here, split, alternating every 16
+ * tokens, warm: the attention's own time a token 15M q8 120 -> 105 and 127
+ * -> 112 µs, f32 238 -> 135 and 223 -> 166; 110M q8 1172 -> 623, f32 1205
+ * -> 746; the whole step 15M q8 -16 +- 23 µs of ~690 (unresolved), f32 -107
+ * +- 46 and -56 +- 38 of ~1600, 110M q8 -525 +- 100 of ~4960, f32 -397 +-
+ * 194 of ~10900. (The loop here on the calling thread alone was no faster
+ * than attendDirect: 15M q8 0.678 against 0.687 ms a step.) So a decode
+ * step's heads are split wherever the bytes call for it; the gain is least
+ * where the keys and values stay in the CPU's caches (15M q8).
  */
 export function attendInPool(
   pool: WorkerPool,

@@ -14,7 +14,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type JsMultiKernel, runJsMultiKernel } from './js_kernel.js';
 import { fusedInference } from './paths.js';
-import { applyRope, type RopeAngles, type RopeSpec, rotateRow } from './rope.js';
+import { applyRope, type RopeAngles, type RopeSpec, rotateHeads } from './rope.js';
 
 export interface HeadCounts {
   heads: number;
@@ -66,8 +66,10 @@ export function qkvHeadsInto(
   queries: Float32Array[],
 ): void {
   const { heads, kvHeads, headDim } = counts;
+  const { pairs, rotaryDim } = rope;
   const width = (heads + 2 * kvHeads) * headDim;
-  const rotation = { pairs: rope.pairs, rotaryDim: rope.rotaryDim, headDim, direction: 1 };
+  // a head's row t lies at (h T + t) headDim in keys, values and queries
+  const headStride = T * headDim;
   for (let t = 0; t < T; t++) {
     const row = (rowStart + t) * width;
     // One row's values, all kv heads, lie as values [kvHeads, 1, headDim]
@@ -75,17 +77,16 @@ export function qkvHeadsInto(
     // float a step took 1 µs of 768 floats at 110M); for T > 1 a loop (a
     // subarray a kv head was an allocation each).
     if (T === 1) values.set(qkv.subarray(row + (heads + kvHeads) * headDim, row + width));
-    for (let g = 0; g < kvHeads; g++) {
-      const at = (g * T + t) * headDim;
-      rotateRow(qkv, row + (heads + g) * headDim, keys, at, keyCos, keySin, t, rotation);
-      if (T === 1) continue;
-      const v = row + (heads + kvHeads + g) * headDim;
-      for (let c = 0; c < headDim; c++) values[at + c] = qkv[v + c]!;
-    }
-    for (let f = 0; f < queries.length; f++) {
-      for (let h = 0; h < heads; h++) {
-        rotateRow(qkv, row + h * headDim, queries[f]!, (h * T + t) * headDim, frameAngles[2 * f]!, frameAngles[2 * f + 1]!, t, rotation);
+    else {
+      for (let g = 0; g < kvHeads; g++) {
+        const v = row + (heads + kvHeads + g) * headDim;
+        const at = g * headStride + t * headDim;
+        for (let c = 0; c < headDim; c++) values[at + c] = qkv[v + c]!;
       }
+    }
+    rotateHeads(qkv, row + heads * headDim, headDim, keys, t * headDim, headStride, kvHeads, keyCos, keySin, t, pairs, rotaryDim, headDim);
+    for (let f = 0; f < queries.length; f++) {
+      rotateHeads(qkv, row, headDim, queries[f]!, t * headDim, headStride, heads, frameAngles[2 * f]!, frameAngles[2 * f + 1]!, t, pairs, rotaryDim, headDim);
     }
   }
 }

@@ -23,7 +23,7 @@
 // checked against.
 import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './paths.js';
-import { GATED_SCRATCH_FLOATS, PoolOp, type WorkerPool } from './pool.js';
+import { GATED_SCRATCH_FLOATS, PICK_RECORD_BYTES, PoolOp, splitRows, type WorkerPool } from './pool.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
 
 import type { WeightFormat } from './weight_format.js';
@@ -113,6 +113,8 @@ const lineStart = (offset: number) => Math.ceil(offset / 64) * 64;
 interface PoolViews {
   buffer: ArrayBufferLike;
   floats: Float32Array;
+  /** The same memory as int32 (the picks' records). */
+  ints: Int32Array;
   results: Map<number, Float32Array>;
 }
 const poolViews = new WeakMap<WorkerPool, PoolViews>();
@@ -120,7 +122,9 @@ const poolViews = new WeakMap<WorkerPool, PoolViews>();
 function viewsOf(pool: WorkerPool): PoolViews {
   const buffer = pool.memory.buffer;
   let v = poolViews.get(pool);
-  if (v === undefined || v.buffer !== buffer) poolViews.set(pool, (v = { buffer, floats: new Float32Array(buffer), results: new Map() }));
+  if (v === undefined || v.buffer !== buffer) {
+    poolViews.set(pool, (v = { buffer, floats: new Float32Array(buffer), ints: new Int32Array(buffer), results: new Map() }));
+  }
   return v;
 }
 
@@ -133,13 +137,14 @@ function resultView(pool: WorkerPool, offset: number, n: number): Float32Array {
 }
 
 // The jobs' arguments (run's args): an array per kind of job, filled for
-// each product (run reads them only while it runs).
-const f32Args = [0, 0, 0, 0, 0, 0];
-const q8Args = [0, 0, 0, 0, 0, 0, 0];
+// each product (run reads them only while it runs). A product's last is the
+// picks' records (F32Pick, Q8Pick; 0 for a product that does not pick).
+const f32Args = [0, 0, 0, 0, 0, 0, 0];
+const q8Args = [0, 0, 0, 0, 0, 0, 0, 0];
 const gatedArgs = [0, 0, 0, 0, 0, 0, 0];
 
 /** f32Args holding a float32 product's arguments. */
-function f32JobArgs(w: number, x: number, out: number, cols: number, tokens: number, rows: number): number[] {
+function f32JobArgs(w: number, x: number, out: number, cols: number, tokens: number, rows: number, records: number): number[] {
   const args = f32Args;
   args[0] = w;
   args[1] = x;
@@ -147,11 +152,12 @@ function f32JobArgs(w: number, x: number, out: number, cols: number, tokens: num
   args[3] = cols;
   args[4] = tokens;
   args[5] = rows;
+  args[6] = records;
   return args;
 }
 
-/** `args` holding a q8 job's seven arguments (the product's, or the gated job's: see pool.ts). */
-function q8JobArgs(args: number[], w: number, xq: number, xd: number, out: number, cols: number, tokens: number, rows: number): number[] {
+/** `args` holding a q8 job's arguments: the product's (with the picks' records), or the gated job's seven (see pool.ts). */
+function q8JobArgs(args: number[], w: number, xq: number, xd: number, out: number, cols: number, tokens: number, rows: number, records = 0): number[] {
   args[0] = w;
   args[1] = xq;
   args[2] = xd;
@@ -159,8 +165,23 @@ function q8JobArgs(args: number[], w: number, xq: number, xd: number, out: numbe
   args[4] = cols;
   args[5] = tokens;
   args[6] = rows;
+  if (args.length > 7) args[7] = records;
   return args;
 }
+
+/**
+ * The last product that picked (pooledPickingProduct), per pool: where its
+ * result and its claims' records lie, and the products' region's write
+ * count then (the records are read only while the result is still there).
+ */
+interface Pick {
+  out: number;
+  rows: number;
+  records: number;
+  group: number;
+  write: number;
+}
+const lastPicks = new WeakMap<WorkerPool, Pick>();
 
 /** Where in `pool`'s memory the values of `t` (made by productTensor) still lie, if they do: a byte offset. */
 export function residentOffset(t: tf.Tensor, pool: WorkerPool): number | undefined {
@@ -263,6 +284,52 @@ function writeOperand(
  * until the pool's next product or allocation.
  */
 export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number, norm?: InputNorm): Float32Array {
+  return product(m, x, tokens, norm, false);
+}
+
+/**
+ * pooledProduct of one token (x: [cols]) that also finds the first largest
+ * of its result, greedy decoding's pick of a classifier's logits, in the
+ * same job: each thread picks from the rows it computed, where they lie
+ * (see pool.ts PICK_RECORD_BYTES); pickedArgmax gives the pick while the
+ * result is there. The same result [rows] as pooledProduct's.
+ */
+export function pooledPickingProduct(m: PooledMatrix, x: Float32Array, norm?: InputNorm): Float32Array {
+  return product(m, x, 1, norm, true);
+}
+
+/**
+ * The first largest of `values`, a picking product's result while it lies
+ * where that product wrote it (no product since), or -1 when any of them is
+ * NaN or infinite, as argmaxFinite finds them (kernels/logits_argmax.ts);
+ * undefined for any other values.
+ */
+export function pickedArgmax(pool: WorkerPool, values: Float32Array): number | undefined {
+  const p = lastPicks.get(pool);
+  if (p === undefined || p.write !== regionWrites.get(pool) || values.byteOffset !== p.out || values.length !== p.rows) return undefined;
+  if (values.buffer !== pool.memory.buffer) return undefined;
+  const { floats, ints } = viewsOf(pool);
+  // the claims' records in row order, each naming where the next claim starts
+  let best = -1;
+  let largest = -Infinity;
+  for (let row = 0; row < p.rows;) {
+    const record = (p.records + PICK_RECORD_BYTES * (row / p.group)) / 4;
+    const end = ints[record]!;
+    const at = ints[record + 1]!;
+    if (at < 0) return -1;
+    if (!(end > row && end <= p.rows && at >= row && at < end)) throw new Error(`pickedArgmax: no record of the claim of row ${row}`);
+    const v = floats[p.out / 4 + at]!;
+    if (v > largest) {
+      best = at;
+      largest = v;
+    }
+    row = end;
+  }
+  return best;
+}
+
+/** pooledProduct, and with `pick` (one token) pooledPickingProduct. */
+function product(m: PooledMatrix, x: Float32Array, tokens: number, norm: InputNorm | undefined, pick: boolean): Float32Array {
   const { pool, rows, cols, stride } = m;
   if (x.length < tokens * cols) throw new RangeError(`pooledProduct: x holds ${x.length} values, ${tokens} x ${cols} needed`);
   const n = tokens * stride;
@@ -271,16 +338,28 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number, 
   const normBytes = norm === undefined ? 0 : 4 * cols;
   const xp = operandScratch(pool, 4 * n + quantBytes + normBytes); // [x padded | xq | xd | norm weight]
   const out = scratch(pool, outBytes);
+  const op = m.format === 'f32' ? (pick ? PoolOp.F32Pick : PoolOp.F32) : pick ? PoolOp.Q8Pick : PoolOp.Q8;
+  const group = splitRows(op);
+  const records = pick ? poolScratch(pool, 'product picks', PICK_RECORD_BYTES * Math.ceil(rows / group)) : 0;
   writeOperand(pool, xp, x, tokens, cols, stride, norm, xp + 4 * n + quantBytes);
   // the bytes the call reads, for the pool's choice to split it: a block of tokens reads the weights once per token (from cache)
   const weightBytes = tokens * matrixBytes(m.format, rows, cols);
   if (m.format === 'f32') {
-    pool.run(PoolOp.F32, f32JobArgs(m.data, xp, out, stride, tokens, rows), rows, weightBytes);
+    pool.run(op, f32JobArgs(m.data, xp, out, stride, tokens, rows, records), rows, weightBytes);
   } else {
     const xq = xp + 4 * n; // (n a multiple of 32: on a line's start, as xd is)
     const xd = xq + 2 * n;
     pool.loops.quantizeX16(xp, n, xq, xd);
-    pool.run(PoolOp.Q8, q8JobArgs(q8Args, m.data, xq, xd, out, stride, tokens, rows), rows, weightBytes);
+    pool.run(op, q8JobArgs(q8Args, m.data, xq, xd, out, stride, tokens, rows, records), rows, weightBytes);
+  }
+  if (pick) {
+    let p = lastPicks.get(pool);
+    if (p === undefined) lastPicks.set(pool, (p = { out, rows, records, group, write: 0 }));
+    p.out = out;
+    p.rows = rows;
+    p.records = records;
+    p.group = group;
+    p.write = regionWrites.get(pool) ?? 0;
   }
   const result = resultView(pool, out, tokens * rows);
   if (bufferPools.get(result.buffer) !== pool) bufferPools.set(result.buffer, pool);

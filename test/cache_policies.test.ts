@@ -150,6 +150,48 @@ const backend = await initTestBackend();
     }
   }
 
+  t.test(
+    'a cache in an entry memory holds what its storage takes: what it outgrows given back, its storage kept on reset, all given back on dispose',
+    async (t) => {
+      const regions = poolRegions(pool);
+      const memory = poolEntryMemory(pool);
+      const before = tf.memory().numTensors;
+      const feed = (cache: KVCache, T: number, from: number) => {
+        cache.begin(T);
+        tf.tidy(() => {
+          const kv = heads(k.slice(from, from + T), dims.kvHeads);
+          cache.store(0, kv, kv);
+        });
+        cache.end();
+      };
+      const dense = new DenseCache({ ...shape, entryMemory: memory }, 1);
+      const top = pool.allocatedBytes;
+      for (let j = 0; j < 20; j++) {
+        feed(dense, 1, j);
+        t.equal(regions.heldBytes, dense.byteSize, `dense after ${j + 1} tokens: ${dense.byteSize} bytes held, no more`);
+      }
+      const held = regions.heldBytes;
+      dense.reset();
+      for (let j = 0; j < 20; j++) feed(dense, 1, j);
+      t.equal(regions.heldBytes, held, 'after a reset, the same storage');
+      dense.dispose();
+      t.equal(regions.heldBytes, 0, 'dense: all given back');
+      // a block of a streaming cache joins its entries in a buffer of the memory, kept from block to block
+      const streaming = new StreamingCache(2, 5, { ...shape, entryMemory: memory }, 1);
+      for (let j = 0; j < 30; j += 3) feed(streaming, 3, j);
+      t.ok(regions.heldBytes > streaming.byteSize, "streaming: its storage and its blocks' buffer");
+      streaming.dispose();
+      t.equal(regions.heldBytes, 0, 'streaming: all given back');
+      for (let i = 0; i < 10; i++) {
+        const c = new StreamingCache(2, 5, { ...shape, entryMemory: memory }, 1);
+        for (let j = 0; j < 30; j += 3) feed(c, 3, j);
+        c.dispose();
+      }
+      t.ok(pool.allocatedBytes - top <= 64 * 1024, `ten more caches grew and went: the pool's memory grew ${pool.allocatedBytes - top} bytes in all`);
+      t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    },
+  );
+
   // (on cpu the fused kernel is the JavaScript loop, in float64: the pool's SIMD loop agrees within rounding, and with itself bit for bit)
   t.test('a block on the pool equals the fused SIMD kernel bit for bit, on 1, 2 or 3 threads; small blocks stay off the pool', async (t) => {
     const rope = ropes[0]!;

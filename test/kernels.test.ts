@@ -13,12 +13,12 @@ import { setFusedKernels } from '../kernels/js_kernel.js';
 import { layerNorm } from '../kernels/layernorm.js';
 import { layerNormReference } from '../kernels/layernorm.ref.js';
 import { batchMatMul, linear, matMul2d } from '../kernels/matmul.js';
-import { qkvHeads } from '../kernels/qkv_heads.js';
+import { qkvHeads, qkvHeadsInto } from '../kernels/qkv_heads.js';
 import { rmsNorm } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
 import { POOL_MAX_BYTES, WorkerPool } from '../kernels/pool.js';
 import { allocMatrix, pooledProduct, productTensor, residentOffset, writeRow } from '../kernels/split_products.js';
-import { applyRope, ropeAngleArrays, ropeAngles, type RopeSpec } from '../kernels/rope.js';
+import { applyRope, ropeAngleArrays, ropeAngles, type RopeSpec, rotateRow } from '../kernels/rope.js';
 import { ropeReference } from '../kernels/rope.ref.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import { extraLogitOf, extraLogitTensor, SOFTMAX_VARIANTS, softmaxRule, softmaxWithSink } from '../kernels/softmax.js';
@@ -459,6 +459,63 @@ t.test('qkvHeads: the fused kernel equals split + head transposes + rotations', 
       t.ok(Math.max(...fused.map((x, i) => maxAbsDiff(x.data, ops[i]!.data))) < 1e-6, `${spec.layout}, rows ${rowStart}..${rowStart + T} of ${rows}`);
       tf.dispose([qkv, keyAngles.cos, keyAngles.sin, ...frameAngles.flatMap((a) => [a.cos, a.sin])]);
       t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    }
+  }
+});
+
+t.test("qkvHeadsInto: every head's rows as the rope kernel's loop (rotateRow) rotates them, bit for bit", async (t) => {
+  const bits = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
+  for (const [heads, kvHeads, headDim, rotaryDim, layout] of [
+    [4, 2, 8, 8, 'pairs'],
+    [6, 6, 48, 48, 'pairs'],
+    [3, 1, 12, 8, 'halves'],
+  ] as const) {
+    const spec: RopeSpec = { theta: 10000, layout, rotaryDim, scale: 1 };
+    const width = (heads + 2 * kvHeads) * headDim;
+    for (const [rows, rowStart, T] of [
+      [1, 0, 1],
+      [5, 1, 3],
+    ] as const) {
+      const qkv = Float32Array.from(randn(rows * width));
+      const keyAngles = ropeAngleArrays(
+        Array.from({ length: T }, (_, i) => 700 + i),
+        spec,
+      );
+      const frameAngles = ropeAngleArrays(
+        Array.from({ length: T }, (_, i) => 5 * i),
+        spec,
+      );
+      const keys = new Float32Array(kvHeads * T * headDim);
+      const values = new Float32Array(kvHeads * T * headDim);
+      const queries = [new Float32Array(heads * T * headDim)];
+      const rotation = { pairs: layout === 'pairs', rotaryDim };
+      qkvHeadsInto(
+        qkv,
+        rowStart,
+        T,
+        { heads, kvHeads, headDim },
+        rotation,
+        keyAngles.cos,
+        keyAngles.sin,
+        [frameAngles.cos, frameAngles.sin],
+        keys,
+        values,
+        queries,
+      );
+      const want = { keys: new Float32Array(keys.length), values: new Float32Array(values.length), queries: new Float32Array(queries[0]!.length) };
+      const row = { ...rotation, headDim, direction: 1 };
+      for (let t = 0; t < T; t++) {
+        const at = (rowStart + t) * width;
+        for (let h = 0; h < heads; h++) rotateRow(qkv, at + h * headDim, want.queries, (h * T + t) * headDim, frameAngles.cos, frameAngles.sin, t, row);
+        for (let g = 0; g < kvHeads; g++) {
+          rotateRow(qkv, at + (heads + g) * headDim, want.keys, (g * T + t) * headDim, keyAngles.cos, keyAngles.sin, t, row);
+          want.values.set(qkv.subarray(at + (heads + kvHeads + g) * headDim, at + (heads + kvHeads + g + 1) * headDim), (g * T + t) * headDim);
+        }
+      }
+      const name = `${heads}/${kvHeads} heads of ${headDim}, ${layout} ${rotaryDim}, rows ${rowStart}..${rowStart + T}`;
+      t.same(bits(keys), bits(want.keys), `${name}: keys`);
+      t.same(bits(values), bits(want.values), `${name}: values`);
+      t.same(bits(queries[0]!), bits(want.queries), `${name}: queries`);
     }
   }
 });

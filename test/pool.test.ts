@@ -25,7 +25,9 @@ import {
   matrixBytes,
   type PooledMatrix,
   pooledGatedProduct,
+  pickedArgmax,
   pooledLinear,
+  pooledPickingProduct,
   pooledProduct,
   readRowQ8,
   type WeightFormat,
@@ -413,6 +415,49 @@ t.test('work stealing: any chunking, and a late thread, give the same bits as on
       t.same(Array.from(got!), want, `gated ${hidden}x${cols}, ${name(pool)}`);
     }
   }
+  // the picking product (a classifier's job that also picks greedy decoding's
+  // token): the product's bits, and the first largest of them (-1 with a NaN
+  // or an infinity), however the claims fell; rows repeating every 13, so the
+  // largest value recurs in other claims (ties: the first wins)
+  const firstLargest = (v: Float32Array) => (v.some((x) => !Number.isFinite(x)) ? -1 : v.reduce((best, x, i) => (x > v[best]! ? i : best), 0));
+  for (const [rows, cols] of [
+    [1, 32],
+    [37, 96],
+    [300, 64],
+    [1000, 32],
+  ] as const) {
+    const w = randn(rows * cols);
+    for (let r = 13; r < rows; r++) w.copyWithin(r * cols, (r % 13) * cols, (r % 13) * cols + cols);
+    const x = randn(cols);
+    for (const format of ['f32', 'q8'] as const) {
+      const want = pooledProduct(matrix(one, format, w, rows, cols), x, 1);
+      const pick = firstLargest(want);
+      t.ok(rows < 14 || pick < 13, `${format} ${rows} rows: the largest recurs, the first is picked`);
+      for (const pool of [one, ...stealing, ...pools]) {
+        const got = pooledPickingProduct(matrix(pool, format, w, rows, cols), x);
+        t.same(Array.from(got), Array.from(want), `picking ${format} ${rows}x${cols}, ${name(pool)}: the product`);
+        t.equal(pickedArgmax(pool, got), pick, `picking ${format} ${rows}x${cols}, ${name(pool)}: the pick`);
+      }
+    }
+    // a row of NaN, one of infinities: -1, wherever it lies
+    for (const [bad, row] of [
+      [NaN, rows - 1],
+      [Infinity, rows >> 1],
+    ] as const) {
+      const nonFinite = Float32Array.from(w);
+      nonFinite.fill(bad, row * cols, (row + 1) * cols);
+      for (const pool of [one, ...stealing]) {
+        const got = pooledPickingProduct(matrix(pool, 'f32', nonFinite, rows, cols), x);
+        t.equal(pickedArgmax(pool, got), -1, `picking f32 ${rows}x${cols}, ${bad} in row ${row}, ${name(pool)}`);
+      }
+    }
+  }
+  // the pick is that result's only while it is there, and no other values'
+  const m = matrix(pools[0]!, 'q8', randn(40 * 32), 40, 32);
+  const picked = pooledPickingProduct(m, randn(32));
+  t.equal(pickedArgmax(pools[0]!, picked.subarray(1)), undefined, 'other values: none');
+  pooledProduct(m, randn(32), 1);
+  t.equal(pickedArgmax(pools[0]!, picked), undefined, 'after another product: none');
   // not a gated job: float32, or hidden not a whole number of row groups
   t.equal(pooledGatedProduct(matrix(one, 'f32', randn(2 * 16 * 32), 32, 32), randn(32)), undefined, 'f32: undefined');
   t.equal(pooledGatedProduct(matrix(one, 'q8', randn(2 * 18 * 32), 36, 32), randn(32)), undefined, 'q8, hidden 18: undefined');

@@ -28,6 +28,8 @@
 ;; The pooled layers (src/model/pooled_layers.ts): rmsNormRows, a norm into a
 ;; product's operand (kernels/split_products.ts), and addInto, the residual
 ;; adds, on the pool's memory from the calling thread.
+;; Greedy decoding (kernels/logits_argmax.ts): argmaxFinite, and pickRows, a
+;; pool's share of it in the classifier's job (kernels/split_products.ts).
 ;;
 ;; Assembled by scripts/assemble_wasm.ts into loops.wasm.ts.
 (module
@@ -267,7 +269,7 @@
   ;; floats a step) and the sum of x[j] * 0 (0 for every finite x[j], NaN
   ;; otherwise), then the first index holding the max, four floats a step.
   ;; (-0 and 0 compare equal, as they do for argmax's >.)
-  (func (export "argmaxFinite") (param $x i32) (param $n i32) (result i32)
+  (func $argmaxFinite (export "argmaxFinite") (param $x i32) (param $n i32) (result i32)
     (local $at i32) (local $end i32) (local $m0 v128) (local $m1 v128) (local $z v128)
     (local $v0 v128) (local $v1 v128) (local $max f32) (local $zero f32) (local $v f32) (local $mv v128)
     (local.set $m0 (f32x4.splat (f32.const -inf)))
@@ -316,6 +318,22 @@
       (local.set $at (i32.add (local.get $at) (i32.const 4)))
       (br $scan))
     (unreachable))
+
+  ;; A claim's share of greedy decoding's pick, in a pool job that also
+  ;; picks (kernels/pool.ts PICK_RECORD): argmaxFinite of rows [row0, row1)
+  ;; of a one-token product's result x, stored as two int32 at records + 8 *
+  ;; (row0 / group): row1, and the first largest's row (-1 when any of the
+  ;; rows is NaN or infinite). row1 > row0.
+  (func (export "pickRows") (param $x i32) (param $row0 i32) (param $row1 i32) (param $records i32) (param $group i32)
+    (local $i i32) (local $record i32)
+    (local.set $i (call $argmaxFinite
+      (i32.add (local.get $x) (i32.shl (local.get $row0) (i32.const 2)))
+      (i32.sub (local.get $row1) (local.get $row0))))
+    (local.set $record (i32.add (local.get $records)
+      (i32.shl (i32.div_u (local.get $row0) (local.get $group)) (i32.const 3))))
+    (i32.store (local.get $record) (local.get $row1))
+    (i32.store offset=4 (local.get $record)
+      (select (i32.const -1) (i32.add (local.get $row0) (local.get $i)) (i32.lt_s (local.get $i) (i32.const 0)))))
 
   ;; rows runs of `bytes` bytes (a multiple of 16) from src, srcStride
   ;; bytes apart, to dst, dstStride bytes apart, sixteen bytes a step, front

@@ -29,7 +29,7 @@ import { pooledSwiglu } from '../../kernels/pooled_swiglu.js';
 import { simdAvailable } from '../../kernels/simd/instance.js';
 import { rmsNormRows } from '../../kernels/rmsnorm.js';
 import type { WorkerPool } from '../../kernels/pool.js';
-import { type InputNorm, pooledGatedProduct, pooledProduct, productTensor } from '../../kernels/split_products.js';
+import { type InputNorm, pooledGatedProduct, pooledPickingProduct, pooledProduct, productTensor } from '../../kernels/split_products.js';
 import { swigluRows } from '../../kernels/swiglu.js';
 import type { EntryMemory } from '../cache/types.js';
 import { classify } from './project.js';
@@ -235,7 +235,10 @@ export function pooledLogitValues(model: Model, stream: Float32Array): Float32Ar
   if (classifier === undefined) throw new Error('pooledLogitValues: the model has no pooled classifier');
   // The final norm runs in the product, as the layers' do (rmsNormRows'
   // bits, no array made: a 15M q8 decode step's finalNorm took 5-8 µs).
-  return pooledProduct(classifier, stream, stream.length / config.dim, inputNorm(model, weights.finalNorm.weight));
+  const rows = stream.length / config.dim;
+  const norm = inputNorm(model, weights.finalNorm.weight);
+  // one token: the job also picks greedy decoding's token (kernels/logits_argmax.ts)
+  return rows === 1 ? pooledPickingProduct(classifier, stream, norm) : pooledProduct(classifier, stream, rows, norm);
 }
 
 /** The final RMSNorm of the residual stream [rows, dim] (for a classifier outside the pool): a new array. */
