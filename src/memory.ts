@@ -50,8 +50,3 @@ export function checkHostFits(what: string, bytes: number, largestArrayBytes = b
   }
   if (bytes > totalmem()) throw new ResourceError(`${what}: needs ${gib(bytes)}, more than this machine's ${gib(totalmem())} of memory`);
 }
-
-/** As checkFits, for memory outside the backend that can still give `room` bytes (`where` names it): ResourceError when `bytes` more do not fit. */
-export function checkRoomFits(what: string, bytes: number, room: number, where: string): void {
-  if (bytes > room) throw new ResourceError(`${what}: needs ${gib(bytes)}, more than ${where} has room for (${gib(room)})`);
-}

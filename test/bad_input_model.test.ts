@@ -396,17 +396,20 @@ await initTestBackend();
     t.throws(() => checkFits('x', 1, MAX_ARRAY_BYTES + 1), /x: needs a tensor of/);
     t.throws(() => checkFits('y', Number.MAX_SAFE_INTEGER, 4), /y: needs .* GiB, more than/);
     t.equal(tf.memory().numTensors, before, 'nothing allocated');
-    // in an entry memory (a pooled model's: the pool's 4 GiB), against the room it has left; a block's copy too
+    // given an entry memory (a pooled model's: the pool's 4 GiB) without room for it: checked as tensors, where it would go
     const pool = new WorkerPool(1);
     const entryMemory = poolEntryMemory(pool);
     t.throws(
-      () => new DenseCache({ layers: 2, kvHeads: 1, headDim: 2 ** 20, entryMemory }, 1024),
-      /^dense cache of 1024 entries: needs 16\.00 GiB, more than the memory its entries are kept in has room for \(4\.00 GiB\)/,
+      () => new DenseCache({ layers: 2, kvHeads: 1, headDim: 2 ** 21, entryMemory }, 1024),
+      /^dense cache of 1024 entries: needs a tensor of 8\.00 GiB, more than the largest array Node allocates/,
     );
-    const cache = new StreamingCache(2, 4096, { layers: 1, kvHeads: 1, headDim: 2 ** 18, entryMemory }, 4);
-    t.throws(() => cache.begin(4096), /^streaming\(2\+4096\) cache of 4096 entries: needs 8\.00 GiB, more than/, 'refused as it would grow');
+    t.equal(poolRegions(pool).heldBytes, 0, 'nothing taken from the memory');
+    const cache = new StreamingCache(2, 4096, { layers: 1, kvHeads: 1, headDim: 2 ** 19, entryMemory }, 4);
+    t.ok(poolRegions(pool).heldBytes > 0, 'a small cache in the memory');
+    t.throws(() => cache.begin(4096), /^streaming\(2\+4096\) cache of 4096 entries: needs a tensor of 8\.00 GiB, more than/, 'refused as it would grow');
     cache.dispose();
     t.equal(poolRegions(pool).heldBytes, 0, 'what it held given back');
+    t.equal(tf.memory().numTensors, before, 'no tensor left');
     await pool.dispose();
   });
 

@@ -192,6 +192,65 @@ const backend = await initTestBackend();
     },
   );
 
+  // An entry memory may hold less than the backend (a pooled model's 4 GiB
+  // hold its weights too): a cache that outgrows its room goes on in tensors.
+  t.test('a cache that outgrows the room of its entry memory moves its entries to tensors: the same outputs, the memory given back', async (t) => {
+    /** An entry memory of `bytes` in all, in plain arrays, that knows what it holds. */
+    const smallMemory = (bytes: number) => {
+      const held = new Set<Float32Array>();
+      let used = 0;
+      return {
+        held,
+        alloc(floats: number) {
+          const a = new Float32Array(floats);
+          held.add(a);
+          used += 4 * floats;
+          return a;
+        },
+        free(a: Float32Array) {
+          if (!held.delete(a)) throw new Error('free: not from this memory');
+          used -= 4 * a.length;
+        },
+        get room() {
+          return bytes - used;
+        },
+      };
+    };
+    const slotBytes = 2 * dims.kvHeads * dims.headDim * 4; // keys and values of one entry, one layer
+    const rope = ropes[0]!;
+    // (blocks of 1 or 3: the storage outgrows the room as it grows; a
+    // streaming cache full from the start: its blocks' joined copy does)
+    const cases: [string, number, number, (s: CacheShape) => KVCache, number[]][] = [
+      ['dense from 1 slot', 0, Infinity, (s) => new DenseCache(s, 1), [1, 3]],
+      ['streaming 2+5 from 1 slot', 2, 5, (s) => new StreamingCache(2, 5, s, 1), [1, 3]],
+      ['window 0+7 from 2 slots', 0, 7, (s) => new StreamingCache(0, 7, s, 2), [1, 3]],
+      ['streaming 2+5 from 7 slots', 2, 5, (s) => new StreamingCache(2, 5, s), [3]],
+    ];
+    for (const [name, sinks, window, make, blocks] of cases) {
+      const want = Array.from({ length: N }, (_, i) => reference(i, sinks, window, rope, 'softmax'));
+      for (const block of blocks) {
+        const before = tf.memory().numTensors;
+        const memory = smallMemory(8 * slotBytes);
+        const cache = make({ ...shape, entryMemory: memory });
+        t.ok(memory.held.size > 0, `${name}, blocks of ${block}: the cache starts in the memory`);
+        const kinds = new Set<string>();
+        const store = cache.store.bind(cache);
+        cache.store = (layer, keys, values) => {
+          const entries = store(layer, keys, values);
+          kinds.add('memory' in entries ? 'memory' : 'tensors');
+          return entries;
+        };
+        const got = viaCache(cache, block, rope, 'softmax');
+        t.equal([...kinds].at(-1), 'tensors', `${name}, blocks of ${block}: entries (${[...kinds].join(', ')}) end in tensors`);
+        t.equal(memory.held.size, 0, `${name}, blocks of ${block}: the memory's arrays given back on the move`);
+        const worst = Math.max(...got.map((g, i) => maxAbsDiff(g, want[i]!)));
+        t.ok(worst < 1e-5, `${name}, blocks of ${block}: max |diff| ${worst.toExponential(2)}`);
+        cache.dispose();
+        t.equal(tf.memory().numTensors, before, 'no tensor leak');
+      }
+    }
+  });
+
   // (on cpu the fused kernel is the JavaScript loop, in float64: the pool's SIMD loop agrees within rounding, and with itself bit for bit)
   t.test('a block on the pool equals the fused SIMD kernel bit for bit, on 1, 2 or 3 threads; small blocks stay off the pool', async (t) => {
     const rope = ropes[0]!;

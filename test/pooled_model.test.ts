@@ -127,6 +127,7 @@ t.test('pooled attention on arrays (no tfjs ops but the stored keys and values) 
   const policies: KVCachePolicy[] = [{ kind: 'dense' }, { kind: 'streaming', sinkCount: 2, windowSize: 6 }, { kind: 'window', windowSize: 5 }];
   for (const weights of ['f32', 'q8'] as const) {
     const model = await loaded({ threads: 2, weights, splitMinBytes: 0 });
+    t.ok(cacheMemory(model) !== undefined, `${weights}: caches for this model go in the pool's memory`);
     for (const softmax of ['softmax', 'softmax1', 'learned-sink'] as const) {
       model.config = { ...model.config, softmax };
       for (const l of model.weights.layers) {
@@ -178,6 +179,7 @@ t.test('pooled attention on arrays for a batch of sequences (T = 1 and T = 3) eq
   // blocks of 1 and 3 tokens for both at once: the merged heads of the
   // array path (written in place for T = 1) against selfAttention's.
   const model = await loaded({ threads: 2, weights: 'q8', splitMinBytes: 0 });
+  t.ok(cacheMemory(model) !== undefined, "caches for this model go in the pool's memory");
   // inMemory: the dense cache in the pool's memory, from 2 slots (it grows, doubling, twice), the streaming one in tensors
   const run = (observe: boolean, inMemory = false) => {
     const options = observe ? { onAttention: () => {} } : {};

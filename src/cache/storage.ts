@@ -2,13 +2,17 @@
 // [kvHeads, slots, headDim] written in place (kernels/cache_write.ts), or,
 // given an entry memory (src/cache/types.ts, Memory), two arrays of that
 // shape in it, given back when the storage grows and when it is disposed.
+// The entry memory may hold less than the backend (a pooled model's 4 GiB
+// hold its weights too: a 2.7B model's q8 matrices leave about 1.2 GiB), so
+// storage that outgrows its room moves to tensors, as if it had been given
+// none, instead of failing where tensors would hold it.
 // Caches start small and grow (doubling) as the stream needs more slots, up
 // to what their policy keeps, so a huge window costs nothing until a stream
 // fills it; every size is checked against memory before it is allocated.
 import * as tf from '@tensorflow/tfjs';
 import { joinEntries } from '../../kernels/cache_read.js';
 import { writeEntries, writeEntryArray, writeEntryPerHead } from '../../kernels/cache_write.js';
-import { checkFits, checkRoomFits } from '../memory.js';
+import { checkFits } from '../memory.js';
 import type { CacheEntries, CacheShape, EntryMemory } from './types.js';
 
 /** Slots a growing cache starts with (or its capacity, when smaller). */
@@ -25,9 +29,6 @@ function zeroStorage(dims: [number, number, number]): tf.Tensor3D {
   return tf.fill(dims, 0, 'float32');
 }
 
-/** What an entry memory is, in a too-large error. */
-const ENTRY_MEMORY = 'the memory its entries are kept in';
-
 /** Runs of slots, [first slot, count] each, that a block's entries are joined from (EntryStorage.join). */
 export type SlotRuns = [number, number][];
 
@@ -42,19 +43,23 @@ export class EntryStorage {
   private joined: { keys: Float32Array; values: Float32Array } | undefined;
   private slotCount: number;
 
-  /** `label` names the cache in a too-large error, e.g. "window(100000)"; `memory`: keep the entries there, not in tensors. */
+  /** The entry memory the entries are kept in; undefined: tensors (none was given, or the storage outgrew its room). */
+  private memory: EntryMemory | undefined;
+
+  /** `label` names the cache in a too-large error, e.g. "window(100000)"; `memory`: keep the entries there while it has room, not in tensors. */
   constructor(
     readonly shape: CacheShape,
     slots: number,
     readonly label: string,
-    readonly memory?: EntryMemory,
+    memory?: EntryMemory,
   ) {
+    this.memory = memory !== undefined && this.memoryHolds(memory, this.bytesFor(slots)) ? memory : undefined;
     this.checkFits(slots, 0);
     this.slotCount = slots;
     for (let layer = 0; layer < shape.layers; layer++) {
-      if (memory !== undefined) {
-        this.keyArrays.push(memory.alloc(this.layerFloats(slots))); // [kvHeads, slots, headDim]
-        this.valueArrays.push(memory.alloc(this.layerFloats(slots))); // [kvHeads, slots, headDim]
+      if (this.memory !== undefined) {
+        this.keyArrays.push(this.memory.alloc(this.layerFloats(slots))); // [kvHeads, slots, headDim]
+        this.valueArrays.push(this.memory.alloc(this.layerFloats(slots))); // [kvHeads, slots, headDim]
       } else {
         const dims: [number, number, number] = [shape.kvHeads, slots, shape.headDim];
         this.keys.push(tf.keep(zeroStorage(dims)));
@@ -79,13 +84,36 @@ export class EntryStorage {
     return 2 * this.shape.layers * this.layerFloats(slots) * 4;
   }
 
-  /** `slots` slots fit next to what is allocated, less `freed` bytes released along the way. */
+  /** Whether `bytes` more fit in `memory` (all of them in its largest region: a bound that ignores what growing gives back). */
+  private memoryHolds(memory: EntryMemory, bytes: number): boolean {
+    return bytes <= memory.room;
+  }
+
+  /** `slots` slots fit next to what is allocated, less `freed` bytes released along the way (in tensors; in the entry memory, memoryHolds was asked). */
   private checkFits(slots: number, freed: number): void {
-    const what = `${this.label} cache of ${slots} entries`;
-    const largest = this.layerFloats(slots) * 4;
-    // (in the entry memory, all layers in one region's room: a bound that ignores what growing gives back)
-    if (this.memory !== undefined) checkRoomFits(what, this.bytesFor(slots), this.memory.room, ENTRY_MEMORY);
-    else checkFits(what, this.bytesFor(slots) - freed, largest);
+    if (this.memory !== undefined) return;
+    checkFits(`${this.label} cache of ${slots} entries`, this.bytesFor(slots) - freed, this.layerFloats(slots) * 4);
+  }
+
+  /**
+   * Move the entries out of the entry memory into tensors (all slots, all
+   * layers), giving its arrays back: the storage has outgrown the room
+   * there. `slots` slots in tensors are checked first (what it grows to), so
+   * that a refusal leaves the storage as it was.
+   */
+  private moveToTensors(slots: number): void {
+    const memory = this.memory!;
+    checkFits(`${this.label} cache of ${slots} entries`, this.bytesFor(slots), this.layerFloats(slots) * 4);
+    const dims: [number, number, number] = [this.shape.kvHeads, this.slotCount, this.shape.headDim];
+    for (let layer = 0; layer < this.shape.layers; layer++) {
+      // (a copy: the cpu backend would keep the array itself, whose region the memory hands out again)
+      this.keys.push(tf.keep(tf.tensor3d(this.keyArrays[layer]!.slice(), dims)));
+      this.values.push(tf.keep(tf.tensor3d(this.valueArrays[layer]!.slice(), dims)));
+    }
+    for (const a of [...this.keyArrays, ...this.valueArrays]) memory.free(a);
+    this.keyArrays.length = this.valueArrays.length = 0;
+    this.freeJoined();
+    this.memory = undefined;
   }
 
   /**
@@ -98,6 +126,7 @@ export class EntryStorage {
     let size = Math.max(1, this.slotCount);
     while (size < target) size *= 2;
     size = Math.min(size, capacity);
+    if (this.memory !== undefined && !this.memoryHolds(this.memory, this.bytesFor(size))) this.moveToTensors(size);
     this.checkFits(size, this.byteSize);
     const { kvHeads, headDim } = this.shape;
     const dims: [number, number, number] = [kvHeads, size, headDim];
@@ -160,19 +189,19 @@ export class EntryStorage {
    */
   join(layer: number, runs: SlotRuns, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {
     const T = keys.shape[1];
-    if (this.memory === undefined) {
-      const joined = (stored: tf.Tensor3D, block: tf.Tensor3D) =>
-        joinEntries([...runs.map(([slot, count]) => ({ entries: stored, start: slot, count })), { entries: block, start: 0, count: T }]);
-      return { keys: joined(this.keys[layer]!, keys), values: joined(this.values[layer]!, values) };
-    }
     const { kvHeads, headDim } = this.shape;
     const n = runs.reduce((sum, [, count]) => sum + count, 0) + T;
     const floats = kvHeads * n * headDim;
-    if (this.joined === undefined || this.joined.keys.length < floats) {
+    if (this.memory !== undefined && (this.joined === undefined || this.joined.keys.length < floats)) {
       const grown = Math.max(floats, 2 * (this.joined?.keys.length ?? 0));
       this.freeJoined();
-      checkRoomFits(`${this.label} cache's block of ${n} entries`, 8 * grown, this.memory.room, ENTRY_MEMORY);
-      this.joined = { keys: this.memory.alloc(grown), values: this.memory.alloc(grown) };
+      if (this.memoryHolds(this.memory, 8 * grown)) this.joined = { keys: this.memory.alloc(grown), values: this.memory.alloc(grown) };
+      else this.moveToTensors(this.slotCount);
+    }
+    if (this.memory === undefined || this.joined === undefined) {
+      const joined = (stored: tf.Tensor3D, block: tf.Tensor3D) =>
+        joinEntries([...runs.map(([slot, count]) => ({ entries: stored, start: slot, count })), { entries: block, start: 0, count: T }]);
+      return { keys: joined(this.keys[layer]!, keys), values: joined(this.values[layer]!, values) };
     }
     const out = { keys: this.joined.keys.subarray(0, floats), values: this.joined.values.subarray(0, floats) }; // [kvHeads, n, headDim] each
     const shape: [number, number, number] = [kvHeads, n, headDim];

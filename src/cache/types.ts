@@ -35,10 +35,13 @@
 // arrays outside the backend, such as a pooled model's shared memory, whose
 // threads read entries there in place but cannot see the wasm backend's
 // heap. A policy that can (dense, window, streaming) then keeps its entries
-// in arrays of that memory, gives them back when it grows and when it is
-// disposed, and `store` returns them as they lie (MemoryEntries); a consumer
-// that needs tensors copies them (entryTensors). A policy that cannot
-// (h2o, tova: they rank and rewrite entries through tensors) ignores it.
+// in arrays of that memory while it has room for them (past that, in
+// tensors: the memory may hold less than the backend), gives them back when
+// it grows and when it is disposed, and `store` returns them as they lie
+// (MemoryEntries); a consumer that needs tensors copies them
+// (entryTensors). So `store` may return either kind, even from one cache. A
+// policy that cannot (h2o, tova: they rank and rewrite entries through
+// tensors) ignores it.
 import * as tf from '@tensorflow/tfjs';
 import type { KVCachePolicy } from './policies.js';
 
@@ -108,7 +111,7 @@ export interface EntryMemory {
   alloc(floats: number): Float32Array;
   /** Give back an array that alloc returned. */
   free(array: Float32Array): void;
-  /** The most bytes one alloc can give now: a cache checks it first, to refuse too large a size in a clear line. */
+  /** The most bytes one alloc can give now: a cache checks it first, and keeps in tensors what would not fit. */
   readonly room: number;
 }
 
@@ -139,7 +142,8 @@ export interface KVCache {
   /**
    * Store a layer's new keys and values, [kvHeads, T, headDim]; return the
    * entries the view's frames index (MemoryEntries where the cache keeps
-   * them in its entry memory: valid until the next store). The two tensors
+   * them in its entry memory: valid until the cache's next begin or store,
+   * either of which may move them). The two tensors
    * are the model's: they hold this layer's values during the call and the
    * layer's attention, and the model may write the next layer's, or the
    * next block's, into them (a pooled model's decode stream makes two
