@@ -161,6 +161,12 @@ export const enum PoolOp {
   Q8Pick = 8,
 }
 
+/** The process's CPU time so far, every thread's, in ms. */
+function processCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 /** The jobs run() takes. */
 export type JobOp = PoolOp.F32 | PoolOp.Q8 | PoolOp.Attend | PoolOp.SumsOfExps | PoolOp.Swiglu | PoolOp.Q8Gated | PoolOp.F32Pick | PoolOp.Q8Pick;
 
@@ -570,26 +576,34 @@ export class WorkerPool {
 
   /** Whether the cores are busy (see BUSY_WINDOW_MS), the workers told not to spin; called, at `now`, before each job that would be split. */
   private coresBusy(now: number): boolean {
+    // Most calls end here; the window's turns (about one in a thousand
+    // calls) are another function, which V8 then does not inline into run:
+    // run compiles smaller in a process's first tokens.
     const b = this.busy;
     if (b.calm) {
       if (now < b.calmUntil) return true;
+    } else if (b.windowCpu >= 0) {
+      b.wallMs += Math.min(now - b.last, BUSY_GAP_MS);
+      if (b.wallMs < BUSY_WINDOW_MS) return false;
+    }
+    return this.busyWindowTurns(now);
+  }
+
+  /** coresBusy when a calm period is over, no window is open, or the window is full (its wall time counted): ends the one, opens the next. */
+  private busyWindowTurns(now: number): boolean {
+    const b = this.busy;
+    if (b.calm) {
       b.calm = false;
       b.windowCpu = -1;
       Atomics.store(this.control, SPIN_MICROS_AT, Math.round(this.spinMicros));
     }
-    const cpuMs = () => {
-      const u = process.cpuUsage();
-      return (u.user + u.system) / 1000;
-    };
     if (b.windowCpu < 0) {
-      b.windowCpu = cpuMs();
+      b.windowCpu = processCpuMs();
       b.wallMs = 0;
       b.splitMs = 0;
       return false;
     }
-    b.wallMs += Math.min(now - b.last, BUSY_GAP_MS);
-    if (b.wallMs < BUSY_WINDOW_MS) return false;
-    const cpu = cpuMs();
+    const cpu = processCpuMs();
     const beside = cpu - b.windowCpu - b.wallMs;
     const busy = beside < BUSY_SHARE * (this.threads - 1) * b.splitMs;
     b.windowCpu = cpu;

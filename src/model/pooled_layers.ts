@@ -178,7 +178,8 @@ function residualIn(model: Model, stream: Float32Array): { residual: Residual; d
   return { residual: { values, add }, done: () => stream.set(values()) };
 }
 
-function layer(model: Model, w: LayerWeights, l: number, residual: Residual, rows: number, attend: Attend): void {
+/** simdLoops: the SwiGLU kernel's SIMD loop runs here (JS kernels, the SIMD loops on), asked once a pass (see pooledLayers). */
+function layer(model: Model, w: LayerWeights, l: number, residual: Residual, rows: number, attend: Attend, simdLoops: boolean): void {
   // The norms run in the products (InputNorm): normalised straight into the
   // pool's operand region, by loops.wat's loop (rmsNormRows' bits).
   const attnNorm = inputNorm(model, w.attnNorm.weight);
@@ -194,7 +195,7 @@ function layer(model: Model, w: LayerWeights, l: number, residual: Residual, row
   // its threads, with room in its memory): for one token of q8, in the
   // gate|up product's own job (pooledGatedProduct); elsewhere the kernel's
   // JavaScript loop.
-  const simd = jsKernelsAvailable() && hidden % 4 === 0 && simdAvailable();
+  const simd = simdLoops && hidden % 4 === 0;
   let gated = simd && rows === 1 ? pooledGatedProduct(up, residual.values(), mlpNorm) : undefined; // [rows, hidden]
   if (gated === undefined) {
     const gateUp = pooledProduct(up, residual.values(), rows, mlpNorm); // [rows, 2 hidden], in the pool
@@ -209,7 +210,11 @@ export function pooledLayers(model: Model, stream: Float32Array, attend: Attend)
   const dim = model.config.dim;
   const rows = stream.length / dim;
   const { residual, done } = residualIn(model, stream);
-  model.weights.layers.forEach((w, l) => layer(model, w, l, residual, rows, attend));
+  // (once a pass, not in every layer: the backend and the kernels enabled do
+  // not change within one, and asked in every layer, tfjs's lookups were
+  // inlined into layer and compiled with it)
+  const simdLoops = jsKernelsAvailable() && simdAvailable();
+  model.weights.layers.forEach((w, l) => layer(model, w, l, residual, rows, attend, simdLoops));
   done();
 }
 

@@ -21,7 +21,7 @@ import { simdAvailable } from '../../kernels/simd/instance.js';
 import { productTensor } from '../../kernels/split_products.js';
 import { learnsExtraLogit, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { applyRope, type RopeAngles, ropeAngleArrays, ropeAngles, type RopeSpec } from '../../kernels/rope.js';
-import { type BlockView, type CacheEntries, entryTensors, type KVCache, type LayerView } from '../cache/types.js';
+import { type BlockView, type CacheEntries, type EntryMemory, entryTensors, type KVCache, type LayerView } from '../cache/types.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
 import { mlp, norm } from './parts.js';
@@ -226,14 +226,12 @@ function pooledAttention(
   causal: RopeAngles | undefined,
   onAttention: AttentionObserver | undefined,
   pool: WorkerPool | undefined,
+  route: AttentionRoute,
 ): Float32Array {
   const { heads, kvHeads, headDim } = config;
   const T = rows / batch.length;
   const direct =
-    causal === undefined &&
-    onAttention === undefined &&
-    hasDirectMemory() &&
-    attentionPath(T, simdAvailable) === 'fused' &&
+    route.direct &&
     batch.every(({ view }) => {
       const v = view.layer(layer);
       return !v.wantsAttention && v.entryPositions === undefined;
@@ -286,7 +284,7 @@ function pooledAttention(
     // A single query row's [heads, 1, headDim] is its row of merged as it is.
     const single = T === 1;
     const out = single ? (batch.length === 1 ? merged : merged.subarray(b * qSize, (b + 1) * qSize)) : directArrays.take(OUT, qSize); // [heads, T, headDim]
-    attendArraysTo(pool, queries, rowRanges, entries, spec, out);
+    attendArraysTo(pool, route, queries, rowRanges, entries, spec, out);
     if (single) continue;
     // [heads, T, headDim] -> rows b*T.. of [B*T, heads * headDim]
     for (let h = 0; h < heads; h++) {
@@ -310,29 +308,60 @@ function pooledAttention(
  */
 function attendArraysTo(
   pool: WorkerPool | undefined,
+  route: AttentionRoute,
   queries: Float32Array[],
   rowRanges: Int32Array[],
   entries: CacheEntries,
   spec: { variant: SoftmaxVariant; sinkLogits: tf.Tensor1D | undefined },
   out: Float32Array,
 ): void {
-  const T = rowRanges[0]!.length / 2;
   const sinks = () => (learnsExtraLogit(spec.variant) && spec.sinkLogits !== undefined ? float32View(spec.sinkLogits) : undefined);
   if ('memory' in entries) {
     const [kvHeads, capacity, headDim] = entries.shape;
-    if (pool !== undefined && entries.memory === poolEntryMemory(pool) && poolAttends(T, headDim, spec.variant, simdAvailable)) {
+    if (route.inPlace !== undefined && entries.memory === route.inPlace) {
       const at = { keysAt: entries.keys.byteOffset, valuesAt: entries.values.byteOffset, kvHeads, capacity, headDim };
-      if (attendInPool(pool, queries, rowRanges, at, spec.variant, sinks(), out)) return;
+      if (attendInPool(pool!, queries, rowRanges, at, spec.variant, sinks(), out)) return;
     }
     attendArrays(queries, rowRanges, entries.keys, entries.values, entries.shape, spec.variant, sinks(), out);
     return;
   }
-  const headDim = entries.keys.shape[2];
-  if (pooledAttentionRuns(pool, T, headDim, spec.variant)) {
+  if (route.copiesIn) {
     const at = copyEntriesIn(pool!, entries.keys, entries.values);
     if (at !== undefined && attendInPool(pool!, queries, rowRanges, at, spec.variant, sinks(), out)) return;
   }
   attendDirect(queries, rowRanges, entries.keys, entries.values, spec, out);
+}
+
+/**
+ * What pooledAttention's paths depend on that stays the same through a
+ * forward pass (the backend, the tape, the kernels enabled, the block's
+ * length): asked once a pass, not in every layer. (Asked in every layer,
+ * tfjs's engine lookups were inlined into the per-layer functions, and
+ * TurboFan compiled them there, in the first tokens of a process.)
+ */
+interface AttentionRoute {
+  /** The arrays' path may run (each view still asked, each layer): no batched causal block, no observer, tensors readable in place, the fused attention path. */
+  direct: boolean;
+  /** The pool's entry memory where the pool's loop reads a cache there in place (kernels/paths.ts poolAttends); undefined: it does not. */
+  inPlace: EntryMemory | undefined;
+  /** A cache in tensors goes to the pool, its entries copied in (kernels/paths.ts pooledAttentionRuns). */
+  copiesIn: boolean;
+}
+
+/** pooledAttention's route for a pass of blocks of T tokens. */
+function attentionRoute(
+  config: ModelConfig,
+  pool: WorkerPool | undefined,
+  T: number,
+  causal: RopeAngles | undefined,
+  onAttention: AttentionObserver | undefined,
+): AttentionRoute {
+  const { headDim, softmax } = config;
+  return {
+    direct: causal === undefined && onAttention === undefined && hasDirectMemory() && attentionPath(T, simdAvailable) === 'fused',
+    inPlace: pool !== undefined && poolAttends(T, headDim, softmax, simdAvailable) ? poolEntryMemory(pool) : undefined,
+    copiesIn: pooledAttentionRuns(pool, T, headDim, softmax),
+  };
 }
 
 /** Whether two position lists are equal, element by element. */
@@ -499,7 +528,8 @@ function pooledStream(
 ): Float32Array {
   const { config, weights } = model;
   const stream = embedRows(model, batch.flat()); // [B*T, dim]
-  const attend: Attend = (qkv, rows, l) => pooledAttention(config, weights.layers[l]!, qkv, rows, l, states, causal, options.onAttention, model.pool);
+  const route = attentionRoute(config, model.pool, batch[0]!.length, causal, options.onAttention);
+  const attend: Attend = (qkv, rows, l) => pooledAttention(config, weights.layers[l]!, qkv, rows, l, states, causal, options.onAttention, model.pool, route);
   pooledLayers(model, stream, attend);
   return stream;
 }
