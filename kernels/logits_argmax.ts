@@ -18,7 +18,9 @@ export function inPoolMemory(pool: WorkerPool, values: Float32Array): boolean {
 /**
  * The index of the first largest of `values` (a view of the pool's memory,
  * at least one value), as argmax finds it, or -1 when any value is NaN or
- * infinite.
+ * infinite. For the result of a picking product with no product since, the
+ * pick that product's job made as it wrote them (pickedArgmax): the values
+ * are not read again, so they must be as it left them.
  */
 export function pooledArgmax(pool: WorkerPool, values: Float32Array): number {
   if (!inPoolMemory(pool, values)) throw new Error("pooledArgmax: the values are not in the pool's memory");

@@ -12,9 +12,9 @@
 //   attention, a block of   the worker pool's         same (SIMD on the  -             tfjs ops
 //   16+ queries, a model    threads (SIMD loop,       pool's memory)
 //   with a pool             softmax family)
-//   attention over a cache  the pool's threads, in    same               -             tfjs ops (a copy
-//   in the pool's memory    place, any T (a decode                                     in tensors)
-//                           step: split over heads)
+//   attention over a cache  the pool's threads, in    16+ queries: the   -             tfjs ops (a copy
+//   in the pool's memory    place, any T (a decode    pool's; fewer: the               in tensors)
+//                           step: split over heads)   JS loop, in place
 //   causal batch (training) causalAttention kernel    same               tfjs ops      yes (own gradient)
 //   cache writes            in place                  in place           new tensor    -
 //   matrix products         2-D, untransposed         2-D                plain ops     same

@@ -320,7 +320,7 @@
     (unreachable))
 
   ;; A claim's share of greedy decoding's pick, in a pool job that also
-  ;; picks (kernels/pool.ts PICK_RECORD): argmaxFinite of rows [row0, row1)
+  ;; picks (kernels/pool.ts PICK_RECORD_BYTES): argmaxFinite of rows [row0, row1)
   ;; of a one-token product's result x, stored as two int32 at records + 8 *
   ;; (row0 / group): row1, and the first largest's row (-1 when any of the
   ;; rows is NaN or infinite). row1 > row0.

@@ -304,7 +304,10 @@ function pooledAttention(
  * headDim]: on the pool's threads where the entries lie in its memory (read
  * in place) or the block is one for the pool (kernels/paths.ts; the entries
  * copied in), else by the fused kernel's loops (attendDirect, or its
- * JavaScript loop on arrays). The same numbers every way.
+ * JavaScript loop on arrays). The same numbers every way, but where the
+ * pool's memory has no room left for the attention's operands: a cache
+ * there is then attended by the JavaScript loop (float64, within rounding of
+ * the SIMD loop's), on the calling thread.
  */
 function attendArraysTo(
   pool: WorkerPool | undefined,
