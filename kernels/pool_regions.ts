@@ -37,7 +37,17 @@ export class PoolRegions {
 
   /** The largest region alloc can give now without failing. */
   get room(): number {
-    const fresh = POOL_MAX_BYTES - align16(this.pool.allocatedBytes);
+    return this.roomLeaving(0);
+  }
+
+  /**
+   * The largest region alloc can give now and leave `spare` bytes of the
+   * pool's fresh memory to the pool's own allocations (its operand and
+   * result regions grow on demand, by pool.alloc: a free region here is no
+   * use to them).
+   */
+  roomLeaving(spare: number): number {
+    const fresh = POOL_MAX_BYTES - align16(this.pool.allocatedBytes) - spare;
     return this.free.reduce((most, r) => Math.max(most, r.bytes), Math.max(0, fresh));
   }
 

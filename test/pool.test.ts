@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import seedrandom from 'seedrandom';
 import t from 'tap';
 import { attendDirect } from '../kernels/attention_fused.js';
-import { PoolOp, WorkerPool } from '../kernels/pool.js';
+import { POOL_MAX_BYTES, PoolOp, WorkerPool } from '../kernels/pool.js';
 import { poolRegions, PoolRegions } from '../kernels/pool_regions.js';
 import { attendInPool } from '../kernels/pooled_attention.js';
 import { pooledSwiglu } from '../kernels/pooled_swiglu.js';
@@ -504,7 +504,15 @@ t.test('pool regions: reused smallest-first, split, merged with free neighbours,
   t.equal(floats.buffer.byteLength >= floats.byteOffset + 40, true, 'an array over the memory, after it grew');
   regions.releaseFloats(floats);
   t.ok(regions.room >= 2 ** 31, 'room: what the 4 GiB still hold');
+  t.equal(regions.roomLeaving(2 ** 20), regions.room - 2 ** 20, 'room leaving a spare: less of the fresh memory');
   await pool.dispose();
+  const other = new WorkerPool(1);
+  const few = new PoolRegions(other);
+  const freed = few.alloc(96);
+  few.alloc(16);
+  few.release(freed);
+  t.equal(few.roomLeaving(POOL_MAX_BYTES), 96, 'no fresh memory to give: the largest free region');
+  await other.dispose();
 });
 
 t.test('attention in the pool at T = 1, split over heads on 1, 2, 3 threads and with late threads, equals attendDirect bit for bit', async (t) => {

@@ -45,6 +45,17 @@ export type Attend = (qkv: Float32Array, rows: number, layer: number) => Float32
 
 const entryMemories = new WeakMap<WorkerPool, EntryMemory>();
 
+/**
+ * Bytes of the pool's fresh memory that caches leave to the products' and
+ * attention's own regions, which grow on demand (a longer block, a longer
+ * cache's scores): where the weights leave little room (a 2.7B q8 model
+ * leaves about 1.26 GiB), a cache that took the last of it would send a
+ * decode step's attention to the JavaScript loop on one thread, or a longer
+ * prompt's product to a RangeError. 64 MiB: a 256-token block of the 2.7B
+ * shape takes about 50 MB of operands and logits.
+ */
+export const CACHE_SPARE_BYTES = 64 * 2 ** 20;
+
 /** The pool's memory as a cache's entry memory (src/cache/types.ts, Memory): one object per pool, regions given back (kernels/pool_regions.ts). */
 export function poolEntryMemory(pool: WorkerPool): EntryMemory {
   let memory = entryMemories.get(pool);
@@ -54,7 +65,7 @@ export function poolEntryMemory(pool: WorkerPool): EntryMemory {
       alloc: (floats) => regions.allocFloats(floats),
       free: (array) => regions.releaseFloats(array),
       get room() {
-        return regions.room;
+        return regions.roomLeaving(CACHE_SPARE_BYTES);
       },
     };
     entryMemories.set(pool, memory);
