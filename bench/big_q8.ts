@@ -99,8 +99,6 @@ async function main(): Promise<void> {
   const loadCpu = process.cpuUsage(cpuStarted);
   await model.pool!.ready();
   const params = parameterCount(model, shape.sharedClassifier);
-  const poolBytes = model.pool!.memory.buffer.byteLength;
-  const backendBytes = wasmBackendMemory()?.buffer.byteLength ?? 0;
   const rssLoaded = process.memoryUsage().rss;
   process.stderr.write(`loaded in ${loadSeconds.toFixed(1)} s; decoding ${tokens} tokens ...\n`);
 
@@ -120,6 +118,9 @@ async function main(): Promise<void> {
   }
   const decodeMs = median(stepMs);
   const rssPeak = peakRssMiB();
+  // after the decode: the pool's memory then holds the cache too (a pooled model's caches live there)
+  const poolBytes = model.pool!.memory.buffer.byteLength;
+  const backendBytes = wasmBackendMemory()?.buffer.byteLength ?? 0;
   disposeModel(model);
   await model.pool!.dispose();
 
@@ -128,8 +129,8 @@ async function main(): Promise<void> {
     ['parameters', `${(params / 1e9).toFixed(2)} B (float32: ${gib(4 * params)} GiB)`],
     ['weights from', source],
     ['q8 matrices', `${gib(pooledBytes(model.config, 'q8'))} GiB`],
-    ['pool memory (shared WebAssembly.Memory)', `${gib(poolBytes)} GiB of 4`],
-    ['wasm backend heap (embedding, norms, cache)', `${gib(backendBytes)} GiB`],
+    ['pool memory (shared WebAssembly.Memory: matrices, KV cache, operands)', `${gib(poolBytes)} GiB of 4`],
+    ['wasm backend heap (embedding, norms)', `${gib(backendBytes)} GiB`],
     ['RSS before load / after load / peak', `${gib(rssBefore)} / ${gib(rssLoaded)} / ${gib(rssPeak * 2 ** 20)} GiB`],
     ['load time (wall / CPU)', `${loadSeconds.toFixed(1)} s / ${((loadCpu.user + loadCpu.system) / 1e6).toFixed(1)} s`],
     [
