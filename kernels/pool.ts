@@ -552,6 +552,8 @@ export class WorkerPool {
    */
   run(op: JobOp, args: readonly number[], rows: number, weightBytes: number): void {
     if (this.disposed) throw new Error('WorkerPool: used after dispose()');
+    // (more would overwrite the words after the job's arguments: see the control layout)
+    if (args.length > MAX_ARGS) throw new RangeError(`WorkerPool: a job takes at most ${MAX_ARGS} arguments besides its row range, got ${args.length}`);
     const groupRows = splitRows(op);
     const groups = Math.ceil(rows / groupRows);
     const unitGroups = Math.max(Math.ceil(groups / MAX_UNITS), Math.ceil((this.unitBytes * groups) / Math.max(1, weightBytes)));

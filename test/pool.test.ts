@@ -641,6 +641,17 @@ t.test('dispose stops every worker', async (t) => {
   t.throws(() => pool.run(0, [], 4, 0), /after dispose/);
 });
 
+t.test('a job with more arguments than the control words hold is refused before it is posted', async (t) => {
+  const pool = new WorkerPool(2, { splitMinBytes: 0 });
+  t.teardown(() => pool.dispose());
+  await pool.ready();
+  t.throws(() => pool.run(PoolOp.F32, [0, 0, 0, 0, 0, 0, 0, 0, 0], 32, 4096), /at most 8 arguments besides its row range, got 9/);
+  // the pool still runs a well-formed job afterwards
+  const w = randn(64 * 32);
+  const x = randn(32);
+  t.same(Array.from(pooledProduct(matrix(pool, 'f32', w, 64, 32), x, 1)), Array.from(productF32Reference(w, x, 64, 32, 1)));
+});
+
 t.test('a process with a live pool exits by itself', async (t) => {
   const script = `
     import { WorkerPool } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/kernels/pool.js')).href)};
