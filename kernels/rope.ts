@@ -89,9 +89,8 @@ export interface RowRotation {
 
 /**
  * dst[d + c] = src[s + c] rotated by row t of the angle tables, for c <
- * headDim (channels past rotaryDim are copied). The rope kernel's loop;
- * rotateHeads below computes the same for several heads at once (the fused
- * head split's, kernels/qkv_heads.ts).
+ * headDim (channels past rotaryDim are copied): rotateHeads of one head.
+ * The rope kernel's loop.
  */
 export function rotateRow(
   src: Float32Array,
@@ -103,28 +102,16 @@ export function rotateRow(
   t: number,
   { pairs, rotaryDim, headDim, direction }: RowRotation,
 ): void {
-  const half = rotaryDim / 2;
-  // the two channels of pair i are (step * i, step * i + other)
-  const step = pairs ? 2 : 1;
-  const other = pairs ? 1 : half;
-  for (let i = 0; i < half; i++) {
-    const c = cos[t * half + i]!;
-    const sn = direction * sin[t * half + i]!;
-    const a = src[s + step * i]!;
-    const b = src[s + step * i + other]!;
-    dst[d + step * i] = a * c - b * sn;
-    dst[d + step * i + other] = a * sn + b * c;
-  }
-  for (let j = rotaryDim; j < headDim; j++) dst[d + j] = src[s + j]!;
+  rotateHeads(src, s, 0, dst, d, 0, 1, cos, sin, t, pairs, rotaryDim, headDim, direction);
 }
 
 /**
- * rotateRow (forwards) of n heads at once: head h's row src[s + h srcStride
- * ..] into dst[d + h dstStride ..], rotated by row t of the angle tables,
- * the same numbers bit for bit. Pair by pair across the heads, each angle
- * read once, in one call: a decode step's head split (qkv_heads.ts) took
- * 2.0 µs a layer at 15M (12 heads of 48) through rotateRow, a call a head,
- * and 0.5 µs so (hot, in a loop; 110M, 24 heads of 64: 5.1 -> 2.3 µs).
+ * n heads at once: head h's row src[s + h srcStride ..] into dst[d + h
+ * dstStride ..], rotated by row t of the angle tables (direction: see
+ * RowRotation). Pair by pair across the heads, each angle read once, in one
+ * call: a decode step's head split (qkv_heads.ts) took 2.0 µs a layer at
+ * 15M (12 heads of 48) through a call a head, and 0.5 µs so (hot, in a
+ * loop; 110M, 24 heads of 64: 5.1 -> 2.3 µs).
  */
 export function rotateHeads(
   src: Float32Array,
@@ -140,14 +127,15 @@ export function rotateHeads(
   pairs: boolean,
   rotaryDim: number,
   headDim: number,
+  direction = 1,
 ): void {
   const half = rotaryDim / 2;
-  // the two channels of pair i are (step * i, step * i + other), as in rotateRow
+  // the two channels of pair i are (step * i, step * i + other)
   const step = pairs ? 2 : 1;
   const other = pairs ? 1 : half;
   for (let i = 0; i < half; i++) {
     const c = cos[t * half + i]!;
-    const sn = sin[t * half + i]!;
+    const sn = direction * sin[t * half + i]!;
     for (let h = 0, x = s + step * i, y = d + step * i; h < n; h++, x += srcStride, y += dstStride) {
       const a = src[x]!;
       const b = src[x + other]!;
