@@ -444,6 +444,8 @@ export class WorkerPool {
   /** The last job's tag (CLAIM's top bits). */
   private tag = 0;
   /** The busy-cores watch (see BUSY_WINDOW_MS): calm (workers not spinning) until calmUntil; the window's CPU time at its start (-1: none), its wall time so far (see there) and that of its split jobs; when the last split job ended. */
+  /** views()'s two views, of the buffer they were made over. */
+  private memoryViews: { floats: Float32Array; ints: Int32Array } | undefined;
   private readonly busy = { calm: false, calmUntil: 0, calmMs: BUSY_CALM_MIN_MS, periods: 0, windowCpu: -1, wallMs: 0, splitMs: 0, last: 0 };
 
   /** Jobs that read fewer bytes run on the calling thread alone; larger ones are split (0: every job, however small, busy cores or not; for tests). */
@@ -535,6 +537,18 @@ export class WorkerPool {
   /** A view of the shared memory; take a fresh one after any alloc (the buffer object changes when it grows). */
   bytes(): Uint8Array {
     return new Uint8Array(this.memory.buffer);
+  }
+
+  /**
+   * The whole shared memory as floats and as int32s: the same two views
+   * until the memory grows (then new ones, over its new buffer). A decode
+   * step's products and attention write their operands through them
+   * instead of making views of their own, about a microsecond apiece.
+   */
+  views(): { floats: Float32Array; ints: Int32Array } {
+    const buffer = this.memory.buffer;
+    if (this.memoryViews?.floats.buffer !== buffer) this.memoryViews = { floats: new Float32Array(buffer), ints: new Int32Array(buffer) };
+    return this.memoryViews;
   }
 
   /**

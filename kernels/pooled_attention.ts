@@ -106,7 +106,7 @@ export function attendInPool(
   const recordsAt = outAt + qBytes;
   const scoresAt = recordsAt + recordsBytes; // thread i's at scoresAt + i * scoresBytes
 
-  const { floats, ints } = memoryViews(pool);
+  const { floats, ints } = pool.views();
   queries.forEach((q, f) => floats.set(q, (qAt + f * qBytes) / 4));
   const words = recordBytes(F) / 4;
   const order = T === 1 ? undefined : balancedRows(T);
@@ -143,20 +143,6 @@ function float32Bits(x: number): number {
 }
 const bitsF32 = new Float32Array(1);
 const bitsI32 = new Int32Array(bitsF32.buffer);
-
-const views = new WeakMap<WorkerPool, { buffer: ArrayBuffer | SharedArrayBuffer; floats: Float32Array; ints: Int32Array }>();
-
-/**
- * The pool's whole memory as floats and as ints, kept while the memory has
- * not grown (its buffer object is then the same): a decode step's six
- * layers made four views each, about a microsecond apiece.
- */
-function memoryViews(pool: WorkerPool): { floats: Float32Array; ints: Int32Array } {
-  const buffer = pool.memory.buffer;
-  let v = views.get(pool);
-  if (v === undefined || v.buffer !== buffer) views.set(pool, (v = { buffer, floats: new Float32Array(buffer), ints: new Int32Array(buffer) }));
-  return v;
-}
 
 /**
  * Attention of the frames' queries ([heads, T, headDim] each) over keys and

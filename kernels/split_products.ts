@@ -104,35 +104,21 @@ function operandScratch(pool: WorkerPool, bytes: number): number {
 /** offset (16-byte aligned) rounded up to a multiple of 64. */
 const lineStart = (offset: number) => Math.ceil(offset / 64) * 64;
 
-// Views of a pool's memory that the products reuse from call to call, made
-// anew only when the memory has grown (a new buffer): the whole memory as
-// floats, into which the operands are written, and the results' views by
-// length (a product's result always lies at the products' region's start).
-// A view made for every operand and result, with the jobs' argument
-// arrays, was about a quarter of the 34 KB a 15M decode step allocated.
-interface PoolViews {
-  buffer: ArrayBufferLike;
-  floats: Float32Array;
-  /** The same memory as int32 (the picks' records). */
-  ints: Int32Array;
-  results: Map<number, Float32Array>;
-}
-const poolViews = new WeakMap<WorkerPool, PoolViews>();
-
-function viewsOf(pool: WorkerPool): PoolViews {
-  const buffer = pool.memory.buffer;
-  let v = poolViews.get(pool);
-  if (v === undefined || v.buffer !== buffer) {
-    poolViews.set(pool, (v = { buffer, floats: new Float32Array(buffer), ints: new Int32Array(buffer), results: new Map() }));
-  }
-  return v;
-}
+// The results' views, by length (a product's result always lies at the
+// products' region's start), reused from call to call while the pool's
+// memory has not grown; the operands are written through the pool's own
+// views (WorkerPool.views). A view made for every operand and result, with
+// the jobs' argument arrays, was about a quarter of the 34 KB a 15M decode
+// step allocated.
+const resultViews = new WeakMap<WorkerPool, { buffer: ArrayBufferLike; byLength: Map<number, Float32Array> }>();
 
 /** A view of n floats at `offset` in the pool's memory (a result): the same object as the last one of that length and place, where the memory has not grown since. */
 function resultView(pool: WorkerPool, offset: number, n: number): Float32Array {
-  const { buffer, results } = viewsOf(pool);
-  let view = results.get(n);
-  if (view === undefined || view.byteOffset !== offset) results.set(n, (view = new Float32Array(buffer, offset, n)));
+  const buffer = pool.memory.buffer;
+  let r = resultViews.get(pool);
+  if (r === undefined || r.buffer !== buffer) resultViews.set(pool, (r = { buffer, byLength: new Map() }));
+  let view = r.byLength.get(n);
+  if (view === undefined || view.byteOffset !== offset) r.byLength.set(n, (view = new Float32Array(buffer, offset, n)));
   return view;
 }
 
@@ -262,7 +248,7 @@ function writeOperand(
   weightAt: number,
 ): void {
   const n = tokens * stride;
-  const floats = viewsOf(pool).floats;
+  const floats = pool.views().floats;
   const at = xp / 4; // x: [tokens, stride] from here
   if (stride === cols) floats.set(x.length === n ? x : x.subarray(0, n), at);
   else {
@@ -308,7 +294,7 @@ export function pickedArgmax(pool: WorkerPool, values: Float32Array): number | u
   const p = lastPicks.get(pool);
   if (p === undefined || p.write !== regionWrites.get(pool) || values.byteOffset !== p.out || values.length !== p.rows) return undefined;
   if (values.buffer !== pool.memory.buffer) return undefined;
-  const { floats, ints } = viewsOf(pool);
+  const { floats, ints } = pool.views();
   // the claims' records in row order, each naming where the next claim starts
   let best = -1;
   let largest = -Infinity;
