@@ -20,19 +20,47 @@ interface JoinAttrs {
   counts: number[];
 }
 
+/**
+ * The runs one after another along the entry axis of out [kvHeads, total,
+ * headDim], from its first entry: run i is entries [starts[i], starts[i] +
+ * counts[i]) of sources[i] [kvHeads, sizes[i], headDim]. As arrays, for the
+ * kernel below and for a cache kept outside the backend (src/cache/storage.ts).
+ */
+export function joinRunsInto(
+  out: Float32Array,
+  total: number,
+  sources: Float32Array[],
+  sizes: number[],
+  starts: number[],
+  counts: number[],
+  kvHeads: number,
+  headDim: number,
+): void {
+  for (let h = 0; h < kvHeads; h++) {
+    let at = h * total * headDim;
+    for (let i = 0; i < sources.length; i++) {
+      const from = (h * sizes[i]! + starts[i]!) * headDim;
+      out.set(sources[i]!.subarray(from, from + counts[i]! * headDim), at);
+      at += counts[i]! * headDim;
+    }
+  }
+}
+
 const joinKernel: JsKernel<JoinAttrs> = {
   name: 'StreamllmJoinEntries',
   outputShape: ([first], { counts }) => [first![0]!, counts.reduce((a, b) => a + b, 0), first![2]!],
   run(inputs, shapes, out, { starts, counts }) {
-    const [kvHeads, total, headDim] = [shapes[0]![0]!, counts.reduce((a, b) => a + b, 0), shapes[0]![2]!];
-    for (let h = 0; h < kvHeads; h++) {
-      let at = h * total * headDim;
-      inputs.forEach((src, i) => {
-        const from = (h * shapes[i]![1]! + starts[i]!) * headDim;
-        out.set(src.subarray(from, from + counts[i]! * headDim), at);
-        at += counts[i]! * headDim;
-      });
-    }
+    const total = counts.reduce((a, b) => a + b, 0);
+    joinRunsInto(
+      out,
+      total,
+      inputs,
+      shapes.map((s) => s[1]!),
+      starts,
+      counts,
+      shapes[0]![0]!,
+      shapes[0]![2]!,
+    );
   },
 };
 

@@ -10,7 +10,7 @@
 // to what their policy keeps, so a huge window costs nothing until a stream
 // fills it; every size is checked against memory before it is allocated.
 import * as tf from '@tensorflow/tfjs';
-import { joinEntries } from '../../kernels/cache_read.js';
+import { joinEntries, joinRunsInto } from '../../kernels/cache_read.js';
 import { writeEntries, writeEntryArray, writeEntryPerHead } from '../../kernels/cache_write.js';
 import { checkFits } from '../memory.js';
 import type { CacheEntries, CacheShape, EntryMemory } from './types.js';
@@ -206,17 +206,21 @@ export class EntryStorage {
     const out = { keys: this.joined.keys.subarray(0, floats), values: this.joined.values.subarray(0, floats) }; // [kvHeads, n, headDim] each
     const shape: [number, number, number] = [kvHeads, n, headDim];
     const stored = { keys: this.keyArrays[layer]!, values: this.valueArrays[layer]! };
+    const starts = runs.map(([slot]) => slot);
+    const counts = runs.map(([, count]) => count);
     for (const part of ['keys', 'values'] as const) {
-      const to = out[part];
-      const from = stored[part];
-      for (let h = 0; h < kvHeads; h++) {
-        let at = h * n * headDim;
-        for (const [slot, count] of runs) {
-          to.set(from.subarray((h * this.slotCount + slot) * headDim, (h * this.slotCount + slot + count) * headDim), at);
-          at += count * headDim;
-        }
-      }
-      writeEntryArray(to, n, part === 'keys' ? keys : values, n - T, 0, T);
+      // the slot runs, then the block's entries after them
+      joinRunsInto(
+        out[part],
+        n,
+        runs.map(() => stored[part]),
+        runs.map(() => this.slotCount),
+        starts,
+        counts,
+        kvHeads,
+        headDim,
+      );
+      writeEntryArray(out[part], n, part === 'keys' ? keys : values, n - T, 0, T);
     }
     return { memory: this.memory, shape, keys: out.keys, values: out.values };
   }
