@@ -81,7 +81,7 @@ export function attendInPool(
   out: Float32Array,
 ): boolean {
   const { keysAt, valuesAt, kvHeads, capacity, headDim } = entries;
-  if (headDim % 4 !== 0) throw new Error(`pooledAttention: headDim ${headDim} is not a multiple of 4`);
+  if (headDim % 4 !== 0) throw new Error(`attendInPool: headDim ${headDim} is not a multiple of 4`);
   if (learnsExtraLogit(variant) && sinks === undefined) throw new Error(`attention: '${variant}' needs sinkLogits`);
   const F = queries.length;
   const T = rowRanges[0]!.length / 2;
