@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { joinEntries, joinRunsInto } from '../../kernels/cache_read.js';
 import { writeEntries, writeEntryArray, writeEntryPerHead } from '../../kernels/cache_write.js';
 import { checkFits } from '../memory.js';
-import type { CacheEntries, CacheShape, EntryMemory } from './types.js';
+import { type CacheEntries, type CacheShape, type EntryMemory, entryTensors } from './types.js';
 
 /** Slots a growing cache starts with (or its capacity, when smaller). */
 export const INITIAL_SLOTS = 256;
@@ -104,11 +104,11 @@ export class EntryStorage {
   private moveToTensors(slots: number): void {
     const memory = this.memory!;
     checkFits(`${this.label} cache of ${slots} entries`, this.bytesFor(slots), this.layerFloats(slots) * 4);
-    const dims: [number, number, number] = [this.shape.kvHeads, this.slotCount, this.shape.headDim];
     for (let layer = 0; layer < this.shape.layers; layer++) {
-      // (a copy: the cpu backend would keep the array itself, whose region the memory hands out again)
-      this.keys.push(tf.keep(tf.tensor3d(this.keyArrays[layer]!.slice(), dims)));
-      this.values.push(tf.keep(tf.tensor3d(this.valueArrays[layer]!.slice(), dims)));
+      // (copies: the memory hands the arrays' regions out again)
+      const { keys, values } = entryTensors(this.entries(layer));
+      this.keys.push(tf.keep(keys));
+      this.values.push(tf.keep(values));
     }
     for (const a of [...this.keyArrays, ...this.valueArrays]) memory.free(a);
     this.keyArrays.length = this.valueArrays.length = 0;
