@@ -27,6 +27,32 @@ function sharedHeap(src: Float32Array, dst: Float32Array): Float32Array | undefi
 }
 
 /**
+ * Entries [from, from + count) of src [kvHeads, T, headDim] into dst
+ * [kvHeads, capacity, headDim] at slots [slot, slot + count), a kv head's
+ * run by a loop when short, else by `set` (so dst and src are views of
+ * different buffers, or a short run's, not overlapping).
+ */
+function copyEntryRuns(
+  dst: Float32Array,
+  capacity: number,
+  src: Float32Array,
+  T: number,
+  kvHeads: number,
+  headDim: number,
+  slot: number,
+  from: number,
+  count: number,
+): void {
+  const run = count * headDim; // floats a kv head
+  for (let h = 0; h < kvHeads; h++) {
+    const to = (h * capacity + slot) * headDim;
+    const at = (h * T + from) * headDim;
+    if (run <= SHORT_RUN) for (let i = 0; i < run; i++) dst[to + i] = src[at + i]!;
+    else dst.set(src.subarray(at, at + run), to);
+  }
+}
+
+/**
  * Write entries [from, from + count) of rows: [kvHeads, T, headDim] (all
  * of them by default) into storage: [kvHeads, capacity, headDim] at slots
  * [slot, slot + count). `rows` and `storage` are different tensors (a
@@ -52,14 +78,8 @@ export function writeEntries(storage: tf.Tensor3D, rows: tf.Tensor3D, slot: numb
         simd.copyRows(src.byteOffset + from * rowBytes, T * rowBytes, dst.byteOffset + slot * rowBytes, capacity * rowBytes, kvHeads, 4 * run);
         return storage;
       }
-      for (let h = 0; h < kvHeads; h++) {
-        const to = (h * capacity + slot) * headDim;
-        const at = (h * T + from) * headDim;
-        for (let i = 0; i < run; i++) dst[to + i] = src[at + i]!;
-      }
-      return storage;
     }
-    const heap = sharedHeap(src, dst);
+    const heap = run > SHORT_RUN ? sharedHeap(src, dst) : undefined;
     if (heap !== undefined) {
       const s = src.byteOffset / 4;
       const d = dst.byteOffset / 4;
@@ -67,9 +87,7 @@ export function writeEntries(storage: tf.Tensor3D, rows: tf.Tensor3D, slot: numb
         heap.copyWithin(d + (h * capacity + slot) * headDim, s + (h * T + from) * headDim, s + (h * T + from + count) * headDim);
       return storage;
     }
-    for (let h = 0; h < kvHeads; h++) {
-      dst.set(src.subarray((h * T + from) * headDim, (h * T + from + count) * headDim), (h * capacity + slot) * headDim);
-    }
+    copyEntryRuns(dst, capacity, src, T, kvHeads, headDim, slot, from, count);
     return storage;
   }
   const next = tf.keep(
@@ -152,12 +170,5 @@ export function writeEntryArray(storage: Float32Array, capacity: number, rows: t
     throw new Error(`writeEntryArray: storage of ${storage.length} floats is not [${kvHeads}, ${capacity}, ${headDim}]`);
   if (slot < 0 || slot + count > capacity) throw new Error(`writeEntryArray: slots [${slot}, ${slot + count}) outside capacity ${capacity}`);
   if (from < 0 || from + count > T) throw new Error(`writeEntryArray: entries [${from}, ${from + count}) outside the ${T} given`);
-  const src = rowValues(rows);
-  const run = count * headDim; // floats a kv head
-  for (let h = 0; h < kvHeads; h++) {
-    const to = (h * capacity + slot) * headDim;
-    const at = (h * T + from) * headDim;
-    if (run <= SHORT_RUN) for (let i = 0; i < run; i++) storage[to + i] = src[at + i]!;
-    else storage.set(src.subarray(at, at + run), to);
-  }
+  copyEntryRuns(storage, capacity, rowValues(rows), T, kvHeads, headDim, slot, from, count);
 }
