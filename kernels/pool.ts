@@ -363,6 +363,51 @@ const CALM_SPLIT_MIN_BYTES = 1024 * 1024;
 /** How long a worker (after a job) and the caller (after its claims) spin before they sleep, by default. */
 export const SPIN_MICROS = 200;
 
+// The one dispatch of a job's op: rows [row0, row1) of op with arguments a
+// (see run), on thread `thread` (0: the caller; it picks the thread's own
+// attention scores). Plain JavaScript in a string: each worker evaluates it
+// in its source, and the calling thread makes its runRows from the same
+// text, so a new op is one case here (with its PoolOp, JobOp and splitRows).
+const RUN_ROWS_SOURCE = `(loops, shared, op, a, row0, row1, thread) => {
+  if (row1 <= row0) return;
+  if (op === ${PoolOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+  else if (op === ${PoolOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+  else if (op === ${PoolOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + thread * a[6]);
+  else if (op === ${PoolOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
+  else if (op === ${PoolOp.Swiglu}) shared.swigluRange(a[0], row0, row1, a[1], a[2]);
+  else if (op === ${PoolOp.F32Pick}) {
+    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+    shared.pickRows(a[2], row0, row1, a[6], ${splitRows(PoolOp.F32Pick)});
+  } else if (op === ${PoolOp.Q8Pick}) {
+    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+    shared.pickRows(a[3], row0, row1, a[7], ${splitRows(PoolOp.Q8Pick)});
+  } else if (op === ${PoolOp.Q8Gated}) {
+    // see GATED_SCRATCH_FLOATS for the pointers (no arrays made here: garbage on every claim measured slower)
+    const h = a[6];
+    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * (h + row0), row0, row1, a[4], 1, 2 * h);
+    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * row1, h + row0, h + row1, a[4], 1, 2 * h);
+    shared.swigluRange(a[3] + 4 * (h + 2 * row0), 0, 1, row1 - row0, a[5] + 4 * row0);
+  } else if (op === ${PoolOp.NormOperand}) {
+    // (xd: a float scale per 32 of a row's stride floats)
+    shared.normOperand(a[0], a[1], a[2], a[3], a[4], a[5], row0, row1);
+    if (a[6] !== 0) loops.quantizeX16(a[5] + 4 * a[4] * row0, a[4] * (row1 - row0), a[6] + 2 * a[4] * row0, a[7] + (a[4] / 8) * row0);
+  } else if (op === ${PoolOp.Quantize}) loops.quantizeX16(a[0] + 4 * a[1] * row0, a[1] * (row1 - row0), a[2] + 2 * a[1] * row0, a[3] + (a[1] / 8) * row0);
+  else if (op === ${PoolOp.QkvRope}) {
+    for (let r = row0; r < row1; r++) shared.qkvRope(a[0] + r * a[1]);
+  } else if (op === ${PoolOp.F32Add}) {
+    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+    shared.addInto(a[6] + 4 * row0, a[2] + 4 * row0, row1 - row0);
+  } else if (op === ${PoolOp.Q8Add}) {
+    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+    shared.addInto(a[7] + 4 * row0, a[3] + 4 * row0, row1 - row0);
+  } else throw new Error('WorkerPool: no op ' + op);
+}`;
+
+/** The calling thread's copy of the dispatch (RUN_ROWS_SOURCE). */
+type RunRows = (loops: ProductLoops, shared: SharedLoops, op: JobOp, a: ArrayLike<number>, row0: number, row1: number, thread: number) => void;
+// (a string made into a function on purpose: the workers' copy is the same text)
+const runRows = new Function(`return ${RUN_ROWS_SOURCE}`)() as RunRows;
+
 // The worker's whole program (plain JavaScript, run with eval: no loader or
 // build step involved). It never returns to its event loop: it sleeps in
 // Atomics.wait until the next job.
@@ -384,41 +429,12 @@ let seen = started;
 Atomics.add(control, ${READY}, 1);
 parentPort.postMessage('ready');
 const a = control.subarray(${ARGS}, ${ARGS + MAX_ARGS});
+const runRows = ${RUN_ROWS_SOURCE};
 // Units [u0, u1) of the open job (its descriptor read after the claim: see the header).
 const run = (u0, u1) => {
   const op = control[${OP}], size = control[${UNIT_ROWS}];
-  const row0 = u0 * size, row1 = Math.min(control[${ROWS}], u1 * size);
   if (failure) throw new Error();
-  if (op === ${PoolOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-  else if (op === ${PoolOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
-  else if (op === ${PoolOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
-  else if (op === ${PoolOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
-  else if (op === ${PoolOp.Swiglu}) shared.swigluRange(a[0], row0, row1, a[1], a[2]);
-  else if (op === ${PoolOp.F32Pick}) {
-    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-    shared.pickRows(a[2], row0, row1, a[6], ${splitRows(PoolOp.F32Pick)});
-  } else if (op === ${PoolOp.Q8Pick}) {
-    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
-    shared.pickRows(a[3], row0, row1, a[7], ${splitRows(PoolOp.Q8Pick)});
-  } else if (op === ${PoolOp.NormOperand}) {
-    shared.normOperand(a[0], a[1], a[2], a[3], a[4], a[5], row0, row1);
-    if (a[6] !== 0) loops.quantizeX16(a[5] + 4 * a[4] * row0, a[4] * (row1 - row0), a[6] + 2 * a[4] * row0, a[7] + (a[4] / 8) * row0);
-  } else if (op === ${PoolOp.QkvRope}) {
-    for (let r = row0; r < row1; r++) shared.qkvRope(a[0] + r * a[1]);
-  } else if (op === ${PoolOp.Quantize}) loops.quantizeX16(a[0] + 4 * a[1] * row0, a[1] * (row1 - row0), a[2] + 2 * a[1] * row0, a[3] + (a[1] / 8) * row0);
-  else if (op === ${PoolOp.F32Add}) {
-    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-    shared.addInto(a[6] + 4 * row0, a[2] + 4 * row0, row1 - row0);
-  } else if (op === ${PoolOp.Q8Add}) {
-    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
-    shared.addInto(a[7] + 4 * row0, a[3] + 4 * row0, row1 - row0);
-  } else {
-    // Q8Gated (gatedRows: the same pointers)
-    const h = a[6];
-    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * (h + row0), row0, row1, a[4], 1, 2 * h);
-    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * row1, h + row0, h + row1, a[4], 1, 2 * h);
-    shared.swigluRange(a[3] + 4 * (h + 2 * row0), 0, 1, row1 - row0, a[5] + 4 * row0);
-  }
+  runRows(loops, shared, op, a, u0 * size, Math.min(control[${ROWS}], u1 * size), index);
 };
 // After a job, spin for the next one, up to the bound: the products of a
 // decode step come tens of µs apart. (Spinning only when the last job had
@@ -752,44 +768,8 @@ export class WorkerPool {
   }
 
   /** Rows [row0, row1) on this thread (thread 0: its attention scores at the base). */
-  private runRange(op: JobOp, a: readonly number[], row0: number, row1: number): void {
-    if (row1 <= row0) return;
-    if (op === PoolOp.F32) this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
-    else if (op === PoolOp.Q8) this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
-    else if (op === PoolOp.Attend) this.shared.attendRows(a[0]!, row0, row1, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
-    else if (op === PoolOp.SumsOfExps) this.shared.sumsOfExps(a[0]!, row0, row1, a[1]!, a[2]!);
-    else if (op === PoolOp.Swiglu) this.shared.swigluRange(a[0]!, row0, row1, a[1]!, a[2]!);
-    else if (op === PoolOp.Q8Gated) this.gatedRows(a, row0, row1);
-    else if (op === PoolOp.NormOperand) {
-      // (the worker's run does the same: xd holds a float scale per 32 of a row's stride floats)
-      this.shared.normOperand(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, row0, row1);
-      if (a[6] !== 0) this.loops.quantizeX16(a[5]! + 4 * a[4]! * row0, a[4]! * (row1 - row0), a[6]! + 2 * a[4]! * row0, a[7]! + (a[4]! / 8) * row0);
-    } else if (op === PoolOp.QkvRope) {
-      for (let r = row0; r < row1; r++) this.shared.qkvRope(a[0]! + r * a[1]!);
-    } else if (op === PoolOp.Quantize)
-      this.loops.quantizeX16(a[0]! + 4 * a[1]! * row0, a[1]! * (row1 - row0), a[2]! + 2 * a[1]! * row0, a[3]! + (a[1]! / 8) * row0);
-    else if (op === PoolOp.F32Add) {
-      this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
-      this.shared.addInto(a[6]! + 4 * row0, a[2]! + 4 * row0, row1 - row0);
-    } else if (op === PoolOp.Q8Add) {
-      this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
-      this.shared.addInto(a[7]! + 4 * row0, a[3]! + 4 * row0, row1 - row0);
-    } else if (op === PoolOp.F32Pick) {
-      this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
-      this.shared.pickRows(a[2]!, row0, row1, a[6]!, splitRows(op));
-    } else {
-      this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
-      this.shared.pickRows(a[3]!, row0, row1, a[7]!, splitRows(op));
-    }
-  }
-
-  /** A gated job's rows [row0, row1) on this thread (see GATED_SCRATCH_FLOATS; the worker's run does the same). */
-  private gatedRows(a: readonly number[], row0: number, row1: number): void {
-    // (no arrays made here: garbage on every claim measured slower)
-    const h = a[6]!;
-    this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]! + 4 * (h + row0), row0, row1, a[4]!, 1, 2 * h);
-    this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]! + 4 * row1, h + row0, h + row1, a[4]!, 1, 2 * h);
-    this.shared.swigluRange(a[3]! + 4 * (h + 2 * row0), 0, 1, row1 - row0, a[5]! + 4 * row0);
+  private runRange(op: JobOp, a: ArrayLike<number>, row0: number, row1: number): void {
+    runRows(this.loops, this.shared, op, a, row0, row1, 0);
   }
 
   /**
