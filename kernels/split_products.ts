@@ -314,6 +314,24 @@ export function pickedArgmax(pool: WorkerPool, values: Float32Array): number | u
   return best;
 }
 
+/**
+ * A picking product of one token of m (F32Pick or Q8Pick) ran outside
+ * pooledPickingProduct (a step of a decode program): its result [rows] at
+ * `out`, its claims' records at `records`. pickedArgmax then gives its pick
+ * while no product has run since.
+ */
+export function notePickingProduct(m: PooledMatrix, out: number, records: number): void {
+  const { pool, rows } = m;
+  const group = splitRows(m.format === 'f32' ? PoolOp.F32Pick : PoolOp.Q8Pick);
+  let p = lastPicks.get(pool);
+  if (p === undefined) lastPicks.set(pool, (p = { out, rows, records, group, write: 0 }));
+  p.out = out;
+  p.rows = rows;
+  p.records = records;
+  p.group = group;
+  p.write = regionWrites.get(pool) ?? 0;
+}
+
 /** pooledProduct, and with `pick` (one token) pooledPickingProduct. */
 function product(m: PooledMatrix, x: Float32Array, tokens: number, norm: InputNorm | undefined, pick: boolean): Float32Array {
   const { pool, rows, cols, stride } = m;

@@ -24,6 +24,7 @@ import { applyRope, type RopeAngles, ropeAngleArrays, ropeAngles, type RopeSpec 
 import { type BlockView, type CacheEntries, type EntryMemory, entryTensors, type KVCache, type LayerView } from '../cache/types.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
+import { type DecodeProgram, pooledDecodeProgram } from './decode_program.js';
 import { mlp, norm } from './parts.js';
 import { type Attend, poolEntryMemory, pooledLayers, pooledLogits, pooledLogitValues, residualInPool } from './pooled_layers.js';
 import { classify, project } from './project.js';
@@ -483,11 +484,24 @@ export function forwardLastValues(model: Model, ids: readonly number[], cache: K
   // not tidy's result: tidy would walk the array's 32,000 numbers looking for tensors
   let values: Float32Array = new Float32Array(0);
   forwardBlock(model, [ids], [cache], {}, (states, causal) => {
+    // one token on several threads: the whole step as one pool program, where it runs the loops below
+    const program = ids.length === 1 && causal === undefined ? decodeProgramFor(model) : undefined;
+    const programmed = program?.run(ids[0]!, cache, states[0]!.view);
+    if (programmed !== undefined) {
+      values = programmed;
+      return;
+    }
     if (scratch !== undefined && ids.length === 1) states[0]!.newEntries = scratch.entries;
     const stream = pooledStream(model, [ids], states, causal, {});
     values = pooledLogitValues(model, lastRows(stream, 1, ids.length, model.config.dim)); // [vocab]
   });
   return values;
+}
+
+/** The model's decode program (decode_program.ts), where a step of one token takes pooledAttention's in-place path in the pool (its route). */
+function decodeProgramFor(model: Model): DecodeProgram | undefined {
+  const route = attentionRoute(model.config, model.pool, 1, undefined, undefined);
+  return route.direct && route.inPlace !== undefined ? pooledDecodeProgram(model) : undefined;
 }
 
 /**
