@@ -16,7 +16,7 @@ import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { type Placement, placeWeights } from '../src/model/pooled.js';
-import { pooledDecodeProgram } from '../src/model/decode_program.js';
+import { pooledDecodeProgram, setDecodePrograms } from '../src/model/decode_program.js';
 import { cacheMemory, residualInPool } from '../src/model/pooled_layers.js';
 import { poolRegions } from '../kernels/pool_regions.js';
 import { pooledArgmax } from '../kernels/logits_argmax.js';
@@ -253,6 +253,20 @@ t.test('a decode step as one pool program (decode_program.ts): 320 tokens throug
     const model = await loaded(p);
     const program = pooledDecodeProgram(model);
     t.ok(program !== undefined, `${p.weights} ${p.threads} threads: the model has a decode program`);
+    // feed(ids, 'last') of one token runs it too (forwardBatch), as a tensor
+    {
+      const a = new TokenStream(model, policies[0]!);
+      const b = new TokenStream(model, policies[0]!);
+      a.feed(stream.slice(0, 3), 'last').dispose();
+      b.feed(stream.slice(0, 3), 'last').dispose();
+      const runs = program?.runs ?? 0;
+      const viaFeed = a.feed([stream[3]!], 'last');
+      t.equal((program?.runs ?? 0) - runs, 1, `${p.weights} ${p.threads} threads: feed of one token ran the program`);
+      t.same(Array.from(viaFeed.dataSync()), Array.from(b.feedLastValues([stream[3]!])), 'the same logits as feedLastValues');
+      viaFeed.dispose();
+      a.dispose();
+      b.dispose();
+    }
     for (const policy of policies) {
       const label = `${p.weights} ${p.threads} threads${p.splitMinBytes === 0 ? ', every step split' : ''}, ${policy.kind}`;
       const viaProgram = new TokenStream(model, policy);
@@ -266,8 +280,10 @@ t.test('a decode step as one pool program (decode_program.ts): 320 tokens throug
       // a prompt of 3 (not a program's: T = 3), then single tokens
       const blocks = [stream.slice(0, 3), ...stream.slice(3).map((id) => [id])];
       for (const ids of blocks) {
+        setDecodePrograms(false);
         const logits = viaJobs.feed(ids, 'last');
         const want = logits.dataSync() as Float32Array;
+        setDecodePrograms(true);
         const got = viaProgram.feedLastValues(ids);
         if (bitsEqual(got, want)) same++;
         // (greedy decoding's pick: the classifier step's records, pickedArgmax)

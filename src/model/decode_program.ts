@@ -121,6 +121,8 @@ export class DecodeProgram {
   private readonly records: number;
   private readonly layers: LayerPlaces[] = [];
   private readonly placed: Placed[] = [];
+  /** Where each layer's angles lie this token (a layer's own area, or that of the layer before, which had the same view). */
+  private readonly anglesOf: number[] = [];
   private readonly memory: EntryMemory;
   private logitView: Float32Array | undefined;
   /** Tokens the program has run (for tests). */
@@ -279,12 +281,16 @@ export class DecodeProgram {
       const { view, entries, at } = this.placed[l]!;
       const places = this.layers[l]!;
       const frames = view.frames;
-      // the angles: the keys', then each frame's (a view shared by the layers is computed again: a few µs a token)
-      ropeAnglesInto(view.keyPositions[0]!, config.rope, floats, places.angles / 4, floats, places.angles / 4 + half);
+      // The angles: the keys', then each frame's, in the layer's area; a
+      // view the layers share (the streaming cache's) once, in the first's
+      // (a frame's query at the key's position: the keys' angles).
+      const angles = l > 0 && view === this.placed[l - 1]!.view ? this.anglesOf[l - 1]! : places.angles;
+      this.anglesOf[l] = angles;
+      if (angles === places.angles) ropeAnglesInto(view.keyPositions[0]!, config.rope, floats, angles / 4, floats, angles / 4 + half);
       const framesAt = frames.map((f, i) => {
-        const cos = places.angles + 4 * (i + 1) * 2 * half;
-        if (f.queryPositions[0] === view.keyPositions[0]) return { cos: places.angles, sin: places.angles + 4 * half, queries: this.queries + i * this.qBytes };
-        ropeAnglesInto(f.queryPositions[0]!, config.rope, floats, cos / 4, floats, cos / 4 + half);
+        const same = f.queryPositions[0] === view.keyPositions[0];
+        const cos = same ? angles : angles + 4 * (i + 1) * 2 * half;
+        if (!same && angles === places.angles) ropeAnglesInto(f.queryPositions[0]!, config.rope, floats, cos / 4, floats, cos / 4 + half);
         return { cos, sin: cos + 4 * half, queries: this.queries + i * this.qBytes };
       });
       const rowBytes = 4 * headDim;
@@ -292,7 +298,7 @@ export class DecodeProgram {
       const poolEntries: PoolEntries = { keysAt: entries.keys.byteOffset, valuesAt: entries.values.byteOffset, kvHeads, capacity, headDim };
       writeQkvRopeRecord(pool, places.rope, config, rotation, {
         qkv: this.qkvOut,
-        keyAngles: { cos: places.angles, sin: places.angles + 4 * half },
+        keyAngles: { cos: angles, sin: angles + 4 * half },
         keys: poolEntries.keysAt + at * rowBytes,
         values: poolEntries.valuesAt + at * rowBytes,
         kvStride: capacity * rowBytes,
@@ -336,6 +342,15 @@ function programId(model: Model): number {
   return id;
 }
 
+let enabled = true;
+
+/** Turn decode programs off (false: every step the one-job-at-a-time path) or back on; for tests and benchmarks. Returns the previous setting. */
+export function setDecodePrograms(on: boolean): boolean {
+  const was = enabled;
+  enabled = on;
+  return was;
+}
+
 /**
  * The decode program of a model whose layers and classifier are pooled
  * (residualInPool), on several threads; undefined where it has none (one
@@ -344,6 +359,7 @@ function programId(model: Model): number {
  * memory, no direct memory for the embedding's rows).
  */
 export function pooledDecodeProgram(model: Model): DecodeProgram | undefined {
+  if (!enabled) return undefined;
   const known = programs.get(model);
   if (known !== undefined) return known ?? undefined;
   const program = model.pool !== undefined && model.pool.threads > 1 && hasDirectMemory() ? DecodeProgram.build(model) : undefined;

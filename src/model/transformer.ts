@@ -449,6 +449,10 @@ export function forwardBatch(
   return forwardBlock(model, batch, caches, options, (states, causal) => {
     const T = batch[0]!.length;
     if (residualInPool(model)) {
+      // one token on several threads: the whole step as one pool program, where it runs the loops below
+      const program = batch.length === 1 && T === 1 && causal === undefined && options.onAttention === undefined ? decodeProgramFor(model) : undefined;
+      const programmed = program?.run(batch[0]![0]!, caches[0]!, states[0]!.view);
+      if (programmed !== undefined) return productTensor(programmed, [1, config.vocabSize]); // [1, vocab]
       const stream = pooledStream(model, batch, states, causal, options);
       return pooledLogits(model, logits === 'all' || T === 1 ? stream : lastRows(stream, batch.length, T, config.dim)); // [B*T or B, vocab]
     }
