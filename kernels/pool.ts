@@ -1,5 +1,7 @@
 // A persistent pool of worker threads that run the SIMD product loops
 // (simd/products.wat), and the attention rows, row sums and SwiGLU of simd/loops.wat,
+// and a decode step's other work (its input norms, head split and RoPE, and
+// residual adds: PoolOp.NormOperand, QkvRope, F32Add, Q8Add, Quantize),
 // on one shared WebAssembly memory.
 //
 // tfjs's wasm backend runs one thread in Node, and its threaded build works
@@ -141,6 +143,10 @@ export interface SharedLoops {
   argmaxFinite(x: number, n: number): number;
   /** argmaxFinite of rows [row0, row1) of a one-token product's result x, as a record: see PICK_RECORD_BYTES. */
   pickRows(x: number, row0: number, row1: number, records: number, group: number): void;
+  /** Rows [row0, row1) of x ([rows, dim]) normalised by w (rmsNormRows' bits, eps the float64 at epsAt) into out ([rows, stride]), the padding zeroed: see PoolOp.NormOperand. */
+  normOperand(x: number, w: number, epsAt: number, dim: number, stride: number, out: number, row0: number, row1: number): void;
+  /** One token's q|k|v split into rotated queries, rotated keys and values where its record says (kernels/qkv_rope.ts): see PoolOp.QkvRope. */
+  qkvRope(record: number): void;
 }
 
 /** Which loop a pool job runs: a weight product, another loop over rows (attention, row sums, SwiGLU), or a q8 product and its SwiGLU in one (Q8Gated). */
@@ -159,6 +165,27 @@ export const enum PoolOp {
   F32Pick = 7,
   /** A q8 product of one token that also picks: Q8's args, then the records (see PICK_RECORD_BYTES). */
   Q8Pick = 8,
+  /**
+   * A decode step's input norm: rows (tokens) of the residual x into a
+   * product's operand, normalised (normOperand), and for q8 quantised to
+   * int16 blocks (quantizeX16, each row's stride on its own). args: x, w,
+   * epsAt, dim, stride, out, xq, xd (xq 0: float32, no quantisation): the
+   * operand pooledProduct writes (kernels/split_products.ts).
+   */
+  NormOperand = 9,
+  /** q|k|v split and RoPE of one token a row (loops.wat qkvRope): args: the records (kernels/qkv_rope.ts), bytes from one to the next; row r's at records + r bytes. */
+  QkvRope = 10,
+  /**
+   * A float32 product of one token that adds its rows into the residual:
+   * F32's args, then the residual's offset; each claim of rows [r0, r1)
+   * computes them, then residual[r] += out[r] for those rows (addInto's
+   * float32 add: the bits of the product followed by the separate add).
+   */
+  F32Add = 11,
+  /** Q8's args, then the residual's offset: as F32Add. */
+  Q8Add = 12,
+  /** A q8 product's x quantised to int16 blocks (quantizeX16), rows of n floats (a multiple of 32) apart: args x, n, q, d. */
+  Quantize = 13,
 }
 
 /** The process's CPU time so far, every thread's, in ms. */
@@ -168,7 +195,20 @@ function processCpuMs(): number {
 }
 
 /** The jobs run() takes. */
-export type JobOp = PoolOp.F32 | PoolOp.Q8 | PoolOp.Attend | PoolOp.SumsOfExps | PoolOp.Swiglu | PoolOp.Q8Gated | PoolOp.F32Pick | PoolOp.Q8Pick;
+export type JobOp =
+  | PoolOp.F32
+  | PoolOp.Q8
+  | PoolOp.Attend
+  | PoolOp.SumsOfExps
+  | PoolOp.Swiglu
+  | PoolOp.Q8Gated
+  | PoolOp.F32Pick
+  | PoolOp.Q8Pick
+  | PoolOp.NormOperand
+  | PoolOp.QkvRope
+  | PoolOp.F32Add
+  | PoolOp.Q8Add
+  | PoolOp.Quantize;
 
 /**
  * A product that picks (F32Pick, Q8Pick: greedy decoding's classifier, one
@@ -285,7 +325,7 @@ function claimUnits(left: number, threads: number): number {
  * groups; the other jobs' rows).
  */
 export function splitRows(op: JobOp): number {
-  return op === PoolOp.F32 || op === PoolOp.F32Pick ? 16 : op === PoolOp.Attend ? 1 : 4;
+  return op === PoolOp.F32 || op === PoolOp.F32Pick || op === PoolOp.F32Add ? 16 : op === PoolOp.Attend || op === PoolOp.QkvRope ? 1 : 4;
 }
 
 /**
@@ -323,6 +363,51 @@ const CALM_SPLIT_MIN_BYTES = 1024 * 1024;
 /** How long a worker (after a job) and the caller (after its claims) spin before they sleep, by default. */
 export const SPIN_MICROS = 200;
 
+// The one dispatch of a job's op: rows [row0, row1) of op with arguments a
+// (see run), on thread `thread` (0: the caller; it picks the thread's own
+// attention scores). Plain JavaScript in a string: each worker evaluates it
+// in its source, and the calling thread makes its runRows from the same
+// text, so a new op is one case here (with its PoolOp, JobOp and splitRows).
+const RUN_ROWS_SOURCE = `(loops, shared, op, a, row0, row1, thread) => {
+  if (row1 <= row0) return;
+  if (op === ${PoolOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+  else if (op === ${PoolOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+  else if (op === ${PoolOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + thread * a[6]);
+  else if (op === ${PoolOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
+  else if (op === ${PoolOp.Swiglu}) shared.swigluRange(a[0], row0, row1, a[1], a[2]);
+  else if (op === ${PoolOp.F32Pick}) {
+    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+    shared.pickRows(a[2], row0, row1, a[6], ${splitRows(PoolOp.F32Pick)});
+  } else if (op === ${PoolOp.Q8Pick}) {
+    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+    shared.pickRows(a[3], row0, row1, a[7], ${splitRows(PoolOp.Q8Pick)});
+  } else if (op === ${PoolOp.Q8Gated}) {
+    // see GATED_SCRATCH_FLOATS for the pointers (no arrays made here: garbage on every claim measured slower)
+    const h = a[6];
+    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * (h + row0), row0, row1, a[4], 1, 2 * h);
+    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * row1, h + row0, h + row1, a[4], 1, 2 * h);
+    shared.swigluRange(a[3] + 4 * (h + 2 * row0), 0, 1, row1 - row0, a[5] + 4 * row0);
+  } else if (op === ${PoolOp.NormOperand}) {
+    // (xd: a float scale per 32 of a row's stride floats)
+    shared.normOperand(a[0], a[1], a[2], a[3], a[4], a[5], row0, row1);
+    if (a[6] !== 0) loops.quantizeX16(a[5] + 4 * a[4] * row0, a[4] * (row1 - row0), a[6] + 2 * a[4] * row0, a[7] + (a[4] / 8) * row0);
+  } else if (op === ${PoolOp.Quantize}) loops.quantizeX16(a[0] + 4 * a[1] * row0, a[1] * (row1 - row0), a[2] + 2 * a[1] * row0, a[3] + (a[1] / 8) * row0);
+  else if (op === ${PoolOp.QkvRope}) {
+    for (let r = row0; r < row1; r++) shared.qkvRope(a[0] + r * a[1]);
+  } else if (op === ${PoolOp.F32Add}) {
+    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+    shared.addInto(a[6] + 4 * row0, a[2] + 4 * row0, row1 - row0);
+  } else if (op === ${PoolOp.Q8Add}) {
+    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+    shared.addInto(a[7] + 4 * row0, a[3] + 4 * row0, row1 - row0);
+  } else throw new Error('WorkerPool: no op ' + op);
+}`;
+
+/** The calling thread's copy of the dispatch (RUN_ROWS_SOURCE). */
+type RunRows = (loops: ProductLoops, shared: SharedLoops, op: JobOp, a: ArrayLike<number>, row0: number, row1: number, thread: number) => void;
+// (a string made into a function on purpose: the workers' copy is the same text)
+const runRows = new Function(`return ${RUN_ROWS_SOURCE}`)() as RunRows;
+
 // The worker's whole program (plain JavaScript, run with eval: no loader or
 // build step involved). It never returns to its event loop: it sleeps in
 // Atomics.wait until the next job.
@@ -344,29 +429,12 @@ let seen = started;
 Atomics.add(control, ${READY}, 1);
 parentPort.postMessage('ready');
 const a = control.subarray(${ARGS}, ${ARGS + MAX_ARGS});
+const runRows = ${RUN_ROWS_SOURCE};
 // Units [u0, u1) of the open job (its descriptor read after the claim: see the header).
 const run = (u0, u1) => {
   const op = control[${OP}], size = control[${UNIT_ROWS}];
-  const row0 = u0 * size, row1 = Math.min(control[${ROWS}], u1 * size);
   if (failure) throw new Error();
-  if (op === ${PoolOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-  else if (op === ${PoolOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
-  else if (op === ${PoolOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
-  else if (op === ${PoolOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
-  else if (op === ${PoolOp.Swiglu}) shared.swigluRange(a[0], row0, row1, a[1], a[2]);
-  else if (op === ${PoolOp.F32Pick}) {
-    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-    shared.pickRows(a[2], row0, row1, a[6], ${splitRows(PoolOp.F32Pick)});
-  } else if (op === ${PoolOp.Q8Pick}) {
-    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
-    shared.pickRows(a[3], row0, row1, a[7], ${splitRows(PoolOp.Q8Pick)});
-  } else {
-    // Q8Gated (gatedRows: the same pointers)
-    const h = a[6];
-    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * (h + row0), row0, row1, a[4], 1, 2 * h);
-    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * row1, h + row0, h + row1, a[4], 1, 2 * h);
-    shared.swigluRange(a[3] + 4 * (h + 2 * row0), 0, 1, row1 - row0, a[5] + 4 * row0);
-  }
+  runRows(loops, shared, op, a, u0 * size, Math.min(control[${ROWS}], u1 * size), index);
 };
 // After a job, spin for the next one, up to the bound: the products of a
 // decode step come tens of µs apart. (Spinning only when the last job had
@@ -700,30 +768,8 @@ export class WorkerPool {
   }
 
   /** Rows [row0, row1) on this thread (thread 0: its attention scores at the base). */
-  private runRange(op: JobOp, a: readonly number[], row0: number, row1: number): void {
-    if (row1 <= row0) return;
-    if (op === PoolOp.F32) this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
-    else if (op === PoolOp.Q8) this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
-    else if (op === PoolOp.Attend) this.shared.attendRows(a[0]!, row0, row1, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
-    else if (op === PoolOp.SumsOfExps) this.shared.sumsOfExps(a[0]!, row0, row1, a[1]!, a[2]!);
-    else if (op === PoolOp.Swiglu) this.shared.swigluRange(a[0]!, row0, row1, a[1]!, a[2]!);
-    else if (op === PoolOp.Q8Gated) this.gatedRows(a, row0, row1);
-    else if (op === PoolOp.F32Pick) {
-      this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
-      this.shared.pickRows(a[2]!, row0, row1, a[6]!, splitRows(op));
-    } else {
-      this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
-      this.shared.pickRows(a[3]!, row0, row1, a[7]!, splitRows(op));
-    }
-  }
-
-  /** A gated job's rows [row0, row1) on this thread (see GATED_SCRATCH_FLOATS; the worker's run does the same). */
-  private gatedRows(a: readonly number[], row0: number, row1: number): void {
-    // (no arrays made here: garbage on every claim measured slower)
-    const h = a[6]!;
-    this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]! + 4 * (h + row0), row0, row1, a[4]!, 1, 2 * h);
-    this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]! + 4 * row1, h + row0, h + row1, a[4]!, 1, 2 * h);
-    this.shared.swigluRange(a[3]! + 4 * (h + 2 * row0), 0, 1, row1 - row0, a[5]! + 4 * row0);
+  private runRange(op: JobOp, a: ArrayLike<number>, row0: number, row1: number): void {
+    runRows(this.loops, this.shared, op, a, row0, row1, 0);
   }
 
   /**
