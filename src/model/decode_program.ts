@@ -49,9 +49,6 @@ import type { BlockView, EntryMemory, KVCache, LayerView, MemoryEntries } from '
 import { inputNorm, poolEntryMemory } from './pooled_layers.js';
 import type { Model } from './weights.js';
 
-/** KVCache.place (s19slot's contract; here until it lands). */
-type PlacingCache = KVCache & { place?(layer: number): { entries: MemoryEntries; at: number } | undefined };
-
 /** The most frames a layer view may have for the program (the streaming view has two). */
 const MAX_FRAMES = 4;
 
@@ -201,15 +198,32 @@ export class DecodeProgram {
 
     const steps: Step[] = [];
     const norm = (t: Parameters<typeof inputNorm>[1], m: PooledMatrix, into: Operand) =>
-      steps.push({ op: PoolOp.NormOperand, args: [this.residual, inputNorm(model, t).at!, epsAt, dim, m.stride, into.x, q8 ? into.q : 0, into.d], rows: 1, weightBytes: 4 * dim });
+      steps.push({
+        op: PoolOp.NormOperand,
+        args: [this.residual, inputNorm(model, t).at!, epsAt, dim, m.stride, into.x, q8 ? into.q : 0, into.d],
+        rows: 1,
+        weightBytes: 4 * dim,
+      });
     const quantize = (m: PooledMatrix, x: Operand) => {
       if (q8) steps.push({ op: PoolOp.Quantize, args: [x.x, m.stride, x.q, x.d], rows: 1, weightBytes: 4 * m.stride });
     };
     // a product of one token: the operand's x (float32) or its blocks (q8), into `into` ([rows]), adding into the residual (F32Add, Q8Add) or not
     const productStep = (m: PooledMatrix, x: Operand, into: number, adds: boolean) => {
       const bytes = matrixBytes(m.format, m.rows, m.cols);
-      if (m.format === 'f32') steps.push({ op: adds ? PoolOp.F32Add : PoolOp.F32, args: [m.data, x.x, into, m.stride, 1, m.rows, ...(adds ? [this.residual] : [])], rows: m.rows, weightBytes: bytes });
-      else steps.push({ op: adds ? PoolOp.Q8Add : PoolOp.Q8, args: [m.data, x.q, x.d, into, m.stride, 1, m.rows, ...(adds ? [this.residual] : [])], rows: m.rows, weightBytes: bytes });
+      if (m.format === 'f32')
+        steps.push({
+          op: adds ? PoolOp.F32Add : PoolOp.F32,
+          args: [m.data, x.x, into, m.stride, 1, m.rows, ...(adds ? [this.residual] : [])],
+          rows: m.rows,
+          weightBytes: bytes,
+        });
+      else
+        steps.push({
+          op: adds ? PoolOp.Q8Add : PoolOp.Q8,
+          args: [m.data, x.q, x.d, into, m.stride, 1, m.rows, ...(adds ? [this.residual] : [])],
+          rows: m.rows,
+          weightBytes: bytes,
+        });
     };
     weights.layers.forEach((w, l) => {
       const places: LayerPlaces = {
@@ -223,12 +237,23 @@ export class DecodeProgram {
       steps.push({ op: PoolOp.QkvRope, args: qkvRopeArgs(places.rope, 0), rows: 1, weightBytes: 0 });
       // attention: a unit a head (its bytes vary with the cache: enough to cut every head apart)
       places.attendStep = steps.length;
-      steps.push({ op: PoolOp.Attend, args: [places.attendRecords, 1, 0, headDim, scaleBits, 0, 0], rows: heads, weightBytes: Math.max(pool.splitMinBytes, pool.unitBytes) * heads });
+      steps.push({
+        op: PoolOp.Attend,
+        args: [places.attendRecords, 1, 0, headDim, scaleBits, 0, 0],
+        rows: heads,
+        weightBytes: Math.max(pool.splitMinBytes, pool.unitBytes) * heads,
+      });
       quantize(w.out.pooled!, this.attendOut);
       productStep(w.out.pooled!, this.attendOut, product, true);
       norm(w.mlpNorm.weight, w.up.pooled!, mlp);
       const upM = w.up.pooled!;
-      if (q8) steps.push({ op: PoolOp.Q8Gated, args: [upM.data, mlp.q, mlp.d, gateUp, upM.stride, gatedIn.x, hidden], rows: hidden, weightBytes: matrixBytes('q8', upM.rows, upM.cols) });
+      if (q8)
+        steps.push({
+          op: PoolOp.Q8Gated,
+          args: [upM.data, mlp.q, mlp.d, gateUp, upM.stride, gatedIn.x, hidden],
+          rows: hidden,
+          weightBytes: matrixBytes('q8', upM.rows, upM.cols),
+        });
       else {
         productStep(upM, mlp, gateUp, false);
         steps.push({ op: PoolOp.Swiglu, args: [gateUp, hidden, gatedIn.x], rows: 1, weightBytes: 12 * hidden });
@@ -239,8 +264,20 @@ export class DecodeProgram {
     });
     norm(weights.finalNorm.weight, classifier, final);
     const bytes = matrixBytes(classifier.format, classifier.rows, classifier.cols);
-    if (q8) steps.push({ op: PoolOp.Q8Pick, args: [classifier.data, final.q, final.d, this.logits, classifier.stride, 1, classifier.rows, this.records], rows: classifier.rows, weightBytes: bytes });
-    else steps.push({ op: PoolOp.F32Pick, args: [classifier.data, final.x, this.logits, classifier.stride, 1, classifier.rows, this.records], rows: classifier.rows, weightBytes: bytes });
+    if (q8)
+      steps.push({
+        op: PoolOp.Q8Pick,
+        args: [classifier.data, final.q, final.d, this.logits, classifier.stride, 1, classifier.rows, this.records],
+        rows: classifier.rows,
+        weightBytes: bytes,
+      });
+    else
+      steps.push({
+        op: PoolOp.F32Pick,
+        args: [classifier.data, final.x, this.logits, classifier.stride, 1, classifier.rows, this.records],
+        rows: classifier.rows,
+        weightBytes: bytes,
+      });
     this.program = sequentialProgram(pool, steps);
   }
 
@@ -256,13 +293,12 @@ export class DecodeProgram {
   run(id: number, cache: KVCache, block: BlockView): Float32Array | undefined {
     const { config, weights } = this.model;
     const { layers, heads, kvHeads, headDim, dim } = config;
-    const placing = cache as PlacingCache;
-    if (placing.place === undefined) return undefined;
+    if (cache.place === undefined) return undefined;
     // everything checked, every layer placed, before anything is written
     for (let l = 0; l < layers; l++) {
       const view = block.layer(l);
       if (view.wantsAttention || view.entryPositions !== undefined || view.frames.length > MAX_FRAMES || view.keyPositions.length !== 1) return undefined;
-      const placed = placing.place(l);
+      const placed = cache.place(l);
       if (placed === undefined || placed.entries.memory !== this.memory) return undefined;
       const [g, , d] = placed.entries.shape;
       if (g !== kvHeads || d !== headDim) return undefined;
