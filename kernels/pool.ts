@@ -1,5 +1,7 @@
 // A persistent pool of worker threads that run the SIMD product loops
 // (simd/products.wat), and the attention rows, row sums and SwiGLU of simd/loops.wat,
+// and a decode step's other work (its input norms, head split and RoPE, and
+// residual adds: PoolOp.NormOperand, QkvRope, F32Add, Q8Add, Quantize),
 // on one shared WebAssembly memory.
 //
 // tfjs's wasm backend runs one thread in Node, and its threaded build works
@@ -216,6 +218,10 @@ export interface SharedLoops {
   argmaxFinite(x: number, n: number): number;
   /** argmaxFinite of rows [row0, row1) of a one-token product's result x, as a record: see PICK_RECORD_BYTES. */
   pickRows(x: number, row0: number, row1: number, records: number, group: number): void;
+  /** Rows [row0, row1) of x ([rows, dim]) normalised by w (rmsNormRows' bits, eps the float64 at epsAt) into out ([rows, stride]), the padding zeroed: see PoolOp.NormOperand. */
+  normOperand(x: number, w: number, epsAt: number, dim: number, stride: number, out: number, row0: number, row1: number): void;
+  /** One token's q|k|v split into rotated queries, rotated keys and values where its record says (kernels/qkv_rope.ts): see PoolOp.QkvRope. */
+  qkvRope(record: number): void;
 }
 
 /** Which loop a pool job runs: a weight product, another loop over rows (attention, row sums, SwiGLU), or a q8 product and its SwiGLU in one (Q8Gated). */
@@ -234,6 +240,27 @@ export const enum PoolOp {
   F32Pick = 7,
   /** A q8 product of one token that also picks: Q8's args, then the records (see PICK_RECORD_BYTES). */
   Q8Pick = 8,
+  /**
+   * A decode step's input norm: rows (tokens) of the residual x into a
+   * product's operand, normalised (normOperand), and for q8 quantised to
+   * int16 blocks (quantizeX16, each row's stride on its own). args: x, w,
+   * epsAt, dim, stride, out, xq, xd (xq 0: float32, no quantisation): the
+   * operand pooledProduct writes (kernels/split_products.ts).
+   */
+  NormOperand = 9,
+  /** q|k|v split and RoPE of one token a row (loops.wat qkvRope): args: the records (kernels/qkv_rope.ts), bytes from one to the next; row r's at records + r bytes. */
+  QkvRope = 10,
+  /**
+   * A float32 product of one token that adds its rows into the residual:
+   * F32's args, then the residual's offset; each claim of rows [r0, r1)
+   * computes them, then residual[r] += out[r] for those rows (addInto's
+   * float32 add: the bits of the product followed by the separate add).
+   */
+  F32Add = 11,
+  /** Q8's args, then the residual's offset: as F32Add. */
+  Q8Add = 12,
+  /** A q8 product's x quantised to int16 blocks (quantizeX16), rows of n floats (a multiple of 32) apart: args x, n, q, d. */
+  Quantize = 13,
 }
 
 /** The process's CPU time so far, every thread's, in ms. */
@@ -243,7 +270,20 @@ function processCpuMs(): number {
 }
 
 /** The jobs run() takes. */
-export type JobOp = PoolOp.F32 | PoolOp.Q8 | PoolOp.Attend | PoolOp.SumsOfExps | PoolOp.Swiglu | PoolOp.Q8Gated | PoolOp.F32Pick | PoolOp.Q8Pick;
+export type JobOp =
+  | PoolOp.F32
+  | PoolOp.Q8
+  | PoolOp.Attend
+  | PoolOp.SumsOfExps
+  | PoolOp.Swiglu
+  | PoolOp.Q8Gated
+  | PoolOp.F32Pick
+  | PoolOp.Q8Pick
+  | PoolOp.NormOperand
+  | PoolOp.QkvRope
+  | PoolOp.F32Add
+  | PoolOp.Q8Add
+  | PoolOp.Quantize;
 
 /**
  * A product that picks (F32Pick, Q8Pick: greedy decoding's classifier, one
@@ -377,7 +417,7 @@ function claimUnits(left: number, threads: number): number {
  * groups; the other jobs' rows).
  */
 export function splitRows(op: JobOp): number {
-  return op === PoolOp.F32 || op === PoolOp.F32Pick ? 16 : op === PoolOp.Attend ? 1 : 4;
+  return op === PoolOp.F32 || op === PoolOp.F32Pick || op === PoolOp.F32Add ? 16 : op === PoolOp.Attend || op === PoolOp.QkvRope ? 1 : 4;
 }
 
 /**
@@ -439,6 +479,19 @@ const RUN_ROWS_SOURCE = `(loops, shared, op, a, row0, row1, thread) => {
     loops.productQ8(a[0], a[1], a[2], a[3] + 4 * (h + row0), row0, row1, a[4], 1, 2 * h);
     loops.productQ8(a[0], a[1], a[2], a[3] + 4 * row1, h + row0, h + row1, a[4], 1, 2 * h);
     shared.swigluRange(a[3] + 4 * (h + 2 * row0), 0, 1, row1 - row0, a[5] + 4 * row0);
+  } else if (op === ${PoolOp.NormOperand}) {
+    // (xd: a float scale per 32 of a row's stride floats)
+    shared.normOperand(a[0], a[1], a[2], a[3], a[4], a[5], row0, row1);
+    if (a[6] !== 0) loops.quantizeX16(a[5] + 4 * a[4] * row0, a[4] * (row1 - row0), a[6] + 2 * a[4] * row0, a[7] + (a[4] / 8) * row0);
+  } else if (op === ${PoolOp.Quantize}) loops.quantizeX16(a[0] + 4 * a[1] * row0, a[1] * (row1 - row0), a[2] + 2 * a[1] * row0, a[3] + (a[1] / 8) * row0);
+  else if (op === ${PoolOp.QkvRope}) {
+    for (let r = row0; r < row1; r++) shared.qkvRope(a[0] + r * a[1]);
+  } else if (op === ${PoolOp.F32Add}) {
+    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+    shared.addInto(a[6] + 4 * row0, a[2] + 4 * row0, row1 - row0);
+  } else if (op === ${PoolOp.Q8Add}) {
+    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+    shared.addInto(a[7] + 4 * row0, a[3] + 4 * row0, row1 - row0);
   } else throw new Error('WorkerPool: no op ' + op);
 }`;
 

@@ -17,6 +17,9 @@ import { poolRegions, PoolRegions } from '../kernels/pool_regions.js';
 import { attendInPool } from '../kernels/pooled_attention.js';
 import { PoolProgram, type ProgramOpStep, type ProgramStep } from '../kernels/pool_program.js';
 import { pooledSwiglu } from '../kernels/pooled_swiglu.js';
+import { qkvHeadsInto } from '../kernels/qkv_heads.js';
+import { qkvRopeInPool, qkvRopeRecordBytes, setQkvRopeSlot, writeQkvRopeRecord } from '../kernels/qkv_rope.js';
+import { ropeAngleArrays } from '../kernels/rope.js';
 import { matMul2d } from '../kernels/matmul.js';
 import { rmsNormRows } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
@@ -311,6 +314,196 @@ t.test('a normed product equals the norm (rmsNormRows) then the product, bit for
     /norm weight of 31 values for 32 columns/,
   );
 });
+
+/** Floats as their bits, for comparisons bit for bit. */
+const bits = (a: Float32Array) => Array.from(new Uint32Array(a.slice().buffer));
+
+t.test(
+  "the decode step's ops: NormOperand and Quantize give the operand pooledProduct writes (the norm's and quantizeX16's bits), on 1-4 threads",
+  async (t) => {
+    for (const [tokens, dim, stride] of [
+      [1, 288, 288],
+      [5, 33, 64],
+      [9, 96, 96],
+    ] as const) {
+      const x = randn(tokens * dim).map((v, i) => (i % 7 === 0 ? v * 1e3 : v));
+      const w = randn(dim);
+      const eps = 1e-5;
+      const normed = new Float32Array(tokens * dim);
+      rmsNormRows(x, w, eps, dim, normed);
+      const operand = padded(normed, tokens, dim, stride); // [tokens, stride]
+      const { q, d } = quantizeX16Reference(operand);
+      for (const pool of [one, ...pools]) {
+        const n = tokens * stride;
+        // [x | w | eps | out | xq | xd]
+        const xAt = pool.alloc(4 * tokens * dim);
+        const wAt = pool.alloc(4 * dim);
+        const epsAt = pool.alloc(8);
+        const out = pool.alloc(4 * n);
+        const xq = pool.alloc(2 * n);
+        const xd = pool.alloc(n / 8);
+        new Float32Array(pool.memory.buffer, xAt, tokens * dim).set(x);
+        new Float32Array(pool.memory.buffer, wAt, dim).set(w);
+        new Float64Array(pool.memory.buffer, epsAt, 1)[0] = eps;
+        new Float32Array(pool.memory.buffer, out, n).fill(7); // the padding is zeroed
+        const name = `[${tokens}, ${dim}] stride ${stride}, ${pool.threads} threads`;
+        pool.run(PoolOp.NormOperand, [xAt, wAt, epsAt, dim, stride, out, 0, 0], tokens, n * 4);
+        t.same(bits(new Float32Array(pool.memory.buffer, out, n)), bits(operand), `${name}: float32, the norm's bits, padding zero`);
+        new Float32Array(pool.memory.buffer, out, n).fill(7);
+        pool.run(PoolOp.NormOperand, [xAt, wAt, epsAt, dim, stride, out, xq, xd], tokens, n * 4);
+        t.same(bits(new Float32Array(pool.memory.buffer, out, n)), bits(operand), `${name}: q8, the norm's bits`);
+        t.same(Array.from(new Int16Array(pool.memory.buffer, xq, n)), Array.from(q), `${name}: q8, quantizeX16's blocks`);
+        t.same(bits(new Float32Array(pool.memory.buffer, xd, n / 32)), bits(d), `${name}: q8, quantizeX16's scales`);
+        new Int16Array(pool.memory.buffer, xq, n).fill(0);
+        new Float32Array(pool.memory.buffer, xd, n / 32).fill(0);
+        pool.run(PoolOp.Quantize, [out, stride, xq, xd], tokens, n * 4);
+        t.same(Array.from(new Int16Array(pool.memory.buffer, xq, n)), Array.from(q), `${name}: Quantize's blocks`);
+        t.same(bits(new Float32Array(pool.memory.buffer, xd, n / 32)), bits(d), `${name}: Quantize's scales`);
+      }
+    }
+  },
+);
+
+t.test("the decode step's ops: F32Add and Q8Add, a product that adds its rows into the residual, equal the product then the float32 add", async (t) => {
+  for (const [rows, cols] of [
+    [288, 288],
+    [37, 48],
+    [203, 256],
+  ] as const) {
+    const w = randn(rows * cols);
+    const x = randn(cols);
+    const residual = randn(rows).map((v, i) => (i % 5 === 0 ? v * 1e7 : v)); // sums that round
+    for (const format of ['f32', 'q8'] as const) {
+      for (const pool of [one, ...pools]) {
+        const m = matrix(pool, format, w, rows, cols);
+        const product = pooledProduct(m, x, 1);
+        const want = residual.map((v, i) => v + product[i]!);
+        const at = pool.alloc(4 * rows);
+        new Float32Array(pool.memory.buffer, at, rows).set(residual);
+        // the operand as pooledProduct writes it: x padded (and quantised)
+        const xp = pool.alloc(4 * m.stride + 2 * m.stride + m.stride / 8);
+        new Float32Array(pool.memory.buffer, xp, m.stride).set(x);
+        const out = pool.alloc(4 * rows);
+        const bytes = matrixBytes(format, rows, cols);
+        if (format === 'f32') pool.run(PoolOp.F32Add, [m.data, xp, out, m.stride, 1, rows, at], rows, bytes);
+        else {
+          const xq = xp + 4 * m.stride;
+          const xd = xq + 2 * m.stride;
+          pool.loops.quantizeX16(xp, m.stride, xq, xd);
+          pool.run(PoolOp.Q8Add, [m.data, xq, xd, out, m.stride, 1, rows, at], rows, bytes);
+        }
+        const name = `${format} ${rows}x${cols}, ${pool.threads} threads`;
+        t.same(bits(new Float32Array(pool.memory.buffer, out, rows)), bits(pooledProduct(m, x, 1)), `${name}: the product`);
+        t.same(bits(new Float32Array(pool.memory.buffer, at, rows)), bits(want), `${name}: the residual, added`);
+      }
+    }
+  }
+});
+
+t.test(
+  "the decode step's ops: QkvRope writes qkvHeadsInto's keys, values and queries for one token a record, keys and values into a cache's slot",
+  async (t) => {
+    const late = [new WorkerPool(2, { splitMinBytes: 0, lateMicros: [2000, 0] }), new WorkerPool(3, { splitMinBytes: 0, lateMicros: [0, 0, 3000] })];
+    t.teardown(() => Promise.all(late.map((p) => p.dispose())));
+    await Promise.all(late.map((p) => p.ready()));
+    for (const { heads, kvHeads, headDim, rotaryDim, pairs, frames } of [
+      { heads: 6, kvHeads: 6, headDim: 48, rotaryDim: 48, pairs: true, frames: 2 },
+      { heads: 8, kvHeads: 2, headDim: 16, rotaryDim: 8, pairs: false, frames: 1 },
+      { heads: 4, kvHeads: 2, headDim: 10, rotaryDim: 6, pairs: true, frames: 3 },
+    ]) {
+      const width = (heads + 2 * kvHeads) * headDim;
+      const tokens = 3;
+      const capacity = 7;
+      const spec = { theta: 10000, layout: pairs ? ('pairs' as const) : ('halves' as const), rotaryDim, scale: 1 };
+      const qkv = randn(tokens * width); // each token's row
+      const keyPositions = [5, 300, 1e6 + 3];
+      const framePositions = Array.from({ length: frames }, (_, f) => keyPositions.map((p) => p - 2 * f));
+      const slots = [0, 3, 6];
+      for (const pool of [one, ...pools, ...late]) {
+        const half = rotaryDim / 2;
+        const recordBytes = qkvRopeRecordBytes(frames);
+        const records = pool.alloc(tokens * recordBytes);
+        const qkvAt = pool.alloc(4 * tokens * width);
+        new Float32Array(pool.memory.buffer, qkvAt, tokens * width).set(qkv);
+        const keysAt = pool.alloc(4 * kvHeads * capacity * headDim); // [kvHeads, capacity, headDim], a cache's runs
+        const valuesAt = pool.alloc(4 * kvHeads * capacity * headDim);
+        const queriesAt = pool.alloc(4 * tokens * frames * heads * headDim); // per token, per frame [heads, headDim]
+        const anglesAt = pool.alloc(4 * tokens * (1 + frames) * rotaryDim); // per token: the keys' cos|sin, each frame's
+        const floats = new Float32Array(pool.memory.buffer);
+        for (let i = 0; i < tokens; i++) {
+          const angles = [keyPositions[i]!, ...framePositions.map((p) => p[i]!)].map((p) => ropeAngleArrays([p], spec));
+          const base = anglesAt + 4 * i * (1 + frames) * rotaryDim;
+          const at = (k: number) => ({ cos: base + 4 * k * rotaryDim, sin: base + 4 * (k * rotaryDim + half) });
+          angles.forEach((a, k) => {
+            floats.set(a.cos, at(k).cos / 4);
+            floats.set(a.sin, at(k).sin / 4);
+          });
+          const rowBytes = 4 * headDim;
+          writeQkvRopeRecord(
+            pool,
+            records + i * recordBytes,
+            { heads, kvHeads, headDim },
+            { pairs, rotaryDim },
+            {
+              qkv: qkvAt + 4 * i * width,
+              keyAngles: at(0),
+              keys: 0,
+              values: 0,
+              kvStride: 0,
+              frames: Array.from({ length: frames }, (_, f) => ({ ...at(1 + f), queries: queriesAt + 4 * (i * frames + f) * heads * headDim })),
+            },
+          );
+          // the slot, patched as a program's token would
+          setQkvRopeSlot(pool, records + i * recordBytes, keysAt + slots[i]! * rowBytes, valuesAt + slots[i]! * rowBytes, capacity * rowBytes);
+        }
+        qkvRopeInPool(pool, records, recordBytes, tokens);
+        const stored = {
+          keys: new Float32Array(pool.memory.buffer, keysAt, kvHeads * capacity * headDim).slice(),
+          values: new Float32Array(pool.memory.buffer, valuesAt, kvHeads * capacity * headDim).slice(),
+        };
+        const name = `${heads} heads over ${kvHeads}, headDim ${headDim}, rotaryDim ${rotaryDim} ${spec.layout}, ${frames} frames, ${pool.threads} threads`;
+        let untouched = true;
+        for (let i = 0; i < tokens; i++) {
+          const keyAngles = ropeAngleArrays([keyPositions[i]!], spec);
+          const frameAngles = framePositions.flatMap((p) => {
+            const a = ropeAngleArrays([p[i]!], spec);
+            return [a.cos, a.sin];
+          });
+          const keys = new Float32Array(kvHeads * headDim);
+          const values = new Float32Array(kvHeads * headDim);
+          const queries = Array.from({ length: frames }, () => new Float32Array(heads * headDim));
+          qkvHeadsInto(qkv, i, 1, { heads, kvHeads, headDim }, { pairs, rotaryDim }, keyAngles.cos, keyAngles.sin, frameAngles, keys, values, queries);
+          const slot = (a: Float32Array, g: number) => a.subarray((g * capacity + slots[i]!) * headDim, (g * capacity + slots[i]! + 1) * headDim);
+          for (let g = 0; g < kvHeads; g++) {
+            t.same(
+              bits(slot(stored.keys, g)),
+              bits(keys.subarray(g * headDim, (g + 1) * headDim)),
+              `${name}: token ${i}, kv head ${g}: the rotated key in its slot`,
+            );
+            t.same(
+              bits(slot(stored.values, g)),
+              bits(values.subarray(g * headDim, (g + 1) * headDim)),
+              `${name}: token ${i}, kv head ${g}: the value in its slot`,
+            );
+          }
+          queries.forEach((q, f) => {
+            const got = new Float32Array(pool.memory.buffer, queriesAt + 4 * (i * frames + f) * heads * headDim, heads * headDim);
+            t.same(bits(got), bits(q), `${name}: token ${i}, frame ${f}: the rotated queries`);
+          });
+        }
+        // no slot but the tokens' written
+        for (let g = 0; g < kvHeads; g++) {
+          for (let s = 0; s < capacity; s++) {
+            if (slots.includes(s)) continue;
+            const run = stored.keys.subarray((g * capacity + s) * headDim, (g * capacity + s + 1) * headDim);
+            if (run.some((v) => v !== 0)) untouched = false;
+          }
+        }
+        t.ok(untouched, `${name}: the other slots untouched`);
+      }
+    }
+  },
+);
 
 t.test('pooledLinear: a tensor in, a tensor out, bias added, nothing leaked', async (t) => {
   const [rows, cols, tokens] = [40, 64, 3];
