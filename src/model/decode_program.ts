@@ -38,45 +38,20 @@
 // stream's cache is patched in per token): its operands live in a region
 // of the pool's memory of its own.
 import { float32View, hasDirectMemory } from '../../kernels/paths.js';
-import { GATED_SCRATCH_FLOATS, type JobOp, PICK_RECORD_BYTES, PoolOp, splitRows, type WorkerPool } from '../../kernels/pool.js';
+import { GATED_SCRATCH_FLOATS, PICK_RECORD_BYTES, PoolOp, splitRows, type WorkerPool } from '../../kernels/pool.js';
 import { attendArgs, attendRecordBytes, type PoolEntries, writeAttendRecords } from '../../kernels/pooled_attention.js';
-import { poolScratch } from '../../kernels/pool_scratch.js';
+import { poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
+import { PoolProgram, type ProgramStep } from '../../kernels/pool_program.js';
 import { qkvRopeArgs, qkvRopeRecordBytes, writeQkvRopeRecord } from '../../kernels/qkv_rope.js';
 import { ropeAnglesInto } from '../../kernels/rope.js';
 import { learnsExtraLogit } from '../../kernels/softmax.js';
 import { matrixBytes, notePickingProduct, type PooledMatrix, Q8_BLOCK } from '../../kernels/split_products.js';
 import type { BlockView, EntryMemory, KVCache, LayerView, MemoryEntries } from '../cache/types.js';
 import { inputNorm, poolEntryMemory } from './pooled_layers.js';
-import type { Model } from './weights.js';
+import type { LayerWeights, Model } from './weights.js';
 
 /** The most frames a layer view may have for the program (the streaming view has two). */
 const MAX_FRAMES = 4;
-
-/** A step of the program: a pool op, or a function the calling thread runs while the others wait. */
-type Step = { op: JobOp; args: number[]; rows: number; weightBytes: number } | { caller: () => void };
-
-/** What runs the steps (kernels/pool_program.ts PoolProgram). */
-interface Program {
-  setArg(step: number, index: number, value: number): void;
-  run(): void;
-}
-
-/** Steps run one by one, each as its own pool job: the bits a program gives (until the pool's program lands). */
-function sequentialProgram(pool: WorkerPool, steps: Step[]): Program {
-  return {
-    setArg: (step, index, value) => {
-      const s = steps[step]!;
-      if ('caller' in s) throw new RangeError(`decode program: step ${step} is a caller step`);
-      s.args[index] = value;
-    },
-    run: () => {
-      for (const s of steps) {
-        if ('caller' in s) s.caller();
-        else pool.run(s.op, s.args, s.rows, s.weightBytes);
-      }
-    },
-  };
-}
 
 /** A product's operand in the program's region: x padded to the matrix's stride, then (q8) its int16 blocks and their scales. */
 interface Operand {
@@ -88,6 +63,10 @@ interface Operand {
 /** Bytes an operand of `stride` floats takes, on whole cache lines. */
 const operandBytes = (stride: number) => lines(4 * stride + 2 * stride + (4 * stride) / Q8_BLOCK);
 const lines = (bytes: number) => Math.ceil(bytes / 64) * 64;
+
+/** Bytes of a layer's records and angles in the region (see LayerPlaces). */
+const LAYER_BYTES = ({ heads, rope }: Model['config']) =>
+  lines(qkvRopeRecordBytes(MAX_FRAMES)) + lines(heads * attendRecordBytes(MAX_FRAMES)) + lines(4 * (1 + MAX_FRAMES) * rope.rotaryDim);
 
 /** A layer's places in the program: its QkvRope record, its Attend records and step, its angles. */
 interface LayerPlaces {
@@ -107,7 +86,7 @@ interface Placed {
 
 export class DecodeProgram {
   private readonly pool: WorkerPool;
-  private readonly program: Program;
+  private readonly program: PoolProgram;
   private readonly residual: number;
   private readonly qkvOut: number;
   /** Where the frames' rotated queries go ([heads, headDim] each, a frame's qBytes apart), shared by the layers. */
@@ -133,34 +112,27 @@ export class DecodeProgram {
     if (classifier === undefined || config.headDim % 4 !== 0 || config.sinkToken) return undefined;
     const hidden = weights.layers[0]!.up.pooled!.rows / 2;
     if (!Number.isInteger(hidden) || hidden % 4 !== 0) return undefined;
+    // every layer's matrices of the first's shapes (the operands are sized by them)
+    const first = weights.layers[0]!;
+    const sameShape = (a: PooledMatrix, b: PooledMatrix) => a.format === b.format && a.rows === b.rows && a.cols === b.cols;
+    const matrices = (w: LayerWeights) => [w.qkv.pooled!, w.out.pooled!, w.up.pooled!, w.down.pooled!];
+    if (!weights.layers.every((w) => matrices(w).every((m, i) => sameShape(m, matrices(first)[i]!) && m.format === classifier.format))) return undefined;
     const norms = [...weights.layers.flatMap((w) => [w.attnNorm.weight, w.mlpNorm.weight]), weights.finalNorm.weight].map((t) => inputNorm(model, t));
     if (norms.some((n) => n.at === undefined)) return undefined;
+    // (a large model's weights may leave no room for the region: then the one-job path, as for its other operands)
+    if (!poolScratchFits(pool, regionName(model), DecodeProgram.regionSizes(model, classifier).reduce((a, b) => a + b, 0) + 64)) return undefined;
     return new DecodeProgram(model, pool, classifier);
   }
 
-  private constructor(
-    private readonly model: Model,
-    pool: WorkerPool,
-    private readonly classifier: PooledMatrix,
-  ) {
-    this.pool = pool;
-    this.memory = poolEntryMemory(pool);
+  /** The program region's parts, in bytes: [residual | eps | operands: attention's, out's, mlp's, down's, final | q|k|v | product | gate|up | logits | picks | queries | per layer: records, angles]. */
+  private static regionSizes(model: Model, classifier: PooledMatrix): number[] {
     const { config, weights } = model;
     const { dim, heads, headDim, layers } = config;
-    const q8 = classifier.format === 'q8';
     const first = weights.layers[0]!;
-    const qkv = first.qkv.pooled!;
-    const up = first.up.pooled!;
-    const out = first.out.pooled!;
-    const down = first.down.pooled!;
-    const scaleBits = attendArgs(0, 1, { keysAt: 0, valuesAt: 0, kvHeads: config.kvHeads, capacity: 0, headDim }, 0, 0)[4]!;
+    const [qkv, out, up, down] = [first.qkv.pooled!, first.out.pooled!, first.up.pooled!, first.down.pooled!];
     const hidden = up.rows / 2;
-    this.qBytes = lines(4 * heads * headDim);
-    const ropeBytes = lines(qkvRopeRecordBytes(MAX_FRAMES));
-    const attendBytes = lines(heads * attendRecordBytes(MAX_FRAMES));
-    const angleBytes = lines(4 * (1 + MAX_FRAMES) * config.rope.rotaryDim);
-    // the region: [residual | eps | operands: attention's, out's, mlp's, down's, final | q|k|v | product | gate|up | logits | picks | queries | per layer: records, angles]
-    const sizes = [
+    const group = splitRows(classifier.format === 'q8' ? PoolOp.Q8Pick : PoolOp.F32Pick);
+    return [
       lines(4 * dim),
       64,
       operandBytes(qkv.stride),
@@ -172,11 +144,34 @@ export class DecodeProgram {
       lines(4 * dim),
       lines(4 * Math.max(2 * hidden, GATED_SCRATCH_FLOATS * hidden)),
       lines(4 * classifier.rows),
-      lines(PICK_RECORD_BYTES * Math.ceil(classifier.rows / splitRows(q8 ? PoolOp.Q8Pick : PoolOp.F32Pick))),
-      MAX_FRAMES * this.qBytes,
-      layers * (ropeBytes + attendBytes + angleBytes),
+      lines(PICK_RECORD_BYTES * Math.ceil(classifier.rows / group)),
+      MAX_FRAMES * lines(4 * heads * headDim),
+      layers * LAYER_BYTES(config),
     ];
-    const base = lines(poolScratch(pool, `decode program ${programId(model)}`, sizes.reduce((a, b) => a + b, 0) + 64));
+  }
+
+  private constructor(
+    private readonly model: Model,
+    pool: WorkerPool,
+    private readonly classifier: PooledMatrix,
+  ) {
+    this.pool = pool;
+    this.memory = poolEntryMemory(pool);
+    const { config, weights } = model;
+    const { dim, heads, headDim } = config;
+    const q8 = classifier.format === 'q8';
+    const first = weights.layers[0]!;
+    const qkv = first.qkv.pooled!;
+    const up = first.up.pooled!;
+    const out = first.out.pooled!;
+    const down = first.down.pooled!;
+    const scaleBits = attendArgs(0, 1, { keysAt: 0, valuesAt: 0, kvHeads: config.kvHeads, capacity: 0, headDim }, 0, 0)[4]!;
+    const hidden = up.rows / 2;
+    this.qBytes = lines(4 * heads * headDim);
+    const ropeBytes = lines(qkvRopeRecordBytes(MAX_FRAMES));
+    const attendBytes = lines(heads * attendRecordBytes(MAX_FRAMES));
+    const sizes = DecodeProgram.regionSizes(model, classifier);
+    const base = lines(poolScratch(pool, regionName(model), sizes.reduce((a, b) => a + b, 0) + 64));
     const at: number[] = [];
     sizes.reduce((offset, bytes) => (at.push(offset), offset + bytes), base);
     const operand = (x: number, stride: number): Operand => ({ x, q: x + 4 * stride, d: x + 6 * stride });
@@ -196,7 +191,7 @@ export class DecodeProgram {
     const perLayer = at[13]!;
     new Float64Array(pool.memory.buffer, epsAt, 1)[0] = config.normEps;
 
-    const steps: Step[] = [];
+    const steps: ProgramStep[] = [];
     const norm = (t: Parameters<typeof inputNorm>[1], m: PooledMatrix, into: Operand) =>
       steps.push({
         op: PoolOp.NormOperand,
@@ -227,9 +222,9 @@ export class DecodeProgram {
     };
     weights.layers.forEach((w, l) => {
       const places: LayerPlaces = {
-        rope: perLayer + l * (ropeBytes + attendBytes + angleBytes),
-        attendRecords: perLayer + l * (ropeBytes + attendBytes + angleBytes) + ropeBytes,
-        angles: perLayer + l * (ropeBytes + attendBytes + angleBytes) + ropeBytes + attendBytes,
+        rope: perLayer + l * LAYER_BYTES(config),
+        attendRecords: perLayer + l * LAYER_BYTES(config) + ropeBytes,
+        angles: perLayer + l * LAYER_BYTES(config) + ropeBytes + attendBytes,
         attendStep: 0,
       };
       norm(w.attnNorm.weight, w.qkv.pooled!, attn);
@@ -278,7 +273,7 @@ export class DecodeProgram {
         rows: classifier.rows,
         weightBytes: bytes,
       });
-    this.program = sequentialProgram(pool, steps);
+    this.program = new PoolProgram(pool, steps);
   }
 
   /**
@@ -351,7 +346,9 @@ export class DecodeProgram {
       this.program.setArg(places.attendStep, 2, args[2]!);
     }
     const scoresBytes = Math.ceil((4 * Math.max(1, most)) / 16) * 16;
-    const scoresAt = poolScratch(pool, `decode program scores ${programId(this.model)}`, pool.threads * scoresBytes);
+    const scoresName = `${regionName(this.model)} scores`;
+    if (!poolScratchFits(pool, scoresName, pool.threads * scoresBytes)) return undefined; // (nothing written to the cache yet)
+    const scoresAt = poolScratch(pool, scoresName, pool.threads * scoresBytes);
     for (const places of this.layers) {
       this.program.setArg(places.attendStep, 5, scoresAt);
       this.program.setArg(places.attendStep, 6, scoresBytes);
@@ -371,11 +368,11 @@ const programs = new WeakMap<Model, DecodeProgram | null>();
 const ids = new WeakMap<Model, number>();
 let nextId = 0;
 
-/** A number for the model's regions' names. */
-function programId(model: Model): number {
+/** The name of the model's program region in the pool's memory (kernels/pool_scratch.ts). */
+function regionName(model: Model): string {
   let id = ids.get(model);
   if (id === undefined) ids.set(model, (id = nextId++));
-  return id;
+  return `decode program ${id}`;
 }
 
 let enabled = true;
