@@ -1,5 +1,7 @@
 // A persistent pool of worker threads that run the SIMD product loops
 // (simd/products.wat), and the attention rows, row sums and SwiGLU of simd/loops.wat,
+// and a decode step's other work (its input norms, head split and RoPE, and
+// residual adds: PoolOp.NormOperand, QkvRope, F32Add, Q8Add, Quantize),
 // on one shared WebAssembly memory.
 //
 // tfjs's wasm backend runs one thread in Node, and its threaded build works
@@ -80,6 +82,81 @@
 //   memory the next job reuses. Then run() throws (the caller's error, else
 //   'a worker failed').
 //
+// Programs (kernels/pool_program.ts): a sequence of steps run as one job,
+// a barrier after each step, so that a decode step is one job and not ~30
+// with JavaScript between them. The steps' words lie in the control array
+// after the job's, a cache line (STEP_WORDS) per step:
+//
+//   STEP_CLAIM  the step's claim word, as CLAIM: tag | front | back
+//   STEP_LEFT   tag | units of the step not yet finished
+//   descriptor  STEP_OP (CALLER_STEP: run by the caller alone), STEP_UNIT_ROWS,
+//               STEP_ROWS, STEP_ARGS
+//   PROGRAM_RUN (one word) tag | steps of the open run; tag | 0 once closed
+//
+// The caller writes the descriptors (only when another program ran last,
+// and setArg's words), then per step, with atomic stores, STEP_LEFT = (tag,
+// units; a caller step 1) and STEP_CLAIM = (tag, 0, units; a caller step
+// 0), then opens the run, PROGRAM_RUN = (tag, steps), bumps GENERATION and
+// notifies sleepers, as for a job. Every thread then walks the steps in
+// order: at step s it claims units from STEP_CLAIM (the caller from the
+// front, workers from the back, a compareExchange on the whole word as for
+// a job), runs them, subtracts them from STEP_LEFT; when none is left to
+// claim, it waits (the barrier) until STEP_LEFT is (tag, 0), then goes on
+// to step s + 1. A caller step the caller runs, then subtracts its 1. After
+// the last step's barrier the caller closes the run (PROGRAM_RUN = (tag,
+// 0)) and returns: it never waits for a worker that has claimed nothing,
+// and a worker that comes late or wakes late finds every step claimed, or
+// words of a later run, and goes back to waiting. Why this holds, in the
+// terms of the job's argument above:
+//
+// - A worker learns of a run only from PROGRAM_RUN's word (tag and steps in
+//   one atomic load), after GENERATION moved; it reads no descriptor until
+//   a claim of a step succeeds. A claim of step s is valid for the run of
+//   its tag: its compareExchange matched (tag, front, back) exactly, and the
+//   caller stores a step's claim word only before it opens a run.
+// - A walker whose run is over (it loaded PROGRAM_RUN before the close, or
+//   was preempted in the walk) meets either its tag with nothing left (that
+//   run's words: every unit claimed and finished) and walks on to the end,
+//   or another tag (a later run's words, stored before that run opened) in
+//   a STEP_CLAIM or STEP_LEFT, and returns: its claims fail and its barrier
+//   wait ends. So it never claims, runs or counts a unit of a run it did not
+//   see open (except, as for jobs, a claim of a run whose whole words equal
+//   its stale ones 1024 tags later: then a valid claim of that run).
+// - The descriptor a walker reads after its claim is the run's: the caller
+//   writes descriptors only before it opens a run, or, through setArg, from
+//   a caller step for a later step (which no thread reaches before the
+//   caller step's STEP_LEFT is 0), or between runs (when every claim of the
+//   last run has been counted: the caller closed it only after every
+//   step's STEP_LEFT reached 0, and a thread subtracts after it has run).
+// - A step starts only once the one before it is finished (every thread
+//   passes its barrier first), so each step reads what the steps before it
+//   wrote (the wasm stores of a unit come before its atomic subtraction,
+//   which the barrier's atomic load sees); and its units are claimed
+//   exactly once, so each output row is computed by one claim: the bits of
+//   running the steps one by one with run().
+// - The caller waits at a barrier only for units that some thread claimed
+//   and is running: a worker that never comes leaves all of them to the
+//   caller. (A worker preempted mid-unit holds the caller as it would in a
+//   job.)
+// - A sleep at a barrier cannot miss the last subtraction: the sleeper adds
+//   to AT_BARRIER, loads STEP_LEFT, and sleeps on that value; the thread
+//   whose subtraction leaves (tag, 0) then loads AT_BARRIER and notifies.
+//   Either the load sees the last subtraction or the finisher sees the
+//   sleeper (as CALLER_WAITS). A sleeper is only ever at a step of the open
+//   run, which the last finish completes, so none is left asleep after a
+//   run. (The workers' sleeps there also end after 50 ms, as a guard.)
+// - Errors: a thread whose unit throws sets FAILED; from then on every
+//   thread claims and counts the program's units without running them, and
+//   the caller skips the caller steps, so the run still closes; the caller
+//   throws after it (its own error, else 'a worker failed'). No step after
+//   the failing one computes anything from its garbage.
+// - Spins are bounded as for jobs: a worker at a barrier spins for its
+//   SPIN_MICROS_AT (0 while the cores are busy), the caller for
+//   spinMicros, then they sleep. While the cores are busy (BUSY_WINDOW_MS)
+//   or before the workers have started, the caller runs the whole program
+//   alone, step by step; a job run() posts from a caller step runs on the
+//   caller alone (the workers are at the barrier).
+//
 // Waits spin first, for a bounded time, then sleep in Atomics.wait:
 //
 //   worker  after a job, watches GENERATION for up to spinMicros (default
@@ -141,6 +218,10 @@ export interface SharedLoops {
   argmaxFinite(x: number, n: number): number;
   /** argmaxFinite of rows [row0, row1) of a one-token product's result x, as a record: see PICK_RECORD_BYTES. */
   pickRows(x: number, row0: number, row1: number, records: number, group: number): void;
+  /** Rows [row0, row1) of x ([rows, dim]) normalised by w (rmsNormRows' bits, eps the float64 at epsAt) into out ([rows, stride]), the padding zeroed: see PoolOp.NormOperand. */
+  normOperand(x: number, w: number, epsAt: number, dim: number, stride: number, out: number, row0: number, row1: number): void;
+  /** One token's q|k|v split into rotated queries, rotated keys and values where its record says (kernels/qkv_rope.ts): see PoolOp.QkvRope. */
+  qkvRope(record: number): void;
 }
 
 /** Which loop a pool job runs: a weight product, another loop over rows (attention, row sums, SwiGLU), or a q8 product and its SwiGLU in one (Q8Gated). */
@@ -159,6 +240,27 @@ export const enum PoolOp {
   F32Pick = 7,
   /** A q8 product of one token that also picks: Q8's args, then the records (see PICK_RECORD_BYTES). */
   Q8Pick = 8,
+  /**
+   * A decode step's input norm: rows (tokens) of the residual x into a
+   * product's operand, normalised (normOperand), and for q8 quantised to
+   * int16 blocks (quantizeX16, each row's stride on its own). args: x, w,
+   * epsAt, dim, stride, out, xq, xd (xq 0: float32, no quantisation): the
+   * operand pooledProduct writes (kernels/split_products.ts).
+   */
+  NormOperand = 9,
+  /** q|k|v split and RoPE of one token a row (loops.wat qkvRope): args: the records (kernels/qkv_rope.ts), bytes from one to the next; row r's at records + r bytes. */
+  QkvRope = 10,
+  /**
+   * A float32 product of one token that adds its rows into the residual:
+   * F32's args, then the residual's offset; each claim of rows [r0, r1)
+   * computes them, then residual[r] += out[r] for those rows (addInto's
+   * float32 add: the bits of the product followed by the separate add).
+   */
+  F32Add = 11,
+  /** Q8's args, then the residual's offset: as F32Add. */
+  Q8Add = 12,
+  /** A q8 product's x quantised to int16 blocks (quantizeX16), rows of n floats (a multiple of 32) apart: args x, n, q, d. */
+  Quantize = 13,
 }
 
 /** The process's CPU time so far, every thread's, in ms. */
@@ -168,7 +270,20 @@ function processCpuMs(): number {
 }
 
 /** The jobs run() takes. */
-export type JobOp = PoolOp.F32 | PoolOp.Q8 | PoolOp.Attend | PoolOp.SumsOfExps | PoolOp.Swiglu | PoolOp.Q8Gated | PoolOp.F32Pick | PoolOp.Q8Pick;
+export type JobOp =
+  | PoolOp.F32
+  | PoolOp.Q8
+  | PoolOp.Attend
+  | PoolOp.SumsOfExps
+  | PoolOp.Swiglu
+  | PoolOp.Q8Gated
+  | PoolOp.F32Pick
+  | PoolOp.Q8Pick
+  | PoolOp.NormOperand
+  | PoolOp.QkvRope
+  | PoolOp.F32Add
+  | PoolOp.Q8Add
+  | PoolOp.Quantize;
 
 /**
  * A product that picks (F32Pick, Q8Pick: greedy decoding's classifier, one
@@ -221,13 +336,28 @@ const SPIN_MICROS_AT = 6; // how long the workers spin before sleeping, µs (0: 
 const SLEEPING = 7; // workers asleep in Atomics.wait (or on their way there)
 const STOP = 8; // set by dispose()
 const NEVER = 9; // always 0: what a test's late thread waits on (lateMicros)
+const PROGRAM_RUN = 10; // the open program run: tag | steps (steps 0: none open); see "Programs" in the header
+const AT_BARRIER = 11; // threads asleep (or on their way) at a program's barrier
 // the job's descriptor
-const OP = 10;
-const UNIT_ROWS = 11;
-const ROWS = 12;
-const ARGS = 13; // the job's arguments except the row range (at most 8)
+const OP = 12;
+const UNIT_ROWS = 13;
+const ROWS = 14;
+const ARGS = 15; // the job's arguments except the row range (at most 8)
 const MAX_ARGS = 8;
 const LATE_AT = ARGS + MAX_ARGS; // per thread: µs to wait after a job is posted before claiming (tests)
+// Then, from the first line (16 words) after LATE_AT's, a program's steps:
+// STEP_WORDS each, one cache line (see "Programs" in the header).
+const STEP_CLAIM = 0; // the step's claim word: tag | front | back, as CLAIM
+const STEP_LEFT = 1; // units of the step not yet finished: tag | left
+const STEP_OP = 2; // the step's op (CALLER_STEP: a caller step)
+const STEP_UNIT_ROWS = 3;
+const STEP_ROWS = 4;
+const STEP_ARGS = 5; // MAX_ARGS words
+const STEP_WORDS = 16;
+/** A caller step's op word. */
+const CALLER_STEP = -1;
+/** The most steps a program holds (the control array keeps room for them: 128 KiB). */
+export const MAX_PROGRAM_STEPS = 2048;
 
 // CLAIM's fields: the tag in the top 10 bits, front and back 11 bits each
 // (in units of UNIT_ROWS rows).
@@ -236,6 +366,8 @@ const INDEX_MASK = (1 << INDEX_BITS) - 1;
 const FRONT_ONE = 1 << INDEX_BITS;
 const TAG_SHIFT = 2 * INDEX_BITS;
 const TAG_MASK = (1 << (32 - TAG_SHIFT)) - 1;
+/** PROGRAM_RUN's step count, STEP_LEFT's units left: the bits below the tag. */
+const COUNT_MASK = (1 << TAG_SHIFT) - 1;
 /** The most units a job is cut into (what front and back can count). */
 const MAX_UNITS = INDEX_MASK;
 
@@ -285,7 +417,7 @@ function claimUnits(left: number, threads: number): number {
  * groups; the other jobs' rows).
  */
 export function splitRows(op: JobOp): number {
-  return op === PoolOp.F32 || op === PoolOp.F32Pick ? 16 : op === PoolOp.Attend ? 1 : 4;
+  return op === PoolOp.F32 || op === PoolOp.F32Pick || op === PoolOp.F32Add ? 16 : op === PoolOp.Attend || op === PoolOp.QkvRope ? 1 : 4;
 }
 
 /**
@@ -323,12 +455,57 @@ const CALM_SPLIT_MIN_BYTES = 1024 * 1024;
 /** How long a worker (after a job) and the caller (after its claims) spin before they sleep, by default. */
 export const SPIN_MICROS = 200;
 
+// The one dispatch of a job's op: rows [row0, row1) of op with arguments a
+// (see run), on thread `thread` (0: the caller; it picks the thread's own
+// attention scores). Plain JavaScript in a string: each worker evaluates it
+// in its source, and the calling thread makes its runRows from the same
+// text, so a new op is one case here (with its PoolOp, JobOp and splitRows).
+const RUN_ROWS_SOURCE = `(loops, shared, op, a, row0, row1, thread) => {
+  if (row1 <= row0) return;
+  if (op === ${PoolOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+  else if (op === ${PoolOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+  else if (op === ${PoolOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + thread * a[6]);
+  else if (op === ${PoolOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
+  else if (op === ${PoolOp.Swiglu}) shared.swigluRange(a[0], row0, row1, a[1], a[2]);
+  else if (op === ${PoolOp.F32Pick}) {
+    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+    shared.pickRows(a[2], row0, row1, a[6], ${splitRows(PoolOp.F32Pick)});
+  } else if (op === ${PoolOp.Q8Pick}) {
+    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+    shared.pickRows(a[3], row0, row1, a[7], ${splitRows(PoolOp.Q8Pick)});
+  } else if (op === ${PoolOp.Q8Gated}) {
+    // see GATED_SCRATCH_FLOATS for the pointers (no arrays made here: garbage on every claim measured slower)
+    const h = a[6];
+    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * (h + row0), row0, row1, a[4], 1, 2 * h);
+    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * row1, h + row0, h + row1, a[4], 1, 2 * h);
+    shared.swigluRange(a[3] + 4 * (h + 2 * row0), 0, 1, row1 - row0, a[5] + 4 * row0);
+  } else if (op === ${PoolOp.NormOperand}) {
+    // (xd: a float scale per 32 of a row's stride floats)
+    shared.normOperand(a[0], a[1], a[2], a[3], a[4], a[5], row0, row1);
+    if (a[6] !== 0) loops.quantizeX16(a[5] + 4 * a[4] * row0, a[4] * (row1 - row0), a[6] + 2 * a[4] * row0, a[7] + (a[4] / 8) * row0);
+  } else if (op === ${PoolOp.Quantize}) loops.quantizeX16(a[0] + 4 * a[1] * row0, a[1] * (row1 - row0), a[2] + 2 * a[1] * row0, a[3] + (a[1] / 8) * row0);
+  else if (op === ${PoolOp.QkvRope}) {
+    for (let r = row0; r < row1; r++) shared.qkvRope(a[0] + r * a[1]);
+  } else if (op === ${PoolOp.F32Add}) {
+    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
+    shared.addInto(a[6] + 4 * row0, a[2] + 4 * row0, row1 - row0);
+  } else if (op === ${PoolOp.Q8Add}) {
+    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
+    shared.addInto(a[7] + 4 * row0, a[3] + 4 * row0, row1 - row0);
+  } else throw new Error('WorkerPool: no op ' + op);
+}`;
+
+/** The calling thread's copy of the dispatch (RUN_ROWS_SOURCE). */
+type RunRows = (loops: ProductLoops, shared: SharedLoops, op: JobOp, a: ArrayLike<number>, row0: number, row1: number, thread: number) => void;
+// (a string made into a function on purpose: the workers' copy is the same text)
+const runRows = new Function(`return ${RUN_ROWS_SOURCE}`)() as RunRows;
+
 // The worker's whole program (plain JavaScript, run with eval: no loader or
 // build step involved). It never returns to its event loop: it sleeps in
 // Atomics.wait until the next job.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { memory, module, sharedLoopsModule, control: sab, index, generation: started, threads } = workerData;
+const { memory, module, sharedLoopsModule, control: sab, index, generation: started, threads, programAt } = workerData;
 const guide = ${GUIDE} * threads;
 const control = new Int32Array(sab);
 let loops, shared, failure = 0;
@@ -344,28 +521,79 @@ let seen = started;
 Atomics.add(control, ${READY}, 1);
 parentPort.postMessage('ready');
 const a = control.subarray(${ARGS}, ${ARGS + MAX_ARGS});
+const runRows = ${RUN_ROWS_SOURCE};
 // Units [u0, u1) of the open job (its descriptor read after the claim: see the header).
 const run = (u0, u1) => {
   const op = control[${OP}], size = control[${UNIT_ROWS}];
-  const row0 = u0 * size, row1 = Math.min(control[${ROWS}], u1 * size);
   if (failure) throw new Error();
-  if (op === ${PoolOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-  else if (op === ${PoolOp.Q8}) loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
-  else if (op === ${PoolOp.Attend}) shared.attendRows(a[0], row0, row1, a[1], a[2], a[3], a[4], a[5] + index * a[6]);
-  else if (op === ${PoolOp.SumsOfExps}) shared.sumsOfExps(a[0], row0, row1, a[1], a[2]);
-  else if (op === ${PoolOp.Swiglu}) shared.swigluRange(a[0], row0, row1, a[1], a[2]);
-  else if (op === ${PoolOp.F32Pick}) {
-    loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
-    shared.pickRows(a[2], row0, row1, a[6], ${splitRows(PoolOp.F32Pick)});
-  } else if (op === ${PoolOp.Q8Pick}) {
-    loops.productQ8(a[0], a[1], a[2], a[3], row0, row1, a[4], a[5], a[6]);
-    shared.pickRows(a[3], row0, row1, a[7], ${splitRows(PoolOp.Q8Pick)});
-  } else {
-    // Q8Gated (gatedRows: the same pointers)
-    const h = a[6];
-    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * (h + row0), row0, row1, a[4], 1, 2 * h);
-    loops.productQ8(a[0], a[1], a[2], a[3] + 4 * row1, h + row0, h + row1, a[4], 1, 2 * h);
-    shared.swigluRange(a[3] + 4 * (h + 2 * row0), 0, 1, row1 - row0, a[5] + 4 * row0);
+  runRows(loops, shared, op, a, u0 * size, Math.min(control[${ROWS}], u1 * size), index);
+};
+// Programs (see the header): each step's arguments as a view, made once.
+const stepArgs = [];
+// Units [u0, u1) of the step whose words start at \`at\` (read after the claim).
+const runStep = (at, u0, u1) => {
+  const op = control[at + ${STEP_OP}], size = control[at + ${STEP_UNIT_ROWS}];
+  if (failure) throw new Error();
+  const s = (at - programAt) / ${STEP_WORDS};
+  const args = (stepArgs[s] ??= control.subarray(at + ${STEP_ARGS}, at + ${STEP_ARGS + MAX_ARGS}));
+  runRows(loops, shared, op, args, u0 * size, Math.min(control[at + ${STEP_ROWS}], u1 * size), index);
+};
+// Counts n finished units of the step whose LEFT word is \`left\`, waking the
+// threads asleep at its barrier when they were the last.
+const finish = (left, tag, n) => {
+  if (Atomics.sub(control, left, n) === ((tag << ${TAG_SHIFT}) | n) && Atomics.load(control, ${AT_BARRIER}) !== 0) Atomics.notify(control, left);
+};
+// A step's barrier: waits until its LEFT word is tag | 0 (true), or holds
+// another tag (false: the run is over, a later one begun). Spins for spinMs
+// at most, then sleeps, woken by the last finish.
+const barrier = (left, tag, spinMs) => {
+  const done = tag << ${TAG_SHIFT};
+  let v = Atomics.load(control, left);
+  if (v === done) return true;
+  if (spinMs > 0) {
+    const until = performance.now() + spinMs;
+    for (let i = 1; v !== done; i++) {
+      if (v >>> ${TAG_SHIFT} !== tag) return false;
+      if ((i & 63) === 0 && performance.now() > until) break;
+      v = Atomics.load(control, left);
+    }
+  }
+  while (v !== done) {
+    if (v >>> ${TAG_SHIFT} !== tag) return false;
+    Atomics.add(control, ${AT_BARRIER}, 1);
+    v = Atomics.load(control, left);
+    // (the timeout only guards: the last finish notifies)
+    if (v !== done && v >>> ${TAG_SHIFT} === tag) Atomics.wait(control, left, v, 50);
+    Atomics.sub(control, ${AT_BARRIER}, 1);
+    v = Atomics.load(control, left);
+  }
+  return true;
+};
+// Walks a program run (tag) of \`steps\` steps: claims units of each from the
+// back, runs them, counts them, waits at the step's barrier. Returns once
+// the last step is done, or at once when a step's words hold another tag.
+const walk = (tag, steps) => {
+  const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000;
+  for (let s = 0, at = programAt; s < steps; s++, at += ${STEP_WORDS}) {
+    for (;;) {
+      const word = Atomics.load(control, at + ${STEP_CLAIM});
+      if (word >>> ${TAG_SHIFT} !== tag) return;
+      const back = word & ${INDEX_MASK};
+      const left = back - ((word >>> ${INDEX_BITS}) & ${INDEX_MASK});
+      if (left <= 0) break;
+      const take = Math.ceil(left / guide); // (claimUnits)
+      if (Atomics.compareExchange(control, at + ${STEP_CLAIM}, word, word - take) !== word) continue;
+      // (after any failure the program's remaining units are counted, not run)
+      if (Atomics.load(control, ${FAILED}) === 0) {
+        try {
+          runStep(at, back - take, back);
+        } catch {
+          Atomics.store(control, ${FAILED}, 1);
+        }
+      }
+      finish(at + ${STEP_LEFT}, tag, take);
+    }
+    if (!barrier(at + ${STEP_LEFT}, tag, spinMs)) return;
   }
 };
 // After a job, spin for the next one, up to the bound: the products of a
@@ -412,6 +640,9 @@ for (;;) {
     Atomics.add(control, ${DONE}, take);
     if (Atomics.load(control, ${CALLER_WAITS}) !== 0) Atomics.notify(control, ${DONE});
   }
+  // a program run open: walk it
+  const program = Atomics.load(control, ${PROGRAM_RUN});
+  if ((program & ${COUNT_MASK}) !== 0) walk(program >>> ${TAG_SHIFT}, program & ${COUNT_MASK});
 }
 `;
 
@@ -427,6 +658,24 @@ function sharedLoopsModule(): WebAssembly.Module {
   return compiledShared;
 }
 
+/**
+ * A program as the pool runs it (kernels/pool_program.ts makes it from its
+ * steps): per step its op (CALLER_STEP, -1, for a caller step), the rows
+ * of each unit, its rows and units as run() cuts them, its arguments
+ * (MAX_ARGS each), and a caller step's function.
+ */
+export interface ProgramPlan {
+  readonly ops: Int32Array;
+  readonly unitRows: Int32Array;
+  readonly rows: Int32Array;
+  readonly units: Int32Array;
+  readonly args: readonly number[][];
+  readonly callers: readonly ((() => void) | undefined)[];
+}
+
+/** A caller step's op in a ProgramPlan. */
+export const PROGRAM_CALLER_STEP = CALLER_STEP;
+
 export class WorkerPool {
   /** The shared memory the weights and the products' operands live in. */
   readonly memory: WebAssembly.Memory;
@@ -438,6 +687,12 @@ export class WorkerPool {
   readonly shared: SharedLoops;
   private readonly workers: Worker[] = [];
   private readonly control: Int32Array;
+  /** Where the program steps' words start in the control array (see STEP_WORDS). */
+  private readonly programAt: number;
+  /** The program whose steps the control array holds (the last one run). */
+  private loadedPlan: ProgramPlan | undefined;
+  /** True while a program runs (its caller steps' jobs then run on this thread alone). */
+  private inProgram = false;
   private top = 0;
   private readonly started: Promise<void>;
   private disposed = false;
@@ -476,7 +731,8 @@ export class WorkerPool {
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
-    this.control = new Int32Array(new SharedArrayBuffer(4 * (LATE_AT + threads)));
+    this.programAt = Math.ceil((LATE_AT + threads) / STEP_WORDS) * STEP_WORDS;
+    this.control = new Int32Array(new SharedArrayBuffer(4 * (this.programAt + STEP_WORDS * MAX_PROGRAM_STEPS)));
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     const late = options.lateMicros ?? [];
     for (let i = 0; i < threads; i++) this.control[LATE_AT + i] = Math.max(0, Math.round(late[i] ?? 0));
@@ -484,7 +740,16 @@ export class WorkerPool {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
         execArgv: [], // not the parent's: --input-type=module would make this script a module, without require
-        workerData: { memory: this.memory, module, sharedLoopsModule: sharedLoopsModule(), control: this.control.buffer, index, generation: 0, threads },
+        workerData: {
+          memory: this.memory,
+          module,
+          sharedLoopsModule: sharedLoopsModule(),
+          control: this.control.buffer,
+          index,
+          generation: 0,
+          threads,
+          programAt: this.programAt,
+        },
       });
       this.workers.push(worker);
     }
@@ -568,14 +833,11 @@ export class WorkerPool {
     if (this.disposed) throw new Error('WorkerPool: used after dispose()');
     // (more would overwrite the words after the job's arguments: see the control layout)
     if (args.length > MAX_ARGS) throw new RangeError(`WorkerPool: a job takes at most ${MAX_ARGS} arguments besides its row range, got ${args.length}`);
-    const groupRows = splitRows(op);
-    const groups = Math.ceil(rows / groupRows);
-    const unitGroups = Math.max(Math.ceil(groups / MAX_UNITS), Math.ceil((this.unitBytes * groups) / Math.max(1, weightBytes)));
+    const unitRows = this.unitRowsOf(op, rows, weightBytes);
     // Until every worker has started, the calling thread works alone: it must
     // not sleep on a worker whose start-up may need this thread's event loop
     // (module hooks such as a test runner's are served from there).
-    const alone =
-      groups < 2 * unitGroups || weightBytes < this.splitMinBytes || Atomics.load(this.control, READY) !== this.workers.length || this.threads === 1;
+    const alone = unitRows === 0 || Atomics.load(this.control, READY) !== this.workers.length || this.threads === 1 || this.inProgram;
     // (one clock reading for the watch, the split and its spin bound: a
     // reading costs about 45 ns, and a decode step posts some 25 jobs)
     const started = alone ? 0 : performance.now();
@@ -584,10 +846,162 @@ export class WorkerPool {
       return;
     }
     const b = this.busy;
-    this.runSplit(op, args, rows, groupRows * unitGroups, started);
+    this.runSplit(op, args, rows, unitRows, started);
     b.last = performance.now();
     b.splitMs += b.last - started;
     b.wallMs += b.last - started;
+  }
+
+  /**
+   * Rows in each unit of a job as run() cuts it: whole row groups
+   * (splitRows), reading at least unitBytes, at most MAX_UNITS units; 0
+   * where the job runs as one (under splitMinBytes, or under two units).
+   */
+  unitRowsOf(op: JobOp, rows: number, weightBytes: number): number {
+    const groupRows = splitRows(op);
+    const groups = Math.ceil(rows / groupRows);
+    const unitGroups = Math.max(Math.ceil(groups / MAX_UNITS), Math.ceil((this.unitBytes * groups) / Math.max(1, weightBytes)));
+    return groups < 2 * unitGroups || weightBytes < this.splitMinBytes ? 0 : groupRows * unitGroups;
+  }
+
+  /**
+   * Run a program's steps in order as one job (kernels/pool_program.ts
+   * builds the plan; see "Programs" in the header): every thread walks the
+   * steps, claims units of each, and waits at its barrier; a caller step
+   * runs on this thread while the workers wait. On this thread alone (every
+   * step in order) with one thread, before the workers have started, while
+   * the cores are busy (BUSY_WINDOW_MS), and inside another program's caller
+   * step. Throws after the run has closed, as run() does: this thread's
+   * error, else 'a worker failed'; the steps after a failure are not run.
+   */
+  runProgram(plan: ProgramPlan): void {
+    if (this.disposed) throw new Error('WorkerPool: used after dispose()');
+    const steps = plan.ops.length;
+    const alone = this.threads === 1 || this.inProgram || Atomics.load(this.control, READY) !== this.workers.length;
+    const started = alone ? 0 : performance.now();
+    if (alone || (this.splitMinBytes > 0 && this.coresBusy(started))) {
+      for (let s = 0; s < steps; s++) {
+        const op = plan.ops[s]!;
+        if (op === CALLER_STEP) plan.callers[s]!();
+        else this.runRange(op, plan.args[s]!, 0, plan.rows[s]!);
+      }
+      return;
+    }
+    const c = this.control;
+    if (this.loadedPlan !== plan) {
+      for (let s = 0, at = this.programAt; s < steps; s++, at += STEP_WORDS) {
+        c[at + STEP_OP] = plan.ops[s]!;
+        c[at + STEP_UNIT_ROWS] = plan.unitRows[s]!;
+        c[at + STEP_ROWS] = plan.rows[s]!;
+        const args = plan.args[s]!;
+        for (let i = 0; i < MAX_ARGS; i++) c[at + STEP_ARGS + i] = args[i] ?? 0;
+      }
+      this.loadedPlan = plan;
+    }
+    // each step's LEFT, then its claim word, then the run opens (PROGRAM_RUN)
+    const tag = (this.tag = (this.tag + 1) & TAG_MASK);
+    const tagBits = tag << TAG_SHIFT;
+    for (let s = 0, at = this.programAt; s < steps; s++, at += STEP_WORDS) {
+      const units = plan.units[s]!;
+      Atomics.store(c, at + STEP_LEFT, tagBits | (plan.ops[s] === CALLER_STEP ? 1 : units));
+      Atomics.store(c, at + STEP_CLAIM, tagBits | units);
+    }
+    Atomics.store(c, PROGRAM_RUN, tagBits | steps);
+    Atomics.add(c, GENERATION, 1);
+    if (Atomics.load(c, SLEEPING) !== 0) Atomics.notify(c, GENERATION);
+    const late = c[LATE_AT]!;
+    if (late > 0) Atomics.wait(c, NEVER, 0, late / 1000);
+    let error: unknown;
+    let failed = false;
+    this.inProgram = true;
+    try {
+      for (let s = 0, at = this.programAt; s < steps; s++, at += STEP_WORDS) {
+        const op = plan.ops[s]!;
+        if (op === CALLER_STEP) {
+          if (!failed && Atomics.load(c, FAILED) === 0) {
+            try {
+              plan.callers[s]!();
+            } catch (e) {
+              error = e;
+              failed = true;
+              Atomics.store(c, FAILED, 1);
+            }
+          }
+          this.finishUnits(at + STEP_LEFT, tag, 1);
+          continue;
+        }
+        // claim from the front until none is left (after a failure, claim and count without running)
+        const unitRows = plan.unitRows[s]!;
+        const rows = plan.rows[s]!;
+        for (;;) {
+          const word = Atomics.load(c, at + STEP_CLAIM);
+          const front = (word >>> INDEX_BITS) & INDEX_MASK;
+          const left = (word & INDEX_MASK) - front;
+          if (left <= 0) break;
+          const take = claimUnits(left, this.threads);
+          if (Atomics.compareExchange(c, at + STEP_CLAIM, word, word + take * FRONT_ONE) !== word) continue;
+          if (!failed && Atomics.load(c, FAILED) === 0) {
+            try {
+              this.runRange(op, plan.args[s]!, front * unitRows, Math.min(rows, (front + take) * unitRows));
+            } catch (e) {
+              error = e;
+              failed = true;
+              Atomics.store(c, FAILED, 1);
+            }
+          }
+          this.finishUnits(at + STEP_LEFT, tag, take);
+        }
+        this.barrier(at + STEP_LEFT, tagBits);
+      }
+    } finally {
+      this.inProgram = false;
+      Atomics.store(c, PROGRAM_RUN, tagBits); // closed: no steps
+    }
+    const b = this.busy;
+    b.last = performance.now();
+    b.splitMs += b.last - started;
+    b.wallMs += b.last - started;
+    const workerFailed = Atomics.exchange(c, FAILED, 0) !== 0;
+    if (failed) throw error;
+    if (workerFailed) throw new Error('WorkerPool: a worker failed to run its share of a program');
+  }
+
+  /** Patch argument `index` of step `step` of a plan (between its runs; or, from a caller step, of a later step). */
+  setProgramArg(plan: ProgramPlan, step: number, index: number, value: number): void {
+    plan.args[step]![index] = value;
+    if (this.loadedPlan === plan) this.control[this.programAt + STEP_WORDS * step + STEP_ARGS + index] = value;
+  }
+
+  /** Forget a plan (its program disposed): the next program run writes its own steps. */
+  unloadProgram(plan: ProgramPlan): void {
+    if (this.loadedPlan === plan) this.loadedPlan = undefined;
+  }
+
+  /** finish of the worker's source: counts n finished units of the step whose LEFT word is at `left`, waking the threads at its barrier when they were the last. */
+  private finishUnits(left: number, tag: number, n: number): void {
+    const c = this.control;
+    if (Atomics.sub(c, left, n) === ((tag << TAG_SHIFT) | n) && Atomics.load(c, AT_BARRIER) !== 0) Atomics.notify(c, left);
+  }
+
+  /** The caller at a step's barrier: until its LEFT word (at `left`) is `done` (the run's tag, no units left); spins for spinMicros at most, then sleeps, woken by the last finish. */
+  private barrier(left: number, done: number): void {
+    const c = this.control;
+    let v = Atomics.load(c, left);
+    if (v === done) return;
+    if (this.spinMicros > 0) {
+      const until = performance.now() + this.spinMicros / 1000;
+      for (let i = 1; v !== done; i++) {
+        if ((i & 63) === 0 && performance.now() > until) break;
+        v = Atomics.load(c, left);
+      }
+    }
+    while (v !== done) {
+      Atomics.add(c, AT_BARRIER, 1);
+      v = Atomics.load(c, left);
+      if (v !== done) Atomics.wait(c, left, v);
+      Atomics.sub(c, AT_BARRIER, 1);
+      v = Atomics.load(c, left);
+    }
   }
 
   /** Whether the cores are busy (see BUSY_WINDOW_MS), the workers told not to spin; called, at `now`, before each job that would be split. */
@@ -700,30 +1114,8 @@ export class WorkerPool {
   }
 
   /** Rows [row0, row1) on this thread (thread 0: its attention scores at the base). */
-  private runRange(op: JobOp, a: readonly number[], row0: number, row1: number): void {
-    if (row1 <= row0) return;
-    if (op === PoolOp.F32) this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
-    else if (op === PoolOp.Q8) this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
-    else if (op === PoolOp.Attend) this.shared.attendRows(a[0]!, row0, row1, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
-    else if (op === PoolOp.SumsOfExps) this.shared.sumsOfExps(a[0]!, row0, row1, a[1]!, a[2]!);
-    else if (op === PoolOp.Swiglu) this.shared.swigluRange(a[0]!, row0, row1, a[1]!, a[2]!);
-    else if (op === PoolOp.Q8Gated) this.gatedRows(a, row0, row1);
-    else if (op === PoolOp.F32Pick) {
-      this.loops.productF32(a[0]!, a[1]!, a[2]!, row0, row1, a[3]!, a[4]!, a[5]!);
-      this.shared.pickRows(a[2]!, row0, row1, a[6]!, splitRows(op));
-    } else {
-      this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]!, row0, row1, a[4]!, a[5]!, a[6]!);
-      this.shared.pickRows(a[3]!, row0, row1, a[7]!, splitRows(op));
-    }
-  }
-
-  /** A gated job's rows [row0, row1) on this thread (see GATED_SCRATCH_FLOATS; the worker's run does the same). */
-  private gatedRows(a: readonly number[], row0: number, row1: number): void {
-    // (no arrays made here: garbage on every claim measured slower)
-    const h = a[6]!;
-    this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]! + 4 * (h + row0), row0, row1, a[4]!, 1, 2 * h);
-    this.loops.productQ8(a[0]!, a[1]!, a[2]!, a[3]! + 4 * row1, h + row0, h + row1, a[4]!, 1, 2 * h);
-    this.shared.swigluRange(a[3]! + 4 * (h + 2 * row0), 0, 1, row1 - row0, a[5]! + 4 * row0);
+  private runRange(op: JobOp, a: ArrayLike<number>, row0: number, row1: number): void {
+    runRows(this.loops, this.shared, op, a, row0, row1, 0);
   }
 
   /**

@@ -50,7 +50,10 @@ export interface QkvRotation {
  * T) of qkv ([rows, (heads + 2 kvHeads) * headDim]) into keys and values
  * ([kvHeads, T, headDim]) and, per frame, queries ([heads, T, headDim]),
  * keys rotated by keyCos/keySin and frame f's queries by frameAngles[2f],
- * frameAngles[2f + 1] (all [T, rotaryDim/2]).
+ * frameAngles[2f + 1] (all [T, rotaryDim/2]). Keys and values may be
+ * larger, with kv head g's row t at entryOffset + g * entryStride + t *
+ * headDim: rows of a cache's storage [kvHeads, slots, headDim], entryOffset
+ * the first row's slot times headDim and entryStride slots * headDim.
  */
 export function qkvHeadsInto(
   qkv: Float32Array,
@@ -64,27 +67,29 @@ export function qkvHeadsInto(
   keys: Float32Array,
   values: Float32Array,
   queries: Float32Array[],
+  entryOffset = 0,
+  entryStride = T * counts.headDim,
 ): void {
   const { heads, kvHeads, headDim } = counts;
   const { pairs, rotaryDim } = rope;
   const width = (heads + 2 * kvHeads) * headDim;
-  // a head's row t lies at (h T + t) headDim in keys, values and queries
+  // a head's row t lies at (h T + t) headDim in queries (and in keys and values at their stride)
   const headStride = T * headDim;
   for (let t = 0; t < T; t++) {
     const row = (rowStart + t) * width;
     // One row's values, all kv heads, lie as values [kvHeads, 1, headDim]
     // wants them: one copy (a subarray, one allocation, where a loop of a
-    // float a step took 1 µs of 768 floats at 110M); for T > 1 a loop (a
-    // subarray a kv head was an allocation each).
-    if (T === 1) values.set(qkv.subarray(row + (heads + kvHeads) * headDim, row + width));
+    // float a step took 1 µs of 768 floats at 110M); for T > 1, or rows of
+    // a cache, a loop (a subarray a kv head was an allocation each).
+    if (T === 1 && entryStride === headDim) values.set(qkv.subarray(row + (heads + kvHeads) * headDim, row + width), entryOffset);
     else {
       for (let g = 0; g < kvHeads; g++) {
         const v = row + (heads + kvHeads + g) * headDim;
-        const at = g * headStride + t * headDim;
+        const at = entryOffset + g * entryStride + t * headDim;
         for (let c = 0; c < headDim; c++) values[at + c] = qkv[v + c]!;
       }
     }
-    rotateHeads(qkv, row + heads * headDim, headDim, keys, t * headDim, headStride, kvHeads, keyCos, keySin, t, pairs, rotaryDim, headDim);
+    rotateHeads(qkv, row + heads * headDim, headDim, keys, entryOffset + t * headDim, entryStride, kvHeads, keyCos, keySin, t, pairs, rotaryDim, headDim);
     for (let f = 0; f < queries.length; f++) {
       rotateHeads(qkv, row, headDim, queries[f]!, t * headDim, headStride, heads, frameAngles[2 * f]!, frameAngles[2 * f + 1]!, t, pairs, rotaryDim, headDim);
     }

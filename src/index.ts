@@ -7,7 +7,18 @@
 export { BACKENDS, type BackendName, initBackend } from './backend.js';
 export { ArgumentError, BackendError, ConfigError, FileFormatError, StreamllmError, UsageError } from './errors.js';
 
-export type { BlockView, CacheEntries, CacheShape, EntryMemory, KVCache, LayerView, MemoryEntries, TensorEntries, ViewFrame } from './cache/types.js';
+export type {
+  BlockView,
+  CacheEntries,
+  CacheShape,
+  EntryMemory,
+  KVCache,
+  LayerView,
+  MemoryEntries,
+  PlacedEntries,
+  TensorEntries,
+  ViewFrame,
+} from './cache/types.js';
 export { entryTensors } from './cache/types.js';
 export type { CacheKind, CachePolicy, KVCachePolicy, RecomputePolicy } from './cache/policies.js';
 export { CACHE_KINDS, createCache, DEFAULT_SINK_COUNT, isKVCachePolicy, policyFromName, type PolicyOptions, policyLabel, policySpan } from './cache/index.js';

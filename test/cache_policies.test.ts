@@ -194,28 +194,28 @@ const backend = await initTestBackend();
 
   // An entry memory may hold less than the backend (a pooled model's 4 GiB
   // hold its weights too): a cache that outgrows its room goes on in tensors.
-  t.test('a cache that outgrows the room of its entry memory moves its entries to tensors: the same outputs, the memory given back', async (t) => {
-    /** An entry memory of `bytes` in all, in plain arrays, that knows what it holds. */
-    const smallMemory = (bytes: number) => {
-      const held = new Set<Float32Array>();
-      let used = 0;
-      return {
-        held,
-        alloc(floats: number) {
-          const a = new Float32Array(floats);
-          held.add(a);
-          used += 4 * floats;
-          return a;
-        },
-        free(a: Float32Array) {
-          if (!held.delete(a)) throw new Error('free: not from this memory');
-          used -= 4 * a.length;
-        },
-        get room() {
-          return bytes - used;
-        },
-      };
+  /** An entry memory of `bytes` in all, in plain arrays, that knows what it holds. */
+  const smallMemory = (bytes: number) => {
+    const held = new Set<Float32Array>();
+    let used = 0;
+    return {
+      held,
+      alloc(floats: number) {
+        const a = new Float32Array(floats);
+        held.add(a);
+        used += 4 * floats;
+        return a;
+      },
+      free(a: Float32Array) {
+        if (!held.delete(a)) throw new Error('free: not from this memory');
+        used -= 4 * a.length;
+      },
+      get room() {
+        return bytes - used;
+      },
     };
+  };
+  t.test('a cache that outgrows the room of its entry memory moves its entries to tensors: the same outputs, the memory given back', async (t) => {
     const slotBytes = 2 * dims.kvHeads * dims.headDim * 4; // keys and values of one entry, one layer
     const rope = ropes[0]!;
     // (blocks of 1 or 3: the storage outgrows the room as it grows; a
@@ -249,6 +249,130 @@ const backend = await initTestBackend();
         t.equal(tf.memory().numTensors, before, 'no tensor leak');
       }
     }
+  });
+
+  // KVCache.place: for a decode step, the entries where they lie and the
+  // new token's slot, which the model fills itself (a decode-step program
+  // asks for every layer's before any runs). Token by token through two
+  // caches alike, one storing and one placing, over a stream that fills the
+  // storage (growing it) and wraps the ring: the same entries bit for bit,
+  // the same attention, and the doc's attention.
+  t.test('place: a token written into its slot gives the entries and attention of store bit for bit; undefined where a cache cannot place', async (t) => {
+    const rope = ropes[0]!;
+    const layers = 3;
+    const sink = tf.tensor1d(sinkLogits);
+    const spec = { variant: 'learned-sink' as const, sinkLogits: sink };
+    // grows: the storage starts at 1 or 2 slots
+    const cases: [string, number, number, (s: CacheShape) => KVCache, boolean][] = [
+      ['dense from 2 slots', 0, Infinity, (s) => new DenseCache(s, 2), true],
+      ['window 0+6', 0, 6, (s) => new StreamingCache(0, 6, s), false],
+      ['streaming 3+4', 3, 4, (s) => new StreamingCache(3, 4, s), false],
+      ['streaming 2+5 from 1 slot', 2, 5, (s) => new StreamingCache(2, 5, s, 1), true],
+      ['streaming 4+1', 4, 1, (s) => new StreamingCache(4, 1, s), false],
+    ];
+    /** The same bits (a float compare would take -0 for 0). */
+    const sameBits = (a: Float32Array, b: Float32Array) =>
+      Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+    // layer l of token j stores key k[(j + 7l) % N] (rotated to j) and value v[(j + 7l) % N]
+    const input = (j: number, l: number) => (j + 7 * l) % N;
+    for (const [name, sinks, window, make, grows] of cases) {
+      for (const [kind, memory] of [
+        ['', poolEntryMemory(pool)],
+        [', plain arrays', smallMemory(1 << 20)],
+      ] as const) {
+        const before = tf.memory().numTensors;
+        const storing = make({ ...shape, layers, entryMemory: memory });
+        const placing = make({ ...shape, layers, entryMemory: memory });
+        t.throws(() => placing.place!(0), /call begin\(\) first/, `${name}: place before begin`);
+        let entryMismatches = 0;
+        let attentionMismatches = 0;
+        let worst = 0;
+        for (let j = 0; j < N; j++) {
+          const view = storing.begin(1).layer(0);
+          placing.begin(1);
+          const placed = Array.from({ length: layers }, (_, l) => placing.place!(l));
+          if (placed.some((p) => p === undefined)) {
+            t.fail(`${name}, token ${j}: a cache in its entry memory places a single token`);
+            break;
+          }
+          for (let l = 0; l < layers; l++) {
+            const { entries, at } = placed[l]!;
+            const outs = tf.tidy(() => {
+              const keys = applyRope(heads([k[input(j, l)]!], dims.kvHeads), ropeAngles(view.keyPositions, rope), rope); // [kvHeads, 1, headDim]
+              const stored = storing.store(l, keys, heads([v[input(j, l)]!], dims.kvHeads));
+              // the model's write: kv head g's rotated key and its value to [g, at, :]
+              const [kvHeads, slots, headDim] = entries.shape;
+              const keyRows = keys.dataSync();
+              for (let g = 0; g < kvHeads; g++) {
+                entries.keys.set(keyRows.subarray(g * headDim, (g + 1) * headDim), (g * slots + at) * headDim);
+                entries.values.set(v[input(j, l)]!.subarray(g * headDim, (g + 1) * headDim), (g * slots + at) * headDim);
+              }
+              if (!('memory' in stored) || stored.memory !== entries.memory || String(stored.shape) !== String(entries.shape)) entryMismatches++;
+              else if (!sameBits(stored.keys, entries.keys) || !sameBits(stored.values, entries.values)) entryMismatches++;
+              const queries = heads([q[j]!], dims.heads);
+              const frames = view.frames.map((f) => ({ ...f, queries: applyRope(queries, ropeAngles(f.queryPositions, rope), rope) }));
+              return [stored, entries].map((e) => {
+                const { keys, values } = entryTensors(e);
+                return attention(frames, keys, values, spec).dataSync() as Float32Array;
+              });
+            });
+            if (!sameBits(outs[0]!, outs[1]!)) attentionMismatches++;
+            if (l === 0) worst = Math.max(worst, maxAbsDiff(outs[1]!, reference(j, sinks, window, rope, 'learned-sink')));
+          }
+          storing.end();
+          placing.end();
+        }
+        t.equal(entryMismatches, 0, `${name}${kind}: ${N} tokens x ${layers} layers, the entries of store bit for bit`);
+        t.equal(attentionMismatches, 0, `${name}${kind}: and their attention`);
+        t.ok(worst < 1e-5, `${name}${kind}: the reference's attention, max |diff| ${worst.toExponential(2)}`);
+        // a block of more tokens is stored
+        placing.begin(3);
+        t.same(
+          [0, 1, 2].map((l) => placing.place!(l)),
+          [undefined, undefined, undefined],
+          `${name}: a block of 3 is not placed`,
+        );
+        placing.end();
+        storing.dispose();
+        placing.dispose();
+        t.equal(tf.memory().numTensors, before, 'no tensor leak');
+      }
+      // entries in tensors: none to place, from the start or once moved there
+      const inTensors = make({ ...shape, layers });
+      inTensors.begin(1);
+      t.equal(inTensors.place!(0), undefined, `${name}: a cache in tensors`);
+      inTensors.end();
+      inTensors.dispose();
+      if (!grows) continue;
+      // room for the keys and values of 2 slots of every layer
+      const moving = make({ ...shape, layers, entryMemory: smallMemory(2 * layers * 2 * dims.kvHeads * dims.headDim * 4) });
+      const placedAt: boolean[] = [];
+      for (let j = 0; j < 12; j++) {
+        moving.begin(1);
+        const placed = moving.place!(0);
+        placedAt.push(placed !== undefined);
+        tf.tidy(() => {
+          const kv = heads([k[j]!], dims.kvHeads);
+          for (let l = 0; l < layers; l++) moving.store(l, kv, kv);
+        });
+        moving.end();
+      }
+      moving.dispose();
+      t.equal(placedAt[0], true, `${name}: placed while in its memory`);
+      t.equal(placedAt.at(-1), false, `${name}: not once moved to tensors`);
+    }
+    // the policies that rank entries through tensors have no slots to give
+    for (const policy of [
+      { kind: 'h2o', budget: 8, recent: 4 },
+      { kind: 'tova', budget: 8 },
+    ] as const) {
+      const cache = createCache(policy, { ...shape, entryMemory: poolEntryMemory(pool) });
+      cache.begin(1);
+      t.equal(cache.place?.(0), undefined, `${policy.kind}: nothing placed`);
+      cache.end();
+      cache.dispose();
+    }
+    sink.dispose();
   });
 
   // (on cpu the fused kernel is the JavaScript loop, in float64: the pool's SIMD loop agrees within rounding, and with itself bit for bit)

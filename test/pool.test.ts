@@ -15,7 +15,11 @@ import { attendDirect } from '../kernels/attention_fused.js';
 import { POOL_MAX_BYTES, PoolOp, WorkerPool } from '../kernels/pool.js';
 import { poolRegions, PoolRegions } from '../kernels/pool_regions.js';
 import { attendInPool } from '../kernels/pooled_attention.js';
+import { PoolProgram, type ProgramOpStep, type ProgramStep } from '../kernels/pool_program.js';
 import { pooledSwiglu } from '../kernels/pooled_swiglu.js';
+import { qkvHeadsInto } from '../kernels/qkv_heads.js';
+import { qkvRopeInPool, qkvRopeRecordBytes, setQkvRopeSlot, writeQkvRopeRecord } from '../kernels/qkv_rope.js';
+import { ropeAngleArrays } from '../kernels/rope.js';
 import { matMul2d } from '../kernels/matmul.js';
 import { rmsNormRows } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
@@ -310,6 +314,196 @@ t.test('a normed product equals the norm (rmsNormRows) then the product, bit for
     /norm weight of 31 values for 32 columns/,
   );
 });
+
+/** Floats as their bits, for comparisons bit for bit. */
+const bits = (a: Float32Array) => Array.from(new Uint32Array(a.slice().buffer));
+
+t.test(
+  "the decode step's ops: NormOperand and Quantize give the operand pooledProduct writes (the norm's and quantizeX16's bits), on 1-4 threads",
+  async (t) => {
+    for (const [tokens, dim, stride] of [
+      [1, 288, 288],
+      [5, 33, 64],
+      [9, 96, 96],
+    ] as const) {
+      const x = randn(tokens * dim).map((v, i) => (i % 7 === 0 ? v * 1e3 : v));
+      const w = randn(dim);
+      const eps = 1e-5;
+      const normed = new Float32Array(tokens * dim);
+      rmsNormRows(x, w, eps, dim, normed);
+      const operand = padded(normed, tokens, dim, stride); // [tokens, stride]
+      const { q, d } = quantizeX16Reference(operand);
+      for (const pool of [one, ...pools]) {
+        const n = tokens * stride;
+        // [x | w | eps | out | xq | xd]
+        const xAt = pool.alloc(4 * tokens * dim);
+        const wAt = pool.alloc(4 * dim);
+        const epsAt = pool.alloc(8);
+        const out = pool.alloc(4 * n);
+        const xq = pool.alloc(2 * n);
+        const xd = pool.alloc(n / 8);
+        new Float32Array(pool.memory.buffer, xAt, tokens * dim).set(x);
+        new Float32Array(pool.memory.buffer, wAt, dim).set(w);
+        new Float64Array(pool.memory.buffer, epsAt, 1)[0] = eps;
+        new Float32Array(pool.memory.buffer, out, n).fill(7); // the padding is zeroed
+        const name = `[${tokens}, ${dim}] stride ${stride}, ${pool.threads} threads`;
+        pool.run(PoolOp.NormOperand, [xAt, wAt, epsAt, dim, stride, out, 0, 0], tokens, n * 4);
+        t.same(bits(new Float32Array(pool.memory.buffer, out, n)), bits(operand), `${name}: float32, the norm's bits, padding zero`);
+        new Float32Array(pool.memory.buffer, out, n).fill(7);
+        pool.run(PoolOp.NormOperand, [xAt, wAt, epsAt, dim, stride, out, xq, xd], tokens, n * 4);
+        t.same(bits(new Float32Array(pool.memory.buffer, out, n)), bits(operand), `${name}: q8, the norm's bits`);
+        t.same(Array.from(new Int16Array(pool.memory.buffer, xq, n)), Array.from(q), `${name}: q8, quantizeX16's blocks`);
+        t.same(bits(new Float32Array(pool.memory.buffer, xd, n / 32)), bits(d), `${name}: q8, quantizeX16's scales`);
+        new Int16Array(pool.memory.buffer, xq, n).fill(0);
+        new Float32Array(pool.memory.buffer, xd, n / 32).fill(0);
+        pool.run(PoolOp.Quantize, [out, stride, xq, xd], tokens, n * 4);
+        t.same(Array.from(new Int16Array(pool.memory.buffer, xq, n)), Array.from(q), `${name}: Quantize's blocks`);
+        t.same(bits(new Float32Array(pool.memory.buffer, xd, n / 32)), bits(d), `${name}: Quantize's scales`);
+      }
+    }
+  },
+);
+
+t.test("the decode step's ops: F32Add and Q8Add, a product that adds its rows into the residual, equal the product then the float32 add", async (t) => {
+  for (const [rows, cols] of [
+    [288, 288],
+    [37, 48],
+    [203, 256],
+  ] as const) {
+    const w = randn(rows * cols);
+    const x = randn(cols);
+    const residual = randn(rows).map((v, i) => (i % 5 === 0 ? v * 1e7 : v)); // sums that round
+    for (const format of ['f32', 'q8'] as const) {
+      for (const pool of [one, ...pools]) {
+        const m = matrix(pool, format, w, rows, cols);
+        const product = pooledProduct(m, x, 1);
+        const want = residual.map((v, i) => v + product[i]!);
+        const at = pool.alloc(4 * rows);
+        new Float32Array(pool.memory.buffer, at, rows).set(residual);
+        // the operand as pooledProduct writes it: x padded (and quantised)
+        const xp = pool.alloc(4 * m.stride + 2 * m.stride + m.stride / 8);
+        new Float32Array(pool.memory.buffer, xp, m.stride).set(x);
+        const out = pool.alloc(4 * rows);
+        const bytes = matrixBytes(format, rows, cols);
+        if (format === 'f32') pool.run(PoolOp.F32Add, [m.data, xp, out, m.stride, 1, rows, at], rows, bytes);
+        else {
+          const xq = xp + 4 * m.stride;
+          const xd = xq + 2 * m.stride;
+          pool.loops.quantizeX16(xp, m.stride, xq, xd);
+          pool.run(PoolOp.Q8Add, [m.data, xq, xd, out, m.stride, 1, rows, at], rows, bytes);
+        }
+        const name = `${format} ${rows}x${cols}, ${pool.threads} threads`;
+        t.same(bits(new Float32Array(pool.memory.buffer, out, rows)), bits(pooledProduct(m, x, 1)), `${name}: the product`);
+        t.same(bits(new Float32Array(pool.memory.buffer, at, rows)), bits(want), `${name}: the residual, added`);
+      }
+    }
+  }
+});
+
+t.test(
+  "the decode step's ops: QkvRope writes qkvHeadsInto's keys, values and queries for one token a record, keys and values into a cache's slot",
+  async (t) => {
+    const late = [new WorkerPool(2, { splitMinBytes: 0, lateMicros: [2000, 0] }), new WorkerPool(3, { splitMinBytes: 0, lateMicros: [0, 0, 3000] })];
+    t.teardown(() => Promise.all(late.map((p) => p.dispose())));
+    await Promise.all(late.map((p) => p.ready()));
+    for (const { heads, kvHeads, headDim, rotaryDim, pairs, frames } of [
+      { heads: 6, kvHeads: 6, headDim: 48, rotaryDim: 48, pairs: true, frames: 2 },
+      { heads: 8, kvHeads: 2, headDim: 16, rotaryDim: 8, pairs: false, frames: 1 },
+      { heads: 4, kvHeads: 2, headDim: 10, rotaryDim: 6, pairs: true, frames: 3 },
+    ]) {
+      const width = (heads + 2 * kvHeads) * headDim;
+      const tokens = 3;
+      const capacity = 7;
+      const spec = { theta: 10000, layout: pairs ? ('pairs' as const) : ('halves' as const), rotaryDim, scale: 1 };
+      const qkv = randn(tokens * width); // each token's row
+      const keyPositions = [5, 300, 1e6 + 3];
+      const framePositions = Array.from({ length: frames }, (_, f) => keyPositions.map((p) => p - 2 * f));
+      const slots = [0, 3, 6];
+      for (const pool of [one, ...pools, ...late]) {
+        const half = rotaryDim / 2;
+        const recordBytes = qkvRopeRecordBytes(frames);
+        const records = pool.alloc(tokens * recordBytes);
+        const qkvAt = pool.alloc(4 * tokens * width);
+        new Float32Array(pool.memory.buffer, qkvAt, tokens * width).set(qkv);
+        const keysAt = pool.alloc(4 * kvHeads * capacity * headDim); // [kvHeads, capacity, headDim], a cache's runs
+        const valuesAt = pool.alloc(4 * kvHeads * capacity * headDim);
+        const queriesAt = pool.alloc(4 * tokens * frames * heads * headDim); // per token, per frame [heads, headDim]
+        const anglesAt = pool.alloc(4 * tokens * (1 + frames) * rotaryDim); // per token: the keys' cos|sin, each frame's
+        const floats = new Float32Array(pool.memory.buffer);
+        for (let i = 0; i < tokens; i++) {
+          const angles = [keyPositions[i]!, ...framePositions.map((p) => p[i]!)].map((p) => ropeAngleArrays([p], spec));
+          const base = anglesAt + 4 * i * (1 + frames) * rotaryDim;
+          const at = (k: number) => ({ cos: base + 4 * k * rotaryDim, sin: base + 4 * (k * rotaryDim + half) });
+          angles.forEach((a, k) => {
+            floats.set(a.cos, at(k).cos / 4);
+            floats.set(a.sin, at(k).sin / 4);
+          });
+          const rowBytes = 4 * headDim;
+          writeQkvRopeRecord(
+            pool,
+            records + i * recordBytes,
+            { heads, kvHeads, headDim },
+            { pairs, rotaryDim },
+            {
+              qkv: qkvAt + 4 * i * width,
+              keyAngles: at(0),
+              keys: 0,
+              values: 0,
+              kvStride: 0,
+              frames: Array.from({ length: frames }, (_, f) => ({ ...at(1 + f), queries: queriesAt + 4 * (i * frames + f) * heads * headDim })),
+            },
+          );
+          // the slot, patched as a program's token would
+          setQkvRopeSlot(pool, records + i * recordBytes, keysAt + slots[i]! * rowBytes, valuesAt + slots[i]! * rowBytes, capacity * rowBytes);
+        }
+        qkvRopeInPool(pool, records, recordBytes, tokens);
+        const stored = {
+          keys: new Float32Array(pool.memory.buffer, keysAt, kvHeads * capacity * headDim).slice(),
+          values: new Float32Array(pool.memory.buffer, valuesAt, kvHeads * capacity * headDim).slice(),
+        };
+        const name = `${heads} heads over ${kvHeads}, headDim ${headDim}, rotaryDim ${rotaryDim} ${spec.layout}, ${frames} frames, ${pool.threads} threads`;
+        let untouched = true;
+        for (let i = 0; i < tokens; i++) {
+          const keyAngles = ropeAngleArrays([keyPositions[i]!], spec);
+          const frameAngles = framePositions.flatMap((p) => {
+            const a = ropeAngleArrays([p[i]!], spec);
+            return [a.cos, a.sin];
+          });
+          const keys = new Float32Array(kvHeads * headDim);
+          const values = new Float32Array(kvHeads * headDim);
+          const queries = Array.from({ length: frames }, () => new Float32Array(heads * headDim));
+          qkvHeadsInto(qkv, i, 1, { heads, kvHeads, headDim }, { pairs, rotaryDim }, keyAngles.cos, keyAngles.sin, frameAngles, keys, values, queries);
+          const slot = (a: Float32Array, g: number) => a.subarray((g * capacity + slots[i]!) * headDim, (g * capacity + slots[i]! + 1) * headDim);
+          for (let g = 0; g < kvHeads; g++) {
+            t.same(
+              bits(slot(stored.keys, g)),
+              bits(keys.subarray(g * headDim, (g + 1) * headDim)),
+              `${name}: token ${i}, kv head ${g}: the rotated key in its slot`,
+            );
+            t.same(
+              bits(slot(stored.values, g)),
+              bits(values.subarray(g * headDim, (g + 1) * headDim)),
+              `${name}: token ${i}, kv head ${g}: the value in its slot`,
+            );
+          }
+          queries.forEach((q, f) => {
+            const got = new Float32Array(pool.memory.buffer, queriesAt + 4 * (i * frames + f) * heads * headDim, heads * headDim);
+            t.same(bits(got), bits(q), `${name}: token ${i}, frame ${f}: the rotated queries`);
+          });
+        }
+        // no slot but the tokens' written
+        for (let g = 0; g < kvHeads; g++) {
+          for (let s = 0; s < capacity; s++) {
+            if (slots.includes(s)) continue;
+            const run = stored.keys.subarray((g * capacity + s) * headDim, (g * capacity + s + 1) * headDim);
+            if (run.some((v) => v !== 0)) untouched = false;
+          }
+        }
+        t.ok(untouched, `${name}: the other slots untouched`);
+      }
+    }
+  },
+);
 
 t.test('pooledLinear: a tensor in, a tensor out, bias added, nothing leaked', async (t) => {
   const [rows, cols, tokens] = [40, 64, 3];
@@ -665,4 +859,275 @@ t.test('a process with a live pool exits by itself', async (t) => {
   t.equal(child.error, undefined, 'no timeout');
   t.equal(child.status, 0, child.stderr);
   t.equal(child.stdout, 'done');
+});
+
+// Programs (kernels/pool_program.ts): steps run as one pool job with a
+// barrier after each. A program of products (f32, q8, the gated and picking
+// jobs), attention and caller steps that read what the step before wrote
+// equals the same steps run one by one with pool.run, bit for bit, on 1, 2
+// and 3 threads, with late threads, and with arguments patched between runs.
+
+/** The floats of a pool's memory (a fresh view: allocations may grow it). */
+const floatsOf = (pool: WorkerPool) => new Float32Array(pool.memory.buffer);
+
+/**
+ * A chain of steps in `pool`: x -> f32 product -> (caller: quantise it) ->
+ * q8 product, gated product, q8 picking product; an f32 picking product of
+ * x; attention (the job attendInPool posts, recorded); a caller step that
+ * reads the results. The same operands and matrices whatever the pool.
+ */
+function chain(pool: WorkerPool, seed: string) {
+  const r = seedrandom(seed);
+  const rand = (n: number, scale = 1) => Float32Array.from({ length: n }, () => scale * (2 * r() - 1));
+  const cols = 96;
+  const mid = 64; // the f32 product's rows: the q8 products' columns (a whole number of blocks)
+  const a = matrix(pool, 'f32', rand(mid * cols), mid, cols);
+  const b = matrix(pool, 'q8', rand(40 * mid), 40, mid);
+  const hidden = 24;
+  const g = matrix(pool, 'q8', rand(2 * hidden * mid, 3), 2 * hidden, mid);
+  const p = matrix(pool, 'q8', rand(100 * mid), 100, mid);
+  const c = matrix(pool, 'f32', rand(50 * cols), 50, cols);
+  const xs = [pool.alloc(4 * cols), pool.alloc(4 * cols)]; // two x, for setArg
+  xs.forEach((at, i) => floatsOf(pool).set(rand(cols, i + 1), at / 4));
+  const y1 = pool.alloc(4 * mid);
+  const xq = pool.alloc(2 * mid);
+  const xd = pool.alloc(4 * (mid / 32));
+  const y2 = pool.alloc(4 * 40);
+  const span = pool.alloc(4 * 3 * hidden);
+  const gated = pool.alloc(4 * hidden);
+  const y3 = pool.alloc(4 * 100);
+  const records3 = pool.alloc(8 * 25);
+  const y4 = pool.alloc(4 * 50);
+  const records4 = pool.alloc(8 * 4);
+  // attention: the job attendInPool posts (its records and queries in the pool's 'attention' region), recorded, not run
+  const [heads, kvHeads, headDim, capacity] = [4, 2, 16, 40];
+  const entries = pool.alloc(4 * 2 * kvHeads * capacity * headDim);
+  floatsOf(pool).set(rand(2 * kvHeads * capacity * headDim, 2), entries / 4);
+  const at = { keysAt: entries, valuesAt: entries + 4 * kvHeads * capacity * headDim, kvHeads, capacity, headDim };
+  let attend: ProgramOpStep | undefined;
+  const run = pool.run;
+  pool.run = (op, args, rows, weightBytes) => void (attend = { op, args: [...args], rows, weightBytes });
+  attendInPool(pool, [rand(heads * headDim)], [Int32Array.from([3, 40])], at, 'softmax', undefined, new Float32Array(heads * headDim));
+  pool.run = run;
+  const attendRecords = attend!.args[0]!;
+  const outputs = { y1: [y1, mid], y2: [y2, 40], gated: [gated, hidden], y3: [y3, 100], y4: [y4, 50] } as const;
+  const seen: { y1?: number[]; after?: number[] } = {};
+  const read = (pool: WorkerPool) => {
+    const f = floatsOf(pool);
+    const values = ([offset, n]: readonly [number, number]) => Array.from(f.subarray(offset / 4, offset / 4 + n));
+    // the attention's output [heads, headDim]: where its first item's record says (query, first key, count, sink, output row)
+    const outAt = new Int32Array(pool.memory.buffer)[attendRecords / 4 + 4]!;
+    return {
+      y1: values(outputs.y1),
+      y2: values(outputs.y2),
+      gated: values(outputs.gated),
+      y3: values(outputs.y3),
+      y4: values(outputs.y4),
+      attention: values([outAt, heads * headDim]),
+    };
+  };
+  const clear = () => {
+    const f = floatsOf(pool);
+    for (const [offset, n] of Object.values(outputs)) f.fill(0, offset / 4, offset / 4 + n);
+  };
+  const steps: ProgramStep[] = [
+    { op: PoolOp.F32, args: [a.data, xs[0]!, y1, a.stride, 1, mid], rows: mid, weightBytes: matrixBytes('f32', mid, cols) },
+    {
+      caller: () => {
+        seen.y1 = Array.from(floatsOf(pool).subarray(y1 / 4, y1 / 4 + mid)); // what the step before wrote, whole
+        pool.loops.quantizeX16(y1, mid, xq, xd);
+      },
+    },
+    { op: PoolOp.Q8, args: [b.data, xq, xd, y2, mid, 1, 40], rows: 40, weightBytes: matrixBytes('q8', 40, mid) },
+    { op: PoolOp.Q8Gated, args: [g.data, xq, xd, span, mid, gated, hidden], rows: hidden, weightBytes: matrixBytes('q8', 2 * hidden, mid) },
+    { op: PoolOp.Q8Pick, args: [p.data, xq, xd, y3, mid, 1, 100, records3], rows: 100, weightBytes: matrixBytes('q8', 100, mid) },
+    { op: PoolOp.F32Pick, args: [c.data, xs[0]!, y4, c.stride, 1, 50, records4], rows: 50, weightBytes: matrixBytes('f32', 50, cols) },
+    attend!,
+    { caller: () => (seen.after = read(pool).y4!) },
+  ];
+  /** The picks, as pickedArgmax finds them: the claims' records followed in row order, the first largest of their rows (the records themselves depend on how the claims fell). */
+  const picks = () => {
+    const ints = new Int32Array(pool.memory.buffer);
+    const f = floatsOf(pool);
+    const follow = (out: number, records: number, rows: number, group: number) => {
+      let best = -1;
+      for (let row = 0; row < rows;) {
+        const at = (records + 8 * (row / group)) / 4;
+        const found = ints[at + 1]!;
+        if (best < 0 || f[out / 4 + found]! > f[out / 4 + best]!) best = found;
+        row = ints[at]!;
+      }
+      return best;
+    };
+    return { q8: follow(y3, records3, 100, 4), f32: follow(y4, records4, 50, 16) };
+  };
+  return { steps, xs, read, clear, seen, picks };
+}
+
+/** The steps one by one: run() for an op step, the function for a caller step. */
+function runOneByOne(pool: WorkerPool, steps: readonly ProgramStep[]): void {
+  for (const step of steps) {
+    if ('caller' in step) step.caller();
+    else pool.run(step.op, step.args, step.rows, step.weightBytes);
+  }
+}
+
+t.test(
+  'a program of products, attention and caller steps equals its steps run one by one, bit for bit, on 1, 2, 3 threads and with late threads',
+  async (t) => {
+    const more = [
+      new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1 }),
+      new WorkerPool(3, { splitMinBytes: 0, unitBytes: 1 }),
+      new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [0, 2000] }),
+      new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [2000, 0] }),
+      new WorkerPool(3, { splitMinBytes: 0, unitBytes: 1, lateMicros: [0, 0, 3000], spinMicros: 0 }),
+      new WorkerPool(2), // the default cut: steps under 64 KB one unit
+    ];
+    t.teardown(() => Promise.all(more.map((p) => p.dispose())));
+    await Promise.all(more.map((p) => p.ready()));
+    const before = tf.memory().numTensors;
+    const name = (p: WorkerPool) => `${p.threads} threads, unitBytes ${p.unitBytes}, splitMinBytes ${p.splitMinBytes}`;
+    // one thread, one by one: the reference, for each x
+    const reference = chain(one, 'program');
+    const want = reference.xs.map((x) => {
+      for (const s of [0, 5]) (reference.steps[s] as ProgramOpStep & { args: number[] }).args[1] = x;
+      reference.clear();
+      runOneByOne(one, reference.steps);
+      return { ...reference.read(one), seenY1: reference.seen.y1, picks: reference.picks() };
+    });
+    t.not(want[0]!.y2, want[1]!.y2, 'the two x give two results');
+    for (const pool of [one, ...pools.slice(0, 2), ...more]) {
+      const c = chain(pool, 'program');
+      const program = new PoolProgram(pool, c.steps);
+      if (pool.threads > 1 && pool.splitMinBytes === 0) t.ok(program.unitsOf(0) > 1 && program.unitsOf(6) > 1, `${name(pool)}: steps of several units`);
+      // runs with x patched between them (setArg), x alternating
+      for (let run = 0; run < 6; run++) {
+        const i = run % 2;
+        program.setArg(0, 1, c.xs[i]!);
+        program.setArg(5, 1, c.xs[i]!);
+        c.clear();
+        program.run();
+        const got = { ...c.read(pool), seenY1: c.seen.y1, picks: c.picks() };
+        t.same(got, want[i], `${name(pool)}, run ${run}, x ${i}`);
+        t.same(c.seen.after, want[i]!.y4, `${name(pool)}, run ${run}: the last caller step sees the results`);
+      }
+      // the same pool, the steps one by one with run(): the same bits
+      c.steps[0] = { ...(c.steps[0] as ProgramOpStep), args: (c.steps[0] as ProgramOpStep).args.map((v, k) => (k === 1 ? c.xs[1]! : v)) };
+      c.steps[5] = { ...(c.steps[5] as ProgramOpStep), args: (c.steps[5] as ProgramOpStep).args.map((v, k) => (k === 1 ? c.xs[1]! : v)) };
+      c.clear();
+      runOneByOne(pool, c.steps);
+      t.same({ ...c.read(pool), seenY1: c.seen.y1, picks: c.picks() }, want[1], `${name(pool)}: one by one`);
+      program.dispose();
+      t.throws(() => program.run(), /after dispose/, 'a disposed program refuses to run');
+    }
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  },
+);
+
+t.test("a program's caller step sees the whole result of a step the worker ran (the caller late)", async (t) => {
+  // An attention job of 256 heads over 8192 entries as one unit
+  // (splitMinBytes past it): tens of ms of work, which the spinning worker
+  // claims at once; the caller, 5 ms late, finds nothing to claim, and must
+  // wait at the barrier before its caller step reads the output.
+  const pool = new WorkerPool(2, { splitMinBytes: 2 ** 31, lateMicros: [5000, 0] });
+  t.teardown(() => pool.dispose());
+  await pool.ready();
+  const [heads, headDim, capacity] = [256, 64, 8192];
+  const entries = poolRegions(pool).allocFloats(2 * capacity * headDim); // [keys | values], one kv head
+  entries.set(randn(2 * capacity * headDim));
+  const at = { keysAt: entries.byteOffset, valuesAt: entries.byteOffset + 4 * capacity * headDim, kvHeads: 1, capacity, headDim };
+  const out = new Float32Array(heads * headDim);
+  t.ok(attendInPool(pool, [randn(heads * headDim)], [Int32Array.from([0, capacity])], at, 'softmax', undefined, out), 'room in the pool');
+  const want = Array.from(out);
+  // the job attendInPool posts, recorded: its queries, records and output stay where they are
+  let job: ProgramOpStep | undefined;
+  const run = pool.run;
+  pool.run = (op, args, rows, weightBytes) => void (job = { op, args: [...args], rows, weightBytes });
+  attendInPool(pool, [new Float32Array(heads * headDim)], [Int32Array.from([0, capacity])], at, 'softmax', undefined, out);
+  pool.run = run;
+  const outAt = new Int32Array(pool.memory.buffer)[job!.args[0]! / 4 + 4]!; // the first item's record: its output row, the output's start
+  const queriesAt = new Int32Array(pool.memory.buffer)[job!.args[0]! / 4]!;
+  let seen: number[] = [];
+  const program = new PoolProgram(pool, [job!, { caller: () => (seen = Array.from(floatsOf(pool).subarray(outAt / 4, outAt / 4 + heads * headDim))) }]);
+  t.equal(program.unitsOf(0), 1, 'the long step: one unit');
+  const queries = randn(heads * headDim);
+  floatsOf(pool).set(queries, queriesAt / 4);
+  attendInPool(pool, [queries], [Int32Array.from([0, capacity])], at, 'softmax', undefined, out);
+  const wantNow = Array.from(out);
+  t.not(wantNow, want, 'other queries, another output');
+  for (let run = 0; run < 3; run++) {
+    floatsOf(pool).set(queries, queriesAt / 4);
+    floatsOf(pool).fill(0, outAt / 4, outAt / 4 + heads * headDim);
+    program.run();
+    t.same(seen, wantNow, `run ${run}: the caller step saw every head's output`);
+  }
+  program.dispose();
+  poolRegions(pool).releaseFloats(entries);
+});
+
+t.test('a program whose step fails throws, on the caller or a worker, runs no step after it, and the pool stays usable', async (t) => {
+  const [rows, cols] = [64, 32];
+  const nowhere = 2 ** 31 - 2 ** 20; // past the memory's end: the loop traps wherever it runs
+  // as the failing jobs' test: the caller late (the worker fails), the worker late (the caller fails)
+  const lateCaller = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [200_000, 0] });
+  const lateWorker = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [0, 20_000] });
+  t.teardown(() => Promise.all([lateCaller.dispose(), lateWorker.dispose()]));
+  await Promise.all([lateCaller.ready(), lateWorker.ready()]);
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  const want = Array.from(productF32Reference(w, x, rows, cols, 1));
+  for (const [pool, expected] of [
+    [lateCaller, /a worker failed/],
+    [lateWorker, /out of bounds/],
+    [one, /out of bounds/],
+  ] as const) {
+    const m = matrix(pool, 'f32', w, rows, cols);
+    const xp = pool.alloc(4 * cols);
+    floatsOf(pool).set(x, xp / 4);
+    const [out, after] = [pool.alloc(4 * rows), pool.alloc(4 * rows)];
+    let called = 0;
+    const product = (w: number, to: number): ProgramStep => ({ op: PoolOp.F32, args: [w, xp, to, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols });
+    const program = new PoolProgram(pool, [product(m.data, out), product(nowhere, out), { caller: () => called++ }, product(m.data, after)]);
+    floatsOf(pool).fill(7, after / 4, after / 4 + rows);
+    t.throws(() => program.run(), expected, `${pool.threads} threads: the error`);
+    t.equal(called, 0, `${pool.threads} threads: no caller step after the failure`);
+    t.ok(
+      floatsOf(pool)
+        .subarray(after / 4, after / 4 + rows)
+        .every((v) => v === 7),
+      `${pool.threads} threads: no product after it`,
+    );
+    // patched to a good matrix: the program runs, and so do jobs
+    program.setArg(1, 0, m.data);
+    program.run();
+    t.equal(called, 1, `${pool.threads} threads: patched, the caller step runs`);
+    t.same(Array.from(floatsOf(pool).subarray(after / 4, after / 4 + rows)), want, `${pool.threads} threads: patched, the program's product`);
+    t.same(Array.from(pooledProduct(m, x, 1)), want, `${pool.threads} threads: then a job`);
+    // a caller step that throws: its error, after the run closed
+    const throwing = new PoolProgram(pool, [
+      product(m.data, out),
+      {
+        caller: () => {
+          throw new Error('caller step failed');
+        },
+      },
+      { caller: () => called++ },
+    ]);
+    t.throws(() => throwing.run(), /caller step failed/, `${pool.threads} threads: a caller step's error`);
+    t.equal(called, 1, `${pool.threads} threads: nothing after it`);
+    t.same(Array.from(pooledProduct(m, x, 1)), want, `${pool.threads} threads: then a job`);
+  }
+  // a caller step's own job runs on the caller alone, right, inside the program
+  const pool = pools[0]!;
+  const m = matrix(pool, 'f32', w, rows, cols);
+  let inside: number[] = [];
+  new PoolProgram(pool, [{ caller: () => (inside = Array.from(pooledProduct(m, x, 1))) }]).run();
+  t.same(inside, want, "a job run from a caller step: the job's bits");
+  // bad programs: one line naming what is wrong
+  t.throws(() => new PoolProgram(pool, []), /1 to 2048 steps, got 0/);
+  t.throws(() => new PoolProgram(pool, [{ op: PoolOp.F32, args: new Array(9).fill(0), rows: 4, weightBytes: 0 }]), /step 0 takes at most 8 arguments/);
+  t.throws(() => new PoolProgram(pool, [{ op: PoolOp.F32, args: [], rows: -1, weightBytes: 0 }]), /step 0's rows must be a non-negative integer, got -1/);
+  const small = new PoolProgram(pool, [{ caller: () => undefined }, { op: PoolOp.F32, args: [], rows: 0, weightBytes: 0 }]);
+  t.throws(() => small.setArg(0, 0, 1), /step 0 is not an op step/);
+  t.throws(() => small.setArg(1, 8, 1), /argument index 8 outside 0..7/);
 });

@@ -213,6 +213,58 @@ t.test('pooled attention on arrays for a batch of sequences (T = 1 and T = 3) eq
   await model.pool!.dispose();
 });
 
+t.test("a decode step writes its keys and values straight into the slots the cache places (KVCache.place): store's logits bit for bit", async (t) => {
+  // The same stream through a cache that places single tokens and through
+  // one that only stores (place taken away): a prefill block of 5 (stored),
+  // then single tokens (placed in every layer) past the windows, so that
+  // the ring wraps and the dense storage grows.
+  const policies: KVCachePolicy[] = [{ kind: 'dense' }, { kind: 'streaming', sinkCount: 2, windowSize: 6 }, { kind: 'window', windowSize: 5 }];
+  const blocks = [tokens.slice(0, 5), ...tokens.slice(5, 20).map((id) => [id])];
+  for (const weights of ['f32', 'q8'] as const) {
+    const model = await loaded({ threads: 2, weights, splitMinBytes: 0 });
+    for (const policy of policies) {
+      const run = (placing: boolean) => {
+        const cache = createCache(policy, { layers: 3, kvHeads: 2, headDim: 8, entryMemory: cacheMemory(model) });
+        const calls = { placed: 0, stored: 0 };
+        const place = cache.place!.bind(cache);
+        const store = cache.store.bind(cache);
+        cache.place = placing
+          ? (layer) => {
+              const p = place(layer);
+              if (p !== undefined) calls.placed++;
+              return p;
+            }
+          : undefined;
+        cache.store = (layer, keys, values) => {
+          calls.stored++;
+          return store(layer, keys, values);
+        };
+        const rows: number[] = [];
+        for (const ids of blocks) {
+          const out = forward(model, ids, cache, 'all');
+          rows.push(...out.dataSync());
+          out.dispose();
+        }
+        cache.dispose();
+        return { rows, calls };
+      };
+      const before = tf.memory().numTensors;
+      const held = poolRegions(model.pool!).heldBytes;
+      const placed = run(true);
+      const stored = run(false);
+      const name = `${weights}, ${policy.kind}`;
+      t.same(placed.calls, { placed: 3 * 15, stored: 3 }, `${name}: every layer of the 15 single tokens placed, the prefill stored`);
+      t.same(stored.calls, { placed: 0, stored: 3 * 16 }, `${name}: without place, every layer stored`);
+      t.equal(placed.rows.length, blocks.flat().length * model.config.vocabSize, `${name}: logits of every token`);
+      t.same(placed.rows, stored.rows, `${name}: the logits of store bit for bit`);
+      t.equal(tf.memory().numTensors, before, 'no tensor leak');
+      t.equal(poolRegions(model.pool!).heldBytes, held, "the caches gave the pool's memory back");
+    }
+    disposeModel(model);
+    await model.pool!.dispose();
+  }
+});
+
 t.test("TokenStream.feedLastValues (the pooled classifier's output read in place) equals feed(ids, 'last') bit for bit", async (t) => {
   const policies: CachePolicy[] = [{ kind: 'dense' }, { kind: 'streaming', sinkCount: 2, windowSize: 6 }, { kind: 'recompute', windowSize: 5 }];
   for (const p of [undefined, { threads: 2, weights: 'f32', splitMinBytes: 0 } as const, { threads: 2, weights: 'q8', splitMinBytes: 0 } as const]) {

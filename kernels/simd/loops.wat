@@ -30,6 +30,9 @@
 ;; adds, on the pool's memory from the calling thread.
 ;; Greedy decoding (kernels/logits_argmax.ts): argmaxFinite, and pickRows, a
 ;; pool's share of it in the classifier's job (kernels/split_products.ts).
+;; A decode step as pool jobs (kernels/pool.ts): normOperand, the input norm
+;; into a product's operand; qkvRope, the head split and RoPE of one token
+;; into a cache's slot and attention's queries (kernels/qkv_rope.ts).
 ;;
 ;; Assembled by scripts/assemble_wasm.ts into loops.wasm.ts.
 (module
@@ -720,7 +723,7 @@
   ;; layers (src/model/pooled_layers.ts) normalise the residual stream with it
   ;; straight into a product's operand (110M: 768 floats, 2.3 µs in
   ;; JavaScript).
-  (func (export "rmsNormRows") (param $x i32) (param $w i32) (param $rows i32) (param $dim i32) (param $stride i32) (param $eps f64) (param $out i32)
+  (func $rmsNormRows (export "rmsNormRows") (param $x i32) (param $w i32) (param $rows i32) (param $dim i32) (param $stride i32) (param $eps f64) (param $out i32)
     (local $r i32) (local $i i32) (local $end i32) (local $pairs i32) (local $ss f64) (local $v f64) (local $inv f64) (local $invs v128)
     (local.set $end (i32.shl (local.get $dim) (i32.const 2)))
     (local.set $pairs (i32.and (local.get $end) (i32.const -8)))
@@ -758,6 +761,144 @@
         (local.set $out (i32.add (local.get $out) (i32.shl (local.get $stride) (i32.const 2))))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $row))))
+
+  ;; A decode step's input norm as a pool job (kernels/pool.ts PoolOp.NormOperand):
+  ;; rows [row0, row1) of the residual x ([rows, dim]) normalised by w
+  ;; (rmsNormRows' bits; eps the float64 at epsAt) into out ([rows, stride],
+  ;; a product's operand), each row's padding [dim, stride) zeroed.
+  (func (export "normOperand") (param $x i32) (param $w i32) (param $epsAt i32) (param $dim i32) (param $stride i32) (param $out i32) (param $row0 i32) (param $row1 i32)
+    (local $r i32) (local $o i32) (local $p i32) (local $end i32)
+    (local.set $r (local.get $row0))
+    (block $done
+      (loop $row
+        (br_if $done (i32.ge_u (local.get $r) (local.get $row1)))
+        (local.set $o (i32.add (local.get $out) (i32.shl (i32.mul (local.get $r) (local.get $stride)) (i32.const 2))))
+        (call $rmsNormRows
+          (i32.add (local.get $x) (i32.shl (i32.mul (local.get $r) (local.get $dim)) (i32.const 2)))
+          (local.get $w) (i32.const 1) (local.get $dim) (local.get $dim) (f64.load (local.get $epsAt)) (local.get $o))
+        (local.set $p (i32.add (local.get $o) (i32.shl (local.get $dim) (i32.const 2))))
+        (local.set $end (i32.add (local.get $o) (i32.shl (local.get $stride) (i32.const 2))))
+        (block $zeroed
+          (loop $zero
+            (br_if $zeroed (i32.ge_u (local.get $p) (local.get $end)))
+            (f32.store (local.get $p) (f32.const 0))
+            (local.set $p (i32.add (local.get $p) (i32.const 4)))
+            (br $zero)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $row))))
+
+  ;; n floats from src to dst (not overlapping), sixteen bytes a step, then one.
+  (func $copyFloats (param $src i32) (param $dst i32) (param $n i32)
+    (local $end i32) (local $quads i32)
+    (local.set $end (i32.add (local.get $src) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $quads (i32.add (local.get $src) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    (block $done
+      (loop $quad
+        (br_if $done (i32.ge_u (local.get $src) (local.get $quads)))
+        (v128.store (local.get $dst) (v128.load (local.get $src)))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (br $quad)))
+    (block $done
+      (loop $one
+        (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
+        (f32.store (local.get $dst) (f32.load (local.get $src)))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+        (br $one))))
+
+  ;; kernels/rope.ts rotateHeads (forwards), n heads: head h's row at src +
+  ;; h srcStride into dst + h dstStride (strides in bytes), rotated by the
+  ;; angles cos[i], sin[i] of its rotaryDim/2 pairs (pairs: channels (2i, 2i
+  ;; + 1), else (i, i + rotaryDim/2)), channels past rotaryDim copied. Each
+  ;; output a * c - b * s (a * s + b * c) in float64 rounded once to float32,
+  ;; as the JavaScript loop computes it.
+  (func $rotateHeads (param $src i32) (param $srcStride i32) (param $dst i32) (param $dstStride i32) (param $n i32)
+      (param $cos i32) (param $sin i32) (param $pairs i32) (param $rotaryDim i32) (param $headDim i32)
+    (local $half i32) (local $step i32) (local $other i32) (local $i i32) (local $h i32) (local $x i32) (local $y i32)
+    (local $c f64) (local $s f64) (local $a f64) (local $b f64)
+    (local.set $half (i32.shr_u (local.get $rotaryDim) (i32.const 1)))
+    (local.set $step (select (i32.const 8) (i32.const 4) (local.get $pairs)))
+    (local.set $other (select (i32.const 4) (i32.shl (local.get $half) (i32.const 2)) (local.get $pairs)))
+    (block $rotated
+      (loop $pair
+        (br_if $rotated (i32.ge_u (local.get $i) (local.get $half)))
+        (local.set $c (f64.promote_f32 (f32.load (i32.add (local.get $cos) (i32.shl (local.get $i) (i32.const 2))))))
+        (local.set $s (f64.promote_f32 (f32.load (i32.add (local.get $sin) (i32.shl (local.get $i) (i32.const 2))))))
+        (local.set $x (i32.add (local.get $src) (i32.mul (local.get $step) (local.get $i))))
+        (local.set $y (i32.add (local.get $dst) (i32.mul (local.get $step) (local.get $i))))
+        (local.set $h (i32.const 0))
+        (block $heads
+          (loop $head
+            (br_if $heads (i32.ge_u (local.get $h) (local.get $n)))
+            (local.set $a (f64.promote_f32 (f32.load (local.get $x))))
+            (local.set $b (f64.promote_f32 (f32.load (i32.add (local.get $x) (local.get $other)))))
+            (f32.store (local.get $y) (f32.demote_f64 (f64.sub (f64.mul (local.get $a) (local.get $c)) (f64.mul (local.get $b) (local.get $s)))))
+            (f32.store (i32.add (local.get $y) (local.get $other))
+              (f32.demote_f64 (f64.add (f64.mul (local.get $a) (local.get $s)) (f64.mul (local.get $b) (local.get $c)))))
+            (local.set $x (i32.add (local.get $x) (local.get $srcStride)))
+            (local.set $y (i32.add (local.get $y) (local.get $dstStride)))
+            (local.set $h (i32.add (local.get $h) (i32.const 1)))
+            (br $head)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $pair)))
+    (if (i32.lt_u (local.get $rotaryDim) (local.get $headDim))
+      (then
+        (local.set $h (i32.const 0))
+        (block $copied
+          (loop $head
+            (br_if $copied (i32.ge_u (local.get $h) (local.get $n)))
+            (call $copyFloats
+              (i32.add (i32.add (local.get $src) (i32.mul (local.get $h) (local.get $srcStride))) (i32.shl (local.get $rotaryDim) (i32.const 2)))
+              (i32.add (i32.add (local.get $dst) (i32.mul (local.get $h) (local.get $dstStride))) (i32.shl (local.get $rotaryDim) (i32.const 2)))
+              (i32.sub (local.get $headDim) (local.get $rotaryDim)))
+            (local.set $h (i32.add (local.get $h) (i32.const 1)))
+            (br $head))))))
+
+  ;; A decode step's head split as a pool job (kernels/pool.ts PoolOp.QkvRope;
+  ;; kernels/qkv_heads.ts qkvHeadsInto's numbers for one token): the record
+  ;; (int32 words, kernels/qkv_rope.ts) says where one row of q|k|v lies,
+  ;; ([heads + 2 kvHeads, headDim]), the counts and the rope layout, the
+  ;; keys' angles and where each kv head's rotated key and its value go (kv
+  ;; head g at keys + g kvStride, values + g kvStride: a cache's new slot),
+  ;; then per frame its angles and where its rotated queries go ([heads,
+  ;; headDim]).
+  (func (export "qkvRope") (param $record i32)
+    (local $qkv i32) (local $heads i32) (local $kvHeads i32) (local $headDim i32) (local $rotaryDim i32) (local $pairs i32)
+    (local $row i32) (local $kvStride i32) (local $g i32) (local $f i32) (local $frame i32)
+    (local.set $qkv (i32.load offset=0 (local.get $record)))
+    (local.set $heads (i32.load offset=4 (local.get $record)))
+    (local.set $kvHeads (i32.load offset=8 (local.get $record)))
+    (local.set $headDim (i32.load offset=12 (local.get $record)))
+    (local.set $rotaryDim (i32.load offset=16 (local.get $record)))
+    (local.set $pairs (i32.load offset=20 (local.get $record)))
+    (local.set $kvStride (i32.load offset=40 (local.get $record)))
+    (local.set $row (i32.shl (local.get $headDim) (i32.const 2)))
+    (block $copied
+      (loop $value
+        (br_if $copied (i32.ge_u (local.get $g) (local.get $kvHeads)))
+        (call $copyFloats
+          (i32.add (local.get $qkv) (i32.mul (i32.add (i32.add (local.get $heads) (local.get $kvHeads)) (local.get $g)) (local.get $row)))
+          (i32.add (i32.load offset=36 (local.get $record)) (i32.mul (local.get $g) (local.get $kvStride)))
+          (local.get $headDim))
+        (local.set $g (i32.add (local.get $g) (i32.const 1)))
+        (br $value)))
+    (call $rotateHeads
+      (i32.add (local.get $qkv) (i32.mul (local.get $heads) (local.get $row))) (local.get $row)
+      (i32.load offset=32 (local.get $record)) (local.get $kvStride) (local.get $kvHeads)
+      (i32.load offset=24 (local.get $record)) (i32.load offset=28 (local.get $record))
+      (local.get $pairs) (local.get $rotaryDim) (local.get $headDim))
+    (block $rotated
+      (loop $frames
+        (br_if $rotated (i32.ge_u (local.get $f) (i32.load offset=44 (local.get $record))))
+        (local.set $frame (i32.add (i32.add (local.get $record) (i32.const 48)) (i32.mul (local.get $f) (i32.const 12))))
+        (call $rotateHeads
+          (local.get $qkv) (local.get $row)
+          (i32.load offset=8 (local.get $frame)) (local.get $row) (local.get $heads)
+          (i32.load offset=0 (local.get $frame)) (i32.load offset=4 (local.get $frame))
+          (local.get $pairs) (local.get $rotaryDim) (local.get $headDim))
+        (local.set $f (i32.add (local.get $f) (i32.const 1)))
+        (br $frames))))
 
   ;; swiglu for rows [row0, row1) of x ([rows, 2 hidden]) into out ([rows, hidden]): a pool's share.
   (func (export "swigluRange") (param $x i32) (param $row0 i32) (param $row1 i32) (param $hidden i32) (param $out i32)

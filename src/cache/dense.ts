@@ -5,7 +5,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { EntryStorage, INITIAL_SLOTS } from './storage.js';
 import type { KVCachePolicy } from './policies.js';
-import { type BlockView, type CacheEntries, type CacheShape, type KVCache, sharedLayers } from './types.js';
+import { type BlockView, type CacheEntries, type CacheShape, type KVCache, type PlacedEntries, sharedLayers } from './types.js';
 
 export class DenseCache implements KVCache {
   readonly policy: KVCachePolicy = { kind: 'dense' };
@@ -52,6 +52,12 @@ export class DenseCache implements KVCache {
     if (this.block === undefined) throw new Error('DenseCache.store: call begin() first');
     this.storage.write(layer, keys, values, this.block.start);
     return this.storage.entries(layer);
+  }
+
+  /** A single token goes to slot `start`, the storage grown for it in begin. */
+  place(layer: number): PlacedEntries | undefined {
+    if (this.block === undefined) throw new Error('DenseCache.place: call begin() first');
+    return this.block.T === 1 ? this.storage.place(layer, this.block.start) : undefined;
   }
 
   end(): void {

@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { joinEntries, joinRunsInto } from '../../kernels/cache_read.js';
 import { writeEntries, writeEntryArray, writeEntryPerHead } from '../../kernels/cache_write.js';
 import { checkFits } from '../memory.js';
-import { type CacheEntries, type CacheShape, type EntryMemory, entryTensors } from './types.js';
+import { type CacheEntries, type CacheShape, type EntryMemory, entryTensors, type MemoryEntries, type PlacedEntries } from './types.js';
 
 /** Slots a growing cache starts with (or its capacity, when smaller). */
 export const INITIAL_SLOTS = 256;
@@ -178,8 +178,23 @@ export class EntryStorage {
   /** Every slot of a layer, as store returns them: [kvHeads, slots, headDim]. */
   entries(layer: number): CacheEntries {
     if (this.memory === undefined) return { keys: this.keys[layer]!, values: this.values[layer]! };
+    return this.memoryEntries(layer, this.memory);
+  }
+
+  /**
+   * Every slot of a layer, as entries() returns them, with `slot` for the
+   * model to write a new entry into itself (KVCache.place); undefined for
+   * storage in tensors. Nothing moves the arrays until the next reserve or
+   * join.
+   */
+  place(layer: number, slot: number): PlacedEntries | undefined {
+    if (this.memory === undefined) return undefined;
+    return { entries: this.memoryEntries(layer, this.memory), at: slot };
+  }
+
+  private memoryEntries(layer: number, memory: EntryMemory): MemoryEntries {
     const shape: [number, number, number] = [this.shape.kvHeads, this.slotCount, this.shape.headDim];
-    return { memory: this.memory, shape, keys: this.keyArrays[layer]!, values: this.valueArrays[layer]! };
+    return { memory, shape, keys: this.keyArrays[layer]!, values: this.valueArrays[layer]! };
   }
 
   /**

@@ -15,7 +15,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { ArgumentError } from '../errors.js';
 import { EntryStorage, INITIAL_SLOTS, type SlotRuns } from './storage.js';
 import { type KVCachePolicy, policyLabel } from './policies.js';
-import { type BlockView, type CacheEntries, type CacheShape, type KVCache, sharedLayers, type ViewFrame } from './types.js';
+import { type BlockView, type CacheEntries, type CacheShape, type KVCache, type PlacedEntries, sharedLayers, type ViewFrame } from './types.js';
 
 export class StreamingCache implements KVCache {
   readonly policy: KVCachePolicy;
@@ -116,6 +116,15 @@ export class StreamingCache implements KVCache {
     const entries = this.composeEntries(layer, keys, values);
     this.writeBlock(layer, keys, values);
     return entries;
+  }
+
+  /** A single token (never composed) goes where writeBlock would write it: its sink slot, or its ring slot. */
+  place(layer: number): PlacedEntries | undefined {
+    const block = this.block;
+    if (block === undefined) throw new Error('StreamingCache.place: call begin() first');
+    if (block.T !== 1) return undefined;
+    const j = block.start;
+    return this.storage.place(layer, j < this.sinkCount ? j : this.slotOf(j));
   }
 
   end(): void {

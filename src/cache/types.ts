@@ -42,6 +42,17 @@
 // (entryTensors). So `store` may return either kind, even from one cache. A
 // policy that cannot (h2o, tova: they rank and rewrite entries through
 // tensors) ignores it.
+//
+// Placing. A decode step (a block of one token) need not hand the cache its
+// new key and value to copy: a cache that keeps its entries in its entry
+// memory can say, with `place`, where the layer's entries lie and which
+// entry of each kv head's run is the new token's, and the model writes the
+// token's rotated key and its value there itself. A step that runs as one
+// program on a pool's threads needs every layer's addresses before any layer
+// runs, so the cache settles its storage in `begin` (it grows there) and
+// moves nothing until the block ends. Only the cache knows its slots; where
+// it cannot place (entries in tensors, a policy that ranks entries, a block
+// of more tokens) it says so, and the model stores.
 import * as tf from '@tensorflow/tfjs';
 import type { KVCachePolicy } from './policies.js';
 
@@ -105,6 +116,13 @@ export interface MemoryEntries {
 
 export type CacheEntries = TensorEntries | MemoryEntries;
 
+/** A decode step's entries as `store` would return them, and the new token's slot in them (KVCache.place). */
+export interface PlacedEntries {
+  entries: MemoryEntries;
+  /** The new token's entry: kv head g's key goes to entries.keys [g, at, :] (rotated), its value to entries.values [g, at, :]. */
+  at: number;
+}
+
 /** Where a cache may keep its entries instead of tensors (see Memory above). */
 export interface EntryMemory {
   /** `floats` zeros in this memory; they stay where they are until freed. */
@@ -151,6 +169,17 @@ export interface KVCache {
    * keeps.
    */
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries;
+  /**
+   * For a block of one token, instead of `store`: the entries the view's
+   * frames index, as `store` would return them after storing, with the slot
+   * `at` that the model fills with the token's rotated key and its value
+   * before it attends to the layer and before the cache's next begin, store
+   * or end. The cache copies nothing. Callable for every layer before any is
+   * filled; the arrays do not move until the block ends (ask anew each
+   * block: `begin` may grow them). Undefined where the cache cannot (its
+   * entries in tensors, a block of more tokens): then `store`.
+   */
+  place?(layer: number): PlacedEntries | undefined;
   /**
    * The layer's attention probabilities, [heads, T, n]: column i is entry i
    * of what `store` returned (entries a row does not see are 0). Called once

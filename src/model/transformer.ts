@@ -140,10 +140,11 @@ interface SequenceState {
   /** The same rotations as arrays, for pooledAttention: the keys' cos, sin, then each frame's. */
   angleArrays?: Map<LayerView, Float32Array[]>;
   /**
-   * pooledAttention's new keys and values for the cache, [kvHeads, T,
-   * headDim] each: made in the first layer, or handed in (a decode stream's
-   * DecodeScratch, T = 1), and written in place in every layer after that
-   * (a cache copies what it keeps: src/cache/types.ts, store).
+   * pooledAttention's new keys and values for the cache's store, [kvHeads,
+   * T, headDim] each: made in the first layer that stores, or handed in (a
+   * decode stream's DecodeScratch, T = 1), and written in place in every
+   * layer after that (a cache copies what it keeps: src/cache/types.ts,
+   * store). Unused where the cache places a single token (KVCache.place).
    */
   newEntries?: { keys: tf.Tensor3D; values: tf.Tensor3D };
 }
@@ -213,8 +214,9 @@ function selfAttention(
  * split and rotations (qkvHeadsInto) and attention (attendArraysTo: on the
  * pool's threads, in place, for a cache in the pool's memory), the same
  * numbers with two tensors a sequence (the keys and values the cache
- * stores) instead of five tfjs calls. Otherwise it goes through
- * selfAttention's tensors.
+ * stores), or none (a single token that the cache places: its key and value
+ * written straight into the cache's slot), instead of five tfjs calls.
+ * Otherwise it goes through selfAttention's tensors.
  */
 function pooledAttention(
   config: ModelConfig,
@@ -263,14 +265,6 @@ function pooledAttention(
       }
       byView.set(view, angles);
     }
-    // The keys and values the cache stores: two tensors a sequence for the
-    // whole pass (or, handed in, for a decode stream's every step), made
-    // from the first layer's arrays and written in place in the next layers
-    // (their views taken just before: no allocation comes between), instead
-    // of two new tensors a layer.
-    const stored = state.newEntries;
-    const keys = stored !== undefined ? float32View(stored.keys) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
-    const values = stored !== undefined ? float32View(stored.values) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
     const frames = view.frames;
     const queries: Float32Array[] = []; // per frame [heads, T, headDim]
     const rowRanges: Int32Array[] = [];
@@ -278,11 +272,43 @@ function pooledAttention(
       queries.push(directArrays.take(QUERIES + f, qSize));
       rowRanges.push(frames[f]!.rowRanges);
     }
-    qkvHeadsInto(qkv, b * T, T, config, rotation, angles[0], angles[1], angles.slice(2), keys, values, queries);
-    const newEntries = (state.newEntries ??= { keys: tf.tensor3d(keys, [kvHeads, T, headDim]), values: tf.tensor3d(values, [kvHeads, T, headDim]) });
-    const entries = cache.store(layer, newEntries.keys, newEntries.values);
-    // A single query row's [heads, 1, headDim] is its row of merged as it is.
     const single = T === 1;
+    // A single token's key and value go straight into the cache's slot for
+    // them where it has one (KVCache.place): no tensors, no copy.
+    const placed = single ? cache.place?.(layer) : undefined;
+    let entries: CacheEntries;
+    if (placed !== undefined) {
+      entries = placed.entries; // [kvHeads, slots, headDim] each
+      const slots = entries.shape[1];
+      qkvHeadsInto(
+        qkv,
+        b,
+        1,
+        config,
+        rotation,
+        angles[0],
+        angles[1],
+        angles.slice(2),
+        entries.keys,
+        entries.values,
+        queries,
+        placed.at * headDim,
+        slots * headDim,
+      );
+    } else {
+      // The keys and values the cache stores: two tensors a sequence for the
+      // whole pass (or, handed in, for a decode stream's every step), made
+      // from the first layer's arrays and written in place in the next layers
+      // (their views taken just before: no allocation comes between), instead
+      // of two new tensors a layer.
+      const stored = state.newEntries;
+      const keys = stored !== undefined ? float32View(stored.keys) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
+      const values = stored !== undefined ? float32View(stored.values) : new Float32Array(kvHeads * T * headDim); // [kvHeads, T, headDim]
+      qkvHeadsInto(qkv, b * T, T, config, rotation, angles[0], angles[1], angles.slice(2), keys, values, queries);
+      const newEntries = (state.newEntries ??= { keys: tf.tensor3d(keys, [kvHeads, T, headDim]), values: tf.tensor3d(values, [kvHeads, T, headDim]) });
+      entries = cache.store(layer, newEntries.keys, newEntries.values);
+    }
+    // A single query row's [heads, 1, headDim] is its row of merged as it is.
     const out = single ? (batch.length === 1 ? merged : merged.subarray(b * qSize, (b + 1) * qSize)) : directArrays.take(OUT, qSize); // [heads, T, headDim]
     attendArraysTo(pool, route, queries, rowRanges, entries, spec, out);
     if (single) continue;
@@ -471,7 +497,8 @@ export function forwardBatch(
  * made and read back, which at a vocabulary of 32,000 copied 128 KB twice a
  * token and cost a 15M decode step about as much as its attention. Any other
  * model: forward's logits, read. `scratch`, for a block of one token: the
- * tensors in which the step hands the cache its new keys and values.
+ * tensors in which the step hands the cache its new keys and values where
+ * the cache does not place them (KVCache.place).
  */
 export function forwardLastValues(model: Model, ids: readonly number[], cache: KVCache, scratch?: DecodeScratch): Float32Array {
   if (!residualInPool(model) || model.weights.pooledClassifier === undefined || ids.length > cache.blockLimit || ids.length === 0) {
@@ -493,8 +520,10 @@ export function forwardLastValues(model: Model, ids: readonly number[], cache: K
 /**
  * What a decode loop (TokenStream) keeps from step to step for
  * forwardLastValues: the two tensors [kvHeads, 1, headDim] in which
- * pooledAttention hands the cache a step's new keys and values (written in
- * place layer after layer; the cache copies what it keeps), so that a step
+ * pooledAttention hands the cache a step's new keys and values where the
+ * cache does not place them in its own memory (KVCache.place: a cache in
+ * tensors; written in place layer after layer; the cache copies what it
+ * keeps), so that a step
  * makes and disposes no tensor (two a step, about 20 µs of a 15M q8 step in
  * the profile, its caches cold after the weights stream through). Made
  * with the stream (for a pooled model), disposed with it.

@@ -1,0 +1,126 @@
+// What a pool job costs beyond its loop, and what a program (kernels/pool_program.ts:
+// the steps as one job with barriers) saves: N small q8 products of one
+// token run as N run() calls, as one program of N steps, and as one program
+// with an empty caller step after each product (the cost of a caller
+// step's barrier); and N steps too small to split (one unit each: run()
+// runs them on the caller alone), as a program, where each step is only its
+// barrier. The engines alternate in one run (rounds), and run() calls run
+// twice (an A/A: the spread between identical engines).
+//
+//   node dist/bench/pool_program.js [--threads 2] [--steps 31] [--rows 288] [--cols 288] [--reps 2000] [--rounds 7] [--record]
+import { defaultThreads } from '../kernels/threads.js';
+import { PoolOp, WorkerPool } from '../kernels/pool.js';
+import { PoolProgram, type ProgramOpStep, type ProgramStep } from '../kernels/pool_program.js';
+import { allocMatrix, matrixBytes, writeRow } from '../kernels/split_products.js';
+import { benchArgs, markdownTable, median, recordResult, runBench } from './common.js';
+
+const HELP = `bench/pool_program.ts: the fixed cost of pool jobs and of a program's barriers. N q8 products of one token
+([rows, cols] each) as N run() calls, as one program, and as one program with an empty caller step after each product;
+N steps of one unit each as a program (each step only its barrier). Engines alternate in one run; run() calls twice (A/A).
+
+  node dist/bench/pool_program.js [--threads 2] [--steps 31] [--rows 288] [--cols 288] [--reps 2000] [--rounds 7] [--record]
+
+  --threads N   the pool's threads (default ${Math.min(2, defaultThreads())})
+  --steps N     products in a sequence (default 31: a 15M decode step's jobs)
+  --rows N      each product's rows (default 288)
+  --cols N      each product's columns (default 288; 288 x 288 q8: 93 KB, split)
+  --reps N      sequences timed per engine and round (default 2000)
+  --rounds N    rounds, the engines alternating (default 7)
+  --record      append the table to bench/RESULTS.md
+  --help        this text`;
+
+const cli = benchArgs(HELP);
+const threads = cli.count('threads', Math.min(2, defaultThreads()), 1, 64);
+const steps = cli.count('steps', 31, 1, 1000);
+const rows = cli.count('rows', 288, 4, 65536);
+const cols = cli.count('cols', 288, 32, 65536);
+const reps = cli.count('reps', 2000, 1, 1e6);
+const rounds = cli.count('rounds', 7, 1, 100);
+
+/** The N products (and a step of one unit) in `pool`'s memory. */
+function sequence(pool: WorkerPool) {
+  // one matrix per step (a decode step's products read different weights), one x
+  const x = pool.alloc(4 * cols);
+  const xq = pool.alloc(2 * cols);
+  const xd = pool.alloc(cols / 8);
+  new Float32Array(pool.memory.buffer, x, cols).set(Float32Array.from({ length: cols }, (_, i) => Math.sin(i)));
+  pool.loops.quantizeX16(x, Math.ceil(cols / 32) * 32, xq, xd);
+  const row = Float32Array.from({ length: cols }, (_, i) => Math.cos(i));
+  const products: ProgramOpStep[] = [];
+  for (let s = 0; s < steps; s++) {
+    const m = allocMatrix(pool, 'q8', rows, cols);
+    for (let r = 0; r < rows; r++) writeRow(m, r, row);
+    products.push({ op: PoolOp.Q8, args: [m.data, xq, xd, pool.alloc(4 * rows), m.stride, 1, rows], rows, weightBytes: matrixBytes('q8', rows, cols) });
+  }
+  // a step of one unit: SwiGLU of 4 rows of 8 (run() runs it alone: 384 bytes)
+  const gateUp = pool.alloc(4 * 4 * 16);
+  const tiny: ProgramOpStep = { op: PoolOp.Swiglu, args: [gateUp, 8, pool.alloc(4 * 4 * 8)], rows: 4, weightBytes: 3 * 4 * 4 * 8 };
+  return { products, tiny };
+}
+
+await runBench(async () => {
+  const pool = new WorkerPool(threads);
+  const alone = new WorkerPool(1);
+  await pool.ready();
+  const { products, tiny } = sequence(pool);
+  const oneThread = sequence(alone).products;
+  const program = new PoolProgram(pool, products);
+  const withCallers = new PoolProgram(
+    pool,
+    products.flatMap((p): ProgramStep[] => [p, { caller: () => undefined }]),
+  );
+  const barriers = new PoolProgram(
+    pool,
+    products.map(() => tiny),
+  );
+  const runCalls = () => {
+    for (const p of products) pool.run(p.op, p.args, p.rows, p.weightBytes);
+  };
+  const engines: [string, () => void, number][] = [
+    ['run() calls', runCalls, steps],
+    [
+      'one thread (run() calls)',
+      () => {
+        for (const p of oneThread) alone.run(p.op, p.args, p.rows, p.weightBytes);
+      },
+      steps,
+    ],
+    ['program', () => program.run(), steps],
+    ['program + caller steps', () => withCallers.run(), 2 * steps],
+    ['run() calls (A/A)', runCalls, steps],
+    ['program of 1-unit steps', () => barriers.run(), steps],
+  ];
+  const times = engines.map(() => [] as number[]); // µs a sequence, per round
+  for (const [, run] of engines) for (let i = 0; i < Math.min(200, reps); i++) run(); // warm
+  for (let round = 0; round < rounds; round++) {
+    engines.forEach(([, run], e) => {
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) run();
+      times[e]!.push((1000 * (performance.now() - t0)) / reps);
+    });
+  }
+  const base = median(times[0]!);
+  // a product's share of the one-thread time, split perfectly: what each of the N steps would cost without any synchronisation
+  const ideal = median(times[1]!) / threads;
+  const table = markdownTable(
+    ['engine', 'steps', 'µs a sequence (median)', 'spread (min-max)', 'µs a step', 'vs run() calls', `µs a product over 1 thread / ${threads}`],
+    engines.map(([name, , n], e) => {
+      const t = times[e]!;
+      const m = median(t);
+      const over = name.startsWith('one thread') || name.includes('1-unit') ? '' : ((m - ideal) / steps).toFixed(2);
+      return [name, String(n), m.toFixed(1), `${Math.min(...t).toFixed(1)}-${Math.max(...t).toFixed(1)}`, (m / n).toFixed(2), (m / base).toFixed(3), over];
+    }),
+  );
+  const saved = (base - median(times[2]!)) / steps;
+  const summary = `${threads} threads, ${steps} q8 products of [${rows}, ${cols}] (${(matrixBytes('q8', rows, cols) / 1024).toFixed(0)} KB, ${products[0] === undefined ? 0 : program.unitsOf(0)} units each), ${reps} sequences x ${rounds} rounds: a program saves ${saved.toFixed(2)} µs a step against run() calls`;
+  console.log(`${table}\n\n${summary}`);
+  recordResult(
+    'Pool programs against run() calls (bench/pool_program.ts)',
+    `node dist/bench/pool_program.js ${process.argv.slice(2).join(' ')}`,
+    `${table}\n\n${summary}`,
+  );
+  program.dispose();
+  withCallers.dispose();
+  barriers.dispose();
+  await Promise.all([pool.dispose(), alone.dispose()]);
+});

@@ -1,0 +1,137 @@
+// A program for the worker pool (kernels/pool.ts): a sequence of steps run
+// as ONE pool job, with a barrier after each step, instead of a job per step
+// with JavaScript between them (each job costs the caller about 2 µs of
+// posting, claims and waiting, and the workers a look at the next job). The
+// structure of llama2.c's run.c under OpenMP and of llama.cpp's graph
+// compute: a model builds the program of a decode step once, and patches a
+// few arguments a token (setArg: the token's embedding row, the cache
+// slot's addresses, ...).
+//
+// A step is either
+//   - a pool op (any JobOp) with its arguments, rows and bytes read, cut
+//     into units as WorkerPool.run cuts that job (splitRows, unitBytes, a
+//     step under splitMinBytes one unit), or
+//   - a caller step: a function the calling thread alone runs, while the
+//     workers wait at its barrier (JavaScript work between the ops, until
+//     it is a pool op of its own).
+// Every thread walks the steps in order: it claims units of a step until
+// none is left, then waits until all the step's units are done, then goes
+// on to the next; each output row is computed by exactly one claim of one
+// step, and a step starts only once the step before it is finished, so the
+// results are the bits of running the steps one by one with pool.run (the
+// protocol, and why a late or sleeping worker never holds the caller, are in
+// pool.ts's header, "Programs").
+import { type JobOp, MAX_PROGRAM_STEPS, PROGRAM_CALLER_STEP, type ProgramPlan, type WorkerPool } from './pool.js';
+
+/** What a pool op step runs: run()'s four arguments. */
+export interface ProgramOpStep {
+  op: JobOp;
+  /** The op's arguments without the row range (at most 8), int32 as run() takes them. */
+  args: readonly number[];
+  rows: number;
+  /** The bytes the step reads (run()'s weightBytes): how it is cut into units. */
+  weightBytes: number;
+}
+
+/** A step only the calling thread runs (the workers wait at its barrier). */
+export interface ProgramCallerStep {
+  caller: () => void;
+}
+
+export type ProgramStep = ProgramOpStep | ProgramCallerStep;
+
+/** The most arguments an op step takes (run()'s limit). */
+const MAX_STEP_ARGS = 8;
+
+export class PoolProgram {
+  readonly pool: WorkerPool;
+  /** Steps in the program. */
+  readonly length: number;
+  private readonly plan: ProgramPlan;
+  private disposed = false;
+
+  constructor(pool: WorkerPool, steps: readonly ProgramStep[]) {
+    if (steps.length < 1 || steps.length > MAX_PROGRAM_STEPS)
+      throw new RangeError(`PoolProgram: a program has 1 to ${MAX_PROGRAM_STEPS} steps, got ${steps.length}`);
+    const n = steps.length;
+    const plan = {
+      ops: new Int32Array(n),
+      unitRows: new Int32Array(n),
+      rows: new Int32Array(n),
+      units: new Int32Array(n),
+      args: [] as number[][],
+      callers: [] as ((() => void) | undefined)[],
+    };
+    steps.forEach((step, s) => {
+      if ('caller' in step) {
+        if (typeof step.caller !== 'function') throw new TypeError(`PoolProgram: step ${s}'s caller is not a function`);
+        plan.ops[s] = PROGRAM_CALLER_STEP;
+        plan.args.push([]);
+        plan.callers.push(step.caller);
+        return;
+      }
+      const { op, args, rows, weightBytes } = step;
+      if (args.length > MAX_STEP_ARGS)
+        throw new RangeError(`PoolProgram: step ${s} takes at most ${MAX_STEP_ARGS} arguments besides its row range, got ${args.length}`);
+      if (!(Number.isInteger(rows) && rows >= 0 && rows < 2 ** 31))
+        throw new RangeError(`PoolProgram: step ${s}'s rows must be a non-negative integer, got ${rows}`);
+      if (!(weightBytes >= 0)) throw new RangeError(`PoolProgram: step ${s}'s weightBytes must be non-negative, got ${weightBytes}`);
+      const unitRows = pool.unitRowsOf(op, rows, weightBytes) || Math.max(1, rows); // 0: one unit, as run() runs it alone
+      plan.ops[s] = op;
+      plan.unitRows[s] = unitRows;
+      plan.rows[s] = rows;
+      plan.units[s] = Math.ceil(rows / unitRows);
+      const copy = new Array<number>(MAX_STEP_ARGS).fill(0);
+      args.forEach((v, i) => (copy[i] = v | 0));
+      plan.args.push(copy);
+      plan.callers.push(undefined);
+    });
+    this.pool = pool;
+    this.length = n;
+    this.plan = plan;
+  }
+
+  /** Units step `step` is cut into (0 for a caller step): for tests and benchmarks. */
+  unitsOf(step: number): number {
+    return this.plan.units[step]!;
+  }
+
+  /**
+   * Set argument `index` of op step `step` to `value` (an int32, as run()'s
+   * arguments) for the runs from now on. Call it between runs, or from a
+   * caller step for a step after it (no thread reaches that step before the
+   * caller step is done).
+   */
+  setArg(step: number, index: number, value: number): void {
+    if (this.disposed) throw new Error('PoolProgram: used after dispose()');
+    if (!(Number.isInteger(step) && step >= 0 && step < this.length) || this.plan.ops[step] === PROGRAM_CALLER_STEP) {
+      throw new RangeError(`PoolProgram.setArg: step ${step} is not an op step of this program of ${this.length}`);
+    }
+    if (!(Number.isInteger(index) && index >= 0 && index < MAX_STEP_ARGS))
+      throw new RangeError(`PoolProgram.setArg: argument index ${index} outside 0..${MAX_STEP_ARGS - 1}`);
+    this.pool.setProgramArg(this.plan, step, index, value | 0);
+  }
+
+  /** Argument `index` of op step `step` as the runs will see it. */
+  arg(step: number, index: number): number {
+    return this.plan.args[step]![index]!;
+  }
+
+  /**
+   * Run every step, in order, as one pool job: the same bits as running the
+   * op steps one by one with pool.run and calling the caller steps between
+   * them. Throws (after the run has closed, the pool usable) the calling
+   * thread's error, else 'a worker failed'; no step after a failing one runs.
+   */
+  run(): void {
+    if (this.disposed) throw new Error('PoolProgram: used after dispose()');
+    this.pool.runProgram(this.plan);
+  }
+
+  /** Drop the program (the pool forgets its steps); run and setArg throw from now on. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.pool.unloadProgram(this.plan);
+  }
+}
