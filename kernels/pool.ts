@@ -85,14 +85,18 @@
 // Programs (kernels/pool_program.ts): a sequence of steps run as one job,
 // a barrier after each step, so that a decode step is one job and not ~30
 // with JavaScript between them. The steps' words lie in the control array
-// after the job's, two cache lines (STEP_WORDS) per step:
+// after the job's, a cache line (STEP_WORDS) per step:
 //
 //   STEP_CLAIM  the step's claim word, as CLAIM: tag | front | back
 //   descriptor  STEP_OP (CALLER_STEP: run by the caller alone), STEP_UNIT_ROWS,
 //               STEP_ROWS, STEP_ARGS (on the claim word's line: a claim
 //               brings them)
-//   STEP_LEFT   tag | units of the step not yet finished (a line of its own:
-//               the threads at the barrier spin on it while others claim)
+//   STEP_LEFT   tag | units of the step not yet finished: in the NEXT
+//               step's line (the last step's in a line after it). The
+//               threads at step s's barrier spin on a line that nobody
+//               claims from while they do (no one claims step s + 1 before
+//               the barrier), and the load that sees step s done brings
+//               step s + 1's claim word and descriptor with it.
 //   PROGRAM_RUN (one word) tag | steps of the open run; tag | 0 once closed
 //
 // The caller writes the descriptors (only when another program ran last,
@@ -352,18 +356,19 @@ const ARGS = 15; // the job's arguments except the row range (at most 8)
 const MAX_ARGS = 8;
 const LATE_AT = ARGS + MAX_ARGS; // per thread: µs to wait after a job is posted before claiming (tests)
 // Then, from the first line (16 words) after LATE_AT's, a program's steps:
-// STEP_WORDS each, two cache lines (see "Programs" in the header): the
-// claim word with the descriptor, then the LEFT word alone.
+// STEP_WORDS each, a cache line (see "Programs" in the header): the claim
+// word and the descriptor, and the step before's LEFT word (the step's own
+// LEFT lies in the next step's line).
 const STEP_CLAIM = 0; // the step's claim word: tag | front | back, as CLAIM
 const STEP_OP = 1; // the step's op (CALLER_STEP: a caller step)
 const STEP_UNIT_ROWS = 2;
 const STEP_ROWS = 3;
 const STEP_ARGS = 4; // MAX_ARGS words
-const STEP_LEFT = 16; // units of the step not yet finished: tag | left
-const STEP_WORDS = 32;
+const STEP_WORDS = 16;
+const STEP_LEFT = STEP_WORDS + 15; // units of the step not yet finished: tag | left (the last word of the next step's line)
 /** A caller step's op word. */
 const CALLER_STEP = -1;
-/** The most steps a program holds (the control array keeps room for them: 256 KiB). */
+/** The most steps a program holds (the control array keeps room for them: 128 KiB). */
 export const MAX_PROGRAM_STEPS = 2048;
 
 // CLAIM's fields: the tag in the top 10 bits, front and back 11 bits each
@@ -739,7 +744,8 @@ export class WorkerPool {
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
     this.programAt = Math.ceil((LATE_AT + threads) / STEP_WORDS) * STEP_WORDS;
-    this.control = new Int32Array(new SharedArrayBuffer(4 * (this.programAt + STEP_WORDS * MAX_PROGRAM_STEPS)));
+    // (a line past the last step's: its LEFT word)
+    this.control = new Int32Array(new SharedArrayBuffer(4 * (this.programAt + STEP_WORDS * (MAX_PROGRAM_STEPS + 1))));
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     const late = options.lateMicros ?? [];
     for (let i = 0; i < threads; i++) this.control[LATE_AT + i] = Math.max(0, Math.round(late[i] ?? 0));
