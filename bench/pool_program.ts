@@ -4,7 +4,9 @@
 // with an empty caller step after each product (the cost of a caller
 // step's barrier); and N steps too small to split (one unit each: run()
 // runs them on the caller alone), as a program, where each step is only its
-// barrier. The engines alternate in one run (rounds), and run() calls run
+// barrier, which the caller passes at once (it ran the unit); and N steps of
+// two such units on a pool that splits them, where each thread runs one and
+// waits for the other's: a barrier's round trip between the cores. The engines alternate in one run (rounds), and run() calls run
 // twice (an A/A: the spread between identical engines).
 //
 //   node dist/bench/pool_program.js [--threads 2] [--steps 31] [--rows 288] [--cols 288] [--reps 2000] [--rounds 7] [--record]
@@ -16,7 +18,7 @@ import { benchArgs, markdownTable, median, recordResult, runBench } from './comm
 
 const HELP = `bench/pool_program.ts: the fixed cost of pool jobs and of a program's barriers. N q8 products of one token
 ([rows, cols] each) as N run() calls, as one program, and as one program with an empty caller step after each product;
-N steps of one unit each as a program (each step only its barrier). Engines alternate in one run; run() calls twice (A/A).
+N steps of one unit, and of two units (each thread one, then the barrier), as a program. Engines alternate in one run; run() calls twice (A/A).
 
   node dist/bench/pool_program.js [--threads 2] [--steps 31] [--rows 288] [--cols 288] [--reps 2000] [--rounds 7] [--record]
 
@@ -52,18 +54,22 @@ function sequence(pool: WorkerPool) {
     for (let r = 0; r < rows; r++) writeRow(m, r, row);
     products.push({ op: PoolOp.Q8, args: [m.data, xq, xd, pool.alloc(4 * rows), m.stride, 1, rows], rows, weightBytes: matrixBytes('q8', rows, cols) });
   }
-  // a step of one unit: SwiGLU of 4 rows of 8 (run() runs it alone: 384 bytes)
-  const gateUp = pool.alloc(4 * 4 * 16);
-  const tiny: ProgramOpStep = { op: PoolOp.Swiglu, args: [gateUp, 8, pool.alloc(4 * 4 * 8)], rows: 4, weightBytes: 3 * 4 * 4 * 8 };
-  return { products, tiny };
+  // a step of one unit: SwiGLU of 4 rows of 8 (run() runs it alone: 384 bytes); of two such units: 8 rows
+  const gateUp = pool.alloc(4 * 8 * 16);
+  const tiny: ProgramOpStep = { op: PoolOp.Swiglu, args: [gateUp, 8, pool.alloc(4 * 8 * 8)], rows: 4, weightBytes: 3 * 4 * 4 * 8 };
+  const pair: ProgramOpStep = { ...tiny, rows: 8, weightBytes: 2 * tiny.weightBytes };
+  return { products, tiny, pair };
 }
 
 await runBench(async () => {
   const pool = new WorkerPool(threads);
   const alone = new WorkerPool(1);
-  await pool.ready();
+  // every step of two row groups split (a unit each): each thread claims one, then waits for the other's
+  const everySplit = new WorkerPool(threads, { splitMinBytes: 0, unitBytes: 1 });
+  await Promise.all([pool.ready(), everySplit.ready()]);
   const { products, tiny } = sequence(pool);
   const oneThread = sequence(alone).products;
+  const pairs = sequence(everySplit).pair;
   const program = new PoolProgram(pool, products);
   const withCallers = new PoolProgram(
     pool,
@@ -72,6 +78,10 @@ await runBench(async () => {
   const barriers = new PoolProgram(
     pool,
     products.map(() => tiny),
+  );
+  const pairBarriers = new PoolProgram(
+    everySplit,
+    products.map(() => pairs),
   );
   const runCalls = () => {
     for (const p of products) pool.run(p.op, p.args, p.rows, p.weightBytes);
@@ -89,6 +99,7 @@ await runBench(async () => {
     ['program + caller steps', () => withCallers.run(), 2 * steps],
     ['run() calls (A/A)', runCalls, steps],
     ['program of 1-unit steps', () => barriers.run(), steps],
+    ['program of 2-unit steps', () => pairBarriers.run(), steps],
   ];
   const times = engines.map(() => [] as number[]); // µs a sequence, per round
   for (const [, run] of engines) for (let i = 0; i < Math.min(200, reps); i++) run(); // warm
@@ -107,7 +118,7 @@ await runBench(async () => {
     engines.map(([name, , n], e) => {
       const t = times[e]!;
       const m = median(t);
-      const over = name.startsWith('one thread') || name.includes('1-unit') ? '' : ((m - ideal) / steps).toFixed(2);
+      const over = name.startsWith('one thread') || name.includes('-unit') ? '' : ((m - ideal) / steps).toFixed(2);
       return [name, String(n), m.toFixed(1), `${Math.min(...t).toFixed(1)}-${Math.max(...t).toFixed(1)}`, (m / n).toFixed(2), (m / base).toFixed(3), over];
     }),
   );
@@ -122,5 +133,6 @@ await runBench(async () => {
   program.dispose();
   withCallers.dispose();
   barriers.dispose();
-  await Promise.all([pool.dispose(), alone.dispose()]);
+  pairBarriers.dispose();
+  await Promise.all([pool.dispose(), alone.dispose(), everySplit.dispose()]);
 });

@@ -88,16 +88,26 @@
 // after the job's, a cache line (STEP_WORDS) per step:
 //
 //   STEP_CLAIM  the step's claim word, as CLAIM: tag | front | back
-//   STEP_LEFT   tag | units of the step not yet finished
 //   descriptor  STEP_OP (CALLER_STEP: run by the caller alone), STEP_UNIT_ROWS,
-//               STEP_ROWS, STEP_ARGS
+//               STEP_ROWS, STEP_ARGS (on the claim word's line: a claim
+//               brings them)
+//   STEP_LEFT   tag | units of the step not yet finished: in the NEXT
+//               step's line (the last step's in a line after it). The
+//               threads at step s's barrier spin on a line that nobody
+//               claims from while they do (no one claims step s + 1 before
+//               the barrier), and the load that sees step s done brings
+//               step s + 1's claim word and descriptor with it.
 //   PROGRAM_RUN (one word) tag | steps of the open run; tag | 0 once closed
 //
 // The caller writes the descriptors (only when another program ran last,
-// and setArg's words), then per step, with atomic stores, STEP_LEFT = (tag,
-// units; a caller step 1) and STEP_CLAIM = (tag, 0, units; a caller step
-// 0), then opens the run, PROGRAM_RUN = (tag, steps), bumps GENERATION and
-// notifies sleepers, as for a job. Every thread then walks the steps in
+// and setArg's words), then per step STEP_LEFT = (tag, units; a caller step
+// 1) and STEP_CLAIM = (tag, 0, units; a caller step 0), then opens the run
+// with an atomic store, PROGRAM_RUN = (tag, steps), bumps GENERATION and
+// notifies sleepers, as for a job. (The step words' stores are plain ones,
+// two per step fewer full barriers: a thread that loaded the open
+// PROGRAM_RUN sees them, as it sees a job's descriptor; a stale walker
+// that reads one while it is stored reads the old or the new word, never a
+// mix, int32 accesses being tear-free, and either is handled below.) Every thread then walks the steps in
 // order: at step s it claims units from STEP_CLAIM (the caller from the
 // front, workers from the back, a compareExchange on the whole word as for
 // a job), runs them, subtracts them from STEP_LEFT; when none is left to
@@ -346,14 +356,16 @@ const ARGS = 15; // the job's arguments except the row range (at most 8)
 const MAX_ARGS = 8;
 const LATE_AT = ARGS + MAX_ARGS; // per thread: µs to wait after a job is posted before claiming (tests)
 // Then, from the first line (16 words) after LATE_AT's, a program's steps:
-// STEP_WORDS each, one cache line (see "Programs" in the header).
+// STEP_WORDS each, a cache line (see "Programs" in the header): the claim
+// word and the descriptor, and the step before's LEFT word (the step's own
+// LEFT lies in the next step's line).
 const STEP_CLAIM = 0; // the step's claim word: tag | front | back, as CLAIM
-const STEP_LEFT = 1; // units of the step not yet finished: tag | left
-const STEP_OP = 2; // the step's op (CALLER_STEP: a caller step)
-const STEP_UNIT_ROWS = 3;
-const STEP_ROWS = 4;
-const STEP_ARGS = 5; // MAX_ARGS words
+const STEP_OP = 1; // the step's op (CALLER_STEP: a caller step)
+const STEP_UNIT_ROWS = 2;
+const STEP_ROWS = 3;
+const STEP_ARGS = 4; // MAX_ARGS words
 const STEP_WORDS = 16;
+const STEP_LEFT = STEP_WORDS + 15; // units of the step not yet finished: tag | left (the last word of the next step's line)
 /** A caller step's op word. */
 const CALLER_STEP = -1;
 /** The most steps a program holds (the control array keeps room for them: 128 KiB). */
@@ -732,7 +744,8 @@ export class WorkerPool {
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
     this.programAt = Math.ceil((LATE_AT + threads) / STEP_WORDS) * STEP_WORDS;
-    this.control = new Int32Array(new SharedArrayBuffer(4 * (this.programAt + STEP_WORDS * MAX_PROGRAM_STEPS)));
+    // (a line past the last step's: its LEFT word)
+    this.control = new Int32Array(new SharedArrayBuffer(4 * (this.programAt + STEP_WORDS * (MAX_PROGRAM_STEPS + 1))));
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     const late = options.lateMicros ?? [];
     for (let i = 0; i < threads; i++) this.control[LATE_AT + i] = Math.max(0, Math.round(late[i] ?? 0));
@@ -898,13 +911,13 @@ export class WorkerPool {
       }
       this.loadedPlan = plan;
     }
-    // each step's LEFT, then its claim word, then the run opens (PROGRAM_RUN)
+    // each step's LEFT and claim word (plain stores: see the header), then the run opens (PROGRAM_RUN)
     const tag = (this.tag = (this.tag + 1) & TAG_MASK);
     const tagBits = tag << TAG_SHIFT;
     for (let s = 0, at = this.programAt; s < steps; s++, at += STEP_WORDS) {
       const units = plan.units[s]!;
-      Atomics.store(c, at + STEP_LEFT, tagBits | (plan.ops[s] === CALLER_STEP ? 1 : units));
-      Atomics.store(c, at + STEP_CLAIM, tagBits | units);
+      c[at + STEP_LEFT] = tagBits | (plan.ops[s] === CALLER_STEP ? 1 : units);
+      c[at + STEP_CLAIM] = tagBits | units;
     }
     Atomics.store(c, PROGRAM_RUN, tagBits | steps);
     Atomics.add(c, GENERATION, 1);

@@ -788,6 +788,36 @@ t.test('busy cores: a worker that gets no CPU time makes the workers stop spinni
   t.same(Array.from(pooledProduct(m, x, 1)), want, 'calm: the same bits');
 });
 
+t.test('busy cores: programs feed the watch too, then run on the caller alone, right', async (t) => {
+  const [rows, cols] = [256, 256];
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  const want = Array.from(pooledProduct(matrix(one, 'q8', w, rows, cols), x, 1));
+  const pool = new WorkerPool(2, { lateMicros: [0, 3000] });
+  t.teardown(() => pool.dispose());
+  await pool.ready();
+  const m = matrix(pool, 'q8', w, rows, cols);
+  const out = pool.alloc(4 * rows);
+  const xq = pool.alloc(2 * cols);
+  const xd = pool.alloc(cols / 8);
+  const xAt = pool.alloc(4 * cols);
+  floatsOf(pool).set(x, xAt / 4);
+  pool.loops.quantizeX16(xAt, cols, xq, xd);
+  const step = { op: PoolOp.Q8, args: [m.data, xq, xd, out, cols, 1, rows], rows, weightBytes: matrixBytes('q8', rows, cols) } as const;
+  let seen: number[] = [];
+  const program = new PoolProgram(pool, [step, { caller: () => (seen = Array.from(floatsOf(pool).subarray(out / 4, out / 4 + rows))) }]);
+  t.ok(program.unitsOf(0) >= 2, 'a split step');
+  let right = true;
+  for (let i = 0; i < 200_000 && pool.calmPeriods === 0; i++) {
+    program.run();
+    right &&= seen.every((v, j) => v === want[j]);
+  }
+  t.ok(right, 'every run as on one thread');
+  t.ok(pool.calmPeriods > 0, 'the workers were told to stop spinning');
+  program.run();
+  t.same(seen, want, 'calm: the same bits');
+});
+
 t.test('a loop that fails makes the call throw, on the caller or a worker, and the pool stays usable', async (t) => {
   const [rows, cols] = [64, 32];
   const w = randn(rows * cols);
@@ -849,10 +879,15 @@ t.test('a job with more arguments than the control words hold is refused before 
 t.test('a process with a live pool exits by itself', async (t) => {
   const script = `
     import { WorkerPool } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/kernels/pool.js')).href)};
+    import { PoolProgram } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/kernels/pool_program.js')).href)};
     import { allocMatrix, pooledProduct } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/kernels/split_products.js')).href)};
     const pool = new WorkerPool(3, { splitMinBytes: 0 });
     await pool.ready();
-    pooledProduct(allocMatrix(pool, 'q8', 64, 64), new Float32Array(64), 1);
+    const m = allocMatrix(pool, 'q8', 64, 64);
+    pooledProduct(m, new Float32Array(64), 1);
+    // and a program (the workers walk it, then wait as after a job)
+    const step = { op: 1, args: [m.data, pool.alloc(128), pool.alloc(8), pool.alloc(256), 64, 1, 64], rows: 64, weightBytes: 64 * 72 };
+    new PoolProgram(pool, [step, { caller: () => undefined }, step]).run();
     process.stdout.write('done');
   `;
   const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
