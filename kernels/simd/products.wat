@@ -99,6 +99,15 @@
   ;; against an A/A of 0.98); reading the classifier's rows in the other
   ;; direction every other token, for what the L3 still holds (-11%..+9%:
   ;; no consistent change).
+  ;;
+  ;; One token on one thread, weights from memory, alternating with run.c's
+  ;; matmul built as runomp (bench/f32_product.ts): 0.90-1.08x its time per
+  ;; 15M shape, 0.81-1.00x on a whole step; on two threads split statically
+  ;; (no pool) 1.02-1.11x. This loop streams memory as fast as run.c's. In L2
+  ;; it reads about 60 GB/s, bound by its µops (V8 folds no load into the
+  ;; arithmetic, and the order of the sums rules out FMA), not by the chains'
+  ;; latency: groups of 24 rows, six chains (13 registers: no spill, where 32
+  ;; rows' eight chains spilled one) gained 2-4% in cache, 0-8% from memory.
   (func (export "productF32")
     (param $w i32) (param $x i32) (param $out i32) (param $row0 i32) (param $row1 i32)
     (param $cols i32) (param $tokens i32) (param $outStride i32)

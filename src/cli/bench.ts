@@ -15,6 +15,7 @@ const BENCHMARKS: Record<string, string> = {
   hf_load: 'checkpoint load time and peak memory by format',
   big_q8: 'a 2.7B-parameter random model loaded as q8 and decoded on wasm: load time, memory, tokens/s',
   q8_accuracy: 'perplexity with float32, q8, and q8 weights alone, on the conformance and zoo models',
+  f32_product: 'one float32 product on 1 or N threads (products.wat productF32, the pool, a static split) against run.c matmul',
   builds_ab: 'two builds alternating in one run: decode and blocked-evaluation speed (--a OLD/dist --b dist)',
   pool_program: "the pool's fixed cost a job and a program's a step: N small products as run() calls and as one program",
   plot: 'figure rendering times',
