@@ -107,7 +107,8 @@
 // two per step fewer full barriers: a thread that loaded the open
 // PROGRAM_RUN sees them, as it sees a job's descriptor; a stale walker
 // that reads one while it is stored reads the old or the new word, never a
-// mix, int32 accesses being tear-free, and either is handled below.) Every thread then walks the steps in
+// mix, int32 accesses being tear-free, and either is handled below.)
+// Every thread then walks the steps in
 // order: at step s it claims units from STEP_CLAIM (the caller from the
 // front, workers from the back, a compareExchange on the whole word as for
 // a job), runs them, subtracts them from STEP_LEFT; when none is left to

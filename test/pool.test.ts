@@ -1158,6 +1158,22 @@ t.test('a program whose step fails throws, on the caller or a worker, runs no st
   let inside: number[] = [];
   new PoolProgram(pool, [{ caller: () => (inside = Array.from(pooledProduct(m, x, 1))) }]).run();
   t.same(inside, want, "a job run from a caller step: the job's bits");
+  // a caller step that patches the next step (its x), and an empty step (no rows): the patched x's product
+  const [x0, x1] = [pool.alloc(4 * cols), pool.alloc(4 * cols)];
+  floatsOf(pool).set(randn(cols), x0 / 4);
+  floatsOf(pool).set(x, x1 / 4);
+  const out = pool.alloc(4 * rows);
+  let patching: PoolProgram | undefined = undefined;
+  patching = new PoolProgram(pool, [
+    { caller: () => patching!.setArg(2, 1, x1) },
+    { op: PoolOp.F32, args: [], rows: 0, weightBytes: 0 },
+    { op: PoolOp.F32, args: [m.data, x0, out, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols },
+  ]);
+  t.equal(patching.unitsOf(1), 0, 'the empty step: no units');
+  t.ok(patching.unitsOf(2) > 1, 'the product: split');
+  patching.run();
+  t.same(Array.from(floatsOf(pool).subarray(out / 4, out / 4 + rows)), want, 'patched from the caller step before it: the product of x');
+  t.equal(patching.arg(2, 1), x1, 'and the runs after it see the patch');
   // bad programs: one line naming what is wrong
   t.throws(() => new PoolProgram(pool, []), /1 to 2048 steps, got 0/);
   t.throws(() => new PoolProgram(pool, [{ op: PoolOp.F32, args: new Array(9).fill(0), rows: 4, weightBytes: 0 }]), /step 0 takes at most 8 arguments/);
