@@ -103,6 +103,14 @@ export class DecodeProgram {
   private logitView: Float32Array | undefined;
   /** Tokens the program has run (for tests). */
   runs = 0;
+  /** Each thread's scores of the Attend steps: their region's name, and the bytes a thread's take in it now. */
+  private readonly scoresName: string;
+  private scoresBytes = 0;
+
+  /** Set an argument of a step where it changed (setArg patches the pool's control words). */
+  private patch(step: number, index: number, value: number): void {
+    if (this.program.arg(step, index) !== value) this.program.setArg(step, index, value);
+  }
 
   /** The program for `model`, or undefined where a step would not be the one-job path's loop (see pooledDecodeProgram). */
   static build(model: Model): DecodeProgram | undefined {
@@ -157,6 +165,7 @@ export class DecodeProgram {
   ) {
     this.pool = pool;
     this.memory = poolEntryMemory(pool);
+    this.scoresName = `${regionName(model)} scores`;
     const { config, weights } = model;
     const { dim, heads, headDim } = config;
     const q8 = classifier.format === 'q8';
@@ -341,17 +350,20 @@ export class DecodeProgram {
       let n = 0;
       for (const r of rowRanges) n += r[1]! - r[0]!;
       most = Math.max(most, n);
-      const args = attendArgs(places.attendRecords, frames.length, poolEntries, 0, 0);
-      this.program.setArg(places.attendStep, 1, args[1]!);
-      this.program.setArg(places.attendStep, 2, args[2]!);
+      // (the Attend step's frames and where the values lie from the keys: patched when they change)
+      this.patch(places.attendStep, 1, frames.length);
+      this.patch(places.attendStep, 2, poolEntries.valuesAt - poolEntries.keysAt);
     }
+    // each thread's scores: room for the most entries a query sees (the region grown when a cache grows)
     const scoresBytes = Math.ceil((4 * Math.max(1, most)) / 16) * 16;
-    const scoresName = `${regionName(this.model)} scores`;
-    if (!poolScratchFits(pool, scoresName, pool.threads * scoresBytes)) return undefined; // (nothing written to the cache yet)
-    const scoresAt = poolScratch(pool, scoresName, pool.threads * scoresBytes);
-    for (const places of this.layers) {
-      this.program.setArg(places.attendStep, 5, scoresAt);
-      this.program.setArg(places.attendStep, 6, scoresBytes);
+    if (scoresBytes > this.scoresBytes) {
+      if (!poolScratchFits(pool, this.scoresName, pool.threads * scoresBytes)) return undefined; // (nothing written to the cache yet)
+      const scoresAt = poolScratch(pool, this.scoresName, pool.threads * scoresBytes);
+      this.scoresBytes = scoresBytes;
+      for (const places of this.layers) {
+        this.patch(places.attendStep, 5, scoresAt);
+        this.patch(places.attendStep, 6, scoresBytes);
+      }
     }
     this.program.run();
     this.runs++;
