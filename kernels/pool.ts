@@ -868,13 +868,14 @@ export class WorkerPool {
 
   /**
    * Rows in each unit of a job as run() cuts it: whole row groups
-   * (splitRows), reading at least unitBytes, at most MAX_UNITS units; 0
-   * where the job runs as one (under splitMinBytes, or under two units).
+   * (splitRows), reading at least unitBytes (the pool's, or as given), at
+   * most MAX_UNITS units; 0 where the job runs as one (under splitMinBytes,
+   * or under two units).
    */
-  unitRowsOf(op: JobOp, rows: number, weightBytes: number): number {
+  unitRowsOf(op: JobOp, rows: number, weightBytes: number, unitBytes = this.unitBytes): number {
     const groupRows = splitRows(op);
     const groups = Math.ceil(rows / groupRows);
-    const unitGroups = Math.max(Math.ceil(groups / MAX_UNITS), Math.ceil((this.unitBytes * groups) / Math.max(1, weightBytes)));
+    const unitGroups = Math.max(Math.ceil(groups / MAX_UNITS), Math.ceil((unitBytes * groups) / Math.max(1, weightBytes)));
     return groups < 2 * unitGroups || weightBytes < this.splitMinBytes ? 0 : groupRows * unitGroups;
   }
 
