@@ -80,13 +80,12 @@ export function attendInPool(
   sinks: Float32Array | undefined,
   out: Float32Array,
 ): boolean {
-  const { keysAt, valuesAt, kvHeads, capacity, headDim } = entries;
+  const { headDim } = entries;
   if (headDim % 4 !== 0) throw new Error(`attendInPool: headDim ${headDim} is not a multiple of 4`);
   if (learnsExtraLogit(variant) && sinks === undefined) throw new Error(`attention: '${variant}' needs sinkLogits`);
   const F = queries.length;
   const T = rowRanges[0]!.length / 2;
   const heads = out.length / (T * headDim);
-  const group = heads / kvHeads;
   const items = heads * T;
   const rowBytes = 4 * headDim;
   // the most entries a query row sees, over all its frames: one row's scores
@@ -106,8 +105,38 @@ export function attendInPool(
   const recordsAt = outAt + qBytes;
   const scoresAt = recordsAt + recordsBytes; // thread i's at scoresAt + i * scoresBytes
 
-  const { floats, ints } = pool.views();
+  const { floats } = pool.views();
   queries.forEach((q, f) => floats.set(q, (qAt + f * qBytes) / 4));
+  const work = writeAttendRecords(pool, recordsAt, qAt, qBytes, rowRanges, entries, heads, variant, sinks, outAt);
+  pool.run(PoolOp.Attend, attendArgs(recordsAt, F, entries, scoresAt, scoresBytes), items, work);
+  out.set(floats.subarray(outAt / 4, outAt / 4 + heads * T * headDim));
+  return true;
+}
+
+/**
+ * The Attend job's records for heads x T items (kernels/simd/loops.wat
+ * attendRows): frame f's queries [heads, T, headDim] at qAt + f qBytes, the
+ * entries where they lie, each item's output row in [heads, T, headDim] at
+ * outAt. Returns the bytes of keys and values the items read.
+ */
+export function writeAttendRecords(
+  pool: WorkerPool,
+  recordsAt: number,
+  qAt: number,
+  qBytes: number,
+  rowRanges: Int32Array[],
+  entries: PoolEntries,
+  heads: number,
+  variant: SoftmaxVariant,
+  sinks: Float32Array | undefined,
+  outAt: number,
+): number {
+  const { keysAt, kvHeads, capacity, headDim } = entries;
+  const F = rowRanges.length;
+  const T = rowRanges[0]!.length / 2;
+  const group = heads / kvHeads;
+  const rowBytes = 4 * headDim;
+  const { floats, ints } = pool.views();
   const words = recordBytes(F) / 4;
   const order = T === 1 ? undefined : balancedRows(T);
   let work = 0; // bytes of keys and values read
@@ -130,10 +159,17 @@ export function attendInPool(
       ints[at + 3 * F + 1] = outAt + row;
     }
   }
-  const scaleBits = float32Bits(1 / Math.sqrt(headDim));
-  pool.run(PoolOp.Attend, [recordsAt, F, valuesAt - keysAt, headDim, scaleBits, scoresAt, scoresBytes], items, work);
-  out.set(floats.subarray(outAt / 4, outAt / 4 + heads * T * headDim));
-  return true;
+  return work;
+}
+
+/** The Attend job's arguments: its records (F frames), the entries, each thread's scores (scoresBytes apart from scoresAt). */
+export function attendArgs(recordsAt: number, F: number, entries: PoolEntries, scoresAt: number, scoresBytes: number): number[] {
+  return [recordsAt, F, entries.valuesAt - entries.keysAt, entries.headDim, float32Bits(1 / Math.sqrt(entries.headDim)), scoresAt, scoresBytes];
+}
+
+/** Bytes of an Attend job's item record with F frames. */
+export function attendRecordBytes(F: number): number {
+  return recordBytes(F);
 }
 
 /** The bits of x rounded to float32, as an int32 (the pool passes only int32 arguments). */

@@ -63,18 +63,22 @@ function inverseFrequencies(spec: RopeSpec): Float64Array {
 /** ropeAngles as arrays, [T, rotaryDim/2] each: for loops that rotate on arrays (the pooled decode step). */
 export function ropeAngleArrays(positions: ArrayLike<number>, spec: RopeSpec): { cos: Float32Array; sin: Float32Array } {
   const half = spec.rotaryDim / 2;
-  const frequencies = inverseFrequencies(spec);
   const cos = new Float32Array(positions.length * half);
   const sin = new Float32Array(positions.length * half);
-  for (let t = 0; t < positions.length; t++) {
-    const p = positions[t]! / spec.scale;
-    for (let i = 0; i < half; i++) {
-      const angle = p * frequencies[i]!;
-      cos[t * half + i] = Math.cos(angle);
-      sin[t * half + i] = Math.sin(angle);
-    }
-  }
+  for (let t = 0; t < positions.length; t++) ropeAnglesInto(positions[t]!, spec, cos, t * half, sin, t * half);
   return { cos, sin };
+}
+
+/** The angles of one position, [rotaryDim/2] each, into cos from cosAt and sin from sinAt (a decode program's, in the pool's memory). */
+export function ropeAnglesInto(position: number, spec: RopeSpec, cos: Float32Array, cosAt: number, sin: Float32Array, sinAt: number): void {
+  const half = spec.rotaryDim / 2;
+  const frequencies = inverseFrequencies(spec);
+  const p = position / spec.scale;
+  for (let i = 0; i < half; i++) {
+    const angle = p * frequencies[i]!;
+    cos[cosAt + i] = Math.cos(angle);
+    sin[sinAt + i] = Math.sin(angle);
+  }
 }
 
 /** How a head row is rotated: the channel layout, how many channels, which way. */

@@ -314,6 +314,28 @@ export function pickedArgmax(pool: WorkerPool, values: Float32Array): number | u
   return best;
 }
 
+/**
+ * A picking product of one token of m (F32Pick or Q8Pick) ran outside
+ * pooledPickingProduct (a step of a decode program): its result [rows] at
+ * `out`, its claims' records at `records`. pickedArgmax then gives its pick
+ * while no product has run since. Call it after each run: it also counts
+ * as the products' write that makes results written before no longer
+ * resident (residentOffset).
+ */
+export function notePickingProduct(m: PooledMatrix, out: number, records: number): void {
+  const { pool, rows } = m;
+  // (counted as a product's write: a tensor made from an earlier result there, productTensor, is no longer resident)
+  regionWrites.set(pool, (regionWrites.get(pool) ?? 0) + 1);
+  const group = splitRows(m.format === 'f32' ? PoolOp.F32Pick : PoolOp.Q8Pick);
+  let p = lastPicks.get(pool);
+  if (p === undefined) lastPicks.set(pool, (p = { out, rows, records, group, write: 0 }));
+  p.out = out;
+  p.rows = rows;
+  p.records = records;
+  p.group = group;
+  p.write = regionWrites.get(pool) ?? 0;
+}
+
 /** pooledProduct, and with `pick` (one token) pooledPickingProduct. */
 function product(m: PooledMatrix, x: Float32Array, tokens: number, norm: InputNorm | undefined, pick: boolean): Float32Array {
   const { pool, rows, cols, stride } = m;

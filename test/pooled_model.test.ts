@@ -16,8 +16,10 @@ import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { type Placement, placeWeights } from '../src/model/pooled.js';
+import { pooledDecodeProgram, setDecodePrograms } from '../src/model/decode_program.js';
 import { cacheMemory, residualInPool } from '../src/model/pooled_layers.js';
 import { poolRegions } from '../kernels/pool_regions.js';
+import { pooledArgmax } from '../kernels/logits_argmax.js';
 import { forward, forwardBatch } from '../src/model/transformer.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
@@ -289,6 +291,86 @@ t.test("TokenStream.feedLastValues (the pooled classifier's output read in place
     await model.pool?.dispose();
   }
 });
+
+t.test(
+  "a decode step as one pool program (decode_program.ts): 320 tokens through a streaming cache that wraps, the one-job path's and the tfjs path's logits and picks bit for bit",
+  async (t) => {
+    const stream = Array.from({ length: 320 }, (_, i) => tokens[(7 * i) % tokens.length]!);
+    const policies: CachePolicy[] = [{ kind: 'streaming', sinkCount: 4, windowSize: 40 }, { kind: 'dense' }];
+    const plain = await loaded();
+    for (const p of [
+      { threads: 2, weights: 'q8', splitMinBytes: 0 },
+      { threads: 3, weights: 'f32', splitMinBytes: 0 },
+      { threads: 2, weights: 'f32' },
+      { threads: 3, weights: 'q8' },
+    ] as const) {
+      const model = await loaded(p);
+      const program = pooledDecodeProgram(model);
+      t.ok(program !== undefined, `${p.weights} ${p.threads} threads: the model has a decode program`);
+      // feed(ids, 'last') of one token runs it too (forwardBatch), as a tensor
+      {
+        const a = new TokenStream(model, policies[0]!);
+        const b = new TokenStream(model, policies[0]!);
+        a.feed(stream.slice(0, 3), 'last').dispose();
+        b.feed(stream.slice(0, 3), 'last').dispose();
+        const runs = program?.runs ?? 0;
+        const viaFeed = a.feed([stream[3]!], 'last');
+        t.equal((program?.runs ?? 0) - runs, 1, `${p.weights} ${p.threads} threads: feed of one token ran the program`);
+        t.same(Array.from(viaFeed.dataSync()), Array.from(b.feedLastValues([stream[3]!])), 'the same logits as feedLastValues');
+        viaFeed.dispose();
+        a.dispose();
+        b.dispose();
+      }
+      for (const policy of policies) {
+        const label = `${p.weights} ${p.threads} threads${p.splitMinBytes === 0 ? ', every step split' : ''}, ${policy.kind}`;
+        const viaProgram = new TokenStream(model, policy);
+        const viaJobs = new TokenStream(model, policy);
+        const viaTfjs = new TokenStream(plain, policy);
+        const before = tf.memory().numTensors;
+        const runs = program?.runs ?? 0;
+        let same = 0;
+        let sameTfjs = 0;
+        let picks = 0;
+        // a prompt of 3 (not a program's: T = 3), then single tokens
+        const blocks = [stream.slice(0, 3), ...stream.slice(3).map((id) => [id])];
+        for (const ids of blocks) {
+          setDecodePrograms(false);
+          const logits = viaJobs.feed(ids, 'last');
+          const want = logits.dataSync() as Float32Array;
+          setDecodePrograms(true);
+          const got = viaProgram.feedLastValues(ids);
+          if (bitsEqual(got, want)) same++;
+          // (greedy decoding's pick: the classifier step's records, pickedArgmax)
+          if (pooledArgmax(model.pool!, got) === argmax(want)) picks++;
+          logits.dispose();
+          if (p.weights === 'f32' && backend === 'wasm') {
+            const tfjs = viaTfjs.feed(ids, 'last');
+            if (bitsEqual(got, tfjs.dataSync() as Float32Array)) sameTfjs++;
+            tfjs.dispose();
+          } else viaTfjs.feed(ids, 'last').dispose();
+        }
+        t.equal(same, blocks.length, `${label}: the one-job path's logits bit for bit, every token`);
+        t.equal(picks, blocks.length, `${label}: the greedy pick of those logits, every token`);
+        if (p.weights === 'f32' && backend === 'wasm') t.equal(sameTfjs, blocks.length, `${label}: the tfjs path's logits bit for bit, every token`);
+        t.equal((program?.runs ?? 0) - runs, blocks.length - 1, `${label}: every single token ran as the program`);
+        t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
+        [viaProgram, viaJobs, viaTfjs].forEach((s) => s.dispose());
+      }
+      disposeModel(model);
+      await model.pool?.dispose();
+    }
+    disposeModel(plain);
+  },
+);
+
+/** Whether two arrays hold the same float32 bits. */
+function bitsEqual(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
 
 t.test("generate with a greedy sampler (the pooled logits' argmax found where they lie) picks the plain sampler path's ids", async (t) => {
   // the same pick, not declared greedy: generate reads the logits and calls it

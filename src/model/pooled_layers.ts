@@ -113,7 +113,7 @@ function valuesOf(t: tf.Tensor1D): Float32Array {
 // the product's norm reads in place (where there is no room, it copies the
 // values into its operand region for every product, as it did for all).
 const inputNorms = new WeakMap<WorkerPool, WeakMap<tf.Tensor, InputNorm>>();
-function inputNorm(model: Model, t: tf.Tensor1D): InputNorm {
+export function inputNorm(model: Model, t: tf.Tensor1D): InputNorm {
   const pool = model.pool!;
   let byTensor = inputNorms.get(pool);
   if (byTensor === undefined) inputNorms.set(pool, (byTensor = new WeakMap()));

@@ -24,6 +24,7 @@ import { applyRope, type RopeAngles, ropeAngleArrays, ropeAngles, type RopeSpec 
 import { type BlockView, type CacheEntries, type EntryMemory, entryTensors, type KVCache, type LayerView } from '../cache/types.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
+import { type DecodeProgram, pooledDecodeProgram } from './decode_program.js';
 import { mlp, norm } from './parts.js';
 import { type Attend, poolEntryMemory, pooledLayers, pooledLogits, pooledLogitValues, residualInPool } from './pooled_layers.js';
 import { classify, project } from './project.js';
@@ -474,6 +475,10 @@ export function forwardBatch(
   return forwardBlock(model, batch, caches, options, (states, causal) => {
     const T = batch[0]!.length;
     if (residualInPool(model)) {
+      // one token on several threads: the whole step as one pool program, where it runs the loops below
+      const program = batch.length === 1 && T === 1 && causal === undefined && options.onAttention === undefined ? decodeProgramFor(model) : undefined;
+      const programmed = program?.run(batch[0]![0]!, caches[0]!, states[0]!.view);
+      if (programmed !== undefined) return productTensor(programmed, [1, config.vocabSize]); // [1, vocab]
       const stream = pooledStream(model, batch, states, causal, options);
       return pooledLogits(model, logits === 'all' || T === 1 ? stream : lastRows(stream, batch.length, T, config.dim)); // [B*T or B, vocab]
     }
@@ -510,11 +515,24 @@ export function forwardLastValues(model: Model, ids: readonly number[], cache: K
   // not tidy's result: tidy would walk the array's 32,000 numbers looking for tensors
   let values: Float32Array = new Float32Array(0);
   forwardBlock(model, [ids], [cache], {}, (states, causal) => {
+    // one token on several threads: the whole step as one pool program, where it runs the loops below
+    const program = ids.length === 1 && causal === undefined ? decodeProgramFor(model) : undefined;
+    const programmed = program?.run(ids[0]!, cache, states[0]!.view);
+    if (programmed !== undefined) {
+      values = programmed;
+      return;
+    }
     if (scratch !== undefined && ids.length === 1) states[0]!.newEntries = scratch.entries;
     const stream = pooledStream(model, [ids], states, causal, {});
     values = pooledLogitValues(model, lastRows(stream, 1, ids.length, model.config.dim)); // [vocab]
   });
   return values;
+}
+
+/** The model's decode program (decode_program.ts), where a step of one token takes pooledAttention's in-place path in the pool (its route). */
+function decodeProgramFor(model: Model): DecodeProgram | undefined {
+  const route = attentionRoute(model.config, model.pool, 1, undefined, undefined);
+  return route.direct && route.inPlace !== undefined ? pooledDecodeProgram(model) : undefined;
 }
 
 /**

@@ -1,0 +1,401 @@
+// A decode step (one token) of a pooled Llama model as ONE pool program
+// (kernels/pool_program.ts): every layer's norms, products, head split and
+// RoPE, attention and residual adds, then the final norm and the classifier
+// with its pick, as steps that the pool's threads walk together, with a
+// barrier after each, instead of some 31 pool jobs with JavaScript between
+// them (the structure of llama2.c's run.c under OpenMP). Per token the
+// calling thread only writes the token's embedding row and what the cache
+// says (each layer's slot for the new key and value, the entries' place and
+// counts, the rotation angles of the view's positions) into the program's
+// records and arguments, then runs it.
+//
+// The steps of a layer (q8; float32 has no quantisation steps, and runs its
+// gate|up product and SwiGLU as two steps, as pooled_layers.ts does):
+//
+//   NormOperand   residual -> the q|k|v product's operand (normalised, quantised)
+//   Q8            q|k|v = W_qkv x
+//   QkvRope       keys and values into the cache's slot, queries per frame (kernels/qkv_rope.ts)
+//   Attend        the heads over the cache's entries, in place -> the out product's operand
+//   Quantize      that operand's int16 blocks
+//   Q8Add         residual += W_out o
+//   NormOperand   residual -> the gate|up product's operand
+//   Q8Gated       SwiGLU(W_gate|up x) -> the down product's operand
+//   Quantize
+//   Q8Add         residual += W_down g
+//
+// then NormOperand (the final norm) and Q8Pick (the classifier, each claim
+// picking from its rows: kernels/pool.ts PICK_RECORD_BYTES).
+//
+// Every step is one of the loops the one-job-at-a-time path runs
+// (pooled_layers.ts and transformer.ts pooledAttention: the same norms,
+// products, rotations, attention loop and float32 adds), on the same
+// operands, so the logits are the same bits; the program is used only where
+// that path would run those loops (forwardLastValues: a model whose layers
+// and classifier are pooled, on several threads, a cache that places a
+// token's entry in the pool's memory, the fused attention path).
+//
+// One program per model (its weights, norms and shapes are fixed; a
+// stream's cache is patched in per token): its operands live in a region
+// of the pool's memory of its own.
+import { float32View, hasDirectMemory } from '../../kernels/paths.js';
+import { GATED_SCRATCH_FLOATS, PICK_RECORD_BYTES, PoolOp, splitRows, type WorkerPool } from '../../kernels/pool.js';
+import { attendArgs, attendRecordBytes, type PoolEntries, writeAttendRecords } from '../../kernels/pooled_attention.js';
+import { poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
+import { PoolProgram, type ProgramStep } from '../../kernels/pool_program.js';
+import { qkvRopeArgs, qkvRopeRecordBytes, writeQkvRopeRecord } from '../../kernels/qkv_rope.js';
+import { ropeAnglesInto } from '../../kernels/rope.js';
+import { learnsExtraLogit } from '../../kernels/softmax.js';
+import { matrixBytes, notePickingProduct, type PooledMatrix, Q8_BLOCK } from '../../kernels/split_products.js';
+import type { BlockView, EntryMemory, KVCache, LayerView, MemoryEntries } from '../cache/types.js';
+import { inputNorm, poolEntryMemory } from './pooled_layers.js';
+import type { LayerWeights, Model } from './weights.js';
+
+/** The most frames a layer view may have for the program (the streaming view has two). */
+const MAX_FRAMES = 4;
+
+/** A product's operand in the program's region: x padded to the matrix's stride, then (q8) its int16 blocks and their scales. */
+interface Operand {
+  x: number;
+  q: number;
+  d: number;
+}
+
+/** Bytes an operand of `stride` floats takes, on whole cache lines. */
+const operandBytes = (stride: number) => lines(4 * stride + 2 * stride + (4 * stride) / Q8_BLOCK);
+const lines = (bytes: number) => Math.ceil(bytes / 64) * 64;
+
+/** Bytes of a layer's records and angles in the region (see LayerPlaces). */
+const LAYER_BYTES = ({ heads, rope }: Model['config']) =>
+  lines(qkvRopeRecordBytes(MAX_FRAMES)) + lines(heads * attendRecordBytes(MAX_FRAMES)) + lines(4 * (1 + MAX_FRAMES) * rope.rotaryDim);
+
+/** A layer's places in the program: its QkvRope record, its Attend records and step, its angles. */
+interface LayerPlaces {
+  rope: number;
+  attendRecords: number;
+  attendStep: number;
+  /** The keys' cos|sin, then each frame's ([rotaryDim/2] each). */
+  angles: number;
+}
+
+/** What run() checked and found for one layer before writing anything. */
+interface Placed {
+  view: LayerView;
+  entries: MemoryEntries;
+  at: number;
+}
+
+export class DecodeProgram {
+  private readonly pool: WorkerPool;
+  private readonly program: PoolProgram;
+  private readonly residual: number;
+  private readonly qkvOut: number;
+  /** Where the frames' rotated queries go ([heads, headDim] each, a frame's qBytes apart), shared by the layers. */
+  private readonly queries: number;
+  private readonly qBytes: number;
+  private readonly attendOut: Operand;
+  private readonly logits: number;
+  private readonly records: number;
+  private readonly layers: LayerPlaces[] = [];
+  private readonly placed: Placed[] = [];
+  /** Where each layer's angles lie this token (a layer's own area, or that of the layer before, which had the same view). */
+  private readonly anglesOf: number[] = [];
+  private readonly memory: EntryMemory;
+  private logitView: Float32Array | undefined;
+  /** Tokens the program has run (for tests). */
+  runs = 0;
+
+  /** The program for `model`, or undefined where a step would not be the one-job path's loop (see pooledDecodeProgram). */
+  static build(model: Model): DecodeProgram | undefined {
+    const { config, weights } = model;
+    const pool = model.pool!;
+    const classifier = weights.pooledClassifier;
+    if (classifier === undefined || config.headDim % 4 !== 0 || config.sinkToken) return undefined;
+    const hidden = weights.layers[0]!.up.pooled!.rows / 2;
+    if (!Number.isInteger(hidden) || hidden % 4 !== 0) return undefined;
+    // every layer's matrices of the first's shapes (the operands are sized by them)
+    const first = weights.layers[0]!;
+    const sameShape = (a: PooledMatrix, b: PooledMatrix) => a.format === b.format && a.rows === b.rows && a.cols === b.cols;
+    const matrices = (w: LayerWeights) => [w.qkv.pooled!, w.out.pooled!, w.up.pooled!, w.down.pooled!];
+    if (!weights.layers.every((w) => matrices(w).every((m, i) => sameShape(m, matrices(first)[i]!) && m.format === classifier.format))) return undefined;
+    const norms = [...weights.layers.flatMap((w) => [w.attnNorm.weight, w.mlpNorm.weight]), weights.finalNorm.weight].map((t) => inputNorm(model, t));
+    if (norms.some((n) => n.at === undefined)) return undefined;
+    // (a large model's weights may leave no room for the region: then the one-job path, as for its other operands)
+    if (!poolScratchFits(pool, regionName(model), DecodeProgram.regionSizes(model, classifier).reduce((a, b) => a + b, 0) + 64)) return undefined;
+    return new DecodeProgram(model, pool, classifier);
+  }
+
+  /** The program region's parts, in bytes: [residual | eps | operands: attention's, out's, mlp's, down's, final | q|k|v | product | gate|up | logits | picks | queries | per layer: records, angles]. */
+  private static regionSizes(model: Model, classifier: PooledMatrix): number[] {
+    const { config, weights } = model;
+    const { dim, heads, headDim, layers } = config;
+    const first = weights.layers[0]!;
+    const [qkv, out, up, down] = [first.qkv.pooled!, first.out.pooled!, first.up.pooled!, first.down.pooled!];
+    const hidden = up.rows / 2;
+    const group = splitRows(classifier.format === 'q8' ? PoolOp.Q8Pick : PoolOp.F32Pick);
+    return [
+      lines(4 * dim),
+      64,
+      operandBytes(qkv.stride),
+      operandBytes(out.stride),
+      operandBytes(up.stride),
+      operandBytes(down.stride),
+      operandBytes(classifier.stride),
+      lines(4 * qkv.rows),
+      lines(4 * dim),
+      lines(4 * Math.max(2 * hidden, GATED_SCRATCH_FLOATS * hidden)),
+      lines(4 * classifier.rows),
+      lines(PICK_RECORD_BYTES * Math.ceil(classifier.rows / group)),
+      MAX_FRAMES * lines(4 * heads * headDim),
+      layers * LAYER_BYTES(config),
+    ];
+  }
+
+  private constructor(
+    private readonly model: Model,
+    pool: WorkerPool,
+    private readonly classifier: PooledMatrix,
+  ) {
+    this.pool = pool;
+    this.memory = poolEntryMemory(pool);
+    const { config, weights } = model;
+    const { dim, heads, headDim } = config;
+    const q8 = classifier.format === 'q8';
+    const first = weights.layers[0]!;
+    const qkv = first.qkv.pooled!;
+    const up = first.up.pooled!;
+    const out = first.out.pooled!;
+    const down = first.down.pooled!;
+    const scaleBits = attendArgs(0, 1, { keysAt: 0, valuesAt: 0, kvHeads: config.kvHeads, capacity: 0, headDim }, 0, 0)[4]!;
+    const hidden = up.rows / 2;
+    this.qBytes = lines(4 * heads * headDim);
+    const ropeBytes = lines(qkvRopeRecordBytes(MAX_FRAMES));
+    const attendBytes = lines(heads * attendRecordBytes(MAX_FRAMES));
+    const sizes = DecodeProgram.regionSizes(model, classifier);
+    const base = lines(poolScratch(pool, regionName(model), sizes.reduce((a, b) => a + b, 0) + 64));
+    const at: number[] = [];
+    sizes.reduce((offset, bytes) => (at.push(offset), offset + bytes), base);
+    const operand = (x: number, stride: number): Operand => ({ x, q: x + 4 * stride, d: x + 6 * stride });
+    this.residual = at[0]!;
+    const epsAt = at[1]!;
+    const attn = operand(at[2]!, qkv.stride);
+    this.attendOut = operand(at[3]!, out.stride);
+    const mlp = operand(at[4]!, up.stride);
+    const gatedIn = operand(at[5]!, down.stride);
+    const final = operand(at[6]!, classifier.stride);
+    this.qkvOut = at[7]!;
+    const product = at[8]!;
+    const gateUp = at[9]!;
+    this.logits = at[10]!;
+    this.records = at[11]!;
+    this.queries = at[12]!;
+    const perLayer = at[13]!;
+    new Float64Array(pool.memory.buffer, epsAt, 1)[0] = config.normEps;
+
+    const steps: ProgramStep[] = [];
+    const norm = (t: Parameters<typeof inputNorm>[1], m: PooledMatrix, into: Operand) =>
+      steps.push({
+        op: PoolOp.NormOperand,
+        args: [this.residual, inputNorm(model, t).at!, epsAt, dim, m.stride, into.x, q8 ? into.q : 0, into.d],
+        rows: 1,
+        weightBytes: 4 * dim,
+      });
+    const quantize = (m: PooledMatrix, x: Operand) => {
+      if (q8) steps.push({ op: PoolOp.Quantize, args: [x.x, m.stride, x.q, x.d], rows: 1, weightBytes: 4 * m.stride });
+    };
+    // a product of one token: the operand's x (float32) or its blocks (q8), into `into` ([rows]), adding into the residual (F32Add, Q8Add) or not
+    const productStep = (m: PooledMatrix, x: Operand, into: number, adds: boolean) => {
+      const bytes = matrixBytes(m.format, m.rows, m.cols);
+      if (m.format === 'f32')
+        steps.push({
+          op: adds ? PoolOp.F32Add : PoolOp.F32,
+          args: [m.data, x.x, into, m.stride, 1, m.rows, ...(adds ? [this.residual] : [])],
+          rows: m.rows,
+          weightBytes: bytes,
+        });
+      else
+        steps.push({
+          op: adds ? PoolOp.Q8Add : PoolOp.Q8,
+          args: [m.data, x.q, x.d, into, m.stride, 1, m.rows, ...(adds ? [this.residual] : [])],
+          rows: m.rows,
+          weightBytes: bytes,
+        });
+    };
+    weights.layers.forEach((w, l) => {
+      const places: LayerPlaces = {
+        rope: perLayer + l * LAYER_BYTES(config),
+        attendRecords: perLayer + l * LAYER_BYTES(config) + ropeBytes,
+        angles: perLayer + l * LAYER_BYTES(config) + ropeBytes + attendBytes,
+        attendStep: 0,
+      };
+      norm(w.attnNorm.weight, w.qkv.pooled!, attn);
+      productStep(w.qkv.pooled!, attn, this.qkvOut, false);
+      steps.push({ op: PoolOp.QkvRope, args: qkvRopeArgs(places.rope, 0), rows: 1, weightBytes: 0 });
+      // attention: a unit a head (its bytes vary with the cache: enough to cut every head apart)
+      places.attendStep = steps.length;
+      steps.push({
+        op: PoolOp.Attend,
+        args: [places.attendRecords, 1, 0, headDim, scaleBits, 0, 0],
+        rows: heads,
+        weightBytes: Math.max(pool.splitMinBytes, pool.unitBytes) * heads,
+      });
+      quantize(w.out.pooled!, this.attendOut);
+      productStep(w.out.pooled!, this.attendOut, product, true);
+      norm(w.mlpNorm.weight, w.up.pooled!, mlp);
+      const upM = w.up.pooled!;
+      if (q8)
+        steps.push({
+          op: PoolOp.Q8Gated,
+          args: [upM.data, mlp.q, mlp.d, gateUp, upM.stride, gatedIn.x, hidden],
+          rows: hidden,
+          weightBytes: matrixBytes('q8', upM.rows, upM.cols),
+        });
+      else {
+        productStep(upM, mlp, gateUp, false);
+        steps.push({ op: PoolOp.Swiglu, args: [gateUp, hidden, gatedIn.x], rows: 1, weightBytes: 12 * hidden });
+      }
+      quantize(w.down.pooled!, gatedIn);
+      productStep(w.down.pooled!, gatedIn, product, true);
+      this.layers.push(places);
+    });
+    norm(weights.finalNorm.weight, classifier, final);
+    const bytes = matrixBytes(classifier.format, classifier.rows, classifier.cols);
+    if (q8)
+      steps.push({
+        op: PoolOp.Q8Pick,
+        args: [classifier.data, final.q, final.d, this.logits, classifier.stride, 1, classifier.rows, this.records],
+        rows: classifier.rows,
+        weightBytes: bytes,
+      });
+    else
+      steps.push({
+        op: PoolOp.F32Pick,
+        args: [classifier.data, final.x, this.logits, classifier.stride, 1, classifier.rows, this.records],
+        rows: classifier.rows,
+        weightBytes: bytes,
+      });
+    this.program = new PoolProgram(pool, steps);
+  }
+
+  /**
+   * Token `id`'s decode step through `cache`, whose block of one token
+   * `block` has begun: the logits [vocab] (a view of the pool's memory,
+   * valid until the pool's next product; their pick is pickedArgmax's), with
+   * the token's key and value written into the cache's slots; undefined,
+   * with nothing written to the cache, where a layer's view or the cache's
+   * placement is not what the program runs (the caller then runs the
+   * one-job-at-a-time path).
+   */
+  run(id: number, cache: KVCache, block: BlockView): Float32Array | undefined {
+    const { config, weights } = this.model;
+    const { layers, heads, kvHeads, headDim, dim } = config;
+    if (cache.place === undefined) return undefined;
+    // everything checked, every layer placed, before anything is written
+    for (let l = 0; l < layers; l++) {
+      const view = block.layer(l);
+      if (view.wantsAttention || view.entryPositions !== undefined || view.frames.length > MAX_FRAMES || view.keyPositions.length !== 1) return undefined;
+      const placed = cache.place(l);
+      if (placed === undefined || placed.entries.memory !== this.memory) return undefined;
+      const [g, , d] = placed.entries.shape;
+      if (g !== kvHeads || d !== headDim) return undefined;
+      if (learnsExtraLogit(config.softmax) && weights.layers[l]!.sinkLogits === undefined) return undefined;
+      this.placed[l] = { view, entries: placed.entries, at: placed.at };
+    }
+    const pool = this.pool;
+    const floats = pool.views().floats;
+    // the token's embedding row is the residual stream's start
+    const table = float32View(weights.embedding); // [vocab, dim]
+    floats.set(table.subarray(id * dim, (id + 1) * dim), this.residual / 4);
+    const rotation = { pairs: config.rope.layout === 'pairs', rotaryDim: config.rope.rotaryDim };
+    const half = config.rope.rotaryDim / 2;
+    let most = 0; // the most entries a layer's query sees: each thread's scores
+    for (let l = 0; l < layers; l++) {
+      const { view, entries, at } = this.placed[l]!;
+      const places = this.layers[l]!;
+      const frames = view.frames;
+      // The angles: the keys', then each frame's, in the layer's area; a
+      // view the layers share (the streaming cache's) once, in the first's
+      // (a frame's query at the key's position: the keys' angles).
+      const angles = l > 0 && view === this.placed[l - 1]!.view ? this.anglesOf[l - 1]! : places.angles;
+      this.anglesOf[l] = angles;
+      if (angles === places.angles) ropeAnglesInto(view.keyPositions[0]!, config.rope, floats, angles / 4, floats, angles / 4 + half);
+      const framesAt = frames.map((f, i) => {
+        const same = f.queryPositions[0] === view.keyPositions[0];
+        const cos = same ? angles : angles + 4 * (i + 1) * 2 * half;
+        if (!same && angles === places.angles) ropeAnglesInto(f.queryPositions[0]!, config.rope, floats, cos / 4, floats, cos / 4 + half);
+        return { cos, sin: cos + 4 * half, queries: this.queries + i * this.qBytes };
+      });
+      const rowBytes = 4 * headDim;
+      const capacity = entries.shape[1];
+      const poolEntries: PoolEntries = { keysAt: entries.keys.byteOffset, valuesAt: entries.values.byteOffset, kvHeads, capacity, headDim };
+      writeQkvRopeRecord(pool, places.rope, config, rotation, {
+        qkv: this.qkvOut,
+        keyAngles: { cos: angles, sin: angles + 4 * half },
+        keys: poolEntries.keysAt + at * rowBytes,
+        values: poolEntries.valuesAt + at * rowBytes,
+        kvStride: capacity * rowBytes,
+        frames: framesAt,
+      });
+      const rowRanges = frames.map((f) => f.rowRanges);
+      const sinks = learnsExtraLogit(config.softmax) ? float32View(weights.layers[l]!.sinkLogits!) : undefined;
+      writeAttendRecords(pool, places.attendRecords, this.queries, this.qBytes, rowRanges, poolEntries, heads, config.softmax, sinks, this.attendOut.x);
+      let n = 0;
+      for (const r of rowRanges) n += r[1]! - r[0]!;
+      most = Math.max(most, n);
+      const args = attendArgs(places.attendRecords, frames.length, poolEntries, 0, 0);
+      this.program.setArg(places.attendStep, 1, args[1]!);
+      this.program.setArg(places.attendStep, 2, args[2]!);
+    }
+    const scoresBytes = Math.ceil((4 * Math.max(1, most)) / 16) * 16;
+    const scoresName = `${regionName(this.model)} scores`;
+    if (!poolScratchFits(pool, scoresName, pool.threads * scoresBytes)) return undefined; // (nothing written to the cache yet)
+    const scoresAt = poolScratch(pool, scoresName, pool.threads * scoresBytes);
+    for (const places of this.layers) {
+      this.program.setArg(places.attendStep, 5, scoresAt);
+      this.program.setArg(places.attendStep, 6, scoresBytes);
+    }
+    this.program.run();
+    this.runs++;
+    notePickingProduct(this.classifier, this.logits, this.records);
+    const buffer = pool.memory.buffer;
+    if (this.logitView?.buffer !== buffer) this.logitView = new Float32Array(buffer, this.logits, this.classifier.rows);
+    return this.logitView;
+  }
+}
+
+// One program per model, made at its first decode step (null: the model's
+// steps are not the program's).
+const programs = new WeakMap<Model, DecodeProgram | null>();
+const ids = new WeakMap<Model, number>();
+let nextId = 0;
+
+/** The name of the model's program region in the pool's memory (kernels/pool_scratch.ts). */
+function regionName(model: Model): string {
+  let id = ids.get(model);
+  if (id === undefined) ids.set(model, (id = nextId++));
+  return `decode program ${id}`;
+}
+
+let enabled = true;
+
+/** Turn decode programs off (false: every step the one-job-at-a-time path) or back on; for tests and benchmarks. Returns the previous setting. */
+export function setDecodePrograms(on: boolean): boolean {
+  const was = enabled;
+  enabled = on;
+  return was;
+}
+
+/**
+ * The decode program of a model whose layers and classifier are pooled
+ * (residualInPool), on several threads; undefined where it has none (one
+ * thread, no pooled classifier, a sink-token model, a hidden size or
+ * headDim the SIMD loops do not take, norms without room in the pool's
+ * memory, no direct memory for the embedding's rows).
+ */
+export function pooledDecodeProgram(model: Model): DecodeProgram | undefined {
+  if (!enabled) return undefined;
+  const known = programs.get(model);
+  if (known !== undefined) return known ?? undefined;
+  const program = model.pool !== undefined && model.pool.threads > 1 && hasDirectMemory() ? DecodeProgram.build(model) : undefined;
+  programs.set(model, program ?? null);
+  return program;
+}
