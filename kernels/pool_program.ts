@@ -69,6 +69,7 @@ export class PoolProgram {
       unitRows: new Int32Array(n),
       rows: new Int32Array(n),
       units: new Int32Array(n),
+      weightBytes: new Float64Array(n),
       args: [] as number[][],
       callers: [] as ((() => void) | undefined)[],
     };
@@ -91,6 +92,7 @@ export class PoolProgram {
       plan.unitRows[s] = unitRows;
       plan.rows[s] = rows;
       plan.units[s] = Math.ceil(rows / unitRows);
+      plan.weightBytes[s] = weightBytes;
       const copy = new Array<number>(MAX_STEP_ARGS).fill(0);
       args.forEach((v, i) => (copy[i] = v | 0));
       plan.args.push(copy);
