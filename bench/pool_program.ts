@@ -9,7 +9,7 @@
 // waits for the other's: a barrier's round trip between the cores. The engines alternate in one run (rounds), and run() calls run
 // twice (an A/A: the spread between identical engines).
 //
-//   node dist/bench/pool_program.js [--threads 2] [--steps 31] [--rows 288] [--cols 288] [--reps 2000] [--rounds 7] [--record]
+//   node dist/bench/pool_program.js [--threads 2] [--steps 31] [--rows 288] [--cols 288] [--units 16384] [--reps 2000] [--rounds 7] [--record]
 import { defaultThreads } from '../kernels/threads.js';
 import { PoolOp, WorkerPool } from '../kernels/pool.js';
 import { PoolProgram, type ProgramOpStep, type ProgramStep } from '../kernels/pool_program.js';
@@ -20,12 +20,13 @@ const HELP = `bench/pool_program.ts: the fixed cost of pool jobs and of a progra
 ([rows, cols] each) as N run() calls, as one program, and as one program with an empty caller step after each product;
 N steps of one unit, and of two units (each thread one, then the barrier), as a program. Engines alternate in one run; run() calls twice (A/A).
 
-  node dist/bench/pool_program.js [--threads 2] [--steps 31] [--rows 288] [--cols 288] [--reps 2000] [--rounds 7] [--record]
+  node dist/bench/pool_program.js [--threads 2] [--steps 31] [--rows 288] [--cols 288] [--units 16384] [--reps 2000] [--rounds 7] [--record]
 
   --threads N   the pool's threads (default ${Math.min(2, defaultThreads())})
   --steps N     products in a sequence (default 31: a 15M decode step's jobs)
   --rows N      each product's rows (default 288)
   --cols N      each product's columns (default 288; 288 x 288 q8: 93 KB, split)
+  --units LIST  more engines: the program cut in units of these bytes (PoolProgram's unitBytes; e.g. 8192,16384)
   --reps N      sequences timed per engine and round (default 2000)
   --rounds N    rounds, the engines alternating (default 7)
   --record      append the table to bench/RESULTS.md
@@ -37,6 +38,10 @@ const steps = cli.count('steps', 31, 1, 1000);
 const rows = cli.count('rows', 288, 4, 65536);
 const cols = cli.count('cols', 288, 32, 65536);
 const reps = cli.count('reps', 2000, 1, 1e6);
+const unitList = cli.value('units', '');
+const unitSizes = unitList === '' ? [] : unitList.split(',').map((u) => Number(u));
+if (!unitSizes.every((u) => Number.isInteger(u) && u >= 1 && u <= 2 ** 30))
+  cli.fail(`--units: expected bytes (whole numbers, comma-separated), got '${unitList}'`);
 const rounds = cli.count('rounds', 7, 1, 100);
 
 /** The N products (and a step of one unit) in `pool`'s memory. */
@@ -71,6 +76,8 @@ await runBench(async () => {
   const oneThread = sequence(alone).products;
   const pairs = sequence(everySplit).pair;
   const program = new PoolProgram(pool, products);
+  // the same products, cut in units of other sizes
+  const unitPrograms = unitSizes.map((unitBytes) => new PoolProgram(pool, products, { unitBytes }));
   const withCallers = new PoolProgram(
     pool,
     products.flatMap((p): ProgramStep[] => [p, { caller: () => undefined }]),
@@ -100,6 +107,7 @@ await runBench(async () => {
     ['run() calls (A/A)', runCalls, steps],
     ['program of 1-unit steps', () => barriers.run(), steps],
     ['program of 2-unit steps', () => pairBarriers.run(), steps],
+    ...unitPrograms.map((p, i): [string, () => void, number] => [`program, units of ${unitSizes[i]} B (${p.unitsOf(0)} a product)`, () => p.run(), steps]),
   ];
   const times = engines.map(() => [] as number[]); // µs a sequence, per round
   for (const [, run] of engines) for (let i = 0; i < Math.min(200, reps); i++) run(); // warm
@@ -134,5 +142,6 @@ await runBench(async () => {
   withCallers.dispose();
   barriers.dispose();
   pairBarriers.dispose();
+  unitPrograms.forEach((p) => p.dispose());
   await Promise.all([pool.dispose(), alone.dispose(), everySplit.dispose()]);
 });

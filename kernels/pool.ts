@@ -163,9 +163,11 @@
 //   the failing one computes anything from its garbage.
 // - Spins are bounded as for jobs: a worker at a barrier spins for its
 //   SPIN_MICROS_AT (0 while the cores are busy), the caller for
-//   spinMicros, then they sleep. While the cores are busy (BUSY_WINDOW_MS)
-//   or before the workers have started, the caller runs the whole program
-//   alone, step by step; a job run() posts from a caller step runs on the
+//   spinMicros, then they sleep. Before the workers have started, the
+//   caller runs the program alone, step by step; while the cores are busy
+//   (BUSY_WINDOW_MS), step by step as run() jobs (those of
+//   CALM_SPLIT_MIN_BYTES or more still split, the rest on the caller: as
+//   before programs). A job run() posts from a caller step runs on the
 //   caller alone (the workers are at the barrier).
 //
 // Waits spin first, for a bounded time, then sleep in Atomics.wait:
@@ -682,6 +684,8 @@ export interface ProgramPlan {
   readonly unitRows: Int32Array;
   readonly rows: Int32Array;
   readonly units: Int32Array;
+  /** The bytes each op step reads (run()'s weightBytes). */
+  readonly weightBytes: Float64Array;
   readonly args: readonly number[][];
   readonly callers: readonly ((() => void) | undefined)[];
 }
@@ -868,13 +872,14 @@ export class WorkerPool {
 
   /**
    * Rows in each unit of a job as run() cuts it: whole row groups
-   * (splitRows), reading at least unitBytes, at most MAX_UNITS units; 0
-   * where the job runs as one (under splitMinBytes, or under two units).
+   * (splitRows), reading at least unitBytes (the pool's, or as given), at
+   * most MAX_UNITS units; 0 where the job runs as one (under splitMinBytes,
+   * or under two units).
    */
-  unitRowsOf(op: JobOp, rows: number, weightBytes: number): number {
+  unitRowsOf(op: JobOp, rows: number, weightBytes: number, unitBytes = this.unitBytes): number {
     const groupRows = splitRows(op);
     const groups = Math.ceil(rows / groupRows);
-    const unitGroups = Math.max(Math.ceil(groups / MAX_UNITS), Math.ceil((this.unitBytes * groups) / Math.max(1, weightBytes)));
+    const unitGroups = Math.max(Math.ceil(groups / MAX_UNITS), Math.ceil((unitBytes * groups) / Math.max(1, weightBytes)));
     return groups < 2 * unitGroups || weightBytes < this.splitMinBytes ? 0 : groupRows * unitGroups;
   }
 
@@ -883,9 +888,9 @@ export class WorkerPool {
    * builds the plan; see "Programs" in the header): every thread walks the
    * steps, claims units of each, and waits at its barrier; a caller step
    * runs on this thread while the workers wait. On this thread alone (every
-   * step in order) with one thread, before the workers have started, while
-   * the cores are busy (BUSY_WINDOW_MS), and inside another program's caller
-   * step. Throws after the run has closed, as run() does: this thread's
+   * step in order) with one thread, before the workers have started, and
+   * inside another program's caller step; while the cores are busy
+   * (BUSY_WINDOW_MS), step by step as run() jobs. Throws after the run has closed, as run() does: this thread's
    * error, else 'a worker failed'; the steps after a failure are not run.
    */
   runProgram(plan: ProgramPlan): void {
@@ -893,11 +898,22 @@ export class WorkerPool {
     const steps = plan.ops.length;
     const alone = this.threads === 1 || this.inProgram || Atomics.load(this.control, READY) !== this.workers.length;
     const started = alone ? 0 : performance.now();
-    if (alone || (this.splitMinBytes > 0 && this.coresBusy(started))) {
+    if (alone) {
       for (let s = 0; s < steps; s++) {
         const op = plan.ops[s]!;
         if (op === CALLER_STEP) plan.callers[s]!();
         else this.runRange(op, plan.args[s]!, 0, plan.rows[s]!);
+      }
+      return;
+    }
+    if (this.splitMinBytes > 0 && this.coresBusy(started)) {
+      // busy cores: the steps as run() jobs, as before programs (those of
+      // CALM_SPLIT_MIN_BYTES or more still split, the workers woken for
+      // them; the rest on this thread)
+      for (let s = 0; s < steps; s++) {
+        const op = plan.ops[s]!;
+        if (op === CALLER_STEP) plan.callers[s]!();
+        else this.run(op, plan.args[s]!, plan.rows[s]!, plan.weightBytes[s]!);
       }
       return;
     }

@@ -10,7 +10,9 @@
 // A step is either
 //   - a pool op (any JobOp) with its arguments, rows and bytes read, cut
 //     into units as WorkerPool.run cuts that job (splitRows, unitBytes, a
-//     step under splitMinBytes one unit), or
+//     step under splitMinBytes one unit; the program may have units of its
+//     own size: a step's units only balance the threads' work, the bits do
+//     not depend on them), or
 //   - a caller step: a function the calling thread alone runs, while the
 //     workers wait at its barrier (JavaScript work between the ops, until
 //     it is a pool op of its own).
@@ -50,7 +52,15 @@ export class PoolProgram {
   private readonly plan: ProgramPlan;
   private disposed = false;
 
-  constructor(pool: WorkerPool, steps: readonly ProgramStep[]) {
+  /**
+   * unitBytes: the least bytes a unit of an op step reads (default: the
+   * pool's, as run() cuts its jobs). Smaller units balance a small step's
+   * work better between the threads at the price of more claims
+   * (bench/pool_program.ts --units).
+   */
+  constructor(pool: WorkerPool, steps: readonly ProgramStep[], options: { unitBytes?: number } = {}) {
+    const unitBytes = options.unitBytes ?? pool.unitBytes;
+    if (!(Number.isInteger(unitBytes) && unitBytes >= 1)) throw new RangeError(`PoolProgram: unitBytes must be a positive integer, got ${unitBytes}`);
     if (steps.length < 1 || steps.length > MAX_PROGRAM_STEPS)
       throw new RangeError(`PoolProgram: a program has 1 to ${MAX_PROGRAM_STEPS} steps, got ${steps.length}`);
     const n = steps.length;
@@ -59,6 +69,7 @@ export class PoolProgram {
       unitRows: new Int32Array(n),
       rows: new Int32Array(n),
       units: new Int32Array(n),
+      weightBytes: new Float64Array(n),
       args: [] as number[][],
       callers: [] as ((() => void) | undefined)[],
     };
@@ -76,11 +87,12 @@ export class PoolProgram {
       if (!(Number.isInteger(rows) && rows >= 0 && rows < 2 ** 31))
         throw new RangeError(`PoolProgram: step ${s}'s rows must be a non-negative integer, got ${rows}`);
       if (!(weightBytes >= 0)) throw new RangeError(`PoolProgram: step ${s}'s weightBytes must be non-negative, got ${weightBytes}`);
-      const unitRows = pool.unitRowsOf(op, rows, weightBytes) || Math.max(1, rows); // 0: one unit, as run() runs it alone
+      const unitRows = pool.unitRowsOf(op, rows, weightBytes, unitBytes) || Math.max(1, rows); // 0: one unit, as run() runs it alone
       plan.ops[s] = op;
       plan.unitRows[s] = unitRows;
       plan.rows[s] = rows;
       plan.units[s] = Math.ceil(rows / unitRows);
+      plan.weightBytes[s] = weightBytes;
       const copy = new Array<number>(MAX_STEP_ARGS).fill(0);
       args.forEach((v, i) => (copy[i] = v | 0));
       plan.args.push(copy);

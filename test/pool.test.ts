@@ -1017,6 +1017,7 @@ t.test(
       new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [2000, 0] }),
       new WorkerPool(3, { splitMinBytes: 0, unitBytes: 1, lateMicros: [0, 0, 3000], spinMicros: 0 }),
       new WorkerPool(2), // the default cut: steps under 64 KB one unit
+      new WorkerPool(2, { splitMinBytes: 0, unitBytes: 32 * 1024 }), // each step one unit, but for a program's own units (below)
     ];
     t.teardown(() => Promise.all(more.map((p) => p.dispose())));
     await Promise.all(more.map((p) => p.ready()));
@@ -1031,10 +1032,12 @@ t.test(
       return { ...reference.read(one), seenY1: reference.seen.y1, picks: reference.picks() };
     });
     t.not(want[0]!.y2, want[1]!.y2, 'the two x give two results');
-    for (const pool of [one, ...pools.slice(0, 2), ...more]) {
+    // (the last pool twice: the second time its program cut in units of 1 KB)
+    for (const [pool, unitBytes] of [[one], [pools[0]!], [pools[1]!], ...more.map((p) => [p]), [more[6]!, 1024]] as [WorkerPool, number?][]) {
       const c = chain(pool, 'program');
-      const program = new PoolProgram(pool, c.steps);
-      if (pool.threads > 1 && pool.splitMinBytes === 0) t.ok(program.unitsOf(0) > 1 && program.unitsOf(6) > 1, `${name(pool)}: steps of several units`);
+      const program = new PoolProgram(pool, c.steps, { unitBytes });
+      if (unitBytes !== undefined) t.ok(program.unitsOf(0) > new PoolProgram(pool, c.steps).unitsOf(0), `units of ${unitBytes} B: more units`);
+      if (pool.threads > 1 && pool.unitBytes === 1) t.ok(program.unitsOf(0) > 1 && program.unitsOf(6) > 1, `${name(pool)}: steps of several units`);
       // runs with x patched between them (setArg), x alternating
       for (let run = 0; run < 6; run++) {
         const i = run % 2;
