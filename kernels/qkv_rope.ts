@@ -84,6 +84,23 @@ export function setQkvRopeSlot(pool: WorkerPool, at: number, keys: number, value
   ints[at / 4 + 10] = kvStride;
 }
 
+/** Patch the keys' angles (cos, sin) and the frame count of the record at `at` (a token's view; then each frame's, setQkvRopeFrame). */
+export function setQkvRopeAngles(pool: WorkerPool, at: number, cos: number, sin: number, frames: number): void {
+  const ints = pool.views().ints;
+  ints[at / 4 + 6] = cos;
+  ints[at / 4 + 7] = sin;
+  ints[at / 4 + 11] = frames;
+}
+
+/** Patch frame f of the record at `at`: its angles and where its queries go. */
+export function setQkvRopeFrame(pool: WorkerPool, at: number, f: number, cos: number, sin: number, queries: number): void {
+  const ints = pool.views().ints;
+  const fw = at / 4 + HEADER_WORDS + FRAME_WORDS * f;
+  ints[fw] = cos;
+  ints[fw + 1] = sin;
+  ints[fw + 2] = queries;
+}
+
 /** The job's arguments for `tokens` records, `recordBytes` apart from `records` on (a row each). */
 export function qkvRopeArgs(records: number, recordBytes: number): number[] {
   return [records, recordBytes];

@@ -42,7 +42,7 @@ import { GATED_SCRATCH_FLOATS, PICK_RECORD_BYTES, PoolOp, splitRows, type Worker
 import { attendArgs, attendRecordBytes, type PoolEntries, writeAttendRecords } from '../../kernels/pooled_attention.js';
 import { poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
 import { PoolProgram, type ProgramStep } from '../../kernels/pool_program.js';
-import { qkvRopeArgs, qkvRopeRecordBytes, writeQkvRopeRecord } from '../../kernels/qkv_rope.js';
+import { qkvRopeArgs, qkvRopeRecordBytes, setQkvRopeAngles, setQkvRopeFrame, setQkvRopeSlot, writeQkvRopeRecord } from '../../kernels/qkv_rope.js';
 import { ropeAnglesInto } from '../../kernels/rope.js';
 import { learnsExtraLogit } from '../../kernels/softmax.js';
 import { matrixBytes, notePickingProduct, type PooledMatrix, Q8_BLOCK } from '../../kernels/split_products.js';
@@ -103,6 +103,17 @@ export class DecodeProgram {
   private logitView: Float32Array | undefined;
   /** Tokens the program has run (for tests). */
   runs = 0;
+  /** Each thread's scores of the Attend steps: their region's name, and the bytes a thread's take in it now. */
+  private readonly scoresName: string;
+  private scoresBytes = 0;
+  /** A token's layer's frames' row ranges, and its entries where they lie: reused from layer to layer. */
+  private readonly rowRanges: Int32Array[] = [];
+  private readonly poolEntries: PoolEntries;
+
+  /** Set an argument of a step where it changed (setArg patches the pool's control words). */
+  private patch(step: number, index: number, value: number): void {
+    if (this.program.arg(step, index) !== value) this.program.setArg(step, index, value);
+  }
 
   /** The program for `model`, or undefined where a step would not be the one-job path's loop (see pooledDecodeProgram). */
   static build(model: Model): DecodeProgram | undefined {
@@ -157,6 +168,8 @@ export class DecodeProgram {
   ) {
     this.pool = pool;
     this.memory = poolEntryMemory(pool);
+    this.scoresName = `${regionName(model)} scores`;
+    this.poolEntries = { keysAt: 0, valuesAt: 0, kvHeads: model.config.kvHeads, capacity: 0, headDim: model.config.headDim };
     const { config, weights } = model;
     const { dim, heads, headDim } = config;
     const q8 = classifier.format === 'q8';
@@ -227,6 +240,9 @@ export class DecodeProgram {
         angles: perLayer + l * LAYER_BYTES(config) + ropeBytes + attendBytes,
         attendStep: 0,
       };
+      // the record's fixed words; a token's slot, angles and frames are patched per token (run)
+      const rotation = { pairs: config.rope.layout === 'pairs', rotaryDim: config.rope.rotaryDim };
+      writeQkvRopeRecord(pool, places.rope, config, rotation, { qkv: this.qkvOut, keyAngles: { cos: 0, sin: 0 }, keys: 0, values: 0, kvStride: 0, frames: [] });
       norm(w.attnNorm.weight, w.qkv.pooled!, attn);
       productStep(w.qkv.pooled!, attn, this.qkvOut, false);
       steps.push({ op: PoolOp.QkvRope, args: qkvRopeArgs(places.rope, 0), rows: 1, weightBytes: 0 });
@@ -305,7 +321,6 @@ export class DecodeProgram {
     // the token's embedding row is the residual stream's start
     const table = float32View(weights.embedding); // [vocab, dim]
     floats.set(table.subarray(id * dim, (id + 1) * dim), this.residual / 4);
-    const rotation = { pairs: config.rope.layout === 'pairs', rotaryDim: config.rope.rotaryDim };
     const half = config.rope.rotaryDim / 2;
     let most = 0; // the most entries a layer's query sees: each thread's scores
     for (let l = 0; l < layers; l++) {
@@ -314,44 +329,53 @@ export class DecodeProgram {
       const frames = view.frames;
       // The angles: the keys', then each frame's, in the layer's area; a
       // view the layers share (the streaming cache's) once, in the first's
-      // (a frame's query at the key's position: the keys' angles).
+      // (a frame's query at the key's position: the keys' angles). Plain
+      // loops, no arrays or objects made: what TurboFan compiles in a
+      // process's first tokens stays small and stable.
+      const keyPosition = view.keyPositions[0]!;
       const angles = l > 0 && view === this.placed[l - 1]!.view ? this.anglesOf[l - 1]! : places.angles;
       this.anglesOf[l] = angles;
-      if (angles === places.angles) ropeAnglesInto(view.keyPositions[0]!, config.rope, floats, angles / 4, floats, angles / 4 + half);
-      const framesAt = frames.map((f, i) => {
-        const same = f.queryPositions[0] === view.keyPositions[0];
-        const cos = same ? angles : angles + 4 * (i + 1) * 2 * half;
-        if (!same && angles === places.angles) ropeAnglesInto(f.queryPositions[0]!, config.rope, floats, cos / 4, floats, cos / 4 + half);
-        return { cos, sin: cos + 4 * half, queries: this.queries + i * this.qBytes };
-      });
+      const own = angles === places.angles;
+      if (own) ropeAnglesInto(keyPosition, config.rope, floats, angles / 4, floats, angles / 4 + half);
+      setQkvRopeAngles(pool, places.rope, angles, angles + 4 * half, frames.length);
+      const rowRanges = this.rowRanges;
+      rowRanges.length = frames.length;
+      let n = 0;
+      for (let f = 0; f < frames.length; f++) {
+        const frame = frames[f]!;
+        const position = frame.queryPositions[0]!;
+        const cos = position === keyPosition ? angles : angles + 4 * (f + 1) * 2 * half;
+        if (position !== keyPosition && own) ropeAnglesInto(position, config.rope, floats, cos / 4, floats, cos / 4 + half);
+        setQkvRopeFrame(pool, places.rope, f, cos, cos + 4 * half, this.queries + f * this.qBytes);
+        rowRanges[f] = frame.rowRanges;
+        n += frame.rowRanges[1]! - frame.rowRanges[0]!;
+      }
       const rowBytes = 4 * headDim;
       const capacity = entries.shape[1];
-      const poolEntries: PoolEntries = { keysAt: entries.keys.byteOffset, valuesAt: entries.values.byteOffset, kvHeads, capacity, headDim };
-      writeQkvRopeRecord(pool, places.rope, config, rotation, {
-        qkv: this.qkvOut,
-        keyAngles: { cos: angles, sin: angles + 4 * half },
-        keys: poolEntries.keysAt + at * rowBytes,
-        values: poolEntries.valuesAt + at * rowBytes,
-        kvStride: capacity * rowBytes,
-        frames: framesAt,
-      });
-      const rowRanges = frames.map((f) => f.rowRanges);
+      const keysAt = entries.keys.byteOffset;
+      const valuesAt = entries.values.byteOffset;
+      setQkvRopeSlot(pool, places.rope, keysAt + at * rowBytes, valuesAt + at * rowBytes, capacity * rowBytes);
+      const poolEntries = this.poolEntries;
+      poolEntries.keysAt = keysAt;
+      poolEntries.valuesAt = valuesAt;
+      poolEntries.capacity = capacity;
       const sinks = learnsExtraLogit(config.softmax) ? float32View(weights.layers[l]!.sinkLogits!) : undefined;
       writeAttendRecords(pool, places.attendRecords, this.queries, this.qBytes, rowRanges, poolEntries, heads, config.softmax, sinks, this.attendOut.x);
-      let n = 0;
-      for (const r of rowRanges) n += r[1]! - r[0]!;
       most = Math.max(most, n);
-      const args = attendArgs(places.attendRecords, frames.length, poolEntries, 0, 0);
-      this.program.setArg(places.attendStep, 1, args[1]!);
-      this.program.setArg(places.attendStep, 2, args[2]!);
+      // (the Attend step's frames and where the values lie from the keys: patched when they change)
+      this.patch(places.attendStep, 1, frames.length);
+      this.patch(places.attendStep, 2, poolEntries.valuesAt - poolEntries.keysAt);
     }
+    // each thread's scores: room for the most entries a query sees (the region grown when a cache grows)
     const scoresBytes = Math.ceil((4 * Math.max(1, most)) / 16) * 16;
-    const scoresName = `${regionName(this.model)} scores`;
-    if (!poolScratchFits(pool, scoresName, pool.threads * scoresBytes)) return undefined; // (nothing written to the cache yet)
-    const scoresAt = poolScratch(pool, scoresName, pool.threads * scoresBytes);
-    for (const places of this.layers) {
-      this.program.setArg(places.attendStep, 5, scoresAt);
-      this.program.setArg(places.attendStep, 6, scoresBytes);
+    if (scoresBytes > this.scoresBytes) {
+      if (!poolScratchFits(pool, this.scoresName, pool.threads * scoresBytes)) return undefined; // (nothing written to the cache yet)
+      const scoresAt = poolScratch(pool, this.scoresName, pool.threads * scoresBytes);
+      this.scoresBytes = scoresBytes;
+      for (const places of this.layers) {
+        this.patch(places.attendStep, 5, scoresAt);
+        this.patch(places.attendStep, 6, scoresBytes);
+      }
     }
     this.program.run();
     this.runs++;
