@@ -896,6 +896,8 @@ export class WorkerPool {
   runProgram(plan: ProgramPlan): void {
     if (this.disposed) throw new Error('WorkerPool: used after dispose()');
     const steps = plan.ops.length;
+    // (more would run past the control array's step words)
+    if (steps > MAX_PROGRAM_STEPS) throw new RangeError(`WorkerPool: a program has at most ${MAX_PROGRAM_STEPS} steps, got ${steps}`);
     const alone = this.threads === 1 || this.inProgram || Atomics.load(this.control, READY) !== this.workers.length;
     const started = alone ? 0 : performance.now();
     if (alone) {
