@@ -21,7 +21,9 @@
 // started. A claim takes a share of the units left (claimUnits: a quarter on
 // two threads, at least one), so a job is a few claims, large ones first.
 //
-// The control words (an Int32Array on its own SharedArrayBuffer):
+// The control words (an Int32Array over the pool's shared memory, from a
+// cache line at controlAt, allocated first, so that the program walker in
+// WebAssembly reaches them: see "Programs"):
 //
 //   CLAIM       the open job's claim word: tag (10 bits) | front (11) | back
 //               (11). Units [front, back) are unclaimed; the caller claims
@@ -160,7 +162,11 @@
 //   thread claims and counts the program's units without running them, and
 //   the caller skips the caller steps, so the run still closes; the caller
 //   throws after it (its own error, else 'a worker failed'). No step after
-//   the failing one computes anything from its garbage.
+//   the failing one computes anything from its garbage. (In the walker a
+//   unit that traps unwinds the walk: the thread's JavaScript reads the
+//   claim's step and units from the walker, one instance per thread,
+//   counts them as the walk would have, sets FAILED and walks on from that
+//   step. A caller step's error is caught in JavaScript, FAILED set there.)
 // - Spins are bounded as for jobs: a worker at a barrier spins for its
 //   SPIN_MICROS_AT (0 while the cores are busy), the caller for
 //   spinMicros, then they sleep. Before the workers have started, the
@@ -186,6 +192,16 @@
 // While the process gets too little CPU time for its threads (other
 // processes want the cores), the workers do not spin at all: see
 // BUSY_WINDOW_MS.
+//
+// The walk (a thread's claims, barriers and the dispatch of its units) is
+// simd/walker.wat, called once per run by runProgram and by the worker: the
+// words, claims and waits above as wasm atomics on the shared memory
+// (memory.atomic.wait32 / notify for Atomics.wait / notify), the loops
+// called from it directly (wasm to wasm), the caller steps and the clock
+// (performance.now, every 64 spins) imported from JavaScript. In
+// JavaScript, V8 compiled the walk on a background thread through a
+// process's first ~260 tokens, taking a core from the threads
+// (bench/cold_start.ts).
 //
 // A wake-up from Atomics.wait costs 20-50 µs on this kind of machine, a spin
 // about 1 µs. A worker asleep when a job comes costs the caller only the
@@ -475,7 +491,9 @@ export const SPIN_MICROS = 200;
 // (see run), on thread `thread` (0: the caller; it picks the thread's own
 // attention scores). Plain JavaScript in a string: each worker evaluates it
 // in its source, and the calling thread makes its runRows from the same
-// text, so a new op is one case here (with its PoolOp, JobOp and splitRows).
+// text, so a new op is one case here (with its PoolOp, JobOp and splitRows),
+// and one in the program walker's copy, simd/walker.wat's $runRows (the
+// program tests run the ops as program steps and as jobs).
 const RUN_ROWS_SOURCE = `(loops, shared, op, a, row0, row1, thread) => {
   if (row1 <= row0) return;
   if (op === ${PoolOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
@@ -972,7 +990,7 @@ export class WorkerPool {
     this.walkFailed = false;
     this.walkError = undefined;
     try {
-      for (let from = 0; ; ) {
+      for (let from = 0; ;) {
         try {
           this.walker.walk(this.controlAt, this.controlAt + 4 * this.programAt, tag, steps, from, 0, this.threads, this.spinMicros / 1000, -1n);
           break;
