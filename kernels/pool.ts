@@ -710,6 +710,15 @@ export class WorkerPool {
   private loadedPlan: ProgramPlan | undefined;
   /** True while a program runs (its caller steps' jobs then run on this thread alone). */
   private inProgram = false;
+
+  /**
+   * For benchmarks (bench/profile_decode.ts): when set, every program run
+   * split over the threads counts itself, and adds per op step the calling
+   * thread's ms in its own claims (from the step before's barrier on) and
+   * at the step's barrier; caller steps are not timed. Costs two clock
+   * readings a step.
+   */
+  programTimes: { runs: number; own: number[]; barrier: number[]; ops: number[] } | undefined;
   private top = 0;
   private readonly started: Promise<void>;
   private disposed = false;
@@ -946,6 +955,9 @@ export class WorkerPool {
     let error: unknown;
     let failed = false;
     this.inProgram = true;
+    const times = this.programTimes;
+    if (times !== undefined) times.runs++;
+    let clock = times === undefined ? 0 : performance.now();
     try {
       for (let s = 0, at = this.programAt; s < steps; s++, at += STEP_WORDS) {
         const op = plan.ops[s]!;
@@ -960,6 +972,7 @@ export class WorkerPool {
             }
           }
           this.finishUnits(at + STEP_LEFT, tag, 1);
+          if (times !== undefined) clock = performance.now();
           continue;
         }
         // claim from the front until none is left (after a failure, claim and count without running)
@@ -983,7 +996,17 @@ export class WorkerPool {
           }
           this.finishUnits(at + STEP_LEFT, tag, take);
         }
+        if (times === undefined) {
+          this.barrier(at + STEP_LEFT, tagBits);
+          continue;
+        }
+        const claimed = performance.now();
         this.barrier(at + STEP_LEFT, tagBits);
+        const passed = performance.now();
+        times.own[s] = (times.own[s] ?? 0) + claimed - clock;
+        times.barrier[s] = (times.barrier[s] ?? 0) + passed - claimed;
+        times.ops[s] = op;
+        clock = passed;
       }
     } finally {
       this.inProgram = false;
