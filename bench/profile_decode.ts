@@ -18,12 +18,13 @@
 //
 // The profiler itself slows a step down, so the step time comes from a run
 // without it (same process, before), which also times the pool's jobs
-// (WorkerPool.run): the time a step spends outside them is measured there. The model is drawn straight into the
+// (WorkerPool.run, and runProgram: a decode step as one program): the time a step spends outside them is measured there. The model is drawn straight into the
 // pool (randomLlamaReader): no file.
 //
 //   node dist/bench/profile_decode.js [--shapes 15M,110M] [--weights q8] [--threads N] [--tokens 128] [--rounds 4] [--record]
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
+import { PoolOp } from '../kernels/pool.js';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
 import { generate } from '../src/generate.js';
@@ -116,26 +117,89 @@ async function decode(model: Model, tokens: number, rounds: number): Promise<num
   return (performance.now() - started) / n;
 }
 
-/** Times every call of the model's pool's run from now until stop(), which returns the total ms and puts run back. */
+/** Times every call of the model's pool's run and runProgram (a decode step as one program: kernels/pool_program.ts) from now until stop(), which returns the total ms and puts them back. */
 function timePoolJobs(model: Model): { stop(): number } {
   const pool = model.pool;
   if (pool === undefined) return { stop: () => 0 };
   let ms = 0;
+  let depth = 0; // (a program runs its steps as run() jobs while the cores are busy: timed once)
   const run = pool.run.bind(pool);
-  pool.run = (...args: Parameters<typeof run>) => {
-    const started = performance.now();
-    try {
-      run(...args);
-    } finally {
-      ms += performance.now() - started;
-    }
-  };
+  const runProgram = pool.runProgram.bind(pool);
+  const timed =
+    <A extends unknown[]>(f: (...args: A) => void) =>
+    (...args: A) => {
+      const started = performance.now();
+      depth++;
+      try {
+        f(...args);
+      } finally {
+        if (--depth === 0) ms += performance.now() - started;
+      }
+    };
+  pool.run = timed(run);
+  pool.runProgram = timed(runProgram);
   return {
     stop: () => {
-      delete (pool as { run?: unknown }).run; // the prototype's again
+      // the prototype's again
+      delete (pool as { run?: unknown }).run;
+      delete (pool as { runProgram?: unknown }).runProgram;
       return ms;
     },
   };
+}
+
+/** Op names for the program table (PoolOp is a const enum: no names at run time). */
+const OP_NAMES: Record<number, string> = {
+  [PoolOp.F32]: 'F32 product',
+  [PoolOp.Q8]: 'Q8 product',
+  [PoolOp.Attend]: 'Attend',
+  [PoolOp.SumsOfExps]: 'SumsOfExps',
+  [PoolOp.Swiglu]: 'Swiglu',
+  [PoolOp.Q8Gated]: 'Q8Gated',
+  [PoolOp.F32Pick]: 'F32Pick (classifier)',
+  [PoolOp.Q8Pick]: 'Q8Pick (classifier)',
+  [PoolOp.NormOperand]: 'NormOperand',
+  [PoolOp.QkvRope]: 'QkvRope',
+  [PoolOp.F32Add]: 'F32Add (product + residual)',
+  [PoolOp.Q8Add]: 'Q8Add (product + residual)',
+  [PoolOp.Quantize]: 'Quantize',
+};
+
+/**
+ * Where a decode step's program (if the model runs one) spends the calling
+ * thread's time, per kind of op step: in its own claims, and waiting at the
+ * step's barrier for the other threads' (WorkerPool.programTimes), µs a
+ * token; undefined when no program ran split.
+ */
+async function programTable(model: Model, tokens: number, rounds: number): Promise<string | undefined> {
+  const pool = model.pool;
+  if (pool === undefined) return undefined;
+  const times = (pool.programTimes = { runs: 0, own: [] as number[], barrier: [] as number[], ops: [] as number[] });
+  let n = 0;
+  try {
+    for (let r = 0; r < rounds; r++) for await (const _ of generate(model, { kind: 'dense' }, [1], argmax, { steps: tokens })) n++;
+  } finally {
+    pool.programTimes = undefined;
+  }
+  if (times.runs === 0) return undefined;
+  const kinds = new Map<string, { steps: number; own: number; barrier: number }>();
+  times.ops.forEach((op, s) => {
+    const name = `${OP_NAMES[op] ?? `op ${op}`}`;
+    const k = kinds.get(name) ?? { steps: 0, own: 0, barrier: 0 };
+    k.steps++;
+    k.own += times.own[s] ?? 0;
+    k.barrier += times.barrier[s] ?? 0;
+    kinds.set(name, k);
+  });
+  const perRun = (ms: number) => ((1000 * ms) / times.runs).toFixed(1);
+  const rows = [...kinds].map(([name, k]) => [name, String(k.steps), perRun(k.own), perRun(k.barrier), ((1000 * k.barrier) / times.runs / k.steps).toFixed(2)]);
+  const total = (xs: number[]) => xs.reduce((a, b) => a + (b ?? 0), 0);
+  rows.push(['all op steps', String(times.ops.filter((o) => o !== undefined).length), perRun(total(times.own)), perRun(total(times.barrier)), '']);
+  return (
+    `The decode step's program (kernels/pool_program.ts), ${times.runs} of ${n} tokens run split over the threads (the rest while the cores were busy: step by step); ` +
+    `the calling thread's time per split token (two clock readings a step added):\n\n` +
+    markdownTable(['op step', 'steps a token', 'own claims, µs', 'at the barriers, µs', 'µs a barrier'], rows)
+  );
 }
 
 async function profileShape(shape: string, weights: 'f32' | 'q8', threads: number, tokens: number, rounds: number): Promise<string> {
@@ -158,6 +222,7 @@ async function profileShape(shape: string, weights: 'f32' | 'q8', threads: numbe
   const profiledMs = await decode(model, tokens, rounds);
   const { profile } = (await session.post('Profiler.stop')) as unknown as { profile: CpuProfile };
   session.disconnect();
+  const program = await programTable(model, tokens, rounds);
   disposeModel(model);
   const { parts, functions, total } = charge(profile);
   const share = (us: number) => us / total;
@@ -169,11 +234,12 @@ async function profileShape(shape: string, weights: 'f32' | 'q8', threads: numbe
   return (
     `${shape} (${s.dim} dim, ${s.layers} layers), ${weights}, ${threads} thread${threads > 1 ? 's' : ''}: ${stepMs.toFixed(3)} ms a token ` +
     `(${(1000 / stepMs).toFixed(1)} tok/s; ${profiledMs.toFixed(3)} ms under the profiler), ${rounds} x ${tokens} greedy tokens from BOS, dense cache; ` +
-    `timed in the same run: ${poolMs.toFixed(3)} ms a token in the pool's jobs (WorkerPool.run), ${(stepMs - poolMs).toFixed(3)} ms outside them. ` +
+    `timed in the same run: ${poolMs.toFixed(3)} ms a token in the pool's jobs (WorkerPool.run, runProgram), ${(stepMs - poolMs).toFixed(3)} ms outside them. ` +
     `Shares from the profiled run, applied to the unprofiled step time. Load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after.\n\n` +
     markdownTable(['part of the step', 'ms a token', 'share'], rows) +
     '\n\n' +
-    markdownTable(['function (self time)', 'ms a token', 'share'], top)
+    markdownTable(['function (self time)', 'ms a token', 'share'], top) +
+    (program === undefined ? '' : `\n\n${program}`)
   );
 }
 

@@ -561,7 +561,18 @@ const walkerImports = new Function(`return ${WALKER_IMPORTS_SOURCE}`)() as (
 
 /** walker.wat's exports (see there). */
 interface ProgramWalker {
-  walk(ctrl: number, program: number, tag: number, steps: number, from: number, thread: number, threads: number, spinMs: number, timeoutNs: bigint): number;
+  walk(
+    ctrl: number,
+    program: number,
+    tag: number,
+    steps: number,
+    from: number,
+    thread: number,
+    threads: number,
+    spinMs: number,
+    timeoutNs: bigint,
+    times: number,
+  ): number;
   /** The step this thread's walk was at (after a trap: the failed unit's). */
   step(): number;
   /** Units of the claim whose unit trapped (0: none in flight). */
@@ -616,7 +627,7 @@ const walk = (tag, steps) => {
   const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000;
   for (let from = 0; ; ) {
     try {
-      walker.walk(controlAt, controlAt + 4 * programAt, tag, steps, from, index, threads, spinMs, 50_000_000n);
+      walker.walk(controlAt, controlAt + 4 * programAt, tag, steps, from, index, threads, spinMs, 50_000_000n, 0);
       return;
     } catch {
       Atomics.store(control, ${FAILED}, 1);
@@ -728,6 +739,8 @@ export class WorkerPool {
   /** The control words, in the shared memory at controlAt (bytes): see the header. */
   private readonly control: Int32Array;
   private readonly controlAt: number;
+  /** Where the walker adds a run's per-step times for programTimes (two float64 a step). */
+  private readonly timesAt: number;
   /** The program walker on this thread (simd/walker.wat). */
   private readonly walker: ProgramWalker;
   /** The plan whose caller steps the walker's callerStep runs, and the first error of the run. */
@@ -740,6 +753,15 @@ export class WorkerPool {
   private loadedPlan: ProgramPlan | undefined;
   /** True while a program runs (its caller steps' jobs then run on this thread alone). */
   private inProgram = false;
+
+  /**
+   * For benchmarks (bench/profile_decode.ts): when set, every program run
+   * split over the threads counts itself, and adds per op step the calling
+   * thread's ms in its own claims (from the step before's barrier on) and
+   * at the step's barrier; caller steps are not timed. Costs two clock
+   * readings a step.
+   */
+  programTimes: { runs: number; own: number[]; barrier: number[]; ops: number[] } | undefined;
   private top = 0;
   private readonly started: Promise<void>;
   private disposed = false;
@@ -789,6 +811,7 @@ export class WorkerPool {
     this.top = 64; // keep 0 free: no operand ever sits at the null pointer
     this.controlAt = Math.ceil(this.alloc(4 * controlWords + 64) / 64) * 64;
     this.control = new Int32Array(this.memory.buffer, this.controlAt, controlWords);
+    this.timesAt = this.alloc(16 * MAX_PROGRAM_STEPS);
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     const late = options.lateMicros ?? [];
     for (let i = 0; i < threads; i++) this.control[LATE_AT + i] = Math.max(0, Math.round(late[i] ?? 0));
@@ -989,10 +1012,26 @@ export class WorkerPool {
     this.walkPlan = plan;
     this.walkFailed = false;
     this.walkError = undefined;
+    const times = this.programTimes;
+    if (times !== undefined) {
+      times.runs++;
+      new Float64Array(this.memory.buffer, this.timesAt, 2 * steps).fill(0);
+    }
     try {
       for (let from = 0; ;) {
         try {
-          this.walker.walk(this.controlAt, this.controlAt + 4 * this.programAt, tag, steps, from, 0, this.threads, this.spinMicros / 1000, -1n);
+          this.walker.walk(
+            this.controlAt,
+            this.controlAt + 4 * this.programAt,
+            tag,
+            steps,
+            from,
+            0,
+            this.threads,
+            this.spinMicros / 1000,
+            -1n,
+            times === undefined ? 0 : this.timesAt,
+          );
           break;
         } catch (e) {
           from = this.walker.step();
@@ -1014,6 +1053,16 @@ export class WorkerPool {
     const failed = this.walkFailed;
     const error = this.walkError;
     this.walkError = undefined;
+    if (times !== undefined) {
+      const ms = new Float64Array(this.memory.buffer, this.timesAt, 2 * steps);
+      for (let s = 0; s < steps; s++) {
+        const op = plan.ops[s]!;
+        if (op === CALLER_STEP) continue;
+        times.own[s] = (times.own[s] ?? 0) + ms[2 * s]!;
+        times.barrier[s] = (times.barrier[s] ?? 0) + ms[2 * s + 1]!;
+        times.ops[s] = op;
+      }
+    }
     const b = this.busy;
     b.last = performance.now();
     b.splitMs += b.last - started;

@@ -321,6 +321,26 @@ t.test(
         a.dispose();
         b.dispose();
       }
+      // a cache that cannot place (h2o): the block begun for the program goes the one-job path, feed's logits
+      {
+        const policy: CachePolicy = { kind: 'h2o', budget: 8, recent: 4 };
+        const a = new TokenStream(model, policy);
+        const b = new TokenStream(model, policy);
+        const before = tf.memory().numTensors;
+        const runs = program?.runs ?? 0;
+        let same = 0;
+        for (const id of stream.slice(0, 20)) {
+          const logits = a.feed([id], 'last');
+          if (bitsEqual(b.feedLastValues([id]), logits.dataSync() as Float32Array)) same++;
+          logits.dispose();
+        }
+        t.equal(same, 20, `${p.weights} ${p.threads} threads, h2o: feed's logits bit for bit`);
+        t.equal((program?.runs ?? 0) - runs, 0, 'and no program ran');
+        t.equal(b.length, 20, 'each token once in the stream');
+        t.equal(tf.memory().numTensors, before, 'no tensor leak');
+        a.dispose();
+        b.dispose();
+      }
       for (const policy of policies) {
         const label = `${p.weights} ${p.threads} threads${p.splitMinBytes === 0 ? ', every step split' : ''}, ${policy.kind}`;
         const viaProgram = new TokenStream(model, policy);

@@ -220,13 +220,18 @@
   ;; FAILED is set: then only counted), counts them, waits at the step's
   ;; barrier. Returns 1 once the last step is done; 0 (a worker) when a
   ;; step's words hold another tag. $threads: the pool's (claimUnits);
-  ;; $spinMs, $timeout: the barrier's.
+  ;; $spinMs, $timeout: the barrier's. $times (not 0: benchmarks,
+  ;; WorkerPool.programTimes): per op step two float64 at $times + 16 s, to
+  ;; which the walk adds its ms in its own claims (from the step before's
+  ;; barrier on) and at the step's barrier.
   (func (export "walk")
     (param $ctrl i32) (param $program i32) (param $tag i32) (param $steps i32) (param $from i32)
-    (param $thread i32) (param $threads i32) (param $spinMs f64) (param $timeout i64) (result i32)
+    (param $thread i32) (param $threads i32) (param $spinMs f64) (param $timeout i64) (param $times i32) (result i32)
     (local $s i32) (local $at i32) (local $word i32) (local $front i32) (local $back i32)
     (local $left i32) (local $take i32) (local $guide i32) (local $size i32) (local $rows i32)
+    (local $clock f64) (local $claimed f64) (local $passed f64) (local $t i32)
     (global.set $take (i32.const 0))
+    (if (local.get $times) (then (local.set $clock (call $now))))
     (local.set $guide (i32.shl (local.get $threads) (i32.const 1)))
     (local.set $s (local.get $from))
     (local.set $at (i32.add (local.get $program) (i32.shl (local.get $from) (i32.const 6))))
@@ -238,7 +243,9 @@
           (then
             ;; a caller step, on the caller
             (if (i32.eqz (i32.atomic.load offset=16 (local.get $ctrl))) (then (call $callerStep (local.get $s))))
-            (call $finish (local.get $ctrl) (i32.add (local.get $at) (i32.const 124)) (local.get $tag) (i32.const 1)))
+            (call $finish (local.get $ctrl) (i32.add (local.get $at) (i32.const 124)) (local.get $tag) (i32.const 1))
+            ;; (its own finish passed the barrier)
+            (if (local.get $times) (then (local.set $clock (call $now)))))
           (else
             (block $claimed
               (loop $claim
@@ -273,9 +280,17 @@
                       (local.get $thread))
                     (global.set $take (i32.const 0))))
                 (call $finish (local.get $ctrl) (i32.add (local.get $at) (i32.const 124)) (local.get $tag) (local.get $take))
-                (br $claim)))))
-        (if (i32.eqz (call $barrier (local.get $ctrl) (i32.add (local.get $at) (i32.const 124)) (local.get $tag) (local.get $spinMs) (local.get $timeout)))
-          (then (return (i32.const 0))))
+                (br $claim)))
+            (if (local.get $times) (then (local.set $claimed (call $now))))
+            (if (i32.eqz (call $barrier (local.get $ctrl) (i32.add (local.get $at) (i32.const 124)) (local.get $tag) (local.get $spinMs) (local.get $timeout)))
+              (then (return (i32.const 0))))
+            (if (local.get $times)
+              (then
+                (local.set $passed (call $now))
+                (local.set $t (i32.add (local.get $times) (i32.shl (local.get $s) (i32.const 4))))
+                (f64.store (local.get $t) (f64.add (f64.load (local.get $t)) (f64.sub (local.get $claimed) (local.get $clock))))
+                (f64.store offset=8 (local.get $t) (f64.add (f64.load offset=8 (local.get $t)) (f64.sub (local.get $passed) (local.get $claimed))))
+                (local.set $clock (local.get $passed))))))
         (local.set $s (i32.add (local.get $s) (i32.const 1)))
         (local.set $at (i32.add (local.get $at) (i32.const 64)))
         (br $steps)))

@@ -512,20 +512,43 @@ export function forwardLastValues(model: Model, ids: readonly number[], cache: K
     logits.dispose();
     return values;
   }
+  // One token on several threads: the whole step as one pool program,
+  // where it runs the loops below; outside forwardBlock's tidy and checks
+  // (it makes no tensor, and its attention's scores are a few floats a
+  // thread): about 20 µs of a 15M q8 step's 600.
+  let begun: BlockView[] | undefined;
+  const program = ids.length === 1 ? decodeProgramFor(model) : undefined;
+  if (program !== undefined) {
+    checkTokenIds(model, ids);
+    const view = cache.begin(1);
+    let programmed: Float32Array | undefined;
+    try {
+      // (a self-contained block takes the batched causal kernel's path, as forwardBlock decides)
+      if (!(view.selfContained && causalKernelAvailable())) programmed = program.run(ids[0]!, cache, view);
+    } catch (e) {
+      cache.end();
+      throw e;
+    }
+    if (programmed !== undefined) {
+      cache.end();
+      return programmed;
+    }
+    begun = [view]; // (not the program's: the loops below, in the block begun)
+  }
   // not tidy's result: tidy would walk the array's 32,000 numbers looking for tensors
   let values: Float32Array = new Float32Array(0);
-  forwardBlock(model, [ids], [cache], {}, (states, causal) => {
-    // one token on several threads: the whole step as one pool program, where it runs the loops below
-    const program = ids.length === 1 && causal === undefined ? decodeProgramFor(model) : undefined;
-    const programmed = program?.run(ids[0]!, cache, states[0]!.view);
-    if (programmed !== undefined) {
-      values = programmed;
-      return;
-    }
-    if (scratch !== undefined && ids.length === 1) states[0]!.newEntries = scratch.entries;
-    const stream = pooledStream(model, [ids], states, causal, {});
-    values = pooledLogitValues(model, lastRows(stream, 1, ids.length, model.config.dim)); // [vocab]
-  });
+  forwardBlock(
+    model,
+    [ids],
+    [cache],
+    {},
+    (states, causal) => {
+      if (scratch !== undefined && ids.length === 1) states[0]!.newEntries = scratch.entries;
+      const stream = pooledStream(model, [ids], states, causal, {});
+      values = pooledLogitValues(model, lastRows(stream, 1, ids.length, model.config.dim)); // [vocab]
+    },
+    begun,
+  );
   return values;
 }
 
@@ -588,7 +611,8 @@ function pooledStream(
  * A block of B sequences of T tokens, each through its cache: the checks,
  * the caches' begin and end around `run`, which computes the result from
  * the sequences' states (and, for self-contained causal blocks, the batched
- * kernel's angles) inside a tidy.
+ * kernel's angles) inside a tidy. `begun`: the caches' views where the
+ * caller has begun the block already (ended here all the same).
  */
 function forwardBlock<R extends tf.TensorContainer>(
   model: Model,
@@ -596,6 +620,7 @@ function forwardBlock<R extends tf.TensorContainer>(
   caches: readonly KVCache[],
   options: ForwardOptions,
   run: (states: SequenceState[], causal: RopeAngles | undefined) => R,
+  begun?: BlockView[],
 ): R {
   const { config } = model;
   const T = batch[0]!.length;
@@ -605,7 +630,7 @@ function forwardBlock<R extends tf.TensorContainer>(
     if (T > c.blockLimit) throw new Error(`forwardBatch: the cache takes at most ${c.blockLimit} tokens in this block (forward() splits)`);
   // before any cache begins the block: a bad id must not leave a stream longer by T with nothing stored
   checkTokenIds(model, batch.flat());
-  const views = caches.map((c) => c.begin(T));
+  const views = begun ?? caches.map((c) => c.begin(T));
   try {
     checkAttentionFits(config, views, T);
     return tf.tidy(() => {
