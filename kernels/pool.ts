@@ -647,14 +647,9 @@ const walk = (tag, steps) => {
 for (;;) {
   let generation = Atomics.load(control, ${GENERATION});
   const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000; // (0 while the cores are busy: see BUSY_WINDOW_MS)
-  if (generation === seen && spinMs > 0) {
-    // (performance.now every 64 loads: it costs more than a load)
-    const until = performance.now() + spinMs;
-    for (let i = 1; generation === seen; i++) {
-      if ((i & 63) === 0 && performance.now() > until) break;
-      generation = Atomics.load(control, ${GENERATION});
-    }
-  }
+  // (in walker.wat, performance.now every 64 loads: in JavaScript this loop
+  // made the worker's script a hot function for V8 to compile in the first tokens)
+  if (generation === seen && spinMs > 0 && !failure) generation = walker.watch(controlAt, seen, spinMs);
   if (generation === seen) {
     Atomics.add(control, ${SLEEPING}, 1);
     Atomics.wait(control, ${GENERATION}, seen);
