@@ -201,7 +201,8 @@
 // (performance.now, every 64 spins) imported from JavaScript. In
 // JavaScript, V8 compiled the walk on a background thread through a
 // process's first ~260 tokens, taking a core from the threads
-// (bench/cold_start.ts).
+// (bench/cold_start.ts). A worker's spin for the next job is there too
+// (watch), so its script's loop does not run hot in JavaScript either.
 //
 // A wake-up from Atomics.wait costs 20-50 µs on this kind of machine, a spin
 // about 1 µs. A worker asleep when a job comes costs the caller only the
