@@ -21,7 +21,9 @@
 // started. A claim takes a share of the units left (claimUnits: a quarter on
 // two threads, at least one), so a job is a few claims, large ones first.
 //
-// The control words (an Int32Array on its own SharedArrayBuffer):
+// The control words (an Int32Array over the pool's shared memory, from a
+// cache line at controlAt, allocated first, so that the program walker in
+// WebAssembly reaches them: see "Programs"):
 //
 //   CLAIM       the open job's claim word: tag (10 bits) | front (11) | back
 //               (11). Units [front, back) are unclaimed; the caller claims
@@ -160,7 +162,11 @@
 //   thread claims and counts the program's units without running them, and
 //   the caller skips the caller steps, so the run still closes; the caller
 //   throws after it (its own error, else 'a worker failed'). No step after
-//   the failing one computes anything from its garbage.
+//   the failing one computes anything from its garbage. (In the walker a
+//   unit that traps unwinds the walk: the thread's JavaScript reads the
+//   claim's step and units from the walker, one instance per thread,
+//   counts them as the walk would have, sets FAILED and walks on from that
+//   step. A caller step's error is caught in JavaScript, FAILED set there.)
 // - Spins are bounded as for jobs: a worker at a barrier spins for its
 //   SPIN_MICROS_AT (0 while the cores are busy), the caller for
 //   spinMicros, then they sleep. Before the workers have started, the
@@ -187,6 +193,16 @@
 // processes want the cores), the workers do not spin at all: see
 // BUSY_WINDOW_MS.
 //
+// The walk (a thread's claims, barriers and the dispatch of its units) is
+// simd/walker.wat, called once per run by runProgram and by the worker: the
+// words, claims and waits above as wasm atomics on the shared memory
+// (memory.atomic.wait32 / notify for Atomics.wait / notify), the loops
+// called from it directly (wasm to wasm), the caller steps and the clock
+// (performance.now, every 64 spins) imported from JavaScript. In
+// JavaScript, V8 compiled the walk on a background thread through a
+// process's first ~260 tokens, taking a core from the threads
+// (bench/cold_start.ts).
+//
 // A wake-up from Atomics.wait costs 20-50 µs on this kind of machine, a spin
 // about 1 µs. A worker asleep when a job comes costs the caller only the
 // notify: the job is done by the time the worker wakes, unless it is long
@@ -209,6 +225,7 @@
 import { Worker } from 'node:worker_threads';
 import { WASM_BASE64 as SHARED_LOOPS_WASM_BASE64 } from './simd/loops.shared.wasm.js';
 import { WASM_BASE64 } from './simd/products.wasm.js';
+import { WASM_BASE64 as WALKER_WASM_BASE64 } from './simd/walker.wasm.js';
 
 /** The exports of products.wat; pointers are byte offsets into the pool's memory. */
 export interface ProductLoops {
@@ -474,7 +491,9 @@ export const SPIN_MICROS = 200;
 // (see run), on thread `thread` (0: the caller; it picks the thread's own
 // attention scores). Plain JavaScript in a string: each worker evaluates it
 // in its source, and the calling thread makes its runRows from the same
-// text, so a new op is one case here (with its PoolOp, JobOp and splitRows).
+// text, so a new op is one case here (with its PoolOp, JobOp and splitRows),
+// and one in the program walker's copy, simd/walker.wat's $runRows (the
+// program tests run the ops as program steps and as jobs).
 const RUN_ROWS_SOURCE = `(loops, shared, op, a, row0, row1, thread) => {
   if (row1 <= row0) return;
   if (op === ${PoolOp.F32}) loops.productF32(a[0], a[1], a[2], row0, row1, a[3], a[4], a[5]);
@@ -515,18 +534,65 @@ type RunRows = (loops: ProductLoops, shared: SharedLoops, op: JobOp, a: ArrayLik
 // (a string made into a function on purpose: the workers' copy is the same text)
 const runRows = new Function(`return ${RUN_ROWS_SOURCE}`)() as RunRows;
 
+// What the program walker (simd/walker.wat) imports: the memory, the loops
+// of the other two modules (wasm-to-wasm calls), the caller steps' callback
+// and the clock its spins are bounded by. The same text in the workers.
+const WALKER_IMPORTS_SOURCE = `(memory, loops, shared, callerStep) => ({
+  memory,
+  productF32: loops.productF32,
+  productQ8: loops.productQ8,
+  quantizeX16: loops.quantizeX16,
+  attendRows: shared.attendRows,
+  sumsOfExps: shared.sumsOfExps,
+  swigluRange: shared.swigluRange,
+  pickRows: shared.pickRows,
+  normOperand: shared.normOperand,
+  qkvRope: shared.qkvRope,
+  addInto: shared.addInto,
+  callerStep,
+  now: () => performance.now(),
+})`;
+const walkerImports = new Function(`return ${WALKER_IMPORTS_SOURCE}`)() as (
+  memory: WebAssembly.Memory,
+  loops: ProductLoops,
+  shared: SharedLoops,
+  callerStep: (step: number) => void,
+) => WebAssembly.ModuleImports;
+
+/** walker.wat's exports (see there). */
+interface ProgramWalker {
+  walk(
+    ctrl: number,
+    program: number,
+    tag: number,
+    steps: number,
+    from: number,
+    thread: number,
+    threads: number,
+    spinMs: number,
+    timeoutNs: bigint,
+    times: number,
+  ): number;
+  /** The step this thread's walk was at (after a trap: the failed unit's). */
+  step(): number;
+  /** Units of the claim whose unit trapped (0: none in flight). */
+  take(): number;
+}
+
 // The worker's whole program (plain JavaScript, run with eval: no loader or
 // build step involved). It never returns to its event loop: it sleeps in
 // Atomics.wait until the next job.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { memory, module, sharedLoopsModule, control: sab, index, generation: started, threads, programAt } = workerData;
+const { memory, module, sharedLoopsModule, walkerModule, controlAt, controlWords, index, generation: started, threads, programAt } = workerData;
 const guide = ${GUIDE} * threads;
-const control = new Int32Array(sab);
-let loops, shared, failure = 0;
+const control = new Int32Array(memory.buffer, controlAt, controlWords);
+const walkerImports = ${WALKER_IMPORTS_SOURCE};
+let loops, shared, walker, failure = 0;
 try {
   loops = new WebAssembly.Instance(module, { env: { memory } }).exports;
   shared = new WebAssembly.Instance(sharedLoopsModule, { env: { memory } }).exports;
+  walker = new WebAssembly.Instance(walkerModule, { env: walkerImports(memory, loops, shared, () => {}) }).exports;
 } catch {
   failure = 1;
 }
@@ -543,72 +609,33 @@ const run = (u0, u1) => {
   if (failure) throw new Error();
   runRows(loops, shared, op, a, u0 * size, Math.min(control[${ROWS}], u1 * size), index);
 };
-// Programs (see the header): each step's arguments as a view, made once.
-const stepArgs = [];
-// Units [u0, u1) of the step whose words start at \`at\` (read after the claim).
-const runStep = (at, u0, u1) => {
-  const op = control[at + ${STEP_OP}], size = control[at + ${STEP_UNIT_ROWS}];
-  if (failure) throw new Error();
-  const s = (at - programAt) / ${STEP_WORDS};
-  const args = (stepArgs[s] ??= control.subarray(at + ${STEP_ARGS}, at + ${STEP_ARGS + MAX_ARGS}));
-  runRows(loops, shared, op, args, u0 * size, Math.min(control[at + ${STEP_ROWS}], u1 * size), index);
-};
 // Counts n finished units of the step whose LEFT word is \`left\`, waking the
-// threads asleep at its barrier when they were the last.
+// threads asleep at its barrier when they were the last (walker.wat's finish:
+// for a claim whose unit trapped).
 const finish = (left, tag, n) => {
   if (Atomics.sub(control, left, n) === ((tag << ${TAG_SHIFT}) | n) && Atomics.load(control, ${AT_BARRIER}) !== 0) Atomics.notify(control, left);
 };
-// A step's barrier: waits until its LEFT word is tag | 0 (true), or holds
-// another tag (false: the run is over, a later one begun). Spins for spinMs
-// at most, then sleeps, woken by the last finish.
-const barrier = (left, tag, spinMs) => {
-  const done = tag << ${TAG_SHIFT};
-  let v = Atomics.load(control, left);
-  if (v === done) return true;
-  if (spinMs > 0) {
-    const until = performance.now() + spinMs;
-    for (let i = 1; v !== done; i++) {
-      if (v >>> ${TAG_SHIFT} !== tag) return false;
-      if ((i & 63) === 0 && performance.now() > until) break;
-      v = Atomics.load(control, left);
-    }
-  }
-  while (v !== done) {
-    if (v >>> ${TAG_SHIFT} !== tag) return false;
-    Atomics.add(control, ${AT_BARRIER}, 1);
-    v = Atomics.load(control, left);
-    // (the timeout only guards: the last finish notifies)
-    if (v !== done && v >>> ${TAG_SHIFT} === tag) Atomics.wait(control, left, v, 50);
-    Atomics.sub(control, ${AT_BARRIER}, 1);
-    v = Atomics.load(control, left);
-  }
-  return true;
-};
-// Walks a program run (tag) of \`steps\` steps: claims units of each from the
-// back, runs them, counts them, waits at the step's barrier. Returns once
-// the last step is done, or at once when a step's words hold another tag.
+// Walks a program run (tag) of \`steps\` steps in walker.wat: claims units of
+// each from the back, runs them, counts them, waits at each step's barrier
+// (sleeps of 50 ms at most: a guard). Returns once the last step is done, or
+// when a step's words hold another tag. A unit that traps unwinds the walk:
+// its claim is counted here, FAILED set, and the walk goes on from its step
+// (every unit from then on counted, not run). A worker whose loops could not
+// be made takes no part (the caller runs what it leaves).
 const walk = (tag, steps) => {
+  if (failure) return;
   const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000;
-  for (let s = 0, at = programAt; s < steps; s++, at += ${STEP_WORDS}) {
-    for (;;) {
-      const word = Atomics.load(control, at + ${STEP_CLAIM});
-      if (word >>> ${TAG_SHIFT} !== tag) return;
-      const back = word & ${INDEX_MASK};
-      const left = back - ((word >>> ${INDEX_BITS}) & ${INDEX_MASK});
-      if (left <= 0) break;
-      const take = Math.ceil(left / guide); // (claimUnits)
-      if (Atomics.compareExchange(control, at + ${STEP_CLAIM}, word, word - take) !== word) continue;
-      // (after any failure the program's remaining units are counted, not run)
-      if (Atomics.load(control, ${FAILED}) === 0) {
-        try {
-          runStep(at, back - take, back);
-        } catch {
-          Atomics.store(control, ${FAILED}, 1);
-        }
-      }
-      finish(at + ${STEP_LEFT}, tag, take);
+  for (let from = 0; ; ) {
+    try {
+      walker.walk(controlAt, controlAt + 4 * programAt, tag, steps, from, index, threads, spinMs, 50_000_000n, 0);
+      return;
+    } catch {
+      Atomics.store(control, ${FAILED}, 1);
+      from = walker.step();
+      const take = walker.take();
+      if (take === 0) return; // not a unit's: a fault of the walk itself (the caller runs what is left)
+      finish(programAt + ${STEP_WORDS} * from + ${STEP_LEFT}, tag, take);
     }
-    if (!barrier(at + ${STEP_LEFT}, tag, spinMs)) return;
   }
 };
 // After a job, spin for the next one, up to the bound: the products of a
@@ -667,6 +694,12 @@ function productsModule(): WebAssembly.Module {
   return compiled;
 }
 
+let compiledWalker: WebAssembly.Module | undefined;
+function walkerModule(): WebAssembly.Module {
+  compiledWalker ??= new WebAssembly.Module(Buffer.from(WALKER_WASM_BASE64, 'base64'));
+  return compiledWalker;
+}
+
 let compiledShared: WebAssembly.Module | undefined;
 function sharedLoopsModule(): WebAssembly.Module {
   compiledShared ??= new WebAssembly.Module(Buffer.from(SHARED_LOOPS_WASM_BASE64, 'base64'));
@@ -703,7 +736,17 @@ export class WorkerPool {
   /** loops.wat's pool jobs on the calling thread. */
   readonly shared: SharedLoops;
   private readonly workers: Worker[] = [];
+  /** The control words, in the shared memory at controlAt (bytes): see the header. */
   private readonly control: Int32Array;
+  private readonly controlAt: number;
+  /** Where the walker adds a run's per-step times for programTimes (two float64 a step). */
+  private readonly timesAt: number;
+  /** The program walker on this thread (simd/walker.wat). */
+  private readonly walker: ProgramWalker;
+  /** The plan whose caller steps the walker's callerStep runs, and the first error of the run. */
+  private walkPlan: ProgramPlan | undefined;
+  private walkFailed = false;
+  private walkError: unknown;
   /** Where the program steps' words start in the control array (see STEP_WORDS). */
   private readonly programAt: number;
   /** The program whose steps the control array holds (the last one run). */
@@ -757,9 +800,18 @@ export class WorkerPool {
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
+    this.walker = new WebAssembly.Instance(walkerModule(), {
+      env: walkerImports(this.memory, this.loops, this.shared, (step) => this.callerStep(step)),
+    }).exports as unknown as ProgramWalker;
     this.programAt = Math.ceil((LATE_AT + threads) / STEP_WORDS) * STEP_WORDS;
-    // (a line past the last step's: its LEFT word)
-    this.control = new Int32Array(new SharedArrayBuffer(4 * (this.programAt + STEP_WORDS * (MAX_PROGRAM_STEPS + 1))));
+    // The control words in the shared memory, where the walker reaches them,
+    // on whole cache lines (a line past the last step's: its LEFT word). A
+    // view of a shared memory's buffer stays valid when the memory grows.
+    const controlWords = this.programAt + STEP_WORDS * (MAX_PROGRAM_STEPS + 1);
+    this.top = 64; // keep 0 free: no operand ever sits at the null pointer
+    this.controlAt = Math.ceil(this.alloc(4 * controlWords + 64) / 64) * 64;
+    this.control = new Int32Array(this.memory.buffer, this.controlAt, controlWords);
+    this.timesAt = this.alloc(16 * MAX_PROGRAM_STEPS);
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     const late = options.lateMicros ?? [];
     for (let i = 0; i < threads; i++) this.control[LATE_AT + i] = Math.max(0, Math.round(late[i] ?? 0));
@@ -771,7 +823,9 @@ export class WorkerPool {
           memory: this.memory,
           module,
           sharedLoopsModule: sharedLoopsModule(),
-          control: this.control.buffer,
+          walkerModule: walkerModule(),
+          controlAt: this.controlAt,
+          controlWords,
           index,
           generation: 0,
           threads,
@@ -791,7 +845,6 @@ export class WorkerPool {
         }).once('exit', () => resolve());
       });
     this.started = Promise.all(this.workers.map(start)).then(() => undefined);
-    this.top = 64; // keep 0 free: no operand ever sits at the null pointer
   }
 
   /**
@@ -952,65 +1005,63 @@ export class WorkerPool {
     if (Atomics.load(c, SLEEPING) !== 0) Atomics.notify(c, GENERATION);
     const late = c[LATE_AT]!;
     if (late > 0) Atomics.wait(c, NEVER, 0, late / 1000);
-    let error: unknown;
-    let failed = false;
+    // the walk (simd/walker.wat); a unit of this thread that traps unwinds
+    // it: the claim is counted here, FAILED set, and the walk goes on from
+    // that step (the units from then on counted, not run), so the run closes
     this.inProgram = true;
+    this.walkPlan = plan;
+    this.walkFailed = false;
+    this.walkError = undefined;
     const times = this.programTimes;
-    if (times !== undefined) times.runs++;
-    let clock = times === undefined ? 0 : performance.now();
+    if (times !== undefined) {
+      times.runs++;
+      new Float64Array(this.memory.buffer, this.timesAt, 2 * steps).fill(0);
+    }
     try {
-      for (let s = 0, at = this.programAt; s < steps; s++, at += STEP_WORDS) {
-        const op = plan.ops[s]!;
-        if (op === CALLER_STEP) {
-          if (!failed && Atomics.load(c, FAILED) === 0) {
-            try {
-              plan.callers[s]!();
-            } catch (e) {
-              error = e;
-              failed = true;
-              Atomics.store(c, FAILED, 1);
-            }
+      for (let from = 0; ;) {
+        try {
+          this.walker.walk(
+            this.controlAt,
+            this.controlAt + 4 * this.programAt,
+            tag,
+            steps,
+            from,
+            0,
+            this.threads,
+            this.spinMicros / 1000,
+            -1n,
+            times === undefined ? 0 : this.timesAt,
+          );
+          break;
+        } catch (e) {
+          from = this.walker.step();
+          const take = this.walker.take();
+          if (take === 0) throw e; // not a unit's: a fault of the walk itself
+          if (!this.walkFailed) {
+            this.walkFailed = true;
+            this.walkError = e;
           }
-          this.finishUnits(at + STEP_LEFT, tag, 1);
-          if (times !== undefined) clock = performance.now();
-          continue;
+          Atomics.store(c, FAILED, 1);
+          this.finishUnits(this.programAt + STEP_WORDS * from + STEP_LEFT, tag, take);
         }
-        // claim from the front until none is left (after a failure, claim and count without running)
-        const unitRows = plan.unitRows[s]!;
-        const rows = plan.rows[s]!;
-        for (;;) {
-          const word = Atomics.load(c, at + STEP_CLAIM);
-          const front = (word >>> INDEX_BITS) & INDEX_MASK;
-          const left = (word & INDEX_MASK) - front;
-          if (left <= 0) break;
-          const take = claimUnits(left, this.threads);
-          if (Atomics.compareExchange(c, at + STEP_CLAIM, word, word + take * FRONT_ONE) !== word) continue;
-          if (!failed && Atomics.load(c, FAILED) === 0) {
-            try {
-              this.runRange(op, plan.args[s]!, front * unitRows, Math.min(rows, (front + take) * unitRows));
-            } catch (e) {
-              error = e;
-              failed = true;
-              Atomics.store(c, FAILED, 1);
-            }
-          }
-          this.finishUnits(at + STEP_LEFT, tag, take);
-        }
-        if (times === undefined) {
-          this.barrier(at + STEP_LEFT, tagBits);
-          continue;
-        }
-        const claimed = performance.now();
-        this.barrier(at + STEP_LEFT, tagBits);
-        const passed = performance.now();
-        times.own[s] = (times.own[s] ?? 0) + claimed - clock;
-        times.barrier[s] = (times.barrier[s] ?? 0) + passed - claimed;
-        times.ops[s] = op;
-        clock = passed;
       }
     } finally {
       this.inProgram = false;
+      this.walkPlan = undefined;
       Atomics.store(c, PROGRAM_RUN, tagBits); // closed: no steps
+    }
+    const failed = this.walkFailed;
+    const error = this.walkError;
+    this.walkError = undefined;
+    if (times !== undefined) {
+      const ms = new Float64Array(this.memory.buffer, this.timesAt, 2 * steps);
+      for (let s = 0; s < steps; s++) {
+        const op = plan.ops[s]!;
+        if (op === CALLER_STEP) continue;
+        times.own[s] = (times.own[s] ?? 0) + ms[2 * s]!;
+        times.barrier[s] = (times.barrier[s] ?? 0) + ms[2 * s + 1]!;
+        times.ops[s] = op;
+      }
     }
     const b = this.busy;
     b.last = performance.now();
@@ -1038,24 +1089,16 @@ export class WorkerPool {
     if (Atomics.sub(c, left, n) === ((tag << TAG_SHIFT) | n) && Atomics.load(c, AT_BARRIER) !== 0) Atomics.notify(c, left);
   }
 
-  /** The caller at a step's barrier: until its LEFT word (at `left`) is `done` (the run's tag, no units left); spins for spinMicros at most, then sleeps, woken by the last finish. */
-  private barrier(left: number, done: number): void {
-    const c = this.control;
-    let v = Atomics.load(c, left);
-    if (v === done) return;
-    if (this.spinMicros > 0) {
-      const until = performance.now() + this.spinMicros / 1000;
-      for (let i = 1; v !== done; i++) {
-        if ((i & 63) === 0 && performance.now() > until) break;
-        v = Atomics.load(c, left);
+  /** The walker's caller step `step` of the running plan: its error (the first of the run) kept for runProgram to throw, FAILED set. */
+  private callerStep(step: number): void {
+    try {
+      this.walkPlan!.callers[step]!();
+    } catch (e) {
+      if (!this.walkFailed) {
+        this.walkFailed = true;
+        this.walkError = e;
       }
-    }
-    while (v !== done) {
-      Atomics.add(c, AT_BARRIER, 1);
-      v = Atomics.load(c, left);
-      if (v !== done) Atomics.wait(c, left, v);
-      Atomics.sub(c, AT_BARRIER, 1);
-      v = Atomics.load(c, left);
+      Atomics.store(this.control, FAILED, 1);
     }
   }
 

@@ -1103,6 +1103,31 @@ t.test("a program's caller step sees the whole result of a step the worker ran (
   poolRegions(pool).releaseFloats(entries);
 });
 
+t.test("a program's SumsOfExps and Swiglu steps (ops no decode program runs, dispatched by the walker's own copy of the dispatch): run()'s bits", async (t) => {
+  await Promise.all(pools.map((p) => p.ready()));
+  const [n, vocab, hidden, rows] = [12, 40, 16, 8];
+  for (const pool of [one, ...pools]) {
+    const x = pool.alloc(4 * n * vocab);
+    floatsOf(pool).set(randn(n * vocab), x / 4);
+    const g = pool.alloc(4 * 2 * hidden * rows); // [rows, gate | up]
+    floatsOf(pool).set(randn(2 * hidden * rows), g / 4);
+    const [sumsJob, sumsProgram] = [pool.alloc(16 * n), pool.alloc(16 * n)];
+    const [gatedJob, gatedProgram] = [pool.alloc(4 * hidden * rows), pool.alloc(4 * hidden * rows)];
+    pool.run(PoolOp.SumsOfExps, [x, vocab, sumsJob], n, 4 * n * vocab);
+    pool.run(PoolOp.Swiglu, [g, hidden, gatedJob], rows, 3 * 4 * hidden * rows);
+    const program = new PoolProgram(pool, [
+      { op: PoolOp.SumsOfExps, args: [x, vocab, sumsProgram], rows: n, weightBytes: 4 * n * vocab },
+      { op: PoolOp.Swiglu, args: [g, hidden, gatedProgram], rows, weightBytes: 3 * 4 * hidden * rows },
+    ]);
+    t.ok(pool.threads === 1 || program.unitsOf(0) > 1, `${pool.threads} threads: the sums split`);
+    program.run();
+    const ints = (at: number, bytes: number) => Array.from(new Int32Array(pool.memory.buffer, at, bytes / 4));
+    t.same(ints(sumsProgram, 16 * n), ints(sumsJob, 16 * n), `${pool.threads} threads: the sums' bits`);
+    t.same(ints(gatedProgram, 4 * hidden * rows), ints(gatedJob, 4 * hidden * rows), `${pool.threads} threads: SwiGLU's bits`);
+    program.dispose();
+  }
+});
+
 t.test('a program whose step fails throws, on the caller or a worker, runs no step after it, and the pool stays usable', async (t) => {
   const [rows, cols] = [64, 32];
   const nowhere = 2 ** 31 - 2 ** 20; // past the memory's end: the loop traps wherever it runs
