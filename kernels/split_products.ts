@@ -326,7 +326,11 @@ export function notePickingProduct(m: PooledMatrix, out: number, records: number
   const { pool, rows } = m;
   // (counted as a product's write: a tensor made from an earlier result there, productTensor, is no longer resident)
   regionWrites.set(pool, (regionWrites.get(pool) ?? 0) + 1);
-  const group = splitRows(m.format === 'f32' ? PoolOp.F32Pick : PoolOp.Q8Pick);
+  notePick(pool, out, rows, records, splitRows(m.format === 'f32' ? PoolOp.F32Pick : PoolOp.Q8Pick));
+}
+
+/** The last picking product's result and records, at the products' region's write count now (pickedArgmax reads them while it holds). */
+function notePick(pool: WorkerPool, out: number, rows: number, records: number, group: number): void {
   let p = lastPicks.get(pool);
   if (p === undefined) lastPicks.set(pool, (p = { out, rows, records, group, write: 0 }));
   p.out = out;
@@ -360,15 +364,7 @@ function product(m: PooledMatrix, x: Float32Array, tokens: number, norm: InputNo
     pool.loops.quantizeX16(xp, n, xq, xd);
     pool.run(op, q8JobArgs(q8Args, m.data, xq, xd, out, stride, tokens, rows, records), rows, weightBytes);
   }
-  if (pick) {
-    let p = lastPicks.get(pool);
-    if (p === undefined) lastPicks.set(pool, (p = { out, rows, records, group, write: 0 }));
-    p.out = out;
-    p.rows = rows;
-    p.records = records;
-    p.group = group;
-    p.write = regionWrites.get(pool) ?? 0;
-  }
+  if (pick) notePick(pool, out, rows, records, group);
   const result = resultView(pool, out, tokens * rows);
   if (bufferPools.get(result.buffer) !== pool) bufferPools.set(result.buffer, pool);
   return result;
