@@ -383,38 +383,54 @@ t.test(
   },
 );
 
-t.test("several streams of one model alternating token by token through its one decode program: each stream's logits of the one-job path bit for bit", async (t) => {
-  // One program per model, patched per token: every word a stream owns (the
-  // cache's slot and entries, the frames: two with sinks, one without, the
-  // rotation angles, the scores' room as the dense cache grows past 256)
-  // must be patched anew when the next token is another stream's.
-  const policies: CachePolicy[] = [{ kind: 'streaming', sinkCount: 3, windowSize: 20 }, { kind: 'dense' }, { kind: 'window', windowSize: 7 }];
-  const model = await loaded({ threads: 2, weights: 'q8', splitMinBytes: 0 });
-  const program = pooledDecodeProgram(model);
-  t.ok(program !== undefined, 'the model has a decode program');
-  const viaProgram = policies.map((p) => new TokenStream(model, p));
-  const viaJobs = policies.map((p) => new TokenStream(model, p));
-  const before = tf.memory().numTensors;
-  const idOf = (s: number, i: number) => tokens[(5 * i + 11 * s) % tokens.length]!;
-  const steps = 270;
-  const runs = program?.runs ?? 0;
-  let same = 0;
-  for (let i = 0; i < steps; i++) {
-    for (let s = 0; s < policies.length; s++) {
-      const got = viaProgram[s]!.feedLastValues([idOf(s, i)]).slice();
-      setDecodePrograms(false);
-      const want = viaJobs[s]!.feedLastValues([idOf(s, i)]);
-      setDecodePrograms(true);
-      if (bitsEqual(got, want)) same++;
+t.test(
+  "several streams of one model alternating token by token through its one decode program: each stream's logits of the one-job path bit for bit, for each softmax variant",
+  async (t) => {
+    // One program per model, patched per token: every word a stream owns (the
+    // cache's slot and entries, the frames: two with sinks, one without, the
+    // rotation angles, the scores' room as the dense cache grows past 256)
+    // must be patched anew when the next token is another stream's. The
+    // variants with an extra logit (softmax1's zero, learned-sink's per head
+    // and layer) through the attention records' sinks.
+    const policies: CachePolicy[] = [{ kind: 'streaming', sinkCount: 3, windowSize: 20 }, { kind: 'dense' }, { kind: 'window', windowSize: 7 }];
+    for (const [softmax, steps] of [
+      ['softmax', 270],
+      ['softmax1', 40],
+      ['learned-sink', 40],
+    ] as const) {
+      const model = modelFromLlama2c(readLlama2c(`${FIXTURES}tiny-gqa.bin`));
+      model.config = { ...model.config, softmax };
+      const { heads } = model.config;
+      if (softmax === 'learned-sink')
+        model.weights.layers.forEach((l, i) => (l.sinkLogits = tf.tensor1d(Array.from({ length: heads }, (_, h) => Math.sin(3 * i + h)))));
+      placeWeights(model, { threads: 2, weights: 'q8', splitMinBytes: 0 });
+      await model.pool!.ready();
+      const program = pooledDecodeProgram(model);
+      t.ok(program !== undefined, `${softmax}: the model has a decode program`);
+      const viaProgram = policies.map((p) => new TokenStream(model, p));
+      const viaJobs = policies.map((p) => new TokenStream(model, p));
+      const before = tf.memory().numTensors;
+      const idOf = (s: number, i: number) => tokens[(5 * i + 11 * s) % tokens.length]!;
+      const runs = program?.runs ?? 0;
+      let same = 0;
+      for (let i = 0; i < steps; i++) {
+        for (let s = 0; s < policies.length; s++) {
+          const got = viaProgram[s]!.feedLastValues([idOf(s, i)]).slice();
+          setDecodePrograms(false);
+          const want = viaJobs[s]!.feedLastValues([idOf(s, i)]);
+          setDecodePrograms(true);
+          if (bitsEqual(got, want)) same++;
+        }
+      }
+      t.equal(same, steps * policies.length, `${softmax}: every stream, every token`);
+      t.equal((program?.runs ?? 0) - runs, steps * policies.length, `${softmax}: each of them a run of the program`);
+      t.equal(tf.memory().numTensors, before, `${softmax}: no tensor leak`);
+      [...viaProgram, ...viaJobs].forEach((s) => s.dispose());
+      disposeModel(model);
+      await model.pool?.dispose();
     }
-  }
-  t.equal(same, steps * policies.length, 'every stream, every token');
-  t.equal((program?.runs ?? 0) - runs, steps * policies.length, 'each of them a run of the program');
-  t.equal(tf.memory().numTensors, before, 'no tensor leak');
-  [...viaProgram, ...viaJobs].forEach((s) => s.dispose());
-  disposeModel(model);
-  await model.pool?.dispose();
-});
+  },
+);
 
 /** Whether two arrays hold the same float32 bits. */
 function bitsEqual(a: Float32Array, b: Float32Array): boolean {

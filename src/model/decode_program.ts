@@ -30,9 +30,10 @@
 // (pooled_layers.ts and transformer.ts pooledAttention: the same norms,
 // products, rotations, attention loop and float32 adds), on the same
 // operands, so the logits are the same bits; the program is used only where
-// that path would run those loops (forwardLastValues: a model whose layers
-// and classifier are pooled, on several threads, a cache that places a
-// token's entry in the pool's memory, the fused attention path).
+// that path would run those loops (forwardLastValues, and forwardBatch's
+// block of one token: a model whose layers and classifier are pooled, on
+// several threads, a cache that places a token's entry in the pool's
+// memory, the fused attention path).
 //
 // One program per model (its weights, norms and shapes are fixed; a
 // stream's cache is patched in per token): its operands live in a region
