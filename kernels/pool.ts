@@ -91,7 +91,7 @@
 //
 //   STEP_CLAIM  the step's claim word, as CLAIM: tag | front | back
 //   descriptor  STEP_OP (CALLER_STEP: run by the caller alone), STEP_UNIT_ROWS,
-//               STEP_ROWS, STEP_ARGS (on the claim word's line: a claim
+//               STEP_ROWS, STEP_ARGS, STEP_UNITS (on the claim word's line: a claim
 //               brings them)
 //   STEP_LEFT   tag | units of the step not yet finished: in the NEXT
 //               step's line (the last step's in a line after it). The
@@ -102,7 +102,7 @@
 //   PROGRAM_RUN (one word) tag | steps of the open run; tag | 0 once closed
 //
 // The caller writes the descriptors (only when another program ran last,
-// and setArg's words), then per step STEP_LEFT = (tag, units; a caller step
+// and setArg's words), then per step (walker.wat arm) STEP_LEFT = (tag, units; a caller step
 // 1) and STEP_CLAIM = (tag, 0, units; a caller step 0), then opens the run
 // with an atomic store, PROGRAM_RUN = (tag, steps), bumps GENERATION and
 // notifies sleepers, as for a job. (The step words' stores are plain ones,
@@ -379,12 +379,14 @@ const LATE_AT = ARGS + MAX_ARGS; // per thread: µs to wait after a job is poste
 // Then, from the first line (16 words) after LATE_AT's, a program's steps:
 // STEP_WORDS each, a cache line (see "Programs" in the header): the claim
 // word and the descriptor, and the step before's LEFT word (the step's own
-// LEFT lies in the next step's line).
-const STEP_CLAIM = 0; // the step's claim word: tag | front | back, as CLAIM
+// LEFT lies in the next step's line). Word 0 is the step's claim word
+// (STEP_CLAIM: tag | front | back, as CLAIM), written and claimed only in
+// simd/walker.wat.
 const STEP_OP = 1; // the step's op (CALLER_STEP: a caller step)
 const STEP_UNIT_ROWS = 2;
 const STEP_ROWS = 3;
 const STEP_ARGS = 4; // MAX_ARGS words
+const STEP_UNITS = STEP_ARGS + MAX_ARGS; // the step's units (what its LEFT and claim words start from in each run)
 const STEP_WORDS = 16;
 const STEP_LEFT = STEP_WORDS + 15; // units of the step not yet finished: tag | left (the last word of the next step's line)
 /** A caller step's op word. */
@@ -574,6 +576,8 @@ interface ProgramWalker {
     timeoutNs: bigint,
     times: number,
   ): number;
+  /** Each step's LEFT and claim word for the run of tagBits (from its op and units words), plain stores: see the header. */
+  arm(program: number, tagBits: number, steps: number): void;
   /** The step this thread's walk was at (after a trap: the failed unit's). */
   step(): number;
   /** Units of the claim whose unit trapped (0: none in flight). */
@@ -983,6 +987,7 @@ export class WorkerPool {
         c[at + STEP_OP] = plan.ops[s]!;
         c[at + STEP_UNIT_ROWS] = plan.unitRows[s]!;
         c[at + STEP_ROWS] = plan.rows[s]!;
+        c[at + STEP_UNITS] = plan.units[s]!;
         const args = plan.args[s]!;
         for (let i = 0; i < MAX_ARGS; i++) c[at + STEP_ARGS + i] = args[i] ?? 0;
       }
@@ -991,11 +996,7 @@ export class WorkerPool {
     // each step's LEFT and claim word (plain stores: see the header), then the run opens (PROGRAM_RUN)
     const tag = (this.tag = (this.tag + 1) & TAG_MASK);
     const tagBits = tag << TAG_SHIFT;
-    for (let s = 0, at = this.programAt; s < steps; s++, at += STEP_WORDS) {
-      const units = plan.units[s]!;
-      c[at + STEP_LEFT] = tagBits | (plan.ops[s] === CALLER_STEP ? 1 : units);
-      c[at + STEP_CLAIM] = tagBits | units;
-    }
+    this.walker.arm(this.controlAt + 4 * this.programAt, tagBits, steps);
     Atomics.store(c, PROGRAM_RUN, tagBits | steps);
     Atomics.add(c, GENERATION, 1);
     if (Atomics.load(c, SLEEPING) !== 0) Atomics.notify(c, GENERATION);

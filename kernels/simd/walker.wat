@@ -169,6 +169,24 @@
     ;; no such op: a trap, which the thread's JavaScript counts as a failed unit
     (unreachable))
 
+  ;; Before a run opens (pool.ts runProgram): each step's LEFT word (tag |
+  ;; its units; a caller step's 1) and claim word (tag | 0 | its units), from
+  ;; the step's op word and units word (STEP_UNITS 12 -> 48), plain stores
+  (func (export "arm") (param $program i32) (param $tagBits i32) (param $steps i32)
+    (local $at i32) (local $end i32) (local $units i32)
+    (local.set $at (local.get $program))
+    (local.set $end (i32.add (local.get $program) (i32.shl (local.get $steps) (i32.const 6))))
+    (block $armed
+      (loop $steps
+        (br_if $armed (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $units (i32.load offset=48 (local.get $at)))
+        (i32.store offset=124 (local.get $at)
+          (i32.or (local.get $tagBits)
+            (select (i32.const 1) (local.get $units) (i32.eq (i32.load offset=4 (local.get $at)) (i32.const -1)))))
+        (i32.store (local.get $at) (i32.or (local.get $tagBits) (local.get $units)))
+        (local.set $at (i32.add (local.get $at) (i32.const 64)))
+        (br $steps))))
+
   ;; A worker after a job (pool.ts's worker loop): GENERATION (word 0) once
   ;; it is not $seen, or after $spinMs of loads (performance.now every 64)
   (func (export "watch") (param $ctrl i32) (param $seen i32) (param $spinMs f64) (result i32)
