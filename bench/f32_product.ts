@@ -145,7 +145,7 @@ class PoolEngine {
   ) {
     this.name = `ours (pool, ${pool.threads} threads)`;
     for (const shape of shapes) {
-      const size = shape.products.reduce((s, [r, c]) => s + packedBytes(r, c), 0);
+      const size = shapeBytes(shape);
       const copies = Math.max(1, Math.floor(span / size));
       this.matrices.set(
         shape,
@@ -160,23 +160,12 @@ class PoolEngine {
       );
     }
   }
-  /** ns a product (or step) of `shape`, as timeWasm. */
+  /** ns a product (or step) of `shape` (timeCopies). */
   time(shape: Shape, tokens: number): number {
     const copies = this.matrices.get(shape)!;
-    const size = shape.products.reduce((s, [r, c]) => s + packedBytes(r, c), 0);
-    const passes = Math.floor(2 ** 30 / (size * copies.length)) + 1;
-    let ns = 0;
-    for (let timed = 0; timed < 2; timed++) {
-      const t0 = process.hrtime.bigint();
-      let n = 0;
-      for (let p = 0; p < (timed ? passes : 1); p++)
-        for (const step of copies) {
-          for (const m of step) pooledProduct(m, this.x, tokens);
-          n++;
-        }
-      ns = Number(process.hrtime.bigint() - t0) / n;
-    }
-    return ns;
+    return timeCopies(shapeBytes(shape), copies.length, (c) => {
+      for (const m of copies[c]!) pooledProduct(m, this.x, tokens);
+    });
   }
 }
 
@@ -243,27 +232,16 @@ class StaticEngine {
     this.main.productF32(w, X_AT, OUT_AT, 0, r1, cols, tokens, rows);
     while (Atomics.load(c, 1) !== this.threads - 1);
   }
-  /** ns a product (or step) of `shape`, as timeWasm. */
+  /** ns a product (or step) of `shape` (timeCopies). */
   time(shape: Shape, span: number, tokens: number): number {
-    const size = shape.products.reduce((s, [r, c]) => s + packedBytes(r, c), 0);
-    const copies = Math.max(1, Math.floor(span / size));
-    const passes = Math.floor(2 ** 30 / (size * copies)) + 1;
-    let ns = 0;
-    for (let timed = 0; timed < 2; timed++) {
-      const t0 = process.hrtime.bigint();
-      let n = 0;
-      for (let p = 0; p < (timed ? passes : 1); p++)
-        for (let c = 0; c < copies; c++) {
-          let m = W_AT + c * size;
-          for (const [rows, cols] of shape.products) {
-            this.product(m, rows, Math.ceil(cols / 32) * 32, tokens);
-            m += packedBytes(rows, cols);
-          }
-          n++;
-        }
-      ns = Number(process.hrtime.bigint() - t0) / n;
-    }
-    return ns;
+    const size = shapeBytes(shape);
+    return timeCopies(size, Math.max(1, Math.floor(span / size)), (c) => {
+      let m = W_AT + c * size;
+      for (const [rows, cols] of shape.products) {
+        this.product(m, rows, Math.ceil(cols / 32) * 32, tokens);
+        m += packedBytes(rows, cols);
+      }
+    });
   }
   async dispose(): Promise<void> {
     Atomics.store(this.control, 8, 1);
@@ -279,29 +257,41 @@ const X_AT = 0; // x: up to 32 tokens x 32000 floats
 const OUT_AT = 4 * 32 * 32000 * 2; // out: up to 32 tokens x 32000 floats
 const W_AT = 2 * OUT_AT;
 
-/** ns a product (or step) of `shape` on a wasm engine: a warm pass through the copies, then about 1 GB of weights. */
-function timeWasm(e: WasmEngine, shape: Shape, span: number, tokens: number): number {
-  const size = shape.products.reduce((s, [r, c]) => s + packedBytes(r, c), 0);
-  const copies = Math.max(1, Math.floor(span / size));
+/** Bytes of a shape's packed matrices: one copy of its products. */
+const shapeBytes = (shape: Shape) => shape.products.reduce((s, [r, c]) => s + packedBytes(r, c), 0);
+
+/**
+ * ns a pass over one copy of a shape (runCopy(c) runs copy c's products),
+ * as every engine is timed: a warm pass through the copies, then about 1 GB
+ * of weights.
+ */
+function timeCopies(size: number, copies: number, runCopy: (c: number) => void): number {
   const passes = Math.floor(2 ** 30 / (size * copies)) + 1;
-  const f = e.productF32;
   let ns = 0;
   for (let timed = 0; timed < 2; timed++) {
     const t0 = process.hrtime.bigint();
     let n = 0;
     for (let p = 0; p < (timed ? passes : 1); p++)
       for (let c = 0; c < copies; c++) {
-        let m = W_AT + c * size;
-        for (const [rows, cols] of shape.products) {
-          const stride = Math.ceil(cols / 32) * 32;
-          f(m, X_AT, OUT_AT, 0, rows, stride, tokens, rows);
-          m += packedBytes(rows, cols);
-        }
+        runCopy(c);
         n++;
       }
     ns = Number(process.hrtime.bigint() - t0) / n;
   }
   return ns;
+}
+
+/** ns a product (or step) of `shape` on a wasm engine (timeCopies). */
+function timeWasm(e: WasmEngine, shape: Shape, span: number, tokens: number): number {
+  const size = shapeBytes(shape);
+  const f = e.productF32;
+  return timeCopies(size, Math.max(1, Math.floor(span / size)), (c) => {
+    let m = W_AT + c * size;
+    for (const [rows, cols] of shape.products) {
+      f(m, X_AT, OUT_AT, 0, rows, Math.ceil(cols / 32) * 32, tokens, rows);
+      m += packedBytes(rows, cols);
+    }
+  });
 }
 
 /** An engine's name in a ratio's column: ours, pool, static, variant, run.c. */
@@ -350,7 +340,7 @@ async function main(): Promise<void> {
     }
   }
   const span = spanMB * 2 ** 20;
-  const largest = Math.max(...shapes.map((s) => s.products.reduce((sum, [r, c]) => sum + packedBytes(r, c), 0)));
+  const largest = Math.max(...shapes.map(shapeBytes));
 
   // the memory: x, out, then the span of copies (at least one copy of the largest shape), random floats
   const memory = new WebAssembly.Memory({ initial: Math.ceil((W_AT + Math.max(span, largest)) / 65536), maximum: 65536, shared: true });
