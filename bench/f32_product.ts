@@ -19,6 +19,10 @@
 // productF32) in the same rounds, after checking that it gives the same bits
 // as the shipped one on every shape: an A/B of a change to the loop before
 // it is shipped (`--variant kernels/simd/products.wat` is an A/A).
+//
+// --threads N runs ours through the worker pool (pooledProduct, as decode
+// does) and as a static split without it (a bound for the pool's), and
+// run.c's matmul with OMP_NUM_THREADS=N.
 import { execFileSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,7 +35,7 @@ import { UNIT_BYTES, WorkerPool } from '../kernels/pool.js';
 import { allocMatrix, pooledProduct, type PooledMatrix } from '../kernels/split_products.js';
 import { benchArgs, markdownTable, median, recordResult, runBench } from './common.js';
 
-const HELP = `bench f32_product: one float32 product on one thread, ours (products.wat productF32) against run.c's matmul (gcc -Ofast -march=native), alternating
+const HELP = `bench f32_product: one float32 product on one thread (or --threads N), ours (products.wat productF32) against run.c's matmul (gcc -Ofast -march=native), alternating
 
   node dist/bench/f32_product.js [--shapes step,864x288,288x288,1536x288,288x768,32000x288] [--rounds 7] [--span 64]
       [--tokens 1] [--threads 1] [--variant FILE.wat] [--peer PATH] [--record]
