@@ -201,7 +201,8 @@
 // (performance.now, every 64 spins) imported from JavaScript. In
 // JavaScript, V8 compiled the walk on a background thread through a
 // process's first ~260 tokens, taking a core from the threads
-// (bench/cold_start.ts).
+// (bench/cold_start.ts). A worker's spin for the next job is there too
+// (watch), so its script's loop does not run hot in JavaScript either.
 //
 // A wake-up from Atomics.wait costs 20-50 µs on this kind of machine, a spin
 // about 1 µs. A worker asleep when a job comes costs the caller only the
@@ -647,14 +648,9 @@ const walk = (tag, steps) => {
 for (;;) {
   let generation = Atomics.load(control, ${GENERATION});
   const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000; // (0 while the cores are busy: see BUSY_WINDOW_MS)
-  if (generation === seen && spinMs > 0) {
-    // (performance.now every 64 loads: it costs more than a load)
-    const until = performance.now() + spinMs;
-    for (let i = 1; generation === seen; i++) {
-      if ((i & 63) === 0 && performance.now() > until) break;
-      generation = Atomics.load(control, ${GENERATION});
-    }
-  }
+  // (in walker.wat, performance.now every 64 loads: in JavaScript this loop
+  // made the worker's script a hot function for V8 to compile in the first tokens)
+  if (generation === seen && spinMs > 0 && !failure) generation = walker.watch(controlAt, seen, spinMs);
   if (generation === seen) {
     Atomics.add(control, ${SLEEPING}, 1);
     Atomics.wait(control, ${GENERATION}, seen);

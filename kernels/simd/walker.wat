@@ -169,6 +169,20 @@
     ;; no such op: a trap, which the thread's JavaScript counts as a failed unit
     (unreachable))
 
+  ;; A worker after a job (pool.ts's worker loop): GENERATION (word 0) once
+  ;; it is not $seen, or after $spinMs of loads (performance.now every 64)
+  (func (export "watch") (param $ctrl i32) (param $seen i32) (param $spinMs f64) (result i32)
+    (local $generation i32) (local $i i32) (local $until f64)
+    (local.set $until (f64.add (call $now) (local.get $spinMs)))
+    (local.set $i (i32.const 1))
+    (loop $spin
+      (local.set $generation (i32.atomic.load (local.get $ctrl)))
+      (if (i32.ne (local.get $generation) (local.get $seen)) (then (return (local.get $generation))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $spin (i32.or (i32.ne (i32.and (local.get $i) (i32.const 63)) (i32.const 0))
+                           (f64.le (call $now) (local.get $until)))))
+    (local.get $generation))
+
   ;; n finished units of the step whose LEFT word is at $left: wakes the
   ;; threads asleep at its barrier when they were the last (pool.ts finish)
   (func $finish (param $ctrl i32) (param $left i32) (param $tag i32) (param $n i32)
