@@ -19,6 +19,10 @@
 // productF32) in the same rounds, after checking that it gives the same bits
 // as the shipped one on every shape: an A/B of a change to the loop before
 // it is shipped (`--variant kernels/simd/products.wat` is an A/A).
+//
+// --threads N runs ours through the worker pool (pooledProduct, as decode
+// does) and as a static split without it (a bound for the pool's), and
+// run.c's matmul with OMP_NUM_THREADS=N.
 import { execFileSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,7 +35,7 @@ import { UNIT_BYTES, WorkerPool } from '../kernels/pool.js';
 import { allocMatrix, pooledProduct, type PooledMatrix } from '../kernels/split_products.js';
 import { benchArgs, markdownTable, median, recordResult, runBench } from './common.js';
 
-const HELP = `bench f32_product: one float32 product on one thread, ours (products.wat productF32) against run.c's matmul (gcc -Ofast -march=native), alternating
+const HELP = `bench f32_product: one float32 product on one thread (or --threads N), ours (products.wat productF32) against run.c's matmul (gcc -Ofast -march=native), alternating
 
   node dist/bench/f32_product.js [--shapes step,864x288,288x288,1536x288,288x768,32000x288] [--rounds 7] [--span 64]
       [--tokens 1] [--threads 1] [--variant FILE.wat] [--peer PATH] [--record]
@@ -145,7 +149,7 @@ class PoolEngine {
   ) {
     this.name = `ours (pool, ${pool.threads} threads)`;
     for (const shape of shapes) {
-      const size = shape.products.reduce((s, [r, c]) => s + packedBytes(r, c), 0);
+      const size = shapeBytes(shape);
       const copies = Math.max(1, Math.floor(span / size));
       this.matrices.set(
         shape,
@@ -160,23 +164,12 @@ class PoolEngine {
       );
     }
   }
-  /** ns a product (or step) of `shape`, as timeWasm. */
+  /** ns a product (or step) of `shape` (timeCopies). */
   time(shape: Shape, tokens: number): number {
     const copies = this.matrices.get(shape)!;
-    const size = shape.products.reduce((s, [r, c]) => s + packedBytes(r, c), 0);
-    const passes = Math.floor(2 ** 30 / (size * copies.length)) + 1;
-    let ns = 0;
-    for (let timed = 0; timed < 2; timed++) {
-      const t0 = process.hrtime.bigint();
-      let n = 0;
-      for (let p = 0; p < (timed ? passes : 1); p++)
-        for (const step of copies) {
-          for (const m of step) pooledProduct(m, this.x, tokens);
-          n++;
-        }
-      ns = Number(process.hrtime.bigint() - t0) / n;
-    }
-    return ns;
+    return timeCopies(shapeBytes(shape), copies.length, (c) => {
+      for (const m of copies[c]!) pooledProduct(m, this.x, tokens);
+    });
   }
 }
 
@@ -243,27 +236,16 @@ class StaticEngine {
     this.main.productF32(w, X_AT, OUT_AT, 0, r1, cols, tokens, rows);
     while (Atomics.load(c, 1) !== this.threads - 1);
   }
-  /** ns a product (or step) of `shape`, as timeWasm. */
+  /** ns a product (or step) of `shape` (timeCopies). */
   time(shape: Shape, span: number, tokens: number): number {
-    const size = shape.products.reduce((s, [r, c]) => s + packedBytes(r, c), 0);
-    const copies = Math.max(1, Math.floor(span / size));
-    const passes = Math.floor(2 ** 30 / (size * copies)) + 1;
-    let ns = 0;
-    for (let timed = 0; timed < 2; timed++) {
-      const t0 = process.hrtime.bigint();
-      let n = 0;
-      for (let p = 0; p < (timed ? passes : 1); p++)
-        for (let c = 0; c < copies; c++) {
-          let m = W_AT + c * size;
-          for (const [rows, cols] of shape.products) {
-            this.product(m, rows, Math.ceil(cols / 32) * 32, tokens);
-            m += packedBytes(rows, cols);
-          }
-          n++;
-        }
-      ns = Number(process.hrtime.bigint() - t0) / n;
-    }
-    return ns;
+    const size = shapeBytes(shape);
+    return timeCopies(size, Math.max(1, Math.floor(span / size)), (c) => {
+      let m = W_AT + c * size;
+      for (const [rows, cols] of shape.products) {
+        this.product(m, rows, Math.ceil(cols / 32) * 32, tokens);
+        m += packedBytes(rows, cols);
+      }
+    });
   }
   async dispose(): Promise<void> {
     Atomics.store(this.control, 8, 1);
@@ -279,29 +261,41 @@ const X_AT = 0; // x: up to 32 tokens x 32000 floats
 const OUT_AT = 4 * 32 * 32000 * 2; // out: up to 32 tokens x 32000 floats
 const W_AT = 2 * OUT_AT;
 
-/** ns a product (or step) of `shape` on a wasm engine: a warm pass through the copies, then about 1 GB of weights. */
-function timeWasm(e: WasmEngine, shape: Shape, span: number, tokens: number): number {
-  const size = shape.products.reduce((s, [r, c]) => s + packedBytes(r, c), 0);
-  const copies = Math.max(1, Math.floor(span / size));
+/** Bytes of a shape's packed matrices: one copy of its products. */
+const shapeBytes = (shape: Shape) => shape.products.reduce((s, [r, c]) => s + packedBytes(r, c), 0);
+
+/**
+ * ns a pass over one copy of a shape (runCopy(c) runs copy c's products),
+ * as every engine is timed: a warm pass through the copies, then about 1 GB
+ * of weights.
+ */
+function timeCopies(size: number, copies: number, runCopy: (c: number) => void): number {
   const passes = Math.floor(2 ** 30 / (size * copies)) + 1;
-  const f = e.productF32;
   let ns = 0;
   for (let timed = 0; timed < 2; timed++) {
     const t0 = process.hrtime.bigint();
     let n = 0;
     for (let p = 0; p < (timed ? passes : 1); p++)
       for (let c = 0; c < copies; c++) {
-        let m = W_AT + c * size;
-        for (const [rows, cols] of shape.products) {
-          const stride = Math.ceil(cols / 32) * 32;
-          f(m, X_AT, OUT_AT, 0, rows, stride, tokens, rows);
-          m += packedBytes(rows, cols);
-        }
+        runCopy(c);
         n++;
       }
     ns = Number(process.hrtime.bigint() - t0) / n;
   }
   return ns;
+}
+
+/** ns a product (or step) of `shape` on a wasm engine (timeCopies). */
+function timeWasm(e: WasmEngine, shape: Shape, span: number, tokens: number): number {
+  const size = shapeBytes(shape);
+  const f = e.productF32;
+  return timeCopies(size, Math.max(1, Math.floor(span / size)), (c) => {
+    let m = W_AT + c * size;
+    for (const [rows, cols] of shape.products) {
+      f(m, X_AT, OUT_AT, 0, rows, Math.ceil(cols / 32) * 32, tokens, rows);
+      m += packedBytes(rows, cols);
+    }
+  });
 }
 
 /** An engine's name in a ratio's column: ours, pool, static, variant, run.c. */
@@ -350,7 +344,7 @@ async function main(): Promise<void> {
     }
   }
   const span = spanMB * 2 ** 20;
-  const largest = Math.max(...shapes.map((s) => s.products.reduce((sum, [r, c]) => sum + packedBytes(r, c), 0)));
+  const largest = Math.max(...shapes.map(shapeBytes));
 
   // the memory: x, out, then the span of copies (at least one copy of the largest shape), random floats
   const memory = new WebAssembly.Memory({ initial: Math.ceil((W_AT + Math.max(span, largest)) / 65536), maximum: 65536, shared: true });

@@ -47,11 +47,13 @@ const rounds = cli.count('rounds', 7, 1, 100);
 /** The N products (and a step of one unit) in `pool`'s memory. */
 function sequence(pool: WorkerPool) {
   // one matrix per step (a decode step's products read different weights), one x
-  const x = pool.alloc(4 * cols);
-  const xq = pool.alloc(2 * cols);
-  const xd = pool.alloc(cols / 8);
+  // x padded to the matrices' stride (a whole number of q8 blocks; the padding zero), then its blocks and scales
+  const stride = Math.ceil(cols / 32) * 32;
+  const x = pool.alloc(4 * stride);
+  const xq = pool.alloc(2 * stride);
+  const xd = pool.alloc(stride / 8);
   new Float32Array(pool.memory.buffer, x, cols).set(Float32Array.from({ length: cols }, (_, i) => Math.sin(i)));
-  pool.loops.quantizeX16(x, Math.ceil(cols / 32) * 32, xq, xd);
+  pool.loops.quantizeX16(x, stride, xq, xd);
   const row = Float32Array.from({ length: cols }, (_, i) => Math.cos(i));
   const products: ProgramOpStep[] = [];
   for (let s = 0; s < steps; s++) {
