@@ -27,6 +27,7 @@ import { writeRow } from '../kernels/split_products.js';
 import { TokenStream } from '../src/stream.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { tempDir } from './paths.js';
+import { randomLlama2c } from './tiny_checkpoints.js';
 
 const backend = await initTestBackend();
 const expected = loadConformance();
@@ -426,6 +427,39 @@ t.test(
       t.equal((program?.runs ?? 0) - runs, steps * policies.length, `${softmax}: each of them a run of the program`);
       t.equal(tf.memory().numTensors, before, `${softmax}: no tensor leak`);
       [...viaProgram, ...viaJobs].forEach((s) => s.dispose());
+      disposeModel(model);
+      await model.pool?.dispose();
+    }
+  },
+);
+
+t.test(
+  'a model of more layers than a pool program holds (q8: 10 steps a layer, 2048 steps) decodes without one; one of 204 layers has one, right',
+  async (t) => {
+    // (decode threw PoolProgram's RangeError for any model past 204 layers)
+    for (const [layers, programmed] of [
+      [205, false],
+      [204, true],
+    ] as const) {
+      const model = modelFromLlama2c(
+        randomLlama2c({ dim: 32, hiddenDim: 64, layers, heads: 4, kvHeads: 2, vocabSize: 37, maxSeqLen: 64, sharedClassifier: false }, 'deep'),
+      );
+      placeWeights(model, { threads: 2, weights: 'q8' });
+      await model.pool!.ready();
+      t.equal(pooledDecodeProgram(model) !== undefined, programmed, `${layers} layers: ${programmed ? 'a' : 'no'} decode program`);
+      const viaProgram = new TokenStream(model, { kind: 'dense' });
+      const viaJobs = new TokenStream(model, { kind: 'dense' });
+      let same = 0;
+      for (const ids of [[1, 2], [3], [4]]) {
+        const got = viaProgram.feedLastValues(ids).slice();
+        setDecodePrograms(false);
+        const want = viaJobs.feedLastValues(ids);
+        setDecodePrograms(true);
+        if (bitsEqual(got, want) && got.every(Number.isFinite)) same++;
+      }
+      t.equal(same, 3, `${layers} layers: each token's logits, finite, the one-job path's bit for bit`);
+      t.equal(pooledDecodeProgram(model)?.runs ?? 0, programmed ? 2 : 0, `${layers} layers: the single tokens ${programmed ? '' : 'not '}run as the program`);
+      [viaProgram, viaJobs].forEach((s) => s.dispose());
       disposeModel(model);
       await model.pool?.dispose();
     }

@@ -39,7 +39,7 @@
 // stream's cache is patched in per token): its operands live in a region
 // of the pool's memory of its own.
 import { float32View, hasDirectMemory } from '../../kernels/paths.js';
-import { GATED_SCRATCH_FLOATS, PICK_RECORD_BYTES, PoolOp, splitRows, type WorkerPool } from '../../kernels/pool.js';
+import { GATED_SCRATCH_FLOATS, MAX_PROGRAM_STEPS, PICK_RECORD_BYTES, PoolOp, splitRows, type WorkerPool } from '../../kernels/pool.js';
 import { attendArgs, attendRecordBytes, type PoolEntries, writeAttendRecords } from '../../kernels/pooled_attention.js';
 import { poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
 import { PoolProgram, type ProgramStep } from '../../kernels/pool_program.js';
@@ -53,6 +53,9 @@ import type { LayerWeights, Model } from './weights.js';
 
 /** The most frames a layer view may have for the program (the streaming view has two). */
 const MAX_FRAMES = 4;
+
+/** Steps of a model's program: a layer's (the header's list; float32: no Quantize, its SwiGLU a step of its own), then the final norm and the classifier. */
+const programSteps = (layers: number, q8: boolean) => layers * (q8 ? 10 : 9) + 2;
 
 /** A product's operand in the program's region: x padded to the matrix's stride, then (q8) its int16 blocks and their scales. */
 interface Operand {
@@ -122,6 +125,8 @@ export class DecodeProgram {
     const pool = model.pool!;
     const classifier = weights.pooledClassifier;
     if (classifier === undefined || config.headDim % 4 !== 0 || config.sinkToken) return undefined;
+    // (a model of some 200 layers or more: more steps than a pool program holds)
+    if (programSteps(config.layers, classifier.format === 'q8') > MAX_PROGRAM_STEPS) return undefined;
     const hidden = weights.layers[0]!.up.pooled!.rows / 2;
     if (!Number.isInteger(hidden) || hidden % 4 !== 0) return undefined;
     // every layer's matrices of the first's shapes (the operands are sized by them)
@@ -290,6 +295,8 @@ export class DecodeProgram {
         rows: classifier.rows,
         weightBytes: bytes,
       });
+    if (steps.length !== programSteps(config.layers, q8))
+      throw new Error(`DecodeProgram: ${steps.length} steps, programSteps says ${programSteps(config.layers, q8)}`);
     this.program = new PoolProgram(pool, steps);
   }
 
@@ -414,7 +421,8 @@ export function setDecodePrograms(on: boolean): boolean {
  * (residualInPool), on several threads; undefined where it has none (one
  * thread, no pooled classifier, a sink-token model, a hidden size or
  * headDim the SIMD loops do not take, norms without room in the pool's
- * memory, no direct memory for the embedding's rows).
+ * memory, no direct memory for the embedding's rows, more layers than a
+ * program's MAX_PROGRAM_STEPS hold).
  */
 export function pooledDecodeProgram(model: Model): DecodeProgram | undefined {
   if (!enabled) return undefined;
