@@ -22,8 +22,9 @@
 // two threads, at least one), so a job is a few claims, large ones first.
 //
 // The control words (an Int32Array over the pool's shared memory, from a
-// cache line at controlAt, allocated first, so that the program walker in
-// WebAssembly reaches them: see "Programs"):
+// cache line at controlAt, allocated first after the null guard, so that the
+// program walker in WebAssembly reaches them: see "Programs"; and not at
+// the memory's low bytes, which a pointer left 0 writes: NULL_GUARD_BYTES):
 //
 //   CLAIM       the open job's claim word: tag (10 bits) | front (11) | back
 //               (11). Units [front, back) are unclaimed; the caller claims
@@ -133,20 +134,44 @@
 //   or another tag (a later run's words, stored before that run opened) in
 //   a STEP_CLAIM or STEP_LEFT, and returns: its claims fail and its barrier
 //   wait ends. So it never claims, runs or counts a unit of a run it did not
-//   see open (except, as for jobs, a claim of a run whose whole words equal
-//   its stale ones 1024 tags later: then a valid claim of that run).
+//   see open, except a claim of a run whose tag equals its stale one (mod
+//   1024, tags being 10 bits): the claim word matched, so the units are the
+//   run's and unclaimed, as for a job; but the walker may have stalled
+//   (between loading a step's claim word and its compareExchange, or
+//   anywhere in its walk) and come back at step s while the run is at an
+//   earlier step. A job has no order inside; a program has, so such a claim
+//   waits for the steps before s (below) before it runs anything.
 // - The descriptor a walker reads after its claim is the run's: the caller
 //   writes descriptors only before it opens a run, or, through setArg, from
 //   a caller step for a later step (which no thread reaches before the
 //   caller step's STEP_LEFT is 0), or between runs (when every claim of the
 //   last run has been counted: the caller closed it only after every
 //   step's STEP_LEFT reached 0, and a thread subtracts after it has run).
-// - A step starts only once the one before it is finished (every thread
-//   passes its barrier first), so each step reads what the steps before it
-//   wrote (the wasm stores of a unit come before its atomic subtraction,
-//   which the barrier's atomic load sees); and its units are claimed
-//   exactly once, so each output row is computed by one claim: the bits of
-//   running the steps one by one with run().
+// - A unit of step s runs only once every step before s is finished. A
+//   thread that walked to s passed every barrier before it; and every
+//   claim of step s > 0, stale or not, before it reads FAILED or the
+//   descriptor, waits (walker.wat afterSteps) until the LEFT word of the
+//   last step before s that starts a run with units left (a caller step,
+//   or an op step of units: one of none starts done and proves nothing)
+//   reads (tag, 0). That step's units each ran only after the steps before
+//   it were done (the same rule, by induction on s; a caller step runs on
+//   the caller after its barriers), so all steps before s are done. The
+//   wait ends, and cannot deadlock: the claim succeeded, so it holds
+//   unfinished units of the open run of its tag (a claim word with units
+//   unclaimed exists only while its run is open, since a run closes only
+//   once every step's units are claimed and counted); that run therefore
+//   stays open until they are counted, and its caller, which never stalls
+//   on that claim before step s, walks every step before s to done. (A
+//   walker that passed the barriers finds that word done at the first
+//   atomic load: one load a claim, on the line before the step's, which
+//   it has just read; and no next run re-arms it first, since its own
+//   claim holds this one open.) So each step reads what the steps before
+//   it wrote (the wasm stores of a unit come before its atomic
+//   subtraction, which the barrier's or the wait's atomic load sees), a
+//   descriptor patched by setArg from a caller step is read after that
+//   step, and a step's units are claimed exactly once, so each output row
+//   is computed by one claim: the bits of running the steps one by one
+//   with run().
 // - The caller waits at a barrier only for units that some thread claimed
 //   and is running: a worker that never comes leaves all of them to the
 //   caller. (A worker preempted mid-unit holds the caller as it would in a
@@ -407,6 +432,16 @@ const COUNT_MASK = (1 << TAG_SHIFT) - 1;
 const MAX_UNITS = INDEX_MASK;
 
 const PAGE = 65536;
+/**
+ * The low bytes of the pool's memory that nothing is allocated in: a job or
+ * step whose pointer was left 0 writes there (up to this many bytes from
+ * it), not over the control words (which lie after it), so a stray write
+ * through a null pointer cannot break the protocol (before, the control
+ * words at byte 64 took it: a worker failed, and the next job hung).
+ */
+const NULL_GUARD_BYTES = PAGE;
+/** The int32 at byte 0 (in the guard): a NaN pattern no loop stores, so a write of a job's first row through a null pointer changes it (run() then throws). */
+const NULL_CANARY = 0x7fbad0ff;
 /** wasm32's limit: 65536 pages of 64 KiB. */
 const MAX_PAGES = 65536;
 /** The most the pool's shared memory can hold: 4 GiB. */
@@ -739,6 +774,8 @@ export class WorkerPool {
   /** The control words, in the shared memory at controlAt (bytes): see the header. */
   private readonly control: Int32Array;
   private readonly controlAt: number;
+  /** The int32 at byte 0: NULL_CANARY unless a job wrote through a null pointer (see NULL_GUARD_BYTES). */
+  private readonly nullGuard: Int32Array;
   /** Where the walker adds a run's per-step times for programTimes (two float64 a step). */
   private readonly timesAt: number;
   /** The program walker on this thread (simd/walker.wat). */
@@ -808,7 +845,11 @@ export class WorkerPool {
     // on whole cache lines (a line past the last step's: its LEFT word). A
     // view of a shared memory's buffer stays valid when the memory grows.
     const controlWords = this.programAt + STEP_WORDS * (MAX_PROGRAM_STEPS + 1);
-    this.top = 64; // keep 0 free: no operand ever sits at the null pointer
+    // nothing at the null pointer's low bytes (NULL_GUARD_BYTES), the
+    // control words after them, the canary at byte 0
+    this.top = NULL_GUARD_BYTES;
+    this.nullGuard = new Int32Array(this.memory.buffer, 0, 1);
+    this.nullGuard[0] = NULL_CANARY;
     this.controlAt = Math.ceil(this.alloc(4 * controlWords + 64) / 64) * 64;
     this.control = new Int32Array(this.memory.buffer, this.controlAt, controlWords);
     this.timesAt = this.alloc(16 * MAX_PROGRAM_STEPS);
@@ -917,12 +958,14 @@ export class WorkerPool {
     // Until every worker has started, the calling thread works alone: it must
     // not sleep on a worker whose start-up may need this thread's event loop
     // (module hooks such as a test runner's are served from there).
+    if (!this.inProgram) this.nullGuard[0] = NULL_CANARY; // (changed by a job that failed: that one threw)
     const alone = unitRows === 0 || Atomics.load(this.control, READY) !== this.workers.length || this.threads === 1 || this.inProgram;
     // (one clock reading for the watch, the split and its spin bound: a
     // reading costs about 45 ns, and a decode step posts some 25 jobs)
     const started = alone ? 0 : performance.now();
     if (alone || (this.splitMinBytes > 0 && this.coresBusy(started) && weightBytes < CALM_SPLIT_MIN_BYTES)) {
       this.runRange(op, args, 0, rows);
+      this.checkNullGuard();
       return;
     }
     const b = this.busy;
@@ -930,6 +973,14 @@ export class WorkerPool {
     b.last = performance.now();
     b.splitMs += b.last - started;
     b.wallMs += b.last - started;
+    this.checkNullGuard();
+  }
+
+  /** After a job or program (not one inside a program's caller step: the program checks): throws if it wrote at byte 0 (a pointer left 0), the canary put back. */
+  private checkNullGuard(): void {
+    if (this.inProgram || this.nullGuard[0] === NULL_CANARY) return;
+    this.nullGuard[0] = NULL_CANARY;
+    throw new Error('WorkerPool: a job wrote at byte 0 of the pool memory: one of its pointers was left 0');
   }
 
   /**
@@ -962,12 +1013,14 @@ export class WorkerPool {
     if (steps > MAX_PROGRAM_STEPS) throw new RangeError(`WorkerPool: a program has at most ${MAX_PROGRAM_STEPS} steps, got ${steps}`);
     const alone = this.threads === 1 || this.inProgram || Atomics.load(this.control, READY) !== this.workers.length;
     const started = alone ? 0 : performance.now();
+    if (!this.inProgram) this.nullGuard[0] = NULL_CANARY; // (as run())
     if (alone) {
       for (let s = 0; s < steps; s++) {
         const op = plan.ops[s]!;
         if (op === CALLER_STEP) plan.callers[s]!();
         else this.runRange(op, plan.args[s]!, 0, plan.rows[s]!);
       }
+      this.checkNullGuard();
       return;
     }
     if (this.splitMinBytes > 0 && this.coresBusy(started)) {
@@ -1067,6 +1120,7 @@ export class WorkerPool {
     const workerFailed = Atomics.exchange(c, FAILED, 0) !== 0;
     if (failed) throw error;
     if (workerFailed) throw new Error('WorkerPool: a worker failed to run its share of a program');
+    this.checkNullGuard();
   }
 
   /** Patch argument `index` of step `step` of a plan (between its runs; or, from a caller step, of a later step). */

@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import seedrandom from 'seedrandom';
 import t from 'tap';
 import { attendDirect } from '../kernels/attention_fused.js';
@@ -20,6 +21,9 @@ import { pooledSwiglu } from '../kernels/pooled_swiglu.js';
 import { qkvHeadsInto } from '../kernels/qkv_heads.js';
 import { qkvRopeInPool, qkvRopeRecordBytes, setQkvRopeSlot, writeQkvRopeRecord } from '../kernels/qkv_rope.js';
 import { ropeAngleArrays } from '../kernels/rope.js';
+import { WASM_BASE64 as SHARED_LOOPS_WASM } from '../kernels/simd/loops.shared.wasm.js';
+import { WASM_BASE64 as PRODUCTS_WASM } from '../kernels/simd/products.wasm.js';
+import { WASM_BASE64 as WALKER_WASM } from '../kernels/simd/walker.wasm.js';
 import { matMul2d } from '../kernels/matmul.js';
 import { rmsNormRows } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
@@ -1209,4 +1213,126 @@ t.test('a program whose step fails throws, on the caller or a worker, runs no st
   const small = new PoolProgram(pool, [{ caller: () => undefined }, { op: PoolOp.F32, args: [], rows: 0, weightBytes: 0 }]);
   t.throws(() => small.setArg(0, 0, 1), /step 0 is not an op step/);
   t.throws(() => small.setArg(1, 8, 1), /argument index 8 outside 0..7/);
+});
+
+// A stale walker: a worker that stalled in its walk of an earlier run (say
+// between loading a step's claim word and its compareExchange) and comes
+// back when the open run's tag equals its old one (tags are 10 bits), while
+// that run is at an earlier step. Played here by a second walker instance
+// on a thread of the test's, started from the program's first (caller)
+// step with the open run's tag at the last step: its claims succeed (valid
+// claims of the run), but it must not run them before the steps they read
+// are done. (Without the wait after a claim, it ran them at once, from the
+// product before's unwritten output, and the run closed normally.)
+const STALE_WALKER_SOURCE = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { memory, modules, flags, ctrl, program, steps, from } = workerData;
+const loops = new WebAssembly.Instance(modules[0], { env: { memory } }).exports;
+const shared = new WebAssembly.Instance(modules[1], { env: { memory } }).exports;
+const walker = new WebAssembly.Instance(modules[2], {
+  env: {
+    memory,
+    productF32: loops.productF32, productQ8: loops.productQ8, quantizeX16: loops.quantizeX16,
+    attendRows: shared.attendRows, sumsOfExps: shared.sumsOfExps, swigluRange: shared.swigluRange, pickRows: shared.pickRows,
+    normOperand: shared.normOperand, qkvRope: shared.qkvRope, addInto: shared.addInto,
+    callerStep: () => {}, now: () => performance.now(),
+  },
+}).exports;
+const f = new Int32Array(flags);
+parentPort.postMessage('ready');
+while (Atomics.load(f, 0) === 0) Atomics.wait(f, 0, 0); // the open run's tag + 1
+const walked = walker.walk(ctrl, program, Atomics.load(f, 0) - 1, steps, from, 1, 2, 0, 50000000n, 0);
+Atomics.store(f, 1, 1);
+Atomics.notify(f, 1);
+parentPort.postMessage(walked);
+`;
+
+t.test('a stale walker that claims a later step of the open run waits for the steps before it: the same bits', async (t) => {
+  const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1 });
+  t.teardown(() => pool.dispose());
+  await pool.ready();
+  const n = 64;
+  const [w1, w2, x] = [randn(n * n), randn(n * n), randn(n)];
+  const want = productF32Reference(w2, productF32Reference(w1, x, n, n, 1), n, n, 1);
+  const [m1, m2] = [matrix(pool, 'f32', w1, n, n), matrix(pool, 'f32', w2, n, n)];
+  const [xp, y1, y2] = [pool.alloc(4 * n), pool.alloc(4 * n), pool.alloc(4 * n)];
+  floatsOf(pool).set(x, xp / 4);
+  const modules = [PRODUCTS_WASM, SHARED_LOOPS_WASM, WALKER_WASM].map((b64) => new WebAssembly.Module(Buffer.from(b64, 'base64')));
+  const inside = pool as unknown as { controlAt: number; programAt: number; tag: number };
+  const product = (m: PooledMatrix, from: number, to: number): ProgramStep => ({
+    op: PoolOp.F32,
+    args: [m.data, from, to, m.stride, 1, n],
+    rows: n,
+    weightBytes: 4 * n * n,
+  });
+  // the stale walk from the last step: the one before it (the reviewer's
+  // case), and past an empty step (whose LEFT word starts done)
+  for (const empty of [false, true]) {
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const steps: ProgramStep[] = [
+      {
+        caller: () => {
+          // the stale walker starts (the run at this step), and gets up to 300 ms
+          Atomics.store(flags, 0, inside.tag + 1);
+          Atomics.notify(flags, 0);
+          Atomics.wait(flags, 1, 0, 300);
+        },
+      },
+      product(m1, xp, y1),
+      ...(empty ? [{ op: PoolOp.F32, args: [], rows: 0, weightBytes: 0 }] : []),
+      product(m2, y1, y2),
+    ];
+    const program = new PoolProgram(pool, steps);
+    t.ok(program.unitsOf(steps.length - 1) > 1, 'the last step: several units');
+    const stale = new Worker(STALE_WALKER_SOURCE, {
+      eval: true,
+      workerData: {
+        memory: pool.memory,
+        modules,
+        flags: flags.buffer,
+        ctrl: inside.controlAt,
+        program: inside.controlAt + 4 * inside.programAt,
+        steps: steps.length,
+        from: steps.length - 1,
+      },
+    });
+    const messages: unknown[] = [];
+    const walked = new Promise<unknown>((resolve, reject) => {
+      stale.on('message', (m) => (messages.push(m), messages.length === 2 && resolve(m))).once('error', reject);
+    });
+    while (messages.length === 0) await new Promise((r) => setTimeout(r, 5));
+    floatsOf(pool).fill(0, y1 / 4, y1 / 4 + n); // the product before's output, not yet written
+    floatsOf(pool).fill(7, y2 / 4, y2 / 4 + n);
+    program.run();
+    t.equal(await walked, 1, `${empty ? 'past an empty step' : 'the step before'}: the stale walk ends with the run`);
+    await stale.terminate();
+    t.same(Array.from(floatsOf(pool).subarray(y2 / 4, y2 / 4 + n)), Array.from(want), `${empty ? 'past an empty step' : 'the step before'}: W2 (W1 x)`);
+    program.dispose();
+  }
+});
+
+t.test('a job whose pointer was left 0 throws, and the pool runs the next job', async (t) => {
+  const [rows, cols] = [64, 32];
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  const want = Array.from(productF32Reference(w, x, rows, cols, 1));
+  for (const pool of [new WorkerPool(2, { splitMinBytes: 0 }), new WorkerPool(1)]) {
+    t.teardown(() => pool.dispose());
+    await pool.ready();
+    const m = matrix(pool, 'f32', w, rows, cols);
+    const xp = pool.alloc(4 * cols);
+    floatsOf(pool).set(x, xp / 4);
+    const out = pool.alloc(4 * rows);
+    // out = 0: the rows land in the low bytes nothing is allocated in
+    t.throws(() => pool.run(PoolOp.F32, [m.data, xp, 0, m.stride, 1, rows], rows, 4 * rows * cols), /wrote at byte 0 .* pointers was left 0/);
+    t.same(Array.from(pooledProduct(m, x, 1)), want, `${pool.threads} threads: the next job`);
+    // so in a program
+    const program = new PoolProgram(pool, [{ op: PoolOp.F32, args: [m.data, xp, 0, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols }]);
+    t.throws(() => program.run(), /pointers was left 0/, `${pool.threads} threads: a program's step`);
+    program.setArg(0, 2, out);
+    program.run();
+    t.same(Array.from(floatsOf(pool).subarray(out / 4, out / 4 + rows)), want, `${pool.threads} threads: patched, the program runs`);
+    t.same(Array.from(pooledProduct(m, x, 1)), want, `${pool.threads} threads: then a job`);
+    program.dispose();
+  }
 });

@@ -246,6 +246,40 @@
         (br $sleep)))
     (i32.const 1))
 
+  ;; After a claim of step $s > 0 whose line is at $at: until the steps
+  ;; before it are done (pool.ts, "Programs"). The last step before $s
+  ;; whose LEFT word starts above 0 in a run (a caller step, or an op step
+  ;; of units: a step of none starts done, and says nothing of those before
+  ;; it) is done, LEFT = tag | 0; and so, each of its units having waited
+  ;; so too, are all before it. A walker that passed the barriers (all but a
+  ;; stale one) finds it so at the first load (the step before's LEFT lies
+  ;; in step s's line, just read; its op and units words in the line before). Otherwise it sleeps as
+  ;; at a barrier (AT_BARRIER: the last finish wakes it), never returning
+  ;; early: the claim holds units of the open run, which cannot close
+  ;; before they are counted, and which the caller walks to step $s.
+  (func $afterSteps (param $ctrl i32) (param $at i32) (param $s i32) (param $tag i32) (param $timeout i64)
+    (local $done i32) (local $v i32)
+    ;; the last step before $s that starts with units left (none: $s = 0)
+    (block $found
+      (loop $back
+        (local.set $s (i32.sub (local.get $s) (i32.const 1)))
+        (local.set $at (i32.sub (local.get $at) (i32.const 64)))
+        (br_if $found (i32.or (i32.eq (i32.load offset=4 (local.get $at)) (i32.const -1))
+                              (i32.ne (i32.load offset=48 (local.get $at)) (i32.const 0))))
+        (br_if $back (i32.gt_s (local.get $s) (i32.const 0)))
+        (return)))
+    (local.set $done (i32.shl (local.get $tag) (i32.const 22)))
+    (block $passed
+      (loop $sleep
+        (local.set $v (i32.atomic.load offset=124 (local.get $at)))
+        (br_if $passed (i32.eq (local.get $v) (local.get $done)))
+        (drop (i32.atomic.rmw.add offset=44 (local.get $ctrl) (i32.const 1)))
+        (local.set $v (i32.atomic.load offset=124 (local.get $at)))
+        (if (i32.ne (local.get $v) (local.get $done))
+          (then (drop (memory.atomic.wait32 offset=124 (local.get $at) (local.get $v) (local.get $timeout)))))
+        (drop (i32.atomic.rmw.sub offset=44 (local.get $ctrl) (i32.const 1)))
+        (br $sleep))))
+
   ;; Walks steps [from, steps) of the run `tag` whose first step's line is at
   ;; $program: claims units of each (thread 0, the caller: from the front, and
   ;; it runs the caller steps; a worker: from the back), runs them (not once
@@ -299,7 +333,12 @@
                                             (i32.sub (local.get $word) (local.get $take)))
                                           (local.get $word)))
                     (local.set $front (i32.sub (local.get $back) (local.get $take)))))
-                ;; units [front, back): its descriptor read after the claim
+                ;; units [front, back) of step s > 0: first until the steps
+                ;; before s are done (a stale walker's claim can come while the
+                ;; run is at an earlier step: pool.ts, "Programs"), then its
+                ;; descriptor, read after the claim
+                (if (i32.gt_s (local.get $s) (i32.const 0))
+                  (then (call $afterSteps (local.get $ctrl) (local.get $at) (local.get $s) (local.get $tag) (local.get $timeout))))
                 (if (i32.eqz (i32.atomic.load offset=16 (local.get $ctrl)))
                   (then
                     (global.set $take (local.get $take))
