@@ -162,6 +162,58 @@ export function writeAttendRecords(
   return work;
 }
 
+/**
+ * A one-token (T = 1) Attend job's records, in two parts for a decode
+ * program that rewrites them every token: the words that stay while the
+ * view keeps F frames (head h's queries of frame f at qAt + f qBytes + h
+ * rowBytes, its extra logit, its output row at outAt + h rowBytes) once;
+ * then per token each frame's entries (setAttendFrameEntries). Together
+ * the words writeAttendRecords writes for T = 1.
+ */
+export function writeAttendHeadWords(
+  floats: Float32Array,
+  ints: Int32Array,
+  recordsAt: number,
+  F: number,
+  qAt: number,
+  qBytes: number,
+  heads: number,
+  rowBytes: number,
+  variant: SoftmaxVariant,
+  sinks: Float32Array | undefined,
+  outAt: number,
+): void {
+  const words = recordBytes(F) / 4;
+  for (let h = 0; h < heads; h++) {
+    const at = recordsAt / 4 + h * words;
+    for (let f = 0; f < F; f++) ints[at + 3 * f] = qAt + f * qBytes + h * rowBytes;
+    floats[at + 3 * F] = extraLogitOf(variant, h, sinks);
+    ints[at + 3 * F + 1] = outAt + h * rowBytes;
+  }
+}
+
+/** Frame f's entries [lo, hi) in every head's one-token record (F frames; kv head k's rows at keysAt + k kvBytes; values where the Attend job's argument says). */
+export function setAttendFrameEntries(
+  ints: Int32Array,
+  recordsAt: number,
+  F: number,
+  f: number,
+  heads: number,
+  group: number,
+  keysAt: number,
+  kvBytes: number,
+  rowBytes: number,
+  lo: number,
+  hi: number,
+): void {
+  const words = recordBytes(F) / 4;
+  for (let h = 0; h < heads; h++) {
+    const at = recordsAt / 4 + h * words + 3 * f;
+    ints[at + 1] = keysAt + Math.floor(h / group) * kvBytes + lo * rowBytes;
+    ints[at + 2] = hi - lo;
+  }
+}
+
 /** The Attend job's arguments: its records (F frames), the entries, each thread's scores (scoresBytes apart from scoresAt). */
 export function attendArgs(recordsAt: number, F: number, entries: PoolEntries, scoresAt: number, scoresBytes: number): number[] {
   return [recordsAt, F, entries.valuesAt - entries.keysAt, entries.headDim, float32Bits(1 / Math.sqrt(entries.headDim)), scoresAt, scoresBytes];

@@ -40,12 +40,12 @@
 // of the pool's memory of its own.
 import { float32View, hasDirectMemory } from '../../kernels/paths.js';
 import { GATED_SCRATCH_FLOATS, MAX_PROGRAM_STEPS, PICK_RECORD_BYTES, PoolOp, splitRows, type WorkerPool } from '../../kernels/pool.js';
-import { attendArgs, attendRecordBytes, type PoolEntries, writeAttendRecords } from '../../kernels/pooled_attention.js';
+import { attendArgs, attendRecordBytes, setAttendFrameEntries, writeAttendHeadWords } from '../../kernels/pooled_attention.js';
 import { poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
 import { PoolProgram, type ProgramStep } from '../../kernels/pool_program.js';
 import { qkvRopeArgs, qkvRopeRecordBytes, setQkvRopeAngles, setQkvRopeFrame, setQkvRopeSlot, writeQkvRopeRecord } from '../../kernels/qkv_rope.js';
 import { ropeAnglesInto } from '../../kernels/rope.js';
-import { learnsExtraLogit } from '../../kernels/softmax.js';
+import { learnsExtraLogit, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { matrixBytes, notePickingProduct, type PooledMatrix, Q8_BLOCK } from '../../kernels/split_products.js';
 import type { BlockView, EntryMemory, KVCache, LayerView, MemoryEntries } from '../cache/types.js';
 import { inputNorm, poolEntryMemory } from './pooled_layers.js';
@@ -110,9 +110,13 @@ export class DecodeProgram {
   /** Each thread's scores of the Attend steps: their region's name, and the bytes a thread's take in it now. */
   private readonly scoresName: string;
   private scoresBytes = 0;
-  /** A token's layer's frames' row ranges, and its entries where they lie: reused from layer to layer. */
-  private readonly rowRanges: Int32Array[] = [];
-  private readonly poolEntries: PoolEntries;
+  /** rope.rotaryDim / 2; a key or value row's bytes; query heads a kv head serves. */
+  private readonly half: number;
+  private readonly rowBytes: number;
+  private readonly group: number;
+  /** The frame count and softmax variant each layer's Attend records' words that stay were written for (their layout depends on the count; the extra logit on the variant, which a model's config may change). */
+  private readonly attendFrames: number[] = [];
+  private readonly attendSoftmax: SoftmaxVariant[] = [];
 
   /** Set an argument of a step where it changed (setArg patches the pool's control words). */
   private patch(step: number, index: number, value: number): void {
@@ -175,7 +179,9 @@ export class DecodeProgram {
     this.pool = pool;
     this.memory = poolEntryMemory(pool);
     this.scoresName = `${regionName(model)} scores`;
-    this.poolEntries = { keysAt: 0, valuesAt: 0, kvHeads: model.config.kvHeads, capacity: 0, headDim: model.config.headDim };
+    this.half = model.config.rope.rotaryDim / 2;
+    this.rowBytes = 4 * model.config.headDim;
+    this.group = model.config.heads / model.config.kvHeads;
     const { config, weights } = model;
     const { dim, heads, headDim } = config;
     const q8 = classifier.format === 'q8';
@@ -310,87 +316,141 @@ export class DecodeProgram {
    * one-job-at-a-time path).
    */
   run(id: number, cache: KVCache, block: BlockView): Float32Array | undefined {
-    const { config, weights } = this.model;
-    const { layers, heads, kvHeads, headDim, dim } = config;
+    const { layers, dim } = this.model.config;
     if (cache.place === undefined) return undefined;
     // everything checked, every layer placed, before anything is written
-    for (let l = 0; l < layers; l++) {
-      const view = block.layer(l);
-      if (view.wantsAttention || view.entryPositions !== undefined || view.frames.length > MAX_FRAMES || view.keyPositions.length !== 1) return undefined;
-      const placed = cache.place(l);
-      if (placed === undefined || placed.entries.memory !== this.memory) return undefined;
-      const [g, , d] = placed.entries.shape;
-      if (g !== kvHeads || d !== headDim) return undefined;
-      if (learnsExtraLogit(config.softmax) && weights.layers[l]!.sinkLogits === undefined) return undefined;
-      this.placed[l] = { view, entries: placed.entries, at: placed.at };
-    }
-    const pool = this.pool;
-    const floats = pool.views().floats;
-    // the token's embedding row is the residual stream's start
-    const table = float32View(weights.embedding); // [vocab, dim]
-    floats.set(table.subarray(id * dim, (id + 1) * dim), this.residual / 4);
-    const half = config.rope.rotaryDim / 2;
-    let most = 0; // the most entries a layer's query sees: each thread's scores
-    for (let l = 0; l < layers; l++) {
-      const { view, entries, at } = this.placed[l]!;
-      const places = this.layers[l]!;
-      const frames = view.frames;
-      // The angles: the keys', then each frame's, in the layer's area; a
-      // view the layers share (the streaming cache's) once, in the first's
-      // (a frame's query at the key's position: the keys' angles). Plain
-      // loops, no arrays or objects made: what TurboFan compiles in a
-      // process's first tokens stays small and stable.
-      const keyPosition = view.keyPositions[0]!;
-      const angles = l > 0 && view === this.placed[l - 1]!.view ? this.anglesOf[l - 1]! : places.angles;
-      this.anglesOf[l] = angles;
-      const own = angles === places.angles;
-      if (own) ropeAnglesInto(keyPosition, config.rope, floats, angles / 4, floats, angles / 4 + half);
-      setQkvRopeAngles(pool, places.rope, angles, angles + 4 * half, frames.length);
-      const rowRanges = this.rowRanges;
-      rowRanges.length = frames.length;
-      let n = 0;
-      for (let f = 0; f < frames.length; f++) {
-        const frame = frames[f]!;
-        const position = frame.queryPositions[0]!;
-        const cos = position === keyPosition ? angles : angles + 4 * (f + 1) * 2 * half;
-        if (position !== keyPosition && own) ropeAnglesInto(position, config.rope, floats, cos / 4, floats, cos / 4 + half);
-        setQkvRopeFrame(pool, places.rope, f, cos, cos + 4 * half, this.queries + f * this.qBytes);
-        rowRanges[f] = frame.rowRanges;
-        n += frame.rowRanges[1]! - frame.rowRanges[0]!;
-      }
-      const rowBytes = 4 * headDim;
-      const capacity = entries.shape[1];
-      const keysAt = entries.keys.byteOffset;
-      const valuesAt = entries.values.byteOffset;
-      setQkvRopeSlot(pool, places.rope, keysAt + at * rowBytes, valuesAt + at * rowBytes, capacity * rowBytes);
-      const poolEntries = this.poolEntries;
-      poolEntries.keysAt = keysAt;
-      poolEntries.valuesAt = valuesAt;
-      poolEntries.capacity = capacity;
-      const sinks = learnsExtraLogit(config.softmax) ? float32View(weights.layers[l]!.sinkLogits!) : undefined;
-      writeAttendRecords(pool, places.attendRecords, this.queries, this.qBytes, rowRanges, poolEntries, heads, config.softmax, sinks, this.attendOut.x);
-      most = Math.max(most, n);
-      // (the Attend step's frames and where the values lie from the keys: patched when they change)
-      this.patch(places.attendStep, 1, frames.length);
-      this.patch(places.attendStep, 2, poolEntries.valuesAt - poolEntries.keysAt);
-    }
+    for (let l = 0; l < layers; l++) if (!this.place(l, cache, block)) return undefined;
     // each thread's scores: room for the most entries a query sees (the region grown when a cache grows)
-    const scoresBytes = Math.ceil((4 * Math.max(1, most)) / 16) * 16;
-    if (scoresBytes > this.scoresBytes) {
-      if (!poolScratchFits(pool, this.scoresName, pool.threads * scoresBytes)) return undefined; // (nothing written to the cache yet)
-      const scoresAt = poolScratch(pool, this.scoresName, pool.threads * scoresBytes);
-      this.scoresBytes = scoresBytes;
-      for (const places of this.layers) {
-        this.patch(places.attendStep, 5, scoresAt);
-        this.patch(places.attendStep, 6, scoresBytes);
-      }
-    }
+    const scoresBytes = Math.ceil((4 * Math.max(1, this.mostEntries())) / 16) * 16;
+    if (scoresBytes > this.scoresBytes && !this.growScores(scoresBytes)) return undefined; // (nothing written to the cache yet)
+    const { floats, ints } = this.pool.views();
+    // the token's embedding row is the residual stream's start
+    const table = float32View(this.model.weights.embedding); // [vocab, dim]
+    floats.set(table.subarray(id * dim, (id + 1) * dim), this.residual / 4);
+    for (let l = 0; l < layers; l++) this.patchLayer(l, floats, ints);
     this.program.run();
     this.runs++;
     notePickingProduct(this.classifier, this.logits, this.records);
-    const buffer = pool.memory.buffer;
+    const buffer = this.pool.memory.buffer;
     if (this.logitView?.buffer !== buffer) this.logitView = new Float32Array(buffer, this.logits, this.classifier.rows);
     return this.logitView;
+  }
+
+  // run()'s parts, each a small function of its own: TurboFan compiles
+  // run() in a process's first tokens on a thread that takes one of the
+  // pool's cores, and a small, monomorphic token patch compiles faster (the
+  // rare paths, a cache's growth and a view's frame count changing, are
+  // functions it does not inline while they do not run).
+
+  /** Check layer l's view and the cache's placement of its entry; false: the program does not run this token. */
+  private place(l: number, cache: KVCache, block: BlockView): boolean {
+    const { kvHeads, headDim } = this.model.config;
+    const view = block.layer(l);
+    if (view.wantsAttention || view.entryPositions !== undefined || view.frames.length > MAX_FRAMES || view.keyPositions.length !== 1) return false;
+    const placed = cache.place!(l);
+    if (placed === undefined || placed.entries.memory !== this.memory) return false;
+    const [g, , d] = placed.entries.shape;
+    if (g !== kvHeads || d !== headDim) return false;
+    if (learnsExtraLogit(this.model.config.softmax) && this.model.weights.layers[l]!.sinkLogits === undefined) return false;
+    const p = this.placed[l];
+    if (p === undefined) this.placed[l] = { view, entries: placed.entries, at: placed.at };
+    else {
+      p.view = view;
+      p.entries = placed.entries;
+      p.at = placed.at;
+    }
+    return true;
+  }
+
+  /** The most entries a layer's query sees this token (each thread's scores). */
+  private mostEntries(): number {
+    let most = 0;
+    for (let l = 0; l < this.placed.length; l++) {
+      const frames = this.placed[l]!.view.frames;
+      let n = 0;
+      for (let f = 0; f < frames.length; f++) n += frames[f]!.rowRanges[1]! - frames[f]!.rowRanges[0]!;
+      if (n > most) most = n;
+    }
+    return most;
+  }
+
+  /** Room for each thread's scores of `scoresBytes` (false: none in the pool's memory), patched into every Attend step. */
+  private growScores(scoresBytes: number): boolean {
+    const pool = this.pool;
+    if (!poolScratchFits(pool, this.scoresName, pool.threads * scoresBytes)) return false;
+    const scoresAt = poolScratch(pool, this.scoresName, pool.threads * scoresBytes);
+    this.scoresBytes = scoresBytes;
+    for (const places of this.layers) {
+      this.patch(places.attendStep, 5, scoresAt);
+      this.patch(places.attendStep, 6, scoresBytes);
+    }
+    return true;
+  }
+
+  /** Write layer l's words of this token: its angles, its QkvRope record's slot and frames, its Attend records' entries. */
+  private patchLayer(l: number, floats: Float32Array, ints: Int32Array): void {
+    const { view, entries, at } = this.placed[l]!;
+    const places = this.layers[l]!;
+    const rope = this.model.config.rope;
+    const half = this.half;
+    const frames = view.frames;
+    // The angles: the keys', then each frame's, in the layer's area; a
+    // view the layers share (the streaming cache's) once, in the first's
+    // (a frame's query at the key's position: the keys' angles). Plain
+    // loops, no arrays or objects made: what TurboFan compiles in a
+    // process's first tokens stays small and stable.
+    const keyPosition = view.keyPositions[0]!;
+    const angles = l > 0 && view === this.placed[l - 1]!.view ? this.anglesOf[l - 1]! : places.angles;
+    this.anglesOf[l] = angles;
+    const own = angles === places.angles;
+    if (own) ropeAnglesInto(keyPosition, rope, floats, angles / 4, floats, angles / 4 + half);
+    setQkvRopeAngles(this.pool, places.rope, angles, angles + 4 * half, frames.length);
+    for (let f = 0; f < frames.length; f++) {
+      const position = frames[f]!.queryPositions[0]!;
+      const cos = position === keyPosition ? angles : angles + 4 * (f + 1) * 2 * half;
+      if (position !== keyPosition && own) ropeAnglesInto(position, rope, floats, cos / 4, floats, cos / 4 + half);
+      setQkvRopeFrame(this.pool, places.rope, f, cos, cos + 4 * half, this.queries + f * this.qBytes);
+    }
+    const rowBytes = this.rowBytes;
+    const capacity = entries.shape[1];
+    const keysAt = entries.keys.byteOffset;
+    const valuesAt = entries.values.byteOffset;
+    setQkvRopeSlot(this.pool, places.rope, keysAt + at * rowBytes, valuesAt + at * rowBytes, capacity * rowBytes);
+    // the Attend records: a head's words that stay (its queries, extra logit,
+    // output row) written when the frame count or softmax changes, and every
+    // token for learned sink logits (a tensor's values, read as the one-job
+    // path reads them); per token each frame's entries
+    const F = frames.length;
+    const softmax = this.model.config.softmax;
+    if (this.attendFrames[l] !== F || this.attendSoftmax[l] !== softmax || learnsExtraLogit(softmax)) this.writeAttendHeads(l, F, softmax, floats, ints);
+    for (let f = 0; f < F; f++) {
+      const ranges = frames[f]!.rowRanges;
+      setAttendFrameEntries(
+        ints,
+        places.attendRecords,
+        F,
+        f,
+        this.model.config.heads,
+        this.group,
+        keysAt,
+        capacity * rowBytes,
+        rowBytes,
+        ranges[0]!,
+        ranges[1]!,
+      );
+    }
+    // (the Attend step's frames and where the values lie from the keys: patched when they change)
+    this.patch(places.attendStep, 1, F);
+    this.patch(places.attendStep, 2, valuesAt - keysAt);
+  }
+
+  /** Layer l's Attend records' words that stay while its view has F frames (and the model its sink logits). */
+  private writeAttendHeads(l: number, F: number, softmax: SoftmaxVariant, floats: Float32Array, ints: Int32Array): void {
+    const heads = this.model.config.heads;
+    const sinks = learnsExtraLogit(softmax) ? float32View(this.model.weights.layers[l]!.sinkLogits!) : undefined;
+    writeAttendHeadWords(floats, ints, this.layers[l]!.attendRecords, F, this.queries, this.qBytes, heads, this.rowBytes, softmax, sinks, this.attendOut.x);
+    this.attendFrames[l] = F;
+    this.attendSoftmax[l] = softmax;
   }
 }
 
