@@ -961,7 +961,8 @@ export class WorkerPool {
     if (!this.inProgram) this.nullGuard[0] = NULL_CANARY; // (changed by a job that failed: that one threw)
     const alone = unitRows === 0 || Atomics.load(this.control, READY) !== this.workers.length || this.threads === 1 || this.inProgram;
     // (one clock reading for the watch, the split and its spin bound: a
-    // reading costs about 45 ns, and a decode step posts some 25 jobs)
+    // reading costs about 45 ns, and a decode step that runs without a
+    // program, or a program's steps while the cores are busy, posts some 30)
     const started = alone ? 0 : performance.now();
     if (alone || (this.splitMinBytes > 0 && this.coresBusy(started) && weightBytes < CALM_SPLIT_MIN_BYTES)) {
       this.runRange(op, args, 0, rows);
