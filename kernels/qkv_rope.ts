@@ -76,25 +76,26 @@ export function writeQkvRopeRecord(pool: WorkerPool, at: number, counts: HeadCou
   });
 }
 
+// The per-token patches take the pool's memory as int32s (pool.views().ints),
+// which the caller has at hand: a decode program's per-token code then holds
+// no call into the pool (what TurboFan compiles in a process's first tokens).
+
 /** Patch the cache slot of the record at `at`: kv head 0's key and value slots, kvStride bytes apart per kv head. */
-export function setQkvRopeSlot(pool: WorkerPool, at: number, keys: number, values: number, kvStride: number): void {
-  const ints = pool.views().ints;
+export function setQkvRopeSlot(ints: Int32Array, at: number, keys: number, values: number, kvStride: number): void {
   ints[at / 4 + 8] = keys;
   ints[at / 4 + 9] = values;
   ints[at / 4 + 10] = kvStride;
 }
 
 /** Patch the keys' angles (cos, sin) and the frame count of the record at `at` (a token's view; then each frame's, setQkvRopeFrame). */
-export function setQkvRopeAngles(pool: WorkerPool, at: number, cos: number, sin: number, frames: number): void {
-  const ints = pool.views().ints;
+export function setQkvRopeAngles(ints: Int32Array, at: number, cos: number, sin: number, frames: number): void {
   ints[at / 4 + 6] = cos;
   ints[at / 4 + 7] = sin;
   ints[at / 4 + 11] = frames;
 }
 
 /** Patch frame f of the record at `at`: its angles and where its queries go. */
-export function setQkvRopeFrame(pool: WorkerPool, at: number, f: number, cos: number, sin: number, queries: number): void {
-  const ints = pool.views().ints;
+export function setQkvRopeFrame(ints: Int32Array, at: number, f: number, cos: number, sin: number, queries: number): void {
   const fw = at / 4 + HEADER_WORDS + FRAME_WORDS * f;
   ints[fw] = cos;
   ints[fw + 1] = sin;

@@ -51,7 +51,7 @@ export function ropeAngles(positions: ArrayLike<number>, spec: RopeSpec): RopeAn
 const frequencyTables = new WeakMap<RopeSpec, { theta: number; rotaryDim: number; values: Float64Array }>();
 
 /** inverseFrequency of every pair, [rotaryDim/2] (shared: do not write to it). */
-function inverseFrequencies(spec: RopeSpec): Float64Array {
+export function inverseFrequencies(spec: RopeSpec): Float64Array {
   const known = frequencyTables.get(spec);
   // a spec is not expected to change, but a changed one must not keep its old table
   if (known !== undefined && known.theta === spec.theta && known.rotaryDim === spec.rotaryDim) return known.values;
@@ -71,9 +71,25 @@ export function ropeAngleArrays(positions: ArrayLike<number>, spec: RopeSpec): {
 
 /** The angles of one position, [rotaryDim/2] each, into cos from cosAt and sin from sinAt (a decode program's, in the pool's memory). */
 export function ropeAnglesInto(position: number, spec: RopeSpec, cos: Float32Array, cosAt: number, sin: Float32Array, sinAt: number): void {
-  const half = spec.rotaryDim / 2;
-  const frequencies = inverseFrequencies(spec);
-  const p = position / spec.scale;
+  ropeAnglesFrom(position, spec.scale, inverseFrequencies(spec), cos, cosAt, sin, sinAt);
+}
+
+/**
+ * ropeAnglesInto with the spec's inverse frequencies (inverseFrequencies)
+ * and scale given: for a caller that keeps the table from token to token (a
+ * decode program: no table lookup in its per-token code). The same bits.
+ */
+export function ropeAnglesFrom(
+  position: number,
+  scale: number,
+  frequencies: Float64Array,
+  cos: Float32Array,
+  cosAt: number,
+  sin: Float32Array,
+  sinAt: number,
+): void {
+  const half = frequencies.length;
+  const p = position / scale;
   for (let i = 0; i < half; i++) {
     const angle = p * frequencies[i]!;
     cos[cosAt + i] = Math.cos(angle);

@@ -458,7 +458,7 @@ t.test(
             },
           );
           // the slot, patched as a program's token would
-          setQkvRopeSlot(pool, records + i * recordBytes, keysAt + slots[i]! * rowBytes, valuesAt + slots[i]! * rowBytes, capacity * rowBytes);
+          setQkvRopeSlot(pool.views().ints, records + i * recordBytes, keysAt + slots[i]! * rowBytes, valuesAt + slots[i]! * rowBytes, capacity * rowBytes);
         }
         qkvRopeInPool(pool, records, recordBytes, tokens);
         const stored = {

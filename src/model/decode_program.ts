@@ -44,7 +44,7 @@ import { attendArgs, attendRecordBytes, setAttendFrameEntries, writeAttendHeadWo
 import { poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
 import { PoolProgram, type ProgramStep } from '../../kernels/pool_program.js';
 import { qkvRopeArgs, qkvRopeRecordBytes, setQkvRopeAngles, setQkvRopeFrame, setQkvRopeSlot, writeQkvRopeRecord } from '../../kernels/qkv_rope.js';
-import { ropeAnglesInto } from '../../kernels/rope.js';
+import { inverseFrequencies, ropeAnglesFrom } from '../../kernels/rope.js';
 import { learnsExtraLogit, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { matrixBytes, notePickingProduct, type PooledMatrix, Q8_BLOCK } from '../../kernels/split_products.js';
 import type { BlockView, EntryMemory, KVCache, LayerView, MemoryEntries } from '../cache/types.js';
@@ -117,6 +117,16 @@ export class DecodeProgram {
   /** The frame count and softmax variant each layer's Attend records' words that stay were written for (their layout depends on the count; the extra logit on the variant, which a model's config may change). */
   private readonly attendFrames: number[] = [];
   private readonly attendSoftmax: SoftmaxVariant[] = [];
+  /** Each layer's Attend step's frame count and values-from-keys offset as patched (arguments 1 and 2). */
+  private readonly attendStepFrames: number[] = [];
+  private readonly attendStepValues: number[] = [];
+  /** The embedding's rows [vocab, dim], a view kept between tokens: remade for another tensor or a detached buffer (the wasm backend's memory grew). */
+  private embeddingRows: Float32Array | undefined;
+  private embeddingOf: unknown;
+  /** The rope spec's inverse frequencies, and the spec and theta they are of (a changed spec gets its table again). */
+  private frequencies: Float64Array;
+  private frequenciesOf: Model['config']['rope'];
+  private frequenciesTheta: number;
 
   /** Set an argument of a step where it changed (setArg patches the pool's control words). */
   private patch(step: number, index: number, value: number): void {
@@ -182,6 +192,9 @@ export class DecodeProgram {
     this.half = model.config.rope.rotaryDim / 2;
     this.rowBytes = 4 * model.config.headDim;
     this.group = model.config.heads / model.config.kvHeads;
+    this.frequenciesOf = model.config.rope;
+    this.frequenciesTheta = model.config.rope.theta;
+    this.frequencies = inverseFrequencies(model.config.rope);
     const { config, weights } = model;
     const { dim, heads, headDim } = config;
     const q8 = classifier.format === 'q8';
@@ -316,18 +329,21 @@ export class DecodeProgram {
    * one-job-at-a-time path).
    */
   run(id: number, cache: KVCache, block: BlockView): Float32Array | undefined {
-    const { layers, dim } = this.model.config;
+    const { layers, dim, softmax } = this.model.config;
     if (cache.place === undefined) return undefined;
+    const extraLogit = learnsExtraLogit(softmax);
     // everything checked, every layer placed, before anything is written
-    for (let l = 0; l < layers; l++) if (!this.place(l, cache, block)) return undefined;
+    for (let l = 0; l < layers; l++) if (!this.place(l, cache, block, extraLogit)) return undefined;
     // each thread's scores: room for the most entries a query sees (the region grown when a cache grows)
     const scoresBytes = Math.ceil((4 * Math.max(1, this.mostEntries())) / 16) * 16;
     if (scoresBytes > this.scoresBytes && !this.growScores(scoresBytes)) return undefined; // (nothing written to the cache yet)
     const { floats, ints } = this.pool.views();
     // the token's embedding row is the residual stream's start
-    const table = float32View(this.model.weights.embedding); // [vocab, dim]
+    const table = this.embeddingTable(); // [vocab, dim]
     floats.set(table.subarray(id * dim, (id + 1) * dim), this.residual / 4);
-    for (let l = 0; l < layers; l++) this.patchLayer(l, floats, ints);
+    const rope = this.model.config.rope;
+    if (rope !== this.frequenciesOf || rope.theta !== this.frequenciesTheta) this.refreshFrequencies();
+    for (let l = 0; l < layers; l++) this.patchLayer(l, floats, ints, extraLogit);
     this.program.run();
     this.runs++;
     notePickingProduct(this.classifier, this.logits, this.records);
@@ -342,8 +358,30 @@ export class DecodeProgram {
   // rare paths, a cache's growth and a view's frame count changing, are
   // functions it does not inline while they do not run).
 
+  /** The embedding's rows [vocab, dim]: the view kept from the tokens before while it is of the model's tensor and its buffer is not detached (a non-shared wasm memory's grow detaches it: length 0). */
+  private embeddingTable(): Float32Array {
+    const rows = this.embeddingRows;
+    return rows !== undefined && this.embeddingOf === this.model.weights.embedding && rows.length !== 0 ? rows : this.viewEmbedding();
+  }
+
+  /** The embedding's rows [vocab, dim] as a view, made through tfjs (float32View: its backend lookups stay out of the per-token path). */
+  private viewEmbedding(): Float32Array {
+    const embedding = this.model.weights.embedding;
+    this.embeddingRows = float32View(embedding);
+    this.embeddingOf = embedding;
+    return this.embeddingRows;
+  }
+
+  /** The rope spec's inverse frequencies again (the model's config has another spec or theta). */
+  private refreshFrequencies(): void {
+    const rope = this.model.config.rope;
+    this.frequencies = inverseFrequencies(rope);
+    this.frequenciesOf = rope;
+    this.frequenciesTheta = rope.theta;
+  }
+
   /** Check layer l's view and the cache's placement of its entry; false: the program does not run this token. */
-  private place(l: number, cache: KVCache, block: BlockView): boolean {
+  private place(l: number, cache: KVCache, block: BlockView, extraLogit: boolean): boolean {
     const { kvHeads, headDim } = this.model.config;
     const view = block.layer(l);
     if (view.wantsAttention || view.entryPositions !== undefined || view.frames.length > MAX_FRAMES || view.keyPositions.length !== 1) return false;
@@ -351,7 +389,7 @@ export class DecodeProgram {
     if (placed === undefined || placed.entries.memory !== this.memory) return false;
     const [g, , d] = placed.entries.shape;
     if (g !== kvHeads || d !== headDim) return false;
-    if (learnsExtraLogit(this.model.config.softmax) && this.model.weights.layers[l]!.sinkLogits === undefined) return false;
+    if (extraLogit && this.model.weights.layers[l]!.sinkLogits === undefined) return false;
     const p = this.placed[l];
     if (p === undefined) this.placed[l] = { view, entries: placed.entries, at: placed.at };
     else {
@@ -388,10 +426,11 @@ export class DecodeProgram {
   }
 
   /** Write layer l's words of this token: its angles, its QkvRope record's slot and frames, its Attend records' entries. */
-  private patchLayer(l: number, floats: Float32Array, ints: Int32Array): void {
+  private patchLayer(l: number, floats: Float32Array, ints: Int32Array, extraLogit: boolean): void {
     const { view, entries, at } = this.placed[l]!;
     const places = this.layers[l]!;
-    const rope = this.model.config.rope;
+    const scale = this.model.config.rope.scale;
+    const frequencies = this.frequencies;
     const half = this.half;
     const frames = view.frames;
     // The angles: the keys', then each frame's, in the layer's area; a
@@ -403,26 +442,26 @@ export class DecodeProgram {
     const angles = l > 0 && view === this.placed[l - 1]!.view ? this.anglesOf[l - 1]! : places.angles;
     this.anglesOf[l] = angles;
     const own = angles === places.angles;
-    if (own) ropeAnglesInto(keyPosition, rope, floats, angles / 4, floats, angles / 4 + half);
-    setQkvRopeAngles(this.pool, places.rope, angles, angles + 4 * half, frames.length);
+    if (own) ropeAnglesFrom(keyPosition, scale, frequencies, floats, angles / 4, floats, angles / 4 + half);
+    setQkvRopeAngles(ints, places.rope, angles, angles + 4 * half, frames.length);
     for (let f = 0; f < frames.length; f++) {
       const position = frames[f]!.queryPositions[0]!;
       const cos = position === keyPosition ? angles : angles + 4 * (f + 1) * 2 * half;
-      if (position !== keyPosition && own) ropeAnglesInto(position, rope, floats, cos / 4, floats, cos / 4 + half);
-      setQkvRopeFrame(this.pool, places.rope, f, cos, cos + 4 * half, this.queries + f * this.qBytes);
+      if (position !== keyPosition && own) ropeAnglesFrom(position, scale, frequencies, floats, cos / 4, floats, cos / 4 + half);
+      setQkvRopeFrame(ints, places.rope, f, cos, cos + 4 * half, this.queries + f * this.qBytes);
     }
     const rowBytes = this.rowBytes;
     const capacity = entries.shape[1];
     const keysAt = entries.keys.byteOffset;
     const valuesAt = entries.values.byteOffset;
-    setQkvRopeSlot(this.pool, places.rope, keysAt + at * rowBytes, valuesAt + at * rowBytes, capacity * rowBytes);
+    setQkvRopeSlot(ints, places.rope, keysAt + at * rowBytes, valuesAt + at * rowBytes, capacity * rowBytes);
     // the Attend records: a head's words that stay (its queries, extra logit,
     // output row) written when the frame count or softmax changes, and every
     // token for learned sink logits (a tensor's values, read as the one-job
     // path reads them); per token each frame's entries
     const F = frames.length;
     const softmax = this.model.config.softmax;
-    if (this.attendFrames[l] !== F || this.attendSoftmax[l] !== softmax || learnsExtraLogit(softmax)) this.writeAttendHeads(l, F, softmax, floats, ints);
+    if (this.attendFrames[l] !== F || this.attendSoftmax[l] !== softmax || extraLogit) this.writeAttendHeads(l, F, softmax, floats, ints);
     for (let f = 0; f < F; f++) {
       const ranges = frames[f]!.rowRanges;
       setAttendFrameEntries(
@@ -440,8 +479,16 @@ export class DecodeProgram {
       );
     }
     // (the Attend step's frames and where the values lie from the keys: patched when they change)
-    this.patch(places.attendStep, 1, F);
-    this.patch(places.attendStep, 2, valuesAt - keysAt);
+    if (this.attendStepFrames[l] !== F || this.attendStepValues[l] !== valuesAt - keysAt) this.patchAttendStep(l, F, valuesAt - keysAt);
+  }
+
+  /** Layer l's Attend step's arguments: its frame count and where the values lie from the keys. */
+  private patchAttendStep(l: number, F: number, valuesFromKeys: number): void {
+    const step = this.layers[l]!.attendStep;
+    this.patch(step, 1, F);
+    this.patch(step, 2, valuesFromKeys);
+    this.attendStepFrames[l] = F;
+    this.attendStepValues[l] = valuesFromKeys;
   }
 
   /** Layer l's Attend records' words that stay while its view has F frames (and the model its sink logits). */
