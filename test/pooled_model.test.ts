@@ -24,6 +24,7 @@ import { forward, forwardBatch } from '../src/model/transformer.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
 import { writeRow } from '../kernels/split_products.js';
+import { wasmBackendMemory } from '../kernels/paths.js';
 import { TokenStream } from '../src/stream.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { tempDir } from './paths.js';
@@ -463,6 +464,50 @@ t.test(
       disposeModel(model);
       await model.pool?.dispose();
     }
+  },
+);
+
+t.test(
+  "a decode program keeps the embedding rows it reads between tokens: after the wasm memory grows and after the embedding is replaced, the one-job path's bits",
+  async (t) => {
+    // (the program keeps a view of the embedding's rows from token to token;
+    // a grown wasm memory detaches it, a new tensor is elsewhere: each must
+    // be seen, else the step reads a dead view or the old rows)
+    const model = modelFromLlama2c(readLlama2c(`${FIXTURES}tiny-gqa.bin`));
+    placeWeights(model, { threads: 2, weights: 'q8', splitMinBytes: 0 });
+    await model.pool!.ready();
+    const program = pooledDecodeProgram(model);
+    t.ok(program !== undefined, 'the model has a decode program');
+    const memory = wasmBackendMemory();
+    t.ok(memory !== undefined, 'the wasm backend runs');
+    const viaProgram = new TokenStream(model, { kind: 'dense' });
+    const viaJobs = new TokenStream(model, { kind: 'dense' });
+    let same = 0;
+    const step = (id: number) => {
+      const got = viaProgram.feedLastValues([id]).slice();
+      setDecodePrograms(false);
+      const want = viaJobs.feedLastValues([id]);
+      setDecodePrograms(true);
+      if (bitsEqual(got, want)) same++;
+    };
+    [1, 2, 3].forEach(step);
+    // grow the wasm backend's memory (tensors of 16 MiB until its buffer is another)
+    const buffer = memory!.buffer;
+    const fill: tf.Tensor[] = [];
+    while (memory!.buffer === buffer && fill.length < 64) fill.push(tf.zeros([2 ** 22])); // [4Mi] floats each
+    t.not(memory!.buffer, buffer, 'the wasm memory grew');
+    fill.forEach((x) => x.dispose());
+    [4, 5].forEach(step);
+    // another embedding tensor (rows scaled): the program reads the new one's rows
+    const old = model.weights.embedding;
+    model.weights.embedding = tf.mul(old, 1.5) as tf.Tensor2D; // [vocab, dim]
+    old.dispose();
+    [6, 7].forEach(step);
+    t.equal(same, 7, "each token's logits the one-job path's bit for bit");
+    t.equal(program?.runs, 7, 'each token ran as the program');
+    [viaProgram, viaJobs].forEach((s) => s.dispose());
+    disposeModel(model);
+    await model.pool?.dispose();
   },
 );
 
