@@ -482,6 +482,7 @@ t.test(
     t.ok(memory !== undefined, 'the wasm backend runs');
     const viaProgram = new TokenStream(model, { kind: 'dense' });
     const viaJobs = new TokenStream(model, { kind: 'dense' });
+    const before = tf.memory().numTensors;
     let same = 0;
     const step = (id: number) => {
       const got = viaProgram.feedLastValues([id]).slice();
@@ -505,6 +506,7 @@ t.test(
     [6, 7].forEach(step);
     t.equal(same, 7, "each token's logits the one-job path's bit for bit");
     t.equal(program?.runs, 7, 'each token ran as the program');
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
     [viaProgram, viaJobs].forEach((s) => s.dispose());
     disposeModel(model);
     await model.pool?.dispose();
