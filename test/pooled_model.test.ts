@@ -501,7 +501,7 @@ t.test(
     [4, 5].forEach(step);
     // another embedding tensor (rows scaled): the program reads the new one's rows
     const old = model.weights.embedding;
-    model.weights.embedding = tf.mul(old, 1.5) as tf.Tensor2D; // [vocab, dim]
+    model.weights.embedding = tf.mul<tf.Tensor2D>(old, 1.5); // [vocab, dim]
     old.dispose();
     [6, 7].forEach(step);
     t.equal(same, 7, "each token's logits the one-job path's bit for bit");
