@@ -108,7 +108,7 @@ export function attendInPool(
   const { floats } = pool.views();
   queries.forEach((q, f) => floats.set(q, (qAt + f * qBytes) / 4));
   const work = writeAttendRecords(pool, recordsAt, qAt, qBytes, rowRanges, entries, heads, variant, sinks, outAt);
-  pool.run(PoolOp.Attend, attendArgs(recordsAt, F, entries, scoresAt, scoresBytes), items, work);
+  pool.run(PoolOp.Attend, attendArgs(recordsAt, F, entries.valuesAt - entries.keysAt, headDim, scoresAt, scoresBytes), items, work);
   out.set(floats.subarray(outAt / 4, outAt / 4 + heads * T * headDim));
   return true;
 }
@@ -214,9 +214,9 @@ export function setAttendFrameEntries(
   }
 }
 
-/** The Attend job's arguments: its records (F frames), the entries, each thread's scores (scoresBytes apart from scoresAt). */
-export function attendArgs(recordsAt: number, F: number, entries: PoolEntries, scoresAt: number, scoresBytes: number): number[] {
-  return [recordsAt, F, entries.valuesAt - entries.keysAt, entries.headDim, float32Bits(1 / Math.sqrt(entries.headDim)), scoresAt, scoresBytes];
+/** The Attend job's arguments: its records (F frames), where the values lie from the keys, the rows' headDim, each thread's scores (scoresBytes apart from scoresAt). */
+export function attendArgs(recordsAt: number, F: number, valuesFromKeys: number, headDim: number, scoresAt: number, scoresBytes: number): number[] {
+  return [recordsAt, F, valuesFromKeys, headDim, float32Bits(1 / Math.sqrt(headDim)), scoresAt, scoresBytes];
 }
 
 /** Bytes of an Attend job's item record with F frames. */

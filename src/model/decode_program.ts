@@ -117,9 +117,6 @@ export class DecodeProgram {
   /** The frame count and softmax variant each layer's Attend records' words that stay were written for (their layout depends on the count; the extra logit on the variant, which a model's config may change). */
   private readonly attendFrames: number[] = [];
   private readonly attendSoftmax: SoftmaxVariant[] = [];
-  /** Each layer's Attend step's frame count and values-from-keys offset as patched (arguments 1 and 2). */
-  private readonly attendStepFrames: number[] = [];
-  private readonly attendStepValues: number[] = [];
   /** The embedding's rows [vocab, dim], a view kept between tokens: remade for another tensor or a detached buffer (the wasm backend's memory grew). */
   private embeddingRows: Float32Array | undefined;
   private embeddingOf: unknown;
@@ -203,7 +200,6 @@ export class DecodeProgram {
     const up = first.up.pooled!;
     const out = first.out.pooled!;
     const down = first.down.pooled!;
-    const scaleBits = attendArgs(0, 1, { keysAt: 0, valuesAt: 0, kvHeads: config.kvHeads, capacity: 0, headDim }, 0, 0)[4]!;
     const hidden = up.rows / 2;
     this.qBytes = lines(4 * heads * headDim);
     const ropeBytes = lines(qkvRopeRecordBytes(MAX_FRAMES));
@@ -275,7 +271,7 @@ export class DecodeProgram {
       places.attendStep = steps.length;
       steps.push({
         op: PoolOp.Attend,
-        args: [places.attendRecords, 1, 0, headDim, scaleBits, 0, 0],
+        args: attendArgs(places.attendRecords, 1, 0, headDim, 0, 0), // (frames, values and scores patched per token)
         rows: heads,
         weightBytes: Math.max(pool.splitMinBytes, pool.unitBytes) * heads,
       });
@@ -479,16 +475,14 @@ export class DecodeProgram {
       );
     }
     // (the Attend step's frames and where the values lie from the keys: patched when they change)
-    if (this.attendStepFrames[l] !== F || this.attendStepValues[l] !== valuesAt - keysAt) this.patchAttendStep(l, F, valuesAt - keysAt);
+    const step = places.attendStep;
+    if (this.program.arg(step, 1) !== F || this.program.arg(step, 2) !== valuesAt - keysAt) this.patchAttendStep(step, F, valuesAt - keysAt);
   }
 
-  /** Layer l's Attend step's arguments: its frame count and where the values lie from the keys. */
-  private patchAttendStep(l: number, F: number, valuesFromKeys: number): void {
-    const step = this.layers[l]!.attendStep;
-    this.patch(step, 1, F);
-    this.patch(step, 2, valuesFromKeys);
-    this.attendStepFrames[l] = F;
-    this.attendStepValues[l] = valuesFromKeys;
+  /** An Attend step's arguments: its frame count and where the values lie from the keys. */
+  private patchAttendStep(step: number, F: number, valuesFromKeys: number): void {
+    this.program.setArg(step, 1, F);
+    this.program.setArg(step, 2, valuesFromKeys);
   }
 
   /** Layer l's Attend records' words that stay while its view has F frames (and the model its sink logits). */
