@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import seedrandom from 'seedrandom';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { attendDirect } from '../kernels/attention_fused.js';
 import { POOL_MAX_BYTES, PoolOp, WorkerPool } from '../kernels/pool.js';
 import { poolRegions, PoolRegions } from '../kernels/pool_regions.js';
@@ -771,18 +771,27 @@ t.test('attention in the pool at T = 1, split over heads on 1, 2, 3 threads and 
   t.equal(tf.memory().numTensors, before, 'no tensor leak');
 });
 
-t.test('busy cores: a worker that gets no CPU time makes the workers stop spinning, and products stay right', async (t) => {
-  // The default pool watches the CPU time the process gets while it splits
-  // (kernels/pool.ts, BUSY_WINDOW_MS); a worker that sleeps 3 ms after every
-  // job is posted adds almost none, as one on a busy core would.
-  const [rows, cols] = [256, 256]; // 72 KB of q8 weights: split, but under the 1 MiB that still splits while calm
+/**
+ * The busy-cores tests' pool and product. The default pool watches the CPU
+ * time the process gets while it splits (kernels/pool.ts, BUSY_WINDOW_MS); a
+ * worker that sleeps 3 ms after every job is posted adds almost none, as one
+ * on a busy core would. A q8 [256, 256] product (72 KB: split, but under the
+ * 1 MiB that still splits while calm), its matrix in the pool, its x, and
+ * its one-thread result.
+ */
+async function busyPool(t: Test) {
+  const [rows, cols] = [256, 256];
   const w = randn(rows * cols);
   const x = randn(cols);
   const want = Array.from(pooledProduct(matrix(one, 'q8', w, rows, cols), x, 1));
   const pool = new WorkerPool(2, { lateMicros: [0, 3000] });
   t.teardown(() => pool.dispose());
   await pool.ready();
-  const m = matrix(pool, 'q8', w, rows, cols);
+  return { pool, m: matrix(pool, 'q8', w, rows, cols), x, want, rows, cols };
+}
+
+t.test('busy cores: a worker that gets no CPU time makes the workers stop spinning, and products stay right', async (t) => {
+  const { pool, m, x, want } = await busyPool(t);
   let right = true;
   // (bounded by calls, not time: the watch needs 25 ms of split jobs)
   for (let i = 0; i < 200_000 && pool.calmPeriods === 0; i++) right &&= Array.from(pooledProduct(m, x, 1)).every((v, j) => v === want[j]);
@@ -793,14 +802,7 @@ t.test('busy cores: a worker that gets no CPU time makes the workers stop spinni
 });
 
 t.test('busy cores: programs feed the watch too, then run on the caller alone, right', async (t) => {
-  const [rows, cols] = [256, 256];
-  const w = randn(rows * cols);
-  const x = randn(cols);
-  const want = Array.from(pooledProduct(matrix(one, 'q8', w, rows, cols), x, 1));
-  const pool = new WorkerPool(2, { lateMicros: [0, 3000] });
-  t.teardown(() => pool.dispose());
-  await pool.ready();
-  const m = matrix(pool, 'q8', w, rows, cols);
+  const { pool, m, x, want, rows, cols } = await busyPool(t);
   const out = pool.alloc(4 * rows);
   const xq = pool.alloc(2 * cols);
   const xd = pool.alloc(cols / 8);
