@@ -212,7 +212,8 @@ export function writeAttendHeadWords(
   sinks: Float32Array | undefined,
   outAt: number,
 ): void {
-  for (let h = 0; h < heads; h++) writeItemRows(floats, ints, recordsAt, F, h, qAt + h * rowBytes, qBytes, extraLogitOf(variant, h, sinks), outAt + h * rowBytes);
+  for (let h = 0; h < heads; h++)
+    writeItemRows(floats, ints, recordsAt, F, h, qAt + h * rowBytes, qBytes, extraLogitOf(variant, h, sinks), outAt + h * rowBytes);
 }
 
 /** Frame f's entries [lo, hi) in every head's one-token record (F frames; kv head k's rows at keysAt + k kvBytes; values where the Attend job's argument says). */
