@@ -195,7 +195,7 @@
         (br $steps))))
 
   ;; A worker after a job (pool.ts's worker loop): GENERATION (word 0) once
-  ;; it is not $seen, or after $spinMs of loads (performance.now every 64)
+  ;; it is not $seen, or after $spinMs of loads (the clock every 64)
   (func (export "watch") (param $ctrl i32) (param $seen i32) (param $spinMs f64) (result i32)
     (local $generation i32) (local $i i32) (local $until f64)
     (local.set $until (f64.add (call $now) (local.get $spinMs)))
