@@ -1,7 +1,9 @@
 // Batch-1 greedy decode speed against llama2.c's run.c, in one run: this
 // project on float32 and q8 weights, on one thread and on every core,
 // alternating with run.c built as its Makefile's `runomp` (-Ofast
-// -march=native -fopenmp) on 1 and 2 threads; and blocked evaluation on one
+// -march=native -fopenmp) on 1 and 2 threads (and on `--threads` where that
+// is more: the all-threads ratio compares like with like on a bigger
+// machine); and blocked evaluation on one
 // thread and on every core. Only ratios within one run mean anything on a
 // shared machine.
 //
@@ -31,7 +33,7 @@ import { argmax } from '../src/sample/sampler.js';
 import { benchArgs, markdownTable, median, peakRssMiB, recordResult, runBench, shapesFlag } from './common.js';
 
 const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all) against
-llama2.c run.c built as runomp (1 and 2 threads), alternating in one run; blocked evaluation (float32, q8)
+llama2.c run.c built as runomp (1, 2 and --threads threads), alternating in one run; blocked evaluation (float32, q8)
 on 1 and all threads.
 
   node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--warmup 8] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--spin-ab] [--anon-peer] [--record]
@@ -216,9 +218,9 @@ async function main(): Promise<void> {
     const anonPeer = cli.has('anon-peer');
     const peer = only !== 'eval' && buildPeer(dir, arg('peer', DEFAULT_PEER), anonPeer);
     const engines: Engine[] = [
-      ...(peer ? [1, 2].map((n): Engine => ({ name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}`, kind: 'runomp', threads: n })) : []),
+      ...(peer ? [...new Set([1, 2, threads])].map((n): Engine => ({ name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}`, kind: 'runomp', threads: n })) : []),
       ...(peer && anonPeer
-        ? [1, 2].map((n): Engine => ({
+        ? [...new Set([1, 2, threads])].map((n): Engine => ({
             name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}, weights in anonymous memory`,
             kind: 'runomp',
             threads: n,

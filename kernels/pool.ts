@@ -342,6 +342,33 @@ export type JobOp =
   | PoolOp.Quantize;
 
 /**
+ * Every JobOp, for checks of ops that come from outside the type system (a
+ * program's steps: PoolProgram checks each op against it when it is built,
+ * since an op the dispatch lacks is a trap in the walker). A JobOp missing
+ * here is a compile error.
+ */
+const JOB_OPS: Record<JobOp, true> = {
+  [PoolOp.F32]: true,
+  [PoolOp.Q8]: true,
+  [PoolOp.Attend]: true,
+  [PoolOp.SumsOfExps]: true,
+  [PoolOp.Swiglu]: true,
+  [PoolOp.Q8Gated]: true,
+  [PoolOp.F32Pick]: true,
+  [PoolOp.Q8Pick]: true,
+  [PoolOp.NormOperand]: true,
+  [PoolOp.QkvRope]: true,
+  [PoolOp.F32Add]: true,
+  [PoolOp.Q8Add]: true,
+  [PoolOp.Quantize]: true,
+};
+
+/** Whether `op` is one of the ops run() and a program's op steps take. */
+export function isJobOp(op: unknown): op is JobOp {
+  return typeof op === 'number' && Object.hasOwn(JOB_OPS, op);
+}
+
+/**
  * A product that picks (F32Pick, Q8Pick: greedy decoding's classifier, one
  * token): each claim of rows [row0, row1), once it has computed them, finds
  * the first largest of them where they lie, in its own core's cache

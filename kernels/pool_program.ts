@@ -23,7 +23,7 @@
 // results are the bits of running the steps one by one with pool.run (the
 // protocol, and why a late or sleeping worker never holds the caller, are in
 // pool.ts's header, "Programs").
-import { type JobOp, MAX_PROGRAM_STEPS, PROGRAM_CALLER_STEP, type ProgramPlan, type WorkerPool } from './pool.js';
+import { isJobOp, type JobOp, MAX_PROGRAM_STEPS, PROGRAM_CALLER_STEP, type ProgramPlan, type WorkerPool } from './pool.js';
 
 /** What a pool op step runs: run()'s four arguments. */
 export interface ProgramOpStep {
@@ -82,6 +82,8 @@ export class PoolProgram {
         return;
       }
       const { op, args, rows, weightBytes } = step;
+      // (an op the dispatch lacks would trap in the walker, on whichever thread claimed it)
+      if (!isJobOp(op)) throw new RangeError(`PoolProgram: step ${s}'s op ${String(op)} is not a pool op (PoolOp: a JobOp)`);
       if (args.length > MAX_STEP_ARGS)
         throw new RangeError(`PoolProgram: step ${s} takes at most ${MAX_STEP_ARGS} arguments besides its row range, got ${args.length}`);
       if (!(Number.isInteger(rows) && rows >= 0 && rows < 2 ** 31))

@@ -15,7 +15,7 @@ import { inPoolMemory, pooledArgmax } from '../kernels/logits_argmax.js';
 import { cacheShape } from './model/config.js';
 import { cacheMemory } from './model/pooled_layers.js';
 import { DecodeScratch, forward, forwardLastValues } from './model/transformer.js';
-import type { Model } from './model/weights.js';
+import { checkNotDisposed, type Model } from './model/weights.js';
 import { argmax } from './sample/sampler.js';
 
 /**
@@ -35,6 +35,7 @@ export class TokenStream {
     readonly model: Model,
     readonly policy: CachePolicy,
   ) {
+    checkNotDisposed(model);
     // a pooled model's caches keep their entries where its threads attend to them
     const shape = { ...cacheShape(model.config), entryMemory: cacheMemory(model) };
     if (policy.kind === 'recompute') {

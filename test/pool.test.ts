@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import seedrandom from 'seedrandom';
 import t, { type Test } from 'tap';
 import { attendDirect } from '../kernels/attention_fused.js';
-import { POOL_MAX_BYTES, PoolOp, WorkerPool } from '../kernels/pool.js';
+import { type JobOp, POOL_MAX_BYTES, PoolOp, WorkerPool } from '../kernels/pool.js';
 import { poolRegions, PoolRegions } from '../kernels/pool_regions.js';
 import { attendInPool } from '../kernels/pooled_attention.js';
 import { PoolProgram, type ProgramOpStep, type ProgramStep } from '../kernels/pool_program.js';
@@ -1212,6 +1212,11 @@ t.test('a program whose step fails throws, on the caller or a worker, runs no st
   t.throws(() => new PoolProgram(pool, []), /1 to 2048 steps, got 0/);
   t.throws(() => new PoolProgram(pool, [{ op: PoolOp.F32, args: new Array(9).fill(0), rows: 4, weightBytes: 0 }]), /step 0 takes at most 8 arguments/);
   t.throws(() => new PoolProgram(pool, [{ op: PoolOp.F32, args: [], rows: -1, weightBytes: 0 }]), /step 0's rows must be a non-negative integer, got -1/);
+  // an op the dispatch lacks (it trapped in the walker, on whichever thread claimed it); -1 is the caller steps' op word
+  for (const op of [2, 14, -1, 1.5]) {
+    const steps: ProgramStep[] = [{ caller: () => undefined }, { op: op as JobOp, args: [], rows: 4, weightBytes: 0 }];
+    t.throws(() => new PoolProgram(pool, steps), new RangeError(`PoolProgram: step 1's op ${op} is not a pool op (PoolOp: a JobOp)`), `op ${op}: refused`);
+  }
   const small = new PoolProgram(pool, [{ caller: () => undefined }, { op: PoolOp.F32, args: [], rows: 0, weightBytes: 0 }]);
   t.throws(() => small.setArg(0, 0, 1), /step 0 is not an op step/);
   t.throws(() => small.setArg(1, 8, 1), /argument index 8 outside 0..7/);

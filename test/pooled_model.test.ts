@@ -124,6 +124,39 @@ t.test('a token id outside the vocabulary: one RangeError naming it, on the tens
   }
 });
 
+t.test('a disposed model: one ArgumentError naming it, on the tensor path, one thread and the pool (was a TypeError from tfjs)', async (t) => {
+  const disposed = /^model: it was disposed \(disposeModel\): load the model again to use it$/;
+  for (const p of [
+    undefined,
+    { threads: 1, weights: 'q8' },
+    { threads: 2, weights: 'q8', splitMinBytes: 0 },
+    { threads: 2, weights: 'f32', splitMinBytes: 0 },
+  ] as const) {
+    const label = p === undefined ? 'tfjs' : `${p.weights} ${p.threads} thread(s)`;
+    const model = await loaded(p);
+    const before = tf.memory().numTensors;
+    const stream = new TokenStream(model, { kind: 'dense' });
+    stream.feed([1, 2], 'last').dispose(); // made and fed before: its next feeds fail too
+    disposeModel(model);
+    const after = tf.memory().numTensors;
+    const named = { name: 'ArgumentError', argument: 'model', message: disposed };
+    t.throws(() => new TokenStream(model, { kind: 'dense' }), named, `${label}: a new stream`);
+    t.throws(() => stream.feed([3]), named, `${label}: feed`);
+    t.throws(() => stream.feedLastValues([3]), named, `${label}: feedLastValues (a decode step)`);
+    t.throws(() => stream.feedLastGreedy([3]), named, `${label}: feedLastGreedy`);
+    const cache = new DenseCache({ layers: 3, kvHeads: 2, headDim: 8 });
+    t.throws(() => forward(model, [1, 2, 3], cache), named, `${label}: forward`);
+    t.equal(cache.length, 0, `${label}: the cache did not move`);
+    cache.dispose();
+    const steps = generate(model, { kind: 'dense' }, [1, 2], () => 0, { steps: 2 });
+    await t.rejects(steps.next(), named, `${label}: generate`);
+    t.equal(tf.memory().numTensors, after, `${label}: no tensor made by the failed calls`);
+    stream.dispose();
+    t.ok(tf.memory().numTensors < before, `${label}: and the stream's, the model's gone`);
+    await model.pool?.dispose();
+  }
+});
+
 t.test('pooled attention on arrays (no tfjs ops but the stored keys and values) equals the tensor path bit for bit', async (t) => {
   // An attention observer sends every layer through selfAttention's tensors
   // (the observer needs the probabilities); without one, the pooled layers

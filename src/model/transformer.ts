@@ -28,7 +28,7 @@ import { type DecodeProgram, pooledDecodeProgram } from './decode_program.js';
 import { mlp, norm } from './parts.js';
 import { type Attend, poolEntryMemory, pooledLayers, pooledLogits, pooledLogitValues, residualInPool } from './pooled_layers.js';
 import { classify, project } from './project.js';
-import type { LayerWeights, Model } from './weights.js';
+import { checkNotDisposed, type LayerWeights, type Model } from './weights.js';
 
 /** Stands for the learned sink token (sinkToken models) in an id list. */
 export const SINK_TOKEN = -1;
@@ -67,8 +67,9 @@ function mergeHeads(x: tf.Tensor3D): tf.Tensor2D {
   return x.transpose([1, 0, 2]).reshape([T, n * headDim]);
 }
 
-/** Every id is in the vocabulary or SINK_TOKEN: a gather would quietly return zeros (wasm) or garbage for a bad id. */
+/** Every id is in the vocabulary or SINK_TOKEN: a gather would quietly return zeros (wasm) or garbage for a bad id. And the model is not disposed (every forward pass checks its ids before it reads a weight). */
 function checkTokenIds(model: Model, ids: readonly number[]): void {
+  checkNotDisposed(model);
   const vocab = model.config.vocabSize;
   for (const id of ids) {
     if (id !== SINK_TOKEN && !(Number.isInteger(id) && id >= 0 && id < vocab)) throw new RangeError(`token id ${id} is outside the vocabulary 0..${vocab - 1}`);
@@ -506,6 +507,7 @@ export function forwardBatch(
  * the cache does not place them (KVCache.place).
  */
 export function forwardLastValues(model: Model, ids: readonly number[], cache: KVCache, scratch?: DecodeScratch): Float32Array {
+  checkNotDisposed(model); // (before the decode program is looked up: it is made on the model's pool)
   if (!residualInPool(model) || model.weights.pooledClassifier === undefined || ids.length > cache.blockLimit || ids.length === 0) {
     const logits = forward(model, ids, cache, 'last'); // [1, vocab]
     const values = logits.dataSync() as Float32Array;

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WorkerPool } from '../../kernels/pool.js';
 import type { PooledMatrix } from '../../kernels/split_products.js';
-import { ConfigError } from '../errors.js';
+import { ArgumentError, ConfigError } from '../errors.js';
 import type { ModelConfig } from './config.js';
 
 export interface Linear {
@@ -86,7 +86,23 @@ export function collectTensors(w: ModelWeights): tf.Tensor[] {
   return list.filter((t): t is tf.Tensor => t !== undefined);
 }
 
+/** Models disposeModel was called on (checkNotDisposed). */
+const disposedModels = new WeakSet<Model>();
+
 export function disposeModel(model: Model): void {
+  disposedModels.add(model);
   tf.dispose(collectTensors(model.weights));
   void model.pool?.dispose();
+}
+
+/**
+ * Throws an ArgumentError naming that the model was disposed, where using it
+ * would fail deep inside tfjs with a TypeError (its tensors are gone) or in
+ * the worker pool: called where a forward pass or a stream starts. (Its
+ * embedding disposed on its own counts too.)
+ */
+export function checkNotDisposed(model: Model): void {
+  if (disposedModels.has(model) || model.weights.embedding.isDisposed) {
+    throw new ArgumentError('model', 'it was disposed (disposeModel): load the model again to use it');
+  }
 }
