@@ -47,7 +47,7 @@ on 1 and all threads.
   --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
   --only decode|eval only the decode rows (run.c and ours) or only the blocked-evaluation rows (default: both)
   --spin-ab          also this project on all threads with the pool's spin off (the sleep-only pool), an A/B of the spin in the same run
-  --anon-peer        also runomp (1 and 2 threads) with its checkpoint copied into anonymous memory, as this project's
+  --anon-peer        also runomp (each thread count above) with its checkpoint copied into anonymous memory, as this project's
                      weights lie (4 KB pages here: THP madvise), instead of its read-only mmap of the file, which the
                      page cache can map in 2 MB folios (fewer TLB misses)
   --peer FILE        run.c to build (default: ../shared/peers/llama2c/run.c beside the repository)
