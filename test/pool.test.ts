@@ -1242,7 +1242,7 @@ const walker = new WebAssembly.Instance(modules[2], {
     productF32: loops.productF32, productQ8: loops.productQ8, quantizeX16: loops.quantizeX16,
     attendRows: shared.attendRows, sumsOfExps: shared.sumsOfExps, swigluRange: shared.swigluRange, pickRows: shared.pickRows,
     normOperand: shared.normOperand, qkvRope: shared.qkvRope, addInto: shared.addInto,
-    callerStep: () => {}, now: () => performance.now(),
+    callerStep: () => {}, uptime: process.uptime,
   },
 }).exports;
 const f = new Int32Array(flags);
