@@ -227,7 +227,7 @@
 // words, claims and waits above as wasm atomics on the shared memory
 // (memory.atomic.wait32 / notify for Atomics.wait / notify), the loops
 // called from it directly (wasm to wasm), the caller steps and the clock
-// (performance.now, every 64 spins) imported from JavaScript. In
+// (process.uptime, every 64 spins) imported from JavaScript. In
 // JavaScript, V8 compiled the walk on a background thread through a
 // process's first ~260 tokens, taking a core from the threads
 // (bench/cold_start.ts). A worker's spin for the next job is there too
@@ -640,7 +640,9 @@ const runRows = new Function(`return ${RUN_ROWS_SOURCE}`)() as RunRows;
 
 // What the program walker (simd/walker.wat) imports: the memory, the loops
 // of the other two modules (wasm-to-wasm calls), the caller steps' callback
-// and the clock its spins are bounded by. The same text in the workers.
+// and the clock its spins are bounded by (process.uptime itself, a native
+// function: no JavaScript for V8 to compile, as performance.now's wrapper
+// was). The same text in the workers.
 const WALKER_IMPORTS_SOURCE = `(memory, loops, shared, callerStep) => ({
   memory,
   productF32: loops.productF32,
@@ -654,7 +656,7 @@ const WALKER_IMPORTS_SOURCE = `(memory, loops, shared, callerStep) => ({
   qkvRope: shared.qkvRope,
   addInto: shared.addInto,
   callerStep,
-  now: () => performance.now(),
+  uptime: process.uptime,
 })`;
 const walkerImports = new Function(`return ${WALKER_IMPORTS_SOURCE}`)() as (
   memory: WebAssembly.Memory,
@@ -763,7 +765,7 @@ const walk = (tag, steps) => {
 for (;;) {
   let generation = Atomics.load(control, ${GENERATION});
   const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000; // (0 while the cores are busy: see BUSY_WINDOW_MS)
-  // (in walker.wat, performance.now every 64 loads: in JavaScript this loop
+  // (in walker.wat, the clock every 64 loads: in JavaScript this loop
   // made the worker's script a hot function for V8 to compile in the first tokens)
   if (generation === seen && spinMs > 0 && !failure) generation = walker.watch(controlAt, seen, spinMs);
   if (generation === seen) {

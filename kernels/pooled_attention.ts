@@ -21,9 +21,43 @@ import { PoolOp, type WorkerPool } from './pool.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
 import { extraLogitOf, learnsExtraLogit, type SoftmaxVariant } from './softmax.js';
 
-/** Bytes of an item's record: per frame query, first key, count (i32); then the sink logit (f32) and the output row (i32). */
+// An Attend item's record (loops.wat attendRows), F frames: int32 words
+//
+//   3f query row   3f + 1 first key row   3f + 2 entry count   (frame f of F; rows as byte offsets)
+//   3F extra logit (float32)   3F + 1 output row
+//
+// written only by writeItemRows and writeItemEntries below (for a block of
+// queries at once, writeAttendRecords; for a decode program's one-token
+// records, writeAttendHeadWords once and setAttendFrameEntries per token).
+
+/** Bytes of an item's record with F frames. */
 function recordBytes(frames: number): number {
   return 12 * frames + 8;
+}
+
+/** Item `item`'s words that name its rows: frame f's query at query0 + f qBytes, its extra logit, its output row. */
+function writeItemRows(
+  floats: Float32Array,
+  ints: Int32Array,
+  recordsAt: number,
+  F: number,
+  item: number,
+  query0: number,
+  qBytes: number,
+  extraLogit: number,
+  out: number,
+): void {
+  const at = (recordsAt + item * recordBytes(F)) / 4;
+  for (let f = 0; f < F; f++) ints[at + 3 * f] = query0 + f * qBytes;
+  floats[at + 3 * F] = extraLogit;
+  ints[at + 3 * F + 1] = out;
+}
+
+/** Item `item`'s entries of frame f: `count` key rows from firstKey on (their values where the job's valuesFromKeys says). */
+function writeItemEntries(ints: Int32Array, recordsAt: number, F: number, item: number, f: number, firstKey: number, count: number): void {
+  const at = (recordsAt + item * recordBytes(F)) / 4 + 3 * f;
+  ints[at + 1] = firstKey;
+  ints[at + 2] = count;
 }
 
 const align16 = (n: number) => Math.ceil(n / 16) * 16;
@@ -137,7 +171,6 @@ export function writeAttendRecords(
   const group = heads / kvHeads;
   const rowBytes = 4 * headDim;
   const { floats, ints } = pool.views();
-  const words = recordBytes(F) / 4;
   const order = T === 1 ? undefined : balancedRows(T);
   let work = 0; // bytes of keys and values read
   for (let h = 0, item = 0; h < heads; h++) {
@@ -145,18 +178,14 @@ export function writeAttendRecords(
     const sink = extraLogitOf(variant, h, sinks);
     for (let i = 0; i < T; i++, item++) {
       const t = order === undefined ? i : order[i]!;
-      const at = recordsAt / 4 + item * words;
       const row = (h * T + t) * rowBytes;
+      writeItemRows(floats, ints, recordsAt, F, item, qAt + row, qBytes, sink, outAt + row);
       for (let f = 0; f < F; f++) {
         const lo = rowRanges[f]![2 * t]!;
         const n = rowRanges[f]![2 * t + 1]! - lo;
-        ints[at + 3 * f] = qAt + f * qBytes + row;
-        ints[at + 3 * f + 1] = kvBase + lo * rowBytes;
-        ints[at + 3 * f + 2] = n;
+        writeItemEntries(ints, recordsAt, F, item, f, kvBase + lo * rowBytes, n);
         work += 2 * n * rowBytes;
       }
-      floats[at + 3 * F] = sink;
-      ints[at + 3 * F + 1] = outAt + row;
     }
   }
   return work;
@@ -183,13 +212,8 @@ export function writeAttendHeadWords(
   sinks: Float32Array | undefined,
   outAt: number,
 ): void {
-  const words = recordBytes(F) / 4;
-  for (let h = 0; h < heads; h++) {
-    const at = recordsAt / 4 + h * words;
-    for (let f = 0; f < F; f++) ints[at + 3 * f] = qAt + f * qBytes + h * rowBytes;
-    floats[at + 3 * F] = extraLogitOf(variant, h, sinks);
-    ints[at + 3 * F + 1] = outAt + h * rowBytes;
-  }
+  for (let h = 0; h < heads; h++)
+    writeItemRows(floats, ints, recordsAt, F, h, qAt + h * rowBytes, qBytes, extraLogitOf(variant, h, sinks), outAt + h * rowBytes);
 }
 
 /** Frame f's entries [lo, hi) in every head's one-token record (F frames; kv head k's rows at keysAt + k kvBytes; values where the Attend job's argument says). */
@@ -206,17 +230,29 @@ export function setAttendFrameEntries(
   lo: number,
   hi: number,
 ): void {
-  const words = recordBytes(F) / 4;
-  for (let h = 0; h < heads; h++) {
-    const at = recordsAt / 4 + h * words + 3 * f;
-    ints[at + 1] = keysAt + Math.floor(h / group) * kvBytes + lo * rowBytes;
-    ints[at + 2] = hi - lo;
-  }
+  for (let h = 0; h < heads; h++) writeItemEntries(ints, recordsAt, F, h, f, keysAt + Math.floor(h / group) * kvBytes + lo * rowBytes, hi - lo);
 }
+
+/**
+ * The Attend job's arguments by index (attendArgs writes them in this
+ * order; a decode program patches frames, valuesFromKeys and the scores'
+ * per token): its records (F frames each), F, where the values lie from the
+ * keys (bytes), the rows' headDim, the scale's float32 bits, each thread's
+ * scores (scoresBytes apart from scores on).
+ */
+export const ATTEND_ARG = { records: 0, frames: 1, valuesFromKeys: 2, headDim: 3, scaleBits: 4, scores: 5, scoresBytes: 6 } as const;
 
 /** The Attend job's arguments: its records (F frames), where the values lie from the keys, the rows' headDim, each thread's scores (scoresBytes apart from scoresAt). */
 export function attendArgs(recordsAt: number, F: number, valuesFromKeys: number, headDim: number, scoresAt: number, scoresBytes: number): number[] {
-  return [recordsAt, F, valuesFromKeys, headDim, float32Bits(1 / Math.sqrt(headDim)), scoresAt, scoresBytes];
+  const args = new Array<number>(7);
+  args[ATTEND_ARG.records] = recordsAt;
+  args[ATTEND_ARG.frames] = F;
+  args[ATTEND_ARG.valuesFromKeys] = valuesFromKeys;
+  args[ATTEND_ARG.headDim] = headDim;
+  args[ATTEND_ARG.scaleBits] = float32Bits(1 / Math.sqrt(headDim));
+  args[ATTEND_ARG.scores] = scoresAt;
+  args[ATTEND_ARG.scoresBytes] = scoresBytes;
+  return args;
 }
 
 /** Bytes of an Attend job's item record with F frames. */

@@ -1274,8 +1274,9 @@ t.test('a program whose step fails throws, on the caller or a worker, runs no st
 });
 
 // A fault of the caller's walk outside its units (the stack running out in
-// one of its calls, say; here its clock, performance.now, throwing where the
-// walk reads it after a caller step, with programTimes on): it holds no unit
+// one of its calls, say; here its clock, process.uptime as the pool's
+// walker imported it, throwing where the walk reads it after a caller step,
+// with programTimes on): it holds no unit
 // then, so it walks on from its step with FAILED set, as after a unit's
 // trap, and the run closes with every thread's units counted; it throws the
 // fault. (Before, it threw at once, the run left to the workers, which ran
@@ -1286,12 +1287,23 @@ t.test("a fault of the caller's walk outside its units: the run still closes, no
   const w = randn(rows * cols);
   const x = randn(cols);
   const want = Array.from(productF32Reference(w, x, rows, cols, 1));
-  const clock = Object.getOwnPropertyDescriptor(performance, 'now');
-  const restore = () => (clock === undefined ? Reflect.deleteProperty(performance, 'now') : Object.defineProperty(performance, 'now', clock));
+  const uptime = process.uptime;
+  const restore = () => (process.uptime = uptime);
   t.teardown(restore);
   for (const persists of [false, true]) {
+    let faults = 0;
+    let armed = false;
+    // the clock the caller's walker takes when the pool is made (the workers have their own)
+    process.uptime = () => {
+      if (armed && (persists || faults === 0)) {
+        faults++;
+        throw new Error('the clock failed');
+      }
+      return uptime();
+    };
     // the caller late: the worker is at the caller step's barrier when the fault comes
     const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [20_000, 0] });
+    restore();
     t.teardown(() => pool.dispose());
     await pool.ready();
     pool.programTimes = { runs: 0, own: [], barrier: [], ops: [] };
@@ -1299,20 +1311,7 @@ t.test("a fault of the caller's walk outside its units: the run still closes, no
     const xp = pool.alloc(4 * cols);
     floatsOf(pool).set(x, xp / 4);
     const out = pool.alloc(4 * rows);
-    let faults = 0;
-    let armed = false;
     let after = 0;
-    const real = performance.now.bind(performance);
-    Object.defineProperty(performance, 'now', {
-      configurable: true,
-      value: () => {
-        if (armed && (persists || faults === 0)) {
-          faults++;
-          throw new Error('the clock failed');
-        }
-        return real();
-      },
-    });
     const program = new PoolProgram(pool, [
       { caller: () => (armed = true) },
       { op: PoolOp.F32, args: [m.data, xp, out, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols },
@@ -1346,7 +1345,6 @@ t.test("a fault of the caller's walk outside its units: the run still closes, no
       t.throws(() => pooledProduct(m, x, 1), { name: 'WorkerPoolError', message }, 'persists: then a job throws it');
       await pool.dispose(); // (the workers left the run on STOP)
     }
-    restore();
   }
 });
 
@@ -1370,7 +1368,7 @@ const walker = new WebAssembly.Instance(modules[2], {
     productF32: loops.productF32, productQ8: loops.productQ8, quantizeX16: loops.quantizeX16,
     attendRows: shared.attendRows, sumsOfExps: shared.sumsOfExps, swigluRange: shared.swigluRange, pickRows: shared.pickRows,
     normOperand: shared.normOperand, qkvRope: shared.qkvRope, addInto: shared.addInto,
-    callerStep: () => {}, now: () => performance.now(),
+    callerStep: () => {}, uptime: process.uptime,
   },
 }).exports;
 const f = new Int32Array(flags);

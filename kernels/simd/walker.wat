@@ -11,8 +11,12 @@
 ;; The loops come from the other two modules on the same memory, imported:
 ;; products.wat's (productF32, productQ8, quantizeX16) and loops.wat's shared
 ;; build (the rest). A caller step is the imported JavaScript `callerStep`
-;; (which catches its own errors: it stores FAILED itself); `now` is
-;; performance.now, read every 64 spins to bound them.
+;; (which catches its own errors: it stores FAILED itself); the clock that
+;; bounds the spins (read every 64 of them) is the imported `uptime`, Node's
+;; process.uptime (seconds): a native function, so that V8 has no JavaScript
+;; of it to compile in a process's first tokens (performance.now is
+;; JavaScript around the native clock: it and its helpers took some 10 ms of
+;; TurboFan's background thread there, bench/cold_start.ts).
 ;;
 ;; A unit that traps (a pointer past the memory's end) unwinds this walk: the
 ;; thread's JavaScript catches it, reads `step` and `take` (this instance's
@@ -43,7 +47,10 @@
   (import "env" "qkvRope" (func $qkvRope (param i32)))
   (import "env" "addInto" (func $addInto (param i32 i32 i32)))
   (import "env" "callerStep" (func $callerStep (param i32)))
-  (import "env" "now" (func $now (result f64)))
+  (import "env" "uptime" (func $uptime (result f64)))
+
+  ;; the clock in ms (any origin: only differences are used)
+  (func $now (result f64) (f64.mul (call $uptime) (f64.const 1000)))
 
   ;; the step whose unit this thread runs (or whose words it walks), and the
   ;; units of its claim in flight (0: none): read after a trap
@@ -202,7 +209,7 @@
         (br $steps))))
 
   ;; A worker after a job (pool.ts's worker loop): GENERATION (word 0) once
-  ;; it is not $seen, or after $spinMs of loads (performance.now every 64)
+  ;; it is not $seen, or after $spinMs of loads (the clock every 64)
   (func (export "watch") (param $ctrl i32) (param $seen i32) (param $spinMs f64) (result i32)
     (local $generation i32) (local $i i32) (local $until f64)
     (local.set $until (f64.add (call $now) (local.get $spinMs)))

@@ -40,14 +40,14 @@
 // of the pool's memory of its own.
 import { float32View, hasDirectMemory } from '../../kernels/paths.js';
 import { GATED_SCRATCH_FLOATS, MAX_PROGRAM_STEPS, PICK_RECORD_BYTES, PoolOp, splitRows, type WorkerPool } from '../../kernels/pool.js';
-import { attendArgs, attendRecordBytes, setAttendFrameEntries, writeAttendHeadWords } from '../../kernels/pooled_attention.js';
+import { ATTEND_ARG, attendArgs, attendRecordBytes, setAttendFrameEntries, writeAttendHeadWords } from '../../kernels/pooled_attention.js';
 import { poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
 import { PoolProgram, type ProgramStep } from '../../kernels/pool_program.js';
 import { qkvRopeArgs, qkvRopeRecordBytes, setQkvRopeAngles, setQkvRopeFrame, setQkvRopeSlot, writeQkvRopeRecord } from '../../kernels/qkv_rope.js';
 import { inverseFrequencies, ropeAnglesFrom } from '../../kernels/rope.js';
 import { learnsExtraLogit, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { matrixBytes, notePickingProduct, type PooledMatrix, Q8_BLOCK } from '../../kernels/split_products.js';
-import type { BlockView, EntryMemory, KVCache, LayerView, MemoryEntries } from '../cache/types.js';
+import type { BlockView, EntryMemory, KVCache, LayerView } from '../cache/types.js';
 import { inputNorm, poolEntryMemory } from './pooled_layers.js';
 import type { LayerWeights, Model } from './weights.js';
 
@@ -81,12 +81,12 @@ interface LayerPlaces {
   angles: number;
 }
 
-/** What run() checked and found for one layer before writing anything. */
-interface Placed {
-  view: LayerView;
-  entries: MemoryEntries;
-  at: number;
-}
+/** Numbers run() keeps per layer from placeLayers for patchLayers: the entries' keys and values (byte offsets), their capacity (slots) and the new entry's slot. */
+const PLACED_KEYS = 0;
+const PLACED_VALUES = 1;
+const PLACED_CAPACITY = 2;
+const PLACED_SLOT = 3;
+const PLACED_NUMBERS = 4;
 
 export class DecodeProgram {
   private readonly pool: WorkerPool;
@@ -100,9 +100,9 @@ export class DecodeProgram {
   private readonly logits: number;
   private readonly records: number;
   private readonly layers: LayerPlaces[] = [];
-  private readonly placed: Placed[] = [];
-  /** Where each layer's angles lie this token (a layer's own area, or that of the layer before, which had the same view). */
-  private readonly anglesOf: number[] = [];
+  /** This token's view of each layer, and the cache's placement of its entry (PLACED_NUMBERS a layer: float64, byte offsets may pass 2^31). */
+  private readonly views: LayerView[] = [];
+  private readonly placed: Float64Array;
   private readonly memory: EntryMemory;
   private logitView: Float32Array | undefined;
   /** Tokens the program has run (for tests). */
@@ -192,6 +192,7 @@ export class DecodeProgram {
     this.frequenciesOf = model.config.rope;
     this.frequenciesTheta = model.config.rope.theta;
     this.frequencies = inverseFrequencies(model.config.rope);
+    this.placed = new Float64Array(PLACED_NUMBERS * model.config.layers);
     const { config, weights } = model;
     const { dim, heads, headDim } = config;
     const q8 = classifier.format === 'q8';
@@ -325,21 +326,22 @@ export class DecodeProgram {
    * one-job-at-a-time path).
    */
   run(id: number, cache: KVCache, block: BlockView): Float32Array | undefined {
-    const { layers, dim, softmax } = this.model.config;
+    const config = this.model.config;
     if (cache.place === undefined) return undefined;
-    const extraLogit = learnsExtraLogit(softmax);
+    const extraLogit = learnsExtraLogit(config.softmax);
     // everything checked, every layer placed, before anything is written
-    for (let l = 0; l < layers; l++) if (!this.place(l, cache, block, extraLogit)) return undefined;
+    const most = this.placeLayers(cache, block, extraLogit);
+    if (most < 0) return undefined;
     // each thread's scores: room for the most entries a query sees (the region grown when a cache grows)
-    const scoresBytes = Math.ceil((4 * Math.max(1, this.mostEntries())) / 16) * 16;
+    const scoresBytes = Math.ceil((4 * Math.max(1, most)) / 16) * 16;
     if (scoresBytes > this.scoresBytes && !this.growScores(scoresBytes)) return undefined; // (nothing written to the cache yet)
     const { floats, ints } = this.pool.views();
     // the token's embedding row is the residual stream's start
+    const dim = config.dim;
     const table = this.embeddingTable(); // [vocab, dim]
     floats.set(table.subarray(id * dim, (id + 1) * dim), this.residual / 4);
-    const rope = this.model.config.rope;
-    if (rope !== this.frequenciesOf || rope.theta !== this.frequenciesTheta) this.refreshFrequencies();
-    for (let l = 0; l < layers; l++) this.patchLayer(l, floats, ints, extraLogit);
+    if (config.rope !== this.frequenciesOf || config.rope.theta !== this.frequenciesTheta) this.refreshFrequencies();
+    this.patchLayers(floats, ints, extraLogit);
     this.program.run();
     this.runs++;
     notePickingProduct(this.classifier, this.logits, this.records);
@@ -348,11 +350,13 @@ export class DecodeProgram {
     return this.logitView;
   }
 
-  // run()'s parts, each a small function of its own: TurboFan compiles
-  // run() in a process's first tokens on a thread that takes one of the
-  // pool's cores, and a small, monomorphic token patch compiles faster (the
-  // rare paths, a cache's growth and a view's frame count changing, are
-  // functions it does not inline while they do not run).
+  // run()'s parts: TurboFan compiles the per-token code in a process's
+  // first tokens on a thread that takes one of the pool's cores, so it is
+  // two loops over the layers (placeLayers, patchLayers: each compiled
+  // once, too large to be inlined into run, which stays small), with plain
+  // loops and numbers, no arrays or objects made; the rare paths (a cache's
+  // growth, a view's frame count changing, a new embedding or rope spec) are
+  // functions of their own that it does not inline while they do not run.
 
   /** The embedding's rows [vocab, dim]: the view kept from the tokens before while it is of the model's tensor and its buffer is not detached (a non-shared wasm memory's grow detaches it: length 0). */
   private embeddingTable(): Float32Array {
@@ -376,34 +380,38 @@ export class DecodeProgram {
     this.frequenciesTheta = rope.theta;
   }
 
-  /** Check layer l's view and the cache's placement of its entry; false: the program does not run this token. */
-  private place(l: number, cache: KVCache, block: BlockView, extraLogit: boolean): boolean {
-    const { kvHeads, headDim } = this.model.config;
-    const view = block.layer(l);
-    if (view.wantsAttention || view.entryPositions !== undefined || view.frames.length > MAX_FRAMES || view.keyPositions.length !== 1) return false;
-    const placed = cache.place!(l);
-    if (placed === undefined || placed.entries.memory !== this.memory) return false;
-    const [g, , d] = placed.entries.shape;
-    if (g !== kvHeads || d !== headDim) return false;
-    if (extraLogit && this.model.weights.layers[l]!.sinkLogits === undefined) return false;
-    const p = this.placed[l];
-    if (p === undefined) this.placed[l] = { view, entries: placed.entries, at: placed.at };
-    else {
-      p.view = view;
-      p.entries = placed.entries;
-      p.at = placed.at;
-    }
-    return true;
-  }
-
-  /** The most entries a layer's query sees this token (each thread's scores). */
-  private mostEntries(): number {
+  /**
+   * Check each layer's view and the cache's placement of its entry, kept
+   * (views, placed) for patchLayers: the most entries a layer's query sees
+   * this token, or -1 where the program does not run this token. A view the
+   * layers share (the caches' usual: sharedLayers) is checked and counted
+   * once.
+   */
+  private placeLayers(cache: KVCache, block: BlockView, extraLogit: boolean): number {
+    const { layers, kvHeads, headDim } = this.model.config;
+    const views = this.views;
+    const placed = this.placed;
     let most = 0;
-    for (let l = 0; l < this.placed.length; l++) {
-      const frames = this.placed[l]!.view.frames;
-      let n = 0;
-      for (let f = 0; f < frames.length; f++) n += frames[f]!.rowRanges[1]! - frames[f]!.rowRanges[0]!;
-      if (n > most) most = n;
+    for (let l = 0; l < layers; l++) {
+      const view = block.layer(l);
+      if (l === 0 || view !== views[l - 1]) {
+        const frames = view.frames;
+        if (view.wantsAttention || view.entryPositions !== undefined || frames.length > MAX_FRAMES || view.keyPositions.length !== 1) return -1;
+        let n = 0;
+        for (let f = 0; f < frames.length; f++) n += frames[f]!.rowRanges[1]! - frames[f]!.rowRanges[0]!;
+        if (n > most) most = n;
+      }
+      views[l] = view;
+      const place = cache.place!(l);
+      if (place === undefined) return -1;
+      const { memory, shape, keys, values } = place.entries;
+      if (memory !== this.memory || shape[0] !== kvHeads || shape[2] !== headDim) return -1;
+      if (extraLogit && this.model.weights.layers[l]!.sinkLogits === undefined) return -1;
+      const p = PLACED_NUMBERS * l;
+      placed[p + PLACED_KEYS] = keys.byteOffset;
+      placed[p + PLACED_VALUES] = values.byteOffset;
+      placed[p + PLACED_CAPACITY] = shape[1];
+      placed[p + PLACED_SLOT] = place.at;
     }
     return most;
   }
@@ -415,74 +423,74 @@ export class DecodeProgram {
     const scoresAt = poolScratch(pool, this.scoresName, pool.threads * scoresBytes);
     this.scoresBytes = scoresBytes;
     for (const places of this.layers) {
-      this.patch(places.attendStep, 5, scoresAt);
-      this.patch(places.attendStep, 6, scoresBytes);
+      this.patch(places.attendStep, ATTEND_ARG.scores, scoresAt);
+      this.patch(places.attendStep, ATTEND_ARG.scoresBytes, scoresBytes);
     }
     return true;
   }
 
-  /** Write layer l's words of this token: its angles, its QkvRope record's slot and frames, its Attend records' entries. */
-  private patchLayer(l: number, floats: Float32Array, ints: Int32Array, extraLogit: boolean): void {
-    const { view, entries, at } = this.placed[l]!;
-    const places = this.layers[l]!;
+  /**
+   * Write each layer's words of this token (placeLayers' views and
+   * placements): its angles, its QkvRope record's slot and frames, its
+   * Attend records' entries.
+   */
+  private patchLayers(floats: Float32Array, ints: Int32Array, extraLogit: boolean): void {
+    const { layers, heads, softmax } = this.model.config;
     const scale = this.model.config.rope.scale;
     const frequencies = this.frequencies;
     const half = this.half;
-    const frames = view.frames;
-    // The angles: the keys', then each frame's, in the layer's area; a
-    // view the layers share (the streaming cache's) once, in the first's
-    // (a frame's query at the key's position: the keys' angles). Plain
-    // loops, no arrays or objects made: what TurboFan compiles in a
-    // process's first tokens stays small and stable.
-    const keyPosition = view.keyPositions[0]!;
-    const angles = l > 0 && view === this.placed[l - 1]!.view ? this.anglesOf[l - 1]! : places.angles;
-    this.anglesOf[l] = angles;
-    const own = angles === places.angles;
-    if (own) ropeAnglesFrom(keyPosition, scale, frequencies, floats, angles / 4, floats, angles / 4 + half);
-    setQkvRopeAngles(ints, places.rope, angles, angles + 4 * half, frames.length);
-    for (let f = 0; f < frames.length; f++) {
-      const position = frames[f]!.queryPositions[0]!;
-      const cos = position === keyPosition ? angles : angles + 4 * (f + 1) * 2 * half;
-      if (position !== keyPosition && own) ropeAnglesFrom(position, scale, frequencies, floats, cos / 4, floats, cos / 4 + half);
-      setQkvRopeFrame(ints, places.rope, f, cos, cos + 4 * half, this.queries + f * this.qBytes);
-    }
     const rowBytes = this.rowBytes;
-    const capacity = entries.shape[1];
-    const keysAt = entries.keys.byteOffset;
-    const valuesAt = entries.values.byteOffset;
-    setQkvRopeSlot(ints, places.rope, keysAt + at * rowBytes, valuesAt + at * rowBytes, capacity * rowBytes);
-    // the Attend records: a head's words that stay (its queries, extra logit,
-    // output row) written when the frame count or softmax changes, and every
-    // token for learned sink logits (a tensor's values, read as the one-job
-    // path reads them); per token each frame's entries
-    const F = frames.length;
-    const softmax = this.model.config.softmax;
-    if (this.attendFrames[l] !== F || this.attendSoftmax[l] !== softmax || extraLogit) this.writeAttendHeads(l, F, softmax, floats, ints);
-    for (let f = 0; f < F; f++) {
-      const ranges = frames[f]!.rowRanges;
-      setAttendFrameEntries(
-        ints,
-        places.attendRecords,
-        F,
-        f,
-        this.model.config.heads,
-        this.group,
-        keysAt,
-        capacity * rowBytes,
-        rowBytes,
-        ranges[0]!,
-        ranges[1]!,
-      );
+    const placed = this.placed;
+    let angles = 0; // where this layer's angles lie: the keys' cos|sin, then each frame's
+    for (let l = 0; l < layers; l++) {
+      const view = this.views[l]!;
+      const places = this.layers[l]!;
+      const frames = view.frames;
+      const F = frames.length;
+      // The angles, in the layer's own area; a view the layers share once,
+      // in the first's (a frame's query at the key's position: the keys'
+      // angles).
+      const keyPosition = view.keyPositions[0]!;
+      if (l === 0 || view !== this.views[l - 1]) {
+        angles = places.angles;
+        ropeAnglesFrom(keyPosition, scale, frequencies, floats, angles / 4, floats, angles / 4 + half);
+        for (let f = 0; f < F; f++) {
+          const position = frames[f]!.queryPositions[0]!;
+          const cos = angles + 4 * (f + 1) * 2 * half;
+          if (position !== keyPosition) ropeAnglesFrom(position, scale, frequencies, floats, cos / 4, floats, cos / 4 + half);
+        }
+      }
+      setQkvRopeAngles(ints, places.rope, angles, angles + 4 * half, F);
+      for (let f = 0; f < F; f++) {
+        const cos = frames[f]!.queryPositions[0]! === keyPosition ? angles : angles + 4 * (f + 1) * 2 * half;
+        setQkvRopeFrame(ints, places.rope, f, cos, cos + 4 * half, this.queries + f * this.qBytes);
+      }
+      const p = PLACED_NUMBERS * l;
+      const keysAt = placed[p + PLACED_KEYS]!;
+      const valuesAt = placed[p + PLACED_VALUES]!;
+      const kvBytes = placed[p + PLACED_CAPACITY]! * rowBytes;
+      const slot = placed[p + PLACED_SLOT]!;
+      setQkvRopeSlot(ints, places.rope, keysAt + slot * rowBytes, valuesAt + slot * rowBytes, kvBytes);
+      // the Attend records: a head's words that stay (its queries, extra logit,
+      // output row) written when the frame count or softmax changes, and every
+      // token for learned sink logits (a tensor's values, read as the one-job
+      // path reads them); per token each frame's entries
+      if (this.attendFrames[l] !== F || this.attendSoftmax[l] !== softmax || extraLogit) this.writeAttendHeads(l, F, softmax, floats, ints);
+      for (let f = 0; f < F; f++) {
+        const ranges = frames[f]!.rowRanges;
+        setAttendFrameEntries(ints, places.attendRecords, F, f, heads, this.group, keysAt, kvBytes, rowBytes, ranges[0]!, ranges[1]!);
+      }
+      // (the Attend step's frames and where the values lie from the keys: patched when they change)
+      const step = places.attendStep;
+      if (this.program.arg(step, ATTEND_ARG.frames) !== F || this.program.arg(step, ATTEND_ARG.valuesFromKeys) !== valuesAt - keysAt)
+        this.patchAttendStep(step, F, valuesAt - keysAt);
     }
-    // (the Attend step's frames and where the values lie from the keys: patched when they change)
-    const step = places.attendStep;
-    if (this.program.arg(step, 1) !== F || this.program.arg(step, 2) !== valuesAt - keysAt) this.patchAttendStep(step, F, valuesAt - keysAt);
   }
 
   /** An Attend step's arguments: its frame count and where the values lie from the keys. */
   private patchAttendStep(step: number, F: number, valuesFromKeys: number): void {
-    this.program.setArg(step, 1, F);
-    this.program.setArg(step, 2, valuesFromKeys);
+    this.program.setArg(step, ATTEND_ARG.frames, F);
+    this.program.setArg(step, ATTEND_ARG.valuesFromKeys, valuesFromKeys);
   }
 
   /** Layer l's Attend records' words that stay while its view has F frames (and the model its sink logits). */

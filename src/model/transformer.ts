@@ -554,10 +554,18 @@ export function forwardLastValues(model: Model, ids: readonly number[], cache: K
   return values;
 }
 
-/** The model's decode program (decode_program.ts), where a step of one token takes pooledAttention's in-place path in the pool (its route). */
+/**
+ * The model's decode program (decode_program.ts), where a step of one token
+ * takes pooledAttention's in-place path in the pool: attentionRoute's
+ * direct and inPlace for T = 1 (no causal block, no observer), checked
+ * without making the route (every token: the object and the copy-in check it
+ * does not need cost a 15M step some 5 µs).
+ */
 function decodeProgramFor(model: Model): DecodeProgram | undefined {
-  const route = attentionRoute(model.config, model.pool, 1, undefined, undefined);
-  return route.direct && route.inPlace !== undefined ? pooledDecodeProgram(model) : undefined;
+  const { headDim, softmax } = model.config;
+  // (attentionPath(1) is 'fused' wherever poolAttends(1) holds: both need fusedInference)
+  const inPlace = model.pool !== undefined && hasDirectMemory() && poolAttends(1, headDim, softmax, simdAvailable);
+  return inPlace ? pooledDecodeProgram(model) : undefined;
 }
 
 /**
