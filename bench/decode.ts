@@ -15,7 +15,7 @@
 //
 //   node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--rounds 3] [--threads N] [--record]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +36,7 @@ const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8;
 llama2.c run.c built as runomp (1, 2 and --threads threads), alternating in one run; blocked evaluation (float32, q8)
 on 1 and all threads.
 
-  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--warmup 8] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--spin-ab] [--record]
+  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--warmup 8] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--spin-ab] [--anon-peer] [--record]
 
   --shapes LIST      llama2.c shapes (${Object.keys(NAMED_SHAPES).join(', ')}); default 15M,110M
   --tokens N         greedy tokens per measurement (default 128)
@@ -47,6 +47,9 @@ on 1 and all threads.
   --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
   --only decode|eval only the decode rows (run.c and ours) or only the blocked-evaluation rows (default: both)
   --spin-ab          also this project on all threads with the pool's spin off (the sleep-only pool), an A/B of the spin in the same run
+  --anon-peer        also runomp (each thread count above) with its checkpoint copied into anonymous memory, as this project's
+                     weights lie (4 KB pages here: THP madvise), instead of its read-only mmap of the file, which the
+                     page cache can map in 2 MB folios (fewer TLB misses)
   --peer FILE        run.c to build (default: ../shared/peers/llama2c/run.c beside the repository)
   --record           append the tables to bench/RESULTS.md
   --help             this text
@@ -68,6 +71,8 @@ interface Engine {
   weights?: 'f32' | 'q8';
   /** The pool's threads sleep at once between jobs (--spin-ab). */
   spinOff?: boolean;
+  /** runomp reading its checkpoint into anonymous memory (--anon-peer). */
+  anon?: boolean;
 }
 
 interface Measurement {
@@ -130,10 +135,14 @@ async function childEval(model: string, threads: number, weights: 'f32' | 'q8', 
 function runEngine(engine: Engine, dir: string, shape: string, tokens: number, warmup: number, evalTokens: number): Measurement {
   const model = join(dir, `${shape}.bin`);
   if (engine.kind === 'runomp') {
-    const run = spawnSync(join(dir, 'runomp'), [model, '-z', join(dir, `tokenizer-${shape}.bin`), '-t', '0', '-n', String(tokens + 1), '-i', 'Once'], {
-      encoding: 'utf8',
-      env: { ...process.env, OMP_NUM_THREADS: String(engine.threads) },
-    });
+    const run = spawnSync(
+      join(dir, engine.anon === true ? 'runomp-anon' : 'runomp'),
+      [model, '-z', join(dir, `tokenizer-${shape}.bin`), '-t', '0', '-n', String(tokens + 1), '-i', 'Once'],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, OMP_NUM_THREADS: String(engine.threads) },
+      },
+    );
     const match = /achieved tok\/s: ([\d.]+|inf)/.exec(run.stderr); // run.c reports on stderr
     if (match === null) throw new Error(`runomp printed no tok/s (status ${run.status}): ${run.stderr.slice(-200)}`);
     // run.c's clock counts whole milliseconds: a run shorter than one reads as inf
@@ -160,9 +169,23 @@ function runEngine(engine: Engine, dir: string, shape: string, tokens: number, w
   return JSON.parse(execFileSync(process.execPath, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 })) as Measurement;
 }
 
-function buildPeer(dir: string, source: string): boolean {
+/** The line of run.c that maps the checkpoint, and what --anon-peer adds after its check: a copy into anonymous memory. */
+const PEER_MMAP = '    if (*data == MAP_FAILED) { fprintf(stderr, "mmap failed!\\n"); exit(EXIT_FAILURE); }\n';
+const PEER_ANON_COPY =
+  '    { float* copy = mmap(NULL, *file_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);\n' +
+  '      if (copy == MAP_FAILED) { fprintf(stderr, "anonymous mmap failed!\\n"); exit(EXIT_FAILURE); }\n' +
+  '      memcpy(copy, *data, *file_size); munmap(*data, *file_size); *data = copy; }\n';
+
+/** runomp (and with `anon` runomp-anon: run.c reading its checkpoint into anonymous memory) into dir. */
+function buildPeer(dir: string, source: string, anon: boolean): boolean {
   try {
     execFileSync('gcc', ['-Ofast', '-march=native', '-fopenmp', '-o', join(dir, 'runomp'), source, '-lm'], { stdio: 'pipe' });
+    if (anon) {
+      const text = readFileSync(source, 'utf8');
+      if (!text.includes(PEER_MMAP)) cli.fail(`--anon-peer: ${source} has no line '${PEER_MMAP.trim()}' to copy the checkpoint after`);
+      writeFileSync(join(dir, 'run_anon.c'), text.replace(PEER_MMAP, PEER_MMAP + PEER_ANON_COPY));
+      execFileSync('gcc', ['-Ofast', '-march=native', '-fopenmp', '-o', join(dir, 'runomp-anon'), join(dir, 'run_anon.c'), '-lm'], { stdio: 'pipe' });
+    }
     return true;
   } catch (e) {
     process.stderr.write(`run.c not built (${(e as Error).message.split('\n')[0]}): measuring this project alone\n`);
@@ -192,9 +215,18 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(join(tmpdir(), 'streamllm-bench-decode-'));
   try {
-    const peer = only !== 'eval' && buildPeer(dir, arg('peer', DEFAULT_PEER));
+    const anonPeer = cli.has('anon-peer');
+    const peer = only !== 'eval' && buildPeer(dir, arg('peer', DEFAULT_PEER), anonPeer);
     const engines: Engine[] = [
       ...(peer ? [...new Set([1, 2, threads])].map((n): Engine => ({ name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}`, kind: 'runomp', threads: n })) : []),
+      ...(peer && anonPeer
+        ? [...new Set([1, 2, threads])].map((n): Engine => ({
+            name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}, weights in anonymous memory`,
+            kind: 'runomp',
+            threads: n,
+            anon: true,
+          }))
+        : []),
       ...(only === 'eval' ? [] : (['f32', 'q8'] as const)).flatMap((weights) =>
         [...new Set([1, threads])].map((n): Engine => ({
           name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''}`,
@@ -241,8 +273,8 @@ async function main(): Promise<void> {
         }
       }
       const tps = (e: Engine | undefined) => (e === undefined ? NaN : median(results.get(e)!.map((m) => m.tokensPerSecond)));
-      const find = (kind: Engine['kind'], n: number, weights?: string, spinOff?: boolean) =>
-        all.find((e) => e.kind === kind && e.threads === n && e.weights === weights && e.spinOff === spinOff);
+      const find = (kind: Engine['kind'], n: number, weights?: string, spinOff?: boolean, anon?: boolean) =>
+        all.find((e) => e.kind === kind && e.threads === n && e.weights === weights && e.spinOff === spinOff && e.anon === anon);
       const rows = all.map((e) => {
         const r = results.get(e)!;
         const rates = r.map((m) => m.tokensPerSecond);
@@ -256,6 +288,11 @@ async function main(): Promise<void> {
         ['q8, 1 thread / runomp 1 thread', ratio(find('ours', 1, 'q8'), find('runomp', 1))],
         [`f32, ${threads} threads / runomp ${threads} threads`, ratio(find('ours', threads, 'f32'), find('runomp', threads))],
         [`q8, ${threads} threads / runomp 2 threads`, ratio(find('ours', threads, 'q8'), find('runomp', 2))],
+        [
+          `f32, ${threads} threads / runomp ${threads} threads, weights in anonymous memory`,
+          ratio(find('ours', threads, 'f32'), find('runomp', threads, undefined, undefined, true)),
+        ],
+        [`runomp ${threads} threads: mmapped file / anonymous memory`, ratio(find('runomp', threads), find('runomp', threads, undefined, undefined, true))],
         [`q8, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'q8'), find('ours', 1, 'f32'))],
         [`f32, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'f32'), find('ours', 1, 'f32'))],
         [`f32, ${threads} threads, spin / no spin`, ratio(find('ours', threads, 'f32'), find('ours', threads, 'f32', true))],

@@ -20,9 +20,19 @@
 // as the shipped one on every shape: an A/B of a change to the loop before
 // it is shipped (`--variant kernels/simd/products.wat` is an A/A).
 //
-// --threads N runs ours through the worker pool (pooledProduct, as decode
-// does) and as a static split without it (a bound for the pool's), and
-// run.c's matmul with OMP_NUM_THREADS=N.
+// --threads N runs ours through the worker pool (a shape's products as one
+// pool program, as the decode program runs them, and as pooledProduct calls)
+// and as a static split without it, and run.c's matmul with
+// OMP_NUM_THREADS=N.
+//
+// --file-weights adds run.c's matmul on weights read through a read-only
+// mmap of a file, as runomp reads its checkpoint. Here (ext4, THP madvise)
+// the page cache maps such a file in 2 MB folios (FilePmdMapped), where
+// anonymous memory, run.c's aligned_alloc and this project's WebAssembly
+// memory alike, has 4 KB pages: a 15M step's 61 MB then costs some 15,000
+// TLB misses (nested page walks in this VM) instead of about 30. Measured
+// (2 threads, step): run.c on anonymous memory 1602 µs, from the file 1113,
+// ours (program) 1691.
 import { execFileSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,14 +41,15 @@ import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assembleWat } from '../scripts/assemble_wasm.js';
 import { WASM_BASE64 } from '../kernels/simd/products.wasm.js';
-import { UNIT_BYTES, WorkerPool } from '../kernels/pool.js';
-import { allocMatrix, pooledProduct, type PooledMatrix } from '../kernels/split_products.js';
+import { PoolOp, UNIT_BYTES, WorkerPool } from '../kernels/pool.js';
+import { PoolProgram } from '../kernels/pool_program.js';
+import { allocMatrix, matrixBytes, pooledProduct, type PooledMatrix } from '../kernels/split_products.js';
 import { benchArgs, markdownTable, median, recordResult, runBench } from './common.js';
 
 const HELP = `bench f32_product: one float32 product on one thread (or --threads N), ours (products.wat productF32) against run.c's matmul (gcc -Ofast -march=native), alternating
 
   node dist/bench/f32_product.js [--shapes step,864x288,288x288,1536x288,288x768,32000x288] [--rounds 7] [--span 64]
-      [--tokens 1] [--threads 1] [--variant FILE.wat] [--peer PATH] [--record]
+      [--tokens 1] [--threads 1] [--units LIST] [--file-weights] [--variant FILE.wat] [--peer PATH] [--record]
 
   --shapes LIST    products ROWSxCOLS (outputs x inputs) and 'step' (a 15M decode step's 25 products in order)
   --rounds N       rounds, the engines alternating in each (default 7); medians are reported
@@ -46,9 +57,15 @@ const HELP = `bench f32_product: one float32 product on one thread (or --threads
                    its weights come from memory as in decode (default 64: one copy of the step, 61 MB,
                    as decode reads it; the L3 here is 32 MB)
   --tokens N       tokens a product (default 1, decode); run.c's matmul takes one, so with N > 1 it is not run
-  --threads N      with N > 1: ours through the worker pool (kernels/pool.ts: pooledProduct, the caller and
-                   N - 1 workers, as decode runs it), run.c's matmul with OMP_NUM_THREADS=N (default 1)
-  --variant FILE   also measure the productF32 of this .wat (checked bit-identical to the shipped loop first)
+  --threads N      with N > 1: ours through the worker pool (kernels/pool.ts, the caller and N - 1 workers: a
+                   shape's products as one pool program, as the decode program runs them, and as pooledProduct
+                   calls), as a static split without the pool, and run.c's matmul with OMP_NUM_THREADS=N (default 1)
+  --units LIST     with --threads N > 1, more program engines: units of these bytes (e.g. 16384,131072)
+  --file-weights   also run.c's matmul reading its weights through a read-only mmap of a file, as runomp reads
+                   its checkpoint: the page cache can map a file in 2 MB folios, where anonymous memory (run.c's
+                   aligned_alloc, this project's WebAssembly memory) has 4 KB pages here (THP: madvise)
+  --variant FILE   also measure the productF32 of this .wat (checked bit-identical to the shipped loop first);
+                   with --threads N > 1 as a static split beside the shipped loop's
   --peer PATH      run.c (default ../shared/peers/llama2c/run.c from the repository); without gcc or run.c, ours alone
   --record         append the table to bench/RESULTS.md
   --help           this text`;
@@ -70,14 +87,29 @@ const HARNESS = `
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/mman.h>
 MATMUL
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
-/* argv: span bytes, the largest shape's bytes, then shapes "ROWSxCOLS" or "step"; prints a line per shape: its name, ns a product */
+/* argv: span bytes, the largest shape's bytes, then shapes "ROWSxCOLS" or "step"; prints a line per shape: its name, ns a product.
+   With WEIGHTS_FILE set, the weights are written to that file and read through a read-only mmap of it, as runomp reads its
+   checkpoint (the page cache may map it in 2 MB folios); else they lie in anonymous memory (aligned_alloc: 4 KB pages,
+   as this project's WebAssembly memory). */
 int main(int argc, char** argv) {
   size_t span = strtoull(argv[1], 0, 10), largest = strtoull(argv[2], 0, 10);
   size_t floats = (span > largest ? span : largest) / 4;
   float* w = aligned_alloc(64, floats * 4);
   for (size_t i = 0; i < floats; i++) w[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+  const char* file = getenv("WEIGHTS_FILE");
+  if (file != 0 && *file != 0) {
+    FILE* f = fopen(file, "wb");
+    if (f == 0 || fwrite(w, 4, floats, f) != floats || fclose(f) != 0) { fprintf(stderr, "cannot write %s\\n", file); return 1; }
+    free(w);
+    int fd = open(file, O_RDONLY);
+    w = fd < 0 ? MAP_FAILED : mmap(0, floats * 4, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (w == MAP_FAILED) { fprintf(stderr, "cannot map %s\\n", file); return 1; }
+  }
   float* x = aligned_alloc(64, 32000 * 4);
   float* out = aligned_alloc(64, 32000 * 4);
   for (int i = 0; i < 32000; i++) x[i] = (float)(i % 17) / 17.0f - 0.5f;
@@ -140,7 +172,7 @@ class WasmEngine {
 /** Ours on the worker pool: every shape's copies as pooled matrices (random floats), products by pooledProduct. */
 class PoolEngine {
   readonly name: string;
-  private readonly matrices = new Map<Shape, PooledMatrix[][]>();
+  readonly matrices = new Map<Shape, PooledMatrix[][]>();
   private readonly x = new Float32Array(32000).map((_, i) => (i % 17) / 17 - 0.5);
   constructor(
     readonly pool: WorkerPool,
@@ -174,6 +206,51 @@ class PoolEngine {
 }
 
 /**
+ * Ours on the worker pool as a decode step runs its products: each copy of
+ * a shape's products as ONE pool program (kernels/pool_program.ts), a step
+ * a product with a barrier after each, cut in units of `unitBytes` (the
+ * pool's by default, as the decode program cuts them): the program's
+ * claims and barriers without the step's other work.
+ */
+class ProgramEngine {
+  readonly name: string;
+  private readonly programs = new Map<Shape, PoolProgram[]>();
+  constructor(pooled: PoolEngine, shapes: Shape[], tokens: number, unitBytes?: number) {
+    const pool = pooled.pool;
+    this.name = `ours (program${unitBytes === undefined ? '' : `, units of ${unitBytes} B`}, ${pool.threads} threads)`;
+    // x (values as PoolEngine's) and out, in the pool, shared by every step
+    const x = pool.alloc(4 * 32000 * tokens);
+    const out = pool.alloc(4 * 32000 * tokens);
+    pool.views().floats.set(
+      new Float32Array(32000 * tokens).map((_, i) => ((i % 32000) % 17) / 17 - 0.5),
+      x / 4,
+    );
+    for (const shape of shapes)
+      this.programs.set(
+        shape,
+        pooled.matrices.get(shape)!.map(
+          (copy) =>
+            new PoolProgram(
+              pool,
+              copy.map((m) => ({
+                op: PoolOp.F32,
+                args: [m.data, x, out, m.stride, tokens, m.rows, 0],
+                rows: m.rows,
+                weightBytes: tokens * matrixBytes('f32', m.rows, m.cols),
+              })),
+              unitBytes === undefined ? {} : { unitBytes },
+            ),
+        ),
+      );
+  }
+  /** ns a program (a step's products) of `shape` (timeCopies). */
+  time(shape: Shape): number {
+    const programs = this.programs.get(shape)!;
+    return timeCopies(shapeBytes(shape), programs.length, (c) => programs[c]!.run());
+  }
+}
+
+/**
  * Ours with a static split and no pool: each of `threads` threads (the
  * caller and workers of its own, spinning between products) always computes
  * the same share of each product's row groups, as OpenMP's static schedule
@@ -189,8 +266,9 @@ class StaticEngine {
     private readonly main: WasmEngine,
     readonly threads: number,
     bytes: Uint8Array,
+    loop = 'ours',
   ) {
-    this.name = `ours (static split, ${threads} threads, no pool)`;
+    this.name = `${loop} (static split, ${threads} threads, no pool)`;
     // control: [0] generation, [1] done, [2..7] w, x, out, rows, cols, tokens; [8] stop
     const source = `
       const { workerData } = require('node:worker_threads');
@@ -300,7 +378,15 @@ function timeWasm(e: WasmEngine, shape: Shape, span: number, tokens: number): nu
 
 /** An engine's name in a ratio's column: ours, pool, static, variant, run.c. */
 const short = (name: string) =>
-  name.startsWith('run.c') ? 'run.c' : name.startsWith('variant') ? 'variant' : (/^ours \((pool|static)/.exec(name)?.[1] ?? 'ours');
+  name.startsWith('run.c')
+    ? name.includes('mmapped file')
+      ? 'run.c (file)'
+      : 'run.c'
+    : name.startsWith('variant')
+      ? 'variant'
+      : name.startsWith('ours (program')
+        ? `program${/units of (\d+)/.exec(name)?.[1] ?? ''}`
+        : (/^ours \((pool|static)/.exec(name)?.[1] ?? 'ours');
 
 /** The peer's matmul function, cut out of run.c. */
 function peerMatmul(runC: string): string {
@@ -315,6 +401,12 @@ async function main(): Promise<void> {
   const spanMB = cli.count('span', 64, 1, 1024);
   const tokens = cli.count('tokens', 1, 1, 32);
   const threads = cli.count('threads', 1, 1, 64);
+  const filePages = cli.has('file-weights');
+  const unitList = cli.value('units', '');
+  const unitSizes = unitList === '' ? [] : unitList.split(',').map(Number);
+  if (!unitSizes.every((u) => Number.isInteger(u) && u >= 1 && u <= 2 ** 30))
+    cli.fail(`--units: expected bytes (whole numbers, comma-separated), got '${unitList}'`);
+  if (unitSizes.length > 0 && threads === 1) cli.fail('--units: with --threads 2 or more (the pool programs)');
   const shapes: Shape[] = cli
     .value('shapes', 'step,864x288,288x288,1536x288,288x768,32000x288')
     .split(',')
@@ -325,7 +417,6 @@ async function main(): Promise<void> {
         return cli.fail(`--shapes: expected ROWSxCOLS (each 1..32000, at most 2^26 weights) or step, got '${s}'`);
       return { name: s, products: [[Number(m[1]), Number(m[2])]] };
     });
-  if (threads > 1 && cli.has('variant')) cli.fail('--variant: with --threads 1 only (the pool runs the shipped loop)');
   const peer = resolve(cli.value('peer', fileURLToPath(new URL('../../../shared/peers/llama2c/run.c', import.meta.url))));
   // the variant read and assembled before any work
   let variant: { name: string; bytes: Uint8Array<ArrayBuffer> } | undefined;
@@ -360,19 +451,26 @@ async function main(): Promise<void> {
   // (splitMinBytes 0): the workers spin between products, as in a decode step on a quiet machine
   const pool = threads > 1 ? new WorkerPool(threads, { splitMinBytes: 0, unitBytes: UNIT_BYTES }) : undefined;
   const pooled = pool === undefined ? undefined : new PoolEngine(pool, shapes, span);
+  const programs = pooled === undefined ? [] : [undefined, ...unitSizes].map((u) => new ProgramEngine(pooled, shapes, tokens, u));
   await pool?.ready();
   const statics = threads > 1 ? new StaticEngine(new WasmEngine('ours', shipped, memory), threads, shipped) : undefined;
+  // with N threads, the variant as a static split beside the shipped loop's (the pool runs the shipped loop)
+  const variantStatic =
+    threads > 1 && variant !== undefined
+      ? new StaticEngine(new WasmEngine(variant.name, variant.bytes, memory), threads, variant.bytes, variant.name)
+      : undefined;
   if (variant !== undefined) {
-    engines.push(new WasmEngine(variant.name, variant.bytes, memory));
+    const check = [new WasmEngine('ours', shipped, memory), new WasmEngine(variant.name, variant.bytes, memory)];
+    if (threads === 1) engines.push(check[1]!);
     // the same bits as the shipped loop on every shape (and 1..3 tokens) before any timing
     for (const t of new Set([1, 2, 3, tokens]))
       for (const [rows, cols] of new Map(shapes.flatMap((s) => s.products).map(([r, c]) => [`${r}x${c}`, [r, c] as const])).values()) {
         const stride = Math.ceil(cols / 32) * 32;
         const n = t * rows;
-        engines[0]!.productF32(W_AT, X_AT, OUT_AT, 0, rows, stride, t, rows);
+        check[0]!.productF32(W_AT, X_AT, OUT_AT, 0, rows, stride, t, rows);
         const want = floats.slice(OUT_AT / 4, OUT_AT / 4 + n);
         floats.fill(NaN, OUT_AT / 4, OUT_AT / 4 + n);
-        engines[1]!.productF32(W_AT, X_AT, OUT_AT, 0, rows, stride, t, rows);
+        check[1]!.productF32(W_AT, X_AT, OUT_AT, 0, rows, stride, t, rows);
         const got = floats.subarray(OUT_AT / 4, OUT_AT / 4 + n);
         for (let i = 0; i < n; i++)
           if (!Object.is(got[i], want[i]))
@@ -393,11 +491,15 @@ async function main(): Promise<void> {
         process.stderr.write(`run.c's matmul not built (${(e as Error).message.split('\n')[0]}): ours alone\n`);
       }
     }
+    const runcName = `run.c matmul (gcc -Ofast -march=native, ${threads} thread${threads > 1 ? 's' : ''})`;
+    const runcFileName = `run.c matmul, weights in an mmapped file (as runomp reads its checkpoint), ${threads} thread${threads > 1 ? 's' : ''}`;
     const names = [
+      ...programs.map((p) => p.name),
       ...(pooled === undefined ? [] : [pooled.name]),
       ...(statics === undefined ? [] : [statics.name]),
+      ...(variantStatic === undefined ? [] : [variantStatic.name]),
       ...engines.map((e) => e.name),
-      ...(harness === undefined ? [] : [`run.c matmul (gcc -Ofast -march=native, ${threads} thread${threads > 1 ? 's' : ''})`]),
+      ...(harness === undefined ? [] : [runcName, ...(filePages ? [runcFileName] : [])]),
     ];
     const ns = new Map(names.map((n) => [n, shapes.map(() => [] as number[])]));
     const loadBefore = loadavg()[0]!;
@@ -406,12 +508,16 @@ async function main(): Promise<void> {
       const order = names.map((_, i) => names[(i + round) % names.length]!);
       for (const name of order) {
         const engine = engines.find((e) => e.name === name);
-        if (name === statics?.name) shapes.forEach((s, i) => ns.get(name)![i]!.push(statics.time(s, span, tokens)));
+        const program = programs.find((p) => p.name === name);
+        if (program !== undefined) shapes.forEach((s, i) => ns.get(name)![i]!.push(program.time(s)));
+        else if (name === statics?.name) shapes.forEach((s, i) => ns.get(name)![i]!.push(statics.time(s, span, tokens)));
+        else if (name === variantStatic?.name) shapes.forEach((s, i) => ns.get(name)![i]!.push(variantStatic.time(s, span, tokens)));
         else if (name === pooled?.name) shapes.forEach((s, i) => ns.get(name)![i]!.push(pooled.time(s, tokens)));
         else if (engine !== undefined) shapes.forEach((s, i) => ns.get(name)![i]!.push(timeWasm(engine, s, span, tokens)));
         else {
           const args = [String(span), String(largest), ...shapes.map((s) => (s.products === STEP_15M ? 'step' : s.name))];
-          const lines = execFileSync(harness!, args, { env: { ...process.env, OMP_NUM_THREADS: String(threads) }, encoding: 'utf8' })
+          const weightsFile = name === runcFileName ? join(dir, 'weights.bin') : '';
+          const lines = execFileSync(harness!, args, { env: { ...process.env, OMP_NUM_THREADS: String(threads), WEIGHTS_FILE: weightsFile }, encoding: 'utf8' })
             .trim()
             .split('\n');
           lines.forEach((l, i) => ns.get(name)![i]!.push(Number(l.split(' ')[1])));
@@ -453,6 +559,7 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
     await pool?.dispose();
     await statics?.dispose();
+    await variantStatic?.dispose();
   }
 }
 
