@@ -6,6 +6,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
+import { WorkerPoolError } from '../kernels/pool_error.js';
 import { StreamllmError } from '../src/errors.js';
 import { project } from '../src/model/project.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
@@ -136,14 +137,14 @@ export function shapeFlag(cli: BenchArgs, name: string, fallback: string): strin
 
 /**
  * Run a benchmark's main. A user's error (a file, model or flag that is not
- * what was expected: StreamllmError) is one line on stderr and status 2;
+ * what was expected: StreamllmError; or a worker pool broken: WorkerPoolError) is one line on stderr and status 2;
  * anything else is a bug and keeps its stack trace.
  */
 export async function runBench(main: () => Promise<void>): Promise<void> {
   try {
     await main();
   } catch (e) {
-    if (!(e instanceof StreamllmError)) throw e;
+    if (!(e instanceof StreamllmError || e instanceof WorkerPoolError)) throw e;
     process.stderr.write(`bench ${basename(process.argv[1] ?? 'bench', '.js')}: ${e.message}\n`);
     process.exit(2);
   }

@@ -191,7 +191,11 @@
 //   unit that traps unwinds the walk: the thread's JavaScript reads the
 //   claim's step and units from the walker, one instance per thread,
 //   counts them as the walk would have, sets FAILED and walks on from that
-//   step. A caller step's error is caught in JavaScript, FAILED set there.)
+//   step. A caller step's error is caught in JavaScript, FAILED set there.
+//   A fault of the walk outside a claim, the stack running out in one of
+//   its calls, say, holds nothing: the thread walks on from its step all
+//   the same, FAILED set; the caller gives up after MAX_WALK_FAULTS of them
+//   in a run and breaks the pool: see "Failures".)
 // - Spins are bounded as for jobs: a worker at a barrier spins for its
 //   SPIN_MICROS_AT (0 while the cores are busy), the caller for
 //   spinMicros, then they sleep. Before the workers have started, the
@@ -248,7 +252,30 @@
 // process (Ctrl-C included: the calling thread is never left waiting on a
 // worker that cannot answer, since it waits only for units a worker has
 // claimed and is running, and the workers only ever run the loops).
-import { Worker } from 'node:worker_threads';
+//
+// Failures: a worker gone while it holds a claim (its thread exited,
+// threw out of its script, was terminated or ran out of memory) never
+// counts that claim's units, and the caller, waiting for them, would wait
+// forever. The caller cannot see the worker go: its event loop does not
+// turn while it waits (nor does a worker's). So the workers are made by a
+// keeper (KEEPER_SOURCE), a thread whose event loop is free: it sees a
+// worker's 'exit' before dispose() and breaks the pool: it posts a line
+// naming the worker and how it ended, sets FAILED, then STOP =
+// STOP_BROKEN, wakes every thread that may wait (wakeAll) and terminates
+// the other workers; it exits once they all have. Every wait ends on STOP:
+// the caller's sleeps (for a job's DONE, at a program's barrier) are
+// slices of CALLER_SLICE_MS, after each of which it looks at STOP, and the
+// walker's sleeps look at it each round (a worker's, 50 ms at most), so
+// the call that waits throws a WorkerPoolError with the keeper's line
+// (receiveMessageOnPort: at once, no event needed) within a slice of the
+// keeper's notice, and every call after it throws the same line. The pool
+// breaks for good rather than making new workers: a worker gone is a bug
+// or a machine out of resources, and a new one would start on a memory
+// whose last job's rows are half written. The caller breaks the pool the
+// same way (breakPool) when its own walk faults again and again. (A job of
+// a loop that traps is not a failure of the pool: see Errors.)
+import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
+import { WorkerPoolError } from './pool_error.js';
 import { WASM_BASE64 as SHARED_LOOPS_WASM_BASE64 } from './simd/loops.shared.wasm.js';
 import { WASM_BASE64 } from './simd/products.wasm.js';
 import { WASM_BASE64 as WALKER_WASM_BASE64 } from './simd/walker.wasm.js';
@@ -417,7 +444,7 @@ const FAILED = 4; // set by a worker whose loop threw (or could not be instantia
 const READY = 5; // workers that have started and wait for jobs
 const SPIN_MICROS_AT = 6; // how long the workers spin before sleeping, µs (0: never spin; 0 while the cores are busy)
 const SLEEPING = 7; // workers asleep in Atomics.wait (or on their way there)
-const STOP = 8; // set by dispose()
+const STOP = 8; // STOP_DISPOSED (dispose()) or STOP_BROKEN (see "Failures" in the header): every thread leaves
 const NEVER = 9; // always 0: what a test's late thread waits on (lateMicros)
 const PROGRAM_RUN = 10; // the open program run: tag | steps (steps 0: none open); see "Programs" in the header
 const AT_BARRIER = 11; // threads asleep (or on their way) at a program's barrier
@@ -441,6 +468,18 @@ const STEP_ARGS = 4; // MAX_ARGS words
 const STEP_UNITS = STEP_ARGS + MAX_ARGS; // the step's units (what its LEFT and claim words start from in each run)
 const STEP_WORDS = 16;
 const STEP_LEFT = STEP_WORDS + 15; // units of the step not yet finished: tag | left (the last word of the next step's line)
+/** STOP's values: the pool disposed; the pool broken (a worker gone, or the caller's walk failing again and again). */
+const STOP_DISPOSED = 1;
+const STOP_BROKEN = 2;
+/**
+ * The longest the caller sleeps before it looks at STOP again, while it
+ * waits for the workers' units (a job's DONE, a program's barrier): a
+ * worker that is gone never counts its units, and the keeper's notify can
+ * come just before the caller sleeps.
+ */
+const CALLER_SLICE_MS = 50;
+/** Faults of the caller's walk outside its units (nothing held: it walks on) before a run gives up and breaks the pool. */
+const MAX_WALK_FAULTS = 3;
 /** A caller step's op word. */
 const CALLER_STEP = -1;
 /** The most steps a program holds (the control array keeps room for them: 128 KiB). */
@@ -653,7 +692,7 @@ interface ProgramWalker {
 // Atomics.wait until the next job.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { memory, module, sharedLoopsModule, walkerModule, controlAt, controlWords, index, generation: started, threads, programAt } = workerData;
+const { memory, module, sharedLoopsModule, walkerModule, controlAt, controlWords, index, generation: started, threads, programAt, dies } = workerData;
 const guide = ${GUIDE} * threads;
 const control = new Int32Array(memory.buffer, controlAt, controlWords);
 const walkerImports = ${WALKER_IMPORTS_SOURCE};
@@ -665,6 +704,15 @@ try {
 } catch {
   failure = 1;
 }
+// (tests: the pool's diesOnFailure) a worker whose unit failed dies holding
+// its claim: its thread exits, throws, or is terminated by the keeper while
+// it waits
+const die = () => {
+  if (dies === 'exit') process.exit(3);
+  if (dies === 'throw') throw new Error("a unit failed (the test pool's diesOnFailure)");
+  parentPort.postMessage('terminate me');
+  for (;;) Atomics.wait(control, ${NEVER}, 0);
+};
 // Jobs posted before this thread started are not missed: it starts from the
 // generation the pool had when it made the worker.
 let seen = started;
@@ -702,7 +750,8 @@ const walk = (tag, steps) => {
       Atomics.store(control, ${FAILED}, 1);
       from = walker.step();
       const take = walker.take();
-      if (take === 0) return; // not a unit's: a fault of the walk itself (the caller runs what is left)
+      if (take === 0) return; // outside a claim: a fault of the walk itself, nothing held (the caller runs what is left)
+      if (dies) die();
       finish(programAt + ${STEP_WORDS} * from + ${STEP_LEFT}, tag, take);
     }
   }
@@ -740,6 +789,7 @@ for (;;) {
     try {
       run(back - take, back);
     } catch {
+      if (dies) die();
       Atomics.store(control, ${FAILED}, 1);
     }
     // counted even when it failed, so the caller never waits forever
@@ -751,6 +801,73 @@ for (;;) {
   if ((program & ${COUNT_MASK}) !== 0) walk(program >>> ${TAG_SHIFT}, program & ${COUNT_MASK});
 }
 `;
+
+// Wakes every thread that may wait on a pool that is breaking (STOP set
+// before): the workers waiting for a job (GENERATION, bumped), the caller
+// waiting for a job's units (DONE), and every thread asleep at a program's
+// barrier or after a claim (each step's LEFT word). The keeper's and the
+// caller's copy, one text.
+const WAKE_SOURCE = `(control, programAt) => {
+  Atomics.add(control, ${GENERATION}, 1);
+  Atomics.notify(control, ${GENERATION});
+  Atomics.notify(control, ${DONE});
+  for (let s = 0; s < ${MAX_PROGRAM_STEPS}; s++) Atomics.notify(control, programAt + ${STEP_WORDS} * s + ${STEP_LEFT});
+}`;
+const wakeAll = new Function(`return ${WAKE_SOURCE}`)() as (control: Int32Array, programAt: number) => void;
+
+// The keeper: a thread of its own, whose event loop stays free (the
+// caller's is blocked while it waits for the workers, and a worker's never
+// turns), that makes the workers and watches them: see "Failures" in the
+// header. A worker that exits before the pool is disposed breaks it: the
+// keeper posts a line on the reports port, sets FAILED and STOP_BROKEN,
+// wakes every waiting thread and terminates the other workers. It exits
+// once they all have.
+const KEEPER_SOURCE = `
+const { Worker, parentPort, workerData } = require('node:worker_threads');
+const { source, data, reports, memory, controlAt, controlWords, programAt, threads } = workerData;
+const control = new Int32Array(memory.buffer, controlAt, controlWords);
+const wakeAll = ${WAKE_SOURCE};
+const workers = [];
+let started = 0;
+const start = () => {
+  if (++started === data.length) parentPort.postMessage('ready');
+};
+const broken = (index, how) => {
+  if (Atomics.load(control, ${STOP}) !== 0) return; // disposed, or broken already: the workers are leaving
+  reports.postMessage('worker ' + index + ' of ' + (threads - 1) + ' ' + how);
+  Atomics.store(control, ${FAILED}, 1); // (before STOP: a claim that leaves its wait for STOP runs nothing)
+  if (Atomics.compareExchange(control, ${STOP}, 0, ${STOP_BROKEN}) !== 0) return;
+  wakeAll(control, programAt);
+  for (const w of workers) w.terminate();
+};
+data.forEach((d, i) => {
+  const w = new Worker(source, { eval: true, execArgv: [], workerData: d });
+  let isReady = false;
+  let error;
+  w.on('message', (m) => {
+    if (m === 'ready') {
+      isReady = true;
+      start();
+    } else if (m === 'terminate me') w.terminate();
+  });
+  w.on('error', (e) => (error = e));
+  w.once('exit', (code) => {
+    if (!isReady) start();
+    broken(i + 1, error !== undefined ? 'threw (' + String(error).split('\\n')[0] + ')' : 'exited (exit code ' + code + ')');
+  });
+  workers.push(w);
+});
+`;
+
+/** The line a pool broken by a worker gone throws: `report` is the keeper's ("worker 1 of 2 exited (exit code 3)"). */
+function brokenLine(report: string): string {
+  return `WorkerPool: ${report} while the pool was in use (a worker must run until dispose()): the pool is unusable; dispose it and make a new one`;
+}
+
+/** An error's first line (no stack). */
+function firstLine(e: unknown): string {
+  return String(e).split('\n')[0]!;
+}
 
 let compiled: WebAssembly.Module | undefined;
 function productsModule(): WebAssembly.Module {
@@ -799,7 +916,12 @@ export class WorkerPool {
   readonly loops: ProductLoops;
   /** loops.wat's pool jobs on the calling thread. */
   readonly shared: SharedLoops;
-  private readonly workers: Worker[] = [];
+  /** The keeper (see KEEPER_SOURCE), which makes and watches the workers; none on one thread. */
+  private readonly keeper: Worker | undefined;
+  /** Where the keeper posts the line of a worker gone (read by an event, or at once by the call that finds STOP_BROKEN). */
+  private readonly reports: MessagePort | undefined;
+  /** Resolves once the keeper has exited (every worker with it). */
+  private readonly exited: Promise<void>;
   /** The control words, in the shared memory at controlAt (bytes): see the header. */
   private readonly control: Int32Array;
   private readonly controlAt: number;
@@ -831,6 +953,8 @@ export class WorkerPool {
   private top = 0;
   private readonly started: Promise<void>;
   private disposed = false;
+  /** Why the pool can no longer be used (disposed, or broken: see "Failures" in the header): what run and runProgram throw. */
+  private unusable: string | undefined;
   /** The last job's tag (CLAIM's top bits). */
   private tag = 0;
   /** The busy-cores watch (see BUSY_WINDOW_MS): calm (workers not spinning) until calmUntil; the window's CPU time at its start (-1: none), its wall time so far (see there) and that of its split jobs; when the last split job ended. */
@@ -851,9 +975,21 @@ export class WorkerPool {
    * threads: 1 runs every product on the calling thread (no workers).
    * lateMicros (tests): thread i (0: the caller) waits lateMicros[i] µs after
    * each job is posted before it claims, as a thread preempted or
-   * woken late would.
+   * woken late would. diesOnFailure (tests): a worker whose unit fails dies
+   * holding its claim instead of counting it: its thread exits
+   * (process.exit), throws an uncaught error, or is terminated (by the
+   * keeper, while it waits).
    */
-  constructor(threads: number, options: { splitMinBytes?: number; spinMicros?: number; unitBytes?: number; lateMicros?: readonly number[] } = {}) {
+  constructor(
+    threads: number,
+    options: {
+      splitMinBytes?: number;
+      spinMicros?: number;
+      unitBytes?: number;
+      lateMicros?: readonly number[];
+      diesOnFailure?: 'exit' | 'throw' | 'terminate';
+    } = {},
+  ) {
     this.splitMinBytes = options.splitMinBytes ?? SPLIT_MIN_BYTES;
     this.spinMicros = options.spinMicros ?? SPIN_MICROS;
     // splitMinBytes 0 splits every job (the tests' pools, on tiny shapes): units of a row group, not UNIT_BYTES
@@ -885,36 +1021,60 @@ export class WorkerPool {
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     const late = options.lateMicros ?? [];
     for (let i = 0; i < threads; i++) this.control[LATE_AT + i] = Math.max(0, Math.round(late[i] ?? 0));
-    for (let index = 1; index < threads; index++) {
-      const worker = new Worker(WORKER_SOURCE, {
-        eval: true,
-        execArgv: [], // not the parent's: --input-type=module would make this script a module, without require
-        workerData: {
-          memory: this.memory,
-          module,
-          sharedLoopsModule: sharedLoopsModule(),
-          walkerModule: walkerModule(),
-          controlAt: this.controlAt,
-          controlWords,
-          index,
-          generation: 0,
-          threads,
-          programAt: this.programAt,
-        },
-      });
-      this.workers.push(worker);
+    if (threads === 1) {
+      this.started = this.exited = Promise.resolve();
+      return;
     }
-    // A worker keeps the process alive only until it has started (so that
-    // ready() can resolve); from then on it never does. One that dies on
-    // start-up counts as started: run then reports it.
-    const start = (w: Worker) =>
-      new Promise<void>((resolve) => {
-        w.once('message', () => {
-          w.unref();
-          resolve();
-        }).once('exit', () => resolve());
+    const data = [];
+    for (let index = 1; index < threads; index++) {
+      data.push({
+        memory: this.memory,
+        module,
+        sharedLoopsModule: sharedLoopsModule(),
+        walkerModule: walkerModule(),
+        controlAt: this.controlAt,
+        controlWords,
+        index,
+        generation: 0,
+        threads,
+        programAt: this.programAt,
+        dies: options.diesOnFailure,
       });
-    this.started = Promise.all(this.workers.map(start)).then(() => undefined);
+    }
+    // the workers, made by the keeper
+    const { port1: reports, port2 } = new MessageChannel();
+    const keeper = new Worker(KEEPER_SOURCE, {
+      eval: true,
+      execArgv: [], // not the parent's: --input-type=module would make this script a module, without require
+      workerData: {
+        source: WORKER_SOURCE,
+        data,
+        reports: port2,
+        memory: this.memory,
+        controlAt: this.controlAt,
+        controlWords,
+        programAt: this.programAt,
+        threads,
+      },
+      transferList: [port2],
+    });
+    // a worker gone, learnt between calls (a call that finds STOP_BROKEN reads the line itself)
+    reports.on('message', (line) => (this.unusable ??= brokenLine(String(line))));
+    reports.unref();
+    this.keeper = keeper;
+    this.reports = reports;
+    this.exited = new Promise((resolve) => keeper.once('exit', () => resolve()));
+    // The keeper keeps the process alive only until every worker has
+    // started (so that ready() can resolve); from then on it never does. One
+    // that dies on start-up breaks the pool.
+    this.started = new Promise((resolve) => {
+      keeper
+        .once('message', () => {
+          if (!this.disposed) keeper.unref(); // (disposed before: held until it exits, for whoever awaits dispose)
+          resolve();
+        })
+        .once('exit', () => resolve());
+    });
   }
 
   /**
@@ -980,7 +1140,7 @@ export class WorkerPool {
    * rows fall to the threads.
    */
   run(op: JobOp, args: readonly number[], rows: number, weightBytes: number): void {
-    if (this.disposed) throw new Error('WorkerPool: used after dispose()');
+    if (this.unusable !== undefined) throw new WorkerPoolError(this.unusable);
     // (more would overwrite the words after the job's arguments: see the control layout)
     if (args.length > MAX_ARGS) throw new RangeError(`WorkerPool: a job takes at most ${MAX_ARGS} arguments besides its row range, got ${args.length}`);
     const unitRows = this.unitRowsOf(op, rows, weightBytes);
@@ -988,7 +1148,7 @@ export class WorkerPool {
     // not sleep on a worker whose start-up may need this thread's event loop
     // (module hooks such as a test runner's are served from there).
     if (!this.inProgram) this.nullGuard[0] = NULL_CANARY; // (changed by a job that failed: that one threw)
-    const alone = unitRows === 0 || Atomics.load(this.control, READY) !== this.workers.length || this.threads === 1 || this.inProgram;
+    const alone = unitRows === 0 || Atomics.load(this.control, READY) !== this.threads - 1 || this.threads === 1 || this.inProgram;
     // (one clock reading for the watch, the split and its spin bound: a
     // reading costs about 45 ns, and a decode step that runs without a
     // program, or a program's steps while the cores are busy, posts some 30)
@@ -1037,11 +1197,11 @@ export class WorkerPool {
    * error, else 'a worker failed'; the steps after a failure are not run.
    */
   runProgram(plan: ProgramPlan): void {
-    if (this.disposed) throw new Error('WorkerPool: used after dispose()');
+    if (this.unusable !== undefined) throw new WorkerPoolError(this.unusable);
     const steps = plan.ops.length;
     // (more would run past the control array's step words)
     if (steps > MAX_PROGRAM_STEPS) throw new RangeError(`WorkerPool: a program has at most ${MAX_PROGRAM_STEPS} steps, got ${steps}`);
-    const alone = this.threads === 1 || this.inProgram || Atomics.load(this.control, READY) !== this.workers.length;
+    const alone = this.threads === 1 || this.inProgram || Atomics.load(this.control, READY) !== this.threads - 1;
     const started = alone ? 0 : performance.now();
     if (!this.inProgram) this.nullGuard[0] = NULL_CANARY; // (as run())
     if (alone) {
@@ -1092,15 +1252,16 @@ export class WorkerPool {
     this.walkPlan = plan;
     this.walkFailed = false;
     this.walkError = undefined;
+    let walked: number; // 0: the walk left the run for STOP (the pool broke), or the pool was broken here
     const times = this.programTimes;
     if (times !== undefined) {
       times.runs++;
       new Float64Array(this.memory.buffer, this.timesAt, 2 * steps).fill(0);
     }
     try {
-      for (let from = 0; ;) {
+      for (let from = 0, faults = 0; ;) {
         try {
-          this.walker.walk(
+          walked = this.walker.walk(
             this.controlAt,
             this.controlAt + 4 * this.programAt,
             tag,
@@ -1109,20 +1270,29 @@ export class WorkerPool {
             0,
             this.threads,
             this.spinMicros / 1000,
-            -1n,
+            BigInt(CALLER_SLICE_MS * 1e6), // (its sleeps in slices: STOP looked at after each)
             times === undefined ? 0 : this.timesAt,
           );
           break;
         } catch (e) {
-          from = this.walker.step();
+          // (-1: the fault came before this walk set its step, at the call)
+          const step = this.walker.step();
+          if (step >= 0) from = step;
           const take = this.walker.take();
-          if (take === 0) throw e; // not a unit's: a fault of the walk itself
           if (!this.walkFailed) {
             this.walkFailed = true;
             this.walkError = e;
           }
           Atomics.store(c, FAILED, 1);
-          this.finishUnits(this.programAt + STEP_WORDS * from + STEP_LEFT, tag, take);
+          if (take !== 0) this.finishUnits(this.programAt + STEP_WORDS * from + STEP_LEFT, tag, take);
+          else if (++faults === MAX_WALK_FAULTS) {
+            // outside a claim (the walk's own code: nothing held, so it walked on from its step), and again: give up
+            this.breakPool(
+              `WorkerPool: the calling thread's walk of a program failed ${faults} times outside its units (${firstLine(e)}): the pool is unusable`,
+            );
+            walked = 0;
+            break;
+          }
         }
       }
     } finally {
@@ -1133,6 +1303,7 @@ export class WorkerPool {
     const failed = this.walkFailed;
     const error = this.walkError;
     this.walkError = undefined;
+    if (walked === 0) throw this.brokenError();
     if (times !== undefined) {
       const ms = new Float64Array(this.memory.buffer, this.timesAt, 2 * steps);
       for (let s = 0; s < steps; s++) {
@@ -1284,7 +1455,14 @@ export class WorkerPool {
     }
     if (done < claimed) {
       Atomics.store(c, CALLER_WAITS, 1);
-      for (done = Atomics.load(c, DONE); done < claimed; done = Atomics.load(c, DONE)) Atomics.wait(c, DONE, done);
+      for (done = Atomics.load(c, DONE); done < claimed; done = Atomics.load(c, DONE)) {
+        // (in slices: a worker gone never counts its units)
+        Atomics.wait(c, DONE, done, CALLER_SLICE_MS);
+        if (Atomics.load(c, STOP) !== 0) {
+          Atomics.store(c, CALLER_WAITS, 0);
+          throw this.brokenError();
+        }
+      }
       Atomics.store(c, CALLER_WAITS, 0);
     }
     const workerFailed = Atomics.exchange(c, FAILED, 0) !== 0;
@@ -1298,19 +1476,39 @@ export class WorkerPool {
   }
 
   /**
+   * The pool broke during a call (STOP_BROKEN, or STOP_DISPOSED from a caller
+   * step): the error that call throws, its line the keeper's report if no
+   * event has brought it yet (the keeper posts it before it sets STOP).
+   */
+  private brokenError(): WorkerPoolError {
+    if (this.unusable === undefined) {
+      const report = this.reports === undefined ? undefined : receiveMessageOnPort(this.reports);
+      this.unusable = brokenLine(report === undefined ? 'a worker exited' : String(report.message));
+    }
+    return new WorkerPoolError(this.unusable);
+  }
+
+  /** Break the pool from this thread (see "Failures" in the header): `line` is what every call throws from now on. */
+  private breakPool(line: string): void {
+    this.unusable ??= line;
+    const c = this.control;
+    Atomics.store(c, FAILED, 1); // (before STOP, as the keeper does)
+    if (Atomics.compareExchange(c, STOP, 0, STOP_BROKEN) === 0) wakeAll(c, this.programAt);
+  }
+
+  /**
    * Stop the workers, at once (none is ever mid-job between calls); the
-   * promise resolves when every one has exited.
+   * promise resolves when every one has exited (at once if the pool broke
+   * and they have already).
    */
   dispose(): Promise<void> {
-    if (this.disposed) return Promise.resolve();
+    if (this.disposed) return this.exited;
     this.disposed = true;
-    const exited = this.workers.map((w) => {
-      w.ref(); // held until it has exited, so that whoever awaits this sees it
-      return new Promise<void>((resolve) => w.once('exit', () => resolve()));
-    });
-    Atomics.store(this.control, STOP, 1);
+    this.unusable ??= 'WorkerPool: used after dispose()';
+    this.keeper?.ref(); // held until it has exited, so that whoever awaits this sees it
+    Atomics.compareExchange(this.control, STOP, 0, STOP_DISPOSED);
     Atomics.add(this.control, GENERATION, 1);
     Atomics.notify(this.control, GENERATION);
-    return Promise.all(exited).then(() => undefined);
+    return this.exited;
   }
 }

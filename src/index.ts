@@ -6,6 +6,8 @@
 //   const r = await scoreTokens(model, ids, { kind: 'streaming', sinkCount: 4, windowSize: 252 });
 export { BACKENDS, type BackendName, initBackend } from './backend.js';
 export { ArgumentError, BackendError, ConfigError, FileFormatError, StreamllmError, UsageError } from './errors.js';
+/** The worker pool's error (a pool used after dispose, or broken by a worker gone): one line, as a StreamllmError's. */
+export { WorkerPoolError } from '../kernels/pool_error.js';
 
 export type {
   BlockView,

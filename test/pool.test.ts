@@ -848,6 +848,49 @@ t.test('a loop that fails makes the call throw, on the caller or a worker, and t
   }
 });
 
+// A worker that dies holding a claim (the test pools' diesOnFailure: its
+// unit fails, and instead of counting the claim its thread exits, throws, or
+// is terminated while it waits): the units it held are never counted. The
+// keeper (pool.ts, "Failures") sees its exit and breaks the pool; the call
+// that waits for those units throws (before, it waited forever), and so does
+// every call after it; dispose resolves once every worker is gone.
+t.test('a worker that dies holding a claim: the call throws a WorkerPoolError naming it, then every call; dispose ends', async (t) => {
+  const [rows, cols] = [64, 32];
+  const nowhere = 2 ** 31 - 2 ** 20; // past the memory's end: the loop traps wherever it runs
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  for (const how of ['exit', 'throw', 'terminate'] as const) {
+    const died = {
+      exit: 'exited \\(exit code 3\\)',
+      throw: "threw \\(Error: a unit failed \\(the test pool's diesOnFailure\\)\\)",
+      terminate: 'exited \\(exit code 1\\)',
+    }[how];
+    const message = new RegExp(
+      `^WorkerPool: worker 1 of 1 ${died} while the pool was in use \\(a worker must run until dispose\\(\\)\\): the pool is unusable; dispose it and make a new one$`,
+    );
+    for (const kind of ['job', 'program'] as const) {
+      // the caller late: the worker claims first (as in the failing jobs' test)
+      const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [200_000, 0], diesOnFailure: how });
+      await pool.ready();
+      const m = matrix(pool, 'f32', w, rows, cols);
+      const [xp, out] = [pool.alloc(4 * cols), pool.alloc(4 * rows)];
+      floatsOf(pool).set(x, xp / 4);
+      const step = (data: number): ProgramOpStep => ({ op: PoolOp.F32, args: [data, xp, out, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols });
+      const failing = step(nowhere);
+      t.throws(
+        () => (kind === 'job' ? pool.run(failing.op, failing.args, rows, failing.weightBytes) : new PoolProgram(pool, [failing]).run()),
+        { name: 'WorkerPoolError', message },
+        `${how}, a ${kind}: the call throws, naming the worker`,
+      );
+      const good = step(m.data);
+      t.throws(() => pool.run(good.op, good.args, rows, good.weightBytes), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: then a job throws it`);
+      t.throws(() => new PoolProgram(pool, [good]).run(), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: and a program`);
+      await pool.dispose(); // (resolves once the keeper, and every worker before it, has exited)
+      t.throws(() => pool.run(good.op, good.args, rows, good.weightBytes), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: disposed, the same line`);
+    }
+  }
+});
+
 t.test('splitMinBytes 0 splits every job of two row groups or more, however few its bytes', async (t) => {
   // The tests that compare a job on several threads with one thread (kernels,
   // cache_policies, pooled_model) make their pools with splitMinBytes 0 and
@@ -894,6 +937,14 @@ t.test('a process with a live pool exits by itself', async (t) => {
     // and a program (the workers walk it, then wait as after a job)
     const step = { op: 1, args: [m.data, pool.alloc(128), pool.alloc(8), pool.alloc(256), 64, 1, 64], rows: 64, weightBytes: 64 * 72 };
     new PoolProgram(pool, [step, { caller: () => undefined }, step]).run();
+    // and a pool broken by a worker that died holding a claim (terminated by the keeper), not disposed
+    const broken = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [200_000, 0], diesOnFailure: 'terminate' });
+    await broken.ready();
+    try {
+      broken.run(0, [2 ** 31 - 2 ** 20, broken.alloc(128), broken.alloc(256), 32, 1, 64], 64, 64 * 128);
+    } catch (e) {
+      if (e.name !== 'WorkerPoolError') throw e;
+    }
     process.stdout.write('done');
   `;
   const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
@@ -1220,6 +1271,81 @@ t.test('a program whose step fails throws, on the caller or a worker, runs no st
   const small = new PoolProgram(pool, [{ caller: () => undefined }, { op: PoolOp.F32, args: [], rows: 0, weightBytes: 0 }]);
   t.throws(() => small.setArg(0, 0, 1), /step 0 is not an op step/);
   t.throws(() => small.setArg(1, 8, 1), /argument index 8 outside 0..7/);
+});
+
+// A fault of the caller's walk outside its units (the stack running out in
+// one of its calls, say; here its clock, process.uptime as the pool's
+// walker imported it, throwing where the walk reads it after a caller step,
+// with programTimes on): it holds no unit
+// then, so it walks on from its step with FAILED set, as after a unit's
+// trap, and the run closes with every thread's units counted; it throws the
+// fault. (Before, it threw at once, the run left to the workers, which ran
+// the steps after it while the caller went on.) A fault that comes back
+// every time breaks the pool after MAX_WALK_FAULTS (3).
+t.test("a fault of the caller's walk outside its units: the run still closes, nothing after it runs; a fault that persists breaks the pool", async (t) => {
+  const [rows, cols] = [64, 32];
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  const want = Array.from(productF32Reference(w, x, rows, cols, 1));
+  const uptime = process.uptime;
+  const restore = () => (process.uptime = uptime);
+  t.teardown(restore);
+  for (const persists of [false, true]) {
+    let faults = 0;
+    let armed = false;
+    // the clock the caller's walker takes when the pool is made (the workers have their own)
+    process.uptime = () => {
+      if (armed && (persists || faults === 0)) {
+        faults++;
+        throw new Error('the clock failed');
+      }
+      return uptime();
+    };
+    // the caller late: the worker is at the caller step's barrier when the fault comes
+    const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [20_000, 0] });
+    restore();
+    t.teardown(() => pool.dispose());
+    await pool.ready();
+    pool.programTimes = { runs: 0, own: [], barrier: [], ops: [] };
+    const m = matrix(pool, 'f32', w, rows, cols);
+    const xp = pool.alloc(4 * cols);
+    floatsOf(pool).set(x, xp / 4);
+    const out = pool.alloc(4 * rows);
+    let after = 0;
+    const program = new PoolProgram(pool, [
+      { caller: () => (armed = true) },
+      { op: PoolOp.F32, args: [m.data, xp, out, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols },
+      { caller: () => after++ },
+    ]);
+    floatsOf(pool).fill(7, out / 4, out / 4 + rows);
+    const untouched = () =>
+      floatsOf(pool)
+        .subarray(out / 4, out / 4 + rows)
+        .every((v) => v === 7);
+    if (!persists) {
+      t.throws(() => program.run(), /^the clock failed$/, 'once: the run throws the fault');
+      armed = false;
+      t.equal(faults, 1, 'once: one fault');
+      t.equal(after, 0, 'once: no caller step after it');
+      t.ok(untouched(), 'once: no product after it');
+      // the next run (another program, on every thread): right, and the product of the failed run was never run by a worker
+      const other = pool.alloc(4 * rows);
+      new PoolProgram(pool, [{ op: PoolOp.F32, args: [m.data, xp, other, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols }]).run();
+      t.same(Array.from(floatsOf(pool).subarray(other / 4, other / 4 + rows)), want, 'once: then a program is right');
+      t.ok(untouched(), 'once: and the failed run left nothing running');
+      program.run();
+      t.same(Array.from(floatsOf(pool).subarray(out / 4, out / 4 + rows)), want, 'once: the program runs again, right');
+      t.equal(after, 1, 'once: every step');
+    } else {
+      const message = /^WorkerPool: the calling thread's walk of a program failed 3 times outside its units \(Error: the clock failed\): the pool is unusable$/;
+      t.throws(() => program.run(), { name: 'WorkerPoolError', message }, 'persists: the pool breaks');
+      armed = false;
+      t.equal(faults, 3, 'persists: after 3 faults');
+      t.equal(after, 0, 'persists: no caller step after it');
+      t.throws(() => pooledProduct(m, x, 1), { name: 'WorkerPoolError', message }, 'persists: then a job throws it');
+      await pool.dispose(); // (the workers left the run on STOP)
+    }
+  }
 });
 
 // A stale walker: a worker that stalled in its walk of an earlier run (say

@@ -22,6 +22,16 @@
 ;; thread's JavaScript catches it, reads `step` and `take` (this instance's
 ;; globals: one instance per thread), counts the claim, sets FAILED and walks
 ;; on from that step (walk's `from`): the run still closes (pool.ts, Errors).
+;; `take` holds a claim's units from its compareExchange until its finish, so
+;; a fault anywhere in between (a unit's trap, or the stack running out in a
+;; call) is counted, and a fault outside a claim (take 0) leaves nothing held:
+;; the walk can go on from `step` as well.
+;;
+;; STOP (word 8, byte 32: set by dispose, or when the pool breaks: a worker
+;; gone) ends the sleeps at a barrier and after a claim: the walk returns 0
+;; at once, so no thread waits on a worker that will never count its units.
+;; (A thread that breaks the pool sets FAILED first: a claim that leaves its
+;; wait for STOP runs nothing.)
 ;;
 ;; Assembled by scripts/assemble_wasm.ts into walker.wasm.ts.
 (module
@@ -46,8 +56,12 @@
   ;; units of its claim in flight (0: none): read after a trap
   (global $step (mut i32) (i32.const 0))
   (global $take (mut i32) (i32.const 0))
-  (func (export "step") (result i32) (global.get $step))
-  (func (export "take") (result i32) (global.get $take))
+  ;; each read once after a fault, then cleared (-1, 0): a fault before the
+  ;; next walk has set them must not read this walk's again
+  (func (export "step") (result i32) (local $s i32)
+    (local.set $s (global.get $step)) (global.set $step (i32.const -1)) (local.get $s))
+  (func (export "take") (result i32) (local $t i32)
+    (local.set $t (global.get $take)) (global.set $take (i32.const 0)) (local.get $t))
 
   ;; pool.ts's control words (byte offsets: 4 x the word) and fields
   ;; FAILED 4 -> 16, AT_BARRIER 11 -> 44; a step's line: STEP_CLAIM 0,
@@ -218,9 +232,9 @@
       (then (drop (memory.atomic.notify (local.get $left) (i32.const -1))))))
 
   ;; A step's barrier (pool.ts barrier): until the LEFT word at $left is
-  ;; tag | 0 (1), or holds another tag (0: the run is over). Spins for $spinMs
-  ;; at most, then sleeps ($timeout ns; -1: until woken), woken by the last
-  ;; finish.
+  ;; tag | 0 (1), or holds another tag, or STOP is set (0: the run is over).
+  ;; Spins for $spinMs at most, then sleeps ($timeout ns; -1: until woken),
+  ;; woken by the last finish.
   (func $barrier (param $ctrl i32) (param $left i32) (param $tag i32) (param $spinMs f64) (param $timeout i64) (result i32)
     (local $done i32) (local $v i32) (local $i i32) (local $until f64)
     (local.set $done (i32.shl (local.get $tag) (i32.const 22)))
@@ -243,6 +257,8 @@
       (loop $sleep
         (br_if $passed (i32.eq (local.get $v) (local.get $done)))
         (if (i32.ne (i32.shr_u (local.get $v) (i32.const 22)) (local.get $tag)) (then (return (i32.const 0))))
+        ;; STOP: the pool disposed or broken (every round: a sleep ends after $timeout at most)
+        (if (i32.atomic.load offset=32 (local.get $ctrl)) (then (return (i32.const 0))))
         (drop (i32.atomic.rmw.add offset=44 (local.get $ctrl) (i32.const 1)))
         (local.set $v (i32.atomic.load (local.get $left)))
         (if (i32.and (i32.ne (local.get $v) (local.get $done))
@@ -263,7 +279,9 @@
   ;; in step s's line, just read; its op and units words in the line before). Otherwise it sleeps as
   ;; at a barrier (AT_BARRIER: the last finish wakes it), never returning
   ;; early: the claim holds units of the open run, which cannot close
-  ;; before they are counted, and which the caller walks to step $s.
+  ;; before they are counted, and which the caller walks to step $s. (Except
+  ;; for STOP: the pool disposed or broken, FAILED set before it, so the
+  ;; claim is counted and not run.)
   (func $afterSteps (param $ctrl i32) (param $at i32) (param $s i32) (param $tag i32) (param $timeout i64)
     (local $done i32) (local $v i32)
     ;; the last step before $s that starts with units left (none: $s = 0)
@@ -280,6 +298,7 @@
       (loop $sleep
         (local.set $v (i32.atomic.load offset=124 (local.get $at)))
         (br_if $passed (i32.eq (local.get $v) (local.get $done)))
+        (br_if $passed (i32.atomic.load offset=32 (local.get $ctrl)))
         (drop (i32.atomic.rmw.add offset=44 (local.get $ctrl) (i32.const 1)))
         (local.set $v (i32.atomic.load offset=124 (local.get $at)))
         (if (i32.ne (local.get $v) (local.get $done))
@@ -303,6 +322,7 @@
     (local $s i32) (local $at i32) (local $word i32) (local $front i32) (local $back i32)
     (local $left i32) (local $take i32) (local $guide i32) (local $size i32) (local $rows i32)
     (local $clock f64) (local $claimed f64) (local $passed f64) (local $t i32)
+    (global.set $step (local.get $from))
     (global.set $take (i32.const 0))
     (if (local.get $times) (then (local.set $clock (call $now))))
     (local.set $guide (i32.shl (local.get $threads) (i32.const 1)))
@@ -316,9 +336,11 @@
           (then
             ;; a caller step, on the caller
             (if (i32.eqz (i32.atomic.load offset=16 (local.get $ctrl))) (then (call $callerStep (local.get $s))))
-            (call $finish (local.get $ctrl) (i32.add (local.get $at) (i32.const 124)) (local.get $tag) (i32.const 1))
+            ;; (the clock before the finish: a fault after it would leave the step
+            ;; counted, and the walk, going on from it, would count it again)
+            (if (local.get $times) (then (local.set $clock (call $now))))
             ;; (its own finish passed the barrier)
-            (if (local.get $times) (then (local.set $clock (call $now)))))
+            (call $finish (local.get $ctrl) (i32.add (local.get $at) (i32.const 124)) (local.get $tag) (i32.const 1)))
           (else
             (block $claimed
               (loop $claim
@@ -340,6 +362,8 @@
                                             (i32.sub (local.get $word) (local.get $take)))
                                           (local.get $word)))
                     (local.set $front (i32.sub (local.get $back) (local.get $take)))))
+                ;; held from here to its finish (a fault in between counts it)
+                (global.set $take (local.get $take))
                 ;; units [front, back) of step s > 0: first until the steps
                 ;; before s are done (a stale walker's claim can come while the
                 ;; run is at an earlier step: pool.ts, "Programs"), then its
@@ -348,16 +372,15 @@
                   (then (call $afterSteps (local.get $ctrl) (local.get $at) (local.get $s) (local.get $tag) (local.get $timeout))))
                 (if (i32.eqz (i32.atomic.load offset=16 (local.get $ctrl)))
                   (then
-                    (global.set $take (local.get $take))
                     (local.set $size (i32.load offset=8 (local.get $at)))
                     (local.set $rows (i32.load offset=12 (local.get $at)))
                     (local.set $back (i32.mul (local.get $back) (local.get $size)))
                     (call $runRows (i32.load offset=4 (local.get $at)) (i32.add (local.get $at) (i32.const 16))
                       (i32.mul (local.get $front) (local.get $size))
                       (select (local.get $rows) (local.get $back) (i32.lt_s (local.get $rows) (local.get $back)))
-                      (local.get $thread))
-                    (global.set $take (i32.const 0))))
+                      (local.get $thread))))
                 (call $finish (local.get $ctrl) (i32.add (local.get $at) (i32.const 124)) (local.get $tag) (local.get $take))
+                (global.set $take (i32.const 0))
                 (br $claim)))
             (if (local.get $times) (then (local.set $claimed (call $now))))
             (if (i32.eqz (call $barrier (local.get $ctrl) (i32.add (local.get $at) (i32.const 124)) (local.get $tag) (local.get $spinMs) (local.get $timeout)))

@@ -4,6 +4,7 @@
 // errors into one line on stderr with exit code 2.
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { WorkerPoolError } from '../../kernels/pool_error.js';
 import { ReportedError, StreamllmError } from '../errors.js';
 import { type CommandSpec, helpText, parseFlags } from './args.js';
 import { attnCommand } from './attn.js';
@@ -63,7 +64,8 @@ export async function main(argv: string[]): Promise<number> {
     else await command.run(parseFlags(command, rest));
     return 0;
   } catch (e) {
-    if (e instanceof StreamllmError) {
+    // (the worker pool's own error, from kernels/ which imports nothing of src/: a pool used after dispose or broken)
+    if (e instanceof StreamllmError || e instanceof WorkerPoolError) {
       if (!(e instanceof ReportedError)) process.stderr.write(`streamllm: ${e.message}\n`);
       return 2;
     }
