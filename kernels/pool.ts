@@ -832,14 +832,17 @@ let started = 0;
 const start = () => {
   if (++started === data.length) parentPort.postMessage('ready');
 };
-const broken = (index, how) => {
+const broken = (index, how, who = 'worker ' + index + ' of ' + (threads - 1)) => {
   if (Atomics.load(control, ${STOP}) !== 0) return; // disposed, or broken already: the workers are leaving
-  reports.postMessage('worker ' + index + ' of ' + (threads - 1) + ' ' + how);
+  reports.postMessage(who + ' ' + how);
   Atomics.store(control, ${FAILED}, 1); // (before STOP: a claim that leaves its wait for STOP runs nothing)
   if (Atomics.compareExchange(control, ${STOP}, 0, ${STOP_BROKEN}) !== 0) return;
   wakeAll(control, programAt);
   for (const w of workers) w.terminate();
 };
+// the keeper itself ending before dispose (an uncaught error here: its
+// workers go with it) breaks the pool the same way
+process.on('exit', (code) => broken(0, 'exited (exit code ' + code + ')', 'the keeper'));
 data.forEach((d, i) => {
   const w = new Worker(source, { eval: true, execArgv: [], workerData: d });
   let isReady = false;
@@ -1063,7 +1066,16 @@ export class WorkerPool {
     reports.unref();
     this.keeper = keeper;
     this.reports = reports;
-    this.exited = new Promise((resolve) => keeper.once('exit', () => resolve()));
+    this.exited = new Promise((resolve) =>
+      keeper.once('exit', (code) => {
+        // gone before dispose (terminated, or it broke the pool, whose line comes first)
+        if (!this.disposed && this.unusable === undefined) {
+          const report = receiveMessageOnPort(reports);
+          this.unusable = brokenLine(report === undefined ? `the keeper thread exited (exit code ${code})` : String(report.message));
+        }
+        resolve();
+      }),
+    );
     // The keeper keeps the process alive only until every worker has
     // started (so that ready() can resolve); from then on it never does. One
     // that dies on start-up breaks the pool.

@@ -24,6 +24,7 @@
 // protocol, and why a late or sleeping worker never holds the caller, are in
 // pool.ts's header, "Programs").
 import { isJobOp, type JobOp, MAX_PROGRAM_STEPS, PROGRAM_CALLER_STEP, type ProgramPlan, type WorkerPool } from './pool.js';
+import { WorkerPoolError } from './pool_error.js';
 
 /** What a pool op step runs: run()'s four arguments. */
 export interface ProgramOpStep {
@@ -117,7 +118,7 @@ export class PoolProgram {
    * caller step is done).
    */
   setArg(step: number, index: number, value: number): void {
-    if (this.disposed) throw new Error('PoolProgram: used after dispose()');
+    if (this.disposed) throw new WorkerPoolError('PoolProgram: used after dispose()');
     if (!(Number.isInteger(step) && step >= 0 && step < this.length) || this.plan.ops[step] === PROGRAM_CALLER_STEP) {
       throw new RangeError(`PoolProgram.setArg: step ${step} is not an op step of this program of ${this.length}`);
     }
@@ -138,7 +139,7 @@ export class PoolProgram {
    * thread's error, else 'a worker failed'; no step after a failing one runs.
    */
   run(): void {
-    if (this.disposed) throw new Error('PoolProgram: used after dispose()');
+    if (this.disposed) throw new WorkerPoolError('PoolProgram: used after dispose()');
     this.pool.runProgram(this.plan);
   }
 

@@ -889,6 +889,15 @@ t.test('a worker that dies holding a claim: the call throws a WorkerPoolError na
       t.throws(() => pool.run(good.op, good.args, rows, good.weightBytes), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: disposed, the same line`);
     }
   }
+  // the keeper itself gone (terminated here, between calls: its workers go with it)
+  const pool = new WorkerPool(2, { splitMinBytes: 0 });
+  await pool.ready();
+  const m = matrix(pool, 'f32', w, rows, cols);
+  t.same(Array.from(pooledProduct(m, x, 1)), Array.from(productF32Reference(w, x, rows, cols, 1)), 'a pool that works');
+  await (pool as unknown as { keeper: Worker }).keeper.terminate();
+  const message = /^WorkerPool: the keeper thread exited \(exit code 1\) while the pool was in use .*: the pool is unusable; dispose it and make a new one$/;
+  t.throws(() => pooledProduct(m, x, 1), { name: 'WorkerPoolError', message }, 'its keeper terminated: a job throws, naming it');
+  await pool.dispose();
 });
 
 t.test('splitMinBytes 0 splits every job of two row groups or more, however few its bytes', async (t) => {
@@ -911,7 +920,7 @@ t.test('dispose stops every worker', async (t) => {
   await pool.ready();
   pooledProduct(matrix(pool, 'f32', randn(64 * 32), 64, 32), randn(32), 1);
   await pool.dispose(); // resolves once each worker has exited
-  t.throws(() => pool.run(0, [], 4, 0), /after dispose/);
+  t.throws(() => pool.run(0, [], 4, 0), { name: 'WorkerPoolError', message: 'WorkerPool: used after dispose()' });
 });
 
 t.test('a job with more arguments than the control words hold is refused before it is posted', async (t) => {
@@ -1113,7 +1122,7 @@ t.test(
       runOneByOne(pool, c.steps);
       t.same({ ...c.read(pool), seenY1: c.seen.y1, picks: c.picks() }, want[1], `${name(pool)}: one by one`);
       program.dispose();
-      t.throws(() => program.run(), /after dispose/, 'a disposed program refuses to run');
+      t.throws(() => program.run(), { name: 'WorkerPoolError', message: 'PoolProgram: used after dispose()' }, 'a disposed program refuses to run');
     }
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
   },
