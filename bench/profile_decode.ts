@@ -194,11 +194,12 @@ async function programTable(model: Model, tokens: number, rounds: number): Promi
   const perRun = (ms: number) => ((1000 * ms) / times.runs).toFixed(1);
   const rows = [...kinds].map(([name, k]) => [name, String(k.steps), perRun(k.own), perRun(k.barrier), ((1000 * k.barrier) / times.runs / k.steps).toFixed(2)]);
   const total = (xs: number[]) => xs.reduce((a, b) => a + (b ?? 0), 0);
-  rows.push(['all op steps', String(times.ops.filter((o) => o !== undefined).length), perRun(total(times.own)), perRun(total(times.barrier)), '']);
+  rows.push(['all barriers', String(times.ops.filter((o) => o !== undefined).length), perRun(total(times.own)), perRun(total(times.barrier)), '']);
   return (
     `The decode step's program (kernels/pool_program.ts), ${times.runs} of ${n} tokens run split over the threads (the rest while the cores were busy: step by step); ` +
-    `the calling thread's time per split token (two clock readings a step added):\n\n` +
-    markdownTable(['op step', 'steps a token', 'own claims, µs', 'at the barriers, µs', 'µs a barrier'], rows)
+    `the calling thread's time per split token (two clock readings a step added; the steps that run on every thread, ` +
+    `without a barrier, are not listed: their time is in the own claims of the step after them):\n\n` +
+    markdownTable(['op step', 'barriers a token', 'own claims, µs', 'at the barriers, µs', 'µs a barrier'], rows)
   );
 }
 

@@ -102,6 +102,9 @@
 //               step s + 1's claim word and descriptor with it.
 //   PROGRAM_RUN (one word) tag | steps of the open run; tag | 0 once closed
 //
+// (A step's line also holds STEP_THREAD_BYTES and STEP_FLAGS: see
+// "Every-thread steps" below.)
+//
 // The caller writes the descriptors (only when another program ran last,
 // and setArg's words), then per step (walker.wat arm) STEP_LEFT = (tag, units; a caller step
 // 1) and STEP_CLAIM = (tag, 0, units; a caller step 0), then opens the run
@@ -204,6 +207,39 @@
 //   CALM_SPLIT_MIN_BYTES or more still split, the rest on the caller: as
 //   before programs). A job run() posts from a caller step runs on the
 //   caller alone (the workers are at the barrier).
+//
+// Every-thread steps (pool_program.ts everyThread, perThread): a step too
+// small to split (a norm of one token's residual: well under a µs) costs
+// the threads a barrier, and the thread that does not run it waits for the
+// one that does. Where only the next step reads its output, every thread
+// can instead run it whole into its own copy, and go on without a barrier.
+// A step's per-thread arguments (STEP_FLAGS bits 0..7) are, on thread t,
+// the argument + t * STEP_THREAD_BYTES (walker.wat $argsOf: a copy of the
+// arguments in the thread's own line at ownArgsAt); the program lays out
+// threads copies. An every-thread step E before op step s (STEP_FLAGS'
+// EVERY_THREAD) has no units in the run's words: its LEFT and claim words
+// start done, no thread claims or waits on it. A thread runs E, all its
+// rows, at its first claim of s in its walk, after that claim's wait for
+// the steps before s (afterSteps, which passes over E: a step of no units),
+// and then the claim's own units. In the terms of the argument above:
+// - E reads only what the steps before it wrote, which are done (the wait),
+//   and its words are the run's (read after a valid claim, as a
+//   descriptor); it writes only the thread's own copy, which no other
+//   thread writes, and which only this thread's units of s read (E's
+//   output read only by s, through the same per-thread arguments: the
+//   program's contract), after it in the thread's order. A stale walker
+//   (it is the same thread, so the same copy) runs E after its wait too.
+// - The bits: each thread runs the same loop on the same inputs, and a row
+//   of E's is the same whether computed whole or in units; the units of s
+//   read a copy with those bits.
+// - A thread that claims nothing of s runs nothing of E: nothing reads its
+//   copy. A unit of E that traps is counted as the claim of s it came with
+//   (walker.wat's $take is set before E runs), as any unit's.
+// - Where the steps run one by one (alone, or as run() jobs while the
+//   cores are busy) every step's arguments are as given, thread 0's: E
+//   writes copy 0 and s reads it, in order.
+// So a decode layer has six barriers instead of nine (float32) or ten (q8):
+// src/model/decode_program.ts.
 //
 // Waits spin first, for a bounded time, then sleep in Atomics.wait:
 //
@@ -465,7 +501,11 @@ const STEP_OP = 1; // the step's op (CALLER_STEP: a caller step)
 const STEP_UNIT_ROWS = 2;
 const STEP_ROWS = 3;
 const STEP_ARGS = 4; // MAX_ARGS words
-const STEP_UNITS = STEP_ARGS + MAX_ARGS; // the step's units (what its LEFT and claim words start from in each run)
+const STEP_UNITS = STEP_ARGS + MAX_ARGS; // the step's units (what its LEFT and claim words start from in each run; an every-thread step's 0)
+const STEP_THREAD_BYTES = STEP_UNITS + 1; // bytes from one thread's copy of the step's per-thread arguments to the next's
+const STEP_FLAGS = STEP_UNITS + 2; // bits 0..7: which arguments are per thread (see "Every-thread steps"); EVERY_THREAD
+/** STEP_FLAGS' bit of an every-thread step. */
+const EVERY_THREAD = 256;
 const STEP_WORDS = 16;
 const STEP_LEFT = STEP_WORDS + 15; // units of the step not yet finished: tag | left (the last word of the next step's line)
 /** STOP's values: the pool disposed; the pool broken (a worker gone, or the caller's walk failing again and again). */
@@ -678,6 +718,7 @@ interface ProgramWalker {
     spinMs: number,
     timeoutNs: bigint,
     times: number,
+    own: number,
   ): number;
   /** Each step's LEFT and claim word for the run of tagBits (from its op and units words), plain stores: see the header. */
   arm(program: number, tagBits: number, steps: number): void;
@@ -692,7 +733,7 @@ interface ProgramWalker {
 // Atomics.wait until the next job.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { memory, module, sharedLoopsModule, walkerModule, controlAt, controlWords, index, generation: started, threads, programAt, dies } = workerData;
+const { memory, module, sharedLoopsModule, walkerModule, controlAt, controlWords, index, generation: started, threads, programAt, ownArgsAt, dies } = workerData;
 const guide = ${GUIDE} * threads;
 const control = new Int32Array(memory.buffer, controlAt, controlWords);
 const walkerImports = ${WALKER_IMPORTS_SOURCE};
@@ -744,7 +785,7 @@ const walk = (tag, steps) => {
   const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000;
   for (let from = 0; ; ) {
     try {
-      walker.walk(controlAt, controlAt + 4 * programAt, tag, steps, from, index, threads, spinMs, 50_000_000n, 0);
+      walker.walk(controlAt, controlAt + 4 * programAt, tag, steps, from, index, threads, spinMs, 50_000_000n, 0, ownArgsAt + 64 * index);
       return;
     } catch {
       Atomics.store(control, ${FAILED}, 1);
@@ -903,6 +944,11 @@ export interface ProgramPlan {
   readonly units: Int32Array;
   /** The bytes each op step reads (run()'s weightBytes). */
   readonly weightBytes: Float64Array;
+  /** Per step: bytes from one thread's copy of its per-thread arguments to the next's, and which arguments those are (bit i: argument i). */
+  readonly threadBytes: Int32Array;
+  readonly threadArgs: Int32Array;
+  /** Per step: 1 for an every-thread step (see "Every-thread steps" in the header). */
+  readonly everyThread: Uint8Array;
   readonly args: readonly number[][];
   readonly callers: readonly ((() => void) | undefined)[];
 }
@@ -932,6 +978,8 @@ export class WorkerPool {
   private readonly nullGuard: Int32Array;
   /** Where the walker adds a run's per-step times for programTimes (two float64 a step). */
   private readonly timesAt: number;
+  /** Each thread's line (64 bytes; the caller's first) where the walker copies a step's arguments with its per-thread ones moved to its copy (walker.wat $argsOf). */
+  private readonly ownArgsAt: number;
   /** The program walker on this thread (simd/walker.wat). */
   private readonly walker: ProgramWalker;
   /** The plan whose caller steps the walker's callerStep runs, and the first error of the run. */
@@ -1021,6 +1069,7 @@ export class WorkerPool {
     this.controlAt = Math.ceil(this.alloc(4 * controlWords + 64) / 64) * 64;
     this.control = new Int32Array(this.memory.buffer, this.controlAt, controlWords);
     this.timesAt = this.alloc(16 * MAX_PROGRAM_STEPS);
+    this.ownArgsAt = Math.ceil(this.alloc(64 * threads + 64) / 64) * 64; // (a line a thread)
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     const late = options.lateMicros ?? [];
     for (let i = 0; i < threads; i++) this.control[LATE_AT + i] = Math.max(0, Math.round(late[i] ?? 0));
@@ -1041,6 +1090,7 @@ export class WorkerPool {
         generation: 0,
         threads,
         programAt: this.programAt,
+        ownArgsAt: this.ownArgsAt,
         dies: options.diesOnFailure,
       });
     }
@@ -1242,7 +1292,9 @@ export class WorkerPool {
         c[at + STEP_OP] = plan.ops[s]!;
         c[at + STEP_UNIT_ROWS] = plan.unitRows[s]!;
         c[at + STEP_ROWS] = plan.rows[s]!;
-        c[at + STEP_UNITS] = plan.units[s]!;
+        c[at + STEP_UNITS] = plan.everyThread[s] ? 0 : plan.units[s]!;
+        c[at + STEP_THREAD_BYTES] = plan.threadBytes[s]!;
+        c[at + STEP_FLAGS] = plan.threadArgs[s]! | (plan.everyThread[s] ? EVERY_THREAD : 0);
         const args = plan.args[s]!;
         for (let i = 0; i < MAX_ARGS; i++) c[at + STEP_ARGS + i] = args[i] ?? 0;
       }
@@ -1284,6 +1336,7 @@ export class WorkerPool {
             this.spinMicros / 1000,
             BigInt(CALLER_SLICE_MS * 1e6), // (its sleeps in slices: STOP looked at after each)
             times === undefined ? 0 : this.timesAt,
+            this.ownArgsAt,
           );
           break;
         } catch (e) {
@@ -1320,7 +1373,7 @@ export class WorkerPool {
       const ms = new Float64Array(this.memory.buffer, this.timesAt, 2 * steps);
       for (let s = 0; s < steps; s++) {
         const op = plan.ops[s]!;
-        if (op === CALLER_STEP) continue;
+        if (op === CALLER_STEP || plan.everyThread[s]) continue; // (an every-thread step: in the claims of the step after)
         times.own[s] = (times.own[s] ?? 0) + ms[2 * s]!;
         times.barrier[s] = (times.barrier[s] ?? 0) + ms[2 * s + 1]!;
         times.ops[s] = op;

@@ -23,6 +23,17 @@
 // results are the bits of running the steps one by one with pool.run (the
 // protocol, and why a late or sleeping worker never holds the caller, are in
 // pool.ts's header, "Programs").
+//
+// An op step may instead run on every thread (everyThread): each thread
+// that takes part in the next step runs it whole, into its own copy of its
+// output (perThread: arguments that are, on thread t, the argument + t
+// bytes), just before its first units of that step, which read the same
+// copy: no barrier between them. For a step too small to split whose
+// output only the next step reads (a decode step's norms and
+// quantisations: a barrier each, and one thread idle while the other ran
+// it, before). The bits are those of the steps one by one, every thread's
+// copy computed by the same loop from the same inputs (pool.ts, "Every-
+// thread steps").
 import { isJobOp, type JobOp, MAX_PROGRAM_STEPS, PROGRAM_CALLER_STEP, type ProgramPlan, type WorkerPool } from './pool.js';
 import { WorkerPoolError } from './pool_error.js';
 
@@ -34,6 +45,25 @@ export interface ProgramOpStep {
   rows: number;
   /** The bytes the step reads (run()'s weightBytes): how it is cut into units. */
   weightBytes: number;
+  /**
+   * Arguments that point into each thread's own copy of something (an
+   * every-thread step's output, or the operand a step reads from one): on
+   * thread t (0: the caller) argument i is args[i] + t * bytes, for each i
+   * in `args`. The copies are the program's to lay out: pool.threads of
+   * them, `bytes` apart. (Where the steps run one by one, as run() jobs,
+   * every thread uses copy 0.)
+   */
+  perThread?: { args: readonly number[]; bytes: number };
+  /**
+   * Every thread runs this step whole (all its rows), at its first claim
+   * of the step after it, instead of the threads claiming its units and
+   * waiting at its barrier: no barrier of its own. For a small step (a
+   * norm of one token's residual) whose output only the next step reads:
+   * each thread writes its own copy (perThread, required) and the next
+   * step's units read that thread's copy (perThread there too). The next
+   * step must be an op step that is not an every-thread one.
+   */
+  everyThread?: boolean;
 }
 
 /** A step only the calling thread runs (the workers wait at its barrier). */
@@ -71,6 +101,9 @@ export class PoolProgram {
       rows: new Int32Array(n),
       units: new Int32Array(n),
       weightBytes: new Float64Array(n),
+      threadBytes: new Int32Array(n),
+      threadArgs: new Int32Array(n),
+      everyThread: new Uint8Array(n),
       args: [] as number[][],
       callers: [] as ((() => void) | undefined)[],
     };
@@ -90,6 +123,25 @@ export class PoolProgram {
       if (!(Number.isInteger(rows) && rows >= 0 && rows < 2 ** 31))
         throw new RangeError(`PoolProgram: step ${s}'s rows must be a non-negative integer, got ${rows}`);
       if (!(weightBytes >= 0)) throw new RangeError(`PoolProgram: step ${s}'s weightBytes must be non-negative, got ${weightBytes}`);
+      if (step.perThread !== undefined) {
+        const { args: which, bytes } = step.perThread;
+        if (!(Number.isInteger(bytes) && bytes >= 0 && bytes * (pool.threads - 1) < 2 ** 31))
+          throw new RangeError(`PoolProgram: step ${s}'s perThread.bytes must be a non-negative integer (threads x bytes within 2^31), got ${bytes}`);
+        for (const i of which) {
+          if (!(Number.isInteger(i) && i >= 0 && i < args.length))
+            throw new RangeError(`PoolProgram: step ${s}'s perThread.args must be indices of its ${args.length} arguments, got ${i}`);
+          plan.threadArgs[s]! |= 1 << i;
+        }
+        plan.threadBytes[s] = bytes;
+      }
+      if (step.everyThread === true) {
+        const next = steps[s + 1];
+        if (next === undefined || 'caller' in next || next.everyThread === true)
+          throw new RangeError(`PoolProgram: step ${s} runs on every thread: the step after it must be an op step that does not`);
+        if (step.perThread === undefined || step.perThread.args.length === 0)
+          throw new RangeError(`PoolProgram: step ${s} runs on every thread: it needs perThread arguments (each thread's own output)`);
+        plan.everyThread[s] = 1;
+      }
       const unitRows = pool.unitRowsOf(op, rows, weightBytes, unitBytes) || Math.max(1, rows); // 0: one unit, as run() runs it alone
       plan.ops[s] = op;
       plan.unitRows[s] = unitRows;
@@ -106,9 +158,9 @@ export class PoolProgram {
     this.plan = plan;
   }
 
-  /** Units step `step` is cut into (0 for a caller step): for tests and benchmarks. */
+  /** Units step `step` is cut into (0 for a caller step, and for an every-thread step, which is not cut): for tests and benchmarks. */
   unitsOf(step: number): number {
-    return this.plan.units[step]!;
+    return this.plan.everyThread[step] ? 0 : this.plan.units[step]!;
   }
 
   /**

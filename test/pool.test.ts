@@ -1194,6 +1194,157 @@ t.test("a program's SumsOfExps and Swiglu steps (ops no decode program runs, dis
   }
 });
 
+// A decode layer's shape with every-thread steps (pool_program.ts
+// everyThread, perThread): a norm into each thread's own copy of the
+// product's operand, the product's claims reading their thread's copy,
+// SwiGLU and the quantisation of a product's output likewise. The reference:
+// the same steps without those marks, one by one with run() on one thread
+// (every thread then uses copy 0).
+function everyThreadChain(pool: WorkerPool, every: boolean) {
+  const [dim, hidden, mid] = [40, 32, 64];
+  const seeded = seedrandom('every thread');
+  const values = (n: number) => Float32Array.from({ length: n }, () => 2 * seeded() - 1);
+  const [residual0, normW] = [values(dim), values(dim)];
+  const m1 = matrix(pool, 'f32', values(2 * hidden * dim), 2 * hidden, dim); // gate | up
+  const m2 = matrix(pool, 'f32', values(dim * hidden), dim, hidden);
+  const m3 = matrix(pool, 'q8', values(mid * dim), mid, dim);
+  const m4 = matrix(pool, 'q8', values(dim * mid), dim, mid);
+  // an operand of `stride` floats: x, then its int16 blocks and scales; one copy a thread, `copy` bytes apart
+  const copy = (stride: number) => Math.ceil((4 * stride + 2 * stride + stride / 8) / 64) * 64;
+  const operand = (stride: number) => {
+    const x = pool.alloc(pool.threads * copy(stride));
+    return { x, q: x + 4 * stride, d: x + 6 * stride, copy: copy(stride), bytes: pool.threads * copy(stride) };
+  };
+  const [normed, gated, normedQ8, quantized] = [operand(m1.stride), operand(m2.stride), operand(m3.stride), operand(m4.stride)];
+  const [residual, normAt, epsAt, gateUp, y3, y4, product] = [
+    pool.alloc(4 * dim),
+    pool.alloc(4 * dim),
+    pool.alloc(8),
+    pool.alloc(8 * hidden),
+    pool.alloc(4 * mid),
+    pool.alloc(4 * dim),
+    pool.alloc(4 * dim),
+  ];
+  floatsOf(pool).set(normW, normAt / 4);
+  new Float64Array(pool.memory.buffer, epsAt, 1)[0] = 1e-5;
+  const marks = (args: number[], bytes: number, everyThread = false) => (every ? { perThread: { args, bytes }, ...(everyThread ? { everyThread } : {}) } : {});
+  const seen: { residual?: number[] } = {};
+  const steps: ProgramStep[] = [
+    {
+      op: PoolOp.NormOperand,
+      args: [residual, normAt, epsAt, dim, m1.stride, normed.x, 0, 0],
+      rows: 1,
+      weightBytes: 4 * dim,
+      ...marks([5], normed.copy, true),
+    },
+    {
+      op: PoolOp.F32,
+      args: [m1.data, normed.x, gateUp, m1.stride, 1, 2 * hidden],
+      rows: 2 * hidden,
+      weightBytes: matrixBytes('f32', 2 * hidden, dim),
+      ...marks([1], normed.copy),
+    },
+    { op: PoolOp.Swiglu, args: [gateUp, hidden, gated.x], rows: 1, weightBytes: 12 * hidden, ...marks([2], gated.copy, true) },
+    {
+      op: PoolOp.F32Add,
+      args: [m2.data, gated.x, product, m2.stride, 1, dim, residual],
+      rows: dim,
+      weightBytes: matrixBytes('f32', dim, hidden),
+      ...marks([1], gated.copy),
+    },
+    {
+      op: PoolOp.NormOperand,
+      args: [residual, normAt, epsAt, dim, m3.stride, normedQ8.x, normedQ8.q, normedQ8.d],
+      rows: 1,
+      weightBytes: 4 * dim,
+      ...marks([5, 6, 7], normedQ8.copy, true),
+    },
+    {
+      op: PoolOp.Q8,
+      args: [m3.data, normedQ8.q, normedQ8.d, y3, m3.stride, 1, mid],
+      rows: mid,
+      weightBytes: matrixBytes('q8', mid, dim),
+      ...marks([1, 2], normedQ8.copy),
+    },
+    { op: PoolOp.Quantize, args: [y3, m4.stride, quantized.q, quantized.d], rows: 1, weightBytes: 4 * mid, ...marks([2, 3], quantized.copy, true) },
+    {
+      op: PoolOp.Q8Add,
+      args: [m4.data, quantized.q, quantized.d, y4, m4.stride, 1, dim, residual],
+      rows: dim,
+      weightBytes: matrixBytes('q8', dim, mid),
+      ...marks([1, 2], quantized.copy),
+    },
+    { caller: () => (seen.residual = bits(floatsOf(pool).slice(residual / 4, residual / 4 + dim))) },
+  ];
+  /** Before a run: the residual's start, every copy of every operand zeroed. */
+  const reset = () => {
+    floatsOf(pool).set(residual0, residual / 4);
+    for (const o of [normed, gated, normedQ8, quantized]) new Uint8Array(pool.memory.buffer, o.x, o.bytes).fill(0);
+  };
+  const read = () => ({
+    y3: bits(floatsOf(pool).slice(y3 / 4, y3 / 4 + mid)),
+    residual: bits(floatsOf(pool).slice(residual / 4, residual / 4 + dim)),
+    seen: seen.residual,
+  });
+  /** Thread t's copy of the first norm's output (the operand's dim floats). */
+  const normedCopy = (t: number) => bits(floatsOf(pool).slice((normed.x + t * normed.copy) / 4, (normed.x + t * normed.copy) / 4 + dim));
+  const wantNormed = new Float32Array(dim);
+  rmsNormRows(residual0, normW, 1e-5, dim, wantNormed);
+  return { steps, reset, read, normedCopy, wantNormed: bits(wantNormed) };
+}
+
+t.test(
+  'a program with every-thread steps (each thread its own copy of an operand) equals its steps run one by one, bit for bit, on 1-4 threads and with late threads',
+  async (t) => {
+    const late = [
+      new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [20_000, 0] }), // the worker runs nearly everything (copy 1)
+      new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [0, 2000] }),
+      new WorkerPool(3, { splitMinBytes: 0, unitBytes: 1, lateMicros: [0, 0, 3000], spinMicros: 0 }),
+    ];
+    t.teardown(() => Promise.all(late.map((p) => p.dispose())));
+    await Promise.all(late.map((p) => p.ready()));
+    const reference = everyThreadChain(one, false);
+    reference.reset();
+    runOneByOne(one, reference.steps);
+    const want = reference.read();
+    t.same(reference.normedCopy(0), reference.wantNormed, 'the reference: the norm is rmsNormRows');
+    t.not(want.residual, bits(new Float32Array(40)), 'the residual moved');
+    for (const pool of [one, ...pools, ...late]) {
+      const c = everyThreadChain(pool, true);
+      const program = new PoolProgram(pool, c.steps);
+      t.equal(program.unitsOf(0), 0, 'an every-thread step is not cut into units');
+      const name = `${pool.threads} threads${pool === late[0] ? ', the caller late' : ''}`;
+      let workerCopies = 0;
+      for (let run = 0; run < 4; run++) {
+        c.reset();
+        program.run();
+        t.same(c.read(), want, `${name}, run ${run}`);
+        if (pool.threads > 1 && bits(new Float32Array(40)).join() !== c.normedCopy(1).join()) {
+          t.same(c.normedCopy(1), c.wantNormed, `${name}, run ${run}: the worker's copy is the norm`);
+          workerCopies++;
+        }
+      }
+      if (pool === late[0]) t.ok(workerCopies > 0, `${name}: the worker ran the every-thread norm into its own copy`);
+      // the steps one by one with run() (copy 0): the same bits
+      c.reset();
+      runOneByOne(pool, c.steps);
+      t.same(c.read(), want, `${name}: one by one`);
+      program.dispose();
+    }
+    const step = { op: PoolOp.F32, args: [0, 0, 0, 4, 1, 4], rows: 4, weightBytes: 64 } as const;
+    const every = { ...step, everyThread: true, perThread: { args: [2], bytes: 64 } };
+    t.throws(() => new PoolProgram(one, [step, every]), /step 1 runs on every thread: the step after it must be an op step that does not/);
+    t.throws(() => new PoolProgram(one, [every, { caller: () => undefined }]), /step 0 runs on every thread: the step after it must be an op step/);
+    t.throws(() => new PoolProgram(one, [every, every, step]), /step 0 runs on every thread: the step after it must be an op step that does not/);
+    t.throws(() => new PoolProgram(one, [{ ...step, everyThread: true }, step]), /step 0 runs on every thread: it needs perThread arguments/);
+    t.throws(
+      () => new PoolProgram(one, [{ ...step, perThread: { args: [6], bytes: 64 } }]),
+      /step 0's perThread.args must be indices of its 6 arguments, got 6/,
+    );
+    t.throws(() => new PoolProgram(one, [{ ...step, perThread: { args: [1], bytes: -4 } }]), /step 0's perThread.bytes must be a non-negative integer/);
+  },
+);
+
 t.test('a program whose step fails throws, on the caller or a worker, runs no step after it, and the pool stays usable', async (t) => {
   const [rows, cols] = [64, 32];
   const nowhere = 2 ** 31 - 2 ** 20; // past the memory's end: the loop traps wherever it runs
@@ -1365,10 +1516,12 @@ t.test("a fault of the caller's walk outside its units: the run still closes, no
 // step with the open run's tag at the last step: its claims succeed (valid
 // claims of the run), but it must not run them before the steps they read
 // are done. (Without the wait after a claim, it ran them at once, from the
-// product before's unwritten output, and the run closed normally.)
+// product before's unwritten output, and the run closed normally.) It walks
+// as thread `thread` (its own copy of a per-thread operand: the pool's
+// worker is thread 1), its arguments' line at `own`.
 const STALE_WALKER_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads');
-const { memory, modules, flags, ctrl, program, steps, from } = workerData;
+const { memory, modules, flags, ctrl, program, steps, from, thread, own } = workerData;
 const loops = new WebAssembly.Instance(modules[0], { env: { memory } }).exports;
 const shared = new WebAssembly.Instance(modules[1], { env: { memory } }).exports;
 const walker = new WebAssembly.Instance(modules[2], {
@@ -1383,7 +1536,7 @@ const walker = new WebAssembly.Instance(modules[2], {
 const f = new Int32Array(flags);
 parentPort.postMessage('ready');
 while (Atomics.load(f, 0) === 0) Atomics.wait(f, 0, 0); // the open run's tag + 1
-const walked = walker.walk(ctrl, program, Atomics.load(f, 0) - 1, steps, from, 1, 2, 0, 50000000n, 0);
+const walked = walker.walk(ctrl, program, Atomics.load(f, 0) - 1, steps, from, thread, 2, 0, 50000000n, 0, own);
 Atomics.store(f, 1, 1);
 Atomics.notify(f, 1);
 parentPort.postMessage(walked);
@@ -1394,11 +1547,17 @@ t.test('a stale walker that claims a later step of the open run waits for the st
   t.teardown(() => pool.dispose());
   await pool.ready();
   const n = 64;
-  const [w1, w2, x] = [randn(n * n), randn(n * n), randn(n)];
+  const [w1, w2, x, normW] = [randn(n * n), randn(n * n), randn(n), randn(n)];
   const want = productF32Reference(w2, productF32Reference(w1, x, n, n, 1), n, n, 1);
+  const normed = new Float32Array(n);
+  rmsNormRows(productF32Reference(w1, x, n, n, 1), normW, 1e-5, n, normed);
+  const wantNormed = productF32Reference(w2, normed, n, n, 1); // W2 norm(W1 x)
   const [m1, m2] = [matrix(pool, 'f32', w1, n, n), matrix(pool, 'f32', w2, n, n)];
-  const [xp, y1, y2] = [pool.alloc(4 * n), pool.alloc(4 * n), pool.alloc(4 * n)];
+  const [xp, y1, y2, normAt, epsAt, own] = [pool.alloc(4 * n), pool.alloc(4 * n), pool.alloc(4 * n), pool.alloc(4 * n), pool.alloc(8), pool.alloc(64)];
+  const copies = pool.alloc(3 * 4 * n); // the norm's output: copies for threads 0, 1 and the stale walker's 2
   floatsOf(pool).set(x, xp / 4);
+  floatsOf(pool).set(normW, normAt / 4);
+  new Float64Array(pool.memory.buffer, epsAt, 1)[0] = 1e-5;
   const modules = [PRODUCTS_WASM, SHARED_LOOPS_WASM, WALKER_WASM].map((b64) => new WebAssembly.Module(Buffer.from(b64, 'base64')));
   const inside = pool as unknown as { controlAt: number; programAt: number; tag: number };
   const product = (m: PooledMatrix, from: number, to: number): ProgramStep => ({
@@ -1408,8 +1567,10 @@ t.test('a stale walker that claims a later step of the open run waits for the st
     weightBytes: 4 * n * n,
   });
   // the stale walk from the last step: the one before it (the reviewer's
-  // case), and past an empty step (whose LEFT word starts done)
-  for (const empty of [false, true]) {
+  // case), past an empty step (whose LEFT word starts done), and past an
+  // every-thread step (a norm the stale claim must run, on its own copy,
+  // only after the product before it is done)
+  for (const kind of ['the step before', 'past an empty step', 'past an every-thread step'] as const) {
     const flags = new Int32Array(new SharedArrayBuffer(8));
     const steps: ProgramStep[] = [
       {
@@ -1421,8 +1582,20 @@ t.test('a stale walker that claims a later step of the open run waits for the st
         },
       },
       product(m1, xp, y1),
-      ...(empty ? [{ op: PoolOp.F32, args: [], rows: 0, weightBytes: 0 }] : []),
-      product(m2, y1, y2),
+      ...(kind === 'past an empty step' ? [{ op: PoolOp.F32, args: [], rows: 0, weightBytes: 0 }] : []),
+      ...(kind === 'past an every-thread step'
+        ? [
+            {
+              op: PoolOp.NormOperand,
+              args: [y1, normAt, epsAt, n, n, copies, 0, 0],
+              rows: 1,
+              weightBytes: 4 * n,
+              everyThread: true,
+              perThread: { args: [5], bytes: 4 * n },
+            },
+            { ...product(m2, copies, y2), perThread: { args: [1], bytes: 4 * n } },
+          ]
+        : [product(m2, y1, y2)]),
     ];
     const program = new PoolProgram(pool, steps);
     t.ok(program.unitsOf(steps.length - 1) > 1, 'the last step: several units');
@@ -1436,6 +1609,8 @@ t.test('a stale walker that claims a later step of the open run waits for the st
         program: inside.controlAt + 4 * inside.programAt,
         steps: steps.length,
         from: steps.length - 1,
+        thread: kind === 'past an every-thread step' ? 2 : 1,
+        own,
       },
     });
     const messages: unknown[] = [];
@@ -1445,10 +1620,14 @@ t.test('a stale walker that claims a later step of the open run waits for the st
     while (messages.length === 0) await new Promise((r) => setTimeout(r, 5));
     floatsOf(pool).fill(0, y1 / 4, y1 / 4 + n); // the product before's output, not yet written
     floatsOf(pool).fill(7, y2 / 4, y2 / 4 + n);
+    floatsOf(pool).fill(0, copies / 4, copies / 4 + 3 * n);
     program.run();
-    t.equal(await walked, 1, `${empty ? 'past an empty step' : 'the step before'}: the stale walk ends with the run`);
+    t.equal(await walked, 1, `${kind}: the stale walk ends with the run`);
     await stale.terminate();
-    t.same(Array.from(floatsOf(pool).subarray(y2 / 4, y2 / 4 + n)), Array.from(want), `${empty ? 'past an empty step' : 'the step before'}: W2 (W1 x)`);
+    if (kind === 'past an every-thread step') {
+      t.same(Array.from(floatsOf(pool).subarray(y2 / 4, y2 / 4 + n)), Array.from(wantNormed), `${kind}: W2 norm(W1 x)`);
+      t.same(bits(floatsOf(pool).slice(copies / 4 + 2 * n, copies / 4 + 3 * n)), bits(normed), `${kind}: the stale walker normed into its own copy`);
+    } else t.same(Array.from(floatsOf(pool).subarray(y2 / 4, y2 / 4 + n)), Array.from(want), `${kind}: W2 (W1 x)`);
     program.dispose();
   }
 });

@@ -8,6 +8,11 @@
 ;; words, tags and barriers, claimed as the JavaScript walker claimed them, the
 ;; same units run by the same loops, so the same bits.
 ;;
+;; An every-thread step is no step of its own in the walk: each thread
+;; runs it whole, on its own copy ($argsOf: per-thread arguments), at its
+;; first claim of the step after it, after that claim's wait (pool.ts,
+;; "Every-thread steps").
+;;
 ;; The loops come from the other two modules on the same memory, imported:
 ;; products.wat's (productF32, productQ8, quantizeX16) and loops.wat's shared
 ;; build (the rest). A caller step is the imported JavaScript `callerStep`
@@ -66,8 +71,30 @@
   ;; pool.ts's control words (byte offsets: 4 x the word) and fields
   ;; FAILED 4 -> 16, AT_BARRIER 11 -> 44; a step's line: STEP_CLAIM 0,
   ;; STEP_OP 1 -> 4, STEP_UNIT_ROWS 2 -> 8, STEP_ROWS 3 -> 12, STEP_ARGS 4 ->
-  ;; 16, STEP_LEFT 31 -> 124, STEP_WORDS 16 -> 64 bytes; the claim word: tag
+  ;; 16, STEP_UNITS 12 -> 48, STEP_THREAD_BYTES 13 -> 52, STEP_FLAGS 14 ->
+  ;; 56 (bits 0..7: the arguments that are per thread; EVERY_THREAD 256),
+  ;; STEP_LEFT 31 -> 124, STEP_WORDS 16 -> 64 bytes; the claim word: tag
   ;; above bit 22, front bits 11..21, back bits 0..10.
+
+  ;; The arguments of the step whose line is at $at as thread $thread runs
+  ;; it: the line's own (at + 16); or, for a step with per-thread arguments
+  ;; (STEP_FLAGS bits 0..7) on a thread other than the caller, a copy at
+  ;; $own (the thread's line for it) with thread x STEP_THREAD_BYTES added
+  ;; to those arguments (pool.ts, "Every-thread steps").
+  (func $argsOf (param $at i32) (param $thread i32) (param $own i32) (result i32)
+    (local $mask i32) (local $shift i32) (local $i i32) (local $v i32)
+    (local.set $mask (i32.and (i32.load offset=56 (local.get $at)) (i32.const 255)))
+    (if (i32.or (i32.eqz (local.get $mask)) (i32.eqz (local.get $thread)))
+      (then (return (i32.add (local.get $at) (i32.const 16)))))
+    (local.set $shift (i32.mul (local.get $thread) (i32.load offset=52 (local.get $at))))
+    (loop $copy
+      (local.set $v (i32.load offset=16 (i32.add (local.get $at) (i32.shl (local.get $i) (i32.const 2)))))
+      (if (i32.and (local.get $mask) (i32.shl (i32.const 1) (local.get $i)))
+        (then (local.set $v (i32.add (local.get $v) (local.get $shift)))))
+      (i32.store (i32.add (local.get $own) (i32.shl (local.get $i) (i32.const 2))) (local.get $v))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $copy (i32.lt_u (local.get $i) (i32.const 8))))
+    (local.get $own))
 
   ;; pool.ts's RUN_ROWS_SOURCE, case for case: rows [row0, row1) of op with
   ;; the arguments at a (int32 words), on thread `thread` (0: the caller)
@@ -192,7 +219,7 @@
 
   ;; Before a run opens (pool.ts runProgram): each step's LEFT word (tag |
   ;; its units; a caller step's 1) and claim word (tag | 0 | its units), from
-  ;; the step's op word and units word (STEP_UNITS 12 -> 48), plain stores
+  ;; the step's op word and units word (an every-thread step's: 0), plain stores
   (func (export "arm") (param $program i32) (param $tagBits i32) (param $steps i32)
     (local $at i32) (local $end i32) (local $units i32)
     (local.set $at (local.get $program))
@@ -310,18 +337,22 @@
   ;; $program: claims units of each (thread 0, the caller: from the front, and
   ;; it runs the caller steps; a worker: from the back), runs them (not once
   ;; FAILED is set: then only counted), counts them, waits at the step's
-  ;; barrier. Returns 1 once the last step is done; 0 (a worker) when a
-  ;; step's words hold another tag. $threads: the pool's (claimUnits);
-  ;; $spinMs, $timeout: the barrier's. $times (not 0: benchmarks,
-  ;; WorkerPool.programTimes): per op step two float64 at $times + 16 s, to
-  ;; which the walk adds its ms in its own claims (from the step before's
-  ;; barrier on) and at the step's barrier.
+  ;; barrier. An every-thread step (STEP_FLAGS & 256) it passes without a
+  ;; claim or a barrier, and runs it whole (on its own copy: $argsOf) just
+  ;; before the units of its first claim of the step after. Returns 1 once
+  ;; the last step is done; 0 (a worker) when a step's words hold another
+  ;; tag. $threads: the pool's (claimUnits); $spinMs, $timeout: the
+  ;; barrier's. $times (not 0: benchmarks, WorkerPool.programTimes): per op
+  ;; step two float64 at $times + 16 s, to which the walk adds its ms in its
+  ;; own claims (from the step before's barrier on: an every-thread step's
+  ;; run in the claims of the step after) and at the step's barrier. $own:
+  ;; this thread's 32 bytes for a step's per-thread arguments (its own line).
   (func (export "walk")
     (param $ctrl i32) (param $program i32) (param $tag i32) (param $steps i32) (param $from i32)
-    (param $thread i32) (param $threads i32) (param $spinMs f64) (param $timeout i64) (param $times i32) (result i32)
+    (param $thread i32) (param $threads i32) (param $spinMs f64) (param $timeout i64) (param $times i32) (param $own i32) (result i32)
     (local $s i32) (local $at i32) (local $word i32) (local $front i32) (local $back i32)
     (local $left i32) (local $take i32) (local $guide i32) (local $size i32) (local $rows i32)
-    (local $clock f64) (local $claimed f64) (local $passed f64) (local $t i32)
+    (local $clock f64) (local $claimed f64) (local $passed f64) (local $t i32) (local $first i32) (local $before i32)
     (global.set $step (local.get $from))
     (global.set $take (i32.const 0))
     (if (local.get $times) (then (local.set $clock (call $now))))
@@ -332,6 +363,10 @@
       (loop $steps
         (br_if $walked (i32.ge_s (local.get $s) (local.get $steps)))
         (global.set $step (local.get $s))
+        (local.set $first (i32.const 1))
+        (block $next
+        ;; an every-thread step: run in the claims of the step after
+        (br_if $next (i32.and (i32.load offset=56 (local.get $at)) (i32.const 256)))
         (if (i32.and (i32.eqz (local.get $thread)) (i32.eq (i32.load offset=4 (local.get $at)) (i32.const -1)))
           (then
             ;; a caller step, on the caller
@@ -372,10 +407,24 @@
                   (then (call $afterSteps (local.get $ctrl) (local.get $at) (local.get $s) (local.get $tag) (local.get $timeout))))
                 (if (i32.eqz (i32.atomic.load offset=16 (local.get $ctrl)))
                   (then
+                    ;; this walk's first claim of step s: the every-thread step
+                    ;; before it first, whole, on this thread's copy (its
+                    ;; words read now, after the claim and the wait: the run's)
+                    (if (local.get $first)
+                      (then
+                        (local.set $first (i32.const 0))
+                        (local.set $before (i32.sub (local.get $at) (i32.const 64)))
+                        (if (i32.gt_s (local.get $s) (i32.const 0))
+                          (then
+                            (if (i32.and (i32.load offset=56 (local.get $before)) (i32.const 256))
+                              (then
+                                (call $runRows (i32.load offset=4 (local.get $before))
+                                  (call $argsOf (local.get $before) (local.get $thread) (local.get $own))
+                                  (i32.const 0) (i32.load offset=12 (local.get $before)) (local.get $thread))))))))
                     (local.set $size (i32.load offset=8 (local.get $at)))
                     (local.set $rows (i32.load offset=12 (local.get $at)))
                     (local.set $back (i32.mul (local.get $back) (local.get $size)))
-                    (call $runRows (i32.load offset=4 (local.get $at)) (i32.add (local.get $at) (i32.const 16))
+                    (call $runRows (i32.load offset=4 (local.get $at)) (call $argsOf (local.get $at) (local.get $thread) (local.get $own))
                       (i32.mul (local.get $front) (local.get $size))
                       (select (local.get $rows) (local.get $back) (i32.lt_s (local.get $rows) (local.get $back)))
                       (local.get $thread))))
@@ -391,7 +440,7 @@
                 (local.set $t (i32.add (local.get $times) (i32.shl (local.get $s) (i32.const 4))))
                 (f64.store (local.get $t) (f64.add (f64.load (local.get $t)) (f64.sub (local.get $claimed) (local.get $clock))))
                 (f64.store offset=8 (local.get $t) (f64.add (f64.load offset=8 (local.get $t)) (f64.sub (local.get $passed) (local.get $claimed))))
-                (local.set $clock (local.get $passed))))))
+                (local.set $clock (local.get $passed)))))))
         (local.set $s (i32.add (local.get $s) (i32.const 1)))
         (local.set $at (i32.add (local.get $at) (i32.const 64)))
         (br $steps)))

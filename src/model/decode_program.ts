@@ -2,29 +2,46 @@
 // (kernels/pool_program.ts): every layer's norms, products, head split and
 // RoPE, attention and residual adds, then the final norm and the classifier
 // with its pick, as steps that the pool's threads walk together, with a
-// barrier after each, instead of some 31 pool jobs with JavaScript between
+// barrier after most (below), instead of some 31 pool jobs with JavaScript between
 // them (the structure of llama2.c's run.c under OpenMP). Per token the
 // calling thread only writes the token's embedding row and what the cache
 // says (each layer's slot for the new key and value, the entries' place and
 // counts, the rotation angles of the view's positions) into the program's
 // records and arguments, then runs it.
 //
-// The steps of a layer (q8; float32 has no quantisation steps, and runs its
-// gate|up product and SwiGLU as two steps, as pooled_layers.ts does):
+// The steps of a layer, and the barriers between them (| : every thread
+// waits there until the step is done). q8:
 //
-//   NormOperand   residual -> the q|k|v product's operand (normalised, quantised)
-//   Q8            q|k|v = W_qkv x
-//   QkvRope       keys and values into the cache's slot, queries per frame (kernels/qkv_rope.ts)
-//   Attend        the heads over the cache's entries, in place -> the out product's operand
-//   Quantize      that operand's int16 blocks
-//   Q8Add         residual += W_out o
-//   NormOperand   residual -> the gate|up product's operand
-//   Q8Gated       SwiGLU(W_gate|up x) -> the down product's operand
-//   Quantize
-//   Q8Add         residual += W_down g
+//   NormOperand*  residual -> the q|k|v product's operand (normalised, quantised)
+//   Q8            q|k|v = W_qkv x                                               |
+//   QkvRope       keys and values into the cache's slot, queries per frame      |
+//                 (kernels/qkv_rope.ts)
+//   Attend        the heads over the cache's entries, in place -> the out       |
+//                 product's operand
+//   Quantize*     that operand's int16 blocks
+//   Q8Add         residual += W_out o                                           |
+//   NormOperand*  residual -> the gate|up product's operand
+//   Q8Gated       SwiGLU(W_gate|up x) -> the down product's operand             |
+//   Quantize*
+//   Q8Add         residual += W_down g                                          |
 //
-// then NormOperand (the final norm) and Q8Pick (the classifier, each claim
-// picking from its rows: kernels/pool.ts PICK_RECORD_BYTES).
+// float32: no Quantize, and the gate|up product (F32, a barrier) then
+// Swiglu*, as pooled_layers.ts runs them (a fused float32 product and
+// SwiGLU measured slower: pool.ts GATED_SCRATCH_FLOATS). Then NormOperand*
+// (the final norm) and Q8Pick or F32Pick (the classifier, each claim picking
+// from its rows: kernels/pool.ts PICK_RECORD_BYTES).
+//
+// The steps marked * run on every thread (pool_program.ts everyThread):
+// each thread that takes part in the product after one runs it whole, into
+// its own copy of the product's operand (Operand: one a thread), and that
+// product's claims read their thread's copy, with no barrier between. They
+// are the steps too small to split (a row of dim or hidden floats: well
+// under a µs to 3 µs), which a barrier each used to cost, the other thread
+// idle while one ran it: a layer has only the barriers its data needs,
+// six (nine for float32 before, ten for q8), each where a step reads every
+// row of the one before: 37 a 15M token (56 and 62). (QkvRope still has
+// its own: the attention's units read its queries and the cache's new
+// entry, one copy of each.)
 //
 // Every step is one of the loops the one-job-at-a-time path runs
 // (pooled_layers.ts and transformer.ts pooledAttention: the same norms,
@@ -48,7 +65,7 @@ import { inverseFrequencies, ropeAnglesFrom } from '../../kernels/rope.js';
 import { learnsExtraLogit, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { matrixBytes, notePickingProduct, type PooledMatrix, Q8_BLOCK } from '../../kernels/split_products.js';
 import type { BlockView, EntryMemory, KVCache, LayerView } from '../cache/types.js';
-import { inputNorm, poolEntryMemory, residualInPool } from './pooled_layers.js';
+import { inputNorm, poolEntryMemory } from './pooled_layers.js';
 import type { LayerWeights, Model } from './weights.js';
 
 /** The most frames a layer view may have for the program (the streaming view has two). */
@@ -57,11 +74,17 @@ const MAX_FRAMES = 4;
 /** Steps of a model's program: a layer's (the header's list; float32: no Quantize, its SwiGLU a step of its own), then the final norm and the classifier. */
 const programSteps = (layers: number, q8: boolean) => layers * (q8 ? 10 : 9) + 2;
 
-/** A product's operand in the program's region: x padded to the matrix's stride, then (q8) its int16 blocks and their scales. */
+/**
+ * A product's operand in the program's region: x padded to the matrix's
+ * stride, then (q8) its int16 blocks and their scales; one copy a thread,
+ * `copy` bytes apart (thread t's at x + t copy: the step that writes it runs
+ * on every thread, the product's claims read their thread's; see the header).
+ */
 interface Operand {
   x: number;
   q: number;
   d: number;
+  copy: number;
 }
 
 /** Bytes an operand of `stride` floats takes, on whole cache lines. */
@@ -160,14 +183,15 @@ export class DecodeProgram {
     const [qkv, out, up, down] = [first.qkv.pooled!, first.out.pooled!, first.up.pooled!, first.down.pooled!];
     const hidden = up.rows / 2;
     const group = splitRows(classifier.format === 'q8' ? PoolOp.Q8Pick : PoolOp.F32Pick);
+    const copies = (stride: number) => model.pool!.threads * operandBytes(stride);
     return [
       lines(4 * dim),
       64,
-      operandBytes(qkv.stride),
-      operandBytes(out.stride),
-      operandBytes(up.stride),
-      operandBytes(down.stride),
-      operandBytes(classifier.stride),
+      copies(qkv.stride),
+      copies(out.stride),
+      copies(up.stride),
+      copies(down.stride),
+      copies(classifier.stride),
       lines(4 * qkv.rows),
       lines(4 * dim),
       lines(4 * Math.max(2 * hidden, GATED_SCRATCH_FLOATS * hidden)),
@@ -209,7 +233,7 @@ export class DecodeProgram {
     const base = lines(poolScratch(pool, regionName(model), sizes.reduce((a, b) => a + b, 0) + 64));
     const at: number[] = [];
     sizes.reduce((offset, bytes) => (at.push(offset), offset + bytes), base);
-    const operand = (x: number, stride: number): Operand => ({ x, q: x + 4 * stride, d: x + 6 * stride });
+    const operand = (x: number, stride: number): Operand => ({ x, q: x + 4 * stride, d: x + 6 * stride, copy: operandBytes(stride) });
     this.residual = at[0]!;
     const epsAt = at[1]!;
     const attn = operand(at[2]!, qkv.stride);
@@ -227,18 +251,33 @@ export class DecodeProgram {
     new Float64Array(pool.memory.buffer, epsAt, 1)[0] = config.normEps;
 
     const steps: ProgramStep[] = [];
+    // (the steps that write a product's operand run on every thread, each into its own copy: see the header)
     const norm = (t: Parameters<typeof inputNorm>[1], m: PooledMatrix, into: Operand) =>
       steps.push({
         op: PoolOp.NormOperand,
         args: [this.residual, inputNorm(model, t).at!, epsAt, dim, m.stride, into.x, q8 ? into.q : 0, into.d],
         rows: 1,
         weightBytes: 4 * dim,
+        everyThread: true,
+        perThread: { args: q8 ? [5, 6, 7] : [5], bytes: into.copy },
       });
+    // (x written once, by the step before: each thread quantises it into its own copy's blocks)
     const quantize = (m: PooledMatrix, x: Operand) => {
-      if (q8) steps.push({ op: PoolOp.Quantize, args: [x.x, m.stride, x.q, x.d], rows: 1, weightBytes: 4 * m.stride });
+      if (q8)
+        steps.push({
+          op: PoolOp.Quantize,
+          args: [x.x, m.stride, x.q, x.d],
+          rows: 1,
+          weightBytes: 4 * m.stride,
+          everyThread: true,
+          perThread: { args: [2, 3], bytes: x.copy },
+        });
     };
+    // a product's claims read their thread's copy of the operand (x for float32, its blocks for q8)
+    const operandArgs = (format: PooledMatrix['format'], x: Operand) => ({ args: format === 'f32' ? [1] : [1, 2], bytes: x.copy });
     // a product of one token: the operand's x (float32) or its blocks (q8), into `into` ([rows]), adding into the residual (F32Add, Q8Add) or not
-    const productStep = (m: PooledMatrix, x: Operand, into: number, adds: boolean) => {
+    // (the float32 out product reads Attend's output, one copy: Attend's units write it)
+    const productStep = (m: PooledMatrix, x: Operand, into: number, adds: boolean, shared = false) => {
       const bytes = matrixBytes(m.format, m.rows, m.cols);
       if (m.format === 'f32')
         steps.push({
@@ -246,6 +285,7 @@ export class DecodeProgram {
           args: [m.data, x.x, into, m.stride, 1, m.rows, ...(adds ? [this.residual] : [])],
           rows: m.rows,
           weightBytes: bytes,
+          ...(shared ? {} : { perThread: operandArgs(m.format, x) }),
         });
       else
         steps.push({
@@ -253,6 +293,7 @@ export class DecodeProgram {
           args: [m.data, x.q, x.d, into, m.stride, 1, m.rows, ...(adds ? [this.residual] : [])],
           rows: m.rows,
           weightBytes: bytes,
+          perThread: operandArgs(m.format, x),
         });
     };
     weights.layers.forEach((w, l) => {
@@ -277,7 +318,7 @@ export class DecodeProgram {
         weightBytes: Math.max(pool.splitMinBytes, pool.unitBytes) * heads,
       });
       quantize(w.out.pooled!, this.attendOut);
-      productStep(w.out.pooled!, this.attendOut, product, true);
+      productStep(w.out.pooled!, this.attendOut, product, true, true);
       norm(w.mlpNorm.weight, w.up.pooled!, mlp);
       const upM = w.up.pooled!;
       if (q8)
@@ -286,10 +327,18 @@ export class DecodeProgram {
           args: [upM.data, mlp.q, mlp.d, gateUp, upM.stride, gatedIn.x, hidden],
           rows: hidden,
           weightBytes: matrixBytes('q8', upM.rows, upM.cols),
+          perThread: operandArgs('q8', mlp),
         });
       else {
         productStep(upM, mlp, gateUp, false);
-        steps.push({ op: PoolOp.Swiglu, args: [gateUp, hidden, gatedIn.x], rows: 1, weightBytes: 12 * hidden });
+        steps.push({
+          op: PoolOp.Swiglu,
+          args: [gateUp, hidden, gatedIn.x],
+          rows: 1,
+          weightBytes: 12 * hidden,
+          everyThread: true,
+          perThread: { args: [2], bytes: gatedIn.copy },
+        });
       }
       quantize(w.down.pooled!, gatedIn);
       productStep(w.down.pooled!, gatedIn, product, true);
@@ -303,6 +352,7 @@ export class DecodeProgram {
         args: [classifier.data, final.q, final.d, this.logits, classifier.stride, 1, classifier.rows, this.records],
         rows: classifier.rows,
         weightBytes: bytes,
+        perThread: operandArgs('q8', final),
       });
     else
       steps.push({
@@ -310,6 +360,7 @@ export class DecodeProgram {
         args: [classifier.data, final.x, this.logits, classifier.stride, 1, classifier.rows, this.records],
         rows: classifier.rows,
         weightBytes: bytes,
+        perThread: operandArgs('f32', final),
       });
     if (steps.length !== programSteps(config.layers, q8))
       throw new Error(`DecodeProgram: ${steps.length} steps, programSteps says ${programSteps(config.layers, q8)}`);
@@ -537,8 +588,6 @@ export function pooledDecodeProgram(model: Model): DecodeProgram | undefined {
   if (!enabled) return undefined;
   const known = programs.get(model);
   if (known !== undefined) return known ?? undefined;
-  // (not yet a model whose layers run in the pool: none now, and asked again later)
-  if (!residualInPool(model)) return undefined;
   const program = model.pool !== undefined && model.pool.threads > 1 && hasDirectMemory() ? DecodeProgram.build(model) : undefined;
   programs.set(model, program ?? null);
   return program;
