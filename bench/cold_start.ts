@@ -10,10 +10,15 @@
 // other threads (V8's compiler and GC helpers), and how long each group
 // waited for a core while it could run (Linux: /proc/self/task/*/schedstat);
 // and which functions TurboFan compiled during the decode, with the time
-// each compile took on its background thread (--trace-opt). The background
-// threads' CPU time is the cold start's cost in a number that, unlike
-// tokens/s, barely moves with the machine's load: a change that makes the
-// step's functions cheaper to compile shows there.
+// each compile took on its background thread (--trace-opt: wall time there,
+// so it too grows with the machine's load). The background threads' CPU
+// time is the cold start's cost in a number that moves less with the load
+// than tokens/s (on a quiet machine it barely moved; at a load of 4 to 8,
+// 15M f32 2t, 8..264: 22-53 ms): a change that makes the step's functions
+// cheaper to compile shows there, given rounds. Per phase also the calling
+// thread's time a token outside the pool's jobs and programs: the decode's
+// own JavaScript (bytecode and baseline code until TurboFan's arrives, so
+// more in the first phases).
 //
 // Each round is a fresh process (a random checkpoint, as bench/decode.ts
 // uses); medians over the rounds.
@@ -23,6 +28,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import type { WorkerPool } from '../kernels/pool.js';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
 import { generate } from '../src/generate.js';
@@ -34,8 +40,9 @@ import { argmax } from '../src/sample/sampler.js';
 import { benchArgs, markdownTable, median, randomCheckpoint, recordResult, runBench, shapesFlag } from './common.js';
 
 const HELP = `bench/cold_start.ts: why a process's first few hundred decode tokens run slower than later ones: per
-phase of a greedy decode (8, then 3 x 256 tokens), tokens/s and the CPU time of the calling thread, the pool's
-workers and V8's background threads (its optimising compiler), and their waits for a core; the functions
+phase of a greedy decode (8, then 3 x 256 tokens), tokens/s, the calling thread's time a token outside the
+pool's jobs, and the CPU time of the calling thread, the pool's workers and V8's background threads (its
+optimising compiler), and their waits for a core; the functions
 TurboFan compiled during the decode. Linux (/proc); a fresh process per round.
 
   node dist/bench/cold_start.js [--shapes 15M] [--weights f32|q8] [--threads N] [--rounds 3] [--record]
@@ -61,6 +68,8 @@ interface Times {
 interface Phase {
   tokens: string;
   tokensPerSecond: number;
+  /** The calling thread's µs a token outside the pool's jobs (WorkerPool.run, runProgram). */
+  outsideMicros: number;
   caller: Times;
   workers: Times;
   background: Times;
@@ -102,18 +111,21 @@ async function child(model: string, threads: number, weights: 'f32' | 'q8'): Pro
   const workers = new Set(readdirSync(TASKS).filter((tid) => !before.has(tid)));
   const caller = String(process.pid);
   const groupOf = (tid: string): 'caller' | 'workers' | 'background' => (tid === caller ? 'caller' : workers.has(tid) ? 'workers' : 'background');
+  const inPool = timePoolJobs(m.pool);
   console.log(DECODE_STARTS);
   const phases: Phase[] = [];
   let last = threadTimes();
   let first = 0;
   for (const steps of PHASES) {
     const started = performance.now();
+    const pooledBefore = inPool.ms;
     for await (const _ of generate(m, { kind: 'dense' }, [1], argmax, { steps }));
     const ms = performance.now() - started;
     const now = threadTimes();
     const phase: Phase = {
       tokens: `${first}..${first + steps}`,
       tokensPerSecond: steps / (ms / 1000),
+      outsideMicros: (1000 * (ms - (inPool.ms - pooledBefore))) / steps,
       caller: { run: 0, waited: 0 },
       workers: { run: 0, waited: 0 },
       background: { run: 0, waited: 0 },
@@ -130,6 +142,31 @@ async function child(model: string, threads: number, weights: 'f32' | 'q8'): Pro
   }
   disposeModel(m);
   console.log(REPORT + JSON.stringify({ phases }));
+}
+
+/**
+ * The pool's jobs and programs timed (their ms so far in `ms`): the rest of
+ * a phase is the calling thread's own work. (A program runs its steps as
+ * run() jobs while the cores are busy: timed once.)
+ */
+function timePoolJobs(pool: WorkerPool | undefined): { ms: number } {
+  const total = { ms: 0 };
+  if (pool === undefined) return total;
+  let depth = 0;
+  const timed =
+    <A extends unknown[]>(f: (...args: A) => void) =>
+    (...args: A) => {
+      const started = performance.now();
+      depth++;
+      try {
+        f(...args);
+      } finally {
+        if (--depth === 0) total.ms += performance.now() - started;
+      }
+    };
+  pool.run = timed(pool.run.bind(pool));
+  pool.runProgram = timed(pool.runProgram.bind(pool));
+  return total;
 }
 
 /**
@@ -178,7 +215,7 @@ async function main(): Promise<void> {
     const phaseRows = reports[0]!.phases.map((p, i) => {
       const of = (pick: (q: Phase) => number) => median(reports.map((r) => pick(r.phases[i]!)));
       const times = (group: 'caller' | 'workers' | 'background') => `${ms(of((q) => q[group].run))} / ${ms(of((q) => q[group].waited))}`;
-      return [p.tokens, ms(of((q) => q.tokensPerSecond)), times('caller'), times('workers'), times('background')];
+      return [p.tokens, ms(of((q) => q.tokensPerSecond)), of((q) => q.outsideMicros).toFixed(1), times('caller'), times('workers'), times('background')];
     });
     const names = new Set(reports.flatMap((r) => Object.keys(r.compiles)));
     const compiled = [...names].map((name) => ({ name, ms: median(reports.map((r) => r.compiles[name] ?? 0)) })).sort((a, b) => b.ms - a.ms);
@@ -188,7 +225,10 @@ async function main(): Promise<void> {
     const section = [
       `${shape} ${weights}, ${threads} thread(s), ${rounds} process(es), medians (load ${loadavg()[0]!.toFixed(2)})`,
       '',
-      markdownTable(['tokens', 'tok/s', 'caller CPU / waited ms', 'workers CPU / waited ms', 'V8 background CPU / waited ms'], phaseRows),
+      markdownTable(
+        ['tokens', 'tok/s', 'caller outside the pool, µs a token', 'caller CPU / waited ms', 'workers CPU / waited ms', 'V8 background CPU / waited ms'],
+        phaseRows,
+      ),
       '',
       'TurboFan compiles during the decode (ms on the background thread, by function):',
       '',

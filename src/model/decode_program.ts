@@ -65,7 +65,7 @@ import { inverseFrequencies, ropeAnglesFrom } from '../../kernels/rope.js';
 import { learnsExtraLogit, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { matrixBytes, notePickingProduct, type PooledMatrix, Q8_BLOCK } from '../../kernels/split_products.js';
 import type { BlockView, EntryMemory, KVCache, LayerView } from '../cache/types.js';
-import { inputNorm, poolEntryMemory } from './pooled_layers.js';
+import { inputNorm, poolEntryMemory, residualInPool } from './pooled_layers.js';
 import type { LayerWeights, Model } from './weights.js';
 
 /** The most frames a layer view may have for the program (the streaming view has two). */
@@ -588,6 +588,8 @@ export function pooledDecodeProgram(model: Model): DecodeProgram | undefined {
   if (!enabled) return undefined;
   const known = programs.get(model);
   if (known !== undefined) return known ?? undefined;
+  // (not yet a model whose layers run in the pool: none now, and asked again later)
+  if (!residualInPool(model)) return undefined;
   const program = model.pool !== undefined && model.pool.threads > 1 && hasDirectMemory() ? DecodeProgram.build(model) : undefined;
   programs.set(model, program ?? null);
   return program;

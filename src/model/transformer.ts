@@ -508,18 +508,20 @@ export function forwardBatch(
  */
 export function forwardLastValues(model: Model, ids: readonly number[], cache: KVCache, scratch?: DecodeScratch): Float32Array {
   checkNotDisposed(model); // (before the decode program is looked up: it is made on the model's pool)
-  if (!residualInPool(model) || model.weights.pooledClassifier === undefined || ids.length > cache.blockLimit || ids.length === 0) {
+  // One token on several threads: the whole step as one pool program,
+  // where it runs the loops below; outside forwardBlock's tidy and checks
+  // (it makes no tensor, and its attention's scores are a few floats a
+  // thread): about 20 µs of a 15M q8 step's 600. (Looked up first: a model
+  // has a program only where the checks below held when it was made, and
+  // they read every layer's matrices, a token's cache misses.)
+  const program = ids.length === 1 && cache.blockLimit >= 1 ? decodeProgramFor(model) : undefined;
+  if (program === undefined && (!residualInPool(model) || model.weights.pooledClassifier === undefined || ids.length > cache.blockLimit || ids.length === 0)) {
     const logits = forward(model, ids, cache, 'last'); // [1, vocab]
     const values = logits.dataSync() as Float32Array;
     logits.dispose();
     return values;
   }
-  // One token on several threads: the whole step as one pool program,
-  // where it runs the loops below; outside forwardBlock's tidy and checks
-  // (it makes no tensor, and its attention's scores are a few floats a
-  // thread): about 20 µs of a 15M q8 step's 600.
   let begun: BlockView[] | undefined;
-  const program = ids.length === 1 ? decodeProgramFor(model) : undefined;
   if (program !== undefined) {
     checkTokenIds(model, ids);
     const view = cache.begin(1);
