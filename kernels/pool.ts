@@ -196,9 +196,10 @@
 //   counts them as the walk would have, sets FAILED and walks on from that
 //   step. A caller step's error is caught in JavaScript, FAILED set there.
 //   A fault of the walk outside a claim, the stack running out in one of
-//   its calls, say, holds nothing: the thread walks on from its step all
-//   the same, FAILED set; the caller gives up after MAX_WALK_FAULTS of them
-//   in a run and breaks the pool: see "Failures".)
+//   its calls, say, holds nothing: FAILED set, a worker leaves the run to
+//   the others, the caller walks on from its step all the same and gives
+//   up after MAX_WALK_FAULTS of them in a run, breaking the pool: see
+//   "Failures".)
 // - Spins are bounded as for jobs: a worker at a barrier spins for its
 //   SPIN_MICROS_AT (0 while the cores are busy), the caller for
 //   spinMicros, then they sleep. Before the workers have started, the
@@ -283,7 +284,8 @@
 // splitting keeps the workers awake. Splitting every product of 1 MiB or
 // more gave 110M q8 decode 1.18-1.24x.
 //
-// Started workers are unref'd, so they never keep the process alive, and
+// The keeper (see "Failures") is unref'd once every worker has started,
+// so neither it nor the workers it holds keep the process alive, and
 // dispose() stops them; a pool that is not disposed is torn down with the
 // process (Ctrl-C included: the calling thread is never left waiting on a
 // worker that cannot answer, since it waits only for units a worker has
@@ -304,12 +306,14 @@
 // walker's sleeps look at it each round (a worker's, 50 ms at most), so
 // the call that waits throws a WorkerPoolError with the keeper's line
 // (receiveMessageOnPort: at once, no event needed) within a slice of the
-// keeper's notice, and every call after it throws the same line. The pool
-// breaks for good rather than making new workers: a worker gone is a bug
-// or a machine out of resources, and a new one would start on a memory
-// whose last job's rows are half written. The caller breaks the pool the
-// same way (breakPool) when its own walk faults again and again. (A job of
-// a loop that traps is not a failure of the pool: see Errors.)
+// keeper's notice, and every call after it throws the same line (one that
+// starts before an event has brought the line finds FAILED with STOP: the
+// same). The pool breaks for good rather than making new workers: a worker
+// gone is a bug or a machine out of resources, and a new one would start
+// on a memory whose last job's rows are half written. The caller breaks
+// the pool the same way (breakPool) when its own walk faults again and
+// again. (A job of a loop that traps is not a failure of the pool: see
+// Errors.)
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { WorkerPoolError } from './pool_error.js';
 import { WASM_BASE64 as SHARED_LOOPS_WASM_BASE64 } from './simd/loops.shared.wasm.js';
@@ -1384,6 +1388,7 @@ export class WorkerPool {
     b.splitMs += b.last - started;
     b.wallMs += b.last - started;
     const workerFailed = Atomics.exchange(c, FAILED, 0) !== 0;
+    if (workerFailed && Atomics.load(c, STOP) !== 0) throw this.brokenError(); // (as runSplit)
     if (failed) throw error;
     if (workerFailed) throw new Error('WorkerPool: a worker failed to run its share of a program');
     this.checkNullGuard();
@@ -1531,6 +1536,10 @@ export class WorkerPool {
       Atomics.store(c, CALLER_WAITS, 0);
     }
     const workerFailed = Atomics.exchange(c, FAILED, 0) !== 0;
+    // FAILED with STOP: the pool broke (the keeper stores both), perhaps
+    // between calls, its line not yet brought by an event (unusable unset):
+    // this call, and every one after it, throws that, not a worker's failure
+    if (workerFailed && Atomics.load(c, STOP) !== 0) throw this.brokenError();
     if (failed) throw error;
     if (workerFailed) throw new Error('WorkerPool: a worker failed to run its share of a job');
   }
@@ -1541,9 +1550,10 @@ export class WorkerPool {
   }
 
   /**
-   * The pool broke during a call (STOP_BROKEN, or STOP_DISPOSED from a caller
-   * step): the error that call throws, its line the keeper's report if no
-   * event has brought it yet (the keeper posts it before it sets STOP).
+   * The pool broke during a call or before it (STOP_BROKEN, or STOP_DISPOSED
+   * from a caller step): the error that call throws, its line the keeper's
+   * report if no event has brought it yet (the keeper posts it before it
+   * sets STOP).
    */
   private brokenError(): WorkerPoolError {
     if (this.unusable === undefined) {

@@ -900,6 +900,42 @@ t.test('a worker that dies holding a claim: the call throws a WorkerPoolError na
   await pool.dispose();
 });
 
+// The pool broken between calls (a worker gone while no call waits): the
+// keeper has stored FAILED, then STOP, but this thread's event loop has not
+// yet turned to bring its line. The next call, which the caller then runs
+// alone, sees FAILED: it throws the WorkerPoolError (the keeper's line if
+// posted, else 'a worker exited'), not 'a worker failed' (a plain Error:
+// the CLI's stack trace), and so does every call after it (before, the
+// one after ran on as if nothing had happened). The keeper's stores are
+// made here (pool.ts's FAILED word 4, STOP word 8 = STOP_BROKEN 2), at once,
+// no event between them and the calls; its workers leave on STOP.
+t.test('a pool broken between calls, before an event brings its line: the next call throws the WorkerPoolError, and every call after it', async (t) => {
+  const [rows, cols] = [64, 32];
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  const message =
+    /^WorkerPool: a worker exited while the pool was in use \(a worker must run until dispose\(\)\): the pool is unusable; dispose it and make a new one$/;
+  for (const kind of ['job', 'program'] as const) {
+    const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1 });
+    await pool.ready();
+    const m = matrix(pool, 'f32', w, rows, cols);
+    const [xp, out] = [pool.alloc(4 * cols), pool.alloc(4 * rows)];
+    floatsOf(pool).set(x, xp / 4);
+    const step: ProgramOpStep = { op: PoolOp.F32, args: [m.data, xp, out, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols };
+    const program = new PoolProgram(pool, [step]);
+    const call = () => (kind === 'job' ? pool.run(step.op, step.args, rows, step.weightBytes) : program.run());
+    call();
+    t.same(Array.from(floatsOf(pool).subarray(out / 4, out / 4 + rows)), Array.from(productF32Reference(w, x, rows, cols, 1)), `a ${kind}: before, right`);
+    const control = (pool as unknown as { control: Int32Array }).control;
+    Atomics.store(control, 4, 1); // FAILED
+    Atomics.store(control, 8, 2); // STOP = STOP_BROKEN
+    t.throws(call, { name: 'WorkerPoolError', message }, `a ${kind}: the next call throws it`);
+    t.throws(call, { name: 'WorkerPoolError', message }, `a ${kind}: and the one after`);
+    program.dispose();
+    await pool.dispose(); // (the worker left on STOP)
+  }
+});
+
 t.test('splitMinBytes 0 splits every job of two row groups or more, however few its bytes', async (t) => {
   // The tests that compare a job on several threads with one thread (kernels,
   // cache_policies, pooled_model) make their pools with splitMinBytes 0 and

@@ -33,10 +33,12 @@
 ;; the walk can go on from `step` as well.
 ;;
 ;; STOP (word 8, byte 32: set by dispose, or when the pool breaks: a worker
-;; gone) ends the sleeps at a barrier and after a claim: the walk returns 0
-;; at once, so no thread waits on a worker that will never count its units.
-;; (A thread that breaks the pool sets FAILED first: a claim that leaves its
-;; wait for STOP runs nothing.)
+;; gone) ends the sleeps at a barrier and after a claim, so no thread waits
+;; on a worker that will never count its units: at a barrier the walk
+;; returns 0; after a claim ($afterSteps) the claim is counted and the walk
+;; goes on to the step's barrier, which returns 0 if it sleeps. (A thread
+;; that breaks the pool sets FAILED first, so such a claim runs nothing;
+;; dispose does not, and is called during a run only from a caller step.)
 ;;
 ;; Assembled by scripts/assemble_wasm.ts into walker.wasm.ts.
 (module
@@ -307,8 +309,8 @@
   ;; at a barrier (AT_BARRIER: the last finish wakes it), never returning
   ;; early: the claim holds units of the open run, which cannot close
   ;; before they are counted, and which the caller walks to step $s. (Except
-  ;; for STOP: the pool disposed or broken, FAILED set before it, so the
-  ;; claim is counted and not run.)
+  ;; for STOP: the pool broken, FAILED set before it, so the claim is
+  ;; counted and not run; or disposed: see STOP above.)
   (func $afterSteps (param $ctrl i32) (param $at i32) (param $s i32) (param $tag i32) (param $timeout i64)
     (local $done i32) (local $v i32)
     ;; the last step before $s that starts with units left (none: $s = 0)
