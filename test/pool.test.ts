@@ -1133,7 +1133,7 @@ t.test(
       runOneByOne(one, reference.steps);
       return { ...reference.read(one), seenY1: reference.seen.y1, picks: reference.picks() };
     });
-    t.not(want[0]!.y2, want[1]!.y2, 'the two x give two results');
+    t.notSame(want[0]!.y2, want[1]!.y2, 'the two x give two results');
     // (the last pool twice: the second time its program cut in units of 1 KB)
     for (const [pool, unitBytes] of [[one], [pools[0]!], [pools[1]!], ...more.map((p) => [p]), [more[6]!, 1024]] as [WorkerPool, number?][]) {
       const c = chain(pool, 'program');
@@ -1194,7 +1194,7 @@ t.test("a program's caller step sees the whole result of a step the worker ran (
   floatsOf(pool).set(queries, queriesAt / 4);
   attendInPool(pool, [queries], [Int32Array.from([0, capacity])], at, 'softmax', undefined, out);
   const wantNow = Array.from(out);
-  t.not(wantNow, want, 'other queries, another output');
+  t.notSame(wantNow, want, 'other queries, another output');
   for (let run = 0; run < 3; run++) {
     floatsOf(pool).set(queries, queriesAt / 4);
     floatsOf(pool).fill(0, outAt / 4, outAt / 4 + heads * headDim);
@@ -1344,7 +1344,7 @@ t.test(
     runOneByOne(one, reference.steps);
     const want = reference.read();
     t.same(reference.normedCopy(0), reference.wantNormed, 'the reference: the norm is rmsNormRows');
-    t.not(want.residual, bits(new Float32Array(40)), 'the residual moved');
+    t.notSame(want.residual, bits(new Float32Array(40)), 'the residual moved');
     for (const pool of [one, ...pools, ...late]) {
       const c = everyThreadChain(pool, true);
       const program = new PoolProgram(pool, c.steps);
