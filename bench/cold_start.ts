@@ -28,7 +28,6 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { WorkerPool } from '../kernels/pool.js';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
 import { generate } from '../src/generate.js';
@@ -37,7 +36,7 @@ import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import { placeWeights } from '../src/model/pooled.js';
 import { disposeModel } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
-import { benchArgs, markdownTable, median, randomCheckpoint, recordResult, runBench, shapesFlag } from './common.js';
+import { benchArgs, markdownTable, median, randomCheckpoint, recordResult, runBench, shapesFlag, timePoolJobs } from './common.js';
 
 const HELP = `bench/cold_start.ts: why a process's first few hundred decode tokens run slower than later ones: per
 phase of a greedy decode (8, then 3 x 256 tokens), tokens/s, the calling thread's time a token outside the
@@ -107,7 +106,7 @@ async function child(model: string, threads: number, weights: 'f32' | 'q8'): Pro
   const before = new Set(readdirSync(TASKS));
   const m = placeWeights(loadModel(model), { threads, weights });
   await m.pool?.ready();
-  // the threads placeWeights started: the pool's workers
+  // the threads placeWeights started: the pool's workers (and the keeper that made them: idle in its event loop)
   const workers = new Set(readdirSync(TASKS).filter((tid) => !before.has(tid)));
   const caller = String(process.pid);
   const groupOf = (tid: string): 'caller' | 'workers' | 'background' => (tid === caller ? 'caller' : workers.has(tid) ? 'workers' : 'background');
@@ -118,14 +117,14 @@ async function child(model: string, threads: number, weights: 'f32' | 'q8'): Pro
   let first = 0;
   for (const steps of PHASES) {
     const started = performance.now();
-    const pooledBefore = inPool.ms;
+    const pooledBefore = inPool.ms();
     for await (const _ of generate(m, { kind: 'dense' }, [1], argmax, { steps }));
     const ms = performance.now() - started;
     const now = threadTimes();
     const phase: Phase = {
       tokens: `${first}..${first + steps}`,
       tokensPerSecond: steps / (ms / 1000),
-      outsideMicros: (1000 * (ms - (inPool.ms - pooledBefore))) / steps,
+      outsideMicros: (1000 * (ms - (inPool.ms() - pooledBefore))) / steps,
       caller: { run: 0, waited: 0 },
       workers: { run: 0, waited: 0 },
       background: { run: 0, waited: 0 },
@@ -142,31 +141,6 @@ async function child(model: string, threads: number, weights: 'f32' | 'q8'): Pro
   }
   disposeModel(m);
   console.log(REPORT + JSON.stringify({ phases }));
-}
-
-/**
- * The pool's jobs and programs timed (their ms so far in `ms`): the rest of
- * a phase is the calling thread's own work. (A program runs its steps as
- * run() jobs while the cores are busy: timed once.)
- */
-function timePoolJobs(pool: WorkerPool | undefined): { ms: number } {
-  const total = { ms: 0 };
-  if (pool === undefined) return total;
-  let depth = 0;
-  const timed =
-    <A extends unknown[]>(f: (...args: A) => void) =>
-    (...args: A) => {
-      const started = performance.now();
-      depth++;
-      try {
-        f(...args);
-      } finally {
-        if (--depth === 0) total.ms += performance.now() - started;
-      }
-    };
-  pool.run = timed(pool.run.bind(pool));
-  pool.runProgram = timed(pool.runProgram.bind(pool));
-  return total;
 }
 
 /**

@@ -6,6 +6,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
+import type { WorkerPool } from '../kernels/pool.js';
 import { WorkerPoolError } from '../kernels/pool_error.js';
 import { StreamllmError } from '../src/errors.js';
 import { project } from '../src/model/project.js';
@@ -226,4 +227,39 @@ export function weightProductsMs(model: Model, rows: number, reps: number): numb
   }
   tf.dispose([...inputs.values()]);
   return times;
+}
+
+/**
+ * Times every call of `pool`'s run and runProgram (jobs, and a decode step
+ * as one program: kernels/pool_program.ts) from now on: ms() is their total
+ * so far, stop() puts the pool's own methods back and returns it; the rest
+ * of a stretch is the calling thread's own work. (A program runs its steps
+ * as run() jobs while the cores are busy: timed once.)
+ */
+export function timePoolJobs(pool: WorkerPool | undefined): { ms(): number; stop(): number } {
+  if (pool === undefined) return { ms: () => 0, stop: () => 0 };
+  let ms = 0;
+  let depth = 0;
+  const timed =
+    <A extends unknown[]>(f: (...args: A) => void) =>
+    (...args: A) => {
+      const started = performance.now();
+      depth++;
+      try {
+        f(...args);
+      } finally {
+        if (--depth === 0) ms += performance.now() - started;
+      }
+    };
+  pool.run = timed(pool.run.bind(pool));
+  pool.runProgram = timed(pool.runProgram.bind(pool));
+  return {
+    ms: () => ms,
+    stop: () => {
+      // the prototype's again
+      delete (pool as { run?: unknown }).run;
+      delete (pool as { runProgram?: unknown }).runProgram;
+      return ms;
+    },
+  };
 }

@@ -33,7 +33,7 @@ import { pooledModelFromLlama2c } from '../src/model/pooled_llama2c.js';
 import { randomLlamaReader } from '../src/model/random_init.js';
 import { disposeModel, type Model } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
-import { benchArgs, markdownTable, recordResult, runBench, shapesFlag } from './common.js';
+import { benchArgs, markdownTable, recordResult, runBench, shapesFlag, timePoolJobs } from './common.js';
 
 const HELP = `bench/profile_decode.ts: where the time of a pooled greedy decode step goes (V8's sampling profiler,
 samples charged to the part of the step they ran in: weight products, attention, tfjs, sampling, ...).
@@ -117,37 +117,6 @@ async function decode(model: Model, tokens: number, rounds: number): Promise<num
   return (performance.now() - started) / n;
 }
 
-/** Times every call of the model's pool's run and runProgram (a decode step as one program: kernels/pool_program.ts) from now until stop(), which returns the total ms and puts them back. */
-function timePoolJobs(model: Model): { stop(): number } {
-  const pool = model.pool;
-  if (pool === undefined) return { stop: () => 0 };
-  let ms = 0;
-  let depth = 0; // (a program runs its steps as run() jobs while the cores are busy: timed once)
-  const run = pool.run.bind(pool);
-  const runProgram = pool.runProgram.bind(pool);
-  const timed =
-    <A extends unknown[]>(f: (...args: A) => void) =>
-    (...args: A) => {
-      const started = performance.now();
-      depth++;
-      try {
-        f(...args);
-      } finally {
-        if (--depth === 0) ms += performance.now() - started;
-      }
-    };
-  pool.run = timed(run);
-  pool.runProgram = timed(runProgram);
-  return {
-    stop: () => {
-      // the prototype's again
-      delete (pool as { run?: unknown }).run;
-      delete (pool as { runProgram?: unknown }).runProgram;
-      return ms;
-    },
-  };
-}
-
 /** Op names for the program table (PoolOp is a const enum: no names at run time). */
 const OP_NAMES: Record<number, string> = {
   [PoolOp.F32]: 'F32 product',
@@ -212,7 +181,7 @@ async function profileShape(shape: string, weights: 'f32' | 'q8', threads: numbe
   // The unprofiled run also times the pool's jobs (WorkerPool.run: the weight
   // products and the other pool jobs, the calling thread's share and its
   // wait), so that the time outside them is a measurement, not a share.
-  const inPool = timePoolJobs(model);
+  const inPool = timePoolJobs(model.pool);
   const stepMs = await decode(model, tokens, rounds);
   const poolMs = inPool.stop() / (rounds * tokens);
   const session = new Session();
