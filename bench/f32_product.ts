@@ -234,7 +234,7 @@ class ProgramEngine {
               pool,
               copy.map((m) => ({
                 op: PoolOp.F32,
-                args: [m.data, x, out, m.stride, tokens, m.rows, 0],
+                args: [m.data, x, out, m.stride, tokens, m.rows],
                 rows: m.rows,
                 weightBytes: tokens * matrixBytes('f32', m.rows, m.cols),
               })),
