@@ -276,8 +276,8 @@ export class DecodeProgram {
     // a product's claims read their thread's copy of the operand (x for float32, its blocks for q8)
     const operandArgs = (format: PooledMatrix['format'], x: Operand) => ({ args: format === 'f32' ? [1] : [1, 2], bytes: x.copy });
     // a product of one token: the operand's x (float32) or its blocks (q8), into `into` ([rows]), adding into the residual (F32Add, Q8Add) or not
-    // (the float32 out product reads Attend's output, one copy: Attend's units write it)
-    const productStep = (m: PooledMatrix, x: Operand, into: number, adds: boolean, shared = false) => {
+    // (xOneCopy: a float32 x that a split step wrote, one copy for every thread: the out product's, Attend's output)
+    const productStep = (m: PooledMatrix, x: Operand, into: number, adds: boolean, xOneCopy = false) => {
       const bytes = matrixBytes(m.format, m.rows, m.cols);
       if (m.format === 'f32')
         steps.push({
@@ -285,7 +285,7 @@ export class DecodeProgram {
           args: [m.data, x.x, into, m.stride, 1, m.rows, ...(adds ? [this.residual] : [])],
           rows: m.rows,
           weightBytes: bytes,
-          ...(shared ? {} : { perThread: operandArgs(m.format, x) }),
+          ...(xOneCopy ? {} : { perThread: operandArgs(m.format, x) }),
         });
       else
         steps.push({
@@ -318,7 +318,7 @@ export class DecodeProgram {
         weightBytes: Math.max(pool.splitMinBytes, pool.unitBytes) * heads,
       });
       quantize(w.out.pooled!, this.attendOut);
-      productStep(w.out.pooled!, this.attendOut, product, true, true);
+      productStep(w.out.pooled!, this.attendOut, product, true, true); // (x one copy: Attend's output; q8 reads its thread's blocks)
       norm(w.mlpNorm.weight, w.up.pooled!, mlp);
       const upM = w.up.pooled!;
       if (q8)
