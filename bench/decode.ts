@@ -15,7 +15,7 @@
 //
 //   node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--rounds 3] [--threads N] [--record]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -182,7 +182,6 @@ function buildPeer(dir: string, source: string, anon: boolean): boolean {
     execFileSync('gcc', ['-Ofast', '-march=native', '-fopenmp', '-o', join(dir, 'runomp'), source, '-lm'], { stdio: 'pipe' });
     if (anon) {
       const text = readFileSync(source, 'utf8');
-      if (!text.includes(PEER_MMAP)) cli.fail(`--anon-peer: ${source} has no line '${PEER_MMAP.trim()}' to copy the checkpoint after`);
       writeFileSync(join(dir, 'run_anon.c'), text.replace(PEER_MMAP, PEER_MMAP + PEER_ANON_COPY));
       execFileSync('gcc', ['-Ofast', '-march=native', '-fopenmp', '-o', join(dir, 'runomp-anon'), join(dir, 'run_anon.c'), '-lm'], { stdio: 'pipe' });
     }
@@ -213,10 +212,15 @@ async function main(): Promise<void> {
   const shapes = shapesFlag(cli, 'shapes', '15M,110M');
   const only = cli.choice('only', 'both', ['both', 'decode', 'eval']);
 
+  const anonPeer = cli.has('anon-peer');
+  const peerSource = arg('peer', DEFAULT_PEER);
+  // Checked before the temporary folder exists: cli.fail exits at once, past any finally.
+  if (anonPeer && only !== 'eval' && existsSync(peerSource) && !readFileSync(peerSource, 'utf8').includes(PEER_MMAP)) {
+    cli.fail(`--anon-peer: ${peerSource} has no line '${PEER_MMAP.trim()}' to copy the checkpoint after`);
+  }
   const dir = mkdtempSync(join(tmpdir(), 'streamllm-bench-decode-'));
   try {
-    const anonPeer = cli.has('anon-peer');
-    const peer = only !== 'eval' && buildPeer(dir, arg('peer', DEFAULT_PEER), anonPeer);
+    const peer = only !== 'eval' && buildPeer(dir, peerSource, anonPeer);
     const engines: Engine[] = [
       ...(peer ? [...new Set([1, 2, threads])].map((n): Engine => ({ name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}`, kind: 'runomp', threads: n })) : []),
       ...(peer && anonPeer
