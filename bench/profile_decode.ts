@@ -24,7 +24,7 @@
 //   node dist/bench/profile_decode.js [--shapes 15M,110M] [--weights q8] [--threads N] [--tokens 128] [--rounds 4] [--record]
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
-import { PoolOp } from '../kernels/pool.js';
+import { isJobOp, JOB_OP_NAMES } from '../kernels/pool.js';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
 import { generate } from '../src/generate.js';
@@ -117,23 +117,6 @@ async function decode(model: Model, tokens: number, rounds: number): Promise<num
   return (performance.now() - started) / n;
 }
 
-/** Op names for the program table (PoolOp is a const enum: no names at run time). */
-const OP_NAMES: Record<number, string> = {
-  [PoolOp.F32]: 'F32 product',
-  [PoolOp.Q8]: 'Q8 product',
-  [PoolOp.Attend]: 'Attend',
-  [PoolOp.SumsOfExps]: 'SumsOfExps',
-  [PoolOp.Swiglu]: 'Swiglu',
-  [PoolOp.Q8Gated]: 'Q8Gated',
-  [PoolOp.F32Pick]: 'F32Pick (classifier)',
-  [PoolOp.Q8Pick]: 'Q8Pick (classifier)',
-  [PoolOp.NormOperand]: 'NormOperand',
-  [PoolOp.QkvRope]: 'QkvRope',
-  [PoolOp.F32Add]: 'F32Add (product + residual)',
-  [PoolOp.Q8Add]: 'Q8Add (product + residual)',
-  [PoolOp.Quantize]: 'Quantize',
-};
-
 /**
  * Where a decode step's program (if the model runs one) spends the calling
  * thread's time, per kind of op step: in its own claims, and waiting at the
@@ -153,7 +136,7 @@ async function programTable(model: Model, tokens: number, rounds: number): Promi
   if (times.runs === 0) return undefined;
   const kinds = new Map<string, { steps: number; own: number; barrier: number }>();
   times.ops.forEach((op, s) => {
-    const name = `${OP_NAMES[op] ?? `op ${op}`}`;
+    const name = isJobOp(op) ? JOB_OP_NAMES[op] : `op ${op}`;
     const k = kinds.get(name) ?? { steps: 0, own: 0, barrier: 0 };
     k.steps++;
     k.own += times.own[s] ?? 0;

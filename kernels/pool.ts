@@ -409,30 +409,31 @@ export type JobOp =
   | PoolOp.Quantize;
 
 /**
- * Every JobOp, for checks of ops that come from outside the type system (a
- * program's steps: PoolProgram checks each op against it when it is built,
- * since an op the dispatch lacks is a trap in the walker). A JobOp missing
- * here is a compile error.
+ * Every JobOp, with a name for tables (bench/profile_decode.ts), and for
+ * checks of ops that come from outside the type system (a program's steps:
+ * PoolProgram checks each op against it when it is built, since an op the
+ * dispatch lacks is a trap in the walker). A JobOp missing here is a compile
+ * error.
  */
-const JOB_OPS: Record<JobOp, true> = {
-  [PoolOp.F32]: true,
-  [PoolOp.Q8]: true,
-  [PoolOp.Attend]: true,
-  [PoolOp.SumsOfExps]: true,
-  [PoolOp.Swiglu]: true,
-  [PoolOp.Q8Gated]: true,
-  [PoolOp.F32Pick]: true,
-  [PoolOp.Q8Pick]: true,
-  [PoolOp.NormOperand]: true,
-  [PoolOp.QkvRope]: true,
-  [PoolOp.F32Add]: true,
-  [PoolOp.Q8Add]: true,
-  [PoolOp.Quantize]: true,
+export const JOB_OP_NAMES: Readonly<Record<JobOp, string>> = {
+  [PoolOp.F32]: 'F32 product',
+  [PoolOp.Q8]: 'Q8 product',
+  [PoolOp.Attend]: 'Attend',
+  [PoolOp.SumsOfExps]: 'SumsOfExps',
+  [PoolOp.Swiglu]: 'Swiglu',
+  [PoolOp.Q8Gated]: 'Q8Gated',
+  [PoolOp.F32Pick]: 'F32Pick (classifier)',
+  [PoolOp.Q8Pick]: 'Q8Pick (classifier)',
+  [PoolOp.NormOperand]: 'NormOperand',
+  [PoolOp.QkvRope]: 'QkvRope',
+  [PoolOp.F32Add]: 'F32Add (product + residual)',
+  [PoolOp.Q8Add]: 'Q8Add (product + residual)',
+  [PoolOp.Quantize]: 'Quantize',
 };
 
 /** Whether `op` is one of the ops run() and a program's op steps take. */
 export function isJobOp(op: unknown): op is JobOp {
-  return typeof op === 'number' && Object.hasOwn(JOB_OPS, op);
+  return typeof op === 'number' && Object.hasOwn(JOB_OP_NAMES, op);
 }
 
 /**
