@@ -297,12 +297,8 @@ export class DecodeProgram {
         });
     };
     weights.layers.forEach((w, l) => {
-      const places: LayerPlaces = {
-        rope: perLayer + l * LAYER_BYTES(config),
-        attendRecords: perLayer + l * LAYER_BYTES(config) + ropeBytes,
-        angles: perLayer + l * LAYER_BYTES(config) + ropeBytes + attendBytes,
-        attendStep: 0,
-      };
+      const layerAt = perLayer + l * LAYER_BYTES(config);
+      const places: LayerPlaces = { rope: layerAt, attendRecords: layerAt + ropeBytes, angles: layerAt + ropeBytes + attendBytes, attendStep: 0 };
       // the record's fixed words; a token's slot, angles and frames are patched per token (run)
       const rotation = { pairs: config.rope.layout === 'pairs', rotaryDim: config.rope.rotaryDim };
       writeQkvRopeRecord(pool, places.rope, config, rotation, { qkv: this.qkvOut, keyAngles: { cos: 0, sin: 0 }, keys: 0, values: 0, kvStride: 0, frames: [] });
