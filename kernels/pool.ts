@@ -345,6 +345,8 @@ export interface SharedLoops {
   normOperand(x: number, w: number, epsAt: number, dim: number, stride: number, out: number, row0: number, row1: number): void;
   /** One token's q|k|v split into rotated queries, rotated keys and values where its record says (kernels/qkv_rope.ts): see PoolOp.QkvRope. */
   qkvRope(record: number): void;
+  /** A decode program's per-token words of its QkvRope and Attend records from the patch table's `layers` rows at `table` (kernels/decode_patch.ts; the calling thread only). */
+  patchDecodeLayers(table: number, layers: number, heads: number, group: number, rowBytes: number): void;
 }
 
 /** Which loop a pool job runs: a weight product, another loop over rows (attention, row sums, SwiGLU), or a q8 product and its SwiGLU in one (Q8Gated). */
