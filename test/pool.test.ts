@@ -29,7 +29,14 @@ import { WASM_BASE64 as WALKER_WASM } from '../kernels/simd/walker.wasm.js';
 import { matMul2d } from '../kernels/matmul.js';
 import { rmsNormRows } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
-import { productF32Reference, productQ8Reference, productReference, quantizeReference, quantizeX16Reference } from '../kernels/products.ref.js';
+import {
+  pickOfClaimsReference,
+  productF32Reference,
+  productQ8Reference,
+  productReference,
+  quantizeReference,
+  quantizeX16Reference,
+} from '../kernels/products.ref.js';
 import {
   allocMatrix,
   matrixBytes,
@@ -569,6 +576,60 @@ t.test(
       patched.some((w, i) => w !== before[i] && w < 0),
       'some written addresses are past 2^31 (negative as int32), the same bits both ways',
     );
+  },
+);
+
+t.test(
+  'loops.wat pickOfClaims: the records followed as the reference follows them (products.ref.ts); -1 for a non-finite claim, -2 for a record that is no claim',
+  async (t) => {
+    const pool = one;
+    const rows = 200;
+    const group = 4;
+    const x = pool.alloc(4 * rows);
+    const records = pool.alloc(8 * (rows / group));
+    const { floats, ints } = pool.views();
+    const values = floats.subarray(x / 4, x / 4 + rows);
+    // claims of random lengths (whole groups); ties between claims: the first wins
+    const claims = (): [number, number][] => {
+      const out: [number, number][] = [];
+      for (let row = 0; row < rows;) {
+        const end = Math.min(rows, row + group * (1 + Math.floor(rng() * 6)));
+        out.push([row, end]);
+        row = end;
+      }
+      return out;
+    };
+    const write = (cs: [number, number][]) => {
+      for (const [row, end] of cs) {
+        const claim = values.subarray(row, end);
+        const at = row + claim.indexOf(Math.max(...claim));
+        ints[(records + 8 * (row / group)) / 4] = end;
+        ints[(records + 8 * (row / group)) / 4 + 1] = at;
+      }
+    };
+    const both = () => [pool.shared.pickOfClaims(x, rows, records, group), pickOfClaimsReference(floats, ints, x, rows, records, group)];
+    for (let trial = 0; trial < 20; trial++) {
+      values.set(Float32Array.from({ length: rows }, () => Math.round(8 * rng()) / 8)); // (many ties)
+      const cs = claims();
+      write(cs);
+      const [got, want] = both();
+      t.equal(got, want, `trial ${trial}: ${cs.length} claims`);
+      t.equal(want, values.indexOf(Math.max(...values)), `trial ${trial}: the reference's pick is the first largest`);
+    }
+    const cs = claims();
+    write(cs);
+    const second = (records + 8 * (cs[1]![0] / group)) / 4;
+    ints[second + 1] = -1;
+    t.same(both(), [-1, -1], 'a claim that found a NaN or an infinity: -1');
+    write(cs);
+    ints[second] = cs[1]![0]; // an end not past its row
+    t.same(both(), [-2, -2], 'a record whose end is its row: -2');
+    write(cs);
+    ints[second] = cs[1]![0] + 1; // the next claim off a group's start
+    t.same(both(), [-2, -2], 'a record naming a row inside a group: -2');
+    write(cs);
+    ints[second + 1] = cs[1]![1]; // a pick outside its rows
+    t.same(both(), [-2, -2], 'a pick outside its claim: -2');
   },
 );
 

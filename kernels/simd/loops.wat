@@ -29,7 +29,8 @@
 ;; product's operand (kernels/split_products.ts), and addInto, the residual
 ;; adds, on the pool's memory from the calling thread.
 ;; Greedy decoding (kernels/logits_argmax.ts): argmaxFinite, and pickRows, a
-;; pool's share of it in the classifier's job (kernels/split_products.ts).
+;; pool's share of it in the classifier's job, and pickOfClaims, the pick
+;; from those shares (kernels/split_products.ts).
 ;; A decode step as pool jobs (kernels/pool.ts): normOperand, the input norm
 ;; into a product's operand; qkvRope, the head split and RoPE of one token
 ;; into a cache's slot and attention's queries (kernels/qkv_rope.ts); a
@@ -338,6 +339,39 @@
     (i32.store (local.get $record) (local.get $row1))
     (i32.store offset=4 (local.get $record)
       (select (i32.const -1) (i32.add (local.get $row0) (local.get $i)) (i32.lt_s (local.get $i) (i32.const 0)))))
+
+  ;; Greedy decoding's pick from a picking job's records (pickRows'), its
+  ;; result at x ([rows]): the claims followed in row order from row 0 (each
+  ;; record names the row where the next claim starts), the first largest of
+  ;; their picks: its row; -1 when a claim found a NaN or an infinity; -2 when
+  ;; a record is not a claim's (a row not on a group's start, an end not past
+  ;; its row or past rows, a pick outside its rows). kernels/split_products.ts
+  ;; pickedArgmax (its reference: products.ref.ts pickOfClaimsReference).
+  (func (export "pickOfClaims") (param $x i32) (param $rows i32) (param $records i32) (param $group i32) (result i32)
+    (local $row i32) (local $record i32) (local $end i32) (local $at i32) (local $best i32) (local $largest f32) (local $v f32)
+    (local.set $best (i32.const -1))
+    (local.set $largest (f32.const -inf))
+    (block $done
+      (loop $claim
+        (br_if $done (i32.ge_s (local.get $row) (local.get $rows)))
+        (if (i32.rem_u (local.get $row) (local.get $group)) (then (return (i32.const -2))))
+        (local.set $record (i32.add (local.get $records)
+          (i32.shl (i32.div_u (local.get $row) (local.get $group)) (i32.const 3))))
+        (local.set $end (i32.load (local.get $record)))
+        (local.set $at (i32.load offset=4 (local.get $record)))
+        (if (i32.lt_s (local.get $at) (i32.const 0)) (then (return (i32.const -1))))
+        (if (i32.eqz (i32.and
+              (i32.and (i32.gt_s (local.get $end) (local.get $row)) (i32.le_s (local.get $end) (local.get $rows)))
+              (i32.and (i32.ge_s (local.get $at) (local.get $row)) (i32.lt_s (local.get $at) (local.get $end)))))
+          (then (return (i32.const -2))))
+        (local.set $v (f32.load (i32.add (local.get $x) (i32.shl (local.get $at) (i32.const 2)))))
+        (if (f32.gt (local.get $v) (local.get $largest))
+          (then
+            (local.set $best (local.get $at))
+            (local.set $largest (local.get $v))))
+        (local.set $row (local.get $end))
+        (br $claim)))
+    (local.get $best))
 
   ;; rows runs of `bytes` bytes (a multiple of 16) from src, srcStride
   ;; bytes apart, to dst, dstStride bytes apart, sixteen bytes a step, front
