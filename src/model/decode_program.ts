@@ -504,9 +504,16 @@ export class DecodeProgram {
     return most;
   }
 
-  /** Room for each thread's scores of `scoresBytes` (false: none in the pool's memory), patched into every Attend step. */
-  private growScores(scoresBytes: number): boolean {
+  /**
+   * Room for each thread's scores of at least `scoresBytes` (false: none in
+   * the pool's memory), patched into every Attend step: twice the room
+   * before where that fits, so that a cache that grows by a token a step
+   * grows it seldom (by 16 bytes, it was every fourth token).
+   */
+  private growScores(needed: number): boolean {
     const pool = this.pool;
+    const doubled = Math.max(needed, 2 * this.scoresBytes);
+    const scoresBytes = poolScratchFits(pool, this.scoresName, pool.threads * doubled) ? doubled : needed;
     if (!poolScratchFits(pool, this.scoresName, pool.threads * scoresBytes)) return false;
     const scoresAt = poolScratch(pool, this.scoresName, pool.threads * scoresBytes);
     this.scoresBytes = scoresBytes;
