@@ -10,12 +10,16 @@
 // which this project never requires. tfjs itself is imported when a backend
 // starts, so that the CLI's --help and argument errors never load it.
 import { createRequire } from 'node:module';
+import type { PageAdvice } from '../kernels/huge_pages.js';
 import { BackendError } from './errors.js';
 
 export const BACKENDS = ['tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
 const require = createRequire(import.meta.url);
+
+/** The most a wasm32 memory can grow to: what V8 reserves (and more) for the wasm backend's heap, which grows in place. */
+const WASM32_MAX_BYTES = 2 ** 32;
 
 /** Which of the optional tensorflow packages is importable, GPU first. */
 function installedTensorflowPackage(): string | undefined {
@@ -48,9 +52,21 @@ async function startTensorflow(): Promise<void> {
   if (!(await setBackend('tensorflow'))) throw new BackendError(`--backend tensorflow: ${pkg} failed to start`);
 }
 
+/** Whether the wasm backend's heap asked for 2 MB pages, or why not; undefined before the wasm backend starts. */
+let wasmHeapPages: PageAdvice | undefined;
+
+/** Whether the wasm backend's heap asked for 2 MB pages (kernels/huge_pages.ts), or why not; undefined before initBackend starts wasm. */
+export function wasmHeapPageAdvice(): PageAdvice | undefined {
+  return wasmHeapPages;
+}
+
 async function startWasm(): Promise<void> {
   await import('@tensorflow/tfjs-backend-wasm');
   if (!(await setBackend('wasm'))) throw new BackendError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to start');
+  // the heap holds the weights of the one-thread float32 path (and training's tensors): 2 MB pages, as the pool's memory
+  const { adviseHugePages } = await import('../kernels/huge_pages.js');
+  const { wasmHeapBuffer } = await import('../kernels/paths.js');
+  wasmHeapPages = adviseHugePages(wasmHeapBuffer(), WASM32_MAX_BYTES);
 }
 
 async function startCpu(): Promise<void> {
