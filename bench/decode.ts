@@ -47,8 +47,8 @@ on 1 and all threads.
   --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
   --only decode|eval only the decode rows (run.c and ours) or only the blocked-evaluation rows (default: both)
   --spin-ab          also this project on all threads with the pool's spin off (the sleep-only pool), an A/B of the spin in the same run
-  --pages-ab         also this project on all threads with the pool's memory on 4 KB pages (not advised to take 2 MB pages:
-                     kernels/huge_pages.ts), an A/B of the page size in the same run
+  --pages-ab         also this project (1 thread and all) with its memory on 4 KB pages (the pool's memory and the wasm
+                     backend's heap not advised to take 2 MB pages: kernels/huge_pages.ts), an A/B of the page size
   --anon-peer        also runomp (each thread count above) with its checkpoint copied into anonymous memory, as this project's
                      weights would lie without 2 MB pages (4 KB here: THP madvise), instead of its read-only mmap of the file, which the
                      page cache can map in 2 MB folios (fewer TLB misses)
@@ -117,7 +117,7 @@ async function childDecode(
   spinOff: boolean,
   smallPages: boolean,
 ): Promise<Measurement> {
-  await initBackend('wasm');
+  await initBackend('wasm', { hugePages: !smallPages });
   const m = placeWeights(loadModel(model), { threads, weights, hugePages: !smallPages, ...(spinOff ? { spinMicros: 0 } : {}) });
   await m.pool?.ready();
   for await (const _ of generate(m, { kind: 'dense' }, [1], argmax, { steps: warmup })); // untimed, a stream of its own
@@ -265,14 +265,16 @@ async function main(): Promise<void> {
             spinOff: true,
           }))
         : []),
-      ...(only !== 'eval' && threads > 1 && cli.has('pages-ab')
-        ? (['f32', 'q8'] as const).map((weights): Engine => ({
-            name: `this project, ${weights}, ${threads} threads, 4 KB pages`,
-            kind: 'ours',
-            threads,
-            weights,
-            smallPages: true,
-          }))
+      ...(only !== 'eval' && cli.has('pages-ab')
+        ? (['f32', 'q8'] as const).flatMap((weights) =>
+            [...new Set([1, threads])].map((n): Engine => ({
+              name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''}, 4 KB pages`,
+              kind: 'ours',
+              threads: n,
+              weights,
+              smallPages: true,
+            })),
+          )
         : []),
     ];
     const evalEngines: Engine[] =
@@ -343,6 +345,7 @@ async function main(): Promise<void> {
         [`f32, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, { weights: 'f32' }), find('ours', 1, { weights: 'f32' }))],
         [`f32, ${threads} threads, spin / no spin`, ratio(find('ours', threads, { weights: 'f32' }), find('ours', threads, { weights: 'f32', spinOff: true }))],
         [`q8, ${threads} threads, spin / no spin`, ratio(find('ours', threads, { weights: 'q8' }), find('ours', threads, { weights: 'q8', spinOff: true }))],
+        [`f32, 1 thread, 2 MB / 4 KB pages`, ratio(find('ours', 1, { weights: 'f32' }), find('ours', 1, { weights: 'f32', smallPages: true }))],
         [
           `f32, ${threads} threads, 2 MB / 4 KB pages`,
           ratio(find('ours', threads, { weights: 'f32' }), find('ours', threads, { weights: 'f32', smallPages: true })),

@@ -60,13 +60,13 @@ export function wasmHeapPageAdvice(): PageAdvice | undefined {
   return wasmHeapPages;
 }
 
-async function startWasm(): Promise<void> {
+async function startWasm(hugePages = true): Promise<void> {
   await import('@tensorflow/tfjs-backend-wasm');
   if (!(await setBackend('wasm'))) throw new BackendError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to start');
   // the heap holds the weights of the one-thread float32 path (and training's tensors): 2 MB pages, as the pool's memory
   const { adviseHugePages } = await import('../kernels/huge_pages.js');
   const { wasmHeapBuffer } = await import('../kernels/paths.js');
-  wasmHeapPages = adviseHugePages(wasmHeapBuffer(), WASM32_MAX_BYTES);
+  wasmHeapPages = hugePages ? adviseHugePages(wasmHeapBuffer(), WASM32_MAX_BYTES) : { hugePages: false, why: 'not asked (hugePages: false)' };
 }
 
 async function startCpu(): Promise<void> {
@@ -76,12 +76,15 @@ async function startCpu(): Promise<void> {
 /**
  * Start the requested backend, or the best one available: tensorflow when
  * installed, else wasm, else cpu. Returns the name of the backend that runs.
+ * hugePages: false leaves the wasm backend's heap on the system's default
+ * pages (A/B runs; default: ask for 2 MB pages, kernels/huge_pages.ts).
  */
-export async function initBackend(requested?: BackendName): Promise<BackendName> {
+export async function initBackend(requested?: BackendName, options: { hugePages?: boolean } = {}): Promise<BackendName> {
+  const startWasmAsked = () => startWasm(options.hugePages !== false);
   if (requested !== undefined) {
     const tf = await import('@tensorflow/tfjs');
     if (tf.getBackend() === requested) return requested;
-    await { tensorflow: startTensorflow, wasm: startWasm, cpu: startCpu }[requested]();
+    await { tensorflow: startTensorflow, wasm: startWasmAsked, cpu: startCpu }[requested]();
     return requested;
   }
   if (installedTensorflowPackage() !== undefined) {
@@ -93,7 +96,7 @@ export async function initBackend(requested?: BackendName): Promise<BackendName>
     }
   }
   try {
-    await startWasm();
+    await startWasmAsked();
     return 'wasm';
   } catch {
     await startCpu();
