@@ -313,7 +313,12 @@
 // on a memory whose last job's rows are half written. The caller breaks
 // the pool the same way (breakPool) when its own walk faults again and
 // again. (A job of a loop that traps is not a failure of the pool: see
-// Errors.)
+// Errors.) dispose() stores FAILED before STOP as well: called during a run
+// (from a caller step, the only way a run can meet it), it ends the run as a
+// break does: every claim from then on is counted, not run, the caller steps
+// after it are skipped, and the run throws 'used after dispose()'. STOP alone
+// would end a stale walker's wait after its claim (walker.wat afterSteps)
+// and let that claim run before the steps it reads were done.
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { adviseHugePages, hugePageEnd, type PageAdvice } from './huge_pages.js';
 import { WorkerPoolError } from './pool_error.js';
@@ -1593,6 +1598,9 @@ export class WorkerPool {
     this.disposed = true;
     this.unusable ??= 'WorkerPool: used after dispose()';
     this.keeper?.ref(); // held until it has exited, so that whoever awaits this sees it
+    // FAILED before STOP, as breakPool: a claim that leaves its wait for STOP
+    // runs nothing (dispose from a caller step: see "Failures" in the header)
+    Atomics.store(this.control, FAILED, 1);
     Atomics.compareExchange(this.control, STOP, 0, STOP_DISPOSED);
     Atomics.add(this.control, GENERATION, 1);
     Atomics.notify(this.control, GENERATION);

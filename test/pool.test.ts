@@ -1725,6 +1725,85 @@ t.test('a stale walker that claims a later step of the open run waits for the st
   }
 });
 
+// dispose() from a caller step, while a stale walker (as above) holds a
+// claim of a later step and waits for the steps before it: dispose's STOP
+// ends that wait. dispose stores FAILED first (as the keeper and breakPool
+// do), so the claim is counted, not run, and the run computes nothing after
+// the caller step and throws 'used after dispose()'. (Before, STOP alone:
+// the stale claims ran at once, from the product before's unwritten output,
+// and the run returned as if it were right.)
+t.test('dispose from a caller step while a stale walker holds a later claim: nothing runs after it, and the run throws', async (t) => {
+  const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1 });
+  await pool.ready();
+  const n = 64;
+  const [m1, m2] = [matrix(pool, 'f32', randn(n * n), n, n), matrix(pool, 'f32', randn(n * n), n, n)];
+  const [xp, y1, y2, own] = [pool.alloc(4 * n), pool.alloc(4 * n), pool.alloc(4 * n), pool.alloc(64)];
+  floatsOf(pool).set(randn(n), xp / 4);
+  const modules = [PRODUCTS_WASM, SHARED_LOOPS_WASM, WALKER_WASM].map((b64) => new WebAssembly.Module(Buffer.from(b64, 'base64')));
+  const inside = pool as unknown as { controlAt: number; programAt: number; tag: number };
+  const product = (m: PooledMatrix, from: number, to: number): ProgramStep => ({
+    op: PoolOp.F32,
+    args: [m.data, from, to, m.stride, 1, n],
+    rows: n,
+    weightBytes: 4 * n * n,
+  });
+  const flags = new Int32Array(new SharedArrayBuffer(8));
+  let disposed: Promise<void> | undefined;
+  const steps: ProgramStep[] = [
+    {
+      caller: () => {
+        // the stale walker starts (the run at this step), the pool is disposed, and the walker gets up to 2 s to end its walk
+        Atomics.store(flags, 0, inside.tag + 1);
+        Atomics.notify(flags, 0);
+        disposed = pool.dispose();
+        Atomics.wait(flags, 1, 0, 2000);
+      },
+    },
+    product(m1, xp, y1),
+    product(m2, y1, y2),
+  ];
+  const program = new PoolProgram(pool, steps);
+  t.ok(program.unitsOf(2) > 1, 'the last step: several units');
+  const stale = new Worker(STALE_WALKER_SOURCE, {
+    eval: true,
+    workerData: {
+      memory: pool.memory,
+      modules,
+      flags: flags.buffer,
+      ctrl: inside.controlAt,
+      program: inside.controlAt + 4 * inside.programAt,
+      steps: 3,
+      from: 2,
+      thread: 1,
+      own,
+    },
+  });
+  const messages: unknown[] = [];
+  const walked = new Promise<unknown>((resolve, reject) => {
+    stale.on('message', (m) => (messages.push(m), messages.length === 2 && resolve(m))).once('error', reject);
+  });
+  while (messages.length === 0) await new Promise((r) => setTimeout(r, 5));
+  floatsOf(pool).fill(0, y1 / 4, y1 / 4 + n);
+  floatsOf(pool).fill(7, y2 / 4, y2 / 4 + n);
+  t.throws(() => program.run(), { name: 'WorkerPoolError', message: 'WorkerPool: used after dispose()' }, 'the run throws');
+  t.equal(await walked, 1, 'the stale walk ends with the run');
+  await stale.terminate();
+  t.ok(
+    floatsOf(pool)
+      .subarray(y1 / 4, y1 / 4 + n)
+      .every((v) => v === 0),
+    'the product after the caller step: not run',
+  );
+  t.ok(
+    floatsOf(pool)
+      .subarray(y2 / 4, y2 / 4 + n)
+      .every((v) => v === 7),
+    "the stale walker's claims: not run",
+  );
+  program.dispose();
+  await disposed;
+});
+
 t.test('a job whose pointer was left 0 throws, and the pool runs the next job', async (t) => {
   const [rows, cols] = [64, 32];
   const w = randn(rows * cols);
