@@ -7,12 +7,15 @@
 // pool usable, and the pool neither leaks tensors nor keeps a process alive.
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import seedrandom from 'seedrandom';
 import t, { type Test } from 'tap';
 import { attendDirect } from '../kernels/attention_fused.js';
+import { adviseHugePages, HUGE_PAGE_BYTES, hugePageEnd, transparentHugePageMode } from '../kernels/huge_pages.js';
 import { type JobOp, POOL_MAX_BYTES, PoolOp, WorkerPool } from '../kernels/pool.js';
 import { poolRegions, PoolRegions } from '../kernels/pool_regions.js';
 import { attendInPool } from '../kernels/pooled_attention.js';
@@ -50,7 +53,7 @@ import {
   type WeightFormat,
   writeRow,
 } from '../kernels/split_products.js';
-import { initTestBackend, maxAbsDiff } from './helpers.js';
+import { initTestBackend, maxAbsDiff, vmFlagsAt } from './helpers.js';
 import { ROOT } from './paths.js';
 
 const backend = await initTestBackend();
@@ -664,6 +667,60 @@ t.test('allocation: sizes, alignment, and the 4 GiB limit', async (t) => {
   t.throws(() => new WorkerPool(0), /positive integer/);
   await pool.dispose();
   t.throws(() => pooledProduct(allocMatrix(one, 'f32', 4, 32), new Float32Array(16), 1), /16 values/);
+});
+
+t.test(
+  "2 MB pages: the pool's memory asks for them (VmFlags hg) and grows in whole 2 MB blocks; unasked, in 64 KB wasm pages",
+  { skip: !['madvise', 'always'].includes(transparentHugePageMode() ?? '') && 'no transparent huge pages here' },
+  async (t) => {
+    const pool = new WorkerPool(1);
+    const advice = pool.pageAdvice;
+    // npm install builds the addon (native/huge_pages.c); without it this fails with the reason
+    t.ok(advice.hugePages, advice.hugePages ? 'advised' : `not advised: ${advice.why}`);
+    if (advice.hugePages) {
+      t.match(vmFlagsAt(advice.address), /\bhg\b/, 'the mapping under the memory carries MADV_HUGEPAGE');
+      t.equal(advice.address % 65536, 0, 'the memory starts on a wasm page');
+      for (const bytes of [3, 3 * 2 ** 20, 5 * 2 ** 20 + 7]) {
+        pool.alloc(bytes);
+        const end = advice.address + pool.bytes().length;
+        t.equal(end % HUGE_PAGE_BYTES, 0, `after alloc(${bytes}): mapped to the end of a 2 MB block`);
+        t.ok(end - HUGE_PAGE_BYTES < advice.address + pool.allocatedBytes, 'and no further than the block that holds the last byte');
+      }
+    }
+    await pool.dispose();
+
+    const unasked = new WorkerPool(1, { hugePages: false });
+    t.same(unasked.pageAdvice, { hugePages: false, why: 'not asked (hugePages: false)' });
+    unasked.alloc(3 * 2 ** 20);
+    t.equal(unasked.bytes().length, Math.ceil(unasked.allocatedBytes / 65536) * 65536, 'grown in 64 KB wasm pages, no further');
+    await unasked.dispose();
+  },
+);
+
+t.test('2 MB pages: an addon not built or not loadable says why, and nothing is advised', async (t) => {
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 4, shared: true });
+  const dir = mkdtempSync(join(tmpdir(), 'streamllm-pages-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const missing = join(dir, 'huge_pages.node');
+  const garbled = join(dir, 'garbled.node');
+  writeFileSync(garbled, 'not a shared object');
+  const mode = transparentHugePageMode();
+  if (mode === undefined || mode === 'never') {
+    t.match(adviseHugePages(memory.buffer, 4 * 65536, missing), { hugePages: false, why: /transparent huge pages/ });
+    return;
+  }
+  t.same(adviseHugePages(memory.buffer, 4 * 65536, missing), {
+    hugePages: false,
+    why: `${missing} was not built (npm install builds native/huge_pages.c with node-gyp)`,
+  });
+  t.match(adviseHugePages(memory.buffer, 4 * 65536, garbled), { hugePages: false, why: new RegExp(`^${garbled} did not load: `) });
+  // growth rounds to absolute 2 MB blocks, at most the maximum; unadvised, exactly the bytes asked
+  const at = { hugePages: true as const, address: 5 * HUGE_PAGE_BYTES + 65536 };
+  t.equal(hugePageEnd(at, 1, 2 ** 32), HUGE_PAGE_BYTES - 65536);
+  t.equal(hugePageEnd(at, HUGE_PAGE_BYTES - 65536, 2 ** 32), HUGE_PAGE_BYTES - 65536);
+  t.equal(hugePageEnd(at, HUGE_PAGE_BYTES - 65535, 2 ** 32), 2 * HUGE_PAGE_BYTES - 65536);
+  t.equal(hugePageEnd(at, 3 * 65536, 2 * 65536), 2 * 65536, 'never past the maximum');
+  t.equal(hugePageEnd({ hugePages: false, why: '' }, 12345, 2 ** 32), 12345);
 });
 
 t.test('split products stay right across the spin bound: workers spinning, asleep, and waking', async (t) => {
@@ -1790,6 +1847,85 @@ t.test('a stale walker that claims a later step of the open run waits for the st
     } else t.same(Array.from(floatsOf(pool).subarray(y2 / 4, y2 / 4 + n)), Array.from(want), `${kind}: W2 (W1 x)`);
     program.dispose();
   }
+});
+
+// dispose() from a caller step, while a stale walker (as above) holds a
+// claim of a later step and waits for the steps before it: dispose's STOP
+// ends that wait. dispose stores FAILED first (as the keeper and breakPool
+// do), so the claim is counted, not run, and the run computes nothing after
+// the caller step and throws 'used after dispose()'. (Before, STOP alone:
+// the stale claims ran at once, from the product before's unwritten output,
+// and the run returned as if it were right.)
+t.test('dispose from a caller step while a stale walker holds a later claim: nothing runs after it, and the run throws', async (t) => {
+  const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1 });
+  await pool.ready();
+  const n = 64;
+  const [m1, m2] = [matrix(pool, 'f32', randn(n * n), n, n), matrix(pool, 'f32', randn(n * n), n, n)];
+  const [xp, y1, y2, own] = [pool.alloc(4 * n), pool.alloc(4 * n), pool.alloc(4 * n), pool.alloc(64)];
+  floatsOf(pool).set(randn(n), xp / 4);
+  const modules = [PRODUCTS_WASM, SHARED_LOOPS_WASM, WALKER_WASM].map((b64) => new WebAssembly.Module(Buffer.from(b64, 'base64')));
+  const inside = pool as unknown as { controlAt: number; programAt: number; tag: number };
+  const product = (m: PooledMatrix, from: number, to: number): ProgramStep => ({
+    op: PoolOp.F32,
+    args: [m.data, from, to, m.stride, 1, n],
+    rows: n,
+    weightBytes: 4 * n * n,
+  });
+  const flags = new Int32Array(new SharedArrayBuffer(8));
+  let disposed: Promise<void> | undefined;
+  const steps: ProgramStep[] = [
+    {
+      caller: () => {
+        // the stale walker starts (the run at this step), the pool is disposed, and the walker gets up to 2 s to end its walk
+        Atomics.store(flags, 0, inside.tag + 1);
+        Atomics.notify(flags, 0);
+        disposed = pool.dispose();
+        Atomics.wait(flags, 1, 0, 2000);
+      },
+    },
+    product(m1, xp, y1),
+    product(m2, y1, y2),
+  ];
+  const program = new PoolProgram(pool, steps);
+  t.ok(program.unitsOf(2) > 1, 'the last step: several units');
+  const stale = new Worker(STALE_WALKER_SOURCE, {
+    eval: true,
+    workerData: {
+      memory: pool.memory,
+      modules,
+      flags: flags.buffer,
+      ctrl: inside.controlAt,
+      program: inside.controlAt + 4 * inside.programAt,
+      steps: 3,
+      from: 2,
+      thread: 1,
+      own,
+    },
+  });
+  const messages: unknown[] = [];
+  const walked = new Promise<unknown>((resolve, reject) => {
+    stale.on('message', (m) => (messages.push(m), messages.length === 2 && resolve(m))).once('error', reject);
+  });
+  while (messages.length === 0) await new Promise((r) => setTimeout(r, 5));
+  floatsOf(pool).fill(0, y1 / 4, y1 / 4 + n);
+  floatsOf(pool).fill(7, y2 / 4, y2 / 4 + n);
+  t.throws(() => program.run(), { name: 'WorkerPoolError', message: 'WorkerPool: used after dispose()' }, 'the run throws');
+  t.equal(await walked, 1, 'the stale walk ends with the run');
+  await stale.terminate();
+  t.ok(
+    floatsOf(pool)
+      .subarray(y1 / 4, y1 / 4 + n)
+      .every((v) => v === 0),
+    'the product after the caller step: not run',
+  );
+  t.ok(
+    floatsOf(pool)
+      .subarray(y2 / 4, y2 / 4 + n)
+      .every((v) => v === 7),
+    "the stale walker's claims: not run",
+  );
+  program.dispose();
+  await disposed;
 });
 
 t.test('a job whose pointer was left 0 throws, and the pool runs the next job', async (t) => {

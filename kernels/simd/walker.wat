@@ -37,8 +37,8 @@
 ;; on a worker that will never count its units: at a barrier the walk
 ;; returns 0; after a claim ($afterSteps) the claim is counted and the walk
 ;; goes on to the step's barrier, which returns 0 if it sleeps. (A thread
-;; that breaks the pool sets FAILED first, so such a claim runs nothing;
-;; dispose does not, and is called during a run only from a caller step.)
+;; that breaks the pool, and dispose, set FAILED first, so such a claim runs
+;; nothing.)
 ;;
 ;; Assembled by scripts/assemble_wasm.ts into walker.wasm.ts.
 (module
