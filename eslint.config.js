@@ -7,7 +7,7 @@ import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 export default defineConfig(
-  { ignores: ['dist/', 'coverage/', '.tap/', 'out/', 'runs/', '.scratch/', 'bench/.cache/'] },
+  { ignores: ['dist/', 'coverage/', '.tap/', 'out/', 'runs/', '.scratch/', 'bench/.cache/', 'build/'] },
   js.configs.recommended,
   tseslint.configs.recommended,
   {

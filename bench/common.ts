@@ -168,6 +168,15 @@ export function peakRssMiB(): number {
   return line ? Number(line.split(/\s+/)[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
 }
 
+/** MiB of this process's anonymous memory in transparent huge pages now (AnonHugePages; undefined off Linux). */
+export function anonHugePagesMiB(): number | undefined {
+  if (!existsSync('/proc/self/smaps_rollup')) return undefined;
+  const line = readFileSync('/proc/self/smaps_rollup', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('AnonHugePages:'));
+  return line === undefined ? undefined : Number(line.split(/\s+/)[1]) / 1024;
+}
+
 /** A random llama2.c checkpoint of a named shape, written once under bench/.cache. */
 export function randomCheckpoint(shape: string, seed = 0): string {
   mkdirSync(BENCH_CACHE, { recursive: true });

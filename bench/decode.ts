@@ -30,13 +30,13 @@ import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 import { disposeModel } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
-import { benchArgs, markdownTable, median, peakRssMiB, recordResult, runBench, shapesFlag } from './common.js';
+import { anonHugePagesMiB, benchArgs, markdownTable, median, peakRssMiB, recordResult, runBench, shapesFlag } from './common.js';
 
 const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all) against
 llama2.c run.c built as runomp (1, 2 and --threads threads), alternating in one run; blocked evaluation (float32, q8)
 on 1 and all threads.
 
-  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--warmup 8] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--spin-ab] [--anon-peer] [--record]
+  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--warmup 8] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--spin-ab] [--pages-ab] [--anon-peer] [--record]
 
   --shapes LIST      llama2.c shapes (${Object.keys(NAMED_SHAPES).join(', ')}); default 15M,110M
   --tokens N         greedy tokens per measurement (default 128)
@@ -47,8 +47,10 @@ on 1 and all threads.
   --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
   --only decode|eval only the decode rows (run.c and ours) or only the blocked-evaluation rows (default: both)
   --spin-ab          also this project on all threads with the pool's spin off (the sleep-only pool), an A/B of the spin in the same run
+  --pages-ab         also this project (1 thread and all) with its memory on 4 KB pages (the pool's memory and the wasm
+                     backend's heap not advised to take 2 MB pages: kernels/huge_pages.ts), an A/B of the page size
   --anon-peer        also runomp (each thread count above) with its checkpoint copied into anonymous memory, as this project's
-                     weights lie (4 KB pages here: THP madvise), instead of its read-only mmap of the file, which the
+                     weights would lie without 2 MB pages (4 KB here: THP madvise), instead of its read-only mmap of the file, which the
                      page cache can map in 2 MB folios (fewer TLB misses)
   --peer FILE        run.c to build (default: ../shared/peers/llama2c/run.c beside the repository)
   --record           append the tables to bench/RESULTS.md
@@ -60,7 +62,7 @@ Large files go to a temporary folder, removed at the end.`;
 /** ../shared/peers/llama2c/run.c beside the repository (dist/bench/ is two folders down). */
 const DEFAULT_PEER = fileURLToPath(new URL('../../../shared/peers/llama2c/run.c', import.meta.url));
 
-const cli = benchArgs(HELP, ['child FILE', 'child-eval FILE', 'weights F', 'spin-off']);
+const cli = benchArgs(HELP, ['child FILE', 'child-eval FILE', 'weights F', 'spin-off', 'small-pages']);
 const arg = cli.value;
 
 interface Engine {
@@ -71,6 +73,8 @@ interface Engine {
   weights?: 'f32' | 'q8';
   /** The pool's threads sleep at once between jobs (--spin-ab). */
   spinOff?: boolean;
+  /** The pool's memory left on 4 KB pages (--pages-ab). */
+  smallPages?: boolean;
   /** runomp reading its checkpoint into anonymous memory (--anon-peer). */
   anon?: boolean;
 }
@@ -78,6 +82,8 @@ interface Engine {
 interface Measurement {
   tokensPerSecond: number;
   rssMiB?: number;
+  /** Of ours: MiB of the process's anonymous memory in 2 MB pages at the end (AnonHugePages: the pool's memory, where advised). */
+  hugePagesMiB?: number;
   /** Times the pool's workers were told to stop spinning because the process got too little CPU time (other processes wanted the cores: kernels/pool.ts). */
   calmPeriods?: number;
 }
@@ -102,9 +108,17 @@ function syntheticTokenizer(file: string, vocab: number): void {
 }
 
 /** Child: greedy decode with one engine of ours; prints a Measurement. */
-async function childDecode(model: string, threads: number, weights: 'f32' | 'q8', tokens: number, warmup: number, spinOff: boolean): Promise<Measurement> {
-  await initBackend('wasm');
-  const m = placeWeights(loadModel(model), { threads, weights, ...(spinOff ? { spinMicros: 0 } : {}) });
+async function childDecode(
+  model: string,
+  threads: number,
+  weights: 'f32' | 'q8',
+  tokens: number,
+  warmup: number,
+  spinOff: boolean,
+  smallPages: boolean,
+): Promise<Measurement> {
+  await initBackend('wasm', { hugePages: !smallPages });
+  const m = placeWeights(loadModel(model), { threads, weights, hugePages: !smallPages, ...(spinOff ? { spinMicros: 0 } : {}) });
   await m.pool?.ready();
   for await (const _ of generate(m, { kind: 'dense' }, [1], argmax, { steps: warmup })); // untimed, a stream of its own
   const started = performance.now();
@@ -112,8 +126,9 @@ async function childDecode(model: string, threads: number, weights: 'f32' | 'q8'
   for await (const step of generate(m, { kind: 'dense' }, [1], argmax, { steps: tokens })) n = step.generated;
   const tokensPerSecond = n / ((performance.now() - started) / 1000);
   const calmPeriods = m.pool?.calmPeriods ?? 0;
+  const hugePagesMiB = anonHugePagesMiB();
   disposeModel(m);
-  return { tokensPerSecond, rssMiB: peakRssMiB(), calmPeriods };
+  return { tokensPerSecond, rssMiB: peakRssMiB(), hugePagesMiB, calmPeriods };
 }
 
 /** Child: blocked scoring of `count` tokens (window cache of the trained length, blocks of 256). */
@@ -128,8 +143,9 @@ async function childEval(model: string, threads: number, weights: 'f32' | 'q8', 
   await scoreTokens(m, ids, { kind: 'window', windowSize: window }, { mode: 'blocked', blockSize: 256 });
   const tokensPerSecond = count / ((performance.now() - started) / 1000);
   const calmPeriods = m.pool?.calmPeriods ?? 0;
+  const hugePagesMiB = anonHugePagesMiB();
   disposeModel(m);
-  return { tokensPerSecond, rssMiB: peakRssMiB(), calmPeriods };
+  return { tokensPerSecond, rssMiB: peakRssMiB(), hugePagesMiB, calmPeriods };
 }
 
 function runEngine(engine: Engine, dir: string, shape: string, tokens: number, warmup: number, evalTokens: number): Measurement {
@@ -165,6 +181,7 @@ function runEngine(engine: Engine, dir: string, shape: string, tokens: number, w
           '--warmup',
           String(warmup),
           ...(engine.spinOff ? ['--spin-off'] : []),
+          ...(engine.smallPages ? ['--small-pages'] : []),
         ];
   return JSON.parse(execFileSync(process.execPath, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 })) as Measurement;
 }
@@ -200,7 +217,7 @@ async function main(): Promise<void> {
   const child = arg('child', '');
   if (child) {
     const weights = cli.choice('weights', 'f32', ['f32', 'q8']);
-    process.stdout.write(JSON.stringify(await childDecode(child, threads, weights, tokens, warmup, cli.has('spin-off'))));
+    process.stdout.write(JSON.stringify(await childDecode(child, threads, weights, tokens, warmup, cli.has('spin-off'), cli.has('small-pages'))));
     return;
   }
   const childEvalModel = arg('child-eval', '');
@@ -248,6 +265,17 @@ async function main(): Promise<void> {
             spinOff: true,
           }))
         : []),
+      ...(only !== 'eval' && cli.has('pages-ab')
+        ? (['f32', 'q8'] as const).flatMap((weights) =>
+            [...new Set([1, threads])].map((n): Engine => ({
+              name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''}, 4 KB pages`,
+              kind: 'ours',
+              threads: n,
+              weights,
+              smallPages: true,
+            })),
+          )
+        : []),
     ];
     const evalEngines: Engine[] =
       evalTokens > 0 && only !== 'decode'
@@ -277,32 +305,61 @@ async function main(): Promise<void> {
         }
       }
       const tps = (e: Engine | undefined) => (e === undefined ? NaN : median(results.get(e)!.map((m) => m.tokensPerSecond)));
-      const find = (kind: Engine['kind'], n: number, weights?: string, spinOff?: boolean, anon?: boolean) =>
-        all.find((e) => e.kind === kind && e.threads === n && e.weights === weights && e.spinOff === spinOff && e.anon === anon);
+      // the engine of this kind and thread count whose variant fields (weights, spinOff, anon, smallPages) are exactly `variant`'s
+      const find = (kind: Engine['kind'], n: number, variant: Pick<Engine, 'weights' | 'spinOff' | 'anon' | 'smallPages'> = {}) =>
+        all.find(
+          (e) =>
+            e.kind === kind &&
+            e.threads === n &&
+            e.weights === variant.weights &&
+            e.spinOff === variant.spinOff &&
+            e.anon === variant.anon &&
+            e.smallPages === variant.smallPages,
+        );
       const rows = all.map((e) => {
         const r = results.get(e)!;
         const rates = r.map((m) => m.tokensPerSecond);
         const rss = r[0]!.rssMiB;
-        return [e.name, tps(e).toFixed(1), `${Math.min(...rates).toFixed(1)}..${Math.max(...rates).toFixed(1)}`, rss === undefined ? '' : rss.toFixed(0)];
+        const huge = r[0]!.hugePagesMiB;
+        return [
+          e.name,
+          tps(e).toFixed(1),
+          `${Math.min(...rates).toFixed(1)}..${Math.max(...rates).toFixed(1)}`,
+          rss === undefined ? '' : rss.toFixed(0),
+          huge === undefined ? '' : huge.toFixed(0),
+        ];
       });
       const ratio = (a: Engine | undefined, b: Engine | undefined) => (tps(a) / tps(b)).toFixed(2);
       const calmed = all.flatMap((e) => results.get(e)!).filter((m) => (m.calmPeriods ?? 0) > 0).length;
       const ratios = [
-        ['f32, 1 thread / runomp 1 thread', ratio(find('ours', 1, 'f32'), find('runomp', 1))],
-        ['q8, 1 thread / runomp 1 thread', ratio(find('ours', 1, 'q8'), find('runomp', 1))],
-        [`f32, ${threads} threads / runomp ${threads} threads`, ratio(find('ours', threads, 'f32'), find('runomp', threads))],
-        [`q8, ${threads} threads / runomp 2 threads`, ratio(find('ours', threads, 'q8'), find('runomp', 2))],
+        ['f32, 1 thread / runomp 1 thread', ratio(find('ours', 1, { weights: 'f32' }), find('runomp', 1))],
+        ['q8, 1 thread / runomp 1 thread', ratio(find('ours', 1, { weights: 'q8' }), find('runomp', 1))],
+        [`f32, ${threads} threads / runomp ${threads} threads`, ratio(find('ours', threads, { weights: 'f32' }), find('runomp', threads))],
+        [`q8, ${threads} threads / runomp 2 threads`, ratio(find('ours', threads, { weights: 'q8' }), find('runomp', 2))],
         [
           `f32, ${threads} threads / runomp ${threads} threads, weights in anonymous memory`,
-          ratio(find('ours', threads, 'f32'), find('runomp', threads, undefined, undefined, true)),
+          ratio(find('ours', threads, { weights: 'f32' }), find('runomp', threads, { anon: true })),
         ],
-        [`runomp ${threads} threads: mmapped file / anonymous memory`, ratio(find('runomp', threads), find('runomp', threads, undefined, undefined, true))],
-        [`q8, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'q8'), find('ours', 1, 'f32'))],
-        [`f32, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, 'f32'), find('ours', 1, 'f32'))],
-        [`f32, ${threads} threads, spin / no spin`, ratio(find('ours', threads, 'f32'), find('ours', threads, 'f32', true))],
-        [`q8, ${threads} threads, spin / no spin`, ratio(find('ours', threads, 'q8'), find('ours', threads, 'q8', true))],
-        [`blocked eval, f32, ${threads} threads / 1 thread`, ratio(find('eval', threads, 'f32'), find('eval', 1, 'f32'))],
-        [`blocked eval, q8, ${threads} threads / 1 thread`, ratio(find('eval', threads, 'q8'), find('eval', 1, 'q8'))],
+        [`runomp ${threads} threads: mmapped file / anonymous memory`, ratio(find('runomp', threads), find('runomp', threads, { anon: true }))],
+        [`q8, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, { weights: 'q8' }), find('ours', 1, { weights: 'f32' }))],
+        [`f32, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, { weights: 'f32' }), find('ours', 1, { weights: 'f32' }))],
+        [`f32, ${threads} threads, spin / no spin`, ratio(find('ours', threads, { weights: 'f32' }), find('ours', threads, { weights: 'f32', spinOff: true }))],
+        [`q8, ${threads} threads, spin / no spin`, ratio(find('ours', threads, { weights: 'q8' }), find('ours', threads, { weights: 'q8', spinOff: true }))],
+        [`f32, 1 thread, 2 MB / 4 KB pages`, ratio(find('ours', 1, { weights: 'f32' }), find('ours', 1, { weights: 'f32', smallPages: true }))],
+        [
+          `f32, ${threads} threads, 2 MB / 4 KB pages`,
+          ratio(find('ours', threads, { weights: 'f32' }), find('ours', threads, { weights: 'f32', smallPages: true })),
+        ],
+        [
+          `q8, ${threads} threads, 2 MB / 4 KB pages`,
+          ratio(find('ours', threads, { weights: 'q8' }), find('ours', threads, { weights: 'q8', smallPages: true })),
+        ],
+        [
+          `f32, ${threads} threads, 4 KB pages / runomp ${threads} threads`,
+          ratio(find('ours', threads, { weights: 'f32', smallPages: true }), find('runomp', threads)),
+        ],
+        [`blocked eval, f32, ${threads} threads / 1 thread`, ratio(find('eval', threads, { weights: 'f32' }), find('eval', 1, { weights: 'f32' }))],
+        [`blocked eval, q8, ${threads} threads / 1 thread`, ratio(find('eval', threads, { weights: 'q8' }), find('eval', 1, { weights: 'q8' }))],
       ].filter(([, x]) => x !== 'NaN'); // rows whose engines did not run (--only, no run.c)
       sections.push(
         `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode of ${tokens} tokens from BOS (ours after ${warmup} untimed), dense cache; ` +
@@ -310,7 +367,7 @@ async function main(): Promise<void> {
           `load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after` +
           (calmed > 0 ? `; in ${calmed} runs of ours the pool found the cores busy and stopped its workers' spin for a while (kernels/pool.ts)` : '') +
           '.\n\n' +
-          markdownTable(['engine', 'tok/s (median)', 'range', 'peak RSS MiB'], rows) +
+          markdownTable(['engine', 'tok/s (median)', 'range', 'peak RSS MiB', 'in 2 MB pages, MiB'], rows) +
           '\n\n' +
           markdownTable(['same-run ratio', 'x'], ratios),
       );

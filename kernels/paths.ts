@@ -149,6 +149,12 @@ interface CpuBackendLike {
   makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): tf.TensorInfo;
 }
 
+/** The wasm backend's heap: the buffer of its WebAssembly memory (for kernels/huge_pages.ts). */
+export function wasmHeapBuffer(): ArrayBufferLike {
+  if (tf.getBackend() !== 'wasm') throw new Error(`wasmHeapBuffer: the backend is '${tf.getBackend()}', not wasm`);
+  return (tf.backend() as unknown as WasmBackendLike).wasm.HEAPU8.buffer;
+}
+
 /**
  * A Float32Array aliasing the tensor's storage. On wasm the view is only
  * valid until the next allocation (the heap can grow and move), so take it,

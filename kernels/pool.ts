@@ -330,6 +330,7 @@
 // would end a stale walker's wait after its claim (walker.wat afterSteps)
 // and let that claim run before the steps it reads were done.
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
+import { adviseHugePages, hugePageEnd, type PageAdvice } from './huge_pages.js';
 import { WorkerPoolError } from './pool_error.js';
 import { WASM_BASE64 as SHARED_LOOPS_WASM_BASE64 } from './simd/loops.shared.wasm.js';
 import { WASM_BASE64 } from './simd/products.wasm.js';
@@ -1079,8 +1080,13 @@ export class WorkerPool {
   /** How long the caller and the workers spin before they sleep (0: never spin). */
   readonly spinMicros: number;
 
+  /** Whether the shared memory asked for 2 MB pages, or why not (kernels/huge_pages.ts). */
+  readonly pageAdvice: PageAdvice;
+
   /**
    * threads: 1 runs every product on the calling thread (no workers).
+   * hugePages: false leaves the shared memory on the system's default pages
+   * (for A/B runs; default: ask for 2 MB pages, kernels/huge_pages.ts).
    * lateMicros (tests): thread i (0: the caller) waits lateMicros[i] µs after
    * each job is posted before it claims, as a thread preempted or
    * woken late would. diesOnFailure (tests): a worker whose unit fails dies
@@ -1095,6 +1101,7 @@ export class WorkerPool {
     options: {
       splitMinBytes?: number;
       spinMicros?: number;
+      hugePages?: boolean;
       unitBytes?: number;
       lateMicros?: readonly number[];
       diesOnFailure?: 'exit' | 'throw' | 'terminate' | 'keeper throws' | 'keeper out of memory';
@@ -1109,6 +1116,9 @@ export class WorkerPool {
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`WorkerPool: threads must be a positive integer, got ${threads}`);
     this.threads = threads;
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+    // before anything is written: a page's size is fixed when it is first touched
+    this.pageAdvice =
+      options.hugePages === false ? { hugePages: false, why: 'not asked (hugePages: false)' } : adviseHugePages(this.memory.buffer, MAX_PAGES * PAGE);
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
@@ -1241,7 +1251,8 @@ export class WorkerPool {
       throw new RangeError(`WorkerPool: ${(end / 2 ** 30).toFixed(2)} GiB asked of a shared memory that holds at most 4 GiB (wasm32)`);
     }
     const have = this.memory.buffer.byteLength;
-    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    // in whole 2 MB blocks when advised: a block first written while only partly mapped stays on 4 KB pages
+    if (end > have) this.memory.grow(Math.ceil((hugePageEnd(this.pageAdvice, end, MAX_PAGES * PAGE) - have) / PAGE));
     this.top = end;
     return offset;
   }

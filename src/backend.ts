@@ -10,12 +10,16 @@
 // which this project never requires. tfjs itself is imported when a backend
 // starts, so that the CLI's --help and argument errors never load it.
 import { createRequire } from 'node:module';
+import type { PageAdvice } from '../kernels/huge_pages.js';
 import { BackendError } from './errors.js';
 
 export const BACKENDS = ['tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
 const require = createRequire(import.meta.url);
+
+/** The most a wasm32 memory can grow to: what V8 reserves (and more) for the wasm backend's heap, which grows in place. */
+const WASM32_MAX_BYTES = 2 ** 32;
 
 /** Which of the optional tensorflow packages is importable, GPU first. */
 function installedTensorflowPackage(): string | undefined {
@@ -48,9 +52,21 @@ async function startTensorflow(): Promise<void> {
   if (!(await setBackend('tensorflow'))) throw new BackendError(`--backend tensorflow: ${pkg} failed to start`);
 }
 
-async function startWasm(): Promise<void> {
+/** Whether the wasm backend's heap asked for 2 MB pages, or why not; undefined before the wasm backend starts. */
+let wasmHeapPages: PageAdvice | undefined;
+
+/** Whether the wasm backend's heap asked for 2 MB pages (kernels/huge_pages.ts), or why not; undefined before initBackend starts wasm. */
+export function wasmHeapPageAdvice(): PageAdvice | undefined {
+  return wasmHeapPages;
+}
+
+async function startWasm(hugePages = true): Promise<void> {
   await import('@tensorflow/tfjs-backend-wasm');
   if (!(await setBackend('wasm'))) throw new BackendError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to start');
+  // the heap holds the weights of the one-thread float32 path (and training's tensors): 2 MB pages, as the pool's memory
+  const { adviseHugePages } = await import('../kernels/huge_pages.js');
+  const { wasmHeapBuffer } = await import('../kernels/paths.js');
+  wasmHeapPages = hugePages ? adviseHugePages(wasmHeapBuffer(), WASM32_MAX_BYTES) : { hugePages: false, why: 'not asked (hugePages: false)' };
 }
 
 async function startCpu(): Promise<void> {
@@ -60,12 +76,15 @@ async function startCpu(): Promise<void> {
 /**
  * Start the requested backend, or the best one available: tensorflow when
  * installed, else wasm, else cpu. Returns the name of the backend that runs.
+ * hugePages: false leaves the wasm backend's heap on the system's default
+ * pages (A/B runs; default: ask for 2 MB pages, kernels/huge_pages.ts).
  */
-export async function initBackend(requested?: BackendName): Promise<BackendName> {
+export async function initBackend(requested?: BackendName, options: { hugePages?: boolean } = {}): Promise<BackendName> {
+  const startWasmAsked = () => startWasm(options.hugePages !== false);
   if (requested !== undefined) {
     const tf = await import('@tensorflow/tfjs');
     if (tf.getBackend() === requested) return requested;
-    await { tensorflow: startTensorflow, wasm: startWasm, cpu: startCpu }[requested]();
+    await { tensorflow: startTensorflow, wasm: startWasmAsked, cpu: startCpu }[requested]();
     return requested;
   }
   if (installedTensorflowPackage() !== undefined) {
@@ -77,7 +96,7 @@ export async function initBackend(requested?: BackendName): Promise<BackendName>
     }
   }
   try {
-    await startWasm();
+    await startWasmAsked();
     return 'wasm';
   } catch {
     await startCpu();

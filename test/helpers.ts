@@ -129,3 +129,15 @@ export function watchPools(): () => number {
     return live.size;
   };
 }
+
+/** The VmFlags of the mapping that holds `address`, from /proc/self/smaps ('' when no mapping holds it). */
+export function vmFlagsAt(address: number): string {
+  for (const mapping of readFileSync('/proc/self/smaps', 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
+    const [start, end] = mapping
+      .split(' ', 1)[0]!
+      .split('-')
+      .map((h) => parseInt(h, 16));
+    if (start! <= address && address < end!) return /VmFlags:(.*)/.exec(mapping)?.[1]?.trim() ?? '';
+  }
+  return '';
+}

@@ -7,12 +7,15 @@
 // pool usable, and the pool neither leaks tensors nor keeps a process alive.
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import seedrandom from 'seedrandom';
 import t, { type Test } from 'tap';
 import { attendDirect } from '../kernels/attention_fused.js';
+import { adviseHugePages, HUGE_PAGE_BYTES, hugePageEnd, transparentHugePageMode } from '../kernels/huge_pages.js';
 import { type JobOp, POOL_MAX_BYTES, PoolOp, WorkerPool } from '../kernels/pool.js';
 import { poolRegions, PoolRegions } from '../kernels/pool_regions.js';
 import { attendInPool } from '../kernels/pooled_attention.js';
@@ -41,7 +44,7 @@ import {
   type WeightFormat,
   writeRow,
 } from '../kernels/split_products.js';
-import { initTestBackend, maxAbsDiff } from './helpers.js';
+import { initTestBackend, maxAbsDiff, vmFlagsAt } from './helpers.js';
 import { ROOT } from './paths.js';
 
 const backend = await initTestBackend();
@@ -540,6 +543,60 @@ t.test('allocation: sizes, alignment, and the 4 GiB limit', async (t) => {
   t.throws(() => new WorkerPool(0), /positive integer/);
   await pool.dispose();
   t.throws(() => pooledProduct(allocMatrix(one, 'f32', 4, 32), new Float32Array(16), 1), /16 values/);
+});
+
+t.test(
+  "2 MB pages: the pool's memory asks for them (VmFlags hg) and grows in whole 2 MB blocks; unasked, in 64 KB wasm pages",
+  { skip: !['madvise', 'always'].includes(transparentHugePageMode() ?? '') && 'no transparent huge pages here' },
+  async (t) => {
+    const pool = new WorkerPool(1);
+    const advice = pool.pageAdvice;
+    // npm install builds the addon (native/huge_pages.c); without it this fails with the reason
+    t.ok(advice.hugePages, advice.hugePages ? 'advised' : `not advised: ${advice.why}`);
+    if (advice.hugePages) {
+      t.match(vmFlagsAt(advice.address), /\bhg\b/, 'the mapping under the memory carries MADV_HUGEPAGE');
+      t.equal(advice.address % 65536, 0, 'the memory starts on a wasm page');
+      for (const bytes of [3, 3 * 2 ** 20, 5 * 2 ** 20 + 7]) {
+        pool.alloc(bytes);
+        const end = advice.address + pool.bytes().length;
+        t.equal(end % HUGE_PAGE_BYTES, 0, `after alloc(${bytes}): mapped to the end of a 2 MB block`);
+        t.ok(end - HUGE_PAGE_BYTES < advice.address + pool.allocatedBytes, 'and no further than the block that holds the last byte');
+      }
+    }
+    await pool.dispose();
+
+    const unasked = new WorkerPool(1, { hugePages: false });
+    t.same(unasked.pageAdvice, { hugePages: false, why: 'not asked (hugePages: false)' });
+    unasked.alloc(3 * 2 ** 20);
+    t.equal(unasked.bytes().length, Math.ceil(unasked.allocatedBytes / 65536) * 65536, 'grown in 64 KB wasm pages, no further');
+    await unasked.dispose();
+  },
+);
+
+t.test('2 MB pages: an addon not built or not loadable says why, and nothing is advised', async (t) => {
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 4, shared: true });
+  const dir = mkdtempSync(join(tmpdir(), 'streamllm-pages-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const missing = join(dir, 'huge_pages.node');
+  const garbled = join(dir, 'garbled.node');
+  writeFileSync(garbled, 'not a shared object');
+  const mode = transparentHugePageMode();
+  if (mode === undefined || mode === 'never') {
+    t.match(adviseHugePages(memory.buffer, 4 * 65536, missing), { hugePages: false, why: /transparent huge pages/ });
+    return;
+  }
+  t.same(adviseHugePages(memory.buffer, 4 * 65536, missing), {
+    hugePages: false,
+    why: `${missing} was not built (npm install builds native/huge_pages.c with node-gyp)`,
+  });
+  t.match(adviseHugePages(memory.buffer, 4 * 65536, garbled), { hugePages: false, why: new RegExp(`^${garbled} did not load: `) });
+  // growth rounds to absolute 2 MB blocks, at most the maximum; unadvised, exactly the bytes asked
+  const at = { hugePages: true as const, address: 5 * HUGE_PAGE_BYTES + 65536 };
+  t.equal(hugePageEnd(at, 1, 2 ** 32), HUGE_PAGE_BYTES - 65536);
+  t.equal(hugePageEnd(at, HUGE_PAGE_BYTES - 65536, 2 ** 32), HUGE_PAGE_BYTES - 65536);
+  t.equal(hugePageEnd(at, HUGE_PAGE_BYTES - 65535, 2 ** 32), 2 * HUGE_PAGE_BYTES - 65536);
+  t.equal(hugePageEnd(at, 3 * 65536, 2 * 65536), 2 * 65536, 'never past the maximum');
+  t.equal(hugePageEnd({ hugePages: false, why: '' }, 12345, 2 ** 32), 12345);
 });
 
 t.test('split products stay right across the spin bound: workers spinning, asleep, and waking', async (t) => {

@@ -626,7 +626,7 @@ t.test('eval --threads and --weights', async (t) => {
   t.ok(maxAbsDiff((JSON.parse(r.stdout) as { nll: number[] }).nll, dense.nll.slice(0, 63)) < 1e-4, 'the conformance NLLs');
   const q = await runCliInProcess(['eval', '--model', model, '--tokens', ids, '--threads', '1', '--weights', 'q8', '--json']);
   t.equal(q.status, 0, q.stderr);
-  t.match(q.stderr, /products: q8 weights .* on 1 thread\n/);
+  t.match(q.stderr, /products: q8 weights .* on 1 thread, (2 MB pages asked for|4 KB pages \(.+\))\n/);
   const one = await runCliInProcess(['eval', '--model', model, '--tokens', ids, '--threads', '1', '--json']);
   t.notMatch(one.stderr, /products:/, '--threads 1 with float32: no pool');
   for (const [flag, value, message] of [

@@ -292,7 +292,7 @@ t.test('a model too large for the pool: one line naming the flag and the limit, 
     writeFileSync(tokens, JSON.stringify(ids));
     const r = await runCliInProcess(['eval', '--model', hf, '--tokens', tokens, '--weights', 'q8', '--threads', '1', '--json']);
     t.equal(r.status, 0, r.stderr);
-    t.match(r.stderr, /products: q8 weights \([\d.]+ MiB\) on 1 thread\n/);
+    t.match(r.stderr, /products: q8 weights \([\d.]+ MiB\) on 1 thread, (2 MB pages asked for|4 KB pages \(.+\))\n/);
     const ordinary = placeWeights(loadModel(hf, quiet), { threads: 1, weights: 'q8' });
     const want = await scoreTokens(ordinary, ids, { kind: 'dense' });
     t.same((JSON.parse(r.stdout) as { nll: number[] }).nll, Array.from(want.nll), 'every NLL equal');

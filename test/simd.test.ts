@@ -5,10 +5,12 @@ import * as tf from '@tensorflow/tfjs';
 import { readFileSync } from 'node:fs';
 import seedrandom from 'seedrandom';
 import t from 'tap';
+import { transparentHugePageMode } from '../kernels/huge_pages.js';
 import { float32View } from '../kernels/paths.js';
+import { wasmHeapPageAdvice } from '../src/backend.js';
 import { simdLoops, setSimdKernels } from '../kernels/simd/instance.js';
 import { assembleWat, generatedSource, SIMD_DIR, wasmTargets, watSources } from '../scripts/assemble_wasm.js';
-import { initTestBackend } from './helpers.js';
+import { initTestBackend, vmFlagsAt } from './helpers.js';
 
 const backend = await initTestBackend();
 const rng = seedrandom('simd');
@@ -138,3 +140,13 @@ t.test('setSimdKernels(false) and foreign memory turn the SIMD path off', { skip
   t.equal(simdLoops([view, new Float32Array(4)]), undefined, 'a view outside the wasm heap');
   x.dispose();
 });
+
+t.test(
+  "2 MB pages: the wasm backend's heap asks for them when the backend starts (VmFlags hg)",
+  { skip: (backend !== 'wasm' || !['madvise', 'always'].includes(transparentHugePageMode() ?? '')) && 'the wasm backend on Linux with transparent huge pages' },
+  async (t) => {
+    const advice = wasmHeapPageAdvice();
+    t.ok(advice?.hugePages, advice?.hugePages === false ? `not advised: ${advice.why}` : 'advised');
+    if (advice?.hugePages === true) t.match(vmFlagsAt(advice.address), /\bhg\b/, 'the mapping under the heap carries MADV_HUGEPAGE');
+  },
+);

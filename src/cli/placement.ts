@@ -57,7 +57,9 @@ export async function loadPlacedModel(path: string, flags: PlacementFlags, comma
   if (pooled.length > 0) {
     const mib = pooled.reduce((n, m) => n + matrixBytes(m.format, m.rows, m.cols), 0) / 2 ** 20;
     const threads = model.pool!.threads;
-    process.stderr.write(`products: ${flags.weights} weights (${mib.toFixed(1)} MiB) on ${threads} thread${threads === 1 ? '' : 's'}\n`);
+    const advice = model.pool!.pageAdvice;
+    const pages = advice.hugePages ? '2 MB pages asked for' : `4 KB pages (${advice.why})`;
+    process.stderr.write(`products: ${flags.weights} weights (${mib.toFixed(1)} MiB) on ${threads} thread${threads === 1 ? '' : 's'}, ${pages}\n`);
   }
   return model;
 }

@@ -24,6 +24,8 @@ export interface Placement {
   splitMinBytes?: number;
   /** How long the pool's threads spin before they sleep, µs (default: the pool's SPIN_MICROS; 0 never spins). */
   spinMicros?: number;
+  /** Ask for 2 MB pages under the pool's memory (default true; false for A/B runs: kernels/huge_pages.ts). */
+  hugePages?: boolean;
 }
 
 /** Rows of the [in, out] matrix transposed per step: a block of rows stays in cache while its columns are gathered. */
@@ -87,7 +89,7 @@ export function wantsPool(p: Placement): boolean {
 
 /** A new worker pool for the placement's threads and tuning. */
 export function poolFor(p: Placement): WorkerPool {
-  return new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes, spinMicros: p.spinMicros });
+  return new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes, spinMicros: p.spinMicros, hugePages: p.hugePages });
 }
 
 /**
