@@ -29,7 +29,15 @@ const cpuMs = () => {
 };
 
 /** In a child process: one build's decode and blocked-scoring speed. */
-async function probe(dist: string, checkpoint: string, decodeTokens: number, scoreTokensCount: number, placement: string, warmup: number): Promise<Probe> {
+async function probe(
+  dist: string,
+  checkpoint: string,
+  decodeTokens: number,
+  scoreTokensCount: number,
+  placement: string,
+  warmup: number,
+  greedy: boolean,
+): Promise<Probe> {
   const load = async <T>(path: string) => (await import(resolve(dist, path))) as T;
   const { initBackend } = await load<typeof import('../src/backend.js')>('src/backend.js');
   const { loadModel } = await load<typeof import('../src/model/load.js')>('src/model/load.js');
@@ -46,6 +54,25 @@ async function probe(dist: string, checkpoint: string, decodeTokens: number, sco
   const policy = { kind: 'streaming', sinkCount: 4, windowSize: 252 } as const;
   const vocab = model.config.vocabSize;
   const ids = Array.from({ length: scoreTokensCount }, (_, i) => 3 + ((i * 7919) % (vocab - 3)));
+  if (greedy) {
+    // as bench/decode.ts's child decodes: generate's greedy path, a dense cache from token 1, the untimed tokens a stream of their own
+    const { generate } = await load<typeof import('../src/generate.js')>('src/generate.js');
+    const { argmax } = await load<typeof import('../src/sample/sampler.js')>('src/sample/sampler.js');
+    for await (const _ of generate(model, { kind: 'dense' }, [1], argmax, { steps: warmup }));
+    const started = performance.now();
+    const cpuStarted = cpuMs();
+    for await (const _ of generate(model, { kind: 'dense' }, [1], argmax, { steps: decodeTokens }));
+    const decodeSeconds = (performance.now() - started) / 1000;
+    const decodeCpuMs = (cpuMs() - cpuStarted) / decodeTokens;
+    const scoringStarted = cpuMs();
+    const scored = await scoreTokens(model, ids, policy);
+    return {
+      decodeTokensPerSecond: decodeTokens / decodeSeconds,
+      blockedTokensPerSecond: (ids.length - 1) / scored.seconds,
+      decodeCpuMs,
+      blockedCpuMs: (cpuMs() - scoringStarted) / (ids.length - 1),
+    };
+  }
   // decode: a 16-token prompt, then one token per step, greedy
   const stream = new TokenStream(model, policy);
   let logits = stream.feed(ids.slice(0, 16), 'last');
@@ -77,12 +104,14 @@ async function probe(dist: string, checkpoint: string, decodeTokens: number, sco
 
 const HELP = `Two builds of streamllm, same run, alternating: greedy decode and blocked-evaluation speed on a random llama2.c model.
 
-  node dist/bench/builds_ab.js --a OLD/dist --b dist [--rounds 3] [--decode 128] [--warmup 0] [--score 2048] [--shape 15M] [--weights f32|q8] [--threads N] [--record]
+  node dist/bench/builds_ab.js --a OLD/dist --b dist [--rounds 3] [--decode 128] [--warmup 0] [--greedy] [--score 2048] [--shape 15M] [--weights f32|q8] [--threads N] [--record]
 
   --a, --b       the two builds' dist/ folders (b defaults to this one)
   --rounds N     alternating rounds (default 3)
   --decode N     greedy steps per decode measurement (default 128)
   --warmup N     untimed greedy steps before them (default 0): a warm engine, and past 252 a full window
+  --greedy       decode as bench/decode.ts does (generate's greedy path, a dense cache, the untimed steps a
+                 stream of their own) instead of a streaming stream's logits and a JavaScript argmax
   --score N      tokens per blocked-evaluation measurement (default 2048)
   --shape S      the random model's llama2.c shape (default 15M)
   --weights F    f32 or q8: matrices in the worker pool, as eval --weights (default: the tfjs path)
@@ -92,8 +121,10 @@ const HELP = `Two builds of streamllm, same run, alternating: greedy decode and 
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--probe') {
-    const [, , , dist, checkpoint, decode, score, placement, warmup] = process.argv;
-    process.stdout.write(JSON.stringify(await probe(dist!, checkpoint!, Number(decode), Number(score), placement ?? '', Number(warmup ?? 0))));
+    const [, , , dist, checkpoint, decode, score, placement, warmup, greedy] = process.argv;
+    process.stdout.write(
+      JSON.stringify(await probe(dist!, checkpoint!, Number(decode), Number(score), placement ?? '', Number(warmup ?? 0), greedy === 'greedy')),
+    );
     return;
   }
   // Only the parent loads this build's helpers: a probe loads nothing but the build under test.
@@ -107,6 +138,7 @@ async function main(): Promise<void> {
   const rounds = cli.count('rounds', 3, 1, 100);
   const decode = cli.count('decode', 128, 1, 100_000);
   const warmup = cli.count('warmup', 0, 0, 100_000);
+  const greedy = cli.has('greedy');
   const score = cli.count('score', 2048, 17, 1_000_000); // more than the 16-token prompt
   const shape = shapeFlag(cli, 'shape', '15M');
   const checkpoint = randomCheckpoint(shape);
@@ -118,9 +150,13 @@ async function main(): Promise<void> {
   const results: Record<'A' | 'B', Probe[]> = { A: [], B: [] };
   for (let r = 0; r < rounds; r++) {
     for (const key of ['A', 'B'] as const) {
-      const out = execFileSync(process.execPath, [self, '--probe', builds[key], checkpoint, String(decode), String(score), placement, String(warmup)], {
-        encoding: 'utf8',
-      });
+      const out = execFileSync(
+        process.execPath,
+        [self, '--probe', builds[key], checkpoint, String(decode), String(score), placement, String(warmup), greedy ? 'greedy' : ''],
+        {
+          encoding: 'utf8',
+        },
+      );
       results[key].push(JSON.parse(out) as Probe);
       process.stderr.write(`round ${r + 1} ${key}: ${out}\n`);
     }
@@ -133,7 +169,7 @@ async function main(): Promise<void> {
   const blockedCpu = (p: Probe) => p.blockedCpuMs;
   const cpuCell = (key: 'A' | 'B', f: (p: Probe) => number) => `${med(key, f).toFixed(2)} (${results[key].map((p) => f(p).toFixed(2)).join(', ')})`;
   const body =
-    `Random llama2.c ${shape}-shaped model, wasm, ${placed}, streaming(4+252). ${rounds} rounds, builds alternating A, B; median (each round).\n` +
+    `Random llama2.c ${shape}-shaped model, wasm, ${placed}, ${greedy ? "decode: generate's greedy path, dense; blocked eval: " : ''}streaming(4+252). ${rounds} rounds, builds alternating A, B; median (each round).\n` +
     `A: ${builds.A}\nB: ${builds.B}\n\n` +
     markdownTable(
       ['build', `decode tok/s (${decode} greedy steps after ${warmup})`, 'decode CPU ms/token', `blocked eval tok/s (${score} tokens)`, 'blocked CPU ms/token'],
@@ -154,7 +190,7 @@ async function main(): Promise<void> {
   ].join(' ');
   recordResult(
     'Builds A/B: decode and blocked eval (bench/builds_ab.ts)',
-    `node dist/bench/builds_ab.js --a ${cli.value('a', '')} --b ${cli.value('b', 'dist')} --rounds ${rounds} --decode ${decode} --warmup ${warmup} --score ${score} ${flags} --record`,
+    `node dist/bench/builds_ab.js --a ${cli.value('a', '')} --b ${cli.value('b', 'dist')} --rounds ${rounds} --decode ${decode} --warmup ${warmup}${greedy ? ' --greedy' : ''} --score ${score} ${flags} --record`,
     body,
   );
 }

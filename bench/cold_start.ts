@@ -23,7 +23,7 @@
 // Each round is a fresh process (a random checkpoint, as bench/decode.ts
 // uses); medians over the rounds.
 //
-//   node dist/bench/cold_start.js [--shapes 15M] [--weights q8] [--threads N] [--rounds 3] [--record]
+//   node dist/bench/cold_start.js [--shapes 15M] [--weights q8] [--threads N] [--rounds 3] [--phases 8,256,256,256] [--record]
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -39,24 +39,35 @@ import { argmax } from '../src/sample/sampler.js';
 import { benchArgs, markdownTable, median, randomCheckpoint, recordResult, runBench, shapesFlag, timePoolJobs } from './common.js';
 
 const HELP = `bench/cold_start.ts: why a process's first few hundred decode tokens run slower than later ones: per
-phase of a greedy decode (8, then 3 x 256 tokens), tokens/s, the calling thread's time a token outside the
+phase of a greedy decode (by default 8, then 3 x 256 tokens), tokens/s, the calling thread's time a token outside the
 pool's jobs, and the CPU time of the calling thread, the pool's workers and V8's background threads (its
 optimising compiler), and their waits for a core; the functions
 TurboFan compiled during the decode. Linux (/proc); a fresh process per round.
 
-  node dist/bench/cold_start.js [--shapes 15M] [--weights f32|q8] [--threads N] [--rounds 3] [--record]
+  node dist/bench/cold_start.js [--shapes 15M] [--weights f32|q8] [--threads N] [--rounds 3] [--phases 8,256,256,256] [--record]
 
   --shapes LIST   llama2.c shapes (${Object.keys(NAMED_SHAPES).join(', ')}); default 15M
   --weights F     f32 or q8 (default q8)
   --threads N     the pool's threads (default: every core, ${defaultThreads()} here)
   --rounds N      processes, one after another (default 3)
+  --phases LIST   the tokens of each generate call, in order (default 8,256,256,256; 8,128: bench/decode's
+                  untimed and timed tokens)
   --record        append the tables to bench/RESULTS.md
   --help          this text`;
 
 const cli = benchArgs(HELP, ['child FILE']);
 
-/** The decode's phases: the tokens of each generate call, in order (the first as bench/decode's untimed ones). */
+/** The decode's phases by default: the tokens of each generate call, in order (the first as bench/decode's untimed ones). */
 const PHASES = [8, 256, 256, 256];
+
+/** --phases: a list of token counts. */
+function phasesFlag(): number[] {
+  const text = cli.value('phases', PHASES.join(','));
+  const phases = text.split(',').map(Number);
+  if (phases.length === 0 || phases.length > 64 || !phases.every((n) => Number.isInteger(n) && n >= 1 && n <= 100_000))
+    cli.fail(`--phases: expected a comma-separated list of 1 to 64 token counts from 1 to 100000, got '${text}'`);
+  return phases;
+}
 
 /** A thread group's time in a phase, ms: on a core, and runnable but waiting for one. */
 interface Times {
@@ -101,7 +112,7 @@ const DECODE_STARTS = '=== cold_start: decode starts';
 const REPORT = '=== cold_start: report ';
 
 /** Child: load, place, decode the phases; print the marker, then the report. */
-async function child(model: string, threads: number, weights: 'f32' | 'q8'): Promise<void> {
+async function child(model: string, threads: number, weights: 'f32' | 'q8', phaseTokens: readonly number[]): Promise<void> {
   await initBackend('wasm');
   const before = new Set(readdirSync(TASKS));
   const m = placeWeights(loadModel(model), { threads, weights });
@@ -115,7 +126,7 @@ async function child(model: string, threads: number, weights: 'f32' | 'q8'): Pro
   const phases: Phase[] = [];
   let last = threadTimes();
   let first = 0;
-  for (const steps of PHASES) {
+  for (const steps of phaseTokens) {
     const started = performance.now();
     const pooledBefore = inPool.ms();
     for await (const _ of generate(m, { kind: 'dense' }, [1], argmax, { steps }));
@@ -160,9 +171,9 @@ function compilesAfterMarker(output: string): Record<string, number> {
 }
 
 /** One round: a child process under --trace-opt. */
-function round(model: string, threads: number, weights: 'f32' | 'q8'): ChildReport {
+function round(model: string, threads: number, weights: 'f32' | 'q8', phaseTokens: readonly number[]): ChildReport {
   const script = fileURLToPath(import.meta.url);
-  const args = ['--trace-opt', script, '--child', model, '--threads', String(threads), '--weights', weights];
+  const args = ['--trace-opt', script, '--child', model, '--threads', String(threads), '--weights', weights, '--phases', phaseTokens.join(',')];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 256 * 2 ** 20 });
   const line = r.stdout.split('\n').find((l) => l.startsWith(REPORT));
   if (r.status !== 0 || line === undefined) throw new Error(`cold_start child failed (status ${r.status}): ${r.stderr.slice(-2000)}`);
@@ -175,8 +186,9 @@ const ms = (x: number) => x.toFixed(0);
 async function main(): Promise<void> {
   const threads = cli.count('threads', defaultThreads(), 1, 256);
   const weights = cli.choice('weights', 'q8', ['f32', 'q8'] as const);
+  const phaseTokens = phasesFlag();
   if (cli.has('child')) {
-    await child(cli.value('child', ''), threads, weights);
+    await child(cli.value('child', ''), threads, weights, phaseTokens);
     return;
   }
   const shapes = shapesFlag(cli, 'shapes', '15M');
@@ -185,7 +197,7 @@ async function main(): Promise<void> {
   const sections: string[] = [];
   for (const shape of shapes) {
     const model = randomCheckpoint(shape);
-    const reports = Array.from({ length: rounds }, () => round(model, threads, weights));
+    const reports = Array.from({ length: rounds }, () => round(model, threads, weights, phaseTokens));
     const phaseRows = reports[0]!.phases.map((p, i) => {
       const of = (pick: (q: Phase) => number) => median(reports.map((r) => pick(r.phases[i]!)));
       const times = (group: 'caller' | 'workers' | 'background') => `${ms(of((q) => q[group].run))} / ${ms(of((q) => q[group].waited))}`;

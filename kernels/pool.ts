@@ -357,10 +357,14 @@ export interface SharedLoops {
   argmaxFinite(x: number, n: number): number;
   /** argmaxFinite of rows [row0, row1) of a one-token product's result x, as a record: see PICK_RECORD_BYTES. */
   pickRows(x: number, row0: number, row1: number, records: number, group: number): void;
+  /** The first largest of the claims' picks (pickRows' records, followed from row 0) in x ([rows]); -1 when one found a NaN or an infinity; -2 when a record is not a claim's (the calling thread only). */
+  pickOfClaims(x: number, rows: number, records: number, group: number): number;
   /** Rows [row0, row1) of x ([rows, dim]) normalised by w (rmsNormRows' bits, eps the float64 at epsAt) into out ([rows, stride]), the padding zeroed: see PoolOp.NormOperand. */
   normOperand(x: number, w: number, epsAt: number, dim: number, stride: number, out: number, row0: number, row1: number): void;
   /** One token's q|k|v split into rotated queries, rotated keys and values where its record says (kernels/qkv_rope.ts): see PoolOp.QkvRope. */
   qkvRope(record: number): void;
+  /** A decode program's per-token words of its QkvRope and Attend records from the patch table's `layers` rows at `table` (kernels/decode_patch.ts; the calling thread only). */
+  patchDecodeLayers(table: number, layers: number, heads: number, group: number, rowBytes: number): void;
 }
 
 /** Which loop a pool job runs: a weight product, another loop over rows (attention, row sums, SwiGLU), or a q8 product and its SwiGLU in one (Q8Gated). */

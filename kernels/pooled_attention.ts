@@ -28,7 +28,9 @@ import { extraLogitOf, learnsExtraLogit, type SoftmaxVariant } from './softmax.j
 //
 // written only by writeItemRows and writeItemEntries below (for a block of
 // queries at once, writeAttendRecords; for a decode program's one-token
-// records, writeAttendHeadWords once and setAttendFrameEntries per token).
+// records, writeAttendHeadWords once and setAttendFrameEntries per token),
+// and by loops.wat patchDecodeLayers (kernels/decode_patch.ts), which writes
+// setAttendFrameEntries' words (its reference: decode_patch.ref.ts).
 
 /** Bytes of an item's record with F frames. */
 function recordBytes(frames: number): number {

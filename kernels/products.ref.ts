@@ -95,3 +95,31 @@ export function productQ8Reference(
   }
   return out;
 }
+
+/**
+ * A picking product's pick from its claims' records (loops.wat pickOfClaims,
+ * kernels/split_products.ts pickedArgmax): the records (pool.ts
+ * PICK_RECORD_BYTES: the row where the next claim starts, the claim's pick
+ * or -1) followed in row order from row 0 in `ints`, the first largest of
+ * the picks in `floats` from x (byte offsets); -1 when a claim found a NaN
+ * or an infinity, -2 when a record is not a claim's.
+ */
+export function pickOfClaimsReference(floats: Float32Array, ints: Int32Array, x: number, rows: number, records: number, group: number): number {
+  let best = -1;
+  let largest = -Infinity;
+  for (let row = 0; row < rows;) {
+    if (row % group !== 0) return -2;
+    const record = (records + 8 * (row / group)) / 4;
+    const end = ints[record]!;
+    const at = ints[record + 1]!;
+    if (at < 0) return -1;
+    if (!(end > row && end <= rows && at >= row && at < end)) return -2;
+    const v = floats[x / 4 + at]!;
+    if (v > largest) {
+      best = at;
+      largest = v;
+    }
+    row = end;
+  }
+  return best;
+}

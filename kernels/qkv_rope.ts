@@ -76,9 +76,10 @@ export function writeQkvRopeRecord(pool: WorkerPool, at: number, counts: HeadCou
   });
 }
 
-// The per-token patches take the pool's memory as int32s (pool.views().ints),
-// which the caller has at hand: a decode program's per-token code then holds
-// no call into the pool (what TurboFan compiles in a process's first tokens).
+// The per-token patches take the pool's memory as int32s (pool.views().ints).
+// A decode program writes these words through loops.wat patchDecodeLayers
+// (kernels/decode_patch.ts); these setters are its reference
+// (decode_patch.ref.ts) and the tests'.
 
 /** Patch the cache slot of the record at `at`: kv head 0's key and value slots, kvStride bytes apart per kv head. */
 export function setQkvRopeSlot(ints: Int32Array, at: number, keys: number, values: number, kvStride: number): void {

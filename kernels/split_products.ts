@@ -294,23 +294,12 @@ export function pickedArgmax(pool: WorkerPool, values: Float32Array): number | u
   const p = lastPicks.get(pool);
   if (p === undefined || p.write !== regionWrites.get(pool) || values.byteOffset !== p.out || values.length !== p.rows) return undefined;
   if (values.buffer !== pool.memory.buffer) return undefined;
-  const { floats, ints } = pool.views();
-  // the claims' records in row order, each naming where the next claim starts
-  let best = -1;
-  let largest = -Infinity;
-  for (let row = 0; row < p.rows;) {
-    const record = (p.records + PICK_RECORD_BYTES * (row / p.group)) / 4;
-    const end = ints[record]!;
-    const at = ints[record + 1]!;
-    if (at < 0) return -1;
-    if (!(end > row && end <= p.rows && at >= row && at < end)) throw new Error(`pickedArgmax: no record of the claim of row ${row}`);
-    const v = floats[p.out / 4 + at]!;
-    if (v > largest) {
-      best = at;
-      largest = v;
-    }
-    row = end;
-  }
+  // the claims' records in row order, each naming where the next claim
+  // starts (in WebAssembly: as JavaScript, V8 ran this loop as bytecode
+  // through a process's first ~100 tokens, then compiled it on a background
+  // thread that took one of the pool's cores)
+  const best = pool.shared.pickOfClaims(p.out, p.rows, p.records, p.group);
+  if (best === -2) throw new Error(`pickedArgmax: the records at ${p.records} are not the claims of rows 0..${p.rows - 1}`);
   return best;
 }
 

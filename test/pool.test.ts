@@ -23,6 +23,8 @@ import { PoolProgram, type ProgramOpStep, type ProgramStep } from '../kernels/po
 import { pooledSwiglu } from '../kernels/pooled_swiglu.js';
 import { qkvHeadsInto } from '../kernels/qkv_heads.js';
 import { qkvRopeInPool, qkvRopeRecordBytes, setQkvRopeSlot, writeQkvRopeRecord } from '../kernels/qkv_rope.js';
+import { BLOCK, FRAME, FRAME_WORDS, FRAMES_BLOCK_WORDS, ROW, ROW_WORDS } from '../kernels/decode_patch.js';
+import { patchDecodeLayersRef } from '../kernels/decode_patch.ref.js';
 import { ropeAngleArrays } from '../kernels/rope.js';
 import { WASM_BASE64 as SHARED_LOOPS_WASM } from '../kernels/simd/loops.shared.wasm.js';
 import { WASM_BASE64 as PRODUCTS_WASM } from '../kernels/simd/products.wasm.js';
@@ -30,7 +32,14 @@ import { WASM_BASE64 as WALKER_WASM } from '../kernels/simd/walker.wasm.js';
 import { matMul2d } from '../kernels/matmul.js';
 import { rmsNormRows } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
-import { productF32Reference, productQ8Reference, productReference, quantizeReference, quantizeX16Reference } from '../kernels/products.ref.js';
+import {
+  pickOfClaimsReference,
+  productF32Reference,
+  productQ8Reference,
+  productReference,
+  quantizeReference,
+  quantizeX16Reference,
+} from '../kernels/products.ref.js';
 import {
   allocMatrix,
   matrixBytes,
@@ -509,6 +518,121 @@ t.test(
         t.ok(untouched, `${name}: the other slots untouched`);
       }
     }
+  },
+);
+
+t.test(
+  "loops.wat patchDecodeLayers: the records' setters' words (decode_patch.ref.ts), word for word, nothing else written; addresses past 2^31 wrapped alike",
+  async (t) => {
+    // three layers: the first two share a view of two frames, the third has its own of three; a cache's runs past 2^31 (stored wrapped)
+    const heads = 6;
+    const group = 3;
+    const rowBytes = 4 * 12;
+    const layers = 3;
+    const maxFrames = 3;
+    const ropeBytes = qkvRopeRecordBytes(maxFrames);
+    const attendBytes = heads * (12 * maxFrames + 8);
+    const recordsBytes = layers * (ropeBytes + attendBytes);
+    const pool = one;
+    const records = pool.alloc(recordsBytes);
+    const table = pool.alloc(4 * (ROW_WORDS * layers + 2 * FRAMES_BLOCK_WORDS));
+    const blocks = [table + 4 * ROW_WORDS * layers, table + 4 * (ROW_WORDS * layers + FRAMES_BLOCK_WORDS)];
+    const ints = pool.views().ints;
+    const word = () => Math.floor(rng() * 2 ** 32) | 0;
+    const fillBlock = (at: number, F: number) => {
+      const b = at / 4;
+      ints[b + BLOCK.frames] = F;
+      ints[b + BLOCK.keysCos] = word();
+      ints[b + BLOCK.keysSin] = word();
+      for (let f = 0; f < F; f++) {
+        const w = b + 3 + FRAME_WORDS * f;
+        ints[w + FRAME.cos] = word();
+        ints[w + FRAME.sin] = word();
+        ints[w + FRAME.queries] = word();
+        ints[w + FRAME.lo] = Math.floor(rng() * 50);
+        ints[w + FRAME.hi] = ints[w + FRAME.lo]! + Math.floor(rng() * 50);
+      }
+    };
+    fillBlock(blocks[0]!, 2);
+    fillBlock(blocks[1]!, 3);
+    for (let l = 0; l < layers; l++) {
+      const row = table / 4 + ROW_WORDS * l;
+      ints[row + ROW.rope] = records + l * (ropeBytes + attendBytes);
+      ints[row + ROW.attend] = records + l * (ropeBytes + attendBytes) + ropeBytes;
+      ints[row + ROW.keys] = (2 ** 31 + 4096 * l + 64) | 0; // (past 2^31: negative as an int32)
+      ints[row + ROW.values] = (2 ** 32 - 65536 + 1024 * l) | 0;
+      ints[row + ROW.kvBytes] = 64 * rowBytes;
+      ints[row + ROW.slot] = 5 + 20 * l;
+      ints[row + ROW.frames] = blocks[l === 2 ? 1 : 0]!;
+    }
+    // the records' words random: what the patch does not write stays
+    const region = new Int32Array(pool.memory.buffer, records, recordsBytes / 4);
+    region.set(Int32Array.from({ length: region.length }, word));
+    const before = region.slice();
+    pool.shared.patchDecodeLayers(table, layers, heads, group, rowBytes);
+    const patched = region.slice();
+    region.set(before);
+    patchDecodeLayersRef(pool.views().ints, table, layers, { heads, group, rowBytes });
+    t.same(patched, region.slice(), "every word of the three layers' records as the setters write them");
+    t.not(patched.filter((w, i) => w !== before[i]).length, 0, 'the patch wrote words');
+    t.ok(
+      patched.some((w, i) => w !== before[i] && w < 0),
+      'some written addresses are past 2^31 (negative as int32), the same bits both ways',
+    );
+  },
+);
+
+t.test(
+  'loops.wat pickOfClaims: the records followed as the reference follows them (products.ref.ts); -1 for a non-finite claim, -2 for a record that is no claim',
+  async (t) => {
+    const pool = one;
+    const rows = 200;
+    const group = 4;
+    const x = pool.alloc(4 * rows);
+    const records = pool.alloc(8 * (rows / group));
+    const { floats, ints } = pool.views();
+    const values = floats.subarray(x / 4, x / 4 + rows);
+    // claims of random lengths (whole groups); ties between claims: the first wins
+    const claims = (): [number, number][] => {
+      const out: [number, number][] = [];
+      for (let row = 0; row < rows;) {
+        const end = Math.min(rows, row + group * (1 + Math.floor(rng() * 6)));
+        out.push([row, end]);
+        row = end;
+      }
+      return out;
+    };
+    const write = (cs: [number, number][]) => {
+      for (const [row, end] of cs) {
+        const claim = values.subarray(row, end);
+        const at = row + claim.indexOf(Math.max(...claim));
+        ints[(records + 8 * (row / group)) / 4] = end;
+        ints[(records + 8 * (row / group)) / 4 + 1] = at;
+      }
+    };
+    const both = () => [pool.shared.pickOfClaims(x, rows, records, group), pickOfClaimsReference(floats, ints, x, rows, records, group)];
+    for (let trial = 0; trial < 20; trial++) {
+      values.set(Float32Array.from({ length: rows }, () => Math.round(8 * rng()) / 8)); // (many ties)
+      const cs = claims();
+      write(cs);
+      const [got, want] = both();
+      t.equal(got, want, `trial ${trial}: ${cs.length} claims`);
+      t.equal(want, values.indexOf(Math.max(...values)), `trial ${trial}: the reference's pick is the first largest`);
+    }
+    const cs = claims();
+    write(cs);
+    const second = (records + 8 * (cs[1]![0] / group)) / 4;
+    ints[second + 1] = -1;
+    t.same(both(), [-1, -1], 'a claim that found a NaN or an infinity: -1');
+    write(cs);
+    ints[second] = cs[1]![0]; // an end not past its row
+    t.same(both(), [-2, -2], 'a record whose end is its row: -2');
+    write(cs);
+    ints[second] = cs[1]![0] + 1; // the next claim off a group's start
+    t.same(both(), [-2, -2], 'a record naming a row inside a group: -2');
+    write(cs);
+    ints[second + 1] = cs[1]![1]; // a pick outside its rows
+    t.same(both(), [-2, -2], 'a pick outside its claim: -2');
   },
 );
 

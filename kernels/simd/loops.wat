@@ -29,10 +29,12 @@
 ;; product's operand (kernels/split_products.ts), and addInto, the residual
 ;; adds, on the pool's memory from the calling thread.
 ;; Greedy decoding (kernels/logits_argmax.ts): argmaxFinite, and pickRows, a
-;; pool's share of it in the classifier's job (kernels/split_products.ts).
+;; pool's share of it in the classifier's job, and pickOfClaims, the pick
+;; from those shares (kernels/split_products.ts).
 ;; A decode step as pool jobs (kernels/pool.ts): normOperand, the input norm
 ;; into a product's operand; qkvRope, the head split and RoPE of one token
-;; into a cache's slot and attention's queries (kernels/qkv_rope.ts).
+;; into a cache's slot and attention's queries (kernels/qkv_rope.ts); a
+;; decode program's per-token words (kernels/decode_patch.ts): patchDecodeLayers.
 ;;
 ;; Assembled by scripts/assemble_wasm.ts into loops.wasm.ts.
 (module
@@ -337,6 +339,39 @@
     (i32.store (local.get $record) (local.get $row1))
     (i32.store offset=4 (local.get $record)
       (select (i32.const -1) (i32.add (local.get $row0) (local.get $i)) (i32.lt_s (local.get $i) (i32.const 0)))))
+
+  ;; Greedy decoding's pick from a picking job's records (pickRows'), its
+  ;; result at x ([rows]): the claims followed in row order from row 0 (each
+  ;; record names the row where the next claim starts), the first largest of
+  ;; their picks: its row; -1 when a claim found a NaN or an infinity; -2 when
+  ;; a record is not a claim's (a row not on a group's start, an end not past
+  ;; its row or past rows, a pick outside its rows). kernels/split_products.ts
+  ;; pickedArgmax (its reference: products.ref.ts pickOfClaimsReference).
+  (func (export "pickOfClaims") (param $x i32) (param $rows i32) (param $records i32) (param $group i32) (result i32)
+    (local $row i32) (local $record i32) (local $end i32) (local $at i32) (local $best i32) (local $largest f32) (local $v f32)
+    (local.set $best (i32.const -1))
+    (local.set $largest (f32.const -inf))
+    (block $done
+      (loop $claim
+        (br_if $done (i32.ge_s (local.get $row) (local.get $rows)))
+        (if (i32.rem_u (local.get $row) (local.get $group)) (then (return (i32.const -2))))
+        (local.set $record (i32.add (local.get $records)
+          (i32.shl (i32.div_u (local.get $row) (local.get $group)) (i32.const 3))))
+        (local.set $end (i32.load (local.get $record)))
+        (local.set $at (i32.load offset=4 (local.get $record)))
+        (if (i32.lt_s (local.get $at) (i32.const 0)) (then (return (i32.const -1))))
+        (if (i32.eqz (i32.and
+              (i32.and (i32.gt_s (local.get $end) (local.get $row)) (i32.le_s (local.get $end) (local.get $rows)))
+              (i32.and (i32.ge_s (local.get $at) (local.get $row)) (i32.lt_s (local.get $at) (local.get $end)))))
+          (then (return (i32.const -2))))
+        (local.set $v (f32.load (i32.add (local.get $x) (i32.shl (local.get $at) (i32.const 2)))))
+        (if (f32.gt (local.get $v) (local.get $largest))
+          (then
+            (local.set $best (local.get $at))
+            (local.set $largest (local.get $v))))
+        (local.set $row (local.get $end))
+        (br $claim)))
+    (local.get $best))
 
   ;; rows runs of `bytes` bytes (a multiple of 16) from src, srcStride
   ;; bytes apart, to dst, dstStride bytes apart, sixteen bytes a step, front
@@ -899,6 +934,70 @@
           (local.get $pairs) (local.get $rotaryDim) (local.get $headDim))
         (local.set $f (i32.add (local.get $f) (i32.const 1)))
         (br $frames))))
+
+  ;; A decode program's per-token patch (kernels/decode_patch.ts, where the
+  ;; table's words are listed): for each of `layers` rows of the table at
+  ;; `table`, the words of its QkvRope record (kernels/qkv_rope.ts) and of its
+  ;; heads' Attend records (kernels/pooled_attention.ts) that a token changes:
+  ;; the keys' angles, the frames' angles and queries, the cache slot, and
+  ;; each frame's entries of each head (kv head h / group's run). The writes
+  ;; of setQkvRopeAngles, setQkvRopeFrame, setQkvRopeSlot and
+  ;; setAttendFrameEntries (kernels/decode_patch.ref.ts), word for word
+  ;; (addresses wrap at 2^32 as int32 stores of them do), in one call instead
+  ;; of JavaScript that V8 runs as bytecode through a process's first tokens
+  ;; and compiles on a background thread that takes a core.
+  (func (export "patchDecodeLayers") (param $table i32) (param $layers i32) (param $heads i32) (param $group i32) (param $rowBytes i32)
+    (local $row i32) (local $rope i32) (local $attend i32) (local $keys i32) (local $kvBytes i32) (local $block i32)
+    (local $frames i32) (local $recordBytes i32) (local $frame i32) (local $f i32) (local $h i32) (local $first i32) (local $count i32)
+    (local $entry i32)
+    (local.set $row (local.get $table))
+    (block $done
+      (loop $layer
+        (br_if $done (i32.eqz (local.get $layers)))
+        (local.set $rope (i32.load offset=0 (local.get $row)))
+        (local.set $attend (i32.load offset=4 (local.get $row)))
+        (local.set $keys (i32.load offset=8 (local.get $row)))
+        (local.set $kvBytes (i32.load offset=16 (local.get $row)))
+        (local.set $block (i32.load offset=24 (local.get $row)))
+        (local.set $frames (i32.load offset=0 (local.get $block)))
+        ;; the QkvRope record: keys' angles, frame count, the slot of kv head 0's key and value, a run's bytes
+        (i32.store offset=24 (local.get $rope) (i32.load offset=4 (local.get $block)))
+        (i32.store offset=28 (local.get $rope) (i32.load offset=8 (local.get $block)))
+        (i32.store offset=44 (local.get $rope) (local.get $frames))
+        (i32.store offset=32 (local.get $rope)
+          (i32.add (local.get $keys) (i32.mul (i32.load offset=20 (local.get $row)) (local.get $rowBytes))))
+        (i32.store offset=36 (local.get $rope)
+          (i32.add (i32.load offset=12 (local.get $row)) (i32.mul (i32.load offset=20 (local.get $row)) (local.get $rowBytes))))
+        (i32.store offset=40 (local.get $rope) (local.get $kvBytes))
+        ;; per frame: the QkvRope record's angles and queries, then every head's entries
+        (local.set $recordBytes (i32.add (i32.mul (local.get $frames) (i32.const 12)) (i32.const 8)))
+        (local.set $f (i32.const 0))
+        (block $framesDone
+          (loop $frameLoop
+            (br_if $framesDone (i32.ge_u (local.get $f) (local.get $frames)))
+            (local.set $frame (i32.add (i32.add (local.get $block) (i32.const 12)) (i32.mul (local.get $f) (i32.const 20))))
+            (local.set $entry (i32.add (i32.add (local.get $rope) (i32.const 48)) (i32.mul (local.get $f) (i32.const 12))))
+            (i32.store offset=0 (local.get $entry) (i32.load offset=0 (local.get $frame)))
+            (i32.store offset=4 (local.get $entry) (i32.load offset=4 (local.get $frame)))
+            (i32.store offset=8 (local.get $entry) (i32.load offset=8 (local.get $frame)))
+            (local.set $first (i32.add (local.get $keys) (i32.mul (i32.load offset=12 (local.get $frame)) (local.get $rowBytes))))
+            (local.set $count (i32.sub (i32.load offset=16 (local.get $frame)) (i32.load offset=12 (local.get $frame))))
+            (local.set $entry (i32.add (local.get $attend) (i32.mul (local.get $f) (i32.const 12))))
+            (local.set $h (i32.const 0))
+            (block $headsDone
+              (loop $head
+                (br_if $headsDone (i32.ge_u (local.get $h) (local.get $heads)))
+                (i32.store offset=4 (local.get $entry)
+                  (i32.add (local.get $first) (i32.mul (i32.div_u (local.get $h) (local.get $group)) (local.get $kvBytes))))
+                (i32.store offset=8 (local.get $entry) (local.get $count))
+                (local.set $entry (i32.add (local.get $entry) (local.get $recordBytes)))
+                (local.set $h (i32.add (local.get $h) (i32.const 1)))
+                (br $head)))
+            (local.set $f (i32.add (local.get $f) (i32.const 1)))
+            (br $frameLoop)))
+        (local.set $row (i32.add (local.get $row) (i32.const 28)))
+        (local.set $layers (i32.sub (local.get $layers) (i32.const 1)))
+        (br $layer))))
 
   ;; swiglu for rows [row0, row1) of x ([rows, 2 hidden]) into out ([rows, hidden]): a pool's share.
   (func (export "swigluRange") (param $x i32) (param $row0 i32) (param $row1 i32) (param $hidden i32) (param $out i32)

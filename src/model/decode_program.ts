@@ -6,8 +6,9 @@
 // them (the structure of llama2.c's run.c under OpenMP). Per token the
 // calling thread only writes the token's embedding row and what the cache
 // says (each layer's slot for the new key and value, the entries' place and
-// counts, the rotation angles of the view's positions) into the program's
-// records and arguments, then runs it.
+// counts, the rotation angles of the view's positions) into a table in the
+// program's region, which one call of the pool's loops copies into the
+// steps' records (kernels/decode_patch.ts), then runs it.
 //
 // The steps of a layer, and the barriers between them (| : every thread
 // waits there until the step is done). q8:
@@ -57,10 +58,11 @@
 // of the pool's memory of its own.
 import { float32View, hasDirectMemory } from '../../kernels/paths.js';
 import { GATED_SCRATCH_FLOATS, MAX_PROGRAM_STEPS, PICK_RECORD_BYTES, PoolOp, splitRows, type WorkerPool } from '../../kernels/pool.js';
-import { ATTEND_ARG, attendArgs, attendRecordBytes, setAttendFrameEntries, writeAttendHeadWords } from '../../kernels/pooled_attention.js';
+import { ATTEND_ARG, attendArgs, attendRecordBytes, writeAttendHeadWords } from '../../kernels/pooled_attention.js';
+import { BLOCK, FRAME, FRAME_WORDS, FRAMES_BLOCK_WORDS, MAX_PATCH_FRAMES, ROW, ROW_WORDS } from '../../kernels/decode_patch.js';
 import { poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';
 import { PoolProgram, type ProgramStep } from '../../kernels/pool_program.js';
-import { qkvRopeArgs, qkvRopeRecordBytes, setQkvRopeAngles, setQkvRopeFrame, setQkvRopeSlot, writeQkvRopeRecord } from '../../kernels/qkv_rope.js';
+import { qkvRopeArgs, qkvRopeRecordBytes, writeQkvRopeRecord } from '../../kernels/qkv_rope.js';
 import { inverseFrequencies, ropeAnglesFrom } from '../../kernels/rope.js';
 import { learnsExtraLogit, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { matrixBytes, notePickingProduct, type PooledMatrix, Q8_BLOCK } from '../../kernels/split_products.js';
@@ -69,7 +71,7 @@ import { inputNorm, poolEntryMemory, residualInPool } from './pooled_layers.js';
 import type { LayerWeights, Model } from './weights.js';
 
 /** The most frames a layer view may have for the program (the streaming view has two). */
-const MAX_FRAMES = 4;
+const MAX_FRAMES = MAX_PATCH_FRAMES;
 
 /** Steps of a model's program: a layer's (the header's list; float32: no Quantize, its SwiGLU a step of its own), then the final norm and the classifier. */
 const programSteps = (layers: number, q8: boolean) => layers * (q8 ? 10 : 9) + 2;
@@ -91,25 +93,25 @@ interface Operand {
 const operandBytes = (stride: number) => lines(4 * stride + 2 * stride + (4 * stride) / Q8_BLOCK);
 const lines = (bytes: number) => Math.ceil(bytes / 64) * 64;
 
-/** Bytes of a layer's records and angles in the region (see LayerPlaces). */
-const LAYER_BYTES = ({ heads, rope }: Model['config']) =>
-  lines(qkvRopeRecordBytes(MAX_FRAMES)) + lines(heads * attendRecordBytes(MAX_FRAMES)) + lines(4 * (1 + MAX_FRAMES) * rope.rotaryDim);
+/** Bytes of a layer's angles in the region: the keys' cos|sin, then each frame's. */
+const anglesBytes = (rope: Model['config']['rope']) => lines(4 * (1 + MAX_FRAMES) * rope.rotaryDim);
 
-/** A layer's places in the program: its QkvRope record, its Attend records and step, its angles. */
+/** Bytes of a layer's records, angles and frames block in the region (see LayerPlaces). */
+const LAYER_BYTES = ({ heads, rope }: Model['config']) =>
+  lines(qkvRopeRecordBytes(MAX_FRAMES)) + lines(heads * attendRecordBytes(MAX_FRAMES)) + anglesBytes(rope) + lines(4 * FRAMES_BLOCK_WORDS);
+
+/** A layer's places in the program: its QkvRope record, its Attend records and step, its angles, its frames block and its row of the patch table (kernels/decode_patch.ts). */
 interface LayerPlaces {
   rope: number;
   attendRecords: number;
   attendStep: number;
   /** The keys' cos|sin, then each frame's ([rotaryDim/2] each). */
   angles: number;
+  /** Its view's frames block (used when the layer's view is not the layer before's). */
+  frames: number;
+  /** Its row of the patch table: the row's first int32 word in the pool's memory. */
+  row: number;
 }
-
-/** Numbers run() keeps per layer from placeLayers for patchLayers: the entries' keys and values (byte offsets), their capacity (slots) and the new entry's slot. */
-const PLACED_KEYS = 0;
-const PLACED_VALUES = 1;
-const PLACED_CAPACITY = 2;
-const PLACED_SLOT = 3;
-const PLACED_NUMBERS = 4;
 
 export class DecodeProgram {
   private readonly pool: WorkerPool;
@@ -123,9 +125,20 @@ export class DecodeProgram {
   private readonly logits: number;
   private readonly records: number;
   private readonly layers: LayerPlaces[] = [];
-  /** This token's view of each layer, and the cache's placement of its entry (PLACED_NUMBERS a layer: float64, byte offsets may pass 2^31). */
+  /** This token's view of each layer. */
   private readonly views: LayerView[] = [];
-  private readonly placed: Float64Array;
+  /** The patch table (kernels/decode_patch.ts: a row a layer), a byte offset. */
+  private readonly table: number;
+  /**
+   * Where each layer's values lie from its keys (bytes) as the cache placed
+   * them this token; whether a layer's Attend step or its records' words
+   * that stay may have to change (a placement that moved, a view of another
+   * frame count, another softmax: settleLayers); the softmax they were
+   * settled for.
+   */
+  private readonly valuesFromKeys: Float64Array;
+  private unsettled = true;
+  private settledSoftmax: SoftmaxVariant | undefined;
   private readonly memory: EntryMemory;
   private logitView: Float32Array | undefined;
   /** Tokens the program has run (for tests). */
@@ -175,7 +188,7 @@ export class DecodeProgram {
     return new DecodeProgram(model, pool, classifier);
   }
 
-  /** The program region's parts, in bytes: [residual | eps | operands: attention's, out's, mlp's, down's, final | q|k|v | product | gate|up | logits | picks | queries | per layer: records, angles]. */
+  /** The program region's parts, in bytes: [residual | eps | operands: attention's, out's, mlp's, down's, final | q|k|v | product | gate|up | logits | picks | queries | per layer: records, angles, frames | patch table]. */
   private static regionSizes(model: Model, classifier: PooledMatrix): number[] {
     const { config, weights } = model;
     const { dim, heads, headDim, layers } = config;
@@ -199,6 +212,7 @@ export class DecodeProgram {
       lines(PICK_RECORD_BYTES * Math.ceil(classifier.rows / group)),
       MAX_FRAMES * lines(4 * heads * headDim),
       layers * LAYER_BYTES(config),
+      lines(4 * ROW_WORDS * layers),
     ];
   }
 
@@ -216,7 +230,7 @@ export class DecodeProgram {
     this.frequenciesOf = model.config.rope;
     this.frequenciesTheta = model.config.rope.theta;
     this.frequencies = inverseFrequencies(model.config.rope);
-    this.placed = new Float64Array(PLACED_NUMBERS * model.config.layers);
+    this.valuesFromKeys = new Float64Array(model.config.layers);
     const { config, weights } = model;
     const { dim, heads, headDim } = config;
     const q8 = classifier.format === 'q8';
@@ -248,6 +262,7 @@ export class DecodeProgram {
     this.records = at[11]!;
     this.queries = at[12]!;
     const perLayer = at[13]!;
+    this.table = at[14]!;
     new Float64Array(pool.memory.buffer, epsAt, 1)[0] = config.normEps;
 
     const steps: ProgramStep[] = [];
@@ -298,10 +313,21 @@ export class DecodeProgram {
     };
     weights.layers.forEach((w, l) => {
       const layerAt = perLayer + l * LAYER_BYTES(config);
-      const places: LayerPlaces = { rope: layerAt, attendRecords: layerAt + ropeBytes, angles: layerAt + ropeBytes + attendBytes, attendStep: 0 };
-      // the record's fixed words; a token's slot, angles and frames are patched per token (run)
+      const angles = layerAt + ropeBytes + attendBytes;
+      const places: LayerPlaces = {
+        rope: layerAt,
+        attendRecords: layerAt + ropeBytes,
+        attendStep: 0,
+        angles,
+        frames: angles + anglesBytes(config.rope),
+        row: this.table / 4 + ROW_WORDS * l,
+      };
+      // the record's fixed words; a token's slot, angles and frames are patched per token (run), as is the table's row but its records
       const rotation = { pairs: config.rope.layout === 'pairs', rotaryDim: config.rope.rotaryDim };
       writeQkvRopeRecord(pool, places.rope, config, rotation, { qkv: this.qkvOut, keyAngles: { cos: 0, sin: 0 }, keys: 0, values: 0, kvStride: 0, frames: [] });
+      const ints = pool.views().ints;
+      ints[places.row + ROW.rope] = places.rope;
+      ints[places.row + ROW.attend] = places.attendRecords;
       norm(w.attnNorm.weight, w.qkv.pooled!, attn);
       productStep(w.qkv.pooled!, attn, this.qkvOut, false);
       steps.push({ op: PoolOp.QkvRope, args: qkvRopeArgs(places.rope, 0), rows: 1, weightBytes: 0 });
@@ -376,19 +402,21 @@ export class DecodeProgram {
     const config = this.model.config;
     if (cache.place === undefined) return undefined;
     const extraLogit = learnsExtraLogit(config.softmax);
-    // everything checked, every layer placed, before anything is written
-    const most = this.placeLayers(cache, block, extraLogit);
+    const { floats, ints } = this.pool.views();
+    // everything checked, every layer placed, before anything is written but the patch table
+    const most = this.placeLayers(cache, block, extraLogit, ints);
     if (most < 0) return undefined;
     // each thread's scores: room for the most entries a query sees (the region grown when a cache grows)
     const scoresBytes = Math.ceil((4 * Math.max(1, most)) / 16) * 16;
     if (scoresBytes > this.scoresBytes && !this.growScores(scoresBytes)) return undefined; // (nothing written to the cache yet)
-    const { floats, ints } = this.pool.views();
     // the token's embedding row is the residual stream's start
     const dim = config.dim;
     const table = this.embeddingTable(); // [vocab, dim]
     floats.set(table.subarray(id * dim, (id + 1) * dim), this.residual / 4);
     if (config.rope !== this.frequenciesOf || config.rope.theta !== this.frequenciesTheta) this.refreshFrequencies();
-    this.patchLayers(floats, ints, extraLogit);
+    if (this.unsettled || extraLogit || config.softmax !== this.settledSoftmax) this.settleLayers(floats, ints, extraLogit);
+    this.writeFrames(floats, ints);
+    this.pool.shared.patchDecodeLayers(this.table, config.layers, config.heads, this.group, this.rowBytes);
     this.program.run();
     this.runs++;
     notePickingProduct(this.classifier, this.logits, this.records);
@@ -397,13 +425,16 @@ export class DecodeProgram {
     return this.logitView;
   }
 
-  // run()'s parts: TurboFan compiles the per-token code in a process's
-  // first tokens on a thread that takes one of the pool's cores, so it is
-  // two loops over the layers (placeLayers, patchLayers: each compiled
-  // once, too large to be inlined into run, which stays small), with plain
-  // loops and numbers, no arrays or objects made; the rare paths (a cache's
-  // growth, a view's frame count changing, a new embedding or rope spec) are
-  // functions of their own that it does not inline while they do not run.
+  // run()'s parts: V8 runs the per-token JavaScript as bytecode through a
+  // process's first ~170 tokens and then compiles it on a background thread
+  // that takes one of the pool's cores, so there is little of it: one loop
+  // over the layers (placeLayers: what the cache says, into the patch
+  // table), the angles and frames of each distinct view (writeFrames), and
+  // the records' words from the table in WebAssembly (decode_patch.ts), with
+  // plain loops and numbers, no arrays or objects made; the rare paths (a
+  // cache's growth, a view's frame count changing, a new embedding or rope
+  // spec) are functions of their own that it does not inline while they do
+  // not run.
 
   /** The embedding's rows [vocab, dim]: the view kept from the tokens before while it is of the model's tensor and its buffer is not detached (a non-shared wasm memory's grow detaches it: length 0). */
   private embeddingTable(): Float32Array {
@@ -428,25 +459,31 @@ export class DecodeProgram {
   }
 
   /**
-   * Check each layer's view and the cache's placement of its entry, kept
-   * (views, placed) for patchLayers: the most entries a layer's query sees
-   * this token, or -1 where the program does not run this token. A view the
-   * layers share (the caches' usual: sharedLayers) is checked and counted
-   * once.
+   * Check each layer's view and the cache's placement of its entry, and
+   * write the placement into the layer's row of the patch table (its
+   * frames block: its view's, the first layer's of a view the layers share):
+   * the most entries a layer's query sees this token, or -1 where the
+   * program does not run this token. A view the layers share (the caches'
+   * usual: sharedLayers) is checked and counted once.
    */
-  private placeLayers(cache: KVCache, block: BlockView, extraLogit: boolean): number {
+  private placeLayers(cache: KVCache, block: BlockView, extraLogit: boolean, ints: Int32Array): number {
     const { layers, kvHeads, headDim } = this.model.config;
     const views = this.views;
-    const placed = this.placed;
+    const rowBytes = this.rowBytes;
     let most = 0;
+    let F = 0;
+    let frames = 0; // the view's frames block, a byte offset
     for (let l = 0; l < layers; l++) {
       const view = block.layer(l);
+      const places = this.layers[l]!;
       if (l === 0 || view !== views[l - 1]) {
-        const frames = view.frames;
-        if (view.wantsAttention || view.entryPositions !== undefined || frames.length > MAX_FRAMES || view.keyPositions.length !== 1) return -1;
+        const viewFrames = view.frames;
+        F = viewFrames.length;
+        if (view.wantsAttention || view.entryPositions !== undefined || F > MAX_FRAMES || view.keyPositions.length !== 1) return -1;
         let n = 0;
-        for (let f = 0; f < frames.length; f++) n += frames[f]!.rowRanges[1]! - frames[f]!.rowRanges[0]!;
+        for (let f = 0; f < F; f++) n += viewFrames[f]!.rowRanges[1]! - viewFrames[f]!.rowRanges[0]!;
         if (n > most) most = n;
+        frames = places.frames;
       }
       views[l] = view;
       const place = cache.place!(l);
@@ -454,18 +491,29 @@ export class DecodeProgram {
       const { memory, shape, keys, values } = place.entries;
       if (memory !== this.memory || shape[0] !== kvHeads || shape[2] !== headDim) return -1;
       if (extraLogit && this.model.weights.layers[l]!.sinkLogits === undefined) return -1;
-      const p = PLACED_NUMBERS * l;
-      placed[p + PLACED_KEYS] = keys.byteOffset;
-      placed[p + PLACED_VALUES] = values.byteOffset;
-      placed[p + PLACED_CAPACITY] = shape[1];
-      placed[p + PLACED_SLOT] = place.at;
+      const row = places.row;
+      ints[row + ROW.keys] = keys.byteOffset;
+      ints[row + ROW.values] = values.byteOffset;
+      ints[row + ROW.kvBytes] = shape[1] * rowBytes;
+      ints[row + ROW.slot] = place.at;
+      ints[row + ROW.frames] = frames;
+      const valuesFromKeys = values.byteOffset - keys.byteOffset;
+      if (valuesFromKeys !== this.valuesFromKeys[l] || F !== this.attendFrames[l]) this.unsettled = true;
+      this.valuesFromKeys[l] = valuesFromKeys;
     }
     return most;
   }
 
-  /** Room for each thread's scores of `scoresBytes` (false: none in the pool's memory), patched into every Attend step. */
-  private growScores(scoresBytes: number): boolean {
+  /**
+   * Room for each thread's scores of at least `scoresBytes` (false: none in
+   * the pool's memory), patched into every Attend step: twice the room
+   * before where that fits, so that a cache that grows by a token a step
+   * grows it seldom (by 16 bytes, it was every fourth token).
+   */
+  private growScores(needed: number): boolean {
     const pool = this.pool;
+    const doubled = Math.max(needed, 2 * this.scoresBytes);
+    const scoresBytes = poolScratchFits(pool, this.scoresName, pool.threads * doubled) ? doubled : needed;
     if (!poolScratchFits(pool, this.scoresName, pool.threads * scoresBytes)) return false;
     const scoresAt = poolScratch(pool, this.scoresName, pool.threads * scoresBytes);
     this.scoresBytes = scoresBytes;
@@ -477,61 +525,68 @@ export class DecodeProgram {
   }
 
   /**
-   * Write each layer's words of this token (placeLayers' views and
-   * placements): its angles, its QkvRope record's slot and frames, its
-   * Attend records' entries.
+   * The angles and frames of each distinct view of this token (placeLayers'
+   * views) into its frames block (kernels/decode_patch.ts), in the first
+   * layer's places of the view: a frame's query at the key's position uses
+   * the keys' angles.
    */
-  private patchLayers(floats: Float32Array, ints: Int32Array, extraLogit: boolean): void {
-    const { layers, heads, softmax } = this.model.config;
+  private writeFrames(floats: Float32Array, ints: Int32Array): void {
+    const layers = this.model.config.layers;
     const scale = this.model.config.rope.scale;
     const frequencies = this.frequencies;
     const half = this.half;
-    const rowBytes = this.rowBytes;
-    const placed = this.placed;
-    let angles = 0; // where this layer's angles lie: the keys' cos|sin, then each frame's
+    const views = this.views;
     for (let l = 0; l < layers; l++) {
-      const view = this.views[l]!;
+      const view = views[l]!;
+      if (l > 0 && view === views[l - 1]) continue;
       const places = this.layers[l]!;
       const frames = view.frames;
       const F = frames.length;
-      // The angles, in the layer's own area; a view the layers share once,
-      // in the first's (a frame's query at the key's position: the keys'
-      // angles).
+      const angles = places.angles;
       const keyPosition = view.keyPositions[0]!;
-      if (l === 0 || view !== this.views[l - 1]) {
-        angles = places.angles;
-        ropeAnglesFrom(keyPosition, scale, frequencies, floats, angles / 4, floats, angles / 4 + half);
-        for (let f = 0; f < F; f++) {
-          const position = frames[f]!.queryPositions[0]!;
-          const cos = angles + 4 * (f + 1) * 2 * half;
-          if (position !== keyPosition) ropeAnglesFrom(position, scale, frequencies, floats, cos / 4, floats, cos / 4 + half);
+      ropeAnglesFrom(keyPosition, scale, frequencies, floats, angles / 4, floats, angles / 4 + half);
+      const block = places.frames / 4;
+      ints[block + BLOCK.frames] = F;
+      ints[block + BLOCK.keysCos] = angles;
+      ints[block + BLOCK.keysSin] = angles + 4 * half;
+      for (let f = 0; f < F; f++) {
+        const frame = frames[f]!;
+        const position = frame.queryPositions[0]!;
+        let cos = angles;
+        if (position !== keyPosition) {
+          cos = angles + 4 * (f + 1) * 2 * half;
+          ropeAnglesFrom(position, scale, frequencies, floats, cos / 4, floats, cos / 4 + half);
         }
+        const at = block + 3 + FRAME_WORDS * f;
+        ints[at + FRAME.cos] = cos;
+        ints[at + FRAME.sin] = cos + 4 * half;
+        ints[at + FRAME.queries] = this.queries + f * this.qBytes;
+        ints[at + FRAME.lo] = frame.rowRanges[0]!;
+        ints[at + FRAME.hi] = frame.rowRanges[1]!;
       }
-      setQkvRopeAngles(ints, places.rope, angles, angles + 4 * half, F);
-      for (let f = 0; f < F; f++) {
-        const cos = frames[f]!.queryPositions[0]! === keyPosition ? angles : angles + 4 * (f + 1) * 2 * half;
-        setQkvRopeFrame(ints, places.rope, f, cos, cos + 4 * half, this.queries + f * this.qBytes);
-      }
-      const p = PLACED_NUMBERS * l;
-      const keysAt = placed[p + PLACED_KEYS]!;
-      const valuesAt = placed[p + PLACED_VALUES]!;
-      const kvBytes = placed[p + PLACED_CAPACITY]! * rowBytes;
-      const slot = placed[p + PLACED_SLOT]!;
-      setQkvRopeSlot(ints, places.rope, keysAt + slot * rowBytes, valuesAt + slot * rowBytes, kvBytes);
-      // the Attend records: a head's words that stay (its queries, extra logit,
-      // output row) written when the frame count or softmax changes, and every
-      // token for learned sink logits (a tensor's values, read as the one-job
-      // path reads them); per token each frame's entries
-      if (this.attendFrames[l] !== F || this.attendSoftmax[l] !== softmax || extraLogit) this.writeAttendHeads(l, F, softmax, floats, ints);
-      for (let f = 0; f < F; f++) {
-        const ranges = frames[f]!.rowRanges;
-        setAttendFrameEntries(ints, places.attendRecords, F, f, heads, this.group, keysAt, kvBytes, rowBytes, ranges[0]!, ranges[1]!);
-      }
-      // (the Attend step's frames and where the values lie from the keys: patched when they change)
-      const step = places.attendStep;
-      if (this.program.arg(step, ATTEND_ARG.frames) !== F || this.program.arg(step, ATTEND_ARG.valuesFromKeys) !== valuesAt - keysAt)
-        this.patchAttendStep(step, F, valuesAt - keysAt);
     }
+  }
+
+  /**
+   * The words of each layer's Attend step and records that stay from token
+   * to token, where placeLayers found they may have changed: the records'
+   * (their queries, extra logit, output row) when the frame count or softmax
+   * changes, and every token for learned sink logits (a tensor's values,
+   * read as the one-job path reads them); the step's frames and where the
+   * values lie from the keys.
+   */
+  private settleLayers(floats: Float32Array, ints: Int32Array, extraLogit: boolean): void {
+    const softmax = this.model.config.softmax;
+    for (let l = 0; l < this.model.config.layers; l++) {
+      const F = this.views[l]!.frames.length;
+      if (this.attendFrames[l] !== F || this.attendSoftmax[l] !== softmax || extraLogit) this.writeAttendHeads(l, F, softmax, floats, ints);
+      const step = this.layers[l]!.attendStep;
+      const valuesFromKeys = this.valuesFromKeys[l]!;
+      if (this.program.arg(step, ATTEND_ARG.frames) !== F || this.program.arg(step, ATTEND_ARG.valuesFromKeys) !== (valuesFromKeys | 0))
+        this.patchAttendStep(step, F, valuesFromKeys);
+    }
+    this.unsettled = false;
+    this.settledSoftmax = softmax;
   }
 
   /** An Attend step's arguments: its frame count and where the values lie from the keys. */
