@@ -308,7 +308,17 @@
 // (receiveMessageOnPort: at once, no event needed) within a slice of the
 // keeper's notice, and every call after it throws the same line (one that
 // starts before an event has brought the line finds FAILED with STOP: the
-// same). The pool breaks for good rather than making new workers: a worker
+// same). The keeper itself gone: an uncaught error there runs its
+// process 'exit' handler, which breaks the pool the same way, naming the
+// error; but a keeper terminated or out of memory runs no handler, and its
+// workers end with it, one perhaps holding a claim. So after each slice of
+// its waits that runs out, the caller probes the keeper (probeKeeper: the
+// keeper keeps async waiters on a control word that only the end of its
+// thread removes, so a notify that wakes no one says it is gone) and breaks
+// the pool itself (breakPool): the call throws within a slice or two of the
+// keeper's end. (The keeper's 'error' event has a listener on the calling
+// thread, where one without would throw.) The pool breaks for good rather
+// than making new workers: a worker
 // gone is a bug or a machine out of resources, and a new one would start
 // on a memory whose last job's rows are half written. The caller breaks
 // the pool the same way (breakPool) when its own walk faults again and
@@ -506,7 +516,9 @@ const ROWS = 14;
 const ARGS = 15; // the job's arguments except the row range (at most 8)
 const MAX_ARGS = 8;
 const LATE_AT = ARGS + MAX_ARGS; // per thread: µs to wait after a job is posted before claiming (tests)
-// Then, from the first line (16 words) after LATE_AT's, a program's steps:
+// Then, after LATE_AT's words, the keeper's two (keeperAt: the word its
+// async waiter waits on, and its answers: see probeKeeper); then, from the
+// first line (16 words) after those, a program's steps:
 // STEP_WORDS each, a cache line (see "Programs" in the header): the claim
 // word and the descriptor, and the step before's LEFT word (the step's own
 // LEFT lies in the next step's line). Word 0 is the step's claim word
@@ -533,6 +545,15 @@ const STOP_BROKEN = 2;
  * come just before the caller sleeps.
  */
 const CALLER_SLICE_MS = 50;
+/**
+ * The async waiters the keeper keeps for the caller's probes (probeKeeper),
+ * each wake answered by a new one: a keeper gone is seen at once unless this
+ * many probes (one a slice) came while it could not answer (a keeper busy,
+ * or starved of CPU time, for 1.6 s).
+ */
+const KEEPER_WAITERS = 32;
+/** Then, the longest the keeper may leave the last wake unanswered before the caller takes it for gone. */
+const KEEPER_ANSWER_MS = 5000;
 /** Faults of the caller's walk outside its units (nothing held: it walks on) before a run gives up and breaks the pool. */
 const MAX_WALK_FAULTS = 3;
 /** A caller step's op word. */
@@ -698,7 +719,7 @@ const runRows = new Function(`return ${RUN_ROWS_SOURCE}`)() as RunRows;
 // and the clock its spins are bounded by (process.uptime itself, a native
 // function: no JavaScript for V8 to compile, as performance.now's wrapper
 // was). The same text in the workers.
-const WALKER_IMPORTS_SOURCE = `(memory, loops, shared, callerStep) => ({
+const WALKER_IMPORTS_SOURCE = `(memory, loops, shared, callerStep, slept) => ({
   memory,
   productF32: loops.productF32,
   productQ8: loops.productQ8,
@@ -712,12 +733,14 @@ const WALKER_IMPORTS_SOURCE = `(memory, loops, shared, callerStep) => ({
   addInto: shared.addInto,
   callerStep,
   uptime: process.uptime,
+  slept,
 })`;
 const walkerImports = new Function(`return ${WALKER_IMPORTS_SOURCE}`)() as (
   memory: WebAssembly.Memory,
   loops: ProductLoops,
   shared: SharedLoops,
   callerStep: (step: number) => void,
+  slept: () => void,
 ) => WebAssembly.ModuleImports;
 
 /** walker.wat's exports (see there). */
@@ -756,17 +779,17 @@ let loops, shared, walker, failure = 0;
 try {
   loops = new WebAssembly.Instance(module, { env: { memory } }).exports;
   shared = new WebAssembly.Instance(sharedLoopsModule, { env: { memory } }).exports;
-  walker = new WebAssembly.Instance(walkerModule, { env: walkerImports(memory, loops, shared, () => {}) }).exports;
+  walker = new WebAssembly.Instance(walkerModule, { env: walkerImports(memory, loops, shared, () => {}, () => {}) }).exports;
 } catch {
   failure = 1;
 }
 // (tests: the pool's diesOnFailure) a worker whose unit failed dies holding
 // its claim: its thread exits, throws, or is terminated by the keeper while
-// it waits
+// it waits; or it holds the claim, and the keeper dies instead
 const die = () => {
   if (dies === 'exit') process.exit(3);
   if (dies === 'throw') throw new Error("a unit failed (the test pool's diesOnFailure)");
-  parentPort.postMessage('terminate me');
+  parentPort.postMessage(dies === 'terminate' ? 'terminate me' : dies);
   for (;;) Atomics.wait(control, ${NEVER}, 0);
 };
 // Jobs posted before this thread started are not missed: it starts from the
@@ -880,9 +903,20 @@ const wakeAll = new Function(`return ${WAKE_SOURCE}`)() as (control: Int32Array,
 // once they all have.
 const KEEPER_SOURCE = `
 const { Worker, parentPort, workerData } = require('node:worker_threads');
-const { source, data, reports, memory, controlAt, controlWords, programAt, threads } = workerData;
+const { source, data, reports, memory, controlAt, controlWords, programAt, keeperAt, threads } = workerData;
 const control = new Int32Array(memory.buffer, controlAt, controlWords);
 const wakeAll = ${WAKE_SOURCE};
+// The caller's probes (WorkerPool probeKeeper): async waiters on the word
+// at keeperAt (always 0), which only the end of this thread removes; each
+// wake answered in the word after, once a new waiter waits in its place.
+// (First: before any worker starts, so before the caller can wait on one.)
+const answer = () => {
+  Atomics.waitAsync(control, keeperAt, 0).value.then(() => {
+    answer();
+    Atomics.add(control, keeperAt + 1, 1);
+  });
+};
+for (let i = 0; i < ${KEEPER_WAITERS}; i++) answer();
 const workers = [];
 let started = 0;
 const start = () => {
@@ -896,9 +930,14 @@ const broken = (index, how, who = 'worker ' + index + ' of ' + (threads - 1)) =>
   wakeAll(control, programAt);
   for (const w of workers) w.terminate();
 };
-// the keeper itself ending before dispose (an uncaught error here: its
-// workers go with it) breaks the pool the same way
-process.on('exit', (code) => broken(0, 'exited (exit code ' + code + ')', 'the keeper'));
+// the keeper itself ending before dispose (an uncaught error here, named:
+// its workers go with it) breaks the pool the same way (terminated or out
+// of memory, it runs no handler: the caller's probe finds it gone)
+let keeperError;
+process.on('uncaughtExceptionMonitor', (e) => (keeperError = e));
+process.on('exit', (code) =>
+  broken(0, keeperError !== undefined ? 'threw (' + String(keeperError).split('\\n')[0] + ')' : 'exited (exit code ' + code + ')', 'the keeper'),
+);
 data.forEach((d, i) => {
   const w = new Worker(source, { eval: true, execArgv: [], workerData: d });
   let isReady = false;
@@ -908,6 +947,9 @@ data.forEach((d, i) => {
       isReady = true;
       start();
     } else if (m === 'terminate me') w.terminate();
+    // (tests: diesOnFailure) the keeper dies, its worker holding a claim
+    else if (m === 'keeper throws') throw new Error("the keeper failed (the test pool's diesOnFailure)");
+    else if (m === 'keeper out of memory') for (const held = []; ; ) held.push(new Array(1 << 16).fill(0.5));
   });
   w.on('error', (e) => (error = e));
   w.once('exit', (code) => {
@@ -1003,6 +1045,11 @@ export class WorkerPool {
   private walkError: unknown;
   /** Where the program steps' words start in the control array (see STEP_WORDS). */
   private readonly programAt: number;
+  /** The keeper's two words in the control array: the one its async waiter waits on, then its answers (see probeKeeper). */
+  private readonly keeperAt: number;
+  /** Probes that woke the keeper (probeKeeper), and when the last did. */
+  private keeperWakes = 0;
+  private keeperWokenAt = 0;
   /** The program whose steps the control array holds (the last one run). */
   private loadedPlan: ProgramPlan | undefined;
   /** True while a program runs (its caller steps' jobs then run on this thread alone). */
@@ -1049,7 +1096,9 @@ export class WorkerPool {
    * woken late would. diesOnFailure (tests): a worker whose unit fails dies
    * holding its claim instead of counting it: its thread exits
    * (process.exit), throws an uncaught error, or is terminated (by the
-   * keeper, while it waits).
+   * keeper, while it waits); or it holds its claim and the keeper dies
+   * instead: an uncaught error there ('keeper throws'), or its heap (16 MB
+   * for this) filled until Node ends it ('keeper out of memory').
    */
   constructor(
     threads: number,
@@ -1059,7 +1108,7 @@ export class WorkerPool {
       hugePages?: boolean;
       unitBytes?: number;
       lateMicros?: readonly number[];
-      diesOnFailure?: 'exit' | 'throw' | 'terminate';
+      diesOnFailure?: 'exit' | 'throw' | 'terminate' | 'keeper throws' | 'keeper out of memory';
     } = {},
   ) {
     this.splitMinBytes = options.splitMinBytes ?? SPLIT_MIN_BYTES;
@@ -1078,9 +1127,16 @@ export class WorkerPool {
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
     this.walker = new WebAssembly.Instance(walkerModule(), {
-      env: walkerImports(this.memory, this.loops, this.shared, (step) => this.callerStep(step)),
+      env: walkerImports(
+        this.memory,
+        this.loops,
+        this.shared,
+        (step) => this.callerStep(step),
+        () => this.probeKeeper(),
+      ),
     }).exports as unknown as ProgramWalker;
-    this.programAt = Math.ceil((LATE_AT + threads) / STEP_WORDS) * STEP_WORDS;
+    this.keeperAt = LATE_AT + threads;
+    this.programAt = Math.ceil((this.keeperAt + 2) / STEP_WORDS) * STEP_WORDS;
     // The control words in the shared memory, where the walker reaches them,
     // on whole cache lines (a line past the last step's: its LEFT word). A
     // view of a shared memory's buffer stays valid when the memory grows.
@@ -1131,21 +1187,30 @@ export class WorkerPool {
         controlAt: this.controlAt,
         controlWords,
         programAt: this.programAt,
+        keeperAt: this.keeperAt,
         threads,
       },
       transferList: [port2],
+      // (tests: a keeper that runs out of memory, at once)
+      resourceLimits: options.diesOnFailure === 'keeper out of memory' ? { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 } : undefined,
     });
     // a worker gone, learnt between calls (a call that finds STOP_BROKEN reads the line itself)
     reports.on('message', (line) => (this.unusable ??= brokenLine(String(line))));
     reports.unref();
     this.keeper = keeper;
     this.reports = reports;
+    // The keeper's own error (uncaught there, or out of memory): heard here,
+    // where an 'error' event with no listener would throw; its line if the
+    // keeper posted none.
+    let keeperError: unknown;
+    keeper.on('error', (e) => (keeperError = e));
     this.exited = new Promise((resolve) =>
       keeper.once('exit', (code) => {
         // gone before dispose (terminated, or it broke the pool, whose line comes first)
         if (!this.disposed && this.unusable === undefined) {
           const report = receiveMessageOnPort(reports);
-          this.unusable = brokenLine(report === undefined ? `the keeper thread exited (exit code ${code})` : String(report.message));
+          const how = keeperError !== undefined ? `ended (${firstLine(keeperError)})` : `exited (exit code ${code})`;
+          this.unusable = brokenLine(report === undefined ? `the keeper thread ${how}` : String(report.message));
         }
         resolve();
       }),
@@ -1547,8 +1612,8 @@ export class WorkerPool {
     if (done < claimed) {
       Atomics.store(c, CALLER_WAITS, 1);
       for (done = Atomics.load(c, DONE); done < claimed; done = Atomics.load(c, DONE)) {
-        // (in slices: a worker gone never counts its units)
-        Atomics.wait(c, DONE, done, CALLER_SLICE_MS);
+        // (in slices: a worker gone never counts its units; nor, if the keeper went with it, does anyone say so: probeKeeper)
+        if (Atomics.wait(c, DONE, done, CALLER_SLICE_MS) === 'timed-out') this.probeKeeper();
         if (Atomics.load(c, STOP) !== 0) {
           Atomics.store(c, CALLER_WAITS, 0);
           throw this.brokenError();
@@ -1582,6 +1647,37 @@ export class WorkerPool {
       this.unusable = brokenLine(report === undefined ? 'a worker exited' : String(report.message));
     }
     return new WorkerPoolError(this.unusable);
+  }
+
+  /**
+   * The caller's look at the keeper, after a sleep of a whole slice
+   * (CALLER_SLICE_MS) while it waits for the workers' units (a job's DONE,
+   * a program's barrier: the walker's `slept`). A keeper terminated or out
+   * of memory runs no handler, and its workers end with it, one perhaps
+   * holding a claim: nothing else would ever set STOP (see "Failures" in
+   * the header). The keeper keeps KEEPER_WAITERS async waiters on the word
+   * at keeperAt, which only the end of its thread removes, and answers each
+   * wake in the word after once a new waiter waits in its place. So while
+   * it has answered all but fewer than KEEPER_WAITERS wakes, one waiter at
+   * least waits: a notify that wakes no one says the keeper is gone, and
+   * the pool breaks. Once it has left that many unanswered, the last for
+   * KEEPER_ANSWER_MS, the pool breaks too.
+   */
+  private probeKeeper(): void {
+    const c = this.control;
+    if (this.keeper === undefined || Atomics.load(c, STOP) !== 0) return;
+    const now = performance.now();
+    if (this.keeperWakes - Atomics.load(c, this.keeperAt + 1) < KEEPER_WAITERS) {
+      if (Atomics.notify(c, this.keeperAt, 1) === 1) {
+        this.keeperWakes++;
+        this.keeperWokenAt = now;
+      } else if (Atomics.load(c, STOP) === 0) {
+        // gone (unless STOP is set since: the keeper broke the pool, then ended; its line is the one)
+        this.breakPool(brokenLine('the keeper thread ended (terminated, or out of memory)'));
+      }
+    } else if (now - this.keeperWokenAt > KEEPER_ANSWER_MS) {
+      this.breakPool(brokenLine(`the keeper thread left ${KEEPER_WAITERS} probes unanswered, the last for ${KEEPER_ANSWER_MS / 1000} s`));
+    }
   }
 
   /** Break the pool from this thread (see "Failures" in the header): `line` is what every call throws from now on. */

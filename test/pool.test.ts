@@ -1081,6 +1081,86 @@ t.test('a worker that dies holding a claim: the call throws a WorkerPoolError na
   await pool.dispose();
 });
 
+// The keeper itself gone while the caller waits for a claim of its worker
+// (diesOnFailure 'keeper ...': the worker's unit fails, the worker holds its
+// claim, and the keeper dies instead; its workers end with it). An uncaught
+// error there: its process 'exit' handler breaks the pool, naming the error,
+// and the keeper's 'error' event is heard on this thread (before, with no
+// listener, it threw here, and the line said only 'exited (exit code 1)').
+// Out of memory (as terminated): no handler runs there; the caller's probe
+// of the keeper after a slice of its wait finds it gone and breaks the pool
+// (before, the call waited forever).
+t.test('the keeper gone while the caller waits: the call throws a WorkerPoolError saying how, then every call; dispose ends', async (t) => {
+  const [rows, cols] = [64, 32];
+  const nowhere = 2 ** 31 - 2 ** 20; // past the memory's end: the loop traps wherever it runs
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  for (const how of ['keeper throws', 'keeper out of memory'] as const) {
+    const died = {
+      'keeper throws': "the keeper threw \\(Error: the keeper failed \\(the test pool's diesOnFailure\\)\\)",
+      'keeper out of memory': 'the keeper thread ended \\(terminated, or out of memory\\)',
+    }[how];
+    const message = new RegExp(
+      `^WorkerPool: ${died} while the pool was in use \\(a worker must run until dispose\\(\\)\\): the pool is unusable; dispose it and make a new one$`,
+    );
+    for (const kind of ['job', 'program'] as const) {
+      // the caller late: the worker claims first
+      const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [200_000, 0], diesOnFailure: how });
+      await pool.ready();
+      const m = matrix(pool, 'f32', w, rows, cols);
+      const [xp, out] = [pool.alloc(4 * cols), pool.alloc(4 * rows)];
+      floatsOf(pool).set(x, xp / 4);
+      const step = (data: number): ProgramOpStep => ({ op: PoolOp.F32, args: [data, xp, out, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols });
+      const failing = step(nowhere);
+      t.throws(
+        () => (kind === 'job' ? pool.run(failing.op, failing.args, rows, failing.weightBytes) : new PoolProgram(pool, [failing]).run()),
+        { name: 'WorkerPoolError', message },
+        `${how}, a ${kind}: the call throws, saying how the keeper ended`,
+      );
+      const good = step(m.data);
+      t.throws(() => pool.run(good.op, good.args, rows, good.weightBytes), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: then a job throws it`);
+      t.throws(() => new PoolProgram(pool, [good]).run(), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: and a program`);
+      await pool.dispose(); // (resolves once the keeper has exited: its 'error' event, if any, came before)
+      t.throws(() => pool.run(good.op, good.args, rows, good.weightBytes), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: disposed, the same line`);
+    }
+  }
+});
+
+// The caller's probe of a keeper that lives (pool.ts probeKeeper, called
+// here as after a slice of a wait that ran out): probes answered or not
+// yet answered never break the pool; once the keeper is gone (terminated
+// here), a probe says so (STOP set: word 8 = STOP_BROKEN 2).
+t.test("the caller's probe of the keeper: a live keeper's pool never breaks, a gone keeper's does", async (t) => {
+  const pool = new WorkerPool(2, { splitMinBytes: 0 });
+  await pool.ready();
+  const inside = pool as unknown as { probeKeeper(): void; control: Int32Array; keeperAt: number; keeper: Worker };
+  const answers = () => Atomics.load(inside.control, inside.keeperAt + 1);
+  for (let i = 1; i <= 3; i++) {
+    inside.probeKeeper();
+    for (let waited = 0; answers() < i && waited < 5000; waited += 5) await new Promise((r) => setTimeout(r, 5));
+    t.equal(answers(), i, `probe ${i}: answered`);
+  }
+  // probes faster than the keeper answers (fewer than its 32 waiters): each finds one, and all are answered
+  for (let i = 0; i < 10; i++) inside.probeKeeper();
+  t.equal(Atomics.load(inside.control, 8), 0, 'never broken');
+  for (let waited = 0; answers() < 13 && waited < 5000; waited += 5) await new Promise((r) => setTimeout(r, 5));
+  t.equal(answers(), 13, 'every probe answered');
+  const [w, x] = [randn(64 * 32), randn(32)];
+  const m = matrix(pool, 'f32', w, 64, 32);
+  t.same(Array.from(pooledProduct(m, x, 1)), Array.from(productF32Reference(w, x, 64, 32, 1)), 'the pool runs, right');
+  void inside.keeper.terminate();
+  for (let waited = 0; Atomics.load(inside.control, 8) === 0 && waited < 5000; waited += 5) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5); // (no event: the pool learns of it only through the probe)
+    inside.probeKeeper();
+  }
+  t.equal(Atomics.load(inside.control, 8), 2, 'the keeper terminated: a probe breaks the pool');
+  t.throws(() => pooledProduct(m, x, 1), {
+    name: 'WorkerPoolError',
+    message: /^WorkerPool: the keeper thread ended \(terminated, or out of memory\) while the pool was in use/,
+  });
+  await pool.dispose();
+});
+
 // The pool broken between calls (a worker gone while no call waits): the
 // keeper has stored FAILED, then STOP, but this thread's event loop has not
 // yet turned to bring its line. The next call, which the caller then runs
@@ -1747,7 +1827,7 @@ const walker = new WebAssembly.Instance(modules[2], {
     productF32: loops.productF32, productQ8: loops.productQ8, quantizeX16: loops.quantizeX16,
     attendRows: shared.attendRows, sumsOfExps: shared.sumsOfExps, swigluRange: shared.swigluRange, pickRows: shared.pickRows,
     normOperand: shared.normOperand, qkvRope: shared.qkvRope, addInto: shared.addInto,
-    callerStep: () => {}, uptime: process.uptime,
+    callerStep: () => {}, uptime: process.uptime, slept: () => {},
   },
 }).exports;
 const f = new Int32Array(flags);

@@ -55,6 +55,10 @@
   (import "env" "addInto" (func $addInto (param i32 i32 i32)))
   (import "env" "callerStep" (func $callerStep (param i32)))
   (import "env" "uptime" (func $uptime (result f64)))
+  ;; after a sleep at a barrier that ran its whole $timeout: the caller's
+  ;; looks at the keeper (pool.ts probeKeeper: a keeper gone breaks the pool,
+  ;; STOP set, which the next round sees); a worker's does nothing
+  (import "env" "slept" (func $slept))
 
   ;; the clock in ms (any origin: only differences are used)
   (func $now (result f64) (f64.mul (call $uptime) (f64.const 1000)))
@@ -292,7 +296,10 @@
         (local.set $v (i32.atomic.load (local.get $left)))
         (if (i32.and (i32.ne (local.get $v) (local.get $done))
                      (i32.eq (i32.shr_u (local.get $v) (i32.const 22)) (local.get $tag)))
-          (then (drop (memory.atomic.wait32 (local.get $left) (local.get $v) (local.get $timeout)))))
+          (then
+            ;; (2: timed out)
+            (if (i32.eq (memory.atomic.wait32 (local.get $left) (local.get $v) (local.get $timeout)) (i32.const 2))
+              (then (call $slept)))))
         (drop (i32.atomic.rmw.sub offset=44 (local.get $ctrl) (i32.const 1)))
         (local.set $v (i32.atomic.load (local.get $left)))
         (br $sleep)))
