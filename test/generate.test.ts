@@ -1,8 +1,10 @@
 // Generation: the sampler (as run.c samples), then `streamllm generate` end
 // to end. A section each, in a block of its own.
 import { spawn } from 'node:child_process';
+import type { Worker } from 'node:worker_threads';
 import seedrandom from 'seedrandom';
 import t from 'tap';
+import { WorkerPool } from '../kernels/pool.js';
 import { UsageError } from '../src/errors.js';
 import { createSampler, sampleTopP, softmax } from '../src/sample/sampler.js';
 import { errorLines, FIXTURES, loadConformance, runCliInProcess } from './helpers.js';
@@ -230,5 +232,58 @@ import { CLI } from './paths.js';
     const help = await runCliInProcess(['generate', '--help']);
     t.equal(help.status, 0);
     t.match(help.stdout, /--steps N\s+tokens to generate, 0 for no limit/);
+  });
+
+  // A worker pool that breaks under the CLI (src/cli/main.ts): the
+  // WorkerPoolError is one line on stderr and exit code 2, as a user's error,
+  // not a stack trace. The CLI's own pool breaks for real: its keeper thread
+  // (the workers go with it) is terminated as the weights are placed (the
+  // pool's first alloc once the keeper exists); the pool learns of it from
+  // the keeper's exit event (generate yields to the event loop every 16
+  // tokens) or from its probe of the keeper in a wait, and the next call
+  // throws.
+  t.test("the pool's keeper gone while generate runs: the WorkerPoolError's line on stderr, exit code 2", async (t) => {
+    const proto = WorkerPool.prototype;
+    const { alloc } = proto;
+    let terminated = 0;
+    proto.alloc = function (this: WorkerPool, bytes: number) {
+      const keeper = (this as unknown as { keeper: Worker | undefined }).keeper;
+      if (keeper !== undefined && terminated++ === 0) void keeper.terminate();
+      return alloc.call(this, bytes);
+    };
+    let r;
+    try {
+      // (bounded: a pool that never broke would end with status 0)
+      r = await runCliInProcess([
+        'generate',
+        '--model',
+        model,
+        '--prompt-ids',
+        '1',
+        '--steps',
+        '5000',
+        '--ignore-eos',
+        '--cache',
+        'streaming',
+        '--window',
+        '12',
+        '--threads',
+        '2',
+        '--json',
+      ]);
+    } finally {
+      proto.alloc = alloc;
+    }
+    t.ok(terminated > 0, "the CLI's pool's keeper was terminated");
+    t.equal(r.status, 2, r.stderr);
+    t.match(
+      errorLines(r.stderr),
+      [
+        /^streamllm: WorkerPool: the keeper thread (exited \(exit code \d\)|ended \(terminated, or out of memory\)) while the pool was in use \(a worker must run until dispose\(\)\): the pool is unusable; dispose it and make a new one$/,
+      ],
+      'the one line',
+    );
+    t.equal(errorLines(r.stderr).length, 1, r.stderr);
+    t.equal(r.stdout, '', 'no ids (--json prints them at the end)');
   });
 }
