@@ -130,13 +130,13 @@ export class DecodeProgram {
   /** The patch table (kernels/decode_patch.ts: a row a layer), a byte offset. */
   private readonly table: number;
   /**
-   * Where each layer's values lie from its keys (bytes) as the cache placed
-   * them this token; whether a layer's Attend step or its records' words
-   * that stay may have to change (a placement that moved, a view of another
-   * frame count, another softmax: settleLayers); the softmax they were
-   * settled for.
+   * Where each layer's values lie from its keys (bytes, as the Attend step's
+   * int32 argument) as last settled; whether a layer's Attend step or its
+   * records' words that stay may have to change (a placement that moved, a
+   * view of another frame count, another softmax: settleLayers); the
+   * softmax they were settled for.
    */
-  private readonly valuesFromKeys: Float64Array;
+  private readonly settledValuesFromKeys: Int32Array;
   private unsettled = true;
   private settledSoftmax: SoftmaxVariant | undefined;
   private readonly memory: EntryMemory;
@@ -230,7 +230,7 @@ export class DecodeProgram {
     this.frequenciesOf = model.config.rope;
     this.frequenciesTheta = model.config.rope.theta;
     this.frequencies = inverseFrequencies(model.config.rope);
-    this.valuesFromKeys = new Float64Array(model.config.layers);
+    this.settledValuesFromKeys = new Int32Array(model.config.layers);
     const { config, weights } = model;
     const { dim, heads, headDim } = config;
     const q8 = classifier.format === 'q8';
@@ -527,9 +527,8 @@ export class DecodeProgram {
       ints[row + ROW.kvBytes] = shape[1] * rowBytes;
       ints[row + ROW.slot] = place.at;
       ints[row + ROW.frames] = frames;
-      const valuesFromKeys = values.byteOffset - keys.byteOffset;
-      moved = moved || valuesFromKeys !== this.valuesFromKeys[l] || F !== this.attendFrames[l];
-      this.valuesFromKeys[l] = valuesFromKeys;
+      // (compared with the settled: a token that returns -1 after this layer settles nothing, and the next finds it moved again)
+      moved = moved || ((values.byteOffset - keys.byteOffset) | 0) !== this.settledValuesFromKeys[l] || F !== this.attendFrames[l];
     }
     // (stored every token: a store that the compiled loop first met at a
     // cache's growth would deoptimise it, and V8 would compile it again)
@@ -571,9 +570,11 @@ export class DecodeProgram {
       const F = this.views[l]!.frames.length;
       if (this.attendFrames[l] !== F || this.attendSoftmax[l] !== softmax || extraLogit) this.writeAttendHeads(l, F, softmax, floats, ints);
       const step = this.layers[l]!.attendStep;
-      const valuesFromKeys = this.valuesFromKeys[l]!;
-      if (this.program.arg(step, ATTEND_ARG.frames) !== F || this.program.arg(step, ATTEND_ARG.valuesFromKeys) !== (valuesFromKeys | 0))
+      const row = this.layers[l]!.row;
+      const valuesFromKeys = (ints[row + ROW.values]! - ints[row + ROW.keys]!) | 0; // (the table's words, as placeLayers wrote them this token)
+      if (this.program.arg(step, ATTEND_ARG.frames) !== F || this.program.arg(step, ATTEND_ARG.valuesFromKeys) !== valuesFromKeys)
         this.patchAttendStep(step, F, valuesFromKeys);
+      this.settledValuesFromKeys[l] = valuesFromKeys;
     }
     this.unsettled = false;
     this.settledSoftmax = softmax;
