@@ -552,6 +552,46 @@ t.test(
   },
 );
 
+// The program settles a layer's Attend records (their extra logit among the
+// words that stay) only when something changed: a placement moved, another
+// frame count, or another softmax in the model's config. A config changed
+// between tokens of one stream, from softmax to softmax1 (neither learned,
+// so nothing else tells the program) and back, must be seen.
+t.test("a model's softmax changed between tokens of one stream: the program's next tokens use it (the one-job path's logits bit for bit)", async (t) => {
+  const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
+  const program = pooledDecodeProgram(model)!;
+  t.ok(program !== undefined, 'the model has a decode program');
+  const viaProgram = new TokenStream(model, { kind: 'dense' });
+  const viaJobs = new TokenStream(model, { kind: 'dense' });
+  // (softmax throughout, the one-job path: softmax1's tokens must differ from it)
+  const plain = new TokenStream(model, { kind: 'dense' });
+  const before = tf.memory().numTensors;
+  const runs = program.runs;
+  const variants = ['softmax', 'softmax1', 'softmax'] as const;
+  let same = 0;
+  let told = 0;
+  for (let i = 0; i < 12; i++) {
+    const softmax = variants[Math.floor(i / 4)]!;
+    const id = tokens[(3 * i) % tokens.length]!;
+    model.config = { ...model.config, softmax };
+    const got = viaProgram.feedLastValues([id]).slice();
+    setDecodePrograms(false);
+    const want = viaJobs.feedLastValues([id]).slice();
+    model.config = { ...model.config, softmax: 'softmax' };
+    const softmaxOnly = plain.feedLastValues([id]);
+    setDecodePrograms(true);
+    if (bitsEqual(got, want)) same++;
+    if (softmax === 'softmax1' && !bitsEqual(want, softmaxOnly)) told++;
+  }
+  t.equal(told, 4, "softmax1's logits differ from softmax's (the variants are told apart)");
+  t.equal(same, 12, "every token's logits the one-job path's bit for bit, across softmax, softmax1, softmax");
+  t.equal(program.runs - runs, 12, 'each token ran as the program');
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  [viaProgram, viaJobs, plain].forEach((s) => s.dispose());
+  disposeModel(model);
+  await model.pool?.dispose();
+});
+
 t.test(
   'a model of more layers than a pool program holds (q8: 10 steps a layer, 2048 steps) decodes without one; one of 204 layers has one, right',
   async (t) => {
