@@ -1029,6 +1029,41 @@ t.test('a loop that fails makes the call throw, on the caller or a worker, and t
   }
 });
 
+/**
+ * A pool whose worker's unit fails (diesOnFailure `how`), the caller late
+ * so that the worker claims first, as a job and as a program: the failing
+ * call, then a job, a program and (disposed) a job again, each throw the
+ * WorkerPoolError whose line says `died` (a regular expression's text).
+ */
+async function throwsOnceDied(t: Test, how: NonNullable<ConstructorParameters<typeof WorkerPool>[1]>['diesOnFailure'], died: string): Promise<void> {
+  const [rows, cols] = [64, 32];
+  const nowhere = 2 ** 31 - 2 ** 20; // past the memory's end: the loop traps wherever it runs
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  const message = new RegExp(
+    `^WorkerPool: ${died} while the pool was in use \\(a worker must run until dispose\\(\\)\\): the pool is unusable; dispose it and make a new one$`,
+  );
+  for (const kind of ['job', 'program'] as const) {
+    const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [200_000, 0], diesOnFailure: how });
+    await pool.ready();
+    const m = matrix(pool, 'f32', w, rows, cols);
+    const [xp, out] = [pool.alloc(4 * cols), pool.alloc(4 * rows)];
+    floatsOf(pool).set(x, xp / 4);
+    const step = (data: number): ProgramOpStep => ({ op: PoolOp.F32, args: [data, xp, out, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols });
+    const failing = step(nowhere);
+    t.throws(
+      () => (kind === 'job' ? pool.run(failing.op, failing.args, rows, failing.weightBytes) : new PoolProgram(pool, [failing]).run()),
+      { name: 'WorkerPoolError', message },
+      `${how}, a ${kind}: the call throws, saying who ended and how`,
+    );
+    const good = step(m.data);
+    t.throws(() => pool.run(good.op, good.args, rows, good.weightBytes), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: then a job throws it`);
+    t.throws(() => new PoolProgram(pool, [good]).run(), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: and a program`);
+    await pool.dispose(); // (resolves once the keeper, and every worker before it, has exited: its 'error' event, if any, came before)
+    t.throws(() => pool.run(good.op, good.args, rows, good.weightBytes), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: disposed, the same line`);
+  }
+}
+
 // A worker that dies holding a claim (the test pools' diesOnFailure: its
 // unit fails, and instead of counting the claim its thread exits, throws, or
 // is terminated while it waits): the units it held are never counted. The
@@ -1037,7 +1072,6 @@ t.test('a loop that fails makes the call throw, on the caller or a worker, and t
 // every call after it; dispose resolves once every worker is gone.
 t.test('a worker that dies holding a claim: the call throws a WorkerPoolError naming it, then every call; dispose ends', async (t) => {
   const [rows, cols] = [64, 32];
-  const nowhere = 2 ** 31 - 2 ** 20; // past the memory's end: the loop traps wherever it runs
   const w = randn(rows * cols);
   const x = randn(cols);
   for (const how of ['exit', 'throw', 'terminate'] as const) {
@@ -1046,29 +1080,7 @@ t.test('a worker that dies holding a claim: the call throws a WorkerPoolError na
       throw: "threw \\(Error: a unit failed \\(the test pool's diesOnFailure\\)\\)",
       terminate: 'exited \\(exit code 1\\)',
     }[how];
-    const message = new RegExp(
-      `^WorkerPool: worker 1 of 1 ${died} while the pool was in use \\(a worker must run until dispose\\(\\)\\): the pool is unusable; dispose it and make a new one$`,
-    );
-    for (const kind of ['job', 'program'] as const) {
-      // the caller late: the worker claims first (as in the failing jobs' test)
-      const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [200_000, 0], diesOnFailure: how });
-      await pool.ready();
-      const m = matrix(pool, 'f32', w, rows, cols);
-      const [xp, out] = [pool.alloc(4 * cols), pool.alloc(4 * rows)];
-      floatsOf(pool).set(x, xp / 4);
-      const step = (data: number): ProgramOpStep => ({ op: PoolOp.F32, args: [data, xp, out, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols });
-      const failing = step(nowhere);
-      t.throws(
-        () => (kind === 'job' ? pool.run(failing.op, failing.args, rows, failing.weightBytes) : new PoolProgram(pool, [failing]).run()),
-        { name: 'WorkerPoolError', message },
-        `${how}, a ${kind}: the call throws, naming the worker`,
-      );
-      const good = step(m.data);
-      t.throws(() => pool.run(good.op, good.args, rows, good.weightBytes), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: then a job throws it`);
-      t.throws(() => new PoolProgram(pool, [good]).run(), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: and a program`);
-      await pool.dispose(); // (resolves once the keeper, and every worker before it, has exited)
-      t.throws(() => pool.run(good.op, good.args, rows, good.weightBytes), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: disposed, the same line`);
-    }
+    await throwsOnceDied(t, how, `worker 1 of 1 ${died}`);
   }
   // the keeper itself gone (terminated here, between calls: its workers go with it)
   const pool = new WorkerPool(2, { splitMinBytes: 0 });
@@ -1091,38 +1103,12 @@ t.test('a worker that dies holding a claim: the call throws a WorkerPoolError na
 // of the keeper after a slice of its wait finds it gone and breaks the pool
 // (before, the call waited forever).
 t.test('the keeper gone while the caller waits: the call throws a WorkerPoolError saying how, then every call; dispose ends', async (t) => {
-  const [rows, cols] = [64, 32];
-  const nowhere = 2 ** 31 - 2 ** 20; // past the memory's end: the loop traps wherever it runs
-  const w = randn(rows * cols);
-  const x = randn(cols);
   for (const how of ['keeper throws', 'keeper out of memory'] as const) {
     const died = {
       'keeper throws': "the keeper threw \\(Error: the keeper failed \\(the test pool's diesOnFailure\\)\\)",
       'keeper out of memory': 'the keeper thread ended \\(terminated, or out of memory\\)',
     }[how];
-    const message = new RegExp(
-      `^WorkerPool: ${died} while the pool was in use \\(a worker must run until dispose\\(\\)\\): the pool is unusable; dispose it and make a new one$`,
-    );
-    for (const kind of ['job', 'program'] as const) {
-      // the caller late: the worker claims first
-      const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1, lateMicros: [200_000, 0], diesOnFailure: how });
-      await pool.ready();
-      const m = matrix(pool, 'f32', w, rows, cols);
-      const [xp, out] = [pool.alloc(4 * cols), pool.alloc(4 * rows)];
-      floatsOf(pool).set(x, xp / 4);
-      const step = (data: number): ProgramOpStep => ({ op: PoolOp.F32, args: [data, xp, out, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols });
-      const failing = step(nowhere);
-      t.throws(
-        () => (kind === 'job' ? pool.run(failing.op, failing.args, rows, failing.weightBytes) : new PoolProgram(pool, [failing]).run()),
-        { name: 'WorkerPoolError', message },
-        `${how}, a ${kind}: the call throws, saying how the keeper ended`,
-      );
-      const good = step(m.data);
-      t.throws(() => pool.run(good.op, good.args, rows, good.weightBytes), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: then a job throws it`);
-      t.throws(() => new PoolProgram(pool, [good]).run(), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: and a program`);
-      await pool.dispose(); // (resolves once the keeper has exited: its 'error' event, if any, came before)
-      t.throws(() => pool.run(good.op, good.args, rows, good.weightBytes), { name: 'WorkerPoolError', message }, `${how}, a ${kind}: disposed, the same line`);
-    }
+    await throwsOnceDied(t, how, died);
   }
 });
 
