@@ -1825,6 +1825,33 @@ Atomics.notify(f, 1);
 parentPort.postMessage(walked);
 `;
 
+/**
+ * A stale walker (STALE_WALKER_SOURCE) on `pool`'s program, started and
+ * ready: it walks steps [from, steps) as thread `thread` once flags[0] holds
+ * the open run's tag + 1; `walked` is what its walk returned.
+ */
+async function staleWalker(pool: WorkerPool, flags: Int32Array, own: number, steps: number, from: number, thread: number) {
+  const modules = [PRODUCTS_WASM, SHARED_LOOPS_WASM, WALKER_WASM].map((b64) => new WebAssembly.Module(Buffer.from(b64, 'base64')));
+  const inside = pool as unknown as { controlAt: number; programAt: number };
+  const ctrl = inside.controlAt;
+  const program = ctrl + 4 * inside.programAt;
+  const stale = new Worker(STALE_WALKER_SOURCE, {
+    eval: true,
+    workerData: { memory: pool.memory, modules, flags: flags.buffer, ctrl, program, steps, from, thread, own },
+  });
+  const messages: unknown[] = [];
+  const walked = new Promise<unknown>((resolve, reject) => {
+    stale.on('message', (m) => (messages.push(m), messages.length === 2 && resolve(m))).once('error', reject);
+  });
+  while (messages.length === 0) await new Promise((r) => setTimeout(r, 5));
+  return { stale, walked };
+}
+
+/** A float32 product step of `m` ([n, n]) from `from` into `to`. */
+function productStep(m: PooledMatrix, from: number, to: number): ProgramStep {
+  return { op: PoolOp.F32, args: [m.data, from, to, m.stride, 1, m.rows], rows: m.rows, weightBytes: 4 * m.rows * m.cols };
+}
+
 t.test('a stale walker that claims a later step of the open run waits for the steps before it: the same bits', async (t) => {
   const pool = new WorkerPool(2, { splitMinBytes: 0, unitBytes: 1 });
   t.teardown(() => pool.dispose());
@@ -1841,14 +1868,7 @@ t.test('a stale walker that claims a later step of the open run waits for the st
   floatsOf(pool).set(x, xp / 4);
   floatsOf(pool).set(normW, normAt / 4);
   new Float64Array(pool.memory.buffer, epsAt, 1)[0] = 1e-5;
-  const modules = [PRODUCTS_WASM, SHARED_LOOPS_WASM, WALKER_WASM].map((b64) => new WebAssembly.Module(Buffer.from(b64, 'base64')));
-  const inside = pool as unknown as { controlAt: number; programAt: number; tag: number };
-  const product = (m: PooledMatrix, from: number, to: number): ProgramStep => ({
-    op: PoolOp.F32,
-    args: [m.data, from, to, m.stride, 1, n],
-    rows: n,
-    weightBytes: 4 * n * n,
-  });
+  const inside = pool as unknown as { tag: number };
   // the stale walk from the last step: the one before it (the reviewer's
   // case), past an empty step (whose LEFT word starts done), and past an
   // every-thread step (a norm the stale claim must run, on its own copy,
@@ -1864,7 +1884,7 @@ t.test('a stale walker that claims a later step of the open run waits for the st
           Atomics.wait(flags, 1, 0, 300);
         },
       },
-      product(m1, xp, y1),
+      productStep(m1, xp, y1),
       ...(kind === 'past an empty step' ? [{ op: PoolOp.F32, args: [], rows: 0, weightBytes: 0 }] : []),
       ...(kind === 'past an every-thread step'
         ? [
@@ -1876,31 +1896,13 @@ t.test('a stale walker that claims a later step of the open run waits for the st
               everyThread: true,
               perThread: { args: [5], bytes: 4 * n },
             },
-            { ...product(m2, copies, y2), perThread: { args: [1], bytes: 4 * n } },
+            { ...productStep(m2, copies, y2), perThread: { args: [1], bytes: 4 * n } },
           ]
-        : [product(m2, y1, y2)]),
+        : [productStep(m2, y1, y2)]),
     ];
     const program = new PoolProgram(pool, steps);
     t.ok(program.unitsOf(steps.length - 1) > 1, 'the last step: several units');
-    const stale = new Worker(STALE_WALKER_SOURCE, {
-      eval: true,
-      workerData: {
-        memory: pool.memory,
-        modules,
-        flags: flags.buffer,
-        ctrl: inside.controlAt,
-        program: inside.controlAt + 4 * inside.programAt,
-        steps: steps.length,
-        from: steps.length - 1,
-        thread: kind === 'past an every-thread step' ? 2 : 1,
-        own,
-      },
-    });
-    const messages: unknown[] = [];
-    const walked = new Promise<unknown>((resolve, reject) => {
-      stale.on('message', (m) => (messages.push(m), messages.length === 2 && resolve(m))).once('error', reject);
-    });
-    while (messages.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const { stale, walked } = await staleWalker(pool, flags, own, steps.length, steps.length - 1, kind === 'past an every-thread step' ? 2 : 1);
     floatsOf(pool).fill(0, y1 / 4, y1 / 4 + n); // the product before's output, not yet written
     floatsOf(pool).fill(7, y2 / 4, y2 / 4 + n);
     floatsOf(pool).fill(0, copies / 4, copies / 4 + 3 * n);
@@ -1929,14 +1931,7 @@ t.test('dispose from a caller step while a stale walker holds a later claim: not
   const [m1, m2] = [matrix(pool, 'f32', randn(n * n), n, n), matrix(pool, 'f32', randn(n * n), n, n)];
   const [xp, y1, y2, own] = [pool.alloc(4 * n), pool.alloc(4 * n), pool.alloc(4 * n), pool.alloc(64)];
   floatsOf(pool).set(randn(n), xp / 4);
-  const modules = [PRODUCTS_WASM, SHARED_LOOPS_WASM, WALKER_WASM].map((b64) => new WebAssembly.Module(Buffer.from(b64, 'base64')));
-  const inside = pool as unknown as { controlAt: number; programAt: number; tag: number };
-  const product = (m: PooledMatrix, from: number, to: number): ProgramStep => ({
-    op: PoolOp.F32,
-    args: [m.data, from, to, m.stride, 1, n],
-    rows: n,
-    weightBytes: 4 * n * n,
-  });
+  const inside = pool as unknown as { tag: number };
   const flags = new Int32Array(new SharedArrayBuffer(8));
   let disposed: Promise<void> | undefined;
   const steps: ProgramStep[] = [
@@ -1949,30 +1944,12 @@ t.test('dispose from a caller step while a stale walker holds a later claim: not
         Atomics.wait(flags, 1, 0, 2000);
       },
     },
-    product(m1, xp, y1),
-    product(m2, y1, y2),
+    productStep(m1, xp, y1),
+    productStep(m2, y1, y2),
   ];
   const program = new PoolProgram(pool, steps);
   t.ok(program.unitsOf(2) > 1, 'the last step: several units');
-  const stale = new Worker(STALE_WALKER_SOURCE, {
-    eval: true,
-    workerData: {
-      memory: pool.memory,
-      modules,
-      flags: flags.buffer,
-      ctrl: inside.controlAt,
-      program: inside.controlAt + 4 * inside.programAt,
-      steps: 3,
-      from: 2,
-      thread: 1,
-      own,
-    },
-  });
-  const messages: unknown[] = [];
-  const walked = new Promise<unknown>((resolve, reject) => {
-    stale.on('message', (m) => (messages.push(m), messages.length === 2 && resolve(m))).once('error', reject);
-  });
-  while (messages.length === 0) await new Promise((r) => setTimeout(r, 5));
+  const { stale, walked } = await staleWalker(pool, flags, own, 3, 2, 1);
   floatsOf(pool).fill(0, y1 / 4, y1 / 4 + n);
   floatsOf(pool).fill(7, y2 / 4, y2 / 4 + n);
   t.throws(() => program.run(), { name: 'WorkerPoolError', message: 'WorkerPool: used after dispose()' }, 'the run throws');
