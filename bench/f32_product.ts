@@ -28,11 +28,13 @@
 // --file-weights adds run.c's matmul on weights read through a read-only
 // mmap of a file, as runomp reads its checkpoint. Here (ext4, THP madvise)
 // the page cache maps such a file in 2 MB folios (FilePmdMapped), where
-// anonymous memory, run.c's aligned_alloc and this project's WebAssembly
-// memory alike, has 4 KB pages: a 15M step's 61 MB then costs some 15,000
-// TLB misses (nested page walks in this VM) instead of about 30. Measured
-// (2 threads, step): run.c on anonymous memory 1602 µs, from the file 1113,
-// ours (program) 1691.
+// anonymous memory that does not ask for them (madvise) has 4 KB pages:
+// run.c's aligned_alloc, and ours with --small-pages. A 15M step's 61 MB
+// then costs some 15,000 TLB misses (nested page walks in this VM) instead
+// of about 30. Measured before our memories asked for 2 MB pages (2
+// threads, step): run.c on anonymous memory 1602 µs, from the file 1113,
+// ours (program) 1691. Our memories ask as the library's do
+// (kernels/huge_pages.ts) unless --small-pages.
 import { execFileSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,6 +43,7 @@ import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assembleWat } from '../scripts/assemble_wasm.js';
 import { WASM_BASE64 } from '../kernels/simd/products.wasm.js';
+import { adviseHugePages } from '../kernels/huge_pages.js';
 import { PoolOp, UNIT_BYTES, WorkerPool } from '../kernels/pool.js';
 import { PoolProgram } from '../kernels/pool_program.js';
 import { allocMatrix, matrixBytes, pooledProduct, type PooledMatrix } from '../kernels/split_products.js';
@@ -49,7 +52,7 @@ import { benchArgs, markdownTable, median, recordResult, runBench } from './comm
 const HELP = `bench f32_product: one float32 product on one thread (or --threads N), ours (products.wat productF32) against run.c's matmul (gcc -Ofast -march=native), alternating
 
   node dist/bench/f32_product.js [--shapes step,864x288,288x288,1536x288,288x768,32000x288] [--rounds 7] [--span 64]
-      [--tokens 1] [--threads 1] [--units LIST] [--file-weights] [--variant FILE.wat] [--peer PATH] [--record]
+      [--tokens 1] [--threads 1] [--units LIST] [--file-weights] [--small-pages] [--variant FILE.wat] [--peer PATH] [--record]
 
   --shapes LIST    products ROWSxCOLS (outputs x inputs) and 'step' (a 15M decode step's 25 products in order)
   --rounds N       rounds, the engines alternating in each (default 7); medians are reported
@@ -62,8 +65,10 @@ const HELP = `bench f32_product: one float32 product on one thread (or --threads
                    calls), as a static split without the pool, and run.c's matmul with OMP_NUM_THREADS=N (default 1)
   --units LIST     with --threads N > 1, more program engines: units of these bytes (e.g. 16384,131072)
   --file-weights   also run.c's matmul reading its weights through a read-only mmap of a file, as runomp reads
-                   its checkpoint: the page cache can map a file in 2 MB folios, where anonymous memory (run.c's
-                   aligned_alloc, this project's WebAssembly memory) has 4 KB pages here (THP: madvise)
+                   its checkpoint: the page cache can map a file in 2 MB folios, where anonymous memory that does
+                   not ask for them (run.c's aligned_alloc) has 4 KB pages here (THP: madvise)
+  --small-pages    our memories (this bench's and the pool's) on 4 KB pages: not advised to take 2 MB pages as the
+                   library's are (kernels/huge_pages.ts)
   --variant FILE   also measure the productF32 of this .wat (checked bit-identical to the shipped loop first);
                    with --threads N > 1 as a static split beside the shipped loop's
   --peer PATH      run.c (default ../shared/peers/llama2c/run.c from the repository); without gcc or run.c, ours alone
@@ -402,6 +407,7 @@ async function main(): Promise<void> {
   const tokens = cli.count('tokens', 1, 1, 32);
   const threads = cli.count('threads', 1, 1, 64);
   const filePages = cli.has('file-weights');
+  const smallPages = cli.has('small-pages');
   const unitList = cli.value('units', '');
   const unitSizes = unitList === '' ? [] : unitList.split(',').map(Number);
   if (!unitSizes.every((u) => Number.isInteger(u) && u >= 1 && u <= 2 ** 30))
@@ -439,6 +445,8 @@ async function main(): Promise<void> {
 
   // the memory: x, out, then the span of copies (at least one copy of the largest shape), random floats
   const memory = new WebAssembly.Memory({ initial: Math.ceil((W_AT + Math.max(span, largest)) / 65536), maximum: 65536, shared: true });
+  // before the first write, as the pool does: 2 MB pages unless --small-pages
+  const pages = smallPages ? { hugePages: false, why: '--small-pages' } : adviseHugePages(memory.buffer, 65536 * 65536);
   const floats = new Float32Array(memory.buffer);
   let seed = 1;
   for (let i = 0; i < floats.length; i++) {
@@ -449,7 +457,7 @@ async function main(): Promise<void> {
   const engines: WasmEngine[] = threads > 1 ? [] : [new WasmEngine('ours (products.wat)', shipped, memory)];
   // every product split as decode splits it (units of UNIT_BYTES), without the pool's watch for busy cores
   // (splitMinBytes 0): the workers spin between products, as in a decode step on a quiet machine
-  const pool = threads > 1 ? new WorkerPool(threads, { splitMinBytes: 0, unitBytes: UNIT_BYTES }) : undefined;
+  const pool = threads > 1 ? new WorkerPool(threads, { splitMinBytes: 0, unitBytes: UNIT_BYTES, hugePages: !smallPages }) : undefined;
   const pooled = pool === undefined ? undefined : new PoolEngine(pool, shapes, span);
   const programs = pooled === undefined ? [] : [undefined, ...unitSizes].map((u) => new ProgramEngine(pooled, shapes, tokens, u));
   await pool?.ready();
@@ -543,6 +551,7 @@ async function main(): Promise<void> {
     const body =
       `One product of ${tokens} token(s) on ${threads} thread(s), weights from memory (each shape cycling through ${spanMB} MB of copies); ` +
       `medians of ${rounds} rounds, engines alternating; GB/s of float32 weights (unpadded); ratio > 1: faster than ours. ` +
+      `Our weights on ${pages.hugePages ? '2 MB pages (asked for)' : `4 KB pages (${pages.why})`}. ` +
       `Load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after` +
       (pool !== undefined && pool.calmPeriods > 0
         ? `; the pool found the cores busy ${pool.calmPeriods} times (its workers' spin stopped a while: kernels/pool.ts)`

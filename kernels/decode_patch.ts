@@ -8,8 +8,8 @@
 //
 // Why in WebAssembly: as JavaScript (the setters of qkv_rope.ts and
 // pooled_attention.ts, called per layer, frame and head: decode_patch.ref.ts)
-// this ran as bytecode through a process's first ~170 tokens (some 40 µs a
-// 15M token, against 2 µs compiled), and V8 then compiled it on a background
+// this ran as bytecode through a process's first ~170 tokens (some 38 µs a
+// 15M token, against 5-7 µs compiled), and V8 then compiled it on a background
 // thread that takes one of the pool's two cores (patchLayers: 12-16 ms, and
 // again after the cache grows), during the tokens that bench/decode times.
 //

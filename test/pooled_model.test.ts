@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { createCache } from '../src/cache/index.js';
 import type { CachePolicy, KVCachePolicy } from '../src/cache/policies.js';
+import type { KVCache } from '../src/cache/types.js';
 import { DenseCache } from '../src/cache/dense.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
@@ -20,7 +21,8 @@ import { pooledDecodeProgram, setDecodePrograms } from '../src/model/decode_prog
 import { cacheMemory, residualInPool } from '../src/model/pooled_layers.js';
 import { poolRegions } from '../kernels/pool_regions.js';
 import { pooledArgmax } from '../kernels/logits_argmax.js';
-import { forward, forwardBatch } from '../src/model/transformer.js';
+import { forward, forwardBatch, forwardLastValues } from '../src/model/transformer.js';
+import { cacheShape } from '../src/model/config.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
 import { writeRow } from '../kernels/split_products.js';
@@ -326,6 +328,89 @@ t.test("TokenStream.feedLastValues (the pooled classifier's output read in place
     await model.pool?.dispose();
   }
 });
+
+t.test(
+  "a decode program's token turned away by a later layer's placement after the first layer's entries moved: the next tokens' program sees the move (the one-job path's logits bit for bit)",
+  async (t) => {
+    const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
+    const program = pooledDecodeProgram(model)!;
+    t.ok(program !== undefined, 'the model has a decode program');
+    const layers = model.config.layers;
+    const shape = { ...cacheShape(model.config), entryMemory: cacheMemory(model) };
+    // A dense cache whose first layer's entries lie in a storage of their
+    // own, which grows (moves) at tokens 4, 8, 16, 32, the other layers' at
+    // 64: on the tokens where only the first layer's moved, the last layer's
+    // place is refused, and the program turns the token away after it has
+    // seen the first layer's move.
+    const first = new DenseCache(shape, 4);
+    const rest = new DenseCache(shape, 64);
+    let firstKeys = -1;
+    let moved = false;
+    let refused = 0;
+    const refusing: KVCache = {
+      policy: { kind: 'dense' },
+      get length() {
+        return first.length;
+      },
+      get size() {
+        return first.size;
+      },
+      get byteSize() {
+        return first.byteSize + rest.byteSize;
+      },
+      blockLimit: Infinity,
+      begin: (T) => {
+        rest.begin(T);
+        return first.begin(T);
+      },
+      store: (layer, keys, values) => (layer === 0 ? first : rest).store(layer, keys, values),
+      place: (layer) => {
+        const placed = (layer === 0 ? first : rest).place(layer);
+        if (layer === 0 && placed !== undefined) {
+          moved = placed.entries.keys.byteOffset !== firstKeys;
+          firstKeys = placed.entries.keys.byteOffset;
+        }
+        if (layer === layers - 1 && moved) {
+          refused++;
+          return undefined;
+        }
+        return placed;
+      },
+      end: () => {
+        first.end();
+        rest.end();
+      },
+      reset: () => {
+        first.reset();
+        rest.reset();
+      },
+      dispose: () => {
+        first.dispose();
+        rest.dispose();
+      },
+    };
+    const plain = new DenseCache(shape, 4);
+    const before = tf.memory().numTensors;
+    const runs = program.runs;
+    const ids = Array.from({ length: 40 }, (_, i) => tokens[(5 * i) % tokens.length]!);
+    let same = 0;
+    for (const id of ids) {
+      setDecodePrograms(false);
+      const want = forwardLastValues(model, [id], plain).slice();
+      setDecodePrograms(true);
+      const got = forwardLastValues(model, [id], refusing).slice();
+      if (bitsEqual(got, want)) same++;
+    }
+    t.ok(refused >= 3, `the last layer's place refused on the tokens the first layer's entries moved (${refused})`);
+    t.equal(program.runs - runs, ids.length - refused, 'every other token ran as the program');
+    t.equal(same, ids.length, "the one-job path's logits bit for bit, every token");
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    refusing.dispose();
+    plain.dispose();
+    disposeModel(model);
+    await model.pool?.dispose();
+  },
+);
 
 t.test(
   "a decode step as one pool program (decode_program.ts): 320 tokens through a streaming cache that wraps, the one-job path's and the tfjs path's logits and picks bit for bit",

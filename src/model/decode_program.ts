@@ -130,13 +130,13 @@ export class DecodeProgram {
   /** The patch table (kernels/decode_patch.ts: a row a layer), a byte offset. */
   private readonly table: number;
   /**
-   * Where each layer's values lie from its keys (bytes) as the cache placed
-   * them this token; whether a layer's Attend step or its records' words
-   * that stay may have to change (a placement that moved, a view of another
-   * frame count, another softmax: settleLayers); the softmax they were
-   * settled for.
+   * Where each layer's values lie from its keys (bytes, as the Attend step's
+   * int32 argument) as last settled; whether a layer's Attend step or its
+   * records' words that stay may have to change (a placement that moved, a
+   * view of another frame count, another softmax: settleLayers); the
+   * softmax they were settled for.
    */
-  private readonly valuesFromKeys: Float64Array;
+  private readonly settledValuesFromKeys: Int32Array;
   private unsettled = true;
   private settledSoftmax: SoftmaxVariant | undefined;
   private readonly memory: EntryMemory;
@@ -230,7 +230,7 @@ export class DecodeProgram {
     this.frequenciesOf = model.config.rope;
     this.frequenciesTheta = model.config.rope.theta;
     this.frequencies = inverseFrequencies(model.config.rope);
-    this.valuesFromKeys = new Float64Array(model.config.layers);
+    this.settledValuesFromKeys = new Int32Array(model.config.layers);
     const { config, weights } = model;
     const { dim, heads, headDim } = config;
     const q8 = classifier.format === 'q8';
@@ -403,8 +403,9 @@ export class DecodeProgram {
     if (cache.place === undefined) return undefined;
     const extraLogit = learnsExtraLogit(config.softmax);
     const { floats, ints } = this.pool.views();
-    // everything checked, every layer placed, before anything is written but the patch table
-    const most = this.placeLayers(cache, block, extraLogit, ints);
+    if (config.rope !== this.frequenciesOf || config.rope.theta !== this.frequenciesTheta) this.refreshFrequencies();
+    // everything checked, every layer placed, before anything is written but the patch table and the angles
+    const most = this.placeLayers(cache, block, extraLogit, floats, ints);
     if (most < 0) return undefined;
     // each thread's scores: room for the most entries a query sees (the region grown when a cache grows)
     const scoresBytes = Math.ceil((4 * Math.max(1, most)) / 16) * 16;
@@ -413,9 +414,7 @@ export class DecodeProgram {
     const dim = config.dim;
     const table = this.embeddingTable(); // [vocab, dim]
     floats.set(table.subarray(id * dim, (id + 1) * dim), this.residual / 4);
-    if (config.rope !== this.frequenciesOf || config.rope.theta !== this.frequenciesTheta) this.refreshFrequencies();
     if (this.unsettled || extraLogit || config.softmax !== this.settledSoftmax) this.settleLayers(floats, ints, extraLogit);
-    this.writeFrames(floats, ints);
     this.pool.shared.patchDecodeLayers(this.table, config.layers, config.heads, this.group, this.rowBytes);
     this.program.run();
     this.runs++;
@@ -426,15 +425,16 @@ export class DecodeProgram {
   }
 
   // run()'s parts: V8 runs the per-token JavaScript as bytecode through a
-  // process's first ~170 tokens and then compiles it on a background thread
+  // process's first ~180 tokens and then compiles it on a background thread
   // that takes one of the pool's cores, so there is little of it: one loop
-  // over the layers (placeLayers: what the cache says, into the patch
-  // table), the angles and frames of each distinct view (writeFrames), and
-  // the records' words from the table in WebAssembly (decode_patch.ts), with
-  // plain loops and numbers, no arrays or objects made; the rare paths (a
-  // cache's growth, a view's frame count changing, a new embedding or rope
-  // spec) are functions of their own that it does not inline while they do
-  // not run.
+  // over the layers (placeLayers: what the cache says and each distinct
+  // view's angles and frames, into the patch table), then the records'
+  // words from the table in WebAssembly (decode_patch.ts), with plain loops
+  // and numbers, no arrays or objects made (one function: a second, called
+  // once a token, reached TurboFan only some 400 tokens later, in the tokens
+  // bench/decode times warm); the rare paths (a cache's growth, a view's
+  // frame count changing, a new embedding or rope spec) are functions of
+  // their own that it does not inline while they do not run.
 
   /** The embedding's rows [vocab, dim]: the view kept from the tokens before while it is of the model's tensor and its buffer is not detached (a non-shared wasm memory's grow detaches it: length 0). */
   private embeddingTable(): Float32Array {
@@ -460,19 +460,25 @@ export class DecodeProgram {
 
   /**
    * Check each layer's view and the cache's placement of its entry, and
-   * write the placement into the layer's row of the patch table (its
-   * frames block: its view's, the first layer's of a view the layers share):
-   * the most entries a layer's query sees this token, or -1 where the
-   * program does not run this token. A view the layers share (the caches'
-   * usual: sharedLayers) is checked and counted once.
+   * write the placement into the layer's row of the patch table; each
+   * distinct view's angles and frames into the frames block of its first
+   * layer (a frame's query at the key's position: the keys' angles), which
+   * the rows of the layers that share it name: the most entries a layer's
+   * query sees this token, or -1 where the program does not run this token.
+   * A view the layers share (the caches' usual: sharedLayers) is checked,
+   * counted and written once.
    */
-  private placeLayers(cache: KVCache, block: BlockView, extraLogit: boolean, ints: Int32Array): number {
+  private placeLayers(cache: KVCache, block: BlockView, extraLogit: boolean, floats: Float32Array, ints: Int32Array): number {
     const { layers, kvHeads, headDim } = this.model.config;
+    const scale = this.model.config.rope.scale;
+    const frequencies = this.frequencies;
+    const half = this.half;
     const views = this.views;
     const rowBytes = this.rowBytes;
     let most = 0;
     let F = 0;
     let frames = 0; // the view's frames block, a byte offset
+    let moved = false;
     for (let l = 0; l < layers; l++) {
       const view = block.layer(l);
       const places = this.layers[l]!;
@@ -480,10 +486,34 @@ export class DecodeProgram {
         const viewFrames = view.frames;
         F = viewFrames.length;
         if (view.wantsAttention || view.entryPositions !== undefined || F > MAX_FRAMES || view.keyPositions.length !== 1) return -1;
-        let n = 0;
-        for (let f = 0; f < F; f++) n += viewFrames[f]!.rowRanges[1]! - viewFrames[f]!.rowRanges[0]!;
-        if (n > most) most = n;
+        const angles = places.angles;
+        const keyPosition = view.keyPositions[0]!;
+        ropeAnglesFrom(keyPosition, scale, frequencies, floats, angles / 4, floats, angles / 4 + half);
         frames = places.frames;
+        const words = frames / 4;
+        ints[words + BLOCK.frames] = F;
+        ints[words + BLOCK.keysCos] = angles;
+        ints[words + BLOCK.keysSin] = angles + 4 * half;
+        let n = 0;
+        for (let f = 0; f < F; f++) {
+          const frame = viewFrames[f]!;
+          const lo = frame.rowRanges[0]!;
+          const hi = frame.rowRanges[1]!;
+          n += hi - lo;
+          const position = frame.queryPositions[0]!;
+          let cos = angles;
+          if (position !== keyPosition) {
+            cos = angles + 4 * (f + 1) * 2 * half;
+            ropeAnglesFrom(position, scale, frequencies, floats, cos / 4, floats, cos / 4 + half);
+          }
+          const at = words + 3 + FRAME_WORDS * f;
+          ints[at + FRAME.cos] = cos;
+          ints[at + FRAME.sin] = cos + 4 * half;
+          ints[at + FRAME.queries] = this.queries + f * this.qBytes;
+          ints[at + FRAME.lo] = lo;
+          ints[at + FRAME.hi] = hi;
+        }
+        if (n > most) most = n;
       }
       views[l] = view;
       const place = cache.place!(l);
@@ -497,10 +527,12 @@ export class DecodeProgram {
       ints[row + ROW.kvBytes] = shape[1] * rowBytes;
       ints[row + ROW.slot] = place.at;
       ints[row + ROW.frames] = frames;
-      const valuesFromKeys = values.byteOffset - keys.byteOffset;
-      if (valuesFromKeys !== this.valuesFromKeys[l] || F !== this.attendFrames[l]) this.unsettled = true;
-      this.valuesFromKeys[l] = valuesFromKeys;
+      // (compared with the settled: a token that returns -1 after this layer settles nothing, and the next finds it moved again)
+      moved = moved || ((values.byteOffset - keys.byteOffset) | 0) !== this.settledValuesFromKeys[l] || F !== this.attendFrames[l];
     }
+    // (stored every token: a store that the compiled loop first met at a
+    // cache's growth would deoptimise it, and V8 would compile it again)
+    this.unsettled = this.unsettled || moved;
     return most;
   }
 
@@ -525,49 +557,6 @@ export class DecodeProgram {
   }
 
   /**
-   * The angles and frames of each distinct view of this token (placeLayers'
-   * views) into its frames block (kernels/decode_patch.ts), in the first
-   * layer's places of the view: a frame's query at the key's position uses
-   * the keys' angles.
-   */
-  private writeFrames(floats: Float32Array, ints: Int32Array): void {
-    const layers = this.model.config.layers;
-    const scale = this.model.config.rope.scale;
-    const frequencies = this.frequencies;
-    const half = this.half;
-    const views = this.views;
-    for (let l = 0; l < layers; l++) {
-      const view = views[l]!;
-      if (l > 0 && view === views[l - 1]) continue;
-      const places = this.layers[l]!;
-      const frames = view.frames;
-      const F = frames.length;
-      const angles = places.angles;
-      const keyPosition = view.keyPositions[0]!;
-      ropeAnglesFrom(keyPosition, scale, frequencies, floats, angles / 4, floats, angles / 4 + half);
-      const block = places.frames / 4;
-      ints[block + BLOCK.frames] = F;
-      ints[block + BLOCK.keysCos] = angles;
-      ints[block + BLOCK.keysSin] = angles + 4 * half;
-      for (let f = 0; f < F; f++) {
-        const frame = frames[f]!;
-        const position = frame.queryPositions[0]!;
-        let cos = angles;
-        if (position !== keyPosition) {
-          cos = angles + 4 * (f + 1) * 2 * half;
-          ropeAnglesFrom(position, scale, frequencies, floats, cos / 4, floats, cos / 4 + half);
-        }
-        const at = block + 3 + FRAME_WORDS * f;
-        ints[at + FRAME.cos] = cos;
-        ints[at + FRAME.sin] = cos + 4 * half;
-        ints[at + FRAME.queries] = this.queries + f * this.qBytes;
-        ints[at + FRAME.lo] = frame.rowRanges[0]!;
-        ints[at + FRAME.hi] = frame.rowRanges[1]!;
-      }
-    }
-  }
-
-  /**
    * The words of each layer's Attend step and records that stay from token
    * to token, where placeLayers found they may have changed: the records'
    * (their queries, extra logit, output row) when the frame count or softmax
@@ -581,9 +570,11 @@ export class DecodeProgram {
       const F = this.views[l]!.frames.length;
       if (this.attendFrames[l] !== F || this.attendSoftmax[l] !== softmax || extraLogit) this.writeAttendHeads(l, F, softmax, floats, ints);
       const step = this.layers[l]!.attendStep;
-      const valuesFromKeys = this.valuesFromKeys[l]!;
-      if (this.program.arg(step, ATTEND_ARG.frames) !== F || this.program.arg(step, ATTEND_ARG.valuesFromKeys) !== (valuesFromKeys | 0))
+      const row = this.layers[l]!.row;
+      const valuesFromKeys = (ints[row + ROW.values]! - ints[row + ROW.keys]!) | 0; // (the table's words, as placeLayers wrote them this token)
+      if (this.program.arg(step, ATTEND_ARG.frames) !== F || this.program.arg(step, ATTEND_ARG.valuesFromKeys) !== valuesFromKeys)
         this.patchAttendStep(step, F, valuesFromKeys);
+      this.settledValuesFromKeys[l] = valuesFromKeys;
     }
     this.unsettled = false;
     this.settledSoftmax = softmax;
