@@ -112,15 +112,16 @@
   ;; From memory, both loops are held back by 4 KB pages. A step's 61 MB
   ;; takes about 15,000 TLB misses, each a nested page walk in this VM.
   ;; THP is madvise-only here, and V8 never madvises WebAssembly memory, so
-  ;; the pool's memory gets 4 KB pages. We collapsed it into 2 MB pages
-  ;; (MADV_COLLAPSE from an LD_PRELOAD shim: a diagnostic, not something the
-  ;; library can do). Then one thread ran a step in 1595-1737 µs against
-  ;; 2232-2422 on 4 KB pages; run.c's matmul ran 1425-1553 against
-  ;; 2292-2642. runomp's own decode reads its checkpoint through a read-only
-  ;; mmap, which the page cache maps partly in 2 MB folios: 1.30x runomp's
-  ;; speed with the same weights copied into anonymous memory, on two
-  ;; threads (bench/decode.ts --anon-peer). On 4 KB pages, a change to this
-  ;; loop's µops shows little from memory.
+  ;; without help the pool's memory gets 4 KB pages. Collapsed into 2 MB
+  ;; pages (first by a diagnostic LD_PRELOAD shim), one thread ran a step in
+  ;; 1595-1737 µs against 2232-2422 on 4 KB pages; run.c's matmul ran
+  ;; 1425-1553 against 2292-2642. runomp's own decode reads its checkpoint
+  ;; through a read-only mmap, which the page cache maps partly in 2 MB
+  ;; folios: 1.30x runomp's speed with the same weights copied into
+  ;; anonymous memory, on two threads (bench/decode.ts --anon-peer). So the
+  ;; pool now asks for 2 MB pages itself (kernels/huge_pages.ts, an optional
+  ;; native madvise; bench/decode.ts --pages-ab measures both sizes). On 4 KB
+  ;; pages, a change to this loop's µops shows little from memory.
   (func (export "productF32")
     (param $w i32) (param $x i32) (param $out i32) (param $row0 i32) (param $row1 i32)
     (param $cols i32) (param $tokens i32) (param $outStride i32)
