@@ -308,27 +308,35 @@
 // (receiveMessageOnPort: at once, no event needed) within a slice of the
 // keeper's notice, and every call after it throws the same line (one that
 // starts before an event has brought the line finds FAILED with STOP: the
-// same). The keeper itself gone: an uncaught error there runs its
-// process 'exit' handler, which breaks the pool the same way, naming the
-// error; but a keeper terminated or out of memory runs no handler, and its
-// workers end with it, one perhaps holding a claim. So after each slice of
-// its waits that runs out, the caller probes the keeper (probeKeeper: the
-// keeper keeps async waiters on a control word that only the end of its
-// thread removes, so a notify that wakes no one says it is gone) and breaks
-// the pool itself (breakPool): the call throws within a slice or two of the
-// keeper's end. (The keeper's 'error' event has a listener on the calling
-// thread, where one without would throw.) The pool breaks for good rather
-// than making new workers: a worker
+// same). The pool breaks for good rather than making new workers: a worker
 // gone is a bug or a machine out of resources, and a new one would start
 // on a memory whose last job's rows are half written. The caller breaks
 // the pool the same way (breakPool) when its own walk faults again and
 // again. (A job of a loop that traps is not a failure of the pool: see
-// Errors.) dispose() stores FAILED before STOP as well: called during a run
-// (from a caller step, the only way a run can meet it), it ends the run as a
-// break does: every claim from then on is counted, not run, the caller steps
-// after it are skipped, and the run throws 'used after dispose()'. STOP alone
-// would end a stale walker's wait after its claim (walker.wat afterSteps)
-// and let that claim run before the steps it reads were done.
+// Errors.)
+//
+// The keeper itself gone: an uncaught error there runs its process 'exit'
+// handler, which breaks the pool as above, naming the error. A keeper
+// terminated or out of memory runs no handler, and its workers end with it,
+// one perhaps holding a claim. So after each slice of its waits that runs
+// out, the caller probes the keeper (probeKeeper: the keeper keeps async
+// waiters on a control word, which only the end of its thread removes, so
+// a notify that wakes no one says it is gone) and breaks the pool itself
+// (breakPool): the call throws within a slice or two of the keeper's end.
+// (The keeper's 'error' event has a listener on the calling thread, where
+// an 'error' without one would throw.)
+//
+// A worker that cannot instantiate its WebAssembly throws as it starts, so
+// it breaks the pool as above, before the keeper says ready: ready()
+// resolves on a pool whose every call throws, naming it. (Calls before that
+// run on the calling thread alone, as before any worker has started.)
+//
+// dispose() stores FAILED before STOP, as a break does: called during a run
+// (from a caller step, the only way a run can meet it), it ends the run
+// the same way: every claim from then on is counted, not run, the caller
+// steps after it are skipped, and the run throws 'used after dispose()'.
+// STOP alone would end a stale walker's wait after its claim (walker.wat
+// afterSteps) and let that claim run before the steps it reads were done.
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { adviseHugePages, hugePageEnd, type PageAdvice } from './huge_pages.js';
 import { WorkerPoolError } from './pool_error.js';
@@ -501,7 +509,7 @@ const GENERATION = 0; // bumped once per job (and by dispose); the workers wait 
 const CLAIM = 1; // the open job's claim word: tag | front | back
 const DONE = 2; // units of the open job the workers have finished
 const CALLER_WAITS = 3; // 1 while the caller sleeps on DONE
-const FAILED = 4; // set by a worker whose loop threw (or could not be instantiated)
+const FAILED = 4; // set by a thread whose loop threw, and before STOP by whoever breaks the pool or disposes it
 const READY = 5; // workers that have started and wait for jobs
 const SPIN_MICROS_AT = 6; // how long the workers spin before sleeping, µs (0: never spin; 0 while the cores are busy)
 const SLEEPING = 7; // workers asleep in Atomics.wait (or on their way there)
@@ -548,10 +556,10 @@ const CALLER_SLICE_MS = 50;
 /**
  * The async waiters the keeper keeps for the caller's probes (probeKeeper),
  * each wake answered by a new one: a keeper gone is seen at once unless this
- * many probes (one a slice) came while it could not answer (a keeper busy,
- * or starved of CPU time, for 1.6 s).
+ * many probes (one a slice: 12.8 s) came while it could not answer (busy,
+ * or starved of CPU time). A few bytes each.
  */
-const KEEPER_WAITERS = 32;
+const KEEPER_WAITERS = 256;
 /** Then, the longest the keeper may leave the last wake unanswered before the caller takes it for gone. */
 const KEEPER_ANSWER_MS = 5000;
 /** Faults of the caller's walk outside its units (nothing held: it walks on) before a run gives up and breaks the pool. */
@@ -775,13 +783,15 @@ const { memory, module, sharedLoopsModule, walkerModule, controlAt, controlWords
 const guide = ${GUIDE} * threads;
 const control = new Int32Array(memory.buffer, controlAt, controlWords);
 const walkerImports = ${WALKER_IMPORTS_SOURCE};
-let loops, shared, walker, failure = 0;
+let loops, shared, walker;
 try {
   loops = new WebAssembly.Instance(module, { env: { memory } }).exports;
   shared = new WebAssembly.Instance(sharedLoopsModule, { env: { memory } }).exports;
   walker = new WebAssembly.Instance(walkerModule, { env: walkerImports(memory, loops, shared, () => {}, () => {}) }).exports;
-} catch {
-  failure = 1;
+} catch (e) {
+  // a worker that cannot make its loops breaks the pool as it starts: the
+  // keeper sees it exit, with this line (see "Failures" in the header)
+  throw new Error('could not instantiate its WebAssembly (' + String(e).split('\\n')[0] + ')');
 }
 // (tests: the pool's diesOnFailure) a worker whose unit failed dies holding
 // its claim: its thread exits, throws, or is terminated by the keeper while
@@ -802,7 +812,6 @@ const runRows = ${RUN_ROWS_SOURCE};
 // Units [u0, u1) of the open job (its descriptor read after the claim: see the header).
 const run = (u0, u1) => {
   const op = control[${OP}], size = control[${UNIT_ROWS}];
-  if (failure) throw new Error();
   runRows(loops, shared, op, a, u0 * size, Math.min(control[${ROWS}], u1 * size), index);
 };
 // Counts n finished units of the step whose LEFT word is \`left\`, waking the
@@ -816,10 +825,8 @@ const finish = (left, tag, n) => {
 // (sleeps of 50 ms at most: a guard). Returns once the last step is done, or
 // when a step's words hold another tag. A unit that traps unwinds the walk:
 // its claim is counted here, FAILED set, and the walk goes on from its step
-// (every unit from then on counted, not run). A worker whose loops could not
-// be made takes no part (the caller runs what it leaves).
+// (every unit from then on counted, not run).
 const walk = (tag, steps) => {
-  if (failure) return;
   const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000;
   for (let from = 0; ; ) {
     try {
@@ -846,7 +853,7 @@ for (;;) {
   const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000; // (0 while the cores are busy: see BUSY_WINDOW_MS)
   // (in walker.wat, the clock every 64 loads: in JavaScript this loop
   // made the worker's script a hot function for V8 to compile in the first tokens)
-  if (generation === seen && spinMs > 0 && !failure) generation = walker.watch(controlAt, seen, spinMs);
+  if (generation === seen && spinMs > 0) generation = walker.watch(controlAt, seen, spinMs);
   if (generation === seen) {
     Atomics.add(control, ${SLEEPING}, 1);
     Atomics.wait(control, ${GENERATION}, seen);
@@ -953,8 +960,10 @@ data.forEach((d, i) => {
   });
   w.on('error', (e) => (error = e));
   w.once('exit', (code) => {
-    if (!isReady) start();
+    // (the pool broken first: a worker that failed as it started has broken
+    // it before 'ready' is posted, so ready() resolves on a broken pool)
     broken(i + 1, error !== undefined ? 'threw (' + String(error).split('\\n')[0] + ')' : 'exited (exit code ' + code + ')');
+    if (!isReady) start();
   });
   workers.push(w);
 });
@@ -1099,6 +1108,9 @@ export class WorkerPool {
    * keeper, while it waits); or it holds its claim and the keeper dies
    * instead: an uncaught error there ('keeper throws'), or its heap (16 MB
    * for this) filled until Node ends it ('keeper out of memory').
+   * unlinkableWorkers (tests): the workers are given the walker's module in
+   * place of the products loops', which does not link against the loops'
+   * imports: each fails to instantiate its WebAssembly as it starts.
    */
   constructor(
     threads: number,
@@ -1109,6 +1121,7 @@ export class WorkerPool {
       unitBytes?: number;
       lateMicros?: readonly number[];
       diesOnFailure?: 'exit' | 'throw' | 'terminate' | 'keeper throws' | 'keeper out of memory';
+      unlinkableWorkers?: boolean;
     } = {},
   ) {
     this.splitMinBytes = options.splitMinBytes ?? SPLIT_MIN_BYTES;
@@ -1161,7 +1174,7 @@ export class WorkerPool {
     for (let index = 1; index < threads; index++) {
       data.push({
         memory: this.memory,
-        module,
+        module: options.unlinkableWorkers === true ? walkerModule() : module,
         sharedLoopsModule: sharedLoopsModule(),
         walkerModule: walkerModule(),
         controlAt: this.controlAt,
@@ -1217,11 +1230,14 @@ export class WorkerPool {
     );
     // The keeper keeps the process alive only until every worker has
     // started (so that ready() can resolve); from then on it never does. One
-    // that dies on start-up breaks the pool.
+    // that dies on start-up (its WebAssembly not instantiated, say) breaks
+    // the pool before the keeper says ready: every call from then on throws
+    // (before, calls run on this thread alone, as before any worker starts).
     this.started = new Promise((resolve) => {
       keeper
         .once('message', () => {
           if (!this.disposed) keeper.unref(); // (disposed before: held until it exits, for whoever awaits dispose)
+          if (Atomics.load(this.control, STOP) === STOP_BROKEN) this.noteBroken();
           resolve();
         })
         .once('exit', () => resolve());
@@ -1642,11 +1658,16 @@ export class WorkerPool {
    * sets STOP).
    */
   private brokenError(): WorkerPoolError {
+    return new WorkerPoolError(this.noteBroken());
+  }
+
+  /** The pool broke (see brokenError): its line, which every call throws from now on. */
+  private noteBroken(): string {
     if (this.unusable === undefined) {
       const report = this.reports === undefined ? undefined : receiveMessageOnPort(this.reports);
       this.unusable = brokenLine(report === undefined ? 'a worker exited' : String(report.message));
     }
-    return new WorkerPoolError(this.unusable);
+    return this.unusable;
   }
 
   /**

@@ -1112,6 +1112,30 @@ t.test('the keeper gone while the caller waits: the call throws a WorkerPoolErro
   }
 });
 
+// A worker that cannot instantiate its WebAssembly (the test option
+// unlinkableWorkers: its products module is the walker's, which does not
+// link against the loops' imports) breaks the pool as it starts: once
+// ready() resolves, every call throws the WorkerPoolError naming it.
+// (Before, the worker took no part in programs, which ran on the caller
+// alone, and made every split job throw 'a worker failed to run its share
+// of a job', a plain Error.)
+t.test('a worker whose WebAssembly does not instantiate: once ready() resolves, every call throws a WorkerPoolError naming it', async (t) => {
+  const [rows, cols] = [64, 32];
+  for (const threads of [2, 3]) {
+    const pool = new WorkerPool(threads, { splitMinBytes: 0, unitBytes: 1, unlinkableWorkers: true });
+    await pool.ready();
+    const message = new RegExp(
+      `^WorkerPool: worker [12] of ${threads - 1} threw \\(Error: could not instantiate its WebAssembly \\(LinkError: .*\\)\\) while the pool was in use .*: the pool is unusable; dispose it and make a new one$`,
+    );
+    const m = matrix(pool, 'f32', randn(rows * cols), rows, cols);
+    const [xp, out] = [pool.alloc(4 * cols), pool.alloc(4 * rows)];
+    const step: ProgramOpStep = { op: PoolOp.F32, args: [m.data, xp, out, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols };
+    t.throws(() => pool.run(step.op, step.args, rows, step.weightBytes), { name: 'WorkerPoolError', message }, `${threads} threads: a job`);
+    t.throws(() => new PoolProgram(pool, [step]).run(), { name: 'WorkerPoolError', message }, `${threads} threads: a program`);
+    await pool.dispose();
+  }
+});
+
 // The caller's probe of a keeper that lives (pool.ts probeKeeper, called
 // here as after a slice of a wait that ran out): probes answered or not
 // yet answered never break the pool; once the keeper is gone (terminated
@@ -1126,7 +1150,7 @@ t.test("the caller's probe of the keeper: a live keeper's pool never breaks, a g
     for (let waited = 0; answers() < i && waited < 5000; waited += 5) await new Promise((r) => setTimeout(r, 5));
     t.equal(answers(), i, `probe ${i}: answered`);
   }
-  // probes faster than the keeper answers (fewer than its 32 waiters): each finds one, and all are answered
+  // probes faster than the keeper answers (fewer than its 256 waiters): each finds one, and all are answered
   for (let i = 0; i < 10; i++) inside.probeKeeper();
   t.equal(Atomics.load(inside.control, 8), 0, 'never broken');
   for (let waited = 0; answers() < 13 && waited < 5000; waited += 5) await new Promise((r) => setTimeout(r, 5));
