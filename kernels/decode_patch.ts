@@ -18,7 +18,7 @@
 //
 //   a layer's row (ROW_WORDS, rows one after another):
 //     0 its QkvRope record   1 its Attend records (head h's at + h attendRecordBytes(F))
-//     2 keys   3 values   (kv head 0's run of the cache's entries; kv head g's kvBytes on per head)
+//     2 keys   3 values   (kv head 0's run of the cache's entries; kv head g's lies g kvBytes further)
 //     4 kvBytes (a kv head's run: the cache's capacity x a row's bytes)   5 slot (the new entry's, in the run)
 //     6 its frames block (the layer view's: layers that share a view share one)
 //   a frames block (FRAMES_BLOCK_WORDS, room for MAX_PATCH_FRAMES frames):
