@@ -1171,6 +1171,35 @@ t.test("the caller's probe of the keeper: a live keeper's pool never breaks, a g
   await pool.dispose();
 });
 
+// A keeper alive but that has left every one of its waiters' wakes
+// unanswered (busy, or starved of CPU time: here the caller's count of
+// wakes is set as if so): a probe breaks the pool only once the last wake
+// has waited KEEPER_ANSWER_MS (5 s), and names what it saw.
+t.test("the caller's probe of a keeper that answers none of its waiters' wakes: the pool breaks after 5 s, not before", async (t) => {
+  const pool = new WorkerPool(2, { splitMinBytes: 0 });
+  await pool.ready();
+  const inside = pool as unknown as { probeKeeper(): void; control: Int32Array; keeperAt: number; keeperWakes: number; keeperWokenAt: number };
+  const answers = Atomics.load(inside.control, inside.keeperAt + 1);
+  inside.keeperWakes = answers + 256; // (KEEPER_WAITERS wakes unanswered)
+  inside.keeperWokenAt = performance.now() - 4000;
+  inside.probeKeeper();
+  t.equal(Atomics.load(inside.control, 8), 0, 'the last wake 4 s ago: not broken');
+  t.equal(inside.keeperWakes, answers + 256, 'and no new wake (none would be answered)');
+  inside.keeperWokenAt = performance.now() - 5100;
+  inside.probeKeeper();
+  t.equal(Atomics.load(inside.control, 8), 2, 'the last wake 5.1 s ago: broken (STOP_BROKEN)');
+  const [w, x] = [randn(64 * 32), randn(32)];
+  t.throws(
+    () => pooledProduct(matrix(pool, 'f32', w, 64, 32), x, 1),
+    {
+      name: 'WorkerPoolError',
+      message: /^WorkerPool: the keeper thread left 256 probes unanswered, the last for 5 s while the pool was in use/,
+    },
+    'a job throws, naming what the probe saw',
+  );
+  await pool.dispose();
+});
+
 // The pool broken between calls (a worker gone while no call waits): the
 // keeper has stored FAILED, then STOP, but this thread's event loop has not
 // yet turned to bring its line. The next call, which the caller then runs
