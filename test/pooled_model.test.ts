@@ -592,6 +592,49 @@ t.test("a model's softmax changed between tokens of one stream: the program's ne
   await model.pool?.dispose();
 });
 
+// The program's records hold the rope's layout and its angles' room the
+// rotary dimension of the model it was made for; a config changed between
+// tokens to another theta is followed (the angles are the token's), to
+// another rotary dimension or layout the program declines the token (the
+// one-job path runs it). Before, the program ran with the old rotation,
+// and a larger rotary dimension wrote its angles past the layer's room.
+t.test("a model's rope changed between tokens of one stream: the one-job path's logits bit for bit (theta, rotary dimension, layout)", async (t) => {
+  const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
+  const program = pooledDecodeProgram(model)!;
+  t.ok(program !== undefined, 'the model has a decode program');
+  const rope = model.config.rope;
+  t.equal(rope.rotaryDim, model.config.headDim, 'the rotation covers the head');
+  const ropes = [
+    { label: 'theta 500', rope: { ...rope, theta: 500 }, runs: true },
+    { label: 'rotary dimension headDim / 2', rope: { ...rope, rotaryDim: rope.rotaryDim / 2 }, runs: false },
+    { label: 'layout halves', rope: { ...rope, layout: 'halves' as const }, runs: false },
+    { label: 'the first rope again', rope, runs: true },
+  ];
+  const viaProgram = new TokenStream(model, { kind: 'dense' });
+  const viaJobs = new TokenStream(model, { kind: 'dense' });
+  const before = tf.memory().numTensors;
+  let i = 0;
+  for (const { label, rope: r, runs } of ropes) {
+    model.config = { ...model.config, rope: r };
+    const ran = program.runs;
+    let same = 0;
+    for (let k = 0; k < 3; k++, i++) {
+      const id = tokens[(7 * i) % tokens.length]!;
+      const got = viaProgram.feedLastValues([id]).slice();
+      setDecodePrograms(false);
+      const want = viaJobs.feedLastValues([id]);
+      setDecodePrograms(true);
+      if (bitsEqual(got, want)) same++;
+    }
+    t.equal(same, 3, `${label}: each token's logits the one-job path's bit for bit`);
+    t.equal(program.runs - ran, runs ? 3 : 0, `${label}: ${runs ? 'run as the program' : 'not run as the program'}`);
+  }
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  [viaProgram, viaJobs].forEach((s) => s.dispose());
+  disposeModel(model);
+  await model.pool?.dispose();
+});
+
 t.test(
   'a model of more layers than a pool program holds (q8: 10 steps a layer, 2048 steps) decodes without one; one of 204 layers has one, right',
   async (t) => {

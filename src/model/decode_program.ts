@@ -156,6 +156,8 @@ export class DecodeProgram {
   /** The embedding's rows [vocab, dim], a view kept between tokens: remade for another tensor or a detached buffer (the wasm backend's memory grew). */
   private embeddingRows: Float32Array | undefined;
   private embeddingOf: unknown;
+  /** The rope's layout the records rotate by (with half: its rotary dimension), fixed when the program is made. */
+  private readonly ropeLayout: Model['config']['rope']['layout'];
   /** The rope spec's inverse frequencies, and the spec and theta they are of (a changed spec gets its table again). */
   private frequencies: Float64Array;
   private frequenciesOf: Model['config']['rope'];
@@ -225,6 +227,7 @@ export class DecodeProgram {
     this.memory = poolEntryMemory(pool);
     this.scoresName = `${regionName(model)} scores`;
     this.half = model.config.rope.rotaryDim / 2;
+    this.ropeLayout = model.config.rope.layout;
     this.rowBytes = 4 * model.config.headDim;
     this.group = model.config.heads / model.config.kvHeads;
     this.frequenciesOf = model.config.rope;
@@ -394,16 +397,16 @@ export class DecodeProgram {
    * `block` has begun: the logits [vocab] (a view of the pool's memory,
    * valid until the pool's next product; their pick is pickedArgmax's), with
    * the token's key and value written into the cache's slots; undefined,
-   * with nothing written to the cache, where a layer's view or the cache's
-   * placement is not what the program runs (the caller then runs the
-   * one-job-at-a-time path).
+   * with nothing written to the cache, where a layer's view, the cache's
+   * placement or the model's rope is not what the program runs (the caller
+   * then runs the one-job-at-a-time path).
    */
   run(id: number, cache: KVCache, block: BlockView): Float32Array | undefined {
     const config = this.model.config;
     if (cache.place === undefined) return undefined;
     const extraLogit = learnsExtraLogit(config.softmax);
     const { floats, ints } = this.pool.views();
-    if (config.rope !== this.frequenciesOf || config.rope.theta !== this.frequenciesTheta) this.refreshFrequencies();
+    if ((config.rope !== this.frequenciesOf || config.rope.theta !== this.frequenciesTheta) && !this.refreshFrequencies()) return undefined;
     // everything checked, every layer placed, before anything is written but the patch table and the angles
     const most = this.placeLayers(cache, block, extraLogit, floats, ints);
     if (most < 0) return undefined;
@@ -450,12 +453,19 @@ export class DecodeProgram {
     return this.embeddingRows;
   }
 
-  /** The rope spec's inverse frequencies again (the model's config has another spec or theta). */
-  private refreshFrequencies(): void {
+  /**
+   * The rope spec's inverse frequencies again (the model's config has
+   * another spec or theta); false where the spec has another rotary
+   * dimension or layout than the records rotate by and have room for (the
+   * one-job path then runs the token).
+   */
+  private refreshFrequencies(): boolean {
     const rope = this.model.config.rope;
+    if (rope.rotaryDim !== 2 * this.half || rope.layout !== this.ropeLayout) return false;
     this.frequencies = inverseFrequencies(rope);
     this.frequenciesOf = rope;
     this.frequenciesTheta = rope.theta;
+    return true;
   }
 
   /**
