@@ -56,6 +56,7 @@ export function adviseHugePages(buffer: ArrayBufferLike, reservedBytes: number, 
   const mode = transparentHugePageMode();
   if (mode === undefined) return { hugePages: false, why: 'transparent huge pages are a Linux feature' };
   if (mode === 'never') return { hugePages: false, why: 'transparent huge pages are off on this system (never)' };
+  if (buffer.byteLength === 0) return { hugePages: false, why: 'the memory is empty: no first byte to advise from' };
   if (!existsSync(addonPath)) return { hugePages: false, why: `${addonPath} was not built (npm install builds native/huge_pages.c with node-gyp)` };
   let addon: HugePagesAddon;
   try {
