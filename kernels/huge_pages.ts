@@ -58,12 +58,15 @@ export function adviseHugePages(buffer: ArrayBufferLike, reservedBytes: number, 
   if (mode === 'never') return { hugePages: false, why: 'transparent huge pages are off on this system (never)' };
   if (buffer.byteLength === 0) return { hugePages: false, why: 'the memory is empty: no first byte to advise from' };
   if (!existsSync(addonPath)) return { hugePages: false, why: `${addonPath} was not built (npm install builds native/huge_pages.c with node-gyp)` };
-  let addon: HugePagesAddon;
+  let addon: Partial<HugePagesAddon>;
   try {
-    addon = createRequire(import.meta.url)(addonPath) as HugePagesAddon;
+    addon = createRequire(import.meta.url)(addonPath) as Partial<HugePagesAddon>;
   } catch (e) {
     return { hugePages: false, why: `${addonPath} did not load: ${(e as Error).message.split('\n')[0]}` };
   }
+  // (a build of another version of native/huge_pages.c)
+  if (typeof addon.advise !== 'function' || typeof addon.address !== 'function')
+    return { hugePages: false, why: `${addonPath} has no advise and address functions` };
   const view = new Uint8Array(buffer, 0, 1);
   const errno = addon.advise(view, reservedBytes);
   if (errno !== 0) return { hugePages: false, why: `madvise(MADV_HUGEPAGE) failed with errno ${errno}` };

@@ -33,7 +33,8 @@ export function poolScratchFits(pool: WorkerPool, user: string, bytes: number): 
  * The offset of at least `bytes` (16-byte aligned) for `user` in the pool's
  * memory: the region it had, or a new one, twice as large as the old where
  * the memory has room, when that is too small. The contents are the user's
- * to manage; a pool allocation detaches views of the memory taken before it.
+ * to manage; views of the memory taken before a pool allocation stop at the
+ * length it had then (a shared memory's buffer never detaches): take new ones.
  */
 export function poolScratch(pool: WorkerPool, user: string, bytes: number): number {
   let byUser = regions.get(pool);

@@ -714,6 +714,9 @@ t.test('2 MB pages: an addon not built or not loadable says why, and nothing is 
     why: `${missing} was not built (npm install builds native/huge_pages.c with node-gyp)`,
   });
   t.match(adviseHugePages(memory.buffer, 4 * 65536, garbled), { hugePages: false, why: new RegExp(`^${garbled} did not load: `) });
+  const stale = join(dir, 'stale.cjs'); // loads, but is not this version's addon
+  writeFileSync(stale, 'module.exports = { advise: () => 0 };');
+  t.same(adviseHugePages(memory.buffer, 4 * 65536, stale), { hugePages: false, why: `${stale} has no advise and address functions` });
   // (an empty buffer has no first byte to advise from: said, not thrown)
   t.same(adviseHugePages(new ArrayBuffer(0), 65536), { hugePages: false, why: 'the memory is empty: no first byte to advise from' });
   // growth rounds to absolute 2 MB blocks, at most the maximum; unadvised, exactly the bytes asked
