@@ -8,8 +8,10 @@
 // gives 2 MB pages only to ranges that ask with madvise(MADV_HUGEPAGE). V8
 // never asks for WebAssembly memory and JavaScript cannot, so the weights
 // lie in 4 KB pages; run.c, reading its checkpoint through mmap, gets 2 MB
-// page-cache folios for most of it. Measured here (bench/RESULTS.md): a 15M
-// float32 step's products take about 1.4x as long on 4 KB pages.
+// page-cache folios for most of it. Measured here: a 15M float32 step's
+// products on one thread took about 1.4x as long on 4 KB pages
+// (products.wat's comment); whole decode steps, float32 on two threads,
+// 1.05-1.20x (bench/decode.ts --pages-ab, README).
 //
 // How: native/huge_pages.c, an optional addon (`npm install` builds it with
 // node-gyp; without a compiler it is skipped), makes the one madvise call
