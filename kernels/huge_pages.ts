@@ -39,6 +39,9 @@ interface HugePagesAddon {
   address(view: Uint8Array): number;
 }
 
+/** What a memory that was told not to ask (hugePages: false, for A/B runs) reports. */
+export const NOT_ASKED: PageAdvice = { hugePages: false, why: 'not asked (hugePages: false)' };
+
 /** Where node-gyp puts the addon: build/Release beside package.json (this file is dist/kernels/huge_pages.js). */
 export const HUGE_PAGES_ADDON = fileURLToPath(new URL('../../build/Release/huge_pages.node', import.meta.url));
 

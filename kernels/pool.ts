@@ -338,7 +338,7 @@
 // STOP alone would end a stale walker's wait after its claim (walker.wat
 // afterSteps) and let that claim run before the steps it reads were done.
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
-import { adviseHugePages, hugePageEnd, type PageAdvice } from './huge_pages.js';
+import { adviseHugePages, hugePageEnd, NOT_ASKED, type PageAdvice } from './huge_pages.js';
 import { WorkerPoolError } from './pool_error.js';
 import { WASM_BASE64 as SHARED_LOOPS_WASM_BASE64 } from './simd/loops.shared.wasm.js';
 import { WASM_BASE64 } from './simd/products.wasm.js';
@@ -1134,8 +1134,7 @@ export class WorkerPool {
     this.threads = threads;
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     // before anything is written: a page's size is fixed when it is first touched
-    this.pageAdvice =
-      options.hugePages === false ? { hugePages: false, why: 'not asked (hugePages: false)' } : adviseHugePages(this.memory.buffer, MAX_PAGES * PAGE);
+    this.pageAdvice = options.hugePages === false ? NOT_ASKED : adviseHugePages(this.memory.buffer, MAX_PAGES * PAGE);
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;

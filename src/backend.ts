@@ -64,9 +64,9 @@ async function startWasm(hugePages = true): Promise<void> {
   await import('@tensorflow/tfjs-backend-wasm');
   if (!(await setBackend('wasm'))) throw new BackendError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to start');
   // the heap holds the weights of the one-thread float32 path (and training's tensors): 2 MB pages, as the pool's memory
-  const { adviseHugePages } = await import('../kernels/huge_pages.js');
+  const { adviseHugePages, NOT_ASKED } = await import('../kernels/huge_pages.js');
   const { wasmHeapBuffer } = await import('../kernels/paths.js');
-  wasmHeapPages = hugePages ? adviseHugePages(wasmHeapBuffer(), WASM32_MAX_BYTES) : { hugePages: false, why: 'not asked (hugePages: false)' };
+  wasmHeapPages = hugePages ? adviseHugePages(wasmHeapBuffer(), WASM32_MAX_BYTES) : NOT_ASKED;
 }
 
 async function startCpu(): Promise<void> {
