@@ -157,24 +157,26 @@ export function machine(): string {
 }
 
 export { median } from '../src/stats.js';
+/** A `Field: N kB` line of a /proc/self file, in MiB; undefined where the file or the field is absent (not Linux). */
+function procMiB(file: string, field: string): number | undefined {
+  if (!existsSync(file)) return undefined;
+  const line = readFileSync(file, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${field}:`));
+  return line === undefined ? undefined : Number(line.split(/\s+/)[1]) / 1024;
+}
+
 /**
  * Peak resident set size of this process so far, in MiB: Linux's VmHWM
  * (getrusage's maxRSS would carry a large parent's peak into a child).
  */
 export function peakRssMiB(): number {
-  const line = readFileSync('/proc/self/status', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('VmHWM:'));
-  return line ? Number(line.split(/\s+/)[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
+  return procMiB('/proc/self/status', 'VmHWM') ?? process.resourceUsage().maxRSS / 1024;
 }
 
 /** MiB of this process's anonymous memory in transparent huge pages now (AnonHugePages; undefined off Linux). */
 export function anonHugePagesMiB(): number | undefined {
-  if (!existsSync('/proc/self/smaps_rollup')) return undefined;
-  const line = readFileSync('/proc/self/smaps_rollup', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('AnonHugePages:'));
-  return line === undefined ? undefined : Number(line.split(/\s+/)[1]) / 1024;
+  return procMiB('/proc/self/smaps_rollup', 'AnonHugePages');
 }
 
 /** A random llama2.c checkpoint of a named shape, written once under bench/.cache. */
