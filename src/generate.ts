@@ -1,9 +1,10 @@
 // Autoregressive generation through a cache policy: prefill the prompt, then
 // one token per step, for as long as asked (or forever).
 import { type CachePolicy, policyLabel } from './cache/policies.js';
-import { NonFiniteError } from './errors.js';
+import { ArgumentError, NonFiniteError } from './errors.js';
 import { yieldToEventLoop } from './event_loop.js';
 import { firstNonFinite } from './finite.js';
+import { checkTokenIds } from './model/token_ids.js';
 import { withSinkToken } from './model/transformer.js';
 import type { Model } from './model/weights.js';
 import type { Sampler } from './sample/sampler.js';
@@ -36,7 +37,8 @@ export async function* generate(
   sample: Sampler,
   options: GenerateOptions,
 ): AsyncGenerator<GenerateStep> {
-  if (prompt.length === 0) throw new RangeError('generate: the prompt needs at least one token');
+  if (prompt.length === 0) throw new ArgumentError('prompt', 'expected at least one token id, got none');
+  checkTokenIds('prompt', prompt, model.config.vocabSize);
   const stream = new TokenStream(model, policy);
   try {
     const first = withSinkToken(model.config, prompt);
