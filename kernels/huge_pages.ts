@@ -42,8 +42,13 @@ interface HugePagesAddon {
 /** What a memory that was told not to ask (hugePages: false, for A/B runs) reports. */
 export const NOT_ASKED: PageAdvice = { hugePages: false, why: 'not asked (hugePages: false)' };
 
-/** Where node-gyp puts the addon: build/Release beside package.json (this file is dist/kernels/huge_pages.js). */
-export const HUGE_PAGES_ADDON = fileURLToPath(new URL('../../build/Release/huge_pages.node', import.meta.url));
+/**
+ * Where node-gyp puts the addon: build/Release beside package.json (this
+ * file is dist/kernels/huge_pages.js); or STREAMLLM_HUGE_PAGES_ADDON, which
+ * the tests point at a missing file to run as on a machine where the addon
+ * did not build.
+ */
+export const HUGE_PAGES_ADDON = process.env.STREAMLLM_HUGE_PAGES_ADDON ?? fileURLToPath(new URL('../../build/Release/huge_pages.node', import.meta.url));
 
 /** The system's transparent-huge-page mode: 'always', 'madvise', 'never', or undefined where there is no such file (not Linux). */
 export function transparentHugePageMode(): string | undefined {
@@ -52,17 +57,30 @@ export function transparentHugePageMode(): string | undefined {
   return /\[(\w+)\]/.exec(readFileSync(file, 'utf8'))?.[1];
 }
 
+/** Why this system gives no process 2 MB pages on request, or undefined where it does (madvise or always). */
+function systemWithout(): string | undefined {
+  const mode = transparentHugePageMode();
+  if (mode === undefined) return 'transparent huge pages are a Linux feature';
+  if (mode === 'never') return 'transparent huge pages are off on this system (never)';
+  return undefined;
+}
+
+/** Why no memory can be advised here (the system; the addon not built), or undefined where one can: what the 2 MB-page tests skip on. */
+export function hugePagesUnavailable(addonPath = HUGE_PAGES_ADDON): string | undefined {
+  return systemWithout() ?? (existsSync(addonPath) ? undefined : `${addonPath} was not built (npm install builds native/huge_pages.c with node-gyp)`);
+}
+
 /**
  * Ask for 2 MB pages over `reservedBytes` from the start of a WebAssembly
  * memory's buffer (its maximum: later growth in place is covered too). Never throws: what comes back says
  * whether the memory is advised, or why not. `addonPath` is for tests.
  */
 export function adviseHugePages(buffer: ArrayBufferLike, reservedBytes: number, addonPath = HUGE_PAGES_ADDON): PageAdvice {
-  const mode = transparentHugePageMode();
-  if (mode === undefined) return { hugePages: false, why: 'transparent huge pages are a Linux feature' };
-  if (mode === 'never') return { hugePages: false, why: 'transparent huge pages are off on this system (never)' };
+  const system = systemWithout();
+  if (system !== undefined) return { hugePages: false, why: system };
   if (buffer.byteLength === 0) return { hugePages: false, why: 'the memory is empty: no first byte to advise from' };
-  if (!existsSync(addonPath)) return { hugePages: false, why: `${addonPath} was not built (npm install builds native/huge_pages.c with node-gyp)` };
+  const unavailable = hugePagesUnavailable(addonPath);
+  if (unavailable !== undefined) return { hugePages: false, why: unavailable };
   let addon: Partial<HugePagesAddon>;
   try {
     addon = createRequire(import.meta.url)(addonPath) as Partial<HugePagesAddon>;

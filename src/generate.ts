@@ -1,9 +1,10 @@
 // Autoregressive generation through a cache policy: prefill the prompt, then
 // one token per step, for as long as asked (or forever).
 import { type CachePolicy, policyLabel } from './cache/policies.js';
-import { NonFiniteError } from './errors.js';
+import { ArgumentError, NonFiniteError } from './errors.js';
 import { yieldToEventLoop } from './event_loop.js';
 import { firstNonFinite } from './finite.js';
+import { checkTokenIds } from './model/token_ids.js';
 import { withSinkToken } from './model/transformer.js';
 import type { Model } from './model/weights.js';
 import type { Sampler } from './sample/sampler.js';
@@ -143,7 +144,8 @@ class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
     try {
       let stream = this.stream;
       if (stream === undefined) {
-        if (this.prompt.length === 0) throw new RangeError('generate: the prompt needs at least one token');
+        if (this.prompt.length === 0) throw new ArgumentError('prompt', 'expected at least one token id, got none');
+        checkTokenIds('prompt', this.prompt, this.model.config.vocabSize);
         stream = this.stream = new TokenStream(this.model, this.policy);
         this.ids = withSinkToken(this.model.config, this.prompt);
       }

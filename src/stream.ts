@@ -14,7 +14,7 @@ import { firstNonFinite } from './finite.js';
 import { inPoolMemory, pooledArgmax } from '../kernels/logits_argmax.js';
 import { cacheShape } from './model/config.js';
 import { cacheMemory } from './model/pooled_layers.js';
-import { DecodeScratch, forward, forwardLastValues } from './model/transformer.js';
+import { checkModelIds, DecodeScratch, forward, forwardLastValues } from './model/transformer.js';
 import { checkNotDisposed, type Model } from './model/weights.js';
 import { argmax } from './sample/sampler.js';
 
@@ -70,6 +70,7 @@ export class TokenStream {
    */
   feed(ids: readonly number[], logits: 'all' | 'last' = 'all'): tf.Tensor2D {
     if (this.recompute === undefined) return forward(this.model, ids, this.cache, logits);
+    checkModelIds(this.model, 'ids', ids); // before the window takes them
     const window = this.recompute;
     const rows: tf.Tensor2D[] = [];
     // While the stream is no longer than the window, every window is the

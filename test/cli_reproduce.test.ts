@@ -3,7 +3,7 @@
 // and of BOS-first models (test/bos_first.test.ts), in this process: each
 // number against `streamllm eval` or scoreTokens on the same text, figures as
 // PNGs of the stated size, report.md; then bad input.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { scoreTokens } from '../src/eval/perplexity.js';
@@ -172,6 +172,11 @@ t.test('latency: both policies at each size, the speed-up their ratio', async (t
 
 t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
   const out = join(dir, 'never');
+  // token ids outside the vocabulary (96 tokens): refused by the file's reader or against the model, before any window runs
+  const outOfVocab = join(dir, 'oov.json');
+  writeFileSync(outOfVocab, JSON.stringify([1, 2, 96, 3]));
+  const negative = join(dir, 'negative.json');
+  writeFileSync(negative, JSON.stringify([1, -1, 3]));
   const cases: [string[], RegExp][] = [
     [['reproduce', 'fig99', ...common], /^streamllm: reproduce: unknown experiment 'fig99' \(expected one of attention, curves, .*all\)$/],
     [['reproduce', ...common], /reproduce: name an EXPERIMENT/],
@@ -182,6 +187,8 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
     [['reproduce', 'curves', '--model', model], /the held-out Brown text needs the model's tokenizer; give --tokenizer FILE/],
     [['reproduce', 'curves', ...common, '--tokens', text], /give one of --text FILE, --tokens IDS.json, not several/],
     [['reproduce', 'curves', ...common, '--backcopy'], /give one of --text FILE, --backcopy, not several/],
+    [['reproduce', 'attention', '--model', model, '--tokens', outOfVocab], /oov\.json: token 2 is 96, outside this model's vocabulary of 96$/],
+    [['reproduce', 'curves', '--model', model, '--tokens', negative], /negative\.json: element 1 is -1, expected a token id \(an integer >= 0\)$/],
     [['reproduce', 'attention', ...common, '--samples', '0'], /reproduce --samples: must be >= 1, got 0/],
     [['reproduce', 'attention', ...common, '--samples', 'many'], /reproduce --samples: expected an integer, got 'many'/],
     [['reproduce', 'curves', '--model', model, '--text', text], /this model has no tokenizer to encode the text with; give --tokenizer FILE/],

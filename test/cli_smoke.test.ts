@@ -6,7 +6,7 @@
 // --help and argument errors stay free of tfjs.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import t from 'tap';
 import { orphans } from '../scripts/prune_dist.js';
 import { runCli } from './helpers.js';
@@ -125,3 +125,44 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
   t.equal(help.status, 0);
   t.match(help.stdout, /^bench\/decode\.ts: greedy decode/, "bench NAME --help is the benchmark's help");
 });
+
+t.test(
+  "a benchmark's user error from its run (bench/common's runBench): a StreamllmError or a WorkerPoolError is one line, exit 2; any other error is thrown",
+  async (t) => {
+    const { runBench } = await import('../bench/common.js');
+    const { FileFormatError } = await import('../src/errors.js');
+    const { WorkerPool } = await import('../kernels/pool.js');
+    const pool = new WorkerPool(1);
+    await pool.dispose();
+    const name = basename(process.argv[1]!, '.js'); // runBench names the script it runs in: here, this file
+    // each run: its process.exit and stderr captured (the exit does nothing here: runBench returns after it)
+    const run = async (main: () => void) => {
+      const exits = t.capture(process, 'exit', () => undefined);
+      const lines = t.capture(process.stderr, 'write', () => true);
+      try {
+        await runBench(async () => main());
+      } finally {
+        exits.restore();
+        lines.restore();
+      }
+      return { codes: exits.args().map((a) => a[0] as unknown), stderr: lines.args().map((a) => String(a[0])) };
+    };
+    const disposed = await run(() => pool.run(0, [], 4, 0));
+    t.same(
+      disposed,
+      { codes: [2], stderr: [`bench ${name}: WorkerPool: used after dispose()\n`] },
+      'a pool used after dispose (WorkerPoolError): its line, exit 2',
+    );
+    const file = await run(() => {
+      throw new FileFormatError('m.bin', 'expected a llama2.c checkpoint');
+    });
+    t.same(file, { codes: [2], stderr: [`bench ${name}: m.bin: expected a llama2.c checkpoint\n`] }, 'a FileFormatError: its line, exit 2');
+    await t.rejects(
+      run(() => {
+        throw new TypeError('a bug');
+      }),
+      new TypeError('a bug'),
+      'anything else: thrown on, for its stack trace',
+    );
+  },
+);

@@ -9,13 +9,13 @@ import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import seedrandom from 'seedrandom';
 import t, { type Test } from 'tap';
 import { attendDirect } from '../kernels/attention_fused.js';
-import { adviseHugePages, HUGE_PAGE_BYTES, hugePageEnd, transparentHugePageMode } from '../kernels/huge_pages.js';
+import { adviseHugePages, HUGE_PAGE_BYTES, hugePageEnd, hugePagesUnavailable, transparentHugePageMode } from '../kernels/huge_pages.js';
 import { type JobOp, POOL_MAX_BYTES, PoolOp, WorkerPool } from '../kernels/pool.js';
 import { poolRegions, PoolRegions } from '../kernels/pool_regions.js';
 import { attendInPool } from '../kernels/pooled_attention.js';
@@ -671,11 +671,11 @@ t.test('allocation: sizes, alignment, and the 4 GiB limit', async (t) => {
 
 t.test(
   "2 MB pages: the pool's memory asks for them (VmFlags hg) and grows in whole 2 MB blocks; unasked, in 64 KB wasm pages",
-  { skip: !['madvise', 'always'].includes(transparentHugePageMode() ?? '') && 'no transparent huge pages here' },
+  // (npm install builds the addon, native/huge_pages.c, where it can: CI fails where it did not, .ci/run)
+  { skip: hugePagesUnavailable() ?? false },
   async (t) => {
     const pool = new WorkerPool(1);
     const advice = pool.pageAdvice;
-    // npm install builds the addon (native/huge_pages.c); without it this fails with the reason
     t.ok(advice.hugePages, advice.hugePages ? 'advised' : `not advised: ${advice.why}`);
     if (advice.hugePages) {
       t.match(vmFlagsAt(advice.address), /\bhg\b/, 'the mapping under the memory carries MADV_HUGEPAGE');
@@ -726,6 +726,30 @@ t.test('2 MB pages: an addon not built or not loadable says why, and nothing is 
   t.equal(hugePageEnd(at, HUGE_PAGE_BYTES - 65535, 2 ** 32), 2 * HUGE_PAGE_BYTES - 65536);
   t.equal(hugePageEnd(at, 3 * 65536, 2 * 65536), 2 * 65536, 'never past the maximum');
   t.equal(hugePageEnd({ hugePages: false, why: '' }, 12345, 2 ** 32), 12345);
+});
+
+t.test('without the addon (a machine without a C compiler): the 2 MB-page tests skip, naming it, and the fallback says why', async (t) => {
+  // this file's and simd.test's "2 MB pages: " tests, each file in a process whose addon path is a missing file
+  const missing = join(tmpdir(), 'streamllm-no-addon', 'huge_pages.node');
+  const why = hugePagesUnavailable(missing)!;
+  const mode = transparentHugePageMode();
+  if (mode === 'madvise' || mode === 'always')
+    t.equal(why, `${missing} was not built (npm install builds native/huge_pages.c with node-gyp)`, 'the reason names the addon');
+  const [self, dir] = [process.argv[1]!, dirname(process.argv[1]!)];
+  for (const file of [self, join(dir, `simd.test${extname(self)}`)]) {
+    const env = { ...process.env, STREAMLLM_HUGE_PAGES_ADDON: missing, TAP_GREP: '^2 MB pages: ' };
+    const r = spawnSync(process.execPath, [...process.execArgv, file], { env, encoding: 'utf8' });
+    const name = basename(file);
+    t.equal(r.status, 0, `${name}: passes (${r.stderr.trim().split('\n')[0] ?? ''})`);
+    t.notMatch(r.stdout, /^\s*not ok/m, `${name}: no failure`);
+    const skipped = r.stdout.split('\n').filter((line) => /^ok \d+ - 2 MB pages: .* # SKIP /.test(line));
+    t.same(
+      skipped.map((line) => line.slice(line.indexOf(' # SKIP ') + 8)),
+      [why],
+      `${name}: its 2 MB-page test skips, saying why`,
+    );
+    if (file === self) t.match(r.stdout, /^ok \d+ - 2 MB pages: an addon not built or not loadable says why/m, `${name}: the fallback's own test runs`);
+  }
 });
 
 t.test('split products stay right across the spin bound: workers spinning, asleep, and waking', async (t) => {

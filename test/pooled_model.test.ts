@@ -11,6 +11,11 @@ import { createCache } from '../src/cache/index.js';
 import type { CachePolicy, KVCachePolicy } from '../src/cache/policies.js';
 import type { KVCache } from '../src/cache/types.js';
 import { DenseCache } from '../src/cache/dense.js';
+import { CausalBlock } from '../src/cache/causal_block.js';
+import { ArgumentError } from '../src/errors.js';
+import { attentionMaps } from '../src/eval/attention_maps.js';
+import { recomputeNllAt } from '../src/eval/recompute_sampled.js';
+import { sinkProfile, sinkProfileOf } from '../src/eval/sink_measure.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
@@ -21,7 +26,7 @@ import { pooledDecodeProgram, setDecodePrograms } from '../src/model/decode_prog
 import { cacheMemory, residualInPool } from '../src/model/pooled_layers.js';
 import { poolRegions } from '../kernels/pool_regions.js';
 import { pooledArgmax } from '../kernels/logits_argmax.js';
-import { forward, forwardBatch, forwardLastValues } from '../src/model/transformer.js';
+import { embedTokens, forward, forwardBatch, forwardLastValues, SINK_TOKEN } from '../src/model/transformer.js';
 import { cacheShape } from '../src/model/config.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
@@ -105,25 +110,117 @@ t.test('a pooled Llama model keeps its residual stream out of tfjs (pooled_layer
   await model.pool!.dispose();
 });
 
-t.test('a token id outside the vocabulary: one RangeError naming it, on the tensor path and the pooled one', async (t) => {
-  for (const p of [undefined, { threads: 2, weights: 'q8', splitMinBytes: 0 } as const]) {
+t.test('a token id outside the vocabulary: one ArgumentError naming the argument and element, at every entry, on every placement', async (t) => {
+  const text = tokens.slice(0, 24);
+  const bad = (i: number, id: number, vocab: number) => `element ${i} is ${id}, expected a token id in 0..${vocab - 1}`;
+  for (const p of [
+    undefined,
+    { threads: 1, weights: 'q8' },
+    { threads: 2, weights: 'q8', splitMinBytes: 0 },
+    { threads: 2, weights: 'f32', splitMinBytes: 0 },
+  ] as const) {
     const model = await loaded(p);
     const vocab = model.config.vocabSize;
-    const cache = new DenseCache({ layers: 3, kvHeads: 2, headDim: 8 });
+    const where = p === undefined ? 'tfjs' : `${p.weights} ${p.threads}t`;
     const before = tf.memory().numTensors;
-    for (const id of [vocab, -2, 1.5]) {
-      t.throws(
-        () => forward(model, [1, id], cache),
-        new RangeError(`token id ${id} is outside the vocabulary 0..${vocab - 1}`),
-        `${p?.weights ?? 'tfjs'}: id ${id}`,
-      );
+    // each entry: what it is given, and the one line it must refuse it with (an ArgumentError, no work done)
+    const refuses = async (what: string, call: () => unknown, message: string) => {
+      let error: unknown;
+      try {
+        await call();
+      } catch (e) {
+        error = e;
+      }
+      t.ok(error instanceof ArgumentError, `${where}, ${what}: an ArgumentError (got ${String(error)})`);
+      t.equal((error as Error | undefined)?.message, message, `${where}, ${what}: the message`);
+    };
+    const cache = new DenseCache({ layers: 3, kvHeads: 2, headDim: 8 });
+    for (const id of [vocab, -2, 1.5, NaN, SINK_TOKEN]) {
+      await refuses(`forward, id ${id}`, () => forward(model, [1, id], cache), `ids: ${bad(1, id, vocab)}`);
+      await refuses(`forwardLastValues, id ${id}`, () => forwardLastValues(model, [id], cache), `ids: ${bad(0, id, vocab)}`);
     }
-    t.equal(tf.memory().numTensors, before, 'no tensor leak');
-    t.equal(cache.length, 0, 'the stream did not move');
+    await refuses(
+      'forwardBatch',
+      () =>
+        forwardBatch(
+          model,
+          [
+            [1, 2],
+            [3, vocab],
+          ],
+          [new CausalBlock(), new CausalBlock()],
+        ),
+      `batch[1]: ${bad(1, vocab, vocab)}`,
+    );
+    await refuses('embedTokens', () => embedTokens(model, [vocab + 3]), `ids: ${bad(0, vocab + 3, vocab)}`);
+    await refuses(
+      'a string from JavaScript',
+      () => forward(model, ['7' as unknown as number], cache),
+      `ids: element 0 is "7", expected a token id in 0..${vocab - 1}`,
+    );
+    t.equal(cache.length, 0, `${where}: the cache did not move`);
     cache.dispose();
+    // a stream (one token, the decode path; a block; recompute's window, which takes ids before any pass)
+    for (const policy of [{ kind: 'dense' }, { kind: 'streaming', sinkCount: 2, windowSize: 8 }, { kind: 'recompute', windowSize: 4 }] as const) {
+      const stream = new TokenStream(model, policy);
+      stream.feedLastValues([1, 2, 3, 4, 5]);
+      await refuses(`${policy.kind}: feedLastGreedy`, () => stream.feedLastGreedy([vocab]), `ids: ${bad(0, vocab, vocab)}`);
+      await refuses(`${policy.kind}: feedLastValues`, () => stream.feedLastValues([2, -1]), `ids: ${bad(1, -1, vocab)}`);
+      await refuses(`${policy.kind}: feed`, () => stream.feed([2, 3, vocab]), `ids: ${bad(2, vocab, vocab)}`);
+      t.equal(stream.length, 5, `${where}, ${policy.kind}: the stream did not move`);
+      // and it goes on as if nothing had been refused: the next token's logits are those of a stream never given a bad id
+      const fresh = new TokenStream(model, policy);
+      fresh.feedLastValues([1, 2, 3, 4, 5]);
+      t.same(Array.from(stream.feedLastValues([6])), Array.from(fresh.feedLastValues([6])), `${where}, ${policy.kind}: the next token as on a fresh stream`);
+      fresh.dispose();
+      stream.dispose();
+    }
+    const steps = async (prompt: number[]) => {
+      for await (const step of generate(model, { kind: 'dense' }, prompt, argmax, { steps: 2 })) void step;
+    };
+    await refuses('generate, a prompt id', () => steps([1, vocab]), `prompt: ${bad(1, vocab, vocab)}`);
+    await refuses('generate, SINK_TOKEN in the prompt', () => steps([SINK_TOKEN, 1]), `prompt: ${bad(0, -1, vocab)}`);
+    await refuses('generate, an empty prompt', () => steps([]), 'prompt: expected at least one token id, got none');
+    // the last id is a target only (never fed): before, the NLL kernel's RangeError, after the blocks before it had run
+    for (const mode of ['blocked', 'stepwise'] as const) {
+      await refuses(
+        `scoreTokens ${mode}, the last id`,
+        () => scoreTokens(model, [...text, vocab], { kind: 'dense' }, { mode }),
+        `ids: ${bad(text.length, vocab, vocab)}`,
+      );
+      await refuses(`scoreTokens ${mode}, an id inside`, () => scoreTokens(model, [1, 2, 1.5, 3], { kind: 'dense' }, { mode }), `ids: ${bad(2, 1.5, vocab)}`);
+    }
+    await refuses('recomputeNllAt, a target', () => recomputeNllAt(model, [...text, vocab], 4, [text.length - 1]), `ids: ${bad(text.length, vocab, vocab)}`);
+    await refuses('attentionMaps', () => attentionMaps(model, [...text, -3], { length: 4, samples: 2 }), `tokens: ${bad(text.length, -3, vocab)}`);
+    const long = expected.tokens.slice(0, 40);
+    await refuses('sinkProfile', () => sinkProfile(model, [vocab, ...long], { size: 16, windows: 2 }), `tokens: ${bad(0, vocab, vocab)}`);
+    await refuses('sinkProfileOf', () => sinkProfileOf(model, [long.slice(0, 16), [...long.slice(0, 15), vocab]]), `windows[1]: ${bad(15, vocab, vocab)}`);
+    t.equal(tf.memory().numTensors, before, `${where}: no tensor leak`);
     disposeModel(model);
     await model.pool?.dispose();
   }
+});
+
+t.test('SINK_TOKEN: the learned sink of a model that has one (forward, a stream, generate), refused by one that has none', async (t) => {
+  const plain = await loaded();
+  const vocab = plain.config.vocabSize;
+  t.throws(() => forward(plain, [SINK_TOKEN, 1], new CausalBlock()), new ArgumentError('ids', `element 0 is -1, expected a token id in 0..${vocab - 1}`));
+  const sinkEmbedding = tf.randomNormal<tf.Rank.R1>([plain.config.dim], 0, 1, 'float32', 5);
+  const sinkModel: Model = { ...plain, config: { ...plain.config, sinkToken: true }, weights: { ...plain.weights, sinkEmbedding } };
+  const before = tf.memory().numTensors;
+  // the sink's row is the learned embedding: forward's logits on [SINK_TOKEN, 1] are those of the sink put first
+  const logitsOf = (ids: number[]) => tf.tidy(() => Array.from(forward(sinkModel, ids, new CausalBlock(), 'last').dataSync()));
+  t.notSame(logitsOf([SINK_TOKEN, 1]), logitsOf([0, 1]), 'SINK_TOKEN is not token 0');
+  const generated: number[] = [];
+  for await (const step of generate(sinkModel, { kind: 'streaming', sinkCount: 1, windowSize: 8 }, [1, 2], argmax, { steps: 3 })) generated.push(step.id);
+  t.equal(generated.length, 3, 'generate runs (it puts the sink first itself)');
+  t.throws(
+    () => forward(sinkModel, [1, vocab], new CausalBlock()),
+    new ArgumentError('ids', `element 1 is ${vocab}, expected a token id in 0..${vocab - 1} or SINK_TOKEN (-1)`),
+  );
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  sinkEmbedding.dispose();
+  disposeModel(plain);
 });
 
 t.test('a disposed model: one ArgumentError naming it, on the tensor path, one thread and the pool (was a TypeError from tfjs)', async (t) => {

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { readFileSync } from 'node:fs';
 import seedrandom from 'seedrandom';
 import t from 'tap';
-import { transparentHugePageMode } from '../kernels/huge_pages.js';
+import { hugePagesUnavailable } from '../kernels/huge_pages.js';
 import { float32View } from '../kernels/paths.js';
 import { wasmHeapPageAdvice } from '../src/backend.js';
 import { simdLoops, setSimdKernels } from '../kernels/simd/instance.js';
@@ -143,7 +143,7 @@ t.test('setSimdKernels(false) and foreign memory turn the SIMD path off', { skip
 
 t.test(
   "2 MB pages: the wasm backend's heap asks for them when the backend starts (VmFlags hg)",
-  { skip: (backend !== 'wasm' || !['madvise', 'always'].includes(transparentHugePageMode() ?? '')) && 'the wasm backend on Linux with transparent huge pages' },
+  { skip: backend !== 'wasm' ? 'the wasm backend only' : (hugePagesUnavailable() ?? false) },
   async (t) => {
     const advice = wasmHeapPageAdvice();
     t.ok(advice?.hugePages, advice?.hugePages === false ? `not advised: ${advice.why}` : 'advised');

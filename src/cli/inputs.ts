@@ -5,13 +5,14 @@ import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { readJsonFile } from '../files.js';
 
-/** A JSON array of integer token ids, each in [0, vocabSize). */
-export function readTokenIds(file: string, vocabSize: number): number[] {
+/** A JSON array of integer token ids, each in [0, vocabSize) (without a vocabSize: each >= 0, checked against a model later). */
+export function readTokenIds(file: string, vocabSize?: number): number[] {
   const value = readJsonFile(file, 'a JSON array of token ids');
   if (!Array.isArray(value)) throw new FileFormatError(file, 'expected a JSON array of token ids');
   value.forEach((id, i) => {
-    if (!isTokenId(id, vocabSize)) {
-      throw new FileFormatError(file, `element ${i} is ${JSON.stringify(id)}, expected a token id in 0..${vocabSize - 1}`);
+    if (!isTokenId(id, vocabSize ?? Number.MAX_SAFE_INTEGER)) {
+      const expected = vocabSize === undefined ? '(an integer >= 0)' : `in 0..${vocabSize - 1}`;
+      throw new FileFormatError(file, `element ${i} is ${JSON.stringify(id)}, expected a token id ${expected}`);
     }
   });
   return value as number[];

@@ -77,7 +77,7 @@ export function textSource(flags: ExperimentFlags, command: string): TextSource 
   );
   if (given.length > 1) throw new UsageError(`${command}: give one of ${given.join(', ')}, not several`);
   if (flags.backcopy === true) return { kind: 'backcopy' };
-  if (tokens !== undefined) return { kind: 'ids', file: tokens, ids: readTokenIds(tokens, Number.MAX_SAFE_INTEGER) };
+  if (tokens !== undefined) return { kind: 'ids', file: tokens, ids: readTokenIds(tokens) };
   if (text !== undefined) {
     checkReadable(text);
     return { kind: 'file', file: text };

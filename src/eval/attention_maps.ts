@@ -18,7 +18,8 @@ import type { SoftmaxVariant } from '../../kernels/softmax.js';
 import { CausalBlock } from '../cache/causal_block.js';
 import { UsageError } from '../errors.js';
 import { checkHostFits } from '../memory.js';
-import { forwardBatch, SINK_TOKEN } from '../model/transformer.js';
+import { checkTokenIds } from '../model/token_ids.js';
+import { checkModelIds, forwardBatch, SINK_TOKEN } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { DEFAULT_LENGTH, DEFAULT_SAMPLES } from './attention_defaults.js';
 
@@ -65,6 +66,7 @@ export function observeWindows(
   options: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
 ): void {
   const batchSize = options.batchSize ?? 32;
+  windows.forEach((w, i) => checkModelIds(model, `windows[${i}]`, w)); // all before the first pass
   for (let start = 0; start < windows.length; start += batchSize) {
     const batch = windows.slice(start, start + batchSize);
     const caches = batch.map(() => new CausalBlock());
@@ -103,6 +105,7 @@ export function attentionMaps(model: Model, tokens: ArrayLike<number>, options: 
   const samples = options.samples ?? DEFAULT_SAMPLES;
   const length = options.length ?? DEFAULT_LENGTH;
   const { layers, heads, sinkToken, softmax } = model.config;
+  checkTokenIds('tokens', tokens, model.config.vocabSize);
   const offsets = windowOffsets(tokens.length, samples, length, options.seed ?? 0);
   const prefix = windowPrefix(sinkToken, options.bosId);
   const size = length + prefix.length;

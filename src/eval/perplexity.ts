@@ -11,6 +11,7 @@ import { type CachePolicy, policyLabel, policySpan } from '../cache/index.js';
 import { NonFiniteError } from '../errors.js';
 import { yieldToEventLoop } from '../event_loop.js';
 import { firstNonFinite } from '../finite.js';
+import { checkTokenIds } from '../model/token_ids.js';
 import { withSinkToken } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { TokenStream } from '../stream.js';
@@ -44,6 +45,8 @@ export function nonFiniteOutput(position: number, policy: CachePolicy | string, 
 }
 
 export async function scoreTokens(model: Model, ids: readonly number[], policy: CachePolicy, options: ScoreOptions = {}): Promise<ScoreResult> {
+  // every id, the last too (a target only, never fed), before the first block runs
+  checkTokenIds('ids', ids, model.config.vocabSize);
   const mode = options.mode ?? 'blocked';
   const block = mode === 'stepwise' ? 1 : Math.max(1, Math.min(options.blockSize ?? DEFAULT_BLOCK_SIZE, policySpan(policy)));
   // A sink-token model sees its learned sink first; its prediction of ids[0] is not scored.

@@ -19,6 +19,7 @@ import { CausalBlock } from '../cache/causal_block.js';
 import { NonFiniteError, UsageError } from '../errors.js';
 import { yieldToEventLoop } from '../event_loop.js';
 import { firstNonFinite } from '../finite.js';
+import { checkTokenIds } from '../model/token_ids.js';
 import { forwardBatch, withSinkToken } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { nllOfRows } from './nll.js';
@@ -63,6 +64,7 @@ export async function recomputeNllAt(
     }
   });
   const vocab = model.config.vocabSize;
+  checkTokenIds('ids', ids, vocab); // the targets too: nllOfRows would read another row's logit
   const nll = new Float64Array(positions.length);
   const run = (contexts: number[][], last: boolean): Float32Array => {
     const logits = forwardBatch(

@@ -26,6 +26,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { SoftmaxVariant } from '../../kernels/softmax.js';
 import { UsageError } from '../errors.js';
+import { checkTokenIds } from '../model/token_ids.js';
 import { SINK_TOKEN } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
 import { observeWindows, textWindows, windowOffsets, windowPrefix } from './attention_maps.js';
@@ -130,6 +131,7 @@ export function sinkProfile(model: Model, tokens: ArrayLike<number>, options: Si
   const windows = options.windows ?? SINK_WINDOWS;
   const size = options.size ?? model.config.maxSeqLen;
   checkSize(size);
+  checkTokenIds('tokens', tokens, model.config.vocabSize);
   const prefix = windowPrefix(model.config.sinkToken, options.bosId);
   const length = size - prefix.length;
   if (length > tokens.length) throw new UsageError(`window: windows of ${size} positions need ${length} text tokens; the text has ${tokens.length}`);

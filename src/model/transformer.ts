@@ -28,10 +28,10 @@ import { type DecodeProgram, pooledDecodeProgram } from './decode_program.js';
 import { mlp, norm } from './parts.js';
 import { type Attend, poolEntryMemory, pooledLayers, pooledLogits, pooledLogitValues, residualInPool } from './pooled_layers.js';
 import { classify, project } from './project.js';
+import { checkTokenIds, SINK_TOKEN } from './token_ids.js';
 import { checkNotDisposed, type LayerWeights, type Model } from './weights.js';
 
-/** Stands for the learned sink token (sinkToken models) in an id list. */
-export const SINK_TOKEN = -1;
+export { SINK_TOKEN } from './token_ids.js';
 
 /** What the model reads for `ids`: a sink-token model sees its learned sink first. */
 export function withSinkToken(config: ModelConfig, ids: readonly number[]): number[] {
@@ -67,22 +67,23 @@ function mergeHeads(x: tf.Tensor3D): tf.Tensor2D {
   return x.transpose([1, 0, 2]).reshape([T, n * headDim]);
 }
 
-/** Every id is in the vocabulary or SINK_TOKEN: a gather would quietly return zeros (wasm) or garbage for a bad id. And the model is not disposed (every forward pass checks its ids before it reads a weight). */
-function checkTokenIds(model: Model, ids: readonly number[]): void {
+/**
+ * Every id is in the vocabulary, or SINK_TOKEN for a model with a sink
+ * embedding (an ArgumentError naming `argument` otherwise: token_ids.ts),
+ * and the model is not disposed: every forward pass checks its ids before it
+ * reads a weight or a cache moves.
+ */
+export function checkModelIds(model: Model, argument: string, ids: ArrayLike<number>): void {
   checkNotDisposed(model);
-  const vocab = model.config.vocabSize;
-  for (const id of ids) {
-    if (id !== SINK_TOKEN && !(Number.isInteger(id) && id >= 0 && id < vocab)) throw new RangeError(`token id ${id} is outside the vocabulary 0..${vocab - 1}`);
-  }
+  checkTokenIds(argument, ids, model.config.vocabSize, model.weights.sinkEmbedding !== undefined);
 }
 
 /** Token embeddings [T, dim]; SINK_TOKEN entries take the learned sink embedding. */
 export function embedTokens(model: Model, ids: readonly number[]): tf.Tensor2D {
   const { embedding, sinkEmbedding } = model.weights;
   const list = ids;
-  checkTokenIds(model, list);
-  if (!list.includes(SINK_TOKEN)) return embed(embedding, list);
-  if (sinkEmbedding === undefined) throw new Error('embedTokens: SINK_TOKEN given to a model without a sink embedding');
+  checkModelIds(model, 'ids', list);
+  if (!list.includes(SINK_TOKEN) || sinkEmbedding === undefined) return embed(embedding, list);
   return tf.tidy(() => {
     const rows: tf.Tensor2D[] = [];
     for (let i = 0; i < list.length;) {
@@ -472,6 +473,18 @@ export function forwardBatch(
   logits: 'all' | 'last' = 'all',
   options: ForwardOptions = {},
 ): tf.Tensor2D {
+  batch.forEach((ids, b) => checkModelIds(model, `batch[${b}]`, ids));
+  return forwardChecked(model, batch, caches, logits, options);
+}
+
+/** forwardBatch of a batch whose ids are checked (checkModelIds). */
+function forwardChecked(
+  model: Model,
+  batch: readonly (readonly number[])[],
+  caches: readonly KVCache[],
+  logits: 'all' | 'last',
+  options: ForwardOptions,
+): tf.Tensor2D {
   const { config, weights } = model;
   return forwardBlock(model, batch, caches, options, (states, causal) => {
     const T = batch[0]!.length;
@@ -507,7 +520,7 @@ export function forwardBatch(
  * the cache does not place them (KVCache.place).
  */
 export function forwardLastValues(model: Model, ids: readonly number[], cache: KVCache, scratch?: DecodeScratch): Float32Array {
-  checkNotDisposed(model); // (before the decode program is looked up: it is made on the model's pool)
+  checkModelIds(model, 'ids', ids); // (before the decode program is looked up: it is made on the model's pool)
   // One token on several threads: the whole step as one pool program,
   // where it runs the loops below; outside forwardBlock's tidy and checks
   // (it makes no tensor, and its attention's scores are a few floats a
@@ -516,14 +529,13 @@ export function forwardLastValues(model: Model, ids: readonly number[], cache: K
   // they read every layer's matrices, a token's cache misses.)
   const program = ids.length === 1 && cache.blockLimit >= 1 ? decodeProgramFor(model) : undefined;
   if (program === undefined && (!residualInPool(model) || model.weights.pooledClassifier === undefined || ids.length > cache.blockLimit || ids.length === 0)) {
-    const logits = forward(model, ids, cache, 'last'); // [1, vocab]
+    const logits = forwardIds(model, ids, cache, 'last', {}); // [1, vocab]
     const values = logits.dataSync() as Float32Array;
     logits.dispose();
     return values;
   }
   let begun: BlockView[] | undefined;
   if (program !== undefined) {
-    checkTokenIds(model, ids);
     const view = cache.begin(1);
     let programmed: Float32Array | undefined;
     try {
@@ -624,7 +636,9 @@ function pooledStream(
  * the caches' begin and end around `run`, which computes the result from
  * the sequences' states (and, for self-contained causal blocks, the batched
  * kernel's angles) inside a tidy. `begun`: the caches' views where the
- * caller has begun the block already (ended here all the same).
+ * caller has begun the block already (ended here all the same). The ids are
+ * the caller's to check (checkModelIds), before any cache begins the block:
+ * a bad id must not leave a stream longer by T with nothing stored.
  */
 function forwardBlock<R extends tf.TensorContainer>(
   model: Model,
@@ -640,8 +654,6 @@ function forwardBlock<R extends tf.TensorContainer>(
   if (caches.length !== batch.length) throw new Error('forwardBatch: one cache per sequence');
   for (const c of caches)
     if (T > c.blockLimit) throw new Error(`forwardBatch: the cache takes at most ${c.blockLimit} tokens in this block (forward() splits)`);
-  // before any cache begins the block: a bad id must not leave a stream longer by T with nothing stored
-  checkTokenIds(model, batch.flat());
   const views = begun ?? caches.map((c) => c.begin(T));
   try {
     checkAttentionFits(config, views, T);
@@ -671,12 +683,18 @@ function forwardBlock<R extends tf.TensorContainer>(
  * as the cache allows.
  */
 export function forward(model: Model, ids: readonly number[], cache: KVCache, logits: 'all' | 'last' = 'all', options: ForwardOptions = {}): tf.Tensor2D {
-  if (ids.length <= cache.blockLimit) return forwardBatch(model, [ids], [cache], logits, options);
+  checkModelIds(model, 'ids', ids);
+  return forwardIds(model, ids, cache, logits, options);
+}
+
+/** forward of checked ids. */
+function forwardIds(model: Model, ids: readonly number[], cache: KVCache, logits: 'all' | 'last', options: ForwardOptions): tf.Tensor2D {
+  if (ids.length <= cache.blockLimit) return forwardChecked(model, [ids], [cache], logits, options);
   const rows: tf.Tensor2D[] = [];
   for (let done = 0; done < ids.length;) {
     const n = Math.min(cache.blockLimit, ids.length - done);
     const last = done + n === ids.length;
-    const out = forwardBatch(model, [ids.slice(done, done + n)], [cache], logits === 'last' ? 'last' : 'all', options);
+    const out = forwardChecked(model, [ids.slice(done, done + n)], [cache], logits === 'last' ? 'last' : 'all', options);
     if (logits === 'all' || last) rows.push(out);
     else out.dispose();
     done += n;
