@@ -43,7 +43,13 @@ const TURN_MS = 50;
  * (An async generator as an object of its own, not an `async function*`:
  * see Generation.)
  */
-export function generate(model: Model, policy: CachePolicy, prompt: readonly number[], sample: Sampler, options: GenerateOptions): AsyncGenerator<GenerateStep> {
+export function generate(
+  model: Model,
+  policy: CachePolicy,
+  prompt: readonly number[],
+  sample: Sampler,
+  options: GenerateOptions,
+): AsyncGenerator<GenerateStep> {
   return new Generation(model, policy, prompt, sample, options);
 }
 
