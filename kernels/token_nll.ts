@@ -12,7 +12,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 import { float32View, hasDirectMemory, simdKernelsEnabled } from './paths.js';
-import { PoolOp, type WorkerPool } from './pool.js';
+import type { WorkerPool } from './pool.js';
+import { PoolOp } from './pool_ops.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
 import { residentOffset } from './split_products.js';
 import { simdLoops } from './simd/instance.js';
