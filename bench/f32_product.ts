@@ -44,7 +44,9 @@ import { fileURLToPath } from 'node:url';
 import { assembleWat } from '../scripts/assemble_wasm.js';
 import { WASM_BASE64 } from '../kernels/simd/products.wasm.js';
 import { adviseHugePages } from '../kernels/huge_pages.js';
-import { PoolOp, UNIT_BYTES, WorkerPool } from '../kernels/pool.js';
+import { WorkerPool } from '../kernels/pool.js';
+import { UNIT_BYTES } from '../kernels/pool_control.js';
+import { PoolOp } from '../kernels/pool_ops.js';
 import { PoolProgram } from '../kernels/pool_program.js';
 import { allocMatrix, matrixBytes, pooledProduct, type PooledMatrix } from '../kernels/split_products.js';
 import { benchArgs, markdownTable, median, recordResult, runBench } from './common.js';
@@ -554,7 +556,7 @@ async function main(): Promise<void> {
       `Our weights on ${pages.hugePages ? '2 MB pages (asked for)' : `4 KB pages (${pages.why})`}. ` +
       `Load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after` +
       (pool !== undefined && pool.calmPeriods > 0
-        ? `; the pool found the cores busy ${pool.calmPeriods} times (its workers' spin stopped a while: kernels/pool.ts)`
+        ? `; the pool found the cores busy ${pool.calmPeriods} times (its workers' spin stopped a while: kernels/pool_busy.ts)`
         : '') +
       '.\n\n' +
       markdownTable(header, rows);

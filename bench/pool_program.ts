@@ -11,7 +11,8 @@
 //
 //   node dist/bench/pool_program.js [--threads 2] [--steps 31] [--rows 288] [--cols 288] [--units 16384] [--reps 2000] [--rounds 7] [--record]
 import { defaultThreads } from '../kernels/threads.js';
-import { PoolOp, WorkerPool } from '../kernels/pool.js';
+import { WorkerPool } from '../kernels/pool.js';
+import { PoolOp } from '../kernels/pool_ops.js';
 import { PoolProgram, type ProgramOpStep, type ProgramStep } from '../kernels/pool_program.js';
 import { allocMatrix, matrixBytes, writeRow } from '../kernels/split_products.js';
 import { benchArgs, markdownTable, median, recordResult, runBench } from './common.js';

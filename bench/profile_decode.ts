@@ -24,7 +24,7 @@
 //   node dist/bench/profile_decode.js [--shapes 15M,110M] [--weights q8] [--threads N] [--tokens 128] [--rounds 4] [--record]
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
-import { isJobOp, JOB_OP_NAMES } from '../kernels/pool.js';
+import { isJobOp, JOB_OP_NAMES } from '../kernels/pool_ops.js';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
 import { generate } from '../src/generate.js';

@@ -34,8 +34,10 @@
 // it, before). The bits are those of the steps one by one, every thread's
 // copy computed by the same loop from the same inputs (pool.ts, "Every-
 // thread steps").
-import { isJobOp, type JobOp, MAX_PROGRAM_STEPS, PROGRAM_CALLER_STEP, type ProgramPlan, type WorkerPool } from './pool.js';
+import { type ProgramPlan, type WorkerPool } from './pool.js';
+import { CALLER_STEP, MAX_PROGRAM_STEPS } from './pool_control.js';
 import { WorkerPoolError } from './pool_error.js';
+import { isJobOp, type JobOp } from './pool_ops.js';
 
 /** What a pool op step runs: run()'s four arguments. */
 export interface ProgramOpStep {
@@ -110,7 +112,7 @@ export class PoolProgram {
     steps.forEach((step, s) => {
       if ('caller' in step) {
         if (typeof step.caller !== 'function') throw new TypeError(`PoolProgram: step ${s}'s caller is not a function`);
-        plan.ops[s] = PROGRAM_CALLER_STEP;
+        plan.ops[s] = CALLER_STEP;
         plan.args.push([]);
         plan.callers.push(step.caller);
         return;
@@ -171,7 +173,7 @@ export class PoolProgram {
    */
   setArg(step: number, index: number, value: number): void {
     if (this.disposed) throw new WorkerPoolError('PoolProgram: used after dispose()');
-    if (!(Number.isInteger(step) && step >= 0 && step < this.length) || this.plan.ops[step] === PROGRAM_CALLER_STEP) {
+    if (!(Number.isInteger(step) && step >= 0 && step < this.length) || this.plan.ops[step] === CALLER_STEP) {
       throw new RangeError(`PoolProgram.setArg: step ${step} is not an op step of this program of ${this.length}`);
     }
     if (!(Number.isInteger(index) && index >= 0 && index < MAX_STEP_ARGS))

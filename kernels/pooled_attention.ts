@@ -17,7 +17,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionFrame, SoftmaxSpec } from './attention.js';
 import { float32View } from './paths.js';
-import { PoolOp, type WorkerPool } from './pool.js';
+import type { WorkerPool } from './pool.js';
+import { PoolOp } from './pool_ops.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
 import { extraLogitOf, learnsExtraLogit, type SoftmaxVariant } from './softmax.js';
 

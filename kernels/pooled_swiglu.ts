@@ -2,7 +2,8 @@
 // on the pool's threads: loops.wat's swiglu, the loop the SwiGLU kernel
 // (kernels/swiglu.ts) runs on the wasm backend, so the same numbers bit for
 // bit, the rows split over the threads.
-import { PoolOp, type WorkerPool } from './pool.js';
+import type { WorkerPool } from './pool.js';
+import { PoolOp } from './pool_ops.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
 
 /**

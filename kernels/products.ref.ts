@@ -98,7 +98,7 @@ export function productQ8Reference(
 
 /**
  * A picking product's pick from its claims' records (loops.wat pickOfClaims,
- * kernels/split_products.ts pickedArgmax): the records (pool.ts
+ * kernels/split_products.ts pickedArgmax): the records (pool_ops.ts
  * PICK_RECORD_BYTES: the row where the next claim starts, the claim's pick
  * or -1) followed in row order from row 0 in `ints`, the first largest of
  * the picks in `floats` from x (byte offsets); -1 when a claim found a NaN

@@ -19,7 +19,8 @@
 //
 // Every pointer is a byte offset into the pool's memory.
 import type { HeadCounts, QkvRotation } from './qkv_heads.js';
-import { PoolOp, type WorkerPool } from './pool.js';
+import type { WorkerPool } from './pool.js';
+import { PoolOp } from './pool_ops.js';
 
 const HEADER_WORDS = 12;
 const FRAME_WORDS = 3;

@@ -23,7 +23,8 @@
 // checked against.
 import * as tf from '@tensorflow/tfjs';
 import { float32View, hasDirectMemory } from './paths.js';
-import { GATED_SCRATCH_FLOATS, PICK_RECORD_BYTES, PoolOp, splitRows, type WorkerPool } from './pool.js';
+import type { WorkerPool } from './pool.js';
+import { GATED_SCRATCH_FLOATS, PICK_RECORD_BYTES, PoolOp, splitRows } from './pool_ops.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
 
 import type { WeightFormat } from './weight_format.js';
@@ -142,7 +143,7 @@ function f32JobArgs(w: number, x: number, out: number, cols: number, tokens: num
   return args;
 }
 
-/** `args` holding a q8 job's arguments: the product's (with the picks' records), or the gated job's seven (see pool.ts). */
+/** `args` holding a q8 job's arguments: the product's (with the picks' records), or the gated job's seven (see pool_ops.ts GATED_SCRATCH_FLOATS). */
 function q8JobArgs(args: number[], w: number, xq: number, xd: number, out: number, cols: number, tokens: number, rows: number, records = 0): number[] {
   args[0] = w;
   args[1] = xq;
@@ -277,7 +278,7 @@ export function pooledProduct(m: PooledMatrix, x: Float32Array, tokens: number, 
  * pooledProduct of one token (x: [cols]) that also finds the first largest
  * of its result, greedy decoding's pick of a classifier's logits, in the
  * same job: each thread picks from the rows it computed, where they lie
- * (see pool.ts PICK_RECORD_BYTES); pickedArgmax gives the pick while the
+ * (see pool_ops.ts PICK_RECORD_BYTES); pickedArgmax gives the pick while the
  * result is there. The same result [rows] as pooledProduct's.
  */
 export function pooledPickingProduct(m: PooledMatrix, x: Float32Array, norm?: InputNorm): Float32Array {

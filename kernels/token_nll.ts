@@ -15,7 +15,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 import { float32View, hasDirectMemory, simdKernelsEnabled } from './paths.js';
-import { PoolOp, type WorkerPool } from './pool.js';
+import type { WorkerPool } from './pool.js';
+import { PoolOp } from './pool_ops.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
 import { residentOffset } from './split_products.js';
 import { simdAvailable, simdLoops } from './simd/instance.js';
@@ -76,9 +77,10 @@ function pooledTokenNll(pool: WorkerPool, logits: tf.Tensor2D, firstRow: number,
   if (resident === undefined) rows.set(float32View(logits).subarray(firstRow * vocab, (firstRow + n) * vocab));
   const sumsAt = region + sumsFrom;
   pool.run(PoolOp.SumsOfExps, [x, vocab, sumsAt], n, rowsBytes);
+  // each row's 16 bytes, seen two ways: its sum of exps (float64 2i), then its max (float32 4i + 2)
   const sums = new Float64Array(pool.memory.buffer, sumsAt, 2 * n);
   const maxima = new Float32Array(pool.memory.buffer, sumsAt, 4 * n);
-  const out = new Float32Array(n);
+  const out = new Float32Array(n); // [n] NLLs
   for (let i = 0; i < n; i++) out[i] = maxima[4 * i + 2]! + Math.log(sums[2 * i]!) - rows[i * vocab + targets[i]!]!;
   return tf.tensor1d(out);
 }

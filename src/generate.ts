@@ -27,38 +27,157 @@ export interface GenerateStep {
 }
 
 /**
+ * Between two turns of the event loop, at least this long (ms) of steps:
+ * the turns let a signal handler (Ctrl-C: shouldStop) and the pool's
+ * reports run. Each costs a decode step of a 15M model about what a token's
+ * forward-pass JavaScript does (Node's timers and I/O poll, cold in the
+ * CPU's caches after the weights streamed through them), so by time, not
+ * every so many tokens (it was every 16: a 15M q8 step of 0.6 ms turned it
+ * some 100 times a second).
+ */
+const TURN_MS = 50;
+
+/**
  * Generate after `prompt` (at least one token). Yields each new token as it
  * is produced; the caller owns nothing and the stream is disposed at the end.
+ * (An async generator as an object of its own, not an `async function*`:
+ * see Generation.)
  */
-export async function* generate(
+export function generate(
   model: Model,
   policy: CachePolicy,
   prompt: readonly number[],
   sample: Sampler,
   options: GenerateOptions,
 ): AsyncGenerator<GenerateStep> {
-  if (prompt.length === 0) throw new ArgumentError('prompt', 'expected at least one token id, got none');
-  checkTokenIds('prompt', prompt, model.config.vocabSize);
-  const stream = new TokenStream(model, policy);
-  try {
-    const first = withSinkToken(model.config, prompt);
-    // The logits as an array, read before the next feed: no tensor for a
-    // pooled model. A greedy sampler's pick, and the check, where they lie.
-    const feed = (ids: readonly number[]): GreedyChoice | Float32Array => (sample.greedy === true ? stream.feedLastGreedy(ids) : stream.feedLastValues(ids));
-    // Each step feeds the token before it (the prompt, first): the last
-    // token generated is never fed, so that no forward pass computes logits
-    // that nobody reads.
-    let ids: readonly number[] = first;
-    for (let n = 1; options.steps === 0 || n <= options.steps; n++) {
-      const id = nextToken(feed(ids), sample, policy, n);
-      if (options.stopIds?.includes(id)) return;
-      yield { id, generated: n, stream };
-      if (options.shouldStop?.()) return;
-      if (n % 16 === 0) await yieldToEventLoop(); // so that a signal handler can run
-      ids = [id];
+  return new Generation(model, policy, prompt, sample, options);
+}
+
+/**
+ * generate's steps. An `async function*` suspends at each yield and resumes
+ * through promise jobs: per token the generator's resumption, its yield's
+ * await and the caller's await, some 20 µs of a 15M decode step's
+ * JavaScript in a process's first tokens (bench/cold_start.ts), as much as
+ * the forward pass's own. Here a step runs inside next(), synchronously,
+ * and next() returns it as a resolved promise: the caller's `for await`
+ * waits one promise job. The async generator's protocol is kept: errors
+ * reject next() (a bad prompt or a disposed model at the first), return()
+ * and throw() end it (the stream disposed, as the generator's finally did),
+ * and a call made while another waits for its turn of the event loop runs
+ * after it.
+ */
+class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
+  private stream: TokenStream | undefined;
+  /** The ids the next step feeds (the prompt, first; then the token generated before): the last token generated is never fed, so that no forward pass computes logits that nobody reads. */
+  private ids: readonly number[] = [];
+  private generated = 0;
+  private ended = false;
+  /** When the event loop last turned (performance.now). */
+  private turned = 0;
+  /** The last call that has not settled: one that waits for a turn of the event loop, or a call queued after it. */
+  private pending: Promise<unknown> | undefined;
+
+  constructor(
+    private readonly model: Model,
+    private readonly policy: CachePolicy,
+    private readonly prompt: readonly number[],
+    private readonly sample: Sampler,
+    private readonly options: GenerateOptions,
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<GenerateStep, void>> {
+    return this.call(() => this.step());
+  }
+
+  return(value?: void | PromiseLike<void>): Promise<IteratorResult<GenerateStep, void>> {
+    return this.call(() => {
+      this.end();
+      return Promise.resolve(value).then((v) => ({ done: true as const, value: v }));
+    });
+  }
+
+  throw(e: unknown): Promise<IteratorResult<GenerateStep, void>> {
+    return this.call(() => {
+      this.end();
+      throw e;
+    });
+  }
+
+  /** Run `call` now, or after the call still pending; its result as a promise (a throw: rejected). */
+  private call<R>(call: () => R | Promise<R>): Promise<R> {
+    if (this.pending !== undefined) return this.track(this.pending.then(call, call));
+    let result: R | Promise<R>;
+    try {
+      result = call();
+    } catch (e) {
+      return Promise.reject(e);
     }
-  } finally {
-    stream.dispose();
+    return result instanceof Promise ? this.track(result) : Promise.resolve(result);
+  }
+
+  /** `promise` as the call pending until it settles. */
+  private track<R>(promise: Promise<R>): Promise<R> {
+    this.pending = promise;
+    const settled = () => {
+      if (this.pending === promise) this.pending = undefined;
+    };
+    promise.then(settled, settled);
+    return promise;
+  }
+
+  /** The next token; first, where TURN_MS has passed since the last, a turn of the event loop (so that a signal handler can run). */
+  private step(): IteratorResult<GenerateStep, void> | Promise<IteratorResult<GenerateStep, void>> {
+    if (this.ended) return { done: true, value: undefined };
+    if (this.stream === undefined) {
+      this.turned = performance.now();
+      return this.produce();
+    }
+    if (this.options.shouldStop?.()) return this.end();
+    if (performance.now() - this.turned < TURN_MS) return this.produce();
+    return yieldToEventLoop().then(() => {
+      this.turned = performance.now();
+      if (this.ended) return { done: true, value: undefined }; // (return() or throw() ran meanwhile)
+      return this.options.shouldStop?.() ? this.end() : this.produce();
+    });
+  }
+
+  /** Feed the ids, pick the token: the step's result (done at the step limit or a stop id); a throw ends the generation. */
+  private produce(): IteratorResult<GenerateStep, void> {
+    try {
+      let stream = this.stream;
+      if (stream === undefined) {
+        if (this.prompt.length === 0) throw new ArgumentError('prompt', 'expected at least one token id, got none');
+        checkTokenIds('prompt', this.prompt, this.model.config.vocabSize);
+        stream = this.stream = new TokenStream(this.model, this.policy);
+        this.ids = withSinkToken(this.model.config, this.prompt);
+      }
+      const { steps, stopIds } = this.options;
+      if (steps !== 0 && this.generated >= steps) return this.end();
+      // The logits as an array, read before the next feed: no tensor for a
+      // pooled model. A greedy sampler's pick, and the check, where they lie.
+      const fed = this.sample.greedy === true ? stream.feedLastGreedy(this.ids) : stream.feedLastValues(this.ids);
+      const n = ++this.generated;
+      const id = nextToken(fed, this.sample, this.policy, n);
+      if (stopIds?.includes(id)) return this.end();
+      this.ids = [id];
+      return { done: false, value: { id, generated: n, stream } };
+    } catch (e) {
+      this.end();
+      throw e;
+    }
+  }
+
+  /** Done: the stream disposed (once). */
+  private end(): IteratorResult<GenerateStep, void> {
+    this.ended = true;
+    const stream = this.stream;
+    this.stream = undefined;
+    stream?.dispose();
+    return { done: true, value: undefined };
   }
 }
 

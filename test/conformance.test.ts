@@ -58,6 +58,60 @@ t.test('40 greedy steps from BOS, token for token', async (t) => {
   t.same(ids, expected.greedy.tokens);
 });
 
+t.test("generate keeps an async generator's protocol: queued calls in order, return() and throw() end it and free the stream", async (t) => {
+  const { prompt, steps, tokens } = expected.greedy;
+  const before = tf.memory().numTensors;
+  const want = tokens.slice(prompt.length);
+  // every next() asked for at once, before any has settled: the tokens in
+  // order, then done; a sampler of 30 ms a token, so that some steps turn
+  // the event loop first (generate's TURN_MS, 50) and the calls after them wait
+  const slow = (logits: ArrayLike<number>) => {
+    for (const started = performance.now(); performance.now() - started < 30;);
+    return argmax(logits);
+  };
+  const all = generate(model, { kind: 'dense' }, prompt, slow, { steps: 8 });
+  const results = await Promise.all(Array.from({ length: 10 }, () => all.next()));
+  t.same(
+    results.map((r) => (r.done ? 'done' : r.value.id)),
+    [...want.slice(0, 8), 'done', 'done'],
+    'the tokens in order, then done',
+  );
+  // and a return() asked for after them ends it after them, not before
+  const some = generate(model, { kind: 'dense' }, prompt, slow, { steps: 8 });
+  const cut = await Promise.all([some.next(), some.next(), some.next(), some.next(), some.return(undefined), some.next()]);
+  t.same(
+    cut.map((r) => (r.done ? 'done' : r.value.id)),
+    [...want.slice(0, 4), 'done', 'done'],
+    'four tokens, then return()',
+  );
+  t.equal(tf.memory().numTensors, before, 'the stream freed at the end');
+  // return() after 5 tokens: done, the stream freed, and next() done from then on
+  const five = generate(model, { kind: 'dense' }, prompt, argmax, { steps });
+  for (let i = 0; i < 5; i++) t.equal((await five.next()).value?.id, want[i], `token ${i} before return()`);
+  t.ok(tf.memory().numTensors > before, 'a stream holds its cache while it runs');
+  t.same(await five.return(undefined), { done: true, value: undefined }, 'return() ends it');
+  t.equal(tf.memory().numTensors, before, 'return() freed the stream');
+  t.same(await five.next(), { done: true, value: undefined }, 'next() after return()');
+  // throw() rejects with its error and ends it; before any step, nothing is made
+  const thrown = generate(model, { kind: 'dense' }, prompt, argmax, { steps });
+  await thrown.next();
+  await t.rejects(thrown.throw(new Error('stop here')), /^stop here$/, 'throw() rejects with its error');
+  t.equal(tf.memory().numTensors, before, 'throw() freed the stream');
+  t.same(await thrown.next(), { done: true, value: undefined }, 'next() after throw()');
+  t.same(
+    await generate(model, { kind: 'dense' }, prompt, argmax, { steps }).return(undefined),
+    { done: true, value: undefined },
+    'return() before the first step',
+  );
+  // break out of for-await: the stream freed; a stop id ends it before that token
+  for await (const step of generate(model, { kind: 'dense' }, prompt, argmax, { steps })) if (step.generated === 3) break;
+  t.equal(tf.memory().numTensors, before, 'a break freed the stream');
+  const stopped: number[] = [];
+  for await (const step of generate(model, { kind: 'dense' }, prompt, argmax, { steps, stopIds: [want[6]!] })) stopped.push(step.id);
+  t.same(stopped, want.slice(0, want.indexOf(want[6]!)), 'stopped before the first stop id');
+  t.equal(tf.memory().numTensors, before, 'and freed');
+});
+
 for (const c of expected.cases) {
   for (const [mode, blockSize] of [
     ['stepwise', 1],

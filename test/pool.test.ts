@@ -16,7 +16,8 @@ import seedrandom from 'seedrandom';
 import t, { type Test } from 'tap';
 import { attendDirect } from '../kernels/attention_fused.js';
 import { adviseHugePages, HUGE_PAGE_BYTES, hugePageEnd, hugePagesUnavailable, transparentHugePageMode } from '../kernels/huge_pages.js';
-import { type JobOp, POOL_MAX_BYTES, PoolOp, WorkerPool } from '../kernels/pool.js';
+import { POOL_MAX_BYTES, WorkerPool } from '../kernels/pool.js';
+import { type JobOp, PoolOp } from '../kernels/pool_ops.js';
 import { poolRegions, PoolRegions } from '../kernels/pool_regions.js';
 import { attendInPool } from '../kernels/pooled_attention.js';
 import { PoolProgram, type ProgramOpStep, type ProgramStep } from '../kernels/pool_program.js';
@@ -983,7 +984,7 @@ t.test('attention in the pool at T = 1, split over heads on 1, 2, 3 threads and 
 
 /**
  * The busy-cores tests' pool and product. The default pool watches the CPU
- * time the process gets while it splits (kernels/pool.ts, BUSY_WINDOW_MS); a
+ * time the process gets while it splits (kernels/pool_busy.ts); a
  * worker that sleeps 3 ms after every job is posted adds almost none, as one
  * on a busy core would. A q8 [256, 256] product (72 KB: split, but under the
  * 1 MiB that still splits while calm), its matrix in the pool, its x, and
@@ -1096,7 +1097,7 @@ async function throwsOnceDied(t: Test, how: NonNullable<ConstructorParameters<ty
 // A worker that dies holding a claim (the test pools' diesOnFailure: its
 // unit fails, and instead of counting the claim its thread exits, throws, or
 // is terminated while it waits): the units it held are never counted. The
-// keeper (pool.ts, "Failures") sees its exit and breaks the pool; the call
+// keeper (kernels/pool_keeper.ts) sees its exit and breaks the pool; the call
 // that waits for those units throws (before, it waited forever), and so does
 // every call after it; dispose resolves once every worker is gone.
 t.test('a worker that dies holding a claim: the call throws a WorkerPoolError naming it, then every call; dispose ends', async (t) => {
@@ -1236,7 +1237,7 @@ t.test("the caller's probe of a keeper that answers none of its waiters' wakes: 
 // posted, else 'a worker exited'), not 'a worker failed' (a plain Error:
 // the CLI's stack trace), and so does every call after it (before, the
 // one after ran on as if nothing had happened). The keeper's stores are
-// made here (pool.ts's FAILED word 4, STOP word 8 = STOP_BROKEN 2), at once,
+// made here (pool_control.ts's FAILED word 4, STOP word 8 = STOP_BROKEN 2), at once,
 // no event between them and the calls; its workers leave on STOP.
 t.test('a pool broken between calls, before an event brings its line: the next call throws the WorkerPoolError, and every call after it', async (t) => {
   const [rows, cols] = [64, 32];

@@ -325,7 +325,7 @@
     (unreachable))
 
   ;; A claim's share of greedy decoding's pick, in a pool job that also
-  ;; picks (kernels/pool.ts PICK_RECORD_BYTES): argmaxFinite of rows [row0, row1)
+  ;; picks (kernels/pool_ops.ts PICK_RECORD_BYTES): argmaxFinite of rows [row0, row1)
   ;; of a one-token product's result x, stored as two int32 at records + 8 *
   ;; (row0 / group): row1, and the first largest's row (-1 when any of the
   ;; rows is NaN or infinite). row1 > row0.
@@ -797,7 +797,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $row))))
 
-  ;; A decode step's input norm as a pool job (kernels/pool.ts PoolOp.NormOperand):
+  ;; A decode step's input norm as a pool job (kernels/pool_ops.ts PoolOp.NormOperand):
   ;; rows [row0, row1) of the residual x ([rows, dim]) normalised by w
   ;; (rmsNormRows' bits; eps the float64 at epsAt) into out ([rows, stride],
   ;; a product's operand), each row's padding [dim, stride) zeroed.
@@ -890,7 +890,7 @@
             (local.set $h (i32.add (local.get $h) (i32.const 1)))
             (br $head))))))
 
-  ;; A decode step's head split as a pool job (kernels/pool.ts PoolOp.QkvRope;
+  ;; A decode step's head split as a pool job (kernels/pool_ops.ts PoolOp.QkvRope;
   ;; kernels/qkv_heads.ts qkvHeadsInto's numbers for one token): the record
   ;; (int32 words, kernels/qkv_rope.ts) says where one row of q|k|v lies,
   ;; ([heads + 2 kvHeads, headDim]), the counts and the rope layout, the

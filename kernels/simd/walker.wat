@@ -1,16 +1,16 @@
-;; The worker pool's program walker (kernels/pool.ts, "Programs" in its
-;; header): one thread's walk of a program run's steps, in WebAssembly, so that
+;; The worker pool's program walker (kernels/pool_walker.ts, "Programs"):
+;; one thread's walk of a program run's steps, in WebAssembly, so that
 ;; the claims, barriers and dispatch of a decode step run as compiled code
 ;; from a process's first token (in JavaScript, V8 compiled them on a
 ;; background thread that took one of the cores through the first ~260
-;; tokens). The protocol is pool.ts's, word for word: the same control words
-;; (they lie in the pool's memory, at `ctrl`), the same claim words, LEFT
-;; words, tags and barriers, claimed as the JavaScript walker claimed them, the
-;; same units run by the same loops, so the same bits.
+;; tokens). The protocol is kernels/pool_walker.ts's, word for word: the
+;; control words of kernels/pool_control.ts (they lie in the pool's memory, at
+;; `ctrl`), claim words claimed as a job's are, LEFT words, tags and barriers;
+;; the units run by the loops a job runs (pool_ops.ts), so the same bits.
 ;;
 ;; An every-thread step is no step of its own in the walk: each thread
 ;; runs it whole, on its own copy ($argsOf: per-thread arguments), at its
-;; first claim of the step after it, after that claim's wait (pool.ts,
+;; first claim of the step after it, after that claim's wait (pool_walker.ts,
 ;; "Every-thread steps").
 ;;
 ;; The loops come from the other two modules on the same memory, imported:
@@ -26,7 +26,7 @@
 ;; A unit that traps (a pointer past the memory's end) unwinds this walk: the
 ;; thread's JavaScript catches it, reads `step` and `take` (this instance's
 ;; globals: one instance per thread), counts the claim, sets FAILED and walks
-;; on from that step (walk's `from`): the run still closes (pool.ts, Errors).
+;; on from that step (walk's `from`): the run still closes (pool_walker.ts, Errors).
 ;; `take` holds a claim's units from its compareExchange until its finish, so
 ;; a fault anywhere in between (a unit's trap, or the stack running out in a
 ;; call) is counted, and a fault outside a claim (take 0) leaves nothing held:
@@ -56,7 +56,7 @@
   (import "env" "callerStep" (func $callerStep (param i32)))
   (import "env" "uptime" (func $uptime (result f64)))
   ;; after a sleep at a barrier that ran its whole $timeout: the caller's
-  ;; looks at the keeper (pool.ts probeKeeper: a keeper gone breaks the pool,
+  ;; looks at the keeper (pool.ts WorkerPool.probeKeeper: a keeper gone breaks the pool,
   ;; STOP set, which the next round sees); a worker's does nothing
   (import "env" "slept" (func $slept))
 
@@ -74,7 +74,7 @@
   (func (export "take") (result i32) (local $t i32)
     (local.set $t (global.get $take)) (global.set $take (i32.const 0)) (local.get $t))
 
-  ;; pool.ts's control words (byte offsets: 4 x the word) and fields
+  ;; pool_control.ts's control words (byte offsets: 4 x the word) and fields
   ;; FAILED 4 -> 16, AT_BARRIER 11 -> 44; a step's line: STEP_CLAIM 0,
   ;; STEP_OP 1 -> 4, STEP_UNIT_ROWS 2 -> 8, STEP_ROWS 3 -> 12, STEP_ARGS 4 ->
   ;; 16, STEP_UNITS 12 -> 48, STEP_THREAD_BYTES 13 -> 52, STEP_FLAGS 14 ->
@@ -86,7 +86,7 @@
   ;; it: the line's own (at + 16); or, for a step with per-thread arguments
   ;; (STEP_FLAGS bits 0..7) on a thread other than the caller, a copy at
   ;; $own (the thread's line for it) with thread x STEP_THREAD_BYTES added
-  ;; to those arguments (pool.ts, "Every-thread steps").
+  ;; to those arguments (pool_walker.ts, "Every-thread steps").
   (func $argsOf (param $at i32) (param $thread i32) (param $own i32) (result i32)
     (local $mask i32) (local $shift i32) (local $i i32) (local $v i32)
     (local.set $mask (i32.and (i32.load offset=56 (local.get $at)) (i32.const 255)))
@@ -102,7 +102,7 @@
       (br_if $copy (i32.lt_u (local.get $i) (i32.const 8))))
     (local.get $own))
 
-  ;; pool.ts's RUN_ROWS_SOURCE, case for case: rows [row0, row1) of op with
+  ;; pool_ops.ts's RUN_ROWS_SOURCE, case for case: rows [row0, row1) of op with
   ;; the arguments at a (int32 words), on thread `thread` (0: the caller)
   (func $runRows (param $op i32) (param $a i32) (param $row0 i32) (param $row1 i32) (param $thread i32)
     (local $h i32) (local $r i32) (local $stride i32)
@@ -147,7 +147,7 @@
                       (call $swigluRange (i32.load (local.get $a)) (local.get $row0) (local.get $row1)
                         (i32.load offset=4 (local.get $a)) (i32.load offset=8 (local.get $a)))
                       (return))
-                    ;; Q8Gated (pool.ts GATED_SCRATCH_FLOATS)
+                    ;; Q8Gated (pool_ops.ts GATED_SCRATCH_FLOATS)
                     (local.set $h (i32.load offset=24 (local.get $a)))
                     (call $productQ8 (i32.load (local.get $a)) (i32.load offset=4 (local.get $a)) (i32.load offset=8 (local.get $a))
                       (i32.add (i32.load offset=12 (local.get $a)) (i32.shl (i32.add (local.get $h) (local.get $row0)) (i32.const 2)))
@@ -223,7 +223,7 @@
     ;; no such op: a trap, which the thread's JavaScript counts as a failed unit
     (unreachable))
 
-  ;; Before a run opens (pool.ts runProgram): each step's LEFT word (tag |
+  ;; Before a run opens (pool.ts WorkerPool.runProgram): each step's LEFT word (tag |
   ;; its units; a caller step's 1) and claim word (tag | 0 | its units), from
   ;; the step's op word and units word (an every-thread step's: 0), plain stores
   (func (export "arm") (param $program i32) (param $tagBits i32) (param $steps i32)
@@ -241,7 +241,7 @@
         (local.set $at (i32.add (local.get $at) (i32.const 64)))
         (br $steps))))
 
-  ;; A worker after a job (pool.ts's worker loop): GENERATION (word 0) once
+  ;; A worker after a job (pool_worker.ts's loop): GENERATION (word 0) once
   ;; it is not $seen, or after $spinMs of loads (the clock every 64)
   (func (export "watch") (param $ctrl i32) (param $seen i32) (param $spinMs f64) (result i32)
     (local $generation i32) (local $i i32) (local $until f64)
@@ -256,7 +256,7 @@
     (local.get $generation))
 
   ;; n finished units of the step whose LEFT word is at $left: wakes the
-  ;; threads asleep at its barrier when they were the last (pool.ts finish)
+  ;; threads asleep at its barrier when they were the last (pool_worker.ts finish)
   (func $finish (param $ctrl i32) (param $left i32) (param $tag i32) (param $n i32)
     (if (i32.and
           (i32.eq (i32.atomic.rmw.sub (local.get $left) (local.get $n))
@@ -264,7 +264,7 @@
           (i32.ne (i32.atomic.load offset=44 (local.get $ctrl)) (i32.const 0)))
       (then (drop (memory.atomic.notify (local.get $left) (i32.const -1))))))
 
-  ;; A step's barrier (pool.ts barrier): until the LEFT word at $left is
+  ;; A step's barrier: until the LEFT word at $left is
   ;; tag | 0 (1), or holds another tag, or STOP is set (0: the run is over).
   ;; Spins for $spinMs at most, then sleeps ($timeout ns; -1: until woken),
   ;; woken by the last finish.
@@ -306,7 +306,7 @@
     (i32.const 1))
 
   ;; After a claim of step $s > 0 whose line is at $at: until the steps
-  ;; before it are done (pool.ts, "Programs"). The last step before $s
+  ;; before it are done (pool_walker.ts, "Programs"). The last step before $s
   ;; whose LEFT word starts above 0 in a run (a caller step, or an op step
   ;; of units: a step of none starts done, and says nothing of those before
   ;; it) is done, LEFT = tag | 0; and so, each of its units having waited
@@ -410,7 +410,7 @@
                 (global.set $take (local.get $take))
                 ;; units [front, back) of step s > 0: first until the steps
                 ;; before s are done (a stale walker's claim can come while the
-                ;; run is at an earlier step: pool.ts, "Programs"), then its
+                ;; run is at an earlier step: pool_walker.ts, "Programs"), then its
                 ;; descriptor, read after the claim
                 (if (i32.gt_s (local.get $s) (i32.const 0))
                   (then (call $afterSteps (local.get $ctrl) (local.get $at) (local.get $s) (local.get $tag) (local.get $timeout))))

@@ -57,7 +57,9 @@
 // stream's cache is patched in per token): its operands live in a region
 // of the pool's memory of its own.
 import { float32View, hasDirectMemory } from '../../kernels/paths.js';
-import { GATED_SCRATCH_FLOATS, MAX_PROGRAM_STEPS, PICK_RECORD_BYTES, PoolOp, splitRows, type WorkerPool } from '../../kernels/pool.js';
+import type { WorkerPool } from '../../kernels/pool.js';
+import { MAX_PROGRAM_STEPS } from '../../kernels/pool_control.js';
+import { GATED_SCRATCH_FLOATS, PICK_RECORD_BYTES, PoolOp, splitRows } from '../../kernels/pool_ops.js';
 import { ATTEND_ARG, attendArgs, attendRecordBytes, writeAttendHeadWords } from '../../kernels/pooled_attention.js';
 import { BLOCK, FRAME, FRAME_WORDS, FRAMES_BLOCK_WORDS, MAX_PATCH_FRAMES, ROW, ROW_WORDS } from '../../kernels/decode_patch.js';
 import { poolScratch, poolScratchFits } from '../../kernels/pool_scratch.js';

@@ -36,7 +36,7 @@ function pooledFrom(pool: WorkerPool, format: WeightFormat, weight: tf.Tensor2D)
   const [inDim, outDim] = weight.shape;
   const m = allocMatrix(pool, format, outDim, inDim);
   const values = weight.dataSync() as Float32Array; // [in, out]
-  const rows = new Float32Array(ROWS_PER_STEP * inDim);
+  const rows = new Float32Array(ROWS_PER_STEP * inDim); // [ROWS_PER_STEP, in]: a block of W's rows ([out, in])
   for (let r0 = 0; r0 < outDim; r0 += ROWS_PER_STEP) {
     const n = Math.min(ROWS_PER_STEP, outDim - r0);
     for (let i = 0; i < inDim; i++) {
