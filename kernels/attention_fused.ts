@@ -79,8 +79,8 @@ function attendJs(inputs: Float32Array[], shapes: number[][], out: Float32Array,
   const { frameCount, rowRanges, variant } = attrs;
   const rule = softmaxRule(variant);
   const { heads, T, headDim, capacity, group, scale, keys, values } = fusedOperands(inputs, shapes, frameCount);
-  const scores = new Float64Array(maxRowCount(rowRanges, T));
-  const acc = new Float64Array(headDim);
+  const scores = new Float64Array(maxRowCount(rowRanges, T)); // one query row's scores: [the most entries a row sees]
+  const acc = new Float64Array(headDim); // one query row's output: [headDim]
   for (let h = 0; h < heads; h++) {
     const kvBase = Math.floor(h / group) * capacity;
     for (let t = 0; t < T; t++) {

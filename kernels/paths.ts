@@ -85,14 +85,18 @@ export const POOLED_ATTENTION_MIN_QUERIES = 16;
 
 /**
  * Attention over a cache for a block of T queries runs on a model's worker
- * pool (kernels/pooled_attention.ts): a pool of several threads, inference,
- * tensors readable in place, the SIMD loop's variants (the softmax family,
- * headDim a multiple of 4).
+ * pool (kernels/pooled_attention.ts): inference, tensors readable in place,
+ * the SIMD loop's variants (the softmax family, headDim a multiple of 4),
+ * and a pool of several threads, or of one where the backend's own kernel
+ * does not run the same SIMD loop (cpu: tfjs ops). So a model's numbers do
+ * not depend on its thread count: on wasm one thread runs the SIMD loop in
+ * the fused kernel, several run it in the pool; on cpu the pool runs it for
+ * any number (on one thread, tfjs ops gave other roundings).
  */
-export function pooledAttentionRuns(pool: WorkerPool | undefined, T: number, headDim: number, variant: SoftmaxVariant): boolean {
+export function pooledAttentionRuns(pool: WorkerPool | undefined, T: number, headDim: number, variant: SoftmaxVariant, simdAvailable: () => boolean): boolean {
   return (
     pool !== undefined &&
-    pool.threads > 1 &&
+    (pool.threads > 1 || !simdAvailable()) &&
     fusedInference() &&
     simdEnabled &&
     hasDirectMemory() &&

@@ -119,6 +119,35 @@ export interface ProgramPlan {
   readonly callers: readonly ((() => void) | undefined)[];
 }
 
+/** How a WorkerPool splits, spins and pages; and, for tests, how its threads misbehave. */
+export interface WorkerPoolOptions {
+  /** Jobs that read fewer bytes run on the calling thread alone (default SPLIT_MIN_BYTES; 0: every job split). */
+  splitMinBytes?: number;
+  /** How long the caller and the workers spin before they sleep, µs (default SPIN_MICROS; 0: never spin). */
+  spinMicros?: number;
+  /** false leaves the shared memory on the system's default pages (for A/B runs; default: ask for 2 MB pages, kernels/huge_pages.ts). */
+  hugePages?: boolean;
+  /** The least bytes a unit reads (default UNIT_BYTES, 1 with splitMinBytes 0). */
+  unitBytes?: number;
+  /** (tests) Thread i (0: the caller) waits lateMicros[i] µs after each job is posted before it claims, as a thread preempted or woken late would. */
+  lateMicros?: readonly number[];
+  /**
+   * (tests) A worker whose unit fails dies holding its claim instead of
+   * counting it: its thread exits (process.exit), throws an uncaught error,
+   * or is terminated (by the keeper, while it waits); or it holds its claim
+   * and the keeper dies instead: an uncaught error there ('keeper throws'),
+   * or its heap (16 MB for this) filled until Node ends it ('keeper out of
+   * memory').
+   */
+  diesOnFailure?: 'exit' | 'throw' | 'terminate' | 'keeper throws' | 'keeper out of memory';
+  /**
+   * (tests) The workers are given the walker's module in place of the
+   * products loops', which does not link against the loops' imports: each
+   * fails to instantiate its WebAssembly as it starts.
+   */
+  unlinkableWorkers?: boolean;
+}
+
 export class WorkerPool {
   /** The shared memory the weights and the products' operands live in. */
   readonly memory: WebAssembly.Memory;
@@ -193,34 +222,8 @@ export class WorkerPool {
   /** Whether the shared memory asked for 2 MB pages, or why not (kernels/huge_pages.ts). */
   readonly pageAdvice: PageAdvice;
 
-  /**
-   * threads: 1 runs every product on the calling thread (no workers).
-   * hugePages: false leaves the shared memory on the system's default pages
-   * (for A/B runs; default: ask for 2 MB pages, kernels/huge_pages.ts).
-   * lateMicros (tests): thread i (0: the caller) waits lateMicros[i] µs after
-   * each job is posted before it claims, as a thread preempted or
-   * woken late would. diesOnFailure (tests): a worker whose unit fails dies
-   * holding its claim instead of counting it: its thread exits
-   * (process.exit), throws an uncaught error, or is terminated (by the
-   * keeper, while it waits); or it holds its claim and the keeper dies
-   * instead: an uncaught error there ('keeper throws'), or its heap (16 MB
-   * for this) filled until Node ends it ('keeper out of memory').
-   * unlinkableWorkers (tests): the workers are given the walker's module in
-   * place of the products loops', which does not link against the loops'
-   * imports: each fails to instantiate its WebAssembly as it starts.
-   */
-  constructor(
-    threads: number,
-    options: {
-      splitMinBytes?: number;
-      spinMicros?: number;
-      hugePages?: boolean;
-      unitBytes?: number;
-      lateMicros?: readonly number[];
-      diesOnFailure?: 'exit' | 'throw' | 'terminate' | 'keeper throws' | 'keeper out of memory';
-      unlinkableWorkers?: boolean;
-    } = {},
-  ) {
+  /** threads: 1 runs every product on the calling thread (no workers); see WorkerPoolOptions. */
+  constructor(threads: number, options: WorkerPoolOptions = {}) {
     this.splitMinBytes = options.splitMinBytes ?? SPLIT_MIN_BYTES;
     this.spinMicros = options.spinMicros ?? SPIN_MICROS;
     // splitMinBytes 0 splits every job (the tests' pools, on tiny shapes): units of a row group, not UNIT_BYTES
@@ -267,6 +270,25 @@ export class WorkerPool {
       this.started = this.exited = Promise.resolve();
       return;
     }
+    const keeper = this.startKeeper(module, controlWords, options);
+    this.keeper = keeper.thread;
+    this.reports = keeper.reports;
+    this.exited = keeper.exited;
+    this.started = keeper.started;
+  }
+
+  /**
+   * The keeper thread (kernels/pool_keeper.ts), which makes the workers
+   * (each with its data: the memory, the modules, where the control words
+   * lie, its index) and watches them; `exited` resolves once it has exited,
+   * `started` once every worker has started (or the keeper ended first).
+   */
+  private startKeeper(
+    module: WebAssembly.Module,
+    controlWords: number,
+    options: WorkerPoolOptions,
+  ): { thread: Worker; reports: MessagePort; exited: Promise<void>; started: Promise<void> } {
+    const threads = this.threads;
     const data = [];
     for (let index = 1; index < threads; index++) {
       data.push({
@@ -307,14 +329,12 @@ export class WorkerPool {
     // a worker gone, learnt between calls (a call that finds STOP_BROKEN reads the line itself)
     reports.on('message', (line) => (this.unusable ??= brokenLine(String(line))));
     reports.unref();
-    this.keeper = keeper;
-    this.reports = reports;
     // The keeper's own error (uncaught there, or out of memory): heard here,
     // where an 'error' event with no listener would throw; its line if the
     // keeper posted none.
     let keeperError: unknown;
     keeper.on('error', (e) => (keeperError = e));
-    this.exited = new Promise((resolve) =>
+    const exited = new Promise<void>((resolve) =>
       keeper.once('exit', (code) => {
         // gone before dispose (terminated, or it broke the pool, whose line comes first)
         if (!this.disposed && this.unusable === undefined) {
@@ -330,7 +350,7 @@ export class WorkerPool {
     // that dies on start-up (its WebAssembly not instantiated, say) breaks
     // the pool before the keeper says ready: every call from then on throws
     // (before, calls run on this thread alone, as before any worker starts).
-    this.started = new Promise((resolve) => {
+    const started = new Promise<void>((resolve) => {
       keeper
         .once('message', () => {
           if (!this.disposed) keeper.unref(); // (disposed before: held until it exits, for whoever awaits dispose)
@@ -339,6 +359,7 @@ export class WorkerPool {
         })
         .once('exit', () => resolve());
     });
+    return { thread: keeper, reports, exited, started };
   }
 
   /**

@@ -22,7 +22,7 @@
 // step, and a step starts only once the step before it is finished, so the
 // results are the bits of running the steps one by one with pool.run (the
 // protocol, and why a late or sleeping worker never holds the caller, are in
-// pool.ts's header, "Programs").
+// kernels/pool_walker.ts).
 //
 // An op step may instead run on every thread (everyThread): each thread
 // that takes part in the next step runs it whole, into its own copy of its
@@ -32,7 +32,7 @@
 // output only the next step reads (a decode step's norms and
 // quantisations: a barrier each, and one thread idle while the other ran
 // it, before). The bits are those of the steps one by one, every thread's
-// copy computed by the same loop from the same inputs (pool.ts, "Every-
+// copy computed by the same loop from the same inputs (pool_walker.ts, "Every-
 // thread steps").
 import { type ProgramPlan, type WorkerPool } from './pool.js';
 import { CALLER_STEP, MAX_PROGRAM_STEPS } from './pool_control.js';

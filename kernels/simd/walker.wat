@@ -3,10 +3,10 @@
 ;; the claims, barriers and dispatch of a decode step run as compiled code
 ;; from a process's first token (in JavaScript, V8 compiled them on a
 ;; background thread that took one of the cores through the first ~260
-;; tokens). The protocol is pool_walker.ts's, word for word: the same control words
-;; (they lie in the pool's memory, at `ctrl`), the same claim words, LEFT
-;; words, tags and barriers, claimed as the JavaScript walker claimed them, the
-;; same units run by the same loops, so the same bits.
+;; tokens). The protocol is kernels/pool_walker.ts's, word for word: the
+;; control words of kernels/pool_control.ts (they lie in the pool's memory, at
+;; `ctrl`), claim words claimed as a job's are, LEFT words, tags and barriers;
+;; the units run by the loops a job runs (pool_ops.ts), so the same bits.
 ;;
 ;; An every-thread step is no step of its own in the walk: each thread
 ;; runs it whole, on its own copy ($argsOf: per-thread arguments), at its

@@ -51,6 +51,21 @@ export function validateConfig(c: ModelConfig, source: string): void {
   if (!(c.normEps > 0)) throw new ConfigError(`${source}: normEps must be positive, got ${c.normEps}`);
 }
 
+/**
+ * The [out, in] shape of each weight matrix of one layer, as checkpoints
+ * store them: q|k|v, out, gate|up (swiglu; gelu: up) and down.
+ */
+export function layerMatrixShapes(c: ModelConfig): [rows: number, cols: number][] {
+  const qDim = c.heads * c.headDim;
+  const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
+  return [
+    [qDim + 2 * c.kvHeads * c.headDim, c.dim],
+    [c.dim, qDim],
+    [upOut, c.dim],
+    [c.dim, c.hiddenDim],
+  ];
+}
+
 /** The cache shape a model needs. */
 export function cacheShape(c: ModelConfig): { layers: number; kvHeads: number; headDim: number } {
   return { layers: c.layers, kvHeads: c.kvHeads, headDim: c.headDim };

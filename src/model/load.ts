@@ -12,7 +12,7 @@ import { openLlama2c } from '../checkpoint/llama2c.js';
 import { SafetensorsReader } from '../checkpoint/safetensors.js';
 import { FileFormatError, ResourceError } from '../errors.js';
 import { checkFits, gib, WASM_HEAP_BYTES } from '../memory.js';
-import { llamaConfig, type ModelConfig } from './config.js';
+import { layerMatrixShapes, llamaConfig, type ModelConfig } from './config.js';
 import { modelFromHf, pooledModelFromHf } from './from_hf.js';
 import { modelFromLlama2c } from './from_llama2c.js';
 import type { Placement } from './pooled.js';
@@ -21,10 +21,7 @@ import { learnsExtraLogit } from '../../kernels/softmax.js';
 
 /** Elements of the matrices the worker pool can take: q|k|v, out, gate|up and down of every layer, and the classifier. */
 function matrixElements(c: ModelConfig): number {
-  const qDim = c.heads * c.headDim;
-  const kvDim = c.kvHeads * c.headDim;
-  const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
-  return c.layers * (c.dim * (qDim + 2 * kvDim) + qDim * c.dim + c.dim * upOut + c.hiddenDim * c.dim) + c.vocabSize * c.dim;
+  return c.layers * layerMatrixShapes(c).reduce((sum, [rows, cols]) => sum + rows * cols, 0) + c.vocabSize * c.dim;
 }
 
 /** Elements of the weights that stay tfjs tensors in a pooled model: the embedding, norms, biases, sink logits and sink embedding. */
@@ -46,8 +43,7 @@ export function weightBytes(c: ModelConfig): number {
 
 /** Bytes of the largest single weight tensor: the embedding, the classifier or a fused projection. */
 function largestWeightBytes(c: ModelConfig): number {
-  const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
-  return 4 * Math.max(c.vocabSize * c.dim, c.dim * (c.heads + 2 * c.kvHeads) * c.headDim, c.dim * upOut, c.hiddenDim * c.dim);
+  return 4 * Math.max(c.vocabSize * c.dim, ...layerMatrixShapes(c).map(([rows, cols]) => rows * cols));
 }
 
 /** Leave room on the wasm heap for the KV cache and activations. */

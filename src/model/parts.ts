@@ -24,9 +24,9 @@ export function norm(config: ModelConfig, w: Norm, x: tf.Tensor2D): tf.Tensor2D 
 /** x: [T, dim] -> [T, dim] */
 export function mlp(config: ModelConfig, w: LayerWeights, x: tf.Tensor2D): tf.Tensor2D {
   switch (config.mlp) {
-    case 'swiglu':
+    case 'swiglu': // up: [T, 2 hidden] = [gate | up] -> silu(gate) * up: [T, hidden] -> down: [T, dim]
       return project(swiglu(project(x, w.up)), w.down);
-    case 'gelu':
+    case 'gelu': // up: [T, hidden] -> gelu -> down: [T, dim]
       return project(gelu(project(x, w.up)), w.down);
   }
 }

@@ -12,7 +12,7 @@ import { defaultThreads } from '../../kernels/threads.js';
 import { allocMatrix, matrixBytes, type PooledMatrix, type WeightFormat, writeRow } from '../../kernels/split_products.js';
 import { ResourceError } from '../errors.js';
 import { gib } from '../memory.js';
-import type { ModelConfig } from './config.js';
+import { layerMatrixShapes, type ModelConfig } from './config.js';
 import type { Linear, Model } from './weights.js';
 
 export interface Placement {
@@ -36,7 +36,7 @@ function pooledFrom(pool: WorkerPool, format: WeightFormat, weight: tf.Tensor2D)
   const [inDim, outDim] = weight.shape;
   const m = allocMatrix(pool, format, outDim, inDim);
   const values = weight.dataSync() as Float32Array; // [in, out]
-  const rows = new Float32Array(ROWS_PER_STEP * inDim);
+  const rows = new Float32Array(ROWS_PER_STEP * inDim); // [ROWS_PER_STEP, in]: a block of W's rows ([out, in])
   for (let r0 = 0; r0 < outDim; r0 += ROWS_PER_STEP) {
     const n = Math.min(ROWS_PER_STEP, outDim - r0);
     for (let i = 0; i < inDim; i++) {
@@ -53,12 +53,7 @@ const POOL_HEADROOM_BYTES = 256 * 2 ** 20;
 
 /** Bytes a model's pooled matrices take in `format`: qkv, out, up, down per layer and the classifier. */
 export function pooledBytes(c: ModelConfig, format: WeightFormat): number {
-  const upOut = c.mlp === 'swiglu' ? 2 * c.hiddenDim : c.hiddenDim;
-  const layer =
-    matrixBytes(format, (c.heads + 2 * c.kvHeads) * c.headDim, c.dim) +
-    matrixBytes(format, c.dim, c.heads * c.headDim) +
-    matrixBytes(format, upOut, c.dim) +
-    matrixBytes(format, c.dim, c.hiddenDim);
+  const layer = layerMatrixShapes(c).reduce((sum, [rows, cols]) => sum + matrixBytes(format, rows, cols), 0);
   return c.layers * layer + matrixBytes(format, c.vocabSize, c.dim);
 }
 

@@ -400,7 +400,7 @@ function attentionRoute(
   return {
     direct: causal === undefined && onAttention === undefined && hasDirectMemory() && attentionPath(T, simdAvailable) === 'fused',
     inPlace: pool !== undefined && poolAttends(T, headDim, softmax, simdAvailable) ? poolEntryMemory(pool) : undefined,
-    copiesIn: pooledAttentionRuns(pool, T, headDim, softmax),
+    copiesIn: pooledAttentionRuns(pool, T, headDim, softmax, simdAvailable),
   };
 }
 
