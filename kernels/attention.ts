@@ -127,7 +127,7 @@ export function attentionProbabilities(frames: AttentionFrame[], keys: tf.Tensor
  */
 export function attention(frames: AttentionFrame[], keys: tf.Tensor3D, values: tf.Tensor3D, spec: SoftmaxSpec, pool?: WorkerPool): tf.Tensor3D {
   const [, T, headDim] = frames[0]!.queries.shape;
-  if (pooledAttentionRuns(pool, T, headDim, spec.variant)) {
+  if (pooledAttentionRuns(pool, T, headDim, spec.variant, simdAvailable)) {
     const out = pooledAttention(pool!, frames, keys, values, spec);
     if (out !== undefined) return out;
   }

@@ -85,14 +85,18 @@ export const POOLED_ATTENTION_MIN_QUERIES = 16;
 
 /**
  * Attention over a cache for a block of T queries runs on a model's worker
- * pool (kernels/pooled_attention.ts): a pool of several threads, inference,
- * tensors readable in place, the SIMD loop's variants (the softmax family,
- * headDim a multiple of 4).
+ * pool (kernels/pooled_attention.ts): inference, tensors readable in place,
+ * the SIMD loop's variants (the softmax family, headDim a multiple of 4),
+ * and a pool of several threads, or of one where the backend's own kernel
+ * does not run the same SIMD loop (cpu: tfjs ops). So a model's numbers do
+ * not depend on its thread count: on wasm one thread runs the SIMD loop in
+ * the fused kernel, several run it in the pool; on cpu the pool runs it for
+ * any number (on one thread, tfjs ops gave other roundings).
  */
-export function pooledAttentionRuns(pool: WorkerPool | undefined, T: number, headDim: number, variant: SoftmaxVariant): boolean {
+export function pooledAttentionRuns(pool: WorkerPool | undefined, T: number, headDim: number, variant: SoftmaxVariant, simdAvailable: () => boolean): boolean {
   return (
     pool !== undefined &&
-    pool.threads > 1 &&
+    (pool.threads > 1 || !simdAvailable()) &&
     fusedInference() &&
     simdEnabled &&
     hasDirectMemory() &&
@@ -112,6 +116,21 @@ export function pooledAttentionRuns(pool: WorkerPool | undefined, T: number, hea
  */
 export function poolAttends(T: number, headDim: number, variant: SoftmaxVariant, simdAvailable: () => boolean): boolean {
   return fusedInference() && simdEnabled && headDim % 4 === 0 && softmaxRule(variant).softmaxFamily && (T >= POOLED_ATTENTION_MIN_QUERIES || simdAvailable());
+}
+
+/**
+ * hasDirectMemory() && poolAttends(1, headDim, variant, simdAvailable): a
+ * decode step's one query attends in the pool's memory, asked every token
+ * (transformer.ts decodeProgramFor). The same answer with one look at
+ * tfjs's engine instead of four calls that each look it up: a decode
+ * step's JavaScript runs with the CPU's caches cold from the weights that
+ * streamed through them, and each object it touches costs a read from
+ * memory (for one query simdAvailable is asked, and it holds only on wasm).
+ */
+export function poolAttendsOneQuery(headDim: number, variant: SoftmaxVariant, simdAvailable: () => boolean): boolean {
+  if (!(fusedKernelsEnabled && simdEnabled && headDim % 4 === 0)) return false;
+  const engine = tf.engine();
+  return engine.backendName === 'wasm' && !engine.isTapeOn() && softmaxRule(variant).softmaxFamily && simdAvailable();
 }
 
 /** Where attention over a cache runs for a block of T queries: the fused kernel or tfjs ops. */

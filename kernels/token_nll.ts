@@ -8,7 +8,10 @@
 // WebAssembly SIMD (kernels/simd/loops.wat), summed in float64; on cpu a
 // JavaScript loop in float64; elsewhere tfjs's logSoftmax. Given a worker
 // pool of several threads, the rows are copied into its memory and their
-// sums split over its threads: the same SIMD loop, the same numbers.
+// sums split over its threads: the same SIMD loop, the same numbers. On cpu
+// a model's pool runs them on any number of threads, one too: the kernel's
+// own loop there is the float64 one, and a model's NLLs must not depend on
+// its thread count.
 import * as tf from '@tensorflow/tfjs';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 import { float32View, hasDirectMemory, simdKernelsEnabled } from './paths.js';
@@ -16,7 +19,7 @@ import type { WorkerPool } from './pool.js';
 import { PoolOp } from './pool_ops.js';
 import { poolScratch, poolScratchFits } from './pool_scratch.js';
 import { residentOffset } from './split_products.js';
-import { simdLoops } from './simd/instance.js';
+import { simdAvailable, simdLoops } from './simd/instance.js';
 
 interface NllAttrs {
   firstRow: number;
@@ -92,7 +95,7 @@ export function tokenNll(logits: tf.Tensor2D, targets: ArrayLike<number>, firstR
   if (firstRow + targets.length > rows) throw new RangeError(`tokenNll: rows ${firstRow}..${firstRow + targets.length} of ${rows}`);
   const ids = Int32Array.from(targets);
   for (const id of ids) if (!(id >= 0 && id < vocab)) throw new RangeError(`tokenNll: target ${id} is outside the vocabulary 0..${vocab - 1}`);
-  if (pool !== undefined && pool.threads > 1 && jsKernelsAvailable() && hasDirectMemory() && simdKernelsEnabled()) {
+  if (pool !== undefined && (pool.threads > 1 || !simdAvailable()) && jsKernelsAvailable() && hasDirectMemory() && simdKernelsEnabled()) {
     const nll = pooledTokenNll(pool, logits, firstRow, ids);
     if (nll !== undefined) return nll;
   }

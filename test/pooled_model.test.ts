@@ -4,8 +4,9 @@
 // the same numbers on any number of threads, and perplexity close to
 // float32's; nothing leaks, and the CLI flags reach it.
 import * as tf from '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import t from 'tap';
 import { createCache } from '../src/cache/index.js';
 import type { CachePolicy, KVCachePolicy } from '../src/cache/policies.js';
@@ -31,7 +32,7 @@ import { cacheShape } from '../src/model/config.js';
 import { disposeModel, type Model, parameterCount } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
 import { writeRow } from '../kernels/split_products.js';
-import { wasmBackendMemory } from '../kernels/paths.js';
+import { FUSED_MAX_QUERIES, wasmBackendMemory } from '../kernels/paths.js';
 import { TokenStream } from '../src/stream.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess } from './helpers.js';
 import { tempDir } from './paths.js';
@@ -861,15 +862,30 @@ t.test("generate with a greedy sampler (the pooled logits' argmax found where th
 });
 
 t.test('q8: the same on every thread count, perplexity within 1% of float32', async (t) => {
-  let first: number[] | undefined;
+  let first: number[][] | undefined;
+  const text = expected.tokens.slice(0, dense.tokens);
   for (const threads of [1, 2, 3]) {
     const model = await loaded({ threads, weights: 'q8', splitMinBytes: 0 });
     t.ok(model.pool !== undefined, `${threads} threads: q8 runs in the pool`);
-    const blocked = await scoreTokens(model, expected.tokens.slice(0, dense.tokens), { kind: 'dense' }, { mode: 'blocked', blockSize: 16 });
-    const stepwise = await scoreTokens(model, expected.tokens.slice(0, dense.tokens), { kind: 'dense' }, { mode: 'stepwise' });
-    t.same(Array.from(blocked.nll), Array.from(stepwise.nll), 'blocked and stepwise agree bit for bit');
-    if (first === undefined) first = Array.from(blocked.nll);
-    else t.same(Array.from(blocked.nll), first, 'bit for bit the one-thread NLLs');
+    const blocked = await scoreTokens(model, text, { kind: 'dense' }, { mode: 'blocked', blockSize: 16 });
+    const stepwise = await scoreTokens(model, text, { kind: 'dense' }, { mode: 'stepwise' });
+    // Blocked and stepwise agree bit for bit where their attention runs the same loop: on wasm every block does
+    // (the SIMD loop: the fused kernel's, or the pool's). On cpu a single step, and a block of up to FUSED_MAX_QUERIES,
+    // runs the fused kernel's float64 JavaScript loop, a block of 16 the pool's SIMD loop (float32) and one in between
+    // tfjs ops (kernels/paths.ts): there blocks of FUSED_MAX_QUERIES are bit for bit, blocks of 16 within the two
+    // loops' rounding, which q8's rounding of each product's input to int16 carries on (measured: 3.6e-4 at most).
+    const sameLoop = backend === 'wasm' ? blocked : await scoreTokens(model, text, { kind: 'dense' }, { mode: 'blocked', blockSize: FUSED_MAX_QUERIES });
+    t.same(
+      Array.from(sameLoop.nll),
+      Array.from(stepwise.nll),
+      `blocked (blocks of ${sameLoop === blocked ? 16 : FUSED_MAX_QUERIES}) and stepwise agree bit for bit`,
+    );
+    if (backend !== 'wasm')
+      t.ok(maxAbsDiff(blocked.nll, stepwise.nll) < 1e-3, `blocks of 16 within ${maxAbsDiff(blocked.nll, stepwise.nll).toExponential(2)} of stepwise`);
+    // on every backend, every path's choice is the same on any number of threads (on cpu the pool's loops run for one thread too)
+    const all = [blocked, stepwise, sameLoop].map((r) => Array.from(r.nll));
+    if (first === undefined) first = all;
+    else t.same(all, first, 'bit for bit the one-thread NLLs, blocked and stepwise');
     // the issue's bar; measured: float32 ppl 703.85, q8 708.71 (+0.69%, the weights' rounding; with x
     // rounded to int8 as well it was 693.70, -1.44%); README, bench/q8_accuracy.ts
     const ratio = Math.exp(meanNll(blocked.nll) - meanNll(dense.nll));
@@ -878,6 +894,17 @@ t.test('q8: the same on every thread count, perplexity within 1% of float32', as
     disposeModel(model);
     await model.pool!.dispose();
   }
+});
+
+t.test('q8 on the cpu backend too: the test above, in a child process on cpu (whose loops differ by block size, not by thread count)', async (t) => {
+  if (backend !== 'wasm') return t.pass('this process runs it on its own backend');
+  const env = { ...process.env, STREAMLLM_TEST_BACKEND: 'cpu', TAP_GREP: '^q8: the same on every thread count' };
+  // (tap's loader where this file runs from its TypeScript source; nothing from dist/test/)
+  const r = spawnSync(process.execPath, [...(extname(process.argv[1]!) === '.ts' ? process.execArgv : []), process.argv[1]!], { env, encoding: 'utf8' });
+  t.equal(r.status, 0, `the child passes (${r.stderr.trim().split('\n')[0] ?? ''})`);
+  t.notMatch(r.stdout, /^\s*not ok/m, 'no failure');
+  t.match(r.stdout, /^ok \d+ - q8: the same on every thread count/m, 'the q8 test ran on cpu');
+  t.match(r.stdout, /ok \d+ - blocked \(blocks of 4\) and stepwise agree bit for bit/, "with cpu's claim");
 });
 
 t.test('eval --threads and --weights', async (t) => {
