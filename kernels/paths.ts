@@ -118,6 +118,21 @@ export function poolAttends(T: number, headDim: number, variant: SoftmaxVariant,
   return fusedInference() && simdEnabled && headDim % 4 === 0 && softmaxRule(variant).softmaxFamily && (T >= POOLED_ATTENTION_MIN_QUERIES || simdAvailable());
 }
 
+/**
+ * hasDirectMemory() && poolAttends(1, headDim, variant, simdAvailable): a
+ * decode step's one query attends in the pool's memory, asked every token
+ * (transformer.ts decodeProgramFor). The same answer with one look at
+ * tfjs's engine instead of four calls that each look it up: a decode
+ * step's JavaScript runs with the CPU's caches cold from the weights that
+ * streamed through them, and each object it touches costs a read from
+ * memory (for one query simdAvailable is asked, and it holds only on wasm).
+ */
+export function poolAttendsOneQuery(headDim: number, variant: SoftmaxVariant, simdAvailable: () => boolean): boolean {
+  if (!(fusedKernelsEnabled && simdEnabled && headDim % 4 === 0)) return false;
+  const engine = tf.engine();
+  return engine.backendName === 'wasm' && !engine.isTapeOn() && softmaxRule(variant).softmaxFamily && simdAvailable();
+}
+
 /** Where attention over a cache runs for a block of T queries: the fused kernel or tfjs ops. */
 export function attentionPath(T: number, simdAvailable: () => boolean): 'fused' | 'ops' {
   return fusedInference() && (T <= FUSED_MAX_QUERIES || simdAvailable()) ? 'fused' : 'ops';

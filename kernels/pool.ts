@@ -371,7 +371,7 @@ export class WorkerPool {
     return this.started;
   }
 
-  /** Times the workers were told to stop spinning for a while because the process got too little CPU time (see BUSY_WINDOW_MS): for tests and benchmarks. */
+  /** Times the workers were told to stop spinning for a while because the process got too little CPU time (kernels/pool_busy.ts): for tests and benchmarks. */
   get calmPeriods(): number {
     return this.busy.periods;
   }
@@ -416,8 +416,8 @@ export class WorkerPool {
    * Run a product over `rows` output rows: `args` are the loop's arguments
    * without row0/row1 (see ProductLoops; for Attend, SumsOfExps and Swiglu, those of
    * SharedLoops without the range, Attend's scores as a base and bytes per
-   * thread; for Q8Gated, see GATED_SCRATCH_FLOATS; for F32Pick and Q8Pick,
-   * PICK_RECORD_BYTES). Split over the threads
+   * thread; for Q8Gated, see pool_ops.ts GATED_SCRATCH_FLOATS; for F32Pick and
+   * Q8Pick, PICK_RECORD_BYTES). Split over the threads
    * when the bytes it reads (`weightBytes`: a product's weights times its
    * tokens) are at least splitMinBytes and
    * make at least two units of unitBytes, else on this thread alone. A
@@ -476,7 +476,7 @@ export class WorkerPool {
    * runs on this thread while the workers wait. On this thread alone (every
    * step in order) with one thread, before the workers have started, and
    * inside another program's caller step; while the cores are busy
-   * (BUSY_WINDOW_MS), step by step as run() jobs. Throws after the run has closed, as run() does: this thread's
+   * (kernels/pool_busy.ts), step by step as run() jobs. Throws after the run has closed, as run() does: this thread's
    * error, else 'a worker failed'; the steps after a failure are not run.
    */
   runProgram(plan: ProgramPlan): void {

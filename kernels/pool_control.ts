@@ -19,7 +19,7 @@
 // The control words (an Int32Array over the pool's shared memory, from a
 // cache line at controlAt, allocated first after the null guard, so that the
 // program walker in WebAssembly reaches them: kernels/pool_walker.ts; and not at
-// the memory's low bytes, which a pointer left 0 writes: NULL_GUARD_BYTES):
+// the memory's low bytes, which a pointer left 0 writes: pool.ts NULL_GUARD_BYTES):
 //
 //   CLAIM       the open job's claim word: tag (10 bits) | front (11) | back
 //               (11). Units [front, back) are unclaimed; the caller claims

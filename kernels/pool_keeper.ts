@@ -2,36 +2,36 @@
 // keeper, a thread that makes the workers and watches them, and what
 // breaks the pool.
 //
-// The keeper (see "Failures") is unref'd once every worker has started,
+// The keeper (see "Failures" below) is unref'd once every worker has started,
 // so neither it nor the workers it holds keep the process alive, and
 // dispose() stops them; a pool that is not disposed is torn down with the
 // process (Ctrl-C included: the calling thread is never left waiting on a
 // worker that cannot answer, since it waits only for units a worker has
 // claimed and is running, and the workers only ever run the loops).
 //
-// Failures: a worker gone while it holds a claim (its thread exited,
-// threw out of its script, was terminated or ran out of memory) never
-// counts that claim's units, and the caller, waiting for them, would wait
-// forever. The caller cannot see the worker go: its event loop does not
-// turn while it waits (nor does a worker's). So the workers are made by a
-// keeper (KEEPER_SOURCE), a thread whose event loop is free: it sees a
-// worker's 'exit' before dispose() and breaks the pool: it posts a line
-// naming the worker and how it ended, sets FAILED, then STOP =
-// STOP_BROKEN, wakes every thread that may wait (wakeAll) and terminates
-// the other workers; it exits once they all have. Every wait ends on STOP:
-// the caller's sleeps (for a job's DONE, at a program's barrier) are
-// slices of CALLER_SLICE_MS, after each of which it looks at STOP, and the
-// walker's sleeps look at it each round (a worker's, 50 ms at most), so
-// the call that waits throws a WorkerPoolError with the keeper's line
+// Failures: a worker gone while it holds a claim (its thread exited, threw
+// out of its script, was terminated or ran out of memory) never counts that
+// claim's units, and the caller, waiting for them, would wait forever. The
+// caller cannot see the worker go: its event loop does not turn while it
+// waits (nor does a worker's). So the workers are made by a keeper
+// (KEEPER_SOURCE), a thread whose event loop is free: it sees a worker's
+// 'exit' before dispose() and breaks the pool: it posts a line naming the
+// worker and how it ended, sets FAILED, then STOP = STOP_BROKEN, wakes every
+// thread that may wait (wakeAll) and terminates the other workers; it exits
+// once they all have. Every wait ends on STOP: the caller's sleeps (for a
+// job's DONE, at a program's barrier) are slices of CALLER_SLICE_MS
+// (pool_control.ts), after each of which it looks at STOP, and the walker's
+// sleeps look at it each round (a worker's, 50 ms at most), so the call that
+// waits throws a WorkerPoolError with the keeper's line
 // (receiveMessageOnPort: at once, no event needed) within a slice of the
 // keeper's notice, and every call after it throws the same line (one that
 // starts before an event has brought the line finds FAILED with STOP: the
 // same). The pool breaks for good rather than making new workers: a worker
-// gone is a bug or a machine out of resources, and a new one would start
-// on a memory whose last job's rows are half written. The caller breaks
-// the pool the same way (breakPool) when its own walk faults again and
-// again. (A job of a loop that traps is not a failure of the pool: see
-// Errors.)
+// gone is a bug or a machine out of resources, and a new one would start on
+// a memory whose last job's rows are half written. The caller breaks the
+// pool the same way (breakPool) when its own walk faults again and again. (A
+// job of a loop that traps is not a failure of the pool: see
+// pool_control.ts, a loop that throws, and pool_walker.ts, Errors.)
 //
 // The keeper itself gone: an uncaught error there runs its process 'exit'
 // handler, which breaks the pool as above, naming the error. A keeper
@@ -82,12 +82,12 @@ export const WAKE_SOURCE = `(control, programAt) => {
 }`;
 export const wakeAll = new Function(`return ${WAKE_SOURCE}`)() as (control: Int32Array, programAt: number) => void;
 
-// The keeper: a thread of its own, whose event loop stays free (the
-// caller's is blocked while it waits for the workers, and a worker's never
-// turns), that makes the workers and watches them: see above. A worker that exits before the pool is disposed breaks it: the
-// keeper posts a line on the reports port, sets FAILED and STOP_BROKEN,
-// wakes every waiting thread and terminates the other workers. It exits
-// once they all have.
+// The keeper: a thread of its own, whose event loop stays free (the caller's
+// is blocked while it waits for the workers, and a worker's never turns),
+// that makes the workers and watches them: see above. A worker that exits
+// before the pool is disposed breaks it: the keeper posts a line on the
+// reports port, sets FAILED and STOP_BROKEN, wakes every waiting thread and
+// terminates the other workers. It exits once they all have.
 export const KEEPER_SOURCE = `
 const { Worker, parentPort, workerData } = require('node:worker_threads');
 const { source, data, reports, memory, controlAt, controlWords, programAt, keeperAt, threads } = workerData;

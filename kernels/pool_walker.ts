@@ -6,7 +6,7 @@
 // Programs (kernels/pool_program.ts): a sequence of steps run as one job,
 // a barrier after each step, so that a decode step is one job and not ~30
 // with JavaScript between them. The steps' words lie in the control array
-// after the job's, a cache line (STEP_WORDS) per step:
+// (kernels/pool_control.ts) after the job's, a cache line (STEP_WORDS) per step:
 //
 //   STEP_CLAIM  the step's claim word, as CLAIM: tag | front | back
 //   descriptor  STEP_OP (CALLER_STEP: run by the caller alone), STEP_UNIT_ROWS,
@@ -116,13 +116,13 @@
 //   A fault of the walk outside a claim, the stack running out in one of
 //   its calls, say, holds nothing: FAILED set, a worker leaves the run to
 //   the others, the caller walks on from its step all the same and gives
-//   up after MAX_WALK_FAULTS of them in a run, breaking the pool: see
-//   "Failures".)
+//   up after MAX_WALK_FAULTS of them in a run, breaking the pool:
+//   kernels/pool_keeper.ts.)
 // - Spins are bounded as for jobs: a worker at a barrier spins for its
 //   SPIN_MICROS_AT (0 while the cores are busy), the caller for
 //   spinMicros, then they sleep. Before the workers have started, the
 //   caller runs the program alone, step by step; while the cores are busy
-//   (BUSY_WINDOW_MS), step by step as run() jobs (those of
+//   (kernels/pool_busy.ts), step by step as run() jobs (those of
 //   CALM_SPLIT_MIN_BYTES or more still split, the rest on the caller: as
 //   before programs). A job run() posts from a caller step runs on the
 //   caller alone (the workers are at the barrier).

@@ -110,7 +110,7 @@ const walk = (tag, steps) => {
 // bound after such wake-ups measured no better on busy cores.)
 for (;;) {
   let generation = Atomics.load(control, ${GENERATION});
-  const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000; // (0 while the cores are busy: see BUSY_WINDOW_MS)
+  const spinMs = Atomics.load(control, ${SPIN_MICROS_AT}) / 1000; // (0 while the cores are busy: kernels/pool_busy.ts)
   // (in walker.wat, the clock every 64 loads: in JavaScript this loop
   // made the worker's script a hot function for V8 to compile in the first tokens)
   if (generation === seen && spinMs > 0) generation = walker.watch(controlAt, seen, spinMs);

@@ -82,13 +82,12 @@ export function allocMatrix(pool: WorkerPool, format: WeightFormat, rows: number
 // them back in (kernels/token_nll.ts). A result's pool is found by its
 // memory's buffer (an entry per buffer, not per result: a WeakMap entry for
 // each of a 15M decode step's 25 results cost 28 µs of its 0.9 ms).
-const regionWrites = new WeakMap<WorkerPool, number>();
 const bufferPools = new WeakMap<ArrayBufferLike, WorkerPool>();
 const residents = new WeakMap<tf.Tensor, { pool: WorkerPool; offset: number; write: number }>();
 
 /** Operand space for the products' results (and their other uses of the pool's memory), on a cache line's start. */
 function scratch(pool: WorkerPool, bytes: number): number {
-  regionWrites.set(pool, (regionWrites.get(pool) ?? 0) + 1);
+  productsOf(pool).writes++;
   return lineStart(poolScratch(pool, 'products', bytes + 48));
 }
 
@@ -168,12 +167,30 @@ interface Pick {
   group: number;
   write: number;
 }
-const lastPicks = new WeakMap<WorkerPool, Pick>();
+
+/**
+ * A pool's products: how often their region was written, and the last
+ * picking product. One entry a pool, so that a decode step looks it up
+ * once to note its pick and once to read it (each lookup of a table that
+ * the step's weights have evicted from the CPU's caches costs reads from
+ * memory).
+ */
+interface Products {
+  writes: number;
+  pick: Pick | undefined;
+}
+const products = new WeakMap<WorkerPool, Products>();
+
+function productsOf(pool: WorkerPool): Products {
+  let p = products.get(pool);
+  if (p === undefined) products.set(pool, (p = { writes: 0, pick: undefined }));
+  return p;
+}
 
 /** Where in `pool`'s memory the values of `t` (made by productTensor) still lie, if they do: a byte offset. */
 export function residentOffset(t: tf.Tensor, pool: WorkerPool): number | undefined {
   const r = residents.get(t);
-  return r !== undefined && r.pool === pool && r.write === regionWrites.get(pool) ? r.offset : undefined;
+  return r !== undefined && r.pool === pool && r.write === products.get(pool)?.writes ? r.offset : undefined;
 }
 
 /** Write row `row` of `m` from values[at .. at + cols) (quantising it for q8). */
@@ -292,8 +309,9 @@ export function pooledPickingProduct(m: PooledMatrix, x: Float32Array, norm?: In
  * undefined for any other values.
  */
 export function pickedArgmax(pool: WorkerPool, values: Float32Array): number | undefined {
-  const p = lastPicks.get(pool);
-  if (p === undefined || p.write !== regionWrites.get(pool) || values.byteOffset !== p.out || values.length !== p.rows) return undefined;
+  const made = products.get(pool);
+  const p = made?.pick;
+  if (p === undefined || p.write !== made!.writes || values.byteOffset !== p.out || values.length !== p.rows) return undefined;
   if (values.buffer !== pool.memory.buffer) return undefined;
   // the claims' records in row order, each naming where the next claim
   // starts (in WebAssembly: as JavaScript, V8 ran this loop as bytecode
@@ -315,19 +333,20 @@ export function pickedArgmax(pool: WorkerPool, values: Float32Array): number | u
 export function notePickingProduct(m: PooledMatrix, out: number, records: number): void {
   const { pool, rows } = m;
   // (counted as a product's write: a tensor made from an earlier result there, productTensor, is no longer resident)
-  regionWrites.set(pool, (regionWrites.get(pool) ?? 0) + 1);
-  notePick(pool, out, rows, records, splitRows(m.format === 'f32' ? PoolOp.F32Pick : PoolOp.Q8Pick));
+  const made = productsOf(pool);
+  made.writes++;
+  notePick(made, out, rows, records, splitRows(m.format === 'f32' ? PoolOp.F32Pick : PoolOp.Q8Pick));
 }
 
 /** The last picking product's result and records, at the products' region's write count now (pickedArgmax reads them while it holds). */
-function notePick(pool: WorkerPool, out: number, rows: number, records: number, group: number): void {
-  let p = lastPicks.get(pool);
-  if (p === undefined) lastPicks.set(pool, (p = { out, rows, records, group, write: 0 }));
+function notePick(made: Products, out: number, rows: number, records: number, group: number): void {
+  let p = made.pick;
+  if (p === undefined) made.pick = p = { out, rows, records, group, write: 0 };
   p.out = out;
   p.rows = rows;
   p.records = records;
   p.group = group;
-  p.write = regionWrites.get(pool) ?? 0;
+  p.write = made.writes;
 }
 
 /** pooledProduct, and with `pick` (one token) pooledPickingProduct. */
@@ -354,7 +373,7 @@ function product(m: PooledMatrix, x: Float32Array, tokens: number, norm: InputNo
     pool.loops.quantizeX16(xp, n, xq, xd);
     pool.run(op, q8JobArgs(q8Args, m.data, xq, xd, out, stride, tokens, rows, records), rows, weightBytes);
   }
-  if (pick) notePick(pool, out, rows, records, group);
+  if (pick) notePick(productsOf(pool), out, rows, records, group);
   const result = resultView(pool, out, tokens * rows);
   if (bufferPools.get(result.buffer) !== pool) bufferPools.set(result.buffer, pool);
   return result;
@@ -393,7 +412,7 @@ export function productTensor(product: Float32Array, shape: [number, number]): t
   // cpu backend keeps the array itself.
   const t = tf.tensor2d(tf.getBackend() === 'wasm' ? product : product.slice(), shape);
   const pool = bufferPools.get(product.buffer);
-  if (pool !== undefined) residents.set(t, { pool, offset: product.byteOffset, write: regionWrites.get(pool) ?? 0 });
+  if (pool !== undefined) residents.set(t, { pool, offset: product.byteOffset, write: products.get(pool)?.writes ?? 0 });
   return t;
 }
 

@@ -12,6 +12,7 @@ import { type CachePolicy, policyLabel } from './cache/policies.js';
 import type { KVCache } from './cache/types.js';
 import { firstNonFinite } from './finite.js';
 import { inPoolMemory, pooledArgmax } from '../kernels/logits_argmax.js';
+import { pickedArgmax } from '../kernels/split_products.js';
 import { cacheShape } from './model/config.js';
 import { cacheMemory } from './model/pooled_layers.js';
 import { checkModelIds, DecodeScratch, forward, forwardLastValues } from './model/transformer.js';
@@ -119,7 +120,10 @@ export class TokenStream {
   feedLastGreedy(ids: readonly number[]): GreedyChoice {
     const logits = this.feedLastValues(ids); // [vocab]
     const pool = this.model.pool;
-    const id = pool !== undefined && inPoolMemory(pool, logits) ? pooledArgmax(pool, logits) : firstNonFinite(logits) >= 0 ? -1 : argmax(logits);
+    // (a decode step's logits: the pick its program made, asked first, as
+    // pooledArgmax would after checking again where the logits lie)
+    const picked = pool === undefined ? undefined : pickedArgmax(pool, logits);
+    const id = picked ?? (pool !== undefined && inPoolMemory(pool, logits) ? pooledArgmax(pool, logits) : firstNonFinite(logits) >= 0 ? -1 : argmax(logits));
     return id >= 0 ? { finite: true, id } : { finite: false, logits };
   }
 

@@ -19,7 +19,7 @@ import { createCache } from '../src/cache/index.js';
 import { CACHE_KIND_SUMMARIES, CACHE_KINDS, type KVCachePolicy, policyBound, policyFromName, policyLabel, policySpan } from '../src/cache/policies.js';
 import type { ScoredCache } from '../src/cache/scored.js';
 import { StreamingCache } from '../src/cache/streaming.js';
-import { type CacheShape, entryTensors, type KVCache } from '../src/cache/types.js';
+import { type CacheShape, entryTensors, type KVCache, type PlacedEntries } from '../src/cache/types.js';
 import { poolRegions } from '../kernels/pool_regions.js';
 import { poolEntryMemory } from '../src/model/pooled_layers.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
@@ -287,6 +287,10 @@ const backend = await initTestBackend();
         let entryMismatches = 0;
         let attentionMismatches = 0;
         let worst = 0;
+        // a layer's entries are the object given the token before exactly while their arrays and size are (a decode program writes its tables again only for another object)
+        let lastPlaced: (PlacedEntries | undefined)[] = [];
+        let identityMismatches = 0;
+        let sameObjects = 0;
         for (let j = 0; j < N; j++) {
           const view = storing.begin(1).layer(0);
           placing.begin(1);
@@ -295,6 +299,15 @@ const backend = await initTestBackend();
             t.fail(`${name}, token ${j}: a cache in its entry memory places a single token`);
             break;
           }
+          placed.forEach((p, l) => {
+            const was = lastPlaced[l]?.entries;
+            if (was === undefined) return;
+            const same = was === p!.entries;
+            const alike = was.keys === p!.entries.keys && was.values === p!.entries.values && String(was.shape) === String(p!.entries.shape);
+            if (same !== alike) identityMismatches++;
+            if (same) sameObjects++;
+          });
+          lastPlaced = placed;
           for (let l = 0; l < layers; l++) {
             const { entries, at } = placed[l]!;
             const outs = tf.tidy(() => {
@@ -323,6 +336,8 @@ const backend = await initTestBackend();
           placing.end();
         }
         t.equal(entryMismatches, 0, `${name}${kind}: ${N} tokens x ${layers} layers, the entries of store bit for bit`);
+        t.equal(identityMismatches, 0, `${name}${kind}: the same entries object exactly while the same arrays and size`);
+        t.ok(sameObjects > 0, `${name}${kind}: the same object for ${sameObjects} of ${(N - 1) * layers}`);
         t.equal(attentionMismatches, 0, `${name}${kind}: and their attention`);
         t.ok(worst < 1e-5, `${name}${kind}: the reference's attention, max |diff| ${worst.toExponential(2)}`);
         // a block of more tokens is stored

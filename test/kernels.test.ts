@@ -10,6 +10,7 @@ import { embed } from '../kernels/embedding.js';
 import { erfc, gelu } from '../kernels/gelu.js';
 import { erfcReference, geluReference } from '../kernels/gelu.ref.js';
 import { setFusedKernels } from '../kernels/js_kernel.js';
+import { hasDirectMemory, poolAttends, poolAttendsOneQuery } from '../kernels/paths.js';
 import { layerNorm } from '../kernels/layernorm.js';
 import { layerNormReference } from '../kernels/layernorm.ref.js';
 import { batchMatMul, linear, matMul2d } from '../kernels/matmul.js';
@@ -20,7 +21,7 @@ import { POOL_MAX_BYTES, WorkerPool } from '../kernels/pool.js';
 import { allocMatrix, pooledProduct, productTensor, residentOffset, writeRow } from '../kernels/split_products.js';
 import { applyRope, ropeAngleArrays, ropeAngles, type RopeSpec, rotateRow } from '../kernels/rope.js';
 import { ropeReference } from '../kernels/rope.ref.js';
-import { setSimdKernels } from '../kernels/simd/instance.js';
+import { setSimdKernels, simdAvailable } from '../kernels/simd/instance.js';
 import { extraLogitOf, extraLogitTensor, SOFTMAX_VARIANTS, softmaxRule, softmaxWithSink } from '../kernels/softmax.js';
 import { softmaxReference } from '../kernels/softmax.ref.js';
 import { swiglu, swigluRows } from '../kernels/swiglu.js';
@@ -635,4 +636,43 @@ t.test('embed: the fused lookup equals tf.gather; bad ids are a RangeError', asy
   setFusedKernels(true);
   t.throws(() => embed(table, [7]), /outside the vocabulary/);
   table.dispose();
+});
+
+// poolAttendsOneQuery (a decode step's check, every token) is
+// hasDirectMemory() && poolAttends(1, ...) in fewer looks at tfjs: the same
+// answer for every setting it reads.
+t.test('poolAttendsOneQuery answers as hasDirectMemory() && poolAttends(1, ...)', async (t) => {
+  const cases: string[] = [];
+  let agreed = 0;
+  let open = 0;
+  try {
+    for (const fused of [true, false])
+      for (const simd of [true, false])
+        for (const headDim of [8, 6])
+          for (const variant of SOFTMAX_VARIANTS)
+            for (const taped of [false, true]) {
+              setFusedKernels(fused);
+              setSimdKernels(simd);
+              const ask = () => [poolAttendsOneQuery(headDim, variant, simdAvailable), hasDirectMemory() && poolAttends(1, headDim, variant, simdAvailable)];
+              let answers: boolean[] = [];
+              if (taped)
+                tf.grad((x: tf.Tensor) => {
+                  answers = ask();
+                  return x.sum();
+                })(tf.ones([1])).dispose();
+              else answers = ask();
+              const name = `${backend} fused ${fused} simd ${simd} headDim ${headDim} ${variant}${taped ? ' under a tape' : ''}`;
+              if (answers[0] === answers[1]) agreed++;
+              else cases.push(`${name}: ${answers[0]}, not ${answers[1]}`);
+              if (answers[1]) open++;
+            }
+  } finally {
+    setFusedKernels(true);
+    setSimdKernels(true);
+  }
+  t.same(cases, [], 'no setting where they differ');
+  t.equal(agreed, 2 * 2 * 2 * SOFTMAX_VARIANTS.length * 2);
+  // (on wasm some settings let a step attend in the pool; the cpu backend none)
+  if (backend === 'wasm') t.ok(open > 0, `open for ${open} settings`);
+  else t.equal(open, 0);
 });

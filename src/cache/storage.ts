@@ -42,6 +42,8 @@ export class EntryStorage {
   /** join's keys and values in the entry memory, [kvHeads, n, headDim] each: reused from block to block, grown on demand. */
   private joined: { keys: Float32Array; values: Float32Array } | undefined;
   private slotCount: number;
+  /** Per layer, what memoryEntries last gave. */
+  private readonly givenEntries: (MemoryEntries | undefined)[] = [];
 
   /** The entry memory the entries are kept in; undefined: tensors (none was given, or the storage outgrew its room). */
   private memory: EntryMemory | undefined;
@@ -111,7 +113,7 @@ export class EntryStorage {
       this.values.push(tf.keep(values));
     }
     for (const a of [...this.keyArrays, ...this.valueArrays]) memory.free(a);
-    this.keyArrays.length = this.valueArrays.length = 0;
+    this.keyArrays.length = this.valueArrays.length = this.givenEntries.length = 0;
     this.freeJoined();
     this.memory = undefined;
   }
@@ -192,9 +194,21 @@ export class EntryStorage {
     return { entries: this.memoryEntries(layer, this.memory), at: slot };
   }
 
+  /**
+   * A layer's entries in the entry memory: the object given before while
+   * its arrays, size and memory are the same (a decode step asks every
+   * layer's each token: a decode program writes a layer's placement into
+   * its tables again only when the object changed, decode_program.ts).
+   */
   private memoryEntries(layer: number, memory: EntryMemory): MemoryEntries {
+    const keys = this.keyArrays[layer]!;
+    const values = this.valueArrays[layer]!;
+    const given = this.givenEntries[layer];
+    if (given !== undefined && given.keys === keys && given.values === values && given.memory === memory && given.shape[1] === this.slotCount) return given;
     const shape: [number, number, number] = [this.shape.kvHeads, this.slotCount, this.shape.headDim];
-    return { memory, shape, keys: this.keyArrays[layer]!, values: this.valueArrays[layer]! };
+    const entries = { memory, shape, keys, values };
+    this.givenEntries[layer] = entries;
+    return entries;
   }
 
   /**
@@ -253,6 +267,6 @@ export class EntryStorage {
       for (const a of [...this.keyArrays, ...this.valueArrays]) this.memory.free(a);
       this.freeJoined();
     }
-    this.keys.length = this.values.length = this.keyArrays.length = this.valueArrays.length = 0;
+    this.keys.length = this.values.length = this.keyArrays.length = this.valueArrays.length = this.givenEntries.length = 0;
   }
 }

@@ -68,7 +68,7 @@ import { qkvRopeArgs, qkvRopeRecordBytes, writeQkvRopeRecord } from '../../kerne
 import { inverseFrequencies, ropeAnglesFrom } from '../../kernels/rope.js';
 import { learnsExtraLogit, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { matrixBytes, notePickingProduct, type PooledMatrix, Q8_BLOCK } from '../../kernels/split_products.js';
-import type { BlockView, EntryMemory, KVCache, LayerView } from '../cache/types.js';
+import type { BlockView, EntryMemory, KVCache, LayerView, MemoryEntries } from '../cache/types.js';
 import { inputNorm, poolEntryMemory, residualInPool } from './pooled_layers.js';
 import type { LayerWeights, Model } from './weights.js';
 
@@ -139,6 +139,14 @@ export class DecodeProgram {
    * softmax they were settled for.
    */
   private readonly settledValuesFromKeys: Int32Array;
+  /**
+   * Per layer, the cache's entries whose placement its row of the patch
+   * table holds (their arrays' byte offsets and size: checked and written
+   * when the cache gives another object: src/cache/storage.ts), and
+   * where their values lie from their keys.
+   */
+  private readonly placed: (MemoryEntries | undefined)[] = [];
+  private readonly placedValuesFromKeys: Int32Array;
   private unsettled = true;
   private settledSoftmax: SoftmaxVariant | undefined;
   private readonly memory: EntryMemory;
@@ -236,6 +244,7 @@ export class DecodeProgram {
     this.frequenciesTheta = model.config.rope.theta;
     this.frequencies = inverseFrequencies(model.config.rope);
     this.settledValuesFromKeys = new Int32Array(model.config.layers);
+    this.placedValuesFromKeys = new Int32Array(model.config.layers);
     const { config, weights } = model;
     const { dim, heads, headDim } = config;
     const q8 = classifier.format === 'q8';
@@ -486,6 +495,7 @@ export class DecodeProgram {
     const frequencies = this.frequencies;
     const half = this.half;
     const views = this.views;
+    const placed = this.placed;
     const rowBytes = this.rowBytes;
     let most = 0;
     let F = 0;
@@ -530,17 +540,23 @@ export class DecodeProgram {
       views[l] = view;
       const place = cache.place!(l);
       if (place === undefined) return -1;
-      const { memory, shape, keys, values } = place.entries;
-      if (memory !== this.memory || shape[0] !== kvHeads || shape[2] !== headDim) return -1;
-      if (extraLogit && this.model.weights.layers[l]!.sinkLogits === undefined) return -1;
+      const entries = place.entries;
       const row = places.row;
-      ints[row + ROW.keys] = keys.byteOffset;
-      ints[row + ROW.values] = values.byteOffset;
-      ints[row + ROW.kvBytes] = shape[1] * rowBytes;
+      if (entries !== placed[l]) {
+        // (the same object as the token before's: the same arrays and size, checked and written then)
+        const { memory, shape, keys, values } = entries;
+        if (memory !== this.memory || shape[0] !== kvHeads || shape[2] !== headDim) return -1;
+        ints[row + ROW.keys] = keys.byteOffset;
+        ints[row + ROW.values] = values.byteOffset;
+        ints[row + ROW.kvBytes] = shape[1] * rowBytes;
+        placed[l] = entries;
+        this.placedValuesFromKeys[l] = (values.byteOffset - keys.byteOffset) | 0;
+      }
+      if (extraLogit && this.model.weights.layers[l]!.sinkLogits === undefined) return -1;
       ints[row + ROW.slot] = place.at;
       ints[row + ROW.frames] = frames;
       // (compared with the settled: a token that returns -1 after this layer settles nothing, and the next finds it moved again)
-      moved = moved || ((values.byteOffset - keys.byteOffset) | 0) !== this.settledValuesFromKeys[l] || F !== this.attendFrames[l];
+      moved = moved || this.placedValuesFromKeys[l] !== this.settledValuesFromKeys[l] || F !== this.attendFrames[l];
     }
     // (stored every token: a store that the compiled loop first met at a
     // cache's growth would deoptimise it, and V8 would compile it again)

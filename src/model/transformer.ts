@@ -12,7 +12,15 @@ import * as tf from '@tensorflow/tfjs';
 import { attention, type AttentionFrame, attentionProbabilities } from '../../kernels/attention.js';
 import { attendArrays, attendDirect } from '../../kernels/attention_fused.js';
 import { causalAttention } from '../../kernels/causal_attention.js';
-import { attentionPath, causalKernelAvailable, float32View, hasDirectMemory, poolAttends, pooledAttentionRuns } from '../../kernels/paths.js';
+import {
+  attentionPath,
+  causalKernelAvailable,
+  float32View,
+  hasDirectMemory,
+  poolAttends,
+  poolAttendsOneQuery,
+  pooledAttentionRuns,
+} from '../../kernels/paths.js';
 import { attendInPool, copyEntriesIn } from '../../kernels/pooled_attention.js';
 import { embed } from '../../kernels/embedding.js';
 import { qkvHeads, qkvHeadsInto } from '../../kernels/qkv_heads.js';
@@ -576,10 +584,10 @@ export function forwardLastValues(model: Model, ids: readonly number[], cache: K
  * does not need cost a 15M step some 5 µs).
  */
 function decodeProgramFor(model: Model): DecodeProgram | undefined {
+  if (model.pool === undefined) return undefined;
   const { headDim, softmax } = model.config;
   // (attentionPath(1) is 'fused' wherever poolAttends(1) holds: both need fusedInference)
-  const inPlace = model.pool !== undefined && hasDirectMemory() && poolAttends(1, headDim, softmax, simdAvailable);
-  return inPlace ? pooledDecodeProgram(model) : undefined;
+  return poolAttendsOneQuery(headDim, softmax, simdAvailable) ? pooledDecodeProgram(model) : undefined;
 }
 
 /**
