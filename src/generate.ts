@@ -161,6 +161,9 @@ class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
       let stream = this.stream;
       if (stream === undefined) {
         if (this.prompt.length === 0) throw new ArgumentError('prompt', 'expected at least one token id, got none');
+        const steps = this.options.steps;
+        // (NaN, compared below with every count as false, would never end)
+        if (!(Number.isInteger(steps) && steps >= 0)) throw new ArgumentError('steps', `expected a whole number >= 0 (0: until stopped), got ${steps}`);
         checkTokenIds('prompt', this.prompt, this.model.config.vocabSize);
         stream = this.stream = new TokenStream(this.model, this.policy);
         this.ids = withSinkToken(this.model.config, this.prompt);

@@ -12,6 +12,7 @@ import { WorkerPool } from '../kernels/pool.js';
 import { poolRegions } from '../kernels/pool_regions.js';
 import { poolEntryMemory } from '../src/model/pooled_layers.js';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
+import { ArgumentError } from '../src/errors.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
@@ -136,6 +137,27 @@ t.test('generate: a shouldStop that throws rejects next() with its error, ends i
   t.same(ids, want.slice(0, 3), 'the tokens before it (shouldStop is asked before each step after the first)');
   t.equal(tf.memory().numTensors, before, 'the stream freed');
   t.same(await generation.next(), { done: true, value: undefined }, 'next() after it: done');
+});
+
+// steps is a whole number >= 0 (0: until stopped). NaN compared false with
+// every count: Generation's limit never came (an endless generation), and
+// 2.5 gave 3 tokens (the async function* gave none for NaN, 2 for 2.5)
+t.test('generate: steps that are not a whole number >= 0: an ArgumentError naming them at the first next(), no token, nothing left', async (t) => {
+  const { prompt } = expected.greedy;
+  const before = tf.memory().numTensors;
+  for (const steps of [NaN, 2.5, -1, Infinity]) {
+    let generated = 0;
+    let error: unknown;
+    try {
+      for await (const _ of generate(model, { kind: 'dense' }, prompt, argmax, { steps })) if (++generated === 20) break;
+    } catch (e) {
+      error = e;
+    }
+    t.ok(error instanceof ArgumentError, `steps ${steps}: an ArgumentError (got ${String(error)})`);
+    t.equal((error as Error | undefined)?.message, `steps: expected a whole number >= 0 (0: until stopped), got ${steps}`, `steps ${steps}: the message`);
+    t.equal(generated, 0, `steps ${steps}: no token`);
+  }
+  t.equal(tf.memory().numTensors, before, 'no tensor left');
 });
 
 for (const c of expected.cases) {
