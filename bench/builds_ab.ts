@@ -58,7 +58,8 @@ async function probe(
     // as bench/decode.ts's child decodes: generate's greedy path, a dense cache from token 1, the untimed tokens a stream of their own
     const { generate } = await load<typeof import('../src/generate.js')>('src/generate.js');
     const { argmax } = await load<typeof import('../src/sample/sampler.js')>('src/sample/sampler.js');
-    for await (const _ of generate(model, { kind: 'dense' }, [1], argmax, { steps: warmup }));
+    // (steps: 0 is generate's "until stopped": no untimed stream at all when --warmup is 0)
+    if (warmup > 0) for await (const _ of generate(model, { kind: 'dense' }, [1], argmax, { steps: warmup }));
     const started = performance.now();
     const cpuStarted = cpuMs();
     for await (const _ of generate(model, { kind: 'dense' }, [1], argmax, { steps: decodeTokens }));

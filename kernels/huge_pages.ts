@@ -15,7 +15,8 @@
 //
 // How: native/huge_pages.c, an optional addon (`npm install` builds it with
 // node-gyp; without a compiler it is skipped), makes the one madvise call
-// over the memory's whole reservation, right after the memory is made. The
+// over the memory's whole reservation (as /proc/self/maps shows it: V8's
+// differs between engines and settings), right after the memory is made. The
 // pool then grows its memory in whole 2 MB blocks (hugePageEnd): a block
 // first written while only partly mapped gets 4 KB pages and keeps them.
 // Without the addon everything runs the same on 4 KB pages, bit for bit:
@@ -29,7 +30,13 @@ export const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
 
 /** What the kernel was asked for a memory, and where the memory starts. */
 export type PageAdvice =
-  | { hugePages: true; /** The memory's first byte, as an address (for /proc/self/smaps). */ address: number }
+  | {
+      hugePages: true;
+      /** The memory's first byte, as an address (for /proc/self/smaps). */
+      address: number;
+      /** Bytes advised from there: the memory's reservation as /proc/self/maps shows it (reservedFrom), at most what the caller asked for. */
+      bytes: number;
+    }
   | { hugePages: false; /** One line: why the memory stays on 4 KB pages. */ why: string };
 
 interface HugePagesAddon {
@@ -71,9 +78,52 @@ export function hugePagesUnavailable(addonPath = HUGE_PAGES_ADDON): string | und
 }
 
 /**
- * Ask for 2 MB pages over `reservedBytes` from the start of a WebAssembly
- * memory's buffer (its maximum: later growth in place is covered too). Never throws: what comes back says
- * whether the memory is advised, or why not. `addonPath` is for tests.
+ * The bytes from `address` to the end of the reservation that holds it, at
+ * most `most`, as `maps` (the text of /proc/self/maps) shows it: the mapping
+ * holding the address, then each adjacent anonymous mapping with no access
+ * (---p). V8 reserves a wasm memory's maximum (with guard regions, more) and
+ * makes pages accessible as the memory grows; how much depends on the engine
+ * (guard regions or bounds checks; a maximum cut down when address space is
+ * short), so it is read, not assumed. Undefined where no mapping holds the
+ * address. (A neighbour's untouched reservation directly after, also ---p,
+ * cannot be told apart: the kernel merges the two into one mapping.)
+ */
+export function reservedFrom(maps: string, address: number, most: number): number | undefined {
+  let end: number | undefined;
+  for (const line of maps.split('\n')) {
+    const [range, perms, , , inode, path] = line.split(/\s+/);
+    const [start, stop] = (range ?? '').split('-').map((hex) => parseInt(hex, 16));
+    if (start === undefined || stop === undefined || !(stop > start)) continue;
+    if (end === undefined) {
+      if (start <= address && address < stop) end = stop;
+    } else if (start === end && perms === '---p' && inode === '0' && !path) {
+      end = stop;
+    } else if (start >= end) {
+      break;
+    }
+    if (end !== undefined && end - address >= most) break;
+  }
+  return end === undefined ? undefined : Math.min(end - address, most);
+}
+
+/** reservedFrom on this process's maps; undefined where they cannot be read. */
+function reservedAt(address: number, most: number): number | undefined {
+  try {
+    return reservedFrom(readFileSync('/proc/self/maps', 'utf8'), address, most);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Ask for 2 MB pages over the memory behind a WebAssembly memory's buffer:
+ * its reservation from the first byte, at most `reservedBytes` (the
+ * memory's maximum), so that later growth in place is covered too, and
+ * nothing past it (madvise over a range that runs past the reservation fails
+ * with ENOMEM after advising whatever mappings lie in it: another thread's
+ * stack, another memory). Where the reservation cannot be read, the buffer's
+ * bytes alone. Never throws: what comes back says whether the memory is
+ * advised, or why not. `addonPath` is for tests.
  */
 export function adviseHugePages(buffer: ArrayBufferLike, reservedBytes: number, addonPath = HUGE_PAGES_ADDON): PageAdvice {
   const system = systemWithout();
@@ -91,11 +141,12 @@ export function adviseHugePages(buffer: ArrayBufferLike, reservedBytes: number, 
   if (typeof addon.advise !== 'function' || typeof addon.address !== 'function')
     return { hugePages: false, why: `${addonPath} has no advise and address functions` };
   const view = new Uint8Array(buffer, 0, 1);
-  const errno = addon.advise(view, reservedBytes);
-  if (errno !== 0) return { hugePages: false, why: `madvise(MADV_HUGEPAGE) failed with errno ${errno}` };
   const address = addon.address(view);
   if (!Number.isSafeInteger(address) || address < 0) return { hugePages: false, why: `${addonPath} gave no address for the memory` };
-  return { hugePages: true, address };
+  const bytes = Math.max(buffer.byteLength, reservedAt(address, reservedBytes) ?? 0);
+  const errno = addon.advise(view, bytes);
+  if (errno !== 0) return { hugePages: false, why: `madvise(MADV_HUGEPAGE) over ${bytes} bytes failed with errno ${errno}` };
+  return { hugePages: true, address, bytes };
 }
 
 /**

@@ -18,7 +18,7 @@ export type BackendName = (typeof BACKENDS)[number];
 
 const require = createRequire(import.meta.url);
 
-/** The most a wasm32 memory can grow to: what V8 reserves (and more) for the wasm backend's heap, which grows in place. */
+/** The most a wasm32 memory can grow to: the bound of what is advised for the wasm backend's heap (its reservation as found, at most this: kernels/huge_pages.ts). */
 const WASM32_MAX_BYTES = 2 ** 32;
 
 /** Which of the optional tensorflow packages is importable, GPU first. */

@@ -15,7 +15,15 @@ import { Worker } from 'node:worker_threads';
 import seedrandom from 'seedrandom';
 import t, { type Test } from 'tap';
 import { attendDirect } from '../kernels/attention_fused.js';
-import { adviseHugePages, HUGE_PAGE_BYTES, hugePageEnd, hugePagesUnavailable, transparentHugePageMode } from '../kernels/huge_pages.js';
+import {
+  adviseHugePages,
+  HUGE_PAGE_BYTES,
+  hugePageEnd,
+  hugePagesUnavailable,
+  type PageAdvice,
+  reservedFrom,
+  transparentHugePageMode,
+} from '../kernels/huge_pages.js';
 import { POOL_MAX_BYTES, WorkerPool } from '../kernels/pool.js';
 import { type JobOp, PoolOp } from '../kernels/pool_ops.js';
 import { poolRegions, PoolRegions } from '../kernels/pool_regions.js';
@@ -721,12 +729,82 @@ t.test('2 MB pages: an addon not built or not loadable says why, and nothing is 
   // (an empty buffer has no first byte to advise from: said, not thrown)
   t.same(adviseHugePages(new ArrayBuffer(0), 65536), { hugePages: false, why: 'the memory is empty: no first byte to advise from' });
   // growth rounds to absolute 2 MB blocks, at most the maximum; unadvised, exactly the bytes asked
-  const at = { hugePages: true as const, address: 5 * HUGE_PAGE_BYTES + 65536 };
+  const at = { hugePages: true as const, address: 5 * HUGE_PAGE_BYTES + 65536, bytes: 2 ** 32 };
   t.equal(hugePageEnd(at, 1, 2 ** 32), HUGE_PAGE_BYTES - 65536);
   t.equal(hugePageEnd(at, HUGE_PAGE_BYTES - 65536, 2 ** 32), HUGE_PAGE_BYTES - 65536);
   t.equal(hugePageEnd(at, HUGE_PAGE_BYTES - 65535, 2 ** 32), 2 * HUGE_PAGE_BYTES - 65536);
   t.equal(hugePageEnd(at, 3 * 65536, 2 * 65536), 2 * 65536, 'never past the maximum');
   t.equal(hugePageEnd({ hugePages: false, why: '' }, 12345, 2 ** 32), 12345);
+});
+
+/** What a child node process needs to run this file's siblings: tap's loader where this runs from TypeScript source (test/), nothing from dist/test/. */
+const loaderArgs = () => (extname(process.argv[1]!) === '.ts' ? process.execArgv : []);
+
+t.test('2 MB pages: what is advised is the memory reservation as /proc/self/maps shows it, never past it', async (t) => {
+  const maps = (lines: [number, number, string, string?][]) =>
+    lines
+      .map(([from, to, perms, path]) => `${from.toString(16)}-${to.toString(16)} ${perms} 00000000 00:00 ${path === undefined ? '0 ' : `0 ${path}`}`)
+      .join('\n');
+  const M = 2 ** 20;
+  const at = 0x7f0000000000;
+  // V8 with guard regions: the accessible part, then no-access pages well past 4 GiB
+  const guarded = maps([
+    [at - 2048 * M, at, '---p'],
+    [at, at + 16 * M, 'rw-p'],
+    [at + 16 * M, at + 8192 * M, '---p'],
+    [at + 8192 * M, at + 8194 * M, 'rw-p'],
+  ]);
+  t.equal(reservedFrom(guarded, at, 4096 * M), 4096 * M, 'guard regions: the most asked for');
+  // bounds checks instead: exactly the maximum, then a gap or another mapping
+  const exact = maps([
+    [at, at + M / 16, 'rw-p'],
+    [at + M / 16, at + 100 * (M / 16), '---p'],
+    [at + 100 * (M / 16) + 4096, at + 101 * (M / 16), '---p', ''],
+    [at + 101 * (M / 16), at + 200 * (M / 16), 'rw-p'],
+  ]);
+  t.equal(reservedFrom(exact, at, 4096 * M), 100 * (M / 16), 'the maximum of 100 wasm pages: to the gap, not across it');
+  const stack = maps([
+    [at, at + M, 'rw-p'],
+    [at + M, at + 2 * M, '---p'],
+    [at + 2 * M, at + 3 * M, 'rw-p', '[stack:1]'],
+  ]);
+  t.equal(reservedFrom(stack, at, 4096 * M), 2 * M, 'an accessible neighbour directly after: not taken');
+  const file = maps([
+    [at, at + M, 'rw-p'],
+    [at + M, at + 2 * M, '---p', '/lib/x.so'],
+  ]);
+  t.equal(reservedFrom(file, at + 4096, 4096 * M), M - 4096, "a file's mapping directly after: not taken; from an address inside the first mapping");
+  t.equal(reservedFrom(guarded, at - 2048 * M - 1, 4096 * M), undefined, 'an address no mapping holds');
+  if (hugePagesUnavailable() !== undefined) return;
+  // for real: with bounds checks instead of the trap handler's guard regions, V8 reserves a memory's maximum alone;
+  // a madvise over 4 GiB from its first byte failed (ENOMEM) after advising the mappings beyond (a thread's stack)
+  const module = pathToFileURL(join(dirname(process.argv[1]!), '..', 'kernels', `huge_pages${extname(process.argv[1]!)}`)).href;
+  const script = `
+    import { readFileSync } from 'node:fs';
+    import { adviseHugePages } from ${JSON.stringify(module)};
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 100 });
+    const advice = adviseHugePages(memory.buffer, 2 ** 32);
+    // the VmFlags of each mapping from the memory's start to 4 GiB past it
+    const flags = readFileSync('/proc/self/smaps', 'utf8').split(/\\n(?=[0-9a-f]+-[0-9a-f]+ )/).map((block) => {
+      const [from, to] = block.split(' ')[0].split('-').map((hex) => parseInt(hex, 16));
+      return { from, to, hg: /^VmFlags:.*\\bhg\\b/m.test(block) };
+    }).filter((m) => advice.hugePages && m.to > advice.address && m.from < advice.address + 2 ** 32);
+    process.stdout.write(JSON.stringify({ advice, flags }));`;
+  const r = spawnSync(process.execPath, [...loaderArgs(), '--disable-wasm-trap-handler', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  t.equal(r.status, 0, `the child ran (${r.stderr.trim().split('\n')[0] ?? ''})`);
+  const { advice, flags } = JSON.parse(r.stdout || '{}') as { advice?: PageAdvice; flags?: { from: number; to: number; hg: boolean }[] };
+  t.match(advice, { hugePages: true, bytes: 100 * 65536 }, "advised: the memory's 100 wasm pages, all it reserved");
+  if (advice?.hugePages !== true || flags === undefined) return;
+  const end = advice.address + advice.bytes;
+  t.ok(
+    flags.filter((m) => m.to <= end).every((m) => m.hg),
+    'every mapping of the reservation carries MADV_HUGEPAGE',
+  );
+  t.same(
+    flags.filter((m) => m.from >= end && m.hg),
+    [],
+    'no mapping past it does',
+  );
 });
 
 t.test('without the addon (a machine without a C compiler): the 2 MB-page tests skip, naming it, and the fallback says why', async (t) => {
@@ -739,7 +817,7 @@ t.test('without the addon (a machine without a C compiler): the 2 MB-page tests 
   const [self, dir] = [process.argv[1]!, dirname(process.argv[1]!)];
   for (const file of [self, join(dir, `simd.test${extname(self)}`)]) {
     const env = { ...process.env, STREAMLLM_HUGE_PAGES_ADDON: missing, TAP_GREP: '^2 MB pages: ' };
-    const r = spawnSync(process.execPath, [...process.execArgv, file], { env, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [...loaderArgs(), file], { env, encoding: 'utf8' });
     const name = basename(file);
     t.equal(r.status, 0, `${name}: passes (${r.stderr.trim().split('\n')[0] ?? ''})`);
     t.notMatch(r.stdout, /^\s*not ok/m, `${name}: no failure`);

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import seedrandom from 'seedrandom';
 import t from 'tap';
 import { hugePagesUnavailable } from '../kernels/huge_pages.js';
-import { float32View } from '../kernels/paths.js';
+import { float32View, wasmHeapBuffer } from '../kernels/paths.js';
 import { wasmHeapPageAdvice } from '../src/backend.js';
 import { simdLoops, setSimdKernels } from '../kernels/simd/instance.js';
 import { assembleWat, generatedSource, SIMD_DIR, wasmTargets, watSources } from '../scripts/assemble_wasm.js';
@@ -147,6 +147,9 @@ t.test(
   async (t) => {
     const advice = wasmHeapPageAdvice();
     t.ok(advice?.hugePages, advice?.hugePages === false ? `not advised: ${advice.why}` : 'advised');
-    if (advice?.hugePages === true) t.match(vmFlagsAt(advice.address), /\bhg\b/, 'the mapping under the heap carries MADV_HUGEPAGE');
+    if (advice?.hugePages === true) {
+      t.match(vmFlagsAt(advice.address), /\bhg\b/, 'the mapping under the heap carries MADV_HUGEPAGE');
+      t.ok(advice.bytes >= wasmHeapBuffer().byteLength && advice.bytes <= 2 ** 32, `advised ${advice.bytes} bytes: the heap's reservation, at most 4 GiB`);
+    }
   },
 );
