@@ -427,8 +427,14 @@ t.test("TokenStream.feedLastValues (the pooled classifier's output read in place
   }
 });
 
+// A decode step runs as the model's pool program where the pool's SIMD loop attends a cache in place for one
+// token (transformer.ts decodeProgramFor, kernels/paths.ts poolAttends): on wasm. On cpu a step keeps the
+// fused kernel's float64 JavaScript loop, so no token runs as a program there, and the tests of programs skip.
+const PROGRAMS_RUN = { skip: backend !== 'wasm' && 'decode programs run on wasm only (on cpu a step attends by the float64 JavaScript loop)' };
+
 t.test(
   "a decode program's token turned away by a later layer's placement after the first layer's entries moved: the next tokens' program sees the move (the one-job path's logits bit for bit)",
+  PROGRAMS_RUN,
   async (t) => {
     const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
     const program = pooledDecodeProgram(model)!;
@@ -512,6 +518,7 @@ t.test(
 
 t.test(
   "a decode step as one pool program (decode_program.ts): 320 tokens through a streaming cache that wraps, the one-job path's and the tfjs path's logits and picks bit for bit",
+  PROGRAMS_RUN,
   async (t) => {
     const stream = Array.from({ length: 320 }, (_, i) => tokens[(7 * i) % tokens.length]!);
     const policies: CachePolicy[] = [{ kind: 'streaming', sinkCount: 4, windowSize: 40 }, { kind: 'dense' }];
@@ -603,6 +610,7 @@ t.test(
 
 t.test(
   "several streams of one model alternating token by token through its one decode program: each stream's logits of the one-job path bit for bit, for each softmax variant",
+  PROGRAMS_RUN,
   async (t) => {
     // One program per model, patched per token: every word a stream owns (the
     // cache's slot and entries, the frames: two with sinks, one without, the
@@ -655,40 +663,44 @@ t.test(
 // frame count, or another softmax in the model's config. A config changed
 // between tokens of one stream, from softmax to softmax1 (neither learned,
 // so nothing else tells the program) and back, must be seen.
-t.test("a model's softmax changed between tokens of one stream: the program's next tokens use it (the one-job path's logits bit for bit)", async (t) => {
-  const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
-  const program = pooledDecodeProgram(model)!;
-  t.ok(program !== undefined, 'the model has a decode program');
-  const viaProgram = new TokenStream(model, { kind: 'dense' });
-  const viaJobs = new TokenStream(model, { kind: 'dense' });
-  // (softmax throughout, the one-job path: softmax1's tokens must differ from it)
-  const plain = new TokenStream(model, { kind: 'dense' });
-  const before = tf.memory().numTensors;
-  const runs = program.runs;
-  const variants = ['softmax', 'softmax1', 'softmax'] as const;
-  let same = 0;
-  let told = 0;
-  for (let i = 0; i < 12; i++) {
-    const softmax = variants[Math.floor(i / 4)]!;
-    const id = tokens[(3 * i) % tokens.length]!;
-    model.config = { ...model.config, softmax };
-    const got = viaProgram.feedLastValues([id]).slice();
-    setDecodePrograms(false);
-    const want = viaJobs.feedLastValues([id]).slice();
-    model.config = { ...model.config, softmax: 'softmax' };
-    const softmaxOnly = plain.feedLastValues([id]);
-    setDecodePrograms(true);
-    if (bitsEqual(got, want)) same++;
-    if (softmax === 'softmax1' && !bitsEqual(want, softmaxOnly)) told++;
-  }
-  t.equal(told, 4, "softmax1's logits differ from softmax's (the variants are told apart)");
-  t.equal(same, 12, "every token's logits the one-job path's bit for bit, across softmax, softmax1, softmax");
-  t.equal(program.runs - runs, 12, 'each token ran as the program');
-  t.equal(tf.memory().numTensors, before, 'no tensor leak');
-  [viaProgram, viaJobs, plain].forEach((s) => s.dispose());
-  disposeModel(model);
-  await model.pool?.dispose();
-});
+t.test(
+  "a model's softmax changed between tokens of one stream: the program's next tokens use it (the one-job path's logits bit for bit)",
+  PROGRAMS_RUN,
+  async (t) => {
+    const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
+    const program = pooledDecodeProgram(model)!;
+    t.ok(program !== undefined, 'the model has a decode program');
+    const viaProgram = new TokenStream(model, { kind: 'dense' });
+    const viaJobs = new TokenStream(model, { kind: 'dense' });
+    // (softmax throughout, the one-job path: softmax1's tokens must differ from it)
+    const plain = new TokenStream(model, { kind: 'dense' });
+    const before = tf.memory().numTensors;
+    const runs = program.runs;
+    const variants = ['softmax', 'softmax1', 'softmax'] as const;
+    let same = 0;
+    let told = 0;
+    for (let i = 0; i < 12; i++) {
+      const softmax = variants[Math.floor(i / 4)]!;
+      const id = tokens[(3 * i) % tokens.length]!;
+      model.config = { ...model.config, softmax };
+      const got = viaProgram.feedLastValues([id]).slice();
+      setDecodePrograms(false);
+      const want = viaJobs.feedLastValues([id]).slice();
+      model.config = { ...model.config, softmax: 'softmax' };
+      const softmaxOnly = plain.feedLastValues([id]);
+      setDecodePrograms(true);
+      if (bitsEqual(got, want)) same++;
+      if (softmax === 'softmax1' && !bitsEqual(want, softmaxOnly)) told++;
+    }
+    t.equal(told, 4, "softmax1's logits differ from softmax's (the variants are told apart)");
+    t.equal(same, 12, "every token's logits the one-job path's bit for bit, across softmax, softmax1, softmax");
+    t.equal(program.runs - runs, 12, 'each token ran as the program');
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    [viaProgram, viaJobs, plain].forEach((s) => s.dispose());
+    disposeModel(model);
+    await model.pool?.dispose();
+  },
+);
 
 // The program's records hold the rope's layout and its angles' room the
 // rotary dimension of the model it was made for; a config changed between
@@ -696,45 +708,50 @@ t.test("a model's softmax changed between tokens of one stream: the program's ne
 // another rotary dimension or layout the program declines the token (the
 // one-job path runs it). Before, the program ran with the old rotation,
 // and a larger rotary dimension wrote its angles past the layer's room.
-t.test("a model's rope changed between tokens of one stream: the one-job path's logits bit for bit (theta, rotary dimension, layout)", async (t) => {
-  const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
-  const program = pooledDecodeProgram(model)!;
-  t.ok(program !== undefined, 'the model has a decode program');
-  const rope = model.config.rope;
-  t.equal(rope.rotaryDim, model.config.headDim, 'the rotation covers the head');
-  const ropes = [
-    { label: 'theta 500', rope: { ...rope, theta: 500 }, runs: true },
-    { label: 'rotary dimension headDim / 2', rope: { ...rope, rotaryDim: rope.rotaryDim / 2 }, runs: false },
-    { label: 'layout halves', rope: { ...rope, layout: 'halves' as const }, runs: false },
-    { label: 'the first rope again', rope, runs: true },
-  ];
-  const viaProgram = new TokenStream(model, { kind: 'dense' });
-  const viaJobs = new TokenStream(model, { kind: 'dense' });
-  const before = tf.memory().numTensors;
-  let i = 0;
-  for (const { label, rope: r, runs } of ropes) {
-    model.config = { ...model.config, rope: r };
-    const ran = program.runs;
-    let same = 0;
-    for (let k = 0; k < 3; k++, i++) {
-      const id = tokens[(7 * i) % tokens.length]!;
-      const got = viaProgram.feedLastValues([id]).slice();
-      setDecodePrograms(false);
-      const want = viaJobs.feedLastValues([id]);
-      setDecodePrograms(true);
-      if (bitsEqual(got, want)) same++;
+t.test(
+  "a model's rope changed between tokens of one stream: the one-job path's logits bit for bit (theta, rotary dimension, layout)",
+  PROGRAMS_RUN,
+  async (t) => {
+    const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
+    const program = pooledDecodeProgram(model)!;
+    t.ok(program !== undefined, 'the model has a decode program');
+    const rope = model.config.rope;
+    t.equal(rope.rotaryDim, model.config.headDim, 'the rotation covers the head');
+    const ropes = [
+      { label: 'theta 500', rope: { ...rope, theta: 500 }, runs: true },
+      { label: 'rotary dimension headDim / 2', rope: { ...rope, rotaryDim: rope.rotaryDim / 2 }, runs: false },
+      { label: 'layout halves', rope: { ...rope, layout: 'halves' as const }, runs: false },
+      { label: 'the first rope again', rope, runs: true },
+    ];
+    const viaProgram = new TokenStream(model, { kind: 'dense' });
+    const viaJobs = new TokenStream(model, { kind: 'dense' });
+    const before = tf.memory().numTensors;
+    let i = 0;
+    for (const { label, rope: r, runs } of ropes) {
+      model.config = { ...model.config, rope: r };
+      const ran = program.runs;
+      let same = 0;
+      for (let k = 0; k < 3; k++, i++) {
+        const id = tokens[(7 * i) % tokens.length]!;
+        const got = viaProgram.feedLastValues([id]).slice();
+        setDecodePrograms(false);
+        const want = viaJobs.feedLastValues([id]);
+        setDecodePrograms(true);
+        if (bitsEqual(got, want)) same++;
+      }
+      t.equal(same, 3, `${label}: each token's logits the one-job path's bit for bit`);
+      t.equal(program.runs - ran, runs ? 3 : 0, `${label}: ${runs ? 'run as the program' : 'not run as the program'}`);
     }
-    t.equal(same, 3, `${label}: each token's logits the one-job path's bit for bit`);
-    t.equal(program.runs - ran, runs ? 3 : 0, `${label}: ${runs ? 'run as the program' : 'not run as the program'}`);
-  }
-  t.equal(tf.memory().numTensors, before, 'no tensor leak');
-  [viaProgram, viaJobs].forEach((s) => s.dispose());
-  disposeModel(model);
-  await model.pool?.dispose();
-});
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    [viaProgram, viaJobs].forEach((s) => s.dispose());
+    disposeModel(model);
+    await model.pool?.dispose();
+  },
+);
 
 t.test(
   'a model of more layers than a pool program holds (q8: 10 steps a layer, 2048 steps) decodes without one; one of 204 layers has one, right',
+  PROGRAMS_RUN,
   async (t) => {
     // (decode threw PoolProgram's RangeError for any model past 204 layers)
     for (const [layers, programmed] of [
@@ -768,6 +785,7 @@ t.test(
 
 t.test(
   "a decode program keeps the embedding rows it reads between tokens: after the wasm memory grows and after the embedding is replaced, the one-job path's bits",
+  PROGRAMS_RUN,
   async (t) => {
     // (the program keeps a view of the embedding's rows from token to token;
     // a grown wasm memory detaches it, a new tensor is elsewhere: each must
@@ -896,16 +914,34 @@ t.test('q8: the same on every thread count, perplexity within 1% of float32', as
   }
 });
 
-t.test('q8 on the cpu backend too: the test above, in a child process on cpu (whose loops differ by block size, not by thread count)', async (t) => {
-  if (backend !== 'wasm') return t.pass('this process runs it on its own backend');
-  const env = { ...process.env, STREAMLLM_TEST_BACKEND: 'cpu', TAP_GREP: '^q8: the same on every thread count' };
-  // (tap's loader where this file runs from its TypeScript source; nothing from dist/test/)
-  const r = spawnSync(process.execPath, [...(extname(process.argv[1]!) === '.ts' ? process.execArgv : []), process.argv[1]!], { env, encoding: 'utf8' });
-  t.equal(r.status, 0, `the child passes (${r.stderr.trim().split('\n')[0] ?? ''})`);
-  t.notMatch(r.stdout, /^\s*not ok/m, 'no failure');
-  t.match(r.stdout, /^ok \d+ - q8: the same on every thread count/m, 'the q8 test ran on cpu');
-  t.match(r.stdout, /ok \d+ - blocked \(blocks of 4\) and stepwise agree bit for bit/, "with cpu's claim");
-});
+t.test(
+  "on cpu no token runs as a decode program (PROGRAMS_RUN's reason): a step attends by the float64 JavaScript loop",
+  { skip: backend !== 'cpu' && 'a cpu claim: the wasm suite runs it in a child process on cpu (the next test)' },
+  async (t) => {
+    const model = await loaded({ threads: 2, weights: 'q8', splitMinBytes: 0 });
+    const stream = new TokenStream(model, { kind: 'dense' });
+    for (const id of [1, 2, 3]) stream.feedLastValues([id]);
+    t.equal(pooledDecodeProgram(model)?.runs ?? 0, 0, 'three single tokens, none as the program');
+    stream.dispose();
+    disposeModel(model);
+    await model.pool!.dispose();
+  },
+);
+
+t.test(
+  'q8 and decode steps on the cpu backend too: the two tests above, in a child process on cpu (whose attention loops differ by block size, not by thread count)',
+  { skip: backend !== 'wasm' && 'run from the wasm suite (this process runs them on its own backend)' },
+  async (t) => {
+    const env = { ...process.env, STREAMLLM_TEST_BACKEND: 'cpu', TAP_GREP: '^(q8: the same on every thread count|on cpu no token runs as a decode program)' };
+    // (tap's loader where this file runs from its TypeScript source; nothing from dist/test/)
+    const r = spawnSync(process.execPath, [...(extname(process.argv[1]!) === '.ts' ? process.execArgv : []), process.argv[1]!], { env, encoding: 'utf8' });
+    t.equal(r.status, 0, `the child passes (${r.stderr.trim().split('\n')[0] ?? ''})`);
+    t.notMatch(r.stdout, /^\s*not ok/m, 'no failure');
+    t.match(r.stdout, /^ok \d+ - q8: the same on every thread count/m, 'the q8 test ran on cpu');
+    t.match(r.stdout, /ok \d+ - blocked \(blocks of 4\) and stepwise agree bit for bit/, "with cpu's claim");
+    t.match(r.stdout, /^ok \d+ - on cpu no token runs as a decode program/m, 'and the cpu decode claim');
+  },
+);
 
 t.test('eval --threads and --weights', async (t) => {
   const dir = tempDir('streamllm-pool-');
