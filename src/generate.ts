@@ -136,13 +136,23 @@ class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
       this.turned = performance.now();
       return this.produce();
     }
-    if (this.options.shouldStop?.()) return this.end();
+    if (this.stopAsked()) return this.end();
     if (performance.now() - this.turned < TURN_MS) return this.produce();
     return yieldToEventLoop().then(() => {
       this.turned = performance.now();
       if (this.ended) return { done: true, value: undefined }; // (return() or throw() ran meanwhile)
-      return this.options.shouldStop?.() ? this.end() : this.produce();
+      return this.stopAsked() ? this.end() : this.produce();
     });
+  }
+
+  /** The caller's shouldStop; a throw from it ends the generation (the stream disposed) as a step's does. */
+  private stopAsked(): boolean {
+    try {
+      return this.options.shouldStop?.() ?? false;
+    } catch (e) {
+      this.end();
+      throw e;
+    }
   }
 
   /** Feed the ids, pick the token: the step's result (done at the step limit or a stop id); a throw ends the generation. */

@@ -112,6 +112,32 @@ t.test("generate keeps an async generator's protocol: queued calls in order, ret
   t.equal(tf.memory().numTensors, before, 'and freed');
 });
 
+// shouldStop is the caller's code: a throw from it ends the generation as a
+// throw from a step does (an async function*'s finally freed the stream;
+// Generation's next() asks shouldStop outside the step's own catch)
+t.test('generate: a shouldStop that throws rejects next() with its error, ends it and frees the stream', async (t) => {
+  const { prompt, steps, tokens } = expected.greedy;
+  const want = tokens.slice(prompt.length);
+  const before = tf.memory().numTensors;
+  let asked = 0;
+  const shouldStop = () => {
+    if (++asked === 3) throw new Error('the handler failed');
+    return false;
+  };
+  const generation = generate(model, { kind: 'dense' }, prompt, argmax, { steps, shouldStop });
+  const ids: number[] = [];
+  await t.rejects(
+    (async () => {
+      for await (const step of generation) ids.push(step.id);
+    })(),
+    /^the handler failed$/,
+    "next() rejects with shouldStop's error",
+  );
+  t.same(ids, want.slice(0, 3), 'the tokens before it (shouldStop is asked before each step after the first)');
+  t.equal(tf.memory().numTensors, before, 'the stream freed');
+  t.same(await generation.next(), { done: true, value: undefined }, 'next() after it: done');
+});
+
 for (const c of expected.cases) {
   for (const [mode, blockSize] of [
     ['stepwise', 1],

@@ -28,9 +28,9 @@
 //
 // float32: no Quantize, and the gate|up product (F32, a barrier) then
 // Swiglu*, as pooled_layers.ts runs them (a fused float32 product and
-// SwiGLU measured slower: pool.ts GATED_SCRATCH_FLOATS). Then NormOperand*
+// SwiGLU measured slower: kernels/pool_ops.ts GATED_SCRATCH_FLOATS). Then NormOperand*
 // (the final norm) and Q8Pick or F32Pick (the classifier, each claim picking
-// from its rows: kernels/pool.ts PICK_RECORD_BYTES).
+// from its rows: kernels/pool_ops.ts PICK_RECORD_BYTES).
 //
 // The steps marked * run on every thread (pool_program.ts everyThread):
 // each thread that takes part in the product after one runs it whole, into
