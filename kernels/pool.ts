@@ -92,6 +92,9 @@ const PAGE = 65536;
 const NULL_GUARD_BYTES = PAGE;
 /** The int32 at byte 0 (in the guard): a NaN pattern no loop stores, so a write of a job's first row through a null pointer changes it (run() then throws). */
 const NULL_CANARY = 0x7fbad0ff;
+
+/** CALLER_SLICE_MS in ns, as the walker takes it (a BigInt made once, not every run). */
+const CALLER_SLICE_NS = BigInt(CALLER_SLICE_MS * 1e6);
 /** wasm32's limit: 65536 pages of 64 KiB. */
 const MAX_PAGES = 65536;
 /** The most the pool's shared memory can hold: 4 GiB. */
@@ -484,43 +487,17 @@ export class WorkerPool {
     const steps = plan.ops.length;
     // (more would run past the control array's step words)
     if (steps > MAX_PROGRAM_STEPS) throw new RangeError(`WorkerPool: a program has at most ${MAX_PROGRAM_STEPS} steps, got ${steps}`);
+    // The rare paths are methods of their own: V8 runs this function as
+    // bytecode through a process's first ~230 decode tokens, then compiles
+    // it on a background thread that takes one of the pool's cores; what it
+    // never calls it neither runs nor compiles there.
     const alone = this.threads === 1 || this.inProgram || Atomics.load(this.control, READY) !== this.threads - 1;
-    const started = alone ? 0 : performance.now();
+    if (alone) return this.runProgramAlone(plan, steps);
+    const started = performance.now();
     if (!this.inProgram) this.nullGuard[0] = NULL_CANARY; // (as run())
-    if (alone) {
-      for (let s = 0; s < steps; s++) {
-        const op = plan.ops[s]!;
-        if (op === CALLER_STEP) plan.callers[s]!();
-        else this.runRange(op, plan.args[s]!, 0, plan.rows[s]!);
-      }
-      this.checkNullGuard();
-      return;
-    }
-    if (this.splitMinBytes > 0 && this.busy.coresBusy(started)) {
-      // busy cores: the steps as run() jobs, as before programs (those of
-      // CALM_SPLIT_MIN_BYTES or more still split, the workers woken for
-      // them; the rest on this thread)
-      for (let s = 0; s < steps; s++) {
-        const op = plan.ops[s]!;
-        if (op === CALLER_STEP) plan.callers[s]!();
-        else this.run(op, plan.args[s]!, plan.rows[s]!, plan.weightBytes[s]!);
-      }
-      return;
-    }
+    if (this.splitMinBytes > 0 && this.busy.coresBusy(started)) return this.runProgramStepwise(plan, steps);
     const c = this.control;
-    if (this.loadedPlan !== plan) {
-      for (let s = 0, at = this.programAt; s < steps; s++, at += STEP_WORDS) {
-        c[at + STEP_OP] = plan.ops[s]!;
-        c[at + STEP_UNIT_ROWS] = plan.unitRows[s]!;
-        c[at + STEP_ROWS] = plan.rows[s]!;
-        c[at + STEP_UNITS] = plan.everyThread[s] ? 0 : plan.units[s]!;
-        c[at + STEP_THREAD_BYTES] = plan.threadBytes[s]!;
-        c[at + STEP_FLAGS] = plan.threadArgs[s]! | (plan.everyThread[s] ? EVERY_THREAD : 0);
-        const args = plan.args[s]!;
-        for (let i = 0; i < MAX_ARGS; i++) c[at + STEP_ARGS + i] = args[i] ?? 0;
-      }
-      this.loadedPlan = plan;
-    }
+    if (this.loadedPlan !== plan) this.loadPlan(plan, steps);
     // each step's LEFT and claim word (plain stores: kernels/pool_walker.ts), then the run opens (PROGRAM_RUN)
     const tag = (this.tag = (this.tag + 1) & TAG_MASK);
     const tagBits = tag << TAG_SHIFT;
@@ -555,7 +532,7 @@ export class WorkerPool {
             0,
             this.threads,
             this.spinMicros / 1000,
-            BigInt(CALLER_SLICE_MS * 1e6), // (its sleeps in slices: STOP looked at after each)
+            CALLER_SLICE_NS, // (its sleeps in slices: STOP looked at after each)
             times === undefined ? 0 : this.timesAt,
             this.ownArgsAt,
           );
@@ -564,14 +541,7 @@ export class WorkerPool {
           // (-1: the fault came before this walk set its step, at the call)
           const step = this.walker.step();
           if (step >= 0) from = step;
-          const take = this.walker.take();
-          if (!this.walkFailed) {
-            this.walkFailed = true;
-            this.walkError = e;
-          }
-          Atomics.store(c, FAILED, 1);
-          if (take !== 0) this.finishUnits(this.programAt + STEP_WORDS * from + STEP_LEFT, tag, take);
-          else if (++faults === MAX_WALK_FAULTS) {
+          if (!this.walkFaulted(e, from, tag) && ++faults === MAX_WALK_FAULTS) {
             // outside a claim (the walk's own code: nothing held, so it walked on from its step), and again: give up
             this.breakPool(
               `WorkerPool: the calling thread's walk of a program failed ${faults} times outside its units (${firstLine(e)}): the pool is unusable`,
@@ -590,22 +560,83 @@ export class WorkerPool {
     const error = this.walkError;
     this.walkError = undefined;
     if (walked === 0) throw this.brokenError();
-    if (times !== undefined) {
-      const ms = new Float64Array(this.memory.buffer, this.timesAt, 2 * steps);
-      for (let s = 0; s < steps; s++) {
-        const op = plan.ops[s]!;
-        if (op === CALLER_STEP || plan.everyThread[s]) continue; // (an every-thread step: in the claims of the step after)
-        times.own[s] = (times.own[s] ?? 0) + ms[2 * s]!;
-        times.barrier[s] = (times.barrier[s] ?? 0) + ms[2 * s + 1]!;
-        times.ops[s] = op;
-      }
-    }
+    if (times !== undefined) this.addProgramTimes(plan, steps, times);
     this.busy.splitEnded(started);
     const workerFailed = Atomics.exchange(c, FAILED, 0) !== 0;
     if (workerFailed && Atomics.load(c, STOP) !== 0) throw this.brokenError(); // (as runSplit)
     if (failed) throw error;
     if (workerFailed) throw new Error('WorkerPool: a worker failed to run its share of a program');
     this.checkNullGuard();
+  }
+
+  /** runProgram on this thread alone: every step in order. */
+  private runProgramAlone(plan: ProgramPlan, steps: number): void {
+    if (!this.inProgram) this.nullGuard[0] = NULL_CANARY; // (as run())
+    for (let s = 0; s < steps; s++) {
+      const op = plan.ops[s]!;
+      if (op === CALLER_STEP) plan.callers[s]!();
+      else this.runRange(op, plan.args[s]!, 0, plan.rows[s]!);
+    }
+    this.checkNullGuard();
+  }
+
+  /**
+   * runProgram while the cores are busy: the steps as run() jobs, as before
+   * programs (those of CALM_SPLIT_MIN_BYTES or more still split, the
+   * workers woken for them; the rest on this thread).
+   */
+  private runProgramStepwise(plan: ProgramPlan, steps: number): void {
+    for (let s = 0; s < steps; s++) {
+      const op = plan.ops[s]!;
+      if (op === CALLER_STEP) plan.callers[s]!();
+      else this.run(op, plan.args[s]!, plan.rows[s]!, plan.weightBytes[s]!);
+    }
+  }
+
+  /** A plan's steps into the control words (runProgram, when the plan run last was another). */
+  private loadPlan(plan: ProgramPlan, steps: number): void {
+    const c = this.control;
+    for (let s = 0, at = this.programAt; s < steps; s++, at += STEP_WORDS) {
+      c[at + STEP_OP] = plan.ops[s]!;
+      c[at + STEP_UNIT_ROWS] = plan.unitRows[s]!;
+      c[at + STEP_ROWS] = plan.rows[s]!;
+      c[at + STEP_UNITS] = plan.everyThread[s] ? 0 : plan.units[s]!;
+      c[at + STEP_THREAD_BYTES] = plan.threadBytes[s]!;
+      c[at + STEP_FLAGS] = plan.threadArgs[s]! | (plan.everyThread[s] ? EVERY_THREAD : 0);
+      const args = plan.args[s]!;
+      for (let i = 0; i < MAX_ARGS; i++) c[at + STEP_ARGS + i] = args[i] ?? 0;
+    }
+    this.loadedPlan = plan;
+  }
+
+  /**
+   * The calling thread's walk of the run of `tag` threw at step `from`: the
+   * error kept (the run's first) for runProgram to throw, FAILED set, and a
+   * claim in flight counted; false where none was (a fault of the walk
+   * itself).
+   */
+  private walkFaulted(e: unknown, from: number, tag: number): boolean {
+    const take = this.walker.take();
+    if (!this.walkFailed) {
+      this.walkFailed = true;
+      this.walkError = e;
+    }
+    Atomics.store(this.control, FAILED, 1);
+    if (take === 0) return false;
+    this.finishUnits(this.programAt + STEP_WORDS * from + STEP_LEFT, tag, take);
+    return true;
+  }
+
+  /** A split run's times (programTimes: each step's own claims and barrier, from the walk), added up per step. */
+  private addProgramTimes(plan: ProgramPlan, steps: number, times: NonNullable<WorkerPool['programTimes']>): void {
+    const ms = new Float64Array(this.memory.buffer, this.timesAt, 2 * steps);
+    for (let s = 0; s < steps; s++) {
+      const op = plan.ops[s]!;
+      if (op === CALLER_STEP || plan.everyThread[s]) continue; // (an every-thread step: in the claims of the step after)
+      times.own[s] = (times.own[s] ?? 0) + ms[2 * s]!;
+      times.barrier[s] = (times.barrier[s] ?? 0) + ms[2 * s + 1]!;
+      times.ops[s] = op;
+    }
   }
 
   /** Patch argument `index` of step `step` of a plan (between its runs; or, from a caller step, of a later step). */
