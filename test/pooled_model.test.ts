@@ -430,11 +430,13 @@ t.test("TokenStream.feedLastValues (the pooled classifier's output read in place
 // A decode step runs as the model's pool program where the pool's SIMD loop attends a cache in place for one
 // token (transformer.ts decodeProgramFor, kernels/paths.ts poolAttends): on wasm. On cpu a step keeps the
 // fused kernel's float64 JavaScript loop, so no token runs as a program there, and the tests of programs skip.
-const PROGRAMS_RUN = { skip: backend !== 'wasm' && 'decode programs run on wasm only (on cpu a step attends by the float64 JavaScript loop)' };
+// (an object of its own for each test: tap writes a test's name, and a --grep's skip, into the options it is given,
+// so one object shared by these tests skipped every one of them under any --grep or TAP_GREP)
+const programsRun = () => ({ skip: backend !== 'wasm' && 'decode programs run on wasm only (on cpu a step attends by the float64 JavaScript loop)' });
 
 t.test(
   "a decode program's token turned away by a later layer's placement after the first layer's entries moved: the next tokens' program sees the move (the one-job path's logits bit for bit)",
-  PROGRAMS_RUN,
+  programsRun(),
   async (t) => {
     const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
     const program = pooledDecodeProgram(model)!;
@@ -518,7 +520,7 @@ t.test(
 
 t.test(
   "a decode step as one pool program (decode_program.ts): 320 tokens through a streaming cache that wraps, the one-job path's and the tfjs path's logits and picks bit for bit",
-  PROGRAMS_RUN,
+  programsRun(),
   async (t) => {
     const stream = Array.from({ length: 320 }, (_, i) => tokens[(7 * i) % tokens.length]!);
     const policies: CachePolicy[] = [{ kind: 'streaming', sinkCount: 4, windowSize: 40 }, { kind: 'dense' }];
@@ -610,7 +612,7 @@ t.test(
 
 t.test(
   "several streams of one model alternating token by token through its one decode program: each stream's logits of the one-job path bit for bit, for each softmax variant",
-  PROGRAMS_RUN,
+  programsRun(),
   async (t) => {
     // One program per model, patched per token: every word a stream owns (the
     // cache's slot and entries, the frames: two with sinks, one without, the
@@ -665,7 +667,7 @@ t.test(
 // so nothing else tells the program) and back, must be seen.
 t.test(
   "a model's softmax changed between tokens of one stream: the program's next tokens use it (the one-job path's logits bit for bit)",
-  PROGRAMS_RUN,
+  programsRun(),
   async (t) => {
     const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
     const program = pooledDecodeProgram(model)!;
@@ -710,7 +712,7 @@ t.test(
 // and a larger rotary dimension wrote its angles past the layer's room.
 t.test(
   "a model's rope changed between tokens of one stream: the one-job path's logits bit for bit (theta, rotary dimension, layout)",
-  PROGRAMS_RUN,
+  programsRun(),
   async (t) => {
     const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
     const program = pooledDecodeProgram(model)!;
@@ -751,7 +753,7 @@ t.test(
 
 t.test(
   'a model of more layers than a pool program holds (q8: 10 steps a layer, 2048 steps) decodes without one; one of 204 layers has one, right',
-  PROGRAMS_RUN,
+  programsRun(),
   async (t) => {
     // (decode threw PoolProgram's RangeError for any model past 204 layers)
     for (const [layers, programmed] of [
@@ -785,7 +787,7 @@ t.test(
 
 t.test(
   "a decode program keeps the embedding rows it reads between tokens: after the wasm memory grows and after the embedding is replaced, the one-job path's bits",
-  PROGRAMS_RUN,
+  programsRun(),
   async (t) => {
     // (the program keeps a view of the embedding's rows from token to token;
     // a grown wasm memory detaches it, a new tensor is elsewhere: each must
@@ -915,7 +917,7 @@ t.test('q8: the same on every thread count, perplexity within 1% of float32', as
 });
 
 t.test(
-  "on cpu no token runs as a decode program (PROGRAMS_RUN's reason): a step attends by the float64 JavaScript loop",
+  "on cpu no token runs as a decode program (programsRun's reason): a step attends by the float64 JavaScript loop",
   { skip: backend !== 'cpu' && 'a cpu claim: the wasm suite runs it in a child process on cpu (the next test)' },
   async (t) => {
     const model = await loaded({ threads: 2, weights: 'q8', splitMinBytes: 0 });
