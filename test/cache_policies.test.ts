@@ -287,7 +287,7 @@ const backend = await initTestBackend();
         let entryMismatches = 0;
         let attentionMismatches = 0;
         let worst = 0;
-        // a layer's entries are the object given the token before exactly while their arrays and size are (a decode program writes its tables again only for another object)
+        // a layer's entries are the object given the token before exactly while their arrays and size are (a decode step asks for them every token: no new objects while nothing moved)
         let lastPlaced: (PlacedEntries | undefined)[] = [];
         let identityMismatches = 0;
         let sameObjects = 0;

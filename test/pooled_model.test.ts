@@ -10,7 +10,7 @@ import { extname, join } from 'node:path';
 import t from 'tap';
 import { createCache } from '../src/cache/index.js';
 import type { CachePolicy, KVCachePolicy } from '../src/cache/policies.js';
-import type { KVCache } from '../src/cache/types.js';
+import type { KVCache, PlacedEntries } from '../src/cache/types.js';
 import { DenseCache } from '../src/cache/dense.js';
 import { CausalBlock } from '../src/cache/causal_block.js';
 import { ArgumentError } from '../src/errors.js';
@@ -512,6 +512,55 @@ t.test(
     t.equal(same, ids.length, "the one-job path's logits bit for bit, every token");
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     refusing.dispose();
+    plain.dispose();
+    disposeModel(model);
+    await model.pool?.dispose();
+  },
+);
+
+// KVCache.place's contract (src/cache/types.ts): ask anew each block, the
+// arrays may have moved. A cache may give them in one object it updates
+// (EntryStorage gives a new one when they move); the program must see the
+// move either way, not keep the placement of an object it saw before.
+t.test(
+  "a cache that gives its placed entries in one object it updates as they move: each token's program sees the move (the one-job path's logits bit for bit)",
+  programsRun(),
+  async (t) => {
+    const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
+    const program = pooledDecodeProgram(model)!;
+    t.ok(program !== undefined, 'the model has a decode program');
+    class OnePlacedObject extends DenseCache {
+      private readonly kept: PlacedEntries[] = [];
+      override place(layer: number): PlacedEntries | undefined {
+        const placed = super.place(layer);
+        if (placed === undefined) return undefined;
+        const kept = (this.kept[layer] ??= { entries: { ...placed.entries }, at: placed.at });
+        Object.assign(kept.entries, placed.entries); // (the same object, the storage's arrays and shape now)
+        kept.at = placed.at;
+        return kept;
+      }
+    }
+    const shape = { ...cacheShape(model.config), entryMemory: cacheMemory(model) };
+    // 4 slots at first: the entries move as the cache grows at tokens 4, 8, 16 and 32
+    const updating = new OnePlacedObject(shape, 4);
+    const plain = new DenseCache(shape, 4);
+    const before = tf.memory().numTensors;
+    const runs = program.runs;
+    const N = 40;
+    let same = 0;
+    for (let i = 0; i < N; i++) {
+      const id = tokens[(5 * i) % tokens.length]!;
+      const got = forwardLastValues(model, [id], updating).slice();
+      setDecodePrograms(false);
+      const want = forwardLastValues(model, [id], plain);
+      setDecodePrograms(true);
+      if (bitsEqual(got, want)) same++;
+    }
+    t.equal(updating.size, N, `${N} entries, grown four times`);
+    t.equal(program.runs - runs, N, 'every token ran as the program');
+    t.equal(same, N, "the one-job path's logits bit for bit, every token");
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    updating.dispose();
     plain.dispose();
     disposeModel(model);
     await model.pool?.dispose();

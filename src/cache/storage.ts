@@ -197,8 +197,7 @@ export class EntryStorage {
   /**
    * A layer's entries in the entry memory: the object given before while
    * its arrays, size and memory are the same (a decode step asks every
-   * layer's each token: a decode program writes a layer's placement into
-   * its tables again only when the object changed, decode_program.ts).
+   * layer's each token: no new objects while nothing moved).
    */
   private memoryEntries(layer: number, memory: EntryMemory): MemoryEntries {
     const keys = this.keyArrays[layer]!;

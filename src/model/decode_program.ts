@@ -68,7 +68,7 @@ import { qkvRopeArgs, qkvRopeRecordBytes, writeQkvRopeRecord } from '../../kerne
 import { inverseFrequencies, ropeAnglesFrom } from '../../kernels/rope.js';
 import { learnsExtraLogit, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { matrixBytes, notePickingProduct, type PooledMatrix, Q8_BLOCK } from '../../kernels/split_products.js';
-import type { BlockView, EntryMemory, KVCache, LayerView, MemoryEntries } from '../cache/types.js';
+import type { BlockView, EntryMemory, KVCache, LayerView } from '../cache/types.js';
 import { inputNorm, poolEntryMemory, residualInPool } from './pooled_layers.js';
 import type { LayerWeights, Model } from './weights.js';
 
@@ -141,11 +141,15 @@ export class DecodeProgram {
   private readonly settledValuesFromKeys: Int32Array;
   /**
    * Per layer, the cache's entries whose placement its row of the patch
-   * table holds (their arrays' byte offsets and size: checked and written
-   * when the cache gives another object: src/cache/storage.ts), and
-   * where their values lie from their keys.
+   * table holds: their key and value arrays and their capacity (the
+   * arrays' byte offsets and size checked and written when one of the
+   * three changes: not by the entries object, which a cache may update in
+   * place as its arrays move, KVCache.place), and where their values lie
+   * from their keys.
    */
-  private readonly placed: (MemoryEntries | undefined)[] = [];
+  private readonly placedKeys: (Float32Array | undefined)[] = [];
+  private readonly placedValues: (Float32Array | undefined)[] = [];
+  private readonly placedCapacity: Int32Array;
   private readonly placedValuesFromKeys: Int32Array;
   private unsettled = true;
   private settledSoftmax: SoftmaxVariant | undefined;
@@ -244,6 +248,7 @@ export class DecodeProgram {
     this.frequenciesTheta = model.config.rope.theta;
     this.frequencies = inverseFrequencies(model.config.rope);
     this.settledValuesFromKeys = new Int32Array(model.config.layers);
+    this.placedCapacity = new Int32Array(model.config.layers);
     this.placedValuesFromKeys = new Int32Array(model.config.layers);
     const { config, weights } = model;
     const { dim, heads, headDim } = config;
@@ -495,7 +500,9 @@ export class DecodeProgram {
     const frequencies = this.frequencies;
     const half = this.half;
     const views = this.views;
-    const placed = this.placed;
+    const placedKeys = this.placedKeys;
+    const placedValues = this.placedValues;
+    const placedCapacity = this.placedCapacity;
     const rowBytes = this.rowBytes;
     let most = 0;
     let F = 0;
@@ -542,14 +549,17 @@ export class DecodeProgram {
       if (place === undefined) return -1;
       const entries = place.entries;
       const row = places.row;
-      if (entries !== placed[l]) {
-        // (the same object as the token before's: the same arrays and size, checked and written then)
-        const { memory, shape, keys, values } = entries;
-        if (memory !== this.memory || shape[0] !== kvHeads || shape[2] !== headDim) return -1;
+      const { keys, values, shape } = entries;
+      const capacity = shape[1];
+      if (keys !== placedKeys[l] || values !== placedValues[l] || capacity !== placedCapacity[l]) {
+        // (else the arrays and size of the token before: checked and written then)
+        if (entries.memory !== this.memory || shape[0] !== kvHeads || shape[2] !== headDim) return -1;
         ints[row + ROW.keys] = keys.byteOffset;
         ints[row + ROW.values] = values.byteOffset;
-        ints[row + ROW.kvBytes] = shape[1] * rowBytes;
-        placed[l] = entries;
+        ints[row + ROW.kvBytes] = capacity * rowBytes;
+        placedKeys[l] = keys;
+        placedValues[l] = values;
+        placedCapacity[l] = capacity;
         this.placedValuesFromKeys[l] = (values.byteOffset - keys.byteOffset) | 0;
       }
       if (extraLogit && this.model.weights.layers[l]!.sinkLogits === undefined) return -1;
