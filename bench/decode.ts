@@ -87,7 +87,7 @@ interface Measurement {
   rssMiB?: number;
   /** Of ours: MiB of the process's anonymous memory in 2 MB pages at the end (AnonHugePages: the pool's memory, where advised). */
   hugePagesMiB?: number;
-  /** Times the pool's workers were told to stop spinning because the process got too little CPU time (other processes wanted the cores: kernels/pool.ts). */
+  /** Times the pool's workers were told to stop spinning because the process got too little CPU time (other processes wanted the cores: kernels/pool_busy.ts). */
   calmPeriods?: number;
 }
 
@@ -372,7 +372,7 @@ async function main(): Promise<void> {
         `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode from BOS, ${tokens} tokens timed after the first (as run.c times itself; ours after ${warmup > 0 ? `a stream of ${warmup} untimed` : 'nothing untimed: a fresh process'}), dense cache; ` +
           `blocked eval: ${evalTokens} tokens in blocks of 256, window cache of the trained length. Medians of ${rounds} rounds, engines alternating; ` +
           `load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after` +
-          (calmed > 0 ? `; in ${calmed} runs of ours the pool found the cores busy and stopped its workers' spin for a while (kernels/pool.ts)` : '') +
+          (calmed > 0 ? `; in ${calmed} runs of ours the pool found the cores busy and stopped its workers' spin for a while (kernels/pool_busy.ts)` : '') +
           '.\n\n' +
           markdownTable(['engine', 'tok/s (median)', 'range', 'peak RSS MiB', 'in 2 MB pages, MiB'], rows) +
           '\n\n' +
