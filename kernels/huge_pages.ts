@@ -72,9 +72,14 @@ function systemWithout(): string | undefined {
   return undefined;
 }
 
+/** Why the addon cannot be loaded from `addonPath` because it is not there, or undefined where the file is. */
+function addonMissing(addonPath: string): string | undefined {
+  return existsSync(addonPath) ? undefined : `${addonPath} was not built (npm install builds native/huge_pages.c with node-gyp)`;
+}
+
 /** Why no memory can be advised here (the system; the addon not built), or undefined where one can: what the 2 MB-page tests skip on. */
 export function hugePagesUnavailable(addonPath = HUGE_PAGES_ADDON): string | undefined {
-  return systemWithout() ?? (existsSync(addonPath) ? undefined : `${addonPath} was not built (npm install builds native/huge_pages.c with node-gyp)`);
+  return systemWithout() ?? addonMissing(addonPath);
 }
 
 /**
@@ -129,8 +134,8 @@ export function adviseHugePages(buffer: ArrayBufferLike, reservedBytes: number, 
   const system = systemWithout();
   if (system !== undefined) return { hugePages: false, why: system };
   if (buffer.byteLength === 0) return { hugePages: false, why: 'the memory is empty: no first byte to advise from' };
-  const unavailable = hugePagesUnavailable(addonPath);
-  if (unavailable !== undefined) return { hugePages: false, why: unavailable };
+  const missing = addonMissing(addonPath); // (the system was asked above: its file read once)
+  if (missing !== undefined) return { hugePages: false, why: missing };
   let addon: Partial<HugePagesAddon>;
   try {
     addon = createRequire(import.meta.url)(addonPath) as Partial<HugePagesAddon>;
