@@ -54,53 +54,51 @@ async function probe(
   const policy = { kind: 'streaming', sinkCount: 4, windowSize: 252 } as const;
   const vocab = model.config.vocabSize;
   const ids = Array.from({ length: scoreTokensCount }, (_, i) => 3 + ((i * 7919) % (vocab - 3)));
+  let decoded: { seconds: number; cpuMs: number };
   if (greedy) {
     // as bench/decode.ts's child decodes: generate's greedy path, a dense cache from token 1, the untimed tokens a stream of their own
     const { generate } = await load<typeof import('../src/generate.js')>('src/generate.js');
     const { argmax } = await load<typeof import('../src/sample/sampler.js')>('src/sample/sampler.js');
     // (steps: 0 is generate's "until stopped": no untimed stream at all when --warmup is 0)
     if (warmup > 0) for await (const _ of generate(model, { kind: 'dense' }, [1], argmax, { steps: warmup }));
-    const started = performance.now();
-    const cpuStarted = cpuMs();
-    for await (const _ of generate(model, { kind: 'dense' }, [1], argmax, { steps: decodeTokens }));
-    const decodeSeconds = (performance.now() - started) / 1000;
-    const decodeCpuMs = (cpuMs() - cpuStarted) / decodeTokens;
-    const scoringStarted = cpuMs();
-    const scored = await scoreTokens(model, ids, policy);
-    return {
-      decodeTokensPerSecond: decodeTokens / decodeSeconds,
-      blockedTokensPerSecond: (ids.length - 1) / scored.seconds,
-      decodeCpuMs,
-      blockedCpuMs: (cpuMs() - scoringStarted) / (ids.length - 1),
+    decoded = await timed(decodeTokens, async () => {
+      for await (const _ of generate(model, { kind: 'dense' }, [1], argmax, { steps: decodeTokens }));
+    });
+  } else {
+    // a 16-token prompt, then one token per step, greedy
+    const stream = new TokenStream(model, policy);
+    let logits = stream.feed(ids.slice(0, 16), 'last');
+    const step = () => {
+      const row = logits.dataSync();
+      logits.dispose();
+      let best = 0;
+      for (let j = 1; j < row.length; j++) if (row[j]! > row[best]!) best = j;
+      logits = stream.feed([best], 'last');
     };
+    for (let i = 0; i < warmup; i++) step(); // untimed: a warm engine, a full window
+    decoded = await timed(decodeTokens, () => {
+      for (let i = 0; i < decodeTokens; i++) step();
+      logits.dataSync();
+      logits.dispose();
+    });
+    stream.dispose();
   }
-  // decode: a 16-token prompt, then one token per step, greedy
-  const stream = new TokenStream(model, policy);
-  let logits = stream.feed(ids.slice(0, 16), 'last');
-  const step = () => {
-    const row = logits.dataSync();
-    logits.dispose();
-    let best = 0;
-    for (let j = 1; j < row.length; j++) if (row[j]! > row[best]!) best = j;
-    logits = stream.feed([best], 'last');
-  };
-  for (let i = 0; i < warmup; i++) step(); // untimed: a warm engine, a full window
-  const started = performance.now();
-  const cpuStarted = cpuMs();
-  for (let i = 0; i < decodeTokens; i++) step();
-  logits.dataSync();
-  logits.dispose();
-  const decodeSeconds = (performance.now() - started) / 1000;
-  const decodeCpuMs = (cpuMs() - cpuStarted) / decodeTokens;
-  stream.dispose();
-  const cpuScoring = cpuMs();
+  const scoringStarted = cpuMs();
   const scored = await scoreTokens(model, ids, policy);
   return {
-    decodeTokensPerSecond: decodeTokens / decodeSeconds,
+    decodeTokensPerSecond: decodeTokens / decoded.seconds,
     blockedTokensPerSecond: (ids.length - 1) / scored.seconds,
-    decodeCpuMs,
-    blockedCpuMs: (cpuMs() - cpuScoring) / (ids.length - 1),
+    decodeCpuMs: decoded.cpuMs,
+    blockedCpuMs: (cpuMs() - scoringStarted) / (ids.length - 1),
   };
+}
+
+/** Wall seconds, and CPU ms a token, of `decode` decoding `tokens` tokens. */
+async function timed(tokens: number, decode: () => void | Promise<void>): Promise<{ seconds: number; cpuMs: number }> {
+  const started = performance.now();
+  const cpuStarted = cpuMs();
+  await decode();
+  return { seconds: (performance.now() - started) / 1000, cpuMs: (cpuMs() - cpuStarted) / tokens };
 }
 
 const HELP = `Two builds of streamllm, same run, alternating: greedy decode and blocked-evaluation speed on a random llama2.c model.
