@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import t from 'tap';
 import { readLlama2c } from '../src/checkpoint/llama2c.js';
 import { UsageError } from '../src/errors.js';
+import { MAX_WINDOWS } from '../src/eval/attention_defaults.js';
 import { attentionMaps, type AttentionMaps, layerMatrix, sinkScores, windowOffsets } from '../src/eval/attention_maps.js';
 import { loadModel } from '../src/model/load.js';
 import { disposeModel } from '../src/model/weights.js';
@@ -184,4 +185,8 @@ t.test('window offsets: seeded, in range, and bad sizes are UsageErrors', async 
   t.throws(() => windowOffsets(10, 1, 11), /do not fit in a text of 10 tokens/);
   t.throws(() => windowOffsets(100, 0, 8), UsageError);
   t.throws(() => windowOffsets(100, 2, 2.5), UsageError);
+  // a million windows at most (their offsets are kept and returned): 1e12 was a RangeError from Array.from, a stack trace from the CLI
+  t.equal(windowOffsets(100, MAX_WINDOWS, 8).length, MAX_WINDOWS);
+  t.throws(() => windowOffsets(100, MAX_WINDOWS + 1, 8), new UsageError(`samples: expected an integer in 1..${MAX_WINDOWS}, got ${MAX_WINDOWS + 1}`));
+  t.throws(() => windowOffsets(100, 1e12, 8, 0, 'windows'), new UsageError(`windows: expected an integer in 1..${MAX_WINDOWS}, got 1000000000000`));
 });

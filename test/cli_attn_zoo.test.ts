@@ -133,6 +133,14 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   const bad = await runCliInProcess(['attn', '--model', model, '--tokenizer', tokenizer, '--text', text, '--length', '4']);
   t.equal(bad.status, 2);
   t.match(bad.stderr, /attn --length: must be >= 5, got 4/);
+  for (const flag of ['--samples', '--sink-windows']) {
+    const many = await runCliInProcess(['attn', '--model', model, '--text', text, flag, '1e12']);
+    t.same(
+      [many.status, many.stderr],
+      [2, `streamllm: attn ${flag}: must be <= 1000000, got 1e12\n`],
+      `${flag} 1e12: one line (was a RangeError's stack trace)`,
+    );
+  }
 });
 
 t.test('reproduce pretraining: every model of the manifest, as scoreTokens scores it', async (t) => {

@@ -2,7 +2,7 @@
 // text they run on, and the experiments' sizes. The experiments themselves,
 // and the figure layer they need, are loaded only when one of those commands
 // runs, so that --help and argument errors answer at once.
-import { DEFAULT_LENGTH, DEFAULT_SAMPLES, SINK_WINDOWS } from '../eval/attention_defaults.js';
+import { DEFAULT_LENGTH, DEFAULT_SAMPLES, MAX_WINDOWS, SINK_WINDOWS } from '../eval/attention_defaults.js';
 import { defineFlag, defineFlags, type Flags } from './args.js';
 
 /** The model and text (see model_inputs.ts). */
@@ -31,7 +31,15 @@ export const sizeFlags = {
     min: 1,
     help: 'recompute is scored at about N positions past the first window (default 512)',
   }),
-  samples: defineFlag({ name: 'samples', type: 'int', value: 'N', min: 1, default: DEFAULT_SAMPLES, help: 'attention maps: windows to average' }),
+  samples: defineFlag({
+    name: 'samples',
+    type: 'int',
+    value: 'N',
+    min: 1,
+    max: MAX_WINDOWS,
+    default: DEFAULT_SAMPLES,
+    help: 'attention maps: windows to average',
+  }),
   length: defineFlag({ name: 'length', type: 'int', value: 'L', min: 5, default: DEFAULT_LENGTH, help: 'attention maps: tokens per window' }),
   seed: defineFlag({ name: 'seed', type: 'int', value: 'S', default: 0, help: 'attention maps: seed of the window offsets' }),
   perHead: defineFlag({ name: 'per-head', type: 'bool', help: 'attention maps: one panel per head in the per-layer figures' }),
@@ -54,6 +62,7 @@ export const sizeFlags = {
     type: 'int',
     value: 'N',
     min: 1,
+    max: MAX_WINDOWS,
     default: SINK_WINDOWS,
     help: 'sink measurement: windows of W positions to average',
   }),

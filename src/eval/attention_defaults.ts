@@ -8,3 +8,5 @@ export const DEFAULT_SAMPLES = 256;
 export const DEFAULT_LENGTH = 16;
 /** Sink measurement (sink_measure.ts): windows averaged, the issue's "at least 64 held-out windows". */
 export const SINK_WINDOWS = 64;
+/** The most windows one measurement averages (attention maps' samples, the sink measurement's windows): their offsets are kept and returned. */
+export const MAX_WINDOWS = 1_000_000;

@@ -21,7 +21,7 @@ import { checkHostFits } from '../memory.js';
 import { checkTokenIds } from '../model/token_ids.js';
 import { checkModelIds, forwardBatch, SINK_TOKEN } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
-import { DEFAULT_LENGTH, DEFAULT_SAMPLES } from './attention_defaults.js';
+import { DEFAULT_LENGTH, DEFAULT_SAMPLES, MAX_WINDOWS } from './attention_defaults.js';
 
 /** Queries before this position are left out of the sink scores: they have few keys to choose from. */
 export const FIRST_SCORED_QUERY = 4;
@@ -45,33 +45,36 @@ export function windowPrefix(sinkToken: boolean, bosId?: number): number[] {
   return [...(sinkToken ? [SINK_TOKEN] : []), ...(bosId !== undefined ? [bosId] : [])];
 }
 
-/** Windows of `length` text tokens at the offsets, each after the prefix. */
-export function textWindows(tokens: ArrayLike<number>, offsets: readonly number[], length: number, prefix: readonly number[]): number[][] {
-  return offsets.map((o) => [...prefix, ...Array.from({ length }, (_, i) => tokens[o + i]!)]);
+/** The window of `length` text tokens at `offset`, after the prefix. */
+export function textWindow(tokens: ArrayLike<number>, offset: number, length: number, prefix: readonly number[]): number[] {
+  return [...prefix, ...Array.from({ length }, (_, i) => tokens[offset + i]!)];
 }
 
 /** An observer of one window's attention: probs [heads, size, size] of layer `layer` for window `window` (valid during the call). */
 export type WindowObserver = (layer: number, window: number, probs: tf.Tensor3D) => void;
 
 /**
- * Run every window on its own, from scratch at positions 0..size-1 (a
- * CausalBlock each), `batchSize` windows per forward pass, and show the
- * observer every layer's attention probabilities. Windows must have equal
- * length.
+ * Run `count` windows, each on its own, from scratch at positions 0..size-1
+ * (a CausalBlock each), `batchSize` windows per forward pass, and show the
+ * observer every layer's attention probabilities. `windowAt(i)` makes window
+ * i when its batch runs (a million windows of a long text are not all held
+ * at once); its ids are checked before that batch's pass. Windows must have
+ * equal length.
  */
 export function observeWindows(
   model: Model,
-  windows: readonly (readonly number[])[],
+  count: number,
+  windowAt: (window: number) => readonly number[],
   observe: WindowObserver,
   options: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
 ): void {
   const batchSize = options.batchSize ?? 32;
-  windows.forEach((w, i) => checkModelIds(model, `windows[${i}]`, w)); // all before the first pass
-  for (let start = 0; start < windows.length; start += batchSize) {
-    const batch = windows.slice(start, start + batchSize);
+  for (let start = 0; start < count; start += batchSize) {
+    const batch = Array.from({ length: Math.min(batchSize, count - start) }, (_, b) => windowAt(start + b));
+    batch.forEach((w, b) => checkModelIds(model, `windows[${start + b}]`, w));
     const caches = batch.map(() => new CausalBlock());
     forwardBatch(model, batch, caches, 'last', { onAttention: (layer, b, probs) => observe(layer, start + b, probs) }).dispose();
-    options.onProgress?.(Math.min(windows.length, start + batchSize), windows.length);
+    options.onProgress?.(start + batch.length, count);
   }
 }
 
@@ -92,9 +95,10 @@ export interface AttentionMaps {
   probs: Float64Array[];
 }
 
-/** `samples` window starts, seeded, uniform over the places a whole window fits. */
-export function windowOffsets(textLength: number, samples: number, length: number, seed: number | string = 0): number[] {
-  if (!Number.isInteger(samples) || samples < 1) throw new UsageError(`samples: expected an integer >= 1, got ${samples}`);
+/** `samples` window starts, seeded, uniform over the places a whole window fits; `argument` names the option that asked for them. */
+export function windowOffsets(textLength: number, samples: number, length: number, seed: number | string = 0, argument = 'samples'): number[] {
+  if (!(Number.isInteger(samples) && samples >= 1 && samples <= MAX_WINDOWS))
+    throw new UsageError(`${argument}: expected an integer in 1..${MAX_WINDOWS}, got ${samples}`);
   if (!Number.isInteger(length) || length < 1) throw new UsageError(`length: expected an integer >= 1, got ${length}`);
   if (length > textLength) throw new UsageError(`length: windows of ${length} tokens do not fit in a text of ${textLength} tokens`);
   const rng = seedrandom(`attention-windows:${seed}`);
@@ -118,7 +122,7 @@ export function attentionMaps(model: Model, tokens: ArrayLike<number>, options: 
     const sum = sums[layer]!;
     for (let i = 0; i < cells; i++) sum[i]! += p[i]!;
   };
-  observeWindows(model, textWindows(tokens, offsets, length, prefix), onAttention, options);
+  observeWindows(model, offsets.length, (i) => textWindow(tokens, offsets[i]!, length, prefix), onAttention, options);
   for (const sum of sums) for (let i = 0; i < cells; i++) sum[i]! /= samples;
   return { layers, heads, size, length, sinkToken, prefix, softmax, offsets, probs: sums };
 }

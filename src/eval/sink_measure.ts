@@ -27,9 +27,9 @@ import type * as tf from '@tensorflow/tfjs';
 import type { SoftmaxVariant } from '../../kernels/softmax.js';
 import { UsageError } from '../errors.js';
 import { checkTokenIds } from '../model/token_ids.js';
-import { SINK_TOKEN } from '../model/transformer.js';
+import { checkModelIds, SINK_TOKEN } from '../model/transformer.js';
 import type { Model } from '../model/weights.js';
-import { observeWindows, textWindows, windowOffsets, windowPrefix } from './attention_maps.js';
+import { observeWindows, textWindow, windowOffsets, windowPrefix } from './attention_maps.js';
 
 import { SINK_WINDOWS } from './attention_defaults.js';
 export { SINK_WINDOWS };
@@ -135,8 +135,9 @@ export function sinkProfile(model: Model, tokens: ArrayLike<number>, options: Si
   const prefix = windowPrefix(model.config.sinkToken, options.bosId);
   const length = size - prefix.length;
   if (length > tokens.length) throw new UsageError(`window: windows of ${size} positions need ${length} text tokens; the text has ${tokens.length}`);
-  const offsets = windowOffsets(tokens.length, windows, length, options.seed ?? 0);
-  return { ...sinkProfileOf(model, textWindows(tokens, offsets, length, prefix), options), prefix, offsets };
+  const offsets = windowOffsets(tokens.length, windows, length, options.seed ?? 0, 'windows');
+  const profile = profileOf(model, offsets.length, (i) => textWindow(tokens, offsets[i]!, length, prefix), options);
+  return { ...profile, prefix, offsets };
 }
 
 /**
@@ -151,8 +152,21 @@ export function sinkProfileOf(
 ): SinkProfile {
   if (windows.length === 0) throw new UsageError('windows: expected at least one window');
   const size = windows[0]!.length;
-  checkSize(size);
   if (windows.some((w) => w.length !== size)) throw new UsageError(`windows: expected windows of equal length (${size})`);
+  windows.forEach((w, i) => checkModelIds(model, `windows[${i}]`, w)); // all before the first pass
+  return profileOf(model, windows.length, (i) => windows[i]!, options);
+}
+
+/** The profile of `count` windows of one length, window i made by `windowAt(i)` when its batch runs. */
+function profileOf(
+  model: Model,
+  count: number,
+  windowAt: (window: number) => readonly number[],
+  options: Pick<SinkProfileOptions, 'batchSize' | 'onProgress'>,
+): SinkProfile {
+  const first = windowAt(0);
+  const size = first.length;
+  checkSize(size);
   const { layers, heads, sinkToken, softmax } = model.config;
   const batchSize = sinkBatchSize(layers, heads, size, options.batchSize);
   const key0 = Array.from({ length: layers }, () => new Float64Array(heads * size));
@@ -162,10 +176,10 @@ export function sinkProfileOf(
     // probs: [heads, size, size]
     underflow += accumulate(probs.dataSync(), heads, size, key0[layer]!, logitGap[layer]!);
   };
-  observeWindows(model, windows, observe, { batchSize, onProgress: options.onProgress });
-  for (const a of [...key0, ...logitGap]) for (let i = 0; i < a.length; i++) a[i]! /= windows.length;
-  const prefix = sinkToken && windows[0]![0] === SINK_TOKEN ? [SINK_TOKEN] : [];
-  return { layers, heads, size, windows: windows.length, sinkToken, softmax, prefix, offsets: [], key0, logitGap, underflow };
+  observeWindows(model, count, windowAt, observe, { batchSize, onProgress: options.onProgress });
+  for (const a of [...key0, ...logitGap]) for (let i = 0; i < a.length; i++) a[i]! /= count;
+  const prefix = sinkToken && first[0] === SINK_TOKEN ? [SINK_TOKEN] : [];
+  return { layers, heads, size, windows: count, sinkToken, softmax, prefix, offsets: [], key0, logitGap, underflow };
 }
 
 function checkSize(size: number): void {
