@@ -10,6 +10,7 @@
 // the policy holds.
 import * as tf from '@tensorflow/tfjs';
 import { type CachePolicy, DEFAULT_SINK_COUNT } from '../cache/index.js';
+import { checkFits } from '../memory.js';
 import { lineChart } from '../plot/index.js';
 import { TokenStream } from '../stream.js';
 import type { FigureFile } from './report.js';
@@ -79,10 +80,24 @@ async function measure(ctx: ExperimentContext, policy: CachePolicy, fill: number
   }
 }
 
+/**
+ * Refuse, before any work, a cache size whose recompute step cannot run: it
+ * attends over C tokens at once (scores [heads, C, C], checked as the
+ * forward pass checks them), after filling C tokens. Without this, the
+ * forward pass refused it only after the smaller sizes had run and the fill
+ * had fed C tokens (--window 1e12: 1.25e11 tokens, never done).
+ */
+function checkLargestSize(ctx: ExperimentContext, W: number, C: number): void {
+  const scoreBytes = 4 * ctx.model.config.heads * C * C;
+  const window = ctx.settings.window === undefined ? `the trained length ${W}` : `--window ${W}`;
+  checkFits(`latency: a cache of ${C} entries (${C / W} x ${window}), whose recompute step attends over ${C} tokens at once`, 3 * scoreBytes, scoreBytes);
+}
+
 export async function runLatency(ctx: ExperimentContext): Promise<LatencyResult> {
   const W = cacheWindow(ctx);
   const S = sinkCount(ctx, W);
   const sizes = latencySizes(W, S);
+  checkLargestSize(ctx, W, Math.max(...sizes));
   const progress = ctx.progress('latency', sizes.length, 'sizes');
   const rows: LatencyResult['rows'] = [];
   for (const C of sizes) {
