@@ -196,6 +196,17 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
     [['reproduce', 'pretraining', ...common, '--manifest', join(dir, 'none.json')], /pretraining: no model zoo manifest at/],
     [['reproduce', 'curves', '--model', join(dir, 'missing.bin'), '--text', text], /missing.bin: no such file or directory/],
     [['reproduce', 'curves', 'extra', ...common], /unexpected argument 'extra'/],
+    // an empty item of a list flag (was ': no such file or directory', the empty name as a model's path)
+    [['reproduce', 'pretraining', ...common, '--models', ''], /^streamllm: reproduce --models: expected a comma-separated list without empty items, got ''$/],
+    [
+      ['reproduce', 'pretraining', ...common, '--models', 'a,,b'],
+      /^streamllm: reproduce --models: expected a comma-separated list without empty items, got 'a,,b'$/,
+    ],
+    // refused before any size runs (it filled 1.25e11 tokens for the first size: never done, deaf to Ctrl-C)
+    [
+      ['reproduce', 'latency', ...common, '--window', '1e12'],
+      /latency: a cache of 4000000000000 entries \(4 x --window 1000000000000\), whose recompute step attends over 4000000000000 tokens at once: needs a tensor of/,
+    ],
   ];
   for (const [args, message] of cases) {
     const r = await runCliInProcess([...args, '--out', out]);

@@ -114,8 +114,12 @@ function convert(spec: FlagSpec, raw: string, command: string): FlagValue {
       throw new UsageError(`${where}: expected true or false, got '${raw}'`);
     case 'ints':
       return raw.split(',').map((s) => toNumber(s, true));
-    case 'strings':
-      return raw.split(',').map(checkChoice);
+    case 'strings': {
+      const items = raw.split(',');
+      // (with choices, an empty item is not one of them: checkChoice says so)
+      if (spec.choices === undefined && items.includes('')) throw new UsageError(`${where}: expected a comma-separated list without empty items, got '${raw}'`);
+      return items.map(checkChoice);
+    }
   }
 }
 
