@@ -480,6 +480,28 @@ await initTestBackend();
     assertRefused(t, wide, /^streamllm: init --dim 600000 .*: the checkpoint would take [\d.]+ GiB, more than the [\d.]+ GiB free/);
     const deep = await runCliInProcess(['init', '--shape', '110M', '--layers', '200000', '--out', out]); // 5 TB
     assertRefused(t, deep, /^streamllm: init --dim 768 .*--layers 200000 .*: the checkpoint would take [\d.]+ GiB, more than the [\d.]+ GiB free/);
+    // into a folder not made yet: its nearest existing folder's filesystem (the check was skipped, and 260,771 GiB began to be written)
+    const fresh = await runCliInProcess(['init', '--shape', '110M', '--layers', '200000', '--out', join(dir, 'new', 'deeper', 'huge.bin')]);
+    assertRefused(t, fresh, /^streamllm: init --dim 768 .*--layers 200000 .*: the checkpoint would take [\d.]+ GiB, more than the [\d.]+ GiB free/);
+    // a size the header's int32 cannot hold, in a file that would fit (was a RangeError's stack trace from Buffer.writeInt32LE)
+    const vocab = await runCliInProcess([
+      'init',
+      '--dim',
+      '2',
+      '--hidden',
+      '1',
+      '--layers',
+      '1',
+      '--heads',
+      '1',
+      '--vocab',
+      '2147483648',
+      '--seq-len',
+      '2',
+      '--out',
+      out,
+    ]);
+    assertRefused(t, vocab, /^streamllm: init --vocab: must be <= 2147483647, got 2147483648$/);
     t.same(listing(dir), before, 'no file left behind');
   });
 

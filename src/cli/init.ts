@@ -5,6 +5,9 @@ import { checkOutputFile } from '../outputs.js';
 import { defineCommand, required } from './args.js';
 import { forceFlag } from './common.js';
 
+/** The checkpoint's header holds each size as an int32. */
+const HEADER_MAX = 2 ** 31 - 1;
+
 export const initCommand = defineCommand({
   name: 'init',
   summary: 'write a llama2.c checkpoint with seeded random weights (tests, benchmarks)',
@@ -12,13 +15,13 @@ export const initCommand = defineCommand({
   details: `Named shapes are llama2.c's stories models: ${Object.keys(NAMED_SHAPES).join(', ')}. Explicit flags override the shape's values.`,
   flags: [
     { name: 'shape', type: 'string', value: 'NAME', choices: Object.keys(NAMED_SHAPES), help: 'start from a named shape' },
-    { name: 'dim', type: 'int', value: 'N', min: 1, help: 'model width' },
-    { name: 'hidden', type: 'int', value: 'N', min: 1, help: 'feed-forward width' },
-    { name: 'layers', type: 'int', value: 'N', min: 1, help: 'transformer layers' },
-    { name: 'heads', type: 'int', value: 'N', min: 1, help: 'query heads' },
-    { name: 'kv-heads', type: 'int', value: 'N', min: 1, help: 'key/value heads (default: heads)' },
-    { name: 'vocab', type: 'int', value: 'N', min: 1, help: 'vocabulary size' },
-    { name: 'seq-len', type: 'int', value: 'N', min: 1, help: 'trained context length' },
+    { name: 'dim', type: 'int', value: 'N', min: 1, max: HEADER_MAX, help: 'model width' },
+    { name: 'hidden', type: 'int', value: 'N', min: 1, max: HEADER_MAX, help: 'feed-forward width' },
+    { name: 'layers', type: 'int', value: 'N', min: 1, max: HEADER_MAX, help: 'transformer layers' },
+    { name: 'heads', type: 'int', value: 'N', min: 1, max: HEADER_MAX, help: 'query heads' },
+    { name: 'kv-heads', type: 'int', value: 'N', min: 1, max: HEADER_MAX, help: 'key/value heads (default: heads)' },
+    { name: 'vocab', type: 'int', value: 'N', min: 1, max: HEADER_MAX, help: 'vocabulary size' },
+    { name: 'seq-len', type: 'int', value: 'N', min: 1, max: HEADER_MAX, help: 'trained context length' },
     { name: 'shared-classifier', type: 'bool', default: true, help: 'tie the classifier to the embedding (--shared-classifier=false for a separate one)' },
     { name: 'seed', type: 'int', value: 'S', default: 0, help: 'random seed' },
     { name: 'out', type: 'string', value: 'FILE', help: 'checkpoint to write' },

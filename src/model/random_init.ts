@@ -1,6 +1,6 @@
 // Seeded random weights for a llama2.c-shaped model: for tests and benchmarks,
 // where the arithmetic matters and the language does not.
-import { statfsSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import seedrandom from 'seedrandom';
 import {
@@ -157,12 +157,15 @@ export function randomLlamaReader(shape: LlamaShape, seed: number, std = 0.02): 
  */
 export function checkRandomInitFits(shape: LlamaShape, out: string, what: string): void {
   const bytes = llama2cBytes(shape);
+  // the filesystem of the nearest folder that exists: the output's own may be made when the file is written
+  let folder = dirname(resolve(out));
+  while (!existsSync(folder) && dirname(folder) !== folder) folder = dirname(folder);
   let free: number | undefined;
   try {
-    const fs = statfsSync(dirname(resolve(out)));
+    const fs = statfsSync(folder);
     free = fs.bavail * fs.bsize;
   } catch {
-    free = undefined; // an output folder that does not exist is reported when the file is written
+    free = undefined; // (no statfs here: the write itself reports a full disk)
   }
   if (free !== undefined && bytes.file > free) {
     throw new UsageError(`${what}: the checkpoint would take ${gib(bytes.file)}, more than the ${gib(free)} free where --out ${out} goes`);
