@@ -54,9 +54,10 @@ export const NOT_ASKED: PageAdvice = { hugePages: false, why: 'not asked (hugePa
  * Where node-gyp puts the addon: build/Release beside package.json (this
  * file is dist/kernels/huge_pages.js); or STREAMLLM_HUGE_PAGES_ADDON, which
  * the tests point at a missing file to run as on a machine where the addon
- * did not build.
+ * did not build. Set to nothing (`STREAMLLM_HUGE_PAGES_ADDON= node ...`), it
+ * is unset, as a shell's empty variable usually means, not an empty path.
  */
-export const HUGE_PAGES_ADDON = process.env.STREAMLLM_HUGE_PAGES_ADDON ?? fileURLToPath(new URL('../../build/Release/huge_pages.node', import.meta.url));
+export const HUGE_PAGES_ADDON = process.env.STREAMLLM_HUGE_PAGES_ADDON || fileURLToPath(new URL('../../build/Release/huge_pages.node', import.meta.url));
 
 /** The system's transparent-huge-page mode: 'always', 'madvise', 'never', or undefined where there is no such file (not Linux). */
 export function transparentHugePageMode(): string | undefined {

@@ -169,6 +169,19 @@ t.test('2 MB pages: what is advised is the memory reservation as /proc/self/maps
   );
 });
 
+t.test('STREAMLLM_HUGE_PAGES_ADDON set to nothing is unset: the built addon, not an empty path', async (t) => {
+  const module = pathToFileURL(join(dirname(process.argv[1]!), '..', 'kernels', `huge_pages${extname(process.argv[1]!)}`)).href;
+  const script = `import { HUGE_PAGES_ADDON } from ${JSON.stringify(module)}; process.stdout.write(HUGE_PAGES_ADDON);`;
+  const addonWith = (value: string | undefined) => {
+    const env = { ...process.env, STREAMLLM_HUGE_PAGES_ADDON: value };
+    if (value === undefined) delete env.STREAMLLM_HUGE_PAGES_ADDON;
+    return spawnSync(process.execPath, [...loaderArgs(), '--input-type=module', '-e', script], { env, encoding: 'utf8' }).stdout;
+  };
+  const built = addonWith(undefined);
+  t.match(built, /\/build\/Release\/huge_pages\.node$/, 'unset: the built addon');
+  t.equal(addonWith(''), built, 'empty: the same (a path: the next test)');
+});
+
 t.test('without the addon (a machine without a C compiler): the 2 MB-page tests skip, naming it, and the fallback says why', async (t) => {
   // this file's and simd.test's "2 MB pages: " tests, each file in a process whose addon path is a missing file
   const missing = join(tmpdir(), 'streamllm-no-addon', 'huge_pages.node');
