@@ -17,8 +17,9 @@
 // node-gyp; without a compiler it is skipped), makes the one madvise call
 // over the memory's whole reservation (as /proc/self/maps shows it: V8's
 // differs between engines and settings), right after the memory is made. The
-// pool then grows its memory in whole 2 MB blocks (hugePageEnd): a block
-// first written while only partly mapped gets 4 KB pages and keeps them.
+// pool then maps its first 2 MB block whole before writing to it, and grows
+// in whole 2 MB blocks after (hugePageEnd): a block first written while only
+// partly mapped gets 4 KB pages and keeps them.
 // Without the addon everything runs the same on 4 KB pages, bit for bit:
 // page size changes how fast memory is reached, never what is in it.
 import { existsSync, readFileSync } from 'node:fs';
@@ -53,9 +54,10 @@ export const NOT_ASKED: PageAdvice = { hugePages: false, why: 'not asked (hugePa
  * Where node-gyp puts the addon: build/Release beside package.json (this
  * file is dist/kernels/huge_pages.js); or STREAMLLM_HUGE_PAGES_ADDON, which
  * the tests point at a missing file to run as on a machine where the addon
- * did not build.
+ * did not build. Set to nothing (`STREAMLLM_HUGE_PAGES_ADDON= node ...`), it
+ * is unset, as a shell's empty variable usually means, not an empty path.
  */
-export const HUGE_PAGES_ADDON = process.env.STREAMLLM_HUGE_PAGES_ADDON ?? fileURLToPath(new URL('../../build/Release/huge_pages.node', import.meta.url));
+export const HUGE_PAGES_ADDON = process.env.STREAMLLM_HUGE_PAGES_ADDON || fileURLToPath(new URL('../../build/Release/huge_pages.node', import.meta.url));
 
 /** The system's transparent-huge-page mode: 'always', 'madvise', 'never', or undefined where there is no such file (not Linux). */
 export function transparentHugePageMode(): string | undefined {

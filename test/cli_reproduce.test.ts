@@ -187,7 +187,7 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
     [['reproduce', 'curves', '--model', model], /the held-out Brown text needs the model's tokenizer; give --tokenizer FILE/],
     [['reproduce', 'curves', ...common, '--tokens', text], /give one of --text FILE, --tokens IDS.json, not several/],
     [['reproduce', 'curves', ...common, '--backcopy'], /give one of --text FILE, --backcopy, not several/],
-    [['reproduce', 'attention', '--model', model, '--tokens', outOfVocab], /oov\.json: token 2 is 96, outside this model's vocabulary of 96$/],
+    [['reproduce', 'attention', '--model', model, '--tokens', outOfVocab], /oov\.json: element 2 is 96, expected a token id in 0\.\.95$/],
     [['reproduce', 'curves', '--model', model, '--tokens', negative], /negative\.json: element 1 is -1, expected a token id \(an integer >= 0\)$/],
     [['reproduce', 'attention', ...common, '--samples', '0'], /reproduce --samples: must be >= 1, got 0/],
     [['reproduce', 'attention', ...common, '--samples', 'many'], /reproduce --samples: expected an integer, got 'many'/],

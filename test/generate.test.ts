@@ -213,7 +213,7 @@ import { CLI } from './paths.js';
   t.test('bad input: one line on stderr, exit code 2', async (t) => {
     const cases: [string[], RegExp][] = [
       [['generate', '--model', model, '--prompt-ids', '1', '--steps', '-1'], /--steps: must be >= 0, got -1/],
-      [['generate', '--model', model, '--prompt-ids', '1,96'], /--prompt-ids: id 1 is 96, expected a token id in 0\.\.95/],
+      [['generate', '--model', model, '--prompt-ids', '1,96'], /^streamllm: generate --prompt-ids: element 1 is 96, expected a token id in 0\.\.95$/m],
       [['generate', '--model', model, '--prompt-ids', '1,x'], /--prompt-ids: expected an integer, got 'x'/],
       [['generate', '--model', model, '--prompt', 'hi', '--prompt-ids', '1'], /give exactly one of --prompt TEXT and --prompt-ids IDS/],
       [['generate', '--model', model, '--prompt', 'hi'], /this model has no tokenizer; give --tokenizer FILE/],

@@ -202,6 +202,54 @@ t.test('a token id outside the vocabulary: one ArgumentError naming the argument
   }
 });
 
+t.test(
+  "forwardBatch's batch shape: an ArgumentError naming batch or caches, before any cache begins (were plain Errors; no sequence a TypeError)",
+  async (t) => {
+    const model = await loaded();
+    const before = tf.memory().numTensors;
+    const scored = createCache({ kind: 'h2o', budget: 4, recent: 2 }, cacheShape(model.config));
+    const cases: [string, () => unknown, ArgumentError][] = [
+      ['no sequence', () => forwardBatch(model, [], []), new ArgumentError('batch', 'expected at least one sequence, got none')],
+      [
+        'sequences of two lengths',
+        () => forwardBatch(model, [[1, 2], [3, 4], [5]], [new CausalBlock(), new CausalBlock(), new CausalBlock()]),
+        new ArgumentError('batch', 'sequence 2 has 1 tokens and sequence 0 has 2: expected one length'),
+      ],
+      ['a cache short', () => forwardBatch(model, [[1], [2]], [new CausalBlock()]), new ArgumentError('caches', 'expected one cache per sequence (2), got 1')],
+      [
+        'a block longer than a cache takes',
+        () =>
+          forwardBatch(
+            model,
+            [
+              [1, 2, 3, 4, 5],
+              [1, 2, 3, 4, 5],
+            ],
+            [new CausalBlock(), scored],
+          ),
+        new ArgumentError('caches', 'cache 1 takes at most 4 tokens in a block, got 5 (forward() splits a longer sequence)'),
+      ],
+    ];
+    for (const [what, call, error] of cases) {
+      let thrown: unknown;
+      try {
+        call();
+      } catch (e) {
+        thrown = e;
+      }
+      t.ok(thrown instanceof ArgumentError, `${what}: an ArgumentError (got ${String(thrown)})`);
+      t.equal((thrown as Error | undefined)?.message, error.message, `${what}: the message`);
+    }
+    t.equal(scored.length, 0, 'the scored cache did not move');
+    const last = forwardBatch(model, [[1, 2, 3, 4]], [scored], 'last');
+    t.same(last.shape, [1, model.config.vocabSize], 'and takes a block it can');
+    last.dispose();
+    scored.dispose();
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    disposeModel(model);
+  },
+);
+
 t.test('SINK_TOKEN: the learned sink of a model that has one (forward, a stream, generate), refused by one that has none', async (t) => {
   const plain = await loaded();
   const vocab = plain.config.vocabSize;

@@ -2,6 +2,7 @@
 // number of tokens or, with --steps 0, until Ctrl-C.
 import { type CachePolicy, policyLabel, policySpan } from '../cache/policies.js';
 import { UsageError } from '../errors.js';
+import { badTokenId } from '../model/token_ids.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { defineCommand, required } from './args.js';
 import { cacheFlag, cacheFlags, policyFromFlags } from './cache_flags.js';
@@ -100,9 +101,8 @@ export const generateCommand = defineCommand({
 /** --prompt-ids (integers, as parsed), or --prompt encoded. */
 function promptIds(text: string | undefined, ids: number[] | undefined, tokenizer: Tokenizer | undefined, vocab: number): number[] {
   if (ids !== undefined) {
-    ids.forEach((id, i) => {
-      if (id < 0 || id >= vocab) throw new UsageError(`generate --prompt-ids: id ${i} is ${id}, expected a token id in 0..${vocab - 1}`);
-    });
+    const bad = badTokenId(ids, vocab);
+    if (bad !== undefined) throw new UsageError(`generate --prompt-ids: ${bad}`);
     if (ids.length === 0) throw new UsageError('generate --prompt-ids: give at least one id');
     return ids;
   }

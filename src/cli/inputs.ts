@@ -1,25 +1,18 @@
 // Reading the inputs commands share: token-id files and model paths.
 import { existsSync, statSync } from 'node:fs';
 import { FileFormatError } from '../errors.js';
+import { badTokenId } from '../model/token_ids.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { readJsonFile } from '../files.js';
 
-/** A JSON array of integer token ids, each in [0, vocabSize) (without a vocabSize: each >= 0, checked against a model later). */
+/** A JSON array of integer token ids, each in [0, vocabSize) (without a vocabSize: each >= 0, checked against a model later: badTokenId). */
 export function readTokenIds(file: string, vocabSize?: number): number[] {
   const value = readJsonFile(file, 'a JSON array of token ids');
   if (!Array.isArray(value)) throw new FileFormatError(file, 'expected a JSON array of token ids');
-  value.forEach((id, i) => {
-    if (!isTokenId(id, vocabSize ?? Number.MAX_SAFE_INTEGER)) {
-      const expected = vocabSize === undefined ? '(an integer >= 0)' : `in 0..${vocabSize - 1}`;
-      throw new FileFormatError(file, `element ${i} is ${JSON.stringify(id)}, expected a token id ${expected}`);
-    }
-  });
+  const bad = badTokenId(value, vocabSize);
+  if (bad !== undefined) throw new FileFormatError(file, bad);
   return value as number[];
-}
-
-export function isTokenId(id: unknown, vocabSize: number): id is number {
-  return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < vocabSize;
 }
 
 /**

@@ -19,7 +19,8 @@ import seedrandom from 'seedrandom';
 import { Backcopy, HELDOUT_SEED } from '../data/backcopy.js';
 import { brownTokens } from '../data/corpus.js';
 import { bosOf, DEFAULT_TRIGGERS } from '../train/data.js';
-import { UsageError } from '../errors.js';
+import { FileFormatError, UsageError } from '../errors.js';
+import { badTokenId } from '../model/token_ids.js';
 import { encodeTextFile } from '../text_file.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 
@@ -66,8 +67,8 @@ export function sourceTokens(
     // its own seed, apart from the validation samples' (HELDOUT_SEED) and every training seed
     ids = Array.from(backcopy.sample(Math.min(limit, BACKCOPY_STREAM_TOKENS), seedrandom(`${HELDOUT_SEED}:stream`)));
   } else if (source.kind === 'ids') {
-    const bad = source.ids.findIndex((id) => id >= vocabSize);
-    if (bad >= 0) throw new UsageError(`${source.file}: token ${bad} is ${source.ids[bad]}, outside this model's vocabulary of ${vocabSize}`);
+    const bad = badTokenId(source.ids, vocabSize);
+    if (bad !== undefined) throw new FileFormatError(source.file, bad);
     ids = source.ids;
   } else {
     if (tokenizer === undefined) throw new UsageError(`${source.file}: this model has no tokenizer to encode the text with; give --tokenizer FILE`);

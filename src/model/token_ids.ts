@@ -10,16 +10,30 @@ import { ArgumentError } from '../errors.js';
 export const SINK_TOKEN = -1;
 
 /**
+ * The first element of `ids` that is not a token id of a vocabulary of
+ * `vocabSize` (without one: any integer >= 0), in the words every bad token
+ * id is refused with, whoever names the file, field or argument before them
+ * ("element 1 is 96, expected a token id in 0..95"); undefined when every
+ * element is one. `sink`: SINK_TOKEN is one too.
+ */
+export function badTokenId(ids: ArrayLike<unknown>, vocabSize = Infinity, sink = false): string | undefined {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!(typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < vocabSize) && !(sink && id === SINK_TOKEN)) {
+      const shown = typeof id === 'number' ? String(id) : JSON.stringify(id); // (from JavaScript or a JSON file, anything)
+      const expected = vocabSize === Infinity ? '(an integer >= 0)' : `in 0..${vocabSize - 1}${sink ? ` or SINK_TOKEN (${SINK_TOKEN})` : ''}`;
+      return `element ${i} is ${shown}, expected a token id ${expected}`;
+    }
+  }
+  return undefined;
+}
+
+/**
  * An ArgumentError naming `argument` and the first element of `ids` that is
  * not a token id of a vocabulary of `vocabSize` ("prompt: element 1 is 96,
  * expected a token id in 0..95"); `sink`: SINK_TOKEN is one too.
  */
 export function checkTokenIds(argument: string, ids: ArrayLike<number>, vocabSize: number, sink = false): void {
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i]!;
-    if (!(Number.isInteger(id) && id >= 0 && id < vocabSize) && !(sink && id === SINK_TOKEN)) {
-      const shown = typeof id === 'number' ? String(id) : JSON.stringify(id); // (from JavaScript, anything)
-      throw new ArgumentError(argument, `element ${i} is ${shown}, expected a token id in 0..${vocabSize - 1}${sink ? ` or SINK_TOKEN (${SINK_TOKEN})` : ''}`);
-    }
-  }
+  const bad = badTokenId(ids, vocabSize, sink);
+  if (bad !== undefined) throw new ArgumentError(argument, bad);
 }

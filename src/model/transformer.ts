@@ -30,6 +30,7 @@ import { productTensor } from '../../kernels/split_products.js';
 import { learnsExtraLogit, type SoftmaxVariant } from '../../kernels/softmax.js';
 import { applyRope, type RopeAngles, ropeAngleArrays, ropeAngles, type RopeSpec } from '../../kernels/rope.js';
 import { type BlockView, type CacheEntries, type EntryMemory, entryTensors, type KVCache, type LayerView } from '../cache/types.js';
+import { ArgumentError } from '../errors.js';
 import { checkFits } from '../memory.js';
 import type { ModelConfig } from './config.js';
 import { type DecodeProgram, pooledDecodeProgram } from './decode_program.js';
@@ -640,6 +641,25 @@ function pooledStream(
 }
 
 /**
+ * A batch's shape as forwardBatch takes it, checked before any cache begins:
+ * at least one sequence, all of one length, one cache each, none longer than
+ * its cache takes in one block (forward() splits a longer sequence itself).
+ */
+function checkBatchShape(batch: readonly (readonly number[])[], caches: readonly KVCache[]): void {
+  const T = batch[0]?.length;
+  if (T === undefined) throw new ArgumentError('batch', 'expected at least one sequence, got none');
+  const uneven = batch.findIndex((ids) => ids.length !== T);
+  if (uneven >= 0) throw new ArgumentError('batch', `sequence ${uneven} has ${batch[uneven]!.length} tokens and sequence 0 has ${T}: expected one length`);
+  if (caches.length !== batch.length) throw new ArgumentError('caches', `expected one cache per sequence (${batch.length}), got ${caches.length}`);
+  const short = caches.findIndex((c) => T > c.blockLimit);
+  if (short >= 0)
+    throw new ArgumentError(
+      'caches',
+      `cache ${short} takes at most ${caches[short]!.blockLimit} tokens in a block, got ${T} (forward() splits a longer sequence)`,
+    );
+}
+
+/**
  * A block of B sequences of T tokens, each through its cache: the checks,
  * the caches' begin and end around `run`, which computes the result from
  * the sequences' states (and, for self-contained causal blocks, the batched
@@ -657,11 +677,8 @@ function forwardBlock<R extends tf.TensorContainer>(
   begun?: BlockView[],
 ): R {
   const { config } = model;
+  checkBatchShape(batch, caches);
   const T = batch[0]!.length;
-  if (batch.some((ids) => ids.length !== T)) throw new Error('forwardBatch: sequences must have equal length');
-  if (caches.length !== batch.length) throw new Error('forwardBatch: one cache per sequence');
-  for (const c of caches)
-    if (T > c.blockLimit) throw new Error(`forwardBatch: the cache takes at most ${c.blockLimit} tokens in this block (forward() splits)`);
   const views = begun ?? caches.map((c) => c.begin(T));
   try {
     checkAttentionFits(config, views, T);
