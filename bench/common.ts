@@ -179,6 +179,48 @@ export function anonHugePagesMiB(): number | undefined {
   return procMiB('/proc/self/smaps_rollup', 'AnonHugePages');
 }
 
+/** Where the machine's and this process's CPU time stood at a moment (othersCores takes two). */
+export interface CpuMark {
+  /** performance.now(). */
+  at: number;
+  /** ms every CPU spent busy so far (user, nice, system, irq, softirq: /proc/stat's first line). */
+  machineMs: number;
+  /** ms of CPU this process and its children waited for so far (process.cpuUsage; /proc/self/stat's cutime and cstime). */
+  oursMs: number;
+}
+
+/** /proc/stat and /proc/self/stat count in clock ticks: USER_HZ, 100 on Linux's mainstream architectures. */
+const TICK_MS = 10;
+
+/** The machine's and this process's CPU time now; undefined off Linux (no /proc/stat). */
+export function cpuMark(): CpuMark | undefined {
+  if (!existsSync('/proc/stat')) return undefined;
+  const at = performance.now();
+  const [user, nice, system, , , irq, softirq] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const self = readFileSync('/proc/self/stat', 'utf8');
+  const fields = self.slice(self.lastIndexOf(')') + 2).split(' '); // (after the command's name, which may hold spaces)
+  const children = Number(fields[13]) + Number(fields[14]); // cutime, cstime: fields 16 and 17 of proc(5)
+  const own = process.cpuUsage();
+  return {
+    at,
+    machineMs: (user! + nice! + system! + irq! + softirq!) * TICK_MS,
+    oursMs: (own.user + own.system) / 1000 + children * TICK_MS,
+  };
+}
+
+/**
+ * The CPU other processes took between two marks, in cores (0.5: half of
+ * one core, on average over the wall time between them): what a figure
+ * measured between them competed with, sharper than the load average (a
+ * minute's mean of runnable tasks). A child's CPU counts as ours once it has
+ * been waited for. Whole clock ticks (10 ms a CPU): a coarse figure over a
+ * window under a second.
+ */
+export function othersCores(from: CpuMark | undefined, to: CpuMark | undefined): number | undefined {
+  if (from === undefined || to === undefined || !(to.at > from.at)) return undefined;
+  return Math.max(0, to.machineMs - from.machineMs - (to.oursMs - from.oursMs)) / (to.at - from.at);
+}
+
 /** A random llama2.c checkpoint of a named shape, written once under bench/.cache. */
 export function randomCheckpoint(shape: string, seed = 0): string {
   mkdirSync(BENCH_CACHE, { recursive: true });

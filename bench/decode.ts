@@ -30,7 +30,7 @@ import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 import { disposeModel } from '../src/model/weights.js';
 import { argmax } from '../src/sample/sampler.js';
-import { anonHugePagesMiB, benchArgs, markdownTable, median, peakRssMiB, recordResult, runBench, shapesFlag } from './common.js';
+import { anonHugePagesMiB, benchArgs, cpuMark, markdownTable, median, othersCores, peakRssMiB, recordResult, runBench, shapesFlag } from './common.js';
 
 const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all) against
 llama2.c run.c built as runomp (1, 2 and --threads threads), alternating in one run; blocked evaluation (float32, q8)
@@ -89,6 +89,14 @@ interface Measurement {
   hugePagesMiB?: number;
   /** Times the pool's workers were told to stop spinning because the process got too little CPU time (other processes wanted the cores: kernels/pool_busy.ts). */
   calmPeriods?: number;
+  /**
+   * CPU that other processes took meanwhile, in cores (bench/common.ts
+   * othersCores): over ours' timed tokens; over run.c's whole process. What
+   * told a slow measurement from a fast one here (2 cores shared, s24): with
+   * others taking a few tenths of a core, our 15M 2-thread decode ran 400-470
+   * tok/s, against 580-620 beside nothing.
+   */
+  othersCores?: number;
 }
 
 /** A tokenizer.bin run.c accepts, for a vocabulary of `vocab` (see the peer's README). */
@@ -127,15 +135,20 @@ async function childDecode(
   // run.c's clock: it starts after the first token (run.c: "the first iteration can be slower") and counts the rest
   let started = 0;
   let n = 0;
+  let from: ReturnType<typeof cpuMark>;
   for await (const step of generate(m, { kind: 'dense' }, [1], argmax, { steps: tokens + 1 })) {
-    if (step.generated === 1) started = performance.now();
+    if (step.generated === 1) {
+      from = cpuMark();
+      started = performance.now();
+    }
     n = step.generated - 1;
   }
   const tokensPerSecond = n / ((performance.now() - started) / 1000);
+  const others = othersCores(from, cpuMark());
   const calmPeriods = m.pool?.calmPeriods ?? 0;
   const hugePagesMiB = anonHugePagesMiB();
   disposeModel(m);
-  return { tokensPerSecond, rssMiB: peakRssMiB(), hugePagesMiB, calmPeriods };
+  return { tokensPerSecond, rssMiB: peakRssMiB(), hugePagesMiB, calmPeriods, othersCores: others };
 }
 
 /** Child: blocked scoring of `count` tokens (window cache of the trained length, blocks of 256). */
@@ -146,18 +159,21 @@ async function childEval(model: string, threads: number, weights: 'f32' | 'q8', 
   const ids = Array.from({ length: count }, (_, i) => 1 + ((i * 7919) % (m.config.vocabSize - 1)));
   const window = m.config.maxSeqLen;
   await scoreTokens(m, ids.slice(0, 256), { kind: 'window', windowSize: window }); // warm-up
+  const from = cpuMark();
   const started = performance.now();
   await scoreTokens(m, ids, { kind: 'window', windowSize: window }, { mode: 'blocked', blockSize: 256 });
   const tokensPerSecond = count / ((performance.now() - started) / 1000);
+  const others = othersCores(from, cpuMark());
   const calmPeriods = m.pool?.calmPeriods ?? 0;
   const hugePagesMiB = anonHugePagesMiB();
   disposeModel(m);
-  return { tokensPerSecond, rssMiB: peakRssMiB(), hugePagesMiB, calmPeriods };
+  return { tokensPerSecond, rssMiB: peakRssMiB(), hugePagesMiB, calmPeriods, othersCores: others };
 }
 
 function runEngine(engine: Engine, dir: string, shape: string, tokens: number, warmup: number, evalTokens: number): Measurement {
   const model = join(dir, `${shape}.bin`);
   if (engine.kind === 'runomp') {
+    const from = cpuMark();
     const run = spawnSync(
       join(dir, engine.anon === true ? 'runomp-anon' : 'runomp'),
       [model, '-z', join(dir, `tokenizer-${shape}.bin`), '-t', '0', '-n', String(tokens + 1), '-i', 'Once'],
@@ -170,7 +186,7 @@ function runEngine(engine: Engine, dir: string, shape: string, tokens: number, w
     if (match === null) throw new Error(`runomp printed no tok/s (status ${run.status}): ${run.stderr.slice(-200)}`);
     // run.c's clock counts whole milliseconds: a run shorter than one reads as inf
     if (match[1] === 'inf') cli.fail(`--tokens: run.c decoded ${tokens} tokens within one tick of its millisecond clock; give more tokens`);
-    return { tokensPerSecond: Number(match[1]) };
+    return { tokensPerSecond: Number(match[1]), othersCores: othersCores(from, cpuMark()) };
   }
   const script = fileURLToPath(import.meta.url);
   const args =
@@ -308,7 +324,8 @@ async function main(): Promise<void> {
           const m = runEngine(e, dir, shape, tokens, warmup, evalTokens);
           results.get(e)!.push(m);
           const calm = (m.calmPeriods ?? 0) > 0 ? ` (pool's workers calmed ${m.calmPeriods} times: busy cores)` : '';
-          process.stderr.write(`${shape} round ${round + 1}/${rounds}: ${e.name}: ${m.tokensPerSecond.toFixed(1)} tok/s${calm}\n`);
+          const others = m.othersCores === undefined ? '' : `; other processes took ${m.othersCores.toFixed(2)} cores meanwhile`;
+          process.stderr.write(`${shape} round ${round + 1}/${rounds}: ${e.name}: ${m.tokensPerSecond.toFixed(1)} tok/s${calm}${others}\n`);
         }
       }
       const tps = (e: Engine | undefined) => (e === undefined ? NaN : median(results.get(e)!.map((m) => m.tokensPerSecond)));
@@ -328,12 +345,14 @@ async function main(): Promise<void> {
         const rates = r.map((m) => m.tokensPerSecond);
         const rss = r[0]!.rssMiB;
         const huge = r[0]!.hugePagesMiB;
+        const others = r.flatMap((m) => (m.othersCores === undefined ? [] : [m.othersCores]));
         return [
           e.name,
           tps(e).toFixed(1),
           `${Math.min(...rates).toFixed(1)}..${Math.max(...rates).toFixed(1)}`,
           rss === undefined ? '' : rss.toFixed(0),
           huge === undefined ? '' : huge.toFixed(0),
+          others.length === 0 ? '' : `${median(others).toFixed(2)} (${Math.max(...others).toFixed(2)})`,
         ];
       });
       const ratio = (a: Engine | undefined, b: Engine | undefined) => (tps(a) / tps(b)).toFixed(2);
@@ -373,8 +392,10 @@ async function main(): Promise<void> {
           `blocked eval: ${evalTokens} tokens in blocks of 256, window cache of the trained length. Medians of ${rounds} rounds, engines alternating; ` +
           `load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after` +
           (calmed > 0 ? `; in ${calmed} runs of ours the pool found the cores busy and stopped its workers' spin for a while (kernels/pool_busy.ts)` : '') +
+          ". Others' CPU: what other processes took while each measurement ran (ours: its timed tokens; run.c: its whole process), " +
+          'in cores; the engines share the machine with them, and a measurement beside a few tenths of a core reads slower' +
           '.\n\n' +
-          markdownTable(['engine', 'tok/s (median)', 'range', 'peak RSS MiB', 'in 2 MB pages, MiB'], rows) +
+          markdownTable(['engine', 'tok/s (median)', 'range', 'peak RSS MiB', 'in 2 MB pages, MiB', "others' CPU, cores: median (most)"], rows) +
           '\n\n' +
           markdownTable(['same-run ratio', 'x'], ratios),
       );

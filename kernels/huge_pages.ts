@@ -17,8 +17,9 @@
 // node-gyp; without a compiler it is skipped), makes the one madvise call
 // over the memory's whole reservation (as /proc/self/maps shows it: V8's
 // differs between engines and settings), right after the memory is made. The
-// pool then grows its memory in whole 2 MB blocks (hugePageEnd): a block
-// first written while only partly mapped gets 4 KB pages and keeps them.
+// pool then maps its first 2 MB block whole before writing to it, and grows
+// in whole 2 MB blocks after (hugePageEnd): a block first written while only
+// partly mapped gets 4 KB pages and keeps them.
 // Without the addon everything runs the same on 4 KB pages, bit for bit:
 // page size changes how fast memory is reached, never what is in it.
 import { existsSync, readFileSync } from 'node:fs';

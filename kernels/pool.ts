@@ -238,6 +238,10 @@ export class WorkerPool {
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     // before anything is written: a page's size is fixed when it is first touched
     this.pageAdvice = options.hugePages === false ? NOT_ASKED : adviseHugePages(this.memory.buffer, MAX_PAGES * PAGE);
+    // and the first 2 MB block mapped whole before its first byte is written (the canary below), as alloc grows the others:
+    // written while only the memory's first 64 KB were mapped, it stayed on 4 KB pages, and with it the first matrices placed
+    const firstBlockEnd = hugePageEnd(this.pageAdvice, this.memory.buffer.byteLength, MAX_PAGES * PAGE);
+    if (firstBlockEnd > this.memory.buffer.byteLength) this.memory.grow((firstBlockEnd - this.memory.buffer.byteLength) / PAGE);
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;

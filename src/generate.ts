@@ -172,9 +172,12 @@ class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
       if (steps !== 0 && this.generated >= steps) return this.end();
       // The logits as an array, read before the next feed: no tensor for a
       // pooled model. A greedy sampler's pick, and the check, where they lie.
-      const fed = this.sample.greedy === true ? stream.feedLastGreedy(this.ids) : stream.feedLastValues(this.ids);
-      const n = ++this.generated;
-      const id = nextToken(fed, this.sample, this.policy, n);
+      const n = this.generated + 1;
+      const id =
+        this.sample.greedy === true
+          ? greedyToken(stream.feedLastGreedy(this.ids), this.policy, n)
+          : sampledToken(stream.feedLastValues(this.ids), this.sample, this.policy, n);
+      this.generated = n;
       if (stopIds?.includes(id)) return this.end();
       this.ids = [id];
       return { done: false, value: { id, generated: n, stream } };
@@ -194,17 +197,26 @@ class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
   }
 }
 
-/** Generated token n, sampled from a feed's result (feedLastGreedy's choice, or the logits [vocab]); NonFiniteError when a logit is NaN or infinite. */
-function nextToken(fed: GreedyChoice | Float32Array, sample: Sampler, policy: CachePolicy, n: number): number {
-  if (!(fed instanceof Float32Array) && fed.finite) return fed.id;
-  const values = fed instanceof Float32Array ? fed : fed.logits;
-  const bad = firstNonFinite(values);
+/** Generated token n, feedLastGreedy's pick; NonFiniteError when a logit is NaN or infinite. */
+function greedyToken(choice: GreedyChoice, policy: CachePolicy, n: number): number {
+  if (choice.finite) return choice.id;
+  checkFinite(choice.logits, policy, n);
+  // (unreachable unless the two checks disagree: the pool's SIMD pass saw a NaN or infinity that firstNonFinite does not find)
+  throw new Error('generate: the greedy pick found a non-finite logit where firstNonFinite finds none');
+}
+
+/** Generated token n, sampled from the logits [vocab]; NonFiniteError when a logit is NaN or infinite. */
+function sampledToken(logits: Float32Array, sample: Sampler, policy: CachePolicy, n: number): number {
+  checkFinite(logits, policy, n);
+  return sample(logits);
+}
+
+/** A NonFiniteError naming the first logit of generated token n that is NaN or infinite, if one is. */
+function checkFinite(logits: Float32Array, policy: CachePolicy, n: number): void {
+  const bad = firstNonFinite(logits);
   if (bad >= 0) {
     throw new NonFiniteError(
-      `${policyLabel(policy)}: the model's logits for generated token ${n} are not finite (token ${bad}: ${values[bad]}): NaN or overflow in the weights or activations`,
+      `${policyLabel(policy)}: the model's logits for generated token ${n} are not finite (token ${bad}: ${logits[bad]}): NaN or overflow in the weights or activations`,
     );
   }
-  // (unreachable unless the two checks disagree: the pool's SIMD pass saw a NaN or infinity that firstNonFinite does not find)
-  if (!(fed instanceof Float32Array)) throw new Error('generate: the greedy pick found a non-finite logit where firstNonFinite finds none');
-  return sample(values);
 }

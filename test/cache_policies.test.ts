@@ -19,7 +19,7 @@ import { createCache } from '../src/cache/index.js';
 import { CACHE_KIND_SUMMARIES, CACHE_KINDS, type KVCachePolicy, policyBound, policyFromName, policyLabel, policySpan } from '../src/cache/policies.js';
 import type { ScoredCache } from '../src/cache/scored.js';
 import { StreamingCache } from '../src/cache/streaming.js';
-import { type CacheShape, entryTensors, type KVCache, type PlacedEntries } from '../src/cache/types.js';
+import { type CacheShape, entryTensors, type KVCache, type LayerView, type MemoryEntries } from '../src/cache/types.js';
 import { poolRegions } from '../kernels/pool_regions.js';
 import { poolEntryMemory } from '../src/model/pooled_layers.js';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
@@ -78,11 +78,13 @@ const backend = await initTestBackend();
     );
   }
 
-  function viaCache(cache: KVCache, block: number, rope: RopeSpec, variant: SoftmaxVariant, pool?: WorkerPool): Float32Array[] {
+  /** Each token's attention output through the cache, fed in blocks of `block` tokens (a list: their lengths in turn, cycling). */
+  function viaCache(cache: KVCache, block: number | readonly number[], rope: RopeSpec, variant: SoftmaxVariant, pool?: WorkerPool): Float32Array[] {
     const outputs: Float32Array[] = [];
     const sink = tf.tensor1d(sinkLogits);
-    for (let start = 0; start < N; start += block) {
-      const T = Math.min(block, N - start);
+    const lengths = typeof block === 'number' ? [block] : block;
+    for (let start = 0, b = 0; start < N; b++) {
+      const T = Math.min(lengths[b % lengths.length]!, N - start);
       const view = cache.begin(T).layer(0);
       const out = tf.tidy(() => {
         const keys = applyRope(heads(k.slice(start, start + T), dims.kvHeads), ropeAngles(view.keyPositions, rope), rope);
@@ -95,6 +97,7 @@ const backend = await initTestBackend();
       const values = out.dataSync() as Float32Array;
       out.dispose();
       for (let i = 0; i < T; i++) outputs.push(values.slice(i * dims.heads * dims.headDim, (i + 1) * dims.heads * dims.headDim));
+      start += T;
     }
     sink.dispose();
     return outputs;
@@ -132,13 +135,14 @@ const backend = await initTestBackend();
           const before = tf.memory().numTensors;
           for (const rope of ropes) {
             const want = Array.from({ length: N }, (_, i) => reference(i, p.sinks, p.window, rope, variant));
-            for (const block of [1, 3, POOLED_ATTENTION_MIN_QUERIES]) {
+            // (blocks of changing length: a cache that rewrites its view block after block remakes its arrays)
+            for (const block of [1, 3, POOLED_ATTENTION_MIN_QUERIES, [1, 1, 3, 1, 2, 2, 1]]) {
               const cache = p.make();
               const got = viaCache(cache, block, rope, variant, mode.startsWith('pool') ? pool : undefined);
               cache.dispose();
               t.equal(poolRegions(pool).heldBytes, 0, 'nothing held in the pool after dispose');
               const worst = Math.max(...got.map((g, i) => maxAbsDiff(g, want[i]!)));
-              t.ok(worst < 1e-5, `${rope.layout} rope, blocks of ${block}: max |diff| ${worst.toExponential(2)}`);
+              t.ok(worst < 1e-5, `${rope.layout} rope, blocks of ${String(block)}: max |diff| ${worst.toExponential(2)}`);
             }
           }
           t.equal(tf.memory().numTensors, before, 'no tensor leak');
@@ -251,6 +255,36 @@ const backend = await initTestBackend();
     }
   });
 
+  // Dense and streaming caches rewrite one view block after block
+  // (src/cache/reused_view.ts): a decode step makes none. Each block's
+  // positions are still its own (and every view's contents are checked
+  // against the reference above, in blocks of changing length).
+  t.test('dense and streaming views: the same objects for blocks of one length, rewritten; new arrays for another length', async (t) => {
+    for (const p of policies) {
+      const cache = p.make();
+      const arrays = (view: LayerView) => [view.keyPositions, ...view.frames.flatMap((f) => [f.queryPositions, f.rowRanges])];
+      const first = cache.begin(1);
+      const firstArrays = arrays(first.layer(0));
+      cache.end();
+      let reused = 0;
+      let starts = 0;
+      for (let j = 1; j < 12; j++) {
+        const block = cache.begin(1);
+        const view = block.layer(0);
+        if (block === first && view === first.layer(0) && arrays(view).every((a, i) => a === firstArrays[i])) reused++;
+        if (block.start === j && view.keyPositions[0] === j && view.frames[0]!.queryPositions[0] === j) starts++;
+        cache.end();
+      }
+      t.equal(reused, 11, `${p.name}: blocks of 1 token: the first block's view and arrays`);
+      t.equal(starts, 11, `${p.name}: each at its own position`);
+      const three = cache.begin(3).layer(0);
+      t.same([three.keyPositions.length, three.frames[0]!.rowRanges.length], [3, 6], `${p.name}: a block of 3: arrays of 3 tokens`);
+      t.same(Array.from(three.keyPositions), [12, 13, 14], `${p.name}: at its positions`);
+      cache.end();
+      cache.dispose();
+    }
+  });
+
   // KVCache.place: for a decode step, the entries where they lie and the
   // new token's slot, which the model fills itself (a decode-step program
   // asks for every layer's before any runs). Token by token through two
@@ -288,7 +322,7 @@ const backend = await initTestBackend();
         let attentionMismatches = 0;
         let worst = 0;
         // a layer's entries are the object given the token before exactly while their arrays and size are (a decode step asks for them every token: no new objects while nothing moved)
-        let lastPlaced: (PlacedEntries | undefined)[] = [];
+        let lastEntries: (MemoryEntries | undefined)[] = [];
         let identityMismatches = 0;
         let sameObjects = 0;
         for (let j = 0; j < N; j++) {
@@ -300,14 +334,14 @@ const backend = await initTestBackend();
             break;
           }
           placed.forEach((p, l) => {
-            const was = lastPlaced[l]?.entries;
+            const was = lastEntries[l];
             if (was === undefined) return;
             const same = was === p!.entries;
             const alike = was.keys === p!.entries.keys && was.values === p!.entries.values && String(was.shape) === String(p!.entries.shape);
             if (same !== alike) identityMismatches++;
             if (same) sameObjects++;
           });
-          lastPlaced = placed;
+          lastEntries = placed.map((p) => p!.entries);
           for (let l = 0; l < layers; l++) {
             const { entries, at } = placed[l]!;
             const outs = tf.tidy(() => {

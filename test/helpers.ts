@@ -130,14 +130,24 @@ export function watchPools(): () => number {
   };
 }
 
-/** The VmFlags of the mapping that holds `address`, from /proc/self/smaps ('' when no mapping holds it). */
-export function vmFlagsAt(address: number): string {
+/** The /proc/self/smaps entry of the mapping that holds `address` ('' where none does). */
+function smapsAt(address: number): string {
   for (const mapping of readFileSync('/proc/self/smaps', 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
     const [start, end] = mapping
       .split(' ', 1)[0]!
       .split('-')
       .map((h) => parseInt(h, 16));
-    if (start! <= address && address < end!) return /VmFlags:(.*)/.exec(mapping)?.[1]?.trim() ?? '';
+    if (start! <= address && address < end!) return mapping;
   }
   return '';
+}
+
+/** The VmFlags of the mapping that holds `address`, from /proc/self/smaps ('' when no mapping holds it). */
+export function vmFlagsAt(address: number): string {
+  return /VmFlags:(.*)/.exec(smapsAt(address))?.[1]?.trim() ?? '';
+}
+
+/** KB of the mapping that holds `address` in 2 MB pages (smaps AnonHugePages; 0 where none holds it). */
+export function anonHugePagesKbAt(address: number): number {
+  return Number(/^AnonHugePages:\s+(\d+) kB/m.exec(smapsAt(address))?.[1] ?? 0);
 }

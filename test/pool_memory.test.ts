@@ -20,7 +20,7 @@ import {
 import { POOL_MAX_BYTES, WorkerPool } from '../kernels/pool.js';
 import { PoolRegions } from '../kernels/pool_regions.js';
 import { allocMatrix, matrixBytes, pooledProduct } from '../kernels/split_products.js';
-import { vmFlagsAt } from './helpers.js';
+import { anonHugePagesKbAt, vmFlagsAt } from './helpers.js';
 
 t.test('allocation: sizes, alignment, and the 4 GiB limit', async (t) => {
   // rows padded to whole groups: q8 of four (10 -> 12), f32 of sixteen (10 -> 16)
@@ -48,6 +48,9 @@ t.test(
     if (advice.hugePages) {
       t.match(vmFlagsAt(advice.address), /\bhg\b/, 'the mapping under the memory carries MADV_HUGEPAGE');
       t.equal(advice.address % 65536, 0, 'the memory starts on a wasm page');
+      // the constructor writes the canary and the control words into the first 2 MB block: mapped whole first, it takes a
+      // 2 MB page, as the blocks alloc grows into do (with only the first 64 KB wasm page mapped, it kept 4 KB pages)
+      t.equal(anonHugePagesKbAt(advice.address), HUGE_PAGE_BYTES / 1024, 'the first block, written by the constructor, is one 2 MB page');
       for (const bytes of [3, 3 * 2 ** 20, 5 * 2 ** 20 + 7]) {
         pool.alloc(bytes);
         const end = advice.address + pool.bytes().length;

@@ -8,7 +8,7 @@ import t from 'tap';
 import { hugePagesUnavailable } from '../kernels/huge_pages.js';
 import { float32View, wasmHeapBuffer } from '../kernels/paths.js';
 import { wasmHeapPageAdvice } from '../src/backend.js';
-import { simdLoops, setSimdKernels } from '../kernels/simd/instance.js';
+import { setSimdKernels, simdAvailable, simdLoops } from '../kernels/simd/instance.js';
 import { assembleWat, generatedSource, SIMD_DIR, wasmTargets, watSources } from '../scripts/assemble_wasm.js';
 import { initTestBackend, vmFlagsAt } from './helpers.js';
 
@@ -153,3 +153,15 @@ t.test(
     }
   },
 );
+
+// (last: it switches the active backend; simdAvailable keeps the loops it found for the active backend object)
+t.test('simdAvailable follows the active backend and setSimdKernels', { skip: backend !== 'wasm' }, async (t) => {
+  t.ok(simdAvailable(), 'on the wasm backend');
+  setSimdKernels(false);
+  t.notOk(simdAvailable(), 'turned off');
+  setSimdKernels(true);
+  t.ok(await tf.setBackend('cpu'), 'the cpu backend started');
+  t.notOk(simdAvailable(), 'on the cpu backend');
+  await tf.setBackend('wasm');
+  t.ok(simdAvailable(), 'on the wasm backend again');
+});

@@ -6,6 +6,7 @@
 // imports that Memory object itself, so when the heap grows it sees the
 // grown heap: pointers stay valid, only JavaScript views of the old buffer
 // detach.
+import * as tf from '@tensorflow/tfjs';
 import { simdKernelsEnabled, wasmBackendMemory } from '../paths.js';
 import { WASM_BASE64 } from './loops.wasm.js';
 
@@ -39,9 +40,28 @@ function instantiate(memory: WebAssembly.Memory): SimdLoops | null {
 
 /** True when the SIMD loops run for tensors of the active backend. */
 export function simdAvailable(): boolean {
-  if (!simdKernelsEnabled()) return false;
-  const memory = wasmBackendMemory();
-  return memory !== undefined && instanceFor(memory) !== null;
+  return simdKernelsEnabled() && activeBackendLoops() !== null;
+}
+
+// The active wasm backend's loops, found again only when tfjs's active
+// backend is another object (a backend keeps its Emscripten module, so its
+// memory, for good). Finding them (Module.asm.memory, then the WeakMap) cost
+// a pooled decode step's caller about 3 µs a token, cold after the weights
+// streamed through the CPU's caches: decodeProgramFor asks simdAvailable
+// every token.
+let loopsBackend: unknown;
+let backendLoops: SimdLoops | null = null;
+
+/** The loops on the active backend's memory; null off the wasm backend or where instantiation failed. */
+function activeBackendLoops(): SimdLoops | null {
+  if (tf.getBackend() !== 'wasm') return null;
+  const backend = tf.backend();
+  if (backend !== loopsBackend) {
+    const memory = wasmBackendMemory();
+    backendLoops = memory === undefined ? null : instanceFor(memory);
+    loopsBackend = backend;
+  }
+  return backendLoops;
 }
 
 /** The module instantiated on `memory` (once), null where that failed. */

@@ -97,8 +97,17 @@
   ;; groups of 32 rows, eight chains of one addition a column (9% faster on
   ;; one thread in that probe; in decode, bench/builds_ab.ts, 0.93-1.07x
   ;; against an A/A of 0.98); reading the classifier's rows in the other
-  ;; direction every other token, for what the L3 still holds (-11%..+9%:
-  ;; no consistent change).
+  ;; direction every other token, for what the L3 still holds: in a probe of
+  ;; a step's stream (C, 128-bit reads, each thread a half of each product,
+  ;; modes alternating in blocks of 16 passes in one process, A/A 0.99-1.00)
+  ;; each thread's half of the classifier read descending every other pass
+  ;; took 1.00-1.01x the time on two threads (0.99-1.01x on one), even the
+  ;; whole stream reversed every other pass 0.99-1.01x (1.03-1.05x on one),
+  ;; and the classifier's groups in the other order, each read ascending (a
+  ;; claim order), 1.25-1.5x. This L3 does not replace like LRU: it keeps part
+  ;; of a cyclic stream larger than itself whatever the direction (a 40 MB
+  ;; cycle reads at 1.4-2x the rate of a 120 MB one), so there is no end of
+  ;; the last pass to start from.
   ;;
   ;; One token on one thread, weights from memory, alternating with run.c's
   ;; matmul built as runomp (bench/f32_product.ts): 0.90-1.08x its time per

@@ -5,14 +5,17 @@
 import type * as tf from '@tensorflow/tfjs';
 import { EntryStorage, INITIAL_SLOTS } from './storage.js';
 import type { KVCachePolicy } from './policies.js';
-import { type BlockView, type CacheEntries, type CacheShape, type KVCache, type PlacedEntries, sharedLayers } from './types.js';
+import { ReusedView } from './reused_view.js';
+import type { BlockView, CacheEntries, CacheShape, KVCache, PlacedEntries } from './types.js';
 
 export class DenseCache implements KVCache {
   readonly policy: KVCachePolicy = { kind: 'dense' };
   readonly blockLimit = Infinity;
   private readonly storage: EntryStorage;
   private streamLength = 0;
-  private block: { start: number; T: number } | undefined;
+  /** Tokens of the block begun (it starts at streamLength); undefined when none is. */
+  private blockTokens: number | undefined;
+  private readonly view = new ReusedView(1);
 
   constructor(shape: CacheShape, initialSlots = INITIAL_SLOTS, label = 'dense') {
     this.storage = new EntryStorage(shape, initialSlots, label, shape.entryMemory);
@@ -31,44 +34,43 @@ export class DenseCache implements KVCache {
   }
 
   begin(T: number): BlockView {
-    if (this.block !== undefined) throw new Error('DenseCache.begin: the previous block was not ended');
+    if (this.blockTokens !== undefined) throw new Error('DenseCache.begin: the previous block was not ended');
     const start = this.streamLength;
     this.storage.reserve(start + T, Infinity, start);
-    this.block = { start, T };
-    const queryPositions = new Int32Array(T);
-    const rowRanges = new Int32Array(2 * T);
+    this.blockTokens = T;
+    const view = this.view.begin(start, T);
+    const frame = view.frames[0]!;
     for (let i = 0; i < T; i++) {
-      queryPositions[i] = start + i;
-      rowRanges[2 * i + 1] = start + i + 1; // causal: entries 0..t
+      view.keyPositions[i] = frame.queryPositions[i] = start + i;
+      frame.rowRanges[2 * i] = 0;
+      frame.rowRanges[2 * i + 1] = start + i + 1; // causal: entries 0..t
     }
-    return sharedLayers(start, {
-      keyPositions: queryPositions.slice(),
-      frames: [{ queryPositions, keyStart: 0, keyEnd: start + T, rowRanges }],
-      wantsAttention: false,
-    });
+    frame.keyStart = 0;
+    frame.keyEnd = start + T;
+    return this.view.block;
   }
 
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {
-    if (this.block === undefined) throw new Error('DenseCache.store: call begin() first');
-    this.storage.write(layer, keys, values, this.block.start);
+    if (this.blockTokens === undefined) throw new Error('DenseCache.store: call begin() first');
+    this.storage.write(layer, keys, values, this.streamLength);
     return this.storage.entries(layer);
   }
 
   /** A single token goes to slot `start`, the storage grown for it in begin. */
   place(layer: number): PlacedEntries | undefined {
-    if (this.block === undefined) throw new Error('DenseCache.place: call begin() first');
-    return this.block.T === 1 ? this.storage.place(layer, this.block.start) : undefined;
+    if (this.blockTokens === undefined) throw new Error('DenseCache.place: call begin() first');
+    return this.blockTokens === 1 ? this.storage.place(layer, this.streamLength) : undefined;
   }
 
   end(): void {
-    if (this.block === undefined) throw new Error('DenseCache.end: no block begun');
-    this.streamLength += this.block.T;
-    this.block = undefined;
+    if (this.blockTokens === undefined) throw new Error('DenseCache.end: no block begun');
+    this.streamLength += this.blockTokens;
+    this.blockTokens = undefined;
   }
 
   reset(): void {
     this.streamLength = 0;
-    this.block = undefined;
+    this.blockTokens = undefined;
   }
 
   dispose(): void {

@@ -44,6 +44,8 @@ export class EntryStorage {
   private slotCount: number;
   /** Per layer, what memoryEntries last gave. */
   private readonly givenEntries: (MemoryEntries | undefined)[] = [];
+  /** Per layer, what place last gave (given again, rewritten: a decode step asks every layer's each token). */
+  private readonly givenPlaces: (PlacedEntries | undefined)[] = [];
 
   /** The entry memory the entries are kept in; undefined: tensors (none was given, or the storage outgrew its room). */
   private memory: EntryMemory | undefined;
@@ -113,7 +115,7 @@ export class EntryStorage {
       this.values.push(tf.keep(values));
     }
     for (const a of [...this.keyArrays, ...this.valueArrays]) memory.free(a);
-    this.keyArrays.length = this.valueArrays.length = this.givenEntries.length = 0;
+    this.keyArrays.length = this.valueArrays.length = this.givenEntries.length = this.givenPlaces.length = 0;
     this.freeJoined();
     this.memory = undefined;
   }
@@ -187,11 +189,16 @@ export class EntryStorage {
    * Every slot of a layer, as entries() returns them, with `slot` for the
    * model to write a new entry into itself (KVCache.place); undefined for
    * storage in tensors. Nothing moves the arrays until the next reserve or
-   * join.
+   * join. The layer's object of the call before, rewritten.
    */
   place(layer: number, slot: number): PlacedEntries | undefined {
     if (this.memory === undefined) return undefined;
-    return { entries: this.memoryEntries(layer, this.memory), at: slot };
+    const entries = this.memoryEntries(layer, this.memory);
+    const placed = this.givenPlaces[layer];
+    if (placed === undefined) return (this.givenPlaces[layer] = { entries, at: slot });
+    placed.entries = entries;
+    placed.at = slot;
+    return placed;
   }
 
   /**
@@ -266,6 +273,6 @@ export class EntryStorage {
       for (const a of [...this.keyArrays, ...this.valueArrays]) this.memory.free(a);
       this.freeJoined();
     }
-    this.keys.length = this.values.length = this.keyArrays.length = this.valueArrays.length = this.givenEntries.length = 0;
+    this.keys.length = this.values.length = this.keyArrays.length = this.valueArrays.length = this.givenEntries.length = this.givenPlaces.length = 0;
   }
 }

@@ -15,14 +15,18 @@ import type * as tf from '@tensorflow/tfjs';
 import { ArgumentError } from '../errors.js';
 import { EntryStorage, INITIAL_SLOTS, type SlotRuns } from './storage.js';
 import { type KVCachePolicy, policyLabel } from './policies.js';
-import { type BlockView, type CacheEntries, type CacheShape, type KVCache, type PlacedEntries, sharedLayers, type ViewFrame } from './types.js';
+import { ReusedView } from './reused_view.js';
+import type { BlockView, CacheEntries, CacheShape, KVCache, PlacedEntries } from './types.js';
 
 export class StreamingCache implements KVCache {
   readonly policy: KVCachePolicy;
   readonly blockLimit = Infinity;
   private readonly storage: EntryStorage;
   private streamLength = 0;
-  private block: { start: number; T: number; composed: boolean } | undefined;
+  /** Tokens of the block begun (it starts at streamLength); undefined when none is. */
+  private blockTokens: number | undefined;
+  /** Each block's view: the window's frame, then (with sinks) the sinks'. */
+  private readonly view: ReusedView;
 
   constructor(
     readonly sinkCount: number,
@@ -34,6 +38,7 @@ export class StreamingCache implements KVCache {
     if (!Number.isInteger(windowSize) || windowSize < 1) throw new ArgumentError('windowSize', `expected an integer >= 1, got ${windowSize}`);
     this.policy = sinkCount === 0 ? { kind: 'window', windowSize } : { kind: 'streaming', sinkCount, windowSize };
     this.storage = new EntryStorage(shape, Math.min(initialSlots, sinkCount + windowSize), policyLabel(this.policy), shape.entryMemory);
+    this.view = new ReusedView(sinkCount > 0 ? 2 : 1);
   }
 
   get length(): number {
@@ -55,7 +60,7 @@ export class StreamingCache implements KVCache {
   }
 
   begin(T: number): BlockView {
-    if (this.block !== undefined) throw new Error('StreamingCache.begin: the previous block was not ended');
+    if (this.blockTokens !== undefined) throw new Error('StreamingCache.begin: the previous block was not ended');
     const start = this.streamLength;
     const S = this.sinkCount;
     const W = this.windowSize;
@@ -64,78 +69,83 @@ export class StreamingCache implements KVCache {
     // stream-ordered copy: sinks, the window's older entries, then the block.
     const composed = T > 1;
     this.storage.reserve(start + T, S + W, Math.min(start, S + W));
-    this.block = { start, T, composed };
-    const storedSinks = Math.min(S, start);
-    const oldFrom = Math.max(S, start - W + 1); // oldest window entry the block needs
-    const oldCount = Math.max(0, start - oldFrom);
-    const entryOf = (j: number): number => {
-      if (!composed) return j < S ? j : this.slotOf(j);
-      if (j < storedSinks) return j;
-      if (j < start) return storedSinks + (j - oldFrom);
-      return storedSinks + oldCount + (j - start);
-    };
-    const entryCount = composed ? storedSinks + oldCount + T : this.storage.slots;
-
-    const keyPositions = new Int32Array(T);
-    const bandPositions = new Int32Array(T);
-    const bandRanges = new Int32Array(2 * T);
-    const sinkPositions = new Int32Array(T);
-    const sinkRanges = new Int32Array(2 * T);
+    this.blockTokens = T;
+    const entryCount = composed ? this.composedEntry(start + T - 1, start) + 1 : this.storage.slots; // (composed: up to the block's last token)
+    const view = this.view.begin(start, T);
+    const band = view.frames[0]!; // the window's frame: stream bandLo..t at distance t - j
+    band.keyStart = 0;
+    band.keyEnd = entryCount;
+    const sinks = view.frames[1]; // the sinks' (S > 0): stream 0..sinksOutside-1, query at n - 1 of the re-encoded cache
+    if (sinks !== undefined) {
+      sinks.keyStart = 0;
+      sinks.keyEnd = Math.min(S, entryCount);
+    }
     for (let i = 0; i < T; i++) {
       const t = start + i;
-      keyPositions[i] = t;
+      view.keyPositions[i] = t;
       const bandLo = Math.max(0, t - W + 1);
-      const sinksOutside = Math.min(S, bandLo); // sinks not already in the window
-      // window frame: stream bandLo..t at distance t - j
-      bandPositions[i] = t;
-      if (composed || t < S) {
-        bandRanges[2 * i] = entryOf(bandLo);
-        bandRanges[2 * i + 1] = entryOf(t) + 1;
+      band.queryPositions[i] = t;
+      if (composed) {
+        band.rowRanges[2 * i] = this.composedEntry(bandLo, start);
+        band.rowRanges[2 * i + 1] = this.composedEntry(t, start) + 1;
+      } else if (t < S) {
+        // a sink: stream index j sits in slot j
+        band.rowRanges[2 * i] = bandLo;
+        band.rowRanges[2 * i + 1] = t + 1;
       } else {
         // in the ring every filled slot is in the window; sinks inside it precede the ring
-        bandRanges[2 * i] = Math.min(bandLo, S);
-        bandRanges[2 * i + 1] = S + Math.min(W, t - S + 1);
+        band.rowRanges[2 * i] = Math.min(bandLo, S);
+        band.rowRanges[2 * i + 1] = S + Math.min(W, t - S + 1);
       }
-      // sink frame: stream 0..sinksOutside-1, query at n - 1 of the re-encoded cache
-      sinkPositions[i] = sinksOutside + (t - bandLo + 1) - 1;
-      sinkRanges[2 * i] = 0;
-      sinkRanges[2 * i + 1] = sinksOutside;
+      if (sinks === undefined) continue;
+      const sinksOutside = Math.min(S, bandLo); // sinks not already in the window
+      sinks.queryPositions[i] = sinksOutside + (t - bandLo + 1) - 1;
+      sinks.rowRanges[2 * i] = 0;
+      sinks.rowRanges[2 * i + 1] = sinksOutside;
     }
-    const frames: ViewFrame[] = [{ queryPositions: bandPositions, keyStart: 0, keyEnd: entryCount, rowRanges: bandRanges }];
-    if (S > 0) frames.push({ queryPositions: sinkPositions, keyStart: 0, keyEnd: Math.min(S, entryCount), rowRanges: sinkRanges });
-    return sharedLayers(start, { keyPositions, frames, wantsAttention: false });
+    return this.view.block;
+  }
+
+  /** Where stream index j (a sink, or j >= the window's oldest entry that a block from `start` needs) lies in that block's stream-ordered copy (composeEntries). */
+  private composedEntry(j: number, start: number): number {
+    const storedSinks = Math.min(this.sinkCount, start);
+    const oldFrom = Math.max(this.sinkCount, start - this.windowSize + 1); // oldest window entry the block needs
+    if (j < storedSinks) return j;
+    if (j < start) return storedSinks + (j - oldFrom);
+    return storedSinks + Math.max(0, start - oldFrom) + (j - start);
   }
 
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {
-    const block = this.block;
-    if (block === undefined) throw new Error('StreamingCache.store: call begin() first');
-    if (!block.composed) {
+    const T = this.blockTokens;
+    if (T === undefined) throw new Error('StreamingCache.store: call begin() first');
+    if (T > 1) {
+      // (composed: see begin)
+      const entries = this.composeEntries(layer, keys, values);
       this.writeBlock(layer, keys, values);
-      return this.storage.entries(layer);
+      return entries;
     }
-    const entries = this.composeEntries(layer, keys, values);
     this.writeBlock(layer, keys, values);
-    return entries;
+    return this.storage.entries(layer);
   }
 
   /** A single token (never composed) goes where writeBlock would write it: its sink slot, or its ring slot. */
   place(layer: number): PlacedEntries | undefined {
-    const block = this.block;
-    if (block === undefined) throw new Error('StreamingCache.place: call begin() first');
-    if (block.T !== 1) return undefined;
-    const j = block.start;
+    const T = this.blockTokens;
+    if (T === undefined) throw new Error('StreamingCache.place: call begin() first');
+    if (T !== 1) return undefined;
+    const j = this.streamLength;
     return this.storage.place(layer, j < this.sinkCount ? j : this.slotOf(j));
   }
 
   end(): void {
-    if (this.block === undefined) throw new Error('StreamingCache.end: no block begun');
-    this.streamLength += this.block.T;
-    this.block = undefined;
+    if (this.blockTokens === undefined) throw new Error('StreamingCache.end: no block begun');
+    this.streamLength += this.blockTokens;
+    this.blockTokens = undefined;
   }
 
   reset(): void {
     this.streamLength = 0;
-    this.block = undefined;
+    this.blockTokens = undefined;
   }
 
   dispose(): void {
@@ -144,7 +154,7 @@ export class StreamingCache implements KVCache {
 
   /** Sinks, then the window's older entries in stream order, then the block: a copy (EntryStorage.join). */
   private composeEntries(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {
-    const { start } = this.block!;
+    const start = this.streamLength;
     const S = this.sinkCount;
     const slotRuns: SlotRuns = []; // [first slot, count], in stream order
     const storedSinks = Math.min(S, start);
@@ -161,9 +171,9 @@ export class StreamingCache implements KVCache {
 
   /** Write the block's entries that the cache keeps: sinks, and the last W of the rest. */
   private writeBlock(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): void {
-    const { start, T } = this.block!;
+    const start = this.streamLength;
     const S = this.sinkCount;
-    const end = start + T;
+    const end = start + this.blockTokens!;
     if (start < S) this.storage.write(layer, keys, values, start, 0, Math.min(S, end) - start);
     for (let j = Math.max(S, start, end - this.windowSize); j < end;) {
       const slot = this.slotOf(j);

@@ -155,7 +155,11 @@ export interface KVCache {
    * every query (Infinity: any number). `forward` splits a longer block.
    */
   readonly blockLimit: number;
-  /** Begin a block of T tokens (T <= blockLimit). */
+  /**
+   * Begin a block of T tokens (T <= blockLimit). The view, its frames and
+   * arrays are valid until the block ends: a cache may give the same
+   * objects, rewritten, for its next block (a decode step then makes none).
+   */
   begin(T: number): BlockView;
   /**
    * Store a layer's new keys and values, [kvHeads, T, headDim]; return the
@@ -176,8 +180,9 @@ export interface KVCache {
    * before it attends to the layer and before the cache's next begin, store
    * or end. The cache copies nothing. Callable for every layer before any is
    * filled; the arrays do not move until the block ends (ask anew each
-   * block: `begin` may grow them). Undefined where the cache cannot (its
-   * entries in tensors, a block of more tokens): then `store`.
+   * block: `begin` may grow them, and the cache may give the layer's
+   * object of the block before, rewritten). Undefined where the cache
+   * cannot (its entries in tensors, a block of more tokens): then `store`.
    */
   place?(layer: number): PlacedEntries | undefined;
   /**
