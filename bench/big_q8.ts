@@ -13,18 +13,10 @@
 // and neither memory nor speed depends on them.
 //
 //   node dist/bench/big_q8.js [--model FILE | --fast] [--seed 0] [--tokens 8] [--threads N] [--record]
-import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend.js';
-import { type Llama2cReader, type LlamaShape, openLlama2c } from '../src/checkpoint/llama2c.js';
-import { generate } from '../src/generate.js';
-import { pooledBytes } from '../src/model/pooled.js';
-import { pooledModelFromLlama2c } from '../src/model/pooled_llama2c.js';
-import { randomLlamaReader } from '../src/model/random_init.js';
-import { disposeModel, parameterCount } from '../src/model/weights.js';
-import { createSampler } from '../src/sample/sampler.js';
-import { wasmBackendMemory } from '../kernels/paths.js';
 import { defaultThreads } from '../kernels/threads.js';
 import { benchArgs, markdownTable, median, peakRssMiB, recordResult, runBench } from './common.js';
+import type { Llama2cReader, LlamaShape } from '../src/checkpoint/llama2c.js';
 
 /** Sheared-LLaMA-2.7B (princeton-nlp): a pruned Llama-2-7B, every head full (no grouped-query attention). */
 export const SHAPE_2_7B: LlamaShape = {
@@ -53,6 +45,16 @@ const HELP = `A random model of about 2.7B parameters (Sheared-LLaMA-2.7B's shap
   --help         this text`;
 
 const cli = benchArgs(HELP);
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const tf = await import('@tensorflow/tfjs');
+const { openLlama2c } = await import('../src/checkpoint/llama2c.js');
+const { generate } = await import('../src/generate.js');
+const { pooledBytes } = await import('../src/model/pooled.js');
+const { pooledModelFromLlama2c } = await import('../src/model/pooled_llama2c.js');
+const { randomLlamaReader } = await import('../src/model/random_init.js');
+const { disposeModel, parameterCount } = await import('../src/model/weights.js');
+const { createSampler } = await import('../src/sample/sampler.js');
+const { wasmBackendMemory } = await import('../kernels/paths.js');
 /** The value after --name, if given. */
 const arg = (name: string): string | undefined => (cli.has(name) ? cli.value(name, '') : undefined);
 

@@ -127,8 +127,9 @@ async function main(): Promise<void> {
     return;
   }
   // Only the parent loads this build's helpers: a probe loads nothing but the build under test.
-  const { benchArgs, markdownTable, median, randomCheckpoint, recordResult, shapeFlag } = await import('./common.js');
+  const { benchArgs, markdownTable, median, recordResult, shapeFlag } = await import('./common.js');
   const cli = benchArgs(HELP);
+  const { randomCheckpoint } = await import('./models.js');
   if (!cli.has('a')) cli.fail('--a: expected the dist/ folder of the build to compare with');
   const builds = { A: resolve(cli.value('a', '')), B: resolve(cli.value('b', 'dist')) };
   for (const [key, dir] of Object.entries(builds)) {

@@ -30,13 +30,8 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
-import { generate } from '../src/generate.js';
-import { loadModel } from '../src/model/load.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
-import { placeWeights } from '../src/model/pooled.js';
-import { disposeModel } from '../src/model/weights.js';
-import { argmax } from '../src/sample/sampler.js';
-import { benchArgs, markdownTable, median, randomCheckpoint, recordResult, runBench, shapesFlag, timePoolJobs } from './common.js';
+import { benchArgs, markdownTable, median, recordResult, runBench, shapesFlag, timePoolJobs } from './common.js';
 
 const HELP = `bench/cold_start.ts: why a process's first few hundred decode tokens run slower than later ones: per
 phase of a greedy decode (by default 8, then 3 x 256 tokens), tokens/s, the calling thread's time a token outside the
@@ -56,6 +51,13 @@ TurboFan compiled during the decode. Linux (/proc); a fresh process per round.
   --help          this text`;
 
 const cli = benchArgs(HELP, ['child FILE']);
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const { generate } = await import('../src/generate.js');
+const { loadModel } = await import('../src/model/load.js');
+const { placeWeights } = await import('../src/model/pooled.js');
+const { disposeModel } = await import('../src/model/weights.js');
+const { argmax } = await import('../src/sample/sampler.js');
+const { randomCheckpoint } = await import('./models.js');
 
 /** The decode's phases by default: the tokens of each generate call, in order (the first as bench/decode's untimed ones). */
 const PHASES = [8, 256, 256, 256];

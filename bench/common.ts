@@ -1,19 +1,16 @@
 // Shared pieces of the benchmarks: the command line (--help, --record), the
 // machine line, median, RSS, where large inputs go, and the results file
-// every benchmark appends to when asked.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+// every benchmark appends to when asked. Nothing here loads tfjs or a model
+// (bench/models.ts does): a benchmark reads its flags through this file and
+// imports the rest after, so that --help and a bad flag answer at once.
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs';
 import type { WorkerPool } from '../kernels/pool.js';
 import { WorkerPoolError } from '../kernels/pool_error.js';
 import { StreamllmError } from '../src/errors.js';
-import { project } from '../src/model/project.js';
-import { writeLlama2c } from '../src/checkpoint/llama2c.js';
-import { type Linear, type Model, weightTensor } from '../src/model/weights.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
-import { randomLlamaTensors } from '../src/model/random_init.js';
 
 export const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 /**
@@ -221,21 +218,6 @@ export function othersCores(from: CpuMark | undefined, to: CpuMark | undefined):
   return Math.max(0, to.machineMs - from.machineMs - (to.oursMs - from.oursMs)) / (to.at - from.at);
 }
 
-/** A random llama2.c checkpoint of a named shape, written once under bench/.cache. */
-export function randomCheckpoint(shape: string, seed = 0): string {
-  mkdirSync(BENCH_CACHE, { recursive: true });
-  const file = join(BENCH_CACHE, `${shape}-seed${seed}.bin`);
-  if (!existsSync(file)) {
-    const s = NAMED_SHAPES[shape];
-    if (s === undefined) throw new Error(`unknown shape ${shape}`);
-    // written under a temporary name: an interrupted run leaves no half file to reuse
-    const partial = `${file}.${process.pid}.tmp`;
-    writeLlama2c(partial, randomLlamaTensors({ ...s, sharedClassifier: true }, seed));
-    renameSync(partial, file);
-  }
-  return file;
-}
-
 /** A Markdown table. */
 export function markdownTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -259,27 +241,6 @@ export function recordResult(title: string, command: string, body: string): void
     );
   const when = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   appendFileSync(RESULTS, `\n## ${title}\n\n- command: \`${command}\`\n- machine: ${machine()}\n- date: ${when}\n\n${body}\n`);
-}
-
-/**
- * Wall ms, per repetition, of the model's weight products alone for `rows`
- * tokens: x [rows, in] @ W for every matrix, each read once, as the forward
- * pass runs them. For one row, the memory-bandwidth floor of a decode step;
- * for a block, the arithmetic floor of blocked scoring.
- */
-export function weightProductsMs(model: Model, rows: number, reps: number): number[] {
-  const w = model.weights;
-  const matrices: Linear[] = [...w.layers.flatMap((l) => [l.qkv, l.out, l.up, l.down]), { weight: w.classifier, pooled: w.pooledClassifier }];
-  const inDim = (m: Linear) => m.pooled?.cols ?? weightTensor(m).shape[0];
-  const inputs = new Map(matrices.map((m) => [inDim(m), tf.ones<tf.Rank.R2>([rows, inDim(m)])]));
-  const times: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const started = performance.now();
-    for (const m of matrices) project(inputs.get(inDim(m))!, m).dispose();
-    times.push(performance.now() - started);
-  }
-  tf.dispose([...inputs.values()]);
-  return times;
 }
 
 /**

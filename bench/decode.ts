@@ -21,15 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
-import { writeLlama2c } from '../src/checkpoint/llama2c.js';
-import { scoreTokens } from '../src/eval/perplexity.js';
-import { generate } from '../src/generate.js';
-import { loadModel } from '../src/model/load.js';
-import { placeWeights } from '../src/model/pooled.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
-import { randomLlamaTensors } from '../src/model/random_init.js';
-import { disposeModel } from '../src/model/weights.js';
-import { argmax } from '../src/sample/sampler.js';
 import { anonHugePagesMiB, benchArgs, cpuMark, markdownTable, median, othersCores, peakRssMiB, recordResult, runBench, shapesFlag } from './common.js';
 
 const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all) against
@@ -67,6 +59,22 @@ const DEFAULT_PEER = fileURLToPath(new URL('../../../shared/peers/llama2c/run.c'
 
 const cli = benchArgs(HELP, ['child FILE', 'child-eval FILE', 'weights F', 'spin-off', 'small-pages']);
 const arg = cli.value;
+const tokens = cli.count('tokens', 128, 1, 1_000_000);
+const warmup = cli.count('warmup', 8, 0, 1_000_000);
+const threads = cli.count('threads', defaultThreads(), 1, 256);
+const evalTokens = cli.count('eval-tokens', 1024, 0, 1_000_000);
+const rounds = cli.count('rounds', 3, 1, 100);
+const shapes = shapesFlag(cli, 'shapes', '15M,110M');
+const only = cli.choice('only', 'both', ['both', 'decode', 'eval']);
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const { writeLlama2c } = await import('../src/checkpoint/llama2c.js');
+const { scoreTokens } = await import('../src/eval/perplexity.js');
+const { generate } = await import('../src/generate.js');
+const { loadModel } = await import('../src/model/load.js');
+const { placeWeights } = await import('../src/model/pooled.js');
+const { randomLlamaTensors } = await import('../src/model/random_init.js');
+const { disposeModel } = await import('../src/model/weights.js');
+const { argmax } = await import('../src/sample/sampler.js');
 
 interface Engine {
   /** Row label. */
@@ -233,10 +241,6 @@ function buildPeer(dir: string, source: string, anon: boolean): boolean {
 }
 
 async function main(): Promise<void> {
-  const tokens = cli.count('tokens', 128, 1, 1_000_000);
-  const warmup = cli.count('warmup', 8, 0, 1_000_000);
-  const threads = cli.count('threads', defaultThreads(), 1, 256);
-  const evalTokens = cli.count('eval-tokens', 1024, 0, 1_000_000);
   const child = arg('child', '');
   if (child) {
     const weights = cli.choice('weights', 'f32', ['f32', 'q8']);
@@ -248,9 +252,6 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(await childEval(childEvalModel, threads, cli.choice('weights', 'f32', ['f32', 'q8']), evalTokens)));
     return;
   }
-  const rounds = cli.count('rounds', 3, 1, 100);
-  const shapes = shapesFlag(cli, 'shapes', '15M,110M');
-  const only = cli.choice('only', 'both', ['both', 'decode', 'eval']);
 
   const anonPeer = cli.has('anon-peer');
   const peerSource = arg('peer', DEFAULT_PEER);

@@ -5,12 +5,7 @@
 // cache's bytes. Flat columns are the claim.
 //
 //   node dist/bench/endless.js [--model weights/softmax] [--tokens 1000000] [--every 50000] [--backend wasm] [--record]
-import * as tf from '@tensorflow/tfjs';
 import { BACKENDS, initBackend } from '../src/backend.js';
-import { policyLabel } from '../src/cache/index.js';
-import { generate } from '../src/generate.js';
-import { loadModel } from '../src/model/load.js';
-import { createSampler } from '../src/sample/sampler.js';
 import { defaultManifestPath, defaultModel, readManifest } from '../src/zoo/manifest.js';
 import { benchArgs, markdownTable, recordResult, runBench } from './common.js';
 
@@ -26,11 +21,18 @@ const USAGE = `Endless generation through the streaming cache: speed, memory, li
   --help         this text`;
 const args = benchArgs(USAGE);
 const arg = args.value;
+const total = args.count('tokens', 1_000_000, 1, 1e9);
+const every = args.count('every', 50_000, 1, total);
+const backendName = args.choice('backend', 'wasm', BACKENDS);
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const tf = await import('@tensorflow/tfjs');
+const { policyLabel } = await import('../src/cache/index.js');
+const { generate } = await import('../src/generate.js');
+const { loadModel } = await import('../src/model/load.js');
+const { createSampler } = await import('../src/sample/sampler.js');
 
 async function main(): Promise<void> {
-  const total = args.count('tokens', 1_000_000, 1, 1e9);
-  const every = args.count('every', 50_000, 1, total);
-  const backend = await initBackend(args.choice('backend', 'wasm', BACKENDS));
+  const backend = await initBackend(backendName);
   const modelPath = arg('model', defaultModel(readManifest(defaultManifestPath())).path);
   const model = loadModel(modelPath);
   const trained = model.config.maxSeqLen;

@@ -41,15 +41,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assembleWat } from '../scripts/assemble_wasm.js';
-import { WASM_BASE64 } from '../kernels/simd/products.wasm.js';
-import { adviseHugePages } from '../kernels/huge_pages.js';
-import { WorkerPool } from '../kernels/pool.js';
-import { UNIT_BYTES } from '../kernels/pool_control.js';
-import { PoolOp } from '../kernels/pool_ops.js';
-import { PoolProgram } from '../kernels/pool_program.js';
-import { allocMatrix, matrixBytes, pooledProduct, type PooledMatrix } from '../kernels/split_products.js';
 import { benchArgs, markdownTable, median, recordResult, runBench } from './common.js';
+import type { WorkerPool as Pool } from '../kernels/pool.js';
+import type { PoolProgram as Program } from '../kernels/pool_program.js';
+import type { PooledMatrix } from '../kernels/split_products.js';
 
 const HELP = `bench f32_product: one float32 product on one thread (or --threads N), ours (products.wat productF32) against run.c's matmul (gcc -Ofast -march=native), alternating
 
@@ -76,6 +71,16 @@ const HELP = `bench f32_product: one float32 product on one thread (or --threads
   --peer PATH      run.c (default ../shared/peers/llama2c/run.c from the repository); without gcc or run.c, ours alone
   --record         append the table to bench/RESULTS.md
   --help           this text`;
+const cli = benchArgs(HELP);
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const { assembleWat } = await import('../scripts/assemble_wasm.js');
+const { WASM_BASE64 } = await import('../kernels/simd/products.wasm.js');
+const { adviseHugePages } = await import('../kernels/huge_pages.js');
+const { WorkerPool } = await import('../kernels/pool.js');
+const { UNIT_BYTES } = await import('../kernels/pool_control.js');
+const { PoolOp } = await import('../kernels/pool_ops.js');
+const { PoolProgram } = await import('../kernels/pool_program.js');
+const { allocMatrix, matrixBytes, pooledProduct } = await import('../kernels/split_products.js');
 
 // The 15M shape's decode step (dim 288, hidden 768, vocab 32000, 6 layers), as the pool holds it: rows x cols
 const STEP_15M: [number, number][] = [
@@ -182,7 +187,7 @@ class PoolEngine {
   readonly matrices = new Map<Shape, PooledMatrix[][]>();
   private readonly x = new Float32Array(32000).map((_, i) => (i % 17) / 17 - 0.5);
   constructor(
-    readonly pool: WorkerPool,
+    readonly pool: Pool,
     shapes: Shape[],
     span: number,
   ) {
@@ -221,7 +226,7 @@ class PoolEngine {
  */
 class ProgramEngine {
   readonly name: string;
-  private readonly programs = new Map<Shape, PoolProgram[]>();
+  private readonly programs = new Map<Shape, Program[]>();
   constructor(pooled: PoolEngine, shapes: Shape[], tokens: number, unitBytes?: number) {
     const pool = pooled.pool;
     this.name = `ours (program${unitBytes === undefined ? '' : `, units of ${unitBytes} B`}, ${pool.threads} threads)`;
@@ -403,7 +408,6 @@ function peerMatmul(runC: string): string {
 }
 
 async function main(): Promise<void> {
-  const cli = benchArgs(HELP);
   const rounds = cli.count('rounds', 7, 1, 100);
   const spanMB = cli.count('span', 64, 1, 1024);
   const tokens = cli.count('tokens', 1, 1, 32);

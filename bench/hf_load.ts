@@ -6,22 +6,13 @@
 // (loadPlacedModel: pooled_llama2c.ts, from_hf.ts).
 //
 //   node dist/bench/hf_load.js [--shape 110M] [--backend wasm] [--weights f32|q8] [--threads N] [--record]
-import * as tf from '@tensorflow/tfjs';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BACKENDS, type BackendName, initBackend } from '../src/backend.js';
-import { writeLlama2c } from '../src/checkpoint/llama2c.js';
-import { modelFromLlama2c } from '../src/model/from_llama2c.js';
-import { loadModel } from '../src/model/load.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
-import { placeWeights } from '../src/model/pooled.js';
-import { loadPlacedModel } from '../src/cli/placement.js';
 import { WEIGHT_FORMATS, type WeightFormat } from '../kernels/weight_format.js';
-import { randomLlamaTensors } from '../src/model/random_init.js';
-import { saveHfModel } from '../src/model/to_hf.js';
-import { disposeModel } from '../src/model/weights.js';
 import { BENCH_CACHE, benchArgs, markdownTable, peakRssMiB, recordResult, runBench, shapeFlag } from './common.js';
 
 const USAGE = `Load time and peak memory of one random model as a llama2.c file and as Hugging Face safetensors (F32, BF16), one process per load.
@@ -36,6 +27,16 @@ const USAGE = `Load time and peak memory of one random model as a llama2.c file 
   --help         this text`;
 const cli = benchArgs(USAGE, ['child FILE', 'via V']);
 const arg = cli.value;
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const tf = await import('@tensorflow/tfjs');
+const { writeLlama2c } = await import('../src/checkpoint/llama2c.js');
+const { modelFromLlama2c } = await import('../src/model/from_llama2c.js');
+const { loadModel } = await import('../src/model/load.js');
+const { placeWeights } = await import('../src/model/pooled.js');
+const { loadPlacedModel } = await import('../src/cli/placement.js');
+const { randomLlamaTensors } = await import('../src/model/random_init.js');
+const { saveHfModel } = await import('../src/model/to_hf.js');
+const { disposeModel } = await import('../src/model/weights.js');
 
 interface LoadResult {
   seconds: number;

@@ -5,8 +5,8 @@
 //
 //   node dist/bench/plot.js [--runs 5] [--record]
 import { loadavg } from 'node:os';
-import { barChart, type Figure, heatmapGrid, lineChart } from '../src/plot/index.js';
 import { benchArgs, markdownTable, median, recordResult } from './common.js';
+import type { Figure } from '../src/plot/index.js';
 
 const USAGE = `Figure render time: the paper's three kinds of figure at their largest sizes, SVG and PNG.
 
@@ -16,6 +16,8 @@ const USAGE = `Figure render time: the paper's three kinds of figure at their la
   --record       append the table to bench/RESULTS.md
   --help         this text`;
 const cli = benchArgs(USAGE);
+// the figure layer once the flags are read: --help and a bad flag answer without loading it
+const { barChart, heatmapGrid, lineChart } = await import('../src/plot/index.js');
 
 /** Deterministic noise in [0, 1) (no seedrandom needed for plot data). */
 function noise(seed: number): () => number {

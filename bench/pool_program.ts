@@ -11,11 +11,9 @@
 //
 //   node dist/bench/pool_program.js [--threads 2] [--steps 31] [--rows 288] [--cols 288] [--units 16384] [--reps 2000] [--rounds 7] [--record]
 import { defaultThreads } from '../kernels/threads.js';
-import { WorkerPool } from '../kernels/pool.js';
-import { PoolOp } from '../kernels/pool_ops.js';
-import { PoolProgram, type ProgramOpStep, type ProgramStep } from '../kernels/pool_program.js';
-import { allocMatrix, matrixBytes, writeRow } from '../kernels/split_products.js';
 import { benchArgs, markdownTable, median, recordResult, runBench } from './common.js';
+import type { WorkerPool as Pool } from '../kernels/pool.js';
+import type { ProgramOpStep, ProgramStep } from '../kernels/pool_program.js';
 
 const HELP = `bench/pool_program.ts: the fixed cost of pool jobs and of a program's barriers. N q8 products of one token
 ([rows, cols] each) as N run() calls, as one program, and as one program with an empty caller step after each product;
@@ -44,9 +42,14 @@ const unitSizes = unitList === '' ? [] : unitList.split(',').map((u) => Number(u
 if (!unitSizes.every((u) => Number.isInteger(u) && u >= 1 && u <= 2 ** 30))
   cli.fail(`--units: expected bytes (whole numbers, comma-separated), got '${unitList}'`);
 const rounds = cli.count('rounds', 7, 1, 100);
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const { WorkerPool } = await import('../kernels/pool.js');
+const { PoolOp } = await import('../kernels/pool_ops.js');
+const { PoolProgram } = await import('../kernels/pool_program.js');
+const { allocMatrix, matrixBytes, writeRow } = await import('../kernels/split_products.js');
 
 /** The N products (and a step of one unit) in `pool`'s memory. */
-function sequence(pool: WorkerPool) {
+function sequence(pool: Pool) {
   // one matrix per step (a decode step's products read different weights), one x
   // x padded to the matrices' stride (a whole number of q8 blocks; the padding zero), then its blocks and scales
   const stride = Math.ceil(cols / 32) * 32;

@@ -24,16 +24,11 @@
 //   node dist/bench/profile_decode.js [--shapes 15M,110M] [--weights q8] [--threads N] [--tokens 128] [--rounds 4] [--record]
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
-import { isJobOp, JOB_OP_NAMES } from '../kernels/pool_ops.js';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
-import { generate } from '../src/generate.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
-import { pooledModelFromLlama2c } from '../src/model/pooled_llama2c.js';
-import { randomLlamaReader } from '../src/model/random_init.js';
-import { disposeModel, type Model } from '../src/model/weights.js';
-import { argmax } from '../src/sample/sampler.js';
 import { benchArgs, markdownTable, recordResult, runBench, shapesFlag, timePoolJobs } from './common.js';
+import type { Model } from '../src/model/weights.js';
 
 const HELP = `bench/profile_decode.ts: where the time of a pooled greedy decode step goes (V8's sampling profiler,
 samples charged to the part of the step they ran in: weight products, attention, tfjs, sampling, ...).
@@ -49,6 +44,13 @@ samples charged to the part of the step they ran in: weight products, attention,
   --help          this text`;
 
 const cli = benchArgs(HELP);
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const { isJobOp, JOB_OP_NAMES } = await import('../kernels/pool_ops.js');
+const { generate } = await import('../src/generate.js');
+const { pooledModelFromLlama2c } = await import('../src/model/pooled_llama2c.js');
+const { randomLlamaReader } = await import('../src/model/random_init.js');
+const { disposeModel } = await import('../src/model/weights.js');
+const { argmax } = await import('../src/sample/sampler.js');
 
 /** The parts of a step, each with the source files (url endings) or function names that are its own. */
 const PARTS: { name: string; files: RegExp }[] = [

@@ -4,12 +4,8 @@
 //
 //   node dist/bench/profile_train.js [--shape 256,4,8] [--vocab 4096] [--batch 8] [--seq-len 256] [--variant softmax] [--steps 2] [--kernels] [--record]
 import { loadavg } from 'node:os';
-import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend.js';
-import { initTrainableModel } from '../src/train/init.js';
-import { batchLoss } from '../src/train/loss.js';
 import { VARIANTS, variantConfig } from '../src/train/variants.js';
-import { BatchSampler, samplePrefix, WindowSource } from '../src/train/batches.js';
 import { benchArgs, markdownTable, recordResult, trainModelFlags } from './common.js';
 
 const USAGE = `bench/profile_train.ts: one training step (forward + backward) of a random model: time, tokens/s, GFLOP/s, and per tfjs kernel.
@@ -30,6 +26,11 @@ const cli = benchArgs(USAGE);
 const { dim, layers, heads, vocab, batch: B, seqLen: T } = trainModelFlags(cli);
 const variant = cli.choice('variant', 'softmax', VARIANTS);
 const steps = cli.count('steps', 2, 1, 1000);
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const tf = await import('@tensorflow/tfjs');
+const { initTrainableModel } = await import('../src/train/init.js');
+const { batchLoss } = await import('../src/train/loss.js');
+const { BatchSampler, samplePrefix, WindowSource } = await import('../src/train/batches.js');
 
 const backend = await initBackend('wasm');
 const tm = initTrainableModel(variantConfig(variant, { dim, layers, heads }, vocab, T), 0);

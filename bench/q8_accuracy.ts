@@ -11,22 +11,14 @@
 //                windows the held-out loss is measured on)
 //
 //   node dist/bench/q8_accuracy.js [--windows 32] [--record]
-import * as tf from '@tensorflow/tfjs';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { WorkerPool } from '../kernels/pool.js';
-import { allocMatrix, readRowQ8, writeRow } from '../kernels/split_products.js';
 import { initBackend } from '../src/backend.js';
-import { readLlama2c } from '../src/checkpoint/llama2c.js';
-import { scoreTokens } from '../src/eval/perplexity.js';
-import { modelFromLlama2c } from '../src/model/from_llama2c.js';
-import { loadModel } from '../src/model/load.js';
-import { placeWeights } from '../src/model/pooled.js';
-import { disposeModel, type Model } from '../src/model/weights.js';
-import { loadTrainData, validationSamples } from '../src/train/data.js';
 import type { TrainOptions } from '../src/train/options.js';
-import { validationLoss } from '../src/train/validate.js';
 import { benchArgs, markdownTable, recordResult, runBench } from './common.js';
+import type { Tensor2D } from '@tensorflow/tfjs';
+import type { WorkerPool as Pool } from '../kernels/pool.js';
+import type { Model } from '../src/model/weights.js';
 
 const HELP = `Perplexity with float32 weights, with q8, and with the q8 weights alone (x float32), on the conformance model and the zoo's default model.
 
@@ -35,6 +27,19 @@ const HELP = `Perplexity with float32 weights, with q8, and with the q8 weights 
   --windows N   held-out windows of 256 tokens for the zoo model (default 32 of its 661)
   --record      append the table to bench/RESULTS.md
   --help        this text`;
+const windows = benchArgs(HELP).count('windows', 32, 1, 661);
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const tf = await import('@tensorflow/tfjs');
+const { WorkerPool } = await import('../kernels/pool.js');
+const { allocMatrix, readRowQ8, writeRow } = await import('../kernels/split_products.js');
+const { readLlama2c } = await import('../src/checkpoint/llama2c.js');
+const { scoreTokens } = await import('../src/eval/perplexity.js');
+const { modelFromLlama2c } = await import('../src/model/from_llama2c.js');
+const { loadModel } = await import('../src/model/load.js');
+const { placeWeights } = await import('../src/model/pooled.js');
+const { disposeModel } = await import('../src/model/weights.js');
+const { loadTrainData, validationSamples } = await import('../src/train/data.js');
+const { validationLoss } = await import('../src/train/validate.js');
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -42,7 +47,7 @@ type Weights = 'f32' | 'q8' | 'q8 weights, x float32';
 const VARIANTS: readonly Weights[] = ['f32', 'q8', 'q8 weights, x float32'];
 
 /** w: [in, out] -> the same with every output's weights rounded as the pool stores them in q8 (blocks of 32 along in). */
-function roundedAsQ8(pool: WorkerPool, w: tf.Tensor2D): tf.Tensor2D {
+function roundedAsQ8(pool: Pool, w: Tensor2D): Tensor2D {
   const [inDim, outDim] = w.shape;
   const m = allocMatrix(pool, 'q8', outDim, inDim);
   const transposed = tf.tidy(() => w.transpose().dataSync() as Float32Array); // [out, in]
@@ -113,7 +118,6 @@ async function zoo(weights: Weights, windows: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const windows = benchArgs(HELP).count('windows', 32, 1, 661);
   await initBackend('wasm');
   const rows: string[][] = [];
   for (const [name, measure, run] of [

@@ -8,21 +8,14 @@
 //             largest NLL difference between them
 //
 //   node dist/bench/streaming.js [length|fig10|blocked ...] [--backend wasm] [--record]
-import * as tf from '@tensorflow/tfjs';
-import seedrandom from 'seedrandom';
 import { BACKENDS, initBackend } from '../src/backend.js';
-import { type CachePolicy, policyLabel } from '../src/cache/index.js';
-import { scoreTokens } from '../src/eval/perplexity.js';
-import { loadModel } from '../src/model/load.js';
-import { type Model, parameterCount } from '../src/model/weights.js';
-import { TokenStream } from '../src/stream.js';
-import { benchArgs, markdownTable, median, randomCheckpoint, recordResult, runBench, weightProductsMs } from './common.js';
-
-const rng = seedrandom('bench-streaming');
-const randomIds = (n: number, vocab: number) => Array.from({ length: n }, () => 3 + Math.floor(rng() * (vocab - 3)));
+import { benchArgs, markdownTable, median, recordResult, runBench } from './common.js';
+import type { CachePolicy } from '../src/cache/index.js';
+import type { Model } from '../src/model/weights.js';
+import type { TokenStream as Stream } from '../src/stream.js';
 
 /** Median milliseconds of `count` single-token decode steps. */
-function decodeLatency(stream: TokenStream, count: number, vocab: number): number {
+function decodeLatency(stream: Stream, count: number, vocab: number): number {
   const times: number[] = [];
   for (let i = 0; i < count; i++) {
     const started = performance.now();
@@ -35,7 +28,7 @@ function decodeLatency(stream: TokenStream, count: number, vocab: number): numbe
 }
 
 /** Feed n tokens quickly: blocks of up to 256 (exactly what decoding them one by one would store). */
-function advance(stream: TokenStream, n: number, vocab: number): void {
+function advance(stream: Stream, n: number, vocab: number): void {
   for (let done = 0; done < n;) {
     const block = Math.min(256, n - done);
     tf.dispose(stream.feed(randomIds(block, vocab)));
@@ -191,15 +184,26 @@ const USAGE = `The cache benchmarks on a random llama2.c 15M-shaped model.
   --backend B    wasm | cpu | tensorflow
   --record       append each table to bench/RESULTS.md
   --help         this text`;
+const cli = benchArgs(USAGE, [], true);
+const backend = cli.choice('backend', 'wasm', BACKENDS);
+const args = process.argv.slice(2);
+const which = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--backend');
+const known = ['length', 'fig10', 'blocked'];
+for (const w of which) if (!known.includes(w)) cli.fail(`expected a benchmark among ${known.join(', ')}, got '${w}'`);
+const runs = which.length ? which : known;
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const tf = await import('@tensorflow/tfjs');
+const { default: seedrandom } = await import('seedrandom');
+const rng = seedrandom('bench-streaming');
+const randomIds = (n: number, vocab: number) => Array.from({ length: n }, () => 3 + Math.floor(rng() * (vocab - 3)));
+const { policyLabel } = await import('../src/cache/index.js');
+const { scoreTokens } = await import('../src/eval/perplexity.js');
+const { loadModel } = await import('../src/model/load.js');
+const { parameterCount } = await import('../src/model/weights.js');
+const { TokenStream } = await import('../src/stream.js');
+const { randomCheckpoint, weightProductsMs } = await import('./models.js');
 
 async function main(): Promise<void> {
-  const cli = benchArgs(USAGE, [], true);
-  const backend = cli.choice('backend', 'wasm', BACKENDS);
-  const args = process.argv.slice(2);
-  const which = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--backend');
-  const known = ['length', 'fig10', 'blocked'];
-  for (const w of which) if (!known.includes(w)) cli.fail(`expected a benchmark among ${known.join(', ')}, got '${w}'`);
-  const runs = which.length ? which : known;
   const name = await initBackend(backend);
   const model = loadModel(randomCheckpoint('15M'));
   const sections: [string, () => Promise<string> | string][] = [

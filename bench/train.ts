@@ -10,19 +10,14 @@
 //            and the fused cross-entropy (kernels/cross_entropy.ts)
 //
 //   node dist/bench/train.js [--shape DIM,LAYERS,HEADS] [--vocab N] [--batch B] [--seq-len T] [--steps N] [--record]
-import * as tf from '@tensorflow/tfjs';
 import { loadavg } from 'node:os';
-import { crossEntropy } from '../kernels/cross_entropy.js';
 import { initBackend } from '../src/backend.js';
-import { CausalBlock } from '../src/cache/causal_block.js';
 import type { KVCache } from '../src/cache/types.js';
-import { forwardBatch } from '../src/model/transformer.js';
-import { AdamW } from '../src/train/adamw.js';
-import { type Batch, BatchSampler, WindowSource } from '../src/train/batches.js';
-import { initTrainableModel } from '../src/train/init.js';
 import type { TrainableModel } from '../src/train/params.js';
 import { variantConfig } from '../src/train/variants.js';
 import { benchArgs, markdownTable, median, recordResult, trainModelFlags } from './common.js';
+import type { Scalar, Tensor } from '@tensorflow/tfjs';
+import type { Batch } from '../src/train/batches.js';
 
 const USAGE = `Training throughput (forward + backward + AdamW), the training path against the proof-of-concept path, alternating.
 
@@ -38,6 +33,14 @@ const USAGE = `Training throughput (forward + backward + AdamW), the training pa
 const cli = benchArgs(USAGE);
 const { dim, layers, heads, vocab, batch: B, seqLen: T } = trainModelFlags(cli);
 const steps = cli.count('steps', 3, 1, 1000);
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const tf = await import('@tensorflow/tfjs');
+const { crossEntropy } = await import('../kernels/cross_entropy.js');
+const { CausalBlock } = await import('../src/cache/causal_block.js');
+const { forwardBatch } = await import('../src/model/transformer.js');
+const { AdamW } = await import('../src/train/adamw.js');
+const { BatchSampler, WindowSource } = await import('../src/train/batches.js');
+const { initTrainableModel } = await import('../src/train/init.js');
 
 /** The same causal block, hidden from the batched path (its view no longer says it is self-contained). */
 function opaque(c: KVCache): KVCache {
@@ -55,13 +58,13 @@ function opaque(c: KVCache): KVCache {
   };
 }
 
-function loss(tm: TrainableModel, batch: Batch, poc: boolean): tf.Scalar {
+function loss(tm: TrainableModel, batch: Batch, poc: boolean): Scalar {
   return tf.tidy(() => {
     const caches = batch.inputs.map(() => (poc ? opaque(new CausalBlock()) : new CausalBlock()));
     const logits = forwardBatch(tm.model(), batch.inputs, caches);
-    if (!poc) return crossEntropy(logits, batch.targets).sum().div<tf.Scalar>(batch.scored);
+    if (!poc) return crossEntropy(logits, batch.targets).sum().div<Scalar>(batch.scored);
     const onehot = tf.oneHot(tf.tensor1d(batch.targets, 'int32'), vocab);
-    return tf.losses.softmaxCrossEntropy<tf.Tensor, tf.Scalar>(onehot, logits);
+    return tf.losses.softmaxCrossEntropy<Tensor, Scalar>(onehot, logits);
   });
 }
 

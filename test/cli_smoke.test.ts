@@ -49,23 +49,29 @@ t.test('every command: an argument error is one line on stderr, exit 2, nothing 
 /** The project files `file` imports at run time (type-only imports are erased), by relative path. */
 function staticImports(file: string): string[] {
   const source = readFileSync(file, 'utf8');
-  const specs = [...source.matchAll(/^import\s+(?!type\s)[^;]*?\s+from\s+'([^']+)';/gms)].map((m) => m[1]!);
+  const specs = [...source.matchAll(/^(?:import|export)\s+(?!type\s)[^;]*?\s+from\s+'([^']+)';/gms)].map((m) => m[1]!);
   return specs.map((s) => (s.startsWith('.') ? resolve(dirname(file), s.replace(/\.js$/, '.ts')) : s));
 }
 
-t.test('the entry point and the command definitions import no package, model loader, forward pass or worker pool', async (t) => {
-  const seen = new Set<string>();
+/** The project files `entry` reaches through static imports (itself included), and the packages it imports, node: built-ins aside. */
+function staticGraph(entry: string): { files: Set<string>; packages: Set<string> } {
+  const files = new Set<string>();
   const packages = new Set<string>();
-  const stack = [join(ROOT, 'src/cli/main.ts')];
+  const stack = [entry];
   while (stack.length > 0) {
     const file = stack.pop()!;
-    if (seen.has(file)) continue;
-    seen.add(file);
+    if (files.has(file)) continue;
+    files.add(file);
     for (const spec of staticImports(file)) {
       if (spec.startsWith('/')) stack.push(spec);
       else if (!spec.startsWith('node:')) packages.add(spec);
     }
   }
+  return { files, packages };
+}
+
+t.test('the entry point and the command definitions import no package, model loader, forward pass or worker pool', async (t) => {
+  const { files: seen, packages } = staticGraph(join(ROOT, 'src/cli/main.ts'));
   t.same([...packages], [], 'no package is imported before a command runs');
   const files = [...seen].map((f) => relative(ROOT, f));
   t.ok(files.includes('src/cli/eval.ts') && files.includes('src/cli/train.ts'), `the commands are reached (${files.length} files)`);
@@ -90,9 +96,11 @@ t.test('every compiled test has its source: tap runs dist/test/, where tsc never
 t.test('every benchmark answers --help without running, and records nothing', async (t) => {
   const results = join(ROOT, 'bench', 'RESULTS.md');
   const before = readFileSync(results, 'utf8');
-  const scripts = readdirSync(join(ROOT, 'bench')).filter((f) => f.endsWith('.ts') && f !== 'common.ts');
+  const scripts = readdirSync(join(ROOT, 'bench')).filter((f) => f.endsWith('.ts') && f !== 'common.ts' && f !== 'models.ts');
   t.ok(scripts.length >= 10, `${scripts.length} benchmark scripts`);
   for (const script of scripts) {
+    // its flags read before tfjs, a model or the figure layer loads: it imports them (await import) after benchArgs
+    t.same([...staticGraph(join(ROOT, 'bench', script)).packages], [], `${script}: no package imported before its flags are read`);
     const compiled = join(ROOT, 'dist', 'bench', script.replace(/\.ts$/, '.js'));
     const r = spawnSync(process.execPath, [compiled, '--help'], { encoding: 'utf8', timeout: 60_000 });
     t.equal(r.status, 0, `${script} --help: exit 0`);
