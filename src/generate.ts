@@ -63,8 +63,9 @@ export function generate(
  * waits one promise job. The async generator's protocol is kept: errors
  * reject next() (a bad prompt or a disposed model at the first), return()
  * and throw() end it (the stream disposed, as the generator's finally did),
- * and a call made while another waits for its turn of the event loop runs
- * after it.
+ * a call made while another waits for its turn of the event loop runs
+ * after it, and so does one made during a step (by its sampler or
+ * shouldStop) after that step; a rejection nobody handles is reported.
  */
 class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
   private stream: TokenStream | undefined;
@@ -74,8 +75,10 @@ class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
   private ended = false;
   /** When the event loop last turned (performance.now). */
   private turned = 0;
-  /** The last call that has not settled: one that waits for a turn of the event loop, or a call queued after it. */
+  /** Settles (never rejects) when the last call that has not settled does: one that waits for a turn of the event loop, or a call queued after it. */
   private pending: Promise<unknown> | undefined;
+  /** A call's synchronous part is running (a step, the sampler and shouldStop inside it). */
+  private running = false;
 
   constructor(
     private readonly model: Model,
@@ -107,26 +110,39 @@ class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
     });
   }
 
-  /** Run `call` now, or after the call still pending; its result as a promise (a throw: rejected). */
+  /**
+   * Run `call` now, or after the call still pending, or, made from inside a
+   * step (a sampler or shouldStop calling return() or next()), after that
+   * step, as an async generator queues a call made while it runs; its
+   * result as a promise (a throw: rejected).
+   */
   private call<R>(call: () => R | Promise<R>): Promise<R> {
-    if (this.pending !== undefined) return this.track(this.pending.then(call, call));
+    if (this.pending !== undefined) return this.track(this.pending.then(call));
+    if (this.running) return this.track(Promise.resolve().then(call));
     let result: R | Promise<R>;
+    this.running = true;
     try {
       result = call();
     } catch (e) {
       return Promise.reject(e);
+    } finally {
+      this.running = false;
     }
     return result instanceof Promise ? this.track(result) : Promise.resolve(result);
   }
 
-  /** `promise` as the call pending until it settles. */
+  /**
+   * `promise` as the call pending until it settles. The caller gets a
+   * promise of its own: one that rejects with nobody to handle it is
+   * reported (unhandledRejection), as an async generator's would be.
+   */
   private track<R>(promise: Promise<R>): Promise<R> {
-    this.pending = promise;
-    const settled = () => {
-      if (this.pending === promise) this.pending = undefined;
-    };
-    promise.then(settled, settled);
-    return promise;
+    const settled = promise.then(ignore, ignore);
+    this.pending = settled;
+    void settled.then(() => {
+      if (this.pending === settled) this.pending = undefined;
+    });
+    return promise.then(same);
   }
 
   /** The next token; first, where TURN_MS has passed since the last, a turn of the event loop (so that a signal handler can run). */
@@ -195,6 +211,12 @@ class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
     stream?.dispose();
     return { done: true, value: undefined };
   }
+}
+
+// (Generation.track's handlers: its record of a call settling, and the caller's own promise of that call)
+function ignore(): void {}
+function same<T>(value: T): T {
+  return value;
 }
 
 /** Generated token n, feedLastGreedy's pick; NonFiniteError when a logit is NaN or infinite. */

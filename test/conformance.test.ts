@@ -113,6 +113,80 @@ t.test("generate keeps an async generator's protocol: queued calls in order, ret
   t.equal(tf.memory().numTensors, before, 'and freed');
 });
 
+// What an async function* does that Generation must too: a call made from
+// inside a step (the sampler's or shouldStop's code) waits for that step to
+// end (it ran at once: a return() disposed the stream under the step, a
+// next() fed the stream inside the step's own feed), and a rejected call
+// that nobody handles is reported (Generation's queue handled them all)
+t.test('generate: a call from inside a step runs after it; a queued call that rejects unhandled is reported', async (t) => {
+  const { prompt, steps, tokens } = expected.greedy;
+  const want = tokens.slice(prompt.length);
+  const before = tf.memory().numTensors;
+  for (const from of ['sampler', 'shouldStop'] as const) {
+    // return() asked during step 2: step 2 ends with its token and the stream it used; return() after it
+    let returned: Promise<IteratorResult<unknown>> | undefined;
+    let heldDuringStep = false;
+    let asked = 0;
+    const quit = () => {
+      returned = generation.return(undefined);
+      heldDuringStep = tf.memory().numTensors > before; // the stream's cache, still there
+    };
+    const sampler = (logits: ArrayLike<number>) => {
+      if (from === 'sampler' && ++asked === 2) quit();
+      return argmax(logits);
+    };
+    const shouldStop = () => {
+      if (from === 'shouldStop' && ++asked === 1) quit(); // (asked before each step after the first)
+      return false;
+    };
+    const generation = generate(model, { kind: 'dense' }, prompt, sampler, { steps, shouldStop, stopIds: [] });
+    t.equal((await generation.next()).value?.id, want[0], `${from}: step 1`);
+    t.same((await generation.next()).value?.id, want[1], `${from}: step 2, during which return() was asked, gives its token`);
+    t.ok(heldDuringStep, `${from}: the stream was not disposed under the step`);
+    t.same(await returned, { done: true, value: undefined }, `${from}: return() then ends it`);
+    t.equal(tf.memory().numTensors, before, `${from}: and frees the stream`);
+    t.same(await generation.next(), { done: true, value: undefined }, `${from}: next() after it: done`);
+  }
+  // a sampler that asks for the next token itself: that token after its own, in order (it fed the stream inside the step's feed)
+  let inner: Promise<IteratorResult<{ id: number }, void>> | undefined;
+  const eager = (logits: ArrayLike<number>) => {
+    inner ??= nested.next();
+    return argmax(logits);
+  };
+  const nested = generate(model, { kind: 'dense' }, prompt, eager, { steps: 4 });
+  const outer = await nested.next();
+  t.same([outer.value?.id, (await inner!).value?.id, (await nested.next()).value?.id], want.slice(0, 3), 'the tokens in order');
+  await nested.return(undefined);
+  // a queued next() that rejects, never awaited: reported as unhandled, as an async function*'s is
+  const unhandled: unknown[] = [];
+  const listeners = process.listeners('unhandledRejection');
+  process.removeAllListeners('unhandledRejection');
+  process.on('unhandledRejection', (reason) => unhandled.push(reason));
+  try {
+    let n = 0;
+    const failing = (logits: ArrayLike<number>) => {
+      for (const started = performance.now(); performance.now() - started < 60;); // past TURN_MS: every step after the first waits for a turn
+      if (++n === 3) throw new Error('the sampler failed');
+      return argmax(logits);
+    };
+    const g = generate(model, { kind: 'dense' }, prompt, failing, { steps });
+    await g.next();
+    const second = g.next(); // waits for a turn of the event loop
+    void g.next(); // queued behind it, rejects, and nobody handles it
+    t.equal((await second).value?.id, want[1], 'the step before it');
+    for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.removeAllListeners('unhandledRejection');
+    for (const listener of listeners) process.on('unhandledRejection', listener);
+  }
+  t.same(
+    unhandled.map((e) => (e as Error).message),
+    ['the sampler failed'],
+    'reported once',
+  );
+  t.equal(tf.memory().numTensors, before, 'the failed generation freed its stream');
+});
+
 // shouldStop is the caller's code: a throw from it ends the generation as a
 // throw from a step does (an async function*'s finally freed the stream;
 // Generation's next() asks shouldStop outside the step's own catch)
