@@ -229,6 +229,12 @@ t.test(
           ),
         new ArgumentError('caches', 'cache 1 takes at most 4 tokens in a block, got 5 (forward() splits a longer sequence)'),
       ],
+      [
+        // (its second begin was a plain Error, and the cache stayed begun: every later block refused)
+        'a cache given twice',
+        () => forwardBatch(model, [[1], [2], [3]], [new CausalBlock(), scored, scored]),
+        new ArgumentError('caches', 'cache 2 is cache 1: expected a cache of its own per sequence'),
+      ],
     ];
     for (const [what, call, error] of cases) {
       let thrown: unknown;
@@ -242,9 +248,12 @@ t.test(
     }
     t.equal(scored.length, 0, 'the scored cache did not move');
     const last = forwardBatch(model, [[1, 2, 3, 4]], [scored], 'last');
-    t.same(last.shape, [1, model.config.vocabSize], 'and takes a block it can');
-    last.dispose();
+    const fresh = createCache({ kind: 'h2o', budget: 4, recent: 2 }, cacheShape(model.config));
+    const want = forwardBatch(model, [[1, 2, 3, 4]], [fresh], 'last');
+    t.same(Array.from(last.dataSync()), Array.from(want.dataSync()), "and takes a block it can: a fresh cache's logits");
+    tf.dispose([last, want]);
     scored.dispose();
+    fresh.dispose();
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     disposeModel(model);
   },

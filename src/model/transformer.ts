@@ -642,8 +642,9 @@ function pooledStream(
 
 /**
  * A batch's shape as forwardBatch takes it, checked before any cache begins:
- * at least one sequence, all of one length, one cache each, none longer than
- * its cache takes in one block (forward() splits a longer sequence itself).
+ * at least one sequence, all of one length, a cache of its own each, none
+ * longer than its cache takes in one block (forward() splits a longer
+ * sequence itself).
  */
 function checkBatchShape(batch: readonly (readonly number[])[], caches: readonly KVCache[]): void {
   const T = batch[0]?.length;
@@ -651,6 +652,9 @@ function checkBatchShape(batch: readonly (readonly number[])[], caches: readonly
   const uneven = batch.findIndex((ids) => ids.length !== T);
   if (uneven >= 0) throw new ArgumentError('batch', `sequence ${uneven} has ${batch[uneven]!.length} tokens and sequence 0 has ${T}: expected one length`);
   if (caches.length !== batch.length) throw new ArgumentError('caches', `expected one cache per sequence (${batch.length}), got ${caches.length}`);
+  // (a cache begins one block at a time: its second begin threw a plain Error and left the first begun for good)
+  const again = caches.length > 1 ? caches.findIndex((c, b) => caches.indexOf(c) !== b) : -1;
+  if (again >= 0) throw new ArgumentError('caches', `cache ${again} is cache ${caches.indexOf(caches[again]!)}: expected a cache of its own per sequence`);
   const short = caches.findIndex((c) => T > c.blockLimit);
   if (short >= 0)
     throw new ArgumentError(
