@@ -1,6 +1,7 @@
 // Bad input in a model: a checkpoint its config does not describe, non-finite
 // numbers, and sizes too large for memory. A class each, in a block of its own.
 import * as tf from '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -25,7 +26,7 @@ import { checkSamplesFit } from '../src/train/budget.js';
 import { TRAIN_DEFAULTS } from '../src/train/options.js';
 import { assertPooledLoadRefused, assertRefused, listing } from './bad_input.js';
 import { FIXTURES, initTestBackend, loadConformance, runCliInProcess } from './helpers.js';
-import { tempDir, WEIGHTS } from './paths.js';
+import { CLI, tempDir, WEIGHTS } from './paths.js';
 import {
   llama2cToHf,
   llamaConfigJson,
@@ -480,8 +481,13 @@ await initTestBackend();
     assertRefused(t, wide, /^streamllm: init --dim 600000 .*: the checkpoint would take [\d.]+ GiB, more than the [\d.]+ GiB free/);
     const deep = await runCliInProcess(['init', '--shape', '110M', '--layers', '200000', '--out', out]); // 5 TB
     assertRefused(t, deep, /^streamllm: init --dim 768 .*--layers 200000 .*: the checkpoint would take [\d.]+ GiB, more than the [\d.]+ GiB free/);
-    // into a folder not made yet: its nearest existing folder's filesystem (the check was skipped, and 260,771 GiB began to be written)
-    const fresh = await runCliInProcess(['init', '--shape', '110M', '--layers', '200000', '--out', join(dir, 'new', 'deeper', 'huge.bin')]);
+    // into a folder not made yet: its nearest existing folder's filesystem (the check was skipped, and 260,771 GiB began to be written).
+    // In a child that may write at most 1 MiB (ulimit -f, 1 KiB blocks): were the check to regress, the child dies at its first MiB
+    // (SIGXFSZ, or EFBIG where the signal is ignored) and this fails, instead of filling the disk until tap's timeout
+    const args = ['init', '--shape', '110M', '--layers', '200000', '--out', join(dir, 'new', 'deeper', 'huge.bin')];
+    const child = spawnSync('/bin/sh', ['-c', 'ulimit -f 1024 && exec "$0" "$@"', process.execPath, CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+    const fresh = { status: child.status, stdout: child.stdout, stderr: child.stderr };
+    t.equal(child.signal, null, 'not killed (SIGXFSZ: it began writing the checkpoint)');
     assertRefused(t, fresh, /^streamllm: init --dim 768 .*--layers 200000 .*: the checkpoint would take [\d.]+ GiB, more than the [\d.]+ GiB free/);
     // a size the header's int32 cannot hold, in a file that would fit (was a RangeError's stack trace from Buffer.writeInt32LE)
     const vocab = await runCliInProcess([

@@ -6,21 +6,16 @@
 // it makes and touches costs more than what it computes (DenseCache.begin
 // made 3 typed arrays and 5 objects a token). So a view is valid until its
 // block ends (KVCache.begin).
-import type { BlockView, LayerView, ViewFrame } from './types.js';
-
-/** A shared view's layer view: its frames and arrays, for the cache to fill. */
-export interface WritableLayerView extends LayerView {
-  frames: ViewFrame[];
-}
+import type { BlockView, LayerView } from './types.js';
 
 export class ReusedView {
   /** What the cache's begin returns: the same object every block, its start rewritten. */
   readonly block: BlockView;
-  private readonly shared: WritableLayerView;
+  private readonly shared: LayerView;
 
   /** A view of `frameCount` frames, each block's. */
   constructor(frameCount: number) {
-    const shared: WritableLayerView = {
+    const shared: LayerView = {
       keyPositions: new Int32Array(0),
       frames: Array.from({ length: frameCount }, () => ({ queryPositions: new Int32Array(0), keyStart: 0, keyEnd: 0, rowRanges: new Int32Array(0) })),
       wantsAttention: false,
@@ -36,7 +31,7 @@ export class ReusedView {
    * block before's where it had T tokens too) and its frames' keyStart and
    * keyEnd.
    */
-  begin(start: number, T: number): WritableLayerView {
+  begin(start: number, T: number): LayerView {
     this.block.start = start;
     const view = this.shared;
     if (view.keyPositions.length !== T) {
