@@ -62,13 +62,25 @@ function probeWritable(dir: string, what: string): void {
 
 /**
  * Check an output file before the work: `what` names it for the message
- * (e.g. "eval --csv out.csv"). An existing file is refused unless `force`.
+ * (e.g. "eval --csv out.csv"). An existing file is refused unless `force`;
+ * a device, pipe or socket always (the file renamed over it would replace it).
  */
 export function checkOutputFile(file: string, what: string, force = false): void {
   const st = statOrUndefined(file);
   if (st?.isDirectory()) throw new OutputError(`${what}: is a directory, expected a file name`);
+  // (renamed over, a device or pipe would be replaced by a file: --force of /dev/full replaced the device)
+  if (st !== undefined && !st.isFile()) throw new OutputError(`${what}: is ${kindOf(st)}, not a file; expected a file name`);
   if (st !== undefined && !force) throw new OutputError(`${what}: already exists (add --force to replace it)`);
   checkCanCreate(file, what);
+}
+
+/** What a path that is neither a file nor a folder is, for a message. */
+function kindOf(st: Stats): string {
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isFIFO()) return 'a named pipe';
+  if (st.isSocket()) return 'a socket';
+  return 'neither a file nor a folder';
 }
 
 /**

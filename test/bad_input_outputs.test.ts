@@ -1,7 +1,7 @@
 // Issue 9, classes 5 and 6: outputs, and the training runs commands read.
 // A section each, in a block of its own; both use one finished tiny run.
-import { spawn } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { FIXTURES, loadConformance, runCliInProcess } from './helpers.js';
@@ -89,6 +89,14 @@ await finishedRun(run);
         new RegExp(`^streamllm: init --out ${join(ro, 'sub', 'm.bin')}: cannot write in ${ro} \\(`),
       );
       t.same(tree(dir), before);
+    }
+
+    // a named pipe (a device alike) is refused even with --force: the file renamed over it replaced it (/dev/full, as root)
+    const pipe = join(dir, 'pipe');
+    if (spawnSync('mkfifo', [pipe]).status === 0) {
+      await refused(t, [...evalArgs, '--csv', pipe, '--force'], `eval --csv ${pipe}: is a named pipe, not a file; expected a file name`);
+      t.ok(statSync(pipe).isFIFO(), 'the pipe is still there');
+      rmSync(pipe);
     }
 
     // --force replaces, through a temporary name.

@@ -106,7 +106,7 @@ t.test('bad input: one line on stderr, exit code 2, no output file', async (t) =
     ],
     [
       ['eval', '--model', model, '--tokens', ids, '--cache', 'streaming', '--sinks', '64'],
-      /eval --sinks: streaming: 64 sinks leave no window in a trained length of 64; give windowSize/,
+      /eval --sinks: streaming: 64 sinks leave no window in a trained length of 64; give --window$/m, // (was 'give windowSize', the API's name)
     ],
     [['eval', '--model', model, '--tokens', ids, '--cache', 'tova', '--budget', '0'], /eval --budget: must be >= 1, got 0/],
     [['eval', '--model', model, '--tokens', ids, '--sinks', '-1', '--cache', 'streaming'], /--sinks: must be >= 0, got -1/],

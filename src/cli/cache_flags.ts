@@ -62,7 +62,9 @@ export function policiesFromFlags(command: string, names: readonly string[], fla
       return policyFromName(name, trainedLength, options);
     } catch (e) {
       if (!(e instanceof ArgumentError) || !isPolicyArgument(e.argument)) throw e;
-      throw new UsageError(`${command} --${FLAG_OF[e.argument]}: ${name}: ${e.detail}`);
+      // the API's camelCase names in the detail ("give windowSize") as the flags that set them (budget and recent are words there)
+      const detail = e.detail.replace(/\b(sinkCount|windowSize)\b/g, (setting) => `--${FLAG_OF[setting as keyof typeof FLAG_OF]}`);
+      throw new UsageError(`${command} --${FLAG_OF[e.argument]}: ${name}: ${detail}`);
     }
   });
 }

@@ -26,7 +26,12 @@ export class BigramChain {
     private readonly unigram: Float64Array,
   ) {}
 
-  /** Counts every adjacent pair (a, b) of `tokens`. */
+  /**
+   * Counts every adjacent pair (a, b) of `tokens`. Its RangeErrors are
+   * assertions, not a user's error: the tokens come from a tokenizer's own
+   * encoding of the corpus (train/data.ts, experiments/text_source.ts), every
+   * id below its vocabSize, and no file or flag reaches them.
+   */
   static fromTokens(tokens: ArrayLike<number>, vocabSize: number): BigramChain {
     if (tokens.length < 2) throw new RangeError(`BigramChain: need at least 2 tokens, got ${tokens.length}`);
     // pair codes a * vocab + b, sorted: equal pairs are adjacent, rows in order
