@@ -53,6 +53,7 @@ function opaque(c: KVCache): KVCache {
     begin: (n) => ({ ...c.begin(n), selfContained: false }),
     store: (l, k, v) => c.store(l, k, v),
     end: () => c.end(),
+    abandon: () => c.abandon(),
     reset: () => c.reset(),
     dispose: () => c.dispose(),
   };

@@ -675,5 +675,70 @@ const backend = await initTestBackend();
     t.throws(() => createCache({ kind: 'tova', budget: 0 }, cacheShape(model.config)), /^budget: expected an integer >= 1, got 0/);
   });
 
+  // KVCache.abandon (types.ts, Failing): a block whose forward pass throws
+  // after the caches began (here an attention observer throwing once a layer
+  // stored, attended and, for h2o and tova, scored and evicted) leaves each
+  // policy's cache as if the block had never come: the tokens after it give
+  // the logits of a cache that never saw it, value for value. In tensors and
+  // in a pool's entry memory; failing in the first layer or the last; a block
+  // of one token, and of four (a streaming cache's ring then overwrites kept
+  // entries a later block sees).
+  t.test("a block whose forward pass throws leaves every policy's cache as if it had never begun: the same logits after", async (t) => {
+    const pool = new WorkerPool(2, { splitMinBytes: 0 });
+    t.teardown(() => pool.dispose());
+    const prefix = ids.slice(0, 13); // fills every policy below: rings wrapped, evictions made
+    const failed = ids.slice(30, 36);
+    const after = ids.slice(13, 30);
+    const policies: KVCachePolicy[] = [
+      { kind: 'dense' },
+      { kind: 'window', windowSize: 5 },
+      { kind: 'streaming', sinkCount: 2, windowSize: 5 },
+      { kind: 'h2o', budget: 8, recent: 3 },
+      { kind: 'tova', budget: 5 },
+    ];
+    // (h2o's scores, read inside: its evictions here are settled by wide margins, so scores left with a failed query's attention would not show in the logits)
+    const scoresOf = (cache: KVCache) =>
+      cache.policy?.kind === 'h2o' ? (cache as unknown as { scores: Float64Array[] }).scores.map((s) => Array.from(s)) : [];
+    /** The logits of `after` fed in a block of 3 then token by token (all of them, [17 * vocab]). */
+    const afterLogits = (cache: KVCache): Float32Array => {
+      const rows = [after.slice(0, 3), ...after.slice(3).map((id) => [id])].map((block) => {
+        const logits = forward(model, block, cache);
+        const values = logits.dataSync() as Float32Array;
+        logits.dispose();
+        return values;
+      });
+      return Float32Array.from(rows.flatMap((r) => Array.from(r)));
+    };
+    for (const policy of policies) {
+      const memories = policy.kind === 'h2o' || policy.kind === 'tova' ? [undefined] : [undefined, poolEntryMemory(pool)];
+      for (const entryMemory of memories) {
+        const shape = { ...cacheShape(model.config), entryMemory };
+        const reference = createCache(policy, shape);
+        forward(model, prefix, reference).dispose();
+        const wantScores = scoresOf(reference);
+        const want = afterLogits(reference);
+        reference.dispose();
+        for (const T of [1, 4])
+          for (const failingLayer of [0, model.config.layers - 1]) {
+            const label = `${policyLabel(policy)}${entryMemory === undefined ? '' : ' in pool memory'}, a block of ${T} failing in layer ${failingLayer}`;
+            const before = tf.memory().numTensors;
+            const cache = createCache(policy, shape);
+            forward(model, prefix, cache).dispose();
+            const onAttention = (layer: number) => {
+              if (layer === failingLayer) throw new Error('injected');
+            };
+            // (three in a row: h2o adds each failed query's attention to its scores, which must go too)
+            for (let k = 0; k < 3; k++) t.throws(() => forward(model, failed.slice(k, k + T), cache, 'all', { onAttention }), /^injected$/, `${label}: thrown`);
+            t.equal(cache.length, prefix.length, `${label}: length as before`);
+            t.same(scoresOf(cache), wantScores, `${label}: h2o's scores as before`);
+            const got = afterLogits(cache);
+            t.equal(maxAbsDiff(got, want), 0, `${label}: the logits after, value for value`);
+            cache.dispose();
+            t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
+          }
+      }
+    }
+  });
+
   t.teardown(() => disposeModel(model));
 }

@@ -12,6 +12,7 @@ import { createCache } from '../src/cache/index.js';
 import type { CachePolicy, KVCachePolicy } from '../src/cache/policies.js';
 import type { KVCache, PlacedEntries } from '../src/cache/types.js';
 import { DenseCache } from '../src/cache/dense.js';
+import { StreamingCache } from '../src/cache/streaming.js';
 import { CausalBlock } from '../src/cache/causal_block.js';
 import { ArgumentError } from '../src/errors.js';
 import { attentionMaps } from '../src/eval/attention_maps.js';
@@ -543,6 +544,10 @@ t.test(
         first.end();
         rest.end();
       },
+      abandon: () => {
+        first.abandon();
+        rest.abandon();
+      },
       reset: () => {
         first.reset();
         rest.reset();
@@ -574,6 +579,55 @@ t.test(
     await model.pool?.dispose();
   },
 );
+
+// KVCache.abandon (src/cache/types.ts, Failing): a decode step that throws
+// inside the model's pool program, after the cache began the token (here its
+// last layer's place), leaves the cache as if the token had never come: the
+// next tokens' logits are those of a cache that never saw it, bit for bit. A
+// streaming cache in the pool's memory, its ring wrapping.
+t.test("a decode program's step that throws after the cache began: the cache as before it, the next tokens' logits bit for bit", programsRun(), async (t) => {
+  const model = await loaded({ threads: 2, weights: 'f32', splitMinBytes: 0 });
+  const program = pooledDecodeProgram(model)!;
+  t.ok(program !== undefined, 'the model has a decode program');
+  const layers = model.config.layers;
+  const shape = { ...cacheShape(model.config), entryMemory: cacheMemory(model) };
+  let armed = false;
+  class FailingPlace extends StreamingCache {
+    override place(layer: number): PlacedEntries | undefined {
+      if (armed && layer === layers - 1) throw new Error('injected');
+      return super.place(layer);
+    }
+  }
+  const failing = new FailingPlace(2, 5, shape);
+  const plain = new StreamingCache(2, 5, shape);
+  const before = tf.memory().numTensors;
+  const runs = program.runs;
+  const ids = Array.from({ length: 24 }, (_, i) => tokens[(3 * i) % tokens.length]!);
+  let same = 0;
+  let thrown = 0;
+  for (const [i, id] of ids.entries()) {
+    const want = forwardLastValues(model, [id], plain).slice();
+    const got = forwardLastValues(model, [id], failing).slice();
+    if (bitsEqual(got, want)) same++;
+    if (i % 3 !== 2) continue;
+    armed = true;
+    try {
+      forwardLastValues(model, [tokens[i]!], failing);
+    } catch (e) {
+      if ((e as Error).message === 'injected') thrown++;
+    }
+    armed = false;
+    t.equal(failing.length, plain.length, `token ${i}: the failed step left the length as it was`);
+  }
+  t.equal(thrown, ids.length / 3, 'every armed step threw');
+  t.equal(program.runs - runs, 2 * ids.length, 'every step that did not throw ran as the program (both caches)');
+  t.equal(same, ids.length, 'the logits of a cache that never saw the failed steps, bit for bit, every token');
+  t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  failing.dispose();
+  plain.dispose();
+  disposeModel(model);
+  await model.pool?.dispose();
+});
 
 // KVCache.place's contract (src/cache/types.ts): ask anew each block, the
 // arrays may have moved. A cache may give them in one object it updates

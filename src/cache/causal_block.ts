@@ -33,6 +33,10 @@ export class CausalBlock implements KVCache {
 
   end(): void {}
 
+  abandon(): void {
+    this.began = false;
+  }
+
   reset(): void {
     this.began = false;
   }

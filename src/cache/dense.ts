@@ -68,6 +68,12 @@ export class DenseCache implements KVCache {
     this.blockTokens = undefined;
   }
 
+  /** Nothing to undo: the block's slots are past the stream, seen by no later query until written again. */
+  abandon(): void {
+    if (this.blockTokens === undefined) throw new Error('DenseCache.abandon: no block begun');
+    this.blockTokens = undefined;
+  }
+
   reset(): void {
     this.streamLength = 0;
     this.blockTokens = undefined;

@@ -24,6 +24,8 @@ export class H2OCache extends ScoredCache {
   readonly policy: KVCachePolicy;
   /** [layer][g * budget + slot]: the accumulated attention of the entry in the slot. */
   private readonly scores: Float64Array[];
+  /** scores as the block begun found them (saveScores). */
+  private readonly scoresBefore: Float64Array[];
 
   constructor(
     budget: number,
@@ -36,6 +38,7 @@ export class H2OCache extends ScoredCache {
     }
     this.policy = { kind: 'h2o', budget, recent };
     this.scores = Array.from({ length: shape.layers }, () => new Float64Array(shape.kvHeads * budget));
+    this.scoresBefore = this.scores.map((s) => s.slice());
   }
 
   protected placed(layer: number, kvHead: number, slot: number): void {
@@ -70,5 +73,13 @@ export class H2OCache extends ScoredCache {
 
   protected clearScores(): void {
     this.scores.forEach((s) => s.fill(0));
+  }
+
+  protected saveScores(): void {
+    this.scores.forEach((s, l) => this.scoresBefore[l]!.set(s));
+  }
+
+  protected restoreScores(): void {
+    this.scoresBefore.forEach((s, l) => this.scores[l]!.set(s));
   }
 }

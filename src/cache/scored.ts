@@ -37,6 +37,9 @@ export abstract class ScoredCache implements KVCache {
   protected readonly tokens: Int32Array[];
   /** [layer][g]: the slot the last eviction freed, -1 before the first. */
   private readonly freed: Int32Array[];
+  /** tokens and freed as the block begun found them: put back if it is abandoned. */
+  private readonly tokensBefore: Int32Array[];
+  private readonly freedBefore: Int32Array[];
   /** Entries kept per layer and kv head between blocks. */
   private held = 0;
   private evicted = false;
@@ -55,6 +58,8 @@ export abstract class ScoredCache implements KVCache {
     this.storage = new EntryStorage(shape, budget, label);
     this.tokens = Array.from({ length: shape.layers }, () => new Int32Array(shape.kvHeads * budget).fill(-1));
     this.freed = Array.from({ length: shape.layers }, () => new Int32Array(shape.kvHeads).fill(-1));
+    this.tokensBefore = this.tokens.map((t) => t.slice());
+    this.freedBefore = this.freed.map((f) => f.slice());
   }
 
   /** Reset the policy's score of a slot that now holds a new token. */
@@ -65,6 +70,10 @@ export abstract class ScoredCache implements KVCache {
   protected abstract victims(layer: number, attention: ObservedAttention, newest: number): Int32Array;
   /** Forget all scores. */
   protected abstract clearScores(): void;
+  /** Copy the scores aside (a block begins). */
+  protected abstract saveScores(): void;
+  /** Put back the scores saveScores copied (the block is abandoned). */
+  protected abstract restoreScores(): void;
 
   get length(): number {
     return this.streamLength;
@@ -100,6 +109,12 @@ export abstract class ScoredCache implements KVCache {
     const { layers, kvHeads } = this.shape;
     const C = this.budget;
     const start = this.streamLength;
+    // (what begin and observeAttention change: abandon puts it back; storage only gains entries in free slots)
+    for (let l = 0; l < layers; l++) {
+      this.tokensBefore[l]!.set(this.tokens[l]!);
+      this.freedBefore[l]!.set(this.freed[l]!);
+    }
+    this.saveScores();
     for (let l = 0; l < layers; l++) {
       for (let g = 0; g < kvHeads; g++) {
         for (let i = 0; i < T; i++) {
@@ -182,6 +197,17 @@ export abstract class ScoredCache implements KVCache {
       this.held--;
       this.evicted = true;
     }
+  }
+
+  /** The slots, evictions and scores as begin found them; the block's entries stay in slots that are free again. */
+  abandon(): void {
+    if (this.block === undefined) throw new Error(`${this.constructor.name}.abandon: no block begun`);
+    this.block = undefined;
+    for (let l = 0; l < this.shape.layers; l++) {
+      this.tokens[l]!.set(this.tokensBefore[l]!);
+      this.freed[l]!.set(this.freedBefore[l]!);
+    }
+    this.restoreScores();
   }
 
   reset(): void {

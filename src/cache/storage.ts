@@ -32,6 +32,15 @@ function zeroStorage(dims: [number, number, number]): tf.Tensor3D {
 /** Runs of slots, [first slot, count] each, that a block's entries are joined from (EntryStorage.join). */
 export type SlotRuns = [number, number][];
 
+/** A copy of slots [slot, slot + count) of a layer (EntryStorage.copySlots), to put back where a block is abandoned. */
+export interface SavedSlots {
+  layer: number;
+  slot: number;
+  count: number;
+  keys: Float32Array; // [kvHeads, count, headDim]
+  values: Float32Array; // [kvHeads, count, headDim]
+}
+
 export class EntryStorage {
   /** Per layer, in tensors (no entry memory): [kvHeads, slots, headDim] each. */
   private readonly keys: tf.Tensor3D[] = [];
@@ -170,6 +179,40 @@ export class EntryStorage {
     }
     this.keys[layer] = writeEntries(this.keys[layer]!, keys, slot, from, count);
     this.values[layer] = writeEntries(this.values[layer]!, values, slot, from, count);
+  }
+
+  /** A copy of slots [slot, slot + count) of a layer's keys and values, in arrays of their own (restore puts it back). */
+  copySlots(layer: number, slot: number, count: number): SavedSlots {
+    const { kvHeads, headDim } = this.shape;
+    const copy = (stored: tf.Tensor3D | undefined, array: Float32Array | undefined): Float32Array => {
+      if (stored !== undefined) {
+        const part = stored.slice([0, slot, 0], [kvHeads, count, headDim]); // [kvHeads, count, headDim]
+        const floats = (part.dataSync() as Float32Array).slice();
+        part.dispose();
+        return floats;
+      }
+      const floats = new Float32Array(kvHeads * count * headDim); // [kvHeads, count, headDim]
+      for (let h = 0; h < kvHeads; h++)
+        floats.set(array!.subarray((h * this.slotCount + slot) * headDim, (h * this.slotCount + slot + count) * headDim), h * count * headDim);
+      return floats;
+    };
+    const inMemory = this.memory !== undefined;
+    return {
+      layer,
+      slot,
+      count,
+      keys: copy(inMemory ? undefined : this.keys[layer], this.keyArrays[layer]),
+      values: copy(inMemory ? undefined : this.values[layer], this.valueArrays[layer]),
+    };
+  }
+
+  /** Put back the slots copySlots copied (the storage may have moved to tensors since). */
+  restore(saved: SavedSlots): void {
+    const dims: [number, number, number] = [this.shape.kvHeads, saved.count, this.shape.headDim];
+    const keys = tf.tensor3d(saved.keys, dims);
+    const values = tf.tensor3d(saved.values, dims);
+    this.write(saved.layer, keys, values, saved.slot);
+    tf.dispose([keys, values]);
   }
 
   /** Write row `from` of keys/values [kvHeads, T, headDim], kv head g to slot slots[g] (storage in tensors only). */

@@ -13,7 +13,7 @@
 // what the stream uses).
 import type * as tf from '@tensorflow/tfjs';
 import { ArgumentError } from '../errors.js';
-import { EntryStorage, INITIAL_SLOTS, type SlotRuns } from './storage.js';
+import { EntryStorage, INITIAL_SLOTS, type SavedSlots, type SlotRuns } from './storage.js';
 import { type KVCachePolicy, policyLabel } from './policies.js';
 import { ReusedView } from './reused_view.js';
 import type { BlockView, CacheEntries, CacheShape, KVCache, PlacedEntries } from './types.js';
@@ -27,6 +27,8 @@ export class StreamingCache implements KVCache {
   private blockTokens: number | undefined;
   /** Each block's view: the window's frame, then (with sinks) the sinks'. */
   private readonly view: ReusedView;
+  /** The kept entries the block begun has overwritten (a block of several tokens), put back if it is abandoned. */
+  private readonly overwritten: SavedSlots[] = [];
 
   constructor(
     readonly sinkCount: number,
@@ -121,6 +123,7 @@ export class StreamingCache implements KVCache {
     if (T > 1) {
       // (composed: see begin)
       const entries = this.composeEntries(layer, keys, values);
+      this.saveOverwritten(layer);
       this.writeBlock(layer, keys, values);
       return entries;
     }
@@ -141,11 +144,26 @@ export class StreamingCache implements KVCache {
     if (this.blockTokens === undefined) throw new Error('StreamingCache.end: no block begun');
     this.streamLength += this.blockTokens;
     this.blockTokens = undefined;
+    this.overwritten.length = 0;
+  }
+
+  /**
+   * The entries a block of several tokens overwrote go back (a later block
+   * may see them again); a single token's slot held nothing yet, or the
+   * entry that leaves the window as the token comes, which no later query
+   * sees.
+   */
+  abandon(): void {
+    if (this.blockTokens === undefined) throw new Error('StreamingCache.abandon: no block begun');
+    for (const saved of this.overwritten) this.storage.restore(saved);
+    this.overwritten.length = 0;
+    this.blockTokens = undefined;
   }
 
   reset(): void {
     this.streamLength = 0;
     this.blockTokens = undefined;
+    this.overwritten.length = 0;
   }
 
   dispose(): void {
@@ -167,6 +185,21 @@ export class StreamingCache implements KVCache {
       j += run;
     }
     return this.storage.join(layer, slotRuns, keys, values);
+  }
+
+  /** Copy the stored ring entries that writeBlock is about to overwrite (slots past the stream's are not stored yet). */
+  private saveOverwritten(layer: number): void {
+    const start = this.streamLength;
+    const S = this.sinkCount;
+    const end = start + this.blockTokens!;
+    const stored = Math.min(start, S + this.windowSize); // slots holding entries: 0..stored-1
+    for (let j = Math.max(S, start, end - this.windowSize); j < end;) {
+      const slot = this.slotOf(j);
+      const run = Math.min(end - j, S + this.windowSize - slot);
+      const kept = Math.min(run, stored - slot);
+      if (kept > 0) this.overwritten.push(this.storage.copySlots(layer, slot, kept));
+      j += run;
+    }
   }
 
   /** Write the block's entries that the cache keeps: sinks, and the last W of the rest. */

@@ -37,4 +37,8 @@ export class TovaCache extends ScoredCache {
   }
 
   protected clearScores(): void {}
+
+  protected saveScores(): void {}
+
+  protected restoreScores(): void {}
 }

@@ -53,6 +53,14 @@
 // moves nothing until the block ends. Only the cache knows its slots; where
 // it cannot place (entries in tensors, a policy that ranks entries, a block
 // of more tokens) it says so, and the model stores.
+//
+// Failing. A block whose forward pass throws between `begin` and `end` is
+// abandoned, not ended: `abandon` leaves the cache as if the block had never
+// begun (its length, what each later query sees, the policy's scores and
+// evictions), so a caller that catches the error may go on with the cache.
+// A policy undoes there what begin, store, place and observeAttention did;
+// only what no later query can tell stays (storage grown, free or dead
+// slots written).
 import * as tf from '@tensorflow/tfjs';
 import type { KVCachePolicy } from './policies.js';
 
@@ -194,6 +202,8 @@ export interface KVCache {
   observeAttention?(layer: number, probs: tf.Tensor3D): void;
   /** End the block: the stream is T tokens longer. */
   end(): void;
+  /** End the block as if it had never begun (its forward pass failed: see Failing above). */
+  abandon(): void;
   /** Forget the stream (storage is kept). */
   reset(): void;
   dispose(): void;

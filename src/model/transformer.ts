@@ -551,7 +551,7 @@ export function forwardLastValues(model: Model, ids: readonly number[], cache: K
       // (a self-contained block takes the batched causal kernel's path, as forwardBlock decides)
       if (!(view.selfContained && causalKernelAvailable())) programmed = program.run(ids[0]!, cache, view);
     } catch (e) {
-      cache.end();
+      cache.abandon(); // (as if the step had never begun: the caller may go on with the cache)
       throw e;
     }
     if (programmed !== undefined) {
@@ -668,9 +668,12 @@ function checkBatchShape(batch: readonly (readonly number[])[], caches: readonly
  * the caches' begin and end around `run`, which computes the result from
  * the sequences' states (and, for self-contained causal blocks, the batched
  * kernel's angles) inside a tidy. `begun`: the caches' views where the
- * caller has begun the block already (ended here all the same). The ids are
- * the caller's to check (checkModelIds), before any cache begins the block:
- * a bad id must not leave a stream longer by T with nothing stored.
+ * caller has begun the block already (ended or abandoned here all the
+ * same). The ids are the caller's to check (checkModelIds), before any
+ * cache begins the block: a bad id must not leave a stream longer by T
+ * with nothing stored. Where anything throws after a cache began, the
+ * caches begun abandon the block (KVCache.abandon): each is as it was, for
+ * a caller that goes on with it.
  */
 function forwardBlock<R extends tf.TensorContainer>(
   model: Model,
@@ -683,10 +686,11 @@ function forwardBlock<R extends tf.TensorContainer>(
   const { config } = model;
   checkBatchShape(batch, caches);
   const T = batch[0]!.length;
-  const views = begun ?? caches.map((c) => c.begin(T));
+  const views = begun ?? beginBlock(caches, T);
+  let result: R;
   try {
     checkAttentionFits(config, views, T);
-    return tf.tidy(() => {
+    result = tf.tidy(() => {
       const states: SequenceState[] = caches.map((cache, b) => ({ cache, view: views[b]!, angles: new Map() }));
       // Self-contained causal blocks (training, scoring windows) take the
       // batched path where the backend has JS kernels; its angles are those
@@ -701,9 +705,24 @@ function forwardBlock<R extends tf.TensorContainer>(
       }
       return run(states, causal);
     });
-  } finally {
-    caches.forEach((c) => c.end());
+  } catch (e) {
+    caches.forEach((c) => c.abandon());
+    throw e;
   }
+  caches.forEach((c) => c.end());
+  return result;
+}
+
+/** Each cache's view of a block of T tokens; where a begin throws, the caches begun before it abandon the block. */
+function beginBlock(caches: readonly KVCache[], T: number): BlockView[] {
+  const views: BlockView[] = [];
+  try {
+    for (const cache of caches) views.push(cache.begin(T));
+  } catch (e) {
+    for (let b = 0; b < views.length; b++) caches[b]!.abandon();
+    throw e;
+  }
+  return views;
 }
 
 /**
