@@ -16,7 +16,9 @@ import { poolRegions } from '../kernels/pool_regions.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
 import { checkFits, MAX_ARRAY_BYTES } from '../src/memory.js';
+import { cacheShape } from '../src/model/config.js';
 import { loadModel } from '../src/model/load.js';
+import { forward } from '../src/model/transformer.js';
 import { placeWeights } from '../src/model/pooled.js';
 import { poolEntryMemory } from '../src/model/pooled_layers.js';
 import { disposeModel } from '../src/model/weights.js';
@@ -382,6 +384,34 @@ await initTestBackend();
     recompute.feed(tokens).dispose();
     t.ok(recompute.cacheBytes <= 256 * perEntry, 'recompute scratch cache too');
     recompute.dispose();
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    disposeModel(model);
+  });
+
+  // A block refused for its attention's size after its cache began (transformer.ts checkAttentionFits): the cache as if it
+  // had never begun (KVCache.abandon), so a caller may go on with a smaller block (it was 60,000 tokens longer, over nothing)
+  t.test('a block too large for its attention scores: ResourceError, the cache as before (the next tokens as a fresh one)', async (t) => {
+    const model = loadModel(tiny);
+    const before = tf.memory().numTensors;
+    const prefix = conformance.tokens.slice(0, 10);
+    const next = conformance.tokens.slice(10, 15);
+    const nextLogits = (cache: DenseCache) => {
+      const logits = forward(model, next, cache);
+      const values = Array.from(logits.dataSync());
+      logits.dispose();
+      return values;
+    };
+    const fresh = new DenseCache(cacheShape(model.config));
+    forward(model, prefix, fresh).dispose();
+    const want = nextLogits(fresh);
+    fresh.dispose();
+    const cache = new DenseCache(cacheShape(model.config));
+    forward(model, prefix, cache).dispose();
+    const huge = Array.from({ length: 60_000 }, (_, i) => 1 + (i % 90));
+    t.throws(() => forward(model, huge, cache), ResourceError);
+    t.equal(cache.length, prefix.length, 'length as before');
+    t.same(nextLogits(cache), want, 'the next tokens: the logits of a cache that never saw the refused block, value for value');
+    cache.dispose();
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     disposeModel(model);
   });
