@@ -31,6 +31,8 @@ export class TokenStream {
   private readonly recompute: RecomputeWindow | undefined;
   /** A pooled model's decode step's scratch tensors (forwardLastValues). */
   private readonly scratch: DecodeScratch | undefined;
+  /** Recompute: a feed failed after the scratch cache was reset, so it no longer holds a window shorter than W (see feed). */
+  private scratchStale = false;
 
   constructor(
     readonly model: Model,
@@ -73,23 +75,39 @@ export class TokenStream {
     if (this.recompute === undefined) return forward(this.model, ids, this.cache, logits);
     checkModelIds(this.model, 'ids', ids); // before the window takes them
     const window = this.recompute;
-    const rows: tf.Tensor2D[] = [];
     // While the stream is no longer than the window, every window is the
     // whole stream: one causal pass, continuing the scratch cache, gives
-    // exactly the re-computed logits.
-    const prefix = Math.max(0, Math.min(ids.length, window.windowSize - window.length));
-    if (prefix > 0) {
-      const head = ids.slice(0, prefix);
-      head.forEach((id) => window.push(id));
-      rows.push(forward(this.model, head, this.cache, logits === 'last' && prefix === ids.length ? 'last' : 'all'));
-    }
-    // Past that, each token re-runs its window from scratch at positions 0..W-1.
-    for (let i = prefix; i < ids.length; i++) {
-      const context = window.push(ids[i]!);
-      if (logits === 'last' && i < ids.length - 1) continue;
+    // exactly the re-computed logits. A feed that failed after it reset the
+    // scratch cache left it without that stream: run it again first.
+    if (this.scratchStale && window.length < window.windowSize) {
       this.cache.reset();
-      rows.push(forward(this.model, context, this.cache, 'last'));
+      if (window.length > 0) forward(this.model, window.window, this.cache, 'last').dispose();
     }
+    this.scratchStale = false;
+    const rows: tf.Tensor2D[] = [];
+    // (a failed feed leaves the window as it was: the scratch cache abandons a failed block itself)
+    const saved = window.save();
+    try {
+      const prefix = Math.max(0, Math.min(ids.length, window.windowSize - window.length));
+      if (prefix > 0) {
+        const head = ids.slice(0, prefix);
+        head.forEach((id) => window.push(id));
+        rows.push(forward(this.model, head, this.cache, logits === 'last' && prefix === ids.length ? 'last' : 'all'));
+      }
+      // Past that, each token re-runs its window from scratch at positions 0..W-1.
+      for (let i = prefix; i < ids.length; i++) {
+        const context = window.push(ids[i]!);
+        if (logits === 'last' && i < ids.length - 1) continue;
+        this.cache.reset();
+        this.scratchStale = true;
+        rows.push(forward(this.model, context, this.cache, 'last'));
+      }
+    } catch (e) {
+      window.restore(saved);
+      tfc.dispose(rows);
+      throw e;
+    }
+    this.scratchStale = false;
     const all = rows.length === 1 ? rows[0]! : tfc.concat(rows, 0);
     if (rows.length > 1) tfc.dispose(rows);
     if (logits === 'all' || all.shape[0] === 1) return all;
@@ -130,6 +148,7 @@ export class TokenStream {
   reset(): void {
     this.cache.reset();
     this.recompute?.reset();
+    this.scratchStale = false;
   }
 
   dispose(): void {

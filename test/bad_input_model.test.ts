@@ -416,6 +416,56 @@ await initTestBackend();
     disposeModel(model);
   });
 
+  // TokenStream with recompute: a feed whose forward pass throws (here the scratch cache's begin, made to throw: in the
+  // feed's first block, or in its first or second re-run window after a first block that succeeded) leaves the stream as
+  // it was: its window and length (they had taken the feed's ids), and the scratch cache that a window shorter than W
+  // continues (a re-run had reset it)
+  t.test('recompute: a feed that throws leaves the stream as it was (the next feeds as a stream that never saw it)', async (t) => {
+    const model = loadModel(tiny);
+    const before = tf.memory().numTensors;
+    const policy = { kind: 'recompute', windowSize: 8 } as const;
+    const ids = conformance.tokens.slice(0, 30);
+    const good = [ids.slice(0, 5), ids.slice(5, 10), ids.slice(10, 11), ids.slice(11, 14)];
+    const logitsOf = (stream: TokenStream, block: number[]) => {
+      const logits = stream.feed(block);
+      const values = Array.from(logits.dataSync());
+      logits.dispose();
+      return values;
+    };
+    const fresh = new TokenStream(model, policy);
+    const want = good.map((block) => logitsOf(fresh, block));
+    fresh.dispose();
+    const stream = new TokenStream(model, policy);
+    const scratch = (stream as unknown as { cache: DenseCache }).cache;
+    const begin = scratch.begin.bind(scratch);
+    let calls = 0;
+    let failing = -1; // the begin of the feed that throws (0: its first)
+    scratch.begin = (T: number) => {
+      if (calls++ === failing) throw new Error('injected');
+      return begin(T);
+    };
+    const failAt = (at: number, label: string) => {
+      const length = stream.length;
+      calls = 0;
+      failing = at;
+      t.throws(() => stream.feed(ids.slice(20, 26)), /^injected$/, `${label}: thrown`);
+      failing = -1;
+      t.equal(stream.length, length, `${label}: length as before`);
+    };
+    t.same(logitsOf(stream, good[0]!), want[0]);
+    failAt(0, 'after 5 tokens, in the first block');
+    failAt(1, 'after 5 tokens, in the first re-run window');
+    failAt(2, 'after 5 tokens, in the second re-run window');
+    t.same(logitsOf(stream, good[1]!), want[1], 'the next feed, value for value');
+    failAt(0, 'after 10 tokens, in the first re-run window');
+    failAt(1, 'after 10 tokens, in the second re-run window');
+    t.same(logitsOf(stream, good[2]!), want[2], 'the next feed, value for value');
+    t.same(logitsOf(stream, good[3]!), want[3], 'and the next');
+    stream.dispose();
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+    disposeModel(model);
+  });
+
   t.test('a cache that cannot fit is refused before it is allocated (API: ResourceError)', async (t) => {
     const before = tf.memory().numTensors;
     const wide = { layers: 1, kvHeads: 1, headDim: 2 ** 28 }; // 1 GiB per entry and tensor

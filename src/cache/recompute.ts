@@ -36,6 +36,22 @@ export class RecomputeWindow {
     return this.ids;
   }
 
+  /** The window now (the ids push returned last). */
+  get window(): readonly number[] {
+    return this.ids;
+  }
+
+  /** The window and length now, to go back to with restore (a feed that failed). */
+  save(): { ids: number[]; length: number } {
+    return { ids: [...this.ids], length: this.streamLength };
+  }
+
+  restore(saved: { ids: readonly number[]; length: number }): void {
+    this.ids.length = 0;
+    this.ids.push(...saved.ids);
+    this.streamLength = saved.length;
+  }
+
   reset(): void {
     this.ids.length = 0;
     this.streamLength = 0;
