@@ -740,5 +740,39 @@ const backend = await initTestBackend();
     }
   });
 
+  // forward() splits a block longer than a full h2o or tova cache takes into blocks of one token: where the
+  // second throws, the cache keeps the first (its length says so) and the logits already computed are disposed
+  t.test('a split block whose second part throws: the cache keeps the first part, nothing leaks', async (t) => {
+    for (const policy of [
+      { kind: 'h2o', budget: 6, recent: 2 },
+      { kind: 'tova', budget: 5 },
+    ] as const) {
+      const before = tf.memory().numTensors;
+      const shape = cacheShape(model.config);
+      const last = (cache: KVCache, block: number[]) => {
+        const logits = forward(model, block, cache, 'last');
+        const values = Array.from(logits.dataSync());
+        logits.dispose();
+        return values;
+      };
+      const reference = createCache(policy, shape);
+      forward(model, ids.slice(0, 11), reference).dispose();
+      const want = last(reference, ids.slice(11, 14));
+      reference.dispose();
+      const cache = createCache(policy, shape);
+      forward(model, ids.slice(0, 10), cache).dispose();
+      t.equal(cache.blockLimit, 1, `${policyLabel(policy)}: full, one token a block`);
+      let calls = 0;
+      const onAttention = () => {
+        if (calls++ === model.config.layers) throw new Error('injected'); // the second block's first layer
+      };
+      t.throws(() => forward(model, ids.slice(10, 13), cache, 'all', { onAttention }), /^injected$/);
+      t.equal(cache.length, 11, `${policyLabel(policy)}: the first block kept`);
+      t.same(last(cache, ids.slice(11, 14)), want, `${policyLabel(policy)}: then as a cache fed it alone, value for value`);
+      cache.dispose();
+      t.equal(tf.memory().numTensors, before, `${policyLabel(policy)}: no tensor leak`);
+    }
+  });
+
   t.teardown(() => disposeModel(model));
 }

@@ -728,7 +728,9 @@ function beginBlock(caches: readonly KVCache[], T: number): BlockView[] {
 /**
  * One sequence: logits [T, vocab], or [1, vocab] for the last token only.
  * A block longer than the cache's blockLimit runs as several, each as long
- * as the cache allows.
+ * as the cache allows. Where one throws, the cache abandons it
+ * (KVCache.abandon) and keeps the blocks before it: cache.length says how
+ * many tokens it took.
  */
 export function forward(model: Model, ids: readonly number[], cache: KVCache, logits: 'all' | 'last' = 'all', options: ForwardOptions = {}): tf.Tensor2D {
   checkModelIds(model, 'ids', ids);
@@ -739,13 +741,18 @@ export function forward(model: Model, ids: readonly number[], cache: KVCache, lo
 function forwardIds(model: Model, ids: readonly number[], cache: KVCache, logits: 'all' | 'last', options: ForwardOptions): tf.Tensor2D {
   if (ids.length <= cache.blockLimit) return forwardChecked(model, [ids], [cache], logits, options);
   const rows: tf.Tensor2D[] = [];
-  for (let done = 0; done < ids.length;) {
-    const n = Math.min(cache.blockLimit, ids.length - done);
-    const last = done + n === ids.length;
-    const out = forwardChecked(model, [ids.slice(done, done + n)], [cache], logits === 'last' ? 'last' : 'all', options);
-    if (logits === 'all' || last) rows.push(out);
-    else out.dispose();
-    done += n;
+  try {
+    for (let done = 0; done < ids.length;) {
+      const n = Math.min(cache.blockLimit, ids.length - done);
+      const last = done + n === ids.length;
+      const out = forwardChecked(model, [ids.slice(done, done + n)], [cache], logits === 'last' ? 'last' : 'all', options);
+      if (logits === 'all' || last) rows.push(out);
+      else out.dispose();
+      done += n;
+    }
+  } catch (e) {
+    tf.dispose(rows); // (the blocks before the one that threw: the caller gets none of them)
+    throw e;
   }
   if (rows.length === 1) return rows[0]!;
   const all = tf.concat(rows, 0);
