@@ -7,7 +7,17 @@
 //   one file      written to FILE.PID.tmp, renamed over FILE when complete
 //   a folder      built in .NAME.PID.staging beside it, swapped in whole
 //
-// Temporary names are removed on failure and on Ctrl-C.
+// Temporary names are removed on failure and when the process exits (a
+// thrown error, process.exit). Ctrl-C (SIGINT) and SIGTERM are left to
+// their default action, so they end the process at once, also inside a long
+// synchronous loop: a signal handler in JavaScript would only run when that
+// loop ended (`attn --samples 1000000` took 343 s to stop). A temporary
+// name left by a killed run is removed by the next run writing the same
+// output: a sibling named like ours with the pid of a process that no
+// longer exists on this machine (process.kill(pid, 0): ESRCH) is stale; one
+// whose process is alive (or EPERM: someone else's) is another run's, kept.
+// The target itself is only ever replaced by a completed rename, so a
+// killed run leaves the earlier output as it was.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, type Stats, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { OutputError } from './errors.js';
@@ -97,9 +107,43 @@ export function checkOutputDir(dir: string, what: string, force = false, replace
   checkCanCreate(dir, what);
 }
 
+/** Whether process `pid` exists on this machine: signal 0 checks without sending; EPERM means it does (another user's). */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return code(e) !== 'ESRCH'; // (an out-of-range pid throws otherwise: kept, not guessed at)
+  }
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * Remove the entries of `dir` that `pattern` matches (the pid in its first
+ * group) left by a process that no longer exists: the temporary names of a
+ * run killed by a signal, which removes nothing on its way out.
+ */
+function removeStale(dir: string, pattern: RegExp): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return; // (no folder yet: nothing left in it)
+  }
+  for (const name of names) {
+    const pid = Number(pattern.exec(name)?.[1]);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || processExists(pid)) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+  }
+}
+
 /** Write `data` (or whatever `write` writes to the descriptor) to `file` through a temporary name. */
 export function writeFileAtomic(file: string, data: string | Uint8Array | ((fd: number) => void)): void {
   const tmp = `${file}.${process.pid}.tmp`;
+  removeStale(dirname(file), new RegExp(`^${escapeRegExp(basename(file))}\\.(\\d+)\\.tmp$`));
   try {
     mkdirSync(dirname(file), { recursive: true });
     const fd = openSync(tmp, 'w');
@@ -123,7 +167,11 @@ export function writeAll(fd: number, bytes: Uint8Array): void {
   for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done, Math.min(bytes.length - done, CHUNK));
 }
 
-/** Staging folders alive in this process, removed if it is interrupted. */
+/**
+ * Staging folders alive in this process, removed if it exits with them
+ * (an error thrown past the command, process.exit). No SIGINT or SIGTERM
+ * handler: see the top of this file.
+ */
 const live = new Set<string>();
 
 function removeLive(): void {
@@ -131,33 +179,22 @@ function removeLive(): void {
   live.clear();
 }
 
-function onSignal(signal: NodeJS.Signals): void {
-  removeLive();
-  process.exit(signal === 'SIGINT' ? 130 : 143);
-}
-
 function track(dir: string): void {
-  if (live.size === 0) {
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    process.on('exit', removeLive);
-  }
+  if (live.size === 0) process.on('exit', removeLive);
   live.add(dir);
 }
 
 function untrack(dir: string): void {
   live.delete(dir);
-  if (live.size === 0) {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.off('exit', removeLive);
-  }
+  if (live.size === 0) process.off('exit', removeLive);
 }
 
 /**
  * A multi-file output built beside its target and swapped in whole: write
  * into `path`, then commit() (replacing the target and everything in it) or
- * discard().
+ * discard(). Made, it first removes the staging folders of the same target
+ * left by runs that were killed (their pid no longer exists), and their
+ * `.old` folders when the target is in place (a run killed after its swap).
  */
 export class StagedDir {
   readonly path: string;
@@ -165,6 +202,10 @@ export class StagedDir {
 
   constructor(readonly target: string) {
     this.path = join(dirname(target), `.${basename(target)}.${process.pid}.staging`);
+    const name = escapeRegExp(basename(target));
+    removeStale(dirname(target), new RegExp(`^\\.${name}\\.(\\d+)\\.staging$`));
+    // (an .old folder is the earlier output only while the target is missing: a run killed between the two renames of commit())
+    if (existsSync(target)) removeStale(dirname(target), new RegExp(`^\\.${name}\\.(\\d+)\\.old$`));
     rmSync(this.path, { recursive: true, force: true });
     try {
       mkdirSync(this.path, { recursive: true });

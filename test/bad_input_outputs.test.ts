@@ -3,10 +3,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
+import { StagedDir, writeFileAtomic } from '../src/outputs.js';
 import { FIXTURES, loadConformance, runCliInProcess } from './helpers.js';
 import { finishedRun, refused, tree } from './outputs_helpers.js';
-import { CLI, tempDir } from './paths.js';
+import { CLI, ROOT, tempDir } from './paths.js';
 import { setUp } from './reproduce_helpers.js';
 
 // A finished two-step training run: published by the outputs tests, resumed and
@@ -181,20 +183,116 @@ await finishedRun(run);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const staging = join(textDir, `.interrupted.${child.pid}.staging`);
-    const code = await new Promise<number | null>((resolve) => {
+    const code = await new Promise<{ status: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       const poll = setInterval(() => {
         if (existsSync(staging)) {
           clearInterval(poll);
           child.kill('SIGINT');
         }
       }, 20);
-      child.on('exit', (c) => {
+      child.on('exit', (status, signal) => {
         clearInterval(poll);
-        resolve(c);
+        resolve({ status, signal });
       });
     });
-    t.equal(code, 130, `interrupted, exit 130 (${stderr.trim().split('\n').pop()})`);
-    t.same(tree(textDir), before, 'the earlier report, unchanged; the staging folder removed');
+    t.ok(code.signal === 'SIGINT' || code.status === 130, `ended by the signal (${JSON.stringify(code)}; ${stderr.trim().split('\n').pop()})`);
+    const left = Object.entries(tree(textDir)).filter(([path]) => !path.startsWith(`.interrupted.${child.pid}.staging/`));
+    t.same(Object.fromEntries(left), before, 'the earlier report, unchanged (the staging folder aside)');
+    new StagedDir(out).discard(); // the next run writing there
+    t.same(tree(textDir), before, 'the staging folder the killed run left is removed by the next run for that target');
+  });
+
+  // A signal is not held back while a staging folder exists: a handler in
+  // JavaScript only runs when a synchronous loop ends (attn --samples 1000000
+  // took 343 s to stop after Ctrl-C), so the default action ends the process
+  // and the next run removes what it left.
+  const outputsModule = pathToFileURL(join(ROOT, 'dist', 'src', 'outputs.js')).href;
+
+  t.test('Ctrl-C ends a process in a synchronous loop while it stages a folder', async (t) => {
+    const target = join(dir, 'spin-report');
+    const script =
+      // (the test runner puts @tapjs/processinfo into every node it spawns, which holds SIGINT and SIGTERM with a
+      // handler of its own: removed, so that the child holds them as the CLI does)
+      "process.removeAllListeners('SIGINT'); process.removeAllListeners('SIGTERM');" +
+      `const { StagedDir } = await import(${JSON.stringify(outputsModule)});` +
+      `new StagedDir(${JSON.stringify(target)}); process.stdout.write('staged\\n');` +
+      'const end = Date.now() + 60000; while (Date.now() < end);'; // (bounded, should the test die first)
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const ended = await new Promise<{ status: number | null; signal: NodeJS.Signals | null; killed: boolean }>((resolve) => {
+      let killed = false;
+      let fallback: NodeJS.Timeout | undefined;
+      child.stdout.once('data', () => {
+        child.kill('SIGINT');
+        // not a speed bound: a process that ignores the signal spins for a minute; it is stopped after 5 s
+        fallback = setTimeout(() => {
+          killed = true;
+          child.kill('SIGKILL');
+        }, 5000);
+      });
+      child.on('exit', (status, signal) => {
+        clearTimeout(fallback);
+        resolve({ status, signal, killed });
+      });
+    });
+    t.notOk(ended.killed, 'SIGINT ended it (it was not still spinning 5 s later)');
+    t.ok(ended.signal === 'SIGINT' || ended.status === 130, `ended by SIGINT (${JSON.stringify(ended)}) ${stderr}`);
+    t.notOk(existsSync(target), 'the target was never made');
+    t.equal(readdirSync(dir).filter((f) => f.startsWith('.spin-report.')).length, 1, 'the staging folder it left, until a next run');
+    new StagedDir(target).discard();
+    t.same(
+      readdirSync(dir).filter((f) => f.startsWith('.spin-report.')),
+      [],
+      'removed by the next StagedDir for the target',
+    );
+  });
+
+  t.test("a killed run's temporary names are removed by the next run writing there; a live process's are kept", async (t) => {
+    const dead = spawnSync(process.execPath, ['-e', '']).pid; // exited: no process has that pid (barring reuse in the meantime)
+    const alive = process.ppid; // the test runner, running
+    t.ok(dead !== undefined && dead > 0);
+    const where = join(dir, 'stale');
+    mkdirSync(where);
+    const target = join(where, 'report');
+    mkdirSync(target);
+    writeFileSync(join(target, 'report.md'), 'the earlier report');
+    for (const pid of [dead, alive]) {
+      for (const suffix of ['staging', 'old']) {
+        mkdirSync(join(where, `.report.${pid}.${suffix}`));
+        writeFileSync(join(where, `.report.${pid}.${suffix}`, 'part.md'), 'left');
+      }
+      writeFileSync(join(where, `out.csv.${pid}.tmp`), 'left');
+    }
+    mkdirSync(join(where, `.other.${dead}.staging`)); // another target's
+    const staged = new StagedDir(target);
+    t.same(
+      readdirSync(where)
+        .filter((f) => f.startsWith('.report.'))
+        .sort(),
+      [`.report.${alive}.old`, `.report.${alive}.staging`, `.report.${process.pid}.staging`].sort(),
+      "the dead pid's staging and old folders removed (the target is in place); the live one's and this run's kept",
+    );
+    writeFileSync(join(staged.path, 'report.md'), 'the new report');
+    staged.commit();
+    t.equal(readFileSync(join(target, 'report.md'), 'utf8'), 'the new report');
+    writeFileAtomic(join(where, 'out.csv'), 'a,b\n');
+    t.same(
+      readdirSync(where).sort(),
+      [`.other.${dead}.staging`, `.report.${alive}.old`, `.report.${alive}.staging`, 'out.csv', `out.csv.${alive}.tmp`, 'report'].sort(),
+      "the dead pid's temporary file removed, the live one's kept; another target's staging folder untouched",
+    );
+
+    // With the target missing, an old folder may be the earlier output (a run killed between commit()'s two renames): kept.
+    const lost = join(where, 'lost');
+    mkdirSync(join(where, `.lost.${dead}.old`));
+    mkdirSync(join(where, `.lost.${dead}.staging`));
+    new StagedDir(lost).discard();
+    t.same(
+      readdirSync(where).filter((f) => f.startsWith('.lost.')),
+      [`.lost.${dead}.old`],
+      'the old folder kept while the target is missing; the staging folder removed',
+    );
   });
 
   t.test('publish: an existing zoo model (the default too) is replaced only with --force', async (t) => {
