@@ -242,9 +242,18 @@ export class StagedDir {
     try {
       andThen?.();
     } catch (e) {
-      rmSync(this.target, { recursive: true, force: true });
-      if (hadOld) renameSync(old, this.target);
+      // The new folder leaves the target's place by a rename, then goes: a
+      // removal stopped part-way (a kill, an error) leaves no partial target
+      // beside the earlier output's only copy, which a later run would take
+      // for a finished swap's leftover, nor loses that copy on exit.
       untrack(old);
+      renameSync(this.target, this.path);
+      if (hadOld) renameSync(old, this.target);
+      try {
+        rmSync(this.path, { recursive: true, force: true });
+      } catch {
+        // (left under the staging name for the next run to remove: andThen's error is the one to report)
+      }
       throw e;
     }
     rmSync(old, { recursive: true, force: true });

@@ -295,6 +295,36 @@ await finishedRun(run);
     );
   });
 
+  // commit(andThen) puts the earlier folder back where andThen throws. The new
+  // folder leaves by a rename before it is removed, so a removal stopped
+  // part-way (here by a path past PATH_MAX, ENAMETOOLONG; a kill alike) leaves
+  // neither a partial target beside the earlier output's only copy (which the
+  // next run takes for a finished swap's leftover and removes) nor loses that
+  // copy on exit.
+  t.test('commit: andThen failing puts the earlier folder back whole, though removing the new one stops part-way', async (t) => {
+    const where = join(dir, 'unwound');
+    t.teardown(() => spawnSync('rm', ['-rf', where])); // (rmSync cannot remove what is nested past PATH_MAX)
+    const target = join(where, 'model');
+    mkdirSync(target, { recursive: true });
+    writeFileSync(join(target, 'model.bin'), 'the earlier model');
+    const staged = new StagedDir(target);
+    writeFileSync(join(staged.path, 'model.bin'), 'the new model');
+    const step = 'd'.repeat(200); // 30 folders deep: 6,000 bytes, made by relative steps
+    const nested = spawnSync('bash', ['-c', `cd "$1" && for i in $(seq 30); do mkdir ${step} && cd ${step}; done`, 'bash', staged.path]);
+    t.equal(nested.status, 0, String(nested.stderr));
+    t.throws(
+      () =>
+        staged.commit(() => {
+          throw new Error('manifest not written');
+        }),
+      /^manifest not written$/,
+      "andThen's error",
+    );
+    t.same(readdirSync(target), ['model.bin'], 'the earlier folder in place');
+    t.equal(readFileSync(join(target, 'model.bin'), 'utf8'), 'the earlier model');
+    t.notOk(existsSync(join(where, `.model.${process.pid}.old`)), 'no old folder left');
+  });
+
   t.test('publish: an existing zoo model (the default too) is replaced only with --force', async (t) => {
     const weights = join(dir, 'weights');
     const first = await runCliInProcess(['publish', '--run', run, '--name', 'tiny', '--weights', weights]);
