@@ -6,6 +6,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import t from 'tap';
 import { DenseCache } from '../src/cache/dense.js';
+import { RecomputeWindow } from '../src/cache/recompute.js';
 import { StreamingCache } from '../src/cache/streaming.js';
 import { SafetensorsReader, writeSafetensors } from '../src/checkpoint/safetensors.js';
 import { FileFormatError, NonFiniteError, ResourceError } from '../src/errors.js';
@@ -464,6 +465,18 @@ await initTestBackend();
     stream.dispose();
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     disposeModel(model);
+  });
+
+  // (a long window: restore puts back 200,000 ids, more than a call's arguments hold; the RangeError masked the feed's)
+  t.test('recompute: a failed feed puts back a window of 200,000 ids', async (t) => {
+    const window = new RecomputeWindow(300_000);
+    for (let i = 0; i < 200_000; i++) window.push(i % 7);
+    const saved = window.save();
+    [1, 2, 3].forEach((id) => window.push(id));
+    window.restore(saved);
+    t.equal(window.length, 200_000, 'length as before');
+    t.equal(window.window.length, 200_000);
+    t.same(window.window.slice(-3), [199_997 % 7, 199_998 % 7, 199_999 % 7], 'the window as before');
   });
 
   t.test('a cache that cannot fit is refused before it is allocated (API: ResourceError)', async (t) => {
