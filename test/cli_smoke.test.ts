@@ -49,7 +49,8 @@ t.test('every command: an argument error is one line on stderr, exit 2, nothing 
 /** The project files `file` imports at run time (type-only imports are erased), by relative path. */
 function staticImports(file: string): string[] {
   const source = readFileSync(file, 'utf8');
-  const specs = [...source.matchAll(/^(?:import|export)\s+(?!type\s)[^;]*?\s+from\s+'([^']+)';/gms)].map((m) => m[1]!);
+  // (`import 'x';` too: a side-effect import loads a package all the same)
+  const specs = [...source.matchAll(/^(?:import|export)\s+(?:(?!type\s)[^;]*?\s+from\s+)?'([^']+)';/gms)].map((m) => m[1]!);
   return specs.map((s) => (s.startsWith('.') ? resolve(dirname(file), s.replace(/\.js$/, '.ts')) : s));
 }
 
