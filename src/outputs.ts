@@ -136,7 +136,11 @@ function removeStale(dir: string, pattern: RegExp): void {
   for (const name of names) {
     const pid = Number(pattern.exec(name)?.[1]);
     if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || processExists(pid)) continue;
-    rmSync(join(dir, name), { recursive: true, force: true });
+    try {
+      rmSync(join(dir, name), { recursive: true, force: true });
+    } catch {
+      // (tidying only: another user's leftover in a shared folder, say, must not stop this run's output)
+    }
   }
 }
 

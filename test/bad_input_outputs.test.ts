@@ -1,7 +1,7 @@
 // Issue 9, classes 5 and 6: outputs, and the training runs commands read.
 // A section each, in a block of its own; both use one finished tiny run.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
@@ -323,6 +323,15 @@ await finishedRun(run);
     t.same(readdirSync(target), ['model.bin'], 'the earlier folder in place');
     t.equal(readFileSync(join(target, 'model.bin'), 'utf8'), 'the earlier model');
     t.notOk(existsSync(join(where, `.model.${process.pid}.old`)), 'no old folder left');
+
+    // A leftover that cannot be removed (here that staging folder, as a killed run's: another user's in a shared folder
+    // alike) does not stop the next run's output: removing leftovers is tidying.
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    renameSync(staged.path, join(where, `.model.${dead}.staging`));
+    const next = new StagedDir(target);
+    writeFileSync(join(next.path, 'model.bin'), 'the next model');
+    next.commit();
+    t.equal(readFileSync(join(target, 'model.bin'), 'utf8'), 'the next model', 'the next run writes its output');
   });
 
   t.test('publish: an existing zoo model (the default too) is replaced only with --force', async (t) => {
