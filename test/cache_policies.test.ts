@@ -26,7 +26,7 @@ import { writeLlama2c } from '../src/checkpoint/llama2c.js';
 import { scoreTokens } from '../src/eval/perplexity.js';
 import { cacheShape } from '../src/model/config.js';
 import { loadModel } from '../src/model/load.js';
-import { forward } from '../src/model/transformer.js';
+import { forward, forwardBatch } from '../src/model/transformer.js';
 import { disposeModel } from '../src/model/weights.js';
 import { initTestBackend, maxAbsDiff } from './helpers.js';
 import { hfReferenceLogits } from './hf_reference.js';
@@ -738,6 +738,28 @@ const backend = await initTestBackend();
           }
       }
     }
+  });
+
+  // A batch whose block fails: a cache whose abandon throws too (its restore failing, say) neither hides the block's
+  // error nor leaves the caches after it begun
+  t.test("a failed block's abandon that throws: the block's error reported, the other caches abandoned", async (t) => {
+    const before = tf.memory().numTensors;
+    const shape = cacheShape(model.config);
+    const [first, second, reference] = [new DenseCache(shape), new DenseCache(shape), new DenseCache(shape)];
+    first.abandon = () => {
+      throw new Error('abandon failed');
+    };
+    const onAttention = () => {
+      throw new Error('injected');
+    };
+    t.throws(() => forwardBatch(model, [ids.slice(0, 4), ids.slice(4, 8)], [first, second], 'all', { onAttention }), /^injected$/, "the block's error");
+    t.equal(second.length, 0, 'the second cache: length as before');
+    const got = forward(model, ids.slice(8, 12), second); // [4, vocab]
+    const want = forward(model, ids.slice(8, 12), reference);
+    t.equal(maxAbsDiff(got.dataSync(), want.dataSync()), 0, 'the second cache goes on as a fresh one, value for value');
+    tf.dispose([got, want]);
+    [first, second, reference].forEach((c) => c.dispose());
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
   });
 
   // forward() splits a block longer than a full h2o or tova cache takes into blocks of one token: where the

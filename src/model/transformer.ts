@@ -551,7 +551,7 @@ export function forwardLastValues(model: Model, ids: readonly number[], cache: K
       // (a self-contained block takes the batched causal kernel's path, as forwardBlock decides)
       if (!(view.selfContained && causalKernelAvailable())) programmed = program.run(ids[0]!, cache, view);
     } catch (e) {
-      cache.abandon(); // (as if the step had never begun: the caller may go on with the cache)
+      abandonBlock([cache]); // (as if the step had never begun: the caller may go on with the cache)
       throw e;
     }
     if (programmed !== undefined) {
@@ -706,11 +706,26 @@ function forwardBlock<R extends tf.TensorContainer>(
       return run(states, causal);
     });
   } catch (e) {
-    caches.forEach((c) => c.abandon());
+    abandonBlock(caches);
     throw e;
   }
   caches.forEach((c) => c.end());
   return result;
+}
+
+/**
+ * Each cache abandons the block, whatever another's abandon throws: the
+ * error that failed the block is the one reported, and no cache is left
+ * begun because one before it failed to abandon.
+ */
+function abandonBlock(caches: readonly KVCache[]): void {
+  for (const cache of caches) {
+    try {
+      cache.abandon();
+    } catch {
+      // (the block's error is thrown by the caller)
+    }
+  }
 }
 
 /** Each cache's view of a block of T tokens; where a begin throws, the caches begun before it abandon the block. */
@@ -719,7 +734,7 @@ function beginBlock(caches: readonly KVCache[], T: number): BlockView[] {
   try {
     for (const cache of caches) views.push(cache.begin(T));
   } catch (e) {
-    for (let b = 0; b < views.length; b++) caches[b]!.abandon();
+    abandonBlock(caches.slice(0, views.length));
     throw e;
   }
   return views;
