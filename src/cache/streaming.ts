@@ -177,13 +177,8 @@ export class StreamingCache implements KVCache {
     const slotRuns: SlotRuns = []; // [first slot, count], in stream order
     const storedSinks = Math.min(S, start);
     if (storedSinks > 0) slotRuns.push([0, storedSinks]);
-    // ring slots of stream oldFrom..start-1: one run, or two when it wraps
-    for (let j = Math.max(S, start - this.windowSize + 1); j < start;) {
-      const slot = this.slotOf(j);
-      const run = Math.min(start - j, S + this.windowSize - slot);
-      slotRuns.push([slot, run]);
-      j += run;
-    }
+    // ring slots of stream oldFrom..start-1
+    this.eachRingRun(Math.max(S, start - this.windowSize + 1), start, (slot, run) => slotRuns.push([slot, run]));
     return this.storage.join(layer, slotRuns, keys, values);
   }
 
@@ -193,13 +188,10 @@ export class StreamingCache implements KVCache {
     const S = this.sinkCount;
     const end = start + this.blockTokens!;
     const stored = Math.min(start, S + this.windowSize); // slots holding entries: 0..stored-1
-    for (let j = Math.max(S, start, end - this.windowSize); j < end;) {
-      const slot = this.slotOf(j);
-      const run = Math.min(end - j, S + this.windowSize - slot);
+    this.eachRingRun(Math.max(S, start, end - this.windowSize), end, (slot, run) => {
       const kept = Math.min(run, stored - slot);
       if (kept > 0) this.overwritten.push(this.storage.copySlots(layer, slot, kept));
-      j += run;
-    }
+    });
   }
 
   /** Write the block's entries that the cache keeps: sinks, and the last W of the rest. */
@@ -208,10 +200,15 @@ export class StreamingCache implements KVCache {
     const S = this.sinkCount;
     const end = start + this.blockTokens!;
     if (start < S) this.storage.write(layer, keys, values, start, 0, Math.min(S, end) - start);
-    for (let j = Math.max(S, start, end - this.windowSize); j < end;) {
+    this.eachRingRun(Math.max(S, start, end - this.windowSize), end, (slot, run, j) => this.storage.write(layer, keys, values, slot, j - start, run));
+  }
+
+  /** The ring slots of stream indices [from, to) (past the sinks, at most a window of them), run by run: one, or two where the ring wraps; `visit(slot, count, j)` each, j the run's first stream index. */
+  private eachRingRun(from: number, to: number, visit: (slot: number, count: number, j: number) => void): void {
+    for (let j = from; j < to;) {
       const slot = this.slotOf(j);
-      const run = Math.min(end - j, S + this.windowSize - slot);
-      this.storage.write(layer, keys, values, slot, j - start, run);
+      const run = Math.min(to - j, this.sinkCount + this.windowSize - slot);
+      visit(slot, run, j);
       j += run;
     }
   }
