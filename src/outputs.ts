@@ -206,10 +206,10 @@ export class StagedDir {
 
   constructor(readonly target: string) {
     this.path = join(dirname(target), `.${basename(target)}.${process.pid}.staging`);
-    const name = escapeRegExp(basename(target));
-    removeStale(dirname(target), new RegExp(`^\\.${name}\\.(\\d+)\\.staging$`));
-    // (an .old folder is the earlier output only while the target is missing: a run killed between the two renames of commit())
-    if (existsSync(target)) removeStale(dirname(target), new RegExp(`^\\.${name}\\.(\\d+)\\.old$`));
+    // (one listing of the folder; a dead run's .old folder only where the target is in place: while the target is
+    // missing, .old may be the earlier output's only copy, a run killed between the two renames of commit())
+    const stale = existsSync(target) ? 'staging|old' : 'staging';
+    removeStale(dirname(target), new RegExp(`^\\.${escapeRegExp(basename(target))}\\.(\\d+)\\.(?:${stale})$`));
     rmSync(this.path, { recursive: true, force: true });
     try {
       mkdirSync(this.path, { recursive: true });
