@@ -563,9 +563,7 @@ t.test(
     const ids = Array.from({ length: 40 }, (_, i) => tokens[(5 * i) % tokens.length]!);
     let same = 0;
     for (const id of ids) {
-      setDecodePrograms(false);
-      const want = forwardLastValues(model, [id], plain).slice();
-      setDecodePrograms(true);
+      const want = oneJobPath(() => forwardLastValues(model, [id], plain).slice());
       const got = forwardLastValues(model, [id], refusing).slice();
       if (bitsEqual(got, want)) same++;
     }
@@ -662,9 +660,7 @@ t.test(
     for (let i = 0; i < N; i++) {
       const id = tokens[(5 * i) % tokens.length]!;
       const got = forwardLastValues(model, [id], updating).slice();
-      setDecodePrograms(false);
-      const want = forwardLastValues(model, [id], plain);
-      setDecodePrograms(true);
+      const want = oneJobPath(() => forwardLastValues(model, [id], plain));
       if (bitsEqual(got, want)) same++;
     }
     t.equal(updating.size, N, `${N} entries, grown four times`);
@@ -741,10 +737,8 @@ t.test(
         // a prompt of 3 (not a program's: T = 3), then single tokens
         const blocks = [stream.slice(0, 3), ...stream.slice(3).map((id) => [id])];
         for (const ids of blocks) {
-          setDecodePrograms(false);
-          const logits = viaJobs.feed(ids, 'last');
+          const logits = oneJobPath(() => viaJobs.feed(ids, 'last'));
           const want = logits.dataSync() as Float32Array;
-          setDecodePrograms(true);
           const got = viaProgram.feedLastValues(ids);
           if (bitsEqual(got, want)) same++;
           // (greedy decoding's pick: the classifier step's records, pickedArgmax)
@@ -804,9 +798,7 @@ t.test(
       for (let i = 0; i < steps; i++) {
         for (let s = 0; s < policies.length; s++) {
           const got = viaProgram[s]!.feedLastValues([idOf(s, i)]).slice();
-          setDecodePrograms(false);
-          const want = viaJobs[s]!.feedLastValues([idOf(s, i)]);
-          setDecodePrograms(true);
+          const want = oneJobPath(() => viaJobs[s]!.feedLastValues([idOf(s, i)]));
           if (bitsEqual(got, want)) same++;
         }
       }
@@ -846,11 +838,9 @@ t.test(
       const id = tokens[(3 * i) % tokens.length]!;
       model.config = { ...model.config, softmax };
       const got = viaProgram.feedLastValues([id]).slice();
-      setDecodePrograms(false);
-      const want = viaJobs.feedLastValues([id]).slice();
+      const want = oneJobPath(() => viaJobs.feedLastValues([id]).slice());
       model.config = { ...model.config, softmax: 'softmax' };
-      const softmaxOnly = plain.feedLastValues([id]);
-      setDecodePrograms(true);
+      const softmaxOnly = oneJobPath(() => plain.feedLastValues([id]));
       if (bitsEqual(got, want)) same++;
       if (softmax === 'softmax1' && !bitsEqual(want, softmaxOnly)) told++;
     }
@@ -896,9 +886,7 @@ t.test(
       for (let k = 0; k < 3; k++, i++) {
         const id = tokens[(7 * i) % tokens.length]!;
         const got = viaProgram.feedLastValues([id]).slice();
-        setDecodePrograms(false);
-        const want = viaJobs.feedLastValues([id]);
-        setDecodePrograms(true);
+        const want = oneJobPath(() => viaJobs.feedLastValues([id]));
         if (bitsEqual(got, want)) same++;
       }
       t.equal(same, 3, `${label}: each token's logits the one-job path's bit for bit`);
@@ -931,9 +919,7 @@ t.test(
       let same = 0;
       for (const ids of [[1, 2], [3], [4]]) {
         const got = viaProgram.feedLastValues(ids).slice();
-        setDecodePrograms(false);
-        const want = viaJobs.feedLastValues(ids);
-        setDecodePrograms(true);
+        const want = oneJobPath(() => viaJobs.feedLastValues(ids));
         if (bitsEqual(got, want) && got.every(Number.isFinite)) same++;
       }
       t.equal(same, 3, `${layers} layers: each token's logits, finite, the one-job path's bit for bit`);
@@ -965,9 +951,7 @@ t.test(
     let same = 0;
     const step = (id: number) => {
       const got = viaProgram.feedLastValues([id]).slice();
-      setDecodePrograms(false);
-      const want = viaJobs.feedLastValues([id]);
-      setDecodePrograms(true);
+      const want = oneJobPath(() => viaJobs.feedLastValues([id]));
       if (bitsEqual(got, want)) same++;
     };
     [1, 2, 3].forEach(step);
@@ -991,6 +975,16 @@ t.test(
     await model.pool?.dispose();
   },
 );
+
+/** f's result on the one-job-at-a-time path (decode programs off), programs back on after it, whatever f throws. */
+function oneJobPath<T>(f: () => T): T {
+  setDecodePrograms(false);
+  try {
+    return f();
+  } finally {
+    setDecodePrograms(true);
+  }
+}
 
 /** Whether two arrays hold the same float32 bits. */
 function bitsEqual(a: Float32Array, b: Float32Array): boolean {
