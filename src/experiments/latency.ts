@@ -10,8 +10,8 @@
 // the policy holds.
 import * as tf from '@tensorflow/tfjs';
 import { type CachePolicy, DEFAULT_SINK_COUNT } from '../cache/index.js';
-import { checkFits } from '../memory.js';
 import { lineChart } from '../plot/index.js';
+import { checkScoresFit } from '../model/transformer.js';
 import { TokenStream } from '../stream.js';
 import type { FigureFile } from './report.js';
 import { cacheWindow, type Experiment, type ExperimentContext, sinkCount } from './types.js';
@@ -88,9 +88,9 @@ async function measure(ctx: ExperimentContext, policy: CachePolicy, fill: number
  * had fed C tokens (--window 1e12: 1.25e11 tokens, never done).
  */
 function checkLargestSize(ctx: ExperimentContext, W: number, C: number): void {
-  const scoreBytes = 4 * ctx.model.config.heads * C * C;
   const window = ctx.settings.window === undefined ? `the trained length ${W}` : `--window ${W}`;
-  checkFits(`latency: a cache of ${C} entries (${C / W} x ${window}), whose recompute step attends over ${C} tokens at once`, 3 * scoreBytes, scoreBytes);
+  const scoreBytes = 4 * ctx.model.config.heads * C * C; // [heads, C, C]
+  checkScoresFit(`latency: a cache of ${C} entries (${C / W} x ${window}), whose recompute step attends over ${C} tokens at once`, scoreBytes);
 }
 
 export async function runLatency(ctx: ExperimentContext): Promise<LatencyResult> {

@@ -457,7 +457,6 @@ const SMALL_SCORES_BYTES = 64 * 1024 * 1024;
 /**
  * Refuse a block whose attention scores, [heads, T, entries] per sequence,
  * cannot be allocated (a huge block, or a huge dense or recompute window).
- * Scores, their softmax and the mask are alive together: about 3x.
  */
 function checkAttentionFits(config: ModelConfig, views: BlockView[], T: number): void {
   let bytes = 0;
@@ -467,7 +466,17 @@ function checkAttentionFits(config: ModelConfig, views: BlockView[], T: number):
     entries = Math.max(entries, n);
     bytes += 4 * config.heads * T * n;
   }
-  if (bytes > SMALL_SCORES_BYTES) checkFits(`attention of a block of ${T} tokens over ${entries} cache entries`, 3 * bytes, bytes);
+  if (bytes > SMALL_SCORES_BYTES) checkScoresFit(`attention of a block of ${T} tokens over ${entries} cache entries`, bytes);
+}
+
+/**
+ * ResourceError (`what` first) where attention scores of `bytes` cannot be
+ * allocated: the scores, their softmax and the mask are alive together,
+ * about 3x. The forward pass's check, for a caller that refuses a size
+ * before its work begins (experiments/latency.ts).
+ */
+export function checkScoresFit(what: string, bytes: number): void {
+  checkFits(what, 3 * bytes, bytes);
 }
 
 /**
