@@ -2,7 +2,7 @@
 // A section each, in a block of its own; both use one finished tiny run.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { StagedDir, writeFileAtomic } from '../src/outputs.js';
@@ -182,10 +182,11 @@ await finishedRun(run);
     const child = spawn(process.execPath, [CLI, ...reportArgs(['reproduce', 'all'], out)], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const staging = join(textDir, `.interrupted.${child.pid}.staging`);
+    // (its staging folder: .interrupted.PID-TOKEN.staging)
+    const staging = () => readdirSync(textDir).find((f) => f.startsWith(`.interrupted.${child.pid}-`) && f.endsWith('.staging'));
     const code = await new Promise<{ status: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       const poll = setInterval(() => {
-        if (existsSync(staging)) {
+        if (staging() !== undefined) {
           clearInterval(poll);
           child.kill('SIGINT');
         }
@@ -196,7 +197,7 @@ await finishedRun(run);
       });
     });
     t.ok(code.signal === 'SIGINT' || code.status === 130, `ended by the signal (${JSON.stringify(code)}; ${stderr.trim().split('\n').pop()})`);
-    const left = Object.entries(tree(textDir)).filter(([path]) => !path.startsWith(`.interrupted.${child.pid}.staging/`));
+    const left = Object.entries(tree(textDir)).filter(([path]) => !path.startsWith(`${staging()}/`));
     t.same(Object.fromEntries(left), before, 'the earlier report, unchanged (the staging folder aside)');
     new StagedDir(out).discard(); // the next run writing there
     t.same(tree(textDir), before, 'the staging folder the killed run left is removed by the next run for that target');
@@ -270,7 +271,7 @@ await finishedRun(run);
       readdirSync(where)
         .filter((f) => f.startsWith('.report.'))
         .sort(),
-      [`.report.${alive}.old`, `.report.${alive}.staging`, `.report.${process.pid}.staging`].sort(),
+      [`.report.${alive}.old`, `.report.${alive}.staging`, basename(staged.path)].sort(),
       "the dead pid's staging and old folders removed (the target is in place); the live one's and this run's kept",
     );
     writeFileSync(join(staged.path, 'report.md'), 'the new report');
@@ -293,6 +294,39 @@ await finishedRun(run);
       [`.lost.${dead}.old`],
       'the old folder kept while the target is missing; the staging folder removed',
     );
+  });
+
+  // A pid is not a run's alone: in a container every run can be pid 1, and a
+  // pid is reused once its process has ended. A name left by an earlier run
+  // with this process's pid is that run's (stale), not this run's own: before
+  // the names carried a token, commit() took the earlier run's old folder for
+  // its own and removed it, the earlier output's only copy.
+  t.test("a name an earlier run with this process's pid left is stale, not this run's", async (t) => {
+    const where = join(dir, 'same-pid');
+    const target = join(where, 'report');
+    const pid = process.pid;
+    // a run with this pid killed between commit()'s two renames: the earlier report only in its old folder
+    mkdirSync(join(where, `.report.${pid}.old`), { recursive: true });
+    writeFileSync(join(where, `.report.${pid}.old`, 'report.md'), 'the earlier report');
+    mkdirSync(join(where, `.report.${pid}.staging`));
+    writeFileSync(join(where, `.report.${pid}.staging`, 'part.md'), 'left');
+    writeFileSync(join(where, `out.csv.${pid}.tmp`), 'left');
+    const staged = new StagedDir(target);
+    t.same(
+      readdirSync(where)
+        .filter((f) => f.startsWith('.report.'))
+        .sort(),
+      [`.report.${pid}.old`, basename(staged.path)].sort(),
+      'the staging folder removed; the old folder kept while the target is missing',
+    );
+    writeFileSync(join(staged.path, 'report.md'), 'the new report');
+    staged.commit();
+    t.equal(readFileSync(join(target, 'report.md'), 'utf8'), 'the new report');
+    t.equal(readFileSync(join(where, `.report.${pid}.old`, 'report.md'), 'utf8'), 'the earlier report', "commit() left the earlier run's old folder alone");
+    new StagedDir(target).discard(); // the next run writing there, the target in place
+    writeFileAtomic(join(where, 'out.csv'), 'a,b\n');
+    t.same(readdirSync(where).sort(), ['out.csv', 'report'], "the earlier run's old folder and temporary file removed as stale");
+    t.equal(readFileSync(join(where, 'out.csv'), 'utf8'), 'a,b\n');
   });
 
   // commit(andThen) puts the earlier folder back where andThen throws. The new
@@ -322,7 +356,11 @@ await finishedRun(run);
     );
     t.same(readdirSync(target), ['model.bin'], 'the earlier folder in place');
     t.equal(readFileSync(join(target, 'model.bin'), 'utf8'), 'the earlier model');
-    t.notOk(existsSync(join(where, `.model.${process.pid}.old`)), 'no old folder left');
+    t.same(
+      readdirSync(where).filter((f) => f.endsWith('.old')),
+      [],
+      'no old folder left',
+    );
 
     // A leftover that cannot be removed (here that staging folder, as a killed run's: another user's in a shared folder
     // alike) does not stop the next run's output: removing leftovers is tidying.
