@@ -71,7 +71,7 @@ function checkCanCreate(path: string, what: string): void {
 export function checkWritableDir(dir: string, what: string): void {
   const st = statOrUndefined(dir);
   if (st === undefined) throw new OutputError(`${what}: no such folder`);
-  if (!st.isDirectory()) throw new OutputError(`${what}: is a file, expected a folder`);
+  if (!st.isDirectory()) throw new OutputError(`${what}: is ${kindOf(st)}, expected a folder`);
   probeWritable(dir, what);
 }
 
@@ -99,8 +99,9 @@ export function checkOutputFile(file: string, what: string, force = false): void
   checkCanCreate(file, what);
 }
 
-/** What a path that is neither a file nor a folder is, for a message. */
+/** What a path that is not a folder is, for a message. */
 function kindOf(st: Stats): string {
+  if (st.isFile()) return 'a file';
   if (st.isCharacterDevice()) return 'a character device';
   if (st.isBlockDevice()) return 'a block device';
   if (st.isFIFO()) return 'a named pipe';
@@ -115,7 +116,7 @@ function kindOf(st: Stats): string {
  */
 export function checkOutputDir(dir: string, what: string, force = false, replaceable?: (dir: string) => boolean): void {
   const st = statOrUndefined(dir);
-  if (st !== undefined && !st.isDirectory()) throw new OutputError(`${what}: is a file, expected a folder`);
+  if (st !== undefined && !st.isDirectory()) throw new OutputError(`${what}: is ${kindOf(st)}, expected a folder`);
   if (st !== undefined && !force && readdirSync(dir).length > 0 && !(replaceable?.(dir) ?? false)) {
     throw new OutputError(`${what}: already exists and is not empty (add --force to replace it)`);
   }

@@ -152,6 +152,8 @@ await finishedRun(run);
       `attn --out ${mine}: already exists and is not empty (add --force to replace it)`,
     );
     await refused(t, reportArgs(['start'], aFile), `start --out ${aFile}: is a file, expected a folder`);
+    // (a device, named as one: was 'is a file')
+    await refused(t, reportArgs(['start'], '/dev/null'), 'start --out /dev/null: is a character device, expected a folder');
     await refused(t, reportArgs(['start'], join(aFile, 'sub')), `start --out ${join(aFile, 'sub')}: ${aFile} is not a directory`);
     t.same(tree(textDir), before, 'nothing changed, nothing left');
     const forced = await runCliInProcess([...reportArgs(['start'], mine), '--force']);
