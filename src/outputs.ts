@@ -1,8 +1,9 @@
 // Where results go. Every command checks its outputs before the work starts
 // (a read-only folder or a directory given as a file should cost nothing, not
-// a whole run), never replaces an existing file or folder unless the user
-// said --force, and writes so that an interruption leaves either the old
-// output or the new one, never a mix:
+// a whole run), never replaces an existing file or folder (or symbolic link,
+// even to nothing: the link is replaced, never written through) unless the
+// user said --force, and writes so that an interruption leaves either the
+// old output or the new one, never a mix:
 //
 //   one file      written to FILE.RUN.tmp, renamed over FILE when complete
 //   a folder      built in .NAME.RUN.staging beside it, swapped in whole
@@ -27,7 +28,7 @@
 // The target itself is only ever replaced by a completed rename, so a
 // killed run leaves the earlier output as it was.
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, type Stats, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, type Stats, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { OutputError } from './errors.js';
 
@@ -96,7 +97,33 @@ export function checkOutputFile(file: string, what: string, force = false): void
   // (renamed over, a device or pipe would be replaced by a file: --force of /dev/full replaced the device)
   if (st !== undefined && !st.isFile()) throw new OutputError(`${what}: is ${kindOf(st)}, not a file; expected a file name`);
   if (st !== undefined && !force) throw new OutputError(`${what}: already exists (add --force to replace it)`);
+  if (st === undefined && !force) refuseDanglingLink(file, what);
   checkCanCreate(file, what);
+}
+
+/**
+ * A symbolic link whose target is missing is an entry all the same, though
+ * stat finds nothing there: the file or folder renamed into its place
+ * replaces the link (it never writes through it), so only with --force.
+ */
+function refuseDanglingLink(path: string, what: string): void {
+  let link: string;
+  try {
+    link = readlinkSync(path);
+  } catch {
+    return; // (nothing there: ENOENT; or not a link)
+  }
+  throw new OutputError(`${what}: already exists, a symbolic link to ${link}, which is missing (add --force to replace the link)`);
+}
+
+/** Whether there is an entry at `path`, a symbolic link to nothing included (existsSync follows links). */
+function entryExists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** What a path that is not a folder is, for a message. */
@@ -120,6 +147,7 @@ export function checkOutputDir(dir: string, what: string, force = false, replace
   if (st !== undefined && !force && readdirSync(dir).length > 0 && !(replaceable?.(dir) ?? false)) {
     throw new OutputError(`${what}: already exists and is not empty (add --force to replace it)`);
   }
+  if (st === undefined && !force) refuseDanglingLink(dir, what);
   checkCanCreate(dir, what);
 }
 
@@ -228,7 +256,7 @@ export class StagedDir {
     this.path = join(dirname(target), `.${basename(target)}.${RUN}.staging`);
     // (one listing of the folder; a dead run's .old folder only where the target is in place: while the target is
     // missing, .old may be the earlier output's only copy, a run killed between the two renames of commit())
-    const stale = existsSync(target) ? 'staging|old' : 'staging';
+    const stale = entryExists(target) ? 'staging|old' : 'staging';
     removeStale(dirname(target), new RegExp(`^\\.${escapeRegExp(basename(target))}\\.${RUN_GROUP}\\.(?:${stale})$`));
     rmSync(this.path, { recursive: true, force: true });
     try {
@@ -250,7 +278,7 @@ export class StagedDir {
     rmSync(old, { recursive: true, force: true });
     let hadOld = false;
     try {
-      if (existsSync(this.target)) {
+      if (entryExists(this.target)) {
         renameSync(this.target, old);
         hadOld = true;
       }

@@ -1,7 +1,21 @@
 // Issue 9, classes 5 and 6: outputs, and the training runs commands read.
 // A section each, in a block of its own; both use one finished tiny run.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
@@ -160,6 +174,42 @@ await finishedRun(run);
     t.equal(forced.status, 0, forced.stderr);
     t.notOk(existsSync(join(mine, 'thesis.tex')), '--force replaces the folder');
     t.ok(existsSync(join(mine, 'report.md')));
+  });
+
+  // A symbolic link to nothing is an entry, though stat finds nothing there:
+  // the output renamed into its place replaces the link (written through,
+  // never), so only with --force, as any existing output (before: eval
+  // replaced it unasked, and a report's swap failed with ENOTDIR after the
+  // whole run).
+  t.test('a symbolic link to nothing is an existing output: the link replaced only with --force', async (t) => {
+    const where = tempDir('streamllm-dangling-');
+    const missing = join(where, 'gone', 'nll.csv');
+    const link = join(where, 'nll.csv');
+    symlinkSync(missing, link);
+    await refused(
+      t,
+      [...evalArgs, '--csv', link],
+      `eval --csv ${link}: already exists, a symbolic link to ${missing}, which is missing (add --force to replace the link)`,
+    );
+    t.equal(readlinkSync(link), missing, 'the link as it was');
+    const r = await runCliInProcess([...evalArgs, '--csv', link, '--force']);
+    t.equal(r.status, 0, r.stderr);
+    t.ok(lstatSync(link).isFile(), "--force: the file in the link's place");
+    t.notOk(existsSync(join(where, 'gone')), 'nothing written through the link');
+
+    const report = join(where, 'report');
+    const gone = join(where, 'gone-report');
+    symlinkSync(gone, report);
+    await refused(
+      t,
+      reportArgs(['start'], report),
+      `start --out ${report}: already exists, a symbolic link to ${gone}, which is missing (add --force to replace the link)`,
+    );
+    const staged = new StagedDir(report); // what --force's run does after the check
+    writeFileSync(join(staged.path, 'report.md'), 'the new report');
+    staged.commit();
+    t.equal(readFileSync(join(report, 'report.md'), 'utf8'), 'the new report', "the folder in the link's place");
+    t.same(readdirSync(where).sort(), ['nll.csv', 'report'], "no old or staging name left; nothing made at the link's target");
   });
 
   t.test('a run that fails part-way leaves the earlier report as it was', async (t) => {
