@@ -18,6 +18,7 @@ import { DenseCache } from '../src/cache/dense.js';
 import { createCache } from '../src/cache/index.js';
 import { CACHE_KIND_SUMMARIES, CACHE_KINDS, type KVCachePolicy, policyBound, policyFromName, policyLabel, policySpan } from '../src/cache/policies.js';
 import type { ScoredCache } from '../src/cache/scored.js';
+import type { EntryStorage } from '../src/cache/storage.js';
 import { StreamingCache } from '../src/cache/streaming.js';
 import { type CacheShape, entryTensors, type KVCache, type LayerView, type MemoryEntries } from '../src/cache/types.js';
 import { poolRegions } from '../kernels/pool_regions.js';
@@ -759,6 +760,28 @@ const backend = await initTestBackend();
     t.equal(maxAbsDiff(got.dataSync(), want.dataSync()), 0, 'the second cache goes on as a fresh one, value for value');
     tf.dispose([got, want]);
     [first, second, reference].forEach((c) => c.dispose());
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  });
+
+  // EntryStorage.restore (a streaming cache's abandon puts back the kept entries a block of several tokens overwrote)
+  // makes a tensor each of the keys and values it writes back: disposed where the write throws too
+  t.test('a restore whose write throws leaks neither of its tensors', async (t) => {
+    const before = tf.memory().numTensors;
+    const cache = new StreamingCache(2, 5, cacheShape(model.config));
+    forward(model, ids.slice(0, 13), cache).dispose(); // the ring wrapped: a block of 4 overwrites kept entries
+    const storage = (cache as unknown as { storage: EntryStorage }).storage;
+    let restores = 0;
+    const onAttention = () => {
+      // (once the block stored: only restore writes after this)
+      storage.write = () => {
+        restores++;
+        throw new Error('write failed');
+      };
+      throw new Error('injected');
+    };
+    t.throws(() => forward(model, ids.slice(13, 17), cache, 'all', { onAttention }), /^injected$/, "the block's error");
+    t.equal(restores, 1, 'abandon restored, and its write threw');
+    cache.dispose();
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
   });
 
