@@ -14,6 +14,7 @@ import { POOL_MAX_BYTES, WorkerPool } from '../kernels/pool.js';
 import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import type { SoftmaxVariant } from '../kernels/softmax.js';
+import { CausalBlock } from '../src/cache/causal_block.js';
 import { DenseCache } from '../src/cache/dense.js';
 import { createCache } from '../src/cache/index.js';
 import { CACHE_KIND_SUMMARIES, CACHE_KINDS, type KVCachePolicy, policyBound, policyFromName, policyLabel, policySpan } from '../src/cache/policies.js';
@@ -760,6 +761,41 @@ const backend = await initTestBackend();
     t.equal(maxAbsDiff(got.dataSync(), want.dataSync()), 0, 'the second cache goes on as a fresh one, value for value');
     tf.dispose([got, want]);
     [first, second, reference].forEach((c) => c.dispose());
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  });
+
+  // end or abandon with no block begun (never, or the block already ended or abandoned) is a caller's mistake:
+  // an Error naming the cache and the call, from every cache alike (CausalBlock's abandon passed unseen, and
+  // made a finished block's CausalBlock begin again)
+  t.test('end or abandon with no block begun: an Error naming the cache, from every cache', async (t) => {
+    const before = tf.memory().numTensors;
+    const shape = cacheShape(model.config);
+    const policies: KVCachePolicy[] = [
+      { kind: 'dense' },
+      { kind: 'window', windowSize: 5 },
+      { kind: 'streaming', sinkCount: 2, windowSize: 5 },
+      { kind: 'h2o', budget: 8, recent: 3 },
+      { kind: 'tova', budget: 5 },
+    ];
+    const caches: [string, () => KVCache][] = [
+      ...policies.map((p): [string, () => KVCache] => [policyLabel(p), () => createCache(p, shape)]),
+      ['causal', () => new CausalBlock()],
+    ];
+    for (const [label, make] of caches) {
+      const cache = make();
+      const name = cache.constructor.name;
+      for (const call of ['end', 'abandon'] as const)
+        t.throws(() => cache[call](), new Error(`${name}.${call}: no block begun`), `${label}: ${call}, never begun`);
+      forward(model, ids.slice(0, 3), cache).dispose(); // begun and ended
+      for (const call of ['end', 'abandon'] as const)
+        t.throws(() => cache[call](), new Error(`${name}.${call}: no block begun`), `${label}: ${call}, the block ended`);
+      cache.dispose();
+      const again = make(); // (a CausalBlock that ended begins no other block)
+      again.begin(2);
+      again.abandon();
+      t.throws(() => again.abandon(), new Error(`${name}.abandon: no block begun`), `${label}: abandon twice`);
+      again.dispose();
+    }
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
   });
 
