@@ -145,6 +145,8 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
     ['big_q8', ['--threads', '0'], "--threads: expected a whole number in 1..256, got '0'"],
     ['f32_product', ['--shapes', '3x'], "--shapes: expected ROWSxCOLS (each 1..32000, at most 2^26 weights) or step, got '3x'"],
     ['builds_ab', ['--a', 'dist', '--shape', '9M'], "--shape: unknown shape '9M' (known: 260K, 15M, 42M, 110M)"],
+    // (a flag a description names, of another program, is none: --dim was accepted, ignored, and a 2.7B model loaded)
+    ['big_q8', ['--dim', '2560'], 'unknown flag --dim (flags: --model, --fast, --seed, --tokens, --threads, --record, --help)'],
   ];
   for (const [name, args, message] of cases) {
     const r = runCli(['bench', name, ...args], probed);
