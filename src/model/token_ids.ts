@@ -29,6 +29,16 @@ export function badTokenId(ids: ArrayLike<unknown>, vocabSize = Infinity, sink =
 }
 
 /**
+ * At least one id, where a forward pass or a prompt takes them: a block of
+ * none has nothing to compute (tfjs ran the model's products on 0 rows, and
+ * the wasm backend printed an XNNPACK status line for each), an ArgumentError
+ * naming `argument`.
+ */
+export function checkSomeTokenIds(argument: string, ids: ArrayLike<unknown>): void {
+  if (ids.length === 0) throw new ArgumentError(argument, 'expected at least one token id, got none');
+}
+
+/**
  * An ArgumentError naming `argument` and the first element of `ids` that is
  * not a token id of a vocabulary of `vocabSize` ("prompt: element 1 is 96,
  * expected a token id in 0..95"); `sink`: SINK_TOKEN is one too.
