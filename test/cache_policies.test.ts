@@ -677,6 +677,15 @@ const backend = await initTestBackend();
     t.throws(() => createCache({ kind: 'tova', budget: 0 }, cacheShape(model.config)), /^budget: expected an integer >= 1, got 0/);
   });
 
+  /** A cache of each policy, small: 13 tokens fill each (rings wrapped, evictions made). */
+  const smallPolicies: KVCachePolicy[] = [
+    { kind: 'dense' },
+    { kind: 'window', windowSize: 5 },
+    { kind: 'streaming', sinkCount: 2, windowSize: 5 },
+    { kind: 'h2o', budget: 8, recent: 3 },
+    { kind: 'tova', budget: 5 },
+  ];
+
   // KVCache.abandon (types.ts, Failing): a block whose forward pass throws
   // after the caches began (here an attention observer throwing once a layer
   // stored, attended and, for h2o and tova, scored and evicted) leaves each
@@ -691,13 +700,6 @@ const backend = await initTestBackend();
     const prefix = ids.slice(0, 13); // fills every policy below: rings wrapped, evictions made
     const failed = ids.slice(30, 36);
     const after = ids.slice(13, 30);
-    const policies: KVCachePolicy[] = [
-      { kind: 'dense' },
-      { kind: 'window', windowSize: 5 },
-      { kind: 'streaming', sinkCount: 2, windowSize: 5 },
-      { kind: 'h2o', budget: 8, recent: 3 },
-      { kind: 'tova', budget: 5 },
-    ];
     // (h2o's scores, read inside: its evictions here are settled by wide margins, so scores left with a failed query's attention would not show in the logits)
     const scoresOf = (cache: KVCache) =>
       cache.policy?.kind === 'h2o' ? (cache as unknown as { scores: Float64Array[] }).scores.map((s) => Array.from(s)) : [];
@@ -711,7 +713,7 @@ const backend = await initTestBackend();
       });
       return Float32Array.from(rows.flatMap((r) => Array.from(r)));
     };
-    for (const policy of policies) {
+    for (const policy of smallPolicies) {
       const memories = policy.kind === 'h2o' || policy.kind === 'tova' ? [undefined] : [undefined, poolEntryMemory(pool)];
       for (const entryMemory of memories) {
         const shape = { ...cacheShape(model.config), entryMemory };
@@ -770,15 +772,8 @@ const backend = await initTestBackend();
   t.test('end or abandon with no block begun: an Error naming the cache, from every cache', async (t) => {
     const before = tf.memory().numTensors;
     const shape = cacheShape(model.config);
-    const policies: KVCachePolicy[] = [
-      { kind: 'dense' },
-      { kind: 'window', windowSize: 5 },
-      { kind: 'streaming', sinkCount: 2, windowSize: 5 },
-      { kind: 'h2o', budget: 8, recent: 3 },
-      { kind: 'tova', budget: 5 },
-    ];
     const caches: [string, () => KVCache][] = [
-      ...policies.map((p): [string, () => KVCache] => [policyLabel(p), () => createCache(p, shape)]),
+      ...smallPolicies.map((p): [string, () => KVCache] => [policyLabel(p), () => createCache(p, shape)]),
       ['causal', () => new CausalBlock()],
     ];
     for (const [label, make] of caches) {
