@@ -164,6 +164,12 @@ t.test('a token id outside the vocabulary: one ArgumentError naming the argument
     const none = 'expected at least one token id, got none';
     await refuses('forward, no ids', () => forward(model, [], cache), `ids: ${none}`);
     await refuses('forwardLastValues, no ids', () => forwardLastValues(model, [], cache), `ids: ${none}`);
+    for (const ids of [[], [5]])
+      await refuses(
+        `scoreTokens, ${ids.length} id(s)`,
+        () => scoreTokens(model, ids, { kind: 'dense' }),
+        `ids: expected at least 2 token ids (the first is context only), got ${ids.length}`,
+      );
     await refuses('forwardBatch, no ids', () => forwardBatch(model, [[], []], [new CausalBlock(), new CausalBlock()]), `batch[0]: ${none}`);
     t.equal(cache.length, 0, `${where}: the cache did not move`);
     cache.dispose();
