@@ -27,8 +27,8 @@ interface EvalResult {
 
 /** `streamllm eval --json` on the same text and limit. */
 async function evalJson(extra: string[]): Promise<EvalResult[]> {
-  // --threads 1: the backend's products, as reproduce computes them (the worker pool sums in another order)
-  const r = await runCliInProcess(['eval', ...common, '--json', '--threads', '1', ...extra]);
+  // --products tfjs: the backend's products and ops, as reproduce computes them (the pool's give the same bits on wasm, not on cpu)
+  const r = await runCliInProcess(['eval', ...common, '--json', '--products', 'tfjs', ...extra]);
   if (r.status !== 0) throw new Error(r.stderr);
   const out = JSON.parse(r.stdout) as EvalResult | EvalResult[];
   return Array.isArray(out) ? out : [out];

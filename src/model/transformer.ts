@@ -510,7 +510,7 @@ function forwardChecked(
   return forwardBlock(model, batch, caches, options, (states, causal) => {
     const T = batch[0]!.length;
     if (residualInPool(model)) {
-      // one token on several threads: the whole step as one pool program, where it runs the loops below
+      // one token: the whole step as one pool program, where it runs the loops below
       const program = batch.length === 1 && T === 1 && causal === undefined && options.onAttention === undefined ? decodeProgramFor(model) : undefined;
       const programmed = program?.run(batch[0]![0]!, caches[0]!, states[0]!.view);
       if (programmed !== undefined) return productTensor(programmed, [1, config.vocabSize]); // [1, vocab]
@@ -543,7 +543,7 @@ function forwardChecked(
 export function forwardLastValues(model: Model, ids: readonly number[], cache: KVCache, scratch?: DecodeScratch): Float32Array {
   checkModelIds(model, 'ids', ids); // (before the decode program is looked up: it is made on the model's pool)
   checkSomeTokenIds('ids', ids);
-  // One token on several threads: the whole step as one pool program,
+  // One token: the whole step as one pool program,
   // where it runs the loops below; outside forwardBlock's tidy and checks
   // (it makes no tensor, and its attention's scores are a few floats a
   // thread): about 20 µs of a 15M q8 step's 600. (Looked up first: a model
