@@ -144,7 +144,7 @@ async function main(): Promise<void> {
   process.stdout.write(body + '\n');
   for (const arm of all) {
     arm.stream.dispose();
-    disposeModel(arm.model);
+    await disposeModel(arm.model);
   }
   recordResult('Decode A/B in one process (bench/decode_ab.ts)', `node dist/bench/decode_ab.js ${process.argv.slice(2).join(' ')}`.trim(), body);
 }
