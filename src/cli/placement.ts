@@ -37,15 +37,19 @@ export async function loadPlacedModel(path: string, flags: PlacementFlags, comma
   const placement = placementOfFlags(flags, command);
   const { loadPlacedModel } = await import('../model/load.js');
   const model = loadPlacedModel(path, placement, `${command} --model ${path} --weights ${flags.weights}`);
+  reportProducts(model);
+  return model;
+}
+
+/** Say on stderr how a pooled model's products run (nothing for the tfjs path): `products: q8 weights (16.3 MiB) on 2 threads, ...`. */
+export function reportProducts(model: Model): void {
   const pooled = [...model.weights.layers.flatMap((l) => [l.qkv, l.out, l.up, l.down]), { pooled: model.weights.pooledClassifier }]
     .map((l) => l.pooled)
     .filter((m) => m !== undefined);
-  if (pooled.length > 0) {
-    const mib = pooled.reduce((n, m) => n + matrixBytes(m.format, m.rows, m.cols), 0) / 2 ** 20;
-    const threads = model.pool!.threads;
-    const advice = model.pool!.pageAdvice;
-    const pages = advice.hugePages ? '2 MB pages asked for' : `4 KB pages (${advice.why})`;
-    process.stderr.write(`products: ${flags.weights} weights (${mib.toFixed(1)} MiB) on ${threads} thread${threads === 1 ? '' : 's'}, ${pages}\n`);
-  }
-  return model;
+  if (pooled.length === 0) return;
+  const mib = pooled.reduce((n, m) => n + matrixBytes(m.format, m.rows, m.cols), 0) / 2 ** 20;
+  const threads = model.pool!.threads;
+  const advice = model.pool!.pageAdvice;
+  const pages = advice.hugePages ? '2 MB pages asked for' : `4 KB pages (${advice.why})`;
+  process.stderr.write(`products: ${pooled[0]!.format} weights (${mib.toFixed(1)} MiB) on ${threads} thread${threads === 1 ? '' : 's'}, ${pages}\n`);
 }
