@@ -162,6 +162,17 @@ t.test('a token id outside the vocabulary: one ArgumentError naming the argument
       () => forward(model, ['7' as unknown as number], cache),
       `ids: element 0 is "7", expected a token id in 0..${vocab - 1}`,
     );
+    // no ids: nothing to compute (tfjs ran the products on 0 rows, an XNNPACK status line each on wasm)
+    const none = 'expected at least one token id, got none';
+    await refuses('forward, no ids', () => forward(model, [], cache), `ids: ${none}`);
+    await refuses('forwardLastValues, no ids', () => forwardLastValues(model, [], cache), `ids: ${none}`);
+    for (const ids of [[], [5]])
+      await refuses(
+        `scoreTokens, ${ids.length} id(s)`,
+        () => scoreTokens(model, ids, { kind: 'dense' }),
+        `ids: expected at least 2 token ids (the first is context only), got ${ids.length}`,
+      );
+    await refuses('forwardBatch, no ids', () => forwardBatch(model, [[], []], [new CausalBlock(), new CausalBlock()]), `batch[0]: ${none}`);
     t.equal(cache.length, 0, `${where}: the cache did not move`);
     cache.dispose();
     // a stream (one token, the decode path; a block; recompute's window, which takes ids before any pass)
@@ -171,6 +182,8 @@ t.test('a token id outside the vocabulary: one ArgumentError naming the argument
       await refuses(`${policy.kind}: feedLastGreedy`, () => stream.feedLastGreedy([vocab]), `ids: ${bad(0, vocab, vocab)}`);
       await refuses(`${policy.kind}: feedLastValues`, () => stream.feedLastValues([2, -1]), `ids: ${bad(1, -1, vocab)}`);
       await refuses(`${policy.kind}: feed`, () => stream.feed([2, 3, vocab]), `ids: ${bad(2, vocab, vocab)}`);
+      for (const feed of ['feed', 'feedLastValues', 'feedLastGreedy'] as const)
+        await refuses(`${policy.kind}: ${feed}, no ids`, () => stream[feed]([]), 'ids: expected at least one token id, got none');
       t.equal(stream.length, 5, `${where}, ${policy.kind}: the stream did not move`);
       // and it goes on as if nothing had been refused: the next token's logits are those of a stream never given a bad id
       const fresh = new TokenStream(model, policy);

@@ -37,7 +37,7 @@ import { type DecodeProgram, pooledDecodeProgram } from './decode_program.js';
 import { mlp, norm } from './parts.js';
 import { type Attend, poolEntryMemory, pooledLayers, pooledLogits, pooledLogitValues, residualInPool } from './pooled_layers.js';
 import { classify, project } from './project.js';
-import { checkTokenIds, SINK_TOKEN } from './token_ids.js';
+import { checkSomeTokenIds, checkTokenIds, SINK_TOKEN } from './token_ids.js';
 import { checkNotDisposed, type LayerWeights, type Model } from './weights.js';
 
 export { SINK_TOKEN } from './token_ids.js';
@@ -491,7 +491,10 @@ export function forwardBatch(
   logits: 'all' | 'last' = 'all',
   options: ForwardOptions = {},
 ): tf.Tensor2D {
-  batch.forEach((ids, b) => checkModelIds(model, `batch[${b}]`, ids));
+  batch.forEach((ids, b) => {
+    checkModelIds(model, `batch[${b}]`, ids);
+    checkSomeTokenIds(`batch[${b}]`, ids);
+  });
   return forwardChecked(model, batch, caches, logits, options);
 }
 
@@ -539,6 +542,7 @@ function forwardChecked(
  */
 export function forwardLastValues(model: Model, ids: readonly number[], cache: KVCache, scratch?: DecodeScratch): Float32Array {
   checkModelIds(model, 'ids', ids); // (before the decode program is looked up: it is made on the model's pool)
+  checkSomeTokenIds('ids', ids);
   // One token: the whole step as one pool program,
   // where it runs the loops below; outside forwardBlock's tidy and checks
   // (it makes no tensor, and its attention's scores are a few floats a
@@ -546,7 +550,7 @@ export function forwardLastValues(model: Model, ids: readonly number[], cache: K
   // has a program only where the checks below held when it was made, and
   // they read every layer's matrices, a token's cache misses.)
   const program = ids.length === 1 && cache.blockLimit >= 1 ? decodeProgramFor(model) : undefined;
-  if (program === undefined && (!residualInPool(model) || model.weights.pooledClassifier === undefined || ids.length > cache.blockLimit || ids.length === 0)) {
+  if (program === undefined && (!residualInPool(model) || model.weights.pooledClassifier === undefined || ids.length > cache.blockLimit)) {
     const logits = forwardIds(model, ids, cache, 'last', {}); // [1, vocab]
     const values = logits.dataSync() as Float32Array;
     logits.dispose();
@@ -758,6 +762,7 @@ function beginBlock(caches: readonly KVCache[], T: number): BlockView[] {
  */
 export function forward(model: Model, ids: readonly number[], cache: KVCache, logits: 'all' | 'last' = 'all', options: ForwardOptions = {}): tf.Tensor2D {
   checkModelIds(model, 'ids', ids);
+  checkSomeTokenIds('ids', ids);
   return forwardIds(model, ids, cache, logits, options);
 }
 
