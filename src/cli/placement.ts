@@ -29,14 +29,14 @@ function placementOfFlags(flags: PlacementFlags, command: string): Placement | u
 /**
  * Load --model with its matrices where --threads, --weights and --products
  * ask (the worker pool on wasm and cpu, unless --products tfjs; the
- * tensorflow backend runs its own threads): the library's loadModel with
- * those options (model/load.ts), its messages naming the flags, and say on
- * stderr how the products run.
+ * tensorflow backend runs its own threads), as the library's loadModel does
+ * with those options (placementOf, then loadModelPlaced: model/load.ts) but
+ * with messages naming the flags, and say on stderr how the products run.
  */
 export async function loadPlacedModel(path: string, flags: PlacementFlags, command: string): Promise<Model> {
   const placement = placementOfFlags(flags, command);
-  const { loadPlacedModel } = await import('../model/load.js');
-  const model = loadPlacedModel(path, placement, `${command} --model ${path} --weights ${flags.weights}`);
+  const { loadModelPlaced } = await import('../model/load.js');
+  const model = loadModelPlaced(path, placement, `${command} --model ${path} --weights ${flags.weights}`);
   reportProducts(model);
   return model;
 }

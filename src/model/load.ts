@@ -109,7 +109,7 @@ export function loadModel(path: string, options: LoadOptions = {}): Model {
   checkOptionNames(options, ['onNote']);
   const placement = placementOf(options, tf.getBackend());
   const what = placement === undefined ? path : `loadModel: ${path} with weights '${placement.weights ?? 'f32'}'`;
-  return loadPlacedModel(path, placement, what, options);
+  return loadModelPlaced(path, placement, what, options);
 }
 
 /**
@@ -117,7 +117,7 @@ export function loadModel(path: string, options: LoadOptions = {}): Model {
  * path), for the CLI, whose messages name flags: `what` starts those that
  * refuse a model too large for the pool.
  */
-export function loadPlacedModel(path: string, placement: Placement | undefined, what: string, options: LoadOptions = {}): Model {
+export function loadModelPlaced(path: string, placement: Placement | undefined, what: string, options: LoadOptions = {}): Model {
   if (!existsSync(path)) throw new FileFormatError(path, 'no such file or directory');
   const directory = statSync(path).isDirectory();
   if (directory) return placement === undefined ? loadHfModel(path, options) : loadPooledHfModel(path, placement, what, options);

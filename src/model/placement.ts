@@ -25,9 +25,9 @@ export const MAX_THREADS = 1024;
  * holds worker threads: `await disposeModel(model)` stops them.
  */
 export interface PlacementOptions {
-  /** Threads for the products, the calling one included (default: every core, os.availableParallelism(); 1: the calling thread alone, no worker threads). */
+  /** Threads for the pool's products, the calling one included (default: every core, os.availableParallelism(); 1: the calling thread alone, no worker threads; on tensorflow, which runs its own, unused). */
   threads?: number;
-  /** The weight matrices as f32, or q8 (blocks of 32 int8 with a float32 scale: 1.125 bytes a weight, perplexity within 1%; the pool only). Default f32. */
+  /** The weight matrices as f32, or q8 (blocks of 32 int8 with a float32 scale: 1.125 bytes a weight; perplexity measured within 1% of f32: README, Backends; the pool only). Default f32. */
   weights?: WeightFormat;
   /**
    * pool (default on wasm and cpu): the matrices in the worker pool; tfjs
