@@ -11,7 +11,7 @@
 // all (checked: every build resolves it to the same files), so tfjs's kernel
 // registry is shared: each build's own kernels are swapped in with its turn
 // (activate). Each stream runs greedy generate() from BOS on a dense cache,
-// as bench/decode.ts's child does; after one untimed generation each, the
+// as bench/decode.ts's child does; after 240 untimed tokens each, the
 // streams take turns, a block of --block tokens each, round robin (no stream
 // twice in a row: a block right after its own would find its weights and
 // code warm), the lead passed on with each generation. Every stream restarts
@@ -45,6 +45,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { KernelConfig } from '@tensorflow/tfjs';
 import { benchArgs, cpuMark, markdownTable, median, othersCores, recordResult, runBench, shapeFlag } from './common.js';
+
+/** Tokens each stream decodes untimed at the start of a round (a 15M model's whole generation at --block 16). */
+const WARMUP_TOKENS = 240;
 
 /** Other processes' CPU, in cores, under which half a second counts as quiet (--wait-quiet). */
 const QUIET_OTHERS = 0.15;
@@ -383,8 +386,8 @@ await runBench(async () => {
     /** Blocks in one generation: its prompt's step and these fit the context (dense cache, from BOS). */
     blocksPerGeneration = Math.floor((seqLen - 1) / block);
     if (blocksPerGeneration < 1) cli.fail(`--block: ${block} tokens and the prompt's step do not fit the ${shape} model's ${seqLen} positions`);
-    // warm-up: one whole generation of each, in turns, untimed
-    for (let b = 0; b < blocksPerGeneration; b++) for (const s of streams) await decodeBlock(s);
+    // warm-up, untimed, in turns: WARMUP_TOKENS of each (V8 compiles the decode's code, tfjs kernels registered)
+    for (let b = 0; b < Math.ceil(WARMUP_TOKENS / block); b++) for (const s of streams) await decodeBlock(s);
     if (r === 0) {
       // every pool idle: what the process takes doing nothing (the pools' threads asleep, after their spin)
       const idleFrom = process.cpuUsage();
@@ -495,7 +498,7 @@ await runBench(async () => {
   const idleShare = (100 * idleThreadsMs) / blocksMs;
   const body =
     `Random llama2.c ${shape}-shaped model, ${weights === 'tfjs' ? "f32 on tfjs's wasm backend, one thread" : `${weights}, ${threads} threads`}; greedy generate() from BOS, dense cache, in one process: ` +
-    `${rounds} rounds, each with every stream's modules, model and pool anew (opened in a rotating order) and one untimed generation each, then ` +
+    `${rounds} rounds, each with every stream's modules, model and pool anew (opened in a rotating order) and ${Math.ceil(WARMUP_TOKENS / block) * block} untimed tokens each, then ` +
     `${groups} turns of a block of ${block} tokens each (round robin${aa ? ", A B A' and A A' B in alternate rounds" : ''}, the lead passed on with each generation), ` +
     `every stream restarting after ${blocksPerGeneration} blocks (its prompt's step untimed), so that a turn's blocks decode the same positions. ` +
     `By round: µs/token, median over the turns; X/A, median of the turns' ratios (quartiles; over the quiet turns alone where there are ${MIN_QUIET_TURNS} or more). ` +
