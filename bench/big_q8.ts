@@ -44,8 +44,13 @@ const HELP = `A random model of about 2.7B parameters (Sheared-LLaMA-2.7B's shap
   --record       append the table to bench/RESULTS.md
   --help         this text`;
 
+// Every flag's value read and checked here, before tfjs or a model loads: --help and a bad value answer at once.
 const cli = benchArgs(HELP);
-// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const file = cli.has('model') ? cli.value('model', '') : undefined;
+const seed = cli.count('seed', 0, 0, 2 ** 32 - 1);
+const tokens = cli.count('tokens', 8, 1, 100_000);
+const threads = cli.count('threads', defaultThreads(), 1, 256);
+const fast = cli.has('fast');
 const tf = await import('@tensorflow/tfjs');
 const { openLlama2c } = await import('../src/checkpoint/llama2c.js');
 const { generate } = await import('../src/generate.js');
@@ -55,8 +60,6 @@ const { randomLlamaReader } = await import('../src/model/random_init.js');
 const { disposeModel, parameterCount } = await import('../src/model/weights.js');
 const { createSampler } = await import('../src/sample/sampler.js');
 const { wasmBackendMemory } = await import('../kernels/paths.js');
-/** The value after --name, if given. */
-const arg = (name: string): string | undefined => (cli.has(name) ? cli.value(name, '') : undefined);
 
 const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(2);
 
@@ -82,13 +85,8 @@ function fastRandomReader(shape: LlamaShape, seed: number): Llama2cReader {
 }
 
 async function main(): Promise<void> {
-  const file = arg('model');
-  const seed = cli.count('seed', 0, 0, 2 ** 32 - 1);
-  const tokens = cli.count('tokens', 8, 1, 100_000);
-  const threads = cli.count('threads', defaultThreads(), 1, 256);
   await initBackend('wasm');
   const rssBefore = process.memoryUsage().rss;
-  const fast = cli.has('fast');
   const reader: Llama2cReader = file !== undefined ? openLlama2c(file) : fast ? fastRandomReader(SHAPE_2_7B, seed) : randomLlamaReader(SHAPE_2_7B, seed);
   const source = file ?? (fast ? `xorshift32 uniform, seed ${seed} (--fast, no file)` : `randomLlamaReader, seed ${seed} (init's weights, no file)`);
   const shape = reader.shape;

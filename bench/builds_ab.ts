@@ -129,7 +129,6 @@ async function main(): Promise<void> {
   // Only the parent loads this build's helpers: a probe loads nothing but the build under test.
   const { benchArgs, markdownTable, median, recordResult, shapeFlag } = await import('./common.js');
   const cli = benchArgs(HELP);
-  const { randomCheckpoint } = await import('./models.js');
   if (!cli.has('a')) cli.fail('--a: expected the dist/ folder of the build to compare with');
   const builds = { A: resolve(cli.value('a', '')), B: resolve(cli.value('b', 'dist')) };
   for (const [key, dir] of Object.entries(builds)) {
@@ -141,9 +140,11 @@ async function main(): Promise<void> {
   const greedy = cli.has('greedy');
   const score = cli.count('score', 2048, 17, 1_000_000); // more than the 16-token prompt
   const shape = shapeFlag(cli, 'shape', '15M');
-  const checkpoint = randomCheckpoint(shape);
   const weights = cli.has('weights') ? cli.choice('weights', 'f32', ['f32', 'q8']) : undefined;
   const threads = cli.has('threads') ? String(cli.count('threads', 1, 1, 256)) : undefined;
+  // (every flag checked first: models.js loads tfjs)
+  const { randomCheckpoint } = await import('./models.js');
+  const checkpoint = randomCheckpoint(shape);
   const placement = weights !== undefined || threads !== undefined ? `${weights ?? 'f32'}:${threads ?? '1'}` : '';
   const placed = placement === '' ? 'the tfjs path' : `--weights ${weights ?? 'f32'} --threads ${threads ?? '1'}`;
   const self = fileURLToPath(import.meta.url);

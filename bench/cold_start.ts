@@ -50,17 +50,26 @@ TurboFan compiled during the decode. Linux (/proc); a fresh process per round.
   --record        append the tables to bench/RESULTS.md
   --help          this text`;
 
+/** The decode's phases by default: the tokens of each generate call, in order (the first as bench/decode's untimed ones). */
+const PHASES = [8, 256, 256, 256];
+
+const TASKS = '/proc/self/task';
+
+// Every flag read and checked here, before tfjs or a model loads: --help and a bad value answer at once.
 const cli = benchArgs(HELP, ['child FILE']);
-// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const threads = cli.count('threads', defaultThreads(), 1, 256);
+const weights = cli.choice('weights', 'q8', ['f32', 'q8'] as const);
+const phaseTokens = phasesFlag();
+const childModel = cli.has('child') ? cli.value('child', '') : undefined;
+const shapes = shapesFlag(cli, 'shapes', '15M');
+const rounds = cli.count('rounds', 3, 1, 100);
+if (!existsSync(TASKS)) cli.fail(`needs Linux's ${TASKS} (per-thread CPU times)`);
 const { generate } = await import('../src/generate.js');
 const { loadModel } = await import('../src/model/load.js');
 const { placeWeights } = await import('../src/model/pooled.js');
 const { disposeModel } = await import('../src/model/weights.js');
 const { argmax } = await import('../src/sample/sampler.js');
 const { randomCheckpoint } = await import('./models.js');
-
-/** The decode's phases by default: the tokens of each generate call, in order (the first as bench/decode's untimed ones). */
-const PHASES = [8, 256, 256, 256];
 
 /** --phases: a list of token counts. */
 function phasesFlag(): number[] {
@@ -92,8 +101,6 @@ interface ChildReport {
   phases: Phase[];
   compiles: Record<string, number>;
 }
-
-const TASKS = '/proc/self/task';
 
 /** Each thread's schedstat (ms on a core, ms waiting), by thread id. */
 function threadTimes(): Map<string, Times> {
@@ -186,16 +193,10 @@ function round(model: string, threads: number, weights: 'f32' | 'q8', phaseToken
 const ms = (x: number) => x.toFixed(0);
 
 async function main(): Promise<void> {
-  const threads = cli.count('threads', defaultThreads(), 1, 256);
-  const weights = cli.choice('weights', 'q8', ['f32', 'q8'] as const);
-  const phaseTokens = phasesFlag();
-  if (cli.has('child')) {
-    await child(cli.value('child', ''), threads, weights, phaseTokens);
+  if (childModel !== undefined) {
+    await child(childModel, threads, weights, phaseTokens);
     return;
   }
-  const shapes = shapesFlag(cli, 'shapes', '15M');
-  const rounds = cli.count('rounds', 3, 1, 100);
-  if (!existsSync(TASKS)) cli.fail(`needs Linux's ${TASKS} (per-thread CPU times)`);
   const sections: string[] = [];
   for (const shape of shapes) {
     const model = randomCheckpoint(shape);

@@ -37,9 +37,11 @@ export interface BenchArgs {
 /**
  * Read a benchmark's flags; with `--help`, print `usage` and exit before any
  * work (every benchmark answers --help without running). The usage text
- * declares the flags: each `--name` in it is one, taking a value where the
- * text shows it followed by one space and a value (`--tokens N`, `[--shape
- * 15M]`), a switch elsewhere (`--record`). `internal` adds the flags a
+ * declares the flags: each `--name` that a line of it starts with (its
+ * table of flags) or that its command line (`node dist/bench/NAME.js ...`)
+ * shows is one, taking a value where the text shows it followed by one
+ * space and a value (`--tokens N`, `[--shape 15M]`), a switch elsewhere
+ * (`--record`). `internal` adds the flags a
  * benchmark passes to its own child processes, written the same way
  * (`'child FILE'`, `'spin-off'`). A flag the usage does not declare, a
  * flag given twice, a value flag without its value, an argument that is no flag's value (unless
@@ -58,7 +60,11 @@ export function benchArgs(usage: string, internal: readonly string[] = [], posit
     process.stderr.write(`${script}: ${message}\n`);
     process.exit(2);
   };
-  const declared = `${usage}\n${internal.map((f) => `--${f}`).join('\n')}`;
+  // (declared where a line of the usage starts with them, up to the description after two spaces, and on its
+  // command lines; not where a description names another program's: big_q8's "streamllm init --dim 2560 ..."
+  // declared --dim, accepted and ignored)
+  const lines = usage.split('\n').flatMap((line) => (/^\s+--/.test(line) ? [line.trim().split(/\s{2,}/)[0]!] : line.includes('dist/bench/') ? [line] : []));
+  const declared = [...lines, ...internal.map((f) => `--${f}`)].join('\n');
   const known = new Set([...declared.matchAll(/--([a-z][a-z0-9-]*)/g)].map((m) => m[1]!));
   const takesValue = new Set([...declared.matchAll(/--([a-z][a-z0-9-]*) [A-Za-z0-9/.$]/g)].map((m) => m[1]!));
   const seen = new Set<string>();

@@ -1,6 +1,9 @@
 // Batch-1 greedy decode speed against llama2.c's run.c, in one run: this
-// project on float32 and q8 weights, on one thread and on every core,
-// alternating with run.c built as its Makefile's `runomp` (-Ofast
+// project on float32 and q8 weights, on one thread and on every core (the
+// worker pool's loops, as the CLI runs them; float32 on one thread also on
+// the plain tfjs path, XNNPACK's products and tfjs ops, the one-thread path
+// before session 25 and the base of the issue's "today's one-thread
+// float32"), alternating with run.c built as its Makefile's `runomp` (-Ofast
 // -march=native -fopenmp) on 1 and 2 threads (and on `--threads` where that
 // is more: the all-threads ratio compares like with like on a bigger
 // machine); and blocked evaluation on one
@@ -24,9 +27,9 @@ import { initBackend } from '../src/backend.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import { anonHugePagesMiB, benchArgs, cpuMark, markdownTable, median, othersCores, peakRssMiB, recordResult, runBench, shapesFlag } from './common.js';
 
-const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all) against
-llama2.c run.c built as runomp (1, 2 and --threads threads), alternating in one run; blocked evaluation (float32, q8)
-on 1 and all threads.
+const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all, in the worker pool;
+float32 on 1 thread also on the plain tfjs path) against llama2.c run.c built as runomp (1, 2 and --threads threads),
+alternating in one run; blocked evaluation (float32, q8; the same placements) on 1 and all threads.
 
   node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--warmup 8] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--spin-ab] [--pages-ab] [--anon-peer] [--record]
 
@@ -54,10 +57,24 @@ on 1 and all threads.
 Needs gcc with OpenMP and run.c; without them, only this project is measured.
 Large files go to a temporary folder, removed at the end.`;
 
+/**
+ * Ours, float32 on one thread on the plain tfjs path (the model never placed
+ * in the pool: XNNPACK's products and tfjs ops, `--products tfjs`): the
+ * one-thread path before session 25, which the issue's "today's one-thread
+ * float32" measured, kept as a row of its own.
+ */
+const TFJS_PATH = (kind: 'ours' | 'eval'): Engine => ({
+  name: `${kind === 'eval' ? 'blocked eval' : 'this project'}, f32, 1 thread, tfjs path (--products tfjs)`,
+  kind,
+  threads: 1,
+  weights: 'f32',
+  tfjs: true,
+});
+
 /** ../shared/peers/llama2c/run.c beside the repository (dist/bench/ is two folders down). */
 const DEFAULT_PEER = fileURLToPath(new URL('../../../shared/peers/llama2c/run.c', import.meta.url));
 
-const cli = benchArgs(HELP, ['child FILE', 'child-eval FILE', 'weights F', 'spin-off', 'small-pages']);
+const cli = benchArgs(HELP, ['child FILE', 'child-eval FILE', 'weights F', 'spin-off', 'small-pages', 'tfjs-products']);
 const arg = cli.value;
 const tokens = cli.count('tokens', 128, 1, 1_000_000);
 const warmup = cli.count('warmup', 8, 0, 1_000_000);
@@ -88,6 +105,8 @@ interface Engine {
   smallPages?: boolean;
   /** runomp reading its checkpoint into anonymous memory (--anon-peer). */
   anon?: boolean;
+  /** Ours on the plain tfjs path (the model never placed: XNNPACK's products, tfjs ops; float32, one thread). */
+  tfjs?: boolean;
 }
 
 interface Measurement {
@@ -135,9 +154,11 @@ async function childDecode(
   warmup: number,
   spinOff: boolean,
   smallPages: boolean,
+  tfjs: boolean,
 ): Promise<Measurement> {
   await initBackend('wasm', { hugePages: !smallPages });
-  const m = placeWeights(loadModel(model), { threads, weights, hugePages: !smallPages, ...(spinOff ? { spinMicros: 0 } : {}) });
+  const loaded = loadModel(model);
+  const m = tfjs ? loaded : placeWeights(loaded, { threads, weights, hugePages: !smallPages, ...(spinOff ? { spinMicros: 0 } : {}) });
   await m.pool?.ready();
   if (warmup > 0) for await (const _ of generate(m, { kind: 'dense' }, [1], argmax, { steps: warmup })); // untimed, a stream of its own
   // run.c's clock: it starts after the first token (run.c: "the first iteration can be slower") and counts the rest
@@ -160,9 +181,9 @@ async function childDecode(
 }
 
 /** Child: blocked scoring of `count` tokens (window cache of the trained length, blocks of 256). */
-async function childEval(model: string, threads: number, weights: 'f32' | 'q8', count: number): Promise<Measurement> {
+async function childEval(model: string, threads: number, weights: 'f32' | 'q8', count: number, tfjs: boolean): Promise<Measurement> {
   await initBackend('wasm');
-  const m = placeWeights(loadModel(model), { threads, weights });
+  const m = tfjs ? loadModel(model) : placeWeights(loadModel(model), { threads, weights });
   await m.pool?.ready();
   const ids = Array.from({ length: count }, (_, i) => 1 + ((i * 7919) % (m.config.vocabSize - 1)));
   const window = m.config.maxSeqLen;
@@ -197,9 +218,10 @@ function runEngine(engine: Engine, dir: string, shape: string, tokens: number, w
     return { tokensPerSecond: Number(match[1]), othersCores: othersCores(from, cpuMark()) };
   }
   const script = fileURLToPath(import.meta.url);
+  const tfjs = engine.tfjs === true ? ['--tfjs-products'] : [];
   const args =
     engine.kind === 'eval'
-      ? ['--child-eval', model, '--threads', String(engine.threads), '--weights', engine.weights!, '--eval-tokens', String(evalTokens)]
+      ? ['--child-eval', model, '--threads', String(engine.threads), '--weights', engine.weights!, '--eval-tokens', String(evalTokens), ...tfjs]
       : [
           '--child',
           model,
@@ -213,6 +235,7 @@ function runEngine(engine: Engine, dir: string, shape: string, tokens: number, w
           String(warmup),
           ...(engine.spinOff ? ['--spin-off'] : []),
           ...(engine.smallPages ? ['--small-pages'] : []),
+          ...tfjs,
         ];
   return JSON.parse(execFileSync(process.execPath, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 })) as Measurement;
 }
@@ -244,12 +267,16 @@ async function main(): Promise<void> {
   const child = arg('child', '');
   if (child) {
     const weights = cli.choice('weights', 'f32', ['f32', 'q8']);
-    process.stdout.write(JSON.stringify(await childDecode(child, threads, weights, tokens, warmup, cli.has('spin-off'), cli.has('small-pages'))));
+    process.stdout.write(
+      JSON.stringify(await childDecode(child, threads, weights, tokens, warmup, cli.has('spin-off'), cli.has('small-pages'), cli.has('tfjs-products'))),
+    );
     return;
   }
   const childEvalModel = arg('child-eval', '');
   if (childEvalModel) {
-    process.stdout.write(JSON.stringify(await childEval(childEvalModel, threads, cli.choice('weights', 'f32', ['f32', 'q8']), evalTokens)));
+    process.stdout.write(
+      JSON.stringify(await childEval(childEvalModel, threads, cli.choice('weights', 'f32', ['f32', 'q8']), evalTokens, cli.has('tfjs-products'))),
+    );
     return;
   }
 
@@ -274,15 +301,16 @@ async function main(): Promise<void> {
         : []),
       ...(only === 'eval' ? [] : (['f32', 'q8'] as const)).flatMap((weights) =>
         [...new Set([1, threads])].map((n): Engine => ({
-          name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''}`,
+          name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''} (pool)`,
           kind: 'ours',
           threads: n,
           weights,
         })),
       ),
+      ...(only === 'eval' ? [] : [TFJS_PATH('ours')]),
       ...(only !== 'eval' && threads > 1 && cli.has('spin-ab')
         ? (['f32', 'q8'] as const).map((weights): Engine => ({
-            name: `this project, ${weights}, ${threads} threads, no spin`,
+            name: `this project, ${weights}, ${threads} threads (pool), no spin`,
             kind: 'ours',
             threads,
             weights,
@@ -292,7 +320,7 @@ async function main(): Promise<void> {
       ...(only !== 'eval' && cli.has('pages-ab')
         ? (['f32', 'q8'] as const).flatMap((weights) =>
             [...new Set([1, threads])].map((n): Engine => ({
-              name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''}, 4 KB pages`,
+              name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''} (pool), 4 KB pages`,
               kind: 'ours',
               threads: n,
               weights,
@@ -303,14 +331,17 @@ async function main(): Promise<void> {
     ];
     const evalEngines: Engine[] =
       evalTokens > 0 && only !== 'decode'
-        ? (['f32', 'q8'] as const).flatMap((weights) =>
-            [...new Set([1, threads])].map((n): Engine => ({
-              name: `blocked eval, ${weights}, ${n} thread${n > 1 ? 's' : ''}`,
-              kind: 'eval',
-              threads: n,
-              weights,
-            })),
-          )
+        ? [
+            ...(['f32', 'q8'] as const).flatMap((weights) =>
+              [...new Set([1, threads])].map((n): Engine => ({
+                name: `blocked eval, ${weights}, ${n} thread${n > 1 ? 's' : ''} (pool)`,
+                kind: 'eval',
+                threads: n,
+                weights,
+              })),
+            ),
+            TFJS_PATH('eval'),
+          ]
         : [];
     const sections: string[] = [];
     for (const shape of shapes) {
@@ -330,8 +361,8 @@ async function main(): Promise<void> {
         }
       }
       const tps = (e: Engine | undefined) => (e === undefined ? NaN : median(results.get(e)!.map((m) => m.tokensPerSecond)));
-      // the engine of this kind and thread count whose variant fields (weights, spinOff, anon, smallPages) are exactly `variant`'s
-      const find = (kind: Engine['kind'], n: number, variant: Pick<Engine, 'weights' | 'spinOff' | 'anon' | 'smallPages'> = {}) =>
+      // the engine of this kind and thread count whose variant fields (weights, spinOff, anon, smallPages, tfjs) are exactly `variant`'s
+      const find = (kind: Engine['kind'], n: number, variant: Pick<Engine, 'weights' | 'spinOff' | 'anon' | 'smallPages' | 'tfjs'> = {}) =>
         all.find(
           (e) =>
             e.kind === kind &&
@@ -339,8 +370,10 @@ async function main(): Promise<void> {
             e.weights === variant.weights &&
             e.spinOff === variant.spinOff &&
             e.anon === variant.anon &&
-            e.smallPages === variant.smallPages,
+            e.smallPages === variant.smallPages &&
+            e.tfjs === variant.tfjs,
         );
+      const tfjsPath = { weights: 'f32', tfjs: true } as const;
       const rows = all.map((e) => {
         const r = results.get(e)!;
         const rates = r.map((m) => m.tokensPerSecond);
@@ -358,8 +391,13 @@ async function main(): Promise<void> {
       });
       const ratio = (a: Engine | undefined, b: Engine | undefined) => (tps(a) / tps(b)).toFixed(2);
       const calmed = all.flatMap((e) => results.get(e)!).filter((m) => (m.calmPeriods ?? 0) > 0).length;
+      // (one-thread float32 has two rows since session 25: the pool's, what --threads 1 runs, and the plain tfjs path's, the
+      // one-thread path before it; every ratio against one-thread float32 is given against both, the issue's "today's one-thread
+      // float32" being the tfjs path's)
       const ratios = [
-        ['f32, 1 thread / runomp 1 thread', ratio(find('ours', 1, { weights: 'f32' }), find('runomp', 1))],
+        ['f32, 1 thread (pool) / runomp 1 thread', ratio(find('ours', 1, { weights: 'f32' }), find('runomp', 1))],
+        ['f32, 1 thread, tfjs path / runomp 1 thread', ratio(find('ours', 1, tfjsPath), find('runomp', 1))],
+        ['f32, 1 thread: pool / tfjs path', ratio(find('ours', 1, { weights: 'f32' }), find('ours', 1, tfjsPath))],
         ['q8, 1 thread / runomp 1 thread', ratio(find('ours', 1, { weights: 'q8' }), find('runomp', 1))],
         [`f32, ${threads} threads / runomp ${threads} threads`, ratio(find('ours', threads, { weights: 'f32' }), find('runomp', threads))],
         [`q8, ${threads} threads / runomp 2 threads`, ratio(find('ours', threads, { weights: 'q8' }), find('runomp', 2))],
@@ -368,8 +406,13 @@ async function main(): Promise<void> {
           ratio(find('ours', threads, { weights: 'f32' }), find('runomp', threads, { anon: true })),
         ],
         [`runomp ${threads} threads: mmapped file / anonymous memory`, ratio(find('runomp', threads), find('runomp', threads, { anon: true }))],
-        [`q8, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, { weights: 'q8' }), find('ours', 1, { weights: 'f32' }))],
-        [`f32, ${threads} threads / f32, 1 thread`, ratio(find('ours', threads, { weights: 'f32' }), find('ours', 1, { weights: 'f32' }))],
+        [
+          `q8, ${threads} threads / f32, 1 thread, tfjs path (the issue's "today's one-thread float32")`,
+          ratio(find('ours', threads, { weights: 'q8' }), find('ours', 1, tfjsPath)),
+        ],
+        [`q8, ${threads} threads / f32, 1 thread (pool)`, ratio(find('ours', threads, { weights: 'q8' }), find('ours', 1, { weights: 'f32' }))],
+        [`f32, ${threads} threads / f32, 1 thread (pool)`, ratio(find('ours', threads, { weights: 'f32' }), find('ours', 1, { weights: 'f32' }))],
+        [`f32, ${threads} threads / f32, 1 thread, tfjs path`, ratio(find('ours', threads, { weights: 'f32' }), find('ours', 1, tfjsPath))],
         [`f32, ${threads} threads, spin / no spin`, ratio(find('ours', threads, { weights: 'f32' }), find('ours', threads, { weights: 'f32', spinOff: true }))],
         [`q8, ${threads} threads, spin / no spin`, ratio(find('ours', threads, { weights: 'q8' }), find('ours', threads, { weights: 'q8', spinOff: true }))],
         [`f32, 1 thread, 2 MB / 4 KB pages`, ratio(find('ours', 1, { weights: 'f32' }), find('ours', 1, { weights: 'f32', smallPages: true }))],
@@ -385,8 +428,10 @@ async function main(): Promise<void> {
           `f32, ${threads} threads, 4 KB pages / runomp ${threads} threads`,
           ratio(find('ours', threads, { weights: 'f32', smallPages: true }), find('runomp', threads)),
         ],
-        [`blocked eval, f32, ${threads} threads / 1 thread`, ratio(find('eval', threads, { weights: 'f32' }), find('eval', 1, { weights: 'f32' }))],
-        [`blocked eval, q8, ${threads} threads / 1 thread`, ratio(find('eval', threads, { weights: 'q8' }), find('eval', 1, { weights: 'q8' }))],
+        [`blocked eval, f32, ${threads} threads / 1 thread (pool)`, ratio(find('eval', threads, { weights: 'f32' }), find('eval', 1, { weights: 'f32' }))],
+        [`blocked eval, f32, ${threads} threads / 1 thread, tfjs path`, ratio(find('eval', threads, { weights: 'f32' }), find('eval', 1, tfjsPath))],
+        [`blocked eval, f32, 1 thread: pool / tfjs path`, ratio(find('eval', 1, { weights: 'f32' }), find('eval', 1, tfjsPath))],
+        [`blocked eval, q8, ${threads} threads / 1 thread (pool)`, ratio(find('eval', threads, { weights: 'q8' }), find('eval', 1, { weights: 'q8' }))],
       ].filter(([, x]) => x !== 'NaN'); // rows whose engines did not run (--only, no run.c)
       sections.push(
         `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode from BOS, ${tokens} tokens timed after the first (as run.c times itself; ours after ${warmup > 0 ? `a stream of ${warmup} untimed` : 'nothing untimed: a fresh process'}), dense cache; ` +

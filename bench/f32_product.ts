@@ -71,17 +71,6 @@ const HELP = `bench f32_product: one float32 product on one thread (or --threads
   --peer PATH      run.c (default ../shared/peers/llama2c/run.c from the repository); without gcc or run.c, ours alone
   --record         append the table to bench/RESULTS.md
   --help           this text`;
-const cli = benchArgs(HELP);
-// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
-const { assembleWat } = await import('../scripts/assemble_wasm.js');
-const { WASM_BASE64 } = await import('../kernels/simd/products.wasm.js');
-const { adviseHugePages } = await import('../kernels/huge_pages.js');
-const { WorkerPool } = await import('../kernels/pool.js');
-const { UNIT_BYTES } = await import('../kernels/pool_control.js');
-const { PoolOp } = await import('../kernels/pool_ops.js');
-const { PoolProgram } = await import('../kernels/pool_program.js');
-const { allocMatrix, matrixBytes, pooledProduct } = await import('../kernels/split_products.js');
-
 // The 15M shape's decode step (dim 288, hidden 768, vocab 32000, 6 layers), as the pool holds it: rows x cols
 const STEP_15M: [number, number][] = [
   ...(Array.from({ length: 6 }, () => [
@@ -92,6 +81,40 @@ const STEP_15M: [number, number][] = [
   ]).flat() as [number, number][]),
   [32000, 288], // classifier
 ];
+
+// Every flag's value read and checked here, before tfjs or a pool loads: --help and a bad value answer at once
+// (--variant's file is read and assembled in main, before any work).
+const cli = benchArgs(HELP);
+const rounds = cli.count('rounds', 7, 1, 100);
+const spanMB = cli.count('span', 64, 1, 1024);
+const tokens = cli.count('tokens', 1, 1, 32);
+const threads = cli.count('threads', 1, 1, 64);
+const filePages = cli.has('file-weights');
+const smallPages = cli.has('small-pages');
+const unitList = cli.value('units', '');
+const unitSizes = unitList === '' ? [] : unitList.split(',').map(Number);
+if (!unitSizes.every((u) => Number.isInteger(u) && u >= 1 && u <= 2 ** 30))
+  cli.fail(`--units: expected bytes (whole numbers, comma-separated), got '${unitList}'`);
+if (unitSizes.length > 0 && threads === 1) cli.fail('--units: with --threads 2 or more (the pool programs)');
+const shapes: Shape[] = cli
+  .value('shapes', 'step,864x288,288x288,1536x288,288x768,32000x288')
+  .split(',')
+  .map((s) => {
+    if (s === 'step') return { name: 'step (15M)', products: STEP_15M };
+    const m = /^(\d+)x(\d+)$/.exec(s);
+    if (m === null || !(Number(m[1]) >= 1 && Number(m[1]) <= 32000 && Number(m[2]) >= 1 && Number(m[2]) <= 32000 && Number(m[1]) * Number(m[2]) <= 2 ** 26))
+      return cli.fail(`--shapes: expected ROWSxCOLS (each 1..32000, at most 2^26 weights) or step, got '${s}'`);
+    return { name: s, products: [[Number(m[1]), Number(m[2])]] };
+  });
+const peer = resolve(cli.value('peer', fileURLToPath(new URL('../../../shared/peers/llama2c/run.c', import.meta.url))));
+const { assembleWat } = await import('../scripts/assemble_wasm.js');
+const { WASM_BASE64 } = await import('../kernels/simd/products.wasm.js');
+const { adviseHugePages } = await import('../kernels/huge_pages.js');
+const { WorkerPool } = await import('../kernels/pool.js');
+const { UNIT_BYTES } = await import('../kernels/pool_control.js');
+const { PoolOp } = await import('../kernels/pool_ops.js');
+const { PoolProgram } = await import('../kernels/pool_program.js');
+const { allocMatrix, matrixBytes, pooledProduct } = await import('../kernels/split_products.js');
 
 /** A timing main around run.c's matmul (MATMUL is replaced by the function's text). */
 const HARNESS = `
@@ -408,28 +431,6 @@ function peerMatmul(runC: string): string {
 }
 
 async function main(): Promise<void> {
-  const rounds = cli.count('rounds', 7, 1, 100);
-  const spanMB = cli.count('span', 64, 1, 1024);
-  const tokens = cli.count('tokens', 1, 1, 32);
-  const threads = cli.count('threads', 1, 1, 64);
-  const filePages = cli.has('file-weights');
-  const smallPages = cli.has('small-pages');
-  const unitList = cli.value('units', '');
-  const unitSizes = unitList === '' ? [] : unitList.split(',').map(Number);
-  if (!unitSizes.every((u) => Number.isInteger(u) && u >= 1 && u <= 2 ** 30))
-    cli.fail(`--units: expected bytes (whole numbers, comma-separated), got '${unitList}'`);
-  if (unitSizes.length > 0 && threads === 1) cli.fail('--units: with --threads 2 or more (the pool programs)');
-  const shapes: Shape[] = cli
-    .value('shapes', 'step,864x288,288x288,1536x288,288x768,32000x288')
-    .split(',')
-    .map((s) => {
-      if (s === 'step') return { name: 'step (15M)', products: STEP_15M };
-      const m = /^(\d+)x(\d+)$/.exec(s);
-      if (m === null || !(Number(m[1]) >= 1 && Number(m[1]) <= 32000 && Number(m[2]) >= 1 && Number(m[2]) <= 32000 && Number(m[1]) * Number(m[2]) <= 2 ** 26))
-        return cli.fail(`--shapes: expected ROWSxCOLS (each 1..32000, at most 2^26 weights) or step, got '${s}'`);
-      return { name: s, products: [[Number(m[1]), Number(m[2])]] };
-    });
-  const peer = resolve(cli.value('peer', fileURLToPath(new URL('../../../shared/peers/llama2c/run.c', import.meta.url))));
   // the variant read and assembled before any work
   let variant: { name: string; bytes: Uint8Array<ArrayBuffer> } | undefined;
   if (cli.has('variant')) {

@@ -25,9 +25,18 @@ const USAGE = `Load time and peak memory of one random model as a llama2.c file 
   --threads N    the pool's threads with --weights (default 1)
   --record       append the table to bench/RESULTS.md
   --help         this text`;
+/** How a child loads: loadModel alone, loadModel then placeWeights, or straight into the pool (loadPlacedModel). */
+const VIAS = ['load', 'place', 'stream'] as const;
+type Via = (typeof VIAS)[number];
+
+// Every flag read and checked here, before tfjs or a model loads: --help and a bad value answer at once.
 const cli = benchArgs(USAGE, ['child FILE', 'via V']);
-const arg = cli.value;
-// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const backend = cli.choice('backend', 'wasm', BACKENDS);
+const weights = cli.has('weights') ? cli.choice('weights', 'q8', WEIGHT_FORMATS) : undefined;
+const threads = cli.count('threads', 1);
+const childPath = cli.value('child', '');
+const childVia = cli.choice('via', 'load', VIAS);
+const shape = shapeFlag(cli, 'shape', '110M');
 const tf = await import('@tensorflow/tfjs');
 const { writeLlama2c } = await import('../src/checkpoint/llama2c.js');
 const { modelFromLlama2c } = await import('../src/model/from_llama2c.js');
@@ -45,10 +54,6 @@ interface LoadResult {
   backendMiB: number;
   poolMiB: number;
 }
-
-/** How a child loads: loadModel alone, loadModel then placeWeights, or straight into the pool (loadPlacedModel). */
-const VIAS = ['load', 'place', 'stream'] as const;
-type Via = (typeof VIAS)[number];
 
 /** Child mode: start the backend, note RSS, load, report. */
 async function child(path: string, backend: BackendName, via: Via, weights: WeightFormat, threads: number): Promise<void> {
@@ -95,12 +100,7 @@ function bytesOf(path: string): number {
 }
 
 async function main(): Promise<void> {
-  const backend = cli.choice('backend', 'wasm', BACKENDS);
-  const weights = cli.has('weights') ? cli.choice('weights', 'q8', WEIGHT_FORMATS) : undefined;
-  const threads = cli.count('threads', 1);
-  const childPath = arg('child', '');
-  if (childPath !== '') return child(childPath, backend, cli.choice('via', 'load', VIAS), weights ?? 'f32', threads);
-  const shape = shapeFlag(cli, 'shape', '110M');
+  if (childPath !== '') return child(childPath, backend, childVia, weights ?? 'f32', threads);
   const script = fileURLToPath(import.meta.url);
   const run = (path: string, via: Via): LoadResult => {
     const placed = weights === undefined ? [] : ['--weights', weights, '--threads', String(threads)];

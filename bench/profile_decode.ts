@@ -43,8 +43,13 @@ samples charged to the part of the step they ran in: weight products, attention,
   --record        append the tables to bench/RESULTS.md
   --help          this text`;
 
+// Every flag read and checked here, before tfjs or a model loads: --help and a bad value answer at once.
 const cli = benchArgs(HELP);
-// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const shapes = shapesFlag(cli, 'shapes', '15M');
+const weights = cli.choice('weights', 'q8', ['f32', 'q8']);
+const threads = cli.count('threads', defaultThreads(), 1, 256);
+const tokens = cli.count('tokens', 128, 1, 100_000);
+const rounds = cli.count('rounds', 4, 1, 100);
 const { isJobOp, JOB_OP_NAMES } = await import('../kernels/pool_ops.js');
 const { generate } = await import('../src/generate.js');
 const { pooledModelFromLlama2c } = await import('../src/model/pooled_llama2c.js');
@@ -199,11 +204,6 @@ async function profileShape(shape: string, weights: 'f32' | 'q8', threads: numbe
 }
 
 async function main(): Promise<void> {
-  const shapes = shapesFlag(cli, 'shapes', '15M');
-  const weights = cli.choice('weights', 'q8', ['f32', 'q8']);
-  const threads = cli.count('threads', defaultThreads(), 1, 256);
-  const tokens = cli.count('tokens', 128, 1, 100_000);
-  const rounds = cli.count('rounds', 4, 1, 100);
   await initBackend('wasm');
   const sections: string[] = [];
   for (const shape of shapes) sections.push(await profileShape(shape, weights, threads, tokens, rounds));

@@ -4,7 +4,7 @@ import { type CachePolicy, policyLabel } from './cache/policies.js';
 import { ArgumentError, NonFiniteError } from './errors.js';
 import { yieldToEventLoop } from './event_loop.js';
 import { firstNonFinite } from './finite.js';
-import { checkTokenIds } from './model/token_ids.js';
+import { checkSomeTokenIds, checkTokenIds } from './model/token_ids.js';
 import { withSinkToken } from './model/transformer.js';
 import type { Model } from './model/weights.js';
 import type { Sampler } from './sample/sampler.js';
@@ -176,7 +176,7 @@ class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
     try {
       let stream = this.stream;
       if (stream === undefined) {
-        if (this.prompt.length === 0) throw new ArgumentError('prompt', 'expected at least one token id, got none');
+        checkSomeTokenIds('prompt', this.prompt);
         const steps = this.options.steps;
         // (NaN, compared below with every count as false, would never end)
         if (!(Number.isInteger(steps) && steps >= 0)) throw new ArgumentError('steps', `expected a whole number >= 0 (0: until stopped), got ${steps}`);

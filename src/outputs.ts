@@ -1,11 +1,17 @@
 // Where results go. Every command checks its outputs before the work starts
 // (a read-only folder or a directory given as a file should cost nothing, not
-// a whole run), never replaces an existing file or folder unless the user
-// said --force, and writes so that an interruption leaves either the old
-// output or the new one, never a mix:
+// a whole run), never replaces an existing file or folder (or symbolic link,
+// even to nothing: the link is replaced, never written through) unless the
+// user said --force, and writes so that an interruption leaves either the
+// old output or the new one, never a mix:
 //
-//   one file      written to FILE.PID.tmp, renamed over FILE when complete
-//   a folder      built in .NAME.PID.staging beside it, swapped in whole
+//   one file      written to FILE.RUN.tmp, renamed over FILE when complete
+//   a folder      built in .NAME.RUN.staging beside it, swapped in whole
+//
+// RUN is the process's pid and a random token: PID-TOKEN. The pid says
+// whether the run that left a name is still alive; the token tells this
+// run's names from those of an earlier run that had the same pid (in a
+// container every run can be pid 1): such a name is stale, never ours.
 //
 // Temporary names are removed on failure and when the process exits (a
 // thrown error, process.exit). Ctrl-C (SIGINT) and SIGTERM are left to
@@ -14,13 +20,23 @@
 // loop ended (`attn --samples 1000000` took 343 s to stop). A temporary
 // name left by a killed run is removed by the next run writing the same
 // output: a sibling named like ours with the pid of a process that no
-// longer exists on this machine (process.kill(pid, 0): ESRCH) is stale; one
-// whose process is alive (or EPERM: someone else's) is another run's, kept.
+// longer exists on this machine (process.kill(pid, 0): ESRCH), or with this
+// process's pid and another token, is stale; one whose process is alive (or
+// EPERM: someone else's) is another run's, kept. (Pids are those of this
+// machine's, or container's, processes: runs in two containers writing into
+// one shared folder cannot tell each other's names from stale ones.)
 // The target itself is only ever replaced by a completed rename, so a
 // killed run leaves the earlier output as it was.
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, type Stats, unlinkSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, type Stats, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { OutputError } from './errors.js';
+
+/** This run's mark in its temporary names (see the top of this file). */
+const RUN = `${process.pid}-${randomBytes(4).toString('hex')}`;
+
+/** A run's mark in a temporary name, as a pattern's group: PID-TOKEN, or PID alone (a name left by an earlier version). */
+const RUN_GROUP = '(\\d+(?:-[0-9a-f]+)?)';
 
 function code(e: unknown): string {
   return (e as NodeJS.ErrnoException).code ?? String(e);
@@ -56,12 +72,12 @@ function checkCanCreate(path: string, what: string): void {
 export function checkWritableDir(dir: string, what: string): void {
   const st = statOrUndefined(dir);
   if (st === undefined) throw new OutputError(`${what}: no such folder`);
-  if (!st.isDirectory()) throw new OutputError(`${what}: is a file, expected a folder`);
+  if (!st.isDirectory()) throw new OutputError(`${what}: is ${kindOf(st)}, expected a folder`);
   probeWritable(dir, what);
 }
 
 function probeWritable(dir: string, what: string): void {
-  const probe = join(dir, `.streamllm-probe-${process.pid}`);
+  const probe = join(dir, `.streamllm-probe-${RUN}`); // (a name an earlier run with this pid, killed here, cannot have left)
   try {
     closeSync(openSync(probe, 'wx'));
     unlinkSync(probe);
@@ -81,11 +97,38 @@ export function checkOutputFile(file: string, what: string, force = false): void
   // (renamed over, a device or pipe would be replaced by a file: --force of /dev/full replaced the device)
   if (st !== undefined && !st.isFile()) throw new OutputError(`${what}: is ${kindOf(st)}, not a file; expected a file name`);
   if (st !== undefined && !force) throw new OutputError(`${what}: already exists (add --force to replace it)`);
+  if (st === undefined && !force) refuseDanglingLink(file, what);
   checkCanCreate(file, what);
 }
 
-/** What a path that is neither a file nor a folder is, for a message. */
+/**
+ * A symbolic link whose target is missing is an entry all the same, though
+ * stat finds nothing there: the file or folder renamed into its place
+ * replaces the link (it never writes through it), so only with --force.
+ */
+function refuseDanglingLink(path: string, what: string): void {
+  let link: string;
+  try {
+    link = readlinkSync(path);
+  } catch {
+    return; // (nothing there: ENOENT; or not a link)
+  }
+  throw new OutputError(`${what}: already exists, a symbolic link to ${link}, which is missing (add --force to replace the link)`);
+}
+
+/** Whether there is an entry at `path`, a symbolic link to nothing included (existsSync follows links). */
+function entryExists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What a path that is not a folder is, for a message. */
 function kindOf(st: Stats): string {
+  if (st.isFile()) return 'a file';
   if (st.isCharacterDevice()) return 'a character device';
   if (st.isBlockDevice()) return 'a block device';
   if (st.isFIFO()) return 'a named pipe';
@@ -100,10 +143,11 @@ function kindOf(st: Stats): string {
  */
 export function checkOutputDir(dir: string, what: string, force = false, replaceable?: (dir: string) => boolean): void {
   const st = statOrUndefined(dir);
-  if (st !== undefined && !st.isDirectory()) throw new OutputError(`${what}: is a file, expected a folder`);
+  if (st !== undefined && !st.isDirectory()) throw new OutputError(`${what}: is ${kindOf(st)}, expected a folder`);
   if (st !== undefined && !force && readdirSync(dir).length > 0 && !(replaceable?.(dir) ?? false)) {
     throw new OutputError(`${what}: already exists and is not empty (add --force to replace it)`);
   }
+  if (st === undefined && !force) refuseDanglingLink(dir, what);
   checkCanCreate(dir, what);
 }
 
@@ -122,9 +166,11 @@ function escapeRegExp(text: string): string {
 }
 
 /**
- * Remove the entries of `dir` that `pattern` matches (the pid in its first
- * group) left by a process that no longer exists: the temporary names of a
- * run killed by a signal, which removes nothing on its way out.
+ * Remove the entries of `dir` that `pattern` matches (a run's mark in its
+ * first group: RUN_GROUP) left by a run that has ended: the temporary names
+ * of a run killed by a signal, which removes nothing on its way out. This
+ * run's own are kept; another with this process's pid is an earlier
+ * process's, which has ended (this one has its pid now).
  */
 function removeStale(dir: string, pattern: RegExp): void {
   let names: string[];
@@ -134,8 +180,10 @@ function removeStale(dir: string, pattern: RegExp): void {
     return; // (no folder yet: nothing left in it)
   }
   for (const name of names) {
-    const pid = Number(pattern.exec(name)?.[1]);
-    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || processExists(pid)) continue;
+    const mark = pattern.exec(name)?.[1];
+    if (mark === undefined || mark === RUN) continue;
+    const pid = Number(mark.split('-')[0]);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || (pid !== process.pid && processExists(pid))) continue;
     try {
       rmSync(join(dir, name), { recursive: true, force: true });
     } catch {
@@ -146,8 +194,8 @@ function removeStale(dir: string, pattern: RegExp): void {
 
 /** Write `data` (or whatever `write` writes to the descriptor) to `file` through a temporary name. */
 export function writeFileAtomic(file: string, data: string | Uint8Array | ((fd: number) => void)): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  removeStale(dirname(file), new RegExp(`^${escapeRegExp(basename(file))}\\.(\\d+)\\.tmp$`));
+  const tmp = `${file}.${RUN}.tmp`;
+  removeStale(dirname(file), new RegExp(`^${escapeRegExp(basename(file))}\\.${RUN_GROUP}\\.tmp$`));
   try {
     mkdirSync(dirname(file), { recursive: true });
     const fd = openSync(tmp, 'w');
@@ -205,11 +253,11 @@ export class StagedDir {
   private open = true;
 
   constructor(readonly target: string) {
-    this.path = join(dirname(target), `.${basename(target)}.${process.pid}.staging`);
+    this.path = join(dirname(target), `.${basename(target)}.${RUN}.staging`);
     // (one listing of the folder; a dead run's .old folder only where the target is in place: while the target is
     // missing, .old may be the earlier output's only copy, a run killed between the two renames of commit())
-    const stale = existsSync(target) ? 'staging|old' : 'staging';
-    removeStale(dirname(target), new RegExp(`^\\.${escapeRegExp(basename(target))}\\.(\\d+)\\.(?:${stale})$`));
+    const stale = entryExists(target) ? 'staging|old' : 'staging';
+    removeStale(dirname(target), new RegExp(`^\\.${escapeRegExp(basename(target))}\\.${RUN_GROUP}\\.(?:${stale})$`));
     rmSync(this.path, { recursive: true, force: true });
     try {
       mkdirSync(this.path, { recursive: true });
@@ -226,11 +274,11 @@ export class StagedDir {
    */
   commit(andThen?: () => void): void {
     if (!this.open) return;
-    const old = join(dirname(this.target), `.${basename(this.target)}.${process.pid}.old`);
+    const old = join(dirname(this.target), `.${basename(this.target)}.${RUN}.old`);
     rmSync(old, { recursive: true, force: true });
     let hadOld = false;
     try {
-      if (existsSync(this.target)) {
+      if (entryExists(this.target)) {
         renameSync(this.target, old);
         hadOld = true;
       }

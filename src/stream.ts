@@ -14,6 +14,7 @@ import { firstNonFinite } from './finite.js';
 import { inPoolMemory, pooledArgmax } from '../kernels/logits_argmax.js';
 import { pickedArgmax } from '../kernels/split_products.js';
 import { cacheShape } from './model/config.js';
+import { checkSomeTokenIds } from './model/token_ids.js';
 import { cacheMemory } from './model/pooled_layers.js';
 import { checkModelIds, DecodeScratch, forward, forwardLastValues } from './model/transformer.js';
 import { checkNotDisposed, type Model } from './model/weights.js';
@@ -74,6 +75,7 @@ export class TokenStream {
   feed(ids: readonly number[], logits: 'all' | 'last' = 'all'): tf.Tensor2D {
     if (this.recompute === undefined) return forward(this.model, ids, this.cache, logits);
     checkModelIds(this.model, 'ids', ids); // before the window takes them
+    checkSomeTokenIds('ids', ids);
     const window = this.recompute;
     // While the stream is no longer than the window, every window is the
     // whole stream: one causal pass, continuing the scratch cache, gives

@@ -1,8 +1,22 @@
 // Issue 9, classes 5 and 6: outputs, and the training runs commands read.
 // A section each, in a block of its own; both use one finished tiny run.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { StagedDir, writeFileAtomic } from '../src/outputs.js';
@@ -152,12 +166,50 @@ await finishedRun(run);
       `attn --out ${mine}: already exists and is not empty (add --force to replace it)`,
     );
     await refused(t, reportArgs(['start'], aFile), `start --out ${aFile}: is a file, expected a folder`);
+    // (a device, named as one: was 'is a file')
+    await refused(t, reportArgs(['start'], '/dev/null'), 'start --out /dev/null: is a character device, expected a folder');
     await refused(t, reportArgs(['start'], join(aFile, 'sub')), `start --out ${join(aFile, 'sub')}: ${aFile} is not a directory`);
     t.same(tree(textDir), before, 'nothing changed, nothing left');
     const forced = await runCliInProcess([...reportArgs(['start'], mine), '--force']);
     t.equal(forced.status, 0, forced.stderr);
     t.notOk(existsSync(join(mine, 'thesis.tex')), '--force replaces the folder');
     t.ok(existsSync(join(mine, 'report.md')));
+  });
+
+  // A symbolic link to nothing is an entry, though stat finds nothing there:
+  // the output renamed into its place replaces the link (written through,
+  // never), so only with --force, as any existing output (before: eval
+  // replaced it unasked, and a report's swap failed with ENOTDIR after the
+  // whole run).
+  t.test('a symbolic link to nothing is an existing output: the link replaced only with --force', async (t) => {
+    const where = tempDir('streamllm-dangling-');
+    const missing = join(where, 'gone', 'nll.csv');
+    const link = join(where, 'nll.csv');
+    symlinkSync(missing, link);
+    await refused(
+      t,
+      [...evalArgs, '--csv', link],
+      `eval --csv ${link}: already exists, a symbolic link to ${missing}, which is missing (add --force to replace the link)`,
+    );
+    t.equal(readlinkSync(link), missing, 'the link as it was');
+    const r = await runCliInProcess([...evalArgs, '--csv', link, '--force']);
+    t.equal(r.status, 0, r.stderr);
+    t.ok(lstatSync(link).isFile(), "--force: the file in the link's place");
+    t.notOk(existsSync(join(where, 'gone')), 'nothing written through the link');
+
+    const report = join(where, 'report');
+    const gone = join(where, 'gone-report');
+    symlinkSync(gone, report);
+    await refused(
+      t,
+      reportArgs(['start'], report),
+      `start --out ${report}: already exists, a symbolic link to ${gone}, which is missing (add --force to replace the link)`,
+    );
+    const staged = new StagedDir(report); // what --force's run does after the check
+    writeFileSync(join(staged.path, 'report.md'), 'the new report');
+    staged.commit();
+    t.equal(readFileSync(join(report, 'report.md'), 'utf8'), 'the new report', "the folder in the link's place");
+    t.same(readdirSync(where).sort(), ['nll.csv', 'report'], "no old or staging name left; nothing made at the link's target");
   });
 
   t.test('a run that fails part-way leaves the earlier report as it was', async (t) => {
@@ -182,10 +234,11 @@ await finishedRun(run);
     const child = spawn(process.execPath, [CLI, ...reportArgs(['reproduce', 'all'], out)], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const staging = join(textDir, `.interrupted.${child.pid}.staging`);
+    // (its staging folder: .interrupted.PID-TOKEN.staging)
+    const staging = () => readdirSync(textDir).find((f) => f.startsWith(`.interrupted.${child.pid}-`) && f.endsWith('.staging'));
     const code = await new Promise<{ status: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       const poll = setInterval(() => {
-        if (existsSync(staging)) {
+        if (staging() !== undefined) {
           clearInterval(poll);
           child.kill('SIGINT');
         }
@@ -196,7 +249,7 @@ await finishedRun(run);
       });
     });
     t.ok(code.signal === 'SIGINT' || code.status === 130, `ended by the signal (${JSON.stringify(code)}; ${stderr.trim().split('\n').pop()})`);
-    const left = Object.entries(tree(textDir)).filter(([path]) => !path.startsWith(`.interrupted.${child.pid}.staging/`));
+    const left = Object.entries(tree(textDir)).filter(([path]) => !path.startsWith(`${staging()}/`));
     t.same(Object.fromEntries(left), before, 'the earlier report, unchanged (the staging folder aside)');
     new StagedDir(out).discard(); // the next run writing there
     t.same(tree(textDir), before, 'the staging folder the killed run left is removed by the next run for that target');
@@ -270,7 +323,7 @@ await finishedRun(run);
       readdirSync(where)
         .filter((f) => f.startsWith('.report.'))
         .sort(),
-      [`.report.${alive}.old`, `.report.${alive}.staging`, `.report.${process.pid}.staging`].sort(),
+      [`.report.${alive}.old`, `.report.${alive}.staging`, basename(staged.path)].sort(),
       "the dead pid's staging and old folders removed (the target is in place); the live one's and this run's kept",
     );
     writeFileSync(join(staged.path, 'report.md'), 'the new report');
@@ -293,6 +346,39 @@ await finishedRun(run);
       [`.lost.${dead}.old`],
       'the old folder kept while the target is missing; the staging folder removed',
     );
+  });
+
+  // A pid is not a run's alone: in a container every run can be pid 1, and a
+  // pid is reused once its process has ended. A name left by an earlier run
+  // with this process's pid is that run's (stale), not this run's own: before
+  // the names carried a token, commit() took the earlier run's old folder for
+  // its own and removed it, the earlier output's only copy.
+  t.test("a name an earlier run with this process's pid left is stale, not this run's", async (t) => {
+    const where = join(dir, 'same-pid');
+    const target = join(where, 'report');
+    const pid = process.pid;
+    // a run with this pid killed between commit()'s two renames: the earlier report only in its old folder
+    mkdirSync(join(where, `.report.${pid}.old`), { recursive: true });
+    writeFileSync(join(where, `.report.${pid}.old`, 'report.md'), 'the earlier report');
+    mkdirSync(join(where, `.report.${pid}.staging`));
+    writeFileSync(join(where, `.report.${pid}.staging`, 'part.md'), 'left');
+    writeFileSync(join(where, `out.csv.${pid}.tmp`), 'left');
+    const staged = new StagedDir(target);
+    t.same(
+      readdirSync(where)
+        .filter((f) => f.startsWith('.report.'))
+        .sort(),
+      [`.report.${pid}.old`, basename(staged.path)].sort(),
+      'the staging folder removed; the old folder kept while the target is missing',
+    );
+    writeFileSync(join(staged.path, 'report.md'), 'the new report');
+    staged.commit();
+    t.equal(readFileSync(join(target, 'report.md'), 'utf8'), 'the new report');
+    t.equal(readFileSync(join(where, `.report.${pid}.old`, 'report.md'), 'utf8'), 'the earlier report', "commit() left the earlier run's old folder alone");
+    new StagedDir(target).discard(); // the next run writing there, the target in place
+    writeFileAtomic(join(where, 'out.csv'), 'a,b\n');
+    t.same(readdirSync(where).sort(), ['out.csv', 'report'], "the earlier run's old folder and temporary file removed as stale");
+    t.equal(readFileSync(join(where, 'out.csv'), 'utf8'), 'a,b\n');
   });
 
   // commit(andThen) puts the earlier folder back where andThen throws. The new
@@ -322,7 +408,11 @@ await finishedRun(run);
     );
     t.same(readdirSync(target), ['model.bin'], 'the earlier folder in place');
     t.equal(readFileSync(join(target, 'model.bin'), 'utf8'), 'the earlier model');
-    t.notOk(existsSync(join(where, `.model.${process.pid}.old`)), 'no old folder left');
+    t.same(
+      readdirSync(where).filter((f) => f.endsWith('.old')),
+      [],
+      'no old folder left',
+    );
 
     // A leftover that cannot be removed (here that staging folder, as a killed run's: another user's in a shared folder
     // alike) does not stop the next run's output: removing leftovers is tidying.

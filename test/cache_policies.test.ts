@@ -14,10 +14,12 @@ import { POOL_MAX_BYTES, WorkerPool } from '../kernels/pool.js';
 import { applyRope, ropeAngles, type RopeSpec } from '../kernels/rope.js';
 import { setSimdKernels } from '../kernels/simd/instance.js';
 import type { SoftmaxVariant } from '../kernels/softmax.js';
+import { CausalBlock } from '../src/cache/causal_block.js';
 import { DenseCache } from '../src/cache/dense.js';
 import { createCache } from '../src/cache/index.js';
 import { CACHE_KIND_SUMMARIES, CACHE_KINDS, type KVCachePolicy, policyBound, policyFromName, policyLabel, policySpan } from '../src/cache/policies.js';
 import type { ScoredCache } from '../src/cache/scored.js';
+import type { EntryStorage } from '../src/cache/storage.js';
 import { StreamingCache } from '../src/cache/streaming.js';
 import { type CacheShape, entryTensors, type KVCache, type LayerView, type MemoryEntries } from '../src/cache/types.js';
 import { poolRegions } from '../kernels/pool_regions.js';
@@ -675,6 +677,15 @@ const backend = await initTestBackend();
     t.throws(() => createCache({ kind: 'tova', budget: 0 }, cacheShape(model.config)), /^budget: expected an integer >= 1, got 0/);
   });
 
+  /** A cache of each policy, small: 13 tokens fill each (rings wrapped, evictions made). */
+  const smallPolicies: KVCachePolicy[] = [
+    { kind: 'dense' },
+    { kind: 'window', windowSize: 5 },
+    { kind: 'streaming', sinkCount: 2, windowSize: 5 },
+    { kind: 'h2o', budget: 8, recent: 3 },
+    { kind: 'tova', budget: 5 },
+  ];
+
   // KVCache.abandon (types.ts, Failing): a block whose forward pass throws
   // after the caches began (here an attention observer throwing once a layer
   // stored, attended and, for h2o and tova, scored and evicted) leaves each
@@ -689,13 +700,6 @@ const backend = await initTestBackend();
     const prefix = ids.slice(0, 13); // fills every policy below: rings wrapped, evictions made
     const failed = ids.slice(30, 36);
     const after = ids.slice(13, 30);
-    const policies: KVCachePolicy[] = [
-      { kind: 'dense' },
-      { kind: 'window', windowSize: 5 },
-      { kind: 'streaming', sinkCount: 2, windowSize: 5 },
-      { kind: 'h2o', budget: 8, recent: 3 },
-      { kind: 'tova', budget: 5 },
-    ];
     // (h2o's scores, read inside: its evictions here are settled by wide margins, so scores left with a failed query's attention would not show in the logits)
     const scoresOf = (cache: KVCache) =>
       cache.policy?.kind === 'h2o' ? (cache as unknown as { scores: Float64Array[] }).scores.map((s) => Array.from(s)) : [];
@@ -709,7 +713,7 @@ const backend = await initTestBackend();
       });
       return Float32Array.from(rows.flatMap((r) => Array.from(r)));
     };
-    for (const policy of policies) {
+    for (const policy of smallPolicies) {
       const memories = policy.kind === 'h2o' || policy.kind === 'tova' ? [undefined] : [undefined, poolEntryMemory(pool)];
       for (const entryMemory of memories) {
         const shape = { ...cacheShape(model.config), entryMemory };
@@ -759,6 +763,56 @@ const backend = await initTestBackend();
     t.equal(maxAbsDiff(got.dataSync(), want.dataSync()), 0, 'the second cache goes on as a fresh one, value for value');
     tf.dispose([got, want]);
     [first, second, reference].forEach((c) => c.dispose());
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  });
+
+  // end or abandon with no block begun (never, or the block already ended or abandoned) is a caller's mistake:
+  // an Error naming the cache and the call, from every cache alike (CausalBlock's abandon passed unseen, and
+  // made a finished block's CausalBlock begin again)
+  t.test('end or abandon with no block begun: an Error naming the cache, from every cache', async (t) => {
+    const before = tf.memory().numTensors;
+    const shape = cacheShape(model.config);
+    const caches: [string, () => KVCache][] = [
+      ...smallPolicies.map((p): [string, () => KVCache] => [policyLabel(p), () => createCache(p, shape)]),
+      ['causal', () => new CausalBlock()],
+    ];
+    for (const [label, make] of caches) {
+      const cache = make();
+      const name = cache.constructor.name;
+      for (const call of ['end', 'abandon'] as const)
+        t.throws(() => cache[call](), new Error(`${name}.${call}: no block begun`), `${label}: ${call}, never begun`);
+      forward(model, ids.slice(0, 3), cache).dispose(); // begun and ended
+      for (const call of ['end', 'abandon'] as const)
+        t.throws(() => cache[call](), new Error(`${name}.${call}: no block begun`), `${label}: ${call}, the block ended`);
+      cache.dispose();
+      const again = make(); // (a CausalBlock that ended begins no other block)
+      again.begin(2);
+      again.abandon();
+      t.throws(() => again.abandon(), new Error(`${name}.abandon: no block begun`), `${label}: abandon twice`);
+      again.dispose();
+    }
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  });
+
+  // EntryStorage.restore (a streaming cache's abandon puts back the kept entries a block of several tokens overwrote)
+  // makes a tensor each of the keys and values it writes back: disposed where the write throws too
+  t.test('a restore whose write throws leaks neither of its tensors', async (t) => {
+    const before = tf.memory().numTensors;
+    const cache = new StreamingCache(2, 5, cacheShape(model.config));
+    forward(model, ids.slice(0, 13), cache).dispose(); // the ring wrapped: a block of 4 overwrites kept entries
+    const storage = (cache as unknown as { storage: EntryStorage }).storage;
+    let restores = 0;
+    const onAttention = () => {
+      // (once the block stored: only restore writes after this)
+      storage.write = () => {
+        restores++;
+        throw new Error('write failed');
+      };
+      throw new Error('injected');
+    };
+    t.throws(() => forward(model, ids.slice(13, 17), cache, 'all', { onAttention }), /^injected$/, "the block's error");
+    t.equal(restores, 1, 'abandon restored, and its write threw');
+    cache.dispose();
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
   });
 

@@ -27,8 +27,8 @@ interface EvalResult {
 
 /** `streamllm eval --json` on the same text and limit. */
 async function evalJson(extra: string[]): Promise<EvalResult[]> {
-  // --threads 1: the backend's products, as reproduce computes them (the worker pool sums in another order)
-  const r = await runCliInProcess(['eval', ...common, '--json', '--threads', '1', ...extra]);
+  // --products tfjs: the backend's products and ops, as reproduce computes them (the pool's give the same bits on wasm, not on cpu)
+  const r = await runCliInProcess(['eval', ...common, '--json', '--products', 'tfjs', ...extra]);
   if (r.status !== 0) throw new Error(r.stderr);
   const out = JSON.parse(r.stdout) as EvalResult | EvalResult[];
   return Array.isArray(out) ? out : [out];
@@ -177,6 +177,10 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
   writeFileSync(outOfVocab, JSON.stringify([1, 2, 96, 3]));
   const negative = join(dir, 'negative.json');
   writeFileSync(negative, JSON.stringify([1, -1, 3]));
+  const none = join(dir, 'none-ids.json');
+  writeFileSync(none, '[]');
+  const oneId = join(dir, 'one-id.json');
+  writeFileSync(oneId, '[5]');
   const cases: [string[], RegExp][] = [
     [['reproduce', 'fig99', ...common], /^streamllm: reproduce: unknown experiment 'fig99' \(expected one of attention, curves, .*all\)$/],
     [['reproduce', ...common], /reproduce: name an EXPERIMENT/],
@@ -189,6 +193,12 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
     [['reproduce', 'curves', ...common, '--backcopy'], /give one of --text FILE, --backcopy, not several/],
     [['reproduce', 'attention', '--model', model, '--tokens', outOfVocab], /oov\.json: element 2 is 96, expected a token id in 0\.\.95$/],
     [['reproduce', 'curves', '--model', model, '--tokens', negative], /negative\.json: element 1 is -1, expected a token id \(an integer >= 0\)$/],
+    // fewer than 2 tokens: nothing to score (curves ran to a RangeError and its stack, cache-size to a figure of NaN)
+    [['reproduce', 'curves', '--model', model, '--tokens', none], /^streamllm: reproduce: .*none-ids\.json \(token ids\) gives 0 tokens, expected at least 2$/],
+    [
+      ['reproduce', 'cache-size', '--model', model, '--tokens', oneId],
+      /^streamllm: reproduce: .*one-id\.json \(token ids\) gives 1 token, expected at least 2$/,
+    ],
     [['reproduce', 'attention', ...common, '--samples', '0'], /reproduce --samples: must be >= 1, got 0/],
     [['reproduce', 'attention', ...common, '--samples', 'many'], /reproduce --samples: expected an integer, got 'many'/],
     [['reproduce', 'curves', '--model', model, '--text', text], /this model has no tokenizer to encode the text with; give --tokenizer FILE/],

@@ -5,12 +5,13 @@
 // spawned in their own files. Also: what the entry point imports, so that
 // --help and argument errors stay free of tfjs.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { orphans } from '../scripts/prune_dist.js';
 import { runCli } from './helpers.js';
-import { ROOT } from './paths.js';
+import { ROOT, tempDir } from './paths.js';
 
 t.test('every command: an argument error is one line on stderr, exit 2, nothing on stdout', async (t) => {
   const cases: [string[], string][] = [
@@ -28,7 +29,7 @@ t.test('every command: an argument error is one line on stderr, exit 2, nothing 
     [['init', '--dim', '16'], 'init: --out is required (see streamllm init --help)'],
     [
       ['bench', 'nothing'],
-      "bench: expected a benchmark name (decode, profile_decode, cold_start, streaming, endless, hf_load, big_q8, q8_accuracy, f32_product, builds_ab, inproc_ab, pool_program, plot, train, profile_train), got 'nothing'",
+      "bench: expected a benchmark name (decode, profile_decode, cold_start, streaming, endless, hf_load, big_q8, q8_accuracy, f32_product, builds_ab, decode_ab, inproc_ab, pool_program, plot, train, profile_train), got 'nothing'",
     ],
     [['sink-emergence', '--window', '1'], 'sink-emergence --window: must be >= 2, got 1'],
     [['nosuch'], "unknown command 'nosuch' (commands: start, generate, eval, attn, reproduce, sink-emergence, train, train-tokenizer, publish, init, bench)"],
@@ -116,7 +117,14 @@ t.test('every benchmark answers --help without running, and records nothing', as
   t.equal(readFileSync(results, 'utf8'), before, 'bench/RESULTS.md untouched');
 });
 
-t.test('a benchmark flag with a bad value: one line naming it, exit 2, before any work, through streamllm bench too', async (t) => {
+// Whether a process loaded tfjs: tfjs-core keeps its engine in a global (_tfengine) from the moment it is
+// imported; preloaded with --import through NODE_OPTIONS (which `streamllm bench`'s child inherits), this says so
+// on stderr as the process exits.
+const tfjsProbe = join(tempDir('streamllm-tfjs-probe-'), 'probe.mjs');
+writeFileSync(tfjsProbe, "process.on('exit', () => { if (globalThis._tfengine !== undefined) process.stderr.write('(tfjs loaded)\\n'); });\n");
+const probed = { env: { ...process.env, NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --import=${pathToFileURL(tfjsProbe).href}` } };
+
+t.test('a benchmark flag with a bad value: one line naming it, exit 2, before any work (tfjs not loaded), through streamllm bench too', async (t) => {
   const cases: [string, string[], string][] = [
     ['decode', ['--tokens', '0'], "--tokens: expected a whole number in 1..1000000, got '0'"],
     ['decode', ['--shapes', '15M,7M'], "--shapes: unknown shape '7M' (known: 260K, 15M, 42M, 110M)"],
@@ -128,13 +136,29 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
     ['endless', ['--backend', 'gpu'], "--backend: expected one of tensorflow, wasm, cpu, got 'gpu'"],
     ['decode', ['--record', '15M'], "unexpected argument '15M': every argument is a flag or a flag's value (see --help)"],
     ['big_q8', ['--tokens', '2', '--tokens', '0'], '--tokens given twice'],
+    // (these read some flags only once tfjs had loaded: the same line came, after a third of a second)
+    ['cold_start', ['--phases', '8,0'], "--phases: expected a comma-separated list of 1 to 64 token counts from 1 to 100000, got '8,0'"],
+    ['cold_start', ['--rounds', '0'], "--rounds: expected a whole number in 1..100, got '0'"],
+    ['hf_load', ['--shape', '9M'], "--shape: unknown shape '9M' (known: 260K, 15M, 42M, 110M)"],
+    ['hf_load', ['--weights', 'q4'], "--weights: expected one of f32, q8, got 'q4'"],
+    ['profile_decode', ['--tokens', '0'], "--tokens: expected a whole number in 1..100000, got '0'"],
+    ['profile_decode', ['--shapes', '15M,9M'], "--shapes: unknown shape '9M' (known: 260K, 15M, 42M, 110M)"],
+    ['big_q8', ['--threads', '0'], "--threads: expected a whole number in 1..256, got '0'"],
+    ['f32_product', ['--shapes', '3x'], "--shapes: expected ROWSxCOLS (each 1..32000, at most 2^26 weights) or step, got '3x'"],
+    ['builds_ab', ['--a', 'dist', '--shape', '9M'], "--shape: unknown shape '9M' (known: 260K, 15M, 42M, 110M)"],
+    // (a flag a description names, of another program, is none: --dim was accepted, ignored, and a 2.7B model loaded)
+    ['big_q8', ['--dim', '2560'], 'unknown flag --dim (flags: --model, --fast, --seed, --tokens, --threads, --record, --help)'],
   ];
   for (const [name, args, message] of cases) {
-    const r = runCli(['bench', name, ...args]);
+    const r = runCli(['bench', name, ...args], probed);
     t.equal(r.status, 2, `bench ${name} ${args.join(' ')}: exit 2`);
     t.equal(r.stderr, `bench ${name}: ${message}\n`, "the benchmark's line alone (streamllm adds none)");
     t.equal(r.stdout, '');
   }
+  // the probe itself: it sees tfjs where a benchmark loads it (a missing model file is found once tfjs has loaded)
+  const loaded = runCli(['bench', 'big_q8', '--model', join(tempDir(), 'missing.bin')], probed);
+  t.equal(loaded.status, 2);
+  t.match(loaded.stderr, /\(tfjs loaded\)\n$/, 'the probe reports tfjs loaded');
   const help = runCli(['bench', 'decode', '--help']);
   t.equal(help.status, 0);
   t.match(help.stdout, /^bench\/decode\.ts: greedy decode/, "bench NAME --help is the benchmark's help");

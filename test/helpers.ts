@@ -53,11 +53,12 @@ export interface CliResult {
 }
 
 /** Run the built CLI (npm test builds first) and collect its output. */
-export function runCli(args: string[], options: { input?: string; timeout?: number } = {}): CliResult {
+export function runCli(args: string[], options: { input?: string; timeout?: number; env?: NodeJS.ProcessEnv } = {}): CliResult {
   const r = spawnSync(process.execPath, [CLI, ...args], {
     encoding: 'utf8',
     input: options.input,
     timeout: options.timeout ?? 120_000,
+    env: options.env,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

@@ -63,19 +63,20 @@ function logits(model: Model): Float32Array {
 
 const meanNll = (nll: ArrayLike<number>) => Array.from(nll).reduce((a, b) => a + b, 0) / nll.length;
 
-t.test('float32 in the pool: equal on 1, 2 and 3 threads; the tfjs result bit for bit on wasm', async (t) => {
+t.test('float32 in the pool: equal on 1, 2 and 3 threads; the tfjs result bit for bit on wasm; no worker left', async (t) => {
   const plain = await loaded();
   const want = logits(plain);
   const params = parameterCount(plain, true);
   disposeModel(plain);
-  const one = await loaded({ threads: 1, weights: 'f32' });
-  t.equal(one.pool, undefined, 'one thread and float32: the plain tfjs path');
-  disposeModel(one);
+  // this process's worker threads (a pool of several has one, its keeper, which makes and ends the workers)
+  const workers = () => (process.report.getReport() as { workers: unknown[] }).workers.length;
+  const idle = workers();
   let first: number[] | undefined;
-  for (const threads of [2, 3]) {
-    // a pool of N threads with every product split (the conformance matrices are small)
+  for (const threads of [1, 2, 3]) {
+    // a pool of N threads with every product split (the conformance matrices are small); one thread: the caller alone
     const model = await loaded({ threads, weights: 'f32', splitMinBytes: 0 });
     t.ok(model.pool !== undefined && model.weights.layers[0]!.qkv.weight === undefined, 'the matrices left tfjs');
+    t.equal(workers(), idle + (threads > 1 ? 1 : 0), `${threads} threads: ${threads > 1 ? 'a keeper thread' : 'no worker thread'}`);
     t.equal(parameterCount(model, true), params, 'parameters counted wherever they live');
     const got = Array.from(logits(model));
     // the pool's products sum in XNNPACK's order, and the loops between them compute the kernels' bits;
@@ -85,13 +86,14 @@ t.test('float32 in the pool: equal on 1, 2 and 3 threads; the tfjs result bit fo
     t.ok(relative < 4e-6, `${threads} threads: the tfjs logits within ${relative.toExponential(2)} of the largest`);
     t.ok(maxAbsDiff(got, expected.dense_logits.flat()) < 1e-4, 'and the conformance logits');
     if (first === undefined) first = got;
-    else t.same(got, first, 'bit for bit the same on 2 and 3 threads');
+    else t.same(got, first, `bit for bit the same on ${threads} threads as on 1`);
     const before = tf.memory().numTensors;
     const scored = await scoreTokens(model, expected.tokens.slice(0, dense.tokens), { kind: 'dense' }, { mode: 'stepwise' });
     t.ok(maxAbsDiff(scored.nll, dense.nll) < 1e-4, 'stepwise NLLs: the conformance values');
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     disposeModel(model);
     await model.pool!.dispose();
+    t.equal(workers(), idle, `${threads} threads: no worker thread left once the pool is disposed`);
   }
 });
 
@@ -160,6 +162,17 @@ t.test('a token id outside the vocabulary: one ArgumentError naming the argument
       () => forward(model, ['7' as unknown as number], cache),
       `ids: element 0 is "7", expected a token id in 0..${vocab - 1}`,
     );
+    // no ids: nothing to compute (tfjs ran the products on 0 rows, an XNNPACK status line each on wasm)
+    const none = 'expected at least one token id, got none';
+    await refuses('forward, no ids', () => forward(model, [], cache), `ids: ${none}`);
+    await refuses('forwardLastValues, no ids', () => forwardLastValues(model, [], cache), `ids: ${none}`);
+    for (const ids of [[], [5]])
+      await refuses(
+        `scoreTokens, ${ids.length} id(s)`,
+        () => scoreTokens(model, ids, { kind: 'dense' }),
+        `ids: expected at least 2 token ids (the first is context only), got ${ids.length}`,
+      );
+    await refuses('forwardBatch, no ids', () => forwardBatch(model, [[], []], [new CausalBlock(), new CausalBlock()]), `batch[0]: ${none}`);
     t.equal(cache.length, 0, `${where}: the cache did not move`);
     cache.dispose();
     // a stream (one token, the decode path; a block; recompute's window, which takes ids before any pass)
@@ -169,6 +182,8 @@ t.test('a token id outside the vocabulary: one ArgumentError naming the argument
       await refuses(`${policy.kind}: feedLastGreedy`, () => stream.feedLastGreedy([vocab]), `ids: ${bad(0, vocab, vocab)}`);
       await refuses(`${policy.kind}: feedLastValues`, () => stream.feedLastValues([2, -1]), `ids: ${bad(1, -1, vocab)}`);
       await refuses(`${policy.kind}: feed`, () => stream.feed([2, 3, vocab]), `ids: ${bad(2, vocab, vocab)}`);
+      for (const feed of ['feed', 'feedLastValues', 'feedLastGreedy'] as const)
+        await refuses(`${policy.kind}: ${feed}, no ids`, () => stream[feed]([]), 'ids: expected at least one token id, got none');
       t.equal(stream.length, 5, `${where}, ${policy.kind}: the stream did not move`);
       // and it goes on as if nothing had been refused: the next token's logits are those of a stream never given a bad id
       const fresh = new TokenStream(model, policy);
@@ -675,7 +690,7 @@ t.test(
 );
 
 t.test(
-  "a decode step as one pool program (decode_program.ts): 320 tokens through a streaming cache that wraps, the one-job path's and the tfjs path's logits and picks bit for bit",
+  "a decode step as one pool program (decode_program.ts), on 1 to 3 threads: 320 tokens through a streaming cache that wraps, the one-job path's and the tfjs path's logits and picks bit for bit",
   programsRun(),
   async (t) => {
     const stream = Array.from({ length: 320 }, (_, i) => tokens[(7 * i) % tokens.length]!);
@@ -686,6 +701,9 @@ t.test(
       { threads: 3, weights: 'f32', splitMinBytes: 0 },
       { threads: 2, weights: 'f32' },
       { threads: 3, weights: 'q8' },
+      // one thread: the caller walks the program alone (the default of --threads 1)
+      { threads: 1, weights: 'f32' },
+      { threads: 1, weights: 'q8' },
     ] as const) {
       const model = await loaded(p);
       const program = pooledDecodeProgram(model);
@@ -1099,7 +1117,7 @@ t.test(
   },
 );
 
-t.test('eval --threads and --weights', async (t) => {
+t.test('eval --threads, --weights and --products', async (t) => {
   const dir = tempDir('streamllm-pool-');
   const ids = join(dir, 'ids.json');
   writeFileSync(ids, JSON.stringify(expected.tokens.slice(0, 64)));
@@ -1111,14 +1129,25 @@ t.test('eval --threads and --weights', async (t) => {
   const q = await runCliInProcess(['eval', '--model', model, '--tokens', ids, '--threads', '1', '--weights', 'q8', '--json']);
   t.equal(q.status, 0, q.stderr);
   t.match(q.stderr, /products: q8 weights .* on 1 thread, (2 MB pages asked for|4 KB pages \(.+\))\n/);
+  // --threads 1: float32 in a pool of one thread (no workers); --products tfjs: the backend's own products, the same NLLs
   const one = await runCliInProcess(['eval', '--model', model, '--tokens', ids, '--threads', '1', '--json']);
-  t.notMatch(one.stderr, /products:/, '--threads 1 with float32: no pool');
-  for (const [flag, value, message] of [
-    ['--threads', '0', /eval --threads: must be >= 1, got 0/],
-    ['--weights', 'q4', /eval --weights: expected one of f32, q8, got 'q4'/],
+  t.equal(one.status, 0, one.stderr);
+  t.match(one.stderr, /products: f32 weights .* on 1 thread, /, '--threads 1 with float32: the pool, on the calling thread');
+  const tfjs = await runCliInProcess(['eval', '--model', model, '--tokens', ids, '--products', 'tfjs', '--json']);
+  t.equal(tfjs.status, 0, tfjs.stderr);
+  t.notMatch(tfjs.stderr, /products:/, '--products tfjs: no pool');
+  const nll = (r: { stdout: string }) => (JSON.parse(r.stdout) as { nll: number[] }).nll;
+  if (backend === 'wasm') t.same(nll(one), nll(tfjs), "--threads 1: --products tfjs's NLLs bit for bit");
+  t.ok(maxAbsDiff(nll(one), nll(tfjs)) < 1e-5, "--threads 1: --products tfjs's NLLs");
+  for (const [flags, message] of [
+    [['--threads', '0'], /eval --threads: must be >= 1, got 0/],
+    [['--weights', 'q4'], /eval --weights: expected one of f32, q8, got 'q4'/],
+    [['--products', 'xnnpack'], /eval --products: expected one of pool, tfjs, got 'xnnpack'/],
+    [['--products', 'tfjs', '--weights', 'q8'], /eval --products tfjs: float32 only \(--weights q8 runs in the pool\), got --weights q8\n/],
+    [['--products', 'tfjs', '--threads', '2'], /eval --products tfjs: one thread \(the \w+ backend's kernels run on one in Node\), got --threads 2\n/],
   ] as const) {
-    const bad = await runCliInProcess(['eval', '--model', model, '--tokens', ids, flag, value]);
-    t.equal(bad.status, 2, `${flag} ${value}: exit code 2`);
+    const bad = await runCliInProcess(['eval', '--model', model, '--tokens', ids, ...flags]);
+    t.equal(bad.status, 2, `${flags.join(' ')}: exit code 2`);
     t.match(bad.stderr, message);
   }
 });

@@ -5,7 +5,7 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import t from 'tap';
-import { FileFormatError, UsageError } from '../src/errors.js';
+import { ArgumentError, FileFormatError, UsageError } from '../src/errors.js';
 import { bpeToJson, BpeTokenizer, END_OF_TEXT, loadBpe, saveBpe } from '../src/tokenizer/bpe.js';
 import { trainBpe } from '../src/tokenizer/bpe_train.js';
 import { BYTE_TO_CHAR, pretokenize } from '../src/tokenizer/byte_level.js';
@@ -185,8 +185,10 @@ import { ROOT, tempDir } from './paths.js';
     t.equal(small.decode([1, 0x20 + 3, id('a')]), ' a', 'a byte token <0x20> is a byte, not a piece with a space');
     t.equal(small.decode([1, 0xc3 + 3, 0xa9 + 3, 2]), 'é', 'byte tokens assemble UTF-8; BOS and EOS print nothing');
     t.equal(small.decode([0]), '<unk>');
-    t.throws(() => small.decode([small.vocabSize]), UsageError);
-    t.throws(() => small.decode([-1]), /token id -1 is outside the vocabulary \(0\.\.271\)/);
+    t.throws(() => small.decode([small.vocabSize]), ArgumentError);
+    // a bad id in the words of every bad token id (src/model/token_ids.ts), for a list and for one id
+    t.throws(() => small.decode([1, -1]), new ArgumentError('ids', 'element 1 is -1, expected a token id in 0..271'));
+    t.throws(() => small.streamDecoder().push(272), new ArgumentError('id', 'is 272, expected a token id in 0..271'));
   });
 
   t.test('small vocabulary: round trips', async (t) => {
@@ -464,7 +466,8 @@ import { ROOT, tempDir } from './paths.js';
     t.equal(stream.push(0xe4), '');
     t.equal(stream.flush(), '\uFFFD', 'an unfinished character at the end');
     t.equal(tok.decode([0xff, 0x41]), '\uFFFDA', 'invalid UTF-8 decodes to U+FFFD, never throws');
-    t.throws(() => tok.decode([tok.vocabSize]), /token id 258 is outside the vocabulary \(0\.\.257\)/);
+    t.throws(() => tok.decode([tok.vocabSize]), new ArgumentError('ids', 'element 0 is 258, expected a token id in 0..257'));
+    t.throws(() => tok.streamDecoder().push(1.5), new ArgumentError('id', 'is 1.5, expected a token id in 0..257'));
   });
 
   t.test('compression on English text', async (t) => {
@@ -694,6 +697,10 @@ import { ROOT, tempDir } from './paths.js';
     const ids = tok.encode('hello 😀 world');
     t.same(ids, [271, 259, 3 + 0xf0, 3 + 0x9f, 3 + 0x98, 3 + 0x80, 276]);
     t.equal(tok.decode([1, ...ids, 2]), 'hello 😀 world', 'BOS/EOS left out, first space stripped');
+    // a bad id in the words of every bad token id (the library decoded 277 to nothing, and refused 1.5 in its own)
+    t.throws(() => tok.decode([271, 277]), new ArgumentError('ids', 'element 1 is 277, expected a token id in 0..276'));
+    t.throws(() => tok.decode([1.5]), new ArgumentError('ids', 'element 0 is 1.5, expected a token id in 0..276'));
+    t.throws(() => tok.streamDecoder().push(-1), new ArgumentError('id', 'is -1, expected a token id in 0..276'));
     const pieces = streamed(tok, [1, ...ids]);
     t.same(pieces, ['', 'hello', ' ', '', '', '', '😀', ' world', ''], 'held back until the emoji is complete');
     t.equal(pieces.join(''), tok.decode(ids));

@@ -130,10 +130,13 @@
   ;; x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for exp(r), and
   ;; 2^n built in the exponent bits. Relative error about 1e-7. x is clamped
   ;; to [-87.3, 88]: below, where exp leaves the normal floats, it gives about
-  ;; 1e-38 instead of 0; above, 1.7e38 instead of overflowing.
+  ;; 1e-38 instead of 0; above, 1.7e38 instead of overflowing. The clamp is
+  ;; pmax then pmin (one instruction each; min and max's NaN and signed-zero
+  ;; rules cost V8 a chain of them): the same lanes for every x, a NaN
+  ;; staying NaN (exps of 128 scores 0.21 -> 0.14 µs, hot).
   (func $exp (param $x v128) (result v128)
     (local $n v128) (local $r v128) (local $p v128)
-    (local.set $x (f32x4.min (f32x4.max (local.get $x) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
+    (local.set $x (f32x4.pmin (f32x4.pmax (local.get $x) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
     (local.set $n (f32x4.nearest (f32x4.mul (local.get $x) (f32x4.splat (f32.const 1.44269504088896341)))))
     ;; r = x - n ln2, with ln2 in two parts so that n * (high part) is exact
     (local.set $r (f32x4.sub (local.get $x) (f32x4.mul (local.get $n) (f32x4.splat (f32.const 0.693359375)))))
@@ -170,7 +173,7 @@
         (br_if $done8 (i32.ge_u (local.get $at) (local.get $end)))
         (local.set $x0 (f32x4.sub (v128.load (local.get $at)) (local.get $m)))
         (local.set $x1 (f32x4.sub (v128.load offset=16 (local.get $at)) (local.get $m)))
-        (local.set $x0 (f32x4.min (f32x4.max (local.get $x0) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
+        (local.set $x0 (f32x4.pmin (f32x4.pmax (local.get $x0) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
         (local.set $n0 (f32x4.nearest (f32x4.mul (local.get $x0) (f32x4.splat (f32.const 1.44269504088896341)))))
         (local.set $r0 (f32x4.sub (local.get $x0) (f32x4.mul (local.get $n0) (f32x4.splat (f32.const 0.693359375)))))
         (local.set $r0 (f32x4.sub (local.get $r0) (f32x4.mul (local.get $n0) (f32x4.splat (f32.const -2.12194440e-4)))))
@@ -185,7 +188,7 @@
           (f32x4.mul (f32x4.mul (local.get $r0) (local.get $r0)) (local.get $p0))))
         (local.set $e0 (f32x4.mul (local.get $p0)
           (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n0)) (i32x4.splat (i32.const 127))) (i32.const 23))))
-        (local.set $x1 (f32x4.min (f32x4.max (local.get $x1) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
+        (local.set $x1 (f32x4.pmin (f32x4.pmax (local.get $x1) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
         (local.set $n1 (f32x4.nearest (f32x4.mul (local.get $x1) (f32x4.splat (f32.const 1.44269504088896341)))))
         (local.set $r1 (f32x4.sub (local.get $x1) (f32x4.mul (local.get $n1) (f32x4.splat (f32.const 0.693359375)))))
         (local.set $r1 (f32x4.sub (local.get $r1) (f32x4.mul (local.get $n1) (f32x4.splat (f32.const -2.12194440e-4)))))
@@ -397,8 +400,12 @@
 
   ;; SwiGLU: out[r, i] = silu(g) * u with g = x[r, i], u = x[r, hidden + i],
   ;; silu(g) = g / (1 + exp(-g)); x is [rows, 2 * hidden], out [rows, hidden].
+  ;; $exp written out in the loop, its steps unchanged (V8 does not inline
+  ;; the call: a row of 768, hot, 1.12 µs with the call, 0.86 without; every
+  ;; thread runs it whole in a decode program, once a layer).
   (func $swiglu (export "swiglu") (param $x i32) (param $rows i32) (param $hidden i32) (param $out i32)
     (local $half i32) (local $end i32) (local $rowEnd i32) (local $g v128)
+    (local $e v128) (local $n v128) (local $r v128) (local $p v128)
     (local.set $half (i32.shl (local.get $hidden) (i32.const 2))) ;; bytes of one half-row
     (local.set $end (i32.add (local.get $out) (i32.mul (local.get $rows) (local.get $half))))
     (block $rowsDone
@@ -409,9 +416,25 @@
           (loop $columns
             (br_if $columnsDone (i32.ge_u (local.get $out) (local.get $rowEnd)))
             (local.set $g (v128.load (local.get $x)))
+            ;; $e = exp(-g), $exp's steps
+            (local.set $e (f32x4.pmin (f32x4.pmax (f32x4.neg (local.get $g)) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
+            (local.set $n (f32x4.nearest (f32x4.mul (local.get $e) (f32x4.splat (f32.const 1.44269504088896341)))))
+            (local.set $r (f32x4.sub (local.get $e) (f32x4.mul (local.get $n) (f32x4.splat (f32.const 0.693359375)))))
+            (local.set $r (f32x4.sub (local.get $r) (f32x4.mul (local.get $n) (f32x4.splat (f32.const -2.12194440e-4)))))
+            (local.set $p (f32x4.splat (f32.const 1.9875691500e-4)))
+            (local.set $p (f32x4.add (f32x4.splat (f32.const 1.3981999507e-3)) (f32x4.mul (local.get $p) (local.get $r))))
+            (local.set $p (f32x4.add (f32x4.splat (f32.const 8.3334519073e-3)) (f32x4.mul (local.get $p) (local.get $r))))
+            (local.set $p (f32x4.add (f32x4.splat (f32.const 4.1665795894e-2)) (f32x4.mul (local.get $p) (local.get $r))))
+            (local.set $p (f32x4.add (f32x4.splat (f32.const 1.6666665459e-1)) (f32x4.mul (local.get $p) (local.get $r))))
+            (local.set $p (f32x4.add (f32x4.splat (f32.const 5.0000001201e-1)) (f32x4.mul (local.get $p) (local.get $r))))
+            (local.set $p (f32x4.add
+              (f32x4.add (f32x4.splat (f32.const 1)) (local.get $r))
+              (f32x4.mul (f32x4.mul (local.get $r) (local.get $r)) (local.get $p))))
+            (local.set $e (f32x4.mul (local.get $p)
+              (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (i32x4.splat (i32.const 127))) (i32.const 23))))
             (v128.store (local.get $out) (f32x4.div
               (f32x4.mul (local.get $g) (v128.load (i32.add (local.get $x) (local.get $half))))
-              (f32x4.add (f32x4.splat (f32.const 1)) (call $exp (f32x4.neg (local.get $g))))))
+              (f32x4.add (f32x4.splat (f32.const 1)) (local.get $e))))
             (local.set $x (i32.add (local.get $x) (i32.const 16)))
             (local.set $out (i32.add (local.get $out) (i32.const 16)))
             (br $columns)))

@@ -12,11 +12,12 @@ export class CausalBlock implements KVCache {
   readonly size = 0;
   readonly byteSize = 0;
   readonly blockLimit = Infinity;
-  private began = false;
+  /** Its one block: begun, then ended for good, or abandoned (as if never begun: it may begin again). */
+  private block: 'none' | 'begun' | 'ended' = 'none';
 
   begin(T: number): BlockView {
-    if (this.began) throw new Error('CausalBlock holds one block: use a new one per sequence');
-    this.began = true;
+    if (this.block !== 'none') throw new Error('CausalBlock holds one block: use a new one per sequence');
+    this.block = 'begun';
     const positions = new Int32Array(T);
     const rowRanges = new Int32Array(2 * T);
     for (let t = 0; t < T; t++) {
@@ -31,14 +32,19 @@ export class CausalBlock implements KVCache {
     return { keys, values };
   }
 
-  end(): void {}
+  // (end and abandon with no block begun throw, as every cache's: a caller's mistake, not a no-op to pass unseen)
+  end(): void {
+    if (this.block !== 'begun') throw new Error('CausalBlock.end: no block begun');
+    this.block = 'ended';
+  }
 
   abandon(): void {
-    this.began = false;
+    if (this.block !== 'begun') throw new Error('CausalBlock.abandon: no block begun');
+    this.block = 'none';
   }
 
   reset(): void {
-    this.began = false;
+    this.block = 'none';
   }
 
   dispose(): void {}

@@ -211,8 +211,11 @@ export class EntryStorage {
     const dims: [number, number, number] = [this.shape.kvHeads, saved.count, this.shape.headDim];
     const keys = tf.tensor3d(saved.keys, dims);
     const values = tf.tensor3d(saved.values, dims);
-    this.write(saved.layer, keys, values, saved.slot);
-    tf.dispose([keys, values]);
+    try {
+      this.write(saved.layer, keys, values, saved.slot);
+    } finally {
+      tf.dispose([keys, values]); // (a write that throws, too: restore runs where a block failed, whose caller goes on)
+    }
   }
 
   /** Write row `from` of keys/values [kvHeads, T, headDim], kv head g to slot slots[g] (storage in tensors only). */

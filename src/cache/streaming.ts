@@ -62,7 +62,7 @@ export class StreamingCache implements KVCache {
   }
 
   begin(T: number): BlockView {
-    if (this.blockTokens !== undefined) throw new Error('StreamingCache.begin: the previous block was not ended');
+    if (this.blockTokens !== undefined) throw new Error(`${this.constructor.name}.begin: the previous block was not ended`);
     const start = this.streamLength;
     const S = this.sinkCount;
     const W = this.windowSize;
@@ -119,7 +119,7 @@ export class StreamingCache implements KVCache {
 
   store(layer: number, keys: tf.Tensor3D, values: tf.Tensor3D): CacheEntries {
     const T = this.blockTokens;
-    if (T === undefined) throw new Error('StreamingCache.store: call begin() first');
+    if (T === undefined) throw new Error(`${this.constructor.name}.store: call begin() first`);
     if (T > 1) {
       // (composed: see begin)
       const entries = this.composeEntries(layer, keys, values);
@@ -134,14 +134,14 @@ export class StreamingCache implements KVCache {
   /** A single token (never composed) goes where writeBlock would write it: its sink slot, or its ring slot. */
   place(layer: number): PlacedEntries | undefined {
     const T = this.blockTokens;
-    if (T === undefined) throw new Error('StreamingCache.place: call begin() first');
+    if (T === undefined) throw new Error(`${this.constructor.name}.place: call begin() first`);
     if (T !== 1) return undefined;
     const j = this.streamLength;
     return this.storage.place(layer, j < this.sinkCount ? j : this.slotOf(j));
   }
 
   end(): void {
-    if (this.blockTokens === undefined) throw new Error('StreamingCache.end: no block begun');
+    if (this.blockTokens === undefined) throw new Error(`${this.constructor.name}.end: no block begun`);
     this.streamLength += this.blockTokens;
     this.blockTokens = undefined;
     this.overwritten.length = 0;
@@ -154,7 +154,7 @@ export class StreamingCache implements KVCache {
    * sees.
    */
   abandon(): void {
-    if (this.blockTokens === undefined) throw new Error('StreamingCache.abandon: no block begun');
+    if (this.blockTokens === undefined) throw new Error(`${this.constructor.name}.abandon: no block begun`);
     for (const saved of this.overwritten) this.storage.restore(saved);
     this.overwritten.length = 0;
     this.blockTokens = undefined;

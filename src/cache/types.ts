@@ -200,9 +200,9 @@ export interface KVCache {
    * `wantsAttention`; the tensor lives only during the call.
    */
   observeAttention?(layer: number, probs: tf.Tensor3D): void;
-  /** End the block: the stream is T tokens longer. */
+  /** End the block: the stream is T tokens longer. With no block begun: an Error ("CACHE.end: no block begun"). */
   end(): void;
-  /** End the block as if it had never begun (its forward pass failed: see Failing above). */
+  /** End the block as if it had never begun (its forward pass failed: see Failing above). With no block begun: an Error, as end's. */
   abandon(): void;
   /** Forget the stream (storage is kept). */
   reset(): void;

@@ -7,7 +7,7 @@ import { ReportedError, StreamllmError, UsageError } from '../errors.js';
 import { defineCommand } from './args.js';
 
 const BENCHMARKS: Record<string, string> = {
-  decode: 'greedy decode tok/s against llama2.c run.c (float32, q8; 1 and all threads), blocked evaluation on 1 and all threads',
+  decode: 'greedy decode tok/s against llama2.c run.c (float32, q8; 1 and all threads; float32 on the tfjs path), blocked evaluation on 1 and all threads',
   profile_decode: 'where the time of a pooled decode step goes, by part (products, attention, tfjs, sampling, ...)',
   cold_start: "why a process's first few hundred decode tokens are slower: CPU by thread (V8's compiler), functions compiled",
   streaming: 'latency vs stream length, recompute vs streaming (Fig. 10), blocked vs stepwise evaluation',
@@ -17,6 +17,7 @@ const BENCHMARKS: Record<string, string> = {
   q8_accuracy: 'perplexity with float32, q8, and q8 weights alone, on the conformance and zoo models',
   f32_product: 'one float32 product on 1 or N threads (products.wat productF32, the pool, a static split) against run.c matmul',
   builds_ab: 'two builds alternating in one run: decode and blocked-evaluation speed (--a OLD/dist --b dist)',
+  decode_ab: 'ways of running one model (the tfjs path, the pool, the pool without decode programs) alternating in blocks of tokens in one process',
   inproc_ab: 'two builds decoding in turns in one process: µs/token and the ratio of paired blocks, resolving 1-2% (--a DIST --b DIST)',
   pool_program: "the pool's fixed cost a job and a program's a step: N small products as run() calls and as one program",
   plot: 'figure rendering times',

@@ -80,6 +80,8 @@ export function contextFromFlags(
   const why = settings.bosFirst !== undefined ? `${command} --bos-first` : `${opened.label}: ${trainedOn?.from} says every training sample started with BOS`;
   checkSettings(settings, command, model.config.maxSeqLen, tokenizer, bosFirst ? why : undefined);
   const ids = sourceTokens(source, tokenizer, model.config.vocabSize, settings.tokens, { bosFirst: bosFirst ? tokenizer?.bosId : undefined });
+  // (every experiment scores or attends the text; with fewer, curves ran to a RangeError, cache-size and initial-tokens to a figure of NaN)
+  if (ids.length < 2) throw new UsageError(`${command}: ${sourceLabel(source)} gives ${ids.length} token${ids.length === 1 ? '' : 's'}, expected at least 2`);
   return {
     model,
     modelLabel: opened.label,

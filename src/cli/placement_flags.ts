@@ -1,8 +1,12 @@
-// --threads and --weights (eval, generate): where the weight products run and
-// how the matrices are held. placement.ts acts on them once a model is loaded.
+// --threads, --weights and --products (eval, generate): where the weight
+// products run and how the matrices are held. placement.ts acts on them once
+// a model is loaded.
 import { defaultThreads } from '../../kernels/threads.js';
 import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight_format.js';
 import { defineFlags } from './args.js';
+
+/** Where --products puts the weight products. */
+const PRODUCTS = ['pool', 'tfjs'] as const;
 
 export const placementFlags = defineFlags([
   {
@@ -11,7 +15,7 @@ export const placementFlags = defineFlags([
     value: 'N',
     min: 1,
     max: 1024,
-    help: `threads for the weight products (default: every core, ${defaultThreads()} here); 1 keeps float32 products on the backend's one thread`,
+    help: `threads for the weight products (default: every core, ${defaultThreads()} here); 1: the calling thread alone, no worker threads`,
   },
   {
     name: 'weights',
@@ -21,10 +25,21 @@ export const placementFlags = defineFlags([
     default: 'f32',
     help: 'weight matrices as f32, or q8: blocks of 32 int8 with a float32 scale, 1.125 bytes a weight (accuracy: README)',
   },
+  {
+    name: 'products',
+    type: 'string',
+    value: 'WHERE',
+    choices: PRODUCTS,
+    help:
+      "pool (default on wasm and cpu): the matrices in the worker pool, this project's SIMD loops on --threads threads; " +
+      "tfjs: the backend's own kernels (XNNPACK on wasm), float32 on one thread, the path the pool's results are tested against",
+  },
 ]);
 
 /** The placement flags as parsed. */
 export interface PlacementFlags {
   threads?: number | undefined;
   weights: WeightFormat;
+  /** undefined: the pool where the backend has it (wasm, cpu), tfjs's own products on tensorflow. */
+  products?: (typeof PRODUCTS)[number] | undefined;
 }

@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { tokenNll } from '../../kernels/token_nll.js';
 import { type CachePolicy, policyLabel, policySpan } from '../cache/index.js';
-import { NonFiniteError } from '../errors.js';
+import { ArgumentError, NonFiniteError } from '../errors.js';
 import { yieldToEventLoop } from '../event_loop.js';
 import { firstNonFinite } from '../finite.js';
 import { checkTokenIds } from '../model/token_ids.js';
@@ -47,6 +47,8 @@ export function nonFiniteOutput(position: number, policy: CachePolicy | string, 
 export async function scoreTokens(model: Model, ids: readonly number[], policy: CachePolicy, options: ScoreOptions = {}): Promise<ScoreResult> {
   // every id, the last too (a target only, never fed), before the first block runs
   checkTokenIds('ids', ids, model.config.vocabSize);
+  // (the first is context only: with fewer, nothing is scored, and the result was ppl NaN)
+  if (ids.length < 2) throw new ArgumentError('ids', `expected at least 2 token ids (the first is context only), got ${ids.length}`);
   const mode = options.mode ?? 'blocked';
   const block = mode === 'stepwise' ? 1 : Math.max(1, Math.min(options.blockSize ?? DEFAULT_BLOCK_SIZE, policySpan(policy)));
   // A sink-token model sees its learned sink first; its prediction of ids[0] is not scored.

@@ -50,8 +50,11 @@
 // operands, so the logits are the same bits; the program is used only where
 // that path would run those loops (forwardLastValues, and forwardBatch's
 // block of one token: a model whose layers and classifier are pooled, on
-// several threads, a cache that places a token's entry in the pool's
-// memory, the fused attention path).
+// any number of threads, a cache that places a token's entry in the pool's
+// memory, the fused attention path). On one thread the caller runs the
+// steps in order alone (WorkerPool.runProgram): no barriers, but one call
+// a step instead of some 31 jobs' JavaScript between them; 15M q8 1.07x,
+// f32 1.04x the one-job path in one process (bench/decode_ab.ts, s25).
 //
 // One program per model (its weights, norms and shapes are fixed; a
 // stream's cache is patched in per token): its operands live in a region
@@ -658,8 +661,7 @@ export function setDecodePrograms(on: boolean): boolean {
 
 /**
  * The decode program of a model whose layers and classifier are pooled
- * (residualInPool), on several threads; undefined where it has none (one
- * thread, no pooled classifier, a sink-token model, a hidden size or
+ * (residualInPool), on any number of threads; undefined where it has none (no pooled classifier, a sink-token model, a hidden size or
  * headDim the SIMD loops do not take, norms without room in the pool's
  * memory, no direct memory for the embedding's rows, more layers than a
  * program's MAX_PROGRAM_STEPS hold).
@@ -670,7 +672,7 @@ export function pooledDecodeProgram(model: Model): DecodeProgram | undefined {
   if (known !== undefined) return known ?? undefined;
   // (not yet a model whose layers run in the pool: none now, and asked again later)
   if (!residualInPool(model)) return undefined;
-  const program = model.pool !== undefined && model.pool.threads > 1 && hasDirectMemory() ? DecodeProgram.build(model) : undefined;
+  const program = model.pool !== undefined && hasDirectMemory() ? DecodeProgram.build(model) : undefined;
   programs.set(model, program ?? null);
   return program;
 }

@@ -249,10 +249,8 @@ export function modelFromHf(spec: HfModelSpec, reader: SafetensorsReader, notes:
 /**
  * The engine model with its matrices read straight into a new worker pool
  * (`p.weights`, default f32, on `p.threads`), without ever holding the
- * float32 matrices: for a placement that asks for the pool (pooled.ts
- * wantsPool: q8, or more than one thread), bit for bit what modelFromHf and
- * then placeWeights make; given one thread and f32 it still makes a
- * one-thread pool, where placeWeights would leave the tfjs path. `what` starts the message that refuses, before anything is
+ * float32 matrices: bit for bit what modelFromHf and then placeWeights
+ * make. `what` starts the message that refuses, before anything is
  * allocated, a model whose matrices do not fit the pool.
  */
 export function pooledModelFromHf(spec: HfModelSpec, reader: SafetensorsReader, p: Placement, what: string, notes: (line: string) => void = () => {}): Model {

@@ -1,5 +1,6 @@
-// Moving a loaded model's weight matrices into the worker pool: every core
-// on the products (--threads), and optionally 8-bit weights (--weights q8).
+// Moving a loaded model's weight matrices into the worker pool: the pool's
+// SIMD loops on the products, on every core or --threads of them (one: the
+// calling thread alone), and optionally 8-bit weights (--weights q8).
 //
 // The matrices (qkv, out, up, down per layer, and the classifier) leave
 // tfjs: each is written [out, in] into the pool's shared memory, float32 or
@@ -16,7 +17,7 @@ import { layerMatrixShapes, type ModelConfig } from './config.js';
 import type { Linear, Model } from './weights.js';
 
 export interface Placement {
-  /** Threads for the weight products, the calling one included (default: every core). */
+  /** Threads for the weight products, the calling one included (default: every core; 1: the calling thread alone, no worker threads). */
   threads?: number;
   /** How the matrices are stored (default f32). */
   weights?: WeightFormat;
@@ -73,15 +74,6 @@ export function checkPoolFits(c: ModelConfig, format: WeightFormat, what: string
   }
 }
 
-/**
- * Whether a placement asks for the pool: more than one thread, or q8 weights
- * (which only the pool's loops read). `--threads 1` with float32 weights is
- * the plain tfjs path.
- */
-export function wantsPool(p: Placement): boolean {
-  return (p.weights ?? 'f32') === 'q8' || (p.threads ?? defaultThreads()) > 1;
-}
-
 /** A new worker pool for the placement's threads and tuning. */
 export function poolFor(p: Placement): WorkerPool {
   return new WorkerPool(p.threads ?? defaultThreads(), { splitMinBytes: p.splitMinBytes, spinMicros: p.spinMicros, hugePages: p.hugePages });
@@ -89,10 +81,15 @@ export function poolFor(p: Placement): WorkerPool {
 
 /**
  * Move the model's matrices into a new worker pool, in place; returns the
- * model. Does nothing when the placement does not ask for the pool.
+ * model (as it was where it has a pool already). Any thread count, one
+ * included: a pool of one thread has no workers, and its loops on the
+ * calling thread decode faster than the tfjs path's ops (bench/RESULTS.md,
+ * bench/decode_ab.ts), with the same float32 bits on wasm. A model never
+ * placed is the plain tfjs path, the reference the pooled paths are tested
+ * against.
  */
 export function placeWeights(model: Model, p: Placement): Model {
-  if (!wantsPool(p) || model.pool !== undefined) return model;
+  if (model.pool !== undefined) return model;
   const format = p.weights ?? 'f32';
   checkPoolFits(model.config, format, `placeWeights: weights '${format}'`);
   const pool = poolFor(p);

@@ -9,9 +9,9 @@
 // thread; the attention the model runs here (transformer.ts:
 // pooledAttention) takes q|k|v as an array and, where it can, splits the
 // heads, rotates and attends on arrays too, leaving two tfjs tensors a
-// layer: the new keys and values the cache stores. On several threads the
-// model's caches keep their entries in the pool's memory (cacheMemory), and
-// attention runs there, in place, split over the heads.
+// layer: the new keys and values the cache stores. The model's caches keep
+// their entries in the pool's memory (cacheMemory), and attention runs
+// there, in place, split over the heads where there are several threads.
 //
 // The loops compute what the tensor path's kernels compute, bit for bit: the
 // RMSNorm kernel's loop (kernels/rmsnorm.ts rmsNormRows; in the layers,
@@ -75,14 +75,16 @@ export function poolEntryMemory(pool: WorkerPool): EntryMemory {
 
 /**
  * Where the caches of a model should keep their entries: a model whose
- * layers run here on several threads, its pool's memory, where a decode
- * step's attention runs split over the heads, in place (the wasm backend's
- * heap, where tensors live, the pool's workers cannot read); otherwise
- * undefined: tensors. Whoever makes a cache for the model passes it in the
+ * layers run here, its pool's memory, where a decode step's attention runs
+ * in place, split over the heads (the wasm backend's heap, where tensors
+ * live, the pool's workers cannot read), and, on any number of threads, a
+ * decode step can run as one program (decode_program.ts: it writes the
+ * token's entry straight into the cache's slot); otherwise undefined:
+ * tensors. Whoever makes a cache for the model passes it in the
  * cache's shape (src/stream.ts).
  */
 export function cacheMemory(model: Model): EntryMemory | undefined {
-  return residualInPool(model) && model.pool!.threads > 1 ? poolEntryMemory(model.pool!) : undefined;
+  return residualInPool(model) ? poolEntryMemory(model.pool!) : undefined;
 }
 
 /** Whether the model's layers can run with the residual stream outside tfjs. */

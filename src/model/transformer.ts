@@ -37,7 +37,7 @@ import { type DecodeProgram, pooledDecodeProgram } from './decode_program.js';
 import { mlp, norm } from './parts.js';
 import { type Attend, poolEntryMemory, pooledLayers, pooledLogits, pooledLogitValues, residualInPool } from './pooled_layers.js';
 import { classify, project } from './project.js';
-import { checkTokenIds, SINK_TOKEN } from './token_ids.js';
+import { checkSomeTokenIds, checkTokenIds, SINK_TOKEN } from './token_ids.js';
 import { checkNotDisposed, type LayerWeights, type Model } from './weights.js';
 
 export { SINK_TOKEN } from './token_ids.js';
@@ -491,7 +491,10 @@ export function forwardBatch(
   logits: 'all' | 'last' = 'all',
   options: ForwardOptions = {},
 ): tf.Tensor2D {
-  batch.forEach((ids, b) => checkModelIds(model, `batch[${b}]`, ids));
+  batch.forEach((ids, b) => {
+    checkModelIds(model, `batch[${b}]`, ids);
+    checkSomeTokenIds(`batch[${b}]`, ids);
+  });
   return forwardChecked(model, batch, caches, logits, options);
 }
 
@@ -507,7 +510,7 @@ function forwardChecked(
   return forwardBlock(model, batch, caches, options, (states, causal) => {
     const T = batch[0]!.length;
     if (residualInPool(model)) {
-      // one token on several threads: the whole step as one pool program, where it runs the loops below
+      // one token: the whole step as one pool program, where it runs the loops below
       const program = batch.length === 1 && T === 1 && causal === undefined && options.onAttention === undefined ? decodeProgramFor(model) : undefined;
       const programmed = program?.run(batch[0]![0]!, caches[0]!, states[0]!.view);
       if (programmed !== undefined) return productTensor(programmed, [1, config.vocabSize]); // [1, vocab]
@@ -539,14 +542,15 @@ function forwardChecked(
  */
 export function forwardLastValues(model: Model, ids: readonly number[], cache: KVCache, scratch?: DecodeScratch): Float32Array {
   checkModelIds(model, 'ids', ids); // (before the decode program is looked up: it is made on the model's pool)
-  // One token on several threads: the whole step as one pool program,
+  checkSomeTokenIds('ids', ids);
+  // One token: the whole step as one pool program,
   // where it runs the loops below; outside forwardBlock's tidy and checks
   // (it makes no tensor, and its attention's scores are a few floats a
   // thread): about 20 µs of a 15M q8 step's 600. (Looked up first: a model
   // has a program only where the checks below held when it was made, and
   // they read every layer's matrices, a token's cache misses.)
   const program = ids.length === 1 && cache.blockLimit >= 1 ? decodeProgramFor(model) : undefined;
-  if (program === undefined && (!residualInPool(model) || model.weights.pooledClassifier === undefined || ids.length > cache.blockLimit || ids.length === 0)) {
+  if (program === undefined && (!residualInPool(model) || model.weights.pooledClassifier === undefined || ids.length > cache.blockLimit)) {
     const logits = forwardIds(model, ids, cache, 'last', {}); // [1, vocab]
     const values = logits.dataSync() as Float32Array;
     logits.dispose();
@@ -758,6 +762,7 @@ function beginBlock(caches: readonly KVCache[], T: number): BlockView[] {
  */
 export function forward(model: Model, ids: readonly number[], cache: KVCache, logits: 'all' | 'last' = 'all', options: ForwardOptions = {}): tf.Tensor2D {
   checkModelIds(model, 'ids', ids);
+  checkSomeTokenIds('ids', ids);
   return forwardIds(model, ids, cache, logits, options);
 }
 

@@ -25,6 +25,7 @@ import type { EncodeOptions, StreamDecoder, Tokenizer } from './types.js';
 import { decodeAll, Utf8StreamDecoder } from './utf8_stream.js';
 import { readJsonFile } from '../files.js';
 import { writeFileAtomic } from '../outputs.js';
+import { checkTokenId, checkTokenIds } from '../model/token_ids.js';
 
 export const END_OF_TEXT = '<|endoftext|>';
 
@@ -153,6 +154,7 @@ export class BpeTokenizer implements Tokenizer {
   }
 
   decode(ids: readonly number[]): string {
+    checkTokenIds('ids', ids, this.vocabSize);
     return decodeAll(ids, (id) => this.bytesOf(id));
   }
 
@@ -185,9 +187,7 @@ export class BpeTokenizer implements Tokenizer {
   }
 
   private bytesOf(id: number): Uint8Array {
-    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new UsageError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
-    }
+    checkTokenId('id', id, this.vocabSize);
     return this.tokenBytes[id]!;
   }
 

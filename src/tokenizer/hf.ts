@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { FileFormatError } from '../errors.js';
 import type { EncodeOptions, StreamDecoder, Tokenizer } from './types.js';
 import { readJsonFile } from '../files.js';
+import { checkTokenId, checkTokenIds } from '../model/token_ids.js';
 
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
@@ -181,6 +182,7 @@ export class HfTokenizer implements Tokenizer {
 
   /** Text of `ids`, special tokens (BOS, EOS, padding) left out. */
   decode(ids: readonly number[]): string {
+    checkTokenIds('ids', ids, this.vocabSize); // (the library decoded an id past its vocabulary to nothing, and refused 1.5 in words of its own)
     if (ids.length === 0) return ''; // the library refuses an empty list
     return this.impl.decode([...ids], { skip_special_tokens: true });
   }
@@ -202,6 +204,7 @@ export class HfTokenizer implements Tokenizer {
     };
     return {
       push: (id: number) => {
+        checkTokenId('id', id, this.vocabSize);
         ids.push(id);
         const text = pending();
         if (text.length === 0 || text.endsWith('\uFFFD')) return '';

@@ -28,6 +28,7 @@
 // so decode(encode(text, {bos: true})) === text.
 import { readFileSync } from 'node:fs';
 import { FileFormatError, UsageError } from '../errors.js';
+import { checkTokenId, checkTokenIds } from '../model/token_ids.js';
 import { writeFileAtomic } from '../outputs.js';
 import { mergePairs } from './pair_merge.js';
 import type { EncodeOptions, StreamDecoder, Tokenizer } from './types.js';
@@ -107,6 +108,7 @@ export class Llama2cTokenizer implements Tokenizer {
   }
 
   decode(ids: readonly number[]): string {
+    checkTokenIds('ids', ids, this.vocabSize);
     return decodeAll(ids, (id, previousId) => this.bytesOf(id, previousId));
   }
 
@@ -129,9 +131,7 @@ export class Llama2cTokenizer implements Tokenizer {
   }
 
   private checkId(id: number): void {
-    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new UsageError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
-    }
+    checkTokenId('id', id, this.vocabSize);
   }
 }
 
