@@ -244,6 +244,11 @@ export class WorkerPool {
     if (firstBlockEnd > this.memory.buffer.byteLength) this.memory.grow((firstBlockEnd - this.memory.buffer.byteLength) / PAGE);
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
+    // V8 runs each function of these modules as baseline code (Liftoff) until it has run a while, then as optimised
+    // code in every instance: attendRow over 128 entries 2.4 µs a call for its first ~1000 calls, 0.9 after; a 15M f32
+    // decode's attention is 55 µs a token over a process's tokens 2..129 against 41 later, 43 with V8 compiling
+    // everything up front (--no-wasm-dynamic-tiering; bench/RESULTS.md "run.c's step by phase"). Calling the loops
+    // here until they tier up would move that baseline time to start-up, not save it.
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
     this.walker = new WebAssembly.Instance(walkerModule(), {
       env: walkerImports(
