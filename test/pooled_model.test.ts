@@ -1279,3 +1279,25 @@ t.test("loadModel's bad placement options: one ArgumentError naming the option a
   t.equal(workerThreads(), idle, 'no worker thread started');
   t.equal(tf.memory().numTensors, tensors, 'no tensor made');
 });
+
+t.test('eval and generate free a pooled model when they refuse an input read after loading it: no tensor or thread left', async (t) => {
+  const file = `${FIXTURES}tiny-gqa.bin`;
+  const dir = tempDir('streamllm-refused-');
+  const one = join(dir, 'one.json');
+  writeFileSync(one, JSON.stringify([5]));
+  const outside = join(dir, 'outside.json');
+  writeFileSync(outside, JSON.stringify([1, 96]));
+  const idle = workerThreads();
+  const tensors = tf.memory().numTensors;
+  for (const [args, message] of [
+    [['eval', '--tokens', one], /^streamllm: eval: need at least 2 tokens to score, got 1$/m],
+    [['eval', '--tokens', outside], /^streamllm: .*outside\.json.*element 1 is 96, expected a token id in 0\.\.95$/m],
+    [['generate', '--prompt-ids', '1,96', '--steps', '1'], /^streamllm: generate --prompt-ids: element 1 is 96, expected a token id in 0\.\.95$/m],
+  ] as const) {
+    const r = await runCliInProcess([...args, '--model', file, '--threads', '2']);
+    t.equal(r.status, 2, `${args.join(' ')}: exit code 2`);
+    t.match(r.stderr, message);
+    t.equal(tf.memory().numTensors, tensors, '  no tensor left');
+    t.equal(workerThreads(), idle, '  no worker thread left');
+  }
+});

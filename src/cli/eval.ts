@@ -54,23 +54,24 @@ export const evalCommand = defineCommand({
     const { loadPlacedModel } = await import('./placement.js');
     const { disposeModel } = await import('../model/weights.js');
     const model = await loadPlacedModel(modelPath, flags, 'eval');
-    const vocab = model.config.vocabSize;
-    let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!, flags.limit);
-    if (flags.limit !== undefined) ids = ids.slice(0, flags.limit);
-    if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
-    const policies = policiesFromFlags('eval', flags.cache, flags, model.config.maxSeqLen);
-    warnAboutLengths(policies, model, ids.length);
-    const plan = {
-      tokens: ids.length + (model.config.sinkToken ? 1 : 0),
-      tokensFlag: flags.limit !== undefined ? '--limit' : flags.tokens !== undefined ? '--tokens' : '--text',
-      block: flags.stepwise ? 1 : (flags.block ?? DEFAULT_BLOCK_SIZE),
-      blockGiven: flags.block !== undefined && !flags.stepwise,
-      windowGiven: flags.window !== undefined || flags.budget !== undefined,
-    };
-    for (const p of policies) checkCacheBudget(p, model.config, plan);
-
     const results: ScoreResult[] = [];
+    // from here on every exit frees the model, a refused input included (its tensors, the pool's workers)
     try {
+      const vocab = model.config.vocabSize;
+      let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!, flags.limit);
+      if (flags.limit !== undefined) ids = ids.slice(0, flags.limit);
+      if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
+      const policies = policiesFromFlags('eval', flags.cache, flags, model.config.maxSeqLen);
+      warnAboutLengths(policies, model, ids.length);
+      const plan = {
+        tokens: ids.length + (model.config.sinkToken ? 1 : 0),
+        tokensFlag: flags.limit !== undefined ? '--limit' : flags.tokens !== undefined ? '--tokens' : '--text',
+        block: flags.stepwise ? 1 : (flags.block ?? DEFAULT_BLOCK_SIZE),
+        blockGiven: flags.block !== undefined && !flags.stepwise,
+        windowGiven: flags.window !== undefined || flags.budget !== undefined,
+      };
+      for (const p of policies) checkCacheBudget(p, model.config, plan);
+
       for (const policy of policies) {
         const progress = createProgress(policyLabel(policy), ids.length - 1);
         const result = await scoreTokens(model, ids, policy, {
