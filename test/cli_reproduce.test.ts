@@ -3,6 +3,7 @@
 // and of BOS-first models (test/bos_first.test.ts), in this process: each
 // number against `streamllm eval` or scoreTokens on the same text, figures as
 // PNGs of the stated size, report.md; then bad input.
+import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -17,6 +18,8 @@ const { dir, text, common } = setUp();
 const reproduce = (experiment: string, extra: string[] = []) => run(dir, common, experiment, extra);
 const ids = textIds(text);
 const m = loadModel(model);
+/** This process's worker threads (a pool of several threads has one, its keeper). */
+const workerThreads = () => (process.report.getReport() as { workers: unknown[] }).workers.length;
 const streamingPpl = async (sinkCount: number, windowSize: number) => (await scoreTokens(m, ids, { kind: 'streaming', sinkCount, windowSize })).ppl;
 
 interface EvalResult {
@@ -199,6 +202,9 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
       ['reproduce', 'cache-size', '--model', model, '--tokens', oneId],
       /^streamllm: reproduce: .*one-id\.json \(token ids\) gives 1 token, expected at least 2$/,
     ],
+    // start loads its model into the worker pool on wasm: refused after loading it, it frees the pool's threads too (below)
+    [['start', '--model', model, '--tokens', oneId], /^streamllm: start: .*one-id\.json \(token ids\) gives 1 token, expected at least 2$/],
+    [['start', '--model', model, '--tokens', outOfVocab], /oov\.json: element 2 is 96, expected a token id in 0\.\.95$/],
     [['reproduce', 'attention', ...common, '--samples', '0'], /reproduce --samples: must be >= 1, got 0/],
     [['reproduce', 'attention', ...common, '--samples', 'many'], /reproduce --samples: expected an integer, got 'many'/],
     [['reproduce', 'curves', '--model', model, '--text', text], /this model has no tokenizer to encode the text with; give --tokenizer FILE/],
@@ -218,6 +224,8 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
       /latency: a cache of 4000000000000 entries \(4 x --window 1000000000000\), whose recompute step attends over 4000000000000 tokens at once: needs a tensor of/,
     ],
   ];
+  const tensors = tf.memory().numTensors;
+  const threads = workerThreads();
   for (const [args, message] of cases) {
     const r = await runCliInProcess([...args, '--out', out]);
     t.equal(r.status, 2, `${args.join(' ')}: exit 2 (${r.stderr.trim()})`);
@@ -228,6 +236,9 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
     t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
   t.notOk(existsSync(join(out, 'report.md')), 'nothing written');
+  // a model loaded before the refusal is disposed (its tensors, a pool's workers)
+  t.equal(tf.memory().numTensors, tensors, 'no tensor left by a refused run');
+  t.equal(workerThreads(), threads, 'no worker thread left');
   const help = await runCliInProcess(['reproduce', '--help']);
   t.equal(help.status, 0);
   t.match(help.stdout, /^streamllm reproduce: /);

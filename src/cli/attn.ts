@@ -46,7 +46,8 @@ export const attnCommand = defineCommand({
     const started = performance.now();
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { runAttention } = await import('../experiments/attention.js');
-    const ctx = contextFromFlags(flags, 'attn', flags.out, { zoo: 'demo' }); // without --model: the demo model when the zoo names one
+    const { disposeModel } = await import('../model/weights.js');
+    const ctx = await contextFromFlags(flags, 'attn', flags.out, { zoo: 'demo' }); // without --model: the demo model when the zoo names one
     let result: Awaited<ReturnType<typeof runAttention>>;
     let file: string;
     try {
@@ -55,6 +56,7 @@ export const attnCommand = defineCommand({
       file = ctx.report.finish('Attention maps', aboutRun(ctx, 'attn', backend, seconds, []));
     } finally {
       ctx.report.discard();
+      await disposeModel(ctx.model); // in-process callers (tests) keep no tensors
     }
     const { uniform, firstQuery } = result.scores;
     await writeOut(

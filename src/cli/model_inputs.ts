@@ -7,7 +7,7 @@ import { UsageError } from '../errors.js';
 import { sourceForTrainedData, type TextSource } from '../experiments/text_source.js';
 import { loadModel } from '../model/load.js';
 import type { PlacementOptions } from '../model/placement.js';
-import type { Model } from '../model/weights.js';
+import { disposeModel, type Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { defaultManifestPath, defaultModel, demoModel, type Manifest, readManifest, type ZooEntry } from '../zoo/manifest.js';
 import { type TrainedOn, trainedOnOf } from '../zoo/trained_on.js';
@@ -32,14 +32,20 @@ export function manifestFile(flags: ExperimentFlags): string {
   return flags.manifest ?? defaultManifestPath();
 }
 
-/** --model, else the manifest's default model (or its demo, with zoo 'demo'), placed as `placement` asks (default: the tfjs path). */
-export function openModel(flags: ExperimentFlags, command: string, zoo: ZooChoice = 'default', placement: PlacementOptions = {}): OpenedModel {
+/** --model, else the manifest's default model (or its demo, with zoo 'demo'), placed as `placement` asks (default: the tfjs path); disposed if its tokenizer is refused. */
+export async function openModel(flags: ExperimentFlags, command: string, zoo: ZooChoice = 'default', placement: PlacementOptions = {}): Promise<OpenedModel> {
   const file = manifestFile(flags);
   const manifest = existsSync(file) ? readManifest(file) : undefined;
   const { path, label, entry } = flags.model !== undefined ? givenModel(flags.model, manifest) : zooDefault(manifest, file, command, zoo);
   const trainedOn = trainedOnOf(path, entry !== undefined ? { entry, manifestFile: file } : undefined);
   const model = loadModel(path, placement);
-  const tokenizer = resolveTokenizer(flags.tokenizer, path, model.config.vocabSize);
+  let tokenizer: Tokenizer | undefined;
+  try {
+    tokenizer = resolveTokenizer(flags.tokenizer, path, model.config.vocabSize);
+  } catch (e) {
+    await disposeModel(model);
+    throw e;
+  }
   return { model, path, label, tokenizer, ...(trainedOn !== undefined ? { trainedOn } : {}) };
 }
 

@@ -66,7 +66,8 @@ export const reproduceCommand = defineCommand({
     const backend = await startBackend(flags);
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { EXPERIMENTS } = await import('../experiments/index.js');
-    const ctx = contextFromFlags(flags, 'reproduce', out, { zoo: 'demo' }); // without --model: the demo model when the zoo names one
+    const { disposeModel } = await import('../model/weights.js');
+    const ctx = await contextFromFlags(flags, 'reproduce', out, { zoo: 'demo' }); // without --model: the demo model when the zoo names one
     const chosen = name === 'all' ? EXPERIMENTS : EXPERIMENTS.filter((e) => e.name === name);
     const started = performance.now();
     const timings: string[] = [];
@@ -88,6 +89,7 @@ export const reproduceCommand = defineCommand({
       );
     } finally {
       ctx.report.discard(); // a no-op once finished; else the earlier report stays as it was
+      await disposeModel(ctx.model); // in-process callers (tests) keep no tensors
     }
     await writeOut(`${printed.join('')}wrote ${file}\n`);
   },

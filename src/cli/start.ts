@@ -58,18 +58,18 @@ export const startCommand = defineCommand({
     // on a busy machine). On cpu the pool's products sum in another order than tfjs's (the last bits differ), and
     // tensorflow runs its own threads: the tfjs path there.
     const placement = backend === 'wasm' ? { products: 'pool' as const } : {};
-    const first = contextFromFlags(flags, 'start', flags.out, { zoo: 'demo', placement });
-    // the demo model, when there is one, and the default (text) model beside it
+    const first = await contextFromFlags(flags, 'start', flags.out, { zoo: 'demo', placement });
     const contexts = [first];
-    if (zooDemo(flags) !== undefined) {
-      const text = contextFromFlags(flags, 'start', flags.out, { zoo: 'default', report: first.report, placement });
-      if (text.modelLabel !== first.modelLabel) contexts.push(text);
-      else await disposeModel(text.model);
-    }
-    const two = contexts.length === 2;
     const blocks: string[] = [];
     let report: string;
     try {
+      // the demo model, when there is one, and the default (text) model beside it
+      if (zooDemo(flags) !== undefined) {
+        const text = await contextFromFlags(flags, 'start', flags.out, { zoo: 'default', report: first.report, placement });
+        if (text.modelLabel !== first.modelLabel) contexts.push(text);
+        else await disposeModel(text.model);
+      }
+      const two = contexts.length === 2;
       for (const [i, ctx] of contexts.entries()) {
         const c = ctx.model.config;
         process.stderr.write(`model: ${ctx.modelLabel} (trained length ${c.maxSeqLen}); text: ${ctx.ids.length} tokens\n`);
