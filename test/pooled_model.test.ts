@@ -92,8 +92,7 @@ t.test('float32 in the pool: equal on 1, 2 and 3 threads; the tfjs result bit fo
     const scored = await scoreTokens(model, expected.tokens.slice(0, dense.tokens), { kind: 'dense' }, { mode: 'stepwise' });
     t.ok(maxAbsDiff(scored.nll, dense.nll) < 1e-4, 'stepwise NLLs: the conformance values');
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
     t.equal(workers(), idle, `${threads} threads: no worker thread left once the pool is disposed`);
   }
 });
@@ -111,8 +110,7 @@ t.test('a pooled Llama model keeps its residual stream out of tfjs (pooled_layer
   // the tensor path's numbers: bit for bit on wasm (the same sums in the same order), within rounding on cpu
   if (backend === 'wasm') t.same(Array.from(got), Array.from(want), 'the tfjs logits bit for bit');
   t.ok(maxAbsDiff(Array.from(got), want) / Math.max(...Array.from(want, Math.abs)) < 4e-6, 'the tfjs logits');
-  disposeModel(model);
-  await model.pool!.dispose();
+  await disposeModel(model);
 });
 
 t.test('a token id outside the vocabulary: one ArgumentError naming the argument and element, at every entry, on every placement', async (t) => {
@@ -214,8 +212,7 @@ t.test('a token id outside the vocabulary: one ArgumentError naming the argument
     await refuses('sinkProfile', () => sinkProfile(model, [vocab, ...long], { size: 16, windows: 2 }), `tokens: ${bad(0, vocab, vocab)}`);
     await refuses('sinkProfileOf', () => sinkProfileOf(model, [long.slice(0, 16), [...long.slice(0, 15), vocab]]), `windows[1]: ${bad(15, vocab, vocab)}`);
     t.equal(tf.memory().numTensors, before, `${where}: no tensor leak`);
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -380,8 +377,7 @@ t.test('pooled attention on arrays (no tfjs ops but the stored keys and values) 
         }
       }
     }
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -420,8 +416,7 @@ t.test('pooled attention on arrays for a batch of sequences (T = 1 and T = 3) eq
   t.same(run(false, true), arrays, "the same logits with a growing cache in the pool's memory");
   t.equal(poolRegions(model.pool!).heldBytes, held, 'its memory given back');
   t.equal(tf.memory().numTensors, before, 'no tensor leak');
-  disposeModel(model);
-  await model.pool!.dispose();
+  await disposeModel(model);
 });
 
 t.test("a decode step writes its keys and values straight into the slots the cache places (KVCache.place): store's logits bit for bit", async (t) => {
@@ -471,8 +466,7 @@ t.test("a decode step writes its keys and values straight into the slots the cac
       t.equal(tf.memory().numTensors, before, 'no tensor leak');
       t.equal(poolRegions(model.pool!).heldBytes, held, "the caches gave the pool's memory back");
     }
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -496,8 +490,7 @@ t.test("TokenStream.feedLastValues (the pooled classifier's output read in place
       viaTensor.dispose();
       viaValues.dispose();
     }
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -589,8 +582,7 @@ t.test(
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     refusing.dispose();
     plain.dispose();
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   },
 );
 
@@ -639,8 +631,7 @@ t.test("a decode program's step that throws after the cache began: the cache as 
   t.equal(tf.memory().numTensors, before, 'no tensor leak');
   failing.dispose();
   plain.dispose();
-  disposeModel(model);
-  await model.pool?.dispose();
+  await disposeModel(model);
 });
 
 // KVCache.place's contract (src/cache/types.ts): ask anew each block, the
@@ -685,8 +676,7 @@ t.test(
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     updating.dispose();
     plain.dispose();
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   },
 );
 
@@ -776,8 +766,7 @@ t.test(
         t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
         [viaProgram, viaJobs, viaTfjs].forEach((s) => s.dispose());
       }
-      disposeModel(model);
-      await model.pool?.dispose();
+      await disposeModel(model);
     }
     disposeModel(plain);
   },
@@ -825,8 +814,7 @@ t.test(
       t.equal((program?.runs ?? 0) - runs, steps * policies.length, `${softmax}: each of them a run of the program`);
       t.equal(tf.memory().numTensors, before, `${softmax}: no tensor leak`);
       [...viaProgram, ...viaJobs].forEach((s) => s.dispose());
-      disposeModel(model);
-      await model.pool?.dispose();
+      await disposeModel(model);
     }
   },
 );
@@ -868,8 +856,7 @@ t.test(
     t.equal(program.runs - runs, 12, 'each token ran as the program');
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     [viaProgram, viaJobs, plain].forEach((s) => s.dispose());
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   },
 );
 
@@ -913,8 +900,7 @@ t.test(
     }
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     [viaProgram, viaJobs].forEach((s) => s.dispose());
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   },
 );
 
@@ -944,8 +930,7 @@ t.test(
       t.equal(same, 3, `${layers} layers: each token's logits, finite, the one-job path's bit for bit`);
       t.equal(pooledDecodeProgram(model)?.runs ?? 0, programmed ? 2 : 0, `${layers} layers: the single tokens ${programmed ? '' : 'not '}run as the program`);
       [viaProgram, viaJobs].forEach((s) => s.dispose());
-      disposeModel(model);
-      await model.pool?.dispose();
+      await disposeModel(model);
     }
   },
 );
@@ -990,8 +975,7 @@ t.test(
     t.equal(program?.runs, 7, 'each token ran as the program');
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     [viaProgram, viaJobs].forEach((s) => s.dispose());
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   },
 );
 
@@ -1049,8 +1033,7 @@ t.test("generate with a greedy sampler (the pooled logits' argmax found where th
       tied.every((id) => id === 0 || id === 10),
       `${label}, ties: the first of the tied largest (${tied.join(' ')})`,
     );
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -1084,8 +1067,7 @@ t.test('q8: the same on every thread count, perplexity within 1% of float32', as
     const ratio = Math.exp(meanNll(blocked.nll) - meanNll(dense.nll));
     t.ok(Math.abs(ratio - 1) < 0.01, `q8 / float32 perplexity ${ratio.toFixed(4)}`);
     t.ok(ratio !== 1, 'and it is not the float32 model');
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -1098,8 +1080,7 @@ t.test(
     for (const id of [1, 2, 3]) stream.feedLastValues([id]);
     t.equal(pooledDecodeProgram(model)?.runs ?? 0, 0, 'three single tokens, none as the program');
     stream.dispose();
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
   },
 );
 

@@ -132,8 +132,7 @@ t.test('pooledModelFromLlama2c: the pool holds what placeWeights puts there, bit
         t.same(logits(model, ids), logits(ordinary, ids), `${label}, ${name}: the logits`);
       }
       for (const model of [ordinary, fromFile, drawn]) {
-        disposeModel(model);
-        await model.pool!.dispose();
+        await disposeModel(model);
       }
       t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
     }
@@ -231,8 +230,7 @@ t.test('a model too large for the pool: one line naming the flag and the limit, 
           t.same(tensors(streamed), tensors(ordinary), `${label}: the tensors left in tfjs (embedding, norms, biases, empty MLPs)`);
           t.same(logits(streamed, ids), logits(ordinary, ids), `${label}: the logits`);
           for (const model of [ordinary, streamed]) {
-            disposeModel(model);
-            await model.pool!.dispose();
+            await disposeModel(model);
           }
           t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
         }
@@ -259,8 +257,7 @@ t.test('a model too large for the pool: one line naming the flag and the limit, 
       }
     }
     t.ok(worst <= 0.5 + 1e-5, `every weight within half a step of its block's scale (max|w| / 127): worst ${worst.toFixed(4)} steps`);
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
   });
 
   t.test('a directory too large for the pool: one line naming the flag, before anything is read or allocated', async (t) => {
@@ -296,7 +293,6 @@ t.test('a model too large for the pool: one line naming the flag and the limit, 
     const ordinary = placeWeights(loadModel(hf, quiet), { threads: 1, weights: 'q8' });
     const want = await scoreTokens(ordinary, ids, { kind: 'dense' });
     t.same((JSON.parse(r.stdout) as { nll: number[] }).nll, Array.from(want.nll), 'every NLL equal');
-    disposeModel(ordinary);
-    await ordinary.pool!.dispose();
+    await disposeModel(ordinary);
   });
 }
