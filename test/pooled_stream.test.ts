@@ -170,6 +170,21 @@ t.test('a model too large for the pool: one line naming the flag and the limit, 
     /^streamllm: generate --model \S+big\.bin --weights q8: the weight matrices need 5\.23 GiB as q8, more than the worker pool's 4\.00 GiB memory/,
   );
   t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  // as float32 (the default) the message names q8, in the flag's words and the API's
+  const hint = / q8 weights take 1\.125 bytes a weight \(--weights q8, or loadModel's weights: 'q8'\)$/;
+  const f = await runCliInProcess(['generate', '--model', file, '--prompt-ids', '1', '--steps', '1']);
+  t.equal(f.status, 2, 'f32: exit code 2');
+  t.equal(errorLines(f.stderr).length, 1, 'f32: one error line');
+  t.match(
+    errorLines(f.stderr)[0],
+    /^streamllm: generate --model \S+big\.bin --weights f32: the weight matrices need [\d.]+ GiB as f32, more than the worker pool's 4\.00 GiB/,
+  );
+  t.match(errorLines(f.stderr)[0], hint);
+  const api = t.throws(() => loadModel(file, { threads: 1 })) as Error;
+  t.ok(api instanceof ResourceError, 'loadModel: a ResourceError');
+  t.match(api.message, /^loadModel: \S+big\.bin with weights 'f32': the weight matrices need [\d.]+ GiB as f32, more than the worker pool's 4\.00 GiB/);
+  t.match(api.message, hint);
+  t.equal(tf.memory().numTensors, before, 'nothing made');
 });
 
 // Hugging Face directories read straight into the pool (loadPooledHfModel):
