@@ -661,10 +661,11 @@ export function setDecodePrograms(on: boolean): boolean {
 
 /**
  * The decode program of a model whose layers and classifier are pooled
- * (residualInPool), on any number of threads; undefined where it has none (no pooled classifier, a sink-token model, a hidden size or
- * headDim the SIMD loops do not take, norms without room in the pool's
- * memory, no direct memory for the embedding's rows, more layers than a
- * program's MAX_PROGRAM_STEPS hold).
+ * (residualInPool), on any number of threads; undefined where it has none
+ * (no pooled classifier, a sink-token model, a hidden size or headDim the
+ * SIMD loops do not take, norms without room in the pool's memory, no
+ * direct memory for the embedding's rows, more layers than a program's
+ * MAX_PROGRAM_STEPS hold).
  */
 export function pooledDecodeProgram(model: Model): DecodeProgram | undefined {
   if (!enabled) return undefined;
