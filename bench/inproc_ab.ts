@@ -182,7 +182,7 @@ const { randomCheckpoint } = await import('./models.js');
 /** What this benchmark uses of a build, imported from its dist/ folder. */
 interface Build {
   dist: string;
-  /** Its git commit, where dist/.. is a checkout (a + when its tracked files differ from the commit). */
+  /** Its git commit, where dist/.. is a checkout (a + when its tracked files but bench/RESULTS.md differ from the commit). */
   commit: string;
   loadModel: typeof import('../src/model/load.js').loadModel;
   placeWeights: typeof import('../src/model/pooled.js').placeWeights;
@@ -214,13 +214,14 @@ const INSTANCE_HOOK = `export async function resolve(specifier, context, next) {
 register(`data:text/javascript,${encodeURIComponent(INSTANCE_HOOK)}`);
 
 const commits = new Map<string, string>();
-/** The git commit of dist/.. (with a + where its tracked files differ from it), or '?' where it is no checkout. */
+/** The git commit of dist/.. (with a + where its tracked files but bench/RESULTS.md differ from it), or '?' where it is no checkout. */
 function commitOf(dist: string): string {
   let commit = commits.get(dist);
   if (commit !== undefined) return commit;
   try {
     const git = (...args: string[]) => execFileSync('git', ['-C', join(dist, '..'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    commit = git('rev-parse', '--short', 'HEAD') + (git('status', '--porcelain', '--untracked-files=no') === '' ? '' : '+');
+    // (bench/RESULTS.md aside: a run with --record appends to it, and the next run's build is the same)
+    commit = git('rev-parse', '--short', 'HEAD') + (git('status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/RESULTS.md') === '' ? '' : '+');
   } catch {
     commit = '?'; // not a checkout
   }
