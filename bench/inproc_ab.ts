@@ -500,7 +500,7 @@ await runBench(async () => {
     }
     for (const s of streams) await s.generation?.return(undefined);
     if (r === 0) firstStreams = streams.map(streamLine);
-    for (const s of streams) s.build.disposeModel(s.model);
+    for (const s of streams) await s.build.disposeModel(s.model); // (its workers gone before the next round; an older build returns nothing to await)
     const these = turns.filter((t) => t.round === r);
     const row = names.map((n) => `${n} ${median(these.map((t) => t.us[n]!)).toFixed(1)} µs`).join(', ');
     process.stderr.write(`round ${r + 1}: ${row}; B/A ${median(these.map((t) => t.us.B! / t.us.A!)).toFixed(4)}\n`);

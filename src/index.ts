@@ -4,6 +4,9 @@
 //   await initBackend();                       // tensorflow, else wasm, else cpu
 //   const model = loadModel('weights/NAME');   // or a llama2.c .bin, or an HF directory
 //   const r = await scoreTokens(model, ids, { kind: 'streaming', sinkCount: 4, windowSize: 252 });
+//   // the CLI's fast path: the products in the worker pool, on 2 threads, 8-bit weights
+//   const fast = loadModel('weights/NAME', { threads: 2, weights: 'q8' });
+//   await disposeModel(fast);                  // stops the pool's worker threads
 export { BACKENDS, type BackendName, initBackend } from './backend.js';
 export { ArgumentError, BackendError, ConfigError, FileFormatError, StreamllmError, UsageError } from './errors.js';
 /** The worker pool's error (a pool used after dispose, or broken by a worker gone): one line, as a StreamllmError's. */
@@ -36,7 +39,9 @@ export { type ModelConfig, validateConfig } from './model/config.js';
 export type { LayerWeights, Linear, Model, ModelWeights, Norm } from './model/weights.js';
 export { disposeModel, parameterCount } from './model/weights.js';
 export { embedTokens, forward, forwardBatch, SINK_TOKEN } from './model/transformer.js';
-export { loadModel } from './model/load.js';
+export { loadModel, type LoadOptions } from './model/load.js';
+export type { PlacementOptions, Products } from './model/placement.js';
+export type { WeightFormat } from '../kernels/weight_format.js';
 export { saveHfModel } from './model/to_hf.js';
 
 export { TokenStream } from './stream.js';

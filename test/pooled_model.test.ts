@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { extname, join } from 'node:path';
 import t from 'tap';
 import { createCache } from '../src/cache/index.js';
@@ -1150,4 +1151,131 @@ t.test('eval --threads, --weights and --products', async (t) => {
     t.equal(bad.status, 2, `${flags.join(' ')}: exit code 2`);
     t.match(bad.stderr, message);
   }
+});
+
+// The public API's placement (src/index.ts: loadModel's threads, weights and
+// products, src/model/placement.ts): the CLI's fast paths for a library user,
+// decided by the function the CLI calls, and disposeModel stopping the pool's
+// workers.
+
+/** This process's worker threads (a pool of several threads has one, its keeper, which makes and ends the workers). */
+const workerThreads = () => (process.report.getReport() as { workers: unknown[] }).workers.length;
+
+t.test("loadModel's placement options: 2 threads f32 the plain path's logits and NLLs, q8 the CLI's NLLs; disposeModel stops the workers", async (t) => {
+  const api = await import('../src/index.js');
+  const file = `${FIXTURES}tiny-gqa.bin`;
+  const text = expected.tokens.slice(0, dense.tokens);
+  const idle = workerThreads();
+  const tensors = tf.memory().numTensors;
+  const plain = api.loadModel(file);
+  t.equal(plain.pool, undefined, 'no option: the plain tfjs path, as before');
+  const plainLogits = logits(plain);
+  const plainNll = (await api.scoreTokens(plain, text, { kind: 'dense' }, { mode: 'stepwise' })).nll;
+  await api.disposeModel(plain);
+
+  const f32 = api.loadModel(file, { threads: 2 });
+  t.equal(f32.pool?.threads, 2, 'threads 2: a pool of two threads');
+  await f32.pool!.ready(); // (its keeper thread counted once it runs)
+  t.ok(f32.weights.layers[0]!.qkv.weight === undefined && f32.weights.layers[0]!.qkv.pooled?.format === 'f32', 'float32 matrices in the pool');
+  t.equal(workerThreads(), idle + 1, 'its keeper thread runs');
+  const got = logits(f32);
+  const nll = (await api.scoreTokens(f32, text, { kind: 'dense' }, { mode: 'stepwise' })).nll;
+  // as the test of placeWeights above: the same bits on wasm, within the products' summing order on cpu
+  if (backend === 'wasm') {
+    t.same(Array.from(got), Array.from(plainLogits), "the plain path's logits bit for bit");
+    t.same(Array.from(nll), Array.from(plainNll), 'and its stepwise NLLs');
+  }
+  t.ok(maxAbsDiff(got, plainLogits) / Math.max(...Array.from(plainLogits, Math.abs)) < 4e-6, 'the plain logits within float32 rounding');
+  t.ok(maxAbsDiff(nll, dense.nll) < 1e-4, 'the conformance NLLs');
+  const f32Blocked = await api.scoreTokens(f32, text, { kind: 'dense' });
+  await api.disposeModel(f32);
+  t.equal(workerThreads(), idle, 'disposeModel: no worker thread left once it resolves');
+
+  // q8 on 2 threads: the NLLs of eval --threads 2 --weights q8 (the CLI's path), bit for bit; perplexity within 1% of f32 (README)
+  const q8 = api.loadModel(file, { threads: 2, weights: 'q8' });
+  t.equal(q8.weights.layers[0]!.qkv.pooled?.format, 'q8', 'weights q8: q8 matrices');
+  const q8Blocked = await api.scoreTokens(q8, text, { kind: 'dense' });
+  await api.disposeModel(q8);
+  const dir = tempDir('streamllm-api-');
+  const ids = join(dir, 'ids.json');
+  writeFileSync(ids, JSON.stringify(text));
+  const cli = await runCliInProcess([
+    'eval',
+    '--model',
+    file,
+    '--tokens',
+    ids,
+    '--cache',
+    'dense',
+    '--threads',
+    '2',
+    '--weights',
+    'q8',
+    '--json',
+    '--backend',
+    backend,
+  ]);
+  t.equal(cli.status, 0, cli.stderr);
+  t.same(Array.from(q8Blocked.nll), (JSON.parse(cli.stdout) as { nll: number[] }).nll, "eval --threads 2 --weights q8's NLLs bit for bit");
+  const ratio = Math.exp(meanNll(q8Blocked.nll) - meanNll(f32Blocked.nll));
+  t.ok(Math.abs(ratio - 1) < 0.01 && ratio !== 1, `q8 / f32 perplexity ${ratio.toFixed(4)}: within 1%, and not f32`);
+  t.equal(tf.memory().numTensors, tensors, 'no tensor leak (eval disposes its model too)');
+  t.equal(workerThreads(), idle, 'no worker thread left');
+});
+
+t.test("loadModel's placement defaults: the CLI's (every core, f32, the pool on wasm and cpu; tensorflow's own threads)", async (t) => {
+  const api = await import('../src/index.js');
+  const { placementOf } = await import('../src/model/placement.js');
+  const file = `${FIXTURES}tiny-gqa.bin`;
+  const idle = workerThreads();
+  for (const [options, want] of [
+    [{}, undefined],
+    [{ onNote: () => {} }, undefined],
+    [{ products: 'tfjs' }, undefined],
+    [{ products: 'tfjs', threads: 1, weights: 'f32' }, undefined],
+    [{ products: 'pool' }, { threads: availableParallelism(), format: 'f32' }],
+    [{ weights: 'q8' }, { threads: availableParallelism(), format: 'q8' }],
+    [{ threads: 1 }, { threads: 1, format: 'f32' }],
+  ] as const) {
+    const model = api.loadModel(file, options);
+    await model.pool?.ready();
+    const got = model.pool && { threads: model.pool.threads, format: model.weights.pooledClassifier!.format };
+    t.same(got, want, `${JSON.stringify(options)}: ${want === undefined ? 'the tfjs path' : `the pool, ${want.threads} threads, ${want.format}`}`);
+    t.equal(workerThreads(), idle + ((want?.threads ?? 1) > 1 ? 1 : 0), '  and its threads');
+    await api.disposeModel(model);
+  }
+  t.equal(workerThreads(), idle, 'no worker thread left');
+  // tensorflow (not installed here: its branch by name) runs its own threads: the pool and q8 are refused there, a thread count ignored
+  t.equal(placementOf({ threads: 4 }, 'tensorflow'), undefined, 'tensorflow, threads 4: its own products');
+  t.throws(() => placementOf({ weights: 'q8' }, 'tensorflow'), new ArgumentError("weights 'q8'", 'runs on the wasm and cpu backends only, not on tensorflow'));
+  t.throws(
+    () => placementOf({ products: 'pool' }, 'tensorflow'),
+    new ArgumentError("products 'pool'", 'runs on the wasm and cpu backends only, not on tensorflow'),
+  );
+});
+
+t.test("loadModel's bad placement options: one ArgumentError naming the option and what was expected, before any thread or tensor", async (t) => {
+  const api = await import('../src/index.js');
+  const file = `${FIXTURES}tiny-gqa.bin`;
+  const idle = workerThreads();
+  const tensors = tf.memory().numTensors;
+  const b = tf.getBackend();
+  for (const [options, message] of [
+    [{ threads: 0 }, 'threads: expected an integer in 1..1024, got 0'],
+    [{ threads: 2.5 }, 'threads: expected an integer in 1..1024, got 2.5'],
+    [{ threads: 1025 }, 'threads: expected an integer in 1..1024, got 1025'],
+    [{ threads: '2' }, "threads: expected an integer in 1..1024, got '2'"],
+    [{ weights: 'q4' }, "weights: expected one of f32, q8, got 'q4'"],
+    [{ products: 'xnnpack' }, "products: expected one of pool, tfjs, got 'xnnpack'"],
+    [{ products: 'tfjs', weights: 'q8' }, "products 'tfjs': float32 only (weights 'q8' runs in the pool), got weights 'q8'"],
+    [{ products: 'tfjs', threads: 2 }, `products 'tfjs': one thread (the ${b} backend's kernels run on one in Node), got threads 2`],
+    [{ thread: 2 }, "options: unknown option 'thread' (expected threads, weights, products, onNote)"],
+    [null, 'options: expected an object, got null'],
+  ] as const) {
+    const err = t.throws(() => api.loadModel(file, options as never), `${JSON.stringify(options)}: refused`) as unknown;
+    t.ok(err instanceof api.ArgumentError, '  an ArgumentError');
+    t.equal((err as Error).message, message, `  '${message}'`);
+  }
+  t.equal(workerThreads(), idle, 'no worker thread started');
+  t.equal(tf.memory().numTensors, tensors, 'no tensor made');
 });

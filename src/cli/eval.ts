@@ -52,6 +52,7 @@ export const evalCommand = defineCommand({
     const { checkCacheBudget } = await import('./cache_budget.js');
     const { DEFAULT_BLOCK_SIZE, scoreTokens } = await import('../eval/perplexity.js');
     const { loadPlacedModel } = await import('./placement.js');
+    const { disposeModel } = await import('../model/weights.js');
     const model = await loadPlacedModel(modelPath, flags, 'eval');
     const vocab = model.config.vocabSize;
     let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!, flags.limit);
@@ -81,7 +82,7 @@ export const evalCommand = defineCommand({
         results.push(result);
       }
     } finally {
-      void model.pool?.dispose(); // the workers stop; in-process callers (tests) keep none
+      await disposeModel(model); // its tensors freed, its workers gone: in-process callers (tests) keep none
     }
     if (flags.csv !== undefined) writeCsv(flags.csv, results);
     await writeOut(flags.json ? jsonReport(results) : tableReport(results));

@@ -5,6 +5,7 @@ import { checkOutputDir } from '../outputs.js';
 import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
 import { UsageError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
+import type { PlacementOptions } from '../model/placement.js';
 import type { ExperimentFlags } from './experiment_flags.js';
 import { defaultSource, manifestFile, openModel, textSource, type ZooChoice } from './model_inputs.js';
 import { createProgress } from './progress.js';
@@ -50,6 +51,8 @@ export interface ContextChoice {
   zoo?: ZooChoice;
   /** Add to this report (its folder was checked when it was started) instead of starting one at `out`. */
   report?: Report;
+  /** Where the model's products run (loadModel's options; default: the tfjs path). */
+  placement?: PlacementOptions;
 }
 
 /**
@@ -72,6 +75,7 @@ export function contextFromFlags(
     flags.model === undefined && models !== undefined && models.length > 0 ? { ...flags, model: models[0] } : flags,
     command,
     choice.zoo,
+    choice.placement,
   );
   const source = defaultSource(given, opened);
   const { model, tokenizer, trainedOn } = opened;

@@ -47,6 +47,7 @@ export const generateCommand = defineCommand({
     const { createSampler } = await import('../sample/sampler.js');
     const { generate } = await import('../generate.js');
     const { loadPlacedModel } = await import('./placement.js');
+    const { disposeModel } = await import('../model/weights.js');
     const model = await loadPlacedModel(modelPath, flags, 'generate');
     const vocab = model.config.vocabSize;
     const tokenizer = resolveTokenizer(flags.tokenizer, modelPath, vocab);
@@ -88,7 +89,7 @@ export const generateCommand = defineCommand({
       }
     } finally {
       process.off('SIGINT', onSigint);
-      void model.pool?.dispose();
+      await disposeModel(model); // its tensors freed, its workers gone: in-process callers (tests) keep none
     }
     if (flags.json) await writeOut(JSON.stringify({ ids: [...prompt, ...generated] }) + '\n');
     else await writeOut((decoder?.flush() ?? '') + '\n');

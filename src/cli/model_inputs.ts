@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { sourceForTrainedData, type TextSource } from '../experiments/text_source.js';
 import { loadModel } from '../model/load.js';
+import type { PlacementOptions } from '../model/placement.js';
 import type { Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { defaultManifestPath, defaultModel, demoModel, type Manifest, readManifest, type ZooEntry } from '../zoo/manifest.js';
@@ -31,13 +32,13 @@ export function manifestFile(flags: ExperimentFlags): string {
   return flags.manifest ?? defaultManifestPath();
 }
 
-/** --model, else the manifest's default model (or its demo, with zoo 'demo'). */
-export function openModel(flags: ExperimentFlags, command: string, zoo: ZooChoice = 'default'): OpenedModel {
+/** --model, else the manifest's default model (or its demo, with zoo 'demo'), placed as `placement` asks (default: the tfjs path). */
+export function openModel(flags: ExperimentFlags, command: string, zoo: ZooChoice = 'default', placement: PlacementOptions = {}): OpenedModel {
   const file = manifestFile(flags);
   const manifest = existsSync(file) ? readManifest(file) : undefined;
   const { path, label, entry } = flags.model !== undefined ? givenModel(flags.model, manifest) : zooDefault(manifest, file, command, zoo);
   const trainedOn = trainedOnOf(path, entry !== undefined ? { entry, manifestFile: file } : undefined);
-  const model = loadModel(path);
+  const model = loadModel(path, placement);
   const tokenizer = resolveTokenizer(flags.tokenizer, path, model.config.vocabSize);
   return { model, path, label, tokenizer, ...(trainedOn !== undefined ? { trainedOn } : {}) };
 }

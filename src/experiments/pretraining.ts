@@ -164,7 +164,7 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
         trainedOn: ctx.settings.bosFirst !== undefined ? '--bos-first' : (trainedOn?.from ?? null),
       });
     } finally {
-      disposeModel(model);
+      await disposeModel(model);
     }
   }
 

@@ -66,7 +66,7 @@ export function pooledBytes(c: ModelConfig, format: WeightFormat): number {
 export function checkPoolFits(c: ModelConfig, format: WeightFormat, what: string): void {
   const bytes = pooledBytes(c, format);
   if (bytes > POOL_MAX_BYTES - POOL_HEADROOM_BYTES) {
-    const smaller = format === 'f32' ? '; --weights q8 takes 1.125 bytes a weight' : '';
+    const smaller = format === 'f32' ? "; q8 weights take 1.125 bytes a weight (--weights q8, or loadModel's weights: 'q8')" : '';
     throw new ResourceError(
       `${what}: the weight matrices need ${gib(bytes)} as ${format}, more than the worker pool's ${gib(POOL_MAX_BYTES)} memory (wasm32) holds ` +
         `with ${gib(POOL_HEADROOM_BYTES)} left for the products${smaller}`,
