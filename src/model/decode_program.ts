@@ -54,7 +54,9 @@
 // memory, the fused attention path). On one thread the caller runs the
 // steps in order alone (WorkerPool.runProgram): no barriers, but one call
 // a step instead of some 31 jobs' JavaScript between them; 15M q8 1.07x,
-// f32 1.04x the one-job path in one process (bench/decode_ab.ts, s25).
+// f32 1.04x the one-job path in one process (bench/decode_ab.ts at 7dbb47f;
+// again with bench/inproc_ab.ts --a :pool --b :pool-no-program, 15M f32:
+// 1.044, 95% 1.037..1.050, A'/A 1.001, bench/RESULTS.md 12-01 01:42).
 //
 // One program per model (its weights, norms and shapes are fixed; a
 // stream's cache is patched in per token): its operands live in a region

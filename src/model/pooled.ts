@@ -84,7 +84,7 @@ export function poolFor(p: Placement): WorkerPool {
  * model (as it was where it has a pool already). Any thread count, one
  * included: a pool of one thread has no workers, and its loops on the
  * calling thread decode faster than the tfjs path's ops (bench/RESULTS.md,
- * bench/decode_ab.ts), with the same float32 bits on wasm. A model never
+ * bench/inproc_ab.ts --a :tfjs --b :pool), with the same float32 bits on wasm. A model never
  * placed is the plain tfjs path, the reference the pooled paths are tested
  * against.
  */
