@@ -83,8 +83,8 @@ export function placementOf(options: PlacementOptions, backend: string, words: O
     return undefined;
   }
   // The pool for both formats and any thread count, one included: its loops read packed weights, on one thread
-  // faster than the tfjs path's ops, with the same bits on wasm (float32 1.28-1.30x warm, 2.0x from a process's ninth
-  // token; 1.13x run.c's one thread against 0.77x in RESULTS 12-01 01:12: docs/speed.md, One thread is the pool)
+  // faster than the tfjs path's ops, with the same bits on wasm (float32 warm: the tfjs path 1.32x the pool's time a
+  // token, RESULTS 12-01 01:39; 2.0x from a process's ninth token; docs/speed.md, 'One thread is the pool')
   return { threads: threads ?? defaultThreads(), weights: weights ?? 'f32' };
 }
 
