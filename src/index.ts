@@ -1,6 +1,6 @@
 // The library's public API: what the CLI is built from.
 //
-//   import { initBackend, loadModel, TokenStream, scoreTokens } from 'streamllm';
+//   import { disposeModel, initBackend, loadModel, TokenStream, scoreTokens } from 'streamllm';
 //   await initBackend();                       // tensorflow, else wasm, else cpu
 //   const model = loadModel('weights/NAME');   // or a llama2.c .bin, or an HF directory
 //   const r = await scoreTokens(model, ids, { kind: 'streaming', sinkCount: 4, windowSize: 252 });
@@ -9,6 +9,8 @@
 //   await disposeModel(fast);                  // stops the pool's worker threads
 export { BACKENDS, type BackendName, initBackend } from './backend.js';
 export { ArgumentError, BackendError, ConfigError, FileFormatError, StreamllmError, UsageError } from './errors.js';
+/** ResourceError: a model or cache too large for its memory (the worker pool's 4 GiB); OutputError: an output that cannot be written; NonFiniteError: logits that are not finite. */
+export { NonFiniteError, OutputError, ResourceError } from './errors.js';
 /** The worker pool's error (a pool used after dispose, or broken by a worker gone): one line, as a StreamllmError's. */
 export { WorkerPoolError } from '../kernels/pool_error.js';
 

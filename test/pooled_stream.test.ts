@@ -181,7 +181,7 @@ t.test('a model too large for the pool: one line naming the flag and the limit, 
   );
   t.match(errorLines(f.stderr)[0], hint);
   const api = t.throws(() => loadModel(file, { threads: 1 })) as Error;
-  t.ok(api instanceof ResourceError, 'loadModel: a ResourceError');
+  t.ok(api instanceof (await import('../src/index.js')).ResourceError, "loadModel: a ResourceError, the library's export");
   t.match(api.message, /^loadModel: \S+big\.bin with weights 'f32': the weight matrices need [\d.]+ GiB as f32, more than the worker pool's 4\.00 GiB/);
   t.match(api.message, hint);
   t.equal(tf.memory().numTensors, before, 'nothing made');
