@@ -43,6 +43,7 @@ export { disposeModel, parameterCount } from './model/weights.js';
 export { embedTokens, forward, forwardBatch, SINK_TOKEN } from './model/transformer.js';
 export { loadModel, type LoadOptions } from './model/load.js';
 export type { PlacementOptions, Products } from './model/placement.js';
+export { placeModel } from './model/pooled.js';
 export type { WeightFormat } from '../kernels/weight_format.js';
 export { saveHfModel } from './model/to_hf.js';
 

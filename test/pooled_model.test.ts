@@ -1261,6 +1261,44 @@ t.test("loadModel's bad placement options: one ArgumentError naming the option a
   t.equal(tf.memory().numTensors, tensors, 'no tensor made');
 });
 
+t.test("placeModel: a model in memory placed as loadModel's options place one, with its own logits (wasm: bit for bit); disposeModel frees it", async (t) => {
+  const api = await import('../src/index.js');
+  const file = `${FIXTURES}tiny-gqa.bin`;
+  const idle = workerThreads();
+  const tensors = tf.memory().numTensors;
+  // a model changed in memory (as training leaves one): its q|k|v of layer 0 scaled, so that it differs from the file
+  const model = api.loadModel(file);
+  const qkv = model.weights.layers[0]!.qkv;
+  const scaled = tf.tidy(() => qkv.weight!.mul(1.5) as tf.Tensor2D);
+  qkv.weight!.dispose();
+  qkv.weight = scaled;
+  const want = logits(model);
+  t.equal(api.placeModel(model, {}), model, 'no option: the same model');
+  t.equal(api.placeModel(model, { products: 'tfjs' }).pool, undefined, "products 'tfjs': left on the tfjs path");
+  t.equal(api.placeModel(model, { threads: 2 }), model, 'threads 2: placed in place');
+  t.equal(model.pool?.threads, 2, '  a pool of two threads');
+  t.ok(qkv.weight === undefined && qkv.pooled?.format === 'f32', '  its float32 matrices moved into the pool');
+  const got = logits(model);
+  if (backend === 'wasm') t.same(Array.from(got), Array.from(want), "the unplaced model's logits bit for bit");
+  t.ok(maxAbsDiff(got, want) / Math.max(...Array.from(want, Math.abs)) < 4e-6, 'within float32 rounding');
+  const fromFile = api.loadModel(file, { threads: 1 });
+  t.ok(maxAbsDiff(logits(fromFile), want) > 1e-3, "the weights in memory, not the file's");
+  await api.disposeModel(fromFile);
+  const again = t.throws(() => api.placeModel(model, { weights: 'q8' })) as Error;
+  t.ok(again instanceof api.ArgumentError, 'placed twice: an ArgumentError');
+  t.equal(again.message, 'model: its matrices are in a worker pool already (loadModel or placeModel placed it)');
+  await api.disposeModel(model);
+  t.equal(workerThreads(), idle, 'disposeModel: no worker thread left');
+  t.equal(tf.memory().numTensors, tensors, 'no tensor leak');
+  const plain = api.loadModel(file);
+  const bad = t.throws(() => api.placeModel(plain, { thread: 2 } as never)) as Error;
+  t.equal(bad.message, "options: unknown option 'thread' (expected threads, weights, products)");
+  t.throws(() => api.placeModel(plain, { weights: 'q4' as never }), new api.ArgumentError('weights', "expected one of f32, q8, got 'q4'"));
+  t.equal(plain.pool, undefined, 'refused: left as it was');
+  await api.disposeModel(plain);
+  t.equal(tf.memory().numTensors, tensors, 'no tensor leak');
+});
+
 t.test('eval and generate free a pooled model when they refuse an input read after loading it: no tensor or thread left', async (t) => {
   const file = `${FIXTURES}tiny-gqa.bin`;
   const dir = tempDir('streamllm-refused-');

@@ -5,7 +5,7 @@ import { checkOutputDir } from '../outputs.js';
 import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
 import { UsageError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import type { PlacementOptions } from '../model/placement.js';
+import type { Placement } from '../model/pooled.js';
 import { disposeModel } from '../model/weights.js';
 import type { ExperimentFlags } from './experiment_flags.js';
 import { defaultSource, manifestFile, openModel, textSource, type ZooChoice } from './model_inputs.js';
@@ -52,8 +52,8 @@ export interface ContextChoice {
   zoo?: ZooChoice;
   /** Add to this report (its folder was checked when it was started) instead of starting one at `out`. */
   report?: Report;
-  /** Where the model's products run (loadModel's options; default: the tfjs path). */
-  placement?: PlacementOptions;
+  /** Where the model's products run (placementOf's answer: src/cli/placement.ts placementOfFlags; undefined: the tfjs path). */
+  placement?: Placement | undefined;
 }
 
 /**
@@ -100,6 +100,7 @@ export async function contextFromFlags(
       ids,
       settings,
       report: choice.report ?? new Report(out),
+      ...(choice.placement !== undefined ? { placement: choice.placement } : {}),
       progress: (label, total, unit) => createProgress(label, total, unit),
       log: (line) => process.stderr.write(line + '\n'),
     };

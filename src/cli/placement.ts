@@ -17,7 +17,7 @@ const FLAG_WORDS: OptionWords = (name, value) => `--${name} ${value}`;
  * backend's own products (--products tfjs, and tensorflow). The flag parser
  * has given --weights its default, so no flags is the pool on wasm and cpu.
  */
-function placementOfFlags(flags: PlacementFlags, command: string): Placement | undefined {
+export function placementOfFlags(flags: PlacementFlags, command: string): Placement | undefined {
   try {
     return placementOf({ threads: flags.threads, weights: flags.weights, products: flags.products }, tf.getBackend(), FLAG_WORDS);
   } catch (e) {

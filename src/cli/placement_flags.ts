@@ -1,6 +1,6 @@
-// --threads, --weights and --products (eval, generate): where the weight
-// products run and how the matrices are held: the library's loadModel
-// options (src/model/placement.ts), which placement.ts hands them to.
+// --threads, --weights and --products (eval, generate, reproduce, attn):
+// where the weight products run and how the matrices are held: the
+// library's loadModel options (src/model/placement.ts), which placement.ts hands them to.
 import { defaultThreads } from '../../kernels/threads.js';
 import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight_format.js';
 import { MAX_THREADS, PRODUCTS, type Products } from '../model/placement.js';

@@ -57,7 +57,8 @@ export const startCommand = defineCommand({
     // models, 2047 and 4095 tokens, recompute included, and every perplexity the same to 17 digits; 7.8 s against 10.2 s
     // on a busy machine). On cpu the pool's products sum in another order than tfjs's (the last bits differ), and
     // tensorflow runs its own threads: the tfjs path there.
-    const placement = backend === 'wasm' ? { products: 'pool' as const } : {};
+    const { placementOf } = await import('../model/placement.js');
+    const placement = backend === 'wasm' ? placementOf({ products: 'pool' }, backend) : undefined;
     const first = await contextFromFlags(flags, 'start', flags.out, { zoo: 'demo', placement });
     const contexts = [first];
     const blocks: string[] = [];

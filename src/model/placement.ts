@@ -1,9 +1,9 @@
 // Where a model's weight products run, as the library and the CLI ask for it:
 // the worker pool (this project's SIMD loops on `threads` threads, float32 or
 // q8 weights) or the backend's own tfjs kernels. placementOf is the one place
-// that decides it from the options and the backend: loadModel (load.ts) calls
-// it with the API's words, `eval` and `generate` (src/cli/placement.ts) with
-// their flags'. No tfjs here (the backend comes in by name), so that the CLI's
+// that decides it from the options and the backend: loadModel (load.ts) and
+// placeModel (pooled.ts) call it with the API's words; `eval`, `generate`,
+// `reproduce` and `attn` (src/cli/placement.ts) with their flags'. No tfjs here (the backend comes in by name), so that the CLI's
 // flags can list the choices without loading it.
 import { defaultThreads } from '../../kernels/threads.js';
 import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight_format.js';
