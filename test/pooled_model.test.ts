@@ -1269,7 +1269,7 @@ t.test("placeModel: a model in memory placed as loadModel's options place one, w
   // a model changed in memory (as training leaves one): its q|k|v of layer 0 scaled, so that it differs from the file
   const model = api.loadModel(file);
   const qkv = model.weights.layers[0]!.qkv;
-  const scaled = tf.tidy(() => qkv.weight!.mul(1.5) as tf.Tensor2D);
+  const scaled = tf.tidy<tf.Tensor2D>(() => qkv.weight!.mul(1.5));
   qkv.weight!.dispose();
   qkv.weight = scaled;
   const want = logits(model);
