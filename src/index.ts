@@ -7,6 +7,7 @@
 //   // the CLI's fast path: the products in the worker pool, on 2 threads, 8-bit weights
 //   const fast = loadModel('weights/NAME', { threads: 2, weights: 'q8' });
 //   await disposeModel(fast);                  // stops the pool's worker threads
+//   placeModel(model, { threads: 2 });         // a model already in memory, placed as loadModel's options would
 export { BACKENDS, type BackendName, initBackend } from './backend.js';
 export { ArgumentError, BackendError, ConfigError, FileFormatError, StreamllmError, UsageError } from './errors.js';
 /** ResourceError: a model or cache too large for its memory (the worker pool's 4 GiB); OutputError: an output that cannot be written; NonFiniteError: logits that are not finite. */
