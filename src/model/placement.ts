@@ -84,7 +84,12 @@ export function placementOf(options: PlacementOptions, backend: string, words: O
   }
   // The pool for both formats and any thread count, one included: its loops read packed weights, on one thread
   // faster than the tfjs path's ops, with the same bits on wasm (float32 warm: the tfjs path 1.32x the pool's time a
-  // token, RESULTS 12-01 01:39; 2.0x from a process's ninth token; docs/speed.md, 'One thread is the pool')
+  // token, RESULTS 12-01 01:39; 2.0x from a process's ninth token; docs/speed.md, 'One thread is the pool').
+  // Every core by default whatever the model's size: a default of one thread below some weight bytes was measured
+  // and left out (bench/RESULTS.md, 'Tiny models', 12-01 02:05-02:10). On the 0.6 and 1.0 MiB models two threads
+  // score blocks 1.17x and 1.46x faster than one; the 260K shape decodes in 0.765x one thread's time while the
+  // second core is free (1.7x while another process holds it: the load, not the size); only the attention-only zoo
+  // models decode slower on two (backcopy-attn 0.75x the tok/s), and they get no decode program (hidden size 0).
   return { threads: threads ?? defaultThreads(), weights: weights ?? 'f32' };
 }
 
