@@ -79,6 +79,7 @@ import { WorkerPoolError } from './pool_error.js';
 import { brokenLine, firstLine, KEEPER_ANSWER_MS, KEEPER_SOURCE, KEEPER_WAITERS, MAX_WALK_FAULTS, wakeAll } from './pool_keeper.js';
 import { type JobOp, type ProductLoops, productsModule, runRows, type SharedLoops, sharedLoopsModule, splitRows } from './pool_ops.js';
 import { type ProgramWalker, walkerImports, walkerModule } from './pool_walker.js';
+import { WARM_SCRATCH_BYTES, warmLoops } from './pool_warm.js';
 import { WORKER_SOURCE } from './pool_worker.js';
 
 const PAGE = 65536;
@@ -97,6 +98,10 @@ const NULL_CANARY = 0x7fbad0ff;
 const CALLER_SLICE_NS = BigInt(CALLER_SLICE_MS * 1e6);
 /** wasm32's limit: 65536 pages of 64 KiB. */
 const MAX_PAGES = 65536;
+
+/** Whether this process's loops were warmed (kernels/pool_warm.ts): once a process, as V8 tiers a module's functions up for all its instances. */
+let warmed = false;
+
 /** The most the pool's shared memory can hold: 4 GiB. */
 export const POOL_MAX_BYTES = MAX_PAGES * PAGE;
 
@@ -225,6 +230,9 @@ export class WorkerPool {
   /** Whether the shared memory asked for 2 MB pages, or why not (kernels/huge_pages.ts). */
   readonly pageAdvice: PageAdvice;
 
+  /** Milliseconds this pool spent tiering the loops up (kernels/pool_warm.ts); 0 when an earlier pool of the process did. */
+  readonly warmMs: number = 0;
+
   /** threads: 1 runs every product on the calling thread (no workers); see WorkerPoolOptions. */
   constructor(threads: number, options: WorkerPoolOptions = {}) {
     this.splitMinBytes = options.splitMinBytes ?? SPLIT_MIN_BYTES;
@@ -244,11 +252,6 @@ export class WorkerPool {
     if (firstBlockEnd > this.memory.buffer.byteLength) this.memory.grow((firstBlockEnd - this.memory.buffer.byteLength) / PAGE);
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
-    // V8 runs each function of these modules as baseline code (Liftoff) until it has run a while, then as optimised
-    // code in every instance: attendRow over 128 entries 2.4 µs a call for its first ~1000 calls, 0.9 after; a 15M f32
-    // decode's attention is 55 µs a token over a process's tokens 2..129 against 41 later, 43 with V8 compiling
-    // everything up front (--no-wasm-dynamic-tiering; bench/RESULTS.md "run.c's step by phase"). Calling the loops
-    // here until they tier up would move that baseline time to start-up, not save it.
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
     this.walker = new WebAssembly.Instance(walkerModule(), {
       env: walkerImports(
@@ -275,6 +278,11 @@ export class WorkerPool {
     this.busy = new BusyCores(this.control, this.spinMicros, threads);
     this.timesAt = this.alloc(16 * MAX_PROGRAM_STEPS);
     this.ownArgsAt = Math.ceil(this.alloc(64 * threads + 64) / 64) * 64; // (a line a thread)
+    // the decode step's loops tiered up now, once a process, not through its first hundreds of tokens (kernels/pool_warm.ts)
+    if (!warmed) {
+      warmed = true;
+      this.warmMs = warmLoops(this.shared, this.memory, this.alloc(WARM_SCRATCH_BYTES));
+    }
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     const late = options.lateMicros ?? [];
     for (let i = 0; i < threads; i++) this.control[LATE_AT + i] = Math.max(0, Math.round(late[i] ?? 0));
