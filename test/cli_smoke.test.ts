@@ -29,7 +29,7 @@ t.test('every command: an argument error is one line on stderr, exit 2, nothing 
     [['init', '--dim', '16'], 'init: --out is required (see streamllm init --help)'],
     [
       ['bench', 'nothing'],
-      "bench: expected a benchmark name (decode, profile_decode, cold_start, streaming, endless, hf_load, big_q8, q8_accuracy, f32_product, builds_ab, decode_ab, pool_program, plot, train, profile_train), got 'nothing'",
+      "bench: expected a benchmark name (decode, profile_decode, cold_start, streaming, endless, hf_load, big_q8, q8_accuracy, f32_product, builds_ab, decode_ab, inproc_ab, pool_program, plot, train, profile_train), got 'nothing'",
     ],
     [['sink-emergence', '--window', '1'], 'sink-emergence --window: must be >= 2, got 1'],
     [['nosuch'], "unknown command 'nosuch' (commands: start, generate, eval, attn, reproduce, sink-emergence, train, train-tokenizer, publish, init, bench)"],
@@ -130,6 +130,7 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
     ['decode', ['--shapes', '15M,7M'], "--shapes: unknown shape '7M' (known: 260K, 15M, 42M, 110M)"],
     ['decode', ['--only', 'both', '--rounds'], '--rounds: expected a value after it'],
     ['builds_ab', ['--b', 'dist'], '--a: expected the dist/ folder of the build to compare with'],
+    ['inproc_ab', ['--b', '/nonexistent'], "--b: /nonexistent is not a build's dist/ folder (no src/generate.js in it)"],
     ['streaming', ['fig11'], "expected a benchmark among length, fig10, blocked, got 'fig11'"],
     ['profile_train', ['--shape', '10,2,3'], "--shape: expected DIM in 1..8192 divisible by HEADS and LAYERS in 1..256, got '10,2,3'"],
     ['endless', ['--backend', 'gpu'], "--backend: expected one of tensorflow, wasm, cpu, got 'gpu'"],

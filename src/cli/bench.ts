@@ -18,6 +18,7 @@ const BENCHMARKS: Record<string, string> = {
   f32_product: 'one float32 product on 1 or N threads (products.wat productF32, the pool, a static split) against run.c matmul',
   builds_ab: 'two builds alternating in one run: decode and blocked-evaluation speed (--a OLD/dist --b dist)',
   decode_ab: 'ways of running one model (the tfjs path, the pool, the pool without decode programs) alternating in blocks of tokens in one process',
+  inproc_ab: 'two builds decoding in turns in one process: µs/token and the ratio of paired blocks, resolving 1-2% (--a DIST --b DIST)',
   pool_program: "the pool's fixed cost a job and a program's a step: N small products as run() calls and as one program",
   plot: 'figure rendering times',
   train: 'training step throughput: the training path against the proof-of-concept path it replaced',

@@ -1,0 +1,532 @@
+// Two builds of streamllm in ONE process, decoding in turns: resolves a
+// 1-2% change in decode speed where fresh processes (bench/builds_ab.ts,
+// bench/decode.ts) spread 6-23% on a shared 2-core machine (run-queue
+// waits, each process's own cold start and memory layout).
+//
+// How: in each round, each stream imports its build from its dist/ folder by
+// absolute path, as a module graph of its own (INSTANCE_HOOK), loads the same
+// random llama2.c checkpoint and places it in a worker pool of its own: two
+// or three pools in one process, one busy at a time (the waiting pools'
+// threads sleep; their CPU is reported). @tensorflow/tfjs is one instance for
+// all (checked: every build resolves it to the same files), so tfjs's kernel
+// registry is shared: each build's own kernels are swapped in with its turn
+// (activate). Each stream runs greedy generate() from BOS on a dense cache,
+// as bench/decode.ts's child does; after 240 untimed tokens each, the
+// streams take turns, a block of --block tokens each, round robin (no stream
+// twice in a row: a block right after its own would find its weights and
+// code warm), the lead passed on with each generation. Every stream restarts
+// after the same number of blocks, before its context fills (its prompt's
+// step untimed), so the blocks of one turn decode the same positions: the
+// turn's ratio B/A is one measurement, a round's figure the median of its
+// turns. The rounds are the independent measurements: a stream's models,
+// pools and compiled code are new each round, and where they land matters (a
+// stream kept for a whole run read 1-5% off its twin's, steadily; now and
+// then a round's stream runs 5-9% slow throughout). So the result is the
+// median of the rounds' ratios, with a 95% interval of that median. --aa
+// adds a third stream, build A again (its own modules, model and pool):
+// A'/A, the spread of no change, in the same run.
+//
+// What it cannot see: what only a fresh process shows (page faults of first
+// touches, V8 compiling a process's first few hundred tokens:
+// bench/cold_start.ts), and a change that acts only at start-up or across
+// turns. Each block's first tokens find the CPU's caches holding another
+// stream's weights and code, alike for every stream: a fixed cost of the
+// turn that dilutes a ratio a little (about 1/--block of that cost). The
+// tokens run warm here (no process start, one generation untimed): faster
+// than bench/decode.ts's 128 after 8 from a fresh process.
+//
+//   node dist/bench/inproc_ab.js [--a DIST] [--b DIST] [--aa] [--shape 15M] [--weights f32] [--threads N]
+//       [--block 16] [--tokens 480] [--rounds 20] [--record]
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { createRequire, register } from 'node:module';
+import { availableParallelism, loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { KernelConfig } from '@tensorflow/tfjs';
+import { benchArgs, cpuMark, markdownTable, median, othersCores, recordResult, runBench, shapeFlag } from './common.js';
+
+/** Tokens each stream decodes untimed at the start of a round (a 15M model's whole generation at --block 16). */
+const WARMUP_TOKENS = 240;
+
+/** Other processes' CPU, in cores, under which half a second counts as quiet (--wait-quiet). */
+const QUIET_OTHERS = 0.15;
+
+const HELP = `bench/inproc_ab.ts: two builds' greedy decode in one process, in turns of --block tokens: µs/token of each
+and the ratio B/A of block pairs at the same positions (a 1-2% change resolves; fresh processes spread 6-23% here).
+
+  node dist/bench/inproc_ab.js [--a DIST] [--b DIST] [--aa] [--shape 15M] [--weights f32] [--threads N] [--block 16] [--tokens 480] [--rounds 20] [--record]
+
+  --a DIST       build A's dist/ folder (default: this build's)
+  --b DIST       build B's dist/ folder (default: A's, a second model of it: an A/A)
+  --aa           also a second model of build A, a third stream in the same turns: A'/A, the spread of no change
+  --shape S      the random llama2.c checkpoint's shape (default 15M)
+  --weights F    f32 or q8 in the worker pool (default f32), or tfjs: no pool, tfjs's wasm backend on one thread
+  --threads N    the pool's threads (default: every core, ${availableParallelism()} here)
+  --block N      tokens a turn (default 16)
+  --tokens N     tokens timed per stream and round (default 480; rounded up to whole blocks)
+  --rounds N     rounds (default 20), each with every stream's modules, model and pool anew: a table row each
+  --wait-quiet S before each round, wait up to S seconds (default 0) for half a second in which other processes
+                 took under ${QUIET_OTHERS} of a core
+  --record       append the table to bench/RESULTS.md
+  --help         this text
+
+Both builds must resolve @tensorflow/tfjs to the same files (a worktree: node_modules a link to the main checkout's).`;
+
+const cli = benchArgs(HELP);
+const own = fileURLToPath(new URL('..', import.meta.url)); // this build's dist/
+const distA = resolve(cli.value('a', own));
+const distB = resolve(cli.value('b', distA));
+for (const [flag, dir] of [
+  ['a', distA],
+  ['b', distB],
+] as const) {
+  if (!existsSync(join(dir, 'src', 'generate.js'))) cli.fail(`--${flag}: ${dir} is not a build's dist/ folder (no src/generate.js in it)`);
+}
+const aa = cli.has('aa');
+const shape = shapeFlag(cli, 'shape', '15M');
+const weights = cli.choice('weights', 'f32', ['f32', 'q8', 'tfjs']);
+const threads = cli.count('threads', availableParallelism(), 1, 256);
+const block = cli.count('block', 16, 1, 1024);
+const tokens = cli.count('tokens', 480, 1, 1_000_000);
+const rounds = cli.count('rounds', 20, 1, 1000);
+const waitQuiet = cli.count('wait-quiet', 0, 0, 3600);
+/**
+ * Turns in which every block's CPU share (the process's CPU time over its
+ * threads' wall time) was at least this count as quiet: no other process
+ * took a core from this one for long.
+ */
+const QUIET_SHARE = 0.85;
+/** Quiet turns a round needs for its quiet ratio to count. */
+const MIN_QUIET_TURNS = 10;
+
+/** One package's file as `dir` resolves it, links followed: two builds share tfjs only where these agree. */
+function packageFile(dir: string, pkg: string): string {
+  try {
+    return realpathSync(createRequire(join(dir, 'x.js')).resolve(pkg));
+  } catch {
+    return `(${pkg} not found from ${dir})`;
+  }
+}
+for (const pkg of ['@tensorflow/tfjs', '@tensorflow/tfjs-backend-wasm']) {
+  const mine = packageFile(dirname(fileURLToPath(import.meta.url)), pkg);
+  for (const dir of new Set([distA, distB])) {
+    const theirs = packageFile(join(dir, 'src'), pkg);
+    if (theirs !== mine)
+      cli.fail(
+        `${dir}: resolves ${pkg} to ${theirs}, this script to ${mine}: two copies in one process would not share one engine (link its node_modules to the same)`,
+      );
+  }
+}
+
+// the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
+const tf = await import('@tensorflow/tfjs');
+const { randomCheckpoint } = await import('./models.js');
+
+/** What this benchmark uses of a build, imported from its dist/ folder. */
+interface Build {
+  dist: string;
+  /** Its git commit, where dist/.. is a checkout (a + when its tracked files differ from the commit). */
+  commit: string;
+  loadModel: typeof import('../src/model/load.js').loadModel;
+  placeWeights: typeof import('../src/model/pooled.js').placeWeights;
+  disposeModel: typeof import('../src/model/weights.js').disposeModel;
+  generate: typeof import('../src/generate.js').generate;
+  argmax: typeof import('../src/sample/sampler.js').argmax;
+  /** The kernels it registered in tfjs (saved while another build runs). */
+  kernels: KernelConfig[];
+}
+
+/**
+ * Each stream imports its build as a module graph of its own, even where
+ * two streams share a dist/ folder (an A/A, --aa), and anew each round: every
+ * module URL carries `?inproc=KEY` (a resolve hook passes a module's own key
+ * on to what it imports, packages aside). Two streams of one graph would
+ * share compiled code (warm for whichever runs second), and a graph kept for
+ * the whole run would keep one layout of its code for the whole run.
+ */
+const INSTANCE_HOOK = `export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  const key = context.parentURL?.startsWith('file:') ? new URL(context.parentURL).searchParams.get('inproc') : null;
+  if (key === null || !r.url.startsWith('file:') || r.url.includes('/node_modules/')) return r;
+  const url = new URL(r.url);
+  url.searchParams.set('inproc', key);
+  return { ...r, url: url.href };
+}`;
+register(`data:text/javascript,${encodeURIComponent(INSTANCE_HOOK)}`);
+
+const commits = new Map<string, string>();
+/** The git commit of dist/.. (with a + where its tracked files differ from it), or '?' where it is no checkout. */
+function commitOf(dist: string): string {
+  let commit = commits.get(dist);
+  if (commit !== undefined) return commit;
+  try {
+    const git = (...args: string[]) => execFileSync('git', ['-C', join(dist, '..'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    commit = git('rev-parse', '--short', 'HEAD') + (git('status', '--porcelain', '--untracked-files=no') === '' ? '' : '+');
+  } catch {
+    commit = '?'; // not a checkout
+  }
+  commits.set(dist, commit);
+  return commit;
+}
+
+async function importBuild(dist: string, key: string): Promise<Build> {
+  const load = async <T>(path: string) => (await import(`${pathToFileURL(join(dist, path)).href}?inproc=${key}`)) as T;
+  return {
+    dist,
+    commit: commitOf(dist),
+    loadModel: (await load<typeof import('../src/model/load.js')>('src/model/load.js')).loadModel,
+    placeWeights: (await load<typeof import('../src/model/pooled.js')>('src/model/pooled.js')).placeWeights,
+    disposeModel: (await load<typeof import('../src/model/weights.js')>('src/model/weights.js')).disposeModel,
+    generate: (await load<typeof import('../src/generate.js')>('src/generate.js')).generate,
+    argmax: (await load<typeof import('../src/sample/sampler.js')>('src/sample/sampler.js')).argmax,
+    kernels: [],
+  };
+}
+
+// ---- tfjs's kernel registry, one build's at a time --------------------------
+
+const BACKENDS = ['wasm', 'cpu'];
+const registered = () => new Map(BACKENDS.flatMap((b) => tf.getKernelsForBackend(b)).map((k) => [`${k.backendName}_${k.kernelName}`, k]));
+/** The registry with tfjs's own kernels only (taken once the backend runs, before a build registers any). */
+let baseKernels = new Map<string, KernelConfig>();
+let activeBuild: Build | undefined;
+
+/** Make `build`'s kernels the registered ones: the outgoing build's saved and taken out, tfjs's own put back. */
+function activate(build: Build): void {
+  if (activeBuild === build) return;
+  const custom = [...registered()].filter(([key, k]) => baseKernels.get(key) !== k);
+  if (activeBuild !== undefined) activeBuild.kernels = custom.map(([, k]) => k);
+  for (const [key, k] of custom) {
+    tf.unregisterKernel(k.kernelName, k.backendName);
+    const base = baseKernels.get(key);
+    if (base !== undefined) tf.registerKernel(base);
+  }
+  for (const k of build.kernels) {
+    if (tf.getKernel(k.kernelName, k.backendName) !== undefined) tf.unregisterKernel(k.kernelName, k.backendName);
+    tf.registerKernel(k);
+  }
+  activeBuild = build;
+}
+
+// ---- per-thread CPU (/proc/self/task): what an idle pool's threads take ----
+
+const threadIds = (): number[] => (existsSync('/proc/self/task') ? readdirSync('/proc/self/task').map(Number) : []);
+/** ms of CPU the threads have used (clock ticks of 10 ms, summed: coarse per block, fine over a round). */
+function threadsCpuMs(ids: readonly number[]): number {
+  let ticks = 0;
+  for (const id of ids) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${id}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime: fields 14 and 15 of proc(5)
+    } catch {
+      // the thread has ended
+    }
+  }
+  return ticks * 10;
+}
+
+/**
+ * MiB resident, and of those in 2 MB pages, of the mappings that overlap
+ * [address, address + bytes) (/proc/self/smaps); undefined off Linux.
+ */
+function residentMiB(address: number, bytes: number): { rss: number; huge: number } | undefined {
+  if (!existsSync('/proc/self/smaps')) return undefined;
+  let rss = 0;
+  let huge = 0;
+  let inside = false;
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const range = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+    if (range !== null) inside = parseInt(range[1]!, 16) < address + bytes && parseInt(range[2]!, 16) > address;
+    else if (inside && line.startsWith('Rss:')) rss += Number(line.split(/\s+/)[1]) / 1024;
+    else if (inside && line.startsWith('AnonHugePages:')) huge += Number(line.split(/\s+/)[1]) / 1024;
+  }
+  return { rss, huge };
+}
+
+// ---- the streams -------------------------------------------------------------
+
+type Model = import('../src/model/weights.js').Model;
+type Step = import('../src/generate.js').GenerateStep;
+
+interface Stream {
+  name: string;
+  build: Build;
+  model: Model;
+  /** The threads its pool started (its keeper and workers). */
+  threadIds: number[];
+  generation?: AsyncGenerator<Step>;
+  /** Blocks decoded in the current generation. */
+  blocks: number;
+}
+
+/** One turn: a block of each stream, at the same positions. */
+interface Turn {
+  round: number;
+  /** µs a token, by stream. */
+  us: Record<string, number>;
+  /** The least, over the turn's blocks, of the process's CPU time over its threads' wall time (1: every thread ran throughout; the pool's workers spin between jobs). */
+  share: number;
+  /** Cores other processes took during the turn (bench/common.ts othersCores; clock ticks: coarse). */
+  others?: number;
+}
+
+/**
+ * The median of xs and a 95% interval of it: the order statistics n/2 ±
+ * 0.98 sqrt(n) (the binomial's normal approximation; no assumption about
+ * the distribution). Over the rounds: each round's models, pools and modules
+ * are new, so its figure is an independent measurement, and now and then one
+ * stream of a round lands badly in memory (5-9% slower for the whole round):
+ * a median keeps such a round from moving the result, as a mean would.
+ */
+function medianInterval(xs: number[], digits: number): string {
+  const s = [...xs].sort((a, b) => a - b);
+  const half = 0.98 * Math.sqrt(s.length);
+  const at = (rank: number) => s[Math.min(s.length, Math.max(1, Math.round(rank))) - 1]!;
+  return `${median(s).toFixed(digits)} (${at(s.length / 2 - half).toFixed(digits)}..${at(s.length / 2 + 1 + half).toFixed(digits)})`;
+}
+
+/** Wait, up to `seconds`, for half a second in which other processes took under QUIET_OTHERS of a core; the seconds waited, negative where it gave up. */
+async function untilQuiet(seconds: number): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    const from = cpuMark();
+    await new Promise((done) => setTimeout(done, 500));
+    const others = othersCores(from, cpuMark());
+    const waited = (performance.now() - started) / 1000;
+    if (others === undefined || others < QUIET_OTHERS) return waited;
+    if (waited >= seconds) return -waited;
+  }
+}
+
+/** The kernels `build` has registered in tfjs: saved, or in the registry while it runs. */
+function ownKernels(build: Build): number {
+  return build === activeBuild ? [...registered()].filter(([key, k]) => baseKernels.get(key) !== k).length : build.kernels.length;
+}
+
+/** Where a stream's pool memory lies: MiB in 2 MB pages (the pool advised for them: kernels/huge_pages.ts). */
+function pages(s: Stream): string {
+  if (s.model.pool === undefined) return 'none';
+  const advice = (s.model.pool as { pageAdvice?: { hugePages: boolean; address?: number; bytes?: number } }).pageAdvice;
+  if (advice === undefined) return 'pages ?';
+  if (!advice.hugePages) return 'asked for no 2 MB pages';
+  const resident = residentMiB(advice.address!, advice.bytes!);
+  return resident === undefined ? 'asked for 2 MB pages' : `${resident.huge.toFixed(0)} of ${resident.rss.toFixed(0)} MiB resident in 2 MB pages`;
+}
+
+const streamLine = (s: Stream) =>
+  `${s.name}: ${s.build.dist} (${s.build.commit}; ${ownKernels(s.build)} tfjs kernels of its own; pool: ${pages(s)}, ${s.threadIds.length} threads of its own)`;
+
+await runBench(async () => {
+  const checkpoint = randomCheckpoint(shape);
+  const loadBefore = loadavg()[0]!;
+  const { initBackend } = (await import(`${pathToFileURL(join(distA, 'src', 'backend.js')).href}?inproc=backend`)) as typeof import('../src/backend.js');
+  await initBackend('wasm');
+  baseKernels = registered();
+  const builds: [string, string][] = [['A', distA], ['B', distB], ...(aa ? [["A'", distA] as [string, string]] : [])];
+  const names = builds.map(([name]) => name);
+  /** Threads a block keeps busy: the pool's, or the calling thread alone. */
+  const busyThreads = weights === 'tfjs' ? 1 : threads;
+
+  /** A stream of `dist`: its modules imported anew, a model in a pool of its own. */
+  const open = async (name: string, dist: string, round: number): Promise<Stream> => {
+    const build = await importBuild(dist, `${name === "A'" ? 'A2' : name}.${round}`);
+    activate(build);
+    const before = new Set(threadIds());
+    const loaded = build.loadModel(checkpoint);
+    const model = weights === 'tfjs' ? loaded : build.placeWeights(loaded, { weights, threads });
+    await model.pool?.ready();
+    return { name, build, model, threadIds: threadIds().filter((id) => !before.has(id)), blocks: 0 };
+  };
+
+  let blocksPerGeneration = 0;
+  /** Decode one block of `s` (a new generation first where the last is used up: its prompt's step untimed); its ids and µs a token. */
+  const decodeBlock = async (s: Stream): Promise<{ ids: number[]; usPerToken: number }> => {
+    activate(s.build);
+    if (s.generation === undefined || s.blocks === blocksPerGeneration) {
+      await s.generation?.return(undefined);
+      s.generation = s.build.generate(s.model, { kind: 'dense' }, [1], s.build.argmax, { steps: 1 + blocksPerGeneration * block });
+      await s.generation.next();
+      s.blocks = 0;
+    }
+    const ids: number[] = [];
+    const started = performance.now();
+    for (let i = 0; i < block; i++) {
+      const r = await s.generation.next();
+      if (r.done) throw new Error('the generation ended early');
+      ids.push(r.value.id);
+    }
+    const usPerToken = ((performance.now() - started) * 1000) / block;
+    s.blocks++;
+    return { ids, usPerToken };
+  };
+
+  const groups = Math.ceil(tokens / block);
+  const turns: Turn[] = [];
+  let idleThreadsMs = 0;
+  let blocksMs = 0;
+  let idleCpuMsPerSecond = 0;
+  let sameIds = true;
+  let firstStreams: string[] = [];
+  /** Seconds each round waited for quiet (--wait-quiet), negative where it gave up. */
+  const waits: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    // each round: the streams' modules, models and pools anew, opened in a
+    // rotating order (where each lands in memory, and its code, differ from
+    // one round to the next: a fixed layout favoured one stream by 1-5%)
+    if (waitQuiet > 0) waits.push(await untilQuiet(waitQuiet));
+    const lead = r % builds.length;
+    const streams: Stream[] = [];
+    for (const [name, dist] of [...builds.slice(lead), ...builds.slice(0, lead)]) streams.push(await open(name, dist, r));
+    // the turns' order: A B A', or A A' B every other round (each stream after each other), the lead passed on with each generation
+    if (r % 2 === 1) streams.reverse();
+    streams.unshift(...streams.splice(streams.findIndex((s) => s.name === 'A')));
+    const seqLen = streams[0]!.model.config.maxSeqLen;
+    /** Blocks in one generation: its prompt's step and these fit the context (dense cache, from BOS). */
+    blocksPerGeneration = Math.floor((seqLen - 1) / block);
+    if (blocksPerGeneration < 1) cli.fail(`--block: ${block} tokens and the prompt's step do not fit the ${shape} model's ${seqLen} positions`);
+    // warm-up, untimed, in turns: WARMUP_TOKENS of each (V8 compiles the decode's code, tfjs kernels registered)
+    for (let b = 0; b < Math.ceil(WARMUP_TOKENS / block); b++) for (const s of streams) await decodeBlock(s);
+    if (r === 0) {
+      // every pool idle: what the process takes doing nothing (the pools' threads asleep, after their spin)
+      const idleFrom = process.cpuUsage();
+      await new Promise((done) => setTimeout(done, 500));
+      const idle = process.cpuUsage(idleFrom);
+      idleCpuMsPerSecond = (idle.user + idle.system) / 1000 / 0.5;
+    }
+    for (let g = 0; g < groups; g++) {
+      // round robin, no stream twice in a row (a block right after its own
+      // would find its weights and code warm)
+      const at = Math.floor(g / blocksPerGeneration) % streams.length;
+      const order = [...streams.slice(at), ...streams.slice(0, at)];
+      const turn: Turn = { round: r, us: {}, share: Infinity };
+      const ids: Record<string, string> = {};
+      const from = cpuMark();
+      for (const s of order) {
+        const idleIds = streams.filter((o) => o !== s).flatMap((o) => o.threadIds);
+        const idleBefore = threadsCpuMs(idleIds);
+        const cpuFrom = process.cpuUsage();
+        const wallFrom = performance.now();
+        const d = await decodeBlock(s);
+        const wallMs = performance.now() - wallFrom;
+        const cpu = process.cpuUsage(cpuFrom);
+        turn.share = Math.min(turn.share, (cpu.user + cpu.system) / 1000 / (wallMs * busyThreads));
+        blocksMs += wallMs;
+        idleThreadsMs += threadsCpuMs(idleIds) - idleBefore;
+        turn.us[s.name] = d.usPerToken;
+        ids[s.name] = d.ids.join(',');
+      }
+      turn.others = othersCores(from, cpuMark());
+      for (const n of names) if (ids[n] !== ids.A) sameIds = false;
+      turns.push(turn);
+    }
+    for (const s of streams) await s.generation?.return(undefined);
+    if (r === 0) firstStreams = streams.map(streamLine);
+    for (const s of streams) s.build.disposeModel(s.model);
+    const these = turns.filter((t) => t.round === r);
+    const row = names.map((n) => `${n} ${median(these.map((t) => t.us[n]!)).toFixed(1)} µs`).join(', ');
+    process.stderr.write(`round ${r + 1}: ${row}; B/A ${median(these.map((t) => t.us.B! / t.us.A!)).toFixed(4)}\n`);
+  }
+
+  // ---- the tables -----------------------------------------------------------
+  const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+  /** The q-quantile of xs, between order statistics. */
+  const quantile = (xs: number[], q: number) => {
+    const s = sorted(xs);
+    const at = q * (s.length - 1);
+    const lo = Math.floor(at);
+    return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (at - lo);
+  };
+  const compared = names.filter((n) => n !== 'A');
+  const ratios = (ts: Turn[], n: string) => ts.map((t) => t.us[n]! / t.us.A!);
+  const others = (ts: Turn[]) => {
+    const xs = ts.flatMap((t) => (t.others === undefined ? [] : [t.others]));
+    return xs.length === 0 ? '?' : median(xs).toFixed(2);
+  };
+  const byRound = Array.from({ length: rounds }, (_, r) => turns.filter((t) => t.round === r));
+  const quietByRound = byRound.map((ts) => ts.filter((t) => t.share >= QUIET_SHARE));
+  const roundTable = markdownTable(
+    [
+      'round',
+      ...names.map((n) => `${n} µs/token`),
+      ...compared.flatMap((n) => [`${n}/A`, `${n}/A quartiles`, `${n}/A quiet`]),
+      'quiet turns',
+      'CPU share',
+      "others' CPU, cores",
+    ],
+    byRound.map((ts, r) => [
+      String(r + 1),
+      ...names.map((n) => median(ts.map((t) => t.us[n]!)).toFixed(1)),
+      ...compared.flatMap((n) => {
+        const xs = ratios(ts, n);
+        const quiet = quietByRound[r]!;
+        return [
+          median(xs).toFixed(4),
+          `${quantile(xs, 0.25).toFixed(3)}..${quantile(xs, 0.75).toFixed(3)}`,
+          quiet.length >= MIN_QUIET_TURNS ? median(ratios(quiet, n)).toFixed(4) : '',
+        ];
+      }),
+      `${quietByRound[r]!.length}/${ts.length}`,
+      median(ts.map((t) => t.share)).toFixed(2),
+      others(ts),
+    ]),
+  );
+  const quietRounds = quietByRound.filter((ts) => ts.length >= MIN_QUIET_TURNS);
+  const summary = (rs: Turn[][], label: string) => [
+    label,
+    String(rs.length),
+    ...names.map((n) => median(rs.map((ts) => median(ts.map((t) => t.us[n]!)))).toFixed(1)),
+    ...compared.flatMap((n) => [
+      medianInterval(
+        rs.map((ts) => median(ratios(ts, n))),
+        4,
+      ),
+      medianInterval(
+        rs.map((ts) => median(ts.map((t) => t.us[n]! - t.us.A!))),
+        1,
+      ),
+    ]),
+  ];
+  const summaryTable = markdownTable(
+    ['turns', 'rounds', ...names.map((n) => `${n} µs/token`), ...compared.flatMap((n) => [`${n}/A (95%)`, `${n}-A µs/token (95%)`])],
+    [
+      summary(byRound, 'all'),
+      ...(quietRounds.length > 0 ? [summary(quietRounds, `quiet (rounds with ${MIN_QUIET_TURNS}+ turns of CPU share >= ${QUIET_SHARE})`)] : []),
+    ],
+  );
+  const idleShare = (100 * idleThreadsMs) / blocksMs;
+  const body =
+    `Random llama2.c ${shape}-shaped model, ${weights === 'tfjs' ? "f32 on tfjs's wasm backend, one thread" : `${weights}, ${threads} threads`}; greedy generate() from BOS, dense cache, in one process: ` +
+    `${rounds} rounds, each with every stream's modules, model and pool anew (opened in a rotating order) and ${Math.ceil(WARMUP_TOKENS / block) * block} untimed tokens each, then ` +
+    `${groups} turns of a block of ${block} tokens each (round robin${aa ? ", A B A' and A A' B in alternate rounds" : ''}, the lead passed on with each generation), ` +
+    `every stream restarting after ${blocksPerGeneration} blocks (its prompt's step untimed), so that a turn's blocks decode the same positions. ` +
+    `By round: µs/token, median over the turns; X/A, median of the turns' ratios (quartiles; over the quiet turns alone where there are ${MIN_QUIET_TURNS} or more). ` +
+    `Quiet turn: every block's CPU share (the process's CPU time over its ${busyThreads} thread(s)' wall time; the pool's workers spin between jobs) at ${QUIET_SHARE} or more, ` +
+    `no other process holding a core for long. Others' CPU: what other processes took during a turn (median). ` +
+    `Over the rounds (each its own memory layout and compiled code: the independent measurements): medians of the rounds' figures, ` +
+    `X/A and X-A (the turns' median difference) with a 95% interval of the median (order statistics). ` +
+    `The waiting streams' pool threads took ${idleShare.toFixed(2)}% of a core while another stream decoded; with every pool idle the process ` +
+    `took ${idleCpuMsPerSecond.toFixed(1)} ms of CPU a second. ` +
+    `Load average ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after. ` +
+    (waitQuiet > 0
+      ? `Each round waited for a quiet half second (others under ${QUIET_OTHERS} of a core): ${median(waits.map(Math.abs)).toFixed(1)} s (median), ` +
+        `${waits.filter((w) => w < 0).length} of ${rounds} gave up after ${waitQuiet} s. `
+      : '') +
+    `Tokens: ${sameIds ? 'every stream decoded the same ids' : 'the streams decoded different ids (B computes other numbers)'}.\n` +
+    `Round 1's streams:\n${firstStreams.join('\n')}\n\n${roundTable}\n\n${summaryTable}`;
+  process.stdout.write(body + '\n');
+  const given = (flag: string) => (process.argv.includes(`--${flag}`) ? [`--${flag} ${cli.value(flag, '')}`] : []);
+  recordResult(
+    'Builds A/B in one process: decode (bench/inproc_ab.ts)',
+    [
+      'node dist/bench/inproc_ab.js',
+      ...given('a'),
+      ...given('b'),
+      ...(aa ? ['--aa'] : []),
+      ...(waitQuiet > 0 ? [`--wait-quiet ${waitQuiet}`] : []),
+      `--shape ${shape} --weights ${weights}${weights === 'tfjs' ? '' : ` --threads ${threads}`} --block ${block} --tokens ${tokens} --rounds ${rounds} --record`,
+    ].join(' '),
+    body,
+  );
+});
