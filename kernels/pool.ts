@@ -230,8 +230,8 @@ export class WorkerPool {
   /** Whether the shared memory asked for 2 MB pages, or why not (kernels/huge_pages.ts). */
   readonly pageAdvice: PageAdvice;
 
-  /** Milliseconds this pool spent tiering the loops up (kernels/pool_warm.ts); 0 when an earlier pool of the process did. */
-  readonly warmMs: number = 0;
+  /** Milliseconds this pool spent tiering the loops up (warmLoops); 0 when it did not. */
+  warmMs = 0;
 
   /** threads: 1 runs every product on the calling thread (no workers); see WorkerPoolOptions. */
   constructor(threads: number, options: WorkerPoolOptions = {}) {
@@ -278,11 +278,6 @@ export class WorkerPool {
     this.busy = new BusyCores(this.control, this.spinMicros, threads);
     this.timesAt = this.alloc(16 * MAX_PROGRAM_STEPS);
     this.ownArgsAt = Math.ceil(this.alloc(64 * threads + 64) / 64) * 64; // (a line a thread)
-    // the decode step's loops tiered up now, once a process, not through its first hundreds of tokens (kernels/pool_warm.ts)
-    if (!warmed) {
-      warmed = true;
-      this.warmMs = warmLoops(this.shared, this.memory, this.alloc(WARM_SCRATCH_BYTES));
-    }
     this.control[SPIN_MICROS_AT] = Math.round(this.spinMicros);
     const late = options.lateMicros ?? [];
     for (let i = 0; i < threads; i++) this.control[LATE_AT + i] = Math.max(0, Math.round(late[i] ?? 0));
@@ -389,6 +384,20 @@ export class WorkerPool {
    */
   ready(): Promise<void> {
     return this.started;
+  }
+
+  /**
+   * Tier the decode step's WebAssembly loops up now, once a process
+   * (kernels/pool_warm.ts), rather than through its first hundreds of
+   * tokens; on 1 KB of this pool's memory. placeWeights calls it once the
+   * weights are in: called as the pool was made, V8's compiles of them held
+   * back its own compiles of the placement's JavaScript (the placement's
+   * calling thread 84-223 ms against 80-94, load 4-7).
+   */
+  warmLoops(): void {
+    if (warmed) return;
+    warmed = true;
+    this.warmMs = warmLoops(this.shared, this.memory, this.alloc(WARM_SCRATCH_BYTES));
   }
 
   /** Times the workers were told to stop spinning for a while because the process got too little CPU time (kernels/pool_busy.ts): for tests and benchmarks. */
