@@ -79,7 +79,6 @@ import { WorkerPoolError } from './pool_error.js';
 import { brokenLine, firstLine, KEEPER_ANSWER_MS, KEEPER_SOURCE, KEEPER_WAITERS, MAX_WALK_FAULTS, wakeAll } from './pool_keeper.js';
 import { type JobOp, type ProductLoops, productsModule, runRows, type SharedLoops, sharedLoopsModule, splitRows } from './pool_ops.js';
 import { type ProgramWalker, walkerImports, walkerModule } from './pool_walker.js';
-import { WARM_SCRATCH_BYTES, warmLoops } from './pool_warm.js';
 import { WORKER_SOURCE } from './pool_worker.js';
 
 const PAGE = 65536;
@@ -98,10 +97,6 @@ const NULL_CANARY = 0x7fbad0ff;
 const CALLER_SLICE_NS = BigInt(CALLER_SLICE_MS * 1e6);
 /** wasm32's limit: 65536 pages of 64 KiB. */
 const MAX_PAGES = 65536;
-
-/** Whether this process's loops were warmed (kernels/pool_warm.ts): once a process, as V8 tiers a module's functions up for all its instances. */
-let warmed = false;
-
 /** The most the pool's shared memory can hold: 4 GiB. */
 export const POOL_MAX_BYTES = MAX_PAGES * PAGE;
 
@@ -230,9 +225,6 @@ export class WorkerPool {
   /** Whether the shared memory asked for 2 MB pages, or why not (kernels/huge_pages.ts). */
   readonly pageAdvice: PageAdvice;
 
-  /** Milliseconds this pool spent tiering the loops up (warmLoops); 0 when it did not. */
-  warmMs = 0;
-
   /** threads: 1 runs every product on the calling thread (no workers); see WorkerPoolOptions. */
   constructor(threads: number, options: WorkerPoolOptions = {}) {
     this.splitMinBytes = options.splitMinBytes ?? SPLIT_MIN_BYTES;
@@ -252,6 +244,15 @@ export class WorkerPool {
     if (firstBlockEnd > this.memory.buffer.byteLength) this.memory.grow((firstBlockEnd - this.memory.buffer.byteLength) / PAGE);
     const module = productsModule();
     this.loops = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as ProductLoops;
+    // V8 runs each function of these modules as baseline code (Liftoff) until it has run a while, then as optimised
+    // code in every instance: attendRow over 128 entries 2.4 µs a call for its first ~1000 calls, 0.9 after; a 15M f32
+    // decode's attention is 55 µs a token over a process's tokens 2..129 against 41 later, 43 with V8 compiling
+    // everything up front (--no-wasm-dynamic-tiering; bench/RESULTS.md "run.c's step by phase"). Calling the loops
+    // here until they tier up moves that baseline time to start-up more than it saves: V8 tiers a function up once its
+    // own loops and returns have spent a budget (~1.8 MB of its code run), small inputs or large. 4000 calls each of
+    // the attention, norm, qkvRope, pick and patch loops on 1 KB of scratch (2.9-3.9 ms at placement) took the cold
+    // window's attention from 64 to 49 µs a token, 1.9 ms over its 128 tokens; tokens/s 1.02-1.05x against an A/A of
+    // 1.02-1.04 (bench/RESULTS.md "Cold start: the WebAssembly loops tiered up at placement"): left out.
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
     this.walker = new WebAssembly.Instance(walkerModule(), {
       env: walkerImports(
@@ -384,20 +385,6 @@ export class WorkerPool {
    */
   ready(): Promise<void> {
     return this.started;
-  }
-
-  /**
-   * Tier the decode step's WebAssembly loops up now, once a process
-   * (kernels/pool_warm.ts), rather than through its first hundreds of
-   * tokens; on 1 KB of this pool's memory. placeWeights calls it once the
-   * weights are in: called as the pool was made, V8's compiles of them held
-   * back its own compiles of the placement's JavaScript (the placement's
-   * calling thread 84-223 ms against 80-94, load 4-7).
-   */
-  warmLoops(): void {
-    if (warmed) return;
-    warmed = true;
-    this.warmMs = warmLoops(this.shared, this.memory, this.alloc(WARM_SCRATCH_BYTES));
   }
 
   /** Times the workers were told to stop spinning for a while because the process got too little CPU time (kernels/pool_busy.ts): for tests and benchmarks. */

@@ -11,8 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import t, { type Test } from 'tap';
 import { attendDirect } from '../kernels/attention_fused.js';
 import { WorkerPool } from '../kernels/pool.js';
-import { PoolOp, type SharedLoops, sharedLoopsModule } from '../kernels/pool_ops.js';
-import { WARM_SCRATCH_BYTES, warmLoops } from '../kernels/pool_warm.js';
+import { PoolOp } from '../kernels/pool_ops.js';
 import { poolRegions } from '../kernels/pool_regions.js';
 import { attendInPool } from '../kernels/pooled_attention.js';
 import { PoolProgram } from '../kernels/pool_program.js';
@@ -882,24 +881,4 @@ t.test('a job with more arguments than the control words hold is refused before 
   const w = randn(64 * 32);
   const x = randn(32);
   t.same(Array.from(pooledProduct(matrix(pool, 'f32', w, 64, 32), x, 1)), Array.from(productF32Reference(w, x, 64, 32, 1)));
-});
-
-t.test('warming the loops (kernels/pool_warm.ts) writes its scratch only, and leaves it zeroed', async (t) => {
-  const memory = new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true });
-  const loops = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory } }).exports as unknown as SharedLoops;
-  const words = new Int32Array(memory.buffer);
-  for (let i = 0; i < words.length; i++) words[i] = (Math.imul(i, 2654435761) >>> 3) | 1; // no zero word: a stray write of 0 shows
-  const before = words.slice();
-  const at = 65536 + 4096;
-  t.ok(warmLoops(loops, memory, at) >= 0);
-  const from = at / 4;
-  const to = (at + WARM_SCRATCH_BYTES) / 4;
-  let outside = 0;
-  let nonzero = 0;
-  for (let i = 0; i < words.length; i++) {
-    if (i >= from && i < to) nonzero += words[i] === 0 ? 0 : 1;
-    else outside += words[i] === before[i] ? 0 : 1;
-  }
-  t.equal(outside, 0, 'words changed outside the scratch');
-  t.equal(nonzero, 0, 'scratch words left non-zero');
 });

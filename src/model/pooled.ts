@@ -106,7 +106,6 @@ export function placeWeights(model: Model, p: Placement): Model {
     w.classifier.dispose();
     delete w.classifier;
   }
-  pool.warmLoops(); // (kernels/pool_warm.ts)
   model.pool = pool;
   return model;
 }
