@@ -121,8 +121,7 @@ async function main(): Promise<void> {
   // after the decode: the pool's memory then holds the cache too (a pooled model's caches live there)
   const poolBytes = model.pool!.memory.buffer.byteLength;
   const backendBytes = wasmBackendMemory()?.buffer.byteLength ?? 0;
-  disposeModel(model);
-  await model.pool!.dispose();
+  await disposeModel(model);
 
   const rows = [
     ['shape', `dim ${shape.dim}, ${shape.layers} layers, ${shape.heads} heads (${shape.kvHeads} kv), hidden ${shape.hiddenDim}, vocab ${shape.vocabSize}`],

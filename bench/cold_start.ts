@@ -159,7 +159,7 @@ async function child(model: string, threads: number, weights: 'f32' | 'q8', phas
     last = now;
     first += steps;
   }
-  disposeModel(m);
+  await disposeModel(m);
   console.log(REPORT + JSON.stringify({ phases }));
 }
 

@@ -176,7 +176,7 @@ async function childDecode(
   const others = othersCores(from, cpuMark());
   const calmPeriods = m.pool?.calmPeriods ?? 0;
   const hugePagesMiB = anonHugePagesMiB();
-  disposeModel(m);
+  await disposeModel(m);
   return { tokensPerSecond, rssMiB: peakRssMiB(), hugePagesMiB, calmPeriods, othersCores: others };
 }
 
@@ -195,7 +195,7 @@ async function childEval(model: string, threads: number, weights: 'f32' | 'q8', 
   const others = othersCores(from, cpuMark());
   const calmPeriods = m.pool?.calmPeriods ?? 0;
   const hugePagesMiB = anonHugePagesMiB();
-  disposeModel(m);
+  await disposeModel(m);
   return { tokensPerSecond, rssMiB: peakRssMiB(), hugePagesMiB, calmPeriods, othersCores: others };
 }
 

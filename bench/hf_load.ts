@@ -69,7 +69,7 @@ async function child(path: string, backend: BackendName, via: Via, weights: Weig
   const seconds = (performance.now() - started) / 1000;
   const poolMiB = (model.pool?.allocatedBytes ?? 0) / 2 ** 20;
   const result: LoadResult = { seconds, peakRssMiB: peakRssMiB(), baselineRssMiB, backendMiB: tf.memory().numBytes / 2 ** 20, poolMiB };
-  disposeModel(model);
+  await disposeModel(model);
   process.stdout.write(JSON.stringify(result));
 }
 
@@ -90,7 +90,7 @@ async function checkpoints(shape: string, backend: BackendName): Promise<{ label
   const model = modelFromLlama2c(tensors);
   saveHfModel(list[1]!.path, model);
   saveHfModel(list[2]!.path, model, {}, { dtype: 'BF16' });
-  disposeModel(model);
+  await disposeModel(model);
   return list;
 }
 

@@ -1,30 +1,38 @@
-// Two builds of streamllm in ONE process, decoding in turns: resolves a
-// 1-2% change in decode speed where fresh processes (bench/builds_ab.ts,
-// bench/decode.ts) spread 6-23% on a shared 2-core machine (run-queue
-// waits, each process's own cold start and memory layout).
+// Two arms of decode in ONE process, in turns: resolves a 1-2% change in
+// decode speed where fresh processes (bench/builds_ab.ts, bench/decode.ts)
+// spread 6-23% on a shared 2-core machine (run-queue waits, each process's
+// own cold start and memory layout). An arm is a build (a dist/ folder,
+// default this one) and a way of running it: the worker pool, the pool with
+// decode programs off, or the plain tfjs path; f32 or q8 weights; threads.
+// So one tool compares two builds (--a OLD/dist --b NEW/dist) or two
+// settings of one build (--a :tfjs --b :pool), or both at once.
 //
-// How: in each round, each stream imports its build from its dist/ folder by
-// absolute path, as a module graph of its own (INSTANCE_HOOK), loads the same
-// random llama2.c checkpoint and places it in a worker pool of its own: two
-// or three pools in one process, one busy at a time (the waiting pools'
-// threads sleep; their CPU is reported). @tensorflow/tfjs is one instance for
-// all (checked: every build resolves it to the same files), so tfjs's kernel
-// registry is shared: each build's own kernels are swapped in with its turn
-// (activate). Each stream runs greedy generate() from BOS on a dense cache,
-// as bench/decode.ts's child does; after 240 untimed tokens each, the
-// streams take turns, a block of --block tokens each, round robin (no stream
-// twice in a row: a block right after its own would find its weights and
-// code warm), the lead passed on with each generation. Every stream restarts
-// after the same number of blocks, before its context fills (its prompt's
-// step untimed), so the blocks of one turn decode the same positions: the
-// turn's ratio B/A is one measurement, a round's figure the median of its
-// turns. The rounds are the independent measurements: a stream's models,
-// pools and compiled code are new each round, and where they land matters (a
-// stream kept for a whole run read 1-5% off its twin's, steadily; now and
-// then a round's stream runs 5-9% slow throughout). So the result is the
+// How: in each round, each stream imports its arm's build from its dist/
+// folder by absolute path, as a module graph of its own (INSTANCE_HOOK),
+// loads the same random llama2.c checkpoint and places it as its arm says,
+// in a worker pool of its own: two or three pools in one process, one busy
+// at a time (the waiting pools' threads sleep; their CPU is reported). Its
+// own module graph also holds its own decode-program switch, so
+// pool-no-program turns programs off for that stream alone.
+// @tensorflow/tfjs is one instance for all (checked: every build resolves it
+// to the same files), so tfjs's kernel registry is shared: each build's own
+// kernels are swapped in with its turn (activate). Each stream runs greedy
+// generate() from BOS on a dense cache, as bench/decode.ts's child does;
+// after 240 untimed tokens each, the streams take turns, a block of --block
+// tokens each, round robin (no stream twice in a row: a block right after
+// its own would find its weights and code warm), the lead passed on with
+// each generation. Every stream restarts after the same number of blocks,
+// before its context fills (its prompt's step untimed), so the blocks of one
+// turn decode the same positions: the turn's ratio B/A is one measurement, a
+// round's figure the median of its turns. The rounds are the independent
+// measurements: a stream's models, pools and compiled code are new each
+// round, and where they land matters (a stream kept for a whole run read
+// 1-5% off its twin's, steadily; now and then a round's stream runs 5-9%
+// slow throughout: which is why bench/decode_ab.ts, whose arms kept one
+// model for a whole run, was folded into this one). So the result is the
 // median of the rounds' ratios, with a 95% interval of that median. --aa
-// adds a third stream, build A again (its own modules, model and pool):
-// A'/A, the spread of no change, in the same run.
+// adds a third stream, arm A again (its own modules, model and pool): A'/A,
+// the spread of no change, in the same run.
 //
 // What it cannot see: what only a fresh process shows (page faults of first
 // touches, V8 compiling a process's first few hundred tokens:
@@ -35,8 +43,9 @@
 // tokens run warm here (no process start, one generation untimed): faster
 // than bench/decode.ts's 128 after 8 from a fresh process.
 //
-//   node dist/bench/inproc_ab.js [--a DIST] [--b DIST] [--aa] [--shape 15M] [--weights f32] [--threads N]
+//   node dist/bench/inproc_ab.js [--a ARM] [--b ARM] [--aa] [--shape 15M] [--weights f32] [--threads N]
 //       [--block 16] [--tokens 480] [--rounds 20] [--record]
+//   ARM: [DIST][:SETTING,...], a setting one of tfjs | pool | pool-no-program, f32 | q8, threads=N
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { createRequire, register } from 'node:module';
@@ -52,17 +61,25 @@ const WARMUP_TOKENS = 240;
 /** Other processes' CPU, in cores, under which half a second counts as quiet (--wait-quiet). */
 const QUIET_OTHERS = 0.15;
 
-const HELP = `bench/inproc_ab.ts: two builds' greedy decode in one process, in turns of --block tokens: µs/token of each
+const HELP = `bench/inproc_ab.ts: two arms' greedy decode in one process, in turns of --block tokens: µs/token of each
 and the ratio B/A of block pairs at the same positions (a 1-2% change resolves; fresh processes spread 6-23% here).
+An arm is a build and a way of running it: two builds, two settings of one build, or both.
 
-  node dist/bench/inproc_ab.js [--a DIST] [--b DIST] [--aa] [--shape 15M] [--weights f32] [--threads N] [--block 16] [--tokens 480] [--rounds 20] [--record]
+  node dist/bench/inproc_ab.js [--a ARM] [--b ARM] [--aa] [--shape 15M] [--weights f32] [--threads N] [--block 16] [--tokens 480] [--rounds 20] [--record]
 
-  --a DIST       build A's dist/ folder (default: this build's)
-  --b DIST       build B's dist/ folder (default: A's, a second model of it: an A/A)
-  --aa           also a second model of build A, a third stream in the same turns: A'/A, the spread of no change
+  --a ARM        arm A, the reference: [DIST][:SETTING,...] (default: this build's dist/, in the pool)
+                   DIST             a build's dist/ folder (default: this build's)
+                   pool             the worker pool (default), a one-token step as one program
+                   pool-no-program  the pool with decode programs off: a step as one pool job at a time
+                   tfjs             the plain tfjs path (no pool; float32, tfjs's wasm backend on one thread)
+                   f32, q8          the pool's weights (default --weights)
+                   threads=N        the pool's threads (default --threads)
+                 e.g. --a OLD/dist --b NEW/dist (two builds), --a :tfjs --b :pool,threads=1 (two ways of this build)
+  --b ARM        arm B, the same way (default: arm A again, a second model of it: an A/A)
+  --aa           also a second model of arm A, a third stream in the same turns: A'/A, the spread of no change
   --shape S      the random llama2.c checkpoint's shape (default 15M)
-  --weights F    f32 or q8 in the worker pool (default f32), or tfjs: no pool, tfjs's wasm backend on one thread
-  --threads N    the pool's threads (default: every core, ${availableParallelism()} here)
+  --weights F    f32 or q8: the pool's weights where an arm does not say (default f32)
+  --threads N    the pool's threads where an arm does not say (default: every core, ${availableParallelism()} here)
   --block N      tokens a turn (default 16)
   --tokens N     tokens timed per stream and round (default 480; rounded up to whole blocks)
   --rounds N     rounds (default 20), each with every stream's modules, model and pool anew: a table row each
@@ -71,22 +88,61 @@ and the ratio B/A of block pairs at the same positions (a 1-2% change resolves; 
   --record       append the table to bench/RESULTS.md
   --help         this text
 
-Both builds must resolve @tensorflow/tfjs to the same files (a worktree: node_modules a link to the main checkout's).`;
+Every build must resolve @tensorflow/tfjs to the same files (a worktree: node_modules a link to the main checkout's).`;
 
 const cli = benchArgs(HELP);
-const own = fileURLToPath(new URL('..', import.meta.url)); // this build's dist/
-const distA = resolve(cli.value('a', own));
-const distB = resolve(cli.value('b', distA));
-for (const [flag, dir] of [
-  ['a', distA],
-  ['b', distB],
-] as const) {
-  if (!existsSync(join(dir, 'src', 'generate.js'))) cli.fail(`--${flag}: ${dir} is not a build's dist/ folder (no src/generate.js in it)`);
+const own = resolve(fileURLToPath(new URL('..', import.meta.url))); // this build's dist/
+const WAYS = ['pool', 'pool-no-program', 'tfjs'] as const;
+/** One arm: a build, and how its model runs. */
+interface Arm {
+  dist: string;
+  way: (typeof WAYS)[number];
+  weights: 'f32' | 'q8';
+  /** The pool's threads (1 for the tfjs path: its calling thread). */
+  threads: number;
 }
+if (cli.value('weights', 'f32') === 'tfjs') cli.fail('--weights: tfjs is a way of running, not weights: --a :tfjs (or --b :tfjs)');
+const defaultWeights = cli.choice('weights', 'f32', ['f32', 'q8']);
+const defaultThreads = cli.count('threads', availableParallelism(), 1, 256);
+/** `--flag ARM`: [DIST][:SETTING,...] (DIST holds no colon), checked. */
+function armFlag(flag: string, spec: string): Arm {
+  const colon = spec.indexOf(':');
+  const dir = colon < 0 ? spec : spec.slice(0, colon);
+  const dist = dir === '' ? own : resolve(dir);
+  if (!existsSync(join(dist, 'src', 'generate.js')))
+    cli.fail(
+      `--${flag}: ${dist} is not a build's dist/ folder (no src/generate.js in it)${colon < 0 && !dir.includes('/') ? `; settings follow a colon: :${dir}` : ''}`,
+    );
+  const arm: Arm = { dist, way: 'pool', weights: defaultWeights, threads: defaultThreads };
+  const said = new Set<string>();
+  for (const setting of colon < 0 ? [] : spec.slice(colon + 1).split(',')) {
+    const kind = (WAYS as readonly string[]).includes(setting)
+      ? 'way'
+      : setting === 'f32' || setting === 'q8'
+        ? 'weights'
+        : /^threads=\d+$/.test(setting)
+          ? 'threads'
+          : '';
+    if (kind === '') cli.fail(`--${flag}: unknown setting '${setting}' in '${spec}' (expected tfjs, pool, pool-no-program, f32, q8 or threads=N)`);
+    if (said.has(kind)) cli.fail(`--${flag}: two ${kind === 'way' ? 'ways' : kind} in '${spec}'`);
+    said.add(kind);
+    if (kind === 'way') arm.way = setting as Arm['way'];
+    else if (kind === 'weights') arm.weights = setting as Arm['weights'];
+    else {
+      arm.threads = Number(setting.slice('threads='.length));
+      if (!(arm.threads >= 1 && arm.threads <= 256)) cli.fail(`--${flag}: threads=N expects N in 1..256, got '${setting}'`);
+    }
+  }
+  if (arm.way === 'tfjs' && (said.has('weights') || said.has('threads')))
+    cli.fail(`--${flag}: tfjs runs float32 on one thread (weights and threads=N are the pool's), got '${spec}'`);
+  if (arm.way === 'tfjs') Object.assign(arm, { weights: 'f32', threads: 1 });
+  return arm;
+}
+const specA = cli.value('a', '');
+const armA = armFlag('a', specA);
+const armB = armFlag('b', cli.value('b', specA));
 const aa = cli.has('aa');
 const shape = shapeFlag(cli, 'shape', '15M');
-const weights = cli.choice('weights', 'f32', ['f32', 'q8', 'tfjs']);
-const threads = cli.count('threads', availableParallelism(), 1, 256);
 const block = cli.count('block', 16, 1, 1024);
 const tokens = cli.count('tokens', 480, 1, 1_000_000);
 const rounds = cli.count('rounds', 20, 1, 1000);
@@ -110,7 +166,7 @@ function packageFile(dir: string, pkg: string): string {
 }
 for (const pkg of ['@tensorflow/tfjs', '@tensorflow/tfjs-backend-wasm']) {
   const mine = packageFile(dirname(fileURLToPath(import.meta.url)), pkg);
-  for (const dir of new Set([distA, distB])) {
+  for (const dir of new Set([armA.dist, armB.dist])) {
     const theirs = packageFile(join(dir, 'src'), pkg);
     if (theirs !== mine)
       cli.fail(
@@ -126,13 +182,15 @@ const { randomCheckpoint } = await import('./models.js');
 /** What this benchmark uses of a build, imported from its dist/ folder. */
 interface Build {
   dist: string;
-  /** Its git commit, where dist/.. is a checkout (a + when its tracked files differ from the commit). */
+  /** Its git commit, where dist/.. is a checkout (a + when its tracked files but bench/RESULTS.md differ from the commit). */
   commit: string;
   loadModel: typeof import('../src/model/load.js').loadModel;
   placeWeights: typeof import('../src/model/pooled.js').placeWeights;
   disposeModel: typeof import('../src/model/weights.js').disposeModel;
   generate: typeof import('../src/generate.js').generate;
   argmax: typeof import('../src/sample/sampler.js').argmax;
+  /** Its decode program module (src/model/decode_program.js), where it has one: the switch, and a model's program. */
+  programs?: typeof import('../src/model/decode_program.js');
   /** The kernels it registered in tfjs (saved while another build runs). */
   kernels: KernelConfig[];
 }
@@ -156,13 +214,14 @@ const INSTANCE_HOOK = `export async function resolve(specifier, context, next) {
 register(`data:text/javascript,${encodeURIComponent(INSTANCE_HOOK)}`);
 
 const commits = new Map<string, string>();
-/** The git commit of dist/.. (with a + where its tracked files differ from it), or '?' where it is no checkout. */
+/** The git commit of dist/.. (with a + where its tracked files but bench/RESULTS.md differ from it), or '?' where it is no checkout. */
 function commitOf(dist: string): string {
   let commit = commits.get(dist);
   if (commit !== undefined) return commit;
   try {
     const git = (...args: string[]) => execFileSync('git', ['-C', join(dist, '..'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    commit = git('rev-parse', '--short', 'HEAD') + (git('status', '--porcelain', '--untracked-files=no') === '' ? '' : '+');
+    // (bench/RESULTS.md aside: a run with --record appends to it, and the next run's build is the same)
+    commit = git('rev-parse', '--short', 'HEAD') + (git('status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/RESULTS.md') === '' ? '' : '+');
   } catch {
     commit = '?'; // not a checkout
   }
@@ -180,6 +239,9 @@ async function importBuild(dist: string, key: string): Promise<Build> {
     disposeModel: (await load<typeof import('../src/model/weights.js')>('src/model/weights.js')).disposeModel,
     generate: (await load<typeof import('../src/generate.js')>('src/generate.js')).generate,
     argmax: (await load<typeof import('../src/sample/sampler.js')>('src/sample/sampler.js')).argmax,
+    programs: existsSync(join(dist, 'src', 'model', 'decode_program.js'))
+      ? await load<typeof import('../src/model/decode_program.js')>('src/model/decode_program.js')
+      : undefined,
     kernels: [],
   };
 }
@@ -252,6 +314,7 @@ type Step = import('../src/generate.js').GenerateStep;
 
 interface Stream {
   name: string;
+  arm: Arm;
   build: Build;
   model: Model;
   /** The threads its pool started (its keeper and workers). */
@@ -315,29 +378,42 @@ function pages(s: Stream): string {
   return resident === undefined ? 'asked for 2 MB pages' : `${resident.huge.toFixed(0)} of ${resident.rss.toFixed(0)} MiB resident in 2 MB pages`;
 }
 
+/** An arm in words: its way, weights and threads. */
+const way = (arm: Arm) =>
+  arm.way === 'tfjs'
+    ? "the tfjs path (f32, tfjs's wasm backend, one thread)"
+    : `${arm.way}, ${arm.weights}, ${arm.threads} thread${arm.threads > 1 ? 's' : ''}`;
+
+/** Tokens of the stream's model its build's decode program ran (none where decode programs were off or the build has none). */
+const programRuns = (s: Stream) => s.build.programs?.pooledDecodeProgram(s.model)?.runs ?? 0;
+
 const streamLine = (s: Stream) =>
-  `${s.name}: ${s.build.dist} (${s.build.commit}; ${ownKernels(s.build)} tfjs kernels of its own; pool: ${pages(s)}, ${s.threadIds.length} threads of its own)`;
+  `${s.name}: ${way(s.arm)}; ${s.build.dist} (${s.build.commit}; ${ownKernels(s.build)} tfjs kernels of its own; ` +
+  `pool: ${pages(s)}, ${s.threadIds.length} threads of its own; ${programRuns(s)} tokens as one program)`;
 
 await runBench(async () => {
   const checkpoint = randomCheckpoint(shape);
   const loadBefore = loadavg()[0]!;
-  const { initBackend } = (await import(`${pathToFileURL(join(distA, 'src', 'backend.js')).href}?inproc=backend`)) as typeof import('../src/backend.js');
+  const { initBackend } = (await import(`${pathToFileURL(join(armA.dist, 'src', 'backend.js')).href}?inproc=backend`)) as typeof import('../src/backend.js');
   await initBackend('wasm');
   baseKernels = registered();
-  const builds: [string, string][] = [['A', distA], ['B', distB], ...(aa ? [["A'", distA] as [string, string]] : [])];
-  const names = builds.map(([name]) => name);
-  /** Threads a block keeps busy: the pool's, or the calling thread alone. */
-  const busyThreads = weights === 'tfjs' ? 1 : threads;
+  const arms: [string, Arm][] = [['A', armA], ['B', armB], ...(aa ? [["A'", armA] as [string, Arm]] : [])];
+  const names = arms.map(([name]) => name);
 
-  /** A stream of `dist`: its modules imported anew, a model in a pool of its own. */
-  const open = async (name: string, dist: string, round: number): Promise<Stream> => {
-    const build = await importBuild(dist, `${name === "A'" ? 'A2' : name}.${round}`);
+  /** A stream of `arm`: its build's modules imported anew, a model placed as the arm says (in a pool of its own). */
+  const open = async (name: string, arm: Arm, round: number): Promise<Stream> => {
+    const build = await importBuild(arm.dist, `${name === "A'" ? 'A2' : name}.${round}`);
+    if (arm.way === 'pool-no-program') {
+      // (this stream's own module graph: the switch is its alone)
+      if (build.programs === undefined) throw new Error(`${arm.dist}: this build has no decode programs to turn off (no src/model/decode_program.js)`);
+      build.programs.setDecodePrograms(false);
+    }
     activate(build);
     const before = new Set(threadIds());
     const loaded = build.loadModel(checkpoint);
-    const model = weights === 'tfjs' ? loaded : build.placeWeights(loaded, { weights, threads });
+    const model = arm.way === 'tfjs' ? loaded : build.placeWeights(loaded, { weights: arm.weights, threads: arm.threads });
     await model.pool?.ready();
-    return { name, build, model, threadIds: threadIds().filter((id) => !before.has(id)), blocks: 0 };
+    return { name, arm, build, model, threadIds: threadIds().filter((id) => !before.has(id)), blocks: 0 };
   };
 
   let blocksPerGeneration = 0;
@@ -376,9 +452,9 @@ await runBench(async () => {
     // rotating order (where each lands in memory, and its code, differ from
     // one round to the next: a fixed layout favoured one stream by 1-5%)
     if (waitQuiet > 0) waits.push(await untilQuiet(waitQuiet));
-    const lead = r % builds.length;
+    const lead = r % arms.length;
     const streams: Stream[] = [];
-    for (const [name, dist] of [...builds.slice(lead), ...builds.slice(0, lead)]) streams.push(await open(name, dist, r));
+    for (const [name, arm] of [...arms.slice(lead), ...arms.slice(0, lead)]) streams.push(await open(name, arm, r));
     // the turns' order: A B A', or A A' B every other round (each stream after each other), the lead passed on with each generation
     if (r % 2 === 1) streams.reverse();
     streams.unshift(...streams.splice(streams.findIndex((s) => s.name === 'A')));
@@ -411,7 +487,8 @@ await runBench(async () => {
         const d = await decodeBlock(s);
         const wallMs = performance.now() - wallFrom;
         const cpu = process.cpuUsage(cpuFrom);
-        turn.share = Math.min(turn.share, (cpu.user + cpu.system) / 1000 / (wallMs * busyThreads));
+        // (threads a block keeps busy: the pool's, or the calling thread alone on the tfjs path)
+        turn.share = Math.min(turn.share, (cpu.user + cpu.system) / 1000 / (wallMs * s.arm.threads));
         blocksMs += wallMs;
         idleThreadsMs += threadsCpuMs(idleIds) - idleBefore;
         turn.us[s.name] = d.usPerToken;
@@ -423,7 +500,7 @@ await runBench(async () => {
     }
     for (const s of streams) await s.generation?.return(undefined);
     if (r === 0) firstStreams = streams.map(streamLine);
-    for (const s of streams) s.build.disposeModel(s.model);
+    for (const s of streams) await s.build.disposeModel(s.model); // (its workers gone before the next round; an older build returns nothing to await)
     const these = turns.filter((t) => t.round === r);
     const row = names.map((n) => `${n} ${median(these.map((t) => t.us[n]!)).toFixed(1)} µs`).join(', ');
     process.stderr.write(`round ${r + 1}: ${row}; B/A ${median(these.map((t) => t.us.B! / t.us.A!)).toFixed(4)}\n`);
@@ -497,12 +574,12 @@ await runBench(async () => {
   );
   const idleShare = (100 * idleThreadsMs) / blocksMs;
   const body =
-    `Random llama2.c ${shape}-shaped model, ${weights === 'tfjs' ? "f32 on tfjs's wasm backend, one thread" : `${weights}, ${threads} threads`}; greedy generate() from BOS, dense cache, in one process: ` +
+    `Random llama2.c ${shape}-shaped model; ${arms.map(([n, arm]) => `${n}: ${way(arm)}, build ${commitOf(arm.dist)}`).join('; ')}; greedy generate() from BOS, dense cache, in one process: ` +
     `${rounds} rounds, each with every stream's modules, model and pool anew (opened in a rotating order) and ${Math.ceil(WARMUP_TOKENS / block) * block} untimed tokens each, then ` +
     `${groups} turns of a block of ${block} tokens each (round robin${aa ? ", A B A' and A A' B in alternate rounds" : ''}, the lead passed on with each generation), ` +
     `every stream restarting after ${blocksPerGeneration} blocks (its prompt's step untimed), so that a turn's blocks decode the same positions. ` +
     `By round: µs/token, median over the turns; X/A, median of the turns' ratios (quartiles; over the quiet turns alone where there are ${MIN_QUIET_TURNS} or more). ` +
-    `Quiet turn: every block's CPU share (the process's CPU time over its ${busyThreads} thread(s)' wall time; the pool's workers spin between jobs) at ${QUIET_SHARE} or more, ` +
+    `Quiet turn: every block's CPU share (the process's CPU time over the wall time of the threads its stream keeps busy; the pool's workers spin between jobs) at ${QUIET_SHARE} or more, ` +
     `no other process holding a core for long. Others' CPU: what other processes took during a turn (median). ` +
     `Over the rounds (each its own memory layout and compiled code: the independent measurements): medians of the rounds' figures, ` +
     `X/A and X-A (the turns' median difference) with a 95% interval of the median (order statistics). ` +
@@ -518,14 +595,14 @@ await runBench(async () => {
   process.stdout.write(body + '\n');
   const given = (flag: string) => (process.argv.includes(`--${flag}`) ? [`--${flag} ${cli.value(flag, '')}`] : []);
   recordResult(
-    'Builds A/B in one process: decode (bench/inproc_ab.ts)',
+    'Decode A/B in one process (bench/inproc_ab.ts)',
     [
       'node dist/bench/inproc_ab.js',
       ...given('a'),
       ...given('b'),
       ...(aa ? ['--aa'] : []),
       ...(waitQuiet > 0 ? [`--wait-quiet ${waitQuiet}`] : []),
-      `--shape ${shape} --weights ${weights}${weights === 'tfjs' ? '' : ` --threads ${threads}`} --block ${block} --tokens ${tokens} --rounds ${rounds} --record`,
+      `--shape ${shape} --weights ${defaultWeights} --threads ${defaultThreads} --block ${block} --tokens ${tokens} --rounds ${rounds} --record`,
     ].join(' '),
     body,
   );

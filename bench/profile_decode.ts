@@ -183,7 +183,7 @@ async function profileShape(shape: string, weights: 'f32' | 'q8', threads: numbe
   const { profile } = (await session.post('Profiler.stop')) as unknown as { profile: CpuProfile };
   session.disconnect();
   const program = await programTable(model, tokens, rounds);
-  disposeModel(model);
+  await disposeModel(model);
   const { parts, functions, total } = charge(profile);
   const share = (us: number) => us / total;
   const rows = [...parts].sort((a, b) => b[1] - a[1]).map(([name, us]) => [name, (share(us) * stepMs).toFixed(3), `${(100 * share(us)).toFixed(1)}%`]);

@@ -88,8 +88,7 @@ async function placed(load: () => Model, weights: Weights): Promise<Model> {
 }
 
 async function done(model: Model): Promise<void> {
-  disposeModel(model);
-  await model.pool?.dispose();
+  await disposeModel(model);
 }
 
 /** Perplexity of the conformance model's dense tokens. */

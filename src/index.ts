@@ -1,11 +1,17 @@
 // The library's public API: what the CLI is built from.
 //
-//   import { initBackend, loadModel, TokenStream, scoreTokens } from 'streamllm';
+//   import { disposeModel, initBackend, loadModel, TokenStream, scoreTokens } from 'streamllm';
 //   await initBackend();                       // tensorflow, else wasm, else cpu
 //   const model = loadModel('weights/NAME');   // or a llama2.c .bin, or an HF directory
 //   const r = await scoreTokens(model, ids, { kind: 'streaming', sinkCount: 4, windowSize: 252 });
+//   // the CLI's fast path: the products in the worker pool, on 2 threads, 8-bit weights
+//   const fast = loadModel('weights/NAME', { threads: 2, weights: 'q8' });
+//   await disposeModel(fast);                  // stops the pool's worker threads
+//   placeModel(model, { threads: 2 });         // a model already in memory, placed as loadModel's options would
 export { BACKENDS, type BackendName, initBackend } from './backend.js';
 export { ArgumentError, BackendError, ConfigError, FileFormatError, StreamllmError, UsageError } from './errors.js';
+/** ResourceError: a model or cache too large for its memory (the worker pool's 4 GiB); OutputError: an output that cannot be written; NonFiniteError: logits that are not finite. */
+export { NonFiniteError, OutputError, ResourceError } from './errors.js';
 /** The worker pool's error (a pool used after dispose, or broken by a worker gone): one line, as a StreamllmError's. */
 export { WorkerPoolError } from '../kernels/pool_error.js';
 
@@ -36,7 +42,10 @@ export { type ModelConfig, validateConfig } from './model/config.js';
 export type { LayerWeights, Linear, Model, ModelWeights, Norm } from './model/weights.js';
 export { disposeModel, parameterCount } from './model/weights.js';
 export { embedTokens, forward, forwardBatch, SINK_TOKEN } from './model/transformer.js';
-export { loadModel } from './model/load.js';
+export { loadModel, type LoadOptions } from './model/load.js';
+export type { PlacementOptions, Products } from './model/placement.js';
+export { placeModel } from './model/pooled.js';
+export type { WeightFormat } from '../kernels/weight_format.js';
 export { saveHfModel } from './model/to_hf.js';
 
 export { TokenStream } from './stream.js';

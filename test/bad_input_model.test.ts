@@ -351,8 +351,7 @@ await initTestBackend();
         t.equal(got, await message((logits) => argmax(logits), model), `${threads} threads: the message of the path that reads the logits`);
         t.match(got, /^dense: the model's logits for generated token 1 are not finite \(token \d+: (NaN|-?Infinity)\)/);
         t.equal(tf.memory().numTensors, tensors, 'no tensor leak from a refused run');
-        disposeModel(model);
-        await model.pool!.dispose();
+        await disposeModel(model);
       }
     }
   });

@@ -18,7 +18,7 @@ import { decodePng } from './plot_helpers.js';
 import { checkFigures, close, type FigureFile, headsDiff, model, reproduce, setUp, textIds, tokenizer } from './reproduce_helpers.js';
 import { llama2cToHf, llamaConfigJson, randomArray, rng } from './tiny_checkpoints.js';
 
-await initTestBackend();
+const backend = await initTestBackend();
 const { dir, text } = setUp();
 
 // The zoo: the conformance model in four variants, as HF directories with the tokenizer beside them.
@@ -143,6 +143,44 @@ t.test('attn: maps, sink scores and the per-layer table', async (t) => {
   }
 });
 
+t.test("attn's placement: the worker pool by default, with the tfjs path's maps and measurement (wasm: bit for bit)", async (t) => {
+  // the sink-token model: its learned sink first in every window, attention observed in every layer
+  const files = ['sink-scores.json', 'attention-maps.json', 'sink-profile.json'];
+  const run = async (folder: string, extra: string[]) => {
+    const out = join(dir, folder);
+    const r = await runCliInProcess([
+      'attn',
+      '--model',
+      join(zoo, 'tiny-sink-token'),
+      '--text',
+      text,
+      '--samples',
+      '6',
+      '--length',
+      '10',
+      '--sink-windows',
+      '3',
+      '--out',
+      out,
+      ...extra,
+    ]);
+    t.equal(r.status, 0, r.status === 0 ? `${extra.join(' ') || 'no flag'}: exits 0` : r.stderr);
+    return { stderr: r.stderr, stdout: r.stdout, json: files.map((f) => JSON.parse(readFileSync(join(out, f), 'utf8')) as unknown) };
+  };
+  const pool = await run('attn-pool', []);
+  const plain = await run('attn-tfjs', ['--products', 'tfjs']);
+  if (backend === 'wasm' || backend === 'cpu')
+    t.match(pool.stderr, /^products: f32 weights \([\d.]+ MiB\) on \d+ threads?, /m, 'no flag: the products in the pool');
+  t.notMatch(plain.stderr, /products:/, '--products tfjs: the tfjs path');
+  if (backend === 'wasm') {
+    files.forEach((f, i) => t.same(pool.json[i], plain.json[i], `${f}: the same numbers (to the report's 7 digits)`));
+    t.equal(pool.stdout.replace(/\/attn-pool\//g, '/attn-tfjs/'), plain.stdout, 'the same tables');
+  } else {
+    const key0 = (j: unknown[]) => (j[0] as { layers: { mean: { key0: number } }[] }).layers.map((l) => l.mean.key0);
+    t.ok(maxAbsDiff(key0(pool.json), key0(plain.json)) < 1e-5, `${backend}: key-0 attention within float32 rounding`);
+  }
+});
+
 t.test('reproduce pretraining: every model of the manifest, as scoreTokens scores it', async (t) => {
   const { out, json } = await reproduce(dir, ['--manifest', manifest, '--text', text, '--limit', '200', '--recompute-samples', '20'], 'pretraining');
   const models = json.models as {
@@ -222,6 +260,42 @@ t.test('start: the default model of the manifest on the held-out text, the table
   const out = join(dir, 'start');
   const r = await runCliInProcess(['start', '--manifest', manifest, '--limit', '200', '--recompute-samples', '20', '--out', out]);
   t.equal(r.status, 0, r.status === 0 ? 'exits 0' : r.stderr);
+  // on wasm start runs the products in the worker pool (the CLI's default placement), with reproduce curves' numbers (the tfjs path) bit for bit
+  if (backend === 'wasm') {
+    t.match(r.stderr, /^products: f32 weights \([\d.]+ MiB\) on \d+ threads?, /m, 'wasm: the products in the pool');
+    const plainOut = join(dir, 'start-curves');
+    const plain = await runCliInProcess([
+      'reproduce',
+      'curves',
+      '--manifest',
+      manifest,
+      '--limit',
+      '200',
+      '--recompute-samples',
+      '20',
+      '--products',
+      'tfjs',
+      '--out',
+      plainOut,
+    ]);
+    t.equal(plain.status, 0, plain.stderr);
+    t.notMatch(plain.stderr, /products:/, 'reproduce curves --products tfjs: the tfjs path');
+    type Row = { label: string; ppl: number | null; pplSampled: number | null; nll: number[] };
+    const rows = (folder: string) => (JSON.parse(readFileSync(join(folder, 'curves.json'), 'utf8')) as { policies: Row[] }).policies;
+    const want = new Map(rows(plainOut).map((p) => [p.label, p]));
+    const got = rows(out);
+    t.same(
+      got.map((p) => p.label),
+      ['dense', 'window(64)', 'streaming(4+60)', 'recompute(64)'],
+      "start's rows",
+    );
+    for (const p of got)
+      t.same(
+        [p.ppl, p.pplSampled, p.nll],
+        [want.get(p.label)?.ppl, want.get(p.label)?.pplSampled, want.get(p.label)?.nll],
+        `${p.label}: the same numbers (to the report's 7 digits)`,
+      );
+  } else t.notMatch(r.stderr, /products:/, `${backend}: the tfjs path`);
   t.match(r.stdout, /^Perplexity of tiny-softmax over 200 tokens, every cache 64 entries:\n/);
   t.match(r.stdout, /\| streaming\(4\+60\) \|/);
   const plot = /per-token log-perplexity plot: (\S+\.png)/.exec(r.stdout)?.[1];

@@ -130,7 +130,7 @@ t.test('bad input: one line on stderr, exit code 2, no output file', async (t) =
     [['frobnicate'], /unknown command 'frobnicate'/],
     [
       ['bench', 'nope'],
-      /bench: expected a benchmark name \(decode, profile_decode, cold_start, streaming, endless, hf_load, big_q8, q8_accuracy, f32_product, builds_ab, decode_ab, inproc_ab, pool_program, plot, train, profile_train\), got 'nope'/,
+      /bench: expected a benchmark name \(decode, profile_decode, cold_start, streaming, endless, hf_load, big_q8, q8_accuracy, f32_product, builds_ab, inproc_ab, pool_program, plot, train, profile_train\), got 'nope'/,
     ],
   ];
   for (const [args, pattern] of cases) {

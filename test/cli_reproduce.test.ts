@@ -3,6 +3,7 @@
 // and of BOS-first models (test/bos_first.test.ts), in this process: each
 // number against `streamllm eval` or scoreTokens on the same text, figures as
 // PNGs of the stated size, report.md; then bad input.
+import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -17,6 +18,8 @@ const { dir, text, common } = setUp();
 const reproduce = (experiment: string, extra: string[] = []) => run(dir, common, experiment, extra);
 const ids = textIds(text);
 const m = loadModel(model);
+/** This process's worker threads (a pool of several threads has one, its keeper). */
+const workerThreads = () => (process.report.getReport() as { workers: unknown[] }).workers.length;
 const streamingPpl = async (sinkCount: number, windowSize: number) => (await scoreTokens(m, ids, { kind: 'streaming', sinkCount, windowSize })).ppl;
 
 interface EvalResult {
@@ -27,8 +30,8 @@ interface EvalResult {
 
 /** `streamllm eval --json` on the same text and limit. */
 async function evalJson(extra: string[]): Promise<EvalResult[]> {
-  // --products tfjs: the backend's products and ops, as reproduce computes them (the pool's give the same bits on wasm, not on cpu)
-  const r = await runCliInProcess(['eval', ...common, '--json', '--products', 'tfjs', ...extra]);
+  // the default placement, as reproduce's: the worker pool on wasm and cpu (test below: on wasm the tfjs path's bits)
+  const r = await runCliInProcess(['eval', ...common, '--json', ...extra]);
   if (r.status !== 0) throw new Error(r.stderr);
   const out = JSON.parse(r.stdout) as EvalResult | EvalResult[];
   return Array.isArray(out) ? out : [out];
@@ -145,7 +148,7 @@ t.test('cache-size: 4 + (C - 4) from W/8 to W, and h2o and tova at budget C', as
 });
 
 t.test('latency: both policies at each size, the speed-up their ratio', async (t) => {
-  const { out, json } = await reproduce('latency');
+  const { out, json } = await reproduce('latency', ['--products', 'tfjs']); // the tfjs path: its peak tensor memory counts the weights
   type Measure = { policy: { kind: string; windowSize: number; sinkCount?: number }; msPerToken: number; peakTensorMiB: number; kvCacheMiB: number };
   const rows = json.rows as { cacheSize: number; speedup: number; recompute: Measure; streaming: Measure }[];
   t.same(
@@ -165,6 +168,43 @@ t.test('latency: both policies at each size, the speed-up their ratio', async (t
   }
   t.equal(json.backend, 'wasm');
   checkFigures(t, out, json.figures as FigureFile[]);
+});
+
+t.test("reproduce's placement: the worker pool by default, with the tfjs path's numbers (wasm: bit for bit)", async (t) => {
+  // curves: blocked and stepwise decode, caches that rank by attention (h2o, tova) and recompute
+  const run = async (folder: string, extra: string[]) => {
+    const out = join(dir, folder);
+    const r = await runCliInProcess(['reproduce', 'curves', ...common, '--recompute-samples', '10', '--out', out, ...extra]);
+    t.equal(r.status, 0, r.status === 0 ? `${extra.join(' ') || 'no flag'}: exits 0` : r.stderr);
+    type Row = { label: string; ppl: number | null; pplSampled: number; nll: (number | null)[] };
+    return { stderr: r.stderr, rows: (JSON.parse(readFileSync(join(out, 'curves.json'), 'utf8')) as { policies: Row[] }).policies };
+  };
+  const threads = workerThreads();
+  const pool = await run('placed-pool', ['--threads', '2']);
+  const plain = await run('placed-tfjs', ['--products', 'tfjs']);
+  t.match(pool.stderr, /^products: f32 weights \([\d.]+ MiB\) on 2 threads, /m, '--threads 2: the products in the pool');
+  t.notMatch(plain.stderr, /products:/, '--products tfjs: the tfjs path');
+  t.equal(workerThreads(), threads, "the pool's threads stopped when it finished");
+  t.same(
+    pool.rows.map((r) => r.label),
+    plain.rows.map((r) => r.label),
+  );
+  for (const [i, p] of pool.rows.entries()) {
+    const q = plain.rows[i]!;
+    if (tf.getBackend() === 'wasm')
+      t.same([p.ppl, p.pplSampled, p.nll], [q.ppl, q.pplSampled, q.nll], `${p.label}: the same numbers (to the report's 7 digits)`);
+    // cpu: the pool sums its products in another order than tfjs's
+    else
+      t.ok(
+        maxAbsDiff(
+          p.nll.map((v) => v ?? 0),
+          q.nll.map((v) => v ?? 0),
+        ) < 1e-5,
+        `${p.label}: the NLLs within float32 rounding`,
+      );
+  }
+  const bad = await runCliInProcess(['reproduce', 'curves', ...common, '--products', 'tfjs', '--weights', 'q8', '--out', join(dir, 'never')]);
+  t.same([bad.status, errorLines(bad.stderr)], [2, ['streamllm: reproduce --products tfjs: float32 only (--weights q8 runs in the pool), got --weights q8']]);
 });
 
 // Bad input: one line on stderr naming the flag or file, exit code 2, no
@@ -199,6 +239,9 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
       ['reproduce', 'cache-size', '--model', model, '--tokens', oneId],
       /^streamllm: reproduce: .*one-id\.json \(token ids\) gives 1 token, expected at least 2$/,
     ],
+    // start loads its model into the worker pool on wasm: refused after loading it, it frees the pool's threads too (below)
+    [['start', '--model', model, '--tokens', oneId], /^streamllm: start: .*one-id\.json \(token ids\) gives 1 token, expected at least 2$/],
+    [['start', '--model', model, '--tokens', outOfVocab], /oov\.json: element 2 is 96, expected a token id in 0\.\.95$/],
     [['reproduce', 'attention', ...common, '--samples', '0'], /reproduce --samples: must be >= 1, got 0/],
     [['reproduce', 'attention', ...common, '--samples', 'many'], /reproduce --samples: expected an integer, got 'many'/],
     [['reproduce', 'curves', '--model', model, '--text', text], /this model has no tokenizer to encode the text with; give --tokenizer FILE/],
@@ -218,6 +261,8 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
       /latency: a cache of 4000000000000 entries \(4 x --window 1000000000000\), whose recompute step attends over 4000000000000 tokens at once: needs a tensor of/,
     ],
   ];
+  const tensors = tf.memory().numTensors;
+  const threads = workerThreads();
   for (const [args, message] of cases) {
     const r = await runCliInProcess([...args, '--out', out]);
     t.equal(r.status, 2, `${args.join(' ')}: exit 2 (${r.stderr.trim()})`);
@@ -228,6 +273,9 @@ t.test('bad input: one line on stderr, exit code 2, no report', async (t) => {
     t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
   t.notOk(existsSync(join(out, 'report.md')), 'nothing written');
+  // a model loaded before the refusal is disposed (its tensors, a pool's workers)
+  t.equal(tf.memory().numTensors, tensors, 'no tensor left by a refused run');
+  t.equal(workerThreads(), threads, 'no worker thread left');
   const help = await runCliInProcess(['reproduce', '--help']);
   t.equal(help.status, 0);
   t.match(help.stdout, /^streamllm reproduce: /);

@@ -29,7 +29,7 @@ t.test('every command: an argument error is one line on stderr, exit 2, nothing 
     [['init', '--dim', '16'], 'init: --out is required (see streamllm init --help)'],
     [
       ['bench', 'nothing'],
-      "bench: expected a benchmark name (decode, profile_decode, cold_start, streaming, endless, hf_load, big_q8, q8_accuracy, f32_product, builds_ab, decode_ab, inproc_ab, pool_program, plot, train, profile_train), got 'nothing'",
+      "bench: expected a benchmark name (decode, profile_decode, cold_start, streaming, endless, hf_load, big_q8, q8_accuracy, f32_product, builds_ab, inproc_ab, pool_program, plot, train, profile_train), got 'nothing'",
     ],
     [['sink-emergence', '--window', '1'], 'sink-emergence --window: must be >= 2, got 1'],
     [['nosuch'], "unknown command 'nosuch' (commands: start, generate, eval, attn, reproduce, sink-emergence, train, train-tokenizer, publish, init, bench)"],
@@ -131,6 +131,16 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
     ['decode', ['--only', 'both', '--rounds'], '--rounds: expected a value after it'],
     ['builds_ab', ['--b', 'dist'], '--a: expected the dist/ folder of the build to compare with'],
     ['inproc_ab', ['--b', '/nonexistent'], "--b: /nonexistent is not a build's dist/ folder (no src/generate.js in it)"],
+    [
+      'inproc_ab',
+      ['--a', 'tfjs'],
+      `--a: ${join(process.cwd(), 'tfjs')} is not a build's dist/ folder (no src/generate.js in it); settings follow a colon: :tfjs`,
+    ],
+    ['inproc_ab', ['--b', ':gpu'], "--b: unknown setting 'gpu' in ':gpu' (expected tfjs, pool, pool-no-program, f32, q8 or threads=N)"],
+    ['inproc_ab', ['--a', ':pool,tfjs'], "--a: two ways in ':pool,tfjs'"],
+    ['inproc_ab', ['--a', ':tfjs,q8'], "--a: tfjs runs float32 on one thread (weights and threads=N are the pool's), got ':tfjs,q8'"],
+    ['inproc_ab', ['--b', ':threads=0'], "--b: threads=N expects N in 1..256, got 'threads=0'"],
+    ['inproc_ab', ['--weights', 'tfjs'], '--weights: tfjs is a way of running, not weights: --a :tfjs (or --b :tfjs)'],
     ['streaming', ['fig11'], "expected a benchmark among length, fig10, blocked, got 'fig11'"],
     ['profile_train', ['--shape', '10,2,3'], "--shape: expected DIM in 1..8192 divisible by HEADS and LAYERS in 1..256, got '10,2,3'"],
     ['endless', ['--backend', 'gpu'], "--backend: expected one of tensorflow, wasm, cpu, got 'gpu'"],
@@ -162,6 +172,17 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
   const help = runCli(['bench', 'decode', '--help']);
   t.equal(help.status, 0);
   t.match(help.stdout, /^bench\/decode\.ts: greedy decode/, "bench NAME --help is the benchmark's help");
+  // the one in-process A/B: an arm is a build and a way of running it
+  const ab = runCli(['bench', 'inproc_ab', '--help'], probed);
+  t.equal(ab.status, 0);
+  t.match(ab.stdout, /^bench\/inproc_ab\.ts: two arms' greedy decode/);
+  t.match(ab.stdout, /--a ARM {2,}arm A, the reference: \[DIST\]\[:SETTING,\.\.\.\]/, '--help shows what an arm is');
+  for (const setting of ['pool-no-program', 'tfjs', 'threads=N'])
+    t.match(ab.stdout, new RegExp(`\\n {19}${setting} {2,}`), `--help lists the setting ${setting}`);
+  t.equal(ab.stderr, '', '--help: tfjs not loaded');
+  const unknown = runCli(['bench', 'inproc_ab', '--arms', 'tfjs,pool']);
+  t.equal(unknown.status, 2);
+  t.match(unknown.stderr, /^bench inproc_ab: unknown flag --arms \(flags: --a, --b, --aa, /, "decode_ab's --arms is no flag here: one line");
 });
 
 t.test(

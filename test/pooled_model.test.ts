@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { extname, join } from 'node:path';
 import t from 'tap';
 import { createCache } from '../src/cache/index.js';
@@ -91,8 +92,7 @@ t.test('float32 in the pool: equal on 1, 2 and 3 threads; the tfjs result bit fo
     const scored = await scoreTokens(model, expected.tokens.slice(0, dense.tokens), { kind: 'dense' }, { mode: 'stepwise' });
     t.ok(maxAbsDiff(scored.nll, dense.nll) < 1e-4, 'stepwise NLLs: the conformance values');
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
     t.equal(workers(), idle, `${threads} threads: no worker thread left once the pool is disposed`);
   }
 });
@@ -110,8 +110,7 @@ t.test('a pooled Llama model keeps its residual stream out of tfjs (pooled_layer
   // the tensor path's numbers: bit for bit on wasm (the same sums in the same order), within rounding on cpu
   if (backend === 'wasm') t.same(Array.from(got), Array.from(want), 'the tfjs logits bit for bit');
   t.ok(maxAbsDiff(Array.from(got), want) / Math.max(...Array.from(want, Math.abs)) < 4e-6, 'the tfjs logits');
-  disposeModel(model);
-  await model.pool!.dispose();
+  await disposeModel(model);
 });
 
 t.test('a token id outside the vocabulary: one ArgumentError naming the argument and element, at every entry, on every placement', async (t) => {
@@ -213,8 +212,7 @@ t.test('a token id outside the vocabulary: one ArgumentError naming the argument
     await refuses('sinkProfile', () => sinkProfile(model, [vocab, ...long], { size: 16, windows: 2 }), `tokens: ${bad(0, vocab, vocab)}`);
     await refuses('sinkProfileOf', () => sinkProfileOf(model, [long.slice(0, 16), [...long.slice(0, 15), vocab]]), `windows[1]: ${bad(15, vocab, vocab)}`);
     t.equal(tf.memory().numTensors, before, `${where}: no tensor leak`);
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -379,8 +377,7 @@ t.test('pooled attention on arrays (no tfjs ops but the stored keys and values) 
         }
       }
     }
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -419,8 +416,7 @@ t.test('pooled attention on arrays for a batch of sequences (T = 1 and T = 3) eq
   t.same(run(false, true), arrays, "the same logits with a growing cache in the pool's memory");
   t.equal(poolRegions(model.pool!).heldBytes, held, 'its memory given back');
   t.equal(tf.memory().numTensors, before, 'no tensor leak');
-  disposeModel(model);
-  await model.pool!.dispose();
+  await disposeModel(model);
 });
 
 t.test("a decode step writes its keys and values straight into the slots the cache places (KVCache.place): store's logits bit for bit", async (t) => {
@@ -470,8 +466,7 @@ t.test("a decode step writes its keys and values straight into the slots the cac
       t.equal(tf.memory().numTensors, before, 'no tensor leak');
       t.equal(poolRegions(model.pool!).heldBytes, held, "the caches gave the pool's memory back");
     }
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -495,8 +490,7 @@ t.test("TokenStream.feedLastValues (the pooled classifier's output read in place
       viaTensor.dispose();
       viaValues.dispose();
     }
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -588,8 +582,7 @@ t.test(
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     refusing.dispose();
     plain.dispose();
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   },
 );
 
@@ -638,8 +631,7 @@ t.test("a decode program's step that throws after the cache began: the cache as 
   t.equal(tf.memory().numTensors, before, 'no tensor leak');
   failing.dispose();
   plain.dispose();
-  disposeModel(model);
-  await model.pool?.dispose();
+  await disposeModel(model);
 });
 
 // KVCache.place's contract (src/cache/types.ts): ask anew each block, the
@@ -684,8 +676,7 @@ t.test(
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     updating.dispose();
     plain.dispose();
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   },
 );
 
@@ -775,8 +766,7 @@ t.test(
         t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
         [viaProgram, viaJobs, viaTfjs].forEach((s) => s.dispose());
       }
-      disposeModel(model);
-      await model.pool?.dispose();
+      await disposeModel(model);
     }
     disposeModel(plain);
   },
@@ -824,8 +814,7 @@ t.test(
       t.equal((program?.runs ?? 0) - runs, steps * policies.length, `${softmax}: each of them a run of the program`);
       t.equal(tf.memory().numTensors, before, `${softmax}: no tensor leak`);
       [...viaProgram, ...viaJobs].forEach((s) => s.dispose());
-      disposeModel(model);
-      await model.pool?.dispose();
+      await disposeModel(model);
     }
   },
 );
@@ -867,8 +856,7 @@ t.test(
     t.equal(program.runs - runs, 12, 'each token ran as the program');
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     [viaProgram, viaJobs, plain].forEach((s) => s.dispose());
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   },
 );
 
@@ -912,8 +900,7 @@ t.test(
     }
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     [viaProgram, viaJobs].forEach((s) => s.dispose());
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   },
 );
 
@@ -943,8 +930,7 @@ t.test(
       t.equal(same, 3, `${layers} layers: each token's logits, finite, the one-job path's bit for bit`);
       t.equal(pooledDecodeProgram(model)?.runs ?? 0, programmed ? 2 : 0, `${layers} layers: the single tokens ${programmed ? '' : 'not '}run as the program`);
       [viaProgram, viaJobs].forEach((s) => s.dispose());
-      disposeModel(model);
-      await model.pool?.dispose();
+      await disposeModel(model);
     }
   },
 );
@@ -989,8 +975,7 @@ t.test(
     t.equal(program?.runs, 7, 'each token ran as the program');
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     [viaProgram, viaJobs].forEach((s) => s.dispose());
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   },
 );
 
@@ -1048,8 +1033,7 @@ t.test("generate with a greedy sampler (the pooled logits' argmax found where th
       tied.every((id) => id === 0 || id === 10),
       `${label}, ties: the first of the tied largest (${tied.join(' ')})`,
     );
-    disposeModel(model);
-    await model.pool?.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -1083,8 +1067,7 @@ t.test('q8: the same on every thread count, perplexity within 1% of float32', as
     const ratio = Math.exp(meanNll(blocked.nll) - meanNll(dense.nll));
     t.ok(Math.abs(ratio - 1) < 0.01, `q8 / float32 perplexity ${ratio.toFixed(4)}`);
     t.ok(ratio !== 1, 'and it is not the float32 model');
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
   }
 });
 
@@ -1097,8 +1080,7 @@ t.test(
     for (const id of [1, 2, 3]) stream.feedLastValues([id]);
     t.equal(pooledDecodeProgram(model)?.runs ?? 0, 0, 'three single tokens, none as the program');
     stream.dispose();
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
   },
 );
 
@@ -1149,5 +1131,192 @@ t.test('eval --threads, --weights and --products', async (t) => {
     const bad = await runCliInProcess(['eval', '--model', model, '--tokens', ids, ...flags]);
     t.equal(bad.status, 2, `${flags.join(' ')}: exit code 2`);
     t.match(bad.stderr, message);
+  }
+});
+
+// The public API's placement (src/index.ts: loadModel's threads, weights and
+// products, src/model/placement.ts): the CLI's fast paths for a library user,
+// decided by the function the CLI calls, and disposeModel stopping the pool's
+// workers.
+
+/** This process's worker threads (a pool of several threads has one, its keeper, which makes and ends the workers). */
+const workerThreads = () => (process.report.getReport() as { workers: unknown[] }).workers.length;
+
+t.test("loadModel's placement options: 2 threads f32 the plain path's logits and NLLs, q8 the CLI's NLLs; disposeModel stops the workers", async (t) => {
+  const api = await import('../src/index.js');
+  const file = `${FIXTURES}tiny-gqa.bin`;
+  const text = expected.tokens.slice(0, dense.tokens);
+  const idle = workerThreads();
+  const tensors = tf.memory().numTensors;
+  const plain = api.loadModel(file);
+  t.equal(plain.pool, undefined, 'no option: the plain tfjs path, as before');
+  const plainLogits = logits(plain);
+  const plainNll = (await api.scoreTokens(plain, text, { kind: 'dense' }, { mode: 'stepwise' })).nll;
+  await api.disposeModel(plain);
+
+  const f32 = api.loadModel(file, { threads: 2 });
+  t.equal(f32.pool?.threads, 2, 'threads 2: a pool of two threads');
+  await f32.pool!.ready(); // (its keeper thread counted once it runs)
+  t.ok(f32.weights.layers[0]!.qkv.weight === undefined && f32.weights.layers[0]!.qkv.pooled?.format === 'f32', 'float32 matrices in the pool');
+  t.equal(workerThreads(), idle + 1, 'its keeper thread runs');
+  const got = logits(f32);
+  const nll = (await api.scoreTokens(f32, text, { kind: 'dense' }, { mode: 'stepwise' })).nll;
+  // as the test of placeWeights above: the same bits on wasm, within the products' summing order on cpu
+  if (backend === 'wasm') {
+    t.same(Array.from(got), Array.from(plainLogits), "the plain path's logits bit for bit");
+    t.same(Array.from(nll), Array.from(plainNll), 'and its stepwise NLLs');
+  }
+  t.ok(maxAbsDiff(got, plainLogits) / Math.max(...Array.from(plainLogits, Math.abs)) < 4e-6, 'the plain logits within float32 rounding');
+  t.ok(maxAbsDiff(nll, dense.nll) < 1e-4, 'the conformance NLLs');
+  const f32Blocked = await api.scoreTokens(f32, text, { kind: 'dense' });
+  await api.disposeModel(f32);
+  t.equal(workerThreads(), idle, 'disposeModel: no worker thread left once it resolves');
+
+  // q8 on 2 threads: the NLLs of eval --threads 2 --weights q8 (the CLI's path), bit for bit; perplexity within 1% of f32 (README)
+  const q8 = api.loadModel(file, { threads: 2, weights: 'q8' });
+  t.equal(q8.weights.layers[0]!.qkv.pooled?.format, 'q8', 'weights q8: q8 matrices');
+  const q8Blocked = await api.scoreTokens(q8, text, { kind: 'dense' });
+  await api.disposeModel(q8);
+  const dir = tempDir('streamllm-api-');
+  const ids = join(dir, 'ids.json');
+  writeFileSync(ids, JSON.stringify(text));
+  const cli = await runCliInProcess([
+    'eval',
+    '--model',
+    file,
+    '--tokens',
+    ids,
+    '--cache',
+    'dense',
+    '--threads',
+    '2',
+    '--weights',
+    'q8',
+    '--json',
+    '--backend',
+    backend,
+  ]);
+  t.equal(cli.status, 0, cli.stderr);
+  t.same(Array.from(q8Blocked.nll), (JSON.parse(cli.stdout) as { nll: number[] }).nll, "eval --threads 2 --weights q8's NLLs bit for bit");
+  const ratio = Math.exp(meanNll(q8Blocked.nll) - meanNll(f32Blocked.nll));
+  t.ok(Math.abs(ratio - 1) < 0.01 && ratio !== 1, `q8 / f32 perplexity ${ratio.toFixed(4)}: within 1%, and not f32`);
+  t.equal(tf.memory().numTensors, tensors, 'no tensor leak (eval disposes its model too)');
+  t.equal(workerThreads(), idle, 'no worker thread left');
+});
+
+t.test("loadModel's placement defaults: the CLI's (every core, f32, the pool on wasm and cpu; tensorflow's own threads)", async (t) => {
+  const api = await import('../src/index.js');
+  const { placementOf } = await import('../src/model/placement.js');
+  const file = `${FIXTURES}tiny-gqa.bin`;
+  const idle = workerThreads();
+  for (const [options, want] of [
+    [{}, undefined],
+    [{ onNote: () => {} }, undefined],
+    [{ products: 'tfjs' }, undefined],
+    [{ products: 'tfjs', threads: 1, weights: 'f32' }, undefined],
+    [{ products: 'pool' }, { threads: availableParallelism(), format: 'f32' }],
+    [{ weights: 'q8' }, { threads: availableParallelism(), format: 'q8' }],
+    [{ threads: 1 }, { threads: 1, format: 'f32' }],
+  ] as const) {
+    const model = api.loadModel(file, options);
+    await model.pool?.ready();
+    const got = model.pool && { threads: model.pool.threads, format: model.weights.pooledClassifier!.format };
+    t.same(got, want, `${JSON.stringify(options)}: ${want === undefined ? 'the tfjs path' : `the pool, ${want.threads} threads, ${want.format}`}`);
+    t.equal(workerThreads(), idle + ((want?.threads ?? 1) > 1 ? 1 : 0), '  and its threads');
+    await api.disposeModel(model);
+  }
+  t.equal(workerThreads(), idle, 'no worker thread left');
+  // tensorflow (not installed here: its branch by name) runs its own threads: the pool and q8 are refused there, a thread count ignored
+  t.equal(placementOf({ threads: 4 }, 'tensorflow'), undefined, 'tensorflow, threads 4: its own products');
+  t.throws(() => placementOf({ weights: 'q8' }, 'tensorflow'), new ArgumentError("weights 'q8'", 'runs on the wasm and cpu backends only, not on tensorflow'));
+  t.throws(
+    () => placementOf({ products: 'pool' }, 'tensorflow'),
+    new ArgumentError("products 'pool'", 'runs on the wasm and cpu backends only, not on tensorflow'),
+  );
+});
+
+t.test("loadModel's bad placement options: one ArgumentError naming the option and what was expected, before any thread or tensor", async (t) => {
+  const api = await import('../src/index.js');
+  const file = `${FIXTURES}tiny-gqa.bin`;
+  const idle = workerThreads();
+  const tensors = tf.memory().numTensors;
+  const b = tf.getBackend();
+  for (const [options, message] of [
+    [{ threads: 0 }, 'threads: expected an integer in 1..1024, got 0'],
+    [{ threads: 2.5 }, 'threads: expected an integer in 1..1024, got 2.5'],
+    [{ threads: 1025 }, 'threads: expected an integer in 1..1024, got 1025'],
+    [{ threads: '2' }, "threads: expected an integer in 1..1024, got '2'"],
+    [{ weights: 'q4' }, "weights: expected one of f32, q8, got 'q4'"],
+    [{ products: 'xnnpack' }, "products: expected one of pool, tfjs, got 'xnnpack'"],
+    [{ products: 'tfjs', weights: 'q8' }, "products 'tfjs': float32 only (weights 'q8' runs in the pool), got weights 'q8'"],
+    [{ products: 'tfjs', threads: 2 }, `products 'tfjs': one thread (the ${b} backend's kernels run on one in Node), got threads 2`],
+    [{ thread: 2 }, "options: unknown option 'thread' (expected threads, weights, products, onNote)"],
+    [null, 'options: expected an object, got null'],
+  ] as const) {
+    const err = t.throws(() => api.loadModel(file, options as never), `${JSON.stringify(options)}: refused`) as unknown;
+    t.ok(err instanceof api.ArgumentError, '  an ArgumentError');
+    t.equal((err as Error).message, message, `  '${message}'`);
+  }
+  t.equal(workerThreads(), idle, 'no worker thread started');
+  t.equal(tf.memory().numTensors, tensors, 'no tensor made');
+});
+
+t.test("placeModel: a model in memory placed as loadModel's options place one, with its own logits (wasm: bit for bit); disposeModel frees it", async (t) => {
+  const api = await import('../src/index.js');
+  const file = `${FIXTURES}tiny-gqa.bin`;
+  const idle = workerThreads();
+  const tensors = tf.memory().numTensors;
+  // a model changed in memory (as training leaves one): its q|k|v of layer 0 scaled, so that it differs from the file
+  const model = api.loadModel(file);
+  const qkv = model.weights.layers[0]!.qkv;
+  const scaled = tf.tidy<tf.Tensor2D>(() => qkv.weight!.mul(1.5));
+  qkv.weight!.dispose();
+  qkv.weight = scaled;
+  const want = logits(model);
+  t.equal(api.placeModel(model, {}), model, 'no option: the same model');
+  t.equal(api.placeModel(model, { products: 'tfjs' }).pool, undefined, "products 'tfjs': left on the tfjs path");
+  t.equal(api.placeModel(model, { threads: 2 }), model, 'threads 2: placed in place');
+  t.equal(model.pool?.threads, 2, '  a pool of two threads');
+  t.ok(qkv.weight === undefined && qkv.pooled?.format === 'f32', '  its float32 matrices moved into the pool');
+  const got = logits(model);
+  if (backend === 'wasm') t.same(Array.from(got), Array.from(want), "the unplaced model's logits bit for bit");
+  t.ok(maxAbsDiff(got, want) / Math.max(...Array.from(want, Math.abs)) < 4e-6, 'within float32 rounding');
+  const fromFile = api.loadModel(file, { threads: 1 });
+  t.ok(maxAbsDiff(logits(fromFile), want) > 1e-3, "the weights in memory, not the file's");
+  await api.disposeModel(fromFile);
+  const again = t.throws(() => api.placeModel(model, { weights: 'q8' })) as Error;
+  t.ok(again instanceof api.ArgumentError, 'placed twice: an ArgumentError');
+  t.equal(again.message, 'model: its matrices are in a worker pool already (loadModel or placeModel placed it)');
+  await api.disposeModel(model);
+  t.equal(workerThreads(), idle, 'disposeModel: no worker thread left');
+  t.equal(tf.memory().numTensors, tensors, 'no tensor leak');
+  const plain = api.loadModel(file);
+  const bad = t.throws(() => api.placeModel(plain, { thread: 2 } as never)) as Error;
+  t.equal(bad.message, "options: unknown option 'thread' (expected threads, weights, products)");
+  t.throws(() => api.placeModel(plain, { weights: 'q4' as never }), new api.ArgumentError('weights', "expected one of f32, q8, got 'q4'"));
+  t.equal(plain.pool, undefined, 'refused: left as it was');
+  await api.disposeModel(plain);
+  t.equal(tf.memory().numTensors, tensors, 'no tensor leak');
+});
+
+t.test('eval and generate free a pooled model when they refuse an input read after loading it: no tensor or thread left', async (t) => {
+  const file = `${FIXTURES}tiny-gqa.bin`;
+  const dir = tempDir('streamllm-refused-');
+  const one = join(dir, 'one.json');
+  writeFileSync(one, JSON.stringify([5]));
+  const outside = join(dir, 'outside.json');
+  writeFileSync(outside, JSON.stringify([1, 96]));
+  const idle = workerThreads();
+  const tensors = tf.memory().numTensors;
+  for (const [args, message] of [
+    [['eval', '--tokens', one], /^streamllm: eval: need at least 2 tokens to score, got 1$/m],
+    [['eval', '--tokens', outside], /^streamllm: .*outside\.json.*element 1 is 96, expected a token id in 0\.\.95$/m],
+    [['generate', '--prompt-ids', '1,96', '--steps', '1'], /^streamllm: generate --prompt-ids: element 1 is 96, expected a token id in 0\.\.95$/m],
+  ] as const) {
+    const r = await runCliInProcess([...args, '--model', file, '--threads', '2']);
+    t.equal(r.status, 2, `${args.join(' ')}: exit code 2`);
+    t.match(r.stderr, message);
+    t.equal(tf.memory().numTensors, tensors, '  no tensor left');
+    t.equal(workerThreads(), idle, '  no worker thread left');
   }
 });

@@ -132,8 +132,7 @@ t.test('pooledModelFromLlama2c: the pool holds what placeWeights puts there, bit
         t.same(logits(model, ids), logits(ordinary, ids), `${label}, ${name}: the logits`);
       }
       for (const model of [ordinary, fromFile, drawn]) {
-        disposeModel(model);
-        await model.pool!.dispose();
+        await disposeModel(model);
       }
       t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
     }
@@ -171,6 +170,21 @@ t.test('a model too large for the pool: one line naming the flag and the limit, 
     /^streamllm: generate --model \S+big\.bin --weights q8: the weight matrices need 5\.23 GiB as q8, more than the worker pool's 4\.00 GiB memory/,
   );
   t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  // as float32 (the default) the message names q8, in the flag's words and the API's
+  const hint = / q8 weights take 1\.125 bytes a weight \(--weights q8, or loadModel's weights: 'q8'\)$/;
+  const f = await runCliInProcess(['generate', '--model', file, '--prompt-ids', '1', '--steps', '1']);
+  t.equal(f.status, 2, 'f32: exit code 2');
+  t.equal(errorLines(f.stderr).length, 1, 'f32: one error line');
+  t.match(
+    errorLines(f.stderr)[0],
+    /^streamllm: generate --model \S+big\.bin --weights f32: the weight matrices need [\d.]+ GiB as f32, more than the worker pool's 4\.00 GiB/,
+  );
+  t.match(errorLines(f.stderr)[0], hint);
+  const api = t.throws(() => loadModel(file, { threads: 1 })) as Error;
+  t.ok(api instanceof (await import('../src/index.js')).ResourceError, "loadModel: a ResourceError, the library's export");
+  t.match(api.message, /^loadModel: \S+big\.bin with weights 'f32': the weight matrices need [\d.]+ GiB as f32, more than the worker pool's 4\.00 GiB/);
+  t.match(api.message, hint);
+  t.equal(tf.memory().numTensors, before, 'nothing made');
 });
 
 // Hugging Face directories read straight into the pool (loadPooledHfModel):
@@ -231,8 +245,7 @@ t.test('a model too large for the pool: one line naming the flag and the limit, 
           t.same(tensors(streamed), tensors(ordinary), `${label}: the tensors left in tfjs (embedding, norms, biases, empty MLPs)`);
           t.same(logits(streamed, ids), logits(ordinary, ids), `${label}: the logits`);
           for (const model of [ordinary, streamed]) {
-            disposeModel(model);
-            await model.pool!.dispose();
+            await disposeModel(model);
           }
           t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
         }
@@ -259,8 +272,7 @@ t.test('a model too large for the pool: one line naming the flag and the limit, 
       }
     }
     t.ok(worst <= 0.5 + 1e-5, `every weight within half a step of its block's scale (max|w| / 127): worst ${worst.toFixed(4)} steps`);
-    disposeModel(model);
-    await model.pool!.dispose();
+    await disposeModel(model);
   });
 
   t.test('a directory too large for the pool: one line naming the flag, before anything is read or allocated', async (t) => {
@@ -296,7 +308,6 @@ t.test('a model too large for the pool: one line naming the flag and the limit, 
     const ordinary = placeWeights(loadModel(hf, quiet), { threads: 1, weights: 'q8' });
     const want = await scoreTokens(ordinary, ids, { kind: 'dense' });
     t.same((JSON.parse(r.stdout) as { nll: number[] }).nll, Array.from(want.nll), 'every NLL equal');
-    disposeModel(ordinary);
-    await ordinary.pool!.dispose();
+    await disposeModel(ordinary);
   });
 }

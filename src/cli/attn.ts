@@ -3,6 +3,7 @@
 import { defineCommand } from './args.js';
 import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
 import { modelInputFlags, sizeFlags } from './experiment_flags.js';
+import { placementFlags } from './placement_flags.js';
 
 export const attnCommand = defineCommand({
   name: 'attn',
@@ -27,6 +28,8 @@ export const attnCommand = defineCommand({
     "A model trained with BOS first in every sample (Backcopy, mix, train --bos-first: its manifest entry or its run's",
     "train_state.json says) gets the tokenizer's BOS first in every window (after a sink-token model's sink);",
     '--bos-first or --bos-first=false says so for any model.',
+    "Where the weight products run: eval's flags and default (the worker pool on wasm and cpu, every core; on wasm",
+    'the same maps and measurement as --products tfjs, bit for bit).',
   ].join('\n'),
   flags: [
     ...modelInputFlags,
@@ -38,6 +41,7 @@ export const attnCommand = defineCommand({
     sizeFlags.sinkWindows,
     sizeFlags.bosFirst,
     { name: 'out', type: 'string', value: 'DIR', default: 'out/attn', help: 'output folder' },
+    ...placementFlags,
     forceFlag,
     backendFlag,
   ],
@@ -46,8 +50,13 @@ export const attnCommand = defineCommand({
     const started = performance.now();
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { runAttention } = await import('../experiments/attention.js');
-    const ctx = contextFromFlags(flags, 'attn', flags.out, { zoo: 'demo' }); // without --model: the demo model when the zoo names one
+    const { disposeModel } = await import('../model/weights.js');
+    const { placementOfFlags, reportProducts } = await import('./placement.js');
+    // eval's and generate's placement: the pool on wasm and cpu unless --products tfjs (on wasm the same bits as the tfjs path)
+    const placement = placementOfFlags(flags, 'attn');
+    const ctx = await contextFromFlags(flags, 'attn', flags.out, { zoo: 'demo', placement }); // without --model: the demo model when the zoo names one
     let result: Awaited<ReturnType<typeof runAttention>>;
+    reportProducts(ctx.model);
     let file: string;
     try {
       result = await runAttention(ctx);
@@ -55,6 +64,7 @@ export const attnCommand = defineCommand({
       file = ctx.report.finish('Attention maps', aboutRun(ctx, 'attn', backend, seconds, []));
     } finally {
       ctx.report.discard();
+      await disposeModel(ctx.model); // in-process callers (tests) keep no tensors
     }
     const { uniform, firstQuery } = result.scores;
     await writeOut(

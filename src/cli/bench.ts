@@ -17,8 +17,8 @@ const BENCHMARKS: Record<string, string> = {
   q8_accuracy: 'perplexity with float32, q8, and q8 weights alone, on the conformance and zoo models',
   f32_product: 'one float32 product on 1 or N threads (products.wat productF32, the pool, a static split) against run.c matmul',
   builds_ab: 'two builds alternating in one run: decode and blocked-evaluation speed (--a OLD/dist --b dist)',
-  decode_ab: 'ways of running one model (the tfjs path, the pool, the pool without decode programs) alternating in blocks of tokens in one process',
-  inproc_ab: 'two builds decoding in turns in one process: µs/token and the ratio of paired blocks, resolving 1-2% (--a DIST --b DIST)',
+  inproc_ab:
+    'two arms decoding in turns in one process, each a build and a way of running it (--a OLD/dist --b NEW/dist, --a :tfjs --b :pool): µs/token and the ratio of paired blocks, resolving 1-2%',
   pool_program: "the pool's fixed cost a job and a program's a step: N small products as run() calls and as one program",
   plot: 'figure rendering times',
   train: 'training step throughput: the training path against the proof-of-concept path it replaced',

@@ -52,24 +52,26 @@ export const evalCommand = defineCommand({
     const { checkCacheBudget } = await import('./cache_budget.js');
     const { DEFAULT_BLOCK_SIZE, scoreTokens } = await import('../eval/perplexity.js');
     const { loadPlacedModel } = await import('./placement.js');
+    const { disposeModel } = await import('../model/weights.js');
     const model = await loadPlacedModel(modelPath, flags, 'eval');
-    const vocab = model.config.vocabSize;
-    let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!, flags.limit);
-    if (flags.limit !== undefined) ids = ids.slice(0, flags.limit);
-    if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
-    const policies = policiesFromFlags('eval', flags.cache, flags, model.config.maxSeqLen);
-    warnAboutLengths(policies, model, ids.length);
-    const plan = {
-      tokens: ids.length + (model.config.sinkToken ? 1 : 0),
-      tokensFlag: flags.limit !== undefined ? '--limit' : flags.tokens !== undefined ? '--tokens' : '--text',
-      block: flags.stepwise ? 1 : (flags.block ?? DEFAULT_BLOCK_SIZE),
-      blockGiven: flags.block !== undefined && !flags.stepwise,
-      windowGiven: flags.window !== undefined || flags.budget !== undefined,
-    };
-    for (const p of policies) checkCacheBudget(p, model.config, plan);
-
     const results: ScoreResult[] = [];
+    // from here on every exit frees the model, a refused input included (its tensors, the pool's workers)
     try {
+      const vocab = model.config.vocabSize;
+      let ids = tokens !== undefined ? readTokenIds(tokens, vocab) : encodeText(resolveTokenizer(flags.tokenizer, modelPath, vocab), text!, flags.limit);
+      if (flags.limit !== undefined) ids = ids.slice(0, flags.limit);
+      if (ids.length < 2) throw new UsageError(`eval: need at least 2 tokens to score, got ${ids.length}`);
+      const policies = policiesFromFlags('eval', flags.cache, flags, model.config.maxSeqLen);
+      warnAboutLengths(policies, model, ids.length);
+      const plan = {
+        tokens: ids.length + (model.config.sinkToken ? 1 : 0),
+        tokensFlag: flags.limit !== undefined ? '--limit' : flags.tokens !== undefined ? '--tokens' : '--text',
+        block: flags.stepwise ? 1 : (flags.block ?? DEFAULT_BLOCK_SIZE),
+        blockGiven: flags.block !== undefined && !flags.stepwise,
+        windowGiven: flags.window !== undefined || flags.budget !== undefined,
+      };
+      for (const p of policies) checkCacheBudget(p, model.config, plan);
+
       for (const policy of policies) {
         const progress = createProgress(policyLabel(policy), ids.length - 1);
         const result = await scoreTokens(model, ids, policy, {
@@ -81,7 +83,7 @@ export const evalCommand = defineCommand({
         results.push(result);
       }
     } finally {
-      void model.pool?.dispose(); // the workers stop; in-process callers (tests) keep none
+      await disposeModel(model); // its tensors freed, its workers gone: in-process callers (tests) keep none
     }
     if (flags.csv !== undefined) writeCsv(flags.csv, results);
     await writeOut(flags.json ? jsonReport(results) : tableReport(results));

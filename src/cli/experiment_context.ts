@@ -5,6 +5,8 @@ import { checkOutputDir } from '../outputs.js';
 import { sourceLabel, sourceTokens } from '../experiments/text_source.js';
 import { UsageError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/types.js';
+import type { Placement } from '../model/pooled.js';
+import { disposeModel } from '../model/weights.js';
 import type { ExperimentFlags } from './experiment_flags.js';
 import { defaultSource, manifestFile, openModel, textSource, type ZooChoice } from './model_inputs.js';
 import { createProgress } from './progress.js';
@@ -50,51 +52,62 @@ export interface ContextChoice {
   zoo?: ZooChoice;
   /** Add to this report (its folder was checked when it was started) instead of starting one at `out`. */
   report?: Report;
+  /** Where the model's products run (placementOf's answer: src/cli/placement.ts placementOfFlags; undefined: the tfjs path). */
+  placement?: Placement | undefined;
 }
 
 /**
  * Model, text, settings and report folder, from the flags. The report folder
  * is checked first: it may be new, empty, or an earlier report (which the new
  * one replaces whole when it is finished); anything else needs --force.
- * The caller finishes the report or discards it.
+ * The caller finishes the report or discards it, and disposes the model;
+ * a context refused once its model is loaded disposes it (its tensors, a
+ * pool's workers) before it throws.
  */
-export function contextFromFlags(
+export async function contextFromFlags(
   flags: ExperimentFlags & { force?: boolean | undefined },
   command: string,
   out: string,
   choice: ContextChoice = {},
-): ExperimentContext {
+): Promise<ExperimentContext> {
   if (choice.report === undefined) checkOutputDir(out, `${command} --out ${out}`, flags.force === true, isReportFolder);
   const given = textSource(flags, command); // before the model: a missing text fails fast
   // reproduce pretraining --models without --model: the first of them stands for the run
   const models = flags.models;
-  const opened = openModel(
+  const opened = await openModel(
     flags.model === undefined && models !== undefined && models.length > 0 ? { ...flags, model: models[0] } : flags,
     command,
     choice.zoo,
+    choice.placement,
   );
-  const source = defaultSource(given, opened);
   const { model, tokenizer, trainedOn } = opened;
-  const settings = settingsFromFlags(flags);
-  const bosFirst = settings.bosFirst ?? trainedOn?.bosFirst ?? false;
-  const why = settings.bosFirst !== undefined ? `${command} --bos-first` : `${opened.label}: ${trainedOn?.from} says every training sample started with BOS`;
-  checkSettings(settings, command, model.config.maxSeqLen, tokenizer, bosFirst ? why : undefined);
-  const ids = sourceTokens(source, tokenizer, model.config.vocabSize, settings.tokens, { bosFirst: bosFirst ? tokenizer?.bosId : undefined });
-  // (every experiment scores or attends the text; with fewer, curves ran to a RangeError, cache-size and initial-tokens to a figure of NaN)
-  if (ids.length < 2) throw new UsageError(`${command}: ${sourceLabel(source)} gives ${ids.length} token${ids.length === 1 ? '' : 's'}, expected at least 2`);
-  return {
-    model,
-    modelLabel: opened.label,
-    tokenizer,
-    ...(trainedOn !== undefined ? { trainedOn } : {}),
-    source,
-    givenSource: given,
-    ids,
-    settings,
-    report: choice.report ?? new Report(out),
-    progress: (label, total, unit) => createProgress(label, total, unit),
-    log: (line) => process.stderr.write(line + '\n'),
-  };
+  try {
+    const source = defaultSource(given, opened);
+    const settings = settingsFromFlags(flags);
+    const bosFirst = settings.bosFirst ?? trainedOn?.bosFirst ?? false;
+    const why = settings.bosFirst !== undefined ? `${command} --bos-first` : `${opened.label}: ${trainedOn?.from} says every training sample started with BOS`;
+    checkSettings(settings, command, model.config.maxSeqLen, tokenizer, bosFirst ? why : undefined);
+    const ids = sourceTokens(source, tokenizer, model.config.vocabSize, settings.tokens, { bosFirst: bosFirst ? tokenizer?.bosId : undefined });
+    // (every experiment scores or attends the text; with fewer, curves ran to a RangeError, cache-size and initial-tokens to a figure of NaN)
+    if (ids.length < 2) throw new UsageError(`${command}: ${sourceLabel(source)} gives ${ids.length} token${ids.length === 1 ? '' : 's'}, expected at least 2`);
+    return {
+      model,
+      modelLabel: opened.label,
+      tokenizer,
+      ...(trainedOn !== undefined ? { trainedOn } : {}),
+      source,
+      givenSource: given,
+      ids,
+      settings,
+      report: choice.report ?? new Report(out),
+      ...(choice.placement !== undefined ? { placement: choice.placement } : {}),
+      progress: (label, total, unit) => createProgress(label, total, unit),
+      log: (line) => process.stderr.write(line + '\n'),
+    };
+  } catch (e) {
+    await disposeModel(model);
+    throw e;
+  }
 }
 
 /** The lines at the top of a report: model, text, backend, date, command, time. */

@@ -47,34 +47,36 @@ export const generateCommand = defineCommand({
     const { createSampler } = await import('../sample/sampler.js');
     const { generate } = await import('../generate.js');
     const { loadPlacedModel } = await import('./placement.js');
+    const { disposeModel } = await import('../model/weights.js');
     const model = await loadPlacedModel(modelPath, flags, 'generate');
-    const vocab = model.config.vocabSize;
-    const tokenizer = resolveTokenizer(flags.tokenizer, modelPath, vocab);
-    const prompt = promptIds(flags.prompt, flags['prompt-ids'], tokenizer, vocab);
-    const policy = policyFromFlags('generate', flags.cache, flags, model.config.maxSeqLen);
-    warnAboutLength(policy, model.config.maxSeqLen, steps, prompt.length);
-    const streamTokens = steps === 0 ? Infinity : prompt.length + steps + (model.config.sinkToken ? 1 : 0);
-    // the prompt is one block, then a token at a time
-    const plan = {
-      tokens: streamTokens,
-      tokensFlag: '--steps',
-      block: prompt.length,
-      blockGiven: false,
-      windowGiven: flags.window !== undefined || flags.budget !== undefined,
-    };
-    checkCacheBudget(policy, model.config, plan);
-    const sample = createSampler({ temperature: flags.temperature, topP: flags['top-p'], seed: flags.seed });
-    const stopIds = flags['ignore-eos'] ? [] : [tokenizer?.bosId ?? 1, tokenizer?.eosId ?? 2];
-
     let interrupted = false;
     const onSigint = () => (interrupted = true);
-    process.on('SIGINT', onSigint);
-    const decoder = tokenizer?.streamDecoder();
-    const generated: number[] = [];
-    const started = performance.now();
-    let lastStatus = started;
-    let status = '';
+    // from here on every exit frees the model, a refused input included (its tensors, the pool's workers)
     try {
+      const vocab = model.config.vocabSize;
+      const tokenizer = resolveTokenizer(flags.tokenizer, modelPath, vocab);
+      const prompt = promptIds(flags.prompt, flags['prompt-ids'], tokenizer, vocab);
+      const policy = policyFromFlags('generate', flags.cache, flags, model.config.maxSeqLen);
+      warnAboutLength(policy, model.config.maxSeqLen, steps, prompt.length);
+      const streamTokens = steps === 0 ? Infinity : prompt.length + steps + (model.config.sinkToken ? 1 : 0);
+      // the prompt is one block, then a token at a time
+      const plan = {
+        tokens: streamTokens,
+        tokensFlag: '--steps',
+        block: prompt.length,
+        blockGiven: false,
+        windowGiven: flags.window !== undefined || flags.budget !== undefined,
+      };
+      checkCacheBudget(policy, model.config, plan);
+      const sample = createSampler({ temperature: flags.temperature, topP: flags['top-p'], seed: flags.seed });
+      const stopIds = flags['ignore-eos'] ? [] : [tokenizer?.bosId ?? 1, tokenizer?.eosId ?? 2];
+
+      process.on('SIGINT', onSigint);
+      const decoder = tokenizer?.streamDecoder();
+      const generated: number[] = [];
+      const started = performance.now();
+      let lastStatus = started;
+      let status = '';
       if (!flags.json && decoder) await writeOut(prompt.map((id) => decoder.push(id)).join(''));
       for await (const step of generate(model, policy, prompt, sample, { steps, stopIds, shouldStop: () => interrupted })) {
         generated.push(step.id);
@@ -86,15 +88,15 @@ export const generateCommand = defineCommand({
           lastStatus = now;
         }
       }
+      if (flags.json) await writeOut(JSON.stringify({ ids: [...prompt, ...generated] }) + '\n');
+      else await writeOut((decoder?.flush() ?? '') + '\n');
+      const seconds = (performance.now() - started) / 1000;
+      const summary = status || statusLine(generated.length, seconds, 0, 0, policy);
+      process.stderr.write(`${interrupted ? 'interrupted: ' : ''}${summary}\n`);
     } finally {
       process.off('SIGINT', onSigint);
-      void model.pool?.dispose();
+      await disposeModel(model); // its tensors freed, its workers gone: in-process callers (tests) keep none
     }
-    if (flags.json) await writeOut(JSON.stringify({ ids: [...prompt, ...generated] }) + '\n');
-    else await writeOut((decoder?.flush() ?? '') + '\n');
-    const seconds = (performance.now() - started) / 1000;
-    const summary = status || statusLine(generated.length, seconds, 0, 0, policy);
-    process.stderr.write(`${interrupted ? 'interrupted: ' : ''}${summary}\n`);
   },
 });
 

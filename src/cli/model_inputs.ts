@@ -5,8 +5,9 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { sourceForTrainedData, type TextSource } from '../experiments/text_source.js';
-import { loadModel } from '../model/load.js';
-import type { Model } from '../model/weights.js';
+import { loadModelPlaced } from '../model/load.js';
+import type { Placement } from '../model/pooled.js';
+import { disposeModel, type Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { defaultManifestPath, defaultModel, demoModel, type Manifest, readManifest, type ZooEntry } from '../zoo/manifest.js';
 import { type TrainedOn, trainedOnOf } from '../zoo/trained_on.js';
@@ -31,14 +32,23 @@ export function manifestFile(flags: ExperimentFlags): string {
   return flags.manifest ?? defaultManifestPath();
 }
 
-/** --model, else the manifest's default model (or its demo, with zoo 'demo'). */
-export function openModel(flags: ExperimentFlags, command: string, zoo: ZooChoice = 'default'): OpenedModel {
+/**
+ * --model, else the manifest's default model (or its demo, with zoo 'demo'), its products where `placement` says
+ * (placementOf's answer; undefined: the tfjs path); disposed if its tokenizer is refused.
+ */
+export async function openModel(flags: ExperimentFlags, command: string, zoo: ZooChoice = 'default', placement?: Placement): Promise<OpenedModel> {
   const file = manifestFile(flags);
   const manifest = existsSync(file) ? readManifest(file) : undefined;
   const { path, label, entry } = flags.model !== undefined ? givenModel(flags.model, manifest) : zooDefault(manifest, file, command, zoo);
   const trainedOn = trainedOnOf(path, entry !== undefined ? { entry, manifestFile: file } : undefined);
-  const model = loadModel(path);
-  const tokenizer = resolveTokenizer(flags.tokenizer, path, model.config.vocabSize);
+  const model = loadModelPlaced(path, placement, `${command}: ${path} with --weights ${placement?.weights ?? 'f32'}`);
+  let tokenizer: Tokenizer | undefined;
+  try {
+    tokenizer = resolveTokenizer(flags.tokenizer, path, model.config.vocabSize);
+  } catch (e) {
+    await disposeModel(model);
+    throw e;
+  }
   return { model, path, label, tokenizer, ...(trainedOn !== undefined ? { trainedOn } : {}) };
 }
 

@@ -1,12 +1,10 @@
-// --threads, --weights and --products (eval, generate): where the weight
-// products run and how the matrices are held. placement.ts acts on them once
-// a model is loaded.
+// --threads, --weights and --products (eval, generate, reproduce, attn):
+// where the weight products run and how the matrices are held: the
+// library's loadModel options (src/model/placement.ts), which placement.ts hands them to.
 import { defaultThreads } from '../../kernels/threads.js';
 import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight_format.js';
+import { MAX_THREADS, PRODUCTS, type Products } from '../model/placement.js';
 import { defineFlags } from './args.js';
-
-/** Where --products puts the weight products. */
-const PRODUCTS = ['pool', 'tfjs'] as const;
 
 export const placementFlags = defineFlags([
   {
@@ -14,7 +12,7 @@ export const placementFlags = defineFlags([
     type: 'int',
     value: 'N',
     min: 1,
-    max: 1024,
+    max: MAX_THREADS,
     help: `threads for the weight products (default: every core, ${defaultThreads()} here); 1: the calling thread alone, no worker threads`,
   },
   {
@@ -41,5 +39,5 @@ export interface PlacementFlags {
   threads?: number | undefined;
   weights: WeightFormat;
   /** undefined: the pool where the backend has it (wasm, cpu), tfjs's own products on tensorflow. */
-  products?: (typeof PRODUCTS)[number] | undefined;
+  products?: Products | undefined;
 }

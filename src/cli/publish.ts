@@ -77,7 +77,7 @@ export const publishCommand = defineCommand({
       const ids = Object.fromEntries(['bos_token_id', 'eos_token_id'].filter((k) => k in runConfig).map((k) => [k, runConfig[k]]));
       const model = loadModel(run);
       saveHfModel(staged.path, model, ids, { dtype });
-      disposeModel(model);
+      await disposeModel(model);
       copyFileSync(join(run, 'tokenizer.json'), join(staged.path, 'tokenizer.json'));
       for (const file of MODEL_FILES) {
         const bytes = statSync(join(staged.path, file)).size;
@@ -88,7 +88,7 @@ export const publishCommand = defineCommand({
       const shipped = loadModel(staged.path);
       const data = loadTrainData(join(staged.path, 'tokenizer.json'));
       const valLoss = validationLoss(shipped, validationSamples(data, state.options, shipped.config.sinkToken, state.options.finalEvalWindows));
-      disposeModel(shipped);
+      await disposeModel(shipped);
       process.stderr.write(`publish ${name}: held-out loss ${valLoss.toFixed(4)} (the run measured ${state.valLoss?.toFixed(4)})\n`);
 
       // 3. Into place and into the manifest, together: if the manifest cannot be written, the old folder comes back.

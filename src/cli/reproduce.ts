@@ -4,9 +4,11 @@
 import { StreamllmError, UsageError } from '../errors.js';
 import { EXPERIMENT_NAMES, EXPERIMENT_TITLES, type ExperimentName, SINKS_EXPERIMENTS } from '../experiments/names.js';
 import type { Experiment, ExperimentContext } from '../experiments/types.js';
+import type { Placement } from '../model/pooled.js';
 import { defineCommand } from './args.js';
 import { backendFlag, forceFlag, startBackend, writeOut } from './common.js';
 import { modelInputFlags, sizeFlags } from './experiment_flags.js';
+import { placementFlags } from './placement_flags.js';
 
 const CHOICES = [...EXPERIMENT_NAMES, 'all'];
 
@@ -33,6 +35,10 @@ export const reproduceCommand = defineCommand({
     'A model trained with BOS first in every sample (its manifest entry or train_state.json says; --bos-first and',
     '--bos-first=false override) reads the text with BOS first, and curves, initial-tokens and pretraining add',
     'recompute with that BOS kept at the front of every window (BOS + the last W-1 tokens) beside plain recompute.',
+    '',
+    "Where the weight products run: eval's flags and default (the worker pool on wasm and cpu, every core; on wasm",
+    'the same numbers as --products tfjs, bit for bit). latency runs on the tfjs path whatever they say: it measures',
+    "tfjs's peak tensor memory, which the pool's memory is not (reproduce all loads the model again for it).",
   ].join('\n'),
   positional: { name: 'experiment', choices: CHOICES },
   flags: [
@@ -49,6 +55,7 @@ export const reproduceCommand = defineCommand({
     sizeFlags.sinkWindows,
     sizeFlags.bosFirst,
     { name: 'models', type: 'strings', value: 'DIR,DIR', help: "pretraining: compare these model directories instead of the manifest's models" },
+    ...placementFlags,
     forceFlag,
     backendFlag,
   ],
@@ -66,16 +73,38 @@ export const reproduceCommand = defineCommand({
     const backend = await startBackend(flags);
     const { aboutRun, contextFromFlags } = await import('./experiment_context.js');
     const { EXPERIMENTS } = await import('../experiments/index.js');
-    const ctx = contextFromFlags(flags, 'reproduce', out, { zoo: 'demo' }); // without --model: the demo model when the zoo names one
+    const { placementOfFlags, reportProducts } = await import('./placement.js');
+    // eval's and generate's placement: the pool on wasm and cpu unless --products tfjs (on wasm the same bits as the tfjs path)
     const chosen = name === 'all' ? EXPERIMENTS : EXPERIMENTS.filter((e) => e.name === name);
+    const asked = placementOfFlags(flags, 'reproduce'); // (even where unused: a bad combination is refused alike)
+    const placement = chosen.every((e) => TFJS_PATH_ONLY.includes(e.name)) ? undefined : asked;
+    const { disposeModel } = await import('../model/weights.js');
+    const ctx = await contextFromFlags(flags, 'reproduce', out, { zoo: 'demo', placement }); // without --model: the demo model when the zoo names one
     const started = performance.now();
     const timings: string[] = [];
+    reportProducts(ctx.model);
     let file: string;
     const printed: string[] = [];
     try {
       for (const experiment of chosen) {
         const t0 = performance.now();
-        const ran = await runOne(experiment, ctx, name === 'all');
+        // one of TFJS_PATH_ONLY in `all`: the model on the tfjs path in place of the pooled one (disposed first, so that
+        // tf.profile counts one model's tensors, as in `reproduce latency`), then pooled again for what follows
+        const swap = ctx.model.pool !== undefined && TFJS_PATH_ONLY.includes(experiment.name);
+        const reload = async (where: Placement | undefined) => {
+          await disposeModel(ctx.model);
+          ctx.model = (await contextFromFlags(flags, 'reproduce', out, { zoo: 'demo', report: ctx.report, placement: where })).model;
+        };
+        if (swap) {
+          ctx.log(`${experiment.name}: on the tfjs path (it measures tfjs's tensor memory, which the worker pool's is not)`);
+          await reload(undefined);
+        }
+        let ran: unknown;
+        try {
+          ran = await runOne(experiment, ctx, name === 'all');
+        } finally {
+          if (swap) await reload(placement);
+        }
         if (ran !== false && name !== 'all' && typeof (ran as { summary?: unknown }).summary === 'string') printed.push((ran as { summary: string }).summary);
         const seconds = (performance.now() - t0) / 1000;
         timings.push(`${experiment.name}: ${ran ? `${seconds.toFixed(0)} s` : 'skipped'}`);
@@ -88,10 +117,18 @@ export const reproduceCommand = defineCommand({
       );
     } finally {
       ctx.report.discard(); // a no-op once finished; else the earlier report stays as it was
+      await disposeModel(ctx.model); // in-process callers (tests) keep no tensors
     }
     await writeOut(`${printed.join('')}wrote ${file}\n`);
   },
 });
+
+/**
+ * Experiments that run on the tfjs path whatever --products says: latency's memory is tf.profile's peak tensor
+ * memory, and a pooled model's matrices and the products' operands lie outside tfjs (a decode step run as one pool
+ * program makes no tensor at all: a peak of -Infinity, which refused its figure). Its timings are then the tfjs path's.
+ */
+const TFJS_PATH_ONLY: readonly ExperimentName[] = ['latency'];
 
 /** Run one experiment and return its result; inside `all`, one that cannot run here is noted in the report and skipped (false). */
 async function runOne(experiment: Experiment, ctx: ExperimentContext, inAll: boolean): Promise<unknown> {

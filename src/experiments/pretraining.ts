@@ -19,7 +19,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { DEFAULT_SINK_COUNT } from '../cache/index.js';
 import { UsageError } from '../errors.js';
 import { recomputeNllAt, sampledPositions } from '../eval/recompute_sampled.js';
-import { loadModel } from '../model/load.js';
+import { loadModelPlaced } from '../model/load.js';
 import { disposeModel } from '../model/weights.js';
 import { barChart } from '../plot/index.js';
 import { loadTokenizer } from '../tokenizer/load.js';
@@ -111,7 +111,7 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
   const sources = new Set<string>();
   for (const entry of entries) {
     ctx.log(`pretraining: ${entry.name} (${entry.path})`);
-    const model = loadModel(entry.path);
+    const model = loadModelPlaced(entry.path, ctx.placement, `pretraining: ${entry.path} with --weights ${ctx.placement?.weights ?? 'f32'}`); // where the command's model runs
     try {
       const W = ctx.settings.window ?? model.config.maxSeqLen;
       const tokenizer =
@@ -164,7 +164,7 @@ export async function runPretraining(ctx: ExperimentContext): Promise<Pretrainin
         trainedOn: ctx.settings.bosFirst !== undefined ? '--bos-first' : (trainedOn?.from ?? null),
       });
     } finally {
-      disposeModel(model);
+      await disposeModel(model);
     }
   }
 

@@ -120,7 +120,7 @@ export async function runSinkEmergence(
       bar.finish(verdict.sink ? 'sink' : 'no sink');
       points.push({ step: snapshot.step, dir: snapshot.dir, verdict, summary: sinkSummary(verdict), bosFirst: bosId !== undefined });
     } finally {
-      disposeModel(model);
+      await disposeModel(model);
     }
   }
 

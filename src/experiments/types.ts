@@ -6,6 +6,7 @@
 // callers such as `streamllm start` that print them.
 import { DEFAULT_SINK_COUNT } from '../cache/index.js';
 import type { Progress } from '../cli/progress.js';
+import type { Placement } from '../model/pooled.js';
 import type { Model } from '../model/weights.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import type { ExperimentName } from './names.js';
@@ -51,6 +52,8 @@ export interface ExperimentContext {
   /** The text's tokens for this model (all of them; experiments take what they need). */
   ids: number[];
   settings: ExperimentSettings;
+  /** Where the model's products run (undefined: the tfjs path); pretraining places each model it loads the same way. */
+  placement?: Placement;
   report: Report;
   /** A progress bar on stderr. */
   progress(label: string, total: number, unit?: string): Progress;

@@ -54,7 +54,9 @@
 // memory, the fused attention path). On one thread the caller runs the
 // steps in order alone (WorkerPool.runProgram): no barriers, but one call
 // a step instead of some 31 jobs' JavaScript between them; 15M q8 1.07x,
-// f32 1.04x the one-job path in one process (bench/decode_ab.ts, s25).
+// f32 1.04x the one-job path in one process (bench/decode_ab.ts at 7dbb47f;
+// again with bench/inproc_ab.ts --a :pool --b :pool-no-program, 15M f32:
+// 1.044, 95% 1.037..1.050, A'/A 1.001, bench/RESULTS.md 12-01 01:42).
 //
 // One program per model (its weights, norms and shapes are fixed; a
 // stream's cache is patched in per token): its operands live in a region
@@ -661,10 +663,11 @@ export function setDecodePrograms(on: boolean): boolean {
 
 /**
  * The decode program of a model whose layers and classifier are pooled
- * (residualInPool), on any number of threads; undefined where it has none (no pooled classifier, a sink-token model, a hidden size or
- * headDim the SIMD loops do not take, norms without room in the pool's
- * memory, no direct memory for the embedding's rows, more layers than a
- * program's MAX_PROGRAM_STEPS hold).
+ * (residualInPool), on any number of threads; undefined where it has none
+ * (no pooled classifier, a sink-token model, a hidden size or headDim the
+ * SIMD loops do not take, norms without room in the pool's memory, no
+ * direct memory for the embedding's rows, more layers than a program's
+ * MAX_PROGRAM_STEPS hold).
  */
 export function pooledDecodeProgram(model: Model): DecodeProgram | undefined {
   if (!enabled) return undefined;

@@ -228,7 +228,7 @@ function buildModel(spec: HfModelSpec, reader: SafetensorsReader, notes: (line: 
   const buffers = unused.filter((n) => RECOMPUTED_BUFFERS.some((r) => r.test(n)));
   const stray = unused.filter((n) => !buffers.includes(n));
   if (stray.length > 0) {
-    disposeModel(model);
+    void disposeModel(model); // (its workers stop; the error does not wait for them)
     throw new FileFormatError(
       reader.source,
       `${stray.length === 1 ? 'tensor' : `${stray.length} tensors`} not used by a ${spec.modelType} model with this config.json: ${summarize(stray)} ` +

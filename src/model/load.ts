@@ -3,8 +3,10 @@
 //   DIR        a Hugging Face model directory: config.json plus
 //              model.safetensors or model.safetensors.index.json and its shards
 //              (our own trained models are saved this way, see to_hf.ts)
-// A directory bound for the worker pool has its own entry, loadPooledHfModel;
-// a llama2.c file bound there is read by pooled_llama2c.ts.
+// Its options may place the weight products in the worker pool (placement.ts
+// decides): a model bound there is read straight into it, a directory by
+// loadPooledHfModel, a llama2.c file by pooled_llama2c.ts, so that the
+// float32 matrices are never held (a q8 model of about 3B parameters loads).
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, statSync } from 'node:fs';
 import { readHfConfig } from '../checkpoint/hf_config.js';
@@ -15,7 +17,9 @@ import { checkFits, gib, WASM_HEAP_BYTES } from '../memory.js';
 import { layerMatrixShapes, llamaConfig, type ModelConfig } from './config.js';
 import { modelFromHf, pooledModelFromHf } from './from_hf.js';
 import { modelFromLlama2c } from './from_llama2c.js';
+import { checkOptionNames, placementOf, type PlacementOptions } from './placement.js';
 import type { Placement } from './pooled.js';
+import { pooledModelFromLlama2c } from './pooled_llama2c.js';
 import type { Model } from './weights.js';
 import { learnsExtraLogit } from '../../kernels/softmax.js';
 
@@ -60,7 +64,7 @@ function checkFitsBackend(c: ModelConfig, source: string): void {
   }
   checkFits(`${source}: the float32 weights`, bytes, largestWeightBytes(c));
 }
-export interface LoadOptions {
+export interface LoadOptions extends PlacementOptions {
   /**
    * Receives each note on what was read but not applied (Mistral's
    * sliding_window, skipped RoPE buffers). Default: one "warning:" line each
@@ -95,11 +99,31 @@ export function loadPooledHfModel(dir: string, p: Placement, what: string, optio
   return pooledModelFromHf(spec, reader, p, what, options.onNote ?? stderrNotes(dir));
 }
 
+/**
+ * Open a model: a llama2.c .bin file or a Hugging Face directory. With
+ * `threads`, `weights` or `products` (PlacementOptions, placement.ts) its
+ * products run in the worker pool, the rest as the CLI's defaults; without,
+ * on the backend's tfjs ops. A bad option is an ArgumentError naming it.
+ */
 export function loadModel(path: string, options: LoadOptions = {}): Model {
+  checkOptionNames(options, ['onNote']);
+  const placement = placementOf(options, tf.getBackend());
+  const what = placement === undefined ? path : `loadModel: ${path} with weights '${placement.weights ?? 'f32'}'`;
+  return loadModelPlaced(path, placement, what, options);
+}
+
+/**
+ * loadModel with its placement decided (placementOf; undefined: the tfjs
+ * path), for the CLI, whose messages name flags: `what` starts those that
+ * refuse a model too large for the pool.
+ */
+export function loadModelPlaced(path: string, placement: Placement | undefined, what: string, options: LoadOptions = {}): Model {
   if (!existsSync(path)) throw new FileFormatError(path, 'no such file or directory');
-  if (statSync(path).isDirectory()) return loadHfModel(path, options);
+  const directory = statSync(path).isDirectory();
+  if (directory) return placement === undefined ? loadHfModel(path, options) : loadPooledHfModel(path, placement, what, options);
   const reader = openLlama2c(path);
   try {
+    if (placement !== undefined) return pooledModelFromLlama2c(reader, placement, what);
     checkFitsBackend(llamaConfig(reader.shape), path);
     return modelFromLlama2c(reader);
   } finally {

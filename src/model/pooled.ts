@@ -11,9 +11,10 @@ import * as tf from '@tensorflow/tfjs';
 import { POOL_MAX_BYTES, WorkerPool } from '../../kernels/pool.js';
 import { defaultThreads } from '../../kernels/threads.js';
 import { allocMatrix, matrixBytes, type PooledMatrix, type WeightFormat, writeRow } from '../../kernels/split_products.js';
-import { ResourceError } from '../errors.js';
+import { ArgumentError, ResourceError } from '../errors.js';
 import { gib } from '../memory.js';
 import { layerMatrixShapes, type ModelConfig } from './config.js';
+import { checkOptionNames, placementOf, type PlacementOptions } from './placement.js';
 import type { Linear, Model } from './weights.js';
 
 export interface Placement {
@@ -66,7 +67,7 @@ export function pooledBytes(c: ModelConfig, format: WeightFormat): number {
 export function checkPoolFits(c: ModelConfig, format: WeightFormat, what: string): void {
   const bytes = pooledBytes(c, format);
   if (bytes > POOL_MAX_BYTES - POOL_HEADROOM_BYTES) {
-    const smaller = format === 'f32' ? '; --weights q8 takes 1.125 bytes a weight' : '';
+    const smaller = format === 'f32' ? "; q8 weights take 1.125 bytes a weight (--weights q8, or loadModel's weights: 'q8')" : '';
     throw new ResourceError(
       `${what}: the weight matrices need ${gib(bytes)} as ${format}, more than the worker pool's ${gib(POOL_MAX_BYTES)} memory (wasm32) holds ` +
         `with ${gib(POOL_HEADROOM_BYTES)} left for the products${smaller}`,
@@ -84,14 +85,14 @@ export function poolFor(p: Placement): WorkerPool {
  * model (as it was where it has a pool already). Any thread count, one
  * included: a pool of one thread has no workers, and its loops on the
  * calling thread decode faster than the tfjs path's ops (bench/RESULTS.md,
- * bench/decode_ab.ts), with the same float32 bits on wasm. A model never
+ * bench/inproc_ab.ts --a :tfjs --b :pool), with the same float32 bits on wasm. A model never
  * placed is the plain tfjs path, the reference the pooled paths are tested
  * against.
  */
-export function placeWeights(model: Model, p: Placement): Model {
+export function placeWeights(model: Model, p: Placement, what = 'placeWeights'): Model {
   if (model.pool !== undefined) return model;
   const format = p.weights ?? 'f32';
-  checkPoolFits(model.config, format, `placeWeights: weights '${format}'`);
+  checkPoolFits(model.config, format, `${what}: weights '${format}'`);
   const pool = poolFor(p);
   const w = model.weights;
   const move = (l: Linear) => {
@@ -108,4 +109,23 @@ export function placeWeights(model: Model, p: Placement): Model {
   }
   model.pool = pool;
   return model;
+}
+
+/**
+ * Place a model already in memory (just trained, built, or loaded without
+ * options) as loadModel's options would have: the same placementOf, the same
+ * defaults. With any of threads, weights, products (other than 'tfjs') its
+ * matrices move into a new worker pool in place: their float32 tensors are
+ * disposed, so the model no longer trains or exports (saveHfModel), and it
+ * holds worker threads until `await disposeModel(model)`, which stops them and
+ * disposes the rest. With none, products 'tfjs', or on tensorflow, the model
+ * is left as it was. Returns the model. A bad option, or a model already in a
+ * pool, is an ArgumentError; matrices too large for the pool, a ResourceError.
+ */
+export function placeModel(model: Model, options: PlacementOptions): Model {
+  checkOptionNames(options, []);
+  const placement = placementOf(options, tf.getBackend());
+  if (placement === undefined) return model;
+  if (model.pool !== undefined) throw new ArgumentError('model', 'its matrices are in a worker pool already (loadModel or placeModel placed it)');
+  return placeWeights(model, placement, 'placeModel');
 }

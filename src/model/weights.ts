@@ -89,10 +89,17 @@ export function collectTensors(w: ModelWeights): tf.Tensor[] {
 /** Models disposeModel was called on (checkNotDisposed). */
 const disposedModels = new WeakSet<Model>();
 
-export function disposeModel(model: Model): void {
+/**
+ * Free the model's tensors and stop its worker pool's threads (a model
+ * loaded with threads, weights or products: placement.ts), at once; the
+ * promise resolves when every worker has exited. The workers never keep the
+ * process alive, so only a caller that goes on (and counts threads, or loads
+ * another model) needs to await it.
+ */
+export function disposeModel(model: Model): Promise<void> {
   disposedModels.add(model);
   tf.dispose(collectTensors(model.weights));
-  void model.pool?.dispose();
+  return model.pool?.dispose() ?? Promise.resolve();
 }
 
 /**
