@@ -8,7 +8,10 @@
 // the machine's load hits both builds alike.
 //
 //   node dist/bench/builds_ab.js --a /path/to/old/dist --b dist [--rounds 3] [--decode 128] [--warmup 0] [--score 2048]
-//       [--shape 15M] [--weights f32|q8 --threads N] [--record]
+//       [--shape 15M] [--weights f32|q8 --threads N] [--pages-mismatch-ok] [--record]
+// Each build's 2 MB-page addon is named, and what each probe had in 2 MB
+// pages; a build with the addon and one without are refused unless
+// --pages-mismatch-ok (bench/common.ts pagesMismatch).
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -20,6 +23,8 @@ interface Probe {
   /** CPU ms (user + system) of this process per token: what the machine's load does not change. */
   decodeCpuMs: number;
   blockedCpuMs: number;
+  /** MiB of the probe's anonymous memory in 2 MB pages at its end (bench/common.ts anonHugePagesMiB; undefined off Linux). */
+  hugePagesMiB?: number;
 }
 
 /** CPU ms this process has used. */
@@ -85,7 +90,10 @@ async function probe(
   }
   const scoringStarted = cpuMs();
   const scored = await scoreTokens(model, ids, policy);
+  // (this build's helpers only now, the timing done: a probe loads nothing else before it)
+  const { anonHugePagesMiB } = await import('./common.js');
   return {
+    hugePagesMiB: anonHugePagesMiB(),
     decodeTokensPerSecond: decodeTokens / decoded.seconds,
     blockedTokensPerSecond: (ids.length - 1) / scored.seconds,
     decodeCpuMs: decoded.cpuMs,
@@ -103,7 +111,7 @@ async function timed(tokens: number, decode: () => void | Promise<void>): Promis
 
 const HELP = `Two builds of streamllm, same run, alternating: greedy decode and blocked-evaluation speed on a random llama2.c model.
 
-  node dist/bench/builds_ab.js --a OLD/dist --b dist [--rounds 3] [--decode 128] [--warmup 0] [--greedy] [--score 2048] [--shape 15M] [--weights f32|q8] [--threads N] [--record]
+  node dist/bench/builds_ab.js --a OLD/dist --b dist [--rounds 3] [--decode 128] [--warmup 0] [--greedy] [--score 2048] [--shape 15M] [--weights f32|q8] [--threads N] [--pages-mismatch-ok] [--record]
 
   --a, --b       the two builds' dist/ folders (b defaults to this one)
   --rounds N     alternating rounds (default 3)
@@ -115,6 +123,9 @@ const HELP = `Two builds of streamllm, same run, alternating: greedy decode and 
   --shape S      the random model's llama2.c shape (default 15M)
   --weights F    f32 or q8: matrices in the worker pool, as eval --weights (default: the tfjs path)
   --threads N    the pool's threads (default 1 when --weights is given)
+  --pages-mismatch-ok  compare the builds although one has its 2 MB-page addon (build/Release/huge_pages.node beside
+                 its dist/, or STREAMLLM_HUGE_PAGES_ADDON: kernels/huge_pages.ts) and the other not: without it such a
+                 pair is refused (it would compare page sizes, ~1.16x on two threads, not code)
   --record       append the table to bench/RESULTS.md
   --help         this text`;
 
@@ -127,13 +138,25 @@ async function main(): Promise<void> {
     return;
   }
   // Only the parent loads this build's helpers: a probe loads nothing but the build under test.
-  const { benchArgs, markdownTable, median, recordResult, shapeFlag } = await import('./common.js');
+  const { benchArgs, markdownTable, median, pagesAddonLine, pagesAddonOf, pagesMismatch, recordResult, shapeFlag } = await import('./common.js');
   const cli = benchArgs(HELP);
   if (!cli.has('a')) cli.fail('--a: expected the dist/ folder of the build to compare with');
   const builds = { A: resolve(cli.value('a', '')), B: resolve(cli.value('b', 'dist')) };
   for (const [key, dir] of Object.entries(builds)) {
     if (!existsSync(join(dir, 'src', 'backend.js'))) cli.fail(`--${key.toLowerCase()}: ${dir} is not a build's dist/ folder (no src/backend.js in it)`);
   }
+  // (a dist/ copy or a tsc-only build has no addon: 4 KB pages, the tfjs path's heap and the pool's alike)
+  if (!cli.has('pages-mismatch-ok')) {
+    const mismatch = await pagesMismatch(
+      [
+        ['a', builds.A],
+        ['b', builds.B],
+      ],
+      'pages-mismatch-ok',
+    );
+    if (mismatch !== undefined) cli.fail(mismatch);
+  }
+  const addons = { A: pagesAddonLine(await pagesAddonOf(builds.A)), B: pagesAddonLine(await pagesAddonOf(builds.B)) };
   const rounds = cli.count('rounds', 3, 1, 100);
   const decode = cli.count('decode', 128, 1, 100_000);
   const warmup = cli.count('warmup', 0, 0, 100_000);
@@ -171,13 +194,24 @@ async function main(): Promise<void> {
   const cpuCell = (key: 'A' | 'B', f: (p: Probe) => number) => `${med(key, f).toFixed(2)} (${results[key].map((p) => f(p).toFixed(2)).join(', ')})`;
   const body =
     `Random llama2.c ${shape}-shaped model, wasm, ${placed}, ${greedy ? "decode: generate's greedy path, dense; blocked eval: " : ''}streaming(4+252). ${rounds} rounds, builds alternating A, B; median (each round).\n` +
-    `A: ${builds.A}\nB: ${builds.B}\n\n` +
+    `A: ${builds.A} (${addons.A})\nB: ${builds.B} (${addons.B})\n\n` +
     markdownTable(
-      ['build', `decode tok/s (${decode} greedy steps after ${warmup})`, 'decode CPU ms/token', `blocked eval tok/s (${score} tokens)`, 'blocked CPU ms/token'],
       [
-        ['A', cell('A', decodeOf), cpuCell('A', decodeCpu), cell('A', blockedOf), cpuCell('A', blockedCpu)],
-        ['B', cell('B', decodeOf), cpuCell('B', decodeCpu), cell('B', blockedOf), cpuCell('B', blockedCpu)],
+        'build',
+        `decode tok/s (${decode} greedy steps after ${warmup})`,
+        'decode CPU ms/token',
+        `blocked eval tok/s (${score} tokens)`,
+        'blocked CPU ms/token',
+        'in 2 MB pages at the end, MiB',
       ],
+      (['A', 'B'] as const).map((key) => [
+        key,
+        cell(key, decodeOf),
+        cpuCell(key, decodeCpu),
+        cell(key, blockedOf),
+        cpuCell(key, blockedCpu),
+        results[key].map((p) => (p.hugePagesMiB === undefined ? '?' : p.hugePagesMiB.toFixed(0))).join(', '),
+      ]),
     ) +
     `\n\nB/A wall speed: decode ${(med('B', decodeOf) / med('A', decodeOf)).toFixed(3)}, blocked ${(med('B', blockedOf) / med('A', blockedOf)).toFixed(3)}; ` +
     `B/A CPU time per token (lower is faster): decode ${(med('B', decodeCpu) / med('A', decodeCpu)).toFixed(3)}, blocked ${(med('B', blockedCpu) / med('A', blockedCpu)).toFixed(3)}. ` +
@@ -186,6 +220,7 @@ async function main(): Promise<void> {
   if (!process.argv.includes('--record')) return;
   const flags = [
     `--shape ${shape}`,
+    ...(cli.has('pages-mismatch-ok') ? ['--pages-mismatch-ok'] : []),
     ...(weights !== undefined ? [`--weights ${weights}`] : []),
     ...(threads !== undefined ? [`--threads ${threads}`] : []),
   ].join(' ');

@@ -6,7 +6,7 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { basename, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { WorkerPool } from '../kernels/pool.js';
 import { WorkerPoolError } from '../kernels/pool_error.js';
 import { StreamllmError } from '../src/errors.js';
@@ -180,6 +180,52 @@ export function peakRssMiB(): number {
 /** MiB of this process's anonymous memory in transparent huge pages now (AnonHugePages; undefined off Linux). */
 export function anonHugePagesMiB(): number | undefined {
   return procMiB('/proc/self/smaps_rollup', 'AnonHugePages');
+}
+
+/** The 2 MB-page addon of a build (native/huge_pages.c), where its own kernels/huge_pages.js looks for it. */
+export interface PagesAddon {
+  /** Its path: that module's HUGE_PAGES_ADDON; undefined where the build has no kernels/huge_pages.js (from before 2 MB pages). */
+  path?: string;
+  /** Whether the file is there (what the build checks before loading it). */
+  present: boolean;
+}
+
+/**
+ * Where the build in `dist` looks for its 2 MB-page addon, and whether it
+ * is there: its own kernels/huge_pages.js's HUGE_PAGES_ADDON, imported, so
+ * exactly as it looks (STREAMLLM_HUGE_PAGES_ADDON, else build/Release beside
+ * its package.json, links followed). A dist/ copied, or built with tsc
+ * alone, has none and runs on 4 KB pages: about 1.16x slower on two
+ * threads, which an A/B of two builds would credit to their code.
+ */
+export async function pagesAddonOf(dist: string): Promise<PagesAddon> {
+  const file = join(dist, 'kernels', 'huge_pages.js');
+  if (!existsSync(file)) return { present: false };
+  const path = ((await import(pathToFileURL(file).href)) as { HUGE_PAGES_ADDON?: string }).HUGE_PAGES_ADDON;
+  return { path, present: path !== undefined && existsSync(path) };
+}
+
+/** A build's 2 MB-page addon in words: its path, or what is missing (and so 4 KB pages). */
+export function pagesAddonLine(addon: PagesAddon): string {
+  if (addon.path === undefined) return 'no kernels/huge_pages.js (a build from before 2 MB pages: 4 KB pages)';
+  return addon.present ? `2 MB-page addon ${addon.path}` : `no ${addon.path} (the 2 MB-page addon it loads: 4 KB pages)`;
+}
+
+/**
+ * One line refusing to compare two builds of which one has its 2 MB-page
+ * addon and the other not (the A/B would measure page sizes, not code), or
+ * undefined where both have it or neither does. `builds`: flag and dist/.
+ */
+export async function pagesMismatch(builds: [flag: string, dist: string][], allowFlag: string): Promise<string | undefined> {
+  const addons = await Promise.all(builds.map(async ([flag, dist]) => ({ flag, dist, addon: await pagesAddonOf(dist) })));
+  const without = addons.find((b) => !b.addon.present);
+  const withIt = addons.find((b) => b.addon.present);
+  if (without === undefined || withIt === undefined) return undefined;
+  const fix = without.addon.path === undefined ? '' : `build it (npm run install in ${join(without.dist, '..')}) or `;
+  return (
+    `--${without.flag} ${without.dist}: ${pagesAddonLine(without.addon)}, while --${withIt.flag} has one (${withIt.addon.path}): ` +
+    `${fix}give --${allowFlag} to compare page sizes too`
+  );
 }
 
 /** Where the machine's and this process's CPU time stood at a moment (othersCores takes two). */

@@ -44,7 +44,7 @@
 // than bench/decode.ts's 128 after 8 from a fresh process.
 //
 //   node dist/bench/inproc_ab.js [--a ARM] [--b ARM] [--aa] [--shape 15M] [--weights f32] [--threads N]
-//       [--block 16] [--tokens 480] [--rounds 20] [--record]
+//       [--block 16] [--tokens 480] [--rounds 20] [--pages-mismatch-ok] [--record]
 //   ARM: [DIST][:SETTING,...], a setting one of tfjs | pool | pool-no-program, f32 | q8, threads=N
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
@@ -53,7 +53,19 @@ import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { KernelConfig } from '@tensorflow/tfjs';
-import { benchArgs, cpuMark, markdownTable, median, othersCores, recordResult, runBench, shapeFlag } from './common.js';
+import {
+  benchArgs,
+  cpuMark,
+  markdownTable,
+  median,
+  othersCores,
+  pagesAddonLine,
+  pagesAddonOf,
+  pagesMismatch,
+  recordResult,
+  runBench,
+  shapeFlag,
+} from './common.js';
 
 /** Tokens each stream decodes untimed at the start of a round (a 15M model's whole generation at --block 16). */
 const WARMUP_TOKENS = 240;
@@ -65,7 +77,7 @@ const HELP = `bench/inproc_ab.ts: two arms' greedy decode in one process, in tur
 and the ratio B/A of block pairs at the same positions (a 1-2% change resolves; fresh processes spread 6-23% here).
 An arm is a build and a way of running it: two builds, two settings of one build, or both.
 
-  node dist/bench/inproc_ab.js [--a ARM] [--b ARM] [--aa] [--shape 15M] [--weights f32] [--threads N] [--block 16] [--tokens 480] [--rounds 20] [--record]
+  node dist/bench/inproc_ab.js [--a ARM] [--b ARM] [--aa] [--shape 15M] [--weights f32] [--threads N] [--block 16] [--tokens 480] [--rounds 20] [--pages-mismatch-ok] [--record]
 
   --a ARM        arm A, the reference: [DIST][:SETTING,...] (default: this build's dist/, in the pool)
                    DIST             a build's dist/ folder (default: this build's)
@@ -85,6 +97,9 @@ An arm is a build and a way of running it: two builds, two settings of one build
   --rounds N     rounds (default 20), each with every stream's modules, model and pool anew: a table row each
   --wait-quiet S before each round, wait up to S seconds (default 0) for half a second in which other processes
                  took under ${QUIET_OTHERS} of a core
+  --pages-mismatch-ok  compare two pool arms' builds although one has its 2 MB-page addon (build/Release/huge_pages.node
+                 beside its dist/, or STREAMLLM_HUGE_PAGES_ADDON: kernels/huge_pages.ts) and the other not: without it
+                 such a pair is refused (it would compare page sizes, ~1.16x on two threads, not code)
   --record       append the table to bench/RESULTS.md
   --help         this text
 
@@ -147,6 +162,20 @@ const block = cli.count('block', 16, 1, 1024);
 const tokens = cli.count('tokens', 480, 1, 1_000_000);
 const rounds = cli.count('rounds', 20, 1, 1000);
 const waitQuiet = cli.count('wait-quiet', 0, 0, 3600);
+// (before tfjs loads: a dist/ copy or a tsc-only build has no addon and runs on 4 KB pages; the tfjs path's heap is one for all arms)
+if (armA.way !== 'tfjs' && armB.way !== 'tfjs' && !cli.has('pages-mismatch-ok')) {
+  const mismatch = await pagesMismatch(
+    [
+      ['a', armA.dist],
+      ['b', armB.dist],
+    ],
+    'pages-mismatch-ok',
+  );
+  if (mismatch !== undefined) cli.fail(mismatch);
+}
+/** Each build's 2 MB-page addon in words, by dist/. */
+const addonLines = new Map<string, string>();
+for (const arm of [armA, armB]) addonLines.set(arm.dist, pagesAddonLine(await pagesAddonOf(arm.dist)));
 /**
  * Turns in which every block's CPU share (the process's CPU time over its
  * threads' wall time) was at least this count as quiet: no other process
@@ -373,7 +402,7 @@ function pages(s: Stream): string {
   if (s.model.pool === undefined) return 'none';
   const advice = (s.model.pool as { pageAdvice?: { hugePages: boolean; address?: number; bytes?: number } }).pageAdvice;
   if (advice === undefined) return 'pages ?';
-  if (!advice.hugePages) return 'asked for no 2 MB pages';
+  if (!advice.hugePages) return `no 2 MB pages (${(advice as { why?: string }).why ?? 'not asked'})`;
   const resident = residentMiB(advice.address!, advice.bytes!);
   return resident === undefined ? 'asked for 2 MB pages' : `${resident.huge.toFixed(0)} of ${resident.rss.toFixed(0)} MiB resident in 2 MB pages`;
 }
@@ -388,7 +417,7 @@ const way = (arm: Arm) =>
 const programRuns = (s: Stream) => s.build.programs?.pooledDecodeProgram(s.model)?.runs ?? 0;
 
 const streamLine = (s: Stream) =>
-  `${s.name}: ${way(s.arm)}; ${s.build.dist} (${s.build.commit}; ${ownKernels(s.build)} tfjs kernels of its own; ` +
+  `${s.name}: ${way(s.arm)}; ${s.build.dist} (${s.build.commit}; ${addonLines.get(s.build.dist)}; ${ownKernels(s.build)} tfjs kernels of its own; ` +
   `pool: ${pages(s)}, ${s.threadIds.length} threads of its own; ${programRuns(s)} tokens as one program)`;
 
 await runBench(async () => {
@@ -602,6 +631,7 @@ await runBench(async () => {
       ...given('b'),
       ...(aa ? ['--aa'] : []),
       ...(waitQuiet > 0 ? [`--wait-quiet ${waitQuiet}`] : []),
+      ...(cli.has('pages-mismatch-ok') ? ['--pages-mismatch-ok'] : []),
       `--shape ${shape} --weights ${defaultWeights} --threads ${defaultThreads} --block ${block} --tokens ${tokens} --rounds ${rounds} --record`,
     ].join(' '),
     body,

@@ -248,7 +248,11 @@ export class WorkerPool {
     // code in every instance: attendRow over 128 entries 2.4 µs a call for its first ~1000 calls, 0.9 after; a 15M f32
     // decode's attention is 55 µs a token over a process's tokens 2..129 against 41 later, 43 with V8 compiling
     // everything up front (--no-wasm-dynamic-tiering; bench/RESULTS.md "run.c's step by phase"). Calling the loops
-    // here until they tier up would move that baseline time to start-up, not save it.
+    // here until they tier up moves that baseline time to start-up more than it saves: V8 tiers a function up once its
+    // own loops and returns have spent a budget (~1.8 MB of its code run), small inputs or large. 4000 calls each of
+    // the attention, norm, qkvRope, pick and patch loops on 1 KB of scratch (2.9-3.9 ms at placement) took the cold
+    // window's attention from 64 to 49 µs a token, 1.9 ms over its 128 tokens; tokens/s 1.02-1.05x against an A/A of
+    // 1.02-1.04 (bench/RESULTS.md "Cold start: the WebAssembly loops tiered up at placement"): left out.
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
     this.walker = new WebAssembly.Instance(walkerModule(), {
       env: walkerImports(

@@ -5,7 +5,7 @@
 // spawned in their own files. Also: what the entry point imports, so that
 // --help and argument errors stay free of tfjs.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
@@ -183,6 +183,70 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
   const unknown = runCli(['bench', 'inproc_ab', '--arms', 'tfjs,pool']);
   t.equal(unknown.status, 2);
   t.match(unknown.stderr, /^bench inproc_ab: unknown flag --arms \(flags: --a, --b, --aa, /, "decode_ab's --arms is no flag here: one line");
+});
+
+t.test('the A/Bs of two builds refuse one with its 2 MB-page addon against one without (page sizes, not code), before tfjs loads', async (t) => {
+  // two builds as far as the check reads them: this build's kernels/huge_pages.js (which says where it looks for
+  // the addon: build/Release beside its dist/), the files the A/Bs take for a dist/, and an addon in one of them
+  // (a file is all the build checks for before loading it)
+  const root = tempDir('streamllm-pages-ab-');
+  const build = (name: string, addon: boolean, kernels = true) => {
+    const dist = join(root, name, 'dist');
+    mkdirSync(join(dist, 'src'), { recursive: true });
+    for (const file of ['generate.js', 'backend.js']) writeFileSync(join(dist, 'src', file), '');
+    if (kernels) {
+      mkdirSync(join(dist, 'kernels'));
+      copyFileSync(new URL('../kernels/huge_pages.js', import.meta.url), join(dist, 'kernels', 'huge_pages.js'));
+    }
+    if (addon) {
+      mkdirSync(join(root, name, 'build', 'Release'), { recursive: true });
+      writeFileSync(join(root, name, 'build', 'Release', 'huge_pages.node'), '');
+    }
+    return dist;
+  };
+  const withIt = build('with', true);
+  const without = build('without', false);
+  const older = build('older', false, false);
+  const addon = join(root, 'with', 'build', 'Release', 'huge_pages.node');
+  const env: NodeJS.ProcessEnv = { ...probed.env };
+  delete env['STREAMLLM_HUGE_PAGES_ADDON'];
+  const missing = `no ${join(root, 'without', 'build', 'Release', 'huge_pages.node')} (the 2 MB-page addon it loads: 4 KB pages)`;
+  const refusals: [string, string[], string][] = [
+    [
+      'inproc_ab',
+      ['--a', withIt, '--b', without],
+      `--b ${without}: ${missing}, while --a has one (${addon}): build it (npm run install in ${join(root, 'without')}) or give --pages-mismatch-ok to compare page sizes too`,
+    ],
+    [
+      'builds_ab',
+      ['--a', without, '--b', withIt],
+      `--a ${without}: ${missing}, while --b has one (${addon}): build it (npm run install in ${join(root, 'without')}) or give --pages-mismatch-ok to compare page sizes too`,
+    ],
+    [
+      'builds_ab',
+      ['--a', withIt, '--b', older],
+      `--b ${older}: no kernels/huge_pages.js (a build from before 2 MB pages: 4 KB pages), while --a has one (${addon}): give --pages-mismatch-ok to compare page sizes too`,
+    ],
+  ];
+  for (const [name, args, message] of refusals) {
+    const r = runCli(['bench', name, ...args], { env });
+    t.equal(r.status, 2, `bench ${name} ${args.join(' ')}: exit 2`);
+    t.equal(r.stderr, `bench ${name}: ${message}\n`, 'one line naming the build without the addon, tfjs not loaded');
+    t.equal(r.stdout, '');
+  }
+  // past the check, inproc_ab stops at its next one (these builds resolve no tfjs): so the pair was not refused
+  const tfjsLine = new RegExp(`^bench inproc_ab: ${withIt}: resolves @tensorflow/tfjs to `);
+  const passed: [string, string[], NodeJS.ProcessEnv][] = [
+    ['--pages-mismatch-ok: page sizes compared on purpose', ['--a', withIt, '--b', without, '--pages-mismatch-ok'], env],
+    // (the variable is where every build looks: both have the addon, or neither)
+    ['STREAMLLM_HUGE_PAGES_ADDON: both builds load that file', ['--a', withIt, '--b', without], { ...env, STREAMLLM_HUGE_PAGES_ADDON: addon }],
+    ["an arm on the tfjs path: one heap for both arms, the pool's pages not in it", ['--a', withIt, '--b', `${without}:tfjs`], env],
+  ];
+  for (const [what, args, childEnv] of passed) {
+    const r = runCli(['bench', 'inproc_ab', ...args], { env: childEnv });
+    t.equal(r.status, 2, what);
+    t.match(r.stderr, tfjsLine, what);
+  }
 });
 
 t.test(
