@@ -53,21 +53,6 @@
       (f32.add (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
       (f32.add (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
 
-  ;; [sum a, sum b, sum c, sum d]: four horizontal sums at once.
-  (func $sum4 (param $a v128) (param $b v128) (param $c v128) (param $d v128) (result v128)
-    (local $ab v128) (local $cd v128)
-    ;; ab = [a0+a2, a1+a3, b0+b2, b1+b3], cd likewise
-    (local.set $ab (f32x4.add
-      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $a) (local.get $b))
-      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $a) (local.get $b))))
-    (local.set $cd (f32x4.add
-      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $c) (local.get $d))
-      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $c) (local.get $d))))
-    ;; lanes 0, 2 of ab and cd plus lanes 1, 3
-    (f32x4.add
-      (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $ab) (local.get $cd))
-      (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $ab) (local.get $cd))))
-
   ;; s[j] = scale * (q . key_j) for j < n, key_j at keys + j * dim floats.
   ;; Returns the largest score (-inf when n = 0).
   (func $scores (export "scores")
@@ -76,7 +61,7 @@
     (local $row i32) (local $end i32) (local $j i32) (local $c i32)
     (local $k0 i32) (local $k1 i32) (local $k2 i32) (local $k3 i32)
     (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $qc v128)
-    (local $out v128) (local $max v128)
+    (local $out v128) (local $max v128) (local $ab v128) (local $cd v128) (local $sum f32)
     (local.set $row (i32.shl (local.get $dim) (i32.const 2))) ;; bytes per key
     (local.set $max (f32x4.splat (f32.const -inf)))
     ;; Four keys at a time: each chunk of q is loaded once for all four.
@@ -101,8 +86,22 @@
           (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $qc) (v128.load (i32.add (local.get $k3) (local.get $c))))))
           (local.set $c (i32.add (local.get $c) (i32.const 16)))
           (br_if $chunks (i32.lt_u (local.get $c) (local.get $row))))
+        ;; [sum a0, sum a1, sum a2, sum a3], four horizontal sums at once,
+        ;; written out here rather than a call: V8 (Node 20) does not inline
+        ;; WebAssembly calls, and a small callee spends its own tier-up budget
+        ;; a few bytes a call (as a function it reached TurboFan at token 38).
+        ;; ab = [a0_0+a0_2, a0_1+a0_3, a1_0+a1_2, a1_1+a1_3], cd likewise
+        (local.set $ab (f32x4.add
+          (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $a0) (local.get $a1))
+          (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $a0) (local.get $a1))))
+        (local.set $cd (f32x4.add
+          (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $a2) (local.get $a3))
+          (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $a2) (local.get $a3))))
+        ;; lanes 0, 2 of ab and cd plus lanes 1, 3
         (local.set $out (f32x4.mul
-          (call $sum4 (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))
+          (f32x4.add
+            (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $ab) (local.get $cd))
+            (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $ab) (local.get $cd)))
           (f32x4.splat (local.get $scale))))
         (v128.store (i32.add (local.get $s) (i32.shl (local.get $j) (i32.const 2))) (local.get $out))
         (local.set $max (f32x4.max (local.get $max) (local.get $out)))
@@ -119,12 +118,19 @@
           (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (i32.add (local.get $q) (local.get $c))) (v128.load (i32.add (local.get $k0) (local.get $c))))))
           (local.set $c (i32.add (local.get $c) (i32.const 16)))
           (br_if $chunks1 (i32.lt_u (local.get $c) (local.get $row))))
-        (local.set $out (f32x4.splat (f32.mul (call $sumLanes (local.get $a0)) (local.get $scale))))
+        ;; $sumLanes written out (V8 does not inline; the callee's own budget)
+        (local.set $sum (f32.add
+          (f32.add (f32x4.extract_lane 0 (local.get $a0)) (f32x4.extract_lane 1 (local.get $a0)))
+          (f32.add (f32x4.extract_lane 2 (local.get $a0)) (f32x4.extract_lane 3 (local.get $a0)))))
+        (local.set $out (f32x4.splat (f32.mul (local.get $sum) (local.get $scale))))
         (f32.store (i32.add (local.get $s) (i32.shl (local.get $j) (i32.const 2))) (f32x4.extract_lane 0 (local.get $out)))
         (local.set $max (f32x4.max (local.get $max) (local.get $out)))
         (local.set $j (i32.add (local.get $j) (i32.const 1)))
         (br $keys1)))
-    (call $maxLanes (local.get $max)))
+    ;; $maxLanes written out (V8 does not inline; the callee's own budget)
+    (f32.max
+      (f32.max (f32x4.extract_lane 0 (local.get $max)) (f32x4.extract_lane 1 (local.get $max)))
+      (f32.max (f32x4.extract_lane 2 (local.get $max)) (f32x4.extract_lane 3 (local.get $max)))))
 
   ;; exp(x) lane-wise for x <= 0, the Cephes single-precision method: split
   ;; x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for exp(r), and
@@ -218,7 +224,23 @@
     (block $done4
       (loop $four
         (br_if $done4 (i32.ge_u (local.get $at) (local.get $end)))
-        (local.set $e (call $exp (f32x4.sub (v128.load (local.get $at)) (local.get $m))))
+        ;; $exp written out (V8 does not inline; the callee's own budget: as a
+        ;; function it reached TurboFan at token 66 of a fresh decode)
+        (local.set $x0 (f32x4.pmin (f32x4.pmax (f32x4.sub (v128.load (local.get $at)) (local.get $m)) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
+        (local.set $n0 (f32x4.nearest (f32x4.mul (local.get $x0) (f32x4.splat (f32.const 1.44269504088896341)))))
+        (local.set $r0 (f32x4.sub (local.get $x0) (f32x4.mul (local.get $n0) (f32x4.splat (f32.const 0.693359375)))))
+        (local.set $r0 (f32x4.sub (local.get $r0) (f32x4.mul (local.get $n0) (f32x4.splat (f32.const -2.12194440e-4)))))
+        (local.set $p0 (f32x4.splat (f32.const 1.9875691500e-4)))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 1.3981999507e-3)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 8.3334519073e-3)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 4.1665795894e-2)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 1.6666665459e-1)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 5.0000001201e-1)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add
+          (f32x4.add (f32x4.splat (f32.const 1)) (local.get $r0))
+          (f32x4.mul (f32x4.mul (local.get $r0) (local.get $r0)) (local.get $p0))))
+        (local.set $e (f32x4.mul (local.get $p0)
+          (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n0)) (i32x4.splat (i32.const 127))) (i32.const 23))))
         (if (local.get $store) (then (v128.store (local.get $at) (local.get $e))))
         ;; lanes 0, 1 and lanes 2, 3 widened to f64x2
         (local.set $low (f64x2.add (local.get $low) (f64x2.promote_low_f32x4 (local.get $e))))
@@ -230,7 +252,22 @@
     (block $done
       (loop $one
         (br_if $done (i32.ge_u (local.get $at) (local.get $end)))
-        (local.set $e (call $exp (f32x4.splat (f32.sub (f32.load (local.get $at)) (local.get $max)))))
+        ;; $exp written out again (V8 does not inline; the callee's own budget)
+        (local.set $x0 (f32x4.pmin (f32x4.pmax (f32x4.splat (f32.sub (f32.load (local.get $at)) (local.get $max))) (f32x4.splat (f32.const -87.3))) (f32x4.splat (f32.const 88))))
+        (local.set $n0 (f32x4.nearest (f32x4.mul (local.get $x0) (f32x4.splat (f32.const 1.44269504088896341)))))
+        (local.set $r0 (f32x4.sub (local.get $x0) (f32x4.mul (local.get $n0) (f32x4.splat (f32.const 0.693359375)))))
+        (local.set $r0 (f32x4.sub (local.get $r0) (f32x4.mul (local.get $n0) (f32x4.splat (f32.const -2.12194440e-4)))))
+        (local.set $p0 (f32x4.splat (f32.const 1.9875691500e-4)))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 1.3981999507e-3)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 8.3334519073e-3)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 4.1665795894e-2)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 1.6666665459e-1)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add (f32x4.splat (f32.const 5.0000001201e-1)) (f32x4.mul (local.get $p0) (local.get $r0))))
+        (local.set $p0 (f32x4.add
+          (f32x4.add (f32x4.splat (f32.const 1)) (local.get $r0))
+          (f32x4.mul (f32x4.mul (local.get $r0) (local.get $r0)) (local.get $p0))))
+        (local.set $e (f32x4.mul (local.get $p0)
+          (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n0)) (i32x4.splat (i32.const 127))) (i32.const 23))))
         (if (local.get $store) (then (f32.store (local.get $at) (f32x4.extract_lane 0 (local.get $e)))))
         (local.set $tail (f64.add (local.get $tail) (f64.promote_f32 (f32x4.extract_lane 0 (local.get $e)))))
         (local.set $at (i32.add (local.get $at) (i32.const 4)))
