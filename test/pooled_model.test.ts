@@ -25,6 +25,7 @@ import { scoreTokens } from '../src/eval/perplexity.js';
 import { generate } from '../src/generate.js';
 import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { type Placement, placeWeights } from '../src/model/pooled.js';
+import { loadModel, loadModelPlaced } from '../src/model/load.js';
 import { pooledDecodeProgram, setDecodePrograms } from '../src/model/decode_program.js';
 import { cacheMemory, residualInPool } from '../src/model/pooled_layers.js';
 import { poolRegions } from '../kernels/pool_regions.js';
@@ -37,7 +38,7 @@ import { writeRow } from '../kernels/split_products.js';
 import { FUSED_MAX_QUERIES, wasmBackendMemory } from '../kernels/paths.js';
 import { TokenStream } from '../src/stream.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff, runCliInProcess } from './helpers.js';
-import { tempDir } from './paths.js';
+import { tempDir, WEIGHTS } from './paths.js';
 import { randomLlama2c } from './tiny_checkpoints.js';
 
 const backend = await initTestBackend();
@@ -767,6 +768,59 @@ t.test(
         [viaProgram, viaJobs, viaTfjs].forEach((s) => s.dispose());
       }
       await disposeModel(model);
+    }
+    disposeModel(plain);
+  },
+);
+
+t.test(
+  "an attention-only model (zoo backcopy-attn, intermediate size 0) decodes as a program on 1 and 2 threads: 300 tokens through a streaming cache that wraps, the one-job path's and the tfjs path's logits bit for bit",
+  programsRun(),
+  async (t) => {
+    const dir = join(WEIGHTS, 'backcopy-attn');
+    const plain = loadModel(dir);
+    t.equal(plain.config.hiddenDim, 0, 'the model has no feed-forward');
+    const vocab = plain.config.vocabSize;
+    const stream = Array.from({ length: 300 }, (_, i) => (31 * i + 7) % (vocab - 1));
+    const policy: CachePolicy = { kind: 'streaming', sinkCount: 4, windowSize: 40 };
+    // this process's worker threads (a pool of several has one, its keeper)
+    const workers = () => (process.report.getReport() as { workers: unknown[] }).workers.length;
+    const idle = workers();
+    for (const p of [
+      { threads: 1, weights: 'f32' },
+      { threads: 2, weights: 'f32' },
+      { threads: 2, weights: 'q8', splitMinBytes: 0 },
+    ] as const) {
+      const label = `${p.weights} ${p.threads} threads`;
+      const model = loadModelPlaced(dir, p, 'test');
+      await model.pool?.ready();
+      t.ok(residualInPool(model), `${label}: its residual stream stays in the pool`);
+      const program = pooledDecodeProgram(model);
+      t.ok(program !== undefined, `${label}: the model has a decode program`);
+      const viaProgram = new TokenStream(model, policy);
+      const viaJobs = new TokenStream(model, policy);
+      const viaTfjs = new TokenStream(plain, policy);
+      const before = tf.memory().numTensors;
+      const runs = program?.runs ?? 0;
+      let same = 0;
+      let sameTfjs = 0;
+      const blocks = [stream.slice(0, 3), ...stream.slice(3).map((id) => [id])];
+      for (const ids of blocks) {
+        const logits = oneJobPath(() => viaJobs.feed(ids, 'last'));
+        const got = viaProgram.feedLastValues(ids);
+        if (bitsEqual(got, logits.dataSync() as Float32Array)) same++;
+        logits.dispose();
+        const tfjs = viaTfjs.feed(ids, 'last');
+        if (bitsEqual(got, tfjs.dataSync() as Float32Array)) sameTfjs++;
+        tfjs.dispose();
+      }
+      t.equal(same, blocks.length, `${label}: the one-job path's logits bit for bit, every token`);
+      if (p.weights === 'f32') t.equal(sameTfjs, blocks.length, `${label}: the tfjs path's logits bit for bit, every token`);
+      t.equal((program?.runs ?? 0) - runs, blocks.length - 1, `${label}: every single token ran as the program`);
+      t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
+      [viaProgram, viaJobs, viaTfjs].forEach((s) => s.dispose());
+      await disposeModel(model);
+      t.equal(workers(), idle, `${label}: no worker thread left once the pool is disposed`);
     }
     disposeModel(plain);
   },

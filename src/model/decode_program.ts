@@ -26,6 +26,10 @@
 //   Quantize*
 //   Q8Add         residual += W_down g                                          |
 //
+// An attention-only model's layer (hidden size 0: the zoo's backcopy-attn,
+// mix-attn) is the first six steps, without the feed-forward's four, as
+// transformer.ts and pooled_layers.ts skip it.
+//
 // float32: no Quantize, and the gate|up product (F32, a barrier) then
 // Swiglu*, as pooled_layers.ts runs them (a fused float32 product and
 // SwiGLU measured slower: kernels/pool_ops.ts GATED_SCRATCH_FLOATS). Then NormOperand*
@@ -80,8 +84,16 @@ import type { LayerWeights, Model } from './weights.js';
 /** The most frames a layer view may have for the program (the streaming view has two). */
 const MAX_FRAMES = MAX_PATCH_FRAMES;
 
-/** Steps of a model's program: a layer's (the header's list; float32: no Quantize, its SwiGLU a step of its own), then the final norm and the classifier. */
-const programSteps = (layers: number, q8: boolean) => layers * (q8 ? 10 : 9) + 2;
+/**
+ * Steps of a model's program: a layer's (the header's list; float32: no
+ * Quantize, its SwiGLU a step of its own; an attention-only model's, the
+ * hidden size 0: none of the feed-forward's four), then the final norm and
+ * the classifier.
+ */
+const programSteps = (layers: number, q8: boolean, mlp: boolean) => layers * ((q8 ? 6 : 5) + (mlp ? 4 : 0)) + 2;
+
+/** Whether the model's layers have a feed-forward (an attention-only model's, hidden size 0, have none: its empty matrices stay unplaced, placeWeights). */
+const hasMlp = (model: Model) => model.config.hiddenDim !== 0;
 
 /**
  * A product's operand in the program's region: x padded to the matrix's
@@ -194,15 +206,18 @@ export class DecodeProgram {
     const classifier = weights.pooledClassifier;
     if (classifier === undefined || config.headDim % 4 !== 0 || config.sinkToken) return undefined;
     // (a model of some 200 layers or more: more steps than a pool program holds)
-    if (programSteps(config.layers, classifier.format === 'q8') > MAX_PROGRAM_STEPS) return undefined;
-    const hidden = weights.layers[0]!.up.pooled!.rows / 2;
+    const mlp = hasMlp(model);
+    if (programSteps(config.layers, classifier.format === 'q8', mlp) > MAX_PROGRAM_STEPS) return undefined;
+    const hidden = mlp ? weights.layers[0]!.up.pooled!.rows / 2 : 0;
     if (!Number.isInteger(hidden) || hidden % 4 !== 0) return undefined;
     // every layer's matrices of the first's shapes (the operands are sized by them)
     const first = weights.layers[0]!;
     const sameShape = (a: PooledMatrix, b: PooledMatrix) => a.format === b.format && a.rows === b.rows && a.cols === b.cols;
-    const matrices = (w: LayerWeights) => [w.qkv.pooled!, w.out.pooled!, w.up.pooled!, w.down.pooled!];
+    const matrices = (w: LayerWeights) => [w.qkv.pooled!, w.out.pooled!, ...(mlp ? [w.up.pooled!, w.down.pooled!] : [])];
     if (!weights.layers.every((w) => matrices(w).every((m, i) => sameShape(m, matrices(first)[i]!) && m.format === classifier.format))) return undefined;
-    const norms = [...weights.layers.flatMap((w) => [w.attnNorm.weight, w.mlpNorm.weight]), weights.finalNorm.weight].map((t) => inputNorm(model, t));
+    const norms = [...weights.layers.flatMap((w) => [w.attnNorm.weight, ...(mlp ? [w.mlpNorm.weight] : [])]), weights.finalNorm.weight].map((t) =>
+      inputNorm(model, t),
+    );
     if (norms.some((n) => n.at === undefined)) return undefined;
     // (a large model's weights may leave no room for the region: then the one-job path, as for its other operands)
     if (!poolScratchFits(pool, regionName(model), DecodeProgram.regionSizes(model, classifier).reduce((a, b) => a + b, 0) + 64)) return undefined;
@@ -214,8 +229,11 @@ export class DecodeProgram {
     const { config, weights } = model;
     const { dim, heads, headDim, layers } = config;
     const first = weights.layers[0]!;
-    const [qkv, out, up, down] = [first.qkv.pooled!, first.out.pooled!, first.up.pooled!, first.down.pooled!];
-    const hidden = up.rows / 2;
+    const [qkv, out] = [first.qkv.pooled!, first.out.pooled!];
+    // (an attention-only model: no mlp or down operand, no gate|up)
+    const mlp = hasMlp(model);
+    const [upStride, downStride] = mlp ? [first.up.pooled!.stride, first.down.pooled!.stride] : [0, 0];
+    const hidden = mlp ? first.up.pooled!.rows / 2 : 0;
     const group = splitRows(classifier.format === 'q8' ? PoolOp.Q8Pick : PoolOp.F32Pick);
     const copies = (stride: number) => model.pool!.threads * operandBytes(stride);
     return [
@@ -223,8 +241,8 @@ export class DecodeProgram {
       64,
       copies(qkv.stride),
       copies(out.stride),
-      copies(up.stride),
-      copies(down.stride),
+      copies(upStride),
+      copies(downStride),
       copies(classifier.stride),
       lines(4 * qkv.rows),
       lines(4 * dim),
@@ -260,10 +278,10 @@ export class DecodeProgram {
     const q8 = classifier.format === 'q8';
     const first = weights.layers[0]!;
     const qkv = first.qkv.pooled!;
-    const up = first.up.pooled!;
     const out = first.out.pooled!;
-    const down = first.down.pooled!;
-    const hidden = up.rows / 2;
+    const mlpLayers = hasMlp(model);
+    const [upStride, downStride] = mlpLayers ? [first.up.pooled!.stride, first.down.pooled!.stride] : [0, 0];
+    const hidden = mlpLayers ? first.up.pooled!.rows / 2 : 0;
     this.qBytes = lines(4 * heads * headDim);
     const ropeBytes = lines(qkvRopeRecordBytes(MAX_FRAMES));
     const attendBytes = lines(heads * attendRecordBytes(MAX_FRAMES));
@@ -276,8 +294,8 @@ export class DecodeProgram {
     const epsAt = at[1]!;
     const attn = operand(at[2]!, qkv.stride);
     this.attendOut = operand(at[3]!, out.stride);
-    const mlp = operand(at[4]!, up.stride);
-    const gatedIn = operand(at[5]!, down.stride);
+    const mlp = operand(at[4]!, upStride);
+    const gatedIn = operand(at[5]!, downStride);
     const final = operand(at[6]!, classifier.stride);
     this.qkvOut = at[7]!;
     const product = at[8]!;
@@ -365,6 +383,11 @@ export class DecodeProgram {
       });
       quantize(w.out.pooled!, this.attendOut);
       productStep(w.out.pooled!, this.attendOut, product, true, true); // (x one copy: Attend's output; q8 reads its thread's blocks)
+      if (!mlpLayers) {
+        // an attention-only layer: the residual goes on to the next (transformer.ts and pooled_layers.ts layer: no feed-forward)
+        this.layers.push(places);
+        return;
+      }
       norm(w.mlpNorm.weight, w.up.pooled!, mlp);
       const upM = w.up.pooled!;
       if (q8)
@@ -408,8 +431,8 @@ export class DecodeProgram {
         weightBytes: bytes,
         perThread: operandArgs('f32', final),
       });
-    if (steps.length !== programSteps(config.layers, q8))
-      throw new Error(`DecodeProgram: ${steps.length} steps, programSteps says ${programSteps(config.layers, q8)}`);
+    if (steps.length !== programSteps(config.layers, q8, mlpLayers))
+      throw new Error(`DecodeProgram: ${steps.length} steps, programSteps says ${programSteps(config.layers, q8, mlpLayers)}`);
     this.program = new PoolProgram(pool, steps);
   }
 

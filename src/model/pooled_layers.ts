@@ -95,7 +95,7 @@ export function residualInPool(model: Model): boolean {
     config.norm === 'rmsnorm' &&
     config.mlp === 'swiglu' &&
     !config.parallelResidual &&
-    weights.layers.every((w) => inPool(w.qkv) && inPool(w.out) && inPool(w.up) && inPool(w.down))
+    weights.layers.every((w) => inPool(w.qkv) && inPool(w.out) && (config.hiddenDim === 0 || (inPool(w.up) && inPool(w.down))))
   );
 }
 
@@ -196,12 +196,12 @@ function layer(model: Model, w: LayerWeights, l: number, residual: Residual, row
   // The norms run in the products (InputNorm): normalised straight into the
   // pool's operand region, by loops.wat's loop (rmsNormRows' bits).
   const attnNorm = inputNorm(model, w.attnNorm.weight);
-  const mlpNorm = inputNorm(model, w.mlpNorm.weight);
   // No tidy of its own: attention caches tensors for the next layers (the
   // rotations of a view); the caller's tidy (forwardBatch) releases them.
   const qkv = pooledProduct(w.qkv.pooled!, residual.values(), rows, attnNorm); // [rows, (heads + 2 kvHeads) * headDim]
   const merged = attend(qkv, rows, l); // [rows, heads * headDim]
   residual.add(pooledProduct(w.out.pooled!, merged, rows));
+  if (model.config.hiddenDim === 0) return; // attention-only layer: no feed-forward (its empty matrices stay unplaced: placeWeights)
   const up = w.up.pooled!;
   const hidden = up.rows / 2;
   // Where the SwiGLU kernel runs its SIMD loop, the pool runs that loop (on
@@ -209,6 +209,7 @@ function layer(model: Model, w: LayerWeights, l: number, residual: Residual, row
   // gate|up product's own job (pooledGatedProduct); elsewhere the kernel's
   // JavaScript loop.
   const simd = simdLoops && hidden % 4 === 0;
+  const mlpNorm = inputNorm(model, w.mlpNorm.weight);
   let gated = simd && rows === 1 ? pooledGatedProduct(up, residual.values(), mlpNorm) : undefined; // [rows, hidden]
   if (gated === undefined) {
     const gateUp = pooledProduct(up, residual.values(), rows, mlpNorm); // [rows, 2 hidden], in the pool
