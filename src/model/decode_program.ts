@@ -27,7 +27,7 @@
 //   Q8Add         residual += W_down g                                          |
 //
 // An attention-only model's layer (hidden size 0: the zoo's backcopy-attn,
-// mix-attn) is the first six steps, without the feed-forward's four, as
+// mix-attn) is its first five steps (six for q8), without the feed-forward's four, as
 // transformer.ts and pooled_layers.ts skip it.
 //
 // float32: no Quantize, and the gate|up product (F32, a barrier) then
