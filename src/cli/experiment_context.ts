@@ -69,7 +69,7 @@ export async function contextFromFlags(
   command: string,
   out: string,
   choice: ContextChoice = {},
-): Promise<ExperimentContext> {
+): Promise<ExperimentContext & { modelPath: string }> {
   if (choice.report === undefined) checkOutputDir(out, `${command} --out ${out}`, flags.force === true, isReportFolder);
   const given = textSource(flags, command); // before the model: a missing text fails fast
   // reproduce pretraining --models without --model: the first of them stands for the run
@@ -92,6 +92,7 @@ export async function contextFromFlags(
     if (ids.length < 2) throw new UsageError(`${command}: ${sourceLabel(source)} gives ${ids.length} token${ids.length === 1 ? '' : 's'}, expected at least 2`);
     return {
       model,
+      modelPath: opened.path, // (reproduce all loads it again for latency)
       modelLabel: opened.label,
       tokenizer,
       ...(trainedOn !== undefined ? { trainedOn } : {}),

@@ -79,22 +79,24 @@ export const reproduceCommand = defineCommand({
     const asked = placementOfFlags(flags, 'reproduce'); // (even where unused: a bad combination is refused alike)
     const placement = chosen.every((e) => TFJS_PATH_ONLY.includes(e.name)) ? undefined : asked;
     const { disposeModel } = await import('../model/weights.js');
+    const { loadModelPlaced } = await import('../model/load.js');
     const ctx = await contextFromFlags(flags, 'reproduce', out, { zoo: 'demo', placement }); // without --model: the demo model when the zoo names one
     const started = performance.now();
     const timings: string[] = [];
     reportProducts(ctx.model);
     let file: string;
     const printed: string[] = [];
+    // the context's model again, from its file, where `where` says (the text, tokenizer and settings stay)
+    const reload = async (where: Placement | undefined) => {
+      await disposeModel(ctx.model);
+      ctx.model = loadModelPlaced(ctx.modelPath, where, `reproduce: ${ctx.modelPath} with --weights ${where?.weights ?? 'f32'}`);
+    };
     try {
       for (const experiment of chosen) {
         const t0 = performance.now();
         // one of TFJS_PATH_ONLY in `all`: the model on the tfjs path in place of the pooled one (disposed first, so that
         // tf.profile counts one model's tensors, as in `reproduce latency`), then pooled again for what follows
         const swap = ctx.model.pool !== undefined && TFJS_PATH_ONLY.includes(experiment.name);
-        const reload = async (where: Placement | undefined) => {
-          await disposeModel(ctx.model);
-          ctx.model = (await contextFromFlags(flags, 'reproduce', out, { zoo: 'demo', report: ctx.report, placement: where })).model;
-        };
         if (swap) {
           ctx.log(`${experiment.name}: on the tfjs path (it measures tfjs's tensor memory, which the worker pool's is not)`);
           await reload(undefined);
