@@ -1,5 +1,6 @@
 // A decode step by phase, on 1 thread or on N, from a checkpoint FILE loaded
-// as bench/decode.ts's child loads it (loadModel, then placeWeights): what
+// with loadModel, then placeWeights (the same speed as the CLI's
+// loadModel(path, { threads }): bench/load_paths.ts): what
 // each step of the decode program takes on the calling thread, and the time
 // outside runProgram (the caller's JavaScript between programs), µs a token.
 // One thread: each step's whole run (runProgramAlone, patched here to read
@@ -27,7 +28,7 @@ prints one JSON line. Alternate processes (and run.c's instrumented copy, bench/
 
   node dist/bench/step_phases.js --file CHECKPOINT [--threads 2] [--weights f32] [--tokens 256] [--rounds 4] [--warmup 512] [--again 0]
 
-  --file CHECKPOINT  a llama2.c checkpoint, loaded as bench/decode.ts's child loads it (loadModel, then placeWeights)
+  --file CHECKPOINT  a llama2.c checkpoint (loadModel, then placeWeights)
   --threads N        the pool's threads (default 2)
   --weights F        f32 or q8 (default f32)
   --tokens N         greedy tokens from BOS a round (default 256)
