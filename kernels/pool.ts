@@ -252,7 +252,13 @@ export class WorkerPool {
     // own loops and returns have spent a budget (~1.8 MB of its code run), small inputs or large. 4000 calls each of
     // the attention, norm, qkvRope, pick and patch loops on 1 KB of scratch (2.9-3.9 ms at placement) took the cold
     // window's attention from 64 to 49 µs a token, 1.9 ms over its 128 tokens; tokens/s 1.02-1.05x against an A/A of
-    // 1.02-1.04 (bench/RESULTS.md "Cold start: the WebAssembly loops tiered up at placement"): left out.
+    // 1.02-1.04 (bench/RESULTS.md "Cold start: the WebAssembly loops tiered up at placement"): left out. On the
+    // workers instead, while this thread loads the model (the TurboFan code serves this thread's instances too: its
+    // first attendRow calls 0.8 µs, not 1.9-124): the cold window's attention + qkvRope fell 12-16 µs a token (2 ms
+    // over 128 tokens), but the load read 125.4 ms against 117.3 / 122.0 (A/A) on 2 cores, the warm-up and V8's
+    // compiles beside the loader, and tokens/s stayed within the A/A; a small model whose load ends before the workers
+    // start had its first token 2.5 ms slower unless the warm-up stopped at placement's end (bench/RESULTS.md "Cold
+    // start: the loops tiered up on the workers while the model loads", with how it was built): left out too.
     this.shared = new WebAssembly.Instance(sharedLoopsModule(), { env: { memory: this.memory } }).exports as unknown as SharedLoops;
     this.walker = new WebAssembly.Instance(walkerModule(), {
       env: walkerImports(
