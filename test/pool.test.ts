@@ -20,7 +20,7 @@ import { qkvHeadsInto } from '../kernels/qkv_heads.js';
 import { qkvRopeInPool, qkvRopeRecordBytes, setQkvRopeSlot, writeQkvRopeRecord } from '../kernels/qkv_rope.js';
 import { BLOCK, FRAME, FRAME_WORDS, FRAMES_BLOCK_WORDS, ROW, ROW_WORDS } from '../kernels/decode_patch.js';
 import { patchDecodeLayersRef } from '../kernels/decode_patch.ref.js';
-import { ropeAngleArrays } from '../kernels/rope.js';
+import { inverseFrequencies, ropeAngleArrays, ropeAnglesFrom } from '../kernels/rope.js';
 import { matMul2d } from '../kernels/matmul.js';
 import { rmsNormRows } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
@@ -483,6 +483,69 @@ t.test(
         t.ok(untouched, `${name}: the other slots untouched`);
       }
     }
+  },
+);
+
+t.test(
+  "loops.wat ropeAngles: ropeAnglesFrom's bits (Math.cos, Math.sin) over positions, specs and angles near multiples of pi/2; 0 past 2^19 pi/2",
+  async (t) => {
+    const pool = one;
+    const half = 64;
+    const freqs = pool.alloc(8 * half);
+    const cos = pool.alloc(4 * half);
+    const sin = pool.alloc(4 * half);
+    const want = { cos: new Float32Array(half), sin: new Float32Array(half) };
+    let compared = 0;
+    let differ = 0;
+    let refused = 0;
+    /** p's angles both ways, with frequencies f; whether ropeAngles took them all */
+    const check = (p: number, f: Float64Array): boolean => {
+      const { floats } = pool.views();
+      new Float64Array(pool.memory.buffer, freqs, f.length).set(f);
+      if (pool.shared.ropeAngles(p, freqs, f.length, cos, sin) === 0) return false;
+      ropeAnglesFrom(p, 1, f, want.cos, 0, want.sin, 0);
+      for (let i = 0; i < f.length; i++) {
+        compared++;
+        if (!Object.is(floats[cos / 4 + i], want.cos[i]) || !Object.is(floats[sin / 4 + i], want.sin[i])) differ++;
+      }
+      return true;
+    };
+    // the specs' frequencies at decode positions (scale 1 and 4)
+    for (const [theta, rotaryDim] of [
+      [10000, 48],
+      [10000, 128],
+      [500000, 64],
+      [1e6, 32],
+    ] as const) {
+      const f = inverseFrequencies({ theta, rotaryDim, layout: 'pairs', scale: 1 });
+      for (let p = 0; p < 200000; p += p < 4096 ? 1 : 97) if (!check(p, f)) refused++;
+      for (let p = 0; p < 4096; p++) check(p / 4, f);
+    }
+    // angles of every size up to the range, and near multiples of pi/2 (the reduction's cancellations)
+    const one64 = new Float64Array(half).fill(1);
+    const some = new Float64Array(half);
+    for (let k = 0; k < 4000; k++) {
+      for (let i = 0; i < half; i++) some[i] = (rng() - 0.5) * 2 ** (40 * rng() - 20);
+      check(1, some);
+      for (let i = 0; i < half; i++) some[i] = rng() * 823000;
+      check(1, some);
+      const m = (k * 131 + 1) * (Math.PI / 2);
+      for (let i = 0; i < half; i++) some[i] = m * (1 + (i - half / 2) * 2 ** -52);
+      check(1, some);
+      check(
+        k + 1,
+        one64.map((_, i) => (Math.PI / 2) * (i + 1)),
+      );
+    }
+    t.equal(differ, 0, `${compared} angles: the same bits`);
+    t.ok(compared > 2e6, `${compared} compared`);
+    t.equal(refused, 0, 'every decode position of those specs in range');
+    // past the range: refused (the caller computes them), as for an infinity or NaN
+    new Float64Array(pool.memory.buffer, freqs, 1)[0] = 1;
+    t.equal(pool.shared.ropeAngles(823550 * Math.PI, freqs, 1, cos, sin), 0);
+    t.equal(pool.shared.ropeAngles(Infinity, freqs, 1, cos, sin), 0);
+    t.equal(pool.shared.ropeAngles(NaN, freqs, 1, cos, sin), 0);
+    t.equal(pool.shared.ropeAngles(2 ** 19 * (Math.PI / 2) * 0.999, freqs, 1, cos, sin), 1);
   },
 );
 
