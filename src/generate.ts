@@ -93,8 +93,11 @@ class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
   }
 
   next(): Promise<IteratorResult<GenerateStep, void>> {
-    return this.call(() => this.step());
+    return this.call(this.stepCall);
   }
+
+  /** step as call() takes it, made once (not a closure a token). */
+  private readonly stepCall = () => this.step();
 
   return(value?: void | PromiseLike<void>): Promise<IteratorResult<GenerateStep, void>> {
     return this.call(() => {
