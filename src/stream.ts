@@ -32,8 +32,6 @@ export class TokenStream {
   private readonly recompute: RecomputeWindow | undefined;
   /** A pooled model's decode step's scratch tensors (forwardLastValues). */
   private readonly scratch: DecodeScratch | undefined;
-  /** Recompute: a feed failed after the scratch cache was reset, so it no longer holds a window shorter than W (see feed). */
-  private scratchStale = false;
 
   constructor(
     readonly model: Model,
@@ -80,12 +78,14 @@ export class TokenStream {
     // While the stream is no longer than the window, every window is the
     // whole stream: one causal pass, continuing the scratch cache, gives
     // exactly the re-computed logits. A feed that failed after it reset the
-    // scratch cache left it without that stream: run it again first.
-    if (this.scratchStale && window.length < window.windowSize) {
+    // scratch cache left it without that stream: run it again first. Its
+    // length tells: a failed block leaves a dense cache as it was (one block,
+    // abandoned), so after a reset it holds 0 entries or a whole window of
+    // W, never the shorter stream's count unless both are 0.
+    if (window.length < window.windowSize && this.cache.length !== window.length) {
       this.cache.reset();
       if (window.length > 0) forward(this.model, window.window, this.cache, 'last').dispose();
     }
-    this.scratchStale = false;
     const rows: tf.Tensor2D[] = [];
     // (a failed feed leaves the window as it was: the scratch cache abandons a failed block itself)
     const saved = window.save();
@@ -101,7 +101,6 @@ export class TokenStream {
         const context = window.push(ids[i]!);
         if (logits === 'last' && i < ids.length - 1) continue;
         this.cache.reset();
-        this.scratchStale = true;
         rows.push(forward(this.model, context, this.cache, 'last'));
       }
     } catch (e) {
@@ -109,7 +108,6 @@ export class TokenStream {
       tfc.dispose(rows);
       throw e;
     }
-    this.scratchStale = false;
     const all = rows.length === 1 ? rows[0]! : tfc.concat(rows, 0);
     if (rows.length > 1) tfc.dispose(rows);
     if (logits === 'all' || all.shape[0] === 1) return all;
@@ -150,7 +148,6 @@ export class TokenStream {
   reset(): void {
     this.cache.reset();
     this.recompute?.reset();
-    this.scratchStale = false;
   }
 
   dispose(): void {

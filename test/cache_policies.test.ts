@@ -816,6 +816,36 @@ const backend = await initTestBackend();
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
   });
 
+  // ... and the block is over all the same (it stayed begun: every later begin threw 'the previous block was not
+  // ended', and a second abandon restored again); the window's overwritten entries are not all back, so the cache
+  // refuses another block until reset(), after which it is a fresh cache's, value for value
+  t.test("a streaming cache whose abandon's restore throws: the block ended, the cache refusing until reset()", async (t) => {
+    const before = tf.memory().numTensors;
+    const cache = new StreamingCache(2, 5, cacheShape(model.config));
+    forward(model, ids.slice(0, 13), cache).dispose(); // the ring wrapped: a block of 4 overwrites kept entries
+    const storage = (cache as unknown as { storage: EntryStorage }).storage;
+    const restore = storage.restore;
+    const onAttention = () => {
+      storage.restore = () => {
+        throw new Error('restore failed');
+      };
+      throw new Error('injected');
+    };
+    t.throws(() => forward(model, ids.slice(13, 17), cache, 'all', { onAttention }), /^injected$/, "the block's error");
+    storage.restore = restore;
+    t.equal(cache.length, 13, 'length as before');
+    t.throws(() => cache.abandon(), new Error('StreamingCache.abandon: no block begun'), 'no block left begun');
+    const refusal = 'StreamingCache.begin: an abandoned block overwrote kept entries that could not be put back; reset() the cache';
+    t.throws(() => cache.begin(1), new Error(refusal), 'begin refuses');
+    cache.reset();
+    const reference = new StreamingCache(2, 5, cacheShape(model.config));
+    const [got, want] = [cache, reference].map((c) => forward(model, ids.slice(0, 9), c));
+    t.equal(maxAbsDiff(got!.dataSync(), want!.dataSync()), 0, 'after reset(), a fresh cache, value for value');
+    tf.dispose([got!, want!]);
+    [cache, reference].forEach((c) => c.dispose());
+    t.equal(tf.memory().numTensors, before, 'no tensor leak');
+  });
+
   // forward() splits a block longer than a full h2o or tova cache takes into blocks of one token: where the
   // second throws, the cache keeps the first (its length says so) and the logits already computed are disposed
   t.test('a split block whose second part throws: the cache keeps the first part, nothing leaks', async (t) => {

@@ -29,6 +29,8 @@ export class StreamingCache implements KVCache {
   private readonly view: ReusedView;
   /** The kept entries the block begun has overwritten (a block of several tokens), put back if it is abandoned. */
   private readonly overwritten: SavedSlots[] = [];
+  /** Why the window's entries are not to be trusted until reset(): an abandon whose restore threw (begin refuses until then). */
+  private broken: string | undefined;
 
   constructor(
     readonly sinkCount: number,
@@ -63,6 +65,7 @@ export class StreamingCache implements KVCache {
 
   begin(T: number): BlockView {
     if (this.blockTokens !== undefined) throw new Error(`${this.constructor.name}.begin: the previous block was not ended`);
+    if (this.broken !== undefined) throw new Error(`${this.constructor.name}.begin: ${this.broken}; reset() the cache`);
     const start = this.streamLength;
     const S = this.sinkCount;
     const W = this.windowSize;
@@ -151,19 +154,28 @@ export class StreamingCache implements KVCache {
    * The entries a block of several tokens overwrote go back (a later block
    * may see them again); a single token's slot held nothing yet, or the
    * entry that leaves the window as the token comes, which no later query
-   * sees.
+   * sees. Whatever a restore throws, the block is over (no longer begun);
+   * where one threw, some of those entries are not back, so the cache
+   * refuses to begin another block until reset().
    */
   abandon(): void {
     if (this.blockTokens === undefined) throw new Error(`${this.constructor.name}.abandon: no block begun`);
-    for (const saved of this.overwritten) this.storage.restore(saved);
-    this.overwritten.length = 0;
-    this.blockTokens = undefined;
+    try {
+      for (const saved of this.overwritten) this.storage.restore(saved);
+    } catch (e) {
+      this.broken = 'an abandoned block overwrote kept entries that could not be put back';
+      throw e;
+    } finally {
+      this.overwritten.length = 0;
+      this.blockTokens = undefined;
+    }
   }
 
   reset(): void {
     this.streamLength = 0;
     this.blockTokens = undefined;
     this.overwritten.length = 0;
+    this.broken = undefined;
   }
 
   dispose(): void {

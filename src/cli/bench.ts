@@ -10,6 +10,7 @@ const BENCHMARKS: Record<string, string> = {
   decode: 'greedy decode tok/s against llama2.c run.c (float32, q8; 1 and all threads; float32 on the tfjs path), blocked evaluation on 1 and all threads',
   profile_decode: 'where the time of a pooled decode step goes, by part (products, attention, tfjs, sampling, ...)',
   cold_start: "why a process's first few hundred decode tokens are slower: CPU by thread (V8's compiler), functions compiled",
+  load_paths: 'decode speed by the way the model reached the worker pool (loadModel then placeWeights, loadModel with placement, drawn), by program step',
   streaming: 'latency vs stream length, recompute vs streaming (Fig. 10), blocked vs stepwise evaluation',
   endless: 'a million sampled tokens through the streaming cache: speed and memory every 50K tokens',
   hf_load: 'checkpoint load time and peak memory by format',

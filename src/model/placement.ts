@@ -89,9 +89,11 @@ export function placementOf(options: PlacementOptions, backend: string, words: O
   // and left out (bench/RESULTS.md, 'Tiny models', 12-01 02:05-02:10). On the 0.6 and 1.0 MiB models two threads
   // score blocks 1.17x and 1.46x faster than one; the 260K shape decodes in 0.765x one thread's time while the
   // second core is free (1.7x while another process holds it: the load, not the size); only the attention-only zoo
-  // models decode slower on two: with their decode program (layers without a feed-forward), two threads still run at
-  // 0.70x one's tok/s, a layer of dim 128 being less work than the barriers (4 fresh processes each alternating, load
-  // 1.3-1.4; docs/speed.md 'Tiny models').
+  // models decode slower on two in a short run: with their decode program (layers without a feed-forward), two threads
+  // still run `generate --steps 1000` at 0.70x one's tok/s (4 fresh processes each alternating, load 1.3-1.4), the
+  // two-thread path's slower warm-up, not the barriers: warm they decode backcopy-attn in 0.75-0.86x one thread's
+  // time a token, and --steps 20000 1.02-1.15x as fast; a decode step kept on one thread below a size was measured and
+  // left out (docs/speed.md 'Tiny models', session 26).
   return { threads: threads ?? defaultThreads(), weights: weights ?? 'f32' };
 }
 
