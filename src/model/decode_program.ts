@@ -490,8 +490,9 @@ export class DecodeProgram {
   // of each distinct position are computed in WebAssembly (loops.wat
   // ropeAngles: fdlibm's cos and sin, Math.cos's and Math.sin's bits), not
   // by ropeAnglesFrom, which V8 ran as bytecode through the first ~110 tokens
-  // (4 µs a 15M token there, 2.5 later) and then compiled on a background
-  // thread during the tokens bench/decode times.
+  // and then compiled on a background thread during the tokens bench/decode
+  // times: 4.6 -> 2.1 µs a 15M token there, 2.3 -> 1.5 later (bench/RESULTS.md,
+  // "The caller's per-token path by piece").
 
   /** The embedding's rows [vocab, dim]: the view kept from the tokens before while it is of the model's tensor and its buffer is not detached (a non-shared wasm memory's grow detaches it: length 0). */
   private embeddingTable(): Float32Array {
