@@ -28,14 +28,26 @@
 //
 //   node dist/bench/load_paths.js [--shape 15M] [--weights f32] [--threads 2] [--rounds 8] [--arms LIST] [--warm 1024] [--streams 4] [--length 129] [--record]
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
-import { anonHugePagesMiB, benchArgs, cpuMark, markdownTable, median, othersCores, peakRssMiB, recordResult, runBench, shapeFlag } from './common.js';
+import {
+  anonHugePagesMiB,
+  benchArgs,
+  cpuMark,
+  markdownTable,
+  median,
+  othersCores,
+  peakRssMiB,
+  recordResult,
+  residentMiB,
+  runBench,
+  shapeFlag,
+} from './common.js';
 
 const ARMS = ['file+place', 'file', 'drawn', 'gc'] as const;
 type Arm = (typeof ARMS)[number];
@@ -90,20 +102,6 @@ interface Result {
   ids: string;
 }
 
-/** MiB resident, and of those in 2 MB pages, of the mappings that overlap [address, address + bytes) (/proc/self/smaps). */
-function residentMiB(address: number, bytes: number): { rss: number; huge: number } {
-  let rss = 0;
-  let huge = 0;
-  let inside = false;
-  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
-    const range = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
-    if (range !== null) inside = parseInt(range[1]!, 16) < address + bytes && parseInt(range[2]!, 16) > address;
-    else if (inside && line.startsWith('Rss:')) rss += Number(line.split(/\s+/)[1]) / 1024;
-    else if (inside && line.startsWith('AnonHugePages:')) huge += Number(line.split(/\s+/)[1]) / 1024;
-  }
-  return { rss, huge };
-}
-
 async function child(arm: Arm, file: string): Promise<Result> {
   await initBackend('wasm');
   const { loadModel } = await import('../src/model/load.js');
@@ -147,7 +145,7 @@ async function child(arm: Arm, file: string): Promise<Result> {
   const inProgram = times.runs === 0 ? NaN : [...byOp.values()].reduce((a, b) => a + b, 0);
   const classifierUs = [...byOp].find(([name]) => name.endsWith('(classifier)'))?.[1] ?? NaN; // F32Pick or Q8Pick
   const advice = pool.pageAdvice;
-  const resident = advice.hugePages ? residentMiB(advice.address, advice.bytes) : { rss: NaN, huge: NaN };
+  const resident = (advice.hugePages ? residentMiB(advice.address, advice.bytes) : undefined) ?? { rss: NaN, huge: NaN };
   const result: Result = {
     usPerToken: (1000 * ms) / tokens,
     classifierUs,
