@@ -1065,11 +1065,12 @@
   ;; half, angle = p * freqs[i] (float64s at freqs), cos[i] = cos(angle) and
   ;; sin[i] = sin(angle) as float32. cos and sin are fdlibm's, as V8 computes
   ;; Math.cos and Math.sin (src/base/ieee754.cc: __kernel_cos, __kernel_sin,
-  ;; the reduction of __ieee754_rem_pio2 up to |x| ~<= 2^19 pi/2), operation
-  ;; for operation, so the bits are JavaScript's (test/pool.test.ts sweeps
-  ;; them). Returns 0, having written some angles, where an angle is past
-  ;; that range (or not finite): the caller then computes them all in
-  ;; JavaScript.
+  ;; the reduction of __ieee754_rem_pio2 while |x|'s high word is at most
+  ;; 0x413921fb, |x| < 2^20 pi/2 = 1,647,100: fdlibm's comment says 2^19),
+  ;; operation for operation, so the bits are JavaScript's (test/pool.test.ts
+  ;; compares the float32s). Returns 0, having written some angles, where an
+  ;; angle is past that range (or not finite): the caller then computes them
+  ;; all in JavaScript.
   (func (export "ropeAngles") (param $p f64) (param $freqs i32) (param $half i32) (param $cos i32) (param $sin i32) (result i32)
     (local $i i32) (local $x f64) (local $hx i32) (local $ix i32) (local $n i32) (local $y0 f64) (local $y1 f64)
     (local $z f64) (local $t f64) (local $r f64) (local $w f64) (local $fn f64) (local $j i32) (local $c f64) (local $s f64)
@@ -1113,7 +1114,7 @@
                         (local.set $y1 (f64.add (f64.sub (local.get $z) (local.get $y0)) (f64.const 0x1.3198a2e037073p-69)))))
                     (local.set $n (i32.const -1)))))
               (else
-                ;; |x| ~<= 2^19 pi/2: n = nearest integer to |x| 2/pi, then |x| - n pi/2 in two to four parts
+                ;; |x| < 2^20 pi/2: n = nearest integer to |x| 2/pi, then |x| - n pi/2 in two to four parts
                 (local.set $t (f64.abs (local.get $x)))
                 (local.set $n (i32.trunc_f64_s (f64.add (f64.mul (local.get $t) (f64.const 0x1.45f306dc9c883p-1)) (f64.const 0.5))))
                 (local.set $fn (f64.convert_i32_s (local.get $n)))

@@ -615,7 +615,7 @@ export class DecodeProgram {
     return most;
   }
 
-  /** RoPE's angles of a position where one is past what loops.wat ropeAngles reduces (2^19 pi/2: a position past some 823,000 / scale): in JavaScript, the same bits, cos at byte `at`, sin after it. */
+  /** RoPE's angles of a position where one is past what loops.wat ropeAngles reduces (2^20 pi/2: a position past some 1,647,000 times the rope's scale): in JavaScript, the same bits, cos at byte `at`, sin after it. */
   private anglesOfFarPosition(position: number, at: number, floats: Float32Array): void {
     ropeAnglesFrom(position, this.model.config.rope.scale, this.frequencies, floats, at / 4, floats, at / 4 + this.half);
   }
