@@ -19,12 +19,12 @@
 // --length tokens from BOS, timed, with the decode program's table by op
 // (WorkerPool.programTimes: the calling thread's own claims plus its wait at
 // the step's barrier). Each process starts after a second in which other
-// processes took under 0.1 of a core (waiting 15 s at most). Reported by arm: µs a token, the classifier step
-// (final norm, product and pick), the other op steps, Attend among them (a
-// step that reads no weights: a control for the machine's memory), the time
-// outside the program, the load, the pool's memory in 2 MB pages, and peak
-// RSS; medians over the quiet rounds, and each arm's ratio to the first
-// arm's in the same round.
+// processes took under 0.1 of a core (waiting 15 s at most). Reported by arm:
+// µs a token, the classifier step (final norm, product and pick), the other
+// op steps, Attend among them (a step that reads no weights: a control for
+// the machine's memory), the time outside the program, the load, the pool's
+// memory in 2 MB pages, and peak RSS; medians over the quiet rounds, and
+// each arm's ratio to the first arm's in the same round.
 //
 //   node dist/bench/load_paths.js [--shape 15M] [--weights f32] [--threads 2] [--rounds 8] [--arms LIST] [--warm 1024] [--streams 4] [--length 129] [--record]
 import { execFileSync } from 'node:child_process';
