@@ -1071,6 +1071,12 @@
   ;; compares the float32s). Returns 0, having written some angles, where an
   ;; angle is past that range (or not finite): the caller then computes them
   ;; all in JavaScript.
+  ;;
+  ;; fdlibm's notice, which its copies keep (V8's ieee754.cc too):
+  ;;   Copyright (C) 1993 by Sun Microsystems, Inc. All rights reserved.
+  ;;   Developed at SunPro, a Sun Microsystems, Inc. business.
+  ;;   Permission to use, copy, modify, and distribute this software is
+  ;;   freely granted, provided that this notice is preserved.
   (func (export "ropeAngles") (param $p f64) (param $freqs i32) (param $half i32) (param $cos i32) (param $sin i32) (result i32)
     (local $i i32) (local $x f64) (local $hx i32) (local $ix i32) (local $n i32) (local $y0 f64) (local $y1 f64)
     (local $z f64) (local $t f64) (local $r f64) (local $w f64) (local $fn f64) (local $j i32) (local $c f64) (local $s f64)
