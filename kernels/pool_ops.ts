@@ -164,7 +164,13 @@ export const PICK_RECORD_BYTES = 8;
  *
  * (Float32 has no gated job: the same fusion measured 3-4 µs a layer slower
  * than the product and the SwiGLU job in a 15M decode on 2 threads, its two
- * streams of rows per claim coming from memory, not the cache.)
+ * streams of rows per claim coming from memory, not the cache. With the
+ * float32 gate|up matrix stored interleaved, gate and up groups of 16 rows
+ * alternating so that a claim's rows are one stream (a flag at allocation,
+ * writeRow mapping rows, products reordering theirs), it moved SwiGLU off
+ * the down product, a few µs a token, but no A/B resolved it: 15M f32 2
+ * threads 1.0005 in one process, 95% 0.9966..1.0043; bench/RESULTS.md,
+ * s26swiglu. Not kept.)
  */
 export const GATED_SCRATCH_FLOATS = 3;
 
