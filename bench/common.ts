@@ -182,6 +182,24 @@ export function anonHugePagesMiB(): number | undefined {
   return procMiB('/proc/self/smaps_rollup', 'AnonHugePages');
 }
 
+/**
+ * MiB resident, and of those in 2 MB pages, of the mappings that overlap
+ * [address, address + bytes) (/proc/self/smaps); undefined off Linux.
+ */
+export function residentMiB(address: number, bytes: number): { rss: number; huge: number } | undefined {
+  if (!existsSync('/proc/self/smaps')) return undefined;
+  let rss = 0;
+  let huge = 0;
+  let inside = false;
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const range = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+    if (range !== null) inside = parseInt(range[1]!, 16) < address + bytes && parseInt(range[2]!, 16) > address;
+    else if (inside && line.startsWith('Rss:')) rss += Number(line.split(/\s+/)[1]) / 1024;
+    else if (inside && line.startsWith('AnonHugePages:')) huge += Number(line.split(/\s+/)[1]) / 1024;
+  }
+  return { rss, huge };
+}
+
 /** The 2 MB-page addon of a build (native/huge_pages.c), where its own kernels/huge_pages.js looks for it. */
 export interface PagesAddon {
   /** Its path: that module's HUGE_PAGES_ADDON; undefined where the build has no kernels/huge_pages.js (from before 2 MB pages). */

@@ -19,23 +19,35 @@
 // --length tokens from BOS, timed, with the decode program's table by op
 // (WorkerPool.programTimes: the calling thread's own claims plus its wait at
 // the step's barrier). Each process starts after a second in which other
-// processes took under 0.1 of a core (waiting 15 s at most). Reported by arm: µs a token, the classifier step
-// (final norm, product and pick), the other op steps, Attend among them (a
-// step that reads no weights: a control for the machine's memory), the time
-// outside the program, the load, the pool's memory in 2 MB pages, and peak
-// RSS; medians over the quiet rounds, and each arm's ratio to the first
-// arm's in the same round.
+// processes took under 0.1 of a core (waiting 15 s at most). Reported by arm:
+// µs a token, the classifier step (final norm, product and pick), the other
+// op steps, Attend among them (a step that reads no weights: a control for
+// the machine's memory), the time outside the program, the load, the pool's
+// memory in 2 MB pages, and peak RSS; medians over the quiet rounds, and
+// each arm's ratio to the first arm's in the same round.
 //
 //   node dist/bench/load_paths.js [--shape 15M] [--weights f32] [--threads 2] [--rounds 8] [--arms LIST] [--warm 1024] [--streams 4] [--length 129] [--record]
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
-import { anonHugePagesMiB, benchArgs, cpuMark, markdownTable, median, othersCores, peakRssMiB, recordResult, runBench, shapeFlag } from './common.js';
+import {
+  anonHugePagesMiB,
+  benchArgs,
+  cpuMark,
+  markdownTable,
+  median,
+  othersCores,
+  peakRssMiB,
+  recordResult,
+  residentMiB,
+  runBench,
+  shapeFlag,
+} from './common.js';
 
 const ARMS = ['file+place', 'file', 'drawn', 'gc'] as const;
 type Arm = (typeof ARMS)[number];
@@ -90,20 +102,6 @@ interface Result {
   ids: string;
 }
 
-/** MiB resident, and of those in 2 MB pages, of the mappings that overlap [address, address + bytes) (/proc/self/smaps). */
-function residentMiB(address: number, bytes: number): { rss: number; huge: number } {
-  let rss = 0;
-  let huge = 0;
-  let inside = false;
-  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
-    const range = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
-    if (range !== null) inside = parseInt(range[1]!, 16) < address + bytes && parseInt(range[2]!, 16) > address;
-    else if (inside && line.startsWith('Rss:')) rss += Number(line.split(/\s+/)[1]) / 1024;
-    else if (inside && line.startsWith('AnonHugePages:')) huge += Number(line.split(/\s+/)[1]) / 1024;
-  }
-  return { rss, huge };
-}
-
 async function child(arm: Arm, file: string): Promise<Result> {
   await initBackend('wasm');
   const { loadModel } = await import('../src/model/load.js');
@@ -147,7 +145,7 @@ async function child(arm: Arm, file: string): Promise<Result> {
   const inProgram = times.runs === 0 ? NaN : [...byOp.values()].reduce((a, b) => a + b, 0);
   const classifierUs = [...byOp].find(([name]) => name.endsWith('(classifier)'))?.[1] ?? NaN; // F32Pick or Q8Pick
   const advice = pool.pageAdvice;
-  const resident = advice.hugePages ? residentMiB(advice.address, advice.bytes) : { rss: NaN, huge: NaN };
+  const resident = (advice.hugePages ? residentMiB(advice.address, advice.bytes) : undefined) ?? { rss: NaN, huge: NaN };
   const result: Result = {
     usPerToken: (1000 * ms) / tokens,
     classifierUs,
@@ -177,6 +175,90 @@ async function quietSecond(): Promise<void> {
   }
 }
 
+/** --rounds rounds of a fresh process an arm, the arms' order reversed every other round: each arm's results by round. */
+async function runRounds(file: string): Promise<Map<string, Result[]>> {
+  const script = fileURLToPath(import.meta.url);
+  const results = new Map<string, Result[]>(arms.map((a) => [a, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const a of r % 2 === 0 ? arms : [...arms].reverse()) {
+      const args = [script, '--child', armOf(a), '--model', file, '--shape', shape, '--weights', weights, '--threads', String(threads)];
+      args.push('--warm', String(warm), '--streams', String(streams), '--length', String(length));
+      await quietSecond();
+      const out = execFileSync(process.execPath, [...(armOf(a) === 'gc' ? ['--expose-gc'] : []), ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      const res = JSON.parse(out, (_, v: unknown) => (v === null ? NaN : v)) as Result; // (NaN travels as null)
+      results.get(a)!.push(res);
+      process.stderr.write(
+        `round ${r + 1} ${a}: ${res.usPerToken.toFixed(1)} µs/token; classifier ${res.classifierUs.toFixed(1)}, other ops ${res.otherOpsUs.toFixed(1)} ` +
+          `(Attend ${res.attendUs.toFixed(1)}), outside ${res.outsideUs.toFixed(1)}, split ${res.splitShare.toFixed(2)}; load ${res.loadMs.toFixed(0)} ms; ` +
+          `pool ${res.poolHugeMiB.toFixed(0)} of ${res.poolRssMiB.toFixed(0)} MiB in 2 MB pages, all anonymous ${res.anonHugeMiB.toFixed(0)}; ` +
+          `peak RSS ${res.rssMiB.toFixed(0)} MiB; classifier at ${res.classifierAt}; others ${res.others.toFixed(2)} cores; ids ${res.ids}\n`,
+      );
+    }
+  }
+  return results;
+}
+
+/** The table over the quiet rounds (medians, and ratios to the first arm's in the same round), with what it is of. */
+function report(results: Map<string, Result[]>, loadBefore: number): string {
+  const idsDiffer = arms.some((a) => results.get(a)!.some((res) => res.ids !== results.get(arms[0]!)![0]!.ids));
+  // quiet rounds: every arm's timed tokens beside under 0.1 of a core of other processes
+  const all = [...Array(rounds).keys()];
+  const calm = all.filter((r) => arms.every((a) => results.get(a)![r]!.others < 0.1));
+  const quiet = calm.length > 0 ? calm : all; // (none quiet: every round, said so)
+  const of = (a: string, f: (res: Result) => number) => quiet.map((r) => f(results.get(a)![r]!));
+  const med = (a: string, f: (res: Result) => number, digits = 1) => median(of(a, f)).toFixed(digits);
+  const base = arms[0]!;
+  const ratio = (a: string, f: (res: Result) => number) => {
+    const xs = quiet.map((r) => f(results.get(a)![r]!) / f(results.get(base)![r]!));
+    return `${median(xs).toFixed(3)} (${Math.min(...xs).toFixed(2)}..${Math.max(...xs).toFixed(2)})`;
+  };
+  const range = (a: string, f: (res: Result) => number) => `${Math.min(...of(a, f)).toFixed(0)}..${Math.max(...of(a, f)).toFixed(0)}`;
+  // on one thread no program runs split: its columns are dropped
+  const split = arms.some((a) => of(a, (res) => res.classifierUs).some((x) => !Number.isNaN(x)));
+  const programColumns = [3, 4, 5, 6, 7, 8];
+  const keep = (cells: string[]) => (split ? cells : cells.filter((_, i) => !programColumns.includes(i)));
+  const rows = arms.map((a) =>
+    keep([
+      a,
+      med(a, (res) => res.usPerToken),
+      ratio(a, (res) => res.usPerToken),
+      med(a, (res) => res.classifierUs),
+      range(a, (res) => res.classifierUs),
+      ratio(a, (res) => res.classifierUs),
+      med(a, (res) => res.otherOpsUs),
+      med(a, (res) => res.attendUs),
+      med(a, (res) => res.outsideUs),
+      med(a, (res) => res.loadMs, 0),
+      `${med(a, (res) => res.poolHugeMiB, 0)} of ${med(a, (res) => res.poolRssMiB, 0)}`,
+      med(a, (res) => res.rssMiB, 0),
+    ]),
+  );
+  return (
+    `${shape}, ${weights}, ${threads} thread${threads > 1 ? 's' : ''}; per process ${8 + warm} tokens untimed, then ${streams} x ${length} timed. ` +
+    `${calm.length} quiet rounds of ${rounds} (every arm's timed tokens beside under 0.1 of a core of other processes${calm.length > 0 ? '' : ': NONE; the figures are of every round'}); load average ` +
+    `${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after. Medians over the quiet rounds; X/${base}: the median of the quiet rounds' ` +
+    `ratios (range). The program's steps, µs a split token: the calling thread's own claims and its wait at the barrier ` +
+    `(none on one thread: no program runs split there). ${idsDiffer ? 'THE ARMS DECODED DIFFERENT TOKENS.' : 'Every process decoded the same tokens.'}\n\n` +
+    markdownTable(
+      keep([
+        'arm',
+        'µs/token',
+        `/${base}`,
+        'classifier step',
+        'range',
+        `/${base}`,
+        'other steps',
+        'of them Attend',
+        'outside the program',
+        'load ms',
+        'pool MiB in 2 MB pages',
+        'peak RSS MiB',
+      ]),
+      rows,
+    )
+  );
+}
+
 async function main(): Promise<void> {
   const childArm = cli.value('child', '');
   if (childArm) {
@@ -189,81 +271,8 @@ async function main(): Promise<void> {
   try {
     const file = join(dir, `${shape}.bin`);
     writeLlama2c(file, randomLlamaTensors({ ...NAMED_SHAPES[shape]!, sharedClassifier: true }, 0));
-    const script = fileURLToPath(import.meta.url);
-    const results = new Map<string, Result[]>(arms.map((a) => [a, []]));
     const loadBefore = loadavg()[0]!;
-    for (let r = 0; r < rounds; r++) {
-      for (const a of r % 2 === 0 ? arms : [...arms].reverse()) {
-        const args = [script, '--child', armOf(a), '--model', file, '--shape', shape, '--weights', weights, '--threads', String(threads)];
-        args.push('--warm', String(warm), '--streams', String(streams), '--length', String(length));
-        await quietSecond();
-        const out = execFileSync(process.execPath, [...(armOf(a) === 'gc' ? ['--expose-gc'] : []), ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
-        const res = JSON.parse(out, (_, v: unknown) => (v === null ? NaN : v)) as Result; // (NaN travels as null)
-        results.get(a)!.push(res);
-        process.stderr.write(
-          `round ${r + 1} ${a}: ${res.usPerToken.toFixed(1)} µs/token; classifier ${res.classifierUs.toFixed(1)}, other ops ${res.otherOpsUs.toFixed(1)} ` +
-            `(Attend ${res.attendUs.toFixed(1)}), outside ${res.outsideUs.toFixed(1)}, split ${res.splitShare.toFixed(2)}; load ${res.loadMs.toFixed(0)} ms; ` +
-            `pool ${res.poolHugeMiB.toFixed(0)} of ${res.poolRssMiB.toFixed(0)} MiB in 2 MB pages, all anonymous ${res.anonHugeMiB.toFixed(0)}; ` +
-            `peak RSS ${res.rssMiB.toFixed(0)} MiB; classifier at ${res.classifierAt}; others ${res.others.toFixed(2)} cores; ids ${res.ids}\n`,
-        );
-      }
-    }
-    const idsDiffer = arms.some((a) => results.get(a)!.some((res) => res.ids !== results.get(arms[0]!)![0]!.ids));
-    // quiet rounds: every arm's timed tokens beside under 0.1 of a core of other processes
-    const all = [...Array(rounds).keys()];
-    const calm = all.filter((r) => arms.every((a) => results.get(a)![r]!.others < 0.1));
-    const quiet = calm.length > 0 ? calm : all; // (none quiet: every round, said so)
-    const of = (a: string, f: (res: Result) => number) => quiet.map((r) => f(results.get(a)![r]!));
-    const med = (a: string, f: (res: Result) => number, digits = 1) => median(of(a, f)).toFixed(digits);
-    const base = arms[0]!;
-    const ratio = (a: string, f: (res: Result) => number) => {
-      const xs = quiet.map((r) => f(results.get(a)![r]!) / f(results.get(base)![r]!));
-      return `${median(xs).toFixed(3)} (${Math.min(...xs).toFixed(2)}..${Math.max(...xs).toFixed(2)})`;
-    };
-    const range = (a: string, f: (res: Result) => number) => `${Math.min(...of(a, f)).toFixed(0)}..${Math.max(...of(a, f)).toFixed(0)}`;
-    // on one thread no program runs split: its columns are dropped
-    const split = arms.some((a) => of(a, (res) => res.classifierUs).some((x) => !Number.isNaN(x)));
-    const programColumns = [3, 4, 5, 6, 7, 8];
-    const keep = (cells: string[]) => (split ? cells : cells.filter((_, i) => !programColumns.includes(i)));
-    const rows = arms.map((a) =>
-      keep([
-        a,
-        med(a, (res) => res.usPerToken),
-        ratio(a, (res) => res.usPerToken),
-        med(a, (res) => res.classifierUs),
-        range(a, (res) => res.classifierUs),
-        ratio(a, (res) => res.classifierUs),
-        med(a, (res) => res.otherOpsUs),
-        med(a, (res) => res.attendUs),
-        med(a, (res) => res.outsideUs),
-        med(a, (res) => res.loadMs, 0),
-        `${med(a, (res) => res.poolHugeMiB, 0)} of ${med(a, (res) => res.poolRssMiB, 0)}`,
-        med(a, (res) => res.rssMiB, 0),
-      ]),
-    );
-    const body =
-      `${shape}, ${weights}, ${threads} thread${threads > 1 ? 's' : ''}; per process ${8 + warm} tokens untimed, then ${streams} x ${length} timed. ` +
-      `${calm.length} quiet rounds of ${rounds} (every arm's timed tokens beside under 0.1 of a core of other processes${calm.length > 0 ? '' : ': NONE; the figures are of every round'}); load average ` +
-      `${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after. Medians over the quiet rounds; X/${base}: the median of the quiet rounds' ` +
-      `ratios (range). The program's steps, µs a split token: the calling thread's own claims and its wait at the barrier ` +
-      `(none on one thread: no program runs split there). ${idsDiffer ? 'THE ARMS DECODED DIFFERENT TOKENS.' : 'Every process decoded the same tokens.'}\n\n` +
-      markdownTable(
-        keep([
-          'arm',
-          'µs/token',
-          `/${base}`,
-          'classifier step',
-          'range',
-          `/${base}`,
-          'other steps',
-          'of them Attend',
-          'outside the program',
-          'load ms',
-          'pool MiB in 2 MB pages',
-          'peak RSS MiB',
-        ]),
-        rows,
-      );
+    const body = report(await runRounds(file), loadBefore);
     process.stdout.write(body + '\n');
     recordResult('Decode by load path (bench/load_paths.ts)', `node dist/bench/load_paths.js ${process.argv.slice(2).join(' ')}`.trim(), body);
   } finally {

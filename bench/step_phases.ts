@@ -1,8 +1,10 @@
 // A decode step by phase, on 1 thread or on N, from a checkpoint FILE loaded
-// with loadModel, then placeWeights (the same speed as the CLI's
-// loadModel(path, { threads }): bench/load_paths.ts): what
-// each step of the decode program takes on the calling thread, and the time
-// outside runProgram (the caller's JavaScript between programs), µs a token.
+// as the CLI and bench/decode.ts's child load it (placementOf, then
+// loadModelPlaced: straight into the pool; RESULTS 'Second thread' loaded it
+// with loadModel, then placeWeights: the same speed, bench/load_paths.ts):
+// what each step of the decode program takes on the calling thread, and the
+// time outside runProgram (the caller's JavaScript between programs), µs a
+// token.
 // One thread: each step's whole run (runProgramAlone, patched here to read
 // the clock around each step). N threads: the caller's own claims plus its
 // wait at the step's barrier (WorkerPool.programTimes); a step every thread
@@ -28,7 +30,7 @@ prints one JSON line. Alternate processes (and run.c's instrumented copy, bench/
 
   node dist/bench/step_phases.js --file CHECKPOINT [--threads 2] [--weights f32] [--tokens 256] [--rounds 4] [--warmup 512] [--again 0]
 
-  --file CHECKPOINT  a llama2.c checkpoint (loadModel, then placeWeights)
+  --file CHECKPOINT  a llama2.c checkpoint (loaded straight into the pool, as the CLI does)
   --threads N        the pool's threads (default 2)
   --weights F        f32 or q8 (default f32)
   --tokens N         greedy tokens from BOS a round (default 256)
@@ -47,8 +49,8 @@ const rounds = cli.count('rounds', 4, 1, 100);
 const warmup = cli.count('warmup', 512, 0, 100_000);
 const again = cli.count('again', 0, 0, 100_000);
 const { initBackend } = await import('../src/backend.js');
-const { loadModel } = await import('../src/model/load.js');
-const { placeWeights } = await import('../src/model/pooled.js');
+const { loadModelPlaced } = await import('../src/model/load.js');
+const { placementOf } = await import('../src/model/placement.js');
 const { generate } = await import('../src/generate.js');
 const { argmax } = await import('../src/sample/sampler.js');
 const { disposeModel } = await import('../src/model/weights.js');
@@ -56,7 +58,7 @@ const { JOB_OP_NAMES, isJobOp } = await import('../kernels/pool_ops.js');
 
 async function main(): Promise<void> {
   await initBackend('wasm');
-  const m = placeWeights(loadModel(file), { threads, weights });
+  const m = loadModelPlaced(file, placementOf({ threads, weights }, 'wasm'), `bench step_phases: ${file} with weights '${weights}'`);
   const pool = m.pool!;
   await pool.ready();
   const run = async (n: number) => {

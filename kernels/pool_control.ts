@@ -201,9 +201,9 @@ export const UNIT_BYTES = 32 * 1024;
  * few long streams and a few claims, and its last are a unit each, so a
  * thread that is late or slow costs the others at most about a unit's time.
  * The caller's claims are adjacent, front to back, one stream. (Tried in
- * the program walker, s26: each thread's first claim of a step its static
- * share, 7/8 of the units / threads, as run.c's static halves give each
- * thread one long stream, then guided claims: 15M f32 decode on 2 threads
+ * the program walker, session 26: each thread's first claim of a step its
+ * static share, 7/8 of the units / threads, as run.c's static halves give
+ * each thread one long stream, then guided claims: 15M f32 decode on 2 threads
  * in one process 0.986x and 1 / 1.008x the time against A/As of 1.003 and
  * 0.988, no change resolved; bench/RESULTS.md, 'Second thread'.)
  */

@@ -41,6 +41,8 @@ export interface SharedLoops {
   qkvRope(record: number): void;
   /** A decode program's per-token words of its QkvRope and Attend records from the patch table's `layers` rows at `table` (kernels/decode_patch.ts; the calling thread only). */
   patchDecodeLayers(table: number, layers: number, heads: number, group: number, rowBytes: number): void;
+  /** RoPE's angles of position p (position / scale): cos and sin [half] as float32 of p times the float64s at freqs, Math.cos's and Math.sin's bits; 0 where an angle is past 2^20 pi/2 (1,647,100) (then compute them in JavaScript: kernels/rope.ts ropeAnglesFrom; the calling thread only). */
+  ropeAngles(p: number, freqs: number, half: number, cos: number, sin: number): number;
 }
 
 /** Which loop a pool job runs: a weight product, another loop over rows (attention, row sums, SwiGLU), or a q8 product and its SwiGLU in one (Q8Gated). */
@@ -162,7 +164,13 @@ export const PICK_RECORD_BYTES = 8;
  *
  * (Float32 has no gated job: the same fusion measured 3-4 µs a layer slower
  * than the product and the SwiGLU job in a 15M decode on 2 threads, its two
- * streams of rows per claim coming from memory, not the cache.)
+ * streams of rows per claim coming from memory, not the cache. With the
+ * float32 gate|up matrix stored interleaved, gate and up groups of 16 rows
+ * alternating so that a claim's rows are one stream (a flag at allocation,
+ * writeRow mapping rows, products reordering theirs), it moved SwiGLU off
+ * the down product, a few µs a token, but no A/B resolved it: 15M f32 2
+ * threads 1.0005 in one process, 95% 0.9966..1.0043; bench/RESULTS.md,
+ * s26swiglu. Not kept.)
  */
 export const GATED_SCRATCH_FLOATS = 3;
 

@@ -76,8 +76,10 @@ export function ropeAnglesInto(position: number, spec: RopeSpec, cos: Float32Arr
 
 /**
  * ropeAnglesInto with the spec's inverse frequencies (inverseFrequencies)
- * and scale given: for a caller that keeps the table from token to token (a
- * decode program: no table lookup in its per-token code). The same bits.
+ * and scale given: for a caller that keeps the table from token to token.
+ * The same bits. (A decode program computes its angles with loops.wat
+ * ropeAngles, fdlibm's cos and sin as V8's Math.cos and Math.sin, and calls
+ * this only for a position past that copy's range: src/model/decode_program.ts.)
  */
 export function ropeAnglesFrom(
   position: number,

@@ -29,11 +29,14 @@ export interface GenerateStep {
 /**
  * Between two turns of the event loop, at least this long (ms) of steps:
  * the turns let a signal handler (Ctrl-C: shouldStop) and the pool's
- * reports run. Each costs a decode step of a 15M model about what a token's
- * forward-pass JavaScript does (Node's timers and I/O poll, cold in the
- * CPU's caches after the weights streamed through them), so by time, not
- * every so many tokens (it was every 16: a 15M q8 step of 0.6 ms turned it
- * some 100 times a second).
+ * reports run. Each costs a decode step of a 15M model several tokens'
+ * JavaScript (Node's timers and I/O poll, and whatever V8 queued for the
+ * loop, cold in the CPU's caches after the weights streamed through them:
+ * 370-510 µs in a process's first tokens, 90-190 later, 15M float32 on two
+ * threads), so by time, not every so many tokens (it was every 16: a 15M q8
+ * step of 0.6 ms turned it some 100 times a second). 200 ms measured no
+ * faster: what the turns ran then ran between other tokens (bench/RESULTS.md,
+ * "The caller's per-token path by piece").
  */
 const TURN_MS = 50;
 
@@ -93,8 +96,11 @@ class Generation implements AsyncGenerator<GenerateStep, void, unknown> {
   }
 
   next(): Promise<IteratorResult<GenerateStep, void>> {
-    return this.call(() => this.step());
+    return this.call(this.stepCall);
   }
+
+  /** step as call() takes it, made once (not a closure a token). */
+  private readonly stepCall = () => this.step();
 
   return(value?: void | PromiseLike<void>): Promise<IteratorResult<GenerateStep, void>> {
     return this.call(() => {

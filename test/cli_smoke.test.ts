@@ -29,7 +29,7 @@ t.test('every command: an argument error is one line on stderr, exit 2, nothing 
     [['init', '--dim', '16'], 'init: --out is required (see streamllm init --help)'],
     [
       ['bench', 'nothing'],
-      "bench: expected a benchmark name (decode, profile_decode, cold_start, load_paths, streaming, endless, hf_load, big_q8, q8_accuracy, f32_product, builds_ab, inproc_ab, pool_program, plot, train, profile_train), got 'nothing'",
+      "bench: expected a benchmark name (decode, profile_decode, cold_start, load_paths, step_phases, streaming, endless, hf_load, big_q8, q8_accuracy, f32_product, builds_ab, inproc_ab, pool_program, plot, train, profile_train), got 'nothing'",
     ],
     [['sink-emergence', '--window', '1'], 'sink-emergence --window: must be >= 2, got 1'],
     [['nosuch'], "unknown command 'nosuch' (commands: start, generate, eval, attn, reproduce, sink-emergence, train, train-tokenizer, publish, init, bench)"],

@@ -20,7 +20,7 @@ import { qkvHeadsInto } from '../kernels/qkv_heads.js';
 import { qkvRopeInPool, qkvRopeRecordBytes, setQkvRopeSlot, writeQkvRopeRecord } from '../kernels/qkv_rope.js';
 import { BLOCK, FRAME, FRAME_WORDS, FRAMES_BLOCK_WORDS, ROW, ROW_WORDS } from '../kernels/decode_patch.js';
 import { patchDecodeLayersRef } from '../kernels/decode_patch.ref.js';
-import { ropeAngleArrays } from '../kernels/rope.js';
+import { inverseFrequencies, ropeAngleArrays, ropeAnglesFrom } from '../kernels/rope.js';
 import { matMul2d } from '../kernels/matmul.js';
 import { rmsNormRows } from '../kernels/rmsnorm.js';
 import { rmsNormReference } from '../kernels/rmsnorm.ref.js';
@@ -483,6 +483,78 @@ t.test(
         t.ok(untouched, `${name}: the other slots untouched`);
       }
     }
+  },
+);
+
+t.test(
+  "loops.wat ropeAngles: ropeAnglesFrom's bits (Math.cos, Math.sin) over positions, specs and angles near multiples of pi/2; 0 past 2^20 pi/2",
+  async (t) => {
+    const pool = one;
+    const half = 64;
+    const freqs = pool.alloc(8 * half);
+    const cos = pool.alloc(4 * half);
+    const sin = pool.alloc(4 * half);
+    const want = { cos: new Float32Array(half), sin: new Float32Array(half) };
+    let compared = 0;
+    let differ = 0;
+    let refused = 0;
+    // (float32 bits: a float64 result an ulp off shows in about one angle in 10^8, so these catch a wrong
+    // reduction, quadrant or kernel, not every operation of the copy: the last digit of __kernel_cos's C6, the
+    // third round of the reduction or the n = 1 case's near-pi/2 branch changed, this passes)
+    /** p's angles both ways, with frequencies f (every angle in ropeAngles' range: a refusal counts) */
+    const check = (p: number, f: Float64Array): void => {
+      const { floats } = pool.views();
+      new Float64Array(pool.memory.buffer, freqs, f.length).set(f);
+      if (pool.shared.ropeAngles(p, freqs, f.length, cos, sin) === 0) {
+        refused++;
+        return;
+      }
+      ropeAnglesFrom(p, 1, f, want.cos, 0, want.sin, 0);
+      for (let i = 0; i < f.length; i++) {
+        compared++;
+        if (!Object.is(floats[cos / 4 + i], want.cos[i]) || !Object.is(floats[sin / 4 + i], want.sin[i])) differ++;
+      }
+    };
+    // the specs' frequencies at decode positions (scale 1 and 4)
+    for (const [theta, rotaryDim] of [
+      [10000, 48],
+      [10000, 128],
+      [500000, 64],
+      [1e6, 32],
+    ] as const) {
+      const f = inverseFrequencies({ theta, rotaryDim, layout: 'pairs', scale: 1 });
+      for (let p = 0; p < 200000; p += p < 4096 ? 1 : 97) check(p, f);
+      for (let p = 0; p < 4096; p++) check(p / 4, f);
+    }
+    // angles of every size up to the range, and near multiples of pi/2 (the reduction's cancellations)
+    const one64 = new Float64Array(half).fill(1);
+    const some = new Float64Array(half);
+    for (let k = 0; k < 4000; k++) {
+      for (let i = 0; i < half; i++) some[i] = (rng() - 0.5) * 2 ** (40 * rng() - 20);
+      check(1, some);
+      for (let i = 0; i < half; i++) some[i] = rng() * 1647000;
+      check(1, some);
+      const m = (k * 131 + 1) * (Math.PI / 2);
+      for (let i = 0; i < half; i++) some[i] = m * (1 + (i - half / 2) * 2 ** -52);
+      check(1, some);
+      check(
+        k + 1,
+        one64.map((_, i) => (Math.PI / 2) * (i + 1)),
+      );
+    }
+    // the range's ends: the largest float64 whose high word is 0x413921fb (|x| just under 1,647,100), either sign
+    const highWords = new DataView(new ArrayBuffer(8));
+    highWords.setUint32(0, 0x413921fb);
+    highWords.setUint32(4, 0xffffffff);
+    const last = highWords.getFloat64(0);
+    check(last, one64);
+    check(-last, one64);
+    t.equal(refused, 0, 'every angle up to the range taken');
+    t.equal(differ, 0, `${compared} angles: the same bits`);
+    t.ok(compared > 2e6, `${compared} compared`);
+    // past the range: refused (the caller computes them), as for an infinity or NaN
+    new Float64Array(pool.memory.buffer, freqs, 1)[0] = 1;
+    for (const p of [1647100, -1647100, 823550 * Math.PI, Infinity, -Infinity, NaN]) t.equal(pool.shared.ropeAngles(p, freqs, 1, cos, sin), 0, `${p} refused`);
   },
 );
 

@@ -933,6 +933,8 @@ t.test(
       { label: 'theta 500', rope: { ...rope, theta: 500 }, runs: true },
       { label: 'rotary dimension headDim / 2', rope: { ...rope, rotaryDim: rope.rotaryDim / 2 }, runs: false },
       { label: 'layout halves', rope: { ...rope, layout: 'halves' as const }, runs: false },
+      // (positions / scale past 2^20 pi/2, 1,647,100: loops.wat ropeAngles declines them, the program computes them in JavaScript)
+      { label: 'scale 1e-6', rope: { ...rope, scale: 1e-6 }, runs: true },
       { label: 'the first rope again', rope, runs: true },
     ];
     const viaProgram = new TokenStream(model, { kind: 'dense' });

@@ -34,7 +34,8 @@
 ;; A decode step as pool jobs (kernels/pool.ts): normOperand, the input norm
 ;; into a product's operand; qkvRope, the head split and RoPE of one token
 ;; into a cache's slot and attention's queries (kernels/qkv_rope.ts); a
-;; decode program's per-token words (kernels/decode_patch.ts): patchDecodeLayers.
+;; decode program's per-token words (kernels/decode_patch.ts): patchDecodeLayers,
+;; and RoPE's angles of a position (ropeAngles).
 ;;
 ;; Assembled by scripts/assemble_wasm.ts into loops.wasm.ts.
 (module
@@ -1058,6 +1059,165 @@
         (local.set $row (i32.add (local.get $row) (i32.const 28)))
         (local.set $layers (i32.sub (local.get $layers) (i32.const 1)))
         (br $layer))))
+
+  ;; RoPE's angles of one position (kernels/rope.ts ropeAnglesFrom, for a
+  ;; decode program's per-token patch: src/model/decode_program.ts): for i <
+  ;; half, angle = p * freqs[i] (float64s at freqs), cos[i] = cos(angle) and
+  ;; sin[i] = sin(angle) as float32. cos and sin are fdlibm's, as V8 computes
+  ;; Math.cos and Math.sin (src/base/ieee754.cc: __kernel_cos, __kernel_sin,
+  ;; the reduction of __ieee754_rem_pio2 while |x|'s high word is at most
+  ;; 0x413921fb, |x| < 2^20 pi/2 = 1,647,100: fdlibm's comment says 2^19),
+  ;; operation for operation, so the bits are JavaScript's (test/pool.test.ts
+  ;; compares the float32s). Returns 0, having written some angles, where an
+  ;; angle is past that range (or not finite): the caller then computes them
+  ;; all in JavaScript.
+  ;;
+  ;; fdlibm's notice, which its copies keep (V8's ieee754.cc too):
+  ;;   Copyright (C) 1993 by Sun Microsystems, Inc. All rights reserved.
+  ;;   Developed at SunPro, a Sun Microsystems, Inc. business.
+  ;;   Permission to use, copy, modify, and distribute this software is
+  ;;   freely granted, provided that this notice is preserved.
+  (func (export "ropeAngles") (param $p f64) (param $freqs i32) (param $half i32) (param $cos i32) (param $sin i32) (result i32)
+    (local $i i32) (local $x f64) (local $hx i32) (local $ix i32) (local $n i32) (local $y0 f64) (local $y1 f64)
+    (local $z f64) (local $t f64) (local $r f64) (local $w f64) (local $fn f64) (local $j i32) (local $c f64) (local $s f64)
+    (block $done
+      (loop $each
+        (br_if $done (i32.ge_u (local.get $i) (local.get $half)))
+        (local.set $x (f64.mul (local.get $p) (f64.load (i32.add (local.get $freqs) (i32.shl (local.get $i) (i32.const 3))))))
+        (local.set $hx (call $highWord (local.get $x)))
+        (local.set $ix (i32.and (local.get $hx) (i32.const 0x7fffffff)))
+        (if (i32.gt_u (local.get $ix) (i32.const 0x413921fb)) (then (return (i32.const 0))))
+        (if (i32.le_u (local.get $ix) (i32.const 0x3fe921fb))
+          (then
+            ;; |x| ~<= pi/4: no reduction
+            (local.set $c (call $kernelCos (local.get $x) (f64.const 0)))
+            (local.set $s (call $kernelSin (local.get $x) (f64.const 0) (i32.const 0))))
+          (else
+            (if (i32.lt_u (local.get $ix) (i32.const 0x4002d97c))
+              (then
+                ;; |x| < 3pi/4: n = +-1
+                (if (i32.gt_s (local.get $hx) (i32.const 0))
+                  (then
+                    (local.set $z (f64.sub (local.get $x) (f64.const 0x1.921fb544p+0)))
+                    (if (i32.ne (local.get $ix) (i32.const 0x3ff921fb))
+                      (then
+                        (local.set $y0 (f64.sub (local.get $z) (f64.const 0x1.0b4611a626331p-34)))
+                        (local.set $y1 (f64.sub (f64.sub (local.get $z) (local.get $y0)) (f64.const 0x1.0b4611a626331p-34))))
+                      (else
+                        (local.set $z (f64.sub (local.get $z) (f64.const 0x1.0b4611a6p-34)))
+                        (local.set $y0 (f64.sub (local.get $z) (f64.const 0x1.3198a2e037073p-69)))
+                        (local.set $y1 (f64.sub (f64.sub (local.get $z) (local.get $y0)) (f64.const 0x1.3198a2e037073p-69)))))
+                    (local.set $n (i32.const 1)))
+                  (else
+                    (local.set $z (f64.add (local.get $x) (f64.const 0x1.921fb544p+0)))
+                    (if (i32.ne (local.get $ix) (i32.const 0x3ff921fb))
+                      (then
+                        (local.set $y0 (f64.add (local.get $z) (f64.const 0x1.0b4611a626331p-34)))
+                        (local.set $y1 (f64.add (f64.sub (local.get $z) (local.get $y0)) (f64.const 0x1.0b4611a626331p-34))))
+                      (else
+                        (local.set $z (f64.add (local.get $z) (f64.const 0x1.0b4611a6p-34)))
+                        (local.set $y0 (f64.add (local.get $z) (f64.const 0x1.3198a2e037073p-69)))
+                        (local.set $y1 (f64.add (f64.sub (local.get $z) (local.get $y0)) (f64.const 0x1.3198a2e037073p-69)))))
+                    (local.set $n (i32.const -1)))))
+              (else
+                ;; |x| < 2^20 pi/2: n = nearest integer to |x| 2/pi, then |x| - n pi/2 in two to four parts
+                (local.set $t (f64.abs (local.get $x)))
+                (local.set $n (i32.trunc_f64_s (f64.add (f64.mul (local.get $t) (f64.const 0x1.45f306dc9c883p-1)) (f64.const 0.5))))
+                (local.set $fn (f64.convert_i32_s (local.get $n)))
+                (local.set $r (f64.sub (local.get $t) (f64.mul (local.get $fn) (f64.const 0x1.921fb544p+0))))
+                (local.set $w (f64.mul (local.get $fn) (f64.const 0x1.0b4611a626331p-34)))
+                (local.set $y0 (f64.sub (local.get $r) (local.get $w)))
+                ;; (fdlibm's npio2_hw[n - 1] is the high word of n pi/2)
+                (if (i32.eqz (i32.and (i32.lt_s (local.get $n) (i32.const 32))
+                      (i32.ne (local.get $ix) (call $highWord (f64.mul (local.get $fn) (f64.const 0x1.921fb54442d18p+0))))))
+                  (then
+                    (local.set $j (i32.shr_s (local.get $ix) (i32.const 20)))
+                    (if (i32.gt_s (i32.sub (local.get $j) (i32.and (i32.shr_u (call $highWord (local.get $y0)) (i32.const 20)) (i32.const 0x7ff))) (i32.const 16))
+                      (then
+                        ;; a second round, good to 118 bits
+                        (local.set $t (local.get $r))
+                        (local.set $w (f64.mul (local.get $fn) (f64.const 0x1.0b4611a6p-34)))
+                        (local.set $r (f64.sub (local.get $t) (local.get $w)))
+                        (local.set $w (f64.sub (f64.mul (local.get $fn) (f64.const 0x1.3198a2e037073p-69))
+                          (f64.sub (f64.sub (local.get $t) (local.get $r)) (local.get $w))))
+                        (local.set $y0 (f64.sub (local.get $r) (local.get $w)))
+                        (if (i32.gt_s (i32.sub (local.get $j) (i32.and (i32.shr_u (call $highWord (local.get $y0)) (i32.const 20)) (i32.const 0x7ff))) (i32.const 49))
+                          (then
+                            ;; a third, good to 151 bits
+                            (local.set $t (local.get $r))
+                            (local.set $w (f64.mul (local.get $fn) (f64.const 0x1.3198a2ep-69)))
+                            (local.set $r (f64.sub (local.get $t) (local.get $w)))
+                            (local.set $w (f64.sub (f64.mul (local.get $fn) (f64.const 0x1.b839a252049c1p-104))
+                              (f64.sub (f64.sub (local.get $t) (local.get $r)) (local.get $w))))
+                            (local.set $y0 (f64.sub (local.get $r) (local.get $w)))))))))
+                (local.set $y1 (f64.sub (f64.sub (local.get $r) (local.get $y0)) (local.get $w)))
+                (if (i32.lt_s (local.get $hx) (i32.const 0))
+                  (then
+                    (local.set $y0 (f64.neg (local.get $y0)))
+                    (local.set $y1 (f64.neg (local.get $y1)))
+                    (local.set $n (i32.sub (i32.const 0) (local.get $n)))))))
+            ;; cos and sin by the quadrant n & 3
+            (local.set $j (i32.and (local.get $n) (i32.const 3)))
+            (local.set $c (call $kernelCos (local.get $y0) (local.get $y1)))
+            (local.set $s (call $kernelSin (local.get $y0) (local.get $y1) (i32.const 1)))
+            (if (i32.eq (local.get $j) (i32.const 1))
+              (then (local.set $t (local.get $c)) (local.set $c (f64.neg (local.get $s))) (local.set $s (local.get $t))))
+            (if (i32.eq (local.get $j) (i32.const 2))
+              (then (local.set $c (f64.neg (local.get $c))) (local.set $s (f64.neg (local.get $s)))))
+            (if (i32.eq (local.get $j) (i32.const 3))
+              (then (local.set $t (local.get $c)) (local.set $c (local.get $s)) (local.set $s (f64.neg (local.get $t)))))))
+        (f32.store (i32.add (local.get $cos) (i32.shl (local.get $i) (i32.const 2))) (f32.demote_f64 (local.get $c)))
+        (f32.store (i32.add (local.get $sin) (i32.shl (local.get $i) (i32.const 2))) (f32.demote_f64 (local.get $s)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $each)))
+    (i32.const 1))
+
+  ;; The high 32 bits of a float64 (fdlibm's GET_HIGH_WORD).
+  (func $highWord (param $x f64) (result i32)
+    (i32.wrap_i64 (i64.shr_u (i64.reinterpret_f64 (local.get $x)) (i64.const 32))))
+
+  ;; fdlibm's __kernel_cos: cos(x + y) for |x| ~<= pi/4, y the tail of x.
+  (func $kernelCos (param $x f64) (param $y f64) (result f64)
+    (local $ix i32) (local $z f64) (local $r f64) (local $qx f64)
+    (local.set $ix (i32.and (call $highWord (local.get $x)) (i32.const 0x7fffffff)))
+    ;; |x| < 2^-27: 1 ((int) x == 0 there)
+    (if (i32.lt_u (local.get $ix) (i32.const 0x3e400000)) (then (return (f64.const 1))))
+    (local.set $z (f64.mul (local.get $x) (local.get $x)))
+    (local.set $r (f64.mul (local.get $z)
+      (f64.add (f64.const 0x1.555555555554cp-5) (f64.mul (local.get $z)
+      (f64.add (f64.const -0x1.6c16c16c15177p-10) (f64.mul (local.get $z)
+      (f64.add (f64.const 0x1.a01a019cb159p-16) (f64.mul (local.get $z)
+      (f64.add (f64.const -0x1.27e4f809c52adp-22) (f64.mul (local.get $z)
+      (f64.add (f64.const 0x1.1ee9ebdb4b1c4p-29) (f64.mul (local.get $z) (f64.const -0x1.8fae9be8838d4p-37)))))))))))))
+    (if (i32.lt_u (local.get $ix) (i32.const 0x3fd33333))
+      (then (return (f64.sub (f64.const 1)
+        (f64.sub (f64.mul (f64.const 0.5) (local.get $z)) (f64.sub (f64.mul (local.get $z) (local.get $r)) (f64.mul (local.get $x) (local.get $y))))))))
+    ;; qx: 0.28125 past 0.78125, else x/4 (its high word less 2^21, the low word 0)
+    (local.set $qx (select (f64.const 0.28125)
+      (f64.reinterpret_i64 (i64.shl (i64.extend_i32_u (i32.sub (local.get $ix) (i32.const 0x00200000))) (i64.const 32)))
+      (i32.gt_u (local.get $ix) (i32.const 0x3fe90000))))
+    (f64.sub (f64.sub (f64.const 1) (local.get $qx))
+      (f64.sub (f64.sub (f64.mul (f64.const 0.5) (local.get $z)) (local.get $qx))
+        (f64.sub (f64.mul (local.get $z) (local.get $r)) (f64.mul (local.get $x) (local.get $y))))))
+
+  ;; fdlibm's __kernel_sin: sin(x + y) for |x| ~<= pi/4, y the tail of x (iy 0: y is 0).
+  (func $kernelSin (param $x f64) (param $y f64) (param $iy i32) (result f64)
+    (local $z f64) (local $v f64) (local $r f64)
+    ;; |x| < 2^-27: x
+    (if (i32.lt_u (i32.and (call $highWord (local.get $x)) (i32.const 0x7fffffff)) (i32.const 0x3e400000)) (then (return (local.get $x))))
+    (local.set $z (f64.mul (local.get $x) (local.get $x)))
+    (local.set $v (f64.mul (local.get $z) (local.get $x)))
+    (local.set $r
+      (f64.add (f64.const 0x1.111111110f8a6p-7) (f64.mul (local.get $z)
+      (f64.add (f64.const -0x1.a01a019c161d5p-13) (f64.mul (local.get $z)
+      (f64.add (f64.const 0x1.71de357b1fe7dp-19) (f64.mul (local.get $z)
+      (f64.add (f64.const -0x1.ae5e68a2b9cebp-26) (f64.mul (local.get $z) (f64.const 0x1.5d93a5acfd57cp-33))))))))))
+    (if (i32.eqz (local.get $iy))
+      (then (return (f64.add (local.get $x) (f64.mul (local.get $v) (f64.add (f64.const -0x1.5555555555549p-3) (f64.mul (local.get $z) (local.get $r))))))))
+    (f64.sub (local.get $x)
+      (f64.sub
+        (f64.sub (f64.mul (local.get $z) (f64.sub (f64.mul (f64.const 0.5) (local.get $y)) (f64.mul (local.get $v) (local.get $r)))) (local.get $y))
+        (f64.mul (local.get $v) (f64.const -0x1.5555555555549p-3)))))
 
   ;; swiglu for rows [row0, row1) of x ([rows, 2 hidden]) into out ([rows, hidden]): a pool's share.
   (func (export "swigluRange") (param $x i32) (param $row0 i32) (param $row1 i32) (param $hidden i32) (param $out i32)

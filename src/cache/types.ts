@@ -202,7 +202,13 @@ export interface KVCache {
   observeAttention?(layer: number, probs: tf.Tensor3D): void;
   /** End the block: the stream is T tokens longer. With no block begun: an Error ("CACHE.end: no block begun"). */
   end(): void;
-  /** End the block as if it had never begun (its forward pass failed: see Failing above). With no block begun: an Error, as end's. */
+  /**
+   * End the block as if it had never begun (its forward pass failed: see
+   * Failing above). With no block begun: an Error, as end's. Where putting
+   * something back throws, the block is over all the same, and a cache no
+   * longer sure of what it holds refuses the next begin until reset()
+   * (StreamingCache's overwritten window entries).
+   */
   abandon(): void;
   /** Forget the stream (storage is kept). */
   reset(): void;

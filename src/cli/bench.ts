@@ -11,6 +11,7 @@ const BENCHMARKS: Record<string, string> = {
   profile_decode: 'where the time of a pooled decode step goes, by part (products, attention, tfjs, sampling, ...)',
   cold_start: "why a process's first few hundred decode tokens are slower: CPU by thread (V8's compiler), functions compiled",
   load_paths: 'decode speed by the way the model reached the worker pool (loadModel then placeWeights, loadModel with placement, drawn), by program step',
+  step_phases: 'a decode step by phase (each step of the decode program, and the JavaScript between programs) on 1 or N threads: one process, one JSON line',
   streaming: 'latency vs stream length, recompute vs streaming (Fig. 10), blocked vs stepwise evaluation',
   endless: 'a million sampled tokens through the streaming cache: speed and memory every 50K tokens',
   hf_load: 'checkpoint load time and peak memory by format',

@@ -191,6 +191,8 @@ export class DecodeProgram {
   private readonly ropeLayout: Model['config']['rope']['layout'];
   /** The rope spec's inverse frequencies, and the spec and theta they are of (a changed spec gets its table again). */
   private frequencies: Float64Array;
+  /** The same frequencies in the program's region (float64s: the angles are computed there, loops.wat ropeAngles). */
+  private readonly frequenciesAt: number;
   private frequenciesOf: Model['config']['rope'];
   private frequenciesTheta: number;
 
@@ -224,7 +226,7 @@ export class DecodeProgram {
     return new DecodeProgram(model, pool, classifier);
   }
 
-  /** The program region's parts, in bytes: [residual | eps | operands: attention's, out's, mlp's, down's, final | q|k|v | product | gate|up | logits | picks | queries | per layer: records, angles, frames | patch table]. */
+  /** The program region's parts, in bytes: [residual | eps | operands: attention's, out's, mlp's, down's, final | q|k|v | product | gate|up | logits | picks | queries | per layer: records, angles, frames | patch table | the rope's inverse frequencies (float64)]. */
   private static regionSizes(model: Model, classifier: PooledMatrix): number[] {
     const { config, weights } = model;
     const { dim, heads, headDim, layers } = config;
@@ -252,6 +254,7 @@ export class DecodeProgram {
       MAX_FRAMES * lines(4 * heads * headDim),
       layers * LAYER_BYTES(config),
       lines(4 * ROW_WORDS * layers),
+      lines(8 * (config.rope.rotaryDim / 2)),
     ];
   }
 
@@ -305,7 +308,9 @@ export class DecodeProgram {
     this.queries = at[12]!;
     const perLayer = at[13]!;
     this.table = at[14]!;
+    this.frequenciesAt = at[15]!;
     new Float64Array(pool.memory.buffer, epsAt, 1)[0] = config.normEps;
+    new Float64Array(pool.memory.buffer, this.frequenciesAt, this.half).set(this.frequencies);
 
     const steps: ProgramStep[] = [];
     // (the steps that write a product's operand run on every thread, each into its own copy: see the header)
@@ -481,7 +486,13 @@ export class DecodeProgram {
   // once a token, reached TurboFan only some 400 tokens later, in the tokens
   // bench/decode times warm); the rare paths (a cache's growth, a view's
   // frame count changing, a new embedding or rope spec) are functions of
-  // their own that it does not inline while they do not run.
+  // their own that it does not inline while they do not run. RoPE's angles
+  // of each distinct position are computed in WebAssembly (loops.wat
+  // ropeAngles: fdlibm's cos and sin, Math.cos's and Math.sin's bits), not
+  // by ropeAnglesFrom, which V8 ran as bytecode through the first ~110 tokens
+  // and then compiled on a background thread during the tokens bench/decode
+  // times: 4.6 -> 2.1 µs a 15M token there, 2.3 -> 1.5 later (bench/RESULTS.md,
+  // "The caller's per-token path by piece").
 
   /** The embedding's rows [vocab, dim]: the view kept from the tokens before while it is of the model's tensor and its buffer is not detached (a non-shared wasm memory's grow detaches it: length 0). */
   private embeddingTable(): Float32Array {
@@ -507,6 +518,7 @@ export class DecodeProgram {
     const rope = this.model.config.rope;
     if (rope.rotaryDim !== 2 * this.half || rope.layout !== this.ropeLayout) return false;
     this.frequencies = inverseFrequencies(rope);
+    new Float64Array(this.pool.memory.buffer, this.frequenciesAt, this.half).set(this.frequencies);
     this.frequenciesOf = rope;
     this.frequenciesTheta = rope.theta;
     return true;
@@ -525,7 +537,8 @@ export class DecodeProgram {
   private placeLayers(cache: KVCache, block: BlockView, extraLogit: boolean, floats: Float32Array, ints: Int32Array): number {
     const { layers, kvHeads, headDim } = this.model.config;
     const scale = this.model.config.rope.scale;
-    const frequencies = this.frequencies;
+    const frequenciesAt = this.frequenciesAt;
+    const shared = this.pool.shared;
     const half = this.half;
     const views = this.views;
     const placedKeys = this.placedKeys;
@@ -545,7 +558,7 @@ export class DecodeProgram {
         if (view.wantsAttention || view.entryPositions !== undefined || F > MAX_FRAMES || view.keyPositions.length !== 1) return -1;
         const angles = places.angles;
         const keyPosition = view.keyPositions[0]!;
-        ropeAnglesFrom(keyPosition, scale, frequencies, floats, angles / 4, floats, angles / 4 + half);
+        if (shared.ropeAngles(keyPosition / scale, frequenciesAt, half, angles, angles + 4 * half) === 0) this.anglesOfFarPosition(keyPosition, angles, floats);
         frames = places.frames;
         const words = frames / 4;
         ints[words + BLOCK.frames] = F;
@@ -561,7 +574,7 @@ export class DecodeProgram {
           let cos = angles;
           if (position !== keyPosition) {
             cos = angles + 4 * (f + 1) * 2 * half;
-            ropeAnglesFrom(position, scale, frequencies, floats, cos / 4, floats, cos / 4 + half);
+            if (shared.ropeAngles(position / scale, frequenciesAt, half, cos, cos + 4 * half) === 0) this.anglesOfFarPosition(position, cos, floats);
           }
           const at = words + 3 + FRAME_WORDS * f;
           ints[at + FRAME.cos] = cos;
@@ -600,6 +613,11 @@ export class DecodeProgram {
     // cache's growth would deoptimise it, and V8 would compile it again)
     this.unsettled = this.unsettled || moved;
     return most;
+  }
+
+  /** RoPE's angles of a position where one is past what loops.wat ropeAngles reduces (2^20 pi/2: a position past some 1,647,000 times the rope's scale): in JavaScript, the same bits, cos at byte `at`, sin after it. */
+  private anglesOfFarPosition(position: number, at: number, floats: Float32Array): void {
+    ropeAnglesFrom(position, this.model.config.rope.scale, this.frequencies, floats, at / 4, floats, at / 4 + this.half);
   }
 
   /**
