@@ -170,7 +170,7 @@ export const PICK_RECORD_BYTES = 8;
  * writeRow mapping rows, products reordering theirs), it moved SwiGLU off
  * the down product, a few µs a token, but no A/B resolved it: 15M f32 2
  * threads 1.0005 in one process, 95% 0.9966..1.0043; bench/RESULTS.md,
- * s26swiglu. Not kept.)
+ * 'Float32 SwiGLU in the gate|up claims', 12-01. Not kept.)
  */
 export const GATED_SCRATCH_FLOATS = 3;
 
