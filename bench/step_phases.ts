@@ -5,8 +5,8 @@
 // what each step of the decode program takes on the calling thread, and the
 // time outside runProgram (the caller's JavaScript between programs), µs a
 // token.
-// One thread: each step's whole run (runProgramAlone, patched here to read
-// the clock around each step). N threads: the caller's own claims plus its
+// One thread: each step's whole run (WorkerPool.programTimes with alone
+// set: the clock read around each step of runProgramAlone). N threads: the caller's own claims plus its
 // wait at the step's barrier (WorkerPool.programTimes); a step every thread
 // runs (a norm, SwiGLU) counts in the step after it, so one thread's norm
 // and SwiGLU rows add to that step's to compare. Steps are named by their
@@ -66,32 +66,11 @@ async function main(): Promise<void> {
   };
   for (let left = warmup; left > 0; left -= 256) await run(Math.min(256, left));
   const measure = async () => {
-    // per step: own (ms), barrier (ms), op; runs
-    const own: number[] = [];
-    const barrier: number[] = [];
-    const ops: number[] = [];
-    let runs = 0;
     let inProgram = 0;
     const p = pool as unknown as Record<string, unknown>;
     const proto = Object.getPrototypeOf(pool) as Record<string, (...a: unknown[]) => unknown>;
-    // one thread: time each step of runProgramAlone
-    p.runProgramAlone = function (
-      this: Record<string, (...a: unknown[]) => unknown>,
-      plan: { ops: number[]; args: number[][]; rows: number[]; callers: (() => void)[] },
-      steps: number,
-    ) {
-      runs++;
-      for (let s = 0; s < steps; s++) {
-        const op = plan.ops[s]!;
-        const t0 = performance.now();
-        if (op === -1) plan.callers[s]!();
-        else this.runRange!(op, plan.args[s]!, 0, plan.rows[s]!);
-        own[s] = (own[s] ?? 0) + performance.now() - t0;
-        barrier[s] = barrier[s] ?? 0;
-        ops[s] = op;
-      }
-    };
-    const times = threads > 1 ? (pool.programTimes = { runs: 0, own: [] as number[], barrier: [] as number[], ops: [] as number[] }) : undefined;
+    // per step: own (ms), barrier (ms), op. N threads: the split runs'; one thread: the runs alone (alone set)
+    const times = (pool.programTimes = { runs: 0, own: [] as number[], barrier: [] as number[], ops: [] as number[], ...(threads === 1 ? { alone: 0 } : {}) });
     p.runProgram = function (plan: unknown) {
       const t0 = performance.now();
       try {
@@ -108,17 +87,9 @@ async function main(): Promise<void> {
     }
     const wall = performance.now() - t0;
     const others = othersCores(from, cpuMark());
-    if (times !== undefined) {
-      runs = times.runs;
-      times.ops.forEach((op, s) => {
-        own[s] = times.own[s] ?? 0;
-        barrier[s] = times.barrier[s] ?? 0;
-        ops[s] = op;
-      });
-      pool.programTimes = undefined;
-    }
+    pool.programTimes = undefined;
+    const { own, barrier, ops } = times;
     delete p.runProgram;
-    delete p.runProgramAlone;
     const layers = m.config.layers;
     const perLayer = (ops.length - 2) / layers; // the final norm and the classifier after the layers
     const phases = new Map<string, { own: number; barrier: number }>();
@@ -136,7 +107,7 @@ async function main(): Promise<void> {
       threads,
       weights,
       tokens: n,
-      splitRuns: runs,
+      splitRuns: times.runs + (times.alone ?? 0),
       stepUs: us(wall),
       inProgramUs: us(inProgram),
       outsideUs: us(wall - inProgram),

@@ -198,9 +198,15 @@ export class WorkerPool {
    * split over the threads counts itself, and adds per op step the calling
    * thread's ms in its own claims (from the step before's barrier on) and
    * at the step's barrier; caller steps are not timed. Costs two clock
-   * readings a step.
+   * readings a step. With `alone` set (a count, from 0), a program run on
+   * this thread alone (one thread; or the workers not ready, or nested in
+   * another's caller step) counts itself there instead of in runs, and adds
+   * each step's whole time to own (barrier 0), caller steps included (op
+   * -1; a program nested in another's caller step adds to the same step
+   * indices): bench/step_phases.ts's one-thread table. Off, it costs one
+   * branch a program run alone.
    */
-  programTimes: { runs: number; own: number[]; barrier: number[]; ops: number[] } | undefined;
+  programTimes: { runs: number; own: number[]; barrier: number[]; ops: number[]; alone?: number } | undefined;
   private top = 0;
   private readonly started: Promise<void>;
   private disposed = false;
@@ -594,12 +600,29 @@ export class WorkerPool {
   /** runProgram on this thread alone: every step in order. */
   private runProgramAlone(plan: ProgramPlan, steps: number): void {
     if (!this.inProgram) this.nullGuard[0] = NULL_CANARY; // (as run())
+    // (timed: a method of its own, so the untimed loop carries no clock readings)
+    if (this.programTimes?.alone !== undefined) this.runStepsTimed(plan, steps, this.programTimes);
+    else
+      for (let s = 0; s < steps; s++) {
+        const op = plan.ops[s]!;
+        if (op === CALLER_STEP) plan.callers[s]!();
+        else this.runRange(op, plan.args[s]!, 0, plan.rows[s]!);
+      }
+    this.checkNullGuard();
+  }
+
+  /** runProgramAlone's steps with programTimes.alone set: each step's whole time into own (see programTimes). */
+  private runStepsTimed(plan: ProgramPlan, steps: number, times: NonNullable<WorkerPool['programTimes']>): void {
+    times.alone!++;
     for (let s = 0; s < steps; s++) {
       const op = plan.ops[s]!;
+      const started = performance.now();
       if (op === CALLER_STEP) plan.callers[s]!();
       else this.runRange(op, plan.args[s]!, 0, plan.rows[s]!);
+      times.own[s] = (times.own[s] ?? 0) + performance.now() - started;
+      times.barrier[s] = times.barrier[s] ?? 0;
+      times.ops[s] = op;
     }
-    this.checkNullGuard();
   }
 
   /**

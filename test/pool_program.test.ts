@@ -233,6 +233,48 @@ t.test("a program's caller step sees the whole result of a step the worker ran (
   poolRegions(pool).releaseFloats(entries);
 });
 
+// programTimes with alone set (bench/step_phases.ts's one-thread table):
+// a program run alone counts itself in alone, not runs, and adds each
+// step's whole time, caller steps included, to own (barrier 0); a caller
+// step's time there holds the span it timed itself. Without alone, a run
+// alone records nothing.
+t.test('programTimes.alone: a run alone times each of its steps, caller steps included', async (t) => {
+  const [rows, cols] = [16, 8];
+  const w = randn(rows * cols);
+  const x = randn(cols);
+  const m = matrix(one, 'f32', w, rows, cols);
+  const xp = one.alloc(4 * cols);
+  floatsOf(one).set(x, xp / 4);
+  const out = one.alloc(4 * rows);
+  let callerMs = 0;
+  const program = new PoolProgram(one, [
+    { op: PoolOp.F32, args: [m.data, xp, out, m.stride, 1, rows], rows, weightBytes: 4 * rows * cols },
+    {
+      caller: () => {
+        const started = performance.now();
+        while (performance.now() - started < 2); // 2 ms, timed here too
+        callerMs += performance.now() - started;
+      },
+    },
+  ]);
+  const off = (one.programTimes = { runs: 0, own: [] as number[], barrier: [] as number[], ops: [] as number[] });
+  program.run();
+  t.same(off, { runs: 0, own: [], barrier: [], ops: [] }, 'without alone: nothing recorded');
+  callerMs = 0;
+  const times = (one.programTimes = { runs: 0, own: [] as number[], barrier: [] as number[], ops: [] as number[], alone: 0 });
+  for (let r = 0; r < 3; r++) program.run();
+  one.programTimes = undefined;
+  t.equal(times.alone, 3, 'three runs alone');
+  t.equal(times.runs, 0, 'none split');
+  t.same(times.ops, [PoolOp.F32, -1], 'the op step, then the caller step (-1)');
+  t.same(times.barrier, [0, 0], 'no barriers');
+  t.ok(times.own[0]! >= 0, 'the op step timed');
+  t.ok(times.own[1]! >= callerMs && callerMs >= 6, `the caller step: at least the ${callerMs.toFixed(1)} ms it timed itself`);
+  const want = productF32Reference(w, x, rows, cols, 1);
+  t.same(Array.from(floatsOf(one).subarray(out / 4, out / 4 + rows)), Array.from(want), 'the product, as the reference');
+  program.dispose();
+});
+
 t.test("a program's SumsOfExps and Swiglu steps (ops no decode program runs, dispatched by the walker's own copy of the dispatch): run()'s bits", async (t) => {
   await Promise.all(pools.map((p) => p.ready()));
   const [n, vocab, hidden, rows] = [12, 40, 16, 8];
