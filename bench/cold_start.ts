@@ -65,11 +65,9 @@ const shapes = shapesFlag(cli, 'shapes', '15M');
 const rounds = cli.count('rounds', 3, 1, 100);
 if (!existsSync(TASKS)) cli.fail(`needs Linux's ${TASKS} (per-thread CPU times)`);
 const { generate } = await import('../src/generate.js');
-const { loadModel } = await import('../src/model/load.js');
-const { placeWeights } = await import('../src/model/pooled.js');
 const { disposeModel } = await import('../src/model/weights.js');
 const { argmax } = await import('../src/sample/sampler.js');
-const { randomCheckpoint } = await import('./models.js');
+const { loadOurs, randomCheckpoint } = await import('./models.js');
 
 /** --phases: a list of token counts. */
 function phasesFlag(): number[] {
@@ -120,13 +118,14 @@ function threadTimes(): Map<string, Times> {
 const DECODE_STARTS = '=== cold_start: decode starts';
 const REPORT = '=== cold_start: report ';
 
-/** Child: load, place, decode the phases; print the marker, then the report. */
+/** Child: load, decode the phases; print the marker, then the report. */
 async function child(model: string, threads: number, weights: 'f32' | 'q8', phaseTokens: readonly number[]): Promise<void> {
   await initBackend('wasm');
   const before = new Set(readdirSync(TASKS));
-  const m = placeWeights(loadModel(model), { threads, weights });
+  // as the CLI loads it: straight into the pool
+  const m = loadOurs('bench cold_start', model, threads, weights);
   await m.pool?.ready();
-  // the threads placeWeights started: the pool's workers (and the keeper that made them: idle in its event loop)
+  // the threads the load started: the pool's workers (and the keeper that made them: idle in its event loop)
   const workers = new Set(readdirSync(TASKS).filter((tid) => !before.has(tid)));
   const caller = String(process.pid);
   const groupOf = (tid: string): 'caller' | 'workers' | 'background' => (tid === caller ? 'caller' : workers.has(tid) ? 'workers' : 'background');

@@ -87,11 +87,10 @@ const only = cli.choice('only', 'both', ['both', 'decode', 'eval']);
 const { writeLlama2c } = await import('../src/checkpoint/llama2c.js');
 const { scoreTokens } = await import('../src/eval/perplexity.js');
 const { generate } = await import('../src/generate.js');
-const { loadModelPlaced } = await import('../src/model/load.js');
-const { placementOf } = await import('../src/model/placement.js');
 const { randomLlamaTensors } = await import('../src/model/random_init.js');
 const { disposeModel } = await import('../src/model/weights.js');
 const { argmax } = await import('../src/sample/sampler.js');
+const { loadOurs } = await import('./models.js');
 
 interface Engine {
   /** Row label. */
@@ -145,20 +144,6 @@ function syntheticTokenizer(file: string, vocab: number): void {
   writeFileSync(file, Buffer.concat(parts));
 }
 
-/**
- * The checkpoint as the CLI and loadModel(path, { threads, weights }) open it
- * (placementOf, then loadModelPlaced: a llama2.c file's rows go straight into
- * the pool, pooled_llama2c.ts), with the A/B runs' pool settings added; with
- * `tfjs`, the plain tfjs path (loadModel(path)). Until session 26 the child
- * loaded the float32 model into tfjs and then placed it (placeWeights): the
- * same bits and, measured, the same decode speed (bench/load_paths.ts,
- * docs/speed.md), but 80 MiB more peak RSS at 15M than users' processes.
- */
-function loadOurs(model: string, threads: number, weights: 'f32' | 'q8', tfjs: boolean, tuning: { hugePages?: boolean; spinMicros?: number } = {}) {
-  const placement = tfjs ? undefined : { ...placementOf({ threads, weights }, 'wasm')!, ...tuning };
-  return loadModelPlaced(model, placement, `bench decode: ${model} with weights '${weights}'`);
-}
-
 /** Child: greedy decode with one engine of ours; prints a Measurement. */
 async function childDecode(
   model: string,
@@ -171,7 +156,7 @@ async function childDecode(
   tfjs: boolean,
 ): Promise<Measurement> {
   await initBackend('wasm', { hugePages: !smallPages });
-  const m = loadOurs(model, threads, weights, tfjs, { hugePages: !smallPages, ...(spinOff ? { spinMicros: 0 } : {}) });
+  const m = loadOurs('bench decode', model, threads, weights, tfjs, { hugePages: !smallPages, ...(spinOff ? { spinMicros: 0 } : {}) });
   await m.pool?.ready();
   if (warmup > 0) for await (const _ of generate(m, { kind: 'dense' }, [1], argmax, { steps: warmup })); // untimed, a stream of its own
   // run.c's clock: it starts after the first token (run.c: "the first iteration can be slower") and counts the rest
@@ -196,7 +181,7 @@ async function childDecode(
 /** Child: blocked scoring of `count` tokens (window cache of the trained length, blocks of 256). */
 async function childEval(model: string, threads: number, weights: 'f32' | 'q8', count: number, tfjs: boolean): Promise<Measurement> {
   await initBackend('wasm');
-  const m = loadOurs(model, threads, weights, tfjs);
+  const m = loadOurs('bench decode', model, threads, weights, tfjs);
   await m.pool?.ready();
   const ids = Array.from({ length: count }, (_, i) => 1 + ((i * 7919) % (m.config.vocabSize - 1)));
   const window = m.config.maxSeqLen;

@@ -5,7 +5,9 @@ import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { writeLlama2c } from '../src/checkpoint/llama2c.js';
+import { loadModelPlaced } from '../src/model/load.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
+import { placementOf } from '../src/model/placement.js';
 import { project } from '../src/model/project.js';
 import { randomLlamaTensors } from '../src/model/random_init.js';
 import { type Linear, type Model, weightTensor } from '../src/model/weights.js';
@@ -24,6 +26,28 @@ export function randomCheckpoint(shape: string, seed = 0): string {
     renameSync(partial, file);
   }
   return file;
+}
+
+/**
+ * The checkpoint as the CLI and loadModel(path, { threads, weights }) open it
+ * (placementOf, then loadModelPlaced: a llama2.c file's rows go straight into
+ * the pool, pooled_llama2c.ts), with the A/B runs' pool settings added; with
+ * `tfjs`, the plain tfjs path (loadModel(path)). `bench` starts the line of a
+ * model too large for the pool. Until session 26 bench/decode.ts's child
+ * loaded the float32 model into tfjs and then placed it (placeWeights): the
+ * same bits and, measured, the same decode speed (bench/load_paths.ts,
+ * docs/speed.md), but 80 MiB more peak RSS at 15M than users' processes.
+ */
+export function loadOurs(
+  bench: string,
+  file: string,
+  threads: number,
+  weights: 'f32' | 'q8',
+  tfjs = false,
+  tuning: { hugePages?: boolean; spinMicros?: number } = {},
+): Model {
+  const placement = tfjs ? undefined : { ...placementOf({ threads, weights }, 'wasm')!, ...tuning };
+  return loadModelPlaced(file, placement, `${bench}: ${file} with weights '${weights}'`);
 }
 
 /**
