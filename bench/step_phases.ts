@@ -49,8 +49,7 @@ const rounds = cli.count('rounds', 4, 1, 100);
 const warmup = cli.count('warmup', 512, 0, 100_000);
 const again = cli.count('again', 0, 0, 100_000);
 const { initBackend } = await import('../src/backend.js');
-const { loadModelPlaced } = await import('../src/model/load.js');
-const { placementOf } = await import('../src/model/placement.js');
+const { loadOurs } = await import('./models.js');
 const { generate } = await import('../src/generate.js');
 const { argmax } = await import('../src/sample/sampler.js');
 const { disposeModel } = await import('../src/model/weights.js');
@@ -58,7 +57,7 @@ const { JOB_OP_NAMES, isJobOp } = await import('../kernels/pool_ops.js');
 
 async function main(): Promise<void> {
   await initBackend('wasm');
-  const m = loadModelPlaced(file, placementOf({ threads, weights }, 'wasm'), `bench step_phases: ${file} with weights '${weights}'`);
+  const m = loadOurs('bench step_phases', file, threads, weights);
   const pool = m.pool!;
   await pool.ready();
   const run = async (n: number) => {
