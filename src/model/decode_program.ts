@@ -95,6 +95,13 @@ const programSteps = (layers: number, q8: boolean, mlp: boolean) => layers * ((q
 /** Whether the model's layers have a feed-forward (an attention-only model's, hidden size 0, have none: its empty matrices stay unplaced, placeWeights). */
 const hasMlp = (model: Model) => model.config.hiddenDim !== 0;
 
+/** The first layer's feed-forward as the program sizes it: the gate|up and down matrices' strides and the hidden size (all 0 where the layers have none). */
+function mlpShape(model: Model): { upStride: number; downStride: number; hidden: number } {
+  if (!hasMlp(model)) return { upStride: 0, downStride: 0, hidden: 0 };
+  const first = model.weights.layers[0]!;
+  return { upStride: first.up.pooled!.stride, downStride: first.down.pooled!.stride, hidden: first.up.pooled!.rows / 2 };
+}
+
 /**
  * A product's operand in the program's region: x padded to the matrix's
  * stride, then (q8) its int16 blocks and their scales; one copy a thread,
@@ -210,7 +217,7 @@ export class DecodeProgram {
     // (a model of some 200 layers or more: more steps than a pool program holds)
     const mlp = hasMlp(model);
     if (programSteps(config.layers, classifier.format === 'q8', mlp) > MAX_PROGRAM_STEPS) return undefined;
-    const hidden = mlp ? weights.layers[0]!.up.pooled!.rows / 2 : 0;
+    const { hidden } = mlpShape(model);
     if (!Number.isInteger(hidden) || hidden % 4 !== 0) return undefined;
     // every layer's matrices of the first's shapes (the operands are sized by them)
     const first = weights.layers[0]!;
@@ -233,9 +240,7 @@ export class DecodeProgram {
     const first = weights.layers[0]!;
     const [qkv, out] = [first.qkv.pooled!, first.out.pooled!];
     // (an attention-only model: no mlp or down operand, no gate|up)
-    const mlp = hasMlp(model);
-    const [upStride, downStride] = mlp ? [first.up.pooled!.stride, first.down.pooled!.stride] : [0, 0];
-    const hidden = mlp ? first.up.pooled!.rows / 2 : 0;
+    const { upStride, downStride, hidden } = mlpShape(model);
     const group = splitRows(classifier.format === 'q8' ? PoolOp.Q8Pick : PoolOp.F32Pick);
     const copies = (stride: number) => model.pool!.threads * operandBytes(stride);
     return [
@@ -283,8 +288,7 @@ export class DecodeProgram {
     const qkv = first.qkv.pooled!;
     const out = first.out.pooled!;
     const mlpLayers = hasMlp(model);
-    const [upStride, downStride] = mlpLayers ? [first.up.pooled!.stride, first.down.pooled!.stride] : [0, 0];
-    const hidden = mlpLayers ? first.up.pooled!.rows / 2 : 0;
+    const { upStride, downStride, hidden } = mlpShape(model);
     this.qBytes = lines(4 * heads * headDim);
     const ropeBytes = lines(qkvRopeRecordBytes(MAX_FRAMES));
     const attendBytes = lines(heads * attendRecordBytes(MAX_FRAMES));
