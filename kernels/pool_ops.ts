@@ -41,7 +41,7 @@ export interface SharedLoops {
   qkvRope(record: number): void;
   /** A decode program's per-token words of its QkvRope and Attend records from the patch table's `layers` rows at `table` (kernels/decode_patch.ts; the calling thread only). */
   patchDecodeLayers(table: number, layers: number, heads: number, group: number, rowBytes: number): void;
-  /** RoPE's angles of position p (position / scale): cos and sin [half] as float32 of p times the float64s at freqs, Math.cos's and Math.sin's bits; 0 where an angle is past 2^20 pi/2 (1,647,100) (then compute them in JavaScript: kernels/rope.ts ropeAnglesFrom; the calling thread only). */
+  /** RoPE's angles of position p (position / scale): cos and sin [half] as float32 of p times the float64s at freqs, kernels/fdlibm.ts's bits (Node 20's Math.cos and Math.sin); 0 where an angle is past 2^20 pi/2 (1,647,100) (then compute them in JavaScript: kernels/rope.ts ropeAnglesFrom; the calling thread only). */
   ropeAngles(p: number, freqs: number, half: number, cos: number, sin: number): number;
 }
 

@@ -8,6 +8,7 @@
 //   halves  (i, i + rotaryDim/2)  Hugging Face `rotate_half`
 // Channels past rotaryDim pass through (GPT-NeoX rotates only a fraction).
 import * as tf from '@tensorflow/tfjs';
+import { cosSinInto, pow } from './fdlibm.js';
 import { type JsKernel, jsKernelsAvailable, runJsKernel } from './js_kernel.js';
 
 export type RopeLayout = 'pairs' | 'halves';
@@ -26,9 +27,12 @@ export interface RopeAngles {
   sin: tf.Tensor2D; // [T, rotaryDim/2]
 }
 
-/** Inverse frequency of pair i: theta^(-2i/rotaryDim). */
+/**
+ * Inverse frequency of pair i: theta^(-2i/rotaryDim). (fdlibm's pow, Node
+ * 20's Math.pow: Node 24's differs in the last bit of ~10% of these.)
+ */
 export function inverseFrequency(spec: RopeSpec, i: number): number {
-  return 1 / Math.pow(spec.theta, (2 * i) / spec.rotaryDim);
+  return 1 / pow(spec.theta, (2 * i) / spec.rotaryDim);
 }
 
 /**
@@ -77,9 +81,12 @@ export function ropeAnglesInto(position: number, spec: RopeSpec, cos: Float32Arr
 /**
  * ropeAnglesInto with the spec's inverse frequencies (inverseFrequencies)
  * and scale given: for a caller that keeps the table from token to token.
- * The same bits. (A decode program computes its angles with loops.wat
- * ropeAngles, fdlibm's cos and sin as V8's Math.cos and Math.sin, and calls
- * this only for a position past that copy's range: src/model/decode_program.ts.)
+ * The same bits. cos and sin are fdlibm's (kernels/fdlibm.ts, Node 20's
+ * Math.cos and Math.sin), the same operations as loops.wat ropeAngles, with
+ * which a decode program computes its angles, calling this only for a
+ * position past that copy's range (src/model/decode_program.ts): the same
+ * bits on every Node, except for an angle past 2^20 pi/2 (about 1,647,100),
+ * where both take Math.cos and Math.sin.
  */
 export function ropeAnglesFrom(
   position: number,
@@ -92,11 +99,7 @@ export function ropeAnglesFrom(
 ): void {
   const half = frequencies.length;
   const p = position / scale;
-  for (let i = 0; i < half; i++) {
-    const angle = p * frequencies[i]!;
-    cos[cosAt + i] = Math.cos(angle);
-    sin[sinAt + i] = Math.sin(angle);
-  }
+  for (let i = 0; i < half; i++) cosSinInto(p * frequencies[i]!, cos, cosAt + i, sin, sinAt + i);
 }
 
 /** How a head row is rotated: the channel layout, how many channels, which way. */

@@ -7,6 +7,7 @@ import seedrandom from 'seedrandom';
 import t from 'tap';
 import { joinEntries } from '../kernels/cache_read.js';
 import { embed } from '../kernels/embedding.js';
+import * as fdlibm from '../kernels/fdlibm.js';
 import { erfc, gelu } from '../kernels/gelu.js';
 import { erfcReference, geluReference } from '../kernels/gelu.ref.js';
 import { setFusedKernels } from '../kernels/js_kernel.js';
@@ -197,6 +198,116 @@ const backend = await initTestBackend();
   }
 }
 
+// kernels/fdlibm.ts: Node 20's Math.cos, Math.sin, Math.log and Math.pow
+// (V8 11.3's fdlibm) in JavaScript, so that RoPE's frequencies and angles,
+// seeded weights and a training run are the same bits on every Node (Node
+// 24's Math.pow is the C library's). On V8 11.3 the port is Math.*, bit for
+// bit, over millions of arguments; on every Node it gives values pinned from
+// Node 20's Math.*, and test/pool.test.ts compares its cos and sin with
+// loops.wat's copy (ropeAngles).
+{
+  const bits = (x: number): string =>
+    Buffer.from(new Float64Array([x]).buffer)
+      .reverse()
+      .toString('hex');
+  const v8 = process.versions.v8;
+  const node20 = v8.startsWith('11.3.');
+  t.test(
+    'fdlibm: cos, sin, log and pow are Math.cos, Math.sin, Math.log and Math.pow bit for bit on V8 11.3 (Node 20)',
+    {
+      skip:
+        !node20 &&
+        `V8 ${v8} is not Node 20's 11.3, whose Math.* the port copies (Node 24's Math.pow differs in the last bit of ~10%): the pinned values and loops.wat's copy check it here`,
+    },
+    async (t) => {
+      const rng = seedrandom('fdlibm');
+      // 2^e for e in [-1074, 1023], exactly (no pow)
+      const powers: number[] = [];
+      for (let e = 0, v = 5e-324; e < 2098; e++, v *= 2) powers.push(v);
+      const twoTo = (lo: number, hi: number) => powers[1074 + lo + Math.floor(rng() * (hi - lo))]!;
+      const differ = { cos: [] as number[], sin: [] as number[], log: [] as number[], pow: [] as number[][] };
+      const cosSin = new Float64Array(2);
+      const f32 = { cos: new Float32Array(1), sin: new Float32Array(1) };
+      let compared = 0;
+      const trig = (x: number) => {
+        compared++;
+        fdlibm.cosSinPair(x, cosSin, 0);
+        fdlibm.cosSinInto(x, f32.cos, 0, f32.sin, 0);
+        const c = Math.cos(x);
+        const s = Math.sin(x);
+        if (!Object.is(fdlibm.cos(x), c) || !Object.is(cosSin[0], c) || !Object.is(f32.cos[0], Math.fround(c))) differ.cos.push(x);
+        if (!Object.is(fdlibm.sin(x), s) || !Object.is(cosSin[1], s) || !Object.is(f32.sin[0], Math.fround(s))) differ.sin.push(x);
+      };
+      for (let k = 0; k < 400000; k++) {
+        // angles of every size up to and past 2^20 pi/2, either sign, and near multiples of pi/2 (the reduction's cancellations)
+        trig((rng() - 0.5) * twoTo(-40, 22));
+        trig((1 + Math.floor(rng() * 1048576)) * (Math.PI / 2) * (1 + (rng() - 0.5) * 2 ** -40));
+        const l = rng() < 0.5 ? twoTo(-1074, 1023) * (1 + rng()) : 1 + (rng() - 0.5) * twoTo(-60, 0);
+        if (!Object.is(fdlibm.log(l), Math.log(l))) differ.log.push(l);
+        // bases of every size and near 1, either sign; integer and other exponents
+        const x = (rng() < 0.2 ? -1 : 1) * (rng() < 0.5 ? twoTo(-40, 40) * (1 + rng()) : 1 + (rng() - 0.5) * twoTo(-40, 0));
+        const y = rng() < 0.3 ? Math.floor((rng() - 0.5) * 400) : (rng() - 0.5) * twoTo(-12, 14);
+        if (!Object.is(fdlibm.pow(x, y), Math.pow(x, y))) differ.pow.push([x, y]);
+      }
+      const specials = [0, -0, 1, -1, 2, -2, 0.5, -0.5, 3, -3, 0.1, 1e308, -1e308, 5e-324, -5e-324, 1e-310, 2 ** 31 + 1, 2 ** 53, 2 ** 64 + 2 ** 12];
+      for (const v of [...specials, Infinity, -Infinity, NaN, 1 + 2 ** -52, 1 - 2 ** -53, Math.PI / 4, (3 * Math.PI) / 4, 823549.6 * Math.PI]) {
+        trig(v);
+        if (!Object.is(fdlibm.log(v), Math.log(v))) differ.log.push(v);
+        for (const w of [...specials, Infinity, -Infinity, NaN, 1.5, -1.5, 1075, -1075])
+          if (!Object.is(fdlibm.pow(v, w), Math.pow(v, w))) differ.pow.push([v, w]);
+      }
+      // what the project computes with them: RoPE's frequencies, AdamW's bias corrections
+      for (const theta of [10000, 500000, 1e6]) {
+        for (const d of [32, 48, 64, 80, 96, 128])
+          for (let i = 0; i < d / 2; i++) if (!Object.is(fdlibm.pow(theta, (2 * i) / d), Math.pow(theta, (2 * i) / d))) differ.pow.push([theta, (2 * i) / d]);
+      }
+      for (let step = 1; step <= 20000; step++)
+        for (const b of [0.9, 0.95, 0.99, 0.999]) if (!Object.is(fdlibm.pow(b, step), Math.pow(b, step))) differ.pow.push([b, step]);
+      t.ok(compared > 800000, `${compared} angles`);
+      t.same(differ.cos, [], 'cos: the same bits (float64; and as float32)');
+      t.same(differ.sin, [], 'sin: the same bits');
+      t.same(differ.log, [], 'log: the same bits');
+      t.same(differ.pow.slice(0, 10), [], 'pow: the same bits');
+    },
+  );
+
+  t.test("fdlibm: values pinned from Node 20's Math.* (V8 11.3.244.8), on every Node", async (t) => {
+    // (each computed by Math.pow, Math.log, Math.cos and Math.sin on Node 20.20.2, the C library of V8 11.3, not by
+    // this port; the first five pow values are among those Node 24's Math.pow gives an ulp apart)
+    const pow: [number, number, string][] = [
+      [10000, 1 / 24, '3ff77c1b15b87900'],
+      [10000, 0.125, '40094c583ada5b52'],
+      [10000, 7 / 24, '402d5b21db269740'],
+      [10000, 1 / 3, '40358b5a51868c62'],
+      [500000, 0.109375, '4010cd8c5b849754'],
+      [0.999, 1000, '3fd788526411ed72'],
+      [0.95, 63, '3fa43939a9197d42'],
+      [2.5, -3.75, '3fa07b3f176b0a79'],
+      [1e-5, 0.3, '3fa030dc4ea03a73'],
+    ];
+    for (const [x, y, want] of pow) t.equal(bits(fdlibm.pow(x, y)), want, `pow(${x}, ${y})`);
+    const log: [number, string][] = [
+      [0.3, 'bff34378fcbda721'],
+      [1e-300, 'c085963447f87fb5'],
+      [1 + 2 ** -30, '3e0fffffffc00000'],
+      [123456.789, '40277281cad8a844'],
+      [5e-324, 'c0874385446d71c3'],
+      [0.7071, 'bfd62e6b3842a25e'],
+    ];
+    for (const [x, want] of log) t.equal(bits(fdlibm.log(x)), want, `log(${x})`);
+    const trig: [number, string, string][] = [
+      [0.5, '3fec1528065b7d50', '3fdeaee8744b05f0'],
+      [2.5, 'bfe9a2f7ef858b7d', '3fe326af0dcfcab0'],
+      [1000.25, '3fd5c7d948a31cf2', '3fee1702343c0531'],
+      [1647099, '3fee4831257a62da', 'bfd4b02e5be91e9e'],
+      [-77777.7, 'bfd1b1b858397664', '3feec0b10c6c0fc6'],
+      [1e-9, '3ff0000000000000', '3e112e0be826d695'],
+      [(3 * Math.PI) / 2, 'bcaa79394c9e8a0a', 'bff0000000000000'],
+    ];
+    for (const [x, c, s] of trig) t.same([bits(fdlibm.cos(x)), bits(fdlibm.sin(x))], [c, s], `cos and sin of ${x}`);
+  });
+}
+
 t.test(`ropeAngleArrays: ropeAngles' numbers, every call; a spec changed in place is not served its old frequencies`, async (t) => {
   const spec: RopeSpec = { theta: 10000, layout: 'pairs', rotaryDim: 8, scale: 1 };
   const positions = [0, 3, 1_234_567];
@@ -210,15 +321,16 @@ t.test(`ropeAngleArrays: ropeAngles' numbers, every call; a spec changed in plac
     const { cos, sin } = ropeAngleArrays(positions, spec);
     return [...cos, ...sin];
   };
-  // the angles in float64, rounded to float32 once: what ropeAngleArrays promises
+  // the angles in float64, rounded to float32 once: what ropeAngleArrays promises (fdlibm's pow, cos and sin, Node
+  // 20's Math.*: the fdlibm section below checks them)
   const reference = () => {
     const cos: number[] = [];
     const sin: number[] = [];
     for (const p of positions) {
       for (let i = 0; i < spec.rotaryDim / 2; i++) {
-        const angle = (p / spec.scale) * (1 / Math.pow(spec.theta, (2 * i) / spec.rotaryDim));
-        cos.push(Math.fround(Math.cos(angle)));
-        sin.push(Math.fround(Math.sin(angle)));
+        const angle = (p / spec.scale) * (1 / fdlibm.pow(spec.theta, (2 * i) / spec.rotaryDim));
+        cos.push(Math.fround(fdlibm.cos(angle)));
+        sin.push(Math.fround(fdlibm.sin(angle)));
       }
     }
     return [...cos, ...sin];

@@ -487,7 +487,7 @@ t.test(
 );
 
 t.test(
-  "loops.wat ropeAngles: ropeAnglesFrom's bits (Math.cos, Math.sin) over positions, specs and angles near multiples of pi/2; 0 past 2^20 pi/2",
+  "loops.wat ropeAngles: ropeAnglesFrom's bits (kernels/fdlibm.ts's cos and sin, on every Node) over positions, specs and angles near multiples of pi/2; 0 past 2^20 pi/2",
   async (t) => {
     const pool = one;
     const half = 64;

@@ -492,7 +492,7 @@ export class DecodeProgram {
   // frame count changing, a new embedding or rope spec) are functions of
   // their own that it does not inline while they do not run. RoPE's angles
   // of each distinct position are computed in WebAssembly (loops.wat
-  // ropeAngles: fdlibm's cos and sin, Math.cos's and Math.sin's bits), not
+  // ropeAngles: fdlibm's cos and sin, kernels/fdlibm.ts's bits), not
   // by ropeAnglesFrom, which V8 ran as bytecode through the first ~110 tokens
   // and then compiled on a background thread during the tokens bench/decode
   // times: 4.6 -> 2.1 µs a 15M token there, 2.3 -> 1.5 later (bench/RESULTS.md,
