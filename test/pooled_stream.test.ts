@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import seedrandom from 'seedrandom';
 import t from 'tap';
 import { matrixBytes as pooledMatrixBytes, type PooledMatrix, readRowQ8 } from '../kernels/split_products.js';
 import { DenseCache } from '../src/cache/dense.js';
@@ -21,7 +22,7 @@ import { modelFromLlama2c } from '../src/model/from_llama2c.js';
 import { loadModel, loadPooledHfModel } from '../src/model/load.js';
 import { placeWeights } from '../src/model/pooled.js';
 import { pooledModelFromLlama2c } from '../src/model/pooled_llama2c.js';
-import { randomLlamaReader, randomLlamaTensors } from '../src/model/random_init.js';
+import { normalArray, randomLlamaReader, randomLlamaTensors } from '../src/model/random_init.js';
 import { forward } from '../src/model/transformer.js';
 import { collectTensors, disposeModel, type Model } from '../src/model/weights.js';
 import { errorLines, initTestBackend, runCliInProcess, watchPools } from './helpers.js';
@@ -71,6 +72,26 @@ t.test('randomLlamaTensors: weights N(0, 0.02^2) (moments and the share within 1
   t.ok(Math.abs(share(2) - 0.9545) < 0.003, `within 2 std: ${share(2).toFixed(4)}`);
   t.ok(a.rmsAtt.every((g) => g === 1) && a.rmsFinal.every((g) => g === 1), 'norm gains 1');
   t.notSame(Array.from(randomLlamaTensors(big, 2).wq.subarray(0, 8)), Array.from(a.wq.subarray(0, 8)), 'another seed, other weights');
+});
+
+t.test("seeded weights: values pinned from Node 20, the same on every Node (normalArray's fdlibm log, cos and sin)", async (t) => {
+  // (computed on Node 20.20.2 by the code before kernels/fdlibm.ts, with Math.log, Math.cos and Math.sin: V8 11.3's C
+  // functions, not the port; Node 24's Math.* give these too, a later V8's may not)
+  const bits = (x: number): string =>
+    Buffer.from(new Float64Array([x]).buffer)
+      .reverse()
+      .toString('hex');
+  t.same(
+    Array.from(normalArray(seedrandom('pin'), 6, 1), bits),
+    ['3ff1b79a60000000', 'bff3675780000000', '3ffb7ac160000000', 'bfa31375e0000000', '3fc309c080000000', '3fe23bd0a0000000'],
+    "normalArray (training's initialisation)",
+  );
+  const tiny = { dim: 8, hiddenDim: 16, layers: 1, heads: 2, kvHeads: 2, vocabSize: 4, maxSeqLen: 8, sharedClassifier: true };
+  t.same(
+    Array.from(randomLlamaTensors(tiny, 42).wq.subarray(0, 4), bits),
+    ['3f6d886980000000', '3f5b898980000000', '3f83d0abe0000000', 'bf8eabbec0000000'],
+    "randomLlamaTensors (init's)",
+  );
 });
 
 t.test('init writes the same file as writing randomLlamaTensors', async (t) => {

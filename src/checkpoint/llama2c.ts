@@ -12,6 +12,7 @@
 //
 // Matrices are [out, in], row-major. RoPE rotates adjacent pairs.
 import { closeSync, fstatSync } from 'node:fs';
+import * as fdlibm from '../../kernels/fdlibm.js';
 import { FileFormatError, NonFiniteError } from '../errors.js';
 import { firstNonFinite } from '../finite.js';
 import { openForReading, readAt } from '../files.js';
@@ -281,13 +282,13 @@ export function writeLlama2c(file: string, t: LlamaTensors | Llama2cReader): voi
 /** Positions of the RoPE tables written at a time: a long seq_len is never held whole. */
 const FREQ_POSITIONS_PER_WRITE = 4096;
 
-/** The legacy format's unused RoPE tables, cos then sin, [seq_len, headSize / 2] each. */
+/** The legacy format's unused RoPE tables, cos then sin, [seq_len, headSize / 2] each (fdlibm's: the same bytes on every Node). */
 function writeFreqCis(fd: number, s: LlamaShape): void {
   const headSize = s.dim / s.heads;
   const half = headSize / 2;
   const chunk = new Float32Array(FREQ_POSITIONS_PER_WRITE * half);
-  const wavelength = Float64Array.from({ length: half }, (_, i) => Math.pow(10000, (2 * i) / headSize));
-  for (const f of [Math.cos, Math.sin]) {
+  const wavelength = Float64Array.from({ length: half }, (_, i) => fdlibm.pow(10000, (2 * i) / headSize));
+  for (const f of [fdlibm.cos, fdlibm.sin]) {
     for (let p0 = 0; p0 < s.maxSeqLen; p0 += FREQ_POSITIONS_PER_WRITE) {
       const n = Math.min(FREQ_POSITIONS_PER_WRITE, s.maxSeqLen - p0);
       for (let p = 0; p < n; p++) {

@@ -3,6 +3,7 @@
 import { existsSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import seedrandom from 'seedrandom';
+import * as fdlibm from '../../kernels/fdlibm.js';
 import {
   type Llama2cReader,
   llama2cBytes,
@@ -15,15 +16,20 @@ import {
 import { UsageError } from '../errors.js';
 import { gib } from '../memory.js';
 
+// normalArray's log, cos and sin are fdlibm's (kernels/fdlibm.ts, Node 20's
+// Math.log, Math.cos and Math.sin): a seed draws the same weights on every
+// Node (Math.sqrt is exact everywhere).
+
 /** n samples of N(0, std^2) drawn from `rng` (uniform in [0, 1)). */
 export function normalArray(rng: () => number, n: number, std: number): Float32Array {
   const out = new Float32Array(n);
+  const cosSin = new Float64Array(2);
   for (let i = 0; i < n; i += 2) {
     // Box-Muller: two independent normals from two uniforms
-    const r = std * Math.sqrt(-2 * Math.log(1 - rng()));
-    const theta = 2 * Math.PI * rng();
-    out[i] = r * Math.cos(theta);
-    if (i + 1 < n) out[i + 1] = r * Math.sin(theta);
+    const r = std * Math.sqrt(-2 * fdlibm.log(1 - rng()));
+    fdlibm.cosSinPair(2 * Math.PI * rng(), cosSin, 0);
+    out[i] = r * cosSin[0]!;
+    if (i + 1 < n) out[i + 1] = r * cosSin[1]!;
   }
   return out;
 }
@@ -54,6 +60,8 @@ function fillNormals(rng: () => number, out: Float32Array, from: number, to: num
       b = 2 * rng() - 1;
       s = a * a + b * b;
     } while (s >= 1 || s === 0);
+    // (Math.log, not fdlibm.log: the same bits on Node 20 to 24, and 15 -> 22 ns a weight with the port; V8's
+    // own tree has since moved Math.log to LLVM's libc, so a later Node may draw other weights here)
     const m = std * Math.sqrt((-2 * Math.log(s)) / s);
     out[i] = a * m;
     if (i + 1 < to) out[i + 1] = b * m;

@@ -14,6 +14,7 @@
 // parameter), the state is trivially saved for a checkpoint, and the model's
 // tf.Variables receive the new values once per step.
 import * as tf from '@tensorflow/tfjs';
+import * as fdlibm from '../../kernels/fdlibm.js';
 import type { Param } from './params.js';
 
 export interface AdamWOptions {
@@ -52,8 +53,9 @@ export class AdamW {
   update(grads: readonly Float32Array[], lr: number, gradScale = 1): void {
     const { beta1, beta2, eps, weightDecay } = this.options;
     this.step++;
-    const c1 = 1 - Math.pow(beta1, this.step);
-    const c2 = 1 - Math.pow(beta2, this.step);
+    // (fdlibm's pow, Node 20's Math.pow: Node 24's differs in the last bit of some, and so would the run)
+    const c1 = 1 - fdlibm.pow(beta1, this.step);
+    const c2 = 1 - fdlibm.pow(beta2, this.step);
     this.params.forEach((p, i) => {
       const { value, m, v } = this.state[i]!;
       const g = grads[i]!;
