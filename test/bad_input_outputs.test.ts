@@ -12,6 +12,7 @@ import {
   readlinkSync,
   renameSync,
   rmSync,
+  type RmOptions,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -265,9 +266,10 @@ await finishedRun(run);
     const target = join(dir, 'spin-report');
     const script =
       // (the test runner puts @tapjs/processinfo into every node it spawns, which holds SIGINT and SIGTERM with a
-      // handler of its own: removed, so that the child holds them as the CLI does)
-      "process.removeAllListeners('SIGINT'); process.removeAllListeners('SIGTERM');" +
+      // handler of its own: removed, so that the child holds them as the CLI does; after the import, since on Node 24
+      // the runner's module hooks install that handler when the first module file is imported)
       `const { StagedDir } = await import(${JSON.stringify(outputsModule)});` +
+      "process.removeAllListeners('SIGINT'); process.removeAllListeners('SIGTERM');" +
       `new StagedDir(${JSON.stringify(target)}); process.stdout.write('staged\\n');` +
       'const end = Date.now() + 60000; while (Date.now() < end);'; // (bounded, should the test die first)
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -390,13 +392,37 @@ await finishedRun(run);
   t.test('commit: andThen failing puts the earlier folder back whole, though removing the new one stops part-way', async (t) => {
     const where = join(dir, 'unwound');
     t.teardown(() => spawnSync('rm', ['-rf', where])); // (rmSync cannot remove what is nested past PATH_MAX)
+    const step = 'd'.repeat(200); // 30 folders deep: 6,000 bytes, made by relative steps
+    const nest = (folder: string) => spawnSync('bash', ['-c', `cd "$1" && for i in $(seq 30); do mkdir ${step} && cd ${step}; done`, 'bash', folder]);
+    // Node 20's and 22's rmSync stop at PATH_MAX; Node 24's (rewritten in C++) removes such a tree whole: there an
+    // rmSync that fails on it as theirs do (ENAMETOOLONG) stands in
+    const probe = join(dir, 'probe');
+    mkdirSync(probe);
+    t.equal(nest(probe).status, 0, 'the probe nested');
+    const stopsAtPathMax = ((): boolean => {
+      try {
+        rmSync(probe, { recursive: true, force: true });
+        return false;
+      } catch {
+        return true;
+      }
+    })();
+    spawnSync('rm', ['-rf', probe]);
+    const fs = await import('node:fs');
+    const stopping = (path: string, options?: RmOptions): void => {
+      if (!fs.existsSync(join(path, step))) return fs.rmSync(path, options);
+      throw Object.assign(new Error(`ENAMETOOLONG: name too long, rm '${path}'`), { code: 'ENAMETOOLONG' });
+    };
+    const { StagedDir: Staged } = stopsAtPathMax
+      ? await import('../src/outputs.js')
+      : await t.mockImport<typeof import('../src/outputs.js')>('../src/outputs.js', { 'node:fs': { ...fs, rmSync: stopping } });
+    t.comment(stopsAtPathMax ? "this Node's rmSync stops at PATH_MAX" : "this Node's rmSync removes past PATH_MAX: a stand-in that stops");
     const target = join(where, 'model');
     mkdirSync(target, { recursive: true });
     writeFileSync(join(target, 'model.bin'), 'the earlier model');
-    const staged = new StagedDir(target);
+    const staged = new Staged(target);
     writeFileSync(join(staged.path, 'model.bin'), 'the new model');
-    const step = 'd'.repeat(200); // 30 folders deep: 6,000 bytes, made by relative steps
-    const nested = spawnSync('bash', ['-c', `cd "$1" && for i in $(seq 30); do mkdir ${step} && cd ${step}; done`, 'bash', staged.path]);
+    const nested = nest(staged.path);
     t.equal(nested.status, 0, String(nested.stderr));
     t.throws(
       () =>
@@ -413,12 +439,13 @@ await finishedRun(run);
       [],
       'no old folder left',
     );
+    t.ok(existsSync(join(staged.path, step)), 'the new folder left under its staging name, its removal stopped');
 
     // A leftover that cannot be removed (here that staging folder, as a killed run's: another user's in a shared folder
     // alike) does not stop the next run's output: removing leftovers is tidying.
     const dead = spawnSync(process.execPath, ['-e', '']).pid;
     renameSync(staged.path, join(where, `.model.${dead}.staging`));
-    const next = new StagedDir(target);
+    const next = new Staged(target);
     writeFileSync(join(next.path, 'model.bin'), 'the next model');
     next.commit();
     t.equal(readFileSync(join(target, 'model.bin'), 'utf8'), 'the next model', 'the next run writes its output');
