@@ -159,8 +159,20 @@ t.test('2 MB pages: what is advised is the memory reservation as /proc/self/maps
   const r = spawnSync(process.execPath, [...loaderArgs(), '--disable-wasm-trap-handler', '--input-type=module', '-e', script], { encoding: 'utf8' });
   t.equal(r.status, 0, `the child ran (${r.stderr.trim().split('\n')[0] ?? ''})`);
   const { advice, flags } = JSON.parse(r.stdout || '{}') as { advice?: PageAdvice; flags?: { from: number; to: number; hg: boolean }[] };
-  t.match(advice, { hugePages: true, bytes: 100 * 65536 }, "advised: the memory's 100 wasm pages, all it reserved");
+  t.match(advice, { hugePages: true }, 'advised');
   if (advice?.hugePages !== true || flags === undefined) return;
+  // the memory's 100 wasm pages, all it reserved; unless a neighbour's untouched reservation (---p) lies directly
+  // after, which the kernel merges into the reservation's mapping (reservedFrom cannot tell them apart): then to that
+  // mapping's end, as /proc/self/maps shows it (Node 24 placed one there in 9 runs of 20, Node 22 in 1, Node 20 in 0)
+  const reserved = advice.address + 100 * 65536;
+  const merged = flags.find((m) => m.from < reserved && reserved < m.to);
+  t.equal(
+    advice.bytes,
+    (merged?.to ?? reserved) - advice.address,
+    merged === undefined
+      ? "advised: the memory's 100 wasm pages, all it reserved"
+      : `advised: the memory's 100 wasm pages and the ${merged.to - reserved} bytes merged into their mapping`,
+  );
   const end = advice.address + advice.bytes;
   t.ok(
     flags.filter((m) => m.to <= end).every((m) => m.hg),
