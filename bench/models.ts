@@ -13,7 +13,7 @@ import { randomLlamaTensors } from '../src/model/random_init.js';
 import { type Linear, type Model, weightTensor } from '../src/model/weights.js';
 import { BENCH_CACHE } from './common.js';
 
-/** A random llama2.c checkpoint of a named shape, written once under bench/.cache. */
+/** A random llama2.c checkpoint of a named shape, written once in BENCH_CACHE (the system's temporary folder). */
 export function randomCheckpoint(shape: string, seed = 0): string {
   mkdirSync(BENCH_CACHE, { recursive: true });
   const file = join(BENCH_CACHE, `${shape}-seed${seed}.bin`);

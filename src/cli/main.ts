@@ -19,7 +19,8 @@ import { startCommand } from './start.js';
 import { trainCommand } from './train.js';
 import { trainTokenizerCommand } from './train_tokenizer.js';
 
-const COMMANDS: CommandSpec[] = [
+/** Every subcommand, in the order of the help (the documentation test checks the commands and flags it shows against these). */
+export const COMMANDS: CommandSpec[] = [
   startCommand,
   generateCommand,
   evalCommand,
