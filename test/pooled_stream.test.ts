@@ -74,9 +74,11 @@ t.test('randomLlamaTensors: weights N(0, 0.02^2) (moments and the share within 1
   t.notSame(Array.from(randomLlamaTensors(big, 2).wq.subarray(0, 8)), Array.from(a.wq.subarray(0, 8)), 'another seed, other weights');
 });
 
-t.test("seeded weights: values pinned from Node 20, the same on every Node (normalArray's fdlibm log, cos and sin)", async (t) => {
+t.test("seeded weights: values pinned from Node 20 (normalArray through kernels/fdlibm.ts; init's through Math.log)", async (t) => {
   // (computed on Node 20.20.2 by the code before kernels/fdlibm.ts, with Math.log, Math.cos and Math.sin: V8 11.3's C
-  // functions, not the port; Node 24's Math.* give these too, a later V8's may not)
+  // functions, not the port. Node 22's and 24's Math.log give init's too; a later V8 whose Math.log differs fails the
+  // second assertion, which then says that `init --seed` no longer writes Node 20's weights: route fillNormals'
+  // logarithm through kernels/fdlibm.ts log, 15 -> 22 ns a weight, see random_init.ts)
   const bits = (x: number): string =>
     Buffer.from(new Float64Array([x]).buffer)
       .reverse()
