@@ -213,25 +213,9 @@ function cosSin(x: number): void {
       n = -n;
     }
   }
-  // __kernel_cos(y0, y1) and __kernel_sin(y0, y1, 1), written out here to share y0^2
-  let c: number;
-  let s: number;
-  const ay = Math.abs(y0);
-  if (ay < TINY_END) {
-    c = 1;
-    s = y0;
-  } else {
-    const z = y0 * y0;
-    const rc = z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))));
-    if (ay < KC_MID_END) c = 1 - (0.5 * z - (z * rc - y0 * y1));
-    else {
-      const qx = ay >= KC_HIGH_START ? 0.28125 : ay < 0.5 ? Math.floor(ay * 4194304) * 5.9604644775390625e-8 : Math.floor(ay * 2097152) * 1.1920928955078125e-7;
-      c = 1 - qx - (0.5 * z - qx - (z * rc - y0 * y1));
-    }
-    const v = z * y0;
-    const rs = S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)));
-    s = y0 - (z * (0.5 * y1 - v * rs) - y1 - v * S1);
-  }
+  // (written out here instead, to share y0^2, they ran 2-3% faster, 0.5 ns an angle: not worth a second copy)
+  const c = kernelCos(y0, y1);
+  const s = kernelSin(y0, y1, 1);
   // cos and sin by the quadrant n & 3
   switch (n & 3) {
     case 0:
