@@ -65,20 +65,21 @@ function logits(model: Model): Float32Array {
 
 const meanNll = (nll: ArrayLike<number>) => Array.from(nll).reduce((a, b) => a + b, 0) / nll.length;
 
+/** This process's worker threads (a pool of several threads has one, its keeper, which makes and ends the workers). */
+const workerThreads = () => (process.report.getReport() as { workers: unknown[] }).workers.length;
+
 t.test('float32 in the pool: equal on 1, 2 and 3 threads; the tfjs result bit for bit on wasm; no worker left', async (t) => {
   const plain = await loaded();
   const want = logits(plain);
   const params = parameterCount(plain, true);
   disposeModel(plain);
-  // this process's worker threads (a pool of several has one, its keeper, which makes and ends the workers)
-  const workers = () => (process.report.getReport() as { workers: unknown[] }).workers.length;
-  const idle = workers();
+  const idle = workerThreads();
   let first: number[] | undefined;
   for (const threads of [1, 2, 3]) {
     // a pool of N threads with every product split (the conformance matrices are small); one thread: the caller alone
     const model = await loaded({ threads, weights: 'f32', splitMinBytes: 0 });
     t.ok(model.pool !== undefined && model.weights.layers[0]!.qkv.weight === undefined, 'the matrices left tfjs');
-    t.equal(workers(), idle + (threads > 1 ? 1 : 0), `${threads} threads: ${threads > 1 ? 'a keeper thread' : 'no worker thread'}`);
+    t.equal(workerThreads(), idle + (threads > 1 ? 1 : 0), `${threads} threads: ${threads > 1 ? 'a keeper thread' : 'no worker thread'}`);
     t.equal(parameterCount(model, true), params, 'parameters counted wherever they live');
     const got = Array.from(logits(model));
     // the pool's products sum in XNNPACK's order, and the loops between them compute the kernels' bits;
@@ -94,7 +95,7 @@ t.test('float32 in the pool: equal on 1, 2 and 3 threads; the tfjs result bit fo
     t.ok(maxAbsDiff(scored.nll, dense.nll) < 1e-4, 'stepwise NLLs: the conformance values');
     t.equal(tf.memory().numTensors, before, 'no tensor leak');
     await disposeModel(model);
-    t.equal(workers(), idle, `${threads} threads: no worker thread left once the pool is disposed`);
+    t.equal(workerThreads(), idle, `${threads} threads: no worker thread left once the pool is disposed`);
   }
 });
 
@@ -736,36 +737,16 @@ t.test(
       }
       for (const policy of policies) {
         const label = `${p.weights} ${p.threads} threads${p.splitMinBytes === 0 ? ', every step split' : ''}, ${policy.kind}`;
-        const viaProgram = new TokenStream(model, policy);
-        const viaJobs = new TokenStream(model, policy);
-        const viaTfjs = new TokenStream(plain, policy);
-        const before = tf.memory().numTensors;
         const runs = program?.runs ?? 0;
-        let same = 0;
-        let sameTfjs = 0;
-        let picks = 0;
         // a prompt of 3 (not a program's: T = 3), then single tokens
         const blocks = [stream.slice(0, 3), ...stream.slice(3).map((id) => [id])];
-        for (const ids of blocks) {
-          const logits = oneJobPath(() => viaJobs.feed(ids, 'last'));
-          const want = logits.dataSync() as Float32Array;
-          const got = viaProgram.feedLastValues(ids);
-          if (bitsEqual(got, want)) same++;
-          // (greedy decoding's pick: the classifier step's records, pickedArgmax)
-          if (pooledArgmax(model.pool!, got) === argmax(want)) picks++;
-          logits.dispose();
-          if (p.weights === 'f32' && backend === 'wasm') {
-            const tfjs = viaTfjs.feed(ids, 'last');
-            if (bitsEqual(got, tfjs.dataSync() as Float32Array)) sameTfjs++;
-            tfjs.dispose();
-          } else viaTfjs.feed(ids, 'last').dispose();
-        }
-        t.equal(same, blocks.length, `${label}: the one-job path's logits bit for bit, every token`);
-        t.equal(picks, blocks.length, `${label}: the greedy pick of those logits, every token`);
-        if (p.weights === 'f32' && backend === 'wasm') t.equal(sameTfjs, blocks.length, `${label}: the tfjs path's logits bit for bit, every token`);
+        const tfjs = p.weights === 'f32' && backend === 'wasm';
+        const d = decodeThreeWays(model, plain, policy, blocks, tfjs);
+        t.equal(d.same, blocks.length, `${label}: the one-job path's logits bit for bit, every token`);
+        t.equal(d.picks, blocks.length, `${label}: the greedy pick of those logits, every token`);
+        if (tfjs) t.equal(d.sameTfjs, blocks.length, `${label}: the tfjs path's logits bit for bit, every token`);
         t.equal((program?.runs ?? 0) - runs, blocks.length - 1, `${label}: every single token ran as the program`);
-        t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
-        [viaProgram, viaJobs, viaTfjs].forEach((s) => s.dispose());
+        t.equal(d.leaked, 0, `${label}: no tensor leak`);
       }
       await disposeModel(model);
     }
@@ -783,9 +764,7 @@ t.test(
     const vocab = plain.config.vocabSize;
     const stream = Array.from({ length: 300 }, (_, i) => (31 * i + 7) % (vocab - 1));
     const policy: CachePolicy = { kind: 'streaming', sinkCount: 4, windowSize: 40 };
-    // this process's worker threads (a pool of several has one, its keeper)
-    const workers = () => (process.report.getReport() as { workers: unknown[] }).workers.length;
-    const idle = workers();
+    const idle = workerThreads();
     for (const p of [
       { threads: 1, weights: 'f32' },
       { threads: 2, weights: 'f32' },
@@ -797,30 +776,16 @@ t.test(
       t.ok(residualInPool(model), `${label}: its residual stream stays in the pool`);
       const program = pooledDecodeProgram(model);
       t.ok(program !== undefined, `${label}: the model has a decode program`);
-      const viaProgram = new TokenStream(model, policy);
-      const viaJobs = new TokenStream(model, policy);
-      const viaTfjs = new TokenStream(plain, policy);
-      const before = tf.memory().numTensors;
       const runs = program?.runs ?? 0;
-      let same = 0;
-      let sameTfjs = 0;
       const blocks = [stream.slice(0, 3), ...stream.slice(3).map((id) => [id])];
-      for (const ids of blocks) {
-        const logits = oneJobPath(() => viaJobs.feed(ids, 'last'));
-        const got = viaProgram.feedLastValues(ids);
-        if (bitsEqual(got, logits.dataSync() as Float32Array)) same++;
-        logits.dispose();
-        const tfjs = viaTfjs.feed(ids, 'last');
-        if (bitsEqual(got, tfjs.dataSync() as Float32Array)) sameTfjs++;
-        tfjs.dispose();
-      }
-      t.equal(same, blocks.length, `${label}: the one-job path's logits bit for bit, every token`);
-      if (p.weights === 'f32') t.equal(sameTfjs, blocks.length, `${label}: the tfjs path's logits bit for bit, every token`);
+      const tfjs = p.weights === 'f32';
+      const d = decodeThreeWays(model, plain, policy, blocks, tfjs);
+      t.equal(d.same, blocks.length, `${label}: the one-job path's logits bit for bit, every token`);
+      if (tfjs) t.equal(d.sameTfjs, blocks.length, `${label}: the tfjs path's logits bit for bit, every token`);
       t.equal((program?.runs ?? 0) - runs, blocks.length - 1, `${label}: every single token ran as the program`);
-      t.equal(tf.memory().numTensors, before, `${label}: no tensor leak`);
-      [viaProgram, viaJobs, viaTfjs].forEach((s) => s.dispose());
+      t.equal(d.leaked, 0, `${label}: no tensor leak`);
       await disposeModel(model);
-      t.equal(workers(), idle, `${label}: no worker thread left once the pool is disposed`);
+      t.equal(workerThreads(), idle, `${label}: no worker thread left once the pool is disposed`);
     }
     disposeModel(plain);
   },
@@ -1045,6 +1010,38 @@ function oneJobPath<T>(f: () => T): T {
   }
 }
 
+/**
+ * `blocks` fed to three streams of `policy`: `model`'s through its decode
+ * program, `model`'s on the one-job path, and `plain`'s (the tfjs path).
+ * Counts the blocks whose program logits equal the one-job path's bit for
+ * bit, whose greedy pick (the classifier step's records, pooledArgmax) is
+ * the argmax of those, and (with `tfjs`) that equal the tfjs path's (fed
+ * either way); `leaked`: tensors left while the streams were fed.
+ */
+function decodeThreeWays(model: Model, plain: Model, policy: CachePolicy, blocks: number[][], tfjs: boolean) {
+  const viaProgram = new TokenStream(model, policy);
+  const viaJobs = new TokenStream(model, policy);
+  const viaTfjs = new TokenStream(plain, policy);
+  const before = tf.memory().numTensors;
+  let same = 0;
+  let picks = 0;
+  let sameTfjs = 0;
+  for (const ids of blocks) {
+    const logits = oneJobPath(() => viaJobs.feed(ids, 'last'));
+    const want = logits.dataSync() as Float32Array;
+    const got = viaProgram.feedLastValues(ids);
+    if (bitsEqual(got, want)) same++;
+    if (pooledArgmax(model.pool!, got) === argmax(want)) picks++;
+    logits.dispose();
+    const viaPlain = viaTfjs.feed(ids, 'last');
+    if (tfjs && bitsEqual(got, viaPlain.dataSync() as Float32Array)) sameTfjs++;
+    viaPlain.dispose();
+  }
+  const leaked = tf.memory().numTensors - before;
+  [viaProgram, viaJobs, viaTfjs].forEach((s) => s.dispose());
+  return { same, picks, sameTfjs, leaked };
+}
+
 /** Whether two arrays hold the same float32 bits. */
 function bitsEqual(a: Float32Array, b: Float32Array): boolean {
   if (a.length !== b.length) return false;
@@ -1194,9 +1191,6 @@ t.test('eval --threads, --weights and --products', async (t) => {
 // products, src/model/placement.ts): the CLI's fast paths for a library user,
 // decided by the function the CLI calls, and disposeModel stopping the pool's
 // workers.
-
-/** This process's worker threads (a pool of several threads has one, its keeper, which makes and ends the workers). */
-const workerThreads = () => (process.report.getReport() as { workers: unknown[] }).workers.length;
 
 t.test("loadModel's placement options: 2 threads f32 the plain path's logits and NLLs, q8 the CLI's NLLs; disposeModel stops the workers", async (t) => {
   const api = await import('../src/index.js');
