@@ -39,6 +39,13 @@ export function loadConformance(): Conformance {
   return JSON.parse(readFileSync(`${FIXTURES}tiny-gqa.expected.json`, 'utf8')) as Conformance;
 }
 
+/** A float64's bits as 16 hex digits, most significant first (how the pinned values of test/kernels and test/pooled_stream are written). */
+export function float64Hex(x: number): string {
+  return Buffer.from(new Float64Array([x]).buffer)
+    .reverse()
+    .toString('hex');
+}
+
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) return Infinity;
   let m = 0;

@@ -25,7 +25,7 @@ import { pooledModelFromLlama2c } from '../src/model/pooled_llama2c.js';
 import { normalArray, randomLlamaReader, randomLlamaTensors } from '../src/model/random_init.js';
 import { forward } from '../src/model/transformer.js';
 import { collectTensors, disposeModel, type Model } from '../src/model/weights.js';
-import { errorLines, initTestBackend, runCliInProcess, watchPools } from './helpers.js';
+import { errorLines, float64Hex, initTestBackend, runCliInProcess, watchPools } from './helpers.js';
 import { llamaConfigJson, llamaTensorShapes, neoxTensorShapes, randomTensors, type TensorMap, writeHfDir } from './tiny_checkpoints.js';
 import { tempDir } from './paths.js';
 
@@ -79,18 +79,14 @@ t.test("seeded weights: values pinned from Node 20 (normalArray through kernels/
   // functions, not the port. Node 22's and 24's Math.log give init's too; a later V8 whose Math.log differs fails the
   // second assertion, which then says that `init --seed` no longer writes Node 20's weights: route fillNormals'
   // logarithm through kernels/fdlibm.ts log, 15 -> 22 ns a weight, see random_init.ts)
-  const bits = (x: number): string =>
-    Buffer.from(new Float64Array([x]).buffer)
-      .reverse()
-      .toString('hex');
   t.same(
-    Array.from(normalArray(seedrandom('pin'), 6, 1), bits),
+    Array.from(normalArray(seedrandom('pin'), 6, 1), float64Hex),
     ['3ff1b79a60000000', 'bff3675780000000', '3ffb7ac160000000', 'bfa31375e0000000', '3fc309c080000000', '3fe23bd0a0000000'],
     "normalArray (training's initialisation)",
   );
   const tiny = { dim: 8, hiddenDim: 16, layers: 1, heads: 2, kvHeads: 2, vocabSize: 4, maxSeqLen: 8, sharedClassifier: true };
   t.same(
-    Array.from(randomLlamaTensors(tiny, 42).wq.subarray(0, 4), bits),
+    Array.from(randomLlamaTensors(tiny, 42).wq.subarray(0, 4), float64Hex),
     ['3f6d886980000000', '3f5b898980000000', '3f83d0abe0000000', 'bf8eabbec0000000'],
     "randomLlamaTensors (init's)",
   );
