@@ -11,6 +11,7 @@ import type { WorkerPool } from '../kernels/pool.js';
 import { WorkerPoolError } from '../kernels/pool_error.js';
 import { StreamllmError } from '../src/errors.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
+import { medianInterval } from '../src/stats.js';
 
 export const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 /**
@@ -160,6 +161,12 @@ export function machine(): string {
 }
 
 export { median } from '../src/stats.js';
+
+/** "median (low..high)" of xs with src/stats.ts's 95% interval of the median, `digits` decimals; the median alone below 6 values (no interval). */
+export function medianWithInterval(xs: number[], digits: number): string {
+  const { median, low, high } = medianInterval(xs);
+  return low === undefined || high === undefined ? median.toFixed(digits) : `${median.toFixed(digits)} (${low.toFixed(digits)}..${high.toFixed(digits)})`;
+}
 /** A `Field: N kB` line of a /proc/self file, in MiB; undefined where the file or the field is absent (not Linux). */
 function procMiB(file: string, field: string): number | undefined {
   if (!existsSync(file)) return undefined;

@@ -58,6 +58,7 @@ import {
   cpuMark,
   markdownTable,
   median,
+  medianWithInterval,
   othersCores,
   pagesAddonLine,
   pagesAddonOf,
@@ -347,21 +348,6 @@ interface Turn {
   others?: number;
 }
 
-/**
- * The median of xs and a 95% interval of it: the order statistics n/2 ±
- * 0.98 sqrt(n) (the binomial's normal approximation; no assumption about
- * the distribution). Over the rounds: each round's models, pools and modules
- * are new, so its figure is an independent measurement, and now and then one
- * stream of a round lands badly in memory (5-9% slower for the whole round):
- * a median keeps such a round from moving the result, as a mean would.
- */
-function medianInterval(xs: number[], digits: number): string {
-  const s = [...xs].sort((a, b) => a - b);
-  const half = 0.98 * Math.sqrt(s.length);
-  const at = (rank: number) => s[Math.min(s.length, Math.max(1, Math.round(rank))) - 1]!;
-  return `${median(s).toFixed(digits)} (${at(s.length / 2 - half).toFixed(digits)}..${at(s.length / 2 + 1 + half).toFixed(digits)})`;
-}
-
 /** Wait, up to `seconds`, for half a second in which other processes took under QUIET_OTHERS of a core; the seconds waited, negative where it gave up. */
 async function untilQuiet(seconds: number): Promise<number> {
   const started = performance.now();
@@ -567,11 +553,14 @@ await runBench(async () => {
     String(rs.length),
     ...names.map((n) => median(rs.map((ts) => median(ts.map((t) => t.us[n]!)))).toFixed(1)),
     ...compared.flatMap((n) => [
-      medianInterval(
+      // over the rounds: each round's models, pools and modules are new, so its figure is an independent measurement, and
+      // now and then one stream of a round lands badly in memory (5-9% slower for the whole round): a median keeps such a
+      // round from moving the result, as a mean would
+      medianWithInterval(
         rs.map((ts) => median(ratios(ts, n))),
         4,
       ),
-      medianInterval(
+      medianWithInterval(
         rs.map((ts) => median(ts.map((t) => t.us[n]! - t.us.A!))),
         1,
       ),

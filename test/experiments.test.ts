@@ -1,6 +1,7 @@
 // The pieces behind `streamllm reproduce`: the sampled recompute baseline
 // against the conformance NLLs and scoreTokens, binned curves, the zoo
-// manifest reader; the paper's Table 3 and the verdict per model.
+// manifest reader; the paper's Table 3 and the verdict per model; the
+// median's interval of src/stats.ts.
 import * as tf from '@tensorflow/tfjs';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { binnedCurve, pplAt, relative } from '../src/experiments/score.js';
 import { sourceTokens } from '../src/experiments/text_source.js';
 import { loadModel } from '../src/model/load.js';
 import { disposeModel } from '../src/model/weights.js';
+import { median, medianInterval } from '../src/stats.js';
 import { defaultManifestPath, defaultModel, packageRoot, readManifest } from '../src/zoo/manifest.js';
 import { FIXTURES, initTestBackend, loadConformance, maxAbsDiff } from './helpers.js';
 import { llama2cToHf, llamaConfigJson, randomArray, randomLlama2c, rng, writeHfDir } from './tiny_checkpoints.js';
@@ -229,4 +231,34 @@ t.test('rows: the miniature, then the paper', async (t) => {
   t.same(rows[1], ['paper: vanilla', 27.87, 18.49, 18.05, 18.05, null, null, 'x1.507', 'x1.024', '']);
   t.same(rows[2]!.slice(0, 2), ['ls (learned-sink)', 40]);
   t.equal(rows[2]![6], null, 'no BOS-kept recompute for a model not trained with BOS first');
+});
+
+// src/stats.ts's 95% interval of a median (the benchmarks' rounds): its
+// order statistics' coverage of the true median, computed exactly from the
+// binomial distribution of how many measurements fall below it.
+t.test('the median interval covers the median with at least 95% from 6 measurements, and gives none below', async (t) => {
+  // P(B = k), B ~ Binomial(n, 1/2), by Pascal's rule (no approximation)
+  const binomial = (n: number) => {
+    let p = [1];
+    for (let i = 0; i < n; i++) p = [...p.map((x) => x / 2), 0].map((x, k) => x + (k > 0 ? p[k - 1]! / 2 : 0));
+    return p;
+  };
+  for (let n = 1; n <= 5; n++) {
+    const xs = [5, 1, 4, 2, 3].slice(0, n);
+    t.same(medianInterval(xs), { median: median(xs) }, `${n} measurements: the median, no interval`);
+  }
+  let least = 1;
+  for (let n = 6; n <= 200; n++) {
+    // the values are their ranks, given in reverse: the interval's ends are the ranks it chose
+    const { median: middle, low, high } = medianInterval(Array.from({ length: n }, (_, i) => n - i));
+    t.equal(middle, (n + 1) / 2);
+    const p = binomial(n);
+    let coverage = 0;
+    for (let k = low!; k < high!; k++) coverage += p[k]!; // x_(low) <= median < x_(high) when low..high-1 measurements fall below it
+    if (coverage < 0.95) t.fail(`${n} measurements: ranks ${low}..${high} cover ${coverage}`);
+    least = Math.min(least, coverage);
+  }
+  t.ok(least >= 0.95 && least < 0.951, `the least coverage over 6..200 measurements: ${least}`);
+  t.same(medianInterval([3, 9, 1, 7, 5, 2, 8, 4, 6, 10]), { median: 5.5, low: 2, high: 9 }, "10: ranks 2 and 9, the tables' interval");
+  t.same(medianInterval(Array.from({ length: 20 }, (_, i) => 20 - i)), { median: 10.5, low: 6, high: 15 }, '20: ranks 6 and 15');
 });
