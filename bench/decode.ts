@@ -25,13 +25,25 @@ import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
-import { anonHugePagesMiB, benchArgs, cpuMark, markdownTable, median, othersCores, peakRssMiB, recordResult, runBench, shapesFlag } from './common.js';
+import {
+  anonHugePagesMiB,
+  benchArgs,
+  cpuMark,
+  markdownTable,
+  median,
+  medianWithInterval,
+  othersCores,
+  peakRssMiB,
+  recordResult,
+  runBench,
+  shapesFlag,
+} from './common.js';
 
 const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all, in the worker pool;
 float32 on 1 thread also on the plain tfjs path) against llama2.c run.c built as runomp (1, 2 and --threads threads),
 alternating in one run; blocked evaluation (float32, q8; the same placements) on 1 and all threads.
 
-  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--warmup 8] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--spin-ab] [--pages-ab] [--anon-peer] [--record]
+  node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--warmup 8] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--engines LIST] [--spin-ab] [--pages-ab] [--anon-peer] [--record]
 
   --shapes LIST      llama2.c shapes (${Object.keys(NAMED_SHAPES).join(', ')}); default 15M,110M
   --tokens N         greedy tokens timed per measurement (default 128). Every engine decodes N+1 tokens from
@@ -44,6 +56,10 @@ alternating in one run; blocked evaluation (float32, q8; the same placements) on
   --threads N        "all threads" (default: every core, ${defaultThreads()} here)
   --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
   --only decode|eval only the decode rows (run.c and ours) or only the blocked-evaluation rows (default: both)
+  --engines LIST     only these engines, by key (default: every one the other flags give): runomp-N (run.c on N
+                     threads; -anon with --anon-peer), f32-N, q8-N (ours in the pool; -nospin with --spin-ab, -4k with
+                     --pages-ab), tfjs (ours on the tfjs path), eval-f32-N, eval-q8-N, eval-tfjs; N is 1, 2 or
+                     --threads. More rounds of fewer engines: e.g. --engines runomp-2,f32-2 --rounds 41
   --spin-ab          also this project on all threads with the pool's spin off (the sleep-only pool), an A/B of the spin in the same run
   --pages-ab         also this project (1 thread and all) with its memory on 4 KB pages (the pool's memory and the wasm
                      backend's heap not advised to take 2 MB pages: kernels/huge_pages.ts), an A/B of the page size
@@ -83,6 +99,12 @@ const evalTokens = cli.count('eval-tokens', 1024, 0, 1_000_000);
 const rounds = cli.count('rounds', 3, 1, 100);
 const shapes = shapesFlag(cli, 'shapes', '15M,110M');
 const only = cli.choice('only', 'both', ['both', 'decode', 'eval']);
+// --engines: each key checked against every engine the other flags give (run.c's as if it builds)
+const engines = cli.has('engines') ? cli.value('engines', '').split(',') : undefined;
+if (engines !== undefined) {
+  const keys = engineList(only !== 'eval', cli.has('anon-peer')).map(engineKey);
+  for (const k of engines) if (!keys.includes(k)) cli.fail(`--engines: no engine '${k}' with these flags (engines: ${keys.join(', ')})`);
+}
 // the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
 const { writeLlama2c } = await import('../src/checkpoint/llama2c.js');
 const { scoreTokens } = await import('../src/eval/perplexity.js');
@@ -142,6 +164,74 @@ function syntheticTokenizer(file: string, vocab: number): void {
     parts.push(rec, bytes);
   }
   writeFileSync(file, Buffer.concat(parts));
+}
+
+/**
+ * Every engine the flags give, in the order a round runs them (run.c's only
+ * where it was built: `peer`).
+ */
+function engineList(peer: boolean, anonPeer: boolean): Engine[] {
+  const decode: Engine[] = [
+    ...(peer ? [...new Set([1, 2, threads])].map((n): Engine => ({ name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}`, kind: 'runomp', threads: n })) : []),
+    ...(peer && anonPeer
+      ? [...new Set([1, 2, threads])].map((n): Engine => ({
+          name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}, weights in anonymous memory`,
+          kind: 'runomp',
+          threads: n,
+          anon: true,
+        }))
+      : []),
+    ...(only === 'eval' ? [] : (['f32', 'q8'] as const)).flatMap((weights) =>
+      [...new Set([1, threads])].map((n): Engine => ({
+        name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''} (pool)`,
+        kind: 'ours',
+        threads: n,
+        weights,
+      })),
+    ),
+    ...(only === 'eval' ? [] : [TFJS_PATH('ours')]),
+    ...(only !== 'eval' && threads > 1 && cli.has('spin-ab')
+      ? (['f32', 'q8'] as const).map((weights): Engine => ({
+          name: `this project, ${weights}, ${threads} threads (pool), no spin`,
+          kind: 'ours',
+          threads,
+          weights,
+          spinOff: true,
+        }))
+      : []),
+    ...(only !== 'eval' && cli.has('pages-ab')
+      ? (['f32', 'q8'] as const).flatMap((weights) =>
+          [...new Set([1, threads])].map((n): Engine => ({
+            name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''} (pool), 4 KB pages`,
+            kind: 'ours',
+            threads: n,
+            weights,
+            smallPages: true,
+          })),
+        )
+      : []),
+  ];
+  const evaluation: Engine[] =
+    evalTokens > 0 && only !== 'decode'
+      ? [
+          ...(['f32', 'q8'] as const).flatMap((weights) =>
+            [...new Set([1, threads])].map((n): Engine => ({
+              name: `blocked eval, ${weights}, ${n} thread${n > 1 ? 's' : ''} (pool)`,
+              kind: 'eval',
+              threads: n,
+              weights,
+            })),
+          ),
+          TFJS_PATH('eval'),
+        ]
+      : [];
+  return [...decode, ...evaluation];
+}
+
+/** An engine's --engines key: runomp-2, runomp-2-anon, f32-1, q8-2-nospin, f32-2-4k, tfjs, eval-q8-2, eval-tfjs. */
+function engineKey(e: Engine): string {
+  const ours = e.tfjs === true ? 'tfjs' : `${e.weights}-${e.threads}${e.spinOff === true ? '-nospin' : ''}${e.smallPages === true ? '-4k' : ''}`;
+  return e.kind === 'runomp' ? `runomp-${e.threads}${e.anon === true ? '-anon' : ''}` : e.kind === 'eval' ? `eval-${ours}` : ours;
 }
 
 /** Child: greedy decode with one engine of ours; prints a Measurement. */
@@ -287,66 +377,12 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'streamllm-bench-decode-'));
   try {
     const peer = only !== 'eval' && buildPeer(dir, peerSource, anonPeer);
-    const engines: Engine[] = [
-      ...(peer ? [...new Set([1, 2, threads])].map((n): Engine => ({ name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}`, kind: 'runomp', threads: n })) : []),
-      ...(peer && anonPeer
-        ? [...new Set([1, 2, threads])].map((n): Engine => ({
-            name: `run.c runomp, ${n} thread${n > 1 ? 's' : ''}, weights in anonymous memory`,
-            kind: 'runomp',
-            threads: n,
-            anon: true,
-          }))
-        : []),
-      ...(only === 'eval' ? [] : (['f32', 'q8'] as const)).flatMap((weights) =>
-        [...new Set([1, threads])].map((n): Engine => ({
-          name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''} (pool)`,
-          kind: 'ours',
-          threads: n,
-          weights,
-        })),
-      ),
-      ...(only === 'eval' ? [] : [TFJS_PATH('ours')]),
-      ...(only !== 'eval' && threads > 1 && cli.has('spin-ab')
-        ? (['f32', 'q8'] as const).map((weights): Engine => ({
-            name: `this project, ${weights}, ${threads} threads (pool), no spin`,
-            kind: 'ours',
-            threads,
-            weights,
-            spinOff: true,
-          }))
-        : []),
-      ...(only !== 'eval' && cli.has('pages-ab')
-        ? (['f32', 'q8'] as const).flatMap((weights) =>
-            [...new Set([1, threads])].map((n): Engine => ({
-              name: `this project, ${weights}, ${n} thread${n > 1 ? 's' : ''} (pool), 4 KB pages`,
-              kind: 'ours',
-              threads: n,
-              weights,
-              smallPages: true,
-            })),
-          )
-        : []),
-    ];
-    const evalEngines: Engine[] =
-      evalTokens > 0 && only !== 'decode'
-        ? [
-            ...(['f32', 'q8'] as const).flatMap((weights) =>
-              [...new Set([1, threads])].map((n): Engine => ({
-                name: `blocked eval, ${weights}, ${n} thread${n > 1 ? 's' : ''} (pool)`,
-                kind: 'eval',
-                threads: n,
-                weights,
-              })),
-            ),
-            TFJS_PATH('eval'),
-          ]
-        : [];
+    const all = engineList(peer, anonPeer).filter((e) => engines === undefined || engines.includes(engineKey(e)));
     const sections: string[] = [];
     for (const shape of shapes) {
       const s = NAMED_SHAPES[shape]!;
       writeLlama2c(join(dir, `${shape}.bin`), randomLlamaTensors({ ...s, sharedClassifier: true }, 0));
       syntheticTokenizer(join(dir, `tokenizer-${shape}.bin`), s.vocabSize);
-      const all = [...engines, ...evalEngines];
       const results = new Map<Engine, Measurement[]>(all.map((e) => [e, []]));
       const loadBefore = loadavg()[0]!; // said with the result: a busy machine moves every figure, run.c's 2 threads most
       for (let round = 0; round < rounds; round++) {
@@ -387,12 +423,25 @@ async function main(): Promise<void> {
           others.length === 0 ? '' : `${median(others).toFixed(2)} (${Math.max(...others).toFixed(2)})`,
         ];
       });
-      const ratio = (a: Engine | undefined, b: Engine | undefined) => (tps(a) / tps(b)).toFixed(2);
+      // the ratio of the two engines' medians, and the median of the rounds' ratios with its 95% interval (src/stats.ts; from 6
+      // rounds): in a round the two ran minutes apart at most, so a round's ratio cancels what the machine did over the run
+      const ratio = (a: Engine | undefined, b: Engine | undefined): [string, string] => {
+        if (a === undefined || b === undefined) return ['NaN', ''];
+        const ra = results.get(a)!;
+        const rb = results.get(b)!;
+        return [
+          (tps(a) / tps(b)).toFixed(2),
+          medianWithInterval(
+            ra.map((m, i) => m.tokensPerSecond / rb[i]!.tokensPerSecond),
+            3,
+          ),
+        ];
+      };
       const calmed = all.flatMap((e) => results.get(e)!).filter((m) => (m.calmPeriods ?? 0) > 0).length;
       // (one-thread float32 has two rows since session 25: the pool's, what --threads 1 runs, and the plain tfjs path's, the
       // one-thread path before it; every ratio against one-thread float32 is given against both, the issue's "today's one-thread
       // float32" being the tfjs path's)
-      const ratios = [
+      const ratioRows: [string, [string, string]][] = [
         ['f32, 1 thread (pool) / runomp 1 thread', ratio(find('ours', 1, { weights: 'f32' }), find('runomp', 1))],
         ['f32, 1 thread, tfjs path / runomp 1 thread', ratio(find('ours', 1, tfjsPath), find('runomp', 1))],
         ['f32, 1 thread: pool / tfjs path', ratio(find('ours', 1, { weights: 'f32' }), find('ours', 1, tfjsPath))],
@@ -430,7 +479,10 @@ async function main(): Promise<void> {
         [`blocked eval, f32, ${threads} threads / 1 thread, tfjs path`, ratio(find('eval', threads, { weights: 'f32' }), find('eval', 1, tfjsPath))],
         [`blocked eval, f32, 1 thread: pool / tfjs path`, ratio(find('eval', 1, { weights: 'f32' }), find('eval', 1, tfjsPath))],
         [`blocked eval, q8, ${threads} threads / 1 thread (pool)`, ratio(find('eval', threads, { weights: 'q8' }), find('eval', 1, { weights: 'q8' }))],
-      ].filter(([, x]) => x !== 'NaN'); // rows whose engines did not run (--only, no run.c)
+      ];
+      const ratios = ratioRows
+        .filter(([, [x]]) => x !== 'NaN') // rows whose engines did not run (--only, --engines, no run.c)
+        .map(([label, [x, perRound]]) => [label, x, perRound]);
       sections.push(
         `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode from BOS, ${tokens} tokens timed after the first (as run.c times itself; ours after ${warmup > 0 ? `a stream of ${warmup} untimed` : 'nothing untimed: a fresh process'}), dense cache; ` +
           `blocked eval: ${evalTokens} tokens in blocks of 256, window cache of the trained length. Medians of ${rounds} rounds, engines alternating; ` +
@@ -441,7 +493,7 @@ async function main(): Promise<void> {
           '.\n\n' +
           markdownTable(['engine', 'tok/s (median)', 'range', 'peak RSS MiB', 'in 2 MB pages, MiB', "others' CPU, cores: median (most)"], rows) +
           '\n\n' +
-          markdownTable(['same-run ratio', 'x'], ratios),
+          markdownTable(['same-run ratio', 'x (of the medians)', 'per round: median (95% interval)'], ratios),
       );
       rmSync(join(dir, `${shape}.bin`));
     }

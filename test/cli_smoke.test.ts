@@ -129,6 +129,17 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
     ['decode', ['--tokens', '0'], "--tokens: expected a whole number in 1..1000000, got '0'"],
     ['decode', ['--shapes', '15M,7M'], "--shapes: unknown shape '7M' (known: 260K, 15M, 42M, 110M)"],
     ['decode', ['--only', 'both', '--rounds'], '--rounds: expected a value after it'],
+    [
+      'decode',
+      ['--engines', 'f32-2,f32-3', '--threads', '2', '--only', 'decode'],
+      "--engines: no engine 'f32-3' with these flags (engines: runomp-1, runomp-2, f32-1, f32-2, q8-1, q8-2, tfjs)",
+    ],
+    // (the spin's A/B engine only with --spin-ab)
+    [
+      'decode',
+      ['--engines', 'q8-2-nospin', '--threads', '2', '--eval-tokens', '0'],
+      "--engines: no engine 'q8-2-nospin' with these flags (engines: runomp-1, runomp-2, f32-1, f32-2, q8-1, q8-2, tfjs)",
+    ],
     ['builds_ab', ['--b', 'dist'], '--a: expected the dist/ folder of the build to compare with'],
     ['inproc_ab', ['--b', '/nonexistent'], "--b: /nonexistent is not a build's dist/ folder (no src/generate.js in it)"],
     [
@@ -185,6 +196,39 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
   t.match(unknown.stderr, /^bench inproc_ab: unknown flag --arms \(flags: --a, --b, --aa, /, "decode_ab's --arms is no flag here: one line");
 });
 
+t.test('bench decode --engines: those engines alone, and each ratio also over the rounds, with its interval from 6 rounds', async (t) => {
+  const results = join(ROOT, 'bench', 'RESULTS.md');
+  const before = readFileSync(results, 'utf8');
+  const rounds = 6;
+  const args = ['--shapes', '260K', '--tokens', '4', '--warmup', '0', '--rounds', String(rounds), '--engines', 'f32-1,tfjs', '--only', 'decode'];
+  const r = runCli(['bench', 'decode', ...args]);
+  t.equal(r.status, 0, r.stderr.slice(-300));
+  const pool = 'this project, f32, 1 thread (pool)';
+  const tfjs = 'this project, f32, 1 thread, tfjs path (--products tfjs)';
+  const engineRows = r.stdout.split('\n').filter((line) => /^\| (this project|run\.c)/.test(line));
+  t.same(
+    engineRows.map((line) => line.split('|')[1]!.trim()),
+    [pool, tfjs],
+    'the two engines, no others',
+  );
+  // each round's rates as the progress lines give them (0.1 tok/s): the ratio rows recomputed from them
+  const rates = (name: string) => [...r.stderr.matchAll(/^260K round (\d+)\/6: (.*): ([\d.]+) tok\/s/gm)].filter((m) => m[2] === name).map((m) => Number(m[3]));
+  const [a, b] = [rates(pool), rates(tfjs)];
+  t.equal(a.length, rounds);
+  t.equal(b.length, rounds);
+  const row = r.stdout.split('\n').find((line) => line.startsWith('| f32, 1 thread: pool / tfjs path '));
+  const cells = /\| ([\d.]+) +\| ([\d.]+) \(([\d.]+)\.\.([\d.]+)\) +\|$/.exec(row ?? '');
+  t.ok(cells, `the ratio row: ${row}`);
+  const sorted = (xs: number[]) => [...xs].sort((x, y) => x - y);
+  const mid = (xs: number[]) => (sorted(xs)[2]! + sorted(xs)[3]!) / 2; // of 6
+  const perRound = sorted(a.map((x, i) => x / b[i]!));
+  t.ok(Math.abs(Number(cells![1]) - mid(a) / mid(b)) < 0.01, `the medians' ratio ${cells![1]}`);
+  t.ok(Math.abs(Number(cells![2]) - mid(perRound)) < 0.002, `the rounds' median ${cells![2]}`);
+  // 6 rounds: the interval is the smallest and the largest (src/stats.ts: ranks 1 and 6)
+  t.ok(Math.abs(Number(cells![3]) - perRound[0]!) < 0.002 && Math.abs(Number(cells![4]) - perRound[5]!) < 0.002, `the interval ${cells![3]}..${cells![4]}`);
+  t.equal(readFileSync(results, 'utf8'), before, 'bench/RESULTS.md untouched without --record');
+});
+
 t.test('the A/Bs of two builds refuse one with its 2 MB-page addon against one without (page sizes, not code), before tfjs loads', async (t) => {
   // two builds as far as the check reads them: this build's kernels/huge_pages.js (which says where it looks for
   // the addon: build/Release beside its dist/), the files the A/Bs take for a dist/, and an addon in one of them
@@ -196,7 +240,7 @@ t.test('the A/Bs of two builds refuse one with its 2 MB-page addon against one w
     for (const file of ['generate.js', 'backend.js']) writeFileSync(join(dist, 'src', file), '');
     if (kernels) {
       mkdirSync(join(dist, 'kernels'));
-      copyFileSync(new URL('../kernels/huge_pages.js', import.meta.url), join(dist, 'kernels', 'huge_pages.js'));
+      copyFileSync(join(ROOT, 'dist', 'kernels', 'huge_pages.js'), join(dist, 'kernels', 'huge_pages.js')); // (the compiled one, from the source's test too)
     }
     if (addon) {
       mkdirSync(join(root, name, 'build', 'Release'), { recursive: true });
