@@ -56,7 +56,7 @@ alternating in one run; blocked evaluation (float32, q8; the same placements) on
   --threads N        "all threads" (default: every core, ${defaultThreads()} here)
   --eval-tokens N    tokens scored per blocked-evaluation measurement (default 1024; 0 skips it)
   --only decode|eval only the decode rows (run.c and ours) or only the blocked-evaluation rows (default: both)
-  --engines LIST     only these engines, by key (default: every one the other flags give): runomp-N (run.c on N
+  --engines LIST     only these engines, in this order, by key (default: every one the other flags give): runomp-N (run.c on N
                      threads; -anon with --anon-peer), f32-N, q8-N (ours in the pool; -nospin with --spin-ab, -4k with
                      --pages-ab), tfjs (ours on the tfjs path), eval-f32-N, eval-q8-N, eval-tfjs; N is 1, 2 or
                      --threads. More rounds of fewer engines: e.g. --engines runomp-2,f32-2 --rounds 41
@@ -377,7 +377,12 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'streamllm-bench-decode-'));
   try {
     const peer = only !== 'eval' && buildPeer(dir, peerSource, anonPeer);
-    const all = engineList(peer, anonPeer).filter((e) => engines === undefined || engines.includes(engineKey(e)));
+    const listed = engineList(peer, anonPeer);
+    // (with --engines, in its order: a round runs them so, and a reversed list shows what the order does)
+    const all =
+      engines === undefined
+        ? listed
+        : listed.filter((e) => engines.includes(engineKey(e))).sort((a, b) => engines.indexOf(engineKey(a)) - engines.indexOf(engineKey(b)));
     const sections: string[] = [];
     for (const shape of shapes) {
       const s = NAMED_SHAPES[shape]!;

@@ -196,11 +196,11 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
   t.match(unknown.stderr, /^bench inproc_ab: unknown flag --arms \(flags: --a, --b, --aa, /, "decode_ab's --arms is no flag here: one line");
 });
 
-t.test('bench decode --engines: those engines alone, and each ratio also over the rounds, with its interval from 6 rounds', async (t) => {
+t.test('bench decode --engines: those engines alone in that order, and each ratio also over the rounds, with its interval from 6 rounds', async (t) => {
   const results = join(ROOT, 'bench', 'RESULTS.md');
   const before = readFileSync(results, 'utf8');
   const rounds = 6;
-  const args = ['--shapes', '260K', '--tokens', '4', '--warmup', '0', '--rounds', String(rounds), '--engines', 'f32-1,tfjs', '--only', 'decode'];
+  const args = ['--shapes', '260K', '--tokens', '4', '--warmup', '0', '--rounds', String(rounds), '--engines', 'tfjs,f32-1', '--only', 'decode'];
   const r = runCli(['bench', 'decode', ...args]);
   t.equal(r.status, 0, r.stderr.slice(-300));
   const pool = 'this project, f32, 1 thread (pool)';
@@ -208,8 +208,8 @@ t.test('bench decode --engines: those engines alone, and each ratio also over th
   const engineRows = r.stdout.split('\n').filter((line) => /^\| (this project|run\.c)/.test(line));
   t.same(
     engineRows.map((line) => line.split('|')[1]!.trim()),
-    [pool, tfjs],
-    'the two engines, no others',
+    [tfjs, pool],
+    'the two engines, no others, in the order given',
   );
   // each round's rates as the progress lines give them (0.1 tok/s): the ratio rows recomputed from them
   const rates = (name: string) => [...r.stderr.matchAll(/^260K round (\d+)\/6: (.*): ([\d.]+) tok\/s/gm)].filter((m) => m[2] === name).map((m) => Number(m[3]));
