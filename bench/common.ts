@@ -4,9 +4,10 @@
 // (bench/models.ts does): a benchmark reads its flags through this file and
 // imports the rest after, so that --help and a bad flag answer at once.
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import type { WorkerPool } from '../kernels/pool.js';
 import { WorkerPoolError } from '../kernels/pool_error.js';
 import { StreamllmError } from '../src/errors.js';
@@ -293,6 +294,50 @@ export function cpuMark(): CpuMark | undefined {
 export function othersCores(from: CpuMark | undefined, to: CpuMark | undefined): number | undefined {
   if (from === undefined || to === undefined || !(to.at > from.at)) return undefined;
   return Math.max(0, to.machineMs - from.machineMs - (to.oursMs - from.oursMs)) / (to.at - from.at);
+}
+
+// The loop a worker runs for coreRoundTripNs: answer each odd value of word 0 with the next even one.
+const ROUND_TRIP_WORKER = `
+const { workerData } = require('node:worker_threads');
+const word = new Int32Array(workerData.buffer);
+for (let i = 1; i <= workerData.trips; i++) {
+  while (Atomics.load(word, 0) !== 2 * i - 1);
+  Atomics.store(word, 0, 2 * i);
+}`;
+
+/**
+ * How far apart the machine put two threads' cores: the round trip of one
+ * cache line between this thread and a worker spinning on another core, in
+ * ns, the least of 8 batches of 10,000 after an untimed one (V8 compiles the
+ * loops during it); about 40 ms. On this project's 2-vCPU VM it read 80-120
+ * ns while the two vCPUs shared an L3 and 340-400 while they did not, the
+ * hypervisor moving them within seconds, and each placement had its own
+ * ratio of two-thread engines (bench/RESULTS.md, "Where the two vCPUs
+ * are"). Undefined with one core (the two threads would take turns), and
+ * where the worker did not answer within a second.
+ */
+export async function coreRoundTripNs(): Promise<number | undefined> {
+  if (availableParallelism() < 2) return undefined;
+  const batch = 10_000;
+  const batches = 9;
+  const word = new Int32Array(new SharedArrayBuffer(64));
+  const worker = new Worker(ROUND_TRIP_WORKER, { eval: true, workerData: { buffer: word.buffer, trips: batch * batches } });
+  const times: number[] = [];
+  try {
+    for (let b = 0, i = 0; b < batches; b++) {
+      const started = performance.now();
+      for (let k = 0; k < batch; k++) {
+        i++;
+        Atomics.store(word, 0, 2 * i - 1);
+        // (a worker that never answers, one that failed to start say, gives up the probe after a second)
+        for (let spins = 1; Atomics.load(word, 0) !== 2 * i; spins++) if (spins % 65536 === 0 && performance.now() - started > 1000) return undefined;
+      }
+      if (b > 0) times.push(((performance.now() - started) * 1e6) / batch);
+    }
+  } finally {
+    await worker.terminate();
+  }
+  return Math.min(...times);
 }
 
 /** A Markdown table. */

@@ -12,7 +12,10 @@
 //
 // Every measurement is a child process (its own memory, no warm state
 // carried between engines); the engines go round robin, `--rounds` times,
-// and each reports its median. Checkpoints (random, llama2.c format), the
+// and each reports its median; around each, a cache line's round trip
+// between two threads says how far apart the machine had put two cores
+// (on a VM it moves, and two-thread ratios move with it: each ratio is
+// then also given by placement). Checkpoints (random, llama2.c format), the
 // synthetic tokenizer run.c needs, and runomp itself go to a temporary
 // folder, removed at the end.
 //
@@ -28,6 +31,7 @@ import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import {
   anonHugePagesMiB,
   benchArgs,
+  coreRoundTripNs,
   cpuMark,
   markdownTable,
   median,
@@ -41,7 +45,8 @@ import {
 
 const HELP = `bench/decode.ts: greedy decode tok/s of this project (float32, q8; 1 thread and all, in the worker pool;
 float32 on 1 thread also on the plain tfjs path) against llama2.c run.c built as runomp (1, 2 and --threads threads),
-alternating in one run; blocked evaluation (float32, q8; the same placements) on 1 and all threads.
+alternating in one run; blocked evaluation (float32, q8; the same placements) on 1 and all threads. Around each
+measurement, a cache line's round trip between two threads says how far apart the machine had put two cores.
 
   node dist/bench/decode.js [--shapes 15M,110M] [--tokens 128] [--warmup 8] [--rounds 3] [--threads N] [--eval-tokens 1024] [--only decode|eval] [--engines LIST] [--spin-ab] [--pages-ab] [--anon-peer] [--record]
 
@@ -145,6 +150,8 @@ interface Measurement {
    * tok/s, against 580-620 beside nothing.
    */
   othersCores?: number;
+  /** The threads' round trip just before and just after the measurement, ns (bench/common.ts coreRoundTripNs; absent where it gave none). */
+  roundTripNs?: [number, number];
 }
 
 /** A tokenizer.bin run.c accepts, for a vocabulary of `vocab` (see the peer's README). */
@@ -392,11 +399,15 @@ async function main(): Promise<void> {
       const loadBefore = loadavg()[0]!; // said with the result: a busy machine moves every figure, run.c's 2 threads most
       for (let round = 0; round < rounds; round++) {
         for (const e of all) {
+          const before = await coreRoundTripNs();
           const m = runEngine(e, dir, shape, tokens, warmup, evalTokens);
+          const after = await coreRoundTripNs();
+          if (before !== undefined && after !== undefined) m.roundTripNs = [before, after];
           results.get(e)!.push(m);
           const calm = (m.calmPeriods ?? 0) > 0 ? ` (pool's workers calmed ${m.calmPeriods} times: busy cores)` : '';
           const others = m.othersCores === undefined ? '' : `; other processes took ${m.othersCores.toFixed(2)} cores meanwhile`;
-          process.stderr.write(`${shape} round ${round + 1}/${rounds}: ${e.name}: ${m.tokensPerSecond.toFixed(1)} tok/s${calm}${others}\n`);
+          const trips = m.roundTripNs === undefined ? '' : `; threads' round trip ${m.roundTripNs.map((ns) => ns.toFixed(0)).join(' and ')} ns`;
+          process.stderr.write(`${shape} round ${round + 1}/${rounds}: ${e.name}: ${m.tokensPerSecond.toFixed(1)} tok/s${calm}${others}${trips}\n`);
         }
       }
       const tps = (e: Engine | undefined) => (e === undefined ? NaN : median(results.get(e)!.map((m) => m.tokensPerSecond)));
@@ -419,6 +430,7 @@ async function main(): Promise<void> {
         const rss = r[0]!.rssMiB;
         const huge = r[0]!.hugePagesMiB;
         const others = r.flatMap((m) => (m.othersCores === undefined ? [] : [m.othersCores]));
+        const trips = r.flatMap((m) => m.roundTripNs ?? []);
         return [
           e.name,
           tps(e).toFixed(1),
@@ -426,27 +438,33 @@ async function main(): Promise<void> {
           rss === undefined ? '' : rss.toFixed(0),
           huge === undefined ? '' : huge.toFixed(0),
           others.length === 0 ? '' : `${median(others).toFixed(2)} (${Math.max(...others).toFixed(2)})`,
+          trips.length === 0 ? '' : `${median(trips).toFixed(0)} (${Math.min(...trips).toFixed(0)}..${Math.max(...trips).toFixed(0)})`,
         ];
       });
       // the ratio of the two engines' medians, and the median of the rounds' ratios with its 95% interval (src/stats.ts; from 6
       // rounds): in a round the two ran minutes apart at most, so a round's ratio cancels what the machine did over the run
-      const ratio = (a: Engine | undefined, b: Engine | undefined): [string, string] => {
-        if (a === undefined || b === undefined) return ['NaN', ''];
+      // Where the machine put the two threads' cores around each measurement (bench/common.ts coreRoundTripNs): near, a round
+      // trip under twice the run's least, or far. Where the run saw both, each ratio is given over the rounds of either: a
+      // round counts where the round trips before and after both its measurements were all near, or all far.
+      const allTrips = all.flatMap((e) => results.get(e)!.flatMap((m) => m.roundTripNs ?? []));
+      const nearBelow = 2 * Math.min(...allTrips); // (Infinity where none was measured: no far round)
+      const placed = (ms: Measurement[], near: boolean) => ms.every((m) => m.roundTripNs !== undefined && m.roundTripNs.every((ns) => ns < nearBelow === near));
+      const measured = all.flatMap((e) => results.get(e)!);
+      const split = measured.some((m) => placed([m], true)) && measured.some((m) => placed([m], false));
+      const ratio = (a: Engine | undefined, b: Engine | undefined): string[] => {
+        if (a === undefined || b === undefined) return ['NaN'];
         const ra = results.get(a)!;
         const rb = results.get(b)!;
-        return [
-          (tps(a) / tps(b)).toFixed(2),
-          medianWithInterval(
-            ra.map((m, i) => m.tokensPerSecond / rb[i]!.tokensPerSecond),
-            3,
-          ),
-        ];
+        const rounds = (near?: boolean) =>
+          ra.flatMap((m, i) => (near === undefined || placed([m, rb[i]!], near) ? [m.tokensPerSecond / rb[i]!.tokensPerSecond] : []));
+        const over = (xs: number[]) => (xs.length === 0 ? 'none' : `${medianWithInterval(xs, 3)}, ${xs.length} round${xs.length > 1 ? 's' : ''}`);
+        return [(tps(a) / tps(b)).toFixed(2), medianWithInterval(rounds(), 3), ...(split ? [over(rounds(true)), over(rounds(false))] : [])];
       };
       const calmed = all.flatMap((e) => results.get(e)!).filter((m) => (m.calmPeriods ?? 0) > 0).length;
       // (one-thread float32 has two rows since session 25: the pool's, what --threads 1 runs, and the plain tfjs path's, the
       // one-thread path before it; every ratio against one-thread float32 is given against both, the issue's "today's one-thread
       // float32" being the tfjs path's)
-      const ratioRows: [string, [string, string]][] = [
+      const ratioRows: [string, string[]][] = [
         ['f32, 1 thread (pool) / runomp 1 thread', ratio(find('ours', 1, { weights: 'f32' }), find('runomp', 1))],
         ['f32, 1 thread, tfjs path / runomp 1 thread', ratio(find('ours', 1, tfjsPath), find('runomp', 1))],
         ['f32, 1 thread: pool / tfjs path', ratio(find('ours', 1, { weights: 'f32' }), find('ours', 1, tfjsPath))],
@@ -487,18 +505,39 @@ async function main(): Promise<void> {
       ];
       const ratios = ratioRows
         .filter(([, [x]]) => x !== 'NaN') // rows whose engines did not run (--only, --engines, no run.c)
-        .map(([label, [x, perRound]]) => [label, x, perRound]);
+        .map(([label, columns]) => [label, ...columns]);
       sections.push(
         `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode from BOS, ${tokens} tokens timed after the first (as run.c times itself; ours after ${warmup > 0 ? `a stream of ${warmup} untimed` : 'nothing untimed: a fresh process'}), dense cache; ` +
           `blocked eval: ${evalTokens} tokens in blocks of 256, window cache of the trained length. Medians of ${rounds} rounds, engines alternating; ` +
           `load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after` +
           (calmed > 0 ? `; in ${calmed} runs of ours the pool found the cores busy and stopped its workers' spin for a while (kernels/pool_busy.ts)` : '') +
           ". Others' CPU: what other processes took while each measurement ran (ours: its timed tokens; run.c: its whole process), " +
-          'in cores; the engines share the machine with them, and a measurement beside a few tenths of a core reads slower' +
+          'in cores; the engines share the machine with them, and a measurement beside a few tenths of a core reads slower. ' +
+          "Threads' round trip: a cache line's between two threads just before and after each measurement (bench/common.ts " +
+          'coreRoundTripNs): how far apart the machine had put two cores; a VM may move its vCPUs within seconds' +
           '.\n\n' +
-          markdownTable(['engine', 'tok/s (median)', 'range', 'peak RSS MiB', 'in 2 MB pages, MiB', "others' CPU, cores: median (most)"], rows) +
+          markdownTable(
+            [
+              'engine',
+              'tok/s (median)',
+              'range',
+              'peak RSS MiB',
+              'in 2 MB pages, MiB',
+              "others' CPU, cores: median (most)",
+              "threads' round trip, ns: median (range)",
+            ],
+            rows,
+          ) +
           '\n\n' +
-          markdownTable(['same-run ratio', 'x (of the medians)', 'per round: median (95% interval)'], ratios),
+          markdownTable(
+            [
+              'same-run ratio',
+              'x (of the medians)',
+              'per round: median (95% interval)',
+              ...(split ? [`threads near (round trip < ${nearBelow.toFixed(0)} ns): the same`, 'threads far: the same'] : []),
+            ],
+            ratios,
+          ),
       );
       rmSync(join(dir, `${shape}.bin`));
     }

@@ -206,6 +206,8 @@ t.test('bench decode --engines: those engines alone in that order, and each rati
   const pool = 'this project, f32, 1 thread (pool)';
   const tfjs = 'this project, f32, 1 thread, tfjs path (--products tfjs)';
   const engineRows = r.stdout.split('\n').filter((line) => /^\| (this project|run\.c)/.test(line));
+  // each row's last cell: the threads' round trip around its measurements, ns, median (range)
+  for (const line of engineRows) t.match(line, /\| \d+ \(\d+\.\.\d+\) +\|$/, 'a round trip measured around each run');
   t.same(
     engineRows.map((line) => line.split('|')[1]!.trim()),
     [tfjs, pool],
@@ -217,7 +219,8 @@ t.test('bench decode --engines: those engines alone in that order, and each rati
   t.equal(a.length, rounds);
   t.equal(b.length, rounds);
   const row = r.stdout.split('\n').find((line) => line.startsWith('| f32, 1 thread: pool / tfjs path '));
-  const cells = /\| ([\d.]+) +\| ([\d.]+) \(([\d.]+)\.\.([\d.]+)\) +\|$/.exec(row ?? '');
+  // (its first three cells: where the machine moved the threads' cores during the run, two more give the ratio by placement)
+  const cells = /^\| f32, 1 thread: pool \/ tfjs path +\| ([\d.]+) +\| ([\d.]+) \(([\d.]+)\.\.([\d.]+)\) +\|/.exec(row ?? '');
   t.ok(cells, `the ratio row: ${row}`);
   const sorted = (xs: number[]) => [...xs].sort((x, y) => x - y);
   const mid = (xs: number[]) => (sorted(xs)[2]! + sorted(xs)[3]!) / 2; // of 6
