@@ -340,6 +340,27 @@ export async function coreRoundTripNs(): Promise<number | undefined> {
   return Math.min(...times);
 }
 
+/**
+ * The round trip (ns, coreRoundTripNs) that parts a run's near placements
+ * from its far ones: the geometric middle of the widest gap between
+ * neighbouring round trips in order, where that gap is a factor of 2 or
+ * more (here 80-130 ns against 340-420); Infinity where there is none (one
+ * placement, or none measured: all near).
+ */
+export function placementBoundary(roundTrips: number[]): number {
+  const sorted = [...roundTrips].sort((a, b) => a - b);
+  let boundary = Infinity;
+  let widest = 2;
+  for (let i = 1; i < sorted.length; i++) {
+    const gap = sorted[i]! / sorted[i - 1]!;
+    if (gap >= widest) {
+      widest = gap;
+      boundary = Math.sqrt(sorted[i]! * sorted[i - 1]!);
+    }
+  }
+  return boundary;
+}
+
 /** A Markdown table. */
 export function markdownTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

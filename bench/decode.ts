@@ -32,6 +32,7 @@ import {
   anonHugePagesMiB,
   benchArgs,
   coreRoundTripNs,
+  placementBoundary,
   cpuMark,
   markdownTable,
   median,
@@ -443,11 +444,10 @@ async function main(): Promise<void> {
       });
       // the ratio of the two engines' medians, and the median of the rounds' ratios with its 95% interval (src/stats.ts; from 6
       // rounds): in a round the two ran minutes apart at most, so a round's ratio cancels what the machine did over the run
-      // Where the machine put the two threads' cores around each measurement (bench/common.ts coreRoundTripNs): near, a round
-      // trip under twice the run's least, or far. Where the run saw both, each ratio is given over the rounds of either: a
-      // round counts where the round trips before and after both its measurements were all near, or all far.
-      const allTrips = all.flatMap((e) => results.get(e)!.flatMap((m) => m.roundTripNs ?? []));
-      const nearBelow = 2 * Math.min(...allTrips); // (Infinity where none was measured: no far round)
+      // Where the machine put the two threads' cores around each measurement (bench/common.ts coreRoundTripNs): near or far
+      // of placementBoundary's round trip. Where the run saw both, each ratio is given over the rounds of either: a round
+      // counts where the round trips before and after both its measurements were all near, or all far.
+      const nearBelow = placementBoundary(all.flatMap((e) => results.get(e)!.flatMap((m) => m.roundTripNs ?? [])));
       const placed = (ms: Measurement[], near: boolean) => ms.every((m) => m.roundTripNs !== undefined && m.roundTripNs.every((ns) => ns < nearBelow === near));
       const measured = all.flatMap((e) => results.get(e)!);
       const split = measured.some((m) => placed([m], true)) && measured.some((m) => placed([m], false));

@@ -6,6 +6,7 @@
 // --help and argument errors stay free of tfjs.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
@@ -336,3 +337,15 @@ t.test(
     );
   },
 );
+
+t.test("bench/common's placement of two threads: the round trip measured, and the boundary between near and far", async (t) => {
+  const { coreRoundTripNs, placementBoundary } = await import('../bench/common.js');
+  const ns = await coreRoundTripNs();
+  // (a machine of one core has no figure; the worker it starts is gone when it returns: this process exits on its own)
+  if (availableParallelism() < 2) t.equal(ns, undefined, 'one core: none');
+  else t.ok(ns === undefined || (ns > 0 && ns < 1e6), `a round trip of ${ns} ns`);
+  t.equal(placementBoundary([]), Infinity, 'none measured: all near');
+  t.equal(placementBoundary([90, 52, 126, 84, 117]), Infinity, 'one placement (52 -> 84 is under a factor of 2)');
+  t.equal(placementBoundary([90, 380, 126, 84, 406, 52]), Math.sqrt(126 * 380), 'the widest gap, 126 -> 380: its geometric middle');
+  t.equal(placementBoundary([100, 210, 900]), Math.sqrt(210 * 900), 'of two gaps of 2 or more, the wider');
+});
