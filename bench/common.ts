@@ -314,7 +314,9 @@ for (let i = 1; i <= workerData.trips; i++) {
  * hypervisor moving them within seconds, and each placement had its own
  * ratio of two-thread engines (bench/RESULTS.md, "Where the two vCPUs
  * are"). Undefined with one core (the two threads would take turns), and
- * where the worker did not answer within a second.
+ * where the probe did not finish within a second: a worker that failed, or
+ * a machine so busy that the two threads seldom run at once (on one core,
+ * each round trip waits for a time slice).
  */
 export async function coreRoundTripNs(): Promise<number | undefined> {
   if (availableParallelism() < 2) return undefined;
@@ -322,6 +324,9 @@ export async function coreRoundTripNs(): Promise<number | undefined> {
   const batches = 9;
   const word = new Int32Array(new SharedArrayBuffer(64));
   const worker = new Worker(ROUND_TRIP_WORKER, { eval: true, workerData: { buffer: word.buffer, trips: batch * batches } });
+  // a worker that fails never answers, and the deadline below gives up the probe; unheard, its error would end the process
+  worker.on('error', () => {});
+  const deadline = performance.now() + 1000;
   const times: number[] = [];
   try {
     for (let b = 0, i = 0; b < batches; b++) {
@@ -329,8 +334,7 @@ export async function coreRoundTripNs(): Promise<number | undefined> {
       for (let k = 0; k < batch; k++) {
         i++;
         Atomics.store(word, 0, 2 * i - 1);
-        // (a worker that never answers, one that failed to start say, gives up the probe after a second)
-        for (let spins = 1; Atomics.load(word, 0) !== 2 * i; spins++) if (spins % 65536 === 0 && performance.now() - started > 1000) return undefined;
+        for (let spins = 1; Atomics.load(word, 0) !== 2 * i; spins++) if (spins % 65536 === 0 && performance.now() > deadline) return undefined;
       }
       if (b > 0) times.push(((performance.now() - started) * 1e6) / batch);
     }
