@@ -64,8 +64,8 @@ measurement, a cache line's round trip between two threads says how far apart th
   --only decode|eval only the decode rows (run.c and ours) or only the blocked-evaluation rows (default: both)
   --engines LIST     only these engines, in this order, by key (default: every one the other flags give): runomp-N (run.c on N
                      threads; -anon with --anon-peer), f32-N, q8-N (ours in the pool; -nospin with --spin-ab, -4k with
-                     --pages-ab), tfjs (ours on the tfjs path), eval-f32-N, eval-q8-N, eval-tfjs; N is 1, 2 or
-                     --threads. More rounds of fewer engines: e.g. --engines runomp-2,f32-2 --rounds 41
+                     --pages-ab), tfjs (ours on the tfjs path), eval-f32-N, eval-q8-N, eval-tfjs; N is 1 or --threads
+                     (run.c's also 2), each key once. More rounds of fewer engines: e.g. --engines runomp-2,f32-2 --rounds 41
   --spin-ab          also this project on all threads with the pool's spin off (the sleep-only pool), an A/B of the spin in the same run
   --pages-ab         also this project (1 thread and all) with its memory on 4 KB pages (the pool's memory and the wasm
                      backend's heap not advised to take 2 MB pages: kernels/huge_pages.ts), an A/B of the page size
@@ -109,7 +109,11 @@ const only = cli.choice('only', 'both', ['both', 'decode', 'eval']);
 const engines = cli.has('engines') ? cli.value('engines', '').split(',') : undefined;
 if (engines !== undefined) {
   const keys = engineList(only !== 'eval', cli.has('anon-peer')).map(engineKey);
-  for (const k of engines) if (!keys.includes(k)) cli.fail(`--engines: no engine '${k}' with these flags (engines: ${keys.join(', ')})`);
+  for (const [i, k] of engines.entries()) {
+    if (!keys.includes(k)) cli.fail(`--engines: no engine '${k}' with these flags (engines: ${keys.join(', ')})`);
+    // (a round runs an engine once: a second mention would be dropped, and the order it was meant to give lost)
+    if (engines.indexOf(k) < i) cli.fail(`--engines: '${k}' given twice`);
+  }
 }
 // the rest once the flags are read: --help and a bad flag answer without loading tfjs or a model
 const { writeLlama2c } = await import('../src/checkpoint/llama2c.js');
