@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../kernels/threads.js';
 import { initBackend } from '../src/backend.js';
+import { StreamllmError } from '../src/errors.js';
 import { NAMED_SHAPES } from '../src/model/named_shapes.js';
 import {
   anonHugePagesMiB,
@@ -395,6 +396,8 @@ async function main(): Promise<void> {
       engines === undefined
         ? listed
         : listed.filter((e) => engines.includes(engineKey(e))).sort((a, b) => engines.indexOf(engineKey(a)) - engines.indexOf(engineKey(b)));
+    // (the flags were checked as if run.c builds: a list of its engines alone may leave none, and a run would print empty tables)
+    if (all.length === 0) throw new StreamllmError(`--engines: ${engines!.join(',')} are run.c's engines alone, and run.c did not build`);
     const sections: string[] = [];
     for (const shape of shapes) {
       const s = NAMED_SHAPES[shape]!;

@@ -234,6 +234,14 @@ t.test('bench decode --engines: those engines alone in that order, and each rati
   t.equal(readFileSync(results, 'utf8'), before, 'bench/RESULTS.md untouched without --record');
 });
 
+t.test('bench decode --engines of run.c alone where run.c does not build: one line, exit 2, no empty tables', async (t) => {
+  const r = runCli(['bench', 'decode', '--shapes', '260K', '--only', 'decode', '--engines', 'runomp-2,runomp-1', '--peer', join(tempDir(), 'missing.c')]);
+  t.equal(r.status, 2);
+  t.match(r.stderr, /^run\.c not built \(.*\n/, "the build's failure first");
+  t.match(r.stderr, /\nbench decode: --engines: runomp-2,runomp-1 are run\.c's engines alone, and run\.c did not build\n$/);
+  t.equal(r.stdout, '', 'no tables');
+});
+
 t.test('the A/Bs of two builds refuse one with its 2 MB-page addon against one without (page sizes, not code), before tfjs loads', async (t) => {
   // two builds as far as the check reads them: this build's kernels/huge_pages.js (which says where it looks for
   // the addon: build/Release beside its dist/), the files the A/Bs take for a dist/, and an addon in one of them
