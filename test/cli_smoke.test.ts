@@ -397,4 +397,7 @@ t.test("bench/common's placement of two threads: the round trip measured, and th
   t.equal(placementBoundary([90, 52, 126, 84, 117]), Infinity, 'one placement (52 -> 84 is under a factor of 2)');
   t.equal(placementBoundary([90, 380, 126, 84, 406, 52]), Math.sqrt(126 * 380), 'the widest gap, 126 -> 380: its geometric middle');
   t.equal(placementBoundary([100, 210, 900]), Math.sqrt(210 * 900), 'of two gaps of 2 or more, the wider');
+  t.equal(placementBoundary([200, 100]), Math.sqrt(200 * 100), 'a factor of 2 exactly parts them');
+  t.equal(placementBoundary([199, 100]), Infinity, 'just under 2: one placement');
+  t.equal(placementBoundary([380, 380, 90, 90]), Math.sqrt(90 * 380), 'repeated readings');
 });
