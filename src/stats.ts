@@ -10,10 +10,11 @@ export function median(xs: number[]): number {
 /**
  * The median of n independent measurements and a 95% interval of it: the
  * order statistics of ranks n/2 - 0.98 sqrt(n) and n/2 + 1 + 0.98 sqrt(n)
- * (1-based, rounded), the binomial's normal approximation, which assumes
- * nothing about the measurements' distribution. No interval below 6
- * measurements: there even the smallest and the largest cover less than 95%
- * (1 - 2 / 2^n).
+ * (1-based, rounded, within 1..n), the binomial's normal approximation,
+ * which assumes nothing about the measurements' distribution. Its exact
+ * coverage is 0.9501 to 0.992 for 6 to 1000 measurements
+ * (test/experiments.test.ts). No interval below 6 measurements: there even
+ * the smallest and the largest cover less than 95% (1 - 2 / 2^n).
  */
 export function medianInterval(xs: number[]): { median: number; low?: number; high?: number } {
   const s = [...xs].sort((a, b) => a - b);
