@@ -33,13 +33,13 @@ import {
   anonHugePagesMiB,
   benchArgs,
   coreRoundTripNs,
-  placementBoundary,
   cpuMark,
   markdownTable,
   median,
   medianWithInterval,
   othersCores,
   peakRssMiB,
+  placementBoundary,
   recordResult,
   runBench,
   shapesFlag,
@@ -449,8 +449,6 @@ async function main(): Promise<void> {
           trips.length === 0 ? '' : `${median(trips).toFixed(0)} (${Math.min(...trips).toFixed(0)}..${Math.max(...trips).toFixed(0)})`,
         ];
       });
-      // the ratio of the two engines' medians, and the median of the rounds' ratios with its 95% interval (src/stats.ts; from 6
-      // rounds): in a round the two ran minutes apart at most, so a round's ratio cancels what the machine did over the run
       // Where the machine put the two threads' cores around each measurement (bench/common.ts coreRoundTripNs): near or far
       // of placementBoundary's round trip. Where the run saw both, each ratio is given over the rounds of either: a round
       // counts where the round trips before and after both its measurements were all near, or all far.
@@ -458,14 +456,17 @@ async function main(): Promise<void> {
       const placed = (ms: Measurement[], near: boolean) => ms.every((m) => m.roundTripNs !== undefined && m.roundTripNs.every((ns) => ns < nearBelow === near));
       const measured = all.flatMap((e) => results.get(e)!);
       const split = measured.some((m) => placed([m], true)) && measured.some((m) => placed([m], false));
+      // The ratio of the two engines' medians, and the median of the rounds' ratios with its 95% interval (src/stats.ts; from 6
+      // rounds): in a round the two ran minutes apart at most, so a round's ratio cancels what the machine did over the run.
       const ratio = (a: Engine | undefined, b: Engine | undefined): string[] => {
         if (a === undefined || b === undefined) return ['NaN'];
         const ra = results.get(a)!;
         const rb = results.get(b)!;
-        const rounds = (near?: boolean) =>
+        // each round's ratio, of every round or of the rounds near (far) alone
+        const roundRatios = (near?: boolean) =>
           ra.flatMap((m, i) => (near === undefined || placed([m, rb[i]!], near) ? [m.tokensPerSecond / rb[i]!.tokensPerSecond] : []));
         const over = (xs: number[]) => (xs.length === 0 ? 'none' : `${medianWithInterval(xs, 3)}, ${xs.length} round${xs.length > 1 ? 's' : ''}`);
-        return [(tps(a) / tps(b)).toFixed(2), medianWithInterval(rounds(), 3), ...(split ? [over(rounds(true)), over(rounds(false))] : [])];
+        return [(tps(a) / tps(b)).toFixed(2), medianWithInterval(roundRatios(), 3), ...(split ? [over(roundRatios(true)), over(roundRatios(false))] : [])];
       };
       const calmed = all.flatMap((e) => results.get(e)!).filter((m) => (m.calmPeriods ?? 0) > 0).length;
       // (one-thread float32 has two rows since session 25: the pool's, what --threads 1 runs, and the plain tfjs path's, the
