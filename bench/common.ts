@@ -309,8 +309,8 @@ for (let i = 1; i <= workerData.trips; i++) {
  * How far apart the machine put two threads' cores: the round trip of one
  * cache line between this thread and a worker spinning on another core, in
  * ns, the least of 8 batches of 10,000 after an untimed one (V8 compiles the
- * loops during it); about 40 ms. On this project's 2-vCPU VM it read 80-120
- * ns while the two vCPUs shared an L3 and 340-400 while they did not, the
+ * loops during it); about 40 ms. On this project's 2-vCPU VM it read 75-130
+ * ns while the two vCPUs shared an L3 and 340-420 while they did not, the
  * hypervisor moving them within seconds, and each placement had its own
  * ratio of two-thread engines (bench/RESULTS.md, "Where the two vCPUs
  * are"). Undefined with one core (the two threads would take turns), and
@@ -348,7 +348,7 @@ export async function coreRoundTripNs(): Promise<number | undefined> {
  * The round trip (ns, coreRoundTripNs) that parts a run's near placements
  * from its far ones: the geometric middle of the widest gap between
  * neighbouring round trips in order, where that gap is a factor of 2 or
- * more (here 80-130 ns against 340-420); Infinity where there is none (one
+ * more (here 75-130 ns against 340-420); Infinity where there is none (one
  * placement, or none measured: all near).
  */
 export function placementBoundary(roundTrips: number[]): number {
