@@ -583,7 +583,7 @@ await runBench(async () => {
     `Quiet turn: every block's CPU share (the process's CPU time over the wall time of the threads its stream keeps busy; the pool's workers spin between jobs) at ${QUIET_SHARE} or more, ` +
     `no other process holding a core for long. Others' CPU: what other processes took during a turn (median). ` +
     `Over the rounds (each its own memory layout and compiled code: the independent measurements): medians of the rounds' figures, ` +
-    `X/A and X-A (the turns' median difference) with a 95% interval of the median (order statistics). ` +
+    `X/A and X-A (the turns' median difference) with a 95% interval of the median (order statistics; from 6 rounds, the median alone below). ` +
     `The waiting streams' pool threads took ${idleShare.toFixed(2)}% of a core while another stream decoded; with every pool idle the process ` +
     `took ${idleCpuMsPerSecond.toFixed(1)} ms of CPU a second. ` +
     `Load average ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after. ` +
