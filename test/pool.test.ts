@@ -138,33 +138,42 @@ t.test('float32 products equal the backend matMul (XNNPACK on wasm) bit for bit'
 });
 
 t.test('the float32 loop over a range of rows that cuts its groups of 16 stores only that range', async (t) => {
-  const [rows, cols, tokens] = [40, 64, 3];
-  const w = randn(rows * cols);
-  const x = randn(tokens * cols);
-  const m = matrix(one, 'f32', w, rows, cols);
-  const want = productF32Reference(w, x, rows, cols, tokens);
-  const xp = one.alloc(4 * tokens * cols);
-  new Float32Array(one.memory.buffer, xp, tokens * cols).set(x);
-  const out = one.alloc(4 * tokens * rows);
-  const got = new Float32Array(one.memory.buffer, out, tokens * rows);
-  for (const [row0, row1] of [
-    [4, 20],
-    [8, 12],
-    [20, 37],
-    [36, 40],
-  ] as const) {
-    got.fill(-1);
-    one.loops.productF32(m.data, xp, out, row0, row1, cols, tokens, rows);
-    const inRange = (i: number) => i % rows >= row0 && i % rows < row1;
-    t.same(
-      Array.from(got).filter((_, i) => inRange(i)),
-      Array.from(want).filter((_, i) => inRange(i)),
-      `rows [${row0}, ${row1})`,
-    );
-    t.ok(
-      got.every((v, i) => inRange(i) || v === -1),
-      'nothing outside it written',
-    );
+  // (one token reads a range's groups two at a time, half the range apart, the middle one of an odd count alone:
+  // ranges of 1 to 7 groups, cut at either end or not, row0 a multiple of 4 as products.wat asks; several tokens read a
+  // group at a time)
+  const [rows, cols] = [100, 64];
+  for (const tokens of [3, 1]) {
+    const w = randn(rows * cols);
+    const x = randn(tokens * cols);
+    const m = matrix(one, 'f32', w, rows, cols);
+    const want = productF32Reference(w, x, rows, cols, tokens);
+    const xp = one.alloc(4 * tokens * cols);
+    new Float32Array(one.memory.buffer, xp, tokens * cols).set(x);
+    const out = one.alloc(4 * tokens * rows);
+    const got = new Float32Array(one.memory.buffer, out, tokens * rows);
+    for (const [row0, row1] of [
+      [4, 20],
+      [8, 12],
+      [20, 37],
+      [36, 40],
+      [16, 64],
+      [36, 100],
+      [0, 100],
+      [12, 84],
+    ] as const) {
+      got.fill(-1);
+      one.loops.productF32(m.data, xp, out, row0, row1, cols, tokens, rows);
+      const inRange = (i: number) => i % rows >= row0 && i % rows < row1;
+      t.same(
+        Array.from(got).filter((_, i) => inRange(i)),
+        Array.from(want).filter((_, i) => inRange(i)),
+        `${tokens} token${tokens > 1 ? 's' : ''}, rows [${row0}, ${row1})`,
+      );
+      t.ok(
+        got.every((v, i) => inRange(i) || v === -1),
+        'nothing outside it written',
+      );
+    }
   }
 });
 

@@ -20,6 +20,10 @@
 ;;   productF32(w, x, out, row0, row1, cols, tokens, outStride)
 ;;       out[t * outStride + r] = sum_c w[r, c] * x[t, c]    r in [row0, row1), t < tokens
 ;;
+;; For one token (decode) a call reads its range as two streams, half the
+;; range apart (productF32One): the hardware prefetcher keeps more of
+;; memory's lines in flight for two streams than for one.
+;;
 ;; The float32 product adds each output's terms one by one in column order,
 ;; from 0, one float32 rounding for each product and each sum (no fused
 ;; multiply-add): the order XNNPACK's products (the tfjs wasm backend's
@@ -82,8 +86,8 @@
   ;; Float32 product, rows [row0, row1) for every token, a group of 16 rows at
   ;; a time (a group that the range only partly covers is computed whole and
   ;; stored in part); tokens two at a time (eight accumulators: each loaded
-  ;; column of weights serves two tokens), then the odd one (decode: the only
-  ;; one).
+  ;; column of weights serves two tokens), then the odd one; a call for one
+  ;; token alone (decode) reads two groups at a time (productF32One, below).
   ;;
   ;; Decode streams weights from memory (a 15M step reads 61 MB, more than the
   ;; 32 MB L3). Measured on a step's 25 products, each thread a half of each,
@@ -93,7 +97,7 @@
   ;; alternating with it (1.45-1.63 ms a step against 1.59-2.04). Tried,
   ;; slower or no gain: a scalar load 4 KB ahead each step as a software
   ;; prefetch (1.1-1.25x the time on two threads, 1.4-1.6x on one); two
-  ;; groups at once, two streams (1.2x; 1.4x);
+  ;; adjacent groups at once (1.2x; 1.4x; on 4 KB pages);
   ;; groups of 32 rows, eight chains of one addition a column (9% faster on
   ;; one thread in that probe; in decode, bench/builds_ab.ts, 0.93-1.07x
   ;; against an A/A of 0.98); reading the classifier's rows in the other
@@ -132,6 +136,89 @@
   ;; native madvise; bench/decode.ts --pages-ab measures both sizes). On 4 KB
   ;; pages, a change to this loop's µops shows little from memory.
   (func (export "productF32")
+    (param $w i32) (param $x i32) (param $out i32) (param $row0 i32) (param $row1 i32)
+    (param $cols i32) (param $tokens i32) (param $outStride i32)
+    (if (i32.eq (local.get $tokens) (i32.const 1))
+      (then (call $productF32One (local.get $w) (local.get $x) (local.get $out) (local.get $row0) (local.get $row1) (local.get $cols)) (return)))
+    (call $productF32Tokens (local.get $w) (local.get $x) (local.get $out) (local.get $row0) (local.get $row1)
+      (local.get $cols) (local.get $tokens) (local.get $outStride)))
+
+  ;; One token (decode): the range's G groups two at a time, group i with
+  ;; group i + ceil(G/2), so that the call reads two streams half its range
+  ;; apart; the middle group of an odd count alone. Each row's terms are
+  ;; added in column order as on every other path: the same bits. From
+  ;; memory, WebAssembly's 128-bit loads with one stream keep too few lines
+  ;; in flight (it has no prefetch instruction; 512-bit loads keep more):
+  ;; the hardware prefetcher runs ahead on each stream, so two streams
+  ;; keep about twice as many. Measured (bench/f32_product.ts --variant,
+  ;; weights from memory, 2 MB pages, 5-7 rounds alternating): one thread
+  ;; 1.08-1.10x faster on 32000x288, 288x768 and 864x288; two threads split
+  ;; statically, a 15M step's 25 products 1.31x, the classifier 1.10x. (Two
+  ;; adjacent groups at once, tried on 4 KB pages before the pool asked for
+  ;; 2 MB ones, were one stream and slower: above.) Four streams would need
+  ;; sixteen accumulators, as many as V8's vector registers, before the
+  ;; splat and the loads.
+  (func $productF32One
+    (param $w i32) (param $x i32) (param $out i32) (param $row0 i32) (param $row1 i32) (param $cols i32)
+    (local $groupBytes i32) (local $first i32) (local $groups i32) (local $pairs i32) (local $ahead i32)
+    (local $r i32) (local $s i32) (local $p i32) (local $q i32) (local $end i32) (local $xc i32) (local $i i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local $b0 v128) (local $b1 v128) (local $b2 v128) (local $b3 v128) (local $xa v128)
+    (local.set $groupBytes (i32.shl (local.get $cols) (i32.const 6)))
+    (local.set $first (i32.and (local.get $row0) (i32.const -16)))
+    (local.set $groups (i32.shr_u (i32.add (i32.sub (local.get $row1) (local.get $first)) (i32.const 15)) (i32.const 4)))
+    (local.set $pairs (i32.shr_u (local.get $groups) (i32.const 1)))
+    (local.set $ahead (i32.shl (i32.sub (local.get $groups) (local.get $pairs)) (i32.const 4))) ;; rows from a pair's first group to its second
+    (local.set $i (i32.const 0))
+    (block $pairsDone
+      (loop $pairLoop
+        (br_if $pairsDone (i32.ge_u (local.get $i) (local.get $pairs)))
+        (local.set $r (i32.add (local.get $first) (i32.shl (local.get $i) (i32.const 4))))
+        (local.set $s (i32.add (local.get $r) (local.get $ahead)))
+        (local.set $p (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $r) (i32.const 4)) (local.get $groupBytes))))
+        (local.set $q (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $s) (i32.const 4)) (local.get $groupBytes))))
+        (local.set $end (i32.add (local.get $p) (local.get $groupBytes)))
+        (local.set $xc (local.get $x))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $a1 (v128.const i32x4 0 0 0 0))
+        (local.set $a2 (v128.const i32x4 0 0 0 0))
+        (local.set $a3 (v128.const i32x4 0 0 0 0))
+        (local.set $b0 (v128.const i32x4 0 0 0 0))
+        (local.set $b1 (v128.const i32x4 0 0 0 0))
+        (local.set $b2 (v128.const i32x4 0 0 0 0))
+        (local.set $b3 (v128.const i32x4 0 0 0 0))
+        (loop $columns
+          (local.set $xa (v128.load32_splat (local.get $xc)))
+          (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (local.get $p)) (local.get $xa))))
+          (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (v128.load (local.get $q)) (local.get $xa))))
+          (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=16 (local.get $p)) (local.get $xa))))
+          (local.set $b1 (f32x4.add (local.get $b1) (f32x4.mul (v128.load offset=16 (local.get $q)) (local.get $xa))))
+          (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=32 (local.get $p)) (local.get $xa))))
+          (local.set $b2 (f32x4.add (local.get $b2) (f32x4.mul (v128.load offset=32 (local.get $q)) (local.get $xa))))
+          (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=48 (local.get $p)) (local.get $xa))))
+          (local.set $b3 (f32x4.add (local.get $b3) (f32x4.mul (v128.load offset=48 (local.get $q)) (local.get $xa))))
+          (local.set $xc (i32.add (local.get $xc) (i32.const 4)))
+          (local.set $p (i32.add (local.get $p) (i32.const 64)))
+          (local.set $q (i32.add (local.get $q) (i32.const 64)))
+          (br_if $columns (i32.lt_u (local.get $p) (local.get $end))))
+        (call $storeGroup (i32.add (local.get $out) (i32.shl (local.get $r) (i32.const 2)))
+          (local.get $r) (local.get $row0) (local.get $row1)
+          (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))
+        (call $storeGroup (i32.add (local.get $out) (i32.shl (local.get $s) (i32.const 2)))
+          (local.get $s) (local.get $row0) (local.get $row1)
+          (local.get $b0) (local.get $b1) (local.get $b2) (local.get $b3))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $pairLoop)))
+    ;; an odd count's middle group, rows [r, r + 16) of the range
+    (if (i32.and (local.get $groups) (i32.const 1))
+      (then
+        (local.set $r (i32.add (local.get $first) (i32.shl (local.get $pairs) (i32.const 4))))
+        (call $productF32Tokens (local.get $w) (local.get $x) (local.get $out)
+          (select (local.get $row0) (local.get $r) (i32.gt_u (local.get $row0) (local.get $r)))
+          (select (local.get $row1) (i32.add (local.get $r) (i32.const 16)) (i32.lt_u (local.get $row1) (i32.add (local.get $r) (i32.const 16))))
+          (local.get $cols) (i32.const 1) (i32.const 0)))))
+
+  (func $productF32Tokens
     (param $w i32) (param $x i32) (param $out i32) (param $row0 i32) (param $row1 i32)
     (param $cols i32) (param $tokens i32) (param $outStride i32)
     (local $rowBytes i32) (local $groupBytes i32) (local $r i32) (local $t i32)
