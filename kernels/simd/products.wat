@@ -21,8 +21,8 @@
 ;;       out[t * outStride + r] = sum_c w[r, c] * x[t, c]    r in [row0, row1), t < tokens
 ;;
 ;; For one token (decode) a call reads its range as two streams, half the
-;; range apart (productF32One): the hardware prefetcher keeps more of
-;; memory's lines in flight for two streams than for one.
+;; range apart, in turns (productF32One): the hardware prefetcher keeps more
+;; of memory's lines in flight for two streams than for one.
 ;;
 ;; The float32 product adds each output's terms one by one in column order,
 ;; from 0, one float32 rounding for each product and each sum (no fused
@@ -145,25 +145,29 @@
 
   ;; One token (decode): the range's G groups two at a time, group i with
   ;; group i + ceil(G/2), so that the call reads two streams half its range
-  ;; apart; the middle group of an odd count alone. Each row's terms are
-  ;; added in column order as on every other path: the same bits. From
-  ;; memory, WebAssembly's 128-bit loads with one stream keep too few lines
-  ;; in flight (it has no prefetch instruction; 512-bit loads keep more):
-  ;; the hardware prefetcher runs ahead on each stream, so two streams
-  ;; keep about twice as many. Measured (bench/f32_product.ts --variant,
-  ;; weights from memory, 2 MB pages, 5-7 rounds alternating): one thread
-  ;; 1.08-1.10x faster on 32000x288, 288x768 and 864x288; two threads split
-  ;; statically, a 15M step's 25 products 1.31x, the classifier 1.10x. (Two
-  ;; adjacent groups at once, tried on 4 KB pages before the pool asked for
-  ;; 2 MB ones, were one stream and slower: above.) Four streams would need
-  ;; sixteen accumulators, as many as V8's vector registers, before the
-  ;; splat and the loads.
+  ;; apart, in turns of 2 KB (32 columns) from each; the middle group of an
+  ;; odd count alone. Each row's terms are added in column order as on
+  ;; every other path: the same bits.
+  ;;
+  ;; Why two streams: from memory, one stream of 128-bit loads keeps too few
+  ;; of memory's lines in flight (WebAssembly has no wider load and no
+  ;; prefetch; bench/RESULTS.md, "Where the two vCPUs are"), and the
+  ;; hardware prefetcher runs ahead on each stream it sees. Why turns: the
+  ;; two groups' columns in lockstep (eight accumulators live with a column's
+  ;; eight loads) spilled V8's registers and ran at half speed in cache;
+  ;; a turn holds one group's four accumulators and loads at a time.
+  ;; Measured, one process, bench/inproc_ab.ts against one stream
+  ;; (bench/RESULTS.md, "Two streams a product"): µs a greedy token 0.80x
+  ;; on one thread (15M), 0.97x on two, 0.93x at 110M, 1.00x at 260K (in
+  ;; cache); lockstep had read 0.94x on two threads at 15M and 1.18x at 260K.
+  ;; Three streams (twelve accumulators) gained nothing more in
+  ;; bench/f32_product.ts.
   (func $productF32One
     (param $w i32) (param $x i32) (param $out i32) (param $row0 i32) (param $row1 i32) (param $cols i32)
     (local $groupBytes i32) (local $first i32) (local $groups i32) (local $pairs i32) (local $ahead i32)
     (local $r i32) (local $s i32) (local $p i32) (local $q i32) (local $end i32) (local $xc i32) (local $i i32)
     (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
-    (local $b0 v128) (local $b1 v128) (local $b2 v128) (local $b3 v128) (local $xa v128)
+    (local $b0 v128) (local $b1 v128) (local $b2 v128) (local $b3 v128) (local $xa v128) (local $xb v128) (local $xd i32) (local $chunkEnd i32)
     (local.set $groupBytes (i32.shl (local.get $cols) (i32.const 6)))
     (local.set $first (i32.and (local.get $row0) (i32.const -16)))
     (local.set $groups (i32.shr_u (i32.add (i32.sub (local.get $row1) (local.get $first)) (i32.const 15)) (i32.const 4)))
@@ -187,20 +191,42 @@
         (local.set $b1 (v128.const i32x4 0 0 0 0))
         (local.set $b2 (v128.const i32x4 0 0 0 0))
         (local.set $b3 (v128.const i32x4 0 0 0 0))
-        (loop $columns
-          (local.set $xa (v128.load32_splat (local.get $xc)))
-          (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (local.get $p)) (local.get $xa))))
-          (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (v128.load (local.get $q)) (local.get $xa))))
-          (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=16 (local.get $p)) (local.get $xa))))
-          (local.set $b1 (f32x4.add (local.get $b1) (f32x4.mul (v128.load offset=16 (local.get $q)) (local.get $xa))))
-          (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=32 (local.get $p)) (local.get $xa))))
-          (local.set $b2 (f32x4.add (local.get $b2) (f32x4.mul (v128.load offset=32 (local.get $q)) (local.get $xa))))
-          (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=48 (local.get $p)) (local.get $xa))))
-          (local.set $b3 (f32x4.add (local.get $b3) (f32x4.mul (v128.load offset=48 (local.get $q)) (local.get $xa))))
-          (local.set $xc (i32.add (local.get $xc) (i32.const 4)))
-          (local.set $p (i32.add (local.get $p) (i32.const 64)))
-          (local.set $q (i32.add (local.get $q) (i32.const 64)))
-          (br_if $columns (i32.lt_u (local.get $p) (local.get $end))))
+        (block $chunksDone
+          (loop $chunks
+            (br_if $chunksDone (i32.ge_u (local.get $p) (local.get $end)))
+            ;; a turn: 32 columns of the first group, then the same columns of the second
+            (local.set $xd (local.get $xc))
+            (local.set $chunkEnd (i32.add (local.get $p) (i32.const 2048)))
+            (loop $columnsA
+              (local.set $xa (v128.load32_splat (local.get $xc)))
+              (local.set $xb (v128.load32_splat offset=4 (local.get $xc)))
+              (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (local.get $p)) (local.get $xa))))
+              (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=16 (local.get $p)) (local.get $xa))))
+              (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=32 (local.get $p)) (local.get $xa))))
+              (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=48 (local.get $p)) (local.get $xa))))
+              (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load offset=64 (local.get $p)) (local.get $xb))))
+              (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=80 (local.get $p)) (local.get $xb))))
+              (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=96 (local.get $p)) (local.get $xb))))
+              (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=112 (local.get $p)) (local.get $xb))))
+              (local.set $xc (i32.add (local.get $xc) (i32.const 8)))
+              (local.set $p (i32.add (local.get $p) (i32.const 128)))
+              (br_if $columnsA (i32.lt_u (local.get $p) (local.get $chunkEnd))))
+            (local.set $chunkEnd (i32.add (local.get $q) (i32.const 2048)))
+            (loop $columnsB
+              (local.set $xa (v128.load32_splat (local.get $xd)))
+              (local.set $xb (v128.load32_splat offset=4 (local.get $xd)))
+              (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (v128.load (local.get $q)) (local.get $xa))))
+              (local.set $b1 (f32x4.add (local.get $b1) (f32x4.mul (v128.load offset=16 (local.get $q)) (local.get $xa))))
+              (local.set $b2 (f32x4.add (local.get $b2) (f32x4.mul (v128.load offset=32 (local.get $q)) (local.get $xa))))
+              (local.set $b3 (f32x4.add (local.get $b3) (f32x4.mul (v128.load offset=48 (local.get $q)) (local.get $xa))))
+              (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (v128.load offset=64 (local.get $q)) (local.get $xb))))
+              (local.set $b1 (f32x4.add (local.get $b1) (f32x4.mul (v128.load offset=80 (local.get $q)) (local.get $xb))))
+              (local.set $b2 (f32x4.add (local.get $b2) (f32x4.mul (v128.load offset=96 (local.get $q)) (local.get $xb))))
+              (local.set $b3 (f32x4.add (local.get $b3) (f32x4.mul (v128.load offset=112 (local.get $q)) (local.get $xb))))
+              (local.set $xd (i32.add (local.get $xd) (i32.const 8)))
+              (local.set $q (i32.add (local.get $q) (i32.const 128)))
+              (br_if $columnsB (i32.lt_u (local.get $q) (local.get $chunkEnd))))
+            (br $chunks)))
         (call $storeGroup (i32.add (local.get $out) (i32.shl (local.get $r) (i32.const 2)))
           (local.get $r) (local.get $row0) (local.get $row1)
           (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))
