@@ -138,11 +138,16 @@ t.test('float32 products equal the backend matMul (XNNPACK on wasm) bit for bit'
 });
 
 t.test('the float32 loop over a range of rows that cuts its groups of 16 stores only that range', async (t) => {
-  // (one token reads a range's groups two at a time, half the range apart, the middle one of an odd count alone:
-  // ranges of 1 to 7 groups, cut at either end or not, row0 a multiple of 4 as products.wat asks; several tokens read a
-  // group at a time)
-  const [rows, cols] = [100, 64];
-  for (const tokens of [3, 1]) {
+  // (one token reads a range's groups two at a time, half the range apart, the middle one of an odd count alone, in
+  // turns of 32 columns: ranges of 1 to 7 groups, cut at either end or not, row0 a multiple of 4 as products.wat asks,
+  // groups of 1, 2 and 3 turns; several tokens read a group at a time)
+  const rows = 100;
+  for (const [tokens, cols] of [
+    [3, 64],
+    [1, 64],
+    [1, 32],
+    [1, 96],
+  ] as const) {
     const w = randn(rows * cols);
     const x = randn(tokens * cols);
     const m = matrix(one, 'f32', w, rows, cols);
@@ -167,7 +172,7 @@ t.test('the float32 loop over a range of rows that cuts its groups of 16 stores 
       t.same(
         Array.from(got).filter((_, i) => inRange(i)),
         Array.from(want).filter((_, i) => inRange(i)),
-        `${tokens} token${tokens > 1 ? 's' : ''}, rows [${row0}, ${row1})`,
+        `${tokens} token${tokens > 1 ? 's' : ''}, ${cols} columns, rows [${row0}, ${row1})`,
       );
       t.ok(
         got.every((v, i) => inRange(i) || v === -1),
