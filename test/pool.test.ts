@@ -165,6 +165,7 @@ t.test('the float32 loop over a range of rows that cuts its groups of 16 stores 
       [36, 100],
       [0, 100],
       [12, 84],
+      [4, 60],
     ] as const) {
       got.fill(-1);
       one.loops.productF32(m.data, xp, out, row0, row1, cols, tokens, rows);
