@@ -160,11 +160,12 @@
   ;; eight loads) spilled V8's registers and ran at half speed in cache;
   ;; a turn holds one group's four accumulators and loads at a time.
   ;; Measured, one process, bench/inproc_ab.ts against one stream
-  ;; (bench/RESULTS.md, "Two streams a product"): µs a greedy token 0.80x
+  ;; (bench/RESULTS.md, "Two streams a product"): µs a greedy token 0.81x
   ;; on one thread (15M), 0.97x on two, 0.93x at 110M, 1.00x at 260K (in
   ;; cache); lockstep had read 0.94x on two threads at 15M and 1.18x at 260K.
-  ;; Three streams (twelve accumulators) gained nothing more in
-  ;; bench/f32_product.ts.
+  ;; Three streams in lockstep (twelve accumulators) against two in lockstep,
+  ;; bench/f32_product.ts: no faster on one thread, 1.05x on a two-thread
+  ;; split of a step.
   (func $productF32One
     (param $w i32) (param $x i32) (param $out i32) (param $row0 i32) (param $row1 i32) (param $cols i32)
     (local $groupBytes i32) (local $first i32) (local $groups i32) (local $pairs i32) (local $ahead i32)
