@@ -458,8 +458,11 @@ async function main(): Promise<void> {
       const split = measured.some((m) => placed([m], true)) && measured.some((m) => placed([m], false));
       // The ratio of the two engines' medians, and the median of the rounds' ratios with its 95% interval (src/stats.ts; from 6
       // rounds): in a round the two ran minutes apart at most, so a round's ratio cancels what the machine did over the run.
+      // each pair of engines once: with --threads 1 the all-threads rows below name the one-thread engines again
+      const compared = new Set<string>();
       const ratio = (a: Engine | undefined, b: Engine | undefined): string[] => {
-        if (a === undefined || b === undefined) return ['NaN'];
+        if (a === undefined || b === undefined || a === b || compared.has(`${a.name} / ${b.name}`)) return ['NaN'];
+        compared.add(`${a.name} / ${b.name}`);
         const ra = results.get(a)!;
         const rb = results.get(b)!;
         // each round's ratio, of every round or of the rounds near (far) alone
@@ -512,7 +515,7 @@ async function main(): Promise<void> {
         [`blocked eval, q8, ${threads} threads / 1 thread (pool)`, ratio(find('eval', threads, { weights: 'q8' }), find('eval', 1, { weights: 'q8' }))],
       ];
       const ratios = ratioRows
-        .filter(([, [x]]) => x !== 'NaN') // rows whose engines did not run (--only, --engines, no run.c)
+        .filter(([, [x]]) => x !== 'NaN') // rows whose engines did not run (--only, --engines, no run.c), or given above
         .map(([label, columns]) => [label, ...columns]);
       sections.push(
         `${shape} (${s.dim} dim, ${s.layers} layers, vocab ${s.vocabSize}): greedy decode from BOS, ${tokens} tokens timed after the first (as run.c times itself; ours after ${warmup > 0 ? `a stream of ${warmup} untimed` : 'nothing untimed: a fresh process'}), dense cache; ` +

@@ -202,7 +202,23 @@ t.test('bench decode --engines: those engines alone in that order, and each rati
   const results = join(ROOT, 'bench', 'RESULTS.md');
   const before = readFileSync(results, 'utf8');
   const rounds = 6;
-  const args = ['--shapes', '260K', '--tokens', '4', '--warmup', '0', '--rounds', String(rounds), '--engines', 'tfjs,f32-1', '--only', 'decode'];
+  // (--threads 1: the all-threads ratios would name the one-thread engines again; each pair is given once)
+  const args = [
+    '--shapes',
+    '260K',
+    '--tokens',
+    '4',
+    '--warmup',
+    '0',
+    '--rounds',
+    String(rounds),
+    '--engines',
+    'tfjs,f32-1',
+    '--only',
+    'decode',
+    '--threads',
+    '1',
+  ];
   const r = runCli(['bench', 'decode', ...args]);
   t.equal(r.status, 0, r.stderr.slice(-300));
   const pool = 'this project, f32, 1 thread (pool)';
@@ -235,6 +251,11 @@ t.test('bench decode --engines: those engines alone in that order, and each rati
   t.equal(b.length, rounds);
   const lines = r.stdout.split('\n');
   const row = lines.find((line) => line.startsWith('| f32, 1 thread: pool / tfjs path '));
+  t.same(
+    lines.filter((line) => /^\| f32, 1 thread/.test(line) && / \/ /.test(line)).map((line) => line.split('|')[1]!.trim()),
+    ['f32, 1 thread: pool / tfjs path'],
+    'one ratio row for the pair (not again as "f32, 1 threads / f32, 1 thread, tfjs path")',
+  );
   // (its first three cells; two more give the ratio by placement where the machine moved the threads' cores during the run)
   const cells = /^\| f32, 1 thread: pool \/ tfjs path +\| ([\d.]+) +\| ([\d.]+) \(([\d.]+)\.\.([\d.]+)\) +\|/.exec(row ?? '');
   t.ok(cells, `the ratio row: ${row}`);
