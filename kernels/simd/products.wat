@@ -171,7 +171,7 @@
     (local $groupBytes i32) (local $first i32) (local $groups i32) (local $pairs i32) (local $ahead i32)
     (local $r i32) (local $s i32) (local $p i32) (local $q i32) (local $end i32) (local $xc i32) (local $i i32)
     (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
-    (local $b0 v128) (local $b1 v128) (local $b2 v128) (local $b3 v128) (local $xa v128) (local $xb v128) (local $xd i32) (local $chunkEnd i32)
+    (local $b0 v128) (local $b1 v128) (local $b2 v128) (local $b3 v128) (local $xa v128) (local $xb v128) (local $xd i32) (local $turnEnd i32)
     (local.set $groupBytes (i32.shl (local.get $cols) (i32.const 6)))
     (local.set $first (i32.and (local.get $row0) (i32.const -16)))
     (local.set $groups (i32.shr_u (i32.add (i32.sub (local.get $row1) (local.get $first)) (i32.const 15)) (i32.const 4)))
@@ -195,12 +195,12 @@
         (local.set $b1 (v128.const i32x4 0 0 0 0))
         (local.set $b2 (v128.const i32x4 0 0 0 0))
         (local.set $b3 (v128.const i32x4 0 0 0 0))
-        (block $chunksDone
-          (loop $chunks
-            (br_if $chunksDone (i32.ge_u (local.get $p) (local.get $end)))
+        (block $turnsDone
+          (loop $turns
+            (br_if $turnsDone (i32.ge_u (local.get $p) (local.get $end)))
             ;; a turn: 32 columns of the first group, then the same columns of the second
             (local.set $xd (local.get $xc))
-            (local.set $chunkEnd (i32.add (local.get $p) (i32.const 2048)))
+            (local.set $turnEnd (i32.add (local.get $p) (i32.const 2048)))
             (loop $columnsA
               (local.set $xa (v128.load32_splat (local.get $xc)))
               (local.set $xb (v128.load32_splat offset=4 (local.get $xc)))
@@ -214,8 +214,8 @@
               (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=112 (local.get $p)) (local.get $xb))))
               (local.set $xc (i32.add (local.get $xc) (i32.const 8)))
               (local.set $p (i32.add (local.get $p) (i32.const 128)))
-              (br_if $columnsA (i32.lt_u (local.get $p) (local.get $chunkEnd))))
-            (local.set $chunkEnd (i32.add (local.get $q) (i32.const 2048)))
+              (br_if $columnsA (i32.lt_u (local.get $p) (local.get $turnEnd))))
+            (local.set $turnEnd (i32.add (local.get $q) (i32.const 2048)))
             (loop $columnsB
               (local.set $xa (v128.load32_splat (local.get $xd)))
               (local.set $xb (v128.load32_splat offset=4 (local.get $xd)))
@@ -229,8 +229,8 @@
               (local.set $b3 (f32x4.add (local.get $b3) (f32x4.mul (v128.load offset=112 (local.get $q)) (local.get $xb))))
               (local.set $xd (i32.add (local.get $xd) (i32.const 8)))
               (local.set $q (i32.add (local.get $q) (i32.const 128)))
-              (br_if $columnsB (i32.lt_u (local.get $q) (local.get $chunkEnd))))
-            (br $chunks)))
+              (br_if $columnsB (i32.lt_u (local.get $q) (local.get $turnEnd))))
+            (br $turns)))
         (call $storeGroup (i32.add (local.get $out) (i32.shl (local.get $r) (i32.const 2)))
           (local.get $r) (local.get $row0) (local.get $row1)
           (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3))
