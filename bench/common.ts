@@ -168,6 +168,7 @@ export function medianWithInterval(xs: number[], digits: number): string {
   const { median, low, high } = medianInterval(xs);
   return low === undefined || high === undefined ? median.toFixed(digits) : `${median.toFixed(digits)} (${low.toFixed(digits)}..${high.toFixed(digits)})`;
 }
+
 /** A `Field: N kB` line of a /proc/self file, in MiB; undefined where the file or the field is absent (not Linux). */
 function procMiB(file: string, field: string): number | undefined {
   if (!existsSync(file)) return undefined;

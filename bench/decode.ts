@@ -106,10 +106,11 @@ const evalTokens = cli.count('eval-tokens', 1024, 0, 1_000_000);
 const rounds = cli.count('rounds', 3, 1, 100);
 const shapes = shapesFlag(cli, 'shapes', '15M,110M');
 const only = cli.choice('only', 'both', ['both', 'decode', 'eval']);
-// --engines: each key checked against every engine the other flags give (run.c's as if it builds)
+// the engines the flags give (run.c's as if it builds): none is an error, not empty tables; --engines' keys checked against them
+const keys = engineList(only !== 'eval', cli.has('anon-peer')).map(engineKey);
+if (keys.length === 0) cli.fail('--only eval with --eval-tokens 0: no engine left to run');
 const engines = cli.has('engines') ? cli.value('engines', '').split(',') : undefined;
 if (engines !== undefined) {
-  const keys = engineList(only !== 'eval', cli.has('anon-peer')).map(engineKey);
   for (const [i, k] of engines.entries()) {
     if (!keys.includes(k)) cli.fail(`--engines: no engine '${k}' with these flags (engines: ${keys.join(', ')})`);
     // (a round runs an engine once: a second mention would be dropped, and the order it was meant to give lost)
@@ -458,7 +459,7 @@ async function main(): Promise<void> {
       const split = measured.some((m) => placed([m], true)) && measured.some((m) => placed([m], false));
       // The ratio of the two engines' medians, and the median of the rounds' ratios with its 95% interval (src/stats.ts; from 6
       // rounds): in a round the two ran minutes apart at most, so a round's ratio cancels what the machine did over the run.
-      // each pair of engines once: with --threads 1 the all-threads rows below name the one-thread engines again
+      // Each pair of engines once: with --threads 1 the all-threads rows below name the one-thread engines again.
       const compared = new Set<string>();
       const ratio = (a: Engine | undefined, b: Engine | undefined): string[] => {
         if (a === undefined || b === undefined || a === b || compared.has(`${a.name} / ${b.name}`)) return ['NaN'];

@@ -136,6 +136,7 @@ t.test('a benchmark flag with a bad value: one line naming it, exit 2, before an
       "--engines: no engine 'f32-3' with these flags (engines: runomp-1, runomp-2, f32-1, f32-2, q8-1, q8-2, tfjs)",
     ],
     ['decode', ['--engines', 'f32-1,tfjs,f32-1', '--threads', '2'], "--engines: 'f32-1' given twice"],
+    ['decode', ['--only', 'eval', '--eval-tokens', '0'], '--only eval with --eval-tokens 0: no engine left to run'],
     // (the spin's A/B engine only with --spin-ab)
     [
       'decode',
